@@ -1,0 +1,36 @@
+/**
+ * A framed, bidirectional connection carrying messages of type `A`.
+ *
+ * @since 0.1.0
+ */
+import type { Effect, Stream } from "effect"
+import type { StreamAddress } from "./Address.ts"
+import type { CloseReason } from "./CloseReason.ts"
+import type { CodecError, ConnectionClosed } from "./TransportError.ts"
+
+/** @since 0.1.0 @category models */
+export interface Connection<A> {
+  /** Unique within the process, for logs. */
+  readonly id: string
+  readonly local: StreamAddress
+  readonly remote: StreamAddress
+  /**
+   * Queues one message. Suspends while the bounded outgoing queue is full (backpressure);
+   * fails with `ConnectionClosed` once the connection is closed.
+   */
+  readonly send: (message: A) => Effect.Effect<void, ConnectionClosed | CodecError>
+  /** Queues several messages in order, with the same backpressure as `send`. */
+  readonly sendAll: (messages: Iterable<A>) => Effect.Effect<void, ConnectionClosed | CodecError>
+  /**
+   * The received messages, in order, emitted in whole chunks as they arrive. Ends when the
+   * connection closes, whatever the reason: read `closed` for it. Consume it once.
+   */
+  readonly messages: Stream.Stream<A>
+  /** Completes, once, with why the connection closed. Never fails. */
+  readonly closed: Effect.Effect<CloseReason>
+  /**
+   * Closes from this side: what is queued is still written (for at most the linger time),
+   * then the peer sees `End` and this side `LocalClose`. Also runs when the scope closes.
+   */
+  readonly close: Effect.Effect<void>
+}
