@@ -1,0 +1,479 @@
+/**
+ * The connection core, shared by every `Transport` implementation: on top of a byte-stream
+ * `Link` it runs the handshake, frames and MACs messages, decodes them with the codec,
+ * applies backpressure both ways, sends keep-alives, detects idle peers, and decides the
+ * one `CloseReason`.
+ *
+ * The hot path is synchronous and chunked: every frame of a received chunk is decoded in
+ * the link's data callback and handed to the reader as one batch; the writer takes every
+ * queued message at once and writes them as one buffer.
+ */
+import { type Cause, Deferred, Effect, Fiber, Queue, Redacted, Result, Scope, Stream } from "effect"
+import * as Address from "../Address.ts"
+import * as CloseReason from "../CloseReason.ts"
+import type { Connection } from "../Connection.ts"
+import type { ResolvedOptions } from "../Options.ts"
+import { CodecError, ConnectError, ConnectionClosed, HandshakeError } from "../TransportError.ts"
+import {
+  encodedSize,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameType,
+  macBytes,
+  writeFrame,
+} from "./frame.ts"
+import {
+  clientProof,
+  decodeHello,
+  decodeHelloAck,
+  encodeHello,
+  encodeHelloAck,
+  FrameMac,
+  HelloStatus,
+  macEquals,
+  nonceBytes,
+  protocolVersion,
+  serverProof,
+} from "./handshake.ts"
+import type { Link, RandomBytes } from "./link.ts"
+
+/** Frames before the handshake completes are small; a stranger's bytes fail fast. */
+const handshakeMaxBodyBytes = 256
+
+type Phase = "hello" | "proof" | "ready" | "open" | "closed"
+
+interface Batch<A> {
+  readonly messages: Array<A>
+  readonly bytes: number
+}
+
+const keyBytes = (key: Uint8Array | string): Uint8Array =>
+  typeof key === "string" ? new TextEncoder().encode(key) : key
+
+class Core<A> {
+  phase: Phase
+  private readonly decoder = new FrameDecoder(handshakeMaxBodyBytes)
+  private macOut: FrameMac | undefined = undefined
+  private macIn: FrameMac | undefined = undefined
+  private bufferedBytes = 0
+  private paused = false
+  private drainWaiter: Deferred.Deferred<void> | undefined = undefined
+  heardSinceTick = false
+  sentSinceTick = false
+  reason: CloseReason.CloseReason | undefined = undefined
+
+  readonly handshake = Deferred.makeUnsafe<void, HandshakeError | ConnectError>()
+  readonly closed = Deferred.makeUnsafe<CloseReason.CloseReason>()
+
+  constructor(
+    readonly link: Link,
+    readonly role: "client" | "server",
+    readonly options: ResolvedOptions<A>,
+    readonly key: Uint8Array | undefined,
+    readonly nonce: Uint8Array,
+    readonly peer: string,
+    readonly inbound: Queue.Queue<Batch<A>, Cause.Done>,
+    readonly outbound: Queue.Queue<Uint8Array, Cause.Done>,
+  ) {
+    this.phase = role === "client" ? "ready" : "hello"
+  }
+
+  get isClosed(): boolean {
+    return this.phase === "closed"
+  }
+
+  start(): void {
+    this.link.start({
+      onData: (chunk) => this.onData(chunk),
+      onEnd: () => this.onPeerGone(new CloseReason.End(), "end"),
+      onReset: (detail) => this.onPeerGone(new CloseReason.Reset({ detail }), "destroy"),
+      onDrain: () => this.releaseDrain(),
+    })
+    if (this.role === "client") {
+      const hello = { version: protocolVersion, authenticated: this.key !== undefined }
+      this.link.write(encodeFrame(FrameType.Hello, encodeHello({ ...hello, nonce: this.nonce })))
+    }
+  }
+
+  private onPeerGone(reason: CloseReason.End | CloseReason.Reset, action: "end" | "destroy") {
+    const handshaking = this.phase !== "open" && this.phase !== "closed"
+    this.finish(reason, action)
+    if (handshaking) {
+      this.failHandshake(
+        new ConnectError({
+          address: this.peer,
+          reason: "Closed",
+          detail: `peer closed the connection during the handshake (${reason._tag})`,
+        }),
+      )
+    }
+  }
+
+  private onData(chunk: Uint8Array): void {
+    if (this.phase === "closed") return
+    this.heardSinceTick = true
+    const frames = this.decoder.push(chunk)
+    if (!Array.isArray(frames)) {
+      if (this.phase === "open") return this.protocolError(frames.detail)
+      return this.refuse("NotUnderstudy", frames.detail)
+    }
+    let messages: Array<A> | undefined
+    let bytes = 0
+    for (const frame of frames) {
+      if (this.phase !== "open") {
+        this.onHandshakeFrame(frame)
+        continue
+      }
+      const payload = this.verified(frame)
+      if (payload === undefined) return this.protocolError("frame MAC does not verify")
+      if (frame.type === FrameType.Ping) continue
+      if (frame.type !== FrameType.Data) {
+        return this.protocolError(`unexpected frame type ${frame.type}`)
+      }
+      const decoded = this.options.codec.decode(payload)
+      if (Result.isFailure(decoded)) {
+        return this.protocolError(`undecodable message: ${decoded.failure.detail}`)
+      }
+      messages ??= []
+      messages.push(decoded.success)
+      bytes += payload.byteLength
+    }
+    if (messages !== undefined && this.phase === "open") {
+      Queue.offerUnsafe(this.inbound, { messages, bytes })
+      this.bufferedBytes += bytes
+      if (!this.paused && this.bufferedBytes > this.options.receiveBufferBytes) {
+        this.paused = true
+        this.link.pause()
+      }
+    }
+  }
+
+  private verified(frame: Frame): Uint8Array | undefined {
+    return this.macIn === undefined ? frame.body : this.macIn.verify(frame.type, frame.body)
+  }
+
+  /** Called by the reader after it took `bytes` of messages: resumes a paused link. */
+  consumed(bytes: number): void {
+    this.bufferedBytes -= bytes
+    if (this.paused && this.bufferedBytes <= this.options.receiveBufferBytes / 2) {
+      this.paused = false
+      if (this.phase !== "closed") this.link.resume()
+    }
+  }
+
+  private onHandshakeFrame(frame: Frame): void {
+    switch (this.phase) {
+      case "hello":
+        return this.onHello(frame)
+      case "proof":
+        return this.onProof(frame)
+      case "ready":
+        return this.role === "client" && this.macIn === undefined && this.macOut === undefined
+          ? this.onHelloAck(frame)
+          : this.onReady(frame)
+      default:
+        return
+    }
+  }
+
+  /** Server: the client's opening frame. */
+  private onHello(frame: Frame): void {
+    if (frame.type !== FrameType.Hello) return this.refuse("NotUnderstudy", "no hello")
+    const hello = decodeHello(frame.body)
+    if (typeof hello === "string") return this.refuse("NotUnderstudy", hello)
+    const reply = (status: number, nonce: Uint8Array, mac: Uint8Array) =>
+      this.link.write(
+        encodeFrame(
+          FrameType.HelloAck,
+          encodeHelloAck({ version: protocolVersion, status, nonce, mac }),
+        ),
+      )
+    const empty = new Uint8Array(0)
+    if (hello.version !== protocolVersion) {
+      reply(HelloStatus.VersionMismatch, empty, empty)
+      return this.refuse("VersionMismatch", `client speaks version ${hello.version}`, "end")
+    }
+    if (this.key === undefined) {
+      if (hello.authenticated) {
+        reply(HelloStatus.AuthenticationUnsupported, empty, empty)
+        return this.refuse("AuthenticationFailed", "client offers a key; none here", "end")
+      }
+      reply(HelloStatus.Ok, empty, empty)
+      return this.open()
+    }
+    if (!hello.authenticated) {
+      reply(HelloStatus.AuthenticationRequired, empty, empty)
+      return this.refuse("AuthenticationRequired", "client offered no cluster key", "end")
+    }
+    reply(HelloStatus.Ok, this.nonce, serverProof(this.key, hello.nonce, this.nonce))
+    this.peerNonce = hello.nonce.slice()
+    this.phase = "proof"
+  }
+
+  private peerNonce: Uint8Array = new Uint8Array(0)
+
+  /** Server: the client's proof of the key. */
+  private onProof(frame: Frame): void {
+    const key = this.key!
+    if (
+      frame.type !== FrameType.Proof ||
+      !macEquals(frame.body, clientProof(key, this.peerNonce, this.nonce))
+    ) {
+      return this.refuse("AuthenticationFailed", "client proof of the cluster key is wrong")
+    }
+    const macs = FrameMac.pair(key, this.peerNonce, this.nonce)
+    this.macOut = macs.serverToClient
+    this.macIn = macs.clientToServer
+    this.link.write(encodeFrame(FrameType.Ready, new Uint8Array(0)))
+    this.open()
+  }
+
+  /** Client: the server's answer to the hello. */
+  private onHelloAck(frame: Frame): void {
+    if (frame.type !== FrameType.HelloAck) return this.refuse("NotUnderstudy", "no hello reply")
+    const ack = decodeHelloAck(frame.body, this.key !== undefined)
+    if (typeof ack === "string") return this.refuse("NotUnderstudy", ack)
+    switch (ack.status) {
+      case HelloStatus.Ok:
+        break
+      case HelloStatus.VersionMismatch:
+        return this.refuse("VersionMismatch", `server speaks version ${ack.version}`)
+      case HelloStatus.AuthenticationRequired:
+        return this.refuse("AuthenticationRequired", "server requires a cluster key")
+      case HelloStatus.AuthenticationUnsupported:
+        return this.refuse("AuthenticationFailed", "server has no cluster key")
+      default:
+        return this.refuse("NotUnderstudy", `unknown hello status ${ack.status}`)
+    }
+    if (ack.version !== protocolVersion) {
+      return this.refuse("VersionMismatch", `server speaks version ${ack.version}`)
+    }
+    if (this.key === undefined) return this.open()
+    if (!macEquals(ack.mac, serverProof(this.key, this.nonce, ack.nonce))) {
+      return this.refuse("AuthenticationFailed", "server proof of the cluster key is wrong")
+    }
+    const macs = FrameMac.pair(this.key, this.nonce, ack.nonce)
+    this.macOut = macs.clientToServer
+    this.macIn = macs.serverToClient
+    this.link.write(encodeFrame(FrameType.Proof, clientProof(this.key, this.nonce, ack.nonce)))
+  }
+
+  /** Client: the server accepted the proof. */
+  private onReady(frame: Frame): void {
+    if (frame.type !== FrameType.Ready) return this.refuse("NotUnderstudy", "no ready frame")
+    this.open()
+  }
+
+  private open(): void {
+    this.phase = "open"
+    this.decoder.maxBodyBytes = this.options.maxFrameBytes + 1 + macBytes
+    Deferred.doneUnsafe(this.handshake, Effect.void)
+  }
+
+  private failHandshake(error: HandshakeError | ConnectError): void {
+    Deferred.doneUnsafe(this.handshake, Effect.fail(error))
+  }
+
+  private refuse(
+    reason: HandshakeError["reason"],
+    detail: string,
+    action: "end" | "destroy" = "destroy",
+  ): void {
+    this.finish(new CloseReason.ProtocolError({ detail }), action)
+    this.failHandshake(new HandshakeError({ address: this.peer, reason, detail }))
+  }
+
+  private protocolError(detail: string): void {
+    this.finish(new CloseReason.ProtocolError({ detail }), "destroy")
+  }
+
+  /** Writes queued payloads as Data frames in one buffer; false when the link is full. */
+  writeData(payloads: ReadonlyArray<Uint8Array>): boolean {
+    return this.writeFrames(FrameType.Data, payloads)
+  }
+
+  writePing(): void {
+    this.writeFrames(FrameType.Ping, [new Uint8Array(0)])
+  }
+
+  private writeFrames(type: number, payloads: ReadonlyArray<Uint8Array>): boolean {
+    const withMac = this.macOut !== undefined
+    let size = 0
+    for (const payload of payloads) size += encodedSize(payload.byteLength, withMac)
+    const out = new Uint8Array(size)
+    let offset = 0
+    const sign = this.macOut?.sign
+    for (const payload of payloads) offset = writeFrame(out, offset, type, payload, sign)
+    this.sentSinceTick = true
+    return this.link.write(out)
+  }
+
+  awaitDrain(): Effect.Effect<void> {
+    const waiter = Deferred.makeUnsafe<void>()
+    this.drainWaiter = waiter
+    return Deferred.await(waiter)
+  }
+
+  private releaseDrain(): void {
+    const waiter = this.drainWaiter
+    this.drainWaiter = undefined
+    if (waiter !== undefined) Deferred.doneUnsafe(waiter, Effect.void)
+  }
+
+  /** Decides the close reason, once, and releases everyone waiting on the connection. */
+  finish(reason: CloseReason.CloseReason, action: "end" | "destroy" | "none"): void {
+    if (this.phase === "closed") return
+    this.phase = "closed"
+    this.reason = reason
+    Queue.shutdownUnsafe(this.outbound)
+    Queue.endUnsafe(this.inbound)
+    if (action === "end") this.link.end()
+    else if (action === "destroy") this.link.destroy()
+    // Last: completing a Deferred may resume its waiters at once, and they must see the
+    // connection fully closed.
+    this.releaseDrain()
+    Deferred.doneUnsafe(this.closed, Effect.succeed(reason))
+  }
+
+  closedError(): ConnectionClosed {
+    return new ConnectionClosed({ remote: this.peer, reason: this.reason?._tag ?? "Closing" })
+  }
+}
+
+/**
+ * Runs the handshake over `link` and returns the open connection, which lives until it
+ * closes or `Scope` closes (then queued messages are flushed for at most `lingerMs`).
+ */
+export const make = <A>(
+  link: Link,
+  params: {
+    readonly role: "client" | "server"
+    readonly options: ResolvedOptions<A>
+    readonly randomBytes: RandomBytes
+    readonly peer: string
+  },
+): Effect.Effect<Connection<A>, HandshakeError | ConnectError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { options } = params
+    const key =
+      options.clusterKey === undefined ? undefined : keyBytes(Redacted.value(options.clusterKey))
+    const nonce = key === undefined ? new Uint8Array(0) : yield* params.randomBytes(nonceBytes)
+    const inbound = yield* Queue.make<Batch<A>, Cause.Done>()
+    const outbound = yield* Queue.make<Uint8Array, Cause.Done>({
+      capacity: options.sendQueueCapacity,
+    })
+    const core = new Core(link, params.role, options, key, nonce, params.peer, inbound, outbound)
+    // Until the graceful close below is in place, leaving the scope aborts the link.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => core.finish(new CloseReason.LocalClose(), "destroy")),
+    )
+    core.start()
+    const handshake = yield* Deferred.await(core.handshake).pipe(
+      Effect.timeoutOption(options.handshakeTimeoutMs),
+    )
+    if (handshake._tag === "None") {
+      const detail = `no handshake within ${options.handshakeTimeoutMs} ms`
+      core.finish(new CloseReason.Timeout({ idleMs: options.handshakeTimeoutMs }), "destroy")
+      return yield* new ConnectError({ address: params.peer, reason: "Timeout", detail })
+    }
+
+    const writer = yield* Effect.forkScoped(writeLoop(core))
+    if (options.keepAlive !== false) yield* Effect.forkScoped(keepAliveLoop(core, options.keepAlive))
+
+    const close = Effect.gen(function* () {
+      if (core.isClosed) return
+      // No new sends; the writer flushes what is queued, then the peer gets a clean end.
+      Queue.endUnsafe(core.outbound)
+      yield* Effect.timeoutOption(Effect.exit(Fiber.join(writer)), options.lingerMs)
+      core.finish(new CloseReason.LocalClose(), "end")
+    })
+    yield* Effect.addFinalizer(() => close)
+
+    const pull = Effect.map(Queue.takeAll(core.inbound), (batches) => {
+      let bytes = 0
+      const messages: Array<A> = []
+      for (const batch of batches) {
+        bytes += batch.bytes
+        for (const message of batch.messages) messages.push(message)
+      }
+      core.consumed(bytes)
+      return messages as unknown as readonly [A, ...Array<A>]
+    })
+
+    const send = (message: A): Effect.Effect<void, ConnectionClosed | CodecError> => {
+      const payload = encodePayload(core, message)
+      if (payload instanceof CodecError) return Effect.fail(payload)
+      return Effect.flatMap(Queue.offer(core.outbound, payload), (accepted) =>
+        accepted ? Effect.void : Effect.fail(core.closedError()),
+      )
+    }
+
+    const connection: Connection<A> = {
+      id: `${Address.format(link.local)}>${Address.format(link.remote)}`,
+      local: link.local,
+      remote: link.remote,
+      send,
+      sendAll: (messages) => Effect.forEach(messages, send, { discard: true }),
+      messages: Stream.fromPull(Effect.succeed(pull)),
+      closed: Deferred.await(core.closed),
+      close,
+    }
+    return connection
+  })
+
+const encodePayload = <A>(core: Core<A>, message: A): Uint8Array | CodecError => {
+  const encoded = core.options.codec.encode(message)
+  if (Result.isFailure(encoded)) return encoded.failure
+  const payload = encoded.success
+  if (payload.byteLength > core.options.maxFrameBytes) {
+    return new CodecError({
+      codec: core.options.codec.name,
+      detail: `message of ${payload.byteLength} bytes is over the maximum ${core.options.maxFrameBytes}`,
+    })
+  }
+  return payload
+}
+
+/** Drains the outgoing queue, a whole batch per write, waiting for the link to drain. */
+const writeLoop = <A>(core: Core<A>): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    while (!core.isClosed) {
+      const batch = yield* Queue.takeAll(core.outbound)
+      if (core.isClosed) return
+      if (!core.writeData(batch)) yield* core.awaitDrain()
+    }
+  }).pipe(Effect.catchCause(() => Effect.void))
+
+/**
+ * Every half interval: ping if nothing was sent since the last tick; close with `Timeout`
+ * when nothing at all was received for `timeoutMs`. Flags set by the I/O callbacks keep
+ * the clock out of the hot path.
+ */
+const keepAliveLoop = <A>(
+  core: Core<A>,
+  keepAlive: { readonly intervalMs: number; readonly timeoutMs: number },
+): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const tickMs = Math.max(1, Math.floor(keepAlive.intervalMs / 2))
+    let lastHeardMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+    let sinceSentMs = 0
+    while (!core.isClosed) {
+      yield* Effect.sleep(tickMs)
+      if (core.isClosed) return
+      const nowMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      if (core.heardSinceTick) {
+        core.heardSinceTick = false
+        lastHeardMs = nowMs
+      } else if (nowMs - lastHeardMs >= keepAlive.timeoutMs) {
+        core.finish(new CloseReason.Timeout({ idleMs: nowMs - lastHeardMs }), "destroy")
+        return
+      }
+      sinceSentMs = core.sentSinceTick ? 0 : sinceSentMs + tickMs
+      core.sentSinceTick = false
+      if (sinceSentMs >= keepAlive.intervalMs) {
+        core.writePing()
+        sinceSentMs = 0
+      }
+    }
+  })
