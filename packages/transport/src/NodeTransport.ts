@@ -1,0 +1,364 @@
+/**
+ * The `Transport` service over real sockets (node:net): TCP on IPv4 and IPv6, Unix domain
+ * sockets, and Linux abstract sockets (`unix://@name`).
+ *
+ * @since 0.1.0
+ */
+
+import * as crypto from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as net from "node:net"
+import { type Cause, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
+import * as Address from "./Address.ts"
+import type { Connection } from "./Connection.ts"
+import * as connection from "./internal/connection.ts"
+import type { RandomBytes } from "./internal/link.ts"
+import * as NodeLink from "./internal/nodeLink.ts"
+import { type ConnectionOptions, type ResolvedOptions, resolve } from "./Options.ts"
+import { type Listener, Transport } from "./Transport.ts"
+import { ConnectError, ListenError } from "./TransportError.ts"
+
+/** Nonces for the cluster-key handshake come from the OS's CSPRNG. */
+const randomBytes: RandomBytes = (size) =>
+  Effect.sync(() => new Uint8Array(crypto.randomBytes(size)))
+
+/** Handshakes in progress on one listener; past this, new sockets are dropped at once. */
+const maxPendingHandshakes = 1024
+
+/** Accepted connections not yet taken from `Listener.connections`. */
+const acceptedQueueCapacity = 256
+
+/** Time allowed to probe whether an existing Unix socket file has a live listener. */
+const unixProbeTimeoutMs = 1_000
+
+/** The path node expects: abstract names start with a NUL byte. */
+const socketPath = (address: Address.Unix): string =>
+  address.abstract ? `\0${address.path}` : address.path
+
+const errorCode = (error: unknown): string | undefined =>
+  error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
+
+const listenReason = (code: string | undefined): ListenError["reason"] => {
+  switch (code) {
+    case "EADDRINUSE":
+      return "AddressInUse"
+    case "EACCES":
+    case "EPERM":
+      return "AccessDenied"
+    case "EADDRNOTAVAIL":
+      return "AddressNotAvailable"
+    default:
+      return "Other"
+  }
+}
+
+const connectReason = (code: string | undefined): ConnectError["reason"] => {
+  switch (code) {
+    case "ECONNREFUSED":
+    case "ENOENT":
+      return "Refused"
+    case "ETIMEDOUT":
+      return "Timeout"
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return "Unreachable"
+    case "ECONNRESET":
+    case "EPIPE":
+      return "Closed"
+    default:
+      return "Other"
+  }
+}
+
+/** A Unix peer that did not bind a name (every client socket) has no address of its own. */
+const unnamedUnix: Address.Unix = Address.unix("")
+
+const tcpAddress = (host: string | undefined, port: number | undefined): Address.Tcp | undefined =>
+  host === undefined || port === undefined ? undefined : Address.tcp(host, port)
+
+/** Local and remote addresses of a connected socket, in Understudy's terms. */
+const socketAddresses = (
+  socket: net.Socket,
+  fallback: { readonly local: Address.StreamAddress; readonly remote: Address.StreamAddress },
+): { readonly local: Address.StreamAddress; readonly remote: Address.StreamAddress } => ({
+  local: tcpAddress(socket.localAddress, socket.localPort) ?? fallback.local,
+  remote: tcpAddress(socket.remoteAddress, socket.remotePort) ?? fallback.remote,
+})
+
+/**
+ * Releases a socket the connection core is done with: it has already sent its FIN (or
+ * the peer's), so give the kernel up to `lingerMs` to finish the exchange, then destroy.
+ */
+const releaseSocket = (socket: net.Socket, lingerMs: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    if (socket.destroyed) return resume(Effect.void)
+    const onClose = () => resume(Effect.void)
+    socket.once("close", onClose)
+    if (!socket.writableEnded) socket.end()
+    return Effect.sync(() => socket.off("close", onClose))
+  }).pipe(
+    Effect.timeoutOption(lingerMs),
+    Effect.ensuring(Effect.sync(() => socket.destroy())),
+    Effect.asVoid,
+  )
+
+/** Whether something accepts connections on a Unix socket path right now. */
+const probeUnix = (path: string): Effect.Effect<"Listening" | "Refused" | "Other"> =>
+  Effect.callback<"Listening" | "Refused" | "Other">((resume) => {
+    const probe = net.connect({ path })
+    probe.once("connect", () => {
+      probe.destroy()
+      resume(Effect.succeed("Listening"))
+    })
+    probe.once("error", (error) => {
+      probe.destroy()
+      resume(Effect.succeed(errorCode(error) === "ECONNREFUSED" ? "Refused" : "Other"))
+    })
+    return Effect.sync(() => probe.destroy())
+  }).pipe(
+    // A listener too busy to accept within the bound is still a listener.
+    Effect.timeoutOption(unixProbeTimeoutMs),
+    Effect.map((result) => (result._tag === "Some" ? result.value : "Listening")),
+  )
+
+/**
+ * Removes a Unix socket file left behind by a process that died without closing its
+ * listener. Only a socket file (never a regular file or directory) and only when
+ * connecting to it is refused, so a live listener's path is never taken over.
+ */
+const removeStaleSocketFile = (path: string): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const stat = yield* Effect.promise(() => fs.lstat(path).catch(() => undefined))
+    if (stat === undefined || !stat.isSocket()) return
+    const probe = yield* probeUnix(path)
+    if (probe !== "Refused") return
+    yield* Effect.promise(() => fs.unlink(path).catch(() => undefined))
+    yield* Effect.logDebug("removed stale unix socket file").pipe(Effect.annotateLogs({ path }))
+  })
+
+/** Binds exclusively; the server is closed (and stops accepting) when the scope closes. */
+const acquireServer = (
+  address: Address.StreamAddress,
+  onConnection: (socket: net.Socket) => void,
+): Effect.Effect<net.Server, ListenError, Scope.Scope> => {
+  const formatted = Address.format(address)
+  const bind = Effect.callback<net.Server, ListenError>((resume) => {
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true })
+    const onError = (error: Error) => {
+      server.close()
+      resume(
+        Effect.fail(
+          new ListenError({
+            address: formatted,
+            reason: listenReason(errorCode(error)),
+            detail: NodeLink.describeError(error),
+          }),
+        ),
+      )
+    }
+    server.once("error", onError)
+    server.once("listening", () => {
+      server.off("error", onError)
+      // Later errors on a listening server (EMFILE on accept) must not crash the process.
+      server.on("error", () => {})
+      server.on("connection", onConnection)
+      resume(Effect.succeed(server))
+    })
+    // `exclusive`: never share the port with cluster workers or SO_REUSEPORT.
+    if (address._tag === "Tcp") {
+      server.listen({ host: address.host, port: address.port, exclusive: true })
+    } else {
+      server.listen({ path: socketPath(address), exclusive: true })
+    }
+    return Effect.sync(() => server.close())
+  })
+  return Effect.acquireRelease(bind, (server) =>
+    Effect.sync(() => {
+      server.off("connection", onConnection)
+      // Stops accepting at once; node unlinks the Unix socket file it created.
+      server.close()
+    }),
+  )
+}
+
+const boundAddress = (
+  server: net.Server,
+  requested: Address.StreamAddress,
+): Address.StreamAddress => {
+  const bound = server.address()
+  if (requested._tag === "Tcp" && bound !== null && typeof bound === "object") {
+    return Address.tcp(bound.address, bound.port)
+  }
+  return requested
+}
+
+const listen = <A>(
+  address: Address.StreamAddress,
+  options: ConnectionOptions<A>,
+): Effect.Effect<Listener<A>, ListenError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const resolved = resolve(options)
+    const listenerScope = yield* Effect.scope
+    if (address._tag === "Unix" && !address.abstract) {
+      yield* removeStaleSocketFile(address.path)
+    }
+    const sockets = yield* Queue.unbounded<net.Socket>()
+    const accepted = yield* Queue.bounded<Connection<A>, Cause.Done>(acceptedQueueCapacity)
+    // Registered before the server, so it runs after it: the stream ends once nothing
+    // more can arrive.
+    yield* Effect.addFinalizer(() => Queue.end(accepted))
+    let pendingHandshakes = 0
+    const server = yield* acquireServer(address, (socket) => {
+      if (pendingHandshakes >= maxPendingHandshakes) {
+        socket.destroy()
+        return
+      }
+      pendingHandshakes++
+      Queue.offerUnsafe(sockets, socket)
+    })
+    const local = boundAddress(server, address)
+    // Sockets accepted but not yet handed to a handshake when the listener closes.
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Queue.clear(sockets), (rest) =>
+        Effect.sync(() => {
+          for (const socket of rest) socket.destroy()
+        }),
+      ),
+    )
+    // Each connection gets a child scope of this one; closing the listener closes them all,
+    // in parallel so that one slow linger does not hold up the others.
+    const connectionsScope = yield* Scope.fork(listenerScope, "parallel")
+
+    const handle = (socket: net.Socket) =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.fork(connectionsScope)
+        const link = NodeLink.make(socket, socketAddresses(socket, { local, remote: unnamedUnix }))
+        const peer = Address.format(link.remote)
+        yield* Scope.addFinalizer(scope, releaseSocket(socket, resolved.lingerMs))
+        const result = yield* connection
+          .make(link, { role: "server", options: resolved, randomBytes, peer })
+          .pipe(
+            Scope.provide(scope),
+            Effect.ensuring(Effect.sync(() => pendingHandshakes--)),
+            Effect.result,
+          )
+        if (result._tag === "Failure") {
+          link.destroy()
+          yield* Scope.close(scope, Exit.void)
+          yield* Effect.logWarning("dropped a peer that failed the handshake").pipe(
+            Effect.annotateLogs({
+              listener: Address.format(local),
+              peer,
+              error: result.failure.message,
+            }),
+          )
+          return
+        }
+        const conn = result.success
+        yield* Queue.offer(accepted, conn)
+        // Frees the socket as soon as the connection is over, not only at listener close.
+        yield* conn.closed
+        yield* Scope.close(scope, Exit.void)
+      })
+
+    yield* Queue.take(sockets).pipe(
+      Effect.flatMap((socket) => Effect.forkIn(handle(socket), connectionsScope)),
+      Effect.forever,
+      Effect.forkScoped,
+    )
+
+    return { address: local, connections: Stream.fromQueue(accepted) }
+  })
+
+const connectSocket = (
+  address: Address.StreamAddress,
+  resolved: ResolvedOptions<unknown>,
+): Effect.Effect<net.Socket, ConnectError> => {
+  const formatted = Address.format(address)
+  return Effect.callback<net.Socket, ConnectError>((resume) => {
+    const socket =
+      address._tag === "Tcp"
+        ? net.connect({ host: address.host, port: address.port, noDelay: true })
+        : net.connect({ path: socketPath(address) })
+    const onError = (error: Error) => {
+      socket.destroy()
+      resume(
+        Effect.fail(
+          new ConnectError({
+            address: formatted,
+            reason: connectReason(errorCode(error)),
+            detail: NodeLink.describeError(error),
+          }),
+        ),
+      )
+    }
+    socket.once("error", onError)
+    socket.once("connect", () => {
+      socket.off("error", onError)
+      resume(Effect.succeed(socket))
+    })
+    return Effect.sync(() => socket.destroy())
+  }).pipe(
+    Effect.timeoutOrElse({
+      duration: resolved.handshakeTimeoutMs,
+      orElse: () =>
+        Effect.fail(
+          new ConnectError({
+            address: formatted,
+            reason: "Timeout",
+            detail: `no connection within ${resolved.handshakeTimeoutMs} ms`,
+          }),
+        ),
+    }),
+  )
+}
+
+const connect = <A>(address: Address.StreamAddress, options: ConnectionOptions<A>) =>
+  Effect.gen(function* () {
+    const resolved = resolve(options)
+    const socket = yield* Effect.acquireRelease(
+      connectSocket(address, resolved as ResolvedOptions<unknown>),
+      (socket) => releaseSocket(socket, resolved.lingerMs),
+    )
+    const link = NodeLink.make(
+      socket,
+      socketAddresses(socket, { local: unnamedUnix, remote: address }),
+    )
+    return yield* connection
+      .make(link, { role: "client", options: resolved, randomBytes, peer: Address.format(address) })
+      .pipe(Effect.onError(() => Effect.sync(() => link.destroy())))
+  })
+
+/**
+ * Builds the real-socket `Transport`.
+ *
+ * Listening is exclusive: a second listener on the same TCP port or abstract name fails
+ * with `ListenError` `AddressInUse`. For a Unix socket path that already exists, the file
+ * is removed only when it is a socket and connecting to it is refused (its owner died
+ * without cleaning up); a path with a live listener gives `AddressInUse`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<Transport["Service"]> = Effect.succeed(
+  Transport.of({ listen, connect }),
+)
+
+/**
+ * `Transport` over node:net.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Address, Codec, NodeTransport, Transport } from "@understudy/transport"
+ *
+ * const program = Effect.gen(function* () {
+ *   const transport = yield* Transport.Transport
+ *   const conn = yield* transport.connect(Address.tcp("127.0.0.1", 7000), { codec: Codec.bytes })
+ *   yield* conn.send(new Uint8Array([1, 2, 3]))
+ * }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer))
+ * ```
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Transport> = Layer.effect(Transport, make)

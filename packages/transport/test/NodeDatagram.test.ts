@@ -1,0 +1,104 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Fiber, Scope, Stream } from "effect"
+import * as Address from "../src/Address.ts"
+import { Datagram } from "../src/Datagram.ts"
+import * as NodeDatagram from "../src/NodeDatagram.ts"
+
+const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
+const text = (data: Uint8Array): string => new TextDecoder().decode(data)
+
+describe("NodeDatagram", () => {
+  it.live("round trip on 127.0.0.2 reports the sender's real address", () =>
+    Effect.gen(function* () {
+      const datagram = yield* Datagram
+      const a = yield* datagram.bind(Address.udp("127.0.0.2", 0))
+      const b = yield* datagram.bind(Address.udp("127.0.0.1", 0))
+      expect(a.address.host).toBe("127.0.0.2")
+      expect(a.address.port).toBeGreaterThan(0)
+      expect(b.address.port).toBeGreaterThan(0)
+
+      yield* a.send(b.address, bytes("ping"))
+      const [atB] = yield* Stream.runCollect(Stream.take(b.messages, 1))
+      expect(text(atB!.bytes)).toBe("ping")
+      expect(atB!.from).toEqual(a.address)
+
+      yield* b.send(atB!.from, bytes("pong"))
+      const [atA] = yield* Stream.runCollect(Stream.take(a.messages, 1))
+      expect(text(atA!.bytes)).toBe("pong")
+      expect(atA!.from).toEqual(b.address)
+    }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+
+  it.live("round trip over IPv6 loopback", () =>
+    Effect.gen(function* () {
+      const datagram = yield* Datagram
+      const a = yield* datagram.bind(Address.udp("::1", 0))
+      const b = yield* datagram.bind(Address.udp("::1", 0))
+      yield* a.send(b.address, bytes("six"))
+      const [received] = yield* Stream.runCollect(Stream.take(b.messages, 1))
+      expect(text(received!.bytes)).toBe("six")
+      expect(received!.from).toEqual(Address.udp("::1", a.address.port))
+    }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+
+  it.live("a second bind of the same address fails with AddressInUse", () =>
+    Effect.gen(function* () {
+      const datagram = yield* Datagram
+      const first = yield* datagram.bind(Address.udp("127.0.0.1", 0))
+      const second = yield* Effect.flip(datagram.bind(first.address))
+      expect(second._tag).toBe("ListenError")
+      expect(second.reason).toBe("AddressInUse")
+      expect(second.address).toBe(Address.format(first.address))
+    }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+
+  it.live("the address is free again once the scope closes", () =>
+    Effect.gen(function* () {
+      const datagram = yield* Datagram
+      const scope = yield* Scope.make()
+      const first = yield* datagram.bind(Address.udp("127.0.0.1", 0)).pipe(Scope.provide(scope))
+      yield* Scope.close(scope, Exit.void)
+      const again = yield* datagram.bind(first.address)
+      expect(again.address).toEqual(first.address)
+    }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+
+  it.live("messages ends when the endpoint's scope closes, after what was received", () =>
+    Effect.gen(function* () {
+      const datagram = yield* Datagram
+      const sender = yield* datagram.bind(Address.udp("127.0.0.1", 0))
+      const scope = yield* Scope.make()
+      const receiver = yield* datagram.bind(Address.udp("127.0.0.1", 0)).pipe(Scope.provide(scope))
+      const reader = yield* Effect.forkChild(Stream.runCollect(receiver.messages))
+      yield* sender.send(receiver.address, bytes("one"))
+      yield* sender.send(receiver.address, bytes("two"))
+      // Loopback delivery is immediate but asynchronous: give it a bounded moment.
+      yield* Effect.sleep("100 millis")
+      yield* Scope.close(scope, Exit.void)
+      const all = yield* Fiber.join(reader).pipe(Effect.timeout("2 seconds"))
+      expect(all.map((received) => text(received.bytes))).toEqual(["one", "two"])
+    }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+
+  it.live("a datagram too large to send fails with DatagramError", () =>
+    Effect.gen(function* () {
+      const datagram = yield* Datagram
+      const a = yield* datagram.bind(Address.udp("127.0.0.1", 0))
+      const error = yield* Effect.flip(a.send(a.address, new Uint8Array(70_000)))
+      expect(error._tag).toBe("DatagramError")
+      expect(error.address).toBe(Address.format(a.address))
+      expect(error.detail).toMatch(/EMSGSIZE/)
+    }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+
+  it.live("sending after the endpoint closed fails with DatagramError", () =>
+    Effect.gen(function* () {
+      const datagram = yield* Datagram
+      const scope = yield* Scope.make()
+      const a = yield* datagram.bind(Address.udp("127.0.0.1", 0)).pipe(Scope.provide(scope))
+      yield* Scope.close(scope, Exit.void)
+      const error = yield* Effect.flip(a.send(Address.udp("127.0.0.1", 9), bytes("late")))
+      expect(error._tag).toBe("DatagramError")
+    }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+})
