@@ -1,0 +1,112 @@
+import { randomBytes } from "node:crypto"
+import { describe, expect, it } from "@effect/vitest"
+import { Address, NodeTransport } from "@understudy/transport"
+import { Deferred, Effect, Exit, Fiber, Redacted, Scope, Stream } from "effect"
+import * as Election from "../src/Election.ts"
+
+const secret = Redacted.make(new Uint8Array(randomBytes(32)))
+
+const start = (
+  address: Address.StreamAddress,
+  scope: Scope.Scope,
+  extra: Partial<Election.ElectionOptions> = {},
+) =>
+  Election.make({
+    program: "test",
+    address,
+    secret,
+    keepAlive: { intervalMs: 100, timeoutMs: 600 },
+    graceMs: 500,
+    ...extra,
+  }).pipe(Scope.provide(scope), Effect.provide(NodeTransport.layer))
+
+const uniqueAbstract = () => Address.abstract(`understudy-test-${randomBytes(6).toString("hex")}`)
+
+describe("port election, in one process", () => {
+  it.live("the first instance supervises, the others subordinate, and a successor takes over", () =>
+    Effect.gen(function* () {
+      const address = uniqueAbstract()
+      const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
+      const first = yield* start(address, scopes[0]!)
+      expect((yield* first.role)._tag).toBe("Supervisor")
+      const second = yield* start(address, scopes[1]!)
+      const third = yield* start(address, scopes[2]!)
+      expect(yield* second.role).toEqual({ _tag: "Subordinate", supervisorId: first.instanceId })
+      expect(yield* third.role).toEqual({ _tag: "Subordinate", supervisorId: first.instanceId })
+      const members = yield* first.members
+      expect(members.map((m) => m.instanceId).sort()).toEqual(
+        [first.instanceId, second.instanceId, third.instanceId].sort(),
+      )
+      const elected = yield* Deferred.make<string>()
+      for (const instance of [second, third]) {
+        yield* Effect.forkChild(
+          Stream.runForEach(instance.events, (event) =>
+            event._tag === "Elected" ? Deferred.succeed(elected, event.instanceId) : Effect.void,
+          ),
+        )
+      }
+      yield* Effect.sleep(20)
+      yield* Scope.close(scopes[0]!, Exit.void)
+      const winner = yield* Deferred.await(elected).pipe(Effect.timeout("5 seconds"))
+      const survivor = winner === second.instanceId ? second : third
+      const other = winner === second.instanceId ? third : second
+      expect((yield* survivor.role)._tag).toBe("Supervisor")
+      for (let i = 0; i < 100 && (yield* other.role)._tag !== "Subordinate"; i++)
+        yield* Effect.sleep(20)
+      expect(yield* other.role).toEqual({ _tag: "Subordinate", supervisorId: winner })
+      yield* Scope.close(scopes[1]!, Exit.void)
+      yield* Scope.close(scopes[2]!, Exit.void)
+    }),
+  )
+
+  it.live("requests run on the supervisor; commands reach subordinates", () =>
+    Effect.gen(function* () {
+      const address = uniqueAbstract()
+      const a = yield* Scope.make()
+      const b = yield* Scope.make()
+      const sup = yield* start(address, a)
+      const sub = yield* start(address, b)
+      yield* sup.serve("add", (payload) =>
+        Effect.succeed(
+          (payload as { x: number; y: number }).x + (payload as { x: number; y: number }).y,
+        ),
+      )
+      yield* sub.onCommand("whoami", () => Effect.succeed(sub.instanceId))
+      expect(yield* sub.request("add", { x: 2, y: 3 })).toBe(5)
+      const missing = yield* Effect.flip(sub.request("nothing", null))
+      expect(missing.reason).toBe("HandlerFailed")
+      const answers = yield* sup.command(sub.instanceId, "whoami", null)
+      expect(answers).toEqual([{ instanceId: sub.instanceId, ok: true, payload: sub.instanceId }])
+      const notSup = yield* Effect.flip(sub.command("all", "whoami", null))
+      expect(notSup.reason).toBe("NotSupervisor")
+      yield* Scope.close(b, Exit.void)
+      yield* Scope.close(a, Exit.void)
+    }),
+  )
+
+  it.live("a mutex is held by one instance at a time and freed when its holder leaves", () =>
+    Effect.gen(function* () {
+      const address = uniqueAbstract()
+      const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
+      const [x, y, z] = yield* Effect.forEach(scopes, (scope) => start(address, scope))
+      const holdY = yield* Scope.make()
+      yield* y!.acquire("lock").pipe(Scope.provide(holdY))
+      const zWaits = yield* Effect.forkChild(z!.acquire("lock").pipe(Scope.provide(scopes[2]!)))
+      // z's request travels over its connection; let it reach the supervisor first.
+      yield* Effect.sleep(100)
+      const xWaits = yield* Effect.forkChild(x!.acquire("lock").pipe(Scope.provide(scopes[0]!)))
+      yield* Effect.sleep(100)
+      expect(zWaits.pollUnsafe()).toBeUndefined()
+      expect(xWaits.pollUnsafe()).toBeUndefined()
+      // y dies: z asked first, so z gets it; x still waits.
+      yield* Scope.close(scopes[1]!, Exit.void)
+      yield* Fiber.join(zWaits).pipe(Effect.timeout("3 seconds"))
+      yield* Effect.sleep(50)
+      expect(xWaits.pollUnsafe()).toBeUndefined()
+      yield* Scope.close(scopes[2]!, Exit.void)
+      yield* Fiber.join(xWaits).pipe(Effect.timeout("3 seconds"))
+      yield* Scope.close(scopes[0]!, Exit.void)
+      yield* Scope.close(holdY, Exit.void)
+    }),
+  )
+})
