@@ -778,20 +778,18 @@ export const make = (
         const id = nextId()
         const done = yield* Deferred.make<unknown, RequestFailed>()
         pendingRequests.set(id, { operation, done })
-        yield* upstream!
-          .send({ _tag: "Request", id, operation, payload })
-          .pipe(
-            Effect.catch(() =>
-              Deferred.fail(
-                done,
-                new RequestFailed({
-                  operation,
-                  reason: "SupervisorLost",
-                  detail: "connection closed",
-                }),
-              ),
+        yield* upstream!.send({ _tag: "Request", id, operation, payload }).pipe(
+          Effect.catch(() =>
+            Deferred.fail(
+              done,
+              new RequestFailed({
+                operation,
+                reason: "SupervisorLost",
+                detail: "connection closed",
+              }),
             ),
-          )
+          ),
+        )
         return yield* Deferred.await(done).pipe(
           Effect.timeoutOrElse({
             duration: requestTimeoutMs,
