@@ -19,7 +19,7 @@ import { Data } from "effect"
 export type CloseReason = End | Reset | Timeout | ProtocolError | LocalClose
 
 /** @since 0.1.0 @category models */
-export class End extends Data.TaggedClass("End")<{}> {}
+export class End extends Data.TaggedClass("End") {}
 
 /** @since 0.1.0 @category models */
 export class Reset extends Data.TaggedClass("Reset")<{ readonly detail: string }> {}
@@ -31,7 +31,7 @@ export class Timeout extends Data.TaggedClass("Timeout")<{ readonly idleMs: numb
 export class ProtocolError extends Data.TaggedClass("ProtocolError")<{ readonly detail: string }> {}
 
 /** @since 0.1.0 @category models */
-export class LocalClose extends Data.TaggedClass("LocalClose")<{}> {}
+export class LocalClose extends Data.TaggedClass("LocalClose") {}
 
 /** True when the peer is gone or unreachable, as opposed to a local decision. @since 0.1.0 */
 export const isPeerFailure = (reason: CloseReason): boolean =>

@@ -39,8 +39,15 @@ const attempt = <A>(codec: string, f: () => A): Result.Result<A, CodecError> => 
   }
 }
 
-const errorMessage = (error: unknown): string =>
-  error instanceof Error ? error.message : String(error)
+const errorMessage = (error: unknown): string => {
+  if (error instanceof Error) return error.message
+  try {
+    return String(error)
+  } catch {
+    // Some thrown values (Object.create(null)) can not even be turned into a string.
+    return "a value that is not an Error"
+  }
+}
 
 /**
  * Raw bytes: the payload is the message.
@@ -75,8 +82,11 @@ export const json = <S extends Schema.Codec<unknown, unknown, never, never>>(
   schema: S,
   name = "json",
 ): Codec<S["Type"]> => {
-  const encodeSync = Schema.encodeUnknownSync(schema)
-  const decodeSync = Schema.decodeUnknownSync(schema)
+  // The JSON form of the schema: values plain JSON can not carry (NaN, Infinity, bigints,
+  // dates) get an explicit encoding, so whatever is sent can be decoded.
+  const jsonSchema = Schema.toCodecJson(schema)
+  const encodeSync = Schema.encodeUnknownSync(jsonSchema)
+  const decodeSync = Schema.decodeUnknownSync(jsonSchema)
   return make({
     name,
     encode: (message) => textEncoder.encode(JSON.stringify(encodeSync(message))),

@@ -1,9 +1,10 @@
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Redacted, Schema, Stream } from "effect"
-import { TestClock } from "effect/testing"
 import { randomBytes } from "node:crypto"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Redacted, Ref, Schema, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import * as Codec from "../src/Codec.ts"
 import * as Connection from "../src/internal/connection.ts"
+import { encodedSize } from "../src/internal/frame.ts"
 import * as Options from "../src/Options.ts"
 import { linkPair } from "./support/linkPair.ts"
 
@@ -11,9 +12,13 @@ const random = (size: number) => Effect.sync(() => new Uint8Array(randomBytes(si
 const Message = Schema.Struct({ n: Schema.Number, text: Schema.String })
 const codec = Codec.json(Message)
 
-const open = (options: Partial<Options.ConnectionOptions<typeof Message.Type>> = {}, serverOptions = options) =>
+const open = (
+  options: Partial<Options.ConnectionOptions<typeof Message.Type>> = {},
+  serverOptions = options,
+  highWaterBytes?: number,
+) =>
   Effect.gen(function* () {
-    const pair = linkPair()
+    const pair = linkPair(highWaterBytes)
     const server = yield* Effect.forkChild(
       Connection.make(pair.server, {
         role: "server",
@@ -56,9 +61,10 @@ describe("Connection core", () => {
 
   it.effect("refuses a wrong key on both sides with a typed error", () =>
     Effect.gen(function* () {
-      const error = yield* open({ clusterKey: Redacted.make("a") }, { clusterKey: Redacted.make("b") }).pipe(
-        Effect.flip,
-      )
+      const error = yield* open(
+        { clusterKey: Redacted.make("a") },
+        { clusterKey: Redacted.make("b") },
+      ).pipe(Effect.flip)
       expect(error._tag).toBe("HandshakeError")
       expect(error._tag === "HandshakeError" && error.reason).toBe("AuthenticationFailed")
     }).pipe(Effect.scoped),
@@ -87,6 +93,240 @@ describe("Connection core", () => {
       yield* TestClock.adjust(200)
       const reason = yield* Fiber.join(closed)
       expect(reason._tag).toBe("Timeout")
+    }).pipe(Effect.scoped),
+  )
+
+  it.effect("keep-alive pings hold an idle connection open on both sides", () =>
+    Effect.gen(function* () {
+      const keepAlive = { intervalMs: 100, timeoutMs: 500 }
+      const { client, server } = yield* open({ keepAlive })
+      const closed = yield* Effect.forkChild(Effect.race(client.closed, server.closed))
+      for (let step = 0; step < 40; step++) yield* TestClock.adjust(50)
+      expect(closed.pollUnsafe()).toBeUndefined()
+      yield* client.send({ n: 1, text: "still here" })
+      expect(yield* Stream.runCollect(Stream.take(server.messages, 1))).toEqual([
+        { n: 1, text: "still here" },
+      ])
+    }).pipe(Effect.scoped),
+  )
+
+  it.effect(
+    "a message over maxFrameBytes fails send with CodecError; the connection stays open",
+    () =>
+      Effect.gen(function* () {
+        const { client, server } = yield* open({ maxFrameBytes: 64 })
+        const error = yield* Effect.flip(client.send({ n: 1, text: "x".repeat(100) }))
+        expect(error._tag).toBe("CodecError")
+        yield* client.send({ n: 2, text: "fits" })
+        expect(yield* Stream.runCollect(Stream.take(server.messages, 1))).toEqual([
+          { n: 2, text: "fits" },
+        ])
+      }).pipe(Effect.scoped),
+  )
+})
+
+/** Lets fibers and link deliveries run until nothing changes; bounded. */
+const settle = Effect.gen(function* () {
+  for (let turn = 0; turn < 500; turn++) yield* Effect.yieldNow
+})
+
+const frameBytes = (n: number) =>
+  encodedSize(new TextEncoder().encode(JSON.stringify({ n, text: `m${n}` })).byteLength, false)
+
+describe("Connection core backpressure", () => {
+  const total = 2_000
+  const messages = Array.from({ length: total }, (_, n) => ({ n, text: `m${n}` }))
+
+  /** Sends every message from a forked fiber, counting the sends that completed. */
+  const sender = (client: { send: (m: typeof Message.Type) => Effect.Effect<void, unknown> }) =>
+    Effect.gen(function* () {
+      const completed = yield* Ref.make(0)
+      const fiber = yield* Effect.forkChild(
+        Effect.forEach(
+          messages,
+          (m) =>
+            Effect.andThen(
+              client.send(m),
+              Ref.update(completed, (c) => c + 1),
+            ),
+          {
+            discard: true,
+          },
+        ),
+      )
+      return { completed, fiber }
+    })
+
+  it.effect(
+    "send suspends when the peer's link is paused, stays bounded, and resumes in order",
+    () =>
+      Effect.gen(function* () {
+        const capacity = 8
+        const highWaterBytes = 1_024
+        const { pair, client, server } = yield* open(
+          { sendQueueCapacity: capacity, keepAlive: false },
+          undefined,
+          highWaterBytes,
+        )
+        pair.server.pause()
+        const writtenBefore = pair.written.client
+        const { completed, fiber } = yield* sender(client)
+        yield* settle
+        const stalled = yield* Ref.get(completed)
+        // What fits below the link's high-water mark, one batch written past it, and a full queue.
+        const bound = Math.ceil(highWaterBytes / frameBytes(0)) + 2 * capacity + 2
+        expect(stalled).toBeGreaterThanOrEqual(capacity)
+        expect(stalled).toBeLessThanOrEqual(bound)
+        expect(pair.written.client - writtenBefore).toBeLessThanOrEqual(
+          highWaterBytes + (capacity + 1) * frameBytes(total),
+        )
+        yield* settle
+        expect(yield* Ref.get(completed)).toBe(stalled)
+        expect(fiber.pollUnsafe()).toBeUndefined()
+        pair.server.resume()
+        const got = yield* Stream.runCollect(Stream.take(server.messages, total))
+        expect(got.map((m) => m.n)).toEqual(messages.map((m) => m.n))
+        yield* Fiber.join(fiber)
+        expect(yield* Ref.get(completed)).toBe(total)
+      }).pipe(Effect.scoped),
+  )
+
+  it.effect(
+    "a reader that does not read pauses the link, so the sender stops; reading drains it in order",
+    () =>
+      Effect.gen(function* () {
+        const capacity = 8
+        const highWaterBytes = 1_024
+        const receiveBufferBytes = 2_048
+        const { client, server } = yield* open(
+          { sendQueueCapacity: capacity, keepAlive: false },
+          { receiveBufferBytes, keepAlive: false },
+          highWaterBytes,
+        )
+        const { completed, fiber } = yield* sender(client)
+        yield* settle
+        const stalled = yield* Ref.get(completed)
+        // Bytes buffered at the reader (one chunk past its limit), in the link, and queued.
+        const bound =
+          Math.ceil((receiveBufferBytes + 2 * highWaterBytes) / frameBytes(0)) + 3 * capacity + 2
+        expect(stalled).toBeLessThan(total)
+        expect(stalled).toBeLessThanOrEqual(bound)
+        yield* settle
+        expect(yield* Ref.get(completed)).toBe(stalled)
+        const got = yield* Stream.runCollect(Stream.take(server.messages, total))
+        expect(got.map((m) => m.n)).toEqual(messages.map((m) => m.n))
+        yield* Fiber.join(fiber)
+      }).pipe(Effect.scoped),
+  )
+
+  it.effect(
+    "a send suspended on a full queue fails with ConnectionClosed when the peer goes away",
+    () =>
+      Effect.gen(function* () {
+        const { pair, client } = yield* open(
+          { sendQueueCapacity: 4, keepAlive: false },
+          { keepAlive: false },
+          256,
+        )
+        pair.server.pause()
+        const { fiber } = yield* sender(client)
+        yield* settle
+        expect(fiber.pollUnsafe()).toBeUndefined()
+        pair.server.destroy()
+        const exit = yield* Fiber.await(fiber)
+        expect(exit._tag).toBe("Failure")
+        expect(exit._tag === "Failure" && String(exit.cause)).toContain("ConnectionClosed")
+        expect((yield* client.closed)._tag).toBe("Reset")
+      }).pipe(Effect.scoped),
+  )
+})
+
+describe("Connection core graceful close", () => {
+  it.effect("messages queued before close are delivered before the peer sees End", () =>
+    Effect.gen(function* () {
+      const { client, server } = yield* open({ keepAlive: false })
+      const sent = Array.from({ length: 300 }, (_, n) => ({ n, text: `m${n}` }))
+      yield* client.sendAll(sent)
+      yield* client.close
+      // The stream ends only when the connection closes: everything before the End.
+      const got = yield* Stream.runCollect(server.messages)
+      expect(got).toEqual(sent)
+      expect((yield* server.closed)._tag).toBe("End")
+      expect((yield* client.closed)._tag).toBe("LocalClose")
+    }).pipe(Effect.scoped),
+  )
+
+  it.effect("send after close fails with ConnectionClosed; close is idempotent", () =>
+    Effect.gen(function* () {
+      const { client, server } = yield* open({ keepAlive: false })
+      yield* client.close
+      const error = yield* Effect.flip(client.send({ n: 1, text: "late" }))
+      expect(error._tag).toBe("ConnectionClosed")
+      expect(error._tag === "ConnectionClosed" && error.reason).toBe("LocalClose")
+      const all = yield* Effect.flip(client.sendAll([{ n: 2, text: "later" }]))
+      expect(all._tag).toBe("ConnectionClosed")
+      yield* client.close
+      expect((yield* client.closed)._tag).toBe("LocalClose")
+      expect(yield* Stream.runCollect(server.messages)).toEqual([])
+    }).pipe(Effect.scoped),
+  )
+
+  it.effect(
+    "closing the scope closes gracefully too: the peer gets the queued messages, then End",
+    () =>
+      Effect.gen(function* () {
+        const pair = linkPair()
+        const server = yield* Effect.forkChild(
+          Connection.make(pair.server, {
+            role: "server",
+            options: Options.resolve({ codec, keepAlive: false }),
+            randomBytes: random,
+            peer: "client",
+          }),
+        )
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const client = yield* Connection.make(pair.client, {
+              role: "client",
+              options: Options.resolve({ codec, keepAlive: false }),
+              randomBytes: random,
+              peer: "server",
+            })
+            yield* client.sendAll([1, 2, 3].map((n) => ({ n, text: `m${n}` })))
+          }),
+        )
+        const serverConnection = yield* Fiber.join(server)
+        expect((yield* Stream.runCollect(serverConnection.messages)).map((m) => m.n)).toEqual([
+          1, 2, 3,
+        ])
+        expect((yield* serverConnection.closed)._tag).toBe("End")
+      }).pipe(Effect.scoped),
+  )
+
+  it.effect("close with a peer that never reads gives up after lingerMs", () =>
+    Effect.gen(function* () {
+      const { pair, client, server } = yield* open(
+        { keepAlive: false, lingerMs: 1_000, sendQueueCapacity: 16 },
+        { keepAlive: false },
+        256,
+      )
+      pair.server.pause()
+      yield* Effect.forkChild(
+        client.sendAll(Array.from({ length: 200 }, (_, n) => ({ n, text: `m${n}` }))),
+      )
+      yield* settle
+      const closing = yield* Effect.forkChild(client.close)
+      yield* settle
+      expect(closing.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust(1_000)
+      yield* Fiber.join(closing)
+      expect((yield* client.closed)._tag).toBe("LocalClose")
+      pair.server.resume()
+      // What was written before the linger ran out still arrives, in order, then End.
+      const got = yield* Stream.runCollect(server.messages)
+      expect(got.map((m) => m.n)).toEqual(got.map((_, i) => i))
+      expect(got.length).toBeLessThan(200)
+      expect((yield* server.closed)._tag).toBe("End")
     }).pipe(Effect.scoped),
   )
 })

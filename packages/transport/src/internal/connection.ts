@@ -8,7 +8,17 @@
  * the link's data callback and handed to the reader as one batch; the writer takes every
  * queued message at once and writes them as one buffer.
  */
-import { type Cause, Deferred, Effect, Fiber, Queue, Redacted, Result, Scope, Stream } from "effect"
+import {
+  type Cause,
+  Deferred,
+  Effect,
+  Fiber,
+  Queue,
+  Redacted,
+  Result,
+  type Scope,
+  Stream,
+} from "effect"
 import * as Address from "../Address.ts"
 import * as CloseReason from "../CloseReason.ts"
 import type { Connection } from "../Connection.ts"
@@ -66,16 +76,35 @@ class Core<A> {
   readonly handshake = Deferred.makeUnsafe<void, HandshakeError | ConnectError>()
   readonly closed = Deferred.makeUnsafe<CloseReason.CloseReason>()
 
+  readonly link: Link
+  readonly role: "client" | "server"
+  readonly options: ResolvedOptions<A>
+  readonly key: Uint8Array | undefined
+  readonly nonce: Uint8Array
+  readonly peer: string
+  readonly inbound: Queue.Queue<Batch<A>, Cause.Done>
+  readonly outbound: Queue.Queue<Uint8Array, Cause.Done>
+
+  // Plain fields, not constructor parameter properties: Node's type stripping (used to
+  // run .ts files directly, e.g. test peers in child processes) does not support those.
   constructor(
-    readonly link: Link,
-    readonly role: "client" | "server",
-    readonly options: ResolvedOptions<A>,
-    readonly key: Uint8Array | undefined,
-    readonly nonce: Uint8Array,
-    readonly peer: string,
-    readonly inbound: Queue.Queue<Batch<A>, Cause.Done>,
-    readonly outbound: Queue.Queue<Uint8Array, Cause.Done>,
+    link: Link,
+    role: "client" | "server",
+    options: ResolvedOptions<A>,
+    key: Uint8Array | undefined,
+    nonce: Uint8Array,
+    peer: string,
+    inbound: Queue.Queue<Batch<A>, Cause.Done>,
+    outbound: Queue.Queue<Uint8Array, Cause.Done>,
   ) {
+    this.link = link
+    this.role = role
+    this.options = options
+    this.key = key
+    this.nonce = nonce
+    this.peer = peer
+    this.inbound = inbound
+    this.outbound = outbound
     this.phase = role === "client" ? "ready" : "hello"
   }
 
@@ -97,6 +126,15 @@ class Core<A> {
   }
 
   private onPeerGone(reason: CloseReason.End | CloseReason.Reset, action: "end" | "destroy") {
+    if (this.phase === "open" && reason._tag === "End" && this.decoder.bufferedBytes > 0) {
+      // The stream ended inside a frame. That is what a sender killed in the middle of a
+      // large write looks like, so it counts as the peer dying (a reset), not as bad input:
+      // no partial message is ever delivered either way.
+      reason = new CloseReason.Reset({
+        detail: `stream ended inside a frame (${this.decoder.bufferedBytes} bytes of it received)`,
+      })
+      action = "destroy"
+    }
     const handshaking = this.phase !== "open" && this.phase !== "closed"
     this.finish(reason, action)
     if (handshaking) {
@@ -110,33 +148,40 @@ class Core<A> {
     }
   }
 
-  private onData(chunk: Uint8Array): void {
+  // No `: void` on the handlers below: they end with `return this.refuse(...)`-style tail
+  // calls, which the linter refuses in functions declared void.
+  private onData(chunk: Uint8Array) {
     if (this.phase === "closed") return
     this.heardSinceTick = true
-    const frames = this.decoder.push(chunk)
-    if (!Array.isArray(frames)) {
-      if (this.phase === "open") return this.protocolError(frames.detail)
-      return this.refuse("NotUnderstudy", frames.detail)
-    }
+    const decoded = this.decoder.push(chunk)
+    // Frames completed before a framing error were well framed: they are still handled, in
+    // order, so nothing the peer sent before the bad bytes is lost.
+    const frames = Array.isArray(decoded) ? decoded : decoded.frames
     let messages: Array<A> | undefined
     let bytes = 0
+    let failure: string | undefined
     for (const frame of frames) {
       if (this.phase !== "open") {
         this.onHandshakeFrame(frame)
         continue
       }
       const payload = this.verified(frame)
-      if (payload === undefined) return this.protocolError("frame MAC does not verify")
+      if (payload === undefined) {
+        failure = "frame MAC does not verify"
+        break
+      }
       if (frame.type === FrameType.Ping) continue
       if (frame.type !== FrameType.Data) {
-        return this.protocolError(`unexpected frame type ${frame.type}`)
+        failure = `unexpected frame type ${frame.type}`
+        break
       }
-      const decoded = this.options.codec.decode(payload)
-      if (Result.isFailure(decoded)) {
-        return this.protocolError(`undecodable message: ${decoded.failure.detail}`)
+      const message = this.options.codec.decode(payload)
+      if (Result.isFailure(message)) {
+        failure = `undecodable message: ${message.failure.detail}`
+        break
       }
       messages ??= []
-      messages.push(decoded.success)
+      messages.push(message.success)
       bytes += payload.byteLength
     }
     if (messages !== undefined && this.phase === "open") {
@@ -147,6 +192,11 @@ class Core<A> {
         this.link.pause()
       }
     }
+    if (failure === undefined && !Array.isArray(decoded)) failure = decoded.detail
+    if (failure === undefined) return
+    if (this.phase === "open") return this.protocolError(failure)
+    // A handshake frame of this chunk may already have refused the peer.
+    if (!this.isClosed) this.refuse("NotUnderstudy", failure)
   }
 
   private verified(frame: Frame): Uint8Array | undefined {
@@ -162,7 +212,7 @@ class Core<A> {
     }
   }
 
-  private onHandshakeFrame(frame: Frame): void {
+  private onHandshakeFrame(frame: Frame) {
     switch (this.phase) {
       case "hello":
         return this.onHello(frame)
@@ -178,7 +228,7 @@ class Core<A> {
   }
 
   /** Server: the client's opening frame. */
-  private onHello(frame: Frame): void {
+  private onHello(frame: Frame) {
     if (frame.type !== FrameType.Hello) return this.refuse("NotUnderstudy", "no hello")
     const hello = decodeHello(frame.body)
     if (typeof hello === "string") return this.refuse("NotUnderstudy", hello)
@@ -214,7 +264,7 @@ class Core<A> {
   private peerNonce: Uint8Array = new Uint8Array(0)
 
   /** Server: the client's proof of the key. */
-  private onProof(frame: Frame): void {
+  private onProof(frame: Frame) {
     const key = this.key!
     if (
       frame.type !== FrameType.Proof ||
@@ -230,7 +280,7 @@ class Core<A> {
   }
 
   /** Client: the server's answer to the hello. */
-  private onHelloAck(frame: Frame): void {
+  private onHelloAck(frame: Frame) {
     if (frame.type !== FrameType.HelloAck) return this.refuse("NotUnderstudy", "no hello reply")
     const ack = decodeHelloAck(frame.body, this.key !== undefined)
     if (typeof ack === "string") return this.refuse("NotUnderstudy", ack)
@@ -260,14 +310,17 @@ class Core<A> {
   }
 
   /** Client: the server accepted the proof. */
-  private onReady(frame: Frame): void {
+  private onReady(frame: Frame) {
     if (frame.type !== FrameType.Ready) return this.refuse("NotUnderstudy", "no ready frame")
     this.open()
   }
 
   private open(): void {
     this.phase = "open"
-    this.decoder.maxBodyBytes = this.options.maxFrameBytes + 1 + macBytes
+    // The type byte, the largest payload, and the MAC only when frames carry one: an
+    // unauthenticated peer must not slip 32 bytes over the limit.
+    const macLength = this.macIn === undefined ? 0 : macBytes
+    this.decoder.maxBodyBytes = this.options.maxFrameBytes + 1 + macLength
     Deferred.doneUnsafe(this.handshake, Effect.void)
   }
 
@@ -379,7 +432,8 @@ export const make = <A>(
     }
 
     const writer = yield* Effect.forkScoped(writeLoop(core))
-    if (options.keepAlive !== false) yield* Effect.forkScoped(keepAliveLoop(core, options.keepAlive))
+    if (options.keepAlive !== false)
+      yield* Effect.forkScoped(keepAliveLoop(core, options.keepAlive))
 
     const close = Effect.gen(function* () {
       if (core.isClosed) return

@@ -27,9 +27,18 @@ export interface Frame {
 export interface FrameError {
   readonly _tag: "FrameError"
   readonly detail: string
+  /**
+   * The frames the same chunk completed before the bad bytes. They were well framed, so a
+   * caller still handles them: what the peer sent before the error is not lost.
+   */
+  readonly frames: Array<Frame>
 }
 
-const frameError = (detail: string): FrameError => ({ _tag: "FrameError", detail })
+const frameError = (detail: string, frames: Array<Frame>): FrameError => ({
+  _tag: "FrameError",
+  detail,
+  frames,
+})
 
 /**
  * Splits a byte stream into frames. Keeps at most one partial frame buffered, whose size is
@@ -44,7 +53,10 @@ export class FrameDecoder {
     this.maxBodyBytes = maxBodyBytes
   }
 
-  /** The frames completed by `chunk`, in order, or the first error. */
+  /**
+   * The frames completed by `chunk`, in order, or the first error (which carries the frames
+   * completed before it).
+   */
   push(chunk: Uint8Array): Array<Frame> | FrameError {
     let bytes = chunk
     if (this.pending !== undefined) {
@@ -56,9 +68,12 @@ export class FrameDecoder {
     let offset = 0
     while (bytes.byteLength - offset >= lengthPrefixBytes) {
       const bodyLength = view.getUint32(offset)
-      if (bodyLength === 0) return frameError("empty frame")
+      if (bodyLength === 0) return frameError("empty frame", frames)
       if (bodyLength > this.maxBodyBytes) {
-        return frameError(`frame of ${bodyLength} bytes is over the maximum ${this.maxBodyBytes}`)
+        return frameError(
+          `frame of ${bodyLength} bytes is over the maximum ${this.maxBodyBytes}`,
+          frames,
+        )
       }
       const end = offset + lengthPrefixBytes + bodyLength
       if (end > bytes.byteLength) break

@@ -27,8 +27,22 @@ export interface LinkPair {
 
 export const linkPair = (highWaterBytes = 64 * 1024): LinkPair => {
   const sides: Record<"client" | "server", Side> = {
-    client: { handlers: undefined, pending: [], pendingBytes: 0, paused: false, ended: false, closed: false },
-    server: { handlers: undefined, pending: [], pendingBytes: 0, paused: false, ended: false, closed: false },
+    client: {
+      handlers: undefined,
+      pending: [],
+      pendingBytes: 0,
+      paused: false,
+      ended: false,
+      closed: false,
+    },
+    server: {
+      handlers: undefined,
+      pending: [],
+      pendingBytes: 0,
+      paused: false,
+      ended: false,
+      closed: false,
+    },
   }
   const written = { client: 0, server: 0 }
   const flush = (to: Side, from: Side) => {
@@ -98,5 +112,34 @@ export const linkPair = (highWaterBytes = 64 * 1024): LinkPair => {
     injectToServer: inject(sides.server, sides.client),
     injectToClient: inject(sides.client, sides.server),
     written,
+  }
+}
+
+/** A link whose writes pass through `transform` (identity by default) and are recorded. */
+export interface TappedLink {
+  readonly link: Link
+  /** Every chunk written so far, after `transform`, in order. */
+  readonly writes: Array<Uint8Array>
+}
+
+/**
+ * Wraps `link` to capture what it writes (to replay it later) or to change it on the way
+ * (to corrupt one bit): an attacker or a faulty network between the two ends.
+ */
+export const tapLink = (
+  link: Link,
+  transform: (chunk: Uint8Array) => Uint8Array = (chunk) => chunk,
+): TappedLink => {
+  const writes: Array<Uint8Array> = []
+  return {
+    writes,
+    link: {
+      ...link,
+      write: (chunk) => {
+        const out = transform(chunk)
+        writes.push(out.slice())
+        return link.write(out)
+      },
+    },
   }
 }
