@@ -1,0 +1,395 @@
+/**
+ * Runs one instance of a `Machine` over the `Datagram` service and the Effect `Clock`: the
+ * caller of the pure machine, as `node.go` is for etcd's raft. It binds the node's UDP
+ * endpoint, runs `init`, then feeds received messages, fired timers and commands into
+ * `step` one at a time, and performs the outputs in order: sends become datagrams, timers
+ * become sleeps on `Clock` (so `TestClock` drives them in tests), events go to `events`.
+ *
+ * Everything it starts lives in the caller's `Scope`: closing it stops the node.
+ *
+ * Limits: the inbox holds at most `inboxCapacity` inputs; when it is full the datagram
+ * reader stops reading, so the endpoint's own bounded buffer drops new datagrams as a
+ * kernel would, and `command` suspends. A datagram that does not decode, or comes from an
+ * address that is not a peer, is dropped with a warning: a bad peer never stops a node.
+ *
+ * @since 0.1.0
+ */
+import type { Address, Codec } from "@understudy/transport"
+import { Datagram, type TransportError } from "@understudy/transport"
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Effect,
+  Fiber,
+  PubSub,
+  Queue,
+  Result,
+  type Scope,
+  Stream,
+} from "effect"
+import * as Machine from "./Machine.ts"
+
+/** The pseudo-input of the step that `init` is. @since 0.1.0 @category models */
+export interface Init {
+  readonly _tag: "Init"
+  readonly nowMs: number
+}
+
+/**
+ * What happened in one step, for observers such as the simulation's invariant checks.
+ * `before` is `undefined` for `init`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StepInfo<State, Message, C, E> {
+  readonly node: Machine.NodeId
+  readonly input: Init | Machine.Input<Message, C>
+  readonly before: State | undefined
+  readonly after: State
+  readonly outputs: ReadonlyArray<Machine.Output<Message, E>>
+  readonly nowMs: number
+}
+
+/** @since 0.1.0 @category models */
+export interface Options<State, Message, C, E> {
+  readonly self: Machine.NodeId
+  /** The other nodes; `self`, if listed, is left out. */
+  readonly peers: ReadonlyArray<Machine.NodeId>
+  /** Where each node (this one included) receives its datagrams. */
+  readonly addresses:
+    | Readonly<Record<Machine.NodeId, Address.Udp>>
+    | ((node: Machine.NodeId) => Address.Udp)
+  readonly codec: Codec.Codec<Message>
+  /** Inputs waiting to be stepped, at most. Default 1,024. */
+  readonly inboxCapacity?: number
+  /** Events waiting for a slow `events` reader, at most, before the node waits. Default 1,024. */
+  readonly eventsCapacity?: number
+  /**
+   * Called after every step (and after `init`), before its outputs are performed, inside
+   * the node's serial loop: the node waits for it. A failure or defect in it stops the node.
+   */
+  readonly onStep?: (info: StepInfo<State, Message, C, E>) => Effect.Effect<void>
+}
+
+/**
+ * A running node.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Running<State, C, E> {
+  readonly self: Machine.NodeId
+  /** The bound address (with the actual port when port 0 was asked for). */
+  readonly address: Address.Udp
+  /** The machine's current state, for observation. */
+  readonly state: Effect.Effect<State>
+  /**
+   * The events emitted from the moment the stream is started. A reader that falls more than
+   * `eventsCapacity` behind slows the node down rather than losing events.
+   */
+  readonly events: Stream.Stream<E>
+  /**
+   * Steps the machine with a command; completes once the step ran and its outputs were
+   * performed. Interrupted if the node stops first.
+   */
+  readonly command: (command: C) => Effect.Effect<void>
+  /**
+   * Waits while the node runs. It never succeeds: if `init`, `step` or `onStep` throws or
+   * dies, the node stops and this dies with the same defect, so a supervisor sees it.
+   */
+  readonly join: Effect.Effect<never>
+}
+
+type Item<Message, C> =
+  | { readonly _tag: "Receive"; readonly from: Machine.NodeId; readonly message: Message }
+  | {
+      readonly _tag: "Command"
+      readonly command: C
+      readonly done: Deferred.Deferred<void>
+    }
+  // Timer sleeper number `sleeper` woke up: fire whatever is due.
+  | { readonly _tag: "Tick"; readonly sleeper: number }
+
+interface Armed {
+  readonly deadlineMs: number
+  // Order among timers due at the same time: the one set first fires first.
+  readonly order: number
+}
+
+const addressKey = (address: Address.Udp): string => `${address.host}:${address.port}`
+
+/**
+ * Starts the node: binds its endpoint, runs `init`, and steps the machine until the scope
+ * closes. Fails only if the endpoint cannot be bound.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Address } from "@understudy/transport"
+ * import { FailureDetector, Runner } from "@understudy/machine"
+ *
+ * const node = Runner.run(FailureDetector.make({ intervalMs: 100, timeoutMs: 500 }), {
+ *   self: "a",
+ *   peers: ["b"],
+ *   addresses: { a: Address.udp("127.0.0.1", 9001), b: Address.udp("127.0.0.1", 9002) },
+ *   codec: FailureDetector.codec,
+ * })
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const run = <State, Message, C, E>(
+  machine: Machine.Machine<State, Message, C, E>,
+  options: Options<State, Message, C, E>,
+): Effect.Effect<
+  Running<State, C, E>,
+  TransportError.ListenError,
+  Datagram.Datagram | Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const { self, codec, onStep } = options
+    const peers = options.peers.filter((peer) => peer !== self)
+    const resolve =
+      typeof options.addresses === "function"
+        ? options.addresses
+        : (node: Machine.NodeId): Address.Udp => {
+            const address = (options.addresses as Readonly<Record<string, Address.Udp>>)[node]
+            if (address === undefined) throw new Error(`no address for node ${node}`)
+            return address
+          }
+    const peerAddresses = new Map<Machine.NodeId, Address.Udp>()
+    const nodeByAddress = new Map<string, Machine.NodeId>()
+    for (const peer of peers) {
+      const address = resolve(peer)
+      peerAddresses.set(peer, address)
+      nodeByAddress.set(addressKey(address), peer)
+    }
+
+    const datagram = yield* Datagram.Datagram
+    const endpoint = yield* datagram.bind(resolve(self))
+    const inbox = yield* Queue.bounded<Item<Message, C>>(options.inboxCapacity ?? 1024)
+    const events = yield* PubSub.bounded<E>(options.eventsCapacity ?? 1024)
+
+    let state: State
+    // Only the serial loop (and `init` before it starts) touches the timers.
+    const timers = new Map<string, Armed>()
+    let timerOrder = 0
+    let sleeper:
+      | { readonly id: number; readonly fiber: Fiber.Fiber<void>; readonly untilMs: number }
+      | undefined
+    let sleeperCount = 0
+
+    const sendTo = (to: Machine.NodeId, message: Message) =>
+      Effect.suspend(() => {
+        const address = peerAddresses.get(to)
+        if (address === undefined) {
+          return Effect.logWarning("dropping a message to an unknown node", { to })
+        }
+        const encoded = codec.encode(message)
+        if (Result.isFailure(encoded)) {
+          return Effect.logError("cannot encode an outgoing message", encoded.failure.message)
+        }
+        return endpoint
+          .send(address, encoded.success)
+          .pipe(
+            Effect.catch((error) =>
+              Effect.logWarning("datagram not sent", { to, error: error.message }),
+            ),
+          )
+      })
+
+    // Keeps exactly one sleeper, due no later than the earliest timer.
+    const reschedule = Effect.gen(function* () {
+      let earliestMs: number | undefined
+      for (const armed of timers.values()) {
+        if (earliestMs === undefined || armed.deadlineMs < earliestMs) earliestMs = armed.deadlineMs
+      }
+      if (sleeper !== undefined && earliestMs !== undefined && sleeper.untilMs <= earliestMs) {
+        // It wakes no later than needed; a stale wake-up finds nothing due and reschedules.
+        return
+      }
+      if (sleeper !== undefined) {
+        const previous = sleeper
+        sleeper = undefined
+        yield* Fiber.interrupt(previous.fiber)
+      }
+      if (earliestMs === undefined) return
+      const nowMs = yield* Clock.currentTimeMillis
+      const id = sleeperCount++
+      const fiber = yield* Effect.sleep(Math.max(0, earliestMs - nowMs)).pipe(
+        Effect.andThen(Queue.offer(inbox, { _tag: "Tick", sleeper: id })),
+        Effect.asVoid,
+        Effect.forkChild,
+      )
+      sleeper = { id, fiber, untilMs: earliestMs }
+    })
+
+    const perform = (outputs: ReadonlyArray<Machine.Output<Message, E>>, nowMs: number) =>
+      Effect.gen(function* () {
+        let timersChanged = false
+        for (const output of outputs) {
+          switch (output._tag) {
+            case "Send":
+              yield* sendTo(output.to, output.message)
+              break
+            case "Broadcast":
+              for (const peer of peers) yield* sendTo(peer, output.message)
+              break
+            case "SetTimer":
+              timers.set(output.timer, {
+                deadlineMs: nowMs + Math.max(0, output.afterMs),
+                order: timerOrder++,
+              })
+              timersChanged = true
+              break
+            case "CancelTimer":
+              timersChanged = timers.delete(output.timer) || timersChanged
+              break
+            case "Emit":
+              yield* PubSub.publish(events, output.event)
+              break
+          }
+        }
+        return timersChanged
+      })
+
+    const applyStep = (input: Machine.Input<Message, C>) =>
+      Effect.gen(function* () {
+        const before = state
+        const next = machine.step(before, input)
+        state = next.state
+        if (onStep !== undefined) {
+          yield* onStep({
+            node: self,
+            input,
+            before,
+            after: next.state,
+            outputs: next.outputs,
+            nowMs: input.nowMs,
+          })
+        }
+        return yield* perform(next.outputs, input.nowMs)
+      })
+
+    const fireDue = (nowMs: number) =>
+      Effect.gen(function* () {
+        sleeper = undefined
+        let changed = true
+        // Each fired timer's step may set or cancel timers, so look again after each one.
+        // Bounded, because a machine that keeps setting 0 ms timers would never stop here;
+        // what is left fires at the next tick, which the reschedule below arms at once.
+        for (let fired = 0; fired < 10_000; fired++) {
+          let due: [string, Armed] | undefined
+          for (const entry of timers) {
+            if (entry[1].deadlineMs > nowMs) continue
+            if (
+              due === undefined ||
+              entry[1].deadlineMs < due[1].deadlineMs ||
+              (entry[1].deadlineMs === due[1].deadlineMs && entry[1].order < due[1].order)
+            ) {
+              due = entry
+            }
+          }
+          if (due === undefined) break
+          timers.delete(due[0])
+          changed = (yield* applyStep(Machine.timerFired(due[0], nowMs))) || changed
+        }
+        return changed
+      })
+
+    const loop = Effect.gen(function* () {
+      const item = yield* Queue.take(inbox)
+      const nowMs = yield* Clock.currentTimeMillis
+      let timersChanged: boolean
+      switch (item._tag) {
+        case "Receive":
+          timersChanged = yield* applyStep(Machine.receive(item.from, item.message, nowMs))
+          break
+        case "Command":
+          timersChanged = yield* applyStep(Machine.command(item.command, nowMs))
+          yield* Deferred.succeed(item.done, undefined)
+          break
+        case "Tick":
+          // A tick of a sleeper replaced after it woke is stale: the current one will come.
+          timersChanged = sleeper?.id === item.sleeper ? yield* fireDue(nowMs) : false
+          break
+      }
+      if (timersChanged) yield* reschedule
+    }).pipe(Effect.forever)
+
+    let stopped = false
+    // Whoever waits for a command that will never be stepped is interrupted, not left hanging.
+    const stop = Effect.gen(function* () {
+      stopped = true
+      for (const item of yield* Queue.clear(inbox)) {
+        if (item._tag === "Command") yield* Deferred.interrupt(item.done)
+      }
+      yield* Queue.shutdown(inbox)
+    })
+
+    const receive = (received: Datagram.Received) =>
+      Effect.suspend(() => {
+        const from = nodeByAddress.get(addressKey(received.from))
+        if (from === undefined) {
+          return Effect.logWarning("dropping a datagram from an unknown address", {
+            node: self,
+            from: `${received.from.host}:${received.from.port}`,
+          })
+        }
+        const decoded = codec.decode(received.bytes)
+        if (Result.isFailure(decoded)) {
+          return Effect.logWarning("dropping an undecodable datagram", {
+            node: self,
+            from,
+            error: decoded.failure.message,
+          })
+        }
+        return Queue.offer(inbox, { _tag: "Receive", from, message: decoded.success })
+      })
+
+    const initNowMs = yield* Clock.currentTimeMillis
+    const initial = machine.init({ self, peers, nowMs: initNowMs })
+    state = initial.state
+    if (onStep !== undefined) {
+      yield* onStep({
+        node: self,
+        input: { _tag: "Init", nowMs: initNowMs },
+        before: undefined,
+        after: initial.state,
+        outputs: initial.outputs,
+        nowMs: initNowMs,
+      })
+    }
+    // The loop forks the sleeper as its child, so timers die with it.
+    const loopFiber = yield* Effect.gen(function* () {
+      if (yield* perform(initial.outputs, initNowMs)) yield* reschedule
+      return yield* loop
+    }).pipe(
+      Effect.tapCause((cause) =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.void
+          : Effect.logError("the node stopped on a defect", Cause.pretty(cause)),
+      ),
+      Effect.ensuring(stop),
+      Effect.forkScoped,
+    )
+    yield* Stream.runForEach(endpoint.messages, receive).pipe(Effect.forkScoped)
+
+    return {
+      self,
+      address: endpoint.address,
+      state: Effect.sync(() => state),
+      events: Stream.fromPubSub(events),
+      join: Fiber.join(loopFiber),
+      command: (command: C) =>
+        Effect.gen(function* () {
+          if (stopped) return yield* Effect.interrupt
+          const done = yield* Deferred.make<void>()
+          const queued = yield* Queue.offer(inbox, { _tag: "Command", command, done })
+          if (!queued) return yield* Effect.interrupt
+          yield* Deferred.await(done)
+        }),
+    }
+  }).pipe(Effect.annotateLogs({ node: options.self }))

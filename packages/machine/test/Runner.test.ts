@@ -1,0 +1,329 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Address, Codec, Datagram, SimNet } from "@understudy/transport"
+import { Cause, Clock, Effect, Exit, Fiber, Layer, Queue, Random, Schema, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import * as FailureDetector from "../src/FailureDetector.ts"
+import * as Machine from "../src/Machine.ts"
+import * as Runner from "../src/Runner.ts"
+
+// A lossless, instant, in-memory datagram network: enough to test the runner's own
+// mechanics (timers, ordering, decoding) apart from the network simulator.
+const memoryDatagram = Layer.sync(Datagram.Datagram, () => {
+  const inboxes = new Map<string, Queue.Queue<Datagram.Received>>()
+  const key = (address: Address.Udp) => `${address.host}:${address.port}`
+  return Datagram.Datagram.of({
+    bind: (address) =>
+      Effect.gen(function* () {
+        const inbox = yield* Queue.bounded<Datagram.Received>(64)
+        inboxes.set(key(address), inbox)
+        yield* Effect.addFinalizer(() => Effect.sync(() => inboxes.delete(key(address))))
+        return {
+          address,
+          send: (to, bytes) =>
+            Effect.suspend(() => {
+              const target = inboxes.get(key(to))
+              return target === undefined
+                ? Effect.void
+                : Queue.offer(target, { from: address, bytes }).pipe(Effect.asVoid)
+            }),
+          messages: Stream.fromQueue(inbox),
+        }
+      }),
+  })
+})
+
+const Wire = Schema.Union([
+  Schema.TaggedStruct("Ping", { n: Schema.Number }),
+  Schema.TaggedStruct("Pong", { n: Schema.Number }),
+])
+type Wire = typeof Wire.Type
+const codec = Codec.json(Wire)
+
+type Command =
+  | { readonly _tag: "Set"; readonly timer: string; readonly afterMs: number }
+  | { readonly _tag: "Cancel"; readonly timer: string }
+  | { readonly _tag: "Ping"; readonly to: string; readonly n: number }
+  | { readonly _tag: "PingAll"; readonly n: number }
+
+type Event =
+  | { readonly _tag: "Fired"; readonly timer: string; readonly atMs: number }
+  | { readonly _tag: "Ponged"; readonly from: string; readonly n: number; readonly atMs: number }
+
+/** Does what it is told, answers pings, and reports timers and pongs. */
+const puppet: Machine.Machine<ReadonlyArray<string>, Wire, Command, Event> = {
+  init: ({ self, peers }) => Machine.result([`init ${self} [${peers.join(",")}]`]),
+  step: (log, input) => {
+    switch (input._tag) {
+      case "Command": {
+        const c = input.command
+        const entry = [...log, `command ${c._tag}`]
+        switch (c._tag) {
+          case "Set":
+            return Machine.result(entry, [Machine.setTimer(c.timer, c.afterMs)])
+          case "Cancel":
+            return Machine.result(entry, [Machine.cancelTimer(c.timer)])
+          case "Ping":
+            return Machine.result(entry, [Machine.send<Wire>(c.to, { _tag: "Ping", n: c.n })])
+          case "PingAll":
+            return Machine.result(entry, [Machine.broadcast<Wire>({ _tag: "Ping", n: c.n })])
+        }
+        break
+      }
+      case "TimerFired":
+        return Machine.result(
+          [...log, `fired ${input.timer}`],
+          [Machine.emit<Event>({ _tag: "Fired", timer: input.timer, atMs: input.nowMs })],
+        )
+      case "Receive": {
+        const entry = [
+          ...log,
+          `receive ${input.message._tag} ${input.message.n} from ${input.from}`,
+        ]
+        return input.message._tag === "Ping"
+          ? Machine.result(entry, [
+              Machine.send<Wire>(input.from, { _tag: "Pong", n: input.message.n }),
+            ])
+          : Machine.result(entry, [
+              Machine.emit<Event>({
+                _tag: "Ponged",
+                from: input.from,
+                n: input.message.n,
+                atMs: input.nowMs,
+              }),
+            ])
+      }
+    }
+  },
+}
+
+const addresses = {
+  a: Address.udp("10.0.0.1", 1),
+  b: Address.udp("10.0.0.2", 1),
+  c: Address.udp("10.0.0.3", 1),
+}
+
+const start = (
+  self: "a" | "b" | "c",
+  onStep?: (
+    info: Runner.StepInfo<ReadonlyArray<string>, Wire, Command, Event>,
+  ) => Effect.Effect<void>,
+) =>
+  Runner.run(puppet, {
+    self,
+    peers: ["a", "b", "c"],
+    addresses,
+    codec,
+    ...(onStep === undefined ? {} : { onStep }),
+  })
+
+/** Lets every forked fiber run to its next suspension without moving the clock. */
+const settle = TestClock.adjust(0)
+
+describe("Runner", () => {
+  it.effect("runs init with the peers (without itself) and exposes the state", () =>
+    Effect.gen(function* () {
+      const a = yield* start("a")
+      expect(a.address).toEqual(addresses.a)
+      expect(yield* a.state).toEqual(["init a [b,c]"])
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect("fires a timer after its delay on the clock, with the time in the input", () =>
+    Effect.gen(function* () {
+      const a = yield* start("a")
+      const fired = yield* Stream.runCollect(Stream.take(a.events, 1)).pipe(Effect.forkChild)
+      yield* settle
+      yield* a.command({ _tag: "Set", timer: "t", afterMs: 250 })
+      yield* TestClock.adjust(249)
+      expect(yield* a.state).not.toContain("fired t")
+      yield* TestClock.adjust(1)
+      expect(yield* Fiber.join(fired)).toEqual([{ _tag: "Fired", timer: "t", atMs: 250 }])
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect("re-setting a timer replaces it; cancelling stops it", () =>
+    Effect.gen(function* () {
+      const a = yield* start("a")
+      const fired = yield* Stream.runCollect(Stream.take(a.events, 3)).pipe(Effect.forkChild)
+      yield* settle
+      yield* a.command({ _tag: "Set", timer: "late", afterMs: 100 })
+      yield* a.command({ _tag: "Set", timer: "cancelled", afterMs: 50 })
+      yield* a.command({ _tag: "Set", timer: "early", afterMs: 300 })
+      yield* TestClock.adjust(20)
+      // Moves "late" from 100 to 20 + 500 = 520, and "early" from 300 to 20 + 10 = 30.
+      yield* a.command({ _tag: "Set", timer: "late", afterMs: 500 })
+      yield* a.command({ _tag: "Set", timer: "early", afterMs: 10 })
+      yield* a.command({ _tag: "Cancel", timer: "cancelled" })
+      yield* a.command({ _tag: "Set", timer: "again", afterMs: 480 })
+      yield* TestClock.adjust(1_000)
+      expect(yield* Fiber.join(fired)).toEqual([
+        { _tag: "Fired", timer: "early", atMs: 30 },
+        { _tag: "Fired", timer: "again", atMs: 500 },
+        { _tag: "Fired", timer: "late", atMs: 520 },
+      ])
+      expect((yield* a.state).filter((line) => line.startsWith("fired"))).toEqual([
+        "fired early",
+        "fired again",
+        "fired late",
+      ])
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect("sends, broadcasts and receives through the codec", () =>
+    Effect.gen(function* () {
+      const a = yield* start("a")
+      const b = yield* start("b")
+      const c = yield* start("c")
+      const pongs = yield* Stream.runCollect(Stream.take(a.events, 3)).pipe(Effect.forkChild)
+      yield* settle
+      yield* a.command({ _tag: "Ping", to: "b", n: 1 })
+      yield* settle
+      yield* a.command({ _tag: "PingAll", n: 2 })
+      yield* settle
+      const received = yield* Fiber.join(pongs)
+      expect(
+        received.map((e) => (e._tag === "Ponged" ? `${e.from}:${e.n}` : e._tag)).sort(),
+      ).toEqual(["b:1", "b:2", "c:2"])
+      expect(yield* b.state).toContain("receive Ping 1 from a")
+      expect(yield* b.state).toContain("receive Ping 2 from a")
+      expect(yield* c.state).toContain("receive Ping 2 from a")
+      expect(yield* c.state).not.toContain("receive Ping 1 from a")
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect("drops undecodable datagrams and strangers' datagrams, and goes on", () =>
+    Effect.gen(function* () {
+      const b = yield* start("b")
+      const datagram = yield* Datagram.Datagram
+      // A peer's address sending garbage, and an address that is no peer sending a valid ping.
+      const fakeA = yield* datagram.bind(addresses.a)
+      const stranger = yield* datagram.bind(Address.udp("10.9.9.9", 1))
+      yield* fakeA.send(addresses.b, new TextEncoder().encode("{garbage"))
+      yield* fakeA.send(addresses.b, new Uint8Array([0xff, 0x00]))
+      yield* stranger.send(
+        addresses.b,
+        new TextEncoder().encode(JSON.stringify({ _tag: "Ping", n: 9 })),
+      )
+      yield* fakeA.send(
+        addresses.b,
+        new TextEncoder().encode(JSON.stringify({ _tag: "Ping", n: 3 })),
+      )
+      const reply = yield* Stream.runCollect(Stream.take(fakeA.messages, 1)).pipe(Effect.forkChild)
+      yield* settle
+      expect(yield* b.state).toEqual(["init b [a,c]", "receive Ping 3 from a"])
+      const [pong] = yield* Fiber.join(reply)
+      expect(new TextDecoder().decode(pong!.bytes)).toBe(JSON.stringify({ _tag: "Pong", n: 3 }))
+      expect(pong!.from).toEqual(addresses.b)
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect("calls onStep for init and every step, with the state before and after", () =>
+    Effect.gen(function* () {
+      const seen: Array<Runner.StepInfo<ReadonlyArray<string>, Wire, Command, Event>> = []
+      const a = yield* start("a", (info) => Effect.sync(() => seen.push(info)))
+      yield* a.command({ _tag: "Set", timer: "t", afterMs: 5 })
+      yield* TestClock.adjust(5)
+      expect(seen.map((info) => info.input._tag)).toEqual(["Init", "Command", "TimerFired"])
+      expect(seen[0]!.before).toBeUndefined()
+      expect(seen[1]!.before).toEqual(seen[0]!.after)
+      expect(seen[2]!.after).toEqual(yield* a.state)
+      expect(seen[2]!.nowMs).toBe(5)
+      expect(seen[1]!.outputs).toEqual([Machine.setTimer("t", 5)])
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect("stops stepping and firing timers when its scope closes", () =>
+    Effect.gen(function* () {
+      const seen: Array<string> = []
+      const a = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const node = yield* start("a", (info) => Effect.sync(() => seen.push(info.input._tag)))
+          yield* node.command({ _tag: "Set", timer: "t", afterMs: 100 })
+          yield* settle
+          return node
+        }),
+      )
+      yield* TestClock.adjust(1_000)
+      expect(seen).toEqual(["Init", "Command"])
+      expect(yield* a.state).toEqual(["init a [b,c]", "command Set"])
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect("a machine that throws stops the node, and join dies with the defect", () =>
+    Effect.gen(function* () {
+      const faulty: Machine.Machine<number, Wire, "boom"> = {
+        init: () => Machine.result(0),
+        step: () => {
+          throw new Error("broken invariant")
+        },
+      }
+      const node = yield* Runner.run(faulty, { self: "a", peers: ["b"], addresses, codec })
+      const joined = yield* Effect.forkChild(Effect.exit(node.join))
+      yield* Effect.forkChild(node.command("boom"))
+      yield* settle
+      const exit = yield* Fiber.join(joined)
+      expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toMatch(/broken invariant/)
+      // A command to a stopped node does not hang: it is interrupted.
+      const late = yield* Effect.exit(node.command("boom"))
+      expect(Exit.isFailure(late) && Cause.hasInterruptsOnly(late.cause)).toBe(true)
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect("runs a failure detector on SimNet: 3 nodes, a crash and a restart", () =>
+    Effect.gen(function* () {
+      const config = { intervalMs: 100, timeoutMs: 400 }
+      const net = yield* SimNet.make({ link: { latency: SimNet.uniform(1, 20) } })
+      const nodes = ["n1", "n2", "n3"]
+      const seen: Array<string> = []
+      for (const self of nodes) {
+        yield* net.run(
+          self,
+          Effect.gen(function* () {
+            const node = yield* Runner.run(FailureDetector.make(config), {
+              self,
+              peers: nodes,
+              addresses: (node) => Address.udp(node, 7000),
+              codec: FailureDetector.codec,
+            })
+            yield* Stream.runForEach(node.events, (event) =>
+              Effect.gen(function* () {
+                const atMs = yield* Clock.currentTimeMillis
+                seen.push(`${atMs} ${self} ${event._tag} ${event.peer}`)
+              }),
+            )
+          }),
+        )
+      }
+      // Let the nodes bind and run init before the clock moves.
+      yield* settle
+      // Healthy for a while: nobody suspects anybody.
+      yield* TestClock.adjust(1_000)
+      expect(seen).toEqual([])
+
+      yield* net.crash("n2")
+      yield* TestClock.adjust(1_000)
+      const suspicions = seen.filter((line) => line.includes("Suspected n2"))
+      expect(suspicions.map((line) => line.split(" ")[1]).sort()).toEqual(["n1", "n3"])
+      for (const line of suspicions) {
+        // Within timeoutMs + the last heartbeat's interval and delay of the crash at 1000 ms.
+        const atMs = Number(line.split(" ")[0])
+        expect(atMs).toBeGreaterThan(1_000)
+        expect(atMs).toBeLessThanOrEqual(1_000 + config.timeoutMs + config.intervalMs + 20)
+      }
+      expect(seen.filter((line) => !line.includes("n2"))).toEqual([])
+
+      seen.length = 0
+      yield* net.restart("n2")
+      yield* settle
+      yield* TestClock.adjust(100)
+      // n2 comes back with a new incarnation (its clock at restart): recognised and trusted.
+      expect(seen.filter((line) => line.includes("Restarted n2")).length).toBe(2)
+      expect(seen.filter((line) => line.includes("Alive n2")).length).toBe(2)
+      yield* TestClock.adjust(1_000)
+      expect(seen.filter((line) => line.includes("Suspected"))).toEqual([])
+      const trace = SimNet.formatTrace(yield* net.trace)
+      expect(trace).toContain("crash")
+      expect(trace).toMatch(/deliver\s+udp:\/\/n2:7000 → udp:\/\/n1:7000/)
+    }).pipe(Random.withSeed(1)),
+  )
+})

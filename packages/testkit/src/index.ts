@@ -1,0 +1,13 @@
+/**
+ * @understudy/testkit (private): deterministic simulation of Understudy machines on
+ * `SimNet`, with seeded fault schedules and invariants checked after every step.
+ *
+ * Replay a failing seed with `UNDERSTUDY_SEED=<n> npm test`; run another batch of seeds
+ * with `UNDERSTUDY_SEEDS=<first seed> npm test`.
+ *
+ * @since 0.1.0
+ */
+export * as FaultSchedule from "./FaultSchedule.ts"
+export * as Network from "./Network.ts"
+export * as Seeds from "./Seeds.ts"
+export * as Simulation from "./Simulation.ts"

@@ -1,0 +1,215 @@
+/**
+ * The heartbeat failure detector under 1,000 seeded fault schedules: crashes and restarts,
+ * partitions both ways and one way, degraded links (latency, loss, duplication, reordering).
+ * Replay one seed with `UNDERSTUDY_SEED=<n> npx vitest run test/FailureDetector.sim.test.ts`.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { FailureDetector } from "@understudy/machine"
+import type { SimNet } from "@understudy/transport"
+import { Effect } from "effect"
+import * as FaultSchedule from "../src/FaultSchedule.ts"
+import * as Seeds from "../src/Seeds.ts"
+import * as Simulation from "../src/Simulation.ts"
+
+const nodes = ["n1", "n2", "n3", "n4", "n5"]
+const durationMs = 3_000
+
+/** A healthy link: at most 40 ms, nothing lost or reordered. */
+const goodLink: SimNet.LinkConfig = {
+  latency: { _tag: "Uniform", minMs: 1, maxMs: 40 },
+  loss: 0,
+  duplicate: 0.05,
+  reorder: 0,
+}
+const goodDelayMs = FaultSchedule.maxDelayMs(goodLink)
+
+const faults = {
+  startMs: 200,
+  // Faults stop 1.2 s before the end, then everything is healed: room to check convergence.
+  endMs: durationMs - 1_200,
+  gapMs: { minMs: 40, maxMs: 350 },
+  maxDown: 2,
+  degraded: { maxLatencyMs: 150, maxLoss: 0.6, maxDuplicate: 0.3, maxReorder: 0.3 },
+}
+const worstDelayMs = FaultSchedule.maxDelayOverallMs({ ...faults, nodes, goodLink })
+
+type View = Simulation.View<FailureDetector.State>
+
+/** How often each invariant's premise held, so a suite that checks nothing is noticed. */
+const coverage = { crashedAndSuspected: 0, suspectedExcused: 0, healthyAtEnd: 0 }
+
+/**
+ * Completeness: a node that crashed and was not restarted is suspected by every live node
+ * within `timeoutMs + intervalMs + worstDelayMs` of its crash or of the observer's own
+ * start, whichever is later (a heartbeat sent just before the crash may arrive late).
+ */
+const completeness = (
+  config: FailureDetector.Config,
+): Simulation.Invariant<FailureDetector.State> => ({
+  name: "completeness",
+  check: (view: View) => {
+    const boundMs = config.timeoutMs + config.intervalMs + worstDelayMs
+    for (const [observer, state] of view.states) {
+      const observerUpMs = view.network.node(observer).sinceMs
+      for (const peer of view.nodes) {
+        const peerState = view.network.node(peer)
+        if (peer === observer || peerState.up) continue
+        const fromMs = Math.max(peerState.sinceMs, observerUpMs)
+        if (view.nowMs < fromMs + boundMs) continue
+        if (state.peers[peer]?.status !== "Suspected") {
+          return `${observer} still trusts ${peer}, down since ${peerState.sinceMs} ms (observer up since ${observerUpMs} ms, bound ${boundMs} ms)`
+        }
+        coverage.crashedAndSuspected++
+      }
+    }
+    return undefined
+  },
+})
+
+/**
+ * Accuracy: no live node suspects a peer that has been up, over a link that has been uncut
+ * and healthy (lossless, delay at most `goodDelayMs`), for at least the last `timeoutMs`.
+ */
+const accuracy = (config: FailureDetector.Config): Simulation.Invariant<FailureDetector.State> => ({
+  name: "accuracy",
+  check: (view: View) => {
+    const sinceMs = view.nowMs - config.timeoutMs
+    // Up, and heard over an uncut, lossless link within the delay bound, since `sinceMs`.
+    const trustworthy = (peer: string, observer: string): boolean => {
+      const peerState = view.network.node(peer)
+      if (!peerState.up || peerState.sinceMs > sinceMs) return false
+      const link = view.network.link(peer, observer)
+      const healthy =
+        !link.cut && link.config.loss === 0 && FaultSchedule.maxDelayMs(link.config) <= goodDelayMs
+      return healthy && link.sinceMs <= sinceMs
+    }
+    for (const [observer, state] of view.states) {
+      for (const peer of FailureDetector.suspected(state)) {
+        if (trustworthy(peer, observer)) {
+          const peerState = view.network.node(peer)
+          const link = view.network.link(peer, observer)
+          return `${observer} suspects ${peer}, up since ${peerState.sinceMs} ms over a healthy link since ${link.sinceMs} ms`
+        }
+        coverage.suspectedExcused++
+      }
+      if (view.final) {
+        for (const peer of view.nodes) {
+          if (peer !== observer && trustworthy(peer, observer)) coverage.healthyAtEnd++
+        }
+      }
+    }
+    return undefined
+  },
+})
+
+const simulate = (config: FailureDetector.Config, seed: number) =>
+  Simulation.simulate({
+    machine: FailureDetector.make(config),
+    codec: FailureDetector.codec,
+    nodes,
+    seed,
+    durationMs,
+    link: goodLink,
+    faults,
+    invariants: [completeness(config), accuracy(config)],
+    describeState: (state) =>
+      Object.entries(state.peers)
+        .map(([peer, view]) => `${peer}=${view.status}@${view.sinceMs}/heard ${view.lastHeardMs}`)
+        .join(" "),
+  })
+
+// The detector's parameters leave room for the healthy delay: 40 ms < 400 - 100.
+const config: FailureDetector.Config = { intervalMs: 100, timeoutMs: 400 }
+
+describe("FailureDetector under simulation", () => {
+  it("the schedule parameters keep the healthy delay within timeoutMs - intervalMs", () => {
+    expect(goodDelayMs).toBeLessThan(config.timeoutMs - config.intervalMs)
+  })
+
+  const seeds = Seeds.seeds(1_000)
+  it.effect(
+    `holds completeness and accuracy over ${seeds.length} seeded fault schedules`,
+    () =>
+      Effect.gen(function* () {
+        const startedAt = performance.now()
+        let steps = 0
+        let faultsApplied = 0
+        let crashes = 0
+        for (const seed of seeds) {
+          const report = yield* simulate(config, seed)
+          steps += report.steps
+          faultsApplied += report.schedule.length
+          crashes += report.schedule.filter((item) => item.fault._tag === "Crash").length
+          if (Seeds.isReplay()) console.log(Simulation.formatTrace(report))
+        }
+        const wallMs = Math.round(performance.now() - startedAt)
+        console.log(
+          `${seeds.length} schedules, ${faultsApplied} faults (${crashes} crashes), ${steps} steps in ${wallMs} ms of wall time`,
+        )
+        console.log(`premises met: ${JSON.stringify(coverage)}`)
+        // The schedules really exercise the detector: crashes happen and nodes step a lot,
+        // crashed nodes get suspected, faults cause suspicions, and after the final heal most
+        // pairs are in the accuracy premise.
+        if (!Seeds.isReplay()) {
+          expect(crashes).toBeGreaterThan(seeds.length / 2)
+          expect(steps).toBeGreaterThan(seeds.length * 500)
+          expect(coverage.crashedAndSuspected).toBeGreaterThan(seeds.length)
+          expect(coverage.suspectedExcused).toBeGreaterThan(seeds.length)
+          expect(coverage.healthyAtEnd).toBeGreaterThan(seeds.length * 5)
+        }
+      }),
+    300_000,
+  )
+
+  it.effect("catches a detector whose time-out is shorter than the link delay", () =>
+    Effect.gen(function* () {
+      // timeoutMs 60 > intervalMs 50, so the config is valid, but heartbeats 50 ms apart that
+      // take 1..40 ms can arrive up to 89 ms apart: live peers get suspected.
+      const broken: FailureDetector.Config = { intervalMs: 50, timeoutMs: 60 }
+      const failure = yield* Effect.flip(simulate(broken, 7))
+      expect(failure._tag).toBe("SimulationFailure")
+      expect(failure.seed).toBe(7)
+      expect(failure.invariant).toBe("accuracy")
+      expect(failure.message).toMatch(/^SEED=7: invariant "accuracy" violated at \d+ ms/)
+      expect(failure.message).toContain("UNDERSTUDY_SEED=7")
+      // The trace shows the machine's steps interleaved with the network's events.
+      expect(failure.message).toMatch(/note\s+n\d\s+timer timeout:n\d => EMIT \{"_tag":"Suspected"/)
+      expect(failure.message).toMatch(/deliver\s+udp:\/\/n\d:7000 → udp:\/\/n\d:7000/)
+      expect(failure.message.split("\n").length).toBeGreaterThan(50)
+    }),
+  )
+
+  it.effect("catches a detector that never suspects anyone (completeness)", () =>
+    Effect.gen(function* () {
+      // Suspects nobody: its time-outs are far beyond the run.
+      const lazy: FailureDetector.Config = { intervalMs: 100, timeoutMs: 60_000 }
+      const failure = yield* Effect.flip(
+        Simulation.simulate({
+          machine: FailureDetector.make(lazy),
+          codec: FailureDetector.codec,
+          nodes,
+          seed: 3,
+          durationMs,
+          link: goodLink,
+          schedule: [{ atMs: 500, fault: { _tag: "Crash", node: "n2", mode: "host" } }],
+          invariants: [completeness(config)],
+        }),
+      )
+      expect(failure.invariant).toBe("completeness")
+      expect(failure.detail).toMatch(/still trusts n2, down since 500 ms/)
+      expect(failure.message).toContain("crash n2 (host)")
+    }),
+  )
+
+  it.effect("the same seed gives the same trace; another seed another", () =>
+    Effect.gen(function* () {
+      const first = yield* simulate(config, 42)
+      const again = yield* simulate(config, 42)
+      const other = yield* simulate(config, 43)
+      expect(Simulation.formatTrace(again)).toBe(Simulation.formatTrace(first))
+      expect(again.schedule).toEqual(first.schedule)
+      expect(first.trace.length).toBeGreaterThan(1_000)
+      expect(Simulation.formatTrace(other)).not.toBe(Simulation.formatTrace(first))
+    }),
+  )
+})
