@@ -1,0 +1,101 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Address, NodeTransport } from "@understudy/transport"
+import { Effect, Fiber, Layer, Option, Stream } from "effect"
+import * as MemoryStore from "../src/MemoryStore.ts"
+import * as RemoteStore from "../src/RemoteStore.ts"
+import { Store } from "../src/Store.ts"
+import * as StoreServer from "../src/StoreServer.ts"
+import { conformance } from "./support/conformance.ts"
+
+const text = (s: string) => new TextEncoder().encode(s)
+
+/** A fresh memory store served on a fresh loopback port, and a client of it. */
+const served = (address: Address.StreamAddress, options: StoreServer.StoreServerOptions = {}) =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const memory = yield* Layer.build(MemoryStore.layer)
+      const server = yield* StoreServer.serve(address, options).pipe(Effect.provideContext(memory))
+      return RemoteStore.layer({ address: server.address, requestTimeoutMs: 5_000 })
+    }),
+  ).pipe(Layer.provide(NodeTransport.layer))
+
+conformance("RemoteStore", {
+  layer: served(Address.tcp("127.0.0.1", 0)),
+  clock: "live",
+  leaseTtlMs: 1_000,
+})
+
+describe("RemoteStore", () => {
+  it.live("works over a unix socket, with values at the size limit", () =>
+    Effect.gen(function* () {
+      const dir = yield* Effect.promise(() =>
+        import("node:fs/promises").then((fs) => fs.mkdtemp("/tmp/understudy-store-")),
+      )
+      const run = Effect.gen(function* () {
+        const store = yield* Store
+        const big = new Uint8Array(1024 * 1024).map((_, i) => i % 251)
+        yield* store.put("/big", big)
+        const kv = Option.getOrThrow(yield* store.get("/big"))
+        expect(kv.value).toEqual(big)
+      }).pipe(Effect.provide(served(Address.unix(`${dir}/store.sock`))))
+      yield* run.pipe(
+        Effect.ensuring(
+          Effect.promise(() =>
+            import("node:fs/promises").then((fs) => fs.rm(dir, { recursive: true, force: true })),
+          ),
+        ),
+      )
+    }),
+  )
+
+  it.live("a range too large for one frame arrives whole, in pages", () =>
+    Effect.gen(function* () {
+      const store = yield* Store
+      const value = new Uint8Array(200 * 1024)
+      for (let i = 0; i < 20; i++) yield* store.put(`/pages/${String(i).padStart(2, "0")}`, value)
+      const range = yield* store.range("/pages/")
+      expect(range.items.map((kv) => kv.key)).toEqual(
+        Array.from({ length: 20 }, (_, i) => `/pages/${String(i).padStart(2, "0")}`),
+      )
+      expect(range.items.every((kv) => kv.value.byteLength === value.byteLength)).toBe(true)
+    }).pipe(Effect.provide(served(Address.tcp("127.0.0.1", 0)))),
+  )
+
+  it.live("many requests in flight on one connection are all answered", () =>
+    Effect.gen(function* () {
+      const store = yield* Store
+      const results = yield* Effect.forEach(
+        Array.from({ length: 2_000 }, (_, i) => i),
+        (i) => store.put(`/many/${i % 50}`, text(`${i}`)),
+        { concurrency: "unbounded" },
+      )
+      const revisions = results.map((r) => r.revision).sort((a, b) => a - b)
+      expect(revisions).toEqual(Array.from({ length: 2_000 }, (_, i) => i + 1))
+    }).pipe(Effect.provide(served(Address.tcp("127.0.0.1", 0)))),
+  )
+
+  it.live("a finished watch is cancelled on the server, freeing its slot", () =>
+    Effect.gen(function* () {
+      const store = yield* Store
+      const first = yield* store.put("/cw/a", text("1"))
+      // This server allows one watch per connection: each watch below needs the last one
+      // to have been cancelled.
+      for (let i = 0; i < 5; i++) {
+        const events = yield* Stream.runCollect(
+          Stream.take(store.watch("/cw/", { fromRevision: first.revision }), 1),
+        )
+        expect(events.map((e) => e.revision)).toEqual([first.revision])
+      }
+      const watcher = yield* Effect.forkChild(Stream.runCollect(store.watch("/cw/")))
+      yield* Effect.sleep(50)
+      const blocked = yield* Effect.flip(Stream.runCollect(store.watch("/other/")))
+      expect(blocked._tag).toBe("InvalidRequest")
+      yield* Fiber.interrupt(watcher)
+      const after = yield* store.put("/cw/b", text("2"))
+      const again = yield* Stream.runCollect(
+        Stream.take(store.watch("/cw/", { fromRevision: after.revision }), 1),
+      )
+      expect(again.map((e) => e.revision)).toEqual([after.revision])
+    }).pipe(Effect.provide(served(Address.tcp("127.0.0.1", 0), { maxWatchesPerConnection: 1 }))),
+  )
+})
