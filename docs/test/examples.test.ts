@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { program as portElection } from "../examples/port-election.ts"
+import { program as storeLock } from "../examples/store-lock.ts"
 import { program as transportEcho } from "../examples/transport-echo.ts"
 
 describe("documentation examples run and do what the docs say", () => {
@@ -8,6 +10,23 @@ describe("documentation examples run and do what the docs say", () => {
       const result = yield* transportEcho
       expect(result.reply).toEqual({ from: "server", text: "HELLO" })
       expect(result.closed).toBe("LocalClose")
+    }),
+  )
+
+  it.live("store-lock: the second claim is refused; the watch sees put then delete", () =>
+    Effect.gen(function* () {
+      const result = yield* storeLock
+      expect(result.secondRefused).toBe(true)
+      expect(result.events).toEqual(["Put", "Delete"])
+    }),
+  )
+
+  it.live("port-election: one supervisor, and a survivor takes over", () =>
+    Effect.gen(function* () {
+      const result = yield* portElection
+      expect(result.rolesBefore).toEqual(["Supervisor", "Subordinate", "Subordinate"])
+      expect(result.winnerElected).toBe(true)
+      expect(result.rolesAfter).toEqual(["Subordinate", "Supervisor"])
     }),
   )
 })
