@@ -207,23 +207,29 @@ const listen = <A>(
     // Registered before the server, so it runs after it: the stream ends once nothing
     // more can arrive.
     yield* Effect.addFinalizer(() => Queue.end(accepted))
+    // Every accepted socket until its connection is over. When the listener closes, any
+    // socket still here never reached (or never finished) its handshake — it may have
+    // been dequeued just as the connections' scope closed — so it is destroyed, and its
+    // peer learns at once instead of waiting out its handshake time-out.
+    const unfinished = new Set<net.Socket>()
     let pendingHandshakes = 0
+    let closing = false
     const server = yield* acquireServer(address, (socket) => {
-      if (pendingHandshakes >= maxPendingHandshakes) {
+      // Past this point nothing takes sockets from the queue any more.
+      if (closing || pendingHandshakes >= maxPendingHandshakes) {
         socket.destroy()
         return
       }
       pendingHandshakes++
+      unfinished.add(socket)
       Queue.offerUnsafe(sockets, socket)
     })
     const local = boundAddress(server, address)
-    // Sockets accepted but not yet handed to a handshake when the listener closes.
     yield* Effect.addFinalizer(() =>
-      Effect.flatMap(Queue.clear(sockets), (rest) =>
-        Effect.sync(() => {
-          for (const socket of rest) socket.destroy()
-        }),
-      ),
+      Effect.sync(() => {
+        for (const socket of unfinished) socket.destroy()
+        unfinished.clear()
+      }),
     )
     // Each connection gets a child scope of this one; closing the listener closes them all,
     // in parallel so that one slow linger does not hold up the others.
@@ -234,7 +240,13 @@ const listen = <A>(
         const scope = yield* Scope.fork(connectionsScope)
         const link = NodeLink.make(socket, socketAddresses(socket, { local, remote: unnamedUnix }))
         const peer = Address.format(link.remote)
-        yield* Scope.addFinalizer(scope, releaseSocket(socket, resolved.lingerMs))
+        yield* Scope.addFinalizer(
+          scope,
+          Effect.ensuring(
+            releaseSocket(socket, resolved.lingerMs),
+            Effect.sync(() => unfinished.delete(socket)),
+          ),
+        )
         const result = yield* connection
           .make(link, { role: "server", options: resolved, randomBytes, peer })
           .pipe(
@@ -265,6 +277,16 @@ const listen = <A>(
       Effect.flatMap((socket) => Effect.forkIn(handle(socket), connectionsScope)),
       Effect.forever,
       Effect.forkScoped,
+    )
+
+    // Registered last, so it runs first: stop accepting before anything else is torn down.
+    // Finalizers may yield to the event loop between them, and a socket accepted then would
+    // otherwise sit unread until the peer's handshake times out.
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closing = true
+        server.close()
+      }),
     )
 
     return { address: local, connections: Stream.fromQueue(accepted) }
