@@ -1,0 +1,1016 @@
+/**
+ * The staggered election of a fault-tolerant server group (seed 003) as one pure `Machine`:
+ * a master and backups; each backup inquires of its master on an equally periodic detection
+ * timer (claims 4–5, 24–25); one whose inquiry goes unanswered within `inquiryTimeoutMs`
+ * enters waiting and sets its election timer to its own election delay (claims 7, 9–13,
+ * computed by `Delays` from the measured delay matrix); when it expires it declares itself
+ * master with a first message (claim 8). A server that receives a declaration acknowledges it
+ * when waiting or backup (claims 16–17); a master compares indices: it accepts a smaller
+ * index (claim 22) and revokes a greater one with a second message carrying both indices
+ * (claim 23). The master replicates client requests to every backup, all of them apply the
+ * committed ones (claim 1, active replication; see `Replication`).
+ *
+ * Epochs: `epoch = term * 4096 + (4095 - index)`, unique per server, and within a term a
+ * smaller index is newer. Every message carries the sender's epoch and is checked once
+ * before dispatch, as raft does: older ones are ignored (event `Ignored`), except a `Probe`,
+ * which is still answered so that a restarted or partitioned server learns the current
+ * epoch. A newer epoch vouched for by its master or a follower makes a waiting or backup
+ * server acknowledge that master, and a master compare indices (accept or revoke).
+ *
+ * @since 0.1.0
+ */
+import { Machine as M } from "@understudy/machine"
+import { Result, Schema } from "effect"
+import * as Delays from "./Delays.ts"
+import type * as Message from "./Message.ts"
+import * as Rank from "./Rank.ts"
+import * as Replication from "./Replication.ts"
+
+type Msg<Req> = Message.Message<Req>
+
+/**
+ * The configuration, the same on every server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Config<S, Req, Res> {
+  readonly servers: ReadonlyArray<Rank.Server>
+  /** The equally periodic detection timer: probes (and inquiries) go out this often. */
+  readonly detectionPeriodMs: number
+  /** An inquiry unanswered for this long means the master failed. */
+  readonly inquiryTimeoutMs: number
+  /** The base of every election delay; must exceed a round trip (a restarted server hears the group first). */
+  readonly baseDelayMs: number
+  /** Every measured delay counts as at least this. Default 1. */
+  readonly floorDelayMs?: number
+  /** The delay of a pair nobody measured yet. Default `inquiryTimeoutMs`. */
+  readonly unknownDelayMs?: number
+  /** Round-trip samples kept per peer; the estimate is their maximum. Default 8. */
+  readonly delayWindow?: number
+  /** The user's state machine, replicated. */
+  readonly initial: S
+  readonly apply: Replication.Apply<S, Req, Res>
+  /** Most log entries kept; a master refuses requests beyond it (`Rejected` `log-full`). Default 10,000. */
+  readonly maxLogEntries?: number
+  /** Most requests queued while a new master syncs. Default 1,000. */
+  readonly maxQueuedSubmits?: number
+  /** Most entries in one `Replicate` or `SyncReply`. Default 64. */
+  readonly maxEntriesPerMessage?: number
+}
+
+/**
+ * The configuration is unusable.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  reason: Schema.String,
+}) {
+  override get message(): string {
+    return `invalid staggered election config: ${this.reason}`
+  }
+}
+
+/** A client's request, given to the master. @since 0.1.0 @category commands */
+export interface Submit<Req> {
+  readonly _tag: "Submit"
+  readonly clientId: string
+  /** Increasing per client; a retry reuses the id and is answered once. */
+  readonly requestId: number
+  readonly request: Req
+}
+
+/** @since 0.1.0 @category commands */
+export type Command<Req> = Submit<Req>
+
+/** @since 0.1.0 @category events */
+export type Event<Res> =
+  | {
+      readonly _tag: "Waiting"
+      readonly failed: string | undefined
+      readonly delayMs: number
+      readonly explain: string
+    }
+  | { readonly _tag: "BecameMaster"; readonly epoch: number }
+  | { readonly _tag: "Acknowledged"; readonly master: string; readonly epoch: number }
+  | { readonly _tag: "MasterRecovered"; readonly master: string }
+  | { readonly _tag: "Demoted"; readonly master: string; readonly epoch: number }
+  | { readonly _tag: "Revoked"; readonly revokedIndex: number; readonly epoch: number }
+  | { readonly _tag: "Synced"; readonly epoch: number; readonly lastSeq: number }
+  | {
+      readonly _tag: "Ignored"
+      readonly from: string
+      readonly reason: "stale-epoch" | "unknown-sender" | "wrong-index" | "too-large"
+    }
+  | {
+      readonly _tag: "Answered"
+      readonly clientId: string
+      readonly requestId: number
+      readonly result: Res
+    }
+  | {
+      readonly _tag: "Rejected"
+      readonly clientId: string
+      readonly requestId: number
+      readonly reason: "not-master" | "queue-full" | "log-full" | "stale-request"
+    }
+
+/** The master's bookkeeping. @since 0.1.0 @category models */
+export interface Leader<Req> {
+  readonly phase: "syncing" | "ready"
+  /** Sync: positions from here on are asked for (the master's commit point + 1). */
+  readonly fromSeq: number
+  readonly replies: Readonly<Record<string, Replication.SyncSummary<Req>>>
+  /** Sync: the server whose log was chosen and is being fetched the rest of. */
+  readonly pulling: string | undefined
+  readonly matchSeq: Readonly<Record<string, number>>
+  readonly nextSeq: Readonly<Record<string, number>>
+  /** When each backup last acknowledged: "live" means within `inquiryTimeoutMs`. */
+  readonly ackedMs: Readonly<Record<string, number>>
+  readonly queue: ReadonlyArray<Submit<Req>>
+}
+
+/** @since 0.1.0 @category models */
+export interface State<S, Req, Res> {
+  readonly self: string
+  readonly index: number
+  readonly role: Message.Role
+  readonly master: string | undefined
+  /** The master this server detected failed while waiting (`undefined` after a restart). */
+  readonly failed: string | undefined
+  /** The highest term seen. */
+  readonly term: number
+  /** The epoch of the mastership this server follows or holds (0: none yet). */
+  readonly epoch: number
+  readonly probeSeq: number
+  /** The last probe sent to each peer, to time its reply. */
+  readonly outstanding: Readonly<Record<string, { readonly seq: number; readonly sentMs: number }>>
+  /** The last `delayWindow` round trips to each peer. */
+  readonly samples: Readonly<Record<string, ReadonlyArray<number>>>
+  /** Rows received from the peers (this server's own row comes from `samples`). */
+  readonly rows: Delays.Matrix
+  /** The pending inquiry to the master. */
+  readonly inquiry: { readonly seq: number } | undefined
+  readonly electionDelayMs: number | undefined
+  readonly replica: Replication.Replica<S, Req, Res>
+  readonly leader: Leader<Req> | undefined
+}
+
+/** @since 0.1.0 @category models */
+export type StaggeredElection<S, Req, Res> = M.Machine<
+  State<S, Req, Res>,
+  Msg<Req>,
+  Command<Req>,
+  Event<Res>
+>
+
+/** @since 0.1.0 @category timers */
+export const detectTimer = "detect"
+/** @since 0.1.0 @category timers */
+export const inquiryTimer = "inquiry"
+/** @since 0.1.0 @category timers */
+export const electionTimer = "election"
+
+const indexSpan = 4096
+
+/** @since 0.1.0 @category epochs */
+export const epochOf = (term: number, index: number): number =>
+  term * indexSpan + (indexSpan - 1 - index)
+/** @since 0.1.0 @category epochs */
+export const termOf = (epoch: number): number => Math.floor(epoch / indexSpan)
+/** The index of the master an epoch names. @since 0.1.0 @category epochs */
+export const masterIndexOf = (epoch: number): number => indexSpan - 1 - (epoch % indexSpan)
+
+/**
+ * Checks a configuration.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const validate = <S, Req, Res>(
+  config: Config<S, Req, Res>,
+): InvalidConfig | Rank.InvalidGroup | undefined => {
+  const ranked = Rank.rank(config.servers)
+  if (Result.isFailure(ranked)) return ranked.failure
+  const positive = (name: string, value: number | undefined, integer = false) =>
+    value !== undefined &&
+    (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value)))
+      ? new InvalidConfig({
+          reason: `${name} must be a positive ${integer ? "integer" : "number"}, got ${value}`,
+        })
+      : undefined
+  return (
+    positive("detectionPeriodMs", config.detectionPeriodMs) ??
+    positive("inquiryTimeoutMs", config.inquiryTimeoutMs) ??
+    positive("baseDelayMs", config.baseDelayMs) ??
+    positive("floorDelayMs", config.floorDelayMs) ??
+    positive("unknownDelayMs", config.unknownDelayMs) ??
+    positive("delayWindow", config.delayWindow, true) ??
+    positive("maxLogEntries", config.maxLogEntries, true) ??
+    positive("maxQueuedSubmits", config.maxQueuedSubmits, true) ??
+    positive("maxEntriesPerMessage", config.maxEntriesPerMessage, true)
+  )
+}
+
+/**
+ * Who this server believes is master, and whether it is itself. For tests and drivers.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const isMaster = (state: State<unknown, unknown, unknown>): boolean =>
+  state.role === "master"
+
+/** The applied requests, in order. @since 0.1.0 @category getters */
+export const applied = <Req>(
+  state: State<unknown, Req, unknown>,
+): ReadonlyArray<Message.Entry<Req>> => state.replica.log.slice(0, state.replica.appliedSeq)
+
+/**
+ * The machine of one server. Throws `InvalidConfig` or `Rank.InvalidGroup` for a
+ * configuration `validate` rejects: a bad configuration is a programming error.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElection<S, Req, Res> => {
+  const invalid = validate(config)
+  if (invalid !== undefined) throw invalid
+  const servers = Result.getOrThrow(Rank.rank(config.servers))
+  const byId = new Map(servers.map((server) => [server.id, server]))
+  const byIndex = new Map(servers.map((server) => [server.index, server]))
+  const groupSize = servers.length
+  const { detectionPeriodMs, inquiryTimeoutMs, baseDelayMs } = config
+  const floorDelayMs = config.floorDelayMs ?? 1
+  const unknownDelayMs = config.unknownDelayMs ?? inquiryTimeoutMs
+  const delayWindow = config.delayWindow ?? 8
+  const maxLogEntries = config.maxLogEntries ?? 10_000
+  const maxQueuedSubmits = config.maxQueuedSubmits ?? 1_000
+  const maxEntriesPerMessage = config.maxEntriesPerMessage ?? 64
+
+  type St = State<S, Req, Res>
+  type Ev = Event<Res>
+  type Output = M.Output<Msg<Req>, Ev>
+  type Step = M.Result<St, Msg<Req>, Ev>
+
+  const peersOf = (state: St) => servers.filter((server) => server.id !== state.self)
+
+  const ownRow = (state: St): Record<string, number> => {
+    const row: Record<string, number> = {}
+    for (const peer in state.samples) {
+      const samples = state.samples[peer]!
+      if (samples.length > 0) row[peer] = Math.max(...samples)
+    }
+    return row
+  }
+
+  const explainFor = (state: St, failed: string | undefined): Delays.Explanation =>
+    Delays.explain({
+      servers,
+      self: state.self,
+      failed,
+      matrix: { ...state.rows, [state.self]: ownRow(state) },
+      baseDelayMs,
+      floorDelayMs,
+      unknownDelayMs,
+    })
+
+  /** Enters waiting and sets the election timer to the delay computed now (claims 7, 9). */
+  const enterWaiting = (state: St, failed: string | undefined, outputs: Array<Output>): St => {
+    const explanation = explainFor(state, failed)
+    outputs.push(
+      M.cancelTimer(inquiryTimer),
+      M.setTimer(electionTimer, explanation.totalMs),
+      M.emit<Ev>({
+        _tag: "Waiting",
+        failed,
+        delayMs: explanation.totalMs,
+        explain: explanation.text,
+      }),
+    )
+    return {
+      ...state,
+      role: "waiting",
+      master: undefined,
+      failed,
+      inquiry: undefined,
+      electionDelayMs: explanation.totalMs,
+      leader: undefined,
+    }
+  }
+
+  const rejectQueue = (leader: Leader<Req> | undefined, outputs: Array<Output>) => {
+    for (const submit of leader?.queue ?? []) {
+      outputs.push(
+        M.emit<Ev>({
+          _tag: "Rejected",
+          clientId: submit.clientId,
+          requestId: submit.requestId,
+          reason: "not-master",
+        }),
+      )
+    }
+  }
+
+  /** Follows `master` at `epoch` as a backup: acknowledge (claim 17) or accept (claim 22). */
+  const follow = (state: St, master: string, epoch: number, outputs: Array<Output>): St => {
+    if (state.role === "master") {
+      rejectQueue(state.leader, outputs)
+      outputs.push(M.emit<Ev>({ _tag: "Demoted", master, epoch }))
+    } else {
+      outputs.push(M.emit<Ev>({ _tag: "Acknowledged", master, epoch }))
+    }
+    outputs.push(M.cancelTimer(electionTimer), M.cancelTimer(inquiryTimer))
+    return {
+      ...state,
+      role: "backup",
+      master,
+      failed: undefined,
+      epoch,
+      term: Math.max(state.term, termOf(epoch)),
+      inquiry: undefined,
+      electionDelayMs: undefined,
+      leader: undefined,
+    }
+  }
+
+  const sendSyncRequests = (state: St, leader: Leader<Req>, outputs: Array<Output>) => {
+    const request: Message.SyncRequest = {
+      _tag: "SyncRequest",
+      epoch: state.epoch,
+      index: state.index,
+      fromSeq: leader.fromSeq,
+    }
+    if (leader.pulling !== undefined) {
+      const got = leader.replies[leader.pulling]!.entries.length
+      outputs.push(M.send<Msg<Req>>(leader.pulling, { ...request, fromSeq: leader.fromSeq + got }))
+      return
+    }
+    for (const peer of peersOf(state)) {
+      if (leader.replies[peer.id] === undefined) outputs.push(M.send<Msg<Req>>(peer.id, request))
+    }
+  }
+
+  /** Takes mastership at a new epoch (term above every term seen) and starts the sync. */
+  const becomeMaster = (state: St, outputs: Array<Output>): St => {
+    const term = state.term + 1
+    const epoch = epochOf(term, state.index)
+    outputs.push(M.cancelTimer(electionTimer), M.cancelTimer(inquiryTimer))
+    const leader: Leader<Req> = {
+      phase: "syncing",
+      fromSeq: state.replica.commitSeq + 1,
+      replies: {},
+      pulling: undefined,
+      matchSeq: {},
+      nextSeq: {},
+      ackedMs: {},
+      queue: state.leader?.queue ?? [],
+    }
+    const next: St = {
+      ...state,
+      role: "master",
+      master: state.self,
+      failed: undefined,
+      term,
+      epoch,
+      inquiry: undefined,
+      electionDelayMs: undefined,
+      leader,
+    }
+    return next
+  }
+
+  /** Claim 8: set the role to master and send the first message to every other server. */
+  const declare = (state: St, nowMs: number, outputs: Array<Output>): St => {
+    const next = becomeMaster(state, outputs)
+    outputs.push(
+      M.broadcast<Msg<Req>>({ _tag: "Declare", epoch: next.epoch, index: next.index }),
+      M.emit<Ev>({ _tag: "BecameMaster", epoch: next.epoch }),
+    )
+    sendSyncRequests(next, next.leader!, outputs)
+    return maybeFinishSync(next, nowMs, outputs)
+  }
+
+  /** Claim 23: stay master with a new epoch and send the second message with both indices. */
+  const revoke = (state: St, revokedIndex: number, nowMs: number, outputs: Array<Output>): St => {
+    const next = becomeMaster(state, outputs)
+    outputs.push(
+      M.broadcast<Msg<Req>>({
+        _tag: "Revoke",
+        epoch: next.epoch,
+        index: next.index,
+        revokedIndex,
+      }),
+      M.emit<Ev>({ _tag: "Revoked", revokedIndex, epoch: next.epoch }),
+    )
+    sendSyncRequests(next, next.leader!, outputs)
+    return maybeFinishSync(next, nowMs, outputs)
+  }
+
+  const replicateTo = (state: St, peer: string, outputs: Array<Output>) => {
+    const leader = state.leader!
+    const replica = state.replica
+    const nextSeq = Math.min(
+      leader.nextSeq[peer] ?? replica.commitSeq + 1,
+      Replication.lastSeq(replica) + 1,
+    )
+    const prevSeq = nextSeq - 1
+    const entries = Replication.entriesFrom(replica, nextSeq, maxEntriesPerMessage)
+    outputs.push(
+      M.send<Msg<Req>>(peer, {
+        _tag: "Replicate",
+        epoch: state.epoch,
+        index: state.index,
+        prevSeq,
+        prevEpoch: Replication.epochAt(replica, prevSeq) ?? 0,
+        entries,
+        commitSeq: replica.commitSeq,
+      }),
+    )
+  }
+
+  const replicateAll = (state: St, outputs: Array<Output>) => {
+    for (const peer of peersOf(state)) replicateTo(state, peer.id, outputs)
+  }
+
+  /** Applies what is committed; the master answers each request it applies. */
+  const applyCommitted = (state: St, outputs: Array<Output>): St => {
+    const { replica, applied } = Replication.applyCommitted(state.replica, config.apply)
+    if (state.role === "master") {
+      for (const done of applied) {
+        outputs.push(
+          M.emit<Ev>({
+            _tag: "Answered",
+            clientId: done.clientId,
+            requestId: done.requestId,
+            result: done.result,
+          }),
+        )
+      }
+    }
+    return replica === state.replica ? state : { ...state, replica }
+  }
+
+  const advanceCommit = (state: St, nowMs: number, outputs: Array<Output>): St => {
+    const leader = state.leader
+    if (state.role !== "master" || leader === undefined || leader.phase !== "ready") return state
+    const live = peersOf(state)
+      .map((peer) => peer.id)
+      .filter((peer) => {
+        const acked = leader.ackedMs[peer]
+        return acked !== undefined && nowMs - acked <= inquiryTimeoutMs
+      })
+    const commitSeq = Replication.commitPoint(
+      state.replica,
+      state.epoch,
+      leader.matchSeq,
+      live,
+      groupSize,
+    )
+    if (commitSeq === state.replica.commitSeq) return state
+    return applyCommitted({ ...state, replica: { ...state.replica, commitSeq } }, outputs)
+  }
+
+  const submitReady = (
+    state: St,
+    submit: Submit<Req>,
+    nowMs: number,
+    outputs: Array<Output>,
+  ): St => {
+    const reject = (reason: "log-full" | "stale-request") => {
+      outputs.push(
+        M.emit<Ev>({
+          _tag: "Rejected",
+          clientId: submit.clientId,
+          requestId: submit.requestId,
+          reason,
+        }),
+      )
+      return state
+    }
+    const found = Replication.lookup(state.replica, submit.clientId, submit.requestId)
+    switch (found._tag) {
+      case "Answered":
+        outputs.push(
+          M.emit<Ev>({
+            _tag: "Answered",
+            clientId: submit.clientId,
+            requestId: submit.requestId,
+            result: found.result,
+          }),
+        )
+        return state
+      case "Stale":
+        return reject("stale-request")
+      case "Pending":
+        // Its answer comes when it commits.
+        return state
+      case "New":
+        break
+    }
+    if (Replication.lastSeq(state.replica) >= maxLogEntries) return reject("log-full")
+    const replica = Replication.append(state.replica, {
+      _tag: "Request",
+      seq: Replication.lastSeq(state.replica) + 1,
+      epoch: state.epoch,
+      clientId: submit.clientId,
+      requestId: submit.requestId,
+      request: submit.request,
+    })
+    const next = { ...state, replica }
+    replicateAll(next, outputs)
+    return advanceCommit(next, nowMs, outputs)
+  }
+
+  /** Once a majority (the master included) has answered the sync, adopt, then serve. */
+  const maybeFinishSync = (state: St, nowMs: number, outputs: Array<Output>): St => {
+    const leader = state.leader
+    if (state.role !== "master" || leader === undefined || leader.phase !== "syncing") return state
+    if (leader.pulling === undefined) {
+      const count = 1 + Object.keys(leader.replies).length
+      if (count * 2 <= groupSize) return state
+    }
+    const own: Replication.SyncSummary<Req> = {
+      lastSeq: Replication.lastSeq(state.replica),
+      lastEpoch: Replication.lastEpoch(state.replica),
+      entries: Replication.entriesFrom(state.replica, leader.fromSeq, maxLogEntries),
+      complete: true,
+    }
+    const chosen =
+      leader.pulling !== undefined
+        ? ([leader.pulling, leader.replies[leader.pulling]!] as const)
+        : Replication.chooseSync([[state.self, own] as const, ...Object.entries(leader.replies)])!
+    const [from, summary] = chosen
+    if (!summary.complete) {
+      const pulling: Leader<Req> = { ...leader, pulling: from }
+      const next = { ...state, leader: pulling }
+      sendSyncRequests(next, pulling, outputs)
+      return next
+    }
+    let replica =
+      from === state.self
+        ? state.replica
+        : Replication.adopt(state.replica, leader.fromSeq, summary.entries, maxLogEntries)
+    // A no-op of our epoch: what we adopted commits with it (Raft's rule for earlier terms).
+    if (Replication.lastSeq(replica) < maxLogEntries) {
+      replica = Replication.append(replica, {
+        _tag: "Noop",
+        seq: Replication.lastSeq(replica) + 1,
+        epoch: state.epoch,
+      })
+    }
+    const nextSeq: Record<string, number> = {}
+    for (const peer of peersOf(state)) nextSeq[peer.id] = leader.fromSeq
+    let next: St = {
+      ...state,
+      replica,
+      leader: { ...leader, phase: "ready", pulling: undefined, replies: {}, nextSeq, queue: [] },
+    }
+    outputs.push(
+      M.emit<Ev>({ _tag: "Synced", epoch: state.epoch, lastSeq: Replication.lastSeq(replica) }),
+    )
+    replicateAll(next, outputs)
+    next = advanceCommit(next, nowMs, outputs)
+    for (const submit of leader.queue) {
+      if (next.role !== "master") break
+      next = submitReady(next, submit, nowMs, outputs)
+    }
+    return next
+  }
+
+  const onSubmit = (state: St, submit: Submit<Req>, nowMs: number): Step => {
+    const outputs: Array<Output> = []
+    const leader = state.leader
+    if (state.role !== "master" || leader === undefined) {
+      outputs.push(
+        M.emit<Ev>({
+          _tag: "Rejected",
+          clientId: submit.clientId,
+          requestId: submit.requestId,
+          reason: "not-master",
+        }),
+      )
+      return M.result(state, outputs)
+    }
+    if (leader.phase === "syncing") {
+      if (leader.queue.length >= maxQueuedSubmits) {
+        outputs.push(
+          M.emit<Ev>({
+            _tag: "Rejected",
+            clientId: submit.clientId,
+            requestId: submit.requestId,
+            reason: "queue-full",
+          }),
+        )
+        return M.result(state, outputs)
+      }
+      return M.result(
+        { ...state, leader: { ...leader, queue: [...leader.queue, submit] } },
+        outputs,
+      )
+    }
+    const next = submitReady(state, submit, nowMs, outputs)
+    return M.result(next, outputs)
+  }
+
+  const probeAll = (state: St, nowMs: number, outputs: Array<Output>): St => {
+    const seq = state.probeSeq + 1
+    const row = ownRow(state)
+    const outstanding: Record<string, { seq: number; sentMs: number }> = {}
+    for (const peer of peersOf(state)) {
+      outputs.push(
+        M.send<Msg<Req>>(peer.id, {
+          _tag: "Probe",
+          epoch: state.epoch,
+          index: state.index,
+          seq,
+          master: state.master ?? null,
+          row,
+        }),
+      )
+      outstanding[peer.id] = { seq, sentMs: nowMs }
+    }
+    return { ...state, probeSeq: seq, outstanding }
+  }
+
+  const init = (context: M.Context): Step => {
+    const own = byId.get(context.self)
+    if (own === undefined)
+      throw new InvalidConfig({ reason: `${context.self} is not a configured server` })
+    const outputs: Array<Output> = []
+    let state: St = {
+      self: context.self,
+      index: own.index,
+      role: "waiting",
+      master: undefined,
+      failed: undefined,
+      term: 0,
+      epoch: 0,
+      probeSeq: 0,
+      outstanding: {},
+      samples: {},
+      rows: {},
+      inquiry: undefined,
+      electionDelayMs: undefined,
+      replica: Replication.empty(config.initial),
+      leader: undefined,
+    }
+    // The first probe round: its replies carry the current epoch and master, so a restarted
+    // server acknowledges the master before its election delay (base > a round trip) expires.
+    state = probeAll(state, context.nowMs, outputs)
+    outputs.push(M.setTimer(detectTimer, detectionPeriodMs))
+    state = enterWaiting(state, undefined, outputs)
+    return M.result(state, outputs)
+  }
+
+  /** Claims 24–25: every period, probe every peer; to the master it is the inquiry (4–5). */
+  const onDetect = (state: St, nowMs: number): Step => {
+    const outputs: Array<Output> = []
+    let next = probeAll(state, nowMs, outputs)
+    outputs.push(M.setTimer(detectTimer, detectionPeriodMs))
+    if (next.role === "backup" && next.master !== undefined && next.inquiry === undefined) {
+      next = { ...next, inquiry: { seq: next.probeSeq } }
+      outputs.push(M.setTimer(inquiryTimer, inquiryTimeoutMs))
+    }
+    const leader = next.leader
+    if (next.role === "master" && leader !== undefined) {
+      if (leader.phase === "syncing") sendSyncRequests(next, leader, outputs)
+      else replicateAll(next, outputs)
+      next = advanceCommit(next, nowMs, outputs)
+    }
+    return M.result(next, outputs)
+  }
+
+  /** Claims 4–5: the inquiry went unanswered: the master failed; wait (claim 7). */
+  const onInquiryTimeout = (state: St): Step => {
+    if (state.role !== "backup" || state.inquiry === undefined) return M.result(state)
+    const outputs: Array<Output> = []
+    return M.result(enterWaiting(state, state.master, outputs), outputs)
+  }
+
+  const onElection = (state: St, nowMs: number): Step => {
+    if (state.role !== "waiting") return M.result(state)
+    const outputs: Array<Output> = []
+    return M.result(declare(state, nowMs, outputs), outputs)
+  }
+
+  /**
+   * A mastership at a newer epoch than ours is vouched for: by its master itself, or by a
+   * server following it. Waiting or backup: acknowledge (claims 16–17). Master: compare
+   * (claim 18): a smaller index than ours wins (accept, claim 22), else revoke (claim 23).
+   */
+  const onNewerMastership = (
+    state: St,
+    epoch: number,
+    nowMs: number,
+    outputs: Array<Output>,
+  ): St => {
+    const master = byIndex.get(masterIndexOf(epoch))
+    const withTerm = { ...state, term: Math.max(state.term, termOf(epoch)) }
+    if (master === undefined || master.id === state.self || termOf(epoch) === 0) return withTerm
+    if (state.role !== "master") return follow(withTerm, master.id, epoch, outputs)
+    if (Rank.wins(state.index, master.index)) return revoke(withTerm, master.index, nowMs, outputs)
+    return follow(withTerm, master.id, epoch, outputs)
+  }
+
+  const vouches = (message: Msg<Req>, from: Rank.Ranked): boolean => {
+    switch (message._tag) {
+      case "Probe":
+      case "ProbeReply":
+        return message.master !== null || from.index === masterIndexOf(message.epoch)
+      default:
+        return true
+    }
+  }
+
+  const onProbe = (state: St, from: string, message: Message.Probe, outputs: Array<Output>): St => {
+    outputs.push(
+      M.send<Msg<Req>>(from, {
+        _tag: "ProbeReply",
+        epoch: state.epoch,
+        index: state.index,
+        seq: message.seq,
+        master: state.master ?? null,
+        role: state.role,
+      }),
+    )
+    return { ...state, rows: { ...state.rows, [from]: message.row } }
+  }
+
+  const onProbeReply = (
+    state: St,
+    from: string,
+    message: Message.ProbeReply,
+    nowMs: number,
+    outputs: Array<Output>,
+  ): St => {
+    let next = state
+    const sent = state.outstanding[from]
+    if (sent !== undefined && sent.seq === message.seq) {
+      const samples = [...(state.samples[from] ?? []), nowMs - sent.sentMs].slice(-delayWindow)
+      const { [from]: _, ...outstanding } = state.outstanding
+      next = { ...next, samples: { ...state.samples, [from]: samples }, outstanding }
+    }
+    if (
+      next.role === "backup" &&
+      next.master === from &&
+      next.inquiry !== undefined &&
+      message.seq >= next.inquiry.seq
+    ) {
+      outputs.push(M.cancelTimer(inquiryTimer))
+      next = { ...next, inquiry: undefined }
+    }
+    return next
+  }
+
+  const onReplicate = (
+    state: St,
+    from: string,
+    message: Message.Replicate<Req>,
+    outputs: Array<Output>,
+  ): St => {
+    if (state.role !== "backup" || state.master !== from) return state
+    const accepted = Replication.accept(
+      state.replica,
+      message.prevSeq,
+      message.prevEpoch,
+      message.entries,
+      message.commitSeq,
+      maxLogEntries,
+    )
+    outputs.push(
+      M.send<Msg<Req>>(from, {
+        _tag: "Ack",
+        epoch: state.epoch,
+        index: state.index,
+        ok: accepted.ok,
+        lastSeq: accepted.lastSeq,
+      }),
+    )
+    return applyCommitted({ ...state, replica: accepted.replica }, outputs)
+  }
+
+  const onAck = (
+    state: St,
+    from: string,
+    message: Message.Ack,
+    nowMs: number,
+    outputs: Array<Output>,
+  ): St => {
+    const leader = state.leader
+    if (state.role !== "master" || leader === undefined || leader.phase !== "ready") return state
+    const last = Replication.lastSeq(state.replica)
+    const ackedMs = { ...leader.ackedMs, [from]: nowMs }
+    let next: St
+    if (message.ok) {
+      const matched = Math.min(last, Math.max(leader.matchSeq[from] ?? 0, message.lastSeq))
+      next = {
+        ...state,
+        leader: {
+          ...leader,
+          ackedMs,
+          matchSeq: { ...leader.matchSeq, [from]: matched },
+          nextSeq: { ...leader.nextSeq, [from]: matched + 1 },
+        },
+      }
+      if (matched < last && (leader.nextSeq[from] ?? 0) <= matched) replicateTo(next, from, outputs)
+    } else {
+      // Go back to where its log ends (bounded below by 1): the next Replicate fits or refuses again.
+      const back = Math.max(1, Math.min(leader.nextSeq[from] ?? 1, message.lastSeq + 1))
+      const moved = back !== leader.nextSeq[from]
+      next = {
+        ...state,
+        leader: { ...leader, ackedMs, nextSeq: { ...leader.nextSeq, [from]: back } },
+      }
+      if (moved) replicateTo(next, from, outputs)
+    }
+    return advanceCommit(next, nowMs, outputs)
+  }
+
+  const onSyncRequest = (
+    state: St,
+    from: string,
+    message: Message.SyncRequest,
+    outputs: Array<Output>,
+  ): St => {
+    if (state.role !== "backup" || state.master !== from) return state
+    const entries = Replication.entriesFrom(state.replica, message.fromSeq, maxEntriesPerMessage)
+    const last = Replication.lastSeq(state.replica)
+    outputs.push(
+      M.send<Msg<Req>>(from, {
+        _tag: "SyncReply",
+        epoch: state.epoch,
+        index: state.index,
+        fromSeq: message.fromSeq,
+        entries,
+        lastSeq: last,
+        lastEpoch: Replication.lastEpoch(state.replica),
+        complete: message.fromSeq - 1 + entries.length >= last,
+      }),
+    )
+    return state
+  }
+
+  const onSyncReply = (
+    state: St,
+    from: string,
+    message: Message.SyncReply<Req>,
+    nowMs: number,
+    outputs: Array<Output>,
+  ): St => {
+    const leader = state.leader
+    if (state.role !== "master" || leader === undefined || leader.phase !== "syncing") return state
+    const known = leader.replies[from]
+    let summary: Replication.SyncSummary<Req>
+    if (leader.pulling === from && known !== undefined) {
+      if (message.fromSeq !== leader.fromSeq + known.entries.length) return state
+      summary = {
+        lastSeq: known.lastSeq,
+        lastEpoch: known.lastEpoch,
+        entries: [...known.entries, ...message.entries],
+        complete: message.complete,
+      }
+    } else {
+      if (known !== undefined || leader.pulling !== undefined || message.fromSeq !== leader.fromSeq)
+        return state
+      summary = {
+        lastSeq: message.lastSeq,
+        lastEpoch: message.lastEpoch,
+        entries: message.entries,
+        complete: message.complete,
+      }
+    }
+    const next = {
+      ...state,
+      leader: { ...leader, replies: { ...leader.replies, [from]: summary } },
+    }
+    return maybeFinishSync(next, nowMs, outputs)
+  }
+
+  const ignored = (
+    state: St,
+    from: string,
+    reason: "stale-epoch" | "unknown-sender" | "wrong-index" | "too-large",
+  ): Step => M.result(state, [M.emit<Ev>({ _tag: "Ignored", from, reason })])
+
+  const onReceive = (state: St, from: string, message: Msg<Req>, nowMs: number): Step => {
+    const sender = byId.get(from)
+    if (sender === undefined || from === state.self) return ignored(state, from, "unknown-sender")
+    if (message.index !== sender.index) return ignored(state, from, "wrong-index")
+    if (
+      (message._tag === "Replicate" || message._tag === "SyncReply") &&
+      message.entries.length > maxEntriesPerMessage
+    ) {
+      return ignored(state, from, "too-large")
+    }
+    const outputs: Array<Output> = []
+    let next = state
+    if (message.epoch < state.epoch) {
+      // A stale probe is still answered, so its sender learns the current epoch; it
+      // changes nothing here.
+      if (message._tag === "Probe") {
+        onProbe(state, from, message, outputs)
+        return M.result(state, outputs)
+      }
+      return ignored(state, from, "stale-epoch")
+    }
+    if (message.epoch > state.epoch) {
+      if (vouches(message, sender)) next = onNewerMastership(next, message.epoch, nowMs, outputs)
+      else next = { ...next, term: Math.max(next.term, termOf(message.epoch)) }
+    } else if (
+      next.role === "waiting" &&
+      next.failed === from &&
+      sender.index === masterIndexOf(message.epoch) &&
+      (message._tag !== "ProbeReply" || message.role === "master")
+    ) {
+      // The master we gave up on answers at its epoch: it was only slow.
+      outputs.push(M.emit<Ev>({ _tag: "MasterRecovered", master: from }))
+      next = follow(next, from, message.epoch, outputs)
+    }
+    // Handled at our (possibly just adopted) epoch; a message still older than ours after
+    // a revoke is answered by the revoke itself.
+    if (message.epoch !== next.epoch && message._tag !== "Probe" && message._tag !== "ProbeReply") {
+      return M.result(next, outputs)
+    }
+    switch (message._tag) {
+      case "Probe":
+        next = onProbe(next, from, message, outputs)
+        break
+      case "ProbeReply":
+        next = onProbeReply(next, from, message, nowMs, outputs)
+        break
+      case "Declare":
+      case "Revoke":
+        // Already handled by the epoch check: acknowledged, accepted or revoked.
+        break
+      case "Replicate":
+        next = onReplicate(next, from, message, outputs)
+        break
+      case "Ack":
+        next = onAck(next, from, message, nowMs, outputs)
+        break
+      case "SyncRequest":
+        next = onSyncRequest(next, from, message, outputs)
+        break
+      case "SyncReply":
+        next = onSyncReply(next, from, message, nowMs, outputs)
+        break
+    }
+    return M.result(next, outputs)
+  }
+
+  const step = (state: St, input: M.Input<Msg<Req>, Command<Req>>): Step => {
+    switch (input._tag) {
+      case "Receive":
+        return onReceive(state, input.from, input.message, input.nowMs)
+      case "TimerFired":
+        switch (input.timer) {
+          case detectTimer:
+            return onDetect(state, input.nowMs)
+          case inquiryTimer:
+            return onInquiryTimeout(state)
+          case electionTimer:
+            return onElection(state, input.nowMs)
+          default:
+            return M.result(state)
+        }
+      case "Command":
+        return onSubmit(state, input.command, input.nowMs)
+    }
+  }
+
+  return { init, step }
+}
+
+/**
+ * The terms of a server's current election delay, as a structure and a line of text, from
+ * what it knows now: for logs and for checking claims 10–13 by hand.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const explainDelays = (
+  config: Pick<
+    Config<unknown, unknown, unknown>,
+    "servers" | "baseDelayMs" | "floorDelayMs" | "unknownDelayMs" | "inquiryTimeoutMs"
+  >,
+  state: State<unknown, unknown, unknown>,
+): Delays.Explanation => {
+  const servers = Result.getOrThrow(Rank.rank(config.servers))
+  const row: Record<string, number> = {}
+  for (const peer in state.samples) {
+    const samples = state.samples[peer]!
+    if (samples.length > 0) row[peer] = Math.max(...samples)
+  }
+  return Delays.explain({
+    servers,
+    self: state.self,
+    failed: state.failed,
+    matrix: { ...state.rows, [state.self]: row },
+    baseDelayMs: config.baseDelayMs,
+    floorDelayMs: config.floorDelayMs ?? 1,
+    unknownDelayMs: config.unknownDelayMs ?? config.inquiryTimeoutMs,
+  })
+}

@@ -1,0 +1,317 @@
+/**
+ * Active replication (claim 1) as pure functions over one server's replica: a log of client
+ * requests in positions `seq` 1, 2, …, global and continuing across epochs, each entry
+ * stamped with the epoch it was created in; a commit point; and the user's state machine,
+ * to which every server applies the committed entries in order. Only committed entries are
+ * ever applied, so the applied sequences of any two servers are prefixes of one another.
+ *
+ * Commit rule (master side, `commitPoint`): an entry is committed when every live backup
+ * holds it AND the master plus the backups holding it form a majority of the configured
+ * group. The staggered election picks the master; the majority rule is what keeps a master
+ * cut off in a minority partition (an old master that has not heard of its successor) from
+ * ever acknowledging a request. As in Raft, a master counts replicas only for an entry of its
+ * own epoch (earlier ones commit with it), and a new master first syncs with a majority
+ * (`chooseSync`), so it holds every committed entry before it adds its own.
+ *
+ * Exactly-once: each client numbers its requests; applying an entry records the client's
+ * last request id and result, replicated with the state, so a retried request is answered
+ * from that table instead of being applied twice.
+ *
+ * @since 0.1.0
+ */
+import type * as Message from "./Message.ts"
+
+/**
+ * The user's deterministic state machine: the same state and request must always give the
+ * same next state and result, on every server (no clock, no randomness, no I/O).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Apply<S, Req, Res> = (state: S, request: Req) => readonly [S, Res]
+
+/** The last request applied for one client. @since 0.1.0 @category models */
+export interface ClientRecord<Res> {
+  readonly requestId: number
+  readonly result: Res
+}
+
+/** One server's copy. @since 0.1.0 @category models */
+export interface Replica<S, Req, Res> {
+  /** `log[i]` holds position `seq = i + 1`. */
+  readonly log: ReadonlyArray<Message.Entry<Req>>
+  readonly commitSeq: number
+  readonly appliedSeq: number
+  readonly state: S
+  readonly clients: Readonly<Record<string, ClientRecord<Res>>>
+}
+
+/** A request applied (or found already applied) by `applyCommitted`. @since 0.1.0 @category models */
+export interface Applied<Res> {
+  readonly seq: number
+  readonly clientId: string
+  readonly requestId: number
+  readonly result: Res
+  /** True when the entry repeated a request already applied: the state did not change. */
+  readonly duplicate: boolean
+}
+
+/** @since 0.1.0 @category constructors */
+export const empty = <S, Req, Res>(state: S): Replica<S, Req, Res> => ({
+  log: [],
+  commitSeq: 0,
+  appliedSeq: 0,
+  state,
+  clients: {},
+})
+
+/** @since 0.1.0 @category getters */
+export const lastSeq = (replica: Replica<unknown, unknown, unknown>): number => replica.log.length
+
+/** The epoch of the entry at `seq`; 0 for position 0; `undefined` past the end. @since 0.1.0 @category getters */
+export const epochAt = (
+  replica: Replica<unknown, unknown, unknown>,
+  seq: number,
+): number | undefined => (seq === 0 ? 0 : replica.log[seq - 1]?.epoch)
+
+/** @since 0.1.0 @category getters */
+export const lastEpoch = (replica: Replica<unknown, unknown, unknown>): number =>
+  epochAt(replica, replica.log.length) ?? 0
+
+/** The entries from `fromSeq` on, at most `max` of them. @since 0.1.0 @category getters */
+export const entriesFrom = <Req>(
+  replica: Replica<unknown, Req, unknown>,
+  fromSeq: number,
+  max: number,
+): ReadonlyArray<Message.Entry<Req>> =>
+  replica.log.slice(Math.max(0, fromSeq - 1), fromSeq - 1 + max)
+
+/**
+ * What to do with a client's request at the master.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Lookup<Res> =
+  | { readonly _tag: "New" }
+  | { readonly _tag: "Answered"; readonly result: Res }
+  | { readonly _tag: "Pending" }
+  | { readonly _tag: "Stale" }
+
+/**
+ * Whether a request is new, already applied (answer from the table), already in the log but
+ * not committed (its answer will come), or older than the client's last applied request.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const lookup = <Req, Res>(
+  replica: Replica<unknown, Req, Res>,
+  clientId: string,
+  requestId: number,
+): Lookup<Res> => {
+  const record = replica.clients[clientId]
+  if (record !== undefined) {
+    if (record.requestId === requestId) return { _tag: "Answered", result: record.result }
+    if (record.requestId > requestId) return { _tag: "Stale" }
+  }
+  for (let seq = replica.appliedSeq + 1; seq <= replica.log.length; seq++) {
+    const entry = replica.log[seq - 1]!
+    if (entry._tag === "Request" && entry.clientId === clientId && entry.requestId === requestId) {
+      return { _tag: "Pending" }
+    }
+  }
+  return { _tag: "New" }
+}
+
+/** Appends one entry at the end (master side). @since 0.1.0 @category combinators */
+export const append = <S, Req, Res>(
+  replica: Replica<S, Req, Res>,
+  entry: Message.Entry<Req>,
+): Replica<S, Req, Res> => ({ ...replica, log: [...replica.log, entry] })
+
+/** The outcome of `accept`. @since 0.1.0 @category models */
+export interface Accepted<S, Req, Res> {
+  readonly replica: Replica<S, Req, Res>
+  readonly ok: boolean
+  /** When ok: the last position known to agree with the master; else where it should go back to. */
+  readonly lastSeq: number
+}
+
+/**
+ * A backup takes entries that follow position `prevSeq` (created in `prevEpoch`) in the
+ * master's log, Raft style: if it does not hold that entry, it refuses and says how far its
+ * log goes; otherwise an entry at a position it holds with another epoch drops its own from
+ * there on (that suffix was never committed), and the rest is appended. It never drops an
+ * applied entry (that would mean two masters disagree on a committed one: refused instead).
+ * At most `maxLogEntries` are kept; what does not fit is not acknowledged.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const accept = <S, Req, Res>(
+  replica: Replica<S, Req, Res>,
+  prevSeq: number,
+  prevEpoch: number,
+  entries: ReadonlyArray<Message.Entry<Req>>,
+  commitSeq: number,
+  maxLogEntries: number,
+): Accepted<S, Req, Res> => {
+  const held = epochAt(replica, prevSeq)
+  if (held === undefined) return { replica, ok: false, lastSeq: replica.log.length }
+  if (held !== prevEpoch) return { replica, ok: false, lastSeq: Math.max(0, prevSeq - 1) }
+  let log = replica.log
+  let matched = prevSeq
+  for (const entry of entries) {
+    const seq = matched + 1
+    // An entry that does not continue the message's positions is malformed: stop there.
+    if (entry.seq !== seq || seq > maxLogEntries) break
+    const existing = log[seq - 1]
+    if (existing !== undefined && existing.epoch === entry.epoch) {
+      matched = seq
+      continue
+    }
+    if (existing !== undefined) {
+      if (seq <= replica.appliedSeq) break
+      log = log.slice(0, seq - 1)
+    } else if (log === replica.log) {
+      log = [...log]
+    }
+    ;(log as Array<Message.Entry<Req>>).push(entry)
+    matched = seq
+  }
+  const commit = Math.max(replica.commitSeq, Math.min(commitSeq, matched))
+  return { replica: { ...replica, log, commitSeq: commit }, ok: true, lastSeq: matched }
+}
+
+/**
+ * Applies every committed entry not yet applied, in order, and returns what each request
+ * gave. A request whose client already had it (or a later one) applied does not change the
+ * state: it is reported with the recorded result, as `duplicate`.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const applyCommitted = <S, Req, Res>(
+  replica: Replica<S, Req, Res>,
+  apply: Apply<S, Req, Res>,
+): { readonly replica: Replica<S, Req, Res>; readonly applied: ReadonlyArray<Applied<Res>> } => {
+  if (replica.appliedSeq >= replica.commitSeq) return { replica, applied: [] }
+  let state = replica.state
+  let clients = replica.clients
+  const applied: Array<Applied<Res>> = []
+  const upTo = Math.min(replica.commitSeq, replica.log.length)
+  for (let seq = replica.appliedSeq + 1; seq <= upTo; seq++) {
+    const entry = replica.log[seq - 1]!
+    if (entry._tag === "Noop") continue
+    const record = clients[entry.clientId]
+    if (record !== undefined && record.requestId >= entry.requestId) {
+      if (record.requestId === entry.requestId) {
+        applied.push({
+          seq,
+          clientId: entry.clientId,
+          requestId: entry.requestId,
+          result: record.result,
+          duplicate: true,
+        })
+      }
+      continue
+    }
+    const [next, result] = apply(state, entry.request)
+    state = next
+    clients = { ...clients, [entry.clientId]: { requestId: entry.requestId, result } }
+    applied.push({
+      seq,
+      clientId: entry.clientId,
+      requestId: entry.requestId,
+      result,
+      duplicate: false,
+    })
+  }
+  return { replica: { ...replica, state, clients, appliedSeq: upTo }, applied }
+}
+
+/**
+ * The master's new commit point: the highest position of its own epoch that every live
+ * backup holds and that the master plus the backups holding it make a majority of the
+ * group of `groupSize`. `matchSeq` holds, per backup, the last position it acknowledged in
+ * this epoch.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const commitPoint = (
+  replica: Replica<unknown, unknown, unknown>,
+  epoch: number,
+  matchSeq: Readonly<Record<string, number>>,
+  liveBackups: ReadonlyArray<string>,
+  groupSize: number,
+): number => {
+  for (let seq = replica.log.length; seq > replica.commitSeq; seq--) {
+    // Earlier epochs' entries commit with one of ours (Raft's rule, §5.4.2): counting their
+    // replicas is not enough, a later master may not have them.
+    if (replica.log[seq - 1]!.epoch !== epoch) return replica.commitSeq
+    if (liveBackups.some((backup) => (matchSeq[backup] ?? 0) < seq)) continue
+    let holders = 1
+    for (const backup in matchSeq) if (matchSeq[backup]! >= seq) holders++
+    if (holders * 2 > groupSize) return seq
+  }
+  return replica.commitSeq
+}
+
+/** What a server told a syncing master of its log. @since 0.1.0 @category models */
+export interface SyncSummary<Req> {
+  readonly lastSeq: number
+  readonly lastEpoch: number
+  /** Its entries from the sync's `fromSeq` on, as far as received. */
+  readonly entries: ReadonlyArray<Message.Entry<Req>>
+  readonly complete: boolean
+}
+
+/**
+ * The log a new master adopts, among its own and the replies of a majority: the one whose
+ * last entry has the newest epoch, then the longest (Raft's "up to date" order). Every
+ * committed entry is on a majority, and every majority meets this one, so the chosen log
+ * holds every committed entry. Ties go to the first in `candidates` (put the master first).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const chooseSync = <Req>(
+  candidates: ReadonlyArray<readonly [string, SyncSummary<Req>]>,
+): readonly [string, SyncSummary<Req>] | undefined => {
+  let best: readonly [string, SyncSummary<Req>] | undefined
+  for (const candidate of candidates) {
+    const [, summary] = candidate
+    if (
+      best === undefined ||
+      summary.lastEpoch > best[1].lastEpoch ||
+      (summary.lastEpoch === best[1].lastEpoch && summary.lastSeq > best[1].lastSeq)
+    ) {
+      best = candidate
+    }
+  }
+  return best
+}
+
+/**
+ * Replaces the log from `fromSeq` on with `entries` (a new master adopting the chosen log).
+ * Positions below `fromSeq` are committed and the same everywhere, so they are kept.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const adopt = <S, Req, Res>(
+  replica: Replica<S, Req, Res>,
+  fromSeq: number,
+  entries: ReadonlyArray<Message.Entry<Req>>,
+  maxLogEntries: number,
+): Replica<S, Req, Res> => {
+  const kept = replica.log.slice(0, Math.max(0, fromSeq - 1))
+  const log = [...kept]
+  for (const entry of entries) {
+    if (entry.seq !== log.length + 1 || log.length >= maxLogEntries) break
+    log.push(entry)
+  }
+  return { ...replica, log }
+}

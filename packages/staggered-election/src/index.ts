@@ -1,0 +1,13 @@
+/**
+ * @understudy/staggered-election: a fault-tolerant server group (seed 003) whose backups
+ * detect a failed master by periodic inquiries and elect a new one after staggered election
+ * delays computed from measured link delays and ranked capacities; the master replicates
+ * client requests to every backup, and all of them apply the committed ones.
+ *
+ * @since 0.1.0
+ */
+export * as Delays from "./Delays.ts"
+export * as Machine from "./Machine.ts"
+export * as Message from "./Message.ts"
+export * as Rank from "./Rank.ts"
+export * as Replication from "./Replication.ts"

@@ -1,0 +1,429 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Machine as M } from "@understudy/machine"
+import { Result, Schema } from "effect"
+import * as Machine from "../src/Machine.ts"
+import * as Message from "../src/Message.ts"
+
+type Req = { readonly add: number }
+type St = Machine.State<number, Req, number>
+type Msg = Message.Message<Req>
+type Ev = Machine.Event<number>
+
+// s<i> has index i.
+const servers = [1, 2, 3, 4].map((i) => ({
+  id: `s${i}`,
+  capacity: { cpu: 10 - i, bandwidthMbps: 1 },
+}))
+const ids = servers.map((server) => server.id)
+const config: Machine.Config<number, Req, number> = {
+  servers,
+  detectionPeriodMs: 100,
+  inquiryTimeoutMs: 300,
+  baseDelayMs: 50,
+  initial: 0,
+  apply: (state, request) => [state + request.add, state + request.add],
+}
+const machine = Machine.make(config)
+
+const boot = (self: string, nowMs = 0) =>
+  machine.init({ self, peers: ids.filter((id) => id !== self), nowMs })
+const recv = (state: St, from: string, message: Msg, nowMs = 0) =>
+  machine.step(state, M.receive(from, message, nowMs))
+const fire = (state: St, timer: string, nowMs = 0) =>
+  machine.step(state, M.timerFired(timer, nowMs))
+const events = (result: M.Result<St, Msg, Ev>) => M.events(result.outputs)
+const tags = (result: M.Result<St, Msg, Ev>) => events(result).map((event) => event._tag)
+const sent = (result: M.Result<St, Msg, Ev>) =>
+  result.outputs.flatMap((output) =>
+    output._tag === "Send" || output._tag === "Broadcast" ? [output.message] : [],
+  )
+const epoch = (term: number, index: number) => Machine.epochOf(term, index)
+
+/** Every server up, messages delivered at once in order: a tiny synchronous network. */
+const cluster = (members = ids) => {
+  const states = new Map<string, St>()
+  const log: Array<{ node: string; event: Ev }> = []
+  let queue: Array<{ from: string; to: string; message: Msg }> = []
+  const down = new Set<string>()
+  const absorb = (node: string, result: M.Result<St, Msg, Ev>) => {
+    states.set(node, result.state)
+    for (const output of result.outputs) {
+      if (output._tag === "Send") queue.push({ from: node, to: output.to, message: output.message })
+      if (output._tag === "Broadcast") {
+        for (const to of members)
+          if (to !== node) queue.push({ from: node, to, message: output.message })
+      }
+      if (output._tag === "Emit") log.push({ node, event: output.event })
+    }
+  }
+  const deliver = (nowMs: number) => {
+    // Bounded: a protocol that never goes quiet fails the test rather than hanging it.
+    for (let round = 0; round < 10_000 && queue.length > 0; round++) {
+      const batch = queue
+      queue = []
+      for (const { from, to, message } of batch) {
+        if (down.has(to) || down.has(from)) continue
+        absorb(to, machine.step(states.get(to)!, M.receive(from, message, nowMs)))
+      }
+    }
+  }
+  for (const node of members) absorb(node, boot(node))
+  return {
+    states,
+    log,
+    down,
+    deliver,
+    step: (node: string, input: M.Input<Msg, Machine.Command<Req>>) => {
+      absorb(node, machine.step(states.get(node)!, input))
+      deliver(input.nowMs)
+    },
+  }
+}
+
+/** A cold-started cluster: s1 declares first (smallest index, base delay), all synced. */
+const running = () => {
+  const net = cluster()
+  net.deliver(0)
+  net.step("s1", M.timerFired(Machine.electionTimer, 50))
+  return net
+}
+
+describe("StaggeredElection machine", () => {
+  it("validates its configuration with typed errors", () => {
+    expect(Machine.validate({ ...config, baseDelayMs: 0 })?._tag).toBe("InvalidConfig")
+    expect(Machine.validate({ ...config, servers: [...servers, servers[0]!] })?._tag).toBe(
+      "InvalidGroup",
+    )
+    expect(() => Machine.make({ ...config, delayWindow: 1.5 })).toThrow(/delayWindow/)
+    expect(Machine.validate(config)).toBeUndefined()
+  })
+
+  it("a started server waits with its election timer and probes every peer at once", () => {
+    const started = boot("s3")
+    expect(started.state.role).toBe("waiting")
+    expect(sent(started).filter((message) => message._tag === "Probe")).toHaveLength(3)
+    const waiting = events(started)[0]
+    // Nothing measured yet: s1 and s2 before s3, each pair unknown (inquiryTimeoutMs).
+    expect(waiting).toMatchObject({ _tag: "Waiting", failed: undefined, delayMs: 50 + 300 + 300 })
+    expect(started.outputs).toContainEqual(M.setTimer(Machine.electionTimer, 650))
+  })
+
+  it("claims 24–25: the detection timer is equally periodic, and every tick probes every peer", () => {
+    let state = boot("s2").state
+    for (let tick = 1; tick <= 3; tick++) {
+      const result = fire(state, Machine.detectTimer, tick * 100)
+      expect(result.outputs).toContainEqual(M.setTimer(Machine.detectTimer, 100))
+      expect(sent(result).filter((message) => message._tag === "Probe")).toHaveLength(3)
+      state = result.state
+    }
+    expect(state.probeSeq).toBe(4)
+  })
+
+  it("claims 8, 16–17: cold start, the smallest index declares with a first message, the others acknowledge", () => {
+    const net = running()
+    expect(net.states.get("s1")!.role).toBe("master")
+    expect(net.log).toContainEqual({
+      node: "s1",
+      event: { _tag: "BecameMaster", epoch: epoch(1, 1) },
+    })
+    for (const id of ["s2", "s3", "s4"]) {
+      const state = net.states.get(id)!
+      expect(state).toMatchObject({ role: "backup", master: "s1", epoch: epoch(1, 1) })
+      expect(net.log).toContainEqual({
+        node: id,
+        event: { _tag: "Acknowledged", master: "s1", epoch: epoch(1, 1) },
+      })
+    }
+    expect(net.log.some(({ event }) => event._tag === "Synced")).toBe(true)
+  })
+
+  it("claim 17: acknowledging a declaration cancels the election timer", () => {
+    const waiting = boot("s3").state
+    const result = recv(waiting, "s2", { _tag: "Declare", epoch: epoch(1, 2), index: 2 })
+    expect(result.state).toMatchObject({ role: "backup", master: "s2" })
+    expect(result.outputs).toContainEqual(M.cancelTimer(Machine.electionTimer))
+  })
+
+  it("claims 4–5, 7, 9: an inquiry unanswered within the time-out: the master failed, wait with the election delay", () => {
+    let s3 = recv(boot("s3").state, "s1", { _tag: "Declare", epoch: epoch(1, 1), index: 1 }).state
+    const tick = fire(s3, Machine.detectTimer, 100)
+    // The probe to the master is the inquiry: its time-out is set after sending it.
+    expect(tick.outputs).toContainEqual(M.setTimer(Machine.inquiryTimer, 300))
+    s3 = tick.state
+    // A later tick does not restart the time-out.
+    const again = fire(s3, Machine.detectTimer, 200)
+    expect(again.outputs).not.toContainEqual(M.setTimer(Machine.inquiryTimer, 300))
+    const timedOut = fire(again.state, Machine.inquiryTimer, 400)
+    expect(timedOut.state).toMatchObject({ role: "waiting", failed: "s1", master: undefined })
+    // Backups without s1: s2 before s3, d(s2, s3) unknown = 300.
+    expect(events(timedOut)[0]).toMatchObject({ _tag: "Waiting", failed: "s1", delayMs: 350 })
+    expect(timedOut.outputs).toContainEqual(M.setTimer(Machine.electionTimer, 350))
+    const declared = fire(timedOut.state, Machine.electionTimer, 750)
+    expect(declared.state.role).toBe("master")
+  })
+
+  it("claims 4–5: a reply within the time-out keeps the master", () => {
+    const s3 = recv(boot("s3").state, "s1", { _tag: "Declare", epoch: epoch(1, 1), index: 1 }).state
+    const tick = fire(s3, Machine.detectTimer, 100)
+    const reply = recv(
+      tick.state,
+      "s1",
+      {
+        _tag: "ProbeReply",
+        epoch: epoch(1, 1),
+        index: 1,
+        seq: tick.state.probeSeq,
+        master: "s1",
+        role: "master",
+      },
+      130,
+    )
+    expect(reply.outputs).toContainEqual(M.cancelTimer(Machine.inquiryTimer))
+    expect(reply.state.samples.s1).toEqual([30])
+    expect(fire(reply.state, Machine.inquiryTimer, 400).state.role).toBe("backup")
+  })
+
+  it("claim 8: declaring sets the role to master and broadcasts the first message with a new epoch", () => {
+    const waiting = boot("s2").state
+    const result = fire({ ...waiting, term: 4 }, Machine.electionTimer, 400)
+    expect(result.state).toMatchObject({ role: "master", term: 5, epoch: epoch(5, 2) })
+    expect(result.outputs).toContainEqual(
+      M.broadcast<Msg>({ _tag: "Declare", epoch: epoch(5, 2), index: 2 }),
+    )
+    expect(tags(result)).toContain("BecameMaster")
+  })
+
+  it("claims 18, 22: a master that receives a declaration from a smaller index accepts it", () => {
+    const s2 = fire(boot("s2").state, Machine.electionTimer, 400).state
+    const result = recv(s2, "s1", { _tag: "Declare", epoch: epoch(2, 1), index: 1 })
+    expect(result.state).toMatchObject({ role: "backup", master: "s1", epoch: epoch(2, 1) })
+    expect(events(result)).toContainEqual({ _tag: "Demoted", master: "s1", epoch: epoch(2, 1) })
+  })
+
+  it("claim 23: a master that wins revokes with a second message carrying both indices", () => {
+    const s1 = fire(boot("s1").state, Machine.electionTimer, 50).state
+    expect(s1.epoch).toBe(epoch(1, 1))
+    const result = recv(s1, "s3", { _tag: "Declare", epoch: epoch(2, 3), index: 3 })
+    expect(result.state).toMatchObject({ role: "master", term: 3, epoch: epoch(3, 1) })
+    expect(result.outputs).toContainEqual(
+      M.broadcast<Msg>({ _tag: "Revoke", epoch: epoch(3, 1), index: 1, revokedIndex: 3 }),
+    )
+    expect(events(result)).toContainEqual({ _tag: "Revoked", revokedIndex: 3, epoch: epoch(3, 1) })
+    // The revoked master and a backup of it accept the second message.
+    const s3 = fire(boot("s3").state, Machine.electionTimer, 700).state
+    const revoke: Msg = { _tag: "Revoke", epoch: epoch(3, 1), index: 1, revokedIndex: 3 }
+    expect(recv({ ...s3, epoch: epoch(2, 3) }, "s1", revoke).state).toMatchObject({
+      role: "backup",
+      master: "s1",
+    })
+    const s4 = recv(boot("s4").state, "s3", { _tag: "Declare", epoch: epoch(2, 3), index: 3 }).state
+    expect(recv(s4, "s1", revoke).state).toMatchObject({ role: "backup", master: "s1" })
+  })
+
+  it("the revoke path: a lower-index server cut off from the group's new master takes mastership back", () => {
+    // s1 is master at term 1. s2 stops hearing it (a one-way cut), detects it failed and
+    // declares at term 2. s1 wins the comparison and revokes with a second message; every
+    // server, s2 included, ends up backup of s1 at term 3.
+    const net = running()
+    const s2 = net.states.get("s2")!
+    const waiting = fire(fire(s2, Machine.detectTimer, 100).state, Machine.inquiryTimer, 400)
+    net.states.set("s2", waiting.state)
+    net.step("s2", M.timerFired(Machine.electionTimer, 800))
+    expect(net.log.filter(({ event }) => event._tag === "Revoked")).toEqual([
+      { node: "s1", event: { _tag: "Revoked", revokedIndex: 2, epoch: epoch(3, 1) } },
+    ])
+    expect(net.states.get("s1")).toMatchObject({ role: "master", epoch: epoch(3, 1) })
+    for (const id of ["s2", "s3", "s4"]) {
+      expect(net.states.get(id)).toMatchObject({ role: "backup", master: "s1", epoch: epoch(3, 1) })
+    }
+  })
+
+  it("epochs: a message older than the receiver's epoch is ignored and changes nothing", () => {
+    const s3 = recv(boot("s3").state, "s1", { _tag: "Declare", epoch: epoch(2, 1), index: 1 }).state
+    const result = recv(s3, "s2", { _tag: "Declare", epoch: epoch(1, 2), index: 2 })
+    expect(result.state).toBe(s3)
+    expect(events(result)).toEqual([{ _tag: "Ignored", from: "s2", reason: "stale-epoch" }])
+    // A stale probe is still answered with the current epoch, so its sender catches up.
+    const probe = recv(s3, "s2", {
+      _tag: "Probe",
+      epoch: 0,
+      index: 2,
+      seq: 1,
+      master: null,
+      row: {},
+    })
+    expect(probe.state).toBe(s3)
+    expect(sent(probe)).toEqual([
+      { _tag: "ProbeReply", epoch: epoch(2, 1), index: 3, seq: 1, master: "s1", role: "backup" },
+    ])
+  })
+
+  it("a restarted server acknowledges the master from its first probe round's replies", () => {
+    const restarted = boot("s1", 5_000)
+    const reply = recv(
+      restarted.state,
+      "s3",
+      {
+        _tag: "ProbeReply",
+        epoch: epoch(4, 2),
+        index: 3,
+        seq: 1,
+        master: "s2",
+        role: "backup",
+      },
+      5_004,
+    )
+    expect(reply.state).toMatchObject({ role: "backup", master: "s2", epoch: epoch(4, 2), term: 4 })
+    expect(reply.outputs).toContainEqual(M.cancelTimer(Machine.electionTimer))
+  })
+
+  it("unknown senders and wrong indices are ignored with no state change", () => {
+    const s3 = boot("s3").state
+    const stranger = recv(s3, "s9", { _tag: "Declare", epoch: epoch(9, 1), index: 1 })
+    expect(stranger.state).toBe(s3)
+    expect(events(stranger)).toEqual([{ _tag: "Ignored", from: "s9", reason: "unknown-sender" }])
+    const forged = recv(s3, "s4", { _tag: "Declare", epoch: epoch(9, 1), index: 1 })
+    expect(forged.state).toBe(s3)
+    expect(events(forged)).toEqual([{ _tag: "Ignored", from: "s4", reason: "wrong-index" }])
+  })
+
+  it("replication: a request commits only when every live backup and a majority hold it; all apply it", () => {
+    const net = running()
+    net.step(
+      "s1",
+      M.command({ _tag: "Submit", clientId: "c", requestId: 1, request: { add: 5 } }, 60),
+    )
+    expect(net.log).toContainEqual({
+      node: "s1",
+      event: { _tag: "Answered", clientId: "c", requestId: 1, result: 5 },
+    })
+    // The backups apply it once the next Replicate tells them the commit point.
+    net.step("s1", M.timerFired(Machine.detectTimer, 100))
+    for (const id of ids) expect(net.states.get(id)!.replica.state).toBe(5)
+
+    // A minority side: s1 with only s2 can never commit (2 of 4 is not a majority).
+    net.down.add("s3")
+    net.down.add("s4")
+    net.step(
+      "s1",
+      M.command({ _tag: "Submit", clientId: "c", requestId: 2, request: { add: 1 } }, 110),
+    )
+    net.step("s1", M.timerFired(Machine.detectTimer, 200))
+    expect(net.log.filter(({ event }) => event._tag === "Answered")).toHaveLength(1)
+    expect(net.states.get("s1")!.replica.commitSeq).toBeLessThan(
+      net.states.get("s1")!.replica.log.length,
+    )
+  })
+
+  it("replication: a retried request is answered again from the table, applied once", () => {
+    const net = running()
+    const submit = M.command<Machine.Command<Req>>(
+      { _tag: "Submit", clientId: "c", requestId: 7, request: { add: 2 } },
+      60,
+    )
+    net.step("s1", submit)
+    net.step("s1", { ...submit, nowMs: 70 })
+    const answers = net.log.filter(({ event }) => event._tag === "Answered")
+    expect(answers).toHaveLength(2)
+    expect(answers.every(({ event }) => event._tag === "Answered" && event.result === 2)).toBe(true)
+    expect(net.states.get("s1")!.replica.state).toBe(2)
+    expect(
+      net.states.get("s1")!.replica.log.filter((entry) => entry._tag === "Request"),
+    ).toHaveLength(1)
+    net.step(
+      "s1",
+      M.command({ _tag: "Submit", clientId: "c", requestId: 6, request: { add: 9 } }, 80),
+    )
+    expect(net.log.at(-1)!.event).toMatchObject({ _tag: "Rejected", reason: "stale-request" })
+  })
+
+  it("new-master sync: the new master adopts a backup's longer log, then serves queued requests", () => {
+    const net = running()
+    net.step(
+      "s1",
+      M.command({ _tag: "Submit", clientId: "c", requestId: 1, request: { add: 1 } }, 60),
+    )
+    // s1 appends request 2 and reaches only s2 before it dies: uncommitted, on s2 alone.
+    net.down.add("s3")
+    net.down.add("s4")
+    net.step(
+      "s1",
+      M.command({ _tag: "Submit", clientId: "c", requestId: 2, request: { add: 10 } }, 70),
+    )
+    net.down.clear()
+    net.down.add("s1")
+    expect(net.states.get("s2")!.replica.log).toHaveLength(net.states.get("s1")!.replica.log.length)
+    expect(net.states.get("s4")!.replica.log.length).toBeLessThan(
+      net.states.get("s2")!.replica.log.length,
+    )
+    // s4 (not s2) declares: it must sync from the majority, which includes s2's longer log.
+    net.step("s4", M.timerFired(Machine.detectTimer, 100))
+    net.states.set("s4", fire(net.states.get("s4")!, Machine.inquiryTimer, 400).state)
+    expect(net.states.get("s4")!.role).toBe("waiting")
+    net.step("s4", M.timerFired(Machine.electionTimer, 900))
+    const s4 = net.states.get("s4")!
+    expect(s4.role).toBe("master")
+    expect(s4.leader?.phase).toBe("ready")
+    expect(s4.replica.state).toBe(11)
+    expect(net.log).toContainEqual({
+      node: "s4",
+      event: { _tag: "Answered", clientId: "c", requestId: 2, result: 11 },
+    })
+  })
+
+  it("a syncing master queues requests and serves them once synced", () => {
+    const s1 = fire(boot("s1").state, Machine.electionTimer, 50)
+    expect(s1.state.leader?.phase).toBe("syncing")
+    const queued = machine.step(
+      s1.state,
+      M.command({ _tag: "Submit", clientId: "c", requestId: 1, request: { add: 1 } }, 60),
+    )
+    expect(queued.state.leader?.queue).toHaveLength(1)
+    expect(tags(queued)).toEqual([])
+    const backup = machine.step(
+      boot("s2").state,
+      M.command({ _tag: "Submit", clientId: "c", requestId: 1, request: { add: 1 } }, 60),
+    )
+    expect(events(backup)[0]).toMatchObject({ _tag: "Rejected", reason: "not-master" })
+  })
+
+  it("every message round-trips through the JSON codec; garbage is a typed error", () => {
+    const codec = Message.codec(Schema.Struct({ add: Schema.Int }))
+    const messages: Array<Msg> = [
+      { _tag: "Probe", epoch: 1, index: 1, seq: 2, master: null, row: { s2: 3.5 } },
+      { _tag: "ProbeReply", epoch: 1, index: 1, seq: 2, master: "s1", role: "waiting" },
+      { _tag: "Declare", epoch: 4, index: 2 },
+      { _tag: "Revoke", epoch: 5, index: 1, revokedIndex: 2 },
+      {
+        _tag: "Replicate",
+        epoch: 5,
+        index: 1,
+        prevSeq: 0,
+        prevEpoch: 0,
+        entries: [
+          { _tag: "Noop", seq: 1, epoch: 5 },
+          { _tag: "Request", seq: 2, epoch: 5, clientId: "c", requestId: 1, request: { add: 1 } },
+        ],
+        commitSeq: 0,
+      },
+      { _tag: "Ack", epoch: 5, index: 2, ok: true, lastSeq: 2 },
+      { _tag: "SyncRequest", epoch: 5, index: 1, fromSeq: 1 },
+      {
+        _tag: "SyncReply",
+        epoch: 5,
+        index: 2,
+        fromSeq: 1,
+        entries: [],
+        lastSeq: 0,
+        lastEpoch: 0,
+        complete: true,
+      },
+    ]
+    for (const message of messages) {
+      const bytes = Result.getOrThrow(codec.encode(message))
+      expect(Result.getOrThrow(codec.decode(bytes))).toEqual(message)
+    }
+    const bad = codec.decode(new TextEncoder().encode('{"_tag":"Declare","epoch":-1,"index":1}'))
+    expect(Result.isFailure(bad)).toBe(true)
+  })
+})
