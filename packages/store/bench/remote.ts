@@ -21,6 +21,7 @@ import { Deferred, Effect, Option, Stream } from "effect"
 import * as MemoryStore from "../src/MemoryStore.ts"
 import * as RemoteStore from "../src/RemoteStore.ts"
 import type { Store } from "../src/Store.ts"
+import { freshPrefix, median, percentile } from "./stats.ts"
 
 const fibers = 16
 const casPerFiber = 250
@@ -38,18 +39,6 @@ const value = (n: number) => new TextEncoder().encode(`${n}`)
 const nowMs = Effect.clockWith((clock) => clock.currentTimeNanos).pipe(
   Effect.map((nanos) => Number(nanos) / 1e6),
 )
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
-const percentile = (xs: ReadonlyArray<number>, p: number): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
-}
-
-let roundCounter = 0
-const freshPrefix = () => `/bench/${++roundCounter}/`
 
 /** get + CAS put, `count` times on one key. */
 const casWorker = (store: Store["Service"], key: string, count: number) =>

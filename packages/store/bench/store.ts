@@ -17,6 +17,7 @@ import { Etcd3 } from "etcd3"
 import * as EtcdStore from "../src/EtcdStore.ts"
 import { Store } from "../src/Store.ts"
 import { startEtcd } from "../test/support/etcdServer.ts"
+import { freshPrefix, median, percentile } from "./stats.ts"
 
 const fibers = 16
 const casPerFiber = 250
@@ -27,18 +28,6 @@ const rounds = 5
 const roundTimeoutMs = 60_000
 
 const value = (n: number) => Buffer.from(`${n}`)
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]!
-}
-const percentile = (xs: ReadonlyArray<number>, p: number): number => {
-  const sorted = [...xs].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
-}
-
-let roundCounter = 0
-const freshPrefix = () => `/bench/${++roundCounter}/`
 
 // --- EtcdStore ------------------------------------------------------------------------
 
