@@ -1,0 +1,65 @@
+/**
+ * What `run` and `status` share: how an invocation joins the election, exit codes, and how
+ * a library error becomes one line for a person.
+ *
+ * @since 0.1.0
+ */
+import type { Election, Secret } from "@understudy/port-election"
+import { type Invocation, programName, type Target } from "./cli.ts"
+
+/** @since 0.1.0 @category constants */
+export const exitCode = {
+  ok: 0,
+  usage: 2,
+  election: 3,
+  lost: 4,
+} as const
+
+/** The registry metadata key that tells run invocations from status queries. */
+export const kindKey = "kind"
+
+/** @since 0.1.0 @category constructors */
+export const electionOptions = (
+  target: Target,
+  metadata: Readonly<Record<string, string>>,
+): Election.ElectionOptions => ({
+  program: programName,
+  address: target.address,
+  metadata,
+  ...(target.secretPath === undefined ? {} : { secret: { path: target.secretPath } }),
+})
+
+/** One line for any error the election can fail with. @since 0.1.0 */
+export const describeElectionError = (
+  error: Election.ElectionError | Secret.SecretError,
+): string => {
+  switch (error._tag) {
+    case "StrangerOnAddress":
+      return `${error.message} (choose another --name, --address or --port)`
+    case "OtherProgramOnAddress":
+      return `${error.message} (choose another --name, --address or --port)`
+    case "NotPermitted":
+      return `${error.message} (another user's instances hold this address)`
+    case "SecretError":
+      return error.message
+    case "ElectionFailed":
+      return error.message
+  }
+}
+
+/** Quotes argv the way a POSIX shell would read it back, for display only. */
+export const shellQuote = (argv: ReadonlyArray<string>): string =>
+  argv
+    .map((arg) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`))
+    .join(" ")
+
+/** @since 0.1.0 */
+export type RunInvocation = Extract<Invocation, { _tag: "Run" }>
+
+/** @since 0.1.0 */
+export type StatusInvocation = Extract<Invocation, { _tag: "Status" }>
+
+/** Writes one line to stderr, prefixed with the program name. */
+export const complain = (line: string): void => {
+  process.stderr.write(`${programName}: ${line}\n`)
+}

@@ -1,0 +1,108 @@
+import { Address } from "@understudy/transport"
+import { describe, expect, it } from "vitest"
+import { defaultAddress, type Invocation, parse, slotsMax } from "../src/cli.ts"
+
+const usageError = (invocation: Invocation): string => {
+  if (invocation._tag !== "UsageError")
+    throw new Error(`expected a usage error, got ${invocation._tag}`)
+  return invocation.message
+}
+
+describe("argument parsing", () => {
+  it("parses a run with every option", () => {
+    expect(
+      parse(["--name", "builds", "--slots", "2", "--secret", "/s", "--", "make", "-j8"]),
+    ).toEqual({
+      _tag: "Run",
+      target: { name: "builds", address: defaultAddress("builds"), secretPath: "/s" },
+      slots: 2,
+      command: ["make", "-j8"],
+    })
+  })
+
+  it("defaults to one slot on the name's abstract socket", () => {
+    const invocation = parse(["--name", "builds", "--", "make"])
+    expect(invocation).toMatchObject({ _tag: "Run", slots: 1, command: ["make"] })
+    expect(Address.format(defaultAddress("builds"))).toBe(
+      "unix://@understudy-instance-supervisor-builds",
+    )
+  })
+
+  it("accepts --flag=value, --address and --port", () => {
+    expect(parse(["--name=a", "--slots=3", "--address=unix://@x", "--", "ls"])).toMatchObject({
+      _tag: "Run",
+      slots: 3,
+      target: { name: "a", address: Address.abstract("x") },
+    })
+    expect(parse(["--name", "a", "--port", "47100", "--", "ls"])).toMatchObject({
+      target: { address: Address.tcp("127.0.0.1", 47100) },
+    })
+    expect(parse(["--name", "a", "--address", "tcp://[::1]:9", "--", "ls"])).toMatchObject({
+      target: { address: Address.tcp("::1", 9) },
+    })
+  })
+
+  it("keeps everything after -- as the command, flags included", () => {
+    expect(parse(["--name", "a", "--", "sh", "-c", "exit 7", "--help"])).toMatchObject({
+      command: ["sh", "-c", "exit 7", "--help"],
+    })
+  })
+
+  it("parses status, anywhere among the flags", () => {
+    expect(parse(["status", "--name", "b"])).toEqual({
+      _tag: "Status",
+      target: { name: "b", address: defaultAddress("b"), secretPath: undefined },
+      json: false,
+    })
+    expect(parse(["--name", "b", "status", "--json"])).toMatchObject({ _tag: "Status", json: true })
+  })
+
+  it("gives help and version precedence", () => {
+    expect(parse(["--help"])).toEqual({ _tag: "Help" })
+    expect(parse(["-h", "--bogus"])).toEqual({
+      _tag: "UsageError",
+      message: "unknown option --bogus",
+    })
+    expect(parse(["--name", "x", "-h"])).toEqual({ _tag: "Help" })
+    expect(parse(["--version"])).toEqual({ _tag: "Version" })
+    expect(parse(["-V"])).toEqual({ _tag: "Version" })
+  })
+
+  it("rejects bad input with a message that names the problem", () => {
+    expect(usageError(parse([]))).toBe("--name is required")
+    expect(usageError(parse(["--name", "a"]))).toBe("no command: give it after --")
+    expect(usageError(parse(["--name", "a", "--"]))).toBe("no command: give it after --")
+    expect(usageError(parse(["--name", "a", "make"]))).toMatch(/unexpected argument "make"/)
+    expect(usageError(parse(["--name"]))).toBe("--name needs a value")
+    expect(usageError(parse(["--name="]))).toBe("--name needs a value")
+    expect(usageError(parse(["--name", "a b", "--", "x"]))).toMatch(/--name "a b"/)
+    expect(usageError(parse(["--name", "a".repeat(65), "--", "x"]))).toMatch(/1-64/)
+    expect(usageError(parse(["--name", "a", "--slots", "0", "--", "x"]))).toMatch(/--slots 0/)
+    expect(usageError(parse(["--name", "a", "--slots", "2.5", "--", "x"]))).toMatch(/integer/)
+    expect(usageError(parse(["--name", "a", "--slots", String(slotsMax + 1), "--", "x"]))).toMatch(
+      /--slots/,
+    )
+    expect(usageError(parse(["--name", "a", "--slots", "1", "--slots", "2", "--", "x"]))).toBe(
+      "--slots given twice",
+    )
+    expect(usageError(parse(["--name", "a", "--port", "70000", "--", "x"]))).toMatch(/--port/)
+    expect(
+      usageError(parse(["--name", "a", "--port", "1", "--address", "unix://@x", "--", "x"])),
+    ).toBe("--address and --port exclude each other")
+    expect(usageError(parse(["--name", "a", "--address", "udp://1.2.3.4:5", "--", "x"]))).toMatch(
+      /expected a tcp:\/\/ or unix:\/\/ address/,
+    )
+    expect(usageError(parse(["--name", "a", "--address", "http://x", "--", "x"]))).toMatch(
+      /unknown scheme/,
+    )
+    expect(usageError(parse(["--name", "a", "--json", "--", "x"]))).toBe(
+      "--json is an option of status",
+    )
+    expect(usageError(parse(["--json=1", "--name", "a"]))).toBe("--json takes no value")
+    expect(usageError(parse(["status", "--name", "a", "--slots", "2"]))).toBe(
+      "status takes no --slots",
+    )
+    expect(usageError(parse(["status", "--name", "a", "--", "x"]))).toBe("status takes no command")
+    expect(usageError(parse(["status", "status", "--name", "a"]))).toMatch(/unexpected argument/)
+  })
+})

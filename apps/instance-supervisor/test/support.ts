@@ -1,0 +1,219 @@
+/**
+ * Test support: spawn the real CLI with Node 24, record command intervals, and kill every
+ * process a test started.
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const mainPath = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+
+/** Monotonic milliseconds, comparable across processes of this machine (CLOCK_MONOTONIC). */
+export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6
+
+export interface Spawned {
+  readonly child: ChildProcess
+  readonly label: string
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
+  stdout: string
+  stderr: string
+}
+
+const spawned = new Set<ChildProcess>()
+
+/** Spawns the CLI; its output is collected, and `killAll` kills it if the test did not. */
+export const spawnCli = (args: ReadonlyArray<string>, label = "cli"): Spawned => {
+  const child = spawn(process.execPath, [mainPath, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  spawned.add(child)
+  const result: Spawned = {
+    child,
+    label,
+    stdout: "",
+    stderr: "",
+    exited: new Promise((resolve) => {
+      child.once("exit", (code, signal) => {
+        spawned.delete(child)
+        resolve({ code, signal })
+      })
+    }),
+  }
+  child.stdout!.on("data", (chunk: Buffer) => {
+    result.stdout += chunk.toString()
+  })
+  child.stderr!.on("data", (chunk: Buffer) => {
+    result.stderr += chunk.toString()
+  })
+  return result
+}
+
+/** Runs the CLI to its end (bounded) and gives its exit code and output. */
+export const runCli = async (args: ReadonlyArray<string>, timeoutMs = 15_000) => {
+  const cli = spawnCli(args)
+  const timer = setTimeout(() => cli.child.kill("SIGKILL"), timeoutMs)
+  const exit = await cli.exited
+  clearTimeout(timer)
+  return { ...exit, stdout: cli.stdout, stderr: cli.stderr }
+}
+
+/** SIGKILLs every CLI process still running; their commands die with them (pdeathsig). */
+export const killAll = async (): Promise<void> => {
+  const waits = [...spawned].map(
+    (child) => new Promise<void>((resolve) => child.once("exit", () => resolve())),
+  )
+  for (const child of spawned) child.kill("SIGKILL")
+  await Promise.all(waits)
+}
+
+/** A fresh directory with a secret path and a log, and a unique election name. */
+export const makeWorkspace = () => {
+  const dir = mkdtempSync(join(tmpdir(), "instance-supervisor-test-"))
+  return {
+    dir,
+    name: `test-${randomBytes(6).toString("hex")}`,
+    secret: join(dir, "secret"),
+    log: join(dir, "intervals.log"),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  }
+}
+
+/**
+ * A command that appends `start <label> <pid> <ms>` to `log`, sleeps `sleepMs`, appends
+ * `end <label> <pid> <ms>` and exits with `exitCode`. Times are monotonic ms.
+ */
+export const recorder = (log: string, label: string, sleepMs: number, exitCode = 0) => [
+  process.execPath,
+  "-e",
+  `const fs = require("node:fs")
+const now = () => Number(process.hrtime.bigint()) / 1e6
+const [log, label, sleepMs, code] = process.argv.slice(1)
+fs.appendFileSync(log, "start " + label + " " + process.pid + " " + now() + "\\n")
+setTimeout(() => {
+  fs.appendFileSync(log, "end " + label + " " + process.pid + " " + now() + "\\n")
+  process.exit(Number(code))
+}, Number(sleepMs))`,
+  log,
+  label,
+  String(sleepMs),
+  String(exitCode),
+]
+
+export interface Interval {
+  readonly label: string
+  readonly pid: number
+  readonly startMs: number
+  /** Undefined while running, or if it was killed before it could write its end. */
+  readonly endMs: number | undefined
+}
+
+export const readIntervals = (log: string): Array<Interval> => {
+  let text = ""
+  try {
+    text = readFileSync(log, "utf8")
+  } catch {
+    return []
+  }
+  const byLabel = new Map<string, { label: string; pid: number; startMs: number; endMs?: number }>()
+  for (const line of text.split("\n")) {
+    const [kind, label, pid, ms] = line.split(" ")
+    if (label === undefined || pid === undefined || ms === undefined) continue
+    if (kind === "start") byLabel.set(label, { label, pid: Number(pid), startMs: Number(ms) })
+    if (kind === "end") byLabel.get(label)!.endMs = Number(ms)
+  }
+  return [...byLabel.values()].map((i) => ({ ...i, endMs: i.endMs }))
+}
+
+/** Most intervals open at one moment; an interval without an end ends at `openEndMs`. */
+export const maxOverlap = (intervals: ReadonlyArray<Interval>, openEndMs: number): number => {
+  const points: Array<[number, number]> = []
+  for (const i of intervals) {
+    points.push([i.startMs, 1], [i.endMs ?? openEndMs, -1])
+  }
+  // Ends before starts at the same instant: a release precedes the grant it enables.
+  points.sort((a, b) => a[0] - b[0] || a[1] - b[1])
+  let open = 0
+  let most = 0
+  for (const [, delta] of points) {
+    open += delta
+    most = Math.max(most, open)
+  }
+  return most
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Polls `check` every 25 ms until it gives a value, for at most `timeoutMs`. */
+export const waitFor = async <A>(
+  what: string,
+  check: () => A | undefined | Promise<A | undefined>,
+  timeoutMs = 10_000,
+): Promise<A> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(25)
+  }
+}
+
+/** Running, not a zombie waiting to be reaped (`/proc/<pid>/stat` state `Z`). Linux only. */
+export const isAlive = (pid: number): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+    return state !== "Z" && state !== "X"
+  } catch {
+    return false
+  }
+}
+
+export interface StatusJson {
+  readonly name: string
+  readonly slots: number | undefined
+  readonly instances: ReadonlyArray<{
+    readonly instanceId: string
+    readonly role: "supervisor" | "subordinate"
+    readonly pid: number
+    readonly state: "holding" | "waiting" | "idle"
+    readonly command: string
+  }>
+}
+
+export const statusJson = async (name: string, secret: string): Promise<StatusJson> => {
+  const result = await runCli(["status", "--name", name, "--secret", secret, "--json"])
+  if (result.code !== 0) throw new Error(`status failed (${result.code}): ${result.stderr}`)
+  return JSON.parse(result.stdout) as StatusJson
+}
+
+/**
+ * Waits (bounded) for every CLI to exit; on time-out, says which are still running, what
+ * they printed, and what the registry shows.
+ */
+export const awaitExits = async (
+  clis: ReadonlyArray<Spawned>,
+  name: string,
+  secret: string,
+  timeoutMs = 30_000,
+) => {
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs)
+  })
+  const all = Promise.all(clis.map((cli) => cli.exited))
+  const result = await Promise.race([all, timedOut])
+  clearTimeout(timer)
+  if (result !== "timeout") return result
+  const running = clis.filter((cli) => cli.child.exitCode === null && cli.child.signalCode === null)
+  const status = await statusJson(name, secret).catch((error: unknown) => String(error))
+  throw new Error(
+    `still running after ${timeoutMs} ms: ${running
+      .map((cli) => `${cli.label} (pid ${cli.child.pid}) stderr=${JSON.stringify(cli.stderr)}`)
+      .join("; ")}; status: ${JSON.stringify(status)}`,
+  )
+}

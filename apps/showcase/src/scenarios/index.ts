@@ -1,0 +1,11 @@
+/**
+ * Every scenario the showcase runs, in order. A new mechanism adds one module under
+ * `scenarios/` exporting a `Scenario`, and one line here.
+ *
+ * @since 0.1.0
+ */
+import type { Scenario } from "../Scenario.ts"
+import { scenario as portElection } from "./portElection.ts"
+
+/** @since 0.1.0 */
+export const scenarios: ReadonlyArray<Scenario> = [portElection]
