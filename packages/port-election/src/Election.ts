@@ -24,6 +24,7 @@ import {
   Fiber,
   Layer,
   PubSub,
+  Queue,
   Random,
   Redacted,
   Result,
@@ -72,7 +73,10 @@ export interface ElectionOptions {
   readonly requestTimeoutMs?: number
   /**
    * How long a new supervisor waits for the previous members to re-register their
-   * permits before it grants new ones. Default 2,000 ms; ends early once all are back.
+   * permits before it grants new ones. Default 1,000 ms; ends early once every member of
+   * the last registry it saw is back. A supervisor that never saw a registry (the first
+   * one on the machine, or a newcomer that won the bind during a failover) cannot tell
+   * the two apart, so it waits the whole grace period before its first grant.
    */
   readonly graceMs?: number
   /** Bind-or-connect attempts without success before giving up. Default 2,000. */
@@ -116,6 +120,16 @@ export interface Permit {
    * re-register it with a new supervisor before the resource was given to others.
    */
   readonly lost: Effect.Effect<void>
+}
+
+/** How long the supervisor gathers registry changes before sending the registry out. */
+const membersBatchMs = 5
+
+/** Limits on what a registration may carry. */
+const registration = {
+  instanceIdLengthMax: 200,
+  metadataEntriesMax: 64,
+  metadataValueLengthMax: 1024,
 }
 
 /** A handler of coordinated requests or commands; its result must be JSON. */
@@ -192,6 +206,10 @@ interface SupervisorState {
   readonly expected: Set<string>
   readonly pendingCommands: Map<string, Deferred.Deferred<{ ok: boolean; payload: unknown }>>
   readonly joinedAtMs: number
+  /** Signals a registry change to the broadcaster (a dropping queue of one). */
+  readonly changed: Queue.Queue<void>
+  /** No registry was ever seen: who holds permits is unknown until the grace period ends. */
+  readonly blind: boolean
 }
 
 const describeError = (error: unknown): string =>
@@ -221,7 +239,7 @@ export const make = (
     const instanceId = options.instanceId ?? `${process.pid}-${randomUUID()}`
     const startedAtMs = yield* Clock.currentTimeMillis
     const requestTimeoutMs = options.requestTimeoutMs ?? 5_000
-    const graceMs = options.graceMs ?? 2_000
+    const graceMs = options.graceMs ?? 1_000
     const attemptsMax = options.attemptsMax ?? 2_000
     const clusterKey =
       options.secret !== undefined && Redacted.isRedacted(options.secret)
@@ -343,17 +361,31 @@ export const make = (
       ]
     }
 
+    /** Marks the registry changed; the broadcaster sends it once for a burst of changes. */
     const broadcastMembers = (state: SupervisorState) =>
-      Effect.suspend(() => {
-        const members = memberList(state)
-        lastMembers = members
-        const message: Message = { _tag: "Members", members }
-        return Effect.forEach(
-          state.members.values(),
-          (entry) => Effect.ignore(entry.connection.send(message)),
-          { discard: true },
-        )
-      })
+      Effect.sync(() => void Queue.offerUnsafe(state.changed, undefined))
+
+    /**
+     * Sends the registry to every subordinate, at most once per `membersBatchMs`: when a
+     * failover brings every survivor back at once, one registry goes out per batch rather
+     * than one per registration to every member (which grows with the square of the group).
+     */
+    const broadcaster = (state: SupervisorState) =>
+      Effect.forever(
+        Effect.gen(function* () {
+          yield* Queue.take(state.changed)
+          yield* Effect.sleep(membersBatchMs)
+          yield* Queue.clear(state.changed)
+          const members = memberList(state)
+          lastMembers = members
+          const message: Message = { _tag: "Members", members }
+          yield* Effect.forEach(
+            state.members.values(),
+            (entry) => Effect.ignore(entry.connection.send(message)),
+            { discard: true },
+          )
+        }),
+      )
 
     /** Hands out permits: to this instance directly, to members over their connection. */
     const deliver = (state: SupervisorState, grants: ReadonlyArray<Grant>): Effect.Effect<void> =>
@@ -380,7 +412,7 @@ export const make = (
       )
 
     const thawIfComplete = (state: SupervisorState) =>
-      state.grants.frozen && state.expected.size === 0
+      state.grants.frozen && !state.blind && state.expected.size === 0
         ? deliver(state, state.grants.thaw())
         : Effect.void
 
@@ -396,6 +428,17 @@ export const make = (
                 _tag: "Refused",
                 reason:
                   message.program !== options.program ? "DifferentProgram" : "IncompatibleVersion",
+                program: options.program,
+                version: protocolVersion,
+              })
+              return yield* connection.close
+            }
+            const invalid = invalidRegistration(message)
+            if (invalid !== undefined) {
+              yield* Effect.logWarning(`refused a registration: ${invalid}`)
+              yield* send({
+                _tag: "Refused",
+                reason: "InvalidRegistration",
                 program: options.program,
                 version: protocolVersion,
               })
@@ -516,15 +559,18 @@ export const make = (
           ),
           pendingCommands: new Map(),
           joinedAtMs: yield* now,
+          changed: yield* Queue.dropping<void>(1),
+          blind: !lastMembers.some((m) => m.role === "supervisor" && m.instanceId !== instanceId),
         }
         // Own permits from before the failover first, then own waiting requests.
         const lost = state.grants.adopt(instanceId, holdings())
         yield* losePermits(lost)
-        if (state.expected.size > 0) state.grants.frozen = true
+        if (state.expected.size > 0 || state.blind) state.grants.frozen = true
         for (const [id, pending] of pendingAcquires) {
           state.grants.acquire(instanceId, id, pending.resource, pending.limit)
         }
         supervisor = state
+        yield* Effect.forkScoped(broadcaster(state))
         role = { _tag: "Supervisor" }
         lastMembers = memberList(state)
         yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
@@ -613,6 +659,9 @@ export const make = (
                 return send({ _tag: "Release", resource: message.resource })
               return Deferred.succeed(pending.done, undefined)
             }
+            case "Resigning":
+              // The supervisor leaves on purpose: go to the election now, not at its close.
+              return connection.close
             case "AcquireRefused": {
               const pending = pendingAcquires.get(message.id)
               if (pending === undefined) return Effect.void
@@ -921,6 +970,32 @@ export const make = (
       acquire,
     })
   })
+
+/** Why a registration can not be accepted, or undefined when it can. */
+const invalidRegistration = (
+  message: Extract<Message, { _tag: "Register" }>,
+): string | undefined => {
+  if (
+    message.instanceId.length === 0 ||
+    message.instanceId.length > registration.instanceIdLengthMax
+  ) {
+    return "instance id empty or too long"
+  }
+  if (!Number.isSafeInteger(message.pid) || message.pid <= 0) return `pid ${message.pid}`
+  const metadata = Object.entries(message.metadata)
+  if (
+    metadata.length > registration.metadataEntriesMax ||
+    metadata.some(([, value]) => value.length > registration.metadataValueLengthMax)
+  ) {
+    return "metadata over the limits"
+  }
+  for (const holding of message.holdings) {
+    if (holding.limit < 1 || holding.permits < 1 || holding.permits > holding.limit) {
+      return `holding of ${holding.resource}: ${holding.permits} of ${holding.limit}`
+    }
+  }
+  return undefined
+}
 
 /**
  * The election as a `Layer`: the instance takes part until the layer's scope closes.

@@ -32,7 +32,12 @@ export class OtherProgramOnAddress extends Schema.TaggedError<OtherProgramOnAddr
   "OtherProgramOnAddress",
   {
     address: Schema.String,
-    reason: Schema.Literals(["DifferentProgram", "IncompatibleVersion", "DuplicateInstance"]),
+    reason: Schema.Literals([
+      "DifferentProgram",
+      "IncompatibleVersion",
+      "DuplicateInstance",
+      "InvalidRegistration",
+    ]),
     program: Schema.String,
     version: Schema.Number,
   },

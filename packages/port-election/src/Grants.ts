@@ -127,6 +127,11 @@ export class Grants {
   adopt(instanceId: string, holdings: ReadonlyArray<Holding>): ReadonlyArray<Holding> {
     const lost: Array<Holding> = []
     for (const holding of holdings) {
+      if (!Number.isInteger(holding.limit) || holding.limit < 1 || holding.permits < 1) {
+        // Nonsense can not be adopted, and must not fix a resource to a bad limit.
+        lost.push(holding)
+        continue
+      }
       const resource: Resource = this.resources.get(holding.resource) ?? {
         limit: holding.limit,
         holders: new Map(),

@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+export * as FastSim from "./FastSim.ts"
 export * as FaultSchedule from "./FaultSchedule.ts"
 export * as Network from "./Network.ts"
 export * as Seeds from "./Seeds.ts"

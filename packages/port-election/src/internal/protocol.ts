@@ -43,7 +43,12 @@ export const Welcome = Schema.TaggedStruct("Welcome", {
 })
 
 export const Refused = Schema.TaggedStruct("Refused", {
-  reason: Schema.Literals(["DifferentProgram", "IncompatibleVersion", "DuplicateInstance"]),
+  reason: Schema.Literals([
+    "DifferentProgram",
+    "IncompatibleVersion",
+    "DuplicateInstance",
+    "InvalidRegistration",
+  ]),
   program: Schema.String,
   version: Schema.Int,
 })
