@@ -6,8 +6,12 @@
  *
  * @since 0.1.0
  */
+
+export * as Client from "./Client.ts"
 export * as Delays from "./Delays.ts"
+export * from "./Facade.ts"
 export * as Machine from "./Machine.ts"
 export * as Message from "./Message.ts"
 export * as Rank from "./Rank.ts"
 export * as Replication from "./Replication.ts"
+export * as ServerGroup from "./ServerGroup.ts"

@@ -1,0 +1,327 @@
+/**
+ * The command line of `server-group`, parsed by hand: a pure function from argv to what to
+ * do, so every flag and every error is unit tested without a process.
+ *
+ * @since 0.1.0
+ */
+import { Address } from "@understudy/transport"
+
+/** One member of the group as `--peers` gives it. @since 0.1.0 @category models */
+export interface Peer {
+  readonly id: string
+  readonly address: Address.Udp
+  readonly cpu: number
+  readonly bandwidthMbps: number
+}
+
+/** Protocol timings, the same on every server. @since 0.1.0 @category models */
+export interface Timings {
+  readonly detectionPeriodMs: number
+  readonly inquiryTimeoutMs: number
+  readonly baseDelayMs: number
+  readonly floorDelayMs: number
+}
+
+/** @since 0.1.0 @category models */
+export type Invocation =
+  | { readonly _tag: "Help" }
+  | {
+      readonly _tag: "Serve"
+      readonly id: string
+      readonly peers: ReadonlyArray<Peer>
+      readonly http: { readonly host: string; readonly port: number }
+      readonly store: Address.StreamAddress
+      readonly group: string
+      readonly timings: Timings
+    }
+  | { readonly _tag: "NameServer"; readonly listen: Address.StreamAddress }
+  | {
+      readonly _tag: "Load"
+      readonly store: Address.StreamAddress
+      readonly group: string
+      readonly durationMs: number
+      readonly rate: number
+      readonly concurrency: number
+      readonly record: string | undefined
+      readonly deadlineMs: number
+    }
+  | { readonly _tag: "UsageError"; readonly message: string }
+
+/** @since 0.1.0 */
+export const programName = "server-group"
+
+/** @since 0.1.0 */
+export const defaultTimings: Timings = {
+  detectionPeriodMs: 50,
+  inquiryTimeoutMs: 250,
+  baseDelayMs: 100,
+  floorDelayMs: 40,
+}
+
+/** @since 0.1.0 */
+export const usage = `Usage:
+  ${programName} serve --id ID --peers ID=udp://HOST:PORT[?cpu=N&bw=N],... --http HOST:PORT --store tcp://HOST:PORT
+                 [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N]
+  ${programName} nameserver --listen tcp://HOST:PORT
+  ${programName} load --store tcp://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE]
+  ${programName} --help
+
+serve       runs one server of a replicated key-value group. The servers elect a master with
+            staggered election delays; the master registers itself in the name server
+            (--store) and orders every write; all servers apply them.
+            Every server must be given the same --peers (and capacities): a server's index,
+            1 = most capable (cpu, then bandwidth, then id), decides conflicts and delays.
+            --capacity sets this server's capacity (its --peers entry must agree or omit it).
+            HTTP: GET /kv/KEY, PUT /kv/KEY (body = value; optional headers x-client-id and
+            x-request-id make a retry exactly-once), GET /kv (everything), GET /status.
+            A backup answers writes with 307 to the master (or 503 when none is known).
+nameserver  runs the embedded name server: a store server over a memory store.
+load        writes keys k0, k1, ... at --rate per second for --duration to the master it
+            resolves from the name server, follows redirects, retries with the same request
+            id, then prints one JSON summary: acknowledged writes, errors, unavailability
+            windows. --record FILE writes every acknowledged write as a JSON line. SIGINT or
+            SIGTERM ends the run early, with its summary.
+
+Exit codes: 0 ok; 2 bad usage; 1 runtime error.`
+
+const fail = (message: string): Invocation => ({ _tag: "UsageError", message })
+
+const parseInteger = (text: string, min: number, max: number): number | undefined => {
+  if (!/^\d+$/.test(text)) return undefined
+  const value = Number(text)
+  return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined
+}
+
+/** `10s`, `1500ms`, `2m`, or a bare number of seconds. @since 0.1.0 @category parsing */
+export const parseDuration = (text: string): number | undefined => {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text)
+  if (match === null) return undefined
+  const value = Number(match[1])
+  const unit = match[2] ?? "s"
+  const ms = unit === "ms" ? value : unit === "s" ? value * 1000 : value * 60_000
+  return ms > 0 && ms <= 24 * 3_600_000 ? Math.round(ms) : undefined
+}
+
+/** `cpu=4,bw=1000` (either may be left out: 1). @since 0.1.0 @category parsing */
+export const parseCapacity = (
+  text: string,
+  separator = ",",
+): { readonly cpu: number; readonly bandwidthMbps: number } | string => {
+  let cpu = 1
+  let bandwidthMbps = 1
+  for (const part of text.split(separator)) {
+    const [name, value] = part.split("=")
+    const number = Number(value)
+    if (value === undefined || value === "" || !Number.isFinite(number) || number < 0) {
+      return `bad capacity ${JSON.stringify(part)}: expected cpu=N or bw=N`
+    }
+    if (name === "cpu") cpu = number
+    else if (name === "bw") bandwidthMbps = number
+    else return `unknown capacity ${JSON.stringify(name)}: expected cpu or bw`
+  }
+  return { cpu, bandwidthMbps }
+}
+
+const idPattern = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/
+
+/** `1=udp://127.0.0.1:7001?cpu=4&bw=100,2=...`. @since 0.1.0 @category parsing */
+export const parsePeers = (
+  text: string,
+): { readonly peers: ReadonlyArray<Peer>; readonly explicit: ReadonlySet<string> } | string => {
+  const peers: Array<Peer> = []
+  const explicit = new Set<string>()
+  for (const entry of text.split(",")) {
+    const equals = entry.indexOf("=")
+    if (equals <= 0) return `--peers entry ${JSON.stringify(entry)}: expected ID=udp://HOST:PORT`
+    const id = entry.slice(0, equals)
+    if (!idPattern.test(id))
+      return `--peers id ${JSON.stringify(id)}: use letters, digits, '_', '-'`
+    if (peers.some((peer) => peer.id === id)) return `--peers lists ${id} twice`
+    let url = entry.slice(equals + 1)
+    let capacity = { cpu: 1, bandwidthMbps: 1 }
+    const question = url.indexOf("?")
+    if (question >= 0) {
+      const parsed = parseCapacity(url.slice(question + 1), "&")
+      if (typeof parsed === "string") return `--peers ${id}: ${parsed}`
+      capacity = parsed
+      explicit.add(id)
+      url = url.slice(0, question)
+    }
+    const address = Address.parseDatagram(url)
+    if (address instanceof Address.InvalidAddress) return `--peers ${id}: ${address.reason}`
+    peers.push({ id, address, ...capacity })
+  }
+  if (peers.length < 1) return "--peers is empty"
+  return { peers, explicit }
+}
+
+const flagsWithValue = new Set([
+  "--id",
+  "--peers",
+  "--http",
+  "--store",
+  "--capacity",
+  "--group",
+  "--listen",
+  "--duration",
+  "--rate",
+  "--concurrency",
+  "--record",
+  "--deadline",
+  "--detect-ms",
+  "--inquiry-ms",
+  "--base-ms",
+  "--floor-ms",
+])
+
+const allowed: Record<string, ReadonlySet<string>> = {
+  serve: new Set([
+    "--id",
+    "--peers",
+    "--http",
+    "--store",
+    "--capacity",
+    "--group",
+    "--detect-ms",
+    "--inquiry-ms",
+    "--base-ms",
+    "--floor-ms",
+  ]),
+  nameserver: new Set(["--listen"]),
+  load: new Set([
+    "--store",
+    "--group",
+    "--duration",
+    "--rate",
+    "--concurrency",
+    "--record",
+    "--deadline",
+  ]),
+}
+
+const parseStore = (text: string | undefined, flag: string): Address.StreamAddress | string => {
+  if (text === undefined) return `${flag} is required`
+  const parsed = Address.parseStream(text)
+  return parsed instanceof Address.InvalidAddress ? `${flag} ${text}: ${parsed.reason}` : parsed
+}
+
+/**
+ * Parses the arguments after the program name. Never throws: bad input is a `UsageError`
+ * whose message says what is wrong.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parse = (argv: ReadonlyArray<string>): Invocation => {
+  if (argv.includes("--help") || argv.includes("-h")) return { _tag: "Help" }
+  const [command, ...rest] = argv
+  if (command === undefined) return fail("no command: serve, nameserver or load")
+  const accepted = allowed[command]
+  if (accepted === undefined) return fail(`unknown command ${JSON.stringify(command)}`)
+  const values = new Map<string, string>()
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i]!
+    const equals = arg.indexOf("=")
+    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg
+    if (!flagsWithValue.has(flag)) return fail(`unknown option ${JSON.stringify(flag)}`)
+    if (!accepted.has(flag)) return fail(`${command} takes no ${flag}`)
+    if (values.has(flag)) return fail(`${flag} given twice`)
+    let value: string | undefined
+    if (flag !== arg) value = arg.slice(equals + 1)
+    else value = rest[++i]
+    if (value === undefined || value === "") return fail(`${flag} needs a value`)
+    values.set(flag, value)
+  }
+  const group = values.get("--group") ?? "kv"
+  if (!idPattern.test(group))
+    return fail(`--group ${JSON.stringify(group)}: use letters, digits, '_', '-'`)
+
+  if (command === "nameserver") {
+    const listen = parseStore(values.get("--listen"), "--listen")
+    return typeof listen === "string" ? fail(listen) : { _tag: "NameServer", listen }
+  }
+  const store = parseStore(values.get("--store"), "--store")
+  if (typeof store === "string") return fail(store)
+
+  if (command === "load") {
+    const durationText = values.get("--duration") ?? "10s"
+    const durationMs = parseDuration(durationText)
+    if (durationMs === undefined)
+      return fail(`--duration ${durationText}: expected e.g. 10s, 500ms, 2m`)
+    const deadlineText = values.get("--deadline") ?? "10s"
+    const deadlineMs = parseDuration(deadlineText)
+    if (deadlineMs === undefined) return fail(`--deadline ${deadlineText}: expected e.g. 10s`)
+    const rateText = values.get("--rate") ?? "200"
+    const rate = parseInteger(rateText, 1, 100_000)
+    if (rate === undefined) return fail(`--rate ${rateText}: expected writes per second, 1..100000`)
+    const concurrencyText = values.get("--concurrency") ?? "8"
+    const concurrency = parseInteger(concurrencyText, 1, 1_000)
+    if (concurrency === undefined) return fail(`--concurrency ${concurrencyText}: expected 1..1000`)
+    return {
+      _tag: "Load",
+      store,
+      group,
+      durationMs,
+      rate,
+      concurrency,
+      record: values.get("--record"),
+      deadlineMs,
+    }
+  }
+
+  // serve
+  const id = values.get("--id")
+  if (id === undefined) return fail("--id is required")
+  const peersText = values.get("--peers")
+  if (peersText === undefined) return fail("--peers is required")
+  const parsedPeers = parsePeers(peersText)
+  if (typeof parsedPeers === "string") return fail(parsedPeers)
+  let peers = parsedPeers.peers
+  const own = peers.find((peer) => peer.id === id)
+  if (own === undefined) return fail(`--id ${id} is not in --peers`)
+  const capacityText = values.get("--capacity")
+  if (capacityText !== undefined) {
+    const capacity = parseCapacity(capacityText)
+    if (typeof capacity === "string") return fail(`--capacity: ${capacity}`)
+    if (
+      parsedPeers.explicit.has(id) &&
+      (own.cpu !== capacity.cpu || own.bandwidthMbps !== capacity.bandwidthMbps)
+    ) {
+      return fail(`--capacity disagrees with the capacity of ${id} in --peers`)
+    }
+    peers = peers.map((peer) => (peer.id === id ? { ...peer, ...capacity } : peer))
+  }
+  const httpText = values.get("--http")
+  if (httpText === undefined) return fail("--http is required")
+  const httpMatch = /^(.+):(\d+)$/.exec(httpText)
+  const httpPort = httpMatch === null ? undefined : parseInteger(httpMatch[2]!, 0, 65535)
+  if (httpMatch === null || httpPort === undefined) {
+    return fail(`--http ${httpText}: expected HOST:PORT`)
+  }
+  const timing = (flag: string, fallback: number): number | string => {
+    const text = values.get(flag)
+    if (text === undefined) return fallback
+    return parseInteger(text, 1, 600_000) ?? `${flag} ${text}: expected milliseconds, 1..600000`
+  }
+  const detectionPeriodMs = timing("--detect-ms", defaultTimings.detectionPeriodMs)
+  const inquiryTimeoutMs = timing("--inquiry-ms", defaultTimings.inquiryTimeoutMs)
+  const baseDelayMs = timing("--base-ms", defaultTimings.baseDelayMs)
+  const floorDelayMs = timing("--floor-ms", defaultTimings.floorDelayMs)
+  for (const value of [detectionPeriodMs, inquiryTimeoutMs, baseDelayMs, floorDelayMs]) {
+    if (typeof value === "string") return fail(value)
+  }
+  return {
+    _tag: "Serve",
+    id,
+    peers,
+    http: { host: httpMatch[1]!, port: httpPort },
+    store,
+    group,
+    timings: {
+      detectionPeriodMs: detectionPeriodMs as number,
+      inquiryTimeoutMs: inquiryTimeoutMs as number,
+      baseDelayMs: baseDelayMs as number,
+      floorDelayMs: floorDelayMs as number,
+    },
+  }
+}

@@ -1,0 +1,40 @@
+/**
+ * The `server-group` program: `node src/main.ts serve --id 1 --peers ... --http ... --store ...`,
+ * `nameserver --listen ...`, `load --store ...`. See `--help`.
+ *
+ * @since 0.1.0
+ */
+import { parse, programName, usage } from "./cli.ts"
+import { exitCode, runUntilSignal } from "./common.ts"
+import { load } from "./load.ts"
+import { nameserver } from "./nameserver.ts"
+import { serve } from "./serve.ts"
+
+const invocation = parse(process.argv.slice(2))
+
+const main = async (): Promise<number> => {
+  switch (invocation._tag) {
+    case "Help":
+      process.stdout.write(`${usage}\n`)
+      return exitCode.ok
+    case "UsageError":
+      process.stderr.write(`${programName}: ${invocation.message}\nTry '${programName} --help'.\n`)
+      return exitCode.usage
+    case "Serve":
+      return runUntilSignal(serve(invocation))
+    case "NameServer":
+      return runUntilSignal(nameserver(invocation))
+    case "Load":
+      return load(invocation)
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(
+      `${programName}: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    )
+    process.exit(70)
+  },
+)

@@ -1,0 +1,80 @@
+import { describe, expect, it } from "@effect/vitest"
+import { parse, parseDuration } from "../src/cli.ts"
+import { windows } from "../src/load.ts"
+
+const peers = "1=udp://127.0.0.1:7001?cpu=8&bw=100,2=udp://127.0.0.1:7002"
+
+describe("server-group command line", () => {
+  it("parses serve with per-peer capacities and --capacity for itself", () => {
+    const invocation = parse([
+      "serve",
+      "--id",
+      "2",
+      "--peers",
+      peers,
+      "--http",
+      "127.0.0.1:0",
+      "--store",
+      "tcp://127.0.0.1:7100",
+      "--capacity",
+      "cpu=4,bw=1000",
+    ])
+    expect(invocation._tag).toBe("Serve")
+    if (invocation._tag !== "Serve") return
+    expect(invocation.peers.map((p) => [p.id, p.cpu, p.bandwidthMbps])).toEqual([
+      ["1", 8, 100],
+      ["2", 4, 1000],
+    ])
+    expect(invocation.http).toEqual({ host: "127.0.0.1", port: 0 })
+    expect(invocation.group).toBe("kv")
+  })
+
+  it("explains what is wrong", () => {
+    const message = (argv: Array<string>) => {
+      const invocation = parse(argv)
+      return invocation._tag === "UsageError" ? invocation.message : invocation._tag
+    }
+    expect(message([])).toMatch(/no command/)
+    expect(message(["bogus"])).toMatch(/unknown command/)
+    expect(
+      message([
+        "serve",
+        "--id",
+        "3",
+        "--peers",
+        peers,
+        "--http",
+        "h:1",
+        "--store",
+        "tcp://127.0.0.1:1",
+      ]),
+    ).toMatch(/not in --peers/)
+    expect(
+      message([
+        "serve",
+        "--id",
+        "1",
+        "--peers",
+        peers,
+        "--http",
+        "h:1",
+        "--store",
+        "tcp://127.0.0.1:1",
+        "--capacity",
+        "cpu=2",
+      ]),
+    ).toMatch(/disagrees/)
+    expect(message(["load", "--store", "tcp://127.0.0.1:1", "--rate", "0"])).toMatch(/--rate/)
+    expect(message(["nameserver", "--listen", "nope"])).toMatch(/--listen/)
+    expect(message(["nameserver", "--rate", "3"])).toMatch(/takes no --rate/)
+    expect(message(["load", "--help"])).toBe("Help")
+  })
+
+  it("reads durations and finds unavailability windows", () => {
+    expect(parseDuration("10s")).toBe(10_000)
+    expect(parseDuration("250ms")).toBe(250)
+    expect(parseDuration("2m")).toBe(120_000)
+    expect(parseDuration("x")).toBeUndefined()
+    expect(windows([0, 10, 20, 500, 510], 100)).toEqual([{ fromMs: 20, toMs: 500, ms: 480 }])
+  })
+})

@@ -1,0 +1,113 @@
+/**
+ * A server of a staggered-election group for code that does not use Effect: Promises and
+ * an EventEmitter, over real UDP and a `StoreServer` name server.
+ *
+ * @example
+ * ```ts
+ * import { createServer } from "@understudy/staggered-election"
+ * import { Schema } from "effect"
+ *
+ * const server = await createServer({
+ *   group: "counter",
+ *   self: "1",
+ *   servers: [{ id: "1", capacity: { cpu: 4, bandwidthMbps: 1000 } }, ...],
+ *   addresses: { "1": "udp://127.0.0.1:7001", ... },
+ *   store: "tcp://127.0.0.1:7100",
+ *   request: Schema.Number,
+ *   initial: 0,
+ *   apply: (total, add) => [total + add, total + add],
+ *   detectionPeriodMs: 50, inquiryTimeoutMs: 250, baseDelayMs: 100,
+ * })
+ * server.on("BecameMaster", (event) => console.log("master at epoch", event.epoch))
+ * const total = await server.submit({ clientId: "c1", requestId: 1, request: 5 })
+ * await server.close()
+ * ```
+ * @since 0.1.0
+ */
+import { EventEmitter } from "node:events"
+import { NameServer, RemoteStore } from "@understudy/store"
+import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
+import { Effect, Exit, Layer, Scope, Stream } from "effect"
+import type * as Delays from "./Delays.ts"
+import * as ServerGroup from "./ServerGroup.ts"
+
+/** @since 0.1.0 @category models */
+export interface ServerOptions<S, Req, Res>
+  extends Omit<ServerGroup.Options<S, Req, Res>, "addresses"> {
+  /** Every server's UDP address (`udp://127.0.0.1:7001`), this one included. */
+  readonly addresses: Readonly<Record<string, string | Address.Udp>>
+  /** Where the name server's `StoreServer` listens (`tcp://127.0.0.1:7100`, `unix:///path`). */
+  readonly store: string | Address.StreamAddress
+}
+
+/**
+ * A running server. Events are emitted under their tag: `BecameMaster`, `MasterLost`,
+ * `Waiting`, `Revoked`, `Acknowledged`, `Registered`, `MembershipChanged`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Server<Req, Res> extends EventEmitter {
+  readonly self: string
+  /** Rejects with a `NotMaster` (its `master` says where to go), `Rejected` or `Unavailable`. */
+  submit(submission: ServerGroup.Submission<Req>): Promise<Res>
+  status(): Promise<ServerGroup.Status>
+  explainDelays(): Promise<Delays.Explanation>
+  close(): Promise<void>
+}
+
+const parseAddress = <A>(
+  value: string | A,
+  parse: (text: string) => A | Address.InvalidAddress,
+) => {
+  if (typeof value !== "string") return value
+  const parsed = parse(value)
+  if (parsed instanceof Address.InvalidAddress) throw parsed
+  return parsed
+}
+
+/**
+ * Starts one server of the group. Rejects if its address cannot be bound or the
+ * configuration is invalid.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createServer = async <S, Req, Res>(
+  options: ServerOptions<S, Req, Res>,
+): Promise<Server<Req, Res>> => {
+  const addresses: Record<string, Address.Udp> = {}
+  for (const [id, value] of Object.entries(options.addresses)) {
+    addresses[id] = parseAddress(value, Address.parseDatagram)
+  }
+  const store = parseAddress(options.store, Address.parseStream)
+  const scope = Effect.runSync(Scope.make())
+  const services = NameServer.layer.pipe(
+    Layer.provide(RemoteStore.layer({ address: store })),
+    Layer.provide(NodeTransport.layer),
+    Layer.merge(NodeDatagram.layer),
+  )
+  const server = await Effect.runPromise(
+    // The services live in the server's scope, not just while it starts.
+    Effect.flatMap(Layer.build(services), (context) =>
+      ServerGroup.make({ ...options, addresses }).pipe(Effect.provideContext(context)),
+    ).pipe(
+      Scope.provide(scope),
+      Effect.onError(() => Scope.close(scope, Exit.void)),
+    ),
+  )
+  const emitter = new EventEmitter()
+  Effect.runFork(
+    Stream.runForEach(server.events, (event) =>
+      Effect.sync(() => void emitter.emit(event._tag, event)),
+    ).pipe(Scope.provide(scope)),
+  )
+  return Object.assign(emitter, {
+    self: server.self,
+    submit: (submission: ServerGroup.Submission<Req>) =>
+      Effect.runPromise(server.submit(submission)),
+    status: () => Effect.runPromise(server.status),
+    explainDelays: () => Effect.runPromise(server.explainDelays()),
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+  })
+}

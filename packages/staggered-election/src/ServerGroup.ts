@@ -1,0 +1,728 @@
+/**
+ * The driver of the staggered election (seed 003): runs one server's `Machine` with the
+ * `Runner` over the `Datagram` service and the `Clock`, registers its mastership in the
+ * `NameServer` (claim 27) and serves client requests by active replication (claim 1).
+ *
+ * Epochs and the name server: whenever this server becomes master at an epoch (a
+ * declaration, or a revoke), it registers `(group, holder, epoch)` with compare-and-set.
+ * The name server keeps the highest epoch ever registered, so a master it has replaced can
+ * never register again: when registration fails with `StaleEpoch`, or the registration is
+ * later superseded by a newer epoch, this server is *fenced*: it stops answering (every
+ * waiting and later `submit` fails with `NotMaster`, naming the name server's holder) and
+ * reports `MasterLost`. The machine itself has no "step down" input; it steps down when it
+ * hears the newer master's epoch from its peers (a probe or a declaration), which normally
+ * happens within one detection period. Until then a fenced master never answers a client,
+ * so clients are never served by a master the name server has replaced.
+ *
+ * A master answers only while its registration is held: between becoming master and the
+ * registration (one or two store round trips) requests are accepted and replicated, and
+ * their answers wait for the registration, bounded by `submitTimeoutMs`.
+ *
+ * Exactly-once: a request carries its client's id and a request id that increases per
+ * client; a retry with the same ids is answered from the replicated table of last answers
+ * instead of being applied again. A client must have at most one request outstanding (a
+ * later id applied first makes an earlier one `stale-request`): `Client` does that.
+ *
+ * The user's state machine is a pure function `apply(state, request) → [state, result]`.
+ * An Effect form is not supported: the machine applies committed entries inside its pure
+ * `step`, on every server, in log order, synchronously; an effectful apply would have to be
+ * deterministic and free of I/O anyway, and running it outside the step would let replicas
+ * observe different intermediate states. Do effects (I/O, notifications) on the answer.
+ *
+ * @since 0.1.0
+ */
+import { Runner } from "@understudy/machine"
+import { NameServer } from "@understudy/store"
+import type { Address, Datagram, TransportError } from "@understudy/transport"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Layer,
+  Option,
+  PubSub,
+  Queue,
+  Schema,
+  Scope,
+  Stream,
+} from "effect"
+import type * as Delays from "./Delays.ts"
+import * as Machine from "./Machine.ts"
+import * as Message from "./Message.ts"
+import type * as Replication from "./Replication.ts"
+
+/**
+ * This server is not the master that answers: `master` is the server it believes is (the
+ * name server's holder when it was fenced), `null` when it knows of none. Redirect there.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotMaster extends Schema.TaggedError<NotMaster>()("NotMaster", {
+  master: Schema.NullOr(Schema.String),
+}) {
+  override get message(): string {
+    return this.master === null
+      ? "not the master; no master known"
+      : `not the master; try ${this.master}`
+  }
+}
+
+/**
+ * The master refused the request: its log or its queue is full, or the client already had
+ * a later request applied (`stale-request`: a client must not have two requests outstanding).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Rejected extends Schema.TaggedError<Rejected>()("Rejected", {
+  reason: Schema.Literals(["queue-full", "log-full", "stale-request"]),
+}) {
+  override get message(): string {
+    return `request rejected: ${this.reason}`
+  }
+}
+
+/**
+ * No answer in time (the request may still be applied: retry it with the same ids), or the
+ * server stopped.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", {
+  reason: Schema.String,
+}) {
+  override get message(): string {
+    return `server group unavailable: ${this.reason}`
+  }
+}
+
+/** @since 0.1.0 @category errors */
+export type SubmitError = NotMaster | Rejected | Unavailable
+
+/** A client's request with its exactly-once ids. @since 0.1.0 @category models */
+export interface Submission<Req> {
+  readonly clientId: string
+  /** Increasing per client; a retry reuses it. */
+  readonly requestId: number
+  readonly request: Req
+}
+
+/** @since 0.1.0 @category models */
+export interface Options<S, Req, Res>
+  extends Omit<Machine.Config<S, Req, Res>, "initial" | "apply"> {
+  /** The role registered in the name server: the group's name. */
+  readonly group: string
+  /** This server's id, one of `servers`. */
+  readonly self: string
+  /** Where every server (this one included) receives its datagrams. */
+  readonly addresses: Readonly<Record<string, Address.Udp>>
+  /** The wire schema of requests (they are replicated as JSON). */
+  readonly request: Schema.Codec<Req, unknown>
+  readonly initial: S
+  /** Pure and deterministic: the same on every server. */
+  readonly apply: Replication.Apply<S, Req, Res>
+  /**
+   * What clients can reach this server at, registered with its id as `id=advertise` (see
+   * `parseHolder`), e.g. an HTTP URL. Default: nothing, the holder is the id.
+   */
+  readonly advertise?: string
+  /** Lease TTL of the registration: how long a dead master stays registered. Default 2,000. */
+  readonly registrationTtlMs?: number
+  /** Longest a `submit` waits for its answer. Default 5,000. */
+  readonly submitTimeoutMs?: number
+  /** Attempts to register one epoch while the store is unavailable. Default 20. */
+  readonly registerAttemptsMax?: number
+  /** Events kept for a slow `events` reader; older ones are dropped. Default 1,024. */
+  readonly eventsCapacity?: number
+}
+
+/**
+ * What the driver reports. `MasterLost` says the master this server knew (itself included)
+ * is gone: `unreachable` (its inquiry went unanswered), `demoted` (this master accepted a
+ * more capable one), `superseded` (the name server holds a newer epoch: fenced).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Event =
+  | { readonly _tag: "BecameMaster"; readonly epoch: number; readonly atMs: number }
+  | {
+      readonly _tag: "MasterLost"
+      readonly master: string
+      readonly reason: "unreachable" | "demoted" | "superseded"
+      readonly epoch: number
+      readonly atMs: number
+    }
+  | {
+      readonly _tag: "Waiting"
+      readonly failed: string | undefined
+      readonly delayMs: number
+      readonly explain: string
+      readonly atMs: number
+    }
+  | {
+      readonly _tag: "Revoked"
+      readonly revokedIndex: number
+      readonly epoch: number
+      readonly atMs: number
+    }
+  | {
+      readonly _tag: "Acknowledged"
+      readonly master: string
+      readonly epoch: number
+      readonly atMs: number
+    }
+  | { readonly _tag: "Registered"; readonly epoch: number; readonly atMs: number }
+  | {
+      readonly _tag: "MembershipChanged"
+      readonly live: ReadonlyArray<string>
+      readonly joined: ReadonlyArray<string>
+      readonly lost: ReadonlyArray<string>
+      readonly atMs: number
+    }
+
+/** A snapshot of one server. @since 0.1.0 @category models */
+export interface Status {
+  readonly self: string
+  readonly index: number
+  readonly role: "master" | "backup" | "waiting"
+  readonly epoch: number
+  readonly term: number
+  readonly master: string | null
+  /** Registered in the name server at this epoch and not fenced: it answers clients. */
+  readonly serving: boolean
+  /** A master the name server replaced: the holder it found there. */
+  readonly fencedBy: string | null
+  /** A master that has committed an entry of its own epoch: everything earlier is applied. */
+  readonly ready: boolean
+  readonly lastSeq: number
+  readonly commitSeq: number
+  readonly appliedSeq: number
+  /** The current election delay when waiting. */
+  readonly electionDelayMs: number | null
+  /** The election delay this server would wait now, with its terms. */
+  readonly delays: string
+  /** Peers heard from within the inquiry time-out. */
+  readonly live: ReadonlyArray<string>
+}
+
+/** @since 0.1.0 @category models */
+export interface ServerGroup<S, Req, Res> {
+  readonly self: string
+  readonly address: Address.Udp
+  /**
+   * Applies a request once, through the master, and gives its result. Fails with
+   * `NotMaster` on any server but the registered master; retry a `Unavailable` with the
+   * same ids.
+   */
+  readonly submit: (submission: Submission<Req>) => Effect.Effect<Res, SubmitError>
+  readonly status: Effect.Effect<Status>
+  /** The events from the moment the stream starts. */
+  readonly events: Stream.Stream<Event>
+  readonly explainDelays: () => Effect.Effect<Delays.Explanation>
+  /** The machine's state, for tests and observers. */
+  readonly machineState: Effect.Effect<Machine.State<S, Req, Res>>
+  /** The replicated state as applied here. */
+  readonly applied: Effect.Effect<S>
+}
+
+/**
+ * The service, for programs that provide it with `layer`. Its requests and results are
+ * `unknown`; code that wants them typed uses `make` directly.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class ServerGroupService extends Context.Service<
+  ServerGroupService,
+  ServerGroup<unknown, unknown, unknown>
+>()("@understudy/staggered-election/ServerGroup") {}
+
+/** A registered holder: `id`, or `id=advertise`. @since 0.1.0 @category models */
+export interface Holder {
+  readonly id: string
+  readonly advertise: string | undefined
+}
+
+/**
+ * Splits a name-server holder into the server id and what it advertised.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const parseHolder = (holder: string): Holder => {
+  const equals = holder.indexOf("=")
+  return equals < 0
+    ? { id: holder, advertise: undefined }
+    : { id: holder.slice(0, equals), advertise: holder.slice(equals + 1) }
+}
+
+interface Mastership {
+  readonly epoch: number
+  status: "registering" | "registered" | "fenced" | "abandoned"
+  /** Completes when registered; fails when fenced or abandoned. Replaced on re-registration. */
+  ready: Deferred.Deferred<void, NotMaster>
+  fencedBy: string | undefined
+  scope: Scope.Closeable | undefined
+}
+
+type Answer<Res> = { readonly result: Res }
+
+const keyOf = (clientId: string, requestId: number) => `${requestId}/${clientId}`
+
+/**
+ * Starts this server: binds its UDP endpoint, runs the election and replication, keeps its
+ * registration in the name server while it is master. Everything stops when the scope
+ * closes (a master's registration is revoked then).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <S, Req, Res>(
+  options: Options<S, Req, Res>,
+): Effect.Effect<
+  ServerGroup<S, Req, Res>,
+  TransportError.ListenError | Machine.InvalidConfig,
+  Datagram.Datagram | NameServer.NameServer | Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const invalid = Machine.validate(options)
+    if (invalid !== undefined) {
+      return yield* new Machine.InvalidConfig({ reason: invalid.message })
+    }
+    if (!options.servers.some((server) => server.id === options.self)) {
+      return yield* new Machine.InvalidConfig({
+        reason: `${options.self} is not a configured server`,
+      })
+    }
+    const nameServer = yield* NameServer.NameServer
+    const { self, group } = options
+    const holderName = options.advertise === undefined ? self : `${self}=${options.advertise}`
+    const submitTimeoutMs = options.submitTimeoutMs ?? 5_000
+    const ttlMs = options.registrationTtlMs ?? 2_000
+    const registerAttemptsMax = options.registerAttemptsMax ?? 20
+    const machine = Machine.make<S, Req, Res>(options)
+    const events = yield* PubSub.sliding<Event>(options.eventsCapacity ?? 1_024)
+    const jobs = yield* Queue.unbounded<Mastership>()
+
+    let latest: Machine.State<S, Req, Res> | undefined
+    let mastership: Mastership | undefined
+    const pending = new Map<string, Array<Deferred.Deferred<Answer<Res>, SubmitError>>>()
+    const lastHeardMs = new Map<string, number>()
+    let live: ReadonlyArray<string> = []
+
+    const publish = (event: Event) => PubSub.publish(events, event)
+
+    const failAll = (error: SubmitError) =>
+      Effect.gen(function* () {
+        const waiting = [...pending.values()].flat()
+        pending.clear()
+        for (const deferred of waiting) yield* Deferred.fail(deferred, error)
+      })
+
+    const settle = (key: string, exit: Exit.Exit<Answer<Res>, SubmitError>) =>
+      Effect.gen(function* () {
+        const waiting = pending.get(key)
+        if (waiting === undefined) return
+        pending.delete(key)
+        for (const deferred of waiting) yield* Deferred.done(deferred, exit)
+      })
+
+    /** Fenced: the name server holds a newer epoch than this master's. */
+    const fence = (m: Mastership, by: string, nowMs: number) =>
+      Effect.gen(function* () {
+        if (m.status === "fenced") return
+        m.status = "fenced"
+        m.fencedBy = by
+        const master = parseHolder(by).id
+        yield* Deferred.fail(m.ready, new NotMaster({ master }))
+        yield* failAll(new NotMaster({ master }))
+        yield* Effect.logWarning("fenced: the name server holds a newer master", {
+          group,
+          epoch: m.epoch,
+          by,
+        })
+        yield* publish({
+          _tag: "MasterLost",
+          master: self,
+          reason: "superseded",
+          epoch: m.epoch,
+          atMs: nowMs,
+        })
+      })
+
+    const closeRegistration = (m: Mastership) =>
+      Effect.suspend(() => {
+        const scope = m.scope
+        m.scope = undefined
+        return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
+      })
+
+    /** Registers `m` (retrying while the store is unavailable) and watches for its loss. */
+    const register = (m: Mastership): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        for (let attempt = 0; attempt < registerAttemptsMax; attempt++) {
+          if (mastership !== m || m.status !== "registering") return
+          const scope = yield* Scope.make()
+          const outcome = yield* nameServer
+            .register(group, holderName, m.epoch, { ttlMs })
+            .pipe(Scope.provide(scope), Effect.result)
+          const nowMs = yield* Clock.currentTimeMillis
+          if (outcome._tag === "Success") {
+            if (mastership !== m || m.status !== "registering") {
+              yield* Scope.close(scope, Exit.void)
+              return
+            }
+            m.scope = scope
+            m.status = "registered"
+            yield* Deferred.succeed(m.ready, undefined)
+            yield* Effect.logInfo("registered as master", { group, epoch: m.epoch })
+            yield* publish({ _tag: "Registered", epoch: m.epoch, atMs: nowMs })
+            const lost = outcome.success.lost
+            yield* Effect.forkIn(
+              Effect.gen(function* () {
+                const why = yield* lost
+                const atMs = yield* Clock.currentTimeMillis
+                if (mastership !== m || m.status !== "registered") return
+                if (why._tag === "Superseded" && Option.isSome(why.by)) {
+                  const by = why.by.value
+                  if (by.epoch > m.epoch || (by.epoch === m.epoch && by.holder !== holderName)) {
+                    yield* fence(m, by.holder, atMs)
+                    return
+                  }
+                }
+                // The lease ran out (the store was slow or away): register again.
+                yield* Effect.logWarning("registration lost; registering again", {
+                  group,
+                  epoch: m.epoch,
+                  why: why._tag,
+                })
+                m.status = "registering"
+                m.ready = yield* Deferred.make<void, NotMaster>()
+                yield* Queue.offer(jobs, m)
+              }),
+              scope,
+            )
+            return
+          }
+          yield* Scope.close(scope, Exit.void)
+          const error = outcome.failure
+          if (error._tag === "StaleEpoch") {
+            yield* fence(m, error.currentHolder, nowMs)
+            return
+          }
+          yield* Effect.logWarning("cannot register yet", {
+            group,
+            epoch: m.epoch,
+            error: error.message,
+          })
+          yield* Effect.sleep(Math.min(50 * 2 ** attempt, 500))
+        }
+        if (mastership === m && m.status === "registering") {
+          m.status = "abandoned"
+          yield* Deferred.fail(m.ready, new NotMaster({ master: null }))
+          yield* failAll(new Unavailable({ reason: "the name server is unreachable" }))
+        }
+      })
+
+    // One registration at a time, in the order masterships began.
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.gen(function* () {
+          const m = yield* Queue.take(jobs)
+          if (mastership !== m) {
+            yield* closeRegistration(m)
+            return
+          }
+          yield* closeRegistration(m)
+          yield* register(m)
+        }),
+      ),
+    )
+
+    /** Everything the node does passes here, in order, inside its serial loop. */
+    const onStep = (
+      info: Runner.StepInfo<
+        Machine.State<S, Req, Res>,
+        Message.Message<Req>,
+        Machine.Command<Req>,
+        Machine.Event<Res>
+      >,
+    ) =>
+      Effect.gen(function* () {
+        const before = info.before
+        const after = info.after
+        latest = after
+        const nowMs = info.nowMs
+        if (info.input._tag === "Receive") lastHeardMs.set(info.input.from, nowMs)
+        for (const output of info.outputs) {
+          if (output._tag !== "Emit") continue
+          const event = output.event
+          switch (event._tag) {
+            case "Answered":
+              yield* settle(
+                keyOf(event.clientId, event.requestId),
+                Exit.succeed({ result: event.result }),
+              )
+              break
+            case "Rejected":
+              yield* settle(
+                keyOf(event.clientId, event.requestId),
+                Exit.fail(
+                  event.reason === "not-master"
+                    ? new NotMaster({ master: after.master ?? null })
+                    : new Rejected({ reason: event.reason }),
+                ),
+              )
+              break
+            case "Waiting":
+              if (event.failed !== undefined) {
+                yield* publish({
+                  _tag: "MasterLost",
+                  master: event.failed,
+                  reason: "unreachable",
+                  epoch: before?.epoch ?? 0,
+                  atMs: nowMs,
+                })
+              }
+              yield* Effect.logInfo("waiting", { failed: event.failed, explain: event.explain })
+              yield* publish({
+                _tag: "Waiting",
+                failed: event.failed,
+                delayMs: event.delayMs,
+                explain: event.explain,
+                atMs: nowMs,
+              })
+              break
+            case "BecameMaster":
+              yield* Effect.logInfo("declared master", { epoch: event.epoch })
+              yield* publish({ _tag: "BecameMaster", epoch: event.epoch, atMs: nowMs })
+              break
+            case "Revoked":
+              yield* Effect.logInfo("revoked a mastership", {
+                epoch: event.epoch,
+                revokedIndex: event.revokedIndex,
+              })
+              yield* publish({
+                _tag: "Revoked",
+                revokedIndex: event.revokedIndex,
+                epoch: event.epoch,
+                atMs: nowMs,
+              })
+              break
+            case "Demoted":
+              yield* publish({
+                _tag: "MasterLost",
+                master: self,
+                reason: "demoted",
+                epoch: before?.epoch ?? 0,
+                atMs: nowMs,
+              })
+              yield* publish({
+                _tag: "Acknowledged",
+                master: event.master,
+                epoch: event.epoch,
+                atMs: nowMs,
+              })
+              break
+            case "Acknowledged":
+              yield* publish({
+                _tag: "Acknowledged",
+                master: event.master,
+                epoch: event.epoch,
+                atMs: nowMs,
+              })
+              break
+            default:
+              break
+          }
+        }
+        // Mastership changes: register the new epoch, or give up the registration.
+        const isMaster = after.role === "master"
+        if (isMaster && mastership?.epoch !== after.epoch) {
+          const previous = mastership
+          const next: Mastership = {
+            epoch: after.epoch,
+            status: "registering",
+            ready: yield* Deferred.make<void, NotMaster>(),
+            fencedBy: undefined,
+            scope: undefined,
+          }
+          mastership = next
+          if (previous !== undefined) {
+            previous.status = "abandoned"
+            yield* Deferred.fail(previous.ready, new NotMaster({ master: self }))
+            yield* Queue.offer(jobs, previous)
+          }
+          yield* Queue.offer(jobs, next)
+        } else if (!isMaster && mastership !== undefined) {
+          const previous = mastership
+          mastership = undefined
+          if (previous.status !== "fenced") previous.status = "abandoned"
+          yield* Deferred.fail(previous.ready, new NotMaster({ master: after.master ?? null }))
+          yield* failAll(new NotMaster({ master: after.master ?? null }))
+          yield* Queue.offer(jobs, previous)
+        }
+        // Membership: on every detection tick, who answered within the inquiry time-out.
+        if (info.input._tag === "TimerFired" && info.input.timer === Machine.detectTimer) {
+          const now = [...lastHeardMs]
+            .filter(([, at]) => nowMs - at <= options.inquiryTimeoutMs)
+            .map(([peer]) => peer)
+            .sort()
+          const joined = now.filter((peer) => !live.includes(peer))
+          const lost = live.filter((peer) => !now.includes(peer))
+          if (joined.length > 0 || lost.length > 0) {
+            live = now
+            yield* publish({ _tag: "MembershipChanged", live: now, joined, lost, atMs: nowMs })
+          }
+        }
+      })
+
+    const running = yield* Runner.run(machine, {
+      self,
+      peers: options.servers.map((server) => server.id),
+      addresses: options.addresses,
+      codec: Message.codec(options.request),
+      onStep,
+    })
+
+    // Stopping: whoever waits gets an answer, and the registration is revoked.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        const m = mastership
+        mastership = undefined
+        yield* failAll(new Unavailable({ reason: "the server stopped" }))
+        if (m !== undefined) {
+          m.status = "abandoned"
+          yield* Deferred.fail(m.ready, new NotMaster({ master: null }))
+          yield* closeRegistration(m)
+        }
+      }),
+    )
+
+    const state = Effect.sync(() => latest!)
+
+    /** Waits until this server may answer at `epoch`, or fails with where to go instead. */
+    const awaitServing = (epoch: number): Effect.Effect<void, NotMaster> =>
+      Effect.suspend(() => {
+        const m = mastership
+        if (m === undefined || m.epoch !== epoch) {
+          return Effect.fail(new NotMaster({ master: latest?.master ?? null }))
+        }
+        if (m.status === "fenced") {
+          return Effect.fail(new NotMaster({ master: parseHolder(m.fencedBy!).id }))
+        }
+        return m.status === "registered" ? Effect.void : Deferred.await(m.ready)
+      })
+
+    const submit = (submission: Submission<Req>): Effect.Effect<Res, SubmitError> =>
+      Effect.gen(function* () {
+        const current = latest!
+        if (current.role !== "master") {
+          return yield* new NotMaster({ master: current.master ?? null })
+        }
+        const m = mastership
+        if (m?.status === "fenced") {
+          return yield* new NotMaster({ master: parseHolder(m.fencedBy!).id })
+        }
+        const key = keyOf(submission.clientId, submission.requestId)
+        const deferred = yield* Deferred.make<Answer<Res>, SubmitError>()
+        const waiting = pending.get(key)
+        if (waiting === undefined) pending.set(key, [deferred])
+        else waiting.push(deferred)
+        const forget = Effect.sync(() => {
+          const left = pending.get(key)?.filter((other) => other !== deferred)
+          if (left === undefined) return
+          if (left.length === 0) pending.delete(key)
+          else pending.set(key, left)
+        })
+        const answer = yield* Effect.andThen(
+          running.command({ _tag: "Submit", ...submission }),
+          Deferred.await(deferred),
+        ).pipe(Effect.ensuring(forget))
+        yield* awaitServing(current.epoch)
+        return answer.result
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: submitTimeoutMs,
+          orElse: () =>
+            Effect.fail(new Unavailable({ reason: `no answer within ${submitTimeoutMs} ms` })),
+        }),
+      )
+
+    const status = Effect.gen(function* () {
+      const current = yield* state
+      const m = mastership
+      const serving =
+        current.role === "master" &&
+        m !== undefined &&
+        m.epoch === current.epoch &&
+        m.status === "registered"
+      const commitSeq = current.replica.commitSeq
+      const explanation = Machine.explainDelays(options, current)
+      return {
+        self,
+        index: current.index,
+        role: current.role,
+        epoch: current.epoch,
+        term: Machine.termOf(current.epoch),
+        master: current.master ?? null,
+        serving,
+        fencedBy: m?.status === "fenced" ? (m.fencedBy ?? null) : null,
+        ready:
+          current.role === "master" &&
+          current.leader?.phase === "ready" &&
+          commitSeq > 0 &&
+          current.replica.log[commitSeq - 1]?.epoch === current.epoch &&
+          current.replica.appliedSeq >= commitSeq,
+        lastSeq: current.replica.log.length,
+        commitSeq,
+        appliedSeq: current.replica.appliedSeq,
+        electionDelayMs: current.electionDelayMs ?? null,
+        delays: explanation.text,
+        live,
+      } satisfies Status
+    })
+
+    yield* Effect.logInfo("server started", {
+      group,
+      self,
+      address: `${running.address.host}:${running.address.port}`,
+    })
+    return {
+      self,
+      address: running.address,
+      submit,
+      status,
+      events: Stream.fromPubSub(events),
+      explainDelays: () => Effect.map(state, (current) => Machine.explainDelays(options, current)),
+      machineState: state,
+      applied: Effect.map(state, (current) => current.replica.state),
+    } satisfies ServerGroup<S, Req, Res>
+  }).pipe(Effect.annotateLogs({ node: options.self, group: options.group }))
+
+/**
+ * `make` as the `ServerGroupService` layer (requests and results untyped).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <S, Req, Res>(
+  options: Options<S, Req, Res>,
+): Layer.Layer<
+  ServerGroupService,
+  TransportError.ListenError | Machine.InvalidConfig,
+  Datagram.Datagram | NameServer.NameServer
+> =>
+  Layer.effect(
+    ServerGroupService,
+    make(options) as unknown as Effect.Effect<
+      ServerGroup<unknown, unknown, unknown>,
+      TransportError.ListenError | Machine.InvalidConfig,
+      Datagram.Datagram | NameServer.NameServer | Scope.Scope
+    >,
+  )

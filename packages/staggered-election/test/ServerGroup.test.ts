@@ -1,0 +1,297 @@
+/**
+ * The driver in one process: 5 servers on loopback UDP (real sockets, real clock) sharing a
+ * memory name server. Election, the name server's view, redirects, exactly-once retries,
+ * failover when the master's scope closes, and a master the name server replaced refusing
+ * to answer.
+ */
+import * as dgram from "node:dgram"
+import { describe, expect, it } from "@effect/vitest"
+import { MemoryStore, NameServer } from "@understudy/store"
+import { Address, NodeDatagram } from "@understudy/transport"
+import { Effect, Exit, Layer, Option, Schema, Scope, Stream } from "effect"
+import * as Client from "../src/Client.ts"
+import * as ServerGroup from "../src/ServerGroup.ts"
+
+type Req = { readonly key: string; readonly add: number }
+type St = Readonly<Record<string, number>>
+
+const RequestSchema = Schema.Struct({ key: Schema.String, add: Schema.Int })
+
+/** A counter per key; the result is the new value. */
+const apply = (state: St, request: Req) => {
+  const value = (state[request.key] ?? 0) + request.add
+  return [{ ...state, [request.key]: value }, value] as const
+}
+
+const ids = ["s1", "s2", "s3", "s4", "s5"]
+// s3 is the most capable (index 1), s1 the least: index order is not name order.
+const servers = [
+  { id: "s1", capacity: { cpu: 1, bandwidthMbps: 100 } },
+  { id: "s2", capacity: { cpu: 2, bandwidthMbps: 100 } },
+  { id: "s3", capacity: { cpu: 8, bandwidthMbps: 100 } },
+  { id: "s4", capacity: { cpu: 4, bandwidthMbps: 50 } },
+  { id: "s5", capacity: { cpu: 4, bandwidthMbps: 100 } },
+]
+
+/** Ports the OS picks: bound to port 0, read, released. */
+const freePorts = (count: number) =>
+  Effect.promise(async () => {
+    const sockets = await Promise.all(
+      Array.from(
+        { length: count },
+        () =>
+          new Promise<dgram.Socket>((resolve) => {
+            const socket = dgram.createSocket("udp4")
+            socket.bind(0, "127.0.0.1", () => resolve(socket))
+          }),
+      ),
+    )
+    const ports = sockets.map((socket) => socket.address().port)
+    await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))))
+    return ports
+  })
+
+type Server = ServerGroup.ServerGroup<St, Req, number>
+
+const services = NameServer.layer.pipe(
+  Layer.provide(MemoryStore.layer),
+  Layer.merge(NodeDatagram.layer),
+)
+
+/** Starts the group; each server lives in a scope of its own, so a test can stop one. */
+const startGroup = Effect.gen(function* () {
+  const ports = yield* freePorts(ids.length)
+  const addresses = Object.fromEntries(
+    ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
+  )
+  const running = new Map<string, { server: Server; scope: Scope.Closeable }>()
+  for (const id of ids) {
+    const scope = yield* Scope.make()
+    const server = yield* ServerGroup.make<St, Req, number>({
+      group: "counters",
+      self: id,
+      servers,
+      addresses,
+      request: RequestSchema,
+      initial: {},
+      apply,
+      detectionPeriodMs: 20,
+      inquiryTimeoutMs: 100,
+      baseDelayMs: 50,
+      floorDelayMs: 15,
+      registrationTtlMs: 1_000,
+      submitTimeoutMs: 2_000,
+    }).pipe(Scope.provide(scope))
+    running.set(id, { server, scope })
+  }
+  yield* Effect.addFinalizer(() =>
+    Effect.forEach([...running.values()], ({ scope }) => Scope.close(scope, Exit.void), {
+      discard: true,
+    }),
+  )
+  return running
+})
+
+const statuses = (running: Map<string, { server: Server }>) =>
+  Effect.forEach([...running.values()], ({ server }) => server.status)
+
+/** Polls until every running server follows one registered master; bounded. */
+const settled = (running: Map<string, { server: Server }>, aboveEpoch = 0) =>
+  Effect.gen(function* () {
+    const nameServer = yield* NameServer.NameServer
+    for (let i = 0; i < 400; i++) {
+      const all = yield* statuses(running)
+      const masters = all.filter((s) => s.role === "master")
+      const holder = yield* nameServer.resolve("counters")
+      if (
+        masters.length === 1 &&
+        masters[0]!.serving &&
+        masters[0]!.epoch > aboveEpoch &&
+        all.every((s) => s.master === masters[0]!.self && s.epoch === masters[0]!.epoch) &&
+        Option.isSome(holder) &&
+        holder.value.holder === masters[0]!.self
+      ) {
+        return { master: masters[0]!, all, holder: holder.value }
+      }
+      yield* Effect.sleep(25)
+    }
+    return yield* Effect.die(
+      new Error(`no settled master: ${JSON.stringify(yield* statuses(running))}`),
+    )
+  })
+
+describe("ServerGroup", () => {
+  it.live(
+    "elects one master, which the name server shows; backups redirect with NotMaster",
+    () =>
+      Effect.gen(function* () {
+        const running = yield* startGroup
+        const { master, all, holder } = yield* settled(running)
+        // With everyone up, the most capable server (index 1) wins.
+        expect(master.self).toBe("s3")
+        expect(master.index).toBe(1)
+        expect(holder.epoch).toBe(master.epoch)
+        expect(all.filter((s) => s.role === "backup")).toHaveLength(4)
+        expect(master.delays).toContain("s3 (index 1)")
+
+        const backup = running.get("s1")!.server
+        const refused = yield* Effect.flip(
+          backup.submit({ clientId: "c", requestId: 1, request: { key: "a", add: 1 } }),
+        )
+        expect(refused).toBeInstanceOf(ServerGroup.NotMaster)
+        expect((refused as ServerGroup.NotMaster).master).toBe("s3")
+
+        const result = yield* running
+          .get("s3")!
+          .server.submit({ clientId: "c", requestId: 1, request: { key: "a", add: 5 } })
+        expect(result).toBe(5)
+        // Every server applies it (active replication), within a few detection periods.
+        for (let i = 0; i < 100; i++) {
+          const states = yield* Effect.forEach(
+            [...running.values()],
+            ({ server }) => server.applied,
+          )
+          if (states.every((state) => state.a === 5)) break
+          yield* Effect.sleep(20)
+        }
+        const states = yield* Effect.forEach([...running.values()], ({ server }) => server.applied)
+        expect(states.map((state) => state.a)).toEqual([5, 5, 5, 5, 5])
+      }).pipe(Effect.scoped, Effect.provide(services)),
+    20_000,
+  )
+
+  it.live(
+    "a retried request is applied once; the client follows redirects",
+    () =>
+      Effect.gen(function* () {
+        const running = yield* startGroup
+        yield* settled(running)
+        const master = running.get("s3")!.server
+        const submission = { clientId: "retry", requestId: 1, request: { key: "x", add: 10 } }
+        const first = yield* master.submit(submission)
+        const again = yield* master.submit(submission)
+        const third = yield* master.submit(submission)
+        expect([first, again, third]).toEqual([10, 10, 10])
+        expect((yield* master.applied).x).toBe(10)
+
+        // The client resolves the master from the name server; one whose first answer is
+        // outdated (it names the backup s1) is redirected by s1 to the master.
+        const servers = Object.fromEntries([...running].map(([id, { server }]) => [id, server]))
+        const real = yield* NameServer.NameServer
+        let resolves = 0
+        const client = yield* Client.make<Req, number>({
+          group: "counters",
+          clientId: "client-1",
+          call: Client.local<Req, number>(servers),
+        }).pipe(
+          Effect.provideService(NameServer.NameServer, {
+            ...real,
+            resolve: (role) =>
+              resolves++ === 0
+                ? Effect.succeed(Option.some({ role, holder: "s1", epoch: 1 }))
+                : real.resolve(role),
+          }),
+        )
+        const values: Array<number> = []
+        for (let i = 0; i < 20; i++) values.push(yield* client.submit({ key: "y", add: 1 }))
+        expect(values).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
+        const stats = yield* client.stats
+        expect(stats.redirects).toBe(1)
+        expect(stats.failures).toBe(0)
+      }).pipe(Effect.scoped, Effect.provide(services)),
+    20_000,
+  )
+
+  it.live(
+    "fails over when the master's scope closes, without losing an acknowledged request",
+    () =>
+      Effect.gen(function* () {
+        const running = yield* startGroup
+        const first = yield* settled(running)
+        const servers = Object.fromEntries([...running].map(([id, { server }]) => [id, server]))
+        const client = yield* Client.make<Req, number>({
+          group: "counters",
+          call: (target, sub) =>
+            running.has(target.id)
+              ? Client.local<Req, number>(servers)(target, sub)
+              : Effect.fail(new ServerGroup.Unavailable({ reason: "stopped" })),
+        })
+        for (let i = 0; i < 10; i++) yield* client.submit({ key: "k", add: 1 })
+
+        for (let round = 0; round < 2; round++) {
+          const before = yield* settled(running)
+          const victim = before.master.self
+          const stopped = running.get(victim)!
+          running.delete(victim)
+          const stoppedAt = yield* Effect.sync(() => performance.now())
+          yield* Scope.close(stopped.scope, Exit.void)
+          // Requests keep going through the failover: the client retries with the same ids.
+          const during = yield* Effect.forEach(Array.from({ length: 10 }), () =>
+            client.submit({ key: "k", add: 1 }),
+          )
+          const after = yield* settled(running, before.master.epoch)
+          const failoverMs = performance.now() - stoppedAt
+          expect(after.master.self).not.toBe(victim)
+          expect(after.master.epoch).toBeGreaterThan(before.master.epoch)
+          expect(during.at(-1)).toBe(20 + round * 10)
+          expect(failoverMs).toBeLessThan(10_000)
+        }
+        // Every acknowledged increment is there, exactly once, on every survivor.
+        for (let i = 0; i < 100; i++) {
+          const states = yield* Effect.forEach(
+            [...running.values()],
+            ({ server }) => server.applied,
+          )
+          if (states.every((state) => state.k === 30)) break
+          yield* Effect.sleep(20)
+        }
+        const states = yield* Effect.forEach([...running.values()], ({ server }) => server.applied)
+        expect(states.map((state) => state.k)).toEqual([30, 30, 30])
+        expect(first.master.self).toBe("s3")
+      }).pipe(Effect.scoped, Effect.provide(services)),
+    30_000,
+  )
+
+  it.live(
+    "a master the name server has replaced refuses to answer",
+    () =>
+      Effect.gen(function* () {
+        const running = yield* startGroup
+        const { master } = yield* settled(running)
+        const server = running.get(master.self)!.server
+        expect(
+          yield* server.submit({ clientId: "f", requestId: 1, request: { key: "f", add: 1 } }),
+        ).toBe(1)
+        // Someone registers a newer epoch of the group (as a successor the master has not
+        // heard of would): the master must stop answering at once.
+        const nameServer = yield* NameServer.NameServer
+        const events: Array<ServerGroup.Event> = []
+        yield* Effect.forkScoped(
+          Stream.runForEach(server.events, (event) => Effect.sync(() => void events.push(event))),
+        )
+        // Let the subscription start before the change it must see.
+        yield* Effect.sleep(20)
+        yield* nameServer.register("counters", "s1", master.epoch + 4096)
+        let fenced: ServerGroup.Status | undefined
+        for (let i = 0; i < 200 && fenced === undefined; i++) {
+          const status = yield* server.status
+          if (status.fencedBy !== null) fenced = status
+          else yield* Effect.sleep(10)
+        }
+        expect(fenced?.serving).toBe(false)
+        expect(fenced?.fencedBy).toBe("s1")
+        const refused = yield* Effect.flip(
+          server.submit({ clientId: "f", requestId: 2, request: { key: "f", add: 1 } }),
+        )
+        expect(refused).toEqual(new ServerGroup.NotMaster({ master: "s1" }))
+        expect(events).toContainEqual(
+          expect.objectContaining({
+            _tag: "MasterLost",
+            reason: "superseded",
+            master: master.self,
+          }),
+        )
+      }).pipe(Effect.scoped, Effect.provide(services)),
+    20_000,
+  )
+})

@@ -1,0 +1,303 @@
+/**
+ * The `apps/server-group` program as real OS processes on loopback: a name server, 5
+ * servers and the load client. Round after round the registered master is SIGKILLed
+ * (then restarted with an empty log) or SIGSTOPped (then continued), under load. Checked
+ * from outside, through `/status` and the load client's record: at most one master per
+ * epoch, exactly one master once the dust settles, and every acknowledged write is on the
+ * final master. `STAGGERED_PROCESS_ROUNDS=<n>` changes the number of rounds (default 50).
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as dgram from "node:dgram"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, describe, expect, it } from "@effect/vitest"
+
+const main = fileURLToPath(new URL("../../../apps/server-group/src/main.ts", import.meta.url))
+const rounds = Number(process.env.STAGGERED_PROCESS_ROUNDS ?? "50")
+
+interface Status {
+  readonly self: string
+  readonly role: "master" | "backup" | "waiting"
+  readonly epoch: number
+  readonly master: string | null
+  readonly serving: boolean
+  readonly ready: boolean
+  readonly commitSeq: number
+  readonly appliedSeq: number
+  readonly lastSeq: number
+}
+
+const children = new Set<ChildProcess>()
+
+class Proc {
+  readonly child: ChildProcess
+  readonly lines: Array<Record<string, unknown>> = []
+  stderr = ""
+  exited = false
+  private buffer = ""
+  constructor(args: ReadonlyArray<string>) {
+    this.child = spawn(process.execPath, [main, ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
+    })
+    children.add(this.child)
+    this.child.stdin!.on("error", () => {})
+    this.child.stdout!.setEncoding("utf8")
+    this.child.stdout!.on("data", (chunk: string) => {
+      this.buffer += chunk
+      for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {
+        const text = this.buffer.slice(0, nl)
+        this.buffer = this.buffer.slice(nl + 1)
+        try {
+          this.lines.push(JSON.parse(text) as Record<string, unknown>)
+        } catch {
+          // Not a JSON line: ignore.
+        }
+      }
+    })
+    this.child.stderr!.on("data", (chunk) => {
+      this.stderr = (this.stderr + chunk).slice(-4_000)
+    })
+    this.child.on("exit", () => {
+      this.exited = true
+      children.delete(this.child)
+    })
+  }
+  async line(tag: string, timeoutMs: number): Promise<Record<string, unknown>> {
+    const deadline = performance.now() + timeoutMs
+    while (performance.now() < deadline) {
+      const found = this.lines.find((line) => line.t === tag)
+      if (found !== undefined) return found
+      if (this.exited) break
+      await sleep(20)
+    }
+    throw new Error(`no ${tag} line within ${timeoutMs} ms; stderr: ${this.stderr}`)
+  }
+  kill(signal: NodeJS.Signals) {
+    this.child.kill(signal)
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+const freeUdpPorts = async (count: number): Promise<Array<number>> => {
+  const sockets = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<dgram.Socket>((resolve) => {
+          const socket = dgram.createSocket("udp4")
+          socket.bind(0, "127.0.0.1", () => resolve(socket))
+        }),
+    ),
+  )
+  const ports = sockets.map((socket) => socket.address().port)
+  await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))))
+  return ports
+}
+
+const getJson = async <A>(url: string, timeoutMs = 500): Promise<A | undefined> => {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+    return (await response.json()) as A
+  } catch {
+    return undefined
+  }
+}
+
+afterAll(async () => {
+  for (const child of children) {
+    child.kill("SIGCONT")
+    child.kill("SIGKILL")
+  }
+  await sleep(100)
+})
+
+describe("server-group processes", () => {
+  it(`5 servers under load: the master SIGKILLed or SIGSTOPped ${rounds} times`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "understudy-server-group-"))
+    try {
+      const nameServer = new Proc(["nameserver", "--listen", "tcp://127.0.0.1:0"])
+      const store = (await nameServer.line("ready", 20_000)).listen as string
+      const ids = ["1", "2", "3", "4", "5"]
+      const ports = await freeUdpPorts(ids.length)
+      // Server 1 is the most capable; 5 the least.
+      const peers = ids
+        .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${10 - i}&bw=100`)
+        .join(",")
+      const servers = new Map<string, { proc: Proc; http: string; stopped: boolean }>()
+      const start = async (id: string) => {
+        const proc = new Proc([
+          "serve",
+          "--id",
+          id,
+          "--peers",
+          peers,
+          "--http",
+          "127.0.0.1:0",
+          "--store",
+          store,
+        ])
+        const ready = await proc.line("ready", 20_000)
+        servers.set(id, { proc, http: ready.http as string, stopped: false })
+      }
+      await Promise.all(ids.map(start))
+
+      // The observer: every server's /status, all the time; at most one master per epoch.
+      const mastersByEpoch = new Map<number, Set<string>>()
+      let observing = true
+      const observe = async () => {
+        for (let i = 0; observing && i < 100_000; i++) {
+          await Promise.all(
+            [...servers].map(async ([, server]) => {
+              if (server.stopped || server.proc.exited) return
+              const status = await getJson<Status>(`${server.http}/status`)
+              if (status?.role === "master") {
+                const set = mastersByEpoch.get(status.epoch) ?? new Set()
+                set.add(status.self)
+                mastersByEpoch.set(status.epoch, set)
+              }
+            }),
+          )
+          await sleep(25)
+        }
+      }
+      const observer = observe()
+
+      const statuses = async () =>
+        (
+          await Promise.all(
+            [...servers]
+              .filter(([, server]) => !server.stopped && !server.proc.exited)
+              .map(([, server]) => getJson<Status>(`${server.http}/status`)),
+          )
+        ).filter((status): status is Status => status !== undefined)
+
+      /** One serving, ready master above `aboveEpoch` that every live server follows. */
+      const settled = async (aboveEpoch: number, timeoutMs: number, everyone = true) => {
+        const deadline = performance.now() + timeoutMs
+        while (performance.now() < deadline) {
+          const all = await statuses()
+          const masters = all.filter((status) => status.role === "master")
+          const master = masters[0]
+          if (
+            masters.length === 1 &&
+            master!.serving &&
+            master!.ready &&
+            master!.epoch > aboveEpoch &&
+            (!everyone ||
+              (all.length === servers.size &&
+                all.every((s) => s.master === master!.self && s.epoch === master!.epoch)))
+          ) {
+            return { master: master!, all }
+          }
+          await sleep(20)
+        }
+        throw new Error(`not settled within ${timeoutMs} ms: ${JSON.stringify(await statuses())}`)
+      }
+
+      let { master } = await settled(0, 20_000)
+      const record = join(dir, "acked.jsonl")
+      const load = new Proc([
+        "load",
+        "--store",
+        store,
+        "--duration",
+        "600s",
+        "--rate",
+        "100",
+        "--concurrency",
+        "4",
+        "--record",
+        record,
+      ])
+      await sleep(500)
+
+      const failoverMs: Array<number> = []
+      for (let round = 0; round < rounds; round++) {
+        const victim = servers.get(master.self)!
+        const signal: NodeJS.Signals = round % 2 === 0 ? "SIGKILL" : "SIGSTOP"
+        const killedAt = performance.now()
+        victim.stopped = true
+        victim.proc.kill(signal)
+        const next = await settled(master.epoch, 10_000, false)
+        failoverMs.push(performance.now() - killedAt)
+        expect(next.master.self).not.toBe(master.self)
+        if (signal === "SIGKILL") {
+          await new Promise<void>((resolve) =>
+            victim.proc.exited ? resolve() : victim.proc.child.once("exit", () => resolve()),
+          )
+          await start(master.self)
+        } else {
+          victim.proc.kill("SIGCONT")
+          victim.stopped = false
+        }
+        // Everyone back, following the new master, before the next round.
+        master = (await settled(master.epoch, 20_000)).master
+        // The restarted server holds the committed log again: the next kill leaves a
+        // majority that holds every acknowledged write.
+        const deadline = performance.now() + 20_000
+        for (;;) {
+          const all = await statuses()
+          const commit = all.find((s) => s.self === master.self)?.commitSeq ?? 0
+          if (all.length === 5 && all.every((s) => s.lastSeq >= commit)) break
+          if (performance.now() > deadline) throw new Error("a server did not catch up")
+          await sleep(20)
+        }
+      }
+
+      load.kill("SIGINT")
+      const summary = (await load.line("summary", 20_000)) as {
+        acknowledged: number
+        errors: number
+        maxUnavailableMs: number
+        unavailable: ReadonlyArray<unknown>
+      }
+      observing = false
+      await observer
+
+      // Exactly one master after the dust settles, and it holds every acknowledged write.
+      const final = await settled(0, 10_000)
+      const dump = await getJson<{ entries: Record<string, string> }>(
+        `${servers.get(final.master.self)!.http}/kv`,
+        5_000,
+      )
+      const acked = readFileSync(record, "utf8")
+        .split("\n")
+        .filter((text) => text.length > 0)
+        .map((text) => JSON.parse(text) as { key: string; value: string })
+      const lost = acked.filter((write) => dump?.entries[write.key] !== write.value)
+      const duplicated = [...mastersByEpoch].filter(([, set]) => set.size > 1)
+
+      console.log(
+        JSON.stringify({
+          rounds,
+          failoverMs: {
+            min: Math.round(Math.min(...failoverMs)),
+            median: Math.round([...failoverMs].sort((a, b) => a - b)[failoverMs.length >> 1]!),
+            max: Math.round(Math.max(...failoverMs)),
+          },
+          acknowledged: acked.length,
+          loadErrors: summary.errors,
+          windows: summary.unavailable.length,
+          maxUnavailableMs: summary.maxUnavailableMs,
+          epochs: mastersByEpoch.size,
+        }),
+      )
+      expect(duplicated).toEqual([])
+      expect(mastersByEpoch.size).toBeGreaterThanOrEqual(rounds + 1)
+      expect(acked.length).toBe(summary.acknowledged)
+      expect(acked.length).toBeGreaterThan(rounds * 10)
+      expect(lost).toEqual([])
+      expect(final.all.filter((s) => s.role === "master")).toHaveLength(1)
+    } finally {
+      for (const child of children) {
+        child.kill("SIGCONT")
+        child.kill("SIGKILL")
+      }
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 200_000)
+})
