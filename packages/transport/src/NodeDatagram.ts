@@ -14,23 +14,6 @@ import { DatagramError, ListenError } from "./TransportError.ts"
 /** Datagrams received but not yet read; past this, new ones are dropped, as the kernel would. */
 const receiveQueueCapacity = 4096
 
-const listenReason = (code: string | undefined): ListenError["reason"] => {
-  switch (code) {
-    case "EADDRINUSE":
-      return "AddressInUse"
-    case "EACCES":
-    case "EPERM":
-      return "AccessDenied"
-    case "EADDRNOTAVAIL":
-      return "AddressNotAvailable"
-    default:
-      return "Other"
-  }
-}
-
-const errorCode = (error: unknown): string | undefined =>
-  error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
-
 /** Binds exclusively (no SO_REUSEADDR, no sharing with cluster workers). */
 const acquireSocket = (address: Address.Udp): Effect.Effect<dgram.Socket, ListenError> =>
   Effect.callback<dgram.Socket, ListenError>((resume) => {
@@ -44,7 +27,7 @@ const acquireSocket = (address: Address.Udp): Effect.Effect<dgram.Socket, Listen
         Effect.fail(
           new ListenError({
             address: Address.format(address),
-            reason: listenReason(errorCode(error)),
+            reason: NodeLink.listenReason(NodeLink.errorCode(error)),
             detail: NodeLink.describeError(error),
           }),
         ),

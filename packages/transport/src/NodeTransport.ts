@@ -35,23 +35,6 @@ const unixProbeTimeoutMs = 1_000
 const socketPath = (address: Address.Unix): string =>
   address.abstract ? `\0${address.path}` : address.path
 
-const errorCode = (error: unknown): string | undefined =>
-  error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
-
-const listenReason = (code: string | undefined): ListenError["reason"] => {
-  switch (code) {
-    case "EADDRINUSE":
-      return "AddressInUse"
-    case "EACCES":
-    case "EPERM":
-      return "AccessDenied"
-    case "EADDRNOTAVAIL":
-      return "AddressNotAvailable"
-    default:
-      return "Other"
-  }
-}
-
 const connectReason = (code: string | undefined): ConnectError["reason"] => {
   switch (code) {
     case "ECONNREFUSED":
@@ -112,7 +95,7 @@ const probeUnix = (path: string): Effect.Effect<"Listening" | "Refused" | "Other
     })
     probe.once("error", (error) => {
       probe.destroy()
-      resume(Effect.succeed(errorCode(error) === "ECONNREFUSED" ? "Refused" : "Other"))
+      resume(Effect.succeed(NodeLink.errorCode(error) === "ECONNREFUSED" ? "Refused" : "Other"))
     })
     return Effect.sync(() => probe.destroy())
   }).pipe(
@@ -150,7 +133,7 @@ const acquireServer = (
         Effect.fail(
           new ListenError({
             address: formatted,
-            reason: listenReason(errorCode(error)),
+            reason: NodeLink.listenReason(NodeLink.errorCode(error)),
             detail: NodeLink.describeError(error),
           }),
         ),
@@ -308,7 +291,7 @@ const connectSocket = (
         Effect.fail(
           new ConnectError({
             address: formatted,
-            reason: connectReason(errorCode(error)),
+            reason: connectReason(NodeLink.errorCode(error)),
             detail: NodeLink.describeError(error),
           }),
         ),

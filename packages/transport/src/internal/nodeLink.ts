@@ -5,10 +5,30 @@
  */
 import type * as net from "node:net"
 import type { StreamAddress } from "../Address.ts"
+import type { ListenError } from "../TransportError.ts"
 import type { Link, LinkHandlers } from "./link.ts"
 
 /** Error codes that mean the peer's side aborted the connection. */
 const resetCodes = new Set(["ECONNRESET", "EPIPE", "ETIMEDOUT"])
+
+/** The errno code of a Node.js system error (`EADDRINUSE`, `ECONNRESET`, ...). */
+export const errorCode = (error: unknown): string | undefined =>
+  error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined
+
+/** Why a bind failed, from its errno code. */
+export const listenReason = (code: string | undefined): ListenError["reason"] => {
+  switch (code) {
+    case "EADDRINUSE":
+      return "AddressInUse"
+    case "EACCES":
+    case "EPERM":
+      return "AccessDenied"
+    case "EADDRNOTAVAIL":
+      return "AddressNotAvailable"
+    default:
+      return "Other"
+  }
+}
 
 /** `code: message` of a socket error, for `Reset.detail`. */
 export const describeError = (error: unknown): string => {
