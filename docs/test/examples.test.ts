@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { program as portElection } from "../examples/port-election.ts"
+import { program as serverGroup } from "../examples/server-group.ts"
 import { program as storeLock } from "../examples/store-lock.ts"
 import { program as transportEcho } from "../examples/transport-echo.ts"
 
@@ -27,6 +28,16 @@ describe("documentation examples run and do what the docs say", () => {
       expect(result.rolesBefore).toEqual(["Supervisor", "Subordinate", "Subordinate"])
       expect(result.winnerElected).toBe(true)
       expect(result.rolesAfter).toEqual(["Subordinate", "Supervisor"])
+    }),
+  )
+
+  it.live("server-group: the most capable server is master; a survivor keeps the write", () =>
+    Effect.gen(function* () {
+      const result = yield* serverGroup
+      expect(result.firstMaster).toBe("large")
+      expect(result.written).toBe(5)
+      expect(result.secondMaster).toBe("medium")
+      expect(result.after).toBe(6)
     }),
   )
 })
