@@ -141,7 +141,10 @@ export class PortElection extends Context.Service<
   {
     readonly instanceId: string
     readonly role: Effect.Effect<Role>
-    /** Events from the moment of subscription on. */
+    /**
+     * Events from the moment of subscription on. The first role was taken before `make`
+     * returned, so its `Elected` / `BecameSubordinate` is not in the stream: read `role`.
+     */
     readonly events: Stream.Stream<ElectionEvent>
     /** The registry: authoritative on the supervisor, the last copy on a subordinate. */
     readonly members: Effect.Effect<ReadonlyArray<Member>>
