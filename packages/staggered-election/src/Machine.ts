@@ -17,6 +17,26 @@
  * epoch. A newer epoch vouched for by its master or a follower makes a waiting or backup
  * server acknowledge that master, and a master compare indices (accept or revoke).
  *
+ * Restarts: nothing is persisted, so `init` runs afresh on a cold start and on a restart
+ * alike, and the server starts amnesiac (`State.amnesiac`, with a new `incarnation`, the
+ * clock reading at its start). Its sync replies, acknowledgements and probe replies say so,
+ * and a master does not count it towards its sync or commit majority unless nobody it heard
+ * from knows of any history (`State.history`: some server held a non-empty log; probes spread
+ * it), or, for the sync, every server replied. A synced master catches it up
+ * (`Replicate.catchUp`, `safeSeq`) once a majority of non-amnesiacs told it of no newer epoch
+ * (`State.heard`), after which it counts again. Without this a restarted server's empty reply
+ * let a master of an older log count a majority and overwrite committed entries (FastSim seed
+ * 335), and a restarted server caught up by a stale master let it commit over a newer
+ * master's entries (seed 8412). See `Replication` for exactly what is guaranteed; in short:
+ * safe unless every holder of a committed entry is lost or a cut-off majority restarts at
+ * once, and while a majority is amnesiac or unreachable with no synced master left, the group
+ * commits nothing new (it still applies what is known committed) until that changes.
+ *
+ * Not covered: a restarted former master that hears only of older terms than its last one
+ * declares again at an epoch it already used; if no server holding that epoch's earlier
+ * entries takes part in its sync, two different entries can carry the same position and
+ * epoch. Only persisting the term (or an incarnation-unique epoch) rules that out.
+ *
  * @since 0.1.0
  */
 import { Machine as M } from "@understudy/machine"
@@ -102,7 +122,7 @@ export type Event<Res> =
   | {
       readonly _tag: "Ignored"
       readonly from: string
-      readonly reason: "stale-epoch" | "unknown-sender" | "wrong-index" | "too-large"
+      readonly reason: "stale-epoch" | "unknown-sender" | "wrong-index" | "too-large" | "bad-epoch"
     }
   | {
       readonly _tag: "Answered"
@@ -130,6 +150,14 @@ export interface Leader<Req> {
   /** When each backup last acknowledged: "live" means within `inquiryTimeoutMs`. */
   readonly ackedMs: Readonly<Record<string, number>>
   readonly queue: ReadonlyArray<Submit<Req>>
+  /** The latest incarnation heard of per backup: acks of earlier ones are stale. */
+  readonly incarnations: Readonly<Record<string, number>>
+  /** Backups whose latest ack said amnesiac: they do not count towards a commit. */
+  readonly amnesiacs: Readonly<Record<string, boolean>>
+  /** The last position of the log once synced (its no-op): a caught-up backup holds it. */
+  readonly syncedSeq: number
+  /** Synced as a cold start (nobody knew of any history). */
+  readonly cold: boolean
 }
 
 /** @since 0.1.0 @category models */
@@ -156,6 +184,22 @@ export interface State<S, Req, Res> {
   readonly electionDelayMs: number | undefined
   readonly replica: Replication.Replica<S, Req, Res>
   readonly leader: Leader<Req> | undefined
+  /**
+   * Since this start (nothing is persisted, so a restart forgot its log and its promises),
+   * until a master caught this server up or it finished a sync as master.
+   */
+  readonly amnesiac: boolean
+  /** This server's life: the clock reading at its start. */
+  readonly incarnation: number
+  /** This server knows the group has history: some server held a non-empty log. */
+  readonly history: boolean
+  /**
+   * While amnesiac: the epoch each non-amnesiac peer reported in a reply to a probe of this
+   * incarnation. Before a master may catch this server up, a majority of the group must have
+   * reported none newer than that master's: a mastership this server promised before its
+   * restart (it forgot) is then known to one of them, so it is never counted for an older one.
+   */
+  readonly heard: Readonly<Record<string, number>>
 }
 
 /** @since 0.1.0 @category models */
@@ -182,6 +226,16 @@ export const epochOf = (term: number, index: number): number =>
 export const termOf = (epoch: number): number => Math.floor(epoch / indexSpan)
 /** The index of the master an epoch names. @since 0.1.0 @category epochs */
 export const masterIndexOf = (epoch: number): number => indexSpan - 1 - (epoch % indexSpan)
+
+/**
+ * Terms beyond this are refused: a forged huge epoch would otherwise raise every server's
+ * term past where `epochOf` stays exact (2^53). 2^32 terms is more elections than any group
+ * will hold.
+ *
+ * @since 0.1.0
+ * @category epochs
+ */
+export const termMax = 2 ** 32
 
 /**
  * Checks a configuration.
@@ -367,6 +421,10 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       nextSeq: {},
       ackedMs: {},
       queue: state.leader?.queue ?? [],
+      incarnations: {},
+      amnesiacs: {},
+      syncedSeq: 0,
+      cold: false,
     }
     const next: St = {
       ...state,
@@ -409,15 +467,23 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     return maybeFinishSync(next, nowMs, outputs)
   }
 
+  /**
+   * Sends the next entries a backup lacks. A syncing master sends only its committed prefix
+   * (so backups apply what is already decided) and never catches anyone up: its own log may
+   * still lack committed entries.
+   */
   const replicateTo = (state: St, peer: string, outputs: Array<Output>) => {
     const leader = state.leader!
     const replica = state.replica
-    const nextSeq = Math.min(
-      leader.nextSeq[peer] ?? replica.commitSeq + 1,
-      Replication.lastSeq(replica) + 1,
-    )
+    const syncing = leader.phase === "syncing"
+    const upTo = syncing ? replica.commitSeq : Replication.lastSeq(replica)
+    const nextSeq = Math.min(leader.nextSeq[peer] ?? replica.commitSeq + 1, upTo + 1)
     const prevSeq = nextSeq - 1
-    const entries = Replication.entriesFrom(replica, nextSeq, maxEntriesPerMessage)
+    const entries = Replication.entriesFrom(
+      replica,
+      nextSeq,
+      Math.min(maxEntriesPerMessage, upTo - prevSeq),
+    )
     outputs.push(
       M.send<Msg<Req>>(peer, {
         _tag: "Replicate",
@@ -427,6 +493,15 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         prevEpoch: Replication.epochAt(replica, prevSeq) ?? 0,
         entries,
         commitSeq: replica.commitSeq,
+        ...(syncing || leader.incarnations[peer] === undefined
+          ? {}
+          : {
+              catchUp: leader.incarnations[peer],
+              safeSeq: Math.max(leader.syncedSeq, replica.commitSeq),
+              // Until its first commit, a cold start's backups are all amnesiac: none could
+              // have heard of the group from a majority of non-amnesiacs.
+              ...(leader.cold && replica.commitSeq < leader.syncedSeq ? { cold: true } : {}),
+            }),
       }),
     )
   }
@@ -468,6 +543,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       leader.matchSeq,
       live,
       groupSize,
+      Object.keys(leader.amnesiacs).filter((peer) => leader.amnesiacs[peer]),
     )
     if (commitSeq === state.replica.commitSeq) return state
     return applyCommitted({ ...state, replica: { ...state.replica, commitSeq } }, outputs)
@@ -528,20 +604,24 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
   const maybeFinishSync = (state: St, nowMs: number, outputs: Array<Output>): St => {
     const leader = state.leader
     if (state.role !== "master" || leader === undefined || leader.phase !== "syncing") return state
-    if (leader.pulling === undefined) {
-      const count = 1 + Object.keys(leader.replies).length
-      if (count * 2 <= groupSize) return state
-    }
     const own: Replication.SyncSummary<Req> = {
       lastSeq: Replication.lastSeq(state.replica),
       lastEpoch: Replication.lastEpoch(state.replica),
       entries: Replication.entriesFrom(state.replica, leader.fromSeq, maxLogEntries),
       complete: true,
+      amnesiac: state.amnesiac,
     }
+    // An amnesiac's log may lack what it once acknowledged: it counts only on a cold start
+    // (nobody knows of any history), or when every server answered (every log is a candidate).
+    const everyone = Object.keys(leader.replies).length === groupSize - 1
+    const candidates = [[state.self, own] as const, ...Object.entries(leader.replies)].filter(
+      ([, summary]) => summary.amnesiac !== true || !state.history || everyone,
+    )
+    if (leader.pulling === undefined && candidates.length * 2 <= groupSize) return state
     const chosen =
       leader.pulling !== undefined
         ? ([leader.pulling, leader.replies[leader.pulling]!] as const)
-        : Replication.chooseSync([[state.self, own] as const, ...Object.entries(leader.replies)])!
+        : Replication.chooseSync(candidates)!
     const [from, summary] = chosen
     if (!summary.complete) {
       const pulling: Leader<Req> = { ...leader, pulling: from }
@@ -563,10 +643,24 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     }
     const nextSeq: Record<string, number> = {}
     for (const peer of peersOf(state)) nextSeq[peer.id] = leader.fromSeq
+    // Synced: this log holds every committed entry, so this server is no longer amnesiac.
     let next: St = {
       ...state,
       replica,
-      leader: { ...leader, phase: "ready", pulling: undefined, replies: {}, nextSeq, queue: [] },
+      amnesiac: false,
+      heard: {},
+      leader: {
+        ...leader,
+        phase: "ready",
+        pulling: undefined,
+        replies: {},
+        nextSeq,
+        // Acks while syncing only tracked the committed prefix: count afresh.
+        matchSeq: {},
+        queue: [],
+        syncedSeq: Replication.lastSeq(replica),
+        cold: !state.history,
+      },
     }
     outputs.push(
       M.emit<Ev>({ _tag: "Synced", epoch: state.epoch, lastSeq: Replication.lastSeq(replica) }),
@@ -628,6 +722,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
           seq,
           master: state.master ?? null,
           row,
+          history: state.history,
+          incarnation: state.incarnation,
         }),
       )
       outstanding[peer.id] = { seq, sentMs: nowMs }
@@ -656,6 +752,11 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       electionDelayMs: undefined,
       replica: Replication.empty(config.initial),
       leader: undefined,
+      // A cold start and a restart look the same: either way this server holds nothing.
+      amnesiac: true,
+      incarnation: context.nowMs,
+      history: false,
+      heard: {},
     }
     // The first probe round: its replies carry the current epoch and master, so a restarted
     // server acknowledges the master before its election delay (base > a round trip) expires.
@@ -676,8 +777,19 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     }
     const leader = next.leader
     if (next.role === "master" && leader !== undefined) {
-      if (leader.phase === "syncing") sendSyncRequests(next, leader, outputs)
-      else replicateAll(next, outputs)
+      if (leader.phase === "syncing") {
+        sendSyncRequests(next, leader, outputs)
+        // Backups get what is already committed meanwhile, so they apply it even if this
+        // sync cannot finish (a majority amnesiac or down).
+        for (const peer of peersOf(next)) {
+          if (
+            leader.pulling !== peer.id &&
+            (leader.matchSeq[peer.id] ?? 0) < next.replica.commitSeq
+          ) {
+            replicateTo(next, peer.id, outputs)
+          }
+        }
+      } else replicateAll(next, outputs)
       next = advanceCommit(next, nowMs, outputs)
     }
     return M.result(next, outputs)
@@ -715,6 +827,23 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     return follow(withTerm, master.id, epoch, outputs)
   }
 
+  /** Whether a message shows that some server held a non-empty log. */
+  const reportsHistory = (message: Msg<Req>): boolean => {
+    switch (message._tag) {
+      case "Probe":
+      case "ProbeReply":
+        return message.history === true
+      case "Replicate":
+        return message.prevSeq > 0 || message.entries.length > 0 || message.commitSeq > 0
+      case "Ack":
+        return message.lastSeq > 0
+      case "SyncReply":
+        return message.history === true || message.lastSeq > 0 || (message.commitSeq ?? 0) > 0
+      default:
+        return false
+    }
+  }
+
   const vouches = (message: Msg<Req>, from: Rank.Ranked): boolean => {
     switch (message._tag) {
       case "Probe":
@@ -734,6 +863,9 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         seq: message.seq,
         master: state.master ?? null,
         role: state.role,
+        history: state.history,
+        amnesiac: state.amnesiac,
+        ...(message.incarnation === undefined ? {} : { incarnation: message.incarnation }),
       }),
     )
     return { ...state, rows: { ...state.rows, [from]: message.row } }
@@ -780,6 +912,18 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       message.commitSeq,
       maxLogEntries,
     )
+    // Caught up by a master that heard of this incarnation (an older message, sent before a
+    // restart, must not clear it): the log now holds every committed entry.
+    const heard = Object.values(state.heard)
+    const caughtUp =
+      state.amnesiac &&
+      accepted.ok &&
+      message.catchUp === state.incarnation &&
+      message.safeSeq !== undefined &&
+      accepted.lastSeq >= Math.max(message.safeSeq, message.commitSeq) &&
+      (message.cold === true ||
+        (heard.length * 2 > groupSize && heard.every((epoch) => epoch <= state.epoch)))
+    const amnesiac = state.amnesiac && !caughtUp
     outputs.push(
       M.send<Msg<Req>>(from, {
         _tag: "Ack",
@@ -787,9 +931,14 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         index: state.index,
         ok: accepted.ok,
         lastSeq: accepted.lastSeq,
+        amnesiac,
+        incarnation: state.incarnation,
       }),
     )
-    return applyCommitted({ ...state, replica: accepted.replica }, outputs)
+    return applyCommitted(
+      { ...state, replica: accepted.replica, amnesiac, heard: amnesiac ? state.heard : {} },
+      outputs,
+    )
   }
 
   const onAck = (
@@ -800,17 +949,35 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     outputs: Array<Output>,
   ): St => {
     const leader = state.leader
-    if (state.role !== "master" || leader === undefined || leader.phase !== "ready") return state
-    const last = Replication.lastSeq(state.replica)
+    if (state.role !== "master" || leader === undefined) return state
+    const syncing = leader.phase === "syncing"
+    // While syncing, only committed entries are sent, and never to the server pulled from.
+    if (syncing && leader.pulling === from) return state
+    const incarnation = message.incarnation ?? 0
+    const knownIncarnation = leader.incarnations[from]
+    // An ack of an earlier life of that server: the log it speaks of is gone.
+    if (knownIncarnation !== undefined && incarnation < knownIncarnation) return state
+    const reborn = knownIncarnation !== undefined && incarnation > knownIncarnation
+    const amnesiac = message.amnesiac === true
+    const last = syncing ? state.replica.commitSeq : Replication.lastSeq(state.replica)
     const ackedMs = { ...leader.ackedMs, [from]: nowMs }
+    // Its log changed since its sync reply, if any: it must answer again to be a candidate.
+    const { [from]: _, ...replies } = leader.replies
+    const counted = {
+      ...leader,
+      replies: syncing ? replies : leader.replies,
+      ackedMs,
+      incarnations: { ...leader.incarnations, [from]: incarnation },
+      amnesiacs: { ...leader.amnesiacs, [from]: amnesiac },
+    }
+    const matchedBefore = reborn ? 0 : (leader.matchSeq[from] ?? 0)
     let next: St
     if (message.ok) {
-      const matched = Math.min(last, Math.max(leader.matchSeq[from] ?? 0, message.lastSeq))
+      const matched = Math.min(last, Math.max(matchedBefore, message.lastSeq))
       next = {
         ...state,
         leader: {
-          ...leader,
-          ackedMs,
+          ...counted,
           matchSeq: { ...leader.matchSeq, [from]: matched },
           nextSeq: { ...leader.nextSeq, [from]: matched + 1 },
         },
@@ -822,10 +989,16 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       const moved = back !== leader.nextSeq[from]
       next = {
         ...state,
-        leader: { ...leader, ackedMs, nextSeq: { ...leader.nextSeq, [from]: back } },
+        leader: {
+          ...counted,
+          matchSeq: { ...leader.matchSeq, [from]: matchedBefore },
+          nextSeq: { ...leader.nextSeq, [from]: back },
+        },
       }
       if (moved) replicateTo(next, from, outputs)
     }
+    // The first ack of an amnesiac incarnation: the next Replicate names it, to catch it up.
+    if (!syncing && amnesiac && knownIncarnation !== incarnation) replicateTo(next, from, outputs)
     return advanceCommit(next, nowMs, outputs)
   }
 
@@ -848,9 +1021,50 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         lastSeq: last,
         lastEpoch: Replication.lastEpoch(state.replica),
         complete: message.fromSeq - 1 + entries.length >= last,
+        amnesiac: state.amnesiac,
+        history: state.history,
+        incarnation: state.incarnation,
+        commitSeq: state.replica.commitSeq,
       }),
     )
     return state
+  }
+
+  /**
+   * A sync reply shows committed entries this master did not know were: they are decided, so
+   * it takes them and applies them (whether or not its sync can finish, say with a majority
+   * amnesiac or down), then restarts its sync after them.
+   */
+  const learnCommitted = (
+    state: St,
+    leader: Leader<Req>,
+    message: Message.SyncReply<Req>,
+    outputs: Array<Output>,
+  ): St | undefined => {
+    const commitSeq = message.commitSeq ?? 0
+    if (commitSeq <= state.replica.commitSeq || message.fromSeq !== leader.fromSeq) return undefined
+    const committed = message.entries.filter((entry) => entry.seq <= commitSeq)
+    if (committed.length === 0) return undefined
+    const prevSeq = leader.fromSeq - 1
+    const accepted = Replication.accept(
+      state.replica,
+      prevSeq,
+      Replication.epochAt(state.replica, prevSeq) ?? 0,
+      committed,
+      commitSeq,
+      maxLogEntries,
+    )
+    if (!accepted.ok || accepted.replica.commitSeq <= state.replica.commitSeq) return undefined
+    const applied = applyCommitted({ ...state, replica: accepted.replica }, outputs)
+    const restarted: Leader<Req> = {
+      ...leader,
+      fromSeq: applied.replica.commitSeq + 1,
+      replies: {},
+      pulling: undefined,
+    }
+    const next = { ...applied, leader: restarted }
+    sendSyncRequests(next, restarted, outputs)
+    return next
   }
 
   const onSyncReply = (
@@ -862,6 +1076,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
   ): St => {
     const leader = state.leader
     if (state.role !== "master" || leader === undefined || leader.phase !== "syncing") return state
+    const learned = learnCommitted(state, leader, message, outputs)
+    if (learned !== undefined) return learned
     const known = leader.replies[from]
     let summary: Replication.SyncSummary<Req>
     if (leader.pulling === from && known !== undefined) {
@@ -871,6 +1087,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         lastEpoch: known.lastEpoch,
         entries: [...known.entries, ...message.entries],
         complete: message.complete,
+        amnesiac: known.amnesiac === true,
       }
     } else {
       if (known !== undefined || leader.pulling !== undefined || message.fromSeq !== leader.fromSeq)
@@ -880,19 +1097,39 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         lastEpoch: message.lastEpoch,
         entries: message.entries,
         complete: message.complete,
+        amnesiac: message.amnesiac === true,
       }
     }
+    const incarnations =
+      message.incarnation !== undefined &&
+      message.incarnation > (leader.incarnations[from] ?? Number.NEGATIVE_INFINITY)
+        ? { ...leader.incarnations, [from]: message.incarnation }
+        : leader.incarnations
     const next = {
       ...state,
-      leader: { ...leader, replies: { ...leader.replies, [from]: summary } },
+      leader: {
+        ...leader,
+        incarnations,
+        amnesiacs: { ...leader.amnesiacs, [from]: summary.amnesiac === true },
+        replies: { ...leader.replies, [from]: summary },
+      },
     }
     return maybeFinishSync(next, nowMs, outputs)
+  }
+
+  /** 0 (no master yet), or an epoch of a configured server within `termMax` terms. */
+  const plausibleEpoch = (epoch: number): boolean => {
+    if (epoch === 0) return true
+    const index = masterIndexOf(epoch)
+    return (
+      Number.isSafeInteger(epoch) && termOf(epoch) <= termMax && index >= 1 && index <= byId.size
+    )
   }
 
   const ignored = (
     state: St,
     from: string,
-    reason: "stale-epoch" | "unknown-sender" | "wrong-index" | "too-large",
+    reason: "stale-epoch" | "unknown-sender" | "wrong-index" | "too-large" | "bad-epoch",
   ): Step => M.result(state, [M.emit<Ev>({ _tag: "Ignored", from, reason })])
 
   const onReceive = (state: St, from: string, message: Msg<Req>, nowMs: number): Step => {
@@ -906,17 +1143,32 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       return ignored(state, from, "too-large")
     }
     const outputs: Array<Output> = []
-    let next = state
+    // Whether the group has history is a fact about the past: even a stale message tells it.
+    let next = !state.history && reportsHistory(message) ? { ...state, history: true } : state
+    if (
+      next.amnesiac &&
+      message._tag === "ProbeReply" &&
+      message.amnesiac === false &&
+      message.incarnation === next.incarnation
+    ) {
+      // A fresh reply of a non-amnesiac: what it knows of epochs (see `State.heard`).
+      const heard = Math.max(next.heard[from] ?? 0, message.epoch)
+      next = { ...next, heard: { ...next.heard, [from]: heard } }
+    }
     if (message.epoch < state.epoch) {
       // A stale probe is still answered, so its sender learns the current epoch; it
       // changes nothing here.
       if (message._tag === "Probe") {
-        onProbe(state, from, message, outputs)
-        return M.result(state, outputs)
+        onProbe(next, from, message, outputs)
+        return M.result(next, outputs)
       }
-      return ignored(state, from, "stale-epoch")
+      return next === state
+        ? ignored(state, from, "stale-epoch")
+        : M.result(next, [M.emit<Ev>({ _tag: "Ignored", from, reason: "stale-epoch" })])
     }
     if (message.epoch > state.epoch) {
+      // A newer epoch raises this server's term: it must name a member, within `termMax`.
+      if (!plausibleEpoch(message.epoch)) return ignored(state, from, "bad-epoch")
       if (vouches(message, sender)) next = onNewerMastership(next, message.epoch, nowMs, outputs)
       else next = { ...next, term: Math.max(next.term, termOf(message.epoch)) }
     } else if (
@@ -961,7 +1213,17 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     return M.result(next, outputs)
   }
 
-  const step = (state: St, input: M.Input<Msg<Req>, Command<Req>>): Step => {
+  /** A server that holds a log or a commit point knows the group has history. */
+  const noteHistory = (result: Step): Step =>
+    result.state.history ||
+    (result.state.replica.log.length === 0 && result.state.replica.commitSeq === 0)
+      ? result
+      : { ...result, state: { ...result.state, history: true } }
+
+  const step = (state: St, input: M.Input<Msg<Req>, Command<Req>>): Step =>
+    noteHistory(dispatch(state, input))
+
+  const dispatch = (state: St, input: M.Input<Msg<Req>, Command<Req>>): Step => {
     switch (input._tag) {
       case "Receive":
         return onReceive(state, input.from, input.message, input.nowMs)

@@ -9,6 +9,12 @@
  * `Declare` is the "first message" of claims 8 and 15; `Revoke` the "second message" of
  * claim 23, which carries both the revoker's index and the revoked server's index.
  *
+ * Amnesia (see `Replication`): nothing is persisted, so a restarted server comes back with an
+ * empty log and is "amnesiac" until a master catches it up. The optional fields `history`,
+ * `amnesiac`, `incarnation`, `catchUp` and `safeSeq` carry what that needs; they are optional
+ * only so that messages written before them still type-check and decode (absent means
+ * `false` / unknown), and the machine always sends them.
+ *
  * @since 0.1.0
  */
 import { Codec } from "@understudy/transport"
@@ -51,9 +57,19 @@ export interface Probe {
   readonly seq: number
   readonly master: string | null
   readonly row: Readonly<Record<string, number>>
+  /** The sender knows the group has history: some server held a non-empty log. */
+  readonly history?: boolean
+  /** The sender's incarnation, echoed by the reply, so the reply is known to be fresh. */
+  readonly incarnation?: number
 }
 
-/** @since 0.1.0 @category models */
+/**
+ * `incarnation` echoes the probe's, and `amnesiac` says whether the sender is: an amnesiac
+ * counts only fresh replies of non-amnesiac servers as what the group knows of epochs.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface ProbeReply {
   readonly _tag: "ProbeReply"
   readonly epoch: number
@@ -61,6 +77,10 @@ export interface ProbeReply {
   readonly seq: number
   readonly master: string | null
   readonly role: Role
+  /** The sender knows the group has history: some server held a non-empty log. */
+  readonly history?: boolean
+  readonly amnesiac?: boolean
+  readonly incarnation?: number
 }
 
 /** The first message: the sender declares itself master. @since 0.1.0 @category models */
@@ -86,6 +106,12 @@ export interface Revoke {
 
 /**
  * Log entries from the master, following the entry at `prevSeq` (created in `prevEpoch`).
+ * `catchUp` names the receiver's incarnation the master last heard of (so a message sent to an
+ * earlier incarnation never catches up a later one) and `safeSeq` the position through which
+ * a backup's log must match the master's to hold every committed entry (the master's no-op of
+ * this epoch, or its commit point if later): an amnesiac backup of that incarnation whose log
+ * matches through `safeSeq` stops being amnesiac. `cold` says the master synced as a cold
+ * start and has not committed yet: the backup need not first hear from a majority.
  *
  * @since 0.1.0
  * @category models
@@ -98,11 +124,16 @@ export interface Replicate<Req> {
   readonly prevEpoch: number
   readonly entries: ReadonlyArray<Entry<Req>>
   readonly commitSeq: number
+  readonly catchUp?: number
+  readonly safeSeq?: number
+  readonly cold?: boolean
 }
 
 /**
  * A backup's answer to `Replicate`: `ok` with the last position it holds in agreement with
- * the master, or not `ok` with where the master should go back to.
+ * the master, or not `ok` with where the master should go back to. `incarnation` identifies
+ * the sender's life since its last start (acks of an earlier one are stale: that log is gone);
+ * an `amnesiac` sender's acks do not count towards a commit majority.
  *
  * @since 0.1.0
  * @category models
@@ -113,6 +144,8 @@ export interface Ack {
   readonly index: number
   readonly ok: boolean
   readonly lastSeq: number
+  readonly amnesiac?: boolean
+  readonly incarnation?: number
 }
 
 /** A new master asks for the logs from `fromSeq` on. @since 0.1.0 @category models */
@@ -125,7 +158,10 @@ export interface SyncRequest {
 
 /**
  * A backup's log from `fromSeq` on (at most a message's worth; `complete` says whether that
- * is all), with the position and epoch of its whole log's last entry.
+ * is all), with the position and epoch of its whole log's last entry. An `amnesiac` sender's
+ * reply counts towards the sync majority only while nobody knows of any history (a cold start
+ * of the whole group); `history` passes on what the sender knows of it. `commitSeq` is the
+ * sender's commit point: what is committed is decided, so the master takes it at once.
  *
  * @since 0.1.0
  * @category models
@@ -139,6 +175,10 @@ export interface SyncReply<Req> {
   readonly lastSeq: number
   readonly lastEpoch: number
   readonly complete: boolean
+  readonly amnesiac?: boolean
+  readonly history?: boolean
+  readonly incarnation?: number
+  readonly commitSeq?: number
 }
 
 /** Every wire message. @since 0.1.0 @category models */
@@ -154,6 +194,9 @@ export type Message<Req> =
 
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const Delay = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const Flag = Schema.optionalKey(Schema.Boolean)
+// An incarnation is the clock reading at the server's start: not necessarily an integer.
+const Incarnation = Schema.optionalKey(Delay)
 const RoleSchema = Schema.Literals(["master", "backup", "waiting"])
 
 const entrySchema = <R extends Schema.Top>(request: R) =>
@@ -185,6 +228,8 @@ export const schema = <Req>(
       seq: Count,
       master: Schema.NullOr(Schema.String),
       row: Schema.Record(Schema.String, Delay),
+      history: Flag,
+      incarnation: Incarnation,
     }),
     Schema.TaggedStruct("ProbeReply", {
       epoch: Count,
@@ -192,6 +237,9 @@ export const schema = <Req>(
       seq: Count,
       master: Schema.NullOr(Schema.String),
       role: RoleSchema,
+      history: Flag,
+      amnesiac: Flag,
+      incarnation: Incarnation,
     }),
     Schema.TaggedStruct("Declare", { epoch: Count, index: Count }),
     Schema.TaggedStruct("Revoke", { epoch: Count, index: Count, revokedIndex: Count }),
@@ -202,8 +250,18 @@ export const schema = <Req>(
       prevEpoch: Count,
       entries: Schema.Array(entry),
       commitSeq: Count,
+      catchUp: Incarnation,
+      safeSeq: Schema.optionalKey(Count),
+      cold: Flag,
     }),
-    Schema.TaggedStruct("Ack", { epoch: Count, index: Count, ok: Schema.Boolean, lastSeq: Count }),
+    Schema.TaggedStruct("Ack", {
+      epoch: Count,
+      index: Count,
+      ok: Schema.Boolean,
+      lastSeq: Count,
+      amnesiac: Flag,
+      incarnation: Incarnation,
+    }),
     Schema.TaggedStruct("SyncRequest", { epoch: Count, index: Count, fromSeq: Count }),
     Schema.TaggedStruct("SyncReply", {
       epoch: Count,
@@ -213,6 +271,10 @@ export const schema = <Req>(
       lastSeq: Count,
       lastEpoch: Count,
       complete: Schema.Boolean,
+      amnesiac: Flag,
+      history: Flag,
+      incarnation: Incarnation,
+      commitSeq: Schema.optionalKey(Count),
     }),
   ])
   // The hand-written types above say the same as the union; a round-trip test checks it.

@@ -13,6 +13,45 @@
  * own epoch (earlier ones commit with it), and a new master first syncs with a majority
  * (`chooseSync`), so it holds every committed entry before it adds its own.
  *
+ * Amnesia: nothing is persisted, so a restarted server comes back with an empty log (a cold
+ * start and a restart look the same) and has forgotten what it held, acknowledged and
+ * promised (the epochs it followed). Raft's argument needs every counted server to keep all
+ * three, so such a server is "amnesiac" from its start until a master catches it up, and
+ * while amnesiac:
+ * - its acknowledgements do not count towards a commit majority (`commitPoint`'s
+ *   `uncounted`), and acknowledgements of its earlier incarnations are discarded;
+ * - its sync replies (and the syncing master itself, if amnesiac) do not count towards a new
+ *   master's sync majority, unless nobody the master heard from knows of any history (no
+ *   server held a non-empty log: a cold start of the whole group) or every server of the group
+ *   replied (every log that still exists is then a candidate).
+ * A synced master catches an amnesiac up: once the backup's log matches the master's through
+ * the master's no-op of its epoch and its commit point (`safeSeq`, in a `Replicate` naming the
+ * backup's current incarnation), and fresh probe replies of a majority of non-amnesiac servers
+ * reported no epoch newer than that master's (so a newer mastership it promised before its
+ * restart is not overruled through it), it holds every committed entry and counts again. The
+ * backups of a cold start skip the second condition until their master's first commit (none
+ * of them could meet it). A master that finished its sync holds every committed entry, so it
+ * stops being amnesiac. A syncing master sends its backups its committed prefix, and takes any
+ * committed entries a sync reply shows it, so what is decided is applied even by a group that
+ * cannot finish a sync.
+ *
+ * What that guarantees. Safety: a committed entry stays in every later master's log and the
+ * applied sequences stay prefixes of one another, unless every server that held it restarted
+ * (or was cut off) before any caught-up server held it again — then it exists in no reachable
+ * log, and no protocol without persistence can keep it — or a master synced as a cold start
+ * while history existed (it heard only from empty, restarted servers that knew of none: a
+ * majority restarted at once, cut off from the rest). Liveness: a master syncs with a majority
+ * of non-amnesiac servers (itself included) or with every server, and commits with a majority
+ * of non-amnesiac ones. So restarts of fewer than a majority at a time, each caught up by the
+ * master before the next, cost nothing. But if at some point the amnesiac and unreachable
+ * servers together make a majority and no synced master remains (say two of five are down and
+ * a third restarted when the master fails), the group keeps a master that cannot finish its
+ * sync: it applies and spreads what any live server knows is committed, but commits nothing
+ * new, until enough non-amnesiac servers are reachable again or every server answers. That is
+ * the price of not persisting: proceeding there could overwrite an entry committed by the
+ * unreachable ones. Epochs are not persisted either: a restarted former master that hears only
+ * of older terms can declare again at an epoch it used before (see the `Machine` module).
+ *
  * Exactly-once: each client numbers its requests; applying an entry records the client's
  * last request id and result, replicated with the state, so a retried request is answered
  * from that table instead of being applied twice.
@@ -235,7 +274,8 @@ export const applyCommitted = <S, Req, Res>(
  * The master's new commit point: the highest position of its own epoch that every live
  * backup holds and that the master plus the backups holding it make a majority of the
  * group of `groupSize`. `matchSeq` holds, per backup, the last position it acknowledged in
- * this epoch.
+ * this epoch. The `uncounted` backups (amnesiac ones) must hold it too when live, but do not
+ * count towards the majority: what they hold they may forget unnoticed.
  *
  * @since 0.1.0
  * @category getters
@@ -246,6 +286,7 @@ export const commitPoint = (
   matchSeq: Readonly<Record<string, number>>,
   liveBackups: ReadonlyArray<string>,
   groupSize: number,
+  uncounted: ReadonlyArray<string> = [],
 ): number => {
   for (let seq = replica.log.length; seq > replica.commitSeq; seq--) {
     // Earlier epochs' entries commit with one of ours (Raft's rule, §5.4.2): counting their
@@ -253,7 +294,9 @@ export const commitPoint = (
     if (replica.log[seq - 1]!.epoch !== epoch) return replica.commitSeq
     if (liveBackups.some((backup) => (matchSeq[backup] ?? 0) < seq)) continue
     let holders = 1
-    for (const backup in matchSeq) if (matchSeq[backup]! >= seq) holders++
+    for (const backup in matchSeq) {
+      if (matchSeq[backup]! >= seq && !uncounted.includes(backup)) holders++
+    }
     if (holders * 2 > groupSize) return seq
   }
   return replica.commitSeq
@@ -266,6 +309,8 @@ export interface SyncSummary<Req> {
   /** Its entries from the sync's `fromSeq` on, as far as received. */
   readonly entries: ReadonlyArray<Message.Entry<Req>>
   readonly complete: boolean
+  /** The replier was amnesiac: it counts only on a cold start or when every server replied. */
+  readonly amnesiac?: boolean
 }
 
 /**

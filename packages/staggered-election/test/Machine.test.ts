@@ -40,7 +40,7 @@ const sent = (result: M.Result<St, Msg, Ev>) =>
 const epoch = (term: number, index: number) => Machine.epochOf(term, index)
 
 /** Every server up, messages delivered at once in order: a tiny synchronous network. */
-const cluster = (members = ids) => {
+const cluster = (members = ids, m: Machine.StaggeredElection<number, Req, number> = machine) => {
   const states = new Map<string, St>()
   const log: Array<{ node: string; event: Ev }> = []
   let queue: Array<{ from: string; to: string; message: Msg }> = []
@@ -63,28 +63,40 @@ const cluster = (members = ids) => {
       queue = []
       for (const { from, to, message } of batch) {
         if (down.has(to) || down.has(from)) continue
-        absorb(to, machine.step(states.get(to)!, M.receive(from, message, nowMs)))
+        absorb(to, m.step(states.get(to)!, M.receive(from, message, nowMs)))
       }
     }
   }
-  for (const node of members) absorb(node, boot(node))
+  const start = (node: string, nowMs: number) =>
+    absorb(node, m.init({ self: node, peers: members.filter((id) => id !== node), nowMs }))
+  for (const node of members) start(node, 0)
   return {
     states,
     log,
     down,
     deliver,
     step: (node: string, input: M.Input<Msg, Machine.Command<Req>>) => {
-      absorb(node, machine.step(states.get(node)!, input))
+      absorb(node, m.step(states.get(node)!, input))
       deliver(input.nowMs)
+    },
+    /** A crash and restart: `init` afresh, nothing kept. */
+    restart: (node: string, nowMs: number) => {
+      start(node, nowMs)
+      deliver(nowMs)
     },
   }
 }
 
-/** A cold-started cluster: s1 declares first (smallest index, base delay), all synced. */
+/**
+ * A cold-started cluster: s1 declares first (smallest index, base delay), all synced. s1
+ * finishes its sync with two replies, so s4 is caught up only after a detection round (its
+ * probes hear of the group from three non-amnesiac servers, then s1 names it in a Replicate).
+ */
 const running = () => {
   const net = cluster()
   net.deliver(0)
   net.step("s1", M.timerFired(Machine.electionTimer, 50))
+  for (const id of ["s2", "s3", "s4", "s1"]) net.step(id, M.timerFired(Machine.detectTimer, 55))
   return net
 }
 
@@ -254,7 +266,16 @@ describe("StaggeredElection machine", () => {
     })
     expect(probe.state).toBe(s3)
     expect(sent(probe)).toEqual([
-      { _tag: "ProbeReply", epoch: epoch(2, 1), index: 3, seq: 1, master: "s1", role: "backup" },
+      {
+        _tag: "ProbeReply",
+        epoch: epoch(2, 1),
+        index: 3,
+        seq: 1,
+        master: "s1",
+        role: "backup",
+        history: false,
+        amnesiac: true,
+      },
     ])
   })
 
@@ -425,5 +446,206 @@ describe("StaggeredElection machine", () => {
     }
     const bad = codec.decode(new TextEncoder().encode('{"_tag":"Declare","epoch":-1,"index":1}'))
     expect(Result.isFailure(bad)).toBe(true)
+  })
+
+  describe("amnesia: a restarted server holds nothing until a master catches it up", () => {
+    const submit = (requestId: number, add: number, nowMs: number) =>
+      M.command<Machine.Command<Req>>(
+        { _tag: "Submit", clientId: "c", requestId, request: { add } },
+        nowMs,
+      )
+    const tickAll = (net: ReturnType<typeof cluster>, nowMs: number, members = ids) => {
+      for (const id of members)
+        if (!net.down.has(id)) net.step(id, M.timerFired(Machine.detectTimer, nowMs))
+    }
+
+    it("a true cold start: every server amnesiac with an empty log, the first master syncs from their replies", () => {
+      const net = cluster()
+      net.deliver(0)
+      for (const id of ids)
+        expect(net.states.get(id)).toMatchObject({ amnesiac: true, history: false })
+      const declared = machine.step(net.states.get("s1")!, M.timerFired(Machine.electionTimer, 50))
+      // Two amnesiac, empty replies (and s1 itself) make the majority of four: no history anywhere.
+      let s1 = declared.state
+      for (const from of ["s2", "s3"]) {
+        s1 = recv(s1, from, {
+          _tag: "SyncReply",
+          epoch: epoch(1, 1),
+          index: Number(from.slice(1)),
+          fromSeq: 1,
+          entries: [],
+          lastSeq: 0,
+          lastEpoch: 0,
+          complete: true,
+          amnesiac: true,
+          history: false,
+          incarnation: 0,
+          commitSeq: 0,
+        }).state
+      }
+      expect(s1).toMatchObject({
+        role: "master",
+        amnesiac: false,
+        leader: { phase: "ready", cold: true },
+      })
+      // In the cluster the same happens, and the cold start's backups are caught up by its no-op.
+      net.step("s1", M.timerFired(Machine.electionTimer, 50))
+      expect(net.states.get("s1")!.replica.commitSeq).toBe(1)
+      expect(net.states.get("s2")).toMatchObject({
+        amnesiac: false,
+        replica: { log: [{ seq: 1 }] },
+      })
+    })
+
+    it("with history, an amnesiac's sync reply does not count towards the sync majority", () => {
+      const net = running()
+      net.step("s1", submit(1, 5, 60))
+      tickAll(net, 100)
+      expect(net.states.get("s3")!.replica.state).toBe(5)
+      // s3 and s4 restart (empty), then s1 dies; s2 declares: only itself counts, 1 of 4.
+      net.restart("s3", 1_000)
+      net.restart("s4", 1_000)
+      net.down.add("s1")
+      const s2 = net.states.get("s2")!
+      net.states.set(
+        "s2",
+        fire(fire(s2, Machine.detectTimer, 1_100).state, Machine.inquiryTimer, 1_400).state,
+      )
+      net.step("s2", M.timerFired(Machine.electionTimer, 2_000))
+      const master = net.states.get("s2")!
+      expect(master.role).toBe("master")
+      expect(master.leader?.phase).toBe("syncing")
+      expect(master.leader?.replies.s3).toMatchObject({ amnesiac: true, lastSeq: 0 })
+      expect(master.leader?.replies.s4).toMatchObject({ amnesiac: true, lastSeq: 0 })
+      // Meanwhile it sends them what is already committed, so they apply it.
+      net.step("s2", M.timerFired(Machine.detectTimer, 2_050))
+      expect(net.states.get("s3")).toMatchObject({ amnesiac: true, replica: { state: 5 } })
+      expect(net.states.get("s2")!.leader?.phase).toBe("syncing")
+    })
+
+    it("only a Replicate naming its incarnation, after a majority told it of no newer epoch, catches it up", () => {
+      const follower = recv(boot("s4", 1_000).state, "s1", {
+        _tag: "Declare",
+        epoch: epoch(1, 1),
+        index: 1,
+      }).state
+      const replicate: Message.Replicate<Req> = {
+        _tag: "Replicate",
+        epoch: epoch(1, 1),
+        index: 1,
+        prevSeq: 0,
+        prevEpoch: 0,
+        entries: [{ _tag: "Noop", seq: 1, epoch: epoch(1, 1) }],
+        commitSeq: 1,
+        catchUp: 1_000,
+        safeSeq: 1,
+      }
+      // Nobody non-amnesiac answered its probes yet: it stays amnesiac and says so.
+      const alone = recv(follower, "s1", replicate)
+      expect(alone.state.amnesiac).toBe(true)
+      expect(sent(alone)).toEqual([
+        {
+          _tag: "Ack",
+          epoch: epoch(1, 1),
+          index: 4,
+          ok: true,
+          lastSeq: 1,
+          amnesiac: true,
+          incarnation: 1_000,
+        },
+      ])
+      const heard = { ...follower, heard: { s1: epoch(1, 1), s2: epoch(1, 1), s3: epoch(1, 1) } }
+      // A message meant for an earlier incarnation (sent before the restart) does not count.
+      expect(recv(heard, "s1", { ...replicate, catchUp: 0 }).state.amnesiac).toBe(true)
+      // One of the majority knows a newer epoch: a mastership it may have promised.
+      expect(
+        recv({ ...heard, heard: { ...heard.heard, s3: epoch(2, 3) } }, "s1", replicate).state
+          .amnesiac,
+      ).toBe(true)
+      const caught = recv(heard, "s1", replicate)
+      expect(caught.state).toMatchObject({ amnesiac: false, heard: {}, replica: { commitSeq: 1 } })
+      expect(sent(caught)[0]).toMatchObject({ _tag: "Ack", amnesiac: false })
+    })
+
+    it("a restarted backup counts towards a commit again once caught up", () => {
+      const net = running()
+      net.step("s1", submit(1, 5, 60))
+      net.restart("s4", 1_000)
+      expect(net.states.get("s4")).toMatchObject({ role: "backup", master: "s1", amnesiac: true })
+      // Its fresh probe replies came from three non-amnesiacs; s1's next Replicate names it.
+      tickAll(net, 1_050)
+      expect(net.states.get("s4")).toMatchObject({ amnesiac: false, replica: { state: 5 } })
+      expect(net.states.get("s1")!.leader?.amnesiacs.s4).toBe(false)
+      // With s3 gone, s1 + s2 + s4 is the majority of four: s4 must count for this to commit.
+      net.down.add("s3")
+      net.step("s1", submit(2, 1, 1_100))
+      // Once s3 is no longer live (no ack within the inquiry time-out), the majority decides.
+      net.step("s1", M.timerFired(Machine.detectTimer, 1_400))
+      expect(net.log).toContainEqual({
+        node: "s1",
+        event: { _tag: "Answered", clientId: "c", requestId: 2, result: 6 },
+      })
+    })
+
+    it("FastSim seed 335, compactly: a restarted server never lets an old master commit over a newer one's entries", () => {
+      const five = [1, 2, 3, 4, 5].map((i) => ({
+        id: `t${i}`,
+        capacity: { cpu: 10 - i, bandwidthMbps: 1 },
+      }))
+      const members = five.map((server) => server.id)
+      const m = Machine.make({ ...config, servers: five })
+      const net = cluster(members, m)
+      const tick = (nowMs: number) => {
+        for (const id of members)
+          if (!net.down.has(id)) net.step(id, M.timerFired(Machine.detectTimer, nowMs))
+      }
+      net.deliver(0)
+      net.step("t1", M.timerFired(Machine.electionTimer, 50))
+      tick(60)
+      tick(70)
+      for (const id of members) expect(net.states.get(id)!.amnesiac).toBe(false)
+      // t1 (master, epoch e1) appends X, which reaches t2 only: not committed.
+      for (const id of ["t3", "t4", "t5"]) net.down.add(id)
+      net.step("t1", submit(1, 100, 70))
+      expect(net.states.get("t2")!.replica.log).toHaveLength(2)
+      // t1 and t2 are cut off; t3 declares (e2), syncs with t4 and t5 and commits its no-op at X's place.
+      net.down.clear()
+      net.down.add("t1")
+      net.down.add("t2")
+      const t3 = net.states.get("t3")!
+      net.states.set(
+        "t3",
+        fire(fire(t3, Machine.detectTimer, 100).state, Machine.inquiryTimer, 400).state,
+      )
+      net.step("t3", M.timerFired(Machine.electionTimer, 900))
+      tick(950)
+      const e2 = net.states.get("t3")!.epoch
+      expect(net.states.get("t3")).toMatchObject({ role: "master", replica: { commitSeq: 2 } })
+      expect(net.states.get("t5")!.replica.log[1]).toEqual({ _tag: "Noop", seq: 2, epoch: e2 })
+      // t4 crashes and comes back empty; t3 and t5 are cut off, t1 and t2 return.
+      net.down.clear()
+      net.down.add("t3")
+      net.down.add("t5")
+      net.restart("t4", 1_000)
+      tick(1_050)
+      tick(1_100)
+      // t4 follows t1 (the only master it hears of) but stays amnesiac: it heard from two
+      // non-amnesiacs only. So X has t1 and t2, never a majority: not committed, not applied.
+      expect(net.states.get("t4")).toMatchObject({ master: "t1", amnesiac: true })
+      expect(net.states.get("t1")!.replica.commitSeq).toBe(1)
+      expect(net.log.some(({ event }) => event._tag === "Answered")).toBe(false)
+      // Healed: t1 meets the newer epoch, wins the comparison, revokes, and syncs from the
+      // non-amnesiacs: it adopts e2's log, so X is dropped and every server agrees.
+      net.down.clear()
+      tick(1_150)
+      tick(1_200)
+      const applied = members.map((id) => Machine.applied(net.states.get(id)!))
+      const longest = applied.reduce((a, b) => (a.length >= b.length ? a : b))
+      for (const sequence of applied) expect(longest.slice(0, sequence.length)).toEqual(sequence)
+      expect(longest[1]).toEqual({ _tag: "Noop", seq: 2, epoch: e2 })
+      expect(applied.every((sequence) => sequence.every((entry) => entry._tag === "Noop"))).toBe(
+        true,
+      )
+    })
   })
 })

@@ -174,19 +174,23 @@ export interface Report<E = unknown> {
  */
 export class FastSimFailure extends Error {
   readonly _tag = "FastSimFailure"
-  constructor(
-    readonly seed: number,
-    readonly invariant: string,
-    readonly detail: string,
-    readonly atMs: number,
-    /** The schedule, the states and the last trace lines. */
-    readonly report: string,
-  ) {
+  readonly seed: number
+  readonly invariant: string
+  readonly detail: string
+  readonly atMs: number
+  /** The schedule, the states and the last trace lines. */
+  readonly report: string
+  constructor(seed: number, invariant: string, detail: string, atMs: number, report: string) {
     super(
       `SEED=${seed}: invariant "${invariant}" violated at ${atMs} ms: ${detail}\n` +
         `replay with UNDERSTUDY_SEED=${seed} npm test\n${report}`,
     )
     this.name = "FastSimFailure"
+    this.seed = seed
+    this.invariant = invariant
+    this.detail = detail
+    this.atMs = atMs
+    this.report = report
   }
 }
 
@@ -236,7 +240,11 @@ class Trace {
   /** Where the next entry goes once the buffer is full. */
   private next = 0
 
-  constructor(readonly capacity: number) {}
+  readonly capacity: number
+
+  constructor(capacity: number) {
+    this.capacity = capacity
+  }
 
   record(atMs: number, kind: number, node: string, first: unknown, second: unknown): void {
     if (this.atMs.length < this.capacity) {

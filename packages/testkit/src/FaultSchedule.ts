@@ -72,6 +72,12 @@ export interface Options {
   }
   /** At `endMs`, heal every partition and restore every degraded link. Default true. */
   readonly healAtEnd?: boolean
+  /**
+   * At `endMs`, also restart every node still down. For protocols that keep nothing across
+   * a restart, progress after the heal may need every node back; safety is still checked
+   * throughout. Default false.
+   */
+  readonly restartAtEnd?: boolean
   /** Most faults generated. Default 10,000. */
   readonly maxFaults?: number
 }
@@ -223,6 +229,11 @@ export const generate = (seed: number, options: Options): Array<Scheduled> => {
     if (atMs >= options.endMs) break
     const fault = draw()
     if (fault !== undefined) schedule.push({ atMs, fault })
+  }
+  if (options.restartAtEnd ?? false) {
+    for (const node of [...down].sort()) {
+      schedule.push({ atMs: options.endMs, fault: { _tag: "Restart", node } })
+    }
   }
   if (options.healAtEnd ?? true) {
     if (partitioned) schedule.push({ atMs: options.endMs, fault: { _tag: "Heal" } })

@@ -55,6 +55,10 @@ export const faults = {
   gapMs: { minMs: 60, maxMs: 300 },
   maxDown: 2,
   degraded: { maxLatencyMs: 60, maxLoss: 0.5, maxDuplicate: 0.2, maxReorder: 0.2 },
+  // Nothing survives a restart, so two servers down for good plus one restarted leave no
+  // majority that can prove what was committed: the group rightly stalls. Convergence is
+  // required once every server is back; safety is checked throughout.
+  restartAtEnd: true,
 }
 const goodRttMs = 2 * FaultSchedule.maxDelayMs(goodLink)
 

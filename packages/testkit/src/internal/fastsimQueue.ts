@@ -6,20 +6,37 @@
 
 /** One pending event. A class with a fixed shape keeps the heap's property accesses monomorphic. */
 export class Event {
+  readonly atMs: number
+  readonly seq: number
+  /** What kind of event: see `Kind` in FastSim. */
+  readonly kind: number
+  /** The node it happens at (the receiver of a delivery). */
+  readonly node: number
+  /** The sender of a delivery; -1 otherwise. */
+  readonly from: number
+  /** The message, timer name or command. */
+  readonly payload: unknown
+  /** The timer's generation; 0 otherwise. */
+  readonly gen: number
+
+  // Plain fields, not parameter properties: Node's type stripping runs this file directly.
   constructor(
-    readonly atMs: number,
-    readonly seq: number,
-    /** What kind of event: see `Kind` in FastSim. */
-    readonly kind: number,
-    /** The node it happens at (the receiver of a delivery). */
-    readonly node: number,
-    /** The sender of a delivery; -1 otherwise. */
-    readonly from: number,
-    /** The message, timer name or command. */
-    readonly payload: unknown,
-    /** The timer's generation; 0 otherwise. */
-    readonly gen: number,
-  ) {}
+    atMs: number,
+    seq: number,
+    kind: number,
+    node: number,
+    from: number,
+    payload: unknown,
+    gen: number,
+  ) {
+    this.atMs = atMs
+    this.seq = seq
+    this.kind = kind
+    this.node = node
+    this.from = from
+    this.payload = payload
+    this.gen = gen
+  }
 }
 
 const before = (a: Event, b: Event): boolean =>

@@ -77,13 +77,25 @@ export class Pipe {
   /** Whose `onDrain` fires when `unackedBytes` falls back. */
   sender: SimEndpoint | undefined = undefined
 
+  readonly world: SimWorld
+  readonly fromHost: string
+  readonly toHost: string
+  readonly fromLabel: string
+  readonly toLabel: string
+
   constructor(
-    readonly world: SimWorld,
-    readonly fromHost: string,
-    readonly toHost: string,
-    readonly fromLabel: string,
-    readonly toLabel: string,
-  ) {}
+    world: SimWorld,
+    fromHost: string,
+    toHost: string,
+    fromLabel: string,
+    toLabel: string,
+  ) {
+    this.world = world
+    this.fromHost = fromHost
+    this.toHost = toHost
+    this.fromLabel = fromLabel
+    this.toLabel = toLabel
+  }
 
   get pending(): number {
     return this.inFlight.length - this.head
@@ -189,14 +201,27 @@ export class SimEndpoint implements Link {
   /** Set while a client waits for the answer to its `syn`. */
   connecting: ((outcome: "established" | "refused") => void) | undefined = undefined
 
+  readonly world: SimWorld
+  readonly host: string
+  readonly local: StreamAddress
+  readonly remote: StreamAddress
+  readonly out: Pipe
+  readonly incoming: Pipe
+
   constructor(
-    readonly world: SimWorld,
-    readonly host: string,
-    readonly local: StreamAddress,
-    readonly remote: StreamAddress,
-    readonly out: Pipe,
-    readonly incoming: Pipe,
+    world: SimWorld,
+    host: string,
+    local: StreamAddress,
+    remote: StreamAddress,
+    out: Pipe,
+    incoming: Pipe,
   ) {
+    this.world = world
+    this.host = host
+    this.local = local
+    this.remote = remote
+    this.out = out
+    this.incoming = incoming
     out.sender = this
     incoming.receiver = (segment) => this.receive(segment)
   }

@@ -1,0 +1,280 @@
+/**
+ * The real-process half of the failover benchmark: `apps/server-group` as OS processes on
+ * loopback (a name server and N servers, UDP between the servers, HTTP to clients, every
+ * port picked by the OS), the registered master SIGKILLed round after round. Measured: from
+ * the SIGKILL to the first write (`PUT /kv/...`, the same client and request id on every
+ * retry, 307 redirects followed) that a new master answers. The victim is then restarted
+ * (empty, as after a crash) and the group allowed to settle and catch it up before the
+ * next round, so every round starts from N healthy servers.
+ *
+ * Every process it starts, it kills; every wait is bounded.
+ *
+ * @since 0.1.0
+ */
+import { type ChildProcess, spawn } from "node:child_process"
+import * as dgram from "node:dgram"
+import { fileURLToPath } from "node:url"
+import type { Timings } from "./simulate.ts"
+
+const main = fileURLToPath(new URL("../../../apps/server-group/src/main.ts", import.meta.url))
+
+interface Status {
+  readonly self: string
+  readonly role: "master" | "backup" | "waiting"
+  readonly epoch: number
+  readonly master: string | null
+  readonly serving: boolean
+  readonly ready: boolean
+  readonly commitSeq: number
+  readonly lastSeq: number
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+const children = new Set<ChildProcess>()
+
+/** Kills every process still running: on the way out, whatever happened. */
+export const killAll = (): void => {
+  for (const child of children) child.kill("SIGKILL")
+  children.clear()
+}
+
+class Proc {
+  readonly child: ChildProcess
+  readonly lines: Array<Record<string, unknown>> = []
+  stderr = ""
+  exited = false
+  private buffer = ""
+  constructor(args: ReadonlyArray<string>) {
+    this.child = spawn(process.execPath, [main, ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+      // The end of stdin ends the child: if this benchmark dies, its servers go with it.
+      env: { ...process.env, SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
+    })
+    children.add(this.child)
+    this.child.stdin!.on("error", () => {})
+    this.child.stdout!.setEncoding("utf8")
+    this.child.stdout!.on("data", (chunk: string) => {
+      this.buffer += chunk
+      for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {
+        const text = this.buffer.slice(0, nl)
+        this.buffer = this.buffer.slice(nl + 1)
+        // Only the first lines (`ready`) are read: the election events are not kept.
+        if (this.lines.length < 4 && text.startsWith("{")) {
+          try {
+            this.lines.push(JSON.parse(text) as Record<string, unknown>)
+          } catch {
+            // Not a JSON line.
+          }
+        }
+      }
+    })
+    this.child.stderr!.on("data", (chunk) => {
+      this.stderr = (this.stderr + chunk).slice(-2_000)
+    })
+    this.child.on("exit", () => {
+      this.exited = true
+      children.delete(this.child)
+    })
+  }
+  async line(tag: string, timeoutMs: number): Promise<Record<string, unknown>> {
+    const deadline = performance.now() + timeoutMs
+    while (performance.now() < deadline) {
+      const found = this.lines.find((line) => line.t === tag)
+      if (found !== undefined) return found
+      if (this.exited) break
+      await sleep(10)
+    }
+    throw new Error(`no ${tag} line within ${timeoutMs} ms; stderr: ${this.stderr}`)
+  }
+  exit(): Promise<void> {
+    return new Promise((resolve) =>
+      this.exited ? resolve() : this.child.once("exit", () => resolve()),
+    )
+  }
+}
+
+const freeUdpPorts = async (count: number): Promise<Array<number>> => {
+  const sockets = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<dgram.Socket>((resolve) => {
+          const socket = dgram.createSocket("udp4")
+          socket.bind(0, "127.0.0.1", () => resolve(socket))
+        }),
+    ),
+  )
+  const ports = sockets.map((socket) => socket.address().port)
+  await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))))
+  return ports
+}
+
+const getJson = async <A>(url: string, timeoutMs = 500): Promise<A | undefined> => {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+    return (await response.json()) as A
+  } catch {
+    return undefined
+  }
+}
+
+/** The figures of one group size. */
+export interface ProcessFigures {
+  readonly servers: number
+  readonly rounds: number
+  /** SIGKILL of the master → first write answered by the new master, per round. */
+  readonly failoverMs: ReadonlyArray<number>
+  /** Rounds with no write answered within the deadline. */
+  readonly failed: number
+}
+
+/** Starts a name server, for every group size of the run. */
+export const startNameServer = async (): Promise<{ store: string; stop: () => Promise<void> }> => {
+  const proc = new Proc(["nameserver", "--listen", "tcp://127.0.0.1:0"])
+  const store = (await proc.line("ready", 30_000)).listen as string
+  return {
+    store,
+    stop: async () => {
+      proc.child.kill("SIGTERM")
+      await Promise.race([proc.exit(), sleep(2_000)])
+      proc.child.kill("SIGKILL")
+    },
+  }
+}
+
+/**
+ * `rounds` SIGKILLs of the master of a group of `count` servers. `deadlineMs` bounds each
+ * wait (a failover, a restart, settling).
+ */
+export const measure = async (options: {
+  readonly count: number
+  readonly rounds: number
+  readonly store: string
+  readonly timings: Timings
+  readonly deadlineMs: number
+  readonly log: (line: string) => void
+}): Promise<ProcessFigures> => {
+  const { count, rounds, store, timings, deadlineMs } = options
+  const group = `bench-${count}`
+  const ids = Array.from({ length: count }, (_, i) => `s${i + 1}`)
+  const ports = await freeUdpPorts(count)
+  // s1 is the most capable (index 1).
+  const peers = ids
+    .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${100 - i}&bw=100`)
+    .join(",")
+  const servers = new Map<string, { proc: Proc; http: string }>()
+  const start = async (id: string) => {
+    const proc = new Proc([
+      "serve",
+      "--id",
+      id,
+      "--peers",
+      peers,
+      "--http",
+      "127.0.0.1:0",
+      "--store",
+      store,
+      "--group",
+      group,
+      "--detect-ms",
+      String(timings.detectionPeriodMs),
+      "--inquiry-ms",
+      String(timings.inquiryTimeoutMs),
+      "--base-ms",
+      String(timings.baseDelayMs),
+      "--floor-ms",
+      String(timings.floorDelayMs),
+    ])
+    const ready = await proc.line("ready", 30_000)
+    servers.set(id, { proc, http: ready.http as string })
+  }
+
+  const statuses = async () =>
+    (
+      await Promise.all(
+        [...servers.values()]
+          .filter((server) => !server.proc.exited)
+          .map((server) => getJson<Status>(`${server.http}/status`)),
+      )
+    ).filter((status): status is Status => status !== undefined)
+
+  /** One serving, ready master above `aboveEpoch`, followed by all `count` servers, caught up. */
+  const settled = async (aboveEpoch: number): Promise<Status> => {
+    const deadline = performance.now() + deadlineMs
+    while (performance.now() < deadline) {
+      const all = await statuses()
+      const masters = all.filter((status) => status.role === "master")
+      const master = masters[0]
+      if (
+        masters.length === 1 &&
+        master!.serving &&
+        master!.ready &&
+        master!.epoch > aboveEpoch &&
+        all.length === count &&
+        all.every(
+          (s) =>
+            s.master === master!.self &&
+            s.epoch === master!.epoch &&
+            s.lastSeq >= master!.commitSeq,
+        )
+      ) {
+        return master!
+      }
+      await sleep(20)
+    }
+    throw new Error(
+      `${group}: not settled within ${deadlineMs} ms: ${JSON.stringify(await statuses())}`,
+    )
+  }
+
+  const failoverMs: Array<number> = []
+  let failed = 0
+  try {
+    await Promise.all(ids.map(start))
+    let master = await settled(0)
+    let requestId = 0
+    for (let round = 0; round < rounds; round++) {
+      const victim = servers.get(master.self)!
+      const survivors = [...servers].filter(([id]) => id !== master.self).map(([, s]) => s.http)
+      requestId++
+      const killedAt = performance.now()
+      victim.proc.child.kill("SIGKILL")
+      let answeredAt: number | undefined
+      // Writes round-robin over the survivors, redirects followed, until one is answered.
+      for (let attempt = 0; performance.now() - killedAt < deadlineMs; attempt++) {
+        const target = survivors[attempt % survivors.length]!
+        try {
+          const response = await fetch(`${target}/kv/${group}-round-${round}`, {
+            method: "PUT",
+            body: `value-${round}`,
+            headers: { "x-client-id": `${group}-bench`, "x-request-id": String(requestId) },
+            redirect: "follow",
+            signal: AbortSignal.timeout(1_000),
+          })
+          await response.arrayBuffer()
+          if (response.status === 200) {
+            answeredAt = performance.now()
+            break
+          }
+        } catch {
+          // The dead master's address (a redirect to it), or a time-out: retry.
+        }
+        await sleep(2)
+      }
+      if (answeredAt === undefined) failed++
+      else failoverMs.push(answeredAt - killedAt)
+      await victim.proc.exit()
+      await start(master.self)
+      const next = await settled(master.epoch)
+      options.log(
+        `  ${group} round ${round + 1}/${rounds}: killed ${master.self}, write answered after ${answeredAt === undefined ? "(none)" : `${Math.round(answeredAt - killedAt)} ms`}, new master ${next.self}`,
+      )
+      master = next
+    }
+  } finally {
+    for (const server of servers.values()) server.proc.child.kill("SIGKILL")
+    await Promise.all([...servers.values()].map((server) => server.proc.exit()))
+  }
+  return { servers: count, rounds, failoverMs, failed }
+}
