@@ -23,14 +23,18 @@
  * and a master does not count it towards its sync or commit majority unless nobody it heard
  * from knows of any history (`State.history`: some server held a non-empty log; probes spread
  * it), or, for the sync, every server replied. A synced master catches it up
- * (`Replicate.catchUp`, `safeSeq`) once a majority of non-amnesiacs told it of no newer epoch
- * (`State.heard`), after which it counts again. Without this a restarted server's empty reply
- * let a master of an older log count a majority and overwrite committed entries (FastSim seed
- * 335), and a restarted server caught up by a stale master let it commit over a newer
- * master's entries (seed 8412). See `Replication` for exactly what is guaranteed; in short:
- * safe unless every holder of a committed entry is lost or a cut-off majority restarts at
- * once, and while a majority is amnesiac or unreachable with no synced master left, the group
- * commits nothing new (it still applies what is known committed) until that changes.
+ * (`Replicate.catchUp`, `safeSeq`) once a majority of non-amnesiacs (`State.heard`), or every
+ * other server amnesiac or not (`State.heardAll`), told it of no newer epoch, after which it
+ * counts again. Without this a restarted server's empty reply let a master of an older log
+ * count a majority and overwrite committed entries (FastSim seed 335), and a restarted server
+ * caught up by a stale master let it commit over a newer master's entries (seed 8412). Without
+ * the second way, a majority that restarted stayed amnesiac for good even once every server
+ * was back (too few non-amnesiacs left to tell them): its master could commit nothing more, so
+ * the others never applied what it had answered last (seed 1966). See `Replication` for
+ * exactly what is guaranteed; in short: safe unless every holder of a committed entry is lost
+ * or a cut-off majority restarts at once, and while a majority is amnesiac or unreachable
+ * with no synced master left, the group commits nothing new (it still applies what is known
+ * committed) until that changes.
  *
  * Not covered: a restarted former master that hears only of older terms than its last one
  * declares again at an epoch it already used; if no server holding that epoch's earlier
@@ -195,11 +199,20 @@ export interface State<S, Req, Res> {
   readonly history: boolean
   /**
    * While amnesiac: the epoch each non-amnesiac peer reported in a reply to a probe of this
-   * incarnation. Before a master may catch this server up, a majority of the group must have
-   * reported none newer than that master's: a mastership this server promised before its
+   * incarnation. Before a master may catch this server up, a majority of the group (or every
+   * peer, see `heardAll`) must have reported none newer than that master's: a mastership this server promised before its
    * restart (it forgot) is then known to one of them, so it is never counted for an older one.
    */
   readonly heard: Readonly<Record<string, number>>
+  /**
+   * While amnesiac: the epoch every peer, amnesiac or not, reported in a reply to a probe of
+   * this incarnation. Once every peer of the group reported none newer than a master's, every
+   * server that could remember a mastership this server promised before its restart has
+   * restarted since (epochs never go down within a life): nobody can count that promise
+   * any more, so this server may be counted for that master, as a sync may finish when every
+   * server replied. Without it a group with a majority restarted never counts them again.
+   */
+  readonly heardAll: Readonly<Record<string, number>>
 }
 
 /** @since 0.1.0 @category models */
@@ -649,6 +662,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       replica,
       amnesiac: false,
       heard: {},
+      heardAll: {},
       leader: {
         ...leader,
         phase: "ready",
@@ -757,6 +771,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       incarnation: context.nowMs,
       history: false,
       heard: {},
+      heardAll: {},
     }
     // The first probe round: its replies carry the current epoch and master, so a restarted
     // server acknowledges the master before its election delay (base > a round trip) expires.
@@ -915,6 +930,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     // Caught up by a master that heard of this incarnation (an older message, sent before a
     // restart, must not clear it): the log now holds every committed entry.
     const heard = Object.values(state.heard)
+    const heardAll = Object.values(state.heardAll)
     const caughtUp =
       state.amnesiac &&
       accepted.ok &&
@@ -922,7 +938,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       message.safeSeq !== undefined &&
       accepted.lastSeq >= Math.max(message.safeSeq, message.commitSeq) &&
       (message.cold === true ||
-        (heard.length * 2 > groupSize && heard.every((epoch) => epoch <= state.epoch)))
+        (heard.length * 2 > groupSize && heard.every((epoch) => epoch <= state.epoch)) ||
+        (heardAll.length === groupSize - 1 && heardAll.every((epoch) => epoch <= state.epoch)))
     const amnesiac = state.amnesiac && !caughtUp
     outputs.push(
       M.send<Msg<Req>>(from, {
@@ -936,7 +953,13 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       }),
     )
     return applyCommitted(
-      { ...state, replica: accepted.replica, amnesiac, heard: amnesiac ? state.heard : {} },
+      {
+        ...state,
+        replica: accepted.replica,
+        amnesiac,
+        heard: amnesiac ? state.heard : {},
+        heardAll: amnesiac ? state.heardAll : {},
+      },
       outputs,
     )
   }
@@ -1148,12 +1171,15 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     if (
       next.amnesiac &&
       message._tag === "ProbeReply" &&
-      message.amnesiac === false &&
       message.incarnation === next.incarnation
     ) {
-      // A fresh reply of a non-amnesiac: what it knows of epochs (see `State.heard`).
-      const heard = Math.max(next.heard[from] ?? 0, message.epoch)
-      next = { ...next, heard: { ...next.heard, [from]: heard } }
+      // A fresh reply: what its sender knows of epochs (see `State.heard`, `State.heardAll`).
+      const all = Math.max(next.heardAll[from] ?? 0, message.epoch)
+      next = { ...next, heardAll: { ...next.heardAll, [from]: all } }
+      if (message.amnesiac === false) {
+        const heard = Math.max(next.heard[from] ?? 0, message.epoch)
+        next = { ...next, heard: { ...next.heard, [from]: heard } }
+      }
     }
     if (message.epoch < state.epoch) {
       // A stale probe is still answered, so its sender learns the current epoch; it

@@ -26,9 +26,12 @@
  *   replied (every log that still exists is then a candidate).
  * A synced master catches an amnesiac up: once the backup's log matches the master's through
  * the master's no-op of its epoch and its commit point (`safeSeq`, in a `Replicate` naming the
- * backup's current incarnation), and fresh probe replies of a majority of non-amnesiac servers
- * reported no epoch newer than that master's (so a newer mastership it promised before its
- * restart is not overruled through it), it holds every committed entry and counts again. The
+ * backup's current incarnation), and fresh probe replies of a majority of non-amnesiac servers,
+ * or of every other server of the group (amnesiac or not), reported no epoch newer than that
+ * master's (so a newer mastership it promised before its restart is not overruled through it:
+ * a server that remembers it reports it, and when every server reports none, everyone who knew
+ * of it has restarted since, so nobody can count that promise any more), it holds every
+ * committed entry and counts again. The
  * backups of a cold start skip the second condition until their master's first commit (none
  * of them could meet it). A master that finished its sync holds every committed entry, so it
  * stops being amnesiac. A syncing master sends its backups its committed prefix, and takes any
@@ -42,8 +45,9 @@
  * while history existed (it heard only from empty, restarted servers that knew of none: a
  * majority restarted at once, cut off from the rest). Liveness: a master syncs with a majority
  * of non-amnesiac servers (itself included) or with every server, and commits with a majority
- * of non-amnesiac ones. So restarts of fewer than a majority at a time, each caught up by the
- * master before the next, cost nothing. But if at some point the amnesiac and unreachable
+ * of non-amnesiac ones; an amnesiac is caught up within a probe round and a replicate round
+ * once every server is up and reachable. So restarts of fewer than a majority at a time, each
+ * caught up by the master before the next, cost nothing. But if at some point the amnesiac and unreachable
  * servers together make a majority and no synced master remains (say two of five are down and
  * a third restarted when the master fails), the group keeps a master that cannot finish its
  * sync: it applies and spreads what any live server knows is committed, but commits nothing

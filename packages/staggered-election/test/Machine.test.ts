@@ -587,6 +587,90 @@ describe("StaggeredElection machine", () => {
       })
     })
 
+    it("once every peer reported no newer epoch, a Replicate naming its incarnation catches it up without a non-amnesiac majority", () => {
+      const follower = recv(boot("s4", 1_000).state, "s1", {
+        _tag: "Declare",
+        epoch: epoch(1, 1),
+        index: 1,
+      }).state
+      const replicate: Message.Replicate<Req> = {
+        _tag: "Replicate",
+        epoch: epoch(1, 1),
+        index: 1,
+        prevSeq: 0,
+        prevEpoch: 0,
+        entries: [{ _tag: "Noop", seq: 1, epoch: epoch(1, 1) }],
+        commitSeq: 1,
+        catchUp: 1_000,
+        safeSeq: 1,
+      }
+      // Fresh probe replies: s1 and s2 non-amnesiac (not a majority of four), s3 amnesiac.
+      const reply = (from: string, index: number, amnesiac: boolean, at = epoch(1, 1)) =>
+        ({
+          _tag: "ProbeReply",
+          epoch: at,
+          index,
+          seq: 1,
+          master: "s1",
+          role: from === "s1" ? "master" : "backup",
+          history: true,
+          amnesiac,
+          incarnation: 1_000,
+        }) as const
+      const two = recv(
+        recv(follower, "s1", reply("s1", 1, false)).state,
+        "s2",
+        reply("s2", 2, false),
+      ).state
+      expect(two).toMatchObject({ heard: { s1: epoch(1, 1), s2: epoch(1, 1) } })
+      // Two of three peers: a promise it forgot may be known to the silent one.
+      expect(recv(two, "s1", replicate).state.amnesiac).toBe(true)
+      // A reply to a probe of an earlier incarnation says nothing about this one.
+      expect(recv(two, "s3", { ...reply("s3", 3, true), incarnation: 0 }).state.heardAll).toEqual(
+        two.heardAll,
+      )
+      // The amnesiac peer knows of a newer epoch: it stays amnesiac.
+      const newer = recv(two, "s3", reply("s3", 3, true, epoch(2, 3))).state
+      expect(newer.heardAll).toMatchObject({ s3: epoch(2, 3) })
+      expect(recv(newer, "s1", replicate).state.amnesiac).toBe(true)
+      // Every peer answered at this epoch: nobody can remember a newer promise, it counts.
+      const all = recv(two, "s3", reply("s3", 3, true)).state
+      expect(all.heard).not.toHaveProperty("s3")
+      const caught = recv(all, "s1", replicate)
+      expect(caught.state).toMatchObject({ amnesiac: false, heard: {}, heardAll: {} })
+      expect(sent(caught)[0]).toMatchObject({ _tag: "Ack", amnesiac: false })
+    })
+
+    it("FastSim seed 1966, compactly: with a majority restarted under a live master, the group commits again once every server is back", () => {
+      const net = running()
+      net.step("s1", submit(1, 5, 60))
+      // s3 and s4 restart together: each hears of the group from s1 and s2 only among the
+      // non-amnesiacs, never a majority of four.
+      net.down.add("s4")
+      net.restart("s3", 1_000)
+      net.down.delete("s4")
+      net.restart("s4", 1_000)
+      expect(net.states.get("s3")).toMatchObject({ master: "s1", amnesiac: true })
+      expect(net.states.get("s4")).toMatchObject({ master: "s1", amnesiac: true })
+      // A probe round: every peer answers each of them at s1's epoch; s1's next Replicate
+      // names their incarnations and catches them up.
+      tickAll(net, 1_050)
+      tickAll(net, 1_100)
+      for (const id of ["s3", "s4"])
+        expect(net.states.get(id)).toMatchObject({ amnesiac: false, replica: { state: 5 } })
+      // s1 + s3 + s4 is a majority of four: s2 down, the new request still commits.
+      net.down.add("s2")
+      net.step("s1", submit(2, 1, 1_150))
+      net.step("s1", M.timerFired(Machine.detectTimer, 1_500))
+      expect(net.log).toContainEqual({
+        node: "s1",
+        event: { _tag: "Answered", clientId: "c", requestId: 2, result: 6 },
+      })
+      // The next Replicate carries the commit point: the backups apply it too.
+      net.step("s1", M.timerFired(Machine.detectTimer, 1_600))
+      for (const id of ["s1", "s3", "s4"]) expect(net.states.get(id)!.replica.state).toBe(6)
+    })
+
     it("FastSim seed 335, compactly: a restarted server never lets an old master commit over a newer one's entries", () => {
       const five = [1, 2, 3, 4, 5].map((i) => ({
         id: `t${i}`,

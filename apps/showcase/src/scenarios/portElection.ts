@@ -41,7 +41,9 @@ export const defaultSettings: Settings = {
   holdMs: 100,
   pauseMs: 20,
   failovers: 3,
-  steadyMs: 700,
+  // Longer than the library's default grace period (1,000 ms): a new supervisor that must
+  // wait for missing members grants again within it, and that is still a live failover.
+  steadyMs: 1_500,
   failoverBoundMs: 5_000,
   startBoundMs: 15_000,
 }
