@@ -51,7 +51,7 @@ import type { Link, RandomBytes } from "./link.ts"
 /** Frames before the handshake completes are small; a stranger's bytes fail fast. */
 const handshakeMaxBodyBytes = 256
 
-type Phase = "hello" | "proof" | "ready" | "open" | "closed"
+type Phase = "hello" | "proof" | "helloAck" | "open" | "closed"
 
 interface Batch<A> {
   readonly messages: Array<A>
@@ -105,7 +105,7 @@ class Core<A> {
     this.peer = peer
     this.inbound = inbound
     this.outbound = outbound
-    this.phase = role === "client" ? "ready" : "hello"
+    this.phase = role === "client" ? "helloAck" : "hello"
   }
 
   get isClosed(): boolean {
@@ -218,10 +218,8 @@ class Core<A> {
         return this.onHello(frame)
       case "proof":
         return this.onProof(frame)
-      case "ready":
-        return this.role === "client" && this.macIn === undefined && this.macOut === undefined
-          ? this.onHelloAck(frame)
-          : this.onReady(frame)
+      case "helloAck":
+        return this.onHelloAck(frame)
       default:
         return
     }
@@ -275,7 +273,6 @@ class Core<A> {
     const macs = FrameMac.pair(key, this.peerNonce, this.nonce)
     this.macOut = macs.serverToClient
     this.macIn = macs.clientToServer
-    this.link.write(encodeFrame(FrameType.Ready, new Uint8Array(0)))
     this.open()
   }
 
@@ -307,11 +304,10 @@ class Core<A> {
     this.macOut = macs.clientToServer
     this.macIn = macs.serverToClient
     this.link.write(encodeFrame(FrameType.Proof, clientProof(this.key, this.nonce, ack.nonce)))
-  }
-
-  /** Client: the server accepted the proof. */
-  private onReady(frame: Frame) {
-    if (frame.type !== FrameType.Ready) return this.refuse("NotUnderstudy", "no ready frame")
+    // No need to wait for the server to accept the proof: it has just proven the same key,
+    // so it will; and it reads our frames in order, the proof first, so nothing we send
+    // now is delivered unless the proof holds. This keeps the keyed handshake to one round
+    // trip, like the plain one.
     this.open()
   }
 

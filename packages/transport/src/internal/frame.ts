@@ -9,7 +9,6 @@ export const FrameType = {
   Hello: 0x01,
   HelloAck: 0x02,
   Proof: 0x03,
-  Ready: 0x04,
   Data: 0x10,
   Ping: 0x11,
 } as const

@@ -3,7 +3,7 @@
  *
  * Without a key:   client Hello → server HelloAck(status).
  * With a key:      client Hello(nonceC) → server HelloAck(status, nonceS, MAC_server)
- *                  → client Proof(MAC_client) → server Ready.
+ *                  → client Proof(MAC_client), then at once its first frames.
  * MAC_server = HMAC(key, "understudy/server" | nonceC | nonceS) and
  * MAC_client = HMAC(key, "understudy/client" | nonceS | nonceC): each side proves the key
  * over a nonce the other side just chose, so a recorded handshake can not be replayed.
