@@ -23,11 +23,12 @@
  * instead of being applied again. A client must have at most one request outstanding (a
  * later id applied first makes an earlier one `stale-request`): `Client` does that.
  *
- * The user's state machine is a pure function `apply(state, request) → [state, result]`.
- * An Effect form is not supported: the machine applies committed entries inside its pure
- * `step`, on every server, in log order, synchronously; an effectful apply would have to be
- * deterministic and free of I/O anyway, and running it outside the step would let replicas
- * observe different intermediate states. Do effects (I/O, notifications) on the answer.
+ * The user's state machine is `apply(state, request) → [state, result]`, a plain function
+ * or an Effect. The machine applies committed entries inside its pure `step`, on every
+ * server, in log order, synchronously, so an Effect form must be synchronous and need no
+ * services (validation with `Schema`, `Effect.fail` for a refused request as a defect...):
+ * it is run with `Effect.runSync`, and an asynchronous one is a defect that stops the node.
+ * It must be deterministic like the plain form. Do I/O and notifications on the answer.
  *
  * @since 0.1.0
  */
@@ -111,6 +112,22 @@ export interface Submission<Req> {
   readonly request: Req
 }
 
+/**
+ * The Effect form of the replicated state machine: synchronous, no services (see above).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ApplyEffect<S, Req, Res> = (state: S, request: Req) => Effect.Effect<readonly [S, Res]>
+
+/** Either form as the plain function the machine steps with. */
+const plainApply =
+  <S, Req, Res>(apply: Replication.Apply<S, Req, Res> | ApplyEffect<S, Req, Res>) =>
+  (state: S, request: Req): readonly [S, Res] => {
+    const result = apply(state, request)
+    return Effect.isEffect(result) ? Effect.runSync(result) : result
+  }
+
 /** @since 0.1.0 @category models */
 export interface Options<S, Req, Res>
   extends Omit<Machine.Config<S, Req, Res>, "initial" | "apply"> {
@@ -124,7 +141,7 @@ export interface Options<S, Req, Res>
   readonly request: Schema.Codec<Req, unknown>
   readonly initial: S
   /** Pure and deterministic: the same on every server. */
-  readonly apply: Replication.Apply<S, Req, Res>
+  readonly apply: Replication.Apply<S, Req, Res> | ApplyEffect<S, Req, Res>
   /**
    * What clients can reach this server at, registered with its id as `id=advertise` (see
    * `parseHolder`), e.g. an HTTP URL. Default: nothing, the holder is the id.
@@ -290,7 +307,8 @@ export const make = <S, Req, Res>(
   Datagram.Datagram | NameServer.NameServer | Scope.Scope
 > =>
   Effect.gen(function* () {
-    const invalid = Machine.validate(options)
+    const config: Machine.Config<S, Req, Res> = { ...options, apply: plainApply(options.apply) }
+    const invalid = Machine.validate(config)
     if (invalid !== undefined) {
       return yield* new Machine.InvalidConfig({ reason: invalid.message })
     }
@@ -305,7 +323,7 @@ export const make = <S, Req, Res>(
     const submitTimeoutMs = options.submitTimeoutMs ?? 5_000
     const ttlMs = options.registrationTtlMs ?? 2_000
     const registerAttemptsMax = options.registerAttemptsMax ?? 20
-    const machine = Machine.make<S, Req, Res>(options)
+    const machine = Machine.make<S, Req, Res>(config)
     const events = yield* PubSub.sliding<Event>(options.eventsCapacity ?? 1_024)
     const jobs = yield* Queue.unbounded<Mastership>()
 

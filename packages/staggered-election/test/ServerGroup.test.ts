@@ -59,38 +59,41 @@ const services = NameServer.layer.pipe(
 )
 
 /** Starts the group; each server lives in a scope of its own, so a test can stop one. */
-const startGroup = Effect.gen(function* () {
-  const ports = yield* freePorts(ids.length)
-  const addresses = Object.fromEntries(
-    ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
-  )
-  const running = new Map<string, { server: Server; scope: Scope.Closeable }>()
-  for (const id of ids) {
-    const scope = yield* Scope.make()
-    const server = yield* ServerGroup.make<St, Req, number>({
-      group: "counters",
-      self: id,
-      servers,
-      addresses,
-      request: RequestSchema,
-      initial: {},
-      apply,
-      detectionPeriodMs: 20,
-      inquiryTimeoutMs: 100,
-      baseDelayMs: 50,
-      floorDelayMs: 15,
-      registrationTtlMs: 1_000,
-      submitTimeoutMs: 2_000,
-    }).pipe(Scope.provide(scope))
-    running.set(id, { server, scope })
-  }
-  yield* Effect.addFinalizer(() =>
-    Effect.forEach([...running.values()], ({ scope }) => Scope.close(scope, Exit.void), {
-      discard: true,
-    }),
-  )
-  return running
-})
+const startGroupWith = (apply: ServerGroup.Options<St, Req, number>["apply"]) =>
+  Effect.gen(function* () {
+    const ports = yield* freePorts(ids.length)
+    const addresses = Object.fromEntries(
+      ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
+    )
+    const running = new Map<string, { server: Server; scope: Scope.Closeable }>()
+    for (const id of ids) {
+      const scope = yield* Scope.make()
+      const server = yield* ServerGroup.make<St, Req, number>({
+        group: "counters",
+        self: id,
+        servers,
+        addresses,
+        request: RequestSchema,
+        initial: {},
+        apply,
+        detectionPeriodMs: 20,
+        inquiryTimeoutMs: 100,
+        baseDelayMs: 50,
+        floorDelayMs: 15,
+        registrationTtlMs: 1_000,
+        submitTimeoutMs: 2_000,
+      }).pipe(Scope.provide(scope))
+      running.set(id, { server, scope })
+    }
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach([...running.values()], ({ scope }) => Scope.close(scope, Exit.void), {
+        discard: true,
+      }),
+    )
+    return running
+  })
+
+const startGroup = startGroupWith(apply)
 
 const statuses = (running: Map<string, { server: Server }>) =>
   Effect.forEach([...running.values()], ({ server }) => server.status)
@@ -156,6 +159,35 @@ describe("ServerGroup", () => {
         }
         const states = yield* Effect.forEach([...running.values()], ({ server }) => server.applied)
         expect(states.map((state) => state.a)).toEqual([5, 5, 5, 5, 5])
+      }).pipe(Effect.scoped, Effect.provide(services)),
+    20_000,
+  )
+
+  it.live(
+    "the state machine may be an Effect: it runs synchronously on every server",
+    () =>
+      Effect.gen(function* () {
+        const running = yield* startGroupWith((state, request) =>
+          Effect.succeed(apply(state, request)),
+        )
+        yield* settled(running)
+        const master = running.get("s3")!.server
+        const result = yield* master.submit({
+          clientId: "e",
+          requestId: 1,
+          request: { key: "k", add: 3 },
+        })
+        expect(result).toBe(3)
+        for (let i = 0; i < 100; i++) {
+          const states = yield* Effect.forEach(
+            [...running.values()],
+            ({ server }) => server.applied,
+          )
+          if (states.every((state) => state.k === 3)) break
+          yield* Effect.sleep(20)
+        }
+        const states = yield* Effect.forEach([...running.values()], ({ server }) => server.applied)
+        expect(states.map((state) => state.k)).toEqual([3, 3, 3, 3, 3])
       }).pipe(Effect.scoped, Effect.provide(services)),
     20_000,
   )
