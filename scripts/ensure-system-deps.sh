@@ -6,6 +6,7 @@ set -euo pipefail
 # binary -> Debian package
 declare -A needed=(
   [/usr/bin/etcd]=etcd-server
+  [/usr/lib/usrsctp/client]=libusrsctp-examples
 )
 
 missing=()
