@@ -81,6 +81,15 @@ export interface Config<S, Req, Res> {
   readonly maxQueuedSubmits?: number
   /** Most entries in one `Replicate` or `SyncReply`. Default 64. */
   readonly maxEntriesPerMessage?: number
+  /**
+   * When the master may answer (commit): `"all-live"` (default) once every live backup has
+   * the request and, with the master, they are a majority — no acknowledged request is lost
+   * while any server that acknowledged it survives; `"majority"` once a majority has it,
+   * not waiting for slower live backups — lower latency, and a backup may lag behind what
+   * clients were told until it catches up (an acknowledged request then survives only
+   * while a server of that majority does).
+   */
+  readonly answerWhen?: "all-live" | "majority"
 }
 
 /**
@@ -554,7 +563,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       state.replica,
       state.epoch,
       leader.matchSeq,
-      live,
+      config.answerWhen === "majority" ? [] : live,
       groupSize,
       Object.keys(leader.amnesiacs).filter((peer) => leader.amnesiacs[peer]),
     )
