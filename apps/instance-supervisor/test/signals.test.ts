@@ -1,4 +1,4 @@
-import { createServer } from "node:net"
+import { Ports } from "@understudy/testkit"
 import { afterEach, describe, expect, it } from "vitest"
 import {
   isAlive,
@@ -23,19 +23,6 @@ afterEach(async () => {
   await killAll()
   for (const created of workspaces.splice(0)) created.remove()
 })
-
-/** A free loopback port, chosen by the OS. */
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() =>
-        resolve(typeof address === "object" && address !== null ? address.port : 0),
-      )
-    })
-  })
 
 describe("instance-supervisor signals and failures", () => {
   it("forwards SIGTERM to the running command and exits with its code", async () => {
@@ -88,7 +75,7 @@ setTimeout(() => process.exit(1), 20000)`,
 
   it("runs on a loopback TCP port with --port", async () => {
     const { name, secret, log } = workspace()
-    const port = String(await freePort())
+    const port = String(await Ports.freeTcpPort())
     const result = await runCli([
       "--name",
       name,

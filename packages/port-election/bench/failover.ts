@@ -12,10 +12,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
-import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Ports } from "@understudy/testkit"
 
 interface ProperLockfile {
   lock(file: string, options?: Record<string, unknown>): Promise<() => Promise<void>>
@@ -147,16 +147,6 @@ process.on("exit", () => {
   for (const child of children) child.kill("SIGKILL")
 })
 
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
-
 const percentile = (samples: ReadonlyArray<number>, p: number) => {
   const sorted = [...samples].sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
@@ -207,7 +197,7 @@ const settled = async (instances: ReadonlyArray<Instance>, timeoutMs = 30_000) =
 }
 
 const measurePortElection = async (size: number, rounds: number) => {
-  const port = await freePort()
+  const port = await Ports.freeTcpPort()
   const directory = mkdtempSync(join(tmpdir(), "understudy-bench-"))
   const config = {
     address: `tcp://127.0.0.1:${port}`,

@@ -569,8 +569,13 @@ export const make = (
         const lost = state.grants.adopt(instanceId, holdings())
         yield* losePermits(lost)
         if (state.expected.size > 0 || state.blind) state.grants.frozen = true
+        // Own waiting requests: granted at once when the resource has room and nothing is
+        // frozen, and those grants must be delivered (to this instance) like any other.
+        const ownGrants: Array<Grant> = []
         for (const [id, pending] of pendingAcquires) {
-          state.grants.acquire(instanceId, id, pending.resource, pending.limit)
+          ownGrants.push(
+            ...state.grants.acquire(instanceId, id, pending.resource, pending.limit).grants,
+          )
         }
         supervisor = state
         yield* Effect.forkScoped(broadcaster(state))
@@ -585,9 +590,8 @@ export const make = (
               state.grants.frozen ? deliver(state, state.grants.thaw()) : Effect.void,
             ),
           )
-        } else {
-          yield* deliver(state, state.grants.thaw())
         }
+        yield* deliver(state, [...ownGrants, ...(state.grants.frozen ? [] : state.grants.thaw())])
         // A supervisor that stops on purpose says so, so subordinates elect at once.
         yield* Effect.addFinalizer(() =>
           Effect.forEach(

@@ -109,4 +109,28 @@ describe("port election, in one process", () => {
       yield* Scope.close(holdY, Exit.void)
     }),
   )
+
+  it.live("a subordinate waiting for a permit gets it when it becomes supervisor itself", () =>
+    Effect.gen(function* () {
+      const address = uniqueAbstract()
+      const a = yield* Scope.make()
+      const b = yield* Scope.make()
+      const holder = yield* start(address, a)
+      const waiter = yield* start(address, b)
+      // The permit lives in a scope of its own that is never closed: when the holder's
+      // election scope closes, the permit is not released, as if its process had crashed.
+      const permitScope = yield* Scope.make()
+      yield* holder.acquire("lock").pipe(Scope.provide(permitScope))
+      const waiting = yield* Effect.forkChild(waiter.acquire("lock").pipe(Scope.provide(b)))
+      yield* Effect.sleep(100)
+      expect(waiting.pollUnsafe()).toBeUndefined()
+      // The holder, which is also the supervisor, goes: the waiter is elected with nobody
+      // left to wait for, so its own request is granted at once by itself.
+      yield* Scope.close(a, Exit.void)
+      yield* Fiber.join(waiting).pipe(Effect.timeout("3 seconds"))
+      expect((yield* waiter.role)._tag).toBe("Supervisor")
+      yield* Scope.close(b, Exit.void)
+      yield* Scope.close(permitScope, Exit.void)
+    }),
+  )
 })

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
+import { Ports } from "@understudy/testkit"
 import { Address, NodeTransport } from "@understudy/transport"
 import { Effect } from "effect"
 import * as Election from "../src/Election.ts"
@@ -217,17 +218,6 @@ afterEach(async () => {
 
 const uniqueAbstract = () => `unix://@understudy-pe-${randomBytes(6).toString("hex")}`
 
-/** A TCP port the OS says is free right now. */
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = net.createServer()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const port = (server.address() as net.AddressInfo).port
-      server.close(() => resolve(port))
-    })
-  })
-
 const fastKeepAlive = { intervalMs: 100, timeoutMs: 600 }
 
 const startInstance = (address: string, extra: Record<string, unknown> = {}) =>
@@ -312,7 +302,7 @@ const settled = async (
 
 describe("port election across processes", () => {
   it("one supervisor among 16 started at once, on tcp://127.0.0.1", async () => {
-    const port = await freePort()
+    const port = await Ports.freeTcpPort()
     const address = `tcp://127.0.0.1:${port}`
     const instances = Array.from({ length: 16 }, () => startInstance(address))
     const started = await Promise.all(instances.map((i) => i.started(30_000)))

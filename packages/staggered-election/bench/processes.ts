@@ -12,8 +12,8 @@
  * @since 0.1.0
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import * as dgram from "node:dgram"
 import { fileURLToPath } from "node:url"
+import { Ports } from "@understudy/testkit"
 import type { Timings } from "./simulate.ts"
 
 const main = fileURLToPath(new URL("../../../apps/server-group/src/main.ts", import.meta.url))
@@ -94,31 +94,6 @@ class Proc {
   }
 }
 
-const freeUdpPorts = async (count: number): Promise<Array<number>> => {
-  const sockets = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<dgram.Socket>((resolve) => {
-          const socket = dgram.createSocket("udp4")
-          socket.bind(0, "127.0.0.1", () => resolve(socket))
-        }),
-    ),
-  )
-  const ports = sockets.map((socket) => socket.address().port)
-  await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))))
-  return ports
-}
-
-const getJson = async <A>(url: string, timeoutMs = 500): Promise<A | undefined> => {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
-    return (await response.json()) as A
-  } catch {
-    return undefined
-  }
-}
-
 /** The figures of one group size. */
 export interface ProcessFigures {
   readonly servers: number
@@ -158,7 +133,7 @@ export const measure = async (options: {
   const { count, rounds, store, timings, deadlineMs } = options
   const group = `bench-${count}`
   const ids = Array.from({ length: count }, (_, i) => `s${i + 1}`)
-  const ports = await freeUdpPorts(count)
+  const ports = await Ports.freeUdpPorts(count)
   // s1 is the most capable (index 1).
   const peers = ids
     .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${100 - i}&bw=100`)
@@ -195,7 +170,7 @@ export const measure = async (options: {
       await Promise.all(
         [...servers.values()]
           .filter((server) => !server.proc.exited)
-          .map((server) => getJson<Status>(`${server.http}/status`)),
+          .map((server) => Ports.getJson<Status>(`${server.http}/status`)),
       )
     ).filter((status): status is Status => status !== undefined)
 

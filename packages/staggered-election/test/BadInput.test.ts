@@ -15,7 +15,7 @@ import * as dgram from "node:dgram"
 import { describe, expect, it } from "@effect/vitest"
 import { Machine as M } from "@understudy/machine"
 import { MemoryStore, NameServer } from "@understudy/store"
-import { FastSim } from "@understudy/testkit"
+import { FastSim, Ports } from "@understudy/testkit"
 import { Address, NodeDatagram, TransportError } from "@understudy/transport"
 import { Effect, Exit, Layer, Option, References, Result, Schema, Scope } from "effect"
 import * as fc from "fast-check"
@@ -553,23 +553,6 @@ describe("the machine on forged messages", () => {
 // ---------------------------------------------------------------------------------------
 // (c) The driver.
 
-const freePorts = (count: number) =>
-  Effect.promise(async () => {
-    const sockets = await Promise.all(
-      Array.from(
-        { length: count },
-        () =>
-          new Promise<dgram.Socket>((resolve) => {
-            const socket = dgram.createSocket("udp4")
-            socket.bind(0, "127.0.0.1", () => resolve(socket))
-          }),
-      ),
-    )
-    const ports = sockets.map((socket) => socket.address().port)
-    await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))))
-    return ports
-  })
-
 type Server = ServerGroup.ServerGroup<number, Req, number>
 
 const services = NameServer.layer.pipe(
@@ -584,7 +567,7 @@ const services = NameServer.layer.pipe(
 const startGroup = (running: number, configured = running) =>
   Effect.gen(function* () {
     const ids = Array.from({ length: configured }, (_, i) => `s${i + 1}`)
-    const ports = yield* freePorts(configured)
+    const ports = yield* Effect.promise(() => Ports.freeUdpPorts(configured))
     const addresses = Object.fromEntries(
       ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
     )

@@ -4,9 +4,9 @@
  * failover when the master's scope closes, and a master the name server replaced refusing
  * to answer.
  */
-import * as dgram from "node:dgram"
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, NameServer } from "@understudy/store"
+import { Ports } from "@understudy/testkit"
 import { Address, NodeDatagram } from "@understudy/transport"
 import { Effect, Exit, Layer, Option, Schema, Scope, Stream } from "effect"
 import * as Client from "../src/Client.ts"
@@ -33,24 +33,6 @@ const servers = [
   { id: "s5", capacity: { cpu: 4, bandwidthMbps: 100 } },
 ]
 
-/** Ports the OS picks: bound to port 0, read, released. */
-const freePorts = (count: number) =>
-  Effect.promise(async () => {
-    const sockets = await Promise.all(
-      Array.from(
-        { length: count },
-        () =>
-          new Promise<dgram.Socket>((resolve) => {
-            const socket = dgram.createSocket("udp4")
-            socket.bind(0, "127.0.0.1", () => resolve(socket))
-          }),
-      ),
-    )
-    const ports = sockets.map((socket) => socket.address().port)
-    await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))))
-    return ports
-  })
-
 type Server = ServerGroup.ServerGroup<St, Req, number>
 
 const services = NameServer.layer.pipe(
@@ -61,7 +43,7 @@ const services = NameServer.layer.pipe(
 /** Starts the group; each server lives in a scope of its own, so a test can stop one. */
 const startGroupWith = (apply: ServerGroup.Options<St, Req, number>["apply"]) =>
   Effect.gen(function* () {
-    const ports = yield* freePorts(ids.length)
+    const ports = yield* Effect.promise(() => Ports.freeUdpPorts(ids.length))
     const addresses = Object.fromEntries(
       ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
     )

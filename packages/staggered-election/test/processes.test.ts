@@ -7,12 +7,12 @@
  * final master. `STAGGERED_PROCESS_ROUNDS=<n>` changes the number of rounds (default 50).
  */
 import { type ChildProcess, spawn } from "node:child_process"
-import * as dgram from "node:dgram"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
+import { Ports } from "@understudy/testkit"
 
 const main = fileURLToPath(new URL("../../../apps/server-group/src/main.ts", import.meta.url))
 const rounds = Number(process.env.STAGGERED_PROCESS_ROUNDS ?? "50")
@@ -82,31 +82,6 @@ class Proc {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-const freeUdpPorts = async (count: number): Promise<Array<number>> => {
-  const sockets = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<dgram.Socket>((resolve) => {
-          const socket = dgram.createSocket("udp4")
-          socket.bind(0, "127.0.0.1", () => resolve(socket))
-        }),
-    ),
-  )
-  const ports = sockets.map((socket) => socket.address().port)
-  await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))))
-  return ports
-}
-
-const getJson = async <A>(url: string, timeoutMs = 500): Promise<A | undefined> => {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
-    return (await response.json()) as A
-  } catch {
-    return undefined
-  }
-}
-
 afterAll(async () => {
   for (const child of children) {
     child.kill("SIGCONT")
@@ -122,7 +97,7 @@ describe("server-group processes", () => {
       const nameServer = new Proc(["nameserver", "--listen", "tcp://127.0.0.1:0"])
       const store = (await nameServer.line("ready", 20_000)).listen as string
       const ids = ["1", "2", "3", "4", "5"]
-      const ports = await freeUdpPorts(ids.length)
+      const ports = await Ports.freeUdpPorts(ids.length)
       // Server 1 is the most capable; 5 the least.
       const peers = ids
         .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${10 - i}&bw=100`)
@@ -153,7 +128,7 @@ describe("server-group processes", () => {
           await Promise.all(
             [...servers].map(async ([, server]) => {
               if (server.stopped || server.proc.exited) return
-              const status = await getJson<Status>(`${server.http}/status`)
+              const status = await Ports.getJson<Status>(`${server.http}/status`)
               if (status?.role === "master") {
                 const set = mastersByEpoch.get(status.epoch) ?? new Set()
                 set.add(status.self)
@@ -171,7 +146,7 @@ describe("server-group processes", () => {
           await Promise.all(
             [...servers]
               .filter(([, server]) => !server.stopped && !server.proc.exited)
-              .map(([, server]) => getJson<Status>(`${server.http}/status`)),
+              .map(([, server]) => Ports.getJson<Status>(`${server.http}/status`)),
           )
         ).filter((status): status is Status => status !== undefined)
 
@@ -260,7 +235,7 @@ describe("server-group processes", () => {
 
       // Exactly one master after the dust settles, and it holds every acknowledged write.
       const final = await settled(0, 10_000)
-      const dump = await getJson<{ entries: Record<string, string> }>(
+      const dump = await Ports.getJson<{ entries: Record<string, string> }>(
         `${servers.get(final.master.self)!.http}/kv`,
         5_000,
       )

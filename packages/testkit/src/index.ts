@@ -10,5 +10,6 @@
 export * as FastSim from "./FastSim.ts"
 export * as FaultSchedule from "./FaultSchedule.ts"
 export * as Network from "./Network.ts"
+export * as Ports from "./Ports.ts"
 export * as Seeds from "./Seeds.ts"
 export * as Simulation from "./Simulation.ts"

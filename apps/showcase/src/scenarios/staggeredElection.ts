@@ -9,11 +9,11 @@
  *
  * @since 0.1.0
  */
-import * as dgram from "node:dgram"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Ports } from "@understudy/testkit"
 import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
 
@@ -59,31 +59,6 @@ interface Server {
   dead: boolean
 }
 
-const freeUdpPorts = async (count: number): Promise<Array<number>> => {
-  const sockets = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<dgram.Socket>((resolve) => {
-          const socket = dgram.createSocket("udp4")
-          socket.bind(0, "127.0.0.1", () => resolve(socket))
-        }),
-    ),
-  )
-  const ports = sockets.map((socket) => socket.address().port)
-  await Promise.all(sockets.map((socket) => new Promise<void>((r) => socket.close(() => r()))))
-  return ports
-}
-
-const getJson = async <A>(url: string, timeoutMs = 500): Promise<A | undefined> => {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
-    return (await response.json()) as A
-  } catch {
-    return undefined
-  }
-}
-
 const parse = (text: string): Line | undefined => {
   try {
     return JSON.parse(text) as Line
@@ -125,7 +100,7 @@ export const runStaggeredElection = async (
       settings.startBoundMs,
     )
     const ids = Array.from({ length: settings.servers }, (_, i) => String(i + 1))
-    const ports = await freeUdpPorts(ids.length)
+    const ports = await Ports.freeUdpPorts(ids.length)
     // Capacities: server 1 is the most capable (index 1), the last the least.
     const peers = ids
       .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${ids.length * 2 - i}&bw=1000`)
@@ -158,7 +133,7 @@ export const runStaggeredElection = async (
         await Promise.all(
           servers
             .filter((s) => !s.dead && s.http !== undefined)
-            .map((s) => getJson<Status>(`${s.http}/status`)),
+            .map((s) => Ports.getJson<Status>(`${s.http}/status`)),
         )
       ).filter((s): s is Status => s !== undefined)
     const settled = async (aboveEpoch: number, timeoutMs: number) => {
@@ -282,7 +257,7 @@ export const runStaggeredElection = async (
     )
     const final = await settled(0, settings.failoverBoundMs)
     const http = servers.find((s) => s.id === final.self)!.http!
-    const dump = await getJson<{ entries: Record<string, string> }>(`${http}/kv`, 5_000)
+    const dump = await Ports.getJson<{ entries: Record<string, string> }>(`${http}/kv`, 5_000)
     const acked = readFileSync(record, "utf8")
       .split("\n")
       .filter((text) => text.length > 0)

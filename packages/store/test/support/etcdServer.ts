@@ -7,9 +7,9 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { Ports } from "@understudy/testkit"
 import { Effect, type Scope } from "effect"
 
 export const etcdBinary = "/usr/bin/etcd"
@@ -29,18 +29,6 @@ export interface EtcdServer {
 
 const healthyWithinMs = 15_000
 const stopWithinMs = 3_000
-
-/** A port the OS says is free now (bind port 0, read it, close). */
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error("no port assigned"))))
-    })
-  })
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -64,8 +52,8 @@ const end = async (child: ChildProcess, signal: NodeJS.Signals): Promise<void> =
 /** Starts one etcd member and waits (bounded) until `/health` says it is healthy. */
 export const startEtcd = async (): Promise<EtcdServer> => {
   if (!existsSync(etcdBinary)) throw new Error(notInstalledMessage)
-  const clientPort = await freePort()
-  const peerPort = await freePort()
+  const clientPort = await Ports.freeTcpPort()
+  const peerPort = await Ports.freeTcpPort()
   const dataDir = await mkdtemp(join(tmpdir(), "understudy-etcd-"))
   const clientUrl = `http://127.0.0.1:${clientPort}`
   const peerUrl = `http://127.0.0.1:${peerPort}`
