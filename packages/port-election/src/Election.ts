@@ -123,7 +123,7 @@ export interface Permit {
 }
 
 /** How long the supervisor gathers registry changes before sending the registry out. */
-const membersBatchMs = 5
+const membersBatchMs = 25
 
 /** Limits on what a registration may carry. */
 const registration = {
