@@ -11,12 +11,19 @@
  *
  * @since 0.1.0
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
-import { Ports } from "@understudy/testkit"
+import { JsonLinesProcess, Ports } from "@understudy/testkit"
 import type { Timings } from "./simulate.ts"
 
 const main = fileURLToPath(new URL("../../../apps/server-group/src/main.ts", import.meta.url))
+
+/** One `server-group` process; the end of its stdin ends it, so nothing outlives a run. */
+const server = (args: ReadonlyArray<string>) =>
+  new JsonLinesProcess.JsonLinesProcess(main, args, {
+    env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
+    // Only the first lines (`ready`) are read: the election events are not kept.
+    linesMax: 4,
+  })
 
 interface Status {
   readonly self: string
@@ -31,68 +38,8 @@ interface Status {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
-const children = new Set<ChildProcess>()
-
 /** Kills every process still running: on the way out, whatever happened. */
-export const killAll = (): void => {
-  for (const child of children) child.kill("SIGKILL")
-  children.clear()
-}
-
-class Proc {
-  readonly child: ChildProcess
-  readonly lines: Array<Record<string, unknown>> = []
-  stderr = ""
-  exited = false
-  private buffer = ""
-  constructor(args: ReadonlyArray<string>) {
-    this.child = spawn(process.execPath, [main, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
-      // The end of stdin ends the child: if this benchmark dies, its servers go with it.
-      env: { ...process.env, SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
-    })
-    children.add(this.child)
-    this.child.stdin!.on("error", () => {})
-    this.child.stdout!.setEncoding("utf8")
-    this.child.stdout!.on("data", (chunk: string) => {
-      this.buffer += chunk
-      for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {
-        const text = this.buffer.slice(0, nl)
-        this.buffer = this.buffer.slice(nl + 1)
-        // Only the first lines (`ready`) are read: the election events are not kept.
-        if (this.lines.length < 4 && text.startsWith("{")) {
-          try {
-            this.lines.push(JSON.parse(text) as Record<string, unknown>)
-          } catch {
-            // Not a JSON line.
-          }
-        }
-      }
-    })
-    this.child.stderr!.on("data", (chunk) => {
-      this.stderr = (this.stderr + chunk).slice(-2_000)
-    })
-    this.child.on("exit", () => {
-      this.exited = true
-      children.delete(this.child)
-    })
-  }
-  async line(tag: string, timeoutMs: number): Promise<Record<string, unknown>> {
-    const deadline = performance.now() + timeoutMs
-    while (performance.now() < deadline) {
-      const found = this.lines.find((line) => line.t === tag)
-      if (found !== undefined) return found
-      if (this.exited) break
-      await sleep(10)
-    }
-    throw new Error(`no ${tag} line within ${timeoutMs} ms; stderr: ${this.stderr}`)
-  }
-  exit(): Promise<void> {
-    return new Promise((resolve) =>
-      this.exited ? resolve() : this.child.once("exit", () => resolve()),
-    )
-  }
-}
+export const killAll = JsonLinesProcess.killAll
 
 /** The figures of one group size. */
 export interface ProcessFigures {
@@ -106,7 +53,7 @@ export interface ProcessFigures {
 
 /** Starts a name server, for every group size of the run. */
 export const startNameServer = async (): Promise<{ store: string; stop: () => Promise<void> }> => {
-  const proc = new Proc(["nameserver", "--listen", "tcp://127.0.0.1:0"])
+  const proc = server(["nameserver", "--listen", "tcp://127.0.0.1:0"])
   const store = (await proc.line("ready", 30_000)).listen as string
   return {
     store,
@@ -138,9 +85,9 @@ export const measure = async (options: {
   const peers = ids
     .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${100 - i}&bw=100`)
     .join(",")
-  const servers = new Map<string, { proc: Proc; http: string }>()
+  const servers = new Map<string, { proc: JsonLinesProcess.JsonLinesProcess; http: string }>()
   const start = async (id: string) => {
-    const proc = new Proc([
+    const proc = server([
       "serve",
       "--id",
       id,

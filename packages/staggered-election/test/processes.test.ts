@@ -6,15 +6,20 @@
  * epoch, exactly one master once the dust settles, and every acknowledged write is on the
  * final master. `STAGGERED_PROCESS_ROUNDS=<n>` changes the number of rounds (default 50).
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Ports } from "@understudy/testkit"
+import { JsonLinesProcess, Ports } from "@understudy/testkit"
 
 const main = fileURLToPath(new URL("../../../apps/server-group/src/main.ts", import.meta.url))
+
+/** One `server-group` process; the end of its stdin ends it, so nothing outlives a run. */
+const server = (args: ReadonlyArray<string>) =>
+  new JsonLinesProcess.JsonLinesProcess(main, args, {
+    env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
+  })
 const rounds = Number(process.env.STAGGERED_PROCESS_ROUNDS ?? "50")
 
 interface Status {
@@ -29,64 +34,10 @@ interface Status {
   readonly lastSeq: number
 }
 
-const children = new Set<ChildProcess>()
-
-class Proc {
-  readonly child: ChildProcess
-  readonly lines: Array<Record<string, unknown>> = []
-  stderr = ""
-  exited = false
-  private buffer = ""
-  constructor(args: ReadonlyArray<string>) {
-    this.child = spawn(process.execPath, [main, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
-      env: { ...process.env, SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
-    })
-    children.add(this.child)
-    this.child.stdin!.on("error", () => {})
-    this.child.stdout!.setEncoding("utf8")
-    this.child.stdout!.on("data", (chunk: string) => {
-      this.buffer += chunk
-      for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {
-        const text = this.buffer.slice(0, nl)
-        this.buffer = this.buffer.slice(nl + 1)
-        try {
-          this.lines.push(JSON.parse(text) as Record<string, unknown>)
-        } catch {
-          // Not a JSON line: ignore.
-        }
-      }
-    })
-    this.child.stderr!.on("data", (chunk) => {
-      this.stderr = (this.stderr + chunk).slice(-4_000)
-    })
-    this.child.on("exit", () => {
-      this.exited = true
-      children.delete(this.child)
-    })
-  }
-  async line(tag: string, timeoutMs: number): Promise<Record<string, unknown>> {
-    const deadline = performance.now() + timeoutMs
-    while (performance.now() < deadline) {
-      const found = this.lines.find((line) => line.t === tag)
-      if (found !== undefined) return found
-      if (this.exited) break
-      await sleep(20)
-    }
-    throw new Error(`no ${tag} line within ${timeoutMs} ms; stderr: ${this.stderr}`)
-  }
-  kill(signal: NodeJS.Signals) {
-    this.child.kill(signal)
-  }
-}
-
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 afterAll(async () => {
-  for (const child of children) {
-    child.kill("SIGCONT")
-    child.kill("SIGKILL")
-  }
+  JsonLinesProcess.killAll()
   await sleep(100)
 })
 
@@ -94,7 +45,7 @@ describe("server-group processes", () => {
   it(`5 servers under load: the master SIGKILLed or SIGSTOPped ${rounds} times`, async () => {
     const dir = mkdtempSync(join(tmpdir(), "understudy-server-group-"))
     try {
-      const nameServer = new Proc(["nameserver", "--listen", "tcp://127.0.0.1:0"])
+      const nameServer = server(["nameserver", "--listen", "tcp://127.0.0.1:0"])
       const store = (await nameServer.line("ready", 20_000)).listen as string
       const ids = ["1", "2", "3", "4", "5"]
       const ports = await Ports.freeUdpPorts(ids.length)
@@ -102,9 +53,12 @@ describe("server-group processes", () => {
       const peers = ids
         .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${10 - i}&bw=100`)
         .join(",")
-      const servers = new Map<string, { proc: Proc; http: string; stopped: boolean }>()
+      const servers = new Map<
+        string,
+        { proc: JsonLinesProcess.JsonLinesProcess; http: string; stopped: boolean }
+      >()
       const start = async (id: string) => {
-        const proc = new Proc([
+        const proc = server([
           "serve",
           "--id",
           id,
@@ -175,7 +129,7 @@ describe("server-group processes", () => {
 
       let { master } = await settled(0, 20_000)
       const record = join(dir, "acked.jsonl")
-      const load = new Proc([
+      const load = server([
         "load",
         "--store",
         store,
@@ -268,10 +222,7 @@ describe("server-group processes", () => {
       expect(lost).toEqual([])
       expect(final.all.filter((s) => s.role === "master")).toHaveLength(1)
     } finally {
-      for (const child of children) {
-        child.kill("SIGCONT")
-        child.kill("SIGKILL")
-      }
+      JsonLinesProcess.killAll()
       rmSync(dir, { recursive: true, force: true })
     }
   }, 200_000)
