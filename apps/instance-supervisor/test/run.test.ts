@@ -10,6 +10,7 @@ import {
   readIntervals,
   recorder,
   runCli,
+  slotArgs,
   spawnCli,
   statusJson,
   waitFor,
@@ -127,16 +128,7 @@ describe("instance-supervisor run", () => {
 
   it("frees the slot of a SIGKILLed instance at once, and kills its command", async () => {
     const { name, secret, log } = workspace()
-    const args = (label: string, sleepMs: number) => [
-      "--name",
-      name,
-      "--slots",
-      "2",
-      "--secret",
-      secret,
-      "--",
-      ...recorder(log, label, sleepMs),
-    ]
+    const args = slotArgs({ name, secret, log })
     // The first one up supervises; the victim is a subordinate holding the other slot.
     const supervisor = spawnCli(args("supervisor", 20_000))
     await waitFor("the supervisor's command", () =>
@@ -172,16 +164,7 @@ describe("instance-supervisor run", () => {
 
   it("never lets a third command start when the supervisor is SIGKILLed", async () => {
     const { name, secret, log } = workspace()
-    const args = (label: string, sleepMs: number) => [
-      "--name",
-      name,
-      "--slots",
-      "2",
-      "--secret",
-      secret,
-      "--",
-      ...recorder(log, label, sleepMs),
-    ]
+    const args = slotArgs({ name, secret, log })
     // A long command for the supervisor, so it surely holds a slot when it is killed.
     const first = spawnCli(args("first", 20_000))
     await waitFor("the first command", () => readIntervals(log).find((i) => i.label === "first"))

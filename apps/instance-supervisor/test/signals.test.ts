@@ -7,6 +7,7 @@ import {
   readIntervals,
   recorder,
   runCli,
+  slotArgs,
   spawnCli,
   statusJson,
   waitFor,
@@ -92,16 +93,7 @@ setTimeout(() => process.exit(1), 20000)`,
 
   it("kills the command and exits 4 when its slot was lost in a failover", async () => {
     const { name, secret, log } = workspace()
-    const args = (label: string, sleepMs: number) => [
-      "--name",
-      name,
-      "--slots",
-      "2",
-      "--secret",
-      secret,
-      "--",
-      ...recorder(log, label, sleepMs),
-    ]
+    const args = slotArgs({ name, secret, log })
     const supervisor = spawnCli(args("supervisor", 20_000))
     await waitFor("the supervisor's command", () =>
       readIntervals(log).find((i) => i.label === "supervisor"),

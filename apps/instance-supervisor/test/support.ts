@@ -217,3 +217,23 @@ export const awaitExits = async (
       .join("; ")}; status: ${JSON.stringify(status)}`,
   )
 }
+
+/**
+ * The arguments of an instance that takes one of `slots` slots of semaphore `name` and
+ * runs a `recorder` command labelled `label` for `sleepMs`.
+ */
+export const slotArgs =
+  (
+    workspace: { readonly name: string; readonly secret: string; readonly log: string },
+    slots = 2,
+  ) =>
+  (label: string, sleepMs: number) => [
+    "--name",
+    workspace.name,
+    "--slots",
+    String(slots),
+    "--secret",
+    workspace.secret,
+    "--",
+    ...recorder(workspace.log, label, sleepMs),
+  ]
