@@ -9,9 +9,16 @@ import { FailureDetector, type Machine } from "@understudy/machine"
 import { Codec, type SimNet } from "@understudy/transport"
 import { Schema } from "effect"
 import * as FastSim from "../src/FastSim.ts"
-import * as FaultSchedule from "../src/FaultSchedule.ts"
 import * as Seeds from "../src/Seeds.ts"
-import type * as Simulation from "../src/Simulation.ts"
+import {
+  accuracy,
+  completeness,
+  coverage,
+  durationMs as fdDurationMs,
+  faults as fdFaults,
+  nodes as fdNodes,
+  goodLink,
+} from "./support/failureDetector.ts"
 
 // ---- toy machines -------------------------------------------------------------------
 
@@ -66,84 +73,6 @@ const heard = (
   ).length
 
 // ---- the failure detector's invariants (as in FailureDetector.sim.test.ts) ------------
-
-const fdNodes = ["n1", "n2", "n3", "n4", "n5"]
-const fdDurationMs = 3_000
-const goodLink: SimNet.LinkConfig = {
-  latency: { _tag: "Uniform", minMs: 1, maxMs: 40 },
-  loss: 0,
-  duplicate: 0.05,
-  reorder: 0,
-}
-const goodDelayMs = FaultSchedule.maxDelayMs(goodLink)
-const fdFaults = {
-  startMs: 200,
-  endMs: fdDurationMs - 1_200,
-  gapMs: { minMs: 40, maxMs: 350 },
-  maxDown: 2,
-  degraded: { maxLatencyMs: 150, maxLoss: 0.6, maxDuplicate: 0.3, maxReorder: 0.3 },
-}
-const worstDelayMs = FaultSchedule.maxDelayOverallMs({
-  ...fdFaults,
-  nodes: fdNodes,
-  goodLink,
-})
-const coverage = { crashedAndSuspected: 0, suspectedExcused: 0, healthyAtEnd: 0 }
-
-// Written as `Simulation` invariants on purpose: FastSim runs them unchanged.
-const completeness = (
-  config: FailureDetector.Config,
-): Simulation.Invariant<FailureDetector.State> => ({
-  name: "completeness",
-  check: (view) => {
-    const boundMs = config.timeoutMs + config.intervalMs + worstDelayMs
-    for (const [observer, state] of view.states) {
-      const observerUpMs = view.network.node(observer).sinceMs
-      for (const peer of view.nodes) {
-        const peerState = view.network.node(peer)
-        if (peer === observer || peerState.up) continue
-        const fromMs = Math.max(peerState.sinceMs, observerUpMs)
-        if (view.nowMs < fromMs + boundMs) continue
-        if (state.peers[peer]?.status !== "Suspected") {
-          return `${observer} still trusts ${peer}, down since ${peerState.sinceMs} ms (observer up since ${observerUpMs} ms, bound ${boundMs} ms)`
-        }
-        coverage.crashedAndSuspected++
-      }
-    }
-    return undefined
-  },
-})
-
-const accuracy = (config: FailureDetector.Config): Simulation.Invariant<FailureDetector.State> => ({
-  name: "accuracy",
-  check: (view) => {
-    const sinceMs = view.nowMs - config.timeoutMs
-    const trustworthy = (peer: string, observer: string): boolean => {
-      const peerState = view.network.node(peer)
-      if (!peerState.up || peerState.sinceMs > sinceMs) return false
-      const link = view.network.link(peer, observer)
-      const healthy =
-        !link.cut && link.config.loss === 0 && FaultSchedule.maxDelayMs(link.config) <= goodDelayMs
-      return healthy && link.sinceMs <= sinceMs
-    }
-    for (const [observer, state] of view.states) {
-      for (const peer of FailureDetector.suspected(state)) {
-        if (trustworthy(peer, observer)) {
-          const peerState = view.network.node(peer)
-          const link = view.network.link(peer, observer)
-          return `${observer} suspects ${peer}, up since ${peerState.sinceMs} ms over a healthy link since ${link.sinceMs} ms`
-        }
-        coverage.suspectedExcused++
-      }
-      if (view.final) {
-        for (const peer of view.nodes) {
-          if (peer !== observer && trustworthy(peer, observer)) coverage.healthyAtEnd++
-        }
-      }
-    }
-    return undefined
-  },
-})
 
 const fdConfig: FailureDetector.Config = { intervalMs: 100, timeoutMs: 400 }
 
