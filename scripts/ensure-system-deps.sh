@@ -7,6 +7,9 @@ set -euo pipefail
 declare -A needed=(
   [/usr/bin/etcd]=etcd-server
   [/usr/lib/usrsctp/client]=libusrsctp-examples
+  # gcc builds the LD_PRELOAD shims of ../shared/tools/usrsctp for the multihome tests.
+  [/usr/bin/gcc]=gcc
+  [/usr/include/stdio.h]=libc6-dev
 )
 
 missing=()

@@ -1,0 +1,535 @@
+/**
+ * One SCTP endpoint served by two nodes (seed 001): the primary node and the secondary node
+ * each bind their own address (e.g. 127.0.0.2 and 127.0.0.3, same UDP and SCTP port), and
+ * both addresses are listed in every INIT ACK, so the peer sees one endpoint with two
+ * addresses. The primary runs the associations; a synchronisation process (`Replication`)
+ * keeps their state on the secondary over an intra-cluster link (a transport connection,
+ * authenticated with the cluster key, with keep-alive), or in a `Store` on a third node.
+ *
+ * While the primary lives, the secondary answers the peer's HEARTBEATs to its address from
+ * its copy (the peer confirms the address) and forwards every other packet that reaches
+ * it to the primary. When the link closes or times out (the primary died or hung), the
+ * secondary takes every association over (`Association.takeOver`): from then on it answers
+ * from its own address, and the peer, whose retransmissions move to its alternate address
+ * after one RTO, sees only a path change.
+ *
+ * Services are synchronous (`Service`): the replies to a message are queued in the same
+ * update as the message's arrival, so under `every-update` the secondary has the message
+ * and its replies before the peer sees the SACK — an echo is never lost or doubled.
+ *
+ * Limit: the link is the failure detector; a partition between two live nodes would make
+ * both active. On one machine (loopback) a closed link means a dead process.
+ *
+ * @since 0.1.0
+ */
+import type { Store } from "@understudy/store"
+import { type Address, type Connection, Transport } from "@understudy/transport"
+import {
+  Clock,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  Option,
+  PubSub,
+  type Redacted,
+  type Scope,
+  Stream,
+} from "effect"
+import * as Association from "./Association.ts"
+import type * as Chunk from "./Chunk.ts"
+import * as Endpoint from "./Endpoint.ts"
+import * as Replication from "./Replication.ts"
+
+// ---------------------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------------------
+
+/**
+ * A message to send back: what a {@link Service} answers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Reply {
+  readonly stream: number
+  readonly ppid: number
+  readonly data: Uint8Array
+  readonly unordered: boolean
+}
+
+/**
+ * The cluster's application: called once per delivered message, in order, inside the
+ * update that delivered it. Returns the replies to queue at once.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Service = (message: Endpoint.Message, association: number) => ReadonlyArray<Reply>
+
+/**
+ * The built-in services: `echo` sends every message back on its stream with its PPID and
+ * ordering; `discard` drops it; `sink` counts what it received (see {@link Node.received}).
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export const services: Readonly<Record<"echo" | "discard" | "sink", Service>> = {
+  echo: (message) => [
+    {
+      stream: message.stream,
+      ppid: message.ppid,
+      data: message.data,
+      unordered: message.unordered,
+    },
+  ],
+  discard: () => [],
+  sink: () => [],
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Role = "primary" | "secondary"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly role: Role
+  /** This node's UDP address (its IP and the encapsulation port). */
+  readonly bind: Address.Udp
+  /** The SCTP port of the endpoint (the same on both nodes). */
+  readonly port: number
+  /** Every node's IP, listed in INIT ACKs: the peer sees them as one endpoint's addresses. */
+  readonly addresses: ReadonlyArray<string>
+  /** The intra-cluster link: the secondary listens on it, the primary connects to it. */
+  readonly link: Address.StreamAddress
+  readonly policy: Replication.Policy
+  /** The application; default `echo`. */
+  readonly service?: Service
+  /** `state-node`: where the associations' state lives. */
+  readonly store?: Store.Store["Service"]
+  /** Key prefix in the store (default `/understudy/multihome/`). */
+  readonly storePrefix?: string
+  /** Authenticates the link (HMAC over every frame). */
+  readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
+  /** Keep-alive of the link: how fast a hung node is noticed. Default 100 / 500 ms. */
+  readonly linkKeepAlive?: { readonly intervalMs: number; readonly timeoutMs: number }
+  /** How long an update waits for the secondary's ack before going on without it. Default 1,000 ms. */
+  readonly ackTimeoutMs?: number
+  /** Polled every `healthEveryMs` (default 200); `false` is an impending failure. */
+  readonly healthCheck?: Effect.Effect<boolean>
+  readonly healthEveryMs?: number
+  readonly config?: Partial<Association.Config>
+  readonly seed?: number
+}
+
+/**
+ * Something the node did.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClusterEvent =
+  | { readonly _tag: "LinkUp"; readonly atMs: number }
+  | { readonly _tag: "LinkDown"; readonly reason: string; readonly atMs: number }
+  | { readonly _tag: "TookOver"; readonly associations: number; readonly atMs: number }
+  | { readonly _tag: "Synced"; readonly reason: "ImpendingFailure"; readonly messages: number }
+  | { readonly _tag: "ReplicaRejected"; readonly detail: string }
+
+/**
+ * What `sctp-cluster status` shows.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Status {
+  readonly role: Role | "active-secondary"
+  readonly policy: string
+  readonly link: "up" | "down"
+  /** Primary: messages planned and acknowledged; secondary: applied. */
+  readonly replication: {
+    readonly shipped: number
+    readonly acknowledged: number
+    readonly applied: number
+    /** Milliseconds since the last acknowledgement (primary) or message (secondary). */
+    readonly lagMs: number | undefined
+  }
+  readonly associations: ReadonlyArray<Association.Status & { readonly id: number }>
+  readonly replicas: number
+  readonly received: { readonly messages: number; readonly bytes: number }
+  readonly endpoint: Endpoint.Stats
+}
+
+/**
+ * A running node.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Node {
+  readonly endpoint: Endpoint.Endpoint
+  readonly status: Effect.Effect<Status>
+  readonly events: Stream.Stream<ClusterEvent>
+  /** One final synchronisation (claims 5–6): SIGTERM or a failing health check call it. */
+  readonly impendingFailure: Effect.Effect<void>
+  /** Messages and bytes the service was given on this node. */
+  readonly received: Effect.Effect<{ readonly messages: number; readonly bytes: number }>
+}
+
+/**
+ * The link or the store failed in a way the node can not work around.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ClusterError extends Data.TaggedError("ClusterError")<{ readonly detail: string }> {}
+
+// ---------------------------------------------------------------------------------------
+// The node
+// ---------------------------------------------------------------------------------------
+
+const defaultStorePrefix = "/understudy/multihome/"
+
+/**
+ * Runs one node until the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options,
+): Effect.Effect<
+  Node,
+  ClusterError,
+  Transport.Transport | import("@understudy/transport").Datagram.Datagram | Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const transport = yield* Transport.Transport
+    const service = options.service ?? services.echo
+    const linkOptions = {
+      codec: Replication.codec,
+      keepAlive: options.linkKeepAlive ?? { intervalMs: 100, timeoutMs: 500 },
+      ...(options.clusterKey !== undefined ? { clusterKey: options.clusterKey } : {}),
+    }
+    const ackTimeoutMs = options.ackTimeoutMs ?? 1_000
+    const storePrefix = options.storePrefix ?? defaultStorePrefix
+    if (options.policy._tag === "StateNode" && options.store === undefined) {
+      return yield* new ClusterError({ detail: "the state-node policy needs a store" })
+    }
+    const events = yield* PubSub.unbounded<ClusterEvent>()
+    const publish = (event: ClusterEvent) => PubSub.publish(events, event)
+    const now = Clock.currentTimeMillis
+
+    let role: Status["role"] = options.role
+    let link: Connection.Connection<Replication.Message> | undefined
+    const shipper = new Replication.Shipper(options.policy)
+    let acknowledged = 0
+    let lastAckMs: number | undefined
+    /** Updates waiting for the secondary: resolved when `acknowledged` reaches their seq. */
+    const ackWaiters: Array<{ seq: number; done: Deferred.Deferred<void> }> = []
+    const received = { messages: 0, bytes: 0 }
+    const config: Association.Config = {
+      ...Association.defaultConfig,
+      ...options.config,
+      localPort: options.port,
+      localAddresses: options.addresses,
+    }
+    const replicas = new Replication.Replicas(config)
+    let lastAppliedMs: number | undefined
+    let closing = false
+
+    const releaseAcked = Effect.gen(function* () {
+      for (let index = ackWaiters.length - 1; index >= 0; index--) {
+        const waiter = ackWaiters[index]!
+        if (waiter.seq <= acknowledged) {
+          ackWaiters.splice(index, 1)
+          yield* Deferred.succeed(waiter.done, undefined)
+        }
+      }
+    })
+
+    /** Without a secondary there is nobody to wait for. */
+    const releaseAll = Effect.gen(function* () {
+      for (const waiter of ackWaiters.splice(0)) yield* Deferred.succeed(waiter.done, undefined)
+    })
+
+    const ship = (messages: ReadonlyArray<Replication.Message>) =>
+      link === undefined || messages.length === 0
+        ? Effect.void
+        : Effect.ignore(link.sendAll(messages))
+
+    const waitForAck = (seq: number) =>
+      Effect.gen(function* () {
+        if (link === undefined || closing || acknowledged >= seq) return
+        const done = yield* Deferred.make<void>()
+        ackWaiters.push({ seq, done })
+        yield* Deferred.await(done).pipe(Effect.timeoutOption(Duration.millis(ackTimeoutMs)))
+      })
+
+    const storeKey = (association: number) => `${storePrefix}association/${association}`
+
+    // ---- the primary's hooks ----------------------------------------------------------
+
+    const beforeOutputs = (update: Replication.Update) =>
+      Effect.gen(function* () {
+        if (role === "secondary") return
+        const plan = shipper.onUpdate(update)
+        yield* ship(plan.messages)
+        if (plan.store !== undefined && options.store !== undefined) {
+          yield* Effect.ignore(
+            options.store.put(
+              storeKey(plan.store.association),
+              Replication.codec
+                .encode({
+                  _tag: "Snapshot",
+                  seq: shipper.lastSeq,
+                  association: plan.store.association,
+                  snapshot: plan.store.snapshot,
+                })
+                .pipe((result) => (result._tag === "Success" ? result.success : new Uint8Array())),
+            ),
+          )
+        }
+        if (plan.forget !== undefined && options.store !== undefined) {
+          yield* Effect.ignore(options.store.delete(storeKey(plan.forget)))
+        }
+        if (plan.waitForAck) yield* waitForAck(shipper.lastSeq)
+      })
+
+    const handler = (association: number, message: Endpoint.Message) => {
+      received.messages++
+      received.bytes += message.data.length
+      return service(message, association)
+    }
+
+    // ---- the endpoint -------------------------------------------------------------------
+
+    /** Packets that reach the secondary for no association of its own (see the module doc). */
+    const intercept = (packet: Endpoint.Intercepted): Effect.Effect<boolean> =>
+      Effect.gen(function* () {
+        if (role !== "secondary") return false
+        const copy = replicas.byTag(packet.packet.verificationTag)
+        const chunks = packet.packet.chunks
+        if (
+          copy !== undefined &&
+          chunks.length > 0 &&
+          chunks.every((c: Chunk.Chunk) => c._tag === "Heartbeat")
+        ) {
+          // A peer on this machine may send from a loopback address it never listed (usrsctp
+          // does): answer where the endpoint's alias table says it listens.
+          yield* endpoint.addAliases(Endpoint.aliasesOf(copy))
+          for (const chunk of chunks) {
+            if (chunk._tag !== "Heartbeat") continue
+            yield* endpoint.transmit(packet.from, {
+              sourcePort: options.port,
+              destinationPort: Association.peerPort(copy),
+              verificationTag: Association.peerTag(copy),
+              chunks: [{ _tag: "HeartbeatAck", info: chunk.info }],
+            })
+          }
+          return true
+        }
+        if (link !== undefined) {
+          yield* Effect.ignore(
+            link.send({
+              _tag: "Forward",
+              host: packet.from.host,
+              udpPort: packet.from.udpPort,
+              bytes: packet.bytes,
+            }),
+          )
+          return true
+        }
+        // Nobody to forward to: the primary is gone. Take over, then let the endpoint
+        // handle the packet against the adopted association.
+        yield* takeOver("the peer reached the secondary's address with no primary")
+        return false
+      })
+
+    const endpoint: Endpoint.Endpoint = yield* Endpoint.make({
+      bind: options.bind,
+      port: options.port,
+      config,
+      listen: true,
+      ...(options.seed !== undefined ? { seed: options.seed } : {}),
+      hooks: { beforeOutputs },
+      handler,
+      intercept,
+      abortOnClose: false,
+    }).pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
+
+    // Closing: an update waiting for an ack holds the endpoint's lock, which the endpoint's
+    // own finalizer needs; nobody will ack any more, so let it go first.
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closing = true
+        return releaseAll
+      }),
+    )
+
+    // ---- takeover ---------------------------------------------------------------------
+
+    const takeOver = (why: string) =>
+      Effect.gen(function* () {
+        if (role !== "secondary") return
+        role = "active-secondary"
+        if (options.policy._tag === "StateNode" && options.store !== undefined) {
+          const stored = yield* Effect.result(options.store.range(`${storePrefix}association/`))
+          if (stored._tag === "Success") {
+            for (const entry of stored.success.items) {
+              const decoded = Replication.codec.decode(entry.value)
+              if (decoded._tag === "Success") replicas.apply(decoded.success)
+            }
+          }
+        }
+        if (replicas.listener !== undefined) yield* endpoint.adoptListenerSecrets(replicas.listener)
+        let adopted = 0
+        for (const state of replicas.states.values()) {
+          if (Association.stateName(state) === "Closed") continue
+          yield* endpoint.adopt(state)
+          adopted++
+        }
+        replicas.states.clear()
+        yield* publish({ _tag: "TookOver", associations: adopted, atMs: yield* now })
+        yield* Effect.logInfo(`took over ${adopted} associations: ${why}`)
+      })
+
+    // ---- the link -----------------------------------------------------------------------
+
+    const serveLink = (connection: Connection.Connection<Replication.Message>) =>
+      Effect.gen(function* () {
+        link = connection
+        yield* publish({ _tag: "LinkUp", atMs: yield* now })
+        if (options.role === "primary") {
+          const listener = yield* endpoint.listenerSecrets
+          yield* ship([shipper.secrets(listener), ...shipper.resend()])
+        }
+        yield* Stream.runForEach(connection.messages, (message) =>
+          Effect.gen(function* () {
+            if (message._tag === "Ack") {
+              acknowledged = Math.max(acknowledged, message.seq)
+              lastAckMs = yield* now
+              return yield* releaseAcked
+            }
+            if (message._tag === "Forward") {
+              if (role === "secondary") return
+              return yield* endpoint.inject(
+                { host: message.host, udpPort: message.udpPort },
+                message.bytes,
+              )
+            }
+            if (role !== "secondary") return
+            const rejected = replicas.apply(message)
+            lastAppliedMs = yield* now
+            if (rejected !== undefined) {
+              yield* publish({ _tag: "ReplicaRejected", detail: rejected.detail })
+              return yield* connection.close
+            }
+            yield* Effect.ignore(connection.send({ _tag: "Ack", seq: replicas.applied }))
+          }),
+        )
+        const reason = yield* connection.closed
+        link = undefined
+        yield* releaseAll
+        yield* publish({ _tag: "LinkDown", reason: reason._tag, atMs: yield* now })
+        if (options.role === "secondary") yield* takeOver(`the link closed (${reason._tag})`)
+      })
+
+    if (options.role === "secondary") {
+      const listener = yield* transport
+        .listen(options.link, linkOptions)
+        .pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
+      yield* Effect.forkScoped(
+        Stream.runForEach(listener.connections, (connection) =>
+          // One primary at a time; after a takeover there is none to follow.
+          role === "secondary" && link === undefined ? serveLink(connection) : connection.close,
+        ),
+      )
+    } else {
+      // The primary keeps (re)connecting to its secondary; without one it runs alone.
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.gen(function* () {
+            const connected = yield* Effect.result(
+              Effect.scoped(
+                Effect.flatMap(transport.connect(options.link, linkOptions), serveLink),
+              ),
+            )
+            if (connected._tag === "Failure") yield* Effect.sleep(Duration.millis(100))
+          }),
+        ),
+      )
+    }
+
+    // ---- timers of the policies -------------------------------------------------------
+
+    if (options.policy._tag === "Interval") {
+      const everyMs = options.policy.everyMs
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.andThen(Effect.sleep(Duration.millis(everyMs)), () =>
+            role === "primary" ? ship(shipper.onTick()) : Effect.void,
+          ),
+        ),
+      )
+    }
+
+    const impendingFailure = Effect.gen(function* () {
+      if (role !== "primary") return
+      const messages = shipper.onImpendingFailure()
+      yield* ship(messages)
+      yield* waitForAck(shipper.lastSeq)
+      yield* publish({ _tag: "Synced", reason: "ImpendingFailure", messages: messages.length })
+    })
+
+    if (options.healthCheck !== undefined) {
+      const check = options.healthCheck
+      const everyMs = options.healthEveryMs ?? 200
+      yield* Effect.forkScoped(
+        Effect.gen(function* () {
+          for (;;) {
+            yield* Effect.sleep(Duration.millis(everyMs))
+            if (!(yield* check)) return yield* impendingFailure
+          }
+        }),
+      )
+    }
+
+    const status = Effect.gen(function* () {
+      const handles = yield* endpoint.associations
+      const associations: Array<Association.Status & { readonly id: number }> = []
+      for (const handle of handles) {
+        const info = yield* Effect.option(handle.status)
+        if (Option.isSome(info)) associations.push({ ...info.value, id: handle.id })
+      }
+      const nowMs = yield* now
+      const last = options.role === "primary" ? lastAckMs : lastAppliedMs
+      return {
+        role,
+        policy: Replication.formatPolicy(options.policy),
+        link: link === undefined ? "down" : "up",
+        replication: {
+          shipped: shipper.lastSeq,
+          acknowledged,
+          applied: replicas.applied,
+          lagMs: last === undefined ? undefined : nowMs - last,
+        },
+        associations,
+        replicas: replicas.states.size,
+        received: { ...received },
+        endpoint: yield* endpoint.stats,
+      } satisfies Status
+    })
+
+    return {
+      endpoint,
+      status,
+      events: Stream.fromPubSub(events),
+      impendingFailure,
+      received: Effect.sync(() => ({ ...received })),
+    } satisfies Node
+  })

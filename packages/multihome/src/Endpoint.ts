@@ -1,0 +1,1349 @@
+/**
+ * The Effect driver of SCTP over UDP (RFC 9260 over RFC 6951): an endpoint binds one UDP
+ * address through the transport's `Datagram` service (so it runs unchanged on `NodeDatagram`
+ * and `SimNet`), and runs the pure machines of `Association.ts` and `Listener.ts`.
+ *
+ * One receive fiber takes the datagrams a chunk at a time and, for each: decodes it
+ * (`Packet.decode` checks the CRC32c; bad ones are dropped and counted in `stats`),
+ * demultiplexes it (verification tag → the association whose own tag it is; else the peer
+ * host and SCTP port, e.g. an ABORT with the T bit or an INIT colliding with an association;
+ * else the `Listener`), and steps the machine. The outputs are then performed: `Transmit` →
+ * one datagram to the path's host and UDP port (the machine keeps each path's port as last
+ * seen from it, RFC 6951 §5.5; see {@link loopbackAlias} for the one exception);
+ * `SetTimer` / `CancelTimer` → one fiber per (association, timer) sleeping on the Effect
+ * `Clock` (so `TestClock` drives it); `Event` → the association's `events` and `messages`
+ * streams. Every step and its outputs run under one lock per endpoint: inputs from
+ * datagrams, timers and commands never interleave. A chunk of received datagrams is
+ * stepped as one batch, and the datagrams it causes are handed to the socket together.
+ *
+ * For the cluster: {@link Hooks} see every input applied and hold the outputs until a
+ * secondary has them; {@link Options.handler} answers messages within their update;
+ * {@link Options.intercept} and {@link Endpoint.inject} forward packets between nodes;
+ * {@link Endpoint.adopt} and the listener secrets make a replica live.
+ *
+ * @example
+ * ```ts
+ * const server = yield* Endpoint.make({ bind: Address.udp("127.0.0.2", 0), port: 5000, listen: true })
+ * yield* server.accept.pipe(Stream.runForEach((association) =>
+ *   association.messages.pipe(Stream.runForEach((m) => association.send(m.stream, m.ppid, m.data)), Effect.forkScoped)))
+ * ```
+ * @since 0.1.0
+ */
+import { networkInterfaces } from "node:os"
+import { Address, Datagram, type TransportError } from "@understudy/transport"
+import {
+  type Cause,
+  Clock,
+  Context,
+  Data,
+  Deferred,
+  Duration,
+  Effect,
+  type Fiber,
+  Layer,
+  Queue,
+  Random,
+  type Scope,
+  Semaphore,
+  Stream,
+} from "effect"
+import * as Association from "./Association.ts"
+import type * as Chunk from "./Chunk.ts"
+import * as Cookie from "./Cookie.ts"
+import {
+  canonicalHost,
+  listedAddresses,
+  parseIpv4,
+  parseIpv6,
+} from "./internal/association-support.ts"
+import * as Listener from "./Listener.ts"
+import * as Packet from "./Packet.ts"
+
+// ---- errors ------------------------------------------------------------------------
+
+/**
+ * `connect` did not reach ESTABLISHED: the peer aborted (`Aborted`), the INIT / COOKIE ECHO
+ * retransmissions ran out (`CommLost`), the caller's `timeoutMs` passed (`Timeout`; the
+ * attempt is aborted), or the endpoint was closed (`EndpointClosed`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectError extends Data.TaggedError("ConnectError")<{
+  readonly peer: string
+  readonly reason: "Aborted" | "CommLost" | "Timeout" | "EndpointClosed"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `cannot associate with ${this.peer}: ${this.reason} (${this.detail})`
+  }
+}
+
+/**
+ * An operation on an association failed: it is gone (`Closed`: aborted, lost, shut down or
+ * the endpoint closed), or the machine refused the command (`Rejected`, e.g. an invalid
+ * stream, or a send after SHUTDOWN).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class AssociationError extends Data.TaggedError("AssociationError")<{
+  readonly associationId: number
+  readonly reason: "Closed" | "Rejected"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `association ${this.associationId}: ${this.reason} (${this.detail})`
+  }
+}
+
+// ---- models ------------------------------------------------------------------------
+
+/**
+ * A user message delivered by an association (bytes owned by the receiver).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Message {
+  readonly stream: number
+  readonly ppid: number
+  readonly unordered: boolean
+  readonly data: Uint8Array
+}
+
+/**
+ * Why an association ended: `closed` resolves with it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type CloseReason =
+  | { readonly _tag: "ShutdownComplete" }
+  /** Retransmissions ran out (`MaxRetransmissions`, `InitTimeout`, ...) or a protocol rule ended it. */
+  | { readonly _tag: "CommLost"; readonly reason: string }
+  /** An ABORT: sent by us (`abort`, a reader too slow) or received from the peer. */
+  | { readonly _tag: "Aborted"; readonly by: "us" | "peer"; readonly reason: string }
+  | { readonly _tag: "EndpointClosed" }
+
+/**
+ * One association, as its user sees it. `messages` and `events` are single-consumer
+ * streams that end when the association is gone.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AssociationHandle {
+  /** Unique within its endpoint; the `associationId` of {@link Hooks}. */
+  readonly id: number
+  /** Where the association was first reached: peer host, UDP port and SCTP port. */
+  readonly peer: { readonly host: string; readonly udpPort: number; readonly port: number }
+  /**
+   * Queues one user message (the machine keeps `data`: do not change it afterwards). Waits while the association's send buffer
+   * (`Config.sendBufferBytes`) is full; fails with `Closed` if the association is gone
+   * and `Rejected` if the machine refuses it (invalid stream, shutting down).
+   */
+  readonly send: (
+    stream: number,
+    ppid: number,
+    data: Uint8Array,
+    options?: { readonly unordered?: boolean },
+  ) => Effect.Effect<void, AssociationError>
+  /** Delivered messages, in delivery order. Bounded by `maxQueuedMessages` (past it: ABORT). */
+  readonly messages: Stream.Stream<Message>
+  /** Every event of the machine but `Message`, the newest kept past `maxQueuedEvents`. */
+  readonly events: Stream.Stream<Association.Event>
+  /** Graceful SHUTDOWN (§9.2): completes at SHUTDOWN COMPLETE, fails if the peer aborts. */
+  readonly shutdown: Effect.Effect<void, AssociationError>
+  /** ABORT (§9.1); completes at once. Nothing if the association is already gone. */
+  readonly abort: (reason?: string) => Effect.Effect<void>
+  /** `Association.info` of the current state. */
+  readonly status: Effect.Effect<Association.Status, AssociationError>
+  /** Makes `host` (one of the peer's addresses) the primary path; `Rejected` if unknown. */
+  readonly setPrimary: (host: string) => Effect.Effect<void, AssociationError>
+  /** Sends a HEARTBEAT on the path to `host` now (confirms it, measures its RTT). */
+  readonly requestHeartbeat: (host: string) => Effect.Effect<void, AssociationError>
+  /** Completes when the association is gone, with why. */
+  readonly closed: Effect.Effect<CloseReason>
+}
+
+/**
+ * Counters of an endpoint since it was made. `dropped` counts by reason: `BadChecksum`,
+ * `Malformed`, `QueueFull`, `NotListening`, and each `Dropped` event reason of the
+ * machines.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  readonly packetsIn: number
+  readonly packetsOut: number
+  readonly bytesIn: number
+  readonly bytesOut: number
+  /** Datagrams the `Datagram` service failed to send (e.g. an IPv6 path on an IPv4 socket). */
+  readonly sendErrors: number
+  readonly dropped: Readonly<Record<string, number>>
+  readonly associations: number
+}
+
+/**
+ * The replication extension point (the cluster's): both are optional, run under the
+ * endpoint's lock (so they see updates in the order they happened) and delay everything
+ * after them, so keep them short.
+ *
+ * - `onInput`: once per input applied to an association, in order, after its step and before
+ *   any of the outputs of the batch are performed. `input.packet` re-encodes with
+ *   `Packet.encode` to the received bytes. An association created by the `Listener` (a
+ *   valid COOKIE ECHO) is announced by its first `beforeOutputs` with `created: true`.
+ * - `beforeOutputs`: once per association per batch (a chunk of datagrams, a timer, a
+ *   command), with the inputs applied and the outputs about to be performed; the outputs
+ *   wait for it, so `every-update` replication awaits the secondary's ack here. `state` is
+ *   the live TCB (read it, snapshot it; do not keep it).
+ *
+ * Both run in the fiber holding the endpoint's lock, which is reentrant for it: they may call
+ * the endpoint's methods directly, but must not wait for another fiber that does.
+ * A failure of either is a defect: it stops the endpoint.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Hooks {
+  readonly onInput?: (associationId: number, input: Association.Input) => Effect.Effect<void>
+  readonly beforeOutputs?: (update: {
+    readonly associationId: number
+    readonly created: boolean
+    readonly inputs: ReadonlyArray<Association.Input>
+    readonly outputs: ReadonlyArray<Association.Output>
+    readonly state: Association.State
+  }) => Effect.Effect<void>
+}
+
+/**
+ * A reply of a {@link Options.handler}: sent on the association as a `Send` command.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Reply {
+  readonly stream: number
+  readonly ppid: number
+  readonly data: Uint8Array
+  readonly unordered: boolean
+}
+
+/**
+ * A packet that matched no association, shown to {@link Options.intercept} before the
+ * Listener sees it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Intercepted {
+  readonly from: Association.PeerAddress
+  readonly packet: Packet.Packet
+  /** The datagram as received (to forward it). */
+  readonly bytes: Uint8Array
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** The UDP address to bind (RFC 6951 encapsulation port; 0 picks one). */
+  readonly bind: Address.Udp
+  /** Our SCTP port (the common header's). */
+  readonly port: number
+  /**
+   * Overrides of `Association.defaultConfig` (`localPort` is `port`; `localAddresses`
+   * defaults to the bound IP when `bind` names one, else none).
+   */
+  readonly config?: Partial<Association.Config>
+  /** Accept associations (INIT → INIT ACK). Otherwise an INIT is answered with an ABORT. */
+  readonly listen?: boolean
+  /** Seed of the machines' PRNGs; default from the Effect `Random` service. */
+  readonly seed?: number
+  readonly hooks?: Hooks
+  /**
+   * A synchronous service: each delivered message goes to it (not to `messages`), and its
+   * replies are sent in the same update, so `beforeOutputs` sees a message and its answer
+   * together (an `every-update` replica never has one without the other).
+   */
+  readonly handler?: (associationId: number, message: Message) => ReadonlyArray<Reply>
+  /**
+   * Sees each packet that matches no association before the Listener: true consumes it.
+   * It runs under the endpoint's lock, and may call the endpoint (e.g. `adopt`, after which
+   * the packet is demultiplexed again).
+   */
+  readonly intercept?: (packet: Intercepted) => Effect.Effect<boolean>
+  /** Associations accepted but not yet taken from `accept`; past it new ones are aborted. Default 128. */
+  readonly backlog?: number
+  /** Messages an association buffers for a slow reader; past it it is aborted. Default 65,536. */
+  readonly maxQueuedMessages?: number
+  /** Events an association keeps for a slow reader (the oldest are dropped). Default 4,096. */
+  readonly maxQueuedEvents?: number
+  /**
+   * On scope close, ABORT every association still up (default true). The cluster's primary
+   * sets false: its associations live on in the secondary.
+   */
+  readonly abortOnClose?: boolean
+  /**
+   * Answer a loopback peer that does not list its source address at another address of
+   * this host ({@link loopbackAlias}, usrsctp's quirk); default true.
+   */
+  readonly loopbackAliasing?: boolean
+  /**
+   * This host's non-loopback addresses, for {@link loopbackAlias} when the peer lists none;
+   * default: the non-internal, non-link-local addresses of `os.networkInterfaces()`.
+   */
+  readonly hostAddresses?: ReadonlyArray<string>
+}
+
+/**
+ * A bound SCTP endpoint.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Endpoint {
+  /** The bound UDP address (actual port when 0 was asked). */
+  readonly address: Address.Udp
+  /** Our SCTP port. */
+  readonly port: number
+  readonly config: Association.Config
+  /** New associations from peers (when `listen`), each once, in order of establishment. */
+  readonly accept: Stream.Stream<AssociationHandle>
+  /**
+   * Opens an association (INIT to `host` at UDP port `udpPort`, SCTP port `port`) and
+   * waits for COMMUNICATION UP.
+   */
+  readonly connect: (options: ConnectOptions) => Effect.Effect<AssociationHandle, ConnectError>
+  readonly associations: Effect.Effect<ReadonlyArray<AssociationHandle>>
+  readonly stats: Effect.Effect<Stats>
+  /** Sends one packet as it is (no association involved), e.g. a replica's HEARTBEAT ACK. */
+  readonly transmit: (to: Association.PeerAddress, packet: Packet.Packet) => Effect.Effect<void>
+  /**
+   * Hands in a datagram as if received from `from` (a packet another node forwarded). It is
+   * queued for the receive fiber, so this never waits for the endpoint's lock.
+   */
+  readonly inject: (from: Association.PeerAddress, bytes: Uint8Array) => Effect.Effect<void>
+  /**
+   * Makes `state` (a replica) one of this endpoint's live associations, and performs
+   * `takeOver(state, nowMs)` (default `Association.takeOver`): timers re-armed,
+   * outstanding data retransmitted, a HEARTBEAT on every path. Not offered on `accept`.
+   */
+  readonly adopt: (
+    state: Association.State,
+    options?: {
+      readonly takeOver?: (
+        state: Association.State,
+        nowMs: number,
+      ) => ReadonlyArray<Association.Output>
+    },
+  ) => Effect.Effect<AssociationHandle>
+  /** The Listener's cookie secrets, to replicate (a replica accepts the cookies we issued). */
+  readonly listenerSecrets: Effect.Effect<Cookie.CookieSecretsSnapshot>
+  /** Replaces the Listener's cookie secrets with a replicated copy. */
+  readonly adoptListenerSecrets: (secrets: Cookie.CookieSecretsSnapshot) => Effect.Effect<void>
+  /** The {@link loopbackAlias} table learned so far (to replicate to another node). */
+  readonly aliases: Effect.Effect<ReadonlyArray<Alias>>
+  /** Adds aliases (a replicated table, or {@link aliasesOf} a replica). */
+  readonly addAliases: (aliases: ReadonlyArray<Alias>) => Effect.Effect<void>
+}
+
+/**
+ * One entry of the {@link loopbackAlias} table: what is addressed to `from` goes to `host`
+ * (same UDP port).
+ *
+ * @since 0.1.0
+ * @category interop
+ */
+export interface Alias {
+  readonly from: Association.PeerAddress
+  readonly host: string
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectOptions {
+  readonly host: string
+  /** The peer's UDP encapsulation port. */
+  readonly udpPort: number
+  /** The peer's SCTP port. */
+  readonly port: number
+  /** Gives up (and aborts the attempt) after this long; default: the machine's INIT retries. */
+  readonly timeoutMs?: number
+  /** Further addresses of the peer known in advance (a peer that is itself a cluster). */
+  readonly peerAddresses?: ReadonlyArray<string>
+}
+
+// ---- internals ---------------------------------------------------------------------
+
+interface Timer {
+  deadlineMs: number
+  /** The deadline the fiber sleeps towards; a later `deadlineMs` makes it sleep again. */
+  sleepingUntilMs: number
+  fiber: Fiber.Fiber<void> | undefined
+}
+
+interface Entry {
+  readonly id: number
+  readonly state: Association.State
+  readonly handle: AssociationHandle
+  readonly peer: { readonly host: string; readonly udpPort: number; readonly port: number }
+  myTag: number
+  gone: boolean
+  readonly timers: Map<string, Timer>
+  readonly messages: Queue.Queue<Message, Cause.Done>
+  readonly events: Queue.Queue<Association.Event, Cause.Done>
+  readonly closed: Deferred.Deferred<CloseReason>
+  /** Completes at CommUp; fails when the association dies first. */
+  readonly up: Deferred.Deferred<void, CloseReason>
+  readonly shutdownWaiters: Array<Deferred.Deferred<void, AssociationError>>
+  /** Senders waiting for room in the send buffer. */
+  readonly sendWaiters: Array<Deferred.Deferred<void>>
+  /** Why it is ending, once known (before `Closed`): what `closed` reports. */
+  ending: CloseReason | undefined
+}
+
+/** One association's updates within a batch: what `beforeOutputs` sees. */
+interface Update {
+  readonly entry: Entry
+  readonly created: boolean
+  readonly inputs: Array<Association.Input>
+  readonly outputs: Array<Association.Output>
+}
+
+const defaultBacklog = 128
+const defaultMaxQueuedMessages = 65_536
+const defaultMaxQueuedEvents = 4_096
+/** Injected datagrams waiting for the receive fiber; past it they are dropped, as UDP would. */
+const maxInjected = 4_096
+
+/**
+ * Binds `options.bind` and runs an endpoint until the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options,
+): Effect.Effect<Endpoint, TransportError.ListenError, Datagram.Datagram | Scope.Scope> =>
+  Effect.gen(function* () {
+    const datagram = yield* Datagram.Datagram
+    const scope = yield* Effect.scope
+    const config: Association.Config = {
+      ...Association.defaultConfig,
+      // Bound to one IP, list it: a peer then answers at it even when our packets leave
+      // from another address, and never applies its own `loopbackAlias` to us.
+      localAddresses: isSpecificIp(options.bind.host) ? [canonicalHost(options.bind.host)] : [],
+      ...options.config,
+      localPort: options.port,
+    }
+    const hooks = options.hooks
+    const listening = options.listen ?? false
+    const maxQueuedMessages = options.maxQueuedMessages ?? defaultMaxQueuedMessages
+    const maxQueuedEvents = options.maxQueuedEvents ?? defaultMaxQueuedEvents
+    const lock = yield* Semaphore.make(1)
+    /** The fiber holding the lock: hooks run in it and may call the endpoint again. */
+    let holder: number | undefined
+    const serialised = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.withFiber((fiber) =>
+        holder === fiber.id
+          ? effect
+          : Semaphore.withPermits(
+              lock,
+              1,
+            )(
+              Effect.suspend(() => {
+                holder = fiber.id
+                return effect
+              }).pipe(
+                Effect.ensuring(
+                  Effect.sync(() => {
+                    holder = undefined
+                  }),
+                ),
+              ),
+            ),
+      )
+
+    let seedCounter = options.seed ?? (yield* Random.nextIntBetween(0, 0x7fffffff))
+    const nextSeed = () => {
+      seedCounter = (Math.imul(seedCounter ^ 0x9e3779b9, 0x85ebca6b) + 1) >>> 0
+      return seedCounter
+    }
+    let listener = Listener.makeListener(config, nextSeed(), yield* Clock.currentTimeMillis)
+    const accepted = yield* Queue.bounded<AssociationHandle, Cause.Done>(
+      options.backlog ?? defaultBacklog,
+    )
+
+    const byTag = new Map<number, Entry>()
+    const all = new Map<number, Entry>()
+    /** Loopback sources and the address to answer them at (see {@link loopbackAlias}). */
+    const aliases = new Map<string, string>()
+    const aliasing = options.loopbackAliasing ?? true
+    const hostAddresses = aliasing ? (options.hostAddresses ?? interfaceAddresses()) : []
+    let nextId = 1
+    let closing = false
+    const stats = {
+      packetsIn: 0,
+      packetsOut: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      sendErrors: 0,
+      dropped: new Map<string, number>(),
+    }
+    const drop = (reason: string) => {
+      stats.dropped.set(reason, (stats.dropped.get(reason) ?? 0) + 1)
+    }
+
+    const socket = yield* datagram.bind(options.bind)
+
+    // ---- association registry ----
+
+    const findByPeer = (host: string, port: number): Entry | undefined => {
+      for (const entry of all.values()) {
+        if (Association.peerPort(entry.state) !== port) continue
+        if (entry.peer.host === host || Association.peerHosts(entry.state).includes(host)) {
+          return entry
+        }
+      }
+      return undefined
+    }
+
+    const reindex = (entry: Entry) => {
+      const tag = Association.myTag(entry.state) >>> 0
+      if (tag === entry.myTag) return
+      if (byTag.get(entry.myTag) === entry) byTag.delete(entry.myTag)
+      entry.myTag = tag
+      byTag.set(tag, entry)
+    }
+
+    const register = (
+      state: Association.State,
+      peer: { readonly host: string; readonly udpPort: number; readonly port: number },
+    ): Effect.Effect<Entry> =>
+      Effect.gen(function* () {
+        const id = nextId++
+        const messages = yield* Queue.bounded<Message, Cause.Done>(maxQueuedMessages)
+        const events = yield* Queue.sliding<Association.Event, Cause.Done>(maxQueuedEvents)
+        const closed = yield* Deferred.make<CloseReason>()
+        const up = yield* Deferred.make<void, CloseReason>()
+        const entry: Entry = {
+          id,
+          state,
+          peer,
+          myTag: Association.myTag(state) >>> 0,
+          gone: false,
+          timers: new Map(),
+          messages,
+          events,
+          closed,
+          up,
+          shutdownWaiters: [],
+          sendWaiters: [],
+          ending: undefined,
+          handle: undefined as unknown as AssociationHandle,
+        }
+        ;(entry as { handle: AssociationHandle }).handle = makeHandle(entry)
+        all.set(id, entry)
+        byTag.set(entry.myTag, entry)
+        return entry
+      })
+
+    // ---- performing outputs ----
+
+    const gone = (entry: Entry, reason: CloseReason): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        if (entry.gone) return
+        entry.gone = true
+        all.delete(entry.id)
+        if (byTag.get(entry.myTag) === entry) byTag.delete(entry.myTag)
+        for (const timer of entry.timers.values()) timer.fiber?.interruptUnsafe()
+        entry.timers.clear()
+        const error = new AssociationError({
+          associationId: entry.id,
+          reason: "Closed",
+          detail: describeClose(reason),
+        })
+        for (const waiter of entry.shutdownWaiters.splice(0)) {
+          if (reason._tag === "ShutdownComplete") yield* Deferred.succeed(waiter, undefined)
+          else yield* Deferred.fail(waiter, error)
+        }
+        for (const waiter of entry.sendWaiters.splice(0)) yield* Deferred.succeed(waiter, undefined)
+        yield* Deferred.fail(entry.up, reason)
+        yield* Deferred.succeed(entry.closed, reason)
+        yield* Queue.end(entry.messages)
+        yield* Queue.end(entry.events)
+      })
+
+    const setTimer = (entry: Entry, name: string, atMs: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const existing = entry.timers.get(name)
+        if (existing?.fiber !== undefined && atMs >= existing.sleepingUntilMs) {
+          // The sleeping fiber wakes at its old deadline and sleeps on to the new one:
+          // restarting T3-rtx on every SACK costs no new fiber.
+          existing.deadlineMs = atMs
+          return Effect.void
+        }
+        existing?.fiber?.interruptUnsafe()
+        const timer: Timer = { deadlineMs: atMs, sleepingUntilMs: atMs, fiber: undefined }
+        entry.timers.set(name, timer)
+        const run = Effect.gen(function* () {
+          // Bounded: each round either fires or sleeps to a deadline that moved later.
+          for (let round = 0; round < 1_000_000; round++) {
+            const nowMs = yield* Clock.currentTimeMillis
+            if (nowMs >= timer.deadlineMs) break
+            timer.sleepingUntilMs = timer.deadlineMs
+            yield* Effect.sleep(Duration.millis(timer.deadlineMs - nowMs))
+          }
+          yield* serialised(fire(entry, name, timer))
+        })
+        return Effect.forkIn(run, scope).pipe(
+          Effect.flatMap((fiber) =>
+            Effect.sync(() => {
+              timer.fiber = fiber
+            }),
+          ),
+        )
+      })
+
+    const fire = (entry: Entry, name: string, timer: Timer): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        // A timer re-set or cancelled while this fiber waited for the lock is stale.
+        if (entry.gone || entry.timers.get(name) !== timer) return
+        entry.timers.delete(name)
+        const nowMs = yield* Clock.currentTimeMillis
+        yield* apply(entry, { _tag: "TimerFired", timer: name, nowMs })
+      })
+
+    const cancelTimer = (entry: Entry, name: string) => {
+      const timer = entry.timers.get(name)
+      if (timer === undefined) return
+      entry.timers.delete(name)
+      timer.fiber?.interruptUnsafe()
+    }
+
+    /** Datagrams encoded and not yet handed to the socket (see `flush`). */
+    let outbox: Array<{ readonly to: Address.Udp; readonly bytes: Uint8Array }> = []
+
+    const transmit = (to: Association.PeerAddress, packet: Packet.Packet): void => {
+      const bytes = Packet.encode(packet)
+      const host =
+        aliases.size === 0 ? to.host : (aliases.get(udpKey(to.host, to.udpPort)) ?? to.host)
+      stats.packetsOut++
+      stats.bytesOut += bytes.byteLength
+      // The machine keeps each path's UDP port as last seen from it (RFC 6951 §5.5).
+      outbox.push({ to: Address.udp(host, to.udpPort), bytes })
+    }
+
+    const sendOne = (datagram: { readonly to: Address.Udp; readonly bytes: Uint8Array }) =>
+      socket.send(datagram.to, datagram.bytes).pipe(
+        Effect.catch(() =>
+          Effect.sync(() => {
+            stats.sendErrors++
+          }),
+        ),
+      )
+
+    /**
+     * Hands the outbox to the socket: all of it started in order, then awaited together, so
+     * a burst costs one wait for the socket rather than one per datagram.
+     */
+    const flush: Effect.Effect<void> = Effect.suspend(() => {
+      if (outbox.length === 0) return Effect.void
+      const datagrams = outbox
+      outbox = []
+      if (datagrams.length === 1) return sendOne(datagrams[0]!)
+      return Effect.forEach(datagrams, sendOne, { concurrency: "unbounded", discard: true })
+    })
+
+    const onEvent = (entry: Entry, event: Association.Event): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        switch (event._tag) {
+          case "Message": {
+            // With a handler the message was answered already (see `stepInto`).
+            if (options.handler !== undefined) return
+            const message: Message = {
+              stream: event.stream,
+              ppid: event.ppid,
+              unordered: event.unordered,
+              data: event.data,
+            }
+            if (!Queue.offerUnsafe(entry.messages, message)) {
+              const reason = "receiver overrun: messages not read"
+              entry.ending = { _tag: "Aborted", by: "us", reason }
+              drop("MessageQueueFull")
+              yield* command(entry, { _tag: "Abort", reason }, false)
+            }
+            return
+          }
+          case "CommUp":
+            yield* Deferred.succeed(entry.up, undefined)
+            break
+          case "Dropped":
+            drop(event.reason)
+            break
+          case "CommLost":
+            // The machine reports a received ABORT as "Abort" or "Abort: <causes>".
+            entry.ending ??= event.reason.startsWith("Abort")
+              ? { _tag: "Aborted", by: "peer", reason: event.reason }
+              : { _tag: "CommLost", reason: event.reason }
+            break
+          case "Closed":
+            Queue.offerUnsafe(entry.events, event)
+            yield* gone(entry, closeReasonOf(entry))
+            return
+          default:
+            break
+        }
+        if (event._tag === "ShutdownComplete") entry.ending ??= { _tag: "ShutdownComplete" }
+        Queue.offerUnsafe(entry.events, event)
+      })
+
+    const closeReasonOf = (entry: Entry): CloseReason =>
+      entry.ending ??
+      (closing ? { _tag: "EndpointClosed" } : { _tag: "CommLost", reason: "Closed" })
+
+    const perform = (entry: Entry, outputs: ReadonlyArray<Association.Output>) =>
+      Effect.gen(function* () {
+        for (const output of outputs) {
+          switch (output._tag) {
+            case "Transmit":
+              transmit(output.to, output.packet)
+              break
+            case "SetTimer":
+              if (!entry.gone) yield* setTimer(entry, output.timer, output.atMs)
+              break
+            case "CancelTimer":
+              cancelTimer(entry, output.timer)
+              break
+            case "Event":
+              yield* onEvent(entry, output.event)
+              break
+          }
+        }
+        yield* flush
+        if (!entry.gone) {
+          reindex(entry)
+          yield* wakeSenders(entry)
+        }
+      })
+
+    const wakeSenders = (entry: Entry) =>
+      Effect.gen(function* () {
+        if (entry.sendWaiters.length === 0 || Association.sendBufferAvailable(entry.state) === 0) {
+          return
+        }
+        for (const waiter of entry.sendWaiters.splice(0)) yield* Deferred.succeed(waiter, undefined)
+      })
+
+    const hasRoom = (entry: Entry, bytes: number) =>
+      Association.sendBufferAvailable(entry.state) >= bytes
+
+    /** Hooks, then outputs, for each association touched by a batch. */
+    const release = (updates: ReadonlyArray<Update>) =>
+      Effect.gen(function* () {
+        if (hooks?.onInput !== undefined) {
+          for (const update of updates) {
+            for (const input of update.inputs) yield* hooks.onInput(update.entry.id, input)
+          }
+        }
+        for (const update of updates) {
+          if (hooks?.beforeOutputs !== undefined) {
+            yield* hooks.beforeOutputs({
+              associationId: update.entry.id,
+              created: update.created,
+              inputs: update.inputs,
+              outputs: update.outputs,
+              state: update.entry.state,
+            })
+          }
+          yield* perform(update.entry, update.outputs)
+        }
+      })
+
+    /**
+     * Steps `update`'s association with `input` (or takes the Listener's `outputs` for it),
+     * then hands each delivered message to `options.handler` and steps its replies as
+     * `Send` commands in the same update (recorded as inputs, so a replica replays them).
+     * Returns the outputs of `input` alone.
+     */
+    const stepInto = (
+      update: Update,
+      input: Association.Input,
+      given?: ReadonlyArray<Association.Output>,
+    ): ReadonlyArray<Association.Output> => {
+      const outputs = given ?? Association.step(update.entry.state, input)
+      update.inputs.push(input)
+      for (const output of outputs) update.outputs.push(output)
+      const handler = options.handler
+      if (handler === undefined) return outputs
+      for (const output of outputs) {
+        if (output._tag !== "Event" || output.event._tag !== "Message") continue
+        const replies = handler(update.entry.id, output.event)
+        for (const reply of replies) {
+          const command: Association.Input = {
+            _tag: "Command",
+            command: {
+              _tag: "Send",
+              stream: reply.stream,
+              ppid: reply.ppid,
+              data: reply.data,
+              unordered: reply.unordered,
+            },
+            nowMs: input.nowMs,
+          }
+          update.inputs.push(command)
+          for (const replyOutput of Association.step(update.entry.state, command)) {
+            if (replyOutput._tag === "Event" && replyOutput.event._tag === "SendFailed") {
+              drop(`ReplyFailed:${replyOutput.event.reason}`)
+            }
+            update.outputs.push(replyOutput)
+          }
+        }
+      }
+      return outputs
+    }
+
+    /** Steps one association with one input, then releases its outputs. */
+    const apply = (entry: Entry, input: Association.Input) =>
+      Effect.suspend(() => {
+        const update: Update = { entry, created: false, inputs: [], outputs: [] }
+        const outputs = stepInto(update, input)
+        return release([update]).pipe(Effect.as(outputs))
+      })
+
+    const command = (entry: Entry, cmd: Association.Command, lockIt = true) =>
+      Effect.gen(function* () {
+        if (entry.gone) return undefined
+        const nowMs = yield* Clock.currentTimeMillis
+        return yield* apply(entry, { _tag: "Command", command: cmd, nowMs })
+      }).pipe((effect) => (lockIt ? serialised(effect) : effect))
+
+    // ---- receiving ----
+
+    /** An ABORT answering an INIT on a port nobody listens on (T clear, the INIT's tag). */
+    const refuse = (from: Address.Udp, packet: Packet.Packet, init: Chunk.Init) =>
+      transmit(
+        { host: from.host, udpPort: from.port },
+        {
+          sourcePort: packet.destinationPort,
+          destinationPort: packet.sourcePort,
+          verificationTag: init.initiateTag,
+          chunks: [{ _tag: "Abort", reflected: false, causes: [] }],
+        },
+      )
+
+    const receiveBatch = (batch: ReadonlyArray<Datagram.Received>) =>
+      Effect.gen(function* () {
+        const nowMs = yield* Clock.currentTimeMillis
+        const updates: Array<Update> = []
+        const touched = new Map<Entry, Update>()
+        const record = (
+          entry: Entry,
+          input: Association.Input,
+          created: boolean,
+          given?: ReadonlyArray<Association.Output>,
+        ) => {
+          let update = touched.get(entry)
+          if (update === undefined) {
+            update = { entry, created, inputs: [], outputs: [] }
+            touched.set(entry, update)
+            updates.push(update)
+          }
+          stepInto(update, input, given)
+        }
+        for (const received of batch) {
+          stats.packetsIn++
+          stats.bytesIn += received.bytes.byteLength
+          const decoded = Packet.decode(received.bytes)
+          if (decoded._tag === "Failure") {
+            drop(decoded.failure._tag === "BadChecksum" ? "BadChecksum" : "Malformed")
+            continue
+          }
+          const packet = decoded.success
+          if (packet.destinationPort !== options.port) {
+            drop("WrongPort")
+            continue
+          }
+          const from: Association.PeerAddress = {
+            host: received.from.host,
+            udpPort: received.from.port,
+          }
+          const input: Association.Input = { _tag: "Receive", from, packet, nowMs }
+          const tag = packet.verificationTag >>> 0
+          const first = packet.chunks[0]
+          if (aliasing && (first?._tag === "Init" || first?._tag === "InitAck")) {
+            const alias = loopbackAlias(from.host, first, hostAddresses)
+            if (alias !== undefined) aliases.set(udpKey(from.host, from.udpPort), alias)
+          }
+          const demultiplex = () =>
+            (tag === 0 ? undefined : byTag.get(tag)) ?? findByPeer(from.host, packet.sourcePort)
+          let entry = demultiplex()
+          if (entry === undefined && options.intercept !== undefined) {
+            const consumed = yield* options.intercept({ from, packet, bytes: received.bytes })
+            if (consumed) continue
+            // The hook may have adopted the association this packet belongs to.
+            entry = demultiplex()
+          }
+          if (entry !== undefined && !entry.gone) {
+            record(entry, input, false)
+            continue
+          }
+          const init = packet.chunks[0]
+          if (!listening && init?._tag === "Init" && packet.chunks.length === 1 && tag === 0) {
+            drop("NotListening")
+            refuse(received.from, packet, init)
+            continue
+          }
+          const result = Listener.onUnknownPacket(listener, input)
+          if (result.association === undefined) {
+            performLoose(result.outputs)
+            continue
+          }
+          const created = yield* register(result.association, {
+            host: from.host,
+            udpPort: from.udpPort,
+            port: packet.sourcePort,
+          })
+          record(created, input, true, result.outputs)
+          if (!Queue.offerUnsafe(accepted, created.handle)) {
+            drop("BacklogFull")
+            created.ending = { _tag: "Aborted", by: "us", reason: "backlog full" }
+            record(
+              created,
+              { _tag: "Command", command: { _tag: "Abort", reason: "backlog full" }, nowMs },
+              true,
+            )
+          }
+        }
+        yield* flush
+        yield* release(updates)
+      })
+
+    /** Outputs of the Listener that belong to no association (INIT ACK, OOTB answers). */
+    const performLoose = (outputs: ReadonlyArray<Association.Output>): void => {
+      for (const output of outputs) {
+        if (output._tag === "Transmit") transmit(output.to, output.packet)
+        else if (output._tag === "Event" && output.event._tag === "Dropped") {
+          drop(output.event.reason)
+        }
+      }
+    }
+
+    /** Datagrams handed in by `inject` (forwarded by another node), received like the socket's. */
+    const injected = yield* Queue.dropping<Datagram.Received, Cause.Done>(maxInjected)
+    yield* Stream.merge(socket.messages, Stream.fromQueue(injected)).pipe(
+      Stream.runForEachArray((batch) => serialised(receiveBatch(batch))),
+      Effect.forkIn(scope),
+    )
+
+    // ---- handles ----
+
+    function makeHandle(entry: Entry): AssociationHandle {
+      const closedError = (detail: string) =>
+        new AssociationError({ associationId: entry.id, reason: "Closed", detail })
+      const send: AssociationHandle["send"] = (stream, ppid, data, sendOptions) =>
+        Effect.gen(function* () {
+          // Bounded: each round waits for a SACK to free room, or for the end.
+          for (let round = 0; round < 1_000_000; round++) {
+            const waiter = yield* serialised(
+              Effect.gen(function* () {
+                if (entry.gone) return yield* closedError("association gone")
+                if (data.byteLength > config.sendBufferBytes) {
+                  return yield* new AssociationError({
+                    associationId: entry.id,
+                    reason: "Rejected",
+                    detail: `${data.byteLength} bytes is more than the send buffer (${config.sendBufferBytes})`,
+                  })
+                }
+                if (!hasRoom(entry, data.byteLength)) {
+                  const deferred = yield* Deferred.make<void>()
+                  entry.sendWaiters.push(deferred)
+                  return deferred
+                }
+                const outputs = yield* command(
+                  entry,
+                  { _tag: "Send", stream, ppid, data, unordered: sendOptions?.unordered ?? false },
+                  false,
+                )
+                const failed = outputs?.find(
+                  (output) => output._tag === "Event" && output.event._tag === "SendFailed",
+                )
+                if (
+                  failed !== undefined &&
+                  failed._tag === "Event" &&
+                  failed.event._tag === "SendFailed"
+                ) {
+                  return yield* new AssociationError({
+                    associationId: entry.id,
+                    reason: "Rejected",
+                    detail: failed.event.reason,
+                  })
+                }
+                return undefined
+              }),
+            )
+            if (waiter === undefined) return
+            yield* Deferred.await(waiter)
+          }
+          return yield* closedError("send buffer never drained")
+        })
+      /** A path command: the machine answers an unknown path with a `Dropped` event. */
+      const pathCommand = (cmd: Association.Command) =>
+        serialised(
+          Effect.gen(function* () {
+            if (entry.gone) return yield* closedError("association gone")
+            const outputs = yield* command(entry, cmd, false)
+            const refused = outputs?.some(
+              (output) => output._tag === "Event" && output.event._tag === "Dropped",
+            )
+            if (refused) {
+              return yield* new AssociationError({
+                associationId: entry.id,
+                reason: "Rejected",
+                detail: `unknown path in ${cmd._tag}`,
+              })
+            }
+          }),
+        )
+      return {
+        id: entry.id,
+        peer: entry.peer,
+        send,
+        messages: Stream.fromQueue(entry.messages),
+        events: Stream.fromQueue(entry.events),
+        shutdown: Effect.gen(function* () {
+          const waiter = yield* serialised(
+            Effect.gen(function* () {
+              if (entry.gone) {
+                const reason = yield* Deferred.await(entry.closed)
+                return reason._tag === "ShutdownComplete"
+                  ? undefined
+                  : yield* closedError(describeClose(reason))
+              }
+              const deferred = yield* Deferred.make<void, AssociationError>()
+              entry.shutdownWaiters.push(deferred)
+              yield* command(entry, { _tag: "Shutdown" }, false)
+              return deferred
+            }),
+          )
+          if (waiter !== undefined) yield* Deferred.await(waiter)
+        }),
+        abort: (reason) =>
+          serialised(
+            Effect.suspend(() => {
+              if (entry.gone) return Effect.void
+              entry.ending ??= { _tag: "Aborted", by: "us", reason: reason ?? "" }
+              return Effect.asVoid(
+                command(
+                  entry,
+                  reason === undefined ? { _tag: "Abort" } : { _tag: "Abort", reason },
+                  false,
+                ),
+              )
+            }),
+          ),
+        status: serialised(
+          Effect.suspend(() =>
+            entry.gone
+              ? Effect.fail(closedError("association gone"))
+              : Effect.succeed(Association.info(entry.state)),
+          ),
+        ),
+        closed: Deferred.await(entry.closed),
+        setPrimary: (host) => pathCommand({ _tag: "SetPrimary", host }),
+        requestHeartbeat: (host) => pathCommand({ _tag: "RequestHeartbeat", host }),
+      }
+    }
+
+    const connect = (connectOptions: ConnectOptions) =>
+      Effect.gen(function* () {
+        const peerLabel = `${connectOptions.host}:${connectOptions.udpPort}/${connectOptions.port}`
+        const entry = yield* serialised(
+          Effect.gen(function* () {
+            if (closing) return undefined
+            const nowMs = yield* Clock.currentTimeMillis
+            const { state, outputs } = Association.connect(config, {
+              peer: { host: connectOptions.host, udpPort: connectOptions.udpPort },
+              peerPort: connectOptions.port,
+              ...(connectOptions.peerAddresses !== undefined
+                ? { peerAddresses: connectOptions.peerAddresses }
+                : {}),
+              seed: nextSeed(),
+              nowMs,
+            })
+            const entry = yield* register(state, {
+              host: connectOptions.host,
+              udpPort: connectOptions.udpPort,
+              port: connectOptions.port,
+            })
+            yield* release([{ entry, created: true, inputs: [], outputs: [...outputs] }])
+            return entry
+          }),
+        )
+        if (entry === undefined) {
+          return yield* new ConnectError({
+            peer: peerLabel,
+            reason: "EndpointClosed",
+            detail: "endpoint closed",
+          })
+        }
+        const failed = (reason: CloseReason) =>
+          new ConnectError({
+            peer: peerLabel,
+            reason:
+              reason._tag === "Aborted"
+                ? "Aborted"
+                : reason._tag === "EndpointClosed"
+                  ? "EndpointClosed"
+                  : "CommLost",
+            detail: describeClose(reason),
+          })
+        const waitUp = Deferred.await(entry.up).pipe(Effect.mapError(failed))
+        if (connectOptions.timeoutMs === undefined) yield* waitUp
+        else {
+          yield* waitUp.pipe(
+            Effect.timeoutOrElse({
+              duration: Duration.millis(connectOptions.timeoutMs),
+              orElse: () =>
+                entry.handle.abort("connect timeout").pipe(
+                  Effect.andThen(
+                    Effect.fail(
+                      new ConnectError({
+                        peer: peerLabel,
+                        reason: "Timeout",
+                        detail: `${connectOptions.timeoutMs} ms`,
+                      }),
+                    ),
+                  ),
+                ),
+            }),
+          )
+        }
+        return entry.handle
+      })
+
+    yield* Effect.addFinalizer(() =>
+      serialised(
+        Effect.gen(function* () {
+          closing = true
+          for (const entry of [...all.values()]) {
+            if (options.abortOnClose ?? true) {
+              const nowMs = yield* Clock.currentTimeMillis
+              const outputs = Association.step(entry.state, {
+                _tag: "Command",
+                command: { _tag: "Abort", reason: "endpoint closed" },
+                nowMs,
+              })
+              for (const output of outputs) {
+                if (output._tag === "Transmit") transmit(output.to, output.packet)
+              }
+              yield* flush
+            }
+            yield* gone(entry, { _tag: "EndpointClosed" })
+          }
+          yield* Queue.end(accepted)
+        }),
+      ),
+    )
+
+    const adopt = (
+      state: Association.State,
+      adoptOptions?: {
+        readonly takeOver?: (
+          state: Association.State,
+          nowMs: number,
+        ) => ReadonlyArray<Association.Output>
+      },
+    ) =>
+      serialised(
+        Effect.gen(function* () {
+          const nowMs = yield* Clock.currentTimeMillis
+          if (aliasing) addAliases(aliasesOf(state))
+          const status = Association.info(state)
+          const primary =
+            status.paths.find((path) => path.host === status.primary) ?? status.paths[0]
+          const entry = yield* register(state, {
+            host: primary?.host ?? "",
+            udpPort: primary?.udpPort ?? 0,
+            port: status.peerPort,
+          })
+          if (status.state !== "CookieWait" && status.state !== "CookieEchoed") {
+            yield* Deferred.succeed(entry.up, undefined)
+          }
+          const outputs = (adoptOptions?.takeOver ?? Association.takeOver)(state, nowMs)
+          yield* release([{ entry, created: true, inputs: [], outputs: [...outputs] }])
+          return entry.handle
+        }),
+      )
+
+    const addAliases = (list: ReadonlyArray<Alias>) => {
+      for (const alias of list) aliases.set(udpKey(alias.from.host, alias.from.udpPort), alias.host)
+    }
+
+    return {
+      address: socket.address,
+      port: options.port,
+      config,
+      accept: Stream.fromQueue(accepted),
+      connect,
+      transmit: (to, packet) =>
+        Effect.suspend(() => {
+          transmit(to, packet)
+          return flush
+        }),
+      inject: (from, bytes) =>
+        Effect.sync(() => {
+          if (!Queue.offerUnsafe(injected, { from: Address.udp(from.host, from.udpPort), bytes })) {
+            drop("InjectQueueFull")
+          }
+        }),
+      adopt,
+      aliases: Effect.sync(() =>
+        [...aliases].map(([key, host]): Alias => {
+          const separator = key.indexOf("|")
+          return {
+            from: { host: key.slice(separator + 1), udpPort: Number(key.slice(0, separator)) },
+            host,
+          }
+        }),
+      ),
+      addAliases: (list) => Effect.sync(() => addAliases(list)),
+      listenerSecrets: serialised(Effect.sync(() => listener.cookieSecrets.snapshot())),
+      adoptListenerSecrets: (secrets) =>
+        serialised(
+          Effect.sync(() => {
+            listener = { ...listener, cookieSecrets: Cookie.CookieSecrets.restore(secrets) }
+          }),
+        ),
+      associations: serialised(Effect.sync(() => [...all.values()].map((entry) => entry.handle))),
+      stats: serialised(
+        Effect.sync(
+          (): Stats => ({
+            packetsIn: stats.packetsIn,
+            packetsOut: stats.packetsOut,
+            bytesIn: stats.bytesIn,
+            bytesOut: stats.bytesOut,
+            sendErrors: stats.sendErrors,
+            dropped: Object.fromEntries(stats.dropped),
+            associations: all.size,
+          }),
+        ),
+      ),
+    } satisfies Endpoint
+  })
+
+const udpKey = (host: string, port: number) => `${port}|${host}`
+
+const isSpecificIp = (host: string) =>
+  (parseIpv4(host) !== undefined || parseIpv6(host) !== undefined) &&
+  host !== "0.0.0.0" &&
+  canonicalHost(host) !== "::"
+
+const isLoopback = (host: string) => host.startsWith("127.") || host === "::1"
+
+/**
+ * usrsctp's loopback quirk, found by interop: its UDP socket is bound to the wildcard, so
+ * what it sends to 127.0.0.2 leaves from the kernel's choice, 127.0.0.1; but its
+ * association's local addresses are its interfaces' non-loopback addresses (its INIT /
+ * INIT ACK lists them, e.g. the eth0 address and a ULA IPv6, or lists none, as `tsctp`
+ * does), and it drops every packet sent back to 127.0.0.1. A loopback source means the peer
+ * runs on this host, so its addresses are this host's, and reachable: the endpoint answers
+ * such a peer (that UDP address) at its first listed address of the source's family, or,
+ * when it lists none, at the first of `hostAddresses` of that family. Returns that address,
+ * or undefined when the rule does not apply (the source is listed or not loopback, or no
+ * address of its family is known).
+ *
+ * @since 0.1.0
+ * @category interop
+ */
+export const loopbackAlias = (
+  sourceHost: string,
+  chunk: Chunk.Init | Chunk.InitAck,
+  hostAddresses: ReadonlyArray<string> = [],
+): string | undefined => {
+  const host = canonicalHost(sourceHost)
+  if (!isLoopback(host)) return undefined
+  const listed = listedAddresses(chunk.parameters)
+  if (listed.includes(host)) return undefined
+  const v6 = host.includes(":")
+  const candidates = listed.length > 0 ? listed : hostAddresses.map(canonicalHost)
+  return candidates.find((address) => address.includes(":") === v6 && !isLoopback(address))
+}
+
+/**
+ * The {@link loopbackAlias} entries an association implies: each loopback path is answered
+ * at the association's first non-loopback path of the same family (a path the peer listed).
+ * A node taking over a replica calls it (`adopt` does), since it never saw the INIT. A peer
+ * that listed no address (tsctp) implies none: replicate the primary's `aliases` for it.
+ *
+ * @since 0.1.0
+ * @category interop
+ */
+export const aliasesOf = (state: Association.State): Array<Alias> => {
+  const paths = Association.info(state).paths
+  const result: Array<Alias> = []
+  for (const path of paths) {
+    if (!isLoopback(path.host)) continue
+    const v6 = path.host.includes(":")
+    const target = paths.find((other) => !isLoopback(other.host) && other.host.includes(":") === v6)
+    if (target !== undefined) {
+      result.push({ from: { host: path.host, udpPort: path.udpPort }, host: target.host })
+    }
+  }
+  return result
+}
+
+/** This host's addresses a local peer may use: non-internal, not link-local (no scope needed). */
+const interfaceAddresses = (): Array<string> =>
+  Object.values(networkInterfaces())
+    .flatMap((addresses) => addresses ?? [])
+    .filter((address) => !address.internal && !address.address.toLowerCase().startsWith("fe80:"))
+    .map((address) => address.address)
+
+const describeClose = (reason: CloseReason): string => {
+  switch (reason._tag) {
+    case "ShutdownComplete":
+      return "shut down"
+    case "EndpointClosed":
+      return "endpoint closed"
+    default:
+      return `${reason._tag}: ${reason.reason}`
+  }
+}
+
+/**
+ * The endpoint factory as a service, so programs name it and tests swap the network under it.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Sctp extends Context.Service<
+  Sctp,
+  {
+    readonly make: (
+      options: Options,
+    ) => Effect.Effect<Endpoint, TransportError.ListenError, Scope.Scope>
+  }
+>()("@understudy/multihome/Sctp") {}
+
+/**
+ * `Sctp` over whatever `Datagram` is provided (`NodeDatagram.layer`, or `SimNet`'s host layer).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Sctp, never, Datagram.Datagram> = Layer.effect(
+  Sctp,
+  Effect.gen(function* () {
+    const datagram = yield* Datagram.Datagram
+    return Sctp.of({
+      make: (options) => make(options).pipe(Effect.provideService(Datagram.Datagram, datagram)),
+    })
+  }),
+)

@@ -1,0 +1,604 @@
+/**
+ * Replication of associations from a cluster's primary node to its secondary (seed 001,
+ * claims 1, 5–7, 13–18, 22–23): the policies, the messages on the intra-cluster link, and
+ * the two pure halves — {@link Shipper} on the primary decides what to send after each
+ * update of an association, {@link Replicas} on the secondary keeps the copies.
+ *
+ * Two ways of keeping a copy, both exact because `Association` is deterministic:
+ * - `Inputs`: every input the primary stepped (received packet bytes, timer firings, user
+ *   commands, with their `nowMs`); the secondary steps its copy with the same inputs and
+ *   discards the outputs, so it holds the very state the primary holds.
+ * - `Snapshot`: the whole TCB (`Association.snapshot`), tags, TSNs, acknowledgements,
+ *   stream sequence numbers, paths and RTO, the unacknowledged outbound queue, the
+ *   inbound reassembly queue and the cookie secrets.
+ *
+ * Policies:
+ * - `every-update`: a snapshot when an association is created, then its inputs after every
+ *   update; the primary performs an update's outputs (its SACKs, its DATA) only once the
+ *   secondary acknowledged it, so whatever the peer saw acknowledged or sent, the secondary
+ *   has: nothing is lost whenever the primary dies.
+ * - `interval`: a snapshot of every association that changed, every `everyMs`.
+ * - `on-event`: a snapshot when an update raises one of the named events.
+ * - `on-impending-failure`: one snapshot of everything when the node is told it is about to
+ *   fail (SIGTERM, a failing health check), and nothing before.
+ * - `state-node`: the snapshot is written to the `Store` (a third node) after every update,
+ *   outputs waiting for the write; the secondary reads it from there when it takes over.
+ *
+ * A copy that is not exact (every policy but `every-update` and `state-node` may be behind)
+ * is taken over with `resync` (see `Association.takeOver`).
+ *
+ * @since 0.1.0
+ */
+import { Codec } from "@understudy/transport"
+import { Data } from "effect"
+import * as Association from "./Association.ts"
+import type * as Cookie from "./Cookie.ts"
+import { decodePlain, encodePlain, PlainDecodeError } from "./internal/plain.ts"
+import * as Packet from "./Packet.ts"
+
+// ---------------------------------------------------------------------------------------
+// Policies
+// ---------------------------------------------------------------------------------------
+
+/**
+ * How the primary keeps the secondary's copy.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export type Policy =
+  | { readonly _tag: "EveryUpdate" }
+  | { readonly _tag: "Interval"; readonly everyMs: number }
+  | { readonly _tag: "OnEvent"; readonly events: ReadonlyArray<Association.Event["_tag"]> }
+  | { readonly _tag: "OnImpendingFailure" }
+  | { readonly _tag: "StateNode" }
+
+/** Events that change what the peer and we agree on, the default of `on-event`. */
+const defaultEvents: ReadonlyArray<Association.Event["_tag"]> = [
+  "CommUp",
+  "Message",
+  "PathChange",
+  "Restart",
+]
+
+const eventTags: ReadonlyArray<Association.Event["_tag"]> = [
+  "CommUp",
+  "Message",
+  "PathChange",
+  "SendFailed",
+  "CommLost",
+  "PeerError",
+  "Restart",
+  "ShutdownComplete",
+  "Dropped",
+  "Closed",
+]
+
+/**
+ * A policy name is not known or its parameter is wrong.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PolicyError extends Data.TaggedError("PolicyError")<{
+  readonly text: string
+  readonly detail: string
+}> {}
+
+/**
+ * Reads a policy from its command-line form: `every-update`, `interval` (100 ms) or
+ * `interval:MS`, `on-event` or `on-event:CommUp,Message`, `on-impending-failure`,
+ * `state-node`.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const parsePolicy = (text: string): Policy | PolicyError => {
+  const [name, parameter] = text.split(":", 2) as [string, string | undefined]
+  switch (name) {
+    case "every-update":
+      return parameter === undefined ? { _tag: "EveryUpdate" } : bad(text, "takes no parameter")
+    case "interval": {
+      const everyMs = parameter === undefined ? 100 : Number(parameter)
+      return Number.isSafeInteger(everyMs) && everyMs >= 1 && everyMs <= 3_600_000
+        ? { _tag: "Interval", everyMs }
+        : bad(text, "the interval is a whole number of milliseconds, 1 to 3600000")
+    }
+    case "on-event": {
+      if (parameter === undefined) return { _tag: "OnEvent", events: defaultEvents }
+      const events = parameter.split(",")
+      const unknown = events.filter(
+        (event) => !(eventTags as ReadonlyArray<string>).includes(event),
+      )
+      return unknown.length === 0 && events.length > 0
+        ? { _tag: "OnEvent", events: events as Array<Association.Event["_tag"]> }
+        : bad(text, `unknown events ${unknown.join(", ")}; known: ${eventTags.join(", ")}`)
+    }
+    case "on-impending-failure":
+      return parameter === undefined
+        ? { _tag: "OnImpendingFailure" }
+        : bad(text, "takes no parameter")
+    case "state-node":
+      return parameter === undefined ? { _tag: "StateNode" } : bad(text, "takes no parameter")
+    default:
+      return bad(
+        text,
+        "known policies: every-update, interval[:MS], on-event[:EVENTS], on-impending-failure, state-node",
+      )
+  }
+}
+
+const bad = (text: string, detail: string) => new PolicyError({ text, detail })
+
+/**
+ * The command-line form of a policy ({@link parsePolicy} reads it back).
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const formatPolicy = (policy: Policy): string => {
+  switch (policy._tag) {
+    case "EveryUpdate":
+      return "every-update"
+    case "Interval":
+      return `interval:${policy.everyMs}`
+    case "OnEvent":
+      return `on-event:${policy.events.join(",")}`
+    case "OnImpendingFailure":
+      return "on-impending-failure"
+    case "StateNode":
+      return "state-node"
+  }
+}
+
+/**
+ * Whether a copy kept under `policy` is always the primary's state (so a takeover needs
+ * no resynchronisation).
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const isExact = (policy: Policy): boolean =>
+  policy._tag === "EveryUpdate" || policy._tag === "StateNode"
+
+// ---------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------
+
+/**
+ * An input as it travels: a received packet as its bytes.
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export type WireInput =
+  | {
+      readonly _tag: "Receive"
+      readonly host: string
+      readonly udpPort: number
+      readonly bytes: Uint8Array
+      readonly nowMs: number
+    }
+  | { readonly _tag: "TimerFired"; readonly timer: string; readonly nowMs: number }
+  | { readonly _tag: "Command"; readonly command: Association.Command; readonly nowMs: number }
+
+/**
+ * What the nodes of a cluster say to each other. Primary → secondary: `Snapshot`, `Inputs`,
+ * `Gone`, `Secrets`; secondary → primary: `Ack` (every message up to `seq` is applied) and
+ * `Forward` (a packet that reached the secondary's address while the primary is alive).
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export type Message =
+  | {
+      readonly _tag: "Snapshot"
+      readonly seq: number
+      readonly association: number
+      readonly snapshot: Association.Snapshot
+    }
+  | {
+      readonly _tag: "Inputs"
+      readonly seq: number
+      readonly association: number
+      readonly inputs: ReadonlyArray<WireInput>
+    }
+  | { readonly _tag: "Gone"; readonly seq: number; readonly association: number }
+  | { readonly _tag: "Secrets"; readonly seq: number; readonly listener: ListenerSecrets }
+  | { readonly _tag: "Ack"; readonly seq: number }
+  | {
+      readonly _tag: "Forward"
+      readonly host: string
+      readonly udpPort: number
+      readonly bytes: Uint8Array
+    }
+
+/**
+ * The listener's cookie secrets: the secondary accepts a COOKIE ECHO the primary's
+ * INIT ACK asked for.
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export type ListenerSecrets = Cookie.CookieSecretsSnapshot
+
+/**
+ * The input as it travels.
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const toWire = (input: Association.Input): WireInput =>
+  input._tag === "Receive"
+    ? {
+        _tag: "Receive",
+        host: input.from.host,
+        udpPort: input.from.udpPort,
+        bytes: Packet.encode(input.packet),
+        nowMs: input.nowMs,
+      }
+    : input
+
+/**
+ * A travelled input back as an input of `Association.step`; `undefined` when the packet
+ * bytes do not decode (they did on the primary: the message was damaged).
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const fromWire = (input: WireInput): Association.Input | undefined => {
+  if (input._tag !== "Receive") return input
+  const decoded = Packet.decode(input.bytes)
+  if (decoded._tag === "Failure") return undefined
+  return {
+    _tag: "Receive",
+    from: { host: input.host, udpPort: input.udpPort },
+    packet: decoded.success,
+    nowMs: input.nowMs,
+  }
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+const isCount = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0
+const isTime = (value: unknown): value is number =>
+  typeof value === "number" && Number.isFinite(value)
+
+const checkCommand = (value: unknown): boolean => {
+  if (!isRecord(value)) return false
+  switch (value._tag) {
+    case "Send":
+      return (
+        isCount(value.stream) &&
+        isCount(value.ppid) &&
+        value.data instanceof Uint8Array &&
+        typeof value.unordered === "boolean"
+      )
+    case "Shutdown":
+      return true
+    case "Abort":
+      return value.reason === undefined || typeof value.reason === "string"
+    case "SetPrimary":
+    case "RequestHeartbeat":
+      return typeof value.host === "string"
+    default:
+      return false
+  }
+}
+
+const checkInput = (value: unknown): boolean => {
+  if (!isRecord(value) || !isTime(value.nowMs)) return false
+  switch (value._tag) {
+    case "Receive":
+      return (
+        typeof value.host === "string" &&
+        isCount(value.udpPort) &&
+        value.bytes instanceof Uint8Array
+      )
+    case "TimerFired":
+      return typeof value.timer === "string"
+    case "Command":
+      return checkCommand(value.command)
+    default:
+      return false
+  }
+}
+
+/** What is wrong with a decoded message, or undefined. Snapshots are checked at restore. */
+const problem = (value: unknown): string | undefined => {
+  if (!isRecord(value)) return "not an object"
+  const seqOk = isCount(value.seq)
+  switch (value._tag) {
+    case "Snapshot":
+      return seqOk && isCount(value.association) && isRecord(value.snapshot)
+        ? undefined
+        : "a Snapshot needs seq, association and snapshot"
+    case "Inputs":
+      return seqOk &&
+        isCount(value.association) &&
+        Array.isArray(value.inputs) &&
+        value.inputs.every(checkInput)
+        ? undefined
+        : "an Inputs needs seq, association and well-formed inputs"
+    case "Gone":
+      return seqOk && isCount(value.association) ? undefined : "a Gone needs seq and association"
+    case "Secrets":
+      return seqOk && isRecord(value.listener) ? undefined : "a Secrets needs seq and listener"
+    case "Ack":
+      return seqOk ? undefined : "an Ack needs seq"
+    case "Forward":
+      return typeof value.host === "string" &&
+        isCount(value.udpPort) &&
+        value.bytes instanceof Uint8Array
+        ? undefined
+        : "a Forward needs host, udpPort and bytes"
+    default:
+      return `unknown message ${String(value._tag)}`
+  }
+}
+
+/**
+ * The intra-cluster link's codec (binary fields stay binary). Malformed bytes are a
+ * `CodecError`, so the transport closes the link with a `ProtocolError`.
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const codec: Codec.Codec<Message> = Codec.make<Message>({
+  name: "multihome-replication",
+  encode: (message) => encodePlain(message),
+  decode: (payload) => {
+    const value = decodePlain(payload)
+    const wrong = problem(value)
+    if (wrong !== undefined) throw new PlainDecodeError(wrong)
+    return value as Message
+  },
+})
+
+// ---------------------------------------------------------------------------------------
+// The primary's half
+// ---------------------------------------------------------------------------------------
+
+/**
+ * One association's update as the endpoint reports it (its `beforeOutputs` hook).
+ *
+ * @since 0.1.0
+ * @category primary
+ */
+export interface Update {
+  readonly associationId: number
+  readonly created: boolean
+  readonly inputs: ReadonlyArray<Association.Input>
+  readonly outputs: ReadonlyArray<Association.Output>
+  readonly state: Association.State
+}
+
+/**
+ * What to do about an update: send `messages` to the secondary (and, with `waitForAck`,
+ * hold the outputs until it acknowledged the last of them), and/or write `store` (the
+ * state-node policy; outputs wait for the write).
+ *
+ * @since 0.1.0
+ * @category primary
+ */
+export interface Plan {
+  readonly messages: ReadonlyArray<Message>
+  readonly waitForAck: boolean
+  readonly store?: { readonly association: number; readonly snapshot: Association.Snapshot }
+  /** The association ended: its stored state may be deleted. */
+  readonly forget?: number
+}
+
+const nothing: Plan = { messages: [], waitForAck: false }
+
+/**
+ * The primary's half of a policy: what each update, tick and impending failure sends.
+ * Pure; the cluster performs the plans in order.
+ *
+ * @since 0.1.0
+ * @category primary
+ */
+export class Shipper {
+  readonly policy: Policy
+  private seq = 0
+  /** Associations changed since their last snapshot (interval). */
+  private readonly dirty = new Set<number>()
+  /** Live associations the secondary has been told about. */
+  private readonly known = new Set<number>()
+  private readonly states = new Map<number, Association.State>()
+
+  constructor(policy: Policy) {
+    this.policy = policy
+  }
+
+  /** The sequence number of the last message planned. */
+  get lastSeq(): number {
+    return this.seq
+  }
+
+  private snapshotOf(association: number, state: Association.State): Message {
+    this.known.add(association)
+    return { _tag: "Snapshot", seq: ++this.seq, association, snapshot: Association.snapshot(state) }
+  }
+
+  private gone(association: number): Array<Message> {
+    this.states.delete(association)
+    this.dirty.delete(association)
+    if (!this.known.delete(association)) return []
+    return [{ _tag: "Gone", seq: ++this.seq, association }]
+  }
+
+  /** The listener's cookie secrets, sent when the link (re)connects. */
+  secrets(listener: ListenerSecrets): Message {
+    return { _tag: "Secrets", seq: ++this.seq, listener }
+  }
+
+  /** Everything the secondary needs after the link (re)connects: a snapshot of each association. */
+  resend(): ReadonlyArray<Message> {
+    if (this.policy._tag === "OnImpendingFailure" || this.policy._tag === "StateNode") return []
+    this.known.clear()
+    return [...this.states].map(([association, state]) => this.snapshotOf(association, state))
+  }
+
+  /** The plan for one update. */
+  onUpdate(update: Update): Plan {
+    const closed = update.outputs.some((o) => o._tag === "Event" && o.event._tag === "Closed")
+    if (closed) {
+      const messages = this.gone(update.associationId)
+      return this.policy._tag === "StateNode"
+        ? { messages: [], waitForAck: false, forget: update.associationId }
+        : { messages, waitForAck: false }
+    }
+    this.states.set(update.associationId, update.state)
+    switch (this.policy._tag) {
+      case "EveryUpdate": {
+        const message: Message =
+          update.created || !this.known.has(update.associationId)
+            ? this.snapshotOf(update.associationId, update.state)
+            : {
+                _tag: "Inputs",
+                seq: ++this.seq,
+                association: update.associationId,
+                inputs: update.inputs.map(toWire),
+              }
+        return { messages: [message], waitForAck: true }
+      }
+      case "StateNode":
+        return {
+          messages: [],
+          waitForAck: false,
+          store: {
+            association: update.associationId,
+            snapshot: Association.snapshot(update.state),
+          },
+        }
+      case "Interval":
+        this.dirty.add(update.associationId)
+        return nothing
+      case "OnEvent": {
+        const events = this.policy.events
+        const raised = update.outputs.some(
+          (output) => output._tag === "Event" && events.includes(output.event._tag),
+        )
+        return raised || update.created
+          ? { messages: [this.snapshotOf(update.associationId, update.state)], waitForAck: false }
+          : nothing
+      }
+      case "OnImpendingFailure":
+        return nothing
+    }
+  }
+
+  /** The interval policy's tick: a snapshot of each association changed since the last. */
+  onTick(): ReadonlyArray<Message> {
+    if (this.policy._tag !== "Interval") return []
+    const messages: Array<Message> = []
+    for (const association of this.dirty) {
+      const state = this.states.get(association)
+      if (state !== undefined) messages.push(this.snapshotOf(association, state))
+    }
+    this.dirty.clear()
+    return messages
+  }
+
+  /** One final snapshot of every association (impending failure; any policy may use it). */
+  onImpendingFailure(): ReadonlyArray<Message> {
+    if (this.policy._tag === "StateNode") return []
+    this.dirty.clear()
+    return [...this.states].map(([association, state]) => this.snapshotOf(association, state))
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The secondary's half
+// ---------------------------------------------------------------------------------------
+
+/**
+ * A replication message the secondary can not apply (a damaged snapshot or packet, inputs
+ * for an association it never had): the link is reset and the primary resends.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ReplicaError extends Data.TaggedError("ReplicaError")<{
+  readonly association: number
+  readonly detail: string
+}> {}
+
+/**
+ * The secondary's copies: associations by the primary's id, the listener's secrets, and how
+ * far it has applied.
+ *
+ * @since 0.1.0
+ * @category secondary
+ */
+export class Replicas {
+  readonly config: Association.Config
+  readonly states = new Map<number, Association.State>()
+  listener: ListenerSecrets | undefined
+  /** The last sequence number applied. */
+  applied = 0
+
+  constructor(config: Association.Config) {
+    this.config = config
+  }
+
+  /** Applies one message from the primary (`Ack` and `Forward` are not for it). */
+  apply(message: Message): ReplicaError | undefined {
+    switch (message._tag) {
+      case "Snapshot": {
+        try {
+          this.states.set(message.association, Association.restore(this.config, message.snapshot))
+        } catch (error) {
+          return new ReplicaError({
+            association: message.association,
+            detail: `the snapshot does not restore: ${String(error)}`,
+          })
+        }
+        break
+      }
+      case "Inputs": {
+        const state = this.states.get(message.association)
+        if (state === undefined) {
+          return new ReplicaError({
+            association: message.association,
+            detail: "inputs for an association without a snapshot",
+          })
+        }
+        for (const wire of message.inputs) {
+          const input = fromWire(wire)
+          if (input === undefined) {
+            this.states.delete(message.association)
+            return new ReplicaError({
+              association: message.association,
+              detail: "a replicated packet does not decode",
+            })
+          }
+          // The outputs are the primary's to perform; the copy only follows.
+          Association.step(state, input)
+        }
+        break
+      }
+      case "Gone":
+        this.states.delete(message.association)
+        break
+      case "Secrets":
+        this.listener = message.listener
+        break
+      case "Ack":
+      case "Forward":
+        return undefined
+    }
+    this.applied = message.seq
+    return undefined
+  }
+
+  /** The copy of the association a packet with this verification tag belongs to. */
+  byTag(tag: number): Association.State | undefined {
+    for (const state of this.states.values()) {
+      if (Association.myTag(state) === tag) return state
+    }
+    return undefined
+  }
+}

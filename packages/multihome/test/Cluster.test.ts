@@ -1,0 +1,229 @@
+/**
+ * The cluster on SimNet (TestClock, seeded): a peer endpoint talks to the echo service of a
+ * two-node cluster (primary 10.0.0.2, secondary 10.0.0.3); the primary crashes mid-stream
+ * and the secondary carries the association on. Hosts are named by IP so the INIT ACK's
+ * address parameters carry them.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { MemoryStore } from "@understudy/store"
+import { Address, SimNet } from "@understudy/transport"
+import { Effect, Fiber, type Scope, Stream } from "effect"
+import type * as Association from "../src/Association.ts"
+import * as Cluster from "../src/Cluster.ts"
+import * as Endpoint from "../src/Endpoint.ts"
+import * as Replication from "../src/Replication.ts"
+import { advance, within } from "./support/endpoint-support.ts"
+
+const primaryHost = "10.0.0.2"
+const secondaryHost = "10.0.0.3"
+const peerHost = "10.0.0.9"
+const udpPort = 9899
+const sctpPort = 7
+const linkPort = 7000
+
+/** Short timers, as a tuned peer would have them: a dead path is left within seconds. */
+const quick: Partial<Association.Config> = {
+  rtoInitialMs: 300,
+  rtoMinMs: 100,
+  rtoMaxMs: 400,
+  associationMaxRetrans: 10,
+  pathMaxRetrans: 2,
+  maxInitRetransmits: 4,
+  heartbeatIntervalMs: 1_000,
+}
+
+const policyOf = (text: string): Replication.Policy => {
+  const policy = Replication.parsePolicy(text)
+  if (policy instanceof Replication.PolicyError) throw policy
+  return policy
+}
+
+interface Setup {
+  readonly net: SimNet.SimNet
+  readonly nodes: Map<Cluster.Role, Cluster.Node>
+}
+
+const startCluster = (policyText: string, options: { readonly store?: boolean } = {}) =>
+  Effect.gen(function* () {
+    const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+    const store = options.store === true ? yield* MemoryStore.make() : undefined
+    const nodes = new Map<Cluster.Role, Cluster.Node>()
+    for (const role of ["secondary", "primary"] as const) {
+      const host = role === "primary" ? primaryHost : secondaryHost
+      yield* net.run(
+        host,
+        Effect.gen(function* () {
+          const node = yield* Cluster.make({
+            role,
+            bind: Address.udp(host, udpPort),
+            port: sctpPort,
+            addresses: [primaryHost, secondaryHost],
+            link: Address.tcp(secondaryHost, linkPort),
+            policy: policyOf(policyText),
+            config: quick,
+            seed: role === "primary" ? 11 : 12,
+            ...(store !== undefined ? { store } : {}),
+          })
+          nodes.set(role, node)
+          return yield* Effect.never
+        }),
+      )
+    }
+    yield* advance(200)
+    return { net, nodes } satisfies Setup
+  })
+
+const startPeer = (net: SimNet.SimNet) =>
+  Effect.gen(function* () {
+    const peer = yield* Endpoint.make({
+      bind: Address.udp(peerHost, udpPort),
+      port: 5000,
+      config: quick,
+      seed: 99,
+    }).pipe(Effect.provide(net.layer(peerHost)))
+    const association = yield* within(
+      10_000,
+      peer.connect({ host: primaryHost, udpPort, port: sctpPort }),
+    )
+    return association
+  })
+
+const numbered = (index: number) => new TextEncoder().encode(`message ${index}`)
+const numberOf = (data: Uint8Array) => Number(new TextDecoder().decode(data).split(" ")[1])
+
+/**
+ * Sends `count` numbered messages on `streams` streams, crashing the primary after
+ * `crashAfter` of them (and calling `beforeCrash` first), and collects every echo.
+ */
+const echoRun = (
+  setup: Setup,
+  association: Endpoint.AssociationHandle,
+  options: {
+    readonly count: number
+    readonly streams: number
+    readonly crashAfter: number
+    readonly beforeCrash?: Effect.Effect<void, never, Scope.Scope>
+  },
+) =>
+  Effect.gen(function* () {
+    const echoes = yield* Effect.forkScoped(
+      association.messages.pipe(Stream.take(options.count), Stream.runCollect),
+    )
+    for (let index = 0; index < options.count; index++) {
+      if (index === options.crashAfter) {
+        if (options.beforeCrash !== undefined) yield* options.beforeCrash
+        yield* setup.net.crash(primaryHost)
+      }
+      yield* association.send(index % options.streams, 42, numbered(index))
+      yield* advance(5)
+    }
+    return yield* within(120_000, Fiber.join(echoes))
+  })
+
+const expectExactlyOnceInOrder = (
+  echoes: ReadonlyArray<Endpoint.Message>,
+  count: number,
+  streams: number,
+) => {
+  const numbers = echoes.map((message) => numberOf(message.data))
+  expect(new Set(numbers).size).toBe(numbers.length)
+  expect([...numbers].sort((a, b) => a - b)).toEqual(Array.from({ length: count }, (_, i) => i))
+  for (let stream = 0; stream < streams; stream++) {
+    const onStream = echoes.filter((m) => m.stream === stream).map((m) => numberOf(m.data))
+    expect(onStream).toEqual([...onStream].sort((a, b) => a - b))
+  }
+}
+
+describe("Cluster on SimNet", () => {
+  it.effect("both addresses are confirmed: the secondary answers HEARTBEATs from its copy", () =>
+    Effect.gen(function* () {
+      const setup = yield* startCluster("every-update")
+      const association = yield* startPeer(setup.net)
+      yield* advance(3_000)
+      const status = yield* association.status
+      expect(status.paths.map((path) => path.host).sort()).toEqual([primaryHost, secondaryHost])
+      expect(status.paths.every((path) => path.confirmed)).toBe(true)
+      const secondary = yield* setup.nodes.get("secondary")!.status
+      expect(secondary.role).toBe("secondary")
+      expect(secondary.link).toBe("up")
+      expect(secondary.replicas).toBe(1)
+    }),
+  )
+
+  for (const policy of ["every-update", "state-node"] as const) {
+    it.effect(`${policy}: the primary crashes mid-stream; every echo arrives exactly once`, () =>
+      Effect.gen(function* () {
+        const setup = yield* startCluster(policy, { store: policy === "state-node" })
+        const association = yield* startPeer(setup.net)
+        yield* advance(2_000)
+        const echoes = yield* echoRun(setup, association, {
+          count: 200,
+          streams: 3,
+          crashAfter: 100,
+        })
+        expectExactlyOnceInOrder(echoes, 200, 3)
+        const status = yield* association.status
+        expect(status.state).toBe("Established")
+        const secondary = yield* setup.nodes.get("secondary")!.status
+        expect(secondary.role).toBe("active-secondary")
+        expect(secondary.associations).toHaveLength(1)
+      }),
+    )
+  }
+
+  it.effect("on-impending-failure: one sync before the crash carries the association", () =>
+    Effect.gen(function* () {
+      const setup = yield* startCluster("on-impending-failure")
+      const association = yield* startPeer(setup.net)
+      yield* advance(2_000)
+      const primary = setup.nodes.get("primary")!
+      const echoes = yield* echoRun(setup, association, {
+        count: 100,
+        streams: 2,
+        crashAfter: 50,
+        beforeCrash: Effect.andThen(advance(500), within(5_000, primary.impendingFailure)),
+      })
+      expectExactlyOnceInOrder(echoes, 100, 2)
+    }),
+  )
+
+  it.effect("packets the peer sends to the secondary's address reach the primary", () =>
+    Effect.gen(function* () {
+      const setup = yield* startCluster("every-update")
+      const association = yield* startPeer(setup.net)
+      yield* advance(3_000)
+      yield* association.setPrimary(secondaryHost)
+      const echoes = yield* Effect.forkScoped(
+        association.messages.pipe(Stream.take(20), Stream.runCollect),
+      )
+      for (let index = 0; index < 20; index++) {
+        yield* association.send(0, 1, numbered(index))
+        yield* advance(5)
+      }
+      const collected = yield* within(30_000, Fiber.join(echoes))
+      expect(collected).toHaveLength(20)
+      const primary = yield* setup.nodes.get("primary")!.received
+      expect(primary.messages).toBe(20)
+      const secondary = yield* setup.nodes.get("secondary")!.status
+      expect(secondary.role).toBe("secondary")
+    }),
+  )
+
+  it.effect("the secondary crashes: the primary goes on alone without waiting for acks", () =>
+    Effect.gen(function* () {
+      const setup = yield* startCluster("every-update")
+      const association = yield* startPeer(setup.net)
+      yield* advance(1_000)
+      yield* setup.net.crash(secondaryHost)
+      yield* advance(2_000)
+      const echoes = yield* Effect.forkScoped(
+        association.messages.pipe(Stream.take(50), Stream.runCollect),
+      )
+      for (let index = 0; index < 50; index++) yield* association.send(0, 1, numbered(index))
+      const collected = yield* within(30_000, Fiber.join(echoes))
+      expect(collected).toHaveLength(50)
+      const primary = yield* setup.nodes.get("primary")!.status
+      expect(primary.link).toBe("down")
+    }),
+  )
+})

@@ -1,0 +1,1284 @@
+/**
+ * A fast, pure, deterministic simulation of a two-node SCTP cluster and its peer, for the
+ * replication policies (seed 001, issue 6 "Simulation"). Plain functions, a binary heap of
+ * events, a manual clock and a seeded PRNG: no Effect runtime per event.
+ *
+ * Parties, modelled on `Cluster.ts` (the Effect shell that runs the same pure halves):
+ * - the peer: an `Association` connecting as client to the cluster's address A (B known in
+ *   advance, as `sctp_connectx` would), whose application sends numbered messages;
+ * - the primary node at A: `Listener` + `Association` + `Replication.Shipper`, the echo
+ *   service (every delivered message is sent back on its stream, PPID and ordering, inside
+ *   the update that delivered it). An update's outputs wait for the secondary's ack
+ *   (`waitForAck`, `every-update`, up to `ackTimeoutMs`) or for the store's write
+ *   (`state-node`); while they wait the node processes nothing else (the endpoint's lock),
+ *   and what arrives meanwhile is handled as one batch afterwards;
+ * - the secondary node at B: `Replication.Replicas`; it answers HEARTBEATs from its copy,
+ *   forwards every other packet to the primary while its side of the link is up, and takes
+ *   every association over (`Association.takeOver`, which resynchronises a copy that is
+ *   behind) when the link goes down or when a packet reaches it with no link;
+ * - the intra-cluster link: reliable, ordered, delayed; it breaks when a node crashes (what
+ *   is in flight is lost: the harsher host crash) and the survivor notices after a drawn
+ *   detection delay (a closed socket at once, or the keep-alive timeout);
+ * - the outside network: per-packet seeded loss, delay and jitter (reordering), bursts of
+ *   loss or of extra delay (everything, one address, one direction). Every packet is
+ *   encoded and decoded on the way, as on the wire; every link message goes through
+ *   `Replication.codec`.
+ *
+ * Faults: one node dies at a drawn time or right after a drawn update of the primary (a
+ * crash at any step, e.g. between shipping an update and its ack). With a SIGTERM
+ * (`on-impending-failure`), the primary makes its final sync, serves nothing more, and exits
+ * once the secondary acknowledged it (or after the ack timeout).
+ *
+ * The schedule (message times, sizes, streams, faults) is a pure function of the seed.
+ * `run` returns what happened (loss, duplicates, the policy's bound, survival) and the
+ * violations of what no policy allows; the caller decides what to assert. The bound of a
+ * copy that is behind is `Outcome.atRisk`.
+ */
+import { Result } from "effect"
+import * as Association from "../../src/Association.ts"
+import * as Cookie from "../../src/Cookie.ts"
+import * as Listener from "../../src/Listener.ts"
+import * as Packet from "../../src/Packet.ts"
+import * as Replication from "../../src/Replication.ts"
+
+// ---------------------------------------------------------------------------------------
+// Policies under test
+// ---------------------------------------------------------------------------------------
+
+export interface PolicyCase {
+  /** Shown in the summary. */
+  readonly name: string
+  readonly policy: Replication.Policy
+  /** `on-impending-failure`: the primary gets a SIGTERM (final sync) before it dies. */
+  readonly sigterm: boolean
+}
+
+export const policyCases: ReadonlyArray<PolicyCase> = [
+  { name: "every-update", policy: { _tag: "EveryUpdate" }, sigterm: false },
+  { name: "state-node", policy: { _tag: "StateNode" }, sigterm: false },
+  { name: "interval:100", policy: { _tag: "Interval", everyMs: 100 }, sigterm: false },
+  {
+    name: "on-event",
+    policy: { _tag: "OnEvent", events: ["CommUp", "Message", "PathChange", "Restart"] },
+    sigterm: false,
+  },
+  { name: "on-impending-failure+sigterm", policy: { _tag: "OnImpendingFailure" }, sigterm: true },
+  { name: "on-impending-failure", policy: { _tag: "OnImpendingFailure" }, sigterm: false },
+]
+
+// ---------------------------------------------------------------------------------------
+// PRNG (mulberry32 over a mixed seed), one per schedule
+// ---------------------------------------------------------------------------------------
+
+export class Prng {
+  private state: number
+  constructor(seed: number) {
+    let h = Math.floor(seed) ^ Math.floor(seed / 0x1_0000_0000) ^ 0x9e3779b9
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+    this.state = (h ^ (h >>> 16)) >>> 0
+  }
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0
+    let t = this.state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
+  }
+  int(min: number, max: number): number {
+    return min + Math.floor(this.next() * (max - min + 1))
+  }
+  chance(p: number): boolean {
+    return p > 0 && this.next() < p
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// The schedule
+// ---------------------------------------------------------------------------------------
+
+export const peerHost = "10.0.0.1"
+export const hostA = "10.0.0.2"
+export const hostB = "10.0.0.3"
+const peerUdp = 9001
+const clusterUdp = 9899
+const peerPort = 5001
+const clusterPort = 5000
+
+interface PlannedMessage {
+  readonly id: number
+  readonly atMs: number
+  readonly stream: number
+  readonly unordered: boolean
+  readonly size: number
+}
+
+type Scope = "all" | "A" | "B" | "toCluster" | "toPeer"
+
+/** A stretch of time when packets in `scope` are lost more, or delayed more (reordered). */
+interface Burst {
+  readonly startMs: number
+  readonly endMs: number
+  readonly loss: number
+  /** Extra delay, uniform in [0, reorderMs): later packets overtake earlier ones. */
+  readonly reorderMs: number
+  readonly scope: Scope
+}
+
+export interface Schedule {
+  readonly seed: number
+  readonly messages: ReadonlyArray<PlannedMessage>
+  readonly lossRate: number
+  readonly delayMs: number
+  readonly jitterMs: number
+  readonly bursts: ReadonlyArray<Burst>
+  readonly linkDelayMs: number
+  readonly linkUpMs: number
+  readonly storeDelayMs: number
+  /**
+   * Which node dies, and when (SIGTERM time when the case has one): at `atMs`, or, when
+   * `afterUpdate` is set, right after the primary's update of that number (its replication
+   * shipped, its outputs released or held) if it comes first — a crash at any step.
+   */
+  readonly crash:
+    | {
+        readonly node: "primary" | "secondary"
+        readonly atMs: number
+        readonly afterUpdate: number | undefined
+      }
+    | undefined
+  /** How long the survivor takes to notice the link is gone. */
+  readonly detectMs: number
+}
+
+/** The schedule of a seed: a pure function of it (so `UNDERSTUDY_SEED` replays a run). */
+export const schedule = (seed: number): Schedule => {
+  const rng = new Prng(seed)
+  const count = rng.int(4, 36)
+  const startMs = rng.int(0, 300)
+  const spanMs = rng.int(0, 4_000)
+  const messages: Array<PlannedMessage> = []
+  for (let id = 1; id <= count; id++) {
+    const kind = rng.next()
+    const size =
+      kind < 0.7 ? rng.int(8, 1_000) : kind < 0.9 ? rng.int(1_001, 3_000) : rng.int(3_001, 6_000)
+    messages.push({
+      id,
+      atMs: startMs + rng.int(0, spanMs),
+      stream: rng.int(0, 3),
+      unordered: rng.chance(0.25),
+      size,
+    })
+  }
+  messages.sort((a, b) => a.atMs - b.atMs || a.id - b.id)
+  const lastMs = startMs + spanMs
+  const bursts: Array<Burst> = []
+  const burstCount = rng.int(0, 3)
+  const scopes: ReadonlyArray<Scope> = ["all", "A", "B", "toCluster", "toPeer"]
+  for (let index = 0; index < burstCount; index++) {
+    const begin = rng.int(0, lastMs + 1_000)
+    const reorder = rng.chance(0.4)
+    bursts.push({
+      startMs: begin,
+      endMs: begin + rng.int(20, 3_000),
+      loss: reorder ? 0 : 0.3 + rng.next() * 0.7,
+      reorderMs: reorder ? rng.int(20, 400) : 0,
+      scope: scopes[rng.int(0, scopes.length - 1)]!,
+    })
+  }
+  const crashDraw = rng.next()
+  const crashAt = rng.int(0, lastMs + 1_500)
+  const afterUpdate = rng.chance(0.5) ? rng.int(1, 3 + count * 2) : undefined
+  const crash: Schedule["crash"] =
+    crashDraw < 0.6
+      ? { node: "primary", atMs: crashAt, afterUpdate }
+      : crashDraw < 0.85
+        ? { node: "secondary", atMs: crashAt, afterUpdate }
+        : undefined
+  return {
+    seed,
+    messages,
+    lossRate: rng.chance(0.3) ? 0 : rng.next() * 0.08,
+    delayMs: rng.int(1, 30),
+    jitterMs: rng.int(0, 25),
+    bursts,
+    linkDelayMs: 0.1 + rng.next() * 3,
+    linkUpMs: rng.int(1, 10),
+    storeDelayMs: 0.2 + rng.next() * 4,
+    crash,
+    detectMs: rng.chance(0.5) ? 0.5 + rng.next() * 2 : rng.int(100, 600),
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------
+
+type Party = "peer" | "primary" | "secondary"
+
+type SimEvent =
+  | { kind: "packet"; to: Party; fromHost: string; bytes: Uint8Array }
+  | { kind: "timer"; party: Party; name: string; deadline: number; epoch: number }
+  | { kind: "appSend"; message: PlannedMessage }
+  | { kind: "link"; toSecondary: boolean; epoch: number; bytes: Uint8Array }
+  | { kind: "linkUp" }
+  | { kind: "crash" }
+  | { kind: "detect"; party: "primary" | "secondary" }
+  | { kind: "tick" }
+  | { kind: "ackTimeout"; hold: number }
+  | { kind: "storeWritten"; hold: number }
+
+interface Queued {
+  at: number
+  order: number
+  event: SimEvent
+}
+
+/** A binary min-heap on (at, order). */
+class Heap {
+  private items: Array<Queued> = []
+  get size(): number {
+    return this.items.length
+  }
+  push(item: Queued): void {
+    const items = this.items
+    items.push(item)
+    let index = items.length - 1
+    while (index > 0) {
+      const parent = (index - 1) >> 1
+      if (!before(items[index]!, items[parent]!)) break
+      ;[items[index], items[parent]] = [items[parent]!, items[index]!]
+      index = parent
+    }
+  }
+  pop(): Queued | undefined {
+    const items = this.items
+    const top = items[0]
+    const last = items.pop()
+    if (top === undefined || last === undefined || items.length === 0) return top
+    items[0] = last
+    let index = 0
+    for (;;) {
+      const left = index * 2 + 1
+      const right = left + 1
+      let smallest = index
+      if (left < items.length && before(items[left]!, items[smallest]!)) smallest = left
+      if (right < items.length && before(items[right]!, items[smallest]!)) smallest = right
+      if (smallest === index) break
+      ;[items[index], items[smallest]] = [items[smallest]!, items[index]!]
+      index = smallest
+    }
+    return top
+  }
+}
+
+const before = (a: Queued, b: Queued) => a.at < b.at || (a.at === b.at && a.order < b.order)
+
+// ---------------------------------------------------------------------------------------
+// Outcome
+// ---------------------------------------------------------------------------------------
+
+export interface Outcome {
+  readonly seed: number
+  /** Messages the peer's association accepted. */
+  readonly sent: number
+  /** Planned messages never accepted (the association was gone). */
+  readonly unsent: number
+  readonly echoed: number
+  readonly lost: number
+  readonly duplicated: number
+  readonly outOfOrder: number
+  /** The peer's association never reported CommLost, and was not stalled at the end. */
+  readonly survived: boolean
+  /** Up at the end of the run (its time limit) with DATA outstanding or queued at either end. */
+  readonly stalled: boolean
+  readonly commLost: string | undefined
+  readonly crash: Schedule["crash"]
+  readonly tookOver: boolean
+  /** The secondary held a copy of the association when it took over. */
+  readonly hadCopy: boolean
+  /**
+   * Messages the policy may lose or double: those the primary touched after the state the
+   * secondary's copy holds (`atRiskTouched`: it delivered them or received one of their
+   * DATA chunks, so it may have acknowledged them), and the ordered messages of the
+   * outbound streams on which it queued an echo since (`divergedStreams`).
+   */
+  readonly atRisk: number
+  readonly atRiskTouched: number
+  readonly divergedStreams: number
+  /** Lost or duplicated messages outside `atRisk` (the policy's bound broken). */
+  readonly beyondBound: number
+  /** What must never happen whatever the policy (two active nodes, a bad echo...). */
+  readonly violations: ReadonlyArray<string>
+  readonly endMs: number
+  readonly events: number
+  readonly trace: ReadonlyArray<string>
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+const configFor = (
+  localPort: number,
+  localAddresses: ReadonlyArray<string>,
+): Association.Config => ({
+  ...Association.defaultConfig,
+  localPort,
+  localAddresses,
+})
+
+const payload = (message: PlannedMessage): Uint8Array => {
+  const data = new Uint8Array(message.size)
+  const view = new DataView(data.buffer)
+  view.setUint32(0, message.id)
+  view.setUint16(4, message.stream)
+  data[6] = message.unordered ? 1 : 0
+  for (let index = 7; index < data.length; index++) data[index] = (message.id * 31 + index) & 0xff
+  return data
+}
+
+const idOf = (data: Uint8Array): number =>
+  data.length >= 4 ? new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(0) : -1
+
+const intact = (message: PlannedMessage, data: Uint8Array): boolean => {
+  if (data.length !== message.size) return false
+  const expected = payload(message)
+  for (let index = 0; index < data.length; index++)
+    if (data[index] !== expected[index]) return false
+  return true
+}
+
+/** A packet in one line, for replay traces. */
+const describe = (packet: Packet.Packet): string =>
+  packet.chunks
+    .map((chunk) => {
+      switch (chunk._tag) {
+        case "Data":
+          return `DATA(tsn ${chunk.tsn} s${chunk.streamIdentifier}/${chunk.streamSequenceNumber}${chunk.unordered ? "u" : ""}${chunk.beginning ? "B" : ""}${chunk.ending ? "E" : ""} id ${chunk.beginning ? idOf(chunk.userData) : "-"})`
+        case "Sack":
+          return `SACK(cum ${chunk.cumulativeTsnAck} gaps ${chunk.gapAckBlocks.map((g) => `${g.start}-${g.end}`).join(",")} dups ${chunk.duplicateTsns.length})`
+        default:
+          return chunk._tag
+      }
+    })
+    .join(" ")
+
+const timeLimitAfterLastSendMs = 900_000
+const maxEvents = 400_000
+const ackTimeoutMs = 1_000
+const traceLength = 300
+
+// ---------------------------------------------------------------------------------------
+// The run
+// ---------------------------------------------------------------------------------------
+
+export interface RunOptions {
+  /** Keep every trace line (replay); otherwise the last few hundred. */
+  readonly fullTrace?: boolean
+  /**
+   * A deliberately broken primary that performs an update's outputs without waiting for
+   * the secondary's ack: shows that the checks see what `every-update`'s wait prevents.
+   */
+  readonly releaseBeforeAck?: boolean
+  /**
+   * The secondary takes over on a packet only once it has had a link (a primary) that
+   * closed; before its first link it drops what it can not answer. `Cluster.ts` takes over
+   * on any packet that arrives while it has no link, including before the primary's first
+   * connection — two active nodes.
+   */
+  readonly waitForFirstLink?: boolean
+}
+
+/** Runs one schedule under one policy to its end: everything echoed and idle, or the time limit. */
+export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = {}): Outcome => {
+  const plan = schedule(seed)
+  const policy = policyCase.policy
+  const rng = new Prng(seed ^ 0x2545f491)
+  const heap = new Heap()
+  let order = 0
+  let now = 0
+  let events = 0
+  const violations: Array<string> = []
+  const trace: Array<string> = []
+  const note = (line: string) => {
+    trace.push(`${now.toFixed(1)} ${line}`)
+    if (!options.fullTrace && trace.length > traceLength * 2) trace.splice(0, traceLength)
+  }
+  const at = (time: number, event: SimEvent) => heap.push({ at: time, order: order++, event })
+
+  const clusterConfig = configFor(clusterPort, [hostA, hostB])
+  const peerConfig = configFor(peerPort, [])
+  const byId = new Map<number, PlannedMessage>()
+  for (const message of plan.messages) byId.set(message.id, message)
+
+  // ---- bookkeeping of deliveries --------------------------------------------------
+  /** The primary's update counter; snapshots and inputs name the update they reach. */
+  let updates = 0
+  /** Primary deliveries: message id → the update that delivered it (first delivery). */
+  const primaryDelivered = new Map<number, number>()
+  /** Per outbound stream, the last update in which the primary queued an ordered echo. */
+  const primaryOrderedSend = new Map<number, number>()
+  /** Replication seq → the primary's update it brings the copy to. */
+  const seqReaches = new Map<number, number>()
+  /** What the secondary's copy of each association reaches (by the primary's update). */
+  const copyReaches = new Map<number, number>()
+  let takeoverReaches: number | undefined
+  let tookOver = false
+  /** The secondary had a copy of the association when it took over. */
+  let hadCopy = false
+
+  // ---- the outside network ------------------------------------------------------
+  /** The loss rate and the extra (reordering) delay bound for a packet sent now. */
+  let extraDelayMs = 0
+  const lossAt = (fromHost: string, toHost: string): number => {
+    let loss = plan.lossRate
+    extraDelayMs = 0
+    for (const burst of plan.bursts) {
+      if (now < burst.startMs || now >= burst.endMs) continue
+      const applies =
+        burst.scope === "all" ||
+        (burst.scope === "A" && (fromHost === hostA || toHost === hostA)) ||
+        (burst.scope === "B" && (fromHost === hostB || toHost === hostB)) ||
+        (burst.scope === "toCluster" && fromHost === peerHost) ||
+        (burst.scope === "toPeer" && toHost === peerHost)
+      if (!applies) continue
+      loss = Math.max(loss, burst.loss)
+      extraDelayMs = Math.max(extraDelayMs, burst.reorderMs)
+    }
+    return loss
+  }
+  const transmit = (
+    fromHost: string,
+    output: Extract<Association.Output, { _tag: "Transmit" }>,
+  ) => {
+    const bytes = Packet.encode(output.packet)
+    const toHost = output.to.host
+    if (options.fullTrace) note(`${fromHost} → ${toHost}: ${describe(output.packet)}`)
+    if (fromHost === peerHost) learnTsns(output.packet)
+    const to: Party | undefined =
+      toHost === peerHost
+        ? "peer"
+        : toHost === hostA
+          ? "primary"
+          : toHost === hostB
+            ? "secondary"
+            : undefined
+    if (to === undefined) {
+      violations.push(`a packet to an unknown host ${toHost}`)
+      return
+    }
+    if (rng.chance(lossAt(fromHost, toHost))) return
+    const delayMs = plan.delayMs + rng.next() * plan.jitterMs + rng.next() * extraDelayMs
+    at(now + delayMs, { kind: "packet", to, fromHost, bytes })
+  }
+  /** The peer's DATA TSNs → the message they carry (fragments have consecutive TSNs). */
+  const tsnToId = new Map<number, number>()
+  const learnTsns = (packet: Packet.Packet) => {
+    for (const chunk of packet.chunks) {
+      if (chunk._tag !== "Data" || tsnToId.has(chunk.tsn)) continue
+      const id = chunk.beginning ? idOf(chunk.userData) : tsnToId.get((chunk.tsn - 1) >>> 0)
+      if (id !== undefined) tsnToId.set(chunk.tsn, id)
+    }
+  }
+  /** The primary's first reception of each of the peer's TSNs: the update it happened in. */
+  const primaryReceivedTsn = new Map<number, number>()
+  const decode = (bytes: Uint8Array): Packet.Packet | undefined => {
+    const decoded = Packet.decode(bytes)
+    if (Result.isFailure(decoded)) {
+      violations.push(`a packet on the wire does not decode: ${decoded.failure._tag}`)
+      return undefined
+    }
+    return decoded.success
+  }
+
+  // ---- timers ---------------------------------------------------------------------
+  const timerMaps: Record<Party, Map<string, number>> = {
+    peer: new Map(),
+    primary: new Map(),
+    secondary: new Map(),
+  }
+  const epochs: Record<Party, number> = { peer: 0, primary: 0, secondary: 0 }
+  const setTimer = (party: Party, name: string, deadline: number) => {
+    timerMaps[party].set(name, deadline)
+    at(Math.max(deadline, now), { kind: "timer", party, name, deadline, epoch: epochs[party] })
+  }
+
+  // ---- the peer -----------------------------------------------------------------------
+  const echoCount = new Map<number, number>()
+  const lastOrderedEcho = new Map<number, number>()
+  let echoed = 0
+  let outOfOrder = 0
+  let sent = 0
+  let unsent = 0
+  let commLost: string | undefined
+  let peerUp = false
+  const backlog: Array<PlannedMessage> = []
+  const sentOrderOnStream = new Map<number, Array<number>>()
+  const sentIds = new Set<number>()
+
+  const connected = Association.connect(peerConfig, {
+    peer: { host: hostA, udpPort: clusterUdp },
+    peerPort: clusterPort,
+    peerAddresses: [hostB],
+    seed: seed ^ 0x1234567,
+    nowMs: 0,
+  })
+  const peer = connected.state
+
+  const peerOutputs = (outputs: ReadonlyArray<Association.Output>) => {
+    for (const output of outputs) {
+      switch (output._tag) {
+        case "Transmit":
+          transmit(peerHost, output)
+          break
+        case "SetTimer":
+          setTimer("peer", output.timer, output.atMs)
+          break
+        case "CancelTimer":
+          timerMaps.peer.delete(output.timer)
+          break
+        case "Event":
+          onPeerEvent(output.event)
+          break
+      }
+    }
+  }
+  const onPeerEvent = (event: Association.Event) => {
+    switch (event._tag) {
+      case "CommUp":
+        peerUp = true
+        note("peer CommUp")
+        break
+      case "Message": {
+        const id = idOf(event.data)
+        const message = byId.get(id)
+        if (message === undefined || !intact(message, event.data)) {
+          violations.push(
+            `the peer got an echo that is no message it sent (id ${id}, ${event.data.length} bytes)`,
+          )
+          return
+        }
+        if (
+          event.stream !== message.stream ||
+          event.unordered !== message.unordered ||
+          event.ppid !== 7
+        ) {
+          violations.push(`echo of message ${id} on the wrong stream, ordering or PPID`)
+        }
+        const count = (echoCount.get(id) ?? 0) + 1
+        echoCount.set(id, count)
+        if (count === 1) echoed++
+        else note(`peer duplicate echo of ${id}`)
+        if (!message.unordered) {
+          // Ordered echoes of one stream come back in the order they were sent.
+          const order = sentOrderOnStream.get(message.stream) ?? []
+          const position = order.indexOf(id)
+          const last = lastOrderedEcho.get(message.stream) ?? -1
+          if (count === 1 && position < last) {
+            outOfOrder++
+            note(`peer echo of ${id} out of order on stream ${message.stream}`)
+          }
+          if (count === 1) lastOrderedEcho.set(message.stream, Math.max(last, position))
+        }
+        break
+      }
+      case "CommLost":
+        commLost ??= event.reason
+        note(`peer CommLost ${event.reason}`)
+        break
+      case "PathChange":
+        note(`peer path ${event.host} ${event.state}`)
+        break
+      default:
+        break
+    }
+  }
+  const peerSend = (message: PlannedMessage) => {
+    const outputs = Association.step(peer, {
+      _tag: "Command",
+      command: {
+        _tag: "Send",
+        stream: message.stream,
+        ppid: 7,
+        data: payload(message),
+        unordered: message.unordered,
+      },
+      nowMs: now,
+    })
+    const failed = outputs.some((o) => o._tag === "Event" && o.event._tag === "SendFailed")
+    if (failed) {
+      unsent++
+      note(`peer send of ${message.id} failed`)
+    } else {
+      sent++
+      sentIds.add(message.id)
+      if (!message.unordered) {
+        const order = sentOrderOnStream.get(message.stream) ?? []
+        order.push(message.id)
+        sentOrderOnStream.set(message.stream, order)
+      }
+    }
+    peerOutputs(outputs)
+  }
+
+  // ---- the intra-cluster link -----------------------------------------------------------
+  let linkEpoch = 0
+  let linkBroken = false
+  let linkEverUp = false
+  const lastLinkArrival = [0, 0]
+  const linkSend = (toSecondary: boolean, message: Replication.Message) => {
+    if (linkBroken) return
+    const encoded = Replication.codec.encode(message)
+    if (Result.isFailure(encoded)) {
+      violations.push(`a replication message does not encode: ${String(encoded.failure)}`)
+      return
+    }
+    const lane = toSecondary ? 0 : 1
+    const arrival = Math.max(lastLinkArrival[lane]!, now + plan.linkDelayMs * (0.5 + rng.next()))
+    lastLinkArrival[lane] = arrival
+    at(arrival, { kind: "link", toSecondary, epoch: linkEpoch, bytes: encoded.success })
+  }
+
+  // ---- an endpoint's association table (the primary's, the active secondary's) -------------
+  interface Node {
+    readonly party: "primary" | "secondary"
+    readonly host: string
+    alive: boolean
+    listener: Listener.Listener
+    association: Association.State | undefined
+    associationId: number
+  }
+  const primary: Node = {
+    party: "primary",
+    host: hostA,
+    alive: true,
+    listener: Listener.makeListener(clusterConfig, seed ^ 0x5a5a),
+    association: undefined,
+    associationId: 0,
+  }
+  const secondary: Node = {
+    party: "secondary",
+    host: hostB,
+    alive: true,
+    listener: Listener.makeListener(clusterConfig, seed ^ 0xa5a5),
+    association: undefined,
+    associationId: 0,
+  }
+
+  interface Update {
+    created: boolean
+    inputs: Array<Association.Input>
+    outputs: Array<Association.Output>
+  }
+
+  /** Steps the node's association (or its listener) with one input, echo replies included. */
+  const stepInto = (
+    node: Node,
+    update: Update,
+    input: Association.Input,
+    state: Association.State,
+  ) => {
+    const outputs = Association.step(state, input)
+    update.inputs.push(input)
+    for (const output of outputs) update.outputs.push(output)
+    serve(node, update, state, outputs)
+  }
+  /** The echo service: each delivered message is queued back inside the same update. */
+  const serve = (
+    node: Node,
+    update: Update,
+    state: Association.State,
+    outputs: ReadonlyArray<Association.Output>,
+  ) => {
+    for (const output of outputs) {
+      if (output._tag !== "Event" || output.event._tag !== "Message") continue
+      const event = output.event
+      const id = idOf(event.data)
+      if (node.party === "primary") {
+        if (!primaryDelivered.has(id)) primaryDelivered.set(id, updates + 1)
+        if (!event.unordered) primaryOrderedSend.set(event.stream, updates + 1)
+      }
+      stepInto(
+        node,
+        update,
+        {
+          _tag: "Command",
+          command: {
+            _tag: "Send",
+            stream: event.stream,
+            ppid: event.ppid,
+            data: event.data,
+            unordered: event.unordered,
+          },
+          nowMs: now,
+        },
+        state,
+      )
+    }
+  }
+
+  /** One batch of datagrams into a node's endpoint: the update of its association. */
+  const receiveBatch = (
+    node: Node,
+    batch: ReadonlyArray<{ fromHost: string; bytes: Uint8Array }>,
+  ): Update | undefined => {
+    let update: Update | undefined
+    for (const datagram of batch) {
+      const packet = decode(datagram.bytes)
+      if (packet === undefined || packet.destinationPort !== clusterPort) continue
+      const input: Association.Input = {
+        _tag: "Receive",
+        from: {
+          host: datagram.fromHost,
+          udpPort: datagram.fromHost === peerHost ? peerUdp : clusterUdp,
+        },
+        packet,
+        nowMs: now,
+      }
+      if (node.party === "primary") {
+        for (const chunk of packet.chunks) {
+          if (chunk._tag === "Data" && !primaryReceivedTsn.has(chunk.tsn)) {
+            primaryReceivedTsn.set(chunk.tsn, updates + 1)
+          }
+        }
+      }
+      const state = node.association
+      const tag = packet.verificationTag >>> 0
+      if (
+        state !== undefined &&
+        ((tag !== 0 && tag === Association.myTag(state)) ||
+          (Association.peerPort(state) === packet.sourcePort &&
+            Association.peerHosts(state).includes(datagram.fromHost)))
+      ) {
+        update ??= { created: false, inputs: [], outputs: [] }
+        stepInto(node, update, input, state)
+        continue
+      }
+      const outcome = Listener.onUnknownPacket(node.listener, input)
+      if (outcome.association === undefined) {
+        for (const output of outcome.outputs)
+          if (output._tag === "Transmit") transmit(node.host, output)
+        continue
+      }
+      if (state !== undefined && Association.stateName(state) !== "Closed") {
+        violations.push(`${node.party}: a second association while one is live`)
+      }
+      if (update !== undefined && update.inputs.length > 0) {
+        // The update of the old association ends here; the sim has one at a time.
+        violations.push(`${node.party}: an association replaced inside a batch`)
+      }
+      node.association = outcome.association
+      node.associationId++
+      note(`${node.party} association ${node.associationId} created`)
+      update = { created: true, inputs: [input], outputs: [...outcome.outputs] }
+      serve(node, update, outcome.association, outcome.outputs)
+    }
+    return update
+  }
+
+  const performOutputs = (node: Node, outputs: ReadonlyArray<Association.Output>) => {
+    for (const output of outputs) {
+      switch (output._tag) {
+        case "Transmit":
+          transmit(node.host, output)
+          break
+        case "SetTimer":
+          setTimer(node.party, output.timer, output.atMs)
+          break
+        case "CancelTimer":
+          timerMaps[node.party].delete(output.timer)
+          break
+        case "Event":
+          if (output.event._tag === "Closed") note(`${node.party} association closed`)
+          if (output.event._tag === "CommLost")
+            note(`${node.party} CommLost ${output.event.reason}`)
+          break
+      }
+    }
+  }
+
+  // ---- the primary ----------------------------------------------------------------------
+  const shipper = new Replication.Shipper(policy)
+  let primaryLinkUp = false
+  let acknowledged = 0
+  let frozen = false
+  let holdCounter = 0
+  let held:
+    | { hold: number; seq: number; outputs: ReadonlyArray<Association.Output>; store: boolean }
+    | undefined
+  const inbox: Array<
+    { kind: "packet"; fromHost: string; bytes: Uint8Array } | { kind: "timer"; name: string }
+  > = []
+  const store = new Map<number, { message: Replication.Message; reaches: number }>()
+
+  const ship = (messages: ReadonlyArray<Replication.Message>) => {
+    for (const message of messages) {
+      if ("seq" in message) seqReaches.set(message.seq, updates)
+      if (primaryLinkUp) linkSend(true, message)
+    }
+  }
+
+  const primaryUpdate = (update: Update) => {
+    const state = primary.association
+    if (state === undefined) return
+    updates++
+    if (plan.crash?.afterUpdate === updates) at(now, { kind: "crash" })
+    const replicationPlan = shipper.onUpdate({
+      associationId: primary.associationId,
+      created: update.created,
+      inputs: update.inputs,
+      outputs: update.outputs,
+      state,
+    })
+    ship(replicationPlan.messages)
+    if (replicationPlan.store !== undefined) {
+      const message: Replication.Message = {
+        _tag: "Snapshot",
+        seq: shipper.lastSeq,
+        association: replicationPlan.store.association,
+        snapshot: replicationPlan.store.snapshot,
+      }
+      const hold = ++holdCounter
+      held = { hold, seq: 0, outputs: update.outputs, store: true }
+      const reaches = updates
+      at(now + plan.storeDelayMs, { kind: "storeWritten", hold })
+      pendingWrites.set(hold, { association: replicationPlan.store.association, message, reaches })
+      return
+    }
+    if (replicationPlan.forget !== undefined) store.delete(replicationPlan.forget)
+    if (
+      replicationPlan.waitForAck &&
+      !options.releaseBeforeAck &&
+      primaryLinkUp &&
+      acknowledged < shipper.lastSeq
+    ) {
+      const hold = ++holdCounter
+      held = { hold, seq: shipper.lastSeq, outputs: update.outputs, store: false }
+      at(now + ackTimeoutMs, { kind: "ackTimeout", hold })
+      return
+    }
+    performOutputs(primary, update.outputs)
+  }
+  const pendingWrites = new Map<
+    number,
+    { association: number; message: Replication.Message; reaches: number }
+  >()
+
+  const release = () => {
+    if (held === undefined) return
+    const outputs = held.outputs
+    held = undefined
+    performOutputs(primary, outputs)
+    drainInbox()
+  }
+  const drainInbox = () => {
+    while (held === undefined && inbox.length > 0 && primary.alive && !frozen) {
+      const first = inbox[0]!
+      if (first.kind === "timer") {
+        inbox.shift()
+        primaryTimer(first.name)
+        continue
+      }
+      const batch: Array<{ fromHost: string; bytes: Uint8Array }> = []
+      while (inbox.length > 0 && inbox[0]!.kind === "packet") {
+        const item = inbox.shift() as { kind: "packet"; fromHost: string; bytes: Uint8Array }
+        batch.push(item)
+      }
+      const update = receiveBatch(primary, batch)
+      if (update !== undefined) primaryUpdate(update)
+    }
+  }
+  const primaryPacket = (fromHost: string, bytes: Uint8Array) => {
+    if (!primary.alive || frozen) return
+    inbox.push({ kind: "packet", fromHost, bytes })
+    drainInbox()
+  }
+  const primaryTimer = (name: string) => {
+    const state = primary.association
+    if (state === undefined) return
+    const update: Update = { created: false, inputs: [], outputs: [] }
+    stepInto(primary, update, { _tag: "TimerFired", timer: name, nowMs: now }, state)
+    primaryUpdate(update)
+  }
+
+  // ---- the secondary ------------------------------------------------------------------------
+  const replicas = new Replication.Replicas(clusterConfig)
+  let secondaryLinkUp = false
+  let active = false
+
+  const secondaryTakeOver = (why: string) => {
+    if (active || !secondary.alive) return
+    active = true
+    tookOver = true
+    note(`secondary takes over: ${why}`)
+    if (policy._tag === "StateNode") {
+      for (const [association, entry] of store) {
+        replicas.apply(entry.message)
+        copyReaches.set(association, entry.reaches)
+      }
+    }
+    if (replicas.listener !== undefined) {
+      secondary.listener = {
+        ...secondary.listener,
+        cookieSecrets: Cookie.CookieSecrets.restore(replicas.listener),
+      }
+    }
+    let adopted = 0
+    for (const [association, state] of replicas.states) {
+      if (Association.stateName(state) === "Closed") continue
+      if (adopted > 0) violations.push("the secondary adopts more than one association")
+      adopted++
+      hadCopy = true
+      secondary.association = state
+      secondary.associationId = association
+      takeoverReaches = copyReaches.get(association) ?? 0
+      performOutputs(secondary, Association.takeOver(state, now))
+    }
+    replicas.states.clear()
+    if (adopted === 0) takeoverReaches = 0
+    note(`secondary adopted ${adopted} (copy reaches update ${takeoverReaches} of ${updates})`)
+  }
+
+  const secondaryPacket = (fromHost: string, bytes: Uint8Array) => {
+    if (!secondary.alive) return
+    if (!active) {
+      const packet = decode(bytes)
+      if (packet === undefined) return
+      const copy = replicas.byTag(packet.verificationTag >>> 0)
+      const chunks = packet.chunks
+      if (copy !== undefined && chunks.length > 0 && chunks.every((c) => c._tag === "Heartbeat")) {
+        for (const chunk of chunks) {
+          if (chunk._tag !== "Heartbeat") continue
+          transmit(hostB, {
+            _tag: "Transmit",
+            to: { host: fromHost, udpPort: peerUdp },
+            packet: {
+              sourcePort: clusterPort,
+              destinationPort: Association.peerPort(copy),
+              verificationTag: Association.peerTag(copy),
+              chunks: [{ _tag: "HeartbeatAck", info: chunk.info }],
+            },
+          })
+        }
+        return
+      }
+      if (secondaryLinkUp) {
+        linkSend(false, { _tag: "Forward", host: fromHost, udpPort: peerUdp, bytes })
+        return
+      }
+      if (options.waitForFirstLink && !linkEverUp) return
+      secondaryTakeOver("the peer reached the secondary's address with no primary")
+    }
+    const update = receiveBatch(secondary, [{ fromHost, bytes }])
+    if (update !== undefined) performOutputs(secondary, update.outputs)
+  }
+  const secondaryTimer = (name: string) => {
+    const state = secondary.association
+    if (state === undefined || !active) return
+    const update: Update = { created: false, inputs: [], outputs: [] }
+    stepInto(secondary, update, { _tag: "TimerFired", timer: name, nowMs: now }, state)
+    performOutputs(secondary, update.outputs)
+  }
+
+  const onLink = (toSecondary: boolean, bytes: Uint8Array) => {
+    const decoded = Replication.codec.decode(bytes)
+    if (Result.isFailure(decoded)) {
+      violations.push(`a replication message does not decode: ${String(decoded.failure)}`)
+      return
+    }
+    const message = decoded.success
+    if (!toSecondary) {
+      // A primary that got its SIGTERM serves nothing more but still waits for the ack.
+      if (!primary.alive) return
+      if (message._tag === "Ack") {
+        acknowledged = Math.max(acknowledged, message.seq)
+        if (held !== undefined && !held.store && held.seq <= acknowledged) release()
+        else if (sigtermPending && acknowledged >= sigtermSeq) primaryExit("synced")
+        return
+      }
+      if (message._tag === "Forward" && !frozen) primaryPacket(message.host, message.bytes)
+      return
+    }
+    if (!secondary.alive || active) return
+    const rejected = replicas.apply(message)
+    if (rejected !== undefined) {
+      violations.push(`the secondary rejected a replica: ${rejected.detail}`)
+      breakLink("replica rejected")
+      return
+    }
+    if ((message._tag === "Snapshot" || message._tag === "Inputs") && seqReaches.has(message.seq)) {
+      copyReaches.set(message.association, seqReaches.get(message.seq)!)
+    }
+    linkSend(false, { _tag: "Ack", seq: replicas.applied })
+  }
+
+  const breakLink = (why: string) => {
+    if (linkBroken) return
+    linkBroken = true
+    linkEpoch++
+    note(`link breaks: ${why}`)
+    at(now + plan.detectMs, { kind: "detect", party: "primary" })
+    at(now + plan.detectMs, { kind: "detect", party: "secondary" })
+  }
+
+  // ---- crash, SIGTERM ------------------------------------------------------------------
+  let sigtermPending = false
+  let sigtermSeq = 0
+  const primaryExit = (why: string) => {
+    if (!primary.alive) return
+    primary.alive = false
+    sigtermPending = false
+    epochs.primary++
+    timerMaps.primary.clear()
+    note(`primary dies (${why})`)
+    breakLink("the primary died")
+  }
+  const crash = () => {
+    const target = plan.crash
+    if (target === undefined) return
+    if (target.node === "secondary") {
+      if (!secondary.alive) return
+      secondary.alive = false
+      epochs.secondary++
+      note("secondary dies")
+      breakLink("the secondary died")
+      return
+    }
+    if (!primary.alive || frozen) return
+    if (!policyCase.sigterm) {
+      primaryExit("crash")
+      return
+    }
+    // SIGTERM: one final synchronisation, the node serves no more, and exits once the
+    // secondary has it (or after the ack timeout).
+    note("primary SIGTERM")
+    const messages = shipper.onImpendingFailure()
+    ship(messages)
+    frozen = true
+    held = undefined
+    inbox.length = 0
+    if (!primaryLinkUp || messages.length === 0 || acknowledged >= shipper.lastSeq) {
+      primaryExit("SIGTERM, nothing to wait for")
+      return
+    }
+    sigtermPending = true
+    sigtermSeq = shipper.lastSeq
+    const hold = ++holdCounter
+    at(now + ackTimeoutMs, { kind: "ackTimeout", hold: -hold })
+  }
+
+  // ---- the loop -------------------------------------------------------------------------
+  peerOutputs(connected.outputs)
+  for (const message of plan.messages) at(message.atMs, { kind: "appSend", message })
+  at(plan.linkUpMs, { kind: "linkUp" })
+  if (plan.crash !== undefined) at(plan.crash.atMs, { kind: "crash" })
+  if (policy._tag === "Interval") at(policy.everyMs, { kind: "tick" })
+  const lastSendMs = plan.messages.reduce((max, m) => Math.max(max, m.atMs), 0)
+  const limitMs = lastSendMs + timeLimitAfterLastSendMs
+
+  const clusterIdle = (): boolean => {
+    const node = active ? secondary : primary.alive ? primary : undefined
+    const state = node?.association
+    if (state === undefined) return false
+    const status = Association.info(state)
+    return status.outstandingChunks === 0 && status.queuedBytes === 0
+  }
+  const finished = (): boolean => {
+    if (Association.stateName(peer) === "Closed") return true
+    if (backlog.length > 0 || echoed < sent || sent + unsent < plan.messages.length) return false
+    const status = Association.info(peer)
+    return status.outstandingChunks === 0 && status.queuedBytes === 0 && clusterIdle()
+  }
+
+  for (;;) {
+    const next = heap.pop()
+    if (next === undefined || next.at > limitMs || events >= maxEvents) break
+    now = Math.max(now, next.at)
+    events++
+    const event = next.event
+    switch (event.kind) {
+      case "packet":
+        if (event.to === "peer") {
+          const packet = decode(event.bytes)
+          if (packet !== undefined) {
+            peerOutputs(
+              Association.step(peer, {
+                _tag: "Receive",
+                from: { host: event.fromHost, udpPort: clusterUdp },
+                packet,
+                nowMs: now,
+              }),
+            )
+          }
+        } else if (event.to === "primary") primaryPacket(event.fromHost, event.bytes)
+        else secondaryPacket(event.fromHost, event.bytes)
+        break
+      case "timer": {
+        if (event.epoch !== epochs[event.party]) break
+        const timers = timerMaps[event.party]
+        if (timers.get(event.name) !== event.deadline) break
+        timers.delete(event.name)
+        if (event.party === "peer") {
+          peerOutputs(Association.step(peer, { _tag: "TimerFired", timer: event.name, nowMs: now }))
+        } else if (event.party === "primary") {
+          if (!primary.alive || frozen) break
+          inbox.push({ kind: "timer", name: event.name })
+          drainInbox()
+        } else if (secondary.alive) secondaryTimer(event.name)
+        break
+      }
+      case "appSend":
+        if (peerUp && Association.stateName(peer) === "Established") peerSend(event.message)
+        else if (Association.stateName(peer) === "Closed") unsent++
+        else backlog.push(event.message)
+        break
+      case "link":
+        if (event.epoch === linkEpoch && !linkBroken) onLink(event.toSecondary, event.bytes)
+        break
+      case "linkUp":
+        if (!primary.alive || !secondary.alive || linkBroken) break
+        primaryLinkUp = true
+        secondaryLinkUp = true
+        linkEverUp = true
+        note("link up")
+        ship([shipper.secrets(primary.listener.cookieSecrets.snapshot()), ...shipper.resend()])
+        break
+      case "crash":
+        crash()
+        break
+      case "detect":
+        if (event.party === "primary") {
+          if (!primary.alive || !primaryLinkUp) break
+          primaryLinkUp = false
+          note("primary: link down")
+          if (held !== undefined && !held.store) release()
+        } else {
+          if (!secondary.alive || !secondaryLinkUp) break
+          secondaryLinkUp = false
+          note("secondary: link down")
+          secondaryTakeOver("the link closed")
+        }
+        break
+      case "tick":
+        if (policy._tag !== "Interval") break
+        if (primary.alive && !frozen) ship(shipper.onTick())
+        if (primary.alive) at(now + policy.everyMs, { kind: "tick" })
+        break
+      case "ackTimeout":
+        if (event.hold < 0) {
+          if (sigtermPending && -event.hold === holdCounter) primaryExit("SIGTERM, ack timeout")
+          break
+        }
+        if (held !== undefined && held.hold === event.hold && primary.alive) release()
+        break
+      case "storeWritten": {
+        const write = pendingWrites.get(event.hold)
+        pendingWrites.delete(event.hold)
+        // The write reaches the store even when its writer has died since.
+        if (write !== undefined)
+          store.set(write.association, { message: write.message, reaches: write.reaches })
+        if (held !== undefined && held.hold === event.hold && primary.alive) release()
+        break
+      }
+    }
+    if (peerUp && backlog.length > 0 && Association.stateName(peer) === "Established") {
+      for (const message of backlog.splice(0)) peerSend(message)
+    }
+    const activeNodes = (primary.alive && !frozen ? 1 : 0) + (secondary.alive && active ? 1 : 0)
+    if (activeNodes > 1) {
+      violations.push("two active nodes")
+      break
+    }
+    if (finished()) break
+  }
+  if (Association.stateName(peer) === "Closed") unsent += backlog.splice(0).length
+
+  // ---- the reckoning ----------------------------------------------------------------------
+  let lost = 0
+  let duplicated = 0
+  let beyondBound = 0
+  let atRisk = 0
+  const reaches = tookOver ? (takeoverReaches ?? 0) : Number.POSITIVE_INFINITY
+  // At risk: what the primary did after the state the secondary's copy holds — messages
+  // it delivered, or any of whose DATA chunks it received (and may have acknowledged).
+  const riskyIds = new Set<number>()
+  for (const [id, update] of primaryDelivered) if (update > reaches) riskyIds.add(id)
+  for (const [tsn, update] of primaryReceivedTsn) {
+    const id = tsnToId.get(tsn)
+    if (update > reaches && id !== undefined) riskyIds.add(id)
+  }
+  // A copy that is behind also has the outbound stream sequence numbers of before: on a
+  // stream where the primary queued an ordered echo since, the peer expects a later SSN
+  // than the secondary will use, and no SACK tells the secondary which. The ordered echoes
+  // of that stream are at risk too.
+  const divergedStreams = new Set<number>()
+  for (const [stream, update] of primaryOrderedSend)
+    if (update > reaches) divergedStreams.add(stream)
+  const touched = riskyIds.size
+  for (const message of plan.messages) {
+    if (!message.unordered && divergedStreams.has(message.stream)) riskyIds.add(message.id)
+  }
+  const risky = (id: number): boolean => riskyIds.has(id)
+  atRisk = riskyIds.size
+  for (const message of plan.messages) {
+    const count = echoCount.get(message.id) ?? 0
+    if (count === 0 && !sentIds.has(message.id)) continue
+    if (count === 0) lost++
+    if (count > 1) duplicated += count - 1
+    if ((count === 0 || count > 1) && !risky(message.id)) {
+      beyondBound++
+      if (count === 0)
+        note(
+          `lost beyond the bound: message ${message.id} (stream ${message.stream}${message.unordered ? ", unordered" : ""}, ${message.size} bytes)`,
+        )
+      else note(`duplicated beyond the bound: message ${message.id} (${count} echoes)`)
+    }
+  }
+  // Stalled: the run hit its time limit with the association up and DATA still outstanding
+  // or queued at either end (messages missing with both ends idle count as lost only).
+  const busy = (state: Association.State | undefined) => {
+    if (state === undefined) return false
+    const status = Association.info(state)
+    return status.outstandingChunks > 0 || status.queuedBytes > 0
+  }
+  const clusterState = (active ? secondary : primary.alive ? primary : undefined)?.association
+  const stalled =
+    commLost === undefined &&
+    Association.stateName(peer) !== "Closed" &&
+    (busy(peer) || busy(clusterState) || backlog.length > 0)
+  const survived = commLost === undefined && Association.stateName(peer) !== "Closed" && !stalled
+  if (stalled) {
+    const describeState = (name: string, state: Association.State | undefined) => {
+      if (state === undefined) return `${name}: none`
+      const status = Association.info(state)
+      return `${name}: ${status.state}, ${status.outstandingChunks} chunks outstanding, ${status.queuedBytes} bytes queued, next TSN ${status.nextTsn}, cumulative TSN acked ${status.cumulativeTsnAcked}, peer's cumulative TSN ${status.peerCumulativeTsn}`
+    }
+    note(
+      `stalled: ${echoed}/${sent} echoed; ${describeState("peer", peer)}; ${describeState("cluster", (active ? secondary : primary).association)}`,
+    )
+  }
+  return {
+    seed,
+    sent,
+    unsent,
+    echoed,
+    lost,
+    duplicated,
+    outOfOrder,
+    survived,
+    stalled,
+    commLost,
+    crash: plan.crash,
+    tookOver,
+    hadCopy,
+    atRisk,
+    atRiskTouched: touched,
+    divergedStreams: divergedStreams.size,
+    beyondBound,
+    violations,
+    endMs: now,
+    events,
+    trace,
+  }
+}
