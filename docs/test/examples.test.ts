@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { program as portElection } from "../examples/port-election.ts"
+import { program as sctpCluster } from "../examples/sctp-cluster.ts"
 import { program as serverGroup } from "../examples/server-group.ts"
 import { program as storeLock } from "../examples/store-lock.ts"
 import { program as transportEcho } from "../examples/transport-echo.ts"
@@ -38,6 +39,16 @@ describe("documentation examples run and do what the docs say", () => {
       expect(result.written).toBe(5)
       expect(result.secondMaster).toBe("medium")
       expect(result.after).toBe(6)
+    }),
+  )
+
+  it.live("sctp-cluster: every message echoed once, across the primary's death", () =>
+    Effect.gen(function* () {
+      const result = yield* sctpCluster
+      expect(result.echoed).toEqual(Array.from({ length: 20 }, (_, index) => `message ${index}`))
+      expect(result.clientPaths).toEqual(["127.0.0.2", "127.0.0.3"])
+      expect(result.clientState).toBe("Established")
+      expect(result.secondaryRole).toBe("active-secondary")
     }),
   )
 })

@@ -14,6 +14,7 @@
  * never printed as a number.
  */
 import { Usrsctp } from "@understudy/testkit"
+import * as Processes from "./processes.ts"
 
 /** What our receiver saw of one association, timed like tsctp's receiver. */
 export interface ReceiverRun {
@@ -51,10 +52,53 @@ export interface OurReceiverOptions {
 export type StartOurReceiver = (options: OurReceiverOptions) => Promise<OurReceiver>
 
 /**
- * THE PARAMETER TO FILL IN: our discard endpoint. Until it is set, the bench prints the
- * baseline rows, marks ours "not run" and exits non-zero.
+ * Our discard endpoint as separate OS processes (`bench/receiver.ts`): one for `none`, a
+ * primary on `host` and a secondary on {@link Processes.clusterHosts}`.secondary` for
+ * `every-update`. Each association's end is one `association` line of the primary (or the
+ * single endpoint): what the service was handed, timed like tsctp's receiver.
  */
-export const startOurReceiver: StartOurReceiver | undefined = undefined
+export const startOurReceiver: StartOurReceiver | undefined = async (options) => {
+  if (options.replication === "none") {
+    const { receiver, udpPort } = await Processes.startSingle(options.host)
+    return ourReceiver(options.host, udpPort, receiver, [receiver])
+  }
+  if (options.host !== Processes.clusterHosts.primary)
+    throw new Error(`the cluster's primary listens on ${Processes.clusterHosts.primary}`)
+  const cluster = await Processes.startCluster({ policy: "every-update", observe: false })
+  return ourReceiver(options.host, cluster.udpPort, cluster.primary, [
+    cluster.primary,
+    cluster.secondary,
+  ])
+}
+
+const ourReceiver = (
+  host: string,
+  udpPort: number,
+  reporter: Processes.Receiver,
+  all: ReadonlyArray<Processes.Receiver>,
+): OurReceiver => {
+  let associations = 0
+  return {
+    host,
+    sctpPort: Processes.sctpPort,
+    udpPort,
+    nextAssociation: async () => {
+      const line = await reporter.line("association", runTimeoutMs, associations++)
+      const field = (name: string) => {
+        const value = line[name]
+        if (typeof value !== "number")
+          throw new Error(`association line without ${name}: ${JSON.stringify(line)}`)
+        return value
+      }
+      if (line.reason !== "ShutdownComplete")
+        throw new Error(`the association ended with ${String(line.reason)}, not a SHUTDOWN`)
+      return { messages: field("messages"), bytes: field("bytes"), seconds: field("seconds") }
+    },
+    close: async () => {
+      await Promise.all(all.map((receiver) => receiver.kill()))
+    },
+  }
+}
 
 /** One measured run. */
 interface Run {

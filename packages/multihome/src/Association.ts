@@ -29,8 +29,7 @@
  * T1-cookie retransmissions go round robin over the peer's addresses, bundled with a
  * HEARTBEAT to an unconfirmed one (§5.4); an authentic but stale COOKIE ECHO naming this
  * very association is answered as case D. Not implemented: gap-ack reneging (a gap-acked
- * chunk is never resent unless T3 marks it), the idle cwnd reduction of §7.2.1, DATA
- * bundled with COOKIE ECHO, PR-SCTP / AUTH / ASCONF / ECN (declined: not echoed).
+ * chunk is never resent unless T3 marks it), DATA bundled with COOKIE ECHO, PR-SCTP / AUTH / ASCONF / ECN (declined: not echoed).
  *
  * @since 0.1.0
  */
@@ -401,6 +400,12 @@ const rtoConfig = (config: Config): Rto.RtoConfig => ({
   rtoMaxMs: config.rtoMaxMs,
 })
 
+/**
+ * PMDCS (§1.3, what §7.2 counts cwnd in): the largest DATA chunk a packet carries, the
+ * packet size less the common header.
+ */
+const pmdcs = (st: State): number => st.config.mtu - Packet.headerLength
+
 const addressOf = (path: Path): PeerAddress => ({ host: path.host, udpPort: path.udpPort })
 
 const pathIndex = (st: State, host: string): number => {
@@ -417,7 +422,7 @@ const newPath = (config: Config, host: string, udpPort: number, confirmed: boole
   active: true,
   errorCount: 0,
   rto: Rto.initial(rtoConfig(config)),
-  congestion: Congestion.initial(config.mtu),
+  congestion: Congestion.initial(config.mtu - Packet.headerLength),
   flightBytes: 0,
   heartbeatNonce: 0,
   heartbeatOutstanding: false,
@@ -1183,22 +1188,19 @@ const onCookieEcho = (ctx: Ctx, st: State, input: Extract<Input, { _tag: "Receiv
   if (opened._tag === "Stale") {
     // An authentic cookie past its life that names this very association (case D: a
     // COOKIE ECHO retransmitted while our COOKIE ACKs were lost) is still answered: the
-    // TCB exists, so staleness cannot let a new association in. `Cookie.open` returns no
-    // contents when stale; opening it "at the beginning of time" recovers them.
-    const reopened = Cookie.open(st.cookieSecrets, echo.cookie, -Number.MAX_SAFE_INTEGER)
+    // TCB exists, so staleness cannot let a new association in.
     const sameAssociation =
-      reopened._tag === "Valid" &&
-      reopened.contents.myTag === st.myTag &&
-      reopened.contents.peerTag === st.peerTag &&
+      opened.contents.myTag === st.myTag &&
+      opened.contents.peerTag === st.peerTag &&
       st.name !== "CookieWait"
-    if (!sameAssociation || reopened._tag !== "Valid") {
+    if (!sameAssociation) {
       queueChunk(ctx, st, input.from, {
         _tag: "OperationError",
         causes: [{ _tag: "StaleCookie", stalenessUs: opened.stalenessUs }],
       })
       return
     }
-    c = reopened.contents
+    c = opened.contents
   } else {
     c = opened.contents
   }
@@ -1243,7 +1245,7 @@ const onCookieEcho = (ctx: Ctx, st: State, input: Extract<Input, { _tag: "Receiv
     for (const path of st.paths) {
       path.flightBytes = 0
       path.rttPending = false
-      path.congestion = Congestion.initial(st.config.mtu)
+      path.congestion = Congestion.initial(pmdcs(st))
       path.rto = Rto.initial(rtoConfig(st.config))
       path.errorCount = 0
     }
@@ -1341,8 +1343,39 @@ const onData = (
     st.sackNow = true
     return true
   }
-  const messages = st.reassembly.add(chunk)
-  for (const message of messages) {
+  const outcome = st.reassembly.offer(chunk)
+  switch (outcome._tag) {
+    case "Accepted":
+      break
+    case "FragmentMismatch":
+      // §6.9: the fragments of a message MUST carry consecutive TSNs and one stream (and
+      // SSN when ordered); a peer contradicting its own fragments cannot be reassembled.
+      sendAbort(ctx, st, pathAddress(st, index, from), st.peerTag, [
+        {
+          _tag: "ProtocolViolation",
+          information: new TextEncoder().encode(`TSN ${outcome.tsn}: ${outcome.detail}`),
+        },
+      ])
+      emit(ctx, { _tag: "CommLost", reason: "ProtocolViolation" })
+      close(ctx, st, "Closed")
+      return false
+    case "StaleSequence":
+      // An ordered message whose SSN was delivered already: §6.5 leaves it to the receiver;
+      // the TSN stays acknowledged (the peer must not resend it), the chunk is dropped.
+      emit(ctx, { _tag: "Dropped", reason: "StaleSequence" })
+      return true
+    case "DuplicateTsn":
+      // The tracker de-duplicates, so only a TSN already buffered under a stream can land
+      // here (e.g. after a FORWARD TSN): nothing to add.
+      emit(ctx, { _tag: "Dropped", reason: "DuplicateTsn" })
+      return true
+    case "InvalidStream":
+    case "NoUserData":
+      // Both are checked above, before the TSN is recorded.
+      emit(ctx, { _tag: "Dropped", reason: outcome._tag })
+      return true
+  }
+  for (const message of outcome.messages) {
     emit(ctx, {
       _tag: "Message",
       stream: message.stream,
@@ -1518,12 +1551,14 @@ const processSack = (
   for (let index = 0; index < pathCount; index++) {
     const path = st.paths[index]!
     const bytes = acked[index]!
-    if (bytes > 0 && !st.fastRecovery) {
+    if (bytes > 0) {
       path.congestion = Congestion.onAck(path.congestion, {
         bytesAcked: bytes,
-        mtu: st.config.mtu,
+        mtu: pmdcs(st),
         flightSizeBefore: flightBefore[index]!,
         cumulativeAdvanced: cumAdvanced,
+        inFastRecovery: st.fastRecovery,
+        flightSizeAfter: Math.max(0, path.flightBytes),
       })
     }
     // §6.3.2 R2, R3.
@@ -1545,7 +1580,7 @@ const markFastRetransmit = (st: State, chunk: Outstanding, flightBefore: Array<n
     // §7.2.4 step 2: once per window of data (until the exit point is acked).
     path.congestion = Congestion.onFastRetransmit(
       path.congestion,
-      st.config.mtu,
+      pmdcs(st),
       flightBefore[chunk.path] ?? path.flightBytes,
     )
     st.fastRecovery = true
@@ -1659,6 +1694,21 @@ const sendData = (ctx: Ctx, st: State): void => {
   const index = dataPath(st)
   const path = st.paths[index]!
   if (!path.confirmed) return
+  // §7.2.1: a path idle for an RTO or more gets cwnd = max(cwnd/2, 4·PMDCS) per RTO idle.
+  const idleMs = ctx.now - path.lastSendMs
+  if (
+    path.flightBytes === 0 &&
+    path.lastSendMs > 0 &&
+    idleMs > path.rto.rto &&
+    path.congestion.cwnd > 4 * pmdcs(st)
+  ) {
+    path.congestion = Congestion.onIdle(
+      path.congestion,
+      pmdcs(st),
+      Math.floor(idleMs / path.rto.rto),
+    )
+    path.lastSendMs = ctx.now
+  }
   let budget = st.config.maxBurst * (mtu - Packet.headerLength)
   while (st.queueHead < st.queue.length && budget > 0) {
     const next = st.queue[st.queueHead]!
@@ -1926,7 +1976,7 @@ const onT3 = (ctx: Ctx, st: State, index: number): void => {
   // §6.3.3 E1–E3: back off, collapse cwnd, mark this path's outstanding DATA for
   // retransmission (to an alternate path, §6.4.1).
   path.rto = Rto.backoff(path.rto, rtoConfig(st.config))
-  path.congestion = Congestion.onRetransmissionTimeout(path.congestion, st.config.mtu)
+  path.congestion = Congestion.onRetransmissionTimeout(path.congestion, pmdcs(st))
   const out = st.outstanding
   for (let position = st.outstandingHead; position < out.length; position++) {
     const chunk = out[position]!

@@ -30,10 +30,11 @@ import {
   Deferred,
   Duration,
   Effect,
+  Exit,
   Option,
   PubSub,
   type Redacted,
-  type Scope,
+  Scope,
   Stream,
 } from "effect"
 import * as Association from "./Association.ts"
@@ -137,6 +138,8 @@ export type ClusterEvent =
   | { readonly _tag: "LinkUp"; readonly atMs: number }
   | { readonly _tag: "LinkDown"; readonly reason: string; readonly atMs: number }
   | { readonly _tag: "TookOver"; readonly associations: number; readonly atMs: number }
+  /** The secondary took over while this primary was away (hung, partitioned): it fell silent. */
+  | { readonly _tag: "Deposed"; readonly atMs: number }
   | { readonly _tag: "Synced"; readonly reason: "ImpendingFailure"; readonly messages: number }
   | { readonly _tag: "ReplicaRejected"; readonly detail: string }
 
@@ -147,7 +150,7 @@ export type ClusterEvent =
  * @category models
  */
 export interface Status {
-  readonly role: Role | "active-secondary"
+  readonly role: Role | "active-secondary" | "deposed"
   readonly policy: string
   readonly link: "up" | "down"
   /** Primary: messages planned and acknowledged; secondary: applied. */
@@ -350,6 +353,8 @@ export const make = (
         return false
       })
 
+    // Its own scope, so that a deposed primary can close it and fall silent.
+    const endpointScope = yield* Scope.fork(yield* Effect.scope)
     const endpoint: Endpoint.Endpoint = yield* Endpoint.make({
       bind: options.bind,
       port: options.port,
@@ -360,7 +365,10 @@ export const make = (
       handler,
       intercept,
       abortOnClose: false,
-    }).pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
+    }).pipe(
+      Scope.provide(endpointScope),
+      Effect.mapError((error) => new ClusterError({ detail: error.message })),
+    )
 
     // Closing: an update waiting for an ack holds the endpoint's lock, which the endpoint's
     // own finalizer needs; nobody will ack any more, so let it go first.
@@ -415,6 +423,15 @@ export const make = (
               lastAckMs = yield* now
               return yield* releaseAcked
             }
+            if (message._tag === "Deposed") {
+              if (role !== "primary") return
+              role = "deposed"
+              closing = true
+              yield* releaseAll
+              yield* Scope.close(endpointScope, Exit.void)
+              yield* publish({ _tag: "Deposed", atMs: yield* now })
+              return yield* connection.close
+            }
             if (message._tag === "Forward") {
               if (role === "secondary") return
               return yield* endpoint.inject(
@@ -445,23 +462,31 @@ export const make = (
         .pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
       yield* Effect.forkScoped(
         Stream.runForEach(listener.connections, (connection) =>
-          // One primary at a time; after a takeover there is none to follow.
-          role === "secondary" && link === undefined ? serveLink(connection) : connection.close,
+          role === "secondary" && link === undefined
+            ? serveLink(connection)
+            : role === "active-secondary"
+              ? // After a takeover, a primary that comes back must fall silent.
+                Effect.andThen(
+                  Effect.ignore(connection.send({ _tag: "Deposed" })),
+                  connection.close,
+                )
+              : connection.close,
         ),
       )
     } else {
-      // The primary keeps (re)connecting to its secondary; without one it runs alone.
+      // The primary keeps (re)connecting to its secondary (never faster than every 100 ms);
+      // without one it runs alone, and once deposed it stops.
       yield* Effect.forkScoped(
-        Effect.forever(
-          Effect.gen(function* () {
-            const connected = yield* Effect.result(
+        Effect.gen(function* () {
+          while (role === "primary") {
+            yield* Effect.exit(
               Effect.scoped(
                 Effect.flatMap(transport.connect(options.link, linkOptions), serveLink),
               ),
             )
-            if (connected._tag === "Failure") yield* Effect.sleep(Duration.millis(100))
-          }),
-        ),
+            yield* Effect.sleep(Duration.millis(100))
+          }
+        }),
       )
     }
 

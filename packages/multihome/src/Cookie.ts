@@ -303,7 +303,7 @@ export const seal = (secrets: CookieSecrets, contents: CookieContents): Uint8Arr
 
 /**
  * What {@link open} found: `Valid` with the contents; `Stale` when authentic but older
- * than its lifespan, with the staleness in microseconds for the Stale Cookie cause
+ * than its lifespan, with the contents and the staleness in microseconds for the Stale Cookie cause
  * (§3.3.10.3, at most 2^32 − 1, at least 1); `Invalid` for anything not sealed by one of
  * our two secrets or not in our layout (§5.1.5 step 2: discard silently).
  *
@@ -312,7 +312,12 @@ export const seal = (secrets: CookieSecrets, contents: CookieContents): Uint8Arr
  */
 export type Opened =
   | { readonly _tag: "Valid"; readonly contents: CookieContents }
-  | { readonly _tag: "Stale"; readonly stalenessUs: number }
+  | {
+      readonly _tag: "Stale"
+      readonly stalenessUs: number
+      /** Authentic contents: the ERROR needs the peer's tag, §5.2.4 case D the tags. */
+      readonly contents: CookieContents
+    }
   | { readonly _tag: "Invalid" }
 
 const invalid: Opened = { _tag: "Invalid" }
@@ -342,6 +347,7 @@ export const open = (secrets: CookieSecrets, cookie: Uint8Array, nowMs: number):
     return {
       _tag: "Stale",
       stalenessUs: Math.min(0xffff_ffff, Math.max(1, Math.ceil(overMs * 1000))),
+      contents,
     }
   }
   return { _tag: "Valid", contents }

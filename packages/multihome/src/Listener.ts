@@ -137,11 +137,9 @@ const onCookieEcho = (listener: Listener, input: Receive, echo: Chunk.CookieEcho
   const opened = Cookie.open(listener.cookieSecrets, echo.cookie, input.nowMs)
   if (opened._tag === "Invalid") return dropped("InvalidCookie")
   if (opened._tag === "Stale") {
-    // §5.1.5 step 3: ERROR Stale Cookie. The peer's tag is inside the (authentic) cookie,
-    // which `Cookie.open` does not return when stale; the packet's tag is ours, so the
-    // cookie's own tag is recovered by opening it with an unbounded lifetime.
-    const contents = Cookie.open(listener.cookieSecrets, echo.cookie, -Number.MAX_SAFE_INTEGER)
-    const tag = contents._tag === "Valid" ? contents.contents.peerTag : 0
+    // §5.1.5 step 3: ERROR Stale Cookie, to the peer's tag from the (authentic) cookie: the
+    // packet's tag is ours.
+    const tag = opened.contents.peerTag
     if (tag === 0) return dropped("StaleCookie")
     return {
       outputs: [

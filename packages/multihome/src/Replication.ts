@@ -184,8 +184,10 @@ export type WireInput =
 
 /**
  * What the nodes of a cluster say to each other. Primary → secondary: `Snapshot`, `Inputs`,
- * `Gone`, `Secrets`; secondary → primary: `Ack` (every message up to `seq` is applied) and
- * `Forward` (a packet that reached the secondary's address while the primary is alive).
+ * `Gone`, `Secrets`; secondary → primary: `Ack` (every message up to `seq` is applied),
+ * `Forward` (a packet that reached the secondary's address while the primary is alive) and
+ * `Deposed` (the secondary took over: a primary that comes back, say from SIGSTOP, must
+ * fall silent).
  *
  * @since 0.1.0
  * @category messages
@@ -212,6 +214,7 @@ export type Message =
       readonly udpPort: number
       readonly bytes: Uint8Array
     }
+  | { readonly _tag: "Deposed" }
 
 /**
  * The listener's cookie secrets: the secondary accepts a COOKIE ECHO the primary's
@@ -333,6 +336,8 @@ const problem = (value: unknown): string | undefined => {
         value.bytes instanceof Uint8Array
         ? undefined
         : "a Forward needs host, udpPort and bytes"
+    case "Deposed":
+      return undefined
     default:
       return `unknown message ${String(value._tag)}`
   }
@@ -544,7 +549,7 @@ export class Replicas {
     this.config = config
   }
 
-  /** Applies one message from the primary (`Ack` and `Forward` are not for it). */
+  /** Applies one message from the primary (`Ack`, `Forward` and `Deposed` are not for it). */
   apply(message: Message): ReplicaError | undefined {
     switch (message._tag) {
       case "Snapshot": {
@@ -588,6 +593,7 @@ export class Replicas {
         break
       case "Ack":
       case "Forward":
+      case "Deposed":
         return undefined
     }
     this.applied = message.seq

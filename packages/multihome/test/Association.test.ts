@@ -440,10 +440,10 @@ describe("Association DATA send", () => {
     const third = receive(state, [sack(4)], 170)
     const retransmitted = chunksOf(third).filter((c): c is Chunk.Data => c._tag === "Data")
     expect(retransmitted.map((d) => d.tsn)).toContain(base + 1)
-    expect(Association.info(state).paths[0]!.cwnd).toBe(4800)
+    expect(Association.info(state).paths[0]!.cwnd).toBe(4 * 1188) // §7.2.3: max(cwnd/2, 4·PMDCS), PMDCS = 1200 − 12
   })
 
-  it("retransmits on T3-rtx with the RTO backed off and cwnd collapsed to one MTU", () => {
+  it("retransmits on T3-rtx with the RTO backed off and cwnd collapsed to one PMDCS", () => {
     const { state } = established()
     command(
       state,
@@ -455,7 +455,7 @@ describe("Association DATA send", () => {
     expect(retransmitted.tsn).toBe(state.myInitialTsn)
     const info = Association.info(state)
     expect(info.paths[0]!.rtoMs).toBe(2000)
-    expect(info.paths[0]!.cwnd).toBe(1200)
+    expect(info.paths[0]!.cwnd).toBe(1188) // 1·PMDCS = 1200 − 12 (§7.2.3)
     expect(info.errorCount).toBe(1)
     expect(out).toContainEqual({ _tag: "SetTimer", timer: "T3-rtx:192.0.2.20", atMs: 3100 })
   })
@@ -754,5 +754,61 @@ describe("Association failover details", () => {
     const info = Association.info(replica)
     expect(info.outstandingChunks).toBe(0)
     expect(info.nextTsn).toBe(state.myInitialTsn + 6)
+  })
+})
+
+describe("Association congestion control", () => {
+  it("halves cwnd (not below 4·MTU) after the path was idle for RTOs (§7.2.1)", () => {
+    const { state } = established()
+    // Grow cwnd past 4·MTU with acknowledged full windows.
+    let now = 100
+    for (let round = 0; round < 6; round++) {
+      for (let i = 0; i < 8; i++) {
+        command(
+          state,
+          { _tag: "Send", stream: 0, ppid: 0, data: new Uint8Array(1100), unordered: false },
+          now,
+        )
+      }
+      receive(
+        state,
+        [
+          {
+            _tag: "Sack",
+            cumulativeTsnAck: state.nextTsn - 1,
+            advertisedReceiverWindowCredit: 1_000_000,
+            gapAckBlocks: [],
+            duplicateTsns: [],
+          },
+        ],
+        now + 10,
+      )
+      now += 20
+    }
+    for (let round = 0; round < 10 && Association.info(state).flightBytes > 0; round++) {
+      receive(
+        state,
+        [
+          {
+            _tag: "Sack",
+            cumulativeTsnAck: state.nextTsn - 1,
+            advertisedReceiverWindowCredit: 1_000_000,
+            gapAckBlocks: [],
+            duplicateTsns: [],
+          },
+        ],
+        now,
+      )
+      now += 1
+    }
+    expect(Association.info(state).flightBytes).toBe(0)
+    const grown = Association.info(state).paths[0]!.cwnd
+    expect(grown).toBeGreaterThan(4 * 1200)
+    command(
+      state,
+      { _tag: "Send", stream: 0, ppid: 0, data: new Uint8Array(10), unordered: false },
+      now + 1500,
+    )
+    expect(Association.info(state).paths[0]!.cwnd).toBe(Math.max(Math.floor(grown / 2), 4 * 1200))
   })
 })

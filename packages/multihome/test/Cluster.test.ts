@@ -226,4 +226,28 @@ describe("Cluster on SimNet", () => {
       expect(primary.link).toBe("down")
     }),
   )
+
+  it.effect("a primary cut off from the secondary is deposed when the link comes back", () =>
+    Effect.gen(function* () {
+      const setup = yield* startCluster("every-update")
+      const association = yield* startPeer(setup.net)
+      yield* advance(1_000)
+      // The nodes lose each other (the peer still reaches both): the link's keep-alive
+      // times out and the secondary takes over; when the link heals, the primary learns it.
+      yield* setup.net.partition([primaryHost], [secondaryHost])
+      yield* advance(2_000)
+      const secondary = yield* setup.nodes.get("secondary")!.status
+      expect(secondary.role).toBe("active-secondary")
+      yield* setup.net.heal
+      yield* advance(2_000)
+      const primary = yield* setup.nodes.get("primary")!.status
+      expect(primary.role).toBe("deposed")
+      // The association lives on with the secondary.
+      const echoes = yield* Effect.forkScoped(
+        association.messages.pipe(Stream.take(10), Stream.runCollect),
+      )
+      for (let index = 0; index < 10; index++) yield* association.send(0, 1, numbered(index))
+      expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
+    }),
+  )
 })

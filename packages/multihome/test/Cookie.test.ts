@@ -70,11 +70,20 @@ describe("Cookie (RFC 9260 §5.1.3, §5.1.5)", () => {
     const cookie = Cookie.seal(secrets, contents)
     const expiry = contents.createdMs + contents.lifespanMs
     expect(Cookie.open(secrets, cookie, expiry)._tag).toBe("Valid")
-    expect(Cookie.open(secrets, cookie, expiry + 2.5)).toEqual({ _tag: "Stale", stalenessUs: 2500 })
-    expect(Cookie.open(secrets, cookie, expiry + 0.0001)).toEqual({ _tag: "Stale", stalenessUs: 1 })
+    expect(Cookie.open(secrets, cookie, expiry + 2.5)).toEqual({
+      _tag: "Stale",
+      stalenessUs: 2500,
+      contents,
+    })
+    expect(Cookie.open(secrets, cookie, expiry + 0.0001)).toEqual({
+      _tag: "Stale",
+      stalenessUs: 1,
+      contents,
+    })
     expect(Cookie.open(secrets, cookie, expiry + 1e10)).toEqual({
       _tag: "Stale",
       stalenessUs: 0xffff_ffff,
+      contents,
     })
   })
 

@@ -6,7 +6,8 @@
  */
 import type { Scenario } from "../Scenario.ts"
 import { scenario as portElection } from "./portElection.ts"
+import { scenario as sctpCluster } from "./sctpCluster.ts"
 import { scenario as staggeredElection } from "./staggeredElection.ts"
 
 /** @since 0.1.0 */
-export const scenarios: ReadonlyArray<Scenario> = [portElection, staggeredElection]
+export const scenarios: ReadonlyArray<Scenario> = [portElection, staggeredElection, sctpCluster]

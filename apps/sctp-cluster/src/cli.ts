@@ -1,0 +1,280 @@
+/**
+ * The command line of `sctp-cluster`, parsed by hand: a pure function from argv to what to
+ * do, so every flag and every error is unit tested without a process.
+ *
+ * @since 0.1.0
+ */
+import { isIP } from "node:net"
+import { Replication } from "@understudy/multihome"
+import { Address } from "@understudy/transport"
+
+/** The application a node runs. @since 0.1.0 @category models */
+export type ServiceName = "echo" | "discard" | "sink"
+
+/** @since 0.1.0 @category models */
+export interface NodeInvocation {
+  readonly _tag: "Node"
+  readonly role: "primary" | "secondary"
+  /** The primary's IP, then the secondary's: the endpoint's two addresses. */
+  readonly addresses: readonly [string, string]
+  readonly policy: Replication.Policy
+  /** SCTP port of the endpoint (the same on both nodes). */
+  readonly port: number
+  /** UDP encapsulation port (RFC 6951), bound on this node's own address. */
+  readonly udpPort: number
+  /** The intra-cluster link: the secondary listens there, the primary connects to it. */
+  readonly link: Address.StreamAddress
+  readonly service: ServiceName
+  /** Where this node serves its status (HTTP `GET /status`, JSON). */
+  readonly status: Address.StreamAddress
+  /** `state-node`: the `StoreServer` (a `sctp-cluster store`) holding the associations. */
+  readonly store: Address.StreamAddress | undefined
+  readonly clusterKeyFile: string | undefined
+  readonly seed: number | undefined
+}
+
+/** @since 0.1.0 @category models */
+export type Invocation =
+  | { readonly _tag: "Help" }
+  | NodeInvocation
+  | { readonly _tag: "Status"; readonly status: Address.StreamAddress; readonly json: boolean }
+  | {
+      readonly _tag: "Store"
+      readonly listen: Address.StreamAddress
+      readonly clusterKeyFile: string | undefined
+    }
+  | { readonly _tag: "UsageError"; readonly message: string }
+
+/** @since 0.1.0 */
+export const programName = "sctp-cluster"
+
+/** The SCTP port of the echo service by default (as usrsctp's `echo_server`). @since 0.1.0 */
+export const defaultSctpPort = 7
+
+/** Differs from usrsctp's default encapsulation port 9899, which its programs bind on every address. @since 0.1.0 */
+export const defaultUdpPort = 9900
+
+/** @since 0.1.0 */
+export const usage = `Usage:
+  ${programName} node --role primary|secondary --addresses PRIMARY_IP,SECONDARY_IP --policy POLICY
+               [--port 7] [--udp-port 9900] [--link tcp://HOST:PORT] [--service echo|discard|sink]
+               [--status tcp://HOST:PORT | unix:///PATH | /PATH] [--store tcp://HOST:PORT]
+               [--cluster-key-file FILE] [--seed N]
+  ${programName} status --status ADDRESS [--json]
+  ${programName} store --listen tcp://HOST:PORT [--cluster-key-file FILE]
+  ${programName} --help
+
+node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951). The peer
+         sees one endpoint with both --addresses; the primary (first address) runs the
+         association, the secondary (second address) keeps a replica and takes over when
+         the primary is gone, answering from its own address. Each node binds its own
+         address on --udp-port (default ${defaultUdpPort}; usrsctp's programs bind 9899 on every
+         address, so it must differ) and serves --service (default echo) on SCTP --port
+         (default ${defaultSctpPort}).
+         --policy: every-update | interval[:MS] | on-event[:EVENTS] | on-impending-failure |
+           state-node (needs --store, a '${programName} store').
+         --link: the intra-cluster link, the same on both nodes (the secondary listens on it);
+           default tcp://SECONDARY_IP:UDP_PORT.
+         --status: where GET /status answers (default tcp://127.0.0.1:0, the port chosen is
+           printed). --cluster-key-file authenticates the link and the store.
+         stdout: one JSON line per fact ("t": started, cluster, role, association,
+         impending-failure, stopping, cluster-suppressed).
+         SIGTERM: one final synchronisation to the secondary (an impending failure), then
+         exit 0. SIGINT: exit.
+status   prints the node's role, link, replication lag, and each association with its
+         paths (host, UDP port, confirmed / active, RTO, cwnd); --json prints the raw status.
+store    runs a store server over memory: the third node of the state-node policy.
+
+Exit codes: 0 ok; 1 runtime error; 2 bad usage.`
+
+const fail = (message: string): Invocation => ({ _tag: "UsageError", message })
+
+const parseInteger = (text: string, min: number, max: number): number | undefined => {
+  if (!/^\d+$/.test(text)) return undefined
+  const value = Number(text)
+  return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined
+}
+
+/**
+ * A stream address as `--status`, `--link`, `--store` and `--listen` take it: `tcp://` or
+ * `unix://` URLs, or an absolute path for a unix socket.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseStreamAddress = (text: string): Address.StreamAddress | string => {
+  if (text.startsWith("/")) return parseStreamAddress(`unix://${text}`)
+  const parsed = Address.parseStream(text)
+  return parsed instanceof Address.InvalidAddress ? parsed.reason : parsed
+}
+
+const flagsWithValue = new Set([
+  "--role",
+  "--addresses",
+  "--policy",
+  "--port",
+  "--udp-port",
+  "--link",
+  "--service",
+  "--status",
+  "--store",
+  "--cluster-key-file",
+  "--seed",
+  "--listen",
+])
+
+const booleanFlags = new Set(["--json"])
+
+const allowed: Record<string, ReadonlySet<string>> = {
+  node: new Set([
+    "--role",
+    "--addresses",
+    "--policy",
+    "--port",
+    "--udp-port",
+    "--link",
+    "--service",
+    "--status",
+    "--store",
+    "--cluster-key-file",
+    "--seed",
+  ]),
+  status: new Set(["--status", "--json"]),
+  store: new Set(["--listen", "--cluster-key-file"]),
+}
+
+const services: ReadonlyArray<ServiceName> = ["echo", "discard", "sink"]
+
+const addressFlag = (
+  values: ReadonlyMap<string, string>,
+  flag: string,
+): Address.StreamAddress | string | undefined => {
+  const text = values.get(flag)
+  if (text === undefined) return undefined
+  const parsed = parseStreamAddress(text)
+  return typeof parsed === "string" ? `${flag} ${text}: ${parsed}` : parsed
+}
+
+const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
+  const role = values.get("--role")
+  if (role === undefined) return fail("--role is required (primary or secondary)")
+  if (role !== "primary" && role !== "secondary")
+    return fail(`--role ${JSON.stringify(role)}: expected primary or secondary`)
+
+  const addressesText = values.get("--addresses")
+  if (addressesText === undefined) return fail("--addresses is required (PRIMARY_IP,SECONDARY_IP)")
+  const addresses = addressesText.split(",")
+  if (addresses.length !== 2)
+    return fail(
+      `--addresses ${addressesText}: expected two IPs, the primary's then the secondary's`,
+    )
+  for (const address of addresses) {
+    if (isIP(address) === 0) return fail(`--addresses: ${JSON.stringify(address)} is not an IP`)
+  }
+  if (addresses[0] === addresses[1]) return fail("--addresses: the two nodes need two addresses")
+
+  const policyText = values.get("--policy")
+  if (policyText === undefined) return fail("--policy is required (e.g. every-update)")
+  const policy = Replication.parsePolicy(policyText)
+  if (policy instanceof Replication.PolicyError)
+    return fail(`--policy ${policyText}: ${policy.detail}`)
+
+  const portText = values.get("--port") ?? String(defaultSctpPort)
+  const port = parseInteger(portText, 1, 65535)
+  if (port === undefined) return fail(`--port ${portText}: expected an SCTP port, 1..65535`)
+  const udpPortText = values.get("--udp-port") ?? String(defaultUdpPort)
+  const udpPort = parseInteger(udpPortText, 1, 65535)
+  if (udpPort === undefined) return fail(`--udp-port ${udpPortText}: expected a UDP port, 1..65535`)
+
+  const service = values.get("--service") ?? "echo"
+  if (!(services as ReadonlyArray<string>).includes(service))
+    return fail(`--service ${JSON.stringify(service)}: expected ${services.join(", ")}`)
+
+  const secondary = addresses[1]!
+  const link = addressFlag(values, "--link") ?? Address.tcp(secondary, udpPort)
+  if (typeof link === "string") return fail(link)
+  const status = addressFlag(values, "--status") ?? Address.tcp("127.0.0.1", 0)
+  if (typeof status === "string") return fail(status)
+  const store = addressFlag(values, "--store")
+  if (typeof store === "string") return fail(store)
+  if (policy._tag === "StateNode" && store === undefined)
+    return fail("--policy state-node needs --store (the address of a 'sctp-cluster store')")
+  if (policy._tag !== "StateNode" && store !== undefined)
+    return fail(`--store is only for --policy state-node, not ${policyText}`)
+
+  const seedText = values.get("--seed")
+  const seed = seedText === undefined ? undefined : parseInteger(seedText, 0, 0xffff_ffff)
+  if (seedText !== undefined && seed === undefined)
+    return fail(`--seed ${seedText}: expected an integer, 0..4294967295`)
+
+  return {
+    _tag: "Node",
+    role,
+    addresses: [addresses[0]!, secondary],
+    policy,
+    port,
+    udpPort,
+    link,
+    service: service as ServiceName,
+    status,
+    store,
+    clusterKeyFile: values.get("--cluster-key-file"),
+    seed,
+  }
+}
+
+/**
+ * Parses the arguments after the program name. Never throws: bad input is a `UsageError`
+ * whose message says what is wrong.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parse = (argv: ReadonlyArray<string>): Invocation => {
+  if (argv.includes("--help") || argv.includes("-h")) return { _tag: "Help" }
+  const [command, ...rest] = argv
+  if (command === undefined) return fail("no command: node, status or store")
+  const accepted = allowed[command]
+  if (accepted === undefined) return fail(`unknown command ${JSON.stringify(command)}`)
+  const values = new Map<string, string>()
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i]!
+    const equals = arg.indexOf("=")
+    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg
+    const isBoolean = booleanFlags.has(flag)
+    if (!flagsWithValue.has(flag) && !isBoolean) {
+      return fail(
+        arg.startsWith("-")
+          ? `unknown option ${JSON.stringify(flag)}`
+          : `unexpected argument ${JSON.stringify(arg)}`,
+      )
+    }
+    if (!accepted.has(flag)) return fail(`${command} takes no ${flag}`)
+    if (values.has(flag)) return fail(`${flag} given twice`)
+    if (isBoolean) {
+      if (flag !== arg) return fail(`${flag} takes no value`)
+      values.set(flag, "true")
+      continue
+    }
+    const value = flag !== arg ? arg.slice(equals + 1) : rest[++i]
+    if (value === undefined || value === "") return fail(`${flag} needs a value`)
+    values.set(flag, value)
+  }
+
+  switch (command) {
+    case "status": {
+      const status = addressFlag(values, "--status")
+      if (status === undefined) return fail("--status is required (the node's status address)")
+      if (typeof status === "string") return fail(status)
+      return { _tag: "Status", status, json: values.has("--json") }
+    }
+    case "store": {
+      const listen = addressFlag(values, "--listen")
+      if (listen === undefined) return fail("--listen is required")
+      if (typeof listen === "string") return fail(listen)
+      return { _tag: "Store", listen, clusterKeyFile: values.get("--cluster-key-file") }
+    }
+    default:
+      return parseNode(values)
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * What the commands share: JSON lines on stdout, exit codes, typed errors, the cluster key
+ * file, and running a command until a signal.
+ *
+ * @since 0.1.0
+ */
+import { readFile } from "node:fs/promises"
+import { Cause, Data, Deferred, Effect, Fiber, Logger, Redacted } from "effect"
+import { programName } from "./cli.ts"
+
+/** @since 0.1.0 */
+export const exitCode = { ok: 0, failure: 1, usage: 2 } as const
+
+/** One JSON object per line on stdout: what tests and the showcase read. @since 0.1.0 */
+export const line = (value: Record<string, unknown>): void => {
+  process.stdout.write(`${JSON.stringify({ ...value, wallMs: Date.now() })}\n`)
+}
+
+/** Logs go to stderr, so stdout holds only JSON lines. @since 0.1.0 */
+export const stderrLogger = Logger.layer([Logger.withConsoleError(Logger.formatLogFmt)])
+
+/**
+ * A file the command needs could not be read (the cluster key).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class FileError extends Data.TaggedError("FileError")<{
+  readonly path: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `cannot use ${this.path}: ${this.detail}`
+  }
+}
+
+/** The longest cluster key file read: a key is a few dozen bytes. */
+const keyFileBytesMax = 64 * 1024
+
+/**
+ * Reads `--cluster-key-file`: its bytes are the key (a trailing newline is part of it, so
+ * write the file the same way on every node).
+ *
+ * @since 0.1.0
+ */
+export const readClusterKey = (
+  path: string,
+): Effect.Effect<Redacted.Redacted<Uint8Array>, FileError> =>
+  Effect.tryPromise({
+    try: () => readFile(path),
+    catch: (error) =>
+      new FileError({ path, detail: error instanceof Error ? error.message : String(error) }),
+  }).pipe(
+    Effect.flatMap((bytes) =>
+      bytes.length === 0
+        ? Effect.fail(new FileError({ path, detail: "the file is empty" }))
+        : bytes.length > keyFileBytesMax
+          ? Effect.fail(new FileError({ path, detail: `longer than ${keyFileBytesMax} bytes` }))
+          : Effect.succeed(Redacted.make(new Uint8Array(bytes))),
+    ),
+  )
+
+/** What asked a long-running command to stop. @since 0.1.0 @category models */
+export type StopReason = "SIGTERM" | "SIGINT" | "StdinClosed"
+
+/**
+ * Runs a long-lived command. The first SIGTERM / SIGINT (or, with
+ * SCTP_CLUSTER_EXIT_ON_STDIN_EOF=1, the end of stdin: a parent that dies takes its children
+ * with it) completes `stop`, which the command awaits to end its own way; a second signal
+ * interrupts it. Failures are printed on stderr and give exit code 1.
+ *
+ * @since 0.1.0
+ */
+export const runUntilSignal = (
+  program: (stop: Deferred.Deferred<StopReason>) => Effect.Effect<number, unknown>,
+): Promise<number> =>
+  new Promise((resolve) => {
+    const stop = Deferred.makeUnsafe<StopReason>()
+    const fiber = Effect.runFork(program(stop).pipe(Effect.provide(stderrLogger)))
+    let signals = 0
+    const onStop = (reason: StopReason) => () => {
+      signals++
+      if (signals === 1) Deferred.doneUnsafe(stop, Effect.succeed(reason))
+      else Effect.runFork(Fiber.interrupt(fiber))
+    }
+    process.on("SIGINT", onStop("SIGINT"))
+    process.on("SIGTERM", onStop("SIGTERM"))
+    if (process.env.SCTP_CLUSTER_EXIT_ON_STDIN_EOF === "1") {
+      process.stdin.on("end", onStop("StdinClosed"))
+      process.stdin.on("error", onStop("StdinClosed"))
+      process.stdin.resume()
+    }
+    fiber.addObserver((exit) => {
+      if (exit._tag === "Success") resolve(exit.value)
+      else if (Cause.hasInterruptsOnly(exit.cause)) resolve(exitCode.ok)
+      else resolve(reportFailure(exit.cause))
+    })
+  })
+
+/**
+ * Runs a short command to its end; failures are printed on stderr and give exit code 1.
+ *
+ * @since 0.1.0
+ */
+export const runToEnd = (program: Effect.Effect<number, unknown>): Promise<number> =>
+  Effect.runPromiseExit(program.pipe(Effect.provide(stderrLogger))).then((exit) =>
+    exit._tag === "Success" ? exit.value : reportFailure(exit.cause),
+  )
+
+const reportFailure = (cause: Cause.Cause<unknown>): number => {
+  const error = Cause.squash(cause)
+  process.stderr.write(
+    `${programName}: ${error instanceof Error ? error.message : Cause.pretty(cause)}\n`,
+  )
+  return exitCode.failure
+}

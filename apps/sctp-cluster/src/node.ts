@@ -1,0 +1,249 @@
+/**
+ * `sctp-cluster node`: one node of the two-node SCTP endpoint (`Cluster.make` on real UDP
+ * and TCP sockets), with its status endpoint. It prints one JSON line per fact on stdout:
+ * `started` once bound, `cluster` per cluster event (link up / down, takeover, final
+ * synchronisation), `role` when its role or link changes, `association` when an
+ * association's state, primary path or a path's confirmation / activity changes,
+ * `impending-failure` after SIGTERM's final synchronisation, `stopping`; and
+ * `cluster-suppressed` when a flapping link's events were counted instead of printed.
+ *
+ * @since 0.1.0
+ */
+import * as http from "node:http"
+import { Cluster, Replication } from "@understudy/multihome"
+import { RemoteStore, Store } from "@understudy/store"
+import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
+import { Context, Deferred, Duration, Effect, Layer, Option, type Scope, Stream } from "effect"
+import type { NodeInvocation } from "./cli.ts"
+import { exitCode, line, readClusterKey, type StopReason } from "./common.ts"
+import type { StatusReport } from "./report.ts"
+
+/** How often the node looks for association and role changes to print. */
+const watchEveryMs = 50
+
+/** Link up / down lines printed per second at most (see the `cluster-suppressed` line). */
+const linkLinesPerSecondMax = 20
+
+/** SIGTERM's final synchronisation gives up after this long (the process is going away). */
+const impendingFailureBoundMs = 3_000
+
+/** The status endpoint answers within this long or closes the request. */
+const statusTimeoutMs = 5_000
+
+const reply = (response: http.ServerResponse, status: number, body: unknown) => {
+  const text = JSON.stringify(body)
+  response.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+  })
+  response.end(text)
+}
+
+/**
+ * Serves `GET /status` on `address` (TCP or a unix socket) until the scope closes; gives
+ * back the address actually bound (the port when 0 was asked).
+ *
+ * @since 0.1.0
+ */
+export const serveStatus = (
+  address: Address.StreamAddress,
+  report: Effect.Effect<StatusReport>,
+): Effect.Effect<Address.StreamAddress, Cluster.ClusterError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const server = http.createServer((request, response) => {
+      const path = new URL(request.url ?? "/", "http://localhost").pathname
+      if (request.method !== "GET" || path !== "/status") {
+        reply(response, 404, { error: "NotFound", path })
+        return
+      }
+      void Effect.runPromise(
+        report.pipe(
+          Effect.timeoutOption(Duration.millis(statusTimeoutMs)),
+          Effect.map((value) =>
+            Option.isSome(value)
+              ? reply(response, 200, value.value)
+              : reply(response, 503, { error: "Busy" }),
+          ),
+        ),
+      )
+    })
+    server.keepAliveTimeout = 1_000
+    yield* Effect.acquireRelease(
+      Effect.callback<void, Error>((resume) => {
+        server.once("error", (error) => resume(Effect.fail(error)))
+        if (address._tag === "Tcp")
+          server.listen(address.port, address.host, () => resume(Effect.void))
+        else
+          server.listen(address.abstract ? `\0${address.path}` : address.path, () =>
+            resume(Effect.void),
+          )
+      }),
+      () =>
+        Effect.sync(() => {
+          server.closeAllConnections()
+          server.close()
+        }),
+    )
+    if (address._tag === "Unix") return address
+    const bound = server.address()
+    return Address.tcp(address.host, typeof bound === "object" && bound !== null ? bound.port : 0)
+  }).pipe(
+    Effect.mapError(
+      (error) =>
+        new Cluster.ClusterError({
+          detail: `status endpoint ${Address.format(address)}: ${error.message}`,
+        }),
+    ),
+  )
+
+/** What `association` lines compare: a change in any of these is printed. */
+const associationSummary = (association: Cluster.Status["associations"][number]) => ({
+  id: association.id,
+  state: association.state,
+  primary: association.primary,
+  peerPort: association.peerPort,
+  paths: association.paths.map((path) => ({
+    host: path.host,
+    udpPort: path.udpPort,
+    confirmed: path.confirmed,
+    active: path.active,
+  })),
+})
+
+/** Runs the node until SIGTERM / SIGINT. @since 0.1.0 */
+export const node = (
+  invocation: NodeInvocation,
+  stop: Deferred.Deferred<StopReason>,
+): Effect.Effect<number, unknown> =>
+  Effect.gen(function* () {
+    const ownAddress = invocation.addresses[invocation.role === "primary" ? 0 : 1]
+    const bind = Address.udp(ownAddress, invocation.udpPort)
+    const clusterKey =
+      invocation.clusterKeyFile === undefined
+        ? undefined
+        : yield* readClusterKey(invocation.clusterKeyFile)
+    const sockets = yield* Layer.build(Layer.mergeAll(NodeTransport.layer, NodeDatagram.layer))
+    let store: Store.Store["Service"] | undefined
+    if (invocation.store !== undefined) {
+      const storeContext = yield* Layer.build(
+        RemoteStore.layer({
+          address: invocation.store,
+          requestTimeoutMs: 1_000,
+          ...(clusterKey !== undefined ? { clusterKey } : {}),
+        }).pipe(Layer.provide(NodeTransport.layer)),
+      )
+      store = Context.get(storeContext, Store.Store)
+    }
+    const cluster = yield* Cluster.make({
+      role: invocation.role,
+      bind,
+      port: invocation.port,
+      addresses: invocation.addresses,
+      link: invocation.link,
+      policy: invocation.policy,
+      service: Cluster.services[invocation.service],
+      ...(store !== undefined ? { store } : {}),
+      ...(clusterKey !== undefined ? { clusterKey } : {}),
+      ...(invocation.seed !== undefined ? { seed: invocation.seed } : {}),
+    }).pipe(Effect.provideContext(sockets))
+
+    const identity: StatusReport["node"] = {
+      startedAs: invocation.role,
+      pid: process.pid,
+      bind: Address.format(cluster.endpoint.address),
+      addresses: invocation.addresses,
+      port: invocation.port,
+      service: invocation.service,
+      link: Address.format(invocation.link),
+    }
+    const report = Effect.map(cluster.status, (status) => ({ ...status, node: identity }))
+    const statusAddress = yield* serveStatus(invocation.status, report)
+
+    // A link that flaps (a peer that accepts and closes at once) must not flood stdout:
+    // link events past the limit in one second are counted, then reported in one line.
+    let windowStartMs = 0
+    let linkLinesInWindow = 0
+    let suppressed = 0
+    yield* Effect.forkScoped(
+      Stream.runForEach(cluster.events, (event) =>
+        Effect.sync(() => {
+          const nowMs = Date.now()
+          if (nowMs - windowStartMs >= 1_000) {
+            if (suppressed > 0) line({ t: "cluster-suppressed", linkEvents: suppressed })
+            windowStartMs = nowMs
+            linkLinesInWindow = 0
+            suppressed = 0
+          }
+          const isLink = event._tag === "LinkUp" || event._tag === "LinkDown"
+          if (isLink && linkLinesInWindow >= linkLinesPerSecondMax) suppressed++
+          else {
+            if (isLink) linkLinesInWindow++
+            line({ t: "cluster", ...event })
+          }
+        }),
+      ),
+    )
+
+    // Role, link and associations are polled and printed when they change: the events
+    // stream does not carry path confirmations, and a subscription may start after the
+    // first link-up.
+    let lastRole = ""
+    const lastAssociations = new Map<number, string>()
+    const watch = Effect.gen(function* () {
+      const status = yield* cluster.status
+      const role = `${status.role}/${status.link}`
+      if (role !== lastRole) {
+        lastRole = role
+        line({ t: "role", role: status.role, link: status.link })
+      }
+      const seen = new Set<number>()
+      for (const association of status.associations) {
+        seen.add(association.id)
+        const summary = associationSummary(association)
+        const key = JSON.stringify(summary)
+        if (lastAssociations.get(association.id) !== key) {
+          lastAssociations.set(association.id, key)
+          line({ t: "association", ...summary })
+        }
+      }
+      for (const id of [...lastAssociations.keys()]) {
+        if (!seen.has(id)) {
+          lastAssociations.delete(id)
+          line({ t: "association", id, state: "Gone" })
+        }
+      }
+    })
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.andThen(watch, Effect.sleep(Duration.millis(watchEveryMs)))),
+    )
+
+    line({
+      t: "started",
+      role: invocation.role,
+      pid: process.pid,
+      bind: identity.bind,
+      addresses: invocation.addresses,
+      port: invocation.port,
+      service: invocation.service,
+      policy: Replication.formatPolicy(invocation.policy),
+      link: identity.link,
+      status: Address.format(statusAddress),
+    })
+
+    const reason = yield* Deferred.await(stop)
+    if (reason === "SIGTERM") {
+      // Claims 5–6: a failure announced in advance gets one final synchronisation.
+      const synced = yield* cluster.impendingFailure.pipe(
+        Effect.timeoutOption(Duration.millis(impendingFailureBoundMs)),
+      )
+      const status = yield* cluster.status
+      line({
+        t: "impending-failure",
+        synced: Option.isSome(synced),
+        shipped: status.replication.shipped,
+        acknowledged: status.replication.acknowledged,
+      })
+    }
+    line({ t: "stopping", reason })
+    return exitCode.ok
+  }).pipe(Effect.scoped)

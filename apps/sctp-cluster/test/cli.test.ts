@@ -1,0 +1,234 @@
+import { describe, expect, it } from "@effect/vitest"
+import { parse, parseStreamAddress } from "../src/cli.ts"
+import { formatStatus, type StatusReport } from "../src/report.ts"
+
+const node = ["node", "--role", "primary", "--addresses", "127.0.0.2,127.0.0.3", "--policy"]
+
+const message = (argv: Array<string>) => {
+  const invocation = parse(argv)
+  return invocation._tag === "UsageError" ? invocation.message : invocation._tag
+}
+
+describe("sctp-cluster command line", () => {
+  it("parses a node with its defaults", () => {
+    const invocation = parse([...node, "every-update"])
+    expect(invocation).toEqual({
+      _tag: "Node",
+      role: "primary",
+      addresses: ["127.0.0.2", "127.0.0.3"],
+      policy: { _tag: "EveryUpdate" },
+      port: 7,
+      udpPort: 9900,
+      // The link defaults to the secondary's address, on the encapsulation port's number.
+      link: { _tag: "Tcp", host: "127.0.0.3", port: 9900 },
+      service: "echo",
+      status: { _tag: "Tcp", host: "127.0.0.1", port: 0 },
+      store: undefined,
+      clusterKeyFile: undefined,
+      seed: undefined,
+    })
+  })
+
+  it("parses every option, in both spellings", () => {
+    const invocation = parse([
+      "node",
+      "--role=secondary",
+      "--addresses",
+      "::1,127.0.0.3",
+      "--policy=interval:250",
+      "--port",
+      "5000",
+      "--udp-port=9911",
+      "--link",
+      "tcp://127.0.0.1:7000",
+      "--service",
+      "sink",
+      "--status",
+      "/tmp/node.sock",
+      "--cluster-key-file",
+      "/tmp/key",
+      "--seed",
+      "42",
+    ])
+    expect(invocation).toMatchObject({
+      _tag: "Node",
+      role: "secondary",
+      addresses: ["::1", "127.0.0.3"],
+      policy: { _tag: "Interval", everyMs: 250 },
+      port: 5000,
+      udpPort: 9911,
+      link: { _tag: "Tcp", host: "127.0.0.1", port: 7000 },
+      service: "sink",
+      status: { _tag: "Unix", path: "/tmp/node.sock" },
+      clusterKeyFile: "/tmp/key",
+      seed: 42,
+    })
+    expect(parse([...node, "state-node", "--store", "tcp://127.0.0.1:7100"])).toMatchObject({
+      policy: { _tag: "StateNode" },
+      store: { _tag: "Tcp", host: "127.0.0.1", port: 7100 },
+    })
+    expect(parse([...node, "on-event:CommUp,Message"])).toMatchObject({
+      policy: { _tag: "OnEvent", events: ["CommUp", "Message"] },
+    })
+    expect(parse(["status", "--status", "unix:///run/a.sock", "--json"])).toEqual({
+      _tag: "Status",
+      status: { _tag: "Unix", path: "/run/a.sock", abstract: false },
+      json: true,
+    })
+    expect(parse(["store", "--listen", "tcp://127.0.0.1:0"])).toEqual({
+      _tag: "Store",
+      listen: { _tag: "Tcp", host: "127.0.0.1", port: 0 },
+      clusterKeyFile: undefined,
+    })
+  })
+
+  it("explains what is wrong", () => {
+    expect(message([])).toMatch(/no command/)
+    expect(message(["bogus"])).toMatch(/unknown command "bogus"/)
+    expect(message([...node, "every-update", "--bogus", "1"])).toMatch(/unknown option "--bogus"/)
+    expect(message([...node, "every-update", "stray"])).toMatch(/unexpected argument "stray"/)
+    expect(message([...node, "sometimes"])).toMatch(/--policy sometimes: known policies/)
+    expect(message([...node, "interval:0"])).toMatch(/--policy interval:0/)
+    expect(message([...node, "on-event:Nope"])).toMatch(/unknown events Nope/)
+    expect(message([...node, "state-node"])).toMatch(/needs --store/)
+    expect(message([...node, "every-update", "--store", "tcp://127.0.0.1:1"])).toMatch(
+      /only for --policy state-node/,
+    )
+    expect(
+      message(["node", "--addresses", "127.0.0.2,127.0.0.3", "--policy", "every-update"]),
+    ).toMatch(/--role is required/)
+    expect(message(["node", "--role", "leader"])).toMatch(/primary or secondary/)
+    expect(message([...node.slice(0, 4), "127.0.0.2", "--policy", "every-update"])).toMatch(
+      /expected two IPs/,
+    )
+    expect(message([...node.slice(0, 4), "127.0.0.2,localhost", "--policy", "x"])).toMatch(
+      /"localhost" is not an IP/,
+    )
+    expect(message([...node.slice(0, 4), "127.0.0.2,127.0.0.2", "--policy", "x"])).toMatch(
+      /two addresses/,
+    )
+    expect(message([...node.slice(0, 5)])).toMatch(/--policy is required/)
+    expect(message([...node, "every-update", "--port", "0"])).toMatch(/--port 0/)
+    expect(message([...node, "every-update", "--udp-port", "70000"])).toMatch(/--udp-port 70000/)
+    expect(message([...node, "every-update", "--service", "chargen"])).toMatch(/--service/)
+    expect(message([...node, "every-update", "--link", "udp://127.0.0.1:1"])).toMatch(
+      /--link udp:\/\/127.0.0.1:1/,
+    )
+    expect(message([...node, "every-update", "--status", "relative.sock"])).toMatch(/--status/)
+    expect(message([...node, "every-update", "--seed", "-1"])).toMatch(/--seed/)
+    expect(message([...node, "every-update", "--port", "7", "--port", "8"])).toMatch(/given twice/)
+    expect(message([...node, "every-update", "--port"])).toMatch(/--port needs a value/)
+    expect(message(["status"])).toMatch(/--status is required/)
+    expect(message(["status", "--status", "tcp://127.0.0.1:1", "--json=yes"])).toMatch(
+      /takes no value/,
+    )
+    expect(message(["status", "--listen", "tcp://127.0.0.1:1"])).toMatch(/status takes no --listen/)
+    expect(message(["store"])).toMatch(/--listen is required/)
+    expect(message(["store", "--listen", "tcp://127.0.0.1:1", "--json"])).toMatch(
+      /store takes no --json/,
+    )
+    expect(message(["node", "--help"])).toBe("Help")
+  })
+
+  it("reads stream addresses: URLs and absolute unix paths", () => {
+    expect(parseStreamAddress("tcp://[::1]:80")).toEqual({ _tag: "Tcp", host: "::1", port: 80 })
+    expect(parseStreamAddress("/run/x.sock")).toEqual({
+      _tag: "Unix",
+      path: "/run/x.sock",
+      abstract: false,
+    })
+    expect(typeof parseStreamAddress("udp://127.0.0.1:1")).toBe("string")
+  })
+})
+
+describe("status report", () => {
+  const report: StatusReport = {
+    role: "primary",
+    policy: "every-update",
+    link: "up",
+    replication: { shipped: 1200, acknowledged: 1199, applied: 0, lagMs: 3 },
+    associations: [
+      {
+        id: 1,
+        state: "Established",
+        myTag: 0xdeadbeef,
+        peerTag: 0x1,
+        localPort: 7,
+        peerPort: 5000,
+        paths: [
+          {
+            host: "127.0.0.1",
+            udpPort: 9899,
+            confirmed: true,
+            active: true,
+            errorCount: 0,
+            rtoMs: 1000,
+            srttMs: 1.4,
+            cwnd: 4800,
+            ssthresh: 131072,
+            flightBytes: 0,
+          },
+          {
+            host: "::1",
+            udpPort: 9899,
+            confirmed: false,
+            active: false,
+            errorCount: 2,
+            rtoMs: 3000,
+            srttMs: undefined,
+            cwnd: 4800,
+            ssthresh: 131072,
+            flightBytes: 0,
+          },
+        ],
+        primary: "127.0.0.1",
+        peerRwnd: 131072,
+        flightBytes: 0,
+        queuedBytes: 0,
+        outstandingChunks: 0,
+        nextTsn: 10,
+        cumulativeTsnAcked: 9,
+        peerCumulativeTsn: 100,
+        errorCount: 0,
+        inboundStreams: 10,
+        outboundStreams: 10,
+      },
+    ],
+    replicas: 0,
+    received: { messages: 200, bytes: 1800 },
+    endpoint: {
+      packetsIn: 400,
+      packetsOut: 401,
+      bytesIn: 1,
+      bytesOut: 1,
+      sendErrors: 0,
+      dropped: { BadChecksum: 1 },
+      associations: 1,
+    },
+    node: {
+      startedAs: "primary",
+      pid: 123,
+      bind: "udp://127.0.0.2:9900",
+      addresses: ["127.0.0.2", "127.0.0.3"],
+      port: 7,
+      service: "echo",
+      link: "tcp://127.0.0.3:9900",
+    },
+  }
+
+  it("shows role, link, replication lag and every path", () => {
+    const text = formatStatus(report)
+    expect(text).toContain("now primary")
+    expect(text).toContain("link         up (tcp://127.0.0.3:9900)")
+    expect(text).toContain("shipped 1,200, acknowledged 1,199, applied 0; last 3 ms ago")
+    expect(text).toContain(
+      "association 1: Established, port 7 <-> 5000, tags 0xdeadbeef / 0x00000001",
+    )
+    expect(text).toContain(
+      "path 127.0.0.1:9899  confirmed  active  rto 1000 ms  srtt 1 ms  cwnd 4,800  errors 0",
+    )
+    expect(text).toContain("path [::1]:9899  unconfirmed  inactive  rto 3000 ms  srtt -")
+    expect(text).toContain("dropped: BadChecksum 1")
+    expect(formatStatus({ ...report, associations: [] })).toContain("associations none")
+  })
+})

@@ -1,0 +1,183 @@
+/**
+ * The judge is usrsctp: its example `client` (a real SCTP stack we did not write) talks to
+ * the cluster's echo service at the primary's address 127.0.0.2; the primary is SIGKILLed
+ * mid-conversation; the echoes must go on from the secondary (127.0.0.3), each message back
+ * exactly once and in order, with nothing in the client's output but a peer address change.
+ */
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import { Usrsctp } from "@understudy/testkit"
+import {
+  clusterPorts,
+  eventually,
+  killAll,
+  nodeArgs,
+  runApp,
+  startApp,
+  statusOf,
+} from "./support.ts"
+
+afterEach(killAll)
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The numbers of the messages echoed so far, in the order the client printed them. */
+const echoed = (output: string): Array<number> =>
+  [...output.matchAll(/^n (\d+)$/gm)].map((match) => Number(match[1]))
+
+/** What the client must never print during a failover: the association ended or failed. */
+const failureNotice = /SCTP_COMM_LOST|SCTP_SHUTDOWN|SCTP_CANT_STR_ASSOC|ABORT|Connection refused/
+
+interface Failover {
+  readonly tune: Usrsctp.ShimOptions["tune"]
+  readonly boundMs: number
+  /** `every-update` (default), `state-node` (a store node is started too), or
+   * `on-impending-failure` (one synchronisation when SIGTERM announces the end). */
+  readonly policy?: "every-update" | "state-node" | "on-impending-failure"
+  /** How the primary ends: SIGKILL (default), or SIGTERM, an impending failure. */
+  readonly signal?: "SIGKILL" | "SIGTERM"
+}
+
+const runFailover = async ({
+  tune,
+  boundMs,
+  policy = "every-update",
+  signal = "SIGKILL",
+}: Failover) => {
+  const ports = await clusterPorts()
+  const policyArgs: Array<string> = [policy]
+  if (policy === "state-node") {
+    const store = startApp(["store", "--listen", "tcp://127.0.0.1:0"])
+    policyArgs.push("--store", (await store.line("started", 20_000)).listen as string)
+  }
+  const secondary = startApp(nodeArgs("secondary", ports, [], policyArgs))
+  const primary = startApp(nodeArgs("primary", ports, [], policyArgs))
+  const primaryStarted = await primary.line("started", 20_000)
+  const secondaryStarted = await secondary.line("started", 20_000)
+  await eventually(
+    "the primary's link to the secondary is up",
+    () => primary.lines.find((line) => line.t === "role" && line.link === "up"),
+    10_000,
+  )
+  const client = await Usrsctp.startClient({
+    host: "127.0.0.2",
+    port: 7,
+    localEncapsPort: ports.clientEncapsPort,
+    remoteEncapsPort: ports.udpPort,
+    ...(tune !== undefined ? { tune } : {}),
+  })
+  await client.waitFor(/SCTP_COMM_UP/, 15_000)
+  // The secondary's address must be confirmed (its HEARTBEAT answered from the replica)
+  // before the primary dies, or the client has nowhere to go.
+  await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_CONFIRMED/, 15_000)
+
+  const before = 20
+  const after = 20
+  for (let n = 1; n <= before; n++) {
+    client.write(`n ${n}\n`)
+    await sleep(10)
+  }
+  await eventually(
+    "the first echoes",
+    () => (echoed(client.stdout()).length >= before ? true : undefined),
+    boundMs,
+  )
+
+  // Before the kill: the primary runs the association; under every-update each update is
+  // acknowledged by the secondary, which holds the replica.
+  const beforeKill = await eventually(
+    "the primary's status shows the association, replicated",
+    async () => {
+      const status = await statusOf(primaryStarted.status as string)
+      const replicated =
+        policy !== "every-update" ||
+        (status !== undefined &&
+          status.replication.shipped > 0 &&
+          status.replication.acknowledged === status.replication.shipped)
+      return status?.associations.length === 1 && replicated ? status : undefined
+    },
+    5_000,
+  )
+  expect(beforeKill.associations[0]!.state).toBe("Established")
+  expect(beforeKill.associations[0]!.paths.some((path) => path.confirmed && path.active)).toBe(true)
+  if (policy === "every-update") {
+    expect((await statusOf(secondaryStarted.status as string))?.replicas).toBe(1)
+  }
+
+  primary.kill(signal)
+  const killedAt = performance.now()
+  await primary.exit()
+  if (signal === "SIGTERM") {
+    // Claims 5–6: the primary synchronised once more before it went, and ended cleanly.
+    expect(primary.child.exitCode).toBe(0)
+    expect(primary.lines.find((line) => line.t === "impending-failure")?.synced).toBe(true)
+  }
+  for (let n = before + 1; n <= before + after; n++) {
+    client.write(`n ${n}\n`)
+    await sleep(10)
+  }
+  await eventually(
+    "every echo after the primary's death",
+    () => (echoed(client.stdout()).length >= before + after ? true : undefined),
+    boundMs,
+  )
+  const failoverMs = performance.now() - killedAt
+  const numbers = echoed(client.stdout())
+  expect(numbers).toEqual(Array.from({ length: before + after }, (_, i) => i + 1))
+  expect(client.output()).not.toMatch(failureNotice)
+  expect(client.child.exitCode).toBeNull()
+  const tookOver = await eventually(
+    "the secondary reports the takeover",
+    () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
+    5_000,
+  )
+  expect(tookOver.associations).toBe(1)
+  // From then on the association lives on the secondary, answering from 127.0.0.3.
+  const association = await eventually(
+    "the secondary's association is established",
+    () =>
+      secondary.lines.findLast((line) => line.t === "association" && line.state === "Established"),
+    5_000,
+  )
+  expect(association.state).toBe("Established")
+  const human = await runApp(["status", "--status", secondaryStarted.status as string])
+  expect(human.code).toBe(0)
+  expect(human.stdout).toContain("now active-secondary")
+  expect(human.stdout).toMatch(/association \d+: Established, port 7 <-> \d+/)
+  expect(human.stdout).toMatch(/path \S+ {2}confirmed {2}active {2}rto \d+ ms/)
+  return failoverMs
+}
+
+/** usrsctp's timers shortened (tune.so), so its retransmissions reach the alternate fast. */
+const tuned: Usrsctp.ShimOptions["tune"] = {
+  rto_min_default: 100,
+  rto_max_default: 400,
+  rto_initial_default: 200,
+  path_rtx_max_default: 2,
+}
+
+describe("failover under usrsctp's client", () => {
+  it("every-update, tuned timers: echoes go on from the secondary after the primary's SIGKILL", async () => {
+    const failoverMs = await runFailover({ tune: tuned, boundMs: 15_000 })
+    expect(failoverMs).toBeGreaterThan(0)
+  }, 60_000)
+
+  it("every-update, usrsctp's default timers: the client moves to the secondary after one RTO", async () => {
+    const failoverMs = await runFailover({ tune: undefined, boundMs: 30_000 })
+    expect(failoverMs).toBeGreaterThan(0)
+  }, 90_000)
+
+  it("state-node, tuned timers: the secondary takes the association from the store node", async () => {
+    const failoverMs = await runFailover({ tune: tuned, boundMs: 15_000, policy: "state-node" })
+    expect(failoverMs).toBeGreaterThan(0)
+  }, 60_000)
+
+  it("on-impending-failure, tuned timers: SIGTERM's final synchronisation carries the association", async () => {
+    const failoverMs = await runFailover({
+      tune: tuned,
+      boundMs: 15_000,
+      policy: "on-impending-failure",
+      signal: "SIGTERM",
+    })
+    expect(failoverMs).toBeGreaterThan(0)
+  }, 60_000)
+})

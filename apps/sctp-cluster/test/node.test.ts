@@ -1,0 +1,171 @@
+/**
+ * `sctp-cluster` as real processes on loopback: usage errors, a primary and a secondary that
+ * find each other over the link, `status` in both forms, SIGTERM's final synchronisation,
+ * and the store node of `state-node`.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import type { StatusReport } from "../src/report.ts"
+import {
+  clusterPorts,
+  eventually,
+  killAll,
+  nodeArgs,
+  runApp,
+  startApp,
+  statusOf,
+} from "./support.ts"
+
+afterEach(killAll)
+
+describe("sctp-cluster processes", () => {
+  it("prints its usage, and exits 2 on bad usage with the reason", async () => {
+    const help = await runApp(["--help"])
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain("sctp-cluster node --role primary|secondary")
+    const badPolicy = await runApp([
+      "node",
+      "--role",
+      "primary",
+      "--addresses",
+      "127.0.0.2,127.0.0.3",
+      "--policy",
+      "whenever",
+    ])
+    expect(badPolicy.code).toBe(2)
+    expect(badPolicy.stderr).toMatch(/--policy whenever: known policies: every-update/)
+    expect(badPolicy.stderr).toContain("Try 'sctp-cluster --help'")
+    const noCommand = await runApp([])
+    expect(noCommand.code).toBe(2)
+  })
+
+  it("status of a node that is not there fails with exit code 1", async () => {
+    const result = await runApp(["status", "--status", "/tmp/sctp-cluster-nobody-here.sock"])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toMatch(/no status from unix:\/\/\/tmp\/sctp-cluster-nobody-here.sock/)
+  })
+
+  it("a missing cluster key file is a runtime error, exit code 1", async () => {
+    const ports = await clusterPorts()
+    const primary = startApp(
+      nodeArgs("primary", ports, ["--cluster-key-file", "/nonexistent/sctp-cluster.key"]),
+    )
+    await primary.exit()
+    expect(primary.child.exitCode).toBe(1)
+    expect(primary.stderr).toMatch(/cannot use \/nonexistent\/sctp-cluster.key/)
+  })
+
+  it("a primary and a secondary link up; status shows both roles, then SIGTERM syncs and hands over", async () => {
+    const ports = await clusterPorts()
+    const secondary = startApp(nodeArgs("secondary", ports))
+    const primary = startApp(nodeArgs("primary", ports))
+    const primaryStarted = await primary.line("started", 20_000)
+    const secondaryStarted = await secondary.line("started", 20_000)
+    expect(primaryStarted.bind).toBe(`udp://127.0.0.2:${ports.udpPort}`)
+    expect(secondaryStarted.bind).toBe(`udp://127.0.0.3:${ports.udpPort}`)
+    expect(primaryStarted.policy).toBe("every-update")
+
+    const [primaryStatus, secondaryStatus] = await eventually(
+      "both nodes report the link up",
+      async () => {
+        const both = await Promise.all([
+          statusOf(primaryStarted.status as string),
+          statusOf(secondaryStarted.status as string),
+        ])
+        return both.every((status) => status?.link === "up")
+          ? (both as [StatusReport, StatusReport])
+          : undefined
+      },
+      10_000,
+    )
+    expect(primaryStatus.role).toBe("primary")
+    expect(secondaryStatus.role).toBe("secondary")
+    expect(primaryStatus.node.addresses).toEqual(["127.0.0.2", "127.0.0.3"])
+    expect(primaryStatus.associations).toEqual([])
+
+    const human = await runApp(["status", "--status", primaryStarted.status as string])
+    expect(human.code).toBe(0)
+    expect(human.stdout).toContain(`node         udp://127.0.0.2:${ports.udpPort}`)
+    expect(human.stdout).toContain("now primary")
+    expect(human.stdout).toMatch(/link {9}up/)
+    expect(human.stdout).toContain("policy       every-update")
+    expect(primary.lines.some((line) => line.t === "role" && line.link === "up")).toBe(true)
+
+    // SIGTERM: an impending failure (claims 5–6): one final synchronisation, then exit 0;
+    // the secondary sees the link go and takes over.
+    primary.kill("SIGTERM")
+    const impending = await primary.line("impending-failure", 10_000)
+    expect(impending.synced).toBe(true)
+    await primary.exit()
+    expect(primary.child.exitCode).toBe(0)
+    expect(primary.lines.some((line) => line.t === "cluster" && line._tag === "Synced")).toBe(true)
+    const tookOver = await eventually(
+      "the secondary takes over",
+      () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
+      10_000,
+    )
+    expect(tookOver.associations).toBe(0)
+    const after = await statusOf(secondaryStarted.status as string)
+    expect(after?.role).toBe("active-secondary")
+    expect(after?.link).toBe("down")
+  })
+
+  it("the link is authenticated with the cluster key: same key links up, another is refused", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "sctp-cluster-key-"))
+    try {
+      const key = join(directory, "cluster.key")
+      const other = join(directory, "other.key")
+      writeFileSync(key, "correct horse battery staple\n")
+      writeFileSync(other, "another key entirely\n")
+      const ports = await clusterPorts()
+      const secondary = startApp(nodeArgs("secondary", ports, ["--cluster-key-file", key]))
+      await secondary.line("started", 20_000)
+      const impostor = startApp(nodeArgs("primary", ports, ["--cluster-key-file", other]))
+      const impostorStarted = await impostor.line("started", 20_000)
+      // Give the impostor several connection attempts (it retries every 100 ms).
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      expect((await statusOf(impostorStarted.status as string))?.link).toBe("down")
+      expect(secondary.lines.some((line) => line.t === "cluster" && line._tag === "LinkUp")).toBe(
+        false,
+      )
+      impostor.kill("SIGKILL")
+      await impostor.exit()
+      const primary = startApp(nodeArgs("primary", ports, ["--cluster-key-file", key]))
+      await primary.line("started", 20_000)
+      await eventually(
+        "the primary with the right key links up",
+        () => primary.lines.find((line) => line.t === "role" && line.link === "up"),
+        10_000,
+      )
+      expect(secondary.lines.some((line) => line.t === "cluster" && line._tag === "LinkUp")).toBe(
+        true,
+      )
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+  })
+
+  it("state-node: a store node, and a pair that keeps the associations there", async () => {
+    const store = startApp(["store", "--listen", "tcp://127.0.0.1:0"])
+    const storeStarted = await store.line("started", 20_000)
+    expect(storeStarted.listen).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/)
+    const ports = await clusterPorts()
+    const policy = ["state-node", "--store", storeStarted.listen as string]
+    const secondary = startApp(nodeArgs("secondary", ports, [], policy))
+    const primary = startApp(nodeArgs("primary", ports, [], policy))
+    const started = await primary.line("started", 20_000)
+    await secondary.line("started", 20_000)
+    expect(started.policy).toBe("state-node")
+    const status = await eventually(
+      "the primary's link is up",
+      async () => {
+        const found = await statusOf(started.status as string)
+        return found?.link === "up" ? found : undefined
+      },
+      10_000,
+    )
+    expect(status.policy).toBe("state-node")
+  })
+})
