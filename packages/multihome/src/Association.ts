@@ -28,8 +28,11 @@
  * 7829 SCTP-PF with threshold 0), so a dead primary costs one RTO rather than a minute;
  * T1-cookie retransmissions go round robin over the peer's addresses, bundled with a
  * HEARTBEAT to an unconfirmed one (§5.4); an authentic but stale COOKIE ECHO naming this
- * very association is answered as case D. Not implemented: gap-ack reneging (a gap-acked
- * chunk is never resent unless T3 marks it), DATA bundled with COOKIE ECHO, PR-SCTP / AUTH / ASCONF / ECN (declined: not echoed).
+ * very association is answered as case D. PR-SCTP (RFC 3758) is offered
+ * (Forward-TSN-Supported) and FORWARD TSN understood on receipt; this end sends one only
+ * after a {@link takeOver} with a reserve (it never abandons data otherwise). Not
+ * implemented: gap-ack reneging (a gap-acked chunk is never resent unless T3 marks it),
+ * DATA bundled with COOKIE ECHO, AUTH / ASCONF / ECN (declined: not echoed).
  *
  * @since 0.1.0
  */
@@ -349,8 +352,38 @@ export interface State {
    * an older snapshot may see the peer acknowledge TSNs the dead primary sent after it.
    */
   resynchronizing: boolean
+  /** Inbound resynchronisation after `takeOver(…, { resync: true })`, see {@link takeOver}. */
+  inboundResync: InboundResync | undefined
+  /** Both ends offered Forward-TSN-Supported (RFC 3758 PR-SCTP): FORWARD TSN understood. */
+  forwardTsnSupported: boolean
+  /** A FORWARD TSN to send after a reserve jump on takeover (see {@link takeOver}). */
+  forwardTsn: PendingForwardTsn | undefined
   /** Armed timers: name → deadline (ms). */
   timers: Record<string, number>
+}
+
+/**
+ * A replica's inbound resynchronisation (plain data): whether the cumulative TSN is still
+ * to be decided by the first packet with DATA, the ordered streams whose first SSN was
+ * seen already, and the TSN past which the whole mode ends.
+ */
+interface InboundResync {
+  pendingCumulative: boolean
+  seenStreams: Array<number>
+  untilTsn: number
+}
+
+/**
+ * A FORWARD TSN owed to the peer (plain data): sent once the peer's cumulative TSN ack
+ * reaches `afterTsn` (every chunk the replica knew is acknowledged), until it acknowledges
+ * `cumulative`; `streams` flat `[stream, ssn, …]`; `path` where it went last.
+ */
+interface PendingForwardTsn {
+  afterTsn: number
+  cumulative: number
+  streams: Array<number>
+  sent: boolean
+  path: number
 }
 
 // ---------------------------------------------------------------------------------------
@@ -598,6 +631,9 @@ const blankState = (config: Config, seed: number): State => {
     cookieSecrets: secrets,
     secretsRotatedAt: undefined,
     resynchronizing: false,
+    inboundResync: undefined,
+    forwardTsnSupported: false,
+    forwardTsn: undefined,
     timers: {},
   }
 }
@@ -655,7 +691,7 @@ export const connect = (
     outboundStreams: config.outboundStreams,
     inboundStreams: config.maxInboundStreams,
     initialTsn: st.myInitialTsn,
-    parameters: localAddressParameters(config),
+    parameters: [...localAddressParameters(config), { _tag: "ForwardTsnSupported" }],
   }
   st.name = "CookieWait"
   sendAlone(ctx, st, addressOf(st.paths[0]!), 0, st.init)
@@ -672,8 +708,12 @@ const establishFields = (
     readonly peerRwnd: number
     readonly outboundStreams: number
     readonly inboundStreams: number
+    /** The peer offered Forward-TSN-Supported (we always do). */
+    readonly forwardTsn?: boolean
   },
 ): void => {
+  st.forwardTsnSupported = fields.forwardTsn === true
+  st.forwardTsn = undefined
   st.peerTag = fields.peerTag
   st.peerInitialTsn = fields.peerInitialTsn
   st.peerRwnd = fields.peerRwnd
@@ -731,6 +771,7 @@ export const fromCookie = (
     peerRwnd: contents.peerRwnd,
     outboundStreams: contents.outboundStreams,
     inboundStreams: contents.inboundStreams,
+    forwardTsn: contents.forwardTsn === true,
   })
   const from = S.canonicalHost(input.from.host)
   addPath(st, from, input.from.udpPort, true)
@@ -754,17 +795,20 @@ export const fromCookie = (
  */
 export type InitCheck =
   | { readonly _tag: "Ok"; readonly unrecognized: ReadonlyArray<Chunk.UnknownParameter> }
+  | { readonly _tag: "Discard" }
   | { readonly _tag: "Abort"; readonly causes: ReadonlyArray<Chunk.ErrorCause> }
 
 /**
- * Checks an INIT or INIT ACK: non-zero Initiate Tag, OS and MIS (§3.3.2: otherwise
- * ABORT), no Host Name Address (§5.1.2: ABORT, Unresolvable Address), unrecognized
+ * Checks an INIT or INIT ACK: an INIT with Initiate Tag 0 is discarded silently (§3.3.2);
+ * otherwise non-zero Initiate Tag, OS and MIS (§3.3.2, §3.3.3: otherwise ABORT), no Host Name Address (§5.1.2: ABORT, Unresolvable Address), unrecognized
  * parameters by their upper bits (§3.2.1).
  *
  * @since 0.1.0
  * @category handshake
  */
 export const checkInit = (init: Chunk.Init | Chunk.InitAck): InitCheck => {
+  // §3.3.2: an INIT with Initiate Tag 0 is silently discarded (an INIT ACK's is fatal, §3.3.3).
+  if (init._tag === "Init" && init.initiateTag === 0) return { _tag: "Discard" }
   if (init.initiateTag === 0 || init.outboundStreams === 0 || init.inboundStreams === 0) {
     return { _tag: "Abort", causes: [{ _tag: "InvalidMandatoryParameter" }] }
   }
@@ -812,6 +856,7 @@ export const initAckFor = (options: {
     peerAddresses,
     createdMs: options.nowMs,
     lifespanMs: config.validCookieLifeMs,
+    ...(init.parameters.some((p) => p._tag === "ForwardTsnSupported") ? { forwardTsn: true } : {}),
     ...(options.tieTagLocal === undefined ? {} : { tieTagLocal: options.tieTagLocal }),
     ...(options.tieTagPeer === undefined ? {} : { tieTagPeer: options.tieTagPeer }),
   }
@@ -819,6 +864,8 @@ export const initAckFor = (options: {
   const parameters: Array<Chunk.Parameter> = [
     ...localAddressParameters(config).filter((p) => p._tag !== "SupportedAddressTypes"),
     { _tag: "StateCookie", cookie },
+    // RFC 3758 §3.3.1: PR-SCTP offered (FORWARD TSN understood).
+    { _tag: "ForwardTsnSupported" },
     ...options.unrecognized.map(Chunk.unrecognizedParameter),
   ]
   return {
@@ -927,6 +974,7 @@ const processChunks = (
       break
     }
   }
+  if (st.inboundResync?.pendingCumulative === true) resyncCumulative(ctx, st, known)
   for (const chunk of known) {
     if (isClosed(st)) return
     if (!onChunk(ctx, st, chunk, from, index)) break
@@ -1003,6 +1051,9 @@ const onChunk = (
       // Only the first chunk of a packet is a COOKIE ECHO to act on (§5.1 D).
       emit(ctx, { _tag: "Dropped", reason: "CookieEchoNotFirst" })
       return true
+    case "ForwardTsn":
+      onForwardTsn(ctx, st, chunk, from, index)
+      return true
     case "Init":
     case "UnknownChunk":
       return true
@@ -1077,6 +1128,7 @@ const onInitAck = (ctx: Ctx, st: State, ack: Chunk.InitAck, from: PeerAddress): 
     peerRwnd: ack.advertisedReceiverWindowCredit,
     outboundStreams: Math.min(st.config.outboundStreams, ack.inboundStreams),
     inboundStreams: Math.min(st.config.maxInboundStreams, ack.outboundStreams),
+    forwardTsn: ack.parameters.some((p) => p._tag === "ForwardTsnSupported"),
   })
   const fromHost = S.canonicalHost(from.host)
   const primary = addPath(st, fromHost, from.udpPort, true)
@@ -1116,6 +1168,10 @@ const sendCookieEcho = (ctx: Ctx, st: State, index = st.primary): void => {
 /** §5.2.1 and §5.2.2: an INIT for an association that exists. */
 const onInit = (ctx: Ctx, st: State, init: Chunk.Init, from: PeerAddress): void => {
   const check = checkInit(init)
+  if (check._tag === "Discard") {
+    emit(ctx, { _tag: "Dropped", reason: "InitTagZero" })
+    return
+  }
   if (check._tag === "Abort") {
     sendAbort(ctx, st, from, init.initiateTag, check.causes)
     return
@@ -1343,7 +1399,15 @@ const onData = (
     st.sackNow = true
     return true
   }
+  if (st.inboundResync !== undefined && !chunk.unordered) resyncStream(ctx, st, chunk)
   const outcome = st.reassembly.offer(chunk)
+  if (st.inboundResync !== undefined && outcome._tag === "Accepted") {
+    // A fragment whose siblings the dead primary acknowledged can never complete.
+    const { messages, droppedBytes } = st.reassembly.abandon(tracker.cumulative)
+    outcome.messages.push(...messages)
+    if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
+    if (gt32(tracker.cumulative, st.inboundResync.untilTsn)) st.inboundResync = undefined
+  }
   switch (outcome._tag) {
     case "Accepted":
       break
@@ -1385,6 +1449,102 @@ const onData = (
     })
   }
   return true
+}
+
+/**
+ * Inbound resynchronisation, cumulative TSN (see {@link takeOver}): the first packet with
+ * DATA after the takeover. Its lowest TSN beyond cumulative + 1 is where the peer's
+ * retransmissions start (T3 resends the lowest outstanding TSNs first), so everything
+ * before it was acknowledged by the dead primary: the cumulative TSN moves to just before
+ * it. A packet starting at cumulative + 1 or below shows the replica in step: the mode ends.
+ */
+const resyncCumulative = (ctx: Ctx, st: State, chunks: ReadonlyArray<Chunk.Chunk>): void => {
+  const resync = st.inboundResync!
+  const tracker = st.tracker
+  const reassembly = st.reassembly
+  if (tracker === undefined || reassembly === undefined || !receivesData(st)) return
+  let lowest: number | undefined
+  for (const chunk of chunks) {
+    if (chunk._tag === "Data" && (lowest === undefined || lt32(chunk.tsn, lowest))) {
+      lowest = chunk.tsn
+    }
+  }
+  if (lowest === undefined) return
+  resync.pendingCumulative = false
+  if (!gt32(lowest, add32(tracker.cumulative, 1))) {
+    st.inboundResync = undefined
+    return
+  }
+  tracker.skipTo(add32(lowest, -1))
+  resync.untilTsn = add32(tracker.cumulative, 65536)
+  st.sackNow = true
+  emit(ctx, { _tag: "Dropped", reason: "ResyncSkippedTsns" })
+  const { messages, droppedBytes } = reassembly.abandon(tracker.cumulative)
+  if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
+  for (const message of messages) emit(ctx, { _tag: "Message", ...message })
+}
+
+/**
+ * Inbound resynchronisation, ordered streams: the first SSN seen on a stream after the
+ * takeover becomes the next one expected if it is ahead (the dead primary delivered the
+ * ones before it); buffered fragments of the skipped SSNs are dropped.
+ */
+const resyncStream = (ctx: Ctx, st: State, chunk: Chunk.Data): void => {
+  const resync = st.inboundResync!
+  if (resync.pendingCumulative || resync.seenStreams.includes(chunk.streamIdentifier)) return
+  resync.seenStreams.push(chunk.streamIdentifier)
+  if (resync.seenStreams.length >= st.inboundStreams) st.inboundResync = undefined
+  const reassembly = st.reassembly!
+  const before = reassembly.bufferedBytes
+  const expected = reassembly.expectedSsn(chunk.streamIdentifier)
+  const messages = reassembly.resync(chunk.streamIdentifier, chunk.streamSequenceNumber)
+  if (expected !== reassembly.expectedSsn(chunk.streamIdentifier)) {
+    emit(ctx, { _tag: "Dropped", reason: "ResyncSkippedSsns" })
+  }
+  let delivered = 0
+  for (const message of messages) delivered += message.data.length
+  if (reassembly.bufferedBytes + delivered < before) {
+    emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
+  }
+  for (const message of messages) emit(ctx, { _tag: "Message", ...message })
+}
+
+/**
+ * FORWARD TSN received (RFC 3758 §3.6): the cumulative TSN moves to the New Cumulative
+ * TSN as if every TSN up to it had arrived, buffered fragments that can no longer complete
+ * are dropped, each listed ordered stream skips its SSNs up to the one given (delivering
+ * the complete messages that were waiting), and a SACK goes out at once. One at or behind
+ * the cumulative TSN is out of date: only SACKed (its SACK may have been lost). Without
+ * PR-SCTP negotiated the chunk is unknown (type 192: skip and report, §3.2).
+ */
+const onForwardTsn = (
+  ctx: Ctx,
+  st: State,
+  chunk: Chunk.ForwardTsn,
+  from: PeerAddress,
+  index: number,
+): void => {
+  const tracker = st.tracker
+  const reassembly = st.reassembly
+  if (!receivesData(st) || tracker === undefined || reassembly === undefined) {
+    emit(ctx, { _tag: "Dropped", reason: "ForwardTsnNotExpected" })
+    return
+  }
+  if (!st.forwardTsnSupported) {
+    queueChunk(ctx, st, pathAddress(st, index, from), {
+      _tag: "OperationError",
+      causes: [{ _tag: "UnrecognizedChunkType", chunk: Chunk.encodeChunk(chunk) }],
+    })
+    return
+  }
+  st.sackNow = true
+  if (index >= 0) st.lastDataPath = index
+  if (!tracker.skipTo(chunk.newCumulativeTsn)) return
+  const skips: Array<number> = []
+  for (const entry of chunk.streams) skips.push(entry.stream, entry.ssn)
+  const { messages, droppedBytes } = reassembly.abandon(tracker.cumulative, skips)
+  if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ForwardTsnAbandoned" })
+  for (const message of messages) emit(ctx, { _tag: "Message", ...message })
 }
 
 const afterData = (ctx: Ctx, st: State, index: number): void => {
@@ -1491,8 +1651,22 @@ const processSack = (
   }
   if (gte32(cum, st.nextTsn)) {
     if (!st.resynchronizing) {
-      // Acknowledges a TSN never sent: a protocol violation; ignored rather than trusted.
-      emit(ctx, { _tag: "Dropped", reason: "SackBeyondNextTsn" })
+      // Acknowledges a TSN never sent: a protocol violation (§11.4: the association SHOULD
+      // be aborted; an attacker guessing the tag could otherwise make us drop data).
+      sendAbort(
+        ctx,
+        st,
+        pathAddress(st, st.lastDataPath, addressOf(st.paths[dataPath(st)]!)),
+        st.peerTag,
+        [
+          {
+            _tag: "ProtocolViolation",
+            information: new TextEncoder().encode(`SACK acknowledges TSN ${cum}, never sent`),
+          },
+        ],
+      )
+      emit(ctx, { _tag: "CommLost", reason: "ProtocolViolation" })
+      close(ctx, st, "Closed")
       return
     }
     // A replica behind the dead primary: the peer holds TSNs up to `cum` that this copy of
@@ -1527,8 +1701,8 @@ const processSack = (
   for (const block of gaps) {
     if (block.start === 0 || block.end < block.start) continue
     for (let offset = block.start; offset <= block.end; offset++) {
-      const position = head + offset - 1
-      if (position >= out.length) break
+      const position = positionOf(out, head, add32(cum, offset))
+      if (position < 0) continue
       const chunk = out[position]!
       if (!chunk.acked) {
         highestNewlyAcked = chunk.tsn
@@ -1569,9 +1743,41 @@ const processSack = (
       setTimer(ctx, st, t3Name(path), ctx.now + path.rto.rto)
     }
   }
+  const forward = st.forwardTsn
+  if (forward?.sent === true) {
+    if (gte32(cum, forward.cumulative)) {
+      st.forwardTsn = undefined
+    } else {
+      // RFC 3758 §3.5: the FORWARD TSN is retransmitted on T3 until acknowledged.
+      const path = st.paths[forward.path]
+      if (path !== undefined && st.timers[t3Name(path)] === undefined) {
+        setTimer(ctx, st, t3Name(path), ctx.now + path.rto.rto)
+      }
+    }
+  }
   if (rwnd !== undefined) st.peerRwnd = Math.max(0, rwnd - st.flightBytes)
   compactOutstanding(st)
   checkShutdownProgress(ctx, st)
+}
+
+/**
+ * The position of `tsn` in the outstanding queue from `head`, or -1. The queue is sorted by
+ * TSN and contiguous except across a takeover's reserve jump: one subtraction usually
+ * finds it, a binary search otherwise.
+ */
+const positionOf = (out: ReadonlyArray<Outstanding>, head: number, tsn: number): number => {
+  const first = out[head]
+  if (first === undefined) return -1
+  const guess = head + diff32(tsn, first.tsn)
+  if (guess >= head && guess < out.length && out[guess]!.tsn === tsn) return guess
+  let low = head
+  let high = out.length
+  while (low < high) {
+    const middle = (low + high) >>> 1
+    if (lt32(out[middle]!.tsn, tsn)) low = middle + 1
+    else high = middle
+  }
+  return low < out.length && out[low]!.tsn === tsn ? low : -1
 }
 
 const markFastRetransmit = (st: State, chunk: Outstanding, flightBefore: Array<number>): void => {
@@ -1782,9 +1988,39 @@ const finish = (ctx: Ctx, st: State): void => {
         dest.size += size
       }
     }
+    sendForwardTsn(ctx, st)
     sendData(ctx, st)
   }
   for (const dest of ctx.dests) flushDestination(ctx, st, dest)
+}
+
+/**
+ * Sends the FORWARD TSN owed after a reserve jump (RFC 3758 §3.5) once every chunk the
+ * replica knew is acknowledged, ahead of any DATA in the packet, with T3 running so that
+ * it is retransmitted until acknowledged.
+ */
+const sendForwardTsn = (ctx: Ctx, st: State): void => {
+  const forward = st.forwardTsn
+  if (forward === undefined || forward.sent || !sendsData(st) || st.paths.length === 0) return
+  if (lt32(st.lastCumAck, forward.afterTsn)) return
+  if (gte32(st.lastCumAck, forward.cumulative)) {
+    st.forwardTsn = undefined
+    return
+  }
+  const index = dataPath(st)
+  const path = st.paths[index]!
+  const streams: Array<Chunk.ForwardTsnStream> = []
+  for (let at = 0; at + 1 < forward.streams.length; at += 2) {
+    streams.push({ stream: forward.streams[at]!, ssn: forward.streams[at + 1]! })
+  }
+  queueChunk(ctx, st, addressOf(path), {
+    _tag: "ForwardTsn",
+    newCumulativeTsn: forward.cumulative,
+    streams,
+  })
+  forward.sent = true
+  forward.path = index
+  if (st.timers[t3Name(path)] === undefined) setTimer(ctx, st, t3Name(path), ctx.now + path.rto.rto)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1988,6 +2224,7 @@ const onT3 = (ctx: Ctx, st: State, index: number): void => {
   pathError(ctx, st, index, true)
   if (isClosed(st)) return
   st.retransmitPath = alternatePath(st, index)
+  if (st.forwardTsn?.sent === true) st.forwardTsn.sent = false
 }
 
 const onT2 = (ctx: Ctx, st: State): void => {
@@ -2365,6 +2602,19 @@ export interface Snapshot {
   readonly cookieSecrets: Cookie.CookieSecretsSnapshot
   readonly secretsRotatedAt: number | undefined
   readonly resynchronizing: boolean
+  readonly inboundResync?: {
+    readonly pendingCumulative: boolean
+    readonly seenStreams: ReadonlyArray<number>
+    readonly untilTsn: number
+  }
+  readonly forwardTsnSupported?: boolean
+  readonly forwardTsn?: {
+    readonly afterTsn: number
+    readonly cumulative: number
+    readonly streams: ReadonlyArray<number>
+    readonly sent: boolean
+    readonly path: number
+  }
   readonly timers: ReadonlyArray<readonly [string, number]>
 }
 
@@ -2421,6 +2671,15 @@ export const snapshot = (st: State): Snapshot => ({
   cookieSecrets: st.cookieSecrets.snapshot(),
   secretsRotatedAt: st.secretsRotatedAt,
   resynchronizing: st.resynchronizing,
+  ...(st.inboundResync === undefined
+    ? {}
+    : {
+        inboundResync: { ...st.inboundResync, seenStreams: st.inboundResync.seenStreams.slice() },
+      }),
+  forwardTsnSupported: st.forwardTsnSupported,
+  ...(st.forwardTsn === undefined
+    ? {}
+    : { forwardTsn: { ...st.forwardTsn, streams: st.forwardTsn.streams.slice() } }),
   timers: Object.entries(st.timers),
 })
 
@@ -2474,8 +2733,80 @@ export const restore = (config: Config, s: Snapshot): State => {
     cookieSecrets: Cookie.CookieSecrets.restore(s.cookieSecrets),
     secretsRotatedAt: s.secretsRotatedAt,
     resynchronizing: s.resynchronizing,
+    inboundResync:
+      s.inboundResync === undefined
+        ? undefined
+        : { ...s.inboundResync, seenStreams: s.inboundResync.seenStreams.slice() },
+    forwardTsnSupported: s.forwardTsnSupported === true,
+    forwardTsn:
+      s.forwardTsn === undefined
+        ? undefined
+        : { ...s.forwardTsn, streams: s.forwardTsn.streams.slice() },
     timers,
   }
+}
+
+/**
+ * The outbound reserve jump of {@link takeOver}: TSNs and SSNs the dead primary may have
+ * used are skipped; queued (never sent by this copy) ordered messages are renumbered past
+ * them; the FORWARD TSN that makes the peer skip them is scheduled.
+ */
+const reserveJump = (st: State, tsnReserve: number, ssnReserve: number): void => {
+  const afterTsn = add32(st.nextTsn, -1)
+  st.nextTsn = add32(st.nextTsn, tsnReserve)
+  const streams: Array<number> = []
+  if (ssnReserve > 0) {
+    // The first SSN each stream would use next: its first queued ordered message's, else
+    // the next one to assign.
+    const first = st.ssnOut.slice()
+    const seen = new Set<number>()
+    for (let position = st.queueHead; position < st.queue.length; position++) {
+      const queued = st.queue[position]!
+      if (queued.unordered || seen.has(queued.stream)) continue
+      seen.add(queued.stream)
+      first[queued.stream] = queued.ssn
+    }
+    for (let position = st.queueHead; position < st.queue.length; position++) {
+      const queued = st.queue[position]!
+      if (!queued.unordered) queued.ssn = (queued.ssn + ssnReserve) & 0xffff
+    }
+    // One FORWARD TSN in one packet: every stream if they fit, else the ones used so far.
+    const room = Math.floor((st.config.mtu - Packet.headerLength - 8) / 4)
+    for (let stream = 0; stream < st.ssnOut.length; stream++) {
+      const used = st.ssnOut[stream] !== 0 || seen.has(stream)
+      if (st.ssnOut.length > room && (!used || streams.length / 2 >= room)) continue
+      st.ssnOut[stream] = (st.ssnOut[stream]! + ssnReserve) & 0xffff
+      streams.push(stream, (first[stream]! + ssnReserve - 1) & 0xffff)
+    }
+  }
+  st.forwardTsn = {
+    afterTsn,
+    cumulative: add32(st.nextTsn, -1),
+    streams,
+    sent: false,
+    path: st.primary,
+  }
+}
+
+/**
+ * Options of {@link takeOver}.
+ *
+ * - `resync`: the replica may be behind the primary (a snapshot from an inexact policy:
+ *   `interval`, `on-event`); resynchronise inbound with the peer (see {@link takeOver}).
+ *   Leave it off for an exact replica (`every-update`, `state-node`): the heuristic can
+ *   only lose data there.
+ *
+ * @since 0.1.0
+ * @category replication
+ */
+export interface TakeOverOptions {
+  readonly resync?: boolean
+  /**
+   * With `resync`: the snapshot is at most `tsn` TSNs and `ssn` SSNs per stream behind
+   * the primary (the replication guarantees it). The replica jumps over them and tells
+   * the peer to skip them with a FORWARD TSN (RFC 3758), when both ends support PR-SCTP.
+   */
+  readonly reserve?: { readonly tsn: number; readonly ssn: number }
 }
 
 /**
@@ -2483,10 +2814,63 @@ export const restore = (config: Config, s: Snapshot): State => {
  * retransmission (as on T3 expiry but keeping cwnd) and sends it as cwnd allows, and
  * sends a HEARTBEAT on every path so the peer sees the new address answer at once.
  *
+ * Outbound, always: until a SACK acknowledges less than everything we sent, a SACK whose
+ * Cumulative TSN Ack is at or beyond our next TSN is believed (the dead primary sent those
+ * TSNs after the snapshot): our next TSN moves past it and what we hold below it counts as
+ * acknowledged (`resynchronizing`).
+ *
+ * Inbound, with `resync: true` — a heuristic for a replica behind the primary, which does
+ * not know which TSNs the primary acknowledged (the peer freed them and never resends):
+ *
+ * 1. The first packet with DATA after the takeover decides the cumulative TSN: if its
+ *    lowest TSN L is beyond cumulative + 1, the cumulative TSN becomes L − 1 (the peer's
+ *    T3 retransmission, the first DATA to reach the new address, starts at its lowest
+ *    outstanding TSN, so everything below L was acknowledged by the primary). Buffered
+ *    fragments of messages that lack a fragment at or below the new cumulative TSN are
+ *    dropped (they can never complete). If L ≤ cumulative + 1 the replica is in step and
+ *    the mode ends at once.
+ * 2. Afterwards, on each ordered stream, the first SSN seen becomes the next one expected
+ *    if it is ahead (the primary delivered the ones before it); buffered fragments of the
+ *    SSNs skipped are dropped. Messages that become hopeless (a fragment missing at or
+ *    below the cumulative TSN) are dropped and their SSN skipped.
+ * 3. The mode ends when every inbound stream was seen, or when the cumulative TSN passes
+ *    L − 1 + 65,536 (SSNs wrap at 65,536 messages: beyond that a first-seen SSN proves
+ *    nothing).
+ *
+ * Outbound, with `resync: true` and `reserve: { tsn: R1, ssn: R2 }` (the snapshot is at
+ * most R1 TSNs and R2 SSNs per stream behind the primary), when both ends offered
+ * Forward-TSN-Supported (RFC 3758, PR-SCTP; we always offer it): the next TSN moves R1
+ * ahead and every outbound stream's next SSN R2 ahead (ordered messages still queued are
+ * renumbered with it); the outstanding chunks the replica knows are retransmitted as
+ * usual; once all of them are acknowledged (the peer's cumulative TSN ack reaches the
+ * snapshot's next TSN − 1) a FORWARD TSN goes out with New Cumulative TSN = the jumped
+ * next TSN − 1 and, per stream, the SSN before its first new one; it is retransmitted on
+ * T3 until the peer's cumulative TSN ack reaches it. New DATA meanwhile uses the new
+ * numbers (the peer holds it above the gap until the FORWARD TSN arrives). What the dead
+ * primary sent in the reserved range and the peer did not receive is lost (the policy's
+ * bounded loss); what it received was delivered. Keep R1 well under 65,535 minus the
+ * peer's window in chunks: a peer drops DATA that far beyond its cumulative TSN. If the
+ * outbound streams do not fit one FORWARD TSN in a packet, only the streams used so far
+ * jump. Messages still queued in the snapshot are sent again (the primary may have sent
+ * them: the peer may get them twice). Without PR-SCTP on both ends there is no jump: the
+ * replica reuses TSNs and SSNs the primary may have used; the peer takes the reused TSNs
+ * it received as duplicates (those messages of ours are lost) and, for a reused SSN it
+ * delivered, drops the message as stale, or waits for SSNs the primary used and it never
+ * received (the stream stalls).
+ *
+ * Every skip is reported as a `Dropped` event (`ResyncSkippedTsns`, `ResyncSkippedSsns`,
+ * `ResyncIncomplete`). Failure modes: if the peer's first retransmission to the new address
+ * is lost and a later packet arrives first, the TSNs between are skipped and their messages
+ * lost (acknowledged, so the peer frees them); if the first chunk seen on a stream was
+ * reordered ahead of an earlier one of the same stream, the earlier message is dropped as
+ * stale; messages the primary received above a gap (acknowledged by Gap Ack Blocks) and
+ * delivered are not known to the replica: the peer resends them once our SACKs omit them
+ * (§6.2.1 D iv, reneging), and they are delivered a second time.
+ *
  * @since 0.1.0
  * @category replication
  */
-export const takeOver = (st: State, nowMs: number): Array<Output> => {
+export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): Array<Output> => {
   const ctx = makeCtx(nowMs)
   if (isClosed(st)) return ctx.out
   for (const [name, at] of Object.entries(st.timers)) setTimer(ctx, st, name, Math.max(at, nowMs))
@@ -2501,6 +2885,19 @@ export const takeOver = (st: State, nowMs: number): Array<Output> => {
   }
   st.flightBytes = 0
   st.resynchronizing = st.peerTag !== 0
+  st.inboundResync =
+    options?.resync === true && st.tracker !== undefined
+      ? { pendingCumulative: true, seenStreams: [], untilTsn: st.tracker.cumulative }
+      : undefined
+  const reserve = options?.reserve
+  if (
+    options?.resync === true &&
+    reserve !== undefined &&
+    st.forwardTsnSupported &&
+    (st.name === "Established" || st.name === "ShutdownPending" || st.name === "ShutdownReceived")
+  ) {
+    reserveJump(st, Math.max(0, Math.floor(reserve.tsn)), Math.max(0, Math.floor(reserve.ssn)))
+  }
   if (st.peerTag !== 0 && st.name !== "CookieWait" && st.name !== "CookieEchoed") {
     for (let index = 0; index < st.paths.length; index++) sendHeartbeat(ctx, st, index)
   }

@@ -40,6 +40,8 @@ export const ChunkType = {
   CookieEcho: 10,
   CookieAck: 11,
   ShutdownComplete: 14,
+  /** RFC 3758 §3.2 (PR-SCTP). */
+  ForwardTsn: 192,
 } as const
 
 /**
@@ -57,6 +59,8 @@ export const ParameterType = {
   CookiePreservative: 9,
   HostNameAddress: 11,
   SupportedAddressTypes: 12,
+  /** RFC 3758 §3.1 (PR-SCTP), no value. */
+  ForwardTsnSupported: 0xc000,
 } as const
 
 /**
@@ -146,6 +150,17 @@ export interface SupportedAddressTypes {
 }
 
 /**
+ * Forward-TSN-Supported (RFC 3758 §3.1): in INIT or INIT ACK, the sender understands
+ * FORWARD TSN.
+ *
+ * @since 0.1.0
+ * @category parameters
+ */
+export interface ForwardTsnSupported {
+  readonly _tag: "ForwardTsnSupported"
+}
+
+/**
  * A parameter this codec does not interpret (e.g. usrsctp's Forward-TSN-Supported 0xC000
  * or Supported Extensions 0x8008), kept with its type for {@link processUnknownParameters}.
  *
@@ -166,6 +181,7 @@ export interface UnknownParameter {
  * @category parameters
  */
 export type Parameter =
+  | ForwardTsnSupported
   | Ipv4Address
   | Ipv6Address
   | StateCookie
@@ -450,6 +466,31 @@ export interface ShutdownComplete {
 }
 
 /**
+ * A stream and the last SSN skipped on it, in a {@link ForwardTsn}.
+ *
+ * @since 0.1.0
+ * @category chunks
+ */
+export interface ForwardTsnStream {
+  readonly stream: number
+  readonly ssn: number
+}
+
+/**
+ * FORWARD TSN (RFC 3758 §3.2, PR-SCTP): the receiver moves its cumulative TSN to
+ * `newCumulativeTsn` as if every TSN up to it had arrived, and on each listed ordered
+ * stream skips the SSNs up to `ssn`.
+ *
+ * @since 0.1.0
+ * @category chunks
+ */
+export interface ForwardTsn {
+  readonly _tag: "ForwardTsn"
+  readonly newCumulativeTsn: number
+  readonly streams: ReadonlyArray<ForwardTsnStream>
+}
+
+/**
  * A chunk type this codec does not interpret, kept whole so it can be skipped or reported
  * by {@link processUnknownChunks}.
  *
@@ -484,6 +525,7 @@ export type Chunk =
   | CookieEcho
   | CookieAck
   | ShutdownComplete
+  | ForwardTsn
   | UnknownChunk
 
 /**
@@ -698,6 +740,8 @@ const parameterValueLength = (parameter: Parameter): number => {
       return parameter.hostName.length
     case "SupportedAddressTypes":
       return 2 * parameter.addressTypes.length
+    case "ForwardTsnSupported":
+      return 0
     case "UnknownParameter":
       return parameter.value.length
   }
@@ -743,6 +787,8 @@ const writeParameter = (bytes: Uint8Array, offset: number, parameter: Parameter)
       parameter.addressTypes.forEach((type, index) => {
         writeU16(bytes, value + 2 * index, type)
       })
+      break
+    case "ForwardTsnSupported":
       break
     case "UnknownParameter":
       bytes.set(parameter.value, value)
@@ -887,6 +933,8 @@ const chunkValueLength = (chunk: Chunk): number => {
       return 0
     case "CookieEcho":
       return chunk.cookie.length
+    case "ForwardTsn":
+      return 4 + 4 * chunk.streams.length
     case "UnknownChunk":
       return chunk.value.length
   }
@@ -1002,6 +1050,16 @@ export const writeChunk = (bytes: Uint8Array, offset: number, chunk: Chunk): num
     case "CookieEcho":
       bytes.set(chunk.cookie, value)
       break
+    case "ForwardTsn": {
+      writeU32(bytes, value, chunk.newCumulativeTsn)
+      let at = value + 4
+      for (const entry of chunk.streams) {
+        writeU16(bytes, at, entry.stream)
+        writeU16(bytes, at + 2, entry.ssn)
+        at += 4
+      }
+      break
+    }
     case "UnknownChunk":
       bytes.set(chunk.value, value)
       break
@@ -1079,6 +1137,8 @@ const decodeParameter = (
         : undefined
     case ParameterType.HostNameAddress:
       return { _tag: "HostNameAddress", hostName: bytes.subarray(start, end) }
+    case ParameterType.ForwardTsnSupported:
+      return length === 0 ? { _tag: "ForwardTsnSupported" } : undefined
     case ParameterType.SupportedAddressTypes: {
       if (length % 2 !== 0) return undefined
       const addressTypes: Array<number> = []
@@ -1315,6 +1375,15 @@ export const decodeChunk = (
         end,
         0,
       )
+    case ChunkType.ForwardTsn: {
+      // RFC 3758 §3.2: the new cumulative TSN, then (stream, SSN) pairs of 4 bytes.
+      if (end - start < 4 || (end - start) % 4 !== 0) return fault("ChunkLengthInvalid", start - 4)
+      const streams: Array<ForwardTsnStream> = []
+      for (let at = start + 4; at < end; at += 4) {
+        streams.push({ stream: readU16(bytes, at), ssn: readU16(bytes, at + 2) })
+      }
+      return { _tag: "ForwardTsn", newCumulativeTsn: readU32(bytes, start), streams }
+    }
     default:
       return { _tag: "UnknownChunk", type, flags, value: bytes.subarray(start, end) }
   }

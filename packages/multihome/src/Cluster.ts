@@ -150,7 +150,7 @@ export type ClusterEvent =
  * @category models
  */
 export interface Status {
-  readonly role: Role | "active-secondary" | "deposed"
+  readonly role: Role | "active-secondary" | "deposed" | "handed-over"
   readonly policy: string
   readonly link: "up" | "down"
   /** Primary: messages planned and acknowledged; secondary: applied. */
@@ -177,7 +177,10 @@ export interface Node {
   readonly endpoint: Endpoint.Endpoint
   readonly status: Effect.Effect<Status>
   readonly events: Stream.Stream<ClusterEvent>
-  /** One final synchronisation (claims 5–6): SIGTERM or a failing health check call it. */
+  /**
+   * One final synchronisation (claims 5–6), after which the node falls silent: SIGTERM or
+   * a failing health check call it.
+   */
   readonly impendingFailure: Effect.Effect<void>
   /** Messages and bytes the service was given on this node. */
   readonly received: Effect.Effect<{ readonly messages: number; readonly bytes: number }>
@@ -395,10 +398,19 @@ export const make = (
           }
         }
         if (replicas.listener !== undefined) yield* endpoint.adoptListenerSecrets(replicas.listener)
+        // A copy kept by an inexact policy may be behind the primary: resynchronise with the
+        // peer, and skip the numbers the primary may have used (see `Replication.reserve`).
+        // An exact copy needs none of it, and the heuristics could only lose data there.
+        const takeOverOptions = Replication.isExact(options.policy)
+          ? {}
+          : {
+              takeOver: (state: Association.State, nowMs: number) =>
+                Association.takeOver(state, nowMs, { resync: true, reserve: Replication.reserve }),
+            }
         let adopted = 0
         for (const state of replicas.states.values()) {
           if (Association.stateName(state) === "Closed") continue
-          yield* endpoint.adopt(state)
+          yield* endpoint.adopt(state, takeOverOptions)
           adopted++
         }
         replicas.states.clear()
@@ -503,11 +515,20 @@ export const make = (
       )
     }
 
+    /**
+     * Claims 5–6: one synchronisation when failure is near. The primary then falls silent
+     * (its endpoint closes without a word to the peer), so the copy it just sent stays
+     * exact: nothing it would do between the sync and its death can be lost.
+     */
     const impendingFailure = Effect.gen(function* () {
       if (role !== "primary") return
       const messages = shipper.onImpendingFailure()
       yield* ship(messages)
       yield* waitForAck(shipper.lastSeq)
+      role = "handed-over"
+      closing = true
+      yield* releaseAll
+      yield* Scope.close(endpointScope, Exit.void)
       yield* publish({ _tag: "Synced", reason: "ImpendingFailure", messages: messages.length })
     })
 

@@ -103,6 +103,7 @@ export const onUnknownPacket = (listener: Listener, input: Receive): Outcome => 
 const onInit = (listener: Listener, input: Receive, init: Chunk.Init): Outcome => {
   const config = listener.config
   const check = Association.checkInit(init)
+  if (check._tag === "Discard") return dropped("InitTagZero")
   if (check._tag === "Abort") {
     // §3.3.2 / §5.1.2: refused; the ABORT carries the peer's Initiate Tag (0 reflected if
     // the tag itself is the problem).

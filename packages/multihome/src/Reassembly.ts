@@ -422,6 +422,146 @@ export class Reassembly {
   }
 
   /**
+   * Makes `ssn` the next SSN expected on ordered `stream` when it is ahead of the one
+   * expected now (wrapping, RFC 1982): the buffered fragments of the SSNs skipped are
+   * dropped, not delivered (a replica resynchronising after a takeover: the dead primary
+   * delivered those messages already). Returns the messages that become deliverable from
+   * `ssn` on, in order. An `ssn` not ahead changes nothing.
+   *
+   * @since 0.1.0
+   * @category mutations
+   */
+  resync(stream: number, ssn: number): Array<Message> {
+    const messages: Array<Message> = []
+    if (stream >= this.inboundStreams) return messages
+    if (!lt16(this.nextSsn[stream] as number, ssn & 0xffff)) return messages
+    this.skipStream(stream, ssn & 0xffff, false, messages)
+    this.drain(stream, messages)
+    return messages
+  }
+
+  /**
+   * Abandons what can no longer arrive (RFC 3758 §3.6, FORWARD TSN): every buffered
+   * message that lacks a fragment whose TSN is at or below `cumulative` is dropped (the
+   * sender will not send that fragment again), an ordered one also moving its stream's
+   * next SSN past it; then for each `[stream, ssn]` pair of `skips` (flat:
+   * `[s0, n0, s1, n1, …]`) the stream's next SSN moves past `ssn`, complete messages
+   * below it being delivered and incomplete ones dropped. Returns the messages delivered,
+   * in order per stream, and the user bytes dropped.
+   *
+   * @since 0.1.0
+   * @category mutations
+   */
+  abandon(
+    cumulative: number,
+    skips: ReadonlyArray<number> = [],
+  ): { readonly messages: Array<Message>; readonly droppedBytes: number } {
+    const before = this.buffered
+    const messages: Array<Message> = []
+    const cum = cumulative >>> 0
+    const lte = (a: number, b: number): boolean => a === b || lt32(a, b)
+    // Unordered: walk each buffered fragment's message to its ends.
+    for (const fragment of [...this.unordered.values()]) {
+      if (!this.unordered.has(fragment.tsn)) continue
+      let first = fragment
+      for (let steps = this.unordered.size; !first.beginning && steps > 0; steps--) {
+        const previous = this.unordered.get((first.tsn - 1) >>> 0)
+        if (previous === undefined) break
+        first = previous
+      }
+      let last = fragment
+      for (let steps = this.unordered.size; !last.ending && steps > 0; steps--) {
+        const next = this.unordered.get((last.tsn + 1) >>> 0)
+        if (next === undefined) break
+        last = next
+      }
+      const hopeless =
+        (!first.beginning && lte((first.tsn - 1) >>> 0, cum)) ||
+        (!last.ending && lte((last.tsn + 1) >>> 0, cum))
+      if (!hopeless) continue
+      const count = ((last.tsn - first.tsn) >>> 0) + 1
+      for (let index = 0; index < count; index++) {
+        const key = (first.tsn + index) >>> 0
+        const dropped = this.unordered.get(key)
+        if (dropped === undefined) continue
+        this.buffered -= dropped.data.length
+        this.unordered.delete(key)
+      }
+    }
+    // Ordered: a message with a hole at or below `cumulative` is lost; its stream moves on.
+    const floors = new Map<number, number>()
+    for (const [key, list] of [...this.ordered]) {
+      const first = list[0] as Fragment
+      const last = list[list.length - 1] as Fragment
+      let hopeless =
+        (!first.beginning && lte((first.tsn - 1) >>> 0, cum)) ||
+        (!last.ending && lte((last.tsn + 1) >>> 0, cum))
+      for (let index = 1; !hopeless && index < list.length; index++) {
+        const previous = list[index - 1] as Fragment
+        const current = list[index] as Fragment
+        if (current.tsn !== (previous.tsn + 1) >>> 0 && lte((previous.tsn + 1) >>> 0, cum)) {
+          hopeless = true
+        }
+      }
+      if (!hopeless) continue
+      this.ordered.delete(key)
+      for (const fragment of list) this.buffered -= fragment.data.length
+      const floor = (first.ssn + 1) & 0xffff
+      const known = floors.get(first.stream)
+      if (
+        !lt16(floor, this.nextSsn[first.stream] as number) &&
+        (known === undefined || lt16(known, floor))
+      ) {
+        floors.set(first.stream, floor)
+      }
+    }
+    for (let index = 0; index + 1 < skips.length; index += 2) {
+      const stream = skips[index] as number
+      if (stream >= this.inboundStreams) continue
+      const floor = ((skips[index + 1] as number) + 1) & 0xffff
+      const known = floors.get(stream)
+      if (known === undefined || lt16(known, floor)) floors.set(stream, floor)
+    }
+    for (const [stream, floor] of floors) {
+      if (lt16(this.nextSsn[stream] as number, floor))
+        this.skipStream(stream, floor, true, messages)
+      this.drain(stream, messages)
+    }
+    let deliveredBytes = 0
+    for (const message of messages) deliveredBytes += message.data.length
+    return { messages, droppedBytes: before - this.buffered - deliveredBytes }
+  }
+
+  /**
+   * Moves `stream`'s next SSN to `floor` (ahead of it): buffered messages below `floor`
+   * are delivered in SSN order when complete and `deliver`, dropped otherwise.
+   */
+  private skipStream(stream: number, floor: number, deliver: boolean, messages: Array<Message>) {
+    const expected = this.nextSsn[stream] as number
+    const below: Array<[number, Array<Fragment>]> = []
+    for (const [key, list] of this.ordered) {
+      const first = list[0] as Fragment
+      if (first.stream !== stream) continue
+      if (lt16(first.ssn, floor)) below.push([key, list])
+    }
+    // SSN order from the one expected (wrapping).
+    below.sort(
+      (a, b) => ((a[1][0]!.ssn - expected) & 0xffff) - ((b[1][0]!.ssn - expected) & 0xffff),
+    )
+    for (const [key, list] of below) {
+      this.ordered.delete(key)
+      if (deliver && isComplete(list)) {
+        const message = assemble(list)
+        this.buffered -= message.data.length
+        messages.push(message)
+      } else {
+        for (const fragment of list) this.buffered -= fragment.data.length
+      }
+    }
+    this.nextSsn[stream] = floor
+  }
+
+  /**
    * Plain data for replication: the streams' next SSNs and the buffered fragments.
    *
    * @since 0.1.0

@@ -24,8 +24,8 @@
  * - `state-node`: the snapshot is written to the `Store` (a third node) after every update,
  *   outputs waiting for the write; the secondary reads it from there when it takes over.
  *
- * A copy that is not exact (every policy but `every-update` and `state-node` may be behind)
- * is taken over with `resync` (see `Association.takeOver`).
+ * A copy that may be behind (`interval`, `on-event`) is taken over with `resync` and the
+ * {@link reserve} (see `Association.takeOver`).
  *
  * @since 0.1.0
  */
@@ -152,14 +152,18 @@ export const formatPolicy = (policy: Policy): string => {
 }
 
 /**
- * Whether a copy kept under `policy` is always the primary's state (so a takeover needs
- * no resynchronisation).
+ * Whether a copy kept under `policy` is the primary's state when the secondary takes over
+ * (so the takeover needs no resynchronisation). `on-impending-failure` counts: the primary
+ * falls silent after its one synchronisation, so that copy stays exact (and without a
+ * warning there is no copy at all).
  *
  * @since 0.1.0
  * @category policies
  */
 export const isExact = (policy: Policy): boolean =>
-  policy._tag === "EveryUpdate" || policy._tag === "StateNode"
+  policy._tag === "EveryUpdate" ||
+  policy._tag === "StateNode" ||
+  policy._tag === "OnImpendingFailure"
 
 // ---------------------------------------------------------------------------------------
 // Messages
@@ -308,15 +312,182 @@ const checkInput = (value: unknown): boolean => {
   }
 }
 
-/** What is wrong with a decoded message, or undefined. Snapshots are checked at restore. */
+// The shape of `Association.Snapshot`, checked before a copy is restored from one: a
+// damaged or partial snapshot restores to a TCB that throws later, in the middle of
+// `step`, where the replica can no longer say which message was wrong.
+
+const isNumber = (value: unknown): value is number =>
+  typeof value === "number" && Number.isFinite(value)
+const isBoolean = (value: unknown): value is boolean => typeof value === "boolean"
+const isBytes = (value: unknown): value is Uint8Array => value instanceof Uint8Array
+const isString = (value: unknown): value is string => typeof value === "string"
+const fieldsAre = (
+  value: unknown,
+  check: (field: unknown) => boolean,
+  names: ReadonlyArray<string>,
+): boolean => isRecord(value) && names.every((name) => check(value[name]))
+const arrayOf = (value: unknown, check: (item: unknown) => boolean): boolean =>
+  Array.isArray(value) && value.every(check)
+const orUndefined =
+  (check: (value: unknown) => boolean) =>
+  (value: unknown): boolean =>
+    value === undefined || check(value)
+
+const stateNames: ReadonlyArray<string> = [
+  "Closed",
+  "CookieWait",
+  "CookieEchoed",
+  "Established",
+  "ShutdownPending",
+  "ShutdownSent",
+  "ShutdownReceived",
+  "ShutdownAckSent",
+]
+
+const checkPath = (value: unknown): boolean =>
+  isRecord(value) &&
+  isString(value.host) &&
+  fieldsAre(value, isNumber, [
+    "udpPort",
+    "errorCount",
+    "flightBytes",
+    "heartbeatNonce",
+    "lastSendMs",
+    "rttTsn",
+    "rttSentMs",
+  ]) &&
+  fieldsAre(value, isBoolean, ["confirmed", "active", "heartbeatOutstanding", "rttPending"]) &&
+  isRecord(value.rto) &&
+  isNumber(value.rto.rto) &&
+  orUndefined(isNumber)(value.rto.srtt) &&
+  orUndefined(isNumber)(value.rto.rttvar) &&
+  fieldsAre(value.congestion, isNumber, ["cwnd", "ssthresh", "partialBytesAcked"])
+
+const fragmentFields = ["stream", "ssn", "ppid"]
+const fragmentFlags = ["unordered", "beginning", "ending"]
+const checkQueued = (value: unknown): boolean =>
+  fieldsAre(value, isNumber, fragmentFields) &&
+  fieldsAre(value, isBoolean, fragmentFlags) &&
+  isRecord(value) &&
+  isBytes(value.data)
+const checkOutstanding = (value: unknown): boolean =>
+  checkQueued(value) &&
+  fieldsAre(value, isNumber, ["tsn", "path", "transmissions", "missIndications"]) &&
+  fieldsAre(value, isBoolean, ["acked", "inFlight", "retransmit", "fast", "fastDone"])
+const checkTracker = (value: unknown): boolean =>
+  isRecord(value) &&
+  isNumber(value.cumulative) &&
+  ["starts", "ends", "duplicates"].every((name) => arrayOf(value[name], isNumber)) &&
+  (value.starts as Array<number>).length === (value.ends as Array<number>).length
+const checkReassembly = (value: unknown): boolean =>
+  isRecord(value) &&
+  isCount(value.inboundStreams) &&
+  value.inboundStreams <= 0xffff &&
+  arrayOf(value.nextSsn, isCount) &&
+  (value.nextSsn as Array<number>).every(
+    (n, index) => index % 2 === 1 || n < (value.inboundStreams as number),
+  ) &&
+  arrayOf(
+    value.fragments,
+    (fragment) => checkQueued(fragment) && isNumber((fragment as Record<string, unknown>).tsn),
+  )
+const checkInit = (value: unknown): boolean =>
+  isRecord(value) &&
+  value._tag === "Init" &&
+  fieldsAre(value, isNumber, [
+    "initiateTag",
+    "advertisedReceiverWindowCredit",
+    "outboundStreams",
+    "inboundStreams",
+    "initialTsn",
+  ]) &&
+  arrayOf(value.parameters, (parameter) => isRecord(parameter) && isString(parameter._tag))
+const checkSecrets = (value: unknown): boolean =>
+  isRecord(value) &&
+  isBytes(value.current) &&
+  orUndefined(isBytes)(value.previous) &&
+  isNumber(value.rotatedAtMs)
+const checkRng = (value: unknown): boolean =>
+  fieldsAre(value, (n) => isCount(n) && (n as number) <= 0xffffffff, ["a", "b", "c", "d"])
+
+/**
+ * What is wrong with a snapshot, or undefined: every field of `Association.Snapshot` with
+ * its type, and the path indexes within the paths.
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const snapshotProblem = (value: unknown): string | undefined => {
+  if (!isRecord(value)) return "the snapshot is not an object"
+  if (value.version !== 1) return "unknown snapshot version"
+  if (!checkRng(value.rng)) return "rng"
+  if (!isString(value.name) || !stateNames.includes(value.name)) return "name"
+  const numbers = [
+    "localPort",
+    "peerPort",
+    "myTag",
+    "peerTag",
+    "myInitialTsn",
+    "peerInitialTsn",
+    "outboundStreams",
+    "inboundStreams",
+    "primary",
+    "retransmitPath",
+    "peerRwnd",
+    "nextTsn",
+    "lastCumAck",
+    "flightBytes",
+    "retransmitCount",
+    "fastRecoveryExit",
+    "queuedBytes",
+    "bufferedBytes",
+    "packetsSinceSack",
+    "lastDataPath",
+    "errorCount",
+    "initRetransmits",
+  ]
+  const wrongNumber = numbers.find((name) => !isNumber(value[name]))
+  if (wrongNumber !== undefined) return wrongNumber
+  const wrongFlag = ["fastRecovery", "sackNow", "resynchronizing"].find(
+    (name) => !isBoolean(value[name]),
+  )
+  if (wrongFlag !== undefined) return wrongFlag
+  if (!arrayOf(value.paths, checkPath)) return "paths"
+  const paths = (value.paths as Array<unknown>).length
+  for (const name of ["primary", "retransmitPath"]) {
+    const index = value[name] as number
+    if (!isCount(index) || (paths > 0 && index >= paths)) return name
+  }
+  if (!arrayOf(value.outstanding, checkOutstanding)) return "outstanding"
+  if (!arrayOf(value.queue, checkQueued)) return "queue"
+  if (!arrayOf(value.ssnOut, isNumber)) return "ssnOut"
+  if (!orUndefined(checkTracker)(value.tracker)) return "tracker"
+  if (!orUndefined(checkReassembly)(value.reassembly)) return "reassembly"
+  // Past COOKIE-WAIT the TCB holds the peer's TSNs and the reassembly queue (§5.1).
+  if (value.name !== "CookieWait" && value.name !== "Closed") {
+    if (value.tracker === undefined) return "tracker"
+    if (value.reassembly === undefined) return "reassembly"
+  }
+  if (!orUndefined(checkInit)(value.init)) return "init"
+  if (!orUndefined(isBytes)(value.cookie)) return "cookie"
+  if (!checkSecrets(value.cookieSecrets)) return "cookieSecrets"
+  if (!orUndefined(isNumber)(value.secretsRotatedAt)) return "secretsRotatedAt"
+  const timer = (entry: unknown) =>
+    Array.isArray(entry) && entry.length === 2 && isString(entry[0]) && isNumber(entry[1])
+  if (!arrayOf(value.timers, timer)) return "timers"
+  return undefined
+}
+
+/** What is wrong with a decoded message, or undefined. */
 const problem = (value: unknown): string | undefined => {
   if (!isRecord(value)) return "not an object"
   const seqOk = isCount(value.seq)
   switch (value._tag) {
-    case "Snapshot":
-      return seqOk && isCount(value.association) && isRecord(value.snapshot)
-        ? undefined
-        : "a Snapshot needs seq, association and snapshot"
+    case "Snapshot": {
+      if (!seqOk || !isCount(value.association)) return "a Snapshot needs seq and association"
+      const wrong = snapshotProblem(value.snapshot)
+      return wrong === undefined ? undefined : `a damaged snapshot (${wrong})`
+    }
     case "Inputs":
       return seqOk &&
         isCount(value.association) &&
@@ -398,6 +569,39 @@ export interface Plan {
 const nothing: Plan = { messages: [], waitForAck: false }
 
 /**
+ * How far the primary may run ahead of the copy it last sent under an inexact policy: at
+ * most `tsn` TSNs and `ssn` stream sequence numbers per stream. Halfway there it sends a
+ * fresh snapshot, whatever the policy's own schedule; a replica that takes over from an
+ * older copy skips the whole reserve (PR-SCTP FORWARD TSN), so it never reuses a number
+ * the peer may have seen from the primary.
+ *
+ * @since 0.1.0
+ * @category policies
+ */
+export const reserve: { readonly tsn: number; readonly ssn: number } = { tsn: 8192, ssn: 1024 }
+
+/** Where the copy last sent stood: its next TSN and next SSN per stream. */
+interface Mark {
+  readonly nextTsn: number
+  readonly ssnOut: ReadonlyArray<number>
+}
+
+const markOf = (state: Association.State): Mark => ({
+  nextTsn: state.nextTsn,
+  ssnOut: state.ssnOut.slice(),
+})
+
+/** Whether `state` has used half of the reserve since `mark`. */
+const pastHalfReserve = (state: Association.State, mark: Mark): boolean => {
+  if ((state.nextTsn - mark.nextTsn) >>> 0 >= reserve.tsn / 2) return true
+  for (let stream = 0; stream < state.ssnOut.length; stream++) {
+    const from = mark.ssnOut[stream] ?? 0
+    if (((state.ssnOut[stream]! - from) & 0xffff) >= reserve.ssn / 2) return true
+  }
+  return false
+}
+
+/**
  * The primary's half of a policy: what each update, tick and impending failure sends.
  * Pure; the cluster performs the plans in order.
  *
@@ -412,6 +616,8 @@ export class Shipper {
   /** Live associations the secondary has been told about. */
   private readonly known = new Set<number>()
   private readonly states = new Map<number, Association.State>()
+  /** Inexact policies: where each association's last shipped copy stood. */
+  private readonly marks = new Map<number, Mark>()
 
   constructor(policy: Policy) {
     this.policy = policy
@@ -424,11 +630,13 @@ export class Shipper {
 
   private snapshotOf(association: number, state: Association.State): Message {
     this.known.add(association)
+    this.marks.set(association, markOf(state))
     return { _tag: "Snapshot", seq: ++this.seq, association, snapshot: Association.snapshot(state) }
   }
 
   private gone(association: number): Array<Message> {
     this.states.delete(association)
+    this.marks.delete(association)
     this.dirty.delete(association)
     if (!this.known.delete(association)) return []
     return [{ _tag: "Gone", seq: ++this.seq, association }]
@@ -480,7 +688,7 @@ export class Shipper {
         }
       case "Interval":
         this.dirty.add(update.associationId)
-        return nothing
+        return this.keepWithinReserve(update)
       case "OnEvent": {
         const events = this.policy.events
         const raised = update.outputs.some(
@@ -488,11 +696,19 @@ export class Shipper {
         )
         return raised || update.created
           ? { messages: [this.snapshotOf(update.associationId, update.state)], waitForAck: false }
-          : nothing
+          : this.keepWithinReserve(update)
       }
       case "OnImpendingFailure":
         return nothing
     }
+  }
+
+  /** A snapshot now if the association used half the {@link reserve} since its last one. */
+  private keepWithinReserve(update: Update): Plan {
+    const mark = this.marks.get(update.associationId)
+    if (mark !== undefined && !pastHalfReserve(update.state, mark)) return nothing
+    this.dirty.delete(update.associationId)
+    return { messages: [this.snapshotOf(update.associationId, update.state)], waitForAck: false }
   }
 
   /** The interval policy's tick: a snapshot of each association changed since the last. */
@@ -553,9 +769,18 @@ export class Replicas {
   apply(message: Message): ReplicaError | undefined {
     switch (message._tag) {
       case "Snapshot": {
+        const wrong = snapshotProblem(message.snapshot)
+        if (wrong !== undefined) {
+          this.states.delete(message.association)
+          return new ReplicaError({
+            association: message.association,
+            detail: `a damaged snapshot (${wrong})`,
+          })
+        }
         try {
           this.states.set(message.association, Association.restore(this.config, message.snapshot))
         } catch (error) {
+          this.states.delete(message.association)
           return new ReplicaError({
             association: message.association,
             detail: `the snapshot does not restore: ${String(error)}`,
@@ -580,8 +805,17 @@ export class Replicas {
               detail: "a replicated packet does not decode",
             })
           }
-          // The outputs are the primary's to perform; the copy only follows.
-          Association.step(state, input)
+          // The outputs are the primary's to perform; the copy only follows. A copy that
+          // can not take an input the primary took is not the primary's state any more.
+          try {
+            Association.step(state, input)
+          } catch (error) {
+            this.states.delete(message.association)
+            return new ReplicaError({
+              association: message.association,
+              detail: `a replicated input does not apply: ${String(error)}`,
+            })
+          }
         }
         break
       }

@@ -216,6 +216,37 @@ export class TsnTracker {
   }
 
   /**
+   * Moves the cumulative point forward to `tsn` as if every TSN up to it had arrived, then
+   * over any run that now touches it; runs at or below `tsn` are forgotten. A `tsn` at or
+   * before the cumulative point changes nothing. Used for a FORWARD TSN's New Cumulative
+   * TSN (RFC 3758 §3.6) and for a replica resynchronising with its peer after a takeover.
+   * Returns whether the point moved.
+   *
+   * @since 0.1.0
+   * @category mutations
+   */
+  skipTo(tsn: number): boolean {
+    const value = tsn >>> 0
+    const offset = this.offset(value)
+    if (offset === 0 || offset >= half32) return false
+    let drop = 0
+    // Bounded by the runs held.
+    while (drop < this.starts.length && this.offset(this.ends[drop] as number) <= offset) drop++
+    this.starts.splice(0, drop)
+    this.ends.splice(0, drop)
+    this.cumulativeTsn = value
+    const first = this.starts[0]
+    // A run starting at or below the new point (it ends above it) or right after it joins.
+    const firstOffset = first === undefined ? 0 : this.offset(first)
+    if (first !== undefined && (firstOffset <= 1 || firstOffset >= half32)) {
+      this.cumulativeTsn = this.ends[0] as number
+      this.starts.shift()
+      this.ends.shift()
+    }
+    return true
+  }
+
+  /**
    * Whether `tsn` was received (at or below the cumulative point, or in a run).
    *
    * @since 0.1.0

@@ -112,6 +112,7 @@ describe("Association handshake (initiator)", () => {
       "Ipv4Address",
       "Ipv6Address",
       "SupportedAddressTypes",
+      "ForwardTsnSupported",
     ])
     expect(outputs).toContainEqual({ _tag: "SetTimer", timer: "T1-init", atMs: 1000 })
     expect(state.name).toBe("CookieWait")
@@ -149,7 +150,7 @@ describe("Association handshake (initiator)", () => {
       state,
       [
         initAck([
-          { _tag: "UnknownParameter", type: 0xc000, value: new Uint8Array(0) },
+          { _tag: "UnknownParameter", type: 0xc123, value: new Uint8Array(0) },
           { _tag: "UnknownParameter", type: 0x8000, value: new Uint8Array(0) },
           { _tag: "Ipv4Address", address: new Uint8Array([192, 0, 2, 21]) },
         ]),
@@ -292,6 +293,27 @@ describe("Association DATA receive", () => {
     expect(state.name).toBe("Closed")
   })
 
+  it("drops an ordered chunk whose SSN was delivered already, still acknowledging its TSN", () => {
+    const { state } = established()
+    receive(state, [data(1000)], 100)
+    const out = receive(state, [data(1001, { streamSequenceNumber: 0 })], 110)
+    expect(events(out)).toContainEqual({ _tag: "Dropped", reason: "StaleSequence" })
+    expect(events(out).filter((e) => e._tag === "Message")).toHaveLength(0)
+    expect(find(out, "Sack")!.cumulativeTsnAck).toBe(1001)
+    expect(state.name).toBe("Established")
+  })
+
+  it("aborts with Protocol Violation on fragments that contradict each other (§6.9)", () => {
+    const { state } = established()
+    receive(state, [data(1000, { ending: false })], 100)
+    // A second B fragment for the same ordered message.
+    const out = receive(state, [data(1001, { streamSequenceNumber: 0, ending: false })], 110)
+    const abort = find(out, "Abort")!
+    expect(abort.causes.map((c) => c._tag)).toEqual(["ProtocolViolation"])
+    expect(events(out)).toContainEqual({ _tag: "CommLost", reason: "ProtocolViolation" })
+    expect(state.name).toBe("Closed")
+  })
+
   it("reassembles fragments and delivers unordered messages at once", () => {
     const { state } = established()
     const a = receive(state, [data(1000, { ending: false, userData: new Uint8Array([1]) })], 100)
@@ -308,6 +330,52 @@ describe("Association DATA receive", () => {
       { _tag: "Message", stream: 0, ppid: 51, unordered: false, data: new Uint8Array([1, 2]) },
       { _tag: "Message", stream: 1, ppid: 51, unordered: true, data: new Uint8Array([9]) },
     ])
+  })
+})
+
+describe("Association FORWARD TSN receive (RFC 3758 §3.6)", () => {
+  const withPrSctp = () => {
+    const { state } = Association.connect(config, { peer, peerPort: 5000, seed: 7, nowMs: 0 })
+    receive(state, [initAck([{ _tag: "ForwardTsnSupported" }])], 10, state.myTag)
+    receive(state, [{ _tag: "CookieAck" }], 20)
+    expect(state.forwardTsnSupported).toBe(true)
+    return state
+  }
+
+  it("moves the cumulative TSN, skips the listed SSNs, delivers what waited, and SACKs at once", () => {
+    const state = withPrSctp()
+    receive(state, [data(1000)], 100)
+    // TSN 1003 carries SSN 3 of stream 0; 1001–1002 (SSNs 1–2) are abandoned by the sender.
+    const held = receive(state, [data(1003)], 110)
+    expect(events(held).filter((e) => e._tag === "Message")).toHaveLength(0)
+    const out = receive(
+      state,
+      [{ _tag: "ForwardTsn", newCumulativeTsn: 1002, streams: [{ stream: 0, ssn: 2 }] }],
+      120,
+    )
+    expect(events(out).filter((e) => e._tag === "Message")).toEqual([
+      { _tag: "Message", stream: 0, ppid: 51, unordered: false, data: new Uint8Array([235, 1, 2]) },
+    ])
+    const sack = find(out, "Sack")!
+    expect(sack.cumulativeTsnAck).toBe(1003)
+    expect(sack.gapAckBlocks).toEqual([])
+  })
+
+  it("answers an out-of-date FORWARD TSN with a SACK only", () => {
+    const state = withPrSctp()
+    receive(state, [data(1000), data(1001)], 100)
+    const out = receive(state, [{ _tag: "ForwardTsn", newCumulativeTsn: 1000, streams: [] }], 110)
+    expect(find(out, "Sack")!.cumulativeTsnAck).toBe(1001)
+    expect(events(out).filter((e) => e._tag === "Message")).toHaveLength(0)
+  })
+
+  it("reports FORWARD TSN as an unrecognized chunk when PR-SCTP was not negotiated", () => {
+    const { state } = established()
+    const out = receive(state, [{ _tag: "ForwardTsn", newCumulativeTsn: 1005, streams: [] }], 100)
+    expect(find(out, "OperationError")!.causes.map((c) => c._tag)).toEqual([
+      "UnrecognizedChunkType",
+    ])
+    expect(Association.info(state).peerCumulativeTsn).toBe(999)
   })
 })
 
@@ -737,7 +805,7 @@ describe("Association failover details", () => {
       100,
     )
     const replica = Association.restore(config, Association.snapshot(state))
-    // Outside a takeover such a SACK is a violation and is dropped.
+    // Outside a takeover such a SACK is a protocol violation: ABORT (§11.4).
     const beyond: Chunk.Sack = {
       _tag: "Sack",
       cumulativeTsnAck: state.myInitialTsn + 5,
@@ -745,10 +813,9 @@ describe("Association failover details", () => {
       gapAckBlocks: [],
       duplicateTsns: [],
     }
-    expect(events(receive(state, [beyond], 150))).toContainEqual({
-      _tag: "Dropped",
-      reason: "SackBeyondNextTsn",
-    })
+    const violated = receive(state, [beyond], 150)
+    expect(find(violated, "Abort")!.causes.map((c) => c._tag)).toEqual(["ProtocolViolation"])
+    expect(state.name).toBe("Closed")
     Association.takeOver(replica, 200)
     receive(replica, [beyond], 250)
     const info = Association.info(replica)

@@ -351,6 +351,55 @@ describe("byte-exact packets built from the RFC 9260 layouts", () => {
     expect(Packet.encode(packet)).toEqual(bytes)
     expect(decodeOk(bytes)).toEqual(packet)
   })
+
+  it("FORWARD TSN (RFC 3758 §3.2): new cumulative TSN, then (stream, SSN) pairs", () => {
+    const bytes = handPacket(
+      header,
+      hex(
+        "c0 00 00 10", // type 192, flags 0, length 16
+        "ff ff ff fe", // New Cumulative TSN
+        "00 02 00 07", // stream 2, SSN 7
+        "ff ff 00 00", // stream 65535, SSN 0
+      ),
+    )
+    const packet = packetOf({
+      _tag: "ForwardTsn",
+      newCumulativeTsn: 0xffff_fffe,
+      streams: [
+        { stream: 2, ssn: 7 },
+        { stream: 0xffff, ssn: 0 },
+      ],
+    })
+    expect(Packet.encode(packet)).toEqual(bytes)
+    expect(decodeOk(bytes)).toEqual(packet)
+    const bare = handPacket(header, hex("c0 00 00 08", "00 00 00 05"))
+    expect(decodeOk(bare).chunks).toEqual([
+      { _tag: "ForwardTsn", newCumulativeTsn: 5, streams: [] },
+    ])
+  })
+
+  it("FORWARD TSN with a length that is not 8 + 4n is malformed", () => {
+    expect(
+      Packet.decode(handPacket(header, hex("c0 00 00 0a", "00 00 00 05", "00 01 00 00")))._tag,
+    ).toBe("Failure")
+    expect(Packet.decode(handPacket(header, hex("c0 00 00 04")))._tag).toBe("Failure")
+  })
+
+  it("Forward-TSN-Supported (RFC 3758 §3.1) is a 4-byte parameter with no value", () => {
+    expect(Chunk.encodeParameter({ _tag: "ForwardTsnSupported" })).toEqual(hex("c0 00 00 04"))
+    const init: Chunk.Init = {
+      _tag: "Init",
+      initiateTag: 1,
+      advertisedReceiverWindowCredit: 2,
+      outboundStreams: 3,
+      inboundStreams: 4,
+      initialTsn: 5,
+      parameters: [{ _tag: "ForwardTsnSupported" }],
+    }
+    expect(decodeOk(Packet.encode(packetOf(init))).chunks).toEqual([init])
+    // Known, so never reported as unrecognized.
+    expect(Chunk.processUnknownParameters(init.parameters).report).toEqual([])
+  })
 })
 
 describe("unknown parameter types (§3.2.1)", () => {

@@ -250,4 +250,55 @@ describe("Cluster on SimNet", () => {
       expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
     }),
   )
+
+  for (const policy of ["interval:50", "on-event"] as const) {
+    it.effect(`${policy}: a copy behind the primary resynchronises; the association lives`, () =>
+      Effect.gen(function* () {
+        const setup = yield* startCluster(policy)
+        const association = yield* startPeer(setup.net)
+        yield* advance(2_000)
+        const secondaryNode = setup.nodes.get("secondary")!
+        const tookOver = yield* Effect.forkScoped(
+          secondaryNode.events.pipe(
+            Stream.filter((event) => event._tag === "TookOver"),
+            Stream.take(1),
+            Stream.runDrain,
+          ),
+        )
+        const echoes: Array<number> = []
+        yield* Effect.forkScoped(
+          association.messages.pipe(
+            Stream.runForEach((message) => Effect.sync(() => echoes.push(numberOf(message.data)))),
+          ),
+        )
+        // Before and around the crash: what the policy may lose.
+        for (let index = 0; index < 100; index++) {
+          if (index === 60) yield* setup.net.crash(primaryHost)
+          yield* association.send(index % 2, 42, numbered(index))
+          yield* advance(5)
+        }
+        yield* within(30_000, Fiber.join(tookOver))
+        yield* advance(3_000)
+        // After the takeover: every message echoed exactly once, in order.
+        for (let index = 100; index < 150; index++) {
+          yield* association.send(index % 2, 42, numbered(index))
+          yield* advance(5)
+        }
+        yield* advance(5_000)
+        // Everything sent after the crash reached only the secondary: echoed once, in order.
+        const afterCrash = echoes.filter((number) => number >= 60)
+        expect(afterCrash).toEqual(Array.from({ length: 90 }, (_, index) => 60 + index))
+        // Loss is confined to what the primary handled after its last copy: at 5 ms a
+        // message, the last interval (or the time since the last event) before the crash.
+        const lost = Array.from({ length: 60 }, (_, index) => index).filter(
+          (number) => !echoes.includes(number),
+        )
+        console.log(`${policy}: lost ${lost.length} of the 60 messages before the crash: ${lost}`)
+        for (const number of lost) expect(number).toBeGreaterThanOrEqual(40)
+        const status = yield* association.status
+        expect(status.state).toBe("Established")
+        expect((yield* secondaryNode.status).role).toBe("active-secondary")
+      }),
+    )
+  }
 })

@@ -37,9 +37,11 @@ const arbitraryContents: fc.Arbitrary<Cookie.CookieContents> = fc
     lifespanMs: u32,
     tieTags: fc.option(fc.tuple(u32, u32), { nil: undefined }),
     extra: fc.option(fc.uint8Array({ maxLength: 40 }), { nil: undefined }),
+    forwardTsn: fc.boolean(),
   })
-  .map(({ tieTags, extra, ...rest }) => ({
+  .map(({ tieTags, extra, forwardTsn, ...rest }) => ({
     ...rest,
+    ...(forwardTsn ? { forwardTsn: true } : {}),
     ...(tieTags === undefined ? {} : { tieTagLocal: tieTags[0], tieTagPeer: tieTags[1] }),
     ...(extra === undefined ? {} : { extra }),
   }))

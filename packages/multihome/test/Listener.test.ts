@@ -77,13 +77,10 @@ describe("Listener", () => {
       [127, 0, 0, 2],
       [127, 0, 0, 3],
     ])
-    // Only Forward-TSN-Supported (0xC000, upper bits 11) asks to be reported; the 10xx
+    // Forward-TSN-Supported (0xC000) is understood and offered back (RFC 3758); the 10xx
     // ones (ECN, Supported Extensions, AUTH) are skipped silently: support declined.
-    const unrecognized = ack.parameters.filter((p) => p._tag === "UnrecognizedParameter")
-    expect(unrecognized).toHaveLength(1)
-    expect([...(unrecognized[0] as Chunk.UnrecognizedParameter).parameter]).toEqual([
-      0xc0, 0x00, 0x00, 0x04,
-    ])
+    expect(ack.parameters.filter((p) => p._tag === "UnrecognizedParameter")).toHaveLength(0)
+    expect(ack.parameters).toContainEqual({ _tag: "ForwardTsnSupported" })
     expect(cookieOf(ack).length).toBeGreaterThan(32)
     // The encoded INIT ACK decodes (parameter lengths and padding right).
     expect(wire(reply!.packet).chunks[0]).toMatchObject({ _tag: "InitAck" })
@@ -215,7 +212,7 @@ describe("Listener", () => {
     expect(outcome.association).toBeDefined()
   })
 
-  it("refuses an INIT with a host name or a zero tag with an ABORT", () => {
+  it("refuses an INIT with a host name with an ABORT, and discards one with a zero tag (§3.3.2)", () => {
     const listener = Listener.makeListener(config, 6)
     const hostName = receive(listener, {
       sourcePort: 5000,
@@ -236,7 +233,14 @@ describe("Listener", () => {
       verificationTag: 0,
       chunks: [{ ...peerInit, initiateTag: 0 }],
     })
-    expect((transmitted(zero)[0]!.packet.chunks[0] as Chunk.Abort).causes).toEqual([
+    expect(transmitted(zero)).toEqual([])
+    const noStreams = receive(listener, {
+      sourcePort: 5000,
+      destinationPort: 7,
+      verificationTag: 0,
+      chunks: [{ ...peerInit, outboundStreams: 0 }],
+    })
+    expect((transmitted(noStreams)[0]!.packet.chunks[0] as Chunk.Abort).causes).toEqual([
       { _tag: "InvalidMandatoryParameter" },
     ])
   })

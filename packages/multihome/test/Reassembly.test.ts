@@ -328,3 +328,171 @@ describe("Reassembly (RFC 9260 §6.5, §6.6, §6.9)", () => {
     expect([...(messages[0]?.data ?? [])]).toEqual([1, 2, 5])
   })
 })
+
+describe("Reassembly.resync and Reassembly.abandon", () => {
+  it("resync moves a stream's next SSN ahead, dropping what it skips, and delivers from there", () => {
+    const reassembly = Reassembly.create(2)
+    expect(accepted(reassembly, data(10, { streamSequenceNumber: 1, ending: false }))).toEqual([])
+    expect(accepted(reassembly, data(20, { streamSequenceNumber: 6, bytes: [6] }))).toEqual([])
+    expect(reassembly.resync(0, 5).map((m) => m.data)).toEqual([])
+    expect(reassembly.expectedSsn(0)).toBe(5)
+    expect(reassembly.bufferedBytes).toBe(1)
+    expect(
+      accepted(reassembly, data(19, { streamSequenceNumber: 5, bytes: [5] })).map((m) => [
+        ...m.data,
+      ]),
+    ).toEqual([[5], [6]])
+    // Not ahead: nothing changes.
+    expect(reassembly.resync(0, 3)).toEqual([])
+    expect(reassembly.expectedSsn(0)).toBe(7)
+    expect(reassembly.bufferedBytes).toBe(0)
+  })
+
+  it("abandon drops messages missing a fragment at or below the cumulative TSN and moves their stream on", () => {
+    const reassembly = Reassembly.create(2)
+    // Ordered SSN 0: B at 10, E at 12; 11 will never come once the cumulative TSN is 11.
+    accepted(reassembly, data(10, { ending: false, bytes: [1] }))
+    accepted(reassembly, data(12, { beginning: false, bytes: [3] }))
+    // Ordered SSN 1, complete, waiting for SSN 0.
+    accepted(reassembly, data(13, { streamSequenceNumber: 1, bytes: [9] }))
+    // Unordered: a middle fragment whose B (at 20) is at or below the point, and a B whose
+    // continuation (31) is above it: kept.
+    accepted(reassembly, data(21, { unordered: true, beginning: false, ending: false, bytes: [4] }))
+    accepted(
+      reassembly,
+      data(30, { unordered: true, streamIdentifier: 1, ending: false, bytes: [5] }),
+    )
+    const { messages, droppedBytes } = reassembly.abandon(29)
+    expect(droppedBytes).toBe(3)
+    expect(messages.map((m) => [...m.data])).toEqual([[9]])
+    expect(reassembly.expectedSsn(0)).toBe(2)
+    expect(reassembly.bufferedBytes).toBe(1)
+    expect(
+      accepted(
+        reassembly,
+        data(31, { unordered: true, streamIdentifier: 1, beginning: false, bytes: [6] }),
+      ).map((m) => [...m.data]),
+    ).toEqual([[5, 6]])
+  })
+
+  it("abandon skips listed SSNs (RFC 3758 §3.6), delivering complete messages below them", () => {
+    const reassembly = Reassembly.create(3)
+    accepted(reassembly, data(5, { streamIdentifier: 2, streamSequenceNumber: 1, bytes: [1] }))
+    accepted(reassembly, data(6, { streamIdentifier: 2, streamSequenceNumber: 3, bytes: [3] }))
+    accepted(reassembly, data(7, { streamIdentifier: 2, streamSequenceNumber: 4, bytes: [4] }))
+    const { messages } = reassembly.abandon(4, [2, 2])
+    expect(messages.map((m) => [...m.data])).toEqual([[1], [3], [4]])
+    expect(reassembly.expectedSsn(2)).toBe(5)
+    expect(reassembly.bufferedBytes).toBe(0)
+  })
+})
+
+describe("Reassembly.abandon as a FORWARD TSN receiver (property)", () => {
+  interface Sent {
+    readonly index: number
+    readonly stream: number
+    readonly unordered: boolean
+    readonly ssn: number
+    readonly chunks: ReadonlyArray<Chunk.Data>
+  }
+
+  const scenario = fc.record({
+    messages: fc.array(
+      fc.record({
+        stream: fc.integer({ min: 0, max: 2 }),
+        unordered: fc.boolean(),
+        fragments: fc.integer({ min: 1, max: 3 }),
+        abandoned: fc.boolean(),
+        kept: fc.integer({ min: 0, max: 2 }),
+      }),
+      { minLength: 1, maxLength: 16 },
+    ),
+    cut: fc.integer({ min: -1, max: 15 }),
+    early: fc.double({ min: 0, max: 1, noNaN: true }),
+    seed: fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+    firstTsn: fc.integer({ min: 0, max: 0xffff_ffff }),
+  })
+
+  it("delivers every message not abandoned, each stream in order, and keeps nothing", () => {
+    fc.assert(
+      fc.property(scenario, ({ messages, cut, early, seed, firstTsn }) => {
+        let rng = seed
+        const random = () => {
+          rng ^= rng << 13
+          rng ^= rng >>> 17
+          rng ^= rng << 5
+          return (rng >>> 0) / 0x1_0000_0000
+        }
+        const shuffle = <A>(items: Array<A>): Array<A> => {
+          for (let i = items.length - 1; i > 0; i--) {
+            const j = Math.floor(random() * (i + 1))
+            ;[items[i], items[j]] = [items[j] as A, items[i] as A]
+          }
+          return items
+        }
+        const ssns = [0, 0, 0]
+        let tsn = firstTsn
+        const sent: Array<Sent> = messages.map((m, index) => {
+          const ssn = m.unordered ? 0 : (ssns[m.stream] as number)
+          if (!m.unordered) ssns[m.stream] = ssn + 1
+          const chunks = Array.from({ length: m.fragments }, (_, f) =>
+            data((tsn + f) >>> 0, {
+              streamIdentifier: m.stream,
+              streamSequenceNumber: ssn,
+              unordered: m.unordered,
+              beginning: f === 0,
+              ending: f === m.fragments - 1,
+              bytes: [index, f],
+            }),
+          )
+          tsn = (tsn + m.fragments) >>> 0
+          return { index, stream: m.stream, unordered: m.unordered, ssn, chunks }
+        })
+        const lastBefore = Math.min(cut, sent.length - 1)
+        const abandoned = new Set<number>()
+        const before: Array<Chunk.Data> = []
+        const after: Array<Chunk.Data> = []
+        for (const message of sent) {
+          const spec = messages[message.index]!
+          if (message.index <= lastBefore) {
+            if (spec.abandoned) {
+              abandoned.add(message.index)
+              // A strict subset of its fragments arrived.
+              const count = Math.min(spec.kept, message.chunks.length - 1)
+              before.push(...shuffle([...message.chunks]).slice(0, count))
+            } else {
+              before.push(...message.chunks)
+            }
+          } else {
+            for (const chunk of message.chunks) (random() < early ? before : after).push(chunk)
+          }
+        }
+        const cumulative =
+          lastBefore < 0
+            ? (firstTsn - 1) >>> 0
+            : (sent[lastBefore]!.chunks[sent[lastBefore]!.chunks.length - 1]!.tsn as number)
+        const skips: Array<number> = []
+        for (const stream of [0, 1, 2]) {
+          const skipped = sent.filter(
+            (m) => abandoned.has(m.index) && !m.unordered && m.stream === stream,
+          )
+          if (skipped.length > 0) skips.push(stream, skipped[skipped.length - 1]!.ssn)
+        }
+        const reassembly = Reassembly.create(3)
+        const delivered: Array<Message> = []
+        for (const chunk of shuffle(before)) delivered.push(...accepted(reassembly, chunk))
+        delivered.push(...reassembly.abandon(cumulative, skips).messages)
+        for (const chunk of shuffle(after)) delivered.push(...accepted(reassembly, chunk))
+        const indexes = delivered.map((m) => m.data[0] as number)
+        const expected = sent.filter((m) => !abandoned.has(m.index)).map((m) => m.index)
+        expect([...indexes].sort((a, b) => a - b)).toEqual(expected)
+        for (const stream of [0, 1, 2]) {
+          const ordered = indexes.filter((i) => !sent[i]!.unordered && sent[i]!.stream === stream)
+          expect(ordered).toEqual([...ordered].sort((a, b) => a - b))
+        }
+        expect(reassembly.bufferedBytes).toBe(0)
+      }),
+      { numRuns: 300 },
+    )
+  })
+})

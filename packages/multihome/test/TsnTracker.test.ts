@@ -196,3 +196,65 @@ describe("TsnTracker (RFC 9260 §6.2, §3.3.4)", () => {
     )
   })
 })
+
+describe("TsnTracker.skipTo (FORWARD TSN, takeover resynchronisation)", () => {
+  it("moves the cumulative point, forgets runs below it and swallows a run touching it", () => {
+    const tracker = TsnTracker.create(100)
+    tracker.receive(100)
+    tracker.receive(103)
+    tracker.receive(104)
+    tracker.receive(110)
+    expect(tracker.skipTo(102)).toBe(true)
+    // 103–104 now follow the point directly.
+    expect(tracker.cumulative).toBe(104)
+    expect(tracker.gapBlocks(10)).toEqual([{ start: 6, end: 6 }])
+    expect(tracker.skipTo(111)).toBe(true)
+    expect(tracker.cumulative).toBe(111)
+    expect(tracker.hasGaps).toBe(false)
+    expect(tracker.skipTo(50)).toBe(false)
+    expect(tracker.cumulative).toBe(111)
+    expect(tracker.receive(111)).toBe("Duplicate")
+    expect(tracker.receive(112)).toBe("New")
+  })
+
+  it("joins a run that starts below the new point and ends above it, across the wrap", () => {
+    const tracker = TsnTracker.create(0xffff_fff0)
+    tracker.receive(0xffff_fffe)
+    tracker.receive(0xffff_ffff)
+    tracker.receive(0)
+    tracker.receive(1)
+    expect(tracker.skipTo(0xffff_ffff)).toBe(true)
+    expect(tracker.cumulative).toBe(1)
+    expect(tracker.hasGaps).toBe(false)
+  })
+})
+
+describe("TsnTracker.skipTo against the naive model", () => {
+  it("matches the model with every TSN up to the skip point received (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xffff_ffff }),
+        fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 80 }),
+        fc.integer({ min: -5, max: 320 }),
+        fc.array(fc.integer({ min: 0, max: 400 }), { maxLength: 20 }),
+        (initial, before, skip, after) => {
+          const tracker = TsnTracker.create(initial)
+          const model = new Model(initial)
+          for (const offset of before) tracker.receive(model.tsn(offset))
+          for (const offset of before) model.received.add(offset)
+          const moved = tracker.skipTo(model.tsn(skip))
+          const wasCumulative = model.cumulativeOffset()
+          expect(moved).toBe(skip > wasCumulative)
+          for (let offset = 0; offset <= skip; offset++) model.received.add(offset)
+          for (const offset of after) {
+            const expected = model.received.has(offset) ? "Duplicate" : "New"
+            model.received.add(offset)
+            expect(tracker.receive(model.tsn(offset))).toBe(expected)
+          }
+          expect(tracker.cumulative).toBe(model.tsn(model.cumulativeOffset()))
+          expect(tracker.gapBlocks(1000)).toEqual(model.gapBlocks())
+        },
+      ),
+    )
+  })
+})

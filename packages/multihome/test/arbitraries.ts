@@ -8,9 +8,9 @@ export const u32 = fc.integer({ min: 0, max: 0xffffffff })
 export const bytes = (maxLength = 40) => fc.uint8Array({ maxLength })
 const exactly = (length: number) => fc.uint8Array({ minLength: length, maxLength: length })
 
-const knownParameterTypes = new Set([5, 6, 7, 8, 9, 11, 12])
+const knownParameterTypes = new Set([5, 6, 7, 8, 9, 11, 12, 0xc000])
 const knownCauseCodes = new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
-const knownChunkTypes = new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14])
+const knownChunkTypes = new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 192])
 
 export const unknownParameter: fc.Arbitrary<Chunk.UnknownParameter> = fc.record({
   _tag: fc.constant("UnknownParameter" as const),
@@ -29,6 +29,7 @@ export const parameter: fc.Arbitrary<Chunk.Parameter> = fc.oneof(
     _tag: fc.constant("SupportedAddressTypes" as const),
     addressTypes: fc.array(u16, { maxLength: 5 }),
   }),
+  fc.constant({ _tag: "ForwardTsnSupported" as const }),
   unknownParameter,
 )
 
@@ -113,6 +114,11 @@ export const chunkByTag = {
   ShutdownComplete: fc.record({
     _tag: fc.constant("ShutdownComplete" as const),
     reflected: fc.boolean(),
+  }),
+  ForwardTsn: fc.record({
+    _tag: fc.constant("ForwardTsn" as const),
+    newCumulativeTsn: u32,
+    streams: fc.array(fc.record({ stream: u16, ssn: u16 }), { maxLength: 8 }),
   }),
   UnknownChunk: unknownChunk,
 } satisfies { [K in Chunk.Chunk["_tag"]]: fc.Arbitrary<Extract<Chunk.Chunk, { _tag: K }>> }

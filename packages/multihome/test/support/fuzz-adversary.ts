@@ -12,7 +12,17 @@ import type * as Chunk from "../../src/Chunk.ts"
 import * as Crc32c from "../../src/Crc32c.ts"
 import { encodeHeartbeatInfo } from "../../src/internal/association-support.ts"
 import * as Packet from "../../src/Packet.ts"
-import { bytes, cause, chunk, chunkByTag, u16, u32, unknownChunk } from "../arbitraries.ts"
+import {
+  bytes,
+  cause,
+  chunk,
+  chunkByTag,
+  packet,
+  u8,
+  u16,
+  u32,
+  unknownChunk,
+} from "../arbitraries.ts"
 
 /** What a recipe needs to know about its target when it is turned into a packet. */
 export interface Target {
@@ -24,8 +34,15 @@ export interface Target {
 export type Recipe =
   /** §8.5: any chunks under a tag that is neither ours nor (reflected) the peer's, nor 0. */
   | { readonly _tag: "WrongTag"; readonly xor: number; readonly chunks: ReadonlyArray<Chunk.Chunk> }
-  /** Random bytes with a valid CRC32c: whatever decodes is fed (mostly wrong ports/tags). */
-  | { readonly _tag: "RandomBytes"; readonly bytes: Uint8Array }
+  /**
+   * Random bytes, or a valid packet's bytes with some changed, given a valid CRC32c:
+   * whatever decodes is fed (its tag is never the target's).
+   */
+  | {
+      readonly _tag: "RandomBytes"
+      readonly bytes: Uint8Array
+      readonly flips: ReadonlyArray<readonly [number, number]>
+    }
   /** §6.2: DATA at least 65536 TSNs beyond the cumulative TSN: not buffered, not delivered. */
   | { readonly _tag: "DataBeyondWindow"; readonly ahead: number; readonly data: Chunk.Data }
   /** §6.2: DATA at or below the cumulative TSN: a duplicate, reported in the next SACK. */
@@ -33,13 +50,26 @@ export type Recipe =
   /** §6.2.1 D i: a SACK older than the last cumulative TSN ack: dropped. */
   | { readonly _tag: "SackStale"; readonly behind: number; readonly sack: Chunk.Sack }
   /** §8.3: a HEARTBEAT ACK whose info is not what we sent: no path is confirmed by it. */
-  | { readonly _tag: "HeartbeatAckForged"; readonly nonce: number; readonly raw: Uint8Array | undefined }
+  | {
+      readonly _tag: "HeartbeatAckForged"
+      readonly nonce: number
+      readonly raw: Uint8Array | undefined
+    }
   /** §8.3: a HEARTBEAT: echoed verbatim in a HEARTBEAT ACK. */
   | { readonly _tag: "Heartbeat"; readonly info: Uint8Array }
   /** §8.5.1 B, C: ABORT / SHUTDOWN COMPLETE under the wrong tag for its T bit. */
-  | { readonly _tag: "ReflectedWrongTag"; readonly abort: boolean; readonly reflected: boolean; readonly xor: number }
+  | {
+      readonly _tag: "ReflectedWrongTag"
+      readonly abort: boolean
+      readonly reflected: boolean
+      readonly xor: number
+    }
   /** §3.2: unknown chunk types (each upper-two-bit action) then a HEARTBEAT. */
-  | { readonly _tag: "UnknownChunks"; readonly unknown: ReadonlyArray<Chunk.UnknownChunk>; readonly info: Uint8Array }
+  | {
+      readonly _tag: "UnknownChunks"
+      readonly unknown: ReadonlyArray<Chunk.UnknownChunk>
+      readonly info: Uint8Array
+    }
   /** §5.1.5: a COOKIE ECHO whose cookie is forged, truncated or bit-flipped. */
   | {
       readonly _tag: "ForgedCookie"
@@ -72,7 +102,8 @@ export const recipe: fc.Arbitrary<Recipe> = fc.oneof(
   }),
   fc.record({
     _tag: fc.constant("RandomBytes" as const),
-    bytes: fc.uint8Array({ minLength: 12, maxLength: 120 }),
+    bytes: fc.oneof(fc.uint8Array({ minLength: 12, maxLength: 120 }), packet.map(Packet.encode)),
+    flips: fc.array(fc.tuple(fc.nat(), u8), { maxLength: 3 }),
   }),
   fc.record({
     _tag: fc.constant("DataBeyondWindow" as const),
@@ -174,23 +205,23 @@ export const materialize = (
       }
     case "RandomBytes": {
       const bytes = recipe.bytes.slice()
+      for (const [position, value] of recipe.flips) bytes[position % bytes.length] = value
       Crc32c.write(bytes, Crc32c.ofPacket(bytes))
       const decoded = Packet.decode(bytes)
-      return Result.isSuccess(decoded)
-        ? { packet: decoded.success }
-        : { packet: undefined, decodeFailure: decoded.failure }
+      if (!Result.isSuccess(decoded)) return { packet: undefined, decodeFailure: decoded.failure }
+      const tag = decoded.success.verificationTag
+      // A packet under the target's own tag is not an attack RFC 9260 says to drop.
+      return tag === st.myTag || tag === st.peerTag || tag === 0
+        ? { packet: { ...decoded.success, verificationTag: otherTag(st, tag + 1) } }
+        : { packet: decoded.success }
     }
     case "DataBeyondWindow":
       return {
-        packet: right([
-          { ...recipe.data, tsn: add(st.tracker?.cumulative ?? 0, recipe.ahead) },
-        ]),
+        packet: right([{ ...recipe.data, tsn: add(st.tracker?.cumulative ?? 0, recipe.ahead) }]),
       }
     case "DataDuplicate":
       return {
-        packet: right([
-          { ...recipe.data, tsn: add(st.tracker?.cumulative ?? 0, -recipe.behind) },
-        ]),
+        packet: right([{ ...recipe.data, tsn: add(st.tracker?.cumulative ?? 0, -recipe.behind) }]),
       }
     case "SackStale":
       return {
@@ -203,7 +234,10 @@ export const materialize = (
         encodeHeartbeatInfo({
           host: path?.host ?? "10.9.9.9",
           // Never the nonce of the heartbeat outstanding on that path.
-          nonce: path !== undefined && recipe.nonce === path.heartbeatNonce ? add(recipe.nonce, 1) : recipe.nonce,
+          nonce:
+            path !== undefined && recipe.nonce === path.heartbeatNonce
+              ? add(recipe.nonce, 1)
+              : recipe.nonce,
           sentMs: 0,
         })
       return { packet: right([{ _tag: "HeartbeatAck", info }]) }
@@ -212,7 +246,8 @@ export const materialize = (
       return { packet: right([{ _tag: "Heartbeat", info: recipe.info }]) }
     case "ReflectedWrongTag": {
       // T clear wants our tag, T set the peer's: give each the other one, or a third.
-      const wrong = recipe.xor % 2 === 0 ? (recipe.reflected ? st.myTag : st.peerTag) : otherTag(st, recipe.xor)
+      const wrong =
+        recipe.xor % 2 === 0 ? (recipe.reflected ? st.myTag : st.peerTag) : otherTag(st, recipe.xor)
       const chunk: Chunk.Chunk = recipe.abort
         ? { _tag: "Abort", reflected: recipe.reflected, causes: [] }
         : { _tag: "ShutdownComplete", reflected: recipe.reflected }
@@ -248,4 +283,3 @@ export const materialize = (
       return { packet: right([recipe.chunk]) }
   }
 }
-
