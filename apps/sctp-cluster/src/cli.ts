@@ -108,23 +108,7 @@ export const parseStreamAddress = (text: string): Address.StreamAddress | string
   return parsed instanceof Address.InvalidAddress ? parsed.reason : parsed
 }
 
-const flagsWithValue = new Set([
-  "--role",
-  "--addresses",
-  "--policy",
-  "--port",
-  "--udp-port",
-  "--link",
-  "--service",
-  "--status",
-  "--store",
-  "--cluster-key-file",
-  "--seed",
-  "--listen",
-])
-
-const booleanFlags = new Set(["--json"])
-
+/** The flags each command takes. */
 const allowed: Record<string, ReadonlySet<string>> = {
   node: new Set([
     "--role",
@@ -142,6 +126,14 @@ const allowed: Record<string, ReadonlySet<string>> = {
   status: new Set(["--status", "--json"]),
   store: new Set(["--listen", "--cluster-key-file"]),
 }
+
+const booleanFlags = new Set(["--json"])
+
+const flagsWithValue = new Set(
+  Object.values(allowed)
+    .flatMap((flags) => [...flags])
+    .filter((flag) => !booleanFlags.has(flag)),
+)
 
 const services: ReadonlyArray<ServiceName> = ["echo", "discard", "sink"]
 

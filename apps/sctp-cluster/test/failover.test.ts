@@ -6,17 +6,9 @@
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Usrsctp } from "@understudy/testkit"
-import {
-  clusterPorts,
-  eventually,
-  killAll,
-  nodeArgs,
-  runApp,
-  startApp,
-  statusOf,
-} from "./support.ts"
+import * as App from "./support.ts"
 
-afterEach(killAll)
+afterEach(App.killAll)
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -43,21 +35,17 @@ const runFailover = async ({
   policy = "every-update",
   signal = "SIGKILL",
 }: Failover) => {
-  const ports = await clusterPorts()
+  const ports = await App.clusterPorts()
   const policyArgs: Array<string> = [policy]
   if (policy === "state-node") {
-    const store = startApp(["store", "--listen", "tcp://127.0.0.1:0"])
+    const store = App.start(["store", "--listen", "tcp://127.0.0.1:0"])
     policyArgs.push("--store", (await store.line("started", 20_000)).listen as string)
   }
-  const secondary = startApp(nodeArgs("secondary", ports, [], policyArgs))
-  const primary = startApp(nodeArgs("primary", ports, [], policyArgs))
-  const primaryStarted = await primary.line("started", 20_000)
-  const secondaryStarted = await secondary.line("started", 20_000)
-  await eventually(
-    "the primary's link to the secondary is up",
-    () => primary.lines.find((line) => line.t === "role" && line.link === "up"),
-    10_000,
+  const { primary, secondary, primaryStarted, secondaryStarted } = await App.startPair(
+    ports,
+    policyArgs,
   )
+  await App.linkUp("the primary's link to the secondary is up", primary)
   const client = await Usrsctp.startClient({
     host: "127.0.0.2",
     port: 7,
@@ -76,7 +64,7 @@ const runFailover = async ({
     client.write(`n ${n}\n`)
     await sleep(10)
   }
-  await eventually(
+  await App.eventually(
     "the first echoes",
     () => (echoed(client.stdout()).length >= before ? true : undefined),
     boundMs,
@@ -84,10 +72,10 @@ const runFailover = async ({
 
   // Before the kill: the primary runs the association; under every-update each update is
   // acknowledged by the secondary, which holds the replica.
-  const beforeKill = await eventually(
+  const beforeKill = await App.eventually(
     "the primary's status shows the association, replicated",
     async () => {
-      const status = await statusOf(primaryStarted.status as string)
+      const status = await App.statusOf(primaryStarted.status as string)
       const replicated =
         policy !== "every-update" ||
         (status !== undefined &&
@@ -100,7 +88,7 @@ const runFailover = async ({
   expect(beforeKill.associations[0]!.state).toBe("Established")
   expect(beforeKill.associations[0]!.paths.some((path) => path.confirmed && path.active)).toBe(true)
   if (policy === "every-update") {
-    expect((await statusOf(secondaryStarted.status as string))?.replicas).toBe(1)
+    expect((await App.statusOf(secondaryStarted.status as string))?.replicas).toBe(1)
   }
 
   primary.kill(signal)
@@ -115,7 +103,7 @@ const runFailover = async ({
     client.write(`n ${n}\n`)
     await sleep(10)
   }
-  await eventually(
+  await App.eventually(
     "every echo after the primary's death",
     () => (echoed(client.stdout()).length >= before + after ? true : undefined),
     boundMs,
@@ -125,21 +113,21 @@ const runFailover = async ({
   expect(numbers).toEqual(Array.from({ length: before + after }, (_, i) => i + 1))
   expect(client.output()).not.toMatch(failureNotice)
   expect(client.child.exitCode).toBeNull()
-  const tookOver = await eventually(
+  const tookOver = await App.eventually(
     "the secondary reports the takeover",
     () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
     5_000,
   )
   expect(tookOver.associations).toBe(1)
   // From then on the association lives on the secondary, answering from 127.0.0.3.
-  const association = await eventually(
+  const association = await App.eventually(
     "the secondary's association is established",
     () =>
       secondary.lines.findLast((line) => line.t === "association" && line.state === "Established"),
     5_000,
   )
   expect(association.state).toBe("Established")
-  const human = await runApp(["status", "--status", secondaryStarted.status as string])
+  const human = await App.run(["status", "--status", secondaryStarted.status as string])
   expect(human.code).toBe(0)
   expect(human.stdout).toContain("now active-secondary")
   expect(human.stdout).toMatch(/association \d+: Established, port 7 <-> \d+/)

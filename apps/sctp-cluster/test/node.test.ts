@@ -8,24 +8,16 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import type { StatusReport } from "../src/report.ts"
-import {
-  clusterPorts,
-  eventually,
-  killAll,
-  nodeArgs,
-  runApp,
-  startApp,
-  statusOf,
-} from "./support.ts"
+import * as App from "./support.ts"
 
-afterEach(killAll)
+afterEach(App.killAll)
 
 describe("sctp-cluster processes", () => {
   it("prints its usage, and exits 2 on bad usage with the reason", async () => {
-    const help = await runApp(["--help"])
+    const help = await App.run(["--help"])
     expect(help.code).toBe(0)
     expect(help.stdout).toContain("sctp-cluster node --role primary|secondary")
-    const badPolicy = await runApp([
+    const badPolicy = await App.run([
       "node",
       "--role",
       "primary",
@@ -37,20 +29,20 @@ describe("sctp-cluster processes", () => {
     expect(badPolicy.code).toBe(2)
     expect(badPolicy.stderr).toMatch(/--policy whenever: known policies: every-update/)
     expect(badPolicy.stderr).toContain("Try 'sctp-cluster --help'")
-    const noCommand = await runApp([])
+    const noCommand = await App.run([])
     expect(noCommand.code).toBe(2)
   })
 
   it("status of a node that is not there fails with exit code 1", async () => {
-    const result = await runApp(["status", "--status", "/tmp/sctp-cluster-nobody-here.sock"])
+    const result = await App.run(["status", "--status", "/tmp/sctp-cluster-nobody-here.sock"])
     expect(result.code).toBe(1)
     expect(result.stderr).toMatch(/no status from unix:\/\/\/tmp\/sctp-cluster-nobody-here.sock/)
   })
 
   it("a missing cluster key file is a runtime error, exit code 1", async () => {
-    const ports = await clusterPorts()
-    const primary = startApp(
-      nodeArgs("primary", ports, ["--cluster-key-file", "/nonexistent/sctp-cluster.key"]),
+    const ports = await App.clusterPorts()
+    const primary = App.start(
+      App.nodeArgs("primary", ports, ["--cluster-key-file", "/nonexistent/sctp-cluster.key"]),
     )
     await primary.exit()
     expect(primary.child.exitCode).toBe(1)
@@ -58,21 +50,18 @@ describe("sctp-cluster processes", () => {
   })
 
   it("a primary and a secondary link up; status shows both roles, then SIGTERM syncs and hands over", async () => {
-    const ports = await clusterPorts()
-    const secondary = startApp(nodeArgs("secondary", ports))
-    const primary = startApp(nodeArgs("primary", ports))
-    const primaryStarted = await primary.line("started", 20_000)
-    const secondaryStarted = await secondary.line("started", 20_000)
+    const ports = await App.clusterPorts()
+    const { primary, secondary, primaryStarted, secondaryStarted } = await App.startPair(ports)
     expect(primaryStarted.bind).toBe(`udp://127.0.0.2:${ports.udpPort}`)
     expect(secondaryStarted.bind).toBe(`udp://127.0.0.3:${ports.udpPort}`)
     expect(primaryStarted.policy).toBe("every-update")
 
-    const [primaryStatus, secondaryStatus] = await eventually(
+    const [primaryStatus, secondaryStatus] = await App.eventually(
       "both nodes report the link up",
       async () => {
         const both = await Promise.all([
-          statusOf(primaryStarted.status as string),
-          statusOf(secondaryStarted.status as string),
+          App.statusOf(primaryStarted.status as string),
+          App.statusOf(secondaryStarted.status as string),
         ])
         return both.every((status) => status?.link === "up")
           ? (both as [StatusReport, StatusReport])
@@ -85,7 +74,7 @@ describe("sctp-cluster processes", () => {
     expect(primaryStatus.node.addresses).toEqual(["127.0.0.2", "127.0.0.3"])
     expect(primaryStatus.associations).toEqual([])
 
-    const human = await runApp(["status", "--status", primaryStarted.status as string])
+    const human = await App.run(["status", "--status", primaryStarted.status as string])
     expect(human.code).toBe(0)
     expect(human.stdout).toContain(`node         udp://127.0.0.2:${ports.udpPort}`)
     expect(human.stdout).toContain("now primary")
@@ -101,13 +90,13 @@ describe("sctp-cluster processes", () => {
     await primary.exit()
     expect(primary.child.exitCode).toBe(0)
     expect(primary.lines.some((line) => line.t === "cluster" && line._tag === "Synced")).toBe(true)
-    const tookOver = await eventually(
+    const tookOver = await App.eventually(
       "the secondary takes over",
       () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
       10_000,
     )
     expect(tookOver.associations).toBe(0)
-    const after = await statusOf(secondaryStarted.status as string)
+    const after = await App.statusOf(secondaryStarted.status as string)
     expect(after?.role).toBe("active-secondary")
     expect(after?.link).toBe("down")
   })
@@ -119,26 +108,22 @@ describe("sctp-cluster processes", () => {
       const other = join(directory, "other.key")
       writeFileSync(key, "correct horse battery staple\n")
       writeFileSync(other, "another key entirely\n")
-      const ports = await clusterPorts()
-      const secondary = startApp(nodeArgs("secondary", ports, ["--cluster-key-file", key]))
+      const ports = await App.clusterPorts()
+      const secondary = App.start(App.nodeArgs("secondary", ports, ["--cluster-key-file", key]))
       await secondary.line("started", 20_000)
-      const impostor = startApp(nodeArgs("primary", ports, ["--cluster-key-file", other]))
+      const impostor = App.start(App.nodeArgs("primary", ports, ["--cluster-key-file", other]))
       const impostorStarted = await impostor.line("started", 20_000)
       // Give the impostor several connection attempts (it retries every 100 ms).
       await new Promise((resolve) => setTimeout(resolve, 1_000))
-      expect((await statusOf(impostorStarted.status as string))?.link).toBe("down")
+      expect((await App.statusOf(impostorStarted.status as string))?.link).toBe("down")
       expect(secondary.lines.some((line) => line.t === "cluster" && line._tag === "LinkUp")).toBe(
         false,
       )
       impostor.kill("SIGKILL")
       await impostor.exit()
-      const primary = startApp(nodeArgs("primary", ports, ["--cluster-key-file", key]))
+      const primary = App.start(App.nodeArgs("primary", ports, ["--cluster-key-file", key]))
       await primary.line("started", 20_000)
-      await eventually(
-        "the primary with the right key links up",
-        () => primary.lines.find((line) => line.t === "role" && line.link === "up"),
-        10_000,
-      )
+      await App.linkUp("the primary with the right key links up", primary)
       expect(secondary.lines.some((line) => line.t === "cluster" && line._tag === "LinkUp")).toBe(
         true,
       )
@@ -148,20 +133,17 @@ describe("sctp-cluster processes", () => {
   })
 
   it("state-node: a store node, and a pair that keeps the associations there", async () => {
-    const store = startApp(["store", "--listen", "tcp://127.0.0.1:0"])
+    const store = App.start(["store", "--listen", "tcp://127.0.0.1:0"])
     const storeStarted = await store.line("started", 20_000)
     expect(storeStarted.listen).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/)
-    const ports = await clusterPorts()
+    const ports = await App.clusterPorts()
     const policy = ["state-node", "--store", storeStarted.listen as string]
-    const secondary = startApp(nodeArgs("secondary", ports, [], policy))
-    const primary = startApp(nodeArgs("primary", ports, [], policy))
-    const started = await primary.line("started", 20_000)
-    await secondary.line("started", 20_000)
+    const { primaryStarted: started } = await App.startPair(ports, policy)
     expect(started.policy).toBe("state-node")
-    const status = await eventually(
+    const status = await App.eventually(
       "the primary's link is up",
       async () => {
-        const found = await statusOf(started.status as string)
+        const found = await App.statusOf(started.status as string)
         return found?.link === "up" ? found : undefined
       },
       10_000,

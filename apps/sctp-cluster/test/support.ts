@@ -1,25 +1,26 @@
 /**
  * Real processes of `sctp-cluster` for the tests: spawned with this Node, read as JSON lines,
- * every one killed (and waited for) by `killAll` in `afterEach`.
+ * every one killed (and waited for) by `killAll` in `afterEach`. The nodes' command lines
+ * come from `src/launch.ts`, as the showcase's do.
  */
 import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { JsonLinesProcess, Ports, Usrsctp } from "@understudy/testkit"
+import { mainPath, nodeArgs, type PairPorts } from "../src/launch.ts"
 import type { StatusReport } from "../src/report.ts"
 
-export const mainPath = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+export { nodeArgs } from "../src/launch.ts"
 
 const started = new Set<JsonLinesProcess.JsonLinesProcess>()
 
 /** `node src/main.ts ...args`, tracked for {@link killAll}. */
-export const startApp = (args: ReadonlyArray<string>): JsonLinesProcess.JsonLinesProcess => {
+export const start = (args: ReadonlyArray<string>): JsonLinesProcess.JsonLinesProcess => {
   const app = new JsonLinesProcess.JsonLinesProcess(mainPath, args)
   started.add(app)
   return app
 }
 
 /** Runs a short command to its end (at most `timeoutMs`): exit code, stdout, stderr. */
-export const runApp = (
+export const run = (
   args: ReadonlyArray<string>,
   timeoutMs = 20_000,
 ): Promise<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }> =>
@@ -42,7 +43,7 @@ export const runApp = (
 
 /** `sctp-cluster status --json` of a node; undefined while it does not answer. */
 export const statusOf = async (address: string): Promise<StatusReport | undefined> => {
-  const result = await runApp(["status", "--status", address, "--json"])
+  const result = await run(["status", "--status", address, "--json"])
   return result.code === 0 ? (JSON.parse(result.stdout) as StatusReport) : undefined
 }
 
@@ -56,38 +57,43 @@ export const killAll = async (): Promise<void> => {
 
 /** The ports of one cluster: UDP encapsulation (free on every address), link, usrsctp's. */
 export const clusterPorts = async () => {
-  const udpPort = await Usrsctp.freeEncapsulationPort()
-  let clientEncapsPort = await Usrsctp.freeEncapsulationPort()
-  // Two releases in a row can hand out one port twice; usrsctp's must differ from ours.
-  for (let attempt = 0; attempt < 8 && clientEncapsPort === udpPort; attempt++) {
-    clientEncapsPort = await Usrsctp.freeEncapsulationPort()
-  }
+  // Held together, so usrsctp's encapsulation port differs from ours.
+  const [udpPort, clientEncapsPort] = (await Usrsctp.freeEncapsulationPorts(2)) as [number, number]
   const linkPort = await Ports.freeTcpPort("127.0.0.3")
   return { udpPort, clientEncapsPort, link: `tcp://127.0.0.3:${linkPort}` }
 }
 
-/** The arguments of one node of the pair 127.0.0.2 (primary) / 127.0.0.3 (secondary). */
-export const nodeArgs = (
-  role: "primary" | "secondary",
-  ports: { readonly udpPort: number; readonly link: string },
-  extra: ReadonlyArray<string> = [],
-  policy: ReadonlyArray<string> = ["every-update"],
-): Array<string> => [
-  "node",
-  "--role",
-  role,
-  "--addresses",
-  "127.0.0.2,127.0.0.3",
-  "--policy",
-  ...policy,
-  "--udp-port",
-  String(ports.udpPort),
-  "--link",
-  ports.link,
-  "--status",
-  "tcp://127.0.0.1:0",
-  ...extra,
-]
+/**
+ * Starts the secondary, then the primary, under `policy` (see `nodeArgs`), and waits for
+ * both `started` lines.
+ */
+export const startPair = async (
+  ports: PairPorts,
+  policy?: ReadonlyArray<string>,
+): Promise<{
+  readonly primary: JsonLinesProcess.JsonLinesProcess
+  readonly secondary: JsonLinesProcess.JsonLinesProcess
+  readonly primaryStarted: Record<string, unknown>
+  readonly secondaryStarted: Record<string, unknown>
+}> => {
+  const secondary = start(nodeArgs("secondary", ports, [], policy))
+  const primary = start(nodeArgs("primary", ports, [], policy))
+  const primaryStarted = await primary.line("started", 20_000)
+  const secondaryStarted = await secondary.line("started", 20_000)
+  return { primary, secondary, primaryStarted, secondaryStarted }
+}
+
+/** Waits (at most `timeoutMs`) for the node's `role` line that says its link is up. */
+export const linkUp = (
+  what: string,
+  node: JsonLinesProcess.JsonLinesProcess,
+  timeoutMs = 10_000,
+): Promise<Record<string, unknown>> =>
+  eventually(
+    what,
+    () => node.lines.find((line) => line.t === "role" && line.link === "up"),
+    timeoutMs,
+  )
 
 /** Polls `check` every 20 ms for at most `timeoutMs`; throws naming `what`. */
 export const eventually = async <A>(

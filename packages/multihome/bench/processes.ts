@@ -29,12 +29,12 @@ const running = new Set<Receiver>()
 
 /** One receiver process and its JSON lines. */
 export class Receiver {
-  readonly process: JsonLinesProcess
+  readonly process: JsonLinesProcess.JsonLinesProcess
   readonly name: string
 
   constructor(name: string, args: ReadonlyArray<string>) {
     this.name = name
-    this.process = new JsonLinesProcess(receiverScript, args)
+    this.process = new JsonLinesProcess.JsonLinesProcess(receiverScript, args)
     running.add(this)
   }
 
@@ -90,12 +90,15 @@ export const killAllNow = (): void => {
 
 const numberOf = (line: Record<string, unknown>, field: string): number => {
   const value = line[field]
-  if (typeof value !== "number") throw new Error(`receiver line without ${field}: ${JSON.stringify(line)}`)
+  if (typeof value !== "number")
+    throw new Error(`receiver line without ${field}: ${JSON.stringify(line)}`)
   return value
 }
 
 /** Our single discard endpoint (`Endpoint.make` with a discarding handler) on `host`. */
-export const startSingle = async (host: string): Promise<{
+export const startSingle = async (
+  host: string,
+): Promise<{
   readonly receiver: Receiver
   readonly udpPort: number
 }> => {

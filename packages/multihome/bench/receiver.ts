@@ -18,8 +18,9 @@
  * - `tookOver` `{ atMs, associations }`: a secondary took its replicas over (the link closed);
  * - with `--observe`, the first of each on this node: `heartbeatAckOut` (a HEARTBEAT ACK left
  *   its socket: the peer is confirming this address), `dataIn` (a datagram with a DATA chunk
- *   reached its socket), `sackOut` (a datagram with a SACK chunk left its socket;
- *   `cumulativeTsnAck`), `message` (the service was handed a message).
+ *   reached its socket), `sackOut` (a datagram with a SACK chunk left its socket; the SACK's
+ *   fields), `sackAfterDataOut` (the same, the first one after `dataIn`), `message` (the
+ *   service was handed a message).
  * `atMs` is wall-clock time with sub-millisecond resolution (`performance.timeOrigin +
  * performance.now()`), comparable between processes of one machine.
  *
@@ -124,7 +125,7 @@ const findChunk = (bytes: Uint8Array, type: number): number => {
   return -1
 }
 
-const seen = { dataIn: false, sackOut: false, heartbeatAckOut: false }
+const seen = { dataIn: false, sackOut: false, sackAfterDataOut: false, heartbeatAckOut: false }
 
 const watchIn = (bytes: Uint8Array): void => {
   if (!seen.dataIn && findChunk(bytes, chunkTypeData) >= 0) {
@@ -133,13 +134,30 @@ const watchIn = (bytes: Uint8Array): void => {
   }
 }
 
+const sackLine = (t: string, bytes: Uint8Array, offset: number): Record<string, unknown> => {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return {
+    t,
+    atMs: wallMs(),
+    cumulativeTsnAck: view.getUint32(offset + 4),
+    advertisedReceiverWindowCredit: view.getUint32(offset + 8),
+    gapAckBlocks: view.getUint16(offset + 12),
+    duplicateTsns: view.getUint16(offset + 14),
+  }
+}
+
 const watchOut = (bytes: Uint8Array): void => {
-  if (!seen.sackOut) {
+  if (!seen.sackAfterDataOut) {
     const offset = findChunk(bytes, chunkTypeSack)
-    if (offset >= 0 && offset + 8 <= bytes.length) {
-      seen.sackOut = true
-      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      emit({ t: "sackOut", atMs: wallMs(), cumulativeTsnAck: view.getUint32(offset + 4) })
+    if (offset >= 0 && offset + 16 <= bytes.length) {
+      if (!seen.sackOut) {
+        seen.sackOut = true
+        emit(sackLine("sackOut", bytes, offset))
+      }
+      if (seen.dataIn) {
+        seen.sackAfterDataOut = true
+        emit(sackLine("sackAfterDataOut", bytes, offset))
+      }
     }
   }
   if (!seen.heartbeatAckOut && findChunk(bytes, chunkTypeHeartbeatAck) >= 0) {

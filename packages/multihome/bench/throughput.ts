@@ -1,19 +1,39 @@
 /**
- * Throughput of SCTP over UDP on loopback: usrsctp's `tsctp` sending into a `tsctp` receiver
- * (the baseline, both with nodebug.so so neither pays for usrsctp's debug log) and into our
- * discard endpoint, with 1,024 and 8,192-byte messages. Prints a table, then one JSON line.
+ * The multihome bench: `npm run bench -w @understudy/multihome` (`node bench/throughput.ts`).
  *
- * Run: `npm run bench -w @understudy/multihome` (`node bench/throughput.ts`), options
- * `--repetitions N` (default 3) and `--scale X` (multiplies the message counts, default 1).
+ * 1. Throughput of SCTP over UDP on loopback, usrsctp's `tsctp` sending 1,024 and 8,192-byte
+ *    messages into: a `tsctp` receiver (the baseline; both sides with nodebug.so, so neither
+ *    pays for usrsctp's debug log); our discard endpoint (`Endpoint.make` with a discarding
+ *    handler, one OS process on 127.0.0.1); and a two-node cluster with `every-update`
+ *    replication (primary 127.0.0.2 and secondary 127.0.0.3, two OS processes, the
+ *    `Cluster.services.discard` service). "vs tsctp" is our MB/s over the baseline's in the
+ *    same run (target ≥ 0.5); "vs ours" is the cluster's over our single endpoint's: the
+ *    cost of replication. Both are medians of per-repetition ratios (each repetition runs
+ *    the scenarios back to back), steadier on a shared machine than a ratio of medians.
+ * 2. Failover (`failover.ts`, whose header defines the figures): a usrsctp peer streams into
+ *    the cluster, the primary process is SIGKILLed, and the bench reports the time to the
+ *    first SACK of the secondary that answers the peer's DATA ("first ack"), with usrsctp's
+ *    default timers and with the tune shim's fast ones.
  *
- * Every run sends a fixed number of messages and is timed by its receiver, from the first
- * message delivered to the end of the association (tsctp's own definition); the wall time
- * from the sender's spawn to the receiver's report is kept as a cross-check. A run counts
- * only if every message and byte arrived. The median of the repetitions is reported.
- * MB = 10^6 bytes. Exits non-zero when a scenario was not run or failed: a missing number is
- * never printed as a number.
+ * Options: `--repetitions N` (default 3), `--scale X` (multiplies the message counts,
+ * default 1), `--failover-repetitions N` (default 3; 0 skips the failover), `--failover-peer
+ * client|tsctp` (default client; see `failover.ts` for why not tsctp yet).
+ *
+ * Every throughput run sends a fixed number of messages into a freshly started receiver and
+ * is timed by that receiver, from the first message delivered to the end of the association
+ * (tsctp's own definition: its first receive to its read of the SHUTDOWN; ours: the first
+ * message handed to the service to the association's `closed`, one SHUTDOWN ACK / SHUTDOWN
+ * COMPLETE round trip later); the wall time from the sender's spawn to the receiver's report
+ * is kept as a cross-check. A run counts only if every message and byte arrived (and, for
+ * ours, the association ended with a SHUTDOWN). The median of the repetitions is reported;
+ * scenarios are interleaved so that a slow phase of a shared machine hits all alike.
+ * MB = 10^6 bytes. Prints the tables, then one JSON line (the last line) with the named
+ * `figures`. Exits non-zero when a scenario was not run or failed: a missing number is never
+ * printed as a number. Every process it starts is killed after its run, on errors and at
+ * exit; our receivers also exit by themselves when the bench is gone (their stdin closes).
  */
 import { Usrsctp } from "@understudy/testkit"
+import * as Failover from "./failover.ts"
 import * as Processes from "./processes.ts"
 
 /** What our receiver saw of one association, timed like tsctp's receiver. */
@@ -134,11 +154,12 @@ const sizes: ReadonlyArray<{ readonly messageLength: number; readonly messages: 
 const runTimeoutMs = 120_000
 const host = "127.0.0.1"
 
-const option = (name: string, fallback: number): number => {
+const option = (name: string, fallback: number, minimum = Number.MIN_VALUE): number => {
   const index = process.argv.indexOf(`--${name}`)
   if (index < 0) return fallback
   const value = Number(process.argv[index + 1])
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} needs a positive number`)
+  if (!Number.isFinite(value) || value < minimum)
+    throw new Error(`--${name} needs a number of at least ${minimum}`)
   return value
 }
 
@@ -231,9 +252,14 @@ const runOurs = async (
   messageLength: number,
   messages: number,
 ): Promise<Run> => {
-  const ours = await start({ host, replication })
   try {
+    const ours = await start({
+      host: replication === "none" ? host : Processes.clusterHosts.primary,
+      replication,
+    })
     const association = ours.nextAssociation()
+    // A failed run must not leave this promise rejected and unobserved.
+    association.catch(() => {})
     const started = performance.now()
     const sender = await sendWithTsctp(ours, messageLength, messages)
     const seen = await withTimeout(association, runTimeoutMs, "our receiver")
@@ -242,7 +268,7 @@ const runOurs = async (
     return check(seen, messages, messageLength, wallSeconds)
   } finally {
     await Usrsctp.killAll()
-    await ours.close()
+    await Processes.killAll()
   }
 }
 
@@ -298,27 +324,137 @@ export interface BenchOptions {
   readonly repetitions: number
   /** Multiplies the message counts per run. */
   readonly scale: number
-  /** Where the table and the JSON line go. */
+  /** Failovers per timer setting (the median is reported); 0 skips them. */
+  readonly failoverRepetitions: number
+  /** The usrsctp program that streams into the cluster for the failover. */
+  readonly failoverPeer: Failover.Peer
+  /** Where the tables and the JSON line go. */
   readonly print: (line: string) => void
 }
 
-/** Runs every scenario; true when every row was measured. */
+const fixed = (value: number, digits: number): number => Number(value.toFixed(digits))
+
+/**
+ * The median over repetitions of `runs[i] / against[i]`: each pair ran back to back, so a
+ * slow phase of a shared machine hits both sides of a ratio alike.
+ */
+const pairedRatio = (
+  runs: ReadonlyArray<number>,
+  against: ReadonlyArray<number> | undefined,
+): number | undefined => {
+  if (against === undefined || against.length !== runs.length || runs.length === 0) return undefined
+  return median(runs.map((value, index) => value / (against[index] as number)))
+}
+
+/** `key` of a scenario for the JSON figures. */
+const figureKey = (scenario: Scenario): string =>
+  scenario.receiver === "tsctp" ? "tsctp" : scenario.replication === "none" ? "ours" : "everyUpdate"
+
+const failoverTimers: ReadonlyArray<Failover.Timers> = ["default", "fast"]
+
+/** The failover figures per timer setting: medians, and the spread of `firstAckMs`. */
+const measureFailover = async (
+  options: BenchOptions,
+  figures: Record<string, number | null>,
+): Promise<{ readonly rows: Array<Record<string, unknown>>; readonly lines: Array<string> }> => {
+  const rows: Array<Record<string, unknown>> = []
+  const lines: Array<string> = []
+  const runs = new Map<Failover.Timers, Array<Failover.FailoverRun>>()
+  const failures = new Map<Failover.Timers, string>()
+  // Interleaved like the throughput runs.
+  for (let repetition = 0; repetition < options.failoverRepetitions; repetition++) {
+    for (const timers of failoverTimers) {
+      if (failures.has(timers)) continue
+      try {
+        const run = await Failover.runFailover(options.failoverPeer, timers)
+        runs.set(timers, [...(runs.get(timers) ?? []), run])
+      } catch (error) {
+        failures.set(timers, error instanceof Error ? error.message : String(error))
+      }
+    }
+  }
+  const suffix = (timers: Failover.Timers) =>
+    timers === "default" ? "DefaultTimers" : "FastTimers"
+  for (const timers of failoverTimers) {
+    const label = `${options.failoverPeer}, ${timers === "default" ? "usrsctp defaults" : "fast timers"}`
+    const row: Record<string, unknown> = {
+      peer: options.failoverPeer,
+      timers,
+      ...(timers === "fast" ? { tune: Failover.fastTimers } : {}),
+      repetitions: options.failoverRepetitions,
+    }
+    const failure = failures.get(timers)
+    const measured = runs.get(timers) ?? []
+    if (failure !== undefined || measured.length === 0) {
+      const words = (failure ?? "").split("\n").filter((line) => line.trim() !== "")
+      const text =
+        failure === undefined
+          ? "not run"
+          : `FAILED: ${words[0] ?? ""}${words.length > 1 ? ` … ${words[words.length - 1]}` : ""}`
+      Object.assign(
+        row,
+        failure === undefined ? { status: "not run" } : { status: "failed", error: failure },
+      )
+      figures[`failoverFirstAckMs${suffix(timers)}`] = null
+      lines.push(`${label.padEnd(30)}  ${text}`)
+      rows.push(row)
+      continue
+    }
+    const of = (field: keyof Failover.FailoverRun) => measured.map((run) => run[field])
+    const medianOf = (field: keyof Failover.FailoverRun) => median(of(field))
+    const firstAck = of("firstAckMs")
+    Object.assign(row, {
+      status: "measured",
+      takeoverMs: fixed(medianOf("takeoverMs"), 1),
+      firstSackMs: fixed(medianOf("firstSackMs"), 1),
+      firstDataInMs: fixed(medianOf("firstDataInMs"), 1),
+      firstAckMs: fixed(medianOf("firstAckMs"), 1),
+      firstAckMsMin: fixed(Math.min(...firstAck), 1),
+      firstAckMsMax: fixed(Math.max(...firstAck), 1),
+      firstMessageMs: fixed(medianOf("firstMessageMs"), 1),
+      runs: measured.map((run) =>
+        Object.fromEntries(Object.entries(run).map(([key, value]) => [key, fixed(value, 1)])),
+      ),
+    })
+    figures[`failoverFirstAckMs${suffix(timers)}`] = fixed(medianOf("firstAckMs"), 1)
+    figures[`failoverTakeoverMs${suffix(timers)}`] = fixed(medianOf("takeoverMs"), 1)
+    figures[`failoverFirstDataInMs${suffix(timers)}`] = fixed(medianOf("firstDataInMs"), 1)
+    lines.push(
+      [
+        label.padEnd(30),
+        medianOf("takeoverMs").toFixed(1).padStart(9),
+        medianOf("firstSackMs").toFixed(1).padStart(10),
+        medianOf("firstDataInMs").toFixed(1).padStart(10),
+        medianOf("firstAckMs").toFixed(1).padStart(10),
+        `${Math.min(...firstAck).toFixed(0)}–${Math.max(...firstAck).toFixed(0)}`.padStart(11),
+        medianOf("firstMessageMs").toFixed(1).padStart(10),
+      ].join("  "),
+    )
+    rows.push(row)
+  }
+  return { rows, lines }
+}
+
+/** Runs every scenario and the failovers; true when every row was measured. */
 export const runThroughputBench = async (options: BenchOptions): Promise<boolean> => {
   const { repetitions, scale } = options
   const rows: Array<Record<string, unknown>> = []
   const lines: Array<string> = []
+  const figures: Record<string, number | null> = {}
   let complete = true
   for (const size of sizes) {
     const messages = Math.max(1, Math.round(size.messages * scale))
-    let baselineMegabytes: number | undefined
     const outcomes = await measure(
       options.startOurReceiver,
       size.messageLength,
       messages,
       repetitions,
     )
+    /** Each scenario's MB/s per repetition, for the paired ratios. */
+    const megabytesRuns = new Map<string, ReadonlyArray<number>>()
     for (const [index, scenario] of scenarios.entries()) {
       const outcome = outcomes[index] as Outcome
+      const key = figureKey(scenario)
       const row: Record<string, unknown> = {
         scenario: scenario.name,
         replication: scenario.replication,
@@ -326,35 +462,7 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
         messages,
         repetitions,
       }
-      if (outcome._tag === "Measured") {
-        const messagesPerSecond = median(outcome.runs.map((run) => run.messagesPerSecond))
-        const megabytesPerSecond = median(outcome.runs.map((run) => run.megabytesPerSecond))
-        if (scenario.receiver === "tsctp") baselineMegabytes = megabytesPerSecond
-        const ratio =
-          baselineMegabytes === undefined ? undefined : megabytesPerSecond / baselineMegabytes
-        Object.assign(row, {
-          status: "measured",
-          messagesPerSecond: Math.round(messagesPerSecond),
-          megabytesPerSecond: Number(megabytesPerSecond.toFixed(2)),
-          ratioToBaseline: ratio === undefined ? null : Number(ratio.toFixed(3)),
-          receiverSecondsMedian: Number(
-            median(outcome.runs.map((run) => run.receiverSeconds)).toFixed(3),
-          ),
-          wallSecondsMedian: Number(median(outcome.runs.map((run) => run.wallSeconds)).toFixed(3)),
-        })
-        lines.push(
-          [
-            scenario.name.padEnd(30),
-            String(size.messageLength).padStart(6),
-            String(Math.round(messagesPerSecond)).padStart(11),
-            megabytesPerSecond.toFixed(2).padStart(9),
-            (ratio === undefined ? "—" : ratio.toFixed(3)).padStart(7),
-            median(outcome.runs.map((run) => run.wallSeconds))
-              .toFixed(2)
-              .padStart(8),
-          ].join("  "),
-        )
-      } else {
+      if (outcome._tag !== "Measured") {
         complete = false
         const text =
           outcome._tag === "NotRun" ? `not run: ${outcome.reason}` : `FAILED: ${outcome.error}`
@@ -364,34 +472,115 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
             ? { status: "not run", reason: outcome.reason }
             : { status: "failed", error: outcome.error },
         )
+        figures[`${key}MegabytesPerSecond${size.messageLength}`] = null
         lines.push(
           `${scenario.name.padEnd(30)}  ${String(size.messageLength).padStart(6)}  ${text}`,
         )
+        rows.push(row)
+        continue
       }
+      const messagesPerSecond = median(outcome.runs.map((run) => run.messagesPerSecond))
+      const megabytesPerSecond = median(outcome.runs.map((run) => run.megabytesPerSecond))
+      const runs = outcome.runs.map((run) => run.megabytesPerSecond)
+      megabytesRuns.set(key, runs)
+      const ratio = pairedRatio(runs, megabytesRuns.get("tsctp"))
+      // The cost of replication: every-update against our single endpoint.
+      const replicationRatio =
+        key === "everyUpdate" ? pairedRatio(runs, megabytesRuns.get("ours")) : undefined
+      Object.assign(row, {
+        status: "measured",
+        messagesPerSecond: Math.round(messagesPerSecond),
+        megabytesPerSecond: fixed(megabytesPerSecond, 2),
+        ratioToBaseline: ratio === undefined ? null : fixed(ratio, 3),
+        ...(key === "everyUpdate"
+          ? { ratioToOurs: replicationRatio === undefined ? null : fixed(replicationRatio, 3) }
+          : {}),
+        receiverSecondsMedian: fixed(median(outcome.runs.map((run) => run.receiverSeconds)), 3),
+        wallSecondsMedian: fixed(median(outcome.runs.map((run) => run.wallSeconds)), 3),
+        megabytesPerSecondRuns: outcome.runs.map((run) => fixed(run.megabytesPerSecond, 2)),
+      })
+      figures[`${key}MessagesPerSecond${size.messageLength}`] = Math.round(messagesPerSecond)
+      figures[`${key}MegabytesPerSecond${size.messageLength}`] = fixed(megabytesPerSecond, 2)
+      if (key !== "tsctp")
+        figures[`${key}RatioToTsctp${size.messageLength}`] =
+          ratio === undefined ? null : fixed(ratio, 3)
+      if (key === "everyUpdate")
+        figures[`everyUpdateRatioToOurs${size.messageLength}`] =
+          replicationRatio === undefined ? null : fixed(replicationRatio, 3)
+      lines.push(
+        [
+          scenario.name.padEnd(30),
+          String(size.messageLength).padStart(6),
+          String(Math.round(messagesPerSecond)).padStart(11),
+          megabytesPerSecond.toFixed(2).padStart(9),
+          (ratio === undefined ? "—" : ratio.toFixed(3)).padStart(9),
+          (replicationRatio === undefined ? "—" : replicationRatio.toFixed(3)).padStart(8),
+          median(outcome.runs.map((run) => run.wallSeconds))
+            .toFixed(2)
+            .padStart(7),
+        ].join("  "),
+      )
       rows.push(row)
     }
   }
+  const failover =
+    options.failoverRepetitions > 0
+      ? await measureFailover(options, figures)
+      : { rows: [], lines: ["failover: not run (--failover-repetitions 0)"] }
+  if (failover.rows.some((row) => row.status !== "measured") || failover.rows.length === 0)
+    complete = false
   options.print(
-    `${"scenario".padEnd(30)}  ${"bytes".padStart(6)}  ${"messages/s".padStart(11)}  ${"MB/s".padStart(9)}  ${"ratio".padStart(7)}  ${"wall s".padStart(8)}`,
+    `${"scenario".padEnd(30)}  ${"bytes".padStart(6)}  ${"messages/s".padStart(11)}  ${"MB/s".padStart(9)}  ${"vs tsctp".padStart(9)}  ${"vs ours".padStart(8)}  ${"wall s".padStart(7)}`,
   )
   for (const line of lines) options.print(line)
+  options.print("")
   options.print(
-    JSON.stringify({ bench: "multihome-throughput", repetitions, scale, complete, rows }),
+    `${"failover (SIGKILL → …, ms)".padEnd(30)}  ${"takeover".padStart(9)}  ${"first SACK".padStart(10)}  ${"DATA in".padStart(10)}  ${"first ack".padStart(10)}  ${"ack range".padStart(11)}  ${"message".padStart(10)}`,
+  )
+  for (const line of failover.lines) options.print(line)
+  options.print(
+    JSON.stringify({
+      bench: "multihome",
+      complete,
+      repetitions,
+      scale,
+      failoverRepetitions: options.failoverRepetitions,
+      figures,
+      rows,
+      failover: failover.rows,
+    }),
   )
   return complete
 }
 
+const failoverPeerOption = (): Failover.Peer => {
+  const index = process.argv.indexOf("--failover-peer")
+  if (index < 0) return "client"
+  const value = process.argv[index + 1]
+  if (value !== "client" && value !== "tsctp") throw new Error("--failover-peer is client or tsctp")
+  return value
+}
+
 if (import.meta.main) {
+  const cleanUp = () => Promise.all([Usrsctp.killAll(), Processes.killAll()])
   const interrupted = () => {
-    void Usrsctp.killAll().finally(() => process.exit(130))
+    void cleanUp().finally(() => process.exit(130))
   }
   process.once("SIGINT", interrupted)
   process.once("SIGTERM", interrupted)
+  // Whatever happens, no receiver outlives the bench (they also exit when their stdin closes).
+  process.once("exit", () => {
+    Processes.killAllNow()
+    // Sends every SIGKILL synchronously; nothing can be awaited here.
+    void Usrsctp.killAll()
+  })
   const complete = await runThroughputBench({
     startOurReceiver,
     repetitions: Math.round(option("repetitions", 3)),
     scale: option("scale", 1),
+    failoverRepetitions: Math.round(option("failover-repetitions", 3, 0)),
+    failoverPeer: failoverPeerOption(),
     print: (line) => console.log(line),
-  }).finally(() => Usrsctp.killAll())
+  }).finally(cleanUp)
   process.exitCode = complete ? 0 : 1
 }

@@ -278,12 +278,22 @@ export const make = (
 
     const storeKey = (association: number) => `${storePrefix}association/${association}`
 
+    /** How many aliases the secondary has been sent (the table only grows). */
+    let aliasesShipped = 0
+    const shipAliasesIfGrown = Effect.gen(function* () {
+      const table = yield* endpoint.aliases
+      if (table.length === aliasesShipped || link === undefined) return
+      aliasesShipped = table.length
+      yield* ship([shipper.aliases(table)])
+    })
+
     // ---- the primary's hooks ----------------------------------------------------------
 
     const beforeOutputs = (update: Replication.Update) =>
       Effect.gen(function* () {
         if (role === "secondary") return
         const plan = shipper.onUpdate(update)
+        if (update.created) yield* shipAliasesIfGrown
         yield* ship(plan.messages)
         if (plan.store !== undefined && options.store !== undefined) {
           yield* Effect.ignore(
@@ -426,7 +436,10 @@ export const make = (
         yield* publish({ _tag: "LinkUp", atMs: yield* now })
         if (options.role === "primary") {
           const listener = yield* endpoint.listenerSecrets
-          yield* ship([shipper.secrets(listener), ...shipper.resend()])
+          aliasesShipped = 0
+          yield* ship([shipper.secrets(listener)])
+          yield* shipAliasesIfGrown
+          yield* ship(shipper.resend())
         }
         yield* Stream.runForEach(connection.messages, (message) =>
           Effect.gen(function* () {
@@ -452,6 +465,7 @@ export const make = (
               )
             }
             if (role !== "secondary") return
+            if (message._tag === "Aliases") yield* endpoint.addAliases(message.aliases)
             const rejected = replicas.apply(message)
             lastAppliedMs = yield* now
             if (rejected !== undefined) {

@@ -188,7 +188,8 @@ export type WireInput =
 
 /**
  * What the nodes of a cluster say to each other. Primary → secondary: `Snapshot`, `Inputs`,
- * `Gone`, `Secrets`; secondary → primary: `Ack` (every message up to `seq` is applied),
+ * `Gone`, `Secrets`, `Aliases` (the endpoint's table of where to answer peers that send
+ * from an unlisted loopback address, e.g. usrsctp's tsctp, which lists no address); secondary → primary: `Ack` (every message up to `seq` is applied),
  * `Forward` (a packet that reached the secondary's address while the primary is alive) and
  * `Deposed` (the secondary took over: a primary that comes back, say from SIGSTOP, must
  * fall silent).
@@ -219,6 +220,14 @@ export type Message =
       readonly bytes: Uint8Array
     }
   | { readonly _tag: "Deposed" }
+  | {
+      readonly _tag: "Aliases"
+      readonly seq: number
+      readonly aliases: ReadonlyArray<{
+        readonly from: { readonly host: string; readonly udpPort: number }
+        readonly host: string
+      }>
+    }
 
 /**
  * The listener's cookie secrets: the secondary accepts a COOKIE ECHO the primary's
@@ -499,6 +508,19 @@ const problem = (value: unknown): string | undefined => {
       return seqOk && isCount(value.association) ? undefined : "a Gone needs seq and association"
     case "Secrets":
       return seqOk && isRecord(value.listener) ? undefined : "a Secrets needs seq and listener"
+    case "Aliases":
+      return seqOk &&
+        Array.isArray(value.aliases) &&
+        value.aliases.every(
+          (alias: unknown) =>
+            isRecord(alias) &&
+            typeof alias.host === "string" &&
+            isRecord(alias.from) &&
+            typeof alias.from.host === "string" &&
+            isCount(alias.from.udpPort),
+        )
+        ? undefined
+        : "an Aliases needs seq and aliases of { from: { host, udpPort }, host }"
     case "Ack":
       return seqOk ? undefined : "an Ack needs seq"
     case "Forward":
@@ -645,6 +667,11 @@ export class Shipper {
   /** The listener's cookie secrets, sent when the link (re)connects. */
   secrets(listener: ListenerSecrets): Message {
     return { _tag: "Secrets", seq: ++this.seq, listener }
+  }
+
+  /** The endpoint's alias table, sent when the link (re)connects and when it grows. */
+  aliases(aliases: Extract<Message, { _tag: "Aliases" }>["aliases"]): Message {
+    return { _tag: "Aliases", seq: ++this.seq, aliases }
   }
 
   /** Everything the secondary needs after the link (re)connects: a snapshot of each association. */
@@ -824,6 +851,9 @@ export class Replicas {
         break
       case "Secrets":
         this.listener = message.listener
+        break
+      case "Aliases":
+        // The endpoint applies them (where to answer a peer that sends from loopback).
         break
       case "Ack":
       case "Forward":

@@ -1340,6 +1340,14 @@ const wellFormed = (message: Replication.Message): boolean => {
       )
     case "Deposed":
       return true
+    case "Aliases":
+      return (
+        isCount(message.seq) &&
+        Array.isArray(message.aliases) &&
+        message.aliases.every(
+          (alias) => typeof alias.host === "string" && isCount(alias.from.udpPort),
+        )
+      )
   }
 }
 

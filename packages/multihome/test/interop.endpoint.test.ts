@@ -9,102 +9,59 @@
  * but not 127.0.0.1. The association therefore sees packets for 127.0.0.2 arrive from
  * 127.0.0.1; the endpoint demultiplexes by verification tag first, so this works.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Address, Datagram, NodeDatagram } from "@understudy/transport"
+import { Usrsctp } from "@understudy/testkit"
+import { Address, NodeDatagram } from "@understudy/transport"
 import { Duration, Effect, Fiber, Stream } from "effect"
 import * as Endpoint from "../src/Endpoint.ts"
-import { echoService, fromText, text } from "./support/endpoint-support.ts"
+import { echoService, eventually, fromText, text } from "./support/endpoint-support.ts"
 
-const clientPath = "/usr/lib/usrsctp/client"
-const echoServerPath = "/usr/lib/usrsctp/echo_server"
-const tsctpPath = "/usr/lib/usrsctp/tsctp"
-/** usrsctp's echo_server listens on the SCTP echo port. */
-const usrsctpEchoPort = 7
 const ourPort = 5000
 
-interface Child {
-  readonly process: ChildProcess
-  readonly output: () => string
-}
-
-const children = new Set<ChildProcess>()
-
-afterEach(async () => {
-  const exits = [...children].map(
-    (child) =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve()
-        child.once("exit", () => resolve())
-        child.kill("SIGKILL")
-      }),
-  )
-  children.clear()
-  await Promise.all(exits)
-})
-
-const start = (path: string, args: ReadonlyArray<string>) =>
-  Effect.sync((): Child => {
-    let output = ""
-    const child = spawn(path, args, { stdio: ["pipe", "pipe", "pipe"] })
-    children.add(child)
-    child.stdout?.on("data", (data: Buffer) => {
-      output += data.toString()
-    })
-    child.stderr?.on("data", (data: Buffer) => {
-      output += data.toString()
-    })
-    return { process: child, output: () => output }
-  })
+afterEach(() => Usrsctp.killAll())
 
 /** A UDP port free on every address (usrsctp binds its encapsulation port on :: and 0.0.0.0). */
-const freeEncapsulationPort = Effect.gen(function* () {
-  const datagram = yield* Datagram.Datagram
-  return yield* Effect.scoped(
-    datagram.bind(Address.udp("::", 0)).pipe(Effect.map((endpoint) => endpoint.address.port)),
-  )
-})
+const freeEncapsulationPort = Effect.promise(() => Usrsctp.freeEncapsulationPort())
 
-/** Polls until `predicate` holds, every 50 ms, at most `limitMs`. */
-const eventually = (predicate: () => boolean, limitMs: number) =>
+/** Our listening endpoint on 127.0.0.2, SCTP port {@link ourPort}. */
+const listenOn127002 = (options: { readonly loopbackAliasing?: boolean } = {}) =>
+  Endpoint.make({ bind: Address.udp("127.0.0.2", 0), port: ourPort, listen: true, ...options })
+
+/** Our echo service on 127.0.0.2, and usrsctp's client sent to associate with it. */
+const clientToOurEcho = (options: { readonly loopbackAliasing?: boolean } = {}) =>
   Effect.gen(function* () {
-    for (let waited = 0; waited < limitMs && !predicate(); waited += 50) {
-      yield* Effect.sleep(Duration.millis(50))
-    }
-    return predicate()
+    const server = yield* listenOn127002(options)
+    const accepted = yield* echoService(server)
+    const localEncapsPort = yield* freeEncapsulationPort
+    const client = yield* Effect.promise(() =>
+      Usrsctp.startClient({
+        host: "127.0.0.2",
+        port: ourPort,
+        localEncapsPort,
+        remoteEncapsPort: server.address.port,
+      }),
+    )
+    return { server, accepted, client }
   })
 
 describe("interop of the endpoint with usrsctp", () => {
   it("the programs are installed", () => {
-    expect(existsSync(clientPath)).toBe(true)
-    expect(existsSync(echoServerPath)).toBe(true)
-    expect(existsSync(tsctpPath)).toBe(true)
+    expect(existsSync(Usrsctp.programs.client)).toBe(true)
+    expect(existsSync(Usrsctp.programs.echoServer)).toBe(true)
+    expect(existsSync(Usrsctp.programs.tsctp)).toBe(true)
   })
 
   it.live(
     "usrsctp's client associates with our echo service on 127.0.0.2 and gets its lines back",
     () =>
       Effect.gen(function* () {
-        const server = yield* Endpoint.make({
-          bind: Address.udp("127.0.0.2", 0),
-          port: ourPort,
-          listen: true,
-        })
-        const accepted = yield* echoService(server)
-        const clientEncapsulationPort = yield* freeEncapsulationPort
-        const client = yield* start(clientPath, [
-          "127.0.0.2",
-          String(ourPort),
-          "0",
-          String(clientEncapsulationPort),
-          String(server.address.port),
-        ])
+        const { server, accepted, client } = yield* clientToOurEcho()
         const lines = Array.from(
           { length: 20 },
           (_, index) => `line ${index} ${"x".repeat(index * 10)}`,
         )
-        for (const line of lines) client.process.stdin?.write(`${line}\n`)
+        for (const line of lines) client.write(`${line}\n`)
         const echoed = yield* eventually(
           () => lines.every((line) => client.output().includes(line)),
           15_000,
@@ -118,13 +75,13 @@ describe("interop of the endpoint with usrsctp", () => {
         expect(association.peer.host).toBe("127.0.0.1")
         expect(status.paths.map((path) => path.host)).toContain("127.0.0.1")
         // End of input: the client shuts the association down.
-        client.process.stdin?.end()
+        client.endInput()
         const reason = yield* association.closed.pipe(Effect.timeout(Duration.seconds(15)))
         expect(reason).toEqual({ _tag: "ShutdownComplete" })
         const stats = yield* server.stats
         expect(stats.dropped.BadChecksum ?? 0).toBe(0)
-        // The client exits after SHUTDOWN COMPLETE; its notifications (block-buffered) follow.
-        expect(yield* eventually(() => client.process.exitCode !== null, 10_000)).toBe(true)
+        // The client exits after SHUTDOWN COMPLETE, having printed its notifications.
+        expect(yield* eventually(() => client.child.exitCode !== null, 10_000)).toBe(true)
         expect(client.output()).toContain("SCTP_COMM_UP")
         expect(client.output()).toContain("Peer addresses: 127.0.0.2.")
         expect(client.output()).toContain("SCTP_SHUTDOWN_COMP")
@@ -136,21 +93,7 @@ describe("interop of the endpoint with usrsctp", () => {
     "without loopback aliasing usrsctp drops our INIT ACK to its 127.0.0.1 source, and retransmits its INIT",
     () =>
       Effect.gen(function* () {
-        const server = yield* Endpoint.make({
-          bind: Address.udp("127.0.0.2", 0),
-          port: ourPort,
-          listen: true,
-          loopbackAliasing: false,
-        })
-        const accepted = yield* echoService(server)
-        const clientEncapsulationPort = yield* freeEncapsulationPort
-        yield* start(clientPath, [
-          "127.0.0.2",
-          String(ourPort),
-          "0",
-          String(clientEncapsulationPort),
-          String(server.address.port),
-        ])
+        const { server, accepted } = yield* clientToOurEcho({ loopbackAliasing: false })
         // usrsctp's initial RTO is 3 s: its INIT comes again, the INIT ACKs went unheard.
         const retransmitted = yield* eventually(() => false, 4_500).pipe(
           Effect.andThen(server.stats),
@@ -166,11 +109,7 @@ describe("interop of the endpoint with usrsctp", () => {
     "usrsctp's tsctp streams messages into our discard service (it lists no addresses)",
     () =>
       Effect.gen(function* () {
-        const server = yield* Endpoint.make({
-          bind: Address.udp("127.0.0.2", 0),
-          port: ourPort,
-          listen: true,
-        })
+        const server = yield* listenOn127002()
         const received = { messages: 0, bytes: 0 }
         yield* server.accept.pipe(
           Stream.runForEach((association) =>
@@ -188,19 +127,18 @@ describe("interop of the endpoint with usrsctp", () => {
           Effect.forkScoped,
         )
         const count = 5_000
-        const tsctp = yield* start(tsctpPath, [
-          "-n",
-          String(count),
-          "-l",
-          "1024",
-          "-E",
-          String(yield* freeEncapsulationPort),
-          "-U",
-          String(server.address.port),
-          "-p",
-          String(ourPort),
-          "127.0.0.2",
-        ])
+        const localEncapsPort = yield* freeEncapsulationPort
+        const tsctp = yield* Effect.promise(() =>
+          Usrsctp.startTsctp({
+            role: "sender",
+            host: "127.0.0.2",
+            port: ourPort,
+            localEncapsPort,
+            remoteEncapsPort: server.address.port,
+            messageLength: 1024,
+            messages: count,
+          }),
+        )
         expect(yield* eventually(() => received.messages === count, 20_000)).toBe(true)
         expect(received.bytes).toBe(count * 1024)
         // tsctp reports its throughput once all was sent and it shut the association down.
@@ -224,14 +162,19 @@ describe("interop of the endpoint with usrsctp", () => {
       Effect.gen(function* () {
         const echoEncapsulationPort = yield* freeEncapsulationPort
         const client = yield* Endpoint.make({ bind: Address.udp("127.0.0.2", 0), port: ourPort })
-        const echo = yield* start(echoServerPath, [
-          String(echoEncapsulationPort),
-          String(client.address.port),
-        ])
-        // Give it a moment to bind; connect retransmits the INIT anyway.
-        yield* Effect.sleep(Duration.millis(200))
+        // Resolves once it listens (connect would retransmit the INIT anyway).
+        const echo = yield* Effect.promise(() =>
+          Usrsctp.startEchoServer({
+            localEncapsPort: echoEncapsulationPort,
+            remoteEncapsPort: client.address.port,
+          }),
+        )
         const association = yield* client
-          .connect({ host: "127.0.0.1", udpPort: echoEncapsulationPort, port: usrsctpEchoPort })
+          .connect({
+            host: "127.0.0.1",
+            udpPort: echoEncapsulationPort,
+            port: Usrsctp.echoServerSctpPort,
+          })
           .pipe(Effect.timeout(Duration.seconds(15)))
         const count = 50
         const received = yield* Effect.forkScoped(
@@ -250,7 +193,7 @@ describe("interop of the endpoint with usrsctp", () => {
         )
         yield* association.shutdown.pipe(Effect.timeout(Duration.seconds(15)))
         expect(yield* association.closed).toEqual({ _tag: "ShutdownComplete" })
-        expect(echo.process.exitCode).toBeNull()
+        expect(echo.child.exitCode).toBeNull()
       }).pipe(Effect.provide(NodeDatagram.layer)),
     40_000,
   )

@@ -377,10 +377,22 @@ const closeUdp = (socket: Dgram.Socket) =>
  * (the kernel does not hand the same ephemeral port out again at once).
  */
 export const freeEncapsulationPort = async (): Promise<number> => {
-  const socket = await bindUdp("udp6", "::", 0, false)
-  const port = socket.address().port
-  await closeUdp(socket)
-  return port
+  const [port] = await freeEncapsulationPorts(1)
+  return port!
+}
+
+/**
+ * `count` distinct such ports (see {@link freeEncapsulationPort}), e.g. ours and a usrsctp
+ * program's: all are held until every one is known, so no two are the same.
+ */
+export const freeEncapsulationPorts = async (count: number): Promise<Array<number>> => {
+  const sockets: Array<Dgram.Socket> = []
+  try {
+    for (let index = 0; index < count; index++) sockets.push(await bindUdp("udp6", "::", 0, false))
+    return sockets.map((socket) => socket.address().port)
+  } finally {
+    await Promise.all(sockets.map(closeUdp))
+  }
 }
 
 const boundUdpPorts = async (): Promise<Set<number>> => {

@@ -53,6 +53,15 @@ describe("usrsctp harness: programs and shims", () => {
     expect(await bindsOn("udp4", "0.0.0.0", port)).toBe(true)
     expect(await bindsOn("udp6", "::", port)).toBe(true)
   })
+
+  it("freeEncapsulationPorts returns distinct ports, each free on 0.0.0.0 and on ::", async () => {
+    const ports = await Usrsctp.freeEncapsulationPorts(3)
+    expect(new Set(ports).size).toBe(3)
+    for (const port of ports) {
+      expect(await bindsOn("udp4", "0.0.0.0", port)).toBe(true)
+      expect(await bindsOn("udp6", "::", port)).toBe(true)
+    }
+  })
 })
 
 describe("usrsctp harness: tsctp", () => {

@@ -15,12 +15,10 @@
  *
  * @since 0.1.0
  */
-import { fileURLToPath } from "node:url"
+import { mainPath, nodeArgs } from "@understudy/app-sctp-cluster/src/launch.ts"
 import { Ports, Usrsctp } from "@understudy/testkit"
 import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
-
-const mainPath = fileURLToPath(new URL("../../../sctp-cluster/src/main.ts", import.meta.url))
 
 /** @since 0.1.0 @category models */
 export interface Settings {
@@ -103,37 +101,18 @@ export const runSctpCluster = async (
   const rows: Array<Row> = []
   const nodes: Array<Node> = []
   try {
-    const udpPort = await Usrsctp.freeEncapsulationPort()
-    let clientEncapsPort = await Usrsctp.freeEncapsulationPort()
-    for (let attempt = 0; attempt < 8 && clientEncapsPort === udpPort; attempt++) {
-      clientEncapsPort = await Usrsctp.freeEncapsulationPort()
-    }
+    // Held together, so the client's encapsulation port differs from the nodes'.
+    const [udpPort, clientEncapsPort] = (await Usrsctp.freeEncapsulationPorts(2)) as [
+      number,
+      number,
+    ]
     const link = `tcp://127.0.0.3:${await Ports.freeTcpPort("127.0.0.3")}`
     for (const role of ["secondary", "primary"] as const) {
       const lines: Array<Line> = []
-      const child = group.spawnScript(
-        role,
-        mainPath,
-        [
-          "node",
-          "--role",
-          role,
-          "--addresses",
-          "127.0.0.2,127.0.0.3",
-          "--policy",
-          "every-update",
-          "--udp-port",
-          String(udpPort),
-          "--link",
-          link,
-          "--status",
-          "tcp://127.0.0.1:0",
-        ],
-        (text) => {
-          const line = parse(text)
-          if (line !== undefined) lines.push(line)
-        },
-      )
+      const child = group.spawnScript(role, mainPath, nodeArgs(role, { udpPort, link }), (text) => {
+        const line = parse(text)
+        if (line !== undefined) lines.push(line)
+      })
       nodes.push({ role, child, lines })
     }
     const [secondary, primary] = nodes as [Node, Node]

@@ -14,8 +14,9 @@
  *   and what arrives meanwhile is handled as one batch afterwards;
  * - the secondary node at B: `Replication.Replicas`; it answers HEARTBEATs from its copy,
  *   forwards every other packet to the primary while its side of the link is up, and takes
- *   every association over (`Association.takeOver`, which resynchronises a copy that is
- *   behind) when the link goes down or when a packet reaches it with no link;
+ *   every association over (`Association.takeOver`, with `resync` for the inexact
+ *   policies, whose copy may be behind) when the link goes down or when a packet reaches
+ *   it with no link;
  * - the intra-cluster link: reliable, ordered, delayed; it breaks when a node crashes (what
  *   is in flight is lost: the harsher host crash) and the survivor notices after a drawn
  *   detection delay (a closed socket at once, or the keep-alive timeout);
@@ -388,6 +389,11 @@ export interface RunOptions {
    * connection — two active nodes.
    */
   readonly waitForFirstLink?: boolean
+  /**
+   * `takeOver` with `resync` and `Replication.reserve`; default: for the inexact policies
+   * (`Replication`'s rule: a copy that is not exact is taken over with `resync`).
+   */
+  readonly resync?: boolean
 }
 
 /** Runs one schedule under one policy to its end: everything echoed and idle, or the time limit. */
@@ -924,6 +930,8 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         cookieSecrets: Cookie.CookieSecrets.restore(replicas.listener),
       }
     }
+    // A copy kept by an inexact policy may be behind the primary (see `Replication`).
+    const resync = options.resync ?? !Replication.isExact(policy)
     let adopted = 0
     for (const [association, state] of replicas.states) {
       if (Association.stateName(state) === "Closed") continue
@@ -933,7 +941,10 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       secondary.association = state
       secondary.associationId = association
       takeoverReaches = copyReaches.get(association) ?? 0
-      performOutputs(secondary, Association.takeOver(state, now))
+      performOutputs(
+        secondary,
+        Association.takeOver(state, now, resync ? { resync, reserve: Replication.reserve } : {}),
+      )
     }
     replicas.states.clear()
     if (adopted === 0) takeoverReaches = 0

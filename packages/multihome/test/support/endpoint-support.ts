@@ -1,8 +1,8 @@
 /**
- * Helpers for the endpoint tests: advancing the test clock until a fiber is done, an echo
- * service, and message builders.
+ * Helpers for the endpoint tests: advancing the test clock until a fiber is done, polling a
+ * real process (the interop tests), an echo service, and message builders.
  */
-import { Effect, Fiber, type Scope, Stream } from "effect"
+import { Duration, Effect, Fiber, type Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type * as Endpoint from "../../src/Endpoint.ts"
 
@@ -36,6 +36,18 @@ export const within = <A, E>(
 export const advance = (ms: number, stepMs = 10) =>
   Effect.gen(function* () {
     for (let elapsed = 0; elapsed < ms; elapsed += stepMs) yield* TestClock.adjust(stepMs)
+  })
+
+/**
+ * Polls until `predicate` holds, every 50 ms, at most `limitMs` (on the clock provided: the
+ * live tests watching a usrsctp program use the real one); the last value is returned.
+ */
+export const eventually = (predicate: () => boolean, limitMs: number) =>
+  Effect.gen(function* () {
+    for (let waited = 0; waited < limitMs && !predicate(); waited += 50) {
+      yield* Effect.sleep(Duration.millis(50))
+    }
+    return predicate()
   })
 
 /**
