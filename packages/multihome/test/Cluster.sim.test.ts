@@ -10,11 +10,13 @@
  * - `every-update`, `state-node`, `on-impending-failure` with a SIGTERM before the death:
  *   the secondary's copy is exact when it takes over, so whatever happens every message is
  *   echoed exactly once and the peer's association never reports CommLost.
- * - `interval`, `on-event`: the copy may be behind. The bound: a message may be lost or
- *   doubled only if the primary did something with it after the state the copy holds (it
- *   delivered it, or received one of its DATA chunks, and so may have acknowledged it).
- *   Every other message is echoed exactly once, and the association survives — unless the
- *   association was created after the last sync (there was no copy to take over).
+ * - `interval`, `on-event`: the copy may be behind. The bound (`Outcome.atRisk`): a message
+ *   may be lost or doubled only if the primary did something with it after the state the
+ *   copy holds — it delivered it, or received one of its DATA chunks (and so may have
+ *   acknowledged it) — or if it is an ordered message of a stream on which the primary
+ *   queued an echo since (the peer then expects stream sequence numbers the copy does not
+ *   know). Every other message is echoed exactly once, and the association survives —
+ *   unless it was created after the last sync (there was no copy to take over).
  * - `on-impending-failure` without a warning promises nothing for a crash: measured only.
  *
  * Replay one schedule: `UNDERSTUDY_SEED=<seed> UNDERSTUDY_SIM_TRACE=1 npx vitest run
