@@ -372,20 +372,12 @@ export const make = (
      * Sends the registry to every subordinate, at most once per `membersBatchMs`: when a
      * failover brings every survivor back at once, one registry goes out per batch rather
      * than one per registration to every member (which grows with the square of the group).
-     * Right after a failover it waits until the previous members are all back (at most the
-     * grace period): every survivor then decodes one registry instead of one per batch
-     * while the others are still registering, which is what slowed the last of them.
      */
     const broadcaster = (state: SupervisorState) =>
       Effect.forever(
         Effect.gen(function* () {
           yield* Queue.take(state.changed)
           yield* Effect.sleep(membersBatchMs)
-          for (;;) {
-            const left = state.joinedAtMs + graceMs - (yield* now)
-            if (state.expected.size === 0 || left <= 0) break
-            yield* Queue.take(state.changed).pipe(Effect.timeoutOption(left))
-          }
           yield* Queue.clear(state.changed)
           const members = memberList(state)
           lastMembers = members
