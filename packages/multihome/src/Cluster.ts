@@ -247,6 +247,8 @@ export const make = (
     const replicas = new Replication.Replicas(config)
     let lastAppliedMs: number | undefined
     let closing = false
+    /** Whether a primary was ever linked: a secondary takes over only from one it knew. */
+    let linkEverUp = false
 
     const releaseAcked = Effect.gen(function* () {
       for (let index = ackWaiters.length - 1; index >= 0; index--) {
@@ -360,6 +362,9 @@ export const make = (
           )
           return true
         }
+        // No primary has ever been linked to this node (it is starting, or restarted): it
+        // has no copy to answer from, and taking over now would only make two active nodes.
+        if (!linkEverUp) return true
         // Nobody to forward to: the primary is gone. Take over, then let the endpoint
         // handle the packet against the adopted association.
         yield* takeOver("the peer reached the secondary's address with no primary")
@@ -433,6 +438,7 @@ export const make = (
     const serveLink = (connection: Connection.Connection<Replication.Message>) =>
       Effect.gen(function* () {
         link = connection
+        linkEverUp = true
         yield* publish({ _tag: "LinkUp", atMs: yield* now })
         if (options.role === "primary") {
           const listener = yield* endpoint.listenerSecrets

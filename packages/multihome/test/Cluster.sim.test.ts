@@ -43,6 +43,16 @@ const broken = (policyCase: Sim.PolicyCase, outcome: Sim.Outcome): string | unde
   if (outcome.violations.length > 0) return outcome.violations.join("; ")
   if (outcome.outOfOrder > 0) return `${outcome.outOfOrder} ordered echoes out of order`
   const primaryDied = outcome.crash?.node === "primary"
+  // The primary died before the peer's association was ever up (before the cluster formed:
+  // the secondary never had a primary to copy from, and does not take over from nobody).
+  // The peer's connect fails; it accepted no message, so none can be lost.
+  if (
+    primaryDied &&
+    outcome.sent === 0 &&
+    (outcome.commLost === "InitTimeout" || outcome.commLost === "CookieTimeout")
+  ) {
+    return undefined
+  }
   const whole = (): string | undefined => {
     if (outcome.commLost !== undefined)
       return `the peer's association was lost (${outcome.commLost})`

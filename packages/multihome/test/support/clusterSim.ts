@@ -384,9 +384,9 @@ export interface RunOptions {
   readonly releaseBeforeAck?: boolean
   /**
    * The secondary takes over on a packet only once it has had a link (a primary) that
-   * closed; before its first link it drops what it can not answer. `Cluster.ts` takes over
-   * on any packet that arrives while it has no link, including before the primary's first
-   * connection — two active nodes.
+   * closed; before its first link it drops what it can not answer, as `Cluster.ts` does.
+   * Default true; false models the older rule (take over on any packet while no link is
+   * up), which made two active nodes.
    */
   readonly waitForFirstLink?: boolean
   /**
@@ -978,7 +978,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         linkSend(false, { _tag: "Forward", host: fromHost, udpPort: peerUdp, bytes })
         return
       }
-      if (options.waitForFirstLink && !linkEverUp) return
+      if ((options.waitForFirstLink ?? true) && !linkEverUp) return
       secondaryTakeOver("the peer reached the secondary's address with no primary")
     }
     const update = receiveBatch(secondary, [{ fromHost, bytes }])
