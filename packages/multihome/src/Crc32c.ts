@@ -2,8 +2,9 @@
  * CRC32c (Castagnoli), the checksum of every SCTP packet (RFC 9260 §6.8, Appendix A).
  *
  * The reflected polynomial 0x82F63B78, initial value 0xFFFFFFFF, final complement; the
- * same function as iSCSI's (RFC 3720 §B.4). Computed slicing-by-8: eight 256-entry tables,
- * eight input bytes per step.
+ * same function as iSCSI's (RFC 3720 §B.4). Computed slicing-by-16: sixteen 256-entry
+ * tables, sixteen input bytes (four little-endian words) per step; on the receive path every
+ * datagram's bytes go through it once, so it is worth the 16 KiB of tables.
  *
  * On the wire the checksum's least significant byte comes first (the byte order of the
  * reference code in RFC 9260 Appendix A): use {@link write} and {@link read}, not a
@@ -15,9 +16,12 @@
 /** The reflected Castagnoli polynomial. */
 const polynomial = 0x82f63b78
 
+/** Bytes folded per step of {@link update}, and its number of tables. */
+const slices = 16
+
 /** tables[k][b]: the CRC of byte b followed by k zero bytes; tables[0] is the classic table. */
 const tables: ReadonlyArray<Uint32Array> = (() => {
-  const result = Array.from({ length: 8 }, () => new Uint32Array(256))
+  const result = Array.from({ length: slices }, () => new Uint32Array(256))
   const base = result[0] as Uint32Array
   for (let byte = 0; byte < 256; byte++) {
     let crc = byte
@@ -26,7 +30,7 @@ const tables: ReadonlyArray<Uint32Array> = (() => {
     }
     base[byte] = crc >>> 0
   }
-  for (let slice = 1; slice < 8; slice++) {
+  for (let slice = 1; slice < slices; slice++) {
     const previous = result[slice - 1] as Uint32Array
     const current = result[slice] as Uint32Array
     for (let byte = 0; byte < 256; byte++) {
@@ -37,7 +41,16 @@ const tables: ReadonlyArray<Uint32Array> = (() => {
   return result
 })()
 
-const [t0, t1, t2, t3, t4, t5, t6, t7] = tables as [
+// One binding per table, so the hot loop indexes typed arrays directly.
+const [t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15] = tables as [
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
+  Uint32Array,
   Uint32Array,
   Uint32Array,
   Uint32Array,
@@ -63,25 +76,34 @@ export const update = (
 ): number => {
   let crc = register >>> 0
   let index = start
-  const stop8 = end - ((end - start) & 7)
-  while (index < stop8) {
-    const low =
-      (crc ^
-        ((bytes[index] as number) |
-          ((bytes[index + 1] as number) << 8) |
-          ((bytes[index + 2] as number) << 16) |
-          ((bytes[index + 3] as number) << 24))) >>>
-      0
-    crc =
-      (t7[low & 0xff] as number) ^
-      (t6[(low >>> 8) & 0xff] as number) ^
-      (t5[(low >>> 16) & 0xff] as number) ^
-      (t4[low >>> 24] as number) ^
-      (t3[bytes[index + 4] as number] as number) ^
-      (t2[bytes[index + 5] as number] as number) ^
-      (t1[bytes[index + 6] as number] as number) ^
-      (t0[bytes[index + 7] as number] as number)
-    index += 8
+  const stop = end - ((end - start) & (slices - 1))
+  if (index < stop) {
+    // Little-endian word reads (any alignment): the reflected CRC takes bytes low first.
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    while (index < stop) {
+      const w0 = (crc ^ view.getUint32(index, true)) >>> 0
+      const w1 = view.getUint32(index + 4, true)
+      const w2 = view.getUint32(index + 8, true)
+      const w3 = view.getUint32(index + 12, true)
+      crc =
+        (t15[w0 & 0xff] as number) ^
+        (t14[(w0 >>> 8) & 0xff] as number) ^
+        (t13[(w0 >>> 16) & 0xff] as number) ^
+        (t12[w0 >>> 24] as number) ^
+        (t11[w1 & 0xff] as number) ^
+        (t10[(w1 >>> 8) & 0xff] as number) ^
+        (t9[(w1 >>> 16) & 0xff] as number) ^
+        (t8[w1 >>> 24] as number) ^
+        (t7[w2 & 0xff] as number) ^
+        (t6[(w2 >>> 8) & 0xff] as number) ^
+        (t5[(w2 >>> 16) & 0xff] as number) ^
+        (t4[w2 >>> 24] as number) ^
+        (t3[w3 & 0xff] as number) ^
+        (t2[(w3 >>> 8) & 0xff] as number) ^
+        (t1[(w3 >>> 16) & 0xff] as number) ^
+        (t0[w3 >>> 24] as number)
+      index += slices
+    }
   }
   while (index < end) {
     crc = (crc >>> 8) ^ (t0[(crc ^ (bytes[index] as number)) & 0xff] as number)

@@ -385,7 +385,15 @@ interface Timer {
   deadlineMs: number
   /** The deadline the fiber sleeps towards; a later `deadlineMs` makes it sleep again. */
   sleepingUntilMs: number
+  /**
+   * Cleared by `CancelTimer`: the fiber is not interrupted (a fork and an interrupt for
+   * every delayed SACK cost more than a wake-up); it wakes, sees this and ends, unless a
+   * `SetTimer` re-armed it meanwhile.
+   */
+  armed: boolean
   fiber: Fiber.Fiber<void> | undefined
+  /** Its fiber fired or ended: a `SetTimer` must fork a new one. */
+  finished: boolean
 }
 
 interface Entry {
@@ -580,51 +588,103 @@ export const make = (
         yield* Queue.end(entry.events)
       })
 
-    const setTimer = (entry: Entry, name: string, atMs: number): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        const existing = entry.timers.get(name)
-        if (existing?.fiber !== undefined && atMs >= existing.sleepingUntilMs) {
-          // The sleeping fiber wakes at its old deadline and sleeps on to the new one:
-          // restarting T3-rtx on every SACK costs no new fiber.
-          existing.deadlineMs = atMs
-          return Effect.void
-        }
-        existing?.fiber?.interruptUnsafe()
-        const timer: Timer = { deadlineMs: atMs, sleepingUntilMs: atMs, fiber: undefined }
-        entry.timers.set(name, timer)
-        const run = Effect.gen(function* () {
-          // Bounded: each round either fires or sleeps to a deadline that moved later.
-          for (let round = 0; round < 1_000_000; round++) {
-            const nowMs = yield* Clock.currentTimeMillis
-            if (nowMs >= timer.deadlineMs) break
+    /** Forgets `timer` and its fiber (which ends): the next `SetTimer` forks anew. */
+    const retire = (entry: Entry, name: string, timer: Timer): void => {
+      timer.finished = true
+      timer.fiber = undefined
+      if (entry.timers.get(name) === timer) entry.timers.delete(name)
+    }
+
+    /**
+     * Arms `name` at `atMs`. Synchronous (returns undefined) when the timer's fiber is asleep
+     * towards an earlier or equal deadline, armed or cancelled: it wakes and sleeps on to the
+     * new one, so restarting T3-rtx on every SACK, or the delayed-SACK timer on every other
+     * packet, costs no new fiber. Otherwise the effect forks one.
+     */
+    const setTimer = (
+      entry: Entry,
+      name: string,
+      atMs: number,
+    ): Effect.Effect<void> | undefined => {
+      const existing = entry.timers.get(name)
+      if (
+        existing !== undefined &&
+        existing.fiber !== undefined &&
+        !existing.finished &&
+        atMs >= existing.sleepingUntilMs
+      ) {
+        existing.deadlineMs = atMs
+        existing.armed = true
+        return undefined
+      }
+      if (existing !== undefined) {
+        existing.fiber?.interruptUnsafe()
+        retire(entry, name, existing)
+      }
+      const timer: Timer = {
+        deadlineMs: atMs,
+        sleepingUntilMs: atMs,
+        armed: true,
+        fiber: undefined,
+        finished: false,
+      }
+      entry.timers.set(name, timer)
+      const run = Effect.gen(function* () {
+        const clock = yield* Clock.Clock
+        // Bounded: each round fires, ends (cancelled), or sleeps to a deadline that moved
+        // later. The decisions below are synchronous, so no command interleaves with them.
+        for (let round = 0; round < 1_000_000; round++) {
+          if (!timer.armed || timer.finished) {
+            retire(entry, name, timer)
+            return
+          }
+          const nowMs = clock.currentTimeMillisUnsafe()
+          if (nowMs < timer.deadlineMs) {
             timer.sleepingUntilMs = timer.deadlineMs
             yield* Effect.sleep(Duration.millis(timer.deadlineMs - nowMs))
+            continue
           }
-          yield* serialised(fire(entry, name, timer))
-        })
-        return Effect.forkIn(run, scope).pipe(
-          Effect.flatMap((fiber) =>
-            Effect.sync(() => {
-              timer.fiber = fiber
-            }),
-          ),
-        )
+          if (yield* serialised(fire(entry, name, timer, clock))) return
+        }
+      })
+      return Effect.forkIn(run, scope).pipe(
+        Effect.flatMap((fiber) =>
+          Effect.sync(() => {
+            if (!timer.finished) timer.fiber = fiber
+          }),
+        ),
+      )
+    }
+
+    /**
+     * Under the lock: fires `timer` if it is still armed and due. Returns whether its fiber
+     * is done (false: the deadline moved later while the fiber waited for the lock).
+     */
+    const fire = (
+      entry: Entry,
+      name: string,
+      timer: Timer,
+      clock: Clock.Clock,
+    ): Effect.Effect<boolean> =>
+      Effect.suspend(() => {
+        // Replaced by another timer (its fiber interrupted too), or the association is gone.
+        if (entry.gone || timer.finished || entry.timers.get(name) !== timer) {
+          return Effect.succeed(true)
+        }
+        if (!timer.armed) {
+          retire(entry, name, timer)
+          return Effect.succeed(true)
+        }
+        const nowMs = clock.currentTimeMillisUnsafe()
+        if (nowMs < timer.deadlineMs) return Effect.succeed(false)
+        retire(entry, name, timer)
+        return apply(entry, { _tag: "TimerFired", timer: name, nowMs }).pipe(Effect.as(true))
       })
 
-    const fire = (entry: Entry, name: string, timer: Timer): Effect.Effect<void> =>
-      Effect.gen(function* () {
-        // A timer re-set or cancelled while this fiber waited for the lock is stale.
-        if (entry.gone || entry.timers.get(name) !== timer) return
-        entry.timers.delete(name)
-        const nowMs = yield* Clock.currentTimeMillis
-        yield* apply(entry, { _tag: "TimerFired", timer: name, nowMs })
-      })
-
+    /** Cancels without interrupting: the sleeping fiber ends when it wakes (see {@link Timer}). */
     const cancelTimer = (entry: Entry, name: string) => {
       const timer = entry.timers.get(name)
-      if (timer === undefined) return
-      entry.timers.delete(name)
-      timer.fiber?.interruptUnsafe()
+      if (timer !== undefined) timer.armed = false
     }
 
     /** Datagrams encoded and not yet handed to the socket (see `flush`). */
@@ -650,96 +710,119 @@ export const make = (
       )
 
     /**
-     * Hands the outbox to the socket: all of it started in order, then awaited together, so
-     * a burst costs one wait for the socket rather than one per datagram.
+     * Hands the outbox to the socket in order, one datagram after the other: a send is one
+     * synchronous system call whose callback comes a tick later, and a fiber per datagram
+     * (to await them together) costs more than the waits it saves.
      */
     const flush: Effect.Effect<void> = Effect.suspend(() => {
       if (outbox.length === 0) return Effect.void
       const datagrams = outbox
       outbox = []
       if (datagrams.length === 1) return sendOne(datagrams[0]!)
-      return Effect.forEach(datagrams, sendOne, { concurrency: "unbounded", discard: true })
+      return Effect.forEach(datagrams, sendOne, { discard: true })
     })
 
-    const onEvent = (entry: Entry, event: Association.Event): Effect.Effect<void> =>
-      Effect.gen(function* () {
-        switch (event._tag) {
-          case "Message": {
-            // With a handler the message was answered already (see `stepInto`).
-            if (options.handler !== undefined) return
-            const message: Message = {
-              stream: event.stream,
-              ppid: event.ppid,
-              unordered: event.unordered,
-              data: event.data,
-            }
-            if (!Queue.offerUnsafe(entry.messages, message)) {
-              const reason = "receiver overrun: messages not read"
-              entry.ending = { _tag: "Aborted", by: "us", reason }
-              drop("MessageQueueFull")
-              yield* command(entry, { _tag: "Abort", reason }, false)
-            }
-            return
+    /**
+     * Publishes one event of the machine. The frequent ones (`Message`, `Dropped`) are
+     * handled synchronously, returning undefined; the others return the effect to run.
+     */
+    const onEvent = (entry: Entry, event: Association.Event): Effect.Effect<void> | undefined => {
+      switch (event._tag) {
+        case "Message": {
+          // With a handler the message was answered already (see `stepInto`).
+          if (options.handler !== undefined) return undefined
+          const message: Message = {
+            stream: event.stream,
+            ppid: event.ppid,
+            unordered: event.unordered,
+            data: event.data,
           }
-          case "CommUp":
-            yield* Deferred.succeed(entry.up, undefined)
-            break
-          case "Dropped":
-            drop(event.reason)
-            break
-          case "CommLost":
-            // The machine reports a received ABORT as "Abort" or "Abort: <causes>".
-            entry.ending ??= event.reason.startsWith("Abort")
-              ? { _tag: "Aborted", by: "peer", reason: event.reason }
-              : { _tag: "CommLost", reason: event.reason }
-            break
-          case "Closed":
-            Queue.offerUnsafe(entry.events, event)
-            yield* gone(entry, closeReasonOf(entry))
-            return
-          default:
-            break
+          if (Queue.offerUnsafe(entry.messages, message)) return undefined
+          const reason = "receiver overrun: messages not read"
+          entry.ending = { _tag: "Aborted", by: "us", reason }
+          drop("MessageQueueFull")
+          return Effect.asVoid(command(entry, { _tag: "Abort", reason }, false))
         }
-        if (event._tag === "ShutdownComplete") entry.ending ??= { _tag: "ShutdownComplete" }
-        Queue.offerUnsafe(entry.events, event)
-      })
+        case "Dropped":
+          drop(event.reason)
+          Queue.offerUnsafe(entry.events, event)
+          return undefined
+        case "CommUp":
+          return Deferred.succeed(entry.up, undefined).pipe(
+            Effect.andThen(
+              Effect.sync(() => {
+                Queue.offerUnsafe(entry.events, event)
+              }),
+            ),
+          )
+        case "CommLost":
+          // The machine reports a received ABORT as "Abort" or "Abort: <causes>".
+          entry.ending ??= event.reason.startsWith("Abort")
+            ? { _tag: "Aborted", by: "peer", reason: event.reason }
+            : { _tag: "CommLost", reason: event.reason }
+          break
+        case "Closed":
+          Queue.offerUnsafe(entry.events, event)
+          return gone(entry, closeReasonOf(entry))
+        case "ShutdownComplete":
+          entry.ending ??= { _tag: "ShutdownComplete" }
+          break
+        default:
+          break
+      }
+      Queue.offerUnsafe(entry.events, event)
+      return undefined
+    }
 
     const closeReasonOf = (entry: Entry): CloseReason =>
       entry.ending ??
       (closing ? { _tag: "EndpointClosed" } : { _tag: "CommLost", reason: "Closed" })
 
-    const perform = (entry: Entry, outputs: ReadonlyArray<Association.Output>) =>
-      Effect.gen(function* () {
-        for (const output of outputs) {
+    /**
+     * Performs `outputs` in order, synchronously as far as it goes: only a timer that needs
+     * a new fiber and the rarer events run as effects, the rest resuming after each.
+     */
+    const perform = (
+      entry: Entry,
+      outputs: ReadonlyArray<Association.Output>,
+    ): Effect.Effect<void> => {
+      const from = (start: number): Effect.Effect<void> => {
+        for (let index = start; index < outputs.length; index++) {
+          const output = outputs[index]!
+          let effect: Effect.Effect<void> | undefined
           switch (output._tag) {
             case "Transmit":
               transmit(output.to, output.packet)
               break
             case "SetTimer":
-              if (!entry.gone) yield* setTimer(entry, output.timer, output.atMs)
+              if (!entry.gone) effect = setTimer(entry, output.timer, output.atMs)
               break
             case "CancelTimer":
               cancelTimer(entry, output.timer)
               break
             case "Event":
-              yield* onEvent(entry, output.event)
+              effect = onEvent(entry, output.event)
               break
           }
+          if (effect !== undefined) return Effect.flatMap(effect, () => from(index + 1))
         }
-        yield* flush
-        if (!entry.gone) {
-          reindex(entry)
-          yield* wakeSenders(entry)
-        }
-      })
+        return Effect.flatMap(flush, () => afterOutputs(entry))
+      }
+      return Effect.suspend(() => from(0))
+    }
 
-    const wakeSenders = (entry: Entry) =>
-      Effect.gen(function* () {
-        if (entry.sendWaiters.length === 0 || Association.sendBufferAvailable(entry.state) === 0) {
-          return
-        }
-        for (const waiter of entry.sendWaiters.splice(0)) yield* Deferred.succeed(waiter, undefined)
-      })
+    const afterOutputs = (entry: Entry): Effect.Effect<void> => {
+      if (entry.gone) return Effect.void
+      reindex(entry)
+      if (entry.sendWaiters.length === 0 || Association.sendBufferAvailable(entry.state) === 0) {
+        return Effect.void
+      }
+      return Effect.forEach(
+        entry.sendWaiters.splice(0),
+        (waiter) => Deferred.succeed(waiter, undefined),
+        { discard: true },
+      )
+    }
 
     const hasRoom = (entry: Entry, bytes: number) =>
       Association.sendBufferAvailable(entry.state) >= bytes

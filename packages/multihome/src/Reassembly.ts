@@ -11,16 +11,22 @@
  *   consecutive TSNs; the fragments of an ordered message carry the same stream and SSN.
  *
  * The caller de-duplicates TSNs first (a {@link TsnTracker} "Duplicate" is never passed
- * in) and keeps the received bytes within its receive window (§6.2). Chunk `userData` is
- * a view into the packet; the bytes of a fragment that must wait are copied, and every
- * delivered `Message.data` is a fresh buffer owned by the caller.
+ * in) and keeps the received bytes within its receive window (§6.2).
+ *
+ * Ownership: a chunk's `userData` is a view into its received packet, and offering the
+ * chunk hands those bytes over: the caller must not write them afterwards (the endpoint
+ * never does: each datagram is a buffer of its own, not reused). Nothing is copied on the
+ * way in. An unfragmented message is delivered as that view, without a copy; a fragmented
+ * one is assembled into one fresh buffer (the only copy). Either way `Message.data` is
+ * the receiver's: nothing else writes it.
  *
  * @since 0.1.0
  */
 import type { Data } from "./Chunk.ts"
 
 /**
- * A complete user message (§6.9). `data` is owned by the receiver of the message.
+ * A complete user message (§6.9). `data` belongs to the receiver of the message (nothing
+ * else writes it); an unfragmented message's is a view into the received packet.
  *
  * @since 0.1.0
  * @category models
@@ -86,7 +92,8 @@ export interface FragmentSnapshot {
 /**
  * Plain-data image of a {@link Reassembly}. `nextSsn` lists `[stream, ssn]` pairs flat
  * (`[s0, n0, s1, n1, …]`) for streams whose next expected SSN is not 0. Fragment buffers
- * are shared with the live object: they are never written after being kept.
+ * are shared with the live object (and are views into received packets): they are never
+ * written after being kept.
  *
  * @since 0.1.0
  * @category snapshot
@@ -114,7 +121,7 @@ const fromChunk = (chunk: Data, data: Uint8Array): Fragment => ({
   data,
 })
 
-/** Concatenates consecutive fragments (B first) into one owned message. */
+/** Concatenates consecutive fragments (B first) into one fresh buffer: the one copy made. */
 const assemble = (fragments: ReadonlyArray<Fragment>): Message => {
   const first = fragments[0] as Fragment
   let length = 0
@@ -296,14 +303,15 @@ export class Reassembly {
           stream,
           ppid: chunk.payloadProtocolIdentifier,
           unordered: false,
-          data: chunk.userData.slice(),
+          // No copy: the packet's bytes were handed over (see the module's ownership rule).
+          data: chunk.userData,
         },
       ]
       this.nextSsn[stream] = (expected + 1) & 0xffff
       this.drain(stream, messages)
       return { _tag: "Accepted", messages }
     }
-    const fragment = fromChunk(chunk, chunk.userData.slice())
+    const fragment = fromChunk(chunk, chunk.userData)
     if (list === undefined) {
       this.ordered.set(key, [fragment])
     } else {
@@ -387,12 +395,12 @@ export class Reassembly {
             stream,
             ppid: chunk.payloadProtocolIdentifier,
             unordered: true,
-            data: chunk.userData.slice(),
+            data: chunk.userData,
           },
         ],
       }
     }
-    const fragment = fromChunk(chunk, chunk.userData.slice())
+    const fragment = fromChunk(chunk, chunk.userData)
     this.unordered.set(tsn, fragment)
     this.buffered += fragment.data.length
     // Walk to B and to E; each walk is bounded by the fragments buffered.

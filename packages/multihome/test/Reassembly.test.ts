@@ -28,15 +28,15 @@ const accepted = (reassembly: Reassembly, chunk: Chunk.Data): Array<Message> => 
 }
 
 describe("Reassembly (RFC 9260 §6.5, §6.6, §6.9)", () => {
-  it("delivers an unfragmented ordered message at once, as an owned copy", () => {
+  it("delivers an unfragmented ordered message at once, as the chunk's bytes (no copy)", () => {
     const reassembly = Reassembly.create(2)
     const chunk = data(1, { bytes: [1, 2, 3], payloadProtocolIdentifier: 7 })
     const messages = accepted(reassembly, chunk)
     expect(messages).toEqual([
       { stream: 0, ppid: 7, unordered: false, data: new Uint8Array([1, 2, 3]) },
     ])
-    chunk.userData[0] = 99
-    expect(messages[0]?.data[0]).toBe(1)
+    // The packet's bytes were handed over: the message is a view of them.
+    expect(messages[0]?.data).toBe(chunk.userData)
     expect(reassembly.bufferedBytes).toBe(0)
     expect(reassembly.expectedSsn(0)).toBe(1)
   })
@@ -315,17 +315,30 @@ describe("Reassembly (RFC 9260 §6.5, §6.6, §6.9)", () => {
     )
   })
 
-  it("copies the bytes it keeps: reusing the packet buffer does not change what is delivered", () => {
+  it("keeps fragments as views and assembles them into one fresh buffer", () => {
     const reassembly = Reassembly.create(1)
-    const buffer = new Uint8Array([1, 2, 3, 4])
-    const first: Chunk.Data = { ...data(1, { ending: false }), userData: buffer.subarray(0, 2) }
-    accepted(reassembly, first)
-    buffer.fill(0)
-    const messages = accepted(reassembly, {
+    // One packet carrying two fragments of an ordered message, and an unordered message.
+    const packet = new Uint8Array([1, 2, 3, 4, 5, 6])
+    const first: Chunk.Data = { ...data(1, { ending: false }), userData: packet.subarray(0, 2) }
+    const unordered: Chunk.Data = {
+      ...data(7, { unordered: true }),
+      userData: packet.subarray(4, 6),
+    }
+    expect(accepted(reassembly, first)).toEqual([])
+    const [whole] = accepted(reassembly, unordered)
+    expect(whole?.data).toBe(unordered.userData)
+    const snapshot = reassembly.snapshot()
+    expect(snapshot.fragments[0]?.data.buffer).toBe(packet.buffer)
+    const [message] = accepted(reassembly, {
       ...data(2, { beginning: false }),
-      userData: new Uint8Array([5]),
+      userData: packet.subarray(2, 3),
     })
-    expect([...(messages[0]?.data ?? [])]).toEqual([1, 2, 5])
+    expect([...(message?.data ?? [])]).toEqual([1, 2, 3])
+    expect(message?.data.buffer).not.toBe(packet.buffer)
+    expect(message?.data.byteLength).toBe(message?.data.buffer.byteLength)
+    // The assembled message is the receiver's: writing it leaves the packet as it was.
+    message?.data.fill(0)
+    expect([...packet]).toEqual([1, 2, 3, 4, 5, 6])
   })
 })
 
