@@ -363,12 +363,20 @@ export interface State {
 }
 
 /**
- * A replica's inbound resynchronisation (plain data): whether the cumulative TSN is still
- * to be decided by the first packet with DATA, the ordered streams whose first SSN was
- * seen already, and the TSN past which the whole mode ends.
+ * A replica's inbound resynchronisation (plain data, see {@link takeOver}): while
+ * `pendingCumulative`, the lowest TSN beyond the cumulative TSN seen so far (`seenData`,
+ * `lowestTsn`) and the DATA held meanwhile (`held`, `heldBytes`); `candidates`, flat
+ * `[stream, tsn, ssn, …]`, the lowest-TSN ordered chunk seen per stream not yet resolved;
+ * `seenStreams`, the streams resolved; `untilTsn`, past which the whole mode ends.
  */
 interface InboundResync {
   pendingCumulative: boolean
+  seenData: boolean
+  lowestTsn: number
+  /** DATA received while undecided, delivered in TSN order once decided. */
+  held: Array<Chunk.Data>
+  heldBytes: number
+  candidates: Array<number>
   seenStreams: Array<number>
   untilTsn: number
 }
@@ -974,7 +982,7 @@ const processChunks = (
       break
     }
   }
-  if (st.inboundResync?.pendingCumulative === true) resyncCumulative(ctx, st, known)
+  if (st.inboundResync?.pendingCumulative === true) resyncObserve(ctx, st, known, from, index)
   for (const chunk of known) {
     if (isClosed(st)) return
     if (!onChunk(ctx, st, chunk, from, index)) break
@@ -1380,7 +1388,7 @@ const onData = (
   const ahead = diff32(tsn, tracker.cumulative)
   if (
     ahead > 1 &&
-    (ahead > 65535 || st.reassembly.bufferedBytes + chunk.userData.length > st.config.receiveWindow)
+    (ahead > 65535 || inboundBufferedBytes(st) + chunk.userData.length > st.config.receiveWindow)
   ) {
     st.sackNow = true
     emit(ctx, { _tag: "Dropped", reason: "DataBeyondWindow" })
@@ -1399,14 +1407,40 @@ const onData = (
     st.sackNow = true
     return true
   }
-  if (st.inboundResync !== undefined && !chunk.unordered) resyncStream(ctx, st, chunk)
+  const resync = st.inboundResync
+  if (resync !== undefined && !chunk.unordered) resyncCandidate(resync, chunk)
+  if (resync?.pendingCumulative === true) {
+    // Undecided: held (a copy, the packet's buffer is not ours) and delivered in TSN order
+    // once decided, so messages of different streams keep the order the peer sent them in.
+    resync.held.push({ ...chunk, userData: chunk.userData.slice() })
+    resync.heldBytes += chunk.userData.length
+    return true
+  }
+  return offerData(ctx, st, chunk, from, index)
+}
+
+/** Offers a new DATA chunk to reassembly and emits what it completes (or the rejection). */
+const offerData = (
+  ctx: Ctx,
+  st: State,
+  chunk: Chunk.Data,
+  from: PeerAddress,
+  index: number,
+  flushing = false,
+): boolean => {
+  const tracker = st.tracker!
+  if (st.reassembly === undefined) return true
   const outcome = st.reassembly.offer(chunk)
   if (st.inboundResync !== undefined && outcome._tag === "Accepted") {
-    // A fragment whose siblings the dead primary acknowledged can never complete.
-    const { messages, droppedBytes } = st.reassembly.abandon(tracker.cumulative)
-    outcome.messages.push(...messages)
-    if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
-    if (gt32(tracker.cumulative, st.inboundResync.untilTsn)) st.inboundResync = undefined
+    // While held chunks are flushed, their own later TSNs count as received already: the
+    // abandon waits for the end of the flush.
+    if (!st.inboundResync.pendingCumulative && !flushing) {
+      // A fragment whose siblings the dead primary acknowledged can never complete.
+      const { messages, droppedBytes } = st.reassembly.abandon(tracker.cumulative)
+      outcome.messages.push(...messages)
+      if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
+    }
+    resyncStreams(ctx, st)
   }
   switch (outcome._tag) {
     case "Accepted":
@@ -1452,17 +1486,24 @@ const onData = (
 }
 
 /**
- * Inbound resynchronisation, cumulative TSN (see {@link takeOver}): the first packet with
- * DATA after the takeover. Its lowest TSN beyond cumulative + 1 is where the peer's
- * retransmissions start (T3 resends the lowest outstanding TSNs first), so everything
- * before it was acknowledged by the dead primary: the cumulative TSN moves to just before
- * it. A packet starting at cumulative + 1 or below shows the replica in step: the mode ends.
+ * Inbound resynchronisation, cumulative TSN (see {@link takeOver}): collects the lowest TSN
+ * beyond the cumulative TSN seen since the takeover, and decides once a packet proves the
+ * peer is retransmitting from its own cumulative ack point: a packet that starts at or
+ * below cumulative + 1 (the replica is in step), or one that starts with a TSN already
+ * received and acknowledged in a Gap Ack Block — a peer that accepted that SACK would not
+ * resend it, so it discarded it (its cumulative ack point is beyond ours: RFC 9260
+ * §6.2.1 D i) and this is its T3 retransmission, which starts at its lowest outstanding TSN.
  */
-const resyncCumulative = (ctx: Ctx, st: State, chunks: ReadonlyArray<Chunk.Chunk>): void => {
+const resyncObserve = (
+  ctx: Ctx,
+  st: State,
+  chunks: ReadonlyArray<Chunk.Chunk>,
+  from: PeerAddress,
+  index: number,
+): void => {
   const resync = st.inboundResync!
   const tracker = st.tracker
-  const reassembly = st.reassembly
-  if (tracker === undefined || reassembly === undefined || !receivesData(st)) return
+  if (tracker === undefined || st.reassembly === undefined || !receivesData(st)) return
   let lowest: number | undefined
   for (const chunk of chunks) {
     if (chunk._tag === "Data" && (lowest === undefined || lt32(chunk.tsn, lowest))) {
@@ -1470,43 +1511,119 @@ const resyncCumulative = (ctx: Ctx, st: State, chunks: ReadonlyArray<Chunk.Chunk
     }
   }
   if (lowest === undefined) return
-  resync.pendingCumulative = false
   if (!gt32(lowest, add32(tracker.cumulative, 1))) {
-    st.inboundResync = undefined
+    resync.seenData = true
+    resync.lowestTsn = lowest
+    resyncDecide(ctx, st, from, index)
     return
   }
-  tracker.skipTo(add32(lowest, -1))
-  resync.untilTsn = add32(tracker.cumulative, 65536)
+  // A retransmission from the lowest TSN seen: the peer resends what it already sent here.
+  const resent = resync.seenData && lowest === resync.lowestTsn && tracker.isReceived(lowest)
+  if (!resync.seenData || lt32(lowest, resync.lowestTsn)) resync.lowestTsn = lowest
+  resync.seenData = true
+  if (resent) resyncDecide(ctx, st, from, index)
+}
+
+/**
+ * Decides the cumulative TSN: every TSN below the lowest one seen since the takeover was
+ * acknowledged by the dead primary (the peer never sends a TSN at or below its cumulative
+ * ack point), so the cumulative TSN moves to just before it. The lowest over the whole
+ * wait, not the first packet's, is what makes a lost or overtaken packet harmless.
+ */
+const resyncDecide = (ctx: Ctx, st: State, from: PeerAddress, index: number): void => {
+  const resync = st.inboundResync!
+  const tracker = st.tracker!
+  const reassembly = st.reassembly!
+  if (!resync.seenData) return
+  resync.pendingCumulative = false
+  const target = add32(resync.lowestTsn, -1)
+  const held = resync.held
+  resync.held = []
+  resync.heldBytes = 0
+  held.sort((a, b) => diff32(a.tsn, b.tsn))
+  if (!gt32(target, tracker.cumulative)) {
+    // In step: the peer still needs cumulative + 1, so the dead primary acknowledged
+    // nothing beyond this copy's cumulative TSN and delivered no ordered message the peer
+    // will not resend (reneged ones come back with the SSNs this copy expects).
+    st.inboundResync = undefined
+    for (const chunk of held) if (!offerData(ctx, st, chunk, from, index)) return
+    return
+  }
+  tracker.skipTo(target)
   st.sackNow = true
   emit(ctx, { _tag: "Dropped", reason: "ResyncSkippedTsns" })
   const { messages, droppedBytes } = reassembly.abandon(tracker.cumulative)
   if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
   for (const message of messages) emit(ctx, { _tag: "Message", ...message })
+  resync.untilTsn = add32(tracker.cumulative, 65536)
+  resyncStreams(ctx, st)
+  for (const chunk of held) if (!offerData(ctx, st, chunk, from, index, true)) return
+  const after = reassembly.abandon(tracker.cumulative)
+  if (after.droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
+  for (const message of after.messages) emit(ctx, { _tag: "Message", ...message })
+  if (st.inboundResync !== undefined) resyncStreams(ctx, st)
+}
+
+/** User bytes held for delivery: reassembly's and those held by an undecided resync. */
+const inboundBufferedBytes = (st: State): number =>
+  (st.reassembly?.bufferedBytes ?? 0) + (st.inboundResync?.heldBytes ?? 0)
+
+/** Records `chunk` as its stream's candidate when it is the lowest TSN seen on it. */
+const resyncCandidate = (resync: InboundResync, chunk: Chunk.Data): void => {
+  const stream = chunk.streamIdentifier
+  if (resync.seenStreams.includes(stream)) return
+  const list = resync.candidates
+  for (let index = 0; index < list.length; index += 3) {
+    if (list[index] !== stream) continue
+    if (lt32(chunk.tsn, list[index + 1]!)) {
+      list[index + 1] = chunk.tsn
+      list[index + 2] = chunk.streamSequenceNumber
+    }
+    return
+  }
+  list.push(stream, chunk.tsn, chunk.streamSequenceNumber)
 }
 
 /**
- * Inbound resynchronisation, ordered streams: the first SSN seen on a stream after the
- * takeover becomes the next one expected if it is ahead (the dead primary delivered the
- * ones before it); buffered fragments of the skipped SSNs are dropped.
+ * Inbound resynchronisation, ordered streams: once the cumulative TSN is decided and every
+ * TSN below a stream's lowest-TSN candidate arrived (so no earlier message of the stream
+ * can still come: a sender numbers a stream's messages in TSN order), the candidate's SSN
+ * becomes the next one expected if it is ahead (the dead primary delivered the ones before
+ * it); buffered fragments of the SSNs skipped are dropped. The mode ends when every
+ * inbound stream is resolved or the cumulative TSN passes `untilTsn` (SSNs wrap).
  */
-const resyncStream = (ctx: Ctx, st: State, chunk: Chunk.Data): void => {
+const resyncStreams = (ctx: Ctx, st: State): void => {
   const resync = st.inboundResync!
-  if (resync.pendingCumulative || resync.seenStreams.includes(chunk.streamIdentifier)) return
-  resync.seenStreams.push(chunk.streamIdentifier)
-  if (resync.seenStreams.length >= st.inboundStreams) st.inboundResync = undefined
+  if (resync.pendingCumulative) return
+  const tracker = st.tracker!
   const reassembly = st.reassembly!
-  const before = reassembly.bufferedBytes
-  const expected = reassembly.expectedSsn(chunk.streamIdentifier)
-  const messages = reassembly.resync(chunk.streamIdentifier, chunk.streamSequenceNumber)
-  if (expected !== reassembly.expectedSsn(chunk.streamIdentifier)) {
-    emit(ctx, { _tag: "Dropped", reason: "ResyncSkippedSsns" })
+  const list = resync.candidates
+  for (let index = 0; index < list.length; ) {
+    const stream = list[index]!
+    const tsn = list[index + 1]!
+    const ssn = list[index + 2]!
+    if (gt32(tsn, add32(tracker.cumulative, 1))) {
+      index += 3
+      continue
+    }
+    list.splice(index, 3)
+    resync.seenStreams.push(stream)
+    const before = reassembly.bufferedBytes
+    const expected = reassembly.expectedSsn(stream)
+    const messages = reassembly.resync(stream, ssn)
+    if (expected !== reassembly.expectedSsn(stream)) {
+      emit(ctx, { _tag: "Dropped", reason: "ResyncSkippedSsns" })
+    }
+    let delivered = 0
+    for (const message of messages) delivered += message.data.length
+    if (reassembly.bufferedBytes + delivered < before) {
+      emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
+    }
+    for (const message of messages) emit(ctx, { _tag: "Message", ...message })
   }
-  let delivered = 0
-  for (const message of messages) delivered += message.data.length
-  if (reassembly.bufferedBytes + delivered < before) {
-    emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
+  if (gt32(tracker.cumulative, resync.untilTsn) || resync.seenStreams.length >= st.inboundStreams) {
+    st.inboundResync = undefined
   }
-  for (const message of messages) emit(ctx, { _tag: "Message", ...message })
 }
 
 /**
@@ -1572,10 +1689,7 @@ const buildSack = (st: State): Chunk.Sack => {
   return {
     _tag: "Sack",
     cumulativeTsnAck: tracker.cumulative,
-    advertisedReceiverWindowCredit: Math.max(
-      0,
-      st.config.receiveWindow - st.reassembly!.bufferedBytes,
-    ),
+    advertisedReceiverWindowCredit: Math.max(0, st.config.receiveWindow - inboundBufferedBytes(st)),
     gapAckBlocks,
     duplicateTsns,
   }
@@ -1711,6 +1825,7 @@ const processSack = (
       highestGapAcked = chunk.tsn
     }
   }
+  revokeReneged(ctx, st, cum, gaps)
   // §7.2.4 (HTNA): a miss indication for each TSN below the highest newly acknowledged.
   if (highestGapAcked !== undefined && highestNewlyAcked !== undefined) {
     for (let position = head; position < out.length; position++) {
@@ -1758,6 +1873,47 @@ const processSack = (
   if (rwnd !== undefined) st.peerRwnd = Math.max(0, rwnd - st.flightBytes)
   compactOutstanding(st)
   checkShutdownProgress(ctx, st)
+}
+
+/**
+ * §6.2.1 D iv: a chunk acknowledged by an earlier Gap Ack Block that this SACK no longer
+ * covers (below its highest block) was reneged on (e.g. a replica took over from a peer node that had received it):
+ * it counts as outstanding again, gets a miss indication, and the T3-rtx timer of its
+ * destination runs, so it is retransmitted rather than held for ever.
+ */
+const revokeReneged = (
+  ctx: Ctx,
+  st: State,
+  cum: number,
+  gaps: ReadonlyArray<Chunk.GapAckBlock>,
+): void => {
+  const out = st.outstanding
+  // A receiver may list only its first Gap Ack Blocks (room in the packet): above the
+  // highest one listed nothing is known, except when none is listed (then it holds
+  // nothing above the cumulative TSN).
+  let highest = gaps.length === 0 ? Number.POSITIVE_INFINITY : 0
+  for (const gap of gaps) if (gap.end > highest) highest = gap.end
+  let block = 0
+  for (let position = st.outstandingHead; position < out.length; position++) {
+    const chunk = out[position]!
+    if (!chunk.acked) continue
+    const offset = diff32(chunk.tsn, cum)
+    if (offset > highest) break
+    while (block < gaps.length && gaps[block]!.end < offset) block++
+    const covering = gaps[block]
+    if (covering !== undefined && covering.start <= offset && covering.start !== 0) continue
+    chunk.acked = false
+    chunk.inFlight = true
+    chunk.fast = false
+    st.flightBytes += chunk.data.length
+    const path = st.paths[chunk.path]
+    if (path === undefined) continue
+    path.flightBytes += chunk.data.length
+    chunk.missIndications++
+    if (st.timers[t3Name(path)] === undefined) {
+      setTimer(ctx, st, t3Name(path), ctx.now + path.rto.rto)
+    }
+  }
 }
 
 /**
@@ -2604,6 +2760,11 @@ export interface Snapshot {
   readonly resynchronizing: boolean
   readonly inboundResync?: {
     readonly pendingCumulative: boolean
+    readonly seenData?: boolean
+    readonly lowestTsn?: number
+    readonly held?: ReadonlyArray<Chunk.Data>
+    readonly heldBytes?: number
+    readonly candidates?: ReadonlyArray<number>
     readonly seenStreams: ReadonlyArray<number>
     readonly untilTsn: number
   }
@@ -2674,7 +2835,15 @@ export const snapshot = (st: State): Snapshot => ({
   ...(st.inboundResync === undefined
     ? {}
     : {
-        inboundResync: { ...st.inboundResync, seenStreams: st.inboundResync.seenStreams.slice() },
+        inboundResync: {
+          ...st.inboundResync,
+          held: st.inboundResync.held.map((chunk) => ({
+            ...chunk,
+            userData: chunk.userData.slice(),
+          })),
+          candidates: st.inboundResync.candidates.slice(),
+          seenStreams: st.inboundResync.seenStreams.slice(),
+        },
       }),
   forwardTsnSupported: st.forwardTsnSupported,
   ...(st.forwardTsn === undefined
@@ -2736,7 +2905,19 @@ export const restore = (config: Config, s: Snapshot): State => {
     inboundResync:
       s.inboundResync === undefined
         ? undefined
-        : { ...s.inboundResync, seenStreams: s.inboundResync.seenStreams.slice() },
+        : {
+            pendingCumulative: s.inboundResync.pendingCumulative,
+            seenData: s.inboundResync.seenData === true,
+            lowestTsn: s.inboundResync.lowestTsn ?? 0,
+            held: (s.inboundResync.held ?? []).map((chunk) => ({
+              ...chunk,
+              userData: chunk.userData.slice(),
+            })),
+            heldBytes: s.inboundResync.heldBytes ?? 0,
+            candidates: s.inboundResync.candidates?.slice() ?? [],
+            seenStreams: s.inboundResync.seenStreams.slice(),
+            untilTsn: s.inboundResync.untilTsn,
+          },
     forwardTsnSupported: s.forwardTsnSupported === true,
     forwardTsn:
       s.forwardTsn === undefined
@@ -2752,6 +2933,42 @@ export const restore = (config: Config, s: Snapshot): State => {
  * them; the FORWARD TSN that makes the peer skip them is scheduled.
  */
 const reserveJump = (st: State, tsnReserve: number, ssnReserve: number): void => {
+  // TSNs are assigned in queue order, so the primary sent (if it sent them) this copy's
+  // queued fragments under the next TSNs, with the SSNs they already carry: they take
+  // those TSNs before the jump, marked for retransmission, so the peer's SACKs acknowledge
+  // what it got from the primary (no message twice) and the rest goes out under the same
+  // numbers. This also keeps a message partly sent whole (§6.9: consecutive TSNs, one SSN).
+  while (st.queueHead < st.queue.length) {
+    const next = st.queue[st.queueHead]!
+    st.queue[st.queueHead] = undefined as unknown as Queued
+    st.queueHead++
+    st.queuedBytes -= next.data.length
+    const chunk: Outstanding = {
+      tsn: st.nextTsn,
+      stream: next.stream,
+      ssn: next.ssn,
+      ppid: next.ppid,
+      unordered: next.unordered,
+      beginning: next.beginning,
+      ending: next.ending,
+      data: next.data,
+      path: st.primary,
+      transmissions: 1,
+      acked: false,
+      inFlight: false,
+      missIndications: 0,
+      retransmit: false,
+      fast: false,
+      fastDone: false,
+    }
+    st.nextTsn = add32(st.nextTsn, 1)
+    st.outstanding.push(chunk)
+    markRetransmit(st, chunk)
+  }
+  if (st.queueHead === st.queue.length) {
+    st.queue = []
+    st.queueHead = 0
+  }
   const afterTsn = add32(st.nextTsn, -1)
   st.nextTsn = add32(st.nextTsn, tsnReserve)
   const streams: Array<number> = []
@@ -2819,53 +3036,62 @@ export interface TakeOverOptions {
  * TSNs after the snapshot): our next TSN moves past it and what we hold below it counts as
  * acknowledged (`resynchronizing`).
  *
- * Inbound, with `resync: true` — a heuristic for a replica behind the primary, which does
+ * Inbound, with `resync: true` — for a replica that may be behind the primary, which does
  * not know which TSNs the primary acknowledged (the peer freed them and never resends):
  *
- * 1. The first packet with DATA after the takeover decides the cumulative TSN: if its
- *    lowest TSN L is beyond cumulative + 1, the cumulative TSN becomes L − 1 (the peer's
- *    T3 retransmission, the first DATA to reach the new address, starts at its lowest
- *    outstanding TSN, so everything below L was acknowledged by the primary). Buffered
- *    fragments of messages that lack a fragment at or below the new cumulative TSN are
- *    dropped (they can never complete). If L ≤ cumulative + 1 the replica is in step and
- *    the mode ends at once.
- * 2. Afterwards, on each ordered stream, the first SSN seen becomes the next one expected
- *    if it is ahead (the primary delivered the ones before it); buffered fragments of the
- *    SSNs skipped are dropped. Messages that become hopeless (a fragment missing at or
- *    below the cumulative TSN) are dropped and their SSN skipped.
- * 3. The mode ends when every inbound stream was seen, or when the cumulative TSN passes
- *    L − 1 + 65,536 (SSNs wrap at 65,536 messages: beyond that a first-seen SSN proves
- *    nothing).
+ * 1. DATA is received and acknowledged as usual but held, not delivered, while the replica
+ *    collects the lowest TSN L beyond its cumulative TSN seen since the takeover (held
+ *    bytes count against the window we offer); once decided, what was held is delivered
+ *    in TSN order, so messages of different streams keep the order the peer sent them in. It decides once a
+ *    packet proves where the peer's cumulative ack point is: a packet starting at or below
+ *    cumulative + 1 (in step: the mode ends, nothing skipped), or a packet starting at L
+ *    again with L already received — a peer that had accepted our SACK of L would not
+ *    resend it, so it discards our SACKs (§6.2.1 D i: its cumulative ack point is beyond
+ *    ours) and this is its T3 retransmission, which starts at its lowest outstanding TSN.
+ *    The cumulative TSN then becomes L − 1; buffered fragments of messages that lack a
+ *    fragment at or below it are dropped. Taking the lowest TSN over the whole wait, not
+ *    the first packet's, makes a lost or overtaken retransmission harmless.
+ * 2. On each ordered stream, once every TSN below the lowest TSN seen on it (after the
+ *    skip) arrived, that chunk's SSN becomes the next one expected if it is ahead (the
+ *    primary delivered the ones before it; a sender numbers a stream's messages in TSN
+ *    order); buffered fragments of the SSNs skipped are dropped.
+ * 3. The mode ends when every inbound stream was resolved, or when the cumulative TSN
+ *    passes L − 1 + 65,536 (SSNs wrap).
+ *
+ * Outbound, always: a SACK that no longer covers a TSN an earlier Gap Ack Block covered
+ * (below its highest block) revokes it (§6.2.1 D iv): it is outstanding again and T3 runs,
+ * so a peer whose data the dead primary gap-acknowledged resends it to the replica.
  *
  * Outbound, with `resync: true` and `reserve: { tsn: R1, ssn: R2 }` (the snapshot is at
  * most R1 TSNs and R2 SSNs per stream behind the primary), when both ends offered
- * Forward-TSN-Supported (RFC 3758, PR-SCTP; we always offer it): the next TSN moves R1
- * ahead and every outbound stream's next SSN R2 ahead (ordered messages still queued are
- * renumbered with it); the outstanding chunks the replica knows are retransmitted as
- * usual; once all of them are acknowledged (the peer's cumulative TSN ack reaches the
- * snapshot's next TSN − 1) a FORWARD TSN goes out with New Cumulative TSN = the jumped
- * next TSN − 1 and, per stream, the SSN before its first new one; it is retransmitted on
- * T3 until the peer's cumulative TSN ack reaches it. New DATA meanwhile uses the new
+ * Forward-TSN-Supported (RFC 3758, PR-SCTP; we always offer it): the fragments still
+ * queued in the snapshot first take the next TSNs — TSNs are assigned in queue order, so
+ * these are the TSNs (and SSNs) under which the primary sent them if it did — and are
+ * marked for retransmission with the outstanding chunks: what the peer got from the
+ * primary is acknowledged, not sent twice, and a message is never split across the jump
+ * (§6.9). Then the next TSN moves R1 ahead and every outbound stream's next SSN R2 ahead;
+ * once every chunk below the jump is acknowledged (the peer's cumulative TSN ack reaches
+ * it) a FORWARD TSN goes out with New Cumulative TSN = the jumped next TSN − 1 and, per
+ * stream, the SSN before its first new one; it is retransmitted on T3 until the peer's
+ * cumulative TSN ack reaches it. It covers everything up to the jump, so whatever the
+ * primary sent in the reserved range the peer moves past. New DATA meanwhile uses the new
  * numbers (the peer holds it above the gap until the FORWARD TSN arrives). What the dead
- * primary sent in the reserved range and the peer did not receive is lost (the policy's
- * bounded loss); what it received was delivered. Keep R1 well under 65,535 minus the
+ * primary sent in the reserved range (messages queued after the snapshot) and the peer did
+ * not receive is lost (the policy's bounded loss). Keep R1 well under 65,535 minus the
  * peer's window in chunks: a peer drops DATA that far beyond its cumulative TSN. If the
  * outbound streams do not fit one FORWARD TSN in a packet, only the streams used so far
- * jump. Messages still queued in the snapshot are sent again (the primary may have sent
- * them: the peer may get them twice). Without PR-SCTP on both ends there is no jump: the
- * replica reuses TSNs and SSNs the primary may have used; the peer takes the reused TSNs
- * it received as duplicates (those messages of ours are lost) and, for a reused SSN it
- * delivered, drops the message as stale, or waits for SSNs the primary used and it never
- * received (the stream stalls).
+ * jump. Without PR-SCTP on both ends there is no jump: the replica reuses TSNs and SSNs
+ * the primary may have used; the peer takes the reused TSNs it received as duplicates
+ * (those messages of ours are lost) and, for a reused SSN it delivered, drops the message
+ * as stale, or waits for SSNs the primary used and it never received (the stream stalls).
  *
  * Every skip is reported as a `Dropped` event (`ResyncSkippedTsns`, `ResyncSkippedSsns`,
- * `ResyncIncomplete`). Failure modes: if the peer's first retransmission to the new address
- * is lost and a later packet arrives first, the TSNs between are skipped and their messages
- * lost (acknowledged, so the peer frees them); if the first chunk seen on a stream was
- * reordered ahead of an earlier one of the same stream, the earlier message is dropped as
- * stale; messages the primary received above a gap (acknowledged by Gap Ack Blocks) and
- * delivered are not known to the replica: the peer resends them once our SACKs omit them
- * (§6.2.1 D iv, reneging), and they are delivered a second time.
+ * `ResyncIncomplete`). Failure modes: delivery waits until the decision (about two of the
+ * peer's RTOs when the replica is behind); if our SACK of L is lost and the peer retransmits L on T3 (in step, but with
+ * cumulative + 1 still missing and not retransmitted first), TSNs below L are skipped;
+ * messages the primary received above a gap (acknowledged by Gap Ack Blocks) and delivered
+ * are not known to the replica: the peer resends them once our SACKs omit them (§6.2.1
+ * D iv, reneging), and they are delivered a second time.
  *
  * @since 0.1.0
  * @category replication
@@ -2887,7 +3113,16 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
   st.resynchronizing = st.peerTag !== 0
   st.inboundResync =
     options?.resync === true && st.tracker !== undefined
-      ? { pendingCumulative: true, seenStreams: [], untilTsn: st.tracker.cumulative }
+      ? {
+          pendingCumulative: true,
+          seenData: false,
+          lowestTsn: 0,
+          held: [],
+          heldBytes: 0,
+          candidates: [],
+          seenStreams: [],
+          untilTsn: st.tracker.cumulative,
+        }
       : undefined
   const reserve = options?.reserve
   if (

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Association from "../src/Association.ts"
-import { clientHost, established, Loopback, messages } from "./associationHarness.ts"
+import {
+  clientHost,
+  established,
+  Loopback,
+  messages,
+  serverHosts,
+  serverUdp,
+} from "./associationHarness.ts"
 
 const config = (localPort: number): Association.Config => ({
   ...Association.defaultConfig,
@@ -144,6 +151,11 @@ describe("Association inbound resynchronisation (takeOver with resync)", () => {
     )
     expect(copy.inboundResync).toEqual({
       pendingCumulative: true,
+      seenData: false,
+      lowestTsn: 0,
+      held: [],
+      heldBytes: 0,
+      candidates: [],
       seenStreams: [],
       untilTsn: lb.client.tracker!.cumulative,
     })
@@ -299,5 +311,50 @@ describe("Association outbound resynchronisation (takeOver with a reserve, RFC 3
     Association.takeOver(replica, lb.nowMs, { resync: true, reserve: { tsn: 16, ssn: 8 } })
     expect(Association.info(replica).nextTsn).toBe(before)
     expect(replica.forwardTsn).toBeUndefined()
+  })
+})
+
+describe("Association outbound reneging (§6.2.1 D iv)", () => {
+  it("chunks a SACK no longer gap-acknowledges are retransmitted, not held for ever", () => {
+    const lb = new Loopback({ seed: 61 }, config(4000), config(5000))
+    expect(lb.run(() => established(lb), 60_000)).toBe(true)
+    // The peer's node that gap-acknowledged them dies: the DATA never reaches the survivor.
+    for (const host of serverHosts) lb.blackHoles.add(host)
+    for (let index = 0; index < 3; index++) {
+      const data = new Uint8Array(16).fill(index)
+      new DataView(data.buffer).setUint32(0, index)
+      lb.send(true, { _tag: "Send", stream: 0, ppid: 7, data, unordered: false })
+    }
+    const first = lb.client.outstanding[lb.client.outstandingHead]!.tsn
+    const sack = (gapAckBlocks: ReadonlyArray<{ start: number; end: number }>) =>
+      lb.stepClient({
+        _tag: "Receive",
+        from: { host: serverHosts[0], udpPort: serverUdp },
+        packet: {
+          sourcePort: Association.peerPort(lb.client),
+          destinationPort: 4000,
+          verificationTag: Association.myTag(lb.client),
+          chunks: [
+            {
+              _tag: "Sack",
+              cumulativeTsnAck: (first - 1) >>> 0,
+              advertisedReceiverWindowCredit: 131072,
+              gapAckBlocks,
+              duplicateTsns: [],
+            },
+          ],
+        },
+        nowMs: lb.nowMs,
+      })
+    sack([{ start: 2, end: 3 }])
+    const acked = () =>
+      lb.client.outstanding.slice(lb.client.outstandingHead).map((chunk) => chunk.acked)
+    expect(acked()).toEqual([false, true, true])
+    // The survivor holds only what came before: its SACK lists no Gap Ack Block.
+    sack([])
+    expect(acked()).toEqual([false, false, false])
+    for (const host of serverHosts) lb.blackHoles.delete(host)
+    expect(lb.run(() => messages(lb.serverEvents).length >= 3, 120_000)).toBe(true)
+    expect(messages(lb.serverEvents).map((m) => numberOf(m.data))).toEqual([0, 1, 2])
   })
 })
