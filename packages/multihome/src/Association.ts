@@ -2078,29 +2078,7 @@ const sendData = (ctx: Ctx, st: State): void => {
     if (path.flightBytes >= path.congestion.cwnd) break
     // §6.1 A: rwnd, except one chunk when nothing is in flight (zero window probe).
     if (length > st.peerRwnd && st.flightBytes > 0) break
-    st.queue[st.queueHead] = undefined as unknown as Queued
-    st.queueHead++
-    st.queuedBytes -= length
-    const chunk: Outstanding = {
-      tsn: st.nextTsn,
-      stream: next.stream,
-      ssn: next.ssn,
-      ppid: next.ppid,
-      unordered: next.unordered,
-      beginning: next.beginning,
-      ending: next.ending,
-      data: next.data,
-      path: index,
-      transmissions: 1,
-      acked: false,
-      inFlight: false,
-      missIndications: 0,
-      retransmit: false,
-      fast: false,
-      fastDone: false,
-    }
-    st.nextTsn = add32(st.nextTsn, 1)
-    st.outstanding.push(chunk)
+    const chunk = takeQueuedWithNextTsn(st, index)
     st.peerRwnd = Math.max(0, st.peerRwnd - length)
     if (!path.rttPending) {
       path.rttPending = true
@@ -2932,6 +2910,38 @@ export const restore = (config: Config, s: Snapshot): State => {
  * used are skipped; queued (never sent by this copy) ordered messages are renumbered past
  * them; the FORWARD TSN that makes the peer skip them is scheduled.
  */
+/**
+ * Takes the first queued fragment, gives it the next TSN and puts it on the outstanding
+ * list as sent once on `path` (the caller decides whether it is in flight).
+ */
+const takeQueuedWithNextTsn = (st: State, path: number): Outstanding => {
+  const next = st.queue[st.queueHead]!
+  st.queue[st.queueHead] = undefined as unknown as Queued
+  st.queueHead++
+  st.queuedBytes -= next.data.length
+  const chunk: Outstanding = {
+    tsn: st.nextTsn,
+    stream: next.stream,
+    ssn: next.ssn,
+    ppid: next.ppid,
+    unordered: next.unordered,
+    beginning: next.beginning,
+    ending: next.ending,
+    data: next.data,
+    path,
+    transmissions: 1,
+    acked: false,
+    inFlight: false,
+    missIndications: 0,
+    retransmit: false,
+    fast: false,
+    fastDone: false,
+  }
+  st.nextTsn = add32(st.nextTsn, 1)
+  st.outstanding.push(chunk)
+  return chunk
+}
+
 const reserveJump = (st: State, tsnReserve: number, ssnReserve: number): void => {
   // TSNs are assigned in queue order, so the primary sent (if it sent them) this copy's
   // queued fragments under the next TSNs, with the SSNs they already carry: they take
@@ -2939,31 +2949,7 @@ const reserveJump = (st: State, tsnReserve: number, ssnReserve: number): void =>
   // what it got from the primary (no message twice) and the rest goes out under the same
   // numbers. This also keeps a message partly sent whole (§6.9: consecutive TSNs, one SSN).
   while (st.queueHead < st.queue.length) {
-    const next = st.queue[st.queueHead]!
-    st.queue[st.queueHead] = undefined as unknown as Queued
-    st.queueHead++
-    st.queuedBytes -= next.data.length
-    const chunk: Outstanding = {
-      tsn: st.nextTsn,
-      stream: next.stream,
-      ssn: next.ssn,
-      ppid: next.ppid,
-      unordered: next.unordered,
-      beginning: next.beginning,
-      ending: next.ending,
-      data: next.data,
-      path: st.primary,
-      transmissions: 1,
-      acked: false,
-      inFlight: false,
-      missIndications: 0,
-      retransmit: false,
-      fast: false,
-      fastDone: false,
-    }
-    st.nextTsn = add32(st.nextTsn, 1)
-    st.outstanding.push(chunk)
-    markRetransmit(st, chunk)
+    markRetransmit(st, takeQueuedWithNextTsn(st, st.primary))
   }
   if (st.queueHead === st.queue.length) {
     st.queue = []
