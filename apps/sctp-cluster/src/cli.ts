@@ -78,7 +78,7 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
          --status: where GET /status answers (default tcp://127.0.0.1:0, the port chosen is
            printed). --cluster-key-file authenticates the link and the store.
          stdout: one JSON line per fact ("t": started, cluster, role, association,
-         impending-failure, stopping, cluster-suppressed).
+         impending-failure, stopping).
          SIGTERM: one final synchronisation to the secondary (an impending failure), then
          exit 0. SIGINT: exit.
 status   prints the node's role, link, replication lag, and each association with its

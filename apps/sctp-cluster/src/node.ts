@@ -4,8 +4,7 @@
  * `started` once bound, `cluster` per cluster event (link up / down, takeover, final
  * synchronisation), `role` when its role or link changes, `association` when an
  * association's state, primary path or a path's confirmation / activity changes,
- * `impending-failure` after SIGTERM's final synchronisation, `stopping`; and
- * `cluster-suppressed` when a flapping link's events were counted instead of printed.
+ * `impending-failure` after SIGTERM's final synchronisation, and `stopping`.
  *
  * @since 0.1.0
  */
@@ -20,9 +19,6 @@ import type { StatusReport } from "./report.ts"
 
 /** How often the node looks for association and role changes to print. */
 const watchEveryMs = 50
-
-/** Link up / down lines printed per second at most (see the `cluster-suppressed` line). */
-const linkLinesPerSecondMax = 20
 
 /** SIGTERM's final synchronisation gives up after this long (the process is going away). */
 const impendingFailureBoundMs = 3_000
@@ -159,28 +155,9 @@ export const node = (
     const report = Effect.map(cluster.status, (status) => ({ ...status, node: identity }))
     const statusAddress = yield* serveStatus(invocation.status, report)
 
-    // A link that flaps (a peer that accepts and closes at once) must not flood stdout:
-    // link events past the limit in one second are counted, then reported in one line.
-    let windowStartMs = 0
-    let linkLinesInWindow = 0
-    let suppressed = 0
     yield* Effect.forkScoped(
       Stream.runForEach(cluster.events, (event) =>
-        Effect.sync(() => {
-          const nowMs = Date.now()
-          if (nowMs - windowStartMs >= 1_000) {
-            if (suppressed > 0) line({ t: "cluster-suppressed", linkEvents: suppressed })
-            windowStartMs = nowMs
-            linkLinesInWindow = 0
-            suppressed = 0
-          }
-          const isLink = event._tag === "LinkUp" || event._tag === "LinkDown"
-          if (isLink && linkLinesInWindow >= linkLinesPerSecondMax) suppressed++
-          else {
-            if (isLink) linkLinesInWindow++
-            line({ t: "cluster", ...event })
-          }
-        }),
+        Effect.sync(() => line({ t: "cluster", ...event })),
       ),
     )
 

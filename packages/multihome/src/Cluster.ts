@@ -142,6 +142,8 @@ export type ClusterEvent =
   | { readonly _tag: "Deposed"; readonly atMs: number }
   | { readonly _tag: "Synced"; readonly reason: "ImpendingFailure"; readonly messages: number }
   | { readonly _tag: "ReplicaRejected"; readonly detail: string }
+  /** `state-node`: a snapshot could not be written; the update went out without it. */
+  | { readonly _tag: "StoreWriteFailed"; readonly association: number }
 
 /**
  * What `sctp-cluster status` shows.
@@ -298,19 +300,21 @@ export const make = (
         if (update.created) yield* shipAliasesIfGrown
         yield* ship(plan.messages)
         if (plan.store !== undefined && options.store !== undefined) {
-          yield* Effect.ignore(
-            options.store.put(
-              storeKey(plan.store.association),
-              Replication.codec
-                .encode({
-                  _tag: "Snapshot",
-                  seq: shipper.lastSeq,
-                  association: plan.store.association,
-                  snapshot: plan.store.snapshot,
-                })
-                .pipe((result) => (result._tag === "Success" ? result.success : new Uint8Array())),
-            ),
+          const encoded = Replication.codec.encode({
+            _tag: "Snapshot",
+            seq: shipper.lastSeq,
+            association: plan.store.association,
+            snapshot: plan.store.snapshot,
+          })
+          // A snapshot that does not encode is a defect of the machine, not a store problem.
+          if (encoded._tag === "Failure") return yield* Effect.die(encoded.failure)
+          const written = yield* Effect.exit(
+            options.store.put(storeKey(plan.store.association), encoded.success),
           )
+          // The store is down: go on (like a primary whose secondary died) but say so.
+          if (written._tag === "Failure") {
+            yield* publish({ _tag: "StoreWriteFailed", association: plan.store.association })
+          }
         }
         if (plan.forget !== undefined && options.store !== undefined) {
           yield* Effect.ignore(options.store.delete(storeKey(plan.forget)))
@@ -408,8 +412,19 @@ export const make = (
           if (stored._tag === "Success") {
             for (const entry of stored.success.items) {
               const decoded = Replication.codec.decode(entry.value)
-              if (decoded._tag === "Success") replicas.apply(decoded.success)
+              const rejected =
+                decoded._tag === "Success"
+                  ? replicas.apply(decoded.success)
+                  : { detail: `${entry.key}: ${decoded.failure.message}` }
+              if (rejected !== undefined) {
+                yield* publish({ _tag: "ReplicaRejected", detail: rejected.detail })
+              }
             }
+          } else {
+            yield* publish({
+              _tag: "ReplicaRejected",
+              detail: `the store did not answer: ${stored.failure.message}`,
+            })
           }
         }
         if (replicas.listener !== undefined) yield* endpoint.adoptListenerSecrets(replicas.listener)

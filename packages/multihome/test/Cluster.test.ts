@@ -5,7 +5,7 @@
  * address parameters carry them.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { MemoryStore } from "@understudy/store"
+import { MemoryStore, StoreError } from "@understudy/store"
 import { Address, SimNet } from "@understudy/transport"
 import { Effect, Fiber, type Scope, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
@@ -43,10 +43,21 @@ interface Setup {
   readonly nodes: Map<Cluster.Role, Cluster.Node>
 }
 
-const startCluster = (policyText: string, options: { readonly store?: boolean } = {}) =>
+const startCluster = (
+  policyText: string,
+  options: { readonly store?: boolean; readonly storeDown?: boolean } = {},
+) =>
   Effect.gen(function* () {
     const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
-    const store = options.store === true ? yield* MemoryStore.make() : undefined
+    const memory = options.store === true ? yield* MemoryStore.make() : undefined
+    // A store whose writes all fail, as one that is down.
+    const store =
+      memory !== undefined && options.storeDown === true
+        ? {
+            ...memory,
+            put: () => Effect.fail(new StoreError.Unavailable({ detail: "down in this test" })),
+          }
+        : memory
     const nodes = new Map<Cluster.Role, Cluster.Node>()
     for (const role of ["secondary", "primary"] as const) {
       const host = role === "primary" ? primaryHost : secondaryHost
@@ -301,4 +312,27 @@ describe("Cluster on SimNet", () => {
       }),
     )
   }
+
+  it.effect(
+    "state-node with the store down: the primary serves on and reports each failed write",
+    () =>
+      Effect.gen(function* () {
+        const setup = yield* startCluster("state-node", { store: true, storeDown: true })
+        const primary = setup.nodes.get("primary")!
+        const failed = yield* Effect.forkScoped(
+          primary.events.pipe(
+            Stream.filter((event) => event._tag === "StoreWriteFailed"),
+            Stream.take(3),
+            Stream.runCollect,
+          ),
+        )
+        const association = yield* startPeer(setup.net)
+        const echoes = yield* Effect.forkScoped(
+          association.messages.pipe(Stream.take(10), Stream.runCollect),
+        )
+        for (let index = 0; index < 10; index++) yield* association.send(0, 1, numbered(index))
+        expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
+        expect(yield* within(1_000, Fiber.join(failed))).toHaveLength(3)
+      }),
+  )
 })
