@@ -251,6 +251,8 @@ export const make = (
     let closing = false
     /** Whether a primary was ever linked: a secondary takes over only from one it knew. */
     let linkEverUp = false
+    /** The secondary's takeover is complete: every copy is a live association. */
+    let tookOver = false
 
     const releaseAcked = Effect.gen(function* () {
       for (let index = ackWaiters.length - 1; index >= 0; index--) {
@@ -333,6 +335,10 @@ export const make = (
     /** Packets that reach the secondary for no association of its own (see the module doc). */
     const intercept = (packet: Endpoint.Intercepted): Effect.Effect<boolean> =>
       Effect.gen(function* () {
+        // Mid-takeover (the link just closed and the copies are being adopted): a packet for
+        // a copy not adopted yet would look out of the blue and draw an ABORT. Drop it; the
+        // peer retransmits.
+        if (role === "active-secondary" && !tookOver) return true
         if (role !== "secondary") return false
         const copy = replicas.byTag(packet.packet.verificationTag)
         const chunks = packet.packet.chunks
@@ -444,6 +450,7 @@ export const make = (
           adopted++
         }
         replicas.states.clear()
+        tookOver = true
         yield* publish({ _tag: "TookOver", associations: adopted, atMs: yield* now })
         yield* Effect.logInfo(`took over ${adopted} associations: ${why}`)
       })

@@ -35,6 +35,7 @@
  * violations of what no policy allows; the caller decides what to assert. The bound of a
  * copy that is behind is `Outcome.atRisk`.
  */
+import { Heap } from "@understudy/transport"
 import { Result } from "effect"
 import * as Association from "../../src/Association.ts"
 import * as Cookie from "../../src/Cookie.ts"
@@ -235,44 +236,6 @@ interface Queued {
   event: SimEvent
 }
 
-/** A binary min-heap on (at, order). */
-class Heap {
-  private items: Array<Queued> = []
-  get size(): number {
-    return this.items.length
-  }
-  push(item: Queued): void {
-    const items = this.items
-    items.push(item)
-    let index = items.length - 1
-    while (index > 0) {
-      const parent = (index - 1) >> 1
-      if (!before(items[index]!, items[parent]!)) break
-      ;[items[index], items[parent]] = [items[parent]!, items[index]!]
-      index = parent
-    }
-  }
-  pop(): Queued | undefined {
-    const items = this.items
-    const top = items[0]
-    const last = items.pop()
-    if (top === undefined || last === undefined || items.length === 0) return top
-    items[0] = last
-    let index = 0
-    for (;;) {
-      const left = index * 2 + 1
-      const right = left + 1
-      let smallest = index
-      if (left < items.length && before(items[left]!, items[smallest]!)) smallest = left
-      if (right < items.length && before(items[right]!, items[smallest]!)) smallest = right
-      if (smallest === index) break
-      ;[items[index], items[smallest]] = [items[smallest]!, items[index]!]
-      index = smallest
-    }
-    return top
-  }
-}
-
 const before = (a: Queued, b: Queued) => a.at < b.at || (a.at === b.at && a.order < b.order)
 
 // ---------------------------------------------------------------------------------------
@@ -401,7 +364,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   const plan = schedule(seed)
   const policy = policyCase.policy
   const rng = new Prng(seed ^ 0x2545f491)
-  const heap = new Heap()
+  const heap = new Heap.MinHeap<Queued>(before)
   let order = 0
   let now = 0
   let events = 0

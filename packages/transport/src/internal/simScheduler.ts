@@ -8,6 +8,7 @@
  * schedule further events, never block.
  */
 import { type Clock, Effect } from "effect"
+import { MinHeap } from "../Heap.ts"
 
 /** Most events waiting at once; past it scheduling is a broken invariant (a defect). */
 export const maxPendingEvents = 1_000_000
@@ -24,51 +25,6 @@ interface Event {
 const before = (a: Event, b: Event): boolean =>
   a.atMs < b.atMs || (a.atMs === b.atMs && a.seq < b.seq)
 
-/** A binary min-heap of events by (time, sequence). */
-class EventHeap {
-  private readonly items: Array<Event> = []
-
-  get size(): number {
-    return this.items.length
-  }
-
-  peek(): Event | undefined {
-    return this.items[0]
-  }
-
-  push(event: Event): void {
-    const items = this.items
-    items.push(event)
-    let index = items.length - 1
-    while (index > 0) {
-      const parent = (index - 1) >> 1
-      if (!before(items[index]!, items[parent]!)) break
-      ;[items[index], items[parent]] = [items[parent]!, items[index]!]
-      index = parent
-    }
-  }
-
-  pop(): Event | undefined {
-    const items = this.items
-    const top = items[0]
-    const last = items.pop()
-    if (top === undefined || last === undefined || items.length === 0) return top
-    items[0] = last
-    let index = 0
-    for (;;) {
-      const left = index * 2 + 1
-      const right = left + 1
-      let smallest = index
-      if (left < items.length && before(items[left]!, items[smallest]!)) smallest = left
-      if (right < items.length && before(items[right]!, items[smallest]!)) smallest = right
-      if (smallest === index) break
-      ;[items[index], items[smallest]] = [items[smallest]!, items[index]!]
-      index = smallest
-    }
-    return top
-  }
-}
-
 export interface SimScheduler {
   /** The current Clock time in milliseconds. */
   readonly nowMs: () => number
@@ -79,7 +35,7 @@ export interface SimScheduler {
 }
 
 export const make = (clock: Clock.Clock): SimScheduler => {
-  const heap = new EventHeap()
+  const heap = new MinHeap<Event>(before)
   let seq = 0
   // The loop's way to be woken early: set while it waits, taken by the first `at` that
   // needs an earlier wake-up than the one it sleeps for. `wakeRequested` covers an `at`
