@@ -363,19 +363,12 @@ export interface State {
 }
 
 /**
- * A replica's inbound resynchronisation (plain data, see {@link takeOver}): while
- * `pendingCumulative`, the lowest TSN beyond the cumulative TSN seen so far (`seenData`,
- * `lowestTsn`) and the DATA held meanwhile (`held`, `heldBytes`); `candidates`, flat
- * `[stream, tsn, ssn, …]`, the lowest-TSN ordered chunk seen per stream not yet resolved;
- * `seenStreams`, the streams resolved; `untilTsn`, past which the whole mode ends.
+ * A replica's inbound resynchronisation of its ordered streams (plain data, see
+ * {@link takeOver}): `candidates`, flat `[stream, tsn, ssn, …]`, the lowest-TSN ordered
+ * chunk seen per stream not yet resolved; `seenStreams`, the streams resolved; `untilTsn`,
+ * past which the mode ends.
  */
 interface InboundResync {
-  pendingCumulative: boolean
-  seenData: boolean
-  lowestTsn: number
-  /** DATA received while undecided, delivered in TSN order once decided. */
-  held: Array<Chunk.Data>
-  heldBytes: number
   candidates: Array<number>
   seenStreams: Array<number>
   untilTsn: number
@@ -982,7 +975,6 @@ const processChunks = (
       break
     }
   }
-  if (st.inboundResync?.pendingCumulative === true) resyncObserve(ctx, st, known, from, index)
   for (const chunk of known) {
     if (isClosed(st)) return
     if (!onChunk(ctx, st, chunk, from, index)) break
@@ -1409,13 +1401,6 @@ const onData = (
   }
   const resync = st.inboundResync
   if (resync !== undefined && !chunk.unordered) resyncCandidate(resync, chunk)
-  if (resync?.pendingCumulative === true) {
-    // Undecided: held (a copy, the packet's buffer is not ours) and delivered in TSN order
-    // once decided, so messages of different streams keep the order the peer sent them in.
-    resync.held.push({ ...chunk, userData: chunk.userData.slice() })
-    resync.heldBytes += chunk.userData.length
-    return true
-  }
   return offerData(ctx, st, chunk, from, index)
 }
 
@@ -1426,20 +1411,15 @@ const offerData = (
   chunk: Chunk.Data,
   from: PeerAddress,
   index: number,
-  flushing = false,
 ): boolean => {
   const tracker = st.tracker!
   if (st.reassembly === undefined) return true
   const outcome = st.reassembly.offer(chunk)
   if (st.inboundResync !== undefined && outcome._tag === "Accepted") {
-    // While held chunks are flushed, their own later TSNs count as received already: the
-    // abandon waits for the end of the flush.
-    if (!st.inboundResync.pendingCumulative && !flushing) {
-      // A fragment whose siblings the dead primary acknowledged can never complete.
-      const { messages, droppedBytes } = st.reassembly.abandon(tracker.cumulative)
-      outcome.messages.push(...messages)
-      if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
-    }
+    // A fragment whose siblings the dead primary acknowledged can never complete.
+    const { messages, droppedBytes } = st.reassembly.abandon(tracker.cumulative)
+    outcome.messages.push(...messages)
+    if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
     resyncStreams(ctx, st)
   }
   switch (outcome._tag) {
@@ -1485,88 +1465,8 @@ const offerData = (
   return true
 }
 
-/**
- * Inbound resynchronisation, cumulative TSN (see {@link takeOver}): collects the lowest TSN
- * beyond the cumulative TSN seen since the takeover, and decides once a packet proves the
- * peer is retransmitting from its own cumulative ack point: a packet that starts at or
- * below cumulative + 1 (the replica is in step), or one that starts with a TSN already
- * received and acknowledged in a Gap Ack Block — a peer that accepted that SACK would not
- * resend it, so it discarded it (its cumulative ack point is beyond ours: RFC 9260
- * §6.2.1 D i) and this is its T3 retransmission, which starts at its lowest outstanding TSN.
- */
-const resyncObserve = (
-  ctx: Ctx,
-  st: State,
-  chunks: ReadonlyArray<Chunk.Chunk>,
-  from: PeerAddress,
-  index: number,
-): void => {
-  const resync = st.inboundResync!
-  const tracker = st.tracker
-  if (tracker === undefined || st.reassembly === undefined || !receivesData(st)) return
-  let lowest: number | undefined
-  for (const chunk of chunks) {
-    if (chunk._tag === "Data" && (lowest === undefined || lt32(chunk.tsn, lowest))) {
-      lowest = chunk.tsn
-    }
-  }
-  if (lowest === undefined) return
-  if (!gt32(lowest, add32(tracker.cumulative, 1))) {
-    resync.seenData = true
-    resync.lowestTsn = lowest
-    resyncDecide(ctx, st, from, index)
-    return
-  }
-  // A retransmission from the lowest TSN seen: the peer resends what it already sent here.
-  const resent = resync.seenData && lowest === resync.lowestTsn && tracker.isReceived(lowest)
-  if (!resync.seenData || lt32(lowest, resync.lowestTsn)) resync.lowestTsn = lowest
-  resync.seenData = true
-  if (resent) resyncDecide(ctx, st, from, index)
-}
-
-/**
- * Decides the cumulative TSN: every TSN below the lowest one seen since the takeover was
- * acknowledged by the dead primary (the peer never sends a TSN at or below its cumulative
- * ack point), so the cumulative TSN moves to just before it. The lowest over the whole
- * wait, not the first packet's, is what makes a lost or overtaken packet harmless.
- */
-const resyncDecide = (ctx: Ctx, st: State, from: PeerAddress, index: number): void => {
-  const resync = st.inboundResync!
-  const tracker = st.tracker!
-  const reassembly = st.reassembly!
-  if (!resync.seenData) return
-  resync.pendingCumulative = false
-  const target = add32(resync.lowestTsn, -1)
-  const held = resync.held
-  resync.held = []
-  resync.heldBytes = 0
-  held.sort((a, b) => diff32(a.tsn, b.tsn))
-  if (!gt32(target, tracker.cumulative)) {
-    // In step: the peer still needs cumulative + 1, so the dead primary acknowledged
-    // nothing beyond this copy's cumulative TSN and delivered no ordered message the peer
-    // will not resend (reneged ones come back with the SSNs this copy expects).
-    st.inboundResync = undefined
-    for (const chunk of held) if (!offerData(ctx, st, chunk, from, index)) return
-    return
-  }
-  tracker.skipTo(target)
-  st.sackNow = true
-  emit(ctx, { _tag: "Dropped", reason: "ResyncSkippedTsns" })
-  const { messages, droppedBytes } = reassembly.abandon(tracker.cumulative)
-  if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
-  for (const message of messages) emit(ctx, { _tag: "Message", ...message })
-  resync.untilTsn = add32(tracker.cumulative, 65536)
-  resyncStreams(ctx, st)
-  for (const chunk of held) if (!offerData(ctx, st, chunk, from, index, true)) return
-  const after = reassembly.abandon(tracker.cumulative)
-  if (after.droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
-  for (const message of after.messages) emit(ctx, { _tag: "Message", ...message })
-  if (st.inboundResync !== undefined) resyncStreams(ctx, st)
-}
-
-/** User bytes held for delivery: reassembly's and those held by an undecided resync. */
-const inboundBufferedBytes = (st: State): number =>
-  (st.reassembly?.bufferedBytes ?? 0) + (st.inboundResync?.heldBytes ?? 0)
+/** User bytes held for delivery (what the window we offer subtracts, §6.2). */
+const inboundBufferedBytes = (st: State): number => st.reassembly?.bufferedBytes ?? 0
 
 /** Records `chunk` as its stream's candidate when it is the lowest TSN seen on it. */
 const resyncCandidate = (resync: InboundResync, chunk: Chunk.Data): void => {
@@ -1594,7 +1494,6 @@ const resyncCandidate = (resync: InboundResync, chunk: Chunk.Data): void => {
  */
 const resyncStreams = (ctx: Ctx, st: State): void => {
   const resync = st.inboundResync!
-  if (resync.pendingCumulative) return
   const tracker = st.tracker!
   const reassembly = st.reassembly!
   const list = resync.candidates
@@ -2737,12 +2636,7 @@ export interface Snapshot {
   readonly secretsRotatedAt: number | undefined
   readonly resynchronizing: boolean
   readonly inboundResync?: {
-    readonly pendingCumulative: boolean
-    readonly seenData?: boolean
-    readonly lowestTsn?: number
-    readonly held?: ReadonlyArray<Chunk.Data>
-    readonly heldBytes?: number
-    readonly candidates?: ReadonlyArray<number>
+    readonly candidates: ReadonlyArray<number>
     readonly seenStreams: ReadonlyArray<number>
     readonly untilTsn: number
   }
@@ -2815,10 +2709,6 @@ export const snapshot = (st: State): Snapshot => ({
     : {
         inboundResync: {
           ...st.inboundResync,
-          held: st.inboundResync.held.map((chunk) => ({
-            ...chunk,
-            userData: chunk.userData.slice(),
-          })),
           candidates: st.inboundResync.candidates.slice(),
           seenStreams: st.inboundResync.seenStreams.slice(),
         },
@@ -2884,15 +2774,7 @@ export const restore = (config: Config, s: Snapshot): State => {
       s.inboundResync === undefined
         ? undefined
         : {
-            pendingCumulative: s.inboundResync.pendingCumulative,
-            seenData: s.inboundResync.seenData === true,
-            lowestTsn: s.inboundResync.lowestTsn ?? 0,
-            held: (s.inboundResync.held ?? []).map((chunk) => ({
-              ...chunk,
-              userData: chunk.userData.slice(),
-            })),
-            heldBytes: s.inboundResync.heldBytes ?? 0,
-            candidates: s.inboundResync.candidates?.slice() ?? [],
+            candidates: s.inboundResync.candidates.slice(),
             seenStreams: s.inboundResync.seenStreams.slice(),
             untilTsn: s.inboundResync.untilTsn,
           },
@@ -3005,6 +2887,12 @@ const reserveJump = (st: State, tsnReserve: number, ssnReserve: number): void =>
 export interface TakeOverOptions {
   readonly resync?: boolean
   /**
+   * With `resync`: the highest Cumulative TSN Ack the primary may have sent the peer (the
+   * replication makes it known to the secondary before the SACK leaves the primary). The
+   * peer never resends a TSN at or below it. Undefined: none beyond the copy's.
+   */
+  readonly cumulativeTsnAck?: number
+  /**
    * With `resync`: the snapshot is at most `tsn` TSNs and `ssn` SSNs per stream behind
    * the primary (the replication guarantees it). The replica jumps over them and tells
    * the peer to skip them with a FORWARD TSN (RFC 3758), when both ends support PR-SCTP.
@@ -3022,27 +2910,20 @@ export interface TakeOverOptions {
  * TSNs after the snapshot): our next TSN moves past it and what we hold below it counts as
  * acknowledged (`resynchronizing`).
  *
- * Inbound, with `resync: true` — for a replica that may be behind the primary, which does
- * not know which TSNs the primary acknowledged (the peer freed them and never resends):
+ * Inbound, with `resync: true` — for a replica that may be behind the primary:
  *
- * 1. DATA is received and acknowledged as usual but held, not delivered, while the replica
- *    collects the lowest TSN L beyond its cumulative TSN seen since the takeover (held
- *    bytes count against the window we offer); once decided, what was held is delivered
- *    in TSN order, so messages of different streams keep the order the peer sent them in. It decides once a
- *    packet proves where the peer's cumulative ack point is: a packet starting at or below
- *    cumulative + 1 (in step: the mode ends, nothing skipped), or a packet starting at L
- *    again with L already received — a peer that had accepted our SACK of L would not
- *    resend it, so it discards our SACKs (§6.2.1 D i: its cumulative ack point is beyond
- *    ours) and this is its T3 retransmission, which starts at its lowest outstanding TSN.
- *    The cumulative TSN then becomes L − 1; buffered fragments of messages that lack a
- *    fragment at or below it are dropped. Taking the lowest TSN over the whole wait, not
- *    the first packet's, makes a lost or overtaken retransmission harmless.
- * 2. On each ordered stream, once every TSN below the lowest TSN seen on it (after the
- *    skip) arrived, that chunk's SSN becomes the next one expected if it is ahead (the
- *    primary delivered the ones before it; a sender numbers a stream's messages in TSN
- *    order); buffered fragments of the SSNs skipped are dropped.
+ * 1. The cumulative TSN moves to `cumulativeTsnAck` when that is ahead: the peer freed
+ *    those TSNs and never resends them (what the primary received there and had not
+ *    delivered is lost: the policy's bounded loss); buffered fragments of messages that
+ *    lack a fragment at or below it are dropped. When it is not ahead the replica is in
+ *    step with the peer (every TSN the peer will not resend is in the copy), and nothing
+ *    below applies.
+ * 2. On each ordered stream, once every TSN below the lowest TSN seen on it arrived, that
+ *    chunk's SSN becomes the next one expected if it is ahead (the primary delivered the
+ *    ones before it; a sender numbers a stream's messages in TSN order); buffered
+ *    fragments of the SSNs skipped are dropped.
  * 3. The mode ends when every inbound stream was resolved, or when the cumulative TSN
- *    passes L − 1 + 65,536 (SSNs wrap).
+ *    passes the takeover's + 65,536 (SSNs wrap).
  *
  * Outbound, always: a SACK that no longer covers a TSN an earlier Gap Ack Block covered
  * (below its highest block) revokes it (§6.2.1 D iv): it is outstanding again and T3 runs,
@@ -3072,12 +2953,9 @@ export interface TakeOverOptions {
  * as stale, or waits for SSNs the primary used and it never received (the stream stalls).
  *
  * Every skip is reported as a `Dropped` event (`ResyncSkippedTsns`, `ResyncSkippedSsns`,
- * `ResyncIncomplete`). Failure modes: delivery waits until the decision (about two of the
- * peer's RTOs when the replica is behind); if our SACK of L is lost and the peer retransmits L on T3 (in step, but with
- * cumulative + 1 still missing and not retransmitted first), TSNs below L are skipped;
- * messages the primary received above a gap (acknowledged by Gap Ack Blocks) and delivered
- * are not known to the replica: the peer resends them once our SACKs omit them (§6.2.1
- * D iv, reneging), and they are delivered a second time.
+ * `ResyncIncomplete`). Messages the primary received above a gap (acknowledged by Gap Ack
+ * Blocks) and delivered are not known to the replica: the peer resends them once our
+ * SACKs omit them (§6.2.1 D iv, reneging), and they are delivered a second time.
  *
  * @since 0.1.0
  * @category replication
@@ -3097,19 +2975,28 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
   }
   st.flightBytes = 0
   st.resynchronizing = st.peerTag !== 0
-  st.inboundResync =
-    options?.resync === true && st.tracker !== undefined
-      ? {
-          pendingCumulative: true,
-          seenData: false,
-          lowestTsn: 0,
-          held: [],
-          heldBytes: 0,
-          candidates: [],
-          seenStreams: [],
-          untilTsn: st.tracker.cumulative,
-        }
-      : undefined
+  st.inboundResync = undefined
+  const acked = options?.cumulativeTsnAck
+  const tracker = st.tracker
+  if (
+    options?.resync === true &&
+    acked !== undefined &&
+    tracker !== undefined &&
+    st.reassembly !== undefined &&
+    gt32(acked, tracker.cumulative)
+  ) {
+    tracker.skipTo(acked)
+    st.sackNow = true
+    emit(ctx, { _tag: "Dropped", reason: "ResyncSkippedTsns" })
+    const { messages, droppedBytes } = st.reassembly.abandon(tracker.cumulative)
+    if (droppedBytes > 0) emit(ctx, { _tag: "Dropped", reason: "ResyncIncomplete" })
+    for (const message of messages) emit(ctx, { _tag: "Message", ...message })
+    st.inboundResync = {
+      candidates: [],
+      seenStreams: [],
+      untilTsn: add32(tracker.cumulative, 65536),
+    }
+  }
   const reserve = options?.reserve
   if (
     options?.resync === true &&

@@ -434,22 +434,20 @@ export const make = (
           }
         }
         if (replicas.listener !== undefined) yield* endpoint.adoptListenerSecrets(replicas.listener)
-        // A copy kept by an inexact policy may be behind the primary: resynchronise with the
-        // peer, and skip the numbers the primary may have used (see `Replication.reserve`).
-        // An exact copy needs none of it, and the heuristics could only lose data there.
-        const takeOverOptions = Replication.isExact(options.policy)
-          ? {}
-          : {
-              takeOver: (state: Association.State, nowMs: number) =>
-                Association.takeOver(state, nowMs, { resync: true, reserve: Replication.reserve }),
-            }
+        // A copy kept by an inexact policy may be behind the primary: it resynchronises with
+        // the peer (see `Replicas.takeOverOptions`); an exact copy goes on as it is.
         let adopted = 0
-        for (const state of replicas.states.values()) {
+        for (const [association, state] of replicas.states) {
           if (Association.stateName(state) === "Closed") continue
-          yield* endpoint.adopt(state, takeOverOptions)
+          const takeOverOptions = replicas.takeOverOptions(options.policy, association)
+          yield* endpoint.adopt(state, {
+            takeOver: (state: Association.State, nowMs: number) =>
+              Association.takeOver(state, nowMs, takeOverOptions),
+          })
           adopted++
         }
         replicas.states.clear()
+        replicas.cumulativeAcks.clear()
         tookOver = true
         yield* publish({ _tag: "TookOver", associations: adopted, atMs: yield* now })
         yield* Effect.logInfo(`took over ${adopted} associations: ${why}`)

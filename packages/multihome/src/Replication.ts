@@ -25,7 +25,12 @@
  *   outputs waiting for the write; the secondary reads it from there when it takes over.
  *
  * A copy that may be behind (`interval`, `on-event`) is taken over with `resync` and the
- * {@link reserve} (see `Association.takeOver`).
+ * {@link reserve} (see `Association.takeOver`). Under those policies the primary still
+ * makes one number known before it leaves: the Cumulative TSN Ack of each SACK that
+ * acknowledges more than the last (`CumulativeAck`, a few bytes, the SACK waiting for the
+ * secondary's ack). The peer frees what a SACK acknowledged and never resends it; without
+ * that number a replica could only guess where the peer's retransmissions resume, and a
+ * wrong guess loses a message the primary never received.
  *
  * @since 0.1.0
  */
@@ -35,6 +40,7 @@ import * as Association from "./Association.ts"
 import type * as Cookie from "./Cookie.ts"
 import { decodePlain, encodePlain, PlainDecodeError } from "./internal/plain.ts"
 import * as Packet from "./Packet.ts"
+import { gt32 } from "./Serial.ts"
 
 // ---------------------------------------------------------------------------------------
 // Policies
@@ -188,8 +194,10 @@ export type WireInput =
 
 /**
  * What the nodes of a cluster say to each other. Primary → secondary: `Snapshot`, `Inputs`,
- * `Gone`, `Secrets`, `Aliases` (the endpoint's table of where to answer peers that send
- * from an unlisted loopback address, e.g. usrsctp's tsctp, which lists no address); secondary → primary: `Ack` (every message up to `seq` is applied),
+ * `CumulativeAck` (the inexact policies: the highest Cumulative TSN Ack the primary is
+ * about to send the peer), `Gone`, `Secrets`, `Aliases` (the endpoint's table of where to
+ * answer peers that send from an unlisted loopback address, e.g. usrsctp's tsctp, which
+ * lists no address); secondary → primary: `Ack` (every message up to `seq` is applied),
  * `Forward` (a packet that reached the secondary's address while the primary is alive) and
  * `Deposed` (the secondary took over: a primary that comes back, say from SIGSTOP, must
  * fall silent).
@@ -209,6 +217,12 @@ export type Message =
       readonly seq: number
       readonly association: number
       readonly inputs: ReadonlyArray<WireInput>
+    }
+  | {
+      readonly _tag: "CumulativeAck"
+      readonly seq: number
+      readonly association: number
+      readonly tsn: number
     }
   | { readonly _tag: "Gone"; readonly seq: number; readonly association: number }
   | { readonly _tag: "Secrets"; readonly seq: number; readonly listener: ListenerSecrets }
@@ -504,6 +518,10 @@ const problem = (value: unknown): string | undefined => {
         value.inputs.every(checkInput)
         ? undefined
         : "an Inputs needs seq, association and well-formed inputs"
+    case "CumulativeAck":
+      return seqOk && isCount(value.association) && isCount(value.tsn) && value.tsn <= 0xffffffff
+        ? undefined
+        : "a CumulativeAck needs seq, association and a 32-bit tsn"
     case "Gone":
       return seqOk && isCount(value.association) ? undefined : "a Gone needs seq and association"
     case "Secrets":
@@ -602,6 +620,23 @@ const nothing: Plan = { messages: [], waitForAck: false }
  */
 export const reserve: { readonly tsn: number; readonly ssn: number } = { tsn: 8192, ssn: 1024 }
 
+/** The highest Cumulative TSN Ack among the SACKs and SHUTDOWNs of `outputs`. */
+const cumulativeTsnAckSent = (outputs: ReadonlyArray<Association.Output>): number | undefined => {
+  let highest: number | undefined
+  for (const output of outputs) {
+    if (output._tag !== "Transmit") continue
+    for (const chunk of output.packet.chunks) {
+      if (
+        (chunk._tag === "Sack" || chunk._tag === "Shutdown") &&
+        (highest === undefined || gt32(chunk.cumulativeTsnAck, highest))
+      ) {
+        highest = chunk.cumulativeTsnAck
+      }
+    }
+  }
+  return highest
+}
+
 /** Where the copy last sent stood: its next TSN and next SSN per stream. */
 interface Mark {
   readonly nextTsn: number
@@ -640,6 +675,8 @@ export class Shipper {
   private readonly states = new Map<number, Association.State>()
   /** Inexact policies: where each association's last shipped copy stood. */
   private readonly marks = new Map<number, Mark>()
+  /** Inexact policies: the highest Cumulative TSN Ack the secondary has (waited for). */
+  private readonly cumulativeAcks = new Map<number, number>()
 
   constructor(policy: Policy) {
     this.policy = policy
@@ -659,6 +696,7 @@ export class Shipper {
   private gone(association: number): Array<Message> {
     this.states.delete(association)
     this.marks.delete(association)
+    this.cumulativeAcks.delete(association)
     this.dirty.delete(association)
     if (!this.known.delete(association)) return []
     return [{ _tag: "Gone", seq: ++this.seq, association }]
@@ -715,19 +753,45 @@ export class Shipper {
         }
       case "Interval":
         this.dirty.add(update.associationId)
-        return this.keepWithinReserve(update)
+        return this.beforeAcknowledging(update, this.keepWithinReserve(update))
       case "OnEvent": {
         const events = this.policy.events
         const raised = update.outputs.some(
           (output) => output._tag === "Event" && events.includes(output.event._tag),
         )
-        return raised || update.created
-          ? { messages: [this.snapshotOf(update.associationId, update.state)], waitForAck: false }
-          : this.keepWithinReserve(update)
+        return this.beforeAcknowledging(
+          update,
+          raised || update.created
+            ? { messages: [this.snapshotOf(update.associationId, update.state)], waitForAck: false }
+            : this.keepWithinReserve(update),
+        )
       }
       case "OnImpendingFailure":
         return nothing
     }
+  }
+
+  /**
+   * Inexact policies: an update's outputs wait for the secondary when it creates the
+   * association (the peer's association is never up without a copy to take over) and when
+   * its SACK (or SHUTDOWN) acknowledges beyond the Cumulative TSN Ack the secondary has —
+   * carried by a snapshot in the plan, or by a `CumulativeAck`.
+   */
+  private beforeAcknowledging(update: Update, plan: Plan): Plan {
+    const association = update.associationId
+    const tsn = cumulativeTsnAckSent(update.outputs)
+    const known = this.cumulativeAcks.get(association)
+    const acknowledges = tsn !== undefined && (known === undefined || gt32(tsn, known))
+    if (!acknowledges && !update.created) return plan
+    const messages = [...plan.messages]
+    if (acknowledges) {
+      this.cumulativeAcks.set(association, tsn)
+      const carried = messages.some(
+        (message) => message._tag === "Snapshot" && message.association === association,
+      )
+      if (!carried) messages.push({ _tag: "CumulativeAck", seq: ++this.seq, association, tsn })
+    }
+    return { messages, waitForAck: true }
   }
 
   /** A snapshot now if the association used half the {@link reserve} since its last one. */
@@ -784,6 +848,8 @@ export class ReplicaError extends Data.TaggedError("ReplicaError")<{
 export class Replicas {
   readonly config: Association.Config
   readonly states = new Map<number, Association.State>()
+  /** The highest Cumulative TSN Ack the primary sent the peer, per association (inexact policies). */
+  readonly cumulativeAcks = new Map<number, number>()
   listener: ListenerSecrets | undefined
   /** The last sequence number applied. */
   applied = 0
@@ -846,8 +912,12 @@ export class Replicas {
         }
         break
       }
+      case "CumulativeAck":
+        this.cumulativeAcks.set(message.association, message.tsn)
+        break
       case "Gone":
         this.states.delete(message.association)
+        this.cumulativeAcks.delete(message.association)
         break
       case "Secrets":
         this.listener = message.listener
@@ -862,6 +932,21 @@ export class Replicas {
     }
     this.applied = message.seq
     return undefined
+  }
+
+  /**
+   * How to take the copy of `association` over (see `Association.takeOver`): as it is when
+   * the policy keeps it exact; else resynchronised, past the highest Cumulative TSN Ack
+   * the primary sent and the numbers it may have used (the {@link reserve}).
+   */
+  takeOverOptions(policy: Policy, association: number): Association.TakeOverOptions {
+    if (isExact(policy)) return {}
+    const cumulativeTsnAck = this.cumulativeAcks.get(association)
+    return {
+      resync: true,
+      reserve,
+      ...(cumulativeTsnAck === undefined ? {} : { cumulativeTsnAck }),
+    }
   }
 
   /** The copy of the association a packet with this verification tag belongs to. */

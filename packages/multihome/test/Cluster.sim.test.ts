@@ -5,7 +5,7 @@
  *
  * What each policy promises, and so what is asserted:
  * - every policy: never two active nodes, never a corrupted or misrouted echo, echoes of
- *   one ordered stream in order; and when the primary does not die (no crash, or the
+ *   one ordered stream in order (but for messages at risk, below); and when the primary does not die (no crash, or the
  *   secondary's), every message echoed exactly once and the association up.
  * - `every-update`, `state-node`, `on-impending-failure` with a SIGTERM before the death:
  *   the secondary's copy is exact when it takes over, so whatever happens every message is
@@ -15,8 +15,8 @@
  *   copy holds — it delivered it, or received one of its DATA chunks (and so may have
  *   acknowledged it) — or if it is an ordered message of a stream on which the primary
  *   queued an echo since (the peer then expects stream sequence numbers the copy does not
- *   know). Every other message is echoed exactly once, and the association survives —
- *   unless it was created after the last sync (there was no copy to take over).
+ *   know); the new primary's echo of such a message may come after later ones. Every
+ *   other message is echoed exactly once, in order, and the association survives.
  * - `on-impending-failure` without a warning promises nothing for a crash: measured only.
  *
  * Replay one schedule: `UNDERSTUDY_SEED=<seed> UNDERSTUDY_SIM_TRACE=1 npx vitest run
@@ -37,18 +37,6 @@ const schedules = (() => {
 
 const exact = new Set(["every-update", "state-node", "on-impending-failure+sigterm"])
 const bounded = new Set(["interval:100", "on-event"])
-
-/**
- * A known defect, measured rather than hidden: under the inexact policies the takeover's
- * resynchronisation (Association.takeOver with `resync`) still loses or re-delivers a
- * message beyond the policy's bound in a few schedules (9 and 7 of 2,000 at seeds 1–2000,
- * about 1 in 150 primary crashes; replay the seeds printed below). Those schedules are
- * allowed up to 1% of the primary crashes, so that any regression fails; everything else —
- * two active nodes, a lost or stalled association, a corrupted echo — is never allowed.
- */
-const boundExcessAllowed = 0.01
-const isBoundExcess = (problem: string): boolean =>
-  problem.includes("beyond the bound") || problem.includes("out of order")
 
 /** What the policy promised and this schedule broke, or undefined. */
 const broken = (policyCase: Sim.PolicyCase, outcome: Sim.Outcome): string | undefined => {
@@ -77,7 +65,6 @@ const broken = (policyCase: Sim.PolicyCase, outcome: Sim.Outcome): string | unde
   }
   if (!primaryDied || exact.has(policyCase.name)) return whole()
   if (bounded.has(policyCase.name)) {
-    if (!outcome.hadCopy) return undefined
     if (outcome.beyondBound > 0) {
       return `${outcome.beyondBound} messages lost or duplicated beyond the bound (at risk: ${outcome.atRisk}; lost ${outcome.lost}, duplicated ${outcome.duplicated})`
     }
@@ -143,16 +130,7 @@ describe("Cluster simulation: a two-node cluster and its peer under faults", () 
       )
       // Every schedule did something: the peer's messages went out in most of them.
       expect(totals.messages).toBeGreaterThan(0)
-      if (bounded.has(policyCase.name)) {
-        const excess = failures.filter(isBoundExcess)
-        const hard = failures.filter((failure) => !isBoundExcess(failure))
-        expect(hard.slice(0, 5)).toEqual([])
-        expect(excess.length).toBeLessThanOrEqual(
-          Math.ceil(totals.primaryCrashes * boundExcessAllowed),
-        )
-      } else {
-        expect(failures.slice(0, 5)).toEqual([])
-      }
+      expect(failures.slice(0, 5)).toEqual([])
     }, 300_000)
   }
 

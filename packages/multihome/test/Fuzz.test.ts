@@ -1299,6 +1299,12 @@ const replicationMessage: fc.Arbitrary<Replication.Message> = fc.oneof(
     }),
   }),
   fc.record({ _tag: fc.constant("Ack" as const), seq }),
+  fc.record({
+    _tag: fc.constant("CumulativeAck" as const),
+    seq,
+    association: fc.nat(),
+    tsn: fc.integer({ min: 0, max: 0xffffffff }),
+  }),
   fc.constant({ _tag: "Deposed" as const }),
   fc.record({
     _tag: fc.constant("Forward" as const),
@@ -1322,6 +1328,13 @@ const wellFormed = (message: Replication.Message): boolean => {
       return isCount(message.seq)
     case "Gone":
       return isCount(message.seq) && isCount(message.association)
+    case "CumulativeAck":
+      return (
+        isCount(message.seq) &&
+        isCount(message.association) &&
+        isCount(message.tsn) &&
+        message.tsn <= 0xffffffff
+      )
     case "Forward":
       return (
         typeof message.host === "string" &&

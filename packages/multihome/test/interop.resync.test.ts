@@ -216,7 +216,9 @@ describe("interop: a stale replica's FORWARD TSN with usrsctp", () => {
     for (let index = 5; index < 10; index++) child.stdin?.write(`${line(index)}\n`)
     expect(await eventually(() => echoed(5, 10), 15_000)).toBe(true)
     await eventually(() => driver.state?.outstanding.length === 0, 5_000)
-    driver.failOver(stale, { resync: true, reserve: { tsn: 8192, ssn: 1024 } })
+    // What the replication makes known before a SACK leaves: the primary's Cumulative TSN Ack.
+    const cumulativeTsnAck = driver.state!.tracker!.cumulative
+    driver.failOver(stale, { resync: true, cumulativeTsnAck, reserve: { tsn: 8192, ssn: 1024 } })
     for (let index = 10; index < 15; index++) child.stdin?.write(`${line(index)}\n`)
     const survived = await eventually(() => echoed(10, 15), 20_000)
     if (!survived) console.log(output)

@@ -1,0 +1,148 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Association from "../src/Association.ts"
+import type * as Chunk from "../src/Chunk.ts"
+import * as Replication from "../src/Replication.ts"
+import { clientHost, established, Loopback } from "./associationHarness.ts"
+
+const config = (localPort: number): Association.Config => ({
+  ...Association.defaultConfig,
+  localPort,
+})
+
+/** A live association to plan updates of. */
+const liveState = (): Association.State => {
+  const lb = new Loopback({ seed: 71 }, config(4000), config(5000))
+  expect(lb.run(() => established(lb), 60_000)).toBe(true)
+  return lb.client
+}
+
+const transmit = (chunks: ReadonlyArray<Chunk.Chunk>): Association.Output => ({
+  _tag: "Transmit",
+  to: { host: clientHost, udpPort: 9001 },
+  packet: { sourcePort: 4000, destinationPort: 5000, verificationTag: 1, chunks },
+})
+
+const sack = (cumulativeTsnAck: number): Association.Output =>
+  transmit([
+    {
+      _tag: "Sack",
+      cumulativeTsnAck,
+      advertisedReceiverWindowCredit: 65536,
+      gapAckBlocks: [],
+      duplicateTsns: [],
+    },
+  ])
+
+const update = (
+  state: Association.State,
+  outputs: ReadonlyArray<Association.Output>,
+  created = false,
+): Replication.Update => ({ associationId: 1, created, inputs: [], outputs, state })
+
+const inexact: ReadonlyArray<Replication.Policy> = [
+  { _tag: "Interval", everyMs: 100 },
+  { _tag: "OnEvent", events: ["CommUp"] },
+]
+
+describe("Replication.Shipper: the inexact policies make the Cumulative TSN Ack known first", () => {
+  for (const policy of inexact) {
+    const name = Replication.formatPolicy(policy)
+
+    it(`${name}: creation waits for the secondary's copy`, () => {
+      const shipper = new Replication.Shipper(policy)
+      const plan = shipper.onUpdate(update(liveState(), [], true))
+      expect(plan.waitForAck).toBe(true)
+      expect(plan.messages.map((m) => m._tag)).toEqual(["Snapshot"])
+    })
+
+    it(`${name}: a SACK acknowledging more waits for a CumulativeAck; one acknowledging nothing new does not`, () => {
+      const state = liveState()
+      const shipper = new Replication.Shipper(policy)
+      shipper.onUpdate(update(state, [], true))
+      const first = shipper.onUpdate(update(state, [sack(100)]))
+      expect(first.waitForAck).toBe(true)
+      expect(first.messages).toEqual([
+        { _tag: "CumulativeAck", seq: shipper.lastSeq, association: 1, tsn: 100 },
+      ])
+      expect(shipper.onUpdate(update(state, [sack(100)]))).toEqual({
+        messages: [],
+        waitForAck: false,
+      })
+      // Serial arithmetic: past 2^32 − 1 the TSN wraps and still counts as more.
+      const wrapped = new Replication.Shipper(policy)
+      wrapped.onUpdate(update(state, [sack(0xfffffff0)], true))
+      const plan = wrapped.onUpdate(update(state, [sack(5)]))
+      expect(plan.waitForAck).toBe(true)
+      expect(plan.messages).toContainEqual(expect.objectContaining({ tsn: 5 }))
+    })
+
+    it(`${name}: a SHUTDOWN's Cumulative TSN Ack counts like a SACK's`, () => {
+      const state = liveState()
+      const shipper = new Replication.Shipper(policy)
+      shipper.onUpdate(update(state, [], true))
+      const plan = shipper.onUpdate(
+        update(state, [transmit([{ _tag: "Shutdown", cumulativeTsnAck: 42 }])]),
+      )
+      expect(plan.waitForAck).toBe(true)
+      expect(plan.messages).toContainEqual(
+        expect.objectContaining({ _tag: "CumulativeAck", tsn: 42 }),
+      )
+    })
+  }
+
+  it("an update with no acknowledgement and no new association goes out at once", () => {
+    const state = liveState()
+    const shipper = new Replication.Shipper({ _tag: "Interval", everyMs: 100 })
+    shipper.onUpdate(update(state, [], true))
+    expect(shipper.onUpdate(update(state, [transmit([{ _tag: "CookieAck" }])]))).toEqual({
+      messages: [],
+      waitForAck: false,
+    })
+  })
+
+  it("the exact policies send no CumulativeAck (their copy has it already)", () => {
+    const state = liveState()
+    for (const policy of [
+      { _tag: "EveryUpdate" },
+      { _tag: "StateNode" },
+      { _tag: "OnImpendingFailure" },
+    ] as const) {
+      const shipper = new Replication.Shipper(policy)
+      shipper.onUpdate(update(state, [], true))
+      const plan = shipper.onUpdate(update(state, [sack(100)]))
+      expect(plan.messages.some((m) => m._tag === "CumulativeAck")).toBe(false)
+    }
+  })
+})
+
+describe("Replication.Replicas: the takeover of a copy", () => {
+  it("an inexact copy is resynchronised past the highest Cumulative TSN Ack received", () => {
+    const replicas = new Replication.Replicas(config(4000))
+    const policy: Replication.Policy = { _tag: "Interval", everyMs: 100 }
+    expect(replicas.takeOverOptions(policy, 1)).toEqual({
+      resync: true,
+      reserve: Replication.reserve,
+    })
+    expect(replicas.apply({ _tag: "CumulativeAck", seq: 1, association: 1, tsn: 77 })).toBe(
+      undefined,
+    )
+    expect(replicas.applied).toBe(1)
+    expect(replicas.takeOverOptions(policy, 1)).toEqual({
+      resync: true,
+      reserve: Replication.reserve,
+      cumulativeTsnAck: 77,
+    })
+    replicas.apply({ _tag: "Gone", seq: 2, association: 1 })
+    expect(replicas.takeOverOptions(policy, 1)).toEqual({
+      resync: true,
+      reserve: Replication.reserve,
+    })
+  })
+
+  it("an exact copy is taken over as it is", () => {
+    const replicas = new Replication.Replicas(config(4000))
+    replicas.apply({ _tag: "CumulativeAck", seq: 1, association: 1, tsn: 77 })
+    expect(replicas.takeOverOptions({ _tag: "EveryUpdate" }, 1)).toEqual({})
+    expect(replicas.takeOverOptions({ _tag: "StateNode" }, 1)).toEqual({})
+  })
+})
