@@ -1485,12 +1485,12 @@ const resyncCandidate = (resync: InboundResync, chunk: Chunk.Data): void => {
 }
 
 /**
- * Inbound resynchronisation, ordered streams: once the cumulative TSN is decided and every
- * TSN below a stream's lowest-TSN candidate arrived (so no earlier message of the stream
- * can still come: a sender numbers a stream's messages in TSN order), the candidate's SSN
- * becomes the next one expected if it is ahead (the dead primary delivered the ones before
- * it); buffered fragments of the SSNs skipped are dropped. The mode ends when every
- * inbound stream is resolved or the cumulative TSN passes `untilTsn` (SSNs wrap).
+ * Inbound resynchronisation, ordered streams: once every TSN below a stream's lowest-TSN
+ * candidate arrived (so no earlier message of the stream can still come: a sender numbers
+ * a stream's messages in TSN order), the candidate's SSN becomes the next one expected if
+ * it is ahead (the dead primary delivered the ones before it); buffered fragments of the
+ * SSNs skipped are dropped. The mode ends when every inbound stream is resolved or the
+ * cumulative TSN passes `untilTsn` (SSNs wrap).
  */
 const resyncStreams = (ctx: Ctx, st: State): void => {
   const resync = st.inboundResync!
