@@ -6,6 +6,14 @@
  * every subordinate that the supervisor died; keep-alives catch a hung peer. Then the
  * survivors immediately bind again, and the losers connect to the winner.
  *
+ * Failover is fast because it is prepared: the supervisor designates a successor (its
+ * oldest member), which opens a standby listener, and every other subordinate connects to
+ * it ahead of time. When the supervisor dies, the successor binds the election address
+ * first thing and says so over those connections (`Takeover`); the others register over
+ * them, with no race for the bind, no new connection and no handshake. The designation is
+ * only a shortcut: a successor that loses the bind (or dies too) closes its standby
+ * connections, and their peers elect the usual way. Only the bind makes a supervisor.
+ *
  * The supervisor keeps the registry and controls what needs coordination: requests from
  * subordinates, commands to them, and machine-wide mutexes and semaphores. Permits survive
  * a failover: each subordinate re-registers what it holds, and a new supervisor grants
@@ -21,6 +29,7 @@ import {
   Context,
   Deferred,
   Effect,
+  Exit,
   Fiber,
   Layer,
   PubSub,
@@ -28,7 +37,7 @@ import {
   Random,
   Redacted,
   Result,
-  type Scope,
+  Scope,
   Stream,
 } from "effect"
 import {
@@ -47,6 +56,7 @@ import {
   type Message,
   maxFrameBytes,
   protocolVersion,
+  type Successor,
 } from "./internal/protocol.ts"
 import * as Secret from "./Secret.ts"
 
@@ -75,8 +85,9 @@ export interface ElectionOptions {
    * How long a new supervisor waits for the previous members to re-register their
    * permits before it grants new ones. Default 1,000 ms; ends early once every member of
    * the last registry it saw is back. A supervisor that never saw a registry (the first
-   * one on the machine, or a newcomer that won the bind during a failover) cannot tell
-   * the two apart, so it waits the whole grace period before its first grant.
+   * one on the machine, or a newcomer that won the bind during a failover) waits for the
+   * registry the first re-registering member had, or, if none had one, the whole grace
+   * period before its first grant.
    */
   readonly graceMs?: number
   /** Bind-or-connect attempts without success before giving up. Default 2,000. */
@@ -121,6 +132,12 @@ export interface Permit {
    */
   readonly lost: Effect.Effect<void>
 }
+
+/**
+ * Standby connections a successor holds for its takeover; past this, it closes new ones and
+ * their peers elect the usual way.
+ */
+const standbyConnectionsMax = 4096
 
 /** How long the supervisor gathers registry changes before sending the registry out. */
 const membersBatchMs = 25
@@ -211,8 +228,41 @@ interface SupervisorState {
   readonly joinedAtMs: number
   /** Signals a registry change to the broadcaster (a dropping queue of one). */
   readonly changed: Queue.Queue<void>
-  /** No registry was ever seen: who holds permits is unknown until the grace period ends. */
-  readonly blind: boolean
+  /**
+   * No registry was ever seen: who holds permits is unknown until the grace period ends, or
+   * until a re-registering member tells which registry it had.
+   */
+  blind: boolean
+  /** Completed when grants are no longer frozen (the previous members are back, or grace). */
+  readonly thawed: Deferred.Deferred<void>
+  /** The member asked to be successor, until it leaves. */
+  designated: string | undefined
+  /** The successor once its standby listener is up: sent out with the registry. */
+  successor: Successor | undefined
+}
+
+/** As the designated successor: the standby listener and the connections it accepted. */
+interface Standby {
+  readonly scope: Scope.Closeable
+  readonly address: string
+  /** Open connections standing by, not yet served by this instance as supervisor. */
+  readonly waiting: Set<Connection.Connection<Message>>
+  /** Set once this instance holds the election address; from then on `Takeover` is sent. */
+  tookOver: boolean
+  /** Set once this instance supervises: serves a connection like any accepted one. */
+  serve: ((connection: Connection.Connection<Message>) => Effect.Effect<void>) | undefined
+}
+
+/** As any other subordinate: the connection standing by at the successor. */
+interface StandbyLink {
+  readonly scope: Scope.Closeable
+  /** The connection, once made; it is being made from the moment the successor is known. */
+  connection: Connection.Connection<Message> | undefined
+  /**
+   * The successor's id once it has bound the election address; undefined if the connection
+   * could not be made or closed first.
+   */
+  readonly takeover: Deferred.Deferred<string | undefined>
 }
 
 const describeError = (error: unknown): string =>
@@ -256,6 +306,11 @@ export const make = (
       handshakeTimeoutMs: requestTimeoutMs,
     }
 
+    // Standby connections carry no keep-alive: they are idle until a failover, a dead
+    // successor's closes them, and a hung one is given up on after `standbyWaitMs`; pings
+    // on every one of them would cost the successor CPU all the time.
+    const standbyOptions = { ...connectionOptions, keepAlive: false } as const
+
     const events = yield* PubSub.unbounded<ElectionEvent>()
     const emit = (event: ElectionEvent) => PubSub.publish(events, event)
     const now = Clock.currentTimeMillis
@@ -279,7 +334,31 @@ export const make = (
     const handlers = new Map<string, Handler>()
     const commandHandlers = new Map<string, Handler>()
     let lastMembers: ReadonlyArray<Member> = []
+    /** The supervisor this instance was last welcomed by. */
+    let lastSupervisorId: string | undefined
     let upstream: Connection.Connection<Message> | undefined
+    const electionScope = yield* Effect.scope
+    // A peer that lost the supervisor waits this long for the successor's takeover: the
+    // successor notices the loss within its own keep-alive time-out.
+    const standbyWaitMs = connectionOptions.keepAlive.timeoutMs
+    let standby: Standby | undefined
+    let standbyLink: StandbyLink | undefined
+    /** The successor (id and address) that `standbyLink` is for, or being connected to. */
+    let standbyTarget: string | undefined
+    /**
+     * Scopes of attempts whose supervisor was lost, with its dead connection: torn down once
+     * the next role is taken, so that the teardown does not delay re-registering.
+     */
+    const spent: Array<Scope.Closeable> = []
+    const releaseSpent = Effect.suspend(() =>
+      Effect.forEach(spent.splice(0), (scope) => Scope.close(scope, Exit.void), {
+        discard: true,
+      }),
+    )
+    /** The election address, bound by the successor the moment its supervisor was lost. */
+    let bound:
+      | { readonly scope: Scope.Closeable; readonly listener: Transport.Listener<Message> }
+      | undefined
     let supervisor: SupervisorState | undefined
     let counter = 0
     const nextId = () => `${instanceId}:${++counter}`
@@ -331,9 +410,178 @@ export const make = (
       )
     }
 
+    /**
+     * Who may hold permits besides this instance, from the last registry it had: its
+     * subordinates, but not the supervisor this instance was last registered with (whose
+     * permits went with it), even when that registry came from an earlier supervisor.
+     */
+    const previousSubordinates = (): Array<string> =>
+      lastMembers
+        .filter(
+          (m) =>
+            m.role === "subordinate" &&
+            m.instanceId !== instanceId &&
+            m.instanceId !== lastSupervisorId,
+        )
+        .map((m) => m.instanceId)
+
+    /** The last registry from another supervisor, for a Register. */
+    const previousRegistry = (): { previous?: ReadonlyArray<string> } =>
+      lastMembers.some((m) => m.role === "supervisor" && m.instanceId !== instanceId)
+        ? { previous: previousSubordinates() }
+        : {}
+
+    // ---- standby: the successor and the connections waiting at it ------------------
+
+    /**
+     * Next to the election address, on a port (or abstract name) of its own; none for a
+     * Unix socket path, whose file a crash would leave behind.
+     */
+    const standbyAddress = (): Address.StreamAddress | undefined =>
+      address._tag === "Tcp"
+        ? Address.tcp(address.host, 0)
+        : address.abstract
+          ? Address.abstract(`${address.path}.standby.${randomUUID()}`)
+          : undefined
+
+    /** Opens the standby listener (once); its address, or undefined if it can not listen. */
+    const openStandby: Effect.Effect<string | undefined> = Effect.gen(function* () {
+      if (standby !== undefined) return standby.address
+      const at = standbyAddress()
+      if (at === undefined) return undefined
+      const scope = yield* Scope.fork(electionScope)
+      const listened = yield* Effect.result(
+        Scope.provide(transport.listen(at, standbyOptions), scope),
+      )
+      if (Result.isFailure(listened)) {
+        yield* Scope.close(scope, Exit.void)
+        return undefined
+      }
+      const opened: Standby = {
+        scope,
+        address: Address.format(listened.success.address),
+        waiting: new Set(),
+        tookOver: false,
+        serve: undefined,
+      }
+      yield* Effect.forkIn(
+        Stream.runForEach(listened.success.connections, (connection) =>
+          Effect.gen(function* () {
+            if (opened.tookOver) yield* sendTakeover(connection)
+            if (opened.serve !== undefined) return yield* opened.serve(connection)
+            if (opened.waiting.size >= standbyConnectionsMax) return yield* connection.close
+            opened.waiting.add(connection)
+            yield* Effect.forkIn(
+              Effect.andThen(
+                connection.closed,
+                Effect.sync(() => opened.waiting.delete(connection)),
+              ),
+              scope,
+            )
+          }),
+        ),
+        scope,
+      )
+      standby = opened
+      return opened.address
+    })
+
+    const sendTakeover = (connection: Connection.Connection<Message>) =>
+      Effect.ignore(connection.send({ _tag: "Takeover", supervisorId: instanceId }))
+
+    /**
+     * Tells every connection standing by that this instance now holds the election address.
+     * Only ever called with the address bound: the bind, not the designation, is what makes
+     * a supervisor.
+     */
+    const takeOver = (current: Standby) =>
+      Effect.suspend(() => {
+        if (current.tookOver) return Effect.void
+        current.tookOver = true
+        return Effect.forEach([...current.waiting], sendTakeover, { discard: true })
+      })
+
+    /** Closes the standby listener and its connections: their peers elect the usual way. */
+    const closeStandby = Effect.suspend(() => {
+      const current = standby
+      standby = undefined
+      return current === undefined ? Effect.void : Scope.close(current.scope, Exit.void)
+    })
+
+    /** Connects to the successor ahead of a failover; drops a link to a previous one. */
+    const followSuccessor = (successor: Successor | undefined) =>
+      Effect.suspend(() => {
+        const target =
+          successor === undefined || successor.instanceId === instanceId
+            ? undefined
+            : `${successor.instanceId} ${successor.address}`
+        // Another successor named: this instance no longer is one. (None named: the
+        // supervisor may still be waiting for this instance's StandbyAt.)
+        const closeOwn =
+          successor !== undefined && successor.instanceId !== instanceId
+            ? closeStandby
+            : Effect.void
+        if (target === standbyTarget) return closeOwn
+        standbyTarget = target
+        const previous = standbyLink
+        standbyLink = undefined
+        const dropPrevious =
+          previous === undefined ? Effect.void : Scope.close(previous.scope, Exit.void)
+        const successorAddress =
+          successor === undefined ? undefined : Address.parseStream(successor.address)
+        if (
+          target === undefined ||
+          successorAddress === undefined ||
+          successorAddress instanceof Address.InvalidAddress
+        ) {
+          return Effect.andThen(closeOwn, dropPrevious)
+        }
+        return Effect.andThen(
+          Effect.andThen(closeOwn, dropPrevious),
+          Effect.gen(function* () {
+            // In place at once, while the connection is being made: an instance that loses
+            // its supervisor meanwhile waits for the successor rather than racing it.
+            const link: StandbyLink = {
+              scope: yield* Scope.fork(electionScope),
+              connection: undefined,
+              takeover: yield* Deferred.make<string | undefined>(),
+            }
+            standbyLink = link
+            yield* Effect.forkIn(linkTo(link, successorAddress), link.scope)
+          }),
+        )
+      })
+
+    const linkTo = (link: StandbyLink, successorAddress: Address.StreamAddress) =>
+      Effect.gen(function* () {
+        const connected = yield* Effect.result(
+          Scope.provide(transport.connect(successorAddress, standbyOptions), link.scope),
+        )
+        if (Result.isSuccess(connected)) {
+          const connection = connected.success
+          link.connection = connection
+          // The successor says nothing before its takeover; after it, the connection is
+          // read by the subordinate that registers over it. The stream also ends if it
+          // closes.
+          yield* Stream.runForEach(
+            Stream.takeUntil(connection.messages, (message) => message._tag === "Takeover"),
+            (message) =>
+              message._tag === "Takeover"
+                ? Deferred.succeed(link.takeover, message.supervisorId)
+                : connection.close,
+          )
+        }
+        const failedFirst = yield* Deferred.succeed(link.takeover, undefined)
+        if (failedFirst && standbyLink === link) {
+          standbyLink = undefined
+          standbyTarget = undefined
+        }
+      })
+
     // ---- supervisor ---------------------------------------------------------------
 
-    const memberList = (state: SupervisorState): Array<Member> => {
+    /** The registry entries of `ids` (all members when omitted), with what each holds. */
+    const memberList = (state: SupervisorState, ids?: ReadonlyArray<string>): Array<Member> => {
       const snapshot = state.grants.snapshot()
       const holdingsOf = (id: string) =>
         snapshot.flatMap((r) =>
@@ -353,9 +601,13 @@ export const make = (
         holdings: holdingsOf(instanceId),
         waiting: waitingOf(instanceId),
       }
+      const subordinates =
+        ids === undefined
+          ? [...state.members.values()]
+          : ids.flatMap((id) => state.members.get(id) ?? [])
       return [
-        self,
-        ...[...state.members.values()].map((entry) => ({
+        ...(ids === undefined || ids.includes(instanceId) ? [self] : []),
+        ...subordinates.map((entry) => ({
           ...entry.member,
           role: "subordinate" as const,
           holdings: holdingsOf(entry.member.instanceId),
@@ -381,7 +633,7 @@ export const make = (
           yield* Queue.clear(state.changed)
           const members = memberList(state)
           lastMembers = members
-          const message: Message = { _tag: "Members", members }
+          const message = registry(state, members)
           yield* Effect.forEach(
             state.members.values(),
             (entry) => Effect.ignore(entry.connection.send(message)),
@@ -414,10 +666,40 @@ export const make = (
         { discard: true },
       )
 
+    /** The registry message: the members and, once it stands by, the successor. */
+    const registry = (state: SupervisorState, members: ReadonlyArray<Member>): Message =>
+      state.successor === undefined
+        ? { _tag: "Members", members }
+        : { _tag: "Members", members, successor: state.successor }
+
+    /**
+     * Asks the oldest member to be the successor, unless one is designated. Not while the
+     * previous members re-register: the standby connections it brings would compete with
+     * them for the CPU.
+     */
+    const designate = (state: SupervisorState) =>
+      Effect.suspend(() => {
+        if (state.designated !== undefined || (state.grants.frozen && !state.blind)) {
+          return Effect.void
+        }
+        const oldest = state.members.values().next()
+        if (oldest.done === true) return Effect.void
+        state.designated = oldest.value.member.instanceId
+        return Effect.ignore(oldest.value.connection.send({ _tag: "Designate" }))
+      })
+
+    /** Ends the freeze: waiting requests are granted and the registry may go out. */
+    const thaw = (state: SupervisorState) =>
+      Effect.andThen(
+        Effect.andThen(
+          deliver(state, state.grants.thaw()),
+          Deferred.succeed(state.thawed, undefined),
+        ),
+        designate(state),
+      )
+
     const thawIfComplete = (state: SupervisorState) =>
-      state.grants.frozen && !state.blind && state.expected.size === 0
-        ? deliver(state, state.grants.thaw())
-        : Effect.void
+      state.grants.frozen && !state.blind && state.expected.size === 0 ? thaw(state) : Effect.void
 
     const serveConnection = (state: SupervisorState, connection: Connection.Connection<Message>) =>
       Effect.gen(function* () {
@@ -468,22 +750,31 @@ export const make = (
               },
               connection,
             })
+            if (state.blind && state.grants.frozen && message.previous !== undefined) {
+              // The registry this member had: wait for its members as if it had been ours.
+              state.blind = false
+              for (const id of message.previous) {
+                if (id !== instanceId && !state.members.has(id)) state.expected.add(id)
+              }
+            }
             state.expected.delete(message.instanceId)
-            yield* send({ _tag: "Welcome", supervisorId: instanceId, lost })
+            yield* send(
+              state.successor === undefined
+                ? { _tag: "Welcome", supervisorId: instanceId, lost }
+                : { _tag: "Welcome", supervisorId: instanceId, lost, successor: state.successor },
+            )
             yield* broadcastMembers(state)
-            const member = memberList(state).find((m) => m.instanceId === message.instanceId)!
-            yield* emit({ _tag: "MemberJoined", member })
+            const [member] = memberList(state, [message.instanceId])
+            yield* emit({ _tag: "MemberJoined", member: member! })
             yield* thawIfComplete(state)
+            yield* designate(state)
           })
 
         const onMessage = (message: Message): Effect.Effect<void> => {
           if (memberId === undefined) {
             if (message._tag === "Register") return onRegister(message)
             if (message._tag === "Inspect") {
-              return Effect.andThen(
-                send({ _tag: "Members", members: memberList(state) }),
-                connection.close,
-              )
+              return Effect.andThen(send(registry(state, memberList(state))), connection.close)
             }
             return connection.close
           }
@@ -517,6 +808,11 @@ export const make = (
               )
             case "CancelAcquire":
               return Effect.sync(() => state.grants.cancel(from, message.id))
+            case "StandbyAt":
+              // Only from the member asked; a late answer of a previous one is stale.
+              if (from !== state.designated) return Effect.void
+              state.successor = { instanceId: from, address: message.address }
+              return broadcastMembers(state)
             case "CommandDone": {
               const pending = state.pendingCommands.get(message.id)
               return pending === undefined
@@ -541,8 +837,13 @@ export const make = (
         yield* Stream.runForEach(connection.messages, onMessage)
         const reason = yield* connection.closed
         if (memberId === undefined) return
-        const member = memberList(state).find((m) => m.instanceId === memberId)
+        const [member] = memberList(state, [memberId])
         state.members.delete(memberId)
+        if (state.designated === memberId) {
+          state.designated = undefined
+          state.successor = undefined
+          yield* designate(state)
+        }
         yield* deliver(state, state.grants.remove(memberId))
         yield* broadcastMembers(state)
         if (member !== undefined) {
@@ -555,15 +856,14 @@ export const make = (
         const state: SupervisorState = {
           grants: new Grants(),
           members: new Map(),
-          expected: new Set(
-            lastMembers
-              .filter((m) => m.role === "subordinate" && m.instanceId !== instanceId)
-              .map((m) => m.instanceId),
-          ),
+          expected: new Set(previousSubordinates()),
           pendingCommands: new Map(),
           joinedAtMs: yield* now,
           changed: yield* Queue.dropping<void>(1),
           blind: !lastMembers.some((m) => m.role === "supervisor" && m.instanceId !== instanceId),
+          thawed: yield* Deferred.make<void>(),
+          designated: undefined,
+          successor: undefined,
         }
         // Own permits from before the failover first, then own waiting requests.
         const lost = state.grants.adopt(instanceId, holdings())
@@ -582,16 +882,33 @@ export const make = (
         role = { _tag: "Supervisor" }
         lastMembers = memberList(state)
         yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
+        // Connections that stood by at this instance as successor: told (now, if not as
+        // soon as the address was bound) that it supervises; each registers over its own.
+        const standing = standby
+        if (standing !== undefined) {
+          const supervising = yield* Effect.scope
+          yield* Effect.addFinalizer(() => closeStandby)
+          yield* takeOver(standing)
+          standing.serve = (connection) =>
+            Effect.asVoid(Effect.forkIn(serveConnection(state, connection), supervising))
+          const waiting = [...standing.waiting]
+          standing.waiting.clear()
+          yield* Effect.forEach(waiting, standing.serve, { discard: true })
+        }
+        yield* followSuccessor(undefined)
         yield* Deferred.succeed(firstRole, undefined)
         yield* settle
+        // The previous supervisor's dead connection is torn down once the members are back.
+        yield* Effect.forkScoped(Effect.andThen(Deferred.await(state.thawed), releaseSpent))
         if (state.grants.frozen) {
           yield* Effect.forkChild(
             Effect.andThen(Effect.sleep(graceMs), () =>
-              state.grants.frozen ? deliver(state, state.grants.thaw()) : Effect.void,
+              state.grants.frozen ? thaw(state) : Effect.void,
             ),
           )
         }
-        yield* deliver(state, [...ownGrants, ...(state.grants.frozen ? [] : state.grants.thaw())])
+        yield* deliver(state, ownGrants)
+        if (!state.grants.frozen) yield* thaw(state)
         // A supervisor that stops on purpose says so, so subordinates elect at once.
         yield* Effect.addFinalizer(() =>
           Effect.forEach(
@@ -610,7 +927,8 @@ export const make = (
 
     const runSubordinate = (connection: Connection.Connection<Message>) =>
       Effect.gen(function* () {
-        const welcomed = yield* Deferred.make<string, ElectionError>()
+        /** The supervisor's id once welcomed; undefined if the connection closed first. */
+        const welcomed = yield* Deferred.make<string | undefined, ElectionError>()
         let supervisorId = ""
         const send = (message: Message) => Effect.ignore(connection.send(message))
 
@@ -618,8 +936,9 @@ export const make = (
           switch (message._tag) {
             case "Welcome":
               supervisorId = message.supervisorId
+              lastSupervisorId = message.supervisorId
               return Effect.andThen(
-                losePermits(message.lost),
+                Effect.andThen(losePermits(message.lost), followSuccessor(message.successor)),
                 Deferred.succeed(welcomed, message.supervisorId),
               )
             case "Refused":
@@ -633,9 +952,14 @@ export const make = (
                 }),
               )
             case "Members":
-              return Effect.sync(() => {
-                lastMembers = message.members
-              })
+              lastMembers = message.members
+              return followSuccessor(message.successor)
+            case "Designate":
+              return Effect.flatMap(openStandby, (standbyAt) =>
+                standbyAt === undefined
+                  ? Effect.void
+                  : send({ _tag: "StandbyAt", address: standbyAt }),
+              )
             case "Reply": {
               const pending = pendingRequests.get(message.id)
               if (pending === undefined) return Effect.void
@@ -682,7 +1006,12 @@ export const make = (
           }
         }
 
-        const reader = yield* Effect.forkChild(Stream.runForEach(connection.messages, onMessage))
+        const reader = yield* Effect.forkChild(
+          Effect.andThen(
+            Stream.runForEach(connection.messages, onMessage),
+            Deferred.succeed(welcomed, undefined),
+          ),
+        )
         const registered = yield* Effect.exit(
           connection.send({
             _tag: "Register",
@@ -693,14 +1022,12 @@ export const make = (
             startedAtMs,
             metadata: { ...options.metadata },
             holdings: holdings(),
+            ...previousRegistry(),
           }),
         )
         if (registered._tag === "Failure") return "retry" as const
-        const welcome = yield* Deferred.await(welcomed).pipe(
-          Effect.timeoutOption(requestTimeoutMs),
-          Effect.raceFirst(Effect.map(connection.closed, () => undefined)),
-        )
-        if (welcome === undefined || welcome._tag === "None") return "retry" as const
+        const welcome = yield* Deferred.await(welcomed).pipe(Effect.timeoutOption(requestTimeoutMs))
+        if (welcome._tag === "None" || welcome.value === undefined) return "retry" as const
         upstream = connection
         role = { _tag: "Subordinate", supervisorId: welcome.value }
         yield* emit({ _tag: "BecameSubordinate", supervisorId: welcome.value, atMs: yield* now })
@@ -709,7 +1036,20 @@ export const make = (
           yield* send({ _tag: "Acquire", id, resource: pending.resource, limit: pending.limit })
         }
         yield* settle
+        yield* releaseSpent
         const reason = yield* connection.closed
+        // Every survivor standing by waits for the successor's bind: it goes first, before
+        // its own bookkeeping. (If it fails, the next attempt tries again.)
+        if (standby !== undefined) {
+          const scope = yield* Scope.fork(electionScope)
+          const listened = yield* Effect.result(
+            Scope.provide(transport.listen(address, connectionOptions), scope),
+          )
+          if (Result.isSuccess(listened)) {
+            bound = { scope, listener: listened.success }
+            yield* takeOver(standby)
+          } else yield* Scope.close(scope, Exit.void)
+        }
         yield* Effect.exit(Fiber.join(reader))
         upstream = undefined
         role = { _tag: "Electing" }
@@ -736,45 +1076,100 @@ export const make = (
     // ---- the election -------------------------------------------------------------
 
     /** One try: bind and supervise, or connect and serve as a subordinate. */
-    const attempt = Effect.scoped(
-      Effect.gen(function* () {
-        const listened = yield* Effect.result(transport.listen(address, connectionOptions))
-        if (Result.isSuccess(listened)) return yield* runSupervisor(listened.success)
-        if (listened.failure.reason !== "AddressInUse") {
-          return yield* new ElectionFailed({
+    const attemptIn = Effect.gen(function* () {
+      const early = bound
+      bound = undefined
+      if (early !== undefined) {
+        yield* Effect.addFinalizer(() => Scope.close(early.scope, Exit.void))
+        return yield* runSupervisor(early.listener)
+      }
+      const listened = yield* Effect.result(transport.listen(address, connectionOptions))
+      if (Result.isSuccess(listened)) return yield* runSupervisor(listened.success)
+      // A successor that lost the bind is no successor: whoever stands by at it elects
+      // the usual way now instead of waiting for a takeover that will not come.
+      yield* closeStandby
+      if (listened.failure.reason !== "AddressInUse") {
+        return yield* new ElectionFailed({
+          address: addressText,
+          attempts: 1,
+          detail: listened.failure.message,
+        })
+      }
+      const connected = yield* Effect.result(transport.connect(address, connectionOptions))
+      if (Result.isSuccess(connected)) return yield* runSubordinate(connected.success)
+      const error = connected.failure
+      if (error._tag === "ConnectError") return "retry" as const
+      switch (error.reason) {
+        case "NotUnderstudy":
+          return yield* new StrangerOnAddress({ address: addressText, detail: error.detail })
+        case "VersionMismatch":
+          return yield* new OtherProgramOnAddress({
             address: addressText,
-            attempts: 1,
-            detail: listened.failure.message,
+            reason: "IncompatibleVersion",
+            program: "unknown",
+            version: -1,
           })
-        }
-        const connected = yield* Effect.result(transport.connect(address, connectionOptions))
-        if (Result.isSuccess(connected)) return yield* runSubordinate(connected.success)
-        const error = connected.failure
-        if (error._tag === "ConnectError") return "retry" as const
-        switch (error.reason) {
-          case "NotUnderstudy":
-            return yield* new StrangerOnAddress({ address: addressText, detail: error.detail })
-          case "VersionMismatch":
-            return yield* new OtherProgramOnAddress({
-              address: addressText,
-              reason: "IncompatibleVersion",
-              program: "unknown",
-              version: -1,
-            })
-          default:
-            return yield* new NotPermitted({ address: addressText, detail: error.detail })
-        }
-      }),
-    )
+        default:
+          return yield* new NotPermitted({ address: addressText, detail: error.detail })
+      }
+    })
+
+    /** Runs `effect` in a scope of its own, kept open as `spent` if it lost its supervisor. */
+    const inScope = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>, lost: (a: A) => boolean) =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.fork(electionScope)
+        const exit = yield* Effect.exit(Scope.provide(effect, scope))
+        if (Exit.isSuccess(exit) && lost(exit.value)) spent.push(scope)
+        else yield* Scope.close(scope, exit)
+        return yield* exit
+      })
+
+    const attempt = inScope(attemptIn, (outcome) => outcome === "lost")
+
+    /**
+     * After losing the supervisor with a link to the successor: waits (bounded) for its
+     * takeover and registers over the link, instead of racing every other survivor for the
+     * bind and then connecting. "none" when no takeover came: elect the usual way.
+     */
+    const overStandby = Effect.gen(function* () {
+      const link = standbyLink
+      if (link === undefined) return "none" as const
+      // Spent either way: a later successor gets a new link.
+      standbyLink = undefined
+      standbyTarget = undefined
+      const takeover = yield* Deferred.await(link.takeover).pipe(
+        Effect.timeoutOption(standbyWaitMs),
+      )
+      if (
+        takeover._tag === "None" ||
+        takeover.value === undefined ||
+        link.connection === undefined
+      ) {
+        yield* Scope.close(link.scope, Exit.void)
+        return "none" as const
+      }
+      const outcome = yield* runSubordinate(link.connection).pipe(
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit) && exit.value === "lost"
+            ? Effect.sync(() => void spent.push(link.scope))
+            : Scope.close(link.scope, Exit.void),
+        ),
+      )
+      return outcome === "lost" ? outcome : ("none" as const)
+    })
 
     const electionLoop = Effect.gen(function* () {
       let failures = 0
+      let lost = false
       while (failures < attemptsMax) {
-        const outcome = yield* attempt
+        const outcome: "lost" | "retry" | "none" =
+          lost && standbyLink !== undefined ? yield* overStandby : yield* attempt
+        lost = outcome === "lost"
         if (outcome === "lost") {
           failures = 0
           continue
         }
+        if (outcome === "none") continue
         failures++
         // Somebody else is mid-bind or mid-start: back off a little, with jitter so the
         // losers do not retry in lockstep.
@@ -995,6 +1390,9 @@ const invalidRegistration = (
     metadata.some(([, value]) => value.length > registration.metadataValueLengthMax)
   ) {
     return "metadata over the limits"
+  }
+  if (message.previous?.some((id) => id.length > registration.instanceIdLengthMax)) {
+    return "previous registry with an instance id too long"
   }
   for (const holding of message.holdings) {
     if (holding.limit < 1 || holding.permits < 1 || holding.permits > holding.limit) {

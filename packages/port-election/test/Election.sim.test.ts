@@ -22,8 +22,11 @@ const address = Address.tcp(host, 4000)
 const secret = Redacted.make(new Uint8Array(randomBytes(32)))
 const stepMs = 10
 
-/** A Transport whose connections all die at once, with nothing sent after: a killed process. */
-const killable = (transport: Transport.Transport["Service"]) => {
+/**
+ * A Transport whose connections all die at once, with nothing sent after: a killed process.
+ * Every address it is asked to listen on is recorded in `listens`.
+ */
+const killable = (transport: Transport.Transport["Service"], listens: Array<string>) => {
   let dead = false
   const open = new Set<Connection.Connection<unknown>>()
   const wrap = <A>(connection: Connection.Connection<A>): Connection.Connection<A> => {
@@ -42,10 +45,16 @@ const killable = (transport: Transport.Transport["Service"]) => {
   }
   const service = Transport.Transport.of({
     listen: (at, options) =>
-      Effect.map(transport.listen(at, options), (listener) => ({
-        ...listener,
-        connections: Stream.map(listener.connections, wrap),
-      })),
+      Effect.map(
+        Effect.andThen(
+          Effect.sync(() => listens.push(Address.format(at))),
+          transport.listen(at, options),
+        ),
+        (listener) => ({
+          ...listener,
+          connections: Stream.map(listener.connections, wrap),
+        }),
+      ),
     connect: (at, options) => Effect.map(transport.connect(at, options), wrap),
   })
   const kill = Effect.suspend(() => {
@@ -65,6 +74,8 @@ interface Slot {
   killed: boolean
   /** Permits this instance believes it holds. */
   holding: number
+  /** Every address it tried to listen on, in order: the election's, or a standby one. */
+  readonly listens: Array<string>
 }
 
 /** The semaphore as its holders see it: the most ever held at once, holds and losses. */
@@ -82,7 +93,7 @@ const heldNow = (permits: Permits) =>
 const instanceProgram = (slot: Slot, permits: Permits | undefined) =>
   Effect.gen(function* () {
     const transport = yield* Transport.Transport
-    const switchable = killable(transport)
+    const switchable = killable(transport, slot.listens)
     const killed = yield* Deferred.make<void>()
     slot.kill = Effect.suspend(() => {
       slot.killed = true
@@ -141,6 +152,7 @@ const newSlot = (name: string): Slot => ({
   alive: false,
   killed: false,
   holding: 0,
+  listens: [],
 })
 
 /** Who holds what and who supervises: printed with a failed invariant. */
@@ -271,6 +283,64 @@ describe("port election on SimNet, one simulated machine", () => {
     }).pipe(Effect.scoped, Random.withSeed(2)),
   )
 
+  /** After the first supervisor's grace period: the successor stands by, the others linked. */
+  const withSuccessor = (slots: ReadonlyArray<Slot>) =>
+    Effect.gen(function* () {
+      yield* settle(slots, undefined, "start")
+      yield* TestClock.adjust(2_500)
+      yield* settle(slots, undefined, "after the grace period")
+      let supervisor: Slot | undefined
+      for (const slot of slots)
+        if ((yield* slot.election!.role)._tag === "Supervisor") supervisor = slot
+      const electionAddress = Address.format(address)
+      const successors = slots.filter((s) => s.listens.some((at) => at !== electionAddress))
+      expect(successors).toHaveLength(1)
+      return { supervisor: supervisor!, successor: successors[0]!, electionAddress }
+    })
+
+  it.effect(
+    "the supervisor killed with a successor standing by: only the successor binds, the others register over their standby connections",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.uniform(0, 3) } })
+        const slots = Array.from({ length: 6 }, (_, i) => newSlot(`i${i}`))
+        for (const slot of slots) yield* run(net, slot)
+        const { supervisor, successor, electionAddress } = yield* withSuccessor(slots)
+        const bindsBefore = slots.map(
+          (s) => s.listens.filter((at) => at === electionAddress).length,
+        )
+        yield* supervisor.kill
+        yield* settle(slots, undefined, "after the kill")
+        expect((yield* successor.election!.role)._tag).toBe("Supervisor")
+        // Nobody but the successor went for the election address after the kill.
+        slots.forEach((slot, i) => {
+          const binds = slot.listens.filter((at) => at === electionAddress).length
+          expect(binds - bindsBefore[i]!, slot.name).toBe(slot === successor ? 1 : 0)
+        })
+      }).pipe(Effect.scoped, Random.withSeed(6)),
+  )
+
+  it.effect(
+    "the supervisor and its successor killed together: the others elect through the bind",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.uniform(0, 3) } })
+        const slots = Array.from({ length: 6 }, (_, i) => newSlot(`i${i}`))
+        for (const slot of slots) yield* run(net, slot)
+        const { supervisor, successor } = yield* withSuccessor(slots)
+        yield* supervisor.kill
+        yield* successor.kill
+        yield* settle(slots, undefined, "after the kills")
+        const survivors = slots.filter((s) => s !== supervisor && s !== successor)
+        let elected: Slot | undefined
+        for (const slot of survivors)
+          if ((yield* slot.election!.role)._tag === "Supervisor") elected = slot
+        expect((yield* elected!.election!.members).map((m) => m.instanceId).sort()).toEqual(
+          survivors.map((s) => s.election!.instanceId).sort(),
+        )
+      }).pipe(Effect.scoped, Random.withSeed(7)),
+  )
+
   it.effect(
     "the whole machine crashes and restarts: a fresh election among the same programs",
     () =>
@@ -341,6 +411,34 @@ describe("port election on SimNet, one simulated machine", () => {
           )?.holdings,
         ).toEqual([{ resource: "mutex", limit: 1, permits: 1 }])
       }).pipe(Effect.scoped, Random.withSeed(5)),
+  )
+
+  it.effect(
+    "a newcomer that wins the bind learns the last registry from the survivors: it grants once they are back, not after the grace period",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(1) } })
+        const slots = Array.from({ length: 3 }, (_, i) => newSlot(`i${i}`))
+        for (const slot of slots) yield* run(net, slot)
+        yield* settle(slots, undefined, "start")
+        // Past the first supervisor's grace period: every member has had its registry.
+        yield* TestClock.adjust(2_500)
+        let supervisor: Slot | undefined
+        for (const slot of slots)
+          if ((yield* slot.election!.role)._tag === "Supervisor") supervisor = slot
+        yield* supervisor!.kill
+        const newcomer = newSlot("newcomer")
+        slots.push(newcomer)
+        yield* run(net, newcomer)
+        yield* TestClock.adjust(1)
+        expect((yield* newcomer.election!.role)._tag).toBe("Supervisor")
+        const wanted = yield* Effect.forkScoped(newcomer.election!.acquire("mutex"))
+        yield* settle(slots, undefined, "after the failover")
+        // The grace period is 2,000 ms; the survivors were back within a few.
+        for (let elapsed = 0; elapsed < 500 && wanted.pollUnsafe() === undefined; elapsed += stepMs)
+          yield* TestClock.adjust(stepMs)
+        expect(wanted.pollUnsafe()?._tag).toBe("Success")
+      }).pipe(Effect.scoped, Random.withSeed(8)),
   )
 
   // PORT_ELECTION_SIM_SEED replays one schedule; PORT_ELECTION_SIM_SEEDS runs that many more.

@@ -53,6 +53,8 @@ const connectReason = (code: string | undefined): ConnectError["reason"] => {
   }
 }
 
+const ignoreError = (): void => {}
+
 /** A Unix peer that did not bind a name (every client socket) has no address of its own. */
 const unnamedUnix: Address.Unix = Address.unix("")
 
@@ -73,8 +75,11 @@ const socketAddresses = (
  * the peer's), so give the kernel up to `lingerMs` to finish the exchange, then destroy.
  */
 const releaseSocket = (socket: net.Socket, lingerMs: number): Effect.Effect<void> =>
+  // Already gone (the usual case once the peer has closed): no linger timer to race.
+  Effect.suspend(() => (socket.destroyed ? Effect.void : lingerThenDestroy(socket, lingerMs)))
+
+const lingerThenDestroy = (socket: net.Socket, lingerMs: number): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
-    if (socket.destroyed) return resume(Effect.void)
     const onClose = () => resume(Effect.void)
     socket.once("close", onClose)
     if (!socket.writableEnded) socket.end()
@@ -285,6 +290,11 @@ const connectSocket = (
       address._tag === "Tcp"
         ? net.connect({ host: address.host, port: address.port, noDelay: true })
         : net.connect({ path: socketPath(address) })
+    // Between the connect and the link taking the socket over, or when it is released
+    // without one (its connection's scope closed first), nothing else listens for 'error',
+    // and an unhandled one would bring the whole process down; the link reports errors
+    // from the moment it has the socket.
+    socket.on("error", ignoreError)
     const onError = (error: Error) => {
       socket.destroy()
       resume(

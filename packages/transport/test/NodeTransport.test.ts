@@ -666,6 +666,19 @@ describe("NodeTransport", () => {
       }),
     )
 
+    it.live("a socket already closed when the link takes it is reported as a reset", () =>
+      Effect.gen(function* () {
+        const { b } = yield* socketPair
+        b.destroy()
+        // Its 'close' has been and gone by the time the link is made.
+        yield* Effect.sleep("50 millis")
+        const link = NodeLink.make(b, addresses)
+        const { events, handlers } = recorder()
+        link.start(handlers)
+        expect(events).toEqual(["reset:socket closed before the link took it"])
+      }),
+    )
+
     it.live("pause holds data back until resume; destroy silences the link", () =>
       Effect.gen(function* () {
         const { a, b } = yield* socketPair

@@ -7,7 +7,7 @@ import { Codec } from "@understudy/transport"
 import { Schema } from "effect"
 
 /** Bumped on any incompatible change; instances of different versions refuse each other. */
-export const protocolVersion = 1
+export const protocolVersion = 2
 
 const HoldingSchema = Schema.Struct({
   resource: Schema.String,
@@ -26,6 +26,12 @@ export const MemberSchema = Schema.Struct({
   waiting: Schema.Array(Schema.String),
 })
 
+/** The designated successor and where it listens for standby connections. */
+export const SuccessorSchema = Schema.Struct({
+  instanceId: Schema.String,
+  address: Schema.String,
+})
+
 export const Register = Schema.TaggedStruct("Register", {
   program: Schema.String,
   version: Schema.Int,
@@ -34,12 +40,19 @@ export const Register = Schema.TaggedStruct("Register", {
   startedAtMs: Schema.Number,
   metadata: Schema.Record(Schema.String, Schema.String),
   holdings: Schema.Array(HoldingSchema),
+  /**
+   * The subordinates of the last registry this instance had from another supervisor, if
+   * any: a supervisor that never saw a registry learns from it whose permits to wait for.
+   */
+  previous: Schema.optionalKey(Schema.Array(Schema.String)),
 })
 
 export const Welcome = Schema.TaggedStruct("Welcome", {
   supervisorId: Schema.String,
   /** Re-registered permits that could not be kept (the resource had no room left). */
   lost: Schema.Array(HoldingSchema),
+  /** Where to stand by, so that a newcomer need not wait for the next registry. */
+  successor: Schema.optionalKey(SuccessorSchema),
 })
 
 export const Refused = Schema.TaggedStruct("Refused", {
@@ -54,10 +67,27 @@ export const Refused = Schema.TaggedStruct("Refused", {
 })
 
 /** The supervisor's registry, sent to every subordinate on each change: a new supervisor
- * knows from it whose permits to wait for. */
+ * knows from it whose permits to wait for, and every subordinate where to stand by. */
 export const Members = Schema.TaggedStruct("Members", {
   members: Schema.Array(MemberSchema),
+  successor: Schema.optionalKey(SuccessorSchema),
 })
+
+/**
+ * Supervisor to one subordinate: you are the successor. It opens a standby listener and
+ * answers `StandbyAt`; the others connect to it ahead of time, so that a failover needs no
+ * new connection or handshake when it wins the bind.
+ */
+export const Designate = Schema.TaggedStruct("Designate", {})
+
+/** Successor to supervisor: the address of its standby listener. */
+export const StandbyAt = Schema.TaggedStruct("StandbyAt", { address: Schema.String })
+
+/**
+ * Successor to a standby connection: it has bound the election address and is supervisor;
+ * the peer registers over this connection. Sent only after the bind succeeded.
+ */
+export const Takeover = Schema.TaggedStruct("Takeover", { supervisorId: Schema.String })
 
 export const Request = Schema.TaggedStruct("Request", {
   id: Schema.String,
@@ -129,13 +159,97 @@ export const Message = Schema.Union([
   CancelAcquire,
   Resigning,
   Inspect,
+  Designate,
+  StandbyAt,
+  Takeover,
 ])
 
 export type Message = typeof Message.Type
 export type Member = typeof MemberSchema.Type
 export type Holding = typeof HoldingSchema.Type
+export type Successor = typeof SuccessorSchema.Type
 
-export const codec: Codec.Codec<Message> = Codec.json(Message, "port-election")
+/** Each message's schema by its tag: every tag of `Message`, each with its own schema. */
+const byTag: {
+  readonly [Tag in Message["_tag"]]: Schema.Codec<Extract<Message, { _tag: Tag }>, unknown>
+} = {
+  Register,
+  Welcome,
+  Refused,
+  Members,
+  Request,
+  Reply,
+  Command,
+  CommandDone,
+  Acquire,
+  Granted,
+  AcquireRefused,
+  Release,
+  CancelAcquire,
+  Resigning,
+  Inspect,
+  Designate,
+  StandbyAt,
+  Takeover,
+}
+
+interface Coder {
+  readonly encode: (message: Message) => unknown
+  readonly decode: (json: unknown) => Message
+}
+
+/**
+ * The JSON form of each message, built on first use. A message is encoded and decoded with
+ * the schema its tag names rather than with the whole union: the same validation, without
+ * trying the union's members in turn, and a failover's first messages do not pay for
+ * compiling the parsers of messages they never see.
+ */
+const coders = new Map<string, Coder>()
+
+const coderOf = (tag: unknown): Coder | undefined => {
+  if (typeof tag !== "string" || !Object.hasOwn(byTag, tag)) return undefined
+  const known = coders.get(tag)
+  if (known !== undefined) return known
+  const schema = Schema.toCodecJson(byTag[tag as Message["_tag"]] as Schema.Codec<Message, unknown>)
+  const coder: Coder = {
+    encode: Schema.encodeUnknownSync(schema),
+    decode: Schema.decodeUnknownSync(schema),
+  }
+  coders.set(tag, coder)
+  return coder
+}
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder("utf-8", { fatal: true })
+
+/**
+ * Remembers the last message it encoded: the supervisor sends one registry object to every
+ * member in turn, and encoding it once instead of once per member keeps a broadcast linear
+ * in the size of the group rather than quadratic. Messages are never mutated after they are
+ * built, so the same object always has the same bytes.
+ */
+let lastEncoded: { readonly message: Message; readonly bytes: Uint8Array } | undefined
+
+export const codec: Codec.Codec<Message> = Codec.make({
+  name: "port-election",
+  encode: (message) => {
+    if (lastEncoded?.message === message) return lastEncoded.bytes
+    const coder = coderOf(message._tag)
+    if (coder === undefined) throw new Error(`no message is tagged ${String(message._tag)}`)
+    const bytes = textEncoder.encode(JSON.stringify(coder.encode(message)))
+    lastEncoded = { message, bytes }
+    return bytes
+  },
+  decode: (payload) => {
+    const json: unknown = JSON.parse(textDecoder.decode(payload))
+    const tag =
+      typeof json === "object" && json !== null ? (json as { _tag?: unknown })._tag : undefined
+    const coder = coderOf(tag)
+    if (coder === undefined)
+      throw new Error(`no message is tagged ${JSON.stringify(tag) ?? "undefined"}`)
+    return coder.decode(json)
+  },
+})
 
 /** Largest message: registries of many members stay well under it. */
 export const maxFrameBytes = 1024 * 1024

@@ -41,9 +41,11 @@ import {
   encodeHelloAck,
   FrameMac,
   HelloStatus,
+  type Key,
   macEquals,
   nonceBytes,
   protocolVersion,
+  secretKey,
   serverProof,
 } from "./handshake.ts"
 import type { Link, RandomBytes } from "./link.ts"
@@ -58,8 +60,17 @@ interface Batch<A> {
   readonly bytes: number
 }
 
-const keyBytes = (key: Uint8Array | string): Uint8Array =>
-  typeof key === "string" ? new TextEncoder().encode(key) : key
+/** The cluster key as a `KeyObject`, made once per options value rather than per connection. */
+const clusterKeys = new WeakMap<Redacted.Redacted<Uint8Array | string>, Key>()
+
+const clusterKeyOf = (clusterKey: Redacted.Redacted<Uint8Array | string>): Key => {
+  const known = clusterKeys.get(clusterKey)
+  if (known !== undefined) return known
+  const value = Redacted.value(clusterKey)
+  const key = secretKey(typeof value === "string" ? new TextEncoder().encode(value) : value)
+  clusterKeys.set(clusterKey, key)
+  return key
+}
 
 class Core<A> {
   phase: Phase
@@ -79,7 +90,7 @@ class Core<A> {
   readonly link: Link
   readonly role: "client" | "server"
   readonly options: ResolvedOptions<A>
-  readonly key: Uint8Array | undefined
+  readonly key: Key | undefined
   readonly nonce: Uint8Array
   readonly peer: string
   readonly inbound: Queue.Queue<Batch<A>, Cause.Done>
@@ -91,7 +102,7 @@ class Core<A> {
     link: Link,
     role: "client" | "server",
     options: ResolvedOptions<A>,
-    key: Uint8Array | undefined,
+    key: Key | undefined,
     nonce: Uint8Array,
     peer: string,
     inbound: Queue.Queue<Batch<A>, Cause.Done>,
@@ -405,8 +416,7 @@ export const make = <A>(
 ): Effect.Effect<Connection<A>, HandshakeError | ConnectError, Scope.Scope> =>
   Effect.gen(function* () {
     const { options } = params
-    const key =
-      options.clusterKey === undefined ? undefined : keyBytes(Redacted.value(options.clusterKey))
+    const key = options.clusterKey === undefined ? undefined : clusterKeyOf(options.clusterKey)
     const nonce = key === undefined ? new Uint8Array(0) : yield* params.randomBytes(nonceBytes)
     const inbound = yield* Queue.make<Batch<A>, Cause.Done>()
     const outbound = yield* Queue.make<Uint8Array, Cause.Done>({

@@ -11,7 +11,7 @@
  * every frame carries HMAC(sessionKey, sequence number | type | payload): a frame replayed,
  * reordered or taken from another connection fails its MAC.
  */
-import { createHmac, timingSafeEqual } from "node:crypto"
+import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from "node:crypto"
 import { macBytes } from "./frame.ts"
 
 export const protocolVersion = 1
@@ -95,16 +95,25 @@ export const decodeHelloAck = (body: Uint8Array, authenticated: boolean): HelloA
   }
 }
 
-const hmac = (key: Uint8Array, ...parts: ReadonlyArray<Uint8Array | string>): Uint8Array => {
+/**
+ * An HMAC key. A `KeyObject` is much cheaper per MAC than raw bytes (about 2 µs against
+ * 12 µs on Node 24, which probes raw keys for a KeyObject at every call), so keys used more
+ * than once are turned into one with `secretKey`.
+ */
+export type Key = Uint8Array | KeyObject
+
+export const secretKey = (key: Uint8Array): KeyObject => createSecretKey(key)
+
+const hmac = (key: Key, ...parts: ReadonlyArray<Uint8Array | string>): Uint8Array => {
   const h = createHmac("sha256", key)
   for (const part of parts) h.update(part)
   return h.digest()
 }
 
-export const serverProof = (key: Uint8Array, nonceClient: Uint8Array, nonceServer: Uint8Array) =>
+export const serverProof = (key: Key, nonceClient: Uint8Array, nonceServer: Uint8Array) =>
   hmac(key, "understudy/server", nonceClient, nonceServer)
 
-export const clientProof = (key: Uint8Array, nonceClient: Uint8Array, nonceServer: Uint8Array) =>
+export const clientProof = (key: Key, nonceClient: Uint8Array, nonceServer: Uint8Array) =>
   hmac(key, "understudy/client", nonceServer, nonceClient)
 
 /** Constant-time comparison of two MACs. */
@@ -116,15 +125,15 @@ export class FrameMac {
   private sequence = 0
   private readonly header = new Uint8Array(9)
   private readonly headerView = new DataView(this.header.buffer)
-  private readonly key: Uint8Array
+  private readonly key: KeyObject
 
   constructor(key: Uint8Array) {
-    this.key = key
+    this.key = secretKey(key)
   }
 
   /** Session keys for both directions of one connection. */
   static pair(
-    key: Uint8Array,
+    key: Key,
     nonceClient: Uint8Array,
     nonceServer: Uint8Array,
   ): { readonly clientToServer: FrameMac; readonly serverToClient: FrameMac } {

@@ -90,6 +90,9 @@ export const make = (
   socket.on("error", (error) => emit({ _tag: "Reset", detail: describeError(error) }))
   // A close without 'end' or 'error' first (not expected from node, but never silent).
   socket.on("close", () => emit({ _tag: "Reset", detail: "socket closed" }))
+  // Already gone before it was handed over (a reset right after the connect): its events
+  // are past, so it is reported here.
+  if (socket.destroyed) emit({ _tag: "Reset", detail: "socket closed before the link took it" })
 
   return {
     local: addresses.local,
