@@ -8,9 +8,11 @@
  *
  * Failover is fast because it is prepared: the supervisor designates a successor (its
  * oldest member), which opens a standby listener, and every other subordinate connects to
- * it ahead of time. When the supervisor dies, the successor binds the election address
- * first thing and says so over those connections (`Takeover`); the others register over
- * them, with no race for the bind, no new connection and no handshake. The designation is
+ * it ahead of time and pre-registers there (who it is). When the supervisor dies, the
+ * successor binds the election address first thing, admits every pre-registered member and
+ * welcomes it over its standby connection: no race for the bind, no new connection, no
+ * handshake and no registration round trip. Each member then confirms what it holds, and
+ * grants wait for those confirmations as they wait for re-registrations. The designation is
  * only a shortcut: a successor that loses the bind (or dies too) closes its standby
  * connections, and their peers elect the usual way. Only the bind makes a supervisor.
  *
@@ -32,6 +34,7 @@ import {
   Exit,
   Fiber,
   Layer,
+  Option,
   PubSub,
   Queue,
   Random,
@@ -55,6 +58,7 @@ import {
   type Member,
   type Message,
   maxFrameBytes,
+  preEncode,
   protocolVersion,
   type Successor,
 } from "./internal/protocol.ts"
@@ -214,9 +218,19 @@ interface PendingAcquire {
   readonly done: Deferred.Deferred<void, AcquireRefused>
 }
 
+type Register = Extract<Message, { _tag: "Register" }>
+type Welcome = Extract<Message, { _tag: "Welcome" }>
+type Refusal = Extract<Message, { _tag: "Refused" }>["reason"]
+
 interface MemberEntry {
   readonly member: Omit<Member, "holdings" | "waiting" | "role">
   readonly connection: Connection.Connection<Message>
+  /**
+   * Its holdings were adopted. Not yet for a member admitted from its pre-registration,
+   * until it confirms them; meanwhile it is sent nothing, since its standby connection may
+   * still be read by the reader that waited for the takeover.
+   */
+  holdingsKnown: boolean
 }
 
 interface SupervisorState {
@@ -239,18 +253,29 @@ interface SupervisorState {
   designated: string | undefined
   /** The successor once its standby listener is up: sent out with the registry. */
   successor: Successor | undefined
+  /**
+   * Stopping on purpose: members were told `Resigning`. The address stays bound until the
+   * scope's end, so a member that already left may connect again; it is not registered.
+   */
+  resigning: boolean
 }
 
 /** As the designated successor: the standby listener and the connections it accepted. */
 interface Standby {
   readonly scope: Scope.Closeable
   readonly address: string
-  /** Open connections standing by, not yet served by this instance as supervisor. */
-  readonly waiting: Set<Connection.Connection<Message>>
-  /** Set once this instance holds the election address; from then on `Takeover` is sent. */
-  tookOver: boolean
-  /** Set once this instance supervises: serves a connection like any accepted one. */
-  serve: ((connection: Connection.Connection<Message>) => Effect.Effect<void>) | undefined
+  /**
+   * Open connections standing by, not yet served by this instance as supervisor, with their
+   * pre-registration once it came.
+   */
+  readonly waiting: Map<Connection.Connection<Message>, Register | undefined>
+  /** Set once this instance supervises: admits a pre-registered member. */
+  serve:
+    | ((
+        connection: Connection.Connection<Message>,
+        preRegistration: Register,
+      ) => Effect.Effect<void>)
+    | undefined
 }
 
 /** As any other subordinate: the connection standing by at the successor. */
@@ -259,10 +284,10 @@ interface StandbyLink {
   /** The connection, once made; it is being made from the moment the successor is known. */
   connection: Connection.Connection<Message> | undefined
   /**
-   * The successor's id once it has bound the election address; undefined if the connection
-   * could not be made or closed first.
+   * The successor's Welcome, sent once it has bound the election address; undefined if the
+   * connection could not be made or closed first.
    */
-  readonly takeover: Deferred.Deferred<string | undefined>
+  readonly takeover: Deferred.Deferred<Welcome | undefined>
 }
 
 const describeError = (error: unknown): string =>
@@ -306,11 +331,6 @@ export const make = (
       handshakeTimeoutMs: requestTimeoutMs,
     }
 
-    // Standby connections carry no keep-alive: they are idle until a failover, a dead
-    // successor's closes them, and a hung one is given up on after `standbyWaitMs`; pings
-    // on every one of them would cost the successor CPU all the time.
-    const standbyOptions = { ...connectionOptions, keepAlive: false } as const
-
     const events = yield* PubSub.unbounded<ElectionEvent>()
     const emit = (event: ElectionEvent) => PubSub.publish(events, event)
     const now = Clock.currentTimeMillis
@@ -347,7 +367,8 @@ export const make = (
     let standbyTarget: string | undefined
     /**
      * Scopes of attempts whose supervisor was lost, with its dead connection: torn down once
-     * the next role is taken, so that the teardown does not delay re-registering.
+     * the next supervisor is back to normal (its registry came, or it thawed), so that the
+     * teardown does not delay re-registering.
      */
     const spent: Array<Scope.Closeable> = []
     const releaseSpent = Effect.suspend(() =>
@@ -393,7 +414,7 @@ export const make = (
             yield* emit({ _tag: "PermitLost", resource: holding.resource })
           }),
         { discard: true },
-      )
+      ).pipe(Effect.tap(() => (lost.length === 0 ? Effect.void : Effect.sync(prepareRegistration))))
 
     const runHandler = (
       table: Map<string, Handler>,
@@ -431,6 +452,53 @@ export const make = (
         ? { previous: previousSubordinates() }
         : {}
 
+    /** This instance's registration as of now: identity, holdings and the last registry. */
+    const registerMessage = (): Register => ({
+      _tag: "Register",
+      program: options.program,
+      version: protocolVersion,
+      instanceId,
+      pid: process.pid,
+      startedAtMs,
+      metadata: { ...options.metadata },
+      holdings: holdings(),
+      ...previousRegistry(),
+    })
+
+    /**
+     * `registerMessage()`, built and encoded whenever what it says changes (holdings, the last
+     * registry), or undefined: the Register that confirms a takeover then costs nothing
+     * while every survivor of the failover competes for the CPU.
+     */
+    let preparedRegistration: Register | undefined
+    const prepareRegistration = () => {
+      preparedRegistration = registerMessage()
+      preEncode(preparedRegistration)
+    }
+
+    /** Why `message` can not be accepted (a duplicate id aside), or undefined. */
+    const refusalOf = (message: Register): Refusal | undefined =>
+      message.program !== options.program
+        ? "DifferentProgram"
+        : message.version !== protocolVersion
+          ? "IncompatibleVersion"
+          : invalidRegistration(message) !== undefined
+            ? "InvalidRegistration"
+            : undefined
+
+    const refuse = (connection: Connection.Connection<Message>, reason: Refusal) =>
+      Effect.andThen(
+        Effect.ignore(
+          connection.send({
+            _tag: "Refused",
+            reason,
+            program: options.program,
+            version: protocolVersion,
+          }),
+        ),
+        connection.close,
+      )
+
     // ---- standby: the successor and the connections waiting at it ------------------
 
     /**
@@ -451,7 +519,7 @@ export const make = (
       if (at === undefined) return undefined
       const scope = yield* Scope.fork(electionScope)
       const listened = yield* Effect.result(
-        Scope.provide(transport.listen(at, standbyOptions), scope),
+        Scope.provide(transport.listen(at, connectionOptions), scope),
       )
       if (Result.isFailure(listened)) {
         yield* Scope.close(scope, Exit.void)
@@ -460,17 +528,14 @@ export const make = (
       const opened: Standby = {
         scope,
         address: Address.format(listened.success.address),
-        waiting: new Set(),
-        tookOver: false,
+        waiting: new Map(),
         serve: undefined,
       }
       yield* Effect.forkIn(
         Stream.runForEach(listened.success.connections, (connection) =>
           Effect.gen(function* () {
-            if (opened.tookOver) yield* sendTakeover(connection)
-            if (opened.serve !== undefined) return yield* opened.serve(connection)
             if (opened.waiting.size >= standbyConnectionsMax) return yield* connection.close
-            opened.waiting.add(connection)
+            opened.waiting.set(connection, undefined)
             yield* Effect.forkIn(
               Effect.andThen(
                 connection.closed,
@@ -478,6 +543,7 @@ export const make = (
               ),
               scope,
             )
+            yield* Effect.forkIn(preRegister(opened, connection), scope)
           }),
         ),
         scope,
@@ -486,19 +552,29 @@ export const make = (
       return opened.address
     })
 
-    const sendTakeover = (connection: Connection.Connection<Message>) =>
-      Effect.ignore(connection.send({ _tag: "Takeover", supervisorId: instanceId }))
-
     /**
-     * Tells every connection standing by that this instance now holds the election address.
-     * Only ever called with the address bound: the bind, not the designation, is what makes
-     * a supervisor.
+     * Reads a standby connection's first message, its pre-registration: kept for the
+     * takeover, or admitted at once if this instance already supervises. Nothing else is read
+     * here, so whatever follows is left to the supervisor that serves the connection.
      */
-    const takeOver = (current: Standby) =>
-      Effect.suspend(() => {
-        if (current.tookOver) return Effect.void
-        current.tookOver = true
-        return Effect.forEach([...current.waiting], sendTakeover, { discard: true })
+    const preRegister = (opened: Standby, connection: Connection.Connection<Message>) =>
+      Effect.gen(function* () {
+        let first: Message | undefined
+        yield* Stream.runForEach(Stream.take(connection.messages, 1), (message) =>
+          Effect.sync(() => {
+            first = message
+          }),
+        )
+        if (first === undefined || !opened.waiting.has(connection)) return
+        if (first._tag !== "Register") return yield* connection.close
+        const refusal = refusalOf(first)
+        if (refusal !== undefined) return yield* refuse(connection, refusal)
+        if (opened.serve === undefined) {
+          opened.waiting.set(connection, first)
+          return
+        }
+        opened.waiting.delete(connection)
+        yield* opened.serve(connection, first)
       })
 
     /** Closes the standby listener and its connections: their peers elect the usual way. */
@@ -544,7 +620,7 @@ export const make = (
             const link: StandbyLink = {
               scope: yield* Scope.fork(electionScope),
               connection: undefined,
-              takeover: yield* Deferred.make<string | undefined>(),
+              takeover: yield* Deferred.make<Welcome | undefined>(),
             }
             standbyLink = link
             yield* Effect.forkIn(linkTo(link, successorAddress), link.scope)
@@ -555,19 +631,21 @@ export const make = (
     const linkTo = (link: StandbyLink, successorAddress: Address.StreamAddress) =>
       Effect.gen(function* () {
         const connected = yield* Effect.result(
-          Scope.provide(transport.connect(successorAddress, standbyOptions), link.scope),
+          Scope.provide(transport.connect(successorAddress, connectionOptions), link.scope),
         )
         if (Result.isSuccess(connected)) {
           const connection = connected.success
           link.connection = connection
-          // The successor says nothing before its takeover; after it, the connection is
-          // read by the subordinate that registers over it. The stream also ends if it
-          // closes.
+          // Pre-registered now, so that the takeover needs no registration round trip.
+          yield* Effect.ignore(connection.send(registerMessage()))
+          // The successor answers only at its takeover, with a Welcome (or refuses); after
+          // it, the connection is read by the subordinate that it welcomed. The stream also
+          // ends if it closes.
           yield* Stream.runForEach(
-            Stream.takeUntil(connection.messages, (message) => message._tag === "Takeover"),
+            Stream.takeUntil(connection.messages, (message) => message._tag === "Welcome"),
             (message) =>
-              message._tag === "Takeover"
-                ? Deferred.succeed(link.takeover, message.supervisorId)
+              message._tag === "Welcome"
+                ? Deferred.succeed(link.takeover, message)
                 : connection.close,
           )
         }
@@ -633,10 +711,12 @@ export const make = (
           yield* Queue.clear(state.changed)
           const members = memberList(state)
           lastMembers = members
+          preparedRegistration = undefined
           const message = registry(state, members)
           yield* Effect.forEach(
             state.members.values(),
-            (entry) => Effect.ignore(entry.connection.send(message)),
+            (entry) =>
+              entry.holdingsKnown ? Effect.ignore(entry.connection.send(message)) : Effect.void,
             { discard: true },
           )
         }),
@@ -701,46 +781,59 @@ export const make = (
     const thawIfComplete = (state: SupervisorState) =>
       state.grants.frozen && !state.blind && state.expected.size === 0 ? thaw(state) : Effect.void
 
-    const serveConnection = (state: SupervisorState, connection: Connection.Connection<Message>) =>
+    /**
+     * Takes over what a member holds, as its registration (or its confirmation after a
+     * takeover) claims, and learns from it whose permits to wait for if this instance never
+     * saw a registry. The permits it could not keep.
+     */
+    const adoptHoldings = (state: SupervisorState, message: Register) => {
+      const lost = state.grants.adopt(message.instanceId, message.holdings)
+      if (state.blind && state.grants.frozen && message.previous !== undefined) {
+        // The registry this member had: wait for its members as if it had been ours.
+        state.blind = false
+        for (const id of message.previous) {
+          if (id !== instanceId && !state.members.has(id)) state.expected.add(id)
+        }
+      }
+      state.expected.delete(message.instanceId)
+      return lost
+    }
+
+    const welcomeOf = (state: SupervisorState, lost: ReadonlyArray<Holding>): Welcome =>
+      state.successor === undefined
+        ? { _tag: "Welcome", supervisorId: instanceId, lost }
+        : { _tag: "Welcome", supervisorId: instanceId, lost, successor: state.successor }
+
+    /**
+     * Serves one member's connection. With a pre-registration (a standby connection at the
+     * takeover) the member is admitted at once, but its holdings only once it confirms them:
+     * the pre-registration's may be stale, and adopting a stale claim could push out the
+     * current holder. Until then it counts as expected, so nothing new is granted.
+     */
+    const serveConnection = (
+      state: SupervisorState,
+      connection: Connection.Connection<Message>,
+      preRegistration?: Register,
+    ) =>
       Effect.gen(function* () {
         let memberId: string | undefined
         const send = (message: Message) => Effect.ignore(connection.send(message))
 
-        const onRegister = (message: Extract<Message, { _tag: "Register" }>) =>
+        const onRegister = (message: Register, preRegistered: boolean) =>
           Effect.gen(function* () {
-            if (message.program !== options.program || message.version !== protocolVersion) {
-              yield* send({
-                _tag: "Refused",
-                reason:
-                  message.program !== options.program ? "DifferentProgram" : "IncompatibleVersion",
-                program: options.program,
-                version: protocolVersion,
-              })
-              return yield* connection.close
+            // Its close may not be read yet (it would look like a duplicate of itself): the
+            // connection just closes, and the member elects again once the address is free.
+            if (state.resigning) return yield* connection.close
+            const refusal = refusalOf(message)
+            if (refusal === "InvalidRegistration") {
+              yield* Effect.logWarning(`refused a registration: ${invalidRegistration(message)}`)
             }
-            const invalid = invalidRegistration(message)
-            if (invalid !== undefined) {
-              yield* Effect.logWarning(`refused a registration: ${invalid}`)
-              yield* send({
-                _tag: "Refused",
-                reason: "InvalidRegistration",
-                program: options.program,
-                version: protocolVersion,
-              })
-              return yield* connection.close
-            }
+            if (refusal !== undefined) return yield* refuse(connection, refusal)
             if (message.instanceId === instanceId || state.members.has(message.instanceId)) {
-              yield* send({
-                _tag: "Refused",
-                reason: "DuplicateInstance",
-                program: options.program,
-                version: protocolVersion,
-              })
-              return yield* connection.close
+              return yield* refuse(connection, "DuplicateInstance")
             }
             memberId = message.instanceId
-            const lost = state.grants.adopt(message.instanceId, message.holdings)
-            state.members.set(message.instanceId, {
+            const entry: MemberEntry = {
               member: {
                 instanceId: message.instanceId,
                 pid: message.pid,
@@ -749,20 +842,13 @@ export const make = (
                 joinedAtMs: yield* now,
               },
               connection,
-            })
-            if (state.blind && state.grants.frozen && message.previous !== undefined) {
-              // The registry this member had: wait for its members as if it had been ours.
-              state.blind = false
-              for (const id of message.previous) {
-                if (id !== instanceId && !state.members.has(id)) state.expected.add(id)
-              }
+              holdingsKnown: !preRegistered,
             }
-            state.expected.delete(message.instanceId)
-            yield* send(
-              state.successor === undefined
-                ? { _tag: "Welcome", supervisorId: instanceId, lost }
-                : { _tag: "Welcome", supervisorId: instanceId, lost, successor: state.successor },
-            )
+            let lost: ReadonlyArray<Holding> = []
+            if (preRegistered) state.expected.add(message.instanceId)
+            else lost = adoptHoldings(state, message)
+            state.members.set(message.instanceId, entry)
+            yield* send(welcomeOf(state, lost))
             yield* broadcastMembers(state)
             const [member] = memberList(state, [message.instanceId])
             yield* emit({ _tag: "MemberJoined", member: member! })
@@ -770,9 +856,21 @@ export const make = (
             yield* designate(state)
           })
 
+        /** A member admitted from its pre-registration tells what it holds now. */
+        const onConfirm = (entry: MemberEntry, message: Register) =>
+          Effect.gen(function* () {
+            entry.holdingsKnown = true
+            const lost = adoptHoldings(state, message)
+            // Only permits it could not keep need an answer.
+            if (lost.length > 0) yield* send(welcomeOf(state, lost))
+            yield* broadcastMembers(state)
+            yield* thawIfComplete(state)
+            yield* designate(state)
+          })
+
         const onMessage = (message: Message): Effect.Effect<void> => {
           if (memberId === undefined) {
-            if (message._tag === "Register") return onRegister(message)
+            if (message._tag === "Register") return onRegister(message, false)
             if (message._tag === "Inspect") {
               return Effect.andThen(send(registry(state, memberList(state))), connection.close)
             }
@@ -780,6 +878,19 @@ export const make = (
           }
           const from = memberId
           switch (message._tag) {
+            case "Register": {
+              // Once, from a member admitted from its pre-registration, about itself.
+              const entry = state.members.get(from)
+              return entry !== undefined &&
+                !entry.holdingsKnown &&
+                message.instanceId === from &&
+                refusalOf(message) === undefined
+                ? onConfirm(entry, message)
+                : Effect.andThen(
+                    Effect.logWarning(`unexpected Register from ${from}; dropping it`),
+                    connection.close,
+                  )
+            }
             case "Request":
               return Effect.asVoid(
                 Effect.forkChild(
@@ -828,12 +939,15 @@ export const make = (
           }
         }
 
-        // An unregistered peer gets the handshake time-out to register.
-        yield* Effect.forkChild(
-          Effect.andThen(Effect.sleep(requestTimeoutMs), () =>
-            memberId === undefined ? connection.close : Effect.void,
-          ),
-        )
+        if (preRegistration !== undefined) yield* onRegister(preRegistration, true)
+        else {
+          // An unregistered peer gets the handshake time-out to register.
+          yield* Effect.forkChild(
+            Effect.andThen(Effect.sleep(requestTimeoutMs), () =>
+              memberId === undefined ? connection.close : Effect.void,
+            ),
+          )
+        }
         yield* Stream.runForEach(connection.messages, onMessage)
         const reason = yield* connection.closed
         if (memberId === undefined) return
@@ -864,6 +978,14 @@ export const make = (
           thawed: yield* Deferred.make<void>(),
           designated: undefined,
           successor: undefined,
+          resigning: false,
+        }
+        // Members standing by with a pre-registration are admitted below, but grants wait
+        // for what they confirm to hold, as for any previous member.
+        for (const preRegistration of standby?.waiting.values() ?? []) {
+          if (preRegistration !== undefined && preRegistration.instanceId !== instanceId) {
+            state.expected.add(preRegistration.instanceId)
+          }
         }
         // Own permits from before the failover first, then own waiting requests.
         const lost = state.grants.adopt(instanceId, holdings())
@@ -881,19 +1003,24 @@ export const make = (
         yield* Effect.forkScoped(broadcaster(state))
         role = { _tag: "Supervisor" }
         lastMembers = memberList(state)
+        preparedRegistration = undefined
         yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
-        // Connections that stood by at this instance as successor: told (now, if not as
-        // soon as the address was bound) that it supervises; each registers over its own.
+        // Connections that stood by at this instance as successor: each pre-registered
+        // member is admitted and welcomed over its own (the others as their
+        // pre-registration comes).
         const standing = standby
         if (standing !== undefined) {
           const supervising = yield* Effect.scope
           yield* Effect.addFinalizer(() => closeStandby)
-          yield* takeOver(standing)
-          standing.serve = (connection) =>
-            Effect.asVoid(Effect.forkIn(serveConnection(state, connection), supervising))
-          const waiting = [...standing.waiting]
-          standing.waiting.clear()
-          yield* Effect.forEach(waiting, standing.serve, { discard: true })
+          standing.serve = (connection, preRegistration) =>
+            Effect.asVoid(
+              Effect.forkIn(serveConnection(state, connection, preRegistration), supervising),
+            )
+          for (const [connection, preRegistration] of standing.waiting) {
+            if (preRegistration === undefined) continue
+            standing.waiting.delete(connection)
+            yield* standing.serve(connection, preRegistration)
+          }
         }
         yield* followSuccessor(undefined)
         yield* Deferred.succeed(firstRole, undefined)
@@ -911,11 +1038,14 @@ export const make = (
         if (!state.grants.frozen) yield* thaw(state)
         // A supervisor that stops on purpose says so, so subordinates elect at once.
         yield* Effect.addFinalizer(() =>
-          Effect.forEach(
-            state.members.values(),
-            (entry) => Effect.ignore(entry.connection.send({ _tag: "Resigning" })),
-            { discard: true },
-          ),
+          Effect.suspend(() => {
+            state.resigning = true
+            return Effect.forEach(
+              state.members.values(),
+              (entry) => Effect.ignore(entry.connection.send({ _tag: "Resigning" })),
+              { discard: true },
+            )
+          }),
         )
         yield* Stream.runForEach(listener.connections, (connection) =>
           Effect.forkChild(serveConnection(state, connection)),
@@ -925,7 +1055,13 @@ export const make = (
 
     // ---- subordinate --------------------------------------------------------------
 
-    const runSubordinate = (connection: Connection.Connection<Message>) =>
+    /**
+     * Registers over `connection` and serves the supervisor until it is lost. `takeover` is
+     * the Welcome a successor sent over a standby connection at which this instance had
+     * pre-registered: it stands for the answer to a Register, and the Register that follows
+     * it confirms what this instance holds.
+     */
+    const runSubordinate = (connection: Connection.Connection<Message>, takeover?: Welcome) =>
       Effect.gen(function* () {
         /** The supervisor's id once welcomed; undefined if the connection closed first. */
         const welcomed = yield* Deferred.make<string | undefined, ElectionError>()
@@ -937,6 +1073,9 @@ export const make = (
             case "Welcome":
               supervisorId = message.supervisorId
               lastSupervisorId = message.supervisorId
+              // Prepared again with the registry this supervisor sends, not now: a takeover's
+              // Welcome comes when the CPU is scarce.
+              preparedRegistration = undefined
               return Effect.andThen(
                 Effect.andThen(losePermits(message.lost), followSuccessor(message.successor)),
                 Deferred.succeed(welcomed, message.supervisorId),
@@ -953,7 +1092,11 @@ export const make = (
               )
             case "Members":
               lastMembers = message.members
-              return followSuccessor(message.successor)
+              prepareRegistration()
+              // The previous supervisor's dead connection is torn down only now: the
+              // registry comes once the members are back, so the teardown does not compete
+              // with their registrations for the CPU.
+              return Effect.andThen(followSuccessor(message.successor), releaseSpent)
             case "Designate":
               return Effect.flatMap(openStandby, (standbyAt) =>
                 standbyAt === undefined
@@ -1012,31 +1155,27 @@ export const make = (
             Deferred.succeed(welcomed, undefined),
           ),
         )
-        const registered = yield* Effect.exit(
-          connection.send({
-            _tag: "Register",
-            program: options.program,
-            version: protocolVersion,
-            instanceId,
-            pid: process.pid,
-            startedAtMs,
-            metadata: { ...options.metadata },
-            holdings: holdings(),
-            ...previousRegistry(),
-          }),
-        )
+        // Built before any Welcome is taken in: `previous` names the registry of the
+        // supervisor this instance had, not of the one that welcomes it.
+        const registration = preparedRegistration ?? registerMessage()
+        if (takeover !== undefined) yield* onMessage(takeover)
+        const registered = yield* Effect.exit(connection.send(registration))
         if (registered._tag === "Failure") return "retry" as const
-        const welcome = yield* Deferred.await(welcomed).pipe(Effect.timeoutOption(requestTimeoutMs))
-        if (welcome._tag === "None" || welcome.value === undefined) return "retry" as const
+        // A takeover's Welcome is already in: nothing to wait for.
+        const welcome =
+          takeover?.supervisorId ??
+          Option.getOrUndefined(
+            yield* Deferred.await(welcomed).pipe(Effect.timeoutOption(requestTimeoutMs)),
+          )
+        if (welcome === undefined) return "retry" as const
         upstream = connection
-        role = { _tag: "Subordinate", supervisorId: welcome.value }
-        yield* emit({ _tag: "BecameSubordinate", supervisorId: welcome.value, atMs: yield* now })
+        role = { _tag: "Subordinate", supervisorId: welcome }
+        yield* emit({ _tag: "BecameSubordinate", supervisorId: welcome, atMs: yield* now })
         yield* Deferred.succeed(firstRole, undefined)
         for (const [id, pending] of pendingAcquires) {
           yield* send({ _tag: "Acquire", id, resource: pending.resource, limit: pending.limit })
         }
         yield* settle
-        yield* releaseSpent
         const reason = yield* connection.closed
         // Every survivor standing by waits for the successor's bind: it goes first, before
         // its own bookkeeping. (If it fails, the next attempt tries again.)
@@ -1045,10 +1184,8 @@ export const make = (
           const listened = yield* Effect.result(
             Scope.provide(transport.listen(address, connectionOptions), scope),
           )
-          if (Result.isSuccess(listened)) {
-            bound = { scope, listener: listened.success }
-            yield* takeOver(standby)
-          } else yield* Scope.close(scope, Exit.void)
+          if (Result.isSuccess(listened)) bound = { scope, listener: listened.success }
+          else yield* Scope.close(scope, Exit.void)
         }
         yield* Effect.exit(Fiber.join(reader))
         upstream = undefined
@@ -1066,7 +1203,7 @@ export const make = (
         }
         yield* emit({
           _tag: "SupervisorLost",
-          supervisorId: welcome.value,
+          supervisorId: welcome,
           reason: CloseReason.describe(reason),
           atMs: yield* now,
         })
@@ -1148,7 +1285,7 @@ export const make = (
         yield* Scope.close(link.scope, Exit.void)
         return "none" as const
       }
-      const outcome = yield* runSubordinate(link.connection).pipe(
+      const outcome = yield* runSubordinate(link.connection, takeover.value).pipe(
         Effect.onExit((exit) =>
           Exit.isSuccess(exit) && exit.value === "lost"
             ? Effect.sync(() => void spent.push(link.scope))
@@ -1341,9 +1478,11 @@ export const make = (
         pendingAcquires.delete(id)
         const permit: PermitState = { resource, limit, lost: yield* Deferred.make<void>() }
         held.add(permit)
+        prepareRegistration()
         yield* Effect.addFinalizer(() =>
           Effect.suspend(() => {
             if (!held.delete(permit)) return Effect.void
+            prepareRegistration()
             if (supervisor !== undefined) {
               const state = supervisor
               return Effect.andThen(

@@ -87,11 +87,12 @@ const fuzzOnce = <A>(
   codec: Codec.Codec<A>,
   messages: ReadonlyArray<A>,
   fuzzerId?: string,
+  at: Address.StreamAddress = env.address,
 ) =>
   Effect.scoped(
     Effect.gen(function* () {
       const transport = yield* Transport.Transport
-      const connection = yield* transport.connect(env.address, {
+      const connection = yield* transport.connect(at, {
         codec,
         clusterKey: secret,
         keepAlive: false,
@@ -318,5 +319,106 @@ describe("bad input to the supervisor", () => {
           members.map((m) => m.instanceId).sort(),
         )
       }),
+  )
+})
+
+/** The registry as `status` sees it: Inspect, and the one reply. */
+const inspect = (env: Cluster) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const transport = yield* Transport.Transport
+      const connection = yield* transport.connect(env.address, {
+        codec: anyJson,
+        clusterKey: secret,
+        keepAlive: false,
+      })
+      yield* connection.send({ _tag: "Inspect", program: "fuzz-test", version: protocolVersion })
+      const replies = yield* Stream.runCollect(Stream.take(connection.messages, 1))
+      return replies[0] as { readonly successor?: { instanceId: string; address: string } }
+    }),
+  ).pipe(Effect.provide(NodeTransport.layer))
+
+/** The successor the supervisor designated (its one subordinate), once it stands by. */
+const successorOf = (env: Cluster) =>
+  Effect.gen(function* () {
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const { successor } = yield* inspect(env)
+      if (successor !== undefined) return successor
+      yield* Effect.sleep("20 millis")
+    }
+    return yield* Effect.die(new Error("no successor designated"))
+  })
+
+describe("bad input to the successor's standby listener", () => {
+  const standbyAddress = (successor: { readonly address: string }) => {
+    const parsed = Address.parseStream(successor.address)
+    if (parsed instanceof Address.InvalidAddress) throw parsed
+    return parsed
+  }
+
+  live("random JSON or any message but a Register first: closed; the successor stays", (env) =>
+    Effect.gen(function* () {
+      const successor = yield* successorOf(env)
+      yield* property(
+        env,
+        fc.oneof(
+          fc.array(fc.jsonValue({ maxDepth: 3 }), { minLength: 1, maxLength: 3 }),
+          fc.constantFrom<ReadonlyArray<unknown>>(
+            [{ _tag: "Welcome", supervisorId: "me", lost: [] }],
+            [{ _tag: "Members", members: [] }],
+            [{ _tag: "Acquire", id: "1", resource: "r", limit: 1 }],
+            [{ _tag: "Inspect", program: "fuzz-test", version: protocolVersion }],
+            [{ ...validRegister("fuzzer"), pid: "not a pid" }],
+          ),
+        ),
+        (messages) =>
+          Effect.gen(function* () {
+            const reason = yield* fuzzOnce(
+              env,
+              anyJson,
+              messages,
+              "fuzzer",
+              standbyAddress(successor),
+            )
+            expect(["End", "Reset"]).toContain(reason._tag)
+            expect((yield* inspect(env)).successor).toEqual(successor)
+          }),
+        20,
+      )
+    }),
+  )
+
+  live("a pre-registration of another program, version or an invalid one: Refused", (env) =>
+    Effect.gen(function* () {
+      const successor = yield* successorOf(env)
+      const cases = [
+        [{ ...validRegister("fuzzer"), program: "other" }, "DifferentProgram"],
+        [{ ...validRegister("fuzzer"), version: protocolVersion + 1 }, "IncompatibleVersion"],
+        [{ ...validRegister("fuzzer"), pid: -1 }, "InvalidRegistration"],
+      ] as const
+      for (const [register, reason] of cases) {
+        const replies: Array<unknown> = []
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const transport = yield* Transport.Transport
+            const connection = yield* transport.connect(standbyAddress(successor), {
+              codec: anyJson,
+              clusterKey: secret,
+              keepAlive: false,
+            })
+            yield* connection.send(register)
+            yield* Stream.runForEach(connection.messages, (message) =>
+              Effect.sync(() => replies.push(message)),
+            )
+            expect((yield* connection.closed)._tag).toBe("End")
+          }),
+        ).pipe(Effect.provide(NodeTransport.layer))
+        expect(replies).toEqual([
+          { _tag: "Refused", reason, program: "fuzz-test", version: protocolVersion },
+        ])
+      }
+      expect((yield* inspect(env)).successor).toEqual(successor)
+      yield* env.healthy
+    }),
   )
 })

@@ -402,6 +402,36 @@ describe("port election across processes", () => {
     expect((await successor.status()).members).toHaveLength(3)
   }, 60_000)
 
+  it("SIGSTOP of a supervisor elected by a takeover: its members notice by keep-alive too", async () => {
+    const address = uniqueAbstract()
+    const instances = Array.from({ length: 4 }, () => startInstance(address))
+    await Promise.all(instances.map((i) => i.started()))
+    const first = await settled(instances)
+    // Time for the successor's designation and the standby connections to it, so that the
+    // second supervisor's members come to it over those.
+    await sleep(1_000)
+    first.kill("SIGKILL")
+    const survivors = instances.filter((i) => i !== first)
+    const second = await settled(survivors)
+    const others = survivors.filter((i) => i !== second)
+    const marks = new Map(others.map((i) => [i, i.lines.length]))
+    second.kill("SIGSTOP")
+    for (const other of others) {
+      const lost = await other.waitFor(
+        (l) => l.t === "event" && l.event._tag === "SupervisorLost",
+        5_000,
+        marks.get(other),
+      )
+      expect(lost.event.supervisorId).toBe(second.instanceId)
+      expect(lost.event.reason).toMatch(/^Timeout/)
+    }
+    second.kill("SIGCONT")
+    second.kill("SIGKILL")
+    const third = await settled(others)
+    expect(others).toContain(third)
+    expect((await third.status()).members).toHaveLength(2)
+  }, 60_000)
+
   it("SIGSTOP of a subordinate: the supervisor drops it by keep-alive; it rejoins once continued", async () => {
     const address = uniqueAbstract()
     const instances = Array.from({ length: 4 }, () => startInstance(address))

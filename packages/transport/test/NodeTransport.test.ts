@@ -410,6 +410,23 @@ describe("NodeTransport", () => {
       }).pipe(Effect.provide(NodeTransport.layer)),
     )
 
+    it.live(
+      "a message over the handshake's frame limit, sent right behind the proof, arrives",
+      () =>
+        Effect.gen(function* () {
+          const transport = yield* Transport
+          const listener = yield* transport.listen(Address.tcp("127.0.0.1", 0), keyed("s3cret"))
+          const accepted = yield* Effect.forkChild(firstConnection(listener.connections))
+          const client = yield* transport.connect(listener.address, keyed("s3cret"))
+          // Sent before the server has even emitted the connection: on loopback it travels in
+          // the proof's segment, which the server reads while still in its handshake.
+          const large = "x".repeat(4096)
+          yield* client.send(bytes(large))
+          const server = yield* Fiber.join(accepted)
+          expect((yield* receive(server, 1)).map(text)).toEqual([large])
+        }).pipe(Effect.provide(NodeTransport.layer)),
+    )
+
     const refused = (clientOptions: ConnectionOptions<Uint8Array>) =>
       Effect.gen(function* () {
         const transport = yield* Transport

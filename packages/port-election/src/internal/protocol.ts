@@ -2,12 +2,18 @@
  * The messages between a subordinate and its supervisor, on top of the transport's
  * framing and (per-user key) authentication. The subordinate speaks first with
  * `Register`; the supervisor answers `Welcome` or `Refused`.
+ *
+ * A standby connection (to the designated successor) starts the same way, ahead of time:
+ * the `Register` is a pre-registration, kept unanswered until the successor has bound the
+ * election address; then its `Welcome` is the takeover. The member answers it with a second
+ * `Register`, whose holdings are the ones adopted: those of the pre-registration may be
+ * stale by then.
  */
 import { Codec } from "@understudy/transport"
 import { Schema } from "effect"
 
 /** Bumped on any incompatible change; instances of different versions refuse each other. */
-export const protocolVersion = 2
+export const protocolVersion = 3
 
 const HoldingSchema = Schema.Struct({
   resource: Schema.String,
@@ -83,12 +89,6 @@ export const Designate = Schema.TaggedStruct("Designate", {})
 /** Successor to supervisor: the address of its standby listener. */
 export const StandbyAt = Schema.TaggedStruct("StandbyAt", { address: Schema.String })
 
-/**
- * Successor to a standby connection: it has bound the election address and is supervisor;
- * the peer registers over this connection. Sent only after the bind succeeded.
- */
-export const Takeover = Schema.TaggedStruct("Takeover", { supervisorId: Schema.String })
-
 export const Request = Schema.TaggedStruct("Request", {
   id: Schema.String,
   operation: Schema.String,
@@ -161,7 +161,6 @@ export const Message = Schema.Union([
   Inspect,
   Designate,
   StandbyAt,
-  Takeover,
 ])
 
 export type Message = typeof Message.Type
@@ -190,7 +189,6 @@ const byTag: {
   Inspect,
   Designate,
   StandbyAt,
-  Takeover,
 }
 
 interface Coder {
@@ -230,13 +228,28 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true })
  */
 let lastEncoded: { readonly message: Message; readonly bytes: Uint8Array } | undefined
 
+/** Messages encoded ahead of their sending (`preEncode`), while they are kept. */
+const preEncoded = new WeakMap<Message, Uint8Array>()
+
+const encodeNow = (message: Message): Uint8Array => {
+  const coder = coderOf(message._tag)
+  if (coder === undefined) throw new Error(`no message is tagged ${String(message._tag)}`)
+  return textEncoder.encode(JSON.stringify(coder.encode(message)))
+}
+
+/**
+ * Encodes `message` now, so that sending it later costs no encoding: for a message that may
+ * have to go out when the CPU is scarce. Throws on a message no schema accepts.
+ */
+export const preEncode = (message: Message): void => {
+  preEncoded.set(message, encodeNow(message))
+}
+
 export const codec: Codec.Codec<Message> = Codec.make({
   name: "port-election",
   encode: (message) => {
     if (lastEncoded?.message === message) return lastEncoded.bytes
-    const coder = coderOf(message._tag)
-    if (coder === undefined) throw new Error(`no message is tagged ${String(message._tag)}`)
-    const bytes = textEncoder.encode(JSON.stringify(coder.encode(message)))
+    const bytes = preEncoded.get(message) ?? encodeNow(message)
     lastEncoded = { message, bytes }
     return bytes
   },

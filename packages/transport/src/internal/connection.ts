@@ -52,6 +52,9 @@ import type { Link, RandomBytes } from "./link.ts"
 
 /** Frames before the handshake completes are small; a stranger's bytes fail fast. */
 const handshakeMaxBodyBytes = 256
+/** Frames a handshake takes from one side at most: hello and proof (server). */
+const handshakeFramesMax = 2
+const noBytes = new Uint8Array(0)
 
 type Phase = "hello" | "proof" | "helloAck" | "open" | "closed"
 
@@ -164,7 +167,24 @@ class Core<A> {
   private onData(chunk: Uint8Array) {
     if (this.phase === "closed") return
     this.heardSinceTick = true
-    const decoded = this.decoder.push(chunk)
+    let input = chunk
+    // Handshake frames are taken one at a time: the last one raises the frame size limit,
+    // and the peer's first messages follow it at once, often in the same chunk.
+    for (let taken = 0; taken < handshakeFramesMax && this.phase !== "open"; taken++) {
+      if (this.isClosed) return
+      const handshake = this.decoder.push(input, 1)
+      input = noBytes
+      const frame = Array.isArray(handshake) ? handshake[0] : handshake.frames[0]
+      if (frame !== undefined) this.onHandshakeFrame(frame)
+      if (!Array.isArray(handshake)) {
+        // A handshake frame before the bad bytes may already have refused the peer.
+        if (!this.isClosed) this.refuse("NotUnderstudy", handshake.detail)
+        return
+      }
+      if (frame === undefined) return
+    }
+    if (this.phase !== "open") return
+    const decoded = this.decoder.push(input)
     // Frames completed before a framing error were well framed: they are still handled, in
     // order, so nothing the peer sent before the bad bytes is lost.
     const frames = Array.isArray(decoded) ? decoded : decoded.frames
@@ -172,10 +192,6 @@ class Core<A> {
     let bytes = 0
     let failure: string | undefined
     for (const frame of frames) {
-      if (this.phase !== "open") {
-        this.onHandshakeFrame(frame)
-        continue
-      }
       const payload = this.verified(frame)
       if (payload === undefined) {
         failure = "frame MAC does not verify"
@@ -206,8 +222,6 @@ class Core<A> {
     if (failure === undefined && !Array.isArray(decoded)) failure = decoded.detail
     if (failure === undefined) return
     if (this.phase === "open") return this.protocolError(failure)
-    // A handshake frame of this chunk may already have refused the peer.
-    if (!this.isClosed) this.refuse("NotUnderstudy", failure)
   }
 
   private verified(frame: Frame): Uint8Array | undefined {

@@ -54,9 +54,11 @@ export class FrameDecoder {
 
   /**
    * The frames completed by `chunk`, in order, or the first error (which carries the frames
-   * completed before it).
+   * completed before it). At most `framesMax`: the bytes after them stay buffered, unchecked,
+   * for the next push (whose chunk may be empty), so that a limit raised meanwhile applies
+   * to them.
    */
-  push(chunk: Uint8Array): Array<Frame> | FrameError {
+  push(chunk: Uint8Array, framesMax = Number.POSITIVE_INFINITY): Array<Frame> | FrameError {
     let bytes = chunk
     if (this.pending !== undefined) {
       bytes = concat2(this.pending, chunk)
@@ -65,7 +67,7 @@ export class FrameDecoder {
     const frames: Array<Frame> = []
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
     let offset = 0
-    while (bytes.byteLength - offset >= lengthPrefixBytes) {
+    while (frames.length < framesMax && bytes.byteLength - offset >= lengthPrefixBytes) {
       const bodyLength = view.getUint32(offset)
       if (bodyLength === 0) return frameError("empty frame", frames)
       if (bodyLength > this.maxBodyBytes) {
