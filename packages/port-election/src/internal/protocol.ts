@@ -143,7 +143,8 @@ export const Inspect = Schema.TaggedStruct("Inspect", {
 /** A supervisor leaving on purpose: subordinates elect again at once. */
 export const Resigning = Schema.TaggedStruct("Resigning", {})
 
-export const Message = Schema.Union([
+/** Every message's schema, by its tag. */
+const byTag = {
   Register,
   Welcome,
   Refused,
@@ -161,34 +162,16 @@ export const Message = Schema.Union([
   Inspect,
   Designate,
   StandbyAt,
-])
+} as const
 
-export type Message = typeof Message.Type
+export type Message = (typeof byTag)[keyof typeof byTag]["Type"]
 export type Member = typeof MemberSchema.Type
 export type Holding = typeof HoldingSchema.Type
 export type Successor = typeof SuccessorSchema.Type
 
-/** Each message's schema by its tag: every tag of `Message`, each with its own schema. */
-const byTag: {
+// Each key is its schema's tag (a schema filed under another tag would be a type error).
+byTag satisfies {
   readonly [Tag in Message["_tag"]]: Schema.Codec<Extract<Message, { _tag: Tag }>, unknown>
-} = {
-  Register,
-  Welcome,
-  Refused,
-  Members,
-  Request,
-  Reply,
-  Command,
-  CommandDone,
-  Acquire,
-  Granted,
-  AcquireRefused,
-  Release,
-  CancelAcquire,
-  Resigning,
-  Inspect,
-  Designate,
-  StandbyAt,
 }
 
 interface Coder {
