@@ -204,20 +204,21 @@ const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
 /**
- * Remembers the last message it encoded: the supervisor sends one registry object to every
- * member in turn, and encoding it once instead of once per member keeps a broadcast linear
- * in the size of the group rather than quadratic. Messages are never mutated after they are
- * built, so the same object always has the same bytes.
+ * Each message's bytes, kept while the message lives. Messages are never mutated after
+ * they are built, so the same object always has the same bytes: the supervisor's one
+ * registry object sent to every member is encoded once (a broadcast stays linear in the
+ * size of the group), and `preEncode` fills it ahead of sending.
  */
-let lastEncoded: { readonly message: Message; readonly bytes: Uint8Array } | undefined
+const encoded = new WeakMap<Message, Uint8Array>()
 
-/** Messages encoded ahead of their sending (`preEncode`), while they are kept. */
-const preEncoded = new WeakMap<Message, Uint8Array>()
-
-const encodeNow = (message: Message): Uint8Array => {
+const encodeOnce = (message: Message): Uint8Array => {
+  const known = encoded.get(message)
+  if (known !== undefined) return known
   const coder = coderOf(message._tag)
   if (coder === undefined) throw new Error(`no message is tagged ${String(message._tag)}`)
-  return textEncoder.encode(JSON.stringify(coder.encode(message)))
+  const bytes = textEncoder.encode(JSON.stringify(coder.encode(message)))
+  encoded.set(message, bytes)
+  return bytes
 }
 
 /**
@@ -225,17 +226,12 @@ const encodeNow = (message: Message): Uint8Array => {
  * have to go out when the CPU is scarce. Throws on a message no schema accepts.
  */
 export const preEncode = (message: Message): void => {
-  preEncoded.set(message, encodeNow(message))
+  encodeOnce(message)
 }
 
 export const codec: Codec.Codec<Message> = Codec.make({
   name: "port-election",
-  encode: (message) => {
-    if (lastEncoded?.message === message) return lastEncoded.bytes
-    const bytes = preEncoded.get(message) ?? encodeNow(message)
-    lastEncoded = { message, bytes }
-    return bytes
-  },
+  encode: encodeOnce,
   decode: (payload) => {
     const json: unknown = JSON.parse(textDecoder.decode(payload))
     const tag =
