@@ -74,35 +74,33 @@ describe("server-group processes", () => {
       }
       await Promise.all(ids.map(start))
 
-      // The observer: every server's /status, all the time; at most one master per epoch.
+      // Every /status read anywhere in this test is recorded: at most one master per epoch.
       const mastersByEpoch = new Map<number, Set<string>>()
-      let observing = true
-      const observe = async () => {
-        for (let i = 0; observing && i < 100_000; i++) {
-          await Promise.all(
-            [...servers].map(async ([, server]) => {
-              if (server.stopped || server.proc.exited) return
-              const status = await Ports.getJson<Status>(`${server.http}/status`)
-              if (status?.role === "master") {
-                const set = mastersByEpoch.get(status.epoch) ?? new Set()
-                set.add(status.self)
-                mastersByEpoch.set(status.epoch, set)
-              }
-            }),
-          )
-          await sleep(25)
-        }
-      }
-      const observer = observe()
-
-      const statuses = async () =>
-        (
+      const statuses = async () => {
+        const all = (
           await Promise.all(
             [...servers]
               .filter(([, server]) => !server.stopped && !server.proc.exited)
               .map(([, server]) => Ports.getJson<Status>(`${server.http}/status`)),
           )
         ).filter((status): status is Status => status !== undefined)
+        for (const status of all) {
+          if (status.role !== "master") continue
+          const set = mastersByEpoch.get(status.epoch) ?? new Set()
+          set.add(status.self)
+          mastersByEpoch.set(status.epoch, set)
+        }
+        return all
+      }
+      // The observer reads them all the time, not only while the test waits for a master.
+      let observing = true
+      const observe = async () => {
+        for (let i = 0; observing && i < 100_000; i++) {
+          await statuses()
+          await sleep(25)
+        }
+      }
+      const observer = observe()
 
       /** One serving, ready master above `aboveEpoch` that every live server follows. */
       const settled = async (aboveEpoch: number, timeoutMs: number, everyone = true) => {
