@@ -829,10 +829,15 @@ export const make = (
               yield* Effect.logWarning(`refused a registration: ${invalidRegistration(message)}`)
             }
             if (refusal !== undefined) return yield* refuse(connection, refusal)
-            if (message.instanceId === instanceId || state.members.has(message.instanceId)) {
+            const existing = state.members.get(message.instanceId)
+            if (
+              message.instanceId === instanceId ||
+              (existing !== undefined && !sameProcess(existing.member, message))
+            ) {
               return yield* refuse(connection, "DuplicateInstance")
             }
             memberId = message.instanceId
+            if (existing !== undefined) return yield* onReconnect(existing, message)
             const entry: MemberEntry = {
               member: {
                 instanceId: message.instanceId,
@@ -852,6 +857,30 @@ export const make = (
             yield* broadcastMembers(state)
             const [member] = memberList(state, [message.instanceId])
             yield* emit({ _tag: "MemberJoined", member: member! })
+            yield* thawIfComplete(state)
+            yield* designate(state)
+          })
+
+        /**
+         * A member registers again while its old connection is still open here: that
+         * connection died on its side (its keep-alive timed out), and this end has not
+         * read the close yet. The new connection takes the entry's place; what the member
+         * holds passes over without being granted to anyone in between.
+         */
+        const onReconnect = (existing: MemberEntry, message: Register) =>
+          Effect.gen(function* () {
+            state.members.set(message.instanceId, { ...existing, connection, holdingsKnown: true })
+            yield* existing.connection.close
+            const { lost, grants } = state.grants.replace(message.instanceId, message.holdings)
+            state.expected.delete(message.instanceId)
+            // Its standby listener closed with the old connection.
+            if (state.designated === message.instanceId) {
+              state.designated = undefined
+              state.successor = undefined
+            }
+            yield* send(welcomeOf(state, lost))
+            yield* deliver(state, grants)
+            yield* broadcastMembers(state)
             yield* thawIfComplete(state)
             yield* designate(state)
           })
@@ -877,6 +906,9 @@ export const make = (
             return connection.close
           }
           const from = memberId
+          // Replaced by a newer connection of the same member: what this one still carries,
+          // the member has stated again over the new one.
+          if (state.members.get(from)?.connection !== connection) return Effect.void
           switch (message._tag) {
             case "Register": {
               // Once, from a member admitted from its pre-registration, about itself.
@@ -950,7 +982,9 @@ export const make = (
         }
         yield* Stream.runForEach(connection.messages, onMessage)
         const reason = yield* connection.closed
-        if (memberId === undefined) return
+        if (memberId === undefined || state.members.get(memberId)?.connection !== connection) {
+          return
+        }
         const [member] = memberList(state, [memberId])
         state.members.delete(memberId)
         if (state.designated === memberId) {
@@ -1551,3 +1585,12 @@ export const layer = (
   options: ElectionOptions,
 ): Layer.Layer<PortElection, ElectionError | Secret.SecretError, Transport.Transport> =>
   Layer.effect(PortElection, make(options))
+
+/**
+ * The registration comes from the process a member entry stands for: the instance id is
+ * unique across restarts, and pid and start time tell a copy that was given the same id.
+ */
+const sameProcess = (
+  member: MemberEntry["member"],
+  message: Extract<Message, { _tag: "Register" }>,
+): boolean => member.pid === message.pid && member.startedAtMs === message.startedAtMs

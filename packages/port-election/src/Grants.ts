@@ -107,15 +107,8 @@ export class Grants {
 
   /** An instance left (its connection closed): everything it held or waited for goes. */
   remove(instanceId: string): ReadonlyArray<Grant> {
-    const grants: Array<Grant> = []
-    for (const [name, resource] of this.resources) {
-      resource.holders.delete(instanceId)
-      for (let i = resource.waiters.length - 1; i >= 0; i--) {
-        if (resource.waiters[i]!.instanceId === instanceId) resource.waiters.splice(i, 1)
-      }
-      grants.push(...this.grantWaiting(name, resource))
-    }
-    return grants
+    this.forget(instanceId)
+    return this.grantAll()
   }
 
   /**
@@ -152,9 +145,38 @@ export class Grants {
     return lost
   }
 
+  /**
+   * An instance registers again over a new connection (its old one died on its side
+   * only): what it says it holds now replaces what it held and waited for, and nothing it
+   * held is granted to another in between. It asks again for what it still waits for.
+   */
+  replace(
+    instanceId: string,
+    holdings: ReadonlyArray<Holding>,
+  ): { readonly lost: ReadonlyArray<Holding>; readonly grants: ReadonlyArray<Grant> } {
+    this.forget(instanceId)
+    const lost = this.adopt(instanceId, holdings)
+    // A permit it no longer claims (a grant it never received) goes to the next waiter.
+    return { lost, grants: this.grantAll() }
+  }
+
   /** Ends a freeze and grants whatever waited meanwhile. */
   thaw(): ReadonlyArray<Grant> {
     this.frozen = false
+    return this.grantAll()
+  }
+
+  /** Drops what an instance holds and waits for, granting nothing yet. */
+  private forget(instanceId: string): void {
+    for (const resource of this.resources.values()) {
+      resource.holders.delete(instanceId)
+      for (let i = resource.waiters.length - 1; i >= 0; i--) {
+        if (resource.waiters[i]!.instanceId === instanceId) resource.waiters.splice(i, 1)
+      }
+    }
+  }
+
+  private grantAll(): Array<Grant> {
     const grants: Array<Grant> = []
     for (const [name, resource] of this.resources) grants.push(...this.grantWaiting(name, resource))
     return grants

@@ -2,12 +2,13 @@
  * Bad input against the supervisor: a peer that has the cluster key (it passes the
  * transport's handshake) but speaks garbage, wrong-schema or out-of-order messages. Expected:
  * the supervisor closes that connection, never registers it, and keeps serving a legitimate
- * subordinate.
+ * subordinate. Also the one Register for a member's id that is not refused: from the same
+ * process, over a new connection.
  */
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Address, Codec, NodeTransport, Transport } from "@understudy/transport"
-import { Effect, Exit, Redacted, Schema, Scope, Stream } from "effect"
+import { Effect, Exit, Fiber, Queue, Redacted, Schema, Scope, Stream } from "effect"
 import fc from "fast-check"
 import * as Election from "../src/Election.ts"
 import { maxFrameBytes, protocolVersion } from "../src/internal/protocol.ts"
@@ -73,7 +74,7 @@ const cluster = Effect.gen(function* () {
     const members = (yield* supervisor.members).map((m) => m.instanceId).sort()
     expect(members).toEqual([supervisor.instanceId, subordinate.instanceId].sort())
   })
-  return { address, supervisor, healthy }
+  return { address, supervisor, subordinate, healthy }
 })
 
 type Cluster = Effect.Success<typeof cluster>
@@ -320,6 +321,75 @@ describe("bad input to the supervisor", () => {
         )
       }),
   )
+
+  live(
+    "the same member registering again before its old connection's close is read: the new connection takes its place, permits and all",
+    (env) =>
+      Effect.gen(function* () {
+        const id = `reconnecting-${randomBytes(4).toString("hex")}`
+        const old = yield* handMember(env)
+        yield* old.connection.send(validRegister(id))
+        expect(yield* old.next("Welcome")).toMatchObject({ lost: [] })
+        yield* old.connection.send({ _tag: "Acquire", id: "a1", resource: "m", limit: 1 })
+        expect(yield* old.next("Granted")).toEqual({ _tag: "Granted", id: "a1", resource: "m" })
+        // A real subordinate waits for the mutex.
+        const waiterScope = yield* Scope.make()
+        const waiter = yield* Effect.forkChild(
+          env.subordinate.acquire("m").pipe(Scope.provide(waiterScope)),
+        )
+        yield* Effect.sleep(100)
+
+        // Its keep-alive timed out on its side: it registers again, holding the mutex,
+        // while the supervisor still has the old connection open.
+        const renewed = yield* handMember(env)
+        yield* renewed.connection.send({
+          ...validRegister(id),
+          holdings: [{ resource: "m", limit: 1, permits: 1 }],
+        })
+        expect(yield* renewed.next("Welcome")).toMatchObject({ lost: [] })
+        const oldClosed = yield* old.connection.closed.pipe(Effect.timeout(closedWithinMs))
+        expect(oldClosed._tag).not.toBe("LocalClose")
+        const entries = (yield* env.supervisor.members).filter((m) => m.instanceId === id)
+        expect(entries.map((m) => m.holdings)).toEqual([[{ resource: "m", limit: 1, permits: 1 }]])
+        // Nothing was granted in between: the waiter still waits...
+        yield* Effect.sleep(100)
+        expect(waiter.pollUnsafe()).toBeUndefined()
+        // ...until the member really goes.
+        yield* renewed.connection.close
+        yield* Fiber.join(waiter).pipe(Effect.timeout("3 seconds"))
+        yield* Scope.close(waiterScope, Exit.void)
+        yield* env.healthy
+      }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer)),
+  )
+})
+
+/**
+ * A member speaking the protocol by hand, over a connection of its own: `next(tag)` is the
+ * next message of that tag it received (others, such as registries, are skipped).
+ */
+const handMember = Effect.fnUntraced(function* (env: Cluster) {
+  const transport = yield* Transport.Transport
+  const connection = yield* transport.connect(env.address, {
+    codec: anyJson,
+    clusterKey: secret,
+    keepAlive: false,
+  })
+  const received = yield* Queue.unbounded<{ readonly _tag: string }>()
+  yield* Effect.forkScoped(
+    Stream.runForEach(connection.messages, (message) =>
+      Queue.offer(received, message as { readonly _tag: string }),
+    ),
+  )
+  const next = (tag: string): Effect.Effect<unknown> =>
+    Effect.flatMap(Queue.take(received), (message) =>
+      message._tag === tag ? Effect.succeed(message) : next(tag),
+    ).pipe(
+      Effect.timeoutOrElse({
+        duration: closedWithinMs,
+        orElse: () => Effect.die(new Error(`no ${tag} within ${closedWithinMs} ms`)),
+      }),
+    )
+  return { connection, next }
 })
 
 /** The registry as `status` sees it: Inspect, and the one reply. */

@@ -93,6 +93,46 @@ describe("Grants, step by step", () => {
     ])
   })
 
+  it("replace passes a reconnecting holder's permits over; only what it no longer claims is granted", () => {
+    const grants = new Grants()
+    grants.acquire("a", "a1", "m", 1)
+    grants.acquire("a", "a2", "s", 2)
+    grants.acquire("a", "a3", "s", 2)
+    grants.acquire("a", "a4", "n", 1)
+    grants.acquire("b", "b1", "m", 1)
+    grants.acquire("b", "b2", "s", 2)
+    grants.acquire("c", "c1", "n", 1)
+    grants.acquire("a", "a5", "n", 1)
+    // a claims the mutex and one slot of s: b waits on for m and gets the other slot; its
+    // own request a5 is dropped (it asks again), and n's permit it no longer claims goes to c.
+    const { lost, grants: granted } = grants.replace("a", [
+      { resource: "m", limit: 1, permits: 1 },
+      { resource: "s", limit: 2, permits: 1 },
+    ])
+    expect(lost).toEqual([])
+    expect(granted).toEqual([
+      { instanceId: "b", requestId: "b2", resource: "s" },
+      { instanceId: "c", requestId: "c1", resource: "n" },
+    ])
+    expect(grants.snapshot()).toEqual([
+      { resource: "m", limit: 1, holders: [{ instanceId: "a", permits: 1 }], waiting: ["b"] },
+      {
+        resource: "s",
+        limit: 2,
+        holders: [
+          { instanceId: "a", permits: 1 },
+          { instanceId: "b", permits: 1 },
+        ],
+        waiting: [],
+      },
+      { resource: "n", limit: 1, holders: [{ instanceId: "c", permits: 1 }], waiting: [] },
+    ])
+    // A claim beyond what is free is lost, as for any adoption.
+    expect(grants.replace("c", [{ resource: "m", limit: 1, permits: 1 }]).lost).toEqual([
+      { resource: "m", limit: 1, permits: 1 },
+    ])
+  })
+
   it("while frozen nothing is granted; thaw grants what waited, in order", () => {
     const grants = new Grants()
     grants.frozen = true
@@ -122,7 +162,7 @@ type Operation =
   | { readonly _tag: "cancel"; readonly pick: number }
   | { readonly _tag: "remove"; readonly instance: string }
   | {
-      readonly _tag: "adopt"
+      readonly _tag: "adopt" | "replace"
       readonly instance: string
       readonly holdings: ReadonlyArray<Holding>
     }
@@ -158,9 +198,9 @@ const operationArb: fc.Arbitrary<Operation> = fc.oneof(
     arbitrary: fc.record({ _tag: fc.constant("remove" as const), instance: instanceArb }),
   },
   {
-    weight: 1,
+    weight: 2,
     arbitrary: fc.record({
-      _tag: fc.constant("adopt" as const),
+      _tag: fc.constantFrom("adopt" as const, "replace" as const),
       instance: instanceArb,
       holdings: fc.uniqueArray(
         fc.record({
@@ -199,6 +239,15 @@ const addHeld = (model: Model, resource: string, instance: string, delta: number
   else byInstance.set(instance, next)
   if (byInstance.size === 0) model.held.delete(resource)
   else model.held.set(resource, byInstance)
+}
+
+/** Drops everything an instance holds and waits for. */
+const forget = (model: Model, instance: string) => {
+  model.waiting = model.waiting.filter((w) => w.instance !== instance)
+  for (const resource of [...model.held.keys()]) {
+    const count = heldOf(model, resource, instance)
+    if (count > 0) addHeld(model, resource, instance, -count)
+  }
 }
 
 /** Each grant must go to the oldest outstanding request of its resource that asked. */
@@ -298,31 +347,41 @@ describe("Grants, random sequences", () => {
               break
             }
             case "remove": {
-              model.waiting = model.waiting.filter((w) => w.instance !== operation.instance)
-              for (const resource of [...model.held.keys()]) {
-                const count = heldOf(model, resource, operation.instance)
-                if (count > 0) addHeld(model, resource, operation.instance, -count)
-              }
+              forget(model, operation.instance)
               applyGrants(model, grants.remove(operation.instance))
               break
             }
-            case "adopt": {
+            case "adopt":
+            case "replace": {
+              // A replacement first drops what the instance held and waited for (granting
+              // nothing), then adopts; a resource keeps its limit meanwhile.
+              const replacing = operation._tag === "replace"
               const expectedLost: Array<Holding> = []
               const snapshot = grants.snapshot()
               const keptBy = new Map<string, number>()
               for (const holding of operation.holdings) {
                 const entry = snapshot.find((e) => e.resource === holding.resource)
                 const limit = entry?.limit ?? holding.limit
-                const total = entry?.holders.reduce((sum, h) => sum + h.permits, 0) ?? 0
+                const total =
+                  entry?.holders
+                    .filter((h) => !replacing || h.instanceId !== operation.instance)
+                    .reduce((sum, h) => sum + h.permits, 0) ?? 0
                 const kept = limit === holding.limit ? Math.min(limit - total, holding.permits) : 0
                 keptBy.set(holding.resource, kept)
                 if (kept < holding.permits)
                   expectedLost.push({ ...holding, permits: holding.permits - kept })
               }
-              expect(grants.adopt(operation.instance, operation.holdings)).toEqual(expectedLost)
+              if (replacing) {
+                forget(model, operation.instance)
+              }
+              const result = replacing
+                ? grants.replace(operation.instance, operation.holdings)
+                : { lost: grants.adopt(operation.instance, operation.holdings), grants: [] }
+              expect(result.lost).toEqual(expectedLost)
               for (const [resource, kept] of keptBy) {
                 if (kept > 0) addHeld(model, resource, operation.instance, kept)
               }
+              applyGrants(model, result.grants)
               break
             }
             case "freeze":

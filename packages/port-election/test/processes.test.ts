@@ -402,6 +402,40 @@ describe("port election across processes", () => {
     expect((await successor.status()).members).toHaveLength(3)
   }, 60_000)
 
+  it("SIGCONT of a supervisor its members timed out: they come back to it, keeping their permits", async () => {
+    const address = uniqueAbstract()
+    const instances = Array.from({ length: 4 }, () => startInstance(address))
+    await Promise.all(instances.map((i) => i.started()))
+    const supervisor = await settled(instances)
+    const others = instances.filter((i) => i !== supervisor)
+    for (const other of others) {
+      const mark = other.lines.length
+      other.send({ cmd: "hold", resource: "slots", limit: 3, holdMs: 60_000, gapMs: 0 })
+      await other.waitFor((l) => l.t === "acquired", 5_000, mark)
+    }
+    const marks = new Map(others.map((i) => [i, i.lines.length]))
+    supervisor.kill("SIGSTOP")
+    for (const other of others) {
+      await other.waitFor(
+        (l) => l.t === "event" && l.event._tag === "SupervisorLost",
+        5_000,
+        marks.get(other),
+      )
+    }
+    // They connect again at once; the supervisor, continued, reads those connections and
+    // the old ones' closes in no particular order.
+    supervisor.kill("SIGCONT")
+    expect(await settled(instances)).toBe(supervisor)
+    expect([...(await supervisor.status()).members].sort()).toEqual(
+      instances.map((i) => i.instanceId).sort(),
+    )
+    for (const other of others) {
+      const since = other.lines.slice(marks.get(other))
+      expect(since.filter((l) => l.t === "lost" || l.t === "failed")).toEqual([])
+      expect(other.alive).toBe(true)
+    }
+  }, 60_000)
+
   it("SIGSTOP of a supervisor elected by a takeover: its members notice by keep-alive too", async () => {
     const address = uniqueAbstract()
     const instances = Array.from({ length: 4 }, () => startInstance(address))
