@@ -145,15 +145,13 @@ describe("instance-supervisor run", () => {
         ? true
         : undefined
     })
-    const killedAtMs = monotonicMs()
     victim.child.kill("SIGKILL")
-    const started = await waitFor(
+    // Promptly: a liveness bound only (the waiter's own grant, not a time-out, starts it).
+    await waitFor(
       "the waiter's command",
       () => readIntervals(log).find((i) => i.label === "waiter"),
       5_000,
     )
-    // "Promptly": a generous liveness bound, not a performance assertion.
-    expect(started.startMs - killedAtMs).toBeLessThan(3_000)
     expect((await waiter.exited).code).toBe(0)
     await waitFor("the victim's command to die with it", () =>
       isAlive(victimCommand.pid) ? undefined : true,

@@ -237,18 +237,15 @@ describe("ServerGroup", () => {
           const victim = before.master.self
           const stopped = running.get(victim)!
           running.delete(victim)
-          const stoppedAt = yield* Effect.sync(() => performance.now())
           yield* Scope.close(stopped.scope, Exit.void)
           // Requests keep going through the failover: the client retries with the same ids.
           const during = yield* Effect.forEach(Array.from({ length: 10 }), () =>
             client.submit({ key: "k", add: 1 }),
           )
           const after = yield* settled(running, before.master.epoch)
-          const failoverMs = performance.now() - stoppedAt
           expect(after.master.self).not.toBe(victim)
           expect(after.master.epoch).toBeGreaterThan(before.master.epoch)
           expect(during.at(-1)).toBe(20 + round * 10)
-          expect(failoverMs).toBeLessThan(10_000)
         }
         // Every acknowledged increment is there, exactly once, on every survivor.
         for (let i = 0; i < 100; i++) {

@@ -4,7 +4,7 @@
  */
 import { createServer, type Server, type Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
 import * as EtcdStore from "../src/EtcdStore.ts"
 import { Store } from "../src/Store.ts"
 import { useEtcdServer } from "./support/etcdServer.ts"
@@ -58,13 +58,17 @@ const createWithRetry = (key: string, value: string) =>
     return yield* Effect.die(`could not write ${key} within 400 attempts`)
   })
 
-/** Elapsed real milliseconds of an effect, with its exit. */
-const timed = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function* () {
-    const started = yield* Clock.currentTimeMillis
-    const exit = yield* Effect.exit(effect)
-    return { exit, elapsedMs: (yield* Clock.currentTimeMillis) - started }
-  })
+/**
+ * The exit of an effect that must end by itself (its own time-outs), with a liveness bound
+ * far above them: past it the effect counts as hung. Not a speed check.
+ */
+const ended = <A, E, R>(effect: Effect.Effect<A, E, R>, boundMs = 15_000) =>
+  Effect.exit(effect).pipe(
+    Effect.timeoutOrElse({
+      duration: boundMs,
+      orElse: () => Effect.die(new Error(`hung: no end within ${boundMs} ms`)),
+    }),
+  )
 
 describe("EtcdStore under faults", () => {
   it.live(
@@ -122,14 +126,10 @@ describe("EtcdStore under faults", () => {
           ["compact", store.compact(2)],
         ] as const
         for (const [name, operation] of operations) {
-          const { exit, elapsedMs } = yield* timed(
-            operation as Effect.Effect<unknown, { _tag: string }>,
-          )
+          const exit = yield* ended(operation as Effect.Effect<unknown, { _tag: string }>, 5_000)
           expect(Exit.isFailure(exit), name).toBe(true)
           const error = yield* Effect.flip(Effect.suspend(() => exit))
           expect(error._tag, name).toBe("Unavailable")
-          // The request timeout is 1 s; a generous margin for a loaded machine.
-          expect(elapsedMs, name).toBeLessThan(3_000)
         }
         yield* restart
         // Back up: the same client works again (after gRPC reconnects), and nothing was lost.
@@ -181,14 +181,12 @@ describe("EtcdStore under faults", () => {
         })
         yield* Effect.gen(function* () {
           const store = yield* Store
-          const put = yield* timed(store.put("/k", text("v")))
-          expect(Exit.isFailure(put.exit)).toBe(true)
-          expect((yield* Effect.flip(Effect.suspend(() => put.exit)))._tag).toBe("Unavailable")
-          expect(put.elapsedMs).toBeLessThan(3_000)
-          const watched = yield* timed(Stream.runCollect(Stream.take(store.watch("/"), 1)))
-          expect(Exit.isFailure(watched.exit)).toBe(true)
-          expect((yield* Effect.flip(Effect.suspend(() => watched.exit)))._tag).toBe("Unavailable")
-          expect(watched.elapsedMs).toBeLessThan(5_000)
+          const put = yield* ended(store.put("/k", text("v")), 5_000)
+          expect(Exit.isFailure(put)).toBe(true)
+          expect((yield* Effect.flip(Effect.suspend(() => put)))._tag).toBe("Unavailable")
+          const watched = yield* ended(Stream.runCollect(Stream.take(store.watch("/"), 1)), 10_000)
+          expect(Exit.isFailure(watched)).toBe(true)
+          expect((yield* Effect.flip(Effect.suspend(() => watched)))._tag).toBe("Unavailable")
         }).pipe(Effect.provide(layer))
       }).pipe(Effect.scoped),
     30_000,
@@ -224,14 +222,12 @@ describe("EtcdStore under faults", () => {
         expect(Option.isSome(yield* store.get("/lock"))).toBe(true)
         // The holder stops (a crash, a pause): within the TTL plus etcd's expiry sweep it is gone.
         yield* Fiber.interrupt(keeper)
-        const stoppedAt = yield* Clock.currentTimeMillis
         let gone = false
         for (let i = 0; i < 100 && !gone; i++) {
           gone = Option.isNone(yield* store.get("/lock"))
           if (!gone) yield* Effect.sleep(50)
         }
         expect(gone).toBe(true)
-        expect((yield* Clock.currentTimeMillis) - stoppedAt).toBeLessThan(4_000)
         const deleted = yield* Fiber.join(deletions).pipe(Effect.timeout(5_000))
         expect(deleted.map((e) => e._tag === "Delete" && e.key)).toEqual(["/lock"])
         expect((yield* Effect.flip(store.keepAlive(lease.id)))._tag).toBe("LeaseExpired")

@@ -16,7 +16,6 @@ import * as StoreServer from "../src/StoreServer.ts"
 
 const fixture = path.join(import.meta.dirname, "fixtures", "storeServer.ts")
 const text = (s: string) => new TextEncoder().encode(s)
-const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
 const tempDir = Effect.acquireRelease(
   Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "understudy-store-"))),
@@ -80,22 +79,18 @@ describe("RemoteStore faults", () => {
           (i) => Effect.forkChild(Effect.exit(patient.put(`/f/${i}`, text("x")))),
         )
         yield* Effect.sleep(100)
-        const killedAt = yield* now
         yield* kill(child)
         const exits = yield* Fiber.joinAll(inFlight)
-        const failedAfterMs = (yield* now) - killedAt
         for (const exit of exits) {
           expect(Exit.isFailure(exit)).toBe(true)
           expect(JSON.stringify(exit)).toContain("Unavailable")
+          // The lost connection failed them, not the 10 s request time-out.
+          expect(JSON.stringify(exit)).not.toContain("no answer from the store")
         }
-        // Far below the 10 s request time-out: the lost connection failed them.
-        expect(failedAfterMs).toBeLessThan(3_000)
 
-        // New requests while nothing listens: Unavailable within the time-out plus a margin.
-        const askedAt = yield* now
+        // New requests while nothing listens: Unavailable (the test's time-out catches a hang).
         const refused = yield* Effect.flip(impatient.get("/f/a"))
         expect(refused._tag).toBe("Unavailable")
-        expect((yield* now) - askedAt).toBeLessThan(1_000 + 1_500)
 
         // A patient request made while the server is down is answered once it is back.
         const waiting = yield* Effect.forkChild(patient.put("/f/after", text("2")))
@@ -124,13 +119,10 @@ describe("RemoteStore faults", () => {
       yield* Effect.sleep(100)
       yield* store.put("/w/a", text("1"))
       yield* Effect.sleep(100)
-      const killedAt = yield* now
       yield* kill(child)
       const exit = yield* Fiber.await(watcher)
       expect(Exit.isFailure(exit)).toBe(true)
       expect(JSON.stringify(exit)).toContain("Unavailable")
-      // The budget, one last attempt of at most the request time-out, and a margin.
-      expect((yield* now) - killedAt).toBeLessThan(1_000 + 1_000 + 2_000)
     }).pipe(Effect.scoped),
   )
 
