@@ -814,6 +814,7 @@ export const make = (
       state: SupervisorState,
       connection: Connection.Connection<Message>,
       preRegistration?: Register,
+      welcomed = false,
     ) =>
       Effect.gen(function* () {
         let memberId: string | undefined
@@ -853,7 +854,7 @@ export const make = (
             if (preRegistered) state.expected.add(message.instanceId)
             else lost = adoptHoldings(state, message)
             state.members.set(message.instanceId, entry)
-            yield* send(welcomeOf(state, lost))
+            if (!(preRegistered && welcomed)) yield* send(welcomeOf(state, lost))
             yield* broadcastMembers(state)
             const [member] = memberList(state, [message.instanceId])
             yield* emit({ _tag: "MemberJoined", member: member! })
@@ -1038,9 +1039,8 @@ export const make = (
         role = { _tag: "Supervisor" }
         lastMembers = memberList(state)
         preparedRegistration = undefined
-        yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
         // Connections that stood by at this instance as successor: each pre-registered
-        // member is admitted and welcomed over its own (the others as their
+        // member is welcomed over its own and admitted (the others as their
         // pre-registration comes).
         const standing = standby
         if (standing !== undefined) {
@@ -1050,12 +1050,31 @@ export const make = (
             Effect.asVoid(
               Effect.forkIn(serveConnection(state, connection, preRegistration), supervising),
             )
+          // Every Welcome is on the wire before any bookkeeping: each one ends a member's
+          // wait, and all of them compete for the CPU at once. One message for all (nobody
+          // lost anything yet), so one encoding.
+          const welcome = welcomeOf(state, [])
+          const admitted: Array<readonly [Connection.Connection<Message>, Register, boolean]> = []
+          const ids = new Set<string>()
           for (const [connection, preRegistration] of standing.waiting) {
             if (preRegistration === undefined) continue
             standing.waiting.delete(connection)
-            yield* standing.serve(connection, preRegistration)
+            // A copy of an id is left to the registration's own check, which refuses it.
+            const welcomed =
+              preRegistration.instanceId !== instanceId && !ids.has(preRegistration.instanceId)
+            ids.add(preRegistration.instanceId)
+            if (welcomed) yield* Effect.ignore(connection.send(welcome))
+            admitted.push([connection, preRegistration, welcomed])
+          }
+          yield* Effect.yieldNow
+          for (const [connection, preRegistration, welcomed] of admitted) {
+            yield* Effect.forkIn(
+              serveConnection(state, connection, preRegistration, welcomed),
+              supervising,
+            )
           }
         }
+        yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
         yield* followSuccessor(undefined)
         yield* Deferred.succeed(firstRole, undefined)
         yield* settle
