@@ -292,12 +292,7 @@ describe("bad input to the supervisor", () => {
           const replies: Array<unknown> = []
           yield* Effect.scoped(
             Effect.gen(function* () {
-              const transport = yield* Transport.Transport
-              const connection = yield* transport.connect(env.address, {
-                codec: anyJson,
-                clusterKey: secret,
-                keepAlive: false,
-              })
+              const connection = yield* connectByHand(env)
               yield* connection.send(validRegister(member.instanceId))
               yield* Stream.runForEach(connection.messages, (message) =>
                 Effect.sync(() => replies.push(message)),
@@ -363,17 +358,23 @@ describe("bad input to the supervisor", () => {
   )
 })
 
+/** A connection to the supervisor with the cluster key, speaking any JSON. */
+const connectByHand = (env: Cluster) =>
+  Effect.gen(function* () {
+    const transport = yield* Transport.Transport
+    return yield* transport.connect(env.address, {
+      codec: anyJson,
+      clusterKey: secret,
+      keepAlive: false,
+    })
+  })
+
 /**
  * A member speaking the protocol by hand, over a connection of its own: `next(tag)` is the
  * next message of that tag it received (others, such as registries, are skipped).
  */
 const handMember = Effect.fnUntraced(function* (env: Cluster) {
-  const transport = yield* Transport.Transport
-  const connection = yield* transport.connect(env.address, {
-    codec: anyJson,
-    clusterKey: secret,
-    keepAlive: false,
-  })
+  const connection = yield* connectByHand(env)
   const received = yield* Queue.unbounded<{ readonly _tag: string }>()
   yield* Effect.forkScoped(
     Stream.runForEach(connection.messages, (message) =>
@@ -396,12 +397,7 @@ const handMember = Effect.fnUntraced(function* (env: Cluster) {
 const inspect = (env: Cluster) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const transport = yield* Transport.Transport
-      const connection = yield* transport.connect(env.address, {
-        codec: anyJson,
-        clusterKey: secret,
-        keepAlive: false,
-      })
+      const connection = yield* connectByHand(env)
       yield* connection.send({ _tag: "Inspect", program: "fuzz-test", version: protocolVersion })
       const replies = yield* Stream.runCollect(Stream.take(connection.messages, 1))
       return replies[0] as { readonly successor?: { instanceId: string; address: string } }
