@@ -831,14 +831,15 @@ export const make = (
             }
             if (refusal !== undefined) return yield* refuse(connection, refusal)
             const existing = state.members.get(message.instanceId)
-            if (
-              message.instanceId === instanceId ||
-              (existing !== undefined && !sameProcess(existing.member, message))
-            ) {
+            // The same process registering again over a new connection to the address
+            // replaces its old one; anything else with a known id is a duplicate.
+            const reconnect =
+              existing !== undefined && !preRegistered && sameProcess(existing.member, message)
+            if (message.instanceId === instanceId || (existing !== undefined && !reconnect)) {
               return yield* refuse(connection, "DuplicateInstance")
             }
             memberId = message.instanceId
-            if (existing !== undefined) return yield* onReconnect(existing, message)
+            if (reconnect) return yield* onReconnect(existing, message)
             const entry: MemberEntry = {
               member: {
                 instanceId: message.instanceId,
