@@ -204,10 +204,7 @@ const isSettled = (slots: ReadonlyArray<Slot>) =>
     if (slots.some((s) => !s.killed && !s.alive)) return false
     const live = slots.filter((s) => s.alive && !s.killed && s.election !== undefined)
     if (live.length === 0) return false
-    let supervisor: Slot | undefined
-    for (const slot of live) {
-      if ((yield* slot.election!.role)._tag === "Supervisor") supervisor = slot
-    }
+    const supervisor = yield* supervisorAmong(live)
     if (supervisor === undefined) return false
     for (const slot of live) {
       if (slot === supervisor) continue
@@ -241,12 +238,28 @@ const settle = (
 const run = (net: SimNet.SimNet, slot: Slot, permits?: Permits) =>
   net.run(host, instanceProgram(slot, permits))
 
+/** `count` instances started together on a fresh SimNet. */
+const startGroup = (count: number, link?: Partial<SimNet.LinkConfig>) =>
+  Effect.gen(function* () {
+    const net = yield* SimNet.make(link === undefined ? {} : { link })
+    const slots = Array.from({ length: count }, (_, i) => newSlot(`i${i}`))
+    for (const slot of slots) yield* run(net, slot)
+    return { net, slots }
+  })
+
+/** The one among `slots` whose election says it supervises, if any. */
+const supervisorAmong = (slots: ReadonlyArray<Slot>): Effect.Effect<Slot | undefined> =>
+  Effect.gen(function* () {
+    let supervisor: Slot | undefined
+    for (const slot of slots)
+      if ((yield* slot.election!.role)._tag === "Supervisor") supervisor = slot
+    return supervisor
+  })
+
 describe("port election on SimNet, one simulated machine", () => {
   it.effect("eight instances started together: one supervisor, every one registered", () =>
     Effect.gen(function* () {
-      const net = yield* SimNet.make({ link: { latency: SimNet.uniform(0, 3) } })
-      const slots = Array.from({ length: 8 }, (_, i) => newSlot(`i${i}`))
-      for (const slot of slots) yield* run(net, slot)
+      const { net, slots } = yield* startGroup(8, { latency: SimNet.uniform(0, 3) })
       yield* settle(slots, undefined, "start")
       const supervisors = []
       for (const slot of slots)
@@ -261,21 +274,16 @@ describe("port election on SimNet, one simulated machine", () => {
 
   it.effect("the supervisor killed: one successor, all survivors registered with it", () =>
     Effect.gen(function* () {
-      const net = yield* SimNet.make({ link: { latency: SimNet.uniform(0, 3) } })
-      const slots = Array.from({ length: 6 }, (_, i) => newSlot(`i${i}`))
-      for (const slot of slots) yield* run(net, slot)
+      const { slots } = yield* startGroup(6, { latency: SimNet.uniform(0, 3) })
       yield* settle(slots, undefined, "start")
-      let first: Slot | undefined
-      for (const slot of slots) if ((yield* slot.election!.role)._tag === "Supervisor") first = slot
+      const first = yield* supervisorAmong(slots)
       yield* first!.kill
       expect(first!.alive).toBe(false)
       const tookMs = yield* settle(slots, undefined, "after the kill")
       // Failover is the kernel's close plus one bind and one registration round: fast.
       expect(tookMs).toBeLessThan(1_000)
       const survivors = slots.filter((s) => s !== first)
-      let second: Slot | undefined
-      for (const slot of survivors)
-        if ((yield* slot.election!.role)._tag === "Supervisor") second = slot
+      const second = yield* supervisorAmong(survivors)
       expect(second).toBeDefined()
       expect((yield* second!.election!.members).map((m) => m.instanceId).sort()).toEqual(
         survivors.map((s) => s.election!.instanceId).sort(),
@@ -289,9 +297,7 @@ describe("port election on SimNet, one simulated machine", () => {
       yield* settle(slots, undefined, "start")
       yield* TestClock.adjust(2_500)
       yield* settle(slots, undefined, "after the grace period")
-      let supervisor: Slot | undefined
-      for (const slot of slots)
-        if ((yield* slot.election!.role)._tag === "Supervisor") supervisor = slot
+      const supervisor = yield* supervisorAmong(slots)
       const electionAddress = Address.format(address)
       const successors = slots.filter((s) => s.listens.some((at) => at !== electionAddress))
       expect(successors).toHaveLength(1)
@@ -302,9 +308,7 @@ describe("port election on SimNet, one simulated machine", () => {
     "the supervisor killed with a successor standing by: only the successor binds, the others register over their standby connections",
     () =>
       Effect.gen(function* () {
-        const net = yield* SimNet.make({ link: { latency: SimNet.uniform(0, 3) } })
-        const slots = Array.from({ length: 6 }, (_, i) => newSlot(`i${i}`))
-        for (const slot of slots) yield* run(net, slot)
+        const { slots } = yield* startGroup(6, { latency: SimNet.uniform(0, 3) })
         const { supervisor, successor, electionAddress } = yield* withSuccessor(slots)
         const bindsBefore = slots.map(
           (s) => s.listens.filter((at) => at === electionAddress).length,
@@ -324,17 +328,13 @@ describe("port election on SimNet, one simulated machine", () => {
     "the supervisor and its successor killed together: the others elect through the bind",
     () =>
       Effect.gen(function* () {
-        const net = yield* SimNet.make({ link: { latency: SimNet.uniform(0, 3) } })
-        const slots = Array.from({ length: 6 }, (_, i) => newSlot(`i${i}`))
-        for (const slot of slots) yield* run(net, slot)
+        const { slots } = yield* startGroup(6, { latency: SimNet.uniform(0, 3) })
         const { supervisor, successor } = yield* withSuccessor(slots)
         yield* supervisor.kill
         yield* successor.kill
         yield* settle(slots, undefined, "after the kills")
         const survivors = slots.filter((s) => s !== supervisor && s !== successor)
-        let elected: Slot | undefined
-        for (const slot of survivors)
-          if ((yield* slot.election!.role)._tag === "Supervisor") elected = slot
+        const elected = yield* supervisorAmong(survivors)
         expect((yield* elected!.election!.members).map((m) => m.instanceId).sort()).toEqual(
           survivors.map((s) => s.election!.instanceId).sort(),
         )
@@ -345,9 +345,7 @@ describe("port election on SimNet, one simulated machine", () => {
     "the whole machine crashes and restarts: a fresh election among the same programs",
     () =>
       Effect.gen(function* () {
-        const net = yield* SimNet.make()
-        const slots = Array.from({ length: 5 }, (_, i) => newSlot(`i${i}`))
-        for (const slot of slots) yield* run(net, slot)
+        const { net, slots } = yield* startGroup(5)
         yield* settle(slots, undefined, "start")
         const before = slots.map((s) => s.election!.instanceId)
         yield* net.crash(host)
@@ -364,13 +362,9 @@ describe("port election on SimNet, one simulated machine", () => {
     "a newcomer that wins the bind during a failover takes no mutex still held by a survivor",
     () =>
       Effect.gen(function* () {
-        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(1) } })
-        const slots = Array.from({ length: 3 }, (_, i) => newSlot(`i${i}`))
-        for (const slot of slots) yield* run(net, slot)
+        const { net, slots } = yield* startGroup(3, { latency: SimNet.fixed(1) })
         yield* settle(slots, undefined, "start")
-        let supervisor: Slot | undefined
-        for (const slot of slots)
-          if ((yield* slot.election!.role)._tag === "Supervisor") supervisor = slot
+        const supervisor = yield* supervisorAmong(slots)
         const holder = slots.find((s) => s !== supervisor)!
         // The first supervisor of a machine waits out the grace period before granting.
         const permit = yield* Effect.forkScoped(holder.election!.acquire("mutex"))
@@ -417,15 +411,11 @@ describe("port election on SimNet, one simulated machine", () => {
     "a newcomer that wins the bind learns the last registry from the survivors: it grants once they are back, not after the grace period",
     () =>
       Effect.gen(function* () {
-        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(1) } })
-        const slots = Array.from({ length: 3 }, (_, i) => newSlot(`i${i}`))
-        for (const slot of slots) yield* run(net, slot)
+        const { net, slots } = yield* startGroup(3, { latency: SimNet.fixed(1) })
         yield* settle(slots, undefined, "start")
         // Past the first supervisor's grace period: every member has had its registry.
         yield* TestClock.adjust(2_500)
-        let supervisor: Slot | undefined
-        for (const slot of slots)
-          if ((yield* slot.election!.role)._tag === "Supervisor") supervisor = slot
+        const supervisor = yield* supervisorAmong(slots)
         yield* supervisor!.kill
         const newcomer = newSlot("newcomer")
         slots.push(newcomer)
@@ -473,10 +463,7 @@ describe("port election on SimNet, one simulated machine", () => {
                   : yield* Random.choice(["kill", "spawn", "both"] as const)
             if (action !== "spawn") {
               let victim = yield* Random.choice(live)
-              if (yield* Random.nextBoolean) {
-                for (const slot of live)
-                  if ((yield* slot.election!.role)._tag === "Supervisor") victim = slot
-              }
+              if (yield* Random.nextBoolean) victim = (yield* supervisorAmong(live)) ?? victim
               yield* victim.kill
             }
             if (action !== "kill") yield* spawn(`r${round}`)
