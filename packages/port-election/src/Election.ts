@@ -280,6 +280,8 @@ interface Standby {
 
 /** As any other subordinate: the connection standing by at the successor. */
 interface StandbyLink {
+  /** The successor it is for: its instance id and address. */
+  readonly target: string
   readonly scope: Scope.Closeable
   /** The connection, once made; it is being made from the moment the successor is known. */
   connection: Connection.Connection<Message> | undefined
@@ -363,8 +365,6 @@ export const make = (
     const standbyWaitMs = connectionOptions.keepAlive.timeoutMs
     let standby: Standby | undefined
     let standbyLink: StandbyLink | undefined
-    /** The successor (id and address) that `standbyLink` is for, or being connected to. */
-    let standbyTarget: string | undefined
     /**
      * Scopes of attempts whose supervisor was lost, with its dead connection: torn down once
      * the next supervisor is back to normal (its registry came, or it thawed), so that the
@@ -597,8 +597,7 @@ export const make = (
           successor !== undefined && successor.instanceId !== instanceId
             ? closeStandby
             : Effect.void
-        if (target === standbyTarget) return closeOwn
-        standbyTarget = target
+        if (target === standbyLink?.target) return closeOwn
         const previous = standbyLink
         standbyLink = undefined
         const dropPrevious =
@@ -618,6 +617,7 @@ export const make = (
             // In place at once, while the connection is being made: an instance that loses
             // its supervisor meanwhile waits for the successor rather than racing it.
             const link: StandbyLink = {
+              target,
               scope: yield* Scope.fork(electionScope),
               connection: undefined,
               takeover: yield* Deferred.make<Welcome | undefined>(),
@@ -650,10 +650,7 @@ export const make = (
           )
         }
         const failedFirst = yield* Deferred.succeed(link.takeover, undefined)
-        if (failedFirst && standbyLink === link) {
-          standbyLink = undefined
-          standbyTarget = undefined
-        }
+        if (failedFirst && standbyLink === link) standbyLink = undefined
       })
 
     // ---- supervisor ---------------------------------------------------------------
@@ -1327,7 +1324,6 @@ export const make = (
       if (link === undefined) return "none" as const
       // Spent either way: a later successor gets a new link.
       standbyLink = undefined
-      standbyTarget = undefined
       const takeover = yield* Deferred.await(link.takeover).pipe(
         Effect.timeoutOption(standbyWaitMs),
       )
