@@ -77,16 +77,9 @@ export const createInstance = async (options: InstanceOptions): Promise<Instance
       Effect.sync(() => void emitter.emit(event._tag, event)),
     ).pipe(Scope.provide(scope)),
   )
-  let currentRole: Election.Role = Effect.runSync(election.role)
-  emitter.on("Elected", () => {
-    currentRole = Effect.runSync(election.role)
-  })
   const instance = Object.assign(emitter, {
     instanceId: election.instanceId,
-    role: () => {
-      currentRole = Effect.runSync(election.role)
-      return currentRole
-    },
+    role: () => Effect.runSync(election.role),
     members: () => run(election.members),
     request: (operation: string, payload: unknown) => run(election.request(operation, payload)),
     serve: (operation: string, handler: (payload: unknown, from: string) => unknown) =>

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
+import { Ports } from "@understudy/testkit"
 import { Address, NodeTransport } from "@understudy/transport"
 import { Deferred, Effect, Exit, Fiber, Redacted, Scope, Stream } from "effect"
 import * as Election from "../src/Election.ts"
@@ -56,6 +57,23 @@ describe("port election, in one process", () => {
       expect(yield* other.role).toEqual({ _tag: "Subordinate", supervisorId: winner })
       yield* Scope.close(scopes[1]!, Exit.void)
       yield* Scope.close(scopes[2]!, Exit.void)
+    }),
+  )
+
+  it.live("over IPv6 loopback: one supervisor, the other registered with it", () =>
+    Effect.gen(function* () {
+      const port = yield* Effect.promise(() => Ports.freeTcpPort("::1"))
+      const address = Address.tcp("::1", port)
+      const scopes = yield* Effect.forEach([0, 1], () => Scope.make())
+      const first = yield* start(address, scopes[0]!)
+      const second = yield* start(address, scopes[1]!)
+      expect((yield* first.role)._tag).toBe("Supervisor")
+      expect(yield* second.role).toEqual({ _tag: "Subordinate", supervisorId: first.instanceId })
+      expect((yield* first.members).map((m) => m.instanceId).sort()).toEqual(
+        [first.instanceId, second.instanceId].sort(),
+      )
+      yield* Scope.close(scopes[1]!, Exit.void)
+      yield* Scope.close(scopes[0]!, Exit.void)
     }),
   )
 
