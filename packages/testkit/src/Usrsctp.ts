@@ -34,10 +34,10 @@
  * Shims (LD_PRELOAD), compiled with gcc once per machine into a cache under `os.tmpdir()`:
  * `nodebug.so` makes `usrsctp_sysctl_set_sctp_debug_on` a no-op; `tune.so` applies
  * `USRSCTP_<name>` environment variables (see {@link TuneName}) after the program's own sysctl
- * set-up and reports each on stderr as `[tune] name=value rc=0`. Their sources are the ones
- * in `/work/shared/tools/usrsctp` (README there), embedded here because CI runs from a clean
- * clone. Programs also get coreutils' `libstdbuf.so` with `_STDBUF_O=L`: their stdout is a
- * pipe, and without line buffering their notifications would only appear at exit.
+ * set-up and reports each on stderr as `[tune] name=value rc=0`. Their C sources are this
+ * package's `native/nodebug.c` and `native/tune.c`. Programs also get coreutils'
+ * `libstdbuf.so` with `_STDBUF_O=L`: their stdout is a pipe, and without line buffering
+ * their notifications would only appear at exit.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
@@ -46,6 +46,7 @@ import { existsSync } from "node:fs"
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
 
 /** Where Debian installs the example programs. */
 export const programDirectory = "/usr/lib/usrsctp"
@@ -88,31 +89,12 @@ export interface Shims {
   readonly tune: string
 }
 
-/**
- * The shims' C sources: `tools/usrsctp` of the shared directory that sits beside the
- * repository (as CI has it; found by walking up from the working directory), or
- * `UNDERSTUDY_USRSCTP_TOOLS`.
- */
-const findToolsDirectory = (): string => {
-  const configured = process.env.UNDERSTUDY_USRSCTP_TOOLS
-  if (configured !== undefined) return configured
-  let directory = process.cwd()
-  for (let depth = 0; depth < 16; depth++) {
-    const candidate = Path.join(directory, "shared", "tools", "usrsctp")
-    if (existsSync(Path.join(candidate, "tune.c"))) return candidate
-    const parent = Path.dirname(directory)
-    if (parent === directory) break
-    directory = parent
-  }
-  return Path.join(process.cwd(), "..", "shared", "tools", "usrsctp")
-}
+/** Where the shims' C sources are: `native/` of this package (from `src/` or `dist/`). */
+export const shimSourceDirectory = (): string =>
+  fileURLToPath(new URL("../native/", import.meta.url))
 
 const shimSource = (name: "nodebug" | "tune"): Promise<string> =>
-  readFile(Path.join(findToolsDirectory(), `${name}.c`), "utf8").catch((error: unknown) => {
-    throw new Error(
-      `usrsctp shim source ${name}.c not found in ${findToolsDirectory()} (the shared tools directory beside the repository; set UNDERSTUDY_USRSCTP_TOOLS): ${String(error)}`,
-    )
-  })
+  readFile(Path.join(shimSourceDirectory(), `${name}.c`), "utf8")
 
 const run = (file: string, args: ReadonlyArray<string>) =>
   new Promise<void>((resolve, reject) => {
@@ -156,6 +138,7 @@ export const buildShimsInto = async (parent: string): Promise<Shims> => {
       await run("gcc", [
         "-shared",
         "-fPIC",
+        "-Wall",
         "-O2",
         "-o",
         Path.join(temporary, `${name}.so`),

@@ -30,6 +30,13 @@ describe("usrsctp harness: programs and shims", () => {
     for (const file of Object.values(Usrsctp.programs)) expect(existsSync(file)).toBe(true)
   })
 
+  it("builds the shims from this package's own native/ sources", () => {
+    const directory = Usrsctp.shimSourceDirectory()
+    expect(directory).toBe(Path.join(Path.dirname(import.meta.dirname), "native") + Path.sep)
+    for (const name of ["nodebug.c", "tune.c"])
+      expect(existsSync(Path.join(directory, name))).toBe(true)
+  })
+
   it("builds the shims idempotently, also when builds race", async () => {
     const parent = await mkdtemp(Path.join(Os.tmpdir(), "usrsctp-harness-"))
     try {
