@@ -6,5 +6,6 @@ export default defineConfig({
   dts: true,
   sourcemap: true,
   clean: true,
-  target: "node24",
+  // The published packages support both Node LTS lines, 22 and 24.
+  target: "node22",
 })

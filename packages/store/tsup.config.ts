@@ -6,5 +6,8 @@ export default defineConfig({
   dts: true,
   sourcemap: true,
   clean: true,
-  target: "node24",
+  // The published packages support both Node LTS lines, 22 and 24.
+  target: "node22",
+  // import.meta.url in the CommonJS build (the etcd entry loads etcd3 through createRequire).
+  shims: true,
 })

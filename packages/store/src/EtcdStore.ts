@@ -12,7 +12,8 @@
  * @since 0.1.0
  */
 import { Effect, Layer, Option, Stream } from "effect"
-import { Etcd3, type IKeyValue, type IOptions, type ITxnResponse } from "etcd3"
+import type { IKeyValue, IOptions, ITxnResponse } from "etcd3"
+import { etcd3 } from "./internal/etcd3.ts"
 import { call, type EtcdFailure } from "./internal/etcdCall.ts"
 import { makeWatchSession } from "./internal/etcdWatch.ts"
 import * as Validate from "./internal/validate.ts"
@@ -105,7 +106,7 @@ export const make = (options: EtcdStoreOptions) =>
     const client = yield* Effect.acquireRelease(
       Effect.sync(
         () =>
-          new Etcd3({
+          new etcd3.Etcd3({
             hosts: [...options.endpoints],
             faultHandling: { host: () => runOnce, global: runOnce },
             grpcOptions: {

@@ -4,19 +4,9 @@
  * few outcomes the `Store` distinguishes.
  */
 import { Data, Effect } from "effect"
-import {
-  ClientClosedError,
-  EtcdLeaseInvalidError,
-  GRPCAbortedError,
-  GRPCCancelledError,
-  GRPCDeadlineExceededError,
-  GRPCInternalError,
-  GRPCResourceExhastedError,
-  GRPCUnavailableError,
-  GRPCUnknownError,
-  type KVClient,
-} from "etcd3"
+import type { KVClient } from "etcd3"
 import { InvalidRequest, Unavailable } from "../StoreError.ts"
+import { etcd3 } from "./etcd3.ts"
 
 /** gRPC call options, as the etcd3 client takes them (without a direct @grpc/grpc-js import). */
 export type CallOptions = NonNullable<Parameters<KVClient["range"]>[1]>
@@ -43,22 +33,28 @@ const messageOf = (error: unknown): string =>
 /** Sorts an etcd3 / gRPC error into what the `Store` can report. */
 export const classify = (operation: string, error: unknown): EtcdFailure => {
   const message = messageOf(error)
-  if (error instanceof EtcdLeaseInvalidError || message.includes("requested lease not found")) {
+  if (
+    error instanceof etcd3.EtcdLeaseInvalidError ||
+    message.includes("requested lease not found")
+  ) {
     return new LeaseNotFound()
   }
   if (message.includes("required revision has been compacted")) return new RevisionCompacted()
   if (message.includes("required revision is a future revision")) return new RevisionInFuture()
-  if (message.includes("request is too large") || error instanceof GRPCResourceExhastedError) {
+  if (
+    message.includes("request is too large") ||
+    error instanceof etcd3.GRPCResourceExhastedError
+  ) {
     return new InvalidRequest({ detail: `${operation}: ${message}` })
   }
   if (
-    error instanceof GRPCUnavailableError ||
-    error instanceof GRPCDeadlineExceededError ||
-    error instanceof GRPCCancelledError ||
-    error instanceof GRPCAbortedError ||
-    error instanceof GRPCInternalError ||
-    error instanceof GRPCUnknownError ||
-    error instanceof ClientClosedError
+    error instanceof etcd3.GRPCUnavailableError ||
+    error instanceof etcd3.GRPCDeadlineExceededError ||
+    error instanceof etcd3.GRPCCancelledError ||
+    error instanceof etcd3.GRPCAbortedError ||
+    error instanceof etcd3.GRPCInternalError ||
+    error instanceof etcd3.GRPCUnknownError ||
+    error instanceof etcd3.ClientClosedError
   ) {
     return new Unavailable({ detail: `${operation}: ${message}` })
   }

@@ -1,0 +1,13 @@
+/**
+ * @understudy/checkpoint: a second server takes over a live connection from a first one
+ * without the client's application noticing. Every layer appends its state to a
+ * checkpoint; the takeover server compares the client's acknowledgement with it, recreates
+ * the connection unready, signals ready and resumes at the exact byte.
+ *
+ * @since 0.1.0
+ */
+export * as Checkpoint from "./Checkpoint.ts"
+export * as CheckpointError from "./CheckpointError.ts"
+export * as CheckpointStore from "./CheckpointStore.ts"
+export * as Contributor from "./Contributor.ts"
+export * as Policy from "./Policy.ts"
