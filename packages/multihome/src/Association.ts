@@ -4,7 +4,8 @@
  * fired, a user command) and returns the {@link Output}s (packets to transmit, timers to
  * set or cancel, events for the user). There is no I/O, no clock and no `Math.random`:
  * time is `nowMs` of each input, randomness (verification tags, initial TSNs, heartbeat
- * nonces, cookie secrets, heartbeat jitter) comes from a seeded PRNG held in the state.
+ * nonces, cookie secrets, heartbeat jitter) comes from the OS CSPRNG, or, in simulation, from
+ * a seeded PRNG held in the state (see {@link Seed}).
  * Replaying the same inputs into a {@link restore}d {@link snapshot} yields the same
  * state and outputs — the cluster's replication relies on it.
  *
@@ -588,7 +589,17 @@ const pathAddress = (st: State, index: number, fallback: PeerAddress): PeerAddre
 
 const cookieSecretBytes = 32
 
-const blankState = (config: Config, seed: number): State => {
+/**
+ * Where an association's randomness comes from: `"crypto"` (node:crypto; what a real
+ * endpoint uses) or a number seeding a PRNG (deterministic simulation only: its tags and
+ * secrets are predictable).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Seed = S.Seed
+
+const blankState = (config: Config, seed: Seed): State => {
   const rng = S.makeRng(seed)
   const secrets = Cookie.CookieSecrets.create(S.nextBytes(rng, cookieSecretBytes), 0)
   return {
@@ -670,7 +681,7 @@ export const connect = (
     readonly peer: PeerAddress
     readonly peerPort: number
     readonly peerAddresses?: ReadonlyArray<string>
-    readonly seed: number
+    readonly seed: Seed
     readonly nowMs: number
   },
 ): { readonly state: State; readonly outputs: Array<Output> } => {
@@ -750,7 +761,7 @@ export const fromCookie = (
   config: Config,
   contents: Cookie.CookieContents,
   input: Extract<Input, { _tag: "Receive" }>,
-  seed: number,
+  seed: Seed,
   secrets?: Cookie.CookieSecrets,
 ): { readonly state: State; readonly outputs: Array<Output> } => {
   const st = blankState(config, seed)

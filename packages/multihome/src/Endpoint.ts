@@ -42,7 +42,6 @@ import {
   type Fiber,
   Layer,
   Queue,
-  Random,
   type Scope,
   Semaphore,
   Stream,
@@ -261,7 +260,10 @@ export interface Options {
   readonly config?: Partial<Association.Config>
   /** Accept associations (INIT → INIT ACK). Otherwise an INIT is answered with an ABORT. */
   readonly listen?: boolean
-  /** Seed of the machines' PRNGs; default from the Effect `Random` service. */
+  /**
+   * Simulation only: seeds the machines' PRNGs, so a run replays exactly — and its tags,
+   * TSNs and cookie secrets are predictable. Default: the OS CSPRNG (node:crypto).
+   */
   readonly seed?: number
   readonly hooks?: Hooks
   /**
@@ -478,8 +480,9 @@ export const make = (
             ),
       )
 
-    let seedCounter = options.seed ?? (yield* Random.nextIntBetween(0, 0x7fffffff))
-    const nextSeed = () => {
+    let seedCounter = options.seed
+    const nextSeed = (): Association.Seed => {
+      if (seedCounter === undefined) return "crypto"
       seedCounter = (Math.imul(seedCounter ^ 0x9e3779b9, 0x85ebca6b) + 1) >>> 0
       return seedCounter
     }

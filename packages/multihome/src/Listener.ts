@@ -5,8 +5,9 @@
  * with a valid cookie creates the association (ESTABLISHED, COOKIE ACK, DATA bundled
  * after the COOKIE ECHO processed); anything else follows the out-of-the-blue rules.
  *
- * Like the association, it is deterministic: tags, initial TSNs, secrets and the seeds of
- * new associations come from a PRNG seeded by {@link makeListener}; time from `nowMs`.
+ * Tags, initial TSNs, secrets and the seeds of new associations come from the OS CSPRNG, or,
+ * in simulation, from a PRNG seeded by {@link makeListener} (then it is deterministic); time
+ * from `nowMs`.
  *
  * @since 0.1.0
  */
@@ -36,7 +37,7 @@ const secretLength = 32
  * @since 0.1.0
  * @category constructors
  */
-export const makeListener = (config: Association.Config, seed: number, nowMs = 0): Listener => {
+export const makeListener = (config: Association.Config, seed: S.Seed, nowMs = 0): Listener => {
   const rng = S.makeRng(seed)
   return {
     config,
@@ -163,7 +164,7 @@ const onCookieEcho = (listener: Listener, input: Receive, echo: Chunk.CookieEcho
     listener.config,
     contents,
     input,
-    S.nextU32(listener.rng),
+    S.childSeed(listener.rng),
     listener.cookieSecrets,
   )
   return { outputs: created.outputs, association: created.state }

@@ -44,6 +44,7 @@ const pair = (
   Effect.gen(function* () {
     const server = yield* Endpoint.make({
       bind: Address.udp("server", 9899),
+      seed: 1001,
       port: serverPort,
       listen: true,
       config: quick,
@@ -51,6 +52,7 @@ const pair = (
     }).pipe(Effect.provide(net.layer("server")))
     const client = yield* Endpoint.make({
       bind: Address.udp("client", 9899),
+      seed: 1002,
       port: clientPort,
       config: quick,
       ...options.client,
@@ -173,7 +175,13 @@ describe("Endpoint on SimNet", () => {
                 duplicate: 0.05,
               },
             })
-            const { server, client } = yield* pair(net)
+            // Up to 20% loss: a budget of 4 retransmissions (quick) can run out, which is
+            // not what this test is about.
+            const patient = { ...quick, associationMaxRetrans: 10, pathMaxRetrans: 10 }
+            const { server, client } = yield* pair(net, {
+              server: { seed: 2 * seed, config: patient },
+              client: { seed: 2 * seed + 1, config: patient },
+            })
             yield* echoService(server)
             const association = yield* within(
               120_000,
@@ -477,6 +485,7 @@ describe("Endpoint extension points for the cluster (SimNet)", () => {
       const net = yield* SimNet.make({ link: { latency: SimNet.fixed(5) } })
       const primary = yield* Endpoint.make({
         bind: Address.udp("primary", 9899),
+        seed: 1003,
         port: serverPort,
         listen: true,
         config: quick,
@@ -485,6 +494,7 @@ describe("Endpoint extension points for the cluster (SimNet)", () => {
       let forwarded = 0
       const relay = yield* Endpoint.make({
         bind: Address.udp("relay", 9899),
+        seed: 1004,
         port: serverPort,
         listen: true,
         config: quick,
@@ -500,6 +510,7 @@ describe("Endpoint extension points for the cluster (SimNet)", () => {
       }).pipe(Effect.provide(net.layer("relay")))
       const client = yield* Endpoint.make({
         bind: Address.udp("client", 9899),
+        seed: 1005,
         port: clientPort,
         config: quick,
       }).pipe(Effect.provide(net.layer("client")))
@@ -527,6 +538,7 @@ describe("Endpoint extension points for the cluster (SimNet)", () => {
       const replicas = new Map<number, Association.Snapshot>()
       const primary = yield* Endpoint.make({
         bind: Address.udp("10.0.0.1", 9899),
+        seed: 1006,
         port: serverPort,
         listen: true,
         config: clusterConfig,
@@ -542,6 +554,7 @@ describe("Endpoint extension points for the cluster (SimNet)", () => {
       const secrets = yield* primary.listenerSecrets
       const client = yield* Endpoint.make({
         bind: Address.udp("10.0.0.9", 9899),
+        seed: 1007,
         port: clientPort,
         config: quick,
       }).pipe(Effect.provide(net.layer("10.0.0.9")))
@@ -561,6 +574,7 @@ describe("Endpoint extension points for the cluster (SimNet)", () => {
       expect(replicas.size).toBe(1)
       const secondary = yield* Endpoint.make({
         bind: Address.udp("10.0.0.2", 9899),
+        seed: 1008,
         port: serverPort,
         listen: true,
         config: clusterConfig,

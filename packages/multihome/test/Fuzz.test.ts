@@ -1091,12 +1091,14 @@ describe("Endpoint fuzzing on SimNet", () => {
         const net = yield* SimNet.make({ link: { latency: SimNet.fixed(5) } })
         const server = yield* Endpoint.make({
           bind: Address.udp("server", 9899),
+          seed: 1001,
           port: serverPort,
           listen: true,
           config: quick,
         }).pipe(Effect.provide(net.layer("server")))
         const client = yield* Endpoint.make({
           bind: Address.udp("client", 9899),
+          seed: 1002,
           port: clientPort,
           config: quick,
         }).pipe(Effect.provide(net.layer("client")))

@@ -1,16 +1,28 @@
 /**
- * Helpers of the association machine: a seeded PRNG kept as plain numbers (so the state
- * it lives in can be snapshotted and replayed), IP address text ↔ bytes for the address
- * parameters of INIT / INIT ACK, and the Heartbeat Info this endpoint sends.
+ * Helpers of the association machine: its source of randomness — the OS CSPRNG, or for
+ * simulation a seeded PRNG kept as plain numbers (so the state it lives in can be
+ * snapshotted and replayed) —, IP address text ↔ bytes for the address parameters of INIT /
+ * INIT ACK, and the Heartbeat Info this endpoint sends.
  */
+import { randomFillSync } from "node:crypto"
 import type * as Chunk from "../Chunk.ts"
 import { readU32, writeU32 } from "./wire.ts"
 
 // ---------------------------------------------------------------------------------------
-// PRNG: xorshift128, seeded through splitmix32
+// Randomness: node:crypto, or (simulation only) xorshift128 seeded through splitmix32
 // ---------------------------------------------------------------------------------------
 
-/** xorshift128 state: four 32-bit words, never all zero. */
+/**
+ * Where tags, initial TSNs, cookie secrets and nonces come from: `"crypto"`, the OS CSPRNG
+ * (RFC 9260 §5.3.1 and RFC 4086: nobody can predict them), or a number seeding a PRNG, for
+ * deterministic simulation only (after four outputs its whole state is known).
+ */
+export type Seed = number | "crypto"
+
+/**
+ * xorshift128 state: four 32-bit words. All zero (never a state of the PRNG) stands for the
+ * OS CSPRNG, so a snapshot keeps the same shape either way.
+ */
 export interface Rng {
   a: number
   b: number
@@ -29,16 +41,39 @@ const splitmix32 = (seed: number): (() => number) => {
   }
 }
 
-/** A generator seeded from one number (any seed gives a non-zero state). */
-export const makeRng = (seed: number): Rng => {
+/** A generator from a {@link Seed} (any number gives a non-zero state). */
+export const makeRng = (seed: Seed): Rng => {
+  if (seed === "crypto") return { a: 0, b: 0, c: 0, d: 0 }
   const next = splitmix32(seed)
   const rng = { a: next(), b: next(), c: next(), d: next() }
   if ((rng.a | rng.b | rng.c | rng.d) === 0) rng.d = 1
   return rng
 }
 
+/** Whether `rng` draws from the OS CSPRNG. */
+export const isCrypto = (rng: Rng): boolean => (rng.a | rng.b | rng.c | rng.d) === 0
+
+/** Words drawn from node:crypto ahead, one system call per 256 values. */
+const pool = new Uint32Array(256)
+let poolAt = pool.length
+
+const cryptoU32 = (): number => {
+  if (poolAt === pool.length) {
+    randomFillSync(pool)
+    poolAt = 0
+  }
+  const value = pool[poolAt]!
+  // Used once: nothing drawn stays readable in the pool.
+  pool[poolAt++] = 0
+  return value
+}
+
+/** The seed of a new machine drawing from `rng`: the CSPRNG stays the CSPRNG. */
+export const childSeed = (rng: Rng): Seed => (isCrypto(rng) ? "crypto" : nextU32(rng))
+
 /** The next 32-bit unsigned value. */
 export const nextU32 = (rng: Rng): number => {
+  if (isCrypto(rng)) return cryptoU32()
   let t = rng.d
   const s = rng.a
   rng.d = rng.c
@@ -61,6 +96,7 @@ export const nextTag = (rng: Rng): number => {
 
 /** `length` random bytes (cookie secrets). */
 export const nextBytes = (rng: Rng, length: number): Uint8Array => {
+  if (isCrypto(rng)) return randomFillSync(new Uint8Array(length))
   const bytes = new Uint8Array(length)
   for (let at = 0; at < length; at += 4) {
     const word = nextU32(rng)
