@@ -29,8 +29,8 @@ export interface NodeInvocation {
   readonly status: Address.StreamAddress
   /** `state-node`: the `StoreServer` (a `sctp-cluster store`) holding the associations. */
   readonly store: Address.StreamAddress | undefined
+  /** Authenticates the link and the store (HMAC); undefined only with `--insecure`. */
   readonly clusterKeyFile: string | undefined
-  readonly seed: number | undefined
 }
 
 /** @since 0.1.0 @category models */
@@ -41,8 +41,10 @@ export type Invocation =
   | {
       readonly _tag: "Store"
       readonly listen: Address.StreamAddress
+      /** Undefined only with `--insecure`. */
       readonly clusterKeyFile: string | undefined
     }
+  | { readonly _tag: "Keygen"; readonly out: string }
   | { readonly _tag: "UsageError"; readonly message: string }
 
 /** @since 0.1.0 */
@@ -59,9 +61,10 @@ export const usage = `Usage:
   ${programName} node --role primary|secondary --addresses PRIMARY_IP,SECONDARY_IP --policy POLICY
                [--port 7] [--udp-port 9900] [--link tcp://HOST:PORT] [--service echo|discard|sink]
                [--status tcp://HOST:PORT | unix:///PATH | /PATH] [--store tcp://HOST:PORT]
-               [--cluster-key-file FILE] [--seed N]
+               (--cluster-key-file FILE | --insecure)
   ${programName} status --status ADDRESS [--json]
-  ${programName} store --listen tcp://HOST:PORT [--cluster-key-file FILE]
+  ${programName} store --listen tcp://HOST:PORT (--cluster-key-file FILE | --insecure)
+  ${programName} keygen --out FILE
   ${programName} --help
 
 node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951). The peer
@@ -76,7 +79,11 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
          --link: the intra-cluster link, the same on both nodes (the secondary listens on it);
            default tcp://SECONDARY_IP:UDP_PORT.
          --status: where GET /status answers (default tcp://127.0.0.1:0, the port chosen is
-           printed). --cluster-key-file authenticates the link and the store.
+           printed; it shows no tag, TSN or key).
+         --cluster-key-file: the cluster key (written by 'keygen'; mode 0600, refused if
+           others may read it) authenticates the link and the store. Without it the node
+           refuses to start unless --insecure says to run them unauthenticated (anyone who
+           reaches the link could read every association's state and depose the primary).
          stdout: one JSON line per fact ("t": started, cluster, role, association,
          impending-failure, stopping).
          SIGTERM: one final synchronisation to the secondary (an impending failure), then
@@ -84,6 +91,8 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
 status   prints the node's role, link, replication lag, and each association with its
          paths (host, UDP port, confirmed / active, RTO, cwnd); --json prints the raw status.
 store    runs a store server over memory: the third node of the state-node policy.
+keygen   writes a new random cluster key to --out (mode 0600; never over an existing file):
+         copy it to every node.
 
 Exit codes: 0 ok; 1 runtime error; 2 bad usage.`
 
@@ -121,13 +130,14 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--status",
     "--store",
     "--cluster-key-file",
-    "--seed",
+    "--insecure",
   ]),
   status: new Set(["--status", "--json"]),
-  store: new Set(["--listen", "--cluster-key-file"]),
+  store: new Set(["--listen", "--cluster-key-file", "--insecure"]),
+  keygen: new Set(["--out"]),
 }
 
-const booleanFlags = new Set(["--json"])
+const booleanFlags = new Set(["--json", "--insecure"])
 
 const flagsWithValue = new Set(
   Object.values(allowed)
@@ -194,10 +204,8 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
   if (policy._tag !== "StateNode" && store !== undefined)
     return fail(`--store is only for --policy state-node, not ${policyText}`)
 
-  const seedText = values.get("--seed")
-  const seed = seedText === undefined ? undefined : parseInteger(seedText, 0, 0xffff_ffff)
-  if (seedText !== undefined && seed === undefined)
-    return fail(`--seed ${seedText}: expected an integer, 0..4294967295`)
+  const key = keyFlags(values)
+  if (typeof key === "object") return key
 
   return {
     _tag: "Node",
@@ -210,9 +218,21 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     service: service as ServiceName,
     status,
     store,
-    clusterKeyFile: values.get("--cluster-key-file"),
-    seed,
+    clusterKeyFile: key,
   }
+}
+
+/** `--cluster-key-file` or an explicit `--insecure`, never both, never neither. */
+const keyFlags = (values: ReadonlyMap<string, string>): string | undefined | Invocation => {
+  const file = values.get("--cluster-key-file")
+  const insecure = values.has("--insecure")
+  if (file !== undefined && insecure)
+    return fail("--cluster-key-file and --insecure exclude each other")
+  if (file === undefined && !insecure)
+    return fail(
+      `--cluster-key-file is required (write one with '${programName} keygen --out FILE'), or --insecure to run unauthenticated`,
+    )
+  return file
 }
 
 /**
@@ -225,7 +245,7 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
 export const parse = (argv: ReadonlyArray<string>): Invocation => {
   if (argv.includes("--help") || argv.includes("-h")) return { _tag: "Help" }
   const [command, ...rest] = argv
-  if (command === undefined) return fail("no command: node, status or store")
+  if (command === undefined) return fail("no command: node, status, store or keygen")
   const accepted = allowed[command]
   if (accepted === undefined) return fail(`unknown command ${JSON.stringify(command)}`)
   const values = new Map<string, string>()
@@ -264,7 +284,14 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
       const listen = addressFlag(values, "--listen")
       if (listen === undefined) return fail("--listen is required")
       if (typeof listen === "string") return fail(listen)
-      return { _tag: "Store", listen, clusterKeyFile: values.get("--cluster-key-file") }
+      const key = keyFlags(values)
+      if (typeof key === "object") return key
+      return { _tag: "Store", listen, clusterKeyFile: key }
+    }
+    case "keygen": {
+      const out = values.get("--out")
+      if (out === undefined) return fail("--out is required (where to write the key)")
+      return { _tag: "Keygen", out }
     }
     default:
       return parseNode(values)

@@ -1,11 +1,11 @@
 /**
- * What the commands share: JSON lines on stdout, exit codes, typed errors, the cluster key
- * file, and running a command until a signal.
+ * What the commands share: JSON lines on stdout, exit codes, the cluster key file, and
+ * running a command until a signal.
  *
  * @since 0.1.0
  */
-import { readFile } from "node:fs/promises"
-import { Cause, Data, Deferred, Effect, Fiber, Logger, Redacted } from "effect"
+import { ClusterKey } from "@understudy/transport"
+import { Cause, Deferred, Effect, Fiber, Logger, type Redacted } from "effect"
 import { programName } from "./cli.ts"
 
 /** @since 0.1.0 */
@@ -20,45 +20,24 @@ export const line = (value: Record<string, unknown>): void => {
 export const stderrLogger = Logger.layer([Logger.withConsoleError(Logger.formatLogFmt)])
 
 /**
- * A file the command needs could not be read (the cluster key).
- *
- * @since 0.1.0
- * @category errors
- */
-export class FileError extends Data.TaggedError("FileError")<{
-  readonly path: string
-  readonly detail: string
-}> {
-  override get message(): string {
-    return `cannot use ${this.path}: ${this.detail}`
-  }
-}
-
-/** The longest cluster key file read: a key is a few dozen bytes. */
-const keyFileBytesMax = 64 * 1024
-
-/**
- * Reads `--cluster-key-file`: its bytes are the key (a trailing newline is part of it, so
- * write the file the same way on every node).
+ * The cluster key of `--cluster-key-file` (refused when others may read it), or, without
+ * one (the explicit `--insecure`), nothing: said on stderr and in a `warning` line, every
+ * time the node starts.
  *
  * @since 0.1.0
  */
-export const readClusterKey = (
-  path: string,
-): Effect.Effect<Redacted.Redacted<Uint8Array>, FileError> =>
-  Effect.tryPromise({
-    try: () => readFile(path),
-    catch: (error) =>
-      new FileError({ path, detail: error instanceof Error ? error.message : String(error) }),
-  }).pipe(
-    Effect.flatMap((bytes) =>
-      bytes.length === 0
-        ? Effect.fail(new FileError({ path, detail: "the file is empty" }))
-        : bytes.length > keyFileBytesMax
-          ? Effect.fail(new FileError({ path, detail: `longer than ${keyFileBytesMax} bytes` }))
-          : Effect.succeed(Redacted.make(new Uint8Array(bytes))),
-    ),
-  )
+export const clusterKeyOf = (
+  path: string | undefined,
+): Effect.Effect<Redacted.Redacted<Uint8Array> | undefined, ClusterKey.ClusterKeyError> =>
+  path !== undefined
+    ? ClusterKey.readFile(path)
+    : Effect.sync(() => {
+        const warning =
+          "--insecure: the intra-cluster link and the store are not authenticated; anyone who reaches them can read every association's state and depose the primary"
+        process.stderr.write(`${programName}: warning: ${warning}\n`)
+        line({ t: "warning", warning })
+        return undefined
+      })
 
 /** What asked a long-running command to stop. @since 0.1.0 @category models */
 export type StopReason = "SIGTERM" | "SIGINT" | "StdinClosed"

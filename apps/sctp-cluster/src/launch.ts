@@ -24,12 +24,18 @@ export const loopbackPair = ["127.0.0.2", "127.0.0.3"] as const
 export interface PairPorts {
   readonly udpPort: number
   readonly link: string
+  /**
+   * The pair's cluster key file (`sctp-cluster keygen`). Without it (and without a
+   * `--cluster-key-file` in `extra`) the nodes run `--insecure`.
+   */
+  readonly keyFile?: string
 }
 
 /**
  * The arguments of one node of the loopback pair under `policy` (the words after
  * `--policy`, e.g. `["state-node", "--store", ADDRESS]`), serving its status on a port the
- * OS picks (read it from the node's `started` line); `extra` is appended.
+ * OS picks (read it from the node's `started` line), keyed with `ports.keyFile`; `extra`
+ * is appended.
  *
  * @since 0.1.0
  */
@@ -52,5 +58,10 @@ export const nodeArgs = (
   ports.link,
   "--status",
   "tcp://127.0.0.1:0",
+  ...(ports.keyFile !== undefined
+    ? ["--cluster-key-file", ports.keyFile]
+    : extra.includes("--cluster-key-file")
+      ? []
+      : ["--insecure"]),
   ...extra,
 ]

@@ -1,10 +1,12 @@
 /**
  * The `sctp-cluster` program: `node src/main.ts node --role primary --addresses
  * 127.0.0.2,127.0.0.3 --policy every-update`, `status --status ADDRESS`, `store --listen
- * ADDRESS`. See `--help`.
+ * ADDRESS`, `keygen --out FILE`. See `--help`.
  *
  * @since 0.1.0
  */
+import { ClusterKey } from "@understudy/transport"
+import { Effect } from "effect"
 import { parse, programName, usage } from "./cli.ts"
 import { exitCode, runToEnd, runUntilSignal } from "./common.ts"
 import { node } from "./node.ts"
@@ -27,6 +29,15 @@ const main = async (): Promise<number> => {
       return runUntilSignal((stop) => store(invocation, stop))
     case "Status":
       return runToEnd(status(invocation))
+    case "Keygen":
+      return runToEnd(
+        ClusterKey.generateFile(invocation.out).pipe(
+          Effect.map(() => {
+            process.stdout.write(`${invocation.out}\n`)
+            return exitCode.ok
+          }),
+        ),
+      )
   }
 }
 

@@ -14,7 +14,7 @@ import { RemoteStore, Store } from "@understudy/store"
 import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
 import { Context, Deferred, Duration, Effect, Layer, Option, type Scope, Stream } from "effect"
 import type { NodeInvocation } from "./cli.ts"
-import { exitCode, line, readClusterKey, type StopReason } from "./common.ts"
+import { clusterKeyOf, exitCode, line, type StopReason } from "./common.ts"
 import type { StatusReport } from "./report.ts"
 
 /** How often the node looks for association and role changes to print. */
@@ -114,10 +114,7 @@ export const node = (
   Effect.gen(function* () {
     const ownAddress = invocation.addresses[invocation.role === "primary" ? 0 : 1]
     const bind = Address.udp(ownAddress, invocation.udpPort)
-    const clusterKey =
-      invocation.clusterKeyFile === undefined
-        ? undefined
-        : yield* readClusterKey(invocation.clusterKeyFile)
+    const clusterKey = yield* clusterKeyOf(invocation.clusterKeyFile)
     const sockets = yield* Layer.build(Layer.mergeAll(NodeTransport.layer, NodeDatagram.layer))
     let store: Store.Store["Service"] | undefined
     if (invocation.store !== undefined) {
@@ -140,7 +137,6 @@ export const node = (
       service: Cluster.services[invocation.service],
       ...(store !== undefined ? { store } : {}),
       ...(clusterKey !== undefined ? { clusterKey } : {}),
-      ...(invocation.seed !== undefined ? { seed: invocation.seed } : {}),
     }).pipe(Effect.provideContext(sockets))
 
     const identity: StatusReport["node"] = {

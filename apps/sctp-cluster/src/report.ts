@@ -21,8 +21,6 @@ export interface StatusReport extends Cluster.Status {
   }
 }
 
-const hex = (tag: number) => `0x${tag.toString(16).padStart(8, "0")}`
-
 const count = (n: number) => n.toLocaleString("en-US")
 
 /**
@@ -58,7 +56,7 @@ export const formatStatus = (report: StatusReport): string => {
   if (report.associations.length === 0) lines.push("associations none")
   for (const association of report.associations) {
     lines.push(
-      `association ${association.id}: ${association.state}, port ${association.localPort} <-> ${association.peerPort}, tags ${hex(association.myTag)} / ${hex(association.peerTag)}, primary path ${association.primary ?? "-"}`,
+      `association ${association.id}: ${association.state}, port ${association.localPort} <-> ${association.peerPort}, primary path ${association.primary ?? "-"}`,
     )
     lines.push(
       `  in flight ${count(association.flightBytes)} bytes, queued ${count(association.queuedBytes)} bytes, peer rwnd ${count(association.peerRwnd)}, streams ${association.inboundStreams} in / ${association.outboundStreams} out`,

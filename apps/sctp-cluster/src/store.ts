@@ -9,7 +9,7 @@ import { MemoryStore, StoreServer } from "@understudy/store"
 import { Address, NodeTransport } from "@understudy/transport"
 import { Deferred, Effect, Layer } from "effect"
 import type { Invocation } from "./cli.ts"
-import { exitCode, line, readClusterKey, type StopReason } from "./common.ts"
+import { clusterKeyOf, exitCode, line, type StopReason } from "./common.ts"
 
 /** Serves until a signal. @since 0.1.0 */
 export const store = (
@@ -17,10 +17,7 @@ export const store = (
   stop: Deferred.Deferred<StopReason>,
 ): Effect.Effect<number, unknown> =>
   Effect.gen(function* () {
-    const clusterKey =
-      invocation.clusterKeyFile === undefined
-        ? undefined
-        : yield* readClusterKey(invocation.clusterKeyFile)
+    const clusterKey = yield* clusterKeyOf(invocation.clusterKeyFile)
     const server = yield* StoreServer.serve(
       invocation.listen,
       clusterKey !== undefined ? { clusterKey } : {},

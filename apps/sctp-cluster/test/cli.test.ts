@@ -11,7 +11,7 @@ const message = (argv: Array<string>) => {
 
 describe("sctp-cluster command line", () => {
   it("parses a node with its defaults", () => {
-    const invocation = parse([...node, "every-update"])
+    const invocation = parse([...node, "every-update", "--cluster-key-file", "/etc/k"])
     expect(invocation).toEqual({
       _tag: "Node",
       role: "primary",
@@ -24,8 +24,12 @@ describe("sctp-cluster command line", () => {
       service: "echo",
       status: { _tag: "Tcp", host: "127.0.0.1", port: 0 },
       store: undefined,
+      clusterKeyFile: "/etc/k",
+    })
+    // Unauthenticated only when asked, explicitly.
+    expect(parse([...node, "every-update", "--insecure"])).toMatchObject({
+      _tag: "Node",
       clusterKeyFile: undefined,
-      seed: undefined,
     })
   })
 
@@ -47,8 +51,6 @@ describe("sctp-cluster command line", () => {
       "/tmp/node.sock",
       "--cluster-key-file",
       "/tmp/key",
-      "--seed",
-      "42",
     ])
     expect(invocation).toMatchObject({
       _tag: "Node",
@@ -61,13 +63,14 @@ describe("sctp-cluster command line", () => {
       service: "sink",
       status: { _tag: "Unix", path: "/tmp/node.sock" },
       clusterKeyFile: "/tmp/key",
-      seed: 42,
     })
-    expect(parse([...node, "state-node", "--store", "tcp://127.0.0.1:7100"])).toMatchObject({
+    expect(
+      parse([...node, "state-node", "--store", "tcp://127.0.0.1:7100", "--insecure"]),
+    ).toMatchObject({
       policy: { _tag: "StateNode" },
       store: { _tag: "Tcp", host: "127.0.0.1", port: 7100 },
     })
-    expect(parse([...node, "on-event:CommUp,Message"])).toMatchObject({
+    expect(parse([...node, "on-event:CommUp,Message", "--insecure"])).toMatchObject({
       policy: { _tag: "OnEvent", events: ["CommUp", "Message"] },
     })
     expect(parse(["status", "--status", "unix:///run/a.sock", "--json"])).toEqual({
@@ -75,10 +78,19 @@ describe("sctp-cluster command line", () => {
       status: { _tag: "Unix", path: "/run/a.sock", abstract: false },
       json: true,
     })
-    expect(parse(["store", "--listen", "tcp://127.0.0.1:0"])).toEqual({
+    expect(parse(["store", "--listen", "tcp://127.0.0.1:0", "--insecure"])).toEqual({
       _tag: "Store",
       listen: { _tag: "Tcp", host: "127.0.0.1", port: 0 },
       clusterKeyFile: undefined,
+    })
+    expect(parse(["store", "--listen", "tcp://127.0.0.1:0", "--cluster-key-file", "k"])).toEqual({
+      _tag: "Store",
+      listen: { _tag: "Tcp", host: "127.0.0.1", port: 0 },
+      clusterKeyFile: "k",
+    })
+    expect(parse(["keygen", "--out", "/etc/sctp-cluster.key"])).toEqual({
+      _tag: "Keygen",
+      out: "/etc/sctp-cluster.key",
     })
   })
 
@@ -115,7 +127,19 @@ describe("sctp-cluster command line", () => {
       /--link udp:\/\/127.0.0.1:1/,
     )
     expect(message([...node, "every-update", "--status", "relative.sock"])).toMatch(/--status/)
-    expect(message([...node, "every-update", "--seed", "-1"])).toMatch(/--seed/)
+    // A seeded node would issue predictable tags: the option is gone.
+    expect(message([...node, "every-update", "--seed", "1"])).toMatch(/unknown option "--seed"/)
+    expect(message([...node, "every-update"])).toMatch(
+      /--cluster-key-file is required \(write one with 'sctp-cluster keygen --out FILE'\), or --insecure/,
+    )
+    expect(message([...node, "every-update", "--insecure", "--cluster-key-file", "k"])).toMatch(
+      /exclude each other/,
+    )
+    expect(message(["store", "--listen", "tcp://127.0.0.1:1"])).toMatch(
+      /--cluster-key-file is required/,
+    )
+    expect(message(["keygen"])).toMatch(/--out is required/)
+    expect(message([...node, "every-update", "--insecure=yes"])).toMatch(/takes no value/)
     expect(message([...node, "every-update", "--port", "7", "--port", "8"])).toMatch(/given twice/)
     expect(message([...node, "every-update", "--port"])).toMatch(/--port needs a value/)
     expect(message(["status"])).toMatch(/--status is required/)
@@ -151,8 +175,6 @@ describe("status report", () => {
       {
         id: 1,
         state: "Established",
-        myTag: 0xdeadbeef,
-        peerTag: 0x1,
         localPort: 7,
         peerPort: 5000,
         paths: [
@@ -186,9 +208,6 @@ describe("status report", () => {
         flightBytes: 0,
         queuedBytes: 0,
         outstandingChunks: 0,
-        nextTsn: 10,
-        cumulativeTsnAcked: 9,
-        peerCumulativeTsn: 100,
         errorCount: 0,
         inboundStreams: 10,
         outboundStreams: 10,
@@ -221,9 +240,7 @@ describe("status report", () => {
     expect(text).toContain("now primary")
     expect(text).toContain("link         up (tcp://127.0.0.3:9900)")
     expect(text).toContain("shipped 1,200, acknowledged 1,199, applied 0; last 3 ms ago")
-    expect(text).toContain(
-      "association 1: Established, port 7 <-> 5000, tags 0xdeadbeef / 0x00000001",
-    )
+    expect(text).toContain("association 1: Established, port 7 <-> 5000, primary path 127.0.0.1")
     expect(text).toContain(
       "path 127.0.0.1:9899  confirmed  active  rto 1000 ms  srtt 1 ms  cwnd 4,800  errors 0",
     )

@@ -43,7 +43,13 @@ const runFailover = async ({
   const ports = await App.clusterPorts()
   const policyArgs: Array<string> = [policy]
   if (policy === "state-node") {
-    const store = App.start(["store", "--listen", "tcp://127.0.0.1:0"])
+    const store = App.start([
+      "store",
+      "--listen",
+      "tcp://127.0.0.1:0",
+      "--cluster-key-file",
+      ports.keyFile,
+    ])
     policyArgs.push("--store", (await store.line("started", 20_000)).listen as string)
   }
   const { primary, secondary, primaryStarted, secondaryStarted } = await App.startPair(
@@ -91,6 +97,10 @@ const runFailover = async ({
     5_000,
   )
   expect(beforeKill.associations[0]!.state).toBe("Established")
+  // Nothing in the status lets a reader forge the association's packets.
+  for (const secret of ["myTag", "peerTag", "nextTsn", "cumulativeTsnAcked", "peerCumulativeTsn"]) {
+    expect(beforeKill.associations[0]!).not.toHaveProperty(secret)
+  }
   expect(beforeKill.associations[0]!.paths.some((path) => path.confirmed && path.active)).toBe(true)
   if (policy === "every-update") {
     expect((await App.statusOf(secondaryStarted.status as string))?.replicas).toBe(1)

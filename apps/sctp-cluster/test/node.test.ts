@@ -3,7 +3,7 @@
  * find each other over the link, `status` in both forms, SIGTERM's final synchronisation,
  * and the store node of `state-node`.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
@@ -40,13 +40,53 @@ describe("sctp-cluster processes", () => {
   })
 
   it("a missing cluster key file is a runtime error, exit code 1", async () => {
-    const ports = await App.clusterPorts()
+    const { keyFile: _keyFile, ...ports } = await App.clusterPorts()
     const primary = App.start(
       App.nodeArgs("primary", ports, ["--cluster-key-file", "/nonexistent/sctp-cluster.key"]),
     )
     await primary.exit()
     expect(primary.child.exitCode).toBe(1)
-    expect(primary.stderr).toMatch(/cannot use \/nonexistent\/sctp-cluster.key/)
+    expect(primary.stderr).toMatch(/cluster key file \/nonexistent\/sctp-cluster.key: Missing/)
+  })
+
+  it("keygen writes a 0600 key; a key others may read is refused; no key needs an explicit --insecure, which warns", async () => {
+    const directory = mkdtempSync(join(tmpdir(), "sctp-cluster-keygen-"))
+    try {
+      const key = join(directory, "cluster.key")
+      const generated = await App.run(["keygen", "--out", key])
+      expect(generated.code).toBe(0)
+      expect(statSync(key).mode & 0o777).toBe(0o600)
+      expect(readFileSync(key, "utf8")).toMatch(/^[0-9a-f]{64}\n$/)
+      // Never over an existing key: that would split the cluster.
+      expect((await App.run(["keygen", "--out", key])).code).toBe(1)
+
+      const { keyFile: _keyFile, ...ports } = await App.clusterPorts()
+      chmodSync(key, 0o644)
+      const readable = App.start(App.nodeArgs("primary", ports, ["--cluster-key-file", key]))
+      await readable.exit()
+      expect(readable.child.exitCode).toBe(1)
+      expect(readable.stderr).toMatch(/Insecure \(mode 644; run chmod 600/)
+
+      const unkeyed = await App.run([
+        "node",
+        "--role",
+        "primary",
+        "--addresses",
+        "127.0.0.2,127.0.0.3",
+        "--policy",
+        "every-update",
+      ])
+      expect(unkeyed.code).toBe(2)
+      expect(unkeyed.stderr).toMatch(/--cluster-key-file is required .* or --insecure/)
+
+      expect(App.nodeArgs("primary", ports)).toContain("--insecure")
+      const insecure = App.start(App.nodeArgs("primary", ports))
+      const warning = await insecure.line("warning", 20_000)
+      expect(warning.warning).toMatch(/not authenticated/)
+      expect(insecure.stderr).toMatch(/warning: --insecure/)
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
   })
 
   it("a primary and a secondary link up; status shows both roles, then SIGTERM syncs and hands over", async () => {
@@ -104,11 +144,9 @@ describe("sctp-cluster processes", () => {
   it("the link is authenticated with the cluster key: same key links up, another is refused", async () => {
     const directory = mkdtempSync(join(tmpdir(), "sctp-cluster-key-"))
     try {
-      const key = join(directory, "cluster.key")
-      const other = join(directory, "other.key")
-      writeFileSync(key, "correct horse battery staple\n")
-      writeFileSync(other, "another key entirely\n")
-      const ports = await App.clusterPorts()
+      const key = App.newKeyFile()
+      const other = App.newKeyFile()
+      const { keyFile: _keyFile, ...ports } = await App.clusterPorts()
       const secondary = App.start(App.nodeArgs("secondary", ports, ["--cluster-key-file", key]))
       await secondary.line("started", 20_000)
       const impostor = App.start(App.nodeArgs("primary", ports, ["--cluster-key-file", other]))
@@ -133,10 +171,16 @@ describe("sctp-cluster processes", () => {
   })
 
   it("state-node: a store node, and a pair that keeps the associations there", async () => {
-    const store = App.start(["store", "--listen", "tcp://127.0.0.1:0"])
+    const ports = await App.clusterPorts()
+    const store = App.start([
+      "store",
+      "--listen",
+      "tcp://127.0.0.1:0",
+      "--cluster-key-file",
+      ports.keyFile,
+    ])
     const storeStarted = await store.line("started", 20_000)
     expect(storeStarted.listen).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/)
-    const ports = await App.clusterPorts()
     const policy = ["state-node", "--store", storeStarted.listen as string]
     const { primaryStarted: started } = await App.startPair(ports, policy)
     expect(started.policy).toBe("state-node")

@@ -4,7 +4,12 @@
  * come from `src/launch.ts`, as the showcase's do.
  */
 import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { JsonLinesProcess, Ports, Usrsctp } from "@understudy/testkit"
+import { ClusterKey } from "@understudy/transport"
+import { Effect } from "effect"
 import { mainPath, nodeArgs, type PairPorts } from "../src/launch.ts"
 import type { StatusReport } from "../src/report.ts"
 
@@ -53,14 +58,31 @@ export const killAll = async (): Promise<void> => {
   started.clear()
   for (const app of apps) if (!app.exited) app.kill("SIGKILL")
   await Promise.all([...apps.map((app) => app.exit()), Usrsctp.killAll()])
+  for (const directory of keyDirectories) rmSync(directory, { recursive: true, force: true })
+  keyDirectories.clear()
 }
 
-/** The ports of one cluster: UDP encapsulation (free on every address), link, usrsctp's. */
+/** Directories of the key files `clusterPorts` wrote, removed by {@link killAll}. */
+const keyDirectories = new Set<string>()
+
+/** A new cluster key file (mode 0600) in a directory of its own, removed by {@link killAll}. */
+export const newKeyFile = (): string => {
+  const directory = mkdtempSync(join(tmpdir(), "sctp-cluster-key-"))
+  keyDirectories.add(directory)
+  const path = join(directory, "cluster.key")
+  Effect.runSync(ClusterKey.generateFile(path))
+  return path
+}
+
+/**
+ * The ports of one cluster: UDP encapsulation (free on every address), link, usrsctp's;
+ * and its cluster key file.
+ */
 export const clusterPorts = async () => {
   // Held together, so usrsctp's encapsulation port differs from ours.
   const [udpPort, clientEncapsPort] = (await Usrsctp.freeEncapsulationPorts(2)) as [number, number]
   const linkPort = await Ports.freeTcpPort("127.0.0.3")
-  return { udpPort, clientEncapsPort, link: `tcp://127.0.0.3:${linkPort}` }
+  return { udpPort, clientEncapsPort, link: `tcp://127.0.0.3:${linkPort}`, keyFile: newKeyFile() }
 }
 
 /**

@@ -146,7 +146,38 @@ export type ClusterEvent =
   | { readonly _tag: "StoreWriteFailed"; readonly association: number }
 
 /**
- * What `sctp-cluster status` shows.
+ * What a status display may show of an association: no verification tag, no TSN (with them,
+ * anyone who reads the status could forge the association's packets).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AssociationSummary = Omit<
+  Association.Status,
+  "myTag" | "peerTag" | "nextTsn" | "cumulativeTsnAcked" | "peerCumulativeTsn"
+> & { readonly id: number }
+
+/**
+ * The summary of an association for {@link Status}: {@link Association.info} without its
+ * secrets.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const summarise = (id: number, status: Association.Status): AssociationSummary => {
+  const {
+    myTag: _myTag,
+    peerTag: _peerTag,
+    nextTsn: _nextTsn,
+    cumulativeTsnAcked: _cumulativeTsnAcked,
+    peerCumulativeTsn: _peerCumulativeTsn,
+    ...rest
+  } = status
+  return { ...rest, id }
+}
+
+/**
+ * What `sctp-cluster status` shows: never a tag, a TSN or a secret.
  *
  * @since 0.1.0
  * @category models
@@ -163,7 +194,7 @@ export interface Status {
     /** Milliseconds since the last acknowledgement (primary) or message (secondary). */
     readonly lagMs: number | undefined
   }
-  readonly associations: ReadonlyArray<Association.Status & { readonly id: number }>
+  readonly associations: ReadonlyArray<AssociationSummary>
   readonly replicas: number
   readonly received: { readonly messages: number; readonly bytes: number }
   readonly endpoint: Endpoint.Stats
@@ -587,10 +618,10 @@ export const make = (
 
     const status = Effect.gen(function* () {
       const handles = yield* endpoint.associations
-      const associations: Array<Association.Status & { readonly id: number }> = []
+      const associations: Array<AssociationSummary> = []
       for (const handle of handles) {
         const info = yield* Effect.option(handle.status)
-        if (Option.isSome(info)) associations.push({ ...info.value, id: handle.id })
+        if (Option.isSome(info)) associations.push(summarise(handle.id, info.value))
       }
       const nowMs = yield* now
       const last = options.role === "primary" ? lastAckMs : lastAppliedMs
