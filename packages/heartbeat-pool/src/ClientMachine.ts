@@ -1,0 +1,323 @@
+/**
+ * The client of the pool as a pure `Machine`: it requests seats, heartbeats the server that
+ * authorised it, and detects that server's death (or loss of authority) from missed or
+ * unrenewed heartbeat replies (the source document's claim 7). It then walks the leader
+ * priority list it got with its authorisation (claims 26, 34) and heartbeats the next server;
+ * a follower points it to the leader, and the leader, which never authorised it, turns the
+ * heartbeat into a request (claims 8–9). The application sees `Granted`, `Reattached`,
+ * `Lost` and `Denied` events.
+ *
+ * @since 0.1.0
+ */
+import { Machine as M } from "@understudy/machine"
+import type * as Message from "./Message.ts"
+
+type Reply = Message.ServerReply
+type Request = Message.ClientRequest
+
+/** @since 0.1.0 @category models */
+export interface Config {
+  /** The servers to try first, in leader priority order (replaced by the list of a grant). */
+  readonly servers: ReadonlyArray<string>
+  readonly product: string
+  readonly seats: number
+  readonly heartbeatIntervalMs: number
+  /** Replies missed (or not renewing) in a row before the server counts as gone. Default 3. */
+  readonly missLimit?: number
+  /** Where in `servers` to start (spreads clients over the pool). Default 0. */
+  readonly firstServer?: number
+}
+
+/** @since 0.1.0 @category models */
+export type Phase = "requesting" | "holding" | "reattaching" | "released"
+
+/** @since 0.1.0 @category models */
+export interface State {
+  readonly self: string
+  readonly phase: Phase
+  /** Where requests and heartbeats go now. */
+  readonly target: string
+  /** The server that authorised the seat held (or last held). */
+  readonly server: string | undefined
+  readonly list: ReadonlyArray<string>
+  readonly token: Message.Token | undefined
+  readonly leaseUntilMs: number
+  readonly term: number
+  readonly seq: number
+  /** Heartbeats or requests sent since the last renewing reply. */
+  readonly missed: number
+  readonly lastDenied: Message.DenyReason | undefined
+}
+
+/** @since 0.1.0 @category commands */
+export type Command = { readonly _tag: "Release" }
+
+/** @since 0.1.0 @category events */
+export type Event =
+  | {
+      readonly _tag: "Granted"
+      readonly server: string
+      readonly term: number
+      readonly atMs: number
+    }
+  | {
+      readonly _tag: "Reattached"
+      readonly server: string
+      readonly previous: string | undefined
+      readonly term: number
+      readonly atMs: number
+    }
+  | {
+      readonly _tag: "Lost"
+      readonly server: string | undefined
+      readonly reason: "expired" | "refused"
+      readonly atMs: number
+    }
+  | {
+      readonly _tag: "Denied"
+      readonly server: string
+      readonly reason: Message.DenyReason
+      readonly atMs: number
+    }
+  | { readonly _tag: "Released"; readonly server: string | undefined; readonly atMs: number }
+
+/** @since 0.1.0 @category models */
+export type Client = M.Machine<State, Reply, Command, Event>
+
+/** @since 0.1.0 @category timers */
+export const beatTimer = "beat"
+
+/** True while the client holds an unexpired seat. @since 0.1.0 @category getters */
+export const holds = (state: State, nowMs: number): boolean =>
+  (state.phase === "holding" || state.phase === "reattaching") && state.leaseUntilMs > nowMs
+
+/**
+ * The client machine. Its peers are the servers; it sends `ClientRequest`s and receives
+ * `ServerReply`s.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (config: Config): M.Machine<State, Reply | Request, Command, Event> => {
+  const missLimit = config.missLimit ?? 3
+  type Output = M.Output<Reply | Request, Event>
+
+  const next = (list: ReadonlyArray<string>, after: string): string => {
+    const index = list.indexOf(after)
+    return list[(index + 1) % list.length] ?? after
+  }
+
+  const send = (state: State, outputs: Array<Output>): State => {
+    const seq = state.seq + 1
+    if (state.phase === "requesting") {
+      outputs.push(
+        M.send<Request>(state.target, {
+          _tag: "Request",
+          client: state.self,
+          seq,
+          product: config.product,
+          seats: config.seats,
+        }),
+      )
+    } else if (state.token !== undefined) {
+      outputs.push(
+        M.send<Request>(state.target, {
+          _tag: "Beat",
+          client: state.self,
+          seq,
+          token: state.token,
+          leaseUntilMs: state.leaseUntilMs,
+        }),
+      )
+    }
+    return { ...state, seq, missed: state.missed + 1 }
+  }
+
+  const lose = (
+    state: State,
+    nowMs: number,
+    reason: "expired" | "refused",
+    outputs: Array<Output>,
+  ): State => {
+    outputs.push(M.emit<Event>({ _tag: "Lost", server: state.server, reason, atMs: nowMs }))
+    return {
+      ...state,
+      phase: "requesting",
+      token: undefined,
+      leaseUntilMs: 0,
+      missed: 0,
+      lastDenied: undefined,
+      target: state.list[0] ?? state.target,
+    }
+  }
+
+  const beat = (state: State, nowMs: number): M.Result<State, Reply | Request, Event> => {
+    const outputs: Array<Output> = [M.setTimer(beatTimer, config.heartbeatIntervalMs)]
+    let current = state
+    if (current.phase === "released") return M.result(current)
+    if (
+      (current.phase === "holding" || current.phase === "reattaching") &&
+      current.leaseUntilMs <= nowMs
+    ) {
+      current = lose(current, nowMs, "expired", outputs)
+    }
+    if (current.missed >= missLimit) {
+      // The server is gone or cannot renew: walk the priority list (claims 26, 34).
+      current = {
+        ...current,
+        phase: current.phase === "holding" ? "reattaching" : current.phase,
+        target: next(current.list, current.target),
+        missed: 0,
+      }
+    }
+    return M.result(send(current, outputs), outputs)
+  }
+
+  const receive = (
+    state: State,
+    from: string,
+    reply: Reply,
+    nowMs: number,
+  ): M.Result<State, Reply | Request, Event> => {
+    const outputs: Array<Output> = []
+    if (state.phase === "released") return M.result(state)
+    switch (reply._tag) {
+      case "Granted": {
+        if (reply.token.client !== state.self) return M.result(state)
+        const moved = state.phase !== "requesting"
+        outputs.push(
+          M.emit<Event>(
+            moved
+              ? {
+                  _tag: "Reattached",
+                  server: from,
+                  previous: state.server,
+                  term: reply.term,
+                  atMs: nowMs,
+                }
+              : { _tag: "Granted", server: from, term: reply.term, atMs: nowMs },
+          ),
+        )
+        return M.result(
+          {
+            ...state,
+            phase: "holding",
+            target: from,
+            server: from,
+            list: reply.leaders.length > 0 ? reply.leaders : state.list,
+            token: reply.token,
+            leaseUntilMs: reply.expiresAtMs,
+            term: reply.term,
+            missed: 0,
+            lastDenied: undefined,
+          },
+          outputs,
+        )
+      }
+      case "BeatAck": {
+        // A lease already over is lost; the next beat says so.
+        if (from !== state.target || state.phase === "requesting" || state.leaseUntilMs <= nowMs) {
+          return M.result(state)
+        }
+        if (!reply.extended) return M.result(state) // honoured, not renewed: counts as missed
+        return M.result({
+          ...state,
+          phase: "holding",
+          server: from,
+          leaseUntilMs: Math.max(state.leaseUntilMs, reply.expiresAtMs),
+          token: reply.token ?? state.token,
+          term: reply.term,
+          missed: 0,
+        })
+      }
+      case "Redirect": {
+        if (from !== state.target || reply.leader === from) return M.result(state)
+        const redirected = { ...state, target: reply.leader, missed: 0 }
+        return M.result(send(redirected, outputs), outputs)
+      }
+      case "Denied": {
+        if (from !== state.target) return M.result(state)
+        if (state.phase !== "requesting" && reply.reason === "electing") return M.result(state)
+        if (reply.reason !== state.lastDenied) {
+          outputs.push(
+            M.emit<Event>({ _tag: "Denied", server: from, reason: reply.reason, atMs: nowMs }),
+          )
+        }
+        // "electing" keeps counting as missed: a server cut off from the leader is walked past.
+        let current: State = {
+          ...state,
+          lastDenied: reply.reason,
+          missed: reply.reason === "electing" ? state.missed : 0,
+        }
+        if (current.phase !== "requesting") current = lose(current, nowMs, "refused", outputs)
+        return M.result({ ...current, lastDenied: reply.reason }, outputs)
+      }
+      case "Released":
+      case "PublishReply":
+      case "StatusReply":
+        return M.result(state)
+    }
+  }
+
+  return {
+    init: (context) => {
+      const list = config.servers.length > 0 ? config.servers : context.peers
+      const first = list[(config.firstServer ?? 0) % list.length]!
+      const state: State = {
+        self: context.self,
+        phase: "requesting",
+        target: first,
+        server: undefined,
+        list,
+        token: undefined,
+        leaseUntilMs: 0,
+        term: 0,
+        seq: 0,
+        missed: 0,
+        lastDenied: undefined,
+      }
+      const outputs: Array<Output> = [M.setTimer(beatTimer, config.heartbeatIntervalMs)]
+      return M.result(send(state, outputs), outputs)
+    },
+    step: (state, input) => {
+      switch (input._tag) {
+        case "TimerFired":
+          return input.timer === beatTimer ? beat(state, input.nowMs) : M.result(state)
+        case "Receive":
+          if ("_tag" in input.message && isReply(input.message)) {
+            return receive(state, input.from, input.message, input.nowMs)
+          }
+          return M.result(state)
+        case "Command": {
+          if (state.phase === "released") return M.result(state)
+          const outputs: Array<Output> = [M.cancelTimer(beatTimer)]
+          if (state.server !== undefined && state.phase !== "requesting") {
+            outputs.push(
+              M.send<Request>(state.server, {
+                _tag: "Release",
+                client: state.self,
+                seq: state.seq + 1,
+              }),
+            )
+          }
+          outputs.push(M.emit<Event>({ _tag: "Released", server: state.server, atMs: input.nowMs }))
+          return M.result(
+            { ...state, phase: "released", seq: state.seq + 1, leaseUntilMs: 0 },
+            outputs,
+          )
+        }
+      }
+    },
+  }
+}
+
+const replyTags = new Set([
+  "Granted",
+  "BeatAck",
+  "Denied",
+  "Redirect",
+  "Released",
+  "PublishReply",
+  "StatusReply",
+])
+const isReply = (message: Reply | Request): message is Reply => replyTags.has(message._tag)

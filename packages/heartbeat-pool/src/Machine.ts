@@ -1,0 +1,1374 @@
+/**
+ * A pool of license servers (or of any leased resource) as one pure `Machine`: a leader and
+ * followers. The leader heartbeats every follower and marks one down when its acknowledgement
+ * stops coming (the source document's claim 21); a follower that misses the leader's
+ * heartbeats first sends a check message and starts an election only if that goes unanswered
+ * (claim 22); candidates stand in leader-priority-list order among the live servers (a lower
+ * rank waits less) and need a majority of votes. A new leader heartbeats the followers, which
+ * send it their records of distribution; it merges them into the record of the pool
+ * (claims 7, 23, 40).
+ *
+ * Allocations are leases: a client holds seats until `expiresAtMs` and renews them with its
+ * heartbeats. The leader decides every new allocation, so the pool never hands out more seats
+ * than the license has: a follower asks the leader (`Reserve`) before it grants. Safety rests
+ * on leases, all on one time base (servers' clocks are assumed synchronised far better than
+ * the margins below):
+ * - the leader grants and renews only while a majority acknowledged a heartbeat sent less than
+ *   `leaderLeaseMs` ago; a follower refuses to vote while it heard a leader less than
+ *   `followerTimeoutMs` ago (> `leaderLeaseMs`), so a new leader is elected only after the old
+ *   one stopped granting;
+ * - a follower renews its clients only until the `authorityUntilMs` of the leader's last
+ *   heartbeat (the leader's lease end), so any lease a server of an older term handed out ends
+ *   at most `leaseMs` after the new leader was elected;
+ * - a new leader grants no new seat for `leaseMs` after its election (no new allocation during
+ *   an election and its settling; existing ones are honoured until they expire). Meanwhile it
+ *   takes back clients that prove, with their token and an unexpired lease, that they already
+ *   held a seat (the heartbeat-to-request conversion of claim 9): they were counted before.
+ *
+ * Terms: every peer message carries the sender's term, checked once before dispatch: an older
+ * one is ignored (and the sender told, `Newer`), one above `termMax` is refused, never adopted.
+ * A deposed leader that hears a newer term becomes a follower.
+ *
+ * Durable state (`Durable`: term, vote, license, and the record's membership, `version`)
+ * must be written before the outputs of the step that changed it are performed; the driver
+ * does that in the `Runner`'s `onStep` hook. A restarted server gets it back through
+ * `Config.durable` and counts its restored allocations until they may have expired.
+ *
+ * @since 0.1.0
+ */
+import { Machine as M } from "@understudy/machine"
+import { HashMap, Option, Schema } from "effect"
+import type * as Message from "./Message.ts"
+
+type Peer = Message.Peer
+type ClientRequest = Message.ClientRequest
+type ServerReply = Message.ServerReply
+
+/**
+ * Signing and checking of authorisation tokens and license files. Pure functions of their
+ * input (Ed25519 signatures are deterministic), so they may be called inside `step`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Crypto {
+  readonly signToken: (claims: Omit<Message.Token, "signature">) => string
+  readonly verifyToken: (token: Message.Token) => boolean
+  readonly verifyLicense: (license: Message.License) => boolean
+}
+
+/**
+ * What survives a restart.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Durable {
+  readonly term: number
+  readonly votedFor: string | null
+  readonly license: Message.License | null
+}
+
+/** What a restarted server gets back. @since 0.1.0 @category models */
+export interface Restored extends Durable {
+  readonly record: ReadonlyArray<Message.Allocation>
+}
+
+/**
+ * The configuration, the same on every server (except `durable`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Config {
+  /** Every server, in leader priority order. */
+  readonly servers: ReadonlyArray<string>
+  readonly heartbeatIntervalMs: number
+  /** A follower that heard no heartbeat for this long sends a check message. */
+  readonly followerTimeoutMs: number
+  /** A check message unanswered for this long starts the election. */
+  readonly checkTimeoutMs: number
+  /** A leader grants only while a majority acknowledged a heartbeat sent less than this ago. */
+  readonly leaderLeaseMs: number
+  /** A follower whose acknowledgements stopped for this long is marked down. */
+  readonly downAfterMs: number
+  /** Each rank in the priority list waits this much longer before standing. */
+  readonly electionStaggerMs: number
+  /** How long an allocation lasts without a heartbeat. */
+  readonly leaseMs: number
+  /** How long a token proves an authorisation; renewed with heartbeats. Default 4 × leaseMs. */
+  readonly tokenTtlMs?: number
+  /** Most clients one server holds in its record. Default 10,000. */
+  readonly maxClientsPerServer?: number
+  /** Most seats one client may hold. Default 64. */
+  readonly maxSeatsPerClient?: number
+  /** Most requests a follower has waiting for the leader's answer. Default 1,000. */
+  readonly maxPendingReservations?: number
+  /** Allocations per `Record` message. Default 100. */
+  readonly recordPartSize?: number
+  readonly crypto: Crypto
+  /** The license a server starts with when it has none stored. */
+  readonly initialLicense?: Message.License | null
+  /** What this server stored before a restart, if anything. */
+  readonly durable?: (self: string) => Restored | undefined
+}
+
+/**
+ * The configuration is unusable.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolInvalidConfig extends Schema.TaggedError<PoolInvalidConfig>()(
+  "PoolInvalidConfig",
+  { reason: Schema.String },
+) {
+  override get message(): string {
+    return `invalid heartbeat pool config: ${this.reason}`
+  }
+}
+
+/** @since 0.1.0 @category models */
+export type Role = "leader" | "follower" | "candidate"
+
+/** An allocation held by this server, with the client's last heartbeat number. @since 0.1.0 @category models */
+export interface Held extends Message.Allocation {
+  readonly lastSeq: number
+  /**
+   * False for an allocation restored after a restart: it is honoured until it expires but
+   * never renewed here, since the leader may not count it; its client re-attaches at the leader.
+   */
+  readonly renewable: boolean
+}
+
+/** An allocation the leader counts at another server. @since 0.1.0 @category models */
+export interface Elsewhere {
+  readonly server: string
+  readonly client: string
+  /** In a record the server sent; false: reserved by the leader and not seen there yet. */
+  readonly seen: boolean
+  readonly seats: number
+  readonly grantedAtMs: number
+  readonly expiresAtMs: number
+}
+
+/** What the leader knows of one follower. @since 0.1.0 @category models */
+export interface FollowerView {
+  /** Send time of the latest heartbeat it acknowledged. */
+  readonly ackedSentAtMs: number
+  readonly lastAckMs: number
+  readonly version: number
+  /** The record version merged into the pool record (-1: none). */
+  readonly mergedVersion: number
+  readonly down: boolean
+  /** The latest `authorityUntilMs` sent to it. */
+  readonly authoritySentUntilMs: number
+  /** Record parts being collected, for `partsVersion`. */
+  readonly partsVersion: number
+  readonly parts: ReadonlyArray<ReadonlyArray<Message.Allocation> | undefined>
+}
+
+/** @since 0.1.0 @category models */
+export interface LeaderState {
+  readonly electedAtMs: number
+  /** No new allocation before this (only reattachments). */
+  readonly settleUntilMs: number
+  readonly seq: number
+  /** Send times of recent heartbeats by sequence number. */
+  readonly sentAt: ReadonlyArray<{ readonly seq: number; readonly atMs: number }>
+  readonly followers: Readonly<Record<string, FollowerView>>
+  /**
+   * Allocations held at other servers, by server and client (`poolKey`): a client that moved
+   * lingers in its old server's record until it expires there, and counts once meanwhile.
+   */
+  readonly pool: HashMap.HashMap<string, Elsewhere>
+}
+
+/** @since 0.1.0 @category models */
+export interface State {
+  readonly self: string
+  readonly role: Role
+  readonly durable: Durable
+  readonly leader: string | undefined
+  readonly lastLeaderHeardMs: number
+  /** When the pending check message went out. */
+  readonly checkSentMs: number | undefined
+  /** A follower's permission to renew leases, from the leader's heartbeat. */
+  readonly authorityUntilMs: number
+  readonly lastLeaderSeq: number
+  /** The live servers as the last leader said. */
+  readonly live: ReadonlyArray<string>
+  /** This server's record of distribution. */
+  readonly record: HashMap.HashMap<string, Held>
+  /** Changes with every change of the record's membership (what is persisted). */
+  readonly version: number
+  /** A follower's requests waiting for the leader, by client. */
+  readonly pending: HashMap.HashMap<string, { readonly seats: number; readonly sentAtMs: number }>
+  /** A candidate's votes. */
+  readonly votes: ReadonlyArray<string>
+  readonly electionPending: boolean
+  readonly leaderState: LeaderState | undefined
+}
+
+/** @since 0.1.0 @category commands */
+export type Command = {
+  readonly _tag: "FromClient"
+  readonly from: string
+  readonly message: ClientRequest
+}
+
+/** @since 0.1.0 @category events */
+export type Event =
+  | { readonly _tag: "Reply"; readonly to: string; readonly message: ServerReply }
+  | { readonly _tag: "BecameLeader"; readonly term: number }
+  | {
+      readonly _tag: "SteppedDown"
+      readonly term: number
+      readonly reason: "newer-term" | "no-majority"
+    }
+  | { readonly _tag: "FollowerDown"; readonly server: string; readonly term: number }
+  | { readonly _tag: "FollowerUp"; readonly server: string; readonly term: number }
+  | { readonly _tag: "CheckSent"; readonly leader: string; readonly term: number }
+  | { readonly _tag: "LeaderConfirmed"; readonly leader: string; readonly term: number }
+  | { readonly _tag: "ElectionStarted"; readonly term: number }
+  | { readonly _tag: "Voted"; readonly candidate: string; readonly term: number }
+  | {
+      readonly _tag: "RecordMerged"
+      readonly server: string
+      readonly version: number
+      readonly allocations: number
+    }
+  | {
+      readonly _tag: "Allocated"
+      readonly client: string
+      readonly seats: number
+      readonly term: number
+      readonly reattached: boolean
+    }
+  | { readonly _tag: "Released"; readonly client: string; readonly expired: boolean }
+  | { readonly _tag: "Refused"; readonly client: string; readonly reason: Message.DenyReason }
+  | { readonly _tag: "LicenseAdopted"; readonly sequence: number; readonly from: string }
+  | {
+      readonly _tag: "LicenseRefused"
+      readonly sequence: number
+      readonly from: string
+      readonly reason: "bad-signature" | "not-newer"
+    }
+  | {
+      readonly _tag: "Ignored"
+      readonly from: string
+      readonly reason:
+        | "stale-term"
+        | "bad-term"
+        | "unknown-sender"
+        | "leader-alive"
+        | "replayed"
+        | "bad-token"
+        | "not-leader"
+    }
+
+/** @since 0.1.0 @category models */
+export type Pool = M.Machine<State, Peer, Command, Event>
+
+/** @since 0.1.0 @category timers */
+export const tickTimer = "tick"
+/** @since 0.1.0 @category timers */
+export const electionTimer = "election"
+
+/**
+ * Terms beyond this are refused: a forged huge term would otherwise stop every election
+ * (terms must grow). 2^32 elections is more than any pool will hold.
+ *
+ * @since 0.1.0
+ * @category terms
+ */
+export const termMax = 2 ** 32
+
+/**
+ * Checks a configuration.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const validate = (config: Config): PoolInvalidConfig | undefined => {
+  const fail = (reason: string) => new PoolInvalidConfig({ reason })
+  if (config.servers.length === 0) return fail("no servers")
+  if (new Set(config.servers).size !== config.servers.length) return fail("duplicate server id")
+  if (config.servers.length > 64) return fail("at most 64 servers")
+  for (const [name, value] of Object.entries({
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    followerTimeoutMs: config.followerTimeoutMs,
+    checkTimeoutMs: config.checkTimeoutMs,
+    leaderLeaseMs: config.leaderLeaseMs,
+    downAfterMs: config.downAfterMs,
+    electionStaggerMs: config.electionStaggerMs,
+    leaseMs: config.leaseMs,
+  })) {
+    if (!Number.isFinite(value) || value <= 0) return fail(`${name} must be positive, got ${value}`)
+  }
+  if (config.leaderLeaseMs >= config.followerTimeoutMs) {
+    return fail("leaderLeaseMs must be below followerTimeoutMs (a deposed leader must stop first)")
+  }
+  if (config.heartbeatIntervalMs >= config.leaderLeaseMs) {
+    return fail("heartbeatIntervalMs must be below leaderLeaseMs")
+  }
+  return undefined
+}
+
+/** Seats in use in this server's own record at `nowMs`. @since 0.1.0 @category getters */
+export const seatsHeld = (state: State, nowMs: number): number => {
+  let seats = 0
+  for (const held of HashMap.values(state.record)) if (held.expiresAtMs > nowMs) seats += held.seats
+  return seats
+}
+
+/** The capacity of the license at `nowMs` (0 without a valid one). @since 0.1.0 @category getters */
+export const capacityAt = (state: State, nowMs: number): number => {
+  const license = state.durable.license
+  return license !== null && license.expiresAtMs > nowMs ? license.seats : 0
+}
+
+/**
+ * The leader's count of seats in use in the whole pool at `nowMs`: its own unexpired
+ * allocations and every allocation known at another server that may still be renewed there,
+ * each client counted once (a client that moved may linger in two records until one expires).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const poolSeatsInUse = (
+  state: State,
+  nowMs: number,
+  leaseMs: number,
+  except?: string,
+): number => {
+  const seats = new Map<string, number>()
+  for (const held of HashMap.values(state.record)) {
+    if (held.expiresAtMs > nowMs && held.client !== except) seats.set(held.client, held.seats)
+  }
+  const leader = state.leaderState
+  if (leader !== undefined) {
+    for (const entry of HashMap.values(leader.pool)) {
+      if (entry.client === except || countsUntil(leader, entry, leaseMs) <= nowMs) continue
+      seats.set(entry.client, Math.max(seats.get(entry.client) ?? 0, entry.seats))
+    }
+  }
+  let total = 0
+  for (const count of seats.values()) total += count
+  return total
+}
+
+/** The key of an allocation in the leader's pool record. @since 0.1.0 @category getters */
+export const poolKey = (server: string, client: string): string => `${server}\u0000${client}`
+
+const countsUntil = (leader: LeaderState, entry: Elsewhere, leaseMs: number): number =>
+  Math.max(entry.expiresAtMs, (leader.followers[entry.server]?.authoritySentUntilMs ?? 0) + leaseMs)
+
+/**
+ * The clients in the pool record as the leader holds it.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const poolRecord = (state: State): Set<string> => {
+  const record = new Set<string>(HashMap.keys(state.record))
+  if (state.leaderState !== undefined) {
+    for (const entry of HashMap.values(state.leaderState.pool)) record.add(entry.client)
+  }
+  return record
+}
+
+/**
+ * The machine of one server. Throws `PoolInvalidConfig` for a configuration `validate`
+ * rejects: a bad configuration is a programming error.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (config: Config): Pool => {
+  const invalid = validate(config)
+  if (invalid !== undefined) throw invalid
+  const {
+    servers,
+    heartbeatIntervalMs,
+    followerTimeoutMs,
+    checkTimeoutMs,
+    leaderLeaseMs,
+    downAfterMs,
+    electionStaggerMs,
+    leaseMs,
+    crypto,
+  } = config
+  const tokenTtlMs = config.tokenTtlMs ?? 4 * leaseMs
+  const maxClients = config.maxClientsPerServer ?? 10_000
+  const maxSeats = config.maxSeatsPerClient ?? 64
+  const maxPending = config.maxPendingReservations ?? 1_000
+  const partSize = config.recordPartSize ?? 100
+  const majority = Math.floor(servers.length / 2) + 1
+  const known = new Set(servers)
+
+  type Output = M.Output<Peer, Event>
+  type Step = M.Result<State, Peer, Event>
+
+  const reply = (outputs: Array<Output>, to: string, message: ServerReply) =>
+    outputs.push(M.emit<Event>({ _tag: "Reply", to, message }))
+
+  const deny = (
+    state: State,
+    outputs: Array<Output>,
+    client: string,
+    reason: Message.DenyReason,
+  ) => {
+    outputs.push(M.emit<Event>({ _tag: "Refused", client, reason }))
+    reply(outputs, client, { _tag: "Denied", server: state.self, term: state.durable.term, reason })
+  }
+
+  const tokenFor = (state: State, client: string, seats: number, nowMs: number): Message.Token => {
+    const claims = {
+      client,
+      server: state.self,
+      term: state.durable.term,
+      product: state.durable.license?.product ?? "",
+      seats,
+      validUntilMs: nowMs + tokenTtlMs,
+    }
+    return { ...claims, signature: crypto.signToken(claims) }
+  }
+
+  /** The leader's lease: until when a majority's acknowledgements let it grant. */
+  const leaseUntil = (leader: LeaderState, nowMs: number): number => {
+    const sent = [nowMs]
+    for (const server in leader.followers) sent.push(leader.followers[server]!.ackedSentAtMs)
+    sent.sort((a, b) => b - a)
+    const start = sent[majority - 1]
+    return start === undefined ? 0 : start + leaderLeaseMs
+  }
+
+  /** May this server renew (and a leader grant) now? */
+  const hasAuthority = (state: State, nowMs: number): boolean =>
+    state.role === "leader"
+      ? state.leaderState !== undefined && leaseUntil(state.leaderState, nowMs) > nowMs
+      : state.role === "follower" && state.authorityUntilMs > nowMs
+
+  const liveServers = (state: State, nowMs: number): Array<string> => {
+    const leader = state.leaderState
+    if (leader === undefined) return [...servers]
+    return servers.filter(
+      (server) =>
+        server === state.self ||
+        (leader.followers[server] !== undefined &&
+          !leader.followers[server]!.down &&
+          nowMs - leader.followers[server]!.lastAckMs < downAfterMs),
+    )
+  }
+
+  const setDurable = (state: State, changes: Partial<Durable>): State => ({
+    ...state,
+    durable: { ...state.durable, ...changes },
+  })
+
+  const hold = (state: State, held: Held): State => ({
+    ...state,
+    record: HashMap.set(state.record, held.client, held),
+    version: HashMap.has(state.record, held.client) ? state.version : state.version + 1,
+  })
+
+  const drop = (state: State, client: string): State =>
+    HashMap.has(state.record, client)
+      ? { ...state, record: HashMap.remove(state.record, client), version: state.version + 1 }
+      : state
+
+  // ---- roles -------------------------------------------------------------------------------
+
+  const becomeFollower = (
+    state: State,
+    leader: string | undefined,
+    nowMs: number,
+    outputs: Array<Output>,
+    reason: "newer-term" | "no-majority" = "newer-term",
+  ): State => {
+    if (state.role === "leader") {
+      outputs.push(M.emit<Event>({ _tag: "SteppedDown", term: state.durable.term, reason }))
+    }
+    if (state.role === "candidate" || state.electionPending)
+      outputs.push(M.cancelTimer(electionTimer))
+    return {
+      ...state,
+      role: "follower",
+      leader,
+      lastLeaderHeardMs: nowMs,
+      checkSentMs: undefined,
+      authorityUntilMs: leader === state.leader ? state.authorityUntilMs : 0,
+      lastLeaderSeq: 0,
+      votes: [],
+      electionPending: false,
+      leaderState: undefined,
+      pending: leader === state.leader ? state.pending : HashMap.empty(),
+    }
+  }
+
+  const rankAmongLive = (state: State, failed: string | undefined): number => {
+    const candidates = (state.live.length > 0 ? state.live : servers).filter(
+      (server) => server !== failed,
+    )
+    const rank = candidates.indexOf(state.self)
+    return rank === -1 ? candidates.length : rank
+  }
+
+  /** The check went unanswered (or there was no leader): stand after our rank's delay. */
+  const scheduleElection = (state: State, outputs: Array<Output>): State => {
+    if (state.electionPending) return state
+    const rank = rankAmongLive(state, state.leader)
+    outputs.push(M.setTimer(electionTimer, rank * electionStaggerMs))
+    return { ...state, electionPending: true, checkSentMs: undefined }
+  }
+
+  const stand = (state: State, nowMs: number, outputs: Array<Output>): State => {
+    const term = state.durable.term + 1
+    if (term > termMax) return state
+    outputs.push(M.emit<Event>({ _tag: "ElectionStarted", term }))
+    let next: State = {
+      ...setDurable(state, { term, votedFor: state.self }),
+      role: "candidate",
+      leader: undefined,
+      votes: [state.self],
+      electionPending: true,
+      authorityUntilMs: 0,
+      pending: HashMap.empty(),
+    }
+    outputs.push(M.broadcast<Peer>({ _tag: "VoteRequest", term }))
+    // Retry later if this term yields no leader (split vote, lost messages).
+    outputs.push(
+      M.setTimer(
+        electionTimer,
+        followerTimeoutMs + rankAmongLive(state, undefined) * electionStaggerMs,
+      ),
+    )
+    if (next.votes.length >= majority) next = becomeLeader(next, nowMs, outputs)
+    return next
+  }
+
+  const becomeLeader = (state: State, nowMs: number, outputs: Array<Output>): State => {
+    const followers: Record<string, FollowerView> = {}
+    for (const server of servers) {
+      if (server === state.self) continue
+      followers[server] = {
+        ackedSentAtMs: 0,
+        lastAckMs: nowMs,
+        version: 0,
+        mergedVersion: -1,
+        down: false,
+        authoritySentUntilMs: 0,
+        partsVersion: -1,
+        parts: [],
+      }
+    }
+    outputs.push(
+      M.cancelTimer(electionTimer),
+      M.emit<Event>({ _tag: "BecameLeader", term: state.durable.term }),
+    )
+    const next: State = {
+      ...state,
+      role: "leader",
+      leader: state.self,
+      votes: [],
+      electionPending: false,
+      pending: HashMap.empty(),
+      leaderState: {
+        electedAtMs: nowMs,
+        settleUntilMs: nowMs + leaseMs,
+        seq: 0,
+        sentAt: [],
+        followers,
+        pool: HashMap.empty(),
+      },
+    }
+    // Claim 23: the new leader heartbeats the remaining followers at once.
+    return sendHeartbeats(next, nowMs, outputs)
+  }
+
+  const sendHeartbeats = (state: State, nowMs: number, outputs: Array<Output>): State => {
+    const leader = state.leaderState!
+    const seq = leader.seq + 1
+    const until = leaseUntil(leader, nowMs)
+    const live = liveServers(state, nowMs)
+    const followers: Record<string, FollowerView> = {}
+    for (const server in leader.followers) {
+      const view = leader.followers[server]!
+      // Renewal at a follower is allowed only once a record of it is merged in this term: then
+      // what it renews is counted (later grants there were reserved here; restored ones are
+      // never renewed).
+      const authorityUntilMs = view.mergedVersion !== -1 && until > nowMs ? until : 0
+      outputs.push(
+        M.send<Peer>(server, {
+          _tag: "Heartbeat",
+          term: state.durable.term,
+          seq,
+          sequence: state.durable.license?.sequence ?? 0,
+          authorityUntilMs,
+          wantRecord: view.mergedVersion !== view.version || view.mergedVersion === -1,
+          live,
+        }),
+      )
+      followers[server] = {
+        ...view,
+        authoritySentUntilMs: Math.max(view.authoritySentUntilMs, authorityUntilMs),
+      }
+    }
+    const sentAt = [...leader.sentAt, { seq, atMs: nowMs }]
+    if (sentAt.length > 64) sentAt.shift()
+    return { ...state, leaderState: { ...leader, seq, sentAt, followers } }
+  }
+
+  // ---- the periodic tick: heartbeats, failure detection, expiry ------------------------------
+
+  const tick = (state: State, nowMs: number): Step => {
+    const outputs: Array<Output> = [M.setTimer(tickTimer, heartbeatIntervalMs)]
+    let next = expire(state, nowMs, outputs)
+    if (next.role === "leader") {
+      const leader = next.leaderState!
+      // Claim 21: a follower whose acknowledgements stopped is marked down.
+      let followers = leader.followers
+      for (const server in followers) {
+        const view = followers[server]!
+        const down = nowMs - view.lastAckMs >= downAfterMs
+        if (down !== view.down) {
+          outputs.push(
+            M.emit<Event>({
+              _tag: down ? "FollowerDown" : "FollowerUp",
+              server,
+              term: next.durable.term,
+            }),
+          )
+          followers = { ...followers, [server]: { ...view, down } }
+        }
+      }
+      next = { ...next, leaderState: { ...leader, followers, pool: expirePool(leader, nowMs) } }
+      // Without a majority for a whole follower time-out, a new leader may exist: step down.
+      if (
+        leaseUntil(next.leaderState!, nowMs) + (followerTimeoutMs - leaderLeaseMs) <= nowMs &&
+        nowMs - leader.electedAtMs >= followerTimeoutMs
+      ) {
+        return M.result(becomeFollower(next, undefined, nowMs, outputs, "no-majority"), outputs)
+      }
+      return M.result(sendHeartbeats(next, nowMs, outputs), outputs)
+    }
+    if (next.role === "candidate" || next.electionPending) return M.result(next, outputs)
+    // Follower (claim 22): missed heartbeats, then a check message, then an election.
+    if (next.checkSentMs !== undefined) {
+      if (nowMs - next.checkSentMs >= checkTimeoutMs) next = scheduleElection(next, outputs)
+    } else if (nowMs - next.lastLeaderHeardMs >= followerTimeoutMs) {
+      if (next.leader === undefined) next = scheduleElection(next, outputs)
+      else {
+        outputs.push(
+          M.send<Peer>(next.leader, { _tag: "Check", term: next.durable.term }),
+          M.emit<Event>({ _tag: "CheckSent", leader: next.leader, term: next.durable.term }),
+        )
+        next = { ...next, checkSentMs: nowMs }
+      }
+    }
+    return M.result(next, outputs)
+  }
+
+  const expire = (state: State, nowMs: number, outputs: Array<Output>): State => {
+    let next = state
+    for (const held of HashMap.values(state.record)) {
+      if (held.expiresAtMs <= nowMs) {
+        next = drop(next, held.client)
+        outputs.push(M.emit<Event>({ _tag: "Released", client: held.client, expired: true }))
+      }
+    }
+    let pending = next.pending
+    for (const [client, waiting] of HashMap.entries(pending)) {
+      if (nowMs - waiting.sentAtMs >= checkTimeoutMs) pending = HashMap.remove(pending, client)
+    }
+    return pending === next.pending ? next : { ...next, pending }
+  }
+
+  const expirePool = (leader: LeaderState, nowMs: number): HashMap.HashMap<string, Elsewhere> =>
+    HashMap.filter(leader.pool, (entry) => countsUntil(leader, entry, leaseMs) > nowMs)
+
+  // ---- peer messages ----------------------------------------------------------------------
+
+  const receive = (state: State, from: string, message: Peer, nowMs: number): Step => {
+    const outputs: Array<Output> = []
+    const ignore = (reason: Extract<Event, { _tag: "Ignored" }>["reason"]) =>
+      M.result(state, [M.emit<Event>({ _tag: "Ignored", from, reason })])
+    if (!known.has(from) || from === state.self) return ignore("unknown-sender")
+    // The term, checked once before dispatch.
+    if (message.term > termMax) return ignore("bad-term")
+    let next = state
+    if (message._tag === "VoteRequest" && message.term > state.durable.term) {
+      // A server that hears its leader does not help unseat it (nor adopts the term).
+      const leaderAlive =
+        (state.role === "leader" && hasAuthority(state, nowMs)) ||
+        (state.role === "follower" &&
+          state.leader !== undefined &&
+          nowMs - state.lastLeaderHeardMs < followerTimeoutMs)
+      if (leaderAlive) return ignore("leader-alive")
+    }
+    if (message.term < state.durable.term) {
+      if (message._tag === "Newer" || message._tag === "Vote") return ignore("stale-term")
+      return M.result(state, [
+        M.emit<Event>({ _tag: "Ignored", from, reason: "stale-term" }),
+        M.send<Peer>(from, { _tag: "Newer", term: state.durable.term }),
+      ])
+    }
+    if (message.term > state.durable.term) {
+      next = setDurable(next, { term: message.term, votedFor: null })
+      next = becomeFollower(next, message._tag === "Heartbeat" ? from : undefined, nowMs, outputs)
+    }
+    const result = dispatch(next, from, message, nowMs, outputs)
+    return M.result(result, outputs)
+  }
+
+  const dispatch = (
+    state: State,
+    from: string,
+    message: Peer,
+    nowMs: number,
+    outputs: Array<Output>,
+  ): State => {
+    const term = state.durable.term
+    switch (message._tag) {
+      case "Heartbeat": {
+        if (state.role === "leader") return state // two leaders in one term cannot happen
+        let next =
+          state.role === "candidate" || state.leader !== from || state.electionPending
+            ? becomeFollower(state, from, nowMs, outputs)
+            : state
+        if (next.checkSentMs !== undefined)
+          outputs.push(M.emit<Event>({ _tag: "LeaderConfirmed", leader: from, term }))
+        next = { ...next, leader: from, lastLeaderHeardMs: nowMs, checkSentMs: undefined }
+        if (message.seq > next.lastLeaderSeq || state.leader !== from) {
+          next = {
+            ...next,
+            lastLeaderSeq: message.seq,
+            authorityUntilMs: message.authorityUntilMs,
+            live: message.live,
+          }
+        }
+        outputs.push(
+          M.send<Peer>(from, {
+            _tag: "HeartbeatAck",
+            term,
+            seq: message.seq,
+            version: next.version,
+            used: seatsHeld(next, nowMs),
+            sequence: next.durable.license?.sequence ?? 0,
+          }),
+        )
+        if (message.wantRecord) sendRecord(next, from, outputs)
+        if (message.sequence > (next.durable.license?.sequence ?? 0)) {
+          outputs.push(M.send<Peer>(from, { _tag: "LicenseRequest", term }))
+        }
+        return next
+      }
+      case "HeartbeatAck": {
+        const leader = state.leaderState
+        if (state.role !== "leader" || leader === undefined) return state
+        const view = leader.followers[from]
+        if (view === undefined) return state
+        const sent = leader.sentAt.find((entry) => entry.seq === message.seq)
+        if (view.down) outputs.push(M.emit<Event>({ _tag: "FollowerUp", server: from, term }))
+        const updated: FollowerView = {
+          ...view,
+          ackedSentAtMs: Math.max(view.ackedSentAtMs, sent?.atMs ?? 0),
+          lastAckMs: nowMs,
+          version: message.version,
+          down: false,
+        }
+        if (message.sequence > (state.durable.license?.sequence ?? 0)) {
+          // Claims 10, 19: a server with a newer license file spreads it through the leader.
+          outputs.push(M.send<Peer>(from, { _tag: "LicenseRequest", term }))
+        }
+        return {
+          ...state,
+          leaderState: { ...leader, followers: { ...leader.followers, [from]: updated } },
+        }
+      }
+      case "Check": {
+        if (state.role === "leader") outputs.push(M.send<Peer>(from, { _tag: "CheckReply", term }))
+        return state
+      }
+      case "CheckReply": {
+        if (state.role !== "follower" || state.leader !== from) return state
+        outputs.push(M.emit<Event>({ _tag: "LeaderConfirmed", leader: from, term }))
+        return { ...state, lastLeaderHeardMs: nowMs, checkSentMs: undefined }
+      }
+      case "VoteRequest": {
+        const granted =
+          state.role !== "leader" &&
+          (state.durable.votedFor === null || state.durable.votedFor === from)
+        let next = state
+        if (granted) {
+          outputs.push(M.emit<Event>({ _tag: "Voted", candidate: from, term }))
+          next = setDurable(state, { votedFor: from })
+        }
+        outputs.push(M.send<Peer>(from, { _tag: "Vote", term, granted }))
+        return next
+      }
+      case "Vote": {
+        if (state.role !== "candidate" || !message.granted || state.votes.includes(from))
+          return state
+        const next = { ...state, votes: [...state.votes, from] }
+        return next.votes.length >= majority ? becomeLeader(next, nowMs, outputs) : next
+      }
+      case "Record":
+        return receiveRecord(state, from, message, nowMs, outputs)
+      case "Reserve": {
+        const decided = reserve(state, from, message.client, message.seats, nowMs)
+        outputs.push(
+          M.send<Peer>(from, {
+            _tag: "Reserved",
+            term,
+            client: message.client,
+            seats: message.seats,
+            refused: typeof decided === "string" ? decided : null,
+            reservedAtMs: nowMs,
+          }),
+        )
+        return typeof decided === "string" ? state : decided
+      }
+      case "Reserved":
+        return reserved(state, from, message, nowMs, outputs)
+      case "Unused": {
+        const leader = state.leaderState
+        if (leader === undefined) return state
+        const key = poolKey(from, message.client)
+        const entry = HashMap.get(leader.pool, key)
+        if (Option.isNone(entry)) return state
+        // Only that very reservation: a later one for the same client may have been used.
+        if (
+          entry.value.server !== from ||
+          entry.value.seen ||
+          entry.value.grantedAtMs !== message.reservedAtMs
+        )
+          return state
+        return { ...state, leaderState: { ...leader, pool: HashMap.remove(leader.pool, key) } }
+      }
+      case "LicenseRequest": {
+        if (state.durable.license !== null) {
+          outputs.push(
+            M.send<Peer>(from, { _tag: "LicenseOffer", term, license: state.durable.license }),
+          )
+        }
+        return state
+      }
+      case "LicenseOffer":
+        return offerLicense(state, from, message.license, outputs).state
+      case "Newer":
+        return state // the term check above already adopted it
+    }
+  }
+
+  const sendRecord = (state: State, to: string, outputs: Array<Output>) => {
+    const allocations = Array.from(HashMap.values(state.record), (held) => ({
+      client: held.client,
+      seats: held.seats,
+      grantedAtMs: held.grantedAtMs,
+      expiresAtMs: held.expiresAtMs,
+    }))
+    const parts = Math.max(1, Math.ceil(allocations.length / partSize))
+    for (let part = 0; part < parts; part++) {
+      outputs.push(
+        M.send<Peer>(to, {
+          _tag: "Record",
+          term: state.durable.term,
+          version: state.version,
+          part,
+          parts,
+          allocations: allocations.slice(part * partSize, (part + 1) * partSize),
+        }),
+      )
+    }
+  }
+
+  /** Claim 40: the leader amends the pool record with a follower's record of distribution. */
+  const receiveRecord = (
+    state: State,
+    from: string,
+    message: Extract<Peer, { _tag: "Record" }>,
+    _nowMs: number,
+    outputs: Array<Output>,
+  ): State => {
+    const leader = state.leaderState
+    if (state.role !== "leader" || leader === undefined) return state
+    const view = leader.followers[from]
+    if (
+      view === undefined ||
+      message.part >= message.parts ||
+      message.parts > Math.ceil(maxClients / partSize) + 1
+    )
+      return state
+    // An older record than the one merged is stale (versions grow, also across restarts).
+    if (message.version <= view.mergedVersion && view.parts.length === 0) return state
+    if (message.version < view.mergedVersion) return state
+    const parts =
+      message.version === view.partsVersion && view.parts.length > 0
+        ? [...view.parts]
+        : new Array(message.parts).fill(undefined)
+    if (parts.length !== message.parts) return state
+    parts[message.part] = message.allocations
+    if (parts.some((part) => part === undefined)) {
+      return {
+        ...state,
+        leaderState: {
+          ...leader,
+          followers: {
+            ...leader.followers,
+            [from]: { ...view, partsVersion: message.version, parts },
+          },
+        },
+      }
+    }
+    // Complete: replace what was known at this follower by its record, except seats reserved
+    // for it that its record does not show yet (the record may have left before it granted
+    // them; `Unused` drops one it will not grant).
+    const inRecord = new Set<string>()
+    for (const part of parts as Array<ReadonlyArray<Message.Allocation>>)
+      for (const allocation of part) inRecord.add(allocation.client)
+    let pool = HashMap.filter(
+      leader.pool,
+      (entry) => entry.server !== from || (!entry.seen && !inRecord.has(entry.client)),
+    )
+    let count = 0
+    for (const part of parts as Array<ReadonlyArray<Message.Allocation>>) {
+      for (const allocation of part) {
+        count++
+        pool = HashMap.set(pool, poolKey(from, allocation.client), {
+          server: from,
+          client: allocation.client,
+          seen: true,
+          seats: allocation.seats,
+          grantedAtMs: allocation.grantedAtMs,
+          expiresAtMs: allocation.expiresAtMs,
+        })
+      }
+    }
+    outputs.push(
+      M.emit<Event>({
+        _tag: "RecordMerged",
+        server: from,
+        version: message.version,
+        allocations: count,
+      }),
+    )
+    return {
+      ...state,
+      leaderState: {
+        ...leader,
+        pool,
+        followers: {
+          ...leader.followers,
+          [from]: {
+            ...view,
+            mergedVersion: message.version,
+            partsVersion: message.version,
+            parts: [],
+          },
+        },
+      },
+    }
+  }
+
+  // ---- allocation ---------------------------------------------------------------------------
+
+  /** Seats the pool would use with `client` holding `seats` (wherever it held before). */
+  const usedWith = (state: State, client: string, seats: number, nowMs: number): number =>
+    poolSeatsInUse(state, nowMs, leaseMs, client) + seats
+
+  /**
+   * The leader decides a new allocation for `client` at `server`: the new state with the seat
+   * counted, or false. `reattach`: the client proved it held a seat (allowed while settling).
+   */
+  const decide = (
+    state: State,
+    server: string,
+    client: string,
+    seats: number,
+    nowMs: number,
+    reattach: boolean,
+  ): State | Message.DenyReason => {
+    const leader = state.leaderState
+    if (state.role !== "leader" || leader === undefined || !hasAuthority(state, nowMs))
+      return "electing"
+    const alreadyThere = HashMap.has(leader.pool, poolKey(server, client))
+    if (!reattach && !alreadyThere && nowMs < leader.settleUntilMs) return "electing"
+    if (usedWith(state, client, seats, nowMs) > capacityAt(state, nowMs)) return "capacity"
+    if (server === state.self) return state
+    const pool = HashMap.set(leader.pool, poolKey(server, client), {
+      server,
+      client,
+      seen: false,
+      seats,
+      grantedAtMs: nowMs,
+      expiresAtMs: nowMs + leaseMs,
+    })
+    return { ...state, leaderState: { ...leader, pool } }
+  }
+
+  const reserve = (
+    state: State,
+    from: string,
+    client: string,
+    seats: number,
+    nowMs: number,
+  ): State | Message.DenyReason => {
+    const view = state.leaderState?.followers[from]
+    // Only a follower whose record is merged: what it holds is counted.
+    if (view === undefined || view.mergedVersion === -1) return "electing"
+    return decide(state, from, client, seats, nowMs, false)
+  }
+
+  const grant = (
+    state: State,
+    outputs: Array<Output>,
+    client: string,
+    seats: number,
+    nowMs: number,
+    reattached: boolean,
+  ): State => {
+    const existing = HashMap.get(state.record, client)
+    const held: Held = {
+      client,
+      seats,
+      grantedAtMs: Option.isSome(existing) ? existing.value.grantedAtMs : nowMs,
+      expiresAtMs: nowMs + leaseMs,
+      lastSeq: Option.isSome(existing) ? existing.value.lastSeq : 0,
+      renewable: true,
+    }
+    outputs.push(
+      M.emit<Event>({ _tag: "Allocated", client, seats, term: state.durable.term, reattached }),
+    )
+    reply(outputs, client, {
+      _tag: "Granted",
+      server: state.self,
+      term: state.durable.term,
+      token: tokenFor(state, client, seats, nowMs),
+      expiresAtMs: held.expiresAtMs,
+      leaders: [...servers],
+      reattached,
+    })
+    return hold(state, held)
+  }
+
+  const reserved = (
+    state: State,
+    from: string,
+    message: Extract<Peer, { _tag: "Reserved" }>,
+    nowMs: number,
+    outputs: Array<Output>,
+  ): State => {
+    const waiting = HashMap.get(state.pending, message.client)
+    const usable =
+      state.role === "follower" &&
+      state.leader === from &&
+      Option.isSome(waiting) &&
+      waiting.value.seats === message.seats
+    // A duplicate answer for a client granted already changes nothing.
+    if (HashMap.has(state.record, message.client) && !usable) return state
+    if (!usable || !hasAuthority(state, nowMs)) {
+      if (usable) deny(state, outputs, message.client, "electing")
+      // The leader counted a seat this server will not grant: say so, or it stays counted.
+      if (message.refused === null) {
+        outputs.push(
+          M.send<Peer>(from, {
+            _tag: "Unused",
+            term: state.durable.term,
+            client: message.client,
+            reservedAtMs: message.reservedAtMs,
+          }),
+        )
+        return { ...state, pending: HashMap.remove(state.pending, message.client) }
+      }
+      return state
+    }
+    const next = { ...state, pending: HashMap.remove(state.pending, message.client) }
+    if (message.refused !== null) {
+      deny(next, outputs, message.client, message.refused)
+      return next
+    }
+    return grant(next, outputs, message.client, message.seats, nowMs, false)
+  }
+
+  const licenseProblem = (
+    state: State,
+    product: string,
+    seats: number,
+    nowMs: number,
+  ): Message.DenyReason | undefined => {
+    const license = state.durable.license
+    if (license === null) return "no-license"
+    if (license.expiresAtMs <= nowMs) return "license-expired"
+    if (license.product !== product) return "wrong-product"
+    if (seats < 1 || seats > maxSeats) return "too-many-seats"
+    return undefined
+  }
+
+  /** A request for seats (or a stranger's heartbeat turned into one). */
+  const request = (
+    state: State,
+    outputs: Array<Output>,
+    client: string,
+    product: string,
+    seats: number,
+    nowMs: number,
+    reattach: boolean,
+  ): State => {
+    const problem = licenseProblem(state, product, seats, nowMs)
+    if (problem !== undefined) {
+      deny(state, outputs, client, problem)
+      return state
+    }
+    if (!HashMap.has(state.record, client) && HashMap.size(state.record) >= maxClients) {
+      deny(state, outputs, client, "too-many-clients")
+      return state
+    }
+    if (state.role === "leader") {
+      const decided = decide(state, state.self, client, seats, nowMs, reattach)
+      if (typeof decided === "string") {
+        deny(state, outputs, client, decided)
+        return state
+      }
+      return grant(decided, outputs, client, seats, nowMs, reattach)
+    }
+    if (state.role === "follower" && state.leader !== undefined) {
+      if (reattach) {
+        // Only the leader takes over another server's client (claim 8: locate the leader).
+        reply(outputs, client, {
+          _tag: "Redirect",
+          server: state.self,
+          term: state.durable.term,
+          leader: state.leader,
+        })
+        return state
+      }
+      const waiting = HashMap.get(state.pending, client)
+      if (Option.isSome(waiting) && nowMs - waiting.value.sentAtMs < checkTimeoutMs) return state
+      if (Option.isNone(waiting) && HashMap.size(state.pending) >= maxPending) {
+        deny(state, outputs, client, "queue-full")
+        return state
+      }
+      outputs.push(
+        M.send<Peer>(state.leader, { _tag: "Reserve", term: state.durable.term, client, seats }),
+      )
+      return { ...state, pending: HashMap.set(state.pending, client, { seats, sentAtMs: nowMs }) }
+    }
+    deny(state, outputs, client, "electing")
+    return state
+  }
+
+  const beat = (
+    state: State,
+    outputs: Array<Output>,
+    message: Extract<ClientRequest, { _tag: "Beat" }>,
+    nowMs: number,
+  ): State => {
+    const { client, token } = message
+    const ignore = (reason: Extract<Event, { _tag: "Ignored" }>["reason"]) => {
+      outputs.push(M.emit<Event>({ _tag: "Ignored", from: client, reason }))
+      return state
+    }
+    if (token.client !== client || token.term > termMax || !crypto.verifyToken(token)) {
+      outputs.push(M.emit<Event>({ _tag: "Ignored", from: client, reason: "bad-token" }))
+      deny(state, outputs, client, "bad-token")
+      return state
+    }
+    const held = HashMap.get(state.record, client)
+    if (Option.isSome(held) && message.seq <= held.value.lastSeq) return ignore("replayed")
+    if (Option.isSome(held) && (held.value.renewable || state.role !== "leader")) {
+      const renew =
+        held.value.renewable && hasAuthority(state, nowMs) && capacityAt(state, nowMs) > 0
+      const expiresAtMs = renew ? nowMs + leaseMs : held.value.expiresAtMs
+      const next = hold(state, { ...held.value, lastSeq: message.seq, expiresAtMs })
+      reply(outputs, client, {
+        _tag: "BeatAck",
+        server: state.self,
+        term: state.durable.term,
+        seq: message.seq,
+        expiresAtMs,
+        extended: renew,
+        token:
+          renew && token.validUntilMs - nowMs < tokenTtlMs / 2
+            ? tokenFor(state, client, held.value.seats, nowMs)
+            : null,
+      })
+      return next
+    }
+    // Claim 9: a heartbeat from a client this server never authorised becomes a request. The
+    // client proves it held a seat (valid token, unexpired lease): then it was counted, and may
+    // come back even while a new leader settles.
+    const proven = token.validUntilMs > nowMs && message.leaseUntilMs > nowMs
+    const next = request(state, outputs, client, token.product, token.seats, nowMs, proven)
+    const now = HashMap.get(next.record, client)
+    return Option.isSome(now) ? hold(next, { ...now.value, lastSeq: message.seq }) : next
+  }
+
+  const offerLicense = (
+    state: State,
+    from: string,
+    license: Message.License,
+    outputs: Array<Output>,
+  ): { readonly state: State; readonly reason: "adopted" | "bad-signature" | "not-newer" } => {
+    if (!crypto.verifyLicense(license)) {
+      outputs.push(
+        M.emit<Event>({
+          _tag: "LicenseRefused",
+          sequence: license.sequence,
+          from,
+          reason: "bad-signature",
+        }),
+      )
+      return { state, reason: "bad-signature" }
+    }
+    if (license.sequence <= (state.durable.license?.sequence ?? -1)) {
+      if (license.sequence < (state.durable.license?.sequence ?? -1)) {
+        outputs.push(
+          M.emit<Event>({
+            _tag: "LicenseRefused",
+            sequence: license.sequence,
+            from,
+            reason: "not-newer",
+          }),
+        )
+      }
+      return { state, reason: "not-newer" }
+    }
+    outputs.push(M.emit<Event>({ _tag: "LicenseAdopted", sequence: license.sequence, from }))
+    return { state: setDurable(state, { license }), reason: "adopted" }
+  }
+
+  const fromClient = (state: State, from: string, message: ClientRequest, nowMs: number): Step => {
+    const outputs: Array<Output> = []
+    switch (message._tag) {
+      case "Request": {
+        if (message.client !== from)
+          return M.result(state, [
+            M.emit<Event>({ _tag: "Ignored", from, reason: "unknown-sender" }),
+          ])
+        const held = HashMap.get(state.record, message.client)
+        if (
+          Option.isSome(held) &&
+          held.value.renewable &&
+          held.value.seats === message.seats &&
+          held.value.expiresAtMs > nowMs
+        ) {
+          // A repeated request (its answer was lost): the same grant again.
+          reply(outputs, from, {
+            _tag: "Granted",
+            server: state.self,
+            term: state.durable.term,
+            token: tokenFor(state, from, held.value.seats, nowMs),
+            expiresAtMs: held.value.expiresAtMs,
+            leaders: [...servers],
+            reattached: false,
+          })
+          return M.result(state, outputs)
+        }
+        return M.result(
+          request(state, outputs, from, message.product, message.seats, nowMs, false),
+          outputs,
+        )
+      }
+      case "Beat":
+        if (message.client !== from)
+          return M.result(state, [
+            M.emit<Event>({ _tag: "Ignored", from, reason: "unknown-sender" }),
+          ])
+        return M.result(beat(state, outputs, message, nowMs), outputs)
+      case "Release": {
+        const held = HashMap.get(state.record, from)
+        if (message.client !== from || Option.isNone(held) || message.seq <= held.value.lastSeq)
+          return M.result(state)
+        outputs.push(M.emit<Event>({ _tag: "Released", client: from, expired: false }))
+        reply(outputs, from, { _tag: "Released", server: state.self, client: from })
+        return M.result(drop(state, from), outputs)
+      }
+      case "Publish": {
+        const offered = offerLicense(state, from, message.license, outputs)
+        reply(outputs, from, {
+          _tag: "PublishReply",
+          server: state.self,
+          accepted: offered.reason === "adopted",
+          reason: offered.reason,
+          sequence: offered.state.durable.license?.sequence ?? 0,
+        })
+        return M.result(offered.state, outputs)
+      }
+      case "Status": {
+        reply(outputs, from, {
+          _tag: "StatusReply",
+          server: state.self,
+          role: state.role,
+          term: state.durable.term,
+          leader: state.leader ?? null,
+          seatsInUse: seatsHeld(state, nowMs),
+          clients: HashMap.size(state.record),
+          poolSeatsInUse: state.role === "leader" ? poolSeatsInUse(state, nowMs, leaseMs) : null,
+          capacity: capacityAt(state, nowMs),
+          product: state.durable.license?.product ?? null,
+          sequence: state.durable.license?.sequence ?? 0,
+        })
+        return M.result(state, outputs)
+      }
+    }
+  }
+
+  return {
+    init: (context) => {
+      const restored = config.durable?.(context.self)
+      let record = HashMap.empty<string, Held>()
+      // Restored allocations may have been renewed until the crash: count them a full lease.
+      for (const allocation of restored?.record ?? []) {
+        record = HashMap.set(record, allocation.client, {
+          ...allocation,
+          expiresAtMs: context.nowMs + leaseMs,
+          lastSeq: 0,
+          renewable: false,
+        })
+      }
+      const state: State = {
+        self: context.self,
+        role: "follower",
+        durable: {
+          term: restored?.term ?? 0,
+          votedFor: restored?.votedFor ?? null,
+          license: restored?.license ?? config.initialLicense ?? null,
+        },
+        leader: undefined,
+        lastLeaderHeardMs: context.nowMs,
+        checkSentMs: undefined,
+        authorityUntilMs: 0,
+        lastLeaderSeq: 0,
+        live: [],
+        record,
+        // Versions of different lives differ, so the leader fetches a restarted server's record.
+        version: Math.floor(context.nowMs) + HashMap.size(record),
+        pending: HashMap.empty(),
+        votes: [],
+        electionPending: false,
+        leaderState: undefined,
+      }
+      return M.result(state, [M.setTimer(tickTimer, heartbeatIntervalMs)])
+    },
+    step: (state, input) => {
+      switch (input._tag) {
+        case "TimerFired":
+          if (input.timer === tickTimer) return tick(state, input.nowMs)
+          if (input.timer === electionTimer) {
+            const outputs: Array<Output> = []
+            return M.result(
+              stand({ ...state, electionPending: false }, input.nowMs, outputs),
+              outputs,
+            )
+          }
+          return M.result(state)
+        case "Receive":
+          return receive(state, input.from, input.message, input.nowMs)
+        case "Command":
+          return fromClient(state, input.command.from, input.command.message, input.nowMs)
+      }
+    },
+  }
+}

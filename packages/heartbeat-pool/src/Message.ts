@@ -1,0 +1,235 @@
+/**
+ * The wire messages of the pool, as Effect Schemas with JSON codecs, so a driver or a fuzzer
+ * decodes untrusted bytes into a typed message or a `CodecError`, never a throw.
+ *
+ * Two protocols: `Peer` between the servers of the pool (every message carries the sender's
+ * `term`, checked once by the machine before dispatch), and `ClientRequest` / `ServerReply`
+ * between clients (and the admin tool) and any server.
+ *
+ * @since 0.1.0
+ */
+import { Codec } from "@understudy/transport"
+import { Schema } from "effect"
+
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const Millis = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const Id = Schema.String.check(Schema.isMaxLength(128))
+
+/**
+ * A license file: `seats` seats of `product` until `expiresAtMs`, numbered by `sequence`
+ * (a newer file has a greater one) and signed by the vendor (`signature`, base64url Ed25519
+ * over the other fields).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const License = Schema.Struct({
+  product: Id,
+  seats: Count,
+  expiresAtMs: Millis,
+  sequence: Count,
+  signature: Schema.String.check(Schema.isMaxLength(256)),
+})
+/** @since 0.1.0 @category models */
+export type License = typeof License.Type
+
+/**
+ * An authorisation: `client` may use `seats` seats of `product`, granted by `server` in
+ * `term`; the token proves it to any server of the pool until `validUntilMs` (base64url
+ * Ed25519 signature by the pool key over the other fields).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Token = Schema.Struct({
+  client: Id,
+  server: Id,
+  term: Count,
+  product: Id,
+  seats: Count,
+  validUntilMs: Millis,
+  signature: Schema.String.check(Schema.isMaxLength(256)),
+})
+/** @since 0.1.0 @category models */
+export type Token = typeof Token.Type
+
+/**
+ * One entry of a server's record of distribution: who holds how many seats, since when, and
+ * until when the lease runs unless renewed by the client's heartbeats.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Allocation = Schema.Struct({
+  client: Id,
+  seats: Count,
+  grantedAtMs: Millis,
+  expiresAtMs: Millis,
+})
+/** @since 0.1.0 @category models */
+export type Allocation = typeof Allocation.Type
+
+/**
+ * Why a server refused a request, a heartbeat or a license.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const DenyReason = Schema.Literals([
+  "capacity",
+  "electing",
+  "no-license",
+  "license-expired",
+  "wrong-product",
+  "too-many-seats",
+  "too-many-clients",
+  "queue-full",
+  "bad-token",
+])
+/** @since 0.1.0 @category models */
+export type DenyReason = typeof DenyReason.Type
+
+/**
+ * Messages between servers. `Heartbeat` and `HeartbeatAck` are the leader's heartbeat and the
+ * follower's acknowledgement (the source document's claim 21); `Check` / `CheckReply` the
+ * check message a follower sends before it starts an election (claim 22); `Record` the
+ * follower's record of distribution sent to the leader in parts (claims 23, 40); `Reserve` /
+ * `Reserved` a follower asking the leader for a seat (`Unused`: it did not use one it got); `LicenseRequest` / `LicenseOffer` the
+ * spreading of a newer license file (claims 10, 19); `Newer` tells a sender its term is old.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Peer = Schema.Union([
+  Schema.TaggedStruct("Heartbeat", {
+    term: Count,
+    seq: Count,
+    /** The leader's license sequence number. */
+    sequence: Count,
+    /** Until then the follower may renew its clients' leases (0: not now). */
+    authorityUntilMs: Millis,
+    /** The leader does not hold the follower's current record: send it. */
+    wantRecord: Schema.Boolean,
+    /** The servers the leader hears from, in priority order. */
+    live: Schema.Array(Id).check(Schema.isMaxLength(64)),
+  }),
+  Schema.TaggedStruct("HeartbeatAck", {
+    term: Count,
+    seq: Count,
+    version: Count,
+    used: Count,
+    sequence: Count,
+  }),
+  Schema.TaggedStruct("Check", { term: Count }),
+  Schema.TaggedStruct("CheckReply", { term: Count }),
+  Schema.TaggedStruct("VoteRequest", { term: Count }),
+  Schema.TaggedStruct("Vote", { term: Count, granted: Schema.Boolean }),
+  Schema.TaggedStruct("Record", {
+    term: Count,
+    version: Count,
+    part: Count,
+    parts: Count,
+    allocations: Schema.Array(Allocation).check(Schema.isMaxLength(256)),
+  }),
+  Schema.TaggedStruct("Reserve", { term: Count, client: Id, seats: Count }),
+  Schema.TaggedStruct("Reserved", {
+    term: Count,
+    client: Id,
+    seats: Count,
+    /** Why the leader said no; null: granted. */
+    refused: Schema.NullOr(DenyReason),
+    /** The leader's time of the reservation, named again by `Unused`. */
+    reservedAtMs: Millis,
+  }),
+  Schema.TaggedStruct("Unused", { term: Count, client: Id, reservedAtMs: Millis }),
+  Schema.TaggedStruct("LicenseRequest", { term: Count }),
+  Schema.TaggedStruct("LicenseOffer", { term: Count, license: License }),
+  Schema.TaggedStruct("Newer", { term: Count }),
+])
+/** @since 0.1.0 @category models */
+export type Peer = typeof Peer.Type
+
+/**
+ * What a client (or the admin tool) sends to a server. `seq` increases with every message of
+ * one client: a heartbeat whose `seq` is not above the last one seen is a replay and is
+ * dropped. `Beat` carries the client's token and when its lease ends as it knows it, so a
+ * server that never authorised it can turn it into a request (claim 9).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ClientRequest = Schema.Union([
+  Schema.TaggedStruct("Request", { client: Id, seq: Count, product: Id, seats: Count }),
+  Schema.TaggedStruct("Beat", { client: Id, seq: Count, token: Token, leaseUntilMs: Millis }),
+  Schema.TaggedStruct("Release", { client: Id, seq: Count }),
+  Schema.TaggedStruct("Publish", { license: License }),
+  Schema.TaggedStruct("Status", {}),
+])
+/** @since 0.1.0 @category models */
+export type ClientRequest = typeof ClientRequest.Type
+
+/**
+ * A server's answer to a client. `leaders` is the leader priority list (claim 26);
+ * `reattached` says the grant took over an authorisation from another server (claim 9).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ServerReply = Schema.Union([
+  Schema.TaggedStruct("Granted", {
+    server: Id,
+    term: Count,
+    token: Token,
+    expiresAtMs: Millis,
+    leaders: Schema.Array(Id).check(Schema.isMaxLength(64)),
+    reattached: Schema.Boolean,
+  }),
+  Schema.TaggedStruct("BeatAck", {
+    server: Id,
+    term: Count,
+    seq: Count,
+    expiresAtMs: Millis,
+    /** False while the server may not renew (no leader reachable): honoured, not renewed. */
+    extended: Schema.Boolean,
+    token: Schema.NullOr(Token),
+  }),
+  Schema.TaggedStruct("Denied", { server: Id, term: Count, reason: DenyReason }),
+  Schema.TaggedStruct("Redirect", { server: Id, term: Count, leader: Id }),
+  Schema.TaggedStruct("Released", { server: Id, client: Id }),
+  Schema.TaggedStruct("PublishReply", {
+    server: Id,
+    accepted: Schema.Boolean,
+    reason: Schema.Literals(["adopted", "bad-signature", "not-newer"]),
+    sequence: Count,
+  }),
+  Schema.TaggedStruct("StatusReply", {
+    server: Id,
+    role: Schema.Literals(["leader", "follower", "candidate"]),
+    term: Count,
+    leader: Schema.NullOr(Id),
+    seatsInUse: Count,
+    clients: Count,
+    poolSeatsInUse: Schema.NullOr(Count),
+    capacity: Count,
+    product: Schema.NullOr(Id),
+    sequence: Count,
+  }),
+])
+/** @since 0.1.0 @category models */
+export type ServerReply = typeof ServerReply.Type
+
+/** @since 0.1.0 @category codecs */
+export const peerCodec: Codec.Codec<Peer> = Codec.json(
+  Peer as Schema.Codec<Peer, unknown>,
+  "HeartbeatPool.Peer",
+)
+/** @since 0.1.0 @category codecs */
+export const clientRequestCodec: Codec.Codec<ClientRequest> = Codec.json(
+  ClientRequest,
+  "HeartbeatPool.ClientRequest",
+)
+/** @since 0.1.0 @category codecs */
+export const serverReplyCodec: Codec.Codec<ServerReply> = Codec.json(
+  ServerReply,
+  "HeartbeatPool.ServerReply",
+)

@@ -1,0 +1,56 @@
+/**
+ * The pool on FastSim over seeded fault schedules (crashes, restarts, partitions, loss,
+ * delay, duplication, reordering among the servers), with the invariants of `support/sim.ts`
+ * checked after every step. Replay a seed with
+ * `UNDERSTUDY_SEED=<n> npx vitest run test/Pool.fastsim.test.ts`; run another number of
+ * schedules with `POOL_SCHEDULES=<count>`.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { FastSim, Seeds } from "@understudy/testkit"
+import { coverage, makeWorld, run } from "./support/sim.ts"
+
+const schedules = Number(process.env.POOL_SCHEDULES ?? 5_000)
+
+/** Mostly small pools of clients, some short of seats; every 1,000th schedule 1,000 clients. */
+const worldFor = (seed: number) => {
+  if (seed % 1_000 === 0) return makeWorld(3, 1_000, 900)
+  const clients = 2 + (seed % 7)
+  const capacity = seed % 3 === 0 ? clients - 1 : clients + 1
+  return makeWorld(seed % 4 === 0 ? 5 : 3, clients, capacity)
+}
+
+describe("heartbeat pool under FastSim", () => {
+  const seeds = Seeds.seeds(schedules)
+  it(`seats never above the license, one leader per term, re-attachments never refused, convergence, over ${seeds.length} schedules`, () => {
+    const startedAt = performance.now()
+    let steps = 0
+    const failures: Array<FastSim.FastSimFailure> = []
+    for (const seed of seeds) {
+      try {
+        const report = run(seed, worldFor(seed), Seeds.isReplay() ? { traceLines: 100_000 } : {})
+        steps += report.steps
+        if (Seeds.isReplay()) console.log(report.formatTrace())
+      } catch (error) {
+        if (!(error instanceof FastSim.FastSimFailure)) throw error
+        failures.push(error)
+      }
+    }
+    const wallMs = performance.now() - startedAt
+    console.log(
+      `FastSim: ${seeds.length} schedules, ${steps} steps in ${Math.round(wallMs)} ms; ${JSON.stringify(coverage)}`,
+    )
+    if (failures.length > 0) {
+      const list = failures
+        .slice(0, 20)
+        .map((failure) => `  SEED=${failure.seed}: ${failure.invariant}: ${failure.detail}`)
+      throw new Error(
+        `${failures[0]!.message}\n\n${failures.length} of ${seeds.length} schedules failed:\n${list.join("\n")}`,
+      )
+    }
+    if (!Seeds.isReplay()) {
+      expect(coverage.reattached).toBeGreaterThan(seeds.length)
+      expect(coverage.leaderChanges).toBeGreaterThan(seeds.length * 2)
+      expect(coverage.merged).toBeGreaterThan(seeds.length * 2)
+    }
+  }, 900_000)
+})
