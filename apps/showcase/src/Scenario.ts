@@ -14,12 +14,27 @@ export interface Row {
   readonly ok: boolean
   /** What was measured, for the reader: counts, maxima, why it failed. */
   readonly detail: string
+  /** Shown beside the result even when ok: how the scenario ran (e.g. which peer). */
+  readonly note?: string
 }
+
+/** The outside SCTP peers of `sctp-cluster` (`auto`: usrsctp when it is installed). @since 0.1.0 */
+export const sctpPeers = ["auto", "usrsctp", "understudy"] as const
+
+/** What the command line sets for the scenarios. @since 0.1.0 @category models */
+export interface Options {
+  readonly sctpPeer: (typeof sctpPeers)[number]
+}
+
+/** @since 0.1.0 */
+export const defaultOptions: Options = { sctpPeer: "auto" }
 
 /** @since 0.1.0 @category models */
 export interface ScenarioContext {
   /** Prints a live progress line. */
   readonly log: (line: string) => void
+  /** Default {@link defaultOptions}. */
+  readonly options?: Options
 }
 
 /** @since 0.1.0 @category models */

@@ -1,44 +1,39 @@
 /**
- * `npm start`: runs every scenario as real OS processes on loopback, injects the failure
- * each is about, prints progress as it goes and a table at the end. Exits 1 if any
- * invariant failed.
+ * `npm start`: runs every scenario (or those `--scenario` names) as real OS processes on
+ * loopback, injects the failure each is about, prints progress as it goes and a table at
+ * the end. Exits 1 if any invariant failed, 2 on a usage error.
  *
  * @since 0.1.0
  */
-import type { Row } from "./Scenario.ts"
+import { parse, usage } from "./cli.ts"
+import * as Progress from "./progress.ts"
 import { scenarios } from "./scenarios/index.ts"
-import { formatTable } from "./table.ts"
+import { listScenarios, runScenarios } from "./showcase.ts"
+
+const names = scenarios.map((scenario) => scenario.name)
 
 const main = async (): Promise<number> => {
-  const rows: Array<Row> = []
-  const startedAtMs = performance.now()
-  for (const scenario of scenarios) {
-    process.stdout.write(`\n== ${scenario.name}: ${scenario.description}\n`)
-    const log = (line: string) => {
-      const seconds = ((performance.now() - startedAtMs) / 1000).toFixed(2).padStart(6)
-      process.stdout.write(`[${seconds} s] [${scenario.name}] ${line}\n`)
-    }
-    try {
-      rows.push(...(await scenario.run({ log })))
-    } catch (error) {
-      // A scenario that throws is a failed row, and the others still run.
-      rows.push({
-        scenario: scenario.name,
-        failoverMs: undefined,
-        invariant: "the scenario ran to its end",
-        ok: false,
-        detail: error instanceof Error ? error.message : String(error),
-      })
+  const invocation = parse(process.argv.slice(2), names)
+  switch (invocation._tag) {
+    case "Help":
+      process.stdout.write(`${usage(names)}\n`)
+      return 0
+    case "List":
+      process.stdout.write(listScenarios(scenarios))
+      return 0
+    case "UsageError":
+      process.stderr.write(`showcase: ${invocation.message}\nTry 'npm start -- --help'.\n`)
+      return 2
+    case "Run": {
+      const chosen = scenarios.filter((scenario) => invocation.scenarios.includes(scenario.name))
+      const progress = Progress.make(process.stdout)
+      try {
+        return (await runScenarios(chosen, invocation.options, progress)).exitCode
+      } finally {
+        progress.close()
+      }
     }
   }
-  process.stdout.write(`\n${formatTable(rows)}\n`)
-  const failed = rows.filter((row) => !row.ok)
-  process.stdout.write(
-    failed.length === 0
-      ? `\nall ${rows.length} checks passed\n`
-      : `\n${failed.length} of ${rows.length} checks FAILED\n`,
-  )
-  return failed.length === 0 ? 0 : 1
 }
 
 main().then(

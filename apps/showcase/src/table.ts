@@ -13,7 +13,7 @@ export const formatTable = (rows: ReadonlyArray<Row>): string => {
       row.scenario,
       row.failoverMs === undefined ? "-" : `${row.failoverMs.toFixed(1)} ms`,
       row.invariant,
-      row.ok ? "ok" : `FAILED (${row.detail})`,
+      `${row.ok ? "ok" : `FAILED (${row.detail})`}${row.note === undefined ? "" : `; ${row.note}`}`,
     ]),
   ]
   const widths = cells[0]!.map((_, column) => Math.max(...cells.map((row) => row[column]!.length)))

@@ -2,8 +2,10 @@
  * Seed 001, the replicated SCTP association: `apps/sctp-cluster` as two OS processes, a
  * primary at 127.0.0.2 and a secondary at 127.0.0.3 (`every-update` replication over the
  * intra-cluster link), serving echo as one SCTP endpoint with both addresses. The outside
- * computer is usrsctp's example `client` (a real SCTP stack we did not write): it connects
- * to 127.0.0.2 and sends numbered lines, paced; the primary is SIGKILLed midway. Measured:
+ * computer is usrsctp's example `client` (a real SCTP stack we did not write), or, where
+ * usrsctp is not installed and cannot be, Understudy's own SCTP endpoint, and the rows say
+ * so (`sctpPeer.ts`): it connects to 127.0.0.2 and sends numbered lines, paced; the primary
+ * is SIGKILLed midway. Measured:
  * the time from the SIGKILL to the first echo the client gets from the secondary. Checked:
  * every numbered message came back exactly once and in order, and the client's output shows
  * nothing but peer address changes (no COMM_LOST, ABORT or SHUTDOWN) until it ends the
@@ -18,7 +20,15 @@
 import { mainPath, nodeArgs } from "@understudy/app-sctp-cluster/src/launch.ts"
 import { Ports, Usrsctp } from "@understudy/testkit"
 import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
-import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
+import { defaultOptions, type Row, type Scenario, type ScenarioContext } from "../Scenario.ts"
+import {
+  decidePeer,
+  machineEnvironment,
+  type PeerEnvironment,
+  type SctpPeer,
+  startUnderstudyPeer,
+  startUsrsctpPeer,
+} from "./sctpPeer.ts"
 
 /** @since 0.1.0 @category models */
 export interface Settings {
@@ -27,7 +37,7 @@ export interface Settings {
   readonly killAfter: number
   /** Pause between two messages. */
   readonly paceMs: number
-  /** usrsctp's sysctls for the client (see `Usrsctp.TuneName`). */
+  /** The peer's timers, as usrsctp's sysctls (see `Usrsctp.TuneName`). */
   readonly tune: Partial<Record<Usrsctp.TuneName, number>>
   /** A failover slower than this fails the row. */
   readonly failoverBoundMs: number
@@ -65,12 +75,6 @@ const parse = (text: string): Line | undefined => {
   }
 }
 
-/** Echo lines as the client prints them: the message as sent, `n <number>`. */
-const echoPattern = /^n (\d+)$/
-
-/** The client's notices that would mean the peer noticed more than a path change. */
-const failureNotice = /SCTP_COMM_LOST|SCTP_RESTART|SCTP_SHUTDOWN|SCTP_CANT_STR_ASSOC|ABORT/
-
 /** The tuned timers, briefly: what the table row says about them. */
 const tuneSummary = (tune: Settings["tune"]) =>
   [
@@ -86,15 +90,24 @@ const tuneSummary = (tune: Settings["tune"]) =>
     .join(", ")
 
 /**
- * Runs the scenario with `settings` (the showcase uses the defaults; tests may shorten).
+ * Runs the scenario with `settings` (the showcase uses the defaults; tests may shorten) and
+ * the peer `context.options` asks for; `environment` is this machine unless a test
+ * says otherwise.
  *
  * @since 0.1.0
  */
 export const runSctpCluster = async (
   context: ScenarioContext,
   settings: Settings = defaultSettings,
+  environment: PeerEnvironment = machineEnvironment(context.log),
 ): Promise<ReadonlyArray<Row>> => {
   const { log } = context
+  const decision = await decidePeer((context.options ?? defaultOptions).sctpPeer, environment)
+  if (decision.note !== undefined) log(decision.note)
+  /** A row, with the note on the peer when it is not usrsctp. */
+  const row = (fields: Omit<Row, "note">): Row =>
+    decision.note === undefined ? fields : { ...fields, note: decision.note }
+  let peer: SctpPeer | undefined
   // The nodes end when our stdin pipe to them closes (this process died).
   process.env.SCTP_CLUSTER_EXIT_ON_STDIN_EOF = "1"
   const group = makeGroup()
@@ -125,47 +138,40 @@ export const runSctpCluster = async (
       `primary 127.0.0.2 and secondary 127.0.0.3 (UDP ${udpPort}, SCTP port 7, echo), every-update over ${link}`,
     )
 
-    const client = await Usrsctp.startClient({
+    const target = {
       host: "127.0.0.2",
+      alternate: "127.0.0.3",
+      udpPort,
       port: 7,
       localEncapsPort: clientEncapsPort,
-      remoteEncapsPort: udpPort,
       tune: settings.tune,
-    })
-    /** Arrival time of each echo, by message number, in the order they came. */
-    const echoes: Array<{ readonly n: number; readonly atMs: number }> = []
-    let pending = ""
-    client.child.stdout?.on("data", (data: Buffer) => {
-      pending += data.toString("latin1")
-      for (let nl = pending.indexOf("\n"); nl >= 0; nl = pending.indexOf("\n")) {
-        const match = echoPattern.exec(pending.slice(0, nl))
-        pending = pending.slice(nl + 1)
-        if (match !== null) echoes.push({ n: Number(match[1]), atMs: performance.now() })
-      }
-    })
-    await client.waitFor(/SCTP_COMM_UP/, settings.startBoundMs)
-    await client.waitFor(
-      /Peer address 127\.0\.0\.3 is now SCTP_ADDR_CONFIRMED/,
-      settings.startBoundMs,
-    )
+      startBoundMs: settings.startBoundMs,
+    }
+    peer =
+      decision.kind === "usrsctp"
+        ? await startUsrsctpPeer(target)
+        : await startUnderstudyPeer(target)
+    const { echoes } = peer
     log(
-      `usrsctp client (tuned: ${tuneSummary(settings.tune)}) associated with 127.0.0.2; the peer confirmed 127.0.0.3 too`,
+      `${peer.name} (tuned: ${tuneSummary(settings.tune)}) associated with 127.0.0.2; the peer confirmed 127.0.0.3 too`,
     )
-    rows.push({
-      scenario: "sctp-cluster: association up",
-      failoverMs: undefined,
-      invariant: "usrsctp sees one endpoint: both nodes' addresses confirmed",
-      ok: true,
-      detail: "COMM_UP at 127.0.0.2, 127.0.0.3 confirmed by HEARTBEAT from the replica",
-    })
+    rows.push(
+      row({
+        scenario: "sctp-cluster: association up",
+        failoverMs: undefined,
+        invariant: "the peer sees one endpoint: both nodes' addresses confirmed",
+        ok: true,
+        detail: "COMM_UP at 127.0.0.2, 127.0.0.3 confirmed by HEARTBEAT from the replica",
+      }),
+    )
 
     let killedAtMs: number | undefined
     let killedWallMs = 0
-    let outputAtKill = ""
+    let noticesAtKill = 0
     for (let n = 1; n <= settings.messages; n++) {
-      client.write(`n ${n}\n`)
+      peer.send(n)
       if (n === settings.killAfter) {
-        outputAtKill = client.stdout()
+        noticesAtKill = peer.notices().length
         killedWallMs = Date.now()
         killedAtMs = performance.now()
         primary.child.process.kill("SIGKILL")
@@ -196,14 +202,10 @@ export const runSctpCluster = async (
           : `role ${line.role}, link ${line.link}`
       log(`  +${at} ms secondary: ${what}`)
     }
-    const notices = client
-      .stdout()
-      .slice(outputAtKill.length)
-      .split("\n")
-      .filter((text) => text.startsWith("Peer address") || text.startsWith("Association change"))
-    for (const notice of notices) log(`  usrsctp: ${notice}`)
+    const notices = peer.notices().slice(noticesAtKill)
+    for (const notice of notices) log(`  ${peer.name}: ${notice}`)
     // The secondary retransmits the echoes still outstanding as it takes over; the first
-    // message the client sent after the kill tells when the client itself had moved.
+    // message the peer sent after the kill tells when the peer itself had moved.
     const firstSentAfter = echoes.find((echo) => echo.n === settings.killAfter + 1)
     const movedMs = firstSentAfter === undefined ? undefined : firstSentAfter.atMs - killedAtMs!
     if (failoverMs !== undefined) {
@@ -216,57 +218,57 @@ export const runSctpCluster = async (
         `  message ${settings.killAfter + 1}, the first sent after the kill, echoed after ${movedMs.toFixed(1)} ms`,
       )
     }
-    rows.push({
-      scenario: "sctp-cluster: SIGKILL primary",
-      failoverMs,
-      invariant: `the secondary goes on with the association (usrsctp tuned: ${tuneSummary(settings.tune)})`,
-      ok: failoverMs !== undefined && failoverMs <= settings.failoverBoundMs,
-      detail:
-        error ??
-        `${echoedBeforeKill} echoes before the kill; first after it: message ${firstAfter?.n}; ` +
-          `message ${settings.killAfter + 1} (first sent after it) echoed after ${movedMs?.toFixed(1) ?? "-"} ms`,
-    })
+    rows.push(
+      row({
+        scenario: "sctp-cluster: SIGKILL primary",
+        failoverMs,
+        invariant: `the secondary goes on with the association (peer tuned: ${tuneSummary(settings.tune)})`,
+        ok: failoverMs !== undefined && failoverMs <= settings.failoverBoundMs,
+        detail:
+          error ??
+          `${echoedBeforeKill} echoes before the kill; first after it: message ${firstAfter?.n}; ` +
+            `message ${settings.killAfter + 1} (first sent after it) echoed after ${movedMs?.toFixed(1) ?? "-"} ms`,
+      }),
+    )
 
     const numbers = echoes.map((echo) => echo.n)
     const expected = Array.from({ length: settings.messages }, (_, i) => i + 1)
     const missing = expected.filter((n) => !numbers.includes(n))
     const duplicates = numbers.filter((n, i) => numbers.indexOf(n) !== i)
     const inOrder = numbers.every((n, i) => i === 0 || n > numbers[i - 1]!)
-    const failure = client.output().match(failureNotice)
-    rows.push({
-      scenario: "sctp-cluster: echoes",
-      failoverMs: undefined,
-      invariant:
-        "every message echoed exactly once, in order; usrsctp saw only peer address changes",
-      ok: missing.length === 0 && duplicates.length === 0 && inOrder && failure === null,
-      detail:
-        `${numbers.length} of ${settings.messages} echoed, ${missing.length} missing, ` +
-        `${duplicates.length} duplicated, ${inOrder ? "in order" : "OUT OF ORDER"}; ` +
-        (failure === null
-          ? `client notices: ${notices.length} path change(s)`
-          : `client printed ${failure[0]}`),
-    })
+    const failure = peer.failure()
+    rows.push(
+      row({
+        scenario: "sctp-cluster: echoes",
+        failoverMs: undefined,
+        invariant:
+          "every message echoed exactly once, in order; the peer saw only peer address changes",
+        ok: missing.length === 0 && duplicates.length === 0 && inOrder && failure === undefined,
+        detail:
+          `${numbers.length} of ${settings.messages} echoed, ${missing.length} missing, ` +
+          `${duplicates.length} duplicated, ${inOrder ? "in order" : "OUT OF ORDER"}; ` +
+          (failure === undefined
+            ? `peer notices: ${notices.length} path change(s)`
+            : `the peer saw ${failure}`),
+      }),
+    )
 
-    // The client ends the association itself: a graceful SHUTDOWN, answered by the secondary.
-    client.endInput()
-    let shutdown = true
-    try {
-      await client.waitFor(/SCTP_SHUTDOWN_COMP/, 5_000)
-    } catch {
-      shutdown = false
-    }
+    // The peer ends the association itself: a graceful SHUTDOWN, answered by the secondary.
+    const shutdown = await peer.shutdown(5_000)
     log(
       shutdown
-        ? "usrsctp client shut the association down with the secondary"
+        ? `${peer.name} shut the association down with the secondary`
         : "no SHUTDOWN COMPLETE",
     )
-    rows.push({
-      scenario: "sctp-cluster: graceful end",
-      failoverMs: undefined,
-      invariant: "the client's SHUTDOWN completes with the secondary",
-      ok: shutdown,
-      detail: shutdown ? "SHUTDOWN_COMP" : client.output().slice(-300),
-    })
+    rows.push(
+      row({
+        scenario: "sctp-cluster: graceful end",
+        failoverMs: undefined,
+        invariant: "the peer's SHUTDOWN completes with the secondary",
+        ok: shutdown,
+        detail: shutdown ? "SHUTDOWN_COMP" : `last notices: ${peer.notices().slice(-3).join("; ")}`,
+      }),
+    )
     return rows
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
@@ -275,15 +277,18 @@ export const runSctpCluster = async (
       .filter((text) => text.length > 0)
       .slice(0, 1)
       .join(" | ")
-    rows.push({
-      scenario: "sctp-cluster",
-      failoverMs: undefined,
-      invariant: "the scenario ran to its end",
-      ok: false,
-      detail: stderr.length > 0 ? `${message}; node stderr: ${stderr.slice(-500)}` : message,
-    })
+    rows.push(
+      row({
+        scenario: "sctp-cluster",
+        failoverMs: undefined,
+        invariant: "the scenario ran to its end",
+        ok: false,
+        detail: stderr.length > 0 ? `${message}; node stderr: ${stderr.slice(-500)}` : message,
+      }),
+    )
     return rows
   } finally {
+    await peer?.close().catch(() => {})
     await Usrsctp.killAll()
     await group.killAll()
   }
@@ -293,6 +298,6 @@ export const runSctpCluster = async (
 export const scenario: Scenario = {
   name: "sctp-cluster",
   description:
-    "usrsctp's client sends numbered lines to a two-node SCTP echo cluster (every-update); the primary is SIGKILLed midway",
+    "usrsctp's client (or, without usrsctp, Understudy's own SCTP endpoint) sends numbered lines to a two-node SCTP echo cluster (every-update); the primary is SIGKILLed midway",
   run: (context) => runSctpCluster(context),
 }
