@@ -429,6 +429,10 @@ export const make = (
       Effect.mapError((error) => new ClusterError({ detail: error.message })),
     )
 
+    // The service answers every association inside the endpoint's updates: nobody else takes
+    // them from `accept`, whose bounded backlog would otherwise fill and refuse the 129th.
+    yield* Effect.forkIn(Stream.runDrain(endpoint.accept), endpointScope)
+
     // Closing: an update waiting for an ack holds the endpoint's lock, which the endpoint's
     // own finalizer needs; nobody will ack any more, so let it go first.
     yield* Effect.addFinalizer(() =>

@@ -335,4 +335,40 @@ describe("Cluster on SimNet", () => {
         expect(yield* within(1_000, Fiber.join(failed))).toHaveLength(3)
       }),
   )
+
+  it.effect(
+    "more associations than the endpoint's backlog (128): the 129th and 130th are served too",
+    () =>
+      Effect.gen(function* () {
+        const setup = yield* startCluster("every-update")
+        const count = 130
+        const associations: Array<Endpoint.AssociationHandle> = []
+        for (let index = 0; index < count; index++) {
+          const peer = yield* Endpoint.make({
+            bind: Address.udp(peerHost, 10_000 + index),
+            port: 20_000 + index,
+            config: quick,
+            seed: 1_000 + index,
+          }).pipe(Effect.provide(setup.net.layer(peerHost)))
+          associations.push(
+            yield* within(10_000, peer.connect({ host: primaryHost, udpPort, port: sctpPort })),
+          )
+        }
+        // The last ones, past the backlog, are up and echo.
+        for (const association of associations.slice(-3)) {
+          expect((yield* association.status).state).toBe("Established")
+          const echo = yield* Effect.forkScoped(
+            association.messages.pipe(Stream.take(1), Stream.runCollect),
+          )
+          yield* association.send(0, 1, numbered(7))
+          const [message] = yield* within(10_000, Fiber.join(echo))
+          expect(numberOf(message!.data)).toBe(7)
+        }
+        // Under every-update the stats wait for the endpoint's lock, held by updates waiting
+        // for the secondary's ack: the simulated clock must move meanwhile.
+        const stats = yield* within(30_000, setup.nodes.get("primary")!.endpoint.stats)
+        expect(stats.associations).toBe(count)
+        expect(stats.dropped.BacklogFull).toBeUndefined()
+      }),
+  )
 })
