@@ -183,6 +183,8 @@ export interface State<S, Req, Res> {
   readonly failed: string | undefined
   /** The highest term seen. */
   readonly term: number
+  /** When `term` last rose: newer terms are adopted only within `reachableTerm` of it. */
+  readonly termRaisedMs: number
   /** The epoch of the mastership this server follows or holds (0: none yet). */
   readonly epoch: number
   readonly probeSeq: number
@@ -250,14 +252,39 @@ export const termOf = (epoch: number): number => Math.floor(epoch / indexSpan)
 export const masterIndexOf = (epoch: number): number => indexSpan - 1 - (epoch % indexSpan)
 
 /**
- * Terms beyond this are refused: a forged huge epoch would otherwise raise every server's
- * term past where `epochOf` stays exact (2^53). 2^32 terms is more elections than any group
- * will hold.
+ * No term reaches this: `epochOf` stays exact (below 2^53) for every term up to it. A newer
+ * term is adopted only below it and within `termReach` of the server's own (see
+ * `reachableTerm`), so a server can always declare the next one.
  *
  * @since 0.1.0
  * @category epochs
  */
-export const termMax = 2 ** 32
+export const termMax = 2 ** 40
+
+/**
+ * How far past its own term a server may be told of a newer one at once; beyond that the
+ * allowance grows by one term per millisecond since its term last rose. Honest terms grow by
+ * one per declaration (at most one per election delay per server) or revocation, far slower:
+ * a forged epoch can raise a server's term no faster than that, so the `termMax - 1` left
+ * after any adopted term take over 30 years of forging to use up.
+ *
+ * @since 0.1.0
+ * @category epochs
+ */
+export const termReach = 1_024
+
+/**
+ * The highest term a server with term `term` (raised at `raisedMs`) adopts at `nowMs`. A
+ * server that knows no term yet (just started, nothing persisted) adopts any term below
+ * `termMax`: the group it joins may be of any age.
+ *
+ * @since 0.1.0
+ * @category epochs
+ */
+export const reachableTerm = (term: number, raisedMs: number, nowMs: number): number =>
+  term === 0
+    ? termMax - 1
+    : Math.min(termMax - 1, term + termReach + Math.max(0, Math.floor(nowMs - raisedMs)))
 
 /**
  * Checks a configuration.
@@ -766,6 +793,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       master: undefined,
       failed: undefined,
       term: 0,
+      termRaisedMs: context.nowMs,
       epoch: 0,
       probeSeq: 0,
       outstanding: {},
@@ -1149,12 +1177,18 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     return maybeFinishSync(next, nowMs, outputs)
   }
 
-  /** 0 (no master yet), or an epoch of a configured server within `termMax` terms. */
-  const plausibleEpoch = (epoch: number): boolean => {
+  /**
+   * 0 (no master yet), or an epoch of a configured server whose term this server could have
+   * reached (`reachableTerm`): an absurd one is dropped, never adopted.
+   */
+  const plausibleEpoch = (state: St, epoch: number, nowMs: number): boolean => {
     if (epoch === 0) return true
     const index = masterIndexOf(epoch)
     return (
-      Number.isSafeInteger(epoch) && termOf(epoch) <= termMax && index >= 1 && index <= byId.size
+      Number.isSafeInteger(epoch) &&
+      termOf(epoch) <= reachableTerm(state.term, state.termRaisedMs, nowMs) &&
+      index >= 1 &&
+      index <= byId.size
     )
   }
 
@@ -1202,8 +1236,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         : M.result(next, [M.emit<Ev>({ _tag: "Ignored", from, reason: "stale-epoch" })])
     }
     if (message.epoch > state.epoch) {
-      // A newer epoch raises this server's term: it must name a member, within `termMax`.
-      if (!plausibleEpoch(message.epoch)) return ignored(state, from, "bad-epoch")
+      // A newer epoch raises this server's term: it must name a member, within reach.
+      if (!plausibleEpoch(state, message.epoch, nowMs)) return ignored(state, from, "bad-epoch")
       if (vouches(message, sender)) next = onNewerMastership(next, message.epoch, nowMs, outputs)
       else next = { ...next, term: Math.max(next.term, termOf(message.epoch)) }
     } else if (
@@ -1255,8 +1289,14 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       ? result
       : { ...result, state: { ...result.state, history: true } }
 
+  /** Notes when the term rose: the reach of the next newer term counts from then. */
+  const noteTerm = (before: St, result: Step, nowMs: number): Step =>
+    result.state.term === before.term
+      ? result
+      : { ...result, state: { ...result.state, termRaisedMs: nowMs } }
+
   const step = (state: St, input: M.Input<Msg<Req>, Command<Req>>): Step =>
-    noteHistory(dispatch(state, input))
+    noteTerm(state, noteHistory(dispatch(state, input)), input.nowMs)
 
   const dispatch = (state: St, input: M.Input<Msg<Req>, Command<Req>>): Step => {
     switch (input._tag) {
