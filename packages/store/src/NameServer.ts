@@ -10,7 +10,18 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Effect, Layer, Option, Schema, type Scope, Stream } from "effect"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Effect,
+  Layer,
+  Option,
+  Schedule,
+  Schema,
+  type Scope,
+  Stream,
+} from "effect"
 import { Store } from "./Store.ts"
 import { type InvalidRequest, type LeaseExpired, Unavailable } from "./StoreError.ts"
 
@@ -47,17 +58,29 @@ export class StaleEpoch extends Schema.TaggedError<StaleEpoch>()("StaleEpoch", {
   }
 }
 
-/** Why a registration ended while its scope was still open. @since 0.1.0 @category models */
+/**
+ * Why a registration ended while its scope was still open. `Unreachable`: no keep-alive
+ * reached the store for a whole TTL (retried meanwhile), so the lease may have ended there
+ * and another holder may be registered: act as if it had.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export type Lost =
   | { readonly _tag: "LeaseExpired" }
   | { readonly _tag: "Superseded"; readonly by: Option.Option<Holder> }
+  | { readonly _tag: "Unreachable"; readonly detail: string }
 
 /** @since 0.1.0 @category models */
 export interface Registration {
   readonly holder: Holder
   /** The store lease the registration lives on. */
   readonly lease: string
-  /** Completes if the registration is lost before its scope closes. */
+  /**
+   * Completes if the registration is lost before its scope closes: at the latest one TTL
+   * after the last keep-alive that reached the store was sent (before the store can have
+   * let anyone else register).
+   */
   readonly lost: Effect.Effect<Lost>
 }
 
@@ -183,27 +206,72 @@ export const make = (options: { readonly prefix?: string } = {}) =>
         const me: Holder = { role, holder, epoch }
         const ttlMs = opts.ttlMs ?? 3_000
         yield* claimEpoch(me)
+        // The lease's TTL may run from as early as this: `lost` counts from here.
+        const grantedMs = yield* Clock.currentTimeMillis
         const lease = yield* Effect.acquireRelease(store.grantLease(ttlMs), (lease) =>
           Effect.ignore(store.revokeLease(lease.id)),
         )
         yield* claimHolder(me, lease.id)
         const { revision } = yield* store.range(holderKey(role))
         const lost = yield* Deferred.make<Lost>()
-        // Keep-alive at a third of the TTL: two can be lost before the lease ends.
+        // Keep-alive every third of the TTL; a failed one is retried (backing off, at most a
+        // sixth of the TTL apart) until a TTL has passed since the last one that reached the
+        // store was sent: then the store may have ended the lease, and the holder is told.
+        const periodMs = Math.max(1, Math.floor(ttlMs / 3))
+        const retry = Schedule.min([
+          Schedule.exponential(Math.max(1, Math.floor(ttlMs / 60))),
+          Schedule.spaced(Math.max(1, Math.floor(ttlMs / 6))),
+        ])
+        const keepAlive = (lastSentMs: number) =>
+          Effect.gen(function* () {
+            const sentMs = yield* Clock.currentTimeMillis
+            const leftMs = lastSentMs + ttlMs - sentMs
+            if (leftMs <= 0) return yield* new Unavailable({ detail: "keep-alive overdue" })
+            yield* store.keepAlive(lease.id).pipe(
+              Effect.tapError((error) =>
+                Effect.logWarning("name server keep-alive failed; retrying", {
+                  role,
+                  epoch,
+                  error: error.message,
+                }),
+              ),
+              Effect.retry({ schedule: retry, while: (error) => error._tag !== "LeaseExpired" }),
+              Effect.timeoutOrElse({
+                duration: leftMs,
+                orElse: () =>
+                  Effect.fail(
+                    new Unavailable({ detail: `no keep-alive reached the store for ${ttlMs} ms` }),
+                  ),
+              }),
+            )
+            return sentMs
+          })
         yield* Effect.forkScoped(
-          Effect.forever(
-            Effect.andThen(
-              Effect.sleep(Math.max(1, Math.floor(ttlMs / 3))),
-              store.keepAlive(lease.id),
-            ),
-          ).pipe(
+          Effect.gen(function* () {
+            let lastSentMs = grantedMs
+            while (true) {
+              yield* Effect.sleep(periodMs)
+              lastSentMs = yield* keepAlive(lastSentMs)
+            }
+          }).pipe(
             Effect.catchTag("LeaseExpired", () =>
               Deferred.succeed(lost, { _tag: "LeaseExpired" } as const),
             ),
-            Effect.ignore,
+            Effect.catch((error) =>
+              Effect.andThen(
+                Effect.logWarning("name server registration lost: store unreachable", {
+                  role,
+                  epoch,
+                  error: error.message,
+                }),
+                Deferred.succeed(lost, { _tag: "Unreachable", detail: error.message } as const),
+              ),
+            ),
           ),
         )
-        // Anyone else's write to the holder key, or its deletion, ends this registration.
+        // Anyone else's write to the holder key, or its deletion, ends this registration. A
+        // watch cut off from the store is opened again from the same revision (an event seen
+        // twice is the holder's own, or ends it once).
         yield* Effect.forkScoped(
           store.watch(holderKey(role), { fromRevision: revision + 1 }).pipe(
             Stream.map((event) =>
@@ -219,7 +287,15 @@ export const make = (options: { readonly prefix?: string } = {}) =>
             ),
             Stream.take(1),
             Stream.runForEach((by) => Deferred.succeed(lost, { _tag: "Superseded", by })),
-            Effect.ignore,
+            Effect.tapError((error) =>
+              Effect.logWarning("name server watch failed", { role, epoch, error: error.message }),
+            ),
+            Effect.retry({ schedule: retry, while: (error) => error._tag === "Unavailable" }),
+            // Changes can no longer be watched (compacted, refused): whether someone else
+            // registered is unknown, so the registration counts as lost.
+            Effect.catch((error) =>
+              Deferred.succeed(lost, { _tag: "Unreachable", detail: error.message } as const),
+            ),
           ),
         )
         return { holder: me, lease: lease.id, lost: Deferred.await(lost) } satisfies Registration

@@ -4,6 +4,7 @@ import { TestClock } from "effect/testing"
 import * as MemoryStore from "../src/MemoryStore.ts"
 import { NameServer, layer as nameServerLayer } from "../src/NameServer.ts"
 import { Store } from "../src/Store.ts"
+import { Unavailable } from "../src/StoreError.ts"
 
 const env = nameServerLayer.pipe(Layer.provideMerge(MemoryStore.layer))
 const run = <A, E>(effect: Effect.Effect<A, E, NameServer | Store | Scope.Scope>) =>
@@ -124,4 +125,67 @@ describe("NameServer", () => {
       }),
     ),
   )
+})
+
+/** The memory store, with keep-alives and watches that fail while `away` is set. */
+const flakyEnv = (away: { value: boolean }) =>
+  nameServerLayer.pipe(
+    Layer.provideMerge(
+      Layer.effect(
+        Store,
+        Effect.gen(function* () {
+          const store = yield* Store
+          return Store.of({
+            ...store,
+            keepAlive: (lease) =>
+              Effect.suspend(() =>
+                away.value
+                  ? Effect.fail(new Unavailable({ detail: "store away" }))
+                  : store.keepAlive(lease),
+              ),
+          })
+        }),
+      ).pipe(Layer.provide(MemoryStore.layer)),
+    ),
+  )
+
+/** Time passes in 10 ms steps, so timers fire in their order (one jump fires them at once). */
+const advance = (ms: number) =>
+  Effect.gen(function* () {
+    for (let passed = 0; passed < ms; passed += 10)
+      yield* TestClock.adjust(Math.min(10, ms - passed))
+  })
+
+describe("NameServer when the store is away", () => {
+  it.effect("retries keep-alives, and rides out an outage shorter than the TTL", () => {
+    const away = { value: false }
+    return Effect.gen(function* () {
+      const names = yield* NameServer
+      const registration = yield* names.register("master", "server-1", 1, { ttlMs: 3_000 })
+      const lost = yield* Effect.forkChild(registration.lost)
+      away.value = true
+      yield* advance(1_500)
+      away.value = false
+      yield* advance(10_000)
+      expect(lost.pollUnsafe()).toBeUndefined()
+      expect(Option.isSome(yield* names.resolve("master"))).toBe(true)
+    }).pipe(Effect.scoped, Effect.provide(flakyEnv(away)))
+  })
+
+  it.effect("`lost` completes (Unreachable) within one TTL of the last keep-alive sent", () => {
+    const away = { value: false }
+    return Effect.gen(function* () {
+      const names = yield* NameServer
+      const registration = yield* names.register("master", "server-1", 1, { ttlMs: 3_000 })
+      const lost = yield* Effect.forkChild(registration.lost)
+      // The keep-alive at 1,000 ms reaches the store; every later one fails.
+      yield* advance(1_000)
+      away.value = true
+      yield* advance(2_990)
+      expect(lost.pollUnsafe()).toBeUndefined()
+      yield* advance(10)
+      const reason = yield* Fiber.join(lost)
+      expect(reason._tag).toBe("Unreachable")
+    }).pipe(Effect.scoped, Effect.provide(flakyEnv(away)))
+  })
 })
