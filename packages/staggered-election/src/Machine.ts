@@ -115,8 +115,24 @@ export interface Submit<Req> {
   readonly request: Req
 }
 
+/**
+ * A linearizable read (read index): the master answers it (`ReadConfirmed`) once a majority,
+ * itself included, has acknowledged a `Replicate` it sent after the read arrived, and it has
+ * committed an entry of its own epoch. A master that a newer one replaced (say it was paused
+ * while the others elected) never gathers that majority: its reads are rejected when it
+ * learns of the newer master, or time out in the driver, and are never answered from its
+ * stale state.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export interface Read {
+  readonly _tag: "Read"
+  readonly readId: number
+}
+
 /** @since 0.1.0 @category commands */
-export type Command<Req> = Submit<Req>
+export type Command<Req> = Submit<Req> | Read
 
 /** @since 0.1.0 @category events */
 export type Event<Res> =
@@ -149,6 +165,13 @@ export type Event<Res> =
       readonly requestId: number
       readonly reason: "not-master" | "queue-full" | "log-full" | "stale-request"
     }
+  /** The read may be answered from the state applied now. */
+  | { readonly _tag: "ReadConfirmed"; readonly readId: number }
+  | {
+      readonly _tag: "ReadRejected"
+      readonly readId: number
+      readonly reason: "not-master" | "not-ready" | "queue-full"
+    }
 
 /** The master's bookkeeping. @since 0.1.0 @category models */
 export interface Leader<Req> {
@@ -171,6 +194,12 @@ export interface Leader<Req> {
   readonly syncedSeq: number
   /** Synced as a cold start (nobody knew of any history). */
   readonly cold: boolean
+  /** The last read-index round begun (every `Replicate` carries it). */
+  readonly readRound: number
+  /** Per backup, the latest round it acknowledged while not amnesiac. */
+  readonly roundAcked: Readonly<Record<string, number>>
+  /** Reads waiting for a majority to acknowledge their round, oldest first. */
+  readonly reads: ReadonlyArray<{ readonly readId: number; readonly round: number }>
 }
 
 /** @since 0.1.0 @category models */
@@ -405,6 +434,9 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
   }
 
   const rejectQueue = (leader: Leader<Req> | undefined, outputs: Array<Output>) => {
+    for (const read of leader?.reads ?? []) {
+      outputs.push(M.emit<Ev>({ _tag: "ReadRejected", readId: read.readId, reason: "not-master" }))
+    }
     for (const submit of leader?.queue ?? []) {
       outputs.push(
         M.emit<Ev>({
@@ -461,6 +493,10 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     const term = state.term + 1
     const epoch = epochOf(term, state.index)
     outputs.push(M.cancelTimer(electionTimer), M.cancelTimer(inquiryTimer))
+    // Reads of an earlier epoch of ours: their rounds prove nothing about this one.
+    for (const read of state.leader?.reads ?? []) {
+      outputs.push(M.emit<Ev>({ _tag: "ReadRejected", readId: read.readId, reason: "not-master" }))
+    }
     const leader: Leader<Req> = {
       phase: "syncing",
       fromSeq: state.replica.commitSeq + 1,
@@ -474,6 +510,9 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       amnesiacs: {},
       syncedSeq: 0,
       cold: false,
+      readRound: 0,
+      roundAcked: {},
+      reads: [],
     }
     const next: St = {
       ...state,
@@ -551,6 +590,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
               // have heard of the group from a majority of non-amnesiacs.
               ...(leader.cold && replica.commitSeq < leader.syncedSeq ? { cold: true } : {}),
             }),
+        ...(leader.readRound > 0 ? { round: leader.readRound } : {}),
       }),
     )
   }
@@ -987,6 +1027,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         lastSeq: accepted.lastSeq,
         amnesiac,
         incarnation: state.incarnation,
+        ...(message.round === undefined ? {} : { round: message.round }),
       }),
     )
     return applyCommitted(
@@ -1029,6 +1070,11 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       ackedMs,
       incarnations: { ...leader.incarnations, [from]: incarnation },
       amnesiacs: { ...leader.amnesiacs, [from]: amnesiac },
+      // An amnesiac may have promised a newer master before its restart: it vouches for nothing.
+      roundAcked:
+        message.round !== undefined && !amnesiac
+          ? { ...leader.roundAcked, [from]: Math.max(leader.roundAcked[from] ?? 0, message.round) }
+          : leader.roundAcked,
     }
     const matchedBefore = reborn ? 0 : (leader.matchSeq[from] ?? 0)
     let next: St
@@ -1059,7 +1105,53 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     }
     // The first ack of an amnesiac incarnation: the next Replicate names it, to catch it up.
     if (!syncing && amnesiac && knownIncarnation !== incarnation) replicateTo(next, from, outputs)
-    return advanceCommit(next, nowMs, outputs)
+    return confirmReads(advanceCommit(next, nowMs, outputs), outputs)
+  }
+
+  /**
+   * Answers the reads whose round a majority (this master and non-amnesiac backups) has
+   * acknowledged, once an entry of this epoch is committed (so the applied state holds every
+   * write committed before the read arrived, by this master or any earlier one).
+   */
+  const confirmReads = (state: St, outputs: Array<Output>): St => {
+    const leader = state.leader
+    if (state.role !== "master" || leader === undefined || leader.phase !== "ready") return state
+    if (leader.reads.length === 0 || state.replica.commitSeq < leader.syncedSeq) return state
+    const rounds = Object.values(leader.roundAcked).sort((a, b) => b - a)
+    // The newest round held by a majority: the master plus `needed` backups.
+    const needed = Math.floor(groupSize / 2)
+    const confirmed = needed === 0 ? leader.readRound : (rounds[needed - 1] ?? 0)
+    const done = leader.reads.filter((read) => read.round <= confirmed)
+    if (done.length === 0) return state
+    for (const read of done)
+      outputs.push(M.emit<Ev>({ _tag: "ReadConfirmed", readId: read.readId }))
+    return {
+      ...state,
+      leader: { ...leader, reads: leader.reads.filter((read) => read.round > confirmed) },
+    }
+  }
+
+  const onRead = (state: St, read: Read): Step => {
+    const outputs: Array<Output> = []
+    const leader = state.leader
+    const reject = (reason: "not-master" | "not-ready" | "queue-full") =>
+      M.result(state, [M.emit<Ev>({ _tag: "ReadRejected", readId: read.readId, reason })])
+    if (state.role !== "master" || leader === undefined) return reject("not-master")
+    if (leader.phase !== "ready") return reject("not-ready")
+    if (leader.reads.length >= maxQueuedSubmits) return reject("queue-full")
+    // One round for every read that arrives before its Replicates are answered would do; a
+    // round per read keeps it simple, and rounds are cheap (one heartbeat each).
+    const round = leader.readRound + 1
+    const next: St = {
+      ...state,
+      leader: {
+        ...leader,
+        readRound: round,
+        reads: [...leader.reads, { readId: read.readId, round }],
+      },
+    }
+    replicateAll(next, outputs)
+    return M.result(confirmReads(next, outputs), outputs)
   }
 
   const onSyncRequest = (
@@ -1314,7 +1406,9 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
             return M.result(state)
         }
       case "Command":
-        return onSubmit(state, input.command, input.nowMs)
+        return input.command._tag === "Read"
+          ? onRead(state, input.command)
+          : onSubmit(state, input.command, input.nowMs)
     }
   }
 

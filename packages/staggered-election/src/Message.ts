@@ -111,7 +111,9 @@ export interface Revoke {
  * a backup's log must match the master's to hold every committed entry (the master's no-op of
  * this epoch, or its commit point if later): an amnesiac backup of that incarnation whose log
  * matches through `safeSeq` stops being amnesiac. `cold` says the master synced as a cold
- * start and has not committed yet: the backup need not first hear from a majority.
+ * start and has not committed yet: the backup need not first hear from a majority. `round`
+ * numbers the master's read-index rounds: the backup's `Ack` echoes it, which tells the
+ * master that the backup still followed it after the reads of that round arrived.
  *
  * @since 0.1.0
  * @category models
@@ -127,6 +129,7 @@ export interface Replicate<Req> {
   readonly catchUp?: number
   readonly safeSeq?: number
   readonly cold?: boolean
+  readonly round?: number
 }
 
 /**
@@ -146,6 +149,8 @@ export interface Ack {
   readonly lastSeq: number
   readonly amnesiac?: boolean
   readonly incarnation?: number
+  /** The `round` of the `Replicate` this answers, if it had one. */
+  readonly round?: number
 }
 
 /** A new master asks for the logs from `fromSeq` on. @since 0.1.0 @category models */
@@ -253,6 +258,7 @@ export const schema = <Req>(
       catchUp: Incarnation,
       safeSeq: Schema.optionalKey(Count),
       cold: Flag,
+      round: Schema.optionalKey(Count),
     }),
     Schema.TaggedStruct("Ack", {
       epoch: Count,
@@ -261,6 +267,7 @@ export const schema = <Req>(
       lastSeq: Count,
       amnesiac: Flag,
       incarnation: Incarnation,
+      round: Schema.optionalKey(Count),
     }),
     Schema.TaggedStruct("SyncRequest", { epoch: Count, index: Count, fromSeq: Count }),
     Schema.TaggedStruct("SyncReply", {

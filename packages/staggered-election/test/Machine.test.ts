@@ -448,6 +448,84 @@ describe("StaggeredElection machine", () => {
     expect(Result.isFailure(bad)).toBe(true)
   })
 
+  describe("read index: a master answers a read only once a majority still follows it", () => {
+    const read = (readId: number, nowMs: number) =>
+      M.command<Machine.Command<Req>>({ _tag: "Read", readId }, nowMs)
+    const readEvents = (net: ReturnType<typeof cluster>, node: string, readId: number) =>
+      net.log
+        .filter((entry) => entry.node === node)
+        .map((entry) => entry.event)
+        .filter(
+          (event) =>
+            (event._tag === "ReadConfirmed" || event._tag === "ReadRejected") &&
+            event.readId === readId,
+        )
+
+    it("a live master confirms a read after one round; a backup refuses it", () => {
+      const net = running()
+      net.step("s1", read(1, 60))
+      expect(readEvents(net, "s1", 1)).toEqual([{ _tag: "ReadConfirmed", readId: 1 }])
+      net.step("s2", read(2, 60))
+      expect(readEvents(net, "s2", 2)).toEqual([
+        { _tag: "ReadRejected", readId: 2, reason: "not-master" },
+      ])
+    })
+
+    it("without a majority answering, the read waits: a master cut off from all but one backup", () => {
+      const net = running()
+      net.down.add("s3")
+      net.down.add("s4")
+      net.step("s1", read(1, 60))
+      expect(readEvents(net, "s1", 1)).toEqual([])
+    })
+
+    it("a master paused while the others elected and committed never answers from its old state", () => {
+      const net = running()
+      net.step(
+        "s1",
+        M.command<Machine.Command<Req>>(
+          { _tag: "Submit", clientId: "c", requestId: 1, request: { add: 5 } },
+          60,
+        ),
+      )
+      for (const id of ids) net.step(id, M.timerFired(Machine.detectTimer, 100))
+      expect(net.states.get("s1")!.replica.state).toBe(5)
+      // s1 freezes (no input reaches it, it sends nothing); s2 finds it failed and declares.
+      net.down.add("s1")
+      net.step("s2", M.timerFired(Machine.detectTimer, 200))
+      net.step("s2", M.timerFired(Machine.inquiryTimer, 500))
+      net.step("s2", M.timerFired(Machine.electionTimer, 1_000))
+      expect(net.states.get("s2")).toMatchObject({ role: "master", leader: { phase: "ready" } })
+      net.step(
+        "s2",
+        M.command<Machine.Command<Req>>(
+          { _tag: "Submit", clientId: "c", requestId: 2, request: { add: 7 } },
+          1_010,
+        ),
+      )
+      for (const id of ["s2", "s3", "s4"]) net.step(id, M.timerFired(Machine.detectTimer, 1_100))
+      expect(net.states.get("s2")!.replica.state).toBe(12)
+      // s1 resumes still believing it is master, with 5 applied: its read must not be answered.
+      net.down.delete("s1")
+      expect(net.states.get("s1")).toMatchObject({ role: "master", replica: { state: 5 } })
+      net.step("s1", read(7, 5_000))
+      expect(readEvents(net, "s1", 7)).toEqual([])
+      // Its next probe round tells it of s2's epoch: it leaves its old one (here it wins on
+      // index and revokes, claim 23) and refuses the read; it reads again at its new epoch.
+      const oldEpoch = net.states.get("s1")!.epoch
+      net.step("s1", M.timerFired(Machine.detectTimer, 5_050))
+      expect(net.states.get("s1")!.epoch).not.toBe(oldEpoch)
+      expect(readEvents(net, "s1", 7)).toEqual([
+        { _tag: "ReadRejected", readId: 7, reason: "not-master" },
+      ])
+      for (const id of ids) net.step(id, M.timerFired(Machine.detectTimer, 5_100))
+      const master = ids.find((id) => net.states.get(id)!.role === "master")!
+      net.step(master, read(8, 5_150))
+      expect(readEvents(net, master, 8)).toEqual([{ _tag: "ReadConfirmed", readId: 8 }])
+      expect(net.states.get(master)!.replica.state).toBe(12)
+    })
+  })
+
   describe("amnesia: a restarted server holds nothing until a master catches it up", () => {
     const submit = (requestId: number, add: number, nowMs: number) =>
       M.command<Machine.Command<Req>>(
