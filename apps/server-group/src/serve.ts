@@ -163,13 +163,21 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
         }
         const key = decodeURIComponent(match[1]!)
         if (request.method === "GET") {
-          const status = yield* server.status
-          if (status.role !== "master") return yield* redirect(response, status.master, path)
-          if (!status.serving || !status.ready) {
-            reply(response, 503, { error: "NotReady" }, { "retry-after": "1" })
+          // Linearizable: answered only once a majority confirmed this master after the read
+          // arrived (a master paused past the time-outs never answers from its old state).
+          const read = yield* Effect.result(server.read)
+          if (read._tag === "Failure") {
+            const error = read.failure
+            if (error._tag === "NotMaster") return yield* redirect(response, error.master, path)
+            reply(
+              response,
+              503,
+              { error: "NotReady", reason: error.reason },
+              { "retry-after": "1" },
+            )
             return
           }
-          const value = Option.getOrNull(HashMap.get(yield* server.applied, key))
+          const value = Option.getOrNull(HashMap.get(read.success, key))
           reply(response, value === null ? 404 : 200, { key, value })
           return
         }

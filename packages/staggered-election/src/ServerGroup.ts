@@ -155,12 +155,26 @@ export interface Options<S, Req, Res>
   readonly registerAttemptsMax?: number
   /** Events kept for a slow `events` reader; older ones are dropped. Default 1,024. */
   readonly eventsCapacity?: number
+  /**
+   * How `read` answers. `"linearizable"` (default): by read index — the master answers once a
+   * majority acknowledged a heartbeat round begun after the read arrived (one round trip to
+   * the fastest majority; rounds are per read). A master paused or cut off while the others
+   * elected a new one never answers from its old state. `"local"`: at once, from the state
+   * applied here, if this server believes it is the registered master — no round trip, but
+   * a master paused past the time-outs and resumed answers with what it had (stale) until
+   * it hears of its successor, typically within one detection period.
+   */
+  readonly reads?: "linearizable" | "local"
 }
 
 /**
  * What the driver reports. `MasterLost` says the master this server knew (itself included)
  * is gone: `unreachable` (its inquiry went unanswered), `demoted` (this master accepted a
- * more capable one), `superseded` (the name server holds a newer epoch: fenced).
+ * more capable one), `superseded` (the name server holds a newer epoch: fenced),
+ * `unregistered` (this master's registration lapsed — no keep-alive reached the name server
+ * for a TTL — it stops answering until registered again), `no-majority` (no majority of the
+ * group acknowledged this master within the inquiry time-out: it stops answering until one
+ * does; `MajorityRegained` then).
  *
  * @since 0.1.0
  * @category models
@@ -170,7 +184,7 @@ export type Event =
   | {
       readonly _tag: "MasterLost"
       readonly master: string
-      readonly reason: "unreachable" | "demoted" | "superseded"
+      readonly reason: "unreachable" | "demoted" | "superseded" | "unregistered" | "no-majority"
       readonly epoch: number
       readonly atMs: number
     }
@@ -194,6 +208,7 @@ export type Event =
       readonly atMs: number
     }
   | { readonly _tag: "Registered"; readonly epoch: number; readonly atMs: number }
+  | { readonly _tag: "MajorityRegained"; readonly epoch: number; readonly atMs: number }
   | {
       readonly _tag: "MembershipChanged"
       readonly live: ReadonlyArray<string>
@@ -245,6 +260,12 @@ export interface ServerGroup<S, Req, Res> {
   readonly machineState: Effect.Effect<Machine.State<S, Req, Res>>
   /** The replicated state as applied here. */
   readonly applied: Effect.Effect<S>
+  /**
+   * The replicated state, as of a moment between the call and its answer (see
+   * `Options.reads`): every write answered before the call is in it. Fails with `NotMaster`
+   * on any server but the master, and `Unavailable` when no majority confirms in time.
+   */
+  readonly read: Effect.Effect<S, NotMaster | Unavailable>
 }
 
 /**
@@ -332,6 +353,21 @@ export const make = <S, Req, Res>(
     const pending = new Map<string, Array<Deferred.Deferred<Answer<Res>, SubmitError>>>()
     const lastHeardMs = new Map<string, number>()
     let live: ReadonlyArray<string> = []
+    const reads = new Map<number, Deferred.Deferred<S, NotMaster | Unavailable>>()
+    let readSeq = 0
+    let majority = false
+
+    /** A majority (this master included) acknowledged it within the inquiry time-out. */
+    const holdsMajority = (state: Machine.State<S, Req, Res>, nowMs: number) => {
+      const leader = state.leader
+      if (state.role !== "master" || leader === undefined) return false
+      let holders = 1
+      for (const peer in leader.ackedMs) {
+        if (nowMs - leader.ackedMs[peer]! <= options.inquiryTimeoutMs && !leader.amnesiacs[peer])
+          holders++
+      }
+      return holders * 2 > options.servers.length
+    }
 
     const publish = (event: Event) => PubSub.publish(events, event)
 
@@ -413,11 +449,18 @@ export const make = <S, Req, Res>(
                     return
                   }
                 }
-                // The lease ran out (the store was slow or away): register again.
+                // The lease ran out (the store was slow or away): stop answering, register again.
                 yield* Effect.logWarning("registration lost; registering again", {
                   group,
                   epoch: m.epoch,
                   why: why._tag,
+                })
+                yield* publish({
+                  _tag: "MasterLost",
+                  master: self,
+                  reason: "unregistered",
+                  epoch: m.epoch,
+                  atMs,
                 })
                 m.status = "registering"
                 m.ready = yield* Deferred.make<void, NotMaster>()
@@ -547,6 +590,25 @@ export const make = <S, Req, Res>(
                 atMs: nowMs,
               })
               break
+            case "ReadConfirmed": {
+              const waiting = reads.get(event.readId)
+              reads.delete(event.readId)
+              if (waiting !== undefined) yield* Deferred.succeed(waiting, after.replica.state)
+              break
+            }
+            case "ReadRejected": {
+              const waiting = reads.get(event.readId)
+              reads.delete(event.readId)
+              if (waiting !== undefined) {
+                yield* Deferred.fail(
+                  waiting,
+                  event.reason === "not-master"
+                    ? new NotMaster({ master: after.master ?? null })
+                    : new Unavailable({ reason: `read refused: ${event.reason}` }),
+                )
+              }
+              break
+            }
             case "Acknowledged":
               yield* publish({
                 _tag: "Acknowledged",
@@ -587,6 +649,24 @@ export const make = <S, Req, Res>(
         }
         // Membership: on every detection tick, who answered within the inquiry time-out.
         if (info.input._tag === "TimerFired" && info.input.timer === Machine.detectTimer) {
+          // A master no majority acknowledged lately stops answering (`status.serving`) and says so.
+          const held = holdsMajority(after, nowMs)
+          if (held !== majority && after.role === "master") {
+            if (held) yield* publish({ _tag: "MajorityRegained", epoch: after.epoch, atMs: nowMs })
+            else {
+              yield* Effect.logWarning("no majority acknowledged this master lately", {
+                epoch: after.epoch,
+              })
+              yield* publish({
+                _tag: "MasterLost",
+                master: self,
+                reason: "no-majority",
+                epoch: after.epoch,
+                atMs: nowMs,
+              })
+            }
+          }
+          majority = held
           const now = [...lastHeardMs]
             .filter(([, at]) => nowMs - at <= options.inquiryTimeoutMs)
             .map(([peer]) => peer)
@@ -672,6 +752,33 @@ export const make = <S, Req, Res>(
         }),
       )
 
+    const read: Effect.Effect<S, NotMaster | Unavailable> = Effect.gen(function* () {
+      const current = latest!
+      const m = mastership
+      if (m?.status === "fenced")
+        return yield* new NotMaster({ master: parseHolder(m.fencedBy!).id })
+      if (current.role !== "master") return yield* new NotMaster({ master: current.master ?? null })
+      if (options.reads === "local") {
+        if ((yield* status).serving) return current.replica.state
+        return yield* new Unavailable({ reason: "not serving" })
+      }
+      const readId = ++readSeq
+      const deferred = yield* Deferred.make<S, NotMaster | Unavailable>()
+      reads.set(readId, deferred)
+      return yield* Effect.andThen(
+        running.command({ _tag: "Read", readId }),
+        Deferred.await(deferred),
+      ).pipe(Effect.ensuring(Effect.sync(() => reads.delete(readId))))
+    }).pipe(
+      Effect.timeoutOrElse({
+        duration: submitTimeoutMs,
+        orElse: () =>
+          Effect.fail(
+            new Unavailable({ reason: `no majority confirmed within ${submitTimeoutMs} ms` }),
+          ),
+      }),
+    )
+
     const status = Effect.gen(function* () {
       const current = yield* state
       const m = mastership
@@ -679,7 +786,8 @@ export const make = <S, Req, Res>(
         current.role === "master" &&
         m !== undefined &&
         m.epoch === current.epoch &&
-        m.status === "registered"
+        m.status === "registered" &&
+        holdsMajority(current, yield* Clock.currentTimeMillis)
       const commitSeq = current.replica.commitSeq
       const explanation = Machine.explainDelays(options, current)
       return {
@@ -720,6 +828,7 @@ export const make = <S, Req, Res>(
       explainDelays: () => Effect.map(state, (current) => Machine.explainDelays(options, current)),
       machineState: state,
       applied: Effect.map(state, (current) => current.replica.state),
+      read,
     } satisfies ServerGroup<S, Req, Res>
   }).pipe(Effect.annotateLogs({ node: options.self, group: options.group }))
 

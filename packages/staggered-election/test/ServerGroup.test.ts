@@ -146,6 +146,34 @@ describe("ServerGroup", () => {
   )
 
   it.live(
+    "read: the master answers with every answered write, a backup redirects, a master cut off from its majority does not answer",
+    () =>
+      Effect.gen(function* () {
+        const running = yield* startGroup
+        const { master } = yield* settled(running)
+        const server = running.get(master.self)!.server
+        yield* server.submit({ clientId: "r", requestId: 1, request: { key: "k", add: 4 } })
+        expect((yield* server.read).k).toBe(4)
+        const backup = [...running.entries()].find(([id]) => id !== master.self)![1].server
+        const refused = yield* Effect.flip(backup.read)
+        expect(refused).toMatchObject({ _tag: "NotMaster", master: master.self })
+        // Three of the five stop: the master keeps its role for a while but cannot confirm.
+        const others = [...running.keys()].filter((id) => id !== master.self).slice(0, 3)
+        for (const id of others) yield* Scope.close(running.get(id)!.scope, Exit.void)
+        const cutOff = yield* Effect.flip(server.read)
+        expect(["Unavailable", "NotMaster"]).toContain(cutOff._tag)
+        // And it stops serving within the inquiry time-out and a detection period (bounded poll).
+        let serving = true
+        for (let i = 0; i < 200 && serving; i++) {
+          serving = (yield* server.status).serving
+          if (serving) yield* Effect.sleep(10)
+        }
+        expect(serving).toBe(false)
+      }).pipe(Effect.scoped, Effect.provide(services)),
+    20_000,
+  )
+
+  it.live(
     "the state machine may be an Effect: it runs synchronously on every server",
     () =>
       Effect.gen(function* () {
