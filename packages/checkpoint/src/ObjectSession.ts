@@ -1,0 +1,569 @@
+/**
+ * The session backend for object transfers, over `@understudy/transport` TCP connections:
+ * a client asks for an object by name; a server sends it with byte sequence numbers from a
+ * random initial value, and checkpoints its session (source coverage: the object source
+ * regenerates unacknowledged bytes) before it sends past its horizon. When the server dies
+ * (its lease lapses) or hands off, the client reconnects to another server of the service,
+ * presents its session id, a proof and its acknowledgement, and reads on: the bytes it
+ * yields are the object, each once, in order, or a `TakeoverRefused` error.
+ *
+ * One bundle per session with one connection (`data`). The application protocol: the
+ * client's first bytes are the object name; the server ends the object with `Finish`.
+ *
+ * @since 0.1.0
+ */
+import { Address, type Connection, Transport } from "@understudy/transport"
+import {
+  type Cause,
+  Deferred,
+  Effect,
+  Option,
+  Queue,
+  type Redacted,
+  Result,
+  type Scope,
+  Stream,
+} from "effect"
+import type * as Checkpoint from "./Checkpoint.ts"
+import { CheckpointContributorFailed, TakeoverRefused } from "./CheckpointError.ts"
+import { CheckpointStore } from "./CheckpointStore.ts"
+import * as Contributor from "./Contributor.ts"
+import * as Message from "./Message.ts"
+import type { Policy } from "./Policy.ts"
+import { defaultPolicy } from "./Policy.ts"
+import * as Proof from "./Proof.ts"
+import * as Resume from "./Resume.ts"
+import * as Sequence from "./Sequence.ts"
+
+/** The application protocol recorded in checkpoints. @since 0.1.0 @category models */
+export const protocol = "understudy-object/1"
+
+/** Where objects come from: a source that can read any byte again. @since 0.1.0 @category models */
+export interface ObjectSource {
+  /** The object's size, or undefined when there is none by that name. */
+  readonly size: (name: string) => Effect.Effect<number | undefined>
+  readonly read: (name: string, offset: number, length: number) => Effect.Effect<Uint8Array>
+}
+
+/** @since 0.1.0 @category models */
+export interface ServerOptions {
+  readonly listen: Address.StreamAddress
+  /** The cluster key; required unless `insecure`. */
+  readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
+  readonly insecure?: boolean
+  readonly policy?: Policy
+  /** Bytes in flight unacknowledged. Default 4 MiB. */
+  readonly windowBytesMax?: number
+  /** Bytes per data frame. Default 64 KiB. */
+  readonly segmentBytes?: number
+  readonly sessionsMax?: number
+  /** How long a takeover waits for a previous owner's lease to lapse. Default 3 × lease TTL. */
+  readonly claimWaitMs?: number
+}
+
+/** @since 0.1.0 @category models */
+export interface Server {
+  readonly address: Address.StreamAddress
+  /** Sessions served now. */
+  readonly sessions: () => number
+}
+
+const nameBytesMax = 1024
+const handshakeMs = 5_000
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+/** Serves objects until the scope closes. @since 0.1.0 @category constructors */
+export const serve = (
+  options: ServerOptions,
+  source: ObjectSource,
+): Effect.Effect<Server, unknown, Transport.Transport | CheckpointStore | Scope.Scope> =>
+  Effect.gen(function* () {
+    const transport = yield* Transport.Transport
+    const checkpoints = yield* CheckpointStore
+    if (options.clusterKey === undefined && options.insecure !== true)
+      return yield* Effect.die(new Error("a cluster key is required (or insecure: true)"))
+    if (options.clusterKey === undefined)
+      yield* Effect.logWarning("checkpoint: serving without a cluster key")
+    const policy = options.policy ?? defaultPolicy
+    const windowBytesMax = options.windowBytesMax ?? 4 * 1024 * 1024
+    const segmentBytes = options.segmentBytes ?? 64 * 1024
+    const sessionsMax = options.sessionsMax ?? 256
+    const claimWaitMs = options.claimWaitMs ?? 3 * checkpoints.leaseTtlMs
+    let sessions = 0
+    const listener = yield* transport.listen(options.listen, {
+      codec: Message.codec,
+      ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
+    })
+
+    const refuse = (
+      connection: Connection.Connection<Message.Message>,
+      reason: TakeoverRefused["reason"],
+      detail: string,
+    ) =>
+      connection
+        .send({ _tag: "Refused", reason, detail })
+        .pipe(Effect.ignore, Effect.andThen(connection.close))
+
+    /** Runs one session on `connection` from its state until the object is sent, the client goes, or it is fenced. */
+    const run = (
+      connection: Connection.Connection<Message.Message>,
+      inbox: Queue.Queue<Message.Message, Cause.Done>,
+      bundle: Contributor.Bundle,
+      state: {
+        sender: Sequence.Sender
+        receiver: Sequence.Receiver
+        object: Checkpoint.ObjectPosition
+      },
+      ownership: CheckpointStore["Service"] extends {
+        open: (...a: never) => Effect.Effect<infer O, infer _E>
+      }
+        ? O
+        : never,
+    ) =>
+      Effect.gen(function* () {
+        const end = state.object.firstByteSeq + state.object.size
+        let acked = Deferred.makeUnsafe<void>()
+        let finished = false
+        // Acknowledgements from the client.
+        yield* Effect.forkScoped(
+          Stream.fromQueue(inbox).pipe(
+            Stream.runForEach((message) =>
+              Effect.sync(() => {
+                if (message._tag === "Ack") {
+                  const outcome = Sequence.acknowledge(state.sender, message.ack)
+                  if (outcome._tag === "Advanced") state.sender = outcome.state
+                  if (outcome._tag === "BeyondSent") finished = true
+                } else if (message._tag === "Finish") finished = true
+                const previous = acked
+                acked = Deferred.makeUnsafe<void>()
+                Deferred.doneUnsafe(previous, Effect.void)
+              }),
+            ),
+          ),
+        )
+        const checkpointNow = (reason: "bytes" | "horizon") =>
+          checkpoints.take(bundle, ownership, reason).pipe(
+            Effect.map((written) => {
+              state.sender = Sequence.extendHorizon(
+                state.sender,
+                written.checkpoint.connections[0]!.sendHorizonSeq,
+              )
+            }),
+          )
+        while (state.sender.next < end && !finished) {
+          const wanted = Math.min(segmentBytes, end - state.sender.next)
+          if (
+            state.sender.horizon - state.sender.next < policy.everyBytes / 2 &&
+            state.sender.horizon < end
+          )
+            yield* checkpointNow("bytes")
+          const n = Sequence.sendable(state.sender, wanted)
+          if (n === 0) {
+            if (state.sender.next >= state.sender.horizon) yield* checkpointNow("horizon")
+            else yield* Deferred.await(acked).pipe(Effect.timeoutOption(1_000))
+            continue
+          }
+          const offset = state.sender.next - state.object.firstByteSeq
+          const bytes = yield* source.read(state.object.id, offset, n)
+          if (bytes.length !== n)
+            return yield* Effect.die(new Error(`object ${state.object.id} changed size`))
+          const seq = state.sender.next
+          state.sender = Sequence.sent(state.sender, n)
+          yield* connection.send({ _tag: "Data", seq, bytes })
+        }
+        if (!finished) yield* connection.send({ _tag: "Finish" })
+        // The session is over once the client confirms it read everything.
+        while (!finished && state.sender.acked < end)
+          yield* Deferred.await(acked).pipe(Effect.timeoutOption(1_000))
+        yield* checkpoints.finish(bundle.id)
+      }).pipe(
+        // The client went away mid-transfer: its checkpoint stays, the bundle is free for
+        // whichever server it reconnects to (a no-op when a takeover already fenced us).
+        Effect.onExit((exit) =>
+          exit._tag === "Success" ? Effect.void : checkpoints.release(bundle.id),
+        ),
+      )
+
+    /** The session layer's part in checkpoints. */
+    const sessionLayer = (
+      secret: Uint8Array,
+      state: {
+        sender: Sequence.Sender
+        receiver: Sequence.Receiver
+        object: Checkpoint.ObjectPosition
+      },
+      remote: Address.StreamAddress,
+    ): Contributor.Contributor => ({
+      layer: "session",
+      append: (draft) =>
+        Effect.sync(() =>
+          Contributor.putLayer(
+            Contributor.putConnection(draft, {
+              name: "data",
+              role: "data",
+              transport: "tcp",
+              source: endpoint(listener.address),
+              destination: endpoint(remote),
+              initialSeqSource: state.sender.initialSeq,
+              initialSeqDestination: state.receiver.initialSeq,
+              currentSeqSource: state.sender.next,
+              currentSeqDestination: state.receiver.next,
+              ackedSeqSource: state.sender.acked,
+              sendHorizonSeq: Math.min(
+                state.sender.next + policy.everyBytes,
+                state.object.firstByteSeq + state.object.size,
+              ),
+              coverage: "source",
+              object: state.object,
+              layers: {},
+            }),
+            "session",
+            secret,
+          ),
+        ),
+      restore: (checkpoint) =>
+        Effect.suspend(() => {
+          const connection = checkpoint.connections.find((c) => c.name === "data")
+          if (connection?.object === undefined)
+            return Effect.fail(
+              new CheckpointContributorFailed({
+                layer: "session",
+                phase: "restore",
+                detail: "no data connection",
+              }),
+            )
+          state.sender = {
+            initialSeq: connection.initialSeqSource,
+            acked: connection.ackedSeqSource,
+            next: connection.ackedSeqSource,
+            horizon: connection.sendHorizonSeq,
+            windowBytesMax,
+          }
+          state.receiver = {
+            initialSeq: connection.initialSeqDestination,
+            next: connection.currentSeqDestination,
+          }
+          state.object = connection.object
+          return Effect.void
+        }),
+      ready: Effect.void,
+    })
+
+    const open = (
+      connection: Connection.Connection<Message.Message>,
+      inbox: Queue.Queue<Message.Message, Cause.Done>,
+      hello: Message.Control & { _tag: "Open" },
+    ) =>
+      Effect.gen(function* () {
+        const clientIsn = hello.channels.find((c) => c.name === "data")?.initialSeq
+        const first = yield* Queue.take(inbox).pipe(
+          Effect.timeoutOption(handshakeMs),
+          Effect.option,
+        )
+        const request = Option.flatten(first)
+        if (
+          clientIsn === undefined ||
+          Option.isNone(request) ||
+          request.value._tag !== "Data" ||
+          request.value.seq !== clientIsn ||
+          request.value.bytes.length > nameBytesMax
+        )
+          return yield* refuse(
+            connection,
+            "WrongSession",
+            "expected Open with a data channel, then the object name",
+          )
+        let name: string
+        try {
+          name = decoder.decode(request.value.bytes)
+        } catch {
+          return yield* refuse(connection, "WrongSession", "the object name is not UTF-8")
+        }
+        const size = yield* source.size(name)
+        if (size === undefined)
+          return yield* refuse(connection, "NoCheckpoint", `no object ${JSON.stringify(name)}`)
+        const sessionId = Proof.newSessionId()
+        const secret = Proof.newSecret()
+        const isn = Proof.newInitialSeq()
+        const state = {
+          sender: Sequence.sender(isn, windowBytesMax, isn),
+          receiver: { initialSeq: clientIsn, next: clientIsn + request.value.bytes.length },
+          object: { id: name, firstByteSeq: isn, size },
+        }
+        const bundle = Contributor.makeBundle(sessionId, protocol)
+        yield* bundle.register(sessionLayer(secret, state, connection.remote))
+        const ownership = yield* checkpoints.open(bundle)
+        state.sender = Sequence.extendHorizon(
+          state.sender,
+          ownership.latest().connections[0]!.sendHorizonSeq,
+        )
+        yield* connection.send({
+          _tag: "Opened",
+          sessionId,
+          secret,
+          channels: [{ name: "data", initialSeq: isn }],
+        })
+        yield* connection.send({ _tag: "Ack", ack: state.receiver.next })
+        yield* run(connection, inbox, bundle, state, ownership)
+      })
+
+    const resume = (
+      connection: Connection.Connection<Message.Message>,
+      inbox: Queue.Queue<Message.Message, Cause.Done>,
+      request: Message.Control & { _tag: "Resume" },
+    ) =>
+      Effect.gen(function* () {
+        const loaded = yield* checkpoints
+          .load(request.sessionId)
+          .pipe(Effect.option, Effect.map(Option.flatten))
+        const secret = Option.isSome(loaded) ? loaded.value.checkpoint.layers.session : undefined
+        if (Option.isNone(loaded) || secret === undefined)
+          return yield* refuse(connection, "WrongSession", "no such session")
+        // Cheap refusals before waiting on the owner's lease.
+        if (!Proof.verify(secret, request.sessionId, request.counter, request.acks, request.proof))
+          return yield* refuse(
+            connection,
+            "WrongSession",
+            "the proof does not verify for this session",
+          )
+        if (request.counter <= loaded.value.checkpoint.resumeCounter)
+          return yield* refuse(
+            connection,
+            "ReplayedProof",
+            `counter ${request.counter} already used`,
+          )
+        const claimed = yield* checkpoints.claim(request.sessionId, claimWaitMs).pipe(Effect.result)
+        if (Result.isFailure(claimed)) {
+          const error = claimed.failure
+          return yield* refuse(
+            connection,
+            error._tag === "TakeoverRefused" ? error.reason : "Owned",
+            error.message,
+          )
+        }
+        const plan = Resume.evaluate(claimed.success.checkpoint, secret, request)
+        if (Result.isFailure(plan)) {
+          yield* checkpoints.release(request.sessionId)
+          return yield* refuse(connection, plan.failure.reason, plan.failure.detail)
+        }
+        const ownership = yield* checkpoints.adopt(
+          plan.success.checkpoint,
+          claimed.success.modRevision,
+        )
+        const restored = ownership.latest().connections[0]!
+        const state = {
+          sender: Sequence.sender(restored.initialSeqSource, windowBytesMax),
+          receiver: Sequence.receiver(restored.initialSeqDestination),
+          object: restored.object!,
+        }
+        const bundle = Contributor.makeBundle(request.sessionId, protocol)
+        yield* bundle.register(sessionLayer(secret, state, connection.remote))
+        // Recreated unready in every layer, then ready; only then does a byte leave.
+        yield* Contributor.restoreAll(bundle, ownership.latest())
+        yield* connection.send({ _tag: "Resumed", receiveNext: { data: state.receiver.next } })
+        yield* run(connection, inbox, bundle, state, ownership)
+      })
+
+    const handle = (connection: Connection.Connection<Message.Message>) =>
+      Effect.gen(function* () {
+        if (sessions >= sessionsMax)
+          return yield* refuse(connection, "Overloaded", `${sessionsMax} sessions`)
+        sessions++
+        yield* Effect.addFinalizer(() => Effect.sync(() => sessions--))
+        const inbox = yield* Queue.bounded<Message.Message, Cause.Done>(1_024)
+        yield* Effect.forkScoped(
+          Stream.runForEach(connection.messages, (message) => Queue.offer(inbox, message)).pipe(
+            Effect.andThen(Queue.end(inbox)),
+          ),
+        )
+        const hello = yield* Queue.take(inbox).pipe(
+          Effect.timeoutOption(handshakeMs),
+          Effect.option,
+          Effect.map(Option.flatten),
+        )
+        if (Option.isNone(hello)) return yield* connection.close
+        const message = hello.value
+        if (message._tag === "Open" && message.protocol === protocol)
+          return yield* open(connection, inbox, message)
+        if (message._tag === "Resume") return yield* resume(connection, inbox, message)
+        return yield* refuse(connection, "WrongSession", `unexpected ${message._tag}`)
+      }).pipe(
+        Effect.scoped,
+        Effect.catchCause((cause) => Effect.logWarning("checkpoint: session ended", cause)),
+        Effect.ensuring(connection.close),
+      )
+
+    yield* Effect.forkScoped(
+      Stream.runForEach(listener.connections, (connection) =>
+        Effect.forkScoped(handle(connection)),
+      ),
+    )
+    return { address: listener.address, sessions: () => sessions }
+  })
+
+const endpoint = (address: Address.StreamAddress): Checkpoint.Endpoint =>
+  address._tag === "Tcp"
+    ? { host: address.host, port: address.port }
+    : { host: address.path, port: 0 }
+
+/** @since 0.1.0 @category models */
+export interface GetOptions {
+  /** The service: every server's address, tried in turn. */
+  readonly service: ReadonlyArray<Address.StreamAddress>
+  readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
+  readonly insecure?: boolean
+  /** Connection attempts across the whole transfer. Default 100. */
+  readonly attemptsMax?: number
+  /** Pause between attempts. Default 50 ms. */
+  readonly retryMs?: number
+  /** Acknowledge after this many bytes. Default 256 KiB. */
+  readonly ackEveryBytes?: number
+  /** Told of each takeover: the gap in ms and the object offset it resumed at. */
+  readonly onResumed?: (event: {
+    readonly gapMs: number
+    readonly offset: number
+    readonly server: string
+  }) => void
+}
+
+/**
+ * Reads an object from the service, across takeovers: each byte once, in order. Fails with
+ * `TakeoverRefused` when no server can resume it exactly.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const get = (
+  name: string,
+  options: GetOptions,
+): Stream.Stream<Uint8Array, TakeoverRefused, Transport.Transport> =>
+  Stream.unwrap(
+    Effect.gen(function* () {
+      const transport = yield* Transport.Transport
+      const out = yield* Queue.bounded<Uint8Array, TakeoverRefused | Cause.Done>(64)
+      const attemptsMax = options.attemptsMax ?? 100
+      const retryMs = options.retryMs ?? 50
+      const ackEveryBytes = options.ackEveryBytes ?? 256 * 1024
+      let session: { id: string; secret: Uint8Array; firstByteSeq: number } | undefined
+      let receiver: Sequence.Receiver | undefined
+      let counter = 0
+      let lostAtMs: number | undefined
+      const clientIsn = Proof.newInitialSeq()
+      const nameBytes = encoder.encode(name)
+      const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+      /** One connection: true when the object is complete, false when the connection was lost. */
+      const attempt = (address: Address.StreamAddress) =>
+        Effect.gen(function* () {
+          const connection = yield* transport.connect(address, {
+            codec: Message.codec,
+            ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
+          })
+          if (session === undefined) {
+            yield* connection.send({
+              _tag: "Open",
+              protocol,
+              channels: [{ name: "data", initialSeq: clientIsn }],
+            })
+            yield* connection.send({ _tag: "Data", seq: clientIsn, bytes: nameBytes })
+          } else {
+            counter++
+            const acks = { data: receiver!.next }
+            const proof = Proof.sign(session.secret, session.id, counter, acks)
+            yield* connection.send({ _tag: "Resume", sessionId: session.id, counter, acks, proof })
+          }
+          let unacked = 0
+          let complete = false
+          let resumedReported = session === undefined
+          yield* Stream.runForEachArray(connection.messages, (messages) =>
+            Effect.gen(function* () {
+              for (const message of messages) {
+                switch (message._tag) {
+                  case "Opened":
+                    session = {
+                      id: message.sessionId,
+                      secret: message.secret,
+                      firstByteSeq: message.channels[0]!.initialSeq,
+                    }
+                    receiver = Sequence.receiver(session.firstByteSeq)
+                    break
+                  case "Refused":
+                    if (message.reason === "Owned") return yield* connection.close
+                    return yield* new TakeoverRefused({
+                      reason: message.reason,
+                      sessionId: session?.id ?? "",
+                      detail: message.detail,
+                    })
+                  case "Data": {
+                    if (receiver === undefined) return yield* connection.close
+                    const outcome = Sequence.receive(receiver, message.seq, message.bytes.length)
+                    if (outcome._tag === "Gap") return yield* connection.close
+                    if (outcome._tag === "Deliver") {
+                      if (!resumedReported && lostAtMs !== undefined) {
+                        resumedReported = true
+                        options.onResumed?.({
+                          gapMs: (yield* now) - lostAtMs,
+                          offset: receiver.next - session!.firstByteSeq,
+                          server: Address.format(address),
+                        })
+                      }
+                      receiver = outcome.state
+                      unacked += outcome.length
+                      yield* Queue.offer(out, message.bytes.subarray(outcome.offset))
+                    }
+                    break
+                  }
+                  case "Finish":
+                    complete = true
+                    yield* connection.send({ _tag: "Ack", ack: receiver!.next })
+                    yield* connection.send({ _tag: "Finish" })
+                    return yield* connection.close
+                  default:
+                    break
+                }
+              }
+              if (unacked >= ackEveryBytes && receiver !== undefined) {
+                unacked = 0
+                yield* connection.send({ _tag: "Ack", ack: receiver.next })
+              }
+            }),
+          ).pipe(
+            Effect.catchTag("ConnectionClosed", () => Effect.void),
+            Effect.catchTag("CodecError", () => Effect.void),
+          )
+          return complete
+        }).pipe(
+          Effect.scoped,
+          Effect.catchTags({
+            ConnectError: () => Effect.succeed(false),
+            HandshakeError: () => Effect.succeed(false),
+            ConnectionClosed: () => Effect.succeed(false),
+            CodecError: () => Effect.succeed(false),
+          }),
+        )
+
+      const loop = Effect.gen(function* () {
+        for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
+          const address = options.service[index % options.service.length]!
+          if (yield* attempt(address)) return
+          lostAtMs ??= yield* now
+          yield* Effect.sleep(retryMs)
+        }
+        return yield* new TakeoverRefused({
+          reason: "AttemptsExhausted",
+          sessionId: session?.id ?? "",
+          detail: `${attemptsMax} connection attempts`,
+        })
+      })
+      yield* Effect.forkScoped(
+        loop.pipe(
+          Effect.matchEffect({
+            onFailure: (error) => Queue.fail(out, error),
+            onSuccess: () => Queue.end(out),
+          }),
+        ),
+      )
+      return Stream.fromQueue(out)
+    }),
+  )

@@ -1,0 +1,178 @@
+import { describe, expect, it } from "@effect/vitest"
+import { MemoryStore } from "@understudy/store"
+import { Address, NodeTransport, Transport } from "@understudy/transport"
+import { Effect, Exit, Option, Queue, Redacted, Scope, Stream } from "effect"
+import * as CheckpointStore from "../src/CheckpointStore.ts"
+import * as Message from "../src/Message.ts"
+import * as ObjectSession from "../src/ObjectSession.ts"
+import * as Proof from "../src/Proof.ts"
+
+const clusterKey = Redacted.make(new Uint8Array(Proof.newSecret()))
+const size = 6 * 1024 * 1024 + 123
+const object = new Uint8Array(size).map((_, i) => (i * 7 + (i >>> 10)) & 0xff)
+const source: ObjectSession.ObjectSource = {
+  size: (name) => Effect.succeed(name === "big" ? size : undefined),
+  read: (_name, offset, length) => Effect.succeed(object.subarray(offset, offset + length)),
+}
+const prefix = CheckpointStore.defaultPrefix("object-test")
+
+/** Starts a server in its own scope, so a test can end it like a crash. */
+const startServer = (serverId: string) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const server = yield* ObjectSession.serve(
+      {
+        listen: Address.tcp("127.0.0.1", 0),
+        clusterKey,
+        policy: { everyBytes: 512 * 1024, everyMs: 200, objectBoundaries: true },
+      },
+      source,
+    ).pipe(
+      Effect.provideServiceEffect(
+        CheckpointStore.CheckpointStore,
+        CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtlMs: 300 }),
+      ),
+      Scope.provide(scope),
+    )
+    return { server, stop: Scope.close(scope, Exit.void) }
+  })
+
+const concat = (chunks: ReadonlyArray<Uint8Array>) =>
+  Buffer.concat(chunks.map((c) => Buffer.from(c)))
+
+describe("ObjectSession over loopback TCP", () => {
+  it.live("a transfer whose server stops mid-way resumes on the other at the exact byte", () =>
+    Effect.gen(function* () {
+      const a = yield* startServer("a")
+      const b = yield* startServer("b")
+      const resumed: Array<{ gapMs: number; offset: number }> = []
+      let read = 0
+      let stopped = false
+      const chunks = yield* ObjectSession.get("big", {
+        service: [a.server.address, b.server.address],
+        clusterKey,
+        onResumed: (event) => resumed.push(event),
+      }).pipe(
+        Stream.tap((chunk) =>
+          Effect.gen(function* () {
+            read += chunk.length
+            if (!stopped && read > size / 3) {
+              stopped = true
+              yield* a.stop
+            }
+          }),
+        ),
+        Stream.runCollect,
+      )
+      expect(stopped).toBe(true)
+      expect(resumed.length).toBe(1)
+      expect(resumed[0]!.offset).toBeGreaterThan(0)
+      const got = concat(chunks)
+      expect(got.length).toBe(size)
+      expect(Buffer.compare(got, Buffer.from(object))).toBe(0)
+      yield* b.stop
+    }).pipe(Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
+  it.live(
+    "forged, replayed and unknown-session resume requests are refused with their reason",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* startServer("a2")
+        const transport = yield* Transport.Transport
+        const ask = (request: Message.Message) =>
+          Effect.scoped(
+            Effect.gen(function* () {
+              const connection = yield* transport.connect(a.server.address, {
+                codec: Message.codec,
+                clusterKey,
+              })
+              yield* connection.send(request)
+              return yield* Stream.runHead(connection.messages)
+            }),
+          )
+        const unknown = yield* ask({
+          _tag: "Resume",
+          sessionId: "no-such-session",
+          counter: 1,
+          acks: { data: 0 },
+          proof: new Uint8Array(32),
+        })
+        expect(unknown).toEqual(
+          Option.some(expect.objectContaining({ _tag: "Refused", reason: "WrongSession" })),
+        )
+        const odd = yield* ask({ _tag: "Ack", ack: 5 })
+        expect(odd).toEqual(
+          Option.some(expect.objectContaining({ _tag: "Refused", reason: "WrongSession" })),
+        )
+        // A real session: opened, some bytes read, then the client's connection drops.
+        const opened = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const connection = yield* transport.connect(a.server.address, {
+              codec: Message.codec,
+              clusterKey,
+            })
+            const isn = Proof.newInitialSeq()
+            yield* connection.send({
+              _tag: "Open",
+              protocol: ObjectSession.protocol,
+              channels: [{ name: "data", initialSeq: isn }],
+            })
+            yield* connection.send({
+              _tag: "Data",
+              seq: isn,
+              bytes: new TextEncoder().encode("big"),
+            })
+            const inbox = yield* Queue.bounded<Message.Message>(64)
+            yield* Effect.forkScoped(
+              Stream.runForEach(connection.messages, (m) => Queue.offer(inbox, m)),
+            )
+            const first = yield* Queue.take(inbox)
+            if (first._tag !== "Opened")
+              return yield* Effect.die(new Error(`expected Opened, got ${first._tag}`))
+            let received = 0
+            while (received < 100_000) {
+              const message = yield* Queue.take(inbox)
+              if (message._tag === "Data") received += message.bytes.length
+            }
+            return {
+              sessionId: first.sessionId,
+              secret: first.secret,
+              isn: first.channels[0]!.initialSeq,
+              received,
+            }
+          }),
+        )
+        const resume = (counter: number, ack: number, secret = opened.secret): Message.Message => ({
+          _tag: "Resume",
+          sessionId: opened.sessionId,
+          counter,
+          acks: { data: ack },
+          proof: Proof.sign(secret, opened.sessionId, counter, { data: ack }),
+        })
+        const ack = opened.isn + opened.received
+        const forged = yield* ask(resume(1, ack, Proof.newSecret()))
+        expect(forged).toEqual(
+          Option.some(expect.objectContaining({ _tag: "Refused", reason: "WrongSession" })),
+        )
+        const beyond = yield* ask(resume(1, opened.isn + size + 1))
+        expect(beyond).toEqual(
+          Option.some(expect.objectContaining({ _tag: "Refused", reason: "BeyondSent" })),
+        )
+        const tooOld = yield* ask(resume(2, opened.isn - 1))
+        expect(tooOld).toEqual(
+          Option.some(expect.objectContaining({ _tag: "Refused", reason: "TooOld" })),
+        )
+        // An honest resume is accepted and uses its counter up: the same proof replayed is refused.
+        const accepted = yield* ask(resume(3, ack))
+        expect(accepted).toEqual(
+          Option.some({ _tag: "Resumed", receiveNext: { data: expect.any(Number) } }),
+        )
+        const replayed = yield* ask(resume(3, ack))
+        expect(replayed).toEqual(
+          Option.some(expect.objectContaining({ _tag: "Refused", reason: "ReplayedProof" })),
+        )
+        yield* a.stop
+      }).pipe(Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+})
