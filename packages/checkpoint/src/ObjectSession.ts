@@ -144,11 +144,12 @@ export const serve = (
         )
         const checkpointNow = (reason: "bytes" | "horizon") =>
           checkpoints.take(bundle, ownership, reason).pipe(
-            Effect.map((written) => {
+            Effect.tap((written) => {
               state.sender = Sequence.extendHorizon(
                 state.sender,
                 written.checkpoint.connections[0]!.sendHorizonSeq,
               )
+              return Effect.void
             }),
           )
         while (state.sender.next < end && !finished) {
