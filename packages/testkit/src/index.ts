@@ -10,6 +10,7 @@
 export * as FastSim from "./FastSim.ts"
 export * as FaultSchedule from "./FaultSchedule.ts"
 export * as JsonLinesProcess from "./JsonLinesProcess.ts"
+export * as NetNs from "./NetNs.ts"
 export * as Network from "./Network.ts"
 export * as Ports from "./Ports.ts"
 export * as Seeds from "./Seeds.ts"
