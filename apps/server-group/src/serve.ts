@@ -34,6 +34,15 @@ const readBody = (request: http.IncomingMessage): Promise<string | undefined> =>
     request.on("error", () => resolve(undefined))
   })
 
+/** The key of `/kv/KEY`, or `undefined` for a malformed percent-encoding. */
+const decodeKey = (encoded: string): string | undefined => {
+  try {
+    return decodeURIComponent(encoded)
+  } catch {
+    return undefined
+  }
+}
+
 const reply = (
   response: http.ServerResponse,
   status: number,
@@ -161,7 +170,14 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
           reply(response, 404, { error: "NotFound", path })
           return
         }
-        const key = decodeURIComponent(match[1]!)
+        const key = decodeKey(match[1]!)
+        if (key === undefined) {
+          reply(response, 400, {
+            error: "BadRequest",
+            detail: "the key is not valid percent-encoding",
+          })
+          return
+        }
         if (request.method === "GET") {
           // Linearizable: answered only once a majority confirmed this master after the read
           // arrived (a master paused past the time-outs never answers from its old state).
