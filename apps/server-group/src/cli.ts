@@ -22,6 +22,17 @@ export interface Timings {
   readonly floorDelayMs: number
 }
 
+/**
+ * Where the name server keeps its records: the embedded name server (`tcp://HOST:PORT`,
+ * `server-group nameserver`) or an etcd cluster member (`etcd://HOST:PORT`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StoreLocation =
+  | { readonly _tag: "Remote"; readonly address: Address.StreamAddress }
+  | { readonly _tag: "Etcd"; readonly endpoint: string }
+
 /** @since 0.1.0 @category models */
 export type Invocation =
   | { readonly _tag: "Help" }
@@ -30,14 +41,14 @@ export type Invocation =
       readonly id: string
       readonly peers: ReadonlyArray<Peer>
       readonly http: { readonly host: string; readonly port: number }
-      readonly store: Address.StreamAddress
+      readonly store: StoreLocation
       readonly group: string
       readonly timings: Timings
     }
   | { readonly _tag: "NameServer"; readonly listen: Address.StreamAddress }
   | {
       readonly _tag: "Load"
-      readonly store: Address.StreamAddress
+      readonly store: StoreLocation
       readonly group: string
       readonly durationMs: number
       readonly rate: number
@@ -60,10 +71,10 @@ export const defaultTimings: Timings = {
 
 /** @since 0.1.0 */
 export const usage = `Usage:
-  ${programName} serve --id ID --peers ID=udp://HOST:PORT[?cpu=N&bw=N],... --http HOST:PORT --store tcp://HOST:PORT
+  ${programName} serve --id ID --peers ID=udp://HOST:PORT[?cpu=N&bw=N],... --http HOST:PORT --store tcp://HOST:PORT|etcd://HOST:PORT
                  [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N]
   ${programName} nameserver --listen tcp://HOST:PORT
-  ${programName} load --store tcp://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE]
+  ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE]
   ${programName} --help
 
 serve       runs one server of a replicated key-value group. The servers elect a master with
@@ -205,6 +216,17 @@ const parseStore = (text: string | undefined, flag: string): Address.StreamAddre
   return parsed instanceof Address.InvalidAddress ? `${flag} ${text}: ${parsed.reason}` : parsed
 }
 
+const parseStoreLocation = (text: string | undefined): StoreLocation | string => {
+  if (text?.startsWith("etcd://")) {
+    const hostPort = text.slice("etcd://".length)
+    const parsed = Address.parseStream(`tcp://${hostPort}`)
+    if (parsed instanceof Address.InvalidAddress) return `--store ${text}: ${parsed.reason}`
+    return { _tag: "Etcd", endpoint: `http://${hostPort}` }
+  }
+  const address = parseStore(text, "--store")
+  return typeof address === "string" ? address : { _tag: "Remote", address }
+}
+
 /**
  * Parses the arguments after the program name. Never throws: bad input is a `UsageError`
  * whose message says what is wrong.
@@ -240,7 +262,7 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
     const listen = parseStore(values.get("--listen"), "--listen")
     return typeof listen === "string" ? fail(listen) : { _tag: "NameServer", listen }
   }
-  const store = parseStore(values.get("--store"), "--store")
+  const store = parseStoreLocation(values.get("--store"))
   if (typeof store === "string") return fail(store)
 
   if (command === "load") {

@@ -3,7 +3,10 @@
  *
  * @since 0.1.0
  */
-import { Cause, Effect, Fiber, Logger } from "effect"
+import { RemoteStore, type Store } from "@understudy/store"
+import { NodeTransport } from "@understudy/transport"
+import { Cause, Effect, Fiber, Layer, Logger } from "effect"
+import type { StoreLocation } from "./cli.ts"
 
 /** @since 0.1.0 */
 export const exitCode = { ok: 0, failure: 1, usage: 2 } as const
@@ -46,3 +49,22 @@ export const runUntilSignal = (program: Effect.Effect<number, unknown>): Promise
       }
     })
   })
+
+/**
+ * The store `--store` names: the embedded name server over TCP, or etcd (its client is
+ * loaded only then, so the embedded case never loads gRPC).
+ *
+ * @since 0.1.0
+ */
+export const storeLayer = (location: StoreLocation): Layer.Layer<Store.Store> =>
+  location._tag === "Remote"
+    ? RemoteStore.layer({ address: location.address, requestTimeoutMs: 1_000 }).pipe(
+        Layer.provide(NodeTransport.layer),
+      )
+    : Layer.unwrap(
+        Effect.promise(() => import("@understudy/store/etcd")).pipe(
+          Effect.map(({ EtcdStore }) =>
+            EtcdStore.layer({ endpoints: [location.endpoint], requestTimeoutMs: 1_000 }),
+          ),
+        ),
+      )

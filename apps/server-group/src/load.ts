@@ -9,11 +9,10 @@
  * @since 0.1.0
  */
 import { createWriteStream, type WriteStream } from "node:fs"
-import { NameServer, RemoteStore } from "@understudy/store"
-import { NodeTransport } from "@understudy/transport"
+import { NameServer } from "@understudy/store"
 import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
 import type { Invocation } from "./cli.ts"
-import { exitCode, stderrLogger } from "./common.ts"
+import { exitCode, stderrLogger, storeLayer } from "./common.ts"
 
 type Load = Extract<Invocation, { readonly _tag: "Load" }>
 
@@ -64,12 +63,10 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 export const load = async (invocation: Load): Promise<number> => {
   const scope = Effect.runSync(Scope.make())
   const context = await Effect.runPromise(
-    Layer.build(
-      NameServer.layer.pipe(
-        Layer.provide(RemoteStore.layer({ address: invocation.store, requestTimeoutMs: 1_000 })),
-        Layer.provide(NodeTransport.layer),
-      ),
-    ).pipe(Scope.provide(scope), Effect.provide(stderrLogger)),
+    Layer.build(NameServer.layer.pipe(Layer.provide(storeLayer(invocation.store)))).pipe(
+      Scope.provide(scope),
+      Effect.provide(stderrLogger),
+    ),
   )
   const nameServer = Context.get(context, NameServer.NameServer)
   const resolveMaster = async (): Promise<string | undefined> => {

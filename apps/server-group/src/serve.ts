@@ -8,11 +8,11 @@
 import { randomBytes } from "node:crypto"
 import * as http from "node:http"
 import { ServerGroup } from "@understudy/staggered-election"
-import { NameServer, RemoteStore } from "@understudy/store"
-import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
+import { NameServer } from "@understudy/store"
+import { Address, NodeDatagram } from "@understudy/transport"
 import { Context, Effect, HashMap, Layer, Option, Stream } from "effect"
 import type { Invocation } from "./cli.ts"
-import { exitCode, line } from "./common.ts"
+import { exitCode, line, storeLayer } from "./common.ts"
 import * as Kv from "./kv.ts"
 
 type Serve = Extract<Invocation, { readonly _tag: "Serve" }>
@@ -79,8 +79,7 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
     const advertise = `http://${invocation.http.host}:${httpPort}`
 
     const services = NameServer.layer.pipe(
-      Layer.provide(RemoteStore.layer({ address: invocation.store, requestTimeoutMs: 1_000 })),
-      Layer.provide(NodeTransport.layer),
+      Layer.provide(storeLayer(invocation.store)),
       Layer.merge(NodeDatagram.layer),
     )
     const context = yield* Layer.build(services)

@@ -78,3 +78,30 @@ describe("server-group command line", () => {
     expect(windows([0, 10, 20, 500, 510], 100)).toEqual([{ fromMs: 20, toMs: 500, ms: 480 }])
   })
 })
+
+describe("--store", () => {
+  const serve = (store: string) =>
+    parse(["serve", "--id", "1", "--peers", peers, "--http", "127.0.0.1:0", "--store", store])
+
+  it("takes the embedded name server (tcp://) or etcd (etcd://)", () => {
+    expect(serve("tcp://127.0.0.1:7100")).toMatchObject({
+      _tag: "Serve",
+      store: { _tag: "Remote", address: { host: "127.0.0.1", port: 7100 } },
+    })
+    expect(serve("etcd://127.0.0.1:2379")).toMatchObject({
+      _tag: "Serve",
+      store: { _tag: "Etcd", endpoint: "http://127.0.0.1:2379" },
+    })
+  })
+
+  it("refuses an etcd URL without a usable host and port", () => {
+    for (const bad of [
+      "etcd://",
+      "etcd://127.0.0.1",
+      "etcd://127.0.0.1:x",
+      "http://127.0.0.1:2379",
+    ]) {
+      expect(serve(bad)._tag).toBe("UsageError")
+    }
+  })
+})
