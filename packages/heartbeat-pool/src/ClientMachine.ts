@@ -184,20 +184,24 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
     switch (reply._tag) {
       case "Granted": {
         if (reply.token.client !== state.self) return M.result(state)
+        // A repeated answer from the server that holds the seat: nothing new happened.
+        const repeated = state.phase === "holding" && state.server === from
         const moved = state.phase !== "requesting"
-        outputs.push(
-          M.emit<Event>(
-            moved
-              ? {
-                  _tag: "Reattached",
-                  server: from,
-                  previous: state.server,
-                  term: reply.term,
-                  atMs: nowMs,
-                }
-              : { _tag: "Granted", server: from, term: reply.term, atMs: nowMs },
-          ),
-        )
+        if (!repeated) {
+          outputs.push(
+            M.emit<Event>(
+              moved
+                ? {
+                    _tag: "Reattached",
+                    server: from,
+                    previous: state.server,
+                    term: reply.term,
+                    atMs: nowMs,
+                  }
+                : { _tag: "Granted", server: from, term: reply.term, atMs: nowMs },
+            ),
+          )
+        }
         return M.result(
           {
             ...state,

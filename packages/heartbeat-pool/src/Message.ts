@@ -233,3 +233,11 @@ export const serverReplyCodec: Codec.Codec<ServerReply> = Codec.json(
   ServerReply,
   "HeartbeatPool.ServerReply",
 )
+
+/**
+ * The JSON form of a license file (what `sign-license` writes), for reading one from disk.
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const licenseFileCodec: Codec.Codec<License> = Codec.json(License, "HeartbeatPool.License")

@@ -1,0 +1,99 @@
+/**
+ * The client of a license pool: checks out seats, heartbeats the server that authorised it,
+ * follows the leader priority list when that server is gone, and tells the application what
+ * happens as a `Stream` of `Granted` / `Reattached` / `Lost` / `Denied` events. The client
+ * machine runs under the shared `Runner`; its datagrams carry the pool's MACs.
+ *
+ * @since 0.1.0
+ */
+import { Authentication, Runner } from "@understudy/machine"
+import { type Address, Codec, type Datagram, type TransportError } from "@understudy/transport"
+import { Effect, type Redacted, Result, type Scope, type Stream } from "effect"
+import * as ClientMachine from "./ClientMachine.ts"
+import * as Message from "./Message.ts"
+import * as Signing from "./Signing.ts"
+
+/** @since 0.1.0 @category models */
+export interface Options {
+  /** This client's name, unique in the pool. */
+  readonly id: string
+  /** Where this client receives replies (port 0: any). */
+  readonly bind: Address.Udp
+  /** The servers' client endpoints, in leader priority order. */
+  readonly servers: ReadonlyArray<{ readonly id: string; readonly address: Address.Udp }>
+  readonly poolSecret: Redacted.Redacted<Uint8Array> | "insecure"
+  readonly product: string
+  readonly seats?: number
+  readonly heartbeatIntervalMs?: number
+  readonly missLimit?: number
+  /** Where in `servers` to start. Default 0. */
+  readonly firstServer?: number
+}
+
+/** A running client. @since 0.1.0 @category models */
+export interface Running {
+  readonly events: Stream.Stream<ClientMachine.Event>
+  readonly state: Effect.Effect<ClientMachine.State>
+  /** Gives the seat back and stops heartbeating. */
+  readonly release: Effect.Effect<void>
+  readonly address: Address.Udp
+}
+
+/** Requests out, replies in. */
+const codec: Codec.Codec<Message.ServerReply | Message.ClientRequest> = Codec.make({
+  name: "HeartbeatPool.Client",
+  encode: (message) => {
+    const encoded = Message.clientRequestCodec.encode(message as Message.ClientRequest)
+    if (Result.isFailure(encoded)) throw encoded.failure
+    return encoded.success
+  },
+  decode: (payload) => {
+    const decoded = Message.serverReplyCodec.decode(payload)
+    if (Result.isFailure(decoded)) throw decoded.failure
+    return decoded.success
+  },
+})
+
+const zeroSecret = new Uint8Array(32)
+
+/**
+ * Starts the client; it requests its seats at once.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const run = (
+  options: Options,
+): Effect.Effect<Running, TransportError.ListenError, Datagram.Datagram | Scope.Scope> =>
+  Effect.gen(function* () {
+    const insecure = options.poolSecret === "insecure"
+    if (insecure) yield* Effect.logWarning("running WITHOUT a pool key (--insecure)")
+    const keys = Signing.poolKeys(
+      options.poolSecret === "insecure" ? zeroSecret : options.poolSecret,
+    )
+    const addresses: Record<string, Address.Udp> = { [options.id]: options.bind }
+    for (const server of options.servers) addresses[server.id] = server.address
+    const running = yield* Runner.run(
+      ClientMachine.make({
+        servers: options.servers.map((server) => server.id),
+        product: options.product,
+        seats: options.seats ?? 1,
+        heartbeatIntervalMs: options.heartbeatIntervalMs ?? 200,
+        ...(options.missLimit !== undefined ? { missLimit: options.missLimit } : {}),
+        ...(options.firstServer !== undefined ? { firstServer: options.firstServer } : {}),
+      }),
+      {
+        self: options.id,
+        peers: options.servers.map((server) => server.id),
+        addresses,
+        codec,
+        authentication: insecure ? Authentication.insecure : Authentication.keyed(keys.mac),
+      },
+    )
+    return {
+      events: running.events,
+      state: running.state,
+      release: running.command({ _tag: "Release" }),
+      address: running.address,
+    }
+  })

@@ -1,0 +1,323 @@
+/**
+ * Runs one license server of the pool: the pool `Machine` under the shared `Runner` for the
+ * server-to-server traffic (authenticated with the pool key), a second UDP endpoint for
+ * clients and the admin tool (the same datagram MACs and replay protection, keyed by the
+ * client's name), and durable state: term, vote, license and record membership are written
+ * atomically (temporary file, fsync, rename, directory fsync) before the outputs of the step
+ * that changed them are performed.
+ *
+ * @since 0.1.0
+ */
+
+import { join } from "node:path"
+import { Authentication, Runner } from "@understudy/machine"
+import { type Address, Datagram, type TransportError } from "@understudy/transport"
+import {
+  Clock,
+  Effect,
+  HashMap,
+  Metric,
+  type Redacted,
+  Result,
+  Schema,
+  type Scope,
+  Stream,
+} from "effect"
+import { readIfExists, writeAtomic } from "./internal/durableFile.ts"
+import * as Machine from "./Machine.ts"
+import * as Message from "./Message.ts"
+import * as Signing from "./Signing.ts"
+
+/** One server of the pool and its two endpoints. @since 0.1.0 @category models */
+export interface Member {
+  readonly id: string
+  readonly peer: Address.Udp
+  readonly client: Address.Udp
+}
+
+/** The timings of the pool (all servers alike). @since 0.1.0 @category models */
+export interface Timing {
+  readonly heartbeatIntervalMs: number
+  readonly followerTimeoutMs: number
+  readonly checkTimeoutMs: number
+  readonly leaderLeaseMs: number
+  readonly downAfterMs: number
+  readonly electionStaggerMs: number
+  readonly leaseMs: number
+}
+
+/** Defaults for a 200 ms heartbeat. @since 0.1.0 @category constants */
+export const defaultTiming: Timing = {
+  heartbeatIntervalMs: 200,
+  followerTimeoutMs: 1_000,
+  checkTimeoutMs: 400,
+  leaderLeaseMs: 700,
+  downAfterMs: 800,
+  electionStaggerMs: 300,
+  leaseMs: 6_000,
+}
+
+/** @since 0.1.0 @category models */
+export interface Options {
+  readonly self: string
+  /** Every server, in leader priority order. */
+  readonly members: ReadonlyArray<Member>
+  /** The pool secret (a `ClusterKey` file), or the explicit `"insecure"`. */
+  readonly poolSecret: Redacted.Redacted<Uint8Array> | "insecure"
+  /** The vendor's Ed25519 public key (PEM) that signs license files. */
+  readonly vendorPublicKey: string
+  /** Where this server keeps its durable state. */
+  readonly stateDir: string
+  /** A license file from the operator: adopted when newer than the stored one. */
+  readonly license?: Message.License
+  readonly timing?: Partial<Timing>
+  /** Largest client datagram accepted. Default 8 KiB. */
+  readonly maxMessageBytes?: number
+  readonly maxClientsPerServer?: number
+  readonly maxSeatsPerClient?: number
+  readonly maxPendingReservations?: number
+}
+
+/**
+ * The durable state file could not be read or written.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolStateError extends Schema.TaggedError<PoolStateError>()("PoolStateError", {
+  path: Schema.String,
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    return `heartbeat pool state ${this.path}: ${this.detail}`
+  }
+}
+
+const Restored = Schema.Struct({
+  term: Schema.Int,
+  votedFor: Schema.NullOr(Schema.String),
+  license: Schema.NullOr(Message.License),
+  record: Schema.Array(Message.Allocation),
+})
+const decodeRestored = Schema.decodeUnknownSync(Restored)
+
+/** @since 0.1.0 @category metrics */
+export const seatsInUse = Metric.gauge("understudy_pool_seats_in_use", {
+  description: "Seats held at this server (the leader: in the whole pool too, scope=pool)",
+})
+/** @since 0.1.0 @category metrics */
+export const seatsFree = Metric.gauge("understudy_pool_seats_free", {
+  description: "Seats of the license the leader can still grant",
+})
+/** @since 0.1.0 @category metrics */
+export const clientHeartbeats = Metric.counter("understudy_pool_client_heartbeats_total", {
+  description: "Client heartbeats received",
+})
+/** @since 0.1.0 @category metrics */
+export const clientDatagramsDropped = Metric.counter(
+  "understudy_pool_client_datagrams_dropped_total",
+  {
+    description: "Client datagrams dropped before the machine saw them, by reason",
+  },
+)
+
+/** A running server. @since 0.1.0 @category models */
+export interface Running {
+  readonly self: string
+  readonly peerAddress: Address.Udp
+  readonly clientAddress: Address.Udp
+  readonly state: Effect.Effect<Machine.State>
+  readonly events: Stream.Stream<Machine.Event>
+  readonly join: Effect.Effect<never>
+}
+
+/** Keyed datagrams: `version (1) | counter (8) | payload | mac (16)`. */
+const headerBytes = 9
+
+/** The payload of a sealed datagram, unverified, to learn who claims to send it. */
+export const unverifiedPayload = (keyed: boolean, bytes: Uint8Array): Uint8Array | undefined =>
+  !keyed
+    ? bytes
+    : bytes.byteLength < Authentication.overheadBytes
+      ? undefined
+      : bytes.subarray(headerBytes, bytes.byteLength - (Authentication.overheadBytes - headerBytes))
+
+/** The name a client datagram's sender claims: verified by its MAC afterwards. */
+export const claimedSender = (message: Message.ClientRequest): string =>
+  message._tag === "Publish" || message._tag === "Status" ? "admin" : message.client
+
+const zeroSecret = new Uint8Array(32)
+
+/**
+ * Starts the server: reads its durable state, binds both endpoints, runs the machine.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const run = (
+  options: Options,
+): Effect.Effect<
+  Running,
+  TransportError.ListenError | PoolStateError,
+  Datagram.Datagram | Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const { self, members } = options
+    const me = members.find((member) => member.id === self)
+    if (me === undefined) return yield* Effect.die(new Error(`${self} is not a member of the pool`))
+    const insecure = options.poolSecret === "insecure"
+    if (insecure) {
+      yield* Effect.logWarning(
+        "running WITHOUT a pool key (--insecure): anyone who can send a datagram can grant, revoke or lead; tokens are forgeable",
+      )
+    }
+    const keys = Signing.poolKeys(
+      options.poolSecret === "insecure" ? zeroSecret : options.poolSecret,
+    )
+    const authentication = insecure ? Authentication.insecure : Authentication.keyed(keys.mac)
+    const timing = { ...defaultTiming, ...options.timing }
+    const crypto = Signing.crypto(keys, options.vendorPublicKey)
+    const path = join(options.stateDir, `${self}.state.json`)
+
+    const restored = yield* Effect.try({
+      try: () => {
+        const text = readIfExists(path)
+        return text === undefined ? undefined : decodeRestored(JSON.parse(text))
+      },
+      catch: (error) => new PoolStateError({ path, detail: String(error) }),
+    })
+    if (options.license !== undefined && !crypto.verifyLicense(options.license)) {
+      yield* Effect.logError("the license file's signature does not verify: not used")
+    }
+    const offered =
+      options.license !== undefined && crypto.verifyLicense(options.license)
+        ? options.license
+        : null
+    const license =
+      offered !== null && offered.sequence > (restored?.license?.sequence ?? -1)
+        ? offered
+        : (restored?.license ?? null)
+    const machine = Machine.make({
+      servers: members.map((member) => member.id),
+      ...timing,
+      crypto,
+      initialLicense: license,
+      durable: () => (restored === undefined ? undefined : { ...restored, license }),
+      ...(options.maxClientsPerServer !== undefined
+        ? { maxClientsPerServer: options.maxClientsPerServer }
+        : {}),
+      ...(options.maxSeatsPerClient !== undefined
+        ? { maxSeatsPerClient: options.maxSeatsPerClient }
+        : {}),
+      ...(options.maxPendingReservations !== undefined
+        ? { maxPendingReservations: options.maxPendingReservations }
+        : {}),
+    })
+
+    const persist = (state: Machine.State) =>
+      Effect.try({
+        try: () =>
+          writeAtomic(
+            path,
+            JSON.stringify({
+              ...state.durable,
+              record: Array.from(HashMap.values(state.record), (held) => ({
+                client: held.client,
+                seats: held.seats,
+                grantedAtMs: held.grantedAtMs,
+                expiresAtMs: held.expiresAtMs,
+              })),
+            }),
+          ),
+        catch: (error) => new PoolStateError({ path, detail: String(error) }),
+      }).pipe(Effect.orDie)
+
+    const running = yield* Runner.run(machine, {
+      self,
+      peers: members.map((member) => member.id),
+      addresses: Object.fromEntries(members.map((member) => [member.id, member.peer])),
+      codec: Message.peerCodec,
+      authentication,
+      // Persist before sending: a vote, a term or a grant is on disk before anyone hears of it.
+      onStep: (info) =>
+        info.before === undefined ||
+        info.before.durable !== info.after.durable ||
+        info.before.version !== info.after.version
+          ? persist(info.after)
+          : Effect.void,
+    })
+
+    const datagram = yield* Datagram.Datagram
+    const endpoint = yield* datagram.bind(me.client)
+    const sealer = Authentication.sealer(authentication, self, yield* Clock.currentTimeMillis)
+    const maxClients = (options.maxClientsPerServer ?? 10_000) * 2
+    const maxMessageBytes = options.maxMessageBytes ?? 8_192
+    // Where each client was last heard from; the oldest is forgotten past the bound.
+    const addresses = new Map<string, Address.Udp>()
+    const drop = (reason: string) =>
+      Metric.update(Metric.withAttributes(clientDatagramsDropped, { reason }), 1)
+
+    const receive = (received: Datagram.Received) =>
+      Effect.gen(function* () {
+        if (received.bytes.byteLength > maxMessageBytes) return yield* drop("too-large")
+        const payload = unverifiedPayload(!insecure, received.bytes)
+        if (payload === undefined) return yield* drop("unauthenticated")
+        const decoded = Message.clientRequestCodec.decode(payload)
+        if (Result.isFailure(decoded)) return yield* drop("undecodable")
+        const from = claimedSender(decoded.success)
+        const opened = sealer.open(from, yield* Clock.currentTimeMillis, received.bytes)
+        if ("dropped" in opened) return yield* drop(opened.dropped)
+        addresses.delete(from)
+        addresses.set(from, received.from)
+        if (addresses.size > maxClients) addresses.delete(addresses.keys().next().value!)
+        if (decoded.success._tag === "Beat") yield* Metric.update(clientHeartbeats, 1)
+        yield* running.command({ _tag: "FromClient", from, message: decoded.success })
+      })
+
+    const replyTo = (to: string, message: Message.ServerReply) =>
+      Effect.gen(function* () {
+        const address = addresses.get(to)
+        if (address === undefined) return
+        const encoded = Message.serverReplyCodec.encode(message)
+        if (Result.isFailure(encoded))
+          return yield* Effect.logError("cannot encode a reply", encoded.failure.message)
+        const sealed = sealer.seal(to, yield* Clock.currentTimeMillis, encoded.success)
+        yield* endpoint.send(address, sealed).pipe(Effect.ignore)
+      })
+
+    const observe = (event: Machine.Event) =>
+      Effect.gen(function* () {
+        if (event._tag === "Reply") return yield* replyTo(event.to, event.message)
+        if (event._tag !== "Ignored" && event._tag !== "Refused")
+          yield* Effect.logInfo(event._tag, event)
+        const state = yield* running.state
+        const nowMs = yield* Clock.currentTimeMillis
+        yield* Metric.update(
+          Metric.withAttributes(seatsInUse, { server: self, scope: "server" }),
+          Machine.seatsHeld(state, nowMs),
+        )
+        if (state.role === "leader") {
+          const used = Machine.poolSeatsInUse(state, nowMs, timing.leaseMs)
+          yield* Metric.update(
+            Metric.withAttributes(seatsInUse, { server: self, scope: "pool" }),
+            used,
+          )
+          yield* Metric.update(
+            Metric.withAttributes(seatsFree, { server: self }),
+            Math.max(0, Machine.capacityAt(state, nowMs) - used),
+          )
+        }
+      })
+
+    yield* Stream.runForEach(running.events, observe).pipe(Effect.forkScoped)
+    yield* Stream.runForEach(endpoint.messages, receive).pipe(Effect.forkScoped)
+
+    return {
+      self,
+      peerAddress: running.address,
+      clientAddress: endpoint.address,
+      state: running.state,
+      events: running.events,
+      join: running.join,
+    }
+  }).pipe(Effect.annotateLogs({ server: options.self }))

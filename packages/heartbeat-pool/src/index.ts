@@ -1,0 +1,13 @@
+/**
+ * @understudy/heartbeat-pool: a pool of servers with a leader and followers hands out leased
+ * allocations (license seats) that survive the death of any one server.
+ *
+ * @since 0.1.0
+ */
+export * as Admin from "./Admin.ts"
+export * as Client from "./Client.ts"
+export * as ClientMachine from "./ClientMachine.ts"
+export * as Machine from "./Machine.ts"
+export * as Message from "./Message.ts"
+export * as Server from "./Server.ts"
+export * as Signing from "./Signing.ts"
