@@ -151,7 +151,12 @@ export interface Options<S, Req, Res>
   readonly registrationTtlMs?: number
   /** Longest a `submit` waits for its answer. Default 5,000. */
   readonly submitTimeoutMs?: number
-  /** Attempts to register one epoch while the store is unavailable. Default 20. */
+  /**
+   * Attempts to register one epoch while the store is unavailable, after which the requests
+   * waiting for it fail with `Unavailable`; registering goes on (every 500 ms) for as long as
+   * this server is master at that epoch, so a name server back after an outage finds it
+   * again. Default 20.
+   */
   readonly registerAttemptsMax?: number
   /** Events kept for a slow `events` reader; older ones are dropped. Default 1,024. */
   readonly eventsCapacity?: number
@@ -419,8 +424,15 @@ export const make = <S, Req, Res>(
     /** Registers `m` (retrying while the store is unavailable) and watches for its loss. */
     const register = (m: Mastership): Effect.Effect<void> =>
       Effect.gen(function* () {
-        for (let attempt = 0; attempt < registerAttemptsMax; attempt++) {
-          if (mastership !== m || m.status !== "registering") return
+        // Bounded by the mastership: it ends when this server leaves the epoch or is fenced.
+        for (let attempt = 0; mastership === m && m.status === "registering"; attempt++) {
+          if (attempt === registerAttemptsMax) {
+            yield* Effect.logWarning("the name server is unreachable; still registering", {
+              group,
+              epoch: m.epoch,
+            })
+            yield* failAll(new Unavailable({ reason: "the name server is unreachable" }))
+          }
           const scope = yield* Scope.make()
           const outcome = yield* nameServer
             .register(group, holderName, m.epoch, { ttlMs })
@@ -481,12 +493,7 @@ export const make = <S, Req, Res>(
             epoch: m.epoch,
             error: error.message,
           })
-          yield* Effect.sleep(Math.min(50 * 2 ** attempt, 500))
-        }
-        if (mastership === m && m.status === "registering") {
-          m.status = "abandoned"
-          yield* Deferred.fail(m.ready, new NotMaster({ master: null }))
-          yield* failAll(new Unavailable({ reason: "the name server is unreachable" }))
+          yield* Effect.sleep(Math.min(50 * 2 ** Math.min(attempt, 4), 500))
         }
       })
 

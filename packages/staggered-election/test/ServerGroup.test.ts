@@ -5,7 +5,7 @@
  * to answer.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { MemoryStore, NameServer } from "@understudy/store"
+import { MemoryStore, NameServer, StoreError } from "@understudy/store"
 import { Ports } from "@understudy/testkit"
 import { Address, NodeDatagram } from "@understudy/transport"
 import { Effect, Exit, Layer, Option, Schema, Scope, Stream } from "effect"
@@ -41,7 +41,10 @@ const services = NameServer.layer.pipe(
 )
 
 /** Starts the group; each server lives in a scope of its own, so a test can stop one. */
-const startGroupWith = (apply: ServerGroup.Options<St, Req, number>["apply"]) =>
+const startGroupWith = (
+  apply: ServerGroup.Options<St, Req, number>["apply"],
+  extra: Partial<ServerGroup.Options<St, Req, number>> = {},
+) =>
   Effect.gen(function* () {
     const ports = yield* Effect.promise(() => Ports.freeUdpPorts(ids.length))
     const addresses = Object.fromEntries(
@@ -64,6 +67,7 @@ const startGroupWith = (apply: ServerGroup.Options<St, Req, number>["apply"]) =>
         floorDelayMs: 15,
         registrationTtlMs: 1_000,
         submitTimeoutMs: 2_000,
+        ...extra,
       }).pipe(Scope.provide(scope))
       running.set(id, { server, scope })
     }
@@ -289,6 +293,42 @@ describe("ServerGroup", () => {
         expect(first.master.self).toBe("s3")
       }).pipe(Effect.scoped, Effect.provide(services)),
     30_000,
+  )
+
+  it.live(
+    "a master that could not register through a long name-server outage registers once it is back",
+    () => {
+      const away = { value: true }
+      const flaky = Layer.effect(
+        NameServer.NameServer,
+        Effect.gen(function* () {
+          const names = yield* NameServer.NameServer
+          return NameServer.NameServer.of({
+            ...names,
+            register: (role, holder, epoch, options) =>
+              Effect.suspend(() =>
+                away.value
+                  ? Effect.fail(new StoreError.Unavailable({ detail: "name server away" }))
+                  : names.register(role, holder, epoch, options),
+              ),
+          })
+        }),
+      ).pipe(Layer.provide(NameServer.layer), Layer.provide(MemoryStore.layer))
+      return Effect.gen(function* () {
+        const running = yield* startGroupWith(apply, { registerAttemptsMax: 2 })
+        // Well past the attempts: the old code gave the registration up for good here.
+        yield* Effect.sleep(1_500)
+        const statuses = yield* Effect.forEach([...running.values()], ({ server }) => server.status)
+        expect(statuses.some((status) => status.serving)).toBe(false)
+        away.value = false
+        const master = statuses.find((status) => status.role === "master")!.self
+        const result = yield* running
+          .get(master)!
+          .server.submit({ clientId: "n", requestId: 1, request: { key: "n", add: 2 } })
+        expect(result).toBe(2)
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(flaky, NodeDatagram.layer)))
+    },
+    20_000,
   )
 
   it.live(
