@@ -8,10 +8,14 @@
 import * as dgram from "node:dgram"
 import * as net from "node:net"
 import { Cluster, Endpoint, type Replication } from "@understudy/multihome"
-import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
+import { Address, ClusterKey, NodeDatagram, NodeTransport } from "@understudy/transport"
 import { Effect, Exit, Fiber, Layer, Scope, Stream } from "effect"
 
 const layer = Layer.mergeAll(NodeDatagram.layer, NodeTransport.layer)
+
+// Both nodes share one cluster key: it authenticates their link (in production, read it
+// from a 0600 file with ClusterKey.readFile).
+const clusterKey = ClusterKey.generate()
 
 /** A UDP port free on both node addresses, and a TCP port for the intra-cluster link. */
 const freePorts = Effect.promise(async () => {
@@ -43,6 +47,7 @@ const node = (role: Cluster.Role, ports: { readonly udp: number; readonly tcp: n
       link: Address.tcp("127.0.0.3", ports.tcp),
       policy: { _tag: "EveryUpdate" } satisfies Replication.Policy,
       service: Cluster.services.echo,
+      clusterKey,
       // Quick timers for the example; RFC 9260's defaults are the library's defaults.
       config: { rtoInitialMs: 300, rtoMinMs: 100, rtoMaxMs: 500, pathMaxRetrans: 2 },
     }).pipe(Effect.provide(layer), Scope.provide(scope))

@@ -136,7 +136,7 @@ export const node = (
       policy: invocation.policy,
       service: Cluster.services[invocation.service],
       ...(store !== undefined ? { store } : {}),
-      ...(clusterKey !== undefined ? { clusterKey } : {}),
+      ...(clusterKey !== undefined ? { clusterKey } : { insecure: true }),
     }).pipe(Effect.provideContext(sockets))
 
     const identity: StatusReport["node"] = {

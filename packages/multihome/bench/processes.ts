@@ -6,8 +6,13 @@
  * calls it after every run, on errors and at exit. A receiver also exits by itself when its
  * stdin closes, i.e. when the bench process is gone however it ended.
  */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { JsonLinesProcess, Ports, Usrsctp } from "@understudy/testkit"
+import { ClusterKey } from "@understudy/transport"
+import { Effect } from "effect"
 
 const receiverScript = fileURLToPath(new URL("./receiver.ts", import.meta.url))
 
@@ -135,6 +140,10 @@ export const startCluster = async (options: {
   // 0.0.0.0, so it must be free there too.
   const udpPort = await Usrsctp.freeEncapsulationPort()
   const linkPort = await Ports.freeTcpPort(clusterHosts.secondary)
+  // The link is keyed, as by default: the bench measures the cost of the HMAC too.
+  const keyDirectory = mkdtempSync(join(tmpdir(), "multihome-bench-key-"))
+  const keyFile = join(keyDirectory, "cluster.key")
+  Effect.runSync(ClusterKey.generateFile(keyFile))
   const args = (role: "primary" | "secondary") => [
     "--mode",
     role,
@@ -152,11 +161,18 @@ export const startCluster = async (options: {
     String(linkPort),
     "--policy",
     options.policy,
+    "--cluster-key-file",
+    keyFile,
     ...(options.observe ? ["--observe"] : []),
   ]
-  const secondary = new Receiver("our secondary", args("secondary"))
-  await secondary.line("ready", readyTimeoutMs)
-  const primary = new Receiver("our primary", args("primary"))
-  await primary.line("ready", readyTimeoutMs)
-  return { primary, secondary, udpPort }
+  try {
+    const secondary = new Receiver("our secondary", args("secondary"))
+    await secondary.line("ready", readyTimeoutMs)
+    const primary = new Receiver("our primary", args("primary"))
+    await primary.line("ready", readyTimeoutMs)
+    return { primary, secondary, udpPort }
+  } finally {
+    // Both read it at start.
+    rmSync(keyDirectory, { recursive: true, force: true })
+  }
 }

@@ -27,7 +27,7 @@
  * It exits when its stdin closes (the bench process is gone) or on SIGTERM / SIGINT, so it
  * never outlives the bench.
  */
-import { Address, Datagram, NodeDatagram, NodeTransport } from "@understudy/transport"
+import { Address, ClusterKey, Datagram, NodeDatagram, NodeTransport } from "@understudy/transport"
 import { Duration, Effect, Layer, Stream } from "effect"
 import * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
@@ -210,6 +210,7 @@ const startNode = (role: Cluster.Role) =>
       addresses,
       link: Address.tcp(required("link-host"), port("link-port")),
       policy,
+      clusterKey: yield* ClusterKey.readFile(required("cluster-key-file")),
       service: (message, associationId) => {
         count(associationId, message.data)
         return Cluster.services.discard(message, associationId)

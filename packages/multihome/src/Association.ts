@@ -852,9 +852,9 @@ export const initAckFor = (options: {
   readonly tieTagPeer?: number
 }): Chunk.InitAck => {
   const { config, init } = options
-  const peerAddresses = S.listedAddresses(init.parameters).filter(
-    (host) => host !== S.canonicalHost(options.from.host),
-  )
+  const listed = S.listedAddresses(init.parameters)
+  const source = S.canonicalHost(options.from.host)
+  const peerAddresses = listed.filter((host) => host !== source)
   const contents: Cookie.CookieContents = {
     myTag: options.myTag,
     peerTag: init.initiateTag,
@@ -866,6 +866,7 @@ export const initAckFor = (options: {
     localPort: config.localPort,
     peerPort: options.peerPort,
     peerAddresses,
+    ...(peerAddresses.length < listed.length ? { sourceListed: true } : {}),
     createdMs: options.nowMs,
     lifespanMs: config.validCookieLifeMs,
     ...(init.parameters.some((p) => p._tag === "ForwardTsnSupported") ? { forwardTsn: true } : {}),

@@ -31,6 +31,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Metric,
   Option,
   PubSub,
   type Redacted,
@@ -115,11 +116,22 @@ export interface Options {
   readonly store?: Store.Store["Service"]
   /** Key prefix in the store (default `/understudy/multihome/`). */
   readonly storePrefix?: string
-  /** Authenticates the link (HMAC over every frame). */
+  /**
+   * Authenticates the link (HMAC over every frame): required, unless `insecure` says to
+   * run the link unauthenticated (whoever reaches it reads every association's state and
+   * cookie secrets, and can depose the primary).
+   */
   readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
+  /** Run the link without a `clusterKey`, explicitly (logged as a warning). */
+  readonly insecure?: boolean
   /** Keep-alive of the link: how fast a hung node is noticed. Default 100 / 500 ms. */
   readonly linkKeepAlive?: { readonly intervalMs: number; readonly timeoutMs: number }
-  /** How long an update waits for the secondary's ack before going on without it. Default 1,000 ms. */
+  /**
+   * The inexact policies: how long an update waits for the secondary's ack before going on
+   * without it. Default 1,000 ms. `every-update` never goes on without the ack while the
+   * link is up (the link's keep-alive closes it when the secondary hangs); with the link
+   * down it runs unprotected, and says so (`Unprotected`, {@link unprotectedMetric}).
+   */
   readonly ackTimeoutMs?: number
   /** Polled every `healthEveryMs` (default 200); `false` is an impending failure. */
   readonly healthCheck?: Effect.Effect<boolean>
@@ -136,6 +148,13 @@ export interface Options {
  */
 export type ClusterEvent =
   | { readonly _tag: "LinkUp"; readonly atMs: number }
+  /**
+   * The primary serves with no secondary holding its updates (the link is down, or was never
+   * up): what it acknowledges from now on dies with it. `Protected` ends it.
+   */
+  | { readonly _tag: "Unprotected"; readonly reason: string; readonly atMs: number }
+  /** A secondary holds the primary's updates again (the link is up, the state resent). */
+  | { readonly _tag: "Protected"; readonly atMs: number }
   | { readonly _tag: "LinkDown"; readonly reason: string; readonly atMs: number }
   | { readonly _tag: "TookOver"; readonly associations: number; readonly atMs: number }
   /** The secondary took over while this primary was away (hung, partitioned): it fell silent. */
@@ -186,6 +205,8 @@ export interface Status {
   readonly role: Role | "active-secondary" | "deposed" | "handed-over"
   readonly policy: string
   readonly link: "up" | "down"
+  /** A primary serving with no secondary holding its updates (see `Unprotected`). */
+  readonly unprotected: boolean
   /** Primary: messages planned and acknowledged; secondary: applied. */
   readonly replication: {
     readonly shipped: number
@@ -231,6 +252,31 @@ export class ClusterError extends Data.TaggedError("ClusterError")<{ readonly de
 // The node
 // ---------------------------------------------------------------------------------------
 
+/**
+ * 1 while this node serves with no secondary holding its updates (a primary whose link is
+ * down, a secondary that took over), else 0.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const unprotectedMetric = Metric.gauge("understudy_multihome_unprotected", {
+  description: "1 while the node serves associations with no standby holding their state",
+})
+
+/**
+ * Updates a primary released with no secondary to hold them.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const unprotectedUpdatesMetric = Metric.counter(
+  "understudy_multihome_unprotected_updates_total",
+  {
+    description: "Association updates released while no standby held the state",
+    incremental: true,
+  },
+)
+
 const defaultStorePrefix = "/understudy/multihome/"
 
 /**
@@ -256,10 +302,20 @@ export const make = (
     }
     const ackTimeoutMs = options.ackTimeoutMs ?? 1_000
     const storePrefix = options.storePrefix ?? defaultStorePrefix
+    if (options.clusterKey === undefined && options.insecure !== true) {
+      return yield* new ClusterError({
+        detail:
+          "the intra-cluster link needs a clusterKey (or insecure: true to run it unauthenticated)",
+      })
+    }
+    if (options.clusterKey === undefined) {
+      yield* Effect.logWarning("the intra-cluster link runs unauthenticated (insecure: true)")
+    }
     if (options.policy._tag === "StateNode" && options.store === undefined) {
       return yield* new ClusterError({ detail: "the state-node policy needs a store" })
     }
-    const events = yield* PubSub.unbounded<ClusterEvent>()
+    // A slow reader loses the oldest events, never the node's progress.
+    const events = yield* PubSub.sliding<ClusterEvent>(1_024)
     const publish = (event: ClusterEvent) => PubSub.publish(events, event)
     const now = Clock.currentTimeMillis
 
@@ -300,6 +356,20 @@ export const make = (
       for (const waiter of ackWaiters.splice(0)) yield* Deferred.succeed(waiter.done, undefined)
     })
 
+    /** Whether this node serves with nobody holding its updates (see `Unprotected`). */
+    let unprotected = false
+    const protection = (now_: boolean, reason: string) =>
+      Effect.gen(function* () {
+        if (unprotected === now_) return
+        unprotected = now_
+        yield* Metric.update(unprotectedMetric, now_ ? 1 : 0)
+        const atMs = yield* now
+        if (now_) {
+          yield* Effect.logWarning(`serving unprotected: ${reason}`)
+          yield* publish({ _tag: "Unprotected", reason, atMs })
+        } else yield* publish({ _tag: "Protected", atMs })
+      })
+
     const ship = (messages: ReadonlyArray<Replication.Message>) =>
       link === undefined || messages.length === 0
         ? Effect.void
@@ -310,17 +380,21 @@ export const make = (
         if (link === undefined || closing || acknowledged >= seq) return
         const done = yield* Deferred.make<void>()
         ackWaiters.push({ seq, done })
-        yield* Deferred.await(done).pipe(Effect.timeoutOption(Duration.millis(ackTimeoutMs)))
+        // every-update keeps its word: no SACK before the secondary has the update, unless
+        // the link goes down (then `releaseAll`, and the node says it is unprotected).
+        if (options.policy._tag === "EveryUpdate") yield* Deferred.await(done)
+        else yield* Deferred.await(done).pipe(Effect.timeoutOption(Duration.millis(ackTimeoutMs)))
       })
 
     const storeKey = (association: number) => `${storePrefix}association/${association}`
 
-    /** How many aliases the secondary has been sent (the table only grows). */
-    let aliasesShipped = 0
+    /** The alias table the secondary was last sent (entries come and go with associations). */
+    let aliasesShipped = ""
     const shipAliasesIfGrown = Effect.gen(function* () {
       const table = yield* endpoint.aliases
-      if (table.length === aliasesShipped || link === undefined) return
-      aliasesShipped = table.length
+      const key = JSON.stringify(table)
+      if (key === aliasesShipped || link === undefined) return
+      aliasesShipped = key
       yield* ship([shipper.aliases(table)])
     })
 
@@ -330,6 +404,9 @@ export const make = (
       Effect.gen(function* () {
         if (role === "secondary") return
         const plan = shipper.onUpdate(update)
+        if (unprotected && plan.messages.length > 0) {
+          yield* Metric.update(unprotectedUpdatesMetric, 1)
+        }
         if (update.created) yield* shipAliasesIfGrown
         yield* ship(plan.messages)
         if (plan.store !== undefined && options.store !== undefined) {
@@ -485,6 +562,7 @@ export const make = (
         replicas.cumulativeAcks.clear()
         tookOver = true
         yield* publish({ _tag: "TookOver", associations: adopted, atMs: yield* now })
+        yield* protection(true, "took over: no standby behind this node")
         yield* Effect.logInfo(`took over ${adopted} associations: ${why}`)
       })
 
@@ -497,10 +575,11 @@ export const make = (
         yield* publish({ _tag: "LinkUp", atMs: yield* now })
         if (options.role === "primary") {
           const listener = yield* endpoint.listenerSecrets
-          aliasesShipped = 0
+          aliasesShipped = ""
           yield* ship([shipper.secrets(listener)])
           yield* shipAliasesIfGrown
           yield* ship(shipper.resend())
+          if (role === "primary") yield* protection(false, "")
         }
         yield* Stream.runForEach(connection.messages, (message) =>
           Effect.gen(function* () {
@@ -540,8 +619,11 @@ export const make = (
         link = undefined
         yield* releaseAll
         yield* publish({ _tag: "LinkDown", reason: reason._tag, atMs: yield* now })
+        if (role === "primary") yield* protection(true, `the link closed (${reason._tag})`)
         if (options.role === "secondary") yield* takeOver(`the link closed (${reason._tag})`)
       })
+
+    if (options.role === "primary") yield* protection(true, "no secondary linked yet")
 
     if (options.role === "secondary") {
       const listener = yield* transport
@@ -633,6 +715,7 @@ export const make = (
         role,
         policy: Replication.formatPolicy(options.policy),
         link: link === undefined ? "down" : "up",
+        unprotected,
         replication: {
           shipped: shipper.lastSeq,
           acknowledged,

@@ -8,7 +8,8 @@
  *
  * ```text
  *  0  u8  version (1)   1  u8  flags (bit 0: Tie-Tags present, bit 1: extra present,
- *                                      bit 2: forwardTsn)   2 u16 reserved (0)
+ *                                      bit 2: forwardTsn, bit 3: sourceListed)
+ *                                      2 u16 reserved (0)
  *  4  u32 myTag                  8  u32 peerTag
  * 12  u32 myInitialTsn          16  u32 peerInitialTsn                   20 u32 peerRwnd
  * 24  u16 outboundStreams       26  u16 inboundStreams
@@ -90,6 +91,11 @@ export interface CookieContents {
   readonly tieTagPeer?: number
   /** The peer's INIT offered Forward-TSN-Supported (RFC 3758 PR-SCTP); absent: no. */
   readonly forwardTsn?: boolean
+  /**
+   * The INIT listed its own source address (absent: no); `peerAddresses` never holds it.
+   * The endpoint's loopback rule depends on it (`Endpoint.loopbackAlias`).
+   */
+  readonly sourceListed?: boolean
   /** Opaque bytes for the caller (at most 65,535), authenticated with the rest; for
    * whatever else the association wants back from COOKIE ECHO. */
   readonly extra?: Uint8Array
@@ -280,7 +286,10 @@ export const seal = (secrets: CookieSecrets, contents: CookieContents): Uint8Arr
   view.setUint8(0, version)
   view.setUint8(
     1,
-    (hasTieTags ? 1 : 0) | (extra !== undefined ? 2 : 0) | (contents.forwardTsn === true ? 4 : 0),
+    (hasTieTags ? 1 : 0) |
+      (extra !== undefined ? 2 : 0) |
+      (contents.forwardTsn === true ? 4 : 0) |
+      (contents.sourceListed === true ? 8 : 0),
   )
   for (const [index, value] of u32s.entries()) view.setUint32(4 + 4 * index, value)
   for (const [index, value] of u16s.entries()) view.setUint16(24 + 2 * index, value)
@@ -364,7 +373,7 @@ const decode = (body: Uint8Array): CookieContents | undefined => {
   const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
   if (view.getUint8(0) !== version) return undefined
   const flags = view.getUint8(1)
-  if ((flags & ~7) !== 0) return undefined
+  if ((flags & ~15) !== 0) return undefined
   const hasTieTags = (flags & 1) === 1
   let offset = fixedLength
   let tieTags: { tieTagLocal: number; tieTagPeer: number } | undefined
@@ -408,6 +417,7 @@ const decode = (body: Uint8Array): CookieContents | undefined => {
     lifespanMs: view.getUint32(40),
     ...tieTags,
     ...((flags & 4) === 4 ? { forwardTsn: true } : {}),
+    ...((flags & 8) === 8 ? { sourceListed: true } : {}),
     ...extra,
   }
 }

@@ -493,8 +493,49 @@ export const make = (
 
     const byTag = new Map<number, Entry>()
     const all = new Map<number, Entry>()
-    /** Loopback sources and the address to answer them at (see {@link loopbackAlias}). */
+    /**
+     * Loopback sources and the address to answer them at (see {@link loopbackAlias}). An
+     * entry is learned only with an association (its creation, or our INIT's INIT ACK) and
+     * removed with the last association it serves (`owners`): a bare INIT, which anyone can
+     * send, never redirects a peer's address. Replicated entries (`addAliases`) have no
+     * owner here. At most `maxAliases` entries.
+     */
     const aliases = new Map<string, string>()
+    const aliasOwners = new Map<string, number>()
+    const aliasesOfEntry = new Map<number, Array<string>>()
+    const setAlias = (key: string, host: string, owner: Entry | undefined): void => {
+      if (!aliases.has(key) && aliases.size >= maxAliases) {
+        drop("AliasTableFull")
+        return
+      }
+      aliases.set(key, host)
+      if (owner === undefined) return
+      aliasOwners.set(key, (aliasOwners.get(key) ?? 0) + 1)
+      const owned = aliasesOfEntry.get(owner.id) ?? []
+      owned.push(key)
+      aliasesOfEntry.set(owner.id, owned)
+    }
+    const releaseAliases = (entry: Entry): void => {
+      for (const key of aliasesOfEntry.get(entry.id) ?? []) {
+        const left = (aliasOwners.get(key) ?? 1) - 1
+        if (left > 0) aliasOwners.set(key, left)
+        else {
+          aliasOwners.delete(key)
+          aliases.delete(key)
+        }
+      }
+      aliasesOfEntry.delete(entry.id)
+    }
+    /** The alias a new association from `from` needs, by its INIT's addresses (the cookie's). */
+    const tieCreationAlias = (
+      entry: Entry,
+      from: Association.PeerAddress,
+      cookie: Cookie.CookieContents,
+    ): void => {
+      if (cookie.sourceListed === true) return
+      const alias = aliasFor(canonicalHost(from.host), cookie.peerAddresses, hostAddresses)
+      if (alias !== undefined) setAlias(udpKey(from.host, from.udpPort), alias, entry)
+    }
     const aliasing = options.loopbackAliasing ?? true
     const hostAddresses = aliasing ? (options.hostAddresses ?? interfaceAddresses()) : []
     let nextId = 1
@@ -572,6 +613,7 @@ export const make = (
         if (entry.gone) return
         entry.gone = true
         all.delete(entry.id)
+        releaseAliases(entry)
         if (byTag.get(entry.myTag) === entry) byTag.delete(entry.myTag)
         for (const timer of entry.timers.values()) timer.fiber?.interruptUnsafe()
         entry.timers.clear()
@@ -693,10 +735,11 @@ export const make = (
     /** Datagrams encoded and not yet handed to the socket (see `flush`). */
     let outbox: Array<{ readonly to: Address.Udp; readonly bytes: Uint8Array }> = []
 
-    const transmit = (to: Association.PeerAddress, packet: Packet.Packet): void => {
+    const transmit = (to: Association.PeerAddress, packet: Packet.Packet, via?: string): void => {
       const bytes = Packet.encode(packet)
       const host =
-        aliases.size === 0 ? to.host : (aliases.get(udpKey(to.host, to.udpPort)) ?? to.host)
+        via ??
+        (aliases.size === 0 ? to.host : (aliases.get(udpKey(to.host, to.udpPort)) ?? to.host))
       stats.packetsOut++
       stats.bytesOut += bytes.byteLength
       // The machine keeps each path's UDP port as last seen from it (RFC 6951 §5.5).
@@ -963,13 +1006,14 @@ export const make = (
           const input: Association.Input = { _tag: "Receive", from, packet, nowMs }
           const tag = packet.verificationTag >>> 0
           const first = packet.chunks[0]
-          if (aliasing && (first?._tag === "Init" || first?._tag === "InitAck")) {
-            const alias = loopbackAlias(from.host, first, hostAddresses)
-            if (alias !== undefined) aliases.set(udpKey(from.host, from.udpPort), alias)
-          }
           const demultiplex = () =>
             (tag === 0 ? undefined : byTag.get(tag)) ?? findByPeer(from.host, packet.sourcePort)
           let entry = demultiplex()
+          // The INIT ACK of our own INIT: the association it answers owns the alias.
+          if (aliasing && first?._tag === "InitAck" && entry !== undefined && !entry.gone) {
+            const alias = loopbackAlias(from.host, first, hostAddresses)
+            if (alias !== undefined) setAlias(udpKey(from.host, from.udpPort), alias, entry)
+          }
           if (entry === undefined && options.intercept !== undefined) {
             const consumed = yield* options.intercept({ from, packet, bytes: received.bytes })
             if (consumed) continue
@@ -988,7 +1032,12 @@ export const make = (
           }
           const result = Listener.onUnknownPacket(listener, input)
           if (result.association === undefined) {
-            performLoose(result.outputs)
+            // An INIT's INIT ACK goes where a local peer listens; nothing is remembered.
+            const via =
+              aliasing && first?._tag === "Init"
+                ? loopbackAlias(from.host, first, hostAddresses)
+                : undefined
+            performLoose(result.outputs, via)
             continue
           }
           const created = yield* register(result.association, {
@@ -996,6 +1045,9 @@ export const make = (
             udpPort: from.udpPort,
             port: packet.sourcePort,
           })
+          if (aliasing && result.cookie !== undefined) {
+            tieCreationAlias(created, from, result.cookie)
+          }
           record(created, input, true, result.outputs)
           if (!Queue.offerUnsafe(accepted, created.handle)) {
             drop("BacklogFull")
@@ -1012,9 +1064,9 @@ export const make = (
       })
 
     /** Outputs of the Listener that belong to no association (INIT ACK, OOTB answers). */
-    const performLoose = (outputs: ReadonlyArray<Association.Output>): void => {
+    const performLoose = (outputs: ReadonlyArray<Association.Output>, via?: string): void => {
       for (const output of outputs) {
-        if (output._tag === "Transmit") transmit(output.to, output.packet)
+        if (output._tag === "Transmit") transmit(output.to, output.packet, via)
         else if (output._tag === "Event" && output.event._tag === "Dropped") {
           drop(output.event.reason)
         }
@@ -1250,7 +1302,6 @@ export const make = (
       serialised(
         Effect.gen(function* () {
           const nowMs = yield* Clock.currentTimeMillis
-          if (aliasing) addAliases(aliasesOf(state))
           const status = Association.info(state)
           const primary =
             status.paths.find((path) => path.host === status.primary) ?? status.paths[0]
@@ -1259,6 +1310,11 @@ export const make = (
             udpPort: primary?.udpPort ?? 0,
             port: status.peerPort,
           })
+          if (aliasing) {
+            for (const alias of aliasesOf(state)) {
+              setAlias(udpKey(alias.from.host, alias.from.udpPort), alias.host, entry)
+            }
+          }
           if (status.state !== "CookieWait" && status.state !== "CookieEchoed") {
             yield* Deferred.succeed(entry.up, undefined)
           }
@@ -1269,7 +1325,8 @@ export const make = (
       )
 
     const addAliases = (list: ReadonlyArray<Alias>) => {
-      for (const alias of list) aliases.set(udpKey(alias.from.host, alias.from.udpPort), alias.host)
+      for (const alias of list)
+        setAlias(udpKey(alias.from.host, alias.from.udpPort), alias.host, undefined)
     }
 
     return {
@@ -1326,6 +1383,9 @@ export const make = (
 
 const udpKey = (host: string, port: number) => `${port}|${host}`
 
+/** Entries of the loopback alias table: far more than the loopback peers of one host. */
+const maxAliases = 1_024
+
 const isSpecificIp = (host: string) =>
   (parseIpv4(host) !== undefined || parseIpv6(host) !== undefined) &&
   host !== "0.0.0.0" &&
@@ -1353,9 +1413,16 @@ export const loopbackAlias = (
   chunk: Chunk.Init | Chunk.InitAck,
   hostAddresses: ReadonlyArray<string> = [],
 ): string | undefined => {
-  const host = canonicalHost(sourceHost)
+  return aliasFor(canonicalHost(sourceHost), listedAddresses(chunk.parameters), hostAddresses)
+}
+
+/** {@link loopbackAlias} for a canonical source host and the addresses the peer listed. */
+const aliasFor = (
+  host: string,
+  listed: ReadonlyArray<string>,
+  hostAddresses: ReadonlyArray<string>,
+): string | undefined => {
   if (!isLoopback(host)) return undefined
-  const listed = listedAddresses(chunk.parameters)
   if (listed.includes(host)) return undefined
   const v6 = host.includes(":")
   const candidates = listed.length > 0 ? listed : hostAddresses.map(canonicalHost)

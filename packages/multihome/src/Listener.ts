@@ -56,6 +56,8 @@ export const makeListener = (config: Association.Config, seed: S.Seed, nowMs = 0
 export interface Outcome {
   readonly outputs: Array<Association.Output>
   readonly association?: Association.State
+  /** The opened cookie the association was created from. */
+  readonly cookie?: Cookie.CookieContents
 }
 
 type Receive = Extract<Association.Input, { _tag: "Receive" }>
@@ -167,7 +169,7 @@ const onCookieEcho = (listener: Listener, input: Receive, echo: Chunk.CookieEcho
     S.childSeed(listener.rng),
     listener.cookieSecrets,
   )
-  return { outputs: created.outputs, association: created.state }
+  return { outputs: created.outputs, association: created.state, cookie: contents }
 }
 
 /** §8.4: out-of-the-blue packets. */

@@ -16,7 +16,10 @@
  * - `every-update`: a snapshot when an association is created, then its inputs after every
  *   update; the primary performs an update's outputs (its SACKs, its DATA) only once the
  *   secondary acknowledged it, so whatever the peer saw acknowledged or sent, the secondary
- *   has: nothing is lost whenever the primary dies.
+ *   has: nothing is lost whenever the primary dies — while a secondary is linked. With the
+ *   link down (the secondary died or hung: its keep-alive timed out) the primary serves on
+ *   alone and says so (`Cluster`'s `Unprotected` event, `status.unprotected`, the
+ *   `understudy_multihome_unprotected` gauge) until a secondary links up again.
  * - `interval`: a snapshot of every association that changed, every `everyMs`.
  * - `on-event`: a snapshot when an update raises one of the named events.
  * - `on-impending-failure`: one snapshot of everything when the node is told it is about to

@@ -7,7 +7,7 @@
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Ports, Usrsctp } from "@understudy/testkit"
-import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
+import { Address, ClusterKey, NodeDatagram, NodeTransport } from "@understudy/transport"
 import { Duration, Effect, Exit, Layer, Scope } from "effect"
 import * as Cluster from "../src/Cluster.ts"
 import * as Replication from "../src/Replication.ts"
@@ -16,6 +16,9 @@ import { eventually } from "./support/endpoint-support.ts"
 afterEach(() => Usrsctp.killAll())
 
 const layer = Layer.mergeAll(NodeDatagram.layer, NodeTransport.layer)
+
+/** The two nodes' shared key: the link is authenticated, as by default. */
+const clusterKey = ClusterKey.generate()
 
 /** usrsctp's timers shortened through the tune shim, so its failover takes about a second. */
 const fastPeer = {
@@ -45,6 +48,7 @@ const startNode = (
       policy,
       service,
       config: { rtoInitialMs: 300, rtoMinMs: 100, rtoMaxMs: 1_000, heartbeatIntervalMs: 500 },
+      clusterKey,
     }).pipe(Effect.provide(layer), Scope.provide(scope))
     return { node, scope }
   })

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, StoreError } from "@understudy/store"
 import { Address, SimNet } from "@understudy/transport"
-import { Effect, Fiber, type Scope, Stream } from "effect"
+import { Effect, Fiber, Metric, Redacted, type Scope, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
 import * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
@@ -32,6 +32,9 @@ const quick: Partial<Association.Config> = {
   heartbeatIntervalMs: 1_000,
 }
 
+/** The link is keyed, as by default. */
+const clusterKey = Redacted.make(new Uint8Array(32).fill(7))
+
 const policyOf = (text: string): Replication.Policy => {
   const policy = Replication.parsePolicy(text)
   if (policy instanceof Replication.PolicyError) throw policy
@@ -45,7 +48,11 @@ interface Setup {
 
 const startCluster = (
   policyText: string,
-  options: { readonly store?: boolean; readonly storeDown?: boolean } = {},
+  options: {
+    readonly store?: boolean
+    readonly storeDown?: boolean
+    readonly linkKeepAlive?: Cluster.Options["linkKeepAlive"]
+  } = {},
 ) =>
   Effect.gen(function* () {
     const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
@@ -73,7 +80,11 @@ const startCluster = (
             policy: policyOf(policyText),
             config: quick,
             seed: role === "primary" ? 11 : 12,
+            clusterKey,
             ...(store !== undefined ? { store } : {}),
+            ...(options.linkKeepAlive !== undefined
+              ? { linkKeepAlive: options.linkKeepAlive }
+              : {}),
           })
           nodes.set(role, node)
           return yield* Effect.never
@@ -370,5 +381,65 @@ describe("Cluster on SimNet", () => {
         expect(stats.associations).toBe(count)
         expect(stats.dropped.BacklogFull).toBeUndefined()
       }),
+  )
+
+  it.effect(
+    "every-update: no echo leaves before the secondary has it; with the link down the primary says it is unprotected",
+    () =>
+      Effect.gen(function* () {
+        // A slow link detector (5 s), so that an ack that does not come is not noticed at once.
+        const setup = yield* startCluster("every-update", {
+          linkKeepAlive: { intervalMs: 1_000, timeoutMs: 5_000 },
+        })
+        const primary = setup.nodes.get("primary")!
+        const events = yield* Effect.forkScoped(
+          primary.events.pipe(
+            Stream.filter((event) => event._tag === "Unprotected"),
+            Stream.take(1),
+            Stream.runCollect,
+          ),
+        )
+        const association = yield* startPeer(setup.net)
+        yield* advance(1_000)
+        expect((yield* within(1_000, primary.status)).unprotected).toBe(false)
+        const echo = yield* Effect.forkScoped(
+          association.messages.pipe(Stream.take(1), Stream.runCollect),
+        )
+        // The secondary can not ack (the peer still reaches both nodes).
+        yield* setup.net.partition([primaryHost], [secondaryHost])
+        yield* association.send(0, 1, numbered(1))
+        yield* advance(3_000)
+        // Past the old 1 s ack time-out: still no echo, since nobody else holds it.
+        expect(echo.pollUnsafe()).toBeUndefined()
+        yield* advance(4_000)
+        // The link timed out: the primary goes on alone, and says so.
+        const [message] = yield* within(10_000, Fiber.join(echo))
+        expect(numberOf(message!.data)).toBe(1)
+        const [unprotected] = yield* within(1_000, Fiber.join(events))
+        expect(unprotected).toMatchObject({ _tag: "Unprotected" })
+        expect((yield* within(1_000, primary.status)).unprotected).toBe(true)
+        expect(yield* Metric.value(Cluster.unprotectedMetric)).toMatchObject({ value: 1 })
+      }),
+  )
+
+  it.effect("refuses to start without a cluster key unless insecure is explicit", () =>
+    Effect.gen(function* () {
+      const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+      const make = (insecure: boolean) =>
+        Cluster.make({
+          role: "secondary",
+          bind: Address.udp(secondaryHost, udpPort),
+          port: sctpPort,
+          addresses: [primaryHost, secondaryHost],
+          link: Address.tcp(secondaryHost, linkPort),
+          policy: policyOf("every-update"),
+          seed: 1,
+          ...(insecure ? { insecure } : {}),
+        }).pipe(Effect.provide(net.layer(secondaryHost)), Effect.scoped, Effect.flip, Effect.option)
+      const refused = yield* make(false)
+      expect(refused._tag).toBe("Some")
+      expect(refused._tag === "Some" && refused.value.detail).toMatch(/needs a clusterKey/)
+      expect((yield* make(true))._tag).toBe("None")
+    }),
   )
 })
