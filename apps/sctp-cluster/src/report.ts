@@ -39,6 +39,9 @@ export const formatStatus = (report: StatusReport): string => {
   lines.push(`endpoint     ${node.addresses.join(", ")} SCTP port ${node.port}, ${node.service}`)
   lines.push(`policy       ${report.policy}`)
   lines.push(`link         ${report.link} (${node.link})`)
+  if (report.unprotected) {
+    lines.push("protection   NONE: no secondary holds this node's updates; they die with it")
+  }
   const lag = replication.lagMs === undefined ? "no exchange yet" : `${replication.lagMs} ms ago`
   lines.push(
     `replication  shipped ${count(replication.shipped)}, acknowledged ${count(replication.acknowledged)}, applied ${count(replication.applied)}; last ${lag}`,

@@ -170,6 +170,7 @@ describe("status report", () => {
     role: "primary",
     policy: "every-update",
     link: "up",
+    unprotected: false,
     replication: { shipped: 1200, acknowledged: 1199, applied: 0, lagMs: 3 },
     associations: [
       {
@@ -247,5 +248,9 @@ describe("status report", () => {
     expect(text).toContain("path [::1]:9899  unconfirmed  inactive  rto 3000 ms  srtt -")
     expect(text).toContain("dropped: BadChecksum 1")
     expect(formatStatus({ ...report, associations: [] })).toContain("associations none")
+    expect(text).not.toContain("protection")
+    expect(formatStatus({ ...report, link: "down", unprotected: true })).toContain(
+      "protection   NONE: no secondary holds this node's updates",
+    )
   })
 })
