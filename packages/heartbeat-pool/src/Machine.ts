@@ -717,8 +717,9 @@ export const make = (config: Config): Pool => {
       ])
     }
     if (message.term > state.durable.term) {
-      next = setDurable(next, { term: message.term, votedFor: null })
+      // Step down first, so `SteppedDown` names the term this server led.
       next = becomeFollower(next, message._tag === "Heartbeat" ? from : undefined, nowMs, outputs)
+      next = setDurable(next, { term: message.term, votedFor: null })
     }
     const result = dispatch(next, from, message, nowMs, outputs)
     return M.result(result, outputs)

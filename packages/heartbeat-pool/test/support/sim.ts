@@ -106,7 +106,12 @@ export const nodeMachine = (world: World): M.Machine<NodeState, Msg, never, Node
         ...after.durable,
         record: Array.from(
           HashMap.values(after.record),
-          ({ lastSeq: _, renewable: __, ...allocation }) => allocation,
+          ({ client, seats, grantedAtMs, expiresAtMs }) => ({
+            client,
+            seats,
+            grantedAtMs,
+            expiresAtMs,
+          }),
         ),
       })
     }

@@ -1,0 +1,477 @@
+/**
+ * The pool machine step by step, one behaviour of the source document's claims per test.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Machine as M } from "@understudy/machine"
+import { HashMap } from "effect"
+import * as Machine from "../src/Machine.ts"
+import type * as Message from "../src/Message.ts"
+import { fakeCrypto, license, timing } from "./support/sim.ts"
+
+const servers = ["s1", "s2", "s3"]
+const pool = Machine.make({ servers, ...timing, crypto: fakeCrypto, initialLicense: license(2) })
+type Out = ReadonlyArray<M.Output<Message.Peer, Machine.Event>>
+
+const start = (self: string, nowMs = 0) =>
+  pool.init({ self, peers: servers.filter((server) => server !== self), nowMs }).state
+const step = (state: Machine.State, input: M.Input<Message.Peer, Machine.Command>) =>
+  pool.step(state, input)
+const sends = (outputs: Out, tag: Message.Peer["_tag"]) =>
+  outputs.filter(
+    (output): output is M.Send<Message.Peer> =>
+      output._tag === "Send" && output.message._tag === tag,
+  )
+const events = (outputs: Out) => M.events(outputs)
+const replies = (outputs: Out) =>
+  events(outputs).flatMap((event) => (event._tag === "Reply" ? [event.message] : []))
+const fromClient = (from: string, message: Message.ClientRequest, nowMs: number) =>
+  M.command<Machine.Command>({ _tag: "FromClient", from, message }, nowMs)
+
+/** s1 elected leader of term 1 at 605 ms, records merged, settled at `nowMs` (past 605 + lease). */
+const leader = (nowMs = 3_000): Machine.State => {
+  let state = step(start("s1"), M.timerFired(Machine.electionTimer, 600)).state
+  state = step(state, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605)).state
+  expect(state.role).toBe("leader")
+  for (const follower of ["s2", "s3"]) {
+    state = step(
+      state,
+      M.receive(
+        follower,
+        { _tag: "HeartbeatAck", term: 1, seq: 1, version: 0, used: 0, sequence: 1 },
+        610,
+      ),
+    ).state
+    state = step(
+      state,
+      M.receive(
+        follower,
+        { _tag: "Record", term: 1, version: 0, part: 0, parts: 1, allocations: [] },
+        611,
+      ),
+    ).state
+  }
+  // Heartbeats acknowledged until past the settling time after the election.
+  for (let atMs = 700; atMs < nowMs; atMs += 100) {
+    state = step(state, M.timerFired(Machine.tickTimer, atMs)).state
+    const seq = state.leaderState!.seq
+    for (const follower of ["s2", "s3"]) {
+      state = step(
+        state,
+        M.receive(
+          follower,
+          { _tag: "HeartbeatAck", term: 1, seq, version: 0, used: 0, sequence: 1 },
+          atMs + 1,
+        ),
+      ).state
+    }
+  }
+  return state
+}
+
+describe("heartbeat pool machine", () => {
+  it("claim 22: a follower that misses heartbeats sends a check message first, and stands only if it goes unanswered", () => {
+    let follower = start("s2")
+    follower = step(
+      follower,
+      M.receive(
+        "s1",
+        {
+          _tag: "Heartbeat",
+          term: 1,
+          seq: 1,
+          sequence: 1,
+          authorityUntilMs: 0,
+          wantRecord: false,
+          live: servers,
+        },
+        10,
+      ),
+    ).state
+    // Heartbeats stop: after the follower time-out, a check goes to the leader, not an election.
+    const missed = step(follower, M.timerFired(Machine.tickTimer, 10 + timing.followerTimeoutMs))
+    expect(sends(missed.outputs, "Check").map((send) => send.to)).toEqual(["s1"])
+    expect(events(missed.outputs).some((event) => event._tag === "ElectionStarted")).toBe(false)
+    // Answered: the leader is alive, no election.
+    const answered = step(missed.state, M.receive("s1", { _tag: "CheckReply", term: 1 }, 620))
+    expect(events(answered.outputs).map((event) => event._tag)).toContain("LeaderConfirmed")
+    const later = step(answered.state, M.timerFired(Machine.tickTimer, 700))
+    expect(
+      later.outputs.some(
+        (output) => output._tag === "SetTimer" && output.timer === Machine.electionTimer,
+      ),
+    ).toBe(false)
+    // Unanswered: after the check time-out the election timer is set, then it stands.
+    const unanswered = step(
+      missed.state,
+      M.timerFired(Machine.tickTimer, 10 + timing.followerTimeoutMs + timing.checkTimeoutMs),
+    )
+    expect(
+      unanswered.outputs.some(
+        (output) => output._tag === "SetTimer" && output.timer === Machine.electionTimer,
+      ),
+    ).toBe(true)
+    const stood = step(unanswered.state, M.timerFired(Machine.electionTimer, 900))
+    expect(events(stood.outputs)).toContainEqual({ _tag: "ElectionStarted", term: 2 })
+    expect(stood.state.durable).toEqual({ term: 2, votedFor: "s2", license: license(2) })
+  })
+
+  it("claim 21: the leader marks a follower down when its acknowledgements stop", () => {
+    let state = leader()
+    let downs: Array<Machine.Event> = []
+    for (let nowMs = 3_000; nowMs <= 3_000 + timing.downAfterMs + 200; nowMs += 100) {
+      const result = step(state, M.timerFired(Machine.tickTimer, nowMs))
+      state = step(
+        result.state,
+        M.receive(
+          "s2",
+          {
+            _tag: "HeartbeatAck",
+            term: 1,
+            seq: result.state.leaderState!.seq,
+            version: 0,
+            used: 0,
+            sequence: 1,
+          },
+          nowMs + 1,
+        ),
+      ).state
+      downs = downs.concat(events(result.outputs).filter((event) => event._tag === "FollowerDown"))
+    }
+    expect(downs).toEqual([{ _tag: "FollowerDown", server: "s3", term: 1 }])
+  })
+
+  it("claims 23, 40: a new leader heartbeats the followers, which send their records, merged into the pool record", () => {
+    let state = step(start("s1"), M.timerFired(Machine.electionTimer, 600)).state
+    const elected = step(state, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605))
+    expect(
+      sends(elected.outputs, "Heartbeat").map((send) => [
+        send.to,
+        (send.message as { wantRecord: boolean }).wantRecord,
+      ]),
+    ).toEqual([
+      ["s2", true],
+      ["s3", true],
+    ])
+    state = elected.state
+    const allocation = (client: string): Message.Allocation => ({
+      client,
+      seats: 1,
+      grantedAtMs: 100,
+      expiresAtMs: 5_000,
+    })
+    // s2's record in two parts, s3's in one.
+    state = step(
+      state,
+      M.receive(
+        "s2",
+        { _tag: "Record", term: 1, version: 7, part: 1, parts: 2, allocations: [allocation("b")] },
+        610,
+      ),
+    ).state
+    expect(Machine.poolRecord(state)).toEqual(new Set())
+    const merged = step(
+      state,
+      M.receive(
+        "s2",
+        { _tag: "Record", term: 1, version: 7, part: 0, parts: 2, allocations: [allocation("a")] },
+        611,
+      ),
+    )
+    expect(events(merged.outputs)).toContainEqual({
+      _tag: "RecordMerged",
+      server: "s2",
+      version: 7,
+      allocations: 2,
+    })
+    state = step(
+      merged.state,
+      M.receive(
+        "s3",
+        { _tag: "Record", term: 1, version: 3, part: 0, parts: 1, allocations: [allocation("c")] },
+        612,
+      ),
+    ).state
+    expect(Machine.poolRecord(state)).toEqual(new Set(["a", "b", "c"]))
+    expect(Machine.poolSeatsInUse(state, 700, timing.leaseMs)).toBe(3)
+  })
+
+  it("claim 9: the leader turns a heartbeat from a client it never authorised into a request; a follower points it to the leader", () => {
+    const token = {
+      client: "c1",
+      server: "s2",
+      term: 1,
+      product: "cad",
+      seats: 1,
+      validUntilMs: 10_000,
+    }
+    const beat: Message.ClientRequest = {
+      _tag: "Beat",
+      client: "c1",
+      seq: 5,
+      token: { ...token, signature: fakeCrypto.signToken(token) },
+      leaseUntilMs: 4_000,
+    }
+    const state = leader()
+    const converted = step(state, fromClient("c1", beat, 3_000))
+    expect(events(converted.outputs)).toContainEqual({
+      _tag: "Allocated",
+      client: "c1",
+      seats: 1,
+      term: 1,
+      reattached: true,
+    })
+    expect(replies(converted.outputs)[0]).toMatchObject({
+      _tag: "Granted",
+      server: "s1",
+      reattached: true,
+      leaders: servers,
+    })
+    expect(HashMap.has(converted.state.record, "c1")).toBe(true)
+    // A follower that knows the leader redirects the stranger (claim 8: locate the leader).
+    let follower = start("s3")
+    follower = step(
+      follower,
+      M.receive(
+        "s1",
+        {
+          _tag: "Heartbeat",
+          term: 1,
+          seq: 1,
+          sequence: 1,
+          authorityUntilMs: 2_000,
+          wantRecord: false,
+          live: servers,
+        },
+        900,
+      ),
+    ).state
+    expect(replies(step(follower, fromClient("c1", beat, 3_000)).outputs)).toEqual([
+      { _tag: "Redirect", server: "s3", term: 1, leader: "s1" },
+    ])
+  })
+
+  it("the license count is never exceeded, and a new leader grants no new seat while settling", () => {
+    let state = leader()
+    const request = (client: string): Message.ClientRequest => ({
+      _tag: "Request",
+      client,
+      seq: 1,
+      product: "cad",
+      seats: 1,
+    })
+    for (const client of ["a", "b"])
+      state = step(state, fromClient(client, request(client), 3_000)).state
+    const third = step(state, fromClient("c", request("c"), 3_000))
+    expect(replies(third.outputs)).toEqual([
+      { _tag: "Denied", server: "s1", term: 1, reason: "capacity" },
+    ])
+    // Freshly elected: settling for a lease, only re-attachments.
+    let fresh = step(start("s1"), M.timerFired(Machine.electionTimer, 600)).state
+    fresh = step(fresh, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605)).state
+    fresh = step(
+      fresh,
+      M.receive(
+        "s2",
+        { _tag: "HeartbeatAck", term: 1, seq: 1, version: 0, used: 0, sequence: 1 },
+        610,
+      ),
+    ).state
+    expect(replies(step(fresh, fromClient("a", request("a"), 700)).outputs)).toEqual([
+      { _tag: "Denied", server: "s1", term: 1, reason: "electing" },
+    ])
+  })
+
+  it("claims 10, 19: a newer license spreads through the leader; a forged or older one is refused, never adopted", () => {
+    const state = leader()
+    // A follower that restarted with sequence 2 says so in its ack: the leader asks for it.
+    const ack = step(
+      state,
+      M.receive(
+        "s3",
+        { _tag: "HeartbeatAck", term: 1, seq: 1, version: 0, used: 0, sequence: 2 },
+        3_001,
+      ),
+    )
+    expect(sends(ack.outputs, "LicenseRequest").map((send) => send.to)).toEqual(["s3"])
+    const adopted = step(
+      ack.state,
+      M.receive("s3", { _tag: "LicenseOffer", term: 1, license: license(5, 2) }, 3_002),
+    )
+    expect(events(adopted.outputs)).toContainEqual({
+      _tag: "LicenseAdopted",
+      sequence: 2,
+      from: "s3",
+    })
+    expect(adopted.state.durable.license?.sequence).toBe(2)
+    // Its heartbeats now carry sequence 2, so followers fetch it.
+    const beat = step(adopted.state, M.timerFired(Machine.tickTimer, 3_100))
+    expect(
+      sends(beat.outputs, "Heartbeat").every(
+        (send) => (send.message as { sequence: number }).sequence === 2,
+      ),
+    ).toBe(true)
+    const forged = step(
+      adopted.state,
+      M.receive(
+        "s2",
+        { _tag: "LicenseOffer", term: 1, license: { ...license(99, 3), signature: "forged" } },
+        3_003,
+      ),
+    )
+    expect(events(forged.outputs)).toContainEqual({
+      _tag: "LicenseRefused",
+      sequence: 3,
+      from: "s2",
+      reason: "bad-signature",
+    })
+    expect(forged.state.durable.license?.sequence).toBe(2)
+    const older = step(
+      adopted.state,
+      M.receive("s2", { _tag: "LicenseOffer", term: 1, license: license(2, 1) }, 3_003),
+    )
+    expect(events(older.outputs)).toContainEqual({
+      _tag: "LicenseRefused",
+      sequence: 1,
+      from: "s2",
+      reason: "not-newer",
+    })
+    expect(older.state.durable.license?.sequence).toBe(2)
+  })
+
+  it("terms: an older term is ignored and told, an absurd one refused and never adopted, a newer one deposes the leader", () => {
+    const state = leader()
+    const absurd = step(
+      state,
+      M.receive(
+        "s2",
+        {
+          _tag: "Heartbeat",
+          term: Machine.termMax + 1,
+          seq: 1,
+          sequence: 1,
+          authorityUntilMs: 0,
+          wantRecord: false,
+          live: [],
+        },
+        3_001,
+      ),
+    )
+    expect(events(absurd.outputs)).toEqual([{ _tag: "Ignored", from: "s2", reason: "bad-term" }])
+    expect(absurd.state).toBe(state)
+    const newer = step(
+      state,
+      M.receive(
+        "s2",
+        {
+          _tag: "Heartbeat",
+          term: 5,
+          seq: 1,
+          sequence: 1,
+          authorityUntilMs: 0,
+          wantRecord: false,
+          live: [],
+        },
+        3_001,
+      ),
+    )
+    expect(newer.state.role).toBe("follower")
+    expect(newer.state.durable.term).toBe(5)
+    expect(events(newer.outputs)).toContainEqual({
+      _tag: "SteppedDown",
+      term: 1,
+      reason: "newer-term",
+    })
+    // The deposed leader grants nothing any more.
+    const request = step(
+      newer.state,
+      fromClient("x", { _tag: "Request", client: "x", seq: 1, product: "cad", seats: 1 }, 3_002),
+    )
+    expect(events(request.outputs).some((event) => event._tag === "Allocated")).toBe(false)
+    const stale = step(
+      newer.state,
+      M.receive(
+        "s3",
+        {
+          _tag: "Heartbeat",
+          term: 1,
+          seq: 9,
+          sequence: 1,
+          authorityUntilMs: 0,
+          wantRecord: false,
+          live: [],
+        },
+        3_003,
+      ),
+    )
+    expect(sends(stale.outputs, "Newer")).toEqual([M.send("s3", { _tag: "Newer", term: 5 })])
+  })
+
+  it("forged tokens and replayed heartbeats grant nothing", () => {
+    let state = leader()
+    state = step(
+      state,
+      fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
+    ).state
+    const claims = {
+      client: "b",
+      server: "s2",
+      term: 1,
+      product: "cad",
+      seats: 1,
+      validUntilMs: 10_000,
+    }
+    const forged = step(
+      state,
+      fromClient(
+        "b",
+        {
+          _tag: "Beat",
+          client: "b",
+          seq: 2,
+          token: { ...claims, signature: "sig:forged" },
+          leaseUntilMs: 5_000,
+        },
+        3_001,
+      ),
+    )
+    expect(replies(forged.outputs)).toEqual([
+      { _tag: "Denied", server: "s1", term: 1, reason: "bad-token" },
+    ])
+    expect(HashMap.has(forged.state.record, "b")).toBe(false)
+    // Someone else's token for this client name: refused too.
+    const stolen = { ...claims, client: "a" }
+    const other = step(
+      state,
+      fromClient(
+        "b",
+        {
+          _tag: "Beat",
+          client: "b",
+          seq: 2,
+          token: { ...stolen, signature: fakeCrypto.signToken(stolen) },
+          leaseUntilMs: 5_000,
+        },
+        3_001,
+      ),
+    )
+    expect(replies(other.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "bad-token" })
+    // A replayed heartbeat (same seq) is dropped.
+    const granted = replies(
+      step(
+        leader(),
+        fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
+      ).outputs,
+    )[0] as Extract<Message.ServerReply, { _tag: "Granted" }>
+    const beat: Message.ClientRequest = {
+      _tag: "Beat",
+      client: "a",
+      seq: 3,
+      token: granted.token,
+      leaseUntilMs: 3_000,
+    }
+    const first = step(state, fromClient("a", beat, 3_050))
+    expect(replies(first.outputs)[0]).toMatchObject({ _tag: "BeatAck", extended: true })
+    const replayed = step(first.state, fromClient("a", beat, 3_060))
+    expect(events(replayed.outputs)).toEqual([{ _tag: "Ignored", from: "a", reason: "replayed" }])
+  })
+})
