@@ -47,10 +47,15 @@ export interface ServerOptions<S, Req, Res>
  * @since 0.1.0
  * @category models
  */
-export interface Server<Req, Res> extends EventEmitter {
+export interface Server<Req, Res, S = unknown> extends EventEmitter {
   readonly self: string
   /** Rejects with a `NotMaster` (its `master` says where to go), `Rejected` or `Unavailable`. */
   submit(submission: ServerGroup.Submission<Req>): Promise<Res>
+  /**
+   * The replicated state, linearizable by default (see `ServerGroup.Options.reads`); rejects
+   * with `NotMaster` or `Unavailable`.
+   */
+  read(): Promise<S>
   status(): Promise<ServerGroup.Status>
   explainDelays(): Promise<Delays.Explanation>
   close(): Promise<void>
@@ -75,7 +80,7 @@ const parseAddress = <A>(
  */
 export const createServer = async <S, Req, Res>(
   options: ServerOptions<S, Req, Res>,
-): Promise<Server<Req, Res>> => {
+): Promise<Server<Req, Res, S>> => {
   const addresses: Record<string, Address.Udp> = {}
   for (const [id, value] of Object.entries(options.addresses)) {
     addresses[id] = parseAddress(value, Address.parseDatagram)
@@ -106,6 +111,7 @@ export const createServer = async <S, Req, Res>(
     self: server.self,
     submit: (submission: ServerGroup.Submission<Req>) =>
       Effect.runPromise(server.submit(submission)),
+    read: () => Effect.runPromise(server.read),
     status: () => Effect.runPromise(server.status),
     explainDelays: () => Effect.runPromise(server.explainDelays()),
     close: () => Effect.runPromise(Scope.close(scope, Exit.void)),

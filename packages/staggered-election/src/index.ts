@@ -10,6 +10,7 @@
 export * as Client from "./Client.ts"
 export * as Delays from "./Delays.ts"
 export * from "./Facade.ts"
+export * as Leadership from "./Leadership.ts"
 export * as Machine from "./Machine.ts"
 export * as Message from "./Message.ts"
 export * as Rank from "./Rank.ts"
