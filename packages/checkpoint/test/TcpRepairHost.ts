@@ -1,25 +1,25 @@
 /**
- * A host's program for the `tcp-repair` process tests, run inside a network namespace:
- * `serve` (the first server: objects over HTTP/1.1, checkpointed) or `takeover` (the
- * second: claims the service address, takes every checkpointed connection over). One JSON
- * line per event on stdout.
+ * A host's program for the `tcp-repair` process tests, run inside a network namespace.
+ * One JSON line per event on stdout.
  *
+ *   node TcpRepairHost.ts probe
  *   node TcpRepairHost.ts serve <serverId> <host> <port> <objectDir> <checkpointDir>
- *   node TcpRepairHost.ts takeover <objectDir> <checkpointDir> <serviceAddress>
+ *   node TcpRepairHost.ts takeover <objectDir> <checkpointDir> <serviceAddress> <refillBytesMax>
  */
 import { execFileSync, spawn } from "node:child_process"
-import * as L from "../src/internal/tcpRepair/libc.ts"
-import * as ObjectServer from "../src/internal/tcpRepair/objectServer.ts"
+import * as TcpRepair from "../src/TcpRepair.ts"
 
 const print = (event: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(event)}\n`)
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-const libc = L.load()
+const libc = TcpRepair.probe()
 if (typeof libc === "string") {
   print({ t: "unavailable", reason: libc })
   process.exit(2)
 }
 const [mode, ...args] = process.argv.slice(2)
-if (mode === "serve") {
+if (mode === "probe") {
+  print({ t: "available" })
+} else if (mode === "serve") {
   const [serverId, host, port, objects, checkpoints] = args as [
     string,
     string,
@@ -27,25 +27,34 @@ if (mode === "serve") {
     string,
     string,
   ]
-  await ObjectServer.serve({
+  await TcpRepair.serve({
     libc,
     serverId,
     host,
     port: Number(port),
     source: { root: objects },
-    store: new ObjectServer.DirectoryStore(checkpoints),
+    store: new TcpRepair.DirectoryStore(checkpoints),
     checkpointEveryBytes: 1024 * 1024,
     nowMs: () => Date.now(),
     onEvent: print,
   })
   print({ t: "ready" })
 } else if (mode === "takeover") {
-  const [objects, checkpoints, serviceAddress] = args as [string, string, string]
-  const startedAt = performance.now()
-  const store = new ObjectServer.DirectoryStore(checkpoints)
+  // A standby: loaded and ready, it takes over when told (a line on stdin), as a standby
+  // server would when its failure detector fires.
+  print({ t: "standby", atMs: Date.now() })
+  await new Promise<void>((resolve) => process.stdin.once("data", () => resolve()))
+  print({ t: "started", atMs: Date.now() })
+  const [objects, checkpoints, serviceAddress, refillBytesMax] = args as [
+    string,
+    string,
+    string,
+    string,
+  ]
+  const store = new TcpRepair.DirectoryStore(checkpoints)
   let claimed = false
   for (const checkpoint of store.readAll()) {
-    const outcome = await ObjectServer.takeover({
+    const outcome = await TcpRepair.takeover({
       libc,
       source: { root: objects },
       checkpoint,
@@ -53,14 +62,14 @@ if (mode === "serve") {
         if (claimed) return
         claimed = true
         execFileSync("ip", ["addr", "add", `${serviceAddress}/24`, "dev", "eth0"])
-        // Announced without waiting for arping's own one-second wait.
+        // arping waits a second after its one packet: not for that.
         spawn("arping", ["-q", "-U", "-c", "1", "-I", "eth0", serviceAddress], { stdio: "ignore" })
         await sleep(20)
       },
       nowMs: () => Date.now(),
       sleep,
       probesMax: 8,
-      refillBytesMax: 64 * 1024 * 1024,
+      refillBytesMax: Number(refillBytesMax),
     })
     if (outcome._tag === "Resumed") {
       print({
@@ -68,18 +77,19 @@ if (mode === "serve") {
         bundleId: checkpoint.bundleId,
         objectOffset: outcome.objectOffset,
         refilledBytes: outcome.refilledBytes,
-        ms: performance.now() - startedAt,
+        atMs: Date.now(),
       })
       outcome.socket.on("close", () => print({ t: "closed", bundleId: checkpoint.bundleId }))
-      outcome.socket.on("error", (error) => print({ t: "socket-error", error: String(error) }))
     } else {
       print({
         t: "refused",
         bundleId: checkpoint.bundleId,
         reason: outcome.reason,
         detail: outcome.detail,
+        reset: outcome.reset,
       })
     }
   }
-  print({ t: "done" })
+  print({ t: "done", atMs: Date.now() })
+  process.stdin.destroy()
 }

@@ -122,8 +122,9 @@ export class Lab {
   /** Starts a process in a host (piped stdio); `kill` and `close` stop it. */
   spawn(name: string, command: ReadonlyArray<string>): ChildProcess {
     const child = spawn("ip", ["netns", "exec", this.host(name).netns, ...command], {
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     })
+    child.stdin!.on("error", () => {})
     const set = this.processes.get(name)!
     set.add(child)
     child.on("exit", () => set.delete(child))
