@@ -5,9 +5,15 @@
  * @since 0.1.0
  */
 import type { Scenario } from "../Scenario.ts"
+import { scenario as licensePool } from "./licensePool.ts"
 import { scenario as portElection } from "./portElection.ts"
 import { scenario as sctpCluster } from "./sctpCluster.ts"
 import { scenario as staggeredElection } from "./staggeredElection.ts"
 
 /** @since 0.1.0 */
-export const scenarios: ReadonlyArray<Scenario> = [portElection, staggeredElection, sctpCluster]
+export const scenarios: ReadonlyArray<Scenario> = [
+  portElection,
+  staggeredElection,
+  sctpCluster,
+  licensePool,
+]

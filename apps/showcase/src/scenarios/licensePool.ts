@@ -1,0 +1,206 @@
+/**
+ * The license pool: `apps/license-pool` as 23 OS processes (3 license servers, 20 license
+ * clients on a 15-seat license, so 5 are denied). The leader is SIGKILLed, then a follower.
+ * Shown: the new leader and its term, how many clients re-attached and where. Measured: the
+ * time from each SIGKILL until every seat is held again. Checked: every client that held a
+ * seat re-attached without losing it, and seats held never exceed 15 at any sample.
+ *
+ * @since 0.1.0
+ */
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { Ports } from "@understudy/testkit"
+import { makeGroup, monotonicMs, sleep, waitFor } from "../processes.ts"
+import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
+
+const script = (name: string) =>
+  fileURLToPath(new URL(`../../../license-pool/src/${name}.ts`, import.meta.url))
+
+const seats = 15
+const clientCount = 20
+const boundMs = 60_000
+
+type Line = Record<string, unknown>
+
+const run = async ({ log }: ScenarioContext): Promise<ReadonlyArray<Row>> => {
+  const dir = mkdtempSync(join(tmpdir(), "showcase-license-pool-"))
+  const group = makeGroup()
+  try {
+    const key = join(dir, "pool.key")
+    const admin = (...args: Array<string>) =>
+      execFileSync(process.execPath, [script("admin"), ...args], {
+        encoding: "utf8",
+        timeout: 30_000,
+      })
+    admin("keygen", "--key-file", key)
+    admin("vendor-keygen", "--out", dir)
+    admin(
+      "sign-license",
+      "--vendor-private",
+      join(dir, "vendor.key"),
+      "--product",
+      "cad",
+      "--seats",
+      String(seats),
+      "--sequence",
+      "1",
+      "--out",
+      join(dir, "license.json"),
+    )
+    const ports = await Ports.freeUdpPorts(6)
+    const ids = ["s1", "s2", "s3"]
+    const pool = ids
+      .map((id, index) => `${id}=127.0.0.1:${ports[index]}:${ports[index + 3]}`)
+      .join(",")
+
+    const serverLines = new Map<string, Array<Line>>()
+    const servers = new Map(
+      ids.map((id) => {
+        const lines: Array<Line> = []
+        serverLines.set(id, lines)
+        const child = group.spawnScript(
+          id,
+          script("server"),
+          [
+            "--id",
+            id,
+            "--pool",
+            pool,
+            "--vendor-key",
+            join(dir, "vendor.pub"),
+            "--state-dir",
+            join(dir, "state"),
+            "--license",
+            join(dir, "license.json"),
+            "--key-file",
+            key,
+            "--heartbeat",
+            "200ms",
+            "--lease",
+            "8s",
+            "--json",
+          ],
+          (text) => text.startsWith("{") && lines.push(JSON.parse(text) as Line),
+        )
+        return [id, child] as const
+      }),
+    )
+    const dead = new Set<string>()
+    const leader = (): { readonly id: string; readonly term: number } | undefined => {
+      let best: { id: string; term: number } | undefined
+      for (const [id, lines] of serverLines) {
+        if (dead.has(id)) continue
+        for (const line of lines) {
+          if (line._tag === "BecameLeader" && (best === undefined || Number(line.term) > best.term))
+            best = { id, term: Number(line.term) }
+        }
+      }
+      return best
+    }
+    const first = await waitFor("a leader", leader, boundMs)
+    log(
+      `leader ${first.id} in term ${first.term}; starting ${clientCount} clients on a ${seats}-seat license`,
+    )
+
+    const clientLines: Array<Array<Line>> = []
+    for (let index = 0; index < clientCount; index++) {
+      const lines: Array<Line> = []
+      clientLines.push(lines)
+      group.spawnScript(
+        `c${index}`,
+        script("client"),
+        [
+          "--pool",
+          pool,
+          "--product",
+          "cad",
+          "--hold",
+          "300s",
+          "--id",
+          `c${index}`,
+          "--first",
+          String(index),
+          "--heartbeat",
+          "200ms",
+          "--key-file",
+          key,
+          "--json",
+        ],
+        (text) => text.startsWith("{") && lines.push(JSON.parse(text) as Line),
+      )
+    }
+    const lastSeatEvent = (lines: Array<Line>) =>
+      lines
+        .filter((line) => ["Granted", "Reattached", "Lost", "Released"].includes(String(line.type)))
+        .at(-1)
+    let maxHeld = 0
+    const held = () => {
+      const count = clientLines.filter((lines) => {
+        const last = lastSeatEvent(lines)
+        return last !== undefined && (last.type === "Granted" || last.type === "Reattached")
+      }).length
+      maxHeld = Math.max(maxHeld, count)
+      return count
+    }
+    await waitFor(`${seats} seats held`, () => (held() === seats ? true : undefined), boundMs)
+    const denied = clientLines.filter((lines) =>
+      lines.some((line) => line.type === "Denied" && line.reason === "capacity"),
+    ).length
+    log(`${held()} clients hold a seat, ${denied} were denied (capacity)`)
+
+    const rows: Array<Row> = []
+    for (const victim of ["leader", "follower"] as const) {
+      const current = leader()!
+      const target =
+        victim === "leader" ? current.id : ids.find((id) => id !== current.id && !dead.has(id))!
+      const heldAt = clientLines.map((lines) => lastSeatEvent(lines)?.server)
+      const moved = heldAt.filter((server) => server === target).length
+      const reattachedBefore = clientLines.map(
+        (lines) => lines.filter((line) => line.type === "Reattached").length,
+      )
+      const killedAt = monotonicMs()
+      servers.get(target)!.process.kill("SIGKILL")
+      dead.add(target)
+      log(`SIGKILL ${victim} ${target} (${moved} clients held their seat there)`)
+      // Every client of the victim re-attached elsewhere, and the seats are all held again.
+      const done = await waitFor(
+        "every seat held again",
+        () => {
+          const count = held()
+          const reattached = clientLines.every(
+            (lines, index) =>
+              heldAt[index] !== target ||
+              lines.filter((line) => line.type === "Reattached").length > reattachedBefore[index]!,
+          )
+          return count === seats && reattached ? monotonicMs() : undefined
+        },
+        boundMs,
+      ).catch(() => undefined)
+      const lost = clientLines.filter((lines) => lines.some((line) => line.type === "Lost")).length
+      const now = leader()
+      log(`leader now ${now?.id} (term ${now?.term}); ${held()} seats held, ${lost} lost`)
+      rows.push({
+        scenario: `license-pool: SIGKILL ${victim}`,
+        failoverMs: done === undefined ? undefined : Math.round(done - killedAt),
+        invariant: `every client re-attached; seats never above ${seats}`,
+        ok: done !== undefined && lost === 0 && maxHeld <= seats,
+        detail: `${moved} clients re-attached from ${target}; max seats held ${maxHeld}; lost ${lost}`,
+      })
+      await sleep(500)
+    }
+    return rows
+  } finally {
+    await group.killAll()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** @since 0.1.0 */
+export const scenario: Scenario = {
+  name: "license-pool",
+  description: `3 license servers, ${clientCount} clients on a ${seats}-seat license; SIGKILL the leader, then a follower`,
+  run,
+}
