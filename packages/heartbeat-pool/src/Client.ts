@@ -8,7 +8,7 @@
  */
 import { Authentication, Runner } from "@understudy/machine"
 import { type Address, Codec, type Datagram, type TransportError } from "@understudy/transport"
-import { Effect, type Redacted, Result, type Scope, type Stream } from "effect"
+import { Context, Effect, Layer, type Redacted, Result, type Scope, type Stream } from "effect"
 import * as ClientMachine from "./ClientMachine.ts"
 import * as Message from "./Message.ts"
 import * as Signing from "./Signing.ts"
@@ -97,3 +97,35 @@ export const run = (
       address: running.address,
     }
   })
+
+/**
+ * The client as an Effect service, for programs that hold one seat set for their lifetime.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Client } from "@understudy/heartbeat-pool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const client = yield* Client.PoolClient
+ *   yield* client.events.pipe(Stream.runForEach((event) => Effect.log(event._tag)))
+ * })
+ * ```
+ * @since 0.1.0
+ * @category services
+ */
+export class PoolClient extends Context.Service<PoolClient, Running>()(
+  "@understudy/heartbeat-pool/PoolClient",
+) {}
+
+/**
+ * A layer that starts the client and stops it (releasing nothing: leases just expire) when
+ * the layer's scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options,
+): Layer.Layer<PoolClient, TransportError.ListenError, Datagram.Datagram> =>
+  Layer.effect(PoolClient, run(options))

@@ -1,0 +1,93 @@
+/**
+ * The pool for code that does not use Effect: `createServer` and `createClient` return
+ * Promises of objects that are `EventEmitter`s (one event name per pool or client event:
+ * `Granted`, `Reattached`, `Lost`, `Denied`, `BecameLeader`, ...), over real UDP sockets.
+ *
+ * @example
+ * ```ts
+ * import { createClient } from "@understudy/heartbeat-pool"
+ *
+ * const client = await createClient({ id: "cad-7", product: "cad", poolSecret, bind, servers })
+ * client.on("Granted", (event) => console.log("seat from", event.server))
+ * client.on("Lost", () => process.exit(1))
+ * // ... later
+ * await client.release()
+ * await client.close()
+ * ```
+ * @since 0.1.0
+ */
+import { EventEmitter } from "node:events"
+import { type Datagram, NodeDatagram } from "@understudy/transport"
+import { Effect, Exit, Scope, Stream } from "effect"
+import * as Client from "./Client.ts"
+import type * as ClientMachine from "./ClientMachine.ts"
+import type * as Machine from "./Machine.ts"
+import * as Server from "./Server.ts"
+
+/** @since 0.1.0 @category models */
+export interface PoolClient extends EventEmitter {
+  /** Resolves with the client's state (phase, server, lease end). */
+  state(): Promise<ClientMachine.State>
+  /** Gives the seats back. */
+  release(): Promise<void>
+  close(): Promise<void>
+}
+
+/** @since 0.1.0 @category models */
+export interface PoolServer extends EventEmitter {
+  state(): Promise<Machine.State>
+  close(): Promise<void>
+}
+
+const start = async <A extends { readonly events: Stream.Stream<{ readonly _tag: string }> }>(
+  make: Effect.Effect<A, unknown, Scope.Scope | Datagram.Datagram>,
+): Promise<{
+  readonly running: A
+  readonly scope: Scope.Closeable
+  readonly emitter: EventEmitter
+}> => {
+  const scope = Effect.runSync(Scope.make())
+  const running = await Effect.runPromise(
+    make.pipe(
+      Effect.provide(NodeDatagram.layer),
+      Scope.provide(scope),
+      Effect.onError(() => Scope.close(scope, Exit.void)),
+    ),
+  )
+  const emitter = new EventEmitter()
+  Effect.runFork(
+    Stream.runForEach(running.events, (event) =>
+      Effect.sync(() => void emitter.emit(event._tag, event)),
+    ).pipe(Scope.provide(scope)),
+  )
+  return { running, scope, emitter }
+}
+
+/**
+ * Starts a client: it requests its seats at once and keeps them until `release`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createClient = async (options: Client.Options): Promise<PoolClient> => {
+  const { running, scope, emitter } = await start(Client.run(options))
+  return Object.assign(emitter, {
+    state: () => Effect.runPromise(running.state),
+    release: () => Effect.runPromise(running.release),
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+  })
+}
+
+/**
+ * Starts one server of a pool.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createServer = async (options: Server.Options): Promise<PoolServer> => {
+  const { running, scope, emitter } = await start(Server.run(options))
+  return Object.assign(emitter, {
+    state: () => Effect.runPromise(running.state),
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+  })
+}

@@ -1,0 +1,93 @@
+/**
+ * The Promise facade over real UDP on loopback: three servers and two clients on a one-seat
+ * license; one client holds the seat, the other is denied for capacity; the holder's server
+ * is closed and the client re-attaches.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Ports } from "@understudy/testkit"
+import { ClusterKey } from "@understudy/transport"
+import { afterAll, describe, expect, it } from "vitest"
+import { createClient, createServer, type PoolClient, type PoolServer } from "../src/Facade.ts"
+import * as Signing from "../src/Signing.ts"
+
+const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-"))
+const opened: Array<{ close(): Promise<void> }> = []
+afterAll(async () => {
+  for (const item of opened.reverse()) await item.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const next = (emitter: PoolClient, tag: string, timeoutMs: number) =>
+  new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${tag} within ${timeoutMs} ms`)), timeoutMs)
+    emitter.once(tag, (event: Record<string, unknown>) => {
+      clearTimeout(timer)
+      resolve(event)
+    })
+  })
+
+describe("Promise facade", () => {
+  it("grants the only seat once, denies the second client, and re-attaches after the server closes", async () => {
+    const secret = ClusterKey.generate()
+    const vendor = Signing.generateVendorKeys()
+    const license = Signing.signLicense(vendor.privatePem, {
+      product: "cad",
+      seats: 1,
+      expiresAtMs: 4e12,
+      sequence: 1,
+    })
+    const ports = await Ports.freeUdpPorts(6)
+    const members = ["s1", "s2", "s3"].map((id, index) => ({
+      id,
+      peer: { _tag: "Udp" as const, host: "127.0.0.1", port: ports[index]! },
+      client: { _tag: "Udp" as const, host: "127.0.0.1", port: ports[index + 3]! },
+    }))
+    const timing = {
+      heartbeatIntervalMs: 50,
+      followerTimeoutMs: 300,
+      checkTimeoutMs: 100,
+      leaderLeaseMs: 200,
+      downAfterMs: 200,
+      electionStaggerMs: 80,
+      leaseMs: 3_000,
+    }
+    const servers = new Map<string, PoolServer>()
+    for (const member of members) {
+      const server = await createServer({
+        self: member.id,
+        members,
+        poolSecret: secret,
+        vendorPublicKey: vendor.publicPem,
+        stateDir: join(dir, member.id),
+        license,
+        timing,
+      })
+      servers.set(member.id, server)
+      opened.push(server)
+    }
+    const clientOptions = (id: string) => ({
+      id,
+      bind: { _tag: "Udp" as const, host: "127.0.0.1", port: 0 },
+      servers: members.map((member) => ({ id: member.id, address: member.client })),
+      poolSecret: secret,
+      product: "cad",
+      heartbeatIntervalMs: 50,
+    })
+    const first = await createClient(clientOptions("first"))
+    opened.push(first)
+    const granted = await next(first, "Granted", 20_000)
+    const second = await createClient(clientOptions("second"))
+    opened.push(second)
+    for (;;) {
+      const denied = await next(second, "Denied", 20_000)
+      if (denied.reason === "capacity") break
+    }
+    const holder = String(granted.server)
+    const reattached = next(first, "Reattached", 20_000)
+    await servers.get(holder)!.close()
+    expect((await reattached).server).not.toBe(holder)
+    expect((await second.state()).phase).toBe("requesting")
+  }, 60_000)
+})
