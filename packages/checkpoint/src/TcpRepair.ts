@@ -20,6 +20,8 @@ import { Effect } from "effect"
 import { CheckpointBackendUnavailable } from "./CheckpointError.ts"
 import * as L from "./internal/tcpRepair/libc.ts"
 
+export { announce } from "./internal/tcpRepair/arp.ts"
+
 export {
   DirectoryStore,
   type ObjectSource,

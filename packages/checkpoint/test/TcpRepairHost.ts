@@ -3,10 +3,10 @@
  * One JSON line per event on stdout.
  *
  *   node TcpRepairHost.ts probe
- *   node TcpRepairHost.ts serve <serverId> <host> <port> <objectDir> <checkpointDir>
+ *   node TcpRepairHost.ts serve <serverId> <host> <port> <objectDir> <checkpointDir> [plain]
  *   node TcpRepairHost.ts takeover <objectDir> <checkpointDir> <serviceAddress> <refillBytesMax>
  */
-import { execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import * as TcpRepair from "../src/TcpRepair.ts"
 
 const print = (event: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(event)}\n`)
@@ -20,7 +20,8 @@ const [mode, ...args] = process.argv.slice(2)
 if (mode === "probe") {
   print({ t: "available" })
 } else if (mode === "serve") {
-  const [serverId, host, port, objects, checkpoints] = args as [
+  const [serverId, host, port, objects, checkpoints, plain] = args as [
+    string,
     string,
     string,
     string,
@@ -28,7 +29,8 @@ if (mode === "probe") {
     string,
   ]
   await TcpRepair.serve({
-    libc,
+    // "plain": the same server without checkpoints, the benchmark's baseline.
+    libc: plain === "plain" ? undefined : libc,
     serverId,
     host,
     port: Number(port),
@@ -62,9 +64,7 @@ if (mode === "probe") {
         if (claimed) return
         claimed = true
         execFileSync("ip", ["addr", "add", `${serviceAddress}/24`, "dev", "eth0"])
-        // arping waits a second after its one packet: not for that.
-        spawn("arping", ["-q", "-U", "-c", "1", "-I", "eth0", serviceAddress], { stdio: "ignore" })
-        await sleep(20)
+        TcpRepair.announce(libc, "eth0", serviceAddress)
       },
       nowMs: () => Date.now(),
       sleep,

@@ -1,0 +1,143 @@
+/**
+ * Benchmark of the `tcp-repair` backend (root only; `node bench/tcpRepair.ts`):
+ * - takeover gap for an unmodified curl: from host A's death (link down, SIGKILL) to the
+ *   first byte B sends, B being a loaded standby told at A's death (detection is reported
+ *   apart: here the harness is the failure detector, so it is the time to tell B);
+ * - throughput of the checkpointed object server against the same server without
+ *   checkpoints, same object, same lab, alternating runs.
+ * Prints a table, then one JSON line. UNDERSTUDY_BENCH_TAKEOVERS (default 7) and
+ * UNDERSTUDY_BENCH_THROUGHPUT_RUNS (default 3) set the counts.
+ */
+import { randomInt } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { NetNs } from "@understudy/testkit"
+import * as TcpRepair from "../src/TcpRepair.ts"
+import { hostScript, objectOf, prefix, sha256, takeoverRun, watch } from "../test/TcpRepairLab.ts"
+
+const takeovers = Number(process.env.UNDERSTUDY_BENCH_TAKEOVERS ?? 7)
+const throughputRuns = Number(process.env.UNDERSTUDY_BENCH_THROUGHPUT_RUNS ?? 3)
+const throughputObjectBytes = 128 * 1024 * 1024
+
+const unavailable =
+  NetNs.unavailableReason() ??
+  (typeof TcpRepair.probe() === "string" ? String(TcpRepair.probe()) : undefined)
+if (unavailable !== undefined) {
+  console.log(`tcp-repair benchmark skipped: ${unavailable}`)
+  console.log(JSON.stringify({ benchmark: "checkpoint/tcp-repair", skipped: unavailable }))
+  process.exit(0)
+}
+
+const percentile = (values: ReadonlyArray<number>, p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+const median = (values: ReadonlyArray<number>) => percentile(values, 50)
+
+NetNs.sweep(`${prefix}-`)
+const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "us14-bench-"))
+fs.mkdirSync(path.join(workDir, "objects"))
+try {
+  const gaps: Array<number> = []
+  const told: Array<number> = []
+  for (let i = 0; i < takeovers; i++) {
+    const size = randomInt(8, 17) * 1024 * 1024
+    const result = await takeoverRun({
+      workDir,
+      client: "curl",
+      size,
+      fraction: randomInt(20, 60) / 100,
+    })
+    if (
+      result.outcome?.t !== "resumed" ||
+      result.exitCode !== 0 ||
+      sha256(result.out) !== sha256(result.object)
+    )
+      throw new Error(
+        `takeover ${i + 1} failed: ${JSON.stringify(result.outcome)} exit ${result.exitCode}`,
+      )
+    gaps.push(result.gapMs)
+    told.push(result.startMs)
+    fs.rmSync(result.out)
+    process.stderr.write(`takeover ${i + 1}/${takeovers}: gap ${result.gapMs} ms\n`)
+  }
+
+  const name = objectOf(workDir, throughputObjectBytes)
+  const seconds = { checkpointed: [] as Array<number>, plain: [] as Array<number> }
+  for (let i = 0; i < throughputRuns; i++) {
+    for (const mode of ["checkpointed", "plain"] as const) {
+      const lab = NetNs.Lab.create(prefix, ["client", "a"])
+      const checkpoints = fs.mkdtempSync(path.join(workDir, "checkpoints-"))
+      try {
+        const service = lab.host("a").address
+        const a = watch(
+          lab.spawn("a", [
+            process.execPath,
+            hostScript,
+            "serve",
+            "A",
+            service,
+            "8080",
+            path.join(workDir, "objects"),
+            checkpoints,
+            mode === "plain" ? "plain" : "checkpointed",
+          ]),
+        )
+        await a.line("ready", 20_000)
+        const started = performance.now()
+        lab.exec("client", [
+          "curl",
+          "-sS",
+          "--fail",
+          "-o",
+          "/dev/null",
+          `http://${service}:8080/${name}`,
+        ])
+        seconds[mode].push((performance.now() - started) / 1000)
+      } finally {
+        lab.close()
+        fs.rmSync(checkpoints, { recursive: true, force: true })
+      }
+    }
+  }
+  const mibPerSecond = (s: number) => throughputObjectBytes / 1048576 / s
+  const checkpointed = seconds.checkpointed.map(mibPerSecond)
+  const plain = seconds.plain.map(mibPerSecond)
+  const ratio = median(checkpointed) / median(plain)
+  const rows: Array<[string, string]> = [
+    [`takeover gap, curl (n=${gaps.length}) p50`, `${median(gaps)} ms`],
+    [
+      "takeover gap p99",
+      `${percentile(gaps, 99)} ms (min ${Math.min(...gaps)}, max ${Math.max(...gaps)})`,
+    ],
+    ["  of which telling the standby (detection stand-in) p50", `${median(told)} ms`],
+    ["CRIU published (dump / restore)", "10-20 ms / 50-70 ms, with the network blocked meanwhile"],
+    [
+      `throughput, checkpointed (n=${checkpointed.length}) median`,
+      `${median(checkpointed).toFixed(0)} MiB/s (${Math.min(...checkpointed).toFixed(0)}-${Math.max(...checkpointed).toFixed(0)})`,
+    ],
+    [
+      `throughput, no checkpoints (n=${plain.length}) median`,
+      `${median(plain).toFixed(0)} MiB/s (${Math.min(...plain).toFixed(0)}-${Math.max(...plain).toFixed(0)})`,
+    ],
+    ["ratio (target >= 0.8)", ratio.toFixed(2)],
+  ]
+  const width = Math.max(...rows.map(([label]) => label.length))
+  for (const [label, value] of rows) console.log(`${label.padEnd(width)}  ${value}`)
+  console.log(
+    JSON.stringify({
+      benchmark: "checkpoint/tcp-repair",
+      takeoverGapMsP50: median(gaps),
+      takeoverGapMsP99: percentile(gaps, 99),
+      takeoverGapsMs: gaps,
+      tellStandbyMsP50: median(told),
+      throughputCheckpointedMiBps: median(checkpointed),
+      throughputPlainMiBps: median(plain),
+      throughputRatio: Number(ratio.toFixed(3)),
+    }),
+  )
+} finally {
+  NetNs.sweep(`${prefix}-`)
+  fs.rmSync(workDir, { recursive: true, force: true })
+}
