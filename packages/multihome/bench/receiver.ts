@@ -233,21 +233,24 @@ const startNode = (role: Cluster.Role) =>
       if ((yield* node.status).link !== "up")
         return yield* Effect.die(new Error("the link to the secondary did not come up in 10 s"))
     }
-    return node.endpoint
+    return { endpoint: node.endpoint, accepted: node.accepted }
   })
 
 const program = Effect.gen(function* () {
-  const endpoint: Endpoint.Endpoint =
+  const { endpoint, accepted } =
     mode === "single"
-      ? yield* Endpoint.make({
-          bind: Address.udp(host, udpPort),
-          port: sctpPort,
-          listen: true,
-          handler: discard,
-        })
+      ? yield* Effect.map(
+          Endpoint.make({
+            bind: Address.udp(host, udpPort),
+            port: sctpPort,
+            listen: true,
+            handler: discard,
+          }),
+          (endpoint) => ({ endpoint, accepted: endpoint.accept }),
+        )
       : yield* startNode(mode)
   yield* Effect.forkScoped(
-    Stream.runForEach(endpoint.accept, (association) =>
+    Stream.runForEach(accepted, (association) =>
       Effect.forkScoped(
         Effect.map(association.closed, (reason) => ended(association.id, reason._tag)),
       ),

@@ -228,7 +228,10 @@ export interface Status {
  * @category models
  */
 export interface Node {
+  /** Its endpoint; its `accept` is the cluster's: read {@link Node.accepted} instead. */
   readonly endpoint: Endpoint.Endpoint
+  /** Associations the endpoint accepted from now on (the oldest dropped for a slow reader). */
+  readonly accepted: Stream.Stream<Endpoint.AssociationHandle>
   readonly status: Effect.Effect<Status>
   readonly events: Stream.Stream<ClusterEvent>
   /**
@@ -506,9 +509,14 @@ export const make = (
       Effect.mapError((error) => new ClusterError({ detail: error.message })),
     )
 
-    // The service answers every association inside the endpoint's updates: nobody else takes
-    // them from `accept`, whose bounded backlog would otherwise fill and refuse the 129th.
-    yield* Effect.forkIn(Stream.runDrain(endpoint.accept), endpointScope)
+    // The service answers every association inside the endpoint's updates, so the cluster
+    // takes them from `accept` itself (its bounded backlog would otherwise fill and refuse
+    // the 129th), and shows them to whoever listens on `accepted` (a slow one misses some).
+    const accepted = yield* PubSub.sliding<Endpoint.AssociationHandle>(1_024)
+    yield* Effect.forkIn(
+      Stream.runForEach(endpoint.accept, (association) => PubSub.publish(accepted, association)),
+      endpointScope,
+    )
 
     // Closing: an update waiting for an ack holds the endpoint's lock, which the endpoint's
     // own finalizer needs; nobody will ack any more, so let it go first.
@@ -733,6 +741,7 @@ export const make = (
       endpoint,
       status,
       events: Stream.fromPubSub(events),
+      accepted: Stream.fromPubSub(accepted),
       impendingFailure,
       received: Effect.sync(() => ({ ...received })),
     } satisfies Node

@@ -353,6 +353,10 @@ describe("Cluster on SimNet", () => {
       Effect.gen(function* () {
         const setup = yield* startCluster("every-update")
         const count = 130
+        // The cluster reads `accept` itself and shows each association on `accepted`.
+        const accepted = yield* Effect.forkScoped(
+          setup.nodes.get("primary")!.accepted.pipe(Stream.take(count), Stream.runCollect),
+        )
         const associations: Array<Endpoint.AssociationHandle> = []
         for (let index = 0; index < count; index++) {
           const peer = yield* Endpoint.make({
@@ -379,6 +383,7 @@ describe("Cluster on SimNet", () => {
         // for the secondary's ack: the simulated clock must move meanwhile.
         const stats = yield* within(30_000, setup.nodes.get("primary")!.endpoint.stats)
         expect(stats.associations).toBe(count)
+        expect(yield* within(1_000, Fiber.join(accepted))).toHaveLength(count)
         expect(stats.dropped.BacklogFull).toBeUndefined()
       }),
   )
