@@ -474,4 +474,49 @@ describe("heartbeat pool machine", () => {
     const replayed = step(first.state, fromClient("a", beat, 3_060))
     expect(events(replayed.outputs)).toEqual([{ _tag: "Ignored", from: "a", reason: "replayed" }])
   })
+
+  it("every limit refuses with a typed reason", () => {
+    const small = Machine.make({
+      servers,
+      ...timing,
+      crypto: fakeCrypto,
+      initialLicense: license(10),
+      maxClientsPerServer: 1,
+      maxSeatsPerClient: 2,
+    })
+    const state = leader()
+    const ask = (
+      machine: Machine.Pool,
+      at: Machine.State,
+      client: string,
+      product: string,
+      seats: number,
+    ) =>
+      replies(
+        machine.step(
+          at,
+          fromClient(client, { _tag: "Request", client, seq: 1, product, seats }, 3_000),
+        ).outputs,
+      )
+    expect(ask(small, state, "a", "cad", 3)).toEqual([
+      { _tag: "Denied", server: "s1", term: 1, reason: "too-many-seats" },
+    ])
+    expect(ask(small, state, "a", "other", 1)).toEqual([
+      { _tag: "Denied", server: "s1", term: 1, reason: "wrong-product" },
+    ])
+    const one = small.step(
+      state,
+      fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
+    ).state
+    expect(ask(small, one, "b", "cad", 1)).toEqual([
+      { _tag: "Denied", server: "s1", term: 1, reason: "too-many-clients" },
+    ])
+    const expired: Machine.State = {
+      ...state,
+      durable: { ...state.durable, license: { ...license(10), expiresAtMs: 100 } },
+    }
+    expect(ask(small, expired, "a", "cad", 1)).toEqual([
+      { _tag: "Denied", server: "s1", term: 1, reason: "license-expired" },
+    ])
+  })
 })
