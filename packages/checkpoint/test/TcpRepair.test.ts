@@ -63,7 +63,7 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
     `curl finishes every download through ${curlTakeovers} takeovers at random offsets, byte for byte`,
     async () => {
       for (let i = 0; i < curlTakeovers; i++) {
-        const size = randomInt(4, 17) * 1024 * 1024 + randomInt(0, 1024 * 1024)
+        const size = randomInt(8, 17) * 1024 * 1024 + randomInt(0, 1024 * 1024)
         const fraction = randomInt(10, 90) / 100
         const result = await takeoverRun({ workDir, client: "curl", size, fraction })
         console.log(
@@ -79,7 +79,7 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
   )
 
   it("wget finishes its download through a takeover, byte for byte", async () => {
-    const size = randomInt(4, 13) * 1024 * 1024 + randomInt(0, 1024 * 1024)
+    const size = randomInt(8, 13) * 1024 * 1024 + randomInt(0, 1024 * 1024)
     const result = await takeoverRun({
       workDir,
       client: "wget",

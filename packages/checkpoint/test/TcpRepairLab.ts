@@ -14,7 +14,7 @@ export const hostScript = fileURLToPath(new URL("./TcpRepairHost.ts", import.met
 export const prefix = "us14"
 const serviceAddress = "10.77.0.100"
 const port = 8080
-export const rateBytesPerSecond = 8 * 1024 * 1024
+export const rateBytesPerSecond = 4 * 1024 * 1024
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 export const sha256 = (file: string) =>
@@ -134,7 +134,15 @@ const takeoverAttempt = async (run: Run) => {
     const first = fs
       .readdirSync(checkpoints)
       .map((file) => fs.readFileSync(path.join(checkpoints, file)))
-    const killAt = Math.min(Math.floor(run.size * run.fraction), run.size - 3 * 1024 * 1024)
+    // At least 1.5 s of transfer (and the client's 1 MiB of buffer) left when A dies, so a
+    // busy machine that wakes this process late still kills A mid-transfer.
+    const killAt = Math.max(
+      0,
+      Math.min(
+        Math.floor(run.size * run.fraction),
+        run.size - 1.5 * rateBytesPerSecond - 1024 * 1024,
+      ),
+    )
     const deadline = performance.now() + 30_000
     while (sizeOf(out) < killAt && performance.now() < deadline) await sleep(2)
     if (sizeOf(out) < killAt)
@@ -143,8 +151,12 @@ const takeoverAttempt = async (run: Run) => {
     const killedAtMs = Date.now()
     // On a loaded machine this process may wake after the whole object went through (A
     // then closed the connection and dropped its checkpoint): no takeover to test.
-    if (fs.readdirSync(checkpoints).filter((file) => file.endsWith(".json")).length === 0)
+    if (fs.readdirSync(checkpoints).filter((file) => file.endsWith(".json")).length === 0) {
+      console.log(
+        `no checkpoint at A's death: size ${run.size}, killAt ${killAt}, out ${sizeOf(out)}, A ${JSON.stringify(a.lines)} ${a.stderr()}, client ${client.stderr()}`,
+      )
       return undefined
+    }
     if (run.stale === true)
       for (const file of fs.readdirSync(checkpoints))
         fs.writeFileSync(path.join(checkpoints, file), first[0]!)
