@@ -274,10 +274,18 @@ export const takeover = async (options: TakeoverOptions): Promise<TakeoverOutcom
   try {
     await options.claimAddress()
     raw = new RawTcp(libc, flow)
-    // An ACK below the client's next expected byte: it answers with its acknowledgement.
+    // A segment below the client's next expected byte: it answers with its acknowledgement.
+    // It carries the one byte before the checkpoint's acknowledgement, the very byte the
+    // client already has (a retransmission to it): the client answers a segment with data
+    // at once, where it answers a bare ACK out of its window at most once per 500 ms.
+    const probeOffset = connection.ackedSeqSource - 1 - headSeq
+    const probePayload =
+      probeOffset >= 0
+        ? readResponse(options.source, object.id, http.head, probeOffset, 1)
+        : Buffer.alloc(0)
     let heard: Segment | undefined
     for (let probe = 0; probe < options.probesMax && heard === undefined; probe++) {
-      raw.send(ackedSeq - 1, recvSeq, FLAG_ACK, 0xffff, timestamp)
+      raw.send(ackedSeq - 1, recvSeq, FLAG_ACK, 0xffff, timestamp, probePayload)
       for (let waitedMs = 0; waitedMs < 600 && heard === undefined; waitedMs += 2) {
         await options.sleep(2)
         for (let segment = raw.poll(); segment !== undefined; segment = raw.poll())

@@ -55,10 +55,18 @@ export class RawTcp {
     }
   }
 
-  /** Sends a segment with no payload, from the service address to the client. */
-  send(seq: number, ack: number, flags: number, window: number, timestamp?: number): void {
+  /** Sends a segment from the service address to the client. */
+  send(
+    seq: number,
+    ack: number,
+    flags: number,
+    window: number,
+    timestamp?: number,
+    payload: Buffer = Buffer.alloc(0),
+  ): void {
     const optionsLength = timestamp === undefined ? 0 : 12
-    const header = Buffer.alloc(20 + optionsLength)
+    const header = Buffer.alloc(20 + optionsLength + payload.length)
+    payload.copy(header, 20 + optionsLength)
     header.writeUInt16BE(this.flow.local.port, 0)
     header.writeUInt16BE(this.flow.remote.port, 2)
     header.writeUInt32BE(seq >>> 0, 4)
@@ -77,7 +85,7 @@ export class RawTcp {
     ipv4(this.flow.local.host).copy(pseudo, 0)
     ipv4(this.flow.remote.host).copy(pseudo, 4)
     pseudo[9] = L.IPPROTO_TCP
-    pseudo.writeUInt16BE(header.length, 10)
+    pseudo.writeUInt16BE(header.length, 10) // the TCP length: header and payload
     header.writeUInt16BE(checksum(Buffer.concat([pseudo, header])), 16)
     const to = L.sockaddrIn(this.flow.remote.host, 0)
     if (this.libc.sendto(this.fd, header, header.length, 0, to, 16) < 0)
