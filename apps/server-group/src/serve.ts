@@ -34,6 +34,15 @@ const readBody = (request: http.IncomingMessage): Promise<string | undefined> =>
     request.on("error", () => resolve(undefined))
   })
 
+/** The path of a request target, or `undefined` if it is none (e.g. `/\\`, `//`). */
+const pathOf = (target: string | undefined): string | undefined => {
+  try {
+    return new URL(target ?? "/", "http://localhost").pathname
+  } catch {
+    return undefined
+  }
+}
+
 /** The key of `/kv/KEY`, or `undefined` for a malformed percent-encoding. */
 const decodeKey = (encoded: string): string | undefined => {
   try {
@@ -143,10 +152,20 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
     const anonymous = `anon-${id}-${randomBytes(6).toString("hex")}`
     let anonymousRequestId = 0
 
-    const handle = (request: http.IncomingMessage, response: http.ServerResponse) =>
+    const handle = (
+      request: http.IncomingMessage,
+      response: http.ServerResponse,
+      body: string | undefined,
+    ) =>
       Effect.gen(function* () {
-        const url = new URL(request.url ?? "/", "http://localhost")
-        const path = url.pathname
+        const path = pathOf(request.url)
+        if (path === undefined) {
+          reply(response, 400, {
+            error: "BadRequest",
+            detail: "the request target is not a valid path",
+          })
+          return
+        }
         if (path === "/status" && request.method === "GET") {
           reply(response, 200, yield* server.status)
           return
@@ -200,7 +219,6 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
           reply(response, 405, { error: "MethodNotAllowed" })
           return
         }
-        const body = request.method === "PUT" ? yield* Effect.promise(() => readBody(request)) : ""
         if (body === undefined) {
           reply(response, 413, { error: "TooLarge" })
           return
@@ -255,8 +273,13 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
         ),
       )
 
+    // The whole request is received before it is answered (a PUT's body up to the limit, any
+    // other discarded): an answer sent with bytes still unread would make the socket's close
+    // reset the connection under the client.
     httpServer.on("request", (request, response) => {
-      void Effect.runPromiseExit(handle(request, response))
+      void readBody(request).then((body) =>
+        Effect.runPromiseExit(handle(request, response, request.method === "PUT" ? body : "")),
+      )
     })
 
     const status = yield* server.status

@@ -37,17 +37,36 @@ const send = (
   body: string,
 ): Promise<Answer | "refused-by-client" | "reset-after-early-answer"> =>
   new Promise((resolve, reject) => {
+    // The server answered without reading a large upload (a bad key, a refused method, a
+    // DELETE) and closed: the client's write or read then fails. Anything else is a failure.
+    const failed = (error: NodeJS.ErrnoException) => {
+      if (body.length > 64 * 1024 && (error.code === "ECONNRESET" || error.code === "EPIPE"))
+        resolve("reset-after-early-answer")
+      else reject(error)
+    }
+    const sending = body.length > 0 && method !== "GET" && method !== "HEAD"
     let request: http.ClientRequest
     try {
       request = http.request(
-        { host: base.hostname, port: base.port, method, path, headers, timeout: 10_000, agent: false },
+        {
+          host: base.hostname,
+          port: base.port,
+          method,
+          path,
+          // A body is always framed by its length (node would send a DELETE's raw).
+          headers: sending
+            ? { ...headers, "content-length": `${Buffer.byteLength(body)}` }
+            : headers,
+          timeout: 10_000,
+          agent: false,
+        },
         (response) => {
           const chunks: Array<Buffer> = []
           response.on("data", (chunk: Buffer) => chunks.push(chunk))
           response.on("end", () =>
             resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
           )
-          response.on("error", reject)
+          response.on("error", failed)
         },
       )
     } catch {
@@ -55,15 +74,9 @@ const send = (
       resolve("refused-by-client")
       return
     }
-    request.on("error", (error: NodeJS.ErrnoException) => {
-      // The server answered early (a bad key, a refused method) without reading a large
-      // upload and closed: the client's write then fails. Anything else is a failure.
-      if (body.length > 64 * 1024 && (error.code === "ECONNRESET" || error.code === "EPIPE"))
-        resolve("reset-after-early-answer")
-      else reject(error)
-    })
+    request.on("error", failed)
     request.on("timeout", () => request.destroy(new Error("timed out")))
-    if (body.length > 0 && method !== "GET" && method !== "HEAD") request.write(body)
+    if (sending) request.write(body)
     request.end()
   })
 
@@ -83,6 +96,8 @@ const path = fc.oneof(
     "/status?x=%",
     "/kv",
     "//kv/a",
+    "/\\",
+    "//",
     `/kv/${"k".repeat(10_000)}`,
   ),
 )
