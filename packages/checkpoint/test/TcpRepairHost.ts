@@ -36,7 +36,7 @@ if (mode === "probe") {
     port: Number(port),
     source: { root: objects },
     store: new TcpRepair.DirectoryStore(checkpoints),
-    checkpointEveryBytes: 1024 * 1024,
+    checkpointEveryBytes: 4 * 1024 * 1024,
     nowMs: () => Date.now(),
     onEvent: print,
   })
