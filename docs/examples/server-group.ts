@@ -5,9 +5,10 @@
  * its staggered delay and still has the write.
  */
 import * as dgram from "node:dgram"
+import { Authentication } from "@understudy/machine"
 import { ServerGroup } from "@understudy/staggered-election"
 import { MemoryStore, NameServer } from "@understudy/store"
-import { Address, NodeDatagram } from "@understudy/transport"
+import { Address, ClusterKey, NodeDatagram } from "@understudy/transport"
 import { Effect, Exit, Layer, Schema, Scope } from "effect"
 
 type Counter = Readonly<Record<string, number>>
@@ -16,6 +17,10 @@ const apply = (state: Counter, request: Add) => {
   const value = (state[request.key] ?? 0) + request.add
   return [{ ...state, [request.key]: value }, value] as const
 }
+
+// Every server of a group shares one cluster key; a real deployment reads it from a file
+// written once by `ClusterKey.generateFile` (mode 0600).
+const authentication = Authentication.keyed(ClusterKey.generate())
 
 const servers = [
   { id: "small", capacity: { cpu: 1, bandwidthMbps: 100 } },
@@ -70,6 +75,7 @@ export const program = Effect.gen(function* () {
         self: id,
         servers,
         addresses,
+        authentication,
         request: Schema.Struct({ key: Schema.String, add: Schema.Int }),
         initial: {},
         apply,

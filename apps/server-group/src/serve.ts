@@ -7,6 +7,7 @@
  */
 import { randomBytes } from "node:crypto"
 import * as http from "node:http"
+import { Authentication } from "@understudy/machine"
 import { ServerGroup } from "@understudy/staggered-election"
 import { NameServer } from "@understudy/store"
 import { Address, NodeDatagram } from "@understudy/transport"
@@ -101,6 +102,8 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
         capacity: { cpu: peer.cpu, bandwidthMbps: peer.bandwidthMbps },
       })),
       addresses: Object.fromEntries(peers.map((peer) => [peer.id, peer.address])),
+      // The cluster key (--cluster-key-file / --insecure) is wired by the server-group CLI work.
+      authentication: Authentication.insecure,
       request: Kv.Request,
       initial: Kv.initial,
       apply: Kv.apply,

@@ -9,8 +9,10 @@
  *
  * Limits: the inbox holds at most `inboxCapacity` inputs; when it is full the datagram
  * reader stops reading, so the endpoint's own bounded buffer drops new datagrams as a
- * kernel would, and `command` suspends. A datagram that does not decode, or comes from an
- * address that is not a peer, is dropped with a warning: a bad peer never stops a node.
+ * kernel would, and `command` suspends. A datagram that does not decode, comes from an
+ * address that is not a peer, or fails authentication (see `Authentication`: a MAC with
+ * the cluster key, replay and freshness checks) is dropped, logged and counted in
+ * `understudy_runner_datagrams_dropped_total`: a bad peer never stops a node.
  *
  * @since 0.1.0
  */
@@ -22,12 +24,14 @@ import {
   Deferred,
   Effect,
   Fiber,
+  Metric,
   PubSub,
   Queue,
   Result,
   type Scope,
   Stream,
 } from "effect"
+import * as Authentication from "./Authentication.ts"
 import * as Machine from "./Machine.ts"
 
 /** The pseudo-input of the step that `init` is. @since 0.1.0 @category models */
@@ -62,6 +66,11 @@ export interface Options<State, Message, C, E> {
     | Readonly<Record<Machine.NodeId, Address.Udp>>
     | ((node: Machine.NodeId) => Address.Udp)
   readonly codec: Codec.Codec<Message>
+  /**
+   * `Authentication.keyed(clusterKey)` (what every member must use alike), or the explicit
+   * `Authentication.insecure`, which trusts source addresses and logs a warning.
+   */
+  readonly authentication: Authentication.Authentication
   /** Inputs waiting to be stepped, at most. Default 1,024. */
   readonly inboxCapacity?: number
   /** Events waiting for a slow `events` reader, at most, before the node waits. Default 1,024. */
@@ -121,6 +130,23 @@ interface Armed {
 const addressKey = (address: Address.Udp): string => `${address.host}:${address.port}`
 
 /**
+ * Datagrams a runner dropped, by `reason`: `UnknownSender`, `Undecodable`, or an
+ * `Authentication.DropReason`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const datagramsDropped = Metric.counter("understudy_runner_datagrams_dropped_total", {
+  description: "Datagrams a machine runner dropped before its machine saw them, by reason",
+  incremental: true,
+})
+
+const dropped = (reason: string, detail: Record<string, unknown>) =>
+  Effect.logWarning("dropping a datagram", { reason, ...detail }).pipe(
+    Effect.andThen(Metric.update(Metric.withAttributes(datagramsDropped, { reason }), 1)),
+  )
+
+/**
  * Starts the node: binds its endpoint, runs `init`, and steps the machine until the scope
  * closes. Fails only if the endpoint cannot be bound.
  *
@@ -128,13 +154,16 @@ const addressKey = (address: Address.Udp): string => `${address.host}:${address.
  * ```ts
  * import { Effect } from "effect"
  * import { Address } from "@understudy/transport"
- * import { FailureDetector, Runner } from "@understudy/machine"
+ * import { Authentication, FailureDetector, Runner } from "@understudy/machine"
+ *
+ * declare const clusterKey: Uint8Array // e.g. from ClusterKey.readFile
  *
  * const node = Runner.run(FailureDetector.make({ intervalMs: 100, timeoutMs: 500 }), {
  *   self: "a",
  *   peers: ["b"],
  *   addresses: { a: Address.udp("127.0.0.1", 9001), b: Address.udp("127.0.0.1", 9002) },
  *   codec: FailureDetector.codec,
+ *   authentication: Authentication.keyed(clusterKey),
  * })
  * ```
  * @since 0.1.0
@@ -169,6 +198,13 @@ export const run = <State, Message, C, E>(
 
     const datagram = yield* Datagram.Datagram
     const endpoint = yield* datagram.bind(resolve(self))
+    const startedMs = yield* Clock.currentTimeMillis
+    const sealer = Authentication.sealer(options.authentication, self, startedMs)
+    if (options.authentication._tag === "Insecure") {
+      yield* Effect.logWarning(
+        "running without a cluster key: any datagram from a member's address is believed",
+      )
+    }
     const inbox = yield* Queue.bounded<Item<Message, C>>(options.inboxCapacity ?? 1024)
     const events = yield* PubSub.bounded<E>(options.eventsCapacity ?? 1024)
 
@@ -191,13 +227,14 @@ export const run = <State, Message, C, E>(
         if (Result.isFailure(encoded)) {
           return Effect.logError("cannot encode an outgoing message", encoded.failure.message)
         }
-        return endpoint
-          .send(address, encoded.success)
-          .pipe(
-            Effect.catch((error) =>
-              Effect.logWarning("datagram not sent", { to, error: error.message }),
-            ),
-          )
+        return Clock.currentTimeMillis.pipe(
+          Effect.flatMap((nowMs) =>
+            endpoint.send(address, sealer.seal(to, nowMs, encoded.success)),
+          ),
+          Effect.catch((error) =>
+            Effect.logWarning("datagram not sent", { to, error: error.message }),
+          ),
+        )
       })
 
     // Keeps exactly one sleeper, due no later than the earliest timer.
@@ -330,23 +367,20 @@ export const run = <State, Message, C, E>(
     })
 
     const receive = (received: Datagram.Received) =>
-      Effect.suspend(() => {
+      Effect.gen(function* () {
         const from = nodeByAddress.get(addressKey(received.from))
         if (from === undefined) {
-          return Effect.logWarning("dropping a datagram from an unknown address", {
-            node: self,
+          return yield* dropped("UnknownSender", {
             from: `${received.from.host}:${received.from.port}`,
           })
         }
-        const decoded = codec.decode(received.bytes)
+        const opened = sealer.open(from, yield* Clock.currentTimeMillis, received.bytes)
+        if ("dropped" in opened) return yield* dropped(opened.dropped, { from })
+        const decoded = codec.decode(opened.payload)
         if (Result.isFailure(decoded)) {
-          return Effect.logWarning("dropping an undecodable datagram", {
-            node: self,
-            from,
-            error: decoded.failure.message,
-          })
+          return yield* dropped("Undecodable", { from, error: decoded.failure.message })
         }
-        return Queue.offer(inbox, { _tag: "Receive", from, message: decoded.success })
+        yield* Queue.offer(inbox, { _tag: "Receive", from, message: decoded.success })
       })
 
     const initNowMs = yield* Clock.currentTimeMillis

@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+export * as Authentication from "./Authentication.ts"
 export * as FailureDetector from "./FailureDetector.ts"
 export * as Machine from "./Machine.ts"
 export * as Runner from "./Runner.ts"

@@ -1,7 +1,21 @@
+import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Address, Codec, Datagram, SimNet } from "@understudy/transport"
-import { Cause, Clock, Effect, Exit, Fiber, Layer, Queue, Random, Schema, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  Queue,
+  Random,
+  Schema,
+  Stream,
+} from "effect"
 import { TestClock } from "effect/testing"
+import * as Authentication from "../src/Authentication.ts"
 import * as FailureDetector from "../src/FailureDetector.ts"
 import * as Machine from "../src/Machine.ts"
 import * as Runner from "../src/Runner.ts"
@@ -96,23 +110,28 @@ const puppet: Machine.Machine<ReadonlyArray<string>, Wire, Command, Event> = {
   },
 }
 
+const key = new Uint8Array(randomBytes(32))
+
 const addresses = {
   a: Address.udp("10.0.0.1", 1),
   b: Address.udp("10.0.0.2", 1),
   c: Address.udp("10.0.0.3", 1),
 }
 
+// Most tests here are about the runner's mechanics and hand-craft datagrams: insecure.
 const start = (
   self: "a" | "b" | "c",
   onStep?: (
     info: Runner.StepInfo<ReadonlyArray<string>, Wire, Command, Event>,
   ) => Effect.Effect<void>,
+  authentication: Authentication.Authentication = Authentication.insecure,
 ) =>
   Runner.run(puppet, {
     self,
     peers: ["a", "b", "c"],
     addresses,
     codec,
+    authentication,
     ...(onStep === undefined ? {} : { onStep }),
   })
 
@@ -217,6 +236,54 @@ describe("Runner", () => {
     }).pipe(Effect.provide(memoryDatagram)),
   )
 
+  it.effect("keyed: only datagrams sealed with the key, for this node, once, are stepped", () =>
+    Effect.gen(function* () {
+      const authentication = Authentication.keyed(key)
+      const b = yield* start("b", undefined, authentication)
+      const datagram = yield* Datagram.Datagram
+      // Whoever holds a's address but not the key: a member that died, another local user.
+      const fakeA = yield* datagram.bind(addresses.a)
+      const replies = yield* Stream.runCollect(Stream.take(fakeA.messages, 1)).pipe(
+        Effect.forkChild,
+      )
+      const ping = (n: number) => new TextEncoder().encode(JSON.stringify({ _tag: "Ping", n }))
+      const droppedCount = (reason: string) =>
+        Metric.value(Metric.withAttributes(Runner.datagramsDropped, { reason })).pipe(
+          Effect.map((state) => Number(state.count)),
+        )
+      const before = {
+        unauthenticated: yield* droppedCount("Unauthenticated"),
+        replayed: yield* droppedCount("Replayed"),
+      }
+      const nowMs = yield* Clock.currentTimeMillis
+      const asA = Authentication.sealer(authentication, "a", nowMs)
+      const otherKey = Authentication.sealer(
+        Authentication.keyed(new Uint8Array(randomBytes(32))),
+        "a",
+        nowMs,
+      )
+      yield* TestClock.adjust(1)
+      // A plain datagram, one sealed for another node, and one sealed with another key.
+      yield* fakeA.send(addresses.b, ping(1))
+      yield* fakeA.send(addresses.b, asA.seal("c", 1, ping(2)))
+      yield* fakeA.send(addresses.b, otherKey.seal("b", 1, ping(3)))
+      // The real thing, then the same bytes again.
+      const sealed = asA.seal("b", 1, ping(4))
+      yield* fakeA.send(addresses.b, sealed)
+      yield* fakeA.send(addresses.b, sealed)
+      yield* settle
+      expect(yield* b.state).toEqual(["init b [a,c]", "receive Ping 4 from a"])
+      expect((yield* droppedCount("Unauthenticated")) - before.unauthenticated).toBe(3)
+      expect((yield* droppedCount("Replayed")) - before.replayed).toBe(1)
+      // The answer is sealed for a, by b.
+      const [pong] = yield* Fiber.join(replies)
+      const opened = asA.open("b", 1, pong!.bytes)
+      expect("payload" in opened && new TextDecoder().decode(opened.payload)).toBe(
+        JSON.stringify({ _tag: "Pong", n: 4 }),
+      )
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
   it.effect("calls onStep for init and every step, with the state before and after", () =>
     Effect.gen(function* () {
       const seen: Array<Runner.StepInfo<ReadonlyArray<string>, Wire, Command, Event>> = []
@@ -257,7 +324,13 @@ describe("Runner", () => {
           throw new Error("broken invariant")
         },
       }
-      const node = yield* Runner.run(faulty, { self: "a", peers: ["b"], addresses, codec })
+      const node = yield* Runner.run(faulty, {
+        self: "a",
+        peers: ["b"],
+        addresses,
+        codec,
+        authentication: Authentication.insecure,
+      })
       const joined = yield* Effect.forkChild(Effect.exit(node.join))
       yield* Effect.forkChild(node.command("boom"))
       yield* settle
@@ -284,6 +357,7 @@ describe("Runner", () => {
               peers: nodes,
               addresses: (node) => Address.udp(node, 7000),
               codec: FailureDetector.codec,
+              authentication: Authentication.keyed(key),
             })
             yield* Stream.runForEach(node.events, (event) =>
               Effect.gen(function* () {

@@ -32,7 +32,7 @@
  *
  * @since 0.1.0
  */
-import { Runner } from "@understudy/machine"
+import { type Authentication, Runner } from "@understudy/machine"
 import { NameServer } from "@understudy/store"
 import type { Address, Datagram, TransportError } from "@understudy/transport"
 import {
@@ -137,6 +137,11 @@ export interface Options<S, Req, Res>
   readonly self: string
   /** Where every server (this one included) receives its datagrams. */
   readonly addresses: Readonly<Record<string, Address.Udp>>
+  /**
+   * `Authentication.keyed(clusterKey)`, the same on every server, or the explicit
+   * `Authentication.insecure` (any datagram from a member's address is believed).
+   */
+  readonly authentication: Authentication.Authentication
   /** The wire schema of requests (they are replicated as JSON). */
   readonly request: Schema.Codec<Req, unknown>
   readonly initial: S
@@ -692,6 +697,7 @@ export const make = <S, Req, Res>(
       peers: options.servers.map((server) => server.id),
       addresses: options.addresses,
       codec: Message.codec(options.request),
+      authentication: options.authentication,
       onStep,
     })
 

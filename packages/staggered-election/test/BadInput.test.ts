@@ -13,7 +13,7 @@
  */
 import * as dgram from "node:dgram"
 import { describe, expect, it } from "@effect/vitest"
-import { Machine as M } from "@understudy/machine"
+import { Authentication, Machine as M } from "@understudy/machine"
 import { MemoryStore, NameServer } from "@understudy/store"
 import { FastSim, Ports } from "@understudy/testkit"
 import { Address, NodeDatagram, TransportError } from "@understudy/transport"
@@ -583,6 +583,9 @@ const startGroup = (running: number, configured = running) =>
           capacity: { cpu: 10 - i, bandwidthMbps: 100 },
         })),
         addresses,
+        // Insecure on purpose: the forgeries below must reach the machine, which has to
+        // refuse them on its own (with a key, the runner drops them before it).
+        authentication: Authentication.insecure,
         request: RequestSchema,
         initial: 0,
         apply: (state, request) => [state + request.add, state + request.add] as const,

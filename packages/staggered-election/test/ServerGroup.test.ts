@@ -4,7 +4,9 @@
  * failover when the master's scope closes, and a master the name server replaced refusing
  * to answer.
  */
+import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
+import { Authentication } from "@understudy/machine"
 import { MemoryStore, NameServer, StoreError } from "@understudy/store"
 import { Ports } from "@understudy/testkit"
 import { Address, NodeDatagram } from "@understudy/transport"
@@ -24,6 +26,7 @@ const apply = (state: St, request: Req) => {
 }
 
 const ids = ["s1", "s2", "s3", "s4", "s5"]
+const authentication = Authentication.keyed(new Uint8Array(randomBytes(32)))
 // s3 is the most capable (index 1), s1 the least: index order is not name order.
 const servers = [
   { id: "s1", capacity: { cpu: 1, bandwidthMbps: 100 } },
@@ -58,6 +61,7 @@ const startGroupWith = (
         self: id,
         servers,
         addresses,
+        authentication,
         request: RequestSchema,
         initial: {},
         apply,

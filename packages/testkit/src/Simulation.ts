@@ -31,7 +31,8 @@
  * ```
  * @since 0.1.0
  */
-import { type Machine, Runner } from "@understudy/machine"
+import { randomBytes } from "node:crypto"
+import { Authentication, type Machine, Runner } from "@understudy/machine"
 import { Address, type Codec, SimNet } from "@understudy/transport"
 import { Cause, Clock, Effect, Random, Schema } from "effect"
 import { TestClock } from "effect/testing"
@@ -93,6 +94,11 @@ export interface Options<State, Message, C, E> {
   readonly check?: "every-step" | "end"
   /** The UDP port every node binds on its host. Default 7000. */
   readonly port?: number
+  /**
+   * How the nodes authenticate their datagrams. Default: keyed, with a fresh key from
+   * `node:crypto` per run (it changes no decision, so runs still replay from their seed).
+   */
+  readonly authentication?: Authentication.Authentication
   /** Trace lines in a failure message. Default 200. */
   readonly traceLines?: number
   /** How states appear in a failure message. Default JSON. */
@@ -279,6 +285,8 @@ export const simulate = <State, Message, C, E>(
       })
 
     const addresses = (node: Machine.NodeId) => Address.udp(node, port)
+    const authentication =
+      options.authentication ?? Authentication.keyed(new Uint8Array(randomBytes(32)))
 
     for (const node of nodes) {
       const program = Effect.gen(function* () {
@@ -289,6 +297,7 @@ export const simulate = <State, Message, C, E>(
           peers: nodes,
           addresses,
           codec,
+          authentication,
           onStep,
         })
         return yield* running.join

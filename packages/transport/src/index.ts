@@ -6,6 +6,7 @@
  */
 export * as Address from "./Address.ts"
 export * as CloseReason from "./CloseReason.ts"
+export * as ClusterKey from "./ClusterKey.ts"
 export * as Codec from "./Codec.ts"
 export * as Connection from "./Connection.ts"
 export * as Datagram from "./Datagram.ts"
