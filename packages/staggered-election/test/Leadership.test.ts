@@ -4,25 +4,14 @@
  */
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
-import * as MachinePackage from "@understudy/machine"
+import { Authentication } from "@understudy/machine"
 import { MemoryStore, NameServer } from "@understudy/store"
 import { Ports } from "@understudy/testkit"
 import { Address, NodeDatagram } from "@understudy/transport"
 import { Effect, Fiber, Layer, Option, Stream } from "effect"
 import * as Leadership from "../src/Leadership.ts"
 
-// The cluster key option comes with the runner's datagram authentication: pass a fresh key
-// when the runner has it (the lead's change in flight), nothing before.
-const keyed: Record<string, unknown> =
-  "Authentication" in MachinePackage
-    ? {
-        authentication: (
-          MachinePackage as unknown as {
-            Authentication: { keyed: (key: Uint8Array) => unknown }
-          }
-        ).Authentication.keyed(new Uint8Array(randomBytes(32))),
-      }
-    : {}
+const authentication = Authentication.keyed(new Uint8Array(randomBytes(32)))
 
 const services = NameServer.layer.pipe(
   Layer.provide(MemoryStore.layer),
@@ -45,13 +34,13 @@ describe("Leadership", () => {
             self,
             servers: ids.map((id, j) => ({ id, capacity: { cpu: 10 - j, bandwidthMbps: 100 } })),
             addresses,
-            ...keyed,
+            authentication,
             detectionPeriodMs: 20,
             inquiryTimeoutMs: 100,
             baseDelayMs: 50,
             floorDelayMs: 15,
             registrationTtlMs: 1_000,
-          } as unknown as Leadership.Options),
+          }),
         )
         const campaigns = yield* Effect.forEach(members, (member) =>
           Effect.forkChild(member.campaign),
