@@ -44,6 +44,8 @@ export type Invocation =
       readonly store: StoreLocation
       readonly group: string
       readonly timings: Timings
+      /** The group's cluster key file (0600); without it group traffic is unauthenticated. */
+      readonly clusterKey: string | undefined
     }
   | { readonly _tag: "NameServer"; readonly listen: Address.StreamAddress }
   | {
@@ -72,7 +74,7 @@ export const defaultTimings: Timings = {
 /** @since 0.1.0 */
 export const usage = `Usage:
   ${programName} serve --id ID --peers ID=udp://HOST:PORT[?cpu=N&bw=N],... --http HOST:PORT --store tcp://HOST:PORT|etcd://HOST:PORT
-                 [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N]
+                 [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N] [--cluster-key FILE]
   ${programName} nameserver --listen tcp://HOST:PORT
   ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE]
   ${programName} --help
@@ -86,6 +88,9 @@ serve       runs one server of a replicated key-value group. The servers elect a
             HTTP: GET /kv/KEY, PUT /kv/KEY (body = value; optional headers x-client-id and
             x-request-id make a retry exactly-once), GET /kv (everything), GET /status.
             A backup answers writes with 307 to the master (or 503 when none is known).
+            --cluster-key FILE: the group's key (hex, mode 0600, the same on every server):
+            every group datagram is authenticated with it. Without it the servers believe
+            any datagram from a member's address (a warning says so).
 nameserver  runs the embedded name server: a store server over a memory store.
 load        writes keys k0, k1, ... at --rate per second for --duration to the master it
             resolves from the name server, follows redirects, retries with the same request
@@ -183,6 +188,7 @@ const flagsWithValue = new Set([
   "--inquiry-ms",
   "--base-ms",
   "--floor-ms",
+  "--cluster-key",
 ])
 
 const allowed: Record<string, ReadonlySet<string>> = {
@@ -197,6 +203,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--inquiry-ms",
     "--base-ms",
     "--floor-ms",
+    "--cluster-key",
   ]),
   nameserver: new Set(["--listen"]),
   load: new Set([
@@ -345,5 +352,6 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
       baseDelayMs: baseDelayMs as number,
       floorDelayMs: floorDelayMs as number,
     },
+    clusterKey: values.get("--cluster-key"),
   }
 }

@@ -10,7 +10,7 @@ import * as http from "node:http"
 import { Authentication } from "@understudy/machine"
 import { ServerGroup } from "@understudy/staggered-election"
 import { NameServer } from "@understudy/store"
-import { Address, NodeDatagram } from "@understudy/transport"
+import { Address, ClusterKey, NodeDatagram } from "@understudy/transport"
 import { Context, Effect, HashMap, Layer, Option, Stream } from "effect"
 import type { Invocation } from "./cli.ts"
 import { exitCode, line, storeLayer } from "./common.ts"
@@ -102,8 +102,11 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
         capacity: { cpu: peer.cpu, bandwidthMbps: peer.bandwidthMbps },
       })),
       addresses: Object.fromEntries(peers.map((peer) => [peer.id, peer.address])),
-      // The cluster key (--cluster-key-file / --insecure) is wired by the server-group CLI work.
-      authentication: Authentication.insecure,
+      // Without --cluster-key the runner believes source addresses, and logs a warning.
+      authentication:
+        invocation.clusterKey === undefined
+          ? Authentication.insecure
+          : Authentication.keyed(yield* ClusterKey.readFile(invocation.clusterKey)),
       request: Kv.Request,
       initial: Kv.initial,
       apply: Kv.apply,

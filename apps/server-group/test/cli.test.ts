@@ -105,3 +105,27 @@ describe("--store", () => {
     }
   })
 })
+
+describe("--cluster-key", () => {
+  it("is optional for serve, and taken nowhere else", () => {
+    const base = [
+      "serve",
+      "--id",
+      "1",
+      "--peers",
+      peers,
+      "--http",
+      "127.0.0.1:0",
+      "--store",
+      "tcp://127.0.0.1:7100",
+    ]
+    expect(parse(base)).toMatchObject({ _tag: "Serve", clusterKey: undefined })
+    expect(parse([...base, "--cluster-key", "/etc/kv/cluster.key"])).toMatchObject({
+      _tag: "Serve",
+      clusterKey: "/etc/kv/cluster.key",
+    })
+    expect(parse(["nameserver", "--listen", "tcp://127.0.0.1:0", "--cluster-key", "k"])._tag).toBe(
+      "UsageError",
+    )
+  })
+})
