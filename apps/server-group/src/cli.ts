@@ -48,6 +48,7 @@ export type Invocation =
       readonly clusterKey: string | undefined
     }
   | { readonly _tag: "NameServer"; readonly listen: Address.StreamAddress }
+  | { readonly _tag: "KeyGen"; readonly out: string }
   | {
       readonly _tag: "Load"
       readonly store: StoreLocation
@@ -76,6 +77,7 @@ export const usage = `Usage:
   ${programName} serve --id ID --peers ID=udp://HOST:PORT[?cpu=N&bw=N],... --http HOST:PORT --store tcp://HOST:PORT|etcd://HOST:PORT
                  [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N] [--cluster-key FILE]
   ${programName} nameserver --listen tcp://HOST:PORT
+  ${programName} keygen --out FILE
   ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE]
   ${programName} --help
 
@@ -92,6 +94,7 @@ serve       runs one server of a replicated key-value group. The servers elect a
             every group datagram is authenticated with it. Without it the servers believe
             any datagram from a member's address (a warning says so).
 nameserver  runs the embedded name server: a store server over a memory store.
+keygen      writes a new random cluster key to FILE (mode 0600; never replaces a file).
 load        writes keys k0, k1, ... at --rate per second for --duration to the master it
             resolves from the name server, follows redirects, retries with the same request
             id, then prints one JSON summary: acknowledged writes, errors, unavailability
@@ -189,6 +192,7 @@ const flagsWithValue = new Set([
   "--base-ms",
   "--floor-ms",
   "--cluster-key",
+  "--out",
 ])
 
 const allowed: Record<string, ReadonlySet<string>> = {
@@ -206,6 +210,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--cluster-key",
   ]),
   nameserver: new Set(["--listen"]),
+  keygen: new Set(["--out"]),
   load: new Set([
     "--store",
     "--group",
@@ -244,7 +249,7 @@ const parseStoreLocation = (text: string | undefined): StoreLocation | string =>
 export const parse = (argv: ReadonlyArray<string>): Invocation => {
   if (argv.includes("--help") || argv.includes("-h")) return { _tag: "Help" }
   const [command, ...rest] = argv
-  if (command === undefined) return fail("no command: serve, nameserver or load")
+  if (command === undefined) return fail("no command: serve, nameserver, load or keygen")
   const accepted = allowed[command]
   if (accepted === undefined) return fail(`unknown command ${JSON.stringify(command)}`)
   const values = new Map<string, string>()
@@ -260,6 +265,10 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
     else value = rest[++i]
     if (value === undefined || value === "") return fail(`${flag} needs a value`)
     values.set(flag, value)
+  }
+  if (command === "keygen") {
+    const out = values.get("--out")
+    return out === undefined ? fail("--out is required") : { _tag: "KeyGen", out }
   }
   const group = values.get("--group") ?? "kv"
   if (!idPattern.test(group))

@@ -4,8 +4,10 @@
  *
  * @since 0.1.0
  */
+import { ClusterKey } from "@understudy/transport"
+import { Effect } from "effect"
 import { parse, programName, usage } from "./cli.ts"
-import { exitCode, runUntilSignal } from "./common.ts"
+import { exitCode, line, runUntilSignal } from "./common.ts"
 import { load } from "./load.ts"
 import { nameserver } from "./nameserver.ts"
 import { serve } from "./serve.ts"
@@ -26,6 +28,17 @@ const main = async (): Promise<number> => {
       return runUntilSignal(nameserver(invocation))
     case "Load":
       return load(invocation)
+    case "KeyGen": {
+      const written = await Effect.runPromise(
+        Effect.result(ClusterKey.generateFile(invocation.out)),
+      )
+      if (written._tag === "Success") {
+        line({ t: "key", path: invocation.out })
+        return exitCode.ok
+      }
+      process.stderr.write(`${programName}: ${written.failure.message}\n`)
+      return exitCode.failure
+    }
   }
 }
 

@@ -129,3 +129,11 @@ describe("--cluster-key", () => {
     )
   })
 })
+
+describe("keygen", () => {
+  it("takes --out FILE", () => {
+    expect(parse(["keygen", "--out", "/tmp/k"])).toEqual({ _tag: "KeyGen", out: "/tmp/k" })
+    expect(parse(["keygen"])._tag).toBe("UsageError")
+    expect(parse(["keygen", "--out", "/tmp/k", "--id", "1"])._tag).toBe("UsageError")
+  })
+})

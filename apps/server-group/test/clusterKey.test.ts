@@ -2,7 +2,7 @@
  * `serve --cluster-key FILE`: servers with the group's key elect and serve; a server with
  * another key is not heard by them; a key file others could read is refused at start.
  */
-import { chmodSync, mkdtempSync, rmSync } from "node:fs"
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -21,6 +21,25 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 afterAll(async () => {
   JsonLinesProcess.killAll()
   await sleep(100)
+})
+
+describe("keygen", () => {
+  it("writes a new key, mode 0600, that serve reads; it never replaces a key", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "understudy-keygen-"))
+    try {
+      const out = join(dir, "keys", "group.key")
+      const first = spawn(["keygen", "--out", out])
+      expect((await first.line("key", 20_000)).path).toBe(out)
+      expect(statSync(out).mode & 0o777).toBe(0o600)
+      const key = readFileSync(out, "utf8")
+      expect(await Effect.runPromise(Effect.map(ClusterKey.readFile(out), () => true))).toBe(true)
+      const second = spawn(["keygen", "--out", out])
+      await expect(second.line("key", 10_000)).rejects.toThrow()
+      expect(readFileSync(out, "utf8")).toBe(key)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
 })
 
 describe("serve --cluster-key", () => {
