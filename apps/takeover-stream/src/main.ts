@@ -1,0 +1,258 @@
+/**
+ * The `takeover-stream` program: an object server whose transfers survive the death of
+ * their server. `store` runs the embedded store the servers share; `serve` serves the files
+ * of a directory; `get` downloads one (with a progress line and a SHA-256 at the end) from
+ * a list of servers, riding through takeovers. Every command reports on stdout with one
+ * JSON object per line. See `--help`.
+ *
+ * @since 0.1.0
+ */
+import { createHash } from "node:crypto"
+import { createWriteStream } from "node:fs"
+import { open, stat } from "node:fs/promises"
+import { join } from "node:path"
+import { parseArgs } from "node:util"
+import { CheckpointStore, ObjectSession } from "@understudy/checkpoint"
+import { MemoryStore, RemoteStore, StoreServer } from "@understudy/store"
+import { EtcdStore } from "@understudy/store/etcd"
+import { Address, ClusterKey, NodeTransport } from "@understudy/transport"
+import { Effect, Layer, type Redacted, type Scope, Stream } from "effect"
+
+const programName = "takeover-stream"
+
+const usage = `Usage:
+  ${programName} store --listen tcp://HOST:PORT (--key-file FILE | --insecure)
+  ${programName} serve --id ID --listen tcp://HOST:PORT --dir DIR (--store tcp://HOST:PORT | --etcd URL)
+                 (--key-file FILE | --insecure) [--every-bytes N] [--lease-ms N]
+  ${programName} get NAME -o FILE --service tcp://HOST:PORT,... (--key-file FILE | --insecure) [--progress]
+  ${programName} --help
+
+store   the embedded store (memory) the servers keep checkpoints and leases in.
+serve   serves the files of DIR by name. Its transfers are checkpointed (every N bytes, default
+        4 MiB); when it dies its lease lapses (--lease-ms, default 1000) and another server of
+        the service takes them over at the exact byte.
+get     downloads NAME into FILE from the service, resuming across takeovers; prints
+        {"t":"resumed",...} per takeover and {"t":"done","bytes":N,"sha256":"..."} at the end.
+
+Exit codes: 0 ok; 1 runtime error (a refused takeover included); 2 bad usage.`
+
+const line = (value: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(value)}\n`)
+
+class UsageError extends Error {}
+
+const stream = (text: string | undefined, flag: string): Address.StreamAddress => {
+  if (text === undefined) throw new UsageError(`${flag} is required`)
+  const parsed = Address.parseStream(text)
+  if (parsed instanceof Address.InvalidAddress) throw new UsageError(`${flag}: ${parsed.reason}`)
+  return parsed
+}
+
+const positiveInteger = (text: string | undefined, flag: string, fallback: number): number => {
+  if (text === undefined) return fallback
+  const value = Number(text)
+  if (!Number.isSafeInteger(value) || value <= 0)
+    throw new UsageError(`${flag} must be a positive integer`)
+  return value
+}
+
+const keyOf = (
+  file: string | undefined,
+  insecure: boolean | undefined,
+): Effect.Effect<Redacted.Redacted<Uint8Array> | undefined, unknown> => {
+  if (file !== undefined) return ClusterKey.readFile(file)
+  if (insecure !== true)
+    return Effect.fail(new UsageError("give --key-file FILE, or --insecure to run unauthenticated"))
+  return Effect.sync(() => {
+    process.stderr.write(
+      `${programName}: warning: --insecure: transfers and resumes are not authenticated\n`,
+    )
+    line({ t: "warning", warning: "insecure" })
+    return undefined
+  })
+}
+
+const fileSource = (dir: string): ObjectSession.ObjectSource => {
+  const safe = (name: string) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/.test(name)
+  return {
+    size: (name) =>
+      safe(name)
+        ? Effect.promise(() =>
+            stat(join(dir, name)).then(
+              (s) => (s.isFile() ? s.size : undefined),
+              () => undefined,
+            ),
+          )
+        : Effect.succeed(undefined),
+    read: (name, offset, length) =>
+      Effect.promise(async () => {
+        const handle = await open(join(dir, name), "r")
+        try {
+          const buffer = new Uint8Array(length)
+          let done = 0
+          while (done < length) {
+            const { bytesRead } = await handle.read(buffer, done, length - done, offset + done)
+            if (bytesRead === 0) break
+            done += bytesRead
+          }
+          return buffer.subarray(0, done)
+        } finally {
+          await handle.close()
+        }
+      }),
+  }
+}
+
+/** Runs a server until the process is killed. */
+const runForever = <E>(effect: Effect.Effect<unknown, E, Scope.Scope>) =>
+  Effect.runPromise(Effect.scoped(Effect.andThen(effect, Effect.never)))
+
+const main = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const [command, ...rest] = argv
+  if (command === undefined || command === "--help" || command === "-h") {
+    process.stdout.write(`${usage}\n`)
+    return command === undefined ? 2 : 0
+  }
+  const { values, positionals } = parseArgs({
+    args: rest as Array<string>,
+    allowPositionals: true,
+    options: {
+      listen: { type: "string" },
+      id: { type: "string" },
+      dir: { type: "string" },
+      store: { type: "string" },
+      etcd: { type: "string" },
+      "key-file": { type: "string" },
+      insecure: { type: "boolean" },
+      "every-bytes": { type: "string" },
+      "lease-ms": { type: "string" },
+      service: { type: "string" },
+      output: { type: "string", short: "o" },
+      progress: { type: "boolean" },
+    },
+  })
+  switch (command) {
+    case "store": {
+      const listen = stream(values.listen, "--listen")
+      await runForever(
+        Effect.gen(function* () {
+          const clusterKey = yield* keyOf(values["key-file"], values.insecure)
+          const server = yield* StoreServer.serve(
+            listen,
+            clusterKey === undefined ? {} : { clusterKey },
+          )
+          line({ t: "ready", address: Address.format(server.address) })
+        }).pipe(Effect.provide(Layer.merge(MemoryStore.layer, NodeTransport.layer))),
+      )
+      return 0
+    }
+    case "serve": {
+      const id = values.id
+      if (id === undefined || !CheckpointStore.idPattern.test(id))
+        throw new UsageError("--id ID is required (letters, digits, - and _)")
+      const listen = stream(values.listen, "--listen")
+      const dir = values.dir
+      if (dir === undefined) throw new UsageError("--dir is required")
+      const everyBytes = positiveInteger(values["every-bytes"], "--every-bytes", 4 * 1024 * 1024)
+      const leaseTtlMs = positiveInteger(values["lease-ms"], "--lease-ms", 1_000)
+      if (values.store === undefined && values.etcd === undefined)
+        throw new UsageError("--store or --etcd is required")
+      await runForever(
+        Effect.gen(function* () {
+          const clusterKey = yield* keyOf(values["key-file"], values.insecure)
+          const storeLayer =
+            values.etcd !== undefined
+              ? EtcdStore.layer({ endpoints: values.etcd.split(",") })
+              : RemoteStore.layer({
+                  address: stream(values.store, "--store"),
+                  ...(clusterKey === undefined ? {} : { clusterKey }),
+                }).pipe(Layer.provide(NodeTransport.layer))
+          const server = yield* ObjectSession.serve(
+            {
+              listen,
+              ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
+              policy: { everyBytes, everyMs: 200, objectBoundaries: true },
+            },
+            fileSource(dir),
+          ).pipe(
+            Effect.provideServiceEffect(
+              CheckpointStore.CheckpointStore,
+              CheckpointStore.make({
+                serverId: id,
+                backend: "session",
+                prefix: CheckpointStore.defaultPrefix("takeover-stream"),
+                leaseTtlMs,
+                address: Address.format(listen),
+              }),
+            ),
+            // Built in the command's scope: the store lives as long as the server.
+            Effect.provide(yield* Layer.build(storeLayer)),
+          )
+          line({ t: "ready", id, address: Address.format(server.address), pid: process.pid })
+        }).pipe(Effect.provide(NodeTransport.layer)),
+      )
+      return 0
+    }
+    case "get": {
+      const name = positionals[0]
+      if (name === undefined) throw new UsageError("get NAME: the object's name is required")
+      const output = values.output
+      if (output === undefined) throw new UsageError("-o FILE is required")
+      const service = (values.service ?? "")
+        .split(",")
+        .filter((s) => s !== "")
+        .map((s) => stream(s, "--service"))
+      if (service.length === 0) throw new UsageError("--service is required")
+      const hash = createHash("sha256")
+      const file = createWriteStream(output)
+      let bytes = 0
+      let lastProgress = 0
+      await Effect.runPromise(
+        Effect.gen(function* () {
+          const clusterKey = yield* keyOf(values["key-file"], values.insecure)
+          yield* ObjectSession.get(name, {
+            service,
+            ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
+            onResumed: (event) => line({ t: "resumed", ...event }),
+          }).pipe(
+            Stream.runForEach((chunk) =>
+              Effect.promise(
+                () =>
+                  new Promise<void>((resolve, reject) => {
+                    hash.update(chunk)
+                    bytes += chunk.length
+                    if (values.progress === true && bytes - lastProgress >= 4 * 1024 * 1024) {
+                      lastProgress = bytes
+                      process.stderr.write(`\r${programName}: ${(bytes / 1048576).toFixed(1)} MiB`)
+                    }
+                    file.write(chunk, (error) => (error ? reject(error) : resolve()))
+                  }),
+              ),
+            ),
+          )
+        }).pipe(Effect.provide(NodeTransport.layer)),
+      )
+      await new Promise<void>((resolve, reject) =>
+        file.end((error?: Error | null) => (error ? reject(error) : resolve())),
+      )
+      if (values.progress === true) process.stderr.write("\n")
+      line({ t: "done", bytes, sha256: hash.digest("hex") })
+      return 0
+    }
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`)
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof UsageError || (error instanceof TypeError && "code" in error)) {
+      process.stderr.write(`${programName}: ${error.message}\nTry '${programName} --help'.\n`)
+      process.exit(2)
+    }
+    process.stderr.write(
+      `${programName}: ${error instanceof Error ? error.message : String(error)}\n`,
+    )
+    process.exit(1)
+  },
+)

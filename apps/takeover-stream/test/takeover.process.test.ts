@@ -1,0 +1,85 @@
+/**
+ * Real processes: an embedded store, three servers and a download, the serving server
+ * SIGKILLed at random offsets; then the same on etcd. Bounded: 3 transfers of 16 MiB with
+ * 2 kills each on the embedded store (6 SIGKILLs), one transfer with 1 kill on etcd.
+ */
+import { existsSync } from "node:fs"
+import { JsonLinesProcess } from "@understudy/testkit"
+import { afterAll, describe, expect, it } from "vitest"
+import { startEtcd } from "../../../packages/store/test/support/etcdServer.ts"
+import { type Cluster, download, startCluster } from "./support.ts"
+
+const size = 16 * 1024 * 1024
+const offsetIn = (low: number, high: number) => low + Math.floor(Math.random() * (high - low))
+
+afterAll(() => JsonLinesProcess.killAll())
+
+describe("takeover-stream processes", () => {
+  it("SIGKILLs of the serving server at random offsets: every SHA-256 matches (embedded store)", {
+    timeout: 120_000,
+  }, async () => {
+    const cluster: Cluster = await startCluster({
+      servers: 3,
+      leaseMs: 300,
+      everyBytes: 1024 * 1024,
+    })
+    try {
+      for (let transfer = 0; transfer < 3; transfer++) {
+        const name = `object-${transfer}.bin`
+        const sha256 = cluster.object(name, size)
+        const kills = [offsetIn(size * 0.05, size * 0.45), offsetIn(size * 0.5, size * 0.9)]
+        const result = await download(cluster, name, kills, 40_000)
+        const context = `transfer ${transfer}, kills at ${result.killedAt.join(", ")}, resumed ${JSON.stringify(result.resumed)}`
+        expect(result.sha256, context).toBe(sha256)
+        expect(result.bytes).toBe(size)
+        // The first kill (before 45%) always finds bytes unsent (the window is 4 MiB); the
+        // second may land after the last byte left its server: nothing to resume then.
+        expect(result.killedAt.length, context).toBe(2)
+        expect(result.resumed.length, context).toBeGreaterThanOrEqual(1)
+        expect(result.resumed.length, context).toBeLessThanOrEqual(2)
+        // Fresh processes on new ports for the next transfer.
+        if (transfer < 2) {
+          await cluster.stop()
+          Object.assign(
+            cluster,
+            await startCluster({ servers: 3, leaseMs: 300, everyBytes: 1024 * 1024 }),
+          )
+        }
+      }
+    } finally {
+      await cluster.stop()
+    }
+  })
+
+  it.skipIf(!existsSync("/usr/bin/etcd"))(
+    "a SIGKILL mid-transfer on the etcd-backed store",
+    { timeout: 60_000 },
+    async () => {
+      const etcd = await startEtcd()
+      try {
+        const cluster = await startCluster({
+          servers: 2,
+          leaseMs: 1_000,
+          etcd: etcd.endpoint,
+          everyBytes: 1024 * 1024,
+        })
+        try {
+          const sha256 = cluster.object("e.bin", size)
+          const result = await download(
+            cluster,
+            "e.bin",
+            [offsetIn(size * 0.2, size * 0.6)],
+            40_000,
+          )
+          expect(result.sha256).toBe(sha256)
+          expect(result.killedAt.length).toBe(1)
+          expect(result.resumed.length).toBe(1)
+        } finally {
+          await cluster.stop()
+        }
+      } finally {
+        await etcd.stop()
+      }
+    },
+  )
+})
