@@ -224,15 +224,30 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
           return M.result(state)
         }
         if (!reply.extended) return M.result(state) // honoured, not renewed: counts as missed
-        return M.result({
-          ...state,
-          phase: "holding",
-          server: from,
-          leaseUntilMs: Math.max(state.leaseUntilMs, reply.expiresAtMs),
-          token: reply.token ?? state.token,
-          term: reply.term,
-          missed: 0,
-        })
+        // Another server that still held this client renews it: the client moved there.
+        const moved = state.server !== from
+        return M.result(
+          {
+            ...state,
+            phase: "holding",
+            server: from,
+            leaseUntilMs: Math.max(state.leaseUntilMs, reply.expiresAtMs),
+            token: reply.token ?? state.token,
+            term: reply.term,
+            missed: 0,
+          },
+          moved
+            ? [
+                M.emit<Event>({
+                  _tag: "Reattached",
+                  server: from,
+                  previous: state.server,
+                  term: reply.term,
+                  atMs: nowMs,
+                }),
+              ]
+            : [],
+        )
       }
       case "Redirect": {
         if (from !== state.target || reply.leader === from) return M.result(state)
