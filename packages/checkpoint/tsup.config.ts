@@ -6,5 +6,7 @@ export default defineConfig({
   dts: true,
   sourcemap: true,
   clean: true,
-  target: "node24",
+  // import.meta.url in the CommonJS build too (the tcp-repair backend loads koffi with createRequire).
+  shims: true,
+  target: "node22",
 })
