@@ -16,6 +16,9 @@ declare -A needed=(
   [/usr/bin/curl]=curl
   [/usr/bin/wget]=wget
   [/usr/bin/arping]=iputils-arping
+  # The TCP_REPAIR tests run their servers in network namespaces with a capability bounding set.
+  [/bin/ip]=iproute2
+  [/sbin/capsh]=libcap2-bin
 )
 
 wanted() {

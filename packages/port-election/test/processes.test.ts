@@ -65,14 +65,10 @@ class Instance {
   stderr = ""
   private buffer = ""
 
-  constructor(
-    config: Record<string, unknown>,
-    spawnOptions: { uid?: number; gid?: number; env?: NodeJS.ProcessEnv } = {},
-  ) {
+  constructor(config: Record<string, unknown>) {
     this.child = spawn(process.execPath, [fixture, JSON.stringify(config)], {
       cwd: packageDirectory,
       stdio: ["pipe", "pipe", "pipe"],
-      ...spawnOptions,
     })
     all.add(this)
     this.child.stdout!.setEncoding("utf8")
@@ -545,10 +541,14 @@ describe("port election across processes", () => {
     mkdirSync(home, { mode: 0o700 })
     chownSync(home, 65534, 65534)
     const mark = owner.lines.length
-    const stranger = new Instance(
-      { address, program: "proc-test", keepAlive: fastKeepAlive, requestTimeoutMs: 1_000 },
-      { uid: 65534, gid: 65534, env: { ...process.env, HOME: home } },
-    )
+    // It starts as root and drops to nobody once loaded: the clone may be under a 0700 directory.
+    const stranger = new Instance({
+      address,
+      program: "proc-test",
+      keepAlive: fastKeepAlive,
+      requestTimeoutMs: 1_000,
+      runAs: { uid: 65534, gid: 65534, home },
+    })
     const failed = await stranger.waitFor((l) => l.t === "failed" || l.t === "started", 15_000)
     expect(failed.t).toBe("failed")
     expect(failed.error._tag).toBe("NotPermitted")
