@@ -45,6 +45,8 @@ const checked = [
   "port-election",
   "staggered-election",
   "multihome",
+  "heartbeat-pool",
+  "checkpoint",
 ]
 
 const published = checked.map((directory) => ({
@@ -191,6 +193,8 @@ const expected: ReadonlyArray<readonly [string, string, unknown]> = [
   // n2 waits only the base delay; n3 also waits for n2's declaration to reach it (7 ms).
   ["@understudy/staggered-election", "staggered-election.mjs", { n2: 50, n3: 57 }],
   ["@understudy/multihome", "multihome.mjs", { reply: "hello" }],
+  ["@understudy/heartbeat-pool", "heartbeat-pool.mjs", { signed: true, raised: false }],
+  ["@understudy/checkpoint", "checkpoint.mjs", { acked: 1_200, damaged: "CheckpointDecodeError" }],
 ]
 
 describe("published packages: manifests", () => {
@@ -211,6 +215,14 @@ describe("published packages: manifests", () => {
       expect(existsSync(Path.join(directory, "README.md"))).toBe(true)
     },
   )
+
+  it("every published package under packages/ is checked here", () => {
+    const publishable = readdirSync(Path.join(repository, "packages")).filter((directory) => {
+      const file = Path.join(repository, "packages", directory, "package.json")
+      return existsSync(file) && (JSON.parse(readFileSync(file, "utf8")) as Manifest).private !== true
+    })
+    expect([...publishable].sort()).toEqual([...checked].sort())
+  })
 
   it("every package checked has an example, and each is published", () => {
     const covered = new Set(expected.map(([name]) => name))
