@@ -219,7 +219,9 @@ describe("published packages: manifests", () => {
   it("every published package under packages/ is checked here", () => {
     const publishable = readdirSync(Path.join(repository, "packages")).filter((directory) => {
       const file = Path.join(repository, "packages", directory, "package.json")
-      return existsSync(file) && (JSON.parse(readFileSync(file, "utf8")) as Manifest).private !== true
+      return (
+        existsSync(file) && (JSON.parse(readFileSync(file, "utf8")) as Manifest).private !== true
+      )
     })
     expect([...publishable].sort()).toEqual([...checked].sort())
   })
