@@ -45,7 +45,9 @@ export const defaultSettings: Settings = {
   // wait for missing members grants again within it, and that is still a live failover.
   steadyMs: 1_500,
   failoverBoundMs: 5_000,
-  startBoundMs: 15_000,
+  // Eight Node processes load Effect and register at once: seconds of CPU each on a small,
+  // busy machine. A start this slow is a slow machine, not a failed election.
+  startBoundMs: 60_000,
 }
 
 interface Hold {
