@@ -30,6 +30,7 @@ import type { Datagram, TransportError } from "@understudy/transport"
 import { Effect, Exit, Option, Schedule, Schema, Scope, Stream } from "effect"
 import type * as Machine from "./Machine.ts"
 import * as ServerGroup from "./ServerGroup.ts"
+import type * as Wal from "./Wal.ts"
 
 /**
  * Everything `ServerGroup.Options` takes except the state machine.
@@ -71,7 +72,7 @@ export const make = (
   options: Options,
 ): Effect.Effect<
   Leadership,
-  TransportError.ListenError | Machine.InvalidConfig,
+  TransportError.ListenError | Machine.InvalidConfig | Wal.WalCorrupt | Wal.WalFailed,
   Datagram.Datagram | NameServer.NameServer | Scope.Scope
 > =>
   Effect.gen(function* () {

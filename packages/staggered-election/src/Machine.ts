@@ -46,6 +46,7 @@
 import { Machine as M } from "@understudy/machine"
 import { Result, Schema } from "effect"
 import * as Delays from "./Delays.ts"
+import type * as Durable from "./Durable.ts"
 import type * as Message from "./Message.ts"
 import * as Rank from "./Rank.ts"
 import * as Replication from "./Replication.ts"
@@ -90,6 +91,12 @@ export interface Config<S, Req, Res> {
    * while a server of that majority does).
    */
   readonly answerWhen?: "all-live" | "majority"
+  /**
+   * This server's durable state, read from its write-ahead log (see `Durable`). A server
+   * restarted with a non-empty one is not amnesiac: its term, promise and log are back, and
+   * it counts towards majorities at once. Absent or empty: a cold start (amnesiac).
+   */
+  readonly restored?: Durable.Durable<Req>
 }
 
 /**
@@ -826,27 +833,43 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     if (own === undefined)
       throw new InvalidConfig({ reason: `${context.self} is not a configured server` })
     const outputs: Array<Output> = []
+    const restored = config.restored
+    const durable =
+      restored !== undefined && (restored.epoch > 0 || restored.log.length > 0)
+        ? restored
+        : undefined
     let state: St = {
       self: context.self,
       index: own.index,
       role: "waiting",
       master: undefined,
       failed: undefined,
-      term: 0,
+      term: durable?.term ?? 0,
       termRaisedMs: context.nowMs,
-      epoch: 0,
+      epoch: durable?.epoch ?? 0,
       probeSeq: 0,
       outstanding: {},
       samples: {},
       rows: {},
       inquiry: undefined,
       electionDelayMs: undefined,
-      replica: Replication.empty(config.initial),
+      replica:
+        durable === undefined
+          ? Replication.empty(config.initial)
+          : Replication.applyCommitted(
+              {
+                ...Replication.empty<S, Req, Res>(config.initial),
+                log: durable.log,
+                commitSeq: Math.min(durable.commitSeq, durable.log.length),
+              },
+              config.apply,
+            ).replica,
       leader: undefined,
-      // A cold start and a restart look the same: either way this server holds nothing.
-      amnesiac: true,
+      // Without a durable state a cold start and a restart look the same: this server holds
+      // nothing. With one, it kept everything it told anyone: not amnesiac.
+      amnesiac: durable === undefined,
       incarnation: context.nowMs,
-      history: false,
+      history: (durable?.log.length ?? 0) > 0,
       heard: {},
       heardAll: {},
     }

@@ -204,7 +204,14 @@ const Flag = Schema.optionalKey(Schema.Boolean)
 const Incarnation = Schema.optionalKey(Delay)
 const RoleSchema = Schema.Literals(["master", "backup", "waiting"])
 
-const entrySchema = <R extends Schema.Top>(request: R) =>
+/**
+ * The schema of one log entry, given the schema of the user's requests (on the wire and in
+ * the write-ahead log).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const entrySchema = <R extends Schema.Top>(request: R) =>
   Schema.Union([
     Schema.TaggedStruct("Noop", { seq: Count, epoch: Count }),
     Schema.TaggedStruct("Request", {

@@ -50,9 +50,11 @@ import {
   Stream,
 } from "effect"
 import type * as Delays from "./Delays.ts"
+import * as Durable from "./Durable.ts"
 import * as Machine from "./Machine.ts"
 import * as Message from "./Message.ts"
 import type * as Replication from "./Replication.ts"
+import type * as Wal from "./Wal.ts"
 
 /**
  * This server is not the master that answers: `master` is the server it believes is (the
@@ -175,6 +177,15 @@ export interface Options<S, Req, Res>
    * it hears of its successor, typically within one detection period.
    */
   readonly reads?: "linearizable" | "local"
+  /**
+   * The write-ahead log file of this server (see `Durable`): every change of its term,
+   * promise and log is appended and fsynced before the messages that reveal it are sent and
+   * before a client is answered, and a restart recovers them, so the restarted server counts
+   * towards majorities at once and the whole group may restart without losing a write.
+   * Absent: nothing is persisted (a restart is amnesiac). A damaged log fails the start
+   * (`ElectionWalCorrupt`); a failing disk stops the server (a defect).
+   */
+  readonly walFile?: string
 }
 
 /**
@@ -334,11 +345,19 @@ export const make = <S, Req, Res>(
   options: Options<S, Req, Res>,
 ): Effect.Effect<
   ServerGroup<S, Req, Res>,
-  TransportError.ListenError | Machine.InvalidConfig,
+  TransportError.ListenError | Machine.InvalidConfig | Wal.WalCorrupt | Wal.WalFailed,
   Datagram.Datagram | NameServer.NameServer | Scope.Scope
 > =>
   Effect.gen(function* () {
-    const config: Machine.Config<S, Req, Res> = { ...options, apply: plainApply(options.apply) }
+    const durable =
+      options.walFile === undefined
+        ? undefined
+        : yield* Durable.open(options.walFile, options.request)
+    const config: Machine.Config<S, Req, Res> = {
+      ...options,
+      apply: plainApply(options.apply),
+      ...(durable === undefined ? {} : { restored: durable.recovered }),
+    }
     const invalid = Machine.validate(config)
     if (invalid !== undefined) {
       return yield* new Machine.InvalidConfig({ reason: invalid.message })
@@ -529,6 +548,10 @@ export const make = <S, Req, Res>(
       Effect.gen(function* () {
         const before = info.before
         const after = info.after
+        // Before any output of this step is performed or any client answered (see `Durable`).
+        if (durable !== undefined && before !== undefined) {
+          yield* Effect.orDie(durable.persist(Durable.of(after)))
+        }
         latest = after
         const nowMs = info.nowMs
         if (info.input._tag === "Receive") lastHeardMs.set(info.input.from, nowMs)

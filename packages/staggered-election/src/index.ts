@@ -9,6 +9,7 @@
 
 export * as Client from "./Client.ts"
 export * as Delays from "./Delays.ts"
+export * as Durable from "./Durable.ts"
 export * from "./Facade.ts"
 export * as Leadership from "./Leadership.ts"
 export * as Machine from "./Machine.ts"

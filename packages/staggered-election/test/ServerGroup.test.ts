@@ -5,6 +5,9 @@
  * to answer.
  */
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Authentication } from "@understudy/machine"
 import { MemoryStore, NameServer, StoreError } from "@understudy/store"
@@ -47,12 +50,18 @@ const services = NameServer.layer.pipe(
 const startGroupWith = (
   apply: ServerGroup.Options<St, Req, number>["apply"],
   extra: Partial<ServerGroup.Options<St, Req, number>> = {},
+  perServer: (id: string) => Partial<ServerGroup.Options<St, Req, number>> = () => ({}),
+  given?: Readonly<Record<string, Address.Udp>>,
 ) =>
   Effect.gen(function* () {
-    const ports = yield* Effect.promise(() => Ports.freeUdpPorts(ids.length))
-    const addresses = Object.fromEntries(
-      ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
-    )
+    const addresses =
+      given ??
+      Object.fromEntries(
+        (yield* Effect.promise(() => Ports.freeUdpPorts(ids.length))).map((port, i) => [
+          ids[i]!,
+          Address.udp("127.0.0.1", port),
+        ]),
+      )
     const running = new Map<string, { server: Server; scope: Scope.Closeable }>()
     for (const id of ids) {
       const scope = yield* Scope.make()
@@ -72,6 +81,7 @@ const startGroupWith = (
         registrationTtlMs: 1_000,
         submitTimeoutMs: 2_000,
         ...extra,
+        ...perServer(id),
       }).pipe(Scope.provide(scope))
       running.set(id, { server, scope })
     }
@@ -376,5 +386,54 @@ describe("ServerGroup", () => {
         )
       }).pipe(Effect.scoped, Effect.provide(services)),
     20_000,
+  )
+
+  it.live(
+    "with a write-ahead log, the whole group stopped and started again keeps every answered write, at a newer epoch, with no server amnesiac",
+    () =>
+      Effect.gen(function* () {
+        const directory = yield* Effect.acquireRelease(
+          Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "understudy-group-wal-"))),
+          (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true })),
+        )
+        const ports = yield* Effect.promise(() => Ports.freeUdpPorts(ids.length))
+        const addresses = Object.fromEntries(
+          ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
+        )
+        const walOf = (id: string) => ({ walFile: path.join(directory, `${id}.wal`) })
+        const writes = 12
+        const before = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const running = yield* startGroupWith(apply, {}, walOf, addresses)
+            const { master } = yield* settled(running)
+            const server = running.get(master.self)!.server
+            for (let i = 1; i <= writes; i++) {
+              yield* server.submit({
+                clientId: "d",
+                requestId: i,
+                request: { key: `k${i}`, add: i },
+              })
+            }
+            return master
+          }),
+        )
+        // Every server is stopped now; each starts again from its log alone.
+        const running = yield* startGroupWith(apply, {}, walOf, addresses)
+        const { master, all } = yield* settled(running, before.epoch)
+        // The term was kept: the new master's epoch is above every epoch used before.
+        expect(master.epoch).toBeGreaterThan(before.epoch)
+        expect(all.every((status) => status.lastSeq >= writes)).toBe(true)
+        const state = yield* running.get(master.self)!.server.read
+        for (let i = 1; i <= writes; i++) expect(state[`k${i}`]).toBe(i)
+        // A retry of an answered request is answered from the recovered client table.
+        const again = yield* running.get(master.self)!.server.submit({
+          clientId: "d",
+          requestId: writes,
+          request: { key: `k${writes}`, add: writes },
+        })
+        expect(again).toBe(writes)
+        expect((yield* running.get(master.self)!.server.read)[`k${writes}`]).toBe(writes)
+      }).pipe(Effect.scoped, Effect.provide(services)),
+    30_000,
   )
 })

@@ -1,0 +1,209 @@
+/**
+ * Durability: the records `changes` writes replay to the state they describe (appends,
+ * overwritten suffixes, terms); the store on disk recovers what was persisted, through
+ * compaction and a torn tail at every byte offset of its last record (a prefix of what was
+ * persisted, never more); and the FastSim suite with every restart recovering its durable
+ * state (as the driver persists it before sending) keeps the invariants, with restarted
+ * servers counted again at once.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { FastSim, Seeds } from "@understudy/testkit"
+import { Effect, Schema } from "effect"
+import * as fc from "fast-check"
+import * as Durable from "../src/Durable.ts"
+import * as Machine from "../src/Machine.ts"
+import type * as Message from "../src/Message.ts"
+import * as Wal from "../src/Wal.ts"
+import {
+  base,
+  type Config,
+  describeState,
+  durationMs,
+  faults,
+  goodLink,
+  invariants,
+  makeClient,
+  nodes,
+  type Req,
+  withClient,
+} from "./support/invariants.ts"
+
+const RequestSchema = Schema.Struct({ add: Schema.Int })
+
+const entry = (seq: number, epoch: number, add: number): Message.Entry<Req> => ({
+  _tag: "Request",
+  seq,
+  epoch,
+  clientId: "c",
+  requestId: seq,
+  request: { add },
+})
+
+/** A machine whose every restart recovers the durable state its last step left. */
+const durableMachine = (config: Config) => {
+  const disk = new Map<string, Durable.Durable<Req>>()
+  const inner = Machine.make(config)
+  const counts = { restored: 0, restoredWithLog: 0 }
+  const machine: typeof inner = {
+    init: (context) => {
+      const restored = disk.get(context.self)
+      const result = (restored === undefined ? inner : Machine.make({ ...config, restored })).init(
+        context,
+      )
+      if (restored !== undefined) {
+        counts.restored++
+        if (restored.log.length > 0) {
+          counts.restoredWithLog++
+          // Not amnesiac: it holds its log, its promise and its term again.
+          expect(result.state.amnesiac).toBe(false)
+          expect(result.state.replica.log.length).toBe(restored.log.length)
+          expect(result.state.term).toBe(restored.term)
+        }
+      }
+      disk.set(context.self, Durable.of(result.state))
+      return result
+    },
+    step: (state, input) => {
+      const result = inner.step(state, input)
+      disk.set(state.self, Durable.of(result.state))
+      return result
+    },
+  }
+  return { machine, counts }
+}
+
+const withDirectory = <A, E>(use: (directory: string) => Effect.Effect<A, E>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "understudy-durable-"))),
+    use,
+    (directory) => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true })),
+  )
+
+describe("Durable", () => {
+  it("changes, replayed, give the state they were computed for", () => {
+    // A log as the machine changes it: appends, and a suffix replaced from some position.
+    const operation = fc.oneof(
+      fc.record({ append: fc.integer({ min: 1, max: 4 }) }),
+      fc.record({ from: fc.nat({ max: 12 }), append: fc.integer({ min: 0, max: 3 }) }),
+      fc.record({ term: fc.nat({ max: 5 }), commit: fc.nat({ max: 12 }) }),
+    )
+    fc.assert(
+      fc.property(fc.array(operation, { maxLength: 30 }), (operations) => {
+        let current: Durable.Durable<Req> = Durable.empty
+        let persisted: Durable.Durable<Req> = Durable.empty
+        const records: Array<Durable.Record<Req>> = []
+        let epoch = 1
+        for (const op of operations) {
+          if ("term" in op) {
+            current = { ...current, term: op.term, epoch: op.term * 4096, commitSeq: op.commit }
+          } else {
+            epoch++
+            const kept = "from" in op ? current.log.slice(0, op.from) : current.log
+            const log = [...kept]
+            for (let i = 0; i < op.append; i++) log.push(entry(log.length + 1, epoch, i))
+            current = { ...current, log }
+          }
+          records.push(...Durable.changes(persisted, current))
+          persisted = current
+        }
+        const replayed = Durable.replay(records)
+        expect(replayed.log).toEqual(current.log)
+        expect(replayed.term).toBe(current.term)
+        expect(replayed.epoch).toBe(current.epoch)
+        expect(replayed.commitSeq).toBe(Math.min(current.commitSeq, current.log.length))
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it.effect(
+    "the store recovers what was persisted, through compaction, and a torn tail at every byte offset gives the state before the last append",
+    () =>
+      withDirectory((directory) =>
+        Effect.gen(function* () {
+          const file = path.join(directory, "s1.wal")
+          const states: Array<Durable.Durable<Req>> = [Durable.empty]
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              // A small threshold: compaction happens several times.
+              const store = yield* Durable.open(file, RequestSchema, 2_000)
+              expect(store.recovered).toEqual(Durable.empty)
+              let current: Durable.Durable<Req> = Durable.empty
+              for (let seq = 1; seq <= 60; seq++) {
+                current = {
+                  term: 1 + Math.floor(seq / 20),
+                  epoch: 4096 * (1 + Math.floor(seq / 20)),
+                  commitSeq: seq - 1,
+                  log: [...current.log, entry(seq, 4096, seq)],
+                }
+                yield* store.persist(current)
+                states.push(current)
+              }
+            }),
+          )
+          const whole = fs.readFileSync(file)
+          const recovered = yield* Effect.scoped(Durable.open(file, RequestSchema))
+          expect(recovered.recovered).toEqual({ ...states[60]!, commitSeq: 59 })
+          const decoded = Wal.decode(whole)
+          if (decoded._tag !== "Success") throw new Error("the log should decode")
+          // Compacted: 60 persists wrote 120 records (Hard and Entries each), fewer are left.
+          expect(decoded.success.records.length).toBeLessThan(60)
+          const last = decoded.success.records.at(-1)!
+          const lastStart = whole.length - Wal.frame(last).length
+          for (let offset = lastStart; offset < whole.length; offset++) {
+            fs.writeFileSync(file, whole.subarray(0, offset))
+            const torn = yield* Effect.scoped(Durable.open(file, RequestSchema))
+            expect(torn.truncatedBytes).toBe(offset - lastStart)
+            // Never more than was persisted, and every earlier persist is whole.
+            const log = torn.recovered.log
+            expect(log.length).toBeGreaterThanOrEqual(59)
+            expect(log).toEqual(states[60]!.log.slice(0, log.length))
+          }
+        }),
+      ),
+  )
+
+  it.effect("a record that passes its checksum but does not decode is ElectionWalCorrupt", () =>
+    withDirectory((directory) =>
+      Effect.gen(function* () {
+        const file = path.join(directory, "s1.wal")
+        fs.writeFileSync(file, Wal.frame(new TextEncoder().encode('{"_tag":"Hard","term":-1}')))
+        const error = yield* Effect.flip(Effect.scoped(Durable.open(file, RequestSchema)))
+        expect(error._tag).toBe("ElectionWalCorrupt")
+      }),
+    ),
+  )
+
+  const schedules = Number(process.env.STAGGERED_DURABLE_SCHEDULES ?? 1_000)
+  it(`FastSim with durable restarts: the invariants hold over ${schedules} schedules and restarted servers are not amnesiac`, () => {
+    let restoredWithLog = 0
+    const failures: Array<string> = []
+    for (const seed of Seeds.seeds(schedules)) {
+      const { machine, counts } = durableMachine(base)
+      const client = makeClient()
+      try {
+        FastSim.run({
+          machine: withClient(machine, client),
+          nodes,
+          seed,
+          durationMs,
+          link: goodLink,
+          faults,
+          invariants: invariants(client),
+          describeState,
+          collectEvents: false,
+        })
+      } catch (error) {
+        if (!(error instanceof FastSim.FastSimFailure)) throw error
+        failures.push(`SEED=${error.seed}: ${error.invariant}: ${error.detail}`)
+      }
+      restoredWithLog += counts.restoredWithLog
+    }
+    console.log(`durable FastSim: ${schedules} schedules, ${restoredWithLog} restarts with a log`)
+    expect(failures).toEqual([])
+    if (!Seeds.isReplay()) expect(restoredWithLog).toBeGreaterThan(schedules / 4)
+  }, 600_000)
+})
