@@ -17,8 +17,11 @@
  * The CPU comparison is uneven and said so: the pool figure is the pure machine step (no
  * socket, MAC or JSON), the baseline a store operation run through Effect.
  *
- * Not measured here: re-attachment after a real SIGKILL of a leader process (see the app's
- * process test and the showcase scenario for figures with 20 clients).
+ * - Re-attachment after a real SIGKILL (`realProcesses.ts`): three server processes on
+ *   loopback, 100 clients in this process, 200 ms heartbeats, the leader SIGKILLed; per client
+ *   of the leader, kill to `Reattached`, in heartbeat intervals. Half the clients detect a
+ *   dead server as the client did before (3 unanswered heartbeats, no quicker retry): the
+ *   baseline of this case, same servers, same run. 3 runs: median, min–max of the runs.
  */
 import { Machine as M } from "@understudy/machine"
 import { MemoryStore, Store } from "@understudy/store"
@@ -26,6 +29,7 @@ import { Effect } from "effect"
 import * as Machine from "../src/Machine.ts"
 import type * as Message from "../src/Message.ts"
 import { fakeCrypto, license, makeWorld, run, timing } from "../test/support/sim.ts"
+import { type RealRun, realRun } from "./realProcesses.ts"
 
 const median = (values: ReadonlyArray<number>) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
@@ -37,7 +41,7 @@ const runs = 3
 
 // ---- re-attachment after the leader's crash (simulated) ----------------------------------
 const crashAtMs = 6_000
-const reattach: Array<{ p50: number; p99: number; count: number }> = []
+const reattach: Array<{ p50: number; p99: number; count: number; of: number }> = []
 for (let seed = 1; seed <= runs; seed++) {
   const world = makeWorld(3, 1_000, 1_000)
   const report = run(seed, world, {
@@ -49,13 +53,22 @@ for (let seed = 1; seed <= runs; seed++) {
   })
   const firstLeader = report.events.find((event) => event.event._tag === "BecameLeader")
   if (firstLeader?.node !== "s1") throw new Error(`seed ${seed}: s1 was not the first leader`)
-  const latencies = report.events
-    .filter((event) => event.event._tag === "Reattached" && event.atMs >= crashAtMs)
-    .map((event) => event.atMs - crashAtMs)
+  // The clients whose seat was at s1 when it crashed, and when each re-attached.
+  const server = new Map<string, string>()
+  const latency = new Map<string, number>()
+  for (const { node, atMs, event } of report.events) {
+    if (atMs < crashAtMs && (event._tag === "Granted" || event._tag === "Reattached"))
+      server.set(node, event.server)
+    if (atMs >= crashAtMs && event._tag === "Reattached" && !latency.has(node))
+      latency.set(node, atMs - crashAtMs)
+  }
+  const victims = [...server].flatMap(([client, at]) => (at === "s1" ? [client] : []))
+  const latencies = victims.flatMap((client) => latency.get(client) ?? [])
   reattach.push({
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     count: latencies.length,
+    of: victims.length,
   })
 }
 
@@ -177,6 +190,21 @@ for (let round = 0; round < runs; round++) {
   baselineCpu.push(ms)
 }
 
+// ---- re-attachment after a real SIGKILL of the leader process -----------------------------
+const realHeartbeatMs = 200
+const real: Array<RealRun> = []
+for (let round = 0; round < runs; round++) real.push(await realRun(100, realHeartbeatMs))
+const realFigure = (pick: (run: RealRun) => ReadonlyArray<number>, p: number) => {
+  const values = real.map((run) => percentile(pick(run), p))
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) }
+}
+const realP50 = realFigure((run) => run.current, 50)
+const realP99 = realFigure((run) => run.current, 99)
+const baseP50 = realFigure((run) => run.baseline, 50)
+const baseP99 = realFigure((run) => run.baseline, 99)
+const range = (figure: { median: number; min: number; max: number }) =>
+  `min–max ${figure.min.toFixed(2)}–${figure.max.toFixed(2)}`
+
 const interval = timing.heartbeatIntervalMs
 const p50 = median(reattach.map((r) => r.p50))
 const p99 = median(reattach.map((r) => r.p99))
@@ -193,7 +221,35 @@ const rows = [
     `${(p99 / interval).toFixed(1)} heartbeat intervals`,
     `runs ${reattach.map((r) => r.p99).join(", ")}`,
   ],
-  ["clients re-attached per run", `${reattach.map((r) => r.count).join(", ")}`, "", ""],
+  [
+    "clients of the crashed leader re-attached, per run",
+    reattach.map((r) => `${r.count}/${r.of}`).join(", "),
+    "",
+    "",
+  ],
+  [
+    "real SIGKILL: re-attach p50 (intervals of 200 ms)",
+    realP50.median.toFixed(2),
+    range(realP50),
+    `baseline ${baseP50.median.toFixed(2)} (${range(baseP50)}), ratio ${(realP50.median / baseP50.median).toFixed(2)}`,
+  ],
+  [
+    "real SIGKILL: re-attach p99 (intervals of 200 ms)",
+    realP99.median.toFixed(2),
+    range(realP99),
+    `baseline ${baseP99.median.toFixed(2)} (${range(baseP99)}), ratio ${(realP99.median / baseP99.median).toFixed(2)}`,
+  ],
+  [
+    "real SIGKILL: clients of the leader re-attached, per run",
+    real
+      .map(
+        (run) =>
+          `${run.current.length + run.baseline.length}/${run.current.length + run.baseline.length + run.missing}`,
+      )
+      .join(", "),
+    "",
+    "",
+  ],
   [
     "leader CPU per 1,000 client heartbeats",
     `${median(cpuPerThousand).toFixed(2)} ms`,
@@ -222,6 +278,14 @@ console.log(
     reattachP50Intervals: p50 / interval,
     reattachP99Intervals: p99 / interval,
     heartbeatIntervalMs: interval,
+    reattachedOfVictimsSim: reattach.map((r) => [r.count, r.of]),
+    realHeartbeatIntervalMs: realHeartbeatMs,
+    realReattachP50Intervals: realP50,
+    realReattachP99Intervals: realP99,
+    realBaselineP50Intervals: baseP50,
+    realBaselineP99Intervals: baseP99,
+    realP99RatioToBaseline: realP99.median / baseP99.median,
+    realNotReattached: real.map((run) => run.missing),
     leaderCpuMsPer1000Heartbeats: median(cpuPerThousand),
     baselineStoreCpuMsPer1000KeepAlives: median(baselineCpu),
     cpuRatioPoolToBaseline: median(cpuPerThousand) / median(baselineCpu),

@@ -26,6 +26,8 @@ export interface Options {
   readonly seats?: number
   readonly heartbeatIntervalMs?: number
   readonly missLimit?: number
+  /** How soon a heartbeat follows an unanswered one. Default half the interval. */
+  readonly retryIntervalMs?: number
   /** Where in `servers` to start. Default 0. */
   readonly firstServer?: number
 }
@@ -80,6 +82,9 @@ export const run = (
         seats: options.seats ?? 1,
         heartbeatIntervalMs: options.heartbeatIntervalMs ?? 200,
         ...(options.missLimit !== undefined ? { missLimit: options.missLimit } : {}),
+        ...(options.retryIntervalMs !== undefined
+          ? { retryIntervalMs: options.retryIntervalMs }
+          : {}),
         ...(options.firstServer !== undefined ? { firstServer: options.firstServer } : {}),
       }),
       {

@@ -22,8 +22,13 @@ export interface Config {
   readonly product: string
   readonly seats: number
   readonly heartbeatIntervalMs: number
-  /** Replies missed (or not renewing) in a row before the server counts as gone. Default 3. */
+  /** Replies missed in a row before the server counts as gone. Default 2. */
   readonly missLimit?: number
+  /**
+   * After an unanswered heartbeat the next one goes this soon (default half the interval), so
+   * a dead server is noticed in about 1.5 intervals rather than `missLimit` whole ones.
+   */
+  readonly retryIntervalMs?: number
   /** Where in `servers` to start (spreads clients over the pool). Default 0. */
   readonly firstServer?: number
 }
@@ -99,7 +104,10 @@ export const holds = (state: State, nowMs: number): boolean =>
  * @category constructors
  */
 export const make = (config: Config): M.Machine<State, Reply | Request, Command, Event> => {
-  const missLimit = config.missLimit ?? 3
+  const missLimit = config.missLimit ?? 2
+  const retryIntervalMs = config.retryIntervalMs ?? config.heartbeatIntervalMs / 2
+  /** Lease left below which an honouring (not renewing) server is walked past. */
+  const walkMarginMs = (missLimit + 1) * config.heartbeatIntervalMs
   type Output = M.Output<Reply | Request, Event>
 
   const next = (list: ReadonlyArray<string>, after: string): string => {
@@ -152,9 +160,12 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
   }
 
   const beat = (state: State, nowMs: number): M.Result<State, Reply | Request, Event> => {
-    const outputs: Array<Output> = [M.setTimer(beatTimer, config.heartbeatIntervalMs)]
+    if (state.phase === "released") return M.result(state)
+    // The last heartbeat went unanswered: retry sooner, to tell a loss from a death quickly.
+    const outputs: Array<Output> = [
+      M.setTimer(beatTimer, state.missed > 0 ? retryIntervalMs : config.heartbeatIntervalMs),
+    ]
     let current = state
-    if (current.phase === "released") return M.result(current)
     if (
       (current.phase === "holding" || current.phase === "reattaching") &&
       current.leaseUntilMs <= nowMs
@@ -223,15 +234,20 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         if (from !== state.target || state.phase === "requesting" || state.leaseUntilMs <= nowMs) {
           return M.result(state)
         }
-        if (!reply.extended) return M.result(state) // honoured, not renewed: counts as missed
-        // Another server that still held this client renews it: the client moved there.
+        // Honoured, not renewed (the server waits for a leader): it holds this client, so
+        // stay while the lease lasts; near its end, count it as missed so that a server cut
+        // off from the leader is walked past.
+        if (!reply.extended && state.leaseUntilMs - nowMs <= walkMarginMs) return M.result(state)
+        // Another server that still held this client answers: the client moved there.
         const moved = state.server !== from
         return M.result(
           {
             ...state,
             phase: "holding",
             server: from,
-            leaseUntilMs: Math.max(state.leaseUntilMs, reply.expiresAtMs),
+            leaseUntilMs: reply.extended
+              ? Math.max(state.leaseUntilMs, reply.expiresAtMs)
+              : state.leaseUntilMs,
             token: reply.token ?? state.token,
             term: reply.term,
             missed: 0,

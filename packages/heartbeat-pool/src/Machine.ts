@@ -29,7 +29,7 @@
  * one is ignored (and the sender told, `Newer`), one above `termMax` is refused, never adopted.
  * A deposed leader that hears a newer term becomes a follower.
  *
- * Durable state (`Durable`: term, vote, license, and the record's membership, `version`)
+ * Durable state (`Durable`: term, vote, license, and the record's membership, `stored`)
  * must be written before the outputs of the step that changed it are performed; the driver
  * does that in the `Runner`'s `onStep` hook. A restarted server gets it back through
  * `Config.durable` and counts its restored allocations until they may have expired.
@@ -202,8 +202,13 @@ export interface State {
   readonly live: ReadonlyArray<string>
   /** This server's record of distribution. */
   readonly record: HashMap.HashMap<string, Held>
-  /** Changes with every change of the record's membership (what is persisted). */
+  /** Changes with every change of the record's membership (what the leader fetches). */
   readonly version: number
+  /**
+   * Changes when what must survive a restart changes: a renewable allocation added, any
+   * dropped. Not for a carried one (`carry`): it adds no seat, so a restart may forget it.
+   */
+  readonly stored: number
   /** A follower's requests waiting for the leader, by client. */
   readonly pending: HashMap.HashMap<string, { readonly seats: number; readonly sentAtMs: number }>
   /** A candidate's votes. */
@@ -469,15 +474,27 @@ export const make = (config: Config): Pool => {
     durable: { ...state.durable, ...changes },
   })
 
-  const hold = (state: State, held: Held): State => ({
-    ...state,
-    record: HashMap.set(state.record, held.client, held),
-    version: HashMap.has(state.record, held.client) ? state.version : state.version + 1,
-  })
+  const hold = (state: State, held: Held): State => {
+    const before = HashMap.get(state.record, held.client)
+    return {
+      ...state,
+      record: HashMap.set(state.record, held.client, held),
+      version: Option.isSome(before) ? state.version : state.version + 1,
+      stored:
+        held.renewable && (Option.isNone(before) || !before.value.renewable)
+          ? state.stored + 1
+          : state.stored,
+    }
+  }
 
   const drop = (state: State, client: string): State =>
     HashMap.has(state.record, client)
-      ? { ...state, record: HashMap.remove(state.record, client), version: state.version + 1 }
+      ? {
+          ...state,
+          record: HashMap.remove(state.record, client),
+          version: state.version + 1,
+          stored: state.stored + 1,
+        }
       : state
 
   // ---- roles -------------------------------------------------------------------------------
@@ -820,7 +837,7 @@ export const make = (config: Config): Pool => {
       case "Record":
         return receiveRecord(state, from, message, nowMs, outputs)
       case "Reserve": {
-        const decided = reserve(state, from, message.client, message.seats, nowMs)
+        const decided = reserve(state, from, message.client, message.seats, nowMs, message.reattach)
         outputs.push(
           M.send<Peer>(from, {
             _tag: "Reserved",
@@ -1017,11 +1034,12 @@ export const make = (config: Config): Pool => {
     client: string,
     seats: number,
     nowMs: number,
+    reattach: boolean,
   ): State | Message.DenyReason => {
     const view = state.leaderState?.followers[from]
     // Only a follower whose record is merged: what it holds is counted.
     if (view === undefined || view.mergedVersion === -1) return "electing"
-    return decide(state, from, client, seats, nowMs, false)
+    return decide(state, from, client, seats, nowMs, reattach)
   }
 
   const grant = (
@@ -1139,29 +1157,98 @@ export const make = (config: Config): Pool => {
       return grant(decided, outputs, client, seats, nowMs, reattach)
     }
     if (state.role === "follower" && state.leader !== undefined) {
-      if (reattach) {
-        // Only the leader takes over another server's client (claim 8: locate the leader).
-        reply(outputs, client, {
-          _tag: "Redirect",
-          server: state.self,
-          term: state.durable.term,
-          leader: state.leader,
-        })
-        return state
-      }
-      const waiting = HashMap.get(state.pending, client)
-      if (Option.isSome(waiting) && nowMs - waiting.value.sentAtMs < checkTimeoutMs) return state
-      if (Option.isNone(waiting) && HashMap.size(state.pending) >= maxPending) {
+      const asked = askLeader(state, outputs, client, seats, nowMs, false)
+      if (asked === "queue-full") {
         deny(state, outputs, client, "queue-full")
         return state
       }
-      outputs.push(
-        M.send<Peer>(state.leader, { _tag: "Reserve", term: state.durable.term, client, seats }),
-      )
-      return { ...state, pending: HashMap.set(state.pending, client, { seats, sentAtMs: nowMs }) }
+      return asked
     }
     deny(state, outputs, client, "electing")
     return state
+  }
+
+  /**
+   * A follower asks its leader to count `client` here (`Reserve`), at most once per check
+   * time-out while the answer is awaited.
+   */
+  const askLeader = (
+    state: State,
+    outputs: Array<Output>,
+    client: string,
+    seats: number,
+    nowMs: number,
+    reattach: boolean,
+  ): State | "queue-full" => {
+    if (state.role !== "follower" || state.leader === undefined) return state
+    const waiting = HashMap.get(state.pending, client)
+    if (Option.isSome(waiting) && nowMs - waiting.value.sentAtMs < checkTimeoutMs) return state
+    if (Option.isNone(waiting) && HashMap.size(state.pending) >= maxPending) return "queue-full"
+    outputs.push(
+      M.send<Peer>(state.leader, {
+        _tag: "Reserve",
+        term: state.durable.term,
+        client,
+        seats,
+        reattach,
+      }),
+    )
+    return { ...state, pending: HashMap.set(state.pending, client, { seats, sentAtMs: nowMs }) }
+  }
+
+  /**
+   * A follower (or a candidate) takes in a client that proved it holds a seat counted
+   * elsewhere, typically at a server that just died, without waiting for the leader or an
+   * election: it adds no seat to the pool (the client held one, and the leader counts each
+   * client once) and is honoured only until the lease the client already had ends, never
+   * renewed here until the leader has counted it here (`Reserve` with `reattach`). This is
+   * what makes a re-attachment take a few heartbeats rather than an election.
+   */
+  const carry = (
+    state: State,
+    outputs: Array<Output>,
+    token: Message.Token,
+    leaseUntilMs: number,
+    seq: number,
+    nowMs: number,
+  ): State => {
+    const client = token.client
+    if (HashMap.size(state.record) >= maxClients) {
+      deny(state, outputs, client, "too-many-clients")
+      return state
+    }
+    const held: Held = {
+      client,
+      seats: token.seats,
+      grantedAtMs: nowMs,
+      expiresAtMs: Math.min(leaseUntilMs, token.validUntilMs, nowMs + leaseMs),
+      lastSeq: seq,
+      tokenSignature: token.signature,
+      renewable: false,
+    }
+    outputs.push(
+      M.emit<Event>({
+        _tag: "Allocated",
+        client,
+        seats: held.seats,
+        term: state.durable.term,
+        reattached: true,
+      }),
+    )
+    reply(outputs, client, {
+      _tag: "Granted",
+      server: state.self,
+      term: state.durable.term,
+      token,
+      expiresAtMs: held.expiresAtMs,
+      leaders: [...servers],
+      reattached: true,
+    })
+    const next = hold(state, held)
+    const asked = hasAuthority(next, nowMs)
+      ? askLeader(next, outputs, client, held.seats, nowMs, true)
+      : next
+    return asked === "queue-full" ? next : asked
   }
 
   const beat = (
@@ -1189,19 +1276,25 @@ export const make = (config: Config): Pool => {
     }
     if (Option.isSome(held) && message.seq <= held.value.lastSeq) return ignore("replayed")
     if (Option.isSome(held) && (held.value.renewable || state.role !== "leader")) {
-      const renew =
-        held.value.renewable && hasAuthority(state, nowMs) && capacityAt(state, nowMs) > 0
+      const authority = hasAuthority(state, nowMs)
+      const renew = held.value.renewable && authority && capacityAt(state, nowMs) > 0
       const expiresAtMs = renew ? nowMs + leaseMs : held.value.expiresAtMs
       const fresh =
         renew && token.validUntilMs - nowMs < tokenTtlMs / 2
           ? tokenFor(state, client, held.value.seats, nowMs)
           : null
-      const next = hold(state, {
+      const updated = hold(state, {
         ...held.value,
         lastSeq: message.seq,
         expiresAtMs,
         tokenSignature: fresh?.signature ?? held.value.tokenSignature,
       })
+      // Carried or restored here, not yet counted here by the leader: ask it to.
+      const asked =
+        !held.value.renewable && authority && held.value.expiresAtMs > nowMs
+          ? askLeader(updated, outputs, client, held.value.seats, nowMs, true)
+          : updated
+      const next = asked === "queue-full" ? updated : asked
       reply(outputs, client, {
         _tag: "BeatAck",
         server: state.self,
@@ -1217,6 +1310,12 @@ export const make = (config: Config): Pool => {
     // client proves it held a seat (valid token, unexpired lease): then it was counted, and may
     // come back even while a new leader settles.
     const proven = token.validUntilMs > nowMs && message.leaseUntilMs > nowMs
+    if (
+      proven &&
+      state.role !== "leader" &&
+      licenseProblem(state, token.product, token.seats, nowMs) === undefined
+    )
+      return carry(state, outputs, token, message.leaseUntilMs, message.seq, nowMs)
     const next = request(state, outputs, client, token.product, token.seats, nowMs, proven)
     const now = HashMap.get(next.record, client)
     return Option.isSome(now) ? hold(next, { ...now.value, lastSeq: message.seq }) : next
@@ -1363,6 +1462,7 @@ export const make = (config: Config): Pool => {
         record,
         // Versions of different lives differ, so the leader fetches a restarted server's record.
         version: Math.floor(context.nowMs) + HashMap.size(record),
+        stored: 0,
         pending: HashMap.empty(),
         votes: [],
         electionPending: false,

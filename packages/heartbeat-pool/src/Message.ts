@@ -131,7 +131,13 @@ export const Peer = Schema.Union([
     parts: Count,
     allocations: Schema.Array(Allocation).check(Schema.isMaxLength(256)),
   }),
-  Schema.TaggedStruct("Reserve", { term: Count, client: Id, seats: Count }),
+  Schema.TaggedStruct("Reserve", {
+    term: Count,
+    client: Id,
+    seats: Count,
+    /** The client proved it held a seat elsewhere (claim 9): allowed while the leader settles. */
+    reattach: Schema.Boolean,
+  }),
   Schema.TaggedStruct("Reserved", {
     term: Count,
     client: Id,

@@ -242,7 +242,7 @@ export const run = (
       onStep: (info) =>
         info.before === undefined ||
         info.before.durable !== info.after.durable ||
-        info.before.version !== info.after.version
+        info.before.stored !== info.after.stored
           ? persist(info.after)
           : Effect.void,
     })

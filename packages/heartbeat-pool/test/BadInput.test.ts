@@ -130,6 +130,7 @@ describe("bad input", () => {
         term: fc.nat(),
         client: fc.string(),
         seats: fc.nat(),
+        reattach: fc.boolean(),
       }),
     )
     fc.assert(

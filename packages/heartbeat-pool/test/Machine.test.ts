@@ -195,7 +195,7 @@ describe("heartbeat pool machine", () => {
     expect(Machine.poolSeatsInUse(state, 700, timing.leaseMs)).toBe(3)
   })
 
-  it("claim 9: the leader turns a heartbeat from a client it never authorised into a request; a follower points it to the leader", () => {
+  it("claim 9: the leader turns a heartbeat from a client it never authorised into a request; a follower carries it until the leader counts it there", () => {
     const token = {
       client: "c1",
       server: "s2",
@@ -227,7 +227,8 @@ describe("heartbeat pool machine", () => {
       leaders: servers,
     })
     expect(HashMap.has(converted.state.record, "c1")).toBe(true)
-    // A follower that knows the leader redirects the stranger (claim 8: locate the leader).
+    // A follower takes the stranger in at once, honoured only until the lease it proved, and
+    // asks the leader to count it there (no election or leader needed to re-attach).
     let follower = start("s3")
     follower = step(
       follower,
@@ -238,15 +239,68 @@ describe("heartbeat pool machine", () => {
           term: 1,
           seq: 1,
           sequence: 1,
-          authorityUntilMs: 2_000,
+          authorityUntilMs: 3_300,
           wantRecord: false,
           live: servers,
         },
-        900,
+        2_950,
       ),
     ).state
-    expect(replies(step(follower, fromClient("c1", beat, 3_000)).outputs)).toEqual([
-      { _tag: "Redirect", server: "s3", term: 1, leader: "s1" },
+    const carried = step(follower, fromClient("c1", beat, 3_000))
+    expect(replies(carried.outputs)).toEqual([
+      {
+        _tag: "Granted",
+        server: "s3",
+        term: 1,
+        token: beat.token,
+        expiresAtMs: 4_000,
+        leaders: servers,
+        reattached: true,
+      },
+    ])
+    expect(sends(carried.outputs, "Reserve")).toEqual([
+      {
+        _tag: "Send",
+        to: "s1",
+        message: { _tag: "Reserve", term: 1, client: "c1", seats: 1, reattach: true },
+      },
+    ])
+    // Until the leader answers, its heartbeats are honoured, never renewed past that lease.
+    const honoured = step(carried.state, fromClient("c1", { ...beat, seq: 6 }, 3_100))
+    expect(replies(honoured.outputs)[0]).toMatchObject({
+      _tag: "BeatAck",
+      extended: false,
+      expiresAtMs: 4_000,
+    })
+    expect(sends(honoured.outputs, "Reserve")).toEqual([]) // asked already
+    // The leader counted it here: the next answer renews it.
+    const counted = step(
+      honoured.state,
+      M.receive(
+        "s1",
+        {
+          _tag: "Reserved",
+          term: 1,
+          client: "c1",
+          seats: 1,
+          refused: null,
+          reservedAtMs: 3_050,
+        },
+        3_150,
+      ),
+    )
+    expect(replies(counted.outputs)[0]).toMatchObject({
+      _tag: "Granted",
+      expiresAtMs: 3_150 + timing.leaseMs,
+    })
+    // Without a leader's authority (an election), it is carried but nobody is asked.
+    const alone = step(start("s2"), fromClient("c1", beat, 3_000))
+    expect(replies(alone.outputs)[0]).toMatchObject({ _tag: "Granted", expiresAtMs: 4_000 })
+    expect(sends(alone.outputs, "Reserve")).toEqual([])
+    // A heartbeat that proves no unexpired lease is a plain request: no leader, no seat.
+    const late = step(start("s2"), fromClient("c1", { ...beat, leaseUntilMs: 2_000 }, 3_000))
+    expect(replies(late.outputs)).toEqual([
+      { _tag: "Denied", server: "s2", term: 0, reason: "electing" },
     ])
   })
 

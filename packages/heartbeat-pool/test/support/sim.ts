@@ -100,7 +100,7 @@ export const nodeMachine = (world: World): M.Machine<NodeState, Msg, never, Node
     if (
       before === undefined ||
       before.durable !== after.durable ||
-      before.version !== after.version
+      before.stored !== after.stored
     ) {
       world.disk.set(after.self, {
         ...after.durable,
