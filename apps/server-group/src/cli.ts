@@ -44,8 +44,12 @@ export type Invocation =
       readonly store: StoreLocation
       readonly group: string
       readonly timings: Timings
-      /** The group's cluster key file (0600); without it group traffic is unauthenticated. */
+      /** The group's cluster key file (0600); `undefined` only with `insecure`. */
       readonly clusterKey: string | undefined
+      /** `--insecure`: run without a key, believing source addresses (a warning says so). */
+      readonly insecure: boolean
+      /** Where this server's write-ahead log lives; without it a restart is amnesiac. */
+      readonly dataDir: string | undefined
     }
   | { readonly _tag: "NameServer"; readonly listen: Address.StreamAddress }
   | { readonly _tag: "KeyGen"; readonly out: string }
@@ -75,7 +79,8 @@ export const defaultTimings: Timings = {
 /** @since 0.1.0 */
 export const usage = `Usage:
   ${programName} serve --id ID --peers ID=udp://HOST:PORT[?cpu=N&bw=N],... --http HOST:PORT --store tcp://HOST:PORT|etcd://HOST:PORT
-                 [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N] [--cluster-key FILE]
+                 [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N]
+                 (--cluster-key FILE | --insecure) [--data-dir DIR]
   ${programName} nameserver --listen tcp://HOST:PORT
   ${programName} keygen --out FILE
   ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE]
@@ -91,8 +96,13 @@ serve       runs one server of a replicated key-value group. The servers elect a
             x-request-id make a retry exactly-once), GET /kv (everything), GET /status.
             A backup answers writes with 307 to the master (or 503 when none is known).
             --cluster-key FILE: the group's key (hex, mode 0600, the same on every server):
-            every group datagram is authenticated with it. Without it the servers believe
-            any datagram from a member's address (a warning says so).
+            every group datagram is authenticated with it. --insecure instead runs without
+            a key: the servers believe any datagram from a member's address (a warning says
+            so). One of the two is required.
+            --data-dir DIR: this server's write-ahead log (DIR/ID.wal, fsynced before any
+            answer): a server killed and started again with the same DIR keeps its log,
+            term and promises, and a whole group restarted keeps every acknowledged write.
+            Without it a restarted server starts empty and is caught up by the master.
 nameserver  runs the embedded name server: a store server over a memory store.
 keygen      writes a new random cluster key to FILE (mode 0600; never replaces a file).
 load        writes keys k0, k1, ... at --rate per second for --duration to the master it
@@ -192,8 +202,12 @@ const flagsWithValue = new Set([
   "--base-ms",
   "--floor-ms",
   "--cluster-key",
+  "--data-dir",
   "--out",
 ])
+
+/** Options that take no value. */
+const switches = new Set(["--insecure"])
 
 const allowed: Record<string, ReadonlySet<string>> = {
   serve: new Set([
@@ -208,6 +222,8 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--base-ms",
     "--floor-ms",
     "--cluster-key",
+    "--insecure",
+    "--data-dir",
   ]),
   nameserver: new Set(["--listen"]),
   keygen: new Set(["--out"]),
@@ -257,6 +273,13 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
     const arg = rest[i]!
     const equals = arg.indexOf("=")
     const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg
+    if (switches.has(flag)) {
+      if (!accepted.has(flag)) return fail(`${command} takes no ${flag}`)
+      if (flag !== arg) return fail(`${flag} takes no value`)
+      if (values.has(flag)) return fail(`${flag} given twice`)
+      values.set(flag, "")
+      continue
+    }
     if (!flagsWithValue.has(flag)) return fail(`unknown option ${JSON.stringify(flag)}`)
     if (!accepted.has(flag)) return fail(`${command} takes no ${flag}`)
     if (values.has(flag)) return fail(`${flag} given twice`)
@@ -348,6 +371,16 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
   for (const value of [detectionPeriodMs, inquiryTimeoutMs, baseDelayMs, floorDelayMs]) {
     if (typeof value === "string") return fail(value)
   }
+  const clusterKey = values.get("--cluster-key")
+  const insecure = values.has("--insecure")
+  if (clusterKey === undefined && !insecure) {
+    return fail(
+      "serve needs --cluster-key FILE (make one with keygen), or --insecure to run without authentication",
+    )
+  }
+  if (clusterKey !== undefined && insecure) {
+    return fail("--cluster-key and --insecure exclude each other")
+  }
   return {
     _tag: "Serve",
     id,
@@ -361,6 +394,8 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
       baseDelayMs: baseDelayMs as number,
       floorDelayMs: floorDelayMs as number,
     },
-    clusterKey: values.get("--cluster-key"),
+    clusterKey,
+    insecure,
+    dataDir: values.get("--data-dir"),
   }
 }

@@ -6,7 +6,9 @@
  * @since 0.1.0
  */
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
 import * as http from "node:http"
+import { join } from "node:path"
 import { Authentication } from "@understudy/machine"
 import { ServerGroup } from "@understudy/staggered-election"
 import { NameServer } from "@understudy/store"
@@ -93,6 +95,18 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
       Layer.merge(NodeDatagram.layer),
     )
     const context = yield* Layer.build(services)
+    if (invocation.insecure) {
+      process.stderr.write(
+        "server-group: WARNING: --insecure: group traffic is not authenticated; any datagram from a member's address is believed\n",
+      )
+    }
+    const walFile =
+      invocation.dataDir === undefined
+        ? undefined
+        : yield* Effect.try(() => {
+            fs.mkdirSync(invocation.dataDir!, { recursive: true, mode: 0o700 })
+            return join(invocation.dataDir!, `${id}.wal`)
+          })
     const resolver = Context.get(context, NameServer.NameServer)
     const server = yield* ServerGroup.make<Kv.State, Kv.Request, Kv.Result>({
       group: groupName,
@@ -102,17 +116,19 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
         capacity: { cpu: peer.cpu, bandwidthMbps: peer.bandwidthMbps },
       })),
       addresses: Object.fromEntries(peers.map((peer) => [peer.id, peer.address])),
-      // Without --cluster-key the runner believes source addresses, and logs a warning.
+      // --insecure (parse allows no other way without a key): the runner believes source
+      // addresses, and logs a warning.
       authentication:
         invocation.clusterKey === undefined
           ? Authentication.insecure
           : Authentication.keyed(yield* ClusterKey.readFile(invocation.clusterKey)),
+      ...(walFile === undefined ? {} : { walFile }),
       request: Kv.Request,
       initial: Kv.initial,
       apply: Kv.apply,
       advertise,
       ...timings,
-      // No compaction yet: the log holds every write since the group started.
+      // The log file is compacted, but the machine still keeps every entry in memory.
       maxLogEntries: 500_000,
       maxQueuedSubmits: 10_000,
       registrationTtlMs: 1_500,

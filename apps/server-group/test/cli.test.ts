@@ -18,6 +18,7 @@ describe("server-group command line", () => {
       "tcp://127.0.0.1:7100",
       "--capacity",
       "cpu=4,bw=1000",
+      "--insecure",
     ])
     expect(invocation._tag).toBe("Serve")
     if (invocation._tag !== "Serve") return
@@ -81,7 +82,18 @@ describe("server-group command line", () => {
 
 describe("--store", () => {
   const serve = (store: string) =>
-    parse(["serve", "--id", "1", "--peers", peers, "--http", "127.0.0.1:0", "--store", store])
+    parse([
+      "serve",
+      "--id",
+      "1",
+      "--peers",
+      peers,
+      "--http",
+      "127.0.0.1:0",
+      "--store",
+      store,
+      "--insecure",
+    ])
 
   it("takes the embedded name server (tcp://) or etcd (etcd://)", () => {
     expect(serve("tcp://127.0.0.1:7100")).toMatchObject({
@@ -107,7 +119,7 @@ describe("--store", () => {
 })
 
 describe("--cluster-key", () => {
-  it("is optional for serve, and taken nowhere else", () => {
+  it("or --insecure is required by serve; neither is taken anywhere else", () => {
     const base = [
       "serve",
       "--id",
@@ -119,11 +131,34 @@ describe("--cluster-key", () => {
       "--store",
       "tcp://127.0.0.1:7100",
     ]
-    expect(parse(base)).toMatchObject({ _tag: "Serve", clusterKey: undefined })
+    const missing = parse(base)
+    expect(missing).toMatchObject({ _tag: "UsageError" })
+    expect(missing._tag === "UsageError" && missing.message).toContain("--insecure")
+    expect(parse([...base, "--insecure"])).toMatchObject({
+      _tag: "Serve",
+      clusterKey: undefined,
+      insecure: true,
+      dataDir: undefined,
+    })
     expect(parse([...base, "--cluster-key", "/etc/kv/cluster.key"])).toMatchObject({
       _tag: "Serve",
       clusterKey: "/etc/kv/cluster.key",
+      insecure: false,
     })
+    for (const bad of [
+      [...base, "--cluster-key", "k", "--insecure"],
+      [...base, "--insecure=yes"],
+      [...base, "--insecure", "--insecure"],
+    ]) {
+      expect(parse(bad)._tag).toBe("UsageError")
+    }
+    expect(parse([...base, "--insecure", "--data-dir", "/var/lib/kv"])).toMatchObject({
+      _tag: "Serve",
+      dataDir: "/var/lib/kv",
+    })
+    expect(parse(["nameserver", "--listen", "tcp://127.0.0.1:0", "--insecure"])._tag).toBe(
+      "UsageError",
+    )
     expect(parse(["nameserver", "--listen", "tcp://127.0.0.1:0", "--cluster-key", "k"])._tag).toBe(
       "UsageError",
     )

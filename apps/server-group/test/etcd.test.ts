@@ -34,6 +34,7 @@ describe("server-group on etcd", () => {
           "127.0.0.1:0",
           "--store",
           etcd.endpoint.replace("http://", "etcd://"),
+          "--insecure",
         ],
         { env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" } },
       )

@@ -131,6 +131,7 @@ describe("the HTTP API on bad input", () => {
       "127.0.0.1:0",
       "--store",
       store,
+      "--insecure",
     ])
     const base = new URL((await proc.line("ready", 20_000)).http as string)
     // The single server becomes master and serves.

@@ -59,6 +59,7 @@ describe("server-group under a nemesis (Jepsen-style)", () => {
         "127.0.0.1:0",
         "--store",
         store,
+        "--insecure",
       ])
       const ready = await proc.line("ready", 20_000)
       servers.set(id, { proc, http: ready.http as string })

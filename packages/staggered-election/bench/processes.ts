@@ -97,6 +97,7 @@ export const measure = async (options: {
       "127.0.0.1:0",
       "--store",
       store,
+      "--insecure",
       "--group",
       group,
       "--detect-ms",
