@@ -9,14 +9,13 @@
  */
 import { createHash } from "node:crypto"
 import { createWriteStream } from "node:fs"
-import { open, stat } from "node:fs/promises"
-import { join } from "node:path"
 import { parseArgs } from "node:util"
 import { CheckpointStore, ObjectSession } from "@understudy/checkpoint"
 import { MemoryStore, RemoteStore, StoreServer } from "@understudy/store"
 import { EtcdStore } from "@understudy/store/etcd"
 import { Address, ClusterKey, NodeTransport } from "@understudy/transport"
 import { Effect, Layer, type Redacted, type Scope, Stream } from "effect"
+import * as TcpRepairServer from "./tcpRepair.ts"
 
 const programName = "takeover-stream"
 
@@ -24,13 +23,17 @@ const usage = `Usage:
   ${programName} store --listen tcp://HOST:PORT (--key-file FILE | --insecure)
   ${programName} serve --id ID --listen tcp://HOST:PORT --dir DIR (--store tcp://HOST:PORT | --etcd URL)
                  (--key-file FILE | --insecure) [--every-bytes N] [--lease-ms N]
+                 [--backend session|tcp-repair] [--interface NAME]
   ${programName} get NAME -o FILE --service tcp://HOST:PORT,... (--key-file FILE | --insecure) [--progress]
   ${programName} --help
 
 store   the embedded store (memory) the servers keep checkpoints and leases in.
 serve   serves the files of DIR by name. Its transfers are checkpointed (every N bytes, default
         4 MiB); when it dies its lease lapses (--lease-ms, default 1000) and another server of
-        the service takes them over at the exact byte.
+        the service takes them over at the exact byte. --backend tcp-repair (Linux, root):
+        plain HTTP/1.1 GET for unmodified clients (curl, wget); the server that holds the
+        --listen address serves, the others stand by and take over the very TCP connection
+        (and the address, on --interface, default eth0) when its server dies.
 get     downloads NAME into FILE from the service, resuming across takeovers; prints
         {"t":"resumed",...} per takeover and {"t":"done","bytes":N,"sha256":"..."} at the end.
 
@@ -71,37 +74,6 @@ const keyOf = (
   })
 }
 
-const fileSource = (dir: string): ObjectSession.ObjectSource => {
-  const safe = (name: string) => /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/.test(name)
-  return {
-    size: (name) =>
-      safe(name)
-        ? Effect.promise(() =>
-            stat(join(dir, name)).then(
-              (s) => (s.isFile() ? s.size : undefined),
-              () => undefined,
-            ),
-          )
-        : Effect.succeed(undefined),
-    read: (name, offset, length) =>
-      Effect.promise(async () => {
-        const handle = await open(join(dir, name), "r")
-        try {
-          const buffer = new Uint8Array(length)
-          let done = 0
-          while (done < length) {
-            const { bytesRead } = await handle.read(buffer, done, length - done, offset + done)
-            if (bytesRead === 0) break
-            done += bytesRead
-          }
-          return buffer.subarray(0, done)
-        } finally {
-          await handle.close()
-        }
-      }),
-  }
-}
-
 /** Runs a server until the process is killed. */
 const runForever = <E>(effect: Effect.Effect<unknown, E, Scope.Scope>) =>
   Effect.runPromise(Effect.scoped(Effect.andThen(effect, Effect.never)))
@@ -125,6 +97,8 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       insecure: { type: "boolean" },
       "every-bytes": { type: "string" },
       "lease-ms": { type: "string" },
+      backend: { type: "string" },
+      interface: { type: "string" },
       service: { type: "string" },
       output: { type: "string", short: "o" },
       progress: { type: "boolean" },
@@ -156,6 +130,11 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       const leaseTtlMs = positiveInteger(values["lease-ms"], "--lease-ms", 1_000)
       if (values.store === undefined && values.etcd === undefined)
         throw new UsageError("--store or --etcd is required")
+      const backend = values.backend ?? "session"
+      if (backend !== "session" && backend !== "tcp-repair")
+        throw new UsageError("--backend is session or tcp-repair")
+      if (backend === "tcp-repair" && listen._tag !== "Tcp")
+        throw new UsageError("--backend tcp-repair serves a TCP address")
       await runForever(
         Effect.gen(function* () {
           const clusterKey = yield* keyOf(values["key-file"], values.insecure)
@@ -166,13 +145,24 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
                   address: stream(values.store, "--store"),
                   ...(clusterKey === undefined ? {} : { clusterKey }),
                 }).pipe(Layer.provide(NodeTransport.layer))
+          if (backend === "tcp-repair" && listen._tag === "Tcp")
+            return yield* TcpRepairServer.serve({
+              id,
+              listen,
+              dir,
+              interfaceName: values.interface ?? "eth0",
+              everyBytes,
+              leaseTtlMs,
+              store: storeLayer,
+              line,
+            })
           const server = yield* ObjectSession.serve(
             {
               listen,
               ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
               policy: { everyBytes, everyMs: 200, objectBoundaries: true },
             },
-            fileSource(dir),
+            ObjectSession.fileSource(dir),
           ).pipe(
             Effect.provideServiceEffect(
               CheckpointStore.CheckpointStore,

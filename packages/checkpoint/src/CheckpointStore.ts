@@ -15,7 +15,7 @@
  * @since 0.1.0
  */
 import { Store } from "@understudy/store"
-import { Context, Effect, Layer, Option, type Scope, Stream } from "effect"
+import { Clock, Context, Effect, Layer, Metric, Option, type Scope, Stream } from "effect"
 import * as Checkpoint from "./Checkpoint.ts"
 import {
   type CheckpointContributorFailed,
@@ -25,6 +25,7 @@ import {
   TakeoverRefused,
 } from "./CheckpointError.ts"
 import { appendAll, type Bundle } from "./Contributor.ts"
+import * as Metrics from "./Metrics.ts"
 
 /** Bundle and server ids: what may appear in a key. @since 0.1.0 @category models */
 export const idPattern: RegExp = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/
@@ -193,28 +194,36 @@ export const make = (
     if (!idPattern.test(serverId)) return yield* Effect.die(new Error(`bad server id ${serverId}`))
     const key = keys(prefix)
     const leaseTtlMs = options.leaseTtlMs ?? 1_000
-    const lease = yield* Effect.acquireRelease(store.grantLease(leaseTtlMs), (lease) =>
-      store.revokeLease(lease.id).pipe(Effect.ignore),
-    ).pipe(Effect.orDie)
+    const announce = (leaseId: string) =>
+      store.put(key.server(serverId), encoder.encode(options.address ?? ""), { lease: leaseId })
+    // The lease in use; replaced when it expired (a pause longer than its TTL): the bundles
+    // it held are then another server's to take, new ones go on the new lease.
+    let lease: Store.Lease = yield* store.grantLease(leaseTtlMs).pipe(Effect.orDie)
+    yield* Effect.addFinalizer(() => store.revokeLease(lease.id).pipe(Effect.ignore))
+    const renew = Effect.gen(function* () {
+      yield* Effect.logError(
+        "checkpoint: this server's lease expired; its bundles will be taken over; a new lease is granted",
+      )
+      lease = yield* store.grantLease(leaseTtlMs)
+      yield* announce(lease.id)
+    })
     // A third of the TTL: two keep-alives may be lost before the lease lapses.
-    yield* store.keepAlive(lease.id).pipe(
-      Effect.catchTag("LeaseExpired", () =>
-        Effect.logError("checkpoint: this server's lease expired; its bundles will be taken over"),
-      ),
+    yield* Effect.suspend(() => store.keepAlive(lease.id)).pipe(
+      Effect.catchTag("LeaseExpired", () => renew),
       Effect.ignore,
       Effect.andThen(Effect.sleep(Math.max(30, Math.floor(leaseTtlMs / 3)))),
       Effect.forever,
       Effect.forkScoped,
     )
-    yield* store
-      .put(key.server(serverId), encoder.encode(options.address ?? ""), { lease: lease.id })
-      .pipe(Effect.orDie)
+    yield* announce(lease.id).pipe(Effect.orDie)
 
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
     const write = (
       checkpoint: Checkpoint.Checkpoint,
       ifModRevision: number,
+      reason: Reason,
+      startedNs: bigint,
     ): Effect.Effect<
       { readonly revision: number; readonly bytes: number },
       CheckpointWriteFailed | CheckpointTooLarge
@@ -233,6 +242,10 @@ export const make = (
                 : unavailable(checkpoint.bundleId, error),
             ),
           )
+        const costMs = Number((yield* Clock.currentTimeNanos) - startedNs) / 1e6
+        yield* Metric.update(Metric.withAttributes(Metrics.checkpointsWritten, { reason }), 1)
+        yield* Metric.update(Metrics.checkpointBytes, bytes.length)
+        yield* Metric.update(Metrics.checkpointWriteMs, costMs)
         return { revision, bytes: bytes.length }
       })
 
@@ -289,24 +302,26 @@ export const make = (
         if (!idPattern.test(bundle.id))
           return yield* Effect.die(new Error(`bad bundle id ${bundle.id}`))
         yield* claimOwner(bundle.id).pipe(Effect.mapError((error) => unavailable(bundle.id, error)))
+        const startedNs = yield* Clock.currentTimeNanos
         const checkpoint = yield* build(bundle, 1, 0)
-        const { revision } = yield* write(checkpoint, 0)
+        const { revision } = yield* write(checkpoint, 0, "open", startedNs)
         return own(checkpoint, revision)
       })
 
     const take = (
       bundle: Bundle,
       held: Ownership,
-      _reason: Reason,
+      reason: Reason,
       patch?: (checkpoint: Checkpoint.Checkpoint) => Checkpoint.Checkpoint,
     ) =>
       Effect.gen(function* () {
+        const startedNs = yield* Clock.currentTimeNanos
         const previous = held.latest()
         const built = yield* build(bundle, previous.generation + 1, previous.resumeCounter)
         const checkpoint = patch === undefined ? built : patch(built)
-        const { revision, bytes } = yield* write(checkpoint, held.modRevision())
+        const { revision, bytes } = yield* write(checkpoint, held.modRevision(), reason, startedNs)
         advances.get(held)?.(checkpoint, revision)
-        return { checkpoint, bytes, reason: _reason } satisfies Written
+        return { checkpoint, bytes, reason } satisfies Written
       })
 
     const load = (bundleId: string) =>
@@ -400,7 +415,12 @@ export const make = (
           takenAtMs: yield* now,
           generation: checkpoint.generation + 1,
         }
-        const { revision } = yield* write(next, modRevision)
+        const { revision } = yield* write(
+          next,
+          modRevision,
+          "takeover",
+          yield* Clock.currentTimeNanos,
+        )
         return own(next, revision)
       })
 

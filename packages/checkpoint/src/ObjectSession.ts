@@ -12,12 +12,16 @@
  *
  * @since 0.1.0
  */
+import { open, stat } from "node:fs/promises"
+import { join } from "node:path"
 import { Address, type Connection, Transport } from "@understudy/transport"
 import {
   type Cause,
   Deferred,
   Effect,
+  Metric,
   Option,
+  PubSub,
   Queue,
   type Redacted,
   Result,
@@ -29,6 +33,7 @@ import { CheckpointContributorFailed, TakeoverRefused } from "./CheckpointError.
 import { CheckpointStore } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Message from "./Message.ts"
+import * as Metrics from "./Metrics.ts"
 import type { Policy } from "./Policy.ts"
 import { defaultPolicy } from "./Policy.ts"
 import * as Proof from "./Proof.ts"
@@ -44,6 +49,43 @@ export interface ObjectSource {
   readonly size: (name: string) => Effect.Effect<number | undefined>
   readonly read: (name: string, offset: number, length: number) => Effect.Effect<Uint8Array>
 }
+
+const fileNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/
+
+/**
+ * The files of a directory as objects, by file name (no path: letters, digits, `.`, `_`,
+ * `-`). A takeover re-reads the file at the client's offset: `source` coverage.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fileSource = (dir: string): ObjectSource => ({
+  size: (name) =>
+    fileNamePattern.test(name)
+      ? Effect.promise(() =>
+          stat(join(dir, name)).then(
+            (s) => (s.isFile() ? s.size : undefined),
+            () => undefined,
+          ),
+        )
+      : Effect.succeed(undefined),
+  read: (name, offset, length) =>
+    Effect.promise(async () => {
+      const handle = await open(join(dir, name), "r")
+      try {
+        const buffer = new Uint8Array(length)
+        let done = 0
+        while (done < length) {
+          const { bytesRead } = await handle.read(buffer, done, length - done, offset + done)
+          if (bytesRead === 0) break
+          done += bytesRead
+        }
+        return buffer.subarray(0, done)
+      } finally {
+        await handle.close()
+      }
+    }),
+})
 
 /** @since 0.1.0 @category models */
 export interface ServerOptions {
@@ -61,11 +103,46 @@ export interface ServerOptions {
   readonly claimWaitMs?: number
 }
 
+/**
+ * What a server tells about its sessions: a checkpoint written, a takeover carried out or
+ * refused, a session finished.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServerEvent =
+  | {
+      readonly _tag: "Checkpointed"
+      readonly sessionId: string
+      readonly reason: CheckpointStore["Service"] extends {
+        take: (a: never, b: never, reason: infer R) => unknown
+      }
+        ? R
+        : never
+      readonly bytes: number
+      readonly generation: number
+    }
+  | {
+      readonly _tag: "TakenOver"
+      readonly sessionId: string
+      /** The object byte it resumed at. */
+      readonly offset: number
+      readonly bytesResent: number
+    }
+  | {
+      readonly _tag: "Refused"
+      readonly reason: TakeoverRefused["reason"]
+      readonly detail: string
+    }
+  | { readonly _tag: "Finished"; readonly sessionId: string; readonly bytes: number }
+
 /** @since 0.1.0 @category models */
 export interface Server {
   readonly address: Address.StreamAddress
   /** Sessions served now. */
   readonly sessions: () => number
+  /** Events from now on (a bounded buffer: a slow reader loses the oldest). */
+  readonly events: Stream.Stream<ServerEvent>
 }
 
 const nameBytesMax = 1024
@@ -91,6 +168,8 @@ export const serve = (
     const sessionsMax = options.sessionsMax ?? 256
     const claimWaitMs = options.claimWaitMs ?? 3 * checkpoints.leaseTtlMs
     let sessions = 0
+    const events = yield* PubSub.sliding<ServerEvent>(1_024)
+    const emit = (event: ServerEvent) => PubSub.publish(events, event)
     const listener = yield* transport.listen(options.listen, {
       codec: Message.codec,
       ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
@@ -101,9 +180,12 @@ export const serve = (
       reason: TakeoverRefused["reason"],
       detail: string,
     ) =>
-      connection
-        .send({ _tag: "Refused", reason, detail })
-        .pipe(Effect.ignore, Effect.andThen(connection.close))
+      Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: reason }), 1).pipe(
+        Effect.andThen(emit({ _tag: "Refused", reason, detail })),
+        Effect.andThen(connection.send({ _tag: "Refused", reason, detail })),
+        Effect.ignore,
+        Effect.andThen(connection.close),
+      )
 
     /** Runs one session on `connection` from its state until the object is sent, the client goes, or it is fenced. */
     const run = (
@@ -149,7 +231,13 @@ export const serve = (
                 state.sender,
                 written.checkpoint.connections[0]!.sendHorizonSeq,
               )
-              return Effect.void
+              return emit({
+                _tag: "Checkpointed",
+                sessionId: bundle.id,
+                reason,
+                bytes: written.bytes,
+                generation: written.checkpoint.generation,
+              })
             }),
           )
         while (state.sender.next < end && !finished) {
@@ -178,6 +266,7 @@ export const serve = (
         while (!finished && state.sender.acked < end)
           yield* Deferred.await(acked).pipe(Effect.timeoutOption(1_000))
         yield* checkpoints.finish(bundle.id)
+        yield* emit({ _tag: "Finished", sessionId: bundle.id, bytes: state.object.size })
       }).pipe(
         // The client went away mid-transfer: its checkpoint stays, the bundle is free for
         // whichever server it reconnects to (a no-op when a takeover already fenced us).
@@ -353,6 +442,15 @@ export const serve = (
           claimed.success.modRevision,
         )
         const restored = ownership.latest().connections[0]!
+        const resume = plan.success.resumes.data
+        yield* Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" }), 1)
+        yield* Metric.update(Metrics.bytesResent, resume?.resendBytes ?? 0)
+        yield* emit({
+          _tag: "TakenOver",
+          sessionId: request.sessionId,
+          offset: resume?.objectOffset ?? 0,
+          bytesResent: resume?.resendBytes ?? 0,
+        })
         const state = {
           sender: Sequence.sender(restored.initialSeqSource, windowBytesMax),
           receiver: Sequence.receiver(restored.initialSeqDestination),
@@ -371,7 +469,12 @@ export const serve = (
         if (sessions >= sessionsMax)
           return yield* refuse(connection, "Overloaded", `${sessionsMax} sessions`)
         sessions++
-        yield* Effect.addFinalizer(() => Effect.sync(() => sessions--))
+        yield* Metric.modify(Metrics.sessionsServed, 1)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => sessions--).pipe(
+            Effect.andThen(Metric.modify(Metrics.sessionsServed, -1)),
+          ),
+        )
         const inbox = yield* Queue.bounded<Message.Message, Cause.Done>(1_024)
         yield* Effect.forkScoped(
           Stream.runForEach(connection.messages, (message) => Queue.offer(inbox, message)).pipe(
@@ -400,7 +503,11 @@ export const serve = (
         Effect.forkScoped(handle(connection)),
       ),
     )
-    return { address: listener.address, sessions: () => sessions }
+    return {
+      address: listener.address,
+      sessions: () => sessions,
+      events: Stream.fromPubSub(events),
+    }
   })
 
 const endpoint = (address: Address.StreamAddress): Checkpoint.Endpoint =>
@@ -503,8 +610,11 @@ export const get = (
                     if (outcome._tag === "Deliver") {
                       if (!resumedReported && lostAtMs !== undefined) {
                         resumedReported = true
+                        const gapMs = (yield* now) - lostAtMs
+                        lostAtMs = undefined
+                        yield* Metric.update(Metrics.takeoverGapMs, gapMs)
                         options.onResumed?.({
-                          gapMs: (yield* now) - lostAtMs,
+                          gapMs,
                           offset: receiver.next - session!.firstByteSeq,
                           server: Address.format(address),
                         })

@@ -10,7 +10,17 @@ export * as Checkpoint from "./Checkpoint.ts"
 export * as CheckpointError from "./CheckpointError.ts"
 export * as CheckpointStore from "./CheckpointStore.ts"
 export * as Contributor from "./Contributor.ts"
+export {
+  type CheckpointClient,
+  type CheckpointServer,
+  type CreateClientOptions,
+  type CreateServerOptions,
+  createClient,
+  createServer,
+  type StoreChoice,
+} from "./Facade.ts"
 export * as Message from "./Message.ts"
+export * as Metrics from "./Metrics.ts"
 export * as ObjectSession from "./ObjectSession.ts"
 export * as Policy from "./Policy.ts"
 export * as Proof from "./Proof.ts"

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { MemoryStore } from "@understudy/store"
+import { MemoryStore, Store } from "@understudy/store"
 import { Effect, Exit, Fiber, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type * as Checkpoint from "../src/Checkpoint.ts"
@@ -91,6 +91,27 @@ describe("CheckpointStore", () => {
       expect(yield* Effect.flip(b.claim("no-such", 0))).toMatchObject({ reason: "NoCheckpoint" })
       expect(yield* Effect.flip(b.claim("../etc", 0))).toMatchObject({ reason: "WrongSession" })
     }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer)),
+  )
+
+  it.effect(
+    "a server whose lease expired gets a new one: its old bundles are claimable, new ones open",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* Store.Store
+        const a = yield* server("a")
+        const old = Contributor.makeBundle("bundle-4", "test/1")
+        yield* a.open(old)
+        // The lease ends under a (as after a pause longer than its TTL).
+        const announced = Option.getOrThrow(yield* store.get(`${prefix}/servers/a`))
+        yield* store.revokeLease(announced.lease!)
+        yield* TestClock.adjust(150)
+        const renewed = Option.getOrThrow(yield* store.get(`${prefix}/servers/a`))
+        expect(renewed.lease).not.toBe(announced.lease)
+        const b = yield* server("b")
+        expect((yield* b.claim("bundle-4", 0)).checkpoint.serverId).toBe("a")
+        const owned = yield* a.open(Contributor.makeBundle("bundle-5", "test/1"))
+        expect(owned.latest().generation).toBe(1)
+      }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer)),
   )
 
   it.effect("a checkpoint made by another backend is refused as Unsupported", () =>

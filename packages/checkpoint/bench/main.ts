@@ -1,0 +1,269 @@
+/**
+ * Benchmark of the portable `session` backend on loopback (`npm run bench`), all in one run:
+ * - throughput of an object transfer checkpointed at the default policy (every 4 MiB)
+ *   against the same transfer with no checkpoint after the first (a horizon above the
+ *   object: the baseline), and against plain `node:net` streaming of the same bytes;
+ *   alternating runs;
+ * - the takeover gap: a transfer's server is stopped mid-way (its lease revoked, so
+ *   detection is immediate) and the client measures from the loss of its connection to the
+ *   first resumed byte: the gap after detection. After a SIGKILL, detection is the lease
+ *   lapse on top (the lease TTL, 1 s by default), reported apart;
+ * - the same takeover done the HTTP-range way (tus-style): the server's socket is destroyed
+ *   mid-way and the client reconnects with `Range: bytes=N-`, measured from the loss to the
+ *   first byte of the new response.
+ * Prints a table, then one JSON line. UNDERSTUDY_BENCH_RUNS (default 3) and
+ * UNDERSTUDY_BENCH_TAKEOVERS (default 20) set the counts.
+ */
+import { createServer as createHttpServer, get as httpGet } from "node:http"
+import { connect, createServer as createNetServer } from "node:net"
+import { MemoryStore, Store } from "@understudy/store"
+import { Address, NodeTransport } from "@understudy/transport"
+import { Effect, Exit, Redacted, Scope, Stream } from "effect"
+import * as CheckpointStore from "../src/CheckpointStore.ts"
+import * as ObjectSession from "../src/ObjectSession.ts"
+import { defaultPolicy, type Policy } from "../src/Policy.ts"
+import * as Proof from "../src/Proof.ts"
+
+const runs = Number(process.env.UNDERSTUDY_BENCH_RUNS ?? 3)
+const takeovers = Number(process.env.UNDERSTUDY_BENCH_TAKEOVERS ?? 20)
+const objectBytes = 128 * 1024 * 1024
+const takeoverObjectBytes = 16 * 1024 * 1024
+const object = new Uint8Array(objectBytes).map((_, i) => (i * 31 + (i >>> 11)) & 0xff)
+const clusterKey = Redacted.make(Proof.newSecret())
+const source: ObjectSession.ObjectSource = {
+  size: (name) =>
+    Effect.succeed(
+      name === "big" ? objectBytes : name === "small" ? takeoverObjectBytes : undefined,
+    ),
+  read: (_name, offset, length) => Effect.succeed(object.subarray(offset, offset + length)),
+}
+const noCheckpoints: Policy = { ...defaultPolicy, everyBytes: 1024 * 1024 * 1024 }
+
+const percentile = (values: ReadonlyArray<number>, p: number): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+}
+const median = (values: ReadonlyArray<number>) => percentile(values, 50)
+const mibPerSecond = (bytes: number, ms: number) => bytes / 1048576 / (ms / 1000)
+
+const storeScope = Effect.runSync(Scope.make())
+const store: Store.Store["Service"] = await Effect.runPromise(
+  Scope.provide(MemoryStore.make(), storeScope),
+)
+
+const startServer = async (serverId: string, policy: Policy, windowBytesMax?: number) => {
+  const scope = Effect.runSync(Scope.make())
+  const server = await Effect.runPromise(
+    ObjectSession.serve(
+      {
+        listen: Address.tcp("127.0.0.1", 0),
+        clusterKey,
+        policy,
+        ...(windowBytesMax === undefined ? {} : { windowBytesMax }),
+      },
+      source,
+    ).pipe(
+      Effect.provideServiceEffect(
+        CheckpointStore.CheckpointStore,
+        CheckpointStore.make({
+          serverId,
+          backend: "session",
+          prefix: CheckpointStore.defaultPrefix("bench"),
+          leaseTtlMs: 1_000,
+        }),
+      ),
+      Effect.provideService(Store.Store, store),
+      Effect.provide(NodeTransport.layer),
+      Scope.provide(scope),
+    ),
+  )
+  return { server, stop: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
+}
+
+/** One download; calls `midway` once when a third has arrived. */
+const download = (
+  name: string,
+  service: ReadonlyArray<Address.StreamAddress>,
+  midway?: () => Promise<void>,
+) =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      let bytes = 0
+      let called = false
+      const gaps: Array<number> = []
+      const startedMs = performance.now()
+      yield* ObjectSession.get(name, {
+        service,
+        clusterKey,
+        retryMs: 1,
+        onResumed: (event) => gaps.push(event.gapMs),
+      }).pipe(
+        Stream.runForEach((chunk) =>
+          Effect.gen(function* () {
+            bytes += chunk.length
+            if (midway !== undefined && !called && bytes > takeoverObjectBytes / 3) {
+              called = true
+              yield* Effect.promise(midway)
+            }
+          }),
+        ),
+      )
+      return { bytes, ms: performance.now() - startedMs, gaps }
+    }).pipe(Effect.provide(NodeTransport.layer)),
+  )
+
+/** Plain streaming of the same bytes over `node:net`, no session layer at all. */
+const plainTcp = async (): Promise<number> => {
+  const server = createNetServer((socket) => {
+    socket.end(object)
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const port = (server.address() as { port: number }).port
+  const startedMs = performance.now()
+  let bytes = 0
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1")
+    socket.on("data", (chunk) => {
+      bytes += chunk.length
+    })
+    socket.on("end", resolve)
+    socket.on("error", reject)
+  })
+  const ms = performance.now() - startedMs
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (bytes !== objectBytes) throw new Error(`plain TCP read ${bytes} bytes`)
+  return ms
+}
+
+/** The HTTP-range way: the server's socket dies at a third; the client asks for the rest. */
+const rangeTakeover = async (): Promise<number> => {
+  const body = object.subarray(0, takeoverObjectBytes)
+  let cut = false
+  const server = createHttpServer((request, response) => {
+    const from = Number(/^bytes=(\d+)-$/.exec(request.headers.range ?? "")?.[1] ?? 0)
+    response.writeHead(from === 0 ? 200 : 206, { "content-length": body.length - from })
+    if (from === 0 && !cut) {
+      cut = true
+      response.write(body.subarray(0, Math.floor(body.length / 3)), () => request.socket.destroy())
+    } else response.end(body.subarray(from))
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const port = (server.address() as { port: number }).port
+  let received = 0
+  let lostMs: number | undefined
+  let gapMs: number | undefined
+  for (let attempt = 0; attempt < 5 && received < body.length; attempt++) {
+    await new Promise<void>((resolve) => {
+      const request = httpGet(
+        {
+          host: "127.0.0.1",
+          port,
+          agent: false,
+          headers: received === 0 ? {} : { range: `bytes=${received}-` },
+        },
+        (response) => {
+          response.on("data", (chunk: Buffer) => {
+            if (lostMs !== undefined && gapMs === undefined) gapMs = performance.now() - lostMs
+            received += chunk.length
+          })
+          response.on("end", resolve)
+          response.on("error", resolve)
+          response.on("aborted", resolve)
+          response.on("close", resolve)
+        },
+      )
+      request.on("error", resolve)
+    })
+    if (received < body.length) lostMs ??= performance.now()
+  }
+  server.closeAllConnections()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (received !== body.length || gapMs === undefined)
+    throw new Error(`range download: ${received} bytes, gap ${gapMs}`)
+  return gapMs
+}
+
+const [checkpointed, baseline] = [
+  await startServer("cp", defaultPolicy),
+  await startServer("plain", noCheckpoints),
+]
+const session = { checkpointed: [] as Array<number>, baseline: [] as Array<number> }
+const tcp: Array<number> = []
+try {
+  for (let run = 0; run < runs; run++) {
+    for (const [which, server] of [
+      ["checkpointed", checkpointed],
+      ["baseline", baseline],
+    ] as const) {
+      const result = await download("big", [server.server.address])
+      if (result.bytes !== objectBytes) throw new Error(`${which}: ${result.bytes} bytes`)
+      session[which].push(mibPerSecond(objectBytes, result.ms))
+    }
+    tcp.push(mibPerSecond(objectBytes, await plainTcp()))
+  }
+} finally {
+  await checkpointed.stop()
+  await baseline.stop()
+}
+
+const gaps: Array<number> = []
+for (let i = 0; i < takeovers; i++) {
+  const a = await startServer(`ga${i}`, defaultPolicy, 1024 * 1024)
+  const b = await startServer(`gb${i}`, defaultPolicy, 1024 * 1024)
+  try {
+    const result = await download("small", [a.server.address, b.server.address], a.stop)
+    if (result.bytes !== takeoverObjectBytes || result.gaps.length !== 1)
+      throw new Error(`takeover ${i}: ${result.bytes} bytes, ${result.gaps.length} resumes`)
+    gaps.push(result.gaps[0]!)
+  } finally {
+    await a.stop()
+    await b.stop()
+  }
+}
+const rangeGaps: Array<number> = []
+for (let i = 0; i < takeovers; i++) rangeGaps.push(await rangeTakeover())
+await Effect.runPromise(Scope.close(storeScope, Exit.void))
+
+const ratios = session.checkpointed.map((value, i) => value / session.baseline[i]!)
+const spread = (values: ReadonlyArray<number>, digits = 1) =>
+  `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`
+const rows: Array<[string, string]> = [
+  [
+    `checkpointed transfer, default policy (MiB/s, ${runs} runs of 128 MiB)`,
+    spread(session.checkpointed),
+  ],
+  ["same transfer without checkpoints: baseline (MiB/s)", spread(session.baseline)],
+  ["ratio checkpointed / baseline (target >= 0.8)", spread(ratios, 2)],
+  ["plain node:net streaming, no session layer (MiB/s)", spread(tcp)],
+  [
+    `takeover gap after detection p50 / p99 (ms, ${takeovers} takeovers)`,
+    `${percentile(gaps, 50).toFixed(1)} / ${percentile(gaps, 99).toFixed(1)}`,
+  ],
+  ["detection after a SIGKILL: the lease TTL (ms, configured, not measured)", "1000"],
+  [
+    `HTTP Range reconnect gap p50 / p99 (ms, ${takeovers} cuts)`,
+    `${percentile(rangeGaps, 50).toFixed(1)} / ${percentile(rangeGaps, 99).toFixed(1)}`,
+  ],
+]
+const width = Math.max(...rows.map(([label]) => label.length))
+for (const [label, value] of rows) console.log(`${label.padEnd(width)}  ${value}`)
+console.log(
+  JSON.stringify({
+    benchmark: "checkpoint/session",
+    runs,
+    objectBytes,
+    checkpointedMiBps: median(session.checkpointed),
+    baselineMiBps: median(session.baseline),
+    ratio: median(ratios),
+    ratioMin: Math.min(...ratios),
+    ratioMax: Math.max(...ratios),
+    plainTcpMiBps: median(tcp),
+    takeovers,
+    gapAfterDetectionP50Ms: percentile(gaps, 50),
+    gapAfterDetectionP99Ms: percentile(gaps, 99),
+    detectionMs: 1000,
+    rangeGapP50Ms: percentile(rangeGaps, 50),
+    rangeGapP99Ms: percentile(rangeGaps, 99),
+  }),
+)
+process.exit(0)

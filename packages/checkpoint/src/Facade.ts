@@ -1,0 +1,231 @@
+/**
+ * Object transfers that survive their server's death, for code that does not use Effect:
+ * `createServer` serves objects (a directory, or your own source) and checkpoints every
+ * transfer; `createClient` downloads them as Node `Readable`s that ride through takeovers.
+ * Both are `EventEmitter`s: the server emits `Checkpointed`, `TakenOver`, `Refused` and
+ * `Finished`, the client `resumed` (gap in ms, the object offset, the server).
+ *
+ * @example
+ * ```ts
+ * import { createClient, createServer } from "@understudy/checkpoint"
+ *
+ * const server = await createServer({ serverId: "a", listen: "tcp://127.0.0.1:7400", dir: "/srv/objects", store: { remote: "tcp://127.0.0.1:7300" }, clusterKey })
+ * const client = createClient({ service: ["tcp://127.0.0.1:7400", "tcp://127.0.0.1:7401"], clusterKey })
+ * client.on("resumed", (event) => console.log("taken over at byte", event.offset))
+ * client.get("movie.mp4").pipe(createWriteStream("movie.mp4"))
+ * // ... later
+ * await server.close()
+ * ```
+ * @since 0.1.0
+ */
+import { EventEmitter } from "node:events"
+import { Readable } from "node:stream"
+import { MemoryStore, RemoteStore, Store } from "@understudy/store"
+import { Address, NodeTransport, type Transport } from "@understudy/transport"
+import { Duration, Effect, Exit, Layer, Redacted, Result, Scope, Stream } from "effect"
+import { CheckpointConfigError } from "./CheckpointError.ts"
+import * as CheckpointStore from "./CheckpointStore.ts"
+import * as ObjectSession from "./ObjectSession.ts"
+import * as Policy from "./Policy.ts"
+
+/** Where a Promise server keeps checkpoints and leases. @since 0.1.0 @category models */
+export type StoreChoice =
+  /** In this process only: no other server can take over (tests, one server). */
+  | "memory"
+  /** A `StoreServer` shared by the service's servers. */
+  | { readonly remote: string }
+  /** etcd (needs the optional `etcd3` package). */
+  | { readonly etcd: ReadonlyArray<string> }
+  /** A store you built (`MemoryStore.make`, `EtcdStore.make`, ...). */
+  | { readonly store: Store.Store["Service"] }
+
+/** @since 0.1.0 @category models */
+export interface CreateServerOptions {
+  /** This server's id in the service (letters, digits, `-`, `_`). */
+  readonly serverId: string
+  /** `tcp://HOST:PORT` (port 0: any free port). */
+  readonly listen: string
+  /** Objects: the files of a directory, or your own source. */
+  readonly dir?: string
+  readonly source?: {
+    readonly size: (name: string) => Promise<number | undefined>
+    readonly read: (name: string, offset: number, length: number) => Promise<Uint8Array>
+  }
+  /** Default `"memory"`. */
+  readonly store?: StoreChoice
+  /** The service's name: servers of one service take each other's transfers over. Default `objects`. */
+  readonly service?: string
+  /** The cluster key (authenticates transfers and the store); required unless `insecure`. */
+  readonly clusterKey?: Uint8Array | string
+  readonly insecure?: boolean
+  /** Checkpoint policy: `{ everyBytes, every, objectBoundaries }`. */
+  readonly policy?: unknown
+  /** This server's lease: its transfers are taken over this long after it dies. Default `"1 second"`. */
+  readonly leaseTtl?: Duration.Input
+  readonly windowBytesMax?: number
+  readonly sessionsMax?: number
+}
+
+/** @since 0.1.0 @category models */
+export interface CheckpointServer extends EventEmitter {
+  /** The address it listens on (`tcp://HOST:PORT`). */
+  readonly address: string
+  /** Sessions served now. */
+  sessions(): number
+  close(): Promise<void>
+}
+
+/**
+ * Starts an object server. Rejects with a typed error on bad options.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createServer = async (options: CreateServerOptions): Promise<CheckpointServer> => {
+  const policy = Policy.decode(options.policy ?? {})
+  if (Result.isFailure(policy)) throw policy.failure
+  const listen = Address.parseStream(options.listen)
+  if (listen instanceof Address.InvalidAddress)
+    throw new CheckpointConfigError({ detail: `listen: ${listen.reason}` })
+  const source: ObjectSession.ObjectSource | undefined =
+    options.dir !== undefined
+      ? ObjectSession.fileSource(options.dir)
+      : options.source === undefined
+        ? undefined
+        : {
+            size: (name) => Effect.promise(() => options.source!.size(name)),
+            read: (name, offset, length) =>
+              Effect.promise(() => options.source!.read(name, offset, length)),
+          }
+  if (source === undefined) throw new CheckpointConfigError({ detail: "give dir or source" })
+  if (!CheckpointStore.idPattern.test(options.serverId))
+    throw new CheckpointConfigError({ detail: `bad serverId ${JSON.stringify(options.serverId)}` })
+  if (options.clusterKey === undefined && options.insecure !== true)
+    throw new CheckpointConfigError({ detail: "a clusterKey is required (or insecure: true)" })
+  const leaseTtl = Duration.fromInput(options.leaseTtl ?? "1 second")
+  if (leaseTtl._tag === "None")
+    throw new CheckpointConfigError({ detail: `bad leaseTtl ${String(options.leaseTtl)}` })
+  const clusterKey =
+    options.clusterKey === undefined ? undefined : Redacted.make(options.clusterKey)
+  const storeLayer = await storeLayerOf(options.store ?? "memory", clusterKey)
+
+  const scope = Effect.runSync(Scope.make())
+  const server = await Effect.runPromise(
+    Effect.gen(function* () {
+      const listened = yield* ObjectSession.serve(
+        {
+          listen,
+          ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
+          policy: policy.success,
+          ...(options.windowBytesMax === undefined
+            ? {}
+            : { windowBytesMax: options.windowBytesMax }),
+          ...(options.sessionsMax === undefined ? {} : { sessionsMax: options.sessionsMax }),
+        },
+        source,
+      ).pipe(
+        Effect.provideServiceEffect(
+          CheckpointStore.CheckpointStore,
+          CheckpointStore.make({
+            serverId: options.serverId,
+            backend: "session",
+            prefix: CheckpointStore.defaultPrefix(options.service ?? "objects"),
+            leaseTtlMs: Duration.toMillis(leaseTtl.value),
+            address: options.listen,
+          }),
+        ),
+        Effect.provide(yield* Layer.build(storeLayer)),
+      )
+      return listened
+    }).pipe(
+      Effect.provide(NodeTransport.layer),
+      Scope.provide(scope),
+      Effect.onError(() => Scope.close(scope, Exit.void)),
+    ),
+  )
+  const emitter = new EventEmitter()
+  Effect.runFork(
+    Stream.runForEach(server.events, (event) =>
+      Effect.sync(() => void emitter.emit(event._tag, event)),
+    ).pipe(Scope.provide(scope)),
+  )
+  return Object.assign(emitter, {
+    address: Address.format(server.address),
+    sessions: server.sessions,
+    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+  })
+}
+
+const storeLayerOf = async (
+  choice: StoreChoice,
+  clusterKey: Redacted.Redacted<Uint8Array | string> | undefined,
+): Promise<Layer.Layer<Store.Store, never, Transport.Transport>> => {
+  if (choice === "memory") return MemoryStore.layer
+  if ("store" in choice) return Layer.succeed(Store.Store, choice.store)
+  if ("remote" in choice) {
+    const address = Address.parseStream(choice.remote)
+    if (address instanceof Address.InvalidAddress)
+      throw new CheckpointConfigError({ detail: `store.remote: ${address.reason}` })
+    return RemoteStore.layer({ address, ...(clusterKey === undefined ? {} : { clusterKey }) })
+  }
+  // Loaded only when asked for: etcd3 is an optional dependency.
+  const { EtcdStore } = await import("@understudy/store/etcd")
+  return EtcdStore.layer({ endpoints: [...choice.etcd] })
+}
+
+/** @since 0.1.0 @category models */
+export interface CreateClientOptions {
+  /** Every server of the service: `tcp://HOST:PORT`, tried in turn. */
+  readonly service: ReadonlyArray<string>
+  readonly clusterKey?: Uint8Array | string
+  readonly insecure?: boolean
+  /** Connection attempts across one transfer. Default 100. */
+  readonly attemptsMax?: number
+}
+
+/** @since 0.1.0 @category models */
+export interface CheckpointClient extends EventEmitter {
+  /**
+   * The object as a byte stream: each byte once, in order, across takeovers; or an `error`
+   * event with a `TakeoverRefused` when no server can resume it exactly.
+   */
+  get(name: string): Readable
+}
+
+/**
+ * A client of an object service.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createClient = (options: CreateClientOptions): CheckpointClient => {
+  const service = options.service.map((text) => {
+    const address = Address.parseStream(text)
+    if (address instanceof Address.InvalidAddress)
+      throw new CheckpointConfigError({ detail: `service: ${address.reason}` })
+    return address
+  })
+  if (service.length === 0) throw new CheckpointConfigError({ detail: "an empty service" })
+  if (options.clusterKey === undefined && options.insecure !== true)
+    throw new CheckpointConfigError({ detail: "a clusterKey is required (or insecure: true)" })
+  const clusterKey =
+    options.clusterKey === undefined ? undefined : Redacted.make(options.clusterKey)
+  const emitter = new EventEmitter()
+  return Object.assign(emitter, {
+    get: (name: string) =>
+      Readable.from(
+        Stream.toAsyncIterable(
+          ObjectSession.get(name, {
+            service,
+            ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
+            ...(options.attemptsMax === undefined ? {} : { attemptsMax: options.attemptsMax }),
+            onResumed: (event) => void emitter.emit("resumed", { name, ...event }),
+          }).pipe(
+            Stream.map((chunk) => Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)),
+            Stream.provide(NodeTransport.layer),
+          ),
+        ),
+        { objectMode: false },
+      ),
+  })
+}

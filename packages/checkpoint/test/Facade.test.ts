@@ -1,0 +1,145 @@
+import { once } from "node:events"
+import { MemoryStore, type Store } from "@understudy/store"
+import { Effect, Exit, Metric, Scope } from "effect"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { CheckpointConfigError, TakeoverRefused } from "../src/CheckpointError.ts"
+import { type CheckpointServer, createClient, createServer } from "../src/Facade.ts"
+import * as Metrics from "../src/Metrics.ts"
+import type { ServerEvent } from "../src/ObjectSession.ts"
+import * as Proof from "../src/Proof.ts"
+
+const clusterKey = Proof.newSecret()
+const size = 6 * 1024 * 1024 + 17
+const object = new Uint8Array(size).map((_, i) => (i * 13 + (i >>> 9)) & 0xff)
+const source = {
+  size: async (name: string) => (name === "obj" ? size : undefined),
+  read: async (_name: string, offset: number, length: number) =>
+    object.subarray(offset, offset + length),
+}
+
+const storeScope = Effect.runSync(Scope.make())
+let store: Store.Store["Service"]
+beforeAll(async () => {
+  store = await Effect.runPromise(Scope.provide(MemoryStore.make(), storeScope))
+})
+afterAll(() => Effect.runPromise(Scope.close(storeScope, Exit.void)))
+
+const start = (serverId: string) =>
+  createServer({
+    serverId,
+    listen: "tcp://127.0.0.1:0",
+    source,
+    store: { store },
+    service: "facade-test",
+    clusterKey,
+    policy: { everyBytes: 256 * 1024 },
+    leaseTtl: "300 millis",
+    // A small window: most of the object is still unsent when the server goes.
+    windowBytesMax: 256 * 1024,
+  })
+
+const read = async (readable: NodeJS.ReadableStream, onChunk?: (total: number) => void) => {
+  const chunks: Array<Buffer> = []
+  let total = 0
+  for await (const chunk of readable) {
+    chunks.push(chunk as Buffer)
+    total += (chunk as Buffer).length
+    onChunk?.(total)
+  }
+  return Buffer.concat(chunks)
+}
+
+describe("createServer / createClient (Promise facade)", () => {
+  it("a download rides through its server's close at the exact byte; events and metrics count it", {
+    timeout: 60_000,
+  }, async () => {
+    const before = await Effect.runPromise(
+      Effect.all({
+        opened: Metric.value(Metric.withAttributes(Metrics.checkpointsWritten, { reason: "open" })),
+        adopted: Metric.value(
+          Metric.withAttributes(Metrics.checkpointsWritten, { reason: "takeover" }),
+        ),
+        takeovers: Metric.value(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" })),
+        gaps: Metric.value(Metrics.takeoverGapMs),
+      }),
+    )
+    const servers: Array<CheckpointServer> = [await start("fa"), await start("fb")]
+    const events: Array<ServerEvent> = []
+    for (const server of servers)
+      for (const tag of ["Checkpointed", "TakenOver", "Finished"])
+        server.on(tag, (event: ServerEvent) => events.push(event))
+    try {
+      const client = createClient({ service: servers.map((s) => s.address), clusterKey })
+      const resumed: Array<{ offset: number }> = []
+      client.on("resumed", (event) => resumed.push(event))
+      let closing: Promise<void> | undefined
+      const got = await read(client.get("obj"), (total) => {
+        if (closing === undefined && total > size / 3) closing = servers[0]!.close()
+      })
+      await closing
+      expect(got.length).toBe(size)
+      expect(Buffer.compare(got, Buffer.from(object))).toBe(0)
+      expect(resumed.length).toBe(1)
+      expect(resumed[0]!.offset).toBeGreaterThan(0)
+      const takenOver = events.filter((e) => e._tag === "TakenOver")
+      expect(takenOver.length).toBe(1)
+      expect(takenOver[0]!._tag === "TakenOver" && takenOver[0]!.offset).toBe(resumed[0]!.offset)
+      expect(events.some((e) => e._tag === "Checkpointed" && e.bytes > 0)).toBe(true)
+      expect(events.filter((e) => e._tag === "Finished").length).toBe(1)
+      const after = await Effect.runPromise(
+        Effect.all({
+          opened: Metric.value(
+            Metric.withAttributes(Metrics.checkpointsWritten, { reason: "open" }),
+          ),
+          adopted: Metric.value(
+            Metric.withAttributes(Metrics.checkpointsWritten, { reason: "takeover" }),
+          ),
+          takeovers: Metric.value(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" })),
+          gaps: Metric.value(Metrics.takeoverGapMs),
+        }),
+      )
+      expect(after.takeovers.count - before.takeovers.count).toBe(1)
+      expect(after.gaps.count - before.gaps.count).toBe(1)
+      expect(after.opened.count - before.opened.count).toBe(1)
+      expect(after.adopted.count - before.adopted.count).toBe(1)
+    } finally {
+      for (const server of servers) await server.close()
+    }
+  })
+
+  it("an unknown object is an error on the stream, with its reason", {
+    timeout: 30_000,
+  }, async () => {
+    const server = await start("fc")
+    try {
+      const client = createClient({ service: [server.address], clusterKey })
+      const readable = client.get("nope")
+      readable.resume()
+      const [error] = await once(readable, "error").catch((e: unknown) => [e])
+      expect(error).toBeInstanceOf(TakeoverRefused)
+      expect((error as TakeoverRefused).reason).toBe("NoCheckpoint")
+    } finally {
+      await server.close()
+    }
+  })
+
+  it("bad options are typed errors", async () => {
+    await expect(
+      createServer({ serverId: "x", listen: "tcp://127.0.0.1:0", source }),
+    ).rejects.toBeInstanceOf(CheckpointConfigError)
+    await expect(
+      createServer({ serverId: "x", listen: "nonsense", source, insecure: true }),
+    ).rejects.toBeInstanceOf(CheckpointConfigError)
+    await expect(
+      createServer({
+        serverId: "x",
+        listen: "tcp://127.0.0.1:0",
+        source,
+        insecure: true,
+        policy: { everyBytes: -1 },
+      }),
+    ).rejects.toBeInstanceOf(CheckpointConfigError)
+    expect(() => createClient({ service: [], clusterKey })).toThrow(CheckpointConfigError)
+    expect(() => createClient({ service: ["tcp://127.0.0.1:1"] })).toThrow(CheckpointConfigError)
+  })
+})
