@@ -62,6 +62,8 @@ export type Invocation =
       readonly concurrency: number
       readonly record: string | undefined
       readonly deadlineMs: number
+      /** A keyed group's cluster key file: its HTTP API wants the token derived from it. */
+      readonly clusterKey: string | undefined
     }
   | { readonly _tag: "UsageError"; readonly message: string }
 
@@ -83,7 +85,7 @@ export const usage = `Usage:
                  (--cluster-key FILE | --insecure) [--data-dir DIR]
   ${programName} nameserver --listen tcp://HOST:PORT
   ${programName} keygen --out FILE
-  ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE]
+  ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE] [--cluster-key FILE]
   ${programName} --help
 
 serve       runs one server of a replicated key-value group. The servers elect a master with
@@ -109,7 +111,12 @@ load        writes keys k0, k1, ... at --rate per second for --duration to the m
             resolves from the name server, follows redirects, retries with the same request
             id, then prints one JSON summary: acknowledged writes, errors, unavailability
             windows. --record FILE writes every acknowledged write as a JSON line. SIGINT or
-            SIGTERM ends the run early, with its summary.
+            SIGTERM ends the run early, with its summary. --cluster-key FILE: a keyed
+            group's key, from which the HTTP token is derived.
+
+HTTP API of a keyed group (serve --cluster-key): every /kv request carries the header
+x-cluster-token: HMAC-SHA256(key, "understudy server-group http api") in hex; without it
+the answer is 401 {"error":"Unauthorized"}. GET /status needs no token.
 
 Exit codes: 0 ok; 2 bad usage; 1 runtime error.`
 
@@ -235,6 +242,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--concurrency",
     "--record",
     "--deadline",
+    "--cluster-key",
   ]),
 }
 
@@ -327,6 +335,7 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
       concurrency,
       record: values.get("--record"),
       deadlineMs,
+      clusterKey: values.get("--cluster-key"),
     }
   }
 

@@ -3,10 +3,32 @@
  *
  * @since 0.1.0
  */
+import { createHmac, timingSafeEqual } from "node:crypto"
 import { RemoteStore, type Store } from "@understudy/store"
 import { NodeTransport } from "@understudy/transport"
 import { Cause, Effect, Fiber, Layer, Logger } from "effect"
 import type { StoreLocation } from "./cli.ts"
+
+/**
+ * The header that authenticates an HTTP API request to a keyed group: a token derived from
+ * the cluster key (HMAC-SHA256 of a fixed label), so the key itself never travels. A custom
+ * header, not `authorization`: clients keep it on redirects to another server.
+ *
+ * @since 0.1.0
+ */
+export const tokenHeader = "x-cluster-token"
+
+/** The HTTP API token of a cluster key. @since 0.1.0 */
+export const apiToken = (clusterKey: Uint8Array): string =>
+  createHmac("sha256", clusterKey).update("understudy server-group http api").digest("hex")
+
+/** Whether `given` is `expected`, in constant time. @since 0.1.0 */
+export const tokenMatches = (expected: string, given: string | undefined): boolean => {
+  if (given === undefined) return false
+  const a = Buffer.from(expected)
+  const b = Buffer.from(given)
+  return a.length === b.length && timingSafeEqual(a, b)
+}
 
 /** @since 0.1.0 */
 export const exitCode = { ok: 0, failure: 1, usage: 2 } as const

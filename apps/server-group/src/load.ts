@@ -10,9 +10,10 @@
  */
 import { createWriteStream, type WriteStream } from "node:fs"
 import { NameServer } from "@understudy/store"
-import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
+import { ClusterKey } from "@understudy/transport"
+import { Context, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
 import type { Invocation } from "./cli.ts"
-import { exitCode, stderrLogger, storeLayer } from "./common.ts"
+import { apiToken, exitCode, stderrLogger, storeLayer, tokenHeader } from "./common.ts"
 
 type Load = Extract<Invocation, { readonly _tag: "Load" }>
 
@@ -61,6 +62,15 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 
 /** Runs the workload; resolves with the exit code. @since 0.1.0 */
 export const load = async (invocation: Load): Promise<number> => {
+  // Read first: a missing or readable key file fails before anything is started.
+  const tokenHeaders: Record<string, string> =
+    invocation.clusterKey === undefined
+      ? {}
+      : {
+          [tokenHeader]: apiToken(
+            Redacted.value(await Effect.runPromise(ClusterKey.readFile(invocation.clusterKey))),
+          ),
+        }
   const scope = Effect.runSync(Scope.make())
   const context = await Effect.runPromise(
     Layer.build(NameServer.layer.pipe(Layer.provide(storeLayer(invocation.store)))).pipe(
@@ -119,7 +129,11 @@ export const load = async (invocation: Load): Promise<number> => {
           method: "PUT",
           body: value,
           redirect: "manual",
-          headers: { "x-client-id": clientId, "x-request-id": String(requestId) },
+          headers: {
+            ...tokenHeaders,
+            "x-client-id": clientId,
+            "x-request-id": String(requestId),
+          },
           signal: AbortSignal.timeout(attemptTimeoutMs),
         })
         const text = await response.text()

@@ -13,9 +13,9 @@ import { Authentication } from "@understudy/machine"
 import { ServerGroup } from "@understudy/staggered-election"
 import { NameServer } from "@understudy/store"
 import { Address, ClusterKey, NodeDatagram } from "@understudy/transport"
-import { Context, Effect, HashMap, Layer, Option, Stream } from "effect"
+import { Context, Effect, HashMap, Layer, Option, Redacted, Stream } from "effect"
 import type { Invocation } from "./cli.ts"
-import { exitCode, line, storeLayer } from "./common.ts"
+import { apiToken, exitCode, line, storeLayer, tokenHeader, tokenMatches } from "./common.ts"
 import * as Kv from "./kv.ts"
 
 type Serve = Extract<Invocation, { readonly _tag: "Serve" }>
@@ -95,6 +95,12 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
       Layer.merge(NodeDatagram.layer),
     )
     const context = yield* Layer.build(services)
+    const clusterKey =
+      invocation.clusterKey === undefined
+        ? undefined
+        : yield* ClusterKey.readFile(invocation.clusterKey)
+    // Keyed: every /kv request must carry the token (see `tokenHeader`).
+    const token = clusterKey === undefined ? undefined : apiToken(Redacted.value(clusterKey))
     if (invocation.insecure) {
       process.stderr.write(
         "server-group: WARNING: --insecure: group traffic is not authenticated; any datagram from a member's address is believed\n",
@@ -119,9 +125,7 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
       // --insecure (parse allows no other way without a key): the runner believes source
       // addresses, and logs a warning.
       authentication:
-        invocation.clusterKey === undefined
-          ? Authentication.insecure
-          : Authentication.keyed(yield* ClusterKey.readFile(invocation.clusterKey)),
+        clusterKey === undefined ? Authentication.insecure : Authentication.keyed(clusterKey),
       ...(walFile === undefined ? {} : { walFile }),
       request: Kv.Request,
       initial: Kv.initial,
@@ -190,6 +194,22 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
         }
         if (path === "/status" && request.method === "GET") {
           reply(response, 200, yield* server.status)
+          return
+        }
+        // /status stays open (a health check); the data needs the group's token.
+        if (
+          token !== undefined &&
+          !tokenMatches(token, request.headers[tokenHeader] as string | undefined)
+        ) {
+          reply(
+            response,
+            401,
+            {
+              error: "Unauthorized",
+              detail: `${tokenHeader} missing or wrong: it is derived from the group's --cluster-key`,
+            },
+            { "www-authenticate": `Token header="${tokenHeader}"` },
+          )
           return
         }
         if (path === "/kv" && request.method === "GET") {

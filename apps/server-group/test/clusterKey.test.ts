@@ -1,6 +1,8 @@
 /**
  * `serve --cluster-key FILE`: servers with the group's key elect and serve; a server with
- * another key is not heard by them; a key file others could read is refused at start.
+ * another key is not heard by them; a key file others could read is refused at start. The
+ * HTTP API of a keyed group answers /kv requests only with the token derived from the key
+ * (401 `Unauthorized` without it or with another key's), across redirects.
  */
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -9,7 +11,8 @@ import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
-import { Effect } from "effect"
+import { Effect, Redacted } from "effect"
+import { apiToken, tokenHeader } from "../src/common.ts"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const spawn = (args: ReadonlyArray<string>) =>
@@ -70,6 +73,8 @@ describe("serve --cluster-key", () => {
           "--cluster-key",
           keyFile,
         ])
+      const token = apiToken(Redacted.value(await Effect.runPromise(ClusterKey.readFile(key))))
+      const wrong = apiToken(Redacted.value(await Effect.runPromise(ClusterKey.readFile(other))))
       const [one, two, three] = [serve("1", key), serve("2", key), serve("3", other)]
       const urls = await Promise.all(
         [one, two, three].map(async (proc) => (await proc.line("ready", 20_000)).http as string),
@@ -80,14 +85,36 @@ describe("serve --cluster-key", () => {
           method: "PUT",
           body: "keyed",
           redirect: "follow",
+          headers: { [tokenHeader]: token },
         }).catch(() => undefined)
         status = response?.status ?? 0
         await response?.body?.cancel()
         if (status !== 200) await sleep(50)
       }
       expect(status).toBe(200)
-      const read = await fetch(`${urls[1]}/kv/k`, { redirect: "follow" })
+      const read = await fetch(`${urls[1]}/kv/k`, {
+        redirect: "follow",
+        headers: { [tokenHeader]: token },
+      })
       expect(await read.json()).toEqual({ key: "k", value: "keyed" })
+      // Without the token, or with another key's, nothing is read or written.
+      for (const headers of [{}, { [tokenHeader]: wrong }, { [tokenHeader]: "" }]) {
+        for (const method of ["GET", "PUT"]) {
+          const refused = await fetch(`${urls[0]}/kv/k`, {
+            method,
+            headers,
+            redirect: "manual",
+            ...(method === "PUT" ? { body: "forged" } : {}),
+          })
+          expect(refused.status).toBe(401)
+          expect(await refused.json()).toMatchObject({ error: "Unauthorized" })
+        }
+      }
+      const after = await fetch(`${urls[0]}/kv/k`, {
+        redirect: "follow",
+        headers: { [tokenHeader]: token },
+      })
+      expect(await after.json()).toEqual({ key: "k", value: "keyed" })
       // Server 3's datagrams fail the MAC: 1 and 2 never hear it, it never follows their master.
       const statuses = await Promise.all(
         urls.map((url) =>

@@ -6,8 +6,7 @@
 
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { JsonLinesProcess, Ports } from "@understudy/testkit"
-import { startEtcd } from "../../../packages/store/test/support/etcdServer.ts"
+import { EtcdServer, JsonLinesProcess, Ports } from "@understudy/testkit"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -19,7 +18,7 @@ afterAll(async () => {
 
 describe("server-group on etcd", () => {
   it("registers in etcd and serves writes and linearizable reads", async () => {
-    const etcd = await startEtcd()
+    const etcd = await EtcdServer.startEtcd()
     try {
       const [port] = await Ports.freeUdpPorts(1)
       const proc = new JsonLinesProcess.JsonLinesProcess(

@@ -17,8 +17,10 @@
  * epoch. A newer epoch vouched for by its master or a follower makes a waiting or backup
  * server acknowledge that master, and a master compare indices (accept or revoke).
  *
- * Restarts: nothing is persisted, so `init` runs afresh on a cold start and on a restart
- * alike, and the server starts amnesiac (`State.amnesiac`, with a new `incarnation`, the
+ * Restarts: with a write-ahead log (`Config.restored`, see `Durable`), a restarted server
+ * gets back its term, its promise (epoch) and its log, and is not amnesiac. Without one,
+ * nothing is persisted, so `init` runs afresh on a cold start and on a restart alike, and
+ * the server starts amnesiac (`State.amnesiac`, with a new `incarnation`, the
  * clock reading at its start). Its sync replies, acknowledgements and probe replies say so,
  * and a master does not count it towards its sync or commit majority unless nobody it heard
  * from knows of any history (`State.history`: some server held a non-empty log; probes spread
@@ -36,10 +38,10 @@
  * with no synced master left, the group commits nothing new (it still applies what is known
  * committed) until that changes.
  *
- * Not covered: a restarted former master that hears only of older terms than its last one
- * declares again at an epoch it already used; if no server holding that epoch's earlier
- * entries takes part in its sync, two different entries can carry the same position and
- * epoch. Only persisting the term (or an incarnation-unique epoch) rules that out.
+ * Not covered without a write-ahead log: a restarted former master that hears only of older
+ * terms than its last one declares again at an epoch it already used; if no server holding
+ * that epoch's earlier entries takes part in its sync, two different entries can carry the
+ * same position and epoch. Persisting the term (`Durable`) rules that out.
  *
  * @since 0.1.0
  */

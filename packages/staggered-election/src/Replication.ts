@@ -13,7 +13,8 @@
  * own epoch (earlier ones commit with it), and a new master first syncs with a majority
  * (`chooseSync`), so it holds every committed entry before it adds its own.
  *
- * Amnesia: nothing is persisted, so a restarted server comes back with an empty log (a cold
+ * Amnesia: without a write-ahead log (see `Durable`; with one, a restart keeps everything
+ * below and is not amnesiac) nothing is persisted, so a restarted server comes back with an empty log (a cold
  * start and a restart look the same) and has forgotten what it held, acknowledged and
  * promised (the epochs it followed). Raft's argument needs every counted server to keep all
  * three, so such a server is "amnesiac" from its start until a master catches it up, and
