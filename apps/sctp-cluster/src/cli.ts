@@ -29,6 +29,11 @@ export interface NodeInvocation {
   readonly status: Address.StreamAddress
   /** `state-node`: the `StoreServer` (a `sctp-cluster store`) holding the associations. */
   readonly store: Address.StreamAddress | undefined
+  /**
+   * Fences the role in the `--store`: a node sends as the serving node only while its lease
+   * there (this long) is kept alive; a takeover waits for the old lease and bumps the epoch.
+   */
+  readonly fenceLeaseMs: number | undefined
   /** Authenticates the link and the store (HMAC); undefined only with `--insecure`. */
   readonly clusterKeyFile: string | undefined
 }
@@ -61,7 +66,7 @@ export const usage = `Usage:
   ${programName} node --role primary|secondary --addresses PRIMARY_IP,SECONDARY_IP --policy POLICY
                [--port 7] [--udp-port 9900] [--link tcp://HOST:PORT] [--service echo|discard|sink]
                [--status tcp://HOST:PORT | unix:///PATH | /PATH] [--store tcp://HOST:PORT]
-               (--cluster-key-file FILE | --insecure)
+               [--fence-lease-ms MS] (--cluster-key-file FILE | --insecure)
   ${programName} status --status ADDRESS [--json]
   ${programName} store --listen tcp://HOST:PORT (--cluster-key-file FILE | --insecure)
   ${programName} keygen --out FILE
@@ -78,6 +83,10 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
            state-node (needs --store, a '${programName} store').
          --link: the intra-cluster link, the same on both nodes (the secondary listens on it);
            default tcp://SECONDARY_IP:UDP_PORT.
+         --fence-lease-ms: fence the role in --store (any policy): a node sends as the
+           serving node only while its lease there is kept alive (a primary paused or cut
+           off longer falls silent); the secondary takes over once that lease ended, at the
+           next epoch.
          --status: where GET /status answers (default tcp://127.0.0.1:0, the port chosen is
            printed; it shows no tag, TSN or key).
          --cluster-key-file: the cluster key (written by 'keygen'; mode 0600, refused if
@@ -129,6 +138,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--service",
     "--status",
     "--store",
+    "--fence-lease-ms",
     "--cluster-key-file",
     "--insecure",
   ]),
@@ -201,8 +211,15 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
   if (typeof store === "string") return fail(store)
   if (policy._tag === "StateNode" && store === undefined)
     return fail("--policy state-node needs --store (the address of a 'sctp-cluster store')")
-  if (policy._tag !== "StateNode" && store !== undefined)
-    return fail(`--store is only for --policy state-node, not ${policyText}`)
+  const fenceText = values.get("--fence-lease-ms")
+  const fenceLeaseMs =
+    fenceText === undefined ? undefined : parseInteger(fenceText, 100, 86_400_000)
+  if (fenceText !== undefined && fenceLeaseMs === undefined)
+    return fail(`--fence-lease-ms ${fenceText}: expected milliseconds, 100..86400000`)
+  if (fenceLeaseMs !== undefined && store === undefined)
+    return fail("--fence-lease-ms needs --store (the address of a 'sctp-cluster store')")
+  if (policy._tag !== "StateNode" && store !== undefined && fenceLeaseMs === undefined)
+    return fail(`--store is only for --policy state-node or --fence-lease-ms, not ${policyText}`)
 
   const key = keyFlags(values)
   if (typeof key === "object") return key
@@ -218,6 +235,7 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     service: service as ServiceName,
     status,
     store,
+    fenceLeaseMs,
     clusterKeyFile: key,
   }
 }

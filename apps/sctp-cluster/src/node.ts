@@ -135,7 +135,10 @@ export const node = (
       link: invocation.link,
       policy: invocation.policy,
       service: Cluster.services[invocation.service],
-      ...(store !== undefined ? { store } : {}),
+      ...(store !== undefined && invocation.policy._tag === "StateNode" ? { store } : {}),
+      ...(store !== undefined && invocation.fenceLeaseMs !== undefined
+        ? { fence: { store, leaseMs: invocation.fenceLeaseMs } }
+        : {}),
       ...(clusterKey !== undefined ? { clusterKey } : { insecure: true }),
     }).pipe(Effect.provideContext(sockets))
 

@@ -24,6 +24,7 @@ describe("sctp-cluster command line", () => {
       service: "echo",
       status: { _tag: "Tcp", host: "127.0.0.1", port: 0 },
       store: undefined,
+      fenceLeaseMs: undefined,
       clusterKeyFile: "/etc/k",
     })
     // Unauthenticated only when asked, explicitly.
@@ -106,6 +107,23 @@ describe("sctp-cluster command line", () => {
     expect(message([...node, "every-update", "--store", "tcp://127.0.0.1:1"])).toMatch(
       /only for --policy state-node/,
     )
+    expect(message([...node, "every-update", "--fence-lease-ms", "1000"])).toMatch(
+      /--fence-lease-ms needs --store/,
+    )
+    expect(
+      message([...node, "every-update", "--store", "tcp://127.0.0.1:1", "--fence-lease-ms", "50"]),
+    ).toMatch(/--fence-lease-ms 50: expected milliseconds/)
+    expect(
+      parse([
+        ...node,
+        "every-update",
+        "--store",
+        "tcp://127.0.0.1:1",
+        "--fence-lease-ms",
+        "900",
+        "--insecure",
+      ]),
+    ).toMatchObject({ fenceLeaseMs: 900, store: { _tag: "Tcp", port: 1 } })
     expect(
       message(["node", "--addresses", "127.0.0.2,127.0.0.3", "--policy", "every-update"]),
     ).toMatch(/--role is required/)
@@ -171,6 +189,7 @@ describe("status report", () => {
     policy: "every-update",
     link: "up",
     unprotected: false,
+    fence: { epoch: 3, holding: true, lastKeepAliveMs: 1_000, leaseMs: 1_500 },
     replication: { shipped: 1200, acknowledged: 1199, applied: 0, lagMs: 3 },
     associations: [
       {

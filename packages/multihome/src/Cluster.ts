@@ -23,7 +23,7 @@
  * @since 0.1.0
  */
 import type { Store } from "@understudy/store"
-import { type Address, type Connection, Transport } from "@understudy/transport"
+import { Address, type Connection, Transport } from "@understudy/transport"
 import {
   Clock,
   Data,
@@ -41,6 +41,7 @@ import {
 import * as Association from "./Association.ts"
 import type * as Chunk from "./Chunk.ts"
 import * as Endpoint from "./Endpoint.ts"
+import * as Fence from "./Fence.ts"
 import * as Replication from "./Replication.ts"
 
 // ---------------------------------------------------------------------------------------
@@ -138,6 +139,13 @@ export interface Options {
   readonly healthEveryMs?: number
   readonly config?: Partial<Association.Config>
   readonly seed?: number
+  /**
+   * Fences the role in a store (see `Fence`): a node transmits as the primary only while
+   * it can prove, by a lease kept alive in the store, that it holds the role; a secondary
+   * takes over only once the old primary's lease ended, and bumps the epoch. Without it the
+   * link's keep-alive is the only failure detector (a paused primary may come back active).
+   */
+  readonly fence?: { readonly store: Store.Store["Service"]; readonly leaseMs?: number }
 }
 
 /**
@@ -159,6 +167,10 @@ export type ClusterEvent =
   | { readonly _tag: "TookOver"; readonly associations: number; readonly atMs: number }
   /** The secondary took over while this primary was away (hung, partitioned): it fell silent. */
   | { readonly _tag: "Deposed"; readonly atMs: number }
+  /** The node acquired the role in the store (see `Options.fence`), at this epoch. */
+  | { readonly _tag: "Fenced"; readonly epoch: number; readonly atMs: number }
+  /** The node could no longer prove it holds the role: it fell silent. */
+  | { readonly _tag: "FencedOut"; readonly reason: string; readonly atMs: number }
   | { readonly _tag: "Synced"; readonly reason: "ImpendingFailure"; readonly messages: number }
   | { readonly _tag: "ReplicaRejected"; readonly detail: string }
   /** `state-node`: a snapshot could not be written; the update went out without it. */
@@ -219,6 +231,8 @@ export interface Status {
   readonly replicas: number
   readonly received: { readonly messages: number; readonly bytes: number }
   readonly endpoint: Endpoint.Stats
+  /** With `Options.fence`: the epoch held and the last successful keep-alive. */
+  readonly fence: Fence.Status | undefined
 }
 
 /**
@@ -406,6 +420,8 @@ export const make = (
     const beforeOutputs = (update: Replication.Update) =>
       Effect.gen(function* () {
         if (role === "secondary") return
+        // A primary that can not prove its role ships nothing (its outputs are dropped too).
+        if (fence !== undefined && !(yield* fence.holds)) return
         const plan = shipper.onUpdate(update)
         if (unprotected && plan.messages.length > 0) {
           yield* Metric.update(unprotectedUpdatesMetric, 1)
@@ -486,11 +502,32 @@ export const make = (
         // No primary has ever been linked to this node (it is starting, or restarted): it
         // has no copy to answer from, and taking over now would only make two active nodes.
         if (!linkEverUp) return true
+        // With a fence, the takeover waits for the store (the old primary's lease): not
+        // here, under the endpoint's lock; the link's end starts it.
+        if (fence !== undefined) return true
         // Nobody to forward to: the primary is gone. Take over, then let the endpoint
         // handle the packet against the adopted association.
         yield* takeOver("the peer reached the secondary's address with no primary")
         return false
       })
+
+    const fence =
+      options.fence === undefined
+        ? undefined
+        : yield* Fence.make({
+            store: options.fence.store,
+            prefix: storePrefix,
+            holder: `${options.role}@${Address.format(options.bind)}`,
+            ...(options.fence.leaseMs !== undefined ? { leaseMs: options.fence.leaseMs } : {}),
+          })
+    /**
+     * Asked before every datagram: the secondary's HEARTBEAT ACKs need no role; a node that
+     * serves the associations needs the fence's proof.
+     */
+    const mayTransmit =
+      fence === undefined
+        ? undefined
+        : Effect.suspend(() => (role === "secondary" ? Effect.succeed(true) : fence.holds))
 
     // Its own scope, so that a deposed primary can close it and fall silent.
     const endpointScope = yield* Scope.fork(yield* Effect.scope)
@@ -504,6 +541,7 @@ export const make = (
       handler,
       intercept,
       abortOnClose: false,
+      ...(mayTransmit !== undefined ? { mayTransmit } : {}),
     }).pipe(
       Scope.provide(endpointScope),
       Effect.mapError((error) => new ClusterError({ detail: error.message })),
@@ -533,6 +571,11 @@ export const make = (
       Effect.gen(function* () {
         if (role !== "secondary") return
         role = "active-secondary"
+        if (fence !== undefined) {
+          // Nothing goes out before the old primary's lease ended and the epoch moved on.
+          const epoch = yield* fence.acquire
+          yield* publish({ _tag: "Fenced", epoch, atMs: yield* now })
+        }
         if (options.policy._tag === "StateNode" && options.store !== undefined) {
           const stored = yield* Effect.result(options.store.range(`${storePrefix}association/`))
           if (stored._tag === "Success") {
@@ -632,6 +675,36 @@ export const make = (
       })
 
     if (options.role === "primary") yield* protection(true, "no secondary linked yet")
+
+    /** Falls silent for good: the role went to another node, or may have. */
+    const stepDown = (next: "deposed", event: ClusterEvent) =>
+      Effect.gen(function* () {
+        if (role !== "primary" && role !== "active-secondary") return
+        role = next
+        closing = true
+        yield* releaseAll
+        yield* Scope.close(endpointScope, Exit.void)
+        yield* publish(event)
+        if (link !== undefined) yield* link.close
+      })
+
+    if (fence !== undefined) {
+      if (options.role === "primary") {
+        yield* Effect.forkScoped(
+          Effect.gen(function* () {
+            const epoch = yield* fence.acquire
+            yield* publish({ _tag: "Fenced", epoch, atMs: yield* now })
+          }),
+        )
+      }
+      yield* Effect.forkScoped(
+        Effect.gen(function* () {
+          const reason = yield* Deferred.await(fence.lost)
+          yield* Effect.logWarning(`fenced out: ${reason}`)
+          yield* stepDown("deposed", { _tag: "FencedOut", reason, atMs: yield* now })
+        }),
+      )
+    }
 
     if (options.role === "secondary") {
       const listener = yield* transport
@@ -734,6 +807,7 @@ export const make = (
         replicas: replicas.states.size,
         received: { ...received },
         endpoint: yield* endpoint.stats,
+        fence: fence === undefined ? undefined : yield* fence.status,
       } satisfies Status
     })
 

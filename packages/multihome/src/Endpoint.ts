@@ -299,6 +299,12 @@ export interface Options {
    * default: the non-internal, non-link-local addresses of `os.networkInterfaces()`.
    */
   readonly hostAddresses?: ReadonlyArray<string>
+  /**
+   * Asked just before datagrams go to the socket: `false` drops them (counted in
+   * `stats.dropped.fenced`). The cluster's fence: a node that can not prove it still holds
+   * its role sends nothing, whatever fiber (timer, retransmission) produced the datagram.
+   */
+  readonly mayTransmit?: Effect.Effect<boolean>
 }
 
 /**
@@ -764,8 +770,19 @@ export const make = (
       if (outbox.length === 0) return Effect.void
       const datagrams = outbox
       outbox = []
-      if (datagrams.length === 1) return sendOne(datagrams[0]!)
-      return Effect.forEach(datagrams, sendOne, { discard: true })
+      const send =
+        datagrams.length === 1
+          ? sendOne(datagrams[0]!)
+          : Effect.forEach(datagrams, sendOne, { discard: true })
+      const gate = options.mayTransmit
+      if (gate === undefined) return send
+      return Effect.flatMap(gate, (open) =>
+        open
+          ? send
+          : Effect.sync(() => {
+              for (let index = 0; index < datagrams.length; index++) drop("fenced")
+            }),
+      )
     })
 
     /**

@@ -52,6 +52,8 @@ const startCluster = (
     readonly store?: boolean
     readonly storeDown?: boolean
     readonly linkKeepAlive?: Cluster.Options["linkKeepAlive"]
+    /** Fence the role in a store; a role in `cut` can not reach it. */
+    readonly fence?: { readonly leaseMs: number; readonly cut: Set<Cluster.Role> }
   } = {},
 ) =>
   Effect.gen(function* () {
@@ -65,6 +67,24 @@ const startCluster = (
             put: () => Effect.fail(new StoreError.Unavailable({ detail: "down in this test" })),
           }
         : memory
+    const fenceStore = options.fence === undefined ? undefined : yield* MemoryStore.make()
+    /** The fence store as `role` sees it: down while the role is cut off. */
+    const fenceView = (role: Cluster.Role, fence: NonNullable<typeof options.fence>) => {
+      const memory = fenceStore!
+      const down = new StoreError.Unavailable({ detail: "cut off in this test" })
+      const gated =
+        <A extends Array<unknown>, R, E>(call: (...args: A) => Effect.Effect<R, E>) =>
+        (...args: A) =>
+          fence.cut.has(role) ? Effect.fail(down) : call(...args)
+      return {
+        ...memory,
+        get: gated(memory.get),
+        put: gated(memory.put),
+        grantLease: gated(memory.grantLease),
+        keepAlive: gated(memory.keepAlive),
+        revokeLease: gated(memory.revokeLease),
+      }
+    }
     const nodes = new Map<Cluster.Role, Cluster.Node>()
     for (const role of ["secondary", "primary"] as const) {
       const host = role === "primary" ? primaryHost : secondaryHost
@@ -84,6 +104,14 @@ const startCluster = (
             ...(store !== undefined ? { store } : {}),
             ...(options.linkKeepAlive !== undefined
               ? { linkKeepAlive: options.linkKeepAlive }
+              : {}),
+            ...(options.fence !== undefined
+              ? {
+                  fence: {
+                    store: fenceView(role, options.fence),
+                    leaseMs: options.fence.leaseMs,
+                  },
+                }
               : {}),
           })
           nodes.set(role, node)
@@ -271,6 +299,69 @@ describe("Cluster on SimNet", () => {
       for (let index = 0; index < 10; index++) yield* association.send(0, 1, numbered(index))
       expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
     }),
+  )
+
+  it.effect(
+    "fence: a primary cut off from the secondary and the store never transmits after the takeover",
+    () =>
+      Effect.gen(function* () {
+        const cut = new Set<Cluster.Role>()
+        const setup = yield* startCluster("every-update", { fence: { leaseMs: 1_000, cut } })
+        const association = yield* startPeer(setup.net)
+        yield* advance(2_000)
+        const primaryNode = setup.nodes.get("primary")!
+        const secondaryNode = setup.nodes.get("secondary")!
+        const before = yield* primaryNode.status
+        expect(before.fence?.epoch).toBe(1)
+        expect(before.fence?.holding).toBe(true)
+        const tookOver = yield* Effect.forkScoped(
+          secondaryNode.events.pipe(
+            Stream.filter((event) => event._tag === "TookOver"),
+            Stream.take(1),
+            Stream.runHead,
+          ),
+        )
+        // The primary loses the secondary and the store; the peer still reaches both nodes
+        // and keeps its primary path to the primary: the worst case for a split brain.
+        yield* setup.net.partition([primaryHost], [secondaryHost])
+        cut.add("primary")
+        const event = yield* within(30_000, Fiber.join(tookOver))
+        expect(event._tag === "Some" && event.value._tag === "TookOver").toBe(true)
+        const tookOverAtMs =
+          event._tag === "Some" && event.value._tag === "TookOver" ? event.value.atMs : 0
+        const echoes = yield* Effect.forkScoped(
+          association.messages.pipe(Stream.take(20), Stream.runCollect),
+        )
+        for (let index = 0; index < 20; index++) {
+          yield* association.send(0, 1, numbered(index))
+          yield* advance(100)
+        }
+        const collected = yield* within(60_000, Fiber.join(echoes))
+        expectExactlyOnceInOrder(collected, 20, 1)
+        const secondary = yield* secondaryNode.status
+        expect(secondary.role).toBe("active-secondary")
+        expect(secondary.fence?.epoch).toBe(2)
+        const primary = yield* primaryNode.status
+        expect(primary.role).toBe("deposed")
+        // Not one datagram from the old primary once the new one serves.
+        const fromPrimary = (yield* setup.net.trace).filter(
+          (line) =>
+            line.kind === "send" &&
+            line.from === Address.format(Address.udp(primaryHost, udpPort)) &&
+            line.atMs >= tookOverAtMs,
+        )
+        expect(fromPrimary).toEqual([])
+        // Healed, the old primary of epoch 1 stays silent; the peer still has one sender.
+        cut.clear()
+        yield* setup.net.heal
+        yield* advance(3_000)
+        expect((yield* primaryNode.status).role).toBe("deposed")
+        const after = (yield* setup.net.trace).filter(
+          (line) =>
+            line.kind === "send" && line.from === Address.format(Address.udp(primaryHost, udpPort)),
+        )
+        expect(after.filter((line) => line.atMs >= tookOverAtMs)).toEqual([])
+      }),
   )
 
   for (const policy of ["interval:50", "on-event"] as const) {
