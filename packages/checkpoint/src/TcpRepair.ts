@@ -5,9 +5,13 @@
  * CAP_NET_ADMIN (root); elsewhere, `available` fails with `CheckpointBackendUnavailable`
  * saying why, and the portable `session` backend still works.
  *
- * The object server checkpoints each transfer (the kernel TCP layer: both initial sequence
- * numbers, MSS, window scales, SACK, timestamps, the repair window; the HTTP layer: the
+ * The object server checkpoints each transfer through the package's `CheckpointStore`
+ * (backend `tcp-repair`; one bundle per connection, fenced writes, the owner key on the
+ * server's lease), with two contributors: the kernel TCP layer (both initial sequence
+ * numbers, MSS, window scales, SACK, timestamps, the repair window) and the HTTP layer (the
  * response head, the object id, the sequence number of its first byte). A takeover server
+ * claims the bundle once its server's lease lapsed, and after resuming adopts it and
+ * checkpoints on, so that a third server can take over from it in turn. A takeover server
  * rebuilds the connection in repair mode before it has the service address, claims the
  * address, makes the client repeat its acknowledgement, compares it with the checkpoint,
  * puts back the bytes the client already has, and only then leaves repair mode and sends
@@ -23,7 +27,6 @@ import * as L from "./internal/tcpRepair/libc.ts"
 export { announce } from "./internal/tcpRepair/arp.ts"
 
 export {
-  DirectoryStore,
   type ObjectSource,
   type ServeOptions,
   serve,

@@ -65,7 +65,7 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
       for (let i = 0; i < curlTakeovers; i++) {
         const size = randomInt(8, 17) * 1024 * 1024 + randomInt(0, 1024 * 1024)
         const fraction = randomInt(10, 90) / 100
-        const result = await takeoverRun({ workDir, client: "curl", size, fraction })
+        const result = await takeoverRun({ workDir, client: "curl", size, fractions: [fraction] })
         console.log(
           `curl takeover ${i + 1}: ${size} bytes, A died at ${result.killAt}, outcome ${JSON.stringify(result.outcome)}, gap ${result.gapMs} ms (B told ${result.startMs} ms after)`,
         )
@@ -78,13 +78,31 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
     curlTakeovers * 40_000,
   )
 
+  it("curl finishes its download through two takeovers in a row (A to B, B to C), byte for byte", async () => {
+    const size = randomInt(14, 17) * 1024 * 1024 + randomInt(0, 1024 * 1024)
+    const first = randomInt(15, 30) / 100
+    const result = await takeoverRun({
+      workDir,
+      client: "curl",
+      size,
+      fractions: [first, first + 0.3],
+    })
+    console.log(
+      `curl through A, B, C: ${size} bytes, ${result.hops.map((hop) => `${JSON.stringify(hop.outcome)} gap ${hop.gapMs} ms`).join("; ")}`,
+    )
+    expect(result.hops.map((hop) => hop.outcome?.t)).toEqual(["resumed", "resumed"])
+    expect(result.exitCode).toBe(0)
+    expect(result.clientStderr).toBe("")
+    expect(sha256(result.out)).toBe(sha256(result.object))
+  }, 90_000)
+
   it("wget finishes its download through a takeover, byte for byte", async () => {
     const size = randomInt(8, 13) * 1024 * 1024 + randomInt(0, 1024 * 1024)
     const result = await takeoverRun({
       workDir,
       client: "wget",
       size,
-      fraction: randomInt(20, 80) / 100,
+      fractions: [randomInt(20, 80) / 100],
     })
     console.log(
       `wget takeover: ${size} bytes, outcome ${JSON.stringify(result.outcome)}, gap ${result.gapMs} ms`,
@@ -96,13 +114,14 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
 
   it("resets the client, with a typed refusal, when the checkpoint can not cover its acknowledgement", async () => {
     const size = 8 * 1024 * 1024
-    // B finds only A's first checkpoint (the client is megabytes past it) and may put back
+    // A checkpoints only when the transfer starts, so B finds a checkpoint the client is
+    // megabytes past (the store holds the latest one, the first here) and may put back
     // at most 64 KiB: it must refuse, reset the client, and never send a byte.
     const result = await takeoverRun({
       workDir,
       client: "curl",
       size,
-      fraction: 0.5,
+      fractions: [0.5],
       stale: true,
       refillBytesMax: 64 * 1024,
     })

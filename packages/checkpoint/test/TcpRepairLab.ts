@@ -69,58 +69,86 @@ export interface Run {
   readonly workDir: string
   readonly client: "curl" | "wget"
   readonly size: number
-  /** The fraction of the object the client holds when A dies. */
-  readonly fraction: number
-  /** Replace A's last checkpoint by its first (a stale one) before B reads it. */
+  /**
+   * The fractions of the object the client holds when each serving host dies, in order:
+   * one per takeover (A to B, then B to C, ...).
+   */
+  readonly fractions: ReadonlyArray<number>
+  /** A checkpoints only when the transfer starts: B finds a stale checkpoint. */
   readonly stale?: boolean
   readonly refillBytesMax?: number
 }
 
-/** One download through one takeover, in a lab of its own; retried when this test process was too slow to kill A before the object went through. */
+/** The lab's hosts: the client, the shared checkpoint store, then the servers in order. */
+const serverNames = ["a", "b", "c", "d"]
+
+/** One download through its takeovers, in a lab of its own; retried when this test process was too slow to kill a server before the object went through. */
 export const takeoverRun = async (run: Run) => {
   for (let attempt = 1; attempt <= 3; attempt++) {
     const result = await takeoverAttempt(run)
     if (result !== undefined) return result
-    console.log(`attempt ${attempt}: the object went through before A died; again`)
+    console.log(`attempt ${attempt}: the object went through before a server died; again`)
   }
-  throw new Error("three attempts in a row finished before A died")
+  throw new Error("three attempts in a row finished before a server died")
+}
+
+/** A lab with a checkpoint store host running: `client`, `store` and `servers`. */
+export const storeLab = async (
+  servers: ReadonlyArray<string>,
+): Promise<{ lab: NetNs.Lab; storeAddress: string; node: Array<string> }> => {
+  const lab = NetNs.Lab.create(prefix, ["client", "store", ...servers])
+  const key = randomBytes(32).toString("hex")
+  const storeAddress = `tcp://${lab.host("store").address}:7000`
+  const env = ["env", `UNDERSTUDY_TCP_REPAIR_KEY=${key}`, process.execPath, hostScript]
+  try {
+    const store = watch(lab.spawn("store", [...env, "store", lab.host("store").address, "7000"]))
+    await store.line("ready", 20_000)
+  } catch (error) {
+    lab.close()
+    throw error
+  }
+  return { lab, storeAddress, node: env }
 }
 
 const takeoverAttempt = async (run: Run) => {
   const workDir = run.workDir
   const name = objectOf(workDir, run.size)
-  const lab = NetNs.Lab.create(prefix, ["client", "a", "b"])
-  const checkpoints = fs.mkdtempSync(path.join(workDir, "checkpoints-"))
+  const servers = serverNames.slice(0, run.fractions.length + 1)
+  const { lab, storeAddress, node } = await storeLab(servers)
   const out = path.join(workDir, `out-${randomBytes(4).toString("hex")}`)
+  const objects = path.join(workDir, "objects")
   try {
     lab.exec("a", ["ip", "addr", "add", `${serviceAddress}/24`, "dev", "eth0"])
     // A client that buffers at most 1 MiB: the server's progress follows what it reads, so
-    // A dies with the rest of the object still to send.
+    // a server dies with the rest of the object still to send.
     lab.exec("client", ["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 1048576"])
+    const everyBytes = run.stale === true ? 2 ** 40 : 4 * 1024 * 1024
     const a = watch(
       lab.spawn("a", [
-        process.execPath,
-        hostScript,
+        ...node,
         "serve",
         "A",
         serviceAddress,
         String(port),
-        path.join(workDir, "objects"),
-        checkpoints,
+        objects,
+        storeAddress,
+        String(everyBytes),
       ]),
     )
-    await a.line("ready", 10_000)
-    const bProcess = lab.spawn("b", [
-      process.execPath,
-      hostScript,
-      "takeover",
-      path.join(workDir, "objects"),
-      checkpoints,
-      serviceAddress,
-      String(run.refillBytesMax ?? 64 * 1024 * 1024),
-    ])
-    const b = watch(bProcess)
-    await b.line("standby", 20_000)
+    await a.line("ready", 40_000)
+    const standbys = servers.slice(1).map((server) => {
+      const child = lab.spawn(server, [
+        ...node,
+        "takeover",
+        server.toUpperCase(),
+        objects,
+        storeAddress,
+        serviceAddress,
+        String(run.refillBytesMax ?? 64 * 1024 * 1024),
+      ])
+      return { child, lines: watch(child) }
+    })
+    for (const standby of standbys) await standby.lines.line("standby", 40_000)
     const url = `http://${serviceAddress}:${port}/${name}`
     const client = watch(
       lab.spawn(
@@ -131,51 +159,68 @@ const takeoverAttempt = async (run: Run) => {
       ),
     )
     await a.line("transfer", 10_000)
-    const first = fs
-      .readdirSync(checkpoints)
-      .map((file) => fs.readFileSync(path.join(checkpoints, file)))
-    // At least 1.5 s of transfer (and the client's 1 MiB of buffer) left when A dies, so a
-    // busy machine that wakes this process late still kills A mid-transfer.
-    const killAt = Math.max(
-      0,
-      Math.min(
-        Math.floor(run.size * run.fraction),
-        run.size - 1.5 * rateBytesPerSecond - 1024 * 1024,
-      ),
-    )
-    const deadline = performance.now() + 30_000
-    while (sizeOf(out) < killAt && performance.now() < deadline) await sleep(2)
-    if (sizeOf(out) < killAt)
-      throw new Error(`the client got ${sizeOf(out)} bytes in 30 s, not ${killAt}`)
-    lab.kill("a")
-    const killedAtMs = Date.now()
-    // On a loaded machine this process may wake after the whole object went through (A
-    // then closed the connection and dropped its checkpoint): no takeover to test.
-    if (fs.readdirSync(checkpoints).filter((file) => file.endsWith(".json")).length === 0) {
-      console.log(
-        `no checkpoint at A's death: size ${run.size}, killAt ${killAt}, out ${sizeOf(out)}, A ${JSON.stringify(a.lines)} ${a.stderr()}, client ${client.stderr()}`,
+    const hops: Array<{
+      killAt: number
+      outcome: Record<string, unknown> | undefined
+      gapMs: number
+      startMs: number
+      claimMs: number
+    }> = []
+    for (const [hop, fraction] of run.fractions.entries()) {
+      // At least 1.5 s of transfer (and the client's 1 MiB of buffer) left when a server
+      // dies, so a busy machine that wakes this process late still kills it mid-transfer.
+      const killAt = Math.max(
+        0,
+        Math.min(
+          Math.floor(run.size * fraction),
+          run.size - 1.5 * rateBytesPerSecond - 1024 * 1024,
+        ),
       )
-      return undefined
+      const deadline = performance.now() + 30_000
+      while (sizeOf(out) < killAt && performance.now() < deadline) await sleep(2)
+      if (sizeOf(out) < killAt)
+        throw new Error(`the client got ${sizeOf(out)} bytes in 30 s, not ${killAt}`)
+      lab.kill(servers[hop]!)
+      const killedAtMs = Date.now()
+      const next = standbys[hop]!
+      next.child.stdin!.write("go\n")
+      const done = await next.lines.line("done", 20_000)
+      // On a loaded machine this process may wake after the whole object went through (the
+      // server then closed the connection and finished its bundle): no takeover to test.
+      if (done.found === 0) {
+        console.log(
+          `no checkpoint at ${servers[hop]}'s death: size ${run.size}, killAt ${killAt}, out ${sizeOf(out)}, client ${client.stderr()}`,
+        )
+        return undefined
+      }
+      const outcome = next.lines.lines.find(
+        (line) => line.t === "resumed" || line.t === "refused" || line.t === "unclaimed",
+      )
+      const at = (tag: string) =>
+        Number(next.lines.lines.find((line) => line.t === tag)?.atMs) - killedAtMs
+      hops.push({
+        killAt,
+        outcome,
+        gapMs: Number(outcome?.atMs ?? done.atMs) - killedAtMs,
+        startMs: at("started"),
+        claimMs: at("claimed"),
+      })
+      if (outcome?.t !== "resumed") break
     }
-    if (run.stale === true)
-      for (const file of fs.readdirSync(checkpoints))
-        fs.writeFileSync(path.join(checkpoints, file), first[0]!)
-    bProcess.stdin!.write("go\n")
-    const done = await b.line("done", 20_000)
-    const outcome = b.lines.find((line) => line.t === "resumed" || line.t === "refused")
     const exitCode = await Promise.race([client.exited, sleep(60_000).then(() => "timeout")])
     return {
-      outcome,
-      gapMs: Number(outcome?.atMs ?? done.atMs) - killedAtMs,
-      startMs: Number(b.lines.find((line) => line.t === "started")?.atMs) - killedAtMs,
+      hops,
+      /** The first hop's figures, for single takeovers. */
+      outcome: hops[0]?.outcome,
+      gapMs: hops[0]?.gapMs ?? Number.NaN,
+      startMs: hops[0]?.startMs ?? Number.NaN,
+      killAt: hops[0]?.killAt ?? 0,
       exitCode,
       clientStderr: client.stderr(),
       out,
       object: path.join(workDir, "objects", name),
-      killAt,
     }
   } finally {
     lab.close()
-    fs.rmSync(checkpoints, { recursive: true, force: true })
   }
 }

@@ -240,3 +240,13 @@ export const outqBytes = (libc: L.Libc, fd: number): number => {
 /** Leaves repair mode with a window probe: the client's answer updates its window at once. */
 export const leaveRepair = (libc: L.Libc, fd: number) =>
   setInt(libc, fd, L.IPPROTO_TCP, L.TCP_REPAIR, 0, "TCP_REPAIR off")
+
+/** The connection's TCP timestamp clock now (undefined when it has no timestamps). */
+export const timestampNow = (
+  libc: L.Libc,
+  fd: number,
+  saved: number | undefined,
+): number | undefined =>
+  saved === undefined
+    ? undefined
+    : getInt(libc, fd, L.IPPROTO_TCP, L.TCP_TIMESTAMP, "TCP_TIMESTAMP")

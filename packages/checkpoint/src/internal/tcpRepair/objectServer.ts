@@ -10,7 +10,11 @@
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import * as Checkpoint from "../../Checkpoint.ts"
+import { Effect } from "effect"
+import type * as Checkpoint from "../../Checkpoint.ts"
+import { CheckpointContributorFailed } from "../../CheckpointError.ts"
+import type * as CheckpointStore from "../../CheckpointStore.ts"
+import * as Contributor from "../../Contributor.ts"
 import * as Kernel from "./kernelTcp.ts"
 import type * as L from "./libc.ts"
 import { FLAG_ACK, FLAG_RST, RawTcp, type Segment } from "./rawTcp.ts"
@@ -49,31 +53,148 @@ const block = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(valu
 const unblock = <A>(bytes: Uint8Array | undefined): A | undefined =>
   bytes === undefined ? undefined : (JSON.parse(decoder.decode(bytes)) as A)
 
-/** A directory both hosts reach (shared storage), one file per bundle, replaced atomically. */
-export class DirectoryStore {
-  readonly directory: string
-  constructor(directory: string) {
-    this.directory = directory
+/** The fixed facts of one transfer, the same on every server that carries it. */
+interface Transfer {
+  readonly bundleId: string
+  readonly id: string
+  readonly size: number
+  readonly head: string
+  readonly source: { readonly host: string; readonly port: number }
+  readonly destination: { readonly host: string; readonly port: number }
+  readonly sendIsn: number
+  readonly recvIsn: number
+  readonly objectSeq: number
+  readonly kernel: KernelBlock
+}
+
+/** Where the counters of this server's socket start, in the connection's sequence numbers. */
+interface Counters {
+  /** Sequence number at which `tcpi_bytes_acked` is 0. */
+  readonly ackedBase: number
+  /** Sequence number at which `tcpi_bytes_received` is 0. */
+  readonly receivedBase: number
+  /** Sequence number of the first byte this server wrote through Node. */
+  readonly writtenBase: number
+}
+
+/** The kernel and HTTP layers of one transfer, as contributors to its bundle. */
+const transferBundle = (
+  libc: L.Libc,
+  fd: number,
+  socket: net.Socket,
+  transfer: Transfer,
+  counters: Counters,
+): Contributor.Bundle => {
+  const horizon = transfer.objectSeq + transfer.size
+  const kernelTcp: Contributor.Contributor = {
+    layer: "kernel-tcp",
+    // One TCP_INFO read: the kernel's options and window were saved once, when the
+    // connection was made (or rebuilt); only the acknowledgement moves.
+    append: (draft) =>
+      Effect.suspend(() => {
+        // Node closed the descriptor (its number may already be another socket's).
+        if (socket.destroyed)
+          return Effect.fail(
+            new CheckpointContributorFailed({
+              layer: "kernel-tcp",
+              phase: "append",
+              detail: "the connection is closed",
+            }),
+          )
+        const now = Kernel.tcpInfo(libc, fd)
+        const acked = counters.ackedBase + now.bytesAcked
+        return Effect.succeed(
+          Contributor.putConnection(draft, {
+            name: "data",
+            role: "data",
+            transport: "tcp",
+            source: transfer.source,
+            destination: transfer.destination,
+            initialSeqSource: transfer.sendIsn,
+            initialSeqDestination: transfer.recvIsn,
+            currentSeqSource: Math.min(
+              horizon,
+              Math.max(acked, counters.writtenBase + socket.bytesWritten),
+            ),
+            currentSeqDestination: counters.receivedBase + now.bytesReceived,
+            ackedSeqSource: acked,
+            sendHorizonSeq: horizon,
+            coverage: "source",
+            object: { id: transfer.id, firstByteSeq: transfer.objectSeq, size: transfer.size },
+            layers: { "kernel-tcp": block(transfer.kernel) },
+          }),
+        )
+      }),
+    restore: () => Effect.void,
+    ready: Effect.void,
   }
-  write(checkpoint: Checkpoint.Checkpoint): void {
-    const encoded = Checkpoint.encode(checkpoint)
-    if (encoded._tag === "Failure") throw encoded.failure
-    const file = path.join(this.directory, `${checkpoint.bundleId}.json`)
-    fs.writeFileSync(`${file}.tmp`, encoded.success)
-    fs.renameSync(`${file}.tmp`, file)
+  const http: Contributor.Contributor = {
+    layer: "http/1.1",
+    append: (draft) =>
+      Effect.succeed(
+        Contributor.putLayer(draft, "http/1.1", block({ head: transfer.head } satisfies HttpBlock)),
+      ),
+    restore: () => Effect.void,
+    ready: Effect.void,
   }
-  remove(bundleId: string): void {
-    fs.rmSync(path.join(this.directory, `${bundleId}.json`), { force: true })
+  return {
+    id: transfer.bundleId,
+    protocol: "http/1.1",
+    contributors: () => [kernelTcp, http],
+    register: () => Effect.die(new Error("a tcp-repair transfer's layers are fixed")),
   }
-  readAll(): Array<Checkpoint.Checkpoint> {
-    const found: Array<Checkpoint.Checkpoint> = []
-    for (const name of fs.readdirSync(this.directory)) {
-      if (!name.endsWith(".json")) continue
-      const decoded = Checkpoint.decode(fs.readFileSync(path.join(this.directory, name)))
-      if (decoded._tag === "Success" && decoded.success.backend === "tcp-repair")
-        found.push(decoded.success)
+}
+
+/**
+ * Checkpoints a transfer through the store while it lasts: one write in flight at a time
+ * (the store fences each on the previous), a request made meanwhile coalesced into one
+ * write of the newest state, and the bundle finished when the connection closes.
+ */
+const checkpointing = (
+  store: CheckpointStore.CheckpointStore["Service"],
+  bundle: Contributor.Bundle,
+  first: Effect.Effect<CheckpointStore.Ownership, unknown>,
+  onEvent: (event: Record<string, unknown>) => void,
+) => {
+  let ownership: CheckpointStore.Ownership | undefined
+  let inFlight = true
+  let again = false
+  let closed = false
+  const failed = (error: unknown) =>
+    onEvent({ t: "checkpoint-failed", bundleId: bundle.id, detail: String(error) })
+  let running: Promise<void>
+  const settle = () => {
+    inFlight = false
+    if (again) {
+      again = false
+      take()
     }
-    return found
+  }
+  const take = (): void => {
+    if (closed || ownership === undefined) return
+    if (inFlight) {
+      again = true
+      return
+    }
+    inFlight = true
+    running = Effect.runPromise(store.take(bundle, ownership, "bytes")).then(() => {}, failed)
+    void running.finally(settle)
+  }
+  running = Effect.runPromise(first).then((owned) => {
+    ownership = owned
+  }, failed)
+  void running.finally(settle)
+  return {
+    /** Asks for a checkpoint of the state as it is when the write before it is done. */
+    take: (): void => {
+      if (inFlight) again = true
+      else take()
+    },
+    /** The connection closed: no more checkpoints, and the bundle goes. */
+    close: (): void => {
+      closed = true
+      void running.then(() => Effect.runPromise(store.finish(bundle.id)))
+    },
   }
 }
 
@@ -84,7 +205,8 @@ export interface ServeOptions {
   readonly host: string
   readonly port: number
   readonly source: ObjectSource
-  readonly store: DirectoryStore
+  /** This server's checkpoint store (backend `tcp-repair`), shared with the takeover hosts. */
+  readonly store: CheckpointStore.CheckpointStore["Service"]
   /** Object bytes read between two checkpoints of a transfer. */
   readonly checkpointEveryBytes: number
   readonly nowMs: () => number
@@ -116,6 +238,28 @@ export const serve = (options: ServeOptions): Promise<net.Server> => {
   })
 }
 
+/** Pipes the object from `offset` into the socket, checkpointing every `everyBytes` read. */
+const sendObject = (
+  socket: net.Socket,
+  file: string,
+  offset: number,
+  everyBytes: number,
+  checkpoint: (() => void) | undefined,
+) => {
+  const stream = fs.createReadStream(file, { start: offset, highWaterMark: 256 * 1024 })
+  if (checkpoint !== undefined) {
+    let sinceCheckpoint = 0
+    stream.on("data", (chunk) => {
+      sinceCheckpoint += chunk.length
+      if (sinceCheckpoint >= everyBytes) {
+        sinceCheckpoint = 0
+        checkpoint()
+      }
+    })
+  }
+  stream.pipe(socket)
+}
+
 const respond = (options: ServeOptions, socket: net.Socket, bundleId: string, request: string) => {
   const [method, target] = request.split(" ")
   const id = (target ?? "").replace(/^\//, "")
@@ -129,71 +273,47 @@ const respond = (options: ServeOptions, socket: net.Socket, bundleId: string, re
   const libc = options.libc
   if (libc === undefined) {
     socket.write(head)
-    fs.createReadStream(file, { highWaterMark: 256 * 1024 }).pipe(socket)
+    sendObject(socket, file, 0, 0, undefined)
     return
   }
   const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd
   // Saved before the response's first byte is written: nothing of it is in the kernel yet.
   const info = Kernel.tcpInfo(libc, fd)
   const state = Kernel.save(libc, fd)
-  const savedAtMs = options.nowMs()
   const sendIsn = (state.sendSeq - 1 - info.bytesAcked + 2 * TWO_32) % TWO_32
   const recvIsn = (state.recvSeq - 1 - info.bytesReceived + 2 * TWO_32) % TWO_32
   const headSeq = sendIsn + 1 + info.bytesAcked
-  const objectSeq = headSeq + head.length
-  const horizon = objectSeq + size
   const address = socket.address() as net.AddressInfo
-  let generation = 0
-  let checkpointedAcked = -1
-  const checkpoint = () => {
-    const now = Kernel.tcpInfo(libc, fd)
-    const acked = sendIsn + 1 + now.bytesAcked
-    if (acked === checkpointedAcked) return
-    checkpointedAcked = acked
-    options.store.write({
-      version: 1,
-      backend: "tcp-repair",
-      bundleId,
-      serverId: options.serverId,
-      takenAtMs: options.nowMs(),
-      generation: ++generation,
-      protocol: "http/1.1",
-      resumeCounter: 0,
-      connections: [
-        {
-          name: "data",
-          role: "data",
-          transport: "tcp",
-          source: { host: address.address, port: address.port },
-          destination: { host: socket.remoteAddress!, port: socket.remotePort! },
-          initialSeqSource: sendIsn,
-          initialSeqDestination: recvIsn,
-          currentSeqSource: Math.min(horizon, Math.max(acked, headSeq + socket.bytesWritten)),
-          currentSeqDestination: recvIsn + 1 + now.bytesReceived,
-          ackedSeqSource: acked,
-          sendHorizonSeq: horizon,
-          coverage: "source",
-          object: { id, firstByteSeq: objectSeq, size },
-          layers: { "kernel-tcp": block({ state, savedAtMs } satisfies KernelBlock) },
-        },
-      ],
-      layers: { "http/1.1": block({ head } satisfies HttpBlock) },
-    })
+  const transfer: Transfer = {
+    bundleId,
+    id,
+    size,
+    head,
+    source: { host: address.address, port: address.port },
+    destination: { host: socket.remoteAddress!, port: socket.remotePort! },
+    sendIsn,
+    recvIsn,
+    objectSeq: headSeq + head.length,
+    kernel: { state, savedAtMs: options.nowMs() },
   }
-  checkpoint()
+  const counters: Counters = {
+    ackedBase: sendIsn + 1,
+    receivedBase: recvIsn + 1,
+    writtenBase: headSeq,
+  }
+  const bundle = transferBundle(libc, fd, socket, transfer, counters)
+  // The first checkpoint claims the bundle, then reads the state as it is then: until its
+  // write lands the transfer has no checkpoint and a takeover finds nothing to take.
+  const checkpoints = checkpointing(
+    options.store,
+    bundle,
+    options.store.open(bundle),
+    options.onEvent,
+  )
   options.onEvent({ t: "transfer", bundleId, id, size })
   socket.write(head)
-  const stream = fs.createReadStream(file, { highWaterMark: 256 * 1024 })
-  let sinceCheckpoint = 0
-  stream.on("data", (chunk) => {
-    sinceCheckpoint += chunk.length
-    if (sinceCheckpoint >= options.checkpointEveryBytes) {
-      sinceCheckpoint = 0
-      checkpoint()
-    }
-  })
-  stream.pipe(socket)
-  socket.on("close", () => options.store.remove(bundleId))
+  sendObject(socket, file, 0, options.checkpointEveryBytes, checkpoints.take)
+  socket.on("close", checkpoints.close)
 }
 
 export interface TakeoverOptions {
@@ -208,6 +328,12 @@ export interface TakeoverOptions {
   readonly probesMax: number
   /** The most bytes the client may hold beyond the checkpoint's acknowledgement. */
   readonly refillBytesMax: number
+  /** This server's checkpoint store: it adopts the bundle and checkpoints it on from here. */
+  readonly store: CheckpointStore.CheckpointStore["Service"]
+  /** The revision `claim` returned the checkpoint at (adopt is fenced on it). */
+  readonly modRevision: number
+  readonly checkpointEveryBytes: number
+  readonly onEvent: (event: Record<string, unknown>) => void
 }
 
 export type TakeoverOutcome =
@@ -342,9 +468,42 @@ export const takeover = async (options: TakeoverOptions): Promise<TakeoverOutcom
     if (responseOffset < http.head.length)
       socket.write(Buffer.from(http.head.slice(responseOffset), "latin1"))
     const objectOffset = Math.max(0, clientAckSeq - object.firstByteSeq)
+    // From here this server carries the transfer: it owns the bundle and checkpoints it
+    // (its own timestamp clock in the kernel block), so that a third server can take over.
+    const transfer: Transfer = {
+      bundleId: checkpoint.bundleId,
+      id: object.id,
+      size: object.size,
+      head: http.head,
+      source: connection.source,
+      destination: connection.destination,
+      sendIsn: connection.initialSeqSource,
+      recvIsn: connection.initialSeqDestination,
+      objectSeq: object.firstByteSeq,
+      kernel: {
+        state: {
+          ...kernel.state,
+          timestamp: Kernel.timestampNow(libc, fd, kernel.state.timestamp),
+        },
+        savedAtMs: options.nowMs(),
+      },
+    }
+    const bundle = transferBundle(libc, fd, socket, transfer, {
+      ackedBase: connection.ackedSeqSource,
+      receivedBase: connection.currentSeqDestination,
+      writtenBase: clientAckSeq,
+    })
+    const checkpoints = checkpointing(
+      options.store,
+      bundle,
+      options.store.adopt(checkpoint, options.modRevision),
+      options.onEvent,
+    )
+    checkpoints.take()
+    socket.on("close", checkpoints.close)
     const file = objectPath(options.source, object.id)!
     if (objectOffset < object.size)
-      fs.createReadStream(file, { start: objectOffset, highWaterMark: 256 * 1024 }).pipe(socket)
+      sendObject(socket, file, objectOffset, options.checkpointEveryBytes, checkpoints.take)
     else socket.end()
     return { _tag: "Resumed", socket, objectOffset, refilledBytes: beyondAcked }
   } finally {
