@@ -1,6 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { program as checkpoint } from "../examples/checkpoint.ts"
+import { program as heartbeatPool } from "../examples/heartbeat-pool.ts"
+import { main as heartbeatPoolPromise } from "../examples/heartbeat-pool-promise.ts"
+import { program as machine } from "../examples/machine.ts"
 import { program as portElection } from "../examples/port-election.ts"
+import { main as portElectionPromise } from "../examples/port-election-promise.ts"
 import { program as sctpCluster } from "../examples/sctp-cluster.ts"
 import { program as serverGroup } from "../examples/server-group.ts"
 import { program as storeLock } from "../examples/store-lock.ts"
@@ -29,6 +34,45 @@ describe("documentation examples run and do what the docs say", () => {
       expect(result.rolesBefore).toEqual(["Supervisor", "Subordinate", "Subordinate"])
       expect(result.winnerElected).toBe(true)
       expect(result.rolesAfter).toEqual(["Subordinate", "Supervisor"])
+    }),
+  )
+
+  it("port-election, Promise style: one supervisor, then a survivor is elected", async () => {
+    const result = await portElectionPromise()
+    expect(result.rolesBefore).toEqual(["Supervisor", "Subordinate", "Subordinate"])
+    expect([2, 3]).toContain(result.newSupervisor)
+  })
+
+  it.live(
+    "heartbeat-pool: a seat is granted, and kept by another server when its server stops",
+    () =>
+      Effect.gen(function* () {
+        const result = yield* heartbeatPool
+        expect(["s1", "s2", "s3"]).toContain(result.grantedBy)
+        expect(["s1", "s2", "s3"]).toContain(result.reattachedTo)
+        expect(result.reattachedTo).not.toBe(result.grantedBy)
+      }),
+  )
+
+  it("heartbeat-pool, Promise style: the only seat is granted once, the second client denied", async () => {
+    const result = await heartbeatPoolPromise()
+    expect(["s1", "s2", "s3"]).toContain(result.firstGrantedBy)
+    expect(result.secondDenied).toBe("capacity")
+  })
+
+  it.live("checkpoint: the owner writes its second generation, with the app layer's block", () =>
+    Effect.gen(function* () {
+      const result = yield* checkpoint
+      expect(result.generation).toBe(2)
+      expect(result.layers).toEqual(["app"])
+    }),
+  )
+
+  it.effect("machine: a silent peer is suspected when its time-out timer fires", () =>
+    Effect.gen(function* () {
+      const result = yield* machine
+      expect(result.suspected).toEqual(["b"])
+      expect(result.events).toEqual(["Suspected"])
     }),
   )
 

@@ -1,0 +1,4 @@
+/**
+ * @module @understudy/checkpoint
+ */
+export * from "@understudy/checkpoint"

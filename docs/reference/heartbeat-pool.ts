@@ -1,0 +1,4 @@
+/**
+ * @module @understudy/heartbeat-pool
+ */
+export * from "@understudy/heartbeat-pool"

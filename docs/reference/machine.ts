@@ -1,0 +1,4 @@
+/**
+ * @module @understudy/machine
+ */
+export * from "@understudy/machine"

@@ -1,0 +1,4 @@
+/**
+ * @module @understudy/multihome
+ */
+export * from "@understudy/multihome"

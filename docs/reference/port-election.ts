@@ -1,0 +1,4 @@
+/**
+ * @module @understudy/port-election
+ */
+export * from "@understudy/port-election"

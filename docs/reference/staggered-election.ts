@@ -1,0 +1,4 @@
+/**
+ * @module @understudy/staggered-election
+ */
+export * from "@understudy/staggered-election"

@@ -1,0 +1,4 @@
+/**
+ * @module @understudy/store
+ */
+export * from "@understudy/store"

@@ -1,0 +1,4 @@
+/**
+ * @module @understudy/transport
+ */
+export * from "@understudy/transport"
