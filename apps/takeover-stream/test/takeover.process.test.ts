@@ -4,9 +4,8 @@
  * 2 kills each on the embedded store (6 SIGKILLs), one transfer with 1 kill on etcd.
  */
 import { existsSync } from "node:fs"
-import { JsonLinesProcess } from "@understudy/testkit"
+import { EtcdServer, JsonLinesProcess } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
-import { startEtcd } from "../../../packages/store/test/support/etcdServer.ts"
 import { type Cluster, download, startCluster } from "./support.ts"
 
 const size = 16 * 1024 * 1024
@@ -55,7 +54,7 @@ describe("takeover-stream processes", () => {
     "a SIGKILL mid-transfer on the etcd-backed store",
     { timeout: 60_000 },
     async () => {
-      const etcd = await startEtcd()
+      const etcd = await EtcdServer.startEtcd()
       try {
         const cluster = await startCluster({
           servers: 2,

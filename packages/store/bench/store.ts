@@ -12,11 +12,11 @@
  * that file exists. The last line of output is one JSON object of named figures.
  */
 import { existsSync } from "node:fs"
+import { EtcdServer } from "@understudy/testkit"
 import { Deferred, Effect, Fiber, Layer, Option, Queue, Stream } from "effect"
 import { Etcd3 } from "etcd3"
 import * as EtcdStore from "../src/EtcdStore.ts"
 import { Store } from "../src/Store.ts"
-import { startEtcd } from "../test/support/etcdServer.ts"
 import { freshPrefix, median, percentile } from "./stats.ts"
 
 const fibers = 16
@@ -142,7 +142,7 @@ const remoteStoreFigures = async (): Promise<Figures | undefined> => {
 }
 
 const main = async () => {
-  const server = await startEtcd()
+  const server = await EtcdServer.startEtcd()
   const raw = new Etcd3({ hosts: [server.endpoint] })
   try {
     const measured = await Effect.runPromise(

@@ -4,12 +4,12 @@
  */
 import { createServer, type Server, type Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { EtcdServer } from "@understudy/testkit"
 import { Effect, Exit, Fiber, Layer, Option, Stream } from "effect"
 import * as EtcdStore from "../src/EtcdStore.ts"
 import { Store } from "../src/Store.ts"
-import { useEtcdServer } from "./support/etcdServer.ts"
 
-const server = useEtcdServer({ beforeAll, afterAll })
+const server = EtcdServer.useEtcdServer({ beforeAll, afterAll })
 
 const text = (s: string) => new TextEncoder().encode(s)
 const str = (b: Uint8Array) => new TextDecoder().decode(b)

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { EtcdServer } from "@understudy/testkit"
 import { Effect, Layer, Option, Stream } from "effect"
 import * as EtcdStore from "../src/EtcdStore.ts"
 import { Store } from "../src/Store.ts"
 import { conformance } from "./support/conformance.ts"
-import { useEtcdServer } from "./support/etcdServer.ts"
 
-const server = useEtcdServer({ beforeAll, afterAll })
+const server = EtcdServer.useEtcdServer({ beforeAll, afterAll })
 
 const text = (s: string) => new TextEncoder().encode(s)
 const str = (b: Uint8Array) => new TextDecoder().decode(b)

@@ -3,14 +3,16 @@
  * data dir, fast raft timings (so a restart elects itself in well under a second), and
  * `kill` / `restart` on the same ports and data for fault tests. Every process started
  * here is stopped by `stop` (SIGTERM, then SIGKILL), and its data dir removed.
+ *
+ * @since 0.1.0
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Ports } from "@understudy/testkit"
 import { Effect, type Scope } from "effect"
+import * as Ports from "./Ports.ts"
 
 export const etcdBinary = "/usr/bin/etcd"
 export const notInstalledMessage =

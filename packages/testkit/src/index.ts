@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+export * as EtcdServer from "./EtcdServer.ts"
 export * as FastSim from "./FastSim.ts"
 export * as FaultSchedule from "./FaultSchedule.ts"
 export * as JsonLinesProcess from "./JsonLinesProcess.ts"
