@@ -9,6 +9,7 @@ import { scenario as licensePool } from "./licensePool.ts"
 import { scenario as portElection } from "./portElection.ts"
 import { scenario as sctpCluster } from "./sctpCluster.ts"
 import { scenario as staggeredElection } from "./staggeredElection.ts"
+import { scenario as takeoverStream } from "./takeoverStream.ts"
 import { scenario as tcpRepair } from "./tcpRepair.ts"
 
 /** @since 0.1.0 */
@@ -17,5 +18,6 @@ export const scenarios: ReadonlyArray<Scenario> = [
   staggeredElection,
   sctpCluster,
   licensePool,
+  takeoverStream,
   tcpRepair,
 ]
