@@ -297,7 +297,19 @@ export const termMax = 2 ** 32
  * @since 0.1.0
  * @category constructors
  */
-export const validate = (config: Config): PoolInvalidConfig | undefined => {
+export const validate = (
+  config: Pick<
+    Config,
+    | "servers"
+    | "heartbeatIntervalMs"
+    | "followerTimeoutMs"
+    | "checkTimeoutMs"
+    | "leaderLeaseMs"
+    | "downAfterMs"
+    | "electionStaggerMs"
+    | "leaseMs"
+  >,
+): PoolInvalidConfig | undefined => {
   const fail = (reason: string) => new PoolInvalidConfig({ reason })
   if (config.servers.length === 0) return fail("no servers")
   if (new Set(config.servers).size !== config.servers.length) return fail("duplicate server id")

@@ -7,6 +7,7 @@
 export * as Admin from "./Admin.ts"
 export * as Client from "./Client.ts"
 export * as ClientMachine from "./ClientMachine.ts"
+export * as Config from "./Config.ts"
 export * from "./Facade.ts"
 export * as Machine from "./Machine.ts"
 export * as Message from "./Message.ts"
