@@ -110,6 +110,12 @@ export interface Options {
   readonly addresses: ReadonlyArray<string>
   /** The intra-cluster link: the secondary listens on it, the primary connects to it. */
   readonly link: Address.StreamAddress
+  /**
+   * Secondary: after it took over, where a node that rejoins as the new secondary (the old
+   * primary, restarted) listens. The node connects there as the primary did and keeps the
+   * newcomer in sync, so the cluster can fail over again. Without it, one failover only.
+   */
+  readonly standbyLink?: Address.StreamAddress
   readonly policy: Replication.Policy
   /** The application; default `echo`. */
   readonly service?: Service
@@ -335,8 +341,11 @@ export const make = (
     const events = yield* PubSub.sliding<ClusterEvent>(1_024)
     const publish = (event: ClusterEvent) => PubSub.publish(events, event)
     const now = Clock.currentTimeMillis
+    const nodeScope = yield* Effect.scope
 
     let role: Status["role"] = options.role
+    /** Whether this node runs the associations (and replicates them to a linked standby). */
+    const serving = () => role === "primary" || role === "active-secondary"
     let link: Connection.Connection<Replication.Message> | undefined
     const shipper = new Replication.Shipper(options.policy)
     let acknowledged = 0
@@ -615,6 +624,9 @@ export const make = (
         yield* publish({ _tag: "TookOver", associations: adopted, atMs: yield* now })
         yield* protection(true, "took over: no standby behind this node")
         yield* Effect.logInfo(`took over ${adopted} associations: ${why}`)
+        if (options.standbyLink !== undefined) {
+          yield* Effect.forkIn(connectToStandby(options.standbyLink), nodeScope)
+        }
       })
 
     // ---- the link -----------------------------------------------------------------------
@@ -624,13 +636,13 @@ export const make = (
         link = connection
         linkEverUp = true
         yield* publish({ _tag: "LinkUp", atMs: yield* now })
-        if (options.role === "primary") {
+        if (serving()) {
           const listener = yield* endpoint.listenerSecrets
           aliasesShipped = ""
           yield* ship([shipper.secrets(listener)])
           yield* shipAliasesIfGrown
           yield* ship(shipper.resend())
-          if (role === "primary") yield* protection(false, "")
+          if (serving()) yield* protection(false, "")
         }
         yield* Stream.runForEach(connection.messages, (message) =>
           Effect.gen(function* () {
@@ -640,7 +652,7 @@ export const make = (
               return yield* releaseAcked
             }
             if (message._tag === "Deposed") {
-              if (role !== "primary") return
+              if (!serving()) return
               role = "deposed"
               closing = true
               yield* releaseAll
@@ -670,11 +682,26 @@ export const make = (
         link = undefined
         yield* releaseAll
         yield* publish({ _tag: "LinkDown", reason: reason._tag, atMs: yield* now })
-        if (role === "primary") yield* protection(true, `the link closed (${reason._tag})`)
+        if (serving()) yield* protection(true, `the link closed (${reason._tag})`)
         if (options.role === "secondary") yield* takeOver(`the link closed (${reason._tag})`)
       })
 
     if (options.role === "primary") yield* protection(true, "no secondary linked yet")
+
+    /**
+     * The serving node keeps (re)connecting to its standby (never faster than every 100 ms);
+     * without one it runs alone, and once deposed it stops.
+     */
+    function connectToStandby(address: Address.StreamAddress): Effect.Effect<void> {
+      return Effect.gen(function* () {
+        while (serving()) {
+          yield* Effect.exit(
+            Effect.scoped(Effect.flatMap(transport.connect(address, linkOptions), serveLink)),
+          )
+          yield* Effect.sleep(Duration.millis(100))
+        }
+      })
+    }
 
     /** Falls silent for good: the role went to another node, or may have. */
     const stepDown = (next: "deposed", event: ClusterEvent) =>
@@ -724,20 +751,7 @@ export const make = (
         ),
       )
     } else {
-      // The primary keeps (re)connecting to its secondary (never faster than every 100 ms);
-      // without one it runs alone, and once deposed it stops.
-      yield* Effect.forkScoped(
-        Effect.gen(function* () {
-          while (role === "primary") {
-            yield* Effect.exit(
-              Effect.scoped(
-                Effect.flatMap(transport.connect(options.link, linkOptions), serveLink),
-              ),
-            )
-            yield* Effect.sleep(Duration.millis(100))
-          }
-        }),
-      )
+      yield* Effect.forkScoped(connectToStandby(options.link))
     }
 
     // ---- timers of the policies -------------------------------------------------------

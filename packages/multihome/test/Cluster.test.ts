@@ -43,7 +43,19 @@ const policyOf = (text: string): Replication.Policy => {
 
 interface Setup {
   readonly net: SimNet.SimNet
+  /** The nodes as first started. */
   readonly nodes: Map<Cluster.Role, Cluster.Node>
+  /** The node each host runs now (a restarted host runs a new one). */
+  readonly byHost: Map<string, Cluster.Node>
+  /** How each host starts (read again at its restart). */
+  readonly plans: Map<string, Plan>
+}
+
+/** A node's part: its role, the link it listens on or connects to, its standby's link. */
+interface Plan {
+  readonly role: Cluster.Role
+  readonly link: string
+  readonly standbyLink?: string
 }
 
 const startCluster = (
@@ -54,6 +66,8 @@ const startCluster = (
     readonly linkKeepAlive?: Cluster.Options["linkKeepAlive"]
     /** Fence the role in a store; a role in `cut` can not reach it. */
     readonly fence?: { readonly leaseMs: number; readonly cut: Set<Cluster.Role> }
+    /** After a takeover, the secondary keeps a node restarted on the primary's host in sync. */
+    readonly failback?: boolean
   } = {},
 ) =>
   Effect.gen(function* () {
@@ -86,17 +100,33 @@ const startCluster = (
       }
     }
     const nodes = new Map<Cluster.Role, Cluster.Node>()
-    for (const role of ["secondary", "primary"] as const) {
-      const host = role === "primary" ? primaryHost : secondaryHost
+    const byHost = new Map<string, Cluster.Node>()
+    const plans = new Map<string, Plan>([
+      [primaryHost, { role: "primary", link: secondaryHost }],
+      [
+        secondaryHost,
+        {
+          role: "secondary",
+          link: secondaryHost,
+          ...(options.failback === true ? { standbyLink: primaryHost } : {}),
+        },
+      ],
+    ])
+    for (const host of [secondaryHost, primaryHost]) {
       yield* net.run(
         host,
         Effect.gen(function* () {
+          const plan = plans.get(host)!
+          const role = plan.role
           const node = yield* Cluster.make({
             role,
             bind: Address.udp(host, udpPort),
             port: sctpPort,
             addresses: [primaryHost, secondaryHost],
-            link: Address.tcp(secondaryHost, linkPort),
+            link: Address.tcp(plan.link, linkPort),
+            ...(plan.standbyLink !== undefined
+              ? { standbyLink: Address.tcp(plan.standbyLink, linkPort) }
+              : {}),
             policy: policyOf(policyText),
             config: quick,
             seed: role === "primary" ? 11 : 12,
@@ -114,13 +144,14 @@ const startCluster = (
                 }
               : {}),
           })
-          nodes.set(role, node)
+          if (!nodes.has(role)) nodes.set(role, node)
+          byHost.set(host, node)
           return yield* Effect.never
         }),
       )
     }
     yield* advance(200)
-    return { net, nodes } satisfies Setup
+    return { net, nodes, byHost, plans } satisfies Setup
   })
 
 const startPeer = (net: SimNet.SimNet) =>
@@ -153,6 +184,8 @@ const echoRun = (
     readonly streams: number
     readonly crashAfter: number
     readonly beforeCrash?: Effect.Effect<void, never, Scope.Scope>
+    /** The host crashed (default the primary's). */
+    readonly victim?: string
   },
 ) =>
   Effect.gen(function* () {
@@ -162,7 +195,7 @@ const echoRun = (
     for (let index = 0; index < options.count; index++) {
       if (index === options.crashAfter) {
         if (options.beforeCrash !== undefined) yield* options.beforeCrash
-        yield* setup.net.crash(primaryHost)
+        yield* setup.net.crash(options.victim ?? primaryHost)
       }
       yield* association.send(index % options.streams, 42, numbered(index))
       yield* advance(5)
@@ -361,6 +394,50 @@ describe("Cluster on SimNet", () => {
             line.kind === "send" && line.from === Address.format(Address.udp(primaryHost, udpPort)),
         )
         expect(after.filter((line) => line.atMs >= tookOverAtMs)).toEqual([])
+      }),
+  )
+
+  it.effect(
+    "failback: the crashed node rejoins as the secondary; three failovers in a row carry the association",
+    () =>
+      Effect.gen(function* () {
+        const setup = yield* startCluster("every-update", { failback: true })
+        const association = yield* startPeer(setup.net)
+        yield* advance(2_000)
+        let serving = primaryHost
+        let standby = secondaryHost
+        for (let round = 0; round < 3; round++) {
+          const echoes = yield* echoRun(setup, association, {
+            count: 40,
+            streams: 2,
+            crashAfter: 20,
+            victim: serving,
+          })
+          expectExactlyOnceInOrder(echoes, 40, 2)
+          const survivor = yield* setup.byHost.get(standby)!.status
+          expect(survivor.role).toBe("active-secondary")
+          // The crashed node comes back as the standby of the one that took over.
+          setup.plans.set(serving, { role: "secondary", link: serving, standbyLink: standby })
+          yield* setup.net.restart(serving)
+          const rejoined = serving
+          yield* within(
+            30_000,
+            Effect.gen(function* () {
+              for (;;) {
+                const status = yield* setup.byHost.get(rejoined)!.status
+                const peerView = yield* association.status
+                const path = peerView.paths.find((candidate) => candidate.host === rejoined)
+                if (status.link === "up" && status.replicas === 1 && path?.active === true) return
+                yield* Effect.sleep("50 millis")
+              }
+            }),
+          )
+          const standbyStatus = yield* setup.byHost.get(rejoined)!.status
+          expect(standbyStatus.role).toBe("secondary")
+          expect((yield* setup.byHost.get(standby)!.status).unprotected).toBe(false)
+          ;[serving, standby] = [standby, rejoined]
+        }
+        expect((yield* association.status).state).toBe("Established")
       }),
   )
 
