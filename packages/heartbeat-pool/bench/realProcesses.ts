@@ -95,7 +95,6 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     )
     // Who holds where, and when each re-attached, by this process's clock.
     const holder: Array<string | undefined> = []
-    const t0 = performance.now()
     const reattachedAt: Array<number | undefined> = []
     for (let index = 0; index < clientCount; index++) {
       const baseline = index % 2 === 1
@@ -112,11 +111,6 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       client.on("Granted", (event: { readonly server: string }) => {
         holder[index] = event.server
       })
-      if (process.env.BENCH_TRACE)
-        for (const tag of ["Granted", "Reattached", "Denied", "Lost"])
-          client.on(tag, (event: object) =>
-            console.error(index, (performance.now() - t0).toFixed(0), tag, JSON.stringify(event)),
-          )
       client.on("Reattached", (event: { readonly server: string }) => {
         holder[index] = event.server
         reattachedAt[index] ??= performance.now()
@@ -133,7 +127,6 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     const victims = holder.flatMap((server, index) => (server === leader ? [index] : []))
     for (const index of victims) reattachedAt[index] = undefined
     const killedAt = performance.now()
-    if (process.env.BENCH_TRACE) console.error("kill", leader, (killedAt - t0).toFixed(0), victims)
     servers.get(leader)!.kill("SIGKILL")
     await servers.get(leader)!.exit()
     await waitFor(
