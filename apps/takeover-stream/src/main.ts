@@ -11,7 +11,7 @@ import { createHash } from "node:crypto"
 import { createWriteStream } from "node:fs"
 import { parseArgs } from "node:util"
 import { CheckpointStore, ObjectSession } from "@understudy/checkpoint"
-import { MemoryStore, RemoteStore, StoreServer } from "@understudy/store"
+import { MemoryStore, RemoteStore, Store, StoreServer } from "@understudy/store"
 import { EtcdStore } from "@understudy/store/etcd"
 import { Address, ClusterKey, NodeTransport } from "@understudy/transport"
 import { Effect, Layer, type Redacted, type Scope, Stream } from "effect"
@@ -25,6 +25,7 @@ const usage = `Usage:
                  (--key-file FILE | --insecure) [--every-bytes N] [--lease-ms N]
                  [--backend session|tcp-repair] [--interface NAME]
   ${programName} get NAME -o FILE --service tcp://HOST:PORT,... (--key-file FILE | --insecure) [--progress]
+  ${programName} handoff --from ID [--to ID] (--store tcp://HOST:PORT | --etcd URL) (--key-file FILE | --insecure)
   ${programName} --help
 
 store   the embedded store (memory) the servers keep checkpoints and leases in.
@@ -36,6 +37,9 @@ serve   serves the files of DIR by name. Its transfers are checkpointed (every N
         (and the address, on --interface, default eth0) when its server dies.
 get     downloads NAME into FILE from the service, resuming across takeovers; prints
         {"t":"resumed",...} per takeover and {"t":"done","bytes":N,"sha256":"..."} at the end.
+handoff asks server --from to hand its live transfers off (a drain, a rolling restart, an
+        overload): each is checkpointed where it stands and its client sent to --to (or to the
+        next server of its list), which resumes it at the exact byte.
 
 Exit codes: 0 ok; 1 runtime error (a refused takeover included); 2 bad usage.`
 
@@ -102,6 +106,8 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       service: { type: "string" },
       output: { type: "string", short: "o" },
       progress: { type: "boolean" },
+      from: { type: "string" },
+      to: { type: "string" },
     },
   })
   switch (command) {
@@ -178,6 +184,37 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
             Effect.provide(yield* Layer.build(storeLayer)),
           )
           line({ t: "ready", id, address: Address.format(server.address), pid: process.pid })
+        }).pipe(Effect.provide(NodeTransport.layer)),
+      )
+      return 0
+    }
+    case "handoff": {
+      const from = values.from
+      if (from === undefined || !CheckpointStore.idPattern.test(from))
+        throw new UsageError("--from ID is required (letters, digits, - and _)")
+      const to = values.to
+      if (to !== undefined && !CheckpointStore.idPattern.test(to))
+        throw new UsageError("--to ID: letters, digits, - and _")
+      if (values.store === undefined && values.etcd === undefined)
+        throw new UsageError("--store or --etcd is required")
+      await Effect.runPromise(
+        Effect.gen(function* () {
+          const clusterKey = yield* keyOf(values["key-file"], values.insecure)
+          const storeLayer =
+            values.etcd !== undefined
+              ? EtcdStore.layer({ endpoints: values.etcd.split(",") })
+              : RemoteStore.layer({
+                  address: stream(values.store, "--store"),
+                  ...(clusterKey === undefined ? {} : { clusterKey }),
+                }).pipe(Layer.provide(NodeTransport.layer))
+          const keys = CheckpointStore.keys(CheckpointStore.defaultPrefix("takeover-stream"))
+          yield* Store.Store.pipe(
+            Effect.flatMap((store) =>
+              store.put(keys.handoff(from), new TextEncoder().encode(to ?? "")),
+            ),
+            Effect.provide(storeLayer),
+          )
+          line({ t: "handoff", from, ...(to === undefined ? {} : { to }) })
         }).pipe(Effect.provide(NodeTransport.layer)),
       )
       return 0

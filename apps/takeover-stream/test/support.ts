@@ -24,6 +24,8 @@ export interface Cluster {
     process: JsonLinesProcess.JsonLinesProcess
   }>
   readonly service: string
+  /** How servers and commands reach the store: `--store ADDRESS` or `--etcd URL`. */
+  readonly storeArgs: ReadonlyArray<string>
   /** Writes an object of `bytes` random bytes; returns its SHA-256. */
   readonly object: (name: string, bytes: number) => string
   readonly stop: () => Promise<void>
@@ -83,6 +85,7 @@ export const startCluster = async (options: {
       keyFile,
       servers,
       service: servers.map((s) => s.address).join(","),
+      storeArgs,
       object: (name, bytes) => {
         const content = randomBytes(bytes)
         writeFileSync(join(dir, name), content)
@@ -110,6 +113,26 @@ export interface Download {
     readonly server: string
   }>
   readonly killedAt: ReadonlyArray<number>
+}
+
+/** Runs `takeover-stream handoff` against the cluster's store; resolves with its exit. */
+export const handoff = async (cluster: Cluster, from: string, to: string): Promise<void> => {
+  const command = new JsonLinesProcess.JsonLinesProcess(mainPath, [
+    "handoff",
+    "--from",
+    from,
+    "--to",
+    to,
+    ...cluster.storeArgs,
+    "--key-file",
+    cluster.keyFile,
+  ])
+  try {
+    await command.line("handoff", 30_000)
+  } finally {
+    command.kill("SIGKILL")
+    await command.exit()
+  }
 }
 
 /**

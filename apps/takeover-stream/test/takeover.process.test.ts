@@ -3,10 +3,12 @@
  * SIGKILLed at random offsets; then the same on etcd. Bounded: 3 transfers of 16 MiB with
  * 2 kills each on the embedded store (6 SIGKILLs), one transfer with 1 kill on etcd.
  */
-import { existsSync } from "node:fs"
+import { createHash } from "node:crypto"
+import { existsSync, statSync, truncateSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { EtcdServer, JsonLinesProcess } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
-import { type Cluster, download, startCluster } from "./support.ts"
+import { type Cluster, download, handoff, mainPath, startCluster } from "./support.ts"
 
 const size = 16 * 1024 * 1024
 const offsetIn = (low: number, high: number) => low + Math.floor(Math.random() * (high - low))
@@ -44,6 +46,49 @@ describe("takeover-stream processes", () => {
             await startCluster({ servers: 3, leaseMs: 300, everyBytes: 1024 * 1024 }),
           )
         }
+      }
+    } finally {
+      await cluster.stop()
+    }
+  })
+
+  it("a planned hand-off moves a live download to the named server; the first stays up", {
+    timeout: 200_000,
+  }, async () => {
+    const cluster = await startCluster({ servers: 2, leaseMs: 1_000 })
+    try {
+      // Large enough that the transfer outlasts the hand-off command's start by far (the
+      // session layer moves well under 100 MiB/s here); zeros: its SHA-256 is known.
+      const size = 128 * 1024 * 1024
+      writeFileSync(join(cluster.dir, "h.bin"), "")
+      truncateSync(join(cluster.dir, "h.bin"), size)
+      const sha256 = createHash("sha256").update(Buffer.alloc(size)).digest("hex")
+      const output = join(cluster.dir, "h.out")
+      const get = new JsonLinesProcess.JsonLinesProcess(mainPath, [
+        "get",
+        "h.bin",
+        "-o",
+        output,
+        "--service",
+        cluster.service,
+        "--key-file",
+        cluster.keyFile,
+      ])
+      try {
+        const sizeNow = () => (existsSync(output) ? statSync(output).size : 0)
+        for (let i = 0; i < 6_000 && sizeNow() < size / 50 && !get.exited; i++)
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        await handoff(cluster, "s1", "s2")
+        const done = await get.line("done", 150_000)
+        const resumed = get.lines.filter((l) => l.t === "resumed")
+        expect(done.sha256).toBe(sha256)
+        expect(resumed.length, JSON.stringify(resumed)).toBe(1)
+        expect(resumed[0]!.server).toBe(cluster.servers[1]!.address)
+        expect(Number(resumed[0]!.offset)).toBeGreaterThan(0)
+        expect(cluster.servers[0]!.process.exited).toBe(false)
+      } finally {
+        get.kill("SIGKILL")
+        await get.exit()
       }
     } finally {
       await cluster.stop()

@@ -135,6 +135,8 @@ export type ServerEvent =
       readonly detail: string
     }
   | { readonly _tag: "Finished"; readonly sessionId: string; readonly bytes: number }
+  /** A planned hand-off: the session was checkpointed and its client sent to `to` (an address). */
+  | { readonly _tag: "HandedOff"; readonly sessionId: string; readonly to: string | undefined }
 
 /** @since 0.1.0 @category models */
 export interface Server {
@@ -168,6 +170,7 @@ export const serve = (
     const sessionsMax = options.sessionsMax ?? 256
     const claimWaitMs = options.claimWaitMs ?? 3 * checkpoints.leaseTtlMs
     let sessions = 0
+    const handoffs = new Set<(to: string | undefined) => void>()
     const events = yield* PubSub.sliding<ServerEvent>(1_024)
     const emit = (event: ServerEvent) => PubSub.publish(events, event)
     const listener = yield* transport.listen(options.listen, {
@@ -207,6 +210,21 @@ export const serve = (
         const end = state.object.firstByteSeq + state.object.size
         let acked = Deferred.makeUnsafe<void>()
         let finished = false
+        const wake = () => {
+          const previous = acked
+          acked = Deferred.makeUnsafe<void>()
+          Deferred.doneUnsafe(previous, Effect.void)
+        }
+        // A planned hand-off asked for (`to`: the address the client goes to first).
+        let handoff: { readonly to: string | undefined } | undefined
+        const onHandoff = (to: string | undefined) => {
+          handoff = { to }
+          wake()
+        }
+        yield* Effect.acquireRelease(
+          Effect.sync(() => handoffs.add(onHandoff)),
+          () => Effect.sync(() => handoffs.delete(onHandoff)),
+        )
         // Acknowledgements from the client.
         yield* Effect.forkScoped(
           Stream.fromQueue(inbox).pipe(
@@ -217,14 +235,12 @@ export const serve = (
                   if (outcome._tag === "Advanced") state.sender = outcome.state
                   if (outcome._tag === "BeyondSent") finished = true
                 } else if (message._tag === "Finish") finished = true
-                const previous = acked
-                acked = Deferred.makeUnsafe<void>()
-                Deferred.doneUnsafe(previous, Effect.void)
+                wake()
               }),
             ),
           ),
         )
-        const checkpointNow = (reason: "bytes" | "horizon") =>
+        const checkpointNow = (reason: "bytes" | "horizon" | "on-demand") =>
           checkpoints.take(bundle, ownership, reason).pipe(
             Effect.tap((written) => {
               state.sender = Sequence.extendHorizon(
@@ -241,6 +257,18 @@ export const serve = (
             }),
           )
         while (state.sender.next < end && !finished) {
+          if (handoff !== undefined) {
+            // Checkpointed where it stands, told to go, given up: the next server claims it
+            // at once and resumes at the client's acknowledgement.
+            yield* checkpointNow("on-demand")
+            yield* connection.send({
+              _tag: "Handoff",
+              ...(handoff.to === undefined ? {} : { to: handoff.to }),
+            })
+            yield* checkpoints.release(bundle.id)
+            yield* emit({ _tag: "HandedOff", sessionId: bundle.id, to: handoff.to })
+            return
+          }
           const wanted = Math.min(segmentBytes, end - state.sender.next)
           if (
             state.sender.horizon - state.sender.next < policy.everyBytes / 2 &&
@@ -503,6 +531,20 @@ export const serve = (
         Effect.forkScoped(handle(connection)),
       ),
     )
+    // Planned hand-offs (drains, rolling restarts, overload): every live session goes.
+    yield* Effect.forkScoped(
+      Stream.runForEach(checkpoints.handoffRequests, ({ to }) =>
+        Effect.gen(function* () {
+          const address =
+            to === undefined
+              ? undefined
+              : (yield* checkpoints.servers.pipe(Effect.orElseSucceed(() => []))).find(
+                  (server) => server.serverId === to,
+                )?.address
+          for (const handOff of handoffs) handOff(address === "" ? undefined : address)
+        }),
+      ),
+    )
     return {
       address: listener.address,
       sessions: () => sessions,
@@ -557,6 +599,8 @@ export const get = (
       let receiver: Sequence.Receiver | undefined
       let counter = 0
       let lostAtMs: number | undefined
+      // Where a planned hand-off sent us: tried before the service list.
+      let handedTo: Address.StreamAddress | undefined
       const clientIsn = Proof.newInitialSeq()
       const nameBytes = encoder.encode(name)
       const now = Effect.clockWith((clock) => clock.currentTimeMillis)
@@ -625,6 +669,12 @@ export const get = (
                     }
                     break
                   }
+                  case "Handoff": {
+                    const to =
+                      message.to === undefined ? undefined : Address.parseStream(message.to)
+                    if (to !== undefined && !(to instanceof Address.InvalidAddress)) handedTo = to
+                    return yield* connection.close
+                  }
                   case "Finish":
                     complete = true
                     yield* connection.send({ _tag: "Ack", ack: receiver!.next })
@@ -656,7 +706,8 @@ export const get = (
 
       const loop = Effect.gen(function* () {
         for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
-          const address = options.service[index % options.service.length]!
+          const address = handedTo ?? options.service[index % options.service.length]!
+          handedTo = undefined
           if (yield* attempt(address)) return
           lostAtMs ??= yield* now
           yield* Effect.sleep(retryMs)

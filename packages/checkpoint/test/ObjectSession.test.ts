@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { MemoryStore } from "@understudy/store"
+import { MemoryStore, Store } from "@understudy/store"
 import { Address, NodeTransport, Transport } from "@understudy/transport"
-import { Effect, Exit, Option, Queue, Redacted, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Option, Queue, Redacted, Scope, Stream } from "effect"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as Message from "../src/Message.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
@@ -17,7 +17,7 @@ const source: ObjectSession.ObjectSource = {
 const prefix = CheckpointStore.defaultPrefix("object-test")
 
 /** Starts a server in its own scope, so a test can end it like a crash. */
-const startServer = (serverId: string) =>
+const startServer = (serverId: string, windowBytesMax?: number) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const server = yield* ObjectSession.serve(
@@ -25,6 +25,7 @@ const startServer = (serverId: string) =>
         listen: Address.tcp("127.0.0.1", 0),
         clusterKey,
         policy: { everyBytes: 512 * 1024, everyMs: 200, objectBoundaries: true },
+        ...(windowBytesMax === undefined ? {} : { windowBytesMax }),
       },
       source,
     ).pipe(
@@ -72,6 +73,67 @@ describe("ObjectSession over loopback TCP", () => {
       expect(Buffer.compare(got, Buffer.from(object))).toBe(0)
       yield* b.stop
     }).pipe(Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
+  it.live("a planned hand-off moves a live transfer to the next server at the exact byte", () =>
+    Effect.gen(function* () {
+      const store = yield* Store.Store
+      // A small window: the server can not send the whole object before the request lands.
+      const a = yield* startServer("ha", 256 * 1024)
+      const b = yield* startServer("hb", 256 * 1024)
+      const handedOff: Array<ObjectSession.ServerEvent> = []
+      const went = yield* Deferred.make<void>()
+      yield* Effect.forkScoped(
+        Stream.runForEach(a.server.events, (event) =>
+          event._tag === "HandedOff"
+            ? Effect.sync(() => handedOff.push(event)).pipe(
+                Effect.andThen(Deferred.succeed(went, undefined)),
+              )
+            : Effect.void,
+        ),
+      )
+      const takenOver: Array<ObjectSession.ServerEvent> = []
+      yield* Effect.forkScoped(
+        Stream.runForEach(b.server.events, (event) =>
+          Effect.sync(() => {
+            if (event._tag === "TakenOver") takenOver.push(event)
+          }),
+        ),
+      )
+      const resumed: Array<{ offset: number; server: string }> = []
+      let read = 0
+      let asked = false
+      const chunks = yield* ObjectSession.get("big", {
+        service: [a.server.address, b.server.address],
+        clusterKey,
+        onResumed: (event) => resumed.push(event),
+      }).pipe(
+        Stream.tap((chunk) =>
+          Effect.gen(function* () {
+            read += chunk.length
+            if (!asked && read > size / 8) {
+              asked = true
+              // What `takeover-stream handoff --from ha` writes. Reading waits until a handed
+              // the session off, so the transfer can not end first.
+              yield* store.put(CheckpointStore.keys(prefix).handoff("ha"), new Uint8Array(0))
+              yield* Deferred.await(went)
+            }
+          }),
+        ),
+        Stream.runCollect,
+      )
+      const got = concat(chunks)
+      expect(got.length).toBe(size)
+      expect(Buffer.compare(got, Buffer.from(object))).toBe(0)
+      expect(handedOff.length).toBe(1)
+      expect(resumed.length).toBe(1)
+      expect(resumed[0]!.server).toBe(Address.format(b.server.address))
+      expect(takenOver.length).toBe(1)
+      // a is alive and serves nothing: the transfer went, it was not killed.
+      expect(a.server.sessions()).toBe(0)
+      yield* a.stop
+      yield* b.stop
+    }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
   )
 
   it.live(
