@@ -24,6 +24,11 @@ export interface NodeInvocation {
   readonly udpPort: number
   /** The intra-cluster link: the secondary listens there, the primary connects to it. */
   readonly link: Address.StreamAddress
+  /**
+   * Secondary: where a node that rejoins as the new secondary listens, once this one took
+   * over (failback); without it the cluster fails over once.
+   */
+  readonly standbyLink: Address.StreamAddress | undefined
   readonly service: ServiceName
   /** Where this node serves its status (HTTP `GET /status`, JSON). */
   readonly status: Address.StreamAddress
@@ -66,7 +71,8 @@ export const usage = `Usage:
   ${programName} node --role primary|secondary --addresses PRIMARY_IP,SECONDARY_IP --policy POLICY
                [--port 7] [--udp-port 9900] [--link tcp://HOST:PORT] [--service echo|discard|sink]
                [--status tcp://HOST:PORT | unix:///PATH | /PATH] [--store tcp://HOST:PORT]
-               [--fence-lease-ms MS] (--cluster-key-file FILE | --insecure)
+               [--fence-lease-ms MS] [--standby-link tcp://HOST:PORT]
+               (--cluster-key-file FILE | --insecure)
   ${programName} status --status ADDRESS [--json]
   ${programName} store --listen tcp://HOST:PORT (--cluster-key-file FILE | --insecure)
   ${programName} keygen --out FILE
@@ -83,6 +89,11 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
            state-node (needs --store, a '${programName} store').
          --link: the intra-cluster link, the same on both nodes (the secondary listens on it);
            default tcp://SECONDARY_IP:UDP_PORT.
+         --standby-link: (secondary) once it took over, the node connects there and keeps
+           a node that rejoins as the new secondary in sync, so the cluster can fail over
+           again: restart the old primary with --role secondary, the two --addresses
+           swapped, --link at its own address (this address) and --standby-link at this
+           node's --link.
          --fence-lease-ms: fence the role in --store (any policy): a node sends as the
            serving node only while its lease there is kept alive (a primary paused or cut
            off longer falls silent); the secondary takes over once that lease ended, at the
@@ -139,6 +150,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--status",
     "--store",
     "--fence-lease-ms",
+    "--standby-link",
     "--cluster-key-file",
     "--insecure",
   ]),
@@ -205,6 +217,10 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
   const secondary = addresses[1]!
   const link = addressFlag(values, "--link") ?? Address.tcp(secondary, udpPort)
   if (typeof link === "string") return fail(link)
+  const standbyLink = addressFlag(values, "--standby-link")
+  if (typeof standbyLink === "string") return fail(standbyLink)
+  if (standbyLink !== undefined && role !== "secondary")
+    return fail("--standby-link is for the secondary (the node that takes over)")
   const status = addressFlag(values, "--status") ?? Address.tcp("127.0.0.1", 0)
   if (typeof status === "string") return fail(status)
   const store = addressFlag(values, "--store")
@@ -232,6 +248,7 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     port,
     udpPort,
     link,
+    standbyLink,
     service: service as ServiceName,
     status,
     store,

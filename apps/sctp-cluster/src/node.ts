@@ -133,6 +133,7 @@ export const node = (
       port: invocation.port,
       addresses: invocation.addresses,
       link: invocation.link,
+      ...(invocation.standbyLink !== undefined ? { standbyLink: invocation.standbyLink } : {}),
       policy: invocation.policy,
       service: Cluster.services[invocation.service],
       ...(store !== undefined && invocation.policy._tag === "StateNode" ? { store } : {}),

@@ -21,6 +21,7 @@ describe("sctp-cluster command line", () => {
       udpPort: 9900,
       // The link defaults to the secondary's address, on the encapsulation port's number.
       link: { _tag: "Tcp", host: "127.0.0.3", port: 9900 },
+      standbyLink: undefined,
       service: "echo",
       status: { _tag: "Tcp", host: "127.0.0.1", port: 0 },
       store: undefined,
@@ -106,6 +107,9 @@ describe("sctp-cluster command line", () => {
     expect(message([...node, "state-node"])).toMatch(/needs --store/)
     expect(message([...node, "every-update", "--store", "tcp://127.0.0.1:1"])).toMatch(
       /only for --policy state-node/,
+    )
+    expect(message([...node, "every-update", "--standby-link", "tcp://127.0.0.2:1"])).toMatch(
+      /--standby-link is for the secondary/,
     )
     expect(message([...node, "every-update", "--fence-lease-ms", "1000"])).toMatch(
       /--fence-lease-ms needs --store/,
