@@ -63,7 +63,8 @@ describe("server-group --data-dir", () => {
         "--data-dir",
         directory,
       ])
-      const ready = await proc.line("ready", 20_000)
+      // A liveness bound only: on a loaded machine a start can take a while.
+      const ready = await proc.line("ready", 60_000)
       servers.set(id, { proc, http: ready.http as string })
     }
     const masterUrl = async (): Promise<string | undefined> => {
@@ -105,8 +106,8 @@ describe("server-group --data-dir", () => {
       const before = acknowledged.length
       const writers = [writer("a"), writer("b")]
       // A random point: after some writes were acknowledged (bounded wait).
-      const target = before + 5 + randomInt(20)
-      for (let i = 0; i < 400 && acknowledged.length < target; i++) await sleep(25)
+      const target = before + 3 + randomInt(15)
+      for (let i = 0; i < 2_400 && acknowledged.length < target; i++) await sleep(25)
       expect(acknowledged.length).toBeGreaterThanOrEqual(target)
       crashing = true
       for (const { proc } of servers.values()) proc.kill("SIGKILL")
@@ -114,12 +115,24 @@ describe("server-group --data-dir", () => {
       await Promise.all(writers)
       servers.clear()
       await Promise.all(ids.map(start))
-      const master = await masterUrl()
-      expect(master).toBeDefined()
+      expect(await masterUrl()).toBeDefined()
       for (const key of acknowledged) {
-        const response = await fetch(`${master}/kv/${key}`, { signal: AbortSignal.timeout(5_000) })
-        expect({ key, status: response.status }).toEqual({ key, status: 200 })
-        expect(await response.json()).toEqual({ key, value: key })
+        // 200 with the value, or 404 if it was lost; anything else (a master change under
+        // load: 503, a cut connection) is asked again, bounded.
+        let found: { status: number; body: unknown } | undefined
+        for (let attempt = 0; attempt < 100 && found === undefined; attempt++) {
+          const master = await masterUrl()
+          const response = await fetch(`${master}/kv/${key}`, {
+            signal: AbortSignal.timeout(5_000),
+          }).catch(() => undefined)
+          if (response?.status === 200 || response?.status === 404) {
+            found = { status: response.status, body: await response.json() }
+          } else {
+            await response?.body?.cancel()
+            await sleep(50)
+          }
+        }
+        expect({ key, found }).toEqual({ key, found: { status: 200, body: { key, value: key } } })
         checked++
       }
     }
@@ -129,5 +142,5 @@ describe("server-group --data-dir", () => {
     for (const { proc } of servers.values()) proc.kill("SIGTERM")
     nameServer.kill("SIGTERM")
     await Promise.all([...servers.values(), { proc: nameServer }].map(({ proc }) => proc.exit()))
-  }, 180_000)
+  }, 300_000)
 })
