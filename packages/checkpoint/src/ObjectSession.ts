@@ -641,7 +641,10 @@ export const get = (
                     receiver = Sequence.receiver(session.firstByteSeq)
                     break
                   case "Refused":
-                    if (message.reason === "Owned") return yield* connection.close
+                    // Not this server's to serve now (another holds it, or it is full):
+                    // the next server of the service may.
+                    if (message.reason === "Owned" || message.reason === "Overloaded")
+                      return yield* connection.close
                     return yield* new TakeoverRefused({
                       reason: message.reason,
                       sessionId: session?.id ?? "",

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, Store } from "@understudy/store"
 import { Address, NodeTransport, Transport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Option, Queue, Redacted, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Metric, Option, Queue, Redacted, Scope, Stream } from "effect"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as Message from "../src/Message.ts"
+import * as Metrics from "../src/Metrics.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
 import * as Proof from "../src/Proof.ts"
 
@@ -17,7 +18,7 @@ const source: ObjectSession.ObjectSource = {
 const prefix = CheckpointStore.defaultPrefix("object-test")
 
 /** Starts a server in its own scope, so a test can end it like a crash. */
-const startServer = (serverId: string, windowBytesMax?: number) =>
+const startServer = (serverId: string, windowBytesMax?: number, sessionsMax?: number) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const server = yield* ObjectSession.serve(
@@ -26,6 +27,7 @@ const startServer = (serverId: string, windowBytesMax?: number) =>
         clusterKey,
         policy: { everyBytes: 512 * 1024, everyMs: 200, objectBoundaries: true },
         ...(windowBytesMax === undefined ? {} : { windowBytesMax }),
+        ...(sessionsMax === undefined ? {} : { sessionsMax }),
       },
       source,
     ).pipe(
@@ -73,6 +75,23 @@ describe("ObjectSession over loopback TCP", () => {
       expect(Buffer.compare(got, Buffer.from(object))).toBe(0)
       yield* b.stop
     }).pipe(Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
+  it.live("a full server refuses a new session as Overloaded; the client goes on to the next", () =>
+    Effect.gen(function* () {
+      const full = yield* startServer("full", undefined, 0)
+      const b = yield* startServer("ob")
+      const overloaded = Metric.withAttributes(Metrics.takeovers, { outcome: "Overloaded" })
+      const before = (yield* Metric.value(overloaded)).count
+      const chunks = yield* ObjectSession.get("big", {
+        service: [full.server.address, b.server.address],
+        clusterKey,
+      }).pipe(Stream.runCollect)
+      expect(Buffer.compare(concat(chunks), Buffer.from(object))).toBe(0)
+      expect((yield* Metric.value(overloaded)).count - before).toBe(1)
+      yield* full.stop
+      yield* b.stop
+    }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
   )
 
   it.live("a planned hand-off moves a live transfer to the next server at the exact byte", () =>
