@@ -840,6 +840,10 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       restored !== undefined && (restored.epoch > 0 || restored.log.length > 0)
         ? restored
         : undefined
+    const formerMaster =
+      durable === undefined || termOf(durable.epoch) === 0
+        ? undefined
+        : byIndex.get(masterIndexOf(durable.epoch))?.id
     let state: St = {
       self: context.self,
       index: own.index,
@@ -880,6 +884,11 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     state = probeAll(state, context.nowMs, outputs)
     outputs.push(M.setTimer(detectTimer, detectionPeriodMs))
     state = enterWaiting(state, undefined, outputs)
+    // A restored follower treats its master as given up on: if that master answers at the
+    // epoch it promised, it was only slow and is followed again (no election for a restart).
+    if (formerMaster !== undefined && formerMaster !== context.self) {
+      state = { ...state, failed: formerMaster }
+    }
     return M.result(state, outputs)
   }
 

@@ -177,6 +177,36 @@ describe("Durable", () => {
     ),
   )
 
+  it("a backup restored from disk follows its master again when it answers at the promised epoch, with no election", () => {
+    const epoch = Machine.epochOf(1, 1)
+    // n3 is the most capable (index 1): its mastership of term 1 is the restored promise.
+    const machine = Machine.make({
+      ...base,
+      restored: { term: 1, epoch, commitSeq: 1, log: [entry(1, epoch, 5)] },
+    })
+    const started = machine.init({ self: "n1", peers: nodes, nowMs: 1_000 })
+    expect(started.state.amnesiac).toBe(false)
+    expect(started.state.replica.state).toBe(5)
+    const replicate: Message.Message<Req> = {
+      _tag: "Replicate",
+      epoch,
+      index: 1,
+      prevSeq: 1,
+      prevEpoch: epoch,
+      entries: [],
+      commitSeq: 1,
+    }
+    const after = machine.step(started.state, {
+      _tag: "Receive",
+      from: "n3",
+      message: replicate,
+      nowMs: 1_010,
+    })
+    expect(after.state.role).toBe("backup")
+    expect(after.state.master).toBe("n3")
+    expect(after.state.epoch).toBe(epoch)
+  })
+
   const schedules = Number(process.env.STAGGERED_DURABLE_SCHEDULES ?? 1_000)
   it(`FastSim with durable restarts: the invariants hold over ${schedules} schedules and restarted servers are not amnesiac`, () => {
     let restoredWithLog = 0
