@@ -17,8 +17,9 @@
  * update as the message's arrival, so under `every-update` the secondary has the message
  * and its replies before the peer sees the SACK — an echo is never lost or doubled.
  *
- * Limit: the link is the failure detector; a partition between two live nodes would make
- * both active. On one machine (loopback) a closed link means a dead process.
+ * Without `fence`, the link is the failure detector: a partition between two live nodes
+ * (or a primary paused past the keep-alive) would make both active. With it, the role is
+ * held in a store (`Fence`): nothing is transmitted without the proof of a live lease.
  *
  * @since 0.1.0
  */
