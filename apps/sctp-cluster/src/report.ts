@@ -46,6 +46,12 @@ export const formatStatus = (report: StatusReport): string => {
   lines.push(
     `replication  shipped ${count(replication.shipped)}, acknowledged ${count(replication.acknowledged)}, applied ${count(replication.applied)}; last ${lag}`,
   )
+  if (report.fence !== undefined) {
+    const fence = report.fence
+    lines.push(
+      `fence        epoch ${fence.epoch}, ${fence.holding ? "holding" : "NOT holding"} the role (lease ${fence.leaseMs} ms)`,
+    )
+  }
   lines.push(`replicas     ${report.replicas} association(s) held for takeover`)
   lines.push(
     `service      received ${count(report.received.messages)} messages, ${count(report.received.bytes)} bytes`,

@@ -270,6 +270,8 @@ describe("status report", () => {
     )
     expect(text).toContain("path [::1]:9899  unconfirmed  inactive  rto 3000 ms  srtt -")
     expect(text).toContain("dropped: BadChecksum 1")
+    expect(text).toContain("fence        epoch 3, holding the role (lease 1500 ms)")
+    expect(formatStatus({ ...report, fence: undefined })).not.toContain("fence")
     expect(formatStatus({ ...report, associations: [] })).toContain("associations none")
     expect(text).not.toContain("protection")
     expect(formatStatus({ ...report, link: "down", unprotected: true })).toContain(
