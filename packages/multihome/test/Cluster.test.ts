@@ -397,49 +397,56 @@ describe("Cluster on SimNet", () => {
       }),
   )
 
-  it.effect(
-    "failback: the crashed node rejoins as the secondary; three failovers in a row carry the association",
-    () =>
-      Effect.gen(function* () {
-        const setup = yield* startCluster("every-update", { failback: true })
-        const association = yield* startPeer(setup.net)
-        yield* advance(2_000)
-        let serving = primaryHost
-        let standby = secondaryHost
-        for (let round = 0; round < 3; round++) {
-          const echoes = yield* echoRun(setup, association, {
-            count: 40,
-            streams: 2,
-            crashAfter: 20,
-            victim: serving,
+  for (const fenced of [false, true]) {
+    it.effect(
+      `failback${fenced ? ", fenced" : ""}: the crashed node rejoins as the secondary; three failovers in a row carry the association`,
+      () =>
+        Effect.gen(function* () {
+          const setup = yield* startCluster("every-update", {
+            failback: true,
+            ...(fenced ? { fence: { leaseMs: 1_000, cut: new Set<Cluster.Role>() } } : {}),
           })
-          expectExactlyOnceInOrder(echoes, 40, 2)
-          const survivor = yield* setup.byHost.get(standby)!.status
-          expect(survivor.role).toBe("active-secondary")
-          // The crashed node comes back as the standby of the one that took over.
-          setup.plans.set(serving, { role: "secondary", link: serving, standbyLink: standby })
-          yield* setup.net.restart(serving)
-          const rejoined = serving
-          yield* within(
-            30_000,
-            Effect.gen(function* () {
-              for (;;) {
-                const status = yield* setup.byHost.get(rejoined)!.status
-                const peerView = yield* association.status
-                const path = peerView.paths.find((candidate) => candidate.host === rejoined)
-                if (status.link === "up" && status.replicas === 1 && path?.active === true) return
-                yield* Effect.sleep("50 millis")
-              }
-            }),
-          )
-          const standbyStatus = yield* setup.byHost.get(rejoined)!.status
-          expect(standbyStatus.role).toBe("secondary")
-          expect((yield* setup.byHost.get(standby)!.status).unprotected).toBe(false)
-          ;[serving, standby] = [standby, rejoined]
-        }
-        expect((yield* association.status).state).toBe("Established")
-      }),
-  )
+          const association = yield* startPeer(setup.net)
+          yield* advance(2_000)
+          let serving = primaryHost
+          let standby = secondaryHost
+          for (let round = 0; round < 3; round++) {
+            const echoes = yield* echoRun(setup, association, {
+              count: 40,
+              streams: 2,
+              crashAfter: 20,
+              victim: serving,
+            })
+            expectExactlyOnceInOrder(echoes, 40, 2)
+            const survivor = yield* setup.byHost.get(standby)!.status
+            expect(survivor.role).toBe("active-secondary")
+            // Each takeover is the next epoch (the first primary held epoch 1).
+            if (fenced) expect(survivor.fence?.epoch).toBe(round + 2)
+            // The crashed node comes back as the standby of the one that took over.
+            setup.plans.set(serving, { role: "secondary", link: serving, standbyLink: standby })
+            yield* setup.net.restart(serving)
+            const rejoined = serving
+            yield* within(
+              30_000,
+              Effect.gen(function* () {
+                for (;;) {
+                  const status = yield* setup.byHost.get(rejoined)!.status
+                  const peerView = yield* association.status
+                  const path = peerView.paths.find((candidate) => candidate.host === rejoined)
+                  if (status.link === "up" && status.replicas === 1 && path?.active === true) return
+                  yield* Effect.sleep("50 millis")
+                }
+              }),
+            )
+            const standbyStatus = yield* setup.byHost.get(rejoined)!.status
+            expect(standbyStatus.role).toBe("secondary")
+            expect((yield* setup.byHost.get(standby)!.status).unprotected).toBe(false)
+            ;[serving, standby] = [standby, rejoined]
+          }
+          expect((yield* association.status).state).toBe("Established")
+        }),
+    )
+  }
 
   for (const policy of ["interval:50", "on-event"] as const) {
     it.effect(`${policy}: a copy behind the primary resynchronises; the association lives`, () =>
