@@ -92,7 +92,8 @@ describe.skipIf(!canCapture)("fencing under usrsctp's client", () => {
       "--store",
       storeAddress,
       "--fence-lease-ms",
-      "1000",
+      // Long enough that a busy machine does not cost the serving node its own lease.
+      "3000",
     ])
     await App.linkUp("the primary's link to the secondary is up", primary)
     const fenced = (node: typeof primary, epoch: number) =>
