@@ -78,24 +78,6 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
     curlTakeovers * 40_000,
   )
 
-  it("curl finishes its download through two takeovers in a row (A to B, B to C), byte for byte", async () => {
-    const size = randomInt(14, 17) * 1024 * 1024 + randomInt(0, 1024 * 1024)
-    const first = randomInt(15, 30) / 100
-    const result = await takeoverRun({
-      workDir,
-      client: "curl",
-      size,
-      fractions: [first, first + 0.3],
-    })
-    console.log(
-      `curl through A, B, C: ${size} bytes, ${result.hops.map((hop) => `${JSON.stringify(hop.outcome)} gap ${hop.gapMs} ms`).join("; ")}`,
-    )
-    expect(result.hops.map((hop) => hop.outcome?.t)).toEqual(["resumed", "resumed"])
-    expect(result.exitCode).toBe(0)
-    expect(result.clientStderr).toBe("")
-    expect(sha256(result.out)).toBe(sha256(result.object))
-  }, 90_000)
-
   it("wget finishes its download through a takeover, byte for byte", async () => {
     const size = randomInt(8, 13) * 1024 * 1024 + randomInt(0, 1024 * 1024)
     const result = await takeoverRun({

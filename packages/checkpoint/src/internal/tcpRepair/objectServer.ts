@@ -438,6 +438,15 @@ export const takeover = async (options: TakeoverOptions): Promise<TakeoverOutcom
         `the client acknowledged ${-beyondAcked} bytes below the checkpoint's acknowledgement`,
       )
     const clientAckSeq = connection.ackedSeqSource + beyondAcked
+    // The client has the whole response and acknowledged the FIN after it: the transfer
+    // is over, there is nothing to take over, and nothing is sent (not even a reset).
+    if (clientAckSeq === connection.sendHorizonSeq + 1)
+      return {
+        _tag: "Refused",
+        reason: "BeyondSent",
+        detail: "the client has the whole response and acknowledged its end",
+        reset: false,
+      }
     if (clientAckSeq > connection.sendHorizonSeq)
       return refuse(
         "BeyondSent",
