@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs"
 import { parseArgs } from "node:util"
-import { Message, Server } from "@understudy/heartbeat-pool"
+import { Config, Message, Server } from "@understudy/heartbeat-pool"
 import { NodeDatagram } from "@understudy/transport"
 import { Effect, Result, Stream } from "effect"
 import {
@@ -76,6 +76,9 @@ const main = (): Promise<number> | number => {
   const leaseMs = parseDuration((values.lease as string | undefined) ?? "6s")
   if (heartbeatMs === undefined || leaseMs === undefined)
     return usageError(program, "bad --heartbeat or --lease")
+  // The other timings derive from the heartbeat; the decoder refuses unsafe combinations.
+  const config = Config.decodeServer({ heartbeatInterval: heartbeatMs, lease: leaseMs })
+  if (Result.isFailure(config)) return usageError(program, config.failure.reason)
   let vendorPublicKey: string
   let license: Message.License | undefined
   try {
@@ -103,15 +106,7 @@ const main = (): Promise<number> | number => {
         vendorPublicKey,
         stateDir: values["state-dir"] as string,
         ...(license !== undefined ? { license } : {}),
-        timing: {
-          heartbeatIntervalMs: heartbeatMs,
-          followerTimeoutMs: heartbeatMs * 5,
-          checkTimeoutMs: heartbeatMs * 2,
-          leaderLeaseMs: Math.round(heartbeatMs * 3.5),
-          downAfterMs: heartbeatMs * 4,
-          electionStaggerMs: Math.round(heartbeatMs * 1.5),
-          leaseMs,
-        },
+        timing: config.success.timing,
       })
       const state = yield* running.state
       const emit = (value: Record<string, unknown>) =>

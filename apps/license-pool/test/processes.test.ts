@@ -144,6 +144,7 @@ const reattachedFrom = async (
   return moved.length
 }
 
+const startedAt = performance.now()
 const waitFor = async (
   what: string,
   check: () => boolean | Promise<boolean>,
@@ -151,10 +152,16 @@ const waitFor = async (
 ) => {
   const deadline = performance.now() + timeoutMs
   while (performance.now() < deadline) {
-    if (await check()) return
+    if (await check()) {
+      // Progress, so a run cut short by the test's time-out shows how far it got.
+      console.log(`${Math.round((performance.now() - startedAt) / 1000)} s: ${what}`)
+      return
+    }
     await sleep(200)
   }
-  throw new Error(`not within ${timeoutMs} ms: ${what}; status ${JSON.stringify(await status())}`)
+  throw new Error(
+    `not within ${timeoutMs} ms: ${what}; ${holding()} clients holding; status ${JSON.stringify(await status())}`,
+  )
 }
 
 const leaderNow = async (): Promise<string> => {
