@@ -5,6 +5,6 @@ export default defineConfig({
     include: ["*.test.ts"],
     testTimeout: 60_000,
     // Packing, installing Node 22 (once per machine) and two projects.
-    hookTimeout: 600_000,
+    hookTimeout: 1_200_000,
   },
 })
