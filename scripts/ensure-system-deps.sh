@@ -19,6 +19,8 @@ declare -A needed=(
   # The TCP_REPAIR tests run their servers in network namespaces with a capability bounding set.
   [/bin/ip]=iproute2
   [/sbin/capsh]=libcap2-bin
+  # The documentation site's browser test drives headless Chromium.
+  [/usr/bin/chromium]=chromium
 )
 
 wanted() {

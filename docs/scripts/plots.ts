@@ -206,8 +206,8 @@ const draw = () => {
   for (const name of packagesWithCharts) {
     const path = join(docs, "bench", `${name}.json`)
     if (!existsSync(path)) continue
-    const figures = lastFigures(readFileSync(path, "utf8"))
-    if (figures === undefined) throw new Error(`${path}: no JSON line of figures`)
+    // Recorded as one line; a formatter may spread it over several.
+    const figures = JSON.parse(readFileSync(path, "utf8")) as Figures
     for (const chart of charts(name, figures))
       writeFileSync(join(directory, chart.file), svg(chart))
   }
@@ -222,7 +222,7 @@ if (import.meta.main) {
       console.error(`plots: no JSON line of figures on standard input for ${name}`)
       process.exit(1)
     }
-    writeFileSync(join(docs, "bench", `${name}.json`), `${JSON.stringify(figures)}\n`)
+    writeFileSync(join(docs, "bench", `${name}.json`), `${JSON.stringify(figures, null, 2)}\n`)
   }
   draw()
 }
