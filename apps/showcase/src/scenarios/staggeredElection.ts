@@ -115,7 +115,18 @@ export const runStaggeredElection = async (
         child: group.spawnScript(
           `server ${id}`,
           mainPath,
-          ["serve", "--id", id, "--peers", peers, "--http", "127.0.0.1:0", "--store", store, "--insecure"],
+          [
+            "serve",
+            "--id",
+            id,
+            "--peers",
+            peers,
+            "--http",
+            "127.0.0.1:0",
+            "--store",
+            store,
+            "--insecure",
+          ],
           (text) => {
             const line = parse(text)
             if (line === undefined) return
