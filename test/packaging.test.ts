@@ -128,23 +128,32 @@ beforeAll(async () => {
   work = await mkdtemp(Path.join(Os.tmpdir(), "understudy-packaging-"))
   const tarballs = Path.join(work, "tarballs")
   await mkdir(tarballs)
-  const packed: Array<string> = []
-  for (const { directory } of published) {
+  /** Package name -> its tarball, as a `file:` spec. */
+  const packed: Record<string, string> = {}
+  for (const { directory, manifest } of published) {
     const { stdout } = await npm(
       ["pack", "--json", "--pack-destination", tarballs],
       directory,
       Path.dirname(process.execPath),
     )
     const [entry] = JSON.parse(stdout) as Array<{ readonly filename: string }>
-    packed.push(Path.join(tarballs, entry!.filename))
+    packed[manifest.name] = `file:${Path.join(tarballs, entry!.filename)}`
   }
   const nodes = { "22": await node22(), "24": process.execPath } as const
   for (const [line, node] of Object.entries(nodes) as Array<["22" | "24", string]>) {
     const directory = Path.join(work, `node-${line}`)
     await mkdir(directory)
+    // `overrides` points the packages' dependencies on each other at the tarballs too: the
+    // registry never hears of @understudy (unpublished names there fail slowly, with retries).
     await writeFile(
       Path.join(directory, "package.json"),
-      JSON.stringify({ name: `packaging-node-${line}`, private: true, type: "module" }),
+      JSON.stringify({
+        name: `packaging-node-${line}`,
+        private: true,
+        type: "module",
+        dependencies: packed,
+        overrides: packed,
+      }),
     )
     // --engine-strict: a package whose `engines` excludes this Node fails the install.
     await npm(
@@ -155,7 +164,6 @@ beforeAll(async () => {
         // What the repository's own install just fetched is in npm's cache: no round trips.
         "--prefer-offline",
         "--engine-strict",
-        ...packed,
         `effect@${effectVersion}`,
       ],
       directory,
