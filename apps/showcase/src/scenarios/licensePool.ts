@@ -153,7 +153,8 @@ const run = async ({ log }: ScenarioContext): Promise<ReadonlyArray<Row>> => {
 
     const rows: Array<Row> = []
     for (const victim of ["leader", "follower"] as const) {
-      const current = leader()!
+      // Clients re-attach to followers before an election ends: wait for the pool's leader.
+      const current = await waitFor("a leader", leader, boundMs)
       const target =
         victim === "leader" ? current.id : ids.find((id) => id !== current.id && !dead.has(id))!
       const heldAt = clientLines.map((lines) => lastSeatEvent(lines)?.server)
