@@ -1,5 +1,4 @@
 import { defineConfig } from "vitepress"
-import { withMermaid } from "vitepress-plugin-mermaid"
 
 const guides = [
   { text: "Port election", link: "/port-election" },
@@ -14,52 +13,49 @@ const guides = [
 
 // Static output in dist/ (turbo caches it like every package's build); local search, so the
 // site works offline and the browser test needs no network.
-export default withMermaid(
-  defineConfig({
-    title: "Understudy",
-    description: "Distributed coordination and failover for Node.js, on Effect",
-    outDir: "dist",
-    // No favicon of our own: say so, rather than let every browser ask for /favicon.ico.
-    head: [["link", { rel: "icon", href: "data:," }]],
-    cleanUrls: false,
-    srcExclude: ["README.md", "node_modules/**", "test/**", "examples/**", "scripts/**"],
-    // The API reference is TypeDoc's own HTML under public/api, outside VitePress's pages.
-    ignoreDeadLinks: [/^\/api\//],
-    themeConfig: {
-      nav: [
-        { text: "Guide", link: "/getting-started" },
-        { text: "API", link: "/api/index.html", target: "_self" },
-        { text: "Changelog", link: "/changelog" },
-      ],
-      sidebar: [
-        {
-          text: "Introduction",
-          items: [
-            { text: "What Understudy is", link: "/" },
-            { text: "Getting started", link: "/getting-started" },
-            { text: "Architecture", link: "/architecture" },
-          ],
-        },
-        { text: "Guides", items: guides },
-        {
-          text: "Operating",
-          items: [
-            { text: "Tuning", link: "/tuning" },
-            { text: "Deployment", link: "/deployment" },
-            { text: "Limits", link: "/limits" },
-            { text: "Benchmarks", link: "/benchmarks" },
-          ],
-        },
-        {
-          text: "Reference",
-          items: [
-            { text: "API reference", link: "/api/index.html", target: "_self" },
-            { text: "Changelog", link: "/changelog" },
-          ],
-        },
-      ],
-      search: { provider: "local" },
-    },
-    mermaid: {},
-  }),
-)
+export default defineConfig({
+  title: "Understudy",
+  description: "Distributed coordination and failover for Node.js, on Effect",
+  outDir: "dist",
+  // No favicon of our own: say so, rather than let every browser ask for /favicon.ico.
+  head: [["link", { rel: "icon", href: "data:," }]],
+  cleanUrls: false,
+  srcExclude: ["README.md", "node_modules/**", "test/**", "examples/**", "scripts/**"],
+  // The API reference is TypeDoc's own HTML under public/api, outside VitePress's pages.
+  ignoreDeadLinks: [/^\/api\//],
+  themeConfig: {
+    nav: [
+      { text: "Guide", link: "/getting-started" },
+      { text: "API", link: "/api/index.html", target: "_self" },
+      { text: "Changelog", link: "/changelog" },
+    ],
+    sidebar: [
+      {
+        text: "Introduction",
+        items: [
+          { text: "What Understudy is", link: "/" },
+          { text: "Getting started", link: "/getting-started" },
+          { text: "Architecture", link: "/architecture" },
+        ],
+      },
+      { text: "Guides", items: guides },
+      {
+        text: "Operating",
+        items: [
+          { text: "Tuning", link: "/tuning" },
+          { text: "Deployment", link: "/deployment" },
+          { text: "Limits", link: "/limits" },
+          { text: "Benchmarks", link: "/benchmarks" },
+        ],
+      },
+      {
+        text: "Reference",
+        items: [
+          { text: "API reference", link: "/api/index.html", target: "_self" },
+          { text: "Changelog", link: "/changelog" },
+        ],
+      },
+    ],
+    search: { provider: "local" },
+  },
+})

@@ -1,7 +1,17 @@
-/** The scripts that generate the changelog page and the benchmark plots. */
+/** The scripts that generate the changelog page, the benchmark plots and the diagrams. */
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
 import { parseChangeset, render } from "../scripts/changelog.ts"
+import {
+  digest,
+  names,
+  outputDir,
+  participants,
+  sourceDir,
+  stamp,
+  stampedDigest,
+} from "../scripts/diagrams.ts"
 import { charts, lastFigures, svg } from "../scripts/plots.ts"
 
 describe("changelog", () => {
@@ -57,5 +67,42 @@ describe("plots", () => {
   it("takes the last JSON line of a bench's output", () => {
     expect(lastFigures('table\n{"a":1}\nmore\n{"b":2}\n')).toEqual({ b: 2 })
     expect(lastFigures("no figures\n[1]\n")).toBeUndefined()
+  })
+})
+
+describe("diagrams", () => {
+  it("reads a sequence diagram's participants, and the digest a picture was drawn from", () => {
+    expect(
+      participants("sequenceDiagram\n  participant A as Server A\n  actor C\n  A->>C: hi\n"),
+    ).toEqual(["Server A", "C"])
+    const source = "sequenceDiagram\n  A->>B: hi\n"
+    expect(stampedDigest(`${stamp("x", source)}\n<svg/>`)).toBe(digest(source))
+    expect(stampedDigest("<svg/>")).toBeUndefined()
+  })
+
+  it("every picture is current with its source: drawn from it, each participant shown, no syntax error", () => {
+    expect(names().length).toBeGreaterThanOrEqual(5)
+    for (const name of names()) {
+      const source = readFileSync(join(sourceDir, `${name}.mmd`), "utf8")
+      const file = join(outputDir, `${name}.svg`)
+      // After editing a .mmd: npm run diagrams -w @understudy/docs
+      expect({ name, drawn: existsSync(file) }).toEqual({ name, drawn: true })
+      const svg = readFileSync(file, "utf8")
+      expect({ name, digest: stampedDigest(svg) }).toEqual({ name, digest: digest(source) })
+      expect(svg).toMatch(/<svg [^>]*aria-roledescription="sequence"/)
+      expect(svg).not.toContain("Syntax error")
+      expect(participants(source).length).toBeGreaterThanOrEqual(3)
+      for (const label of participants(source)) expect(svg).toContain(`>${label}<`)
+    }
+  })
+
+  it("no picture without a source, and every picture is shown on a page", () => {
+    const pictures = readdirSync(outputDir).filter((file) => file.endsWith(".svg"))
+    expect(pictures.sort()).toEqual(names().map((name) => `${name}.svg`))
+    const pages = readdirSync(join(import.meta.dirname, ".."))
+      .filter((file) => file.endsWith(".md"))
+      .map((file) => readFileSync(join(import.meta.dirname, "..", file), "utf8"))
+      .join("\n")
+    for (const name of names()) expect(pages).toContain(`(/diagrams/${name}.svg)`)
   })
 })

@@ -2,8 +2,8 @@
  * The built site (docs/dist, from `npm run build`) in headless Chromium (Debian's
  * `chromium`, installed by scripts/ensure-system-deps.sh), served by a static file server on
  * a free loopback port: every page loads without a console error, every internal link
- * resolves, search finds each package's guide, the plots render. (The sequence diagrams are
- * not asserted: Mermaid's rendering in the page is intermittently a "Syntax error" picture.)
+ * resolves, search finds each package's guide, the plots render, and each sequence diagram
+ * (an SVG drawn by scripts/diagrams.ts) is an SVG showing its participants.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs"
 import { createServer, type Server } from "node:http"
@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net"
 import { extname, join, normalize, relative } from "node:path"
 import { type Browser, chromium, type Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { names, participants, sourceDir } from "../scripts/diagrams.ts"
 
 const dist = join(import.meta.dirname, "..", "dist")
 const chromiumPath = "/usr/bin/chromium"
@@ -186,5 +187,45 @@ describe("the documentation site in Chromium", () => {
       expect(images.length).toBeGreaterThanOrEqual(3)
       for (const image of images) expect(image.width).toBeGreaterThan(0)
     })
+  }, 60_000)
+
+  it("shows each sequence diagram as an SVG with its participants, never a syntax error", async () => {
+    for (const name of names()) {
+      const expected = participants(readFileSync(join(sourceDir, `${name}.mmd`), "utf8"))
+      await withPage(`/${name}.html`, async (page) => {
+        await page.waitForSelector("#app .VPContent", { timeout: 20_000 })
+        const drawn = (await page.evaluate(
+          `(async () => {
+            const image = document.querySelector('img[src*="/diagrams/${name}.svg"]')
+            if (image === null) return undefined
+            await image.decode()
+            const text = await (await fetch(image.src)).text()
+            const svg = new DOMParser().parseFromString(text, "image/svg+xml")
+            return {
+              width: image.naturalWidth,
+              root: svg.documentElement.localName,
+              parseErrors: svg.getElementsByTagName("parsererror").length,
+              texts: [...svg.querySelectorAll("text")].map((node) => node.textContent),
+            }
+          })()`,
+        )) as
+          | {
+              readonly width: number
+              readonly root: string
+              readonly parseErrors: number
+              readonly texts: ReadonlyArray<string>
+            }
+          | undefined
+        expect(drawn, name).toBeDefined()
+        expect({ name, root: drawn!.root, parseErrors: drawn!.parseErrors }).toEqual({
+          name,
+          root: "svg",
+          parseErrors: 0,
+        })
+        expect(drawn!.width).toBeGreaterThan(0)
+        for (const label of expected) expect(drawn!.texts).toContain(label)
+        expect(drawn!.texts.join(" ")).not.toMatch(/syntax error/i)
+      })
+    }
   }, 60_000)
 })
