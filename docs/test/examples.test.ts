@@ -1,13 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { program as checkpoint } from "../examples/checkpoint.ts"
+import { main as checkpointPromise } from "../examples/checkpoint-promise.ts"
 import { program as heartbeatPool } from "../examples/heartbeat-pool.ts"
 import { main as heartbeatPoolPromise } from "../examples/heartbeat-pool-promise.ts"
 import { program as machine } from "../examples/machine.ts"
+import { main as multihomePromise } from "../examples/multihome-promise.ts"
 import { program as portElection } from "../examples/port-election.ts"
 import { main as portElectionPromise } from "../examples/port-election-promise.ts"
 import { program as sctpCluster } from "../examples/sctp-cluster.ts"
 import { program as serverGroup } from "../examples/server-group.ts"
+import { main as serverGroupPromise } from "../examples/server-group-promise.ts"
 import { program as storeLock } from "../examples/store-lock.ts"
 import { program as transportEcho } from "../examples/transport-echo.ts"
 
@@ -68,6 +71,13 @@ describe("documentation examples run and do what the docs say", () => {
     }),
   )
 
+  it("checkpoint, Promise style: a download rides through its server's close, every byte once", async () => {
+    const result = await checkpointPromise()
+    expect(result.intact).toBe(true)
+    expect(result.resumed).toBe(1)
+    expect(result.takenOverBy).toEqual(["b"])
+  })
+
   it.effect("machine: a silent peer is suspected when its time-out timer fires", () =>
     Effect.gen(function* () {
       const result = yield* machine
@@ -85,6 +95,21 @@ describe("documentation examples run and do what the docs say", () => {
       expect(result.after).toBe(6)
     }),
   )
+
+  it("server-group, Promise style: the most capable server is master; a survivor keeps the write", async () => {
+    const result = await serverGroupPromise()
+    expect(result.firstMaster).toBe("large")
+    expect(result.written).toBe(5)
+    expect(result.secondMaster).toBe("medium")
+    expect(result.after).toBe(6)
+    expect(result.state).toEqual({ hits: 6 })
+  })
+
+  it("multihome, Promise style: each message answered in order, then a graceful shutdown", async () => {
+    const result = await multihomePromise()
+    expect(result.answers).toEqual(["ONE", "TWO", "THREE"])
+    expect(result.closed).toBe("ShutdownComplete")
+  })
 
   it.live("sctp-cluster: every message echoed once, across the primary's death", () =>
     Effect.gen(function* () {
