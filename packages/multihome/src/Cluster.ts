@@ -23,6 +23,8 @@
  *
  * @since 0.1.0
  */
+
+import { Machine } from "@understudy/machine"
 import type { Store } from "@understudy/store"
 import { Address, type Connection, Transport } from "@understudy/transport"
 import {
@@ -41,6 +43,7 @@ import {
 } from "effect"
 import * as Association from "./Association.ts"
 import type * as Chunk from "./Chunk.ts"
+import * as ClusterRole from "./ClusterRole.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Fence from "./Fence.ts"
 import * as Replication from "./Replication.ts"
@@ -221,7 +224,7 @@ export const summarise = (id: number, status: Association.Status): AssociationSu
  * @category models
  */
 export interface Status {
-  readonly role: Role | "active-secondary" | "deposed" | "handed-over"
+  readonly role: ClusterRole.Role
   readonly policy: string
   readonly link: "up" | "down"
   /** A primary serving with no secondary holding its updates (see `Unprotected`). */
@@ -233,6 +236,8 @@ export interface Status {
     readonly applied: number
     /** Milliseconds since the last acknowledgement (primary) or message (secondary). */
     readonly lagMs: number | undefined
+    /** Secondary: messages refused for an epoch older than the newest it knows of. */
+    readonly staleRefused: number
   }
   readonly associations: ReadonlyArray<AssociationSummary>
   readonly replicas: number
@@ -301,6 +306,18 @@ export const unprotectedUpdatesMetric = Metric.counter(
   },
 )
 
+/**
+ * Replication messages a secondary refused because their epoch is older than the newest it
+ * knows of (a primary the fence has moved past).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const staleReplicationMetric = Metric.counter(
+  "understudy_multihome_stale_replication_total",
+  { description: "Replication messages refused for a stale epoch", incremental: true },
+)
+
 const defaultStorePrefix = "/understudy/multihome/"
 
 /**
@@ -344,9 +361,16 @@ export const make = (
     const now = Clock.currentTimeMillis
     const nodeScope = yield* Effect.scope
 
-    let role: Status["role"] = options.role
+    // The role logic is the pure machine `ClusterRole`; this shell performs its actions.
+    const roleMachine = ClusterRole.make({
+      role: options.role,
+      fenced: options.fence !== undefined,
+      standby: options.standbyLink !== undefined,
+    })
+    const initialRole = roleMachine.init({ self: "self", peers: ["link"], nowMs: yield* now })
+    let roleState = initialRole.state
     /** Whether this node runs the associations (and replicates them to a linked standby). */
-    const serving = () => role === "primary" || role === "active-secondary"
+    const serving = () => ClusterRole.serving(roleState)
     let link: Connection.Connection<Replication.Message> | undefined
     const shipper = new Replication.Shipper(options.policy)
     let acknowledged = 0
@@ -363,10 +387,8 @@ export const make = (
     const replicas = new Replication.Replicas(config)
     let lastAppliedMs: number | undefined
     let closing = false
-    /** Whether a primary was ever linked: a secondary takes over only from one it knew. */
-    let linkEverUp = false
-    /** The secondary's takeover is complete: every copy is a live association. */
-    let tookOver = false
+    /** Resolved once this node holds the fence: it ships nothing before (its epoch is 0). */
+    const fenceHeld = yield* Deferred.make<void>()
 
     const releaseAcked = Effect.gen(function* () {
       for (let index = ackWaiters.length - 1; index >= 0; index--) {
@@ -429,7 +451,7 @@ export const make = (
 
     const beforeOutputs = (update: Replication.Update) =>
       Effect.gen(function* () {
-        if (role === "secondary") return
+        if (roleState.role === "secondary") return
         // A primary that can not prove its role ships nothing (its outputs are dropped too).
         if (fence !== undefined && !(yield* fence.holds)) return
         const plan = shipper.onUpdate(update)
@@ -442,6 +464,7 @@ export const make = (
           const encoded = Replication.codec.encode({
             _tag: "Snapshot",
             seq: shipper.lastSeq,
+            epoch: shipper.epoch,
             association: plan.store.association,
             snapshot: plan.store.snapshot,
           })
@@ -472,53 +495,50 @@ export const make = (
     /** Packets that reach the secondary for no association of its own (see the module doc). */
     const intercept = (packet: Endpoint.Intercepted): Effect.Effect<boolean> =>
       Effect.gen(function* () {
-        // Mid-takeover (the link just closed and the copies are being adopted): a packet for
-        // a copy not adopted yet would look out of the blue and draw an ABORT. Drop it; the
-        // peer retransmits.
-        if (role === "active-secondary" && !tookOver) return true
-        if (role !== "secondary") return false
         const copy = replicas.byTag(packet.packet.verificationTag)
         const chunks = packet.packet.chunks
-        if (
+        const heartbeatsForCopy =
           copy !== undefined &&
           chunks.length > 0 &&
           chunks.every((c: Chunk.Chunk) => c._tag === "Heartbeat")
-        ) {
-          // A peer on this machine may send from a loopback address it never listed (usrsctp
-          // does): answer where the endpoint's alias table says it listens.
-          yield* endpoint.addAliases(Endpoint.aliasesOf(copy))
-          for (const chunk of chunks) {
-            if (chunk._tag !== "Heartbeat") continue
-            yield* endpoint.transmit(packet.from, {
-              sourcePort: options.port,
-              destinationPort: Association.peerPort(copy),
-              verificationTag: Association.peerTag(copy),
-              chunks: [{ _tag: "HeartbeatAck", info: chunk.info }],
-            })
+        switch (ClusterRole.intercept(roleState, { heartbeatsForCopy })) {
+          case "pass":
+            return false
+          case "drop":
+            return true
+          case "answer": {
+            // A peer on this machine may send from a loopback address it never listed
+            // (usrsctp does): answer where the endpoint's alias table says it listens.
+            yield* endpoint.addAliases(Endpoint.aliasesOf(copy!))
+            for (const chunk of chunks) {
+              if (chunk._tag !== "Heartbeat") continue
+              yield* endpoint.transmit(packet.from, {
+                sourcePort: options.port,
+                destinationPort: Association.peerPort(copy!),
+                verificationTag: Association.peerTag(copy!),
+                chunks: [{ _tag: "HeartbeatAck", info: chunk.info }],
+              })
+            }
+            return true
           }
-          return true
+          case "forward":
+            if (link !== undefined) {
+              yield* Effect.ignore(
+                link.send({
+                  _tag: "Forward",
+                  host: packet.from.host,
+                  udpPort: packet.from.udpPort,
+                  bytes: packet.bytes,
+                }),
+              )
+            }
+            return true
+          case "take-over":
+            // Nobody to forward to: the primary is gone. Take over, then let the endpoint
+            // handle the packet against the adopted association.
+            yield* stepRole({ _tag: "Stray" })
+            return false
         }
-        if (link !== undefined) {
-          yield* Effect.ignore(
-            link.send({
-              _tag: "Forward",
-              host: packet.from.host,
-              udpPort: packet.from.udpPort,
-              bytes: packet.bytes,
-            }),
-          )
-          return true
-        }
-        // No primary has ever been linked to this node (it is starting, or restarted): it
-        // has no copy to answer from, and taking over now would only make two active nodes.
-        if (!linkEverUp) return true
-        // With a fence, the takeover waits for the store (the old primary's lease): not
-        // here, under the endpoint's lock; the link's end starts it.
-        if (fence !== undefined) return true
-        // Nobody to forward to: the primary is gone. Take over, then let the endpoint
-        // handle the packet against the adopted association.
-        yield* takeOver("the peer reached the secondary's address with no primary")
-        return false
       })
 
     const fence =
@@ -534,10 +554,16 @@ export const make = (
      * Asked before every datagram: the secondary's HEARTBEAT ACKs need no role; a node that
      * serves the associations needs the fence's proof.
      */
-    const mayTransmit =
-      fence === undefined
-        ? undefined
-        : Effect.suspend(() => (role === "secondary" ? Effect.succeed(true) : fence.holds))
+    const mayTransmit = Effect.suspend(() =>
+      // A closing node falls silent first: its finalizer lets the updates waiting for the
+      // secondary's ack go (see below), and their SACKs must not tell the peer that data
+      // the secondary never got is delivered.
+      closing
+        ? Effect.succeed(false)
+        : fence === undefined || roleState.role === "secondary"
+          ? Effect.succeed(true)
+          : fence.holds,
+    )
 
     // Its own scope, so that a deposed primary can close it and fall silent.
     const endpointScope = yield* Scope.fork(yield* Effect.scope)
@@ -551,7 +577,7 @@ export const make = (
       handler,
       intercept,
       abortOnClose: false,
-      ...(mayTransmit !== undefined ? { mayTransmit } : {}),
+      mayTransmit,
     }).pipe(
       Scope.provide(endpointScope),
       Effect.mapError((error) => new ClusterError({ detail: error.message })),
@@ -577,66 +603,156 @@ export const make = (
 
     // ---- takeover ---------------------------------------------------------------------
 
-    const takeOver = (why: string) =>
-      Effect.gen(function* () {
-        if (role !== "secondary") return
-        role = "active-secondary"
-        if (fence !== undefined) {
-          // Nothing goes out before the old primary's lease ended and the epoch moved on.
-          const epoch = yield* fence.acquire
-          yield* publish({ _tag: "Fenced", epoch, atMs: yield* now })
-        }
-        if (options.policy._tag === "StateNode" && options.store !== undefined) {
-          const stored = yield* Effect.result(options.store.range(`${storePrefix}association/`))
-          if (stored._tag === "Success") {
-            for (const entry of stored.success.items) {
-              const decoded = Replication.codec.decode(entry.value)
-              const rejected =
-                decoded._tag === "Success"
-                  ? replicas.apply(decoded.success)
-                  : { detail: `${entry.key}: ${decoded.failure.message}` }
-              if (rejected !== undefined) {
-                yield* publish({ _tag: "ReplicaRejected", detail: rejected.detail })
-              }
+    /** Adopts every copy (the role machine's `TakeOver`): the node serves them from now on. */
+    const adoptCopies = Effect.gen(function* () {
+      if (options.policy._tag === "StateNode" && options.store !== undefined) {
+        const stored = yield* Effect.result(options.store.range(`${storePrefix}association/`))
+        if (stored._tag === "Success") {
+          for (const entry of stored.success.items) {
+            const decoded = Replication.codec.decode(entry.value)
+            const rejected =
+              decoded._tag === "Success"
+                ? replicas.apply(decoded.success)
+                : { detail: `${entry.key}: ${decoded.failure.message}` }
+            if (rejected !== undefined) {
+              yield* publish({ _tag: "ReplicaRejected", detail: rejected.detail })
             }
-          } else {
-            yield* publish({
-              _tag: "ReplicaRejected",
-              detail: `the store did not answer: ${stored.failure.message}`,
-            })
           }
-        }
-        if (replicas.listener !== undefined) yield* endpoint.adoptListenerSecrets(replicas.listener)
-        // A copy kept by an inexact policy may be behind the primary: it resynchronises with
-        // the peer (see `Replicas.takeOverOptions`); an exact copy goes on as it is.
-        let adopted = 0
-        for (const [association, state] of replicas.states) {
-          if (Association.stateName(state) === "Closed") continue
-          const takeOverOptions = replicas.takeOverOptions(options.policy, association)
-          yield* endpoint.adopt(state, {
-            takeOver: (state: Association.State, nowMs: number) =>
-              Association.takeOver(state, nowMs, takeOverOptions),
+        } else {
+          yield* publish({
+            _tag: "ReplicaRejected",
+            detail: `the store did not answer: ${stored.failure.message}`,
           })
-          adopted++
         }
-        replicas.states.clear()
-        replicas.cumulativeAcks.clear()
-        tookOver = true
-        yield* publish({ _tag: "TookOver", associations: adopted, atMs: yield* now })
-        yield* protection(true, "took over: no standby behind this node")
-        yield* Effect.logInfo(`took over ${adopted} associations: ${why}`)
-        if (options.standbyLink !== undefined) {
-          yield* Effect.forkIn(connectToStandby(options.standbyLink), nodeScope)
+      }
+      if (replicas.listener !== undefined) yield* endpoint.adoptListenerSecrets(replicas.listener)
+      // A copy kept by an inexact policy may be behind the primary: it resynchronises with
+      // the peer (see `Replicas.takeOverOptions`); an exact copy goes on as it is.
+      let adopted = 0
+      for (const [association, state] of replicas.states) {
+        if (Association.stateName(state) === "Closed") continue
+        const takeOverOptions = replicas.takeOverOptions(options.policy, association)
+        yield* endpoint.adopt(state, {
+          takeOver: (state: Association.State, nowMs: number) =>
+            Association.takeOver(state, nowMs, takeOverOptions),
+        })
+        adopted++
+      }
+      replicas.states.clear()
+      replicas.cumulativeAcks.clear()
+      return adopted
+    })
+
+    /** Performs one action of the role machine. */
+    const perform = (
+      action: ClusterRole.Action,
+      connection: Connection.Connection<Replication.Message> | undefined,
+    ): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        switch (action._tag) {
+          case "AcquireFence": {
+            // Nothing goes out before the old primary's lease ended and the epoch moved on.
+            if (fence === undefined) return
+            const epoch = yield* fence.acquire
+            return yield* stepRole({ _tag: "FenceAcquired", epoch })
+          }
+          case "Fenced":
+            shipper.epoch = action.epoch
+            yield* Deferred.succeed(fenceHeld, undefined)
+            return yield* publish({ _tag: "Fenced", epoch: action.epoch, atMs: yield* now })
+          case "TakeOver": {
+            const adopted = yield* adoptCopies
+            yield* Effect.logInfo(`took over ${adopted} associations: ${action.why}`)
+            return yield* stepRole({ _tag: "TakenOver", associations: adopted })
+          }
+          case "TookOver":
+            yield* publish({
+              _tag: "TookOver",
+              associations: action.associations,
+              atMs: yield* now,
+            })
+            return yield* protection(true, "took over: no standby behind this node")
+          case "ConnectStandby":
+            if (options.standbyLink === undefined) return
+            return yield* Effect.asVoid(
+              Effect.forkIn(connectToStandby(options.standbyLink), nodeScope),
+            )
+          case "FallSilent": {
+            closing = true
+            yield* releaseAll
+            yield* Scope.close(endpointScope, Exit.void)
+            const atMs = yield* now
+            if (action.reason === "Deposed") yield* publish({ _tag: "Deposed", atMs })
+            if (action.reason === "FencedOut") {
+              yield* Effect.logWarning(`fenced out: ${action.detail}`)
+              yield* publish({ _tag: "FencedOut", reason: action.detail, atMs })
+            }
+            if (action.reason === "HandedOver") return
+            const open = connection ?? link
+            if (open !== undefined) yield* open.close
+            return
+          }
+          case "Refused":
+            yield* Metric.update(staleReplicationMetric, 1)
+            return yield* publish({
+              _tag: "ReplicaRejected",
+              detail: `replication of epoch ${action.epoch} refused: epoch ${action.floor} is known`,
+            })
+          case "AcceptLink":
+          case "RejectLink":
+          case "Apply":
+            // Answers to the caller of the step (see `runRole`).
+            return
         }
       })
+
+    /**
+     * Steps the role machine and performs its outputs in order; returns its actions, some of
+     * which are answers for the caller (`AcceptLink`, `Apply`, `Refused` …).
+     */
+    function runRole(
+      input: Machine.Input<ClusterRole.Message, ClusterRole.Command>,
+      connection?: Connection.Connection<Replication.Message>,
+    ): Effect.Effect<ReadonlyArray<ClusterRole.Action>> {
+      return Effect.gen(function* () {
+        const { state, outputs } = roleMachine.step(roleState, input)
+        roleState = state
+        const actions: Array<ClusterRole.Action> = []
+        for (const output of outputs) {
+          if (output._tag === "Emit") {
+            actions.push(output.event)
+            yield* perform(output.event, connection)
+          } else if (output._tag === "Send") {
+            // The one message the role sends: `Deposed`, to whoever is on the other end.
+            const to = connection ?? link
+            if (to !== undefined) yield* Effect.ignore(to.send({ _tag: "Deposed" }))
+          }
+        }
+        return actions
+      })
+    }
+
+    function stepRole(
+      command: ClusterRole.Command,
+      connection?: Connection.Connection<Replication.Message>,
+    ): Effect.Effect<ReadonlyArray<ClusterRole.Action>> {
+      return Effect.flatMap(now, (nowMs) => runRole(Machine.command(command, nowMs), connection))
+    }
 
     // ---- the link -----------------------------------------------------------------------
 
     const serveLink = (connection: Connection.Connection<Replication.Message>) =>
       Effect.gen(function* () {
         link = connection
-        linkEverUp = true
+        yield* stepRole({ _tag: "LinkUp" }, connection)
+        // A secondary learns the newest epoch from the store before it reads a word of the
+        // primary's: a primary the fence has moved past is refused (see `ClusterRole`).
+        if (fence !== undefined && roleState.role === "secondary") {
+          yield* stepRole({ _tag: "EpochSeen", epoch: yield* fence.storeEpoch }, connection)
+        }
         yield* publish({ _tag: "LinkUp", atMs: yield* now })
+        // A fenced node ships nothing before it holds the fence (its epoch would be 0).
+        if (serving() && fence !== undefined) yield* Deferred.await(fenceHeld)
         if (serving()) {
           const listener = yield* endpoint.listenerSecrets
           aliasesShipped = ""
@@ -653,22 +769,23 @@ export const make = (
               return yield* releaseAcked
             }
             if (message._tag === "Deposed") {
-              if (!serving()) return
-              role = "deposed"
-              closing = true
-              yield* releaseAll
-              yield* Scope.close(endpointScope, Exit.void)
-              yield* publish({ _tag: "Deposed", atMs: yield* now })
-              return yield* connection.close
+              yield* runRole(Machine.receive("link", message, yield* now), connection)
+              return
             }
             if (message._tag === "Forward") {
-              if (role === "secondary") return
+              if (roleState.role === "secondary") return
               return yield* endpoint.inject(
                 { host: message.host, udpPort: message.udpPort },
                 message.bytes,
               )
             }
-            if (role !== "secondary") return
+            const epoch = Replication.epochOf(message) ?? 0
+            const verdict = yield* runRole(
+              Machine.receive("link", { _tag: "Replicate", epoch }, yield* now),
+              connection,
+            )
+            if (verdict.some((action) => action._tag === "Refused")) return yield* connection.close
+            if (!verdict.some((action) => action._tag === "Apply")) return
             if (message._tag === "Aliases") yield* endpoint.addAliases(message.aliases)
             const rejected = replicas.apply(message)
             lastAppliedMs = yield* now
@@ -684,7 +801,7 @@ export const make = (
         yield* releaseAll
         yield* publish({ _tag: "LinkDown", reason: reason._tag, atMs: yield* now })
         if (serving()) yield* protection(true, `the link closed (${reason._tag})`)
-        if (options.role === "secondary") yield* takeOver(`the link closed (${reason._tag})`)
+        yield* stepRole({ _tag: "LinkDown", reason: reason._tag })
       })
 
     if (options.role === "primary") yield* protection(true, "no secondary linked yet")
@@ -704,32 +821,17 @@ export const make = (
       })
     }
 
-    /** Falls silent for good: the role went to another node, or may have. */
-    const stepDown = (next: "deposed", event: ClusterEvent) =>
-      Effect.gen(function* () {
-        if (role !== "primary" && role !== "active-secondary") return
-        role = next
-        closing = true
-        yield* releaseAll
-        yield* Scope.close(endpointScope, Exit.void)
-        yield* publish(event)
-        if (link !== undefined) yield* link.close
-      })
-
     if (fence !== undefined) {
-      if (options.role === "primary") {
-        yield* Effect.forkScoped(
-          Effect.gen(function* () {
-            const epoch = yield* fence.acquire
-            yield* publish({ _tag: "Fenced", epoch, atMs: yield* now })
-          }),
-        )
-      }
+      // The primary acquires the fence at start (the machine's first action).
+      yield* Effect.forkScoped(
+        Effect.forEach(initialRole.outputs, (output) =>
+          output._tag === "Emit" ? perform(output.event, undefined) : Effect.void,
+        ),
+      )
       yield* Effect.forkScoped(
         Effect.gen(function* () {
           const reason = yield* Deferred.await(fence.lost)
-          yield* Effect.logWarning(`fenced out: ${reason}`)
-          yield* stepDown("deposed", { _tag: "FencedOut", reason, atMs: yield* now })
+          yield* stepRole({ _tag: "FenceLost", reason })
         }),
       )
     }
@@ -740,15 +842,13 @@ export const make = (
         .pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
       yield* Effect.forkScoped(
         Stream.runForEach(listener.connections, (connection) =>
-          role === "secondary" && link === undefined
-            ? serveLink(connection)
-            : role === "active-secondary"
-              ? // After a takeover, a primary that comes back must fall silent.
-                Effect.andThen(
-                  Effect.ignore(connection.send({ _tag: "Deposed" })),
-                  connection.close,
-                )
-              : connection.close,
+          Effect.gen(function* () {
+            const answer = yield* stepRole({ _tag: "Incoming", from: "link" }, connection)
+            if (answer.some((action) => action._tag === "AcceptLink")) {
+              return yield* serveLink(connection)
+            }
+            yield* connection.close
+          }),
         ),
       )
     } else {
@@ -762,7 +862,7 @@ export const make = (
       yield* Effect.forkScoped(
         Effect.forever(
           Effect.andThen(Effect.sleep(Duration.millis(everyMs)), () =>
-            role === "primary" ? ship(shipper.onTick()) : Effect.void,
+            roleState.role === "primary" ? ship(shipper.onTick()) : Effect.void,
           ),
         ),
       )
@@ -774,14 +874,11 @@ export const make = (
      * exact: nothing it would do between the sync and its death can be lost.
      */
     const impendingFailure = Effect.gen(function* () {
-      if (role !== "primary") return
+      if (roleState.role !== "primary") return
       const messages = shipper.onImpendingFailure()
       yield* ship(messages)
       yield* waitForAck(shipper.lastSeq)
-      role = "handed-over"
-      closing = true
-      yield* releaseAll
-      yield* Scope.close(endpointScope, Exit.void)
+      yield* stepRole({ _tag: "HandedOver" })
       yield* publish({ _tag: "Synced", reason: "ImpendingFailure", messages: messages.length })
     })
 
@@ -808,7 +905,7 @@ export const make = (
       const nowMs = yield* now
       const last = options.role === "primary" ? lastAckMs : lastAppliedMs
       return {
-        role,
+        role: roleState.role,
         policy: Replication.formatPolicy(options.policy),
         link: link === undefined ? "down" : "up",
         unprotected,
@@ -817,6 +914,7 @@ export const make = (
           acknowledged,
           applied: replicas.applied,
           lagMs: last === undefined ? undefined : nowMs - last,
+          staleRefused: roleState.refused,
         },
         associations,
         replicas: replicas.states.size,
@@ -825,6 +923,14 @@ export const make = (
         fence: fence === undefined ? undefined : yield* fence.status,
       } satisfies Status
     })
+
+    // Registered last, so it runs first when the node closes: silent before its link and
+    // timers stop (a link that drops releases the updates waiting for acks, see `mayTransmit`).
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closing = true
+      }),
+    )
 
     return {
       endpoint,

@@ -68,6 +68,11 @@ export interface Fence {
   /** Resolved, with the reason, when the role is lost for good. */
   readonly lost: Deferred.Deferred<string>
   readonly status: Effect.Effect<Status>
+  /**
+   * The newest epoch the store holds (0 when it holds none or does not answer): a secondary
+   * refuses replication from an older one.
+   */
+  readonly storeEpoch: Effect.Effect<number>
 }
 
 const encoder = new TextEncoder()
@@ -171,5 +176,12 @@ export const make = (options: Options): Effect.Effect<Fence, never, Scope.Scope>
       leaseMs,
     }))
 
-    return { acquire, holds, lost, status } satisfies Fence
+    const storeEpoch = store.get(epochKey).pipe(
+      Effect.map((current) =>
+        Option.isSome(current) ? Number(decoder.decode(current.value.value)) || 0 : 0,
+      ),
+      Effect.orElseSucceed(() => 0),
+    )
+
+    return { acquire, holds, lost, status, storeEpoch } satisfies Fence
   })

@@ -205,6 +205,10 @@ export type WireInput =
  * `Deposed` (the secondary took over: a primary that comes back, say from SIGSTOP, must
  * fall silent).
  *
+ * Every primary → secondary message carries the `epoch` its sender serves (the fence's,
+ * 0 without one): a secondary refuses those of an epoch older than it knows of (see
+ * `ClusterRole`).
+ *
  * @since 0.1.0
  * @category messages
  */
@@ -212,23 +216,36 @@ export type Message =
   | {
       readonly _tag: "Snapshot"
       readonly seq: number
+      readonly epoch: number
       readonly association: number
       readonly snapshot: Association.Snapshot
     }
   | {
       readonly _tag: "Inputs"
       readonly seq: number
+      readonly epoch: number
       readonly association: number
       readonly inputs: ReadonlyArray<WireInput>
     }
   | {
       readonly _tag: "CumulativeAck"
       readonly seq: number
+      readonly epoch: number
       readonly association: number
       readonly tsn: number
     }
-  | { readonly _tag: "Gone"; readonly seq: number; readonly association: number }
-  | { readonly _tag: "Secrets"; readonly seq: number; readonly listener: ListenerSecrets }
+  | {
+      readonly _tag: "Gone"
+      readonly seq: number
+      readonly epoch: number
+      readonly association: number
+    }
+  | {
+      readonly _tag: "Secrets"
+      readonly seq: number
+      readonly epoch: number
+      readonly listener: ListenerSecrets
+    }
   | { readonly _tag: "Ack"; readonly seq: number }
   | {
       readonly _tag: "Forward"
@@ -240,6 +257,7 @@ export type Message =
   | {
       readonly _tag: "Aliases"
       readonly seq: number
+      readonly epoch: number
       readonly aliases: ReadonlyArray<{
         readonly from: { readonly host: string; readonly udpPort: number }
         readonly host: string
@@ -504,9 +522,40 @@ export const snapshotProblem = (value: unknown): string | undefined => {
   return undefined
 }
 
+/** The messages a primary sends, each stamped with its epoch. */
+const fromPrimary: ReadonlySet<string> = new Set([
+  "Snapshot",
+  "Inputs",
+  "CumulativeAck",
+  "Gone",
+  "Secrets",
+  "Aliases",
+])
+
+/**
+ * The epoch a primary → secondary message carries, or undefined for the secondary's own
+ * messages (`Ack`, `Forward`, `Deposed`).
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const epochOf = (message: Message): number | undefined => {
+  switch (message._tag) {
+    case "Ack":
+    case "Forward":
+    case "Deposed":
+      return undefined
+    default:
+      return message.epoch
+  }
+}
+
 /** What is wrong with a decoded message, or undefined. */
 const problem = (value: unknown): string | undefined => {
   if (!isRecord(value)) return "not an object"
+  if (fromPrimary.has(value._tag as string) && !isCount(value.epoch)) {
+    return `a ${String(value._tag)} needs an epoch`
+  }
   const seqOk = isCount(value.seq)
   switch (value._tag) {
     case "Snapshot": {
@@ -670,6 +719,8 @@ const pastHalfReserve = (state: Association.State, mark: Mark): boolean => {
  */
 export class Shipper {
   readonly policy: Policy
+  /** The epoch stamped on every message: the fence's, once this node holds it. */
+  epoch = 0
   private seq = 0
   /** Associations changed since their last snapshot (interval). */
   private readonly dirty = new Set<number>()
@@ -693,7 +744,13 @@ export class Shipper {
   private snapshotOf(association: number, state: Association.State): Message {
     this.known.add(association)
     this.marks.set(association, markOf(state))
-    return { _tag: "Snapshot", seq: ++this.seq, association, snapshot: Association.snapshot(state) }
+    return {
+      _tag: "Snapshot",
+      seq: ++this.seq,
+      epoch: this.epoch,
+      association,
+      snapshot: Association.snapshot(state),
+    }
   }
 
   private gone(association: number): Array<Message> {
@@ -702,17 +759,17 @@ export class Shipper {
     this.cumulativeAcks.delete(association)
     this.dirty.delete(association)
     if (!this.known.delete(association)) return []
-    return [{ _tag: "Gone", seq: ++this.seq, association }]
+    return [{ _tag: "Gone", seq: ++this.seq, epoch: this.epoch, association }]
   }
 
   /** The listener's cookie secrets, sent when the link (re)connects. */
   secrets(listener: ListenerSecrets): Message {
-    return { _tag: "Secrets", seq: ++this.seq, listener }
+    return { _tag: "Secrets", seq: ++this.seq, epoch: this.epoch, listener }
   }
 
   /** The endpoint's alias table, sent when the link (re)connects and when it grows. */
   aliases(aliases: Extract<Message, { _tag: "Aliases" }>["aliases"]): Message {
-    return { _tag: "Aliases", seq: ++this.seq, aliases }
+    return { _tag: "Aliases", seq: ++this.seq, epoch: this.epoch, aliases }
   }
 
   /** Everything the secondary needs after the link (re)connects: a snapshot of each association. */
@@ -740,6 +797,7 @@ export class Shipper {
             : {
                 _tag: "Inputs",
                 seq: ++this.seq,
+                epoch: this.epoch,
                 association: update.associationId,
                 inputs: update.inputs.map(toWire),
               }
@@ -792,7 +850,15 @@ export class Shipper {
       const carried = messages.some(
         (message) => message._tag === "Snapshot" && message.association === association,
       )
-      if (!carried) messages.push({ _tag: "CumulativeAck", seq: ++this.seq, association, tsn })
+      if (!carried) {
+        messages.push({
+          _tag: "CumulativeAck",
+          seq: ++this.seq,
+          epoch: this.epoch,
+          association,
+          tsn,
+        })
+      }
     }
     return { messages, waitForAck: true }
   }

@@ -6,8 +6,10 @@
  * @since 0.1.0
  */
 export * as Association from "./Association.ts"
+
 export * as Chunk from "./Chunk.ts"
 export * as Cluster from "./Cluster.ts"
+export * as ClusterRole from "./ClusterRole.ts"
 export * as Congestion from "./Congestion.ts"
 export * as Cookie from "./Cookie.ts"
 export * as Crc32c from "./Crc32c.ts"

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, StoreError } from "@understudy/store"
-import { Address, SimNet } from "@understudy/transport"
+import { Address, SimNet, Transport } from "@understudy/transport"
 import { Effect, Fiber, Metric, Redacted, type Scope, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
 import * as Cluster from "../src/Cluster.ts"
@@ -599,6 +599,73 @@ describe("Cluster on SimNet", () => {
         expect(unprotected).toMatchObject({ _tag: "Unprotected" })
         expect((yield* within(1_000, primary.status)).unprotected).toBe(true)
         expect(yield* Metric.value(Cluster.unprotectedMetric)).toMatchObject({ value: 1 })
+      }),
+  )
+
+  it.effect(
+    "fence: a secondary refuses a stale primary's replication (older than the store's epoch), counts it and deposes the sender",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+        const fenceStore = yield* MemoryStore.make()
+        // The cluster has moved on to epoch 5; a primary that still serves epoch 4 (paused
+        // past its lease, say) comes back and links to the secondary.
+        yield* fenceStore.put("/understudy/multihome/fence/epoch", new TextEncoder().encode("5"))
+        const node = yield* Cluster.make({
+          role: "secondary",
+          bind: Address.udp(secondaryHost, udpPort),
+          port: sctpPort,
+          addresses: [primaryHost, secondaryHost],
+          link: Address.tcp(secondaryHost, linkPort),
+          policy: policyOf("every-update"),
+          seed: 12,
+          clusterKey,
+          fence: { store: fenceStore, leaseMs: 1_000 },
+        }).pipe(Effect.provide(net.layer(secondaryHost)))
+        const rejected = yield* Effect.forkScoped(
+          node.events.pipe(
+            Stream.filter((event) => event._tag === "ReplicaRejected"),
+            Stream.take(1),
+            Stream.runHead,
+          ),
+        )
+        yield* advance(100)
+        const linkTo = Effect.gen(function* () {
+          const transport = yield* Transport.Transport
+          return yield* transport.connect(Address.tcp(secondaryHost, linkPort), {
+            codec: Replication.codec,
+            keepAlive: { intervalMs: 100, timeoutMs: 500 },
+            clusterKey,
+          })
+        }).pipe(Effect.provide(net.layer(primaryHost)))
+        const secrets = (epoch: number, seq: number): Replication.Message => ({
+          _tag: "Secrets",
+          seq,
+          epoch,
+          listener: { current: new Uint8Array(32).fill(3), previous: undefined, rotatedAtMs: 0 },
+        })
+
+        const stale = yield* within(5_000, linkTo)
+        const staleAnswers = yield* Effect.forkScoped(Stream.runCollect(stale.messages))
+        yield* stale.send(secrets(4, 1))
+        const answers = yield* within(10_000, Fiber.join(staleAnswers))
+        expect(answers.map((message) => message._tag)).toEqual(["Deposed"])
+        const event = yield* within(1_000, Fiber.join(rejected))
+        expect(event._tag === "Some" && event.value._tag === "ReplicaRejected").toBe(true)
+        expect(event._tag === "Some" && JSON.stringify(event.value)).toMatch(/epoch 4 refused/)
+        const status = yield* node.status
+        expect(status.replication.staleRefused).toBe(1)
+        expect(status.replication.applied).toBe(0)
+        expect(status.role).toBe("secondary")
+
+        // The primary of the current epoch is served: its message applied and acknowledged.
+        const current = yield* within(5_000, linkTo)
+        const currentAnswers = yield* Effect.forkScoped(
+          current.messages.pipe(Stream.take(1), Stream.runCollect),
+        )
+        yield* current.send(secrets(5, 1))
+        expect(yield* within(10_000, Fiber.join(currentAnswers))).toEqual([{ _tag: "Ack", seq: 1 }])
+        expect((yield* node.status).replication).toMatchObject({ applied: 1, staleRefused: 1 })
       }),
   )
 

@@ -1284,18 +1284,27 @@ const wireInput: fc.Arbitrary<Replication.WireInput> = fc.oneof(
 )
 
 const seq = fc.nat()
+const epoch = fc.nat()
 const replicationMessage: fc.Arbitrary<Replication.Message> = fc.oneof(
-  fc.record({ _tag: fc.constant("Snapshot" as const), seq, association: fc.nat(), snapshot }),
+  fc.record({
+    _tag: fc.constant("Snapshot" as const),
+    seq,
+    epoch,
+    association: fc.nat(),
+    snapshot,
+  }),
   fc.record({
     _tag: fc.constant("Inputs" as const),
     seq,
+    epoch,
     association: fc.nat(),
     inputs: fc.array(wireInput, { maxLength: 5 }),
   }),
-  fc.record({ _tag: fc.constant("Gone" as const), seq, association: fc.nat() }),
+  fc.record({ _tag: fc.constant("Gone" as const), seq, epoch, association: fc.nat() }),
   fc.record({
     _tag: fc.constant("Secrets" as const),
     seq,
+    epoch,
     listener: fc.record({
       current: fc.uint8Array({ minLength: 32, maxLength: 32 }),
       previous: fc.option(fc.uint8Array({ minLength: 32, maxLength: 32 }), { nil: undefined }),
@@ -1306,6 +1315,7 @@ const replicationMessage: fc.Arbitrary<Replication.Message> = fc.oneof(
   fc.record({
     _tag: fc.constant("CumulativeAck" as const),
     seq,
+    epoch,
     association: fc.nat(),
     tsn: fc.integer({ min: 0, max: 0xffffffff }),
   }),
@@ -1327,6 +1337,8 @@ const encodeMessage = (message: Replication.Message): Uint8Array => {
 /** The structural rules a decoded message must satisfy (what `apply` relies on). */
 const wellFormed = (message: Replication.Message): boolean => {
   const isCount = (n: unknown) => typeof n === "number" && Number.isSafeInteger(n) && n >= 0
+  const epoch = Replication.epochOf(message)
+  if (epoch !== undefined && !isCount(epoch)) return false
   switch (message._tag) {
     case "Ack":
       return isCount(message.seq)
@@ -1381,10 +1393,33 @@ describe("replication codec fuzzing", () => {
     )
   })
 
+  it("property: a primary's message without a whole, non-negative epoch is a CodecError", () => {
+    const badEpoch = fc.oneof(
+      fc.constant(undefined),
+      fc.integer({ max: -1 }),
+      fc.double({ noInteger: true }),
+      fc.string({ maxLength: 5 }),
+    )
+    fc.assert(
+      fc.property(
+        replicationMessage.filter((message) => Replication.epochOf(message) !== undefined),
+        badEpoch,
+        (message, epoch) => {
+          const { epoch: _epoch, ...rest } = message as Replication.Message & { epoch: number }
+          const damaged = (epoch === undefined ? rest : { ...rest, epoch }) as Replication.Message
+          const decoded = Replication.codec.decode(encodeMessage(damaged))
+          expect(Result.isFailure(decoded)).toBe(true)
+          return true
+        },
+      ),
+      { numRuns: 200, seed: 0x6f91 },
+    )
+  })
+
   it("a decoded snapshot restores to an association that steps exactly as the original", () => {
     for (const original of snapshots) {
       const decoded = Replication.codec.decode(
-        encodeMessage({ _tag: "Snapshot", seq: 1, association: 1, snapshot: original }),
+        encodeMessage({ _tag: "Snapshot", seq: 1, epoch: 0, association: 1, snapshot: original }),
       )
       if (!Result.isSuccess(decoded) || decoded.success._tag !== "Snapshot")
         throw new Error("must decode")
@@ -1457,7 +1492,13 @@ describe("replication codec fuzzing", () => {
           }
           expect(wellFormed(decoded.success)).toBe(true)
           const replicas = new Replication.Replicas(config(serverPort))
-          replicas.apply({ _tag: "Snapshot", seq: 0, association: 0, snapshot: snapshots[2]! })
+          replicas.apply({
+            _tag: "Snapshot",
+            seq: 0,
+            epoch: 0,
+            association: 0,
+            snapshot: snapshots[2]!,
+          })
           const result = replicas.apply(decoded.success)
           if (result !== undefined) expect(result._tag).toBe("ReplicaError")
           return true
@@ -1474,6 +1515,7 @@ describe("Replicas.apply with inconsistent messages", () => {
     const result = replicas.apply({
       _tag: "Inputs",
       seq: 1,
+      epoch: 0,
       association: 7,
       inputs: [{ _tag: "TimerFired", timer: "SACK", nowMs: 1 }],
     })
@@ -1485,11 +1527,18 @@ describe("Replicas.apply with inconsistent messages", () => {
   it("Inputs whose packet bytes do not decode are a ReplicaError, and the copy is dropped", () => {
     const replicas = new Replication.Replicas(config(serverPort))
     expect(
-      replicas.apply({ _tag: "Snapshot", seq: 1, association: 3, snapshot: snapshots[1]! }),
+      replicas.apply({
+        _tag: "Snapshot",
+        seq: 1,
+        epoch: 0,
+        association: 3,
+        snapshot: snapshots[1]!,
+      }),
     ).toBeUndefined()
     const result = replicas.apply({
       _tag: "Inputs",
       seq: 2,
+      epoch: 0,
       association: 3,
       inputs: [
         {
@@ -1554,6 +1603,7 @@ describe("Replicas.apply with inconsistent messages", () => {
     const message: Replication.Message = {
       _tag: "Snapshot",
       seq: 1,
+      epoch: 0,
       association: 1,
       snapshot: damaged as unknown as Association.Snapshot,
     }
@@ -1592,11 +1642,18 @@ describe("Replicas.apply with inconsistent messages", () => {
           const first = replicas.apply({
             _tag: "Snapshot",
             seq: 1,
+            epoch: 0,
             association: 1,
             snapshot: damaged,
           })
           if (first !== undefined) expect(first._tag).toBe("ReplicaError")
-          const second = replicas.apply({ _tag: "Inputs", seq: 2, association: 1, inputs })
+          const second = replicas.apply({
+            _tag: "Inputs",
+            seq: 2,
+            epoch: 0,
+            association: 1,
+            inputs,
+          })
           if (second !== undefined) expect(second._tag).toBe("ReplicaError")
           return true
         },

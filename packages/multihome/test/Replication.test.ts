@@ -62,7 +62,7 @@ describe("Replication.Shipper: the inexact policies make the Cumulative TSN Ack 
       const first = shipper.onUpdate(update(state, [sack(100)]))
       expect(first.waitForAck).toBe(true)
       expect(first.messages).toEqual([
-        { _tag: "CumulativeAck", seq: shipper.lastSeq, association: 1, tsn: 100 },
+        { _tag: "CumulativeAck", seq: shipper.lastSeq, epoch: 0, association: 1, tsn: 100 },
       ])
       expect(shipper.onUpdate(update(state, [sack(100)]))).toEqual({
         messages: [],
@@ -123,7 +123,7 @@ describe("Replication.Replicas: the takeover of a copy", () => {
       resync: true,
       reserve: Replication.reserve,
     })
-    expect(replicas.apply({ _tag: "CumulativeAck", seq: 1, association: 1, tsn: 77 })).toBe(
+    expect(replicas.apply({ _tag: "CumulativeAck", seq: 1, epoch: 0, association: 1, tsn: 77 })).toBe(
       undefined,
     )
     expect(replicas.applied).toBe(1)
@@ -132,7 +132,7 @@ describe("Replication.Replicas: the takeover of a copy", () => {
       reserve: Replication.reserve,
       cumulativeTsnAck: 77,
     })
-    replicas.apply({ _tag: "Gone", seq: 2, association: 1 })
+    replicas.apply({ _tag: "Gone", seq: 2, epoch: 0, association: 1 })
     expect(replicas.takeOverOptions(policy, 1)).toEqual({
       resync: true,
       reserve: Replication.reserve,
@@ -141,7 +141,7 @@ describe("Replication.Replicas: the takeover of a copy", () => {
 
   it("an exact copy is taken over as it is", () => {
     const replicas = new Replication.Replicas(config(4000))
-    replicas.apply({ _tag: "CumulativeAck", seq: 1, association: 1, tsn: 77 })
+    replicas.apply({ _tag: "CumulativeAck", seq: 1, epoch: 0, association: 1, tsn: 77 })
     expect(replicas.takeOverOptions({ _tag: "EveryUpdate" }, 1)).toEqual({})
     expect(replicas.takeOverOptions({ _tag: "StateNode" }, 1)).toEqual({})
   })

@@ -803,6 +803,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       const message: Replication.Message = {
         _tag: "Snapshot",
         seq: shipper.lastSeq,
+        epoch: 0,
         association: replicationPlan.store.association,
         snapshot: replicationPlan.store.snapshot,
       }

@@ -1,0 +1,297 @@
+/**
+ * The cluster node's role as a pure machine (the `@understudy/machine` contract): which node
+ * serves the associations, when a secondary takes over, when a serving node falls silent,
+ * and which replication a secondary accepts. `Cluster` runs it against its link, its fence
+ * and its endpoint; the simulations run the same machine against modelled ones.
+ *
+ * Roles: the `primary` serves; the `secondary` keeps a copy and answers HEARTBEATs from it;
+ * when the link to its primary ends it becomes the `active-secondary`, acquires the fence
+ * (when there is one) and takes every association over; with a standby link it then keeps
+ * a rejoining node in sync (failback), so the cluster can fail over again. A serving node
+ * told `Deposed`, or whose fence is lost, is `deposed`; one that made its final
+ * synchronisation before an announced failure is `handed-over`. Both stay silent for good.
+ *
+ * Epochs: every replication message carries the epoch its sender serves (0 without a
+ * fence). A secondary refuses replication older than the newest epoch it knows of — the
+ * store's, read when a primary links to it — and counts it: a primary paused past its
+ * lease that comes back must not overwrite the copy with state the cluster has moved past.
+ *
+ * @since 0.1.0
+ */
+import { Machine } from "@understudy/machine"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Role = "primary" | "secondary" | "active-secondary" | "deposed" | "handed-over"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Config {
+  /** The role the node starts in. */
+  readonly role: "primary" | "secondary"
+  /** The role is held in a store (see `Fence`): nothing is served before it is acquired. */
+  readonly fenced: boolean
+  /** After a takeover, keep a rejoining node in sync (a standby link is configured). */
+  readonly standby: boolean
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface State {
+  readonly config: Config
+  readonly role: Role
+  /**
+   * Serving: the epoch it acquired (0 before, or without a fence). Secondary: the newest
+   * epoch it knows of; replication older than it is refused.
+   */
+  readonly epoch: number
+  /** A link to the other node is up. */
+  readonly linked: boolean
+  /**
+   * A primary's replication was ever accepted: only then is there something to take over (a
+   * link whose sender was refused, or that carried nothing, does not count).
+   */
+  readonly primaryKnown: boolean
+  /** The takeover is complete: every copy is a live association. */
+  readonly tookOver: boolean
+  /** Replication messages refused for a stale epoch. */
+  readonly refused: number
+}
+
+/**
+ * What the role sees of the link: `Replicate` stands for every primary → secondary message
+ * (snapshots, inputs, secrets …) with the epoch it carries.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Message =
+  | { readonly _tag: "Replicate"; readonly epoch: number }
+  | { readonly _tag: "Deposed" }
+
+/**
+ * What happened to the node.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Command =
+  | { readonly _tag: "LinkUp" }
+  | { readonly _tag: "LinkDown"; readonly reason: string }
+  /** Another node connects to this node's link. */
+  | { readonly _tag: "Incoming"; readonly from: Machine.NodeId }
+  /** The store's current epoch, read by a secondary as a primary links to it. */
+  | { readonly _tag: "EpochSeen"; readonly epoch: number }
+  | { readonly _tag: "FenceAcquired"; readonly epoch: number }
+  | { readonly _tag: "FenceLost"; readonly reason: string }
+  /** The copies are adopted: the node serves them. */
+  | { readonly _tag: "TakenOver"; readonly associations: number }
+  /** A packet for no copy reached the secondary, which has no link: its primary is gone. */
+  | { readonly _tag: "Stray" }
+  /** The final synchronisation before an announced failure is acknowledged. */
+  | { readonly _tag: "HandedOver" }
+
+/**
+ * What the node must do, or say.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Action =
+  /** Wait until the fence is this node's, then step `FenceAcquired`. */
+  | { readonly _tag: "AcquireFence" }
+  | { readonly _tag: "Fenced"; readonly epoch: number }
+  /** Adopt every copy, then step `TakenOver`. */
+  | { readonly _tag: "TakeOver"; readonly why: string }
+  | { readonly _tag: "TookOver"; readonly associations: number }
+  /** Keep connecting to the standby link (failback). */
+  | { readonly _tag: "ConnectStandby" }
+  /** Serve the incoming link (`Incoming`) / close it. */
+  | { readonly _tag: "AcceptLink" }
+  | { readonly _tag: "RejectLink" }
+  /** Apply the replication message just received. */
+  | { readonly _tag: "Apply" }
+  /** The message is older than the newest epoch known: dropped, counted, the link closed. */
+  | { readonly _tag: "Refused"; readonly epoch: number; readonly floor: number }
+  /** Close the endpoint and stay silent: the role went elsewhere, or may have. */
+  | {
+      readonly _tag: "FallSilent"
+      readonly reason: "Deposed" | "FencedOut" | "HandedOver"
+      readonly detail: string
+    }
+
+/** @since 0.1.0 @category models */
+export type Output = Machine.Output<Message, Action>
+
+type Step = Machine.Result<State, Message, Action>
+
+/**
+ * Whether the node runs the associations (and replicates them to a linked standby).
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const serving = (state: State): boolean =>
+  state.role === "primary" || state.role === "active-secondary"
+
+/**
+ * What to do with a packet that reached the node's endpoint for no association of its own:
+ * `pass` it to the endpoint, `drop` it (the peer retransmits), `answer` its HEARTBEATs from
+ * the copy, `forward` it to the primary, or `take-over` (step `Stray`, then pass it).
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const intercept = (
+  state: State,
+  packet: { readonly heartbeatsForCopy: boolean },
+): "pass" | "drop" | "answer" | "forward" | "take-over" => {
+  // Mid-takeover a packet for a copy not adopted yet would look out of the blue and draw
+  // an ABORT.
+  if (state.role === "active-secondary" && !state.tookOver) return "drop"
+  if (state.role !== "secondary") return "pass"
+  if (packet.heartbeatsForCopy) return "answer"
+  if (state.linked) return "forward"
+  // No primary was ever linked (starting, restarted): no copy, and taking over now would
+  // only make two active nodes.
+  if (!state.primaryKnown) return "drop"
+  // With a fence the takeover waits for the store, which the link's end starts.
+  if (state.config.fenced) return "drop"
+  return "take-over"
+}
+
+const result = (state: State, outputs: ReadonlyArray<Output> = []): Step =>
+  Machine.result(state, outputs)
+
+const act = (action: Action): Output => Machine.emit(action)
+
+/** The secondary's link ended, or the peer reached it with none: take over. */
+const beginTakeOver = (state: State, why: string): Step => {
+  if (state.role !== "secondary" || !state.primaryKnown) return result(state)
+  const next: State = { ...state, role: "active-secondary" }
+  // Nothing goes out before the old primary's lease ended and the epoch moved on.
+  return result(next, [
+    act(next.config.fenced ? { _tag: "AcquireFence" } : { _tag: "TakeOver", why }),
+  ])
+}
+
+const fallSilent = (
+  state: State,
+  role: "deposed" | "handed-over",
+  reason: "Deposed" | "FencedOut" | "HandedOver",
+  detail: string,
+): Step => result({ ...state, role, linked: false }, [act({ _tag: "FallSilent", reason, detail })])
+
+const onCommand = (state: State, command: Command): Step => {
+  switch (command._tag) {
+    case "LinkUp":
+      return result({ ...state, linked: true })
+    case "LinkDown": {
+      const down: State = { ...state, linked: false }
+      return state.config.role === "secondary"
+        ? beginTakeOver(down, `the link closed (${command.reason})`)
+        : result(down)
+    }
+    case "Incoming":
+      if (state.role === "secondary" && !state.linked)
+        return result(state, [act({ _tag: "AcceptLink" })])
+      // After a takeover, a primary that comes back must fall silent.
+      if (state.role === "active-secondary") {
+        return result(state, [
+          Machine.send(command.from, { _tag: "Deposed" }),
+          act({ _tag: "RejectLink" }),
+        ])
+      }
+      return result(state, [act({ _tag: "RejectLink" })])
+    case "EpochSeen":
+      return command.epoch > state.epoch
+        ? result({ ...state, epoch: command.epoch })
+        : result(state)
+    case "FenceAcquired": {
+      if (!serving(state)) return result(state)
+      const next: State = { ...state, epoch: command.epoch }
+      const fenced = act({ _tag: "Fenced", epoch: command.epoch })
+      return next.role === "active-secondary" && !next.tookOver
+        ? result(next, [fenced, act({ _tag: "TakeOver", why: `epoch ${command.epoch}` })])
+        : result(next, [fenced])
+    }
+    case "FenceLost":
+      return serving(state)
+        ? fallSilent(state, "deposed", "FencedOut", command.reason)
+        : result(state)
+    case "TakenOver": {
+      if (state.role !== "active-secondary" || state.tookOver) return result(state)
+      const outputs: Array<Output> = [act({ _tag: "TookOver", associations: command.associations })]
+      if (state.config.standby) outputs.push(act({ _tag: "ConnectStandby" }))
+      return result({ ...state, tookOver: true }, outputs)
+    }
+    case "Stray":
+      return state.config.fenced || state.linked
+        ? result(state)
+        : beginTakeOver(state, "the peer reached the secondary's address with no primary")
+    case "HandedOver":
+      return state.role === "primary"
+        ? fallSilent(state, "handed-over", "HandedOver", "final synchronisation acknowledged")
+        : result(state)
+  }
+}
+
+const onReceive = (state: State, from: Machine.NodeId, message: Message): Step => {
+  switch (message._tag) {
+    case "Deposed":
+      return serving(state)
+        ? fallSilent(state, "deposed", "Deposed", "the secondary took over")
+        : result(state)
+    case "Replicate": {
+      if (state.role !== "secondary") return result(state)
+      if (message.epoch < state.epoch) {
+        // A primary the store has moved past: tell it, and do not let it near the copy.
+        return result({ ...state, refused: state.refused + 1 }, [
+          act({ _tag: "Refused", epoch: message.epoch, floor: state.epoch }),
+          Machine.send(from, { _tag: "Deposed" }),
+        ])
+      }
+      return result({ ...state, epoch: message.epoch, primaryKnown: true }, [
+        act({ _tag: "Apply" }),
+      ])
+    }
+  }
+}
+
+/**
+ * The role machine of one node.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (config: Config): Machine.Machine<State, Message, Command, Action> => ({
+  init: () =>
+    result(
+      {
+        config,
+        role: config.role,
+        epoch: 0,
+        linked: false,
+        primaryKnown: false,
+        tookOver: false,
+        refused: 0,
+      },
+      config.role === "primary" && config.fenced ? [act({ _tag: "AcquireFence" })] : [],
+    ),
+  step: (state, input) => {
+    switch (input._tag) {
+      case "Command":
+        return onCommand(state, input.command)
+      case "Receive":
+        return onReceive(state, input.from, input.message)
+      case "TimerFired":
+        return result(state)
+    }
+  },
+})

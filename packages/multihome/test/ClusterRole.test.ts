@@ -1,0 +1,128 @@
+/**
+ * The role machine step by step: the transitions `Cluster` relies on, and the epoch rule —
+ * a secondary refuses (and counts) replication older than the newest epoch it knows of.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Machine } from "@understudy/machine"
+import * as ClusterRole from "../src/ClusterRole.ts"
+
+const context: Machine.Context = { self: "self", peers: ["link"], nowMs: 0 }
+
+const start = (config: ClusterRole.Config) => {
+  const machine = ClusterRole.make(config)
+  let state = machine.init(context).state
+  const step = (input: Machine.Input<ClusterRole.Message, ClusterRole.Command>) => {
+    const result = machine.step(state, input)
+    state = result.state
+    return result.outputs
+  }
+  return {
+    command: (command: ClusterRole.Command) => step(Machine.command(command, 0)),
+    receive: (message: ClusterRole.Message) => step(Machine.receive("link", message, 0)),
+    get state() {
+      return state
+    },
+    init: machine.init(context),
+  }
+}
+
+const actions = (outputs: ReadonlyArray<ClusterRole.Output>) =>
+  outputs.flatMap((output) => (output._tag === "Emit" ? [output.event._tag] : []))
+
+describe("ClusterRole", () => {
+  it("a fenced primary acquires the fence first; its epoch is the fence's", () => {
+    const node = start({ role: "primary", fenced: true, standby: false })
+    expect(actions(node.init.outputs)).toEqual(["AcquireFence"])
+    expect(actions(node.command({ _tag: "FenceAcquired", epoch: 3 }))).toEqual(["Fenced"])
+    expect(node.state.epoch).toBe(3)
+    expect(ClusterRole.serving(node.state)).toBe(true)
+  })
+
+  it("the secondary takes over when its link ends, fenced: only after acquiring the next epoch", () => {
+    const node = start({ role: "secondary", fenced: true, standby: true })
+    node.command({ _tag: "LinkUp" })
+    expect(actions(node.receive({ _tag: "Replicate", epoch: 1 }))).toEqual(["Apply"])
+    expect(actions(node.command({ _tag: "LinkDown", reason: "Timeout" }))).toEqual(["AcquireFence"])
+    expect(node.state.role).toBe("active-secondary")
+    // Mid-takeover, packets are dropped (a copy not adopted yet would draw an ABORT).
+    expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("drop")
+    expect(actions(node.command({ _tag: "FenceAcquired", epoch: 2 }))).toEqual([
+      "Fenced",
+      "TakeOver",
+    ])
+    expect(actions(node.command({ _tag: "TakenOver", associations: 1 }))).toEqual([
+      "TookOver",
+      "ConnectStandby",
+    ])
+    expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("pass")
+    // The old primary comes back: told it was deposed, its link closed.
+    const answer = node.command({ _tag: "Incoming", from: "old" })
+    expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed" }))
+    expect(actions(answer)).toEqual(["RejectLink"])
+  })
+
+  it("a secondary never linked to a primary does not take over", () => {
+    const node = start({ role: "secondary", fenced: false, standby: false })
+    expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("drop")
+    expect(actions(node.command({ _tag: "Stray" }))).toEqual([])
+    expect(node.state.role).toBe("secondary")
+  })
+
+  it("unfenced, a stray packet with the link down starts the takeover at once", () => {
+    const node = start({ role: "secondary", fenced: false, standby: false })
+    node.command({ _tag: "LinkUp" })
+    node.receive({ _tag: "Replicate", epoch: 0 })
+    expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("forward")
+    expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: true })).toBe("answer")
+    node.command({ _tag: "LinkDown", reason: "Closed" })
+    // The link's end itself started the takeover.
+    expect(node.state.role).toBe("active-secondary")
+    const again = start({ role: "secondary", fenced: false, standby: false })
+    again.command({ _tag: "LinkUp" })
+    again.receive({ _tag: "Replicate", epoch: 0 })
+    const unlinked = { ...again.state, linked: false }
+    expect(ClusterRole.intercept(unlinked, { heartbeatsForCopy: false })).toBe("take-over")
+  })
+
+  it("a secondary refuses and counts replication older than the store's epoch, and deposes its sender", () => {
+    const node = start({ role: "secondary", fenced: true, standby: false })
+    node.command({ _tag: "LinkUp" })
+    node.command({ _tag: "EpochSeen", epoch: 4 })
+    const refused = node.receive({ _tag: "Replicate", epoch: 3 })
+    expect(actions(refused)).toEqual(["Refused"])
+    expect(refused).toContainEqual(Machine.send("link", { _tag: "Deposed" }))
+    expect(node.state.refused).toBe(1)
+    expect(actions(node.receive({ _tag: "Replicate", epoch: 4 }))).toEqual(["Apply"])
+    expect(actions(node.receive({ _tag: "Replicate", epoch: 5 }))).toEqual(["Apply"])
+    // Once epoch 5 was seen, epoch 4 is stale too.
+    expect(actions(node.receive({ _tag: "Replicate", epoch: 4 }))).toEqual(["Refused"])
+    expect(node.state.refused).toBe(2)
+  })
+
+  it("a link whose sender was refused does not make the secondary a takeover candidate", () => {
+    const node = start({ role: "secondary", fenced: true, standby: false })
+    node.command({ _tag: "LinkUp" })
+    node.command({ _tag: "EpochSeen", epoch: 4 })
+    node.receive({ _tag: "Replicate", epoch: 3 })
+    expect(actions(node.command({ _tag: "LinkDown", reason: "LocalClose" }))).toEqual([])
+    expect(node.state.role).toBe("secondary")
+  })
+
+  it("a serving node told Deposed, or fenced out, falls silent; a handed-over primary too", () => {
+    const deposed = start({ role: "primary", fenced: false, standby: false })
+    expect(actions(deposed.receive({ _tag: "Deposed" }))).toEqual(["FallSilent"])
+    expect(deposed.state.role).toBe("deposed")
+    const fenced = start({ role: "primary", fenced: true, standby: false })
+    fenced.command({ _tag: "FenceAcquired", epoch: 1 })
+    expect(actions(fenced.command({ _tag: "FenceLost", reason: "lease" }))).toEqual(["FallSilent"])
+    expect(ClusterRole.serving(fenced.state)).toBe(false)
+    const handed = start({ role: "primary", fenced: false, standby: false })
+    handed.command({ _tag: "HandedOver" })
+    expect(handed.state.role).toBe("handed-over")
+    // A secondary ignores all three.
+    const secondary = start({ role: "secondary", fenced: true, standby: false })
+    expect(actions(secondary.receive({ _tag: "Deposed" }))).toEqual([])
+    expect(actions(secondary.command({ _tag: "FenceLost", reason: "x" }))).toEqual([])
+    expect(secondary.state.role).toBe("secondary")
+  })
+})
