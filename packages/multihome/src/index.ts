@@ -6,7 +6,6 @@
  * @since 0.1.0
  */
 export * as Association from "./Association.ts"
-
 export * as Chunk from "./Chunk.ts"
 export * as Cluster from "./Cluster.ts"
 export * as ClusterRole from "./ClusterRole.ts"
