@@ -592,15 +592,6 @@ export const make = (
       endpointScope,
     )
 
-    // Closing: an update waiting for an ack holds the endpoint's lock, which the endpoint's
-    // own finalizer needs; nobody will ack any more, so let it go first.
-    yield* Effect.addFinalizer(() =>
-      Effect.suspend(() => {
-        closing = true
-        return releaseAll
-      }),
-    )
-
     // ---- takeover ---------------------------------------------------------------------
 
     /** Adopts every copy (the role machine's `TakeOver`): the node serves them from now on. */
@@ -924,11 +915,15 @@ export const make = (
       } satisfies Status
     })
 
-    // Registered last, so it runs first when the node closes: silent before its link and
-    // timers stop (a link that drops releases the updates waiting for acks, see `mayTransmit`).
+    // Registered last, so it runs first when the node closes: it falls silent as a deposed
+    // primary does, before its link and timers stop, so it neither takes in a packet nor
+    // sends a SACK the secondary would never hear of. An update waiting for an ack holds the
+    // endpoint's lock, which the endpoint's own finalizer needs: let it go first (its
+    // outputs are gated by `mayTransmit`).
     yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         closing = true
+        return Effect.andThen(releaseAll, Scope.close(endpointScope, Exit.void))
       }),
     )
 
