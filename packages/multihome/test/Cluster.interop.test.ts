@@ -95,13 +95,9 @@ describe("cluster interop with usrsctp", () => {
           for (let index = total / 2; index < total; index++) client.write(`line ${index}\n`)
           const all = yield* eventually(() => echoedLines(client.stdout()).length >= total, 20_000)
           const echoed = echoedLines(client.stdout())
-          if (!all)
-            console.log(
-              "CLIENT OUTPUT",
-              client.output(),
-              JSON.stringify(yield* secondary.node.status),
-            )
-          expect(all).toBe(true)
+          // The peer's output and the survivor's status in the failure message (CI shows it).
+          const why = `client: ${client.output().slice(-4_000)}\nsecondary: ${JSON.stringify(yield* secondary.node.status)}`
+          expect(all, why).toBe(true)
           expect(echoed).toEqual(Array.from({ length: total }, (_, index) => index))
           const status = yield* secondary.node.status
           expect(status.role).toBe("active-secondary")
@@ -162,9 +158,9 @@ describe("cluster interop with usrsctp", () => {
         )
         const onPrimary = yield* primary.node.received
         const onSecondary = yield* secondary.node.received
-        if (!done)
-          console.log("TSCTP OUTPUT", sender.output(), JSON.stringify(yield* secondary.node.status))
-        expect(done).toBe(true)
+        // The peer's output and the survivor's status in the failure message (CI shows it).
+        const why = `tsctp: ${sender.output().slice(-4_000)}\nsecondary: ${JSON.stringify(yield* secondary.node.status)}`
+        expect(done, why).toBe(true)
         // Each message delivered once on exactly one node.
         expect(onPrimary.messages + onSecondary.messages).toBe(total)
         expect(onPrimary.bytes + onSecondary.bytes).toBe(total * 1_024)
