@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Address } from "@understudy/transport"
+import { Address, Observability } from "@understudy/transport"
 
 /** @since 0.1.0 @category models */
 export interface Target {
@@ -59,6 +59,7 @@ Options:
   --port N         use tcp://127.0.0.1:N as the election address
   --secret PATH    per-user secret file (default ~/.understudy/secret)
   --json           status: print the registry as JSON
+${Observability.usage}
   -h, --help       show this help
   -V, --version    show the version
 

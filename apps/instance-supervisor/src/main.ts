@@ -3,13 +3,21 @@
  *
  * @since 0.1.0
  */
+import { Observability } from "@understudy/transport"
 import { Effect } from "effect"
-import { parse, programName, usage, version } from "./cli.ts"
+import { type Invocation, parse, programName, usage, version } from "./cli.ts"
 import { complain, exitCode } from "./common.ts"
 import { run } from "./run.ts"
 import { status } from "./status.ts"
 
-const invocation = parse(process.argv.slice(2))
+// --metrics and --otlp are every app's, parsed once for all of them.
+const taken = Observability.takeFlags(process.argv.slice(2))
+const invocation: Invocation =
+  taken._tag === "Taken" ? parse(taken.argv) : { _tag: "UsageError", message: taken.message }
+const observability = Observability.layer(
+  taken._tag === "Taken" ? taken.flags : Observability.none,
+  programName,
+)
 
 const main = async (): Promise<number> => {
   switch (invocation._tag) {
@@ -24,7 +32,17 @@ const main = async (): Promise<number> => {
       process.stderr.write(`Try '${programName} --help'.\n`)
       return exitCode.usage
     case "Run":
-      return Effect.runPromise(run(invocation))
+      return Effect.runPromise(
+        run(invocation).pipe(
+          Effect.provide(observability),
+          Effect.catch((error) =>
+            Effect.sync(() => {
+              complain(error.message)
+              return exitCode.usage
+            }),
+          ),
+        ),
+      )
     case "Status":
       return Effect.runPromise(status(invocation))
   }

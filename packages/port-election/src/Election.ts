@@ -62,6 +62,7 @@ import {
   protocolVersion,
   type Successor,
 } from "./internal/protocol.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Secret from "./Secret.ts"
 
 export type { Holding, Member }
@@ -334,7 +335,9 @@ export const make = (
     }
 
     const events = yield* PubSub.unbounded<ElectionEvent>()
-    const emit = (event: ElectionEvent) => PubSub.publish(events, event)
+    const record = Metrics.recorder()
+    const emit = (event: ElectionEvent) =>
+      Effect.andThen(record(event), PubSub.publish(events, event))
     const now = Clock.currentTimeMillis
 
     let role: Role = { _tag: "Electing" }
@@ -1379,7 +1382,7 @@ export const make = (
       ),
     )
 
-    yield* Effect.forkScoped(electionLoop)
+    yield* Effect.forkScoped(electionLoop.pipe(Effect.annotateLogs({ instanceId })))
     yield* Deferred.await(firstRole)
 
     // ---- the public API ------------------------------------------------------------
