@@ -2,11 +2,12 @@
  * Benchmark of the `tcp-repair` backend (root only; `node bench/tcpRepair.ts`):
  * - takeover gap for an unmodified curl: from host A's death (link down, SIGKILL) to the
  *   first byte B sends, B being a loaded standby told at A's death; detection (B claims the
- *   bundle once A's lease in the shared checkpoint store lapses) is reported apart;
+ *   bundle once A's lease in the shared checkpoint store lapses) is reported apart, for the
+ *   default 600 ms lease and a 300 ms one, alternating in the same run;
  * - throughput of the checkpointed object server (a checkpoint every 4 MiB read, written
  *   to the shared store host) against the same server without checkpoints, same object,
  *   same lab, alternating runs.
- * Prints a table, then one JSON line. UNDERSTUDY_BENCH_TAKEOVERS (default 7) and
+ * Prints a table, then one JSON line. UNDERSTUDY_BENCH_TAKEOVERS (default 5 per lease) and
  * UNDERSTUDY_BENCH_THROUGHPUT_RUNS (default 3) set the counts.
  */
 import { randomInt } from "node:crypto"
@@ -15,9 +16,16 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { NetNs } from "@understudy/testkit"
 import * as TcpRepair from "../src/TcpRepair.ts"
-import { objectOf, prefix, sha256, storeLab, takeoverRun, watch } from "../test/TcpRepairLab.ts"
+import {
+  objectOf,
+  sha256,
+  storeLab,
+  sweepLeftovers,
+  takeoverRun,
+  watch,
+} from "../test/TcpRepairLab.ts"
 
-const takeovers = Number(process.env.UNDERSTUDY_BENCH_TAKEOVERS ?? 7)
+const takeovers = Number(process.env.UNDERSTUDY_BENCH_TAKEOVERS ?? 5)
 const throughputRuns = Number(process.env.UNDERSTUDY_BENCH_THROUGHPUT_RUNS ?? 3)
 const throughputObjectBytes = 128 * 1024 * 1024
 const checkpointEveryBytes = 4 * 1024 * 1024
@@ -37,34 +45,46 @@ const percentile = (values: ReadonlyArray<number>, p: number): number => {
 }
 const median = (values: ReadonlyArray<number>) => percentile(values, 50)
 
-NetNs.sweep(`${prefix}-`)
+sweepLeftovers()
 const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "us14-bench-"))
 fs.mkdirSync(path.join(workDir, "objects"))
 try {
-  const gaps: Array<number> = []
-  const told: Array<number> = []
-  const detected: Array<number> = []
+  // The detection is the dead server's store lease lapsing: the default lease (600 ms, a
+  // keep-alive every 200 ms) against a short one (300 ms, every 100 ms), alternating.
+  const leases = [600, 300] as const
+  const byLease = new Map(
+    leases.map((leaseMs) => [
+      leaseMs,
+      { gaps: [] as Array<number>, told: [] as Array<number>, detected: [] as Array<number> },
+    ]),
+  )
   for (let i = 0; i < takeovers; i++) {
-    const size = randomInt(8, 17) * 1024 * 1024
-    const result = await takeoverRun({
-      workDir,
-      client: "curl",
-      size,
-      fractions: [randomInt(20, 60) / 100],
-    })
-    if (
-      result.outcome?.t !== "resumed" ||
-      result.exitCode !== 0 ||
-      sha256(result.out) !== sha256(result.object)
-    )
-      throw new Error(
-        `takeover ${i + 1} failed: ${JSON.stringify(result.outcome)} exit ${result.exitCode}`,
+    for (const leaseMs of leases) {
+      const size = randomInt(8, 17) * 1024 * 1024
+      const result = await takeoverRun({
+        workDir,
+        client: "curl",
+        size,
+        fractions: [randomInt(20, 60) / 100],
+        leaseMs,
+      })
+      if (
+        result.outcome?.t !== "resumed" ||
+        result.exitCode !== 0 ||
+        sha256(result.out) !== sha256(result.object)
       )
-    gaps.push(result.gapMs)
-    told.push(result.startMs)
-    detected.push(result.hops[0]!.claimMs)
-    fs.rmSync(result.out)
-    process.stderr.write(`takeover ${i + 1}/${takeovers}: gap ${result.gapMs} ms\n`)
+        throw new Error(
+          `takeover ${i + 1} (lease ${leaseMs} ms) failed: ${JSON.stringify(result.outcome)} exit ${result.exitCode}`,
+        )
+      const figures = byLease.get(leaseMs)!
+      figures.gaps.push(result.gapMs)
+      figures.told.push(result.startMs)
+      figures.detected.push(result.hops[0]!.claimMs)
+      fs.rmSync(result.out)
+      process.stderr.write(
+        `takeover ${i + 1}/${takeovers}, lease ${leaseMs} ms: gap ${result.gapMs} ms\n`,
+      )
+    }
   }
 
   const name = objectOf(workDir, throughputObjectBytes)
@@ -107,21 +127,27 @@ try {
   const checkpointed = seconds.checkpointed.map(mibPerSecond)
   const plain = seconds.plain.map(mibPerSecond)
   const ratio = median(checkpointed) / median(plain)
+  const takeoverRows = leases.flatMap((leaseMs): Array<[string, string]> => {
+    const { gaps, told, detected } = byLease.get(leaseMs)!
+    return [
+      [`takeover gap, curl, lease ${leaseMs} ms (n=${gaps.length}) p50`, `${median(gaps)} ms`],
+      [
+        "takeover gap p99",
+        `${percentile(gaps, 99)} ms (min ${Math.min(...gaps)}, max ${Math.max(...gaps)})`,
+      ],
+      ["  of which telling the standby p50", `${median(told)} ms`],
+      [
+        `  of which detection (the dead server's store lease lapsing, ${leaseMs} ms TTL) p50`,
+        `${median(detected)} ms`,
+      ],
+      [
+        "  after detection (rebuild, ARP, probe, refill, resume) p50",
+        `${median(gaps.map((gap, i) => gap - detected[i]!))} ms`,
+      ],
+    ]
+  })
   const rows: Array<[string, string]> = [
-    [`takeover gap, curl (n=${gaps.length}) p50`, `${median(gaps)} ms`],
-    [
-      "takeover gap p99",
-      `${percentile(gaps, 99)} ms (min ${Math.min(...gaps)}, max ${Math.max(...gaps)})`,
-    ],
-    ["  of which telling the standby p50", `${median(told)} ms`],
-    [
-      "  of which detection (the dead server's store lease lapsing, 600 ms TTL) p50",
-      `${median(detected)} ms`,
-    ],
-    [
-      "  after detection (rebuild, ARP, probe, refill, resume) p50",
-      `${median(gaps.map((gap, i) => gap - detected[i]!))} ms`,
-    ],
+    ...takeoverRows,
     ["CRIU published (dump / restore)", "10-20 ms / 50-70 ms, with the network blocked meanwhile"],
     [
       `throughput, checkpointed (n=${checkpointed.length}) median`,
@@ -138,18 +164,28 @@ try {
   console.log(
     JSON.stringify({
       benchmark: "checkpoint/tcp-repair",
-      takeoverGapMsP50: median(gaps),
-      takeoverGapMsP99: percentile(gaps, 99),
-      takeoverGapsMs: gaps,
-      tellStandbyMsP50: median(told),
-      detectionMsP50: median(detected),
-      afterDetectionMsP50: median(gaps.map((gap, i) => gap - detected[i]!)),
+      ...Object.fromEntries(
+        leases.map((leaseMs) => {
+          const { gaps, told, detected } = byLease.get(leaseMs)!
+          return [
+            `lease${leaseMs}`,
+            {
+              takeoverGapMsP50: median(gaps),
+              takeoverGapMsP99: percentile(gaps, 99),
+              takeoverGapsMs: gaps,
+              tellStandbyMsP50: median(told),
+              detectionMsP50: median(detected),
+              afterDetectionMsP50: median(gaps.map((gap, i) => gap - detected[i]!)),
+            },
+          ]
+        }),
+      ),
       throughputCheckpointedMiBps: median(checkpointed),
       throughputPlainMiBps: median(plain),
       throughputRatio: Number(ratio.toFixed(3)),
     }),
   )
 } finally {
-  NetNs.sweep(`${prefix}-`)
+  sweepLeftovers()
   fs.rmSync(workDir, { recursive: true, force: true })
 }

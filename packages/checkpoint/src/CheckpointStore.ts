@@ -215,7 +215,11 @@ export const make = (
       Effect.forever,
       Effect.forkScoped,
     )
-    yield* announce(lease.id).pipe(Effect.orDie)
+    // A start slower than the TTL (a loaded machine) finds its first lease gone: a new one.
+    yield* announce(lease.id).pipe(
+      Effect.catchTag("LeaseExpired", () => renew),
+      Effect.orDie,
+    )
 
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 

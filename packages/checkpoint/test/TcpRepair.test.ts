@@ -14,8 +14,9 @@ import * as path from "node:path"
 import { NetNs } from "@understudy/testkit"
 import { Effect, Exit } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import * as Kernel from "../src/internal/tcpRepair/kernelTcp.ts"
 import * as TcpRepair from "../src/TcpRepair.ts"
-import { hostScript, prefix, sha256, takeoverRun } from "./TcpRepairLab.ts"
+import { hostScript, sha256, sweepLeftovers, takeoverRun } from "./TcpRepairLab.ts"
 
 const curlTakeovers = Number(process.env.UNDERSTUDY_TCP_REPAIR_TAKEOVERS ?? 5)
 const labUnavailable = NetNs.unavailableReason()
@@ -48,14 +49,29 @@ describe("TcpRepair availability", () => {
   })
 })
 
+describe("TcpRepair kernel TCP layer", () => {
+  it("continues a saved timestamp clock in its own unit (bit 0: microseconds), ahead of it", () => {
+    // Milliseconds (bit 0 clear): a second of margin plus the time elapsed, bit 0 still clear.
+    expect(Kernel.timestampAfter(1_000_000, 250)).toBe(1_001_250)
+    expect(Kernel.timestampAfter(1_345_088_728, 1)).toBe(1_345_089_728)
+    // An odd sum stays a millisecond value: bit 0 is cleared, not carried into the unit.
+    expect(Kernel.timestampAfter(1_000_000, 251) & 1).toBe(0)
+    expect(Kernel.timestampAfter(1_000_000, 251)).toBe(1_001_250)
+    // Microseconds (bit 0 set): a thousand per millisecond, bit 0 kept.
+    expect(Kernel.timestampAfter(1_000_001, 2)).toBe((1_000_001 + 1_002_000) | 1)
+    // 32 bits: wraps.
+    expect(Kernel.timestampAfter(2 ** 32 - 2, 10)).toBe(1_008)
+  })
+})
+
 describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP connection", () => {
   beforeAll(() => {
-    NetNs.sweep(`${prefix}-`)
+    sweepLeftovers()
     workDir = fs.mkdtempSync(path.join(os.tmpdir(), "us14-"))
     fs.mkdirSync(path.join(workDir, "objects"))
   })
   afterAll(() => {
-    NetNs.sweep(`${prefix}-`)
+    sweepLeftovers()
     if (workDir !== "") fs.rmSync(workDir, { recursive: true, force: true })
   })
 
@@ -77,6 +93,26 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
     },
     curlTakeovers * 40_000,
   )
+
+  it("curl finishes its download through two takeovers in a row (A to B, B to C), byte for byte", async () => {
+    // 20-24 MiB: after a takeover curl reads at full speed until its average rate is back
+    // at the limit, so B must have megabytes left to send when it dies in turn.
+    const size = randomInt(20, 24) * 1024 * 1024 + randomInt(0, 1024 * 1024)
+    const first = randomInt(15, 30) / 100
+    const result = await takeoverRun({
+      workDir,
+      client: "curl",
+      size,
+      fractions: [first, first + 0.3],
+    })
+    console.log(
+      `curl through A, B, C: ${size} bytes, ${result.hops.map((hop) => `${JSON.stringify(hop.outcome)} gap ${hop.gapMs} ms`).join("; ")}`,
+    )
+    expect(result.hops.map((hop) => hop.outcome?.t)).toEqual(["resumed", "resumed"])
+    expect(result.exitCode).toBe(0)
+    expect(result.clientStderr).toBe("")
+    expect(sha256(result.out)).toBe(sha256(result.object))
+  }, 90_000)
 
   it("wget finishes its download through a takeover, byte for byte", async () => {
     const size = randomInt(8, 13) * 1024 * 1024 + randomInt(0, 1024 * 1024)

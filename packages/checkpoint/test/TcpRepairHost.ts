@@ -1,7 +1,9 @@
 /**
  * A host's program for the `tcp-repair` process tests, run inside a network namespace.
  * One JSON line per event on stdout. The hosts share one checkpoint store: a `StoreServer`
- * on a host of its own (the key, hex, in UNDERSTUDY_TCP_REPAIR_KEY).
+ * on a host of its own (the key, hex, in UNDERSTUDY_TCP_REPAIR_KEY). Each server's store lease
+ * lasts UNDERSTUDY_TCP_REPAIR_LEASE_MS (default 600): a dead server's transfers are claimed
+ * once it lapses.
  *
  *   node TcpRepairHost.ts probe
  *   node TcpRepairHost.ts store <host> <port>
@@ -30,7 +32,7 @@ const clusterKey = Redacted.make(
   Uint8Array.from(Buffer.from(process.env.UNDERSTUDY_TCP_REPAIR_KEY ?? "", "hex")),
 )
 const checkpointPrefix = CheckpointStore.defaultPrefix("tcp-repair-test")
-const leaseTtlMs = 600
+const leaseTtlMs = Number(process.env.UNDERSTUDY_TCP_REPAIR_LEASE_MS ?? 600)
 const scope = await Effect.runPromise(Scope.make())
 const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) =>
   Effect.runPromise(Scope.provide(scope)(effect))
@@ -123,13 +125,43 @@ if (mode === "probe") {
     .map((parts) => parts[0]!)
   let claimed = false
   for (const bundleId of ids) {
-    // Waits for the dead server's lease to lapse: the store's own failure detection.
-    const held = await run(Effect.result(checkpoints.claim(bundleId, 10 * leaseTtlMs)))
+    // Waits for the dead server's lease to lapse: the store's own failure detection. A
+    // store request that failed (a loaded machine) is asked again, a few times.
+    let held = await run(Effect.result(checkpoints.claim(bundleId, 10 * leaseTtlMs)))
+    for (
+      let retry = 0;
+      retry < 3 && held._tag === "Failure" && held.failure._tag === "CheckpointWriteFailed";
+      retry++
+    ) {
+      print({ t: "claim-retry", bundleId, detail: held.failure.detail })
+      held = await run(Effect.result(checkpoints.claim(bundleId, 10 * leaseTtlMs)))
+    }
     if (held._tag === "Failure") {
-      print({ t: "unclaimed", bundleId, reason: held.failure._tag, atMs: Date.now() })
+      print({
+        t: "unclaimed",
+        bundleId,
+        reason: held.failure._tag,
+        detail: "detail" in held.failure ? held.failure.detail : "",
+        atMs: Date.now(),
+      })
       continue
     }
-    print({ t: "claimed", bundleId, atMs: Date.now() })
+    const connection = held.success.checkpoint.connections[0]
+    print({
+      t: "claimed",
+      bundleId,
+      atMs: Date.now(),
+      checkpoint: {
+        server: held.success.checkpoint.serverId,
+        ...connection,
+        layers: Object.fromEntries(
+          Object.entries(connection?.layers ?? {}).map(([k, v]) => [
+            k,
+            new TextDecoder().decode(v),
+          ]),
+        ),
+      },
+    })
     const outcome = await TcpRepair.takeover({
       libc,
       source: { root: objects },

@@ -3,7 +3,7 @@
  * unmodified curl or wget from host A through A's death and B's takeover, each in a lab of
  * network namespaces of its own (client, A, B on one bridge). Root only.
  */
-import type { ChildProcess } from "node:child_process"
+import { type ChildProcess, execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -11,7 +11,28 @@ import { fileURLToPath } from "node:url"
 import { NetNs } from "@understudy/testkit"
 
 export const hostScript = fileURLToPath(new URL("./TcpRepairHost.ts", import.meta.url))
-export const prefix = "us14"
+/**
+ * Namespaces of this process's labs start with `us14p<pid>-`: a run sweeps only what a dead
+ * run left behind, never the labs of another run on the same machine (deleting a lab's
+ * bridge namespace takes its hosts' links, and their addresses, with it).
+ */
+const labTag = `us14p${process.pid}`
+
+/** Deletes the namespaces left by runs whose process is gone. */
+export const sweepLeftovers = (): void => {
+  const pids = new Set<number>()
+  for (const line of execFileSync("ip", ["netns", "list"], { encoding: "utf8" }).split("\n")) {
+    const pid = /^us14p(\d+)-/.exec(line)?.[1]
+    if (pid !== undefined) pids.add(Number(pid))
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      NetNs.sweep(`us14p${pid}-`)
+    }
+  }
+}
 const serviceAddress = "10.77.0.100"
 const port = 8080
 export const rateBytesPerSecond = 4 * 1024 * 1024
@@ -77,6 +98,10 @@ export interface Run {
   /** A checkpoints only when the transfer starts: B finds a stale checkpoint. */
   readonly stale?: boolean
   readonly refillBytesMax?: number
+  /** The servers' store lease (default 600 ms): how soon a dead server's transfers are claimed. */
+  readonly leaseMs?: number
+  /** A pcap file: tcpdump records the client's traffic there. */
+  readonly capture?: string
 }
 
 /** The lab's hosts: the client, the shared checkpoint store, then the servers in order. */
@@ -95,11 +120,18 @@ export const takeoverRun = async (run: Run) => {
 /** A lab with a checkpoint store host running: `client`, `store` and `servers`. */
 export const storeLab = async (
   servers: ReadonlyArray<string>,
+  leaseMs = 600,
 ): Promise<{ lab: NetNs.Lab; storeAddress: string; node: Array<string> }> => {
-  const lab = NetNs.Lab.create(prefix, ["client", "store", ...servers])
+  const lab = NetNs.Lab.create(labTag, ["client", "store", ...servers])
   const key = randomBytes(32).toString("hex")
   const storeAddress = `tcp://${lab.host("store").address}:7000`
-  const env = ["env", `UNDERSTUDY_TCP_REPAIR_KEY=${key}`, process.execPath, hostScript]
+  const env = [
+    "env",
+    `UNDERSTUDY_TCP_REPAIR_KEY=${key}`,
+    `UNDERSTUDY_TCP_REPAIR_LEASE_MS=${leaseMs}`,
+    process.execPath,
+    hostScript,
+  ]
   try {
     const store = watch(lab.spawn("store", [...env, "store", lab.host("store").address, "7000"]))
     await store.line("ready", 20_000)
@@ -114,7 +146,7 @@ const takeoverAttempt = async (run: Run) => {
   const workDir = run.workDir
   const name = objectOf(workDir, run.size)
   const servers = serverNames.slice(0, run.fractions.length + 1)
-  const { lab, storeAddress, node } = await storeLab(servers)
+  const { lab, storeAddress, node } = await storeLab(servers, run.leaseMs)
   const out = path.join(workDir, `out-${randomBytes(4).toString("hex")}`)
   const objects = path.join(workDir, "objects")
   try {
@@ -122,6 +154,25 @@ const takeoverAttempt = async (run: Run) => {
     // A client that buffers at most 1 MiB: the server's progress follows what it reads, so
     // a server dies with the rest of the object still to send.
     lab.exec("client", ["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 1048576"])
+    if (run.capture !== undefined) {
+      const dump = lab.spawn("client", [
+        "tcpdump",
+        "-i",
+        "eth0",
+        "-U",
+        "-s",
+        "128",
+        "-w",
+        run.capture,
+        "tcp",
+      ])
+      let said = ""
+      dump.stderr!.on("data", (chunk) => {
+        said += chunk
+      })
+      const until = performance.now() + 10_000
+      while (!said.includes("listening") && performance.now() < until) await sleep(10)
+    }
     const everyBytes = run.stale === true ? 2 ** 40 : 4 * 1024 * 1024
     const a = watch(
       lab.spawn("a", [
@@ -135,7 +186,7 @@ const takeoverAttempt = async (run: Run) => {
         String(everyBytes),
       ]),
     )
-    await a.line("ready", 40_000)
+    // The standbys load while A does: each host's Node start costs seconds on a busy machine.
     const standbys = servers.slice(1).map((server) => {
       const child = lab.spawn(server, [
         ...node,
@@ -148,6 +199,7 @@ const takeoverAttempt = async (run: Run) => {
       ])
       return { child, lines: watch(child) }
     })
+    await a.line("ready", 40_000)
     for (const standby of standbys) await standby.lines.line("standby", 40_000)
     const url = `http://${serviceAddress}:${port}/${name}`
     const client = watch(
@@ -182,14 +234,16 @@ const takeoverAttempt = async (run: Run) => {
         throw new Error(`the client got ${sizeOf(out)} bytes in 30 s, not ${killAt}`)
       lab.kill(servers[hop]!)
       const killedAtMs = Date.now()
+      const clientHadAll = sizeOf(out) === run.size
       const next = standbys[hop]!
       next.child.stdin!.write("go\n")
       const done = await next.lines.line("done", 20_000)
       // On a loaded machine this process may wake after the whole object went through (the
-      // server then closed the connection and finished its bundle): no takeover to test.
-      if (done.found === 0) {
+      // server then closed the connection and finished its bundle, or the client closed
+      // it): no takeover to test.
+      if (done.found === 0 || clientHadAll) {
         console.log(
-          `no checkpoint at ${servers[hop]}'s death: size ${run.size}, killAt ${killAt}, out ${sizeOf(out)}, client ${client.stderr()}`,
+          `the object went through before ${servers[hop]}'s death: size ${run.size}, killAt ${killAt}, out ${sizeOf(out)}, found ${done.found}, client ${client.stderr()}`,
         )
         return undefined
       }

@@ -241,6 +241,21 @@ export const outqBytes = (libc: L.Libc, fd: number): number => {
 export const leaveRepair = (libc: L.Libc, fd: number) =>
   setInt(libc, fd, L.IPPROTO_TCP, L.TCP_REPAIR, 0, "TCP_REPAIR off")
 
+/**
+ * The timestamp clock a rebuilt socket continues from, `elapsedMs` after `saved` was read,
+ * with a margin of a second: the client drops segments stamped before the last one it saw
+ * (PAWS). Since Linux 6.7 bit 0 of a `TCP_TIMESTAMP` value selects the clock's unit (set:
+ * microseconds, clear: milliseconds), on reads and on writes alike: an odd value written
+ * for a millisecond connection would switch it to microseconds, its clock would run a
+ * thousand times faster than the next takeover reckons, and that server's segments would
+ * all be stamped in the client's past (a stall). The unit read is kept.
+ */
+export const timestampAfter = (saved: number, elapsedMs: number): number => {
+  const usec = (saved & 1) === 1
+  const next = saved + (Math.max(0, elapsedMs) + 1_000) * (usec ? 1_000 : 1)
+  return (usec ? next | 1 : next & ~1) >>> 0
+}
+
 /** The connection's TCP timestamp clock now (undefined when it has no timestamps). */
 export const timestampNow = (
   libc: L.Libc,

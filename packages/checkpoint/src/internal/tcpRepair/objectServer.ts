@@ -347,7 +347,8 @@ export type TakeoverOutcome =
     }
   | {
       readonly _tag: "Refused"
-      readonly reason: "TooOld" | "BeyondSent" | "NoCheckpoint"
+      /** `Closed`: the client answered with a reset, it has no such connection any more. */
+      readonly reason: "TooOld" | "BeyondSent" | "NoCheckpoint" | "Closed"
       readonly detail: string
       /** Whether the client was sent a reset (it was heard, so its sequence number is known). */
       readonly reset: boolean
@@ -381,12 +382,11 @@ export const takeover = async (options: TakeoverOptions): Promise<TakeoverOutcom
   const flow = { local: connection.source, remote: connection.destination }
   const recvSeq = wire(connection.currentSeqDestination)
   const ackedSeq = wire(connection.ackedSeqSource)
-  // The timestamp clock goes on from the old server's (1 per ms) with a margin: the client
-  // drops segments stamped before the last one it saw (PAWS).
+  // The timestamp clock goes on from the old server's, ahead of any stamp it sent.
   const timestamp =
     kernel.state.timestamp === undefined
       ? undefined
-      : (kernel.state.timestamp + (options.nowMs() - kernel.savedAtMs) + 1_000) >>> 0
+      : Kernel.timestampAfter(kernel.state.timestamp, options.nowMs() - kernel.savedAtMs)
   const fd = Kernel.rebuild(libc, {
     local: flow.local,
     remote: flow.remote,
@@ -410,14 +410,25 @@ export const takeover = async (options: TakeoverOptions): Promise<TakeoverOutcom
         ? readResponse(options.source, object.id, http.head, probeOffset, 1)
         : Buffer.alloc(0)
     let heard: Segment | undefined
-    for (let probe = 0; probe < options.probesMax && heard === undefined; probe++) {
+    let reset = false
+    for (let probe = 0; probe < options.probesMax && heard === undefined && !reset; probe++) {
       raw.send(ackedSeq - 1, recvSeq, FLAG_ACK, 0xffff, timestamp, probePayload)
-      for (let waitedMs = 0; waitedMs < 600 && heard === undefined; waitedMs += 2) {
+      for (let waitedMs = 0; waitedMs < 600 && heard === undefined && !reset; waitedMs += 2) {
         await options.sleep(2)
         for (let segment = raw.poll(); segment !== undefined; segment = raw.poll())
-          if ((segment.flags & FLAG_ACK) !== 0 && (segment.flags & FLAG_RST) === 0) heard = segment
+          if ((segment.flags & FLAG_RST) !== 0) reset = true
+          else if ((segment.flags & FLAG_ACK) !== 0) heard = segment
       }
     }
+    // The client closed the connection (it had the whole response, or gave up) and answers
+    // for a connection it does not know with a reset: nothing to take over.
+    if (heard === undefined && reset)
+      return {
+        _tag: "Refused",
+        reason: "Closed",
+        detail: "the client answered with a reset: it has no such connection",
+        reset: false,
+      }
     if (heard === undefined)
       return {
         _tag: "Refused",
