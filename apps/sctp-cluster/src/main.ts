@@ -5,28 +5,34 @@
  *
  * @since 0.1.0
  */
-import { ClusterKey } from "@understudy/transport"
+import { ClusterKey, Observability } from "@understudy/transport"
 import { Effect } from "effect"
-import { parse, programName, usage } from "./cli.ts"
+import { type Invocation, parse, programName, usage } from "./cli.ts"
 import { exitCode, runToEnd, runUntilSignal } from "./common.ts"
 import { node } from "./node.ts"
 import { status } from "./status.ts"
 import { store } from "./store.ts"
 
-const invocation = parse(process.argv.slice(2))
+// --metrics and --otlp are every app's, parsed once for all of them.
+const taken = Observability.takeFlags(process.argv.slice(2))
+const invocation: Invocation =
+  taken._tag === "Taken" ? parse(taken.argv) : { _tag: "UsageError", message: taken.message }
+const observed = Effect.provide(
+  Observability.layer(taken._tag === "Taken" ? taken.flags : Observability.none, programName),
+)
 
 const main = async (): Promise<number> => {
   switch (invocation._tag) {
     case "Help":
-      process.stdout.write(`${usage}\n`)
+      process.stdout.write(`${usage}\n\nnode and store also take:\n${Observability.usage}\n`)
       return exitCode.ok
     case "UsageError":
       process.stderr.write(`${programName}: ${invocation.message}\nTry '${programName} --help'.\n`)
       return exitCode.usage
     case "Node":
-      return runUntilSignal((stop) => node(invocation, stop))
+      return runUntilSignal((stop) => node(invocation, stop).pipe(observed))
     case "Store":
-      return runUntilSignal((stop) => store(invocation, stop))
+      return runUntilSignal((stop) => store(invocation, stop).pipe(observed))
     case "Status":
       return runToEnd(status(invocation))
     case "Keygen":

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Address } from "@understudy/transport"
+import { Address, Observability } from "@understudy/transport"
 
 /** One member of the group as `--peers` gives it. @since 0.1.0 @category models */
 export interface Peer {
@@ -87,6 +87,9 @@ export const usage = `Usage:
   ${programName} keygen --out FILE
   ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE] [--cluster-key FILE]
   ${programName} --help
+
+Every command that runs a server (serve, nameserver) also takes:
+${Observability.usage}
 
 serve       runs one server of a replicated key-value group. The servers elect a master with
             staggered election delays; the master registers itself in the name server

@@ -4,15 +4,21 @@
  *
  * @since 0.1.0
  */
-import { ClusterKey } from "@understudy/transport"
+import { ClusterKey, Observability } from "@understudy/transport"
 import { Effect } from "effect"
-import { parse, programName, usage } from "./cli.ts"
+import { type Invocation, parse, programName, usage } from "./cli.ts"
 import { exitCode, line, runUntilSignal } from "./common.ts"
 import { load } from "./load.ts"
 import { nameserver } from "./nameserver.ts"
 import { serve } from "./serve.ts"
 
-const invocation = parse(process.argv.slice(2))
+// --metrics and --otlp are every app's, parsed once for all of them.
+const taken = Observability.takeFlags(process.argv.slice(2))
+const invocation: Invocation =
+  taken._tag === "Taken" ? parse(taken.argv) : { _tag: "UsageError", message: taken.message }
+const observed = Effect.provide(
+  Observability.layer(taken._tag === "Taken" ? taken.flags : Observability.none, programName),
+)
 
 const main = async (): Promise<number> => {
   switch (invocation._tag) {
@@ -23,9 +29,9 @@ const main = async (): Promise<number> => {
       process.stderr.write(`${programName}: ${invocation.message}\nTry '${programName} --help'.\n`)
       return exitCode.usage
     case "Serve":
-      return runUntilSignal(serve(invocation))
+      return runUntilSignal(serve(invocation).pipe(observed))
     case "NameServer":
-      return runUntilSignal(nameserver(invocation))
+      return runUntilSignal(nameserver(invocation).pipe(observed))
     case "Load":
       return load(invocation)
     case "KeyGen": {
