@@ -76,7 +76,9 @@ export const serve = (options: TcpRepairServeOptions) =>
       prefix,
       leaseTtlMs: options.leaseTtlMs,
     }).pipe(Effect.provide(context))
-    const nowMs = () => Date.now()
+    // The takeover's callbacks are synchronous: they read this fiber's Clock directly.
+    const clock = yield* Clock.Clock
+    const nowMs = () => clock.currentTimeMillisUnsafe()
     let listening = false
     const listen = Effect.promise(async () => {
       if (listening) return

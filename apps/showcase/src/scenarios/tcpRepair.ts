@@ -9,46 +9,19 @@
  *
  * @since 0.1.0
  */
-import type { ChildProcess } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import {
-  createWriteStream,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs"
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { createInterface } from "node:readline"
-import { fileURLToPath } from "node:url"
+import * as TcpRepairLab from "@understudy/app-takeover-stream/src/tcpRepairLab.ts"
 import { NetNs } from "@understudy/testkit"
-import { sleep, waitFor } from "../processes.ts"
+import { monotonicMs, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
 
-const app = fileURLToPath(new URL("../../../takeover-stream/src/main.ts", import.meta.url))
 const name = "tcp-repair"
 const invariant = "curl exits 0 with the object's SHA-256 through its server's death"
 const objectBytes = 200 * 1024 * 1024
 const rateBytesPerSecond = 40 * 1024 * 1024
-const service = "10.77.0.100"
-
-const lines = (child: ChildProcess) => {
-  const seen: Array<Record<string, unknown>> = []
-  createInterface({ input: child.stdout! }).on("line", (text) => {
-    if (text.startsWith("{")) seen.push(JSON.parse(text) as Record<string, unknown>)
-  })
-  let stderr = ""
-  child.stderr!.on("data", (chunk: Buffer) => {
-    stderr = (stderr + chunk.toString()).slice(-2_000)
-  })
-  const find = (tag: string) => seen.find((line) => line.t === tag)
-  const wait = (tag: string, timeoutMs: number) =>
-    waitFor(`${tag} (${stderr.trim()})`, () => find(tag), timeoutMs)
-  return { find, wait, stderr: () => stderr }
-}
 
 const writeObject = async (file: string): Promise<string> => {
   const hash = createHash("sha256")
@@ -78,72 +51,33 @@ const run = async (context: ScenarioContext): Promise<ReadonlyArray<Row>> => {
       },
     ]
   const dir = mkdtempSync(join(tmpdir(), "showcase-tcp-repair-"))
-  const lab = NetNs.Lab.create("us14show", ["client", "store", "a", "b"])
+  let lab: TcpRepairLab.TcpRepairLab | undefined
   try {
     context.log(`${name}: writing a 200 MB object`)
     const sha256 = await writeObject(join(dir, "object"))
-    const keyFile = join(dir, "cluster.key")
-    writeFileSync(keyFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 })
-    const node = [process.execPath, app]
-    const storeAddress = `tcp://${lab.host("store").address}:7000`
-    const store = lines(
-      lab.spawn("store", [...node, "store", "--listen", storeAddress, "--key-file", keyFile]),
-    )
-    await store.wait("ready", 20_000)
-    lab.exec("a", ["ip", "addr", "add", `${service}/24`, "dev", "eth0"])
-    const server = (host: string, id: string) =>
-      lines(
-        lab.spawn(host, [
-          ...node,
-          "serve",
-          "--backend",
-          "tcp-repair",
-          "--id",
-          id,
-          "--listen",
-          `tcp://${service}:8080`,
-          "--dir",
-          dir,
-          "--store",
-          storeAddress,
-          "--key-file",
-          keyFile,
-          "--lease-ms",
-          "600",
-        ]),
-      )
-    const a = server("a", "A")
-    const b = server("b", "B")
-    await a.wait("serving", 20_000)
-    await b.wait("standby", 20_000)
-    // A client that buffers at most 1 MiB: the server's progress follows what it reads.
-    lab.exec("client", ["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 1048576"])
+    lab = await TcpRepairLab.start({ tag: "us14show", dir, leaseMs: 600 })
     const out = join(dir, "out")
-    const curl = lab.spawn("client", [
-      "curl",
-      "-sS",
-      "--fail",
-      "--limit-rate",
-      String(rateBytesPerSecond),
-      "-o",
-      out,
-      `http://${service}:8080/object`,
-    ])
-    let curlStderr = ""
-    curl.stderr!.on("data", (chunk: Buffer) => {
-      curlStderr += chunk.toString()
-    })
-    const exited = new Promise<number | null>((resolve) => curl.on("exit", (code) => resolve(code)))
-    const size = () => (existsSync(out) ? statSync(out).size : 0)
-    await waitFor("curl at 40%", () => (size() >= objectBytes * 0.4 ? true : undefined), 60_000)
-    context.log(`${name}: curl has ${(size() / 1048576).toFixed(0)} MiB; host A dies`)
+    const curl = lab.download("object", out, rateBytesPerSecond)
+    await waitFor(
+      "curl at 40%",
+      () => (curl.bytes() >= objectBytes * 0.4 ? true : undefined),
+      60_000,
+    )
+    context.log(`${name}: curl has ${(curl.bytes() / 1048576).toFixed(0)} MiB; host A dies`)
     lab.kill("a")
-    const killedAtMs = Date.now()
-    const outcome = await b.wait("resumed", 20_000).catch(() => b.find("refused"))
-    const code = await Promise.race([exited, sleep(120_000).then(() => "timeout" as const)])
+    const killedAtMs = monotonicMs()
+    const b = lab.b
+    const outcome = await waitFor(
+      "B resumed or refused",
+      () => b.find("resumed") ?? b.find("refused"),
+      20_000,
+    ).catch(() => undefined)
+    const resumedAtMs = monotonicMs()
+    const code = await curl.exit(120_000)
     const got = existsSync(out) ? createHash("sha256").update(readFileSync(out)).digest("hex") : ""
-    const ok = outcome?.t === "resumed" && code === 0 && got === sha256 && curlStderr === ""
-    const failoverMs = outcome?.t === "resumed" ? Number(outcome.atMs) - killedAtMs : undefined
+    const ok = outcome?.t === "resumed" && code === 0 && got === sha256 && curl.stderr() === ""
+    // Seen here (polled every 5 ms): the moment B said it resumed, on this process's clock.
+    const failoverMs = outcome?.t === "resumed" ? Math.round(resumedAtMs - killedAtMs) : undefined
     return [
       {
         scenario: name,
@@ -151,12 +85,12 @@ const run = async (context: ScenarioContext): Promise<ReadonlyArray<Row>> => {
         invariant,
         ok,
         detail: ok
-          ? `curl exit 0, ${size()} bytes, SHA-256 right; B resumed at object offset ${outcome?.objectOffset} (detection: A's 600 ms store lease)`
-          : `outcome ${JSON.stringify(outcome)}, curl exit ${code} ${curlStderr.trim()}, SHA-256 ${got === sha256 ? "right" : "wrong"}, B: ${b.stderr().trim()}`,
+          ? `curl exit 0, ${curl.bytes()} bytes, SHA-256 right; B resumed at object offset ${outcome?.objectOffset} (detection: A's 600 ms store lease)`
+          : `outcome ${JSON.stringify(outcome)}, curl exit ${code} ${curl.stderr().trim()}, SHA-256 ${got === sha256 ? "right" : "wrong"}, B: ${b.stderr().trim()}`,
       },
     ]
   } finally {
-    lab.close()
+    lab?.close()
     rmSync(dir, { recursive: true, force: true })
   }
 }
