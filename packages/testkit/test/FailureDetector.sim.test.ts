@@ -1,5 +1,5 @@
 /**
- * The heartbeat failure detector under 1,000 seeded fault schedules: crashes and restarts,
+ * The heartbeat failure detector under 200 seeded fault schedules: crashes and restarts,
  * partitions both ways and one way, degraded links (latency, loss, duplication, reordering).
  * Replay one seed with `UNDERSTUDY_SEED=<n> npx vitest run test/FailureDetector.sim.test.ts`.
  */
@@ -43,7 +43,10 @@ describe("FailureDetector under simulation", () => {
     expect(goodDelayMs).toBeLessThan(config.timeoutMs - config.intervalMs)
   })
 
-  const seeds = Seeds.seeds(1_000)
+  // The wide run of this property is FastSim's, on 2,000 of the same schedules
+  // (FastSim.test.ts); this simulator runs the Effect driver on SimNet, ten times slower per
+  // schedule, so it takes the first 200.
+  const seeds = Seeds.seeds(200)
   it.effect(
     `holds completeness and accuracy over ${seeds.length} seeded fault schedules`,
     () =>
