@@ -37,6 +37,8 @@
  *
  * @since 0.1.0
  */
+import * as Asconf from "./Asconf.ts"
+import * as Auth from "./Auth.ts"
 import * as Chunk from "./Chunk.ts"
 import * as Congestion from "./Congestion.ts"
 import * as Cookie from "./Cookie.ts"
@@ -84,6 +86,16 @@ export interface Config {
   readonly maxInboundStreams: number
   /** Bound on queued unsent plus unacknowledged user bytes; beyond it `Send` fails ("WouldBlock"). */
   readonly sendBufferBytes: number
+  /**
+   * Offer authenticated chunks (RFC 4895: RANDOM, CHUNKS, HMAC-ALGO in INIT / INIT ACK);
+   * used when the peer offers them too.
+   */
+  readonly auth: boolean
+  /**
+   * Offer dynamic address reconfiguration (RFC 5061, needs `auth`): accept the peer's
+   * ASCONFs and send Set Primary Address on a takeover.
+   */
+  readonly asconf: boolean
 }
 
 /**
@@ -110,6 +122,8 @@ export const defaultConfig: Config = {
   outboundStreams: 10,
   maxInboundStreams: 65535,
   sendBufferBytes: 4 * 1024 * 1024,
+  auth: true,
+  asconf: true,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -359,8 +373,26 @@ export interface State {
   forwardTsnSupported: boolean
   /** A FORWARD TSN to send after a reserve jump on takeover (see {@link takeOver}). */
   forwardTsn: PendingForwardTsn | undefined
+  /** AUTH (RFC 4895) as negotiated at setup; undefined: the association runs without it. */
+  auth: Auth.Negotiated | undefined
+  /** ASCONF (RFC 5061) serial numbers and the request in flight; undefined: not negotiated. */
+  asconf: AsconfState | undefined
   /** Armed timers: name → deadline (ms). */
   timers: Record<string, number>
+}
+
+/**
+ * The ASCONF side of the TCB (plain data). `nextSerial` starts at our initial TSN (RFC 5061
+ * §4.1.1 A2), `peerSerial` at the peer's initial TSN − 1 (§5.2 C1); `pending` is the ASCONF
+ * sent and not yet acknowledged (T4-asconf runs), last sent to `pendingHost`; `lastAck` the
+ * ASCONF-ACK answering `peerSerial`, resent for a retransmitted ASCONF (§5.2 C3).
+ */
+interface AsconfState {
+  nextSerial: number
+  pending: Chunk.Asconf | undefined
+  pendingHost: string
+  peerSerial: number
+  lastAck: Chunk.AsconfAck | undefined
 }
 
 /**
@@ -397,6 +429,8 @@ interface Destination {
   tag: number
   chunks: Array<Chunk.Chunk>
   size: number
+  /** Room for an AUTH chunk is counted in `size` (a chunk the peer wants authenticated). */
+  authed: boolean
 }
 
 interface Ctx {
@@ -531,6 +565,13 @@ const transmit = (
   tag: number,
   chunks: Array<Chunk.Chunk>,
 ) => {
+  // RFC 4895 §6.2: an AUTH chunk goes before the first chunk the peer wants authenticated
+  // and covers it and every chunk after it.
+  const first = st.auth === undefined ? -1 : chunks.findIndex((chunk) => needsAuth(st, chunk))
+  if (first >= 0) {
+    const after = chunks.slice(first)
+    chunks = [...chunks.slice(0, first), Auth.sign(st.auth!, after), ...after]
+  }
   ctx.out.push({
     _tag: "Transmit",
     to,
@@ -545,7 +586,7 @@ const transmit = (
 
 const destinationFor = (ctx: Ctx, to: PeerAddress, tag: number): Destination => {
   for (const dest of ctx.dests) if (dest.tag === tag && sameAddress(dest.to, to)) return dest
-  const dest: Destination = { to, tag, chunks: [], size: Packet.headerLength }
+  const dest: Destination = { to, tag, chunks: [], size: Packet.headerLength, authed: false }
   ctx.dests.push(dest)
   return dest
 }
@@ -555,6 +596,7 @@ const flushDestination = (ctx: Ctx, st: State, dest: Destination): void => {
   transmit(ctx, st, dest.to, dest.tag, dest.chunks)
   dest.chunks = []
   dest.size = Packet.headerLength
+  dest.authed = false
 }
 
 /** Queues a chunk for bundling into a packet to `to`, starting a new packet when full. */
@@ -567,11 +609,25 @@ const queueChunk = (
   tag = st.peerTag,
 ): Destination => {
   const dest = destinationFor(ctx, to, tag)
-  if (dest.chunks.length > 0 && dest.size + size > st.config.mtu) flushDestination(ctx, st, dest)
+  const auth = needsAuth(st, chunk) ? authSize(st) : 0
+  if (dest.chunks.length > 0 && dest.size + size + (dest.authed ? 0 : auth) > st.config.mtu) {
+    flushDestination(ctx, st, dest)
+  }
   dest.chunks.push(chunk)
   dest.size += size
+  if (auth > 0 && !dest.authed) {
+    dest.size += auth
+    dest.authed = true
+  }
   return dest
 }
+
+/** The peer accepts this chunk only behind an AUTH chunk (its CHUNKS parameter). */
+const needsAuth = (st: State, chunk: Chunk.Chunk): boolean =>
+  st.auth?.peerChunks.includes(Chunk.typeOf(chunk)) === true
+
+const authSize = (st: State): number =>
+  8 + pad4(Auth.digestLength(st.auth?.sendHmacId ?? Auth.HmacId.Sha1) ?? 20)
 
 /** A chunk that must be alone in its packet (INIT, INIT ACK, SHUTDOWN COMPLETE), §6.10. */
 const sendAlone = (ctx: Ctx, st: State, to: PeerAddress, tag: number, chunk: Chunk.Chunk) => {
@@ -646,6 +702,8 @@ const blankState = (config: Config, seed: Seed): State => {
     inboundResync: undefined,
     forwardTsnSupported: false,
     forwardTsn: undefined,
+    auth: undefined,
+    asconf: undefined,
     timers: {},
   }
 }
@@ -665,6 +723,70 @@ const localAddressParameters = (config: Config): Array<Chunk.Parameter> => {
     parameters.push({ _tag: "SupportedAddressTypes", addressTypes: [5, 6] })
   }
   return parameters
+}
+
+/** Chunk types this end accepts only authenticated: ASCONF and ASCONF-ACK (RFC 5061 §4.1.1). */
+const requiredChunks = (config: Config): ReadonlyArray<number> =>
+  config.asconf ? [Chunk.ChunkType.Asconf, Chunk.ChunkType.AsconfAck] : []
+
+/**
+ * The INIT / INIT ACK parameters of the extensions offered: RFC 4895's RANDOM, CHUNKS and
+ * HMAC-ALGO, and Supported Extensions (RFC 5061 §4.2.7) naming AUTH, ASCONF, ASCONF-ACK
+ * and FORWARD TSN. None when `config.auth` is off.
+ */
+const extensionParameters = (config: Config, random: Uint8Array): Array<Chunk.Parameter> =>
+  config.auth
+    ? [
+        ...Auth.localParameters(random, requiredChunks(config)),
+        {
+          _tag: "SupportedExtensions",
+          chunkTypes: Uint8Array.from([
+            Chunk.ChunkType.ForwardTsn,
+            Chunk.ChunkType.Auth,
+            ...requiredChunks(config),
+          ]),
+        },
+      ]
+    : []
+
+/** The parameters of the peer's INIT / INIT ACK that AUTH and ASCONF depend on. */
+const peerExtensionParameters = (
+  parameters: ReadonlyArray<Chunk.Parameter>,
+): Array<Chunk.Parameter> =>
+  parameters.filter(
+    (p) =>
+      p._tag === "Random" ||
+      p._tag === "ChunkList" ||
+      p._tag === "HmacAlgo" ||
+      p._tag === "SupportedExtensions",
+  )
+
+/**
+ * AUTH for an association set up from a cookie: the cookie's `extra` holds our RANDOM and
+ * the peer's extension parameters (see {@link initAckFor}).
+ */
+const cookieAuth = (
+  config: Config,
+  contents: Cookie.CookieContents,
+): Auth.Negotiated | undefined => {
+  if (!config.auth || contents.extra === undefined) return undefined
+  const parameters = Chunk.decodeParameters(contents.extra, 0, contents.extra.length)
+  if (Chunk.isFault(parameters)) return undefined
+  const [ours, ...peer] = parameters
+  if (ours?._tag !== "Random") return undefined
+  return Auth.negotiate(extensionParameters(config, ours.random), peer)
+}
+
+/** Encodes parameters back to back (for the cookie's `extra`). */
+const encodeParameters = (parameters: ReadonlyArray<Chunk.Parameter>): Uint8Array => {
+  const encoded = parameters.map((p) => Chunk.encodeParameter(p))
+  const bytes = new Uint8Array(encoded.reduce((sum, e) => sum + e.length, 0))
+  let at = 0
+  for (const e of encoded) {
+    bytes.set(e, at)
+    at += e.length
+  }
+  return bytes
 }
 
 /**
@@ -703,7 +825,14 @@ export const connect = (
     outboundStreams: config.outboundStreams,
     inboundStreams: config.maxInboundStreams,
     initialTsn: st.myInitialTsn,
-    parameters: [...localAddressParameters(config), { _tag: "ForwardTsnSupported" }],
+    parameters: [
+      ...localAddressParameters(config),
+      { _tag: "ForwardTsnSupported" },
+      ...extensionParameters(
+        config,
+        config.auth ? S.nextBytes(st.rng, Auth.randomLength) : new Uint8Array(0),
+      ),
+    ],
   }
   st.name = "CookieWait"
   sendAlone(ctx, st, addressOf(st.paths[0]!), 0, st.init)
@@ -722,8 +851,21 @@ const establishFields = (
     readonly inboundStreams: number
     /** The peer offered Forward-TSN-Supported (we always do). */
     readonly forwardTsn?: boolean
+    /** AUTH as negotiated (undefined: none). */
+    readonly auth?: Auth.Negotiated | undefined
   },
 ): void => {
+  st.auth = fields.auth
+  st.asconf =
+    fields.auth?.asconf === true
+      ? {
+          nextSerial: st.myInitialTsn,
+          pending: undefined,
+          pendingHost: "",
+          peerSerial: add32(fields.peerInitialTsn, -1),
+          lastAck: undefined,
+        }
+      : undefined
   st.forwardTsnSupported = fields.forwardTsn === true
   st.forwardTsn = undefined
   st.peerTag = fields.peerTag
@@ -784,6 +926,7 @@ export const fromCookie = (
     outboundStreams: contents.outboundStreams,
     inboundStreams: contents.inboundStreams,
     forwardTsn: contents.forwardTsn === true,
+    auth: cookieAuth(config, contents),
   })
   const from = S.canonicalHost(input.from.host)
   addPath(st, from, input.from.udpPort, true)
@@ -850,8 +993,11 @@ export const initAckFor = (options: {
   readonly nowMs: number
   readonly tieTagLocal?: number
   readonly tieTagPeer?: number
+  /** Our RANDOM (RFC 4895 §3.1), from the CSPRNG: required when `config.auth` is on. */
+  readonly authRandom?: Uint8Array
 }): Chunk.InitAck => {
   const { config, init } = options
+  const authRandom = config.auth ? options.authRandom : undefined
   const listed = S.listedAddresses(init.parameters)
   const source = S.canonicalHost(options.from.host)
   const peerAddresses = listed.filter((host) => host !== source)
@@ -872,6 +1018,15 @@ export const initAckFor = (options: {
     ...(init.parameters.some((p) => p._tag === "ForwardTsnSupported") ? { forwardTsn: true } : {}),
     ...(options.tieTagLocal === undefined ? {} : { tieTagLocal: options.tieTagLocal }),
     ...(options.tieTagPeer === undefined ? {} : { tieTagPeer: options.tieTagPeer }),
+    // The cookie remembers both ends' AUTH parameters: the association key needs them.
+    ...(authRandom === undefined
+      ? {}
+      : {
+          extra: encodeParameters([
+            { _tag: "Random", random: authRandom },
+            ...peerExtensionParameters(init.parameters),
+          ]),
+        }),
   }
   const cookie = Cookie.seal(options.secrets, contents)
   const parameters: Array<Chunk.Parameter> = [
@@ -879,6 +1034,7 @@ export const initAckFor = (options: {
     { _tag: "StateCookie", cookie },
     // RFC 3758 §3.3.1: PR-SCTP offered (FORWARD TSN understood).
     { _tag: "ForwardTsnSupported" },
+    ...(authRandom === undefined ? [] : extensionParameters(config, authRandom)),
     ...options.unrecognized.map(Chunk.unrecognizedParameter),
   ]
   return {
@@ -987,8 +1143,20 @@ const processChunks = (
       break
     }
   }
+  // RFC 4895 §6.3: the chunks after a valid AUTH chunk are authenticated; a chunk this end
+  // asked to receive authenticated (its CHUNKS parameter) is discarded without one.
+  let authenticated = false
   for (const chunk of known) {
     if (isClosed(st)) return
+    if (chunk._tag === "Auth") {
+      if (!onAuth(ctx, st, chunk, chunks.slice(chunks.indexOf(chunk) + 1), from)) break
+      authenticated = true
+      continue
+    }
+    if (!authenticated && st.auth?.localChunks.includes(Chunk.typeOf(chunk)) === true) {
+      emit(ctx, { _tag: "Dropped", reason: "AuthMissing" })
+      continue
+    }
     if (!onChunk(ctx, st, chunk, from, index)) break
   }
   if (ctx.gotData) afterData(ctx, st, index)
@@ -1066,10 +1234,284 @@ const onChunk = (
     case "ForwardTsn":
       onForwardTsn(ctx, st, chunk, from, index)
       return true
+    case "Asconf":
+      onAsconf(ctx, st, chunk, from)
+      return true
+    case "AsconfAck":
+      return onAsconfAck(ctx, st, chunk, from)
+    case "Auth":
     case "Init":
     case "UnknownChunk":
       return true
   }
+}
+
+/**
+ * A received AUTH chunk (RFC 4895 §6.3); true when the chunks after it are authenticated.
+ * Otherwise they are all discarded: silently, but counted (a `Dropped` event), and an
+ * HMAC identifier we never offered is answered with an ERROR (§4.1). Without AUTH
+ * negotiated the chunk type is one to stop at (its upper bits are 00, RFC 9260 §3.2).
+ */
+const onAuth = (
+  ctx: Ctx,
+  st: State,
+  auth: Chunk.Auth,
+  after: ReadonlyArray<Chunk.Chunk>,
+  from: PeerAddress,
+): boolean => {
+  if (st.auth === undefined) {
+    emit(ctx, { _tag: "Dropped", reason: "AuthNotNegotiated" })
+    return false
+  }
+  const verdict = Auth.verify(st.auth, auth, after)
+  if (verdict === "Valid") return true
+  if (verdict === "UnsupportedHmac") {
+    queueChunk(ctx, st, from, {
+      _tag: "OperationError",
+      causes: [Auth.unsupportedHmacCause(auth.hmacId)],
+    })
+  }
+  emit(ctx, { _tag: "Dropped", reason: `Auth${verdict}` })
+  return false
+}
+
+// ---------------------------------------------------------------------------------------
+// ASCONF (RFC 5061)
+// ---------------------------------------------------------------------------------------
+
+/** The chunk as received, for an Unrecognized Chunk Type cause. */
+const unrecognized = (chunk: Chunk.Chunk): Chunk.ErrorCause => ({
+  _tag: "UnrecognizedChunkType",
+  chunk: Chunk.encodeChunk(chunk).subarray(0, Chunk.chunkLength(chunk)),
+})
+
+/** §5.2: a peer's ASCONF (authenticated: {@link processChunks} checked it). */
+const onAsconf = (ctx: Ctx, st: State, chunk: Chunk.Asconf, from: PeerAddress): void => {
+  const asconf = st.asconf
+  if (asconf === undefined) {
+    // Not negotiated: an unknown chunk type whose upper bits (11) say skip and report.
+    queueChunk(ctx, st, from, { _tag: "OperationError", causes: [unrecognized(chunk)] })
+    return
+  }
+  switch (Asconf.checkSerial(asconf.peerSerial, chunk.serialNumber)) {
+    case "Stale":
+      emit(ctx, { _tag: "Dropped", reason: "AsconfStaleSerial" })
+      return
+    case "Retransmission":
+      // C3: our ASCONF-ACK was lost; send the same one again, change nothing.
+      if (asconf.lastAck !== undefined) queueChunk(ctx, st, from, asconf.lastAck)
+      return
+    case "Next":
+      break
+  }
+  // V1–V4: the requests in order; after the first refusal every success is reported too.
+  const responses: Array<Chunk.AsconfParameter> = []
+  let refused = false
+  for (const request of chunk.parameters) {
+    const response = applyAsconfRequest(ctx, st, request, from)
+    if (response === "Stop") break
+    if (response === "Ignore") continue
+    if (response !== undefined) {
+      responses.push(response)
+      refused = true
+    } else if (refused && "correlationId" in request) {
+      responses.push({ _tag: "SuccessIndication", correlationId: request.correlationId })
+    }
+  }
+  asconf.peerSerial = chunk.serialNumber
+  asconf.lastAck = { _tag: "AsconfAck", serialNumber: chunk.serialNumber, parameters: responses }
+  // C5: the ASCONF-ACK goes to the source of the ASCONF.
+  queueChunk(ctx, st, from, asconf.lastAck)
+}
+
+/** A host named by an address parameter: its text, the source's for the wildcard. */
+const requestHost = (address: Chunk.Parameter, from: PeerAddress): string | undefined =>
+  Asconf.isWildcard(address)
+    ? S.canonicalHost(from.host)
+    : address._tag === "Ipv4Address" || address._tag === "Ipv6Address"
+      ? S.listedAddresses([address])[0]
+      : undefined
+
+/**
+ * Applies one ASCONF request (§5.2 V1): undefined on success, else the response to send;
+ * "Ignore" for a parameter with no place in an ASCONF, "Stop" for an unknown one whose
+ * upper bits say stop (RFC 9260 §3.2.1, reported first when they say so).
+ */
+const applyAsconfRequest = (
+  ctx: Ctx,
+  st: State,
+  request: Chunk.AsconfParameter,
+  from: PeerAddress,
+): Chunk.AsconfParameter | undefined | "Ignore" | "Stop" => {
+  const quoted = () => Chunk.encodeAsconfParameter(request)
+  switch (request._tag) {
+    case "ErrorCauseIndication":
+    case "SuccessIndication":
+      return "Ignore"
+    case "UnknownAsconfParameter": {
+      const action = Chunk.parameterTypeAction(request.type)
+      if (action === "Stop") return "Stop"
+      if (action === "Skip") return "Ignore"
+      return Asconf.refusal(request, Chunk.CauseCode.UnrecognizedParameters, quoted())
+    }
+    case "AddIpAddress": {
+      const host = requestHost(request.address, from)
+      if (host === undefined) {
+        return Asconf.refusal(request, Chunk.CauseCode.InvalidMandatoryParameter, quoted())
+      }
+      if (pathIndex(st, host) >= 0) return undefined
+      const index = addPath(st, host, from.udpPort, false)
+      if (index < 0) return Asconf.refusal(request, Asconf.CauseCode.ResourceShortage, quoted())
+      // Unconfirmed until it answers a HEARTBEAT (RFC 9260 §5.4): no data goes there before.
+      startHeartbeat(ctx, st, index)
+      return undefined
+    }
+    case "DeleteIpAddress": {
+      const source = S.canonicalHost(from.host)
+      if (Asconf.isWildcard(request.address)) {
+        // §4.2.2: every address but the source.
+        if (pathIndex(st, source) < 0) {
+          return Asconf.refusal(request, Asconf.CauseCode.NoAuthorization, quoted())
+        }
+        for (let index = st.paths.length - 1; index >= 0; index--) {
+          if (st.paths[index]!.host !== source) removePath(ctx, st, index)
+        }
+        return undefined
+      }
+      const host = requestHost(request.address, from)
+      if (host === undefined) {
+        return Asconf.refusal(request, Chunk.CauseCode.UnresolvableAddress, quoted())
+      }
+      if (host === source) {
+        return Asconf.refusal(request, Asconf.CauseCode.DeleteSourceAddress, quoted())
+      }
+      const index = pathIndex(st, host)
+      // Not part of the association: nothing to delete, and nothing wrong (§5.2).
+      if (index < 0) return undefined
+      if (st.paths.length === 1) {
+        return Asconf.refusal(request, Asconf.CauseCode.DeleteLastRemainingAddress, quoted())
+      }
+      removePath(ctx, st, index)
+      return undefined
+    }
+    case "SetPrimaryAddress": {
+      const host = requestHost(request.address, from)
+      const index = host === undefined ? -1 : pathIndex(st, host)
+      if (index < 0) return Asconf.refusal(request, Chunk.CauseCode.UnresolvableAddress, quoted())
+      if (index !== st.primary) {
+        st.primary = index
+        handOver(ctx, st, index)
+      }
+      emit(ctx, { _tag: "PathChange", host: st.paths[index]!.host, state: "Primary" })
+      return undefined
+    }
+  }
+}
+
+/**
+ * The peer named a new primary (it moved there: a takeover, a handover). RFC 5061 leaves
+ * the DATA in flight on the other paths to their T3 timers; like usrsctp's fast handoff it
+ * is retransmitted to the new primary at once instead, ahead of any new DATA, so the peer's
+ * messages arrive in TSN order rather than the new ones first and the old ones an RTO later.
+ */
+const handOver = (ctx: Ctx, st: State, index: number): void => {
+  const out = st.outstanding
+  for (let position = st.outstandingHead; position < out.length; position++) {
+    const chunk = out[position]!
+    if (chunk.inFlight && chunk.path !== index) markRetransmit(st, chunk)
+  }
+  st.retransmitPath = index
+  for (let other = 0; other < st.paths.length; other++) {
+    const path = st.paths[other]!
+    if (other !== index && path.flightBytes === 0) cancelTimer(ctx, st, t3Name(path))
+  }
+}
+
+/**
+ * Removes a path (a peer's Delete IP Address): its timers stop, its DATA in flight is
+ * retransmitted elsewhere, and every index into the paths moves down past it.
+ */
+const removePath = (ctx: Ctx, st: State, index: number): void => {
+  const path = st.paths[index]!
+  cancelTimer(ctx, st, t3Name(path))
+  cancelTimer(ctx, st, hbName(path))
+  const out = st.outstanding
+  for (let position = st.outstandingHead; position < out.length; position++) {
+    const chunk = out[position]!
+    if (chunk.path === index && chunk.inFlight) markRetransmit(st, chunk)
+  }
+  st.paths.splice(index, 1)
+  const moved = (at: number): number => (at > index ? at - 1 : at === index ? 0 : at)
+  for (let position = st.outstandingHead; position < out.length; position++) {
+    out[position]!.path = moved(out[position]!.path)
+  }
+  const primaryRemoved = st.primary === index
+  st.primary = moved(st.primary)
+  st.retransmitPath = moved(st.retransmitPath)
+  st.lastDataPath = moved(st.lastDataPath)
+  if (st.forwardTsn !== undefined) st.forwardTsn.path = moved(st.forwardTsn.path)
+  if (primaryRemoved) st.primary = dataPath(st)
+}
+
+/**
+ * §5.3: the ASCONF-ACK of our ASCONF. A serial number we never sent is illegal: ABORT with
+ * the Illegal ASCONF-ACK cause (false: nothing more of the packet is processed).
+ */
+const onAsconfAck = (ctx: Ctx, st: State, ack: Chunk.AsconfAck, from: PeerAddress): boolean => {
+  const asconf = st.asconf
+  if (asconf === undefined) return true
+  switch (
+    Asconf.checkAck(asconf.pending?.serialNumber, add32(asconf.nextSerial, -1), ack.serialNumber)
+  ) {
+    case "Stale":
+      emit(ctx, { _tag: "Dropped", reason: "AsconfAckStale" })
+      return true
+    case "Illegal": {
+      const causes: Array<Chunk.ErrorCause> = [
+        { _tag: "UnknownCause", code: Asconf.CauseCode.IllegalAsconfAck, value: new Uint8Array(0) },
+      ]
+      sendAbort(ctx, st, from, st.peerTag, causes)
+      emit(ctx, { _tag: "CommLost", reason: "IllegalAsconfAck" })
+      close(ctx, st, "Closed")
+      return false
+    }
+    case "Matches":
+      break
+  }
+  // A5: stop T4, clear the error counters; A6: report what the peer refused.
+  cancelTimer(ctx, st, "T4-asconf")
+  const index = pathIndex(st, asconf.pendingHost)
+  if (index >= 0) st.paths[index]!.errorCount = 0
+  st.errorCount = 0
+  asconf.pending = undefined
+  const causes = ack.parameters.flatMap((p) => (p._tag === "ErrorCauseIndication" ? p.causes : []))
+  if (causes.length > 0) emit(ctx, { _tag: "PeerError", causes })
+  return true
+}
+
+/** §4.1.1 A3–A4: sends the pending ASCONF to path `index` and (re)starts T4. */
+const sendAsconf = (ctx: Ctx, st: State, index: number): void => {
+  const asconf = st.asconf
+  const path = st.paths[index]
+  if (asconf?.pending === undefined || path === undefined) return
+  asconf.pendingHost = path.host
+  queueChunk(ctx, st, addressOf(path), asconf.pending)
+  setTimer(ctx, st, "T4-asconf", ctx.now + path.rto.rto)
+}
+
+/** §4.1.2 B1–B5: T4 expired: count the error, back off, resend the same ASCONF elsewhere. */
+const onT4 = (ctx: Ctx, st: State): void => {
+  if (st.asconf?.pending === undefined) return
+  const index = pathIndex(st, st.asconf.pendingHost)
+  if (index >= 0) {
+    const path = st.paths[index]!
+    path.rto = Rto.backoff(path.rto, rtoConfig(st.config))
+    pathError(ctx, st, index, true)
+  } else {
+    associationError(ctx, st, "MaxRetransmissions")
+  }
+  if (isClosed(st)) return
+  sendAsconf(ctx, st, index >= 0 ? alternatePath(st, index) : dataPath(st))
 }
 
 /** Read through a call so that TypeScript does not keep an earlier narrowing of `name`. */
@@ -1141,6 +1583,10 @@ const onInitAck = (ctx: Ctx, st: State, ack: Chunk.InitAck, from: PeerAddress): 
     outboundStreams: Math.min(st.config.outboundStreams, ack.inboundStreams),
     inboundStreams: Math.min(st.config.maxInboundStreams, ack.outboundStreams),
     forwardTsn: ack.parameters.some((p) => p._tag === "ForwardTsnSupported"),
+    auth:
+      st.config.auth && st.init !== undefined
+        ? Auth.negotiate(st.init.parameters, ack.parameters)
+        : undefined,
   })
   const fromHost = S.canonicalHost(from.host)
   const primary = addPath(st, fromHost, from.udpPort, true)
@@ -1235,8 +1681,15 @@ const onInit = (ctx: Ctx, st: State, init: Chunk.Init, from: PeerAddress): void 
     myInitialTsn,
     nowMs: ctx.now,
     ...(st.name === "CookieWait" ? {} : { tieTagLocal: st.myTag, tieTagPeer: st.peerTag }),
+    ...(st.config.auth ? { authRandom: collisionRandom(st, collision) } : {}),
   })
   sendAlone(ctx, st, from, init.initiateTag, ack)
+}
+
+/** Our RANDOM for an INIT ACK: in a collision the one of our INIT (one key vector per end). */
+const collisionRandom = (st: State, collision: boolean): Uint8Array => {
+  const ours = collision ? st.init?.parameters.find((p) => p._tag === "Random") : undefined
+  return ours?._tag === "Random" ? ours.random : S.nextBytes(st.rng, Auth.randomLength)
 }
 
 const rotateSecrets = (st: State, now: number): void => {
@@ -1309,7 +1762,7 @@ const onCookieEcho = (ctx: Ctx, st: State, input: Extract<Input, { _tag: "Receiv
     st.myInitialTsn = c.myInitialTsn
     st.nextTsn = c.myInitialTsn
     st.lastCumAck = add32(c.myInitialTsn, -1)
-    establishFields(st, c)
+    establishFields(st, { ...c, auth: cookieAuth(st.config, c) })
     for (const path of st.paths) {
       path.flightBytes = 0
       path.rttPending = false
@@ -1330,7 +1783,7 @@ const onCookieEcho = (ctx: Ctx, st: State, input: Extract<Input, { _tag: "Receiv
     cancelTimer(ctx, st, "T1-init")
     cancelTimer(ctx, st, "T1-cookie")
     const wasUp = st.name !== "CookieWait" && st.name !== "CookieEchoed"
-    establishFields(st, c)
+    establishFields(st, { ...c, auth: cookieAuth(st.config, c) })
     if (index < 0) addPath(st, from, input.from.udpPort, true)
     for (const host of c.peerAddresses) addPath(st, host, input.from.udpPort, false)
     queueChunk(ctx, st, input.from, { _tag: "CookieAck" })
@@ -2208,6 +2661,10 @@ const onTimer = (ctx: Ctx, st: State, timer: string): void => {
     st.sackNow = true
     return
   }
+  if (timer === "T4-asconf") {
+    onT4(ctx, st)
+    return
+  }
   if (timer.startsWith("T3-rtx:")) {
     const index = pathIndex(st, timer.slice(7))
     if (index >= 0) onT3(ctx, st, index)
@@ -2660,6 +3117,14 @@ export interface Snapshot {
     readonly sent: boolean
     readonly path: number
   }
+  readonly auth?: Auth.Negotiated
+  readonly asconf?: {
+    readonly nextSerial: number
+    readonly pending: Chunk.Asconf | undefined
+    readonly pendingHost: string
+    readonly peerSerial: number
+    readonly lastAck: Chunk.AsconfAck | undefined
+  }
   readonly timers: ReadonlyArray<readonly [string, number]>
 }
 
@@ -2729,6 +3194,8 @@ export const snapshot = (st: State): Snapshot => ({
   ...(st.forwardTsn === undefined
     ? {}
     : { forwardTsn: { ...st.forwardTsn, streams: st.forwardTsn.streams.slice() } }),
+  ...(st.auth === undefined ? {} : { auth: st.auth }),
+  ...(st.asconf === undefined ? {} : { asconf: { ...st.asconf } }),
   timers: Object.entries(st.timers),
 })
 
@@ -2795,6 +3262,8 @@ export const restore = (config: Config, s: Snapshot): State => {
       s.forwardTsn === undefined
         ? undefined
         : { ...s.forwardTsn, streams: s.forwardTsn.streams.slice() },
+    auth: s.auth,
+    asconf: s.asconf === undefined ? undefined : { ...s.asconf },
     timers,
   }
 }
@@ -2910,6 +3379,13 @@ export interface TakeOverOptions {
    * the peer to skip them with a FORWARD TSN (RFC 3758), when both ends support PR-SCTP.
    */
   readonly reserve?: { readonly tsn: number; readonly ssn: number }
+  /**
+   * This node's address (one the association lists): when the peer negotiated ASCONF (RFC
+   * 5061), an authenticated ASCONF asks it to make this address its primary, retransmitted
+   * on T4 until the ASCONF-ACK, so its new DATA comes here at once instead of after its
+   * retransmission timers gave up on the dead node's address.
+   */
+  readonly setPrimary?: string
 }
 
 /**
@@ -3020,7 +3496,24 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
   }
   if (st.peerTag !== 0 && st.name !== "CookieWait" && st.name !== "CookieEchoed") {
     for (let index = 0; index < st.paths.length; index++) sendHeartbeat(ctx, st, index)
+    requestPrimary(ctx, st, options?.setPrimary)
   }
   finish(ctx, st)
   return ctx.out
+}
+
+/**
+ * Asks the peer (ASCONF Set Primary Address) to send to `host` from now on; nothing when
+ * ASCONF was not negotiated or an ASCONF is already in flight (it is retransmitted as it is,
+ * §4.1.1 A3: one at a time).
+ */
+const requestPrimary = (ctx: Ctx, st: State, host: string | undefined): void => {
+  const asconf = st.asconf
+  if (host === undefined || asconf === undefined || st.paths.length === 0) return
+  if (asconf.pending !== undefined) return
+  const address = S.addressParameter(host)
+  if (address === undefined) return
+  asconf.pending = Asconf.setPrimary(asconf.nextSerial, address)
+  asconf.nextSerial = add32(asconf.nextSerial, 1)
+  sendAsconf(ctx, st, dataPath(st))
 }

@@ -40,8 +40,14 @@ export const ChunkType = {
   CookieEcho: 10,
   CookieAck: 11,
   ShutdownComplete: 14,
+  /** RFC 4895 §4.2: authenticates the chunks after it in its packet. */
+  Auth: 15,
+  /** RFC 5061 §4.2 ASCONF-ACK. */
+  AsconfAck: 0x80,
   /** RFC 3758 §3.2 (PR-SCTP). */
   ForwardTsn: 192,
+  /** RFC 5061 §4.1 (dynamic address reconfiguration). */
+  Asconf: 0xc1,
 } as const
 
 /**
@@ -61,6 +67,28 @@ export const ParameterType = {
   SupportedAddressTypes: 12,
   /** RFC 3758 §3.1 (PR-SCTP), no value. */
   ForwardTsnSupported: 0xc000,
+  /** RFC 4895 §3.1: the sender's random number, one input of the association key. */
+  Random: 0x8002,
+  /** RFC 4895 §3.2: chunk types the sender accepts only authenticated. */
+  ChunkList: 0x8003,
+  /** RFC 4895 §3.3: HMAC identifiers the sender supports, preferred first. */
+  HmacAlgo: 0x8004,
+  /** RFC 5061 §4.2.7: extension chunk types the sender supports. */
+  SupportedExtensions: 0x8008,
+} as const
+
+/**
+ * Parameter types of ASCONF and ASCONF-ACK (RFC 5061 §4.2).
+ *
+ * @since 0.1.0
+ * @category type codes
+ */
+export const AsconfParameterType = {
+  AddIpAddress: 0xc001,
+  DeleteIpAddress: 0xc002,
+  ErrorCauseIndication: 0xc003,
+  SetPrimaryAddress: 0xc004,
+  SuccessIndication: 0xc005,
 } as const
 
 /**
@@ -161,8 +189,54 @@ export interface ForwardTsnSupported {
 }
 
 /**
- * A parameter this codec does not interpret (e.g. usrsctp's Forward-TSN-Supported 0xC000
- * or Supported Extensions 0x8008), kept with its type for {@link processUnknownParameters}.
+ * RANDOM (RFC 4895 §3.1): the sender's random number (32 bytes from this endpoint).
+ *
+ * @since 0.1.0
+ * @category parameters
+ */
+export interface Random {
+  readonly _tag: "Random"
+  readonly random: Uint8Array
+}
+
+/**
+ * CHUNKS (RFC 4895 §3.2): chunk types the sender wants to receive only after an AUTH chunk.
+ *
+ * @since 0.1.0
+ * @category parameters
+ */
+export interface ChunkList {
+  readonly _tag: "ChunkList"
+  /** One chunk type per byte. */
+  readonly chunkTypes: Uint8Array
+}
+
+/**
+ * HMAC-ALGO (RFC 4895 §3.3): HMAC identifiers the sender supports, most preferred first.
+ *
+ * @since 0.1.0
+ * @category parameters
+ */
+export interface HmacAlgo {
+  readonly _tag: "HmacAlgo"
+  readonly hmacIds: ReadonlyArray<number>
+}
+
+/**
+ * Supported Extensions (RFC 5061 §4.2.7): the extension chunk types the sender supports.
+ *
+ * @since 0.1.0
+ * @category parameters
+ */
+export interface SupportedExtensions {
+  readonly _tag: "SupportedExtensions"
+  /** One chunk type per byte. */
+  readonly chunkTypes: Uint8Array
+}
+
+/**
+ * A parameter this codec does not interpret, kept with its type for
+ * {@link processUnknownParameters}.
  *
  * @since 0.1.0
  * @category parameters
@@ -182,6 +256,10 @@ export interface UnknownParameter {
  */
 export type Parameter =
   | ForwardTsnSupported
+  | Random
+  | ChunkList
+  | HmacAlgo
+  | SupportedExtensions
   | Ipv4Address
   | Ipv6Address
   | StateCookie
@@ -491,6 +569,69 @@ export interface ForwardTsn {
 }
 
 /**
+ * AUTH (RFC 4895 §4.2): an HMAC over itself (HMAC field zero) and every chunk after it in
+ * the packet, under the association shared key.
+ *
+ * @since 0.1.0
+ * @category chunks
+ */
+export interface Auth {
+  readonly _tag: "Auth"
+  readonly sharedKeyId: number
+  readonly hmacId: number
+  readonly hmac: Uint8Array
+}
+
+/**
+ * A request or response inside ASCONF / ASCONF-ACK (RFC 5061 §4.2): Add IP Address, Delete
+ * IP Address and Set Primary Address carry an address parameter; Error Cause Indication
+ * carries error causes; Success Indication nothing but the correlation ID.
+ *
+ * @since 0.1.0
+ * @category chunks
+ */
+export type AsconfParameter =
+  | {
+      readonly _tag: "AddIpAddress" | "DeleteIpAddress" | "SetPrimaryAddress"
+      readonly correlationId: number
+      /** An IPv4 or IPv6 Address parameter (anything else is answered as invalid). */
+      readonly address: Parameter
+    }
+  | {
+      readonly _tag: "ErrorCauseIndication"
+      readonly correlationId: number
+      readonly causes: ReadonlyArray<ErrorCause>
+    }
+  | { readonly _tag: "SuccessIndication"; readonly correlationId: number }
+  | { readonly _tag: "UnknownAsconfParameter"; readonly type: number; readonly value: Uint8Array }
+
+/**
+ * ASCONF (RFC 5061 §4.1.1): requests, in order, under a serial number; `address` is one of
+ * the sender's addresses (the receiver may find the association by it).
+ *
+ * @since 0.1.0
+ * @category chunks
+ */
+export interface Asconf {
+  readonly _tag: "Asconf"
+  readonly serialNumber: number
+  readonly address: Parameter
+  readonly parameters: ReadonlyArray<AsconfParameter>
+}
+
+/**
+ * ASCONF-ACK (RFC 5061 §4.1.2): the responses to the ASCONF of the same serial number.
+ *
+ * @since 0.1.0
+ * @category chunks
+ */
+export interface AsconfAck {
+  readonly _tag: "AsconfAck"
+  readonly serialNumber: number
+  readonly parameters: ReadonlyArray<AsconfParameter>
+}
+
+/**
  * A chunk type this codec does not interpret, kept whole so it can be skipped or reported
  * by {@link processUnknownChunks}.
  *
@@ -526,6 +667,9 @@ export type Chunk =
   | CookieAck
   | ShutdownComplete
   | ForwardTsn
+  | Auth
+  | Asconf
+  | AsconfAck
   | UnknownChunk
 
 /**
@@ -742,6 +886,13 @@ const parameterValueLength = (parameter: Parameter): number => {
       return 2 * parameter.addressTypes.length
     case "ForwardTsnSupported":
       return 0
+    case "Random":
+      return parameter.random.length
+    case "ChunkList":
+    case "SupportedExtensions":
+      return parameter.chunkTypes.length
+    case "HmacAlgo":
+      return 2 * parameter.hmacIds.length
     case "UnknownParameter":
       return parameter.value.length
   }
@@ -789,6 +940,18 @@ const writeParameter = (bytes: Uint8Array, offset: number, parameter: Parameter)
       })
       break
     case "ForwardTsnSupported":
+      break
+    case "Random":
+      bytes.set(parameter.random, value)
+      break
+    case "ChunkList":
+    case "SupportedExtensions":
+      bytes.set(parameter.chunkTypes, value)
+      break
+    case "HmacAlgo":
+      parameter.hmacIds.forEach((id, index) => {
+        writeU16(bytes, value + 2 * index, id)
+      })
       break
     case "UnknownParameter":
       bytes.set(parameter.value, value)
@@ -909,6 +1072,81 @@ const initValueLength = (init: Init | InitAck): number =>
 const causesLength = (causes: ReadonlyArray<ErrorCause>): number =>
   listLength(causes, (cause) => 4 + causeValueLength(cause))
 
+/** An ASCONF parameter's length field (its last inner item's padding excluded). */
+const asconfParameterLength = (parameter: AsconfParameter): number => {
+  switch (parameter._tag) {
+    case "AddIpAddress":
+    case "DeleteIpAddress":
+    case "SetPrimaryAddress":
+      return 8 + 4 + parameterValueLength(parameter.address)
+    case "ErrorCauseIndication":
+      return 8 + causesLength(parameter.causes)
+    case "SuccessIndication":
+      return 8
+    case "UnknownAsconfParameter":
+      return 4 + parameter.value.length
+  }
+}
+
+const asconfTypeOf = (parameter: AsconfParameter): number =>
+  parameter._tag === "UnknownAsconfParameter"
+    ? parameter.type & 0xffff
+    : AsconfParameterType[parameter._tag]
+
+/** Writes one ASCONF parameter at `offset` into a zeroed buffer; returns the offset after it. */
+const writeAsconfParameter = (
+  bytes: Uint8Array,
+  offset: number,
+  parameter: AsconfParameter,
+): number => {
+  const length = asconfParameterLength(parameter)
+  writeU16(bytes, offset, asconfTypeOf(parameter))
+  writeU16(bytes, offset + 2, length)
+  switch (parameter._tag) {
+    case "AddIpAddress":
+    case "DeleteIpAddress":
+    case "SetPrimaryAddress":
+      writeU32(bytes, offset + 4, parameter.correlationId)
+      writeParameter(bytes, offset + 8, parameter.address)
+      break
+    case "ErrorCauseIndication": {
+      writeU32(bytes, offset + 4, parameter.correlationId)
+      let at = offset + 8
+      for (const cause of parameter.causes) at = writeCause(bytes, at, cause)
+      break
+    }
+    case "SuccessIndication":
+      writeU32(bytes, offset + 4, parameter.correlationId)
+      break
+    case "UnknownAsconfParameter":
+      bytes.set(parameter.value, offset + 4)
+      break
+  }
+  return offset + pad4(length)
+}
+
+/**
+ * One ASCONF parameter, type-length-value, without trailing padding (as an error cause
+ * quotes it).
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeAsconfParameter = (parameter: AsconfParameter): Uint8Array => {
+  const length = asconfParameterLength(parameter)
+  const bytes = new Uint8Array(pad4(length))
+  writeAsconfParameter(bytes, 0, parameter)
+  return bytes.subarray(0, length)
+}
+
+/** Serial number, address parameter (padded unless last), then the ASCONF parameters. */
+const asconfValueLength = (chunk: Asconf): number => {
+  const address = 4 + parameterValueLength(chunk.address)
+  return chunk.parameters.length === 0
+    ? 4 + address
+    : 4 + pad4(address) + listLength(chunk.parameters, asconfParameterLength)
+}
+
 /** The length of a chunk's value, without header or padding. */
 const chunkValueLength = (chunk: Chunk): number => {
   switch (chunk._tag) {
@@ -935,6 +1173,12 @@ const chunkValueLength = (chunk: Chunk): number => {
       return chunk.cookie.length
     case "ForwardTsn":
       return 4 + 4 * chunk.streams.length
+    case "Auth":
+      return 4 + chunk.hmac.length
+    case "Asconf":
+      return asconfValueLength(chunk)
+    case "AsconfAck":
+      return 4 + listLength(chunk.parameters, asconfParameterLength)
     case "UnknownChunk":
       return chunk.value.length
   }
@@ -1060,6 +1304,23 @@ export const writeChunk = (bytes: Uint8Array, offset: number, chunk: Chunk): num
       }
       break
     }
+    case "Auth":
+      writeU16(bytes, value, chunk.sharedKeyId)
+      writeU16(bytes, value + 2, chunk.hmacId)
+      bytes.set(chunk.hmac, value + 4)
+      break
+    case "Asconf": {
+      writeU32(bytes, value, chunk.serialNumber)
+      let at = writeParameter(bytes, value + 4, chunk.address)
+      for (const parameter of chunk.parameters) at = writeAsconfParameter(bytes, at, parameter)
+      break
+    }
+    case "AsconfAck": {
+      writeU32(bytes, value, chunk.serialNumber)
+      let at = value + 4
+      for (const parameter of chunk.parameters) at = writeAsconfParameter(bytes, at, parameter)
+      break
+    }
     case "UnknownChunk":
       bytes.set(chunk.value, value)
       break
@@ -1139,6 +1400,18 @@ const decodeParameter = (
       return { _tag: "HostNameAddress", hostName: bytes.subarray(start, end) }
     case ParameterType.ForwardTsnSupported:
       return length === 0 ? { _tag: "ForwardTsnSupported" } : undefined
+    case ParameterType.Random:
+      return length > 0 ? { _tag: "Random", random: bytes.subarray(start, end) } : undefined
+    case ParameterType.ChunkList:
+      return { _tag: "ChunkList", chunkTypes: bytes.subarray(start, end) }
+    case ParameterType.SupportedExtensions:
+      return { _tag: "SupportedExtensions", chunkTypes: bytes.subarray(start, end) }
+    case ParameterType.HmacAlgo: {
+      if (length % 2 !== 0) return undefined
+      const hmacIds: Array<number> = []
+      for (let at = start; at < end; at += 2) hmacIds.push(readU16(bytes, at))
+      return { _tag: "HmacAlgo", hmacIds }
+    }
     case ParameterType.SupportedAddressTypes: {
       if (length % 2 !== 0) return undefined
       const addressTypes: Array<number> = []
@@ -1244,6 +1517,79 @@ export const decodeCauses = (
     offset = tlv.next
   }
   return causes
+}
+
+/** One ASCONF parameter whose value is `bytes[start, end)`. */
+const decodeAsconfParameter = (
+  bytes: Uint8Array,
+  type: number,
+  start: number,
+  end: number,
+): AsconfParameter | undefined => {
+  switch (type) {
+    case AsconfParameterType.AddIpAddress:
+    case AsconfParameterType.DeleteIpAddress:
+    case AsconfParameterType.SetPrimaryAddress: {
+      if (end - start < 8) return undefined
+      const inner = decodeParameters(bytes, start + 4, end)
+      if (isFault(inner) || inner.length !== 1) return undefined
+      const _tag =
+        type === AsconfParameterType.AddIpAddress
+          ? "AddIpAddress"
+          : type === AsconfParameterType.DeleteIpAddress
+            ? "DeleteIpAddress"
+            : "SetPrimaryAddress"
+      return { _tag, correlationId: readU32(bytes, start), address: inner[0]! }
+    }
+    case AsconfParameterType.ErrorCauseIndication: {
+      if (end - start < 4) return undefined
+      const causes = decodeCauses(bytes, start + 4, end)
+      if (isFault(causes)) return undefined
+      return { _tag: "ErrorCauseIndication", correlationId: readU32(bytes, start), causes }
+    }
+    case AsconfParameterType.SuccessIndication:
+      return end - start === 4
+        ? { _tag: "SuccessIndication", correlationId: readU32(bytes, start) }
+        : undefined
+    default:
+      return { _tag: "UnknownAsconfParameter", type, value: bytes.subarray(start, end) }
+  }
+}
+
+/**
+ * Decodes the ASCONF parameters in `bytes[start, end)`.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeAsconfParameters = (
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+): ReadonlyArray<AsconfParameter> | Fault => {
+  const parameters: Array<AsconfParameter> = []
+  let offset = start
+  while (offset < end) {
+    const tlv = frameTlv(bytes, offset, end)
+    if (typeof tlv === "string") return fault(`Parameter${tlv}`, offset)
+    const parameter = decodeAsconfParameter(bytes, tlv.type, tlv.valueStart, tlv.valueEnd)
+    if (parameter === undefined) return fault("ParameterLengthInvalid", offset)
+    parameters.push(parameter)
+    offset = tlv.next
+  }
+  return parameters
+}
+
+/** ASCONF: serial number, the sender's address parameter, then the requests. */
+const decodeAsconf = (bytes: Uint8Array, start: number, end: number): Asconf | Fault => {
+  if (end - start < 8) return fault("ChunkLengthInvalid", start - 4)
+  const tlv = frameTlv(bytes, start + 4, end)
+  if (typeof tlv === "string") return fault(`Parameter${tlv}`, start + 4)
+  const address = decodeParameter(bytes, tlv.type, tlv.valueStart, tlv.valueEnd)
+  if (address === undefined) return fault("ParameterLengthInvalid", start + 4)
+  const parameters = decodeAsconfParameters(bytes, tlv.next, end)
+  if (isFault(parameters)) return parameters
+  return { _tag: "Asconf", serialNumber: readU32(bytes, start), address, parameters }
 }
 
 const decodeInit = (
@@ -1383,6 +1729,22 @@ export const decodeChunk = (
         streams.push({ stream: readU16(bytes, at), ssn: readU16(bytes, at + 2) })
       }
       return { _tag: "ForwardTsn", newCumulativeTsn: readU32(bytes, start), streams }
+    }
+    case ChunkType.Auth:
+      if (end - start < 4) return fault("ChunkLengthInvalid", start - 4)
+      return {
+        _tag: "Auth",
+        sharedKeyId: readU16(bytes, start),
+        hmacId: readU16(bytes, start + 2),
+        hmac: bytes.subarray(start + 4, end),
+      }
+    case ChunkType.Asconf:
+      return decodeAsconf(bytes, start, end)
+    case ChunkType.AsconfAck: {
+      if (end - start < 4) return fault("ChunkLengthInvalid", start - 4)
+      const parameters = decodeAsconfParameters(bytes, start + 4, end)
+      if (isFault(parameters)) return parameters
+      return { _tag: "AsconfAck", serialNumber: readU32(bytes, start), parameters }
     }
     default:
       return { _tag: "UnknownChunk", type, flags, value: bytes.subarray(start, end) }

@@ -12,6 +12,7 @@
  * @since 0.1.0
  */
 import * as Association from "./Association.ts"
+import * as Auth from "./Auth.ts"
 import type * as Chunk from "./Chunk.ts"
 import * as Cookie from "./Cookie.ts"
 import * as S from "./internal/association-support.ts"
@@ -133,6 +134,7 @@ const onInit = (listener: Listener, input: Receive, init: Chunk.Init): Outcome =
     myTag: S.nextTag(listener.rng),
     myInitialTsn: S.nextU32(listener.rng),
     nowMs: input.nowMs,
+    ...(config.auth ? { authRandom: S.nextBytes(listener.rng, Auth.randomLength) } : {}),
   })
   return { outputs: [transmit(listener, input, init.initiateTag, ack)] }
 }

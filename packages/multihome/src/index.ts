@@ -5,7 +5,9 @@
  *
  * @since 0.1.0
  */
+export * as Asconf from "./Asconf.ts"
 export * as Association from "./Association.ts"
+export * as Auth from "./Auth.ts"
 export * as Chunk from "./Chunk.ts"
 export * as Cluster from "./Cluster.ts"
 export * as ClusterRole from "./ClusterRole.ts"

@@ -113,6 +113,10 @@ describe("Association handshake (initiator)", () => {
       "Ipv6Address",
       "SupportedAddressTypes",
       "ForwardTsnSupported",
+      "Random",
+      "ChunkList",
+      "HmacAlgo",
+      "SupportedExtensions",
     ])
     expect(outputs).toContainEqual({ _tag: "SetTimer", timer: "T1-init", atMs: 1000 })
     expect(state.name).toBe("CookieWait")

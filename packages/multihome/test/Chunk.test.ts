@@ -219,7 +219,7 @@ describe("byte-exact packets built from the RFC 9260 layouts", () => {
         "00 00 10 00", // a_rwnd 4096
         "00 01 00 01", // OS 1, MIS 1
         "00 00 00 00", // initial TSN 0
-        "80 08 00 09 c0 0f c1 80 82 00 00 00", // 0x8008, 5 bytes of value, padded
+        "80 01 00 09 c0 0f c1 80 82 00 00 00", // 0x8001 (unknown here), 5 bytes of value, padded
         "00 07 00 08 01 02 03 04", // State Cookie
       ),
     )
@@ -233,7 +233,7 @@ describe("byte-exact packets built from the RFC 9260 layouts", () => {
       parameters: [
         {
           _tag: "UnknownParameter",
-          type: 0x8008,
+          type: 0x8001,
           value: Uint8Array.of(0xc0, 0x0f, 0xc1, 0x80, 0x82),
         },
         { _tag: "StateCookie", cookie: Uint8Array.of(1, 2, 3, 4) },
@@ -341,12 +341,12 @@ describe("byte-exact packets built from the RFC 9260 layouts", () => {
       header,
       hex(
         "0a 00 00 07 09 08 07 00", // COOKIE ECHO, 3-byte cookie + padding
-        "c1 5a 00 06 01 02 00 00", // type 0xC1 (ASCONF), flags 0x5a, 2 bytes + padding
+        "c7 5a 00 06 01 02 00 00", // type 0xC7 (unassigned), flags 0x5a, 2 bytes + padding
       ),
     )
     const packet = packetOf(
       { _tag: "CookieEcho", cookie: Uint8Array.of(9, 8, 7) },
-      { _tag: "UnknownChunk", type: 0xc1, flags: 0x5a, value: Uint8Array.of(1, 2) },
+      { _tag: "UnknownChunk", type: 0xc7, flags: 0x5a, value: Uint8Array.of(1, 2) },
     )
     expect(Packet.encode(packet)).toEqual(bytes)
     expect(decodeOk(bytes)).toEqual(packet)

@@ -392,7 +392,8 @@ describe("machine fuzzing: an ESTABLISHED association under adversarial packets"
   })
 
   it.each([
-    { type: 0x0f, action: "00: stop, no report", stop: true, report: false },
+    // (0x0f is AUTH, RFC 4895, now understood: 0x3f is unassigned.)
+    { type: 0x3f, action: "00: stop, no report", stop: true, report: false },
     { type: 0x4f, action: "01: stop and report", stop: true, report: true },
     { type: 0x8f, action: "10: skip, no report", stop: false, report: false },
     { type: 0xcf, action: "11: skip and report", stop: false, report: true },

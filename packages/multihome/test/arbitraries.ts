@@ -8,9 +8,10 @@ export const u32 = fc.integer({ min: 0, max: 0xffffffff })
 export const bytes = (maxLength = 40) => fc.uint8Array({ maxLength })
 const exactly = (length: number) => fc.uint8Array({ minLength: length, maxLength: length })
 
-const knownParameterTypes = new Set([5, 6, 7, 8, 9, 11, 12, 0xc000])
+const knownParameterTypes = new Set([5, 6, 7, 8, 9, 11, 12, 0xc000, 0x8002, 0x8003, 0x8004, 0x8008])
+const knownAsconfParameterTypes = new Set([0xc001, 0xc002, 0xc003, 0xc004, 0xc005])
 const knownCauseCodes = new Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
-const knownChunkTypes = new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 192])
+const knownChunkTypes = new Set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15, 0x80, 192, 0xc1])
 
 export const unknownParameter: fc.Arbitrary<Chunk.UnknownParameter> = fc.record({
   _tag: fc.constant("UnknownParameter" as const),
@@ -30,6 +31,13 @@ export const parameter: fc.Arbitrary<Chunk.Parameter> = fc.oneof(
     addressTypes: fc.array(u16, { maxLength: 5 }),
   }),
   fc.constant({ _tag: "ForwardTsnSupported" as const }),
+  fc.record({
+    _tag: fc.constant("Random" as const),
+    random: fc.uint8Array({ minLength: 1, maxLength: 40 }),
+  }),
+  fc.record({ _tag: fc.constant("ChunkList" as const), chunkTypes: bytes(8) }),
+  fc.record({ _tag: fc.constant("HmacAlgo" as const), hmacIds: fc.array(u16, { maxLength: 4 }) }),
+  fc.record({ _tag: fc.constant("SupportedExtensions" as const), chunkTypes: bytes(8) }),
   unknownParameter,
 )
 
@@ -53,6 +61,29 @@ export const cause: fc.Arbitrary<Chunk.ErrorCause> = fc.oneof(
   fc.record({
     _tag: fc.constant("UnknownCause" as const),
     code: u16.filter((code) => !knownCauseCodes.has(code)),
+    value: bytes(),
+  }),
+)
+
+export const asconfParameter: fc.Arbitrary<Chunk.AsconfParameter> = fc.oneof(
+  fc.record({
+    _tag: fc.constantFrom(
+      "AddIpAddress" as const,
+      "DeleteIpAddress" as const,
+      "SetPrimaryAddress" as const,
+    ),
+    correlationId: u32,
+    address: parameter,
+  }),
+  fc.record({
+    _tag: fc.constant("ErrorCauseIndication" as const),
+    correlationId: u32,
+    causes: fc.array(cause, { maxLength: 3 }),
+  }),
+  fc.record({ _tag: fc.constant("SuccessIndication" as const), correlationId: u32 }),
+  fc.record({
+    _tag: fc.constant("UnknownAsconfParameter" as const),
+    type: u16.filter((type) => !knownAsconfParameterTypes.has(type)),
     value: bytes(),
   }),
 )
@@ -119,6 +150,23 @@ export const chunkByTag = {
     _tag: fc.constant("ForwardTsn" as const),
     newCumulativeTsn: u32,
     streams: fc.array(fc.record({ stream: u16, ssn: u16 }), { maxLength: 8 }),
+  }),
+  Auth: fc.record({
+    _tag: fc.constant("Auth" as const),
+    sharedKeyId: u16,
+    hmacId: u16,
+    hmac: bytes(32),
+  }),
+  Asconf: fc.record({
+    _tag: fc.constant("Asconf" as const),
+    serialNumber: u32,
+    address: parameter,
+    parameters: fc.array(asconfParameter, { maxLength: 4 }),
+  }),
+  AsconfAck: fc.record({
+    _tag: fc.constant("AsconfAck" as const),
+    serialNumber: u32,
+    parameters: fc.array(asconfParameter, { maxLength: 4 }),
   }),
   UnknownChunk: unknownChunk,
 } satisfies { [K in Chunk.Chunk["_tag"]]: fc.Arbitrary<Extract<Chunk.Chunk, { _tag: K }>> }
