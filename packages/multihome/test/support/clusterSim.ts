@@ -13,7 +13,9 @@
  *   under the inexact policies; up to `ackTimeoutMs`) or for the store's write
  *   (`state-node`); while they wait the node processes nothing else (the endpoint's lock),
  *   and what arrives meanwhile is handled as one batch afterwards;
- * - the secondary node at B: `Replication.Replicas`; it answers HEARTBEATs from its copy,
+ * - the secondary node at B: `Replication.Replicas`, its role run by `ClusterRole` (the
+ *   machine `Cluster.ts` runs: what a packet gets, when the takeover starts, which
+ *   replication applies); it answers HEARTBEATs from its copy,
  *   forwards every other packet to the primary while its side of the link is up, and takes
  *   every association over (`Association.takeOver` with `Replicas.takeOverOptions`:
  *   resynchronised for the inexact policies, whose copy may be behind) when the link goes
@@ -36,9 +38,11 @@
  * violations of what no policy allows; the caller decides what to assert. The bound of a
  * copy that is behind is `Outcome.atRisk`.
  */
+import { Machine } from "@understudy/machine"
 import { Heap } from "@understudy/transport"
 import { Result } from "effect"
 import * as Association from "../../src/Association.ts"
+import * as ClusterRole from "../../src/ClusterRole.ts"
 import * as Cookie from "../../src/Cookie.ts"
 import * as Listener from "../../src/Listener.ts"
 import * as Packet from "../../src/Packet.ts"
@@ -347,13 +351,6 @@ export interface RunOptions {
    * the secondary's ack: shows that the checks see what `every-update`'s wait prevents.
    */
   readonly releaseBeforeAck?: boolean
-  /**
-   * The secondary takes over on a packet only once it has had a link (a primary) that
-   * closed; before its first link it drops what it can not answer, as `Cluster.ts` does.
-   * Default true; false models the older rule (take over on any packet while no link is
-   * up), which made two active nodes.
-   */
-  readonly waitForFirstLink?: boolean
 }
 
 /** Runs one schedule under one policy to its end: everything echoed and idle, or the time limit. */
@@ -592,7 +589,6 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   // ---- the intra-cluster link -----------------------------------------------------------
   let linkEpoch = 0
   let linkBroken = false
-  let linkEverUp = false
   const lastLinkArrival = [0, 0]
   const linkSend = (toSecondary: boolean, message: Replication.Message) => {
     if (linkBroken) return
@@ -873,11 +869,29 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   // ---- the secondary ------------------------------------------------------------------------
   const replicas = new Replication.Replicas(clusterConfig)
   let secondaryLinkUp = false
-  let active = false
+  // The secondary's role is the shipped machine (`ClusterRole`, as `Cluster.ts` runs it):
+  // it decides what a packet gets, when the takeover starts and which replication applies.
+  const roleMachine = ClusterRole.make({ role: "secondary", fenced: false, standby: false })
+  let secondaryRole = roleMachine.init({ self: hostB, peers: [hostA], nowMs: 0 }).state
+  const active = () => ClusterRole.serving(secondaryRole)
+  const secondaryRoleStep = (
+    input: Machine.Input<ClusterRole.Message, ClusterRole.Command>,
+  ): ReadonlyArray<ClusterRole.Action> => {
+    const result = roleMachine.step(secondaryRole, input)
+    secondaryRole = result.state
+    const actions: Array<ClusterRole.Action> = []
+    for (const output of result.outputs) {
+      if (output._tag !== "Emit") continue
+      actions.push(output.event)
+      if (output.event._tag === "TakeOver") secondaryTakeOver(output.event.why)
+    }
+    return actions
+  }
+  const secondaryCommand = (command: ClusterRole.Command) =>
+    secondaryRoleStep(Machine.command(command, now))
 
-  const secondaryTakeOver = (why: string) => {
-    if (active || !secondary.alive) return
-    active = true
+  function secondaryTakeOver(why: string) {
+    if (!secondary.alive) return
     tookOver = true
     note(`secondary takes over: ${why}`)
     if (policy._tag === "StateNode") {
@@ -915,44 +929,52 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     replicas.states.clear()
     if (adopted === 0) takeoverReaches = 0
     note(`secondary adopted ${adopted} (copy reaches update ${takeoverReaches} of ${updates})`)
+    secondaryCommand({ _tag: "TakenOver", associations: adopted })
   }
 
   const secondaryPacket = (fromHost: string, bytes: Uint8Array) => {
     if (!secondary.alive) return
-    if (!active) {
+    if (!active() || !secondaryRole.tookOver) {
       const packet = decode(bytes)
       if (packet === undefined) return
       const copy = replicas.byTag(packet.verificationTag >>> 0)
       const chunks = packet.chunks
-      if (copy !== undefined && chunks.length > 0 && chunks.every((c) => c._tag === "Heartbeat")) {
-        for (const chunk of chunks) {
-          if (chunk._tag !== "Heartbeat") continue
-          transmit(hostB, {
-            _tag: "Transmit",
-            to: { host: fromHost, udpPort: peerUdp },
-            packet: {
-              sourcePort: clusterPort,
-              destinationPort: Association.peerPort(copy),
-              verificationTag: Association.peerTag(copy),
-              chunks: [{ _tag: "HeartbeatAck", info: chunk.info }],
-            },
-          })
-        }
-        return
+      const heartbeatsForCopy =
+        copy !== undefined && chunks.length > 0 && chunks.every((c) => c._tag === "Heartbeat")
+      switch (ClusterRole.intercept(secondaryRole, { heartbeatsForCopy })) {
+        case "drop":
+          return
+        case "answer":
+          for (const chunk of chunks) {
+            if (chunk._tag !== "Heartbeat") continue
+            transmit(hostB, {
+              _tag: "Transmit",
+              to: { host: fromHost, udpPort: peerUdp },
+              packet: {
+                sourcePort: clusterPort,
+                destinationPort: Association.peerPort(copy!),
+                verificationTag: Association.peerTag(copy!),
+                chunks: [{ _tag: "HeartbeatAck", info: chunk.info }],
+              },
+            })
+          }
+          return
+        case "forward":
+          linkSend(false, { _tag: "Forward", host: fromHost, udpPort: peerUdp, bytes })
+          return
+        case "take-over":
+          secondaryCommand({ _tag: "Stray" })
+          break
+        case "pass":
+          break
       }
-      if (secondaryLinkUp) {
-        linkSend(false, { _tag: "Forward", host: fromHost, udpPort: peerUdp, bytes })
-        return
-      }
-      if ((options.waitForFirstLink ?? true) && !linkEverUp) return
-      secondaryTakeOver("the peer reached the secondary's address with no primary")
     }
     const update = receiveBatch(secondary, [{ fromHost, bytes }])
     if (update !== undefined) performOutputs(secondary, update.outputs)
   }
   const secondaryTimer = (name: string) => {
     const state = secondary.association
-    if (state === undefined || !active) return
+    if (state === undefined || !active()) return
     const update: Update = { created: false, inputs: [], outputs: [] }
     stepInto(secondary, update, { _tag: "TimerFired", timer: name, nowMs: now }, state)
     performOutputs(secondary, update.outputs)
@@ -977,7 +999,15 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       if (message._tag === "Forward" && !frozen) primaryPacket(message.host, message.bytes)
       return
     }
-    if (!secondary.alive || active) return
+    if (!secondary.alive) return
+    const epoch = Replication.epochOf(message) ?? 0
+    const verdict = secondaryRoleStep(Machine.receive(hostA, { _tag: "Replicate", epoch }, now))
+    if (verdict.some((action) => action._tag === "Refused")) {
+      violations.push(`the secondary refused replication of epoch ${epoch}`)
+      breakLink("replication refused")
+      return
+    }
+    if (!verdict.some((action) => action._tag === "Apply")) return
     const rejected = replicas.apply(message)
     if (rejected !== undefined) {
       violations.push(`the secondary rejected a replica: ${rejected.detail}`)
@@ -1055,7 +1085,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   const limitMs = lastSendMs + timeLimitAfterLastSendMs
 
   const clusterIdle = (): boolean => {
-    const node = active ? secondary : primary.alive ? primary : undefined
+    const node = active() ? secondary : primary.alive ? primary : undefined
     const state = node?.association
     if (state === undefined) return false
     const status = Association.info(state)
@@ -1117,7 +1147,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         if (!primary.alive || !secondary.alive || linkBroken) break
         primaryLinkUp = true
         secondaryLinkUp = true
-        linkEverUp = true
+        secondaryCommand({ _tag: "LinkUp" })
         note("link up")
         ship([shipper.secrets(primary.listener.cookieSecrets.snapshot()), ...shipper.resend()])
         break
@@ -1134,7 +1164,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
           if (!secondary.alive || !secondaryLinkUp) break
           secondaryLinkUp = false
           note("secondary: link down")
-          secondaryTakeOver("the link closed")
+          secondaryCommand({ _tag: "LinkDown", reason: "the link closed" })
         }
         break
       case "tick":
@@ -1162,7 +1192,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     if (peerUp && backlog.length > 0 && Association.stateName(peer) === "Established") {
       for (const message of backlog.splice(0)) peerSend(message)
     }
-    const activeNodes = (primary.alive && !frozen ? 1 : 0) + (secondary.alive && active ? 1 : 0)
+    const activeNodes = (primary.alive && !frozen ? 1 : 0) + (secondary.alive && active() ? 1 : 0)
     if (activeNodes > 1) {
       violations.push("two active nodes")
       break
@@ -1222,7 +1252,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     const status = Association.info(state)
     return status.outstandingChunks > 0 || status.queuedBytes > 0
   }
-  const clusterState = (active ? secondary : primary.alive ? primary : undefined)?.association
+  const clusterState = (active() ? secondary : primary.alive ? primary : undefined)?.association
   const stalled =
     commLost === undefined &&
     Association.stateName(peer) !== "Closed" &&
@@ -1235,7 +1265,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       return `${name}: ${status.state}, ${status.outstandingChunks} chunks outstanding, ${status.queuedBytes} bytes queued, next TSN ${status.nextTsn}, cumulative TSN acked ${status.cumulativeTsnAcked}, peer's cumulative TSN ${status.peerCumulativeTsn}`
     }
     note(
-      `stalled: ${echoed}/${sent} echoed; ${describeState("peer", peer)}; ${describeState("cluster", (active ? secondary : primary).association)}`,
+      `stalled: ${echoed}/${sent} echoed; ${describeState("peer", peer)}; ${describeState("cluster", (active() ? secondary : primary).association)}`,
     )
   }
   return {

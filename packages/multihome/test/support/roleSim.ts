@@ -1,0 +1,350 @@
+/**
+ * The cluster's role machine (`ClusterRole`, the one `Cluster.ts` runs) under FastSim: two
+ * nodes, each the shipped machine inside a model of what `Cluster.ts` does around it — the
+ * link (a connection with keep-alive: the serving node connects, the other listens), the
+ * fence (a lease and an epoch in a store shared by the run) and replication (the serving
+ * node ships at every tick while it proves its lease, and once, unconditionally, when its
+ * link comes up: the resend `Cluster.ts` makes before it checks the lease again).
+ *
+ * Faults: FastSim's crashes and restarts (a restarted node rejoins as the standby: the
+ * failback), partitions and degraded links between the nodes; and pauses (SIGSTOP): a paused
+ * node handles nothing until it resumes, then everything that arrived meanwhile, in order,
+ * at the resumed time — so a primary paused past its lease comes back with its old epoch
+ * and may reach a node that restarted as the new standby.
+ *
+ * What must hold: never two nodes serving while each can prove its lease; a node that takes
+ * over at epoch E does so from no copy or from a copy of epoch E − 1 (the last holder's),
+ * never from replication the cluster had moved past.
+ */
+import { Machine } from "@understudy/machine"
+import type { FastSim } from "@understudy/testkit"
+import * as ClusterRole from "../../src/ClusterRole.ts"
+import { Prng } from "./clusterSim.ts"
+
+export const nodes = ["a", "b"] as const
+const tickMs = 50
+const fenceTickMs = 70
+const linkTimeoutMs = 300
+export const leaseMs = 400
+/** A keep-alive's round trip to the store. */
+const storeMs = 30
+
+/** What travels between the nodes, each on one connection (`conn`, numbered per run). */
+export type Wire = (
+  | ClusterRole.Message
+  | { readonly _tag: "Hello" }
+  | { readonly _tag: "Welcome" }
+  | { readonly _tag: "Ping" }
+  | { readonly _tag: "Bye" }
+) & { readonly conn: number }
+
+export type Cmd = { readonly _tag: "Pause"; readonly forMs: number }
+
+/** What the model records for the invariants. */
+export type Note =
+  | { readonly _tag: "TakeOver"; readonly epoch: number; readonly copyEpoch: number | undefined }
+  | { readonly _tag: "Refused"; readonly epoch: number; readonly floor: number }
+  | { readonly _tag: "Applied"; readonly epoch: number }
+
+export interface NodeState {
+  readonly self: string
+  readonly role: ClusterRole.State
+  readonly linkedTo: string | undefined
+  /** The connection of the link, or the one being dialled. */
+  readonly conn: number
+  readonly heardMs: number
+  /** The fence as this node knows it. */
+  readonly epoch: number
+  readonly lastKeepAliveMs: number | undefined
+  /** When the keep-alive waiting for the store's answer was started. */
+  readonly keepAliveSentMs: number | undefined
+  readonly acquiring: boolean
+  readonly connecting: boolean
+  /** The epoch of the replication its copy holds. */
+  readonly copyEpoch: number | undefined
+  readonly pausedUntil: number | undefined
+  readonly buffered: ReadonlyArray<Machine.Input<Wire, Cmd>>
+}
+
+export interface Options {
+  /** A broken secondary that never reads the store's epoch (shows what the floor prevents). */
+  readonly ignoreStoreEpoch?: boolean
+}
+
+/** The store of one run: who holds the fence, until when, and the epoch. */
+interface Store {
+  epoch: number
+  holder: string | undefined
+  expiresAtMs: number
+}
+
+const holds = (state: NodeState, nowMs: number) =>
+  state.epoch > 0 && state.lastKeepAliveMs !== undefined && nowMs - state.lastKeepAliveMs < leaseMs
+
+/** Whether the node may transmit as the serving node now (the fence's proof). */
+export const transmits = (state: NodeState, nowMs: number): boolean =>
+  ClusterRole.serving(state.role) && holds(state, nowMs)
+
+const other = (self: string) => (self === "a" ? "b" : "a")
+
+/** A fresh machine for one run (the store and who has started are per run). */
+export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire, Cmd, Note> => {
+  const store: Store = { epoch: 0, holder: undefined, expiresAtMs: 0 }
+  const started = new Set<string>()
+  let connections = 0
+
+  const run = (start: NodeState, input: Machine.Input<Wire, Cmd>) => {
+    let state = start
+    const self = start.self
+    const outputs: Array<Machine.Output<Wire, Note>> = []
+    const nowMs = input.nowMs
+    const send = (to: string, message: Wire) => outputs.push(Machine.send(to, message))
+    /** On the link's connection (or the one being answered). */
+    let conn = state.conn
+    const note = (event: Note) => outputs.push(Machine.emit(event))
+
+    const role = (input: Machine.Input<ClusterRole.Message, ClusterRole.Command>) => {
+      const result = ClusterRole.make(state.role.config).step(state.role, input)
+      state = { ...state, role: result.state }
+      for (const output of result.outputs) {
+        if (output._tag === "Send") send(output.to, { ...output.message, conn })
+        if (output._tag === "Emit") perform(output.event)
+      }
+      return result.outputs
+    }
+    const command = (c: ClusterRole.Command) => role(Machine.command(c, nowMs))
+
+    const perform = (action: ClusterRole.Action) => {
+      switch (action._tag) {
+        case "AcquireFence":
+          state = { ...state, acquiring: true }
+          return
+        case "TakeOver":
+          note({ _tag: "TakeOver", epoch: state.epoch, copyEpoch: state.copyEpoch })
+          state = { ...state, copyEpoch: undefined }
+          command({ _tag: "TakenOver", associations: 1 })
+          return
+        case "ConnectStandby":
+          state = { ...state, connecting: true }
+          return
+        case "FallSilent":
+          if (state.linkedTo !== undefined) send(state.linkedTo, { _tag: "Bye", conn: state.conn })
+          state = { ...state, linkedTo: undefined, connecting: false }
+          return
+        case "Refused":
+          note({ _tag: "Refused", epoch: action.epoch, floor: action.floor })
+          return
+        default:
+          return
+      }
+    }
+
+    const linkUp = (to: string, on: number) => {
+      state = { ...state, linkedTo: to, conn: on, heardMs: nowMs }
+      conn = on
+      command({ _tag: "LinkUp" })
+      if (!options.ignoreStoreEpoch && state.role.role === "secondary") {
+        command({ _tag: "EpochSeen", epoch: store.epoch })
+      }
+      // On link up `Cluster.ts` resends everything once it ever held the fence.
+      if (ClusterRole.serving(state.role) && state.epoch > 0) {
+        send(to, { _tag: "Replicate", epoch: state.epoch, conn: on })
+      }
+    }
+    const linkDown = (reason: string) => {
+      if (state.linkedTo === undefined) return
+      state = { ...state, linkedTo: undefined }
+      command({ _tag: "LinkDown", reason })
+    }
+
+    const onTimer = (timer: string) => {
+      if (timer === "fence") {
+        outputs.push(Machine.setTimer("fence", fenceTickMs))
+        if (state.acquiring && (store.holder === undefined || store.expiresAtMs <= nowMs)) {
+          store.epoch++
+          store.holder = self
+          store.expiresAtMs = nowMs + leaseMs
+          state = { ...state, acquiring: false, epoch: store.epoch, lastKeepAliveMs: nowMs }
+          command({ _tag: "FenceAcquired", epoch: store.epoch })
+        } else if (
+          state.epoch > 0 &&
+          ClusterRole.serving(state.role) &&
+          state.keepAliveSentMs === undefined
+        ) {
+          state = { ...state, keepAliveSentMs: nowMs }
+          outputs.push(Machine.setTimer("fenceReply", storeMs))
+        }
+        return
+      }
+      if (timer === "fenceReply") {
+        // As `Fence`: the proof is the time the successful keep-alive was started.
+        const sentMs = state.keepAliveSentMs
+        state = { ...state, keepAliveSentMs: undefined }
+        if (sentMs === undefined || !ClusterRole.serving(state.role)) return
+        if (store.holder === self && store.epoch === state.epoch && store.expiresAtMs > sentMs) {
+          store.expiresAtMs = sentMs + leaseMs
+          state = { ...state, lastKeepAliveMs: sentMs }
+        } else command({ _tag: "FenceLost", reason: "the store ended the lease" })
+        return
+      }
+      if (timer !== "tick") return
+      outputs.push(Machine.setTimer("tick", tickMs))
+      if (state.linkedTo !== undefined && nowMs - state.heardMs > linkTimeoutMs) {
+        linkDown("Timeout")
+      }
+      const serving = ClusterRole.serving(state.role)
+      if (state.linkedTo === undefined) {
+        const connects =
+          (state.role.role === "primary" || (state.connecting && state.role.tookOver)) && serving
+        if (connects) {
+          state = { ...state, conn: ++connections }
+          send(other(self), { _tag: "Hello", conn: state.conn })
+        }
+        return
+      }
+      send(state.linkedTo, { _tag: "Ping", conn: state.conn })
+      // Every update is shipped only with the fence's proof (`beforeOutputs`).
+      if (serving && holds(state, nowMs)) {
+        send(state.linkedTo, { _tag: "Replicate", epoch: state.epoch, conn: state.conn })
+      }
+    }
+
+    const onReceive = (from: string, message: Wire) => {
+      const onLink = from === state.linkedTo && message.conn === state.conn
+      if (onLink) state = { ...state, heardMs: nowMs }
+      switch (message._tag) {
+        case "Hello": {
+          conn = message.conn
+          if (onLink) return send(from, { _tag: "Welcome", conn })
+          if (state.linkedTo !== undefined) return send(from, { _tag: "Bye", conn })
+          const answer = command({ _tag: "Incoming", from })
+          const accepted = answer.some(
+            (output) => output._tag === "Emit" && output.event._tag === "AcceptLink",
+          )
+          if (!accepted) return send(from, { _tag: "Bye", conn })
+          send(from, { _tag: "Welcome", conn })
+          return linkUp(from, message.conn)
+        }
+        case "Welcome": {
+          const dialled = state.linkedTo === undefined && message.conn === state.conn
+          if (!dialled || !ClusterRole.serving(state.role)) {
+            if (!onLink) send(from, { _tag: "Bye", conn: message.conn })
+            return
+          }
+          return linkUp(from, message.conn)
+        }
+        case "Bye":
+          if (onLink) linkDown("Closed")
+          return
+        case "Ping":
+          return
+        case "Deposed":
+          // Also on a connection just dialled: the node that took over answers with it.
+          if (onLink || (state.linkedTo === undefined && message.conn === state.conn)) {
+            role(Machine.receive(from, { _tag: "Deposed" }, nowMs))
+          }
+          return
+        case "Replicate": {
+          // Only what arrives on the link counts (a closed connection delivers nothing).
+          if (!onLink) return
+          const verdict = role(
+            Machine.receive(from, { _tag: "Replicate", epoch: message.epoch }, nowMs),
+          )
+          for (const output of verdict) {
+            if (output._tag !== "Emit") continue
+            if (output.event._tag === "Apply") {
+              state = { ...state, copyEpoch: message.epoch }
+              note({ _tag: "Applied", epoch: message.epoch })
+            }
+            if (output.event._tag === "Refused") {
+              send(from, { _tag: "Bye", conn: message.conn })
+              linkDown("refused")
+            }
+          }
+          return
+        }
+      }
+    }
+
+    switch (input._tag) {
+      case "TimerFired":
+        onTimer(input.timer)
+        break
+      case "Receive":
+        onReceive(input.from, input.message)
+        break
+      case "Command":
+        break
+    }
+    return Machine.result(state, outputs)
+  }
+
+  return {
+    init: (context) => {
+      // A node started again rejoins as the standby (the failback).
+      const first = !started.has(context.self)
+      started.add(context.self)
+      const config: ClusterRole.Config = {
+        role: first && context.self === "a" ? "primary" : "secondary",
+        fenced: true,
+        standby: true,
+      }
+      const init = ClusterRole.make(config).init(context)
+      const state: NodeState = {
+        self: context.self,
+        role: init.state,
+        linkedTo: undefined,
+        conn: 0,
+        heardMs: context.nowMs,
+        epoch: 0,
+        lastKeepAliveMs: undefined,
+        keepAliveSentMs: undefined,
+        acquiring: init.outputs.some(
+          (output) => output._tag === "Emit" && output.event._tag === "AcquireFence",
+        ),
+        connecting: false,
+        copyEpoch: undefined,
+        pausedUntil: undefined,
+        buffered: [],
+      }
+      return Machine.result(state, [
+        Machine.setTimer("tick", tickMs),
+        Machine.setTimer("fence", 10),
+      ])
+    },
+    step: (state, input) => {
+      if (input._tag === "Command" && input.command._tag === "Pause") {
+        if (state.pausedUntil !== undefined) return Machine.result(state)
+        return Machine.result({ ...state, pausedUntil: input.nowMs + input.command.forMs }, [
+          Machine.setTimer("resume", input.command.forMs),
+        ])
+      }
+      if (state.pausedUntil !== undefined) {
+        if (input._tag !== "TimerFired" || input.timer !== "resume") {
+          return Machine.result({ ...state, buffered: [...state.buffered, input] })
+        }
+        // Resumed: everything that arrived meanwhile, in order, at the time it is now.
+        let current: NodeState = { ...state, pausedUntil: undefined, buffered: [] }
+        const outputs: Array<Machine.Output<Wire, Note>> = []
+        for (const held of state.buffered) {
+          const result = run(current, { ...held, nowMs: input.nowMs })
+          current = result.state
+          outputs.push(...result.outputs)
+        }
+        return Machine.result(current, outputs)
+      }
+      return run(state, input)
+    },
+  }
+}
+
+/** The pauses of one schedule (SIGSTOP … SIGCONT), drawn from the seed. */
+export const pauses = (seed: number, endMs: number): Array<FastSim.ScheduledCommand<Cmd>> => {
+  const rng = new Prng(seed ^ 0x51a7e)
+  const count = rng.int(0, 2)
+  return Array.from({ length: count }, () => ({
+    atMs: rng.int(300, endMs),
+    node: nodes[rng.int(0, 1)]!,
+    command: { _tag: "Pause" as const, forMs: rng.int(100, 2_500) },
+  }))
+}
