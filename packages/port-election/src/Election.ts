@@ -336,8 +336,25 @@ export const make = (
 
     const events = yield* PubSub.unbounded<ElectionEvent>()
     const record = Metrics.recorder()
+    /** Role changes in the log (debug level), annotated with the role and the instance id. */
+    const logRole = (event: ElectionEvent) => {
+      switch (event._tag) {
+        case "Elected":
+          return Effect.logDebug("elected").pipe(Effect.annotateLogs({ role: "supervisor" }))
+        case "BecameSubordinate":
+          return Effect.logDebug("registered with the supervisor").pipe(
+            Effect.annotateLogs({ role: "subordinate", supervisorId: event.supervisorId }),
+          )
+        case "SupervisorLost":
+          return Effect.logDebug(`supervisor lost: ${event.reason}`).pipe(
+            Effect.annotateLogs({ role: "electing", supervisorId: event.supervisorId }),
+          )
+        default:
+          return Effect.void
+      }
+    }
     const emit = (event: ElectionEvent) =>
-      Effect.andThen(record(event), PubSub.publish(events, event))
+      Effect.andThen(Effect.andThen(record(event), logRole(event)), PubSub.publish(events, event))
     const now = Clock.currentTimeMillis
 
     let role: Role = { _tag: "Electing" }

@@ -15,12 +15,14 @@
  * @since 0.1.0
  */
 import { EventEmitter } from "node:events"
-import { Address, NodeTransport } from "@understudy/transport"
+import { Address, NodeTransport, Observability } from "@understudy/transport"
 import { Effect, Exit, Scope, Stream } from "effect"
 import * as Election from "./Election.ts"
 
 /** @since 0.1.0 @category models */
-export interface InstanceOptions extends Omit<Election.ElectionOptions, "address"> {
+export interface InstanceOptions
+  extends Omit<Election.ElectionOptions, "address">,
+    Observability.FacadeOptions {
   /** An address URL (`tcp://127.0.0.1:47100`, `unix://@name`) or a parsed address. */
   readonly address: string | Address.StreamAddress
 }
@@ -63,7 +65,9 @@ export const createInstance = async (options: InstanceOptions): Promise<Instance
     typeof options.address === "string" ? Address.parseStream(options.address) : options.address
   if (address instanceof Address.InvalidAddress) throw address
   const scope = Effect.runSync(Scope.make())
-  const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(effect)
+  // The caller's logger and layers (tracer, metrics), for every effect of this instance.
+  const runtime = await Observability.facadeRuntime(options, scope)
+  const run = runtime.runPromise
   const emitter = new EventEmitter()
   const election = await run(
     Election.make({ ...options, address }).pipe(
@@ -72,20 +76,20 @@ export const createInstance = async (options: InstanceOptions): Promise<Instance
       Effect.onError(() => Scope.close(scope, Exit.void)),
     ),
   )
-  Effect.runFork(
+  runtime.runFork(
     Stream.runForEach(election.events, (event) =>
       Effect.sync(() => void emitter.emit(event._tag, event)),
     ).pipe(Scope.provide(scope)),
   )
   const instance = Object.assign(emitter, {
     instanceId: election.instanceId,
-    role: () => Effect.runSync(election.role),
+    role: () => runtime.runSync(election.role),
     members: () => run(election.members),
     request: (operation: string, payload: unknown) => run(election.request(operation, payload)),
     serve: (operation: string, handler: (payload: unknown, from: string) => unknown) =>
-      Effect.runSync(election.serve(operation, toHandler(handler))),
+      runtime.runSync(election.serve(operation, toHandler(handler))),
     onCommand: (name: string, handler: (payload: unknown, from: string) => unknown) =>
-      Effect.runSync(election.onCommand(name, toHandler(handler))),
+      runtime.runSync(election.onCommand(name, toHandler(handler))),
     command: (target: string, name: string, payload: unknown) =>
       run(election.command(target, name, payload)),
     acquire: async (resource: string, acquireOptions?: { readonly limit?: number }) => {

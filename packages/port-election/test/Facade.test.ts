@@ -3,7 +3,8 @@
  * seen through `createInstance`.
  */
 import { randomBytes } from "node:crypto"
-import { Redacted } from "effect"
+import type { Observability } from "@understudy/transport"
+import { Layer, Metric, Redacted, References } from "effect"
 import { describe, expect, it } from "vitest"
 import { createInstance, type Instance } from "../src/Facade.ts"
 
@@ -74,6 +75,36 @@ describe("createInstance: Promises and events", () => {
       await second.close()
     }
   }, 30_000)
+
+  it("runs with the caller's logger and layers: its log lines and metrics go where they say", async () => {
+    const address = `unix://@understudy-facade-${randomBytes(6).toString("hex")}`
+    const entries: Array<Observability.LogEntry> = []
+    const registry = new Map()
+    const instance = await createInstance({
+      program: "facade-test",
+      address,
+      secret,
+      logger: (entry) => entries.push(entry),
+      // Debug lines too, and metrics in a registry of the caller's own.
+      layer: Layer.mergeAll(
+        Layer.succeed(References.MinimumLogLevel, "Debug"),
+        Layer.succeed(Metric.MetricRegistry, registry),
+      ),
+    })
+    try {
+      expect(instance.role()._tag).toBe("Supervisor")
+      const elected = entries.find((entry) => entry.message === "elected")
+      expect(elected?.level).toBe("Debug")
+      expect(elected?.annotations).toMatchObject({
+        instanceId: instance.instanceId,
+        role: "supervisor",
+      })
+      // The registry's keys are the metrics' descriptions (type, name, description, labels).
+      expect([...registry.keys()].join()).toContain('"understudy_port_election_elections_total"')
+    } finally {
+      await instance.close()
+    }
+  })
 
   it("rejects an address it cannot parse", async () => {
     await expect(join("carrier-pigeon://nowhere")).rejects.toMatchObject({

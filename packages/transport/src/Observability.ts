@@ -3,7 +3,9 @@
  * served as Prometheus text (`--metrics HOST:PORT`: `GET http://HOST:PORT/metrics`), and
  * its traces and metrics pushed to an OpenTelemetry collector (`--otlp URL`, OTLP over
  * HTTP with JSON bodies). A program takes the two flags out of its arguments with
- * {@link takeFlags} and provides {@link layer} to what it runs.
+ * {@link takeFlags} and provides {@link layer} to what it runs. The Promise facades
+ * (`createInstance`, `createServer`, ...) run on {@link facadeRuntime}: with the logger and
+ * the layers (a tracer, a metrics exporter) their caller gives.
  *
  * @example
  * ```ts
@@ -17,7 +19,7 @@
  */
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
-import { Effect, Layer } from "effect"
+import { Effect, type Fiber, Layer, Logger, References, type Scope } from "effect"
 
 // Loaded when a program asks for them, not by every process that imports the transport
 // (they cost every process's start several hundred ms on a busy machine).
@@ -199,3 +201,87 @@ export const layer = (flags: Flags, serviceName: string): Layer.Layer<never, Err
     flags.metrics === undefined ? Layer.empty : prometheusLayer(flags.metrics),
     flags.otlp === undefined ? Layer.empty : otlpLayer(flags.otlp, serviceName),
   )
+
+/**
+ * One log line, as a Promise facade hands it to the caller's logger: its level (`Info`,
+ * `Warn`, ...), its message, and its annotations (the node's id, role, term or epoch).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LogEntry {
+  readonly level: string
+  readonly message: string
+  readonly annotations: Readonly<Record<string, unknown>>
+  readonly date: Date
+}
+
+/**
+ * What every Promise facade's options take, for code that does not use Effect.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FacadeOptions {
+  /**
+   * Receives every log line instead of the console (e.g. `(entry) =>
+   * pino[entry.level.toLowerCase()](entry.annotations, entry.message)`).
+   */
+  readonly logger?: ((entry: LogEntry) => void) | undefined
+  /**
+   * Services the facade's effects run with, built once and closed with it: a tracer
+   * (`OtlpTracer.layer`), a metrics exporter (`OtlpMetrics.layer`), loggers, ...
+   */
+  readonly layer?: Layer.Layer<never> | undefined
+}
+
+/** @since 0.1.0 @category models */
+export interface FacadeRuntime {
+  readonly runPromise: <A, E>(effect: Effect.Effect<A, E>) => Promise<A>
+  readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+  readonly runSync: <A, E>(effect: Effect.Effect<A, E>) => A
+}
+
+const text = (value: unknown): string => {
+  if (typeof value === "string") return value
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
+
+/**
+ * Builds a facade's services (its caller's layer and logger) in `scope`, and runs effects
+ * with them; without either, effects run as with `Effect.runPromise`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const facadeRuntime = async (
+  options: FacadeOptions,
+  scope: Scope.Scope,
+): Promise<FacadeRuntime> => {
+  const log = options.logger
+  const loggerLayer =
+    log === undefined
+      ? Layer.empty
+      : Logger.layer([
+          Logger.make<unknown, void>(({ message, logLevel, fiber, date }) =>
+            log({
+              level: logLevel,
+              message: (Array.isArray(message) ? message : [message]).map(text).join(" "),
+              annotations: fiber.getRef(References.CurrentLogAnnotations),
+              date,
+            }),
+          ),
+        ])
+  const context = await Effect.runPromise(
+    Layer.buildWithScope(Layer.merge(options.layer ?? Layer.empty, loggerLayer), scope),
+  )
+  return {
+    runPromise: (effect) => Effect.runPromiseWith(context)(effect),
+    runFork: (effect) => Effect.runForkWith(context)(effect),
+    runSync: (effect) => Effect.runSyncWith(context)(effect),
+  }
+}
