@@ -5,63 +5,18 @@
  * whatever the endpoint sent to its source address), no path moves, and the live
  * association goes on untouched.
  */
-import { randomInt } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Address, Datagram, SimNet } from "@understudy/transport"
 import { Effect, Fiber, Stream } from "effect"
 import * as Endpoint from "../src/Endpoint.ts"
-import * as Packet from "../src/Packet.ts"
 import { advance, echoService, fromText, text, within } from "./support/endpoint-support.ts"
+import { forgedGuess, forgedInit } from "./support/forged.ts"
 
 const serverHost = "127.0.0.2"
 const clientHost = "10.0.0.9"
 const attackerHost = "127.0.0.1"
 const serverPort = 7
 const udpPort = 9899
-
-const forgedInit = (sourcePort: number): Uint8Array =>
-  Packet.encode({
-    sourcePort,
-    destinationPort: serverPort,
-    verificationTag: 0,
-    chunks: [
-      {
-        _tag: "Init",
-        initiateTag: randomInt(1, 2 ** 32 - 1),
-        advertisedReceiverWindowCredit: 65_536,
-        outboundStreams: 10,
-        inboundStreams: 10,
-        initialTsn: randomInt(0, 2 ** 32 - 1),
-        // Where the attacker wants the endpoint's packets for its source to go.
-        parameters: [{ _tag: "Ipv4Address", address: new Uint8Array([10, 6, 6, 6]) }],
-      },
-    ],
-  })
-
-/** A packet for the client's association with a guessed tag: an ABORT, or DATA. */
-const forgedGuess = (sourcePort: number, index: number): Uint8Array =>
-  Packet.encode({
-    sourcePort,
-    destinationPort: serverPort,
-    verificationTag: randomInt(1, 2 ** 32 - 1),
-    chunks:
-      index % 2 === 0
-        ? [{ _tag: "Abort", reflected: false, causes: [] }]
-        : [
-            {
-              _tag: "Data",
-              unordered: false,
-              beginning: true,
-              ending: true,
-              immediate: false,
-              tsn: randomInt(0, 2 ** 32 - 1),
-              streamIdentifier: 0,
-              streamSequenceNumber: 0,
-              payloadProtocolIdentifier: 0,
-              userData: text("forged"),
-            },
-          ],
-  })
 
 describe("Endpoint under a local adversary", () => {
   it.effect(
@@ -101,9 +56,9 @@ describe("Endpoint under a local adversary", () => {
         }).pipe(Effect.provide(net.layer(clientHost)))
         const target = Address.udp(serverHost, udpPort)
         for (let index = 0; index < 200; index++) {
-          yield* attacker.send(target, forgedInit(30_000 + index))
-          yield* attacker.send(target, forgedGuess(5000, index))
-          yield* neighbour.send(target, forgedGuess(5000, index))
+          yield* attacker.send(target, forgedInit(30_000 + index, serverPort))
+          yield* attacker.send(target, forgedGuess(5000, serverPort, index))
+          yield* neighbour.send(target, forgedGuess(5000, serverPort, index))
         }
         yield* advance(1_000)
 
