@@ -21,7 +21,7 @@
 import { EventEmitter } from "node:events"
 import { Readable } from "node:stream"
 import { MemoryStore, RemoteStore, Store } from "@understudy/store"
-import { Address, NodeTransport, type Transport } from "@understudy/transport"
+import { Address, NodeTransport, Observability, type Transport } from "@understudy/transport"
 import { Duration, Effect, Exit, Layer, Redacted, Result, Scope, Stream } from "effect"
 import { CheckpointConfigError } from "./CheckpointError.ts"
 import * as CheckpointStore from "./CheckpointStore.ts"
@@ -40,7 +40,7 @@ export type StoreChoice =
   | { readonly store: Store.Store["Service"] }
 
 /** @since 0.1.0 @category models */
-export interface CreateServerOptions {
+export interface CreateServerOptions extends Observability.FacadeOptions {
   /** This server's id in the service (letters, digits, `-`, `_`). */
   readonly serverId: string
   /** `tcp://HOST:PORT` (port 0: any free port). */
@@ -110,7 +110,9 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
   const storeLayer = await storeLayerOf(options.store ?? "memory", clusterKey)
 
   const scope = Effect.runSync(Scope.make())
-  const server = await Effect.runPromise(
+  // The caller's logger and layers (tracer, metrics), for every effect of this server.
+  const runtime = await Observability.facadeRuntime(options, scope)
+  const server = await runtime.runPromise(
     Effect.gen(function* () {
       const listened = yield* ObjectSession.serve(
         {
@@ -144,7 +146,7 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
     ),
   )
   const emitter = new EventEmitter()
-  Effect.runFork(
+  runtime.runFork(
     Stream.runForEach(server.events, (event) =>
       Effect.sync(() => void emitter.emit(event._tag, event)),
     ).pipe(Scope.provide(scope)),
@@ -152,7 +154,7 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
   return Object.assign(emitter, {
     address: Address.format(server.address),
     sessions: server.sessions,
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+    close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
   })
 }
 

@@ -17,7 +17,7 @@
  * @since 0.1.0
  */
 import { EventEmitter } from "node:events"
-import { type Datagram, NodeDatagram } from "@understudy/transport"
+import { type Datagram, NodeDatagram, Observability } from "@understudy/transport"
 import { Effect, Exit, Scope, Stream } from "effect"
 import * as Client from "./Client.ts"
 import type * as ClientMachine from "./ClientMachine.ts"
@@ -41,13 +41,17 @@ export interface PoolServer extends EventEmitter {
 
 const start = async <A extends { readonly events: Stream.Stream<{ readonly _tag: string }> }>(
   make: Effect.Effect<A, unknown, Scope.Scope | Datagram.Datagram>,
+  observability: Observability.FacadeOptions,
 ): Promise<{
   readonly running: A
   readonly scope: Scope.Closeable
   readonly emitter: EventEmitter
+  readonly runtime: Observability.FacadeRuntime
 }> => {
   const scope = Effect.runSync(Scope.make())
-  const running = await Effect.runPromise(
+  // The caller's logger and layers (tracer, metrics), for every effect of this client or server.
+  const runtime = await Observability.facadeRuntime(observability, scope)
+  const running = await runtime.runPromise(
     make.pipe(
       Effect.provide(NodeDatagram.layer),
       Scope.provide(scope),
@@ -55,12 +59,12 @@ const start = async <A extends { readonly events: Stream.Stream<{ readonly _tag:
     ),
   )
   const emitter = new EventEmitter()
-  Effect.runFork(
+  runtime.runFork(
     Stream.runForEach(running.events, (event) =>
       Effect.sync(() => void emitter.emit(event._tag, event)),
     ).pipe(Scope.provide(scope)),
   )
-  return { running, scope, emitter }
+  return { running, scope, emitter, runtime }
 }
 
 /**
@@ -69,12 +73,18 @@ const start = async <A extends { readonly events: Stream.Stream<{ readonly _tag:
  * @since 0.1.0
  * @category constructors
  */
-export const createClient = async (options: Client.Options): Promise<PoolClient> => {
-  const { running, scope, emitter } = await start(Client.run(options))
+export const createClient = async (
+  options: Client.Options & Observability.FacadeOptions,
+): Promise<PoolClient> => {
+  const { logger, layer, ...clientOptions } = options
+  const { running, scope, emitter, runtime } = await start(Client.run(clientOptions), {
+    logger,
+    layer,
+  })
   return Object.assign(emitter, {
-    state: () => Effect.runPromise(running.state),
-    release: () => Effect.runPromise(running.release),
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+    state: () => runtime.runPromise(running.state),
+    release: () => runtime.runPromise(running.release),
+    close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
   })
 }
 
@@ -84,10 +94,16 @@ export const createClient = async (options: Client.Options): Promise<PoolClient>
  * @since 0.1.0
  * @category constructors
  */
-export const createServer = async (options: Server.Options): Promise<PoolServer> => {
-  const { running, scope, emitter } = await start(Server.run(options))
+export const createServer = async (
+  options: Server.Options & Observability.FacadeOptions,
+): Promise<PoolServer> => {
+  const { logger, layer, ...serverOptions } = options
+  const { running, scope, emitter, runtime } = await start(Server.run(serverOptions), {
+    logger,
+    layer,
+  })
   return Object.assign(emitter, {
-    state: () => Effect.runPromise(running.state),
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+    state: () => runtime.runPromise(running.state),
+    close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
   })
 }

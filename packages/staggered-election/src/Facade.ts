@@ -26,14 +26,15 @@
  */
 import { EventEmitter } from "node:events"
 import { NameServer, RemoteStore } from "@understudy/store"
-import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
+import { Address, NodeDatagram, NodeTransport, Observability } from "@understudy/transport"
 import { Effect, Exit, Layer, Scope, Stream } from "effect"
 import type * as Delays from "./Delays.ts"
 import * as ServerGroup from "./ServerGroup.ts"
 
 /** @since 0.1.0 @category models */
 export interface ServerOptions<S, Req, Res>
-  extends Omit<ServerGroup.Options<S, Req, Res>, "addresses"> {
+  extends Omit<ServerGroup.Options<S, Req, Res>, "addresses">,
+    Observability.FacadeOptions {
   /** Every server's UDP address (`udp://127.0.0.1:7001`), this one included. */
   readonly addresses: Readonly<Record<string, string | Address.Udp>>
   /** Where the name server's `StoreServer` listens (`tcp://127.0.0.1:7100`, `unix:///path`). */
@@ -87,12 +88,14 @@ export const createServer = async <S, Req, Res>(
   }
   const store = parseAddress(options.store, Address.parseStream)
   const scope = Effect.runSync(Scope.make())
+  // The caller's logger and layers (tracer, metrics), for every effect of this server.
+  const runtime = await Observability.facadeRuntime(options, scope)
   const services = NameServer.layer.pipe(
     Layer.provide(RemoteStore.layer({ address: store })),
     Layer.provide(NodeTransport.layer),
     Layer.merge(NodeDatagram.layer),
   )
-  const server = await Effect.runPromise(
+  const server = await runtime.runPromise(
     // The services live in the server's scope, not just while it starts.
     Effect.flatMap(Layer.build(services), (context) =>
       ServerGroup.make({ ...options, addresses }).pipe(Effect.provideContext(context)),
@@ -102,7 +105,7 @@ export const createServer = async <S, Req, Res>(
     ),
   )
   const emitter = new EventEmitter()
-  Effect.runFork(
+  runtime.runFork(
     Stream.runForEach(server.events, (event) =>
       Effect.sync(() => void emitter.emit(event._tag, event)),
     ).pipe(Scope.provide(scope)),
@@ -110,10 +113,10 @@ export const createServer = async <S, Req, Res>(
   return Object.assign(emitter, {
     self: server.self,
     submit: (submission: ServerGroup.Submission<Req>) =>
-      Effect.runPromise(server.submit(submission)),
-    read: () => Effect.runPromise(server.read),
-    status: () => Effect.runPromise(server.status),
-    explainDelays: () => Effect.runPromise(server.explainDelays()),
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+      runtime.runPromise(server.submit(submission)),
+    read: () => runtime.runPromise(server.read),
+    status: () => runtime.runPromise(server.status),
+    explainDelays: () => runtime.runPromise(server.explainDelays()),
+    close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
   })
 }
