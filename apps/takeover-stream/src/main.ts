@@ -9,12 +9,14 @@
  */
 import { createHash } from "node:crypto"
 import { createWriteStream } from "node:fs"
+import { join } from "node:path"
+import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
-import { CheckpointStore, ObjectSession } from "@understudy/checkpoint"
+import { CheckpointStore, ObjectBundle, ObjectSession } from "@understudy/checkpoint"
 import { MemoryStore, RemoteStore, Store, StoreServer } from "@understudy/store"
 import { EtcdStore } from "@understudy/store/etcd"
 import { Address, ClusterKey, NodeTransport } from "@understudy/transport"
-import { Effect, Layer, type Redacted, type Scope, Stream } from "effect"
+import { Effect, Fiber, Layer, type Redacted, type Scope, Stream } from "effect"
 import * as TcpRepairServer from "./tcpRepair.ts"
 
 const programName = "takeover-stream"
@@ -25,6 +27,8 @@ const usage = `Usage:
                  (--key-file FILE | --insecure) [--every-bytes N] [--lease-ms N]
                  [--backend session|tcp-repair] [--interface NAME]
   ${programName} get NAME -o FILE --service tcp://HOST:PORT,... (--key-file FILE | --insecure) [--progress]
+  ${programName} bundle NAME... -o DIR --service tcp://HOST:PORT,... (--key-file FILE | --insecure)
+                 [--paused NAME]
   ${programName} handoff --from ID [--to ID] (--store tcp://HOST:PORT | --etcd URL) (--key-file FILE | --insecure)
   ${programName} --help
 
@@ -37,6 +41,11 @@ serve   serves the files of DIR by name. Its transfers are checkpointed (every N
         (and the address, on --interface, default eth0) when its server dies.
 get     downloads NAME into FILE from the service, resuming across takeovers; prints
         {"t":"resumed",...} per takeover and {"t":"done","bytes":N,"sha256":"..."} at the end.
+bundle  one control connection and a data connection per NAME, taken over as one bundle:
+        LISTs the objects ({"t":"list",...}), GETs each NAME into DIR/NAME ({"t":"transfer",
+        "channel":...}), and reads commands from stdin, one a line: "pause CHANNEL", "resume
+        CHANNEL" ({"t":"paused"|"unpaused","channel":...}); a paused transfer stays paused across
+        takeovers. --paused NAME: that transfer starts paused. {"t":"done","name":...,"sha256":...} per object, {"t":"finished"} at the end.
 handoff asks server --from to hand its live transfers off (a drain, a rolling restart, an
         overload): each is checkpointed where it stands and its client sent to --to (or to the
         next server of its list), which resumes it at the exact byte.
@@ -52,6 +61,15 @@ const stream = (text: string | undefined, flag: string): Address.StreamAddress =
   const parsed = Address.parseStream(text)
   if (parsed instanceof Address.InvalidAddress) throw new UsageError(`${flag}: ${parsed.reason}`)
   return parsed
+}
+
+const serviceOf = (text: string | undefined): Array<Address.StreamAddress> => {
+  const service = (text ?? "")
+    .split(",")
+    .filter((s) => s !== "")
+    .map((s) => stream(s, "--service"))
+  if (service.length === 0) throw new UsageError("--service is required")
+  return service
 }
 
 const positiveInteger = (text: string | undefined, flag: string, fallback: number): number => {
@@ -106,6 +124,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       service: { type: "string" },
       output: { type: "string", short: "o" },
       progress: { type: "boolean" },
+      paused: { type: "string" },
       from: { type: "string" },
       to: { type: "string" },
     },
@@ -224,11 +243,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       if (name === undefined) throw new UsageError("get NAME: the object's name is required")
       const output = values.output
       if (output === undefined) throw new UsageError("-o FILE is required")
-      const service = (values.service ?? "")
-        .split(",")
-        .filter((s) => s !== "")
-        .map((s) => stream(s, "--service"))
-      if (service.length === 0) throw new UsageError("--service is required")
+      const service = serviceOf(values.service)
       const hash = createHash("sha256")
       const file = createWriteStream(output)
       let bytes = 0
@@ -263,6 +278,79 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       )
       if (values.progress === true) process.stderr.write("\n")
       line({ t: "done", bytes, sha256: hash.digest("hex") })
+      return 0
+    }
+    case "bundle": {
+      if (positionals.length === 0) throw new UsageError("bundle NAME...: at least one object")
+      const dir = values.output
+      if (dir === undefined) throw new UsageError("-o DIR is required")
+      const service = serviceOf(values.service)
+      await Effect.runPromise(
+        Effect.gen(function* () {
+          const clusterKey = yield* keyOf(values["key-file"], values.insecure)
+          const client = yield* ObjectBundle.connect({
+            service,
+            ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
+            onResumed: (event) => line({ t: "resumed", ...event }),
+          })
+          line({ t: "list", objects: yield* client.list })
+          const readers: Array<Fiber.Fiber<unknown, unknown>> = []
+          for (const name of positionals) {
+            const download = yield* client.get(name, { paused: values.paused === name })
+            line({ t: "transfer", channel: download.transfer, name, size: download.size })
+            const hash = createHash("sha256")
+            const file = createWriteStream(join(dir, name))
+            let bytes = 0
+            readers.push(
+              yield* Effect.forkScoped(
+                download.bytes.pipe(
+                  Stream.runForEach((chunk) =>
+                    Effect.promise(
+                      () =>
+                        new Promise<void>((resolve, reject) => {
+                          hash.update(chunk)
+                          bytes += chunk.length
+                          file.write(chunk, (error) => (error ? reject(error) : resolve()))
+                        }),
+                    ),
+                  ),
+                  Effect.andThen(
+                    Effect.promise(() => new Promise<void>((resolve) => file.end(() => resolve()))),
+                  ),
+                  Effect.andThen(
+                    Effect.sync(() => line({ t: "done", name, bytes, sha256: hash.digest("hex") })),
+                  ),
+                ),
+              ),
+            )
+          }
+          // Commands from stdin, one a line, one at a time.
+          const commands = createInterface({ input: process.stdin })
+          yield* Effect.addFinalizer(() => Effect.sync(() => commands.close()))
+          yield* Effect.forkScoped(
+            Stream.fromAsyncIterable(commands, (error) => error).pipe(
+              Stream.runForEach((text) => {
+                const [verb, channel] = text.trim().split(/\s+/)
+                if (channel === undefined || (verb !== "pause" && verb !== "resume"))
+                  return Effect.sync(() => line({ t: "error", error: `unknown command ${text}` }))
+                return (verb === "pause" ? client.pause(channel) : client.resume(channel)).pipe(
+                  Effect.andThen(
+                    Effect.sync(() =>
+                      line({ t: verb === "pause" ? "paused" : "unpaused", channel }),
+                    ),
+                  ),
+                  Effect.catchTag("CheckpointCommandFailed", (error) =>
+                    Effect.sync(() => line({ t: "error", error: error.message })),
+                  ),
+                )
+              }),
+            ),
+          )
+          for (const reader of readers) yield* Fiber.join(reader)
+          yield* client.close
+          line({ t: "finished" })
+        }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer)),
+      )
       return 0
     }
     default:

@@ -38,7 +38,8 @@ export const startCluster = async (options: {
   readonly everyBytes?: number
 }): Promise<Cluster> => {
   const dir = mkdtempSync(join(tmpdir(), "takeover-stream-"))
-  const keyFile = join(dir, "key")
+  // A dot file: never served as an object (names start with a letter or digit).
+  const keyFile = join(dir, ".key")
   await Effect.runPromise(ClusterKey.generateFile(keyFile))
   const processes: Array<JsonLinesProcess.JsonLinesProcess> = []
   try {
@@ -53,7 +54,7 @@ export const startCluster = async (options: {
         keyFile,
       ])
       processes.push(store)
-      await store.line("ready", 20_000)
+      await store.line("ready", 60_000)
       storeArgs = ["--store", `tcp://127.0.0.1:${storePort}`]
     } else storeArgs = ["--etcd", options.etcd]
     const servers: Cluster["servers"] = []
@@ -79,7 +80,8 @@ export const startCluster = async (options: {
       processes.push(process)
       servers.push({ id, address, process })
     }
-    for (const server of servers) await server.process.line("ready", 20_000)
+    // Generous: four processes start at once on a loaded 2-core machine.
+    for (const server of servers) await server.process.line("ready", 60_000)
     return {
       dir,
       keyFile,

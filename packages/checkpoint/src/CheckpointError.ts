@@ -171,3 +171,19 @@ export class CheckpointProtocolError extends Schema.TaggedError<CheckpointProtoc
     return `session protocol error: ${this.detail}`
   }
 }
+
+/**
+ * A bundle's server answered a command (`GET`, `PAUSE`, `RESUME`) with a refusal: no such
+ * object or transfer, or a full bundle. The bundle goes on.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class CheckpointCommandFailed extends Schema.TaggedError<CheckpointCommandFailed>()(
+  "CheckpointCommandFailed",
+  { op: Schema.String, detail: Schema.String },
+) {
+  override get message(): string {
+    return `${this.op} refused: ${this.detail}`
+  }
+}

@@ -58,6 +58,50 @@ export const Handoff = Schema.TaggedStruct("Handoff", { to: Schema.optionalKey(S
 /** Client: the session is over; forget it. @since 0.1.0 @category messages */
 export const Finish = Schema.TaggedStruct("Finish", {})
 
+const ObjectName = Schema.String.check(Schema.isMaxLength(1024))
+
+/**
+ * Client, on a bundle's control connection: command number `seq` (from the control channel's
+ * initial sequence number, one per command): `LIST` the objects, `GET` one (a new data
+ * connection), `PAUSE` or `RESUME` a transfer (by its channel).
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const Command = Schema.TaggedStruct("Command", {
+  seq: Seq,
+  op: Schema.Literals(["LIST", "GET", "PAUSE", "RESUME"]),
+  name: Schema.optionalKey(ObjectName),
+  transfer: Schema.optionalKey(Name),
+  /** `GET`: the transfer starts paused (nothing is sent before a `RESUME`). */
+  paused: Schema.optionalKey(Schema.Boolean),
+})
+/** @since 0.1.0 @category messages */
+export type Command = typeof Command.Type
+
+/** The objects a `LIST` names, with their sizes (at most this many). @since 0.1.0 @category limits */
+export const listMax = 1_000
+
+/**
+ * Server: the outcome of command `seq`, sent only once its effect is checkpointed.
+ *
+ * @since 0.1.0
+ * @category messages
+ */
+export const Reply = Schema.TaggedStruct("Reply", {
+  seq: Seq,
+  ok: Schema.Boolean,
+  detail: Schema.optionalKey(Schema.String.check(Schema.isMaxLength(1024))),
+  objects: Schema.optionalKey(
+    Schema.Array(Schema.Struct({ name: ObjectName, size: Seq })).check(Schema.isMaxLength(listMax)),
+  ),
+  transfer: Schema.optionalKey(
+    Schema.Struct({ channel: Name, name: ObjectName, size: Seq, initialSeq: Seq }),
+  ),
+})
+/** @since 0.1.0 @category messages */
+export type Reply = typeof Reply.Type
+
 /** @since 0.1.0 @category messages */
 export const Control = Schema.Union([
   Open,
@@ -69,6 +113,8 @@ export const Control = Schema.Union([
   Refused,
   Handoff,
   Finish,
+  Command,
+  Reply,
 ])
 /** @since 0.1.0 @category messages */
 export type Control = typeof Control.Type

@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { open, stat } from "node:fs/promises"
+import { open, readdir, stat } from "node:fs/promises"
 import { join } from "node:path"
 import { Address, type Connection, Transport } from "@understudy/transport"
 import {
@@ -34,6 +34,7 @@ import { CheckpointStore } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
+import * as ObjectBundle from "./ObjectBundle.ts"
 import type { Policy } from "./Policy.ts"
 import { defaultPolicy } from "./Policy.ts"
 import * as Proof from "./Proof.ts"
@@ -48,6 +49,8 @@ export interface ObjectSource {
   /** The object's size, or undefined when there is none by that name. */
   readonly size: (name: string) => Effect.Effect<number | undefined>
   readonly read: (name: string, offset: number, length: number) => Effect.Effect<Uint8Array>
+  /** The objects, for a bundle's `LIST` (none when absent). */
+  readonly list?: Effect.Effect<ReadonlyArray<{ readonly name: string; readonly size: number }>>
 }
 
 const fileNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/
@@ -60,6 +63,20 @@ const fileNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/
  * @category constructors
  */
 export const fileSource = (dir: string): ObjectSource => ({
+  list: Effect.promise(async () => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => [])
+    const objects: Array<{ name: string; size: number }> = []
+    for (const entry of entries) {
+      if (objects.length >= Message.listMax) break
+      if (!entry.isFile() || !fileNamePattern.test(entry.name)) continue
+      const size = await stat(join(dir, entry.name)).then(
+        (s) => s.size,
+        () => undefined,
+      )
+      if (size !== undefined) objects.push({ name: entry.name, size })
+    }
+    return objects
+  }),
   size: (name) =>
     fileNamePattern.test(name)
       ? Effect.promise(() =>
@@ -189,6 +206,18 @@ export const serve = (
         Effect.ignore,
         Effect.andThen(connection.close),
       )
+
+    const bundles = ObjectBundle.makeServer({
+      checkpoints,
+      source,
+      policy,
+      windowBytesMax,
+      segmentBytes,
+      local: endpoint(listener.address),
+      emit,
+      refuse,
+      handoffs,
+    })
 
     /** Runs one session on `connection` from its state until the object is sent, the client goes, or it is fenced. */
     const run = (
@@ -469,6 +498,15 @@ export const serve = (
           plan.success.checkpoint,
           claimed.success.modRevision,
         )
+        if (ownership.latest().protocol === ObjectBundle.protocol)
+          return yield* bundles.resumed(
+            connection,
+            inbox,
+            secret,
+            ownership,
+            plan.success,
+            endpoint(connection.remote),
+          )
         const restored = ownership.latest().connections[0]!
         const resume = plan.success.resumes.data
         yield* Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" }), 1)
@@ -518,6 +556,9 @@ export const serve = (
         const message = hello.value
         if (message._tag === "Open" && message.protocol === protocol)
           return yield* open(connection, inbox, message)
+        if (message._tag === "Open" && message.protocol === ObjectBundle.protocol)
+          return yield* bundles.open(connection, inbox, message, endpoint(connection.remote))
+        if (message._tag === "Attach") return yield* bundles.attach(connection, inbox, message)
         if (message._tag === "Resume") return yield* resume(connection, inbox, message)
         return yield* refuse(connection, "WrongSession", `unexpected ${message._tag}`)
       }).pipe(

@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+export * as BundleControl from "./BundleControl.ts"
 export * as Checkpoint from "./Checkpoint.ts"
 export * as CheckpointError from "./CheckpointError.ts"
 export * as CheckpointStore from "./CheckpointStore.ts"
@@ -21,6 +22,7 @@ export {
 } from "./Facade.ts"
 export * as Message from "./Message.ts"
 export * as Metrics from "./Metrics.ts"
+export * as ObjectBundle from "./ObjectBundle.ts"
 export * as ObjectSession from "./ObjectSession.ts"
 export * as Policy from "./Policy.ts"
 export * as Proof from "./Proof.ts"

@@ -40,6 +40,35 @@ const startServer = (serverId: string, windowBytesMax?: number, sessionsMax?: nu
     return { server, stop: Scope.close(scope, Exit.void) }
   })
 
+/**
+ * Downloads "big" from servers `a` and `b`, running `atByte` once (reading waits on it) when
+ * more than `threshold` bytes arrived.
+ */
+const readOnce = <E, R>(
+  [a, b]: ReadonlyArray<{ readonly server: ObjectSession.Server }>,
+  threshold: number,
+  atByte: () => Effect.Effect<unknown, E, R>,
+) =>
+  Effect.gen(function* () {
+    const resumed: Array<{ gapMs: number; offset: number; server: string }> = []
+    let read = 0
+    let done = false
+    const chunks = yield* ObjectSession.get("big", {
+      service: [a!.server.address, b!.server.address],
+      clusterKey,
+      onResumed: (event) => resumed.push(event),
+    }).pipe(
+      Stream.tap((chunk) => {
+        read += chunk.length
+        if (done || read <= threshold) return Effect.void
+        done = true
+        return atByte()
+      }),
+      Stream.runCollect,
+    )
+    return { chunks, resumed }
+  })
+
 const concat = (chunks: ReadonlyArray<Uint8Array>) =>
   Buffer.concat(chunks.map((c) => Buffer.from(c)))
 
@@ -48,24 +77,11 @@ describe("ObjectSession over loopback TCP", () => {
     Effect.gen(function* () {
       const a = yield* startServer("a")
       const b = yield* startServer("b")
-      const resumed: Array<{ gapMs: number; offset: number }> = []
-      let read = 0
       let stopped = false
-      const chunks = yield* ObjectSession.get("big", {
-        service: [a.server.address, b.server.address],
-        clusterKey,
-        onResumed: (event) => resumed.push(event),
-      }).pipe(
-        Stream.tap((chunk) =>
-          Effect.gen(function* () {
-            read += chunk.length
-            if (!stopped && read > size / 3) {
-              stopped = true
-              yield* a.stop
-            }
-          }),
-        ),
-        Stream.runCollect,
+      const { chunks, resumed } = yield* readOnce([a, b], size / 3, () =>
+        Effect.sync(() => {
+          stopped = true
+        }).pipe(Effect.andThen(a.stop)),
       )
       expect(stopped).toBe(true)
       expect(resumed.length).toBe(1)
@@ -119,27 +135,12 @@ describe("ObjectSession over loopback TCP", () => {
           }),
         ),
       )
-      const resumed: Array<{ offset: number; server: string }> = []
-      let read = 0
-      let asked = false
-      const chunks = yield* ObjectSession.get("big", {
-        service: [a.server.address, b.server.address],
-        clusterKey,
-        onResumed: (event) => resumed.push(event),
-      }).pipe(
-        Stream.tap((chunk) =>
-          Effect.gen(function* () {
-            read += chunk.length
-            if (!asked && read > size / 8) {
-              asked = true
-              // What `takeover-stream handoff --from ha` writes. Reading waits until a handed
-              // the session off, so the transfer can not end first.
-              yield* store.put(CheckpointStore.keys(prefix).handoff("ha"), new Uint8Array(0))
-              yield* Deferred.await(went)
-            }
-          }),
-        ),
-        Stream.runCollect,
+      // What `takeover-stream handoff --from ha` writes. Reading waits until a handed the
+      // session off, so the transfer can not end first.
+      const { chunks, resumed } = yield* readOnce([a, b], size / 8, () =>
+        store
+          .put(CheckpointStore.keys(prefix).handoff("ha"), new Uint8Array(0))
+          .pipe(Effect.andThen(Deferred.await(went))),
       )
       const got = concat(chunks)
       expect(got.length).toBe(size)
