@@ -44,6 +44,7 @@ export default defineConfig({
         items: [
           { text: "Tuning", link: "/tuning" },
           { text: "Deployment", link: "/deployment" },
+          { text: "Observability", link: "/observability" },
           { text: "Limits", link: "/limits" },
           { text: "Benchmarks", link: "/benchmarks" },
         ],

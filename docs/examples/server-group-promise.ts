@@ -7,7 +7,7 @@
 import { Authentication } from "@understudy/machine"
 import { createServer, type Server } from "@understudy/staggered-election"
 import { MemoryStore, StoreServer } from "@understudy/store"
-import { Address, ClusterKey, NodeTransport } from "@understudy/transport"
+import { Address, ClusterKey, NodeTransport, type Observability } from "@understudy/transport"
 import { Effect, Exit, Layer, Schema, Scope } from "effect"
 import { freeUdpPorts } from "./support/ports.ts"
 
@@ -57,6 +57,9 @@ export const main = async () => {
   )
   // Every server of a group shares one cluster key (in production, read from a 0600 file).
   const authentication = Authentication.keyed(ClusterKey.generate())
+  // The servers' log lines, to your logger rather than the console: each one annotated with
+  // the server's id (node) and group.
+  const log: Array<Observability.LogEntry> = []
   const group: Array<Server<Add, number, Counter>> = []
   for (const { id } of servers) {
     group.push(
@@ -78,6 +81,7 @@ export const main = async () => {
         inquiryTimeoutMs: 100,
         baseDelayMs: 50,
         floorDelayMs: 15,
+        logger: (entry) => log.push(entry),
       }),
     )
   }
@@ -98,7 +102,10 @@ export const main = async () => {
   const state = await second.read()
   for (const server of survivors) await server.close()
   await nameServer.stop()
-  return { firstMaster: first.self, written, secondMaster: second.self, after, state }
+  const declared = log
+    .filter((entry) => entry.message.startsWith("declared master"))
+    .map((entry) => entry.annotations.node)
+  return { firstMaster: first.self, written, secondMaster: second.self, after, state, declared }
 }
 
 if (import.meta.main) {

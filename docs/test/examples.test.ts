@@ -6,6 +6,7 @@ import { program as heartbeatPool } from "../examples/heartbeat-pool.ts"
 import { main as heartbeatPoolPromise } from "../examples/heartbeat-pool-promise.ts"
 import { program as machine } from "../examples/machine.ts"
 import { main as multihomePromise } from "../examples/multihome-promise.ts"
+import { program as observability } from "../examples/observability.ts"
 import { program as portElection } from "../examples/port-election.ts"
 import { main as portElectionPromise } from "../examples/port-election-promise.ts"
 import { program as sctpCluster } from "../examples/sctp-cluster.ts"
@@ -78,6 +79,13 @@ describe("documentation examples run and do what the docs say", () => {
     expect(result.takenOverBy).toEqual(["b"])
   })
 
+  it.live("observability: the survivor's metrics show one failover, as a supervisor", () =>
+    Effect.gen(function* () {
+      const lines = yield* observability
+      expect(lines).toEqual(['understudy_port_election_failover_ms_count{role="supervisor"} 1'])
+    }),
+  )
+
   it.effect("machine: a silent peer is suspected when its time-out timer fires", () =>
     Effect.gen(function* () {
       const result = yield* machine
@@ -103,6 +111,9 @@ describe("documentation examples run and do what the docs say", () => {
     expect(result.secondMaster).toBe("medium")
     expect(result.after).toBe(6)
     expect(result.state).toEqual({ hits: 6 })
+    // Through the logger it was given, not the console.
+    expect(result.declared[0]).toBe("large")
+    expect(result.declared).toContain("medium")
   })
 
   it("multihome, Promise style: each message answered in order, then a graceful shutdown", async () => {

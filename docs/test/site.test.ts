@@ -117,6 +117,7 @@ describe("the documentation site in Chromium", () => {
       "/machine.html",
       "/tuning.html",
       "/deployment.html",
+      "/observability.html",
       "/limits.html",
       "/benchmarks.html",
       "/changelog.html",

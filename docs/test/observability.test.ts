@@ -1,0 +1,42 @@
+/**
+ * The observability page documents every metric the packages export, and names none that
+ * does not exist.
+ */
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { Metrics as CheckpointMetrics } from "@understudy/checkpoint"
+import { Server as PoolServer } from "@understudy/heartbeat-pool"
+import { Runner } from "@understudy/machine"
+import { Cluster } from "@understudy/multihome"
+import { Metrics as ElectionMetrics } from "@understudy/port-election"
+import { Metric } from "effect"
+import { describe, expect, it } from "vitest"
+
+const page = readFileSync(join(import.meta.dirname, "..", "observability.md"), "utf8")
+
+/** The ids of the metrics a module exports. */
+const metricIds = (module: object) =>
+  Object.values(module)
+    .filter((value) => Metric.isMetric(value))
+    .map((metric) => (metric as unknown as { readonly id: string }).id)
+
+describe("the observability page", () => {
+  const exported = [
+    ...metricIds(ElectionMetrics),
+    ...metricIds(PoolServer),
+    ...metricIds(CheckpointMetrics),
+    ...metricIds(Cluster),
+    ...metricIds(Runner),
+  ]
+
+  it("documents every metric the packages export", () => {
+    expect(exported.length).toBeGreaterThanOrEqual(20)
+    const missing = exported.filter((id) => !page.includes(`| \`${id}\` |`))
+    expect(missing).toEqual([])
+  })
+
+  it("names no metric that does not exist", () => {
+    const documented = [...page.matchAll(/^\| `(understudy_\w+)` \|/gm)].map((match) => match[1])
+    expect(documented.filter((id) => !exported.includes(id!))).toEqual([])
+  })
+})
