@@ -537,6 +537,8 @@ export interface Download {
 
 /** @since 0.1.0 @category models */
 export interface BundleClient {
+  /** The bundle's session id, once the first server opened it. */
+  readonly sessionId: () => string | undefined
   /** The objects the service has. */
   readonly list: Effect.Effect<
     ReadonlyArray<{ readonly name: string; readonly size: number }>,
@@ -849,6 +851,7 @@ export const connect = (
     yield* Effect.addFinalizer(() => close)
 
     return {
+      sessionId: () => session?.id,
       list: command("LIST", {}).pipe(
         Effect.map((reply) => reply.objects ?? []),
         Effect.catchTag("CheckpointCommandFailed", (e) => Effect.die(e)),

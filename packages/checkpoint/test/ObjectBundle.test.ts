@@ -4,10 +4,11 @@
  * the new server until RESUME, and both objects arrive exactly.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { MemoryStore } from "@understudy/store"
-import { Address, NodeTransport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Fiber, Redacted, Scope, Stream } from "effect"
+import { MemoryStore, Store } from "@understudy/store"
+import { Address, NodeTransport, Transport } from "@understudy/transport"
+import { Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, Stream } from "effect"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
+import * as Message from "../src/Message.ts"
 import * as ObjectBundle from "../src/ObjectBundle.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
 import * as Proof from "../src/Proof.ts"
@@ -107,5 +108,93 @@ describe("ObjectBundle over loopback TCP", () => {
       yield* client.close
       yield* b.stop
     }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
+  it.live("a planned hand-off moves the bundle to the named server; the first stays up", () =>
+    Effect.gen(function* () {
+      const store = yield* Store.Store
+      const a = yield* startServer("hba")
+      const b = yield* startServer("hbb")
+      const resumed: Array<{ server: string }> = []
+      const client = yield* ObjectBundle.connect({
+        service: [a.server.address, b.server.address],
+        clusterKey,
+        onResumed: (event) => resumed.push(event),
+      })
+      // Paused: the transfer can not end before the hand-off.
+      const one = yield* client.get("one", { paused: true })
+      const r1 = yield* reader(one)
+      yield* store.put(CheckpointStore.keys(prefix).handoff("hba"), new Uint8Array(0))
+      while (resumed.length === 0) yield* Effect.sleep(10)
+      expect(r1.progress.bytes).toBe(0)
+      yield* client.resume(one.transfer)
+      expect(same(yield* Fiber.join(r1.fiber), objects.one!)).toBe(true)
+      expect(resumed.map((r) => r.server)).toEqual([Address.format(b.server.address)])
+      expect(a.server.sessions()).toBe(0)
+      yield* client.close
+      yield* a.stop
+      yield* b.stop
+    }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
+  it.live(
+    "a forged attach and a bundle open with data channels are refused; nothing else moves",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* startServer("fa")
+        const transport = yield* Transport.Transport
+        const ask = (request: Message.Message) =>
+          Effect.scoped(
+            Effect.gen(function* () {
+              const connection = yield* transport.connect(a.server.address, {
+                codec: Message.codec,
+                clusterKey,
+              })
+              yield* connection.send(request)
+              return yield* Stream.runHead(connection.messages)
+            }),
+          )
+        const client = yield* ObjectBundle.connect({ service: [a.server.address], clusterKey })
+        const two = yield* client.get("two", { paused: true })
+        // Attach to an unknown bundle; then to a live bundle's transfer without its secret.
+        for (const sessionId of ["no-such-bundle", client.sessionId()!]) {
+          const refused = yield* ask({
+            _tag: "Attach",
+            sessionId,
+            channel: two.transfer,
+            counter: 0,
+            proof: new Uint8Array(32),
+          })
+          expect(refused).toEqual(
+            Option.some(
+              expect.objectContaining({
+                _tag: "Refused",
+                reason: sessionId === "no-such-bundle" ? "Owned" : "WrongSession",
+              }),
+            ),
+          )
+        }
+        const open = yield* ask({
+          _tag: "Open",
+          protocol: ObjectBundle.protocol,
+          channels: [
+            { name: "control", initialSeq: 1 },
+            { name: "data-1", initialSeq: 1 },
+          ],
+        })
+        expect(open).toEqual(
+          Option.some(expect.objectContaining({ _tag: "Refused", reason: "WrongSession" })),
+        )
+        // The bundle goes on: resumed, it delivers its object.
+        const r2 = yield* reader(two)
+        yield* client.resume(two.transfer)
+        expect(same(yield* Fiber.join(r2.fiber), objects.two!)).toBe(true)
+        yield* client.close
+        yield* a.stop
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(MemoryStore.layer),
+        Effect.provide(NodeTransport.layer),
+      ),
   )
 })
