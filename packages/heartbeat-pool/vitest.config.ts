@@ -5,5 +5,7 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
+    // The real-time facade test must not share the 2 cores with the CPU-bound simulation.
+    fileParallelism: false,
   },
 })

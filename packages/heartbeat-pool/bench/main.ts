@@ -93,7 +93,16 @@ const leaderWith = (clients: number) => {
         state,
         M.receive(
           follower,
-          { _tag: "HeartbeatAck", term: 1, seq, version: 0, used: 0, sequence: 1 },
+          {
+            _tag: "HeartbeatAck",
+            term: 1,
+            seq,
+            version: 0,
+            used: 0,
+            sequence: 1,
+            life: 1,
+            shareUsed: 0,
+          },
           atMs + 1,
         ),
       ).state
@@ -101,7 +110,16 @@ const leaderWith = (clients: number) => {
         state,
         M.receive(
           follower,
-          { _tag: "Record", term: 1, version: 0, part: 0, parts: 1, allocations: [] },
+          {
+            _tag: "Record",
+            term: 1,
+            version: 0,
+            life: 1,
+            shareUsed: 0,
+            part: 0,
+            parts: 1,
+            allocations: [],
+          },
           atMs + 1,
         ),
       ).state

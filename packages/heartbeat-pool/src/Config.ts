@@ -57,6 +57,10 @@ export const ServerConfigInput = Schema.Struct({
   maxPendingReservations: Limit(1_000_000),
   /** Largest client datagram accepted, in bytes. Default 8,192. */
   maxMessageBytes: Limit(65_507),
+  /** Most unused seats the leader hands one follower as its share. Default 16; 0: none. */
+  maxShareSeats: Schema.optionalKey(
+    Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 100_000 })),
+  ),
 })
 /** @since 0.1.0 @category models */
 export type ServerConfigInput = typeof ServerConfigInput.Encoded
@@ -76,6 +80,7 @@ export interface ServerConfig {
   readonly maxSeatsPerClient: number
   readonly maxPendingReservations: number
   readonly maxMessageBytes: number
+  readonly maxShareSeats: number
 }
 
 /**
@@ -146,6 +151,7 @@ export const decodeServer = (input: unknown): Result.Result<ServerConfig, PoolIn
     maxSeatsPerClient: value.maxSeatsPerClient ?? 64,
     maxPendingReservations: value.maxPendingReservations ?? 1_000,
     maxMessageBytes: value.maxMessageBytes ?? 8_192,
+    maxShareSeats: value.maxShareSeats ?? 16,
   })
 }
 

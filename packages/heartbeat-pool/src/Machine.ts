@@ -9,10 +9,15 @@
  * (claims 7, 23, 40).
  *
  * Allocations are leases: a client holds seats until `expiresAtMs` and renews them with its
- * heartbeats. The leader decides every new allocation, so the pool never hands out more seats
- * than the license has: a follower asks the leader (`Reserve`) before it grants. Safety rests
- * on leases, all on one time base (servers' clocks are assumed synchronised far better than
- * the margins below):
+ * heartbeats. The leader accounts for every seat, so the pool never hands out more seats than
+ * the license has: a follower grants only within the share of free seats the leader gave it
+ * (in its heartbeats), or asks the leader (`Reserve`). Shares are counted as used by the
+ * leader until the follower's record shows what it granted from them; the leader takes them
+ * back by lowering them (as free seats run out, when it must refuse a request, when a follower
+ * is down), counting the old share until the follower acknowledged the lower one or could no
+ * longer use it; an election ends every share (they belong to a term). Safety rests on
+ * leases, all on one time base (servers' clocks are assumed synchronised far better than the
+ * margins below):
  * - the leader grants and renews only while a majority acknowledged a heartbeat sent less than
  *   `leaderLeaseMs` ago; a follower refuses to vote while it heard a leader less than
  *   `followerTimeoutMs` ago (> `leaderLeaseMs`), so a new leader is elected only after the old
@@ -104,6 +109,8 @@ export interface Config {
   readonly maxSeatsPerClient?: number
   /** Most requests a follower has waiting for the leader's answer. Default 1,000. */
   readonly maxPendingReservations?: number
+  /** Most unused seats the leader hands one follower as its share. Default 16; 0: no shares. */
+  readonly maxShareSeats?: number
   /** Allocations per `Record` message. Default 100. */
   readonly recordPartSize?: number
   readonly crypto: Crypto
@@ -141,6 +148,8 @@ export interface Held extends Message.Allocation {
    * never renewed here, since the leader may not count it; its client re-attaches at the leader.
    */
   readonly renewable: boolean
+  /** A carried allocation: the server of this term whose token the client showed. */
+  readonly heldAt?: string | undefined
 }
 
 /** An allocation the leader counts at another server. @since 0.1.0 @category models */
@@ -152,6 +161,11 @@ export interface Elsewhere {
   readonly seats: number
   readonly grantedAtMs: number
   readonly expiresAtMs: number
+  /**
+   * The client re-attached here holding a seat this server granted from its share (its record
+   * did not show it yet): that share counts the seat no more, until its next record does.
+   */
+  readonly sharedBy?: string | undefined
 }
 
 /** What the leader knows of one follower. @since 0.1.0 @category models */
@@ -168,6 +182,31 @@ export interface FollowerView {
   /** Record parts being collected, for `partsVersion`. */
   readonly partsVersion: number
   readonly parts: ReadonlyArray<ReadonlyArray<Message.Allocation> | undefined>
+  /** The follower's latest life (`HeartbeatAck.life`; 0: not heard yet). */
+  readonly life: number
+  readonly share: ShareAccount
+}
+
+/**
+ * The leader's account of one follower's share, for one life of it: the seats it may grant
+ * from it are `limit - consumed`, until it acknowledges a lower limit (`sent`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ShareAccount {
+  readonly life: number
+  /** The limit in the latest heartbeats. */
+  readonly limit: number
+  /** `shareUsed` of the latest record merged: those grants are counted as allocations. */
+  readonly consumed: number
+  /** The highest `shareUsed` acknowledged: grants from the share, merged or not. */
+  readonly used: number
+  /**
+   * Limits sent, as (first heartbeat carrying it, limit), not yet superseded by an
+   * acknowledgement: the follower may be using any of them.
+   */
+  readonly sent: ReadonlyArray<{ readonly seq: number; readonly limit: number }>
 }
 
 /** @since 0.1.0 @category models */
@@ -184,6 +223,8 @@ export interface LeaderState {
    * lingers in its old server's record until it expires there, and counts once meanwhile.
    */
   readonly pool: HashMap.HashMap<string, Elsewhere>
+  /** A request was refused for capacity while shares were out: no shares until then. */
+  readonly reclaimUntilMs: number
 }
 
 /** @since 0.1.0 @category models */
@@ -211,6 +252,10 @@ export interface State {
   readonly stored: number
   /** A follower's requests waiting for the leader, by client. */
   readonly pending: HashMap.HashMap<string, { readonly seats: number; readonly sentAtMs: number }>
+  /** Names this run of the server (a restart forgets its share). */
+  readonly life: number
+  /** A follower's share from the leader of `term`: it may grant `limit - used` seats. */
+  readonly share: { readonly term: number; readonly limit: number; readonly used: number }
   /** A candidate's votes. */
   readonly votes: ReadonlyArray<string>
   readonly electionPending: boolean
@@ -251,6 +296,8 @@ export type Event =
       readonly seats: number
       readonly term: number
       readonly reattached: boolean
+      /** Granted by a follower from its share, without asking the leader. */
+      readonly fromShare: boolean
     }
   | { readonly _tag: "Released"; readonly client: string; readonly expired: boolean }
   | { readonly _tag: "Refused"; readonly client: string; readonly reason: Message.DenyReason }
@@ -380,6 +427,61 @@ export const poolSeatsInUse = (
 /** The key of an allocation in the leader's pool record. @since 0.1.0 @category getters */
 export const poolKey = (server: string, client: string): string => `${server}\u0000${client}`
 
+/**
+ * Seats the leader must count for a follower's share at `nowMs`: what it may still grant
+ * from the highest limit it may be using, and what it granted from it (under any earlier
+ * limit) that no merged record shows yet. Once it can no longer renew (its authority ended a lease ago), only the current
+ * limit counts.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const shareOutstanding = (view: FollowerView, nowMs: number, leaseMs: number): number => {
+  let limit = view.share.limit
+  if (view.authoritySentUntilMs + leaseMs > nowMs) {
+    limit = Math.max(limit, view.share.used)
+    for (const sent of view.share.sent) limit = Math.max(limit, sent.limit)
+  }
+  return Math.max(0, limit - view.share.consumed)
+}
+
+/**
+ * The leader's count of seats handed out as shares at `nowMs`, or of one follower's share: a
+ * seat granted from a share whose client re-attached elsewhere is counted there instead.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const sharesOutstanding = (
+  state: State,
+  nowMs: number,
+  leaseMs: number,
+  only?: string,
+): number => {
+  const leader = state.leaderState
+  if (leader === undefined) return 0
+  const moved = new Map<string, number>()
+  for (const entry of HashMap.values(leader.pool)) {
+    if (entry.sharedBy !== undefined)
+      moved.set(entry.sharedBy, (moved.get(entry.sharedBy) ?? 0) + entry.seats)
+  }
+  let seats = 0
+  for (const server in leader.followers) {
+    if (only !== undefined && server !== only) continue
+    const outstanding = shareOutstanding(leader.followers[server]!, nowMs, leaseMs)
+    seats += Math.max(0, outstanding - (moved.get(server) ?? 0))
+  }
+  return seats
+}
+
+/** A follower's unused share at `nowMs` (0 without authority). @since 0.1.0 @category getters */
+export const shareLeft = (state: State, nowMs: number): number =>
+  state.role === "follower" &&
+  state.share.term === state.durable.term &&
+  state.authorityUntilMs > nowMs
+    ? Math.max(0, state.share.limit - state.share.used)
+    : 0
+
 const countsUntil = (leader: LeaderState, entry: Elsewhere, leaseMs: number): number =>
   Math.max(entry.expiresAtMs, (leader.followers[entry.server]?.authoritySentUntilMs ?? 0) + leaseMs)
 
@@ -423,6 +525,7 @@ export const make = (config: Config): Pool => {
   const maxSeats = config.maxSeatsPerClient ?? 64
   const maxPending = config.maxPendingReservations ?? 1_000
   const partSize = config.recordPartSize ?? 100
+  const maxShare = config.maxShareSeats ?? 16
   const majority = Math.floor(servers.length / 2) + 1
   const known = new Set(servers)
 
@@ -592,6 +695,8 @@ export const make = (config: Config): Pool => {
         authoritySentUntilMs: 0,
         partsVersion: -1,
         parts: [],
+        life: 0,
+        share: { life: 0, limit: 0, consumed: 0, used: 0, sent: [] },
       }
     }
     outputs.push(
@@ -612,10 +717,70 @@ export const make = (config: Config): Pool => {
         sentAt: [],
         followers,
         pool: HashMap.empty(),
+        reclaimUntilMs: 0,
       },
     }
     // Claim 23: the new leader heartbeats the remaining followers at once.
     return sendHeartbeats(next, nowMs, outputs)
+  }
+
+  /** May the leader hand `view`'s follower a share now? */
+  const shareable = (leader: LeaderState, view: FollowerView, nowMs: number, until: number) =>
+    maxShare > 0 &&
+    until > nowMs &&
+    nowMs >= leader.settleUntilMs &&
+    nowMs >= leader.reclaimUntilMs &&
+    view.mergedVersion !== -1 &&
+    !view.down &&
+    view.life !== 0 &&
+    view.share.life === view.life
+
+  /**
+   * The shares of this heartbeat: free seats split evenly between the leader and the
+   * followers that may have one (at most `maxShare` each); a share only grows into seats no
+   * one counts, and shrinks (taken back) as free seats run out or when the follower may not
+   * have one.
+   */
+  const shareLimits = (
+    state: State,
+    nowMs: number,
+    until: number,
+  ): Record<string, ShareAccount> => {
+    const leader = state.leaderState!
+    const used = poolSeatsInUse(state, nowMs, leaseMs)
+    const capacity = capacityAt(state, nowMs)
+    let free = capacity - used - sharesOutstanding(state, nowMs, leaseMs)
+    const eligible = Object.keys(leader.followers).filter((server) =>
+      shareable(leader, leader.followers[server]!, nowMs, until),
+    )
+    const each = Math.min(
+      maxShare,
+      Math.max(0, Math.floor((capacity - used) / (eligible.length + 1))),
+    )
+    const accounts: Record<string, ShareAccount> = {}
+    for (const server in leader.followers) {
+      const view = leader.followers[server]!
+      const account = view.share
+      const counted = account.consumed + shareOutstanding(view, nowMs, leaseMs)
+      const want = account.consumed + (eligible.includes(server) ? each : 0)
+      // Growing beyond what is counted takes free seats; shrinking is immediate here, but the
+      // old limit stays counted (`sent`) until acknowledged.
+      const limit = want > counted ? Math.min(want, counted + Math.max(0, free)) : want
+      if (limit > counted) free -= limit - counted
+      const last = account.sent[account.sent.length - 1]
+      let sent = account.sent
+      if (last === undefined || last.limit !== limit) {
+        sent = [...sent, { seq: leader.seq + 1, limit }]
+        // Bounded: two oldest limits merge into the higher one (counts more, never less).
+        if (sent.length > 64)
+          sent = [
+            { seq: sent[0]!.seq, limit: Math.max(sent[0]!.limit, sent[1]!.limit) },
+            ...sent.slice(2),
+          ]
+      }
+      accounts[server] = { ...account, limit, sent }
+    }
+    return accounts
   }
 
   const sendHeartbeats = (state: State, nowMs: number, outputs: Array<Output>): State => {
@@ -623,9 +788,11 @@ export const make = (config: Config): Pool => {
     const seq = leader.seq + 1
     const until = leaseUntil(leader, nowMs)
     const live = liveServers(state, nowMs)
+    const shares = shareLimits(state, nowMs, until)
     const followers: Record<string, FollowerView> = {}
     for (const server in leader.followers) {
       const view = leader.followers[server]!
+      const share = shares[server]!
       // Renewal at a follower is allowed only once a record of it is merged in this term: then
       // what it renews is counted (later grants there were reserved here; restored ones are
       // never renewed).
@@ -639,11 +806,14 @@ export const make = (config: Config): Pool => {
           authorityUntilMs,
           wantRecord: view.mergedVersion !== view.version || view.mergedVersion === -1,
           live,
+          shareLife: share.life,
+          shareLimit: share.limit,
         }),
       )
       followers[server] = {
         ...view,
         authoritySentUntilMs: Math.max(view.authoritySentUntilMs, authorityUntilMs),
+        share,
       }
     }
     const sentAt = [...leader.sentAt, { seq, atMs: nowMs }]
@@ -778,6 +948,12 @@ export const make = (config: Config): Pool => {
             lastLeaderSeq: message.seq,
             authorityUntilMs: message.authorityUntilMs,
             live: message.live,
+            // A share is for one term and one life of this server.
+            share: {
+              term,
+              limit: message.shareLife === next.life ? message.shareLimit : 0,
+              used: next.share.term === term ? next.share.used : 0,
+            },
           }
         }
         outputs.push(
@@ -788,6 +964,8 @@ export const make = (config: Config): Pool => {
             version: next.version,
             used: seatsHeld(next, nowMs),
             sequence: next.durable.license?.sequence ?? 0,
+            life: next.life,
+            shareUsed: next.share.term === term ? next.share.used : 0,
           }),
         )
         if (message.wantRecord) sendRecord(next, from, outputs)
@@ -799,8 +977,9 @@ export const make = (config: Config): Pool => {
       case "HeartbeatAck": {
         const leader = state.leaderState
         if (state.role !== "leader" || leader === undefined) return state
-        const view = leader.followers[from]
-        if (view === undefined) return state
+        const known = leader.followers[from]
+        if (known === undefined || message.life < known.life) return state
+        const view = newLife(known, message.life)
         const sent = leader.sentAt.find((entry) => entry.seq === message.seq)
         if (view.down) outputs.push(M.emit<Event>({ _tag: "FollowerUp", server: from, term }))
         const updated: FollowerView = {
@@ -809,6 +988,10 @@ export const make = (config: Config): Pool => {
           lastAckMs: nowMs,
           version: message.version,
           down: false,
+          share:
+            view.share.life === message.life
+              ? acked(view.share, message.seq, message.shareUsed)
+              : view.share,
         }
         if (message.sequence > (state.durable.license?.sequence ?? 0)) {
           // Claims 10, 19: a server with a newer license file spreads it through the leader.
@@ -849,18 +1032,19 @@ export const make = (config: Config): Pool => {
       case "Record":
         return receiveRecord(state, from, message, nowMs, outputs)
       case "Reserve": {
-        const decided = reserve(state, from, message.client, message.seats, nowMs, message.reattach)
+        const decided = reserve(state, from, message, nowMs)
+        const refused = typeof decided === "string" ? decided : null
         outputs.push(
           M.send<Peer>(from, {
             _tag: "Reserved",
             term,
             client: message.client,
             seats: message.seats,
-            refused: typeof decided === "string" ? decided : null,
+            refused,
             reservedAtMs: nowMs,
           }),
         )
-        return typeof decided === "string" ? state : decided
+        return refused === null ? (decided as State) : onRefusal(state, refused, nowMs)
       }
       case "Reserved":
         return reserved(state, from, message, nowMs, outputs)
@@ -894,6 +1078,24 @@ export const make = (config: Config): Pool => {
     }
   }
 
+  /**
+   * A follower that restarted has forgotten its share and the records merged of it: fetch
+   * its record again. Its old share stays counted until then (what it granted from it is in
+   * the record it restored).
+   */
+  const newLife = (view: FollowerView, life: number): FollowerView =>
+    life > view.life ? { ...view, life, mergedVersion: -1, partsVersion: -1, parts: [] } : view
+
+  /**
+   * The follower acknowledged heartbeat `seq` having granted `used` seats from its share: it
+   * grants more only within the limit of that heartbeat or a later one.
+   */
+  const acked = (account: ShareAccount, seq: number, used: number): ShareAccount => {
+    let first = 0
+    while (first + 1 < account.sent.length && account.sent[first + 1]!.seq <= seq) first++
+    return { ...account, used: Math.max(account.used, used), sent: account.sent.slice(first) }
+  }
+
   const sendRecord = (state: State, to: string, outputs: Array<Output>) => {
     const allocations = Array.from(HashMap.values(state.record), (held) => ({
       client: held.client,
@@ -908,6 +1110,8 @@ export const make = (config: Config): Pool => {
           _tag: "Record",
           term: state.durable.term,
           version: state.version,
+          life: state.life,
+          shareUsed: state.share.term === state.durable.term ? state.share.used : 0,
           part,
           parts,
           allocations: allocations.slice(part * partSize, (part + 1) * partSize),
@@ -926,12 +1130,10 @@ export const make = (config: Config): Pool => {
   ): State => {
     const leader = state.leaderState
     if (state.role !== "leader" || leader === undefined) return state
-    const view = leader.followers[from]
-    if (
-      view === undefined ||
-      message.part >= message.parts ||
-      message.parts > Math.ceil(maxClients / partSize) + 1
-    )
+    const known = leader.followers[from]
+    if (known === undefined || message.life < known.life) return state
+    const view = newLife(known, message.life)
+    if (message.part >= message.parts || message.parts > Math.ceil(maxClients / partSize) + 1)
       return state
     // An older record than the one merged is stale (versions grow, also across restarts).
     if (message.version <= view.mergedVersion && view.parts.length === 0) return state
@@ -960,9 +1162,13 @@ export const make = (config: Config): Pool => {
     const inRecord = new Set<string>()
     for (const part of parts as Array<ReadonlyArray<Message.Allocation>>)
       for (const allocation of part) inRecord.add(allocation.client)
-    let pool = HashMap.filter(
-      leader.pool,
-      (entry) => entry.server !== from || (!entry.seen && !inRecord.has(entry.client)),
+    let pool = HashMap.map(
+      HashMap.filter(
+        leader.pool,
+        (entry) => entry.server !== from || (!entry.seen && !inRecord.has(entry.client)),
+      ),
+      // Its record counts what it granted from its share now (`shareUsed`).
+      (entry) => (entry.sharedBy === from ? { ...entry, sharedBy: undefined } : entry),
     )
     let count = 0
     for (const part of parts as Array<ReadonlyArray<Message.Allocation>>) {
@@ -998,6 +1204,17 @@ export const make = (config: Config): Pool => {
             mergedVersion: message.version,
             partsVersion: message.version,
             parts: [],
+            // What it granted from its share is in this record now, counted as allocations.
+            share:
+              view.share.life === message.life
+                ? { ...view.share, consumed: Math.max(view.share.consumed, message.shareUsed) }
+                : {
+                    life: message.life,
+                    limit: message.shareUsed,
+                    consumed: message.shareUsed,
+                    used: message.shareUsed,
+                    sent: [],
+                  },
           },
         },
       },
@@ -1008,7 +1225,36 @@ export const make = (config: Config): Pool => {
 
   /** Seats the pool would use with `client` holding `seats` (wherever it held before). */
   const usedWith = (state: State, client: string, seats: number, nowMs: number): number =>
-    poolSeatsInUse(state, nowMs, leaseMs, client) + seats
+    poolSeatsInUse(state, nowMs, leaseMs, client) + sharesOutstanding(state, nowMs, leaseMs) + seats
+
+  /**
+   * A client that shows a token of this term from a server whose record does not show it yet
+   * holds a seat that server granted from its share: counted there, as share. How many of
+   * its seats, if so.
+   */
+  const fromShare = (
+    state: State,
+    client: string,
+    seats: number,
+    nowMs: number,
+    heldAt: string | undefined,
+  ): number => {
+    const leader = state.leaderState
+    if (heldAt === undefined || leader?.followers[heldAt] === undefined) return 0
+    if (HashMap.has(leader.pool, poolKey(heldAt, client))) return 0
+    return Math.min(seats, sharesOutstanding(state, nowMs, leaseMs, heldAt))
+  }
+
+  /**
+   * The leader refused `reason`: if seats are out as shares while a request waits, take them
+   * back (no shares for a lease, so the freed seats come here).
+   */
+  const onRefusal = (state: State, reason: Message.DenyReason, nowMs: number): State => {
+    const leader = state.leaderState
+    if (reason !== "capacity" || leader === undefined) return state
+    if (sharesOutstanding(state, nowMs, leaseMs) === 0) return state
+    return { ...state, leaderState: { ...leader, reclaimUntilMs: nowMs + leaseMs } }
+  }
 
   /**
    * The leader decides a new allocation for `client` at `server`: the new state with the seat
@@ -1021,37 +1267,62 @@ export const make = (config: Config): Pool => {
     seats: number,
     nowMs: number,
     reattach: boolean,
+    heldAt?: string,
   ): State | Message.DenyReason => {
     const leader = state.leaderState
     if (state.role !== "leader" || leader === undefined || !hasAuthority(state, nowMs))
       return "electing"
     const alreadyThere = HashMap.has(leader.pool, poolKey(server, client))
     if (!reattach && !alreadyThere && nowMs < leader.settleUntilMs) return "electing"
-    if (usedWith(state, client, seats, nowMs) > capacityAt(state, nowMs)) return "capacity"
-    if (server === state.self) return state
-    const pool = HashMap.set(leader.pool, poolKey(server, client), {
-      server,
-      client,
-      seen: false,
-      seats,
-      grantedAtMs: nowMs,
-      expiresAtMs: nowMs + leaseMs,
-    })
+    const moved = reattach ? fromShare(state, client, seats, nowMs, heldAt) : 0
+    if (usedWith(state, client, seats, nowMs) - moved > capacityAt(state, nowMs)) return "capacity"
+    if (server === state.self) {
+      if (moved === 0) return state
+      // Held here from now on: taken out of that server's share, as its record would. (Not
+      // for a reservation at a follower, which may yet be `Unused`.)
+      const view = leader.followers[heldAt!]!
+      const share = { ...view.share, consumed: view.share.consumed + moved }
+      const followers = { ...leader.followers, [heldAt!]: { ...view, share } }
+      return { ...state, leaderState: { ...leader, followers } }
+    }
+    const key = poolKey(server, client)
+    const known = HashMap.get(leader.pool, key)
+    // Seen in that server's record already: it stays counted as such (an `Unused` for this
+    // reservation must not drop what the record shows).
+    const pool = HashMap.set(
+      leader.pool,
+      key,
+      Option.isSome(known) && known.value.seen
+        ? {
+            ...known.value,
+            seats: Math.max(seats, known.value.seats),
+            expiresAtMs: Math.max(known.value.expiresAtMs, nowMs + leaseMs),
+            sharedBy: moved > 0 ? heldAt : known.value.sharedBy,
+          }
+        : {
+            server,
+            client,
+            seen: false,
+            seats,
+            grantedAtMs: nowMs,
+            expiresAtMs: nowMs + leaseMs,
+            sharedBy: moved > 0 ? heldAt : undefined,
+          },
+    )
     return { ...state, leaderState: { ...leader, pool } }
   }
 
   const reserve = (
     state: State,
     from: string,
-    client: string,
-    seats: number,
+    message: Extract<Peer, { _tag: "Reserve" }>,
     nowMs: number,
-    reattach: boolean,
   ): State | Message.DenyReason => {
     const view = state.leaderState?.followers[from]
     // Only a follower whose record is merged: what it holds is counted.
     if (view === undefined || view.mergedVersion === -1) return "electing"
-    return decide(state, from, client, seats, nowMs, reattach)
+    const { client, seats, reattach, heldAt } = message
+    return decide(state, from, client, seats, nowMs, reattach, heldAt ?? undefined)
   }
 
   const grant = (
@@ -1061,6 +1332,7 @@ export const make = (config: Config): Pool => {
     seats: number,
     nowMs: number,
     reattached: boolean,
+    fromShare = false,
   ): State => {
     const existing = HashMap.get(state.record, client)
     const token = tokenFor(state, client, seats, nowMs)
@@ -1074,7 +1346,14 @@ export const make = (config: Config): Pool => {
       tokenSignature: token.signature,
     }
     outputs.push(
-      M.emit<Event>({ _tag: "Allocated", client, seats, term: state.durable.term, reattached }),
+      M.emit<Event>({
+        _tag: "Allocated",
+        client,
+        seats,
+        term: state.durable.term,
+        reattached,
+        fromShare,
+      }),
     )
     reply(outputs, client, {
       _tag: "Granted",
@@ -1150,6 +1429,7 @@ export const make = (config: Config): Pool => {
     seats: number,
     nowMs: number,
     reattach: boolean,
+    heldAt?: string,
   ): State => {
     const problem = licenseProblem(state, product, seats, nowMs)
     if (problem !== undefined) {
@@ -1161,15 +1441,25 @@ export const make = (config: Config): Pool => {
       return state
     }
     if (state.role === "leader") {
-      const decided = decide(state, state.self, client, seats, nowMs, reattach)
+      const decided = decide(state, state.self, client, seats, nowMs, reattach, heldAt)
       if (typeof decided === "string") {
         deny(state, outputs, client, decided)
-        return state
+        return onRefusal(state, decided, nowMs)
       }
       return grant(decided, outputs, client, seats, nowMs, reattach)
     }
+    if (shareLeft(state, nowMs) >= seats) {
+      // Within the share the leader gave: counted there already, no need to ask (an answer
+      // to an earlier question for this client is then a duplicate).
+      const next = {
+        ...state,
+        pending: HashMap.remove(state.pending, client),
+        share: { ...state.share, used: state.share.used + seats },
+      }
+      return grant(next, outputs, client, seats, nowMs, false, true)
+    }
     if (state.role === "follower" && state.leader !== undefined) {
-      const asked = askLeader(state, outputs, client, seats, nowMs, false)
+      const asked = askLeader(state, outputs, client, seats, nowMs, false, undefined)
       if (asked === "queue-full") {
         deny(state, outputs, client, "queue-full")
         return state
@@ -1191,6 +1481,7 @@ export const make = (config: Config): Pool => {
     seats: number,
     nowMs: number,
     reattach: boolean,
+    heldAt: string | undefined,
   ): State | "queue-full" => {
     if (state.role !== "follower" || state.leader === undefined) return state
     const waiting = HashMap.get(state.pending, client)
@@ -1203,6 +1494,7 @@ export const make = (config: Config): Pool => {
         client,
         seats,
         reattach,
+        heldAt: heldAt ?? null,
       }),
     )
     return { ...state, pending: HashMap.set(state.pending, client, { seats, sentAtMs: nowMs }) }
@@ -1237,6 +1529,7 @@ export const make = (config: Config): Pool => {
       lastSeq: seq,
       tokenSignature: token.signature,
       renewable: false,
+      heldAt: heldAtOf(state, token),
     }
     outputs.push(
       M.emit<Event>({
@@ -1245,6 +1538,7 @@ export const make = (config: Config): Pool => {
         seats: held.seats,
         term: state.durable.term,
         reattached: true,
+        fromShare: false,
       }),
     )
     reply(outputs, client, {
@@ -1258,10 +1552,14 @@ export const make = (config: Config): Pool => {
     })
     const next = hold(state, held)
     const asked = hasAuthority(next, nowMs)
-      ? askLeader(next, outputs, client, held.seats, nowMs, true)
+      ? askLeader(next, outputs, client, held.seats, nowMs, true, held.heldAt)
       : next
     return asked === "queue-full" ? next : asked
   }
+
+  /** The server a token of this term names (another term's grants are no share of this one). */
+  const heldAtOf = (state: State, token: Message.Token): string | undefined =>
+    token.term === state.durable.term && token.server !== state.self ? token.server : undefined
 
   const beat = (
     state: State,
@@ -1304,7 +1602,7 @@ export const make = (config: Config): Pool => {
       // Carried or restored here, not yet counted here by the leader: ask it to.
       const asked =
         !held.value.renewable && authority && held.value.expiresAtMs > nowMs
-          ? askLeader(updated, outputs, client, held.value.seats, nowMs, true)
+          ? askLeader(updated, outputs, client, held.value.seats, nowMs, true, held.value.heldAt)
           : updated
       const next = asked === "queue-full" ? updated : asked
       reply(outputs, client, {
@@ -1328,7 +1626,16 @@ export const make = (config: Config): Pool => {
       licenseProblem(state, token.product, token.seats, nowMs) === undefined
     )
       return carry(state, outputs, token, message.leaseUntilMs, message.seq, nowMs)
-    const next = request(state, outputs, client, token.product, token.seats, nowMs, proven)
+    const next = request(
+      state,
+      outputs,
+      client,
+      token.product,
+      token.seats,
+      nowMs,
+      proven,
+      heldAtOf(state, token),
+    )
     const now = HashMap.get(next.record, client)
     return Option.isSome(now) ? hold(next, { ...now.value, lastSeq: message.seq }) : next
   }
@@ -1365,6 +1672,16 @@ export const make = (config: Config): Pool => {
     }
     outputs.push(M.emit<Event>({ _tag: "LicenseAdopted", sequence: license.sequence, from }))
     return { state: setDurable(state, { license }), reason: "adopted" }
+  }
+
+  /** What `Status` reports as this server's share. */
+  const shareNow = (state: State, nowMs: number): number => {
+    const leader = state.leaderState
+    if (state.role !== "leader" || leader === undefined) return shareLeft(state, nowMs)
+    if (!hasAuthority(state, nowMs) || nowMs < leader.settleUntilMs) return 0
+    const committed =
+      poolSeatsInUse(state, nowMs, leaseMs) + sharesOutstanding(state, nowMs, leaseMs)
+    return Math.max(0, capacityAt(state, nowMs) - committed)
   }
 
   const fromClient = (state: State, from: string, message: ClientRequest, nowMs: number): Step => {
@@ -1435,6 +1752,7 @@ export const make = (config: Config): Pool => {
           clients: HashMap.size(state.record),
           poolSeatsInUse: state.role === "leader" ? poolSeatsInUse(state, nowMs, leaseMs) : null,
           capacity: capacityAt(state, nowMs),
+          share: shareNow(state, nowMs),
           product: state.durable.license?.product ?? null,
           sequence: state.durable.license?.sequence ?? 0,
         })
@@ -1476,6 +1794,8 @@ export const make = (config: Config): Pool => {
         version: Math.floor(context.nowMs) + HashMap.size(record),
         stored: 0,
         pending: HashMap.empty(),
+        life: Math.floor(context.nowMs) + 1,
+        share: { term: -1, limit: 0, used: 0 },
         votes: [],
         electionPending: false,
         leaderState: undefined,

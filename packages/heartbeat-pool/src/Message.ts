@@ -94,7 +94,9 @@ export type DenyReason = typeof DenyReason.Type
  * follower's acknowledgement (the source document's claim 21); `Check` / `CheckReply` the
  * check message a follower sends before it starts an election (claim 22); `Record` the
  * follower's record of distribution sent to the leader in parts (claims 23, 40); `Reserve` /
- * `Reserved` a follower asking the leader for a seat (`Unused`: it did not use one it got); `LicenseRequest` / `LicenseOffer` the
+ * `Reserved` a follower asking the leader for a seat (`Unused`: it did not use one it got),
+ * which it does only beyond the share of seats the leader's `Heartbeat` gives it;
+ * `LicenseRequest` / `LicenseOffer` the
  * spreading of a newer license file (claims 10, 19); `Newer` tells a sender its term is old.
  *
  * @since 0.1.0
@@ -112,6 +114,13 @@ export const Peer = Schema.Union([
     wantRecord: Schema.Boolean,
     /** The servers the leader hears from, in priority order. */
     live: Schema.Array(Id).check(Schema.isMaxLength(64)),
+    /** The follower's life the share is for (`HeartbeatAck.life`; 0: none). */
+    shareLife: Count,
+    /**
+     * The follower's share: the seats it may grant in this term without asking, counted
+     * from the term's start (it has used some already: it may grant `shareLimit - used`).
+     */
+    shareLimit: Count,
   }),
   Schema.TaggedStruct("HeartbeatAck", {
     term: Count,
@@ -119,6 +128,10 @@ export const Peer = Schema.Union([
     version: Count,
     used: Count,
     sequence: Count,
+    /** Names this run of the follower: a restarted follower has forgotten its share. */
+    life: Count,
+    /** Seats it granted from its share in this term (some perhaps in no record sent yet). */
+    shareUsed: Count,
   }),
   Schema.TaggedStruct("Check", { term: Count }),
   Schema.TaggedStruct("CheckReply", { term: Count }),
@@ -127,6 +140,9 @@ export const Peer = Schema.Union([
   Schema.TaggedStruct("Record", {
     term: Count,
     version: Count,
+    life: Count,
+    /** Seats granted from shares in this term: those grants are in this record. */
+    shareUsed: Count,
     part: Count,
     parts: Count,
     allocations: Schema.Array(Allocation).check(Schema.isMaxLength(256)),
@@ -137,6 +153,11 @@ export const Peer = Schema.Union([
     seats: Count,
     /** The client proved it held a seat elsewhere (claim 9): allowed while the leader settles. */
     reattach: Schema.Boolean,
+    /**
+     * The server whose token of this term the client showed: the seat may be one that server
+     * granted from its share, which the leader counts as share until it sees the record.
+     */
+    heldAt: Schema.NullOr(Id),
   }),
   Schema.TaggedStruct("Reserved", {
     term: Count,
@@ -217,6 +238,11 @@ export const ServerReply = Schema.Union([
     clients: Count,
     poolSeatsInUse: Schema.NullOr(Count),
     capacity: Count,
+    /**
+     * Seats this server may grant now without asking: a follower's unused share, a leader's
+     * free seats not handed out as shares.
+     */
+    share: Count,
     product: Schema.NullOr(Id),
     sequence: Count,
   }),

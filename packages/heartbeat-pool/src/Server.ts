@@ -76,6 +76,8 @@ export interface Options {
   readonly maxClientsPerServer?: number
   readonly maxSeatsPerClient?: number
   readonly maxPendingReservations?: number
+  /** Most unused seats the leader hands one follower as its share. Default 16; 0: none. */
+  readonly maxShareSeats?: number
 }
 
 /**
@@ -212,6 +214,7 @@ export const run = (
       ...(options.maxPendingReservations !== undefined
         ? { maxPendingReservations: options.maxPendingReservations }
         : {}),
+      ...(options.maxShareSeats !== undefined ? { maxShareSeats: options.maxShareSeats } : {}),
     })
 
     const persist = (state: Machine.State) =>

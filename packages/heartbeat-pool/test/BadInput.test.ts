@@ -45,6 +45,8 @@ describe("bad input", () => {
         authorityUntilMs: 0,
         wantRecord: false,
         live: [],
+        shareLife: 0,
+        shareLimit: 0,
       }),
     )
     expect(Result.isFailure(Message.peerCodec.decode(heartbeat))).toBe(true)
@@ -114,11 +116,15 @@ describe("bad input", () => {
         authorityUntilMs: fc.nat(),
         wantRecord: fc.boolean(),
         live: fc.constant(["s1"]),
+        shareLife: fc.nat({ max: 2 }),
+        shareLimit: fc.nat({ max: 5 }),
       }),
       fc.record({
         _tag: fc.constant("Record" as const),
         term: fc.nat(),
         version: fc.nat(),
+        life: fc.nat({ max: 2 }),
+        shareUsed: fc.nat({ max: 5 }),
         part: fc.nat({ max: 3 }),
         parts: fc.nat({ max: 3 }),
         allocations: fc.constant([]),
@@ -131,6 +137,7 @@ describe("bad input", () => {
         client: fc.string(),
         seats: fc.nat(),
         reattach: fc.boolean(),
+        heldAt: fc.constantFrom(null, "s2", "s3"),
       }),
     )
     fc.assert(

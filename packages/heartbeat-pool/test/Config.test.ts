@@ -30,6 +30,7 @@ describe("config", () => {
       maxSeatsPerClient: 64,
       maxPendingReservations: 1_000,
       maxMessageBytes: 8_192,
+      maxShareSeats: 16,
     })
     const fast = Result.getOrThrow(
       Config.decodeServer({

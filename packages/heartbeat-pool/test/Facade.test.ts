@@ -1,7 +1,8 @@
 /**
  * The Promise facade over real UDP on loopback: three servers and two clients on a one-seat
  * license; one client holds the seat, the other is denied for capacity; the holder's server
- * is closed and the client re-attaches.
+ * is closed and the client re-attaches. Waits are for events, bounded generously (a loaded
+ * machine).
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -19,9 +20,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-const next = (emitter: PoolClient, tag: string, timeoutMs: number) =>
+const next = (emitter: PoolClient, tag: string, timeoutMs: number, seen?: Array<string>) =>
   new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${tag} within ${timeoutMs} ms`)), timeoutMs)
+    const timer = setTimeout(
+      () =>
+        reject(new Error(`no ${tag} within ${timeoutMs} ms; events: ${seen?.join(" ") ?? "?"}`)),
+      timeoutMs,
+    )
     emitter.once(tag, (event: Record<string, unknown>) => {
       clearTimeout(timer)
       resolve(event)
@@ -44,14 +49,16 @@ describe("Promise facade", () => {
       peer: { _tag: "Udp" as const, host: "127.0.0.1", port: ports[index]! },
       client: { _tag: "Udp" as const, host: "127.0.0.1", port: ports[index + 3]! },
     }))
+    // Margins for a loaded machine (other suites may starve these processes for seconds): a
+    // lease of 50 heartbeats, a leader lease of 7.
     const timing = {
-      heartbeatIntervalMs: 50,
-      followerTimeoutMs: 300,
-      checkTimeoutMs: 100,
-      leaderLeaseMs: 200,
-      downAfterMs: 200,
-      electionStaggerMs: 80,
-      leaseMs: 3_000,
+      heartbeatIntervalMs: 100,
+      followerTimeoutMs: 1_000,
+      checkTimeoutMs: 300,
+      leaderLeaseMs: 700,
+      downAfterMs: 800,
+      electionStaggerMs: 200,
+      leaseMs: 5_000,
     }
     const servers = new Map<string, PoolServer>()
     for (const member of members) {
@@ -73,21 +80,29 @@ describe("Promise facade", () => {
       servers: members.map((member) => ({ id: member.id, address: member.client })),
       poolSecret: secret,
       product: "cad",
-      heartbeatIntervalMs: 50,
+      heartbeatIntervalMs: 100,
     })
     const first = await createClient(clientOptions("first"))
     opened.push(first)
-    const granted = await next(first, "Granted", 20_000)
+    // What the holder saw, for the message of a failed wait.
+    const seen: Array<string> = []
+    for (const tag of ["Granted", "Reattached", "Lost", "Denied"])
+      first.on(tag, (event: Record<string, unknown>) =>
+        seen.push(
+          `${tag}@${String(event.server)}${event.reason ? `:${String(event.reason)}` : ""}`,
+        ),
+      )
+    const granted = await next(first, "Granted", 60_000)
     const second = await createClient(clientOptions("second"))
     opened.push(second)
     for (;;) {
-      const denied = await next(second, "Denied", 20_000)
+      const denied = await next(second, "Denied", 60_000)
       if (denied.reason === "capacity") break
     }
     const holder = String(granted.server)
-    const reattached = next(first, "Reattached", 20_000)
+    const reattached = next(first, "Reattached", 60_000, seen)
     await servers.get(holder)!.close()
     expect((await reattached).server).not.toBe(holder)
     expect((await second.state()).phase).toBe("requesting")
-  }, 60_000)
+  }, 240_000)
 })

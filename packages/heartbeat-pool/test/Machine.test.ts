@@ -28,38 +28,66 @@ const fromClient = (from: string, message: Message.ClientRequest, nowMs: number)
   M.command<Machine.Command>({ _tag: "FromClient", from, message }, nowMs)
 
 /** s1 elected leader of term 1 at 605 ms, records merged, settled at `nowMs` (past 605 + lease). */
-const leader = (nowMs = 3_000): Machine.State => {
-  let state = step(start("s1"), M.timerFired(Machine.electionTimer, 600)).state
-  state = step(state, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605)).state
+const leader = (nowMs = 3_000, machine: Machine.Pool = pool): Machine.State => {
+  let state = machine.init({ self: "s1", peers: ["s2", "s3"], nowMs: 0 }).state
+  state = machine.step(state, M.timerFired(Machine.electionTimer, 600)).state
+  state = machine.step(state, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605)).state
   expect(state.role).toBe("leader")
   for (const follower of ["s2", "s3"]) {
-    state = step(
+    state = machine.step(
       state,
       M.receive(
         follower,
-        { _tag: "HeartbeatAck", term: 1, seq: 1, version: 0, used: 0, sequence: 1 },
+        {
+          _tag: "HeartbeatAck",
+          term: 1,
+          seq: 1,
+          version: 0,
+          used: 0,
+          sequence: 1,
+          life: 1,
+          shareUsed: 0,
+        },
         610,
       ),
     ).state
-    state = step(
+    state = machine.step(
       state,
       M.receive(
         follower,
-        { _tag: "Record", term: 1, version: 0, part: 0, parts: 1, allocations: [] },
+        {
+          _tag: "Record",
+          term: 1,
+          version: 0,
+          life: 1,
+          shareUsed: 0,
+          part: 0,
+          parts: 1,
+          allocations: [],
+        },
         611,
       ),
     ).state
   }
   // Heartbeats acknowledged until past the settling time after the election.
   for (let atMs = 700; atMs < nowMs; atMs += 100) {
-    state = step(state, M.timerFired(Machine.tickTimer, atMs)).state
+    state = machine.step(state, M.timerFired(Machine.tickTimer, atMs)).state
     const seq = state.leaderState!.seq
     for (const follower of ["s2", "s3"]) {
-      state = step(
+      state = machine.step(
         state,
         M.receive(
           follower,
-          { _tag: "HeartbeatAck", term: 1, seq, version: 0, used: 0, sequence: 1 },
+          {
+            _tag: "HeartbeatAck",
+            term: 1,
+            seq,
+            version: 0,
+            used: 0,
+            sequence: 1,
+            life: 1,
+            shareUsed: 0,
+          },
           atMs + 1,
         ),
       ).state
@@ -83,6 +111,8 @@ describe("heartbeat pool machine", () => {
           authorityUntilMs: 0,
           wantRecord: false,
           live: servers,
+          shareLife: 0,
+          shareLimit: 0,
         },
         10,
       ),
@@ -131,6 +161,8 @@ describe("heartbeat pool machine", () => {
             version: 0,
             used: 0,
             sequence: 1,
+            life: 1,
+            shareUsed: 0,
           },
           nowMs + 1,
         ),
@@ -164,7 +196,16 @@ describe("heartbeat pool machine", () => {
       state,
       M.receive(
         "s2",
-        { _tag: "Record", term: 1, version: 7, part: 1, parts: 2, allocations: [allocation("b")] },
+        {
+          _tag: "Record",
+          term: 1,
+          version: 7,
+          life: 1,
+          shareUsed: 0,
+          part: 1,
+          parts: 2,
+          allocations: [allocation("b")],
+        },
         610,
       ),
     ).state
@@ -173,7 +214,16 @@ describe("heartbeat pool machine", () => {
       state,
       M.receive(
         "s2",
-        { _tag: "Record", term: 1, version: 7, part: 0, parts: 2, allocations: [allocation("a")] },
+        {
+          _tag: "Record",
+          term: 1,
+          version: 7,
+          life: 1,
+          shareUsed: 0,
+          part: 0,
+          parts: 2,
+          allocations: [allocation("a")],
+        },
         611,
       ),
     )
@@ -187,7 +237,16 @@ describe("heartbeat pool machine", () => {
       merged.state,
       M.receive(
         "s3",
-        { _tag: "Record", term: 1, version: 3, part: 0, parts: 1, allocations: [allocation("c")] },
+        {
+          _tag: "Record",
+          term: 1,
+          version: 3,
+          life: 1,
+          shareUsed: 0,
+          part: 0,
+          parts: 1,
+          allocations: [allocation("c")],
+        },
         612,
       ),
     ).state
@@ -219,6 +278,7 @@ describe("heartbeat pool machine", () => {
       seats: 1,
       term: 1,
       reattached: true,
+      fromShare: false,
     })
     expect(replies(converted.outputs)[0]).toMatchObject({
       _tag: "Granted",
@@ -242,6 +302,8 @@ describe("heartbeat pool machine", () => {
           authorityUntilMs: 3_300,
           wantRecord: false,
           live: servers,
+          shareLife: 0,
+          shareLimit: 0,
         },
         2_950,
       ),
@@ -262,7 +324,15 @@ describe("heartbeat pool machine", () => {
       {
         _tag: "Send",
         to: "s1",
-        message: { _tag: "Reserve", term: 1, client: "c1", seats: 1, reattach: true },
+        message: {
+          _tag: "Reserve",
+          term: 1,
+          client: "c1",
+          seats: 1,
+          reattach: true,
+          // A token of this term: the seat may be one s2 granted from its share.
+          heldAt: "s2",
+        },
       },
     ])
     // Until the leader answers, its heartbeats are honoured, never renewed past that lease.
@@ -326,7 +396,16 @@ describe("heartbeat pool machine", () => {
       fresh,
       M.receive(
         "s2",
-        { _tag: "HeartbeatAck", term: 1, seq: 1, version: 0, used: 0, sequence: 1 },
+        {
+          _tag: "HeartbeatAck",
+          term: 1,
+          seq: 1,
+          version: 0,
+          used: 0,
+          sequence: 1,
+          life: 1,
+          shareUsed: 0,
+        },
         610,
       ),
     ).state
@@ -342,7 +421,16 @@ describe("heartbeat pool machine", () => {
       state,
       M.receive(
         "s3",
-        { _tag: "HeartbeatAck", term: 1, seq: 1, version: 0, used: 0, sequence: 2 },
+        {
+          _tag: "HeartbeatAck",
+          term: 1,
+          seq: 1,
+          version: 0,
+          used: 0,
+          sequence: 2,
+          life: 1,
+          shareUsed: 0,
+        },
         3_001,
       ),
     )
@@ -406,6 +494,8 @@ describe("heartbeat pool machine", () => {
           authorityUntilMs: 0,
           wantRecord: false,
           live: [],
+          shareLife: 0,
+          shareLimit: 0,
         },
         3_001,
       ),
@@ -424,6 +514,8 @@ describe("heartbeat pool machine", () => {
           authorityUntilMs: 0,
           wantRecord: false,
           live: [],
+          shareLife: 0,
+          shareLimit: 0,
         },
         3_001,
       ),
@@ -453,6 +545,8 @@ describe("heartbeat pool machine", () => {
           authorityUntilMs: 0,
           wantRecord: false,
           live: [],
+          shareLife: 0,
+          shareLimit: 0,
         },
         3_003,
       ),
@@ -572,5 +666,269 @@ describe("heartbeat pool machine", () => {
     expect(ask(small, expired, "a", "cad", 1)).toEqual([
       { _tag: "Denied", server: "s1", term: 1, reason: "license-expired" },
     ])
+  })
+})
+
+describe("shares: a follower grants within the share the leader gave it, or asks the leader", () => {
+  const shared = Machine.make({
+    servers,
+    ...timing,
+    crypto: fakeCrypto,
+    initialLicense: license(8),
+  })
+  const request = (client: string, nowMs: number) =>
+    fromClient(client, { _tag: "Request", client, seq: 1, product: "cad", seats: 1 }, nowMs)
+  const heartbeatOf = (outputs: Out, to: string) => {
+    const heartbeat = sends(outputs, "Heartbeat").find((send) => send.to === to)!.message
+    return heartbeat as Extract<Message.Peer, { _tag: "Heartbeat" }>
+  }
+  const ack = (seq: number, shareUsed: number, life = 1): Message.Peer => ({
+    _tag: "HeartbeatAck",
+    term: 1,
+    seq,
+    version: 0,
+    used: 0,
+    sequence: 1,
+    life,
+    shareUsed,
+  })
+  const outstanding = (state: Machine.State, nowMs: number) =>
+    Machine.sharesOutstanding(state, nowMs, timing.leaseMs)
+  const status = (machine: Machine.Pool, state: Machine.State, nowMs: number) =>
+    replies(
+      machine.step(state, fromClient("admin", { _tag: "Status" }, nowMs)).outputs,
+    )[0] as Extract<Message.ServerReply, { _tag: "StatusReply" }>
+
+  /** A follower of s1 in term 1 that heard `heartbeat`. */
+  const follower = (heartbeat: Message.Peer, nowMs: number) =>
+    shared.step(
+      shared.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state,
+      M.receive("s1", heartbeat, nowMs),
+    ).state
+
+  it("the leader splits the free seats with its followers, counts the shares, and a follower grants within its share without asking", () => {
+    const tick = shared.step(leader(3_000, shared), M.timerFired(Machine.tickTimer, 3_000))
+    // 8 free seats: 2 for each of the two followers (their life is 1), the rest kept.
+    const toS2 = heartbeatOf(tick.outputs, "s2")
+    expect(toS2).toMatchObject({ shareLife: 1, shareLimit: 2 })
+    expect(heartbeatOf(tick.outputs, "s3")).toMatchObject({ shareLife: 1, shareLimit: 2 })
+    expect(outstanding(tick.state, 3_001)).toBe(4)
+    expect(status(shared, tick.state, 3_001)).toMatchObject({ share: 4, poolSeatsInUse: 0 })
+
+    let s2 = follower(toS2, 3_001)
+    expect(Machine.shareLeft(s2, 3_002)).toBe(2)
+    expect(status(shared, s2, 3_002)).toMatchObject({ role: "follower", share: 2 })
+    for (const client of ["c1", "c2"]) {
+      const granted = shared.step(s2, request(client, 3_002))
+      expect(events(granted.outputs)).toContainEqual({
+        _tag: "Allocated",
+        client,
+        seats: 1,
+        term: 1,
+        reattached: false,
+        fromShare: true,
+      })
+      expect(replies(granted.outputs)[0]).toMatchObject({ _tag: "Granted", server: "s2" })
+      expect(sends(granted.outputs, "Reserve")).toEqual([])
+      s2 = granted.state
+    }
+    // The share is used up: the third client is asked for at the leader, not granted here.
+    const third = shared.step(s2, request("c3", 3_003))
+    expect(events(third.outputs).some((event) => event._tag === "Allocated")).toBe(false)
+    expect(sends(third.outputs, "Reserve").map((send) => send.to)).toEqual(["s1"])
+    expect(Machine.shareLeft(third.state, 3_003)).toBe(0)
+
+    // The leader: the two grants stay counted (as share) until the record shows them.
+    let lead = shared.step(tick.state, M.receive("s2", ack(toS2.seq, 2), 3_004)).state
+    expect(outstanding(lead, 3_004)).toBe(4)
+    lead = shared.step(
+      lead,
+      M.receive(
+        "s2",
+        {
+          _tag: "Record",
+          term: 1,
+          version: s2.version,
+          life: 1,
+          shareUsed: 2,
+          part: 0,
+          parts: 1,
+          allocations: ["c1", "c2"].map((client) => ({
+            client,
+            seats: 1,
+            grantedAtMs: 3_002,
+            expiresAtMs: 3_002 + timing.leaseMs,
+          })),
+        },
+        3_005,
+      ),
+    ).state
+    expect(outstanding(lead, 3_005)).toBe(2)
+    expect(Machine.poolSeatsInUse(lead, 3_005, timing.leaseMs)).toBe(2)
+    // Next heartbeat: 6 free seats, 2 more for s2 (its limit counts from the term's start).
+    const next = shared.step(lead, M.timerFired(Machine.tickTimer, 3_100))
+    expect(heartbeatOf(next.outputs, "s2")).toMatchObject({ shareLimit: 4 })
+    expect(heartbeatOf(next.outputs, "s3")).toMatchObject({ shareLimit: 2 })
+  })
+
+  it("takes shares back: from a follower that is down (counted until it could no longer use it), and on demand when a request must be refused", () => {
+    let lead = shared.step(leader(3_000, shared), M.timerFired(Machine.tickTimer, 3_000)).state
+    const firstSeq = lead.leaderState!.seq
+    lead = shared.step(lead, M.receive("s2", ack(firstSeq, 0), 3_001)).state
+    lead = shared.step(lead, M.receive("s3", ack(firstSeq, 0), 3_001)).state
+    expect(outstanding(lead, 3_002)).toBe(4)
+    // s3 stops acknowledging: once it is down it gets no share (limit 0), but what it was given
+    // counts until its authority and a lease have run out.
+    let atMs = 3_100
+    let lastToS3 = 2
+    for (; atMs <= 3_000 + timing.downAfterMs + 200; atMs += 100) {
+      const tick = shared.step(lead, M.timerFired(Machine.tickTimer, atMs))
+      lastToS3 = heartbeatOf(tick.outputs, "s3").shareLimit
+      lead = shared.step(
+        tick.state,
+        M.receive("s2", ack(tick.state.leaderState!.seq, 0), atMs + 1),
+      ).state
+    }
+    expect(lead.leaderState!.followers.s3!.down).toBe(true)
+    expect(lastToS3).toBe(0)
+    expect(Machine.shareOutstanding(lead.leaderState!.followers.s3!, atMs, timing.leaseMs)).toBe(2)
+    const authority = lead.leaderState!.followers.s3!.authoritySentUntilMs
+    expect(
+      Machine.shareOutstanding(
+        lead.leaderState!.followers.s3!,
+        authority + timing.leaseMs,
+        timing.leaseMs,
+      ),
+    ).toBe(0)
+
+    // On demand: the leader fills what is not out as shares, then a request it must refuse
+    // for capacity takes every share back; once acknowledged, the seats come to the leader.
+    let seat = 0
+    while (status(shared, lead, atMs).share > 0) {
+      const granted = shared.step(lead, request(`d${++seat}`, atMs))
+      expect(replies(granted.outputs)[0]).toMatchObject({ _tag: "Granted" })
+      lead = granted.state
+    }
+    expect(seat).toBeGreaterThan(0)
+    const refused = shared.step(lead, request("late", atMs))
+    expect(replies(refused.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "capacity" })
+    lead = refused.state
+    atMs += 100
+    const reclaim = shared.step(lead, M.timerFired(Machine.tickTimer, atMs))
+    expect(heartbeatOf(reclaim.outputs, "s2").shareLimit).toBe(0)
+    lead = shared.step(
+      reclaim.state,
+      M.receive("s2", ack(reclaim.state.leaderState!.seq, 0), atMs + 1),
+    ).state
+    expect(
+      Machine.shareOutstanding(lead.leaderState!.followers.s2!, atMs + 1, timing.leaseMs),
+    ).toBe(0)
+    const late = shared.step(lead, request("late", atMs + 2))
+    expect(replies(late.outputs)[0]).toMatchObject({ _tag: "Granted" })
+  })
+
+  it("an election ends every share, and while the leader is unheard a follower grants nothing from it", () => {
+    const heartbeat: Message.Peer = {
+      _tag: "Heartbeat",
+      term: 1,
+      seq: 1,
+      sequence: 1,
+      authorityUntilMs: 3_250,
+      wantRecord: false,
+      live: servers,
+      shareLife: 1,
+      shareLimit: 3,
+    }
+    const s2 = follower(heartbeat, 3_000)
+    expect(Machine.shareLeft(s2, 3_001)).toBe(3)
+    // The leader's authority lapsed (no heartbeat since): the share is not used, the leader is
+    // asked instead.
+    const unheard = shared.step(s2, request("c1", 3_300))
+    expect(events(unheard.outputs).some((event) => event._tag === "Allocated")).toBe(false)
+    expect(sends(unheard.outputs, "Reserve")).toHaveLength(1)
+    // A candidate of term 2 asks for votes: s2 adopts the term, its share is gone.
+    const voted = shared.step(s2, M.receive("s3", { _tag: "VoteRequest", term: 2 }, 3_700))
+    expect(voted.state.durable.term).toBe(2)
+    expect(Machine.shareLeft(voted.state, 3_701)).toBe(0)
+    const during = shared.step(voted.state, request("c2", 3_702))
+    expect(events(during.outputs).some((event) => event._tag === "Allocated")).toBe(false)
+    expect(replies(during.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "electing" })
+    // The new leader's heartbeat: a share counted from zero in term 2 (an old-term limit of 3
+    // with a life that is not s2's grants nothing).
+    const fresh = shared.step(
+      voted.state,
+      M.receive("s3", { ...heartbeat, term: 2, authorityUntilMs: 4_000, shareLife: 99 }, 3_800),
+    ).state
+    expect(fresh.share).toEqual({ term: 2, limit: 0, used: 0 })
+    expect(Machine.shareLeft(fresh, 3_801)).toBe(0)
+  })
+
+  it("a client holding a seat a follower granted from its share re-attaches at the leader without being counted twice", () => {
+    let lead = shared.step(leader(3_000, shared), M.timerFired(Machine.tickTimer, 3_000)).state
+    // s2 granted c1 from its share (1 used, no record merged yet), then died.
+    lead = shared.step(lead, M.receive("s2", ack(lead.leaderState!.seq, 1), 3_001)).state
+    expect(outstanding(lead, 3_002)).toBe(4)
+    // Fill every seat that is neither held nor out as a share.
+    let seat = 0
+    while (status(shared, lead, 3_002).share > 0)
+      lead = shared.step(lead, request(`d${++seat}`, 3_002)).state
+    expect(seat).toBe(4)
+    const claims = {
+      client: "c1",
+      server: "s2",
+      term: 1,
+      product: "cad",
+      seats: 1,
+      validUntilMs: 20_000,
+    }
+    const beat: Message.ClientRequest = {
+      _tag: "Beat",
+      client: "c1",
+      seq: 9,
+      token: { ...claims, signature: fakeCrypto.signToken(claims) },
+      leaseUntilMs: 5_000,
+    }
+    const reattached = shared.step(lead, fromClient("c1", beat, 3_050))
+    expect(replies(reattached.outputs)[0]).toMatchObject({ _tag: "Granted", reattached: true })
+    // Its seat left s2's share: 8 seats, 5 held here, 3 out as shares (s2: 1 of 2, s3: 2).
+    expect(outstanding(reattached.state, 3_051)).toBe(3)
+    expect(Machine.poolSeatsInUse(reattached.state, 3_051, timing.leaseMs)).toBe(5)
+    // Another stranger, with no such seat, finds the pool full.
+    const stranger = shared.step(reattached.state, request("d9", 3_052))
+    expect(replies(stranger.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "capacity" })
+  })
+
+  it("a restarted follower's old share stays counted until its record (restored from disk) is merged", () => {
+    let lead = shared.step(leader(3_000, shared), M.timerFired(Machine.tickTimer, 3_000)).state
+    lead = shared.step(lead, M.receive("s2", ack(lead.leaderState!.seq, 1), 3_001)).state
+    expect(Machine.shareOutstanding(lead.leaderState!.followers.s2!, 3_001, timing.leaseMs)).toBe(2)
+    // s2 comes back as life 3_040: the leader fetches its record again and sends it no share.
+    lead = shared.step(lead, M.receive("s2", ack(lead.leaderState!.seq, 0, 3_040), 3_050)).state
+    const view = lead.leaderState!.followers.s2!
+    expect(view.mergedVersion).toBe(-1)
+    expect(Machine.shareOutstanding(view, 3_050, timing.leaseMs)).toBe(2)
+    const tick = shared.step(lead, M.timerFired(Machine.tickTimer, 3_100))
+    expect(heartbeatOf(tick.outputs, "s2")).toMatchObject({ wantRecord: true, shareLife: 1 })
+    const merged = shared.step(
+      tick.state,
+      M.receive(
+        "s2",
+        {
+          _tag: "Record",
+          term: 1,
+          version: 3_041,
+          life: 3_040,
+          shareUsed: 0,
+          part: 0,
+          parts: 1,
+          allocations: [{ client: "c1", seats: 1, grantedAtMs: 3_002, expiresAtMs: 5_500 }],
+        },
+        3_101,
+      ),
+    ).state
+    expect(Machine.shareOutstanding(merged.leaderState!.followers.s2!, 3_101, timing.leaseMs)).toBe(
+      0,
+    )
+    expect(Machine.poolSeatsInUse(merged, 3_101, timing.leaseMs)).toBe(1)
   })
 })

@@ -21,7 +21,7 @@ const worldFor = (seed: number) => {
 
 describe("heartbeat pool under FastSim", () => {
   const seeds = Seeds.seeds(schedules)
-  it(`seats never above the license, one leader per term, re-attachments never refused, convergence, over ${seeds.length} schedules`, () => {
+  it(`seats held plus unused shares never above the license, one leader per term, re-attachments never refused, convergence, over ${seeds.length} schedules`, () => {
     const startedAt = performance.now()
     let steps = 0
     const failures: Array<FastSim.FastSimFailure> = []
@@ -51,6 +51,7 @@ describe("heartbeat pool under FastSim", () => {
       expect(coverage.reattached).toBeGreaterThan(seeds.length)
       expect(coverage.leaderChanges).toBeGreaterThan(seeds.length * 2)
       expect(coverage.merged).toBeGreaterThan(seeds.length * 2)
+      expect(coverage.shareGrants).toBeGreaterThan(seeds.length / 5)
     }
   }, 900_000)
 })

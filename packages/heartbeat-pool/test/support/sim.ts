@@ -215,20 +215,45 @@ const heldSeats = (world: World, states: ReadonlyMap<string, NodeState>, nowMs: 
   return seats
 }
 
+/** Seats the followers may still grant from their shares without asking the leader. */
+const unusedShares = (
+  world: World,
+  states: ReadonlyMap<string, NodeState>,
+  nowMs: number,
+): number => {
+  let seats = 0
+  for (const id of world.servers) {
+    const node = states.get(id)
+    if (node?.kind === "server") seats += Machine.shareLeft(node.state, nowMs)
+  }
+  return seats
+}
+
 /** Counts what the runs exercised, so a suite can show its premises were met. */
-export const coverage = { reattached: 0, denied: 0, leaderChanges: 0, merged: 0, checks: 0 }
+export const coverage = {
+  reattached: 0,
+  denied: 0,
+  leaderChanges: 0,
+  merged: 0,
+  checks: 0,
+  shareGrants: 0,
+}
 
 export const invariants = (
   world: World,
 ): Array<FastSim.Invariant<NodeState, Msg, never, NodeEvent>> => [
   {
-    name: "valid allocations never exceed the license",
+    name: "valid allocations plus unused shares never exceed the license",
     check: (view) => {
       const step = view.step
-      if (step === undefined || view.final) {
+      const over = () => {
         const seats = heldSeats(world, view.states, view.nowMs)
-        return seats > world.capacity ? `${seats} seats held, license ${world.capacity}` : undefined
+        const shares = unusedShares(world, view.states, view.nowMs)
+        return seats + shares > world.capacity
+          ? `${seats} seats held and ${shares} unused in shares, license ${world.capacity}`
+          : undefined
       }
+      if (step === undefined || view.final) return over()
       const before = step.before
       const after = step.after
       for (const output of step.outputs) {
@@ -239,13 +264,18 @@ export const invariants = (
         else if (tag === "BecameLeader") coverage.leaderChanges++
         else if (tag === "RecordMerged") coverage.merged++
         else if (tag === "CheckSent") coverage.checks++
+        else if (tag === "Allocated" && output.event.fromShare) coverage.shareGrants++
       }
-      // The count only grows when a client starts holding: check then.
-      if (after.kind !== "client") return undefined
+      // The count only grows when a client starts holding or a follower's share grows: check
+      // then.
+      if (after.kind === "server") {
+        const shareBefore =
+          before?.kind === "server" ? Machine.shareLeft(before.state, step.nowMs) : 0
+        return Machine.shareLeft(after.state, step.nowMs) > shareBefore ? over() : undefined
+      }
       const held = before?.kind === "client" && Client.holds(before.state, step.nowMs)
       if (held || !Client.holds(after.state, step.nowMs)) return undefined
-      const seats = heldSeats(world, view.states, view.nowMs)
-      return seats > world.capacity ? `${seats} seats held, license ${world.capacity}` : undefined
+      return over()
     },
   },
   {
