@@ -92,6 +92,7 @@ export const serve = (options: TcpRepairServeOptions) =>
         store: checkpoints,
         checkpointEveryBytes: options.everyBytes,
         nowMs,
+        sleep: (ms) => Effect.runPromise(Effect.sleep(ms)),
         onEvent: options.line,
       })
       options.line({ t: "serving", id: options.id, address: options.listen.host })

@@ -16,7 +16,9 @@
  * address, makes the client repeat its acknowledgement, compares it with the checkpoint,
  * puts back the bytes the client already has, and only then leaves repair mode and sends
  * the object from the exact byte. A client whose acknowledgement the checkpoint can not
- * cover is reset at its own sequence number: never a wrong byte.
+ * cover is reset at its own sequence number: never a wrong byte. An upload (PUT) is received
+ * on a muted connection and acknowledged by the program only once stored (see the README),
+ * so a takeover server goes on from the stored length.
  *
  * @since 0.1.0
  */

@@ -16,7 +16,7 @@ import { Effect, Exit } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Kernel from "../src/internal/tcpRepair/kernelTcp.ts"
 import * as TcpRepair from "../src/TcpRepair.ts"
-import { hostScript, sha256, sweepLeftovers, takeoverRun } from "./TcpRepairLab.ts"
+import { hostScript, sha256, sweepLeftovers, takeoverRun, uploadRun } from "./TcpRepairLab.ts"
 
 const curlTakeovers = Number(process.env.UNDERSTUDY_TCP_REPAIR_TAKEOVERS ?? 5)
 const labUnavailable = NetNs.unavailableReason()
@@ -129,6 +129,19 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
     expect(result.exitCode).toBe(0)
     expect(sha256(result.out)).toBe(sha256(result.object))
   }, 60_000)
+
+  it("an upload (curl -T, HTTP PUT) is stored whole, each byte once, through its server's death", async () => {
+    const size = randomInt(8, 13) * 1024 * 1024 + randomInt(0, 1024 * 1024)
+    const result = await uploadRun({ workDir, size, fraction: randomInt(20, 60) / 100 })
+    console.log(
+      `upload takeover: ${size} bytes, ${result.storedAtDeath} stored at A's death, outcome ${JSON.stringify(result.outcome)}, gap ${result.gapMs} ms`,
+    )
+    expect(result.outcome?.t).toBe("resumed")
+    expect(result.exitCode).toBe(0)
+    expect(result.clientStderr).toBe("")
+    expect(sha256(result.stored)).toBe(sha256(result.source))
+    expect(result.partialsLeft).toEqual([])
+  }, 90_000)
 
   it("resets the client, with a typed refusal, when the checkpoint can not cover its acknowledgement", async () => {
     const size = 8 * 1024 * 1024

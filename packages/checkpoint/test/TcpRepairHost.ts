@@ -102,6 +102,7 @@ if (mode === "probe") {
     store: checkpoints,
     checkpointEveryBytes: Number(everyBytes),
     nowMs: () => Date.now(),
+    sleep,
     onEvent: print,
   })
   print({ t: "ready" })

@@ -289,3 +289,98 @@ const takeoverAttempt = async (run: Run) => {
     lab.close()
   }
 }
+
+/**
+ * One upload (`curl -T`, HTTP PUT) to host A through A's death and B's takeover: A dies
+ * once it has stored `fraction` of the body.
+ */
+export const uploadRun = async (run: UploadRun) => {
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    const result = await uploadAttempt(run)
+    if (result !== undefined) return result
+    console.log(`attempt ${attempt}: the upload went through before A died; again`)
+  }
+  throw new Error("three uploads in a row finished before A died")
+}
+
+interface UploadRun {
+  readonly workDir: string
+  readonly size: number
+  readonly fraction: number
+}
+
+const uploadAttempt = async (run: UploadRun) => {
+  const objects = path.join(run.workDir, "objects")
+  const source = path.join(objects, objectOf(run.workDir, run.size))
+  const name = `upload-${randomBytes(4).toString("hex")}`
+  const { lab, storeAddress, node } = await storeLab(["a", "b"])
+  try {
+    lab.exec("a", ["ip", "addr", "add", `${serviceAddress}/24`, "dev", "eth0"])
+    const a = watch(
+      lab.spawn("a", [
+        ...node,
+        "serve",
+        "A",
+        serviceAddress,
+        String(port),
+        objects,
+        storeAddress,
+        String(4 * 1024 * 1024),
+      ]),
+    )
+    const b = lab.spawn("b", [
+      ...node,
+      "takeover",
+      "B",
+      objects,
+      storeAddress,
+      serviceAddress,
+      String(64 * 1024 * 1024),
+    ])
+    const standby = watch(b)
+    await a.line("ready", 40_000)
+    await standby.line("standby", 40_000)
+    const client = watch(
+      lab.spawn("client", [
+        "curl",
+        "-sS",
+        "--fail",
+        "--limit-rate",
+        String(rateBytesPerSecond),
+        "-T",
+        source,
+        `http://${serviceAddress}:${port}/${name}`,
+      ]),
+    )
+    const upload = await a.line("upload", 20_000)
+    const partial = path.join(objects, `.upload-${String(upload.bundleId)}`)
+    const killAt = Math.floor(run.size * run.fraction)
+    const deadline = performance.now() + 30_000
+    const stored = path.join(objects, name)
+    while (sizeOf(partial) < killAt && !fs.existsSync(stored) && performance.now() < deadline)
+      await sleep(2)
+    const storedAtDeath = sizeOf(partial)
+    lab.kill("a")
+    // A loaded machine may wake this process after the whole body was stored.
+    if (fs.existsSync(stored)) return undefined
+    const killedAtMs = Date.now()
+    b.stdin!.write("go\n")
+    await standby.line("done", 20_000)
+    const outcome = standby.lines.find(
+      (line) => line.t === "resumed" || line.t === "refused" || line.t === "unclaimed",
+    )
+    const exitCode = await Promise.race([client.exited, sleep(60_000).then(() => "timeout")])
+    return {
+      outcome,
+      storedAtDeath,
+      gapMs: Number(outcome?.atMs) - killedAtMs,
+      exitCode,
+      clientStderr: client.stderr(),
+      source,
+      stored,
+      partialsLeft: fs.readdirSync(objects).filter((file) => file.startsWith(".upload-")),
+    }
+  } finally {
+    lab.close()
+  }
+}

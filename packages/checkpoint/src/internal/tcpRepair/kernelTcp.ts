@@ -149,6 +149,8 @@ export const rebuild = (libc: L.Libc, target: RebuildTarget): number => {
   try {
     repairOn(libc, fd)
     setInt(libc, fd, L.SOL_SOCKET, L.SO_REUSEADDR, 1, "SO_REUSEADDR")
+    // Beside this host's own listener on the service port (it listens with SO_REUSEPORT).
+    setInt(libc, fd, L.SOL_SOCKET, L.SO_REUSEPORT, 1, "SO_REUSEPORT")
     setInt(libc, fd, L.SOL_IP, L.IP_FREEBIND, 1, "IP_FREEBIND")
     setInt(libc, fd, L.SOL_IP, L.IP_TRANSPARENT, 1, "IP_TRANSPARENT")
     check(libc, libc.bind(fd, L.sockaddrIn(target.local.host, target.local.port), 16), "bind")
@@ -236,6 +238,10 @@ export const outqBytes = (libc: L.Libc, fd: number): number => {
   check(libc, libc.ioctl(fd, L.SIOCOUTQ, value), "SIOCOUTQ")
   return value.readInt32LE(0)
 }
+
+/** Mutes a socket (a filter drops every segment before TCP: nothing acknowledged) or unmutes it. */
+export const mute = (libc: L.Libc, fd: number, muted: boolean) =>
+  check(libc, libc.mute(fd, muted), muted ? "SO_ATTACH_FILTER" : "SO_DETACH_FILTER")
 
 /** Leaves repair mode with a window probe: the client's answer updates its window at once. */
 export const leaveRepair = (libc: L.Libc, fd: number) =>

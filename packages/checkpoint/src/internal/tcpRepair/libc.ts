@@ -16,7 +16,9 @@ export const SOCK_CLOEXEC = 0x80000
 export const IPPROTO_TCP = 6
 export const SOL_SOCKET = 1
 export const SO_REUSEADDR = 2
+export const SO_REUSEPORT = 15
 export const SO_SNDBUFFORCE = 32
+export const SO_RCVBUFFORCE = 33
 export const SOL_IP = 0
 export const IP_FREEBIND = 15
 export const IP_TRANSPARENT = 19
@@ -74,6 +76,11 @@ export interface Libc {
   ) => number
   readonly recv: (fd: number, bytes: Buffer, length: number, flags: number) => number
   readonly close: (fd: number) => number
+  /**
+   * Attaches a socket filter that drops every segment before TCP sees it (`true`), or
+   * detaches it (`false`): the kernel then neither acknowledges nor resets them.
+   */
+  readonly mute: (fd: number, muted: boolean) => number
   readonly errno: () => number
 }
 
@@ -90,17 +97,46 @@ export const load = (): Libc | string => {
     const require = createRequire(import.meta.url)
     const koffi = require("koffi") as typeof import("koffi")
     const lib = koffi.load("libc.so.6")
+    const SockFilter = koffi.struct("sock_filter", {
+      code: "uint16",
+      jt: "uint8",
+      jf: "uint8",
+      k: "uint32",
+    })
+    const SockFprog = koffi.struct("sock_fprog", {
+      len: "uint16",
+      filter: koffi.pointer(SockFilter),
+    })
+    const attachFilter = lib.func("setsockopt", "int", [
+      "int",
+      "int",
+      "int",
+      koffi.pointer(SockFprog),
+      "uint32",
+    ])
+    const setsockopt = lib.func("int setsockopt(int, int, int, void *, uint32_t)")
     loaded = {
       socket: lib.func("int socket(int, int, int)"),
       bind: lib.func("int bind(int, void *, uint32_t)"),
       connect: lib.func("int connect(int, void *, uint32_t)"),
-      setsockopt: lib.func("int setsockopt(int, int, int, void *, uint32_t)"),
+      setsockopt,
       getsockopt: lib.func("int getsockopt(int, int, int, void *, void *)"),
       ioctl: lib.func("int ioctl(int, unsigned long, void *)"),
       send: lib.func("intptr_t send(int, void *, size_t, int)"),
       sendto: lib.func("intptr_t sendto(int, void *, size_t, int, void *, uint32_t)"),
       recv: lib.func("intptr_t recv(int, void *, size_t, int)"),
       close: lib.func("int close(int)"),
+      // SO_ATTACH_FILTER with one classic BPF instruction, `ret #0`; SO_DETACH_FILTER.
+      mute: (fd: number, muted: boolean) =>
+        muted
+          ? attachFilter(
+              fd,
+              SOL_SOCKET,
+              26,
+              { len: 1, filter: [{ code: 6, jt: 0, jf: 0, k: 0 }] },
+              16,
+            )
+          : setsockopt(fd, SOL_SOCKET, 27, int32(0), 4),
       errno: () => koffi.errno(),
     } as Libc
   } catch (error) {

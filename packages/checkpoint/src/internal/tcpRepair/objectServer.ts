@@ -3,7 +3,7 @@
  * object answered with `Content-Length`, every connection checkpointed (the kernel TCP
  * layer's state and the HTTP layer's: object id, the sequence number of the response's
  * first byte) so that a server on another host can rebuild the very TCP connection and
- * finish the object for an unmodified client.
+ * finish the object for an unmodified client. A PUT is received as `upload.ts` describes.
  *
  * @internal
  */
@@ -16,8 +16,9 @@ import { CheckpointContributorFailed } from "../../CheckpointError.ts"
 import type * as CheckpointStore from "../../CheckpointStore.ts"
 import * as Contributor from "../../Contributor.ts"
 import * as Kernel from "./kernelTcp.ts"
-import type * as L from "./libc.ts"
+import * as L from "./libc.ts"
 import { FLAG_ACK, FLAG_RST, RawTcp, type Segment } from "./rawTcp.ts"
+import * as Upload from "./upload.ts"
 
 const TWO_32 = 2 ** 32
 const wire = (seq: number): number => seq % TWO_32
@@ -210,6 +211,7 @@ export interface ServeOptions {
   /** Object bytes read between two checkpoints of a transfer. */
   readonly checkpointEveryBytes: number
   readonly nowMs: () => number
+  readonly sleep: (ms: number) => Promise<void>
   readonly onEvent: (event: Record<string, unknown>) => void
 }
 
@@ -227,14 +229,28 @@ export const serve = (options: ServeOptions): Promise<net.Server> => {
         return
       }
       socket.off("data", onData)
-      respond(options, socket, bundleId, requested.slice(0, end + 4))
+      const head = requested.slice(0, end + 4)
+      if (head.startsWith("PUT ")) {
+        // What came after the head is the body's start: the kernel acknowledged it.
+        socket.pause()
+        void receiveUpload(
+          options,
+          socket,
+          bundleId,
+          head,
+          Buffer.from(requested.slice(end + 4), "latin1"),
+        )
+      } else respond(options, socket, bundleId, head)
     }
     socket.on("data", onData)
     socket.on("error", () => {})
   })
   return new Promise((resolve, reject) => {
     server.once("error", reject)
-    server.listen(options.port, options.host, () => resolve(server))
+    // SO_REUSEPORT: an upload's connection is rebuilt in repair mode beside the listener.
+    server.listen({ port: options.port, host: options.host, reusePort: true }, () =>
+      resolve(server),
+    )
   })
 }
 
@@ -258,6 +274,214 @@ const sendObject = (
     })
   }
   stream.pipe(socket)
+}
+
+/** The kernel and HTTP layers of an upload, as contributors to its bundle. */
+const uploadBundle = (
+  bundleId: string,
+  flow: {
+    readonly source: { readonly host: string; readonly port: number }
+    readonly destination: { readonly host: string; readonly port: number }
+  },
+  initial: { readonly send: number; readonly receive: number },
+  upload: Upload.UploadBlock,
+  kernel: KernelBlock,
+  stored: () => number,
+): Contributor.Bundle => {
+  const kernelTcp: Contributor.Contributor = {
+    layer: "kernel-tcp",
+    append: (draft) =>
+      Effect.sync(() =>
+        Contributor.putConnection(draft, {
+          name: "data",
+          role: "data",
+          transport: "tcp",
+          source: flow.source,
+          destination: flow.destination,
+          initialSeqSource: initial.send,
+          initialSeqDestination: initial.receive,
+          currentSeqSource: upload.serverSeq,
+          // Stored bytes only: what the kernel took in is not counted until it is on disk.
+          currentSeqDestination: upload.bodySeq + stored(),
+          ackedSeqSource: upload.serverSeq,
+          sendHorizonSeq: upload.serverSeq,
+          coverage: "source",
+          object: { id: upload.id, firstByteSeq: upload.bodySeq, size: upload.size },
+          layers: { "kernel-tcp": block(kernel) },
+        }),
+      ),
+    restore: () => Effect.void,
+    ready: Effect.void,
+  }
+  const http: Contributor.Contributor = {
+    layer: "http/1.1",
+    append: (draft) => Effect.succeed(Contributor.putLayer(draft, "http/1.1", block(upload))),
+    restore: () => Effect.void,
+    ready: Effect.void,
+  }
+  return {
+    id: bundleId,
+    protocol: "http/1.1",
+    contributors: () => [kernelTcp, http],
+    register: () => Effect.die(new Error("a tcp-repair transfer's layers are fixed")),
+  }
+}
+
+/**
+ * A PUT: the connection goes muted (see `upload.ts`) before anything more is acknowledged,
+ * is rebuilt in repair mode at the body's end, and the body is received, stored and
+ * acknowledged by the program.
+ */
+const receiveUpload = async (
+  options: ServeOptions,
+  socket: net.Socket,
+  bundleId: string,
+  head: string,
+  early: Buffer,
+) => {
+  const libc = options.libc
+  const id = (head.split(" ")[1] ?? "").replace(/^\//, "")
+  const size = Number(/\r\ncontent-length:[ \t]*(\d+)/i.exec(head)?.[1] ?? Number.NaN)
+  if (
+    libc === undefined ||
+    objectPath(options.source, id) === undefined ||
+    !Number.isSafeInteger(size)
+  ) {
+    socket.resume()
+    socket.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    return
+  }
+  const fd = (socket as unknown as { _handle: { fd: number } })._handle.fd
+  Kernel.mute(libc, fd, true)
+  // The body's bytes the kernel already acknowledged: in Node's buffer and the kernel's queue.
+  const received: Array<Buffer> = [early]
+  for (
+    let chunk = socket.read() as Buffer | null;
+    chunk !== null;
+    chunk = socket.read() as Buffer | null
+  )
+    received.push(chunk)
+  const scratch = Buffer.alloc(65_536)
+  for (
+    let n = libc.recv(fd, scratch, scratch.length, L.MSG_DONTWAIT);
+    n > 0;
+    n = libc.recv(fd, scratch, scratch.length, L.MSG_DONTWAIT)
+  )
+    received.push(Buffer.from(scratch.subarray(0, n)))
+  const body = Buffer.concat(received)
+  const info = Kernel.tcpInfo(libc, fd)
+  const state = Kernel.save(libc, fd)
+  const sendIsn = (state.sendSeq - 1 - info.bytesAcked + 2 * TWO_32) % TWO_32
+  const recvIsn = (state.recvSeq - 1 - info.bytesReceived + 2 * TWO_32) % TWO_32
+  const continued = /\r\nexpect:[ \t]*100-continue/i.test(head) && body.length === 0
+  const block: Upload.UploadBlock = {
+    kind: "upload",
+    id,
+    size,
+    bodySeq: recvIsn + 1 + info.bytesReceived - body.length,
+    serverSeq: sendIsn + 1 + info.bytesAcked + (continued ? Upload.continueLine.length : 0),
+    continued,
+  }
+  const partial = Upload.partialPath(options.source.root, bundleId)
+  const file = fs.openSync(partial, "w")
+  fs.writeSync(file, body.subarray(0, size))
+  fs.fsyncSync(file)
+  fs.closeSync(file)
+  const address = socket.address() as net.AddressInfo
+  const flow = {
+    local: { host: address.address, port: address.port },
+    remote: { host: socket.remoteAddress!, port: socket.remotePort! },
+  }
+  // The same connection, muted, at the body's end: closed in repair mode (nothing sent) and
+  // rebuilt at once; the client waits for "100 Continue" meanwhile, or its bytes are dropped
+  // unacknowledged and sent again.
+  Kernel.repairOn(libc, fd)
+  socket.destroy()
+  const timestamp =
+    state.timestamp === undefined ? undefined : Kernel.timestampAfter(state.timestamp, 0)
+  const rebuilt = Kernel.rebuild(libc, {
+    local: flow.local,
+    remote: flow.remote,
+    sendSeq: wire(block.serverSeq),
+    recvSeq: wire(block.bodySeq + size),
+    state,
+    timestamp,
+  })
+  Kernel.mute(libc, rebuilt, true)
+  let stored = Math.min(body.length, size)
+  const bundle = uploadBundle(
+    bundleId,
+    { source: flow.local, destination: flow.remote },
+    { send: sendIsn, receive: recvIsn },
+    block,
+    { state: { ...state, timestamp }, savedAtMs: options.nowMs() },
+    () => stored,
+  )
+  options.onEvent({ t: "upload", bundleId, id, size })
+  await carryUpload(
+    options,
+    libc,
+    rebuilt,
+    flow,
+    block,
+    bundle,
+    options.store.open(bundle),
+    (n) => {
+      stored = n
+    },
+    timestamp !== undefined,
+    state.wscale?.receive ?? 0,
+    bundleId,
+  )
+}
+
+/** Receives an upload on a muted connection, checkpointing what is stored, then answers. */
+const carryUpload = async (
+  options: {
+    readonly source: ObjectSource
+    readonly store: CheckpointStore.CheckpointStore["Service"]
+    readonly nowMs: () => number
+    readonly sleep: (ms: number) => Promise<void>
+    readonly onEvent: (event: Record<string, unknown>) => void
+  },
+  libc: L.Libc,
+  fd: number,
+  flow: Upload.Receiving["flow"],
+  block: Upload.UploadBlock,
+  bundle: Contributor.Bundle,
+  first: Effect.Effect<CheckpointStore.Ownership, unknown>,
+  setStored: (stored: number) => void,
+  timestamps: boolean,
+  receiveWscale: number,
+  bundleId: string,
+): Promise<Upload.ReceiveOutcome> => {
+  const checkpoints = checkpointing(options.store, bundle, first, options.onEvent)
+  const outcome = await Upload.receive({
+    libc,
+    fd,
+    flow,
+    block,
+    root: options.source.root,
+    bundleId,
+    timestamps,
+    receiveWscale,
+    onStored: (stored) => {
+      setStored(stored)
+      checkpoints.take()
+    },
+    sleep: options.sleep,
+    nowMs: options.nowMs,
+    idleMsMax: 10_000,
+  })
+  if (outcome._tag === "Stored") {
+    options.onEvent({ t: "stored", bundleId, id: block.id, size: block.size })
+    outcome.socket.on("close", checkpoints.close)
+  } else {
+    libc.close(fd) // still in repair mode: closes without a FIN or RST
+    checkpoints.close()
+    options.onEvent({ t: "upload-refused", bundleId, detail: outcome.detail })
+  }
+  return outcome
 }
 
 const respond = (options: ServeOptions, socket: net.Socket, bundleId: string, request: string) => {
@@ -377,6 +601,8 @@ export const takeover = async (options: TakeoverOptions): Promise<TakeoverOutcom
       detail: "no kernel, HTTP or object block",
       reset: false,
     }
+  const upload = http as unknown as Upload.UploadBlock
+  if (upload.kind === "upload") return takeoverUpload(options, checkpoint, kernel, upload)
   const object = connection.object
   const headSeq = object.firstByteSeq - http.head.length
   const flow = { local: connection.source, remote: connection.destination }
@@ -530,6 +756,67 @@ export const takeover = async (options: TakeoverOptions): Promise<TakeoverOutcom
     raw?.close()
     if (!handedOver) libc.close(fd) // still in repair mode: closes without a FIN or RST
   }
+}
+
+/**
+ * Takes an upload over: the connection rebuilt muted at the body's end, the address
+ * claimed, and the body received on from what the file holds (every byte the client saw
+ * acknowledged is there).
+ */
+const takeoverUpload = async (
+  options: TakeoverOptions,
+  checkpoint: Checkpoint.Checkpoint,
+  kernel: KernelBlock,
+  upload: Upload.UploadBlock,
+): Promise<TakeoverOutcome> => {
+  const { libc } = options
+  const connection = checkpoint.connections[0]!
+  const timestamp =
+    kernel.state.timestamp === undefined
+      ? undefined
+      : Kernel.timestampAfter(kernel.state.timestamp, options.nowMs() - kernel.savedAtMs)
+  const flow = { local: connection.source, remote: connection.destination }
+  const fd = Kernel.rebuild(libc, {
+    ...flow,
+    sendSeq: wire(upload.serverSeq),
+    recvSeq: wire(upload.bodySeq + upload.size),
+    state: kernel.state,
+    timestamp,
+  })
+  try {
+    Kernel.mute(libc, fd, true)
+    await options.claimAddress()
+  } catch (error) {
+    libc.close(fd) // still in repair mode: closes without a FIN or RST
+    throw error
+  }
+  let stored = 0
+  const bundle = uploadBundle(
+    checkpoint.bundleId,
+    { source: connection.source, destination: connection.destination },
+    { send: connection.initialSeqSource, receive: connection.initialSeqDestination },
+    upload,
+    { state: { ...kernel.state, timestamp }, savedAtMs: options.nowMs() },
+    () => stored,
+  )
+  const outcome = await carryUpload(
+    { ...options, source: options.source },
+    libc,
+    fd,
+    flow,
+    upload,
+    bundle,
+    options.store.adopt(checkpoint, options.modRevision),
+    (n) => {
+      stored = n
+    },
+    timestamp !== undefined,
+    kernel.state.wscale?.receive ?? 0,
+    checkpoint.bundleId,
+  )
+  return outcome._tag === "Stored"
+    ? { _tag: "Resumed", socket: outcome.socket, objectOffset: outcome.from, refilledBytes: 0 }
+    : { _tag: "Refused", reason: "TooOld", detail: outcome.detail, reset: outcome.reset }
 }
 
 /** `length` bytes of the response (head then object) from `offset`. */

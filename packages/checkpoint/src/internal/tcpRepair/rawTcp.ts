@@ -15,9 +15,13 @@ export interface Segment {
   /** The window field as sent (unscaled). */
   readonly window: number
   readonly payloadBytes: number
+  readonly payload: Buffer
+  /** The TCP timestamp option's value, if the segment has one. */
+  readonly tsval: number | undefined
 }
 
 export const FLAG_RST = 0x04
+export const FLAG_PSH = 0x08
 export const FLAG_ACK = 0x10
 
 const ipv4 = (host: string): Buffer => L.sockaddrIn(host, 0).subarray(4, 8)
@@ -40,7 +44,7 @@ export class RawTcp {
   private readonly libc: L.Libc
   private readonly flow: Flow
   private readonly fd: number
-  private readonly buffer = Buffer.alloc(65_536)
+  private readonly buffer = Buffer.alloc(262_144)
 
   constructor(libc: L.Libc, flow: Flow) {
     this.libc = libc
@@ -49,6 +53,8 @@ export class RawTcp {
     if (fd < 0) throw new Error(`raw socket failed (errno ${libc.errno()})`)
     this.fd = fd
     libc.setsockopt(fd, L.SOL_IP, L.IP_FREEBIND, L.int32(1), 4)
+    // Room for a burst of a client's segments between two polls (an upload's body).
+    libc.setsockopt(fd, L.SOL_SOCKET, L.SO_RCVBUFFORCE, L.int32(8 * 1024 * 1024), 4)
     if (libc.bind(fd, L.sockaddrIn(flow.local.host, 0), 16) < 0) {
       libc.close(fd)
       throw new Error(`raw socket bind failed (errno ${libc.errno()})`)
@@ -63,6 +69,7 @@ export class RawTcp {
     window: number,
     timestamp?: number,
     payload: Buffer = Buffer.alloc(0),
+    timestampEcho = 0,
   ): void {
     const optionsLength = timestamp === undefined ? 0 : 12
     const header = Buffer.alloc(20 + optionsLength + payload.length)
@@ -80,6 +87,7 @@ export class RawTcp {
       header[22] = 8 // timestamps
       header[23] = 10
       header.writeUInt32BE(timestamp >>> 0, 24)
+      header.writeUInt32BE(timestampEcho >>> 0, 28)
     }
     const pseudo = Buffer.alloc(12)
     ipv4(this.flow.local.host).copy(pseudo, 0)
@@ -109,12 +117,26 @@ export class RawTcp {
       )
         continue
       const dataOffset = (tcp[12]! >> 4) * 4
+      const end = Math.min(packet.length, packet.readUInt16BE(2))
+      let tsval: number | undefined
+      for (let at = 20; at < dataOffset && at < tcp.length; ) {
+        const kind = tcp[at]!
+        if (kind === 0) break
+        if (kind === 1) {
+          at++
+          continue
+        }
+        if (kind === 8 && at + 10 <= tcp.length) tsval = tcp.readUInt32BE(at + 2)
+        at += Math.max(2, tcp[at + 1] ?? 2)
+      }
       return {
         seq: tcp.readUInt32BE(4),
         ack: tcp.readUInt32BE(8),
         flags: tcp[13]!,
         window: tcp.readUInt16BE(14),
-        payloadBytes: packet.readUInt16BE(2) - ihl - dataOffset,
+        payloadBytes: end - ihl - dataOffset,
+        payload: Buffer.from(packet.subarray(ihl + dataOffset, end)),
+        tsval,
       }
     }
   }
