@@ -194,7 +194,7 @@ describe("status report", () => {
     link: "up",
     unprotected: false,
     fence: { epoch: 3, holding: true, lastKeepAliveMs: 1_000, leaseMs: 1_500 },
-    replication: { shipped: 1200, acknowledged: 1199, applied: 0, lagMs: 3 },
+    replication: { shipped: 1200, acknowledged: 1199, applied: 0, lagMs: 3, staleRefused: 0 },
     associations: [
       {
         id: 1,

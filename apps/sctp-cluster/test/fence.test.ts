@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Usrsctp } from "@understudy/testkit"
+import type { Usrsctp } from "@understudy/testkit"
 import * as App from "./support.ts"
 
 const captures = new Set<ChildProcess>()
@@ -17,11 +17,6 @@ afterEach(async () => {
   captures.clear()
   await App.killAll()
 })
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-const echoed = (output: string): Array<number> =>
-  [...output.matchAll(/^n (\d+)$/gm)].map((match) => Number(match[1]))
 
 const failureNotice = /SCTP_COMM_LOST|SCTP_SHUTDOWN|SCTP_CANT_STR_ASSOC|ABORT|Connection refused/
 
@@ -106,26 +101,7 @@ describe.skipIf(!canCapture)("fencing under usrsctp's client", () => {
         20_000,
       )
     await fenced(primary, 1)
-    const client = await Usrsctp.startClient({
-      host: "127.0.0.2",
-      port: 7,
-      localEncapsPort: ports.clientEncapsPort,
-      remoteEncapsPort: ports.udpPort,
-      tune: tuned,
-    })
-    await client.waitFor(/SCTP_COMM_UP/, 15_000)
-    await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_CONFIRMED/, 15_000)
-    const send = async (from: number, to: number) => {
-      for (let n = from; n <= to; n++) {
-        client.write(`n ${n}\n`)
-        await sleep(10)
-      }
-      await App.eventually(
-        `echoes up to ${to}`,
-        () => (echoed(client.stdout()).length >= to ? true : undefined),
-        20_000,
-      )
-    }
+    const { client, send } = await App.connectClient(ports, tuned)
     await send(1, 10)
     await App.eventually(
       "every update acknowledged by the secondary",
@@ -164,7 +140,7 @@ describe.skipIf(!canCapture)("fencing under usrsctp's client", () => {
     await send(21, 30)
     expect(await fromPrimary.stop()).toEqual([])
 
-    expect(echoed(client.stdout())).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
+    expect(App.echoed(client.stdout())).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
     expect(client.output()).not.toMatch(failureNotice)
     expect(client.child.exitCode).toBeNull()
     const secondaryStatus = await App.statusOf(

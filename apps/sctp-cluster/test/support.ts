@@ -131,3 +131,43 @@ export const eventually = async <A>(
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 }
+
+/** The numbers of the `n N` lines usrsctp's client printed (the echoes), in order. */
+export const echoed = (output: string): Array<number> =>
+  [...output.matchAll(/^n (\d+)$/gm)].map((match) => Number(match[1]))
+
+/**
+ * usrsctp's client connected to the loopback pair (127.0.0.2 first, SCTP port 7) with the
+ * shim's timers `tune`, once its association is up and it confirmed the secondary's address;
+ * `send(from, to)` writes `n from` … `n to` and waits (at most 20 s) until `to` echoes arrived.
+ */
+export const connectClient = async (
+  ports: { readonly udpPort: number; readonly clientEncapsPort: number },
+  tune: NonNullable<Usrsctp.ShimOptions["tune"]>,
+  timeoutMs = 15_000,
+): Promise<{
+  readonly client: Usrsctp.UsrsctpProcess
+  readonly send: (from: number, to: number) => Promise<void>
+}> => {
+  const client = await Usrsctp.startClient({
+    host: "127.0.0.2",
+    port: 7,
+    localEncapsPort: ports.clientEncapsPort,
+    remoteEncapsPort: ports.udpPort,
+    tune,
+  })
+  await client.waitFor(/SCTP_COMM_UP/, timeoutMs)
+  await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_CONFIRMED/, timeoutMs)
+  const send = async (from: number, to: number) => {
+    for (let n = from; n <= to; n++) {
+      client.write(`n ${n}\n`)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    await eventually(
+      `echoes up to ${to}`,
+      () => (echoed(client.stdout()).length >= to ? true : undefined),
+      20_000,
+    )
+  }
+  return { client, send }
+}

@@ -6,54 +6,13 @@
  */
 import { randomInt } from "node:crypto"
 import { createSocket } from "node:dgram"
-import { Packet } from "@understudy/multihome"
+// The builders the endpoint's own adversary test uses.
+import { forgedGuess, forgedInit } from "../../../../packages/multihome/test/support/forged.ts"
 
 const [host, udpPortText, sctpPortText, countText] = process.argv.slice(2)
 const udpPort = Number(udpPortText)
 const sctpPort = Number(sctpPortText)
 const count = Number(countText)
-
-const init = (sourcePort: number) =>
-  Packet.encode({
-    sourcePort,
-    destinationPort: sctpPort,
-    verificationTag: 0,
-    chunks: [
-      {
-        _tag: "Init",
-        initiateTag: randomInt(1, 2 ** 32 - 1),
-        advertisedReceiverWindowCredit: 65_536,
-        outboundStreams: 10,
-        inboundStreams: 10,
-        initialTsn: randomInt(0, 2 ** 32 - 1),
-        parameters: [{ _tag: "Ipv4Address", address: new Uint8Array([10, 6, 6, 6]) }],
-      },
-    ],
-  })
-
-const guess = (sourcePort: number, index: number) =>
-  Packet.encode({
-    sourcePort,
-    destinationPort: sctpPort,
-    verificationTag: randomInt(1, 2 ** 32 - 1),
-    chunks:
-      index % 2 === 0
-        ? [{ _tag: "Abort", reflected: false, causes: [] }]
-        : [
-            {
-              _tag: "Data",
-              unordered: false,
-              beginning: true,
-              ending: true,
-              immediate: false,
-              tsn: randomInt(0, 2 ** 32 - 1),
-              streamIdentifier: 0,
-              streamSequenceNumber: 0,
-              payloadProtocolIdentifier: 0,
-              userData: new TextEncoder().encode("forged"),
-            },
-          ],
-  })
 
 // A few sockets, so INITs come from several UDP ports; sends are paced in small bursts.
 const sockets = Array.from({ length: 8 }, () => createSocket("udp4"))
@@ -61,11 +20,11 @@ let sent = 0
 for (let index = 0; index < count; index++) {
   const socket = sockets[index % sockets.length]!
   await new Promise<void>((resolve) =>
-    socket.send(init(40_000 + index), udpPort, host, () => resolve()),
+    socket.send(forgedInit(40_000 + index, sctpPort), udpPort, host, () => resolve()),
   )
   // The usrsctp client's SCTP port is unknown to us: guess it as an attacker would.
   await new Promise<void>((resolve) =>
-    socket.send(guess(randomInt(1, 65_535), index), udpPort, host, () => resolve()),
+    socket.send(forgedGuess(randomInt(1, 65_535), sctpPort, index), udpPort, host, () => resolve()),
   )
   sent += 2
   if (index % 10 === 9) await new Promise((resolve) => setTimeout(resolve, 5))
