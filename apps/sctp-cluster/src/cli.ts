@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { isIP } from "node:net"
-import { Replication } from "@understudy/multihome"
+import { type Cluster, Replication } from "@understudy/multihome"
 import { Address } from "@understudy/transport"
 
 /** The application a node runs. @since 0.1.0 @category models */
@@ -41,6 +41,8 @@ export interface NodeInvocation {
   readonly fenceLeaseMs: number | undefined
   /** Authenticates the link and the store (HMAC); undefined only with `--insecure`. */
   readonly clusterKeyFile: string | undefined
+  /** How a takeover moves the peer's traffic to this node (`Cluster.Options.failover`). */
+  readonly failover: Cluster.Failover
 }
 
 /** @since 0.1.0 @category models */
@@ -72,7 +74,7 @@ export const usage = `Usage:
                [--port 7] [--udp-port 9900] [--link tcp://HOST:PORT] [--service echo|discard|sink]
                [--status tcp://HOST:PORT | unix:///PATH | /PATH] [--store tcp://HOST:PORT]
                [--fence-lease-ms MS] [--standby-link tcp://HOST:PORT]
-               (--cluster-key-file FILE | --insecure)
+               [--failover asconf|none] (--cluster-key-file FILE | --insecure)
   ${programName} status --status ADDRESS [--json]
   ${programName} store --listen tcp://HOST:PORT (--cluster-key-file FILE | --insecure)
   ${programName} keygen --out FILE
@@ -94,6 +96,10 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
            again: restart the old primary with --role secondary, the two --addresses
            swapped, --link at its own address (this address) and --standby-link at this
            node's --link.
+         --failover: how the secondary, once it took over, moves the peer's traffic to its
+           address: asconf (default) asks the peer in an authenticated ASCONF (RFC 5061
+           Set Primary Address; peers that negotiated ASCONF, as usrsctp does), none waits
+           for the peer's retransmission timers to give up on the dead node's address.
          --fence-lease-ms: fence the role in --store (any policy): a node sends as the
            serving node only while its lease there is kept alive (a primary paused or cut
            off longer falls silent); the secondary takes over once that lease ended, at the
@@ -151,6 +157,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--store",
     "--fence-lease-ms",
     "--standby-link",
+    "--failover",
     "--cluster-key-file",
     "--insecure",
   ]),
@@ -237,6 +244,10 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
   if (policy._tag !== "StateNode" && store !== undefined && fenceLeaseMs === undefined)
     return fail(`--store is only for --policy state-node or --fence-lease-ms, not ${policyText}`)
 
+  const failover = values.get("--failover") ?? "asconf"
+  if (!(failovers as ReadonlyArray<string>).includes(failover))
+    return fail(`--failover ${JSON.stringify(failover)}: expected ${failovers.join(", ")}`)
+
   const key = keyFlags(values)
   if (typeof key === "object") return key
 
@@ -254,8 +265,12 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     store,
     fenceLeaseMs,
     clusterKeyFile: key,
+    failover: failover as Cluster.Failover,
   }
 }
+
+/** The values of `--failover`. */
+const failovers: ReadonlyArray<Cluster.Failover> = ["asconf", "none"]
 
 /** `--cluster-key-file` or an explicit `--insecure`, never both, never neither. */
 const keyFlags = (values: ReadonlyMap<string, string>): string | undefined | Invocation => {

@@ -141,6 +141,7 @@ export const node = (
         ? { fence: { store, leaseMs: invocation.fenceLeaseMs } }
         : {}),
       ...(clusterKey !== undefined ? { clusterKey } : { insecure: true }),
+      failover: invocation.failover,
     }).pipe(Effect.provideContext(sockets))
 
     const identity: StatusReport["node"] = {
@@ -151,6 +152,7 @@ export const node = (
       port: invocation.port,
       service: invocation.service,
       link: Address.format(invocation.link),
+      failover: invocation.failover,
     }
     const report = Effect.map(cluster.status, (status) => ({ ...status, node: identity }))
     const statusAddress = yield* serveStatus(invocation.status, report)
@@ -203,6 +205,7 @@ export const node = (
       port: invocation.port,
       service: invocation.service,
       policy: Replication.formatPolicy(invocation.policy),
+      failover: invocation.failover,
       link: identity.link,
       status: Address.format(statusAddress),
     })

@@ -18,6 +18,8 @@ export interface StatusReport extends Cluster.Status {
     readonly port: number
     readonly service: string
     readonly link: string
+    /** How a takeover moves the peer's traffic (`--failover`). */
+    readonly failover: string
   }
 }
 
@@ -38,6 +40,7 @@ export const formatStatus = (report: StatusReport): string => {
   )
   lines.push(`endpoint     ${node.addresses.join(", ")} SCTP port ${node.port}, ${node.service}`)
   lines.push(`policy       ${report.policy}`)
+  lines.push(`failover     ${node.failover}`)
   lines.push(`link         ${report.link} (${node.link})`)
   if (report.unprotected) {
     lines.push("protection   NONE: no secondary holds this node's updates; they die with it")

@@ -27,7 +27,15 @@ describe("sctp-cluster command line", () => {
       store: undefined,
       fenceLeaseMs: undefined,
       clusterKeyFile: "/etc/k",
+      // The takeover asks the peer for its address as primary (ASCONF) unless told not to.
+      failover: "asconf",
     })
+    expect(parse([...node, "every-update", "--insecure", "--failover", "none"])).toMatchObject({
+      failover: "none",
+    })
+    expect(message([...node, "every-update", "--insecure", "--failover", "arp"])).toMatch(
+      /--failover "arp": expected asconf, none/,
+    )
     // Unauthenticated only when asked, explicitly.
     expect(parse([...node, "every-update", "--insecure"])).toMatchObject({
       _tag: "Node",
@@ -256,6 +264,7 @@ describe("status report", () => {
       port: 7,
       service: "echo",
       link: "tcp://127.0.0.3:9900",
+      failover: "asconf",
     },
   }
 
@@ -263,6 +272,7 @@ describe("status report", () => {
     const text = formatStatus(report)
     expect(text).toContain("now primary")
     expect(text).toContain("link         up (tcp://127.0.0.3:9900)")
+    expect(text).toContain("failover     asconf")
     expect(text).toContain("shipped 1,200, acknowledged 1,199, applied 0; last 3 ms ago")
     expect(text).toContain("association 1: Established, port 7 <-> 5000, primary path 127.0.0.1")
     expect(text).toContain(

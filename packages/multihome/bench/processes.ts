@@ -135,6 +135,9 @@ export interface ClusterProcesses {
 export const startCluster = async (options: {
   readonly policy: string
   readonly observe: boolean
+  /** The nodes' service (default discard) and takeover (`--failover`, default asconf). */
+  readonly service?: "discard" | "echo"
+  readonly failover?: "asconf" | "none"
 }): Promise<ClusterProcesses> => {
   // Both nodes bind this UDP port on their own address; usrsctp's programs bind theirs on
   // 0.0.0.0, so it must be free there too.
@@ -164,6 +167,8 @@ export const startCluster = async (options: {
     "--cluster-key-file",
     keyFile,
     ...(options.observe ? ["--observe"] : []),
+    ...(options.service !== undefined ? ["--service", options.service] : []),
+    ...(options.failover !== undefined ? ["--failover", options.failover] : []),
   ]
   try {
     const secondary = new Receiver("our secondary", args("secondary"))

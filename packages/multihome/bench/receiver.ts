@@ -6,7 +6,9 @@
  * `every-update`).
  *
  * Arguments: `--mode single|primary|secondary --host IP --udp-port N (0: the OS picks)
- * --sctp-port N [--addresses IP,IP --link-host IP --link-port N --policy P] [--observe]`.
+ * --sctp-port N [--addresses IP,IP --link-host IP --link-port N --policy P] [--observe]
+ * [--service discard|echo] [--failover asconf|none]` (a node's service, default discard, and
+ * how its takeover moves the peer, `Cluster.Options.failover`).
  *
  * It reports on stdout, one JSON object a line, each tagged `t`:
  * - `ready` `{ host, udpPort, sctpPort }`: it listens (a primary: its link to the secondary
@@ -213,8 +215,12 @@ const startNode = (role: Cluster.Role) =>
       clusterKey: yield* ClusterKey.readFile(required("cluster-key-file")),
       service: (message, associationId) => {
         count(associationId, message.data)
-        return Cluster.services.discard(message, associationId)
+        return (argument("service") === "echo" ? Cluster.services.echo : Cluster.services.discard)(
+          message,
+          associationId,
+        )
       },
+      failover: argument("failover") === "none" ? "none" : "asconf",
     })
     yield* Effect.forkScoped(
       Stream.runForEach(node.events, (event) =>

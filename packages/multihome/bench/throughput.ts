@@ -15,9 +15,15 @@
  *    first SACK of the secondary that answers the peer's DATA ("first ack"), with usrsctp's
  *    default timers and with the tune shim's fast ones.
  *
+ * 3. Echo gap (`echoGap.ts`): usrsctp's client streams 50 lines/s to the cluster's echo
+ *    service, the primary is SIGKILLed: first echo, longest gap between echoes and time below
+ *    half rate, p50 / p99, for `--failover none` (the baseline) and `asconf`.
+ *
  * Options: `--repetitions N` (default 3), `--scale X` (multiplies the message counts,
  * default 1), `--failover-repetitions N` (default 3; 0 skips the failover), `--failover-peer
- * client|tsctp` (default client; see `failover.ts` for why not tsctp yet).
+ * client|tsctp` (default client; see `failover.ts` for why not tsctp yet),
+ * `--gap-repetitions N` (default 3; 0 skips the echo gap; `node bench/echoGap.ts
+ * --gap-repetitions N` runs it alone).
  *
  * Every throughput run sends a fixed number of messages into a freshly started receiver and
  * is timed by that receiver, from the first message delivered to the end of the association
@@ -33,6 +39,7 @@
  * exit; our receivers also exit by themselves when the bench is gone (their stdin closes).
  */
 import { Usrsctp } from "@understudy/testkit"
+import * as EchoGap from "./echoGap.ts"
 import * as Failover from "./failover.ts"
 import * as Processes from "./processes.ts"
 
@@ -328,6 +335,8 @@ export interface BenchOptions {
   readonly failoverRepetitions: number
   /** The usrsctp program that streams into the cluster for the failover. */
   readonly failoverPeer: Failover.Peer
+  /** SIGKILLs per `--failover` setting of the echo-gap bench (`echoGap.ts`); 0 skips it. */
+  readonly gapRepetitions: number
   /** Where the tables and the JSON line go. */
   readonly print: (line: string) => void
 }
@@ -538,6 +547,19 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
     `${"failover (SIGKILL → …, ms)".padEnd(30)}  ${"takeover".padStart(9)}  ${"first SACK".padStart(10)}  ${"DATA in".padStart(10)}  ${"first ack".padStart(10)}  ${"ack range".padStart(11)}  ${"message".padStart(10)}`,
   )
   for (const line of failover.lines) options.print(line)
+  const gap =
+    options.gapRepetitions > 0
+      ? await EchoGap.measureEchoGap(options.gapRepetitions)
+      : {
+          lines: ["echo gap: not run (--gap-repetitions 0)"],
+          rows: [],
+          figures: {},
+          complete: false,
+        }
+  if (!gap.complete) complete = false
+  Object.assign(figures, gap.figures)
+  options.print("")
+  for (const line of gap.lines) options.print(line)
   options.print(
     JSON.stringify({
       bench: "multihome",
@@ -548,6 +570,8 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
       figures,
       rows,
       failover: failover.rows,
+      gapRepetitions: options.gapRepetitions,
+      echoGap: gap.rows,
     }),
   )
   return complete
@@ -580,6 +604,7 @@ if (import.meta.main) {
     scale: option("scale", 1),
     failoverRepetitions: Math.round(option("failover-repetitions", 3, 0)),
     failoverPeer: failoverPeerOption(),
+    gapRepetitions: Math.round(option("gap-repetitions", 3, 0)),
     print: (line) => console.log(line),
   }).finally(cleanUp)
   process.exitCode = complete ? 0 : 1

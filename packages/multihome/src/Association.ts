@@ -12,8 +12,9 @@
  * Timers are both emitted (`SetTimer` / `CancelTimer`, by name; setting a name again
  * replaces its deadline) and recorded in the state, so {@link takeOver} can re-arm them
  * on a replica. Names: `T1-init`, `T1-cookie`, `T2-shutdown`, `T5-shutdown-guard`,
- * `SACK` (delayed SACK), `T3-rtx:<host>` and `HB:<host>` per path. A `TimerFired` for a
- * name not armed (or before its deadline) is ignored, so stale firings are harmless.
+ * `SACK` (delayed SACK), `T4-asconf` (RFC 5061), `T3-rtx:<host>` and `HB:<host>` per path.
+ * A `TimerFired` for a name not armed (or before its deadline) is ignored, so stale firings
+ * are harmless.
  *
  * What the driver does: decode datagrams (CRC checked), demultiplex to the association by
  * verification tag ({@link myTag}) or by peer host and port ({@link peerHosts},
@@ -31,9 +32,13 @@
  * HEARTBEAT to an unconfirmed one (§5.4); an authentic but stale COOKIE ECHO naming this
  * very association is answered as case D. PR-SCTP (RFC 3758) is offered
  * (Forward-TSN-Supported) and FORWARD TSN understood on receipt; this end sends one only
- * after a {@link takeOver} with a reserve (it never abandons data otherwise). Not
+ * after a {@link takeOver} with a reserve (it never abandons data otherwise). AUTH (RFC 4895,
+ * see `Auth`) and ASCONF (RFC 5061, see `Asconf`) are offered (`Config.auth`,
+ * `Config.asconf`): a peer's ASCONFs are accepted behind a valid AUTH chunk, and a
+ * {@link takeOver} with `setPrimary` asks the peer to send to the new node's address. Not
  * implemented: gap-ack reneging (a gap-acked chunk is never resent unless T3 marks it),
- * DATA bundled with COOKIE ECHO, AUTH / ASCONF / ECN (declined: not echoed).
+ * DATA bundled with COOKIE ECHO, ECN (declined: not echoed), endpoint pair shared keys
+ * (AUTH runs with Shared Key Identifier 0, the empty key), sending Add / Delete IP.
  *
  * @since 0.1.0
  */
@@ -384,13 +389,15 @@ export interface State {
 /**
  * The ASCONF side of the TCB (plain data). `nextSerial` starts at our initial TSN (RFC 5061
  * §4.1.1 A2), `peerSerial` at the peer's initial TSN − 1 (§5.2 C1); `pending` is the ASCONF
- * sent and not yet acknowledged (T4-asconf runs), last sent to `pendingHost`; `lastAck` the
+ * sent and not yet acknowledged (T4-asconf runs), last sent to `pendingHost`; `nextPrimary` an
+ * address to ask for once it is acknowledged (one ASCONF at a time, §4.1.1 A3); `lastAck` the
  * ASCONF-ACK answering `peerSerial`, resent for a retransmitted ASCONF (§5.2 C3).
  */
 interface AsconfState {
   nextSerial: number
   pending: Chunk.Asconf | undefined
   pendingHost: string
+  nextPrimary?: string
   peerSerial: number
   lastAck: Chunk.AsconfAck | undefined
 }
@@ -1486,6 +1493,9 @@ const onAsconfAck = (ctx: Ctx, st: State, ack: Chunk.AsconfAck, from: PeerAddres
   asconf.pending = undefined
   const causes = ack.parameters.flatMap((p) => (p._tag === "ErrorCauseIndication" ? p.causes : []))
   if (causes.length > 0) emit(ctx, { _tag: "PeerError", causes })
+  const next = asconf.nextPrimary
+  delete asconf.nextPrimary
+  requestPrimary(ctx, st, next)
   return true
 }
 
@@ -3122,6 +3132,7 @@ export interface Snapshot {
     readonly nextSerial: number
     readonly pending: Chunk.Asconf | undefined
     readonly pendingHost: string
+    readonly nextPrimary?: string
     readonly peerSerial: number
     readonly lastAck: Chunk.AsconfAck | undefined
   }
@@ -3504,13 +3515,17 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
 
 /**
  * Asks the peer (ASCONF Set Primary Address) to send to `host` from now on; nothing when
- * ASCONF was not negotiated or an ASCONF is already in flight (it is retransmitted as it is,
- * §4.1.1 A3: one at a time).
+ * ASCONF was not negotiated. With an ASCONF in flight (a replica of a node that had just
+ * sent one) that one is retransmitted as it is and this request waits for its ASCONF-ACK
+ * (§4.1.1 A3: one at a time).
  */
 const requestPrimary = (ctx: Ctx, st: State, host: string | undefined): void => {
   const asconf = st.asconf
   if (host === undefined || asconf === undefined || st.paths.length === 0) return
-  if (asconf.pending !== undefined) return
+  if (asconf.pending !== undefined) {
+    asconf.nextPrimary = host
+    return
+  }
   const address = S.addressParameter(host)
   if (address === undefined) return
   asconf.pending = Asconf.setPrimary(asconf.nextSerial, address)

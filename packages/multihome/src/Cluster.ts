@@ -156,7 +156,26 @@ export interface Options {
    * link's keep-alive is the only failure detector (a paused primary may come back active).
    */
   readonly fence?: { readonly store: Store.Store["Service"]; readonly leaseMs?: number }
+  /**
+   * How a secondary that takes over makes the peer send to it at once (default `asconf`):
+   * `asconf`, an authenticated ASCONF Set Primary Address naming this node's address (RFC
+   * 5061; a peer that did not negotiate ASCONF is not asked); `none`, nothing: the peer
+   * moves when its retransmission timers give up on the dead node's address.
+   */
+  readonly failover?: Failover
 }
+
+/**
+ * The ways a takeover can move the peer's traffic (see `Options.failover`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Failover = "asconf" | "none"
+
+/** The takeover's request to the peer for this node's options. */
+const askPeerForPrimary = (options: Options): Association.TakeOverOptions =>
+  (options.failover ?? "asconf") === "asconf" ? { setPrimary: options.bind.host } : {}
 
 /**
  * Something the node did.
@@ -625,7 +644,10 @@ export const make = (
         const takeOverOptions = replicas.takeOverOptions(options.policy, association)
         yield* endpoint.adopt(state, {
           takeOver: (state: Association.State, nowMs: number) =>
-            Association.takeOver(state, nowMs, takeOverOptions),
+            Association.takeOver(state, nowMs, {
+              ...takeOverOptions,
+              ...askPeerForPrimary(options),
+            }),
         })
         adopted++
       }

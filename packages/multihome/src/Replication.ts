@@ -40,6 +40,7 @@
 import { Codec } from "@understudy/transport"
 import { Data } from "effect"
 import * as Association from "./Association.ts"
+import * as Chunk from "./Chunk.ts"
 import type * as Cookie from "./Cookie.ts"
 import { decodePlain, encodePlain, PlainDecodeError } from "./internal/plain.ts"
 import * as Packet from "./Packet.ts"
@@ -454,6 +455,36 @@ const checkSecrets = (value: unknown): boolean =>
 const checkRng = (value: unknown): boolean =>
   fieldsAre(value, (n) => isCount(n) && (n as number) <= 0xffffffff, ["a", "b", "c", "d"])
 
+const checkAuth = (value: unknown): boolean =>
+  isRecord(value) &&
+  isBytes(value.key) &&
+  isNumber(value.sendHmacId) &&
+  isBytes(value.peerChunks) &&
+  isBytes(value.localChunks) &&
+  isBoolean(value.asconf)
+/** An ASCONF (ACK) the TCB keeps: one the codec writes and reads back as the same kind. */
+const checkAsconfChunk =
+  (tag: "Asconf" | "AsconfAck") =>
+  (value: unknown): boolean => {
+    if (!isRecord(value) || value._tag !== tag || !isNumber(value.serialNumber)) return false
+    try {
+      const bytes = Chunk.encodeChunk(value as unknown as Chunk.Chunk)
+      const length = (bytes[2]! << 8) | bytes[3]!
+      const decoded = Chunk.decodeChunk(bytes, bytes[0]!, bytes[1]!, 4, length)
+      return !Chunk.isFault(decoded) && decoded._tag === tag
+    } catch {
+      return false
+    }
+  }
+const checkAsconf = (value: unknown): boolean =>
+  isRecord(value) &&
+  isNumber(value.nextSerial) &&
+  isNumber(value.peerSerial) &&
+  isString(value.pendingHost) &&
+  orUndefined(isString)(value.nextPrimary) &&
+  orUndefined(checkAsconfChunk("Asconf"))(value.pending) &&
+  orUndefined(checkAsconfChunk("AsconfAck"))(value.lastAck)
+
 /**
  * What is wrong with a snapshot, or undefined: every field of `Association.Snapshot` with
  * its type, and the path indexes within the paths.
@@ -507,6 +538,8 @@ export const snapshotProblem = (value: unknown): string | undefined => {
   if (!arrayOf(value.ssnOut, isNumber)) return "ssnOut"
   if (!orUndefined(checkTracker)(value.tracker)) return "tracker"
   if (!orUndefined(checkReassembly)(value.reassembly)) return "reassembly"
+  if (!orUndefined(checkAuth)(value.auth)) return "auth"
+  if (!orUndefined(checkAsconf)(value.asconf)) return "asconf"
   // Past COOKIE-WAIT the TCB holds the peer's TSNs and the reassembly queue (§5.1).
   if (value.name !== "CookieWait" && value.name !== "Closed") {
     if (value.tracker === undefined) return "tracker"

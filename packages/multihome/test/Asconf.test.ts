@@ -12,6 +12,7 @@ import * as Association from "../src/Association.ts"
 import * as Auth from "../src/Auth.ts"
 import * as Chunk from "../src/Chunk.ts"
 import * as Packet from "../src/Packet.ts"
+import * as Replication from "../src/Replication.ts"
 import { asconfParameter, parameter } from "./arbitraries.ts"
 import { clientHost, established, Loopback, serverHosts, serverUdp } from "./associationHarness.ts"
 
@@ -145,6 +146,44 @@ describe("takeover: authenticated ASCONF Set Primary Address (RFC 5061 §4.1.1)"
   })
 })
 
+describe("an ASCONF in flight when the node dies (a second takeover)", () => {
+  it("the replica retransmits it as it is, then asks for its own address after the ASCONF-ACK", () => {
+    const lb = setUp(10)
+    lb.blackHoles.add(clientHost)
+    // The first node asks for 10.0.0.3 and dies before the ASCONF-ACK.
+    lb.perform(false, Association.takeOver(lb.server!, lb.nowMs, { setPrimary: serverHosts[1] }))
+    const first = lb.server!.asconf!.pending!
+    const snapshot = structuredClone(Association.snapshot(lb.server!))
+    expect(Replication.snapshotProblem(snapshot)).toBeUndefined()
+    expect(
+      Replication.snapshotProblem({
+        ...snapshot,
+        asconf: { ...snapshot.asconf, pending: { _tag: "Asconf" } },
+      }),
+    ).toBe("asconf")
+    expect(Replication.snapshotProblem({ ...snapshot, auth: { key: 1 } })).toBe("auth")
+    const replica = Association.restore(lb.serverConfig, snapshot)
+    lb.server = replica
+    lb.serverTimers.clear()
+    lb.blackHoles.delete(clientHost)
+    const outputs = Association.takeOver(replica, lb.nowMs, { setPrimary: serverHosts[0] })
+    // One ASCONF at a time: the one in flight, same serial, nothing new yet.
+    expect(sent(outputs).filter((c) => c._tag === "Asconf")).toEqual([])
+    expect(replica.asconf!.pending).toEqual(first)
+    lb.perform(false, outputs)
+    expect(
+      lb.run(
+        () =>
+          replica.asconf!.pending === undefined &&
+          Association.info(lb.client).primary === serverHosts[0],
+        60_000,
+      ),
+    ).toBe(true)
+    expect(replica.asconf!.nextSerial).toBe((first.serialNumber + 2) >>> 0)
+    expect(lb.client.asconf!.peerSerial).toBe((first.serialNumber + 1) >>> 0)
+  })
+})
+
 describe("a peer's ASCONF (RFC 5061 §5.2)", () => {
   it("Set Primary, Add IP and Delete IP, answered in one ASCONF-ACK", () => {
     const lb = setUp(5)
@@ -184,6 +223,32 @@ describe("a peer's ASCONF (RFC 5061 §5.2)", () => {
     )
     expect(acks(again)).toEqual([ack])
     expect(Association.snapshot(lb.client).paths).toEqual(before.paths)
+  })
+
+  it("Set Primary moves the DATA in flight to the new primary at once, not after T3", () => {
+    const lb = setUp(11)
+    lb.blackHoles.add(serverHosts[0])
+    for (let n = 0; n < 3; n++) {
+      lb.send(true, { _tag: "Send", stream: 0, ppid: 1, data: Uint8Array.of(n), unordered: false })
+    }
+    expect(lb.client.flightBytes).toBe(3)
+    const outputs = receive(
+      lb,
+      lb.client,
+      signed(
+        lb,
+        request(nextSerial(lb), [
+          { _tag: "SetPrimaryAddress", correlationId: 1, address: v4(serverHosts[1]) },
+        ]),
+      ),
+    )
+    const resent = outputs.flatMap((o) =>
+      o._tag === "Transmit"
+        ? o.packet.chunks.filter((c) => c._tag === "Data").map(() => o.to.host)
+        : [],
+    )
+    expect(resent).toEqual([serverHosts[1], serverHosts[1], serverHosts[1]])
+    expect(outputs).toContainEqual({ _tag: "CancelTimer", timer: `T3-rtx:${serverHosts[0]}` })
   })
 
   it("refusals: an address not in the association, the source address, the last address", () => {

@@ -222,12 +222,15 @@ export const runSctpCluster = async (
       row({
         scenario: "sctp-cluster: SIGKILL primary",
         failoverMs,
-        invariant: `the secondary goes on with the association (peer tuned: ${tuneSummary(settings.tune)})`,
+        invariant: `the secondary goes on with the association (--failover asconf; peer tuned: ${tuneSummary(settings.tune)})`,
         ok: failoverMs !== undefined && failoverMs <= settings.failoverBoundMs,
         detail:
           error ??
           `${echoedBeforeKill} echoes before the kill; first after it: message ${firstAfter?.n}; ` +
-            `message ${settings.killAfter + 1} (first sent after it) echoed after ${movedMs?.toFixed(1) ?? "-"} ms`,
+            `message ${settings.killAfter + 1} (first sent after it) echoed after ${movedMs?.toFixed(1) ?? "-"} ms` +
+            (notices.some((notice) => notice.includes("SCTP_ADDR_MADE_PRIM"))
+              ? "; the peer made 127.0.0.3 its primary (ASCONF)"
+              : ""),
       }),
     )
 

@@ -1,0 +1,124 @@
+/**
+ * `--failover asconf` judged by usrsctp: its example `client`, with its default timers, streams
+ * lines to the echo service at the primary's address 127.0.0.2; the primary is SIGKILLed; the
+ * secondary takes over and asks the client, in an authenticated ASCONF (RFC 4895, RFC 5061),
+ * to make 127.0.0.3 its primary. The client must say so (its peer-address-change
+ * notification), echo every line once and in order, and send no new DATA to the dead
+ * address once it made the switch: a socket of ours bound to the dead node's UDP address
+ * records what still arrives there.
+ */
+import { createSocket, type Socket } from "node:dgram"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import { Packet } from "@understudy/multihome"
+import { Usrsctp } from "@understudy/testkit"
+import { Result } from "effect"
+import * as App from "./support.ts"
+
+let tap: Socket | undefined
+
+afterEach(async () => {
+  const socket = tap
+  tap = undefined
+  if (socket !== undefined) await new Promise<void>((resolve) => socket.close(() => resolve()))
+  await App.killAll()
+})
+
+/** The numbers of the messages echoed so far, in the order the client printed them. */
+const echoed = (output: string): Array<number> =>
+  [...output.matchAll(/^n (\d+)$/gm)].map((match) => Number(match[1]))
+
+/** The line numbers of the DATA chunks in an SCTP packet (the UDP payload, RFC 6951). */
+const linesIn = (datagram: Uint8Array): Array<number> => {
+  const decoded = Packet.decode(datagram)
+  if (!Result.isSuccess(decoded)) return []
+  return decoded.success.chunks.flatMap((chunk) =>
+    chunk._tag === "Data"
+      ? [
+          ...Buffer.from(chunk.userData)
+            .toString("latin1")
+            .matchAll(/n (\d+)/g),
+        ].map((m) => Number(m[1]))
+      : [],
+  )
+}
+
+const failureNotice = /SCTP_COMM_LOST|SCTP_SHUTDOWN|SCTP_CANT_STR_ASSOC|ABORT|Connection refused/
+
+describe("--failover asconf under usrsctp's client (default timers)", () => {
+  it("the client makes the secondary's address primary, every line echoed once and in order, no new DATA to the dead address", async () => {
+    const ports = await App.clusterPorts()
+    const secondary = App.start(App.nodeArgs("secondary", ports, ["--failover", "asconf"]))
+    const primary = App.start(App.nodeArgs("primary", ports, ["--failover", "asconf"]))
+    await primary.line("started", 20_000)
+    const secondaryStarted = await secondary.line("started", 20_000)
+    expect(secondaryStarted.failover).toBe("asconf")
+    await App.linkUp("the primary's link to the secondary is up", primary)
+    const client = await Usrsctp.startClient({
+      host: "127.0.0.2",
+      port: 7,
+      localEncapsPort: ports.clientEncapsPort,
+      remoteEncapsPort: ports.udpPort,
+    })
+    await client.waitFor(/SCTP_COMM_UP/, 15_000)
+    await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_CONFIRMED/, 15_000)
+
+    // 50 lines a second, as the issue's user did, until 30 lines after the switch (at most
+    // 1,500 lines: 30 s).
+    let total = 1_500
+    let written = 0
+    const stream = setInterval(() => {
+      if (written < total) client.write(`n ${++written}\n`)
+    }, 20)
+    try {
+      await App.eventually(
+        "the first echoes",
+        () => (echoed(client.stdout()).length >= 20 ? true : undefined),
+        20_000,
+      )
+      primary.kill("SIGKILL")
+      await primary.exit()
+      // The dead node's UDP address, now ours: whatever the client still sends there.
+      const arrived: Array<{ readonly lines: Array<number> }> = []
+      const socket = createSocket("udp4")
+      tap = socket
+      socket.on("message", (bytes) => arrived.push({ lines: linesIn(Uint8Array.from(bytes)) }))
+      await new Promise<void>((resolve, reject) => {
+        socket.once("error", reject)
+        socket.bind(ports.udpPort, "127.0.0.2", () => resolve())
+      })
+
+      await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_MADE_PRIM/, 20_000)
+      // Lines written from here on are new DATA sent after the client took the ASCONF.
+      const writtenBeforeSwitch = written
+      total = Math.min(total, written + 30)
+      await App.eventually(
+        "every line written",
+        () => (written >= total ? true : undefined),
+        20_000,
+      )
+      await App.eventually(
+        "every echo after the primary's death",
+        () => (echoed(client.stdout()).length >= total ? true : undefined),
+        30_000,
+      )
+      expect(echoed(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i + 1))
+      expect(writtenBeforeSwitch).toBeLessThan(total)
+      const toDeadAddress = arrived.flatMap((datagram) => datagram.lines)
+      expect(toDeadAddress.filter((line) => line > writtenBeforeSwitch)).toEqual([])
+    } finally {
+      clearInterval(stream)
+    }
+    expect(client.output()).not.toMatch(failureNotice)
+    expect(client.child.exitCode).toBeNull()
+
+    // The secondary runs the association now; the ASCONF was authenticated: no AUTH failure
+    // on its side either.
+    const status = await App.statusOf(secondaryStarted.status as string)
+    expect(status?.role).toBe("active-secondary")
+    expect(status?.associations[0]?.state).toBe("Established")
+    expect(Object.keys(status?.endpoint.dropped ?? {}).filter((r) => r.startsWith("Auth"))).toEqual(
+      [],
+    )
+    expect(status?.node.failover).toBe("asconf")
+  }, 120_000)
+})
