@@ -7,80 +7,82 @@
  */
 import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { parseArgs } from "node:util"
 import { Admin, Message, Signing } from "@understudy/heartbeat-pool"
 import { ClusterKey, NodeDatagram } from "@understudy/transport"
-import { Effect, Result } from "effect"
-import { exitCode, line, parsePool, poolSecret, runUntilSignal, usageError } from "./common.ts"
+import { Effect, Option, Result } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import {
+  type Chosen,
+  exitCode,
+  line,
+  parsePool,
+  poolFlags,
+  poolSecret,
+  runCommand,
+  runUntilSignal,
+  usageError,
+} from "./common.ts"
 
 const program = "license-admin"
-const usage = `Usage:
-  ${program} keygen [--key-file pool.key]
-  ${program} vendor-keygen --out DIR                 writes DIR/vendor.key (0600) and DIR/vendor.pub
-  ${program} sign-license --vendor-private FILE --product NAME --seats N --sequence N
-                [--expires 2030-01-01] --out FILE
-  ${program} status --pool ID=HOST:PEER_PORT:CLIENT_PORT,... [--key-file FILE | --insecure] [--json]
-  ${program} publish-license FILE --pool ... [--key-file FILE | --insecure] [--json]
 
-keygen writes a new pool key (mode 0600; an existing file is never replaced). Every server
-and client of the pool uses it. A key file that others may read is refused.`
+const chosen: Chosen = {}
+const choose = (run: () => Promise<number> | number) => Effect.sync(() => void (chosen.run = run))
 
-const decodeLicense = (text: string): Message.License => {
-  const decoded = Message.licenseFileCodec.decode(new TextEncoder().encode(text))
-  if (Result.isFailure(decoded)) throw decoded.failure
-  return decoded.success
-}
+const keyFile = Flag.String("key-file").pipe(
+  Flag.withDescription("The pool key file"),
+  Flag.withDefault("pool.key"),
+)
+const out = Flag.String("out").pipe(Flag.optional)
 
-const main = (): Promise<number> | number => {
-  let parsed: { values: Record<string, string | boolean | undefined>; positionals: Array<string> }
-  try {
-    parsed = parseArgs({
-      options: {
-        "key-file": { type: "string" },
-        insecure: { type: "boolean" },
-        pool: { type: "string" },
-        json: { type: "boolean" },
-        out: { type: "string" },
-        "vendor-private": { type: "string" },
-        product: { type: "string" },
-        seats: { type: "string" },
-        sequence: { type: "string" },
-        expires: { type: "string" },
-        help: { type: "boolean" },
-      },
-      allowPositionals: true,
-      strict: true,
-    }) as typeof parsed
-  } catch (error) {
-    return usageError(program, (error as Error).message)
-  }
-  const { values, positionals } = parsed
-  const command = positionals[0]
-  if (values.help || command === undefined) {
-    process.stdout.write(`${usage}\n`)
-    return values.help ? exitCode.ok : exitCode.usage
-  }
-  const json = values.json === true
-  switch (command) {
-    case "keygen":
-      return runUntilSignal(
-        ClusterKey.generateFile((values["key-file"] as string | undefined) ?? "pool.key").pipe(
-          Effect.as(exitCode.ok),
-          Effect.tap(() => Effect.sync(() => json && line({ type: "keygen", ok: true }))),
-        ),
-      )
-    case "vendor-keygen": {
-      const out = values.out as string | undefined
-      if (out === undefined) return usageError(program, "--out is required")
+const keygen = Command.make("keygen", { keyFile, json: poolFlags.json }, ({ keyFile, json }) =>
+  choose(() =>
+    runUntilSignal(
+      ClusterKey.generateFile(keyFile).pipe(
+        Effect.as(exitCode.ok),
+        Effect.tap(() => Effect.sync(() => json && line({ type: "keygen", ok: true }))),
+      ),
+    ),
+  ),
+).pipe(
+  Command.withDescription(
+    "Writes a new pool key (mode 0600; an existing file is never replaced). Every server and client of the pool uses it. A key file that others may read is refused.",
+  ),
+)
+
+const vendorKeygen = Command.make(
+  "vendor-keygen",
+  { out: out.pipe(Flag.withDescription("Directory for vendor.key (0600) and vendor.pub")) },
+  ({ out }) =>
+    choose(() => {
+      if (Option.isNone(out)) return usageError(program, "--out is required")
       const keys = Signing.generateVendorKeys()
-      writeFileSync(join(out, "vendor.key"), keys.privatePem, { mode: 0o600, flag: "wx" })
-      writeFileSync(join(out, "vendor.pub"), keys.publicPem, { flag: "wx" })
+      writeFileSync(join(out.value, "vendor.key"), keys.privatePem, { mode: 0o600, flag: "wx" })
+      writeFileSync(join(out.value, "vendor.pub"), keys.publicPem, { flag: "wx" })
       return exitCode.ok
-    }
-    case "sign-license": {
-      const seats = Number(values.seats)
-      const sequence = Number(values.sequence)
-      const expiresAtMs = Date.parse((values.expires as string | undefined) ?? "2100-01-01")
+    }),
+).pipe(Command.withDescription("Writes the vendor's signing key pair"))
+
+const signLicense = Command.make(
+  "sign-license",
+  {
+    vendorPrivate: Flag.String("vendor-private").pipe(
+      Flag.withDescription("The vendor's private key (PEM)"),
+      Flag.optional,
+    ),
+    product: Flag.String("product").pipe(Flag.optional),
+    seats: Flag.String("seats").pipe(Flag.withDefault("")),
+    sequence: Flag.String("sequence").pipe(
+      Flag.withDescription("Newer files have greater numbers"),
+      Flag.withDefault(""),
+    ),
+    expires: Flag.String("expires").pipe(Flag.withDefault("2100-01-01")),
+    out: out.pipe(Flag.withDescription("The license file to write")),
+  },
+  (input) =>
+    choose(() => {
+      const seats = input.seats === "" ? Number.NaN : Number(input.seats)
+      const sequence = input.sequence === "" ? Number.NaN : Number(input.sequence)
+      const expiresAtMs = Date.parse(input.expires)
       if (
         !Number.isInteger(seats) ||
         seats < 0 ||
@@ -91,95 +93,126 @@ const main = (): Promise<number> | number => {
         return usageError(program, "--seats, --sequence and --expires must be valid")
       }
       if (
-        values.product === undefined ||
-        values.out === undefined ||
-        values["vendor-private"] === undefined
+        Option.isNone(input.product) ||
+        Option.isNone(input.out) ||
+        Option.isNone(input.vendorPrivate)
       ) {
         return usageError(program, "--product, --out and --vendor-private are required")
       }
-      const license = Signing.signLicense(
-        readFileSync(values["vendor-private"] as string, "utf8"),
-        {
-          product: values.product as string,
-          seats,
-          expiresAtMs,
-          sequence,
-        },
-      )
-      writeFileSync(values.out as string, `${JSON.stringify(license)}\n`)
+      const license = Signing.signLicense(readFileSync(input.vendorPrivate.value, "utf8"), {
+        product: input.product.value,
+        seats,
+        expiresAtMs,
+        sequence,
+      })
+      writeFileSync(input.out.value, `${JSON.stringify(license)}\n`)
       return exitCode.ok
-    }
-    case "status":
-    case "publish-license": {
-      const pool = parsePool((values.pool as string | undefined) ?? "")
-      if (typeof pool === "string") return usageError(program, pool)
-      let message: Message.ClientRequest & { _tag: "Status" | "Publish" }
-      if (command === "status") message = { _tag: "Status" }
-      else {
-        const file = positionals[1]
-        if (file === undefined) return usageError(program, "publish-license needs a FILE")
-        try {
-          message = { _tag: "Publish", license: decodeLicense(readFileSync(file, "utf8")) }
-        } catch (error) {
-          return usageError(program, `not a license file: ${(error as Error).message}`)
-        }
-      }
-      return runUntilSignal(
-        Effect.gen(function* () {
-          const secret = yield* poolSecret(
-            values["key-file"] as string | undefined,
-            values.insecure === true,
-          )
-          const replies = yield* Admin.ask(
-            pool.map((entry) => ({
-              id: entry.id,
-              address: { _tag: "Udp", host: entry.host, port: entry.clientPort },
-            })),
-            message,
-            secret,
-          )
-          const servers = pool.map((entry) => ({
-            server: entry.id,
-            reply: replies.get(entry.id) ?? null,
-          }))
-          if (command === "status") {
-            const leader = servers.find(
-              (entry) => entry.reply?._tag === "StatusReply" && entry.reply.role === "leader",
-            )
-            const status = {
-              type: "status",
-              leader: leader?.server ?? null,
-              term: leader?.reply?._tag === "StatusReply" ? leader.reply.term : null,
-              servers: servers.map((entry) =>
-                entry.reply === null
-                  ? { server: entry.server, reachable: false }
-                  : { reachable: true, ...entry.reply },
-              ),
-            }
-            if (json) line(status)
-            else process.stdout.write(`${JSON.stringify(status, null, 2)}\n`)
-            return replies.size > 0 ? exitCode.ok : exitCode.failure
-          }
-          const accepted = servers.some(
-            (entry) => entry.reply?._tag === "PublishReply" && entry.reply.accepted,
-          )
-          const result = {
-            type: "publish",
-            accepted,
-            servers: servers.map((entry) => ({ server: entry.server, reply: entry.reply })),
-          }
-          if (json) line(result)
-          else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
-          return accepted ? exitCode.ok : exitCode.failure
-        }).pipe(Effect.provide(NodeDatagram.layer)),
-      )
-    }
-    default:
-      return usageError(program, `unknown command ${JSON.stringify(command)}`)
-  }
+    }),
+).pipe(Command.withDescription("Signs a license file with the vendor's key"))
+
+const status = Command.make("status", poolFlags, (input) =>
+  choose(() => ask("status", input, undefined)),
+).pipe(
+  Command.withDescription(
+    "Each server's role, term, seats in use and share (seats it may grant without asking), and the license's sequence number",
+  ),
+)
+
+const publishLicense = Command.make(
+  "publish-license",
+  {
+    file: Argument.String("file").pipe(Argument.withDescription("A signed license file")),
+    ...poolFlags,
+  },
+  (input) => choose(() => ask("publish-license", input, input.file)),
+).pipe(
+  Command.withDescription(
+    "Offers a newer signed license file to the pool, which spreads it (an older or forged one is refused)",
+  ),
+)
+
+const command = Command.make(program).pipe(
+  Command.withDescription("The pool key, the vendor's license files, and the pool's status"),
+  Command.withSubcommands([keygen, vendorKeygen, signLicense, status, publishLicense]),
+)
+
+const decodeLicense = (text: string): Message.License => {
+  const decoded = Message.licenseFileCodec.decode(new TextEncoder().encode(text))
+  if (Result.isFailure(decoded)) throw decoded.failure
+  return decoded.success
 }
 
-Promise.resolve(main()).then(
+const ask = (
+  command: "status" | "publish-license",
+  input: {
+    readonly pool: Option.Option<string>
+    readonly keyFile: Option.Option<string>
+    readonly insecure: boolean
+    readonly json: boolean
+  },
+  file: string | undefined,
+): Promise<number> | number => {
+  const json = input.json
+  const pool = parsePool(Option.getOrElse(input.pool, () => ""))
+  if (typeof pool === "string") return usageError(program, pool)
+  let message: Message.ClientRequest & { _tag: "Status" | "Publish" }
+  if (file === undefined) message = { _tag: "Status" }
+  else {
+    try {
+      message = { _tag: "Publish", license: decodeLicense(readFileSync(file, "utf8")) }
+    } catch (error) {
+      return usageError(program, `not a license file: ${(error as Error).message}`)
+    }
+  }
+  return runUntilSignal(
+    Effect.gen(function* () {
+      const secret = yield* poolSecret(Option.getOrUndefined(input.keyFile), input.insecure)
+      const replies = yield* Admin.ask(
+        pool.map((entry) => ({
+          id: entry.id,
+          address: { _tag: "Udp", host: entry.host, port: entry.clientPort },
+        })),
+        message,
+        secret,
+      )
+      const servers = pool.map((entry) => ({
+        server: entry.id,
+        reply: replies.get(entry.id) ?? null,
+      }))
+      if (command === "status") {
+        const leader = servers.find(
+          (entry) => entry.reply?._tag === "StatusReply" && entry.reply.role === "leader",
+        )
+        const status = {
+          type: "status",
+          leader: leader?.server ?? null,
+          term: leader?.reply?._tag === "StatusReply" ? leader.reply.term : null,
+          servers: servers.map((entry) =>
+            entry.reply === null
+              ? { server: entry.server, reachable: false }
+              : { reachable: true, ...entry.reply },
+          ),
+        }
+        if (json) line(status)
+        else process.stdout.write(`${JSON.stringify(status, null, 2)}\n`)
+        return replies.size > 0 ? exitCode.ok : exitCode.failure
+      }
+      const accepted = servers.some(
+        (entry) => entry.reply?._tag === "PublishReply" && entry.reply.accepted,
+      )
+      const result = {
+        type: "publish",
+        accepted,
+        servers: servers.map((entry) => ({ server: entry.server, reply: entry.reply })),
+      }
+      if (json) line(result)
+      else process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
+      return accepted ? exitCode.ok : exitCode.failure
+    }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+}
+
+runCommand(program, command, chosen).then(
   (code) => process.exit(code),
   (error: unknown) => {
     process.stderr.write(`${program}: internal error: ${String(error)}\n`)

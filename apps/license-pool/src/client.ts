@@ -6,76 +6,92 @@
  * @since 0.1.0
  */
 import { randomBytes } from "node:crypto"
-import { parseArgs } from "node:util"
 import { Client } from "@understudy/heartbeat-pool"
 import { NodeDatagram } from "@understudy/transport"
-import { Duration, Effect, Stream } from "effect"
+import { Duration, Effect, Option, Stream } from "effect"
+import { Command, Flag } from "effect/cli"
 import {
+  type Chosen,
   exitCode,
   line,
   parseDuration,
   parsePool,
+  poolFlags,
   poolSecret,
+  runCommand,
   runUntilSignal,
   usageError,
 } from "./common.ts"
 
 const program = "license-client"
-const usage = `Usage:
-  ${program} --pool ID=HOST:PEER_PORT:CLIENT_PORT,... --product NAME [--hold 30s] [--seats 1]
-             [--id NAME] [--first N] [--heartbeat 200ms] [--key-file FILE | --insecure] [--json]
 
-Checks out --seats seats of --product from the pool, heartbeats the server that granted them,
-re-attaches through the leader priority list when that server dies, holds them for --hold,
-then releases them. Exit code 0 when it held its seats at the end, 1 otherwise.`
+const command = Command.make(
+  program,
+  {
+    ...poolFlags,
+    product: Flag.String("product").pipe(
+      Flag.withDescription("The product to check out seats of"),
+      Flag.optional,
+    ),
+    hold: Flag.String("hold").pipe(
+      Flag.withDescription("How long to hold the seats (e.g. 30s, 1500ms, 2m)"),
+      Flag.withDefault("30s"),
+    ),
+    seats: Flag.String("seats").pipe(
+      Flag.withDescription("Seats to check out"),
+      Flag.withDefault("1"),
+    ),
+    id: Flag.String("id").pipe(
+      Flag.withDescription("This client's name (default: random)"),
+      Flag.optional,
+    ),
+    first: Flag.String("first").pipe(
+      Flag.withDescription("Index in --pool of the first server to ask"),
+      Flag.withDefault("0"),
+    ),
+    heartbeat: Flag.String("heartbeat").pipe(
+      Flag.withDescription("Heartbeat interval"),
+      Flag.withDefault("200ms"),
+    ),
+  },
+  (input) => Effect.sync(() => void (chosen.run = () => checkOut(input))),
+).pipe(
+  Command.withDescription(
+    "Checks out --seats seats of --product from the pool, heartbeats the server that granted them, re-attaches through the leader priority list when that server dies, holds them for --hold, then releases them. Exit code 0 when it held its seats at the end, 1 otherwise.",
+  ),
+)
+const chosen: Chosen = {}
 
-const main = (): Promise<number> | number => {
-  let values: Record<string, string | boolean | undefined>
-  try {
-    values = parseArgs({
-      options: {
-        pool: { type: "string" },
-        product: { type: "string" },
-        hold: { type: "string" },
-        seats: { type: "string" },
-        id: { type: "string" },
-        first: { type: "string" },
-        heartbeat: { type: "string" },
-        "key-file": { type: "string" },
-        insecure: { type: "boolean" },
-        json: { type: "boolean" },
-        help: { type: "boolean" },
-      },
-      strict: true,
-    }).values as Record<string, string | boolean | undefined>
-  } catch (error) {
-    return usageError(program, (error as Error).message)
-  }
-  if (values.help) {
-    process.stdout.write(`${usage}\n`)
-    return exitCode.ok
-  }
-  const pool = parsePool((values.pool as string | undefined) ?? "")
+const checkOut = (input: {
+  readonly pool: Option.Option<string>
+  readonly keyFile: Option.Option<string>
+  readonly insecure: boolean
+  readonly json: boolean
+  readonly product: Option.Option<string>
+  readonly hold: string
+  readonly seats: string
+  readonly id: Option.Option<string>
+  readonly first: string
+  readonly heartbeat: string
+}): Promise<number> | number => {
+  const pool = parsePool(Option.getOrElse(input.pool, () => ""))
   if (typeof pool === "string") return usageError(program, pool)
-  const product = values.product as string | undefined
+  const product = Option.getOrUndefined(input.product)
   if (product === undefined) return usageError(program, "--product is required")
-  const holdMs = parseDuration((values.hold as string | undefined) ?? "30s")
-  const heartbeatMs = parseDuration((values.heartbeat as string | undefined) ?? "200ms")
-  const seats = Number((values.seats as string | undefined) ?? "1")
-  const first = Number((values.first as string | undefined) ?? "0")
+  const holdMs = parseDuration(input.hold)
+  const heartbeatMs = parseDuration(input.heartbeat)
+  const seats = Number(input.seats)
+  const first = Number(input.first)
   if (holdMs === undefined || heartbeatMs === undefined)
     return usageError(program, "bad --hold or --heartbeat")
   if (!Number.isInteger(seats) || seats < 1 || seats > 1_000)
     return usageError(program, "bad --seats")
   if (!Number.isInteger(first) || first < 0) return usageError(program, "bad --first")
-  const id = (values.id as string | undefined) ?? `client-${randomBytes(6).toString("hex")}`
-  const json = values.json === true
+  const id = Option.getOrElse(input.id, () => `client-${randomBytes(6).toString("hex")}`)
+  const { json } = input
   return runUntilSignal(
     Effect.gen(function* () {
-      const secret = yield* poolSecret(
-        values["key-file"] as string | undefined,
-        values.insecure === true,
-      )
+      const secret = yield* poolSecret(Option.getOrUndefined(input.keyFile), input.insecure)
       const client = yield* Client.run({
         id,
         bind: { _tag: "Udp", host: pool[0]!.host, port: 0 },
@@ -110,7 +126,7 @@ const main = (): Promise<number> | number => {
   )
 }
 
-Promise.resolve(main()).then(
+runCommand(program, command, chosen).then(
   (code) => process.exit(code),
   (error: unknown) => {
     process.stderr.write(`${program}: internal error: ${String(error)}\n`)

@@ -1,11 +1,28 @@
 /**
- * What the three programs share: the `--pool` list, the key file or `--insecure`, JSON
+ * What the three programs share: their command lines on `effect/cli` (help on stdout, usage
+ * errors on stderr with exit code 2), the `--pool` list, the key file or `--insecure`, JSON
  * lines on stdout (logs on stderr), and running until a signal.
  *
  * @since 0.1.0
  */
 import { ClusterKey } from "@understudy/transport"
-import { Cause, Effect, Fiber, Logger, type Redacted } from "effect"
+import {
+  Cause,
+  Console,
+  Effect,
+  Fiber,
+  FileSystem,
+  Layer,
+  Logger,
+  Path,
+  type Redacted,
+  Sink,
+  Stdio,
+  Stream,
+  Terminal,
+} from "effect"
+import { CliError, CliOutput, Command, Flag } from "effect/cli"
+import { ChildProcessSpawner } from "effect/process"
 
 /** @since 0.1.0 */
 export const exitCode = { ok: 0, failure: 1, usage: 2 } as const
@@ -92,6 +109,112 @@ export const runUntilSignal = (program: Effect.Effect<number, unknown>): Promise
       }
     })
   })
+
+/** The flags every program that talks to the pool has. @since 0.1.0 */
+export const poolFlags = {
+  pool: Flag.String("pool").pipe(
+    Flag.withMetavar("ID=HOST:PEER_PORT:CLIENT_PORT,..."),
+    Flag.withDescription("The servers of the pool, in leader priority order"),
+    Flag.optional,
+  ),
+  keyFile: Flag.String("key-file").pipe(
+    Flag.withDescription("The pool key (default pool.key, from 'license-admin keygen')"),
+    Flag.optional,
+  ),
+  insecure: Flag.Boolean("insecure").pipe(
+    Flag.withDescription("Run without the pool key: traffic unauthenticated (warned about)"),
+    Flag.withDefault(false),
+  ),
+  json: Flag.Boolean("json").pipe(
+    Flag.withDescription("Print JSON lines"),
+    Flag.withDefault(false),
+  ),
+}
+
+/**
+ * What a command's handler chose to run: the command line is parsed (and `--help` answered)
+ * by `effect/cli` first, then the program runs on its own runtime (`runUntilSignal`).
+ *
+ * @since 0.1.0
+ */
+export interface Chosen {
+  run?: () => Promise<number> | number
+}
+
+/**
+ * Only what parsing a command line needs of the platform: its arguments, the terminal's
+ * width for the help; no files, terminal input or child processes (no flag reads a file or
+ * prompts).
+ */
+const cliEnvironment = (program: string, args: ReadonlyArray<string>) =>
+  Layer.mergeAll(
+    FileSystem.layerNoop({}),
+    Path.layer,
+    Layer.succeed(
+      Stdio.Stdio,
+      Stdio.make({
+        args: Effect.succeed(args),
+        stdout: () => Sink.drain,
+        stderr: () => Sink.drain,
+        stdin: Stream.empty,
+      }),
+    ),
+    Layer.succeed(
+      Terminal.Terminal,
+      Terminal.make({
+        columns: Effect.succeed(process.stdout.columns ?? 100),
+        rows: Effect.succeed(process.stdout.rows ?? 24),
+        size: Effect.die("no terminal size"),
+        readInput: Effect.die("no terminal input"),
+        readLine: Effect.die("no terminal input"),
+        display: (text) => Effect.sync(() => void process.stdout.write(text)),
+      }),
+    ),
+    Layer.succeed(
+      ChildProcessSpawner.ChildProcessSpawner,
+      ChildProcessSpawner.make(() => Effect.die("no child processes")),
+    ),
+    CliOutput.layer(CliOutput.defaultFormatter({ colors: false })),
+    // Usage errors go to stderr (stdout holds only help or JSON lines), with a hint.
+    CliOutput.layerPresenter({
+      present: (event) =>
+        event._tag === "InvalidInvocation"
+          ? Effect.gen(function* () {
+              const formatter = yield* CliOutput.Formatter
+              yield* Console.error(
+                `${formatter.formatErrors(event.errors)}\nTry '${program} --help'.`,
+              )
+            })
+          : CliOutput.defaultPresenter.present(event),
+    }),
+  )
+
+/**
+ * Parses `args` with `command` (whose handler fills `chosen`), then runs what it chose.
+ * `--help` prints the help and exits 0; a usage error prints the error and a hint on stderr
+ * and exits 2.
+ *
+ * @since 0.1.0
+ */
+export const runCommand = async <Name extends string, Input, ContextInput>(
+  program: string,
+  command: Command.Command<Name, Input, ContextInput, never, never>,
+  chosen: Chosen,
+  args: ReadonlyArray<string> = process.argv.slice(2),
+): Promise<number> => {
+  const parsed = await Effect.runPromiseExit(
+    Command.runWith(command, { version: "0.1.0" })(args).pipe(
+      Effect.provide(cliEnvironment(program, args)),
+    ),
+  )
+  if (parsed._tag === "Failure") {
+    const error = Cause.squash(parsed.cause)
+    if (CliError.isCliError(error)) return exitCode.usage
+    process.stderr.write(`${program}: ${Cause.pretty(parsed.cause)}\n`)
+    return exitCode.failure
+  }
+  return chosen.run === undefined ? exitCode.ok : chosen.run()
+}
 
 /** Prints a usage error and returns the exit code. @since 0.1.0 */
 export const usageError = (program: string, message: string): number => {

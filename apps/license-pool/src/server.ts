@@ -6,30 +6,59 @@
  * @since 0.1.0
  */
 import { readFileSync } from "node:fs"
-import { parseArgs } from "node:util"
 import { Config, Message, Server } from "@understudy/heartbeat-pool"
 import { NodeDatagram } from "@understudy/transport"
-import { Effect, Result, Stream } from "effect"
+import { Effect, Option, Result, Stream } from "effect"
+import { Command, Flag } from "effect/cli"
 import {
-  exitCode,
+  type Chosen,
   line,
   parseDuration,
   parsePool,
+  poolFlags,
   poolSecret,
+  runCommand,
   runUntilSignal,
   usageError,
 } from "./common.ts"
 
 const program = "license-server"
-const usage = `Usage:
-  ${program} --id ID --pool ID=HOST:PEER_PORT:CLIENT_PORT,... --vendor-key FILE --state-dir DIR
-             [--license FILE] [--key-file FILE | --insecure] [--heartbeat 200ms] [--lease 6s] [--json]
 
-Runs one server of the pool (3 or more, the same --pool everywhere; its order is the leader
-priority list). --vendor-key is the vendor's public key (PEM) that signs license files;
---license a signed license file, adopted when its sequence number is newer than the stored
-one and spread to the pool. --key-file (default pool.key, from 'license-admin keygen')
-authenticates all pool traffic; --insecure runs without it.`
+const command = Command.make(
+  program,
+  {
+    id: Flag.String("id").pipe(Flag.withDescription("This server's id in --pool"), Flag.optional),
+    ...poolFlags,
+    vendorKey: Flag.String("vendor-key").pipe(
+      Flag.withDescription("The vendor's public key (PEM) that signs license files"),
+      Flag.optional,
+    ),
+    stateDir: Flag.String("state-dir").pipe(
+      Flag.withDescription("Where this server keeps its durable state"),
+      Flag.optional,
+    ),
+    license: Flag.String("license").pipe(
+      Flag.withDescription(
+        "A signed license file, adopted when its sequence number is newer than the stored one and spread to the pool",
+      ),
+      Flag.optional,
+    ),
+    heartbeat: Flag.String("heartbeat").pipe(
+      Flag.withDescription("Heartbeat interval (e.g. 200ms); the other timings derive from it"),
+      Flag.withDefault("200ms"),
+    ),
+    lease: Flag.String("lease").pipe(
+      Flag.withDescription("How long a seat lasts without a heartbeat"),
+      Flag.withDefault("6s"),
+    ),
+  },
+  (input) => Effect.sync(() => void (chosen.run = () => serve(input))),
+).pipe(
+  Command.withDescription(
+    "Runs one server of the pool (3 or more, the same --pool everywhere; its order is the leader priority list). --key-file (default pool.key, from 'license-admin keygen') authenticates all pool traffic; --insecure runs without it.",
+  ),
+)
+const chosen: Chosen = {}
 
 const decodeLicense = (text: string): Message.License => {
   const decoded = Message.licenseFileCodec.decode(new TextEncoder().encode(text))
@@ -37,43 +66,29 @@ const decodeLicense = (text: string): Message.License => {
   return decoded.success
 }
 
-const main = (): Promise<number> | number => {
-  let parsed: ReturnType<typeof parseArgs>
-  try {
-    parsed = parseArgs({
-      options: {
-        id: { type: "string" },
-        pool: { type: "string" },
-        "vendor-key": { type: "string" },
-        "state-dir": { type: "string" },
-        license: { type: "string" },
-        "key-file": { type: "string" },
-        insecure: { type: "boolean" },
-        heartbeat: { type: "string" },
-        lease: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean" },
-      },
-      strict: true,
-    })
-  } catch (error) {
-    return usageError(program, (error as Error).message)
-  }
-  const values = parsed.values as Record<string, string | boolean | undefined>
-  if (values.help) {
-    process.stdout.write(`${usage}\n`)
-    return exitCode.ok
-  }
-  const id = values.id as string | undefined
-  const pool = parsePool((values.pool as string | undefined) ?? "")
+const serve = (input: {
+  readonly id: Option.Option<string>
+  readonly pool: Option.Option<string>
+  readonly keyFile: Option.Option<string>
+  readonly insecure: boolean
+  readonly json: boolean
+  readonly vendorKey: Option.Option<string>
+  readonly stateDir: Option.Option<string>
+  readonly license: Option.Option<string>
+  readonly heartbeat: string
+  readonly lease: string
+}): Promise<number> | number => {
+  const id = Option.getOrUndefined(input.id)
+  const pool = parsePool(Option.getOrElse(input.pool, () => ""))
   if (id === undefined) return usageError(program, "--id is required")
   if (typeof pool === "string") return usageError(program, pool)
   if (!pool.some((entry) => entry.id === id))
     return usageError(program, `--id ${id} is not in --pool`)
-  if (values["vendor-key"] === undefined) return usageError(program, "--vendor-key is required")
-  if (values["state-dir"] === undefined) return usageError(program, "--state-dir is required")
-  const heartbeatMs = parseDuration((values.heartbeat as string | undefined) ?? "200ms")
-  const leaseMs = parseDuration((values.lease as string | undefined) ?? "6s")
+  if (Option.isNone(input.vendorKey)) return usageError(program, "--vendor-key is required")
+  const stateDir = Option.getOrUndefined(input.stateDir)
+  if (stateDir === undefined) return usageError(program, "--state-dir is required")
+  const heartbeatMs = parseDuration(input.heartbeat)
+  const leaseMs = parseDuration(input.lease)
   if (heartbeatMs === undefined || leaseMs === undefined)
     return usageError(program, "bad --heartbeat or --lease")
   // The other timings derive from the heartbeat; the decoder refuses unsafe combinations.
@@ -82,19 +97,16 @@ const main = (): Promise<number> | number => {
   let vendorPublicKey: string
   let license: Message.License | undefined
   try {
-    vendorPublicKey = readFileSync(values["vendor-key"] as string, "utf8")
-    if (values.license !== undefined)
-      license = decodeLicense(readFileSync(values.license as string, "utf8"))
+    vendorPublicKey = readFileSync(input.vendorKey.value, "utf8")
+    if (Option.isSome(input.license))
+      license = decodeLicense(readFileSync(input.license.value, "utf8"))
   } catch (error) {
     return usageError(program, `cannot read a key or license file: ${(error as Error).message}`)
   }
-  const json = values.json === true
+  const { json } = input
   return runUntilSignal(
     Effect.gen(function* () {
-      const secret = yield* poolSecret(
-        values["key-file"] as string | undefined,
-        values.insecure === true,
-      )
+      const secret = yield* poolSecret(Option.getOrUndefined(input.keyFile), input.insecure)
       const running = yield* Server.run({
         self: id,
         members: pool.map((entry) => ({
@@ -104,9 +116,10 @@ const main = (): Promise<number> | number => {
         })),
         poolSecret: secret,
         vendorPublicKey,
-        stateDir: values["state-dir"] as string,
+        stateDir,
         ...(license !== undefined ? { license } : {}),
         timing: config.success.timing,
+        maxShareSeats: config.success.maxShareSeats,
       })
       const state = yield* running.state
       const emit = (value: Record<string, unknown>) =>
@@ -131,7 +144,7 @@ const main = (): Promise<number> | number => {
   )
 }
 
-Promise.resolve(main()).then(
+runCommand(program, command, chosen).then(
   (code) => process.exit(code),
   (error: unknown) => {
     process.stderr.write(`${program}: internal error: ${String(error)}\n`)
