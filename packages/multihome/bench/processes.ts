@@ -17,7 +17,7 @@ import { Effect } from "effect"
 const receiverScript = fileURLToPath(new URL("./receiver.ts", import.meta.url))
 
 /** How long a receiver may take to start (Node, Effect, the bind; a primary: its link). */
-const readyTimeoutMs = 20_000
+const readyTimeoutMs = 60_000
 
 /** The SCTP port our receivers listen on (an SCTP port is ours alone: no OS resource). */
 export const sctpPort = Usrsctp.tsctpDefaultSctpPort
