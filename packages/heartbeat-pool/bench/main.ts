@@ -81,6 +81,8 @@ const leaderWith = (clients: number) => {
     crypto: fakeCrypto,
     initialLicense: license(clients),
     maxClientsPerServer: clients,
+    // Every seat held at the leader (none handed out as shares): its step for `Beat`s is measured.
+    maxShareSeats: 0,
   })
   let state = pool.init({ self: "s1", peers: ["s2", "s3"], nowMs: 0 }).state
   state = pool.step(state, M.timerFired(Machine.electionTimer, 600)).state
