@@ -23,6 +23,12 @@ export interface Result {
   readonly previous: string | null
 }
 
+/** The wire and disk form of the state (a snapshot). @since 0.1.0 @category models */
+export const StateSchema = Schema.HashMap(Schema.String, Schema.String)
+
+/** @since 0.1.0 @category models */
+export const ResultSchema = Schema.Struct({ previous: Schema.NullOr(Schema.String) })
+
 /** @since 0.1.0 */
 export const initial: State = HashMap.empty()
 

@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import { join } from "node:path"
 import { Authentication } from "@understudy/machine"
-import { ServerGroup } from "@understudy/staggered-election"
+import { Replication, ServerGroup } from "@understudy/staggered-election"
 import { NameServer } from "@understudy/store"
 import { Address, ClusterKey, NodeDatagram } from "@understudy/transport"
 import { Context, Effect, HashMap, Layer, Option, Redacted, Stream } from "effect"
@@ -132,8 +132,11 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
       apply: Kv.apply,
       advertise,
       ...timings,
-      // The log file is compacted, but the machine still keeps every entry in memory.
-      maxLogEntries: 500_000,
+      // Compacted every 10,000 applied entries (memory: the snapshot and at most the
+      // un-compacted tail); the snapshot goes in 8,000-character chunks, under a datagram.
+      snapshot: Replication.snapshotCodec(Kv.StateSchema, Kv.ResultSchema),
+      compactEvery: 10_000,
+      maxLogEntries: 100_000,
       maxQueuedSubmits: 10_000,
       registrationTtlMs: 1_500,
       submitTimeoutMs: 3_000,

@@ -8,9 +8,12 @@
  *    same detection (`raftStyle.ts`): mean / p99 failover (crash → one new master followed by
  *    every live server), the election messages it took, how often two or more servers stood.
  *
+ * 3. Compaction (`compaction.ts`): writes/s through the machines at 10k, 100k and 500k
+ *    entries appended over the log's life, and their ratios.
+ *
  * Prints a table, then, last, one JSON line of named figures. Environment: `BENCH_ROUNDS`
  * (process rounds for 3 and 5 servers; 9 servers get 2/3 of it; default 10),
- * `BENCH_SIM_RUNS` (default 2,000), `BENCH_PART=processes|sim` to run one half.
+ * `BENCH_SIM_RUNS` (default 2,000), `BENCH_PART=processes|sim|compaction` to run one part.
  *
  * The staggered machine is imported from `src/`; the processes run `apps/server-group`,
  * which imports the package's build (`dist/`): rebuild it after changing `src/`.
@@ -18,6 +21,7 @@
  * @since 0.1.0
  */
 
+import * as Compaction from "./compaction.ts"
 import { killAll, measure, startNameServer } from "./processes.ts"
 import type { Variant } from "./simulate.ts"
 import * as Sim from "./simulate.ts"
@@ -131,6 +135,14 @@ if (part === undefined || part === "sim") {
   }
 }
 
+// 3. Compaction.
+let compactionRows: Array<string> = []
+if (part === undefined || part === "compaction") {
+  const result = Compaction.run()
+  compactionRows = result.rows
+  Object.assign(figures, result.figures)
+}
+
 if (processRows.length > 0) {
   console.log(
     "\nprocesses: SIGKILL → write answered by the new master (ms; p99 of few rounds ≈ max)",
@@ -146,5 +158,9 @@ if (simRows.length > 0) {
     "servers  variant              ok  fail     mean    p50    p99    max  detect  election     msgs msgsP99 contested  wallMs",
   )
   for (const row of simRows) console.log(row)
+}
+if (compactionRows.length > 0) {
+  console.log(Compaction.heading)
+  for (const row of compactionRows) console.log(row)
 }
 console.log(JSON.stringify(figures))

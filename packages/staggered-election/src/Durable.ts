@@ -13,26 +13,38 @@
  *
  * Records: `Hard` (term, epoch, commit point), `Entries` (the log from `fromSeq` on is
  * replaced by these entries: appends and a backup's overwritten suffix alike) and `Snapshot`
- * (everything at once: what `compact` rewrites the log file into). The applied state is not
- * stored: it is the committed prefix of the log, applied again on restart.
+ * (everything at once: what `compact` rewrites the log file into, or what an installed
+ * snapshot replaces the log with). The applied state after the snapshot is not stored: it
+ * is the committed part of the log, applied again on restart.
+ *
+ * Compaction in memory (`Replication.compact`) writes nothing: the file still holds the
+ * entries the snapshot replaced, equivalent to it, until the file is rewritten (then the
+ * machine's current snapshot is encoded with the `Replication.SnapshotCodec`). So encoding
+ * the state costs one pass per file rewrite, which happens once the file has grown past
+ * `compactBytes` plus twice the size of the last rewrite: amortised O(1) per write.
  *
  * @since 0.1.0
  */
 import { Effect, Result, Schema, type Scope } from "effect"
 import * as Message from "./Message.ts"
+import type * as Replication from "./Replication.ts"
 import * as Wal from "./Wal.ts"
 
 /** The durable part of a server's state. @since 0.1.0 @category models */
-export interface Durable<Req> {
+export interface Durable<Req, S = unknown, Res = unknown> {
   readonly term: number
   readonly epoch: number
   readonly commitSeq: number
-  /** `log[i]` holds position `i + 1`. */
+  /** The snapshot the log follows; absent, the log starts at position 1. */
+  readonly base?: Replication.Snapshot<S, Res> | undefined
+  /** `log[i]` holds position `(base?.seq ?? 0) + i + 1`. */
   readonly log: ReadonlyArray<Message.Entry<Req>>
 }
 
 /** A server that never wrote anything. @since 0.1.0 @category constructors */
-export const empty: Durable<never> = { term: 0, epoch: 0, commitSeq: 0, log: [] }
+export const empty: Durable<never, never, never> = { term: 0, epoch: 0, commitSeq: 0, log: [] }
+
+const baseSeq = (durable: Durable<unknown, unknown, unknown>) => durable.base?.seq ?? 0
 
 /** One record of the log. @since 0.1.0 @category models */
 export type Record<Req> =
@@ -47,7 +59,15 @@ export type Record<Req> =
       readonly fromSeq: number
       readonly entries: ReadonlyArray<Message.Entry<Req>>
     }
-  | ({ readonly _tag: "Snapshot" } & Durable<Req>)
+  | {
+      readonly _tag: "Snapshot"
+      readonly term: number
+      readonly epoch: number
+      readonly commitSeq: number
+      /** The snapshot, encoded by the `Replication.SnapshotCodec`. */
+      readonly base?: string
+      readonly log: ReadonlyArray<Message.Entry<Req>>
+    }
 
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 
@@ -68,15 +88,25 @@ export const recordSchema = <Req>(
       term: Count,
       epoch: Count,
       commitSeq: Count,
+      base: Schema.optionalKey(Schema.String),
       log: Schema.Array(entry),
     }),
   ])
   return Schema.fromJsonString(union) as unknown as Schema.Codec<Record<Req>, unknown>
 }
 
-/** The durable state a sequence of records leaves. @since 0.1.0 @category combinators */
-export const replay = <Req>(records: ReadonlyArray<Record<Req>>): Durable<Req> => {
-  let durable: Durable<Req> = empty
+/**
+ * The durable state a sequence of records leaves; `decodeBase` decodes a snapshot record's
+ * snapshot (it throws nothing: a snapshot that does not decode was checked by `open`).
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const replay = <Req, S = unknown, Res = unknown>(
+  records: ReadonlyArray<Record<Req>>,
+  decodeBase: (data: string) => Replication.Snapshot<S, Res> | undefined = () => undefined,
+): Durable<Req, S, Res> => {
+  let durable: Durable<Req, S, Res> = empty
   for (const record of records) {
     switch (record._tag) {
       case "Hard":
@@ -87,53 +117,87 @@ export const replay = <Req>(records: ReadonlyArray<Record<Req>>): Durable<Req> =
           commitSeq: record.commitSeq,
         }
         break
-      case "Entries":
-        durable = {
-          ...durable,
-          log: [...durable.log.slice(0, Math.max(0, record.fromSeq - 1)), ...record.entries],
-        }
+      case "Entries": {
+        const kept = Math.max(0, record.fromSeq - 1 - baseSeq(durable))
+        durable = { ...durable, log: [...durable.log.slice(0, kept), ...record.entries] }
         break
-      case "Snapshot":
+      }
+      case "Snapshot": {
+        const base = record.base === undefined ? undefined : decodeBase(record.base)
         durable = {
           term: record.term,
           epoch: record.epoch,
           commitSeq: record.commitSeq,
+          ...(base === undefined ? {} : { base }),
           log: record.log,
         }
         break
+      }
     }
   }
   // A commit point past the log (its tail torn) says nothing about what is missing.
-  return { ...durable, commitSeq: Math.min(durable.commitSeq, durable.log.length) }
+  return {
+    ...durable,
+    commitSeq: Math.min(durable.commitSeq, baseSeq(durable) + durable.log.length),
+  }
 }
 
 /** The durable part of what a machine holds. @since 0.1.0 @category getters */
-export const of = <Req>(state: {
+export const of = <Req, S, Res>(state: {
   readonly term: number
   readonly epoch: number
   readonly replica: {
     readonly commitSeq: number
+    readonly base: Replication.Snapshot<S, Res>
     readonly log: ReadonlyArray<Message.Entry<Req>>
   }
-}): Durable<Req> => ({
+}): Durable<Req, S, Res> => ({
   term: state.term,
   epoch: state.epoch,
   commitSeq: state.replica.commitSeq,
+  ...(state.replica.base.seq === 0 ? {} : { base: state.replica.base }),
   log: state.replica.log,
 })
 
 /**
  * The records that take `persisted` to `next`. The machine never changes an entry in place,
  * so entries are compared by identity: from the end of the shorter log back to the first
- * position both still share (usually at once: an append).
+ * position both still share (usually at once: an append). A snapshot moved by compaction
+ * changes nothing on disk (the entries it replaced are there); one that replaced entries
+ * the file does not hold (installed from the master) is written whole (`snapshot`
+ * encodes it; without it nothing is ever installed).
  *
  * @since 0.1.0
  * @category combinators
  */
-export const changes = <Req>(
-  persisted: Durable<Req>,
-  next: Durable<Req>,
+export const changes = <Req, S, Res>(
+  persisted: Durable<Req, S, Res>,
+  next: Durable<Req, S, Res>,
+  encodeBase: (base: Replication.Snapshot<S, Res>) => string = () => {
+    throw new Error("a snapshot without a snapshot codec")
+  },
 ): ReadonlyArray<Record<Req>> => {
+  const persistedBase = baseSeq(persisted)
+  const nextBase = baseSeq(next)
+  const persistedLast = persistedBase + persisted.log.length
+  if (
+    next.base !== persisted.base &&
+    (nextBase > persistedLast ||
+      (nextBase > persistedBase &&
+        persisted.log[nextBase - persistedBase - 1]?.epoch !== next.base!.epoch) ||
+      nextBase < persistedBase)
+  ) {
+    return [
+      {
+        _tag: "Snapshot",
+        term: next.term,
+        epoch: next.epoch,
+        commitSeq: next.commitSeq,
+        ...(next.base === undefined ? {} : { base: encodeBase(next.base) }),
+        log: next.log,
+      },
+    ]
+  }
   const records: Array<Record<Req>> = []
   if (
     persisted.term !== next.term ||
@@ -143,10 +207,23 @@ export const changes = <Req>(
     records.push({ _tag: "Hard", term: next.term, epoch: next.epoch, commitSeq: next.commitSeq })
   }
   if (persisted.log !== next.log) {
-    let shared = Math.min(persisted.log.length, next.log.length)
-    while (shared > 0 && persisted.log[shared - 1] !== next.log[shared - 1]) shared--
-    if (shared < persisted.log.length || shared < next.log.length) {
-      records.push({ _tag: "Entries", fromSeq: shared + 1, entries: next.log.slice(shared) })
+    // Positions both logs hold, compared from the end; `nextBase >= persistedBase` here.
+    const nextLast = nextBase + next.log.length
+    const entryOf = (durable: Durable<Req, S, Res>, base: number, seq: number) =>
+      durable.log[seq - base - 1]
+    let shared = Math.min(persistedLast, nextLast)
+    while (
+      shared > nextBase &&
+      entryOf(persisted, persistedBase, shared) !== entryOf(next, nextBase, shared)
+    ) {
+      shared--
+    }
+    if (shared < persistedLast || shared < nextLast) {
+      records.push({
+        _tag: "Entries",
+        fromSeq: shared + 1,
+        entries: next.log.slice(shared - nextBase),
+      })
     }
   }
   return records
@@ -160,31 +237,35 @@ export const changes = <Req>(
  * @since 0.1.0
  * @category models
  */
-export interface Store<Req> {
-  readonly recovered: Durable<Req>
+export interface Store<Req, S = unknown, Res = unknown> {
+  readonly recovered: Durable<Req, S, Res>
   /** Bytes of a torn tail truncated on open. */
   readonly truncatedBytes: number
-  readonly persist: (next: Durable<Req>) => Effect.Effect<void, Wal.WalFailed>
+  readonly persist: (next: Durable<Req, S, Res>) => Effect.Effect<void, Wal.WalFailed>
 }
 
 /**
  * The log at `file`, opened and recovered for the scope. A record that passes its checksum
- * but does not decode is damage too (`ElectionWalCorrupt`).
+ * but does not decode (nor its snapshot, with `snapshot`) is damage too
+ * (`ElectionWalCorrupt`). Without `snapshot`, the machine must not compact (the whole log
+ * is kept).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const open = <Req>(
+export const open = <Req, S = unknown, Res = unknown>(
   file: string,
   request: Schema.Codec<Req, unknown>,
   compactBytes = 4 * 1024 * 1024,
-): Effect.Effect<Store<Req>, Wal.WalCorrupt | Wal.WalFailed, Scope.Scope> =>
+  snapshot?: Replication.SnapshotCodec<S, Res>,
+): Effect.Effect<Store<Req, S, Res>, Wal.WalCorrupt | Wal.WalFailed, Scope.Scope> =>
   Effect.gen(function* () {
     const codec = recordSchema(request)
     const decodeRecord = Schema.decodeUnknownResult(codec)
     const encodeRecord = Schema.encodeSync(codec)
     const { wal, records, truncatedBytes } = yield* Wal.open(file)
     const decoded: Array<Record<Req>> = []
+    const bases = new Map<string, Replication.Snapshot<S, Res>>()
     let offset = 0
     for (const bytes of records) {
       const result = decodeRecord(new TextDecoder().decode(bytes))
@@ -195,20 +276,47 @@ export const open = <Req>(
           reason: `a record does not decode: ${String(result.failure)}`,
         })
       }
-      decoded.push(result.success)
+      const record = result.success
+      if (record._tag === "Snapshot" && record.base !== undefined) {
+        const base = snapshot?.decode(record.base)
+        if (base === undefined || Result.isFailure(base)) {
+          return yield* new Wal.WalCorrupt({
+            path: file,
+            offset,
+            reason:
+              base === undefined
+                ? "a snapshot, and no snapshot codec to read it"
+                : `a snapshot does not decode: ${String(base.failure)}`,
+          })
+        }
+        bases.set(record.base, base.success)
+      }
+      decoded.push(record)
       offset += Wal.frame(bytes).length
     }
     const encode = (record: Record<Req>) => new TextEncoder().encode(encodeRecord(record) as string)
-    let persisted = replay(decoded)
+    const encodeBase = (base: Replication.Snapshot<S, Res>) => {
+      if (snapshot === undefined) throw new Error("a snapshot without a snapshot codec")
+      return snapshot.encode(base)
+    }
+    let persisted = replay<Req, S, Res>(decoded, (data) => bases.get(data))
+    bases.clear()
     let snapshotBytes = yield* wal.size
-    const persist = (next: Durable<Req>) =>
+    const persist = (next: Durable<Req, S, Res>) =>
       Effect.gen(function* () {
-        const batch = changes(persisted, next)
+        const batch = changes(persisted, next, encodeBase)
         if (batch.length === 0) return
         yield* wal.append(batch.map(encode))
         persisted = next
         if ((yield* wal.size) > compactBytes + 2 * snapshotBytes) {
-          yield* wal.rewrite([encode({ _tag: "Snapshot", ...next })])
+          const { base, ...rest } = next
+          yield* wal.rewrite([
+            encode({
+              _tag: "Snapshot",
+              ...rest,
+              ...(base === undefined ? {} : { base: encodeBase(base) }),
+            }),
+          ])
           snapshotBytes = yield* wal.size
         }
       })

@@ -78,8 +78,23 @@ export interface Config<S, Req, Res> {
   /** The user's state machine, replicated. */
   readonly initial: S
   readonly apply: Replication.Apply<S, Req, Res>
-  /** Most log entries kept; a master refuses requests beyond it (`Rejected` `log-full`). Default 10,000. */
+  /**
+   * Most log entries kept after the snapshot; a master refuses requests beyond it (`Rejected`
+   * `log-full`). Without `snapshot` nothing is compacted, so it bounds the lifetime count.
+   * Default 10,000.
+   */
   readonly maxLogEntries?: number
+  /**
+   * How the applied state (with the table of last answers) is encoded for a backup or a new
+   * master that needs what was compacted, and for the write-ahead log: with it, the log is
+   * compacted (`Replication.compact`) every `compactEvery` applied entries, so the only
+   * bound is on the un-compacted tail (`maxLogEntries`). Absent: nothing is compacted.
+   */
+  readonly snapshot?: Replication.SnapshotCodec<S, Res>
+  /** With `snapshot`: applied entries between compactions. Default 1,000. */
+  readonly compactEvery?: number
+  /** With `snapshot`: characters of an encoded snapshot per `Snapshot` message. Default 8,000. */
+  readonly snapshotChunkChars?: number
   /** Most requests queued while a new master syncs. Default 1,000. */
   readonly maxQueuedSubmits?: number
   /** Most entries in one `Replicate` or `SyncReply`. Default 64. */
@@ -98,7 +113,7 @@ export interface Config<S, Req, Res> {
    * restarted with a non-empty one is not amnesiac: its term, promise and log are back, and
    * it counts towards majorities at once. Absent or empty: a cold start (amnesiac).
    */
-  readonly restored?: Durable.Durable<Req>
+  readonly restored?: Durable.Durable<Req, S, Res>
 }
 
 /**
@@ -160,8 +175,16 @@ export type Event<Res> =
   | {
       readonly _tag: "Ignored"
       readonly from: string
-      readonly reason: "stale-epoch" | "unknown-sender" | "wrong-index" | "too-large" | "bad-epoch"
+      readonly reason:
+        | "stale-epoch"
+        | "unknown-sender"
+        | "wrong-index"
+        | "too-large"
+        | "bad-epoch"
+        | "bad-snapshot"
     }
+  /** A snapshot received from `from` replaced the log through `seq`. */
+  | { readonly _tag: "SnapshotInstalled"; readonly from: string; readonly seq: number }
   | {
       readonly _tag: "Answered"
       readonly clientId: string
@@ -209,6 +232,10 @@ export interface Leader<Req> {
   readonly roundAcked: Readonly<Record<string, number>>
   /** Reads waiting for a majority to acknowledge their round, oldest first. */
   readonly reads: ReadonlyArray<{ readonly readId: number; readonly round: number }>
+  /** Per backup sent the snapshot: how far it said it holds it. */
+  readonly snapshotOffset: Readonly<
+    Record<string, { readonly seq: number; readonly offset: number }>
+  >
 }
 
 /** @since 0.1.0 @category models */
@@ -262,6 +289,17 @@ export interface State<S, Req, Res> {
    * server replied. Without it a group with a majority restarted never counts them again.
    */
   readonly heardAll: Readonly<Record<string, number>>
+  /** A snapshot being received (`Snapshot` chunks), as far as received. */
+  readonly receiving:
+    | {
+        readonly from: string
+        readonly seq: number
+        readonly epoch: number
+        readonly data: string
+        /** When the last chunk arrived: a transfer idle past the inquiry time-out may be replaced. */
+        readonly atMs: number
+      }
+    | undefined
 }
 
 /** @since 0.1.0 @category models */
@@ -351,7 +389,9 @@ export const validate = <S, Req, Res>(
     positive("delayWindow", config.delayWindow, true) ??
     positive("maxLogEntries", config.maxLogEntries, true) ??
     positive("maxQueuedSubmits", config.maxQueuedSubmits, true) ??
-    positive("maxEntriesPerMessage", config.maxEntriesPerMessage, true)
+    positive("maxEntriesPerMessage", config.maxEntriesPerMessage, true) ??
+    positive("compactEvery", config.compactEvery, true) ??
+    positive("snapshotChunkChars", config.snapshotChunkChars, true)
   )
 }
 
@@ -364,10 +404,16 @@ export const validate = <S, Req, Res>(
 export const isMaster = (state: State<unknown, unknown, unknown>): boolean =>
   state.role === "master"
 
-/** The applied requests, in order. @since 0.1.0 @category getters */
+/**
+ * The applied entries still held, in order: those after the snapshot (all of them when
+ * nothing is compacted), from position `state.replica.base.seq + 1`.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
 export const applied = <Req>(
   state: State<unknown, Req, unknown>,
-): ReadonlyArray<Message.Entry<Req>> => state.replica.log.slice(0, state.replica.appliedSeq)
+): ReadonlyArray<Message.Entry<Req>> => Replication.appliedEntries(state.replica)
 
 /**
  * The machine of one server. Throws `InvalidConfig` or `Rank.InvalidGroup` for a
@@ -390,6 +436,19 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
   const maxLogEntries = config.maxLogEntries ?? 10_000
   const maxQueuedSubmits = config.maxQueuedSubmits ?? 1_000
   const maxEntriesPerMessage = config.maxEntriesPerMessage ?? 64
+  const snapshots = config.snapshot
+  const compactEvery = config.compactEvery ?? 1_000
+  const chunkChars = config.snapshotChunkChars ?? 8_000
+  // A snapshot is sent in many chunks, and to several servers: encode it once.
+  const encoded = new WeakMap<Replication.Snapshot<S, Res>, string>()
+  const encodeSnapshot = (snapshot: Replication.Snapshot<S, Res>): string => {
+    let data = encoded.get(snapshot)
+    if (data === undefined) {
+      data = snapshots!.encode(snapshot)
+      encoded.set(snapshot, data)
+    }
+    return data
+  }
 
   type St = State<S, Req, Res>
   type Ev = Event<Res>
@@ -492,8 +551,17 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       outputs.push(M.send<Msg<Req>>(leader.pulling, { ...request, fromSeq: leader.fromSeq + got }))
       return
     }
+    const receiving = state.receiving
     for (const peer of peersOf(state)) {
-      if (leader.replies[peer.id] === undefined) outputs.push(M.send<Msg<Req>>(peer.id, request))
+      if (leader.replies[peer.id] !== undefined) continue
+      outputs.push(
+        M.send<Msg<Req>>(
+          peer.id,
+          receiving?.from === peer.id
+            ? { ...request, snapshotSeq: receiving.seq, snapshotOffset: receiving.data.length }
+            : request,
+        ),
+      )
     }
   }
 
@@ -522,6 +590,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       readRound: 0,
       roundAcked: {},
       reads: [],
+      snapshotOffset: {},
     }
     const next: St = {
       ...state,
@@ -564,6 +633,25 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     return maybeFinishSync(next, nowMs, outputs)
   }
 
+  /** One chunk of this server's snapshot, from `offset`. */
+  const sendSnapshot = (state: St, peer: string, offset: number, outputs: Array<Output>) => {
+    const base = state.replica.base
+    const data = encodeSnapshot(base)
+    const from = Math.min(offset, data.length)
+    outputs.push(
+      M.send<Msg<Req>>(peer, {
+        _tag: "Snapshot",
+        epoch: state.epoch,
+        index: state.index,
+        seq: base.seq,
+        snapshotEpoch: base.epoch,
+        offset: from,
+        data: data.slice(from, from + chunkChars),
+        done: from + chunkChars >= data.length,
+      }),
+    )
+  }
+
   /**
    * Sends the next entries a backup lacks. A syncing master sends only its committed prefix
    * (so backups apply what is already decided) and never catches anyone up: its own log may
@@ -575,6 +663,12 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     const syncing = leader.phase === "syncing"
     const upTo = syncing ? replica.commitSeq : Replication.lastSeq(replica)
     const nextSeq = Math.min(leader.nextSeq[peer] ?? replica.commitSeq + 1, upTo + 1)
+    if (nextSeq <= replica.base.seq) {
+      // Compacted: the backup gets the snapshot, from where it said it holds it.
+      const sent = leader.snapshotOffset[peer]
+      sendSnapshot(state, peer, sent?.seq === replica.base.seq ? sent.offset : 0, outputs)
+      return
+    }
     const prevSeq = nextSeq - 1
     const entries = Replication.entriesFrom(
       replica,
@@ -623,7 +717,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         )
       }
     }
-    return replica === state.replica ? state : { ...state, replica }
+    const compacted = snapshots === undefined ? replica : Replication.compact(replica, compactEvery)
+    return compacted === state.replica ? state : { ...state, replica: compacted }
   }
 
   const advanceCommit = (state: St, nowMs: number, outputs: Array<Output>): St => {
@@ -684,7 +779,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       case "New":
         break
     }
-    if (Replication.lastSeq(state.replica) >= maxLogEntries) return reject("log-full")
+    if (state.replica.log.length >= maxLogEntries) return reject("log-full")
     const replica = Replication.append(state.replica, {
       _tag: "Request",
       seq: Replication.lastSeq(state.replica) + 1,
@@ -732,7 +827,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         ? state.replica
         : Replication.adopt(state.replica, leader.fromSeq, summary.entries, maxLogEntries)
     // A no-op of our epoch: what we adopted commits with it (Raft's rule for earlier terms).
-    if (Replication.lastSeq(replica) < maxLogEntries) {
+    if (replica.log.length < maxLogEntries) {
       replica = Replication.append(replica, {
         _tag: "Noop",
         seq: Replication.lastSeq(replica) + 1,
@@ -837,7 +932,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     const outputs: Array<Output> = []
     const restored = config.restored
     const durable =
-      restored !== undefined && (restored.epoch > 0 || restored.log.length > 0)
+      restored !== undefined &&
+      (restored.epoch > 0 || restored.log.length > 0 || restored.base !== undefined)
         ? restored
         : undefined
     const formerMaster =
@@ -865,8 +961,19 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
           : Replication.applyCommitted(
               {
                 ...Replication.empty<S, Req, Res>(config.initial),
+                ...(durable.base === undefined
+                  ? {}
+                  : {
+                      base: durable.base,
+                      state: durable.base.state,
+                      clients: durable.base.clients,
+                      appliedSeq: durable.base.seq,
+                    }),
                 log: durable.log,
-                commitSeq: Math.min(durable.commitSeq, durable.log.length),
+                commitSeq: Math.min(
+                  durable.commitSeq,
+                  (durable.base?.seq ?? 0) + durable.log.length,
+                ),
               },
               config.apply,
             ).replica,
@@ -875,9 +982,14 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       // nothing. With one, it kept everything it told anyone: not amnesiac.
       amnesiac: durable === undefined,
       incarnation: context.nowMs,
-      history: (durable?.log.length ?? 0) > 0,
+      history: (durable?.log.length ?? 0) > 0 || durable?.base !== undefined,
       heard: {},
       heardAll: {},
+      receiving: undefined,
+    }
+    // A replayed log is compacted at once: its tail may be longer than `maxLogEntries` allows.
+    if (snapshots !== undefined) {
+      state = { ...state, replica: Replication.compact(state.replica, compactEvery) }
     }
     // The first probe round: its replies carry the current epoch and master, so a restarted
     // server acknowledges the master before its election delay (base > a round trip) expires.
@@ -965,6 +1077,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         return message.lastSeq > 0
       case "SyncReply":
         return message.history === true || message.lastSeq > 0 || (message.commitSeq ?? 0) > 0
+      case "Snapshot":
+        return message.seq > 0
       default:
         return false
     }
@@ -1195,6 +1309,13 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     outputs: Array<Output>,
   ): St => {
     if (state.role !== "backup" || state.master !== from) return state
+    if (message.fromSeq <= state.replica.base.seq) {
+      // Compacted past the master's commit point: what it lacks is in the snapshot.
+      const offset =
+        message.snapshotSeq === state.replica.base.seq ? (message.snapshotOffset ?? 0) : 0
+      sendSnapshot(state, from, offset, outputs)
+      return state
+    }
     const entries = Replication.entriesFrom(state.replica, message.fromSeq, maxEntriesPerMessage)
     const last = Replication.lastSeq(state.replica)
     outputs.push(
@@ -1304,6 +1425,162 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
   }
 
   /**
+   * A chunk of a snapshot: from its master (a backup it compacted past), or from a backup (a
+   * syncing master whose commit point the backup compacted past). The last chunk is decoded
+   * and installed; a master then syncs again after it, as when a sync reply shows it
+   * committed entries (`learnCommitted`), a backup acknowledges up to it.
+   */
+  const onSnapshot = (
+    state: St,
+    from: string,
+    message: Message.Snapshot,
+    nowMs: number,
+    outputs: Array<Output>,
+  ): St => {
+    const leader = state.leader
+    const fromMaster = state.role === "backup" && state.master === from
+    const toSyncing = state.role === "master" && leader?.phase === "syncing"
+    if (snapshots === undefined || !(fromMaster || toSyncing)) return state
+    const ack = (lastSeq: number) =>
+      M.send<Msg<Req>>(from, {
+        _tag: "Ack",
+        epoch: state.epoch,
+        index: state.index,
+        ok: true,
+        lastSeq,
+        amnesiac: state.amnesiac,
+        incarnation: state.incarnation,
+      })
+    if (message.seq <= state.replica.appliedSeq) {
+      // Already applied through it (its acknowledgement was lost): say so again.
+      if (fromMaster) outputs.push(ack(message.seq))
+      return state
+    }
+    const held = state.receiving
+    const same =
+      held !== undefined &&
+      held.from === from &&
+      held.seq === message.seq &&
+      held.epoch === message.snapshotEpoch
+    // A chunk already held: a duplicate, or the master sending again from what it last heard
+    // (an acknowledgement lost). Tell the master how far this server holds it (it ignores an
+    // offset it already knew); a syncing master asks again on its next detection tick.
+    if (same && message.offset < held.data.length) {
+      if (fromMaster) {
+        outputs.push(
+          M.send<Msg<Req>>(from, {
+            _tag: "SnapshotAck",
+            epoch: state.epoch,
+            index: state.index,
+            seq: message.seq,
+            offset: held.data.length,
+          }),
+        )
+      }
+      return state
+    }
+    // One transfer at a time (a syncing master may be offered several): another sender's
+    // waits until this one is idle past the inquiry time-out (its sender died).
+    if (!same && held !== undefined && held.from !== from && nowMs - held.atMs <= inquiryTimeoutMs)
+      return state
+    const continues = same && held.data.length === message.offset
+    if (message.offset !== 0 && !continues) {
+      // A chunk past a lost one: say where to go on from.
+      const offset = same ? held.data.length : 0
+      outputs.push(
+        M.send<Msg<Req>>(from, {
+          _tag: "SnapshotAck",
+          epoch: state.epoch,
+          index: state.index,
+          seq: message.seq,
+          offset,
+        }),
+      )
+      return state
+    }
+    const data = (continues ? held.data : "") + message.data
+    if (!message.done) {
+      outputs.push(
+        M.send<Msg<Req>>(from, {
+          _tag: "SnapshotAck",
+          epoch: state.epoch,
+          index: state.index,
+          seq: message.seq,
+          offset: data.length,
+        }),
+      )
+      return {
+        ...state,
+        receiving: { from, seq: message.seq, epoch: message.snapshotEpoch, data, atMs: nowMs },
+      }
+    }
+    const decoded = snapshots.decode(data)
+    if (
+      Result.isFailure(decoded) ||
+      decoded.success.seq !== message.seq ||
+      decoded.success.epoch !== message.snapshotEpoch
+    ) {
+      outputs.push(M.emit<Ev>({ _tag: "Ignored", from, reason: "bad-snapshot" }))
+      return { ...state, receiving: undefined }
+    }
+    const replica = Replication.install(state.replica, decoded.success)
+    let next: St = { ...state, receiving: undefined }
+    if (replica !== state.replica) {
+      outputs.push(M.emit<Ev>({ _tag: "SnapshotInstalled", from, seq: message.seq }))
+      next = applyCommitted({ ...next, replica }, outputs)
+    }
+    if (fromMaster) {
+      outputs.push(ack(message.seq))
+      return next
+    }
+    if (replica === state.replica || leader === undefined) return next
+    const restarted: Leader<Req> = {
+      ...leader,
+      fromSeq: next.replica.commitSeq + 1,
+      replies: {},
+      pulling: undefined,
+    }
+    const syncing = { ...next, leader: restarted }
+    sendSyncRequests(syncing, restarted, outputs)
+    return maybeFinishSync(syncing, nowMs, outputs)
+  }
+
+  /** The receiver of this server's snapshot holds it through `offset`: send the next chunk. */
+  const onSnapshotAck = (
+    state: St,
+    from: string,
+    message: Message.SnapshotAck,
+    outputs: Array<Output>,
+  ): St => {
+    const base = state.replica.base
+    if (snapshots === undefined || message.seq !== base.seq || base.seq === 0) return state
+    const leader = state.leader
+    if (state.role === "master" && leader !== undefined) {
+      // Only news: the offset last heard of again comes from a duplicate, and the chunk
+      // after it is already on its way (sending it again would start a second stream). A
+      // lower one means the backup lost what it held (it restarted): start over from there.
+      const known = leader.snapshotOffset[from]
+      if (known?.seq === message.seq && message.offset === known.offset) return state
+      if ((leader.nextSeq[from] ?? 0) > base.seq) return state
+      sendSnapshot(state, from, message.offset, outputs)
+      return {
+        ...state,
+        leader: {
+          ...leader,
+          snapshotOffset: {
+            ...leader.snapshotOffset,
+            [from]: { seq: message.seq, offset: message.offset },
+          },
+        },
+      }
+    }
+    if (state.role === "backup" && state.master === from) {
+      sendSnapshot(state, from, message.offset, outputs)
+    }
+    return state
+  }
+
+  /**
    * 0 (no master yet), or an epoch of a configured server whose term this server could have
    * reached (`reachableTerm`): an absurd one is dropped, never adopted.
    */
@@ -1332,6 +1609,9 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       (message._tag === "Replicate" || message._tag === "SyncReply") &&
       message.entries.length > maxEntriesPerMessage
     ) {
+      return ignored(state, from, "too-large")
+    }
+    if (message._tag === "Snapshot" && message.data.length > chunkChars) {
       return ignored(state, from, "too-large")
     }
     const outputs: Array<Output> = []
@@ -1403,6 +1683,12 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         break
       case "SyncReply":
         next = onSyncReply(next, from, message, nowMs, outputs)
+        break
+      case "Snapshot":
+        next = onSnapshot(next, from, message, nowMs, outputs)
+        break
+      case "SnapshotAck":
+        next = onSnapshotAck(next, from, message, outputs)
         break
     }
     return M.result(next, outputs)

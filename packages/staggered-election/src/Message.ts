@@ -153,12 +153,51 @@ export interface Ack {
   readonly round?: number
 }
 
-/** A new master asks for the logs from `fromSeq` on. @since 0.1.0 @category models */
+/**
+ * A new master asks for the logs from `fromSeq` on. A server that compacted past `fromSeq`
+ * sends its snapshot instead (`Snapshot` chunks), from `snapshotOffset` if the master is
+ * already receiving that snapshot (`snapshotSeq`) from it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
 export interface SyncRequest {
   readonly _tag: "SyncRequest"
   readonly epoch: number
   readonly index: number
   readonly fromSeq: number
+  readonly snapshotSeq?: number
+  readonly snapshotOffset?: number
+}
+
+/**
+ * One chunk of a snapshot (see `Replication.Snapshot`), encoded by the group's snapshot
+ * codec: `data` holds its characters from `offset` on; `done` marks the last chunk. The
+ * master sends it to a backup whose next entry it compacted; a backup to a syncing master
+ * whose commit point is before its own snapshot. The receiver answers each chunk but the
+ * last with a `SnapshotAck`, the last one (once installed) with an `Ack` (to a master).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Snapshot {
+  readonly _tag: "Snapshot"
+  readonly epoch: number
+  readonly index: number
+  readonly seq: number
+  readonly snapshotEpoch: number
+  readonly offset: number
+  readonly data: string
+  readonly done: boolean
+}
+
+/** The receiver holds the snapshot at `seq` through `offset`: send on from there. @since 0.1.0 @category models */
+export interface SnapshotAck {
+  readonly _tag: "SnapshotAck"
+  readonly epoch: number
+  readonly index: number
+  readonly seq: number
+  readonly offset: number
 }
 
 /**
@@ -196,6 +235,8 @@ export type Message<Req> =
   | Ack
   | SyncRequest
   | SyncReply<Req>
+  | Snapshot
+  | SnapshotAck
 
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const Delay = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
@@ -276,7 +317,23 @@ export const schema = <Req>(
       incarnation: Incarnation,
       round: Schema.optionalKey(Count),
     }),
-    Schema.TaggedStruct("SyncRequest", { epoch: Count, index: Count, fromSeq: Count }),
+    Schema.TaggedStruct("SyncRequest", {
+      epoch: Count,
+      index: Count,
+      fromSeq: Count,
+      snapshotSeq: Schema.optionalKey(Count),
+      snapshotOffset: Schema.optionalKey(Count),
+    }),
+    Schema.TaggedStruct("Snapshot", {
+      epoch: Count,
+      index: Count,
+      seq: Count,
+      snapshotEpoch: Count,
+      offset: Count,
+      data: Schema.String,
+      done: Schema.Boolean,
+    }),
+    Schema.TaggedStruct("SnapshotAck", { epoch: Count, index: Count, seq: Count, offset: Count }),
     Schema.TaggedStruct("SyncReply", {
       epoch: Count,
       index: Count,

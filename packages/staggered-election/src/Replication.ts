@@ -63,6 +63,7 @@
  *
  * @since 0.1.0
  */
+import { HashMap, type Result, Schema } from "effect"
 import type * as Message from "./Message.ts"
 
 /**
@@ -80,14 +81,38 @@ export interface ClientRecord<Res> {
   readonly result: Res
 }
 
+/** The last request applied per client: a persistent map, so applying one copies O(log n). @since 0.1.0 @category models */
+export type Clients<Res> = HashMap.HashMap<string, ClientRecord<Res>>
+
+/**
+ * The applied state through position `seq` (created in `epoch`): what the log before it was
+ * compacted into. Committed and applied, so the same on every server that holds it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Snapshot<S, Res> {
+  readonly seq: number
+  readonly epoch: number
+  readonly state: S
+  readonly clients: Clients<Res>
+}
+
 /** One server's copy. @since 0.1.0 @category models */
 export interface Replica<S, Req, Res> {
-  /** `log[i]` holds position `seq = i + 1`. */
+  /** Positions through `base.seq` are compacted into it; `log[i]` holds `seq = base.seq + i + 1`. */
+  readonly base: Snapshot<S, Res>
+  /**
+   * The applied state at a later position, taken when the tail last grew by the compaction
+   * interval: the next `base`. Compacting to it rather than to the applied point keeps an
+   * interval's worth of entries, so a backup a little behind gets entries, not a snapshot.
+   */
+  readonly checkpoint: Snapshot<S, Res> | undefined
   readonly log: ReadonlyArray<Message.Entry<Req>>
   readonly commitSeq: number
   readonly appliedSeq: number
   readonly state: S
-  readonly clients: Readonly<Record<string, ClientRecord<Res>>>
+  readonly clients: Clients<Res>
 }
 
 /** A request applied (or found already applied) by `applyCommitted`. @since 0.1.0 @category models */
@@ -102,33 +127,63 @@ export interface Applied<Res> {
 
 /** @since 0.1.0 @category constructors */
 export const empty = <S, Req, Res>(state: S): Replica<S, Req, Res> => ({
+  base: { seq: 0, epoch: 0, state, clients: HashMap.empty() },
+  checkpoint: undefined,
   log: [],
   commitSeq: 0,
   appliedSeq: 0,
   state,
-  clients: {},
+  clients: HashMap.empty(),
 })
 
 /** @since 0.1.0 @category getters */
-export const lastSeq = (replica: Replica<unknown, unknown, unknown>): number => replica.log.length
+export const lastSeq = (replica: Replica<unknown, unknown, unknown>): number =>
+  replica.base.seq + replica.log.length
 
-/** The epoch of the entry at `seq`; 0 for position 0; `undefined` past the end. @since 0.1.0 @category getters */
+/** The entry at `seq`, if held (not compacted, not past the end). @since 0.1.0 @category getters */
+export const entryAt = <Req>(
+  replica: Replica<unknown, Req, unknown>,
+  seq: number,
+): Message.Entry<Req> | undefined =>
+  seq > replica.base.seq ? replica.log[seq - replica.base.seq - 1] : undefined
+
+/**
+ * The epoch of the entry at `seq`: the snapshot's at its position (0 for position 0);
+ * `undefined` past the end or inside the snapshot.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
 export const epochAt = (
   replica: Replica<unknown, unknown, unknown>,
   seq: number,
-): number | undefined => (seq === 0 ? 0 : replica.log[seq - 1]?.epoch)
+): number | undefined =>
+  seq === replica.base.seq ? replica.base.epoch : entryAt(replica, seq)?.epoch
 
 /** @since 0.1.0 @category getters */
 export const lastEpoch = (replica: Replica<unknown, unknown, unknown>): number =>
-  epochAt(replica, replica.log.length) ?? 0
+  epochAt(replica, lastSeq(replica)) ?? 0
 
-/** The entries from `fromSeq` on, at most `max` of them. @since 0.1.0 @category getters */
+/**
+ * The entries from `fromSeq` on, at most `max` of them. `fromSeq` must be past the snapshot
+ * (`fromSeq > base.seq`): what is before it exists only as the snapshot.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
 export const entriesFrom = <Req>(
   replica: Replica<unknown, Req, unknown>,
   fromSeq: number,
   max: number,
-): ReadonlyArray<Message.Entry<Req>> =>
-  replica.log.slice(Math.max(0, fromSeq - 1), fromSeq - 1 + max)
+): ReadonlyArray<Message.Entry<Req>> => {
+  const from = Math.max(0, fromSeq - replica.base.seq - 1)
+  return replica.log.slice(from, from + Math.max(0, max))
+}
+
+/** The entries held (after the snapshot) through the applied point. @since 0.1.0 @category getters */
+export const appliedEntries = <Req>(
+  replica: Replica<unknown, Req, unknown>,
+): ReadonlyArray<Message.Entry<Req>> => replica.log.slice(0, replica.appliedSeq - replica.base.seq)
 
 /**
  * What to do with a client's request at the master.
@@ -154,13 +209,14 @@ export const lookup = <Req, Res>(
   clientId: string,
   requestId: number,
 ): Lookup<Res> => {
-  const record = replica.clients[clientId]
-  if (record !== undefined) {
-    if (record.requestId === requestId) return { _tag: "Answered", result: record.result }
-    if (record.requestId > requestId) return { _tag: "Stale" }
+  const record = HashMap.get(replica.clients, clientId)
+  if (record._tag === "Some") {
+    if (record.value.requestId === requestId)
+      return { _tag: "Answered", result: record.value.result }
+    if (record.value.requestId > requestId) return { _tag: "Stale" }
   }
-  for (let seq = replica.appliedSeq + 1; seq <= replica.log.length; seq++) {
-    const entry = replica.log[seq - 1]!
+  for (let seq = replica.appliedSeq + 1; seq <= lastSeq(replica); seq++) {
+    const entry = entryAt(replica, seq)!
     if (entry._tag === "Request" && entry.clientId === clientId && entry.requestId === requestId) {
       return { _tag: "Pending" }
     }
@@ -188,7 +244,9 @@ export interface Accepted<S, Req, Res> {
  * log goes; otherwise an entry at a position it holds with another epoch drops its own from
  * there on (that suffix was never committed), and the rest is appended. It never drops an
  * applied entry (that would mean two masters disagree on a committed one: refused instead).
- * At most `maxLogEntries` are kept; what does not fit is not acknowledged.
+ * At most `maxLogEntries` are kept after the snapshot; what does not fit is not
+ * acknowledged. Entries inside this server's snapshot are committed, so the same as the
+ * master's: they are skipped as matching.
  *
  * @since 0.1.0
  * @category combinators
@@ -201,23 +259,39 @@ export const accept = <S, Req, Res>(
   commitSeq: number,
   maxLogEntries: number,
 ): Accepted<S, Req, Res> => {
+  const base = replica.base.seq
+  if (Number.isInteger(prevSeq) && prevSeq >= 0 && prevSeq < base) {
+    // Inside the snapshot: committed, so it matches; go on from the snapshot's end.
+    const skipped = base - prevSeq
+    const continues = entries.every((entry, i) => entry.seq === prevSeq + 1 + i)
+    if (!continues || entries.length <= skipped)
+      return { replica, ok: true, lastSeq: continues ? base : prevSeq }
+    return accept(
+      replica,
+      base,
+      replica.base.epoch,
+      entries.slice(skipped),
+      commitSeq,
+      maxLogEntries,
+    )
+  }
   const held = epochAt(replica, prevSeq)
-  if (held === undefined) return { replica, ok: false, lastSeq: replica.log.length }
+  if (held === undefined) return { replica, ok: false, lastSeq: lastSeq(replica) }
   if (held !== prevEpoch) return { replica, ok: false, lastSeq: Math.max(0, prevSeq - 1) }
   let log = replica.log
   let matched = prevSeq
   for (const entry of entries) {
     const seq = matched + 1
     // An entry that does not continue the message's positions is malformed: stop there.
-    if (entry.seq !== seq || seq > maxLogEntries) break
-    const existing = log[seq - 1]
+    if (entry.seq !== seq || seq - base > maxLogEntries) break
+    const existing = log[seq - base - 1]
     if (existing !== undefined && existing.epoch === entry.epoch) {
       matched = seq
       continue
     }
     if (existing !== undefined) {
       if (seq <= replica.appliedSeq) break
-      log = log.slice(0, seq - 1)
+      log = log.slice(0, seq - base - 1)
     } else if (log === replica.log) {
       log = [...log]
     }
@@ -244,11 +318,12 @@ export const applyCommitted = <S, Req, Res>(
   let state = replica.state
   let clients = replica.clients
   const applied: Array<Applied<Res>> = []
-  const upTo = Math.min(replica.commitSeq, replica.log.length)
+  const upTo = Math.min(replica.commitSeq, lastSeq(replica))
   for (let seq = replica.appliedSeq + 1; seq <= upTo; seq++) {
-    const entry = replica.log[seq - 1]!
+    const entry = entryAt(replica, seq)!
     if (entry._tag === "Noop") continue
-    const record = clients[entry.clientId]
+    const found = HashMap.get(clients, entry.clientId)
+    const record = found._tag === "Some" ? found.value : undefined
     if (record !== undefined && record.requestId >= entry.requestId) {
       if (record.requestId === entry.requestId) {
         applied.push({
@@ -263,7 +338,7 @@ export const applyCommitted = <S, Req, Res>(
     }
     const [next, result] = apply(state, entry.request)
     state = next
-    clients = { ...clients, [entry.clientId]: { requestId: entry.requestId, result } }
+    clients = HashMap.set(clients, entry.clientId, { requestId: entry.requestId, result })
     applied.push({
       seq,
       clientId: entry.clientId,
@@ -293,10 +368,10 @@ export const commitPoint = (
   groupSize: number,
   uncounted: ReadonlyArray<string> = [],
 ): number => {
-  for (let seq = replica.log.length; seq > replica.commitSeq; seq--) {
+  for (let seq = lastSeq(replica); seq > replica.commitSeq; seq--) {
     // Earlier epochs' entries commit with one of ours (Raft's rule, §5.4.2): counting their
     // replicas is not enough, a later master may not have them.
-    if (replica.log[seq - 1]!.epoch !== epoch) return replica.commitSeq
+    if (entryAt(replica, seq)!.epoch !== epoch) return replica.commitSeq
     if (liveBackups.some((backup) => (matchSeq[backup] ?? 0) < seq)) continue
     let holders = 1
     for (const backup in matchSeq) {
@@ -346,7 +421,9 @@ export const chooseSync = <Req>(
 
 /**
  * Replaces the log from `fromSeq` on with `entries` (a new master adopting the chosen log).
- * Positions below `fromSeq` are committed and the same everywhere, so they are kept.
+ * Positions below `fromSeq` are committed and the same everywhere, so they are kept
+ * (`fromSeq` is past the snapshot: it follows the commit point). `maxLogEntries` bounds the
+ * entries after the snapshot.
  *
  * @since 0.1.0
  * @category combinators
@@ -357,11 +434,111 @@ export const adopt = <S, Req, Res>(
   entries: ReadonlyArray<Message.Entry<Req>>,
   maxLogEntries: number,
 ): Replica<S, Req, Res> => {
-  const kept = replica.log.slice(0, Math.max(0, fromSeq - 1))
-  const log = [...kept]
+  const base = replica.base.seq
+  const log = replica.log.slice(0, Math.max(0, fromSeq - base - 1))
   for (const entry of entries) {
-    if (entry.seq !== log.length + 1 || log.length >= maxLogEntries) break
+    if (entry.seq !== base + log.length + 1 || log.length >= maxLogEntries) break
     log.push(entry)
   }
   return { ...replica, log }
+}
+
+/**
+ * Compaction, after applying: once `every` entries were applied past the checkpoint (or the
+ * snapshot, with no checkpoint yet), the checkpoint becomes the snapshot (the log before it
+ * is dropped) and the applied state the new checkpoint. So the log keeps between `every` and
+ * `2 * every` applied entries plus the unapplied ones, each compaction copies that much, and
+ * a write costs O(1) amortised, whatever the lifetime count.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const compact = <S, Req, Res>(
+  replica: Replica<S, Req, Res>,
+  every: number,
+): Replica<S, Req, Res> => {
+  const from = replica.checkpoint ?? replica.base
+  if (replica.appliedSeq - from.seq < every) return replica
+  const applied: Snapshot<S, Res> = {
+    seq: replica.appliedSeq,
+    epoch: epochAt(replica, replica.appliedSeq) ?? 0,
+    state: replica.state,
+    clients: replica.clients,
+  }
+  if (replica.checkpoint === undefined && replica.appliedSeq - replica.base.seq >= 2 * every) {
+    // No checkpoint and two intervals applied at once (a log replayed on restart): the only
+    // state at hand is the applied one.
+    return {
+      ...replica,
+      base: applied,
+      log: replica.log.slice(replica.appliedSeq - replica.base.seq),
+    }
+  }
+  const base = replica.checkpoint ?? replica.base
+  const checkpoint = applied
+  return {
+    ...replica,
+    base,
+    checkpoint,
+    log: base === replica.base ? replica.log : replica.log.slice(base.seq - replica.base.seq),
+  }
+}
+
+/**
+ * Installs a snapshot (committed, from the master or a peer): if this log holds the
+ * snapshot's last entry, the entries after it are kept (Raft's rule), else the whole log
+ * goes. A snapshot not past what is applied here changes nothing.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const install = <S, Req, Res>(
+  replica: Replica<S, Req, Res>,
+  snapshot: Snapshot<S, Res>,
+): Replica<S, Req, Res> => {
+  if (snapshot.seq <= replica.appliedSeq) return replica
+  const keep = epochAt(replica, snapshot.seq) === snapshot.epoch
+  return {
+    base: snapshot,
+    checkpoint: undefined,
+    log: keep ? replica.log.slice(snapshot.seq - replica.base.seq) : [],
+    commitSeq: Math.max(replica.commitSeq, snapshot.seq),
+    appliedSeq: snapshot.seq,
+    state: snapshot.state,
+    clients: snapshot.clients,
+  }
+}
+
+/** How snapshots go on the wire and to disk. @since 0.1.0 @category models */
+export interface SnapshotCodec<S, Res> {
+  readonly encode: (snapshot: Snapshot<S, Res>) => string
+  readonly decode: (data: string) => Result.Result<Snapshot<S, Res>, Schema.SchemaError>
+}
+
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+
+/**
+ * A JSON snapshot codec from the schemas of the state and of the results (kept per client
+ * for exactly-once answers).
+ *
+ * @since 0.1.0
+ * @category codecs
+ */
+export const snapshotCodec = <S, Res>(
+  state: Schema.Codec<S, unknown>,
+  result: Schema.Codec<Res, unknown>,
+): SnapshotCodec<S, Res> => {
+  const schema = Schema.fromJsonString(
+    Schema.toCodecJson(
+      Schema.Struct({
+        seq: Count,
+        epoch: Count,
+        state,
+        clients: Schema.HashMap(Schema.String, Schema.Struct({ requestId: Count, result })),
+      }),
+    ),
+  ) as unknown as Schema.Codec<Snapshot<S, Res>, string>
+  const encode = Schema.encodeSync(schema)
+  const decode = Schema.decodeUnknownResult(schema)
+  return { encode: (snapshot) => encode(snapshot), decode: (data) => decode(data) }
 }

@@ -53,7 +53,7 @@ import type * as Delays from "./Delays.ts"
 import * as Durable from "./Durable.ts"
 import * as Machine from "./Machine.ts"
 import * as Message from "./Message.ts"
-import type * as Replication from "./Replication.ts"
+import * as Replication from "./Replication.ts"
 import type * as Wal from "./Wal.ts"
 
 /**
@@ -352,7 +352,12 @@ export const make = <S, Req, Res>(
     const durable =
       options.walFile === undefined
         ? undefined
-        : yield* Durable.open(options.walFile, options.request)
+        : yield* Durable.open<Req, S, Res>(
+            options.walFile,
+            options.request,
+            undefined,
+            options.snapshot,
+          )
     const config: Machine.Config<S, Req, Res> = {
       ...options,
       apply: plainApply(options.apply),
@@ -839,9 +844,9 @@ export const make = <S, Req, Res>(
           current.role === "master" &&
           current.leader?.phase === "ready" &&
           commitSeq > 0 &&
-          current.replica.log[commitSeq - 1]?.epoch === current.epoch &&
+          Replication.epochAt(current.replica, commitSeq) === current.epoch &&
           current.replica.appliedSeq >= commitSeq,
-        lastSeq: current.replica.log.length,
+        lastSeq: Replication.lastSeq(current.replica),
         commitSeq,
         appliedSeq: current.replica.appliedSeq,
         electionDelayMs: current.electionDelayMs ?? null,

@@ -11,11 +11,12 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { FastSim, Seeds } from "@understudy/testkit"
-import { Effect, Schema } from "effect"
+import { Effect, HashMap, Schema } from "effect"
 import * as fc from "fast-check"
 import * as Durable from "../src/Durable.ts"
 import * as Machine from "../src/Machine.ts"
 import type * as Message from "../src/Message.ts"
+import * as Replication from "../src/Replication.ts"
 import * as Wal from "../src/Wal.ts"
 import {
   base,
@@ -42,11 +43,48 @@ const entry = (seq: number, epoch: number, add: number): Message.Entry<Req> => (
   request: { add },
 })
 
-/** A machine whose every restart recovers the durable state its last step left. */
+/**
+ * A machine whose every restart recovers the durable state its last step left, through the
+ * records the driver would write (`changes`, snapshots encoded) and `replay`.
+ */
 const durableMachine = (config: Config) => {
-  const disk = new Map<string, Durable.Durable<Req>>()
+  type Disk = {
+    persisted: Durable.Durable<Req, number, number>
+    records: Array<Durable.Record<Req>>
+  }
+  const disks = new Map<string, Disk>()
+  const codec = config.snapshot
+  const write = (self: string, state: Machine.State<number, Req, number>) => {
+    const disk = disks.get(self) ?? { persisted: Durable.empty, records: [] }
+    const next = Durable.of(state)
+    const records = [
+      ...disk.records,
+      ...Durable.changes(disk.persisted, next, (snapshot) => codec!.encode(snapshot)),
+    ]
+    // As the store rewrites its file once it has grown: one record of everything.
+    if (codec !== undefined && records.length > 16) {
+      const { base, ...rest } = next
+      records.splice(0, records.length, {
+        _tag: "Snapshot",
+        ...rest,
+        ...(base === undefined ? {} : { base: codec.encode(base) }),
+      })
+    }
+    disks.set(self, { records, persisted: next })
+  }
+  const disk = {
+    get: (self: string): Durable.Durable<Req, number, number> | undefined => {
+      const held = disks.get(self)
+      if (held === undefined) return undefined
+      return Durable.replay<Req, number, number>(held.records, (data) => {
+        const decoded = codec!.decode(data)
+        if (decoded._tag === "Failure") throw new Error(`a snapshot does not decode: ${data}`)
+        return decoded.success
+      })
+    },
+  }
   const inner = Machine.make(config)
-  const counts = { restored: 0, restoredWithLog: 0 }
+  const counts = { restored: 0, restoredWithLog: 0, restoredWithSnapshot: 0 }
   const machine: typeof inner = {
     init: (context) => {
       const restored = disk.get(context.self)
@@ -55,20 +93,23 @@ const durableMachine = (config: Config) => {
       )
       if (restored !== undefined) {
         counts.restored++
-        if (restored.log.length > 0) {
+        if (restored.base !== undefined) counts.restoredWithSnapshot++
+        if (restored.log.length > 0 || restored.base !== undefined) {
           counts.restoredWithLog++
           // Not amnesiac: it holds its log, its promise and its term again.
           expect(result.state.amnesiac).toBe(false)
-          expect(result.state.replica.log.length).toBe(restored.log.length)
+          expect(Replication.lastSeq(result.state.replica)).toBe(
+            (restored.base?.seq ?? 0) + restored.log.length,
+          )
           expect(result.state.term).toBe(restored.term)
         }
       }
-      disk.set(context.self, Durable.of(result.state))
+      write(context.self, result.state)
       return result
     },
     step: (state, input) => {
       const result = inner.step(state, input)
-      disk.set(state.self, Durable.of(result.state))
+      write(state.self, result.state)
       return result
     },
   }
@@ -166,6 +207,71 @@ describe("Durable", () => {
       ),
   )
 
+  it.effect(
+    "with compaction in memory, the store recovers the snapshot its file rewrite encoded and every position after it; a snapshot that does not decode (or no codec) is ElectionWalCorrupt",
+    () =>
+      withDirectory((directory) =>
+        Effect.gen(function* () {
+          const file = path.join(directory, "s1.wal")
+          const codec = Replication.snapshotCodec(Schema.Number, Schema.Number)
+          const log: Array<Message.Entry<Req>> = []
+          let current: Durable.Durable<Req, number, number> = Durable.empty
+          yield* Effect.scoped(
+            Effect.gen(function* () {
+              const store = yield* Durable.open(file, RequestSchema, 1_500, codec)
+              for (let seq = 1; seq <= 80; seq++) {
+                log.push(entry(seq, 4096, seq))
+                // Compacted every 10 positions, keeping the last 5 (as `Replication.compact`).
+                const baseSeq = seq % 10 === 0 ? seq - 5 : (current.base?.seq ?? 0)
+                const base =
+                  baseSeq === (current.base?.seq ?? 0)
+                    ? current.base
+                    : { seq: baseSeq, epoch: 4096, state: baseSeq, clients: HashMap.empty() }
+                current = {
+                  term: 1,
+                  epoch: 4096,
+                  commitSeq: seq - 1,
+                  ...(base === undefined ? {} : { base }),
+                  log: log.slice(baseSeq),
+                }
+                yield* store.persist(current)
+              }
+            }),
+          )
+          const recovered = (yield* Effect.scoped(Durable.open(file, RequestSchema, 1_500, codec)))
+            .recovered
+          // Rewritten at least once: a snapshot is back, and every position after it.
+          expect(recovered.base?.seq).toBeGreaterThan(0)
+          expect(recovered.base?.state).toBe(recovered.base?.seq)
+          expect(recovered.log).toEqual(log.slice(recovered.base!.seq))
+          expect(recovered.commitSeq).toBe(79)
+          // Without the codec, or with a damaged snapshot: typed, nothing decoded half-way.
+          const noCodec = yield* Effect.flip(Effect.scoped(Durable.open(file, RequestSchema)))
+          expect(noCodec._tag).toBe("ElectionWalCorrupt")
+          const bad = path.join(directory, "bad.wal")
+          fs.writeFileSync(
+            bad,
+            Wal.frame(
+              new TextEncoder().encode(
+                JSON.stringify({
+                  _tag: "Snapshot",
+                  term: 1,
+                  epoch: 4096,
+                  commitSeq: 0,
+                  base: '{"seq":"x"}',
+                  log: [],
+                }),
+              ),
+            ),
+          )
+          const damaged = yield* Effect.flip(
+            Effect.scoped(Durable.open(bad, RequestSchema, 1_500, codec)),
+          )
+          expect(damaged._tag).toBe("ElectionWalCorrupt")
+        }),
+      ),
+  )
+
   it.effect("a record that passes its checksum but does not decode is ElectionWalCorrupt", () =>
     withDirectory((directory) =>
       Effect.gen(function* () {
@@ -208,32 +314,57 @@ describe("Durable", () => {
   })
 
   const schedules = Number(process.env.STAGGERED_DURABLE_SCHEDULES ?? 1_000)
-  it(`FastSim with durable restarts: the invariants hold over ${schedules} schedules and restarted servers are not amnesiac`, () => {
-    let restoredWithLog = 0
-    const failures: Array<string> = []
-    for (const seed of Seeds.seeds(schedules)) {
-      const { machine, counts } = durableMachine(base)
-      const client = makeClient()
-      try {
-        FastSim.run({
-          machine: withClient(machine, client),
-          nodes,
-          seed,
-          durationMs,
-          link: goodLink,
-          faults,
-          invariants: invariants(client),
-          describeState,
-          collectEvents: false,
-        })
-      } catch (error) {
-        if (!(error instanceof FastSim.FastSimFailure)) throw error
-        failures.push(`SEED=${error.seed}: ${error.invariant}: ${error.detail}`)
+  it.each([
+    { name: "", config: base as Config, runs: schedules },
+    {
+      name: ", with log compaction (every 3 applied entries)",
+      config: {
+        ...base,
+        snapshot: Replication.snapshotCodec(Schema.Number, Schema.Number),
+        compactEvery: 3,
+        snapshotChunkChars: 16,
+        maxLogEntries: 24,
+      } as Config,
+      runs: Math.ceil(schedules / 4),
+    },
+  ])(
+    `FastSim with durable restarts$name: the invariants hold over $runs schedules and restarted servers are not amnesiac`,
+    ({ config, runs }) => {
+      let restoredWithLog = 0
+      let restoredWithSnapshot = 0
+      const failures: Array<string> = []
+      for (const seed of Seeds.seeds(runs)) {
+        const { machine, counts } = durableMachine(config)
+        const client = makeClient()
+        try {
+          FastSim.run({
+            machine: withClient(machine, client),
+            nodes,
+            seed,
+            durationMs,
+            link: goodLink,
+            faults,
+            invariants: invariants(client),
+            describeState,
+            collectEvents: false,
+          })
+        } catch (error) {
+          if (!(error instanceof FastSim.FastSimFailure)) throw error
+          failures.push(`SEED=${error.seed}: ${error.invariant}: ${error.detail}`)
+          if (Seeds.isReplay()) console.log(error.message)
+        }
+        restoredWithLog += counts.restoredWithLog
+        restoredWithSnapshot += counts.restoredWithSnapshot
       }
-      restoredWithLog += counts.restoredWithLog
-    }
-    console.log(`durable FastSim: ${schedules} schedules, ${restoredWithLog} restarts with a log`)
-    expect(failures).toEqual([])
-    if (!Seeds.isReplay()) expect(restoredWithLog).toBeGreaterThan(schedules / 4)
-  }, 600_000)
+      console.log(
+        `durable FastSim: ${runs} schedules, ${restoredWithLog} restarts with a log, ${restoredWithSnapshot} of them with a snapshot`,
+      )
+      expect(failures).toEqual([])
+      if (!Seeds.isReplay()) {
+        expect(restoredWithLog).toBeGreaterThan(runs / 4)
+        if (config.snapshot !== undefined) expect(restoredWithSnapshot).toBeGreaterThan(runs / 10)
+      }
+    },
+    600_000,
+  )
 })

@@ -8,7 +8,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { FastSim, Seeds } from "@understudy/testkit"
+import { Schema } from "effect"
 import * as Machine from "../src/Machine.ts"
+import * as Replication from "../src/Replication.ts"
 import {
   base,
   brokenMachine,
@@ -28,7 +30,11 @@ import {
 const run = (
   machine: Machine.StaggeredElection<number, { readonly add: number }, number>,
   seed: number,
-  more: { readonly codec?: typeof codec; readonly traceLines?: number } = {},
+  more: {
+    readonly codec?: typeof codec
+    readonly encodeEvery?: number
+    readonly traceLines?: number
+  } = {},
 ) => {
   const client = makeClient()
   return FastSim.run({
@@ -85,6 +91,43 @@ describe("StaggeredElection under FastSim", () => {
       expect(crashes).toBeGreaterThan(seeds.length / 2)
       expect(coverage.masterChanges).toBeGreaterThan(seeds.length * 2)
       expect(coverage.answered).toBeGreaterThan(seeds.length * 5)
+    }
+  }, 900_000)
+
+  const compactionSchedules = Math.ceil(schedules / 10)
+  it(`with log compaction (every 3 applied entries, snapshots in 16-character chunks), every 4th message through the real codec: the same invariants, over ${compactionSchedules} schedules`, () => {
+    const compacting = Machine.make({
+      ...base,
+      snapshot: Replication.snapshotCodec(Schema.Number, Schema.Number),
+      compactEvery: 3,
+      snapshotChunkChars: 16,
+      // A bound on the tail only: the run appends far more than this over its life.
+      maxLogEntries: 24,
+    })
+    const before = coverage.snapshotsInstalled
+    const failures: Array<FastSim.FastSimFailure> = []
+    let answered = 0
+    for (const seed of Seeds.seeds(compactionSchedules)) {
+      try {
+        const answeredBefore = coverage.answered
+        run(compacting, seed, { codec, encodeEvery: 4 })
+        answered += coverage.answered - answeredBefore
+      } catch (error) {
+        if (!(error instanceof FastSim.FastSimFailure)) throw error
+        failures.push(error)
+      }
+    }
+    const installed = coverage.snapshotsInstalled - before
+    console.log(`compaction: ${installed} snapshots installed, ${answered} answers checked`)
+    if (failures.length > 0) {
+      const list = failures.map(
+        (failure) => `  SEED=${failure.seed}: ${failure.invariant}: ${failure.detail}`,
+      )
+      throw new Error(`${failures[0]!.message}\n\n${failures.length} failed:\n${list.join("\n")}`)
+    }
+    if (!Seeds.isReplay()) {
+      // The premises: servers fell behind a compaction and were sent the snapshot.
+      expect(installed).toBeGreaterThan(compactionSchedules / 4)
     }
   }, 900_000)
 

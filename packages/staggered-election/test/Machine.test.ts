@@ -3,6 +3,7 @@ import { Machine as M } from "@understudy/machine"
 import { Result, Schema } from "effect"
 import * as Machine from "../src/Machine.ts"
 import * as Message from "../src/Message.ts"
+import * as Replication from "../src/Replication.ts"
 
 type Req = { readonly add: number }
 type St = Machine.State<number, Req, number>
@@ -92,8 +93,8 @@ const cluster = (members = ids, m: Machine.StaggeredElection<number, Req, number
  * finishes its sync with two replies, so s4 is caught up only after a detection round (its
  * probes hear of the group from three non-amnesiac servers, then s1 names it in a Replicate).
  */
-const running = () => {
-  const net = cluster()
+const running = (m: Machine.StaggeredElection<number, Req, number> = machine) => {
+  const net = cluster(ids, m)
   net.deliver(0)
   net.step("s1", M.timerFired(Machine.electionTimer, 50))
   for (const id of ["s2", "s3", "s4", "s1"]) net.step(id, M.timerFired(Machine.detectTimer, 55))
@@ -809,5 +810,95 @@ describe("StaggeredElection machine", () => {
         true,
       )
     })
+  })
+})
+
+describe("log compaction", () => {
+  const compacting = Machine.make({
+    ...config,
+    snapshot: Replication.snapshotCodec(Schema.Number, Schema.Number),
+    compactEvery: 8,
+    snapshotChunkChars: 10,
+    maxLogEntries: 20,
+  })
+  const write = (
+    net: ReturnType<typeof running>,
+    master: string,
+    from: number,
+    count: number,
+    nowMs: number,
+  ) => {
+    for (let requestId = from; requestId < from + count; requestId++) {
+      net.step(
+        master,
+        M.command({ _tag: "Submit", clientId: "c", requestId, request: { add: 1 } }, nowMs),
+      )
+    }
+  }
+  const answered = (net: ReturnType<typeof running>) =>
+    net.log.filter(({ event }) => event._tag === "Answered").length
+
+  it("no lifetime cap: 300 writes through a log of at most 20 entries are all answered, and the log stays bounded", () => {
+    // Without compaction the 20th entry fills the log: every later write is `log-full`.
+    const capped = running(Machine.make({ ...config, maxLogEntries: 20 }))
+    write(capped, "s1", 1, 40, 60)
+    expect(capped.log.some(({ event }) => event._tag === "Rejected")).toBe(true)
+
+    const net = running(compacting)
+    write(net, "s1", 1, 300, 60)
+    net.step("s1", M.timerFired(Machine.detectTimer, 100))
+    expect(net.log.some(({ event }) => event._tag === "Rejected")).toBe(false)
+    expect(answered(net)).toBe(300)
+    for (const id of ids) {
+      const replica = net.states.get(id)!.replica
+      expect(replica.state).toBe(300)
+      expect(replica.log.length).toBeLessThanOrEqual(20)
+      expect(replica.base.seq).toBeGreaterThan(250)
+    }
+  })
+
+  it("a backup down while the master compacted gets the snapshot, in chunks, and applies on from it", () => {
+    const net = running(compacting)
+    net.down.add("s4")
+    // Past the inquiry time-out since s4's last ack: it no longer counts as live.
+    write(net, "s1", 1, 50, 400)
+    net.down.delete("s4")
+    const before = net.states.get("s4")!.replica
+    expect(before.appliedSeq).toBeLessThan(net.states.get("s1")!.replica.base.seq)
+    net.step("s1", M.timerFired(Machine.detectTimer, 500))
+    const installed = net.log.filter(({ event }) => event._tag === "SnapshotInstalled")
+    expect(installed.map(({ node }) => node)).toEqual(["s4"])
+    write(net, "s1", 51, 5, 510)
+    net.step("s1", M.timerFired(Machine.detectTimer, 600))
+    const s4 = net.states.get("s4")!.replica
+    expect(s4.state).toBe(55)
+    expect(s4.appliedSeq).toBe(net.states.get("s1")!.replica.appliedSeq)
+    expect(answered(net)).toBe(55)
+  })
+
+  it("a new master whose commit point is behind what the backups compacted gets a backup's snapshot, then serves", () => {
+    const net = running(compacting)
+    // s2 falls behind (cut off), and notices: its inquiry goes unanswered.
+    net.down.add("s2")
+    net.step("s2", M.timerFired(Machine.detectTimer, 100))
+    net.step("s2", M.timerFired(Machine.inquiryTimer, 400))
+    write(net, "s1", 1, 50, 410)
+    expect(net.states.get("s2")!.role).toBe("waiting")
+    // s1 dies, s2 is back and declares: s3 and s4 compacted past its commit point.
+    net.down.delete("s2")
+    net.down.add("s1")
+    const behind = net.states.get("s2")!.replica.commitSeq
+    expect(behind).toBeLessThan(net.states.get("s3")!.replica.base.seq)
+    net.step("s2", M.timerFired(Machine.electionTimer, 500))
+    net.step("s2", M.timerFired(Machine.detectTimer, 510))
+    const s2 = net.states.get("s2")!
+    expect(s2.role).toBe("master")
+    expect(s2.leader?.phase).toBe("ready")
+    expect(
+      net.log.some(({ node, event }) => node === "s2" && event._tag === "SnapshotInstalled"),
+    ).toBe(true)
+    write(net, "s2", 51, 3, 520)
+    net.step("s2", M.timerFired(Machine.detectTimer, 600))
+    for (const id of ["s2", "s3", "s4"]) expect(net.states.get(id)!.replica.state).toBe(53)
   })
 })

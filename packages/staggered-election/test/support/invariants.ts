@@ -170,14 +170,17 @@ const entryId = (entry: Message.Entry<Req>) =>
     : `${entry.seq}@${entry.epoch}:${entry.clientId}/${entry.requestId}`
 
 /** How often the invariants' premises held, summed over the runs of one suite. */
-export const coverage = { masterChanges: 0, revokes: 0, answered: 0 }
+export const coverage = { masterChanges: 0, revokes: 0, answered: 0, snapshotsInstalled: 0 }
 
 export const invariants = (
   client: Client,
 ): Array<Simulation.Invariant<Harness, Msg, never, Ev>> => {
   const masterOfEpoch = new Map<number, string>()
-  // The longest applied sequence seen so far, by any node, alive or since crashed.
+  // The longest applied sequence seen so far, by any node, alive or since crashed, and the
+  // request id at each position (a snapshot installed later replaces entries with a state
+  // that must be the same as applying them).
   const canonical: Array<string> = []
+  const requestIds: Array<number | undefined> = []
   return [
     {
       name: "at most one master per epoch",
@@ -204,16 +207,27 @@ export const invariants = (
       check: (view) => {
         const step = view.step
         if (step === undefined) return undefined
+        for (const output of step.outputs) {
+          if (output._tag === "Emit" && output.event._tag === "SnapshotInstalled")
+            coverage.snapshotsInstalled++
+        }
+        const replica = step.after.inner.replica
         const applied = Machine.applied(step.after.inner)
         const before = step.before === undefined ? 0 : step.before.inner.replica.appliedSeq
-        for (let seq = before + 1; seq <= applied.length; seq++) {
-          const id = entryId(applied[seq - 1]!)
+        // Positions inside a snapshot were applied by the server it came from.
+        if (replica.base.seq > canonical.length) {
+          return `${step.node} holds a snapshot through ${replica.base.seq}, nobody applied past ${canonical.length}`
+        }
+        for (let seq = Math.max(before, replica.base.seq) + 1; seq <= replica.appliedSeq; seq++) {
+          const entry = applied[seq - replica.base.seq - 1]!
+          const id = entryId(entry)
           if (seq <= canonical.length) {
             if (canonical[seq - 1] !== id) {
               return `${step.node} applied ${id} at ${seq}, another server applied ${canonical[seq - 1]}`
             }
           } else {
             canonical.push(id)
+            requestIds.push(entry._tag === "Request" ? entry.requestId : undefined)
           }
         }
         return undefined
@@ -238,10 +252,11 @@ export const invariants = (
           }
         }
         for (const [node, state] of view.states) {
+          // What it applied is the canonical prefix (checked at every step).
           const requests = new Set(
-            Machine.applied(state.inner).flatMap((entry) =>
-              entry._tag === "Request" ? [entry.requestId] : [],
-            ),
+            requestIds
+              .slice(0, state.inner.replica.appliedSeq)
+              .flatMap((requestId) => (requestId === undefined ? [] : [requestId])),
           )
           for (const requestId of client.answered.keys()) {
             if (!requests.has(requestId)) {
@@ -264,7 +279,7 @@ export const invariants = (
 /** One line per state in a failure report. */
 export const describeState = (state: Harness): string => {
   const inner = state.inner
-  return `${inner.role} master=${inner.master} epoch=${inner.epoch} term=${inner.term} log=${inner.replica.log.length} commit=${inner.replica.commitSeq} applied=${inner.replica.appliedSeq}`
+  return `${inner.role} master=${inner.master} epoch=${inner.epoch} term=${inner.term} base=${inner.replica.base.seq} log=${inner.replica.log.length} commit=${inner.replica.commitSeq} applied=${inner.replica.appliedSeq}`
 }
 
 /**
