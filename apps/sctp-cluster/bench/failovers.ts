@@ -35,7 +35,17 @@ process.on("SIGINT", () => void App.killAll().then(() => process.exit(130)))
 const results: Array<{ p50: number; p99: number; ok: boolean }> = []
 try {
   for (let run = 1; run <= runs; run++) {
-    const outcome = await Alternating.run({ rounds, log: (line) => console.log(line) })
+    const outcome = await Alternating.run({ rounds, log: (line) => console.log(line) }).catch(
+      (error: unknown) => {
+        console.log(`run ${run} failed: ${String(error).split("\n")[0]}`)
+        return undefined
+      },
+    )
+    if (outcome === undefined) {
+      results.push({ p50: Number.NaN, p99: Number.NaN, ok: false })
+      await App.killAll()
+      continue
+    }
     const ok =
       outcome.echoed.length === outcome.sent &&
       outcome.echoed.every((n, i) => n === i + 1) &&
@@ -54,8 +64,9 @@ try {
   await App.killAll()
 }
 
-const p50s = results.map((r) => r.p50)
-const p99s = results.map((r) => r.p99)
+// The figures are those of the runs that completed; `allRunsOk` says whether any failed.
+const p50s = results.filter((r) => r.ok).map((r) => r.p50)
+const p99s = results.filter((r) => r.ok).map((r) => r.p99)
 const row = (name: string, values: ReadonlyArray<number>) =>
   `${name.padEnd(14)} ${median(values).toFixed(0).padStart(8)} ${Math.min(...values)
     .toFixed(0)

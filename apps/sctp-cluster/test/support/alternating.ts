@@ -18,6 +18,9 @@ export const tuned: NonNullable<Usrsctp.ShimOptions["tune"]> = {
   rto_initial_default: 200,
   path_rtx_max_default: 2,
   heartbeat_interval_default: 200,
+  // A path is left after 2 retransmissions, but the association is not given up before 30
+  // (about 12 s at these RTOs): a starved machine may stall both nodes for seconds.
+  assoc_rtx_max_default: 30,
 }
 
 export interface Options {
@@ -40,6 +43,19 @@ export interface Outcome {
 }
 
 const count = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].length
+
+/** Datagrams a node sent (its status over HTTP); 0 while it does not answer. */
+const packetsOut = async (status: string): Promise<number> => {
+  try {
+    const response = await fetch(`http://${status.replace("tcp://", "")}/status`, {
+      signal: AbortSignal.timeout(2_000),
+    })
+    const report = (await response.json()) as { endpoint: { packetsOut: number } }
+    return report.endpoint.packetsOut
+  } catch {
+    return 0
+  }
+}
 
 type Host = "127.0.0.2" | "127.0.0.3"
 const otherOf = (host: Host): Host => (host === "127.0.0.2" ? "127.0.0.3" : "127.0.0.2")
@@ -94,11 +110,11 @@ export const run = async (options: Options): Promise<Outcome> => {
   for (let round = 1; round <= options.rounds; round++) {
     await send(perRound)
     const deadHost = servingHost
-    const available = new RegExp(
-      `Peer address ${deadHost.replaceAll(".", "\\.")} is now SCTP_ADDR_AVAILABLE`,
-      "g",
-    )
+    const address = `Peer address ${deadHost.replaceAll(".", "\\.")} is now SCTP_ADDR_`
+    const available = new RegExp(`${address}AVAILABLE`, "g")
+    const unreachable = new RegExp(`${address}UNREACHABLE`, "g")
     const availableBefore = count(client.output(), available)
+    const unreachableBefore = count(client.output(), unreachable)
     const startedAt = performance.now()
     serving.kill("SIGKILL")
     client.write(`n ${++sent}\n`)
@@ -120,14 +136,22 @@ export const run = async (options: Options): Promise<Outcome> => {
       30_000,
     )
     phase("took-over")
-    await rejoined.line("started", 30_000)
+    const rejoinedStatus = (await rejoined.line("started", 30_000)).status as string
     phase("restarted")
     await App.linkUp(`round ${round}: the rejoined node's link is up`, rejoined, 30_000)
     phase("linked")
     // The peer reaches the rejoined node's address again: it has somewhere to go next time.
+    // The rejoined node answered a HEARTBEAT (the only datagrams a standby sends), and the
+    // address is not marked unreachable (it came back, or it never went: a quick restart).
     await App.eventually(
       `round ${round}: the peer reaches ${deadHost} again`,
-      () => (count(client.output(), available) > availableBefore ? true : undefined),
+      async () => {
+        const output = client.output()
+        const down = count(output, unreachable) - unreachableBefore
+        const up = count(output, available) - availableBefore
+        if (up < down) return undefined
+        return (await packetsOut(rejoinedStatus)) > 0 ? true : undefined
+      },
       30_000,
     )
     phase("reached")
