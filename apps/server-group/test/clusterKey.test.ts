@@ -54,7 +54,7 @@ describe("serve --cluster-key", () => {
       await Effect.runPromise(ClusterKey.generateFile(key))
       await Effect.runPromise(ClusterKey.generateFile(other))
       const nameServer = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0"])
-      const store = (await nameServer.line("ready", 20_000)).listen as string
+      const store = (await nameServer.line("ready", 60_000)).listen as string
       const ports = await Ports.freeUdpPorts(3)
       const peers = ["1", "2", "3"]
         .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${10 - i}&bw=100`)
@@ -77,7 +77,7 @@ describe("serve --cluster-key", () => {
       const wrong = apiToken(Redacted.value(await Effect.runPromise(ClusterKey.readFile(other))))
       const [one, two, three] = [serve("1", key), serve("2", key), serve("3", other)]
       const urls = await Promise.all(
-        [one, two, three].map(async (proc) => (await proc.line("ready", 20_000)).http as string),
+        [one, two, three].map(async (proc) => (await proc.line("ready", 60_000)).http as string),
       )
       let status = 0
       for (let i = 0; i < 200 && status !== 200; i++) {
@@ -132,5 +132,5 @@ describe("serve --cluster-key", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
-  }, 60_000)
+  }, 180_000)
 })

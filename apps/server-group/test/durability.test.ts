@@ -11,17 +11,12 @@ import { randomInt } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
+import { group, startNameServer } from "./support/group.ts"
 
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const rounds = Number(process.env.SERVER_GROUP_CRASH_ROUNDS ?? "2")
 
-const spawn = (args: ReadonlyArray<string>) =>
-  new JsonLinesProcess.JsonLinesProcess(main, args, {
-    env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
-  })
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 interface Status {
@@ -40,33 +35,14 @@ afterAll(async () => {
 
 describe("server-group --data-dir", () => {
   it(`${rounds} rounds: every server SIGKILLed at once during writes, restarted from its log: every acknowledged write is there`, async () => {
-    const nameServer = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0"])
-    const store = (await nameServer.line("ready", 20_000)).listen as string
+    const { proc: nameServer, store } = await startNameServer(60_000)
     const ids = ["1", "2", "3"]
-    const ports = await Ports.freeUdpPorts(ids.length)
-    const peers = ids
-      .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${10 - i}&bw=100`)
-      .join(",")
-    const servers = new Map<string, { proc: JsonLinesProcess.JsonLinesProcess; http: string }>()
-    const start = async (id: string) => {
-      const proc = spawn([
-        "serve",
-        "--id",
-        id,
-        "--peers",
-        peers,
-        "--http",
-        "127.0.0.1:0",
-        "--store",
-        store,
-        "--insecure",
-        "--data-dir",
-        directory,
-      ])
-      // A liveness bound only: on a loaded machine a start can take a while.
-      const ready = await proc.line("ready", 60_000)
-      servers.set(id, { proc, http: ready.http as string })
-    }
+    const { servers, start } = await group({
+      ids,
+      store,
+      args: ["--insecure", "--data-dir", directory],
+      readyTimeoutMs: 60_000,
+    })
     const masterUrl = async (): Promise<string | undefined> => {
       for (let i = 0; i < 600; i++) {
         for (const server of servers.values()) {

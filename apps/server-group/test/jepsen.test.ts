@@ -8,21 +8,16 @@
  * history. `SERVER_GROUP_JEPSEN_ROUNDS=<n>` sets the rounds (default 25, about a minute and a half).
  */
 
-import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
+import { group, startNameServer } from "./support/group.ts"
 import { check, type Operation } from "./support/linearizability.ts"
 
-const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const rounds = Number(process.env.SERVER_GROUP_JEPSEN_ROUNDS ?? "25")
 const keys = ["a", "b", "c"]
 /** A request unanswered this long is abandoned: a write's outcome is then unknown. */
 const requestTimeoutMs = 4_000
 
-const spawn = (args: ReadonlyArray<string>) =>
-  new JsonLinesProcess.JsonLinesProcess(main, args, {
-    env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
-  })
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 interface Status {
@@ -40,30 +35,14 @@ afterAll(async () => {
 
 describe("server-group under a nemesis (Jepsen-style)", () => {
   it(`${rounds} rounds of SIGKILL / SIGSTOP of the master and name-server pauses: every key's history is linearizable`, async () => {
-    const nameServer = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0"])
-    const store = (await nameServer.line("ready", 20_000)).listen as string
+    const { proc: nameServer, store } = await startNameServer(60_000)
     const ids = ["1", "2", "3"]
-    const ports = await Ports.freeUdpPorts(ids.length)
-    const peers = ids
-      .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${10 - i}&bw=100`)
-      .join(",")
-    const servers = new Map<string, { proc: JsonLinesProcess.JsonLinesProcess; http: string }>()
-    const start = async (id: string) => {
-      const proc = spawn([
-        "serve",
-        "--id",
-        id,
-        "--peers",
-        peers,
-        "--http",
-        "127.0.0.1:0",
-        "--store",
-        store,
-        "--insecure",
-      ])
-      const ready = await proc.line("ready", 20_000)
-      servers.set(id, { proc, http: ready.http as string })
-    }
+    const { servers, start } = await group({
+      ids,
+      store,
+      args: ["--insecure"],
+      readyTimeoutMs: 60_000,
+    })
     await Promise.all(ids.map((id) => start(id)))
 
     const masterNow = async (timeoutMs: number): Promise<string | undefined> => {

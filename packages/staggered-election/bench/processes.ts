@@ -11,19 +11,9 @@
  *
  * @since 0.1.0
  */
-import { fileURLToPath } from "node:url"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
+import * as Group from "../../../apps/server-group/test/support/group.ts"
 import type { Timings } from "./simulate.ts"
-
-const main = fileURLToPath(new URL("../../../apps/server-group/src/main.ts", import.meta.url))
-
-/** One `server-group` process; the end of its stdin ends it, so nothing outlives a run. */
-const server = (args: ReadonlyArray<string>) =>
-  new JsonLinesProcess.JsonLinesProcess(main, args, {
-    env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
-    // Only the first lines (`ready`) are read: the election events are not kept.
-    linesMax: 4,
-  })
 
 interface Status {
   readonly self: string
@@ -53,8 +43,7 @@ export interface ProcessFigures {
 
 /** Starts a name server, for every group size of the run. */
 export const startNameServer = async (): Promise<{ store: string; stop: () => Promise<void> }> => {
-  const proc = server(["nameserver", "--listen", "tcp://127.0.0.1:0"])
-  const store = (await proc.line("ready", 30_000)).listen as string
+  const { proc, store } = await Group.startNameServer(30_000)
   return {
     store,
     stop: async () => {
@@ -80,23 +69,11 @@ export const measure = async (options: {
   const { count, rounds, store, timings, deadlineMs } = options
   const group = `bench-${count}`
   const ids = Array.from({ length: count }, (_, i) => `s${i + 1}`)
-  const ports = await Ports.freeUdpPorts(count)
   // s1 is the most capable (index 1).
-  const peers = ids
-    .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${100 - i}&bw=100`)
-    .join(",")
-  const servers = new Map<string, { proc: JsonLinesProcess.JsonLinesProcess; http: string }>()
-  const start = async (id: string) => {
-    const proc = server([
-      "serve",
-      "--id",
-      id,
-      "--peers",
-      peers,
-      "--http",
-      "127.0.0.1:0",
-      "--store",
-      store,
+  const { servers, start } = await Group.group({
+    ids,
+    store,
+    args: [
       "--insecure",
       "--group",
       group,
@@ -108,10 +85,11 @@ export const measure = async (options: {
       String(timings.baseDelayMs),
       "--floor-ms",
       String(timings.floorDelayMs),
-    ])
-    const ready = await proc.line("ready", 30_000)
-    servers.set(id, { proc, http: ready.http as string })
-  }
+    ],
+    readyTimeoutMs: 30_000,
+    // Only the first lines (`ready`) are read: the election events are not kept.
+    linesMax: 4,
+  })
 
   const statuses = async () =>
     (

@@ -10,17 +10,10 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
+import * as Group from "../../../apps/server-group/test/support/group.ts"
 
-const main = fileURLToPath(new URL("../../../apps/server-group/src/main.ts", import.meta.url))
-
-/** One `server-group` process; the end of its stdin ends it, so nothing outlives a run. */
-const server = (args: ReadonlyArray<string>) =>
-  new JsonLinesProcess.JsonLinesProcess(main, args, {
-    env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
-  })
 const rounds = Number(process.env.STAGGERED_PROCESS_ROUNDS ?? "50")
 
 interface Status {
@@ -48,34 +41,17 @@ describe("server-group processes", () => {
     async () => {
       const dir = mkdtempSync(join(tmpdir(), "understudy-server-group-"))
       try {
-        const nameServer = server(["nameserver", "--listen", "tcp://127.0.0.1:0"])
-        const store = (await nameServer.line("ready", 20_000)).listen as string
+        const { store } = await Group.startNameServer(60_000)
         const ids = ["1", "2", "3", "4", "5"]
-        const ports = await Ports.freeUdpPorts(ids.length)
         // Server 1 is the most capable; 5 the least.
-        const peers = ids
-          .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${10 - i}&bw=100`)
-          .join(",")
-        const servers = new Map<
-          string,
-          { proc: JsonLinesProcess.JsonLinesProcess; http: string; stopped: boolean }
-        >()
-        const start = async (id: string) => {
-          const proc = server([
-            "serve",
-            "--id",
-            id,
-            "--peers",
-            peers,
-            "--http",
-            "127.0.0.1:0",
-            "--store",
-            store,
-            "--insecure",
-          ])
-          const ready = await proc.line("ready", 20_000)
-          servers.set(id, { proc, http: ready.http as string, stopped: false })
-        }
+        const { servers, start } = await Group.group({
+          ids,
+          store,
+          args: ["--insecure"],
+          readyTimeoutMs: 60_000,
+        })
+        // SIGSTOPped ones: not asked for their status.
+        const stopped = new Set<string>()
         await Promise.all(ids.map(start))
 
         // Every /status read anywhere in this test is recorded: at most one master per epoch.
@@ -84,7 +60,7 @@ describe("server-group processes", () => {
           const all = (
             await Promise.all(
               [...servers]
-                .filter(([, server]) => !server.stopped && !server.proc.exited)
+                .filter(([id, server]) => !stopped.has(id) && !server.proc.exited)
                 .map(([, server]) => Ports.getJson<Status>(`${server.http}/status`)),
             )
           ).filter((status): status is Status => status !== undefined)
@@ -131,7 +107,7 @@ describe("server-group processes", () => {
 
         let { master } = await settled(0, 20_000)
         const record = join(dir, "acked.jsonl")
-        const load = server([
+        const load = Group.spawn([
           "load",
           "--store",
           store,
@@ -151,7 +127,7 @@ describe("server-group processes", () => {
           const victim = servers.get(master.self)!
           const signal: NodeJS.Signals = round % 2 === 0 ? "SIGKILL" : "SIGSTOP"
           const killedAt = performance.now()
-          victim.stopped = true
+          stopped.add(master.self)
           victim.proc.kill(signal)
           const next = await settled(master.epoch, 10_000, false)
           failoverMs.push(performance.now() - killedAt)
@@ -163,8 +139,9 @@ describe("server-group processes", () => {
             await start(master.self)
           } else {
             victim.proc.kill("SIGCONT")
-            victim.stopped = false
           }
+          // Restarted or continued: observed again.
+          stopped.delete(master.self)
           // Everyone back, following the new master, before the next round.
           master = (await settled(master.epoch, 20_000)).master
           // The restarted server holds the committed log again: the next kill leaves a
