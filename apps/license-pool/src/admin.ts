@@ -26,7 +26,10 @@ import {
 const program = "license-admin"
 
 const chosen: Chosen = {}
-const choose = (run: () => Promise<number> | number) => Effect.sync(() => void (chosen.run = run))
+const choose = (run: () => Promise<number> | number) =>
+  Effect.sync(() => {
+    chosen.run = run
+  })
 
 const keyFile = Flag.String("key-file").pipe(
   Flag.withDescription("The pool key file"),

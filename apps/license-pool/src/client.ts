@@ -54,7 +54,10 @@ const command = Command.make(
       Flag.withDefault("200ms"),
     ),
   },
-  (input) => Effect.sync(() => void (chosen.run = () => checkOut(input))),
+  (input) =>
+    Effect.sync(() => {
+      chosen.run = () => checkOut(input)
+    }),
 ).pipe(
   Command.withDescription(
     "Checks out --seats seats of --product from the pool, heartbeats the server that granted them, re-attaches through the leader priority list when that server dies, holds them for --hold, then releases them. Exit code 0 when it held its seats at the end, 1 otherwise.",

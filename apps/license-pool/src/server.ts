@@ -52,7 +52,10 @@ const command = Command.make(
       Flag.withDefault("6s"),
     ),
   },
-  (input) => Effect.sync(() => void (chosen.run = () => serve(input))),
+  (input) =>
+    Effect.sync(() => {
+      chosen.run = () => serve(input)
+    }),
 ).pipe(
   Command.withDescription(
     "Runs one server of the pool (3 or more, the same --pool everywhere; its order is the leader priority list). --key-file (default pool.key, from 'license-admin keygen') authenticates all pool traffic; --insecure runs without it.",

@@ -123,9 +123,9 @@ describe("Replication.Replicas: the takeover of a copy", () => {
       resync: true,
       reserve: Replication.reserve,
     })
-    expect(replicas.apply({ _tag: "CumulativeAck", seq: 1, epoch: 0, association: 1, tsn: 77 })).toBe(
-      undefined,
-    )
+    expect(
+      replicas.apply({ _tag: "CumulativeAck", seq: 1, epoch: 0, association: 1, tsn: 77 }),
+    ).toBe(undefined)
     expect(replicas.applied).toBe(1)
     expect(replicas.takeOverOptions(policy, 1)).toEqual({
       resync: true,
