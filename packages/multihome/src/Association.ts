@@ -454,7 +454,11 @@ const emit = (ctx: Ctx, event: Event): void => {
   ctx.out.push({ _tag: "Event", event })
 }
 
-const setTimer = (ctx: Ctx, st: State, timer: string, atMs: number): void => {
+const setTimer = (ctx: Ctx, st: State, timer: string, deadlineMs: number): void => {
+  // Whole milliseconds, as the clocks that fire timers count: an RTO is fractional (SRTT +
+  // 4 RTTVAR), and a deadline between two ticks was never reached by a driver that reads
+  // the clock in whole milliseconds (a lossy SimNet schedule stalled on one).
+  const atMs = Math.ceil(deadlineMs)
   st.timers[timer] = atMs
   ctx.out.push({ _tag: "SetTimer", timer, atMs })
 }
