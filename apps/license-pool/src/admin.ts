@@ -13,6 +13,7 @@ import { Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import {
   type Chosen,
+  choose,
   exitCode,
   line,
   parsePool,
@@ -26,10 +27,6 @@ import {
 const program = "license-admin"
 
 const chosen: Chosen = {}
-const choose = (run: () => Promise<number> | number) =>
-  Effect.sync(() => {
-    chosen.run = run
-  })
 
 const keyFile = Flag.String("key-file").pipe(
   Flag.withDescription("The pool key file"),
@@ -38,7 +35,7 @@ const keyFile = Flag.String("key-file").pipe(
 const out = Flag.String("out").pipe(Flag.optional)
 
 const keygen = Command.make("keygen", { keyFile, json: poolFlags.json }, ({ keyFile, json }) =>
-  choose(() =>
+  choose(chosen, () =>
     runUntilSignal(
       ClusterKey.generateFile(keyFile).pipe(
         Effect.as(exitCode.ok),
@@ -56,7 +53,7 @@ const vendorKeygen = Command.make(
   "vendor-keygen",
   { out: out.pipe(Flag.withDescription("Directory for vendor.key (0600) and vendor.pub")) },
   ({ out }) =>
-    choose(() => {
+    choose(chosen, () => {
       if (Option.isNone(out)) return usageError(program, "--out is required")
       const keys = Signing.generateVendorKeys()
       writeFileSync(join(out.value, "vendor.key"), keys.privatePem, { mode: 0o600, flag: "wx" })
@@ -82,7 +79,7 @@ const signLicense = Command.make(
     out: out.pipe(Flag.withDescription("The license file to write")),
   },
   (input) =>
-    choose(() => {
+    choose(chosen, () => {
       const seats = input.seats === "" ? Number.NaN : Number(input.seats)
       const sequence = input.sequence === "" ? Number.NaN : Number(input.sequence)
       const expiresAtMs = Date.parse(input.expires)
@@ -114,7 +111,7 @@ const signLicense = Command.make(
 ).pipe(Command.withDescription("Signs a license file with the vendor's key"))
 
 const status = Command.make("status", poolFlags, (input) =>
-  choose(() => ask("status", input, undefined)),
+  choose(chosen, () => ask("status", input, undefined)),
 ).pipe(
   Command.withDescription(
     "Each server's role, term, seats in use and share (seats it may grant without asking), and the license's sequence number",
@@ -127,7 +124,7 @@ const publishLicense = Command.make(
     file: Argument.String("file").pipe(Argument.withDescription("A signed license file")),
     ...poolFlags,
   },
-  (input) => choose(() => ask("publish-license", input, input.file)),
+  (input) => choose(chosen, () => ask("publish-license", input, input.file)),
 ).pipe(
   Command.withDescription(
     "Offers a newer signed license file to the pool, which spreads it (an older or forged one is refused)",

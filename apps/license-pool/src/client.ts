@@ -9,9 +9,10 @@ import { randomBytes } from "node:crypto"
 import { Client } from "@understudy/heartbeat-pool"
 import { NodeDatagram } from "@understudy/transport"
 import { Duration, Effect, Option, Stream } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Command } from "effect/cli"
 import {
   type Chosen,
+  choose,
   exitCode,
   line,
   parseDuration,
@@ -20,6 +21,7 @@ import {
   poolSecret,
   runCommand,
   runUntilSignal,
+  textFlag,
   usageError,
 } from "./common.ts"
 
@@ -29,35 +31,14 @@ const command = Command.make(
   program,
   {
     ...poolFlags,
-    product: Flag.String("product").pipe(
-      Flag.withDescription("The product to check out seats of"),
-      Flag.optional,
-    ),
-    hold: Flag.String("hold").pipe(
-      Flag.withDescription("How long to hold the seats (e.g. 30s, 1500ms, 2m)"),
-      Flag.withDefault("30s"),
-    ),
-    seats: Flag.String("seats").pipe(
-      Flag.withDescription("Seats to check out"),
-      Flag.withDefault("1"),
-    ),
-    id: Flag.String("id").pipe(
-      Flag.withDescription("This client's name (default: random)"),
-      Flag.optional,
-    ),
-    first: Flag.String("first").pipe(
-      Flag.withDescription("Index in --pool of the first server to ask"),
-      Flag.withDefault("0"),
-    ),
-    heartbeat: Flag.String("heartbeat").pipe(
-      Flag.withDescription("Heartbeat interval"),
-      Flag.withDefault("200ms"),
-    ),
+    product: textFlag("product", "The product to check out seats of"),
+    hold: textFlag("hold", "How long to hold the seats (e.g. 30s, 1500ms, 2m)", "30s"),
+    seats: textFlag("seats", "Seats to check out", "1"),
+    id: textFlag("id", "This client's name (default: random)"),
+    first: textFlag("first", "Index in --pool of the first server to ask", "0"),
+    heartbeat: textFlag("heartbeat", "Heartbeat interval", "200ms"),
   },
-  (input) =>
-    Effect.sync(() => {
-      chosen.run = () => checkOut(input)
-    }),
+  (input) => choose(chosen, () => checkOut(input)),
 ).pipe(
   Command.withDescription(
     "Checks out --seats seats of --product from the pool, heartbeats the server that granted them, re-attaches through the leader priority list when that server dies, holds them for --hold, then releases them. Exit code 0 when it held its seats at the end, 1 otherwise.",

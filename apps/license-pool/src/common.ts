@@ -14,6 +14,7 @@ import {
   FileSystem,
   Layer,
   Logger,
+  type Option,
   Path,
   type Redacted,
   Sink,
@@ -139,6 +140,24 @@ export const poolFlags = {
  */
 export interface Chosen {
   run?: () => Promise<number> | number
+}
+
+/** A handler's effect: it chooses `run` as what the program runs. @since 0.1.0 */
+export const choose = (chosen: Chosen, run: () => Promise<number> | number): Effect.Effect<void> =>
+  Effect.sync(() => {
+    chosen.run = run
+  })
+
+/** A text flag with its description: optional, or with a default. @since 0.1.0 */
+export function textFlag(name: string, description: string): Flag.Flag<Option.Option<string>>
+export function textFlag(name: string, description: string, fallback: string): Flag.Flag<string>
+export function textFlag(
+  name: string,
+  description: string,
+  fallback?: string,
+): Flag.Flag<Option.Option<string>> | Flag.Flag<string> {
+  const flag = Flag.String(name).pipe(Flag.withDescription(description))
+  return fallback === undefined ? flag.pipe(Flag.optional) : flag.pipe(Flag.withDefault(fallback))
 }
 
 /**

@@ -9,9 +9,10 @@ import { readFileSync } from "node:fs"
 import { Config, Message, Server } from "@understudy/heartbeat-pool"
 import { NodeDatagram } from "@understudy/transport"
 import { Effect, Option, Result, Stream } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Command } from "effect/cli"
 import {
   type Chosen,
+  choose,
   line,
   parseDuration,
   parsePool,
@@ -19,6 +20,7 @@ import {
   poolSecret,
   runCommand,
   runUntilSignal,
+  textFlag,
   usageError,
 } from "./common.ts"
 
@@ -27,35 +29,22 @@ const program = "license-server"
 const command = Command.make(
   program,
   {
-    id: Flag.String("id").pipe(Flag.withDescription("This server's id in --pool"), Flag.optional),
+    id: textFlag("id", "This server's id in --pool"),
     ...poolFlags,
-    vendorKey: Flag.String("vendor-key").pipe(
-      Flag.withDescription("The vendor's public key (PEM) that signs license files"),
-      Flag.optional,
+    vendorKey: textFlag("vendor-key", "The vendor's public key (PEM) that signs license files"),
+    stateDir: textFlag("state-dir", "Where this server keeps its durable state"),
+    license: textFlag(
+      "license",
+      "A signed license file, adopted when its sequence number is newer than the stored one and spread to the pool",
     ),
-    stateDir: Flag.String("state-dir").pipe(
-      Flag.withDescription("Where this server keeps its durable state"),
-      Flag.optional,
+    heartbeat: textFlag(
+      "heartbeat",
+      "Heartbeat interval (e.g. 200ms); the other timings derive from it",
+      "200ms",
     ),
-    license: Flag.String("license").pipe(
-      Flag.withDescription(
-        "A signed license file, adopted when its sequence number is newer than the stored one and spread to the pool",
-      ),
-      Flag.optional,
-    ),
-    heartbeat: Flag.String("heartbeat").pipe(
-      Flag.withDescription("Heartbeat interval (e.g. 200ms); the other timings derive from it"),
-      Flag.withDefault("200ms"),
-    ),
-    lease: Flag.String("lease").pipe(
-      Flag.withDescription("How long a seat lasts without a heartbeat"),
-      Flag.withDefault("6s"),
-    ),
+    lease: textFlag("lease", "How long a seat lasts without a heartbeat", "6s"),
   },
-  (input) =>
-    Effect.sync(() => {
-      chosen.run = () => serve(input)
-    }),
+  (input) => choose(chosen, () => serve(input)),
 ).pipe(
   Command.withDescription(
     "Runs one server of the pool (3 or more, the same --pool everywhere; its order is the leader priority list). --key-file (default pool.key, from 'license-admin keygen') authenticates all pool traffic; --insecure runs without it.",

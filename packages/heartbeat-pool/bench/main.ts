@@ -28,7 +28,7 @@ import { MemoryStore, Store } from "@understudy/store"
 import { Effect } from "effect"
 import * as Machine from "../src/Machine.ts"
 import type * as Message from "../src/Message.ts"
-import { fakeCrypto, license, makeWorld, run, timing } from "../test/support/sim.ts"
+import { electedLeader, fakeCrypto, license, makeWorld, run, timing } from "../test/support/sim.ts"
 import { type RealRun, realRun } from "./realProcesses.ts"
 
 const median = (values: ReadonlyArray<number>) =>
@@ -84,49 +84,7 @@ const leaderWith = (clients: number) => {
     // Every seat held at the leader (none handed out as shares): its step for `Beat`s is measured.
     maxShareSeats: 0,
   })
-  let state = pool.init({ self: "s1", peers: ["s2", "s3"], nowMs: 0 }).state
-  state = pool.step(state, M.timerFired(Machine.electionTimer, 600)).state
-  state = pool.step(state, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605)).state
-  for (let atMs = 700; atMs < 3_000; atMs += 100) {
-    state = pool.step(state, M.timerFired(Machine.tickTimer, atMs)).state
-    const seq = state.leaderState!.seq
-    for (const follower of ["s2", "s3"]) {
-      state = pool.step(
-        state,
-        M.receive(
-          follower,
-          {
-            _tag: "HeartbeatAck",
-            term: 1,
-            seq,
-            version: 0,
-            used: 0,
-            sequence: 1,
-            life: 1,
-            shareUsed: 0,
-          },
-          atMs + 1,
-        ),
-      ).state
-      state = pool.step(
-        state,
-        M.receive(
-          follower,
-          {
-            _tag: "Record",
-            term: 1,
-            version: 0,
-            life: 1,
-            shareUsed: 0,
-            part: 0,
-            parts: 1,
-            allocations: [],
-          },
-          atMs + 1,
-        ),
-      ).state
-    }
-  }
+  let state = electedLeader(pool)
   const tokens: Array<Message.Token> = []
   for (let index = 0; index < clients; index++) {
     const client = `c${index}`

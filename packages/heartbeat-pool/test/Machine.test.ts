@@ -6,7 +6,7 @@ import { Machine as M } from "@understudy/machine"
 import { HashMap } from "effect"
 import * as Machine from "../src/Machine.ts"
 import type * as Message from "../src/Message.ts"
-import { fakeCrypto, license, timing } from "./support/sim.ts"
+import { electedLeader, fakeCrypto, license, timing } from "./support/sim.ts"
 
 const servers = ["s1", "s2", "s3"]
 const pool = Machine.make({ servers, ...timing, crypto: fakeCrypto, initialLicense: license(2) })
@@ -27,74 +27,9 @@ const replies = (outputs: Out) =>
 const fromClient = (from: string, message: Message.ClientRequest, nowMs: number) =>
   M.command<Machine.Command>({ _tag: "FromClient", from, message }, nowMs)
 
-/** s1 elected leader of term 1 at 605 ms, records merged, settled at `nowMs` (past 605 + lease). */
-const leader = (nowMs = 3_000, machine: Machine.Pool = pool): Machine.State => {
-  let state = machine.init({ self: "s1", peers: ["s2", "s3"], nowMs: 0 }).state
-  state = machine.step(state, M.timerFired(Machine.electionTimer, 600)).state
-  state = machine.step(state, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605)).state
-  expect(state.role).toBe("leader")
-  for (const follower of ["s2", "s3"]) {
-    state = machine.step(
-      state,
-      M.receive(
-        follower,
-        {
-          _tag: "HeartbeatAck",
-          term: 1,
-          seq: 1,
-          version: 0,
-          used: 0,
-          sequence: 1,
-          life: 1,
-          shareUsed: 0,
-        },
-        610,
-      ),
-    ).state
-    state = machine.step(
-      state,
-      M.receive(
-        follower,
-        {
-          _tag: "Record",
-          term: 1,
-          version: 0,
-          life: 1,
-          shareUsed: 0,
-          part: 0,
-          parts: 1,
-          allocations: [],
-        },
-        611,
-      ),
-    ).state
-  }
-  // Heartbeats acknowledged until past the settling time after the election.
-  for (let atMs = 700; atMs < nowMs; atMs += 100) {
-    state = machine.step(state, M.timerFired(Machine.tickTimer, atMs)).state
-    const seq = state.leaderState!.seq
-    for (const follower of ["s2", "s3"]) {
-      state = machine.step(
-        state,
-        M.receive(
-          follower,
-          {
-            _tag: "HeartbeatAck",
-            term: 1,
-            seq,
-            version: 0,
-            used: 0,
-            sequence: 1,
-            life: 1,
-            shareUsed: 0,
-          },
-          atMs + 1,
-        ),
-      ).state
-    }
-  }
-  return state
-}
+/** s1 elected leader of term 1, records merged, settled at `nowMs` (past 605 + lease). */
+const leader = (nowMs = 3_000, machine: Machine.Pool = pool): Machine.State =>
+  electedLeader(machine, nowMs)
 
 describe("heartbeat pool machine", () => {
   it("claim 22: a follower that misses heartbeats sends a check message first, and stands only if it goes unanswered", () => {

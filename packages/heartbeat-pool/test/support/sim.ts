@@ -8,7 +8,7 @@
  * a datagram to that client, and whatever `Durable` a step produced is on "disk" before its
  * outputs (the server driver writes it in `onStep`).
  */
-import type { Machine as M } from "@understudy/machine"
+import { Machine as M } from "@understudy/machine"
 import { FastSim, FaultSchedule } from "@understudy/testkit"
 import type { SimNet } from "@understudy/transport"
 import { HashMap } from "effect"
@@ -49,6 +49,49 @@ export const timing = {
   downAfterMs: 400,
   electionStaggerMs: 150,
   leaseMs: 2_000,
+}
+
+/**
+ * s1 (of s1, s2, s3) elected leader of term 1 at 605 ms with s2's vote, both followers'
+ * (empty) records merged, its heartbeats acknowledged every 100 ms until `nowMs` (3,000:
+ * past the settling time after the election, so it grants new seats).
+ */
+export const electedLeader = (machine: Machine.Pool, nowMs = 3_000): Machine.State => {
+  const ack = (seq: number): Message.Peer => ({
+    _tag: "HeartbeatAck",
+    term: 1,
+    seq,
+    version: 0,
+    used: 0,
+    sequence: 1,
+    life: 1,
+    shareUsed: 0,
+  })
+  let state = machine.init({ self: "s1", peers: ["s2", "s3"], nowMs: 0 }).state
+  state = machine.step(state, M.timerFired(Machine.electionTimer, 600)).state
+  state = machine.step(state, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605)).state
+  if (state.role !== "leader") throw new Error(`s1 is ${state.role}, not leader`)
+  for (const follower of ["s2", "s3"]) {
+    state = machine.step(state, M.receive(follower, ack(1), 610)).state
+    const record: Message.Peer = {
+      _tag: "Record",
+      term: 1,
+      version: 0,
+      life: 1,
+      shareUsed: 0,
+      part: 0,
+      parts: 1,
+      allocations: [],
+    }
+    state = machine.step(state, M.receive(follower, record, 611)).state
+  }
+  for (let atMs = 700; atMs < nowMs; atMs += 100) {
+    state = machine.step(state, M.timerFired(Machine.tickTimer, atMs)).state
+    const seq = state.leaderState!.seq
+    for (const follower of ["s2", "s3"])
+      state = machine.step(state, M.receive(follower, ack(seq), atMs + 1)).state
+  }
+  return state
 }
 
 export interface World {
