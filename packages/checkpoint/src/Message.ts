@@ -21,6 +21,13 @@ const Channels = Schema.Array(Schema.Struct({ name: Name, initialSeq: Seq })).ch
   Schema.isMaxLength(16),
 )
 const Acks = Schema.Record(Name, Seq)
+/**
+ * The sender's window (bytes in flight unacknowledged): a receiver acknowledges at least
+ * every half window, or a sender with a window below the receiver's interval waits forever.
+ */
+const Window = Schema.optionalKey(
+  Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 2 ** 40 })),
+)
 
 /** Client: start a new session with these channels (and the client's initial sequence numbers). @since 0.1.0 @category messages */
 export const Open = Schema.TaggedStruct("Open", { protocol: Schema.String, channels: Channels })
@@ -29,6 +36,7 @@ export const Opened = Schema.TaggedStruct("Opened", {
   sessionId: SessionId,
   secret: Bytes,
   channels: Channels,
+  window: Window,
 })
 /** Client: take my session over; I acknowledge `acks`. @since 0.1.0 @category messages */
 export const Resume = Schema.TaggedStruct("Resume", {
@@ -38,7 +46,7 @@ export const Resume = Schema.TaggedStruct("Resume", {
   proof: Bytes,
 })
 /** Server: resumed; send again from `receiveNext` on each channel. @since 0.1.0 @category messages */
-export const Resumed = Schema.TaggedStruct("Resumed", { receiveNext: Acks })
+export const Resumed = Schema.TaggedStruct("Resumed", { receiveNext: Acks, window: Window })
 /** Client: this transport connection carries `channel` of the session. @since 0.1.0 @category messages */
 export const Attach = Schema.TaggedStruct("Attach", {
   sessionId: SessionId,
@@ -47,7 +55,7 @@ export const Attach = Schema.TaggedStruct("Attach", {
   proof: Bytes,
 })
 /** Server: the channel is attached. @since 0.1.0 @category messages */
-export const Attached = Schema.TaggedStruct("Attached", {})
+export const Attached = Schema.TaggedStruct("Attached", { window: Window })
 /** Server: refused, with why. @since 0.1.0 @category messages */
 export const Refused = Schema.TaggedStruct("Refused", {
   reason: RefusalReason,
@@ -101,6 +109,18 @@ export const Reply = Schema.TaggedStruct("Reply", {
 })
 /** @since 0.1.0 @category messages */
 export type Reply = typeof Reply.Type
+
+/**
+ * How often a receiver acknowledges: its own interval, or half the sender's window when
+ * that is smaller (so the window never fills with bytes the receiver holds unacknowledged).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ackInterval = (ackEveryBytes: number, window: number | undefined): number =>
+  window === undefined
+    ? ackEveryBytes
+    : Math.max(1, Math.min(ackEveryBytes, Math.floor(window / 2)))
 
 /** @since 0.1.0 @category messages */
 export const Control = Schema.Union([

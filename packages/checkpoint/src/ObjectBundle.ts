@@ -502,7 +502,7 @@ export const makeServer = (context: ServerContext): BundleServer => {
           `no unattached transfer ${request.channel}`,
         )
       entry.attached.add(request.channel)
-      yield* connection.send({ _tag: "Attached" })
+      yield* connection.send({ _tag: "Attached", window: context.windowBytesMax })
       yield* runData(entry, request.channel, connection, inbox)
     })
 
@@ -633,6 +633,8 @@ export const connect = (
           proof: Proof.sign(session!.secret, session!.id, counter, attachAcks(transfer.channel)),
         })
         let unacked = 0
+        // Until the server tells its window (`Attached`).
+        let ackEvery = ackEveryBytes
         yield* Stream.runForEachArray(connection.messages, (messages) =>
           Effect.gen(function* () {
             for (const message of messages) {
@@ -653,9 +655,11 @@ export const connect = (
                 yield* connection.send({ _tag: "Ack", ack: transfer.receiver.next })
                 yield* connection.send({ _tag: "Finish" })
                 return yield* connection.close
-              } else if (message._tag !== "Attached") return yield* connection.close
+              } else if (message._tag === "Attached")
+                ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+              else return yield* connection.close
             }
-            if (unacked >= ackEveryBytes) {
+            if (unacked >= ackEvery) {
               unacked = 0
               yield* connection.send({ _tag: "Ack", ack: transfer.receiver.next })
             }

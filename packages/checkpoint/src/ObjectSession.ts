@@ -450,6 +450,7 @@ export const serve = (
           sessionId,
           secret,
           channels: [{ name: "data", initialSeq: isn }],
+          window: windowBytesMax,
         })
         yield* connection.send({ _tag: "Ack", ack: state.receiver.next })
         yield* run(connection, inbox, bundle, state, ownership)
@@ -526,7 +527,11 @@ export const serve = (
         yield* bundle.register(sessionLayer(secret, state, connection.remote))
         // Recreated unready in every layer, then ready; only then does a byte leave.
         yield* Contributor.restoreAll(bundle, ownership.latest())
-        yield* connection.send({ _tag: "Resumed", receiveNext: { data: state.receiver.next } })
+        yield* connection.send({
+          _tag: "Resumed",
+          receiveNext: { data: state.receiver.next },
+          window: windowBytesMax,
+        })
         yield* run(connection, inbox, bundle, state, ownership)
       })
 
@@ -667,6 +672,8 @@ export const get = (
             yield* connection.send({ _tag: "Resume", sessionId: session.id, counter, acks, proof })
           }
           let unacked = 0
+          // Until the server tells its window (`Opened`, `Resumed`).
+          let ackEvery = ackEveryBytes
           let complete = false
           let resumedReported = session === undefined
           yield* Stream.runForEachArray(connection.messages, (messages) =>
@@ -680,6 +687,10 @@ export const get = (
                       firstByteSeq: message.channels[0]!.initialSeq,
                     }
                     receiver = Sequence.receiver(session.firstByteSeq)
+                    ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+                    break
+                  case "Resumed":
+                    ackEvery = Message.ackInterval(ackEveryBytes, message.window)
                     break
                   case "Refused":
                     // Not this server's to serve now (another holds it, or it is full):
@@ -728,7 +739,7 @@ export const get = (
                     break
                 }
               }
-              if (unacked >= ackEveryBytes && receiver !== undefined) {
+              if (unacked >= ackEvery && receiver !== undefined) {
                 unacked = 0
                 yield* connection.send({ _tag: "Ack", ack: receiver.next })
               }

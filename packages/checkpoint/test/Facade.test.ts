@@ -107,6 +107,43 @@ describe("createServer / createClient (Promise facade)", () => {
     }
   })
 
+  it("a window smaller than the client's acknowledgement interval does not stall the download", {
+    timeout: 30_000,
+  }, async () => {
+    // The client acknowledges every 256 KiB by default: with a 128 KiB window the server
+    // waited for an acknowledgement the client would never send (a reported hang).
+    const server = await createServer({
+      serverId: "fw",
+      listen: "tcp://127.0.0.1:0",
+      source,
+      store: { store },
+      service: "facade-window-test",
+      clusterKey,
+      policy: { everyBytes: 128 * 1024 },
+      windowBytesMax: 128 * 1024,
+    })
+    try {
+      const client = createClient({ service: [server.address], clusterKey })
+      const readable = client.get("obj")
+      let total = 0
+      const stalled = new Promise<"stalled">((resolve) => {
+        // Bounded by the stall itself: no byte for 10 s while the object is incomplete.
+        let timer = setTimeout(() => resolve("stalled"), 10_000)
+        readable.on("data", () => {
+          clearTimeout(timer)
+          timer = setTimeout(() => resolve("stalled"), 10_000)
+        })
+        readable.on("close", () => clearTimeout(timer))
+      })
+      const got = await Promise.race([read(readable, (n) => (total = n)), stalled])
+      if (got === "stalled") readable.destroy()
+      expect(got === "stalled" ? `stalled at byte ${total} of ${size}` : got.length).toBe(size)
+      expect(Buffer.compare(got as Buffer, Buffer.from(object))).toBe(0)
+    } finally {
+      await server.close()
+    }
+  })
+
   it("an unknown object is an error on the stream, with its reason", {
     timeout: 30_000,
   }, async () => {

@@ -25,7 +25,7 @@ const source: ObjectSession.ObjectSource = {
 }
 const prefix = CheckpointStore.defaultPrefix("bundle-test")
 
-const startServer = (serverId: string) =>
+const startServer = (serverId: string, windowBytesMax = 256 * 1024) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
     const server = yield* ObjectSession.serve(
@@ -33,7 +33,7 @@ const startServer = (serverId: string) =>
         listen: Address.tcp("127.0.0.1", 0),
         clusterKey,
         policy: { everyBytes: 512 * 1024, everyMs: 200, objectBoundaries: true },
-        windowBytesMax: 256 * 1024,
+        windowBytesMax,
       },
       source,
     ).pipe(
@@ -66,6 +66,25 @@ const same = (chunks: ReadonlyArray<Uint8Array>, object: Uint8Array) =>
   Buffer.compare(Buffer.concat(chunks.map((c) => Buffer.from(c))), Buffer.from(object)) === 0
 
 describe("ObjectBundle over loopback TCP", () => {
+  it.live("a window below the client's acknowledgement interval does not stall a transfer", () =>
+    Effect.gen(function* () {
+      // 128 KiB in flight, the client acknowledging every 256 KiB unless told the window.
+      const a = yield* startServer("bw", 128 * 1024)
+      const client = yield* ObjectBundle.connect({ service: [a.server.address], clusterKey })
+      const r = yield* reader(yield* client.get("two"))
+      // Bounded by the stall: no byte for 10 s means it never ends.
+      let seen = -1
+      while (r.fiber.pollUnsafe() === undefined && r.progress.bytes !== seen) {
+        seen = r.progress.bytes
+        yield* Effect.sleep(10_000).pipe(Effect.raceFirst(Fiber.await(r.fiber)))
+      }
+      expect(r.progress.bytes).toBe(objects.two!.length)
+      expect(same(yield* Fiber.join(r.fiber), objects.two!)).toBe(true)
+      yield* client.close
+      yield* a.stop
+    }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
   it.live("LIST, two transfers, one PAUSEd: a takeover moves the bundle; paused stays paused", () =>
     Effect.gen(function* () {
       const a = yield* startServer("ba")

@@ -137,11 +137,21 @@ describe("Message codec", () => {
       { _tag: "Resume", sessionId, counter: 2, acks: { control: 9 }, proof: new Uint8Array(32) },
       { _tag: "Refused", reason: "TooOld", detail: "x" },
       { _tag: "Handoff", to: "tcp://127.0.0.1:1" },
+      { _tag: "Resumed", receiveNext: { data: 7 }, window: 128 * 1024 },
+      { _tag: "Attached", window: 1 },
+      { _tag: "Attached" },
     ]
     for (const message of messages) {
       const bytes = Result.getOrThrow(Message.codec.encode(message))
       expect(Result.getOrThrow(Message.codec.decode(bytes))).toEqual(message)
     }
+  })
+
+  it("a receiver acknowledges at least every half window of its sender", () => {
+    expect(Message.ackInterval(256 * 1024, undefined)).toBe(256 * 1024)
+    expect(Message.ackInterval(256 * 1024, 128 * 1024)).toBe(64 * 1024)
+    expect(Message.ackInterval(256 * 1024, 4 * 1024 * 1024)).toBe(256 * 1024)
+    expect(Message.ackInterval(256 * 1024, 1)).toBe(1)
   })
 
   it("fuzzed frames decode to a typed error or a valid message, never a throw", () => {
