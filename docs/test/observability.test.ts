@@ -7,7 +7,7 @@ import { join } from "node:path"
 import { Metrics as CheckpointMetrics } from "@understudy/checkpoint"
 import { Server as PoolServer } from "@understudy/heartbeat-pool"
 import { Runner } from "@understudy/machine"
-import { Cluster } from "@understudy/multihome"
+import { Cluster, Metrics as MultihomeMetrics } from "@understudy/multihome"
 import { Metrics as ElectionMetrics } from "@understudy/port-election"
 import { Metric } from "effect"
 import { describe, expect, it } from "vitest"
@@ -26,6 +26,7 @@ describe("the observability page", () => {
     ...metricIds(PoolServer),
     ...metricIds(CheckpointMetrics),
     ...metricIds(Cluster),
+    ...metricIds(MultihomeMetrics),
     ...metricIds(Runner),
   ]
 

@@ -46,6 +46,7 @@ import type * as Chunk from "./Chunk.ts"
 import * as ClusterRole from "./ClusterRole.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Fence from "./Fence.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Replication from "./Replication.ts"
 
 // ---------------------------------------------------------------------------------------
@@ -355,8 +356,20 @@ export const make = (
   Effect.gen(function* () {
     const transport = yield* Transport.Transport
     const service = options.service ?? services.echo
+    /** Bytes of the primary's replication messages encoded for the link, not yet counted. */
+    let linkBytes = 0
+    const countingCodec = {
+      ...Replication.codec,
+      encode: (message: Replication.Message) => {
+        const encoded = Replication.codec.encode(message)
+        if (encoded._tag === "Success" && Replication.epochOf(message) !== undefined) {
+          linkBytes += encoded.success.length
+        }
+        return encoded
+      },
+    }
     const linkOptions = {
-      codec: Replication.codec,
+      codec: countingCodec,
       keepAlive: options.linkKeepAlive ?? { intervalMs: 100, timeoutMs: 500 },
       ...(options.clusterKey !== undefined ? { clusterKey: options.clusterKey } : {}),
     }
@@ -390,6 +403,12 @@ export const make = (
     let roleState = initialRole.state
     /** Whether this node runs the associations (and replicates them to a linked standby). */
     const serving = () => ClusterRole.serving(roleState)
+    const nodeId = Address.format(options.bind)
+    /** Every log line names the node, its role and its epoch as they are when it is written. */
+    const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.suspend(() =>
+        Effect.annotateLogs(effect, { node: nodeId, role: roleState.role, epoch: roleState.epoch }),
+      )
     let link: Connection.Connection<Replication.Message> | undefined
     const shipper = new Replication.Shipper(options.policy)
     let acknowledged = 0
@@ -406,6 +425,8 @@ export const make = (
     const replicas = new Replication.Replicas(config)
     let lastAppliedMs: number | undefined
     let closing = false
+    /** When this secondary decided to take over (the start of the takeover's duration). */
+    let takeoverStartedMs: number | undefined
     /** Resolved once this node holds the fence: it ships nothing before (its epoch is 0). */
     const fenceHeld = yield* Deferred.make<void>()
 
@@ -433,15 +454,30 @@ export const make = (
         yield* Metric.update(unprotectedMetric, now_ ? 1 : 0)
         const atMs = yield* now
         if (now_) {
-          yield* Effect.logWarning(`serving unprotected: ${reason}`)
+          yield* logged(Effect.logWarning(`serving unprotected: ${reason}`))
           yield* publish({ _tag: "Unprotected", reason, atMs })
         } else yield* publish({ _tag: "Protected", atMs })
       })
 
+    /** The replication metrics: bytes encoded for the link since the last call, and the lag. */
+    const recordReplication = Effect.suspend(() => {
+      const bytes = linkBytes
+      linkBytes = 0
+      return Effect.andThen(
+        bytes > 0
+          ? Metric.update(
+              Metric.withAttributes(Metrics.replicationBytes, { target: "link" }),
+              bytes,
+            )
+          : Effect.void,
+        Metric.update(Metrics.replicationLag, Math.max(0, shipper.lastSeq - acknowledged)),
+      )
+    })
+
     const ship = (messages: ReadonlyArray<Replication.Message>) =>
       link === undefined || messages.length === 0
         ? Effect.void
-        : Effect.ignore(link.sendAll(messages))
+        : Effect.andThen(Effect.ignore(link.sendAll(messages)), recordReplication)
 
     const waitForAck = (seq: number) =>
       Effect.gen(function* () {
@@ -454,7 +490,17 @@ export const make = (
         else yield* Deferred.await(done).pipe(Effect.timeoutOption(Duration.millis(ackTimeoutMs)))
       })
 
-    const storeKey = (association: number) => `${storePrefix}association/${association}`
+    /**
+     * state-node: each primary writes an association under its own epoch, so a late write
+     * of a primary already fenced out never overwrites a newer one (see
+     * `Replication.chooseStored`).
+     */
+    const storeKey = (association: number, epoch: number) =>
+      `${storePrefix}association/${association}/${epoch}`
+    /** state-node: the epoch of the last primary that completed its takeover. */
+    const servingEpochKey = `${storePrefix}serving-epoch`
+    /** state-node: associations written at this node's epoch (safe to drop older copies of). */
+    const storedAtEpoch = new Set<number>()
 
     /** The alias table the secondary was last sent (entries come and go with associations). */
     let aliasesShipped = ""
@@ -490,18 +536,33 @@ export const make = (
           // A snapshot that does not encode is a defect of the machine, not a store problem.
           if (encoded._tag === "Failure") return yield* Effect.die(encoded.failure)
           const written = yield* Effect.exit(
-            options.store.put(storeKey(plan.store.association), encoded.success),
+            options.store.put(storeKey(plan.store.association, shipper.epoch), encoded.success),
           )
           // The store is down: go on (like a primary whose secondary died) but say so.
           if (written._tag === "Failure") {
             yield* publish({ _tag: "StoreWriteFailed", association: plan.store.association })
+          } else {
+            storedAtEpoch.add(plan.store.association)
+            yield* Metric.update(
+              Metric.withAttributes(Metrics.replicationBytes, { target: "store" }),
+              encoded.success.length,
+            )
           }
         }
         if (plan.forget !== undefined && options.store !== undefined) {
-          yield* Effect.ignore(options.store.delete(storeKey(plan.forget)))
+          storedAtEpoch.delete(plan.forget)
+          yield* forgetStored(options.store, plan.forget)
         }
         if (plan.waitForAck) yield* waitForAck(shipper.lastSeq)
       })
+
+    /** Deletes every copy of an ended association, whichever epoch wrote it. */
+    const forgetStored = (store: Store.Store["Service"], association: number) =>
+      Effect.ignore(
+        Effect.flatMap(store.range(`${storePrefix}association/${association}/`), (copies) =>
+          Effect.forEach(copies.items, (copy) => store.delete(copy.key), { discard: true }),
+        ),
+      )
 
     const handler = (association: number, message: Endpoint.Message) => {
       received.messages++
@@ -615,46 +676,126 @@ export const make = (
 
     /** Adopts every copy (the role machine's `TakeOver`): the node serves them from now on. */
     const adoptCopies = Effect.gen(function* () {
-      if (options.policy._tag === "StateNode" && options.store !== undefined) {
-        const stored = yield* Effect.result(options.store.range(`${storePrefix}association/`))
-        if (stored._tag === "Success") {
-          for (const entry of stored.success.items) {
-            const decoded = Replication.codec.decode(entry.value)
-            const rejected =
-              decoded._tag === "Success"
-                ? replicas.apply(decoded.success)
-                : { detail: `${entry.key}: ${decoded.failure.message}` }
-            if (rejected !== undefined) {
-              yield* publish({ _tag: "ReplicaRejected", detail: rejected.detail })
-            }
-          }
-        } else {
-          yield* publish({
-            _tag: "ReplicaRejected",
-            detail: `the store did not answer: ${stored.failure.message}`,
-          })
-        }
+      const stored =
+        options.policy._tag === "StateNode" && options.store !== undefined
+          ? yield* readStored(options.store)
+          : undefined
+      for (const entry of stored?.adopt ?? []) {
+        const rejected = replicas.apply(entry.message)
+        if (rejected !== undefined) yield* rejectReplica("damaged-replica", rejected.detail)
       }
       if (replicas.listener !== undefined) yield* endpoint.adoptListenerSecrets(replicas.listener)
       // A copy kept by an inexact policy may be behind the primary: it resynchronises with
       // the peer (see `Replicas.takeOverOptions`); an exact copy goes on as it is.
-      let adopted = 0
+      /** The primary's association id → this node's, for those adopted. */
+      const adoptedAs = new Map<number, number>()
       for (const [association, state] of replicas.states) {
         if (Association.stateName(state) === "Closed") continue
         const takeOverOptions = replicas.takeOverOptions(options.policy, association)
-        yield* endpoint.adopt(state, {
+        const handle = yield* endpoint.adopt(state, {
           takeOver: (state: Association.State, nowMs: number) =>
             Association.takeOver(state, nowMs, {
               ...takeOverOptions,
               ...askPeerForPrimary(options),
             }),
         })
-        adopted++
+        adoptedAs.set(association, handle.id)
       }
       replicas.states.clear()
       replicas.cumulativeAcks.clear()
-      return adopted
-    })
+      if (stored !== undefined && options.store !== undefined) {
+        yield* settleStore(options.store, stored, adoptedAs)
+      }
+      return adoptedAs.size
+    }).pipe(
+      Effect.withSpan("multihome.takeover", {
+        attributes: { "understudy.node": nodeId, "understudy.policy": options.policy._tag },
+      }),
+    )
+
+    /**
+     * state-node, at takeover: the snapshots to adopt. One older than the epoch of the last
+     * primary that completed its takeover, or than another snapshot of the same association,
+     * was written late by a primary already fenced out: refused and counted
+     * (`Replication.chooseStored`).
+     */
+    const readStored = (store: Store.Store["Service"]) =>
+      Effect.gen(function* () {
+        const none = { adopt: [], stale: [] } satisfies ReturnType<typeof Replication.chooseStored>
+        const range = yield* Effect.result(store.range(`${storePrefix}association/`))
+        if (range._tag === "Failure") {
+          yield* publish({
+            _tag: "ReplicaRejected",
+            detail: `the store did not answer: ${range.failure.message}`,
+          })
+          return none
+        }
+        const floor = yield* store.get(servingEpochKey).pipe(
+          Effect.map((current) =>
+            Option.isSome(current) ? Number(new TextDecoder().decode(current.value.value)) || 0 : 0,
+          ),
+          Effect.orElseSucceed(() => 0),
+        )
+        const decoded: Array<Replication.Stored> = []
+        for (const entry of range.success.items) {
+          const message = Replication.codec.decode(entry.value)
+          if (message._tag === "Success" && message.success._tag === "Snapshot") {
+            decoded.push({ key: entry.key, message: message.success })
+          } else {
+            const why = message._tag === "Failure" ? message.failure.message : "not a snapshot"
+            yield* rejectReplica("damaged-replica", `${entry.key}: ${why}`)
+          }
+        }
+        const chosen = Replication.chooseStored(decoded, floor)
+        for (const entry of chosen.stale) {
+          yield* rejectReplica(
+            "stale-snapshot",
+            `${entry.key}: a snapshot of epoch ${entry.message.epoch} refused: a newer primary wrote after it (floor ${floor})`,
+          )
+        }
+        return chosen
+      })
+
+    /**
+     * state-node, after adopting: refused copies are deleted, and so is each adopted copy
+     * once its association is written at this node's epoch (by the takeover's own update).
+     * When every one is, this epoch becomes the floor below which a later takeover refuses
+     * snapshots.
+     */
+    const settleStore = (
+      store: Store.Store["Service"],
+      stored: ReturnType<typeof Replication.chooseStored>,
+      adoptedAs: ReadonlyMap<number, number>,
+    ) =>
+      Effect.gen(function* () {
+        let settled = true
+        for (const entry of stored.stale) yield* Effect.ignore(store.delete(entry.key))
+        for (const entry of stored.adopt) {
+          const id = adoptedAs.get(entry.message.association)
+          if (id !== undefined && !storedAtEpoch.has(id)) {
+            settled = false
+            continue
+          }
+          if (id === undefined || entry.key !== storeKey(id, shipper.epoch)) {
+            yield* Effect.ignore(store.delete(entry.key))
+          }
+        }
+        if (settled && shipper.epoch > 0) {
+          yield* Effect.ignore(
+            store.put(servingEpochKey, new TextEncoder().encode(String(shipper.epoch))),
+          )
+        }
+      })
+
+    const rejectReplica = (
+      reason: "damaged-replica" | "stale-snapshot" | "stale-epoch",
+      detail: string,
+    ) =>
+      Effect.gen(function* () {
+        yield* Metrics.refused(reason)
+        yield* logged(Effect.logWarning(`replica refused (${reason}): ${detail}`))
+        yield* publish({ _tag: "ReplicaRejected", detail })
+      })
 
     /** Performs one action of the role machine. */
     const perform = (
@@ -666,6 +807,7 @@ export const make = (
           case "AcquireFence": {
             // Nothing goes out before the old primary's lease ended and the epoch moved on.
             if (fence === undefined) return
+            if (options.role === "secondary") takeoverStartedMs ??= yield* now
             const epoch = yield* fence.acquire
             return yield* stepRole({ _tag: "FenceAcquired", epoch })
           }
@@ -674,17 +816,20 @@ export const make = (
             yield* Deferred.succeed(fenceHeld, undefined)
             return yield* publish({ _tag: "Fenced", epoch: action.epoch, atMs: yield* now })
           case "TakeOver": {
+            takeoverStartedMs ??= yield* now
             const adopted = yield* adoptCopies
-            yield* Effect.logInfo(`took over ${adopted} associations: ${action.why}`)
+            yield* logged(Effect.logInfo(`took over ${adopted} associations: ${action.why}`))
             return yield* stepRole({ _tag: "TakenOver", associations: adopted })
           }
-          case "TookOver":
-            yield* publish({
-              _tag: "TookOver",
-              associations: action.associations,
-              atMs: yield* now,
-            })
+          case "TookOver": {
+            const atMs = yield* now
+            yield* Metric.update(Metrics.takeovers, 1)
+            if (takeoverStartedMs !== undefined) {
+              yield* Metric.update(Metrics.takeoverMs, atMs - takeoverStartedMs)
+            }
+            yield* publish({ _tag: "TookOver", associations: action.associations, atMs })
             return yield* protection(true, "took over: no standby behind this node")
+          }
           case "ConnectStandby":
             if (options.standbyLink === undefined) return
             return yield* Effect.asVoid(
@@ -695,9 +840,12 @@ export const make = (
             yield* releaseAll
             yield* Scope.close(endpointScope, Exit.void)
             const atMs = yield* now
+            const silent = `falls silent (${action.reason}): ${action.detail}`
+            yield* logged(
+              action.reason === "HandedOver" ? Effect.logInfo(silent) : Effect.logWarning(silent),
+            )
             if (action.reason === "Deposed") yield* publish({ _tag: "Deposed", atMs })
             if (action.reason === "FencedOut") {
-              yield* Effect.logWarning(`fenced out: ${action.detail}`)
               yield* publish({ _tag: "FencedOut", reason: action.detail, atMs })
             }
             if (action.reason === "HandedOver") return
@@ -707,12 +855,13 @@ export const make = (
           }
           case "Refused":
             yield* Metric.update(staleReplicationMetric, 1)
-            return yield* publish({
-              _tag: "ReplicaRejected",
-              detail: `replication of epoch ${action.epoch} refused: epoch ${action.floor} is known`,
-            })
-          case "AcceptLink":
+            return yield* rejectReplica(
+              "stale-epoch",
+              `replication of epoch ${action.epoch} refused: epoch ${action.floor} is known`,
+            )
           case "RejectLink":
+            return yield* Metrics.refused("link-rejected")
+          case "AcceptLink":
           case "Apply":
             // Answers to the caller of the step (see `runRole`).
             return
@@ -763,6 +912,7 @@ export const make = (
         if (fence !== undefined && roleState.role === "secondary") {
           yield* stepRole({ _tag: "EpochSeen", epoch: yield* fence.storeEpoch }, connection)
         }
+        yield* logged(Effect.logInfo("the intra-cluster link is up"))
         yield* publish({ _tag: "LinkUp", atMs: yield* now })
         // A fenced node ships nothing before it holds the fence (its epoch would be 0).
         if (serving() && fence !== undefined) yield* Deferred.await(fenceHeld)
@@ -779,6 +929,7 @@ export const make = (
             if (message._tag === "Ack") {
               acknowledged = Math.max(acknowledged, message.seq)
               lastAckMs = yield* now
+              yield* recordReplication
               return yield* releaseAcked
             }
             if (message._tag === "Deposed") {
@@ -803,7 +954,7 @@ export const make = (
             const rejected = replicas.apply(message)
             lastAppliedMs = yield* now
             if (rejected !== undefined) {
-              yield* publish({ _tag: "ReplicaRejected", detail: rejected.detail })
+              yield* rejectReplica("damaged-replica", rejected.detail)
               return yield* connection.close
             }
             yield* Effect.ignore(connection.send({ _tag: "Ack", seq: replicas.applied }))
@@ -812,6 +963,7 @@ export const make = (
         const reason = yield* connection.closed
         link = undefined
         yield* releaseAll
+        yield* logged(Effect.logInfo(`the intra-cluster link is down (${reason._tag})`))
         yield* publish({ _tag: "LinkDown", reason: reason._tag, atMs: yield* now })
         if (serving()) yield* protection(true, `the link closed (${reason._tag})`)
         yield* stepRole({ _tag: "LinkDown", reason: reason._tag })

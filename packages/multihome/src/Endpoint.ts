@@ -41,6 +41,7 @@ import {
   Effect,
   type Fiber,
   Layer,
+  Metric,
   Queue,
   type Scope,
   Semaphore,
@@ -56,7 +57,9 @@ import {
   parseIpv6,
 } from "./internal/association-support.ts"
 import * as Listener from "./Listener.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Packet from "./Packet.ts"
+import { lte32 } from "./Serial.ts"
 
 // ---- errors ------------------------------------------------------------------------
 
@@ -422,6 +425,8 @@ interface Entry {
   readonly sendWaiters: Array<Deferred.Deferred<void>>
   /** Why it is ending, once known (before `Closed`): what `closed` reports. */
   ending: CloseReason | undefined
+  /** The highest TSN sent: a DATA chunk at or below it is a retransmission (counted). */
+  highestTsnSent: number
 }
 
 /** One association's updates within a batch: what `beforeOutputs` sees. */
@@ -604,11 +609,14 @@ export const make = (
           shutdownWaiters: [],
           sendWaiters: [],
           ending: undefined,
+          // An adopted association's outstanding DATA counts as retransmitted too.
+          highestTsnSent: (state.nextTsn - 1) >>> 0,
           handle: undefined as unknown as AssociationHandle,
         }
         ;(entry as { handle: AssociationHandle }).handle = makeHandle(entry)
         all.set(id, entry)
         byTag.set(entry.myTag, entry)
+        yield* Metric.modify(Metrics.associations, 1)
         return entry
       })
 
@@ -619,6 +627,7 @@ export const make = (
         if (entry.gone) return
         entry.gone = true
         all.delete(entry.id)
+        yield* Metric.modify(Metrics.associations, -1)
         releaseAliases(entry)
         if (byTag.get(entry.myTag) === entry) byTag.delete(entry.myTag)
         for (const timer of entry.timers.values()) timer.fiber?.interruptUnsafe()
@@ -655,8 +664,11 @@ export const make = (
     const setTimer = (
       entry: Entry,
       name: string,
-      atMs: number,
+      deadlineMs: number,
     ): Effect.Effect<void> | undefined => {
+      // Whole milliseconds, rounded up: the clock ticks in them, and a deadline between two
+      // ticks would never be reached (see `Association.setTimer`, which rounds its own).
+      const atMs = Math.ceil(deadlineMs)
       const existing = entry.timers.get(name)
       if (
         existing !== undefined &&
@@ -855,6 +867,7 @@ export const make = (
           let effect: Effect.Effect<void> | undefined
           switch (output._tag) {
             case "Transmit":
+              retransmitted += countRetransmissions(entry, output.packet)
               transmit(output.to, output.packet)
               break
             case "SetTimer":
@@ -874,7 +887,25 @@ export const make = (
       return Effect.suspend(() => from(0))
     }
 
+    /** DATA chunks of `packet` at or below the highest TSN `entry` sent before. */
+    const countRetransmissions = (entry: Entry, packet: Packet.Packet): number => {
+      let again = 0
+      for (const chunk of packet.chunks) {
+        if (chunk._tag !== "Data") continue
+        if (lte32(chunk.tsn, entry.highestTsnSent)) again++
+        else entry.highestTsnSent = chunk.tsn
+      }
+      return again
+    }
+    /** Retransmissions counted since the metric was last updated (see `afterOutputs`). */
+    let retransmitted = 0
+
     const afterOutputs = (entry: Entry): Effect.Effect<void> => {
+      if (retransmitted > 0) {
+        const count = retransmitted
+        retransmitted = 0
+        return Effect.andThen(Metric.update(Metrics.retransmissions, count), afterOutputs(entry))
+      }
       if (entry.gone) return Effect.void
       reindex(entry)
       if (entry.sendWaiters.length === 0 || Association.sendBufferAvailable(entry.state) === 0) {

@@ -5,12 +5,13 @@
  * address parameters carry them.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { MemoryStore, StoreError } from "@understudy/store"
+import { MemoryStore, type Store, StoreError } from "@understudy/store"
 import { Address, SimNet, Transport } from "@understudy/transport"
 import { Effect, Fiber, Metric, Redacted, type Scope, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
 import * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
+import * as Metrics from "../src/Metrics.ts"
 import * as Replication from "../src/Replication.ts"
 import { advance, within } from "./support/endpoint-support.ts"
 
@@ -49,6 +50,8 @@ interface Setup {
   readonly byHost: Map<string, Cluster.Node>
   /** How each host starts (read again at its restart). */
   readonly plans: Map<string, Plan>
+  /** The state-node store, if any. */
+  readonly store: Store.Store["Service"] | undefined
 }
 
 /** A node's part: its role, the link it listens on or connects to, its standby's link. */
@@ -151,7 +154,7 @@ const startCluster = (
       )
     }
     yield* advance(200)
-    return { net, nodes, byHost, plans } satisfies Setup
+    return { net, nodes, byHost, plans, store: memory } satisfies Setup
   })
 
 const startPeer = (net: SimNet.SimNet) =>
@@ -216,6 +219,13 @@ const expectExactlyOnceInOrder = (
     expect(onStream).toEqual([...onStream].sort((a, b) => a - b))
   }
 }
+
+/** The refusals counted for `reason` so far (metrics are the process's: compare deltas). */
+const refusalsOf = (reason: string) =>
+  Effect.map(
+    Metric.value(Metric.withAttributes(Metrics.refusals, { reason })),
+    (state) => state.count,
+  )
 
 describe("Cluster on SimNet", () => {
   it.effect("both addresses are confirmed: the secondary answers HEARTBEATs from its copy", () =>
@@ -447,6 +457,90 @@ describe("Cluster on SimNet", () => {
         }),
     )
   }
+
+  it.effect(
+    "state-node, fenced: a snapshot a fenced-out primary writes late is refused at the next takeover; the association goes on from the newer one",
+    () =>
+      Effect.gen(function* () {
+        const setup = yield* startCluster("state-node", {
+          store: true,
+          failback: true,
+          fence: { leaseMs: 1_000, cut: new Set<Cluster.Role>() },
+        })
+        const store = setup.store!
+        const association = yield* startPeer(setup.net)
+        yield* advance(2_000)
+        const staleBefore = yield* refusalsOf("stale-snapshot")
+        const takeoversBefore = yield* Metric.value(Metrics.takeovers)
+        const durationsBefore = yield* Metric.value(Metrics.takeoverMs)
+
+        // The first primary (epoch 1) echoes a few messages; what it wrote is kept, to be
+        // written again late, as by that primary resumed after a pause past its lease.
+        const early = yield* echoRun(setup, association, { count: 10, streams: 2, crashAfter: 10 })
+        expectExactlyOnceInOrder(early, 10, 2)
+        const written = (yield* store.range("/understudy/multihome/association/")).items
+        expect(written.length).toBe(1)
+
+        // It dies; the secondary takes over (epoch 2) and serves on.
+        const second = yield* echoRun(setup, association, { count: 40, streams: 2, crashAfter: 20 })
+        expectExactlyOnceInOrder(second, 40, 2)
+        // The first node rejoins as the standby.
+        setup.plans.set(primaryHost, {
+          role: "secondary",
+          link: primaryHost,
+          standbyLink: secondaryHost,
+        })
+        yield* setup.net.restart(primaryHost)
+        yield* within(
+          30_000,
+          Effect.gen(function* () {
+            for (;;) {
+              const status = yield* setup.byHost.get(primaryHost)!.status
+              const path = (yield* association.status).paths.find((p) => p.host === primaryHost)
+              if (status.link === "up" && path?.active === true) return
+              yield* Effect.sleep("50 millis")
+            }
+          }),
+        )
+        const third = yield* echoRun(setup, association, { count: 20, streams: 2, crashAfter: 20 })
+        expectExactlyOnceInOrder(third, 20, 2)
+
+        // The late write lands: the epoch-1 snapshot, far behind the association.
+        for (const item of written) yield* store.put(item.key, item.value)
+        const rejoined = setup.byHost.get(primaryHost)!
+        const rejected = yield* Effect.forkScoped(
+          rejoined.events.pipe(
+            Stream.filter((event) => event._tag === "ReplicaRejected"),
+            Stream.take(1),
+            Stream.runHead,
+          ),
+        )
+        // The second node dies: the rejoined one takes over (epoch 3) from the newer copy.
+        const last = yield* echoRun(setup, association, {
+          count: 40,
+          streams: 2,
+          crashAfter: 0,
+          victim: secondaryHost,
+        })
+        expectExactlyOnceInOrder(last, 40, 2)
+        const event = yield* within(1_000, Fiber.join(rejected))
+        expect(event._tag === "Some" && JSON.stringify(event.value)).toMatch(
+          /a snapshot of epoch 1 refused/,
+        )
+        const survivor = yield* rejoined.status
+        expect(survivor.role).toBe("active-secondary")
+        expect(survivor.fence?.epoch).toBe(3)
+        expect(survivor.associations).toHaveLength(1)
+        expect((yield* association.status).state).toBe("Established")
+        expect((yield* refusalsOf("stale-snapshot")) - staleBefore).toBe(1)
+        // Two takeovers, each with its duration.
+        expect((yield* Metric.value(Metrics.takeovers)).count - takeoversBefore.count).toBe(2)
+        expect((yield* Metric.value(Metrics.takeoverMs)).count - durationsBefore.count).toBe(2)
+        // The store holds the survivor's copy only, and the floor of the epoch that settled.
+        const left = (yield* store.range("/understudy/multihome/association/")).items
+        expect(left.map((item) => item.key.split("/").at(-1))).toEqual(["3"])
+      }),
+  )
 
   for (const policy of ["interval:50", "on-event"] as const) {
     it.effect(`${policy}: a copy behind the primary resynchronises; the association lives`, () =>

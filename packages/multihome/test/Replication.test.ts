@@ -146,3 +146,36 @@ describe("Replication.Replicas: the takeover of a copy", () => {
     expect(replicas.takeOverOptions({ _tag: "StateNode" }, 1)).toEqual({})
   })
 })
+
+describe("Replication.chooseStored (state-node takeover)", () => {
+  const snapshot = Association.snapshot(liveState())
+  const stored = (association: number, epoch: number, seq = 1): Replication.Stored => ({
+    key: `/p/association/${association}/${epoch}`,
+    message: { _tag: "Snapshot", seq, epoch, association, snapshot },
+  })
+  const keys = (list: ReadonlyArray<Replication.Stored>) => list.map((entry) => entry.key).sort()
+
+  it("per association, the newest epoch's snapshot is adopted and an older one refused", () => {
+    const chosen = Replication.chooseStored([stored(1, 1), stored(1, 2), stored(2, 2)], 0)
+    expect(keys(chosen.adopt)).toEqual(["/p/association/1/2", "/p/association/2/2"])
+    expect(keys(chosen.stale)).toEqual(["/p/association/1/1"])
+  })
+
+  it("whatever order the store lists them in", () => {
+    const chosen = Replication.chooseStored([stored(1, 2), stored(1, 1)], 0)
+    expect(keys(chosen.adopt)).toEqual(["/p/association/1/2"])
+    expect(keys(chosen.stale)).toEqual(["/p/association/1/1"])
+  })
+
+  it("a snapshot below the floor (the last completed takeover's epoch) is refused, even alone", () => {
+    const chosen = Replication.chooseStored([stored(1, 1), stored(2, 3)], 2)
+    expect(keys(chosen.adopt)).toEqual(["/p/association/2/3"])
+    expect(keys(chosen.stale)).toEqual(["/p/association/1/1"])
+  })
+
+  it("a snapshot at the floor is adopted (the primary that completed its takeover wrote it)", () => {
+    const chosen = Replication.chooseStored([stored(1, 2)], 2)
+    expect(keys(chosen.adopt)).toEqual(["/p/association/1/2"])
+    expect(chosen.stale).toEqual([])
+  })
+})
