@@ -10,7 +10,6 @@
 import { createSocket, type Socket } from "node:dgram"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Packet } from "@understudy/multihome"
-import { Usrsctp } from "@understudy/testkit"
 import { Result } from "effect"
 import * as App from "./support.ts"
 
@@ -22,10 +21,6 @@ afterEach(async () => {
   if (socket !== undefined) await new Promise<void>((resolve) => socket.close(() => resolve()))
   await App.killAll()
 })
-
-/** The numbers of the messages echoed so far, in the order the client printed them. */
-const echoed = (output: string): Array<number> =>
-  [...output.matchAll(/^n (\d+)$/gm)].map((match) => Number(match[1]))
 
 /** The line numbers of the DATA chunks in an SCTP packet (the UDP payload, RFC 6951). */
 const linesIn = (datagram: Uint8Array): Array<number> => {
@@ -53,14 +48,7 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
     const secondaryStarted = await secondary.line("started", 20_000)
     expect(secondaryStarted.failover).toBe("asconf")
     await App.linkUp("the primary's link to the secondary is up", primary)
-    const client = await Usrsctp.startClient({
-      host: "127.0.0.2",
-      port: 7,
-      localEncapsPort: ports.clientEncapsPort,
-      remoteEncapsPort: ports.udpPort,
-    })
-    await client.waitFor(/SCTP_COMM_UP/, 15_000)
-    await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_CONFIRMED/, 15_000)
+    const { client } = await App.connectClient(ports, undefined)
 
     // 50 lines a second, as the user did, until 30 lines after the switch (at most
     // 1,500 lines: 30 s).
@@ -72,7 +60,7 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
     try {
       await App.eventually(
         "the first echoes",
-        () => (echoed(client.stdout()).length >= 20 ? true : undefined),
+        () => (App.echoed(client.stdout()).length >= 20 ? true : undefined),
         20_000,
       )
       primary.kill("SIGKILL")
@@ -98,10 +86,10 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
       )
       await App.eventually(
         "every echo after the primary's death",
-        () => (echoed(client.stdout()).length >= total ? true : undefined),
+        () => (App.echoed(client.stdout()).length >= total ? true : undefined),
         30_000,
       )
-      expect(echoed(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i + 1))
+      expect(App.echoed(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i + 1))
       expect(writtenBeforeSwitch).toBeLessThan(total)
       const toDeadAddress = arrived.flatMap((datagram) => datagram.lines)
       expect(toDeadAddress.filter((line) => line > writtenBeforeSwitch)).toEqual([])

@@ -32,6 +32,20 @@ interface Failover {
     | "on-event"
   /** How the primary ends: SIGKILL (default), or SIGTERM, an impending failure. */
   readonly signal?: "SIGKILL" | "SIGTERM"
+  /** Serve `--metrics` and scrape the secondary's before and after the takeover. */
+  readonly scrape?: boolean
+}
+
+/** The value of the sample `name` (no labels) in a Prometheus text scrape, 0 if absent. */
+const sample = (text: string, name: string): number => {
+  const match = new RegExp(`^${name}(?:\\{\\})? (\\S+)$`, "m").exec(text)
+  return match === null ? 0 : Number(match[1])
+}
+
+const scrape = async (url: string): Promise<string> => {
+  const response = await fetch(url)
+  expect(response.status).toBe(200)
+  return response.text()
 }
 
 const runFailover = async ({
@@ -39,6 +53,7 @@ const runFailover = async ({
   boundMs,
   policy = "every-update",
   signal = "SIGKILL",
+  scrape: scraped = false,
 }: Failover) => {
   const ports = await App.clusterPorts()
   const policyArgs: Array<string> = [policy]
@@ -52,10 +67,18 @@ const runFailover = async ({
     ])
     policyArgs.push("--store", (await store.line("started", 20_000)).listen as string)
   }
+  if (scraped) policyArgs.push("--metrics", "127.0.0.1:0")
   const { primary, secondary, primaryStarted, secondaryStarted } = await App.startPair(
     ports,
     policyArgs,
   )
+  const metricsUrl = scraped
+    ? await App.eventually(
+        "the secondary's metrics address",
+        () => /metrics on (http:\/\/\S+\/metrics)/.exec(secondary.stderr)?.[1],
+        10_000,
+      )
+    : undefined
   await App.linkUp("the primary's link to the secondary is up", primary)
   const client = await Usrsctp.startClient({
     host: "127.0.0.2",
@@ -106,6 +129,12 @@ const runFailover = async ({
     expect((await App.statusOf(secondaryStarted.status as string))?.replicas).toBe(1)
   }
 
+  const takeoversBefore =
+    metricsUrl === undefined
+      ? undefined
+      : sample(await scrape(metricsUrl), "understudy_multihome_takeover_ms_count")
+  expect(takeoversBefore ?? 0).toBe(0)
+
   primary.kill(signal)
   const killedAt = performance.now()
   await primary.exit()
@@ -134,6 +163,13 @@ const runFailover = async ({
     5_000,
   )
   expect(tookOver.associations).toBe(1)
+  if (metricsUrl !== undefined) {
+    // The takeover moved the secondary's histogram, and it serves the association now.
+    const after = await scrape(metricsUrl)
+    expect(sample(after, "understudy_multihome_takeover_ms_count"), after).toBe(1)
+    expect(sample(after, "understudy_multihome_takeovers_total"), after).toBe(1)
+    expect(sample(after, "understudy_multihome_associations"), after).toBe(1)
+  }
   // From then on the association lives on the secondary, answering from 127.0.0.3.
   const association = await App.eventually(
     "the secondary's association is established",
@@ -160,7 +196,7 @@ const tuned: Usrsctp.ShimOptions["tune"] = {
 
 describe("failover under usrsctp's client", () => {
   it("every-update, tuned timers: echoes go on from the secondary after the primary's SIGKILL", async () => {
-    const failoverMs = await runFailover({ tune: tuned, boundMs: 15_000 })
+    const failoverMs = await runFailover({ tune: tuned, boundMs: 15_000, scrape: true })
     expect(failoverMs).toBeGreaterThan(0)
   }, 60_000)
 

@@ -143,7 +143,8 @@ export const echoed = (output: string): Array<number> =>
  */
 export const connectClient = async (
   ports: { readonly udpPort: number; readonly clientEncapsPort: number },
-  tune: NonNullable<Usrsctp.ShimOptions["tune"]>,
+  /** usrsctp's timers (tune.so); undefined: its defaults. */
+  tune: Usrsctp.ShimOptions["tune"],
   timeoutMs = 15_000,
 ): Promise<{
   readonly client: Usrsctp.UsrsctpProcess
@@ -154,7 +155,7 @@ export const connectClient = async (
     port: 7,
     localEncapsPort: ports.clientEncapsPort,
     remoteEncapsPort: ports.udpPort,
-    tune,
+    ...(tune !== undefined ? { tune } : {}),
   })
   await client.waitFor(/SCTP_COMM_UP/, timeoutMs)
   await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_CONFIRMED/, timeoutMs)
