@@ -203,7 +203,7 @@ export const make = (
     const renew = Effect.gen(function* () {
       yield* Effect.logError(
         "checkpoint: this server's lease expired; its bundles will be taken over; a new lease is granted",
-      )
+      ).pipe(Effect.annotateLogs({ serverId }))
       lease = yield* store.grantLease(leaseTtlMs)
       yield* announce(lease.id)
     })
@@ -310,7 +310,7 @@ export const make = (
         const checkpoint = yield* build(bundle, 1, 0)
         const { revision } = yield* write(checkpoint, 0, "open", startedNs)
         return own(checkpoint, revision)
-      })
+      }).pipe(Effect.withSpan("checkpoint.open", { attributes: { bundleId: bundle.id, serverId } }))
 
     const take = (
       bundle: Bundle,
@@ -325,8 +325,13 @@ export const make = (
         const checkpoint = patch === undefined ? built : patch(built)
         const { revision, bytes } = yield* write(checkpoint, held.modRevision(), reason, startedNs)
         advances.get(held)?.(checkpoint, revision)
+        yield* Effect.annotateCurrentSpan({ generation: checkpoint.generation, bytes })
         return { checkpoint, bytes, reason } satisfies Written
-      })
+      }).pipe(
+        Effect.withSpan("checkpoint.write", {
+          attributes: { bundleId: bundle.id, serverId, reason },
+        }),
+      )
 
     const load = (bundleId: string) =>
       Effect.gen(function* () {
@@ -409,7 +414,7 @@ export const make = (
           })
         }
         return loaded.value
-      })
+      }).pipe(Effect.withSpan("checkpoint.claim", { attributes: { bundleId, serverId } }))
 
     const adopt = (checkpoint: Checkpoint.Checkpoint, modRevision: number) =>
       Effect.gen(function* () {
@@ -426,7 +431,16 @@ export const make = (
           yield* Clock.currentTimeNanos,
         )
         return own(next, revision)
-      })
+      }).pipe(
+        Effect.withSpan("checkpoint.adopt", {
+          attributes: {
+            bundleId: checkpoint.bundleId,
+            serverId,
+            from: checkpoint.serverId,
+            generation: checkpoint.generation + 1,
+          },
+        }),
+      )
 
     const release = (bundleId: string) =>
       Effect.gen(function* () {
@@ -455,7 +469,9 @@ export const make = (
       }),
       Stream.catch((error) =>
         Stream.fromEffect(
-          Effect.logWarning(`checkpoint: hand-off watch ended: ${error.message}`),
+          Effect.logWarning(`checkpoint: hand-off watch ended: ${error.message}`).pipe(
+            Effect.annotateLogs({ serverId }),
+          ),
         ).pipe(Stream.drain),
       ),
     )

@@ -176,7 +176,7 @@ const storeLayerOf = async (
 }
 
 /** @since 0.1.0 @category models */
-export interface CreateClientOptions {
+export interface CreateClientOptions extends Observability.FacadeOptions {
   /** Every server of the service: `tcp://HOST:PORT`, tried in turn. */
   readonly service: ReadonlyArray<string>
   readonly clusterKey?: Uint8Array | string
@@ -192,6 +192,8 @@ export interface CheckpointClient extends EventEmitter {
    * event with a `TakeoverRefused` when no server can resume it exactly.
    */
   get(name: string): Readable
+  /** Closes the layer it was given (a tracer's exporter flushes). */
+  close(): Promise<void>
 }
 
 /**
@@ -213,21 +215,33 @@ export const createClient = (options: CreateClientOptions): CheckpointClient => 
   const clusterKey =
     options.clusterKey === undefined ? undefined : Redacted.make(options.clusterKey)
   const emitter = new EventEmitter()
+  const scope = Effect.runSync(Scope.make())
+  // The caller's logger and layers (tracer, metrics), built once for every download.
+  const runtime = Observability.facadeRuntime(options, scope)
+  // A layer that fails to build fails each download, not the constructor.
+  runtime.catch(() => undefined)
+  const download = (name: string) =>
+    ObjectSession.get(name, {
+      service,
+      ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
+      ...(options.attemptsMax === undefined ? {} : { attemptsMax: options.attemptsMax }),
+      onResumed: (event) => void emitter.emit("resumed", { name, ...event }),
+    }).pipe(
+      Stream.map((chunk) => Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)),
+      Stream.provide(NodeTransport.layer),
+    )
   return Object.assign(emitter, {
     get: (name: string) =>
       Readable.from(
-        Stream.toAsyncIterable(
-          ObjectSession.get(name, {
-            service,
-            ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
-            ...(options.attemptsMax === undefined ? {} : { attemptsMax: options.attemptsMax }),
-            onResumed: (event) => void emitter.emit("resumed", { name, ...event }),
-          }).pipe(
-            Stream.map((chunk) => Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)),
-            Stream.provide(NodeTransport.layer),
-          ),
-        ),
+        (async function* () {
+          const run = await runtime
+          yield* await run.runPromise(Stream.toAsyncIterableEffect(download(name)))
+        })(),
         { objectMode: false },
       ),
+    close: async () => {
+      await runtime.catch(() => undefined)
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+    },
   })
 }

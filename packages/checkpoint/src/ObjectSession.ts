@@ -201,6 +201,7 @@ export const serve = (
       detail: string,
     ) =>
       Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: reason }), 1).pipe(
+        Effect.andThen(Effect.logInfo(`checkpoint: refused (${reason}): ${detail}`)),
         Effect.andThen(emit({ _tag: "Refused", reason, detail })),
         Effect.andThen(connection.send({ _tag: "Refused", reason, detail })),
         Effect.ignore,
@@ -453,7 +454,10 @@ export const serve = (
           window: windowBytesMax,
         })
         yield* connection.send({ _tag: "Ack", ack: state.receiver.next })
-        yield* run(connection, inbox, bundle, state, ownership)
+        yield* Effect.logDebug("checkpoint: opened").pipe(Effect.annotateLogs({ object: name }))
+        yield* run(connection, inbox, bundle, state, ownership).pipe(
+          Effect.annotateLogs({ sessionId }),
+        )
       })
 
     const resume = (
@@ -512,6 +516,12 @@ export const serve = (
         const resume = plan.success.resumes.data
         yield* Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" }), 1)
         yield* Metric.update(Metrics.bytesResent, resume?.resendBytes ?? 0)
+        yield* Effect.logInfo("checkpoint: took over").pipe(
+          Effect.annotateLogs({
+            offset: resume?.objectOffset ?? 0,
+            bytesResent: resume?.resendBytes ?? 0,
+          }),
+        )
         yield* emit({
           _tag: "TakenOver",
           sessionId: request.sessionId,
@@ -533,7 +543,13 @@ export const serve = (
           window: windowBytesMax,
         })
         yield* run(connection, inbox, bundle, state, ownership)
-      })
+      }).pipe(
+        Effect.annotateLogs({ sessionId: request.sessionId }),
+        // The takeover, from the resume request to the end of the resumed session.
+        Effect.withSpan("checkpoint.takeover", {
+          attributes: { sessionId: request.sessionId, serverId: checkpoints.serverId },
+        }),
+      )
 
     const handle = (connection: Connection.Connection<Message.Message>) =>
       Effect.gen(function* () {
@@ -570,12 +586,13 @@ export const serve = (
         Effect.scoped,
         Effect.catchCause((cause) => Effect.logWarning("checkpoint: session ended", cause)),
         Effect.ensuring(connection.close),
+        Effect.annotateLogs({ connection: Address.format(connection.remote) }),
       )
 
     yield* Effect.forkScoped(
       Stream.runForEach(listener.connections, (connection) =>
         Effect.forkScoped(handle(connection)),
-      ),
+      ).pipe(Effect.annotateLogs({ serverId: checkpoints.serverId })),
     )
     // Planned hand-offs (drains, rolling restarts, overload): every live session goes.
     yield* Effect.forkScoped(
@@ -712,6 +729,14 @@ export const get = (
                         const gapMs = (yield* now) - lostAtMs
                         lostAtMs = undefined
                         yield* Metric.update(Metrics.takeoverGapMs, gapMs)
+                        yield* Effect.logInfo("checkpoint: resumed").pipe(
+                          Effect.annotateLogs({
+                            sessionId: session!.id,
+                            server: Address.format(address),
+                            gapMs,
+                            offset: receiver.next - session!.firstByteSeq,
+                          }),
+                        )
                         options.onResumed?.({
                           gapMs,
                           offset: receiver.next - session!.firstByteSeq,
@@ -751,6 +776,14 @@ export const get = (
           return complete
         }).pipe(
           Effect.scoped,
+          // One span per connection of the transfer: the first, then each takeover's.
+          Effect.withSpan("checkpoint.client.connect", {
+            attributes: {
+              server: Address.format(address),
+              object: name,
+              resume: session !== undefined,
+            },
+          }),
           Effect.catchTags({
             ConnectError: () => Effect.succeed(false),
             HandshakeError: () => Effect.succeed(false),

@@ -1,6 +1,7 @@
 import { once } from "node:events"
 import { MemoryStore, type Store } from "@understudy/store"
-import { Effect, Exit, Metric, Scope } from "effect"
+import type { Observability } from "@understudy/transport"
+import { Effect, Exit, Layer, Metric, Scope, Tracer } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CheckpointConfigError, TakeoverRefused } from "../src/CheckpointError.ts"
 import { type CheckpointServer, createClient, createServer } from "../src/Facade.ts"
@@ -24,8 +25,22 @@ beforeAll(async () => {
 })
 afterAll(() => Effect.runPromise(Scope.close(storeScope, Exit.void)))
 
-const start = (serverId: string) =>
+/** A tracer that keeps every span it starts, for the caller's `layer`. */
+const recordingTracer = (spans: Array<Tracer.NativeSpan>) =>
+  Layer.succeed(
+    Tracer.Tracer,
+    Tracer.make({
+      span: (options) => {
+        const span = new Tracer.NativeSpan(options)
+        spans.push(span)
+        return span
+      },
+    }),
+  )
+
+const start = (serverId: string, facade: Observability.FacadeOptions = {}) =>
   createServer({
+    ...facade,
     serverId,
     listen: "tcp://127.0.0.1:0",
     source,
@@ -63,13 +78,24 @@ describe("createServer / createClient (Promise facade)", () => {
         gaps: Metric.value(Metrics.takeoverGapMs),
       }),
     )
-    const servers: Array<CheckpointServer> = [await start("fa"), await start("fb")]
+    // Both facades run with the caller's logger and tracer.
+    const logs: Array<Observability.LogEntry> = []
+    const spans: Array<Tracer.NativeSpan> = []
+    const facade = {
+      logger: (entry: Observability.LogEntry) => logs.push(entry),
+      layer: recordingTracer(spans),
+    }
+    const servers: Array<CheckpointServer> = [await start("fa", facade), await start("fb", facade)]
     const events: Array<ServerEvent> = []
     for (const server of servers)
       for (const tag of ["Checkpointed", "TakenOver", "Finished"])
         server.on(tag, (event: ServerEvent) => events.push(event))
     try {
-      const client = createClient({ service: servers.map((s) => s.address), clusterKey })
+      const client = createClient({
+        service: servers.map((s) => s.address),
+        clusterKey,
+        ...facade,
+      })
       const resumed: Array<{ offset: number }> = []
       client.on("resumed", (event) => resumed.push(event))
       let closing: Promise<void> | undefined
@@ -102,6 +128,36 @@ describe("createServer / createClient (Promise facade)", () => {
       expect(after.gaps.count - before.gaps.count).toBe(1)
       expect(after.opened.count - before.opened.count).toBe(1)
       expect(after.adopted.count - before.adopted.count).toBe(1)
+      // Log lines went to the caller's logger, annotated with the server, connection, session.
+      const sessionId = takenOver[0]!.sessionId
+      const tookOver = logs.find((entry) => entry.message === "checkpoint: took over")
+      expect(tookOver?.annotations).toMatchObject({ serverId: "fb", sessionId })
+      expect(String(tookOver?.annotations.connection)).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/)
+      expect(
+        logs.find((entry) => entry.message === "checkpoint: resumed")?.annotations,
+      ).toMatchObject({
+        sessionId,
+        offset: resumed[0]!.offset,
+      })
+      // Spans: the takeover (claim, adopt, writes) on the new server, each write, the client's connections.
+      const named = (name: string) => spans.filter((span) => span.name === name)
+      const takeover = named("checkpoint.takeover")
+      expect(takeover.length).toBe(1)
+      expect(takeover[0]!.attributes.get("sessionId")).toBe(sessionId)
+      expect(takeover[0]!.status._tag).toBe("Ended")
+      for (const child of ["checkpoint.claim", "checkpoint.adopt"]) {
+        const [span] = named(child)
+        expect(span?.parent._tag === "Some" && span.parent.value.spanId).toBe(takeover[0]!.spanId)
+      }
+      expect(
+        named("checkpoint.write").some((span) => span.attributes.get("reason") === "bytes"),
+      ).toBe(true)
+      // The first connection opens the transfer; every later one (the takeover's) resumes it.
+      const connects = named("checkpoint.client.connect").map((s) => s.attributes.get("resume"))
+      expect(connects[0]).toBe(false)
+      expect(connects.length).toBeGreaterThanOrEqual(2)
+      expect(connects.slice(1).every((resume) => resume === true)).toBe(true)
+      await client.close()
     } finally {
       for (const server of servers) await server.close()
     }
