@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Metrics as CheckpointMetrics } from "@understudy/checkpoint"
-import { Server as PoolServer } from "@understudy/heartbeat-pool"
+import { Metrics as PoolMetrics } from "@understudy/heartbeat-pool"
 import { Runner } from "@understudy/machine"
 import { Cluster, Metrics as MultihomeMetrics } from "@understudy/multihome"
 import { Metrics as ElectionMetrics } from "@understudy/port-election"
@@ -23,7 +23,7 @@ const metricIds = (module: object) =>
 describe("the observability page", () => {
   const exported = [
     ...metricIds(ElectionMetrics),
-    ...metricIds(PoolServer),
+    ...metricIds(PoolMetrics),
     ...metricIds(CheckpointMetrics),
     ...metricIds(Cluster),
     ...metricIds(MultihomeMetrics),

@@ -26,6 +26,7 @@ import {
 import { readIfExists, writeAtomic } from "./internal/durableFile.ts"
 import * as Machine from "./Machine.ts"
 import * as Message from "./Message.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Signing from "./Signing.ts"
 
 /** One server of the pool and its two endpoints. @since 0.1.0 @category models */
@@ -102,26 +103,6 @@ const Restored = Schema.Struct({
   record: Schema.Array(Message.Allocation),
 })
 const decodeRestored = Schema.decodeUnknownSync(Restored)
-
-/** @since 0.1.0 @category metrics */
-export const seatsInUse = Metric.gauge("understudy_pool_seats_in_use", {
-  description: "Seats held at this server (the leader: in the whole pool too, scope=pool)",
-})
-/** @since 0.1.0 @category metrics */
-export const seatsFree = Metric.gauge("understudy_pool_seats_free", {
-  description: "Seats of the license the leader can still grant",
-})
-/** @since 0.1.0 @category metrics */
-export const clientHeartbeats = Metric.counter("understudy_pool_client_heartbeats_total", {
-  description: "Client heartbeats received",
-})
-/** @since 0.1.0 @category metrics */
-export const clientDatagramsDropped = Metric.counter(
-  "understudy_pool_client_datagrams_dropped_total",
-  {
-    description: "Client datagrams dropped before the machine saw them, by reason",
-  },
-)
 
 /** A running server. @since 0.1.0 @category models */
 export interface Running {
@@ -235,6 +216,7 @@ export const run = (
         catch: (error) => new PoolStateError({ path, detail: String(error) }),
       }).pipe(Effect.orDie)
 
+    const record = Metrics.recorder(self)
     const running = yield* Runner.run(machine, {
       self,
       peers: members.map((member) => member.id),
@@ -243,11 +225,14 @@ export const run = (
       authentication,
       // Persist before sending: a vote, a term or a grant is on disk before anyone hears of it.
       onStep: (info) =>
-        info.before === undefined ||
-        info.before.durable !== info.after.durable ||
-        info.before.stored !== info.after.stored
-          ? persist(info.after)
-          : Effect.void,
+        Effect.andThen(
+          info.before === undefined ||
+            info.before.durable !== info.after.durable ||
+            info.before.stored !== info.after.stored
+            ? persist(info.after)
+            : Effect.void,
+          record(info),
+        ),
     })
 
     const datagram = yield* Datagram.Datagram
@@ -258,7 +243,7 @@ export const run = (
     // Where each client was last heard from; the oldest is forgotten past the bound.
     const addresses = new Map<string, Address.Udp>()
     const drop = (reason: string) =>
-      Metric.update(Metric.withAttributes(clientDatagramsDropped, { reason }), 1)
+      Metric.update(Metric.withAttributes(Metrics.clientDatagramsDropped, { reason }), 1)
 
     const receive = (received: Datagram.Received) =>
       Effect.gen(function* () {
@@ -273,7 +258,7 @@ export const run = (
         addresses.delete(from)
         addresses.set(from, received.from)
         if (addresses.size > maxClients) addresses.delete(addresses.keys().next().value!)
-        if (decoded.success._tag === "Beat") yield* Metric.update(clientHeartbeats, 1)
+        if (decoded.success._tag === "Beat") yield* Metric.update(Metrics.clientHeartbeats, 1)
         yield* running.command({ _tag: "FromClient", from, message: decoded.success })
       })
 
@@ -291,22 +276,24 @@ export const run = (
     const observe = (event: Machine.Event) =>
       Effect.gen(function* () {
         if (event._tag === "Reply") return yield* replyTo(event.to, event.message)
-        if (event._tag !== "Ignored" && event._tag !== "Refused")
-          yield* Effect.logInfo(event._tag, event)
         const state = yield* running.state
+        if (event._tag !== "Ignored" && event._tag !== "Refused")
+          yield* Effect.logInfo(event._tag, event).pipe(
+            Effect.annotateLogs({ role: state.role, term: state.durable.term }),
+          )
         const nowMs = yield* Clock.currentTimeMillis
         yield* Metric.update(
-          Metric.withAttributes(seatsInUse, { server: self, scope: "server" }),
+          Metric.withAttributes(Metrics.seatsInUse, { server: self, scope: "server" }),
           Machine.seatsHeld(state, nowMs),
         )
         if (state.role === "leader") {
           const used = Machine.poolSeatsInUse(state, nowMs, timing.leaseMs)
           yield* Metric.update(
-            Metric.withAttributes(seatsInUse, { server: self, scope: "pool" }),
+            Metric.withAttributes(Metrics.seatsInUse, { server: self, scope: "pool" }),
             used,
           )
           yield* Metric.update(
-            Metric.withAttributes(seatsFree, { server: self }),
+            Metric.withAttributes(Metrics.seatsFree, { server: self }),
             Math.max(0, Machine.capacityAt(state, nowMs) - used),
           )
         }

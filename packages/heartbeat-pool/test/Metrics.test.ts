@@ -1,0 +1,142 @@
+/**
+ * The recorder on the machine's own steps: a follower loses its leader, sends a check
+ * message, stands and wins; the detection, election and failover durations, the counters,
+ * and the two spans come out of those steps.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Machine as M } from "@understudy/machine"
+import { Effect, Metric, Tracer } from "effect"
+import * as Machine from "../src/Machine.ts"
+import type * as Message from "../src/Message.ts"
+import * as Metrics from "../src/Metrics.ts"
+import { fakeCrypto, license, timing } from "./support/sim.ts"
+
+const servers = ["s1", "s2", "s3"]
+const pool = Machine.make({ servers, ...timing, crypto: fakeCrypto, initialLicense: license(2) })
+
+const heartbeat: Message.Peer = {
+  _tag: "Heartbeat",
+  term: 1,
+  seq: 1,
+  sequence: 1,
+  authorityUntilMs: 0,
+  wantRecord: false,
+  live: servers,
+  shareLife: 0,
+  shareLimit: 0,
+}
+
+describe("heartbeat pool metrics", () => {
+  it.effect(
+    "a lost leader: detection at the check message, then an election won and the failover closed",
+    () => {
+      const spans: Array<Tracer.NativeSpan> = []
+      const tracer = Tracer.make({
+        span: (options) => {
+          const span = new Tracer.NativeSpan(options)
+          spans.push(span)
+          return span
+        },
+      })
+      return Effect.gen(function* () {
+        const record = Metrics.recorder("s2")
+        let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
+        const step = (input: M.Input<Message.Peer, Machine.Command>) =>
+          Effect.gen(function* () {
+            const next = pool.step(state, input)
+            yield* record({
+              before: state,
+              after: next.state,
+              outputs: next.outputs,
+              nowMs: input.nowMs,
+            })
+            state = next.state
+            return next.outputs
+          })
+        yield* step(M.receive("s1", heartbeat, 10))
+        expect(state.leader).toBe("s1")
+        // The leader falls silent: ticks until the check message, then until the election.
+        let atMs = 10
+        while (state.checkSentMs === undefined && atMs < 2_000) {
+          atMs += 50
+          yield* step(M.timerFired(Machine.tickTimer, atMs))
+        }
+        const checkAtMs = atMs
+        expect(checkAtMs).toBeGreaterThanOrEqual(10 + timing.followerTimeoutMs)
+        while (state.role !== "candidate" && atMs < 4_000) {
+          atMs += 50
+          for (const timer of [Machine.tickTimer, Machine.electionTimer])
+            yield* step(M.timerFired(timer, atMs))
+        }
+        expect(state.role).toBe("candidate")
+        const term = state.durable.term
+        yield* step(M.receive("s3", { _tag: "Vote", term, granted: true }, atMs + 5))
+        expect(state.role).toBe("leader")
+
+        const detection = yield* Metric.value(
+          Metric.withAttributes(Metrics.detectionMs, { lost: "leader" }),
+        )
+        expect(detection.count).toBe(1)
+        expect(detection.sum).toBe(checkAtMs - 10)
+        const failover = yield* Metric.value(
+          Metric.withAttributes(Metrics.failoverMs, { role: "leader" }),
+        )
+        expect(failover.count).toBe(1)
+        expect(failover.sum).toBe(atMs + 5 - 10)
+        const won = yield* Metric.value(
+          Metric.withAttributes(Metrics.electionMs, { outcome: "won" }),
+        )
+        expect(won.count).toBe(1)
+        for (const outcome of ["started", "won"]) {
+          const counted = yield* Metric.value(Metric.withAttributes(Metrics.elections, { outcome }))
+          expect(counted.count).toBe(1)
+        }
+
+        expect(spans.map((span) => [span.name, span.status._tag])).toEqual([
+          ["heartbeat-pool.failover", "Ended"],
+          ["heartbeat-pool.election", "Ended"],
+        ])
+        expect(spans[0]!.attributes.get("outcome")).toBe("new-leader")
+        expect(spans[0]!.attributes.get("term")).toBe(term)
+        expect(spans[1]!.attributes.get("outcome")).toBe("won")
+      }).pipe(
+        Effect.provideService(Metric.MetricRegistry, new Map()),
+        Effect.provideService(Tracer.Tracer, tracer),
+      )
+    },
+  )
+
+  it.effect("a check answered by the leader closes the failover span, records no failover", () =>
+    Effect.gen(function* () {
+      const record = Metrics.recorder("s2")
+      let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
+      const step = (input: M.Input<Message.Peer, Machine.Command>) =>
+        Effect.gen(function* () {
+          const next = pool.step(state, input)
+          yield* record({
+            before: state,
+            after: next.state,
+            outputs: next.outputs,
+            nowMs: input.nowMs,
+          })
+          state = next.state
+        })
+      yield* step(M.receive("s1", heartbeat, 10))
+      let atMs = 10
+      while (state.checkSentMs === undefined && atMs < 2_000) {
+        atMs += 50
+        yield* step(M.timerFired(Machine.tickTimer, atMs))
+      }
+      yield* step(M.receive("s1", { _tag: "CheckReply", term: 1 }, atMs + 5))
+      expect(state.checkSentMs).toBeUndefined()
+      expect(state.leader).toBe("s1")
+      const failover = yield* Metric.value(
+        Metric.withAttributes(Metrics.failoverMs, { role: "follower" }),
+      )
+      expect(failover.count).toBe(0)
+      expect(
+        (yield* Metric.value(Metric.withAttributes(Metrics.detectionMs, { lost: "leader" }))).count,
+      ).toBe(1)
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
+  )
+})
