@@ -120,14 +120,18 @@ export const recorder = (self: string) => {
         }
       }
 
-      // A check message went out: the leader may be lost (detection); the failover opens.
-      if (
+      // The failover opens when a check message goes out (the leader may be lost: detection),
+      // or when a newer term comes while this server followed a leader (another noticed first).
+      const checked =
+        before !== undefined && before.checkSentMs === undefined && after.checkSentMs !== undefined
+      const overtaken =
         before !== undefined &&
-        before.checkSentMs === undefined &&
-        after.checkSentMs !== undefined &&
-        failover === undefined
-      ) {
-        yield* observe(detectionMs, { lost: "leader" }, nowMs - before.lastLeaderHeardMs)
+        before.role === "follower" &&
+        before.leader !== undefined &&
+        after.durable.term > before.durable.term
+      if (before !== undefined && (checked || overtaken) && failover === undefined) {
+        if (checked)
+          yield* observe(detectionMs, { lost: "leader" }, nowMs - before.lastLeaderHeardMs)
         failover = {
           fromMs: before.lastLeaderHeardMs,
           term: before.durable.term,

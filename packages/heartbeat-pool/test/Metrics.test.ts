@@ -139,4 +139,33 @@ describe("heartbeat pool metrics", () => {
       ).toBe(1)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
   )
+
+  it.effect(
+    "a newer term while following a leader is a failover too (another server noticed first)",
+    () =>
+      Effect.gen(function* () {
+        const record = Metrics.recorder("s2")
+        let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
+        const step = (input: M.Input<Message.Peer, Machine.Command>) =>
+          Effect.gen(function* () {
+            const next = pool.step(state, input)
+            yield* record({
+              before: state,
+              after: next.state,
+              outputs: next.outputs,
+              nowMs: input.nowMs,
+            })
+            state = next.state
+          })
+        yield* step(M.receive("s1", heartbeat, 10))
+        // s3 won term 2 while s2 still heard s1: its first heartbeat is the news.
+        yield* step(M.receive("s3", { ...heartbeat, term: 2, seq: 1 }, 450))
+        expect(state.durable.term).toBe(2)
+        expect(state.leader).toBe("s3")
+        const failover = yield* Metric.value(
+          Metric.withAttributes(Metrics.failoverMs, { role: "follower" }),
+        )
+        expect([failover.count, failover.sum]).toEqual([1, 440])
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
+  )
 })
