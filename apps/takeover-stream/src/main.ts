@@ -15,7 +15,7 @@ import { parseArgs } from "node:util"
 import { CheckpointStore, ObjectBundle, ObjectSession } from "@understudy/checkpoint"
 import { MemoryStore, RemoteStore, Store, StoreServer } from "@understudy/store"
 import { EtcdStore } from "@understudy/store/etcd"
-import { Address, ClusterKey, NodeTransport } from "@understudy/transport"
+import { Address, ClusterKey, NodeTransport, Observability } from "@understudy/transport"
 import { Effect, Fiber, Layer, type Redacted, type Scope, Stream } from "effect"
 import * as TcpRepairServer from "./tcpRepair.ts"
 
@@ -49,6 +49,9 @@ bundle  one control connection and a data connection per NAME, taken over as one
 handoff asks server --from to hand its live transfers off (a drain, a rolling restart, an
         overload): each is checkpointed where it stands and its client sent to --to (or to the
         next server of its list), which resumes it at the exact byte.
+
+store, serve, get and bundle also take:
+${Observability.usage}
 
 Exit codes: 0 ok; 1 runtime error (a refused takeover included); 2 bad usage.`
 
@@ -96,12 +99,20 @@ const keyOf = (
   })
 }
 
-/** Runs a server until the process is killed. */
-const runForever = <E>(effect: Effect.Effect<unknown, E, Scope.Scope>) =>
-  Effect.runPromise(Effect.scoped(Effect.andThen(effect, Effect.never)))
+/** Runs a server until the process is killed, with `layer` (metrics, traces) all along. */
+const runForever = <E, E2>(
+  effect: Effect.Effect<unknown, E, Scope.Scope>,
+  layer: Layer.Layer<never, E2>,
+) =>
+  Effect.runPromise(Effect.scoped(Effect.andThen(effect, Effect.never)).pipe(Effect.provide(layer)))
 
-const main = async (argv: ReadonlyArray<string>): Promise<number> => {
-  const [command, ...rest] = argv
+const main = async (args: ReadonlyArray<string>): Promise<number> => {
+  // --metrics and --otlp, for every command that runs a while.
+  const taken = Observability.takeFlags(args)
+  if (taken._tag === "UsageError") throw new UsageError(taken.message)
+  const observability = Observability.layer(taken.flags, programName)
+  const observed = Effect.provide(observability)
+  const [command, ...rest] = taken.argv
   if (command === undefined || command === "--help" || command === "-h") {
     process.stdout.write(`${usage}\n`)
     return command === undefined ? 2 : 0
@@ -141,6 +152,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           )
           line({ t: "ready", address: Address.format(server.address) })
         }).pipe(Effect.provide(Layer.merge(MemoryStore.layer, NodeTransport.layer))),
+        observability,
       )
       return 0
     }
@@ -204,6 +216,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           )
           line({ t: "ready", id, address: Address.format(server.address), pid: process.pid })
         }).pipe(Effect.provide(NodeTransport.layer)),
+        observability,
       )
       return 0
     }
@@ -271,7 +284,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
               ),
             ),
           )
-        }).pipe(Effect.provide(NodeTransport.layer)),
+        }).pipe(Effect.provide(NodeTransport.layer), observed),
       )
       await new Promise<void>((resolve, reject) =>
         file.end((error?: Error | null) => (error ? reject(error) : resolve())),
@@ -349,7 +362,7 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
           for (const reader of readers) yield* Fiber.join(reader)
           yield* client.close
           line({ t: "finished" })
-        }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer)),
+        }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer), observed),
       )
       return 0
     }

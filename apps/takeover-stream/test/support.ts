@@ -36,6 +36,8 @@ export const startCluster = async (options: {
   readonly leaseMs: number
   readonly etcd?: string
   readonly everyBytes?: number
+  /** Each server serves Prometheus text (`--metrics 127.0.0.1:0`): see `metricsUrl`. */
+  readonly metrics?: boolean
 }): Promise<Cluster> => {
   const dir = mkdtempSync(join(tmpdir(), "takeover-stream-"))
   // A dot file: never served as an object (names start with a letter or digit).
@@ -76,6 +78,7 @@ export const startCluster = async (options: {
         String(options.leaseMs),
       ]
       if (options.everyBytes !== undefined) args.push("--every-bytes", String(options.everyBytes))
+      if (options.metrics === true) args.push("--metrics", "127.0.0.1:0")
       const process = new JsonLinesProcess.JsonLinesProcess(mainPath, args)
       processes.push(process)
       servers.push({ id, address, process })
@@ -104,6 +107,31 @@ export const startCluster = async (options: {
     rmSync(dir, { recursive: true, force: true })
     throw error
   }
+}
+
+/** Where a server started with `metrics` serves them (it says so on stderr once ready). */
+export const metricsUrl = async (server: Cluster["servers"][number]): Promise<string> => {
+  // stderr and stdout are two pipes: the line may come just after "ready".
+  for (let i = 0; i < 100; i++) {
+    const url = /metrics on (http:\/\/\S+\/metrics)/.exec(server.process.stderr)?.[1]
+    if (url !== undefined) return url
+    await sleep(50)
+  }
+  throw new Error(`${server.id} told no metrics address: ${server.process.stderr}`)
+}
+
+/** The sum of a Prometheus sample's values (over its labels) on one server. */
+export const scrape = async (
+  server: Cluster["servers"][number],
+  sample: RegExp,
+): Promise<number> => {
+  const text = await (await fetch(await metricsUrl(server))).text()
+  let sum = 0
+  for (const line of text.split("\n")) {
+    const match = sample.exec(line)
+    if (match !== null) sum += Number(match[1])
+  }
+  return sum
 }
 
 export interface Download {
@@ -146,6 +174,8 @@ export const download = async (
   name: string,
   killOffsets: ReadonlyArray<number>,
   deadlineMs: number,
+  /** Called with each victim, still alive, just before its SIGKILL (`kill`: 0, 1, ...). */
+  beforeKill?: (victim: Cluster["servers"][number], kill: number) => Promise<void>,
 ): Promise<Download> => {
   const output = join(cluster.dir, `${name}.out-${randomBytes(4).toString("hex")}`)
   const get = new JsonLinesProcess.JsonLinesProcess(mainPath, [
@@ -176,6 +206,7 @@ export const download = async (
       if (pending.length > 0 && size >= pending[0]! && resumed.length === killedAt.length) {
         pending.shift()
         const victim = cluster.servers.find((s) => s.address === serving)!
+        await beforeKill?.(victim, killedAt.length)
         victim.process.kill("SIGKILL")
         killedAt.push(size)
       }

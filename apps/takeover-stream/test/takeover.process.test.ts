@@ -8,7 +8,7 @@ import { existsSync, statSync, truncateSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { EtcdServer, JsonLinesProcess } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
-import { type Cluster, download, handoff, mainPath, startCluster } from "./support.ts"
+import { type Cluster, download, handoff, mainPath, scrape, startCluster } from "./support.ts"
 
 const size = 16 * 1024 * 1024
 const offsetIn = (low: number, high: number) => low + Math.floor(Math.random() * (high - low))
@@ -23,13 +23,35 @@ describe("takeover-stream processes", () => {
       servers: 3,
       leaseMs: 300,
       everyBytes: 1024 * 1024,
+      metrics: true,
     })
+    const resumedTotal =
+      /^understudy_checkpoint_takeovers_total\{[^}]*outcome="resumed"[^}]*\} (\S+)$/
+    const takeoverWrites =
+      /^understudy_checkpoint_checkpoints_written_total\{[^}]*reason="takeover"[^}]*\} (\S+)$/
+    // Fresh servers: no takeover yet, on any of them.
+    for (const server of cluster.servers) expect(await scrape(server, resumedTotal)).toBe(0)
+    // --metrics: the server that took transfer 0 over counts it, seen just before its own SIGKILL.
+    const tookOver: Array<{ resumed: number; writes: number }> = []
+    const scrapeTakeover = async (victim: Cluster["servers"][number], kill: number) => {
+      if (kill === 1)
+        tookOver.push({
+          resumed: await scrape(victim, resumedTotal),
+          writes: await scrape(victim, takeoverWrites),
+        })
+    }
     try {
       for (let transfer = 0; transfer < 3; transfer++) {
         const name = `object-${transfer}.bin`
         const sha256 = cluster.object(name, size)
         const kills = [offsetIn(size * 0.05, size * 0.25), offsetIn(size * 0.5, size * 0.9)]
-        const result = await download(cluster, name, kills, 40_000)
+        const result = await download(
+          cluster,
+          name,
+          kills,
+          40_000,
+          transfer === 0 ? scrapeTakeover : undefined,
+        )
         const context = `transfer ${transfer}, kills at ${result.killedAt.join(", ")}, resumed ${JSON.stringify(result.resumed)}`
         expect(result.sha256, context).toBe(sha256)
         expect(result.bytes).toBe(size)
@@ -39,6 +61,12 @@ describe("takeover-stream processes", () => {
         expect(result.killedAt.length, context).toBe(2)
         expect(result.resumed.length, context).toBeGreaterThanOrEqual(1)
         expect(result.resumed.length, context).toBeLessThanOrEqual(2)
+        if (transfer === 0) {
+          // The second kill's victim is the server that resumed the first: it counted it.
+          expect(tookOver.length, context).toBe(1)
+          expect(tookOver[0]!.resumed, context).toBeGreaterThanOrEqual(1)
+          expect(tookOver[0]!.writes, context).toBeGreaterThanOrEqual(1)
+        }
         // Fresh processes on new ports for the next transfer.
         if (transfer < 2) {
           await cluster.stop()
