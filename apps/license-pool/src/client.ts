@@ -37,6 +37,11 @@ const command = Command.make(
     id: textFlag("id", "This client's name (default: random)"),
     first: textFlag("first", "Index in --pool of the first server to ask", "0"),
     heartbeat: textFlag("heartbeat", "Heartbeat interval", "200ms"),
+    clients: textFlag(
+      "clients",
+      "Clients to run in this process (load tests): named ID-0, ID-1, ..., each starting one server further along --pool",
+      "1",
+    ),
   },
   (input) => choose(chosen, () => checkOut(input)),
 ).pipe(
@@ -57,6 +62,7 @@ const checkOut = (input: {
   readonly id: Option.Option<string>
   readonly first: string
   readonly heartbeat: string
+  readonly clients: string
 }): Promise<number> | number => {
   const pool = parsePool(Option.getOrElse(input.pool, () => ""))
   if (typeof pool === "string") return usageError(program, pool)
@@ -71,11 +77,14 @@ const checkOut = (input: {
   if (!Number.isInteger(seats) || seats < 1 || seats > 1_000)
     return usageError(program, "bad --seats")
   if (!Number.isInteger(first) || first < 0) return usageError(program, "bad --first")
-  const id = Option.getOrElse(input.id, () => `client-${randomBytes(6).toString("hex")}`)
+  const count = Number(input.clients)
+  if (!Number.isInteger(count) || count < 1 || count > 1_000)
+    return usageError(program, "bad --clients (1 to 1000)")
+  const name = Option.getOrElse(input.id, () => `client-${randomBytes(6).toString("hex")}`)
   const { json } = input
-  return runUntilSignal(
+  const checkOutOne = (secret: Effect.Success<ReturnType<typeof poolSecret>>, index: number) =>
     Effect.gen(function* () {
-      const secret = yield* poolSecret(Option.getOrUndefined(input.keyFile), input.insecure)
+      const id = count === 1 ? name : `${name}-${index}`
       const client = yield* Client.run({
         id,
         bind: { _tag: "Udp", host: pool[0]!.host, port: 0 },
@@ -87,23 +96,35 @@ const checkOut = (input: {
         product,
         seats,
         heartbeatIntervalMs: heartbeatMs,
-        firstServer: first,
+        firstServer: (first + index) % pool.length,
       })
       yield* client.events.pipe(
         Stream.runForEach((event) =>
           Effect.sync(() => {
             const { _tag, ...rest } = event
             if (json) line({ type: _tag, client: id, ...rest })
-            else process.stdout.write(`${_tag} ${JSON.stringify(rest)}\n`)
+            else process.stdout.write(`${_tag} ${JSON.stringify({ client: id, ...rest })}\n`)
           }),
         ),
         Effect.forkScoped,
       )
       if (json) line({ type: "started", client: id, product, seats })
+      return client
+    })
+  return runUntilSignal(
+    Effect.gen(function* () {
+      const secret = yield* poolSecret(Option.getOrUndefined(input.keyFile), input.insecure)
+      const clients = yield* Effect.forEach(
+        Array.from({ length: count }, (_, index) => index),
+        (index) => checkOutOne(secret, index),
+      )
       yield* Effect.sleep(Duration.millis(holdMs))
-      const state = yield* client.state
-      const held = state.phase === "holding" || state.phase === "reattaching"
-      yield* client.release
+      let held = true
+      for (const client of clients) {
+        const state = yield* client.state
+        held &&= state.phase === "holding" || state.phase === "reattaching"
+        yield* client.release
+      }
       yield* Effect.sleep(Duration.millis(50))
       return held ? exitCode.ok : exitCode.failure
     }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),

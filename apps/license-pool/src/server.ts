@@ -7,7 +7,7 @@
  */
 import { readFileSync } from "node:fs"
 import { Config, Message, Server } from "@understudy/heartbeat-pool"
-import { NodeDatagram } from "@understudy/transport"
+import { NodeDatagram, Observability } from "@understudy/transport"
 import { Effect, Option, Result, Stream } from "effect"
 import { Command } from "effect/cli"
 import {
@@ -43,6 +43,11 @@ const command = Command.make(
       "200ms",
     ),
     lease: textFlag("lease", "How long a seat lasts without a heartbeat", "6s"),
+    metrics: textFlag("metrics", "Serve metrics as Prometheus text at http://HOST:PORT/metrics"),
+    otlp: textFlag(
+      "otlp",
+      "Export traces and metrics to an OpenTelemetry collector over OTLP/HTTP (e.g. http://127.0.0.1:4318)",
+    ),
   },
   (input) => choose(chosen, () => serve(input)),
 ).pipe(
@@ -69,6 +74,8 @@ const serve = (input: {
   readonly license: Option.Option<string>
   readonly heartbeat: string
   readonly lease: string
+  readonly metrics: Option.Option<string>
+  readonly otlp: Option.Option<string>
 }): Promise<number> | number => {
   const id = Option.getOrUndefined(input.id)
   const pool = parsePool(Option.getOrElse(input.pool, () => ""))
@@ -76,6 +83,12 @@ const serve = (input: {
   if (typeof pool === "string") return usageError(program, pool)
   if (!pool.some((entry) => entry.id === id))
     return usageError(program, `--id ${id} is not in --pool`)
+  // The same --metrics / --otlp parsing as every program of the project.
+  const observability = Observability.takeFlags([
+    ...Option.match(input.metrics, { onNone: () => [], onSome: (at) => ["--metrics", at] }),
+    ...Option.match(input.otlp, { onNone: () => [], onSome: (url) => ["--otlp", url] }),
+  ])
+  if (observability._tag === "UsageError") return usageError(program, observability.message)
   if (Option.isNone(input.vendorKey)) return usageError(program, "--vendor-key is required")
   const stateDir = Option.getOrUndefined(input.stateDir)
   if (stateDir === undefined) return usageError(program, "--state-dir is required")
@@ -132,7 +145,11 @@ const serve = (input: {
         Effect.forkScoped,
       )
       return yield* running.join
-    }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(NodeDatagram.layer),
+      Effect.provide(Observability.layer(observability.flags, program)),
+    ),
   )
 }
 

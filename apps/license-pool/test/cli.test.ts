@@ -25,6 +25,22 @@ describe("license-pool command lines", () => {
       "expected ID=HOST:PEER_PORT:CLIENT_PORT",
     )
     expect(run("admin", "frobnicate").status).toBe(2)
+    const help = run("server", "--help").stdout
+    for (const flag of ["--metrics", "--otlp"]) expect(help).toContain(flag)
+    const badMetrics = run("server", "--id", "s1", "--pool", "s1=127.0.0.1:1:2", "--metrics", "x")
+    expect(badMetrics.status).toBe(2)
+    expect(badMetrics.stderr).toContain("--metrics x")
+    const badClients = run(
+      "client",
+      "--pool",
+      "s1=127.0.0.1:1:2",
+      "--product",
+      "x",
+      "--clients",
+      "0",
+    )
+    expect(badClients.status).toBe(2)
+    expect(badClients.stderr).toContain("bad --clients")
   })
 
   it("keygen writes a 0600 key once; a readable key is refused; --insecure warns", () => {
