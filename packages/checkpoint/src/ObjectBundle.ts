@@ -28,7 +28,6 @@ import {
   Metric,
   Option,
   Queue,
-  type Redacted,
   Result,
   Scope,
   Semaphore,
@@ -41,7 +40,7 @@ import type { CheckpointStore, Ownership, Reason } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
-import type { ObjectSource, ServerEvent } from "./ObjectSession.ts"
+import type { ClientOptions, ObjectSource, ServerEvent } from "./ObjectSession.ts"
 import type { Policy } from "./Policy.ts"
 import * as Proof from "./Proof.ts"
 import type * as Resume from "./Resume.ts"
@@ -510,17 +509,7 @@ export const makeServer = (context: ServerContext): BundleServer => {
 }
 
 /** @since 0.1.0 @category models */
-export interface ConnectOptions {
-  /** The service: every server's address, tried in turn. */
-  readonly service: ReadonlyArray<Address.StreamAddress>
-  readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
-  readonly insecure?: boolean
-  /** Connection attempts across the bundle's life. Default 100. */
-  readonly attemptsMax?: number
-  /** Pause between attempts. Default 50 ms. */
-  readonly retryMs?: number
-  /** Acknowledge after this many bytes. Default 256 KiB. */
-  readonly ackEveryBytes?: number
+export interface ConnectOptions extends ClientOptions {
   /** Told of each takeover of the bundle: the gap in ms and the server. */
   readonly onResumed?: (event: { readonly gapMs: number; readonly server: string }) => void
 }

@@ -620,18 +620,22 @@ const endpoint = (address: Address.StreamAddress): Checkpoint.Endpoint =>
     ? { host: address.host, port: address.port }
     : { host: address.path, port: 0 }
 
-/** @since 0.1.0 @category models */
-export interface GetOptions {
+/** What a client of the service is given, for one transfer or a bundle. @since 0.1.0 @category models */
+export interface ClientOptions {
   /** The service: every server's address, tried in turn. */
   readonly service: ReadonlyArray<Address.StreamAddress>
   readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
   readonly insecure?: boolean
-  /** Connection attempts across the whole transfer. Default 100. */
+  /** Connection attempts across a transfer (`get`) or a bundle's life (`connect`). Default 100. */
   readonly attemptsMax?: number
   /** Pause between attempts. Default 50 ms. */
   readonly retryMs?: number
-  /** Acknowledge after this many bytes. Default 256 KiB. */
+  /** Acknowledge after this many bytes (or half the server's window, when smaller). Default 256 KiB. */
   readonly ackEveryBytes?: number
+}
+
+/** @since 0.1.0 @category models */
+export interface GetOptions extends ClientOptions {
   /** Told of each takeover: the gap in ms and the object offset it resumed at. */
   readonly onResumed?: (event: {
     readonly gapMs: number
