@@ -7,8 +7,8 @@
  *
  * @since 0.1.0
  */
-import { createHash } from "node:crypto"
-import { createWriteStream } from "node:fs"
+import { createHash, type Hash } from "node:crypto"
+import { createWriteStream, type WriteStream } from "node:fs"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
@@ -98,6 +98,15 @@ const keyOf = (
     return undefined
   })
 }
+
+/** Hashes a chunk and writes it to `file`, done when the file took it. */
+const hashedWrite = (file: WriteStream, hash: Hash, chunk: Uint8Array) =>
+  Effect.promise(() => {
+    hash.update(chunk)
+    return new Promise<void>((resolve, reject) =>
+      file.write(chunk, (error) => (error ? reject(error) : resolve())),
+    )
+  })
 
 /** Runs a server until the process is killed, with `layer` (metrics, traces) all along. */
 const runForever = <E, E2>(
@@ -269,20 +278,14 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
             ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
             onResumed: (event) => line({ t: "resumed", ...event }),
           }).pipe(
-            Stream.runForEach((chunk) =>
-              Effect.promise(
-                () =>
-                  new Promise<void>((resolve, reject) => {
-                    hash.update(chunk)
-                    bytes += chunk.length
-                    if (values.progress === true && bytes - lastProgress >= 4 * 1024 * 1024) {
-                      lastProgress = bytes
-                      process.stderr.write(`\r${programName}: ${(bytes / 1048576).toFixed(1)} MiB`)
-                    }
-                    file.write(chunk, (error) => (error ? reject(error) : resolve()))
-                  }),
-              ),
-            ),
+            Stream.runForEach((chunk) => {
+              bytes += chunk.length
+              if (values.progress === true && bytes - lastProgress >= 4 * 1024 * 1024) {
+                lastProgress = bytes
+                process.stderr.write(`\r${programName}: ${(bytes / 1048576).toFixed(1)} MiB`)
+              }
+              return hashedWrite(file, hash, chunk)
+            }),
           )
         }).pipe(Effect.provide(NodeTransport.layer), observed),
       )
@@ -317,16 +320,10 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
             readers.push(
               yield* Effect.forkScoped(
                 download.bytes.pipe(
-                  Stream.runForEach((chunk) =>
-                    Effect.promise(
-                      () =>
-                        new Promise<void>((resolve, reject) => {
-                          hash.update(chunk)
-                          bytes += chunk.length
-                          file.write(chunk, (error) => (error ? reject(error) : resolve()))
-                        }),
-                    ),
-                  ),
+                  Stream.runForEach((chunk) => {
+                    bytes += chunk.length
+                    return hashedWrite(file, hash, chunk)
+                  }),
                   Effect.andThen(
                     Effect.promise(() => new Promise<void>((resolve) => file.end(() => resolve()))),
                   ),
