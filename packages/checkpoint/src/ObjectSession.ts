@@ -32,6 +32,7 @@ import type * as Checkpoint from "./Checkpoint.ts"
 import { CheckpointContributorFailed, TakeoverRefused } from "./CheckpointError.ts"
 import { CheckpointStore } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
+import * as DuplexSession from "./DuplexSession.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import * as ObjectBundle from "./ObjectBundle.ts"
@@ -118,6 +119,12 @@ export interface ServerOptions {
   readonly sessionsMax?: number
   /** How long a takeover waits for a previous owner's lease to lapse. Default 3 × lease TTL. */
   readonly claimWaitMs?: number
+  /**
+   * Serves two-way sessions (`DuplexSession.connect`) with this application; without it
+   * they are refused as `Unsupported`.
+   */
+  // biome-ignore lint/suspicious/noExplicitAny: the handler's state type is the caller's
+  readonly duplex?: DuplexSession.Handler<any>
 }
 
 /**
@@ -219,6 +226,20 @@ export const serve = (
       refuse,
       handoffs,
     })
+
+    const duplexes =
+      options.duplex === undefined
+        ? undefined
+        : DuplexSession.makeServer({
+            checkpoints,
+            handler: options.duplex,
+            windowBytesMax,
+            segmentBytes,
+            local: endpoint(listener.address),
+            emit,
+            refuse,
+            handoffs,
+          })
 
     /** Runs one session on `connection` from its state until the object is sent, the client goes, or it is fenced. */
     const run = (
@@ -512,6 +533,20 @@ export const serve = (
             plan.success,
             endpoint(connection.remote),
           )
+        if (ownership.latest().protocol === DuplexSession.protocol) {
+          if (duplexes === undefined) {
+            yield* checkpoints.release(request.sessionId)
+            return yield* refuse(connection, "Unsupported", "this server runs no duplex sessions")
+          }
+          return yield* duplexes.resumed(
+            connection,
+            inbox,
+            secret,
+            ownership,
+            plan.success,
+            endpoint(connection.remote),
+          )
+        }
         const restored = ownership.latest().connections[0]!
         const resume = plan.success.resumes.data
         yield* Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" }), 1)
@@ -579,6 +614,10 @@ export const serve = (
           return yield* open(connection, inbox, message)
         if (message._tag === "Open" && message.protocol === ObjectBundle.protocol)
           return yield* bundles.open(connection, inbox, message, endpoint(connection.remote))
+        if (message._tag === "Open" && message.protocol === DuplexSession.protocol)
+          return duplexes === undefined
+            ? yield* refuse(connection, "Unsupported", "this server runs no duplex sessions")
+            : yield* duplexes.open(connection, inbox, message, endpoint(connection.remote))
         if (message._tag === "Attach") return yield* bundles.attach(connection, inbox, message)
         if (message._tag === "Resume") return yield* resume(connection, inbox, message)
         return yield* refuse(connection, "WrongSession", `unexpected ${message._tag}`)

@@ -11,6 +11,7 @@ export * as Checkpoint from "./Checkpoint.ts"
 export * as CheckpointError from "./CheckpointError.ts"
 export * as CheckpointStore from "./CheckpointStore.ts"
 export * as Contributor from "./Contributor.ts"
+export * as DuplexSession from "./DuplexSession.ts"
 export {
   type CheckpointClient,
   type CheckpointServer,

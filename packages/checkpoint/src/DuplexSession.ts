@@ -1,0 +1,816 @@
+/**
+ * A two-way session: the client's application writes bytes to the server and reads the
+ * server's bytes back as one continuous, ordered, exactly-once stream in each direction,
+ * across takeovers (an Effect `Stream` and `Sink`, or a Node `Duplex`).
+ *
+ * Both directions use the session layer's sequence numbers, cumulative acknowledgements and
+ * windows (`Sequence`), with `window` coverage (the checkpoint holds every byte the peer has
+ * not acknowledged):
+ * - server → client: the server writes a checkpoint holding its unacknowledged window and
+ *   its application's state before any byte of it leaves (write-ahead), so a takeover
+ *   server sends again exactly what the client has not acknowledged;
+ * - client → server: the server acknowledges the client's bytes only once a checkpoint
+ *   holds their effect (the application's state after reading them). The client keeps
+ *   every unacknowledged byte and, after a takeover, sends again from the position the
+ *   checkpoint records (`Resumed.receiveNext`).
+ *
+ * The server's application is a pure step (`Handler`): state and bytes read → new state and
+ * bytes to write. That is what makes its side exactly-once: the session layer checkpoints
+ * the state with both positions at one consistent point, and the takeover server goes on
+ * from there. An application whose state cannot be written down cannot be taken over.
+ *
+ * Served by `ObjectSession.serve` when given a `duplex` handler (one listener for objects,
+ * bundles and duplex sessions); the client side is `connect`.
+ *
+ * @since 0.1.0
+ */
+import { Duplex } from "node:stream"
+import { Address, type Connection, Transport } from "@understudy/transport"
+import { type Cause, Deferred, Effect, Metric, Queue, type Scope, Sink, Stream } from "effect"
+import * as Checkpoint from "./Checkpoint.ts"
+import { TakeoverRefused } from "./CheckpointError.ts"
+import type { CheckpointStore, Ownership } from "./CheckpointStore.ts"
+import * as Contributor from "./Contributor.ts"
+import * as ByteWindow from "./internal/byteWindow.ts"
+import * as Message from "./Message.ts"
+import * as Metrics from "./Metrics.ts"
+import type { ClientOptions, ServerEvent } from "./ObjectSession.ts"
+import * as Proof from "./Proof.ts"
+import type * as Resume from "./Resume.ts"
+import * as Sequence from "./Sequence.ts"
+
+/** The application protocol recorded in checkpoints. @since 0.1.0 @category models */
+export const protocol = "understudy-duplex/1"
+
+/** The checkpoint block of the server's application (bundle-wide). @since 0.1.0 @category models */
+export const layer = "duplex"
+
+/**
+ * The server's application, as a pure step: no I/O, no clock. `receive` is given the
+ * client's bytes in order, each once (at most `stepInputBytesMax` at a time), and returns
+ * its new state and what to write back (at most `stepBytesMax`). `end` runs once when the
+ * client ends its writes; the server's stream ends after its output.
+ *
+ * @example
+ * ```ts
+ * import { DuplexSession } from "@understudy/checkpoint"
+ *
+ * // Echo, counting bytes.
+ * const echo: DuplexSession.Handler<number> = {
+ *   initial: 0,
+ *   receive: (count, bytes) => ({ state: count + bytes.length, write: bytes }),
+ *   encode: (count) => new TextEncoder().encode(String(count)),
+ *   decode: (block) => Number(new TextDecoder().decode(block)),
+ * }
+ * ```
+ * @since 0.1.0
+ * @category models
+ */
+export interface Handler<S> {
+  readonly initial: S
+  readonly receive: (
+    state: S,
+    bytes: Uint8Array,
+  ) => { readonly state: S; readonly write?: Uint8Array | undefined }
+  readonly end?: (state: S) => Uint8Array | undefined
+  /** The state as a checkpoint block (at most `stateBytesMax`). */
+  readonly encode: (state: S) => Uint8Array
+  /** Back from a block; undefined (or a throw) refuses the takeover. */
+  readonly decode: (block: Uint8Array) => S | undefined
+}
+
+/** Bytes the handler reads per step. @since 0.1.0 @category limits */
+export const stepInputBytesMax = 16 * 1024
+/** Bytes one step may write; more ends the session (a defect of the handler). @since 0.1.0 @category limits */
+export const stepBytesMax = 64 * 1024
+/** The handler's encoded state. @since 0.1.0 @category limits */
+export const stateBytesMax = 64 * 1024
+
+type Conn = Connection.Connection<Message.Message>
+type Inbox = Queue.Queue<Message.Message, Cause.Done>
+
+/** What the duplex server shares with `ObjectSession.serve`. @internal */
+export interface ServerContext {
+  readonly checkpoints: CheckpointStore["Service"]
+  // biome-ignore lint/suspicious/noExplicitAny: the handler's state type is the caller's
+  readonly handler: Handler<any>
+  /** Bytes in flight unacknowledged, each way (at most the checkpoint's window bound). */
+  readonly windowBytesMax: number
+  readonly segmentBytes: number
+  readonly local: Checkpoint.Endpoint
+  readonly emit: (event: ServerEvent) => Effect.Effect<unknown>
+  readonly refuse: (
+    connection: Conn,
+    reason: TakeoverRefused["reason"],
+    detail: string,
+  ) => Effect.Effect<void>
+  /** Planned hand-off listeners: called with the address the clients go to first. */
+  readonly handoffs: Set<(to: string | undefined) => void>
+}
+
+/** One session as its server runs it. */
+interface Live {
+  readonly bundle: Contributor.Bundle
+  readonly secret: Uint8Array
+  readonly remote: Checkpoint.Endpoint
+  /** To the client: `next` sent, `acked`, `horizon` (what the latest checkpoint holds). */
+  sender: Sequence.Sender
+  /** What the application wrote, from the client's acknowledgement: `window.end` written. */
+  readonly window: ByteWindow.ByteWindow
+  /** From the client: `next` is what the application has read. */
+  receiver: Sequence.Receiver
+  /** What the latest durable checkpoint has read: what the client is told. */
+  durableReceived: number
+  app: unknown
+  /** The handler's `end` ran. */
+  inputEnded: boolean
+  /** State changed since the latest checkpoint. */
+  dirty: boolean
+}
+
+/** The app block: a flag byte (input ended) and the handler's state. */
+const encodeApp = (handler: Handler<unknown>, live: Live): Uint8Array => {
+  const state = handler.encode(live.app)
+  if (state.length > stateBytesMax)
+    throw new Error(`handler state of ${state.length} bytes, above ${stateBytesMax}`)
+  const block = new Uint8Array(1 + state.length)
+  block[0] = live.inputEnded ? 1 : 0
+  block.set(state, 1)
+  return block
+}
+
+const decodeApp = (
+  handler: Handler<unknown>,
+  block: Uint8Array | undefined,
+): { readonly app: unknown; readonly inputEnded: boolean } | undefined => {
+  if (block === undefined || block.length < 1 || block[0]! > 1) return undefined
+  try {
+    const app = handler.decode(block.subarray(1))
+    return app === undefined ? undefined : { app, inputEnded: block[0] === 1 }
+  } catch {
+    return undefined
+  }
+}
+
+/** The duplex server's handlers, each run in a connection's scope. @internal */
+export interface DuplexServer {
+  readonly open: (
+    connection: Conn,
+    inbox: Inbox,
+    hello: Message.Control & { _tag: "Open" },
+    remote: Checkpoint.Endpoint,
+  ) => Effect.Effect<void, unknown, Scope.Scope>
+  readonly resumed: (
+    connection: Conn,
+    inbox: Inbox,
+    secret: Uint8Array,
+    ownership: Ownership,
+    plan: Resume.Plan,
+    remote: Checkpoint.Endpoint,
+  ) => Effect.Effect<void, unknown, Scope.Scope>
+}
+
+/** The duplex server. @internal */
+export const makeServer = (context: ServerContext): DuplexServer => {
+  const { checkpoints, handler } = context
+  // The application writes while less than a window is unacknowledged, so one step may go
+  // past it: a checkpoint's window holds at most a window and a step.
+  const windowBytesMax = Math.min(
+    context.windowBytesMax,
+    Checkpoint.limits.windowBytesMax - stepBytesMax,
+  )
+
+  /** The session layer's and the application's part in checkpoints, at one consistent point. */
+  const contributor = (live: Live): Contributor.Contributor => ({
+    layer: "session",
+    append: (draft) =>
+      Effect.sync(() => {
+        const next = Contributor.putConnection(draft, {
+          name: "data",
+          role: "data",
+          transport: "tcp",
+          source: context.local,
+          destination: live.remote,
+          initialSeqSource: live.sender.initialSeq,
+          initialSeqDestination: live.receiver.initialSeq,
+          currentSeqSource: live.window.end,
+          currentSeqDestination: live.receiver.next,
+          ackedSeqSource: live.sender.acked,
+          // Write-ahead: the checkpoint holds everything written, so all of it may leave.
+          sendHorizonSeq: live.window.end,
+          coverage: "window",
+          window: ByteWindow.slice(live.window, live.sender.acked, live.window.end),
+          layers: {},
+        })
+        return Contributor.putLayer(
+          Contributor.putLayer(next, "session", live.secret),
+          layer,
+          encodeApp(handler, live),
+        )
+      }),
+    // `resumed` builds the session from its checkpoint before registering.
+    restore: () => Effect.void,
+    ready: Effect.void,
+  })
+
+  /** Serves the session on `connection` until it ends, the client goes, or it is fenced. */
+  const run = (live: Live, ownership: Ownership, connection: Conn, inbox: Inbox) =>
+    Effect.gen(function* () {
+      let signal = Deferred.makeUnsafe<void>()
+      const wake = () => {
+        const previous = signal
+        signal = Deferred.makeUnsafe<void>()
+        Deferred.doneUnsafe(previous, Effect.void)
+      }
+      // The client's bytes arrived and not yet read by the application (at most its window).
+      const input: Array<Uint8Array> = []
+      let inputBytes = 0
+      let arrived = Sequence.receiver(live.receiver.initialSeq)
+      arrived = { ...arrived, next: live.receiver.next }
+      let clientEnded = false
+      let broken: string | undefined
+      let finishSent = false
+      // A planned hand-off asked for (`to`: the address the client goes to first).
+      let handoff: { readonly to: string | undefined } | undefined
+      const onHandoff = (to: string | undefined) => {
+        handoff = { to }
+        wake()
+      }
+      yield* Effect.acquireRelease(
+        Effect.sync(() => context.handoffs.add(onHandoff)),
+        () => Effect.sync(() => context.handoffs.delete(onHandoff)),
+      )
+      yield* Effect.forkScoped(
+        Stream.fromQueue(inbox).pipe(
+          Stream.runForEach((message) =>
+            Effect.sync(() => {
+              if (message._tag === "Data") {
+                const outcome = Sequence.receive(arrived, message.seq, message.bytes.length)
+                if (outcome._tag === "Gap") broken = "a gap in the client's bytes"
+                else if (outcome._tag === "Deliver") {
+                  arrived = outcome.state
+                  input.push(message.bytes.subarray(outcome.offset))
+                  inputBytes += outcome.length
+                  if (inputBytes > windowBytesMax) broken = "the client overran its window"
+                }
+              } else if (message._tag === "Ack") {
+                const outcome = Sequence.acknowledge(live.sender, message.ack)
+                if (outcome._tag === "Advanced") {
+                  live.sender = outcome.state
+                  ByteWindow.drop(live.window, message.ack)
+                } else if (outcome._tag === "BeyondSent") broken = "an acknowledgement beyond sent"
+              } else if (message._tag === "Finish") clientEnded = true
+              else broken = `unexpected ${message._tag}`
+              wake()
+            }),
+          ),
+          Effect.andThen(
+            Effect.sync(() => {
+              broken ??= "the connection ended"
+              wake()
+            }),
+          ),
+        ),
+      )
+      const room = () => live.window.end - live.sender.acked < windowBytesMax
+      const checkpoint = Effect.gen(function* () {
+        const written = yield* checkpoints.take(live.bundle, ownership, "bytes")
+        const data = written.checkpoint.connections[0]!
+        live.sender = Sequence.extendHorizon(live.sender, data.sendHorizonSeq)
+        live.dirty = false
+        yield* context.emit({
+          _tag: "Checkpointed",
+          sessionId: live.bundle.id,
+          reason: "bytes",
+          bytes: written.bytes,
+          generation: written.checkpoint.generation,
+        })
+        if (data.currentSeqDestination > live.durableReceived) {
+          live.durableReceived = data.currentSeqDestination
+          yield* connection.send({ _tag: "Ack", ack: live.durableReceived })
+        }
+      })
+      while (true) {
+        if (handoff !== undefined) {
+          // Everything sent is in a checkpoint already; what was read since is made durable,
+          // the client told to go, the session given up for the next server to claim at once.
+          if (live.dirty) yield* checkpoint
+          yield* connection.send({
+            _tag: "Handoff",
+            ...(handoff.to === undefined ? {} : { to: handoff.to }),
+          })
+          yield* checkpoints.release(live.bundle.id)
+          yield* context.emit({ _tag: "HandedOff", sessionId: live.bundle.id, to: handoff.to })
+          return
+        }
+        // The application reads while its output has room in the window.
+        while (inputBytes > 0 && room()) {
+          const head = input[0]!
+          const bytes = head.subarray(0, stepInputBytesMax)
+          if (bytes.length === head.length) input.shift()
+          else input[0] = head.subarray(bytes.length)
+          inputBytes -= bytes.length
+          const step = handler.receive(live.app, bytes)
+          live.app = step.state
+          live.receiver = { ...live.receiver, next: live.receiver.next + bytes.length }
+          live.dirty = true
+          if (step.write !== undefined) {
+            if (step.write.length > stepBytesMax)
+              return yield* Effect.die(new Error(`a handler step wrote ${step.write.length} bytes`))
+            ByteWindow.append(live.window, step.write)
+          }
+        }
+        if (clientEnded && inputBytes === 0 && !live.inputEnded && room()) {
+          const last = handler.end?.(live.app)
+          if (last !== undefined && last.length > stepBytesMax)
+            return yield* Effect.die(new Error(`a handler end wrote ${last.length} bytes`))
+          if (last !== undefined) ByteWindow.append(live.window, last)
+          live.inputEnded = true
+          live.dirty = true
+        }
+        // Durable before it is sent or acknowledged: once nothing else is to be done now,
+        // when the window is full, or when the client's unacknowledged bytes reach half a window.
+        if (
+          live.dirty &&
+          (inputBytes === 0 ||
+            !room() ||
+            live.receiver.next - live.durableReceived >= windowBytesMax / 2)
+        )
+          yield* checkpoint
+        for (
+          let n = Sequence.sendable(live.sender, context.segmentBytes);
+          n > 0;
+          n = Sequence.sendable(live.sender, context.segmentBytes)
+        ) {
+          const seq = live.sender.next
+          const bytes = ByteWindow.slice(live.window, seq, seq + n)
+          live.sender = Sequence.sent(live.sender, n)
+          yield* connection.send({ _tag: "Data", seq, bytes })
+        }
+        if (live.inputEnded && !live.dirty && live.sender.next === live.window.end) {
+          if (!finishSent) yield* connection.send({ _tag: "Finish" })
+          finishSent = true
+          // The session is over once the client acknowledged everything.
+          if (live.sender.acked === live.window.end) {
+            yield* checkpoints.finish(live.bundle.id)
+            yield* context.emit({
+              _tag: "Finished",
+              sessionId: live.bundle.id,
+              bytes: live.window.end - live.sender.initialSeq,
+            })
+            return
+          }
+        }
+        if (broken !== undefined) return yield* Effect.fail(broken)
+        if (inputBytes > 0 && room()) continue
+        yield* Deferred.await(signal).pipe(Effect.timeoutOption(1_000))
+      }
+    }).pipe(
+      Effect.scoped,
+      // The client went away mid-session: its checkpoint stays, the session is free for
+      // whichever server it reconnects to (a no-op when a takeover already fenced us).
+      Effect.onExit((exit) =>
+        exit._tag === "Success" ? Effect.void : checkpoints.release(live.bundle.id),
+      ),
+    )
+
+  /** Sends from the client's acknowledgement: `sendable` is told how much is written. */
+  const makeLive = (
+    id: string,
+    secret: Uint8Array,
+    remote: Checkpoint.Endpoint,
+    sender: Sequence.Sender,
+    window: ByteWindow.ByteWindow,
+    receiver: Sequence.Receiver,
+    app: unknown,
+    inputEnded: boolean,
+  ): Live => ({
+    bundle: Contributor.makeBundle(id, protocol),
+    secret,
+    remote,
+    sender,
+    window,
+    receiver,
+    durableReceived: receiver.next,
+    app,
+    inputEnded,
+    dirty: false,
+  })
+
+  const open = (
+    connection: Conn,
+    inbox: Inbox,
+    hello: Message.Control & { _tag: "Open" },
+    remote: Checkpoint.Endpoint,
+  ) =>
+    Effect.gen(function* () {
+      const clientIsn = hello.channels.find((c) => c.name === "data")?.initialSeq
+      if (clientIsn === undefined || hello.channels.length !== 1)
+        return yield* context.refuse(connection, "WrongSession", "expected one data channel")
+      const isn = Proof.newInitialSeq()
+      const live = makeLive(
+        Proof.newSessionId(),
+        Proof.newSecret(),
+        remote,
+        Sequence.sender(isn, windowBytesMax, isn),
+        ByteWindow.make(isn),
+        Sequence.receiver(clientIsn),
+        handler.initial,
+        false,
+      )
+      yield* live.bundle.register(contributor(live))
+      const ownership = yield* checkpoints.open(live.bundle)
+      yield* connection.send({
+        _tag: "Opened",
+        sessionId: live.bundle.id,
+        secret: live.secret,
+        channels: [{ name: "data", initialSeq: isn }],
+        window: windowBytesMax,
+      })
+      yield* run(live, ownership, connection, inbox).pipe(
+        Effect.annotateLogs({ sessionId: live.bundle.id }),
+      )
+    })
+
+  const resumed = (
+    connection: Conn,
+    inbox: Inbox,
+    secret: Uint8Array,
+    ownership: Ownership,
+    plan: Resume.Plan,
+    remote: Checkpoint.Endpoint,
+  ) =>
+    Effect.gen(function* () {
+      const checkpoint = ownership.latest()
+      const data = checkpoint.connections.find((c) => c.name === "data")
+      const app = decodeApp(handler, checkpoint.layers[layer])
+      const at = plan.resumes.data
+      if (data === undefined || data.coverage !== "window" || app === undefined || !at) {
+        yield* checkpoints.release(checkpoint.bundleId)
+        return yield* context.refuse(connection, "WrongSession", "not a duplex checkpoint")
+      }
+      // Recreated unready: from the client's acknowledgement, the window the checkpoint
+      // holds, the application's state; nothing sent before `Resumed`.
+      const live = makeLive(
+        checkpoint.bundleId,
+        secret,
+        remote,
+        {
+          initialSeq: data.initialSeqSource,
+          acked: at.resumeSeq,
+          next: at.resumeSeq,
+          horizon: data.sendHorizonSeq,
+          windowBytesMax,
+        },
+        ByteWindow.make(data.ackedSeqSource, data.window ?? new Uint8Array(0)),
+        { initialSeq: data.initialSeqDestination, next: data.currentSeqDestination },
+        app.app,
+        app.inputEnded,
+      )
+      yield* live.bundle.register(contributor(live))
+      yield* Contributor.restoreAll(live.bundle, checkpoint)
+      yield* Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" }), 1)
+      yield* Metric.update(Metrics.bytesResent, at.resendBytes)
+      yield* Effect.logInfo("checkpoint: took over").pipe(
+        Effect.annotateLogs({ offset: at.resumeSeq - data.initialSeqSource }),
+      )
+      yield* context.emit({
+        _tag: "TakenOver",
+        sessionId: checkpoint.bundleId,
+        offset: at.resumeSeq - data.initialSeqSource,
+        bytesResent: at.resendBytes,
+      })
+      // Ready: the client sends again from what the checkpoint has read.
+      yield* connection.send({
+        _tag: "Resumed",
+        receiveNext: { data: live.receiver.next },
+        window: windowBytesMax,
+      })
+      yield* run(live, ownership, connection, inbox)
+    })
+
+  return { open, resumed }
+}
+
+/** @since 0.1.0 @category models */
+export interface ConnectOptions extends ClientOptions {
+  /** Told of each takeover: the gap in ms and where each direction resumed. */
+  readonly onResumed?: (event: {
+    readonly gapMs: number
+    readonly server: string
+    /** Bytes of the server's stream read before the takeover. */
+    readonly readOffset: number
+    /** Bytes of the client's stream the takeover server has read (sent again from there). */
+    readonly writeOffset: number
+  }) => void
+}
+
+/** @since 0.1.0 @category models */
+export interface DuplexClient {
+  /** The session id, once the first server opened it. */
+  readonly sessionId: () => string | undefined
+  /** The server's bytes, each once, in order, across takeovers. Read it once. */
+  readonly read: Stream.Stream<Uint8Array, TakeoverRefused>
+  /** Writes bytes to the server; waits while the window is full. */
+  readonly write: (bytes: Uint8Array) => Effect.Effect<void, TakeoverRefused>
+  /** No more writes: the server's stream ends after its answer to the last byte. */
+  readonly end: Effect.Effect<void, TakeoverRefused>
+  /** `write` for each chunk, then `end`. */
+  readonly sink: Sink.Sink<void, Uint8Array, never, TakeoverRefused>
+}
+
+const handshakeMs = 10_000
+
+/**
+ * Opens a duplex session on the service and keeps it across takeovers until the server's
+ * stream ends, the scope closes, or a takeover is refused (the stream's error and every
+ * later write's).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const connect = (
+  options: ConnectOptions,
+): Effect.Effect<DuplexClient, never, Transport.Transport | Scope.Scope> =>
+  Effect.gen(function* () {
+    const transport = yield* Transport.Transport
+    const attemptsMax = options.attemptsMax ?? 100
+    const retryMs = options.retryMs ?? 50
+    const ackEveryBytes = options.ackEveryBytes ?? 256 * 1024
+    const connectOptions = {
+      codec: Message.codec,
+      ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
+    }
+    const clientIsn = Proof.newInitialSeq()
+    let session: { id: string; secret: Uint8Array } | undefined
+    let counter = 0
+    // To the server: the window is the server's, told in `Opened` (nothing leaves before).
+    let sender = Sequence.sender(clientIsn, 1)
+    const written = ByteWindow.make(clientIsn)
+    let ended = false
+    // From the server.
+    let receiver: Sequence.Receiver | undefined
+    let complete = false
+    const out = yield* Queue.bounded<Uint8Array, TakeoverRefused | Cause.Done>(64)
+    const fatal = yield* Deferred.make<never, TakeoverRefused>()
+    let signal = Deferred.makeUnsafe<void>()
+    const wake = () => {
+      const previous = signal
+      signal = Deferred.makeUnsafe<void>()
+      Deferred.doneUnsafe(previous, Effect.void)
+    }
+    let handedTo: Address.StreamAddress | undefined
+    const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+
+    /** One connection: true when the session is complete, false when the connection was lost. */
+    const attempt = (address: Address.StreamAddress, lostAtMs: number | undefined) =>
+      Effect.gen(function* () {
+        const connection = yield* transport.connect(address, connectOptions)
+        if (session === undefined)
+          yield* connection.send({
+            _tag: "Open",
+            protocol,
+            channels: [{ name: "data", initialSeq: clientIsn }],
+          })
+        else {
+          counter++
+          const acks = { data: receiver!.next }
+          yield* connection.send({
+            _tag: "Resume",
+            sessionId: session.id,
+            counter,
+            acks,
+            proof: Proof.sign(session.secret, session.id, counter, acks),
+          })
+        }
+        const ready = yield* Deferred.make<void>()
+        let ackEvery = ackEveryBytes
+        let unacked = 0
+        const reader = Stream.runForEachArray(connection.messages, (messages) =>
+          Effect.gen(function* () {
+            for (const message of messages) {
+              switch (message._tag) {
+                case "Opened":
+                  if (session !== undefined) return yield* connection.close
+                  session = { id: message.sessionId, secret: message.secret }
+                  receiver = Sequence.receiver(message.channels[0]?.initialSeq ?? 0)
+                  sender = { ...sender, windowBytesMax: message.window ?? 64 * 1024 }
+                  ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+                  yield* Deferred.succeed(ready, undefined)
+                  wake()
+                  break
+                case "Resumed": {
+                  const at = message.receiveNext.data
+                  if (at === undefined || at < sender.acked || at > sender.next)
+                    return yield* new TakeoverRefused({
+                      reason: at === undefined || at < sender.acked ? "TooOld" : "BeyondSent",
+                      sessionId: session?.id ?? "",
+                      detail: `the server resumes reading at ${at}, the client holds ${sender.acked}..${sender.next}`,
+                    })
+                  sender = {
+                    ...Sequence.rewind(sender, at),
+                    windowBytesMax: message.window ?? sender.windowBytesMax,
+                  }
+                  ByteWindow.drop(written, at)
+                  ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+                  if (lostAtMs !== undefined) {
+                    const gapMs = (yield* now) - lostAtMs
+                    yield* Metric.update(Metrics.takeoverGapMs, gapMs)
+                    yield* Effect.logInfo("checkpoint: resumed").pipe(
+                      Effect.annotateLogs({ sessionId: session!.id, gapMs }),
+                    )
+                    options.onResumed?.({
+                      gapMs,
+                      server: Address.format(address),
+                      readOffset: receiver!.next - receiver!.initialSeq,
+                      writeOffset: at - clientIsn,
+                    })
+                  }
+                  yield* Deferred.succeed(ready, undefined)
+                  wake()
+                  break
+                }
+                case "Refused":
+                  // Not this server's to serve now: the next server of the service may.
+                  if (message.reason === "Owned" || message.reason === "Overloaded")
+                    return yield* connection.close
+                  return yield* new TakeoverRefused({
+                    reason: message.reason,
+                    sessionId: session?.id ?? "",
+                    detail: message.detail,
+                  })
+                case "Data": {
+                  if (receiver === undefined) return yield* connection.close
+                  const outcome = Sequence.receive(receiver, message.seq, message.bytes.length)
+                  if (outcome._tag === "Gap") return yield* connection.close
+                  if (outcome._tag === "Deliver") {
+                    // Handed to the application and counted as delivered as one: the writer
+                    // failing interrupts this reader, and only a waiting offer may be cut.
+                    const delivered = outcome.state
+                    yield* Effect.uninterruptibleMask((restore) =>
+                      restore(Queue.offer(out, message.bytes.subarray(outcome.offset))).pipe(
+                        Effect.andThen(
+                          Effect.sync(() => {
+                            receiver = delivered
+                            unacked += outcome.length
+                          }),
+                        ),
+                      ),
+                    )
+                  }
+                  break
+                }
+                case "Ack": {
+                  const outcome = Sequence.acknowledge(sender, message.ack)
+                  if (outcome._tag === "BeyondSent") return yield* connection.close
+                  if (outcome._tag === "Advanced") {
+                    sender = outcome.state
+                    ByteWindow.drop(written, message.ack)
+                    wake()
+                  }
+                  break
+                }
+                case "Finish":
+                  complete = true
+                  yield* connection.send({ _tag: "Ack", ack: receiver!.next })
+                  yield* Queue.end(out)
+                  return yield* connection.close
+                case "Handoff": {
+                  const to = message.to === undefined ? undefined : Address.parseStream(message.to)
+                  if (to !== undefined && !(to instanceof Address.InvalidAddress)) handedTo = to
+                  return yield* connection.close
+                }
+                default:
+                  return yield* connection.close
+              }
+            }
+            if (unacked >= ackEvery && receiver !== undefined) {
+              unacked = 0
+              yield* connection.send({ _tag: "Ack", ack: receiver.next })
+            }
+          }),
+        )
+        // Sends what the window allows; `Finish` once ended and everything acknowledged.
+        const writer = Effect.gen(function* () {
+          // No answer to the handshake: this connection is given up (the next may do).
+          const answered = yield* Deferred.await(ready).pipe(Effect.timeoutOption(handshakeMs))
+          if (answered._tag === "None") return
+          let finishSent = false
+          while (true) {
+            const n = Sequence.sendable(sender, Math.min(64 * 1024, written.end - sender.next))
+            if (n > 0) {
+              const seq = sender.next
+              const bytes = ByteWindow.slice(written, seq, seq + n)
+              sender = Sequence.sent(sender, n)
+              yield* connection.send({ _tag: "Data", seq, bytes })
+              continue
+            }
+            if (ended && !finishSent && sender.acked === written.end) {
+              finishSent = true
+              yield* connection.send({ _tag: "Finish" })
+            }
+            yield* Deferred.await(signal).pipe(Effect.timeoutOption(1_000))
+          }
+        })
+        yield* Effect.raceFirst(
+          reader.pipe(
+            Effect.catchTag("ConnectionClosed", () => Effect.void),
+            Effect.catchTag("CodecError", () => Effect.void),
+          ),
+          writer,
+        )
+        return complete
+      }).pipe(
+        Effect.scoped,
+        Effect.withSpan("checkpoint.client.connect", {
+          attributes: { server: Address.format(address), resume: session !== undefined },
+        }),
+        Effect.catchTags({
+          ConnectError: () => Effect.succeed(false),
+          HandshakeError: () => Effect.succeed(false),
+          ConnectionClosed: () => Effect.succeed(false),
+          CodecError: () => Effect.succeed(false),
+        }),
+      )
+
+    const loop = Effect.gen(function* () {
+      let lostAtMs: number | undefined
+      for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
+        const address = handedTo ?? options.service[index % options.service.length]!
+        handedTo = undefined
+        if (yield* attempt(address, lostAtMs)) return
+        if (session !== undefined) lostAtMs ??= yield* now
+        yield* Effect.sleep(retryMs)
+      }
+      return yield* new TakeoverRefused({
+        reason: "AttemptsExhausted",
+        sessionId: session?.id ?? "",
+        detail: `${attemptsMax} connection attempts`,
+      })
+    })
+    yield* Effect.forkScoped(
+      loop.pipe(
+        Effect.matchEffect({
+          onFailure: (error) =>
+            Queue.fail(out, error).pipe(Effect.andThen(Deferred.fail(fatal, error))),
+          onSuccess: () => Queue.end(out),
+        }),
+      ),
+    )
+
+    const write = (bytes: Uint8Array) =>
+      Effect.gen(function* () {
+        if (ended) return yield* Effect.die(new Error("write after end"))
+        // A copy: the caller may reuse its buffer.
+        let rest = bytes.slice()
+        while (rest.length > 0) {
+          const room = sender.acked + Math.max(sender.windowBytesMax, 1) - written.end
+          if (room <= 0) {
+            yield* Effect.raceFirst(
+              Deferred.await(signal).pipe(Effect.timeoutOption(1_000)),
+              Deferred.await(fatal),
+            )
+            continue
+          }
+          ByteWindow.append(written, rest.subarray(0, room))
+          rest = rest.subarray(room)
+          wake()
+        }
+      })
+
+    const end = Effect.suspend(() => {
+      if (Deferred.isDoneUnsafe(fatal)) return Deferred.await(fatal)
+      ended = true
+      wake()
+      return Effect.void
+    })
+
+    return {
+      sessionId: () => session?.id,
+      read: Stream.fromQueue(out),
+      write,
+      end,
+      sink: Sink.forEach(write).pipe(Sink.mapEffect(() => end)),
+    } satisfies DuplexClient
+  })
+
+/**
+ * A Node `Duplex` over a session: what is written goes to the server, what the server sends
+ * is read; `end()` ends the client's writes. Runs with the services of the effect that
+ * built it (its `Transport`, logger, tracer).
+ *
+ * @since 0.1.0
+ * @category conversions
+ */
+export const toNodeDuplex = (client: DuplexClient): Effect.Effect<Duplex> =>
+  Effect.gen(function* () {
+    const readable = yield* Stream.toReadableStreamEffect(client.read)
+    const services = yield* Effect.context<never>()
+    const run = <A>(effect: Effect.Effect<A, TakeoverRefused>) =>
+      Effect.runPromiseWith(services)(effect)
+    const writable = new WritableStream<Uint8Array>({
+      write: (chunk) => run(client.write(chunk)),
+      close: () => run(client.end),
+    })
+    return Duplex.fromWeb({ readable, writable })
+  })
