@@ -9,7 +9,8 @@
  */
 import type { ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { fileURLToPath } from "node:url"
@@ -71,6 +72,11 @@ export interface TcpRepairLab {
   readonly b: Lines
   /** curl downloads `name` (a file of the servers' directory) into `out`, at most `rateBytesPerSecond`. */
   readonly download: (name: string, out: string, rateBytesPerSecond: number) => Download
+  /**
+   * curl uploads the file `from` as `name` (HTTP PUT, `curl -T`), at most
+   * `rateBytesPerSecond`; `bytes` is what the servers stored of it.
+   */
+  readonly upload: (from: string, name: string, rateBytesPerSecond: number) => Download
   /** A host's death. */
   readonly kill: (host: "a" | "b") => void
   /** Stops every process and deletes every namespace. */
@@ -89,8 +95,14 @@ export const start = async (options: {
   readonly leaseMs: number
 }): Promise<TcpRepairLab> => {
   const lab = NetNs.Lab.create(options.tag, ["client", "store", "a", "b"])
+  // Not in the served directory: a client could GET the key, or PUT its own.
+  const keyDir = mkdtempSync(join(tmpdir(), "takeover-stream-key-"))
+  const close = () => {
+    lab.close()
+    rmSync(keyDir, { recursive: true, force: true })
+  }
   try {
-    const keyFile = join(options.dir, "cluster.key")
+    const keyFile = join(keyDir, "cluster.key")
     writeFileSync(keyFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 })
     const node = [process.execPath, mainPath]
     const storeAddress = `tcp://${lab.host("store").address}:7000`
@@ -128,17 +140,9 @@ export const start = async (options: {
     // A client that buffers at most 1 MiB: the server's progress follows what it reads, so
     // a server dies with the rest of the object still to send.
     lab.exec("client", ["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 1048576"])
-    const download = (name: string, out: string, rateBytesPerSecond: number): Download => {
-      const curl = lab.spawn("client", [
-        "curl",
-        "-sS",
-        "--fail",
-        "--limit-rate",
-        String(rateBytesPerSecond),
-        "-o",
-        out,
-        `http://${service}:${port}/${name}`,
-      ])
+    /** curl in the client host; `bytes` is the size of `progress` (the file it writes, or reads). */
+    const curlRun = (args: ReadonlyArray<string>, progress: () => number): Download => {
+      const curl = lab.spawn("client", ["curl", "-sS", "--fail", ...args])
       let stderr = ""
       curl.stderr!.on("data", (chunk: Buffer) => {
         stderr += chunk.toString()
@@ -147,15 +151,45 @@ export const start = async (options: {
         curl.on("exit", (code) => resolve(code)),
       )
       return {
-        bytes: () => (existsSync(out) ? statSync(out).size : 0),
+        bytes: progress,
         exit: (timeoutMs) =>
           Promise.race([exited, sleep(timeoutMs).then(() => "timeout" as const)]),
         stderr: () => stderr,
       }
     }
-    return { lab, a, b, download, kill: (host) => lab.kill(host), close: () => lab.close() }
+    const sizeOf = (file: string) => (existsSync(file) ? statSync(file).size : 0)
+    const download = (name: string, out: string, rateBytesPerSecond: number) =>
+      curlRun(
+        [
+          "--limit-rate",
+          String(rateBytesPerSecond),
+          "-o",
+          out,
+          `http://${service}:${port}/${name}`,
+        ],
+        () => sizeOf(out),
+      )
+    // An upload's progress is what the servers stored: its partial file in `dir` (one
+    // upload at a time), then the whole file under its name.
+    const upload = (from: string, name: string, rateBytesPerSecond: number) =>
+      curlRun(
+        [
+          "--limit-rate",
+          String(rateBytesPerSecond),
+          "-T",
+          from,
+          `http://${service}:${port}/${name}`,
+        ],
+        () => {
+          const partial = readdirSync(options.dir).find((file) => file.startsWith(".upload-"))
+          return partial === undefined
+            ? sizeOf(join(options.dir, name))
+            : sizeOf(join(options.dir, partial))
+        },
+      )
+    return { lab, a, b, download, upload, kill: (host) => lab.kill(host), close }
   } catch (error) {
-    lab.close()
+    close()
     throw error
   }
 }

@@ -5,7 +5,7 @@
  */
 import { spawnSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { NetNs } from "@understudy/testkit"
@@ -68,6 +68,48 @@ describe("takeover-stream serve --backend tcp-repair", () => {
       } finally {
         lab?.close()
         rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    150_000,
+  )
+
+  it.skipIf(NetNs.unavailableReason() !== undefined)(
+    "an upload (curl -T, HTTP PUT) is stored whole, each byte once, when A's host dies mid-body",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "takeover-stream-tcp-repair-put-"))
+      const from = mkdtempSync(join(tmpdir(), "takeover-stream-tcp-repair-src-"))
+      let lab: TcpRepairLab.TcpRepairLab | undefined
+      try {
+        const size = 12 * 1024 * 1024 + randomBytes(2).readUInt16LE(0)
+        const object = randomBytes(size)
+        writeFileSync(join(from, "body"), object)
+        lab = await TcpRepairLab.start({ tag: "us14put", dir, leaseMs: 600 })
+        const curl = lab.upload(join(from, "body"), "uploaded", rateBytesPerSecond)
+        const started = await lab.a.wait("upload", 20_000)
+        // A dies with at least 1 s of body left: a late wake-up still kills it mid-way.
+        const killAt = Math.floor(size * 0.3)
+        const deadline = performance.now() + 30_000
+        while (curl.bytes() < killAt && performance.now() < deadline) await sleep(2)
+        const storedAtDeath = curl.bytes()
+        expect(storedAtDeath).toBeGreaterThanOrEqual(killAt)
+        expect(storedAtDeath).toBeLessThan(size)
+        lab.kill("a")
+        const resumed = await lab.b.wait("resumed", 20_000)
+        const code = await curl.exit(60_000)
+        console.log(
+          `tcp-repair app upload takeover: ${size} bytes, ${storedAtDeath} stored at A's death, ${JSON.stringify(resumed)}`,
+        )
+        expect(resumed.bundleId).toBe(started.bundleId)
+        expect(code).toBe(0)
+        expect(curl.stderr()).toBe("")
+        const sha = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex")
+        expect(sha(readFileSync(join(dir, "uploaded")))).toBe(sha(object))
+        // Published whole under its name; no partial file left behind.
+        expect(readdirSync(dir).filter((file) => file.startsWith(".upload-"))).toEqual([])
+      } finally {
+        lab?.close()
+        rmSync(dir, { recursive: true, force: true })
+        rmSync(from, { recursive: true, force: true })
       }
     },
     150_000,
