@@ -144,10 +144,13 @@ export interface Held extends Message.Allocation {
   /** The signature of the token last issued for it: presenting it needs no verification. */
   readonly tokenSignature: string
   /**
-   * False for an allocation restored after a restart: it is honoured until it expires but
-   * never renewed here, since the leader may not count it; its client re-attaches at the leader.
+   * False for an allocation restored after a restart or carried for a client that re-attached
+   * here: it is honoured until it expires, and renewed only once the leader counts it here
+   * (it reserved it, or merged a record of this server that showed it).
    */
   readonly renewable: boolean
+  /** The record's `version` once it held this allocation (it has held it since). */
+  readonly addedAtVersion?: number | undefined
   /** A carried allocation: the server of this term whose token the client showed. */
   readonly heldAt?: string | undefined
 }
@@ -254,6 +257,11 @@ export interface State {
   readonly pending: HashMap.HashMap<string, { readonly seats: number; readonly sentAtMs: number }>
   /** Names this run of the server (a restart forgets its share). */
   readonly life: number
+  /**
+   * The version of the first record this run of the server sent in `term`: a leader of that
+   * term that gives it authority has merged this record or a later one.
+   */
+  readonly recordSent: { readonly term: number; readonly version: number } | undefined
   /** A follower's share from the leader of `term`: it may grant `limit - used` seats. */
   readonly share: { readonly term: number; readonly limit: number; readonly used: number }
   /** A candidate's votes. */
@@ -591,9 +599,10 @@ export const make = (config: Config): Pool => {
 
   const hold = (state: State, held: Held): State => {
     const before = HashMap.get(state.record, held.client)
+    const addedAtVersion = Option.isSome(before) ? before.value.addedAtVersion : state.version + 1
     return {
       ...state,
-      record: HashMap.set(state.record, held.client, held),
+      record: HashMap.set(state.record, held.client, { ...held, addedAtVersion }),
       version: Option.isSome(before) ? state.version : state.version + 1,
       stored:
         held.renewable && (Option.isNone(before) || !before.value.renewable)
@@ -968,7 +977,11 @@ export const make = (config: Config): Pool => {
             shareUsed: next.share.term === term ? next.share.used : 0,
           }),
         )
-        if (message.wantRecord) sendRecord(next, from, outputs)
+        if (message.wantRecord) {
+          sendRecord(next, from, outputs)
+          if (next.recordSent?.term !== term)
+            next = { ...next, recordSent: { term, version: next.version } }
+        }
         if (message.sequence > (next.durable.license?.sequence ?? 0)) {
           outputs.push(M.send<Peer>(from, { _tag: "LicenseRequest", term }))
         }
@@ -1557,6 +1570,20 @@ export const make = (config: Config): Pool => {
     return asked === "queue-full" ? next : asked
   }
 
+  /**
+   * A carried or restored allocation that the leader counts here: this server has held it
+   * since before the first record it sent in this term, and a leader gives authority only
+   * once it merged one of this server's records of its term. (So a client that re-attached
+   * here before an election is renewed from the new leader's first authority on, without a
+   * `Reserve` round trip: a second failure right after the election then finds it renewed.)
+   */
+  const countedByLeader = (state: State, held: Held): boolean =>
+    state.role === "follower" &&
+    state.recordSent !== undefined &&
+    state.recordSent.term === state.durable.term &&
+    held.addedAtVersion !== undefined &&
+    held.addedAtVersion <= state.recordSent.version
+
   /** The server a token of this term names (another term's grants are no share of this one). */
   const heldAtOf = (state: State, token: Message.Token): string | undefined =>
     token.term === state.durable.term && token.server !== state.self ? token.server : undefined
@@ -1587,7 +1614,8 @@ export const make = (config: Config): Pool => {
     if (Option.isSome(held) && message.seq <= held.value.lastSeq) return ignore("replayed")
     if (Option.isSome(held) && (held.value.renewable || state.role !== "leader")) {
       const authority = hasAuthority(state, nowMs)
-      const renew = held.value.renewable && authority && capacityAt(state, nowMs) > 0
+      const counted = held.value.renewable || countedByLeader(state, held.value)
+      const renew = counted && authority && capacityAt(state, nowMs) > 0
       const expiresAtMs = renew ? nowMs + leaseMs : held.value.expiresAtMs
       const fresh =
         renew && token.validUntilMs - nowMs < tokenTtlMs / 2
@@ -1597,11 +1625,12 @@ export const make = (config: Config): Pool => {
         ...held.value,
         lastSeq: message.seq,
         expiresAtMs,
+        renewable: held.value.renewable || renew,
         tokenSignature: fresh?.signature ?? held.value.tokenSignature,
       })
       // Carried or restored here, not yet counted here by the leader: ask it to.
       const asked =
-        !held.value.renewable && authority && held.value.expiresAtMs > nowMs
+        !counted && authority && held.value.expiresAtMs > nowMs
           ? askLeader(updated, outputs, client, held.value.seats, nowMs, true, held.value.heldAt)
           : updated
       const next = asked === "queue-full" ? updated : asked
@@ -1765,6 +1794,8 @@ export const make = (config: Config): Pool => {
     init: (context) => {
       const restored = config.durable?.(context.self)
       let record = HashMap.empty<string, Held>()
+      // Versions of different lives differ, so the leader fetches a restarted server's record.
+      const version = Math.floor(context.nowMs) + (restored?.record.length ?? 0)
       // Restored allocations may have been renewed until the crash: count them a full lease.
       for (const allocation of restored?.record ?? []) {
         record = HashMap.set(record, allocation.client, {
@@ -1773,6 +1804,7 @@ export const make = (config: Config): Pool => {
           lastSeq: 0,
           renewable: false,
           tokenSignature: "",
+          addedAtVersion: version,
         })
       }
       const state: State = {
@@ -1790,11 +1822,11 @@ export const make = (config: Config): Pool => {
         lastLeaderSeq: 0,
         live: [],
         record,
-        // Versions of different lives differ, so the leader fetches a restarted server's record.
-        version: Math.floor(context.nowMs) + HashMap.size(record),
+        version,
         stored: 0,
         pending: HashMap.empty(),
         life: Math.floor(context.nowMs) + 1,
+        recordSent: undefined,
         share: { term: -1, limit: 0, used: 0 },
         votes: [],
         electionPending: false,

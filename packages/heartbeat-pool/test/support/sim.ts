@@ -18,9 +18,29 @@ import type * as Message from "../../src/Message.ts"
 
 export type Msg = Message.Peer | Message.ClientRequest | Message.ServerReply
 export type NodeState =
-  | { readonly kind: "server"; readonly state: Machine.State }
+  | {
+      readonly kind: "server"
+      readonly state: Machine.State
+      /** Stopped (SIGSTOP): what arrived meanwhile, handled in order when it continues. */
+      readonly stopped?: ReadonlyArray<M.Input<Message.Peer, Machine.Command>>
+      /** Killed (SIGKILL) by a command: it takes no input until restarted. */
+      readonly killed?: boolean
+    }
   | { readonly kind: "client"; readonly state: Client.State }
 export type NodeEvent = Machine.Event | Client.Event
+/**
+ * Faults on a server process chosen while the run goes (the current leader, the busiest
+ * follower), which a fault schedule fixed in advance cannot name:
+ * - `Stop`, `Continue` (SIGSTOP, SIGCONT): while stopped it takes no step, its datagrams and
+ *   timers wait (as in the kernel's socket buffers), and on continuing it handles them all at
+ *   the time it continues;
+ * - `Kill`, `Restart` (SIGKILL, then a new process): it loses everything but its disk.
+ */
+export type NodeCommand =
+  | { readonly _tag: "Stop" }
+  | { readonly _tag: "Continue" }
+  | { readonly _tag: "Kill" }
+  | { readonly _tag: "Restart" }
 
 const fields = (claims: Omit<Message.Token, "signature">) =>
   `${claims.client}|${claims.server}|${claims.term}|${claims.product}|${claims.seats}|${claims.validUntilMs}`
@@ -112,7 +132,7 @@ export const makeWorld = (servers: number, clients: number, capacity: number): W
 })
 
 /** Servers and clients as one machine, glued as the drivers glue them. */
-export const nodeMachine = (world: World): M.Machine<NodeState, Msg, never, NodeEvent> => {
+export const nodeMachine = (world: World): M.Machine<NodeState, Msg, NodeCommand, NodeEvent> => {
   const server = Machine.make({
     servers: world.servers,
     ...timing,
@@ -194,20 +214,53 @@ export const nodeMachine = (world: World): M.Machine<NodeState, Msg, never, Node
     },
     step: (node, input) => {
       if (node.kind === "server") {
-        if (input._tag === "Receive" && !serverSet.has(input.from)) {
-          const message = input.message as Message.ClientRequest
-          return serverResult(
-            node.state,
-            server.step(
-              node.state,
-              M_command({ _tag: "FromClient", from: input.from, message }, input.nowMs),
-            ),
-          )
+        if (input._tag === "Command") {
+          const command = input.command
+          if (command._tag === "Kill")
+            return { state: { kind: "server", state: node.state, killed: true }, outputs: [] }
+          if (command._tag === "Restart") {
+            if (node.killed !== true) return { state: node, outputs: [] }
+            const self = node.state.self
+            return serverResult(
+              undefined,
+              server.init({
+                self,
+                peers: world.servers.filter((peer) => peer !== self),
+                nowMs: input.nowMs,
+              }),
+            )
+          }
+          if (node.killed === true) return { state: node, outputs: [] }
+          if (command._tag === "Stop")
+            return { state: { ...node, stopped: node.stopped ?? [] }, outputs: [] }
+          // Continued: everything that waited, at the time it continues.
+          let state = node.state
+          const outputs: Array<M.Output<Msg, NodeEvent>> = []
+          for (const waited of node.stopped ?? []) {
+            const result = serverResult(
+              state,
+              server.step(state, { ...waited, nowMs: input.nowMs } as typeof waited),
+            )
+            state = result.state.state as Machine.State
+            outputs.push(...result.outputs)
+          }
+          return { state: { kind: "server", state }, outputs }
         }
-        return serverResult(
-          node.state,
-          server.step(node.state, input as unknown as M.Input<Message.Peer, Machine.Command>),
-        )
+        const serverInput: M.Input<Message.Peer, Machine.Command> =
+          input._tag === "Receive" && !serverSet.has(input.from)
+            ? M_command(
+                {
+                  _tag: "FromClient",
+                  from: input.from,
+                  message: input.message as Message.ClientRequest,
+                },
+                input.nowMs,
+              )
+            : (input as M.Input<Message.Peer, Machine.Command>)
+        if (node.killed === true) return { state: node, outputs: [] }
+        if (node.stopped !== undefined)
+          return { state: { ...node, stopped: [...node.stopped, serverInput] }, outputs: [] }
+        return serverResult(node.state, server.step(node.state, serverInput))
       }
       if (input._tag === "Command") return { state: node, outputs: [] }
       const result = clients
@@ -267,7 +320,8 @@ const unusedShares = (
   let seats = 0
   for (const id of world.servers) {
     const node = states.get(id)
-    if (node?.kind === "server") seats += Machine.shareLeft(node.state, nowMs)
+    if (node?.kind === "server" && node.killed !== true)
+      seats += Machine.shareLeft(node.state, nowMs)
   }
   return seats
 }
@@ -284,7 +338,7 @@ export const coverage = {
 
 export const invariants = (
   world: World,
-): Array<FastSim.Invariant<NodeState, Msg, never, NodeEvent>> => [
+): Array<FastSim.Invariant<NodeState, Msg, NodeCommand, NodeEvent>> => [
   {
     name: "valid allocations plus unused shares never exceed the license",
     check: (view) => {
@@ -344,17 +398,18 @@ export const invariants = (
     name: "after healing: one leader, whose record is the union of the records",
     check: (view) => {
       if (!view.final) return undefined
-      const servers = world.servers
-        .map((id) => view.states.get(id))
-        .filter((node) => node?.kind === "server")
-      const leaders = servers.filter((node) => node!.state.role === "leader")
+      const servers: Array<Machine.State> = []
+      for (const id of world.servers) {
+        const node = view.states.get(id)
+        if (node?.kind === "server" && node.killed !== true) servers.push(node.state)
+      }
+      const leaders = servers.filter((server) => server.role === "leader")
       if (leaders.length !== 1)
-        return `${leaders.length} leaders at the end: ${leaders.map((node) => node!.state.self).join(",")}`
-      const leader = leaders[0]!.state as Machine.State
+        return `${leaders.length} leaders at the end: ${leaders.map((server) => server.self).join(",")}`
+      const leader = leaders[0]!
       const union = new Set<string>()
-      for (const node of servers)
-        for (const client of HashMap.keys(node!.state.record as Machine.State["record"]))
-          union.add(client)
+      for (const server of servers)
+        for (const client of HashMap.keys(server.record)) union.add(client)
       const record = Machine.poolRecord(leader)
       const missing = [...union].filter((client) => !record.has(client))
       const extra = [...record.keys()].filter((client) => !union.has(client))
@@ -386,7 +441,7 @@ export const describeState = (node: NodeState): string =>
 export const run = (
   seed: number,
   world: World,
-  more: Partial<FastSim.Options<NodeState, Msg, never, NodeEvent>> = {},
+  more: Partial<FastSim.Options<NodeState, Msg, NodeCommand, NodeEvent>> = {},
 ): FastSim.Report<NodeEvent> =>
   FastSim.run({
     machine: nodeMachine(world),
@@ -400,3 +455,145 @@ export const run = (
     collectEvents: false,
     ...more,
   })
+
+/** One fault of a round: the kinds of the real-process test, in its rotation. */
+export type RoundFault = "kill-leader" | "stop-leader" | "kill-follower"
+
+/** Deterministic choices of one schedule of rounds (not a secret: a simulation's dice). */
+const dice = (seed: number) => {
+  let bits = Math.imul(seed, 2654435761) >>> 0 || 1
+  return (below: number): number => {
+    bits ^= bits << 13
+    bits >>>= 0
+    bits ^= bits >>> 17
+    bits ^= bits << 5
+    bits >>>= 0
+    return Math.floor((bits / 2 ** 32) * below)
+  }
+}
+
+const serverOf = (states: ReadonlyMap<string, NodeState>, id: string) => {
+  const node = states.get(id)
+  return node?.kind === "server" ? node : undefined
+}
+
+/**
+ * Rounds of single failures, as the real-process test injects them: once every seat is held,
+ * each round SIGKILLs the leader (restarted after 0 to 4 heartbeat intervals), SIGSTOPs it
+ * (continued once a new leader exists and its clients re-attached), or SIGKILLs the busiest
+ * follower (restarted likewise). The next round starts as soon as the failover is over:
+ * every server up and agreeing on the leader and its term, every follower renewing under its
+ * authority (the leader merged its record), and the victim's clients re-attached. Never two
+ * faults at once, so no client may lose its seat.
+ */
+export const runRounds = (
+  seed: number,
+  world: World,
+  rounds: number,
+  more: Partial<FastSim.Options<NodeState, Msg, NodeCommand, NodeEvent>> = {},
+): FastSim.Report<NodeEvent> & { readonly rounds: number } => {
+  const roll = dice(seed)
+  const servers = world.servers
+  let round = 0
+  let waiting: { fault: RoundFault; victim: string; atMs: number; term: number } | undefined
+  let moved: ReadonlyArray<string> = []
+  let restartAtMs: number | undefined
+  const holders = (view: FastSim.View<NodeState, Msg, NodeCommand, NodeEvent>, at?: string) =>
+    world.clients.filter((id) => {
+      const node = view.states.get(id)
+      return (
+        node?.kind === "client" &&
+        Client.holds(node.state, view.nowMs) &&
+        (at === undefined || node.state.server === at)
+      )
+    })
+  const roundsMs = rounds * 4_000
+  const report = FastSim.run<NodeState, Msg, NodeCommand, NodeEvent>({
+    machine: nodeMachine(world),
+    nodes: [...servers, ...world.clients],
+    seed,
+    durationMs: 2_000 + roundsMs + 5_000,
+    link: goodLink,
+    invariants: [
+      ...invariants(world).slice(0, 2),
+      {
+        name: "no client loses its seat through single failures",
+        check: (view) => {
+          for (const output of view.step?.outputs ?? [])
+            if (output._tag === "Emit" && output.event._tag === "Lost")
+              return `${view.step!.node} lost its seat at ${output.event.server} (${output.event.reason})`
+          return undefined
+        },
+      },
+    ],
+    describeState,
+    collectEvents: false,
+    workload: {
+      everyMs: timing.heartbeatIntervalMs / 4,
+      endMs: 2_000 + roundsMs,
+      commands: (nowMs, view) => {
+        if (round >= rounds) return []
+        const nodes = servers.map((id) => serverOf(view.states, id)!)
+        if (waiting === undefined) {
+          const leader = nodes.find((node) => node.state.role === "leader")
+          const over =
+            leader !== undefined &&
+            nodes.every(
+              (node) =>
+                node.killed !== true &&
+                node.stopped === undefined &&
+                node.state.durable.term === leader.state.durable.term &&
+                node.state.leader === leader.state.self &&
+                (node === leader || node.state.authorityUntilMs > nowMs),
+            )
+          // Round 0 waits for every seat to be taken.
+          if (!over || (round === 0 && holders(view).length < world.capacity)) return []
+          const fault = (["kill-leader", "stop-leader", "kill-follower"] as const)[round % 3]!
+          const victim =
+            fault === "kill-follower"
+              ? servers
+                  .filter((id) => id !== leader.state.self)
+                  .sort((a, b) => holders(view, b).length - holders(view, a).length)[0]!
+              : leader.state.self
+          moved = holders(view, victim)
+          waiting = { fault, victim, atMs: nowMs, term: leader.state.durable.term }
+          restartAtMs =
+            fault === "stop-leader"
+              ? undefined
+              : nowMs + roll(17) * (timing.heartbeatIntervalMs / 4)
+          return [{ node: victim, command: { _tag: fault === "stop-leader" ? "Stop" : "Kill" } }]
+        }
+        const { fault, victim, atMs, term } = waiting
+        const commands: Array<FastSim.CommandFor<NodeCommand>> = []
+        if (restartAtMs !== undefined && nowMs >= restartAtMs) {
+          restartAtMs = undefined
+          commands.push({ node: victim, command: { _tag: "Restart" } })
+        }
+        const newLeader = nodes.some(
+          (node) =>
+            node.killed !== true &&
+            node.stopped === undefined &&
+            node.state.role === "leader" &&
+            node.state.durable.term > term,
+        )
+        // A client re-attached elsewhere, or held on at its restarted server and is renewed.
+        const reattached = moved.every((id) => {
+          const node = view.states.get(id)
+          return (
+            node?.kind === "client" &&
+            Client.holds(node.state, nowMs) &&
+            (node.state.server !== victim || node.state.leaseUntilMs > atMs + timing.leaseMs)
+          )
+        })
+        if ((fault !== "kill-follower" && !newLeader) || !reattached || restartAtMs !== undefined)
+          return commands
+        if (fault === "stop-leader") commands.push({ node: victim, command: { _tag: "Continue" } })
+        round++
+        waiting = undefined
+        return commands
+      },
+    },
+    ...more,
+  })
+  return { ...report, rounds: round }
+}
