@@ -309,6 +309,68 @@ describe("heartbeat pool machine", () => {
     ])
   })
 
+  it("a seat carried before an election is renewed once the new leader merged the record that shows it, with no Reserve round trip", () => {
+    const beatOf = (client: string, seq: number): Message.ClientRequest => {
+      const claims = {
+        client,
+        server: "s1",
+        term: 1,
+        product: "cad",
+        seats: 1,
+        validUntilMs: 10_000,
+      }
+      return {
+        _tag: "Beat",
+        client,
+        seq,
+        token: { ...claims, signature: fakeCrypto.signToken(claims) },
+        leaseUntilMs: 4_000,
+      }
+    }
+    const heartbeat = (seq: number, wantRecord: boolean, authorityUntilMs: number) =>
+      M.receive(
+        "s2",
+        {
+          _tag: "Heartbeat",
+          term: 2,
+          seq,
+          sequence: 1,
+          authorityUntilMs,
+          wantRecord,
+          live: servers,
+          shareLife: 0,
+          shareLimit: 0,
+        } satisfies Message.Peer,
+        3_000 + seq,
+      )
+    // s1 died: s3 carries c1 while no one leads (nobody to ask).
+    let follower = step(start("s3"), fromClient("c1", beatOf("c1", 5), 2_500)).state
+    // s2, elected in term 2, asks for the record: it shows c1.
+    const asked = step(follower, heartbeat(1, true, 0))
+    const record = sends(asked.outputs, "Record")[0]!.message
+    expect(record._tag === "Record" && record.allocations.map((held) => held.client)).toEqual([
+      "c1",
+    ])
+    follower = asked.state
+    // A client carried after that record left is not in it.
+    follower = step(follower, fromClient("c2", beatOf("c2", 5), 3_002)).state
+    // The leader merged it and gives authority: c1 is renewed on its next heartbeat, unasked.
+    follower = step(follower, heartbeat(2, false, 3_300)).state
+    const renewed = step(follower, fromClient("c1", beatOf("c1", 6), 3_010))
+    expect(replies(renewed.outputs)[0]).toMatchObject({
+      _tag: "BeatAck",
+      extended: true,
+      expiresAtMs: 3_010 + timing.leaseMs,
+    })
+    expect(sends(renewed.outputs, "Reserve")).toEqual([])
+    // c2 is honoured, not renewed, and the leader is asked to count it.
+    const honoured = step(renewed.state, fromClient("c2", beatOf("c2", 6), 3_020))
+    expect(replies(honoured.outputs)[0]).toMatchObject({ _tag: "BeatAck", extended: false })
+    expect(sends(honoured.outputs, "Reserve").map((send) => send.message)).toMatchObject([
+      { client: "c2", reattach: true },
+    ])
+  })
+
   it("the license count is never exceeded, and a new leader grants no new seat while settling", () => {
     let state = leader()
     const request = (client: string): Message.ClientRequest => ({
