@@ -33,6 +33,9 @@ export interface Transfer {
   /** Sequence number of the object's first byte on its data connection. */
   readonly initialSeq: number
   readonly paused: boolean
+  readonly transport: Checkpoint.ConnectionTransport
+  /** `udp-multicast`: the group the data goes to. */
+  readonly group?: Checkpoint.Endpoint
 }
 
 /** @since 0.1.0 @category models */
@@ -59,6 +62,10 @@ export interface Lookup {
   readonly size?: number | undefined
   /** For `GET`: a fresh random initial sequence number for the new data connection. */
   readonly initialSeq?: number
+  /** For `GET` over `udp-multicast`: the group the server chose. */
+  readonly group?: Checkpoint.Endpoint
+  /** For `GET`: why the server can not carry the transport asked for. */
+  readonly unsupported?: string
 }
 
 /** @since 0.1.0 @category models */
@@ -108,12 +115,21 @@ export const apply = (state: State, command: Message.Command, lookup: Lookup): A
           ok: false,
           detail: `the bundle holds ${transfersMax} transfers, its bound`,
         })
+      if (lookup.unsupported !== undefined)
+        return done(state.transfers, { ok: false, detail: lookup.unsupported })
+      const transport = command.transport ?? "tcp"
+      if (transport === "udp-multicast" && lookup.group === undefined)
+        return done(state.transfers, { ok: false, detail: "no multicast group" })
       const transfer: Transfer = {
         channel: `data-${state.transfers.length + 1}`,
         name: command.name,
         size: lookup.size,
         initialSeq: lookup.initialSeq,
         paused: command.paused === true,
+        transport,
+        ...(transport === "udp-multicast" && lookup.group !== undefined
+          ? { group: lookup.group }
+          : {}),
       }
       return done([...state.transfers, transfer], {
         ok: true,
@@ -122,6 +138,10 @@ export const apply = (state: State, command: Message.Command, lookup: Lookup): A
           name: transfer.name,
           size: transfer.size,
           initialSeq: transfer.initialSeq,
+          ...(transport === "tcp" ? {} : { transport }),
+          ...(transfer.group === undefined
+            ? {}
+            : { group: `${transfer.group.host}:${transfer.group.port}` }),
         },
       })
     }
@@ -228,6 +248,8 @@ export const fromCheckpoint = (
       size: connection.object.size,
       initialSeq: connection.object.firstByteSeq,
       paused: paused.delete(connection.name),
+      transport: connection.transport,
+      ...(connection.group === undefined ? {} : { group: connection.group }),
     })
   }
   if (paused.size > 0) return fail(`paused transfers that do not exist: ${[...paused].join(", ")}`)

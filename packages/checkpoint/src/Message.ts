@@ -31,12 +31,20 @@ const Window = Schema.optionalKey(
 
 /** Client: start a new session with these channels (and the client's initial sequence numbers). @since 0.1.0 @category messages */
 export const Open = Schema.TaggedStruct("Open", { protocol: Schema.String, channels: Channels })
+/** A UDP endpoint or multicast group, `HOST:PORT` (IPv4). */
+const UdpEndpoint = Schema.String.check(
+  Schema.isPattern(/^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d{1,5}$/),
+)
+/** The server's UDP endpoint, for a bundle's UDP data flows. */
+const Udp = Schema.optionalKey(UdpEndpoint)
+
 /** Server: the session is open; the secret proves resumes later. @since 0.1.0 @category messages */
 export const Opened = Schema.TaggedStruct("Opened", {
   sessionId: SessionId,
   secret: Bytes,
   channels: Channels,
   window: Window,
+  udp: Udp,
 })
 /** Client: take my session over; I acknowledge `acks`. @since 0.1.0 @category messages */
 export const Resume = Schema.TaggedStruct("Resume", {
@@ -46,7 +54,11 @@ export const Resume = Schema.TaggedStruct("Resume", {
   proof: Bytes,
 })
 /** Server: resumed; send again from `receiveNext` on each channel. @since 0.1.0 @category messages */
-export const Resumed = Schema.TaggedStruct("Resumed", { receiveNext: Acks, window: Window })
+export const Resumed = Schema.TaggedStruct("Resumed", {
+  receiveNext: Acks,
+  window: Window,
+  udp: Udp,
+})
 /** Client: this transport connection carries `channel` of the session. @since 0.1.0 @category messages */
 export const Attach = Schema.TaggedStruct("Attach", {
   sessionId: SessionId,
@@ -83,6 +95,8 @@ export const Command = Schema.TaggedStruct("Command", {
   transfer: Schema.optionalKey(Name),
   /** `GET`: the transfer starts paused (nothing is sent before a `RESUME`). */
   paused: Schema.optionalKey(Schema.Boolean),
+  /** `GET`: the data flow's transport (default TCP). */
+  transport: Schema.optionalKey(Schema.Literals(["tcp", "udp", "udp-multicast"])),
 })
 /** @since 0.1.0 @category messages */
 export type Command = typeof Command.Type
@@ -104,7 +118,15 @@ export const Reply = Schema.TaggedStruct("Reply", {
     Schema.Array(Schema.Struct({ name: ObjectName, size: Seq })).check(Schema.isMaxLength(listMax)),
   ),
   transfer: Schema.optionalKey(
-    Schema.Struct({ channel: Name, name: ObjectName, size: Seq, initialSeq: Seq }),
+    Schema.Struct({
+      channel: Name,
+      name: ObjectName,
+      size: Seq,
+      initialSeq: Seq,
+      transport: Schema.optionalKey(Schema.Literals(["tcp", "udp", "udp-multicast"])),
+      /** `udp-multicast`: the group the data goes to. */
+      group: Schema.optionalKey(UdpEndpoint),
+    }),
   ),
 })
 /** @since 0.1.0 @category messages */

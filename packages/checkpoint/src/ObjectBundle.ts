@@ -28,6 +28,7 @@ import {
   Metric,
   Option,
   Queue,
+  Random,
   Result,
   Scope,
   Semaphore,
@@ -38,6 +39,7 @@ import type * as Checkpoint from "./Checkpoint.ts"
 import { CheckpointCommandFailed, TakeoverRefused } from "./CheckpointError.ts"
 import type { CheckpointStore, Ownership, Reason } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
+import * as DatagramFlow from "./internal/datagramFlow.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import type { ClientOptions, ObjectSource, ServerEvent } from "./ObjectSession.ts"
@@ -68,6 +70,8 @@ export interface ServerContext {
   ) => Effect.Effect<void>
   /** Planned hand-off listeners: called with the address the clients go to first. */
   readonly handoffs: Set<(to: string | undefined) => void>
+  /** The server's UDP socket, for UDP and multicast data flows (none: TCP only). */
+  readonly udp: DatagramFlow.Socket | undefined
 }
 
 /** A bundle this server owns now. */
@@ -100,6 +104,20 @@ const wake = (live: Live) => {
 const attachAcks = (channel: string) => ({ [channel]: 0 })
 
 const handshakeMs = 10_000
+/** Bytes in flight on a UDP flow: what a socket buffer takes without loss, roughly. */
+const udpWindowBytes = 128 * 1024
+/** A UDP datagram's data: well below the 65,507-byte bound. */
+const udpSegmentBytes = 16 * 1024
+/** No acknowledgement for this long: a UDP sender goes back to the acknowledgement. */
+const udpRetransmitMs = 200
+/** Multicast groups the server picks from: 239.255.0.0/16, administratively scoped. */
+const groupFor = Effect.gen(function* () {
+  const a = yield* Random.nextIntBetween(0, 255)
+  const b = yield* Random.nextIntBetween(1, 254)
+  const port = yield* Random.nextIntBetween(20_000, 60_000)
+  return { host: `239.255.${a}.${b}`, port }
+})
+const endpointText = (endpoint: Checkpoint.Endpoint) => `${endpoint.host}:${endpoint.port}`
 
 /** The bundle server's handlers, each run in a connection's scope. @internal */
 export interface BundleServer {
@@ -122,12 +140,19 @@ export interface BundleServer {
     inbox: Inbox,
     request: Message.Control & { _tag: "Attach" },
   ) => Effect.Effect<void, unknown, Scope.Scope>
+  readonly attachUdp: (
+    from: DatagramFlow.Peer,
+    datagram: Uint8Array,
+  ) => Effect.Effect<void, unknown>
 }
 
 /** The bundle server's handlers. @internal */
 export const makeServer = (context: ServerContext): BundleServer => {
   const { checkpoints, source, policy } = context
   const live = new Map<string, Live>()
+  const windowOf = (transport: Checkpoint.ConnectionTransport) =>
+    transport === "tcp" ? context.windowBytesMax : Math.min(context.windowBytesMax, udpWindowBytes)
+  const udp = context.udp === undefined ? undefined : endpointText(context.udp.address)
 
   /** The session layer's part: the control connection, a connection per transfer, the blocks. */
   const contributor = (entry: () => Live): Contributor.Contributor => ({
@@ -156,7 +181,8 @@ export const makeServer = (context: ServerContext): BundleServer => {
           next = Contributor.putConnection(next, {
             name: transfer.channel,
             role: "data",
-            transport: "tcp",
+            transport: transfer.transport,
+            ...(transfer.group === undefined ? {} : { group: transfer.group }),
             source: context.local,
             destination: bundle.remote,
             initialSeqSource: transfer.initialSeq,
@@ -230,7 +256,14 @@ export const makeServer = (context: ServerContext): BundleServer => {
           m.op === "LIST"
             ? { objects: yield* source.list ?? Effect.succeed([]) }
             : m.op === "GET" && m.name !== undefined
-              ? { size: yield* source.size(m.name), initialSeq: Proof.newInitialSeq() }
+              ? {
+                  size: yield* source.size(m.name),
+                  initialSeq: Proof.newInitialSeq(),
+                  ...(m.transport === "udp-multicast" ? { group: yield* groupFor } : {}),
+                  ...(m.transport !== undefined && m.transport !== "tcp" && udp === undefined
+                    ? { unsupported: "this server carries no UDP data flows" }
+                    : {}),
+                }
               : {}
         const applied = BundleControl.apply(entry.state, m, lookup)
         if (applied._tag === "OutOfOrder") return "lost" as const
@@ -239,7 +272,11 @@ export const makeServer = (context: ServerContext): BundleServer => {
             if (!entry.senders.has(transfer.channel))
               entry.senders.set(
                 transfer.channel,
-                Sequence.sender(transfer.initialSeq, context.windowBytesMax, transfer.initialSeq),
+                Sequence.sender(
+                  transfer.initialSeq,
+                  windowOf(transfer.transport),
+                  transfer.initialSeq,
+                ),
               )
           entry.state = applied.state
           // The effect is durable before the client hears of it.
@@ -297,12 +334,41 @@ export const makeServer = (context: ServerContext): BundleServer => {
       ),
     )
 
-  /** Sends one transfer on its data connection until it is acknowledged whole. */
-  const runData = (entry: Live, channel: string, connection: Conn, inbox: Inbox) =>
+  /**
+   * Sends one transfer on its data connection until it is acknowledged whole. Over UDP a
+   * datagram may be lost: a wait with no acknowledgement goes back to it (and repeats
+   * `Finish`).
+   */
+  const runData = (entry: Live, channel: string, connection: Pick<Conn, "send">, inbox: Inbox) =>
     Effect.gen(function* () {
       const transfer = entry.state.transfers.find((t) => t.channel === channel)!
       const end = transfer.initialSeq + transfer.size
+      const overUdp = transfer.transport !== "tcp"
+      const segmentBytes = overUdp
+        ? Math.min(context.segmentBytes, udpSegmentBytes)
+        : context.segmentBytes
       const sender = () => entry.senders.get(channel)!
+      const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+      // The acknowledgement, and when it last moved.
+      let progress = { acked: sender().acked, atMs: yield* now }
+      /**
+       * Waits for a signal (any of the bundle's). Over UDP, when this transfer's
+       * acknowledgement has not moved for `udpRetransmitMs`, goes back to it: true.
+       */
+      const waitAck = Effect.gen(function* () {
+        yield* Deferred.await(entry.signal).pipe(
+          Effect.timeoutOption(overUdp ? udpRetransmitMs : 1_000),
+        )
+        if (!overUdp) return false
+        const atMs = yield* now
+        if (sender().acked !== progress.acked || atMs - progress.atMs < udpRetransmitMs) {
+          if (sender().acked !== progress.acked) progress = { acked: sender().acked, atMs }
+          return false
+        }
+        progress = { acked: sender().acked, atMs }
+        entry.senders.set(channel, Sequence.rewind(sender(), sender().acked))
+        return true
+      })
       let finished = false
       yield* Effect.forkScoped(
         Stream.fromQueue(inbox).pipe(
@@ -328,10 +394,10 @@ export const makeServer = (context: ServerContext): BundleServer => {
         const state = sender()
         if (state.horizon - state.next < policy.everyBytes / 2 && state.horizon < end)
           yield* take(entry, "bytes")
-        const n = Sequence.sendable(sender(), Math.min(context.segmentBytes, end - sender().next))
+        const n = Sequence.sendable(sender(), Math.min(segmentBytes, end - sender().next))
         if (n === 0) {
           if (sender().next >= sender().horizon) yield* take(entry, "horizon")
-          else yield* Deferred.await(entry.signal).pipe(Effect.timeoutOption(1_000))
+          else yield* waitAck
           continue
         }
         const seq = sender().next
@@ -342,8 +408,19 @@ export const makeServer = (context: ServerContext): BundleServer => {
         yield* connection.send({ _tag: "Data", seq, bytes })
       }
       if (!finished) yield* connection.send({ _tag: "Finish" })
-      while (!finished && sender().acked < end)
-        yield* Deferred.await(entry.signal).pipe(Effect.timeoutOption(1_000))
+      while (!finished && sender().acked < end) {
+        if (!(yield* waitAck)) continue
+        // Over UDP: what was lost goes again, and the `Finish` after it.
+        while (sender().next < end) {
+          const seq = sender().next
+          const n = Sequence.sendable(sender(), Math.min(segmentBytes, end - seq))
+          if (n === 0) break
+          const bytes = yield* source.read(transfer.name, seq - transfer.initialSeq, n)
+          entry.senders.set(channel, Sequence.sent(sender(), n))
+          yield* connection.send({ _tag: "Data", seq, bytes })
+        }
+        if (sender().next >= end) yield* connection.send({ _tag: "Finish" })
+      }
       if (sender().acked < end) return yield* Effect.fail("lost" as const)
     }).pipe(
       Effect.scoped,
@@ -411,6 +488,7 @@ export const makeServer = (context: ServerContext): BundleServer => {
         sessionId: entry.bundle.id,
         secret: entry.secret,
         channels: [{ name: "control", initialSeq: isn }],
+        ...(udp === undefined ? {} : { udp }),
       })
       yield* runControl(entry, connection, inbox)
     })
@@ -452,7 +530,7 @@ export const makeServer = (context: ServerContext): BundleServer => {
           acked: at.resumeSeq,
           next: at.resumeSeq,
           horizon: connection.sendHorizonSeq,
-          windowBytesMax: context.windowBytesMax,
+          windowBytesMax: windowOf(connection.transport),
         })
         resent += at.resendBytes
       }
@@ -472,6 +550,7 @@ export const makeServer = (context: ServerContext): BundleServer => {
       yield* connection.send({
         _tag: "Resumed",
         receiveNext: { control: entry.state.nextCommand },
+        ...(udp === undefined ? {} : { udp }),
       })
       if (entry.state.lastReply !== undefined) yield* connection.send(entry.state.lastReply)
       yield* runControl(entry, connection, inbox)
@@ -505,13 +584,56 @@ export const makeServer = (context: ServerContext): BundleServer => {
       yield* runData(entry, request.channel, connection, inbox)
     })
 
-  return { open, resumed, attach }
+  /**
+   * A datagram from a peer with no flow: an `Attach` of a UDP transfer of a bundle this
+   * server owns (its proof and MAC checked), which then runs on a flow with that peer. Any
+   * other datagram is dropped, as are repeats of an attach (UDP: the client sends it until
+   * it hears back).
+   */
+  const attachUdp = (from: DatagramFlow.Peer, datagram: Uint8Array) =>
+    Effect.gen(function* () {
+      const request = DatagramFlow.peek(datagram)
+      if (request?._tag !== "Attach") return
+      const entry = live.get(request.sessionId)
+      if (
+        entry === undefined ||
+        request.counter !== entry.counter ||
+        !DatagramFlow.verify(entry.secret, datagram) ||
+        !Proof.verify(
+          entry.secret,
+          request.sessionId,
+          request.counter,
+          attachAcks(request.channel),
+          request.proof,
+        )
+      )
+        return
+      const transfer = entry.state.transfers.find((t) => t.channel === request.channel)
+      if (transfer === undefined || transfer.transport === "tcp") return
+      if (entry.attached.has(request.channel)) return
+      entry.attached.add(request.channel)
+      if (context.udp === undefined) return
+      const flow = yield* context.udp.flow(from, entry.secret, transfer.group)
+      const inbox = yield* Queue.bounded<Message.Message, Cause.Done>(1_024)
+      yield* Effect.forkScoped(
+        Stream.runForEach(flow.messages, (m) => Queue.offer(inbox, m)).pipe(
+          Effect.andThen(Queue.end(inbox)),
+        ),
+      )
+      // Answered on the flow (to the group, for multicast: the client joined it).
+      yield* flow.send({ _tag: "Attached", window: windowOf(transfer.transport) })
+      yield* runData(entry, request.channel, flow, inbox)
+    }).pipe(Effect.scoped)
+
+  return { open, resumed, attach, attachUdp }
 }
 
 /** @since 0.1.0 @category models */
 export interface ConnectOptions extends ClientOptions {
   /** Told of each takeover of the bundle: the gap in ms and the server. */
   readonly onResumed?: (event: { readonly gapMs: number; readonly server: string }) => void
+  /** The interface multicast transfers are received on (`127.0.0.1` on one host). Default: the system's. */
+  readonly multicastInterface?: string
 }
 
 /** A transfer of a bundle. @since 0.1.0 @category models */
@@ -536,7 +658,11 @@ export interface BundleClient {
   /** Starts a transfer on a new data connection of the bundle (paused: nothing sent before `resume`). */
   readonly get: (
     name: string,
-    options?: { readonly paused?: boolean },
+    options?: {
+      readonly paused?: boolean
+      /** The data flow: a TCP connection (default), UDP, or UDP to a multicast group. */
+      readonly transport?: Checkpoint.ConnectionTransport
+    },
   ) => Effect.Effect<Download, TakeoverRefused | CheckpointCommandFailed>
   /** Stops a transfer's sending; it stays paused across takeovers until `resume`. */
   readonly pause: (
@@ -557,6 +683,8 @@ interface ClientTransfer {
   readonly out: Queue.Queue<Uint8Array, TakeoverRefused | Cause.Done>
   /** The epoch whose connection reads it. */
   attachedIn: Epoch | undefined
+  readonly transport: Checkpoint.ConnectionTransport
+  readonly group: DatagramFlow.Peer | undefined
 }
 
 interface Epoch {
@@ -564,6 +692,14 @@ interface Epoch {
   readonly control: Conn
   readonly lost: Deferred.Deferred<void>
   readonly scope: Scope.Scope
+  /** The server's UDP endpoint, for UDP data flows. */
+  readonly udp: DatagramFlow.Peer | undefined
+}
+
+const peerOf = (text: string | undefined): DatagramFlow.Peer | undefined => {
+  if (text === undefined) return undefined
+  const colon = text.lastIndexOf(":")
+  return { host: text.slice(0, colon), port: Number(text.slice(colon + 1)) }
 }
 
 /**
@@ -607,7 +743,10 @@ export const connect = (
       Effect.suspend(() => {
         if (complete(t) || t.attachedIn === current) return Effect.void
         t.attachedIn = current
-        return Effect.forkIn(attachData(current, t), current.scope).pipe(Effect.asVoid)
+        return Effect.forkIn(
+          t.transport === "tcp" ? attachData(current, t) : attachUdp(current, t),
+          current.scope,
+        ).pipe(Effect.asVoid)
       })
 
     /** Reads one transfer on its own connection until its object is complete or it breaks. */
@@ -665,6 +804,75 @@ export const connect = (
         ),
       )
 
+    /**
+     * Reads one UDP transfer until its object is complete: a socket of its own (on the
+     * group's port, joined, for multicast), `Attach` sent until the server answers,
+     * acknowledgements at once for a repeat or a gap (the server goes back to them).
+     */
+    const attachUdp = (current: Epoch, transfer: ClientTransfer) =>
+      Effect.gen(function* () {
+        if (current.udp === undefined) return
+        const group = transfer.group
+        const socket = yield* DatagramFlow.bind(
+          group === undefined
+            ? { host: "0.0.0.0", port: 0 }
+            : {
+                host: "0.0.0.0",
+                port: group.port,
+                join: group,
+                ...(options.multicastInterface === undefined
+                  ? {}
+                  : { multicastInterface: options.multicastInterface }),
+              },
+        )
+        const flow = yield* socket.flow(current.udp, session!.secret)
+        const attach: Message.Message = {
+          _tag: "Attach",
+          sessionId: session!.id,
+          channel: transfer.channel,
+          counter,
+          proof: Proof.sign(session!.secret, session!.id, counter, attachAcks(transfer.channel)),
+        }
+        let heard = false
+        // The attach by datagram: again until anything comes back.
+        yield* Effect.forkScoped(
+          flow
+            .send(attach)
+            .pipe(
+              Effect.andThen(Effect.sleep(udpRetransmitMs)),
+              Effect.repeat({ while: () => !heard, times: 100 }),
+            ),
+        )
+        let unacked = 0
+        let ackEvery = ackEveryBytes
+        const ack = Effect.suspend(() => flow.send({ _tag: "Ack", ack: transfer.receiver.next }))
+        yield* Stream.runForEach(flow.messages, (message) =>
+          Effect.gen(function* () {
+            heard = true
+            if (message._tag === "Attached")
+              ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+            else if (message._tag === "Data") {
+              const outcome = Sequence.receive(transfer.receiver, message.seq, message.bytes.length)
+              if (outcome._tag !== "Deliver") return yield* ack
+              transfer.receiver = outcome.state
+              unacked += outcome.length
+              yield* Queue.offer(transfer.out, message.bytes.subarray(outcome.offset))
+              if (complete(transfer)) {
+                yield* Queue.end(transfer.out)
+                yield* ack
+              } else if (unacked >= ackEvery) {
+                unacked = 0
+                yield* ack
+              }
+            } else if (message._tag === "Finish" && complete(transfer)) {
+              yield* ack
+              yield* flow.send({ _tag: "Finish" })
+              yield* flow.close
+            }
+          }),
+        )
+      }).pipe(Effect.scoped, Effect.ignore)
+
     /** One epoch on `address`: open or resume the bundle, then serve until any of it breaks. */
     const runEpoch = (address: Address.StreamAddress) =>
       Effect.gen(function* () {
@@ -682,6 +890,7 @@ export const connect = (
           Effect.map(Option.flatten),
         )
         let resend = pending !== undefined
+        let udp: DatagramFlow.Peer | undefined
         if (session === undefined) {
           yield* control.send({
             _tag: "Open",
@@ -690,6 +899,7 @@ export const connect = (
           })
           const opened = yield* answer
           if (Option.isNone(opened) || opened.value._tag !== "Opened") return refusal(opened)
+          udp = peerOf(opened.value.udp)
           session = {
             id: opened.value.sessionId,
             secret: opened.value.secret,
@@ -708,6 +918,7 @@ export const connect = (
           })
           const resumed = yield* answer
           if (Option.isNone(resumed) || resumed.value._tag !== "Resumed") return refusal(resumed)
+          udp = peerOf(resumed.value.udp)
           const expected = resumed.value.receiveNext.control ?? -1
           // The pending command was applied (its reply follows) or not (send it again).
           const step = BundleControl.rejoin(nextCommand, pending !== undefined, expected)
@@ -724,6 +935,7 @@ export const connect = (
           control,
           lost: yield* Deferred.make<void>(),
           scope: yield* Effect.scope,
+          udp,
         }
         epoch = current
         yield* Effect.forkScoped(
@@ -816,7 +1028,12 @@ export const connect = (
     /** Sends one command (one at a time) and waits for its reply, across takeovers. */
     const command = (
       op: Message.Command["op"],
-      args: { name?: string; transfer?: string; paused?: boolean },
+      args: {
+        name?: string
+        transfer?: string
+        paused?: boolean
+        transport?: "udp" | "udp-multicast"
+      },
     ) =>
       oneAtATime.withPermits(1)(
         Effect.gen(function* () {
@@ -849,8 +1066,20 @@ export const connect = (
         Effect.map((reply) => reply.objects ?? []),
         Effect.catchTag("CheckpointCommandFailed", (e) => Effect.die(e)),
       ),
-      get: (name: string, getOptions?: { readonly paused?: boolean }) =>
-        command("GET", getOptions?.paused === true ? { name, paused: true } : { name }).pipe(
+      get: (
+        name: string,
+        getOptions?: {
+          readonly paused?: boolean
+          readonly transport?: Checkpoint.ConnectionTransport
+        },
+      ) =>
+        command("GET", {
+          name,
+          ...(getOptions?.paused === true ? { paused: true } : {}),
+          ...(getOptions?.transport === undefined || getOptions.transport === "tcp"
+            ? {}
+            : { transport: getOptions.transport }),
+        }).pipe(
           Effect.flatMap((reply) =>
             Effect.gen(function* () {
               const t = reply.transfer!
@@ -861,6 +1090,8 @@ export const connect = (
                 receiver: Sequence.receiver(t.initialSeq),
                 out: yield* Queue.bounded<Uint8Array, TakeoverRefused | Cause.Done>(64),
                 attachedIn: undefined,
+                transport: t.transport ?? "tcp",
+                group: peerOf(t.group),
               }
               transfers.set(t.channel, transfer)
               if (t.size === 0) yield* Queue.end(transfer.out)

@@ -13,6 +13,7 @@
  * @since 0.1.0
  */
 import { open, readdir, stat } from "node:fs/promises"
+import { isIPv4 } from "node:net"
 import { join } from "node:path"
 import { Address, type Connection, Transport } from "@understudy/transport"
 import {
@@ -33,6 +34,7 @@ import { CheckpointContributorFailed, TakeoverRefused } from "./CheckpointError.
 import { CheckpointStore } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as DuplexSession from "./DuplexSession.ts"
+import * as DatagramFlow from "./internal/datagramFlow.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import * as ObjectBundle from "./ObjectBundle.ts"
@@ -215,6 +217,21 @@ export const serve = (
         Effect.andThen(connection.close),
       )
 
+    // UDP data flows of bundles: a socket on the listener's IPv4 address, its multicast
+    // going out (and looped back) through that interface. None for another listener (a
+    // Unix socket, a simulated host): its bundles carry TCP data flows only.
+    const udpHost =
+      listener.address._tag === "Tcp" && isIPv4(listener.address.host)
+        ? listener.address.host
+        : undefined
+    const udp =
+      udpHost === undefined
+        ? undefined
+        : yield* DatagramFlow.bind({
+            host: udpHost,
+            port: 0,
+            multicastInterface: udpHost === "0.0.0.0" ? "127.0.0.1" : udpHost,
+          })
     const bundles = ObjectBundle.makeServer({
       checkpoints,
       source,
@@ -225,7 +242,14 @@ export const serve = (
       emit,
       refuse,
       handoffs,
+      udp,
     })
+    if (udp !== undefined)
+      yield* Effect.forkScoped(
+        Stream.runForEach(udp.unclaimed, ({ from, datagram }) =>
+          Effect.forkScoped(bundles.attachUdp(from, datagram).pipe(Effect.ignore)),
+        ),
+      )
 
     const duplexes =
       options.duplex === undefined

@@ -265,14 +265,25 @@ describe("bundle control protocol through crashes", () => {
     )
     const valid = BundleControl.encodeBlock({
       nextCommand: 1,
-      transfers: [{ channel: "data-1", name: "a", size: 1, initialSeq: 1, paused: true }],
+      transfers: [
+        { channel: "data-1", name: "a", size: 1, initialSeq: 1, paused: true, transport: "tcp" },
+      ],
       lastReply: { _tag: "Reply", seq: 0, ok: true },
     })
     const bundle = Checkpoint.decode(
       checkpointOf(
         {
           nextCommand: 1,
-          transfers: [{ channel: "data-1", name: "a", size: 1, initialSeq: 1, paused: true }],
+          transfers: [
+            {
+              channel: "data-1",
+              name: "a",
+              size: 1,
+              initialSeq: 1,
+              paused: true,
+              transport: "tcp",
+            },
+          ],
           lastReply: undefined,
         },
         0,

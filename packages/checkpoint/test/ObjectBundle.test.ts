@@ -3,10 +3,12 @@
  * PAUSEd, taken over as one when their server stops; the paused transfer stays paused on
  * the new server until RESUME, and both objects arrive exactly.
  */
+import * as dgram from "node:dgram"
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, Store } from "@understudy/store"
 import { Address, NodeTransport, Transport } from "@understudy/transport"
 import { Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, Stream } from "effect"
+import * as Checkpoint from "../src/Checkpoint.ts"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as Message from "../src/Message.ts"
 import * as ObjectBundle from "../src/ObjectBundle.ts"
@@ -61,6 +63,21 @@ const reader = (download: ObjectBundle.Download) =>
     )
     return { progress, fiber }
   })
+
+/** The senders heard on a multicast group (a socket joined to it on loopback), until the scope closes. */
+const groupSources = (group: { readonly host: string; readonly port: number }) =>
+  Effect.acquireRelease(
+    Effect.callback<{ socket: dgram.Socket; sources: Set<string> }>((resume) => {
+      const socket = dgram.createSocket({ type: "udp4", reuseAddr: true })
+      const sources = new Set<string>()
+      socket.on("message", (_bytes, info) => sources.add(`${info.address}:${info.port}`))
+      socket.bind(group.port, "0.0.0.0", () => {
+        socket.addMembership(group.host, "127.0.0.1")
+        resume(Effect.succeed({ socket, sources }))
+      })
+    }),
+    ({ socket }) => Effect.sync(() => socket.close()),
+  ).pipe(Effect.map(({ sources }) => sources))
 
 const same = (chunks: ReadonlyArray<Uint8Array>, object: Uint8Array) =>
   Buffer.compare(Buffer.concat(chunks.map((c) => Buffer.from(c))), Buffer.from(object)) === 0
@@ -127,6 +144,65 @@ describe("ObjectBundle over loopback TCP", () => {
       yield* client.close
       yield* b.stop
     }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
+  it.live(
+    "a UDP transfer and a multicast one in the bundle with a TCP one: checkpointed with it, taken over with it",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* Store.Store
+        const a = yield* startServer("ua")
+        const b = yield* startServer("ub")
+        const took = yield* Deferred.make<void>()
+        const client = yield* ObjectBundle.connect({
+          service: [a.server.address, b.server.address],
+          clusterKey,
+          // Multicast on one host: the group's traffic looped back on the loopback interface.
+          multicastInterface: "127.0.0.1",
+          onResumed: () => Deferred.doneUnsafe(took, Effect.void),
+        })
+        const tcp = yield* client.get("one")
+        const udp = yield* client.get("two", { transport: "udp" })
+        const multicast = yield* client.get("one", { transport: "udp-multicast" })
+        // Every member in the bundle's checkpoint, with its transport (and group).
+        const latest = yield* store
+          .get(CheckpointStore.keys(prefix).checkpoint(client.sessionId()!))
+          .pipe(Effect.map(Option.getOrThrow))
+        const checkpoint = Checkpoint.decode(latest.value)
+        if (checkpoint._tag === "Failure") return expect.fail(checkpoint.failure.message)
+        const members = checkpoint.success.connections.map((c) => [c.name, c.transport])
+        expect(members).toEqual([
+          ["control", "tcp"],
+          [tcp.transfer, "tcp"],
+          [udp.transfer, "udp"],
+          [multicast.transfer, "udp-multicast"],
+        ])
+        const group = checkpoint.success.connections[3]!.group!
+        expect(group.host).toMatch(/^239\.255\./)
+        const heard = yield* groupSources(group)
+        const readers = [yield* reader(tcp), yield* reader(udp), yield* reader(multicast)]
+        // All three under way, then their server stops: the whole bundle moves.
+        while (readers.some((r) => r.progress.bytes < 256 * 1024)) yield* Effect.sleep(5)
+        const before = readers.map((r) => r.progress.bytes)
+        yield* a.stop
+        yield* Deferred.await(took)
+        const [one, two, oneAgain] = yield* Effect.all(readers.map((r) => Fiber.join(r.fiber)))
+        expect(same(one!, objects.one!)).toBe(true)
+        expect(same(two!, objects.two!)).toBe(true)
+        expect(same(oneAgain!, objects.one!)).toBe(true)
+        // The UDP members were mid-way when the takeover came.
+        expect(before[1]).toBeLessThan(objects.two!.length)
+        expect(before[2]).toBeLessThan(objects.one!.length)
+        // Both servers sent the multicast member to its group: a listener of our own, joined
+        // to it, heard the first server and the one that took over.
+        expect(heard.size).toBeGreaterThanOrEqual(2)
+        yield* client.close
+        yield* b.stop
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(MemoryStore.layer),
+        Effect.provide(NodeTransport.layer),
+      ),
   )
 
   it.live("a planned hand-off moves the bundle to the named server; the first stays up", () =>
