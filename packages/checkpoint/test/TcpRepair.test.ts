@@ -4,7 +4,13 @@
  * SIGKILL: its kernel sends no FIN or RST), B taking the connection over from A's
  * checkpoint. Root only; elsewhere the availability test still runs.
  *
- * UNDERSTUDY_TCP_REPAIR_TAKEOVERS sets how many curl takeovers run (CI: 5).
+ * UNDERSTUDY_TCP_REPAIR_TAKEOVERS sets how many download takeovers run (CI: 5),
+ * UNDERSTUDY_TCP_REPAIR_SIZE_MIB their objects' size range (CI: 8-17) and
+ * UNDERSTUDY_TCP_REPAIR_CLIENTS the clients they take turns with (CI: curl). The issue's
+ * full run, 30 takeovers over 1-200 MiB with curl and wget (about 15 minutes at the lab's
+ * 4 MiB/s; too long for `npm test`):
+ *   UNDERSTUDY_TCP_REPAIR_TAKEOVERS=30 UNDERSTUDY_TCP_REPAIR_SIZE_MIB=1-200 \
+ *   UNDERSTUDY_TCP_REPAIR_CLIENTS=curl,wget npx vitest run test/TcpRepair.test.ts
  */
 import { spawnSync } from "node:child_process"
 import { randomInt } from "node:crypto"
@@ -16,9 +22,26 @@ import { Effect, Exit } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Kernel from "../src/internal/tcpRepair/kernelTcp.ts"
 import * as TcpRepair from "../src/TcpRepair.ts"
-import { hostScript, sha256, sweepLeftovers, takeoverRun, uploadRun } from "./TcpRepairLab.ts"
+import {
+  hostScript,
+  rateBytesPerSecond,
+  sha256,
+  sweepLeftovers,
+  takeoverRun,
+  uploadRun,
+} from "./TcpRepairLab.ts"
 
 const curlTakeovers = Number(process.env.UNDERSTUDY_TCP_REPAIR_TAKEOVERS ?? 5)
+const [sizeMiBMin, sizeMiBMax] = (process.env.UNDERSTUDY_TCP_REPAIR_SIZE_MIB ?? "8-17")
+  .split("-")
+  .map(Number) as [number, number]
+if (!(sizeMiBMin >= 1 && sizeMiBMax >= sizeMiBMin))
+  throw new Error("UNDERSTUDY_TCP_REPAIR_SIZE_MIB is MIN-MAX, in MiB, from 1")
+const downloadClients = (process.env.UNDERSTUDY_TCP_REPAIR_CLIENTS ?? "curl").split(",")
+if (!downloadClients.every((client) => client === "curl" || client === "wget"))
+  throw new Error("UNDERSTUDY_TCP_REPAIR_CLIENTS lists curl and wget")
+/** A transfer of the largest object at the lab's rate, and time to start and take over. */
+const takeoverMsMax = 40_000 + ((sizeMiBMax * 1024 * 1024) / rateBytesPerSecond) * 1_000
 const labUnavailable = NetNs.unavailableReason()
 const repairUnavailable = TcpRepair.probe()
 const skipReason =
@@ -76,14 +99,15 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
   })
 
   it(
-    `curl finishes every download through ${curlTakeovers} takeovers at random offsets, byte for byte`,
+    `${downloadClients.join(" and ")} ${downloadClients.length > 1 ? "finish" : "finishes"} every download through ${curlTakeovers} takeovers at random offsets (${sizeMiBMin}-${sizeMiBMax} MiB), byte for byte`,
     async () => {
       for (let i = 0; i < curlTakeovers; i++) {
-        const size = randomInt(8, 17) * 1024 * 1024 + randomInt(0, 1024 * 1024)
+        const client = downloadClients[i % downloadClients.length] as "curl" | "wget"
+        const size = randomInt(sizeMiBMin, sizeMiBMax) * 1024 * 1024 + randomInt(0, 1024 * 1024)
         const fraction = randomInt(10, 90) / 100
-        const result = await takeoverRun({ workDir, client: "curl", size, fractions: [fraction] })
+        const result = await takeoverRun({ workDir, client, size, fractions: [fraction] })
         console.log(
-          `curl takeover ${i + 1}: ${size} bytes, A died at ${result.killAt}, outcome ${JSON.stringify(result.outcome)}, gap ${result.gapMs} ms (B told ${result.startMs} ms after)`,
+          `${client} takeover ${i + 1}: ${size} bytes, A died at ${result.killAt}, outcome ${JSON.stringify(result.outcome)}, gap ${result.gapMs} ms (B told ${result.startMs} ms after)`,
         )
         expect(result.outcome?.t).toBe("resumed")
         expect(result.exitCode).toBe(0)
@@ -91,7 +115,7 @@ describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP conn
         expect(sha256(result.out)).toBe(sha256(result.object))
       }
     },
-    curlTakeovers * 40_000,
+    curlTakeovers * takeoverMsMax,
   )
 
   it("curl finishes its download through two takeovers in a row (A to B, B to C), byte for byte", async () => {

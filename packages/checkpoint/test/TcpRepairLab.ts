@@ -228,10 +228,12 @@ const takeoverAttempt = async (run: Run) => {
           run.size - 1.5 * rateBytesPerSecond - 1024 * 1024,
         ),
       )
-      const deadline = performance.now() + 30_000
+      // 30 s, and twice the time the lab's rate takes to bring a large object's kill point.
+      const waitMs = 30_000 + (2_000 * killAt) / rateBytesPerSecond
+      const deadline = performance.now() + waitMs
       while (sizeOf(out) < killAt && performance.now() < deadline) await sleep(2)
       if (sizeOf(out) < killAt)
-        throw new Error(`the client got ${sizeOf(out)} bytes in 30 s, not ${killAt}`)
+        throw new Error(`the client got ${sizeOf(out)} bytes in ${waitMs} ms, not ${killAt}`)
       lab.kill(servers[hop]!)
       const killedAtMs = Date.now()
       const clientHadAll = sizeOf(out) === run.size
@@ -272,7 +274,9 @@ const takeoverAttempt = async (run: Run) => {
       })
       if (outcome?.t !== "resumed") break
     }
-    const exitCode = await Promise.race([client.exited, sleep(60_000).then(() => "timeout")])
+    // 60 s, and twice the time the rest of a large object takes at the lab's rate.
+    const exitWaitMs = 60_000 + (2_000 * run.size) / rateBytesPerSecond
+    const exitCode = await Promise.race([client.exited, sleep(exitWaitMs).then(() => "timeout")])
     return {
       hops,
       /** The first hop's figures, for single takeovers. */
