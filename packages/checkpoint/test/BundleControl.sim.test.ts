@@ -74,7 +74,8 @@ const checkpointOf = (state: BundleControl.State, controlIsn: number): Uint8Arra
         (t): Checkpoint.ConnectionState => ({
           name: t.channel,
           role: "data",
-          transport: "tcp",
+          transport: t.transport,
+          ...(t.group === undefined ? {} : { group: t.group }),
           source: endpoint,
           destination: endpoint,
           initialSeqSource: t.initialSeq,
@@ -247,6 +248,43 @@ describe("bundle control protocol through crashes", () => {
     expect(BundleControl.apply(state, { _tag: "Command", seq: 99, op: "LIST" }, {})._tag).toBe(
       "OutOfOrder",
     )
+  })
+
+  it("a GET over UDP or multicast: the transfer records its transport and group; a server without UDP refuses it", () => {
+    const state = BundleControl.initial(0)
+    const group = { host: "239.255.1.2", port: 40_000 }
+    const multicast = BundleControl.apply(
+      state,
+      { _tag: "Command", seq: 0, op: "GET", name: "a", transport: "udp-multicast" },
+      { size: 1, initialSeq: 7, group },
+    )
+    if (multicast._tag !== "Applied") throw new Error(multicast._tag)
+    expect(multicast.state.transfers[0]).toMatchObject({ transport: "udp-multicast", group })
+    expect(multicast.reply.transfer).toMatchObject({
+      transport: "udp-multicast",
+      group: "239.255.1.2:40000",
+    })
+    const noGroup = BundleControl.apply(
+      state,
+      { _tag: "Command", seq: 0, op: "GET", name: "a", transport: "udp-multicast" },
+      { size: 1, initialSeq: 7 },
+    )
+    expect(noGroup._tag === "Applied" && noGroup.reply.ok).toBe(false)
+    const noUdp = BundleControl.apply(
+      state,
+      { _tag: "Command", seq: 0, op: "GET", name: "a", transport: "udp" },
+      { size: 1, initialSeq: 7, unsupported: "no UDP here" },
+    )
+    expect(noUdp._tag === "Applied" && noUdp.reply).toMatchObject({
+      ok: false,
+      detail: "no UDP here",
+    })
+    // Taken over: the checkpoint gives the transfer back with its transport and group.
+    const restored = Checkpoint.decode(checkpointOf(multicast.state, 0))
+    if (restored._tag === "Failure") throw restored.failure
+    const back = BundleControl.fromCheckpoint(restored.success)
+    if (back._tag === "Failure") throw back.failure
+    expect(back.success.transfers[0]).toMatchObject({ transport: "udp-multicast", group })
   })
 
   it("fuzzed control messages and bundle blocks: typed errors, never a throw", () => {
