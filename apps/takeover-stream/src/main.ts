@@ -28,7 +28,7 @@ const usage = `Usage:
                  [--backend session|tcp-repair] [--interface NAME]
   ${programName} get NAME -o FILE --service tcp://HOST:PORT,... (--key-file FILE | --insecure) [--progress]
   ${programName} bundle NAME... -o DIR --service tcp://HOST:PORT,... (--key-file FILE | --insecure)
-                 [--paused NAME]
+                 [--paused NAME] [--udp NAME]... [--multicast NAME]... [--multicast-interface ADDR]
   ${programName} handoff --from ID [--to ID] (--store tcp://HOST:PORT | --etcd URL) (--key-file FILE | --insecure)
   ${programName} --help
 
@@ -45,7 +45,10 @@ bundle  one control connection and a data connection per NAME, taken over as one
         LISTs the objects ({"t":"list",...}), GETs each NAME into DIR/NAME ({"t":"transfer",
         "channel":...}), and reads commands from stdin, one a line: "pause CHANNEL", "resume
         CHANNEL" ({"t":"paused"|"unpaused","channel":...}); a paused transfer stays paused across
-        takeovers. --paused NAME: that transfer starts paused. {"t":"done","name":...,"sha256":...} per object, {"t":"finished"} at the end.
+        takeovers. --paused NAME: that transfer starts paused. --udp NAME: that transfer's data
+        goes over UDP; --multicast NAME: to a multicast group the server picks, received on
+        --multicast-interface (default: the system's; 127.0.0.1 when all runs on one host).
+        {"t":"done","name":...,"sha256":...} per object, {"t":"finished"} at the end.
 handoff asks server --from to hand its live transfers off (a drain, a rolling restart, an
         overload): each is checkpointed where it stands and its client sent to --to (or to the
         next server of its list), which resumes it at the exact byte.
@@ -145,6 +148,9 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
       output: { type: "string", short: "o" },
       progress: { type: "boolean" },
       paused: { type: "string" },
+      udp: { type: "string", multiple: true },
+      multicast: { type: "string", multiple: true },
+      "multicast-interface": { type: "string" },
       from: { type: "string" },
       to: { type: "string" },
     },
@@ -308,12 +314,26 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
             service,
             ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
             onResumed: (event) => line({ t: "resumed", ...event }),
+            ...(values["multicast-interface"] === undefined
+              ? {}
+              : { multicastInterface: values["multicast-interface"] }),
           })
           line({ t: "list", objects: yield* client.list })
           const readers: Array<Fiber.Fiber<unknown, unknown>> = []
           for (const name of positionals) {
-            const download = yield* client.get(name, { paused: values.paused === name })
-            line({ t: "transfer", channel: download.transfer, name, size: download.size })
+            const transport = values.multicast?.includes(name)
+              ? ("udp-multicast" as const)
+              : values.udp?.includes(name)
+                ? ("udp" as const)
+                : ("tcp" as const)
+            const download = yield* client.get(name, { paused: values.paused === name, transport })
+            line({
+              t: "transfer",
+              channel: download.transfer,
+              name,
+              size: download.size,
+              transport,
+            })
             const hash = createHash("sha256")
             const file = createWriteStream(join(dir, name))
             let bytes = 0
