@@ -1,377 +1,371 @@
 /**
- * The three programs as real processes on loopback: 3 servers and 20 clients on a 15-seat
- * license. One round each of: SIGKILL the leader, SIGKILL a follower, SIGSTOP the leader for
- * longer than the election time-out then SIGCONT it (once deposed it must grant nothing), and
- * a restart with a newer license file that spreads to the pool. Throughout, the leader's
- * count of seats in use (sampled with `license-admin status --json`) and the number of
- * clients holding a seat by their own events never exceed the license.
+ * The programs as real processes on loopback: 3 `license-server`s and 50 clients (five
+ * `license-client --clients 10` processes, each client with its own socket and name) on a
+ * 40-seat license, then 30 rounds, each one fault from a rotation:
+ * - SIGKILL the leader, restarted with a newer license file (it spreads to the pool);
+ * - SIGSTOP the leader for longer than the election time-out, then SIGCONT it: once deposed
+ *   it grants nothing in its old term and rejoins as a follower;
+ * - SIGKILL the busiest follower, restarted with a newer license file.
+ * A round goes on events, not sleeps: a leader of a newer term (after a leader's fault), every
+ * client of the victim re-attached elsewhere (then a killed victim is restarted), and the pool
+ * settled (three servers answering, one leader, the newest license everywhere). Throughout, a
+ * sampler asks each server its status (in this process, one datagram each) and checks the
+ * leader's count of seats in use, and the clients holding a seat by their own events, against
+ * the license. No client ever loses its seat. After the first leader's SIGKILL, a survivor's
+ * `/metrics` shows the failover histogram move. The key, the vendor keys, the first license
+ * and a last status come from `license-admin`.
  *
- * Bounded for 2 shared cores: 20 client processes, not 50, and one round of each fault, not
- * 30 (each round costs an election and a lease); the seeded simulation covers the many.
+ * Timings derive from one heartbeat interval chosen generously for a loaded machine (400 ms;
+ * `UNDERSTUDY_LICENSE_POOL_HEARTBEAT_MS` to change it): the servers' follower time-out is
+ * 5 intervals and their leader lease 3.5, so a process starved for a second neither loses
+ * its lease nor starts an election; a seat's lease is the servers' default, 30 intervals.
  */
-import { execFile, execFileSync } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { execFile } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
+import { Admin, type Message, Signing } from "@understudy/heartbeat-pool"
 import { JsonLinesProcess as Jl, Ports } from "@understudy/testkit"
+import { ClusterKey, NodeDatagram } from "@understudy/transport"
+import { Effect, type Redacted } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
 
 const { JsonLinesProcess } = Jl
 type JsonLinesProcess = Jl.JsonLinesProcess
 
-import { afterAll, describe, expect, it } from "vitest"
+const heartbeatMs = Number(process.env.UNDERSTUDY_LICENSE_POOL_HEARTBEAT_MS ?? 400)
+const rounds = 30
+const clientProcesses = 5
+const clientsPerProcess = 10
+const clientCount = clientProcesses * clientsPerProcess
+const baseSeats = 40
+/** Each newer license file adds a seat every 5 sequence numbers (never fewer than before). */
+const seatsOf = (sequence: number) => baseSeats + Math.floor((sequence - 1) / 5)
+const ids = ["s1", "s2", "s3"] as const
 
 const app = join(import.meta.dirname, "..")
 const script = (name: string) => join(app, "src", `${name}.ts`)
 const dir = mkdtempSync(join(tmpdir(), "license-pool-"))
 const key = join(dir, "pool.key")
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-const admin = (...args: Array<string>) =>
-  execFileSync(process.execPath, [script("admin"), ...args], { encoding: "utf8", timeout: 20_000 })
+const run = promisify(execFile)
+const admin = async (...args: Array<string>): Promise<string> =>
+  (await run(process.execPath, [script("admin"), ...args], { encoding: "utf8", timeout: 60_000 }))
+    .stdout
 
-const seats = 15
-const clientCount = 20
-let pool = ""
 const servers = new Map<string, JsonLinesProcess>()
-const clients: Array<JsonLinesProcess> = []
+const clientProcs: Array<JsonLinesProcess> = []
+let pool = ""
+let targets: Array<Admin.Target> = []
+const metricsPort = new Map<string, number>()
+let secret: Redacted.Redacted<Uint8Array>
+let vendorPrivate = ""
+let sampling = true
 
 afterAll(() => {
+  sampling = false
   Jl.killAll()
   rmSync(dir, { recursive: true, force: true })
 })
 
+const licenseFile = (sequence: number): string => {
+  const path = join(dir, `license${sequence}.json`)
+  const license = Signing.signLicense(vendorPrivate, {
+    product: "cad",
+    seats: seatsOf(sequence),
+    expiresAtMs: Date.parse("2100-01-01"),
+    sequence,
+  })
+  writeFileSync(path, `${JSON.stringify(license)}\n`)
+  return path
+}
+
 const startServer = (id: string, license: string) => {
-  const server = new JsonLinesProcess(script("server"), [
-    "--id",
+  servers.set(
     id,
-    "--pool",
-    pool,
-    "--vendor-key",
-    join(dir, "vendor.pub"),
-    "--state-dir",
-    join(dir, "state"),
-    "--license",
-    license,
-    "--key-file",
-    key,
-    "--heartbeat",
-    "200ms",
-    "--lease",
-    "8s",
-    "--json",
-  ])
-  servers.set(id, server)
-  return server
+    new JsonLinesProcess(script("server"), [
+      ...["--id", id, "--pool", pool, "--vendor-key", join(dir, "vendor.pub")],
+      ...["--state-dir", join(dir, "state"), "--license", license],
+      ...["--key-file", key, "--heartbeat", `${heartbeatMs}ms`, "--lease", `${30 * heartbeatMs}ms`],
+      ...["--metrics", `127.0.0.1:${metricsPort.get(id)}`, "--json"],
+    ]),
+  )
 }
 
-interface Status {
-  readonly leader: string | null
-  readonly term: number | null
-  readonly servers: ReadonlyArray<Record<string, unknown>>
-}
-const run = promisify(execFile)
-/** Asynchronous, so the children's output keeps being read meanwhile. */
-const status = async (): Promise<Status> => {
-  const { stdout } = await run(
-    process.execPath,
-    [script("admin"), "status", "--pool", pool, "--key-file", key, "--json"],
-    {
-      encoding: "utf8",
-      timeout: 60_000,
-    },
-  ).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? "" }))
-  try {
-    return JSON.parse(stdout) as Status
-  } catch {
-    // The admin process was cut short (a loaded machine): no answer this time.
-    return { leader: null, term: null, servers: [] }
-  }
+type Status = Extract<Message.ServerReply, { _tag: "StatusReply" }>
+const statusOf = async (target: Admin.Target): Promise<Status | undefined> => {
+  const replies = await Effect.runPromise(
+    Admin.ask([target], { _tag: "Status" }, secret, 600).pipe(
+      Effect.provide(NodeDatagram.layer),
+      Effect.orElseSucceed(() => new Map<string, Message.ServerReply>()),
+    ),
+  )
+  const reply = replies.get(target.id)
+  return reply?._tag === "StatusReply" ? reply : undefined
 }
 
-/** The leader's seats in use and its license's seats, at every status sample. */
-const samples: Array<{ readonly used: number; readonly capacity: number }> = []
-const sampleSeats = async (): Promise<Status> => {
-  const now = await status()
-  for (const server of now.servers) {
-    if (server.role === "leader" && typeof server.poolSeatsInUse === "number") {
-      samples.push({ used: server.poolSeatsInUse, capacity: Number(server.capacity) })
+/** Each client's seat events, in order, from every client process's lines. */
+const seatEvents = () => {
+  const byClient = new Map<string, Array<Record<string, unknown>>>()
+  for (const proc of clientProcs)
+    for (const line of proc.lines) {
+      if (!["Granted", "Reattached", "Lost", "Released", "Denied"].includes(String(line.type)))
+        continue
+      const client = String(line.client)
+      byClient.set(client, [...(byClient.get(client) ?? []), line])
     }
+  return byClient
+}
+/** Per client holding a seat: the server it holds it at, and how often it re-attached. */
+const holders = () => {
+  const held = new Map<string, { readonly server: string; readonly reattached: number }>()
+  for (const [client, events] of seatEvents()) {
+    const last = events.filter((event) => event.type !== "Denied").at(-1)
+    if (last?.type === "Granted" || last?.type === "Reattached")
+      held.set(client, {
+        server: String(last.server),
+        reattached: events.filter((event) => event.type === "Reattached").length,
+      })
   }
-  return now
+  return held
 }
 
-/** Clients holding a seat, by their last event. */
-const holding = (): number =>
-  clients.filter((client) => {
-    const events = client.lines.filter((line: Record<string, unknown>) =>
-      ["Granted", "Reattached", "Lost", "Released"].includes(String(line.type)),
-    )
-    const last = events.at(-1)
-    return last !== undefined && (last.type === "Granted" || last.type === "Reattached")
-  }).length
-
-/** The server each client last got or renewed its seat from, and its re-attachment count. */
-const snapshot = () =>
-  clients.map((client) => {
-    const seatLines = client.lines.filter((line: Record<string, unknown>) =>
-      ["Granted", "Reattached", "Lost", "Released"].includes(String(line.type)),
-    )
-    return {
-      server: seatLines.at(-1)?.server as string | undefined,
-      reattached: client.lines.filter((line: Record<string, unknown>) => line.type === "Reattached")
-        .length,
+/**
+ * The latest status of each server, asked one server at a time so that a dead or stopped one
+ * delays no other; every leader's answer is a sample checked against the license.
+ */
+const violations: Array<string> = []
+let samples = 0
+const latest = new Map<string, { readonly reply: Status; readonly atMs: number }>()
+const samplers = () =>
+  targets.map(async (target) => {
+    while (sampling) {
+      const reply = await statusOf(target)
+      if (reply === undefined) latest.delete(target.id)
+      else {
+        latest.set(target.id, { reply, atMs: performance.now() })
+        if (reply.role === "leader" && reply.poolSeatsInUse !== null) {
+          samples++
+          const holding = holders().size
+          if (reply.poolSeatsInUse > reply.capacity)
+            violations.push(`${reply.server}: ${reply.poolSeatsInUse} > ${reply.capacity}`)
+          if (holding > reply.capacity)
+            violations.push(`${holding} clients hold a seat, license ${reply.capacity}`)
+        }
+      }
+      await sleep(100)
     }
   })
 
-/** Waits until every client that held its seat at `victim` re-attached elsewhere; how many. */
-const reattachedFrom = async (
-  victim: string,
-  before: ReturnType<typeof snapshot>,
-): Promise<number> => {
-  const moved = before.flatMap((entry, index) => (entry.server === victim ? [index] : []))
-  await waitFor(
-    `the ${moved.length} clients of ${victim} re-attached`,
-    async () => {
-      await sampleSeats()
-      const now = snapshot()
-      return moved.every(
-        (index) =>
-          now[index]!.reattached > before[index]!.reattached && now[index]!.server !== victim,
-      )
-    },
-    60_000,
-  )
-  return moved.length
-}
-
 const startedAt = performance.now()
-const waitFor = async (
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-) => {
+const replies = () => [...latest.values()].map((entry) => entry.reply)
+const waitFor = async (what: string, check: () => boolean, timeoutMs = 90_000) => {
   const deadline = performance.now() + timeoutMs
   while (performance.now() < deadline) {
-    if (await check()) {
-      // Progress, so a run cut short by the test's time-out shows how far it got.
-      console.log(`${Math.round((performance.now() - startedAt) / 1000)} s: ${what}`)
-      return
-    }
-    await sleep(200)
+    if (check()) return
+    await sleep(50)
   }
   throw new Error(
-    `not within ${timeoutMs} ms: ${what}; ${holding()} clients holding; status ${JSON.stringify(await status())}`,
+    `${Math.round((performance.now() - startedAt) / 1000)} s: not within ${timeoutMs} ms: ${what}; ${holders().size} holding; status ${JSON.stringify(replies())}`,
   )
 }
+/**
+ * The leader when all three servers answered after `sinceMs`, agree on it and its term, and
+ * have `sequence`.
+ */
+const settled = (sequence: number, sinceMs: number): Status | undefined => {
+  const fresh = [...latest.values()].filter((entry) => entry.atMs > sinceMs)
+  const leader = fresh.find((entry) => entry.reply.role === "leader")?.reply
+  return fresh.length === 3 &&
+    leader !== undefined &&
+    fresh.every(
+      ({ reply }) =>
+        reply.term === leader.term && reply.leader === leader.server && reply.sequence === sequence,
+    )
+    ? leader
+    : undefined
+}
 
-const leaderNow = async (): Promise<string> => {
-  let leader: string | null = null
-  await waitFor(
-    "a leader",
-    async () => {
-      leader = (await sampleSeats()).leader
-      return leader !== null
-    },
-    40_000,
+const failovers = async (id: string): Promise<number> => {
+  const text = await fetch(`http://127.0.0.1:${metricsPort.get(id)}/metrics`).then(
+    (response) => response.text(),
+    () => "",
   )
-  return leader!
+  return text
+    .split("\n")
+    .filter((line) => line.startsWith("understudy_pool_failover_ms_count"))
+    .reduce((sum, line) => sum + Number(line.split(" ").at(-1)), 0)
 }
 
 describe("license-pool processes", () => {
-  it("keeps every seat through SIGKILL of the leader and a follower, a SIGSTOPped leader, and a newer license", async () => {
-    admin("keygen", "--key-file", key)
-    admin("vendor-keygen", "--out", dir)
-    for (const [sequence, count] of [
-      [1, seats],
-      [2, seats + 1],
-    ] as const) {
-      admin(
-        "sign-license",
-        "--vendor-private",
-        join(dir, "vendor.key"),
-        "--product",
-        "cad",
-        "--seats",
-        String(count),
-        "--sequence",
-        String(sequence),
-        "--out",
-        join(dir, `license${sequence}.json`),
-      )
-    }
+  it(`keeps every seat through ${rounds} rounds of SIGKILLed leaders and followers, SIGSTOPped leaders, and newer license files`, async () => {
+    await Promise.all([admin("keygen", "--key-file", key), admin("vendor-keygen", "--out", dir)])
+    await admin(
+      ...["sign-license", "--vendor-private", join(dir, "vendor.key"), "--product", "cad"],
+      ...["--seats", String(seatsOf(1)), "--sequence", "1", "--out", join(dir, "license1.json")],
+    )
+    vendorPrivate = readFileSync(join(dir, "vendor.key"), "utf8")
+    secret = await Effect.runPromise(ClusterKey.readFile(key))
     const ports = await Ports.freeUdpPorts(6)
-    pool = ["s1", "s2", "s3"]
-      .map((id, index) => `${id}=127.0.0.1:${ports[index]}:${ports[index + 3]}`)
-      .join(",")
-    for (const id of ["s1", "s2", "s3"]) startServer(id, join(dir, "license1.json"))
-    let leader = await leaderNow()
-
-    for (let index = 0; index < clientCount; index++) {
-      clients.push(
+    pool = ids.map((id, index) => `${id}=127.0.0.1:${ports[index]}:${ports[index + 3]}`).join(",")
+    targets = ids.map((id, index) => ({
+      id,
+      address: { _tag: "Udp", host: "127.0.0.1", port: ports[index + 3]! },
+    }))
+    for (const id of ids) metricsPort.set(id, await Ports.freeTcpPort())
+    for (const id of ids) startServer(id, join(dir, "license1.json"))
+    const sampled = samplers()
+    await waitFor("the pool settled", () => settled(1, startedAt) !== undefined)
+    // The clients boot while the new leader settles (it grants no new seat for a lease).
+    for (let index = 0; index < clientProcesses; index++) {
+      clientProcs.push(
         new JsonLinesProcess(script("client"), [
-          "--pool",
-          pool,
-          "--product",
-          "cad",
-          "--hold",
-          "120s",
-          "--id",
-          `c${index}`,
-          "--first",
-          String(index),
-          "--heartbeat",
-          "200ms",
-          "--key-file",
-          key,
-          "--json",
+          ...["--pool", pool, "--product", "cad", "--hold", "1800s", "--id", `p${index}`],
+          ...["--clients", String(clientsPerProcess), "--first", String(index)],
+          ...["--heartbeat", `${heartbeatMs}ms`, "--key-file", key, "--json"],
         ]),
       )
     }
-    await waitFor(
-      `${seats} clients hold a seat`,
-      async () => {
-        await sampleSeats()
-        return holding() === seats
-      },
-      60_000,
-    )
-    // The other clients keep asking and are refused for capacity.
-    await waitFor(
-      `${clientCount - seats} clients refused for capacity`,
-      () =>
-        clients.filter((client) =>
-          client.lines.some(
-            (line: Record<string, unknown>) => line.type === "Denied" && line.reason === "capacity",
-          ),
-        ).length >=
-        clientCount - seats,
-      60_000,
-    )
+    await waitFor(`${baseSeats} clients hold a seat`, () => holders().size === baseSeats)
+    await waitFor(`${clientCount - baseSeats} clients refused for capacity`, () => {
+      const refused = [...seatEvents().values()].filter((events) =>
+        events.some((event) => event.type === "Denied" && event.reason === "capacity"),
+      )
+      return refused.length >= clientCount - baseSeats
+    })
 
-    // Round 1: SIGKILL the leader; every holder keeps or re-attaches its seat.
-    const beforeLeaderKill = snapshot()
-    servers.get(leader)!.kill("SIGKILL")
-    const killed = leader
+    let reattachments = 0
+    let sequence = 1
+    let roundEndedAt = performance.now()
+    for (let round = 0; round < rounds; round++) {
+      await waitFor(
+        `round ${round}: the pool settled`,
+        () => settled(sequence, roundEndedAt) !== undefined,
+      )
+      const leader = settled(sequence, roundEndedAt)!
+      const fault = (["kill-leader", "stop-leader", "kill-follower"] as const)[round % 3]!
+      const before = holders()
+      // A follower's fault matters most where most clients are.
+      const atServer = (id: string) =>
+        [...before.values()].filter((held) => held.server === id).length
+      const victim =
+        fault === "kill-follower"
+          ? ids.filter((id) => id !== leader.server).sort((a, b) => atServer(b) - atServer(a))[0]!
+          : leader.server
+      const moved = [...before].flatMap(([client, held]) =>
+        held.server === victim ? [client] : [],
+      )
+      const failoversBefore =
+        round === 0 ? await Promise.all(ids.filter((id) => id !== victim).map(failovers)) : []
+      const proc = servers.get(victim)!
+
+      const faultAt = performance.now()
+      const phases: Array<string> = []
+      const phase = (what: string) =>
+        phases.push(`${what} ${((performance.now() - faultAt) / 1000).toFixed(1)} s`)
+      if (fault === "stop-leader") proc.kill("SIGSTOP")
+      else {
+        proc.kill("SIGKILL")
+        await proc.exit()
+      }
+      const reattached = () => {
+        const now = holders()
+        return moved.every(
+          (client) => (now.get(client)?.reattached ?? 0) > before.get(client)!.reattached,
+        )
+      }
+      const newLeader = () =>
+        replies().some(
+          (reply) =>
+            reply.role === "leader" &&
+            reply.term > leader.term &&
+            (fault !== "stop-leader" || reply.server !== victim),
+        )
+      // The victim's clients re-attach at the next live server at once, election or not.
+      await waitFor(
+        `round ${round} (${fault} ${victim}): its ${moved.length} clients re-attached`,
+        reattached,
+      )
+      phase("re-attached")
+      // Restarted once its clients are elsewhere (sooner, some would just hold on there), while
+      // the others elect a leader.
+      if (fault !== "stop-leader") {
+        sequence++
+        startServer(victim, licenseFile(sequence))
+      }
+      if (fault !== "kill-follower") {
+        await waitFor(`round ${round}: a leader of a term after ${leader.term}`, newLeader)
+        phase("new leader")
+      }
+      reattachments += moved.length
+      if (round === 0) {
+        // The survivors' failover histogram moved (the check message, then a new leader).
+        const survivors = ids.filter((id) => id !== victim)
+        const total = async () =>
+          (await Promise.all(survivors.map(failovers))).reduce((a, b) => a + b, 0)
+        const was = failoversBefore.reduce((a, b) => a + b, 0)
+        let now = await total()
+        for (let tries = 0; now <= was && tries < 100; tries++) {
+          await sleep(200)
+          now = await total()
+        }
+        expect(now).toBeGreaterThan(was)
+      }
+      if (fault === "stop-leader") {
+        const linesAtContinue = proc.lines.length
+        const continuedAt = performance.now()
+        proc.kill("SIGCONT")
+        await waitFor(`round ${round}: ${victim} back as a follower`, () => {
+          const entry = latest.get(victim)
+          return (
+            entry !== undefined &&
+            entry.atMs > continuedAt &&
+            entry.reply.role === "follower" &&
+            entry.reply.term > leader.term
+          )
+        })
+        phase("back as follower")
+        // Deposed: nothing granted in its old term once it continued.
+        expect(
+          proc.lines
+            .slice(linesAtContinue)
+            .filter((line) => line._tag === "Allocated" && line.term === leader.term),
+        ).toEqual([])
+      }
+      roundEndedAt = performance.now()
+      console.log(
+        `${Math.round((roundEndedAt - startedAt) / 1000)} s: round ${round} ${fault} ${victim}: ${moved.length} moved, ${holders().size} holding, ${samples} samples (${phases.join(", ")})`,
+      )
+    }
     await waitFor(
-      "a new leader",
-      async () => {
-        const now = await sampleSeats()
-        return now.leader !== null && now.leader !== killed
-      },
-      40_000,
+      "the pool settled at the end",
+      () => settled(sequence, roundEndedAt) !== undefined,
     )
-    leader = await leaderNow()
-    let reattached = await reattachedFrom(killed, beforeLeaderKill)
-    await waitFor(
-      "every holder re-attached or kept its seat",
-      async () => {
-        await sampleSeats()
-        return holding() === seats
-      },
-      60_000,
+    sampling = false
+    await Promise.all(sampled)
+
+    const status = JSON.parse(
+      await admin("status", "--pool", pool, "--key-file", key, "--json"),
+    ) as {
+      readonly leader: string | null
+      readonly servers: ReadonlyArray<{ sequence: number }>
+    }
+    expect(status.leader).not.toBeNull()
+    expect(status.servers.map((server) => server.sequence)).toEqual([sequence, sequence, sequence])
+
+    const lost = [...seatEvents()].filter(([, events]) =>
+      events.some((event) => event.type === "Lost"),
     )
     expect(
-      clients.filter((client) =>
-        client.lines.some((line: Record<string, unknown>) => line.type === "Lost"),
+      lost.map(
+        ([client, events]) =>
+          `${client}: ${JSON.stringify(events.filter((event) => event.type !== "Denied").slice(-4))}`,
       ),
     ).toEqual([])
-
-    // Round 2: bring the killed leader back with a newer license file (sequence 2: it spreads
-    // to the pool), then SIGKILL a follower (two of three stay up).
-    startServer(killed, join(dir, "license2.json"))
-    await waitFor(
-      `${killed} back as a follower`,
-      async () =>
-        (await sampleSeats()).servers.some(
-          (server) => server.server === killed && server.role === "follower",
-        ),
-      60_000,
-    )
-    const follower = ["s1", "s2", "s3"].find((id) => id !== leader && id !== killed)!
-    const beforeFollowerKill = snapshot()
-    servers.get(follower)!.kill("SIGKILL")
-    reattached += await reattachedFrom(follower, beforeFollowerKill)
-    // The 16-seat license may have spread already: a denied client may then hold the 16th.
-    await waitFor(
-      "every holder still holds",
-      async () => {
-        await sampleSeats()
-        return holding() >= seats
-      },
-      60_000,
-    )
-    startServer(follower, join(dir, "license1.json"))
-    await waitFor(
-      "license 2 everywhere",
-      async () => {
-        const now = await sampleSeats()
-        return now.servers.every((server) => server.sequence === 2)
-      },
-      60_000,
-    )
-
-    // Round 3: SIGSTOP the leader past the election time-out, then SIGCONT it.
-    leader = await leaderNow()
-    const stopped = servers.get(leader)!
-    let stoppedTerm = 0
-    await waitFor(
-      "the leader's term",
-      async () => {
-        const now = await sampleSeats()
-        if (now.leader !== leader || now.term === null) return false
-        stoppedTerm = now.term
-        return true
-      },
-      40_000,
-    )
-    const beforeStop = snapshot()
-    stopped.kill("SIGSTOP")
-    await waitFor(
-      "a leader other than the stopped one",
-      async () => {
-        const now = await sampleSeats()
-        return now.leader !== null && now.leader !== leader
-      },
-      40_000,
-    )
-    reattached += await reattachedFrom(leader, beforeStop)
-    const linesAtContinue = stopped.lines.length
-    stopped.kill("SIGCONT")
-    await waitFor(
-      "every holder still holds",
-      async () => {
-        await sampleSeats()
-        return holding() >= seats
-      },
-      60_000,
-    )
-    await sleep(1_000)
-    const after = stopped.lines.slice(linesAtContinue)
-    // Deposed: nothing granted in its old term once it continued.
-    expect(
-      after.filter(
-        (line: Record<string, unknown>) => line._tag === "Allocated" && line.term === stoppedTerm,
-      ),
-    ).toEqual([])
-    expect(
-      after.some(
-        (line: Record<string, unknown>) =>
-          line._tag === "SteppedDown" ||
-          (line._tag === "Allocated" && Number(line.term) > stoppedTerm) ||
-          line._tag === "Voted",
-      ),
-    ).toBe(true)
-
-    // Over the three faults some clients had to move (15 seats on 3 servers).
-    expect(reattached).toBeGreaterThan(0)
-    // Samples of the leader's count (a status query takes seconds on a loaded machine, and one
-    // that finds no leader adds nothing): at least one, each within the license.
-    expect(samples.length).toBeGreaterThanOrEqual(1)
-    expect(
-      samples.filter((sample) => sample.used > sample.capacity || sample.capacity > seats + 1),
-    ).toEqual([])
-    console.log(
-      `seat samples: ${samples.length}, max ${Math.max(...samples.map((sample) => sample.used))}; clients holding ${holding()}`,
-    )
-  }, 240_000)
+    expect(holders().size).toBeGreaterThanOrEqual(baseSeats)
+    expect(reattachments).toBeGreaterThan(0)
+    expect(samples).toBeGreaterThan(rounds)
+    expect(violations).toEqual([])
+  }, 600_000)
 })
