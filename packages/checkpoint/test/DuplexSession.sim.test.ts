@@ -30,7 +30,8 @@ const clusterKey = Redacted.make(new Uint8Array(Proof.newSecret()))
 const prefix = CheckpointStore.defaultPrefix("duplex-sim")
 const servers = ["s1", "s2", "s3"]
 const port = 7000
-const stepMs = 5
+/** The TestClock advances this much at a time; kill points are checked between steps. */
+const stepMs = 20
 /** Simulated time a seed may take before it counts as stalled. */
 const simulatedMsMax = 600_000
 const noObjects: ObjectSession.ObjectSource = {
