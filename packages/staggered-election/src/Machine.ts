@@ -539,6 +539,22 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     }
   }
 
+  /**
+   * A new master's sync starts over after its committed prefix moved (entries or a snapshot
+   * it caught up with): from the next unknown seq, with every reply asked for again.
+   */
+  const restartSync = (state: St, leader: Leader<Req>, outputs: Array<Output>): St => {
+    const restarted: Leader<Req> = {
+      ...leader,
+      fromSeq: state.replica.commitSeq + 1,
+      replies: {},
+      pulling: undefined,
+    }
+    const next = { ...state, leader: restarted }
+    sendSyncRequests(next, restarted, outputs)
+    return next
+  }
+
   const sendSyncRequests = (state: St, leader: Leader<Req>, outputs: Array<Output>) => {
     const request: Message.SyncRequest = {
       _tag: "SyncRequest",
@@ -1363,15 +1379,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     )
     if (!accepted.ok || accepted.replica.commitSeq <= state.replica.commitSeq) return undefined
     const applied = applyCommitted({ ...state, replica: accepted.replica }, outputs)
-    const restarted: Leader<Req> = {
-      ...leader,
-      fromSeq: applied.replica.commitSeq + 1,
-      replies: {},
-      pulling: undefined,
-    }
-    const next = { ...applied, leader: restarted }
-    sendSyncRequests(next, restarted, outputs)
-    return next
+    return restartSync(applied, leader, outputs)
   }
 
   const onSyncReply = (
@@ -1534,15 +1542,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       return next
     }
     if (replica === state.replica || leader === undefined) return next
-    const restarted: Leader<Req> = {
-      ...leader,
-      fromSeq: next.replica.commitSeq + 1,
-      replies: {},
-      pulling: undefined,
-    }
-    const syncing = { ...next, leader: restarted }
-    sendSyncRequests(syncing, restarted, outputs)
-    return maybeFinishSync(syncing, nowMs, outputs)
+    return maybeFinishSync(restartSync(next, leader, outputs), nowMs, outputs)
   }
 
   /** The receiver of this server's snapshot holds it through `offset`: send the next chunk. */

@@ -18,19 +18,7 @@ import * as Machine from "../src/Machine.ts"
 import type * as Message from "../src/Message.ts"
 import * as Replication from "../src/Replication.ts"
 import * as Wal from "../src/Wal.ts"
-import {
-  base,
-  type Config,
-  describeState,
-  durationMs,
-  faults,
-  goodLink,
-  invariants,
-  makeClient,
-  nodes,
-  type Req,
-  withClient,
-} from "./support/invariants.ts"
+import { base, type Config, nodes, type Req, runSchedule } from "./support/invariants.ts"
 
 const RequestSchema = Schema.Struct({ add: Schema.Int })
 
@@ -335,19 +323,8 @@ describe("Durable", () => {
       const failures: Array<string> = []
       for (const seed of Seeds.seeds(runs)) {
         const { machine, counts } = durableMachine(config)
-        const client = makeClient()
         try {
-          FastSim.run({
-            machine: withClient(machine, client),
-            nodes,
-            seed,
-            durationMs,
-            link: goodLink,
-            faults,
-            invariants: invariants(client),
-            describeState,
-            collectEvents: false,
-          })
+          runSchedule(machine, seed)
         } catch (error) {
           if (!(error instanceof FastSim.FastSimFailure)) throw error
           failures.push(`SEED=${error.seed}: ${error.invariant}: ${error.detail}`)

@@ -17,40 +17,10 @@ import {
   type Config,
   codec,
   coverage,
-  describeState,
-  durationMs,
-  faults,
-  goodLink,
-  invariants,
-  makeClient,
-  nodes,
-  withClient,
+  runSchedule,
 } from "./support/invariants.ts"
 
-const run = (
-  machine: Machine.StaggeredElection<number, { readonly add: number }, number>,
-  seed: number,
-  more: {
-    readonly codec?: typeof codec
-    readonly encodeEvery?: number
-    readonly traceLines?: number
-  } = {},
-) => {
-  const client = makeClient()
-  return FastSim.run({
-    machine: withClient(machine, client),
-    nodes,
-    seed,
-    durationMs,
-    link: goodLink,
-    faults,
-    invariants: invariants(client),
-    describeState,
-    // Nobody reads the events: the invariants see steps and states.
-    collectEvents: false,
-    ...more,
-  })
-}
+const run = runSchedule
 
 const schedules = Number(process.env.STAGGERED_SCHEDULES ?? 10_000)
 

@@ -18,17 +18,12 @@ import * as Machine from "../src/Machine.ts"
 import {
   base,
   type Client,
-  describeState,
-  durationMs,
-  faults,
   faultsEndMs,
-  goodLink,
-  invariants,
   type Msg,
   makeClient,
   nodes,
   type Req,
-  withClient,
+  runSchedule,
 } from "./support/invariants.ts"
 
 type Election = Machine.StaggeredElection<number, Req, number>
@@ -146,17 +141,7 @@ describe("StaggeredElection under process pauses (FastSim)", () => {
       const client = makeClient()
       const run = withPause(machine, pause, client)
       try {
-        FastSim.run({
-          machine: withClient(run.machine, client),
-          nodes,
-          seed,
-          durationMs,
-          link: goodLink,
-          faults,
-          invariants: invariants(client),
-          describeState,
-          collectEvents: false,
-        })
+        runSchedule(run.machine, seed, { client })
       } catch (error) {
         if (!(error instanceof FastSim.FastSimFailure)) throw error
         failures.push(

@@ -6,7 +6,7 @@
  * invariants, checked against the same machine, keep the two comparable.
  */
 import type { Machine as M } from "@understudy/machine"
-import { FaultSchedule, type Simulation } from "@understudy/testkit"
+import { FastSim, FaultSchedule, type Simulation } from "@understudy/testkit"
 import type { Codec, SimNet } from "@understudy/transport"
 import { Schema } from "effect"
 import * as Delays from "../../src/Delays.ts"
@@ -313,3 +313,34 @@ const flatten = (result: M.Result<St, Msg, Ev>): M.Result<St, Msg, Ev> => ({
       : output,
   ),
 })
+
+/**
+ * One FastSim schedule of the suites: the group `nodes`, the loopback-like link, the fault
+ * schedule, the client's commands (`client`, or a new one) and every invariant. `more`
+ * adds FastSim options (a codec, a trace).
+ */
+export const runSchedule = (
+  machine: Machine.StaggeredElection<number, Req, Res>,
+  seed: number,
+  options: {
+    readonly client?: Client
+    readonly codec?: typeof codec
+    readonly encodeEvery?: number
+    readonly traceLines?: number
+  } = {},
+): FastSim.Report<Ev> => {
+  const { client = makeClient(), ...more } = options
+  return FastSim.run({
+    machine: withClient(machine, client),
+    nodes,
+    seed,
+    durationMs,
+    link: goodLink,
+    faults,
+    invariants: invariants(client),
+    describeState,
+    // Nobody reads the events: the invariants see steps and states.
+    collectEvents: false,
+    ...more,
+  })
+}
