@@ -2,10 +2,11 @@
  * The client of the pool as a pure `Machine`: it requests seats, heartbeats the server that
  * authorised it, and detects that server's death (or loss of authority) from missed or
  * unrenewed heartbeat replies (the source document's claim 7). It then walks the leader
- * priority list it got with its authorisation (claims 26, 34) and heartbeats the next server;
- * a follower points it to the leader, and the leader, which never authorised it, turns the
- * heartbeat into a request (claims 8–9). The application sees `Granted`, `Reattached`,
- * `Lost` and `Denied` events.
+ * priority list it got with its authorisation (claims 26, 34) and heartbeats the next server,
+ * which, never having authorised it, turns the heartbeat into a request (claims 8–9). Every
+ * reply names the message it answers (`seq`): one that answers an older message than a reply
+ * already acted on is stale (a late `Denied` overtaken by a `Granted`) and is ignored. The
+ * application sees `Granted`, `Reattached`, `Lost` and `Denied` events.
  *
  * @since 0.1.0
  */
@@ -49,6 +50,8 @@ export interface State {
   readonly leaseUntilMs: number
   readonly term: number
   readonly seq: number
+  /** The `seq` the latest reply acted on answered: a reply to an older message is stale. */
+  readonly answered: number
   /** Heartbeats or requests sent since the last renewing reply. */
   readonly missed: number
   readonly lastDenied: Message.DenyReason | undefined
@@ -194,7 +197,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
     if (state.phase === "released") return M.result(state)
     switch (reply._tag) {
       case "Granted": {
-        if (reply.token.client !== state.self) return M.result(state)
+        if (reply.token.client !== state.self || reply.seq < state.answered) return M.result(state)
         // A repeated answer from the server that holds the seat: nothing new happened.
         const repeated = state.phase === "holding" && state.server === from
         const moved = state.phase !== "requesting"
@@ -223,6 +226,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
             token: reply.token,
             leaseUntilMs: reply.expiresAtMs,
             term: reply.term,
+            answered: reply.seq,
             missed: 0,
             lastDenied: undefined,
           },
@@ -231,7 +235,12 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
       }
       case "BeatAck": {
         // A lease already over is lost; the next beat says so.
-        if (from !== state.target || state.phase === "requesting" || state.leaseUntilMs <= nowMs) {
+        if (
+          from !== state.target ||
+          reply.seq < state.answered ||
+          state.phase === "requesting" ||
+          state.leaseUntilMs <= nowMs
+        ) {
           return M.result(state)
         }
         // Honoured, not renewed (the server waits for a leader): it holds this client, so
@@ -250,6 +259,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
               : state.leaseUntilMs,
             token: reply.token ?? state.token,
             term: reply.term,
+            answered: reply.seq,
             missed: 0,
           },
           moved
@@ -265,13 +275,8 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
             : [],
         )
       }
-      case "Redirect": {
-        if (from !== state.target || reply.leader === from) return M.result(state)
-        const redirected = { ...state, target: reply.leader, missed: 0 }
-        return M.result(send(redirected, outputs), outputs)
-      }
       case "Denied": {
-        if (from !== state.target) return M.result(state)
+        if (from !== state.target || reply.seq < state.answered) return M.result(state)
         if (state.phase !== "requesting" && reply.reason === "electing") return M.result(state)
         if (reply.reason !== state.lastDenied) {
           outputs.push(
@@ -281,6 +286,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         // "electing" keeps counting as missed: a server cut off from the leader is walked past.
         let current: State = {
           ...state,
+          answered: reply.seq,
           lastDenied: reply.reason,
           missed: reply.reason === "electing" ? state.missed : 0,
         }
@@ -308,6 +314,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         leaseUntilMs: 0,
         term: 0,
         seq: 0,
+        answered: 0,
         missed: 0,
         lastDenied: undefined,
       }
@@ -350,7 +357,6 @@ const replyTags = new Set([
   "Granted",
   "BeatAck",
   "Denied",
-  "Redirect",
   "Released",
   "PublishReply",
   "StatusReply",

@@ -253,8 +253,14 @@ export interface State {
    * dropped. Not for a carried one (`carry`): it adds no seat, so a restart may forget it.
    */
   readonly stored: number
-  /** A follower's requests waiting for the leader, by client. */
-  readonly pending: HashMap.HashMap<string, { readonly seats: number; readonly sentAtMs: number }>
+  /**
+   * A follower's requests waiting for the leader, by client, with the client's latest `seq`
+   * (what the answer names).
+   */
+  readonly pending: HashMap.HashMap<
+    string,
+    { readonly seats: number; readonly sentAtMs: number; readonly seq: number }
+  >
   /** Names this run of the server (a restart forgets its share). */
   readonly life: number
   /**
@@ -543,14 +549,22 @@ export const make = (config: Config): Pool => {
   const reply = (outputs: Array<Output>, to: string, message: ServerReply) =>
     outputs.push(M.emit<Event>({ _tag: "Reply", to, message }))
 
+  /** Refuses the client's message `seq`. */
   const deny = (
     state: State,
     outputs: Array<Output>,
     client: string,
+    seq: number,
     reason: Message.DenyReason,
   ) => {
     outputs.push(M.emit<Event>({ _tag: "Refused", client, reason }))
-    reply(outputs, client, { _tag: "Denied", server: state.self, term: state.durable.term, reason })
+    reply(outputs, client, {
+      _tag: "Denied",
+      server: state.self,
+      term: state.durable.term,
+      seq,
+      reason,
+    })
   }
 
   const tokenFor = (state: State, client: string, seats: number, nowMs: number): Message.Token => {
@@ -1342,6 +1356,7 @@ export const make = (config: Config): Pool => {
     state: State,
     outputs: Array<Output>,
     client: string,
+    seq: number,
     seats: number,
     nowMs: number,
     reattached: boolean,
@@ -1372,6 +1387,7 @@ export const make = (config: Config): Pool => {
       _tag: "Granted",
       server: state.self,
       term: state.durable.term,
+      seq,
       token,
       expiresAtMs: held.expiresAtMs,
       leaders: [...servers],
@@ -1396,7 +1412,7 @@ export const make = (config: Config): Pool => {
     // A duplicate answer for a client granted already changes nothing.
     if (HashMap.has(state.record, message.client) && !usable) return state
     if (!usable || !hasAuthority(state, nowMs)) {
-      if (usable) deny(state, outputs, message.client, "electing")
+      if (usable) deny(state, outputs, message.client, waiting.value.seq, "electing")
       // The leader counted a seat this server will not grant: say so, or it stays counted.
       if (message.refused === null) {
         outputs.push(
@@ -1411,12 +1427,13 @@ export const make = (config: Config): Pool => {
       }
       return state
     }
+    const seq = waiting.value.seq
     const next = { ...state, pending: HashMap.remove(state.pending, message.client) }
     if (message.refused !== null) {
-      deny(next, outputs, message.client, message.refused)
+      deny(next, outputs, message.client, seq, message.refused)
       return next
     }
-    return grant(next, outputs, message.client, message.seats, nowMs, false)
+    return grant(next, outputs, message.client, seq, message.seats, nowMs, false)
   }
 
   const licenseProblem = (
@@ -1438,6 +1455,7 @@ export const make = (config: Config): Pool => {
     state: State,
     outputs: Array<Output>,
     client: string,
+    seq: number,
     product: string,
     seats: number,
     nowMs: number,
@@ -1446,20 +1464,20 @@ export const make = (config: Config): Pool => {
   ): State => {
     const problem = licenseProblem(state, product, seats, nowMs)
     if (problem !== undefined) {
-      deny(state, outputs, client, problem)
+      deny(state, outputs, client, seq, problem)
       return state
     }
     if (!HashMap.has(state.record, client) && HashMap.size(state.record) >= maxClients) {
-      deny(state, outputs, client, "too-many-clients")
+      deny(state, outputs, client, seq, "too-many-clients")
       return state
     }
     if (state.role === "leader") {
       const decided = decide(state, state.self, client, seats, nowMs, reattach, heldAt)
       if (typeof decided === "string") {
-        deny(state, outputs, client, decided)
+        deny(state, outputs, client, seq, decided)
         return onRefusal(state, decided, nowMs)
       }
-      return grant(decided, outputs, client, seats, nowMs, reattach)
+      return grant(decided, outputs, client, seq, seats, nowMs, reattach)
     }
     if (shareLeft(state, nowMs) >= seats) {
       // Within the share the leader gave: counted there already, no need to ask (an answer
@@ -1469,28 +1487,30 @@ export const make = (config: Config): Pool => {
         pending: HashMap.remove(state.pending, client),
         share: { ...state.share, used: state.share.used + seats },
       }
-      return grant(next, outputs, client, seats, nowMs, false, true)
+      return grant(next, outputs, client, seq, seats, nowMs, false, true)
     }
     if (state.role === "follower" && state.leader !== undefined) {
-      const asked = askLeader(state, outputs, client, seats, nowMs, false, undefined)
+      const asked = askLeader(state, outputs, client, seq, seats, nowMs, false, undefined)
       if (asked === "queue-full") {
-        deny(state, outputs, client, "queue-full")
+        deny(state, outputs, client, seq, "queue-full")
         return state
       }
       return asked
     }
-    deny(state, outputs, client, "electing")
+    deny(state, outputs, client, seq, "electing")
     return state
   }
 
   /**
    * A follower asks its leader to count `client` here (`Reserve`), at most once per check
-   * time-out while the answer is awaited.
+   * time-out while the answer is awaited; the answer goes to the client's message `seq` (its
+   * latest).
    */
   const askLeader = (
     state: State,
     outputs: Array<Output>,
     client: string,
+    seq: number,
     seats: number,
     nowMs: number,
     reattach: boolean,
@@ -1498,7 +1518,8 @@ export const make = (config: Config): Pool => {
   ): State | "queue-full" => {
     if (state.role !== "follower" || state.leader === undefined) return state
     const waiting = HashMap.get(state.pending, client)
-    if (Option.isSome(waiting) && nowMs - waiting.value.sentAtMs < checkTimeoutMs) return state
+    if (Option.isSome(waiting) && nowMs - waiting.value.sentAtMs < checkTimeoutMs)
+      return { ...state, pending: HashMap.set(state.pending, client, { ...waiting.value, seq }) }
     if (Option.isNone(waiting) && HashMap.size(state.pending) >= maxPending) return "queue-full"
     outputs.push(
       M.send<Peer>(state.leader, {
@@ -1510,7 +1531,10 @@ export const make = (config: Config): Pool => {
         heldAt: heldAt ?? null,
       }),
     )
-    return { ...state, pending: HashMap.set(state.pending, client, { seats, sentAtMs: nowMs }) }
+    return {
+      ...state,
+      pending: HashMap.set(state.pending, client, { seats, sentAtMs: nowMs, seq }),
+    }
   }
 
   /**
@@ -1531,7 +1555,7 @@ export const make = (config: Config): Pool => {
   ): State => {
     const client = token.client
     if (HashMap.size(state.record) >= maxClients) {
-      deny(state, outputs, client, "too-many-clients")
+      deny(state, outputs, client, seq, "too-many-clients")
       return state
     }
     const held: Held = {
@@ -1558,6 +1582,7 @@ export const make = (config: Config): Pool => {
       _tag: "Granted",
       server: state.self,
       term: state.durable.term,
+      seq,
       token,
       expiresAtMs: held.expiresAtMs,
       leaders: [...servers],
@@ -1565,7 +1590,7 @@ export const make = (config: Config): Pool => {
     })
     const next = hold(state, held)
     const asked = hasAuthority(next, nowMs)
-      ? askLeader(next, outputs, client, held.seats, nowMs, true, held.heldAt)
+      ? askLeader(next, outputs, client, seq, held.seats, nowMs, true, held.heldAt)
       : next
     return asked === "queue-full" ? next : asked
   }
@@ -1608,7 +1633,7 @@ export const make = (config: Config): Pool => {
       (!issuedHere && !crypto.verifyToken(token))
     ) {
       outputs.push(M.emit<Event>({ _tag: "Ignored", from: client, reason: "bad-token" }))
-      deny(state, outputs, client, "bad-token")
+      deny(state, outputs, client, message.seq, "bad-token")
       return state
     }
     if (Option.isSome(held) && message.seq <= held.value.lastSeq) return ignore("replayed")
@@ -1631,7 +1656,16 @@ export const make = (config: Config): Pool => {
       // Carried or restored here, not yet counted here by the leader: ask it to.
       const asked =
         !counted && authority && held.value.expiresAtMs > nowMs
-          ? askLeader(updated, outputs, client, held.value.seats, nowMs, true, held.value.heldAt)
+          ? askLeader(
+              updated,
+              outputs,
+              client,
+              message.seq,
+              held.value.seats,
+              nowMs,
+              true,
+              held.value.heldAt,
+            )
           : updated
       const next = asked === "queue-full" ? updated : asked
       reply(outputs, client, {
@@ -1659,6 +1693,7 @@ export const make = (config: Config): Pool => {
       state,
       outputs,
       client,
+      message.seq,
       token.product,
       token.seats,
       nowMs,
@@ -1733,6 +1768,7 @@ export const make = (config: Config): Pool => {
             _tag: "Granted",
             server: state.self,
             term: state.durable.term,
+            seq: message.seq,
             token: tokenFor(state, from, held.value.seats, nowMs),
             expiresAtMs: held.value.expiresAtMs,
             leaders: [...servers],
@@ -1741,7 +1777,7 @@ export const make = (config: Config): Pool => {
           return M.result(state, outputs)
         }
         return M.result(
-          request(state, outputs, from, message.product, message.seats, nowMs, false),
+          request(state, outputs, from, message.seq, message.product, message.seats, nowMs, false),
           outputs,
         )
       }

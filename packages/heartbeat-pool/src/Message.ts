@@ -196,8 +196,10 @@ export const ClientRequest = Schema.Union([
 export type ClientRequest = typeof ClientRequest.Type
 
 /**
- * A server's answer to a client. `leaders` is the leader priority list (claim 26);
- * `reattached` says the grant took over an authorisation from another server (claim 9).
+ * A server's answer to a client. `seq` names the request or heartbeat it answers, so a client
+ * tells an answer to an older message (late, or overtaken on the way) from the current one.
+ * `leaders` is the leader priority list (claim 26); `reattached` says the grant took over an
+ * authorisation from another server (claim 9).
  *
  * @since 0.1.0
  * @category schemas
@@ -206,6 +208,7 @@ export const ServerReply = Schema.Union([
   Schema.TaggedStruct("Granted", {
     server: Id,
     term: Count,
+    seq: Count,
     token: Token,
     expiresAtMs: Millis,
     leaders: Schema.Array(Id).check(Schema.isMaxLength(64)),
@@ -220,8 +223,7 @@ export const ServerReply = Schema.Union([
     extended: Schema.Boolean,
     token: Schema.NullOr(Token),
   }),
-  Schema.TaggedStruct("Denied", { server: Id, term: Count, reason: DenyReason }),
-  Schema.TaggedStruct("Redirect", { server: Id, term: Count, leader: Id }),
+  Schema.TaggedStruct("Denied", { server: Id, term: Count, seq: Count, reason: DenyReason }),
   Schema.TaggedStruct("Released", { server: Id, client: Id }),
   Schema.TaggedStruct("PublishReply", {
     server: Id,

@@ -249,6 +249,7 @@ describe("heartbeat pool machine", () => {
         _tag: "Granted",
         server: "s3",
         term: 1,
+        seq: 5,
         token: beat.token,
         expiresAtMs: 4_000,
         leaders: servers,
@@ -305,7 +306,7 @@ describe("heartbeat pool machine", () => {
     // A heartbeat that proves no unexpired lease is a plain request: no leader, no seat.
     const late = step(start("s2"), fromClient("c1", { ...beat, leaseUntilMs: 2_000 }, 3_000))
     expect(replies(late.outputs)).toEqual([
-      { _tag: "Denied", server: "s2", term: 0, reason: "electing" },
+      { _tag: "Denied", server: "s2", term: 0, seq: 5, reason: "electing" },
     ])
   })
 
@@ -384,7 +385,7 @@ describe("heartbeat pool machine", () => {
       state = step(state, fromClient(client, request(client), 3_000)).state
     const third = step(state, fromClient("c", request("c"), 3_000))
     expect(replies(third.outputs)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, reason: "capacity" },
+      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "capacity" },
     ])
     // Freshly elected: settling for a lease, only re-attachments.
     let fresh = step(start("s1"), M.timerFired(Machine.electionTimer, 600)).state
@@ -407,7 +408,7 @@ describe("heartbeat pool machine", () => {
       ),
     ).state
     expect(replies(step(fresh, fromClient("a", request("a"), 700)).outputs)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, reason: "electing" },
+      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "electing" },
     ])
   })
 
@@ -580,7 +581,7 @@ describe("heartbeat pool machine", () => {
       ),
     )
     expect(replies(forged.outputs)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, reason: "bad-token" },
+      { _tag: "Denied", server: "s1", term: 1, seq: 2, reason: "bad-token" },
     ])
     expect(HashMap.has(forged.state.record, "b")).toBe(false)
     // Someone else's token for this client name: refused too.
@@ -644,24 +645,24 @@ describe("heartbeat pool machine", () => {
         ).outputs,
       )
     expect(ask(small, state, "a", "cad", 3)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, reason: "too-many-seats" },
+      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "too-many-seats" },
     ])
     expect(ask(small, state, "a", "other", 1)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, reason: "wrong-product" },
+      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "wrong-product" },
     ])
     const one = small.step(
       state,
       fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
     ).state
     expect(ask(small, one, "b", "cad", 1)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, reason: "too-many-clients" },
+      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "too-many-clients" },
     ])
     const expired: Machine.State = {
       ...state,
       durable: { ...state.durable, license: { ...license(10), expiresAtMs: 100 } },
     }
     expect(ask(small, expired, "a", "cad", 1)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, reason: "license-expired" },
+      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "license-expired" },
     ])
   })
 })
@@ -766,6 +767,46 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     const next = shared.step(lead, M.timerFired(Machine.tickTimer, 3_100))
     expect(heartbeatOf(next.outputs, "s2")).toMatchObject({ shareLimit: 4 })
     expect(heartbeatOf(next.outputs, "s3")).toMatchObject({ shareLimit: 2 })
+  })
+
+  it("a follower's answer after asking the leader names the client's latest request", () => {
+    const s2 = follower(
+      {
+        _tag: "Heartbeat",
+        term: 1,
+        seq: 1,
+        sequence: 1,
+        authorityUntilMs: 3_300,
+        wantRecord: false,
+        live: servers,
+        shareLife: 1,
+        shareLimit: 0,
+      },
+      3_000,
+    )
+    const asked = shared.step(s2, request("c1", 3_001))
+    expect(sends(asked.outputs, "Reserve").map((send) => send.to)).toEqual(["s1"])
+    expect(replies(asked.outputs)).toEqual([])
+    // Its answer is late: the client asks again (no second Reserve while one is awaited).
+    const again = shared.step(
+      asked.state,
+      fromClient("c1", { _tag: "Request", client: "c1", seq: 2, product: "cad", seats: 1 }, 3_050),
+    )
+    expect(sends(again.outputs, "Reserve")).toEqual([])
+    const answer = (refused: Message.DenyReason | null): Message.Peer => ({
+      _tag: "Reserved",
+      term: 1,
+      client: "c1",
+      seats: 1,
+      refused,
+      reservedAtMs: 3_002,
+    })
+    const granted = shared.step(again.state, M.receive("s1", answer(null), 3_060))
+    expect(replies(granted.outputs)).toMatchObject([{ _tag: "Granted", server: "s2", seq: 2 }])
+    const refused = shared.step(again.state, M.receive("s1", answer("capacity"), 3_060))
+    expect(replies(refused.outputs)).toEqual([
+      { _tag: "Denied", server: "s2", term: 1, seq: 2, reason: "capacity" },
+    ])
   })
 
   it("takes shares back: from a follower that is down (counted until it could no longer use it), and on demand when a request must be refused", () => {
