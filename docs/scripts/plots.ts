@@ -3,10 +3,15 @@
  * bench/<package>.json) into SVG bar charts in public/plots/, drawn here with no library and
  * no network, so the site shows the figures of the last recorded run.
  *
- *   node scripts/plots.ts                        redraw every chart (run by `npm run build`)
- *   npm run bench -w @understudy/port-election | node docs/scripts/plots.ts --record port-election
- *                                                keep a fresh run's JSON, then redraw
+ *   node scripts/plots.ts                redraw every chart (run by `npm run build`)
+ *   node scripts/plots.ts --bench [NAME...]
+ *                                        run the benches the charts come from (or those
+ *                                        named), keep their JSON, redraw: the docs' `bench`
+ *                                        script, so `npm run bench` at the root does it too
+ *   npm run bench -w @understudy/NAME | node docs/scripts/plots.ts --record NAME
+ *                                        keep the JSON of a run made elsewhere, redraw
  */
+import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 
@@ -27,7 +32,7 @@ export interface Chart {
 
 type Figures = Readonly<Record<string, number | null>>
 
-const palette = ["#3e63dd", "#e5484d", "#30a46c", "#f76b15", "#8e4ec6"]
+const palette = ["#3e63dd", "#8da4ef", "#e5484d", "#f4a9aa", "#30a46c", "#8eceaa", "#f76b15"]
 
 const escapeXml = (text: string) =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
@@ -84,7 +89,7 @@ export const svg = (chart: Chart): string => {
 }
 
 const formatValue = (value: number) =>
-  Number.isInteger(value) ? value.toLocaleString("en") : value.toFixed(2)
+  Number(value.toFixed(Number.isInteger(value) ? 0 : 1)).toLocaleString("en")
 
 const numeric = (figures: Figures, key: string) => {
   const value = figures[key]
@@ -157,24 +162,57 @@ export const charts = (name: string, figures: Figures): ReadonlyArray<Chart> => 
         },
       ]
     case "staggered-election": {
-      const variants = Object.keys(figures)
-        .flatMap((key) =>
-          key.startsWith("simFailoverMsP50_") ? [key.slice("simFailoverMsP50_".length)] : [],
-        )
-        .sort()
+      const sizes = Object.keys(figures)
+        .flatMap((key) => {
+          const match = /^simFailoverMsP99_staggered_n(\d+)$/.exec(key)
+          return match === null ? [] : [Number(match[1])]
+        })
+        .sort((a, b) => a - b)
+      // The bench's comparison: a Raft-style randomised election with the same detection,
+      // its time-out drawn over the same base delay, then over the floor delay.
+      const variants = [
+        ["staggered", "staggered election"],
+        ["raft100", "randomised, 100 ms"],
+        ["raft40", "randomised, 40 ms"],
+      ] as const
       return [
-        {
-          file: "staggered-election-failover.svg",
-          title: "Server group failover in simulation: crash to accepted by all live servers",
-          unit: "ms",
-          groups: variants.map((variant) => ({
-            label: variant,
-            bars: [
-              { label: "p50", value: numeric(figures, `simFailoverMsP50_${variant}`) ?? 0 },
-              { label: "p99", value: numeric(figures, `simFailoverMsP99_${variant}`) ?? 0 },
-            ],
-          })),
-        },
+        ...(sizes.length === 0
+          ? []
+          : [
+              {
+                file: "staggered-election-failover.svg",
+                title: "Server group failover in simulation: crash to a new master followed by all",
+                unit: "ms",
+                groups: sizes.map((size) => ({
+                  label: `${size} servers`,
+                  bars: variants.flatMap(([key, label]) => [
+                    {
+                      label: `${label}, mean`,
+                      value: numeric(figures, `simFailoverMsMean_${key}_n${size}`) ?? 0,
+                    },
+                    {
+                      label: `${label}, p99`,
+                      value: numeric(figures, `simFailoverMsP99_${key}_n${size}`) ?? 0,
+                    },
+                  ]),
+                })),
+              },
+              {
+                file: "staggered-election-contested.svg",
+                title: "Server group elections in simulation: how often two or more servers stood",
+                unit: "%",
+                groups: sizes.map((size) => ({
+                  label: `${size} servers`,
+                  bars: variants.map(([key, label]) => ({
+                    label,
+                    value:
+                      Math.round(
+                        (numeric(figures, `simContestedRatio_${key}_n${size}`) ?? 0) * 1000,
+                      ) / 10,
+                  })),
+                })),
+              },
+            ]),
       ]
     }
     default:
@@ -200,29 +238,77 @@ export const lastFigures = (output: string): Figures | undefined => {
 
 const docs = join(import.meta.dirname, "..")
 
-const draw = () => {
-  const directory = join(docs, "public", "plots")
+/** Keeps the figures of a bench's output in `directory`/<name>.json; false if it has none. */
+export const record = (name: string, output: string, directory = join(docs, "bench")) => {
+  const figures = lastFigures(output)
+  if (figures === undefined) return false
   mkdirSync(directory, { recursive: true })
+  writeFileSync(join(directory, `${name}.json`), `${JSON.stringify(figures, null, 2)}\n`)
+  return true
+}
+
+/** Redraws every chart from the recorded figures in `from` into `to`; the files written. */
+export const draw = (from = join(docs, "bench"), to = join(docs, "public", "plots")) => {
+  mkdirSync(to, { recursive: true })
+  const written: Array<string> = []
   for (const name of packagesWithCharts) {
-    const path = join(docs, "bench", `${name}.json`)
+    const path = join(from, `${name}.json`)
     if (!existsSync(path)) continue
     // Recorded as one line; a formatter may spread it over several.
     const figures = JSON.parse(readFileSync(path, "utf8")) as Figures
-    for (const chart of charts(name, figures))
-      writeFileSync(join(directory, chart.file), svg(chart))
+    for (const chart of charts(name, figures)) {
+      writeFileSync(join(to, chart.file), svg(chart))
+      written.push(chart.file)
+    }
   }
+  return written
 }
 
+/**
+ * Runs a package's benchmark (`npm run bench -w @understudy/<name>`), its output shown as it
+ * comes, and records its figures. Rejects if the bench fails or prints no figures.
+ */
+export const runBench = (
+  name: string,
+  command: ReadonlyArray<string>,
+  directory = join(docs, "bench"),
+) =>
+  new Promise<void>((resolve, reject) => {
+    const child = spawn(command[0]!, command.slice(1), {
+      cwd: join(docs, ".."),
+      stdio: ["ignore", "pipe", "inherit"],
+    })
+    let output = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (chunk: string) => {
+      output += chunk
+      process.stdout.write(chunk)
+    })
+    child.once("error", reject)
+    child.once("close", (code) => {
+      if (code !== 0) reject(new Error(`plots: the ${name} bench exited with ${code}`))
+      else if (!record(name, output, directory))
+        reject(new Error(`plots: the ${name} bench printed no figures`))
+      else resolve()
+    })
+  })
+
 if (import.meta.main) {
-  const record = process.argv.indexOf("--record")
-  if (record !== -1) {
-    const name = process.argv[record + 1] ?? ""
-    const figures = lastFigures(readFileSync(0, "utf8"))
-    if (figures === undefined) {
+  const args = process.argv.slice(2)
+  if (args[0] === "--record") {
+    // A bench run elsewhere: `npm run bench -w @understudy/NAME | node docs/scripts/plots.ts --record NAME`
+    const name = args[1] ?? ""
+    if (!record(name, readFileSync(0, "utf8"))) {
       console.error(`plots: no JSON line of figures on standard input for ${name}`)
       process.exit(1)
     }
-    writeFileSync(join(docs, "bench", `${name}.json`), `${JSON.stringify(figures, null, 2)}\n`)
+  } else if (args[0] === "--bench") {
+    // `npm run bench -w @understudy/docs`, and `npm run bench` at the root: run the benches
+    // the plots are drawn from (or those named), keep their figures, redraw.
+    const names = args.length > 1 ? args.slice(1) : packagesWithCharts
+    for (const name of names) {
+      await runBench(name, ["npm", "run", "bench", "-w", `@understudy/${name}`])
+    }
   }
-  draw()
+  for (const file of draw()) console.log(`plots: public/plots/${file}`)
 }

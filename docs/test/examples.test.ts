@@ -5,6 +5,8 @@ import { main as checkpointPromise } from "../examples/checkpoint-promise.ts"
 import { program as heartbeatPool } from "../examples/heartbeat-pool.ts"
 import { main as heartbeatPoolPromise } from "../examples/heartbeat-pool-promise.ts"
 import { program as machine } from "../examples/machine.ts"
+import { main as machinePlain } from "../examples/machine-plain.ts"
+import { program as machineRunner } from "../examples/machine-runner.ts"
 import { main as multihomePromise } from "../examples/multihome-promise.ts"
 import { program as observability } from "../examples/observability.ts"
 import { program as portElection } from "../examples/port-election.ts"
@@ -14,6 +16,7 @@ import { program as serverGroup } from "../examples/server-group.ts"
 import { main as serverGroupPromise } from "../examples/server-group-promise.ts"
 import { program as storeLock } from "../examples/store-lock.ts"
 import { program as transportEcho } from "../examples/transport-echo.ts"
+import { main as transportEchoPromise } from "../examples/transport-echo-promise.ts"
 
 describe("documentation examples run and do what the docs say", () => {
   it.live("transport-echo: the server upper-cases, the client closes locally", () =>
@@ -23,6 +26,12 @@ describe("documentation examples run and do what the docs say", () => {
       expect(result.closed).toBe("LocalClose")
     }),
   )
+
+  it("transport-echo, Promise style: the same reply and close reason, from async code", async () => {
+    const result = await transportEchoPromise()
+    expect(result.reply).toEqual({ from: "server", text: "HELLO" })
+    expect(result.closed).toBe("LocalClose")
+  })
 
   it.live("store-lock: the second claim is refused; the watch sees put then delete", () =>
     Effect.gen(function* () {
@@ -91,6 +100,16 @@ describe("documentation examples run and do what the docs say", () => {
       const result = yield* machine
       expect(result.suspected).toEqual(["b"])
       expect(result.events).toEqual(["Suspected"])
+    }),
+  )
+
+  it("machine, without Effect: the same suspicion, stepped by plain function calls", () => {
+    expect(machinePlain()).toEqual({ suspected: ["b"], events: ["Suspected"] })
+  })
+
+  it.live("machine-runner: two nodes on a simulated network; b's host crashes, a suspects b", () =>
+    Effect.gen(function* () {
+      expect(yield* machineRunner).toBe("a suspects b")
     }),
   )
 

@@ -1,0 +1,1 @@
+npm install @understudy/port-election effect

@@ -1,0 +1,225 @@
+/**
+ * The pages' own promises: every code block is a file in examples/ that a test runs or
+ * checks, the command lines and configuration shown are right, and no page uses words only
+ * the project's developers would understand.
+ */
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { it as effectIt } from "@effect/vitest"
+import { Observability } from "@understudy/transport"
+import { Effect, Layer } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
+import { charts, draw, packagesWithCharts, runBench } from "../scripts/plots.ts"
+
+const docs = join(import.meta.dirname, "..")
+const root = join(docs, "..")
+const examples = join(docs, "examples")
+const read = (path: string) => readFileSync(path, "utf8")
+
+/** The site's pages (README.md is the repository's note about the site, not a page). */
+const pages = readdirSync(docs)
+  .filter((file) => file.endsWith(".md") && file !== "README.md")
+  .sort()
+
+/**
+ * Fenced blocks still written inline, on pages whose text is kept with their package's
+ * code: they are to become files in examples/ too. Any other fence fails.
+ */
+const inlineBlocksLeft: Readonly<Record<string, number>> = {
+  "multihome.md": 1,
+  "staggered-election.md": 1,
+}
+
+const fences = (text: string) => [...text.matchAll(/^\s*(```|~~~)/gm)].length / 2
+
+describe("code blocks", () => {
+  it("every code block on a page is imported from a file in examples/, and that file exists", () => {
+    const inline: Record<string, number> = {}
+    const imported = new Set<string>()
+    for (const page of pages) {
+      const text = read(join(docs, page))
+      const count = fences(text)
+      if (count > 0) inline[page] = count
+      for (const match of text.matchAll(/^<<< @\/examples\/([^\s#{[]+)/gm)) {
+        imported.add(match[1]!)
+      }
+    }
+    expect(inline).toEqual(inlineBlocksLeft)
+    const files = readdirSync(examples).filter((file) => file !== "support")
+    expect([...imported].sort()).toEqual(files.sort())
+  })
+
+  it("every TypeScript example is run by the examples suite", () => {
+    const suite = read(join(docs, "test", "examples.test.ts"))
+    const typescript = readdirSync(examples).filter((file) => file.endsWith(".ts"))
+    expect(typescript.length).toBeGreaterThanOrEqual(16)
+    const notRun = typescript.filter((file) => !suite.includes(`from "../examples/${file}"`))
+    expect(notRun).toEqual([])
+  })
+
+  it("the install line names published packages and Effect, their peer dependency", () => {
+    const [command, ...more] = read(join(examples, "install.sh")).trim().split("\n")
+    expect(more).toEqual([])
+    const words = command!.split(" ")
+    expect(words.slice(0, 2)).toEqual(["npm", "install"])
+    const names = words.slice(2)
+    expect(names).toContain("effect")
+    for (const name of names.filter((name) => name !== "effect")) {
+      const directory = name.replace("@understudy/", "")
+      const manifest = JSON.parse(read(join(root, "packages", directory, "package.json")))
+      expect({
+        name,
+        private: manifest.private ?? false,
+        peer: "effect" in (manifest.peerDependencies ?? {}),
+      }).toEqual({ name, private: false, peer: true })
+    }
+  })
+
+  it("each `npm run` line of the benchmark commands names a script that exists", () => {
+    const lines = read(join(examples, "bench.sh"))
+      .split("\n")
+      .filter((line) => line.startsWith("npm "))
+    expect(lines.length).toBe(2)
+    for (const line of lines) {
+      const [, script, workspace] = /^npm run (\S+)(?: -w (\S+))?$/.exec(line) ?? []
+      expect(script, line).toBeDefined()
+      const directory =
+        workspace === undefined ? root : workspace === "@understudy/docs" ? docs : undefined
+      expect(directory, line).toBeDefined()
+      const manifest = JSON.parse(read(join(directory!, "package.json")))
+      expect(Object.keys(manifest.scripts), line).toContain(script)
+    }
+    // The docs' bench runs the benchmarks the plots come from, then draws them.
+    const manifest = JSON.parse(read(join(docs, "package.json")))
+    expect(manifest.scripts.bench).toBe("node scripts/plots.ts --bench")
+  })
+
+  it("the observability flags shown are the programs' own usage lines", () => {
+    const dedent = (text: string) =>
+      text
+        .trim()
+        .split("\n")
+        .map((line) => line.replace(/^ {2}/, "").trimEnd())
+    const shown = read(join(examples, "observability-flags.txt")).trim().split("\n")
+    expect(shown).toEqual(dedent(Observability.usage))
+  })
+
+  effectIt.live("the Prometheus configuration scrapes what --metrics serves", () =>
+    Effect.gen(function* () {
+      const config = read(join(examples, "prometheus.yml"))
+      const flag = /--metrics (\S+)/.exec(config)?.[1]
+      const targets = [...config.matchAll(/targets: \["([^"]+)"\]/g)].map((match) => match[1])
+      expect(targets).toEqual([flag])
+      // No metrics_path: Prometheus asks for /metrics, which is where the layer serves.
+      expect(config).not.toContain("metrics_path")
+      const target = Observability.parseHostPort(flag!)
+      expect(target).toEqual({ host: "127.0.0.1", port: 9464 })
+      // Served on a free port rather than the shown one, which may be taken on this machine.
+      const port = yield* Effect.promise(freeTcpPort)
+      const scraped = yield* Effect.scoped(
+        Effect.gen(function* () {
+          yield* Layer.build(
+            Observability.layer({ metrics: { host: "127.0.0.1", port }, otlp: undefined }, "docs"),
+          )
+          return yield* Effect.promise(async () => {
+            const response = await fetch(`http://127.0.0.1:${port}/metrics`)
+            await response.text()
+            return { status: response.status, type: response.headers.get("content-type") }
+          })
+        }),
+      )
+      expect(scraped.status).toBe(200)
+      expect(scraped.type).toContain("text/plain")
+    }),
+  )
+})
+
+/** A TCP port nobody listens on now (the OS picks it, and it is released at once). */
+const freeTcpPort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      const port = typeof address === "object" && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+
+describe("benchmark plots", () => {
+  const scratch = mkdtempSync(join(tmpdir(), "understudy-docs-plots-"))
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }))
+
+  it("a bench's run records its last JSON line; a failed run or one without figures is refused", async () => {
+    const node = process.execPath
+    await runBench(
+      "transport",
+      [
+        node,
+        "-e",
+        `console.log("a table"); console.log('{"msgs_per_s":10,"baseline_msgs_per_s":5}')`,
+      ],
+      scratch,
+    )
+    expect(JSON.parse(read(join(scratch, "transport.json")))).toEqual({
+      msgs_per_s: 10,
+      baseline_msgs_per_s: 5,
+    })
+    await expect(
+      runBench("transport", [node, "-e", "console.log('no figures')"], scratch),
+    ).rejects.toThrow("printed no figures")
+    await expect(runBench("transport", [node, "-e", "process.exit(3)"], scratch)).rejects.toThrow(
+      "exited with 3",
+    )
+  })
+
+  it("every chart drawn from the recorded figures is on the benchmarks page, and the page shows no other", () => {
+    const drawn = draw(join(docs, "bench"), join(scratch, "plots"))
+    expect(drawn.length).toBeGreaterThanOrEqual(5)
+    const page = read(join(docs, "benchmarks.md"))
+    const shown = [...page.matchAll(/\(\/plots\/([^)]+\.svg)\)/g)].map((match) => match[1])
+    expect(shown.sort()).toEqual([...drawn].sort())
+    // Each recorded package gives at least one chart.
+    for (const name of packagesWithCharts) {
+      const figures = JSON.parse(read(join(docs, "bench", `${name}.json`)))
+      expect({ name, charts: charts(name, figures).length > 0 }).toEqual({ name, charts: true })
+    }
+  })
+})
+
+describe("words", () => {
+  /** What only the project's developers would understand, or what is not yet true. */
+  const internal = [
+    /\bseeds? \d+/i,
+    /\bclaims? \d/i,
+    /\bissue #?\d+/i,
+    /\bTODO\b|\bFIXME\b|\bXXX\b/,
+    /\b(being|still to be) (built|written)\b/i,
+    /\(in progress\)/i,
+    /\bSEED=|UNDERSTUDY_SEED/,
+    /\bFastSim\b|\btestkit\b/,
+    /\bsession (notes?|report)\b/i,
+  ]
+
+  it("no page or example shown on a page uses internal words", () => {
+    const found: Array<string> = []
+    const texts = [
+      ...pages.map((page) => [page, read(join(docs, page))] as const),
+      ...readdirSync(examples)
+        .filter((file) => file !== "support")
+        .map((file) => [`examples/${file}`, read(join(examples, file))] as const),
+      ...readdirSync(join(docs, "diagrams")).map(
+        (file) => [`diagrams/${file}`, read(join(docs, "diagrams", file))] as const,
+      ),
+    ]
+    for (const [name, text] of texts) {
+      for (const pattern of internal) {
+        const match = pattern.exec(text)
+        if (match !== null) found.push(`${name}: ${match[0]}`)
+      }
+    }
+    expect(found).toEqual([])
+  })
+})
