@@ -264,10 +264,10 @@ export interface State {
   /** Names this run of the server (a restart forgets its share). */
   readonly life: number
   /**
-   * The version of the first record this run of the server sent in `term`: a leader of that
-   * term that gives it authority has merged this record or a later one.
+   * The latest version of this server's record the leader of `term` said it merged (-1:
+   * none): the leader counts what that record shows here.
    */
-  readonly recordSent: { readonly term: number; readonly version: number } | undefined
+  readonly merged: { readonly term: number; readonly version: number }
   /** A follower's share from the leader of `term`: it may grant `limit - used` seats. */
   readonly share: { readonly term: number; readonly limit: number; readonly used: number }
   /** A candidate's votes. */
@@ -831,6 +831,8 @@ export const make = (config: Config): Pool => {
           live,
           shareLife: share.life,
           shareLimit: share.limit,
+          merged:
+            view.mergedVersion === -1 ? null : { life: view.life, version: view.mergedVersion },
         }),
       )
       followers[server] = {
@@ -991,11 +993,12 @@ export const make = (config: Config): Pool => {
             shareUsed: next.share.term === term ? next.share.used : 0,
           }),
         )
-        if (message.wantRecord) {
-          sendRecord(next, from, outputs)
-          if (next.recordSent?.term !== term)
-            next = { ...next, recordSent: { term, version: next.version } }
+        // Merged versions only grow (a heartbeat may overtake a later one).
+        if (message.merged !== null && message.merged.life === next.life) {
+          const before = next.merged.term === term ? next.merged.version : -1
+          next = { ...next, merged: { term, version: Math.max(before, message.merged.version) } }
         }
+        if (message.wantRecord) sendRecord(next, from, outputs)
         if (message.sequence > (next.durable.license?.sequence ?? 0)) {
           outputs.push(M.send<Peer>(from, { _tag: "LicenseRequest", term }))
         }
@@ -1597,17 +1600,16 @@ export const make = (config: Config): Pool => {
 
   /**
    * A carried or restored allocation that the leader counts here: this server has held it
-   * since before the first record it sent in this term, and a leader gives authority only
-   * once it merged one of this server's records of its term. (So a client that re-attached
-   * here before an election is renewed from the new leader's first authority on, without a
-   * `Reserve` round trip: a second failure right after the election then finds it renewed.)
+   * since before a record the leader of this term said it merged. (So a client that
+   * re-attached here, before the election or after, is renewed once the leader merged a
+   * record that shows it, without a `Reserve` round trip: a second failure soon after then
+   * finds it renewed.)
    */
   const countedByLeader = (state: State, held: Held): boolean =>
     state.role === "follower" &&
-    state.recordSent !== undefined &&
-    state.recordSent.term === state.durable.term &&
+    state.merged.term === state.durable.term &&
     held.addedAtVersion !== undefined &&
-    held.addedAtVersion <= state.recordSent.version
+    held.addedAtVersion <= state.merged.version
 
   /** The server a token of this term names (another term's grants are no share of this one). */
   const heldAtOf = (state: State, token: Message.Token): string | undefined =>
@@ -1639,7 +1641,11 @@ export const make = (config: Config): Pool => {
     if (Option.isSome(held) && message.seq <= held.value.lastSeq) return ignore("replayed")
     if (Option.isSome(held) && (held.value.renewable || state.role !== "leader")) {
       const authority = hasAuthority(state, nowMs)
-      const counted = held.value.renewable || countedByLeader(state, held.value)
+      // Only while unexpired: the leader counted it from its merge on, and before that it was
+      // counted where the client held it, until the end of the lease it carried here.
+      const counted =
+        held.value.renewable ||
+        (held.value.expiresAtMs > nowMs && countedByLeader(state, held.value))
       const renew = counted && authority && capacityAt(state, nowMs) > 0
       const expiresAtMs = renew ? nowMs + leaseMs : held.value.expiresAtMs
       const fresh =
@@ -1862,7 +1868,7 @@ export const make = (config: Config): Pool => {
         stored: 0,
         pending: HashMap.empty(),
         life: Math.floor(context.nowMs) + 1,
-        recordSent: undefined,
+        merged: { term: -1, version: -1 },
         share: { term: -1, limit: 0, used: 0 },
         votes: [],
         electionPending: false,

@@ -121,6 +121,11 @@ export const Peer = Schema.Union([
      * from the term's start (it has used some already: it may grant `shareLimit - used`).
      */
     shareLimit: Count,
+    /**
+     * The latest of the follower's records the leader merged in this term (the follower's
+     * `life`, the record's `version`; null: none yet): what that record shows is counted.
+     */
+    merged: Schema.NullOr(Schema.Struct({ life: Count, version: Count })),
   }),
   Schema.TaggedStruct("HeartbeatAck", {
     term: Count,

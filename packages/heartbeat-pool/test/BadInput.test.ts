@@ -47,6 +47,7 @@ describe("bad input", () => {
         live: [],
         shareLife: 0,
         shareLimit: 0,
+        merged: null,
       }),
     )
     expect(Result.isFailure(Message.peerCodec.decode(heartbeat))).toBe(true)
@@ -118,6 +119,7 @@ describe("bad input", () => {
         live: fc.constant(["s1"]),
         shareLife: fc.nat({ max: 2 }),
         shareLimit: fc.nat({ max: 5 }),
+        merged: fc.option(fc.record({ life: fc.nat({ max: 2 }), version: fc.nat() })),
       }),
       fc.record({
         _tag: fc.constant("Record" as const),

@@ -48,6 +48,7 @@ describe("heartbeat pool machine", () => {
           live: servers,
           shareLife: 0,
           shareLimit: 0,
+          merged: null,
         },
         10,
       ),
@@ -239,6 +240,7 @@ describe("heartbeat pool machine", () => {
           live: servers,
           shareLife: 0,
           shareLimit: 0,
+          merged: null,
         },
         2_950,
       ),
@@ -310,7 +312,7 @@ describe("heartbeat pool machine", () => {
     ])
   })
 
-  it("a seat carried before an election is renewed once the new leader merged the record that shows it, with no Reserve round trip", () => {
+  it("a carried seat is renewed once the leader merged a record that shows it, with no Reserve round trip: the first record of the term or a later one", () => {
     const beatOf = (client: string, seq: number): Message.ClientRequest => {
       const claims = {
         client,
@@ -328,7 +330,12 @@ describe("heartbeat pool machine", () => {
         leaseUntilMs: 4_000,
       }
     }
-    const heartbeat = (seq: number, wantRecord: boolean, authorityUntilMs: number) =>
+    const heartbeat = (
+      seq: number,
+      wantRecord: boolean,
+      authorityUntilMs: number,
+      merged: { readonly life: number; readonly version: number } | null,
+    ) =>
       M.receive(
         "s2",
         {
@@ -341,22 +348,27 @@ describe("heartbeat pool machine", () => {
           live: servers,
           shareLife: 0,
           shareLimit: 0,
+          merged,
         } satisfies Message.Peer,
         3_000 + seq,
       )
+    const recordOf = (outputs: Out) => {
+      const record = sends(outputs, "Record")[0]!.message
+      if (record._tag !== "Record") throw new Error("not a record")
+      return record
+    }
     // s1 died: s3 carries c1 while no one leads (nobody to ask).
     let follower = step(start("s3"), fromClient("c1", beatOf("c1", 5), 2_500)).state
     // s2, elected in term 2, asks for the record: it shows c1.
-    const asked = step(follower, heartbeat(1, true, 0))
-    const record = sends(asked.outputs, "Record")[0]!.message
-    expect(record._tag === "Record" && record.allocations.map((held) => held.client)).toEqual([
-      "c1",
-    ])
+    const asked = step(follower, heartbeat(1, true, 0, null))
+    const first = recordOf(asked.outputs)
+    expect(first.allocations.map((held) => held.client)).toEqual(["c1"])
     follower = asked.state
     // A client carried after that record left is not in it.
     follower = step(follower, fromClient("c2", beatOf("c2", 5), 3_002)).state
     // The leader merged it and gives authority: c1 is renewed on its next heartbeat, unasked.
-    follower = step(follower, heartbeat(2, false, 3_300)).state
+    const merged = (version: number) => ({ life: follower.life, version })
+    follower = step(follower, heartbeat(2, false, 3_300, merged(first.version))).state
     const renewed = step(follower, fromClient("c1", beatOf("c1", 6), 3_010))
     expect(replies(renewed.outputs)[0]).toMatchObject({
       _tag: "BeatAck",
@@ -370,6 +382,29 @@ describe("heartbeat pool machine", () => {
     expect(sends(honoured.outputs, "Reserve").map((send) => send.message)).toMatchObject([
       { client: "c2", reattach: true },
     ])
+    // The leader asks again (the record changed) and merges the record that shows c2: c2 is
+    // renewed on its next heartbeat, without waiting for the answer to its Reserve.
+    const again = step(honoured.state, heartbeat(3, true, 3_300, merged(first.version)))
+    const later = recordOf(again.outputs)
+    expect(later.allocations.map((held) => held.client).sort()).toEqual(["c1", "c2"])
+    follower = step(again.state, heartbeat(4, false, 3_400, merged(later.version))).state
+    const renewedLater = step(follower, fromClient("c2", beatOf("c2", 7), 3_030))
+    expect(replies(renewedLater.outputs)[0]).toMatchObject({
+      _tag: "BeatAck",
+      extended: true,
+      expiresAtMs: 3_030 + timing.leaseMs,
+    })
+    expect(sends(renewedLater.outputs, "Reserve")).toEqual([])
+    // A merged record of another life of this server (before a restart) counts nothing here.
+    const otherLife = step(
+      again.state,
+      heartbeat(4, false, 3_400, { life: follower.life + 1, version: later.version }),
+    ).state
+    const notCounted = step(otherLife, fromClient("c2", beatOf("c2", 7), 3_030))
+    expect(replies(notCounted.outputs)[0]).toMatchObject({ _tag: "BeatAck", extended: false })
+    // Nor does a merged record once the carried lease is over (expired, not yet dropped).
+    const over = step(follower, fromClient("c2", beatOf("c2", 7), 4_000))
+    expect(replies(over.outputs)[0]).toMatchObject({ _tag: "BeatAck", extended: false })
   })
 
   it("the license count is never exceeded, and a new leader grants no new seat while settling", () => {
@@ -494,6 +529,7 @@ describe("heartbeat pool machine", () => {
           live: [],
           shareLife: 0,
           shareLimit: 0,
+          merged: null,
         },
         3_001,
       ),
@@ -514,6 +550,7 @@ describe("heartbeat pool machine", () => {
           live: [],
           shareLife: 0,
           shareLimit: 0,
+          merged: null,
         },
         3_001,
       ),
@@ -545,6 +582,7 @@ describe("heartbeat pool machine", () => {
           live: [],
           shareLife: 0,
           shareLimit: 0,
+          merged: null,
         },
         3_003,
       ),
@@ -781,6 +819,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
         live: servers,
         shareLife: 1,
         shareLimit: 0,
+        merged: null,
       },
       3_000,
     )
@@ -876,6 +915,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
       live: servers,
       shareLife: 1,
       shareLimit: 3,
+      merged: null,
     }
     const s2 = follower(heartbeat, 3_000)
     expect(Machine.shareLeft(s2, 3_001)).toBe(3)

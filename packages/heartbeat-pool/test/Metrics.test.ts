@@ -24,6 +24,7 @@ const heartbeat: Message.Peer = {
   live: servers,
   shareLife: 0,
   shareLimit: 0,
+  merged: null,
 }
 
 describe("heartbeat pool metrics", () => {
