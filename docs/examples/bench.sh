@@ -1,4 +1,4 @@
-# Every package's benchmark, then the plots redrawn from the figures they print:
+# Every benchmark, then the plots redrawn from their figures:
 npm run bench
 # Only the benchmarks the plots are drawn from, then the plots:
 npm run bench -w @understudy/docs
