@@ -117,7 +117,7 @@ const runFailover = async ({
           status.replication.acknowledged === status.replication.shipped)
       return status?.associations.length === 1 && replicated ? status : undefined
     },
-    5_000,
+    30_000,
   )
   expect(beforeKill.associations[0]!.state).toBe("Established")
   // Nothing in the status lets a reader forge the association's packets.
@@ -160,7 +160,7 @@ const runFailover = async ({
   const tookOver = await App.eventually(
     "the secondary reports the takeover",
     () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
-    5_000,
+    30_000,
   )
   expect(tookOver.associations).toBe(1)
   if (metricsUrl !== undefined) {
@@ -175,7 +175,7 @@ const runFailover = async ({
     "the secondary's association is established",
     () =>
       secondary.lines.findLast((line) => line.t === "association" && line.state === "Established"),
-    5_000,
+    30_000,
   )
   expect(association.state).toBe("Established")
   const human = await App.run(["status", "--status", secondaryStarted.status as string])

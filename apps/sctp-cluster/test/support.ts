@@ -12,6 +12,7 @@ import { ClusterKey } from "@understudy/transport"
 import { Effect } from "effect"
 import { mainPath, nodeArgs, type PairPorts } from "../src/launch.ts"
 import type { StatusReport } from "../src/report.ts"
+import * as Capture from "./support/capture.ts"
 
 export { nodeArgs } from "../src/launch.ts"
 
@@ -52,12 +53,15 @@ export const statusOf = async (address: string): Promise<StatusReport | undefine
   return result.code === 0 ? (JSON.parse(result.stdout) as StatusReport) : undefined
 }
 
-/** SIGKILLs every app process and usrsctp program still running and waits until they are gone. */
+/**
+ * SIGKILLs every app process, usrsctp program and capture still running and waits until they
+ * are gone.
+ */
 export const killAll = async (): Promise<void> => {
   const apps = [...started]
   started.clear()
   for (const app of apps) if (!app.exited) app.kill("SIGKILL")
-  await Promise.all([...apps.map((app) => app.exit()), Usrsctp.killAll()])
+  await Promise.all([...apps.map((app) => app.exit()), Usrsctp.killAll(), Capture.stopAll()])
   for (const directory of keyDirectories) rmSync(directory, { recursive: true, force: true })
   keyDirectories.clear()
 }
