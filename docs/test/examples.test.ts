@@ -1,7 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { MemoryStore, StoreServer } from "@understudy/store"
+import { Address, NodeTransport } from "@understudy/transport"
+import { Effect, Layer, Option } from "effect"
 import { program as checkpoint } from "../examples/checkpoint.ts"
 import { main as checkpointPromise } from "../examples/checkpoint-promise.ts"
+import { onEmbeddedStore, onEtcd } from "../examples/deployment-stores.ts"
 import { program as heartbeatPool } from "../examples/heartbeat-pool.ts"
 import { main as heartbeatPoolPromise } from "../examples/heartbeat-pool-promise.ts"
 import { program as machine } from "../examples/machine.ts"
@@ -17,6 +20,7 @@ import { main as serverGroupPromise } from "../examples/server-group-promise.ts"
 import { program as storeLock } from "../examples/store-lock.ts"
 import { program as transportEcho } from "../examples/transport-echo.ts"
 import { main as transportEchoPromise } from "../examples/transport-echo-promise.ts"
+import { startEtcd } from "./support/etcd.ts"
 
 describe("documentation examples run and do what the docs say", () => {
   it.live("transport-echo: the server upper-cases, the client closes locally", () =>
@@ -39,6 +43,27 @@ describe("documentation examples run and do what the docs say", () => {
       expect(result.secondRefused).toBe(true)
       expect(result.events).toEqual(["Put", "Delete"])
     }),
+  )
+
+  it.live("deployment-stores: the same program finds its master on the embedded store", () =>
+    Effect.gen(function* () {
+      const server = yield* StoreServer.serve(Address.tcp("127.0.0.1", 0))
+      const master = yield* onEmbeddedStore(server.address)
+      expect(master).toEqual(Option.some("server-1 at epoch 1"))
+    }).pipe(Effect.scoped, Effect.provide(Layer.merge(MemoryStore.layer, NodeTransport.layer))),
+  )
+
+  it.live(
+    "deployment-stores: the same program finds its master on etcd",
+    () =>
+      Effect.gen(function* () {
+        const etcd = yield* Effect.acquireRelease(Effect.promise(startEtcd), (etcd) =>
+          Effect.promise(etcd.stop),
+        )
+        const master = yield* onEtcd([etcd.endpoint])
+        expect(master).toEqual(Option.some("server-1 at epoch 1"))
+      }).pipe(Effect.scoped),
+    30_000,
   )
 
   it.live("port-election: one supervisor, and a survivor takes over", () =>
