@@ -51,7 +51,14 @@ export type Invocation =
       /** Where this server's write-ahead log lives; without it a restart is amnesiac. */
       readonly dataDir: string | undefined
     }
-  | { readonly _tag: "NameServer"; readonly listen: Address.StreamAddress }
+  | {
+      readonly _tag: "NameServer"
+      readonly listen: Address.StreamAddress
+      /** Clients must prove this key (the transport's HMAC handshake); `undefined` only with `insecure`. */
+      readonly clusterKey: string | undefined
+      /** `--insecure`: any client that reaches the port may read and register holders. */
+      readonly insecure: boolean
+    }
   | { readonly _tag: "KeyGen"; readonly out: string }
   | {
       readonly _tag: "Load"
@@ -83,7 +90,7 @@ export const usage = `Usage:
   ${programName} serve --id ID --peers ID=udp://HOST:PORT[?cpu=N&bw=N],... --http HOST:PORT --store tcp://HOST:PORT|etcd://HOST:PORT
                  [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N]
                  (--cluster-key FILE | --insecure) [--data-dir DIR]
-  ${programName} nameserver --listen tcp://HOST:PORT
+  ${programName} nameserver --listen tcp://HOST:PORT (--cluster-key FILE | --insecure)
   ${programName} keygen --out FILE
   ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE] [--cluster-key FILE]
   ${programName} --help
@@ -101,21 +108,28 @@ serve       runs one server of a replicated key-value group. The servers elect a
             x-request-id make a retry exactly-once), GET /kv (everything), GET /status.
             A backup answers writes with 307 to the master (or 503 when none is known).
             --cluster-key FILE: the group's key (hex, mode 0600, the same on every server):
-            every group datagram is authenticated with it. --insecure instead runs without
-            a key: the servers believe any datagram from a member's address (a warning says
-            so). One of the two is required.
+            every group datagram is authenticated with it, and so is the connection to a
+            tcp:// name server (started with the same --cluster-key). --insecure instead runs
+            without a key: the servers believe any datagram from a member's address and
+            talk to an --insecure name server (a warning says so). One of the two is required.
             --data-dir DIR: this server's write-ahead log (DIR/ID.wal, fsynced before any
             answer): a server killed and started again with the same DIR keeps its log,
             term and promises, and a whole group restarted keeps every acknowledged write.
             Without it a restarted server starts empty and is caught up by the master.
 nameserver  runs the embedded name server: a store server over a memory store.
+            --cluster-key FILE: only clients that prove the key (an HMAC handshake over
+            fresh nonces; every frame MACed) may read or register a master: serve and load
+            pass their own --cluster-key, which must be the same file. --insecure instead
+            lets anyone who reaches the port register a master (a warning says so). One of
+            the two is required. (An etcd:// store is secured by etcd's own means.)
 keygen      writes a new random cluster key to FILE (mode 0600; never replaces a file).
 load        writes keys k0, k1, ... at --rate per second for --duration to the master it
             resolves from the name server, follows redirects, retries with the same request
             id, then prints one JSON summary: acknowledged writes, errors, unavailability
             windows. --record FILE writes every acknowledged write as a JSON line. SIGINT or
             SIGTERM ends the run early, with its summary. --cluster-key FILE: a keyed
-            group's key, from which the HTTP token is derived.
+            group's key: it authenticates load to the name server, and the HTTP token is
+            derived from it.
 
 HTTP API of a keyed group (serve --cluster-key): every /kv request carries the header
 x-cluster-token: HMAC-SHA256(key, "understudy server-group http api") in hex; without it
@@ -235,7 +249,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--insecure",
     "--data-dir",
   ]),
-  nameserver: new Set(["--listen"]),
+  nameserver: new Set(["--listen", "--cluster-key", "--insecure"]),
   keygen: new Set(["--out"]),
   load: new Set([
     "--store",
@@ -308,9 +322,20 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
   if (!idPattern.test(group))
     return fail(`--group ${JSON.stringify(group)}: use letters, digits, '_', '-'`)
 
+  const clusterKey = values.get("--cluster-key")
+  const insecure = values.has("--insecure")
+  if (clusterKey !== undefined && insecure) {
+    return fail("--cluster-key and --insecure exclude each other")
+  }
   if (command === "nameserver") {
     const listen = parseStore(values.get("--listen"), "--listen")
-    return typeof listen === "string" ? fail(listen) : { _tag: "NameServer", listen }
+    if (typeof listen === "string") return fail(listen)
+    if (clusterKey === undefined && !insecure) {
+      return fail(
+        "nameserver needs --cluster-key FILE (the group's key, made with keygen), or --insecure to let anyone register a master",
+      )
+    }
+    return { _tag: "NameServer", listen, clusterKey, insecure }
   }
   const store = parseStoreLocation(values.get("--store"))
   if (typeof store === "string") return fail(store)
@@ -338,7 +363,7 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
       concurrency,
       record: values.get("--record"),
       deadlineMs,
-      clusterKey: values.get("--cluster-key"),
+      clusterKey,
     }
   }
 
@@ -383,15 +408,10 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
   for (const value of [detectionPeriodMs, inquiryTimeoutMs, baseDelayMs, floorDelayMs]) {
     if (typeof value === "string") return fail(value)
   }
-  const clusterKey = values.get("--cluster-key")
-  const insecure = values.has("--insecure")
   if (clusterKey === undefined && !insecure) {
     return fail(
       "serve needs --cluster-key FILE (make one with keygen), or --insecure to run without authentication",
     )
-  }
-  if (clusterKey !== undefined && insecure) {
-    return fail("--cluster-key and --insecure exclude each other")
   }
   return {
     _tag: "Serve",

@@ -6,7 +6,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto"
 import { RemoteStore, type Store } from "@understudy/store"
 import { NodeTransport } from "@understudy/transport"
-import { Cause, Effect, Fiber, Layer, Logger } from "effect"
+import { Cause, Effect, Fiber, Layer, Logger, type Redacted } from "effect"
 import type { StoreLocation } from "./cli.ts"
 
 /**
@@ -74,15 +74,22 @@ export const runUntilSignal = (program: Effect.Effect<number, unknown>): Promise
 
 /**
  * The store `--store` names: the embedded name server over TCP, or etcd (its client is
- * loaded only then, so the embedded case never loads gRPC).
+ * loaded only then, so the embedded case never loads gRPC). `clusterKey`: the group's key,
+ * which a keyed embedded name server wants proven (the transport's HMAC handshake); etcd
+ * is secured by its own means and does not use it.
  *
  * @since 0.1.0
  */
-export const storeLayer = (location: StoreLocation): Layer.Layer<Store.Store> =>
+export const storeLayer = (
+  location: StoreLocation,
+  clusterKey?: Redacted.Redacted<Uint8Array>,
+): Layer.Layer<Store.Store> =>
   location._tag === "Remote"
-    ? RemoteStore.layer({ address: location.address, requestTimeoutMs: 1_000 }).pipe(
-        Layer.provide(NodeTransport.layer),
-      )
+    ? RemoteStore.layer({
+        address: location.address,
+        requestTimeoutMs: 1_000,
+        ...(clusterKey === undefined ? {} : { clusterKey }),
+      }).pipe(Layer.provide(NodeTransport.layer))
     : Layer.unwrap(
         Effect.promise(() => import("@understudy/store/etcd")).pipe(
           Effect.map(({ EtcdStore }) =>

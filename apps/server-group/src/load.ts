@@ -63,20 +63,18 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 /** Runs the workload; resolves with the exit code. @since 0.1.0 */
 export const load = async (invocation: Load): Promise<number> => {
   // Read first: a missing or readable key file fails before anything is started.
-  const tokenHeaders: Record<string, string> =
+  const clusterKey =
     invocation.clusterKey === undefined
-      ? {}
-      : {
-          [tokenHeader]: apiToken(
-            Redacted.value(await Effect.runPromise(ClusterKey.readFile(invocation.clusterKey))),
-          ),
-        }
+      ? undefined
+      : await Effect.runPromise(ClusterKey.readFile(invocation.clusterKey))
+  // The key authenticates load to a keyed name server, and gives the HTTP API's token.
+  const tokenHeaders: Record<string, string> =
+    clusterKey === undefined ? {} : { [tokenHeader]: apiToken(Redacted.value(clusterKey)) }
   const scope = Effect.runSync(Scope.make())
   const context = await Effect.runPromise(
-    Layer.build(NameServer.layer.pipe(Layer.provide(storeLayer(invocation.store)))).pipe(
-      Scope.provide(scope),
-      Effect.provide(stderrLogger),
-    ),
+    Layer.build(
+      NameServer.layer.pipe(Layer.provide(storeLayer(invocation.store, clusterKey))),
+    ).pipe(Scope.provide(scope), Effect.provide(stderrLogger)),
   )
   const nameServer = Context.get(context, NameServer.NameServer)
   const resolveMaster = async (): Promise<string | undefined> => {

@@ -90,20 +90,21 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
     const httpPort = (httpServer.address() as { port: number }).port
     const advertise = `http://${invocation.http.host}:${httpPort}`
 
-    const services = NameServer.layer.pipe(
-      Layer.provide(storeLayer(invocation.store)),
-      Layer.merge(NodeDatagram.layer),
-    )
-    const context = yield* Layer.build(services)
     const clusterKey =
       invocation.clusterKey === undefined
         ? undefined
         : yield* ClusterKey.readFile(invocation.clusterKey)
+    // The same key authenticates this server to a keyed name server (tcp://).
+    const services = NameServer.layer.pipe(
+      Layer.provide(storeLayer(invocation.store, clusterKey)),
+      Layer.merge(NodeDatagram.layer),
+    )
+    const context = yield* Layer.build(services)
     // Keyed: every /kv request must carry the token (see `tokenHeader`).
     const token = clusterKey === undefined ? undefined : apiToken(Redacted.value(clusterKey))
     if (invocation.insecure) {
       process.stderr.write(
-        "server-group: WARNING: --insecure: group traffic is not authenticated; any datagram from a member's address is believed\n",
+        "server-group: WARNING: --insecure: group traffic is not authenticated (any datagram from a member's address is believed), nor is the connection to the name server\n",
       )
     }
     const walFile =

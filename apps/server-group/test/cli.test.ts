@@ -119,7 +119,7 @@ describe("--store", () => {
 })
 
 describe("--cluster-key", () => {
-  it("or --insecure is required by serve; neither is taken anywhere else", () => {
+  it("or --insecure is required by serve; load takes no --insecure", () => {
     const base = [
       "serve",
       "--id",
@@ -156,12 +156,30 @@ describe("--cluster-key", () => {
       _tag: "Serve",
       dataDir: "/var/lib/kv",
     })
-    expect(parse(["nameserver", "--listen", "tcp://127.0.0.1:0", "--insecure"])._tag).toBe(
-      "UsageError",
+    expect(parse(["load", "--store", "tcp://127.0.0.1:1", "--insecure"])._tag).toBe("UsageError")
+  })
+
+  it("or --insecure is required by nameserver, and exclude each other", () => {
+    const base = ["nameserver", "--listen", "tcp://127.0.0.1:0"]
+    const missing = parse(base)
+    expect(missing._tag === "UsageError" && missing.message).toMatch(
+      /--cluster-key FILE.*--insecure/,
     )
-    expect(parse(["nameserver", "--listen", "tcp://127.0.0.1:0", "--cluster-key", "k"])._tag).toBe(
-      "UsageError",
-    )
+    expect(parse([...base, "--insecure"])).toMatchObject({
+      _tag: "NameServer",
+      clusterKey: undefined,
+      insecure: true,
+    })
+    expect(parse([...base, "--cluster-key", "/etc/kv/cluster.key"])).toMatchObject({
+      _tag: "NameServer",
+      clusterKey: "/etc/kv/cluster.key",
+      insecure: false,
+    })
+    expect(parse([...base, "--cluster-key", "k", "--insecure"])._tag).toBe("UsageError")
+    expect(parse(["load", "--store", "tcp://127.0.0.1:1", "--cluster-key", "k"])).toMatchObject({
+      _tag: "Load",
+      clusterKey: "k",
+    })
   })
 })
 

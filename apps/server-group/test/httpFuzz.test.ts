@@ -118,7 +118,7 @@ const body = fc.oneof(
 
 describe("the HTTP API on bad input", () => {
   it("answers every fuzzed request with a typed status, never a 500, and loses nothing", async () => {
-    const nameServer = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0"])
+    const nameServer = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0", "--insecure"])
     const store = (await nameServer.line("ready", 20_000)).listen as string
     const [port] = await Ports.freeUdpPorts(1)
     const proc = spawn([

@@ -20,11 +20,15 @@ export const spawn = (
     ...(linesMax === undefined ? {} : { linesMax }),
   })
 
-/** `server-group nameserver` on a port the OS picks: its process and its `tcp://` URL. */
+/**
+ * `server-group nameserver` on a port the OS picks: its process and its `tcp://` URL.
+ * `args`: `--insecure` (the default) or `--cluster-key FILE`, as the group's servers have.
+ */
 export const startNameServer = async (
   readyTimeoutMs = 30_000,
+  args: ReadonlyArray<string> = ["--insecure"],
 ): Promise<{ readonly proc: JsonLinesProcess.JsonLinesProcess; readonly store: string }> => {
-  const proc = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0"])
+  const proc = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0", ...args])
   const store = (await proc.line("ready", readyTimeoutMs)).listen as string
   return { proc, store }
 }

@@ -5,7 +5,9 @@
  * waiting and the election delay each computed (with its terms), who declared master and
  * when, relative to the kill. Measured: the time from each SIGKILL until a new master is
  * registered in the name server and serving. Checked: one master after each failover, and
- * every write the load client saw acknowledged is on the final master.
+ * every write the load client saw acknowledged is on the final master. The group is keyed
+ * (`keygen`): the name server, the servers' datagrams, their HTTP API and the load client
+ * all use the one cluster key.
  *
  * @since 0.1.0
  */
@@ -13,7 +15,10 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { apiToken, tokenHeader } from "@understudy/app-server-group/src/common.ts"
 import { Ports } from "@understudy/testkit"
+import { ClusterKey } from "@understudy/transport"
+import { Effect, Redacted } from "effect"
 import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
 
@@ -84,11 +89,15 @@ export const runStaggeredElection = async (
   const rows: Array<Row> = []
   const servers: Array<Server> = []
   try {
+    // One key for the whole group (mode 0600, as `server-group keygen --out FILE` writes it).
+    const keyFile = join(dir, "cluster.key")
+    const key = await Effect.runPromise(ClusterKey.generateFile(keyFile))
+    const token = apiToken(Redacted.value(key))
     const nsLines: Array<Line> = []
     group.spawnScript(
       "nameserver",
       mainPath,
-      ["nameserver", "--listen", "tcp://127.0.0.1:0"],
+      ["nameserver", "--listen", "tcp://127.0.0.1:0", "--cluster-key", keyFile],
       (text) => {
         const line = parse(text)
         if (line !== undefined) nsLines.push(line)
@@ -125,7 +134,8 @@ export const runStaggeredElection = async (
             "127.0.0.1:0",
             "--store",
             store,
-            "--insecure",
+            "--cluster-key",
+            keyFile,
           ],
           (text) => {
             const line = parse(text)
@@ -137,7 +147,9 @@ export const runStaggeredElection = async (
       }
       servers.push(server)
     }
-    log(`name server ${store}; ${ids.length} servers on UDP ports ${ports.join(", ")}`)
+    log(
+      `name server ${store} (keyed); ${ids.length} servers on UDP ports ${ports.join(", ")}, one cluster key`,
+    )
 
     const statuses = async () =>
       (
@@ -196,6 +208,8 @@ export const runStaggeredElection = async (
         "4",
         "--record",
         record,
+        "--cluster-key",
+        keyFile,
       ],
       (text) => {
         const line = parse(text)
@@ -268,7 +282,12 @@ export const runStaggeredElection = async (
     )
     const final = await settled(0, settings.failoverBoundMs)
     const http = servers.find((s) => s.id === final.self)!.http!
-    const dump = await Ports.getJson<{ entries: Record<string, string> }>(`${http}/kv`, 5_000)
+    const dump = await fetch(`${http}/kv`, {
+      headers: { [tokenHeader]: token },
+      signal: AbortSignal.timeout(5_000),
+    })
+      .then((response) => response.json() as Promise<{ entries: Record<string, string> }>)
+      .catch(() => undefined)
     const acked = readFileSync(record, "utf8")
       .split("\n")
       .filter((text) => text.length > 0)
