@@ -24,7 +24,6 @@
  *
  * @since 0.1.0
  */
-import { randomUUID } from "node:crypto"
 import { Address, CloseReason, type Connection, Transport } from "@understudy/transport"
 import {
   Clock,
@@ -52,6 +51,7 @@ import {
   StrangerOnAddress,
 } from "./ElectionError.ts"
 import { type Grant, Grants } from "./Grants.ts"
+import { Identity } from "./Identity.ts"
 import {
   codec,
   type Holding,
@@ -73,7 +73,10 @@ export interface ElectionOptions {
   readonly program: string
   /** The election address: `tcp://127.0.0.1:PORT`, `tcp://[::1]:PORT` or `unix://@name`. */
   readonly address: Address.StreamAddress
-  /** Unique across restarts and pid reuse. Default: pid and a random UUID. */
+  /**
+   * Unique across restarts and pid reuse. Default: the `Identity`'s pid and a unique id
+   * (`process.pid` and a random UUID unless an `Identity` is provided).
+   */
   readonly instanceId?: string
   /** Shown in the registry (e.g. the command an instance runs). */
   readonly metadata?: Readonly<Record<string, string>>
@@ -315,9 +318,11 @@ export const make = (
     const transport = yield* Transport.Transport
     const address = options.address
     const addressText = Address.format(address)
-    // Instance ids must be unique across processes and restarts, so they come from the
-    // OS's randomness rather than the (possibly seeded) Effect Random.
-    const instanceId = options.instanceId ?? `${process.pid}-${randomUUID()}`
+    // Who this process is: read once, so the protocol below never asks the OS (a
+    // simulation provides one identity per instance).
+    const identity = yield* Identity
+    const pid = identity.pid
+    const instanceId = options.instanceId ?? `${pid}-${identity.uniqueId()}`
     const startedAtMs = yield* Clock.currentTimeMillis
     const requestTimeoutMs = options.requestTimeoutMs ?? 5_000
     const graceMs = options.graceMs ?? 1_000
@@ -478,7 +483,7 @@ export const make = (
       program: options.program,
       version: protocolVersion,
       instanceId,
-      pid: process.pid,
+      pid,
       startedAtMs,
       metadata: { ...options.metadata },
       holdings: holdings(),
@@ -529,7 +534,7 @@ export const make = (
       address._tag === "Tcp"
         ? Address.tcp(address.host, 0)
         : address.abstract
-          ? Address.abstract(`${address.path}.standby.${randomUUID()}`)
+          ? Address.abstract(`${address.path}.standby.${identity.uniqueId()}`)
           : undefined
 
     /** Opens the standby listener (once); its address, or undefined if it can not listen. */
@@ -688,7 +693,7 @@ export const make = (
         snapshot.filter((r) => r.waiting.includes(id)).map((r) => r.resource)
       const self: Member = {
         instanceId,
-        pid: process.pid,
+        pid,
         startedAtMs,
         metadata: { ...options.metadata },
         role: "supervisor",

@@ -12,10 +12,12 @@
  */
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
+import { Seeds } from "@understudy/testkit"
 import { Address, type Connection, SimNet, Transport, TransportError } from "@understudy/transport"
 import { Deferred, Effect, Random, Redacted, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Election from "../src/Election.ts"
+import * as Identity from "../src/Identity.ts"
 
 const host = "machine"
 const address = Address.tcp(host, 4000)
@@ -76,6 +78,8 @@ interface Slot {
   holding: number
   /** Every address it tried to listen on, in order: the election's, or a standby one. */
   readonly listens: Array<string>
+  /** A process of its own: a pid and instance ids from its name, the same in every replay. */
+  readonly identity: Identity.Shape
 }
 
 /** The semaphore as its holders see it: the most ever held at once, holds and losses. */
@@ -107,7 +111,10 @@ const instanceProgram = (slot: Slot, permits: Permits | undefined) =>
         keepAlive: { intervalMs: 100, timeoutMs: 600 },
         graceMs: 2_000,
         requestTimeoutMs: 1_000,
-      }).pipe(Effect.provideService(Transport.Transport, switchable.service))
+      }).pipe(
+        Effect.provideService(Transport.Transport, switchable.service),
+        Effect.provideService(Identity.Identity, slot.identity),
+      )
       slot.election = election
       slot.alive = true
       if (permits !== undefined) {
@@ -145,15 +152,24 @@ const instanceProgram = (slot: Slot, permits: Permits | undefined) =>
     ),
   )
 
-const newSlot = (name: string): Slot => ({
-  name,
-  election: undefined,
-  kill: Effect.void,
-  alive: false,
-  killed: false,
-  holding: 0,
-  listens: [],
-})
+/** Distinct pids for the instances of one test, from their names (`i3`, `r12`, `newcomer`). */
+const pidOf = (name: string) =>
+  (name.startsWith("i") ? 1_000 : name.startsWith("r") ? 2_000 : 3_000) +
+  Number(/\d*$/.exec(name)![0] || 0)
+
+const newSlot = (name: string): Slot => {
+  let ids = 0
+  return {
+    name,
+    election: undefined,
+    kill: Effect.void,
+    alive: false,
+    killed: false,
+    holding: 0,
+    listens: [],
+    identity: Identity.of({ pid: pidOf(name), uniqueId: () => `${name}-${++ids}` }),
+  }
+}
 
 /** Who holds what and who supervises: printed with a failed invariant. */
 const describeSlots = (slots: ReadonlyArray<Slot>) =>
@@ -431,14 +447,11 @@ describe("port election on SimNet, one simulated machine", () => {
       }).pipe(Effect.scoped, Random.withSeed(8)),
   )
 
-  // PORT_ELECTION_SIM_SEED replays one schedule; PORT_ELECTION_SIM_SEEDS runs that many more.
-  const firstSeed = Number(process.env.PORT_ELECTION_SIM_SEED ?? 11)
-  const seedCount = Number(
-    process.env.PORT_ELECTION_SIM_SEEDS ?? (process.env.PORT_ELECTION_SIM_SEED ? 1 : 8),
-  )
-  for (const seed of Array.from({ length: seedCount }, (_, i) => firstSeed + i)) {
+  // testkit's Seeds: UNDERSTUDY_SEED=<n> replays one schedule, UNDERSTUDY_SEEDS=<first>
+  // runs the next eight.
+  for (const seed of Seeds.seeds(8)) {
     it.effect(
-      `seed ${seed}: kills and restarts; one supervisor, registry = live set, semaphore of 2 never exceeded`,
+      `SEED=${seed}: kills and restarts; one supervisor, registry = live set, semaphore of 2 never exceeded`,
       () =>
         Effect.gen(function* () {
           const net = yield* SimNet.make({ link: { latency: SimNet.uniform(0, 4) } })
@@ -451,9 +464,9 @@ describe("port election on SimNet, one simulated machine", () => {
               yield* run(net, slot, permits)
             })
           for (let i = 0; i < 6; i++) yield* spawn(`i${i}`)
-          yield* settle(slots, permits, `seed ${seed} start`)
+          yield* settle(slots, permits, `SEED=${seed} start`)
           for (let round = 0; round < 25; round++) {
-            const context = `seed ${seed} round ${round}`
+            const context = `SEED=${seed} round ${round}`
             const live = slots.filter((s) => s.alive && !s.killed)
             const action =
               live.length <= 5
