@@ -738,6 +738,22 @@ export const connect = (
     const oneAtATime = yield* Semaphore.make(1)
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
     const complete = (t: ClientTransfer) => t.receiver.next >= t.initialSeq + t.size
+    /**
+     * Hands bytes to the transfer's reader and counts them received, as one: the end of an
+     * epoch interrupts its readers, and only an offer still waiting for room may be cut. (A
+     * chunk counted before a cut offer was acknowledged at the resume, never delivered: a
+     * hole of one segment in a transfer whose reader lagged when its server died.)
+     */
+    const deliver = (transfer: ClientTransfer, received: Sequence.Receiver, bytes: Uint8Array) =>
+      Effect.uninterruptibleMask((restore) =>
+        restore(Queue.offer(transfer.out, bytes)).pipe(
+          Effect.andThen(
+            Effect.sync(() => {
+              transfer.receiver = received
+            }),
+          ),
+        ),
+      )
     /** Reads an unfinished transfer in `current` (once per epoch). */
     const ensureAttached = (current: Epoch, t: ClientTransfer) =>
       Effect.suspend(() => {
@@ -774,9 +790,8 @@ export const connect = (
                 )
                 if (outcome._tag === "Gap") return yield* connection.close
                 if (outcome._tag === "Deliver") {
-                  transfer.receiver = outcome.state
+                  yield* deliver(transfer, outcome.state, message.bytes.subarray(outcome.offset))
                   unacked += outcome.length
-                  yield* Queue.offer(transfer.out, message.bytes.subarray(outcome.offset))
                   if (complete(transfer)) yield* Queue.end(transfer.out)
                 }
               } else if (message._tag === "Finish" && complete(transfer)) {
@@ -854,9 +869,8 @@ export const connect = (
             else if (message._tag === "Data") {
               const outcome = Sequence.receive(transfer.receiver, message.seq, message.bytes.length)
               if (outcome._tag !== "Deliver") return yield* ack
-              transfer.receiver = outcome.state
+              yield* deliver(transfer, outcome.state, message.bytes.subarray(outcome.offset))
               unacked += outcome.length
-              yield* Queue.offer(transfer.out, message.bytes.subarray(outcome.offset))
               if (complete(transfer)) {
                 yield* Queue.end(transfer.out)
                 yield* ack

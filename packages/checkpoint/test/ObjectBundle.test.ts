@@ -205,6 +205,45 @@ describe("ObjectBundle over loopback TCP", () => {
       ),
   )
 
+  it.live("a reader that lags when its server stops loses no chunk: the one waiting for room", () =>
+    Effect.gen(function* () {
+      const store = yield* Store.Store
+      // A window above what a reader's queue holds (64 chunks of 64 KiB): unread, the data
+      // connection fills the queue and waits for room with the next chunk in hand.
+      const a = yield* startServer("la", 8 * 1024 * 1024)
+      const b = yield* startServer("lb", 8 * 1024 * 1024)
+      const resumed: Array<{ server: string }> = []
+      const client = yield* ObjectBundle.connect({
+        service: [a.server.address, b.server.address],
+        clusterKey,
+        onResumed: (event) => resumed.push(event),
+      })
+      const one = yield* client.get("one")
+      const key = CheckpointStore.keys(prefix).checkpoint(client.sessionId()!)
+      const sent = store.get(key).pipe(
+        Effect.map((latest) => {
+          if (Option.isNone(latest)) return 0
+          const checkpoint = Checkpoint.decode(latest.value.value)
+          if (checkpoint._tag === "Failure") return 0
+          const data = checkpoint.success.connections.find((c) => c.name === one.transfer)
+          return data === undefined ? 0 : data.currentSeqSource - data.initialSeqSource
+        }),
+      )
+      // More than the queue holds sent (checkpointed every 512 KiB), then delivered.
+      for (let i = 0; i < 1_000 && (yield* sent) < 4 * 1024 * 1024 + 64 * 1024; i++)
+        yield* Effect.sleep(10)
+      yield* Effect.sleep(200)
+      yield* a.stop
+      const r = yield* reader(one)
+      const chunks = yield* Fiber.join(r.fiber)
+      expect(r.progress.bytes).toBe(objects.one!.length)
+      expect(same(chunks, objects.one!)).toBe(true)
+      expect(resumed.map((event) => event.server)).toEqual([Address.format(b.server.address)])
+      yield* client.close
+      yield* b.stop
+    }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
   it.live("a planned hand-off moves the bundle to the named server; the first stays up", () =>
     Effect.gen(function* () {
       const store = yield* Store.Store
