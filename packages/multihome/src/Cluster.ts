@@ -42,7 +42,6 @@ import {
   Stream,
 } from "effect"
 import * as Association from "./Association.ts"
-import type * as Chunk from "./Chunk.ts"
 import * as ClusterRole from "./ClusterRole.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Fence from "./Fence.ts"
@@ -577,11 +576,8 @@ export const make = (
       Effect.gen(function* () {
         const copy = replicas.byTag(packet.packet.verificationTag)
         const chunks = packet.packet.chunks
-        const heartbeatsForCopy =
-          copy !== undefined &&
-          chunks.length > 0 &&
-          chunks.every((c: Chunk.Chunk) => c._tag === "Heartbeat")
-        switch (ClusterRole.intercept(roleState, { heartbeatsForCopy })) {
+        const answerable = ClusterRole.heartbeatsForCopy(copy, chunks)
+        switch (ClusterRole.intercept(roleState, { heartbeatsForCopy: answerable })) {
           case "pass":
             return false
           case "drop":
@@ -590,14 +586,8 @@ export const make = (
             // A peer on this machine may send from a loopback address it never listed
             // (usrsctp does): answer where the endpoint's alias table says it listens.
             yield* endpoint.addAliases(Endpoint.aliasesOf(copy!))
-            for (const chunk of chunks) {
-              if (chunk._tag !== "Heartbeat") continue
-              yield* endpoint.transmit(packet.from, {
-                sourcePort: options.port,
-                destinationPort: Association.peerPort(copy!),
-                verificationTag: Association.peerTag(copy!),
-                chunks: [{ _tag: "HeartbeatAck", info: chunk.info }],
-              })
+            for (const answer of ClusterRole.heartbeatAnswers(copy!, options.port, chunks)) {
+              yield* endpoint.transmit(packet.from, answer)
             }
             return true
           }

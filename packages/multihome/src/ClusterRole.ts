@@ -19,6 +19,9 @@
  * @since 0.1.0
  */
 import { Machine } from "@understudy/machine"
+import * as Association from "./Association.ts"
+import type * as Chunk from "./Chunk.ts"
+import type * as Packet from "./Packet.ts"
 
 /**
  * @since 0.1.0
@@ -165,6 +168,44 @@ export const intercept = (
   if (state.config.fenced) return "drop"
   return "take-over"
 }
+
+/**
+ * Whether a packet for no association of the node's own is one a secondary answers from its
+ * copy (see {@link intercept}): only HEARTBEATs, for an association it holds a copy of.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const heartbeatsForCopy = (
+  copy: Association.State | undefined,
+  chunks: ReadonlyArray<Chunk.Chunk>,
+): boolean => copy !== undefined && chunks.length > 0 && chunks.every((c) => c._tag === "Heartbeat")
+
+/**
+ * A secondary's answers from its copy to a packet of HEARTBEATs (`intercept` said `answer`):
+ * one HEARTBEAT ACK per HEARTBEAT, from the endpoint's SCTP `port` to the copy's peer with
+ * the peer's tag, so the peer confirms the secondary's address while the primary serves.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const heartbeatAnswers = (
+  copy: Association.State,
+  port: number,
+  chunks: ReadonlyArray<Chunk.Chunk>,
+): Array<Packet.Packet> =>
+  chunks.flatMap((chunk) =>
+    chunk._tag === "Heartbeat"
+      ? [
+          {
+            sourcePort: port,
+            destinationPort: Association.peerPort(copy),
+            verificationTag: Association.peerTag(copy),
+            chunks: [{ _tag: "HeartbeatAck" as const, info: chunk.info }],
+          },
+        ]
+      : [],
+  )
 
 const result = (state: State, outputs: ReadonlyArray<Output> = []): Step =>
   Machine.result(state, outputs)

@@ -4,7 +4,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Machine } from "@understudy/machine"
+import * as Association from "../src/Association.ts"
+import type * as Chunk from "../src/Chunk.ts"
 import * as ClusterRole from "../src/ClusterRole.ts"
+import { established, Loopback, serverHosts } from "./associationHarness.ts"
 
 const context: Machine.Context = { self: "self", peers: ["link"], nowMs: 0 }
 
@@ -124,5 +127,44 @@ describe("ClusterRole", () => {
     expect(actions(secondary.receive({ _tag: "Deposed" }))).toEqual([])
     expect(actions(secondary.command({ _tag: "FenceLost", reason: "x" }))).toEqual([])
     expect(secondary.state.role).toBe("secondary")
+  })
+})
+
+describe("what a secondary answers from its copy (Cluster.ts and the simulations run these)", () => {
+  const config = (localPort: number, localAddresses: ReadonlyArray<string> = []) => ({
+    ...Association.defaultConfig,
+    localPort,
+    localAddresses,
+  })
+  const lb = new Loopback({ seed: 7 }, config(4000), config(5000, serverHosts))
+  const heartbeat = (byte: number): Chunk.Chunk => ({
+    _tag: "Heartbeat",
+    info: Uint8Array.of(byte, byte + 1),
+  })
+
+  it("only HEARTBEATs, for an association it holds a copy of", () => {
+    expect(lb.run(() => established(lb), 60_000)).toBe(true)
+    const copy = lb.server!
+    expect(ClusterRole.heartbeatsForCopy(copy, [heartbeat(1), heartbeat(3)])).toBe(true)
+    expect(ClusterRole.heartbeatsForCopy(undefined, [heartbeat(1)])).toBe(false)
+    expect(ClusterRole.heartbeatsForCopy(copy, [])).toBe(false)
+    expect(
+      ClusterRole.heartbeatsForCopy(copy, [heartbeat(1), { _tag: "CookieAck" } as Chunk.Chunk]),
+    ).toBe(false)
+  })
+
+  it("one HEARTBEAT ACK per HEARTBEAT, its information echoed, with the peer's tag and ports", () => {
+    expect(lb.run(() => established(lb), 60_000)).toBe(true)
+    const copy = lb.server!
+    const answers = ClusterRole.heartbeatAnswers(copy, 5000, [heartbeat(1), heartbeat(3)])
+    expect(answers).toEqual(
+      [1, 3].map((byte) => ({
+        sourcePort: 5000,
+        destinationPort: 4000,
+        verificationTag: Association.peerTag(copy),
+        chunks: [{ _tag: "HeartbeatAck", info: Uint8Array.of(byte, byte + 1) }],
+      })),
+    )
+    expect(Association.peerTag(copy)).toBe(Association.myTag(lb.client))
   })
 })

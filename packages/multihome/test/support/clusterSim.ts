@@ -939,23 +939,16 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       if (packet === undefined) return
       const copy = replicas.byTag(packet.verificationTag >>> 0)
       const chunks = packet.chunks
-      const heartbeatsForCopy =
-        copy !== undefined && chunks.length > 0 && chunks.every((c) => c._tag === "Heartbeat")
-      switch (ClusterRole.intercept(secondaryRole, { heartbeatsForCopy })) {
+      const answerable = ClusterRole.heartbeatsForCopy(copy, chunks)
+      switch (ClusterRole.intercept(secondaryRole, { heartbeatsForCopy: answerable })) {
         case "drop":
           return
         case "answer":
-          for (const chunk of chunks) {
-            if (chunk._tag !== "Heartbeat") continue
+          for (const packet of ClusterRole.heartbeatAnswers(copy!, clusterPort, chunks)) {
             transmit(hostB, {
               _tag: "Transmit",
               to: { host: fromHost, udpPort: peerUdp },
-              packet: {
-                sourcePort: clusterPort,
-                destinationPort: Association.peerPort(copy!),
-                verificationTag: Association.peerTag(copy!),
-                chunks: [{ _tag: "HeartbeatAck", info: chunk.info }],
-              },
+              packet,
             })
           }
           return
