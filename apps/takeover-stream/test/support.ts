@@ -3,13 +3,16 @@
  * over a directory of objects, and downloads; SIGKILLs at chosen offsets.
  */
 import { createHash, randomBytes } from "node:crypto"
-import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
 import { Effect } from "effect"
+import { expect } from "vitest"
 
 export const mainPath = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
@@ -38,6 +41,8 @@ export const startCluster = async (options: {
   readonly everyBytes?: number
   /** Each server serves Prometheus text (`--metrics 127.0.0.1:0`): see `metricsUrl`. */
   readonly metrics?: boolean
+  /** Each server exports traces and metrics there (`--otlp URL`). */
+  readonly otlp?: string
 }): Promise<Cluster> => {
   const dir = mkdtempSync(join(tmpdir(), "takeover-stream-"))
   // A dot file: never served as an object (names start with a letter or digit).
@@ -79,6 +84,7 @@ export const startCluster = async (options: {
       ]
       if (options.everyBytes !== undefined) args.push("--every-bytes", String(options.everyBytes))
       if (options.metrics === true) args.push("--metrics", "127.0.0.1:0")
+      if (options.otlp !== undefined) args.push("--otlp", options.otlp)
       const process = new JsonLinesProcess.JsonLinesProcess(mainPath, args)
       processes.push(process)
       servers.push({ id, address, process })
@@ -222,5 +228,135 @@ export const download = async (
   } finally {
     get.kill("SIGKILL")
     rmSync(output, { force: true })
+  }
+}
+
+/** An OTLP/HTTP collector on loopback that keeps what it is sent. */
+export const otlpCollector = async (): Promise<{
+  readonly url: string
+  /** Every `/v1/traces` body received so far, joined. */
+  readonly traces: () => string
+  readonly close: () => Promise<void>
+}> => {
+  const traces: Array<string> = []
+  const server = createServer((request, response) => {
+    let body = ""
+    request.on("data", (chunk: Buffer) => {
+      body += chunk.toString()
+    })
+    request.on("end", () => {
+      if (request.url === "/v1/traces") traces.push(body)
+      response.writeHead(200, { "content-type": "application/json" }).end("{}")
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    traces: () => traces.join("\n"),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+/**
+ * A planned hand-off under load: `downloads` (default 3) and a bundle (one member paused: it is
+ * live whatever the machine's speed) running on `servers[0]` at once, then `takeover-stream
+ * handoff` from it to `servers[1]`. Every transfer moves once, to `servers[1]`, at a byte
+ * past the start; every SHA-256 matches; the first server stays up. With `otlp`, the first
+ * download exports its spans there (flushed as it exits).
+ */
+export const handoffUnderLoad = async (
+  cluster: Cluster,
+  options: { readonly downloads?: number; readonly otlp?: string } = {},
+): Promise<void> => {
+  const { downloads = 3, otlp } = options
+  const [from, to] = [cluster.servers[0]!, cluster.servers[1]!]
+  // Large enough that each outlasts the hand-off command's start by far (the session layer
+  // moves well under 100 MiB/s here, shared by all of them).
+  const size = 32 * 1024 * 1024
+  const names = Array.from({ length: downloads }, (_, i) => `h${i}.bin`)
+  const sha = Object.fromEntries(names.map((name) => [name, cluster.object(name, size)]))
+  const bundleSha = { a: cluster.object("ha.bin", size / 4), p: cluster.object("hp.bin", 1 << 20) }
+  const out = join(cluster.dir, `handoff-${randomBytes(4).toString("hex")}`)
+  mkdirSync(out)
+  const sizeOf = (name: string) =>
+    existsSync(join(out, name)) ? statSync(join(out, name)).size : 0
+  const auth = ["--service", cluster.service, "--key-file", cluster.keyFile]
+  const gets = names.map(
+    (name, i) =>
+      new JsonLinesProcess.JsonLinesProcess(mainPath, [
+        "get",
+        name,
+        "-o",
+        join(out, name),
+        ...auth,
+        ...(i === 0 && otlp !== undefined ? ["--otlp", otlp] : []),
+      ]),
+  )
+  const bundle = new JsonLinesProcess.JsonLinesProcess(mainPath, [
+    "bundle",
+    "ha.bin",
+    "hp.bin",
+    "--paused",
+    "hp.bin",
+    "-o",
+    join(out, "bundle"),
+    ...auth,
+  ])
+  mkdirSync(join(out, "bundle"))
+  const all = [...gets, bundle]
+  try {
+    const transfers = () => bundle.lines.filter((l) => l.t === "transfer").length
+    for (
+      let i = 0;
+      i < 6_000 &&
+      (names.some((name) => sizeOf(name) < size / 50) || transfers() < 2) &&
+      !all.some((p) => p.exited);
+      i++
+    )
+      await sleep(10)
+    const context = `sizes at the hand-off: ${JSON.stringify(names.map(sizeOf))}`
+    expect(
+      all.filter((p) => p.exited).map((p) => p.stderr),
+      context,
+    ).toEqual([])
+    await handoff(cluster, from.id, to.id)
+    const offsets: Array<number> = []
+    for (const [i, get] of gets.entries()) {
+      const done = await get.line("done", 150_000)
+      const resumed = get.lines.filter((l) => l.t === "resumed")
+      expect(done.sha256, `${names[i]}: ${context}`).toBe(sha[names[i]!])
+      expect(resumed.length, `${names[i]}: ${JSON.stringify(resumed)}`).toBe(1)
+      expect(resumed[0]!.server).toBe(to.address)
+      expect(Number(resumed[0]!.offset)).toBeGreaterThan(0)
+      offsets.push(Number(resumed[0]!.offset))
+    }
+    console.log(`hand-off under load: the downloads moved at ${offsets.join(", ")} of ${size}`)
+    // The bundle moved as a whole, once, its paused member still paused; then resumed.
+    await bundle.line("resumed", 30_000)
+    const channel = String(
+      bundle.lines.find((l) => l.t === "transfer" && l.name === "hp.bin")!.channel,
+    )
+    expect(sizeOf("bundle/hp.bin")).toBe(0)
+    bundle.child.stdin!.write(`resume ${channel}\n`)
+    await bundle.line("finished", 60_000)
+    const resumed = bundle.lines.filter((l) => l.t === "resumed")
+    expect(resumed.length, JSON.stringify(resumed)).toBe(1)
+    expect(resumed[0]!.server).toBe(to.address)
+    for (const [name, hash] of [
+      ["ha.bin", bundleSha.a],
+      ["hp.bin", bundleSha.p],
+    ] as const)
+      expect(bundle.lines.find((l) => l.t === "done" && l.name === name)?.sha256, name).toBe(hash)
+    expect(from.process.exited).toBe(false)
+    // The downloads exit on their own (their exporters flush on the way out).
+    await Promise.all(gets.map((get) => get.exit()))
+  } finally {
+    for (const p of all) p.kill("SIGKILL")
+    await Promise.all(all.map((p) => p.exit()))
+    rmSync(out, { recursive: true, force: true })
   }
 }

@@ -1,14 +1,21 @@
 /**
  * Real processes: an embedded store, three servers and a download, the serving server
- * SIGKILLed at random offsets; then the same on etcd. Bounded: 3 transfers of 16 MiB with
- * 2 kills each on the embedded store (6 SIGKILLs), one transfer with 1 kill on etcd.
+ * SIGKILLed at random offsets; a planned hand-off under load (three downloads and a bundle
+ * live at once, the servers exporting to an OTLP collector of the test's); then both on
+ * etcd. Bounded: 3 transfers of 16 MiB with 2 kills each on the embedded store (6 SIGKILLs),
+ * one transfer with 1 kill on etcd, then a hand-off of a download and a bundle.
  */
-import { createHash } from "node:crypto"
-import { existsSync, statSync, truncateSync, writeFileSync } from "node:fs"
-import { join } from "node:path"
+import { existsSync } from "node:fs"
 import { EtcdServer, JsonLinesProcess } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
-import { type Cluster, download, handoff, mainPath, scrape, startCluster } from "./support.ts"
+import {
+  type Cluster,
+  download,
+  handoffUnderLoad,
+  otlpCollector,
+  scrape,
+  startCluster,
+} from "./support.ts"
 
 const size = 16 * 1024 * 1024
 const offsetIn = (low: number, high: number) => low + Math.floor(Math.random() * (high - low))
@@ -81,57 +88,34 @@ describe("takeover-stream processes", () => {
     }
   })
 
-  it("a planned hand-off moves a live download to the named server; the first stays up", {
+  it("a planned hand-off under load moves every live transfer to the named server; the first stays up", {
     timeout: 200_000,
   }, async () => {
-    const cluster = await startCluster({ servers: 2, leaseMs: 1_000 })
+    const collector = await otlpCollector()
+    const cluster = await startCluster({ servers: 2, leaseMs: 1_000, otlp: collector.url })
     try {
-      // Large enough that the transfer outlasts the hand-off command's start by far (the
-      // session layer moves well under 100 MiB/s here); zeros: its SHA-256 is known.
-      const size = 128 * 1024 * 1024
-      writeFileSync(join(cluster.dir, "h.bin"), "")
-      truncateSync(join(cluster.dir, "h.bin"), size)
-      const sha256 = createHash("sha256").update(Buffer.alloc(size)).digest("hex")
-      const output = join(cluster.dir, "h.out")
-      const get = new JsonLinesProcess.JsonLinesProcess(mainPath, [
-        "get",
-        "h.bin",
-        "-o",
-        output,
-        "--service",
-        cluster.service,
-        "--key-file",
-        cluster.keyFile,
-      ])
-      try {
-        const sizeNow = () => (existsSync(output) ? statSync(output).size : 0)
-        for (let i = 0; i < 6_000 && sizeNow() < size / 50 && !get.exited; i++)
-          await new Promise((resolve) => setTimeout(resolve, 10))
-        await handoff(cluster, "s1", "s2")
-        const done = await get.line("done", 150_000)
-        const resumed = get.lines.filter((l) => l.t === "resumed")
-        expect(done.sha256).toBe(sha256)
-        expect(resumed.length, JSON.stringify(resumed)).toBe(1)
-        expect(resumed[0]!.server).toBe(cluster.servers[1]!.address)
-        expect(Number(resumed[0]!.offset)).toBeGreaterThan(0)
-        expect(cluster.servers[0]!.process.exited).toBe(false)
-      } finally {
-        get.kill("SIGKILL")
-        await get.exit()
-      }
+      await handoffUnderLoad(cluster, { otlp: collector.url })
+      // --otlp: the get's spans arrived when it exited (its exporter flushes then); the
+      // server that resumed the transfers exports its takeover spans within a second.
+      expect(collector.traces()).toContain("checkpoint.client.connect")
+      for (let i = 0; i < 1_000 && !collector.traces().includes("checkpoint.takeover"); i++)
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      expect(collector.traces()).toContain("checkpoint.takeover")
+      expect(collector.traces()).toContain("takeover-stream")
     } finally {
       await cluster.stop()
+      await collector.close()
     }
   })
 
   it.skipIf(!existsSync("/usr/bin/etcd"))(
-    "a SIGKILL mid-transfer on the etcd-backed store",
-    { timeout: 60_000 },
+    "a SIGKILL mid-transfer and a planned hand-off under load on the etcd-backed store",
+    { timeout: 200_000 },
     async () => {
       const etcd = await EtcdServer.startEtcd()
       try {
         const cluster = await startCluster({
-          servers: 2,
+          servers: 3,
           leaseMs: 1_000,
           etcd: etcd.endpoint,
           everyBytes: 1024 * 1024,
@@ -147,6 +131,20 @@ describe("takeover-stream processes", () => {
           expect(result.sha256).toBe(sha256)
           expect(result.killedAt.length).toBe(1)
           expect(result.resumed.length).toBe(1)
+          // The planned hand-off on etcd too (a download and a bundle, lighter than on the
+          // embedded store): from the second server (which resumed the SIGKILLed transfer,
+          // or stood by) to the third.
+          await handoffUnderLoad(
+            {
+              ...cluster,
+              servers: cluster.servers.slice(1),
+              service: cluster.servers
+                .slice(1)
+                .map((s) => s.address)
+                .join(","),
+            },
+            { downloads: 1 },
+          )
         } finally {
           await cluster.stop()
         }
