@@ -3,33 +3,43 @@
  * - throughput of an object transfer checkpointed at the default policy (every 4 MiB)
  *   against the same transfer with no checkpoint after the first (a horizon above the
  *   object: the baseline), and against plain `node:net` streaming of the same bytes;
- *   alternating runs;
+ *   alternating runs; and a bundle's member over TCP, UDP and multicast (16 MiB each);
  * - the takeover gap: a transfer's server is stopped mid-way (its lease revoked, so
  *   detection is immediate) and the client measures from the loss of its connection to the
- *   first resumed byte: the gap after detection. After a SIGKILL, detection is the lease
- *   lapse on top (the lease TTL, 1 s by default), reported apart;
+ *   first resumed byte: the gap after detection;
+ * - the same after a SIGKILL of a server process (`bench/sessionServer.ts`, a store served
+ *   from here): from the SIGKILL to the first resumed byte, detection (the lease lapsing, to
+ *   the standby's adoption) reported apart;
  * - the same takeover done the HTTP-range way (tus-style): the server's socket is destroyed
  *   mid-way and the client reconnects with `Range: bytes=N-`, measured from the loss to the
  *   first byte of the new response.
- * Prints a table, then one JSON line. UNDERSTUDY_BENCH_RUNS (default 3) and
- * UNDERSTUDY_BENCH_TAKEOVERS (default 20) set the counts.
+ * Prints a table, then one JSON line. UNDERSTUDY_BENCH_RUNS (default 3),
+ * UNDERSTUDY_BENCH_TAKEOVERS (default 20) and UNDERSTUDY_BENCH_SIGKILLS (default 20) set the
+ * counts.
  */
 import { createServer as createHttpServer, get as httpGet } from "node:http"
 import { connect, createServer as createNetServer } from "node:net"
-import { MemoryStore, Store } from "@understudy/store"
+import { fileURLToPath } from "node:url"
+import { MemoryStore, Store, StoreServer } from "@understudy/store"
+import { JsonLinesProcess } from "@understudy/testkit"
 import { Address, NodeTransport } from "@understudy/transport"
-import { Effect, Exit, Redacted, Scope, Stream } from "effect"
+import { Effect, Exit, Layer, Redacted, Scope, Stream } from "effect"
+import type { ConnectionTransport } from "../src/Checkpoint.ts"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
+import * as ObjectBundle from "../src/ObjectBundle.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
 import { defaultPolicy, type Policy } from "../src/Policy.ts"
 import * as Proof from "../src/Proof.ts"
 
 const runs = Number(process.env.UNDERSTUDY_BENCH_RUNS ?? 3)
 const takeovers = Number(process.env.UNDERSTUDY_BENCH_TAKEOVERS ?? 20)
+const sigkills = Number(process.env.UNDERSTUDY_BENCH_SIGKILLS ?? 20)
+const leaseMs = 1_000
 const objectBytes = 128 * 1024 * 1024
 const takeoverObjectBytes = 16 * 1024 * 1024
 const object = new Uint8Array(objectBytes).map((_, i) => (i * 31 + (i >>> 11)) & 0xff)
-const clusterKey = Redacted.make(Proof.newSecret())
+const key = Proof.newSecret()
+const clusterKey = Redacted.make(key)
 const source: ObjectSession.ObjectSource = {
   size: (name) =>
     Effect.succeed(
@@ -44,6 +54,8 @@ const percentile = (values: ReadonlyArray<number>, p: number): number => {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
 }
 const median = (values: ReadonlyArray<number>) => percentile(values, 50)
+/** Wall clock with sub-millisecond resolution, comparable across processes of one host. */
+const wallMs = () => performance.timeOrigin + performance.now()
 const mibPerSecond = (bytes: number, ms: number) => bytes / 1048576 / (ms / 1000)
 
 const storeScope = Effect.runSync(Scope.make())
@@ -91,12 +103,16 @@ const download = (
       let bytes = 0
       let called = false
       const gaps: Array<number> = []
+      const resumedAtMs: Array<number> = []
       const startedMs = performance.now()
       yield* ObjectSession.get(name, {
         service,
         clusterKey,
         retryMs: 1,
-        onResumed: (event) => gaps.push(event.gapMs),
+        onResumed: (event) => {
+          resumedAtMs.push(wallMs())
+          gaps.push(event.gapMs)
+        },
       }).pipe(
         Stream.runForEach((chunk) =>
           Effect.gen(function* () {
@@ -108,8 +124,37 @@ const download = (
           }),
         ),
       )
-      return { bytes, ms: performance.now() - startedMs, gaps }
+      return { bytes, ms: performance.now() - startedMs, gaps, resumedAtMs }
     }).pipe(Effect.provide(NodeTransport.layer)),
+  )
+
+const memberTransports = [
+  "tcp",
+  "udp",
+  "udp-multicast",
+] as const satisfies ReadonlyArray<ConnectionTransport>
+/** One member of a bundle (a control connection, one data flow over `transport`): MiB/s. */
+const bundleMember = (address: Address.StreamAddress, transport: ConnectionTransport) =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const client = yield* ObjectBundle.connect({
+        service: [address],
+        clusterKey,
+        multicastInterface: "127.0.0.1",
+      })
+      const startedMs = performance.now()
+      const member = yield* client.get("small", { transport })
+      let bytes = 0
+      yield* Stream.runForEach(member.bytes, (chunk) =>
+        Effect.sync(() => {
+          bytes += chunk.length
+        }),
+      )
+      const ms = performance.now() - startedMs
+      yield* client.close
+      if (bytes !== takeoverObjectBytes) throw new Error(`bundle ${transport}: ${bytes} bytes`)
+      return mibPerSecond(bytes, ms)
+    }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer)),
   )
 
 /** Plain streaming of the same bytes over `node:net`, no session layer at all. */
@@ -189,6 +234,7 @@ const [checkpointed, baseline] = [
 ]
 const session = { checkpointed: [] as Array<number>, baseline: [] as Array<number> }
 const tcp: Array<number> = []
+const members = Object.fromEntries(memberTransports.map((t) => [t, [] as Array<number>]))
 try {
   for (let run = 0; run < runs; run++) {
     for (const [which, server] of [
@@ -200,6 +246,8 @@ try {
       session[which].push(mibPerSecond(objectBytes, result.ms))
     }
     tcp.push(mibPerSecond(objectBytes, await plainTcp()))
+    for (const transport of memberTransports)
+      members[transport]!.push(await bundleMember(checkpointed.server.address, transport))
   }
 } finally {
   await checkpointed.stop()
@@ -220,6 +268,66 @@ for (let i = 0; i < takeovers; i++) {
     await b.stop()
   }
 }
+/**
+ * Takeovers after a SIGKILL: two server processes (`bench/sessionServer.ts`) on a store
+ * served from here; the serving one is SIGKILLed at a third of the object. From the SIGKILL:
+ * detection (the standby adopts the bundle once the dead server's lease lapses: its
+ * `takenover` line) and the gap after it (to the first resumed byte at the client).
+ */
+const killed = {
+  total: [] as Array<number>,
+  detection: [] as Array<number>,
+  after: [] as Array<number>,
+}
+{
+  const scope = Effect.runSync(Scope.make())
+  const storeServer = await Effect.runPromise(
+    StoreServer.serve(Address.tcp("127.0.0.1", 0), { clusterKey }).pipe(
+      Effect.provide(Layer.merge(MemoryStore.layer, NodeTransport.layer)),
+      Scope.provide(scope),
+    ),
+  )
+  const script = fileURLToPath(new URL("./sessionServer.ts", import.meta.url))
+  const spawnServer = async (id: string) => {
+    const process = new JsonLinesProcess.JsonLinesProcess(script, [
+      id,
+      Address.format(storeServer.address),
+      Buffer.from(key).toString("hex"),
+      String(leaseMs),
+      String(takeoverObjectBytes),
+    ])
+    const ready = await process.line("ready", 60_000)
+    const address = Address.parseStream(String(ready.address))
+    if (address instanceof Address.InvalidAddress) throw new Error(address.reason)
+    return { process, address }
+  }
+  try {
+    let [serving, standby] = [await spawnServer("k0"), await spawnServer("k1")]
+    for (let i = 0; i < sigkills; i++) {
+      let killedAtMs = 0
+      const result = await download("small", [serving.address, standby.address], async () => {
+        killedAtMs = wallMs()
+        serving.process.kill("SIGKILL")
+      })
+      if (result.bytes !== takeoverObjectBytes || result.resumedAtMs.length !== 1)
+        throw new Error(`SIGKILL ${i}: ${result.bytes} bytes, ${result.resumedAtMs.length} resumes`)
+      const takenOver = standby.process.lines.filter((l) => l.t === "takenover")
+      if (takenOver.length !== 1) throw new Error(`SIGKILL ${i}: ${takenOver.length} takeovers`)
+      const adoptedAtMs = Number(takenOver[0]!.atMs)
+      killed.total.push(result.resumedAtMs[0]! - killedAtMs)
+      killed.detection.push(adoptedAtMs - killedAtMs)
+      killed.after.push(result.resumedAtMs[0]! - adoptedAtMs)
+      await serving.process.exit()
+      // The standby served the rest: it serves the next transfer, a new standby behind it.
+      standby.process.lines.length = 0
+      ;[serving, standby] = [standby, await spawnServer(`k${i + 2}`)]
+    }
+  } finally {
+    JsonLinesProcess.killAll()
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+
 const rangeGaps: Array<number> = []
 for (let i = 0; i < takeovers; i++) rangeGaps.push(await rangeTakeover())
 await Effect.runPromise(Scope.close(storeScope, Exit.void))
@@ -235,11 +343,26 @@ const rows: Array<[string, string]> = [
   ["same transfer without checkpoints: baseline (MiB/s)", spread(session.baseline)],
   ["ratio checkpointed / baseline (target >= 0.8)", spread(ratios, 2)],
   ["plain node:net streaming, no session layer (MiB/s)", spread(tcp)],
+  ...memberTransports.map((transport): [string, string] => [
+    `bundle member over ${transport}, checkpointed (MiB/s, ${runs} runs of 16 MiB)`,
+    spread(members[transport]!),
+  ]),
   [
     `takeover gap after detection p50 / p99 (ms, ${takeovers} takeovers)`,
     `${percentile(gaps, 50).toFixed(1)} / ${percentile(gaps, 99).toFixed(1)}`,
   ],
-  ["detection after a SIGKILL: the lease TTL (ms, configured, not measured)", "1000"],
+  [
+    `SIGKILLed server process: SIGKILL to first resumed byte p50 / p99 (ms, ${sigkills} kills)`,
+    `${percentile(killed.total, 50).toFixed(1)} / ${percentile(killed.total, 99).toFixed(1)}`,
+  ],
+  [
+    `  of which detection (its ${leaseMs} ms store lease lapsing, to the standby's adoption) p50 / p99`,
+    `${percentile(killed.detection, 50).toFixed(1)} / ${percentile(killed.detection, 99).toFixed(1)}`,
+  ],
+  [
+    "  after detection (to the first resumed byte; target p99 < 100) p50 / p99",
+    `${percentile(killed.after, 50).toFixed(1)} / ${percentile(killed.after, 99).toFixed(1)}`,
+  ],
   [
     `HTTP Range reconnect gap p50 / p99 (ms, ${takeovers} cuts)`,
     `${percentile(rangeGaps, 50).toFixed(1)} / ${percentile(rangeGaps, 99).toFixed(1)}`,
@@ -258,10 +381,20 @@ console.log(
     ratioMin: Math.min(...ratios),
     ratioMax: Math.max(...ratios),
     plainTcpMiBps: median(tcp),
+    bundleMemberMiBps: Object.fromEntries(
+      memberTransports.map((transport) => [transport, median(members[transport]!)]),
+    ),
     takeovers,
     gapAfterDetectionP50Ms: percentile(gaps, 50),
     gapAfterDetectionP99Ms: percentile(gaps, 99),
-    detectionMs: 1000,
+    sigkills,
+    leaseMs,
+    sigkillGapP50Ms: percentile(killed.total, 50),
+    sigkillGapP99Ms: percentile(killed.total, 99),
+    sigkillDetectionP50Ms: percentile(killed.detection, 50),
+    sigkillDetectionP99Ms: percentile(killed.detection, 99),
+    sigkillAfterDetectionP50Ms: percentile(killed.after, 50),
+    sigkillAfterDetectionP99Ms: percentile(killed.after, 99),
     rangeGapP50Ms: percentile(rangeGaps, 50),
     rangeGapP99Ms: percentile(rangeGaps, 99),
   }),
