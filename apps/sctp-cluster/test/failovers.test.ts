@@ -14,7 +14,9 @@
  *   client's echoes once and in order, and a capture of the loopback shows that no two
  *   nodes ever serve the association at once (one run of sending addresses per serving
  *   period, and nothing at all from a resumed node). 2 rounds here (each node stopped
- *   once); `UNDERSTUDY_SCTP_CLUSTER_FENCED_ROUNDS=20` runs 20 by hand.
+ *   once); `UNDERSTUDY_SCTP_CLUSTER_FENCED_ROUNDS=20` runs 20 by hand, and
+ *   `UNDERSTUDY_SCTP_CLUSTER_FENCED_TSCTP_ROUNDS=20` the same with a tsctp stream across each.
+ *   Both nodes' status shows none of the tags and TSNs the capture saw, nor any secret.
  */
 import { readFileSync } from "node:fs"
 import { afterEach, describe, expect, it } from "@effect/vitest"
@@ -34,6 +36,12 @@ const roundsFrom = (name: string, fallback: number): number => {
 
 const tsctpRounds = roundsFrom("UNDERSTUDY_SCTP_CLUSTER_TSCTP_ROUNDS", 3)
 const fencedRounds = roundsFrom("UNDERSTUDY_SCTP_CLUSTER_FENCED_ROUNDS", 2)
+/** tsctp: messages of each round's stream. */
+const tsctpMessages = 8_000
+const fencedTsctpRounds =
+  process.env.UNDERSTUDY_SCTP_CLUSTER_FENCED_TSCTP_ROUNDS === undefined
+    ? undefined
+    : roundsFrom("UNDERSTUDY_SCTP_CLUSTER_FENCED_TSCTP_ROUNDS", 20)
 
 /**
  * Who sent the association's packets as its serving node, in order: the source address of
@@ -71,31 +79,13 @@ describe("alternating failovers under usrsctp's client", () => {
   }, 600_000)
 
   it(`tsctp: ${tsctpRounds} streams, each across a SIGKILL and the failback after it`, async () => {
-    const messages = 8_000
     const outcome = await Alternating.run({
       rounds: tsctpRounds,
       peer: "tsctp",
-      tsctpMessages: messages,
+      tsctpMessages,
       log: (line) => console.log(`[tsctp] ${line}`),
     })
-    const why = `tsctp: ${outcome.peerOutput.slice(-4_000)}\nstreams: ${JSON.stringify(outcome.streams)}`
-    expect(outcome.streams, why).toHaveLength(tsctpRounds)
-    for (const stream of outcome.streams) {
-      // The sender's graceful end: every message acknowledged, the SHUTDOWN completed.
-      expect(stream.exitCode, why).toBe(0)
-      expect(stream.sentMessages, why).toBe(messages)
-      // The stream was cut by the failure and went on through the other node.
-      expect(stream.beforeFailure, why).toBeGreaterThan(0)
-      expect(stream.afterFailure, why).toBeGreaterThan(0)
-      expect(stream.beforeFailure + stream.afterFailure, why).toBeLessThanOrEqual(messages)
-      // The node that took over had every message the dead one acknowledged: it skipped no
-      // TSN or SSN to catch up (`Association.takeOver`'s resynchronisation).
-      expect(
-        Object.keys(stream.survivorDropped).filter((reason) => reason.startsWith("Resync")),
-        why,
-      ).toEqual([])
-    }
-    expect(outcome.peerOutput).not.toMatch(/abort|COMM_LOST/i)
+    expectStreams(outcome, tsctpRounds, tsctpMessages)
   }, 600_000)
 })
 
@@ -105,67 +95,111 @@ if (captureUnavailable !== undefined) {
 }
 
 describe.skipIf(captureUnavailable !== undefined)("fenced failovers by SIGSTOP", () => {
-  it(`${fencedRounds} SIGSTOPs past the lease: one serving node at a time, every echo once and in order`, async () => {
-    const outcome = await Alternating.run({
-      rounds: fencedRounds,
-      // Long enough that a busy machine does not cost the serving node its own lease.
-      fenceLeaseMs: 2_000,
-      failure: () => "stop",
-      capture: true,
-      log: (line) => console.log(`[fenced] ${line}`),
-    })
-    const capture = outcome.capture!
-    await capture.mark("end")
-    const datagrams = capture.datagrams()
-    const marks = capture.marks()
-    const why = `marks ${JSON.stringify([...marks])}\ncaptured:\n${datagrams
-      .slice(-60)
-      .map((d) => `${d.src}:${d.srcPort} > ${d.dst}:${d.dstPort} ${d.chunks.map((c) => c.type)}`)
-      .join("\n")}\nclient:\n${outcome.peerOutput.slice(-3_000)}`
+  it(
+    `${fencedRounds} SIGSTOPs past the lease: one serving node at a time, every echo once and in order`,
+    () => fencedRun("client", fencedRounds),
+    600_000,
+  )
 
+  // By hand (UNDERSTUDY_SCTP_CLUSTER_FENCED_TSCTP_ROUNDS=20): the same under tsctp streams.
+  it.skipIf(fencedTsctpRounds === undefined)(
+    `tsctp: ${fencedTsctpRounds} SIGSTOPs past the lease, one stream across each`,
+    () => fencedRun("tsctp", fencedTsctpRounds!),
+    1_800_000,
+  )
+})
+
+/**
+ * `rounds` fenced SIGSTOP rounds under `peer`, captured: see the describe above for what is
+ * checked.
+ */
+const fencedRun = async (peer: "client" | "tsctp", rounds: number): Promise<void> => {
+  const outcome = await Alternating.run({
+    rounds,
+    peer,
+    tsctpMessages,
+    // Long enough that a busy machine does not cost the serving node its own lease.
+    fenceLeaseMs: 2_000,
+    failure: () => "stop",
+    capture: true,
+    log: (line) => console.log(`[fenced ${peer}] ${line}`),
+  })
+  const capture = outcome.capture!
+  await capture.mark("end")
+  const datagrams = capture.datagrams()
+  const marks = capture.marks()
+  const why = `marks ${JSON.stringify([...marks])}\ncaptured:\n${datagrams
+    .slice(-60)
+    .map((d) => `${d.src}:${d.srcPort} > ${d.dst}:${d.dstPort} ${d.chunks.map((c) => c.type)}`)
+    .join("\n")}\nclient:\n${outcome.peerOutput.slice(-3_000)}`
+
+  if (peer === "client") {
     expect(outcome.echoed, why).toEqual(Array.from({ length: outcome.sent }, (_, i) => i + 1))
     expect(outcome.peerOutput, why).not.toMatch(failureNotice)
-    // From the moment a node is stopped until it is restarted as the standby — its pause,
-    // its SIGCONT, its finding it lost the role, and the echoes the peer got meanwhile
-    // from the node that took over — its address sent nothing at all.
-    for (const round of outcome.rounds) {
-      const window = datagrams.slice(
-        marks.get(`r${round.round}-down`),
-        marks.get(`r${round.round}-rejoin`),
-      )
-      const fromStopped = window.filter(
-        (d) => d.src === round.from && d.srcPort === outcome.udpPort,
-      )
-      expect(fromStopped, `round ${round.round}: ${why}`).toEqual([])
-      // And the peer did talk to the node that took over meanwhile.
-      expect(
-        window.some((d) => d.src === round.to && d.dstPort === outcome.peerEncapsPort),
-        `round ${round.round}: ${why}`,
-      ).toBe(true)
-    }
-    // Each takeover acquired the next epoch; the node serving at the end holds the role.
-    const fence = (await App.statusOf(outcome.servingStatus))?.fence
-    expect(fence?.epoch, why).toBe(fencedRounds + 1)
-    expect(fence?.holding, why).toBe(true)
-    // The status of both nodes (the serving one runs the association, the standby holds its
-    // copy) shows none of the tags and TSNs the capture saw, no key, no secret.
-    const key = readFileSync(outcome.keyFile, "utf8").trim()
-    const wire = wireSecrets(datagrams)
-    expect(wire.size, why).toBeGreaterThan(4)
-    for (const address of [outcome.servingStatus, outcome.standbyStatus]) {
-      const report = await App.statusOf(address)
-      expect(report?.associations.length ?? 0, why).toBeLessThanOrEqual(1)
-      expect(statusLeaks(report, wire, key), JSON.stringify(report)).toEqual([])
-    }
-    expect((await App.statusOf(outcome.servingStatus))?.associations, why).toHaveLength(1)
-    // One serving node at a time, from the capture: the sources of the serving packets form
-    // one run per serving period, in the order of the takeovers.
-    expect(servingRuns(datagrams, outcome.udpPort, outcome.peerEncapsPort), why).toEqual([
-      "127.0.0.2",
-      ...outcome.rounds.map((round) => round.to),
-    ])
-  }, 600_000)
-})
+  } else expectStreams(outcome, rounds, tsctpMessages)
+  // From the moment a node is stopped until it is restarted as the standby — its pause,
+  // its SIGCONT, its finding it lost the role, and the echoes the peer got meanwhile
+  // from the node that took over — its address sent nothing at all.
+  for (const round of outcome.rounds) {
+    const window = datagrams.slice(
+      marks.get(`r${round.round}-down`),
+      marks.get(`r${round.round}-rejoin`),
+    )
+    const fromStopped = window.filter((d) => d.src === round.from && d.srcPort === outcome.udpPort)
+    expect(fromStopped, `round ${round.round}: ${why}`).toEqual([])
+    // And the peer did talk to the node that took over meanwhile.
+    expect(
+      window.some((d) => d.src === round.to && d.dstPort === outcome.peerEncapsPort),
+      `round ${round.round}: ${why}`,
+    ).toBe(true)
+  }
+  // Each takeover acquired the next epoch; the node serving at the end holds the role.
+  const fence = (await App.statusOf(outcome.servingStatus))?.fence
+  expect(fence?.epoch, why).toBe(rounds + 1)
+  expect(fence?.holding, why).toBe(true)
+  // The status of both nodes (the serving one runs the association, the standby holds its
+  // copy) shows none of the tags and TSNs the capture saw, no key, no secret.
+  const key = readFileSync(outcome.keyFile, "utf8").trim()
+  const wire = wireSecrets(datagrams)
+  expect(wire.size, why).toBeGreaterThan(4)
+  for (const address of [outcome.servingStatus, outcome.standbyStatus]) {
+    const report = await App.statusOf(address)
+    expect(report?.associations.length ?? 0, why).toBeLessThanOrEqual(1)
+    expect(statusLeaks(report, wire, key), JSON.stringify(report)).toEqual([])
+  }
+  // The client's association lives on (each tsctp stream ended with its SHUTDOWN).
+  expect((await App.statusOf(outcome.servingStatus))?.associations, why).toHaveLength(
+    peer === "client" ? 1 : 0,
+  )
+  // One serving node at a time, from the capture: the sources of the serving packets form
+  // one run per serving period, in the order of the takeovers.
+  expect(servingRuns(datagrams, outcome.udpPort, outcome.peerEncapsPort), why).toEqual([
+    "127.0.0.2",
+    ...outcome.rounds.map((round) => round.to),
+  ])
+}
+
+/** What every tsctp stream of a run must show. */
+const expectStreams = (outcome: Alternating.Outcome, rounds: number, messages: number) => {
+  const why = `tsctp: ${outcome.peerOutput.slice(-4_000)}\nstreams: ${JSON.stringify(outcome.streams)}`
+  expect(outcome.streams, why).toHaveLength(rounds)
+  for (const stream of outcome.streams) {
+    // The sender's graceful end: every message acknowledged, the SHUTDOWN completed.
+    expect(stream.exitCode, why).toBe(0)
+    expect(stream.sentMessages, why).toBe(messages)
+    // The stream was cut by the failure and went on through the other node.
+    expect(stream.beforeFailure, why).toBeGreaterThan(0)
+    expect(stream.afterFailure, why).toBeGreaterThan(0)
+    expect(stream.beforeFailure + stream.afterFailure, why).toBeLessThanOrEqual(messages)
+    // The node that took over had every message the dead one acknowledged: it skipped no
+    // TSN or SSN to catch up (`Association.takeOver`'s resynchronisation).
+    expect(
+      Object.keys(stream.survivorDropped).filter((reason) => reason.startsWith("Resync")),
+      why,
+    ).toEqual([])
+  }
+  expect(outcome.peerOutput, why).not.toMatch(/abort|COMM_LOST/i)
+}
 
 /**
  * What of a status report could help forge or hijack the association, as a list of findings

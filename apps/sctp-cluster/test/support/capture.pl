@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # A packet capture of the loopback interface without tcpdump (an AF_PACKET socket: root).
 # Prints one line per UDP datagram whose source or destination port is one of ARGV, in the
-# order the interface carried them:
+# order they were sent:
 #   SRC_IP SRC_PORT DST_IP DST_PORT VTAG CHUNKS
 # VTAG is the SCTP common header's verification tag (RFC 6951: SCTP right after the UDP
 # header); CHUNKS the chunk types, comma separated, with the field the tests read:
@@ -23,8 +23,11 @@ print STDERR "listening on lo\n";
 while (1) {
   my $from = recv($s, my $frame, 65_600, 0);
   last unless defined $from;
-  # Loopback frames pass twice, going out and coming in: keep the one coming in.
-  next if length($from) >= 11 && unpack('C', substr($from, 10, 1)) == $PACKET_OUTGOING;
+  # Loopback frames pass twice, going out and coming in: keep the one going out. It is
+  # queued here by the sender's own system call, so the order of the lines is the order in
+  # which the datagrams were sent; the incoming copy passes a per-CPU backlog first, and two
+  # datagrams sent from two CPUs may come in the other way round.
+  next unless length($from) >= 11 && unpack('C', substr($from, 10, 1)) == $PACKET_OUTGOING;
   next if length($frame) < 14 + 20 + 8 + 12;
   next unless unpack('n', substr($frame, 12, 2)) == 0x0800;
   my $ip = 14;

@@ -48,7 +48,7 @@ export const unavailableReason = (): string | undefined => {
 }
 
 export interface Capture {
-  /** Every datagram so far, markers left out, in the order the interface carried them. */
+  /** Every datagram so far, markers left out, in the order they were sent. */
   readonly datagrams: () => ReadonlyArray<Datagram>
   /** Sends a marker and resolves once the capture saw it; gives its position in `datagrams`. */
   readonly mark: (label: string) => Promise<number>
