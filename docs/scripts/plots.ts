@@ -307,7 +307,13 @@ if (import.meta.main) {
     // the plots are drawn from (or those named), keep their figures, redraw.
     const names = args.length > 1 ? args.slice(1) : packagesWithCharts
     for (const name of names) {
-      await runBench(name, ["npm", "run", "bench", "-w", `@understudy/${name}`])
+      try {
+        await runBench(name, ["npm", "run", "bench", "-w", `@understudy/${name}`])
+      } catch (error) {
+        // Its last recorded figures stay, and so do their plots.
+        console.error(error instanceof Error ? error.message : error)
+        process.exit(1)
+      }
     }
   }
   for (const file of draw()) console.log(`plots: public/plots/${file}`)
