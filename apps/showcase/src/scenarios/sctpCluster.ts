@@ -17,8 +17,13 @@
  *
  * @since 0.1.0
  */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { mainPath, nodeArgs } from "@understudy/app-sctp-cluster/src/launch.ts"
 import { Ports, Usrsctp } from "@understudy/testkit"
+import { ClusterKey } from "@understudy/transport"
+import { Effect } from "effect"
 import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
 import { defaultOptions, type Row, type Scenario, type ScenarioContext } from "../Scenario.ts"
 import {
@@ -113,7 +118,11 @@ export const runSctpCluster = async (
   const group = makeGroup()
   const rows: Array<Row> = []
   const nodes: Array<Node> = []
+  const dir = mkdtempSync(join(tmpdir(), "showcase-sctp-cluster-"))
   try {
+    // Keyed, as the nodes are by default: the link and its snapshots are authenticated.
+    const keyFile = join(dir, "cluster.key")
+    await Effect.runPromise(ClusterKey.generateFile(keyFile))
     // Held together, so the client's encapsulation port differs from the nodes'.
     const [udpPort, clientEncapsPort] = (await Usrsctp.freeEncapsulationPorts(2)) as [
       number,
@@ -122,10 +131,15 @@ export const runSctpCluster = async (
     const link = `tcp://127.0.0.3:${await Ports.freeTcpPort("127.0.0.3")}`
     for (const role of ["secondary", "primary"] as const) {
       const lines: Array<Line> = []
-      const child = group.spawnScript(role, mainPath, nodeArgs(role, { udpPort, link }), (text) => {
-        const line = parse(text)
-        if (line !== undefined) lines.push(line)
-      })
+      const child = group.spawnScript(
+        role,
+        mainPath,
+        nodeArgs(role, { udpPort, link, keyFile }),
+        (text) => {
+          const line = parse(text)
+          if (line !== undefined) lines.push(line)
+        },
+      )
       nodes.push({ role, child, lines })
     }
     const [secondary, primary] = nodes as [Node, Node]
@@ -135,7 +149,7 @@ export const runSctpCluster = async (
       settings.startBoundMs,
     )
     log(
-      `primary 127.0.0.2 and secondary 127.0.0.3 (UDP ${udpPort}, SCTP port 7, echo), every-update over ${link}`,
+      `primary 127.0.0.2 and secondary 127.0.0.3 (UDP ${udpPort}, SCTP port 7, echo), every-update over ${link}, keyed`,
     )
 
     const target = {
@@ -294,6 +308,7 @@ export const runSctpCluster = async (
     await peer?.close().catch(() => {})
     await Usrsctp.killAll()
     await group.killAll()
+    rmSync(dir, { recursive: true, force: true })
   }
 }
 
