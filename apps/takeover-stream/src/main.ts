@@ -27,6 +27,7 @@ const usage = `Usage:
                  (--key-file FILE | --insecure) [--every-bytes N] [--lease-ms N]
                  [--backend session|tcp-repair] [--interface NAME]
   ${programName} get NAME -o FILE --service tcp://HOST:PORT,... (--key-file FILE | --insecure) [--progress]
+                 [--sha256 HEX]
   ${programName} bundle NAME... -o DIR --service tcp://HOST:PORT,... (--key-file FILE | --insecure)
                  [--paused NAME] [--udp NAME]... [--multicast NAME]... [--multicast-interface ADDR]
   ${programName} handoff --from ID [--to ID] (--store tcp://HOST:PORT | --etcd URL) (--key-file FILE | --insecure)
@@ -41,6 +42,7 @@ serve   serves the files of DIR by name. Its transfers are checkpointed (every N
         (and the address, on --interface, default eth0) when its server dies.
 get     downloads NAME into FILE from the service, resuming across takeovers; prints
         {"t":"resumed",...} per takeover and {"t":"done","bytes":N,"sha256":"..."} at the end.
+        --sha256 HEX: checks the object against it ("match" in the done line; exit 1 if not).
 bundle  one control connection and a data connection per NAME, taken over as one bundle:
         LISTs the objects ({"t":"list",...}), GETs each NAME into DIR/NAME ({"t":"transfer",
         "channel":...}), and reads commands from stdin, one a line: "pause CHANNEL", "resume
@@ -56,7 +58,8 @@ handoff asks server --from to hand its live transfers off (a drain, a rolling re
 store, serve, get and bundle also take:
 ${Observability.usage}
 
-Exit codes: 0 ok; 1 runtime error (a refused takeover included); 2 bad usage.`
+Exit codes: 0 ok; 1 runtime error (a refused takeover, a SHA-256 other than --sha256 included);
+2 bad usage.`
 
 const line = (value: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(value)}\n`)
 
@@ -147,6 +150,7 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
       service: { type: "string" },
       output: { type: "string", short: "o" },
       progress: { type: "boolean" },
+      sha256: { type: "string" },
       paused: { type: "string" },
       udp: { type: "string", multiple: true },
       multicast: { type: "string", multiple: true },
@@ -272,6 +276,9 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
       const output = values.output
       if (output === undefined) throw new UsageError("-o FILE is required")
       const service = serviceOf(values.service)
+      const expected = values.sha256?.toLowerCase()
+      if (expected !== undefined && !/^[0-9a-f]{64}$/.test(expected))
+        throw new UsageError("--sha256 is 64 hexadecimal digits")
       const hash = createHash("sha256")
       const file = createWriteStream(output)
       let bytes = 0
@@ -299,8 +306,15 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
         file.end((error?: Error | null) => (error ? reject(error) : resolve())),
       )
       if (values.progress === true) process.stderr.write("\n")
-      line({ t: "done", bytes, sha256: hash.digest("hex") })
-      return 0
+      const sha256 = hash.digest("hex")
+      if (expected === undefined) {
+        line({ t: "done", bytes, sha256 })
+        return 0
+      }
+      line({ t: "done", bytes, sha256, match: sha256 === expected })
+      if (sha256 === expected) return 0
+      process.stderr.write(`${programName}: SHA-256 ${sha256}, expected ${expected}\n`)
+      return 1
     }
     case "bundle": {
       if (positionals.length === 0) throw new UsageError("bundle NAME...: at least one object")

@@ -293,6 +293,8 @@ export const handoffUnderLoad = async (
         "-o",
         join(out, name),
         ...auth,
+        "--sha256",
+        sha[name]!,
         ...(i === 0 && otlp !== undefined ? ["--otlp", otlp] : []),
       ]),
   )
@@ -329,6 +331,7 @@ export const handoffUnderLoad = async (
       const done = await get.line("done", 150_000)
       const resumed = get.lines.filter((l) => l.t === "resumed")
       expect(done.sha256, `${names[i]}: ${context}`).toBe(sha[names[i]!])
+      expect(done.match).toBe(true)
       expect(resumed.length, `${names[i]}: ${JSON.stringify(resumed)}`).toBe(1)
       expect(resumed[0]!.server).toBe(to.address)
       expect(Number(resumed[0]!.offset)).toBeGreaterThan(0)
@@ -352,8 +355,23 @@ export const handoffUnderLoad = async (
     ] as const)
       expect(bundle.lines.find((l) => l.t === "done" && l.name === name)?.sha256, name).toBe(hash)
     expect(from.process.exited).toBe(false)
-    // The downloads exit on their own (their exporters flush on the way out).
+    // The downloads exit on their own (their exporters flush on the way out), with 0.
     await Promise.all(gets.map((get) => get.exit()))
+    expect(gets.map((get) => get.child.exitCode)).toEqual(gets.map(() => 0))
+    // --sha256 other than the object's: the download says so and exits with 1.
+    const wrong = new JsonLinesProcess.JsonLinesProcess(mainPath, [
+      "get",
+      "hp.bin",
+      "-o",
+      join(out, "wrong"),
+      ...auth,
+      "--sha256",
+      "0".repeat(64),
+    ])
+    all.push(wrong)
+    expect(await wrong.line("done", 60_000)).toMatchObject({ sha256: bundleSha.p, match: false })
+    await wrong.exit()
+    expect(wrong.child.exitCode).toBe(1)
   } finally {
     for (const p of all) p.kill("SIGKILL")
     await Promise.all(all.map((p) => p.exit()))
