@@ -78,12 +78,15 @@ export type Event =
   | {
       readonly _tag: "Lost"
       readonly server: string | undefined
+      /** The term of the last answer about the seat (the refusal's, when refused). */
+      readonly term: number
       readonly reason: "expired" | "refused"
       readonly atMs: number
     }
   | {
       readonly _tag: "Denied"
       readonly server: string
+      readonly term: number
       readonly reason: Message.DenyReason
       readonly atMs: number
     }
@@ -150,7 +153,9 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
     reason: "expired" | "refused",
     outputs: Array<Output>,
   ): State => {
-    outputs.push(M.emit<Event>({ _tag: "Lost", server: state.server, reason, atMs: nowMs }))
+    outputs.push(
+      M.emit<Event>({ _tag: "Lost", server: state.server, term: state.term, reason, atMs: nowMs }),
+    )
     return {
       ...state,
       phase: "requesting",
@@ -280,12 +285,19 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         if (state.phase !== "requesting" && reply.reason === "electing") return M.result(state)
         if (reply.reason !== state.lastDenied) {
           outputs.push(
-            M.emit<Event>({ _tag: "Denied", server: from, reason: reply.reason, atMs: nowMs }),
+            M.emit<Event>({
+              _tag: "Denied",
+              server: from,
+              term: reply.term,
+              reason: reply.reason,
+              atMs: nowMs,
+            }),
           )
         }
         // "electing" keeps counting as missed: a server cut off from the leader is walked past.
         let current: State = {
           ...state,
+          term: reply.term,
           answered: reply.seq,
           lastDenied: reply.reason,
           missed: reply.reason === "electing" ? state.missed : 0,

@@ -312,6 +312,20 @@ export type Event =
       readonly reattached: boolean
       /** Granted by a follower from its share, without asking the leader. */
       readonly fromShare: boolean
+      /** The time of the step that granted it (a line printed later still names it). */
+      readonly atMs: number
+    }
+  | {
+      /**
+       * A client that proved its seat (a valid token, an unexpired lease) is honoured here
+       * until that lease ends: no seat is added, and it is renewed only once the leader
+       * counts it here (not a grant).
+       */
+      readonly _tag: "Carried"
+      readonly client: string
+      readonly seats: number
+      readonly term: number
+      readonly atMs: number
     }
   | { readonly _tag: "Released"; readonly client: string; readonly expired: boolean }
   | { readonly _tag: "Refused"; readonly client: string; readonly reason: Message.DenyReason }
@@ -1384,6 +1398,7 @@ export const make = (config: Config): Pool => {
         term: state.durable.term,
         reattached,
         fromShare,
+        atMs: nowMs,
       }),
     )
     reply(outputs, client, {
@@ -1573,12 +1588,11 @@ export const make = (config: Config): Pool => {
     }
     outputs.push(
       M.emit<Event>({
-        _tag: "Allocated",
+        _tag: "Carried",
         client,
         seats: held.seats,
         term: state.durable.term,
-        reattached: true,
-        fromShare: false,
+        atMs: nowMs,
       }),
     )
     reply(outputs, client, {

@@ -61,7 +61,13 @@ export const detectionMs = Metric.histogram("understudy_pool_detection_ms", {
 export const clientHeartbeats = Metric.counter("understudy_pool_client_heartbeats_total", {
   description: "Client heartbeats received",
 })
-/** @since 0.1.0 @category metrics */
+/**
+ * Client datagrams dropped before the machine saw them, by `reason`: `too-large`,
+ * `unauthenticated` (no MAC of the pool key), `undecodable`, `replayed`, `stale`, `future`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
 export const clientDatagramsDropped = Metric.counter(
   "understudy_pool_client_datagrams_dropped_total",
   {

@@ -14,8 +14,10 @@ import { Authentication, Runner } from "@understudy/machine"
 import { type Address, Datagram, type TransportError } from "@understudy/transport"
 import {
   Clock,
+  Context,
   Effect,
   HashMap,
+  Layer,
   Metric,
   type Redacted,
   Result,
@@ -254,7 +256,8 @@ export const run = (
         if (Result.isFailure(decoded)) return yield* drop("undecodable")
         const from = claimedSender(decoded.success)
         const opened = sealer.open(from, yield* Clock.currentTimeMillis, received.bytes)
-        if ("dropped" in opened) return yield* drop(opened.dropped)
+        // One spelling for every reason of this counter: `replayed`, `stale`, ...
+        if ("dropped" in opened) return yield* drop(opened.dropped.toLowerCase())
         addresses.delete(from)
         addresses.set(from, received.from)
         if (addresses.size > maxClients) addresses.delete(addresses.keys().next().value!)
@@ -311,3 +314,34 @@ export const run = (
       join: running.join,
     }
   }).pipe(Effect.annotateLogs({ server: options.self }))
+
+/**
+ * A server of the pool as an Effect service, for programs that run one for their lifetime.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Server } from "@understudy/heartbeat-pool"
+ *
+ * const program = Effect.gen(function* () {
+ *   const server = yield* Server.PoolServer
+ *   yield* server.events.pipe(Stream.runForEach((event) => Effect.log(event._tag)))
+ * })
+ * ```
+ * @since 0.1.0
+ * @category services
+ */
+export class PoolServer extends Context.Service<PoolServer, Running>()(
+  "@understudy/heartbeat-pool/PoolServer",
+) {}
+
+/**
+ * A layer that starts the server and stops it when the layer's scope closes.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options,
+): Layer.Layer<PoolServer, TransportError.ListenError | PoolStateError, Datagram.Datagram> =>
+  Layer.effect(PoolServer, run(options))

@@ -81,8 +81,8 @@ describe("client machine", () => {
     expect(sent(beat.outputs)).toMatchObject([{ to: "s1", message: { _tag: "Beat", seq: 3 } }])
     const refused = client.step(beat.state, M.receive("s1", denied(3, "bad-token"), 205))
     expect(M.events(refused.outputs)).toEqual([
-      { _tag: "Denied", server: "s1", reason: "bad-token", atMs: 205 },
-      { _tag: "Lost", server: "s1", reason: "refused", atMs: 205 },
+      { _tag: "Denied", server: "s1", term: 1, reason: "bad-token", atMs: 205 },
+      { _tag: "Lost", server: "s1", term: 1, reason: "refused", atMs: 205 },
     ])
     expect(Client.holds(refused.state, 205)).toBe(false)
   })

@@ -215,6 +215,7 @@ describe("heartbeat pool machine", () => {
       term: 1,
       reattached: true,
       fromShare: false,
+      atMs: 3_000,
     })
     expect(replies(converted.outputs)[0]).toMatchObject({
       _tag: "Granted",
@@ -590,6 +591,60 @@ describe("heartbeat pool machine", () => {
     expect(sends(stale.outputs, "Newer")).toEqual([M.send("s3", { _tag: "Newer", term: 5 })])
   })
 
+  it("a leader continued after a stop, still in its old term, grants nothing: it steps down, carries a proven seat without renewing it, refuses a new one", () => {
+    // s1 leads term 1 until 3,000, then is stopped: no acknowledgement comes any more.
+    const stopped = leader()
+    const continued = step(
+      stopped,
+      M.timerFired(Machine.tickTimer, 3_000 + timing.followerTimeoutMs),
+    )
+    expect(continued.state.role).toBe("follower")
+    expect(continued.state.durable.term).toBe(1)
+    expect(events(continued.outputs)).toContainEqual({
+      _tag: "SteppedDown",
+      term: 1,
+      reason: "no-majority",
+    })
+    // A client that walked here while it was stopped proves its seat: honoured to the end of
+    // its lease, not renewed, and nothing allocated.
+    const claims = {
+      client: "c1",
+      server: "s2",
+      term: 1,
+      product: "cad",
+      seats: 1,
+      validUntilMs: 10_000,
+    }
+    const beat: Message.ClientRequest = {
+      _tag: "Beat",
+      client: "c1",
+      seq: 5,
+      token: { ...claims, signature: fakeCrypto.signToken(claims) },
+      leaseUntilMs: 4_000,
+    }
+    const carried = step(continued.state, fromClient("c1", beat, 3_510))
+    expect(events(carried.outputs)).toContainEqual({
+      _tag: "Carried",
+      client: "c1",
+      seats: 1,
+      term: 1,
+      atMs: 3_510,
+    })
+    expect(events(carried.outputs).some((event) => event._tag === "Allocated")).toBe(false)
+    expect(replies(carried.outputs)).toMatchObject([{ _tag: "Granted", expiresAtMs: 4_000 }])
+    const again = step(carried.state, fromClient("c1", { ...beat, seq: 6 }, 3_600))
+    expect(replies(again.outputs)).toMatchObject([
+      { _tag: "BeatAck", extended: false, expiresAtMs: 4_000 },
+    ])
+    // A new client is refused.
+    const request = step(
+      carried.state,
+      fromClient("x", { _tag: "Request", client: "x", seq: 1, product: "cad", seats: 1 }, 3_600),
+    )
+    expect(events(request.outputs).some((event) => event._tag === "Allocated")).toBe(false)
+    expect(replies(request.outputs)).toMatchObject([{ _tag: "Denied", reason: "electing" }])
+  })
+
   it("forged tokens and replayed heartbeats grant nothing", () => {
     let state = leader()
     state = step(
@@ -702,6 +757,40 @@ describe("heartbeat pool machine", () => {
     expect(ask(small, expired, "a", "cad", 1)).toEqual([
       { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "license-expired" },
     ])
+    // A follower with no share and one request already waiting for the leader: the next
+    // client's request is refused (queued requests are bounded), not queued.
+    const queue = Machine.make({
+      servers,
+      ...timing,
+      crypto: fakeCrypto,
+      initialLicense: license(10),
+      maxPendingReservations: 1,
+      maxShareSeats: 0,
+    })
+    const heartbeat: Message.Peer = {
+      _tag: "Heartbeat",
+      term: 1,
+      seq: 1,
+      sequence: 1,
+      authorityUntilMs: 3_300,
+      wantRecord: false,
+      live: servers,
+      shareLife: 0,
+      shareLimit: 0,
+      merged: null,
+    }
+    const follower = queue.step(
+      queue.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state,
+      M.receive("s1", heartbeat, 2_990),
+    ).state
+    const waiting = queue.step(
+      follower,
+      fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
+    )
+    expect(sends(waiting.outputs, "Reserve")).toHaveLength(1)
+    expect(ask(queue, waiting.state, "b", "cad", 1)).toEqual([
+      { _tag: "Denied", server: "s2", term: 1, seq: 1, reason: "queue-full" },
+    ])
   })
 })
 
@@ -763,6 +852,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
         term: 1,
         reattached: false,
         fromShare: true,
+        atMs: 3_002,
       })
       expect(replies(granted.outputs)[0]).toMatchObject({ _tag: "Granted", server: "s2" })
       expect(sends(granted.outputs, "Reserve")).toEqual([])

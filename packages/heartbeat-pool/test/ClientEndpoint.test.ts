@@ -1,0 +1,111 @@
+/**
+ * A server's client endpoint over real UDP on loopback: a datagram without the pool key's MAC
+ * (unsealed, or sealed with another key) and one above the size limit are dropped and
+ * counted by reason before the machine sees them; the same request sealed with the pool key
+ * is answered. The datagrams go in order to one socket, so once the sealed one is answered
+ * the others were handled.
+ */
+import { createSocket } from "node:dgram"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { Authentication } from "@understudy/machine"
+import { Ports } from "@understudy/testkit"
+import { ClusterKey, NodeDatagram } from "@understudy/transport"
+import { Effect, HashMap, Metric, type Redacted, Result } from "effect"
+import { afterAll } from "vitest"
+import * as Message from "../src/Message.ts"
+import * as Metrics from "../src/Metrics.ts"
+import * as Server from "../src/Server.ts"
+import * as Signing from "../src/Signing.ts"
+
+const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-endpoint-"))
+const socket = createSocket("udp4")
+afterAll(() => {
+  socket.close()
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const request = (client: string): Uint8Array => {
+  const encoded = Message.clientRequestCodec.encode({
+    _tag: "Request",
+    client,
+    seq: 1,
+    product: "cad",
+    seats: 1,
+  })
+  if (Result.isFailure(encoded)) throw encoded.failure
+  return encoded.success
+}
+const sealed = (secret: Redacted.Redacted<Uint8Array>, client: string) =>
+  Authentication.sealer(
+    Authentication.keyed(Signing.poolKeys(secret).mac),
+    client,
+    Date.now(),
+  ).seal("s1", Date.now(), request(client))
+
+const dropped = (reason: string) =>
+  Metric.value(Metric.withAttributes(Metrics.clientDatagramsDropped, { reason })).pipe(
+    Effect.map((state) => state.count),
+  )
+
+describe("client endpoint", () => {
+  it.live(
+    "drops datagrams without the pool key's MAC or above the size limit; answers a sealed one",
+    () =>
+      Effect.gen(function* () {
+        const [peerPort, clientPort] = yield* Effect.promise(() => Ports.freeUdpPorts(2))
+        const vendor = Signing.generateVendorKeys()
+        const poolSecret = ClusterKey.generate()
+        const server = yield* Server.run({
+          self: "s1",
+          members: [
+            {
+              id: "s1",
+              peer: { _tag: "Udp", host: "127.0.0.1", port: peerPort! },
+              client: { _tag: "Udp", host: "127.0.0.1", port: clientPort! },
+            },
+          ],
+          poolSecret,
+          vendorPublicKey: vendor.publicPem,
+          stateDir: dir,
+          license: Signing.signLicense(vendor.privatePem, {
+            product: "cad",
+            seats: 1,
+            expiresAtMs: 4e12,
+            sequence: 1,
+          }),
+        })
+        const reasons = ["unauthenticated", "undecodable", "too-large"]
+        const before = yield* Effect.forEach(reasons, dropped)
+        const answered = new Promise<Buffer>((resolve) => socket.once("message", resolve))
+        const send = (bytes: Uint8Array) =>
+          Effect.promise(
+            () =>
+              new Promise<void>((resolve, reject) =>
+                socket.send(bytes, clientPort!, "127.0.0.1", (error) =>
+                  error ? reject(error) : resolve(),
+                ),
+              ),
+          )
+        // Sealed with another key: the MAC does not verify.
+        yield* send(sealed(ClusterKey.generate(), "forger"))
+        // Not sealed at all: no MAC where one must be.
+        yield* send(request("plain"))
+        // Above the 8 KiB limit.
+        yield* send(new Uint8Array(9_000))
+        // Sealed with the pool key: it reaches the machine, which answers.
+        yield* send(sealed(poolSecret, "member"))
+        const reply = Message.serverReplyCodec.decode(
+          new Uint8Array((yield* Effect.promise(() => answered)).subarray(9, -16)),
+        )
+        expect(Result.isSuccess(reply) && reply.success._tag).toMatch(/^(Granted|Denied)$/)
+        const after = yield* Effect.forEach(reasons, dropped)
+        expect(after.map((count, index) => count - before[index]!)).toEqual([1, 1, 1])
+        const state = yield* server.state
+        expect([...HashMap.keys(state.record)].filter((client) => client !== "member")).toEqual([])
+      }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
+    60_000,
+  )
+})

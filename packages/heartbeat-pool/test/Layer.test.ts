@@ -1,0 +1,79 @@
+/**
+ * The server and the client as Effect services over real UDP on loopback: a one-server pool
+ * built from `Server.layer`, a client from `Client.layer`, and the client holds the seat the
+ * server counts. Waits are for state, bounded by the test's time-out.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { Ports } from "@understudy/testkit"
+import { ClusterKey, NodeDatagram } from "@understudy/transport"
+import { Effect, Layer } from "effect"
+import { afterAll } from "vitest"
+import * as Client from "../src/Client.ts"
+import * as Machine from "../src/Machine.ts"
+import * as Server from "../src/Server.ts"
+import * as Signing from "../src/Signing.ts"
+
+const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-layer-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+/** Checks `done` every 20 ms until it holds. */
+const until = <A>(check: Effect.Effect<A>, done: (value: A) => boolean) =>
+  Effect.gen(function* () {
+    for (;;) {
+      const value = yield* check
+      if (done(value)) return value
+      yield* Effect.sleep(20)
+    }
+  })
+
+describe("Effect services", () => {
+  it.live(
+    "Server.layer and Client.layer: the client holds the seat the server counts",
+    () =>
+      Effect.gen(function* () {
+        const [peerPort, clientPort] = yield* Effect.promise(() => Ports.freeUdpPorts(2))
+        const vendor = Signing.generateVendorKeys()
+        const poolSecret = ClusterKey.generate()
+        const member = {
+          id: "s1",
+          peer: { _tag: "Udp" as const, host: "127.0.0.1", port: peerPort! },
+          client: { _tag: "Udp" as const, host: "127.0.0.1", port: clientPort! },
+        }
+        const servers = Server.layer({
+          self: "s1",
+          members: [member],
+          poolSecret,
+          vendorPublicKey: vendor.publicPem,
+          stateDir: dir,
+          license: Signing.signLicense(vendor.privatePem, {
+            product: "cad",
+            seats: 1,
+            expiresAtMs: 4e12,
+            sequence: 1,
+          }),
+          // A new leader settles for a lease before it grants: a short one.
+          timing: { heartbeatIntervalMs: 50, leaseMs: 500 },
+        })
+        const clients = Client.layer({
+          id: "c1",
+          bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
+          servers: [{ id: "s1", address: member.client }],
+          poolSecret,
+          product: "cad",
+          heartbeatIntervalMs: 50,
+        })
+        yield* Effect.gen(function* () {
+          const server = yield* Server.PoolServer
+          const client = yield* Client.PoolClient
+          const held = yield* until(client.state, (state) => state.phase === "holding")
+          expect(held.server).toBe("s1")
+          const counted = yield* until(server.state, (state) => state.role === "leader")
+          expect(Machine.poolRecord(counted).has("c1")).toBe(true)
+        }).pipe(Effect.provide(Layer.mergeAll(servers, clients)))
+      }).pipe(Effect.provide(NodeDatagram.layer)),
+    60_000,
+  )
+})
