@@ -64,6 +64,7 @@ import {
 } from "./internal/protocol.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Secret from "./Secret.ts"
+import * as Standby from "./Standby.ts"
 
 export type { Holding, Member }
 
@@ -140,12 +141,6 @@ export interface Permit {
    */
   readonly lost: Effect.Effect<void>
 }
-
-/**
- * Standby connections a successor holds for its takeover; past this, it closes new ones and
- * their peers elect the usual way.
- */
-const standbyConnectionsMax = 4096
 
 /** How long the supervisor gathers registry changes before sending the registry out. */
 const membersBatchMs = 25
@@ -264,38 +259,6 @@ interface SupervisorState {
   resigning: boolean
 }
 
-/** As the designated successor: the standby listener and the connections it accepted. */
-interface Standby {
-  readonly scope: Scope.Closeable
-  readonly address: string
-  /**
-   * Open connections standing by, not yet served by this instance as supervisor, with their
-   * pre-registration once it came.
-   */
-  readonly waiting: Map<Connection.Connection<Message>, Register | undefined>
-  /** Set once this instance supervises: admits a pre-registered member. */
-  serve:
-    | ((
-        connection: Connection.Connection<Message>,
-        preRegistration: Register,
-      ) => Effect.Effect<void>)
-    | undefined
-}
-
-/** As any other subordinate: the connection standing by at the successor. */
-interface StandbyLink {
-  /** The successor it is for: its instance id and address. */
-  readonly target: string
-  readonly scope: Scope.Closeable
-  /** The connection, once made; it is being made from the moment the successor is known. */
-  connection: Connection.Connection<Message> | undefined
-  /**
-   * The successor's Welcome, sent once it has bound the election address; undefined if the
-   * connection could not be made or closed first.
-   */
-  readonly takeover: Deferred.Deferred<Welcome | undefined>
-}
-
 const describeError = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : JSON.stringify(error)
 
@@ -388,8 +351,6 @@ export const make = (
     // A peer that lost the supervisor waits this long for the successor's takeover: the
     // successor notices the loss within its own keep-alive time-out.
     const standbyWaitMs = connectionOptions.keepAlive.timeoutMs
-    let standby: Standby | undefined
-    let standbyLink: StandbyLink | undefined
     /**
      * Scopes of attempts whose supervisor was lost, with its dead connection: torn down once
      * the next supervisor is back to normal (its registry came, or it thawed), so that the
@@ -526,157 +487,17 @@ export const make = (
 
     // ---- standby: the successor and the connections waiting at it ------------------
 
-    /**
-     * Next to the election address, on a port (or abstract name) of its own; none for a
-     * Unix socket path, whose file a crash would leave behind.
-     */
-    const standbyAddress = (): Address.StreamAddress | undefined =>
-      address._tag === "Tcp"
-        ? Address.tcp(address.host, 0)
-        : address.abstract
-          ? Address.abstract(`${address.path}.standby.${identity.uniqueId()}`)
-          : undefined
-
-    /** Opens the standby listener (once); its address, or undefined if it can not listen. */
-    const openStandby: Effect.Effect<string | undefined> = Effect.gen(function* () {
-      if (standby !== undefined) return standby.address
-      const at = standbyAddress()
-      if (at === undefined) return undefined
-      const scope = yield* Scope.fork(electionScope)
-      const listened = yield* Effect.result(
-        Scope.provide(transport.listen(at, connectionOptions), scope),
-      )
-      if (Result.isFailure(listened)) {
-        yield* Scope.close(scope, Exit.void)
-        return undefined
-      }
-      const opened: Standby = {
-        scope,
-        address: Address.format(listened.success.address),
-        waiting: new Map(),
-        serve: undefined,
-      }
-      yield* Effect.forkIn(
-        Stream.runForEach(listened.success.connections, (connection) =>
-          Effect.gen(function* () {
-            if (opened.waiting.size >= standbyConnectionsMax) return yield* connection.close
-            opened.waiting.set(connection, undefined)
-            yield* Effect.forkIn(
-              Effect.andThen(
-                connection.closed,
-                Effect.sync(() => opened.waiting.delete(connection)),
-              ),
-              scope,
-            )
-            yield* Effect.forkIn(preRegister(opened, connection), scope)
-          }),
-        ),
-        scope,
-      )
-      standby = opened
-      return opened.address
+    const standby = Standby.make({
+      transport,
+      connectionOptions,
+      scope: electionScope,
+      instanceId,
+      address,
+      uniqueId: identity.uniqueId,
+      refusalOf,
+      refuse,
+      registerMessage,
     })
-
-    /**
-     * Reads a standby connection's first message, its pre-registration: kept for the
-     * takeover, or admitted at once if this instance already supervises. Nothing else is read
-     * here, so whatever follows is left to the supervisor that serves the connection.
-     */
-    const preRegister = (opened: Standby, connection: Connection.Connection<Message>) =>
-      Effect.gen(function* () {
-        let first: Message | undefined
-        yield* Stream.runForEach(Stream.take(connection.messages, 1), (message) =>
-          Effect.sync(() => {
-            first = message
-          }),
-        )
-        if (first === undefined || !opened.waiting.has(connection)) return
-        if (first._tag !== "Register") return yield* connection.close
-        const refusal = refusalOf(first)
-        if (refusal !== undefined) return yield* refuse(connection, refusal)
-        if (opened.serve === undefined) {
-          opened.waiting.set(connection, first)
-          return
-        }
-        opened.waiting.delete(connection)
-        yield* opened.serve(connection, first)
-      })
-
-    /** Closes the standby listener and its connections: their peers elect the usual way. */
-    const closeStandby = Effect.suspend(() => {
-      const current = standby
-      standby = undefined
-      return current === undefined ? Effect.void : Scope.close(current.scope, Exit.void)
-    })
-
-    /** Connects to the successor ahead of a failover; drops a link to a previous one. */
-    const followSuccessor = (successor: Successor | undefined) =>
-      Effect.suspend(() => {
-        const target =
-          successor === undefined || successor.instanceId === instanceId
-            ? undefined
-            : `${successor.instanceId} ${successor.address}`
-        // Another successor named: this instance no longer is one. (None named: the
-        // supervisor may still be waiting for this instance's StandbyAt.)
-        const closeOwn =
-          successor !== undefined && successor.instanceId !== instanceId
-            ? closeStandby
-            : Effect.void
-        if (target === standbyLink?.target) return closeOwn
-        const previous = standbyLink
-        standbyLink = undefined
-        const dropPrevious =
-          previous === undefined ? Effect.void : Scope.close(previous.scope, Exit.void)
-        const successorAddress =
-          successor === undefined ? undefined : Address.parseStream(successor.address)
-        if (
-          target === undefined ||
-          successorAddress === undefined ||
-          successorAddress instanceof Address.InvalidAddress
-        ) {
-          return Effect.andThen(closeOwn, dropPrevious)
-        }
-        return Effect.andThen(
-          Effect.andThen(closeOwn, dropPrevious),
-          Effect.gen(function* () {
-            // In place at once, while the connection is being made: an instance that loses
-            // its supervisor meanwhile waits for the successor rather than racing it.
-            const link: StandbyLink = {
-              target,
-              scope: yield* Scope.fork(electionScope),
-              connection: undefined,
-              takeover: yield* Deferred.make<Welcome | undefined>(),
-            }
-            standbyLink = link
-            yield* Effect.forkIn(linkTo(link, successorAddress), link.scope)
-          }),
-        )
-      })
-
-    const linkTo = (link: StandbyLink, successorAddress: Address.StreamAddress) =>
-      Effect.gen(function* () {
-        const connected = yield* Effect.result(
-          Scope.provide(transport.connect(successorAddress, connectionOptions), link.scope),
-        )
-        if (Result.isSuccess(connected)) {
-          const connection = connected.success
-          link.connection = connection
-          // Pre-registered now, so that the takeover needs no registration round trip.
-          yield* Effect.ignore(connection.send(registerMessage()))
-          // The successor answers only at its takeover, with a Welcome (or refuses); after
-          // it, the connection is read by the subordinate that it welcomed. The stream also
-          // ends if it closes.
-          yield* Stream.runForEach(
-            Stream.takeUntil(connection.messages, (message) => message._tag === "Welcome"),
-            (message) =>
-              message._tag === "Welcome"
-                ? Deferred.succeed(link.takeover, message)
-                : connection.close,
-          )
-        }
-        const failedFirst = yield* Deferred.succeed(link.takeover, undefined)
-        if (failedFirst && standbyLink === link) standbyLink = undefined
-      })
 
     // ---- supervisor ---------------------------------------------------------------
 
@@ -1040,7 +861,7 @@ export const make = (
         }
         // Members standing by with a pre-registration are admitted below, but grants wait
         // for what they confirm to hold, as for any previous member.
-        for (const preRegistration of standby?.waiting.values() ?? []) {
+        for (const preRegistration of standby.listening()?.waiting.values() ?? []) {
           if (preRegistration !== undefined && preRegistration.instanceId !== instanceId) {
             state.expected.add(preRegistration.instanceId)
           }
@@ -1065,10 +886,10 @@ export const make = (
         // Connections that stood by at this instance as successor: each pre-registered
         // member is welcomed over its own and admitted (the others as their
         // pre-registration comes).
-        const standing = standby
+        const standing = standby.listening()
         if (standing !== undefined) {
           const supervising = yield* Effect.scope
-          yield* Effect.addFinalizer(() => closeStandby)
+          yield* Effect.addFinalizer(() => standby.close)
           standing.serve = (connection, preRegistration) =>
             Effect.asVoid(
               Effect.forkIn(serveConnection(state, connection, preRegistration), supervising),
@@ -1098,7 +919,7 @@ export const make = (
           }
         }
         yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
-        yield* followSuccessor(undefined)
+        yield* standby.follow(undefined)
         yield* Deferred.succeed(firstRole, undefined)
         yield* settle
         // The previous supervisor's dead connection is torn down once the members are back.
@@ -1153,7 +974,7 @@ export const make = (
               // Welcome comes when the CPU is scarce.
               preparedRegistration = undefined
               return Effect.andThen(
-                Effect.andThen(losePermits(message.lost), followSuccessor(message.successor)),
+                Effect.andThen(losePermits(message.lost), standby.follow(message.successor)),
                 Deferred.succeed(welcomed, message.supervisorId),
               )
             case "Refused":
@@ -1172,9 +993,9 @@ export const make = (
               // The previous supervisor's dead connection is torn down only now: the
               // registry comes once the members are back, so the teardown does not compete
               // with their registrations for the CPU.
-              return Effect.andThen(followSuccessor(message.successor), releaseSpent)
+              return Effect.andThen(standby.follow(message.successor), releaseSpent)
             case "Designate":
-              return Effect.flatMap(openStandby, (standbyAt) =>
+              return Effect.flatMap(standby.open, (standbyAt) =>
                 standbyAt === undefined
                   ? Effect.void
                   : send({ _tag: "StandbyAt", address: standbyAt }),
@@ -1255,7 +1076,7 @@ export const make = (
         const reason = yield* connection.closed
         // Every survivor standing by waits for the successor's bind: it goes first, before
         // its own bookkeeping. (If it fails, the next attempt tries again.)
-        if (standby !== undefined) {
+        if (standby.listening() !== undefined) {
           const scope = yield* Scope.fork(electionScope)
           const listened = yield* Effect.result(
             Scope.provide(transport.listen(address, connectionOptions), scope),
@@ -1300,7 +1121,7 @@ export const make = (
       if (Result.isSuccess(listened)) return yield* runSupervisor(listened.success)
       // A successor that lost the bind is no successor: whoever stands by at it elects
       // the usual way now instead of waiting for a takeover that will not come.
-      yield* closeStandby
+      yield* standby.close
       if (listened.failure.reason !== "AddressInUse") {
         return yield* new ElectionFailed({
           address: addressText,
@@ -1345,10 +1166,9 @@ export const make = (
      * bind and then connecting. "none" when no takeover came: elect the usual way.
      */
     const overStandby = Effect.gen(function* () {
-      const link = standbyLink
-      if (link === undefined) return "none" as const
       // Spent either way: a later successor gets a new link.
-      standbyLink = undefined
+      const link = standby.takeLink()
+      if (link === undefined) return "none" as const
       const takeover = yield* Deferred.await(link.takeover).pipe(
         Effect.timeoutOption(standbyWaitMs),
       )
@@ -1375,7 +1195,7 @@ export const make = (
       let lost = false
       while (failures < attemptsMax) {
         const outcome: "lost" | "retry" | "none" =
-          lost && standbyLink !== undefined ? yield* overStandby : yield* attempt
+          lost && standby.link() !== undefined ? yield* overStandby : yield* attempt
         lost = outcome === "lost"
         if (outcome === "lost") {
           failures = 0
