@@ -10,10 +10,14 @@
  *
  * 3. Compaction (`compaction.ts`): writes/s through the machines at 10k, 100k and 500k
  *    entries appended over the log's life, and their ratios.
+ * 4. Throughput (`throughput.ts`): writes/s and reads/s (linearizable) through the library
+ *    with durability on, against a three-member etcd the bench starts, doing the same puts
+ *    and linearizable gets in the same run: ratios, p50 / p99 latencies.
  *
  * Prints a table, then, last, one JSON line of named figures. Environment: `BENCH_ROUNDS`
  * (process rounds for 3 and 5 servers; 9 servers get 2/3 of it; default 10),
- * `BENCH_SIM_RUNS` (default 2,000), `BENCH_PART=processes|sim|compaction` to run one part.
+ * `BENCH_SIM_RUNS` (default 2,000), `BENCH_CLIENTS` and `BENCH_OPS` (throughput; 16 and
+ * 3,000), `BENCH_PART=processes|sim|compaction|throughput` to run one part.
  *
  * The staggered machine is imported from `src/`; the processes run `apps/server-group`,
  * which imports the package's build (`dist/`): rebuild it after changing `src/`.
@@ -25,6 +29,7 @@ import * as Compaction from "./compaction.ts"
 import { killAll, measure, startNameServer } from "./processes.ts"
 import type { Variant } from "./simulate.ts"
 import * as Sim from "./simulate.ts"
+import * as Throughput from "./throughput.ts"
 
 /** The app's defaults (`apps/server-group/src/cli.ts`), passed explicitly to every server. */
 const timings = {
@@ -143,6 +148,14 @@ if (part === undefined || part === "compaction") {
   Object.assign(figures, result.figures)
 }
 
+// 4. Throughput against etcd.
+let throughputRows: Array<string> = []
+if (part === undefined || part === "throughput") {
+  const result = await Throughput.run()
+  throughputRows = result.rows
+  Object.assign(figures, result.figures)
+}
+
 if (processRows.length > 0) {
   console.log(
     "\nprocesses: SIGKILL → write answered by the new master (ms; p99 of few rounds ≈ max)",
@@ -162,5 +175,9 @@ if (simRows.length > 0) {
 if (compactionRows.length > 0) {
   console.log(Compaction.heading)
   for (const row of compactionRows) console.log(row)
+}
+if (throughputRows.length > 0) {
+  console.log(Throughput.heading)
+  for (const row of throughputRows) console.log(row)
 }
 console.log(JSON.stringify(figures))

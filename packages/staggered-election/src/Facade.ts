@@ -27,7 +27,7 @@
 import { EventEmitter } from "node:events"
 import { NameServer, RemoteStore } from "@understudy/store"
 import { Address, NodeDatagram, NodeTransport, Observability } from "@understudy/transport"
-import { Effect, Exit, Layer, Scope, Stream } from "effect"
+import { Effect, Exit, Layer, type Redacted, Scope, Stream } from "effect"
 import type * as Delays from "./Delays.ts"
 import * as ServerGroup from "./ServerGroup.ts"
 
@@ -39,6 +39,11 @@ export interface ServerOptions<S, Req, Res>
   readonly addresses: Readonly<Record<string, string | Address.Udp>>
   /** Where the name server's `StoreServer` listens (`tcp://127.0.0.1:7100`, `unix:///path`). */
   readonly store: string | Address.StreamAddress
+  /**
+   * The name server's key, if it was started with one (`StoreServer.serve(address, {
+   * clusterKey })`, `server-group nameserver --cluster-key FILE`): proven at every connection.
+   */
+  readonly storeClusterKey?: Redacted.Redacted<Uint8Array | string>
 }
 
 /**
@@ -91,7 +96,12 @@ export const createServer = async <S, Req, Res>(
   // The caller's logger and layers (tracer, metrics), for every effect of this server.
   const runtime = await Observability.facadeRuntime(options, scope)
   const services = NameServer.layer.pipe(
-    Layer.provide(RemoteStore.layer({ address: store })),
+    Layer.provide(
+      RemoteStore.layer({
+        address: store,
+        ...(options.storeClusterKey === undefined ? {} : { clusterKey: options.storeClusterKey }),
+      }),
+    ),
     Layer.provide(NodeTransport.layer),
     Layer.merge(NodeDatagram.layer),
   )

@@ -78,6 +78,12 @@ export interface Decoded {
   readonly tornBytes: number
 }
 
+/** Whether every byte of `buffer` from `start` on is zero. */
+const zeroFrom = (buffer: Buffer, start: number): boolean => {
+  for (let i = start; i < buffer.length; i++) if (buffer[i] !== 0) return false
+  return true
+}
+
 /**
  * The records of a log file's bytes, a torn tail left out; or where it is damaged.
  *
@@ -102,8 +108,10 @@ export const decode = (
     if (end > buffer.length) return torn()
     const payload = buffer.subarray(offset + headerBytes, end)
     if (!checksum(payload).equals(buffer.subarray(offset + 4, offset + headerBytes))) {
-      // The last frame, damaged: a write torn by a crash. Anything after it: real damage.
-      if (end === buffer.length) return torn()
+      // The last frame, damaged: a write torn by a crash. So is a damaged frame followed
+      // only by zeros: space the file system gave an append whose data never landed (a
+      // zero-filled tail, e.g. after a lost fsync). Anything else after it: real damage.
+      if (end === buffer.length || zeroFrom(buffer, end)) return torn()
       return Result.fail({ offset, reason: "checksum mismatch before the end of the log" })
     }
     records.push(Uint8Array.from(payload))

@@ -31,11 +31,72 @@ const entry = (seq: number, epoch: number, add: number): Message.Entry<Req> => (
   request: { add },
 })
 
+/** A small deterministic generator (mulberry32), seeded per schedule. */
+const generator = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
+  }
+}
+
+/** How a crash during a persist leaves the new bytes on disk. */
+type DiskFault =
+  /** The fsync never completed: none of the new bytes are there. */
+  | "lost-tail"
+  /** The write stopped part-way: a prefix of the new bytes. */
+  | "torn"
+  /** A prefix landed, the rest of the space the append took reads as zeros. */
+  | "torn-zero-filled"
+
+/**
+ * Disk faults (`faults`: a generator, and the chance that a persist is cut by a crash): a
+ * step whose records are being written is cut by a crash before its fsync completes, so
+ * none of its messages went out and nobody was answered (the driver persists first); on
+ * disk are the records synced before, then a prefix of the new bytes, torn anywhere, or
+ * zero-filled past the tear. The server restarts at once from what `Wal.decode` recovers of
+ * those bytes (a decode failure is a failed restart); what it recovered must be the synced
+ * records and a prefix of the new ones, never more.
+ */
+interface DiskFaults {
+  readonly random: () => number
+  readonly chance: number
+  readonly counts: {
+    cut: number
+    lostTail: number
+    torn: number
+    zeroFilled: number
+    partial: number
+  }
+}
+
+/** The chance that a persist (a step that writes records) is cut by a crash. */
+const diskFaultChance = 0.004
+
+const RecordCodec = Durable.recordSchema(RequestSchema)
+const encodeRecord = Schema.encodeSync(RecordCodec)
+const decodeRecord = Schema.decodeUnknownSync(RecordCodec)
+const recordBytes = (record: Durable.Record<Req>) =>
+  new TextEncoder().encode(encodeRecord(record) as string)
+const concat = (parts: ReadonlyArray<Uint8Array>) => {
+  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0))
+  let at = 0
+  for (const part of parts) {
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
+
 /**
  * A machine whose every restart recovers the durable state its last step left, through the
- * records the driver would write (`changes`, snapshots encoded) and `replay`.
+ * records the driver would write (`changes`, snapshots encoded) and `replay`; with
+ * `diskFaults`, some persists are cut by a crash (see `DiskFaults`).
  */
-const durableMachine = (config: Config) => {
+const durableMachine = (config: Config, diskFaults?: DiskFaults) => {
   type Disk = {
     persisted: Durable.Durable<Req, number, number>
     records: Array<Durable.Record<Req>>
@@ -59,6 +120,51 @@ const durableMachine = (config: Config) => {
       })
     }
     disks.set(self, { records, persisted: next })
+    return records
+  }
+  /**
+   * The crash of `self` while its step's records were being written after `synced`: the
+   * disk keeps `synced` and a prefix of the new bytes; returns whether it did cut.
+   */
+  const cut = (
+    self: string,
+    synced: Array<Durable.Record<Req>>,
+    next: Array<Durable.Record<Req>>,
+  ) => {
+    const faults = diskFaults!
+    // The synced records are whole on disk (the store's own tests check that): the new bytes
+    // start at a record boundary, and recovery's reading of them is what is checked here.
+    const added = concat(next.slice(synced.length).map((record) => Wal.frame(recordBytes(record))))
+    const kinds: ReadonlyArray<DiskFault> = ["lost-tail", "torn", "torn-zero-filled"]
+    const kind = kinds[Math.floor(faults.random() * kinds.length)]!
+    const kept = kind === "lost-tail" ? 0 : Math.floor(faults.random() * added.length)
+    const tail = new Uint8Array(kind === "torn-zero-filled" ? added.length : kept)
+    tail.set(added.subarray(0, kept))
+    const decoded = Wal.decode(tail)
+    if (decoded._tag === "Failure") {
+      throw new Error(
+        `${self} cannot restart after a ${kind} write (${kept} of ${added.length} new bytes): ${decoded.failure.reason} at ${decoded.failure.offset}`,
+      )
+    }
+    const recovered = [
+      ...synced,
+      ...decoded.success.records.map((bytes) => decodeRecord(new TextDecoder().decode(bytes))),
+    ]
+    // The synced records, then a prefix of the new ones: never more than was written.
+    expect(recovered.slice(synced.length)).toEqual(next.slice(synced.length, recovered.length))
+    faults.counts.cut++
+    if (kind === "lost-tail") faults.counts.lostTail++
+    else if (kind === "torn") faults.counts.torn++
+    else faults.counts.zeroFilled++
+    if (recovered.length > synced.length) faults.counts.partial++
+    disks.set(self, {
+      records: recovered,
+      persisted: Durable.replay<Req, number, number>(recovered, (data) => {
+        const decodedBase = codec!.decode(data)
+        if (decodedBase._tag === "Failure") throw new Error(`a snapshot does not decode: ${data}`)
+        return decodedBase.success
+      }),
+    })
   }
   const disk = {
     get: (self: string): Durable.Durable<Req, number, number> | undefined => {
@@ -73,8 +179,10 @@ const durableMachine = (config: Config) => {
   }
   const inner = Machine.make(config)
   const counts = { restored: 0, restoredWithLog: 0, restoredWithSnapshot: 0 }
+  const peers = new Map<string, ReadonlyArray<string>>()
   const machine: typeof inner = {
     init: (context) => {
+      peers.set(context.self, context.peers)
       const restored = disk.get(context.self)
       const result = (restored === undefined ? inner : Machine.make({ ...config, restored })).init(
         context,
@@ -97,7 +205,20 @@ const durableMachine = (config: Config) => {
     },
     step: (state, input) => {
       const result = inner.step(state, input)
-      write(state.self, result.state)
+      const synced = disks.get(state.self)?.records ?? []
+      const written = write(state.self, result.state)
+      if (
+        diskFaults !== undefined &&
+        written.length > synced.length &&
+        // Appended to (not a rewrite of the file, which replaces every record).
+        written[0] === synced[0] &&
+        written[synced.length - 1] === synced[synced.length - 1] &&
+        diskFaults.random() < diskFaults.chance
+      ) {
+        // Crashed before the fsync: nothing of this step was sent; restarted from disk.
+        cut(state.self, [...synced], written)
+        return machine.init({ self: state.self, peers: peers.get(state.self)!, nowMs: input.nowMs })
+      }
       return result
     },
   }
@@ -303,7 +424,12 @@ describe("Durable", () => {
 
   const schedules = Number(process.env.STAGGERED_DURABLE_SCHEDULES ?? 1_000)
   it.each([
-    { name: "", config: base as Config, runs: schedules },
+    {
+      name: " and disk faults (persists cut by a crash: tail lost, torn, zero-filled)",
+      config: base as Config,
+      runs: schedules,
+      diskFaults: true,
+    },
     {
       name: ", with log compaction (every 3 applied entries)",
       config: {
@@ -317,16 +443,25 @@ describe("Durable", () => {
     },
   ])(
     `FastSim with durable restarts$name: the invariants hold over $runs schedules and restarted servers are not amnesiac`,
-    ({ config, runs }) => {
+    ({ config, runs, diskFaults }) => {
       let restoredWithLog = 0
       let restoredWithSnapshot = 0
       const failures: Array<string> = []
+      const cuts = { cut: 0, lostTail: 0, torn: 0, zeroFilled: 0, partial: 0 }
       for (const seed of Seeds.seeds(runs)) {
-        const { machine, counts } = durableMachine(config)
+        const { machine, counts } = durableMachine(
+          config,
+          diskFaults === true
+            ? { random: generator(seed), chance: diskFaultChance, counts: cuts }
+            : undefined,
+        )
         try {
           runSchedule(machine, seed)
         } catch (error) {
-          if (!(error instanceof FastSim.FastSimFailure)) throw error
+          if (!(error instanceof FastSim.FastSimFailure)) {
+            failures.push(`SEED=${seed}: ${error instanceof Error ? error.message : String(error)}`)
+            continue
+          }
           failures.push(`SEED=${error.seed}: ${error.invariant}: ${error.detail}`)
           if (Seeds.isReplay()) console.log(error.message)
         }
@@ -334,11 +469,18 @@ describe("Durable", () => {
         restoredWithSnapshot += counts.restoredWithSnapshot
       }
       console.log(
-        `durable FastSim: ${runs} schedules, ${restoredWithLog} restarts with a log, ${restoredWithSnapshot} of them with a snapshot`,
+        `durable FastSim: ${runs} schedules, ${restoredWithLog} restarts with a log, ${restoredWithSnapshot} of them with a snapshot; disk faults ${JSON.stringify(cuts)}`,
       )
       expect(failures).toEqual([])
       if (!Seeds.isReplay()) {
         expect(restoredWithLog).toBeGreaterThan(runs / 4)
+        if (diskFaults === true) {
+          // The premises: every kind of cut, some keeping whole new records.
+          expect(cuts.lostTail).toBeGreaterThan(runs / 4)
+          expect(cuts.torn).toBeGreaterThan(runs / 4)
+          expect(cuts.zeroFilled).toBeGreaterThan(runs / 4)
+          expect(cuts.partial).toBeGreaterThan(runs / 10)
+        }
         if (config.snapshot !== undefined) expect(restoredWithSnapshot).toBeGreaterThan(runs / 10)
       }
     },

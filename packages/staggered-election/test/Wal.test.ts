@@ -1,7 +1,8 @@
 /**
  * The write-ahead log: records survive a reopen; a log cut or damaged at every byte offset of
  * its last record recovers exactly the records before it (a torn tail, truncated) or says it
- * is damaged (`ElectionWalCorrupt`), and never yields a record that was not written; fuzzed
+ * is damaged (`ElectionWalCorrupt`), and never yields a record that was not written; a tail
+ * torn and zero-filled (the space of an append whose data never landed) is a torn tail; fuzzed
  * bytes decode to records or a typed failure, never a throw; `rewrite` replaces the log.
  */
 import * as fs from "node:fs"
@@ -89,6 +90,30 @@ describe("Wal", () => {
         expect(damaged).toBeGreaterThan(0)
       }),
     ),
+  )
+
+  it.effect(
+    "a write torn at any byte of its last two records and zero-filled to its length (an append whose data never landed) is a torn tail",
+    () =>
+      withDirectory((directory) =>
+        Effect.gen(function* () {
+          const frames = written.map((record) => Wal.frame(text(record)))
+          const whole = Buffer.concat(frames)
+          const ends = frames.map((_, i) =>
+            frames.slice(0, i + 1).reduce((n, frame) => n + frame.length, 0),
+          )
+          const file = path.join(directory, "log")
+          for (let offset = ends[0]!; offset < whole.length; offset++) {
+            const torn = Buffer.alloc(whole.length)
+            whole.copy(torn, 0, 0, offset)
+            fs.writeFileSync(file, torn)
+            const kept = ends.filter((end) => end <= offset).length
+            const recovered = yield* recover(file)
+            expect(recovered.records).toEqual(written.slice(0, kept))
+            expect(fs.statSync(file).size).toBe(ends[kept - 1])
+          }
+        }),
+      ),
   )
 
   it.effect("a damaged record before the end is ElectionWalCorrupt, and the file is kept", () =>
