@@ -60,9 +60,9 @@ import {
   maxFrameBytes,
   preEncode,
   protocolVersion,
-  type Successor,
 } from "./internal/protocol.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Registry from "./Registry.ts"
 import * as Secret from "./Secret.ts"
 import * as Standby from "./Standby.ts"
 
@@ -145,13 +145,6 @@ export interface Permit {
 /** How long the supervisor gathers registry changes before sending the registry out. */
 const membersBatchMs = 25
 
-/** Limits on what a registration may carry. */
-const registration = {
-  instanceIdLengthMax: 200,
-  metadataEntriesMax: 64,
-  metadataValueLengthMax: 1024,
-}
-
 /** A handler of coordinated requests or commands; its result must be JSON. */
 export type Handler = (payload: unknown, from: string) => Effect.Effect<unknown, unknown>
 
@@ -217,46 +210,22 @@ interface PendingAcquire {
   readonly done: Deferred.Deferred<void, AcquireRefused>
 }
 
-type Register = Extract<Message, { _tag: "Register" }>
-type Welcome = Extract<Message, { _tag: "Welcome" }>
-type Refusal = Extract<Message, { _tag: "Refused" }>["reason"]
+type Register = Registry.Register
+type Welcome = Registry.Welcome
+type Refusal = Registry.Refusal
 
-interface MemberEntry {
-  readonly member: Omit<Member, "holdings" | "waiting" | "role">
+/** A registered member: its registry entry and the connection it is served over. */
+interface MemberEntry extends Registry.Entry {
   readonly connection: Connection.Connection<Message>
-  /**
-   * Its holdings were adopted. Not yet for a member admitted from its pre-registration,
-   * until it confirms them; meanwhile it is sent nothing, since its standby connection may
-   * still be read by the reader that waited for the takeover.
-   */
-  holdingsKnown: boolean
 }
 
-interface SupervisorState {
-  readonly grants: Grants
-  readonly members: Map<string, MemberEntry>
-  /** Previous members whose permits the grace period waits for. */
-  readonly expected: Set<string>
+/** The registry (pure decisions in `Registry.ts`) and what the driver adds for its I/O. */
+interface SupervisorState extends Registry.State<MemberEntry> {
   readonly pendingCommands: Map<string, Deferred.Deferred<{ ok: boolean; payload: unknown }>>
-  readonly joinedAtMs: number
   /** Signals a registry change to the broadcaster (a dropping queue of one). */
   readonly changed: Queue.Queue<void>
-  /**
-   * No registry was ever seen: who holds permits is unknown until the grace period ends, or
-   * until a re-registering member tells which registry it had.
-   */
-  blind: boolean
   /** Completed when grants are no longer frozen (the previous members are back, or grace). */
   readonly thawed: Deferred.Deferred<void>
-  /** The member asked to be successor, until it leaves. */
-  designated: string | undefined
-  /** The successor once its standby listener is up: sent out with the registry. */
-  successor: Successor | undefined
-  /**
-   * Stopping on purpose: members were told `Resigning`. The address stays bound until the
-   * scope's end, so a member that already left may connect again; it is not registered.
-   */
-  resigning: boolean
 }
 
 const describeError = (error: unknown): string =>
@@ -417,26 +386,13 @@ export const make = (
       )
     }
 
-    /**
-     * Who may hold permits besides this instance, from the last registry it had: its
-     * subordinates, but not the supervisor this instance was last registered with (whose
-     * permits went with it), even when that registry came from an earlier supervisor.
-     */
+    /** Who may hold permits besides this instance, from the last registry it had. */
     const previousSubordinates = (): Array<string> =>
-      lastMembers
-        .filter(
-          (m) =>
-            m.role === "subordinate" &&
-            m.instanceId !== instanceId &&
-            m.instanceId !== lastSupervisorId,
-        )
-        .map((m) => m.instanceId)
+      Registry.previousSubordinates(lastMembers, instanceId, lastSupervisorId)
 
     /** The last registry from another supervisor, for a Register. */
     const previousRegistry = (): { previous?: ReadonlyArray<string> } =>
-      lastMembers.some((m) => m.role === "supervisor" && m.instanceId !== instanceId)
-        ? { previous: previousSubordinates() }
-        : {}
+      Registry.sawRegistry(lastMembers, instanceId) ? { previous: previousSubordinates() } : {}
 
     /** This instance's registration as of now: identity, holdings and the last registry. */
     const registerMessage = (): Register => ({
@@ -464,13 +420,7 @@ export const make = (
 
     /** Why `message` can not be accepted (a duplicate id aside), or undefined. */
     const refusalOf = (message: Register): Refusal | undefined =>
-      message.program !== options.program
-        ? "DifferentProgram"
-        : message.version !== protocolVersion
-          ? "IncompatibleVersion"
-          : invalidRegistration(message) !== undefined
-            ? "InvalidRegistration"
-            : undefined
+      Registry.refusalOf(options.program, message)
 
     const refuse = (connection: Connection.Connection<Message>, reason: Refusal) =>
       Effect.andThen(
@@ -501,41 +451,18 @@ export const make = (
 
     // ---- supervisor ---------------------------------------------------------------
 
+    /** This instance in the registry, as its supervisor. */
+    const self = (state: SupervisorState): Registry.Registrant => ({
+      instanceId,
+      pid,
+      startedAtMs,
+      metadata: { ...options.metadata },
+      joinedAtMs: state.joinedAtMs,
+    })
+
     /** The registry entries of `ids` (all members when omitted), with what each holds. */
-    const memberList = (state: SupervisorState, ids?: ReadonlyArray<string>): Array<Member> => {
-      const snapshot = state.grants.snapshot()
-      const holdingsOf = (id: string) =>
-        snapshot.flatMap((r) =>
-          r.holders
-            .filter((h) => h.instanceId === id)
-            .map((h) => ({ resource: r.resource, limit: r.limit, permits: h.permits })),
-        )
-      const waitingOf = (id: string) =>
-        snapshot.filter((r) => r.waiting.includes(id)).map((r) => r.resource)
-      const self: Member = {
-        instanceId,
-        pid,
-        startedAtMs,
-        metadata: { ...options.metadata },
-        role: "supervisor",
-        joinedAtMs: state.joinedAtMs,
-        holdings: holdingsOf(instanceId),
-        waiting: waitingOf(instanceId),
-      }
-      const subordinates =
-        ids === undefined
-          ? [...state.members.values()]
-          : ids.flatMap((id) => state.members.get(id) ?? [])
-      return [
-        ...(ids === undefined || ids.includes(instanceId) ? [self] : []),
-        ...subordinates.map((entry) => ({
-          ...entry.member,
-          role: "subordinate" as const,
-          holdings: holdingsOf(entry.member.instanceId),
-          waiting: waitingOf(entry.member.instanceId),
-        })),
-      ]
-    }
+    const memberList = (state: SupervisorState, ids?: ReadonlyArray<string>): Array<Member> =>
+      Registry.memberList(state, self(state), ids)
 
     /** Marks the registry changed; the broadcaster sends it once for a burst of changes. */
     const broadcastMembers = (state: SupervisorState) =>
@@ -555,7 +482,7 @@ export const make = (
           const members = memberList(state)
           lastMembers = members
           preparedRegistration = undefined
-          const message = registry(state, members)
+          const message = Registry.registryMessage(state, members)
           yield* Effect.forEach(
             state.members.values(),
             (entry) =>
@@ -589,12 +516,6 @@ export const make = (
         { discard: true },
       )
 
-    /** The registry message: the members and, once it stands by, the successor. */
-    const registry = (state: SupervisorState, members: ReadonlyArray<Member>): Message =>
-      state.successor === undefined
-        ? { _tag: "Members", members }
-        : { _tag: "Members", members, successor: state.successor }
-
     /**
      * Asks the oldest member to be the successor, unless one is designated. Not while the
      * previous members re-register: the standby connections it brings would compete with
@@ -602,13 +523,10 @@ export const make = (
      */
     const designate = (state: SupervisorState) =>
       Effect.suspend(() => {
-        if (state.designated !== undefined || (state.grants.frozen && !state.blind)) {
-          return Effect.void
-        }
-        const oldest = state.members.values().next()
-        if (oldest.done === true) return Effect.void
-        state.designated = oldest.value.member.instanceId
-        return Effect.ignore(oldest.value.connection.send({ _tag: "Designate" }))
+        const designee = Registry.designate(state)
+        return designee === undefined
+          ? Effect.void
+          : Effect.ignore(designee.connection.send({ _tag: "Designate" }))
       })
 
     /** Ends the freeze: waiting requests are granted and the registry may go out. */
@@ -622,30 +540,13 @@ export const make = (
       )
 
     const thawIfComplete = (state: SupervisorState) =>
-      state.grants.frozen && !state.blind && state.expected.size === 0 ? thaw(state) : Effect.void
+      Registry.thawDue(state) ? thaw(state) : Effect.void
 
-    /**
-     * Takes over what a member holds, as its registration (or its confirmation after a
-     * takeover) claims, and learns from it whose permits to wait for if this instance never
-     * saw a registry. The permits it could not keep.
-     */
-    const adoptHoldings = (state: SupervisorState, message: Register) => {
-      const lost = state.grants.adopt(message.instanceId, message.holdings)
-      if (state.blind && state.grants.frozen && message.previous !== undefined) {
-        // The registry this member had: wait for its members as if it had been ours.
-        state.blind = false
-        for (const id of message.previous) {
-          if (id !== instanceId && !state.members.has(id)) state.expected.add(id)
-        }
-      }
-      state.expected.delete(message.instanceId)
-      return lost
-    }
+    const adoptHoldings = (state: SupervisorState, message: Register) =>
+      Registry.adoptHoldings(state, instanceId, message)
 
     const welcomeOf = (state: SupervisorState, lost: ReadonlyArray<Holding>): Welcome =>
-      state.successor === undefined
-        ? { _tag: "Welcome", supervisorId: instanceId, lost }
-        : { _tag: "Welcome", supervisorId: instanceId, lost, successor: state.successor }
+      Registry.welcomeOf(state, instanceId, lost)
 
     /**
      * Serves one member's connection. With a pre-registration (a standby connection at the
@@ -670,14 +571,18 @@ export const make = (
             if (state.resigning) return yield* connection.close
             const refusal = refusalOf(message)
             if (refusal === "InvalidRegistration") {
-              yield* Effect.logWarning(`refused a registration: ${invalidRegistration(message)}`)
+              yield* Effect.logWarning(
+                `refused a registration: ${Registry.invalidRegistration(message)}`,
+              )
             }
             if (refusal !== undefined) return yield* refuse(connection, refusal)
             const existing = state.members.get(message.instanceId)
             // The same process registering again over a new connection to the address
             // replaces its old one; anything else with a known id is a duplicate.
             const reconnect =
-              existing !== undefined && !preRegistered && sameProcess(existing.member, message)
+              existing !== undefined &&
+              !preRegistered &&
+              Registry.sameProcess(existing.member, message)
             if (message.instanceId === instanceId || (existing !== undefined && !reconnect)) {
               return yield* refuse(connection, "DuplicateInstance")
             }
@@ -719,10 +624,7 @@ export const make = (
             const { lost, grants } = state.grants.replace(message.instanceId, message.holdings)
             state.expected.delete(message.instanceId)
             // Its standby listener closed with the old connection.
-            if (state.designated === message.instanceId) {
-              state.designated = undefined
-              state.successor = undefined
-            }
+            Registry.undesignate(state, message.instanceId)
             yield* send(welcomeOf(state, lost))
             yield* deliver(state, grants)
             yield* broadcastMembers(state)
@@ -746,7 +648,10 @@ export const make = (
           if (memberId === undefined) {
             if (message._tag === "Register") return onRegister(message, false)
             if (message._tag === "Inspect") {
-              return Effect.andThen(send(registry(state, memberList(state))), connection.close)
+              return Effect.andThen(
+                send(Registry.registryMessage(state, memberList(state))),
+                connection.close,
+              )
             }
             return connection.close
           }
@@ -832,11 +737,7 @@ export const make = (
         }
         const [member] = memberList(state, [memberId])
         state.members.delete(memberId)
-        if (state.designated === memberId) {
-          state.designated = undefined
-          state.successor = undefined
-          yield* designate(state)
-        }
+        if (Registry.undesignate(state, memberId)) yield* designate(state)
         yield* deliver(state, state.grants.remove(memberId))
         yield* broadcastMembers(state)
         if (member !== undefined) {
@@ -853,7 +754,7 @@ export const make = (
           pendingCommands: new Map(),
           joinedAtMs: yield* now,
           changed: yield* Queue.dropping<void>(1),
-          blind: !lastMembers.some((m) => m.role === "supervisor" && m.instanceId !== instanceId),
+          blind: !Registry.sawRegistry(lastMembers, instanceId),
           thawed: yield* Deferred.make<void>(),
           designated: undefined,
           successor: undefined,
@@ -1407,35 +1308,6 @@ export const make = (
     })
   })
 
-/** Why a registration can not be accepted, or undefined when it can. */
-const invalidRegistration = (
-  message: Extract<Message, { _tag: "Register" }>,
-): string | undefined => {
-  if (
-    message.instanceId.length === 0 ||
-    message.instanceId.length > registration.instanceIdLengthMax
-  ) {
-    return "instance id empty or too long"
-  }
-  if (!Number.isSafeInteger(message.pid) || message.pid <= 0) return `pid ${message.pid}`
-  const metadata = Object.entries(message.metadata)
-  if (
-    metadata.length > registration.metadataEntriesMax ||
-    metadata.some(([, value]) => value.length > registration.metadataValueLengthMax)
-  ) {
-    return "metadata over the limits"
-  }
-  if (message.previous?.some((id) => id.length > registration.instanceIdLengthMax)) {
-    return "previous registry with an instance id too long"
-  }
-  for (const holding of message.holdings) {
-    if (holding.limit < 1 || holding.permits < 1 || holding.permits > holding.limit) {
-      return `holding of ${holding.resource}: ${holding.permits} of ${holding.limit}`
-    }
-  }
-  return undefined
-}
-
 /**
  * The election as a `Layer`: the instance takes part until the layer's scope closes.
  *
@@ -1446,12 +1318,3 @@ export const layer = (
   options: ElectionOptions,
 ): Layer.Layer<PortElection, ElectionError | Secret.SecretError, Transport.Transport> =>
   Layer.effect(PortElection, make(options))
-
-/**
- * The registration comes from the process a member entry stands for: the instance id is
- * unique across restarts, and pid and start time tell a copy that was given the same id.
- */
-const sameProcess = (
-  member: MemberEntry["member"],
-  message: Extract<Message, { _tag: "Register" }>,
-): boolean => member.pid === message.pid && member.startedAtMs === message.startedAtMs
