@@ -138,15 +138,23 @@ const fencedRun = async (peer: "client" | "tsctp", rounds: number): Promise<void
     expect(outcome.peerOutput, why).not.toMatch(failureNotice)
   } else expectStreams(outcome, rounds, tsctpMessages)
   // From the moment a node is stopped until it is restarted as the standby — its pause,
-  // its SIGCONT, its finding it lost the role, and the echoes the peer got meanwhile
-  // from the node that took over — its address sent nothing at all.
+  // its SIGCONT, its finding it lost the role, and the traffic the peer had meanwhile with
+  // the node that took over — its address sends nothing, but for at most the one datagram
+  // it was handing to its socket when SIGSTOP came: the fence is asked right before each
+  // datagram, and a process can be paused between that answer and the system call (only
+  // the peer, checking an epoch, could close that; usrsctp does not). Without the fence's
+  // gate a resumed node sends a dozen.
   for (const round of outcome.rounds) {
-    const window = datagrams.slice(
-      marks.get(`r${round.round}-down`),
-      marks.get(`r${round.round}-rejoin`),
-    )
-    const fromStopped = window.filter((d) => d.src === round.from && d.srcPort === outcome.udpPort)
-    expect(fromStopped, `round ${round.round}: ${why}`).toEqual([])
+    const at = (label: string) => marks.get(`r${round.round}-${label}`)
+    const from = (list: ReadonlyArray<Capture.Datagram>) =>
+      list.filter((d) => d.src === round.from && d.srcPort === outcome.udpPort)
+    const whileStopped = from(datagrams.slice(at("down"), at("cont")))
+    const resumed = from(datagrams.slice(at("cont"), at("rejoin")))
+    const detail = `round ${round.round}: ${JSON.stringify({ whileStopped, resumed })}`
+    if (resumed.length > 0) console.log(`[fenced ${peer}] ${detail}`)
+    expect(whileStopped, `${detail} ${why}`).toEqual([])
+    expect(resumed.length, `${detail} ${why}`).toBeLessThanOrEqual(1)
+    const window = datagrams.slice(at("down"), at("rejoin"))
     // And the peer did talk to the node that took over meanwhile.
     expect(
       window.some((d) => d.src === round.to && d.dstPort === outcome.peerEncapsPort),
@@ -190,7 +198,11 @@ const expectStreams = (outcome: Alternating.Outcome, rounds: number, messages: n
     // The stream was cut by the failure and went on through the other node.
     expect(stream.beforeFailure, why).toBeGreaterThan(0)
     expect(stream.afterFailure, why).toBeGreaterThan(0)
-    expect(stream.beforeFailure + stream.afterFailure, why).toBeLessThanOrEqual(messages)
+    // (Not their sum: a batch the dead node had delivered but the standby not yet
+    // acknowledged is delivered again by the survivor, as every-update allows: the peer
+    // never had it acknowledged.)
+    expect(stream.beforeFailure, why).toBeLessThan(messages)
+    expect(stream.afterFailure, why).toBeLessThanOrEqual(messages)
     // The node that took over had every message the dead one acknowledged: it skipped no
     // TSN or SSN to catch up (`Association.takeOver`'s resynchronisation).
     expect(

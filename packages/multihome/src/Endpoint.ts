@@ -303,7 +303,7 @@ export interface Options {
    */
   readonly hostAddresses?: ReadonlyArray<string>
   /**
-   * Asked just before datagrams go to the socket: `false` drops them (counted in
+   * Asked just before each datagram goes to the socket: `false` drops it (counted in
    * `stats.dropped.fenced`). The cluster's fence: a node that can not prove it still holds
    * its role sends nothing, whatever fiber (timer, retransmission) produced the datagram.
    */
@@ -782,19 +782,21 @@ export const make = (
       if (outbox.length === 0) return Effect.void
       const datagrams = outbox
       outbox = []
-      const send =
-        datagrams.length === 1
-          ? sendOne(datagrams[0]!)
-          : Effect.forEach(datagrams, sendOne, { discard: true })
       const gate = options.mayTransmit
-      if (gate === undefined) return send
-      return Effect.flatMap(gate, (open) =>
-        open
-          ? send
-          : Effect.sync(() => {
-              for (let index = 0; index < datagrams.length; index++) drop("fenced")
-            }),
-      )
+      // The gate is asked right before each datagram, not once per batch: a process paused
+      // in the middle of a batch (SIGSTOP) and resumed after it lost the role would send
+      // the rest of the batch. What remains is the one datagram it was handing to the
+      // socket when it was paused.
+      const one =
+        gate === undefined
+          ? sendOne
+          : (datagram: (typeof datagrams)[number]) =>
+              Effect.flatMap(gate, (open) =>
+                open ? sendOne(datagram) : Effect.sync(() => drop("fenced")),
+              )
+      return datagrams.length === 1
+        ? one(datagrams[0]!)
+        : Effect.forEach(datagrams, one, { discard: true })
     })
 
     /**

@@ -18,8 +18,8 @@
  * by SIGSTOP past the link's time-out and the fence's lease: the standby takes over at the
  * next epoch, the stopped node is SIGCONTed, must say it lost the role, is watched while it
  * runs on, then SIGKILLed and restarted as the standby. With a `capture`, each round marks
- * it before the failure (`r<N>-out`), once the node is stopped or gone (`r<N>-down`) and
- * before its restart (`r<N>-rejoin`): from `down` to `rejoin` its address must send nothing.
+ * it before the failure (`r<N>-out`), once the node is stopped or gone (`r<N>-down`), just
+ * before a stopped node's SIGCONT (`r<N>-cont`) and before its restart (`r<N>-rejoin`).
  */
 import { readFileSync } from "node:fs"
 import { Ports, Usrsctp } from "@understudy/testkit"
@@ -327,6 +327,7 @@ export const run = async (options: Options): Promise<Outcome> => {
       // The stopped node resumes: it must find it lost the role and say so, and it runs on
       // (silent, the capture says) while the peer talks to the node that took over.
       const resumed = serving
+      await mark(`r${round}-cont`)
       resumed.kill("SIGCONT")
       await App.eventually(
         `round ${round}: the resumed node falls silent`,
@@ -370,7 +371,19 @@ export const run = async (options: Options): Promise<Outcome> => {
     }
     const rejoinedStatus = (await rejoined.line("started", 30_000)).status as string
     phase("restarted")
-    await App.linkUp(`round ${round}: the rejoined node's link is up`, rejoined, 30_000)
+    await App.linkUp(`round ${round}: the rejoined node's link is up`, rejoined, 30_000).catch(
+      (error: unknown) => {
+        // What both nodes said, in the failure (CI shows it).
+        const tail = (node: typeof rejoined) =>
+          node.lines
+            .slice(-15)
+            .map((line) => JSON.stringify(line))
+            .join("\n")
+        throw new Error(
+          `${String(error)}\nserving:\n${tail(takingOver)}\nrejoined:\n${tail(rejoined)}`,
+        )
+      },
+    )
     phase("linked")
     if (client !== undefined) {
       // The peer reaches the rejoined node's address again: it has somewhere to go next
