@@ -118,6 +118,8 @@ describe("takeover-stream bundles", () => {
     timeout: 60_000 * Math.ceil(sigkills / 2),
   }, async () => {
     const random = mulberry32(seed)
+    // Shown with any failure, a timeout's included: the offsets replay from it.
+    console.log(`offsets from UNDERSTUDY_SEED=${seed}`)
     // Two SIGKILLs per bundle (three servers: the third finishes it); fresh processes each.
     for (let round = 0, killed = 0; killed < sigkills; round++) {
       const kills = Math.min(2, sigkills - killed)

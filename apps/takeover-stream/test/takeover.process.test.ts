@@ -47,10 +47,13 @@ describe("takeover-stream processes", () => {
           writes: await scrape(victim, takeoverWrites),
         })
     }
+    // The next transfer's fresh processes start while this one runs.
+    let next: Promise<Cluster> | undefined
     try {
       for (let transfer = 0; transfer < 3; transfer++) {
         const name = `object-${transfer}.bin`
         const sha256 = cluster.object(name, size)
+        if (transfer < 2) next = startCluster({ servers: 3, leaseMs: 300, everyBytes: 1024 * 1024 })
         const kills = [offsetIn(size * 0.05, size * 0.25), offsetIn(size * 0.5, size * 0.9)]
         const result = await download(
           cluster,
@@ -74,17 +77,15 @@ describe("takeover-stream processes", () => {
           expect(tookOver[0]!.resumed, context).toBeGreaterThanOrEqual(1)
           expect(tookOver[0]!.writes, context).toBeGreaterThanOrEqual(1)
         }
-        // Fresh processes on new ports for the next transfer.
-        if (transfer < 2) {
+        if (next !== undefined) {
           await cluster.stop()
-          Object.assign(
-            cluster,
-            await startCluster({ servers: 3, leaseMs: 300, everyBytes: 1024 * 1024 }),
-          )
+          Object.assign(cluster, await next)
+          next = undefined
         }
       }
     } finally {
       await cluster.stop()
+      await next?.then((c) => c.stop()).catch(() => undefined)
     }
   })
 
