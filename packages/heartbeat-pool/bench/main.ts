@@ -172,8 +172,9 @@ for (let round = 0; round < runs; round++) {
 const realHeartbeatMs = 200
 const real: Array<RealRun> = []
 for (let round = 0; round < runs; round++) real.push(await realRun(100, realHeartbeatMs))
+/** Over the runs whose killed leader held such clients (listed per run below). */
 const realFigure = (pick: (run: RealRun) => ReadonlyArray<number>, p: number) => {
-  const values = real.map((run) => percentile(pick(run), p))
+  const values = real.filter((run) => pick(run).length > 0).map((run) => percentile(pick(run), p))
   return { median: median(values), min: Math.min(...values), max: Math.max(...values) }
 }
 const realP50 = realFigure((run) => run.current, 50)

@@ -83,16 +83,26 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       )
     }
     for (const server of servers.values()) await server.line("ready", 30_000)
-    let leader = ""
-    await waitFor(
-      "a leader",
-      () => {
-        for (const [id, server] of servers)
-          if (server.lines.some((line) => line.t === "BecameLeader")) leader = id
-        return leader !== ""
-      },
-      30_000,
-    )
+    /**
+     * The server leading the highest term, by its lines: a `BecameLeader` not followed by a
+     * `SteppedDown` of that term (on a loaded machine the first leader may not last).
+     */
+    const currentLeader = (): string | undefined => {
+      let best: { readonly id: string; readonly term: number } | undefined
+      for (const [id, server] of servers) {
+        let led: number | undefined
+        for (const line of server.lines) {
+          if (line.t === "BecameLeader") led = Number(line.term)
+          else if (line.t === "SteppedDown" && Number(line.term) === led) led = undefined
+        }
+        if (led !== undefined && (best === undefined || led > best.term)) best = { id, term: led }
+      }
+      return best?.id
+    }
+    await waitFor("a leader", () => currentLeader() !== undefined, 30_000)
+    // Clients come once the leader settled (it grants no new seat for a lease after its
+    // election): those that ask it first then hold their seat there, not at a follower.
+    await sleep(timing.leaseMs + heartbeatMs * 5)
     // Who holds where, and when each re-attached, by this process's clock.
     const holder: Array<string | undefined> = []
     const reattachedAt: Array<number | undefined> = []
@@ -117,13 +127,14 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       })
       clients.push(client)
     }
-    // Every client holds (a new leader grants only after settling for one lease).
+    // Every client holds.
     await waitFor(
       "every client granted",
       () => holder.filter((server) => server !== undefined).length === clientCount,
       timing.leaseMs * 3,
     )
     await sleep(heartbeatMs * 5)
+    const leader = currentLeader()!
     const victims = holder.flatMap((server, index) => (server === leader ? [index] : []))
     for (const index of victims) reattachedAt[index] = undefined
     const killedAt = performance.now()
