@@ -206,20 +206,22 @@ const run = async ({ log }: ScenarioContext): Promise<ReadonlyArray<Row>> => {
       if (victim === "leader") {
         // The killed leader comes back (2 of 3 servers keep a majority through the next
         // failure): on its state from disk, as a follower whose record the leader merges.
+        const seen = now === undefined ? 0 : serverLines.get(now.id)!.length
         dead.delete(target)
         startServer(target)
-        await waitFor(
+        const back = await waitFor(
           `${target} back as a follower`,
           () =>
             now !== undefined &&
             serverLines
               .get(now.id)!
+              .slice(seen)
               .some((line) => line._tag === "RecordMerged" && line.server === target)
               ? true
               : undefined,
           boundMs,
-        ).catch(() => undefined)
-        log(`${target} restarted, back as a follower`)
+        ).catch(() => false)
+        log(`${target} restarted, ${back ? "back as a follower" : "not back in time"}`)
       } else {
         // Kept, not only honoured: a whole lease later every seat is still held (renewed).
         await sleep(leaseMs + 1_000)
