@@ -156,7 +156,22 @@ export interface Read {
 }
 
 /** @since 0.1.0 @category commands */
-export type Command<Req> = Submit<Req> | Read
+/**
+ * Several clients' requests at once (what the driver batches while a step is being made
+ * durable): handled as that many `Submit`s in one step, with one replication message per
+ * backup and one commit check for all of them — so the master's log is appended and
+ * fsynced once for the batch (group commit), and so is each backup's.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export interface SubmitMany<Req> {
+  readonly _tag: "SubmitMany"
+  readonly submits: ReadonlyArray<Submit<Req>>
+}
+
+/** @since 0.1.0 @category commands */
+export type Command<Req> = Submit<Req> | SubmitMany<Req> | Read
 
 /** @since 0.1.0 @category events */
 export type Event<Res> =
@@ -805,6 +820,11 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       request: submit.request,
     })
     const next = { ...state, replica }
+    if (batching !== undefined) {
+      // One replication and one commit check for the whole batch (`onSubmitMany`).
+      batching.appended = true
+      return next
+    }
     replicateAll(next, outputs)
     return advanceCommit(next, nowMs, outputs)
   }
@@ -882,6 +902,30 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       next = submitReady(next, submit, nowMs, outputs)
     }
     return next
+  }
+
+  /** Set while `onSubmitMany` runs: `submitReady` then leaves replication to it. */
+  let batching: { appended: boolean } | undefined
+
+  const onSubmitMany = (state: St, many: SubmitMany<Req>, nowMs: number): Step => {
+    const outputs: Array<Output> = []
+    let next = state
+    const batch = { appended: false }
+    batching = batch
+    try {
+      for (const submit of many.submits) {
+        const result = onSubmit(next, submit, nowMs)
+        next = result.state
+        outputs.push(...result.outputs)
+      }
+    } finally {
+      batching = undefined
+    }
+    if (batch.appended && next.role === "master" && next.leader?.phase === "ready") {
+      replicateAll(next, outputs)
+      next = advanceCommit(next, nowMs, outputs)
+    }
+    return M.result(next, outputs)
   }
 
   const onSubmit = (state: St, submit: Submit<Req>, nowMs: number): Step => {
@@ -1726,9 +1770,14 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
             return M.result(state)
         }
       case "Command":
-        return input.command._tag === "Read"
-          ? onRead(state, input.command)
-          : onSubmit(state, input.command, input.nowMs)
+        switch (input.command._tag) {
+          case "Read":
+            return onRead(state, input.command)
+          case "SubmitMany":
+            return onSubmitMany(state, input.command, input.nowMs)
+          case "Submit":
+            return onSubmit(state, input.command, input.nowMs)
+        }
     }
   }
 

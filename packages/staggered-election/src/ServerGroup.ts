@@ -301,6 +301,9 @@ export class ServerGroupService extends Context.Service<
   ServerGroup<unknown, unknown, unknown>
 >()("@understudy/staggered-election/ServerGroup") {}
 
+/** Requests given to the machine in one step, at most (a bound on a step's work). */
+const submitBatchMax = 256
+
 /** A registered holder: `id`, or `id=advertise`. @since 0.1.0 @category models */
 export interface Holder {
   readonly id: string
@@ -729,6 +732,21 @@ export const make = <S, Req, Res>(
       onStep,
     })
 
+    // Group commit: the requests that arrive while a step is being made durable (its records
+    // fsynced) go to the machine together in the next step, so they share one append and
+    // fsync here, one replication message to each backup (one fsync there) and one commit.
+    const submissions = yield* Queue.unbounded<Machine.Submit<Req>>()
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.gen(function* () {
+          const batch = yield* Queue.takeBetween(submissions, 1, submitBatchMax)
+          yield* running.command(
+            batch.length === 1 ? batch[0]! : { _tag: "SubmitMany", submits: batch },
+          )
+        }),
+      ),
+    )
+
     // Stopping: whoever waits gets an answer, and the registration is revoked.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
@@ -780,7 +798,7 @@ export const make = <S, Req, Res>(
           else pending.set(key, left)
         })
         const answer = yield* Effect.andThen(
-          running.command({ _tag: "Submit", ...submission }),
+          Queue.offer(submissions, { _tag: "Submit", ...submission }),
           Deferred.await(deferred),
         ).pipe(Effect.ensuring(forget))
         yield* awaitServing(current.epoch)

@@ -107,7 +107,7 @@ export const makeClient = (): Client => ({
 /**
  * The machine with a client attached: every 30 ms the client submits (or retries, with the
  * same id, until it is answered) one request at whichever node it finds master, until
- * `faultsEndMs`. Answers are recorded from the master's `Answered` events.
+ * `faultsEndMs` (every even request as a `SubmitMany` batch holding it twice). Answers are recorded from the master's `Answered` events.
  */
 export const withClient = (
   machine: Machine.StaggeredElection<number, Req, Res>,
@@ -145,9 +145,15 @@ export const withClient = (
             if (client.pending === undefined) {
               client.pending = { requestId: client.nextRequestId++, request: { add: 1 } }
             }
+            const one = { _tag: "Submit" as const, clientId, ...client.pending }
+            // Every other request goes as a batch (group commit) holding it twice: it must
+            // be appended and answered once.
             const result = machine.step(inner, {
               _tag: "Command",
-              command: { _tag: "Submit", clientId, ...client.pending },
+              command:
+                client.pending.requestId % 2 === 0
+                  ? { _tag: "SubmitMany", submits: [one, one] }
+                  : one,
               nowMs: input.nowMs,
             })
             record(result.outputs)
