@@ -107,7 +107,7 @@ describe("sctp-cluster processes", () => {
           ? (both as [StatusReport, StatusReport])
           : undefined
       },
-      10_000,
+      30_000,
     )
     expect(primaryStatus.role).toBe("primary")
     expect(secondaryStatus.role).toBe("secondary")
@@ -125,7 +125,7 @@ describe("sctp-cluster processes", () => {
     // SIGTERM: an impending failure (claims 5–6): one final synchronisation, then exit 0;
     // the secondary sees the link go and takes over.
     primary.kill("SIGTERM")
-    const impending = await primary.line("impending-failure", 10_000)
+    const impending = await primary.line("impending-failure", 30_000)
     expect(impending.synced).toBe(true)
     await primary.exit()
     expect(primary.child.exitCode).toBe(0)
