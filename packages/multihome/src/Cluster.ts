@@ -877,7 +877,9 @@ export const make = (
           } else if (output._tag === "Send") {
             // The one message the role sends: `Deposed`, to whoever is on the other end.
             const to = connection ?? link
-            if (to !== undefined) yield* Effect.ignore(to.send({ _tag: "Deposed" }))
+            if (to !== undefined && output.message._tag === "Deposed") {
+              yield* Effect.ignore(to.send({ _tag: "Deposed", epoch: output.message.epoch }))
+            }
           }
         }
         return actions
@@ -923,7 +925,8 @@ export const make = (
               return yield* releaseAcked
             }
             if (message._tag === "Deposed") {
-              yield* runRole(Machine.receive("link", message, yield* now), connection)
+              const deposed = { _tag: "Deposed" as const, epoch: message.epoch ?? 0 }
+              yield* runRole(Machine.receive("link", deposed, yield* now), connection)
               return
             }
             if (message._tag === "Forward") {

@@ -76,7 +76,12 @@ export interface State {
  */
 export type Message =
   | { readonly _tag: "Replicate"; readonly epoch: number }
-  | { readonly _tag: "Deposed" }
+  /**
+   * Stop serving: another node serves at `epoch`. A serving node with a newer epoch ignores
+   * it — the sender is one the fence moved past that does not know it yet (a primary
+   * resumed from a pause whose link reaches the node that took over).
+   */
+  | { readonly _tag: "Deposed"; readonly epoch: number }
 
 /**
  * What happened to the node.
@@ -245,7 +250,7 @@ const onCommand = (state: State, command: Command): Step => {
       // After a takeover, a primary that comes back must fall silent.
       if (state.role === "active-secondary") {
         return result(state, [
-          Machine.send(command.from, { _tag: "Deposed" }),
+          Machine.send(command.from, { _tag: "Deposed", epoch: state.epoch }),
           act({ _tag: "RejectLink" }),
         ])
       }
@@ -286,16 +291,18 @@ const onCommand = (state: State, command: Command): Step => {
 const onReceive = (state: State, from: Machine.NodeId, message: Message): Step => {
   switch (message._tag) {
     case "Deposed":
-      return serving(state)
-        ? fallSilent(state, "deposed", "Deposed", "the secondary took over")
-        : result(state)
+      if (!serving(state)) return result(state)
+      // Sent by a node the store has moved past, which does not know it yet: not obeyed
+      // (it falls silent itself once it learns).
+      if (message.epoch < state.epoch) return result(state)
+      return fallSilent(state, "deposed", "Deposed", "the secondary took over")
     case "Replicate": {
       if (state.role !== "secondary") return result(state)
       if (message.epoch < state.epoch) {
         // A primary the store has moved past: tell it, and do not let it near the copy.
         return result({ ...state, refused: state.refused + 1 }, [
           act({ _tag: "Refused", epoch: message.epoch, floor: state.epoch }),
-          Machine.send(from, { _tag: "Deposed" }),
+          Machine.send(from, { _tag: "Deposed", epoch: state.epoch }),
         ])
       }
       return result({ ...state, epoch: message.epoch, primaryKnown: true }, [

@@ -254,7 +254,8 @@ export type Message =
       readonly udpPort: number
       readonly bytes: Uint8Array
     }
-  | { readonly _tag: "Deposed" }
+  /** With the sender's epoch (absent: 0): a node the fence moved past deposes nobody. */
+  | { readonly _tag: "Deposed"; readonly epoch?: number }
   | {
       readonly _tag: "Aliases"
       readonly seq: number
@@ -633,7 +634,9 @@ const problem = (value: unknown): string | undefined => {
         ? undefined
         : "a Forward needs host, udpPort and bytes"
     case "Deposed":
-      return undefined
+      return value.epoch === undefined || isCount(value.epoch)
+        ? undefined
+        : "a Deposed's epoch is a count"
     default:
       return `unknown message ${String(value._tag)}`
   }

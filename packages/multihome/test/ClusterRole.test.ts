@@ -60,7 +60,7 @@ describe("ClusterRole", () => {
     expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("pass")
     // The old primary comes back: told it was deposed, its link closed.
     const answer = node.command({ _tag: "Incoming", from: "old" })
-    expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed" }))
+    expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed", epoch: 2 }))
     expect(actions(answer)).toEqual(["RejectLink"])
   })
 
@@ -93,7 +93,7 @@ describe("ClusterRole", () => {
     node.command({ _tag: "EpochSeen", epoch: 4 })
     const refused = node.receive({ _tag: "Replicate", epoch: 3 })
     expect(actions(refused)).toEqual(["Refused"])
-    expect(refused).toContainEqual(Machine.send("link", { _tag: "Deposed" }))
+    expect(refused).toContainEqual(Machine.send("link", { _tag: "Deposed", epoch: 4 }))
     expect(node.state.refused).toBe(1)
     expect(actions(node.receive({ _tag: "Replicate", epoch: 4 }))).toEqual(["Apply"])
     expect(actions(node.receive({ _tag: "Replicate", epoch: 5 }))).toEqual(["Apply"])
@@ -113,7 +113,7 @@ describe("ClusterRole", () => {
 
   it("a serving node told Deposed, or fenced out, falls silent; a handed-over primary too", () => {
     const deposed = start({ role: "primary", fenced: false, standby: false })
-    expect(actions(deposed.receive({ _tag: "Deposed" }))).toEqual(["FallSilent"])
+    expect(actions(deposed.receive({ _tag: "Deposed", epoch: 0 }))).toEqual(["FallSilent"])
     expect(deposed.state.role).toBe("deposed")
     const fenced = start({ role: "primary", fenced: true, standby: false })
     fenced.command({ _tag: "FenceAcquired", epoch: 1 })
@@ -124,9 +124,39 @@ describe("ClusterRole", () => {
     expect(handed.state.role).toBe("handed-over")
     // A secondary ignores all three.
     const secondary = start({ role: "secondary", fenced: true, standby: false })
-    expect(actions(secondary.receive({ _tag: "Deposed" }))).toEqual([])
+    expect(actions(secondary.receive({ _tag: "Deposed", epoch: 0 }))).toEqual([])
     expect(actions(secondary.command({ _tag: "FenceLost", reason: "x" }))).toEqual([])
     expect(secondary.state.role).toBe("secondary")
+  })
+})
+
+describe("Deposed carries the sender's epoch", () => {
+  /** A fenced secondary that took over at `epoch`. */
+  const tookOver = (epoch: number) => {
+    const node = start({ role: "secondary", fenced: true, standby: true })
+    node.command({ _tag: "LinkUp" })
+    node.receive({ _tag: "Replicate", epoch: epoch - 1 })
+    node.command({ _tag: "LinkDown", reason: "Timeout" })
+    node.command({ _tag: "FenceAcquired", epoch })
+    node.command({ _tag: "TakenOver", associations: 1 })
+    return node
+  }
+
+  it("a node the fence moved past deposes nobody: a serving node with a newer epoch ignores it", () => {
+    // The old primary, resumed and not yet told by the store, answers the new one's standby
+    // link with Deposed at its old epoch (a tsctp run of 20 SIGSTOPs lost both nodes so).
+    const node = tookOver(13)
+    expect(actions(node.receive({ _tag: "Deposed", epoch: 12 }))).toEqual([])
+    expect(node.state.role).toBe("active-secondary")
+    expect(actions(node.receive({ _tag: "Deposed", epoch: 13 }))).toEqual(["FallSilent"])
+    expect(node.state.role).toBe("deposed")
+  })
+
+  it("a node that took over tells a returning primary its own epoch", () => {
+    const node = tookOver(5)
+    expect(node.command({ _tag: "Incoming", from: "old" })).toContainEqual(
+      Machine.send("old", { _tag: "Deposed", epoch: 5 }),
+    )
   })
 })
 

@@ -241,7 +241,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
         case "Deposed":
           // Also on a connection just dialled: the node that took over answers with it.
           if (onLink || (state.linkedTo === undefined && message.conn === state.conn)) {
-            role(Machine.receive(from, { _tag: "Deposed" }, nowMs))
+            role(Machine.receive(from, { _tag: "Deposed", epoch: message.epoch }, nowMs))
           }
           return
         case "Replicate": {
