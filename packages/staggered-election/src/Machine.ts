@@ -170,8 +170,20 @@ export interface SubmitMany<Req> {
   readonly submits: ReadonlyArray<Submit<Req>>
 }
 
+/**
+ * Several linearizable reads at once (what the driver batches while a step is being made):
+ * one round for all of them, begun after every one of them arrived.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export interface ReadMany {
+  readonly _tag: "ReadMany"
+  readonly readIds: ReadonlyArray<number>
+}
+
 /** @since 0.1.0 @category commands */
-export type Command<Req> = Submit<Req> | SubmitMany<Req> | Read
+export type Command<Req> = Submit<Req> | SubmitMany<Req> | Read | ReadMany
 
 /** @since 0.1.0 @category events */
 export type Event<Res> =
@@ -1339,23 +1351,32 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     }
   }
 
-  const onRead = (state: St, read: Read): Step => {
+  const onRead = (state: St, read: Read): Step => onReadMany(state, [read.readId])
+
+  /**
+   * Reads that arrived together share one round, begun now (after all of them arrived): the
+   * driver batches those that came while a step was being made.
+   */
+  const onReadMany = (state: St, readIds: ReadonlyArray<number>): Step => {
     const outputs: Array<Output> = []
     const leader = state.leader
-    const reject = (reason: "not-master" | "not-ready" | "queue-full") =>
-      M.result(state, [M.emit<Ev>({ _tag: "ReadRejected", readId: read.readId, reason })])
-    if (state.role !== "master" || leader === undefined) return reject("not-master")
-    if (leader.phase !== "ready") return reject("not-ready")
-    if (leader.reads.length >= maxQueuedSubmits) return reject("queue-full")
-    // One round for every read that arrives before its Replicates are answered would do; a
-    // round per read keeps it simple, and rounds are cheap (one heartbeat each).
+    const rejectAll = (reason: "not-master" | "not-ready" | "queue-full", ids = readIds) =>
+      ids.map((readId) => M.emit<Ev>({ _tag: "ReadRejected", readId, reason }))
+    if (state.role !== "master" || leader === undefined) {
+      return M.result(state, rejectAll("not-master"))
+    }
+    if (leader.phase !== "ready") return M.result(state, rejectAll("not-ready"))
+    const room = Math.max(0, maxQueuedSubmits - leader.reads.length)
+    const taken = readIds.slice(0, room)
+    outputs.push(...rejectAll("queue-full", readIds.slice(room)))
+    if (taken.length === 0) return M.result(state, outputs)
     const round = leader.readRound + 1
     const next: St = {
       ...state,
       leader: {
         ...leader,
         readRound: round,
-        reads: [...leader.reads, { readId: read.readId, round }],
+        reads: [...leader.reads, ...taken.map((readId) => ({ readId, round }))],
       },
     }
     replicateAll(next, outputs)
@@ -1773,6 +1794,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         switch (input.command._tag) {
           case "Read":
             return onRead(state, input.command)
+          case "ReadMany":
+            return onReadMany(state, input.command.readIds)
           case "SubmitMany":
             return onSubmitMany(state, input.command, input.nowMs)
           case "Submit":

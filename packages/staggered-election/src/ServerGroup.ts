@@ -170,7 +170,7 @@ export interface Options<S, Req, Res>
   /**
    * How `read` answers. `"linearizable"` (default): by read index — the master answers once a
    * majority acknowledged a heartbeat round begun after the read arrived (one round trip to
-   * the fastest majority; rounds are per read). A master paused or cut off while the others
+   * the fastest majority; reads that arrive together share a round). A master paused or cut off while the others
    * elected a new one never answers from its old state. `"local"`: at once, from the state
    * applied here, if this server believes it is the registered master — no round trip, but
    * a master paused past the time-outs and resumed answers with what it had (stale) until
@@ -747,6 +747,22 @@ export const make = <S, Req, Res>(
       ),
     )
 
+    // Reads batched the same way: those that arrive while a step is being made share the
+    // next read round (begun after all of them arrived).
+    const readRequests = yield* Queue.unbounded<number>()
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.gen(function* () {
+          const batch = yield* Queue.takeBetween(readRequests, 1, submitBatchMax)
+          yield* running.command(
+            batch.length === 1
+              ? { _tag: "Read", readId: batch[0]! }
+              : { _tag: "ReadMany", readIds: batch },
+          )
+        }),
+      ),
+    )
+
     // Stopping: whoever waits gets an answer, and the registration is revoked.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
@@ -825,7 +841,7 @@ export const make = <S, Req, Res>(
       const deferred = yield* Deferred.make<S, NotMaster | Unavailable>()
       reads.set(readId, deferred)
       return yield* Effect.andThen(
-        running.command({ _tag: "Read", readId }),
+        Queue.offer(readRequests, readId),
         Deferred.await(deferred),
       ).pipe(Effect.ensuring(Effect.sync(() => reads.delete(readId))))
     }).pipe(

@@ -2,7 +2,7 @@
  * Group commit in the machine (`SubmitMany`, what the driver sends for the requests that
  * arrived while a step was made durable): the same log and answers as that many `Submit`s,
  * but one replication message per backup; a retry inside the batch is appended once; at a
- * backup every request is refused as not-master.
+ * backup every request is refused as not-master. Reads batched (`ReadMany`) share one round.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Machine as M } from "@understudy/machine"
@@ -104,5 +104,29 @@ describe("SubmitMany", () => {
       [2, "not-master"],
     ])
     expect(result.state.replica.log).toBe(backup.replica.log)
+  })
+
+  it("ReadMany: the reads share one round, begun by one message per backup; at a backup each is refused", () => {
+    const master = settled.get("c")!
+    const result = machine.step(master, M.command({ _tag: "ReadMany", readIds: [7, 8, 9] }, 900))
+    const leader = result.state.leader!
+    expect(leader.readRound).toBe(master.leader!.readRound + 1)
+    expect(leader.reads.slice(-3)).toEqual([
+      { readId: 7, round: leader.readRound },
+      { readId: 8, round: leader.readRound },
+      { readId: 9, round: leader.readRound },
+    ])
+    expect(
+      replicates(result.outputs)
+        .map((o) => o._tag === "Send" && o.to)
+        .sort(),
+    ).toEqual(["a", "b"])
+    const backup = settled.get("a")!
+    const refused = machine.step(backup, M.command({ _tag: "ReadMany", readIds: [1, 2] }, 900))
+    expect(
+      refused.outputs.flatMap((o) =>
+        o._tag === "Emit" && o.event._tag === "ReadRejected" ? [o.event.readId] : [],
+      ),
+    ).toEqual([1, 2])
   })
 })

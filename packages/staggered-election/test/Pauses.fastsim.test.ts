@@ -89,11 +89,17 @@ const withPause = (machine: Election, pause: Pause, client: Client) => {
     if (input._tag !== "TimerFired" || result.state.role !== "master") return result
     const id = ++readId
     reads.set(id, { node: state.self, seen: highestAnswer() })
+    // Every other time, two reads together (`ReadMany`: one round for both).
+    const pair = id % 2 === 0 ? ++readId : undefined
+    if (pair !== undefined) reads.set(pair, { node: state.self, seen: highestAnswer() })
     const read = checkReads(
       state.self,
       machine.step(result.state, {
         _tag: "Command",
-        command: { _tag: "Read", readId: id },
+        command:
+          pair === undefined
+            ? { _tag: "Read", readId: id }
+            : { _tag: "ReadMany", readIds: [id, pair] },
         nowMs: input.nowMs,
       }),
     )
