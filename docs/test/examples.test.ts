@@ -18,6 +18,7 @@ import { program as sctpCluster } from "../examples/sctp-cluster.ts"
 import { program as serverGroup } from "../examples/server-group.ts"
 import { main as serverGroupPromise } from "../examples/server-group-promise.ts"
 import { program as storeLock } from "../examples/store-lock.ts"
+import { main as storeLockPromise } from "../examples/store-lock-promise.ts"
 import { program as transportEcho } from "../examples/transport-echo.ts"
 import { main as transportEchoPromise } from "../examples/transport-echo-promise.ts"
 import { startEtcd } from "./support/etcd.ts"
@@ -65,6 +66,10 @@ describe("documentation examples run and do what the docs say", () => {
       }).pipe(Effect.scoped),
     30_000,
   )
+
+  it("store-lock, Promise style: the second claim rejects with Conflict; the lock goes with its lease", async () => {
+    expect(await storeLockPromise()).toEqual({ second: "Conflict", lockedAfter: false })
+  })
 
   it.live("port-election: one supervisor, and a survivor takes over", () =>
     Effect.gen(function* () {
