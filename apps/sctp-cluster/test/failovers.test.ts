@@ -8,9 +8,9 @@
  *   peer never reports the association lost.
  * - `tsctp`, one stream per round across each SIGKILL: every stream ends with its graceful
  *   SHUTDOWN (every message acknowledged), part of it served by each node, and the node
- *   that took over skipped nothing of it. 2 rounds here (each node killed once, each
- *   restarted as the standby); `UNDERSTUDY_SCTP_CLUSTER_TSCTP_ROUNDS=20` runs the issue's
- *   20 by hand.
+ *   that took over skipped nothing of it. Each stream sends for 3 s (a fixed count ended in
+ *   well under a second on a quiet machine). 1 round here (a SIGKILL and the failback);
+ *   `UNDERSTUDY_SCTP_CLUSTER_TSCTP_ROUNDS=20` runs the issue's 20 by hand.
  * - Fenced, each round a SIGSTOP past the link's time-out and the lease, then SIGCONT: the
  *   client's echoes once and in order, and a capture of the loopback shows that no two
  *   nodes ever serve the association at once (one run of sending addresses per serving
@@ -37,10 +37,10 @@ const roundsFrom = (name: string, fallback: number): number => {
   return value
 }
 
-const tsctpRounds = roundsFrom("UNDERSTUDY_SCTP_CLUSTER_TSCTP_ROUNDS", 2)
+const tsctpRounds = roundsFrom("UNDERSTUDY_SCTP_CLUSTER_TSCTP_ROUNDS", 1)
 const fencedRounds = roundsFrom("UNDERSTUDY_SCTP_CLUSTER_FENCED_ROUNDS", 1)
-/** tsctp: messages of each round's stream. */
-const tsctpMessages = 8_000
+/** tsctp: how long each round's stream sends. */
+const tsctpSeconds = 3
 const fencedTsctpRounds =
   process.env.UNDERSTUDY_SCTP_CLUSTER_FENCED_TSCTP_ROUNDS === undefined
     ? undefined
@@ -81,14 +81,14 @@ describe("alternating failovers under usrsctp's client", () => {
     )
   }, 600_000)
 
-  it(`tsctp: ${tsctpRounds} streams, each across a SIGKILL and the failback after it`, async () => {
+  it(`tsctp: ${tsctpRounds} stream(s), each across a SIGKILL and the failback after it`, async () => {
     const outcome = await Alternating.run({
       rounds: tsctpRounds,
       peer: "tsctp",
-      tsctpMessages,
+      tsctpSeconds,
       log: (line) => console.log(`[tsctp] ${line}`),
     })
-    expectStreams(outcome, tsctpRounds, tsctpMessages)
+    expectStreams(outcome, tsctpRounds)
   }, 600_000)
 })
 
@@ -120,7 +120,7 @@ const fencedRun = async (peer: "client" | "tsctp", rounds: number): Promise<void
   const outcome = await Alternating.run({
     rounds,
     peer,
-    tsctpMessages,
+    tsctpSeconds,
     // Long enough that a busy machine does not cost the serving node its own lease.
     fenceLeaseMs: 2_000,
     failure: () => "stop",
@@ -139,7 +139,7 @@ const fencedRun = async (peer: "client" | "tsctp", rounds: number): Promise<void
   if (peer === "client") {
     expect(outcome.echoed, why).toEqual(Array.from({ length: outcome.sent }, (_, i) => i + 1))
     expect(outcome.peerOutput, why).not.toMatch(failureNotice)
-  } else expectStreams(outcome, rounds, tsctpMessages)
+  } else expectStreams(outcome, rounds)
   // From the moment a node is stopped until it is restarted as the standby — its pause,
   // its SIGCONT, its finding it lost the role, and the traffic the peer had meanwhile with
   // the node that took over — its address sends nothing, but for at most the one datagram
@@ -191,21 +191,22 @@ const fencedRun = async (peer: "client" | "tsctp", rounds: number): Promise<void
 }
 
 /** What every tsctp stream of a run must show. */
-const expectStreams = (outcome: Alternating.Outcome, rounds: number, messages: number) => {
+const expectStreams = (outcome: Alternating.Outcome, rounds: number) => {
   const why = `tsctp: ${outcome.peerOutput.slice(-4_000)}\nstreams: ${JSON.stringify(outcome.streams)}`
   expect(outcome.streams, why).toHaveLength(rounds)
   for (const stream of outcome.streams) {
     // The sender's graceful end: every message acknowledged, the SHUTDOWN completed.
     expect(stream.exitCode, why).toBe(0)
-    expect(stream.sentMessages, why).toBe(messages)
+    const sent = stream.sentMessages ?? 0
+    expect(sent, why).toBeGreaterThan(0)
     // The stream was cut by the failure and went on through the other node.
     expect(stream.beforeFailure, why).toBeGreaterThan(0)
     expect(stream.afterFailure, why).toBeGreaterThan(0)
     // (Not their sum: a batch the dead node had delivered but the standby not yet
     // acknowledged is delivered again by the survivor, as every-update allows: the peer
     // never had it acknowledged.)
-    expect(stream.beforeFailure, why).toBeLessThan(messages)
-    expect(stream.afterFailure, why).toBeLessThanOrEqual(messages)
+    expect(stream.beforeFailure, why).toBeLessThan(sent)
+    expect(stream.afterFailure, why).toBeLessThanOrEqual(sent)
     // The node that took over had every message the dead one acknowledged: it skipped no
     // TSN or SSN to catch up (`Association.takeOver`'s resynchronisation).
     expect(

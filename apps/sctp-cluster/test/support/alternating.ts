@@ -10,7 +10,7 @@
  *   Each round sends one message right after the failure: its echo through the node that
  *   takes over is the round's failover time, from just before `kill(2)`.
  * - Peer `tsctp`: the pair runs the discard service and each round runs one `tsctp` sender
- *   of `tsctpMessages` 1,024-byte messages; the serving node is taken out once a quarter of
+ *   of 1,024-byte messages for `tsctpSeconds`; the serving node is taken out once 200 of
  *   them reached it and the standby answered the peer's HEARTBEAT, and the stream must end
  *   with its graceful SHUTDOWN through the node that took over.
  *
@@ -46,8 +46,8 @@ export interface Options {
   readonly peer?: "client" | "tsctp"
   /** Client: messages sent (and echoed) before each failure. Default 3. */
   readonly perRound?: number
-  /** tsctp: messages of each round's stream. Default 20,000. */
-  readonly tsctpMessages?: number
+  /** tsctp: how long each round's stream sends. Default 3 s. */
+  readonly tsctpSeconds?: number
   /** usrsctp's timers (tune.so); "defaults": none (usrsctp's own). Default {@link tuned}. */
   readonly tune?: NonNullable<Usrsctp.ShimOptions["tune"]> | "defaults"
   /** Fence the role in a `sctp-cluster store` with this lease (`--fence-lease-ms`). */
@@ -142,7 +142,9 @@ const hostPattern = (host: Host) => host.replaceAll(".", "\\.")
 export const run = async (options: Options): Promise<Outcome> => {
   const peer = options.peer ?? "client"
   const perRound = options.perRound ?? 3
-  const tsctpMessages = options.tsctpMessages ?? 20_000
+  const tsctpSeconds = options.tsctpSeconds ?? 3
+  /** The serving node is taken out once this many messages of the stream reached it. */
+  const tsctpCutAfter = 200
   const tune = options.tune === "defaults" ? undefined : (options.tune ?? tuned)
   const failureOf = options.failure ?? (() => "kill" as const)
   const log = options.log ?? (() => {})
@@ -254,7 +256,10 @@ export const run = async (options: Options): Promise<Outcome> => {
         localEncapsPort: ports.clientEncapsPort,
         remoteEncapsPort: ports.udpPort,
         messageLength: 1_024,
-        messages: tsctpMessages,
+        // Endless, for `tsctpSeconds`: a stream of a fixed count ends in well under a second
+        // on a quiet machine, maybe before the standby confirmed its address.
+        messages: 0,
+        runtimeSeconds: tsctpSeconds,
         nodebug: true,
         ...(tune !== undefined ? { tune } : {}),
       })
@@ -269,7 +274,7 @@ export const run = async (options: Options): Promise<Outcome> => {
           ])
           return onServing !== undefined &&
             onStandby !== undefined &&
-            onServing.received.messages - servingBefore >= tsctpMessages / 4 &&
+            onServing.received.messages - servingBefore >= tsctpCutAfter &&
             onStandby.endpoint.packetsOut > standbyOut
             ? true
             : undefined
