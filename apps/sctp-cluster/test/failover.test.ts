@@ -208,13 +208,10 @@ const tuned: Usrsctp.ShimOptions["tune"] = {
 }
 
 describe("failover under usrsctp's client", () => {
-  it("every-update, tuned timers: echoes go on from the secondary after the primary's SIGKILL", async () => {
-    const failoverMs = await runFailover({ tune: tuned, boundMs: 15_000, scrape: true })
-    expect(failoverMs).toBeGreaterThan(0)
-  }, 60_000)
-
+  // every-update with tuned timers is failovers.test.ts's 20 rounds; here, once, usrsctp's
+  // defaults, with the secondary's metrics scraped before and after.
   it("every-update, usrsctp's default timers: the client moves to the secondary after one RTO", async () => {
-    const failoverMs = await runFailover({ tune: undefined, boundMs: 30_000 })
+    const failoverMs = await runFailover({ tune: undefined, boundMs: 30_000, scrape: true })
     expect(failoverMs).toBeGreaterThan(0)
   }, 90_000)
 
