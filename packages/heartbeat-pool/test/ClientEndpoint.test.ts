@@ -11,7 +11,6 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Authentication } from "@understudy/machine"
-import { Ports } from "@understudy/testkit"
 import { ClusterKey, NodeDatagram } from "@understudy/transport"
 import { Effect, HashMap, Metric, type Redacted, Result } from "effect"
 import { afterAll } from "vitest"
@@ -19,6 +18,7 @@ import * as Message from "../src/Message.ts"
 import * as Metrics from "../src/Metrics.ts"
 import * as Server from "../src/Server.ts"
 import * as Signing from "../src/Signing.ts"
+import { loopbackPool } from "./support/loopbackPool.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-endpoint-"))
 const socket = createSocket("udp4")
@@ -55,27 +55,15 @@ describe("client endpoint", () => {
     "drops datagrams without the pool key's MAC or above the size limit; answers a sealed one",
     () =>
       Effect.gen(function* () {
-        const [peerPort, clientPort] = yield* Effect.promise(() => Ports.freeUdpPorts(2))
-        const vendor = Signing.generateVendorKeys()
-        const poolSecret = ClusterKey.generate()
+        const { member, vendor, poolSecret, license } = yield* loopbackPool
+        const clientPort = member.client.port
         const server = yield* Server.run({
           self: "s1",
-          members: [
-            {
-              id: "s1",
-              peer: { _tag: "Udp", host: "127.0.0.1", port: peerPort! },
-              client: { _tag: "Udp", host: "127.0.0.1", port: clientPort! },
-            },
-          ],
+          members: [member],
           poolSecret,
           vendorPublicKey: vendor.publicPem,
           stateDir: dir,
-          license: Signing.signLicense(vendor.privatePem, {
-            product: "cad",
-            seats: 1,
-            expiresAtMs: 4e12,
-            sequence: 1,
-          }),
+          license: license(1, 1),
         })
         const reasons = ["unauthenticated", "undecodable", "too-large"]
         const before = yield* Effect.forEach(reasons, dropped)
@@ -84,7 +72,7 @@ describe("client endpoint", () => {
           Effect.promise(
             () =>
               new Promise<void>((resolve, reject) =>
-                socket.send(bytes, clientPort!, "127.0.0.1", (error) =>
+                socket.send(bytes, clientPort, "127.0.0.1", (error) =>
                   error ? reject(error) : resolve(),
                 ),
               ),

@@ -7,14 +7,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Ports } from "@understudy/testkit"
-import { ClusterKey, NodeDatagram } from "@understudy/transport"
+import { NodeDatagram } from "@understudy/transport"
 import { Effect } from "effect"
 import { afterAll } from "vitest"
 import * as Admin from "../src/Admin.ts"
 import type * as Message from "../src/Message.ts"
 import * as Server from "../src/Server.ts"
-import * as Signing from "../src/Signing.ts"
+import { loopbackPool } from "./support/loopbackPool.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-durable-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -24,21 +23,8 @@ describe("durable state", () => {
     "a license published to a server is on disk before it answers, and survives its restart",
     () =>
       Effect.gen(function* () {
-        const [peerPort, clientPort] = yield* Effect.promise(() => Ports.freeUdpPorts(2))
-        const vendor = Signing.generateVendorKeys()
-        const poolSecret = ClusterKey.generate()
-        const member = {
-          id: "s1",
-          peer: { _tag: "Udp" as const, host: "127.0.0.1", port: peerPort! },
-          client: { _tag: "Udp" as const, host: "127.0.0.1", port: clientPort! },
-        }
-        const licenseOf = (sequence: number) =>
-          Signing.signLicense(vendor.privatePem, {
-            product: "cad",
-            seats: 10 + sequence,
-            expiresAtMs: 4e12,
-            sequence,
-          })
+        const { member, vendor, poolSecret, license } = yield* loopbackPool
+        const licenseOf = (sequence: number) => license(10 + sequence, sequence)
         const serve = (license: Message.License) =>
           Server.run({
             self: "s1",

@@ -7,14 +7,13 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Ports } from "@understudy/testkit"
-import { ClusterKey, NodeDatagram } from "@understudy/transport"
+import { NodeDatagram } from "@understudy/transport"
 import { Effect, Layer } from "effect"
 import { afterAll } from "vitest"
 import * as Client from "../src/Client.ts"
 import * as Machine from "../src/Machine.ts"
 import * as Server from "../src/Server.ts"
-import * as Signing from "../src/Signing.ts"
+import { loopbackPool } from "./support/loopbackPool.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-layer-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -34,26 +33,14 @@ describe("Effect services", () => {
     "Server.layer and Client.layer: the client holds the seat the server counts",
     () =>
       Effect.gen(function* () {
-        const [peerPort, clientPort] = yield* Effect.promise(() => Ports.freeUdpPorts(2))
-        const vendor = Signing.generateVendorKeys()
-        const poolSecret = ClusterKey.generate()
-        const member = {
-          id: "s1",
-          peer: { _tag: "Udp" as const, host: "127.0.0.1", port: peerPort! },
-          client: { _tag: "Udp" as const, host: "127.0.0.1", port: clientPort! },
-        }
+        const { member, vendor, poolSecret, license } = yield* loopbackPool
         const servers = Server.layer({
           self: "s1",
           members: [member],
           poolSecret,
           vendorPublicKey: vendor.publicPem,
           stateDir: dir,
-          license: Signing.signLicense(vendor.privatePem, {
-            product: "cad",
-            seats: 1,
-            expiresAtMs: 4e12,
-            sequence: 1,
-          }),
+          license: license(1, 1),
           // A new leader settles for a lease before it grants: a short one.
           timing: { heartbeatIntervalMs: 50, leaseMs: 500 },
         })
