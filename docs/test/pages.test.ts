@@ -4,7 +4,6 @@
  * the project's developers would understand.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { it as effectIt } from "@effect/vitest"
@@ -12,6 +11,7 @@ import { Observability } from "@understudy/transport"
 import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { charts, draw, packagesWithCharts, runBench } from "../scripts/plots.ts"
+import { freeTcpPort } from "./support/etcd.ts"
 
 const docs = join(import.meta.dirname, "..")
 const root = join(docs, "..")
@@ -140,18 +140,6 @@ describe("code blocks", () => {
     }),
   )
 })
-
-/** A TCP port nobody listens on now (the OS picks it, and it is released at once). */
-const freeTcpPort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      const port = typeof address === "object" && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 
 describe("benchmark plots", () => {
   const scratch = mkdtempSync(join(tmpdir(), "understudy-docs-plots-"))
