@@ -58,14 +58,7 @@ const runFailover = async ({
   const ports = await App.clusterPorts()
   const policyArgs: Array<string> = [policy]
   if (policy === "state-node") {
-    const store = App.start([
-      "store",
-      "--listen",
-      "tcp://127.0.0.1:0",
-      "--cluster-key-file",
-      ports.keyFile,
-    ])
-    policyArgs.push("--store", (await store.line("started", 20_000)).listen as string)
+    policyArgs.push("--store", (await App.startStore(ports.keyFile)).listen)
   }
   if (scraped) policyArgs.push("--metrics", "127.0.0.1:0")
   const { primary, secondary, primaryStarted, secondaryStarted } = await App.startPair(

@@ -172,16 +172,9 @@ describe("sctp-cluster processes", () => {
 
   it("state-node: a store node, and a pair that keeps the associations there", async () => {
     const ports = await App.clusterPorts()
-    const store = App.start([
-      "store",
-      "--listen",
-      "tcp://127.0.0.1:0",
-      "--cluster-key-file",
-      ports.keyFile,
-    ])
-    const storeStarted = await store.line("started", 20_000)
+    const storeStarted = await App.startStore(ports.keyFile)
     expect(storeStarted.listen).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/)
-    const policy = ["state-node", "--store", storeStarted.listen as string]
+    const policy = ["state-node", "--store", storeStarted.listen]
     const { primaryStarted: started } = await App.startPair(ports, policy)
     expect(started.policy).toBe("state-node")
     const status = await App.eventually(

@@ -99,6 +99,13 @@ export const clusterPorts = async () => {
   return { udpPort, clientEncapsPort, link: `tcp://127.0.0.3:${linkPort}`, keyFile: newKeyFile() }
 }
 
+/** A `store` node on a free loopback port, keyed with `keyFile`; its `started` line. */
+export const startStore = async (keyFile: string) =>
+  (await start(["store", "--listen", "tcp://127.0.0.1:0", "--cluster-key-file", keyFile]).line(
+    "started",
+    30_000,
+  )) as { readonly listen: string }
+
 /**
  * Starts the secondary, then the primary, under `policy` (see `nodeArgs`), and waits for
  * both `started` lines.

@@ -163,14 +163,7 @@ export const run = async (options: Options): Promise<Outcome> => {
   const shared: Array<string> = []
   if (peer === "tsctp") shared.push("--service", "discard")
   if (options.fenceLeaseMs !== undefined) {
-    const store = App.start([
-      "store",
-      "--listen",
-      "tcp://127.0.0.1:0",
-      "--cluster-key-file",
-      ports.keyFile,
-    ])
-    const storeAddress = (await store.line("started", 30_000)).listen as string
+    const storeAddress = (await App.startStore(ports.keyFile)).listen
     shared.push("--store", storeAddress, "--fence-lease-ms", String(options.fenceLeaseMs))
   }
   /** A node (re)joining at `host` as the standby of the other one. */
