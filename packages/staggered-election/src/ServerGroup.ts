@@ -170,11 +170,11 @@ export interface Options<S, Req, Res>
   /**
    * How `read` answers. `"linearizable"` (default): by read index — the master answers once a
    * majority acknowledged a heartbeat round begun after the read arrived (one round trip to
-   * the fastest majority; reads that arrive together share a round). A master paused or cut off while the others
-   * elected a new one never answers from its old state. `"local"`: at once, from the state
-   * applied here, if this server believes it is the registered master — no round trip, but
-   * a master paused past the time-outs and resumed answers with what it had (stale) until
-   * it hears of its successor, typically within one detection period.
+   * the fastest majority; reads that arrive together share a round). A master paused or cut
+   * off while the others elected a new one never answers from its old state. `"local"`: at
+   * once, from the state applied here, if this server believes it is the registered master —
+   * no round trip, but a master paused past the time-outs and resumed answers with what it
+   * had (stale) until it hears of its successor, typically within one detection period.
    */
   readonly reads?: "linearizable" | "local"
   /**
@@ -303,6 +303,8 @@ export class ServerGroupService extends Context.Service<
 
 /** Requests given to the machine in one step, at most (a bound on a step's work). */
 const submitBatchMax = 256
+/** Requests (or reads) waiting for the next step, at most; more wait to be queued. */
+const batchQueueMax = 4 * submitBatchMax
 
 /** A registered holder: `id`, or `id=advertise`. @since 0.1.0 @category models */
 export interface Holder {
@@ -735,32 +737,27 @@ export const make = <S, Req, Res>(
     // Group commit: the requests that arrive while a step is being made durable (its records
     // fsynced) go to the machine together in the next step, so they share one append and
     // fsync here, one replication message to each backup (one fsync there) and one commit.
-    const submissions = yield* Queue.unbounded<Machine.Submit<Req>>()
-    yield* Effect.forkScoped(
-      Effect.forever(
-        Effect.gen(function* () {
-          const batch = yield* Queue.takeBetween(submissions, 1, submitBatchMax)
-          yield* running.command(
-            batch.length === 1 ? batch[0]! : { _tag: "SubmitMany", submits: batch },
-          )
-        }),
-      ),
+    // Reads the same way: those that arrive while a step is being made share the next read
+    // round (begun after all of them arrived). A full queue holds its callers back.
+    const batched = <A>(command: (batch: ReadonlyArray<A>) => Machine.Command<Req>) =>
+      Effect.gen(function* () {
+        const queue = yield* Queue.bounded<A>(batchQueueMax)
+        yield* Effect.forkScoped(
+          Effect.forever(
+            Effect.flatMap(Queue.takeBetween(queue, 1, submitBatchMax), (batch) =>
+              running.command(command(batch)),
+            ),
+          ),
+        )
+        return queue
+      })
+    const submissions = yield* batched<Machine.Submit<Req>>((batch) =>
+      batch.length === 1 ? batch[0]! : { _tag: "SubmitMany", submits: batch },
     )
-
-    // Reads batched the same way: those that arrive while a step is being made share the
-    // next read round (begun after all of them arrived).
-    const readRequests = yield* Queue.unbounded<number>()
-    yield* Effect.forkScoped(
-      Effect.forever(
-        Effect.gen(function* () {
-          const batch = yield* Queue.takeBetween(readRequests, 1, submitBatchMax)
-          yield* running.command(
-            batch.length === 1
-              ? { _tag: "Read", readId: batch[0]! }
-              : { _tag: "ReadMany", readIds: batch },
-          )
-        }),
-      ),
+    const readRequests = yield* batched<number>((batch) =>
+      batch.length === 1
+        ? { _tag: "Read", readId: batch[0]! }
+        : { _tag: "ReadMany", readIds: batch },
     )
 
     // Stopping: whoever waits gets an answer, and the registration is revoked.
