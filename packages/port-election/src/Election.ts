@@ -101,6 +101,12 @@ export interface ElectionOptions {
   readonly graceMs?: number
   /** Bind-or-connect attempts without success before giving up. Default 2,000. */
   readonly attemptsMax?: number
+  /**
+   * Events kept for each reader of `events` that falls behind. Default 1,024; past it the
+   * oldest are dropped for that reader, so a reader that stops reading never holds up
+   * the election nor grows memory (`role`, `members` and a permit's `lost` stay exact).
+   */
+  readonly eventsCapacity?: number
 }
 
 /** @since 0.1.0 @category models */
@@ -157,6 +163,7 @@ export class PortElection extends Context.Service<
     /**
      * Events from the moment of subscription on. The first role was taken before `make`
      * returned, so its `Elected` / `BecameSubordinate` is not in the stream: read `role`.
+     * A reader more than `eventsCapacity` events behind loses the oldest.
      */
     readonly events: Stream.Stream<ElectionEvent>
     /** The registry: authoritative on the supervisor, the last copy on a subordinate. */
@@ -271,7 +278,7 @@ export const make = (
       handshakeTimeoutMs: requestTimeoutMs,
     }
 
-    const events = yield* PubSub.unbounded<ElectionEvent>()
+    const events = yield* PubSub.sliding<ElectionEvent>(options.eventsCapacity ?? 1_024)
     const record = Metrics.recorder()
     /** Role changes in the log (debug level), annotated with the role and the instance id. */
     const logRole = (event: ElectionEvent) => {

@@ -151,4 +151,46 @@ describe("port election, in one process", () => {
       yield* Scope.close(permitScope, Exit.void)
     }),
   )
+
+  it.live("a reader that falls behind loses the oldest events, and the election goes on", () =>
+    Effect.gen(function* () {
+      const address = uniqueAbstract()
+      const scopes = yield* Effect.forEach([0, 1, 2, 3, 4, 5, 6, 7], () => Scope.make())
+      const first = yield* start(address, scopes[0]!, { eventsCapacity: 2 })
+      // A reader that takes one event and then stops reading until told.
+      const resume = yield* Deferred.make<void>()
+      const seen: Array<Election.ElectionEvent> = []
+      yield* Effect.forkChild(
+        Stream.runForEach(first.events, (event) =>
+          Effect.andThen(
+            Effect.sync(() => seen.push(event)),
+            seen.length === 1 ? Deferred.await(resume) : Effect.void,
+          ),
+        ),
+      )
+      yield* Effect.sleep(20)
+      const others = yield* Effect.forEach([1, 2, 3, 4, 5, 6, 7], (i) => start(address, scopes[i]!))
+      // The supervisor serves while the reader is stuck: seven joined, the last one too.
+      expect((yield* first.members).length).toBe(8)
+      const last = others[6]!.instanceId
+      yield* Deferred.succeed(resume, undefined)
+      for (let i = 0; i < 100; i++) {
+        const event = seen.at(-1)
+        if (event?._tag === "MemberJoined" && event.member.instanceId === last) break
+        yield* Effect.sleep(10)
+      }
+      const joined = seen.flatMap((event) =>
+        event._tag === "MemberJoined" ? [event.member.instanceId] : [],
+      )
+      // What the reader had pulled before it stopped, then only the newest two: in join
+      // order, ending with the last, and some in between dropped.
+      const order = others.map((other) => other.instanceId)
+      expect(joined.at(-1)).toBe(last)
+      expect(joined.length).toBeLessThan(order.length)
+      expect(joined.map((id) => order.indexOf(id))).toEqual(
+        joined.map((id) => order.indexOf(id)).toSorted((a, b) => a - b),
+      )
+      for (const scope of scopes.toReversed()) yield* Scope.close(scope, Exit.void)
+    }),
+  )
 })

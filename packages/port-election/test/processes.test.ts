@@ -12,7 +12,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
-import { Ports } from "@understudy/testkit"
+import { Ports, Prng } from "@understudy/testkit"
 import { Address, NodeTransport } from "@understudy/transport"
 import { Effect } from "effect"
 import * as Election from "../src/Election.ts"
@@ -583,16 +583,7 @@ describe("port election across processes", () => {
   it("100 seeded rounds of kills and restarts: one supervisor, registry = live set, semaphore never over 2", async () => {
     const seed = Number(process.env.PORT_ELECTION_SEED ?? Date.now() % 2 ** 31)
     console.log(`randomised rounds: PORT_ELECTION_SEED=${seed}`)
-    let state = seed >>> 0
-    // mulberry32: a small seeded generator, so a failing schedule replays from its seed.
-    const random = () => {
-      state = (state + 0x6d2b79f5) >>> 0
-      let t = state
-      t = Math.imul(t ^ (t >>> 15), t | 1)
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-      return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-    }
-    const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(random() * items.length)]!
+    const { next: random, pick } = Prng.make(seed)
     const address = uniqueAbstract()
     const hold = { cmd: "hold", resource: "slot", limit: 2, holdMs: 25, gapMs: 25 }
     const everyone: Array<Instance> = []

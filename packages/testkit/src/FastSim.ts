@@ -43,8 +43,8 @@ import type { Codec, SimNet } from "@understudy/transport"
 import { Result } from "effect"
 import * as FaultSchedule from "./FaultSchedule.ts"
 import { Event, Queue } from "./internal/fastsimQueue.ts"
-import * as Prng from "./internal/prng.ts"
 import * as Network from "./Network.ts"
+import * as Prng from "./Prng.ts"
 import type * as Simulation from "./Simulation.ts"
 
 /** An event a node emitted. @since 0.1.0 @category models */

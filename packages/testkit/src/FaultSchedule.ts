@@ -12,7 +12,7 @@
  */
 import type { Machine } from "@understudy/machine"
 import type { SimNet } from "@understudy/transport"
-import * as Prng from "./internal/prng.ts"
+import * as Prng from "./Prng.ts"
 
 /** @since 0.1.0 @category models */
 export type Fault =

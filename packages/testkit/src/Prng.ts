@@ -1,9 +1,13 @@
 /**
  * A small seeded pseudo-random generator (mulberry32 over a splitmix-style mixed seed), so
  * fault schedules are pure functions of their seed, independent of Effect's `Random` (which
- * the network simulator draws from during the run).
+ * the network simulator draws from during the run). Tests that draw their own schedule
+ * (kills, pauses, sizes) use it too, so a printed seed replays it.
+ *
+ * @since 0.1.0
  */
 
+/** @since 0.1.0 @category models */
 export interface Prng {
   /** A number in [0, 1). */
   readonly next: () => number
@@ -25,6 +29,7 @@ const mix = (seed: number): number => {
   return (h ^ (h >>> 16)) >>> 0
 }
 
+/** @since 0.1.0 @category constructors */
 export const make = (seed: number): Prng => {
   let state = mix(seed)
   const next = (): number => {
