@@ -199,8 +199,13 @@ export interface Stats {
  *   valid COOKIE ECHO) is announced by its first `beforeOutputs` with `created: true`.
  * - `beforeOutputs`: once per association per batch (a chunk of datagrams, a timer, a
  *   command), with the inputs applied and the outputs about to be performed; the outputs
- *   wait for it, so `every-update` replication awaits the secondary's ack here. `state` is
- *   the live TCB (read it, snapshot it; do not keep it).
+ *   wait for it. `state` is the live TCB (read it, snapshot it; do not keep it). It may
+ *   answer a hold, a `Deferred` (`every-update` replication: the secondary's ack): the
+ *   outputs are then held until it completes, while the endpoint goes on stepping what
+ *   arrives; every later update's outputs queue behind them, so each association's outputs
+ *   leave in the order they were stepped, and none before the holds of those stepped
+ *   earlier completed. At most 256 updates are held; past that the endpoint waits for the
+ *   oldest hold before it steps more.
  *
  * Both run in the fiber holding the endpoint's lock, which is reentrant for it: they may call
  * the endpoint's methods directly, but must not wait for another fiber that does.
@@ -217,7 +222,7 @@ export interface Hooks {
     readonly inputs: ReadonlyArray<Association.Input>
     readonly outputs: ReadonlyArray<Association.Output>
     readonly state: Association.State
-  }) => Effect.Effect<void>
+  }) => Effect.Effect<void | Deferred.Deferred<void>>
 }
 
 /**
@@ -442,6 +447,8 @@ const defaultMaxQueuedMessages = 65_536
 const defaultMaxQueuedEvents = 4_096
 /** Injected datagrams waiting for the receive fiber; past it they are dropped, as UDP would. */
 const maxInjected = 4_096
+/** Updates whose outputs may wait for their hooks at once (see `held`). */
+const maxHeld = 256
 
 /**
  * Binds `options.bind` and runs an endpoint until the scope closes.
@@ -648,6 +655,13 @@ export const make = (
         yield* Queue.end(entry.events)
       })
 
+    /**
+     * Gone, or closed by its machine with the outputs that close it still held (see
+     * `held`): no further input is stepped on it.
+     */
+    const ended = (entry: Entry): boolean =>
+      entry.gone || Association.stateName(entry.state) === "Closed"
+
     /** Forgets `timer` and its fiber (which ends): the next `SetTimer` forks anew. */
     const retire = (entry: Entry, name: string, timer: Timer): void => {
       timer.finished = true
@@ -731,7 +745,7 @@ export const make = (
     ): Effect.Effect<boolean> =>
       Effect.suspend(() => {
         // Replaced by another timer (its fiber interrupted too), or the association is gone.
-        if (entry.gone || timer.finished || entry.timers.get(name) !== timer) {
+        if (ended(entry) || timer.finished || entry.timers.get(name) !== timer) {
           return Effect.succeed(true)
         }
         if (!timer.armed) {
@@ -923,6 +937,35 @@ export const make = (
     const hasRoom = (entry: Entry, bytes: number) =>
       Association.sendBufferAvailable(entry.state) >= bytes
 
+    /**
+     * Updates whose outputs wait for their hook's hold (see {@link Hooks}), oldest first.
+     * While one waits, every later update queues behind it, so the wire sees each
+     * association's outputs in the order they were stepped; meanwhile the endpoint steps
+     * what arrives (the holds of many updates are waited for together: group commit).
+     */
+    const held: Array<{
+      readonly update: Update
+      readonly until: Deferred.Deferred<void> | undefined
+    }> = []
+    /** Wakes the releaser when `held` gets its first update. */
+    let heldAdded: Deferred.Deferred<void> | undefined
+
+    /**
+     * Under the lock: performs the held updates, oldest first, up to the first whose hold is
+     * not done; `waitForOldest` waits for the oldest's hold first (still under the lock).
+     */
+    const releaseHeld = (waitForOldest: boolean): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const oldest = held[0]
+        if (waitForOldest && oldest?.until !== undefined) yield* Deferred.await(oldest.until)
+        while (held.length > 0) {
+          const next = held[0]!
+          if (next.until !== undefined && !Deferred.isDoneUnsafe(next.until)) return
+          held.shift()
+          yield* perform(next.update.entry, next.update.outputs)
+        }
+      })
+
     /** Hooks, then outputs, for each association touched by a batch. */
     const release = (updates: ReadonlyArray<Update>) =>
       Effect.gen(function* () {
@@ -932,16 +975,27 @@ export const make = (
           }
         }
         for (const update of updates) {
-          if (hooks?.beforeOutputs !== undefined) {
-            yield* hooks.beforeOutputs({
-              associationId: update.entry.id,
-              created: update.created,
-              inputs: update.inputs,
-              outputs: update.outputs,
-              state: update.entry.state,
-            })
+          const until =
+            hooks?.beforeOutputs === undefined
+              ? undefined
+              : ((yield* hooks.beforeOutputs({
+                  associationId: update.entry.id,
+                  created: update.created,
+                  inputs: update.inputs,
+                  outputs: update.outputs,
+                  state: update.entry.state,
+                })) ?? undefined)
+          if (held.length === 0 && (until === undefined || Deferred.isDoneUnsafe(until))) {
+            yield* perform(update.entry, update.outputs)
+            continue
           }
-          yield* perform(update.entry, update.outputs)
+          held.push({ update, until })
+          if (heldAdded !== undefined) {
+            yield* Deferred.succeed(heldAdded, undefined)
+            heldAdded = undefined
+          }
+          // Bounded: past `maxHeld` the stepping fiber waits for the oldest hold itself.
+          while (held.length > maxHeld) yield* releaseHeld(true)
         }
       })
 
@@ -998,7 +1052,7 @@ export const make = (
 
     const command = (entry: Entry, cmd: Association.Command, lockIt = true) =>
       Effect.gen(function* () {
-        if (entry.gone) return undefined
+        if (ended(entry)) return undefined
         const nowMs = yield* Clock.currentTimeMillis
         return yield* apply(entry, { _tag: "Command", command: cmd, nowMs })
       }).pipe((effect) => (lockIt ? serialised(effect) : effect))
@@ -1070,7 +1124,7 @@ export const make = (
             // The hook may have adopted the association this packet belongs to.
             entry = demultiplex()
           }
-          if (entry !== undefined && !entry.gone) {
+          if (entry !== undefined && !ended(entry)) {
             record(entry, input, false)
             continue
           }
@@ -1123,6 +1177,23 @@ export const make = (
       }
     }
 
+    // The releaser: performs held updates as their holds complete, outside the stepping.
+    yield* Effect.forkIn(
+      Effect.forever(
+        Effect.gen(function* () {
+          const oldest = held[0]
+          if (oldest === undefined) {
+            const added = Deferred.makeUnsafe<void>()
+            heldAdded = added
+            return yield* Deferred.await(added)
+          }
+          if (oldest.until !== undefined) yield* Deferred.await(oldest.until)
+          yield* serialised(releaseHeld(false))
+        }),
+      ),
+      scope,
+    )
+
     /** Datagrams handed in by `inject` (forwarded by another node), received like the socket's. */
     const injected = yield* Queue.dropping<Datagram.Received, Cause.Done>(maxInjected)
     yield* Stream.merge(socket.messages, Stream.fromQueue(injected)).pipe(
@@ -1141,7 +1212,7 @@ export const make = (
           for (let round = 0; round < 1_000_000; round++) {
             const waiter = yield* serialised(
               Effect.gen(function* () {
-                if (entry.gone) return yield* closedError("association gone")
+                if (ended(entry)) return yield* closedError("association gone")
                 if (data.byteLength > config.sendBufferBytes) {
                   return yield* new AssociationError({
                     associationId: entry.id,
@@ -1185,7 +1256,7 @@ export const make = (
       const pathCommand = (cmd: Association.Command) =>
         serialised(
           Effect.gen(function* () {
-            if (entry.gone) return yield* closedError("association gone")
+            if (ended(entry)) return yield* closedError("association gone")
             const outputs = yield* command(entry, cmd, false)
             const refused = outputs?.some(
               (output) => output._tag === "Event" && output.event._tag === "Dropped",

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Address, Datagram, NodeDatagram, SimNet } from "@understudy/transport"
-import { Duration, Effect, Fiber, Random, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Random, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
 import * as AssociationModule from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
@@ -423,6 +423,56 @@ describe("Endpoint on SimNet", () => {
       // The INIT ACK is the Listener's (no association yet), the rest the association's.
       expect(stats.packetsOut).toBe(transmits + 1)
     }).pipe(Random.withSeed(9)),
+  )
+
+  it.effect(
+    "a hook's hold: the outputs wait for it, later ones queue behind the oldest, and the endpoint steps on meanwhile",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(5) } })
+        let holding = false
+        const holds: Array<Deferred.Deferred<void>> = []
+        let heldMessages = 0
+        const hooks: Endpoint.Hooks = {
+          beforeOutputs: (update) =>
+            Effect.sync(() => {
+              if (!holding) return undefined
+              heldMessages += update.outputs.filter(
+                (output) => output._tag === "Event" && output.event._tag === "Message",
+              ).length
+              const hold = Deferred.makeUnsafe<void>()
+              holds.push(hold)
+              return hold
+            }),
+        }
+        const { server, client } = yield* pair(net, { server: { hooks } })
+        yield* echoService(server)
+        const association = yield* connectTo(client)
+        const count = 5
+        const back = yield* Effect.forkScoped(
+          association.messages.pipe(Stream.take(count), Stream.runCollect),
+        )
+        holding = true
+        const before = (yield* server.stats).packetsOut
+        // One message per update: each arrives alone and its update is held.
+        for (let index = 0; index < count; index++) {
+          yield* association.send(0, 1, payload(index, 20))
+          yield* advance(50)
+        }
+        expect(heldMessages).toBe(count)
+        expect(holds.length).toBeGreaterThanOrEqual(count)
+        expect((yield* server.stats).packetsOut).toBe(before)
+        // Every hold but the oldest completes: still nothing, the rest queue behind it.
+        for (const hold of holds.slice(1)) yield* Deferred.succeed(hold, undefined)
+        yield* advance(50)
+        expect((yield* server.stats).packetsOut).toBe(before)
+        expect(back.pollUnsafe()).toBeUndefined()
+        holding = false
+        yield* Deferred.succeed(holds[0]!, undefined)
+        const echoed = yield* within(5_000, Fiber.join(back))
+        expect(echoed.map((message) => indexOf(message.data))).toEqual([0, 1, 2, 3, 4])
+        expect((yield* server.stats).packetsOut).toBeGreaterThan(before)
+      }).pipe(Random.withSeed(9)),
   )
 })
 
