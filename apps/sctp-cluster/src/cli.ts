@@ -43,6 +43,8 @@ export interface NodeInvocation {
   readonly clusterKeyFile: string | undefined
   /** How a takeover moves the peer's traffic to this node (`Cluster.Options.failover`). */
   readonly failover: Cluster.Failover
+  /** Takeover across hosts: the interface the old serving node's address is added to. */
+  readonly takeoverInterface: string | undefined
 }
 
 /** @since 0.1.0 @category models */
@@ -74,7 +76,8 @@ export const usage = `Usage:
                [--port 7] [--udp-port 9900] [--link tcp://HOST:PORT] [--service echo|discard|sink]
                [--status tcp://HOST:PORT | unix:///PATH | /PATH] [--store tcp://HOST:PORT]
                [--fence-lease-ms MS] [--standby-link tcp://HOST:PORT]
-               [--failover asconf|none] (--cluster-key-file FILE | --insecure)
+               [--failover asconf|takeover|both|none] [--takeover-interface IFACE]
+               (--cluster-key-file FILE | --insecure)
   ${programName} status --status ADDRESS [--json]
   ${programName} store --listen tcp://HOST:PORT (--cluster-key-file FILE | --insecure)
   ${programName} keygen --out FILE
@@ -96,10 +99,19 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
            again: restart the old primary with --role secondary, the two --addresses
            swapped, --link at its own address (this address) and --standby-link at this
            node's --link.
-         --failover: how the secondary, once it took over, moves the peer's traffic to its
-           address: asconf (default) asks the peer in an authenticated ASCONF (RFC 5061
-           Set Primary Address; peers that negotiated ASCONF, as usrsctp does), none waits
-           for the peer's retransmission timers to give up on the dead node's address.
+         --failover: how the secondary, once it took over, makes the peer's traffic reach
+           it: asconf asks the peer in an authenticated ASCONF (RFC 5061 Set Primary
+           Address; peers that negotiated ASCONF, as usrsctp does) to send to its address;
+           takeover binds the dead node's address (same UDP port) once it is free and takes
+           in what the peer still sends there (peers without ASCONF, as Linux's SCTP by
+           default), and gives it back to a node that rejoins as its standby; both (default)
+           does the two; none waits for the peer's retransmission timers to give up on the
+           dead node's address.
+         --takeover-interface: takeover across hosts: before binding it, the node adds the
+           dead node's address to IFACE ('ip addr add ADDR/32 dev IFACE') and announces it
+           with gratuitous ARP ('arping -U', Debian iputils-arping), as keepalived moves a
+           virtual IP; the address leaves IFACE when it is given back. Needs root
+           (CAP_NET_ADMIN, CAP_NET_RAW).
          --fence-lease-ms: fence the role in --store (any policy): a node sends as the
            serving node only while its lease there is kept alive (a primary paused or cut
            off longer falls silent); the secondary takes over once that lease ended, at the
@@ -158,6 +170,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--fence-lease-ms",
     "--standby-link",
     "--failover",
+    "--takeover-interface",
     "--cluster-key-file",
     "--insecure",
   ]),
@@ -244,9 +257,19 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
   if (policy._tag !== "StateNode" && store !== undefined && fenceLeaseMs === undefined)
     return fail(`--store is only for --policy state-node or --fence-lease-ms, not ${policyText}`)
 
-  const failover = values.get("--failover") ?? "asconf"
+  const failover = values.get("--failover") ?? "both"
   if (!(failovers as ReadonlyArray<string>).includes(failover))
     return fail(`--failover ${JSON.stringify(failover)}: expected ${failovers.join(", ")}`)
+  const takeoverInterface = values.get("--takeover-interface")
+  if (takeoverInterface !== undefined) {
+    if (failover !== "takeover" && failover !== "both")
+      return fail(`--takeover-interface is for --failover takeover or both, not ${failover}`)
+    // An interface name as Linux takes it (IFNAMSIZ): no path, no option for `ip`.
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$/.test(takeoverInterface))
+      return fail(
+        `--takeover-interface ${JSON.stringify(takeoverInterface)}: not an interface name`,
+      )
+  }
 
   const key = keyFlags(values)
   if (typeof key === "object") return key
@@ -266,11 +289,12 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     fenceLeaseMs,
     clusterKeyFile: key,
     failover: failover as Cluster.Failover,
+    takeoverInterface,
   }
 }
 
 /** The values of `--failover`. */
-const failovers: ReadonlyArray<Cluster.Failover> = ["asconf", "none"]
+const failovers: ReadonlyArray<Cluster.Failover> = ["asconf", "takeover", "both", "none"]
 
 /** `--cluster-key-file` or an explicit `--insecure`, never both, never neither. */
 const keyFlags = (values: ReadonlyMap<string, string>): string | undefined | Invocation => {

@@ -16,6 +16,7 @@ import { Context, Deferred, Duration, Effect, Layer, Option, type Scope, Stream 
 import type { NodeInvocation } from "./cli.ts"
 import { clusterKeyOf, exitCode, line, type StopReason } from "./common.ts"
 import type { StatusReport } from "./report.ts"
+import * as Takeover from "./takeover.ts"
 
 /** How often the node looks for association and role changes to print. */
 const watchEveryMs = 50
@@ -142,6 +143,9 @@ export const node = (
         : {}),
       ...(clusterKey !== undefined ? { clusterKey } : { insecure: true }),
       failover: invocation.failover,
+      ...(invocation.takeoverInterface !== undefined
+        ? { addressClaim: Takeover.onInterface(invocation.takeoverInterface) }
+        : {}),
     }).pipe(Effect.provideContext(sockets))
 
     const identity: StatusReport["node"] = {
@@ -153,6 +157,7 @@ export const node = (
       service: invocation.service,
       link: Address.format(invocation.link),
       failover: invocation.failover,
+      takeoverInterface: invocation.takeoverInterface,
     }
     const report = Effect.map(cluster.status, (status) => ({ ...status, node: identity }))
     const statusAddress = yield* serveStatus(invocation.status, report)
@@ -206,6 +211,9 @@ export const node = (
       service: invocation.service,
       policy: Replication.formatPolicy(invocation.policy),
       failover: invocation.failover,
+      ...(invocation.takeoverInterface !== undefined
+        ? { takeoverInterface: invocation.takeoverInterface }
+        : {}),
       link: identity.link,
       status: Address.format(statusAddress),
     })

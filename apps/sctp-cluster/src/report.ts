@@ -20,10 +20,27 @@ export interface StatusReport extends Cluster.Status {
     readonly link: string
     /** How a takeover moves the peer's traffic (`--failover`). */
     readonly failover: string
+    /** `--takeover-interface`: where a takeover adds the old serving node's address. */
+    readonly takeoverInterface: string | undefined
   }
 }
 
 const count = (n: number) => n.toLocaleString("en-US")
+
+/** What became of the old serving node's address (`--failover takeover|both`). */
+const takeoverText = (taken: Cluster.AddressTakeover | undefined): string => {
+  if (taken === undefined) return ""
+  switch (taken.state) {
+    case "waiting":
+      return `; waiting for ${taken.host} to be free`
+    case "bound":
+      return `; took over ${taken.host} (${count(taken.packets)} datagrams taken in there)`
+    case "released":
+      return `; gave ${taken.host} back to the standby (${count(taken.packets)} datagrams taken in)`
+    case "failed":
+      return `; could NOT take over ${taken.host}`
+  }
+}
 
 /**
  * `sctp-cluster status` without `--json`: role, link, replication, and every association
@@ -40,7 +57,9 @@ export const formatStatus = (report: StatusReport): string => {
   )
   lines.push(`endpoint     ${node.addresses.join(", ")} SCTP port ${node.port}, ${node.service}`)
   lines.push(`policy       ${report.policy}`)
-  lines.push(`failover     ${node.failover}`)
+  const across =
+    node.takeoverInterface === undefined ? "" : `, takeover on ${node.takeoverInterface}`
+  lines.push(`failover     ${node.failover}${across}${takeoverText(report.addressTakeover)}`)
   lines.push(`link         ${report.link} (${node.link})`)
   if (report.unprotected) {
     lines.push("protection   NONE: no secondary holds this node's updates; they die with it")

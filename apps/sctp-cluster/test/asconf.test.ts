@@ -1,11 +1,12 @@
 /**
- * `--failover asconf` judged by usrsctp: its example `client`, with its default timers, streams
+ * `--failover asconf` and `takeover` judged by usrsctp: its example `client`, with its default timers, streams
  * lines to the echo service at the primary's address 127.0.0.2; the primary is SIGKILLed; the
  * secondary takes over and asks the client, in an authenticated ASCONF (RFC 4895, RFC 5061),
  * to make 127.0.0.3 its primary. The client must say so (its peer-address-change
  * notification), echo every line once and in order, and send no new DATA to the dead
  * address once it made the switch: a socket of ours bound to the dead node's UDP address
- * records what still arrives there.
+ * records what still arrives there. With `takeover` the client is never asked: the secondary
+ * binds the dead node's address and takes in what still arrives there.
  */
 import { createSocket, type Socket } from "node:dgram"
 import { afterEach, describe, expect, it } from "@effect/vitest"
@@ -108,5 +109,38 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
       [],
     )
     expect(status?.node.failover).toBe("asconf")
+  }, 120_000)
+})
+
+describe("--failover takeover under usrsctp's client (default timers)", () => {
+  it("the secondary binds the dead primary's address: the client goes on sending there, every line echoed once and in order", async () => {
+    const ports = await App.clusterPorts()
+    const secondary = App.start(App.nodeArgs("secondary", ports, ["--failover", "takeover"]))
+    const primary = App.start(App.nodeArgs("primary", ports, ["--failover", "takeover"]))
+    await primary.line("started", 20_000)
+    const secondaryStarted = await secondary.line("started", 20_000)
+    expect(secondaryStarted.failover).toBe("takeover")
+    await App.linkUp("the primary's link to the secondary is up", primary)
+    const { client, send } = await App.connectClient(ports, undefined)
+    await send(1, 20)
+    primary.kill("SIGKILL")
+    await primary.exit()
+    const taken = await App.eventually(
+      "the secondary's address takeover",
+      () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "AddressTaken"),
+      20_000,
+    )
+    expect(taken.host).toBe("127.0.0.2")
+    // Written after the secondary holds 127.0.0.2: new DATA to the client's primary address.
+    await send(21, 60)
+    expect(App.echoed(client.stdout())).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
+    expect(client.output()).not.toMatch(failureNotice)
+    // Nobody asked the client to move, and its primary address never failed.
+    expect(client.output()).not.toMatch(/SCTP_ADDR_MADE_PRIM|SCTP_ADDR_UNREACHABLE/)
+    const status = await App.statusOf(secondaryStarted.status as string)
+    expect(status?.role).toBe("active-secondary")
+    expect(status?.addressTakeover).toMatchObject({ host: "127.0.0.2", state: "bound" })
+    expect(status?.addressTakeover?.packets).toBeGreaterThan(0)
+    expect(status?.node.failover).toBe("takeover")
   }, 120_000)
 })

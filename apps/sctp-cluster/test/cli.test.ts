@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import type { Cluster } from "@understudy/multihome"
 import { parse, parseStreamAddress } from "../src/cli.ts"
 import { formatStatus, type StatusReport } from "../src/report.ts"
 
@@ -27,15 +28,39 @@ describe("sctp-cluster command line", () => {
       store: undefined,
       fenceLeaseMs: undefined,
       clusterKeyFile: "/etc/k",
-      // The takeover asks the peer for its address as primary (ASCONF) unless told not to.
-      failover: "asconf",
+      // The takeover asks the peer for its address as primary (ASCONF) and takes the dead
+      // node's address over, unless told otherwise.
+      failover: "both",
+      takeoverInterface: undefined,
     })
-    expect(parse([...node, "every-update", "--insecure", "--failover", "none"])).toMatchObject({
-      failover: "none",
-    })
+    for (const failover of ["asconf", "takeover", "none"]) {
+      expect(parse([...node, "every-update", "--insecure", "--failover", failover])).toMatchObject({
+        failover,
+      })
+    }
     expect(message([...node, "every-update", "--insecure", "--failover", "arp"])).toMatch(
-      /--failover "arp": expected asconf, none/,
+      /--failover "arp": expected asconf, takeover, both, none/,
     )
+    // Across hosts: the interface the address is added to, a plain interface name.
+    expect(
+      parse([...node, "every-update", "--insecure", "--takeover-interface", "eth0"]),
+    ).toMatchObject({ failover: "both", takeoverInterface: "eth0" })
+    expect(
+      message([
+        ...node,
+        "every-update",
+        "--insecure",
+        "--failover",
+        "asconf",
+        "--takeover-interface",
+        "eth0",
+      ]),
+    ).toMatch(/--takeover-interface is for --failover takeover or both, not asconf/)
+    for (const bad of ["-v", "eth0 up", "a/b", "x".repeat(16)]) {
+      expect(message([...node, "every-update", "--insecure", "--takeover-interface", bad])).toMatch(
+        /--takeover-interface .*: not an interface name/,
+      )
+    }
     // Unauthenticated only when asked, explicitly.
     expect(parse([...node, "every-update", "--insecure"])).toMatchObject({
       _tag: "Node",
@@ -202,6 +227,8 @@ describe("status report", () => {
     link: "up",
     unprotected: false,
     fence: { epoch: 3, holding: true, lastKeepAliveMs: 1_000, leaseMs: 1_500 },
+    failover: "both",
+    addressTakeover: undefined,
     replication: { shipped: 1200, acknowledged: 1199, applied: 0, lagMs: 3, staleRefused: 0 },
     associations: [
       {
@@ -264,7 +291,8 @@ describe("status report", () => {
       port: 7,
       service: "echo",
       link: "tcp://127.0.0.3:9900",
-      failover: "asconf",
+      failover: "both",
+      takeoverInterface: undefined,
     },
   }
 
@@ -272,7 +300,21 @@ describe("status report", () => {
     const text = formatStatus(report)
     expect(text).toContain("now primary")
     expect(text).toContain("link         up (tcp://127.0.0.3:9900)")
-    expect(text).toContain("failover     asconf")
+    expect(text).toContain("failover     both\n")
+    const taken = (state: Cluster.AddressTakeover["state"]) =>
+      formatStatus({
+        ...report,
+        node: { ...report.node, takeoverInterface: "eth0" },
+        addressTakeover: { host: "127.0.0.2", state, packets: 1_234 },
+      })
+    expect(taken("waiting")).toContain(
+      "failover     both, takeover on eth0; waiting for 127.0.0.2 to be free",
+    )
+    expect(taken("bound")).toContain(
+      "failover     both, takeover on eth0; took over 127.0.0.2 (1,234 datagrams taken in there)",
+    )
+    expect(taken("released")).toContain("gave 127.0.0.2 back to the standby")
+    expect(taken("failed")).toContain("could NOT take over 127.0.0.2")
     expect(text).toContain("shipped 1,200, acknowledged 1,199, applied 0; last 3 ms ago")
     expect(text).toContain("association 1: Established, port 7 <-> 5000, primary path 127.0.0.1")
     expect(text).toContain(

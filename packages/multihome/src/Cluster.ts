@@ -26,8 +26,9 @@
 
 import { Machine } from "@understudy/machine"
 import type { Store } from "@understudy/store"
-import { Address, type Connection, Transport } from "@understudy/transport"
+import { Address, type Connection, Datagram, Transport } from "@understudy/transport"
 import {
+  Cause,
   Clock,
   Data,
   Deferred,
@@ -38,6 +39,7 @@ import {
   Option,
   PubSub,
   type Redacted,
+  Schedule,
   Scope,
   Stream,
 } from "effect"
@@ -157,12 +159,28 @@ export interface Options {
    */
   readonly fence?: { readonly store: Store.Store["Service"]; readonly leaseMs?: number }
   /**
-   * How a secondary that takes over makes the peer send to it at once (default `asconf`):
-   * `asconf`, an authenticated ASCONF Set Primary Address naming this node's address (RFC
-   * 5061; a peer that did not negotiate ASCONF is not asked); `none`, nothing: the peer
-   * moves when its retransmission timers give up on the dead node's address.
+   * How a secondary that takes over makes the peer's traffic reach it at once (default
+   * `asconf`): `asconf`, an authenticated ASCONF Set Primary Address naming this node's
+   * address (RFC 5061; a peer that did not negotiate ASCONF is not asked); `takeover`, the
+   * node binds the old serving node's address (same UDP port) once it is free and takes in
+   * what the peer still sends there, so a peer without ASCONF (Linux's `addip_enable = 0`)
+   * never sees a path fail; `both`, the two; `none`, nothing: the peer moves when its
+   * retransmission timers give up on the dead node's address.
    */
   readonly failover?: Failover
+  /**
+   * `takeover` across hosts: makes the old serving node's address this host's before it is
+   * bound (add it to an interface, announce it with gratuitous ARP), and gives it back when
+   * a standby links up. Without it the address is only bound (on one host, where every
+   * loopback address is already the host's).
+   */
+  readonly addressClaim?: AddressClaim
+  /**
+   * `takeover`: how long the node waits for the old serving node's address to be free
+   * (its socket gone) before it gives up, and how long a node waits for its own address
+   * held by a node that took it over (until that one's link to it is up). Default 30 s.
+   */
+  readonly addressWaitMs?: number
 }
 
 /**
@@ -171,11 +189,49 @@ export interface Options {
  * @since 0.1.0
  * @category models
  */
-export type Failover = "asconf" | "none"
+export type Failover = "asconf" | "takeover" | "both" | "none"
+
+/**
+ * Moves an IP address to this host and back (see `Options.addressClaim`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AddressClaim {
+  readonly claim: (host: string) => Effect.Effect<void, ClusterError>
+  readonly release: (host: string) => Effect.Effect<void>
+}
+
+/**
+ * The address takeover of a node (see `Options.failover`): the old serving node's address,
+ * `waiting` to be free, `bound` (with the datagrams taken in there), `released` once a
+ * standby linked up, or `failed`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AddressTakeover {
+  readonly host: string
+  readonly state: "waiting" | "bound" | "released" | "failed"
+  readonly packets: number
+}
+
+/** What went wrong, for a log line or an event. */
+const causeText = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  if (error instanceof ClusterError) return error.detail
+  return error instanceof Error ? error.message : String(error)
+}
+
+/** Whether a takeover asks the peer, in an ASCONF, to make this node's address primary. */
+const asksPeer = (failover: Failover): boolean => failover === "asconf" || failover === "both"
+
+/** Whether a takeover binds the old serving node's address. */
+const takesAddress = (failover: Failover): boolean => failover === "takeover" || failover === "both"
 
 /** The takeover's request to the peer for this node's options. */
 const askPeerForPrimary = (options: Options): Association.TakeOverOptions =>
-  (options.failover ?? "asconf") === "asconf" ? { setPrimary: options.bind.host } : {}
+  asksPeer(options.failover ?? "asconf") ? { setPrimary: options.bind.host } : {}
 
 /**
  * Something the node did.
@@ -204,6 +260,12 @@ export type ClusterEvent =
   | { readonly _tag: "ReplicaRejected"; readonly detail: string }
   /** `state-node`: a snapshot could not be written; the update went out without it. */
   | { readonly _tag: "StoreWriteFailed"; readonly association: number }
+  /** `takeover`: the old serving node's address is bound here; the peer's datagrams to it arrive. */
+  | { readonly _tag: "AddressTaken"; readonly host: string; readonly atMs: number }
+  /** `takeover`: the address is given back (a standby linked up: it may be the address's node). */
+  | { readonly _tag: "AddressReleased"; readonly host: string; readonly atMs: number }
+  /** `takeover`: the address could not be claimed or bound. */
+  | { readonly _tag: "AddressTakeoverFailed"; readonly host: string; readonly detail: string }
 
 /**
  * What a status display may show of an association: no verification tag, no TSN (with them,
@@ -264,6 +326,9 @@ export interface Status {
   readonly endpoint: Endpoint.Stats
   /** With `Options.fence`: the epoch held and the last successful keep-alive. */
   readonly fence: Fence.Status | undefined
+  readonly failover: Failover
+  /** `takeover` / `both`, once the node took over: the old serving node's address. */
+  readonly addressTakeover: AddressTakeover | undefined
 }
 
 /**
@@ -347,13 +412,10 @@ const defaultStorePrefix = "/understudy/multihome/"
  */
 export const make = (
   options: Options,
-): Effect.Effect<
-  Node,
-  ClusterError,
-  Transport.Transport | import("@understudy/transport").Datagram.Datagram | Scope.Scope
-> =>
+): Effect.Effect<Node, ClusterError, Transport.Transport | Datagram.Datagram | Scope.Scope> =>
   Effect.gen(function* () {
     const transport = yield* Transport.Transport
+    const datagram = yield* Datagram.Datagram
     const service = options.service ?? services.echo
     /** Bytes of the primary's replication messages encoded for the link, not yet counted. */
     let linkBytes = 0
@@ -635,9 +697,19 @@ export const make = (
           : fence.holds,
     )
 
+    // The secondary listens before it binds: a node that took its address over (`takeover`)
+    // gives it back once its link to this node is up.
+    const linkListener =
+      options.role === "secondary"
+        ? yield* transport
+            .listen(options.link, linkOptions)
+            .pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
+        : undefined
+
     // Its own scope, so that a deposed primary can close it and fall silent.
     const endpointScope = yield* Scope.fork(yield* Effect.scope)
-    const endpoint: Endpoint.Endpoint = yield* Endpoint.make({
+    const bindDeadlineMs = (yield* now) + (options.addressWaitMs ?? 30_000)
+    const makeEndpoint = Endpoint.make({
       bind: options.bind,
       port: options.port,
       config,
@@ -648,8 +720,15 @@ export const make = (
       intercept,
       abortOnClose: false,
       mayTransmit,
-    }).pipe(
-      Scope.provide(endpointScope),
+    }).pipe(Scope.provide(endpointScope))
+    const endpoint: Endpoint.Endpoint = yield* makeEndpoint.pipe(
+      Effect.retry({
+        while: (error) =>
+          linkListener !== undefined &&
+          error.reason === "AddressInUse" &&
+          Clock.currentTimeMillis.pipe(Effect.map((nowMs) => nowMs < bindDeadlineMs)),
+        schedule: Schedule.spaced(Duration.millis(50)),
+      }),
       Effect.mapError((error) => new ClusterError({ detail: error.message })),
     )
 
@@ -661,6 +740,78 @@ export const make = (
       Stream.runForEach(endpoint.accept, (association) => PubSub.publish(accepted, association)),
       endpointScope,
     )
+
+    // ---- address takeover ---------------------------------------------------------------
+
+    const failover = options.failover ?? "asconf"
+    const addressWaitMs = options.addressWaitMs ?? 30_000
+    /** The old serving node's address, bound by this node once it took over (`takeover`). */
+    let addressTakeover:
+      | { host: string; state: AddressTakeover["state"]; packets: number; scope: Scope.Closeable }
+      | undefined
+
+    /**
+     * Binds the other node's address (same UDP port) once its socket is gone — claimed for
+     * this host first across hosts — and hands every datagram the peer still sends there to
+     * the endpoint, as the secondary's forwarded packets are. Replies leave from this node's
+     * own address: a peer takes an association's chunks from any of its addresses.
+     */
+    const takeAddress = Effect.gen(function* () {
+      const host = options.addresses.find((address) => address !== options.bind.host)
+      if (!takesAddress(failover) || host === undefined || addressTakeover !== undefined) return
+      const taken = {
+        host,
+        state: "waiting" as AddressTakeover["state"],
+        packets: 0,
+        scope: yield* Scope.fork(nodeScope),
+      }
+      addressTakeover = taken
+      const failed = (detail: string) =>
+        Effect.gen(function* () {
+          taken.state = "failed"
+          yield* logged(Effect.logWarning(`address takeover of ${host} failed: ${detail}`))
+          yield* publish({ _tag: "AddressTakeoverFailed", host, detail })
+        })
+      if (options.addressClaim !== undefined) {
+        const claimed = yield* Effect.exit(options.addressClaim.claim(host))
+        if (Exit.isFailure(claimed)) return yield* failed(causeText(claimed.cause))
+      }
+      const deadlineMs = (yield* now) + addressWaitMs
+      let socket: Datagram.Endpoint | undefined
+      while (socket === undefined) {
+        if (taken.state !== "waiting" || closing) return
+        const bound = yield* Effect.exit(
+          datagram.bind(Address.udp(host, options.bind.port)).pipe(Scope.provide(taken.scope)),
+        )
+        if (Exit.isSuccess(bound)) socket = bound.value
+        else if ((yield* now) >= deadlineMs)
+          return yield* failed(
+            `still not free after ${addressWaitMs} ms: ${causeText(bound.cause)}`,
+          )
+        else yield* Effect.sleep(Duration.millis(50))
+      }
+      taken.state = "bound"
+      yield* logged(Effect.logInfo(`took over the address ${host}`))
+      yield* publish({ _tag: "AddressTaken", host, atMs: yield* now })
+      yield* Stream.runForEach(socket.messages, (received) => {
+        taken.packets++
+        return endpoint.inject(
+          { host: received.from.host, udpPort: received.from.port },
+          received.bytes,
+        )
+      })
+    })
+
+    /** Gives the address back: the standby that linked up may be the node it belongs to. */
+    const releaseAddress = Effect.gen(function* () {
+      const taken = addressTakeover
+      if (taken === undefined || taken.state === "released" || taken.state === "failed") return
+      taken.state = "released"
+      yield* Scope.close(taken.scope, Exit.void)
+      if (options.addressClaim !== undefined) yield* options.addressClaim.release(taken.host)
+      yield* logged(Effect.logInfo(`gave the address ${taken.host} back`))
+      yield* publish({ _tag: "AddressReleased", host: taken.host, atMs: yield* now })
+    })
 
     // ---- takeover ---------------------------------------------------------------------
 
@@ -818,6 +969,7 @@ export const make = (
               yield* Metric.update(Metrics.takeoverMs, atMs - takeoverStartedMs)
             }
             yield* publish({ _tag: "TookOver", associations: action.associations, atMs })
+            yield* Effect.forkIn(takeAddress, nodeScope)
             return yield* protection(true, "took over: no standby behind this node")
           }
           case "ConnectStandby":
@@ -909,6 +1061,7 @@ export const make = (
         // A fenced node ships nothing before it holds the fence (its epoch would be 0).
         if (serving() && fence !== undefined) yield* Deferred.await(fenceHeld)
         if (serving()) {
+          yield* releaseAddress
           const listener = yield* endpoint.listenerSecrets
           aliasesShipped = ""
           yield* ship([shipper.secrets(listener)])
@@ -994,12 +1147,9 @@ export const make = (
       )
     }
 
-    if (options.role === "secondary") {
-      const listener = yield* transport
-        .listen(options.link, linkOptions)
-        .pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
+    if (linkListener !== undefined) {
       yield* Effect.forkScoped(
-        Stream.runForEach(listener.connections, (connection) =>
+        Stream.runForEach(linkListener.connections, (connection) =>
           Effect.gen(function* () {
             const answer = yield* stepRole({ _tag: "Incoming", from: "link" }, connection)
             if (answer.some((action) => action._tag === "AcceptLink")) {
@@ -1079,6 +1229,15 @@ export const make = (
         received: { ...received },
         endpoint: yield* endpoint.stats,
         fence: fence === undefined ? undefined : yield* fence.status,
+        failover,
+        addressTakeover:
+          addressTakeover === undefined
+            ? undefined
+            : {
+                host: addressTakeover.host,
+                state: addressTakeover.state,
+                packets: addressTakeover.packets,
+              },
       } satisfies Status
     })
 

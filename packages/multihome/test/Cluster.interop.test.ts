@@ -34,6 +34,13 @@ const startNode = (
   policyText: string,
   ports: { readonly udp: number; readonly link: number },
   service: Cluster.Service = Cluster.services.echo,
+  /** Another node's part: its own address, its link, its standby's link, its failover. */
+  part: {
+    readonly host?: string
+    readonly link?: Address.StreamAddress
+    readonly standbyLink?: Address.StreamAddress
+    readonly failover?: Cluster.Failover
+  } = {},
 ) =>
   Effect.gen(function* () {
     const policy = Replication.parsePolicy(policyText)
@@ -41,10 +48,12 @@ const startNode = (
     const scope = yield* Scope.make()
     const node = yield* Cluster.make({
       role,
-      bind: Address.udp(role === "primary" ? "127.0.0.2" : "127.0.0.3", ports.udp),
+      bind: Address.udp(part.host ?? (role === "primary" ? "127.0.0.2" : "127.0.0.3"), ports.udp),
       port: 7,
       addresses: ["127.0.0.2", "127.0.0.3"],
-      link: Address.tcp("127.0.0.3", ports.link),
+      link: part.link ?? Address.tcp("127.0.0.3", ports.link),
+      ...(part.standbyLink !== undefined ? { standbyLink: part.standbyLink } : {}),
+      ...(part.failover !== undefined ? { failover: part.failover } : {}),
       policy,
       service,
       config: { rtoInitialMs: 300, rtoMinMs: 100, rtoMaxMs: 1_000, heartbeatIntervalMs: 500 },
@@ -109,6 +118,84 @@ describe("cluster interop with usrsctp", () => {
       60_000,
     )
   }
+
+  // usrsctp's default timers would keep sending new DATA to the dead 127.0.0.2 for half a
+  // minute (RTO 1 s, doubling): with `takeover` the secondary binds that address once the
+  // primary's socket is gone and takes in what arrives there, so the client never sees a
+  // path fail. Then the old primary's address is given back to a node that rejoins there.
+  it.live(
+    "takeover: the secondary binds the dead primary's address; the client's new DATA there is echoed; the address is given back to the node that rejoins on it",
+    () =>
+      Effect.gen(function* () {
+        const [udp, localEncapsPort] = yield* Effect.promise(() =>
+          Usrsctp.freeEncapsulationPorts(2),
+        )
+        const link = yield* Effect.promise(() => Ports.freeTcpPort())
+        const rejoinLink = Address.tcp(
+          "127.0.0.2",
+          yield* Effect.promise(() => Ports.freeTcpPort()),
+        )
+        const ports = { udp: udp!, link }
+        const secondary = yield* startNode("secondary", "every-update", ports, undefined, {
+          failover: "takeover",
+          standbyLink: rejoinLink,
+        })
+        const primary = yield* startNode("primary", "every-update", ports)
+        const client = yield* Effect.promise(() =>
+          Usrsctp.startClient({
+            host: "127.0.0.2",
+            port: 7,
+            localEncapsPort: localEncapsPort!,
+            remoteEncapsPort: udp!,
+          }),
+        )
+        // Its primary address is all the client needs here: it is never asked to move.
+        yield* Effect.promise(() => client.waitFor(/SCTP_COMM_UP/, 20_000))
+        const total = 60
+        const write = (from: number, to: number) => {
+          for (let index = from; index < to; index++) client.write(`line ${index}\n`)
+        }
+        const echoedUpTo = (count: number) =>
+          eventually(() => echoedLines(client.stdout()).length >= count, 20_000)
+        write(0, 20)
+        expect(yield* echoedUpTo(20)).toBe(true)
+        yield* Scope.close(primary.scope, Exit.void)
+        const bound = yield* eventually(
+          () => Effect.runSync(secondary.node.status).addressTakeover?.state === "bound",
+          20_000,
+        )
+        expect(bound).toBe(true)
+        write(20, 40)
+        const why = () =>
+          `client: ${client.output().slice(-4_000)}\nsecondary: ${JSON.stringify(Effect.runSync(secondary.node.status))}`
+        expect(yield* echoedUpTo(40), why()).toBe(true)
+        const taken = (yield* secondary.node.status).addressTakeover
+        expect(taken?.host).toBe("127.0.0.2")
+        // The client's new DATA went on to its primary address, and arrived.
+        expect(taken?.packets).toBeGreaterThan(0)
+
+        // The old primary rejoins on its address as the new secondary: its bind waits until
+        // the serving node, linked to it, gave the address back.
+        const rejoined = yield* startNode("secondary", "every-update", ports, undefined, {
+          host: "127.0.0.2",
+          link: rejoinLink,
+        })
+        const linked = yield* eventually(
+          () => Effect.runSync(rejoined.node.status).link === "up",
+          20_000,
+        )
+        expect(linked).toBe(true)
+        expect((yield* secondary.node.status).addressTakeover?.state).toBe("released")
+        write(40, total)
+        expect(yield* echoedUpTo(total), why()).toBe(true)
+        expect(echoedLines(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i))
+        expect(client.output()).not.toMatch(/COMM_LOST|ABORT|SHUTDOWN_COMP|UNREACHABLE/i)
+        expect((yield* rejoined.node.status).role).toBe("secondary")
+        yield* Scope.close(rejoined.scope, Exit.void)
+        yield* Scope.close(secondary.scope, Exit.void)
+      }),
+    60_000,
+  )
 
   // tsctp lists no address in its INIT and sends from 127.0.0.1, where usrsctp takes no
   // answers: the primary answers at this host's address, and the secondary must learn that
