@@ -21,7 +21,7 @@ import { Deferred, Effect, Option, Stream } from "effect"
 import * as MemoryStore from "../src/MemoryStore.ts"
 import * as RemoteStore from "../src/RemoteStore.ts"
 import type { Store } from "../src/Store.ts"
-import { freshPrefix, median, percentile } from "./stats.ts"
+import { freshPrefix, median, percentile, samples } from "./stats.ts"
 
 const fibers = 16
 const casPerFiber = 250
@@ -136,7 +136,7 @@ const stopServer = (child: ChildProcess): Promise<void> =>
 
 /** @since 0.1.0 */
 export interface RemoteFigures {
-  [name: string]: number
+  readonly [name: string]: number | { readonly [series: string]: ReadonlyArray<number> }
 }
 
 /**
@@ -193,6 +193,10 @@ export const remoteStoreFigures = async (): Promise<RemoteFigures> => {
       remote_watch_p99_vs_memory_ms: round2(
         percentile(measured.remoteWatch, 99) - percentile(measured.memoryWatch, 99),
       ),
+      samples: {
+        remote_watch_ms: samples(measured.remoteWatch),
+        memory_watch_ms: samples(measured.memoryWatch),
+      },
     }
   } finally {
     await stopServer(server.child)
@@ -209,6 +213,7 @@ if (
       `CAS = get + conditional put; ${fibers} fibers x ${casPerFiber}, sequential x ` +
       `${casSequential}; watch: ${watchPuts} puts one at a time; median of ${rounds} rounds`,
   )
-  console.table(figures)
+  const { samples: _, ...table } = figures
+  console.table(table)
   console.log(JSON.stringify(figures))
 }

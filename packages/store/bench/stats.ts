@@ -13,3 +13,10 @@ export const percentile = (xs: ReadonlyArray<number>, p: number): number => {
 let roundCounter = 0
 /** A key prefix no earlier round used, so rounds do not see each other's keys. */
 export const freshPrefix = (): string => `/bench/${++roundCounter}/`
+
+/**
+ * Every sample of a series for the JSON line's `samples` field (the docs draw their
+ * distribution from it), in ms to the microsecond.
+ */
+export const samples = (xs: ReadonlyArray<number>): Array<number> =>
+  xs.map((x) => Math.round(x * 1000) / 1000)

@@ -17,7 +17,7 @@ import { Deferred, Effect, Fiber, Layer, Option, Queue, Stream } from "effect"
 import { Etcd3 } from "etcd3"
 import * as EtcdStore from "../src/EtcdStore.ts"
 import { Store } from "../src/Store.ts"
-import { freshPrefix, median, percentile } from "./stats.ts"
+import { freshPrefix, median, percentile, samples } from "./stats.ts"
 
 const fibers = 16
 const casPerFiber = 250
@@ -131,13 +131,15 @@ const rawWatchRound = async (client: Etcd3) => {
 // --- run ------------------------------------------------------------------------------
 
 interface Figures {
-  [name: string]: number
+  [name: string]: number | { [series: string]: ReadonlyArray<number> }
 }
 
 const remoteStoreFigures = async (): Promise<Figures | undefined> => {
   const url = new URL("./remote.ts", import.meta.url)
   if (!existsSync(url)) return undefined
-  const module = (await import(url.href)) as { remoteStoreFigures?: () => Promise<Figures> }
+  const module = (await import(url.href)) as {
+    remoteStoreFigures?: () => Promise<Figures>
+  }
   return module.remoteStoreFigures?.()
 }
 
@@ -189,14 +191,21 @@ const main = async () => {
       etcd_watch_p99_ms: round2(percentile(measured.storeWatch, 99)),
       raw_watch_p99_ms: round2(percentile(measured.rawWatch, 99)),
     }
-    const remote = await remoteStoreFigures()
-    if (remote !== undefined) Object.assign(figures, remote)
+    // Every watch latency measured, for the docs' distribution plots.
+    const series = {
+      etcd_watch_ms: samples(measured.storeWatch),
+      raw_watch_ms: samples(measured.rawWatch),
+    }
+    const { samples: remoteSeries, ...remote } = (await remoteStoreFigures()) ?? {}
+    Object.assign(figures, remote)
+    figures.samples = { ...series, ...(typeof remoteSeries === "object" ? remoteSeries : {}) }
     console.log(
       `etcd ${server.endpoint}; CAS = get + conditional put; ${fibers} fibers x ${casPerFiber}, ` +
         `sequential x ${casSequential}; watch: ${watchPuts} puts one at a time; ` +
         `median of ${rounds} rounds`,
     )
-    console.table(figures)
+    const { samples: _, ...table } = figures
+    console.table(table)
     console.log(JSON.stringify(figures))
   } finally {
     raw.close()

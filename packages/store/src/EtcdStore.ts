@@ -17,6 +17,7 @@ import { etcd3 } from "./internal/etcd3.ts"
 import { call, type EtcdFailure } from "./internal/etcdCall.ts"
 import { makeWatchSession } from "./internal/etcdWatch.ts"
 import * as Validate from "./internal/validate.ts"
+import * as Metrics from "./Metrics.ts"
 import {
   type DeleteOptions,
   type KeyValue,
@@ -388,17 +389,19 @@ export const make = (options: EtcdStoreOptions) =>
         )
       })
 
-    return Store.of({
-      get,
-      range,
-      put,
-      delete: del,
-      grantLease,
-      keepAlive,
-      revokeLease,
-      watch,
-      compact,
-    })
+    return Store.of(
+      Metrics.instrument("etcd", {
+        get,
+        range,
+        put,
+        delete: del,
+        grantLease,
+        keepAlive,
+        revokeLease,
+        watch,
+        compact,
+      }),
+    )
   })
 
 /**

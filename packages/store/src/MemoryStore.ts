@@ -8,6 +8,7 @@
  */
 import { Deferred, Effect, Layer, Option, Stream } from "effect"
 import * as Validate from "./internal/validate.ts"
+import * as Metrics from "./Metrics.ts"
 import {
   type DeleteOptions,
   type KeyValue,
@@ -238,17 +239,19 @@ export const make = (options: MemoryStoreOptions = {}) =>
         compactRevision = cut
       })
 
-    return Store.of({
-      get,
-      range,
-      put,
-      delete: del,
-      grantLease,
-      keepAlive,
-      revokeLease,
-      watch,
-      compact,
-    })
+    return Store.of(
+      Metrics.instrument("memory", {
+        get,
+        range,
+        put,
+        delete: del,
+        grantLease,
+        keepAlive,
+        revokeLease,
+        watch,
+        compact,
+      }),
+    )
   })
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The name server of seed 003 (claim 27): who holds a role, at which epoch. A holder
+ * The name server: who holds a role, at which epoch. A holder
  * registers under a lease that it keeps alive; the registration vanishes when the holder
  * dies. A newer epoch always wins and a stale holder can never overwrite a newer one, even
  * after the newer one's lease expired: the highest epoch ever registered is kept in a
@@ -16,12 +16,14 @@ import {
   Deferred,
   Effect,
   Layer,
+  Metric,
   Option,
   Schedule,
   Schema,
   type Scope,
   Stream,
 } from "effect"
+import * as Metrics from "./Metrics.ts"
 import { Store } from "./Store.ts"
 import { type InvalidRequest, type LeaseExpired, Unavailable } from "./StoreError.ts"
 
@@ -214,6 +216,15 @@ export const make = (options: { readonly prefix?: string } = {}) =>
         yield* claimHolder(me, lease.id)
         const { revision } = yield* store.range(holderKey(role))
         const lost = yield* Deferred.make<Lost>()
+        const lose = (why: Lost) =>
+          Effect.flatMap(Deferred.succeed(lost, why), (first) =>
+            first
+              ? Metric.update(
+                  Metric.withAttributes(Metrics.registrationsLost, { reason: why._tag }),
+                  1,
+                )
+              : Effect.void,
+          )
         // Keep-alive every third of the TTL; a failed one is retried (backing off, at most a
         // sixth of the TTL apart) until a TTL has passed since the last one that reached the
         // store was sent: then the store may have ended the lease, and the holder is told.
@@ -254,9 +265,7 @@ export const make = (options: { readonly prefix?: string } = {}) =>
               lastSentMs = yield* keepAlive(lastSentMs)
             }
           }).pipe(
-            Effect.catchTag("LeaseExpired", () =>
-              Deferred.succeed(lost, { _tag: "LeaseExpired" } as const),
-            ),
+            Effect.catchTag("LeaseExpired", () => lose({ _tag: "LeaseExpired" })),
             Effect.catch((error) =>
               Effect.andThen(
                 Effect.logWarning("name server registration lost: store unreachable", {
@@ -264,7 +273,7 @@ export const make = (options: { readonly prefix?: string } = {}) =>
                   epoch,
                   error: error.message,
                 }),
-                Deferred.succeed(lost, { _tag: "Unreachable", detail: error.message } as const),
+                lose({ _tag: "Unreachable", detail: error.message }),
               ),
             ),
           ),
@@ -286,20 +295,32 @@ export const make = (options: { readonly prefix?: string } = {}) =>
                 ),
             ),
             Stream.take(1),
-            Stream.runForEach((by) => Deferred.succeed(lost, { _tag: "Superseded", by })),
+            Stream.runForEach((by) => lose({ _tag: "Superseded", by })),
             Effect.tapError((error) =>
               Effect.logWarning("name server watch failed", { role, epoch, error: error.message }),
             ),
             Effect.retry({ schedule: retry, while: (error) => error._tag === "Unavailable" }),
             // Changes can no longer be watched (compacted, refused): whether someone else
             // registered is unknown, so the registration counts as lost.
-            Effect.catch((error) =>
-              Deferred.succeed(lost, { _tag: "Unreachable", detail: error.message } as const),
-            ),
+            Effect.catch((error) => lose({ _tag: "Unreachable", detail: error.message })),
           ),
         )
         return { holder: me, lease: lease.id, lost: Deferred.await(lost) } satisfies Registration
-      })
+      }).pipe(
+        Effect.onExit((exit) =>
+          Metric.update(
+            Metric.withAttributes(Metrics.registrations, {
+              outcome: exit._tag === "Success" ? "registered" : Metrics.outcome(exit),
+            }),
+            1,
+          ),
+        ),
+        Effect.withSpan("store.name-server.register", {
+          attributes: { "store.role": role, "store.holder": holder, "store.epoch": epoch },
+        }),
+        // The keep-alive and watch fibers forked here log with these too.
+        Effect.annotateLogs({ role, holder, epoch }),
+      )
 
     const resolve = (role: string) =>
       Effect.map(read(holderKey(role)), (current) => Option.flatMap(current, (c) => c.holder))

@@ -37,6 +37,7 @@ import {
 } from "effect"
 import * as Protocol from "./internal/protocol.ts"
 import * as Validate from "./internal/validate.ts"
+import * as Metrics from "./Metrics.ts"
 import { type DeleteOptions, type PutOptions, Store, type WatchEvent } from "./Store.ts"
 import { type Compacted, type InvalidRequest, type StoreError, Unavailable } from "./StoreError.ts"
 
@@ -493,17 +494,19 @@ export const make = (
         }).pipe(Effect.catchCause((cause) => Queue.failCause(queue, cause))),
       )
 
-    return Store.of({
-      get,
-      range,
-      put,
-      delete: del,
-      grantLease,
-      keepAlive,
-      revokeLease,
-      watch,
-      compact,
-    })
+    return Store.of(
+      Metrics.instrument("remote", {
+        get,
+        range,
+        put,
+        delete: del,
+        grantLease,
+        keepAlive,
+        revokeLease,
+        watch,
+        compact,
+      }),
+    )
   })
 
 /**

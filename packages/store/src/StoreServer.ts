@@ -21,9 +21,10 @@ import {
   Transport,
   type TransportError,
 } from "@understudy/transport"
-import { Cause, Effect, Fiber, type Redacted, type Scope, Semaphore, Stream } from "effect"
+import { Cause, Effect, Fiber, Metric, type Redacted, type Scope, Semaphore, Stream } from "effect"
 import * as Protocol from "./internal/protocol.ts"
 import * as Validate from "./internal/validate.ts"
+import * as Metrics from "./Metrics.ts"
 import { type KeyValue, Store, type WatchEvent } from "./Store.ts"
 import { InvalidRequest, type StoreError, Unavailable } from "./StoreError.ts"
 
@@ -323,11 +324,17 @@ export const serve = (
       }).pipe(
         // Closing the scope interrupts what the connection still runs: its watches too.
         Effect.scoped,
-        Effect.ensuring(Effect.sync(() => open.delete(conn))),
+        Effect.ensuring(
+          Effect.andThen(
+            Effect.sync(() => open.delete(conn)),
+            Metric.modify(Metrics.serverClients, -1),
+          ),
+        ),
       )
 
     yield* Stream.runForEach(listener.connections, (conn) =>
       Effect.sync(() => open.add(conn)).pipe(
+        Effect.andThen(Metric.modify(Metrics.serverClients, 1)),
         Effect.andThen(Effect.forkIn(handle(conn), serverScope)),
       ),
     ).pipe(Effect.forkScoped)

@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 export * as MemoryStore from "./MemoryStore.ts"
+export * as Metrics from "./Metrics.ts"
 export * as NameServer from "./NameServer.ts"
 export * as RemoteStore from "./RemoteStore.ts"
 export * as Store from "./Store.ts"
