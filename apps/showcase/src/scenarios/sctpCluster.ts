@@ -236,7 +236,7 @@ export const runSctpCluster = async (
       row({
         scenario: "sctp-cluster: SIGKILL primary",
         failoverMs,
-        invariant: `the secondary goes on with the association (--failover asconf; peer tuned: ${tuneSummary(settings.tune)})`,
+        invariant: `the secondary goes on with the association (--failover ${String(secondary.lines.find((line) => line.t === "started")?.failover ?? "-")}; peer tuned: ${tuneSummary(settings.tune)})`,
         ok: failoverMs !== undefined && failoverMs <= settings.failoverBoundMs,
         detail:
           error ??
@@ -244,6 +244,9 @@ export const runSctpCluster = async (
             `message ${settings.killAfter + 1} (first sent after it) echoed after ${movedMs?.toFixed(1) ?? "-"} ms` +
             (notices.some((notice) => notice.includes("SCTP_ADDR_MADE_PRIM"))
               ? "; the peer made 127.0.0.3 its primary (ASCONF)"
+              : "") +
+            (secondary.lines.some((line) => line.t === "cluster" && line._tag === "AddressTaken")
+              ? "; the secondary took over 127.0.0.2"
               : ""),
       }),
     )
