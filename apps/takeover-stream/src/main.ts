@@ -1,8 +1,8 @@
 /**
  * The `takeover-stream` program: an object server whose transfers survive the death of
  * their server. `store` runs the embedded store the servers share; `serve` serves the files
- * of a directory; `get` downloads one (with a progress line and a SHA-256 at the end) from
- * a list of servers, riding through takeovers. Every command reports on stdout with one
+ * of a directory; `get` downloads one (with a progress bar and a SHA-256 at the end) from
+ * a list of servers or the one the store's name server names, riding through takeovers. Every command reports on stdout with one
  * JSON object per line. See `--help`.
  *
  * @since 0.1.0
@@ -12,11 +12,12 @@ import { createWriteStream, type WriteStream } from "node:fs"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { parseArgs } from "node:util"
-import { CheckpointStore, ObjectBundle, ObjectSession } from "@understudy/checkpoint"
-import { MemoryStore, RemoteStore, Store, StoreServer } from "@understudy/store"
+import { CheckpointStore, Discovery, ObjectBundle, ObjectSession } from "@understudy/checkpoint"
+import { MemoryStore, NameServer, RemoteStore, Store, StoreServer } from "@understudy/store"
 import { EtcdStore } from "@understudy/store/etcd"
 import { Address, ClusterKey, NodeTransport, Observability } from "@understudy/transport"
 import { Effect, Fiber, Layer, type Redacted, type Scope, Stream } from "effect"
+import * as Progress from "./progress.ts"
 import * as TcpRepairServer from "./tcpRepair.ts"
 
 const programName = "takeover-stream"
@@ -26,9 +27,10 @@ const usage = `Usage:
   ${programName} serve --id ID --listen tcp://HOST:PORT --dir DIR (--store tcp://HOST:PORT | --etcd URL)
                  (--key-file FILE | --insecure) [--every-bytes N] [--lease-ms N]
                  [--backend session|tcp-repair] [--interface NAME]
-  ${programName} get NAME -o FILE --service tcp://HOST:PORT,... (--key-file FILE | --insecure) [--progress]
-                 [--sha256 HEX]
-  ${programName} bundle NAME... -o DIR --service tcp://HOST:PORT,... (--key-file FILE | --insecure)
+  ${programName} get NAME -o FILE (--service tcp://HOST:PORT,... | --store tcp://HOST:PORT | --etcd URL)
+                 (--key-file FILE | --insecure) [--progress] [--sha256 HEX]
+  ${programName} bundle NAME... -o DIR (--service tcp://HOST:PORT,... | --store tcp://HOST:PORT | --etcd URL)
+                 (--key-file FILE | --insecure)
                  [--paused NAME] [--udp NAME]... [--multicast NAME]... [--multicast-interface ADDR]
   ${programName} handoff --from ID [--to ID] (--store tcp://HOST:PORT | --etcd URL) (--key-file FILE | --insecure)
   ${programName} --help
@@ -40,9 +42,14 @@ serve   serves the files of DIR by name. Its transfers are checkpointed (every N
         plain HTTP/1.1 GET for unmodified clients (curl, wget); the server that holds the
         --listen address serves, the others stand by and take over the very TCP connection
         (and the address, on --interface, default eth0) when its server dies.
-get     downloads NAME into FILE from the service, resuming across takeovers; prints
-        {"t":"resumed",...} per takeover and {"t":"done","bytes":N,"sha256":"..."} at the end.
+        A session server contends for the service's name on the store's name server
+        ({"t":"named","epoch":N} when it holds it, {"t":"unnamed",...} when it lost it).
+get     downloads NAME into FILE from the service, resuming across takeovers: the servers of
+        --service in turn, or (--store / --etcd) the one that holds the service's name on the
+        store's name server, asked again before each reconnection. Prints {"t":"opened",
+        "size":N,"server":...} once the transfer opened, {"t":"resumed",...} per takeover and {"t":"done","bytes":N,"sha256":"..."} at the end.
         --sha256 HEX: checks the object against it ("match" in the done line; exit 1 if not).
+        --progress: on stderr, a bar (percent, bytes, rate) on a terminal, else a line per 10%.
 bundle  one control connection and a data connection per NAME, taken over as one bundle:
         LISTs the objects ({"t":"list",...}), GETs each NAME into DIR/NAME ({"t":"transfer",
         "channel":...}), and reads commands from stdin, one a line: "pause CHANNEL", "resume
@@ -72,13 +79,49 @@ const stream = (text: string | undefined, flag: string): Address.StreamAddress =
   return parsed
 }
 
-const serviceOf = (text: string | undefined): Array<Address.StreamAddress> => {
-  const service = (text ?? "")
+/** The service this program's servers run (checkpoint keys, the name server's name). */
+const serviceName = "takeover-stream"
+
+/** The store servers and commands share: `--store tcp://HOST:PORT` or `--etcd URL,...`. */
+const storeLayerOf = (
+  values: { readonly store?: string | undefined; readonly etcd?: string | undefined },
+  clusterKey: Redacted.Redacted<Uint8Array> | undefined,
+): Layer.Layer<Store.Store> =>
+  values.etcd !== undefined
+    ? EtcdStore.layer({ endpoints: values.etcd.split(",") })
+    : RemoteStore.layer({
+        address: stream(values.store, "--store"),
+        ...(clusterKey === undefined ? {} : { clusterKey }),
+      }).pipe(Layer.provide(NodeTransport.layer))
+
+/**
+ * A client's service: the `--service` address list, or the server that holds the service's
+ * name on the name server of the servers' store (`--store` / `--etcd`, keyed like them).
+ */
+const serviceOf = (
+  values: {
+    readonly service?: string | undefined
+    readonly store?: string | undefined
+    readonly etcd?: string | undefined
+  },
+  clusterKey: Redacted.Redacted<Uint8Array> | undefined,
+): Effect.Effect<Discovery.Service, never, Scope.Scope> => {
+  if (values.service === undefined) {
+    if (values.store === undefined && values.etcd === undefined)
+      throw new UsageError("--service, --store or --etcd is required")
+    return Effect.gen(function* () {
+      const names = yield* Layer.build(
+        NameServer.layer.pipe(Layer.provide(storeLayerOf(values, clusterKey))),
+      )
+      return yield* Discovery.nameServer(serviceName).pipe(Effect.provide(names))
+    })
+  }
+  const service = values.service
     .split(",")
     .filter((s) => s !== "")
     .map((s) => stream(s, "--service"))
   if (service.length === 0) throw new UsageError("--service is required")
-  return service
+  return Effect.succeed(service)
 }
 
 const positiveInteger = (text: string | undefined, flag: string, fallback: number): number => {
@@ -194,13 +237,7 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
       await runForever(
         Effect.gen(function* () {
           const clusterKey = yield* keyOf(values["key-file"], values.insecure)
-          const storeLayer =
-            values.etcd !== undefined
-              ? EtcdStore.layer({ endpoints: values.etcd.split(",") })
-              : RemoteStore.layer({
-                  address: stream(values.store, "--store"),
-                  ...(clusterKey === undefined ? {} : { clusterKey }),
-                }).pipe(Layer.provide(NodeTransport.layer))
+          const storeLayer = storeLayerOf(values, clusterKey)
           if (backend === "tcp-repair" && listen._tag === "Tcp")
             return yield* TcpRepairServer.serve({
               id,
@@ -212,6 +249,8 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
               store: storeLayer,
               line,
             })
+          // Built in the command's scope: the store lives as long as the server.
+          const stores = yield* Layer.build(storeLayer)
           const server = yield* ObjectSession.serve(
             {
               listen,
@@ -225,15 +264,22 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
               CheckpointStore.make({
                 serverId: id,
                 backend: "session",
-                prefix: CheckpointStore.defaultPrefix("takeover-stream"),
+                prefix: CheckpointStore.defaultPrefix(serviceName),
                 leaseTtlMs,
                 address: Address.format(listen),
               }),
             ),
-            // Built in the command's scope: the store lives as long as the server.
-            Effect.provide(yield* Layer.build(storeLayer)),
+            Effect.provide(stores),
           )
           line({ t: "ready", id, address: Address.format(server.address), pid: process.pid })
+          // For clients that find the service through the name server (get --store).
+          yield* Discovery.advertise({
+            service: serviceName,
+            serverId: id,
+            address: server.address,
+            ttlMs: leaseTtlMs,
+            onChange: (event) => line({ t: event.held ? "named" : "unnamed", id, ...event }),
+          }).pipe(Effect.provide(NameServer.layer), Effect.provide(stores))
         }).pipe(Effect.provide(NodeTransport.layer)),
         observability,
       )
@@ -251,14 +297,8 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
       await Effect.runPromise(
         Effect.gen(function* () {
           const clusterKey = yield* keyOf(values["key-file"], values.insecure)
-          const storeLayer =
-            values.etcd !== undefined
-              ? EtcdStore.layer({ endpoints: values.etcd.split(",") })
-              : RemoteStore.layer({
-                  address: stream(values.store, "--store"),
-                  ...(clusterKey === undefined ? {} : { clusterKey }),
-                }).pipe(Layer.provide(NodeTransport.layer))
-          const keys = CheckpointStore.keys(CheckpointStore.defaultPrefix("takeover-stream"))
+          const storeLayer = storeLayerOf(values, clusterKey)
+          const keys = CheckpointStore.keys(CheckpointStore.defaultPrefix(serviceName))
           yield* Store.Store.pipe(
             Effect.flatMap((store) =>
               store.put(keys.handoff(from), new TextEncoder().encode(to ?? "")),
@@ -275,37 +315,45 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
       if (name === undefined) throw new UsageError("get NAME: the object's name is required")
       const output = values.output
       if (output === undefined) throw new UsageError("-o FILE is required")
-      const service = serviceOf(values.service)
       const expected = values.sha256?.toLowerCase()
       if (expected !== undefined && !/^[0-9a-f]{64}$/.test(expected))
         throw new UsageError("--sha256 is 64 hexadecimal digits")
       const hash = createHash("sha256")
       const file = createWriteStream(output)
       let bytes = 0
-      let lastProgress = 0
+      const progress =
+        values.progress === true
+          ? Progress.reporter({
+              tty: process.stderr.isTTY === true,
+              write: (text) => void process.stderr.write(text),
+              now: () => performance.now(),
+              label: programName,
+            })
+          : undefined
       await Effect.runPromise(
         Effect.gen(function* () {
           const clusterKey = yield* keyOf(values["key-file"], values.insecure)
           yield* ObjectSession.get(name, {
-            service,
+            service: yield* serviceOf(values, clusterKey),
             ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
+            onOpened: (event) => {
+              line({ t: "opened", ...event })
+              progress?.sized(event.size)
+            },
             onResumed: (event) => line({ t: "resumed", ...event }),
           }).pipe(
             Stream.runForEach((chunk) => {
               bytes += chunk.length
-              if (values.progress === true && bytes - lastProgress >= 4 * 1024 * 1024) {
-                lastProgress = bytes
-                process.stderr.write(`\r${programName}: ${(bytes / 1048576).toFixed(1)} MiB`)
-              }
+              progress?.progress(bytes)
               return hashedWrite(file, hash, chunk)
             }),
           )
-        }).pipe(Effect.provide(NodeTransport.layer), observed),
+        }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer), observed),
       )
       await new Promise<void>((resolve, reject) =>
         file.end((error?: Error | null) => (error ? reject(error) : resolve())),
       )
-      if (values.progress === true) process.stderr.write("\n")
+      progress?.done()
       const sha256 = hash.digest("hex")
       if (expected === undefined) {
         line({ t: "done", bytes, sha256 })
@@ -320,12 +368,11 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
       if (positionals.length === 0) throw new UsageError("bundle NAME...: at least one object")
       const dir = values.output
       if (dir === undefined) throw new UsageError("-o DIR is required")
-      const service = serviceOf(values.service)
       await Effect.runPromise(
         Effect.gen(function* () {
           const clusterKey = yield* keyOf(values["key-file"], values.insecure)
           const client = yield* ObjectBundle.connect({
-            service,
+            service: yield* serviceOf(values, clusterKey),
             ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
             onResumed: (event) => line({ t: "resumed", ...event }),
             ...(values["multicast-interface"] === undefined

@@ -148,7 +148,24 @@ export interface Download {
     readonly offset: number
     readonly server: string
   }>
+  /** The get's `opened` line: the object's size, and the server that opened the transfer. */
+  readonly opened: { readonly size: number; readonly server: string }
   readonly killedAt: ReadonlyArray<number>
+  /** The get's `--progress` lines (stderr is a pipe: one plain line per 10%). */
+  readonly progress: ReadonlyArray<string>
+}
+
+/** The server that holds the service's name now: the latest `named` of a live server. */
+export const nameHolder = (cluster: Cluster): Cluster["servers"][number] | undefined => {
+  let holder: { server: Cluster["servers"][number]; epoch: number } | undefined
+  for (const server of cluster.servers) {
+    if (server.process.exited) continue
+    const changes = server.process.lines.filter((l) => l.t === "named" || l.t === "unnamed")
+    const last = changes[changes.length - 1]
+    if (last?.t === "named" && (holder === undefined || Number(last.epoch) > holder.epoch))
+      holder = { server, epoch: Number(last.epoch) }
+  }
+  return holder?.server
 }
 
 /** Runs `takeover-stream handoff` against the cluster's store; resolves with its exit. */
@@ -182,6 +199,8 @@ export const download = async (
   deadlineMs: number,
   /** Called with each victim, still alive, just before its SIGKILL (`kill`: 0, 1, ...). */
   beforeKill?: (victim: Cluster["servers"][number], kill: number) => Promise<void>,
+  /** Find the service through the store's name server (`get --store`), not `--service`. */
+  discovery: "service" | "name-server" = "service",
 ): Promise<Download> => {
   const output = join(cluster.dir, `${name}.out-${randomBytes(4).toString("hex")}`)
   const get = new JsonLinesProcess.JsonLinesProcess(mainPath, [
@@ -189,19 +208,22 @@ export const download = async (
     name,
     "-o",
     output,
-    "--service",
-    cluster.service,
+    ...(discovery === "service" ? ["--service", cluster.service] : cluster.storeArgs),
     "--key-file",
     cluster.keyFile,
+    "--progress",
   ])
   const killedAt: Array<number> = []
   const pending = [...killOffsets]
-  let serving = cluster.servers[0]!.address
+  // The server that opened the transfer (its `opened` line), then the latest to resume it.
+  let serving: string | undefined
   const deadline = performance.now() + deadlineMs
   try {
     while (!get.exited && performance.now() < deadline) {
       const resumed = get.lines.filter((l) => l.t === "resumed")
-      if (resumed.length > 0) serving = String(resumed[resumed.length - 1]!.server)
+      serving = String(
+        resumed.at(-1)?.server ?? get.lines.find((l) => l.t === "opened")?.server ?? "",
+      )
       const size = (() => {
         try {
           return statSync(output).size
@@ -209,9 +231,16 @@ export const download = async (
           return 0
         }
       })()
-      if (pending.length > 0 && size >= pending[0]! && resumed.length === killedAt.length) {
+      if (
+        pending.length > 0 &&
+        size >= pending[0]! &&
+        resumed.length === killedAt.length &&
+        serving !== ""
+      ) {
         pending.shift()
-        const victim = cluster.servers.find((s) => s.address === serving)!
+        const victim = cluster.servers.find((s) => s.address === serving)
+        if (victim === undefined)
+          throw new Error(`no server at ${serving}: ${JSON.stringify(get.lines)}`)
         await beforeKill?.(victim, killedAt.length)
         victim.process.kill("SIGKILL")
         killedAt.push(size)
@@ -223,7 +252,9 @@ export const download = async (
       sha256: String(done.sha256),
       bytes: Number(done.bytes),
       resumed: get.lines.filter((l) => l.t === "resumed") as never,
+      opened: get.lines.find((l) => l.t === "opened") as never,
       killedAt,
+      progress: get.stderr.split("\n").filter((l) => /^takeover-stream: \d+% /.test(l)),
     }
   } finally {
     get.kill("SIGKILL")

@@ -2,7 +2,8 @@
  * Real processes: an embedded store, three servers and a download, the serving server
  * SIGKILLed at random offsets; a planned hand-off under load (three downloads and a bundle
  * live at once, the servers exporting to an OTLP collector of the test's); then both on
- * etcd. Bounded: 3 transfers of 16 MiB with 2 kills each on the embedded store (6 SIGKILLs),
+ * etcd. Bounded: 3 transfers of 16 MiB with 2 kills each on the embedded store (6 SIGKILLs;
+ * the second transfer's client finds its servers through the store's name server),
  * one transfer with 1 kill on etcd, then a hand-off of a download and a bundle.
  */
 import { EtcdServer, JsonLinesProcess } from "@understudy/testkit"
@@ -11,12 +12,14 @@ import {
   type Cluster,
   download,
   handoffUnderLoad,
+  nameHolder,
   otlpCollector,
   scrape,
   startCluster,
 } from "./support.ts"
 
 const size = 16 * 1024 * 1024
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const offsetIn = (low: number, high: number) => low + Math.floor(Math.random() * (high - low))
 
 afterAll(() => JsonLinesProcess.killAll())
@@ -54,22 +57,47 @@ describe("takeover-stream processes", () => {
         const sha256 = cluster.object(name, size)
         if (transfer < 2) next = startCluster({ servers: 3, leaseMs: 300, everyBytes: 1024 * 1024 })
         const kills = [offsetIn(size * 0.05, size * 0.25), offsetIn(size * 0.5, size * 0.9)]
+        // Transfer 1 finds the service through the store's name server (`get --store`): each
+        // reconnection goes to the server that took the name over from the one killed.
+        const discovery = transfer === 1 ? "name-server" : "service"
+        if (discovery === "name-server")
+          for (let i = 0; i < 1_000 && nameHolder(cluster) === undefined; i++) await sleep(10)
         const result = await download(
           cluster,
           name,
           kills,
           40_000,
           transfer === 0 ? scrapeTakeover : undefined,
+          discovery,
         )
         const context = `transfer ${transfer}, kills at ${result.killedAt.join(", ")}, resumed ${JSON.stringify(result.resumed)}`
         expect(result.sha256, context).toBe(sha256)
         expect(result.bytes).toBe(size)
+        expect(result.opened.size).toBe(size)
+        // --progress, told the size by the server: a line per 10% step, ending at 100%.
+        const percents = result.progress.map((l) => Number(/: (\d+)%/.exec(l)![1]))
+        expect(percents, result.progress.join("\n")).toEqual([...percents].sort((x, y) => x - y))
+        expect(new Set(percents.map((p) => Math.floor(p / 10))).size, context).toBe(percents.length)
+        expect(result.progress.at(-1), context).toMatch(
+          /^takeover-stream: 100% 16\.0 MiB of 16\.0 MiB, [\d.]+ MiB\/s$/,
+        )
         // The first kill (before 25% written) always finds bytes unsent: the client is at
         // most its queue (4 MiB) ahead of the file and the server its window (4 MiB) ahead; the
         // second may land after the last byte left its server: nothing to resume then.
         expect(result.killedAt.length, context).toBe(2)
         expect(result.resumed.length, context).toBeGreaterThanOrEqual(1)
         expect(result.resumed.length, context).toBeLessThanOrEqual(2)
+        if (discovery === "name-server") {
+          // The transfer opened on, and every resume went to, a server that held the name.
+          const named = cluster.servers.filter((server) =>
+            server.process.lines.some((l) => l.t === "named"),
+          )
+          for (const r of [result.opened, ...result.resumed])
+            expect(
+              named.map((server) => server.address),
+              context,
+            ).toContain(r.server)
+        }
         if (transfer === 0) {
           // The second kill's victim is the server that resumed the first: it counted it.
           expect(tookOver.length, context).toBe(1)

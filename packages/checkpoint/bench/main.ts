@@ -12,28 +12,43 @@
  *   the standby's adoption) reported apart;
  * - the same takeover done the HTTP-range way (tus-style): the server's socket is destroyed
  *   mid-way and the client reconnects with `Range: bytes=N-`, measured from the loss to the
- *   first byte of the new response.
+ *   first byte of the new response;
+ * - a two-way session (`DuplexSession`, the `echo` application): the client writes 32 MiB
+ *   while it reads the answer, checkpointed both ways, against the same echo over a plain
+ *   `node:net` connection (ratio, alternating runs); and the gap after a SIGKILL of its
+ *   server process, from the SIGKILL to the first answer byte read from the standby,
+ *   detection reported apart.
  * Prints a table, then one JSON line. UNDERSTUDY_BENCH_RUNS (default 3),
- * UNDERSTUDY_BENCH_TAKEOVERS (default 20) and UNDERSTUDY_BENCH_SIGKILLS (default 20) set the
- * counts.
+ * UNDERSTUDY_BENCH_TAKEOVERS (default 20), UNDERSTUDY_BENCH_SIGKILLS (default 20) and
+ * UNDERSTUDY_BENCH_DUPLEX_SIGKILLS (default 10) set the counts.
  */
 import { createServer as createHttpServer, get as httpGet } from "node:http"
-import { connect, createServer as createNetServer } from "node:net"
+import {
+  type AddressInfo,
+  connect,
+  createServer as createNetServer,
+  type Server as NetServer,
+} from "node:net"
 import { fileURLToPath } from "node:url"
 import { MemoryStore, Store, StoreServer } from "@understudy/store"
 import { JsonLinesProcess } from "@understudy/testkit"
 import { Address, NodeTransport } from "@understudy/transport"
-import { Effect, Exit, Layer, Redacted, Scope, Stream } from "effect"
+import { Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
 import type { ConnectionTransport } from "../src/Checkpoint.ts"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
+import * as DuplexSession from "../src/DuplexSession.ts"
 import * as ObjectBundle from "../src/ObjectBundle.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
 import { defaultPolicy, type Policy } from "../src/Policy.ts"
 import * as Proof from "../src/Proof.ts"
+import { echo } from "./echo.ts"
 
 const runs = Number(process.env.UNDERSTUDY_BENCH_RUNS ?? 3)
 const takeovers = Number(process.env.UNDERSTUDY_BENCH_TAKEOVERS ?? 20)
 const sigkills = Number(process.env.UNDERSTUDY_BENCH_SIGKILLS ?? 20)
+const duplexSigkills = Number(process.env.UNDERSTUDY_BENCH_DUPLEX_SIGKILLS ?? 10)
+const duplexBytes = 32 * 1024 * 1024
+const duplexChunkBytes = 64 * 1024
 const leaseMs = 1_000
 const objectBytes = 128 * 1024 * 1024
 const takeoverObjectBytes = 16 * 1024 * 1024
@@ -72,6 +87,7 @@ const startServer = async (serverId: string, policy: Policy, windowBytesMax?: nu
         clusterKey,
         policy,
         ...(windowBytesMax === undefined ? {} : { windowBytesMax }),
+        duplex: echo,
       },
       source,
     ).pipe(
@@ -128,6 +144,89 @@ const download = (
     }).pipe(Effect.provide(NodeTransport.layer)),
   )
 
+/** Listens on a free loopback port (a `node:net` or `node:http` server); gives the port. */
+const listenLoopback = async (server: NetServer): Promise<number> => {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return (server.address() as AddressInfo).port
+}
+
+/**
+ * One two-way session of `bytes` through the echo application: writes in 64 KiB chunks while
+ * it reads the answer, checked byte for byte. `midway` runs once when a third of the answer
+ * is read; `resumedAtMs` is when the first answer byte after each takeover was read.
+ */
+const duplexSession = (
+  service: ReadonlyArray<Address.StreamAddress>,
+  bytes: number,
+  midway?: () => Promise<void>,
+) =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      let resuming = false
+      const resumedAtMs: Array<number> = []
+      const startedMs = performance.now()
+      const client = yield* DuplexSession.connect({
+        service,
+        clusterKey,
+        retryMs: 1,
+        onResumed: () => {
+          resuming = true
+        },
+      })
+      const writer = yield* Effect.forkScoped(
+        Effect.gen(function* () {
+          for (let at = 0; at < bytes; at += duplexChunkBytes)
+            yield* client.write(object.subarray(at, Math.min(bytes, at + duplexChunkBytes)))
+          yield* client.end
+        }),
+      )
+      let read = 0
+      let called = false
+      yield* Stream.runForEach(client.read, (chunk) =>
+        Effect.gen(function* () {
+          if (resuming) {
+            resuming = false
+            resumedAtMs.push(wallMs())
+          }
+          if (Buffer.compare(chunk, object.subarray(read, read + chunk.length)) !== 0)
+            throw new Error(`duplex: the answer differs at byte ${read}`)
+          read += chunk.length
+          if (midway !== undefined && !called && read > bytes / 3) {
+            called = true
+            yield* Effect.promise(midway)
+          }
+        }),
+      )
+      yield* Fiber.join(writer)
+      if (read !== bytes) throw new Error(`duplex: ${read} bytes read of ${bytes}`)
+      return { ms: performance.now() - startedMs, resumedAtMs }
+    }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer)),
+  )
+
+/** The same echo over plain `node:net`: the client writes `duplexBytes` and reads them back. */
+const plainDuplex = async (): Promise<number> => {
+  const server = createNetServer((socket) => socket.pipe(socket))
+  const port = await listenLoopback(server)
+  const startedMs = performance.now()
+  let read = 0
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1")
+    socket.on("data", (chunk: Buffer) => {
+      if (Buffer.compare(chunk, object.subarray(read, read + chunk.length)) !== 0)
+        reject(new Error(`plain duplex: the answer differs at byte ${read}`))
+      read += chunk.length
+      if (read === duplexBytes) socket.end()
+    })
+    socket.on("close", () => resolve())
+    socket.on("error", reject)
+    socket.end(object.subarray(0, duplexBytes))
+  })
+  const ms = performance.now() - startedMs
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (read !== duplexBytes) throw new Error(`plain duplex read ${read} bytes`)
+  return ms
+}
+
 const memberTransports = [
   "tcp",
   "udp",
@@ -162,8 +261,7 @@ const plainTcp = async (): Promise<number> => {
   const server = createNetServer((socket) => {
     socket.end(object)
   })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  const port = (server.address() as { port: number }).port
+  const port = await listenLoopback(server)
   const startedMs = performance.now()
   let bytes = 0
   await new Promise<void>((resolve, reject) => {
@@ -192,8 +290,7 @@ const rangeTakeover = async (): Promise<number> => {
       response.write(body.subarray(0, Math.floor(body.length / 3)), () => request.socket.destroy())
     } else response.end(body.subarray(from))
   })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  const port = (server.address() as { port: number }).port
+  const port = await listenLoopback(server)
   let received = 0
   let lostMs: number | undefined
   let gapMs: number | undefined
@@ -234,6 +331,7 @@ const [checkpointed, baseline] = [
 ]
 const session = { checkpointed: [] as Array<number>, baseline: [] as Array<number> }
 const tcp: Array<number> = []
+const duplex = { checkpointed: [] as Array<number>, plain: [] as Array<number> }
 const members = Object.fromEntries(memberTransports.map((t) => [t, [] as Array<number>]))
 try {
   for (let run = 0; run < runs; run++) {
@@ -246,6 +344,13 @@ try {
       session[which].push(mibPerSecond(objectBytes, result.ms))
     }
     tcp.push(mibPerSecond(objectBytes, await plainTcp()))
+    duplex.checkpointed.push(
+      mibPerSecond(
+        duplexBytes,
+        (await duplexSession([checkpointed.server.address], duplexBytes)).ms,
+      ),
+    )
+    duplex.plain.push(mibPerSecond(duplexBytes, await plainDuplex()))
     for (const transport of memberTransports)
       members[transport]!.push(await bundleMember(checkpointed.server.address, transport))
   }
@@ -279,6 +384,11 @@ const killed = {
   detection: [] as Array<number>,
   after: [] as Array<number>,
 }
+const duplexKilled = {
+  total: [] as Array<number>,
+  detection: [] as Array<number>,
+  after: [] as Array<number>,
+}
 {
   const scope = Effect.runSync(Scope.make())
   const storeServer = await Effect.runPromise(
@@ -302,26 +412,58 @@ const killed = {
     return { process, address }
   }
   try {
-    let [serving, standby] = [await spawnServer("k0"), await spawnServer("k1")]
-    for (let i = 0; i < sigkills; i++) {
+    let spawned = 0
+    let [serving, standby] = [
+      await spawnServer(`k${spawned++}`),
+      await spawnServer(`k${spawned++}`),
+    ]
+    /**
+     * One SIGKILL of the serving process a third of the way through `transfer`, the standby
+     * taking over; then the standby serves the next one, a new standby behind it.
+     */
+    const killRound = async (
+      label: string,
+      transfer: (
+        service: ReadonlyArray<Address.StreamAddress>,
+        midway: () => Promise<void>,
+      ) => Promise<{ readonly resumedAtMs: ReadonlyArray<number> }>,
+      into: typeof killed,
+    ) => {
       let killedAtMs = 0
-      const result = await download("small", [serving.address, standby.address], async () => {
+      const result = await transfer([serving.address, standby.address], async () => {
         killedAtMs = wallMs()
         serving.process.kill("SIGKILL")
       })
-      if (result.bytes !== takeoverObjectBytes || result.resumedAtMs.length !== 1)
-        throw new Error(`SIGKILL ${i}: ${result.bytes} bytes, ${result.resumedAtMs.length} resumes`)
+      if (result.resumedAtMs.length !== 1)
+        throw new Error(`${label}: ${result.resumedAtMs.length} resumes`)
       const takenOver = standby.process.lines.filter((l) => l.t === "takenover")
-      if (takenOver.length !== 1) throw new Error(`SIGKILL ${i}: ${takenOver.length} takeovers`)
+      if (takenOver.length !== 1) throw new Error(`${label}: ${takenOver.length} takeovers`)
       const adoptedAtMs = Number(takenOver[0]!.atMs)
-      killed.total.push(result.resumedAtMs[0]! - killedAtMs)
-      killed.detection.push(adoptedAtMs - killedAtMs)
-      killed.after.push(result.resumedAtMs[0]! - adoptedAtMs)
+      into.total.push(result.resumedAtMs[0]! - killedAtMs)
+      into.detection.push(adoptedAtMs - killedAtMs)
+      into.after.push(result.resumedAtMs[0]! - adoptedAtMs)
       await serving.process.exit()
-      // The standby served the rest: it serves the next transfer, a new standby behind it.
       standby.process.lines.length = 0
-      ;[serving, standby] = [standby, await spawnServer(`k${i + 2}`)]
+      ;[serving, standby] = [standby, await spawnServer(`k${spawned++}`)]
     }
+    for (let i = 0; i < sigkills; i++)
+      await killRound(
+        `SIGKILL ${i}`,
+        async (service, midway) => {
+          const result = await download("small", service, midway)
+          if (result.bytes !== takeoverObjectBytes)
+            throw new Error(`SIGKILL ${i}: ${result.bytes} bytes`)
+          return result
+        },
+        killed,
+      )
+    // The same for two-way sessions: the client writing and reading when its server dies.
+    for (let i = 0; i < duplexSigkills; i++)
+      await killRound(
+        `duplex SIGKILL ${i}`,
+        (service, midway) => duplexSession(service, takeoverObjectBytes, midway),
+        duplexKilled,
+      )
   } finally {
     JsonLinesProcess.killAll()
     await Effect.runPromise(Scope.close(scope, Exit.void))
@@ -333,6 +475,7 @@ for (let i = 0; i < takeovers; i++) rangeGaps.push(await rangeTakeover())
 await Effect.runPromise(Scope.close(storeScope, Exit.void))
 
 const ratios = session.checkpointed.map((value, i) => value / session.baseline[i]!)
+const duplexRatios = duplex.checkpointed.map((value, i) => value / duplex.plain[i]!)
 const spread = (values: ReadonlyArray<number>, digits = 1) =>
   `${median(values).toFixed(digits)} (${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)})`
 const rows: Array<[string, string]> = [
@@ -367,6 +510,24 @@ const rows: Array<[string, string]> = [
     `HTTP Range reconnect gap p50 / p99 (ms, ${takeovers} cuts)`,
     `${percentile(rangeGaps, 50).toFixed(1)} / ${percentile(rangeGaps, 99).toFixed(1)}`,
   ],
+  [
+    `two-way session (DuplexSession echo), checkpointed both ways (MiB/s each way, ${runs} runs of 32 MiB)`,
+    spread(duplex.checkpointed),
+  ],
+  ["same echo over plain node:net, no session layer: baseline (MiB/s)", spread(duplex.plain)],
+  ["ratio two-way session / plain echo", spread(duplexRatios, 2)],
+  [
+    `two-way session, SIGKILLed server: SIGKILL to first answer byte p50 / p99 (ms, ${duplexSigkills} kills)`,
+    `${percentile(duplexKilled.total, 50).toFixed(1)} / ${percentile(duplexKilled.total, 99).toFixed(1)}`,
+  ],
+  [
+    `  of which detection (its ${leaseMs} ms store lease lapsing) p50 / p99`,
+    `${percentile(duplexKilled.detection, 50).toFixed(1)} / ${percentile(duplexKilled.detection, 99).toFixed(1)}`,
+  ],
+  [
+    "  after detection (to the first answer byte) p50 / p99",
+    `${percentile(duplexKilled.after, 50).toFixed(1)} / ${percentile(duplexKilled.after, 99).toFixed(1)}`,
+  ],
 ]
 const width = Math.max(...rows.map(([label]) => label.length))
 for (const [label, value] of rows) console.log(`${label.padEnd(width)}  ${value}`)
@@ -397,6 +558,26 @@ console.log(
     sigkillAfterDetectionP99Ms: percentile(killed.after, 99),
     rangeGapP50Ms: percentile(rangeGaps, 50),
     rangeGapP99Ms: percentile(rangeGaps, 99),
+    duplexBytes,
+    duplexMiBps: median(duplex.checkpointed),
+    duplexPlainMiBps: median(duplex.plain),
+    duplexRatio: median(duplexRatios),
+    duplexRatioMin: Math.min(...duplexRatios),
+    duplexRatioMax: Math.max(...duplexRatios),
+    duplexSigkills,
+    duplexSigkillGapP50Ms: percentile(duplexKilled.total, 50),
+    duplexSigkillGapP99Ms: percentile(duplexKilled.total, 99),
+    duplexSigkillDetectionP50Ms: percentile(duplexKilled.detection, 50),
+    duplexSigkillDetectionP99Ms: percentile(duplexKilled.detection, 99),
+    duplexSigkillAfterDetectionP50Ms: percentile(duplexKilled.after, 50),
+    duplexSigkillAfterDetectionP99Ms: percentile(duplexKilled.after, 99),
+    // Every sample (ms), for the docs' distribution charts.
+    samples: {
+      sigkillGapMs: killed.total,
+      gapAfterDetectionMs: gaps,
+      rangeGapMs: rangeGaps,
+      duplexSigkillGapMs: duplexKilled.total,
+    },
   }),
 )
 process.exit(0)

@@ -2,7 +2,8 @@
  * One object server of the session backend as its own process, for the benchmark's SIGKILL
  * takeovers (`bench/main.ts` starts two and kills the serving one):
  *   node bench/sessionServer.ts ID STORE_ADDRESS KEY_HEX LEASE_MS OBJECT_BYTES
- * Serves the benchmark's object as `small` from the shared store at STORE_ADDRESS; prints
+ * Serves the benchmark's object as `small`, and two-way sessions of the `echo` application,
+ * from the shared store at STORE_ADDRESS; prints
  * `{"t":"ready","address":...}` once listening and `{"t":"takenover","atMs":...}` (wall
  * clock, sub-millisecond) each time it adopts a bundle another server held.
  */
@@ -13,6 +14,7 @@ import { Effect, Layer, Redacted, Stream } from "effect"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
 import { defaultPolicy } from "../src/Policy.ts"
+import { echo } from "./echo.ts"
 
 const [id, storeAddress, keyHex, leaseMs, objectBytes] = process.argv.slice(2)
 const size = Number(objectBytes)
@@ -32,6 +34,7 @@ await Effect.runPromise(
           clusterKey,
           policy: defaultPolicy,
           windowBytesMax: 1024 * 1024,
+          duplex: echo,
         },
         {
           size: (name) => Effect.succeed(name === "small" ? size : undefined),

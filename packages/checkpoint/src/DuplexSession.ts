@@ -26,11 +26,22 @@
  */
 import { Duplex } from "node:stream"
 import { Address, type Connection, Transport } from "@understudy/transport"
-import { type Cause, Deferred, Effect, Metric, Queue, type Scope, Sink, Stream } from "effect"
+import {
+  type Cause,
+  Deferred,
+  Effect,
+  Metric,
+  Option,
+  Queue,
+  type Scope,
+  Sink,
+  Stream,
+} from "effect"
 import * as Checkpoint from "./Checkpoint.ts"
 import { TakeoverRefused } from "./CheckpointError.ts"
 import type { CheckpointStore, Ownership } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
+import * as Discovery from "./Discovery.ts"
 import * as ByteWindow from "./internal/byteWindow.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
@@ -736,9 +747,10 @@ export const connect = (
     const loop = Effect.gen(function* () {
       let lostAtMs: number | undefined
       for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
-        const address = handedTo ?? options.service[index % options.service.length]!
+        const address =
+          handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, index))
         handedTo = undefined
-        if (yield* attempt(address, lostAtMs)) return
+        if (address !== undefined && (yield* attempt(address, lostAtMs))) return
         if (session !== undefined) lostAtMs ??= yield* now
         yield* Effect.sleep(retryMs)
       }

@@ -3,7 +3,10 @@
  * `createServer` serves objects (a directory, or your own source) and checkpoints every
  * transfer; `createClient` downloads them as Node `Readable`s that ride through takeovers.
  * Both are `EventEmitter`s: the server emits `Checkpointed`, `TakenOver`, `Refused` and
- * `Finished`, the client `resumed` (gap in ms, the object offset, the server).
+ * `Finished`, the client `opened` (the object's size, once per download) and `resumed` (gap
+ * in ms, the object offset, the server). A client finds the servers through a list of
+ * their addresses, or through the name server of their store (`{ nameServer }`, servers
+ * created with `advertise: true`).
  *
  * @example
  * ```ts
@@ -11,6 +14,8 @@
  *
  * const server = await createServer({ serverId: "a", listen: "tcp://127.0.0.1:7400", dir: "/srv/objects", store: { remote: "tcp://127.0.0.1:7300" }, clusterKey })
  * const client = createClient({ service: ["tcp://127.0.0.1:7400", "tcp://127.0.0.1:7401"], clusterKey })
+ * // or, servers created with `advertise: true` on that store:
+ * // createClient({ service: { nameServer: { remote: "tcp://127.0.0.1:7300" } }, clusterKey })
  * client.on("resumed", (event) => console.log("taken over at byte", event.offset))
  * client.get("movie.mp4").pipe(createWriteStream("movie.mp4"))
  * // ... later
@@ -20,11 +25,12 @@
  */
 import { EventEmitter } from "node:events"
 import { Readable } from "node:stream"
-import { MemoryStore, RemoteStore, Store } from "@understudy/store"
+import { MemoryStore, NameServer, RemoteStore, Store } from "@understudy/store"
 import { Address, NodeTransport, Observability, type Transport } from "@understudy/transport"
 import { Duration, Effect, Exit, Layer, Redacted, Result, Scope, Stream } from "effect"
 import { CheckpointConfigError } from "./CheckpointError.ts"
 import * as CheckpointStore from "./CheckpointStore.ts"
+import * as Discovery from "./Discovery.ts"
 import * as ObjectSession from "./ObjectSession.ts"
 import * as Policy from "./Policy.ts"
 
@@ -64,6 +70,11 @@ export interface CreateServerOptions extends Observability.FacadeOptions {
   readonly leaseTtl?: Duration.Input
   readonly windowBytesMax?: number
   readonly sessionsMax?: number
+  /**
+   * Contend for the service's name on the store's `NameServer` (see `Discovery`), so that
+   * clients given `{ nameServer }` find this server when it holds the name. Default false.
+   */
+  readonly advertise?: boolean
 }
 
 /** @since 0.1.0 @category models */
@@ -112,8 +123,11 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
   const scope = Effect.runSync(Scope.make())
   // The caller's logger and layers (tracer, metrics), for every effect of this server.
   const runtime = await Observability.facadeRuntime(options, scope)
+  const service = options.service ?? "objects"
+  const leaseTtlMs = Duration.toMillis(leaseTtl.value)
   const server = await runtime.runPromise(
     Effect.gen(function* () {
+      const stores = yield* Layer.build(storeLayer)
       const listened = yield* ObjectSession.serve(
         {
           listen,
@@ -131,13 +145,20 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
           CheckpointStore.make({
             serverId: options.serverId,
             backend: "session",
-            prefix: CheckpointStore.defaultPrefix(options.service ?? "objects"),
-            leaseTtlMs: Duration.toMillis(leaseTtl.value),
+            prefix: CheckpointStore.defaultPrefix(service),
+            leaseTtlMs,
             address: options.listen,
           }),
         ),
-        Effect.provide(yield* Layer.build(storeLayer)),
+        Effect.provide(stores),
       )
+      if (options.advertise === true)
+        yield* Discovery.advertise({
+          service,
+          serverId: options.serverId,
+          address: listened.address,
+          ttlMs: leaseTtlMs,
+        }).pipe(Effect.provide(NameServer.layer), Effect.provide(stores))
       return listened
     }).pipe(
       Effect.provide(NodeTransport.layer),
@@ -175,10 +196,43 @@ const storeLayerOf = async (
   return EtcdStore.layer({ endpoints: [...choice.etcd] })
 }
 
+/**
+ * A client's way to the service's servers through the name server of their store: the
+ * server that holds the service's name (servers created with `advertise: true`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NameServerChoice {
+  /** The servers' store (a `StoreServer`, or etcd): reached with the client's cluster key. */
+  readonly nameServer: Exclude<StoreChoice, "memory">
+  /** The service's name, as the servers' `service`. Default `objects`. */
+  readonly service?: string
+}
+
+const nameServerLocator = async (
+  choice: NameServerChoice,
+  clusterKey: Redacted.Redacted<Uint8Array | string> | undefined,
+  scope: Scope.Scope,
+): Promise<Discovery.Locator> => {
+  const storeLayer = await storeLayerOf(choice.nameServer, clusterKey)
+  return Effect.runPromise(
+    Effect.gen(function* () {
+      const names = yield* Layer.build(
+        NameServer.layer.pipe(Layer.provide(storeLayer), Layer.provide(NodeTransport.layer)),
+      )
+      return yield* Discovery.nameServer(choice.service ?? "objects").pipe(Effect.provide(names))
+    }).pipe(Scope.provide(scope)),
+  )
+}
+
 /** @since 0.1.0 @category models */
 export interface CreateClientOptions extends Observability.FacadeOptions {
-  /** Every server of the service: `tcp://HOST:PORT`, tried in turn. */
-  readonly service: ReadonlyArray<string>
+  /**
+   * Every server of the service (`tcp://HOST:PORT`, tried in turn), or the name server
+   * that names the one to use (asked before each connection).
+   */
+  readonly service: ReadonlyArray<string> | NameServerChoice
   readonly clusterKey?: Uint8Array | string
   readonly insecure?: boolean
   /** Connection attempts across one transfer. Default 100. */
@@ -203,13 +257,14 @@ export interface CheckpointClient extends EventEmitter {
  * @category constructors
  */
 export const createClient = (options: CreateClientOptions): CheckpointClient => {
-  const service = options.service.map((text) => {
+  const list = "nameServer" in options.service ? undefined : options.service
+  const addresses = list?.map((text) => {
     const address = Address.parseStream(text)
     if (address instanceof Address.InvalidAddress)
       throw new CheckpointConfigError({ detail: `service: ${address.reason}` })
     return address
   })
-  if (service.length === 0) throw new CheckpointConfigError({ detail: "an empty service" })
+  if (addresses?.length === 0) throw new CheckpointConfigError({ detail: "an empty service" })
   if (options.clusterKey === undefined && options.insecure !== true)
     throw new CheckpointConfigError({ detail: "a clusterKey is required (or insecure: true)" })
   const clusterKey =
@@ -220,11 +275,18 @@ export const createClient = (options: CreateClientOptions): CheckpointClient => 
   const runtime = Observability.facadeRuntime(options, scope)
   // A layer that fails to build fails each download, not the constructor.
   runtime.catch(() => undefined)
-  const download = (name: string) =>
+  // The name server's locator, on one store client for every download.
+  const located: Promise<Discovery.Service> =
+    addresses !== undefined
+      ? Promise.resolve(addresses)
+      : nameServerLocator(options.service as NameServerChoice, clusterKey, scope)
+  located.catch(() => undefined)
+  const download = (name: string, service: Discovery.Service) =>
     ObjectSession.get(name, {
       service,
       ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
       ...(options.attemptsMax === undefined ? {} : { attemptsMax: options.attemptsMax }),
+      onOpened: (event) => void emitter.emit("opened", { name, ...event }),
       onResumed: (event) => void emitter.emit("resumed", { name, ...event }),
     }).pipe(
       Stream.map((chunk) => Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)),
@@ -235,7 +297,8 @@ export const createClient = (options: CreateClientOptions): CheckpointClient => 
       Readable.from(
         (async function* () {
           const run = await runtime
-          yield* await run.runPromise(Stream.toAsyncIterableEffect(download(name)))
+          const service = await located
+          yield* await run.runPromise(Stream.toAsyncIterableEffect(download(name, service)))
         })(),
         { objectMode: false },
       ),

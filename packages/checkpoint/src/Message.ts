@@ -38,13 +38,23 @@ const UdpEndpoint = Schema.String.check(
 /** The server's UDP endpoint, for a bundle's UDP data flows. */
 const Udp = Schema.optionalKey(UdpEndpoint)
 
-/** Server: the session is open; the secret proves resumes later. @since 0.1.0 @category messages */
+const ObjectName = Schema.String.check(Schema.isMaxLength(1024))
+
+/**
+ * Server: the session is open; the secret proves resumes later. `object`: the object an
+ * object transfer sends (the checkpoint's application information: its id and size), so
+ * the client knows how much is coming.
+ *
+ * @since 0.1.0
+ * @category messages
+ */
 export const Opened = Schema.TaggedStruct("Opened", {
   sessionId: SessionId,
   secret: Bytes,
   channels: Channels,
   window: Window,
   udp: Udp,
+  object: Schema.optionalKey(Schema.Struct({ id: ObjectName, size: Seq })),
 })
 /** Client: take my session over; I acknowledge `acks`. @since 0.1.0 @category messages */
 export const Resume = Schema.TaggedStruct("Resume", {
@@ -77,8 +87,6 @@ export const Refused = Schema.TaggedStruct("Refused", {
 export const Handoff = Schema.TaggedStruct("Handoff", { to: Schema.optionalKey(Schema.String) })
 /** Client: the session is over; forget it. @since 0.1.0 @category messages */
 export const Finish = Schema.TaggedStruct("Finish", {})
-
-const ObjectName = Schema.String.check(Schema.isMaxLength(1024))
 
 /**
  * Client, on a bundle's control connection: command number `seq` (from the control channel's

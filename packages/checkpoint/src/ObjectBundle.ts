@@ -39,6 +39,7 @@ import type * as Checkpoint from "./Checkpoint.ts"
 import { CheckpointCommandFailed, TakeoverRefused } from "./CheckpointError.ts"
 import type { CheckpointStore, Ownership, Reason } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
+import * as Discovery from "./Discovery.ts"
 import * as DatagramFlow from "./internal/datagramFlow.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
@@ -990,8 +991,15 @@ export const connect = (
     const supervise = Effect.gen(function* () {
       let lostAtMs: number | undefined
       for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
-        const address = handedTo ?? options.service[index % options.service.length]!
+        const address =
+          handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, index))
         handedTo = undefined
+        if (address === undefined) {
+          // No server known now (the name server's holder died): wait and ask again.
+          lostAtMs ??= yield* now
+          yield* Effect.sleep(retryMs)
+          continue
+        }
         const scope = yield* Scope.make()
         const outcome = yield* runEpoch(address).pipe(
           Scope.provide(scope),

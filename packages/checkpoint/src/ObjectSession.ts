@@ -33,6 +33,7 @@ import type * as Checkpoint from "./Checkpoint.ts"
 import { CheckpointContributorFailed, TakeoverRefused } from "./CheckpointError.ts"
 import { CheckpointStore } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
+import * as Discovery from "./Discovery.ts"
 import * as DuplexSession from "./DuplexSession.ts"
 import * as DatagramFlow from "./internal/datagramFlow.ts"
 import * as Message from "./Message.ts"
@@ -497,6 +498,7 @@ export const serve = (
           secret,
           channels: [{ name: "data", initialSeq: isn }],
           window: windowBytesMax,
+          object: { id: name, size },
         })
         yield* connection.send({ _tag: "Ack", ack: state.receiver.next })
         yield* Effect.logDebug("checkpoint: opened").pipe(Effect.annotateLogs({ object: name }))
@@ -685,8 +687,11 @@ const endpoint = (address: Address.StreamAddress): Checkpoint.Endpoint =>
 
 /** What a client of the service is given, for one transfer or a bundle. @since 0.1.0 @category models */
 export interface ClientOptions {
-  /** The service: every server's address, tried in turn. */
-  readonly service: ReadonlyArray<Address.StreamAddress>
+  /**
+   * The service: every server's address, tried in turn, or a `Discovery.Locator` (the
+   * `NameServer`'s, `Discovery.nameServer(service)`), asked before each connection.
+   */
+  readonly service: Discovery.Service
   readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
   readonly insecure?: boolean
   /** Connection attempts across a transfer (`get`) or a bundle's life (`connect`). Default 100. */
@@ -699,6 +704,8 @@ export interface ClientOptions {
 
 /** @since 0.1.0 @category models */
 export interface GetOptions extends ClientOptions {
+  /** Told once, when the first server opened the transfer: the object's size in bytes, and that server. */
+  readonly onOpened?: (event: { readonly size: number; readonly server: string }) => void
   /** Told of each takeover: the gap in ms and the object offset it resumed at. */
   readonly onResumed?: (event: {
     readonly gapMs: number
@@ -772,6 +779,11 @@ export const get = (
                     }
                     receiver = Sequence.receiver(session.firstByteSeq)
                     ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+                    if (message.object !== undefined)
+                      options.onOpened?.({
+                        size: message.object.size,
+                        server: Address.format(address),
+                      })
                     break
                   case "Resumed":
                     ackEvery = Message.ackInterval(ackEveryBytes, message.window)
@@ -861,9 +873,10 @@ export const get = (
 
       const loop = Effect.gen(function* () {
         for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
-          const address = handedTo ?? options.service[index % options.service.length]!
+          const address =
+            handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, index))
           handedTo = undefined
-          if (yield* attempt(address)) return
+          if (address !== undefined && (yield* attempt(address))) return
           lostAtMs ??= yield* now
           yield* Effect.sleep(retryMs)
         }

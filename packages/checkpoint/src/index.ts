@@ -11,6 +11,7 @@ export * as Checkpoint from "./Checkpoint.ts"
 export * as CheckpointError from "./CheckpointError.ts"
 export * as CheckpointStore from "./CheckpointStore.ts"
 export * as Contributor from "./Contributor.ts"
+export * as Discovery from "./Discovery.ts"
 export * as DuplexSession from "./DuplexSession.ts"
 export {
   type CheckpointClient,
@@ -19,6 +20,7 @@ export {
   type CreateServerOptions,
   createClient,
   createServer,
+  type NameServerChoice,
   type StoreChoice,
 } from "./Facade.ts"
 export * as Message from "./Message.ts"

@@ -1,7 +1,7 @@
 import { once } from "node:events"
-import { MemoryStore, type Store } from "@understudy/store"
+import { MemoryStore, NameServer, Store } from "@understudy/store"
 import type { Observability } from "@understudy/transport"
-import { Effect, Exit, Layer, Metric, Scope, Tracer } from "effect"
+import { Effect, Exit, Layer, Metric, Option, Scope, Tracer } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CheckpointConfigError, TakeoverRefused } from "../src/CheckpointError.ts"
 import { type CheckpointServer, createClient, createServer } from "../src/Facade.ts"
@@ -38,7 +38,10 @@ const recordingTracer = (spans: Array<Tracer.NativeSpan>) =>
     }),
   )
 
-const start = (serverId: string, facade: Observability.FacadeOptions = {}) =>
+const start = (
+  serverId: string,
+  facade: Observability.FacadeOptions & { readonly advertise?: boolean } = {},
+) =>
   createServer({
     ...facade,
     serverId,
@@ -65,6 +68,44 @@ const read = async (readable: NodeJS.ReadableStream, onChunk?: (total: number) =
 }
 
 describe("createServer / createClient (Promise facade)", () => {
+  it("a client given the name server downloads from the server that holds the service's name, through its close", {
+    timeout: 60_000,
+  }, async () => {
+    const first = await start("na", { advertise: true })
+    const client = createClient({
+      service: { nameServer: { store }, service: "facade-test" },
+      clusterKey,
+    })
+    let second: CheckpointServer | undefined
+    try {
+      // The first holds the name before the second stands by.
+      const names = await Effect.runPromise(
+        NameServer.make().pipe(Effect.provideService(Store.Store, store)),
+      )
+      for (let i = 0; i < 200; i++) {
+        if (Option.isSome(await Effect.runPromise(names.resolve("checkpoint/facade-test")))) break
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      second = await start("nb", { advertise: true })
+      const opened: Array<{ name: string; size: number; server: string }> = []
+      const resumed: Array<{ server: string }> = []
+      client.on("opened", (event) => opened.push(event))
+      client.on("resumed", (event) => resumed.push(event))
+      let closing: Promise<void> | undefined
+      const got = await read(client.get("obj"), (total) => {
+        if (closing === undefined && total > size / 3) closing = first.close()
+      })
+      await closing
+      expect(Buffer.compare(got, Buffer.from(object))).toBe(0)
+      expect(opened).toEqual([{ name: "obj", size, server: first.address }])
+      expect(resumed.map((event) => event.server)).toEqual([second.address])
+    } finally {
+      await client.close()
+      await first.close().catch(() => undefined)
+      await second?.close()
+    }
+  })
+
   it("a download rides through its server's close at the exact byte; events and metrics count it", {
     timeout: 60_000,
   }, async () => {

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { MemoryStore, Store } from "@understudy/store"
+import { MemoryStore, NameServer, Store } from "@understudy/store"
 import { Address, NodeTransport, Transport } from "@understudy/transport"
 import { Deferred, Effect, Exit, Metric, Option, Queue, Redacted, Scope, Stream } from "effect"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
+import * as Discovery from "../src/Discovery.ts"
 import * as Message from "../src/Message.ts"
 import * as Metrics from "../src/Metrics.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
@@ -51,11 +52,13 @@ const readOnce = <E, R>(
 ) =>
   Effect.gen(function* () {
     const resumed: Array<{ gapMs: number; offset: number; server: string }> = []
+    const opened: Array<{ size: number; server: string }> = []
     let read = 0
     let done = false
     const chunks = yield* ObjectSession.get("big", {
       service: [a!.server.address, b!.server.address],
       clusterKey,
+      onOpened: (event) => opened.push(event),
       onResumed: (event) => resumed.push(event),
     }).pipe(
       Stream.tap((chunk) => {
@@ -66,7 +69,7 @@ const readOnce = <E, R>(
       }),
       Stream.runCollect,
     )
-    return { chunks, resumed }
+    return { chunks, resumed, opened }
   })
 
 const concat = (chunks: ReadonlyArray<Uint8Array>) =>
@@ -78,12 +81,14 @@ describe("ObjectSession over loopback TCP", () => {
       const a = yield* startServer("a")
       const b = yield* startServer("b")
       let stopped = false
-      const { chunks, resumed } = yield* readOnce([a, b], size / 3, () =>
+      const { chunks, resumed, opened } = yield* readOnce([a, b], size / 3, () =>
         Effect.sync(() => {
           stopped = true
         }).pipe(Effect.andThen(a.stop)),
       )
       expect(stopped).toBe(true)
+      // The first server told the object's size, once: the takeover does not tell it again.
+      expect(opened).toEqual([{ size, server: Address.format(a.server.address) }])
       expect(resumed.length).toBe(1)
       expect(resumed[0]!.offset).toBeGreaterThan(0)
       const got = concat(chunks)
@@ -91,6 +96,55 @@ describe("ObjectSession over loopback TCP", () => {
       expect(Buffer.compare(got, Buffer.from(object))).toBe(0)
       yield* b.stop
     }).pipe(Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+
+  it.live("a client that finds the service through the name server rides through a takeover", () =>
+    Effect.gen(function* () {
+      /** A server that contends for the service's name until `stop` (it dies with it). */
+      const named = (serverId: string) =>
+        Effect.gen(function* () {
+          const started = yield* startServer(serverId)
+          const scope = yield* Scope.make()
+          yield* Discovery.advertise({
+            service: "object-test",
+            serverId,
+            address: started.server.address,
+            ttlMs: 300,
+          }).pipe(Scope.provide(scope))
+          return { ...started, stop: Effect.andThen(Scope.close(scope, Exit.void), started.stop) }
+        })
+      const locator = yield* Discovery.nameServer("object-test")
+      const a = yield* named("na")
+      // a holds the name before b stands by.
+      for (let i = 0; i < 200 && Option.isNone(yield* locator.locate(0)); i++)
+        yield* Effect.sleep(10)
+      const b = yield* named("nb")
+      const resumed: Array<{ server: string; offset: number }> = []
+      let read = 0
+      let stopped = false
+      const chunks = yield* ObjectSession.get("big", {
+        service: locator,
+        clusterKey,
+        onResumed: (event) => resumed.push(event),
+      }).pipe(
+        Stream.tap((chunk) => {
+          read += chunk.length
+          if (stopped || read < size / 3) return Effect.void
+          stopped = true
+          return a.stop
+        }),
+        Stream.runCollect,
+      )
+      expect(stopped).toBe(true)
+      expect(Buffer.compare(concat(chunks), Buffer.from(object))).toBe(0)
+      expect(resumed.map((r) => r.server)).toEqual([Address.format(b.server.address)])
+      expect(resumed[0]!.offset).toBeGreaterThan(0)
+      yield* b.stop
+    }).pipe(
+      Effect.provide(NameServer.layer),
+      Effect.provide(MemoryStore.layer),
+      Effect.provide(NodeTransport.layer),
+    ),
   )
 
   it.live("a full server refuses a new session as Overloaded; the client goes on to the next", () =>

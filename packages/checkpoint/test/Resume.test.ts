@@ -140,6 +140,14 @@ describe("Message codec", () => {
       { _tag: "Resumed", receiveNext: { data: 7 }, window: 128 * 1024 },
       { _tag: "Attached", window: 1 },
       { _tag: "Attached" },
+      {
+        _tag: "Opened",
+        sessionId,
+        secret: new Uint8Array(32),
+        channels: [{ name: "data", initialSeq: 3 }],
+        window: 4096,
+        object: { id: "movie.mp4", size: 2 ** 40 + 1 },
+      },
     ]
     for (const message of messages) {
       const bytes = Result.getOrThrow(Message.codec.encode(message))
@@ -152,6 +160,67 @@ describe("Message codec", () => {
     expect(Message.ackInterval(256 * 1024, 128 * 1024)).toBe(64 * 1024)
     expect(Message.ackInterval(256 * 1024, 4 * 1024 * 1024)).toBe(256 * 1024)
     expect(Message.ackInterval(256 * 1024, 1)).toBe(1)
+  })
+
+  it("an Opened's object (id and size) decodes only when valid: fuzzed, a typed error otherwise", () => {
+    const frame = (object: unknown) =>
+      new Uint8Array([
+        3,
+        ...new TextEncoder().encode(
+          JSON.stringify({
+            _tag: "Opened",
+            sessionId,
+            secret: "AAAA",
+            channels: [{ name: "data", initialSeq: 1 }],
+            object,
+          }),
+        ),
+      ])
+    const valid = (object: unknown) =>
+      typeof object === "object" &&
+      object !== null &&
+      !Array.isArray(object) &&
+      "id" in object &&
+      "size" in object &&
+      typeof object.id === "string" &&
+      object.id.length <= 1024 &&
+      Number.isSafeInteger(object.size) &&
+      (object.size as number) >= 0
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.record({ id: fc.string({ maxLength: 1100 }), size: fc.double() }),
+          fc.record({ id: fc.string(), size: fc.integer({ min: -5, max: 2 ** 31 }) }),
+          fc.record({ id: fc.anything(), size: fc.anything() }, { requiredKeys: [] }),
+          fc.anything(),
+        ),
+        (object) => {
+          const decoded = Message.codec.decode(frame(object))
+          // No key at all (JSON drops an undefined one): an Opened without an object.
+          if (object === undefined) expect(Result.getOrThrow(decoded)).not.toHaveProperty("object")
+          else if (valid(object)) {
+            const message = Result.getOrThrow(decoded)
+            expect(message._tag === "Opened" && message.object).toEqual({
+              id: (object as { id: string }).id,
+              size: (object as { size: number }).size,
+            })
+          } else expect(decoded).toMatchObject({ failure: { _tag: "CodecError" } })
+        },
+      ),
+      { numRuns: 1_000 },
+    )
+    for (const bad of [
+      { id: "x", size: -1 },
+      { id: "x", size: 1.5 },
+      { id: "x", size: 2 ** 53 },
+      { id: "x".repeat(1025), size: 1 },
+      { id: 7, size: 1 },
+      { size: 1 },
+      "big",
+    ])
+      expect(Message.codec.decode(frame(bad)), JSON.stringify(bad)).toMatchObject({
+        failure: { _tag: "CodecError" },
+      })
   })
 
   it("fuzzed frames decode to a typed error or a valid message, never a throw", () => {
