@@ -134,6 +134,50 @@ describe("Cluster simulation: a two-node cluster and its peer under faults", () 
     }, 300_000)
   }
 
+  // The takeover's ASCONF Set Primary Address (`failover: "asconf"`) on the shipped
+  // association code, its packets lost (25 %), delayed so later ones overtake them (25 %) and
+  // duplicated (30 %) on top of the schedule's own faults: the exchange must neither cost a
+  // message nor leave the peer anywhere but at the secondary's address.
+  it("every-update with the takeover's ASCONF: lost, duplicated and reordered ASCONFs change nothing but when the peer moves", () => {
+    const everyUpdate = Sim.policyCases.find((c) => c.name === "every-update")!
+    const count = Number(process.env.UNDERSTUDY_SIM_ASCONF_SCHEDULES ?? 400)
+    const replay = Seeds.isReplay()
+    const faults = { sent: 0, lost: 0, duplicated: 0, delayed: 0, asked: 0 }
+    const failures: Array<string> = []
+    for (const seed of Seeds.seeds(count)) {
+      const outcome = Sim.run(everyUpdate, seed, { asconf: true, fullTrace: replay })
+      if (replay && process.env.UNDERSTUDY_SIM_TRACE !== undefined) {
+        console.log(outcome.trace.join("\n"))
+      }
+      const asconf = outcome.asconf!
+      faults.sent += asconf.sent
+      faults.lost += asconf.lost
+      faults.duplicated += asconf.duplicated
+      faults.delayed += asconf.delayed
+      let problem = broken(everyUpdate, outcome)
+      if (problem === undefined && outcome.tookOver && outcome.hadCopy && outcome.survived) {
+        faults.asked++
+        if (!asconf.settled) problem = "the secondary's ASCONF is still unacknowledged at the end"
+        else if (asconf.peerPrimary !== "10.0.0.3")
+          problem = `the peer's primary is ${asconf.peerPrimary}, not the secondary's 10.0.0.3`
+      }
+      if (problem !== undefined) {
+        failures.push(
+          `SEED=${seed}: ${problem}; ASCONF ${JSON.stringify(asconf)}; replay: UNDERSTUDY_SEED=${seed} UNDERSTUDY_SIM_TRACE=1 npx vitest run test/Cluster.sim.test.ts -t 'ASCONF'\n  ${outcome.trace.slice(-12).join("\n  ")}`,
+        )
+      }
+    }
+    console.log(
+      `[cluster-sim] every-update + ASCONF: schedules ${count}, takeovers that asked the peer ${faults.asked}, ASCONF/ASCONF-ACK packets ${faults.sent} (lost ${faults.lost}, duplicated ${faults.duplicated}, delayed ${faults.delayed}), broken ${failures.length}`,
+    )
+    expect(failures.slice(0, 5)).toEqual([])
+    // The faults hit the exchange.
+    expect(faults.asked).toBeGreaterThan(0)
+    expect(faults.lost).toBeGreaterThan(0)
+    expect(faults.duplicated).toBeGreaterThan(0)
+    expect(faults.delayed).toBeGreaterThan(0)
+  }, 300_000)
+
   it("a schedule is a pure function of its seed: the same seed gives the same run", () => {
     for (const seed of [3, 17, 2024]) {
       for (const policyCase of Sim.policyCases) {

@@ -39,6 +39,7 @@
  * copy that is behind is `Outcome.atRisk`.
  */
 import { Machine } from "@understudy/machine"
+import { Prng } from "@understudy/testkit"
 import { Heap } from "@understudy/transport"
 import { Result } from "effect"
 import * as Association from "../../src/Association.ts"
@@ -72,33 +73,6 @@ export const policyCases: ReadonlyArray<PolicyCase> = [
   { name: "on-impending-failure+sigterm", policy: { _tag: "OnImpendingFailure" }, sigterm: true },
   { name: "on-impending-failure", policy: { _tag: "OnImpendingFailure" }, sigterm: false },
 ]
-
-// ---------------------------------------------------------------------------------------
-// PRNG (mulberry32 over a mixed seed), one per schedule
-// ---------------------------------------------------------------------------------------
-
-export class Prng {
-  private state: number
-  constructor(seed: number) {
-    let h = Math.floor(seed) ^ Math.floor(seed / 0x1_0000_0000) ^ 0x9e3779b9
-    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
-    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
-    this.state = (h ^ (h >>> 16)) >>> 0
-  }
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0
-    let t = this.state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-  int(min: number, max: number): number {
-    return min + Math.floor(this.next() * (max - min + 1))
-  }
-  chance(p: number): boolean {
-    return p > 0 && this.next() < p
-  }
-}
 
 // ---------------------------------------------------------------------------------------
 // The schedule
@@ -160,7 +134,7 @@ export interface Schedule {
 
 /** The schedule of a seed: a pure function of it (so `UNDERSTUDY_SEED` replays a run). */
 export const schedule = (seed: number): Schedule => {
-  const rng = new Prng(seed)
+  const rng = Prng.make(seed)
   const count = rng.int(4, 36)
   const startMs = rng.int(0, 300)
   const spanMs = rng.int(0, 4_000)
@@ -283,6 +257,8 @@ export interface Outcome {
   readonly endMs: number
   readonly events: number
   readonly trace: ReadonlyArray<string>
+  /** With `RunOptions.asconf`. */
+  readonly asconf: AsconfOutcome | undefined
 }
 
 // ---------------------------------------------------------------------------------------
@@ -351,13 +327,33 @@ export interface RunOptions {
    * the secondary's ack: shows that the checks see what `every-update`'s wait prevents.
    */
   readonly releaseBeforeAck?: boolean
+  /**
+   * The takeover asks the peer, in an ASCONF Set Primary Address, to send to the secondary
+   * (`Cluster.Options.failover: "asconf"`), and the network loses, duplicates and delays
+   * (reorders) ASCONF and ASCONF-ACK chunks far more than other packets.
+   */
+  readonly asconf?: boolean
+}
+
+/** `RunOptions.asconf`: what the network did to the ASCONF exchange, and how it ended. */
+export interface AsconfOutcome {
+  /** Packets with an ASCONF (from the secondary) or an ASCONF-ACK (from the peer). */
+  readonly sent: number
+  readonly lost: number
+  readonly duplicated: number
+  /** Held back long enough for later packets to overtake them. */
+  readonly delayed: number
+  /** The secondary's ASCONF is acknowledged at the end (nothing in flight). */
+  readonly settled: boolean
+  /** The peer's primary path at the end. */
+  readonly peerPrimary: string | undefined
 }
 
 /** Runs one schedule under one policy to its end: everything echoed and idle, or the time limit. */
 export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = {}): Outcome => {
   const plan = schedule(seed)
   const policy = policyCase.policy
-  const rng = new Prng(seed ^ 0x2545f491)
+  const rng = Prng.make(seed ^ 0x2545f491)
   const heap = new Heap.MinHeap<Queued>(before)
   let order = 0
   let now = 0
@@ -433,8 +429,31 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     }
     if (rng.chance(lossAt(fromHost, toHost))) return
     const delayMs = plan.delayMs + rng.next() * plan.jitterMs + rng.next() * extraDelayMs
+    if (
+      options.asconf === true &&
+      output.packet.chunks.some((chunk) => chunk._tag === "Asconf" || chunk._tag === "AsconfAck")
+    ) {
+      // Its own stream of draws: the schedule's other packets fare as without ASCONF.
+      asconfFaults.sent++
+      const draw = asconfRng.next()
+      if (draw < 0.25) {
+        asconfFaults.lost++
+        if (options.fullTrace) note("  (ASCONF exchange: lost)")
+        return
+      }
+      const extraMs = draw < 0.5 ? 50 + asconfRng.next() * 1_500 : 0
+      if (extraMs > 0) asconfFaults.delayed++
+      at(now + delayMs + extraMs, { kind: "packet", to, fromHost, bytes })
+      if (asconfRng.chance(0.3)) {
+        asconfFaults.duplicated++
+        at(now + delayMs + asconfRng.next() * 2_000, { kind: "packet", to, fromHost, bytes })
+      }
+      return
+    }
     at(now + delayMs, { kind: "packet", to, fromHost, bytes })
   }
+  const asconfRng = Prng.make(seed ^ 0x6a09e667)
+  const asconfFaults = { sent: 0, lost: 0, duplicated: 0, delayed: 0 }
   /** The peer's DATA TSNs → the message they carry (fragments have consecutive TSNs). */
   const tsnToId = new Map<number, number>()
   const learnTsns = (packet: Packet.Packet) => {
@@ -917,11 +936,10 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       secondary.associationId = association
       takeoverReaches = copyReaches.get(association) ?? 0
       // What the takeover completes (messages whose missing fragments it skipped) is served.
-      const outputs = Association.takeOver(
-        state,
-        now,
-        replicas.takeOverOptions(policy, association),
-      )
+      const outputs = Association.takeOver(state, now, {
+        ...replicas.takeOverOptions(policy, association),
+        ...(options.asconf === true ? { setPrimary: hostB } : {}),
+      })
       const update: Update = { created: false, inputs: [], outputs: [...outputs] }
       serve(secondary, update, state, outputs)
       performOutputs(secondary, update.outputs)
@@ -1088,7 +1106,9 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     if (Association.stateName(peer) === "Closed") return true
     if (backlog.length > 0 || echoed < sent || sent + unsent < plan.messages.length) return false
     const status = Association.info(peer)
-    return status.outstandingChunks === 0 && status.queuedBytes === 0 && clusterIdle()
+    // A takeover's ASCONF still in flight is unfinished business too.
+    const asking = secondary.alive && secondary.association?.asconf?.pending !== undefined
+    return status.outstandingChunks === 0 && status.queuedBytes === 0 && clusterIdle() && !asking
   }
 
   for (;;) {
@@ -1283,5 +1303,13 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     endMs: now,
     events,
     trace,
+    asconf:
+      options.asconf === true
+        ? {
+            ...asconfFaults,
+            settled: secondary.association?.asconf?.pending === undefined,
+            peerPrimary: Association.info(peer).primary,
+          }
+        : undefined,
   }
 }

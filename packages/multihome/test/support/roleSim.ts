@@ -18,8 +18,8 @@
  */
 import { Machine } from "@understudy/machine"
 import type { FastSim } from "@understudy/testkit"
+import { Prng } from "@understudy/testkit"
 import * as ClusterRole from "../../src/ClusterRole.ts"
-import { Prng } from "./clusterSim.ts"
 
 export const nodes = ["a", "b"] as const
 const tickMs = 50
@@ -340,7 +340,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
 
 /** The pauses of one schedule (SIGSTOP … SIGCONT), drawn from the seed. */
 export const pauses = (seed: number, endMs: number): Array<FastSim.ScheduledCommand<Cmd>> => {
-  const rng = new Prng(seed ^ 0x51a7e)
+  const rng = Prng.make(seed ^ 0x51a7e)
   const count = rng.int(0, 2)
   return Array.from({ length: count }, () => ({
     atMs: rng.int(300, endMs),
