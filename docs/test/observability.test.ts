@@ -9,6 +9,7 @@ import { Metrics as PoolMetrics } from "@understudy/heartbeat-pool"
 import { Runner } from "@understudy/machine"
 import { Cluster, Metrics as MultihomeMetrics } from "@understudy/multihome"
 import { Metrics as ElectionMetrics } from "@understudy/port-election"
+import { Metrics as StoreMetrics } from "@understudy/store"
 import { Metric } from "effect"
 import { describe, expect, it } from "vitest"
 
@@ -27,6 +28,7 @@ describe("the observability page", () => {
     ...metricIds(CheckpointMetrics),
     ...metricIds(Cluster),
     ...metricIds(MultihomeMetrics),
+    ...metricIds(StoreMetrics),
     ...metricIds(Runner),
   ]
 

@@ -3,13 +3,18 @@
  * checks, the command lines and configuration shown are right, and no page uses words only
  * the project's developers would understand.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { execFileSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { it as effectIt } from "@effect/vitest"
 import { Observability } from "@understudy/transport"
 import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
+import * as SctpCluster from "../../apps/sctp-cluster/src/cli.ts"
+import * as ServerGroupCli from "../../apps/server-group/src/cli.ts"
+import * as ServerGroupCommon from "../../apps/server-group/src/common.ts"
 import { charts, draw, packagesWithCharts, runBench } from "../scripts/plots.ts"
 import { freeTcpPort } from "./support/etcd.ts"
 
@@ -30,8 +35,35 @@ const pages = readdirSync(docs)
  */
 const inlineBlocksLeft: Readonly<Record<string, number>> = {
   "heartbeat-pool.md": 1,
-  "multihome.md": 1,
-  "staggered-election.md": 1,
+}
+
+/**
+ * The commands of a shell example, each as its words: comments dropped, lines continued with
+ * a backslash joined, a line with an unclosed quote joined with the next ones.
+ */
+const commandLines = (script: string): ReadonlyArray<ReadonlyArray<string>> => {
+  const commands: Array<Array<string>> = []
+  let pending = ""
+  for (const raw of script.split("\n")) {
+    const line = `${pending}${raw}`
+    if (line.endsWith("\\")) {
+      pending = `${line.slice(0, -1)} `
+      continue
+    }
+    if ((line.match(/'/g)?.length ?? 0) % 2 === 1) {
+      pending = `${line}\n`
+      continue
+    }
+    pending = ""
+    const words = (
+      line
+        .replace(/\s+#\s.*$/, "")
+        .trim()
+        .match(/"[^"]*"|'[^']*'|\S+/g) ?? []
+    ).filter((word) => word !== "")
+    if (words.length > 0) commands.push(words)
+  }
+  return commands
 }
 
 const fences = (text: string) => [...text.matchAll(/^\s*(```|~~~)/gm)].length / 2
@@ -99,6 +131,69 @@ describe("code blocks", () => {
     // The docs' bench runs the benchmarks the plots come from, then draws them.
     const manifest = JSON.parse(read(join(docs, "package.json")))
     expect(manifest.scripts.bench).toBe("node scripts/plots.ts --bench")
+  })
+
+  it("the sctp-cluster command lines shown are ones the program accepts", () => {
+    const invocations = commandLines(read(join(examples, "sctp-cluster.sh"))).map((words) => {
+      expect(words[0]).toBe(SctpCluster.programName)
+      return SctpCluster.parse(words.slice(1))
+    })
+    expect(invocations.map((invocation) => invocation._tag)).toEqual([
+      "Keygen",
+      "Node",
+      "Node",
+      "Status",
+    ])
+    const [, secondary, primary, status] = invocations as [
+      unknown,
+      SctpCluster.NodeInvocation,
+      SctpCluster.NodeInvocation,
+      Extract<SctpCluster.Invocation, { _tag: "Status" }>,
+    ]
+    expect([secondary.role, primary.role]).toEqual(["secondary", "primary"])
+    expect(secondary.link).toEqual(primary.link)
+    // The status asked for is the one the primary serves.
+    expect(status.status).toEqual(primary.status)
+  })
+
+  it("the server-group command lines shown are ones the program accepts, with the API's token", () => {
+    const script = read(join(examples, "server-group.sh"))
+    const program = /^sg="(.+)"$/m.exec(script)?.[1]
+    expect(program).toBe("node apps/server-group/src/main.ts")
+    expect(existsSync(join(root, program!.split(" ")[1]!))).toBe(true)
+    const lines = commandLines(script)
+    const invocations = lines
+      .filter((words) => words[0] === "$sg")
+      .map((words) => ServerGroupCli.parse(words.slice(1)))
+    expect(invocations.map((invocation) => invocation._tag)).toEqual([
+      "KeyGen",
+      "NameServer",
+      "Serve",
+      "Load",
+    ])
+    // The token line, run on a key file of the right form, gives the token the servers want.
+    const snippet = /node -e '([^']+)'/.exec(script)?.[1]
+    expect(snippet).toBeDefined()
+    const directory = mkdtempSync(join(tmpdir(), "understudy-docs-key-"))
+    try {
+      const key = randomBytes(32)
+      writeFileSync(join(directory, "cluster.key"), `${key.toString("hex")}\n`)
+      const printed = execFileSync(
+        process.execPath,
+        ["-e", snippet!, join(directory, "cluster.key")],
+        {
+          encoding: "utf8",
+        },
+      )
+      expect(printed.trim()).toBe(ServerGroupCommon.apiToken(key))
+    } finally {
+      rmSync(directory, { recursive: true, force: true })
+    }
+    const curls = lines.filter((words) => words[0] === "curl")
+    expect(curls).toHaveLength(2)
+    expect(curls[0]!.join(" ")).toContain(`-H "${ServerGroupCommon.tokenHeader}: $token"`)
+    const serve = invocations[2] as Extract<ServerGroupCli.Invocation, { _tag: "Serve" }>
+    for (const curl of curls) expect(curl.join(" ")).toContain(`localhost:${serve.http.port}/`)
   })
 
   it("the observability flags shown are the programs' own usage lines", () => {
@@ -170,7 +265,11 @@ describe("benchmark plots", () => {
 
   it("every chart drawn from the recorded figures is on the benchmarks page, and the page shows no other", () => {
     const drawn = draw(join(docs, "bench"), join(scratch, "plots"))
-    expect(drawn.length).toBeGreaterThanOrEqual(5)
+    expect(drawn.length).toBeGreaterThanOrEqual(12)
+    // Latency distributions, drawn from the samples the benches recorded.
+    expect(
+      drawn.filter((file) => file.endsWith("-distribution.svg")).length,
+    ).toBeGreaterThanOrEqual(3)
     const page = read(join(docs, "benchmarks.md"))
     const shown = [...page.matchAll(/\(\/plots\/([^)]+\.svg)\)/g)].map((match) => match[1])
     expect(shown.sort()).toEqual([...drawn].sort())

@@ -12,7 +12,15 @@ import {
   stamp,
   stampedDigest,
 } from "../scripts/diagrams.ts"
-import { charts, lastFigures, svg } from "../scripts/plots.ts"
+import {
+  type Chart,
+  cdfSvg,
+  charts,
+  figuresOf,
+  formatFigures,
+  samplesOf,
+  svg,
+} from "../scripts/plots.ts"
 
 describe("changelog", () => {
   it("reads a changeset's packages, bumps and summary", () => {
@@ -49,7 +57,7 @@ describe("plots", () => {
   }
 
   it("draws one bar per figure, the same bytes each time", () => {
-    const [failover, lockfile] = charts("port-election", figures)
+    const [failover, lockfile] = charts("port-election", figures) as ReadonlyArray<Chart>
     expect(failover!.groups.map((group) => group.label)).toEqual(["8 instances", "32 instances"])
     const drawn = svg(failover!)
     expect(drawn).toBe(svg(failover!))
@@ -64,9 +72,52 @@ describe("plots", () => {
     expect(charts("unknown", figures)).toEqual([])
   })
 
-  it("takes the last JSON line of a bench's output", () => {
-    expect(lastFigures('table\n{"a":1}\nmore\n{"b":2}\n')).toEqual({ b: 2 })
-    expect(lastFigures("no figures\n[1]\n")).toBeUndefined()
+  it("takes the last JSON line of a bench's output, or every line of a bench naming its scripts", () => {
+    expect(figuresOf('table\n{"a":1}\nmore\n{"b":2}\n')).toEqual({ b: 2 })
+    expect(figuresOf("no figures\n[1]\n")).toBeUndefined()
+    const two = '{"benchmark":"x/one","a":1}\ntable\n{"benchmark":"x/two","b":2}\n'
+    expect(figuresOf(`{"stray":0}\n${two}`)).toEqual({ benchmark: "x/two", a: 1, b: 2 })
+  })
+
+  it("keeps each array of samples on one line of the recorded JSON", () => {
+    const figures = { p50: 1.5, samples: { a_ms: [3, 1.25, 2] }, nested: { median: 2 } }
+    const text = formatFigures(figures)
+    expect(text).toContain('"a_ms": [3, 1.25, 2]')
+    expect(JSON.parse(text)).toEqual(figures)
+    expect(samplesOf(figures, "a_ms")).toEqual([3, 1.25, 2])
+    expect(samplesOf({ lease600: { gapsMs: [4, "x", 5] } }, "lease600.gapsMs")).toEqual([4, 5])
+    expect(samplesOf(figures, "missing")).toEqual([])
+  })
+
+  it("draws a distribution only from samples, each series a cumulative step line", () => {
+    expect(charts("port-election", figures)).toHaveLength(2)
+    const withSamples = {
+      ...figures,
+      samples: { registered_ms_8: [50, 70, 60, 400], registered_ms_32: [250, 300] },
+    }
+    const all = charts("port-election", withSamples)
+    const distribution = all.find(
+      (chart) => chart.file === "port-election-failover-distribution.svg",
+    )
+    expect(distribution).toBeDefined()
+    const drawn = cdfSvg(distribution as Parameters<typeof cdfSvg>[0])
+    expect(drawn).toBe(cdfSvg(distribution as Parameters<typeof cdfSvg>[0]))
+    expect(drawn.match(/class="cdf"/g)).toHaveLength(2)
+    // Sorted samples; nearest-rank percentiles, as the benches compute them.
+    expect(drawn).toContain("8 instances: 4 samples, p50 60, p99 400, max 400 ms")
+    expect(drawn).toContain("32 instances: 2 samples, p50 250, p99 300, max 300 ms")
+    // Each of the 4 samples of a series is one step up, to 100%.
+    const path = /<path class="cdf" d="([^"]+)"/.exec(drawn)![1]!
+    expect(path.match(/V/g)).toHaveLength(4)
+    // A spread beyond a factor of 20 is drawn on a logarithmic axis.
+    expect(drawn).not.toContain("logarithmic")
+    const wide = cdfSvg({
+      file: "w.svg",
+      title: "wide",
+      unit: "ms",
+      series: [{ label: "a", samples: [0.5, 1, 30] }],
+    })
+    expect(wide).toContain("ms (logarithmic)")
   })
 })
 
