@@ -295,12 +295,6 @@ describe("words", () => {
     /\bsession (notes?|report)\b/i,
   ]
 
-  /**
-   * Known, on a page kept with its package's code: how the repository's own tests replay a
-   * run, which belongs in the package's README. A page may lose these, not gain others.
-   */
-  const knownLeft = new Set(["checkpoint.md: UNDERSTUDY_SEED"])
-
   it("no page or example shown on a page uses internal words", () => {
     const found: Array<string> = []
     const texts = [
@@ -318,6 +312,6 @@ describe("words", () => {
         if (match !== null) found.push(`${name}: ${match[0]}`)
       }
     }
-    expect(found.filter((entry) => !knownLeft.has(entry))).toEqual([])
+    expect(found).toEqual([])
   })
 })
