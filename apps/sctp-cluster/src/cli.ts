@@ -32,8 +32,11 @@ export interface NodeInvocation {
   readonly service: ServiceName
   /** Where this node serves its status (HTTP `GET /status`, JSON). */
   readonly status: Address.StreamAddress
-  /** `state-node`: the `StoreServer` (a `sctp-cluster store`) holding the associations. */
-  readonly store: Address.StreamAddress | undefined
+  /**
+   * `state-node` / the fence: the `StoreServer` (a `sctp-cluster store`) or the etcd member
+   * holding the associations and the role.
+   */
+  readonly store: StoreLocation | undefined
   /**
    * Fences the role in the `--store`: a node sends as the serving node only while its lease
    * there (this long) is kept alive; a takeover waits for the old lease and bumps the epoch.
@@ -46,6 +49,17 @@ export interface NodeInvocation {
   /** Takeover across hosts: the interface the old serving node's address is added to. */
   readonly takeoverInterface: string | undefined
 }
+
+/**
+ * Where `--store` points: a `sctp-cluster store` (`tcp://` / `unix://`, keyed with the
+ * cluster key), or an etcd member (`etcd://HOST:PORT`, secured by etcd's own means).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StoreLocation =
+  | Address.StreamAddress
+  | { readonly _tag: "Etcd"; readonly endpoint: string }
 
 /** @since 0.1.0 @category models */
 export type Invocation =
@@ -74,7 +88,8 @@ export const defaultUdpPort = 9900
 export const usage = `Usage:
   ${programName} node --role primary|secondary --addresses PRIMARY_IP,SECONDARY_IP --policy POLICY
                [--port 7] [--udp-port 9900] [--link tcp://HOST:PORT] [--service echo|discard|sink]
-               [--status tcp://HOST:PORT | unix:///PATH | /PATH] [--store tcp://HOST:PORT]
+               [--status tcp://HOST:PORT | unix:///PATH | /PATH]
+               [--store tcp://HOST:PORT | etcd://HOST:PORT]
                [--fence-lease-ms MS] [--standby-link tcp://HOST:PORT]
                [--failover asconf|takeover|both|none] [--takeover-interface IFACE]
                (--cluster-key-file FILE | --insecure)
@@ -91,7 +106,8 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
          address, so it must differ) and serves --service (default echo) on SCTP --port
          (default ${defaultSctpPort}).
          --policy: every-update | interval[:MS] | on-event[:EVENTS] | on-impending-failure |
-           state-node (needs --store, a '${programName} store').
+           state-node (needs --store: a '${programName} store', or an etcd member as
+           etcd://HOST:PORT).
          --link: the intra-cluster link, the same on both nodes (the secondary listens on it);
            default tcp://SECONDARY_IP:UDP_PORT.
          --standby-link: (secondary) once it took over, the node connects there and keeps
@@ -243,7 +259,7 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     return fail("--standby-link is for the secondary (the node that takes over)")
   const status = addressFlag(values, "--status") ?? Address.tcp("127.0.0.1", 0)
   if (typeof status === "string") return fail(status)
-  const store = addressFlag(values, "--store")
+  const store = storeFlag(values.get("--store"))
   if (typeof store === "string") return fail(store)
   if (policy._tag === "StateNode" && store === undefined)
     return fail("--policy state-node needs --store (the address of a 'sctp-cluster store')")
@@ -291,6 +307,17 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     failover: failover as Cluster.Failover,
     takeoverInterface,
   }
+}
+
+/** `--store`: `etcd://HOST:PORT` (etcd's client URL is `http://HOST:PORT`), else a stream address. */
+const storeFlag = (text: string | undefined): StoreLocation | string | undefined => {
+  if (text === undefined) return undefined
+  if (!text.startsWith("etcd://")) return addressFlag(new Map([["--store", text]]), "--store")
+  const hostPort = text.slice("etcd://".length)
+  const parsed = Address.parseStream(`tcp://${hostPort}`)
+  if (parsed instanceof Address.InvalidAddress || parsed._tag !== "Tcp" || parsed.port === 0)
+    return `--store ${text}: expected etcd://HOST:PORT`
+  return { _tag: "Etcd", endpoint: `http://${hostPort}` }
 }
 
 /** The values of `--failover`. */

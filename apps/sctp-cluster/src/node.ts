@@ -13,7 +13,7 @@ import { Cluster, Replication } from "@understudy/multihome"
 import { RemoteStore, Store } from "@understudy/store"
 import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
 import { Context, Deferred, Duration, Effect, Layer, Option, type Scope, Stream } from "effect"
-import type { NodeInvocation } from "./cli.ts"
+import type { NodeInvocation, StoreLocation } from "./cli.ts"
 import { clusterKeyOf, exitCode, line, type StopReason } from "./common.ts"
 import type { StatusReport } from "./report.ts"
 import * as Takeover from "./takeover.ts"
@@ -107,6 +107,28 @@ const associationSummary = (association: Cluster.Status["associations"][number])
   })),
 })
 
+/**
+ * The store `--store` names: a `sctp-cluster store` over the transport, keyed with the
+ * cluster key, or etcd (its gRPC client loaded only then; etcd is secured by its own means).
+ */
+const storeLayer = (
+  location: StoreLocation,
+  clusterKey: Effect.Success<ReturnType<typeof clusterKeyOf>>,
+): Layer.Layer<Store.Store> =>
+  location._tag === "Etcd"
+    ? Layer.unwrap(
+        Effect.promise(() => import("@understudy/store/etcd")).pipe(
+          Effect.map(({ EtcdStore }) =>
+            EtcdStore.layer({ endpoints: [location.endpoint], requestTimeoutMs: 1_000 }),
+          ),
+        ),
+      )
+    : RemoteStore.layer({
+        address: location,
+        requestTimeoutMs: 1_000,
+        ...(clusterKey !== undefined ? { clusterKey } : {}),
+      }).pipe(Layer.provide(NodeTransport.layer))
+
 /** Runs the node until SIGTERM / SIGINT. @since 0.1.0 */
 export const node = (
   invocation: NodeInvocation,
@@ -119,13 +141,7 @@ export const node = (
     const sockets = yield* Layer.build(Layer.mergeAll(NodeTransport.layer, NodeDatagram.layer))
     let store: Store.Store["Service"] | undefined
     if (invocation.store !== undefined) {
-      const storeContext = yield* Layer.build(
-        RemoteStore.layer({
-          address: invocation.store,
-          requestTimeoutMs: 1_000,
-          ...(clusterKey !== undefined ? { clusterKey } : {}),
-        }).pipe(Layer.provide(NodeTransport.layer)),
-      )
+      const storeContext = yield* Layer.build(storeLayer(invocation.store, clusterKey))
       store = Context.get(storeContext, Store.Store)
     }
     const cluster = yield* Cluster.make({

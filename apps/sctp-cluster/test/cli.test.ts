@@ -137,6 +137,15 @@ describe("sctp-cluster command line", () => {
     expect(message([...node, "sometimes"])).toMatch(/--policy sometimes: known policies/)
     expect(message([...node, "interval:0"])).toMatch(/--policy interval:0/)
     expect(message([...node, "on-event:Nope"])).toMatch(/unknown events Nope/)
+    // etcd as the store: its client URL.
+    expect(
+      parse([...node, "state-node", "--store", "etcd://127.0.0.1:2379", "--insecure"]),
+    ).toMatchObject({ store: { _tag: "Etcd", endpoint: "http://127.0.0.1:2379" } })
+    for (const bad of ["etcd://", "etcd://127.0.0.1", "etcd://127.0.0.1:0", "etcd://x:y"]) {
+      expect(message([...node, "state-node", "--store", bad, "--insecure"])).toMatch(
+        /--store etcd:\/\/.*: expected etcd:\/\/HOST:PORT/,
+      )
+    }
     expect(message([...node, "state-node"])).toMatch(/needs --store/)
     expect(message([...node, "every-update", "--store", "tcp://127.0.0.1:1"])).toMatch(
       /only for --policy state-node/,

@@ -5,10 +5,17 @@
  * exactly once and in order, with nothing in the client's output but a peer address change.
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Usrsctp } from "@understudy/testkit"
+import { EtcdServer, Usrsctp } from "@understudy/testkit"
 import * as App from "./support.ts"
 
-afterEach(App.killAll)
+/** The etcd server a test started, stopped (and its data dir removed) after it. */
+let etcd: EtcdServer.EtcdServer | undefined
+
+afterEach(async () => {
+  await App.killAll()
+  await etcd?.stop()
+  etcd = undefined
+})
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -34,6 +41,11 @@ interface Failover {
   readonly signal?: "SIGKILL" | "SIGTERM"
   /** Serve `--metrics` and scrape the secondary's before and after the takeover. */
   readonly scrape?: boolean
+  /**
+   * `state-node`'s store: a `sctp-cluster store` node (default), or an etcd server started
+   * for the test (`--store etcd://HOST:PORT`), with the role fenced there too.
+   */
+  readonly store?: "node" | "etcd"
 }
 
 /** The value of the sample `name` (no labels) in a Prometheus text scrape, 0 if absent. */
@@ -54,10 +66,15 @@ const runFailover = async ({
   policy = "every-update",
   signal = "SIGKILL",
   scrape: scraped = false,
+  store = "node",
 }: Failover) => {
   const ports = await App.clusterPorts()
   const policyArgs: Array<string> = [policy]
-  if (policy === "state-node") {
+  if (policy === "state-node" && store === "etcd") {
+    etcd = await EtcdServer.startEtcd()
+    policyArgs.push("--store", etcd.endpoint.replace("http://", "etcd://"))
+    policyArgs.push("--fence-lease-ms", "2000")
+  } else if (policy === "state-node") {
     policyArgs.push("--store", (await App.startStore(ports.keyFile)).listen)
   }
   if (scraped) policyArgs.push("--metrics", "127.0.0.1:0")
@@ -169,6 +186,11 @@ const runFailover = async ({
     30_000,
   )
   expect(tookOver.associations).toBe(1)
+  if (store === "etcd") {
+    // The role moved in etcd: the secondary holds it at the next epoch.
+    const fenced = await App.statusOf(secondaryStarted.status as string)
+    expect(fenced?.fence).toMatchObject({ epoch: 2, holding: true })
+  }
   if (metricsUrl !== undefined) {
     // The takeover moved the secondary's histogram, and it serves the association now.
     const after = await scrape(metricsUrl)
@@ -210,6 +232,16 @@ describe("failover under usrsctp's client", () => {
 
   it("state-node, tuned timers: the secondary takes the association from the store node", async () => {
     const failoverMs = await runFailover({ tune: tuned, boundMs: 15_000, policy: "state-node" })
+    expect(failoverMs).toBeGreaterThan(0)
+  }, 60_000)
+
+  it("state-node on etcd, fenced there, tuned timers: the secondary takes the association and the role from etcd", async () => {
+    const failoverMs = await runFailover({
+      tune: tuned,
+      boundMs: 15_000,
+      policy: "state-node",
+      store: "etcd",
+    })
     expect(failoverMs).toBeGreaterThan(0)
   }, 60_000)
 
