@@ -112,35 +112,43 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
   }, 120_000)
 })
 
-describe("--failover takeover under usrsctp's client (default timers)", () => {
-  it("the secondary binds the dead primary's address: the client goes on sending there, every line echoed once and in order", async () => {
-    const ports = await App.clusterPorts()
-    const secondary = App.start(App.nodeArgs("secondary", ports, ["--failover", "takeover"]))
-    const primary = App.start(App.nodeArgs("primary", ports, ["--failover", "takeover"]))
-    await primary.line("started", 20_000)
-    const secondaryStarted = await secondary.line("started", 20_000)
-    expect(secondaryStarted.failover).toBe("takeover")
-    await App.linkUp("the primary's link to the secondary is up", primary)
-    const { client, send } = await App.connectClient(ports, undefined)
-    await send(1, 20)
-    primary.kill("SIGKILL")
-    await primary.exit()
-    const taken = await App.eventually(
-      "the secondary's address takeover",
-      () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "AddressTaken"),
-      20_000,
-    )
-    expect(taken.host).toBe("127.0.0.2")
-    // Written after the secondary holds 127.0.0.2: new DATA to the client's primary address.
-    await send(21, 60)
-    expect(App.echoed(client.stdout())).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
-    expect(client.output()).not.toMatch(failureNotice)
-    // Nobody asked the client to move, and its primary address never failed.
-    expect(client.output()).not.toMatch(/SCTP_ADDR_MADE_PRIM|SCTP_ADDR_UNREACHABLE/)
-    const status = await App.statusOf(secondaryStarted.status as string)
-    expect(status?.role).toBe("active-secondary")
-    expect(status?.addressTakeover).toMatchObject({ host: "127.0.0.2", state: "bound" })
-    expect(status?.addressTakeover?.packets).toBeGreaterThan(0)
-    expect(status?.node.failover).toBe("takeover")
-  }, 120_000)
-})
+// Registered only by hand (UNDERSTUDY_SCTP_CLUSTER_TAKEOVER_LOOPBACK=1, ~6 s): the suite has the takeover
+// under SIGKILL already, across hosts (takeover.netns.test.ts) and in every round of
+// failovers.test.ts (the default `both`: each takeover binds the dead node's address and
+// gives it back to the node restarted there).
+const takeoverLoopback = process.env.UNDERSTUDY_SCTP_CLUSTER_TAKEOVER_LOOPBACK !== undefined
+
+if (takeoverLoopback) {
+  describe("--failover takeover under usrsctp's client (default timers)", () => {
+    it("the secondary binds the dead primary's address: the client goes on sending there, every line echoed once and in order", async () => {
+      const ports = await App.clusterPorts()
+      const secondary = App.start(App.nodeArgs("secondary", ports, ["--failover", "takeover"]))
+      const primary = App.start(App.nodeArgs("primary", ports, ["--failover", "takeover"]))
+      await primary.line("started", 20_000)
+      const secondaryStarted = await secondary.line("started", 20_000)
+      expect(secondaryStarted.failover).toBe("takeover")
+      await App.linkUp("the primary's link to the secondary is up", primary)
+      const { client, send } = await App.connectClient(ports, undefined)
+      await send(1, 20)
+      primary.kill("SIGKILL")
+      await primary.exit()
+      const taken = await App.eventually(
+        "the secondary's address takeover",
+        () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "AddressTaken"),
+        20_000,
+      )
+      expect(taken.host).toBe("127.0.0.2")
+      // Written after the secondary holds 127.0.0.2: new DATA to the client's primary address.
+      await send(21, 60)
+      expect(App.echoed(client.stdout())).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
+      expect(client.output()).not.toMatch(failureNotice)
+      // Nobody asked the client to move, and its primary address never failed.
+      expect(client.output()).not.toMatch(/SCTP_ADDR_MADE_PRIM|SCTP_ADDR_UNREACHABLE/)
+      const status = await App.statusOf(secondaryStarted.status as string)
+      expect(status?.role).toBe("active-secondary")
+      expect(status?.addressTakeover).toMatchObject({ host: "127.0.0.2", state: "bound" })
+      expect(status?.addressTakeover?.packets).toBeGreaterThan(0)
+      expect(status?.node.failover).toBe("takeover")
+    }, 120_000)
+  })
+}
