@@ -7,8 +7,8 @@
  *
  * Arguments: `--mode single|primary|secondary --host IP --udp-port N (0: the OS picks)
  * --sctp-port N [--addresses IP,IP --link-host IP --link-port N --policy P] [--observe]
- * [--service discard|echo] [--failover asconf|none]` (a node's service, default discard, and
- * how its takeover moves the peer, `Cluster.Options.failover`).
+ * [--service discard|echo] [--failover asconf|takeover|both|none]` (a node's service, default
+ * discard, and how its takeover moves the peer, `Cluster.Options.failover`).
  *
  * It reports on stdout, one JSON object a line, each tagged `t`:
  * - `ready` `{ host, udpPort, sctpPort }`: it listens (a primary: its link to the secondary
@@ -220,7 +220,10 @@ const startNode = (role: Cluster.Role) =>
           associationId,
         )
       },
-      failover: argument("failover") === "none" ? "none" : "asconf",
+      failover:
+        (["asconf", "takeover", "both", "none"] as const).find(
+          (failover) => failover === argument("failover"),
+        ) ?? "asconf",
     })
     yield* Effect.forkScoped(
       Stream.runForEach(node.events, (event) =>

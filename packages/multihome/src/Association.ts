@@ -178,6 +178,8 @@ export type Input =
       readonly from: PeerAddress
       /** Decoded, CRC already verified. */
       readonly packet: Packet.Packet
+      /** The datagram as received, when the driver has it: replication ships it as it is. */
+      readonly bytes?: Uint8Array
       readonly nowMs: number
     }
   | { readonly _tag: "TimerFired"; readonly timer: string; readonly nowMs: number }

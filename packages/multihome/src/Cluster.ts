@@ -540,15 +540,21 @@ export const make = (
         ? Effect.void
         : Effect.andThen(Effect.ignore(link.sendAll(messages)), recordReplication)
 
-    const waitForAck = (seq: number) =>
+    /**
+     * The update shipped as `seq` waits for the secondary's ack. Under every-update it is
+     * answered to the endpoint, which holds the update's outputs until the ack and steps
+     * what arrives meanwhile (one ack round trip covers many updates): no SACK before the
+     * secondary has the update, unless the link goes down (then `releaseAll`, and the node
+     * says it is unprotected). The other policies wait here, at most `ackTimeoutMs`.
+     */
+    const waitForAck = (seq: number): Effect.Effect<Deferred.Deferred<void> | undefined> =>
       Effect.gen(function* () {
-        if (link === undefined || closing || acknowledged >= seq) return
+        if (link === undefined || closing || acknowledged >= seq) return undefined
         const done = yield* Deferred.make<void>()
         ackWaiters.push({ seq, done })
-        // every-update keeps its word: no SACK before the secondary has the update, unless
-        // the link goes down (then `releaseAll`, and the node says it is unprotected).
-        if (options.policy._tag === "EveryUpdate") yield* Deferred.await(done)
-        else yield* Deferred.await(done).pipe(Effect.timeoutOption(Duration.millis(ackTimeoutMs)))
+        if (options.policy._tag === "EveryUpdate") return done
+        yield* Deferred.await(done).pipe(Effect.timeoutOption(Duration.millis(ackTimeoutMs)))
+        return undefined
       })
 
     /**
@@ -614,7 +620,7 @@ export const make = (
           storedAtEpoch.delete(plan.forget)
           yield* forgetStored(options.store, plan.forget)
         }
-        if (plan.waitForAck) yield* waitForAck(shipper.lastSeq)
+        return plan.waitForAck ? yield* waitForAck(shipper.lastSeq) : undefined
       })
 
     /** Deletes every copy of an ended association, whichever epoch wrote it. */

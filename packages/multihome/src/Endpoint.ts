@@ -1107,7 +1107,13 @@ export const make = (
             host: received.from.host,
             udpPort: received.from.port,
           }
-          const input: Association.Input = { _tag: "Receive", from, packet, nowMs }
+          const input: Association.Input = {
+            _tag: "Receive",
+            from,
+            packet,
+            bytes: received.bytes,
+            nowMs,
+          }
           const tag = packet.verificationTag >>> 0
           const first = packet.chunks[0]
           const demultiplex = () =>

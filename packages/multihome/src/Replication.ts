@@ -287,7 +287,8 @@ export const toWire = (input: Association.Input): WireInput =>
         _tag: "Receive",
         host: input.from.host,
         udpPort: input.from.udpPort,
-        bytes: Packet.encode(input.packet),
+        // The datagram as received: the secondary decodes the very bytes the primary did.
+        bytes: input.bytes ?? Packet.encode(input.packet),
         nowMs: input.nowMs,
       }
     : input
