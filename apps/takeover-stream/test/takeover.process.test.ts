@@ -150,22 +150,32 @@ describe("takeover-stream processes", () => {
       })
       try {
         const sha256 = cluster.object("e.bin", size)
-        const result = await download(cluster, "e.bin", [offsetIn(size * 0.2, size * 0.6)], 40_000)
+        // The client finds the service through the name server on etcd (`get --etcd`).
+        for (let i = 0; i < 1_000 && nameHolder(cluster) === undefined; i++) await sleep(10)
+        const result = await download(
+          cluster,
+          "e.bin",
+          [offsetIn(size * 0.2, size * 0.6)],
+          40_000,
+          undefined,
+          "name-server",
+        )
         expect(result.sha256).toBe(sha256)
+        // It opened on, and resumed on, servers that held the name.
+        const named = cluster.servers.filter((server) =>
+          server.process.lines.some((l) => l.t === "named"),
+        )
+        for (const r of [result.opened, ...result.resumed])
+          expect(named.map((server) => server.address)).toContain(r.server)
         expect(result.killedAt.length).toBe(1)
         expect(result.resumed.length).toBe(1)
         // The planned hand-off on etcd too (a download and a bundle, lighter than on the
-        // embedded store): from the second server (which resumed the SIGKILLed transfer,
-        // or stood by) to the third.
+        // embedded store), between the two servers left (the name's holder was SIGKILLed,
+        // whichever it was).
+        const left = cluster.servers.filter((server) => !server.process.exited)
+        expect(left.length).toBe(2)
         await handoffUnderLoad(
-          {
-            ...cluster,
-            servers: cluster.servers.slice(1),
-            service: cluster.servers
-              .slice(1)
-              .map((s) => s.address)
-              .join(","),
-          },
+          { ...cluster, servers: left, service: left.map((s) => s.address).join(",") },
           { downloads: 1 },
         )
       } finally {
