@@ -1,19 +1,40 @@
 /**
  * One server of the pool as its own OS process, for the benchmark's real-process case: the
  * options come as one JSON argument (the pool secret in hex in `POOL_SECRET_HEX`), and it
- * prints JSON lines: `{"t":"ready"}`, then `{"t":"BecameLeader","term":…}` when it leads and
- * `{"t":"SteppedDown","term":…}` when it stops leading.
+ * prints JSON lines: `{"t":"ready"}`, then `{"t":"BecameLeader","term":…,"wallMs":…}` when it
+ * leads and `{"t":"SteppedDown",…}` when it stops leading.
+ *
+ * Beside the pool server it serves the embedded store (`MemoryStore` through a
+ * `StoreServer` on `storePort`): the baseline's clients keep their TTL leases there, so the
+ * same SIGKILL ends both.
  */
-import { Redacted } from "effect"
+import { MemoryStore, StoreServer } from "@understudy/store"
+import { Address, NodeTransport } from "@understudy/transport"
+import { Effect, Layer, Redacted } from "effect"
 import { createServer } from "../src/Facade.ts"
 import type * as Server from "../src/Server.ts"
 
-const options = JSON.parse(process.argv[2]!) as Omit<Server.Options, "poolSecret">
+const { storePort, ...options } = JSON.parse(process.argv[2]!) as Omit<
+  Server.Options,
+  "poolSecret"
+> & { readonly storePort: number }
 const secret = Redacted.make(new Uint8Array(Buffer.from(process.env.POOL_SECRET_HEX!, "hex")))
 const server = await createServer({ ...options, poolSecret: secret })
 for (const t of ["BecameLeader", "SteppedDown"])
   server.on(t, (event: { readonly term: number }) =>
-    process.stdout.write(`${JSON.stringify({ t, term: event.term })}\n`),
+    process.stdout.write(`${JSON.stringify({ t, term: event.term, wallMs: Date.now() })}\n`),
   )
+await new Promise<void>((resolve, reject) =>
+  Effect.runFork(
+    // Keep-alive pings off: the clients' lease keep-alives come every heartbeat interval.
+    StoreServer.serve(Address.tcp("127.0.0.1", storePort), { keepAlive: false }).pipe(
+      Effect.tap(() => Effect.sync(resolve)),
+      Effect.andThen(Effect.never),
+      Effect.scoped,
+      Effect.provide(Layer.merge(MemoryStore.layer, NodeTransport.layer)),
+      Effect.tapCause((cause) => Effect.sync(() => reject(new Error(String(cause))))),
+    ),
+  ),
+)
 process.stdout.write(`${JSON.stringify({ t: "ready" })}\n`)
 process.once("SIGTERM", () => void server.close().then(() => process.exit(0)))

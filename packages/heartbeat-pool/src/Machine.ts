@@ -276,12 +276,24 @@ export interface State {
   readonly leaderState: LeaderState | undefined
 }
 
-/** @since 0.1.0 @category commands */
-export type Command = {
-  readonly _tag: "FromClient"
-  readonly from: string
-  readonly message: ClientRequest
-}
+/**
+ * A client's message, or several that arrived together: one step takes them in turn, so the
+ * driver writes the durable state once for all the grants among them (one fsync, not one per
+ * grant, when many clients ask at once).
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export type Command =
+  | {
+      readonly _tag: "FromClient"
+      readonly from: string
+      readonly message: ClientRequest
+    }
+  | {
+      readonly _tag: "FromClients"
+      readonly messages: ReadonlyArray<{ readonly from: string; readonly message: ClientRequest }>
+    }
 
 /** @since 0.1.0 @category events */
 export type Event =
@@ -1904,8 +1916,19 @@ export const make = (config: Config): Pool => {
           return M.result(state)
         case "Receive":
           return receive(state, input.from, input.message, input.nowMs)
-        case "Command":
-          return fromClient(state, input.command.from, input.command.message, input.nowMs)
+        case "Command": {
+          const command = input.command
+          if (command._tag === "FromClient")
+            return fromClient(state, command.from, command.message, input.nowMs)
+          let next = state
+          const outputs: Array<Output> = []
+          for (const { from, message } of command.messages) {
+            const result = fromClient(next, from, message, input.nowMs)
+            next = result.state
+            outputs.push(...result.outputs)
+          }
+          return M.result(next, outputs)
+        }
       }
     },
   }

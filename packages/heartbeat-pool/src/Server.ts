@@ -247,7 +247,8 @@ export const run = (
     const drop = (reason: string) =>
       Metric.update(Metric.withAttributes(Metrics.clientDatagramsDropped, { reason }), 1)
 
-    const receive = (received: Datagram.Received) =>
+    /** A client's datagram, checked and decoded, or undefined (dropped and counted). */
+    const admit = (received: Datagram.Received) =>
       Effect.gen(function* () {
         if (received.bytes.byteLength > maxMessageBytes) return yield* drop("too-large")
         const payload = unverifiedPayload(!insecure, received.bytes)
@@ -262,7 +263,23 @@ export const run = (
         addresses.set(from, received.from)
         if (addresses.size > maxClients) addresses.delete(addresses.keys().next().value!)
         if (decoded.success._tag === "Beat") yield* Metric.update(Metrics.clientHeartbeats, 1)
-        yield* running.command({ _tag: "FromClient", from, message: decoded.success })
+        return { from, message: decoded.success }
+      })
+
+    /**
+     * The datagrams that arrived together go to the machine in one step, so the state is
+     * written (and fsynced) once for all their grants: while a write blocks, the next batch
+     * grows, and heartbeats are not left waiting behind one fsync per grant.
+     */
+    const receive = (batch: ReadonlyArray<Datagram.Received>) =>
+      Effect.gen(function* () {
+        const messages: Array<{ from: string; message: Message.ClientRequest }> = []
+        for (const received of batch) {
+          const admitted = yield* admit(received)
+          if (admitted !== undefined) messages.push(admitted)
+        }
+        if (messages.length === 1) yield* running.command({ _tag: "FromClient", ...messages[0]! })
+        else if (messages.length > 1) yield* running.command({ _tag: "FromClients", messages })
       })
 
     const replyTo = (to: string, message: Message.ServerReply) =>
@@ -303,7 +320,7 @@ export const run = (
       })
 
     yield* Stream.runForEach(running.events, observe).pipe(Effect.forkScoped)
-    yield* Stream.runForEach(endpoint.messages, receive).pipe(Effect.forkScoped)
+    yield* Stream.runForEachArray(endpoint.messages, receive).pipe(Effect.forkScoped)
 
     return {
       self,

@@ -27,6 +27,15 @@ const replies = (outputs: Out) =>
 const fromClient = (from: string, message: Message.ClientRequest, nowMs: number) =>
   M.command<Machine.Command>({ _tag: "FromClient", from, message }, nowMs)
 
+/** A first request for one seat. */
+const seatRequest = (client: string): Message.ClientRequest => ({
+  _tag: "Request",
+  client,
+  seq: 1,
+  product: "cad",
+  seats: 1,
+})
+
 /** s1 elected leader of term 1, records merged, settled at `nowMs` (past 605 + lease). */
 const leader = (nowMs = 3_000, machine: Machine.Pool = pool): Machine.State =>
   electedLeader(machine, nowMs)
@@ -410,16 +419,9 @@ describe("heartbeat pool machine", () => {
 
   it("the license count is never exceeded, and a new leader grants no new seat while settling", () => {
     let state = leader()
-    const request = (client: string): Message.ClientRequest => ({
-      _tag: "Request",
-      client,
-      seq: 1,
-      product: "cad",
-      seats: 1,
-    })
     for (const client of ["a", "b"])
-      state = step(state, fromClient(client, request(client), 3_000)).state
-    const third = step(state, fromClient("c", request("c"), 3_000))
+      state = step(state, fromClient(client, seatRequest(client), 3_000)).state
+    const third = step(state, fromClient("c", seatRequest("c"), 3_000))
     expect(replies(third.outputs)).toEqual([
       { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "capacity" },
     ])
@@ -443,8 +445,35 @@ describe("heartbeat pool machine", () => {
         610,
       ),
     ).state
-    expect(replies(step(fresh, fromClient("a", request("a"), 700)).outputs)).toEqual([
+    expect(replies(step(fresh, fromClient("a", seatRequest("a"), 700)).outputs)).toEqual([
       { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "electing" },
+    ])
+  })
+
+  it("client messages that arrived together are one step, the same as stepping them in turn (one state write for all their grants)", () => {
+    // Two grants, then a refusal for capacity (the license has 2 seats), and a heartbeat.
+    const messages = ["a", "b", "c"].map((client) => ({
+      from: client,
+      message: seatRequest(client),
+    }))
+    let oneByOne = leader()
+    const outputs: Array<Out[number]> = []
+    for (const { from, message } of messages) {
+      const result = step(oneByOne, fromClient(from, message, 3_000))
+      oneByOne = result.state
+      outputs.push(...result.outputs)
+    }
+    const batch = step(
+      leader(),
+      M.command<Machine.Command>({ _tag: "FromClients", messages }, 3_000),
+    )
+    expect(batch.outputs).toEqual(outputs)
+    expect(Machine.seatsHeld(batch.state, 3_000)).toBe(2)
+    expect(batch.state.stored).toBe(oneByOne.stored)
+    expect(replies(batch.outputs).map((reply) => reply._tag)).toEqual([
+      "Granted",
+      "Granted",
+      "Denied",
     ])
   })
 

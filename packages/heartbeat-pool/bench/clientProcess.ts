@@ -1,0 +1,132 @@
+/**
+ * A few hundred clients of the benchmark's real-process case in one OS process, all starting
+ * at the same server: `count` pool clients (`Client.run`, one UDP socket each) and `count`
+ * clients of the baseline, each keeping its own TTL lease on the embedded store of that server
+ * (a `RemoteStore` connection each, a keep-alive every heartbeat interval, answered within
+ * one interval or the store counts as gone) and, once it is gone, re-acquiring a lease on the
+ * next server's store in the priority list. The options come as one JSON argument (the pool
+ * secret in hex in `POOL_SECRET_HEX`); it prints `{"t":"ready"}` once every client started,
+ * then one line per client event: `{"t":"Granted"|"Reattached"|"Lost"|"Denied", "kind":
+ * "pool"|"lease", "client", "server", "term", "wallMs"}`.
+ */
+import { RemoteStore } from "@understudy/store"
+import { type Address, NodeDatagram, NodeTransport } from "@understudy/transport"
+import { Deferred, Effect, Layer, Redacted, Semaphore, Stream } from "effect"
+import * as Client from "../src/Client.ts"
+
+export interface Options {
+  readonly from: number
+  readonly count: number
+  /** Index in `servers` where every client starts. */
+  readonly first: number
+  readonly servers: ReadonlyArray<{
+    readonly id: string
+    readonly client: Address.Udp
+    readonly store: Address.Tcp
+  }>
+  readonly heartbeatMs: number
+  readonly leaseMs: number
+}
+
+const options = JSON.parse(process.argv[2]!) as Options
+const secret = Redacted.make(new Uint8Array(Buffer.from(process.env.POOL_SECRET_HEX!, "hex")))
+const print = (line: Record<string, unknown>) =>
+  Effect.sync(() => void process.stdout.write(`${JSON.stringify(line)}\n`))
+
+const poolClient = (index: number) =>
+  Effect.gen(function* () {
+    const client = `pool-${index}`
+    const running = yield* Client.run({
+      id: client,
+      bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
+      servers: options.servers.map((server) => ({ id: server.id, address: server.client })),
+      poolSecret: secret,
+      product: "cad",
+      heartbeatIntervalMs: options.heartbeatMs,
+      firstServer: options.first,
+    })
+    yield* Stream.runForEach(running.events, (event) =>
+      event._tag === "Released"
+        ? Effect.void
+        : print({
+            t: event._tag,
+            kind: "pool",
+            client,
+            server: event.server,
+            term: event.term,
+            ...("reason" in event ? { reason: event.reason } : {}),
+            wallMs: event.atMs,
+          }),
+    ).pipe(Effect.forkScoped)
+  })
+
+const held = new TextEncoder().encode("held")
+
+/**
+ * The baseline: a TTL lease of its own, kept alive every interval; a keep-alive unanswered
+ * within 2 intervals means the store is gone (the pool client walks on after 2 heartbeats
+ * unanswered, the second half an interval after the first), and the lease is re-acquired at
+ * the next store in priority order. Returns once the first lease is held; the rest runs in
+ * the caller's scope.
+ */
+const leaseClient = (index: number) =>
+  Effect.gen(function* () {
+    const client = `lease-${index}`
+    const first = yield* Deferred.make<void>()
+    let granted = false
+    const hold = (server: Options["servers"][number]) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          // Connecting and acquiring may take long on a loaded machine; transport pings off:
+          // the lease keep-alives are this client's liveness check.
+          const store = yield* RemoteStore.make({
+            address: server.store,
+            requestTimeoutMs: options.leaseMs,
+            keepAlive: false,
+          })
+          const lease = yield* store.grantLease(options.leaseMs)
+          yield* store.put(`seat/${client}`, held, { lease: lease.id })
+          yield* print({
+            t: granted ? "Reattached" : "Granted",
+            kind: "lease",
+            client,
+            server: server.id,
+            term: 0,
+            wallMs: Date.now(),
+          })
+          granted = true
+          yield* Deferred.succeed(first, undefined)
+          yield* Effect.forever(
+            Effect.sleep(options.heartbeatMs).pipe(
+              Effect.andThen(store.keepAlive(lease.id)),
+              Effect.timeout(options.heartbeatMs * 2),
+            ),
+          )
+        }),
+      ).pipe(Effect.exit)
+    yield* Effect.forkScoped(
+      Effect.gen(function* () {
+        let target = options.first
+        // Bounded: a run needs a few; each attempt takes at least an interval.
+        for (let attempt = 0; attempt < 1_000; attempt++) {
+          yield* hold(options.servers[target]!)
+          // Gone (or it refused): the next store; one that never held asks its first again.
+          if (granted) target = (target + 1) % options.servers.length
+        }
+      }),
+    )
+    yield* Deferred.await(first)
+  })
+
+await Effect.runPromise(
+  Effect.gen(function* () {
+    const indices = Array.from({ length: options.count }, (_, i) => options.from + i)
+    yield* Effect.forEach(indices, poolClient, { concurrency: 16, discard: true })
+    // The first leases 16 at a time: a thousand connections at once time out on a loaded machine.
+    const connecting = yield* Semaphore.make(16)
+    for (const index of indices)
+      yield* Effect.forkScoped(connecting.withPermits(1)(leaseClient(index)))
+    yield* print({ t: "ready" })
+    yield* Effect.never
+  }).pipe(Effect.scoped, Effect.provide(Layer.merge(NodeDatagram.layer, NodeTransport.layer))),
+)
