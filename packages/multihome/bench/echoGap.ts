@@ -11,8 +11,10 @@
  * to the end of the run), `belowHalfMs` (the time, in 200 ms bins after the kill, in which
  * fewer than half the expected 10 echoes arrived). Compared: `--failover none` (the peer
  * moves when its T3-rtx timers give up on the dead address: today's behaviour, the
- * baseline) and `asconf` (the secondary's ASCONF Set Primary Address). A run counts only if
- * every line came back exactly once and in order and the client never lost the association.
+ * baseline), `asconf` (the secondary's ASCONF Set Primary Address) and `takeover` (the
+ * secondary binds the dead primary's address and takes in what the client still sends
+ * there). A run counts only if every line came back exactly once and in order and the client
+ * never lost the association.
  */
 import { Usrsctp } from "@understudy/testkit"
 import * as Processes from "./processes.ts"
@@ -25,7 +27,7 @@ export interface GapRun {
 }
 
 /** How the takeover moves the peer (`Cluster.Options.failover`). */
-export type GapFailover = "none" | "asconf"
+export type GapFailover = "none" | "asconf" | "takeover"
 
 const everyMs = 20
 const beforeKillMs = 1_000
@@ -115,12 +117,13 @@ const percentile = (values: ReadonlyArray<number>, p: number): number => {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
 }
 
-const failovers: ReadonlyArray<GapFailover> = ["none", "asconf"]
+const failovers: ReadonlyArray<GapFailover> = ["none", "asconf", "takeover"]
 
 /**
- * `repetitions` SIGKILLs per setting, interleaved (none, asconf, none, …) so a slow phase of
- * a shared machine hits both: a table of p50 / p99 (and min–max) per figure, the JSON rows,
- * and the named figures (`echoLongestGapMsP50None`, …, `echoLongestGapRatioAsconfToNone`).
+ * `repetitions` SIGKILLs per setting, interleaved (none, asconf, takeover, none, …) so a slow
+ * phase of a shared machine hits them all: a table of p50 / p99 (and min–max) per figure,
+ * the JSON rows, and the named figures (`echoLongestGapMsP50None`, …,
+ * `echoLongestGapRatioAsconfToNone`, `echoLongestGapRatioTakeoverToNone`).
  */
 export const measureEchoGap = async (
   repetitions: number,
@@ -147,7 +150,7 @@ export const measureEchoGap = async (
   ]
   const rows: Array<Record<string, unknown>> = []
   const figures: Record<string, number | null> = {}
-  const name = (failover: GapFailover) => (failover === "none" ? "None" : "Asconf")
+  const name = (failover: GapFailover) => `${failover[0]!.toUpperCase()}${failover.slice(1)}`
   for (const failover of failovers) {
     const measured = runs.get(failover) ?? []
     const failure = failures.get(failover)
@@ -189,11 +192,13 @@ export const measureEchoGap = async (
     }
   }
   const none = figures.echoLongestGapMsP50None
-  const asconf = figures.echoLongestGapMsP50Asconf
-  figures.echoLongestGapRatioAsconfToNone =
-    typeof none === "number" && typeof asconf === "number" && none > 0
-      ? Number((asconf / none).toFixed(3))
-      : null
+  for (const failover of failovers.filter((f) => f !== "none")) {
+    const measured = figures[`echoLongestGapMsP50${name(failover)}`]
+    figures[`echoLongestGapRatio${name(failover)}ToNone`] =
+      typeof none === "number" && typeof measured === "number" && none > 0
+        ? Number((measured / none).toFixed(3))
+        : null
+  }
   return { lines, rows, figures, complete: failures.size === 0 && runs.size === failovers.length }
 }
 

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url"
 import { JsonLinesProcess, Ports, Usrsctp } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
 import { Effect } from "effect"
+import type * as Cluster from "../src/Cluster.ts"
 
 const receiverScript = fileURLToPath(new URL("./receiver.ts", import.meta.url))
 
@@ -137,7 +138,7 @@ export const startCluster = async (options: {
   readonly observe: boolean
   /** The nodes' service (default discard) and takeover (`--failover`, default asconf). */
   readonly service?: "discard" | "echo"
-  readonly failover?: "asconf" | "none"
+  readonly failover?: Cluster.Failover
 }): Promise<ClusterProcesses> => {
   // Both nodes bind this UDP port on their own address; usrsctp's programs bind theirs on
   // 0.0.0.0, so it must be free there too.
