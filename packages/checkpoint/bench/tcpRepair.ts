@@ -11,7 +11,7 @@
  *   checkpoints it wrote, what one cost it, the largest step of the acknowledgement between
  *   two and what a takeover's refill of that many bytes costs.
  * Prints a table, then one JSON line. UNDERSTUDY_BENCH_TAKEOVERS (default 5 per lease) and
- * UNDERSTUDY_BENCH_THROUGHPUT_RUNS (default 5) set the counts.
+ * UNDERSTUDY_BENCH_THROUGHPUT_RUNS (default 9) set the counts.
  */
 import { execFileSync } from "node:child_process"
 import { randomInt } from "node:crypto"
@@ -32,7 +32,7 @@ import {
 } from "../test/TcpRepairLab.ts"
 
 const takeovers = Number(process.env.UNDERSTUDY_BENCH_TAKEOVERS ?? 5)
-const throughputRuns = Number(process.env.UNDERSTUDY_BENCH_THROUGHPUT_RUNS ?? 5)
+const throughputRuns = Number(process.env.UNDERSTUDY_BENCH_THROUGHPUT_RUNS ?? 9)
 const throughputObjectBytes = 128 * 1024 * 1024
 const checkpointEveryBytes = 4 * 1024 * 1024
 

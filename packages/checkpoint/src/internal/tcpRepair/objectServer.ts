@@ -283,8 +283,9 @@ export const serve = (options: ServeOptions): Promise<net.Server> => {
  * MAC, a round trip: 0.6 ms in a loop, 2-3 ms amid a transfer on a loaded machine) and
  * the store a write; one per 4 MiB was 150 a second at 600 MiB/s, a quarter of the
  * transfer's time. So after `everyBytes` a checkpoint also waits for `gapMs` since the
- * last, but never past `stretchMax` x `everyBytes`: a refill of at most 32 MiB by default
- * (plus what was in flight), well under a takeover's `refillBytesMax`.
+ * last, but never past `stretchMax` x `everyBytes`: a refill of at most 32 MiB by default,
+ * plus what went out while the write before was in the store's hands (one at a time; a
+ * slow store stretches every cadence so), under a takeover's `refillBytesMax`.
  */
 const checkpointGapMsDefault = 25
 const stretchMax = 8
