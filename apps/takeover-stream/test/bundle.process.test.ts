@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
-import { JsonLinesProcess } from "@understudy/testkit"
+import { JsonLinesProcess, Prng } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
 import { mainPath, startCluster } from "./support.ts"
 
@@ -23,17 +23,6 @@ const sigkills = Number(process.env.UNDERSTUDY_TAKEOVER_STREAM_SIGKILLS ?? 2)
 if (!(Number.isSafeInteger(sigkills) && sigkills >= 1))
   throw new Error("UNDERSTUDY_TAKEOVER_STREAM_SIGKILLS is a positive integer")
 const seed = Number(process.env.UNDERSTUDY_SEED || Math.floor(Math.random() * 2 ** 31))
-/** A small seeded generator: the kill offsets of a run are replayed from its seed. */
-const mulberry32 = (from: number) => {
-  let state = from >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 afterAll(() => JsonLinesProcess.killAll())
@@ -117,7 +106,7 @@ describe("takeover-stream bundles", () => {
   it(`TCP, UDP and multicast members: ${sigkills} SIGKILLs at random offsets move all of them; SHA-256s match`, {
     timeout: 60_000 * Math.ceil(sigkills / 2),
   }, async () => {
-    const random = mulberry32(seed)
+    const random = Prng.make(seed)
     // Shown with any failure, a timeout's included: the offsets replay from it.
     console.log(`offsets from UNDERSTUDY_SEED=${seed}`)
     // Two SIGKILLs per bundle (three servers: the third finishes it); fresh processes each.
@@ -125,7 +114,7 @@ describe("takeover-stream bundles", () => {
       const kills = Math.min(2, sigkills - killed)
       // Random offsets, as a fraction of the member furthest behind: the first in 10-35 %,
       // the second in 40-60 %, so each finds the UDP members mid-way (TCP mostly too).
-      const fractions = [0.1 + 0.25 * random(), 0.4 + 0.2 * random()].slice(0, kills)
+      const fractions = [0.1 + 0.25 * random.next(), 0.4 + 0.2 * random.next()].slice(0, kills)
       const context = `UNDERSTUDY_SEED=${seed}, bundle ${round}, kills at ${fractions.map((f) => f.toFixed(3)).join(", ")}`
       const { atKill, moves } = await mixedBundle(fractions, context)
       killed += kills

@@ -15,30 +15,13 @@
  *
  * Replay one seed: UNDERSTUDY_SEED=<n> npx vitest run test/BundleControl.sim.test.ts
  */
-import { Seeds } from "@understudy/testkit"
+import { Prng, Seeds } from "@understudy/testkit"
 import { Result } from "effect"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import * as BundleControl from "../src/BundleControl.ts"
 import * as Checkpoint from "../src/Checkpoint.ts"
 import * as Message from "../src/Message.ts"
-
-/** mulberry32: a seeded generator for schedules only (never for secrets). */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  return {
-    next: () => {
-      a = (a + 0x6d2b79f5) >>> 0
-      let t = a
-      t = Math.imul(t ^ (t >>> 15), t | 1)
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-      return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-    },
-    int(min: number, max: number) {
-      return min + Math.floor(this.next() * (max - min + 1))
-    },
-  }
-}
 
 const objects: Record<string, number> = { a: 1_000, b: 20, c: 0 }
 const endpoint = { host: "127.0.0.1", port: 1 }
@@ -119,7 +102,7 @@ const check = (ok: boolean, seed: number, what: string) => {
 }
 
 const simulate = (seed: number) => {
-  const random = prng(seed)
+  const random = Prng.make(seed)
   const controlIsn = random.int(0, 2 ** 40)
   // The last checkpoint written; encoded and decoded whenever a server starts from it.
   let durable = BundleControl.initial(controlIsn)

@@ -14,30 +14,13 @@
  *
  * Replay one seed: UNDERSTUDY_SEED=<n> npx vitest run test/Takeover.sim.test.ts
  */
-import { Seeds } from "@understudy/testkit"
+import { Prng, Seeds } from "@understudy/testkit"
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import * as Checkpoint from "../src/Checkpoint.ts"
 import * as Proof from "../src/Proof.ts"
 import * as Resume from "../src/Resume.ts"
 import * as Sequence from "../src/Sequence.ts"
-
-/** mulberry32: a seeded generator for schedules only (never for secrets). */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  return {
-    next: () => {
-      a = (a + 0x6d2b79f5) >>> 0
-      let t = a
-      t = Math.imul(t ^ (t >>> 15), t | 1)
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-      return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-    },
-    int(min: number, max: number) {
-      return min + Math.floor(this.next() * (max - min + 1))
-    },
-  }
-}
 
 const objectByte = (seed: number, index: number) => (index * 31 + seed * 7 + (index >>> 8)) & 0xff
 
@@ -54,7 +37,7 @@ interface Outcome {
 }
 
 const simulate = (seed: number): Outcome => {
-  const random = prng(seed)
+  const random = Prng.make(seed)
   const size = random.int(1, 300_000)
   const object = new Uint8Array(size).map((_, i) => objectByte(seed, i))
   const coverage: Checkpoint.Coverage = random.next() < 0.5 ? "source" : "window"
