@@ -178,11 +178,13 @@ export const realRun = async (
       clientProcs.flatMap((proc) => proc.lines.filter((line) => line.t !== "ready")) as Array<
         ClientLine & Record<string, unknown>
       >
-    /** Where each client holds now, by its latest Granted / Reattached line. */
+    /** Where each client holds now: its latest Granted / Reattached line, unless Lost since. */
     const holders = () => {
       const holder = new Map<string, string>()
-      for (const line of lines())
+      for (const line of lines()) {
         if (line.t === "Granted" || line.t === "Reattached") holder.set(line.client, line.server)
+        else if (line.t === "Lost") holder.delete(line.client)
+      }
       return holder
     }
     /** How many clients of each kind hold at each server (`pool@s2`). */
