@@ -290,6 +290,15 @@ export const serve = (options: ServeOptions): Promise<net.Server> => {
 const checkpointGapMsDefault = 25
 const stretchMax = 8
 
+/** Whether a transfer's next checkpoint is due: `sinceBytes` read, `sinceMs` since the last. */
+export const checkpointDue = (
+  cadence: { readonly everyBytes: number; readonly gapMs: number },
+  sinceBytes: number,
+  sinceMs: number,
+): boolean =>
+  sinceBytes >= cadence.everyBytes &&
+  (sinceBytes >= stretchMax * cadence.everyBytes || sinceMs >= cadence.gapMs)
+
 /** When a transfer asks for a checkpoint. */
 interface Cadence {
   readonly everyBytes: number
@@ -361,13 +370,10 @@ const sendObject = (
       })
       if (cadence !== undefined) {
         sinceCheckpoint += n
-        if (
-          sinceCheckpoint >= cadence.everyBytes &&
-          (sinceCheckpoint >= stretchMax * cadence.everyBytes ||
-            cadence.nowMs() - askedAtMs >= cadence.gapMs)
-        ) {
+        const now = cadence.nowMs()
+        if (checkpointDue(cadence, sinceCheckpoint, now - askedAtMs)) {
           sinceCheckpoint = 0
-          askedAtMs = cadence.nowMs()
+          askedAtMs = now
           cadence.take()
         }
       }
