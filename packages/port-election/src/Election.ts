@@ -91,12 +91,22 @@ export interface ElectionOptions {
   /** Time allowed for a request, a command, the handshake and registration. Default 5,000. */
   readonly requestTimeoutMs?: number
   /**
-   * How long a new supervisor waits for the previous members to re-register their
-   * permits before it grants new ones. Default 1,000 ms; ends early once every member of
-   * the last registry it saw is back. A supervisor that never saw a registry (the first
-   * one on the machine, or a newcomer that won the bind during a failover) waits for the
-   * registry the first re-registering member had, or, if none had one, the whole grace
-   * period before its first grant.
+   * How long permits wait for a holder whose connection is gone. A new supervisor waits
+   * this long for the previous members to re-register their permits before it grants new
+   * ones; it ends early once every member of the last registry it saw is back. A
+   * supervisor that never saw a registry (the first one on the machine, or a newcomer that
+   * won the bind during a failover) waits for the registry the first re-registering member
+   * had, or, if none had one, the whole grace period before its first grant. A supervisor
+   * that loses the connection of a member holding permits keeps them for it this long (the
+   * member stays in the registry meanwhile), unless its process is gone.
+   *
+   * A holder cut off from its supervisor gives its permits up (`lost`) at the last time it
+   * heard from it plus `graceMs` minus `keepAlive.intervalMs`, unless a supervisor has
+   * taken its holdings by then: before any supervisor gives them to another, since that
+   * supervisor lost it, or took over, after that last time. So it must be more than
+   * `keepAlive.timeoutMs` (a holder notices a hung supervisor only then) plus the time to
+   * register again, and the same on every instance. Default: `keepAlive.timeoutMs` plus
+   * the larger of 1,000 ms and `keepAlive.timeoutMs` (3,000 ms with the default keep-alive).
    */
   readonly graceMs?: number
   /** Bind-or-connect attempts without success before giving up. Default 2,000. */
@@ -264,7 +274,6 @@ export const make = (
     const instanceId = options.instanceId ?? `${pid}-${identity.uniqueId()}`
     const startedAtMs = yield* Clock.currentTimeMillis
     const requestTimeoutMs = options.requestTimeoutMs ?? 5_000
-    const graceMs = options.graceMs ?? 1_000
     const attemptsMax = options.attemptsMax ?? 2_000
     const clusterKey =
       options.secret !== undefined && Redacted.isRedacted(options.secret)
@@ -277,6 +286,10 @@ export const make = (
       clusterKey,
       handshakeTimeoutMs: requestTimeoutMs,
     }
+    // The keep-alive time-out (a holder notices a hung supervisor only then), then at least
+    // a second to register again (see `graceMs`).
+    const { timeoutMs } = connectionOptions.keepAlive
+    const graceMs = options.graceMs ?? timeoutMs + Math.max(1_000, timeoutMs)
 
     const events = yield* PubSub.sliding<ElectionEvent>(options.eventsCapacity ?? 1_024)
     const record = Metrics.recorder()
@@ -312,6 +325,10 @@ export const make = (
     })
 
     const held = new Set<PermitState>()
+    // Once out of the election, this instance holds nothing: a permit still in use is lost.
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(held, (permit) => Deferred.succeed(permit.lost, undefined), { discard: true }),
+    )
     const pendingAcquires = new Map<string, PendingAcquire>()
     const pendingRequests = new Map<
       string,
@@ -377,6 +394,70 @@ export const make = (
           }),
         { discard: true },
       ).pipe(Effect.tap(() => (lost.length === 0 ? Effect.void : Effect.sync(prepareRegistration))))
+
+    // ---- cut off: permits held while no supervisor has them ---------------------------
+
+    /**
+     * Gives up this instance's permits at its deadline, unless a supervisor takes them back
+     * first (`welcomedBack`). Safety: the supervisor that lost this instance keeps its
+     * permits for `graceMs` from when it noticed the loss, which is after the last thing it
+     * sent, which arrived after `lastHeardAtMs` (a lower bound); a successor freezes its
+     * grants for `graceMs` from its takeover, which is after its predecessor died, so after
+     * that too. The deadline, `lastHeardAtMs + graceMs - keepAlive.intervalMs`, is before
+     * either regrants, by the interval: room for this process to be late waking up.
+     */
+    let cutOff: Fiber.Fiber<void> | undefined
+    /** Permits given up at the deadline: a registration in flight may still claim them. */
+    const abandoned = new Map<string, number>()
+    const cutOffFrom = (connection: Connection.Connection<Message>) =>
+      Effect.gen(function* () {
+        // An earlier deadline still runs: a registration since did not take the permits.
+        // Set even if nothing is held yet: a grant read just before the close may still be
+        // on its way to the acquirer.
+        if (cutOff !== undefined) return
+        const deadlineMs =
+          (yield* connection.lastHeardAtMs) + graceMs - connectionOptions.keepAlive.intervalMs
+        cutOff = yield* Effect.forkIn(
+          Effect.gen(function* () {
+            yield* Effect.sleep(Math.max(0, deadlineMs - (yield* now)))
+            cutOff = undefined
+            const lost = holdings()
+            for (const holding of lost) {
+              abandoned.set(
+                holding.resource,
+                (abandoned.get(holding.resource) ?? 0) + holding.permits,
+              )
+            }
+            yield* losePermits(lost)
+          }),
+          electionScope,
+        )
+      })
+
+    /**
+     * A supervisor has this instance's holdings again, as `claimed` by its registration
+     * minus what it answered lost: the deadline is off, and permits given up meanwhile that
+     * the registration still claimed are handed back.
+     */
+    const welcomedBack = (
+      claimed: ReadonlyArray<Holding>,
+      lostHere: ReadonlyMap<string, number>,
+      send: (message: Message) => Effect.Effect<void>,
+    ) =>
+      Effect.gen(function* () {
+        const deadline = cutOff
+        cutOff = undefined
+        if (deadline !== undefined) yield* Fiber.interrupt(deadline)
+        for (const [resource, permits] of abandoned) {
+          const kept =
+            (claimed.find((h) => h.resource === resource)?.permits ?? 0) -
+            (lostHere.get(resource) ?? 0)
+          for (let i = 0; i < Math.min(permits, kept); i++) {
+            yield* send({ _tag: "Release", resource })
+          }
+        }
+        abandoned.clear()
+      })
 
     const runHandler = (
       table: Map<string, Handler>,
@@ -605,6 +686,7 @@ export const make = (
               },
               connection,
               holdingsKnown: !preRegistered,
+              cutOff: false,
             }
             let lost: ReadonlyArray<Holding> = []
             if (preRegistered) state.expected.add(message.instanceId)
@@ -619,14 +701,20 @@ export const make = (
           })
 
         /**
-         * A member registers again while its old connection is still open here: that
-         * connection died on its side (its keep-alive timed out), and this end has not
-         * read the close yet. The new connection takes the entry's place; what the member
-         * holds passes over without being granted to anyone in between.
+         * A member registers again while its old connection is still open here (that
+         * connection died on its side: its keep-alive timed out, and this end has not read
+         * the close yet), or is closed with its permits reserved for it. The new connection
+         * takes the entry's place; what the member holds passes over without being granted
+         * to anyone in between.
          */
         const onReconnect = (existing: MemberEntry, message: Register) =>
           Effect.gen(function* () {
-            state.members.set(message.instanceId, { ...existing, connection, holdingsKnown: true })
+            state.members.set(message.instanceId, {
+              ...existing,
+              connection,
+              holdingsKnown: true,
+              cutOff: false,
+            })
             yield* existing.connection.close
             const { lost, grants } = state.grants.replace(message.instanceId, message.holdings)
             state.expected.delete(message.instanceId)
@@ -739,16 +827,43 @@ export const make = (
         }
         yield* Stream.runForEach(connection.messages, onMessage)
         const reason = yield* connection.closed
-        if (memberId === undefined || state.members.get(memberId)?.connection !== connection) {
-          return
+        const id = memberId
+        const entry = id === undefined ? undefined : state.members.get(id)
+        if (id === undefined || entry?.connection !== connection) return
+        if (state.grants.holds(id)) {
+          // It may be alive and count on its permits: this side dropped it, or it dropped
+          // a connection it thought hung. They stay its own for the grace period, in which
+          // it registers again and keeps them, or gives them up itself (see `cutOffFrom`).
+          entry.cutOff = true
+          state.grants.withdraw(id)
+          if (Registry.undesignate(state, id)) yield* designate(state)
+          yield* broadcastMembers(state)
+          yield* reserveFor(state, entry)
+          if (state.members.get(id) !== entry) return
         }
-        const [member] = memberList(state, [memberId])
-        state.members.delete(memberId)
-        if (Registry.undesignate(state, memberId)) yield* designate(state)
-        yield* deliver(state, state.grants.remove(memberId))
+        const [member] = memberList(state, [id])
+        state.members.delete(id)
+        if (Registry.undesignate(state, id)) yield* designate(state)
+        yield* deliver(state, state.grants.remove(id))
         yield* broadcastMembers(state)
         if (member !== undefined) {
           yield* emit({ _tag: "MemberLeft", member, reason: CloseReason.describe(reason) })
+        }
+      })
+
+    /**
+     * Waits out a cut-off member's reservation: the grace period, or less if it registers
+     * again (its entry is replaced) or its process is seen gone (then it holds nothing).
+     */
+    const reserveFor = (state: SupervisorState, entry: MemberEntry) =>
+      Effect.gen(function* () {
+        const untilMs = (yield* now) + graceMs
+        const pollMs = connectionOptions.keepAlive.intervalMs
+        for (;;) {
+          const leftMs = untilMs - (yield* now)
+          if (leftMs <= 0 || state.members.get(entry.member.instanceId) !== entry) return
+          if (identity.isRunning?.(entry.member.pid) === false) return
+          yield* Effect.sleep(Math.min(pollMs, leftMs))
         }
       })
 
@@ -777,6 +892,7 @@ export const make = (
         // Own permits from before the failover first, then own waiting requests.
         const lost = state.grants.adopt(instanceId, holdings())
         yield* losePermits(lost)
+        yield* welcomedBack([], new Map(), () => Effect.void)
         if (state.expected.size > 0 || state.blind) state.grants.frozen = true
         // Own waiting requests: granted at once when the resource has room and nothing is
         // frozen, and those grants must be delivered (to this instance) like any other.
@@ -872,6 +988,12 @@ export const make = (
         const welcomed = yield* Deferred.make<string | undefined, ElectionError>()
         let supervisorId = ""
         const send = (message: Message) => Effect.ignore(connection.send(message))
+        // Built before any Welcome is taken in: `previous` names the registry of the
+        // supervisor this instance had, not of the one that welcomes it.
+        const registration = preparedRegistration ?? registerMessage()
+        /** What this supervisor answered lost, of what the registration claimed. */
+        const lostHere = new Map<string, number>()
+        const haveHoldingsBack = welcomedBack(registration.holdings, lostHere, send)
 
         const onMessage = (message: Message): Effect.Effect<void> => {
           switch (message._tag) {
@@ -881,9 +1003,20 @@ export const make = (
               // Prepared again with the registry this supervisor sends, not now: a takeover's
               // Welcome comes when the CPU is scarce.
               preparedRegistration = undefined
+              for (const holding of message.lost) {
+                lostHere.set(
+                  holding.resource,
+                  (lostHere.get(holding.resource) ?? 0) + holding.permits,
+                )
+              }
               return Effect.andThen(
                 Effect.andThen(losePermits(message.lost), standby.follow(message.successor)),
-                Deferred.succeed(welcomed, message.supervisorId),
+                Effect.andThen(
+                  // A takeover's Welcome comes before this instance confirmed its holdings:
+                  // they are taken once the registry comes (it is sent only to those).
+                  takeover === undefined ? haveHoldingsBack : Effect.void,
+                  Deferred.succeed(welcomed, message.supervisorId),
+                ),
               )
             case "Refused":
               return Deferred.fail(
@@ -901,7 +1034,10 @@ export const make = (
               // The previous supervisor's dead connection is torn down only now: the
               // registry comes once the members are back, so the teardown does not compete
               // with their registrations for the CPU.
-              return Effect.andThen(standby.follow(message.successor), releaseSpent)
+              return Effect.andThen(
+                Effect.andThen(standby.follow(message.successor), releaseSpent),
+                takeover === undefined ? Effect.void : haveHoldingsBack,
+              )
             case "Designate":
               return Effect.flatMap(standby.open, (standbyAt) =>
                 standbyAt === undefined
@@ -960,9 +1096,6 @@ export const make = (
             Deferred.succeed(welcomed, undefined),
           ),
         )
-        // Built before any Welcome is taken in: `previous` names the registry of the
-        // supervisor this instance had, not of the one that welcomes it.
-        const registration = preparedRegistration ?? registerMessage()
         if (takeover !== undefined) yield* onMessage(takeover)
         const registered = yield* Effect.exit(connection.send(registration))
         if (registered._tag === "Failure") return "retry" as const
@@ -992,6 +1125,7 @@ export const make = (
           if (Result.isSuccess(listened)) bound = { scope, listener: listened.success }
           else yield* Scope.close(scope, Exit.void)
         }
+        yield* cutOffFrom(connection)
         yield* Effect.exit(Fiber.join(reader))
         upstream = undefined
         role = { _tag: "Electing" }
@@ -1229,6 +1363,9 @@ export const make = (
                   instanceId: id,
                   ...(yield* runHandler(commandHandlers, name, payload, id)),
                 }
+              }
+              if (state.members.get(id)?.cutOff === true) {
+                return { instanceId: id, ok: false, payload: "its connection is gone" }
               }
               const commandId = nextId()
               const done = yield* Deferred.make<{ ok: boolean; payload: unknown }>()

@@ -105,6 +105,27 @@ export class Grants {
     }
   }
 
+  /** Whether `instanceId` holds any permit. */
+  holds(instanceId: string): boolean {
+    for (const resource of this.resources.values()) {
+      if (resource.holders.has(instanceId)) return true
+    }
+    return false
+  }
+
+  /**
+   * Withdraws everything an instance waits for, keeping what it holds: its connection is
+   * gone, and it asks again if it registers again. Grants nothing (a waiter leaving the
+   * queue makes no room).
+   */
+  withdraw(instanceId: string): void {
+    for (const resource of this.resources.values()) {
+      for (let i = resource.waiters.length - 1; i >= 0; i--) {
+        if (resource.waiters[i]!.instanceId === instanceId) resource.waiters.splice(i, 1)
+      }
+    }
+  }
+
   /** An instance left (its connection closed): everything it held or waited for goes. */
   remove(instanceId: string): ReadonlyArray<Grant> {
     this.forget(instanceId)
@@ -168,12 +189,8 @@ export class Grants {
 
   /** Drops what an instance holds and waits for, granting nothing yet. */
   private forget(instanceId: string): void {
-    for (const resource of this.resources.values()) {
-      resource.holders.delete(instanceId)
-      for (let i = resource.waiters.length - 1; i >= 0; i--) {
-        if (resource.waiters[i]!.instanceId === instanceId) resource.waiters.splice(i, 1)
-      }
-    }
+    this.withdraw(instanceId)
+    for (const resource of this.resources.values()) resource.holders.delete(instanceId)
   }
 
   private grantAll(): Array<Grant> {

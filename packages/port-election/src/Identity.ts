@@ -4,9 +4,9 @@
  * `randomUUID()` directly, so a simulation can give every instance of one test process an
  * identity of its own and replay it from a seed.
  *
- * The default is the real process: `process.pid` and `crypto.randomUUID()`. Instance ids
- * must be unique across processes and restarts, so in production they come from the OS's
- * randomness rather than the (possibly seeded) Effect `Random`.
+ * The default is the real process: `process.pid`, `crypto.randomUUID()` and `kill(pid, 0)`.
+ * Instance ids must be unique across processes and restarts, so in production they come
+ * from the OS's randomness rather than the (possibly seeded) Effect `Random`.
  *
  * @example
  * ```ts
@@ -30,6 +30,22 @@ export interface Shape {
   readonly pid: number
   /** A new name, unique across processes and restarts: instance ids, standby addresses. */
   readonly uniqueId: () => string
+  /**
+   * False only when no process `pid` exists on this machine (a member that died holding
+   * permits: they need not wait out their reservation). Absent: every member counts as
+   * running, and its permits wait out the reservation.
+   */
+  readonly isRunning?: (pid: number) => boolean
+}
+
+/** `kill(pid, 0)`: only ESRCH says there is no such process (EPERM: someone else's). */
+const isRunning = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ESRCH"
+  }
 }
 
 /**
@@ -39,7 +55,7 @@ export interface Shape {
  * @category references
  */
 export const Identity = Context.Reference<Shape>("@understudy/port-election/Identity", {
-  defaultValue: () => ({ pid: process.pid, uniqueId: randomUUID }),
+  defaultValue: () => ({ pid: process.pid, uniqueId: randomUUID, isRunning }),
 })
 
 /**

@@ -56,6 +56,12 @@ export interface Entry {
    * still be read by the reader that waited for the takeover.
    */
   holdingsKnown: boolean
+  /**
+   * Its connection closed while it held permits: they stay reserved for it (counted, given
+   * to nobody) until it registers again or the reservation ends, and it stays in the
+   * registry meanwhile, so that a successor waits for it too. Never designated.
+   */
+  cutOff: boolean
 }
 
 /**
@@ -247,8 +253,8 @@ export const welcomeOf = (
     : { _tag: "Welcome", supervisorId, lost, successor: state.successor }
 
 /**
- * The member to ask to be successor, now recorded as designated: the oldest, unless one is
- * designated. Not while the previous members re-register: the standby connections it
+ * The member to ask to be successor, now recorded as designated: the oldest connected
+ * one, unless one is designated. Not while the previous members re-register: the standby connections it
  * brings would compete with them for the CPU. Undefined when nobody is to be asked.
  *
  * @since 0.1.0
@@ -256,10 +262,12 @@ export const welcomeOf = (
  */
 export const designate = <E extends Entry>(state: State<E>): E | undefined => {
   if (state.designated !== undefined || (state.grants.frozen && !state.blind)) return undefined
-  const oldest = state.members.values().next()
-  if (oldest.done === true) return undefined
-  state.designated = oldest.value.member.instanceId
-  return oldest.value
+  for (const entry of state.members.values()) {
+    if (entry.cutOff) continue
+    state.designated = entry.member.instanceId
+    return entry
+  }
+  return undefined
 }
 
 /**

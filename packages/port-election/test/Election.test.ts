@@ -1,8 +1,14 @@
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Ports } from "@understudy/testkit"
-import { Address, NodeTransport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Fiber, Redacted, Scope, Stream } from "effect"
+import {
+  Address,
+  type Connection,
+  NodeTransport,
+  Transport,
+  TransportError,
+} from "@understudy/transport"
+import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
 import * as Election from "../src/Election.ts"
 
 const secret = Redacted.make(new Uint8Array(randomBytes(32)))
@@ -20,6 +26,58 @@ const start = (
     graceMs: 500,
     ...extra,
   }).pipe(Scope.provide(scope), Effect.provide(NodeTransport.layer))
+
+/**
+ * The Node transport with a switch: `connections` are those it opened or accepted, and while
+ * `cut` is set it connects nowhere (as if the peer were unreachable).
+ */
+const switchable = () => {
+  const connections: Array<Connection.Connection<unknown>> = []
+  const control = { cut: false, connections }
+  const layer = Layer.effect(
+    Transport.Transport,
+    Effect.gen(function* () {
+      const transport = yield* Transport.Transport
+      const record = <A>(connection: Connection.Connection<A>) => {
+        connections.push(connection as Connection.Connection<unknown>)
+        return connection
+      }
+      return Transport.Transport.of({
+        listen: (at, options) =>
+          Effect.map(transport.listen(at, options), (listener) => ({
+            ...listener,
+            connections: Stream.map(listener.connections, record),
+          })),
+        connect: (at, options) =>
+          control.cut
+            ? Effect.fail(
+                new TransportError.ConnectError({
+                  address: Address.format(at),
+                  reason: "Unreachable",
+                  detail: "cut off by the test",
+                }),
+              )
+            : Effect.map(transport.connect(at, options), record),
+      })
+    }),
+  ).pipe(Layer.provide(NodeTransport.layer))
+  return { control, layer }
+}
+
+const startOver = (
+  layer: Layer.Layer<Transport.Transport>,
+  address: Address.StreamAddress,
+  scope: Scope.Scope,
+  extra: Partial<Election.ElectionOptions> = {},
+) =>
+  Election.make({
+    program: "test",
+    address,
+    secret,
+    keepAlive: { intervalMs: 100, timeoutMs: 600 },
+    graceMs: 1_500,
+    ...extra,
+  }).pipe(Scope.provide(scope), Effect.provide(layer))
 
 const uniqueAbstract = () => Address.abstract(`understudy-test-${randomBytes(6).toString("hex")}`)
 
@@ -126,6 +184,88 @@ describe("port election, in one process", () => {
       yield* Scope.close(scopes[0]!, Exit.void)
       yield* Scope.close(holdY, Exit.void)
     }),
+  )
+
+  it.live(
+    "a holder its supervisor drops keeps its mutex: the waiter gets it only once released",
+    () =>
+      Effect.gen(function* () {
+        const address = uniqueAbstract()
+        const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
+        const supervising = switchable()
+        const supervisor = yield* startOver(supervising.layer, address, scopes[0]!)
+        const holder = yield* start(address, scopes[1]!, { graceMs: 1_500 })
+        // The supervisor has accepted the holder's connection only, so far.
+        const [holderConnection] = supervising.control.connections
+        const waiter = yield* start(address, scopes[2]!, { graceMs: 1_500 })
+        expect((yield* supervisor.role)._tag).toBe("Supervisor")
+        const holding = yield* Scope.make()
+        const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
+        const waiting = yield* Effect.forkChild(
+          waiter.acquire("lock").pipe(Scope.provide(scopes[2]!)),
+        )
+        yield* Effect.sleep(100)
+        expect(waiting.pollUnsafe()).toBeUndefined()
+        const back = yield* Deferred.make<void>()
+        yield* Effect.forkChild(
+          Stream.runForEach(holder.events, (event) =>
+            event._tag === "BecameSubordinate" ? Deferred.succeed(back, undefined) : Effect.void,
+          ),
+        )
+        yield* Effect.sleep(10)
+        // The supervisor drops the holder (as its keep-alive does with a starved one); the
+        // holder, alive, still holds the mutex and registers again.
+        yield* holderConnection!.close
+        yield* Deferred.await(back).pipe(Effect.timeout("5 seconds"))
+        yield* Effect.sleep(300)
+        expect(waiting.pollUnsafe(), "granted while the holder still held it").toBeUndefined()
+        expect(yield* Effect.exit(permit.lost.pipe(Effect.timeout(1)))).toMatchObject({
+          _tag: "Failure",
+        })
+        yield* Scope.close(holding, Exit.void)
+        yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"))
+        for (const scope of [scopes[2]!, scopes[1]!, scopes[0]!])
+          yield* Scope.close(scope, Exit.void)
+      }),
+  )
+
+  it.live(
+    "a holder cut off for longer than the grace period gives its mutex up before the waiter gets it",
+    () =>
+      Effect.gen(function* () {
+        const address = uniqueAbstract()
+        const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
+        const supervisor = yield* start(address, scopes[0]!, { graceMs: 1_000 })
+        const cutting = switchable()
+        const holder = yield* startOver(cutting.layer, address, scopes[1]!, { graceMs: 1_000 })
+        const waiter = yield* start(address, scopes[2]!, { graceMs: 1_000 })
+        expect((yield* supervisor.role)._tag).toBe("Supervisor")
+        const holding = yield* Scope.make()
+        const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
+        const lostAt = yield* Effect.forkChild(Effect.andThen(permit.lost, Clock.currentTimeMillis))
+        const grantedAt = yield* Effect.forkChild(
+          Effect.andThen(
+            waiter.acquire("lock").pipe(Scope.provide(scopes[2]!)),
+            Clock.currentTimeMillis,
+          ),
+        )
+        yield* Effect.sleep(100)
+        expect(grantedAt.pollUnsafe()).toBeUndefined()
+        // The holder's connections die and it reaches nobody (its keep-alive would time out
+        // the same way): it can not tell the supervisor anything until it gives up.
+        cutting.control.cut = true
+        yield* Effect.forEach(cutting.control.connections, (connection) => connection.close, {
+          discard: true,
+        })
+        const granted = yield* Fiber.join(grantedAt).pipe(Effect.timeout("5 seconds"))
+        const lost = lostAt.pollUnsafe()
+        expect(lost, "the waiter was granted while the holder still held").toBeDefined()
+        expect(Exit.isSuccess(lost!) && lost.value <= granted).toBe(true)
+        cutting.control.cut = false
+        for (const scope of [scopes[2]!, holding, scopes[1]!, scopes[0]!]) {
+          yield* Scope.close(scope, Exit.void)
+        }
+      }),
   )
 
   it.live("a subordinate waiting for a permit gets it when it becomes supervisor itself", () =>

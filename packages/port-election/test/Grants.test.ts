@@ -72,6 +72,22 @@ describe("Grants, step by step", () => {
     expect(grants.snapshot()).toEqual([])
   })
 
+  it("withdraw drops one instance's waits and keeps its permits counted", () => {
+    const grants = new Grants()
+    grants.acquire("a", "a1", "lock", 1)
+    grants.acquire("a", "a2", "lock", 1)
+    grants.acquire("b", "b1", "lock", 1)
+    expect(grants.holds("a")).toBe(true)
+    expect(grants.holds("b")).toBe(false)
+    grants.withdraw("a")
+    // Still a's: b waits until a registers again (replace) or is removed.
+    expect(grants.snapshot()).toEqual([
+      { resource: "lock", limit: 1, holders: [{ instanceId: "a", permits: 1 }], waiting: ["b"] },
+    ])
+    expect(grants.replace("a", [{ resource: "lock", limit: 1, permits: 1 }]).grants).toEqual([])
+    expect(grants.remove("a")).toEqual([{ instanceId: "b", requestId: "b1", resource: "lock" }])
+  })
+
   it("adopt keeps only what fits and returns the rest as lost", () => {
     const grants = new Grants()
     grants.frozen = true

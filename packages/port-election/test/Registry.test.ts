@@ -21,6 +21,7 @@ const register = (
 const entry = (instanceId: string): Registry.Entry => ({
   member: { instanceId, pid: 100, startedAtMs: 1, metadata: {}, joinedAtMs: 5 },
   holdingsKnown: true,
+  cutOff: false,
 })
 
 const state = (overrides: Partial<Registry.State> = {}): Registry.State => ({
@@ -128,6 +129,10 @@ describe("Registry, the supervisor's decisions", () => {
     expect(Registry.undesignate(registry, "a")).toBe(true)
     expect(registry.successor).toBeUndefined()
     registry.members.delete("a")
+    // A member whose connection is gone (its permits reserved) is never designated.
+    registry.members.get("b")!.cutOff = true
+    expect(Registry.designate(registry)).toBeUndefined()
+    registry.members.get("b")!.cutOff = false
     expect(Registry.designate(registry)?.member.instanceId).toBe("b")
   })
 

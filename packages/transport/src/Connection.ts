@@ -26,6 +26,16 @@ export interface Connection<A> {
    * connection closes, whatever the reason: read `closed` for it. Consume it once.
    */
   readonly messages: Stream.Stream<A>
+  /**
+   * A lower bound of when anything (a message or a keep-alive ping) last arrived from the
+   * peer, in `Clock` milliseconds: the keep-alive tick before the arrival, never a time after
+   * it. The time the connection opened until a tick saw something after it, and always
+   * without keep-alive.
+   * Stays put once closed. What the peer sent before it closed the connection arrived after
+   * it sent it, so a peer's close is never before this bound minus the time a message spends
+   * in flight (nothing, on one machine, for a process that is not starved of CPU).
+   */
+  readonly lastHeardAtMs: Effect.Effect<number>
   /** Completes, once, with why the connection closed. Never fails. */
   readonly closed: Effect.Effect<CloseReason>
   /**

@@ -96,6 +96,28 @@ describe("Connection core", () => {
     }).pipe(Effect.scoped),
   )
 
+  it.effect("lastHeardAtMs: the tick before the last arrival, never later; kept once closed", () =>
+    Effect.gen(function* () {
+      const keepAlive = { intervalMs: 100, timeoutMs: 500 }
+      const { pair, client, server } = yield* open({ keepAlive }, { keepAlive: false })
+      // Ticks every 50 ms from the open at 0; the server never pings.
+      expect(yield* client.lastHeardAtMs).toBe(0)
+      yield* TestClock.adjust(120)
+      expect(yield* client.lastHeardAtMs).toBe(0)
+      yield* server.send({ n: 1, text: "at 120" })
+      expect(yield* Stream.runCollect(Stream.take(client.messages, 1))).toHaveLength(1)
+      // Heard at 120, after the tick at 100: the bound is 100 before the next tick and after.
+      expect(yield* client.lastHeardAtMs).toBe(100)
+      yield* TestClock.adjust(30)
+      expect(yield* client.lastHeardAtMs).toBe(100)
+      pair.server.pause()
+      const closed = yield* Effect.forkChild(client.closed)
+      yield* TestClock.adjust(600)
+      expect((yield* Fiber.join(closed))._tag).toBe("Timeout")
+      expect(yield* client.lastHeardAtMs).toBe(100)
+    }).pipe(Effect.scoped),
+  )
+
   it.effect("keep-alive pings hold an idle connection open on both sides", () =>
     Effect.gen(function* () {
       const keepAlive = { intervalMs: 100, timeoutMs: 500 }

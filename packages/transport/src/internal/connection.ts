@@ -85,6 +85,9 @@ class Core<A> {
   private drainWaiter: Deferred.Deferred<void> | undefined = undefined
   heardSinceTick = false
   sentSinceTick = false
+  /** The keep-alive's last tick, and the tick before the latest arrival: see `heardAfterMs`. */
+  tickAtMs = 0
+  heardAfterMs = 0
   reason: CloseReason.CloseReason | undefined = undefined
 
   readonly handshake = Deferred.makeUnsafe<void, HandshakeError | ConnectError>()
@@ -451,6 +454,9 @@ export const make = <A>(
       return yield* new ConnectError({ address: params.peer, reason: "Timeout", detail })
     }
 
+    // From here on the keep-alive ticks bound the arrivals (see lastHeardAtMs).
+    core.tickAtMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+    core.heardAfterMs = core.tickAtMs
     const writer = yield* Effect.forkScoped(writeLoop(core))
     if (options.keepAlive !== false)
       yield* Effect.forkScoped(keepAliveLoop(core, options.keepAlive))
@@ -490,6 +496,9 @@ export const make = <A>(
       send,
       sendAll: (messages) => Effect.forEach(messages, send, { discard: true }),
       messages: Stream.fromPull(Effect.succeed(pull)),
+      // Something heard since the last tick arrived after it; the tick before is kept
+      // otherwise. Never the current time: that could be later than the arrival.
+      lastHeardAtMs: Effect.sync(() => (core.heardSinceTick ? core.tickAtMs : core.heardAfterMs)),
       closed: Deferred.await(core.closed),
       close,
     }
@@ -539,10 +548,12 @@ const keepAliveLoop = <A>(
       if (core.heardSinceTick) {
         core.heardSinceTick = false
         lastHeardMs = nowMs
+        core.heardAfterMs = core.tickAtMs
       } else if (nowMs - lastHeardMs >= keepAlive.timeoutMs) {
         core.finish(new CloseReason.Timeout({ idleMs: nowMs - lastHeardMs }), "destroy")
         return
       }
+      core.tickAtMs = nowMs
       sinceSentMs = core.sentSinceTick ? 0 : sinceSentMs + tickMs
       core.sentSinceTick = false
       if (sinceSentMs >= keepAlive.intervalMs) {
