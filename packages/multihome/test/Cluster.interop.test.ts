@@ -13,6 +13,9 @@ import * as Cluster from "../src/Cluster.ts"
 import * as Replication from "../src/Replication.ts"
 import { eventually } from "./support/endpoint-support.ts"
 
+// The link listens on 127.0.0.3 (a rejoining node's on 127.0.0.2): its port is checked free
+// there, where another process's cluster may hold it, not on 127.0.0.1.
+
 afterEach(() => Usrsctp.killAll())
 
 const layer = Layer.mergeAll(NodeDatagram.layer, NodeTransport.layer)
@@ -76,7 +79,7 @@ describe("cluster interop with usrsctp", () => {
       () =>
         Effect.gen(function* () {
           const udp = yield* Effect.promise(() => Usrsctp.freeEncapsulationPort())
-          const link = yield* Effect.promise(() => Ports.freeTcpPort())
+          const link = yield* Effect.promise(() => Ports.freeTcpPort("127.0.0.3"))
           const secondary = yield* startNode("secondary", policy, { udp, link })
           const primary = yield* startNode("primary", policy, { udp, link })
           const localEncapsPort = yield* Effect.promise(() => Usrsctp.freeEncapsulationPort())
@@ -130,10 +133,10 @@ describe("cluster interop with usrsctp", () => {
         const [udp, localEncapsPort] = yield* Effect.promise(() =>
           Usrsctp.freeEncapsulationPorts(2),
         )
-        const link = yield* Effect.promise(() => Ports.freeTcpPort())
+        const link = yield* Effect.promise(() => Ports.freeTcpPort("127.0.0.3"))
         const rejoinLink = Address.tcp(
           "127.0.0.2",
-          yield* Effect.promise(() => Ports.freeTcpPort()),
+          yield* Effect.promise(() => Ports.freeTcpPort("127.0.0.2")),
         )
         const ports = { udp: udp!, link }
         const secondary = yield* startNode("secondary", "every-update", ports, undefined, {
@@ -207,7 +210,7 @@ describe("cluster interop with usrsctp", () => {
         const [udp, localEncapsPort] = yield* Effect.promise(() =>
           Usrsctp.freeEncapsulationPorts(2),
         )
-        const link = yield* Effect.promise(() => Ports.freeTcpPort())
+        const link = yield* Effect.promise(() => Ports.freeTcpPort("127.0.0.3"))
         const ports = { udp: udp!, link }
         const secondary = yield* startNode(
           "secondary",
