@@ -3,7 +3,7 @@
  * checks, the command lines and configuration shown are right, and no page uses words only
  * the project's developers would understand.
  */
-import { execFileSync } from "node:child_process"
+import { execFile, execFileSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -12,6 +12,7 @@ import { it as effectIt } from "@effect/vitest"
 import { Observability } from "@understudy/transport"
 import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
+import * as LicensePool from "../../apps/license-pool/src/common.ts"
 import * as SctpCluster from "../../apps/sctp-cluster/src/cli.ts"
 import * as ServerGroupCli from "../../apps/server-group/src/cli.ts"
 import * as ServerGroupCommon from "../../apps/server-group/src/common.ts"
@@ -27,15 +28,6 @@ const read = (path: string) => readFileSync(path, "utf8")
 const pages = readdirSync(docs)
   .filter((file) => file.endsWith(".md") && file !== "README.md")
   .sort()
-
-/**
- * Fenced blocks still written inline: command lines of the sample programs, on pages whose
- * text is kept with their package's code. They are to become files in examples/ too; until
- * then a page may lose them but not gain any, and no other page may have one.
- */
-const inlineBlocksLeft: Readonly<Record<string, number>> = {
-  "heartbeat-pool.md": 1,
-}
 
 /**
  * The commands of a shell example, each as its words: comments dropped, lines continued with
@@ -70,20 +62,17 @@ const fences = (text: string) => [...text.matchAll(/^\s*(```|~~~)/gm)].length / 
 
 describe("code blocks", () => {
   it("every code block on a page is imported from a file in examples/, and that file exists", () => {
-    const inline: Record<string, number> = {}
+    const inline: Array<string> = []
     const imported = new Set<string>()
     for (const page of pages) {
       const text = read(join(docs, page))
-      const count = fences(text)
-      if (count > 0) inline[page] = count
+      if (fences(text) > 0) inline.push(page)
       for (const match of text.matchAll(/^<<< @\/examples\/([^\s#{[]+)/gm)) {
         imported.add(match[1]!)
       }
     }
-    const beyond = Object.entries(inline).filter(
-      ([page, count]) => count > (inlineBlocksLeft[page] ?? 0),
-    )
-    expect(beyond).toEqual([])
+    // No page writes a block inline.
+    expect(inline).toEqual([])
     const files = readdirSync(examples).filter((file) => file !== "support")
     expect([...imported].sort()).toEqual(files.sort())
   })
@@ -194,6 +183,50 @@ describe("code blocks", () => {
     expect(curls[0]!.join(" ")).toContain(`-H "${ServerGroupCommon.tokenHeader}: $token"`)
     const serve = invocations[2] as Extract<ServerGroupCli.Invocation, { _tag: "Serve" }>
     for (const curl of curls) expect(curl.join(" ")).toContain(`localhost:${serve.http.port}/`)
+  })
+
+  it("the license-pool command lines shown use the programs' own commands and flags", async () => {
+    const script = read(join(examples, "license-pool.sh"))
+    const pool = /^POOL=(\S+)$/m.exec(script)?.[1]
+    expect(typeof LicensePool.parsePool(pool!)).toBe("object")
+    const bins = JSON.parse(read(join(root, "apps", "license-pool", "package.json"))).bin
+    const lines = commandLines(script).filter((words) => !words[0]!.includes("="))
+    expect(lines.map((words) => words[0])).toEqual([
+      "license-admin",
+      "license-admin",
+      "license-admin",
+      "license-server",
+      "license-client",
+      "license-admin",
+      "license-admin",
+    ])
+    // Each program's help for the command shown (run at once: a second or so each).
+    const helps = await Promise.all(
+      lines.map((words) => {
+        expect(Object.keys(bins)).toContain(words[0])
+        const source = join(
+          root,
+          "apps",
+          "license-pool",
+          "src",
+          `${words[0]!.slice("license-".length)}.ts`,
+        )
+        const command = words[0] === "license-admin" ? [words[1]!] : []
+        return new Promise<string>((resolve, reject) =>
+          execFile(process.execPath, [source, ...command, "--help"], (error, stdout) =>
+            error === null ? resolve(stdout) : reject(error),
+          ),
+        )
+      }),
+    )
+    lines.forEach((words, i) => {
+      const known = new Set(helps[i]!.match(/^\s+--[a-z-]+/gm)?.map((flag) => flag.trim()))
+      const used = words.filter((word) => word.startsWith("--"))
+      expect({ line: words.join(" "), unknown: used.filter((flag) => !known.has(flag)) }).toEqual({
+        line: words.join(" "),
+        unknown: [],
+      })
+    })
   })
 
   it("the observability flags shown are the programs' own usage lines", () => {
