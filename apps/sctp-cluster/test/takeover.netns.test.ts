@@ -5,7 +5,8 @@
  * SIGKILLed, as a power cut); the secondary adds the primary's address to its interface and
  * announces it with gratuitous ARP, so the peer's neighbour cache sends that address to the
  * secondary's host: the client, never asked to change anything, goes on sending to its
- * primary address and every line is echoed once and in order.
+ * primary address and every line is echoed once and in order. Stopped, the secondary takes
+ * the address off its interface.
  */
 import type { ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -161,6 +162,17 @@ describe("--failover takeover across hosts (network namespaces)", () => {
       new RegExp(
         `failover {5}takeover, takeover on eth0; took over ${primaryIp.replaceAll(".", "\\.")} \\([1-9][\\d,]* datagrams taken in there\\)`,
       ),
+    )
+    // A clean stop takes the address off the interface again.
+    secondary.child.kill("SIGTERM")
+    await App.eventually(
+      "the secondary's exit",
+      () => (secondary.child.exitCode !== null ? true : undefined),
+      20_000,
+    )
+    expect(secondary.child.exitCode).toBe(0)
+    expect(lab.exec("b", ["ip", "-4", "addr", "show", "dev", "eth0"])).not.toContain(
+      `${primaryIp}/32`,
     )
   }, 120_000)
 })

@@ -1251,11 +1251,15 @@ export const make = (
     // primary does, before its link and timers stop, so it neither takes in a packet nor
     // sends a SACK the secondary would never hear of. An update waiting for an ack holds the
     // endpoint's lock, which the endpoint's own finalizer needs: let it go first (its
-    // outputs are gated by `mayTransmit`).
+    // outputs are gated by `mayTransmit`). An address it took over leaves this host with it
+    // (as keepalived removes its virtual IPs on shutdown).
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         closing = true
-        return Effect.andThen(releaseAll, Scope.close(endpointScope, Exit.void))
+        return releaseAll.pipe(
+          Effect.andThen(Scope.close(endpointScope, Exit.void)),
+          Effect.andThen(releaseAddress),
+        )
       }),
     )
 
