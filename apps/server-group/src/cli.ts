@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { Address, Observability } from "@understudy/transport"
+import { Result, Schema } from "effect"
 
 /** One member of the group as `--peers` gives it. @since 0.1.0 @category models */
 export interface Peer {
@@ -50,6 +51,8 @@ export type Invocation =
       readonly insecure: boolean
       /** Where this server's write-ahead log lives; without it a restart is amnesiac. */
       readonly dataDir: string | undefined
+      /** `--reads`: how GET /kv/KEY is confirmed, read index (a round) or a leader lease. */
+      readonly reads: ReadMode
     }
   | {
       readonly _tag: "NameServer"
@@ -85,11 +88,23 @@ export const defaultTimings: Timings = {
   floorDelayMs: 40,
 }
 
+/**
+ * `--reads`: `index` (default; a majority round per batch of reads) or `lease` (a leader
+ * lease: no round while it holds, safe with clocks within 1% of true rate).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ReadMode = Schema.Literals(["index", "lease"])
+/** @since 0.1.0 @category models */
+export type ReadMode = typeof ReadMode.Type
+const decodeReadMode = Schema.decodeUnknownResult(ReadMode)
+
 /** @since 0.1.0 */
 export const usage = `Usage:
   ${programName} serve --id ID --peers ID=udp://HOST:PORT[?cpu=N&bw=N],... --http HOST:PORT --store tcp://HOST:PORT|etcd://HOST:PORT
                  [--capacity cpu=N,bw=N] [--group NAME] [--detect-ms N] [--inquiry-ms N] [--base-ms N] [--floor-ms N]
-                 (--cluster-key FILE | --insecure) [--data-dir DIR]
+                 (--cluster-key FILE | --insecure) [--data-dir DIR] [--reads index|lease]
   ${programName} nameserver --listen tcp://HOST:PORT (--cluster-key FILE | --insecure)
   ${programName} keygen --out FILE
   ${programName} load --store tcp://HOST:PORT|etcd://HOST:PORT [--duration 10s] [--rate 200] [--concurrency 8] [--record FILE] [--cluster-key FILE]
@@ -116,6 +131,11 @@ serve       runs one server of a replicated key-value group. The servers elect a
             answer): a server killed and started again with the same DIR keeps its log,
             term and promises, and a whole group restarted keeps every acknowledged write.
             Without it a restarted server starts empty and is caught up by the master.
+            --reads index|lease: how GET /kv/KEY is made linearizable. index (default): the
+            master answers once a majority acknowledged a round begun after the read (a
+            round trip). lease: at once while a majority acknowledged it within a lease just
+            under --inquiry-ms, which is safe only while every clock keeps within 1% of true
+            rate; a new master waits out its predecessor's lease before it answers anything.
 nameserver  runs the embedded name server: a store server over a memory store.
             --cluster-key FILE: only clients that prove the key (an HMAC handshake over
             fresh nonces; every frame MACed) may read or register a master: serve and load
@@ -227,6 +247,7 @@ const flagsWithValue = new Set([
   "--floor-ms",
   "--cluster-key",
   "--data-dir",
+  "--reads",
   "--out",
 ])
 
@@ -248,6 +269,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--cluster-key",
     "--insecure",
     "--data-dir",
+    "--reads",
   ]),
   nameserver: new Set(["--listen", "--cluster-key", "--insecure"]),
   keygen: new Set(["--out"]),
@@ -413,6 +435,9 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
       "serve needs --cluster-key FILE (make one with keygen), or --insecure to run without authentication",
     )
   }
+  const reads = decodeReadMode(values.get("--reads") ?? "index")
+  if (Result.isFailure(reads))
+    return fail(`--reads ${values.get("--reads")}: expected index or lease`)
   return {
     _tag: "Serve",
     id,
@@ -429,5 +454,6 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
     clusterKey,
     insecure,
     dataDir: values.get("--data-dir"),
+    reads: reads.success,
   }
 }

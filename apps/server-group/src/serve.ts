@@ -128,6 +128,7 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
       authentication:
         clusterKey === undefined ? Authentication.insecure : Authentication.keyed(clusterKey),
       ...(walFile === undefined ? {} : { walFile }),
+      reads: invocation.reads === "lease" ? "lease" : "linearizable",
       request: Kv.Request,
       initial: Kv.initial,
       apply: Kv.apply,

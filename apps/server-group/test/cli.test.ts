@@ -157,6 +157,13 @@ describe("--cluster-key", () => {
       dataDir: "/var/lib/kv",
     })
     expect(parse(["load", "--store", "tcp://127.0.0.1:1", "--insecure"])._tag).toBe("UsageError")
+    // --reads: read index by default, or the leader lease; anything else is a usage error.
+    expect(parse([...base, "--insecure"])).toMatchObject({ reads: "index" })
+    expect(parse([...base, "--insecure", "--reads", "lease"])).toMatchObject({ reads: "lease" })
+    for (const bad of ["local", "LEASE", "lease "]) {
+      const parsed = parse([...base, "--insecure", "--reads", bad])
+      expect(parsed._tag === "UsageError" && parsed.message).toContain("expected index or lease")
+    }
   })
 
   it("or --insecure is required by nameserver, and exclude each other", () => {

@@ -8,6 +8,8 @@
  *    same detection (`raftStyle.ts`): mean / p99 failover (crash → one new master followed by
  *    every live server), the election messages it took, how often two or more servers stood.
  *
+ *    With the leader lease on and off (`BENCH_PART=lease`): crash → a new master serves (its
+ *    sync done; with the lease, its wait for the old lease too), the same seeds, as a ratio.
  * 3. Compaction (`compaction.ts`): writes/s through the machines at 10k, 100k and 500k
  *    entries appended over the log's life, and their ratios.
  * 4. Throughput (`throughput.ts`): writes/s and reads/s (linearizable) through the library
@@ -17,7 +19,7 @@
  * Prints a table, then, last, one JSON line of named figures. Environment: `BENCH_ROUNDS`
  * (process rounds for 3 and 5 servers; 9 servers get 2/3 of it; default 10),
  * `BENCH_SIM_RUNS` (default 2,000), `BENCH_CLIENTS` and `BENCH_OPS` (throughput; 16 and
- * 3,000), `BENCH_PART=processes|sim|compaction|throughput` to run one part.
+ * 3,000), `BENCH_PART=processes|sim|lease|compaction|throughput` to run one part.
  *
  * The staggered machine is imported from `src/`; the processes run `apps/server-group`,
  * which imports the package's build (`dist/`): rebuild it after changing `src/`.
@@ -140,6 +142,45 @@ if (part === undefined || part === "sim") {
   }
 }
 
+// 2b. Failover with the leader lease on and off, to a serving master.
+const leaseRows: Array<string> = []
+if (part === undefined || part === "sim" || part === "lease") {
+  for (const count of [3, 5] as const) {
+    const nodes = Array.from({ length: count }, (_, i) => `s${i + 1}`)
+    const off = Sim.summarise(
+      Sim.staggered(nodes, timings, { serving: true }),
+      nodes,
+      timings,
+      link,
+      simRuns,
+    )
+    const on = Sim.summarise(
+      Sim.staggered(nodes, timings, { serving: true, lease: {} }),
+      nodes,
+      timings,
+      link,
+      simRuns,
+    )
+    for (const [key, s] of [
+      ["Off", off],
+      ["On", on],
+    ] as const) {
+      figures[`leaseFailoverMsP50_${key}_n${count}`] = round0(s.failoverMsP50)
+      figures[`leaseFailoverMsP99_${key}_n${count}`] = round0(s.failoverMsP99)
+      figures[`leaseFailoverMsMean_${key}_n${count}`] = round1(s.failoverMsMean)
+      figures[`leaseFailoverUnconverged_${key}_n${count}`] = s.unconverged + s.unsettled
+      leaseRows.push(
+        `${pad(count, 7)}  ${key === "On" ? "lease on " : "lease off"} ${pad(s.runs - s.unsettled - s.unconverged, 5)} ${pad(s.unsettled + s.unconverged, 5)} ${pad(round1(s.failoverMsMean), 8)} ${pad(round0(s.failoverMsP50), 6)} ${pad(round0(s.failoverMsP99), 6)} ${pad(round0(s.failoverMsMax), 6)}`,
+      )
+    }
+    const ratio = on.failoverMsP50 / off.failoverMsP50
+    figures[`leaseFailoverRatioP50_n${count}`] = Number.isFinite(ratio)
+      ? Math.round(ratio * 1000) / 1000
+      : null
+    leaseRows.push(`${pad(count, 7)}  on/off p50 ${ratio.toFixed(3)}`)
+  }
+}
+
 // 3. Compaction.
 let compactionRows: Array<string> = []
 if (part === undefined || part === "compaction") {
@@ -171,6 +212,13 @@ if (simRows.length > 0) {
     "servers  variant              ok  fail     mean    p50    p99    max  detect  election     msgs msgsP99 contested  wallMs",
   )
   for (const row of simRows) console.log(row)
+}
+if (leaseRows.length > 0) {
+  console.log(
+    "\nfailover with the leader lease (simulation, same seeds): crash → a new master serves, followed by every live server (ms)",
+  )
+  console.log("servers  lease        ok  fail     mean    p50    p99    max")
+  for (const row of leaseRows) console.log(row)
 }
 if (compactionRows.length > 0) {
   console.log(Compaction.heading)

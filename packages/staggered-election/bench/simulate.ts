@@ -200,22 +200,29 @@ type StaggeredState = Machine.State<number, unknown, number>
 type StaggeredMessage = Message.Message<unknown>
 type StaggeredEvent = Machine.Event<number>
 
-/** The staggered election, the package's own machine, capacities descending in node order. */
+/**
+ * The staggered election, the package's own machine, capacities descending in node order.
+ * `serving`: a master counts once it serves (its sync done: with `lease`, the wait for its
+ * predecessor's lease over too), not as soon as it declared.
+ */
 export const staggered = (
   nodes: ReadonlyArray<string>,
   timings: Timings,
+  options: { readonly serving?: boolean; readonly lease?: Machine.Lease } = {},
 ): Variant<StaggeredState, StaggeredMessage, StaggeredEvent> => {
   const machine = Machine.make<number, unknown, number>({
     servers: nodes.map((id, i) => ({ id, capacity: { cpu: 100 - i, bandwidthMbps: 100 } })),
     ...timings,
     initial: 0,
     apply: (state) => [state, state],
+    ...(options.lease === undefined ? {} : { lease: options.lease }),
   })
   return {
-    name: "staggered",
+    name: `staggered${options.serving === true ? " serving" : ""}${options.lease === undefined ? "" : " +lease"}`,
     make: () => machine,
     view: (state) => ({
-      master: state.role === "master",
+      master:
+        state.role === "master" && (options.serving !== true || state.leader?.phase === "ready"),
       follows:
         state.role === "master" ? state.self : state.role === "backup" ? state.master : undefined,
       epoch: state.epoch,

@@ -22,7 +22,7 @@
  * @since 0.1.0
  */
 import { NameServer } from "@understudy/store"
-import { Effect, Option, Random, Semaphore } from "effect"
+import { Effect, Option, Random, Schedule, Semaphore } from "effect"
 import * as ServerGroup from "./ServerGroup.ts"
 
 /** How a client reaches one server. @since 0.1.0 @category models */
@@ -119,15 +119,19 @@ export const make = <Req, Res>(
       return found
     })
 
-    const attempt = (submission: ServerGroup.Submission<Req>) =>
-      Effect.gen(function* () {
-        let target: ServerGroup.Holder | undefined
-        for (let tries = 0; tries < attemptsMax; tries++) {
+    /** Between attempts that found no master, or a master that could not answer. */
+    const retry = Schedule.spaced(retryDelayMs)
+
+    const attempt = (submission: ServerGroup.Submission<Req>) => {
+      let target: ServerGroup.Holder | undefined
+      let tries = 0
+      /** Up to the next failure, following redirects (a server naming its master) at once. */
+      const once = Effect.gen(function* () {
+        while (tries++ < attemptsMax) {
           if (target === undefined) {
             const found = yield* resolve
             if (Option.isNone(found)) {
-              yield* Effect.sleep(retryDelayMs)
-              continue
+              return yield* new ServerGroup.Unavailable({ reason: "no master registered" })
             }
             target = found.value
           }
@@ -135,29 +139,30 @@ export const make = <Req, Res>(
           const outcome = yield* Effect.result(options.call(target, submission))
           if (outcome._tag === "Success") return outcome.success
           const error = outcome.failure
-          switch (error._tag) {
-            case "Rejected":
-              return yield* error
-            case "NotMaster":
-              if (error.master !== null && error.master !== target.id) {
-                // A redirect: the server names the master it follows.
-                stats.redirects++
-                target = { id: error.master, advertise: advertised.get(error.master) }
-              } else {
-                target = undefined
-                yield* Effect.sleep(retryDelayMs)
-              }
-              break
-            case "Unavailable":
-              target = undefined
-              yield* Effect.sleep(retryDelayMs)
-              break
+          if (error._tag === "NotMaster" && error.master !== null && error.master !== target.id) {
+            stats.redirects++
+            target = { id: error.master, advertise: advertised.get(error.master) }
+            continue
           }
+          if (error._tag !== "Rejected") target = undefined
+          return yield* error
         }
         return yield* new ServerGroup.Unavailable({
           reason: `no answer in ${attemptsMax} attempts`,
         })
       })
+      return once.pipe(
+        Effect.retry({
+          schedule: retry,
+          while: (error) => error._tag !== "Rejected" && tries < attemptsMax,
+        }),
+        Effect.catchTag("NotMaster", () =>
+          Effect.fail(
+            new ServerGroup.Unavailable({ reason: `no answer in ${attemptsMax} attempts` }),
+          ),
+        ),
+      )
+    }
 
     const submit = (request: Req) =>
       oneAtATime.withPermits(1)(

@@ -198,14 +198,7 @@ export const changes = <Req, S, Res>(
       },
     ]
   }
-  const records: Array<Record<Req>> = []
-  if (
-    persisted.term !== next.term ||
-    persisted.epoch !== next.epoch ||
-    persisted.commitSeq !== next.commitSeq
-  ) {
-    records.push({ _tag: "Hard", term: next.term, epoch: next.epoch, commitSeq: next.commitSeq })
-  }
+  let entries: Record<Req> | undefined
   if (persisted.log !== next.log) {
     // Positions both logs hold, compared from the end; `nextBase >= persistedBase` here.
     const nextLast = nextBase + next.log.length
@@ -219,14 +212,29 @@ export const changes = <Req, S, Res>(
       shared--
     }
     if (shared < persistedLast || shared < nextLast) {
-      records.push({
-        _tag: "Entries",
-        fromSeq: shared + 1,
-        entries: next.log.slice(shared - nextBase),
-      })
+      entries = { _tag: "Entries", fromSeq: shared + 1, entries: next.log.slice(shared - nextBase) }
     }
   }
-  return records
+  const promised = persisted.term !== next.term || persisted.epoch !== next.epoch
+  const committed = persisted.commitSeq !== next.commitSeq
+  const hard: Record<Req> = {
+    _tag: "Hard",
+    term: next.term,
+    epoch: next.epoch,
+    commitSeq: next.commitSeq,
+  }
+  if (entries === undefined) return promised || committed ? [hard] : []
+  if (!committed) return promised ? [hard, entries] : [entries]
+  // The commit point goes after the entries: a write torn between them must not leave it
+  // pointing at an entry the lost ones replace (an uncommitted suffix being overwritten).
+  // The promise still goes first: no entry of an epoch is on disk before the promise of it.
+  return [
+    ...(promised
+      ? [{ ...hard, commitSeq: Math.min(persisted.commitSeq, next.commitSeq) } as Record<Req>]
+      : []),
+    entries,
+    hard,
+  ]
 }
 
 /**

@@ -114,6 +114,58 @@ export interface Config<S, Req, Res> {
    * it counts towards majorities at once. Absent or empty: a cold start (amnesiac).
    */
   readonly restored?: Durable.Durable<Req, S, Res>
+  /**
+   * Leader-lease reads (etcd/raft's `ReadOnlyLeaseBased`, Chubby's master lease). Absent: every
+   * read takes a read-index round (see `Read`). Present: the master begins a round on every
+   * detection tick; once a majority (itself included, amnesiacs not) acknowledged a round
+   * begun at `t` on its clock, it holds a lease until `t + durationMs` and confirms reads at
+   * once while it holds one (a read outside the lease falls back to a round). Safe whatever
+   * the timings, as long as every clock runs at a rate within `1 ± maxClockDrift` (pauses
+   * are fine: the lease is checked on the clock when the read is handled): a new master does
+   * not finish its sync — it answers nothing — until every lease its sync's majority could
+   * have granted ran out on its own clock (see `leaseWaitMs`). Keep
+   * `leaseWaitMs` below `inquiryTimeoutMs` (the default does) and that wait is normally over
+   * before the election is (a backup gives up on its master only an inquiry time-out after
+   * the last inquiry it answered), so failover is as fast as without the lease; the lease
+   * should outlast `detectionPeriodMs` plus a round trip, or reads fall back to rounds.
+   */
+  readonly lease?: Lease
+}
+
+/**
+ * The leader lease of `Config.lease`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Lease {
+  /** How long a majority's ack of a round lets the master read alone. Default: the largest whose `leaseWaitMs` is `inquiryTimeoutMs`. */
+  readonly durationMs?: number
+  /** The bound on any clock's rate error (0.01: 1%, 10,000 ppm). Default 0.01. */
+  readonly maxClockDrift?: number
+}
+
+/**
+ * How long, on a new master's clock, a lease granted at one server's clock reading may
+ * still be held: `durationMs * (1 + drift) / (1 - drift)` — the lease's master may run slow
+ * by `1 - drift`, the waiting master fast by `1 + drift`.
+ *
+ * @since 0.1.0
+ * @category leases
+ */
+export const leaseWaitMs = (durationMs: number, maxClockDrift: number): number =>
+  (durationMs * (1 + maxClockDrift)) / (1 - maxClockDrift)
+
+/** The lease's duration and wait, defaults applied. @since 0.1.0 @category leases */
+export const leaseOf = (
+  config: Pick<Config<unknown, unknown, unknown>, "inquiryTimeoutMs" | "lease">,
+): { readonly durationMs: number; readonly waitMs: number } | undefined => {
+  const lease = config.lease
+  if (lease === undefined) return undefined
+  const drift = lease.maxClockDrift ?? 0.01
+  const durationMs =
+    lease.durationMs ?? Math.floor((config.inquiryTimeoutMs * (1 - drift)) / (1 + drift))
+  return { durationMs, waitMs: leaseWaitMs(durationMs, drift) }
 }
 
 /**
@@ -226,6 +278,8 @@ export type Event<Res> =
     }
   /** The read may be answered from the state applied now. */
   | { readonly _tag: "ReadConfirmed"; readonly readId: number }
+  /** A new master's sync is done but a lease some master may still hold runs out only at `untilMs`: it answers nothing before. */
+  | { readonly _tag: "AwaitingLease"; readonly untilMs: number }
   | {
       readonly _tag: "ReadRejected"
       readonly readId: number
@@ -259,6 +313,15 @@ export interface Leader<Req> {
   readonly roundAcked: Readonly<Record<string, number>>
   /** Reads waiting for a majority to acknowledge their round, oldest first. */
   readonly reads: ReadonlyArray<{ readonly readId: number; readonly round: number }>
+  /** With `Config.lease`: rounds begun and not yet held by a majority, with when they began. */
+  readonly leaseRounds: ReadonlyArray<{ readonly round: number; readonly sentMs: number }>
+  /** With `Config.lease`: reads are confirmed at once before this clock reading. */
+  readonly leaseUntilMs: number
+  /**
+   * With `Config.lease`, while syncing: no lease granted by a server of this sync (or held by
+   * one that gave it up) is held after this clock reading; the sync finishes only then.
+   */
+  readonly leaseClearMs: number
   /** Per backup sent the snapshot: how far it said it holds it. */
   readonly snapshotOffset: Readonly<
     Record<string, { readonly seq: number; readonly offset: number }>
@@ -298,6 +361,13 @@ export interface State<S, Req, Res> {
   readonly amnesiac: boolean
   /** This server's life: the clock reading at its start. */
   readonly incarnation: number
+  /**
+   * The last clock reading at which this server granted a lease (acknowledged a master's
+   * `Replicate`) or held one (was master): a sync reply says how long ago that was, so a new
+   * master knows when every lease this server took part in ran out. A start counts (it may
+   * have granted one just before a crash).
+   */
+  readonly grantedMs: number
   /** This server knows the group has history: some server held a non-empty log. */
   readonly history: boolean
   /**
@@ -343,6 +413,8 @@ export const detectTimer = "detect"
 export const inquiryTimer = "inquiry"
 /** @since 0.1.0 @category timers */
 export const electionTimer = "election"
+/** A new master's wait for the leases of its predecessors to run out. @since 0.1.0 @category timers */
+export const leaseTimer = "lease"
 
 const indexSpan = 4096
 
@@ -418,7 +490,17 @@ export const validate = <S, Req, Res>(
     positive("maxQueuedSubmits", config.maxQueuedSubmits, true) ??
     positive("maxEntriesPerMessage", config.maxEntriesPerMessage, true) ??
     positive("compactEvery", config.compactEvery, true) ??
-    positive("snapshotChunkChars", config.snapshotChunkChars, true)
+    positive("snapshotChunkChars", config.snapshotChunkChars, true) ??
+    positive("lease.durationMs", config.lease?.durationMs) ??
+    (config.lease?.maxClockDrift !== undefined &&
+    !(config.lease.maxClockDrift >= 0 && config.lease.maxClockDrift < 0.5)
+      ? new InvalidConfig({
+          reason: `lease.maxClockDrift must be at least 0 and below 0.5, got ${config.lease.maxClockDrift}`,
+        })
+      : undefined) ??
+    (config.lease !== undefined && !(leaseOf(config)!.durationMs > 0)
+      ? new InvalidConfig({ reason: "inquiryTimeoutMs is too short for a default lease" })
+      : undefined)
   )
 }
 
@@ -466,6 +548,9 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
   const snapshots = config.snapshot
   const compactEvery = config.compactEvery ?? 1_000
   const chunkChars = config.snapshotChunkChars ?? 8_000
+  const lease = leaseOf(config)
+  /** Rounds kept waiting for a majority: older ones are dropped (their lease would be older too). */
+  const leaseRoundsMax = 64
   // A snapshot is sent in many chunks, and to several servers: encode it once.
   const encoded = new WeakMap<Replication.Snapshot<S, Res>, string>()
   const encodeSnapshot = (snapshot: Replication.Snapshot<S, Res>): string => {
@@ -609,7 +694,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
   }
 
   /** Takes mastership at a new epoch (term above every term seen) and starts the sync. */
-  const becomeMaster = (state: St, outputs: Array<Output>): St => {
+  const becomeMaster = (state: St, nowMs: number, outputs: Array<Output>): St => {
     const term = state.term + 1
     const epoch = epochOf(term, state.index)
     outputs.push(M.cancelTimer(electionTimer), M.cancelTimer(inquiryTimer))
@@ -633,6 +718,16 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       readRound: 0,
       roundAcked: {},
       reads: [],
+      leaseRounds: [],
+      leaseUntilMs: Number.NEGATIVE_INFINITY,
+      // A lease this server granted as a backup, or held as master of an earlier epoch (it
+      // ends now: the leader state holding it is dropped; a wait it began goes on).
+      leaseClearMs:
+        lease === undefined
+          ? Number.NEGATIVE_INFINITY
+          : state.role === "master"
+            ? Math.max(nowMs, state.leader?.leaseClearMs ?? Number.NEGATIVE_INFINITY)
+            : state.grantedMs + lease.waitMs,
       snapshotOffset: {},
     }
     const next: St = {
@@ -651,7 +746,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
 
   /** Claim 8: set the role to master and send the first message to every other server. */
   const declare = (state: St, nowMs: number, outputs: Array<Output>): St => {
-    const next = becomeMaster(state, outputs)
+    const next = becomeMaster(state, nowMs, outputs)
     outputs.push(
       M.broadcast<Msg<Req>>({ _tag: "Declare", epoch: next.epoch, index: next.index }),
       M.emit<Ev>({ _tag: "BecameMaster", epoch: next.epoch }),
@@ -662,7 +757,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
 
   /** Claim 23: stay master with a new epoch and send the second message with both indices. */
   const revoke = (state: St, revokedIndex: number, nowMs: number, outputs: Array<Output>): St => {
-    const next = becomeMaster(state, outputs)
+    const next = becomeMaster(state, nowMs, outputs)
     outputs.push(
       M.broadcast<Msg<Req>>({
         _tag: "Revoke",
@@ -870,6 +965,15 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       sendSyncRequests(next, pulling, outputs)
       return next
     }
+    if (nowMs < leader.leaseClearMs) {
+      // A lease a former master may still hold: answering anything now (a write, a read)
+      // could let it answer a read from older state afterwards. Finish once it ran out.
+      outputs.push(
+        M.setTimer(leaseTimer, leader.leaseClearMs - nowMs),
+        M.emit<Ev>({ _tag: "AwaitingLease", untilMs: leader.leaseClearMs }),
+      )
+      return state
+    }
     let replica =
       from === state.self
         ? state.replica
@@ -1054,6 +1158,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       // nothing. With one, it kept everything it told anyone: not amnesiac.
       amnesiac: durable === undefined,
       incarnation: context.nowMs,
+      grantedMs: context.nowMs,
       history: (durable?.log.length ?? 0) > 0 || durable?.base !== undefined,
       heard: {},
       heardAll: {},
@@ -1099,10 +1204,33 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
             replicateTo(next, peer.id, outputs)
           }
         }
-      } else replicateAll(next, outputs)
+      } else {
+        // With leases, every heartbeat is a round: a majority's acks renew the lease.
+        if (lease !== undefined) next = { ...next, leader: beginRound(leader, nowMs) }
+        replicateAll(next, outputs)
+      }
       next = advanceCommit(next, nowMs, outputs)
     }
     return M.result(next, outputs)
+  }
+
+  /** The next read round, sent with every `Replicate` from now on; with leases, when it began. */
+  const beginRound = (leader: Leader<Req>, nowMs: number): Leader<Req> => {
+    const round = leader.readRound + 1
+    return {
+      ...leader,
+      readRound: round,
+      leaseRounds:
+        lease === undefined
+          ? leader.leaseRounds
+          : [...leader.leaseRounds, { round, sentMs: nowMs }].slice(-leaseRoundsMax),
+    }
+  }
+
+  /** A new master's wait for former leases is over: finish the sync if it still can. */
+  const onLeaseWaited = (state: St, nowMs: number): Step => {
+    const outputs: Array<Output> = []
+    return M.result(maybeFinishSync(state, nowMs, outputs), outputs)
   }
 
   /** Claims 4–5: the inquiry went unanswered: the master failed; wait (claim 7). */
@@ -1213,6 +1341,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     state: St,
     from: string,
     message: Message.Replicate<Req>,
+    nowMs: number,
     outputs: Array<Output>,
   ): St => {
     if (state.role !== "backup" || state.master !== from) return state
@@ -1257,6 +1386,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         amnesiac,
         heard: amnesiac ? state.heard : {},
         heardAll: amnesiac ? state.heardAll : {},
+        // Acknowledging a round may grant the master a lease (see `Config.lease`).
+        grantedMs: message.round === undefined ? state.grantedMs : nowMs,
       },
       outputs,
     )
@@ -1334,15 +1465,17 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
    * write committed before the read arrived, by this master or any earlier one).
    */
   const confirmReads = (state: St, outputs: Array<Output>): St => {
-    const leader = state.leader
-    if (state.role !== "master" || leader === undefined || leader.phase !== "ready") return state
-    if (leader.reads.length === 0 || state.replica.commitSeq < leader.syncedSeq) return state
-    const rounds = Object.values(leader.roundAcked).sort((a, b) => b - a)
+    const held = state.leader
+    if (state.role !== "master" || held === undefined || held.phase !== "ready") return state
+    const rounds = Object.values(held.roundAcked).sort((a, b) => b - a)
     // The newest round held by a majority: the master plus `needed` backups.
     const needed = Math.floor(groupSize / 2)
-    const confirmed = needed === 0 ? leader.readRound : (rounds[needed - 1] ?? 0)
+    const confirmed = needed === 0 ? held.readRound : (rounds[needed - 1] ?? 0)
+    const leader = renewLease(held, confirmed)
+    const renewed = leader === held ? state : { ...state, leader }
+    if (leader.reads.length === 0 || state.replica.commitSeq < leader.syncedSeq) return renewed
     const done = leader.reads.filter((read) => read.round <= confirmed)
-    if (done.length === 0) return state
+    if (done.length === 0) return renewed
     for (const read of done)
       outputs.push(M.emit<Ev>({ _tag: "ReadConfirmed", readId: read.readId }))
     return {
@@ -1351,13 +1484,27 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     }
   }
 
-  const onRead = (state: St, read: Read): Step => onReadMany(state, [read.readId])
+  /** A majority holds round `confirmed`: the lease runs from the start of the newest such round. */
+  const renewLease = (leader: Leader<Req>, confirmed: number): Leader<Req> => {
+    if (lease === undefined || leader.leaseRounds.length === 0) return leader
+    if (leader.leaseRounds[0]!.round > confirmed) return leader
+    let sentMs = Number.NEGATIVE_INFINITY
+    for (const begun of leader.leaseRounds) if (begun.round <= confirmed) sentMs = begun.sentMs
+    return {
+      ...leader,
+      leaseRounds: leader.leaseRounds.filter((begun) => begun.round > confirmed),
+      leaseUntilMs: Math.max(leader.leaseUntilMs, sentMs + lease.durationMs),
+    }
+  }
+
+  const onRead = (state: St, read: Read, nowMs: number): Step =>
+    onReadMany(state, [read.readId], nowMs)
 
   /**
    * Reads that arrived together share one round, begun now (after all of them arrived): the
    * driver batches those that came while a step was being made.
    */
-  const onReadMany = (state: St, readIds: ReadonlyArray<number>): Step => {
+  const onReadMany = (state: St, readIds: ReadonlyArray<number>, nowMs: number): Step => {
     const outputs: Array<Output> = []
     const leader = state.leader
     const rejectAll = (reason: "not-master" | "not-ready" | "queue-full", ids = readIds) =>
@@ -1366,16 +1513,23 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       return M.result(state, rejectAll("not-master"))
     }
     if (leader.phase !== "ready") return M.result(state, rejectAll("not-ready"))
+    if (nowMs < leader.leaseUntilMs && state.replica.commitSeq >= leader.syncedSeq) {
+      // Within the lease: no other master can have answered anything since it was granted.
+      return M.result(
+        state,
+        readIds.map((readId) => M.emit<Ev>({ _tag: "ReadConfirmed", readId })),
+      )
+    }
     const room = Math.max(0, maxQueuedSubmits - leader.reads.length)
     const taken = readIds.slice(0, room)
     outputs.push(...rejectAll("queue-full", readIds.slice(room)))
     if (taken.length === 0) return M.result(state, outputs)
-    const round = leader.readRound + 1
+    const begun = beginRound(leader, nowMs)
+    const round = begun.readRound
     const next: St = {
       ...state,
       leader: {
-        ...leader,
-        readRound: round,
+        ...begun,
         reads: [...leader.reads, ...taken.map((readId) => ({ readId, round }))],
       },
     }
@@ -1387,6 +1541,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     state: St,
     from: string,
     message: Message.SyncRequest,
+    nowMs: number,
     outputs: Array<Output>,
   ): St => {
     if (state.role !== "backup" || state.master !== from) return state
@@ -1413,6 +1568,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         history: state.history,
         incarnation: state.incarnation,
         commitSeq: state.replica.commitSeq,
+        grantedAgoMs: Math.max(0, nowMs - state.grantedMs),
       }),
     )
     return state
@@ -1454,14 +1610,28 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
     nowMs: number,
     outputs: Array<Output>,
   ): St => {
-    const leader = state.leader
-    if (state.role !== "master" || leader === undefined || leader.phase !== "syncing") return state
-    const learned = learnCommitted(state, leader, message, outputs)
+    const syncing = state.leader
+    if (state.role !== "master" || syncing === undefined || syncing.phase !== "syncing")
+      return state
+    // Its sender follows this epoch now: it grants no lease to anyone else any more, and
+    // every lease it granted (or held) runs out by this, on this server's clock.
+    const leader: Leader<Req> =
+      lease === undefined
+        ? syncing
+        : {
+            ...syncing,
+            leaseClearMs: Math.max(
+              syncing.leaseClearMs,
+              nowMs + lease.waitMs - (message.grantedAgoMs ?? 0),
+            ),
+          }
+    const noted = { ...state, leader }
+    const learned = learnCommitted(noted, leader, message, outputs)
     if (learned !== undefined) return learned
     const known = leader.replies[from]
     let summary: Replication.SyncSummary<Req>
     if (leader.pulling === from && known !== undefined) {
-      if (message.fromSeq !== leader.fromSeq + known.entries.length) return state
+      if (message.fromSeq !== leader.fromSeq + known.entries.length) return noted
       summary = {
         lastSeq: known.lastSeq,
         lastEpoch: known.lastEpoch,
@@ -1471,7 +1641,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       }
     } else {
       if (known !== undefined || leader.pulling !== undefined || message.fromSeq !== leader.fromSeq)
-        return state
+        return noted
       summary = {
         lastSeq: message.lastSeq,
         lastEpoch: message.lastEpoch,
@@ -1486,7 +1656,7 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         ? { ...leader.incarnations, [from]: message.incarnation }
         : leader.incarnations
     const next = {
-      ...state,
+      ...noted,
       leader: {
         ...leader,
         incarnations,
@@ -1738,13 +1908,13 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
         // Already handled by the epoch check: acknowledged, accepted or revoked.
         break
       case "Replicate":
-        next = onReplicate(next, from, message, outputs)
+        next = onReplicate(next, from, message, nowMs, outputs)
         break
       case "Ack":
         next = onAck(next, from, message, nowMs, outputs)
         break
       case "SyncRequest":
-        next = onSyncRequest(next, from, message, outputs)
+        next = onSyncRequest(next, from, message, nowMs, outputs)
         break
       case "SyncReply":
         next = onSyncReply(next, from, message, nowMs, outputs)
@@ -1772,8 +1942,19 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
       ? result
       : { ...result, state: { ...result.state, termRaisedMs: nowMs } }
 
+  /** A master that leaves its epoch stops holding its lease now (see `State.grantedMs`). */
+  const noteLeaseHeld = (before: St, result: Step, nowMs: number): Step =>
+    before.role === "master" &&
+    (result.state.role !== "master" || result.state.epoch !== before.epoch)
+      ? { ...result, state: { ...result.state, grantedMs: nowMs } }
+      : result
+
   const step = (state: St, input: M.Input<Msg<Req>, Command<Req>>): Step =>
-    noteTerm(state, noteHistory(dispatch(state, input)), input.nowMs)
+    noteLeaseHeld(
+      state,
+      noteTerm(state, noteHistory(dispatch(state, input)), input.nowMs),
+      input.nowMs,
+    )
 
   const dispatch = (state: St, input: M.Input<Msg<Req>, Command<Req>>): Step => {
     switch (input._tag) {
@@ -1787,15 +1968,17 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
             return onInquiryTimeout(state)
           case electionTimer:
             return onElection(state, input.nowMs)
+          case leaseTimer:
+            return onLeaseWaited(state, input.nowMs)
           default:
             return M.result(state)
         }
       case "Command":
         switch (input.command._tag) {
           case "Read":
-            return onRead(state, input.command)
+            return onRead(state, input.command, input.nowMs)
           case "ReadMany":
-            return onReadMany(state, input.command.readIds)
+            return onReadMany(state, input.command.readIds, input.nowMs)
           case "SubmitMany":
             return onSubmitMany(state, input.command, input.nowMs)
           case "Submit":

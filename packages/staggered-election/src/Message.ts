@@ -223,6 +223,12 @@ export interface SyncReply<Req> {
   readonly history?: boolean
   readonly incarnation?: number
   readonly commitSeq?: number
+  /**
+   * How long ago, on the sender's clock, it last granted a master a lease (acknowledged a
+   * read round) or held one: a new master with leases on waits until every lease its sync's
+   * majority could have granted ran out (see `Machine.Config.lease`). Absent: just now.
+   */
+  readonly grantedAgoMs?: number
 }
 
 /** Every wire message. @since 0.1.0 @category models */
@@ -346,6 +352,7 @@ export const schema = <Req>(
       history: Flag,
       incarnation: Incarnation,
       commitSeq: Schema.optionalKey(Count),
+      grantedAgoMs: Schema.optionalKey(Delay),
     }),
   ])
   // The hand-written types above say the same as the union; a round-trip test checks it.

@@ -45,6 +45,8 @@ import {
   Option,
   PubSub,
   Queue,
+  Result,
+  Schedule,
   Schema,
   Scope,
   Stream,
@@ -130,6 +132,34 @@ const plainApply =
     return Effect.isEffect(result) ? Effect.runSync(result) : result
   }
 
+/**
+ * How `read` answers (see `Options.reads`), as decoded from a configuration.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ReadMode = Schema.Literals(["linearizable", "lease", "local"])
+/** @since 0.1.0 @category models */
+export type ReadMode = typeof ReadMode.Type
+
+/**
+ * The leader lease of `reads: "lease"` (see `Machine.Config.lease`), as decoded from a
+ * configuration: a positive duration, and a drift bound in [0, 0.5).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const LeaseConfig = Schema.Struct({
+  durationMs: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0))),
+  maxClockDrift: Schema.optionalKey(
+    Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(0.5)),
+  ),
+})
+
+const decodeReads = Schema.decodeUnknownResult(
+  Schema.Struct({ reads: ReadMode, lease: Schema.optionalKey(LeaseConfig) }),
+)
+
 /** @since 0.1.0 @category models */
 export interface Options<S, Req, Res>
   extends Omit<Machine.Config<S, Req, Res>, "initial" | "apply"> {
@@ -175,8 +205,13 @@ export interface Options<S, Req, Res>
    * once, from the state applied here, if this server believes it is the registered master —
    * no round trip, but a master paused past the time-outs and resumed answers with what it
    * had (stale) until it hears of its successor, typically within one detection period.
+   * `"lease"`: linearizable too, by a leader lease (`lease`, see `Machine.Config.lease`) —
+   * reads are answered at once while a majority acknowledged a heartbeat within the lease,
+   * with no round trip; the price is a bound on clock drift (`lease.maxClockDrift`) that
+   * the safety rests on, and a new master that waits out its predecessor's lease before
+   * answering anything (normally already over by the end of the election).
    */
-  readonly reads?: "linearizable" | "local"
+  readonly reads?: ReadMode
   /**
    * The write-ahead log file of this server (see `Durable`): every change of its term,
    * promise and log is appended and fsynced before the messages that reveal it are sent and
@@ -303,6 +338,9 @@ export class ServerGroupService extends Context.Service<
 
 /** Requests given to the machine in one step, at most (a bound on a step's work). */
 const submitBatchMax = 256
+/** Masterships waiting for the registration worker, at most (see `jobs`). */
+const jobsMax = 64
+
 /** Requests (or reads) waiting for the next step, at most; more wait to be queued. */
 const batchQueueMax = 4 * submitBatchMax
 
@@ -354,6 +392,17 @@ export const make = <S, Req, Res>(
   Datagram.Datagram | NameServer.NameServer | Scope.Scope
 > =>
   Effect.gen(function* () {
+    const readOptions = decodeReads({
+      reads: options.reads ?? "linearizable",
+      ...(options.lease === undefined ? {} : { lease: options.lease }),
+    })
+    if (Result.isFailure(readOptions)) {
+      return yield* new Machine.InvalidConfig({ reason: readOptions.failure.message })
+    }
+    const readMode = readOptions.success.reads
+    if (options.lease !== undefined && readMode !== "lease") {
+      return yield* new Machine.InvalidConfig({ reason: `lease is set, reads is "${readMode}"` })
+    }
     const durable =
       options.walFile === undefined
         ? undefined
@@ -363,10 +412,12 @@ export const make = <S, Req, Res>(
             undefined,
             options.snapshot,
           )
+    const { lease: _, ...withoutLease } = options
     const config: Machine.Config<S, Req, Res> = {
-      ...options,
+      ...withoutLease,
       apply: plainApply(options.apply),
       ...(durable === undefined ? {} : { restored: durable.recovered }),
+      ...(readMode === "lease" ? { lease: readOptions.success.lease ?? {} } : {}),
     }
     const invalid = Machine.validate(config)
     if (invalid !== undefined) {
@@ -385,7 +436,11 @@ export const make = <S, Req, Res>(
     const registerAttemptsMax = options.registerAttemptsMax ?? 20
     const machine = Machine.make<S, Req, Res>(config)
     const events = yield* PubSub.sliding<Event>(options.eventsCapacity ?? 1_024)
-    const jobs = yield* Queue.unbounded<Mastership>()
+    // Masterships to register or give up, in order. Bounded: each mastership change adds at
+    // most two, and the worker leaves a superseded one at its next attempt (at most 500 ms
+    // apart), so it fills only if dozens of elections came within one store call; then a
+    // full queue holds the node's next step back until the worker takes one.
+    const jobs = yield* Queue.bounded<Mastership>(jobsMax)
 
     let latest: Machine.State<S, Req, Res> | undefined
     let mastership: Mastership | undefined
@@ -455,81 +510,95 @@ export const make = <S, Req, Res>(
         return scope === undefined ? Effect.void : Scope.close(scope, Exit.void)
       })
 
+    /** Between registration attempts while the store is unavailable: 50 ms doubling, at most 500 ms apart. */
+    const registerRetry = Schedule.min([Schedule.exponential(50), Schedule.spaced(500)])
+
     /** Registers `m` (retrying while the store is unavailable) and watches for its loss. */
-    const register = (m: Mastership): Effect.Effect<void> =>
-      Effect.gen(function* () {
+    const register = (m: Mastership): Effect.Effect<void> => {
+      let attempt = 0
+      /** One attempt: fails (to be retried) only while the store is unavailable. */
+      const once = Effect.gen(function* () {
         // Bounded by the mastership: it ends when this server leaves the epoch or is fenced.
-        for (let attempt = 0; mastership === m && m.status === "registering"; attempt++) {
-          if (attempt === registerAttemptsMax) {
-            yield* Effect.logWarning("the name server is unreachable; still registering", {
-              group,
-              epoch: m.epoch,
-            })
-            yield* failAll(new Unavailable({ reason: "the name server is unreachable" }))
-          }
-          const scope = yield* Scope.make()
-          const outcome = yield* nameServer
-            .register(group, holderName, m.epoch, { ttlMs })
-            .pipe(Scope.provide(scope), Effect.result)
-          const nowMs = yield* Clock.currentTimeMillis
-          if (outcome._tag === "Success") {
-            if (mastership !== m || m.status !== "registering") {
-              yield* Scope.close(scope, Exit.void)
-              return
-            }
-            m.scope = scope
-            m.status = "registered"
-            yield* Deferred.succeed(m.ready, undefined)
-            yield* Effect.logInfo("registered as master", { group, epoch: m.epoch })
-            yield* publish({ _tag: "Registered", epoch: m.epoch, atMs: nowMs })
-            const lost = outcome.success.lost
-            yield* Effect.forkIn(
-              Effect.gen(function* () {
-                const why = yield* lost
-                const atMs = yield* Clock.currentTimeMillis
-                if (mastership !== m || m.status !== "registered") return
-                if (why._tag === "Superseded" && Option.isSome(why.by)) {
-                  const by = why.by.value
-                  if (by.epoch > m.epoch || (by.epoch === m.epoch && by.holder !== holderName)) {
-                    yield* fence(m, by.holder, atMs)
-                    return
-                  }
-                }
-                // The lease ran out (the store was slow or away): stop answering, register again.
-                yield* Effect.logWarning("registration lost; registering again", {
-                  group,
-                  epoch: m.epoch,
-                  why: why._tag,
-                })
-                yield* publish({
-                  _tag: "MasterLost",
-                  master: self,
-                  reason: "unregistered",
-                  epoch: m.epoch,
-                  atMs,
-                })
-                m.status = "registering"
-                m.ready = yield* Deferred.make<void, NotMaster>()
-                yield* Queue.offer(jobs, m)
-              }),
-              scope,
-            )
-            return
-          }
-          yield* Scope.close(scope, Exit.void)
-          const error = outcome.failure
-          if (error._tag === "StaleEpoch") {
-            yield* fence(m, error.currentHolder, nowMs)
-            return
-          }
-          yield* Effect.logWarning("cannot register yet", {
+        if (mastership !== m || m.status !== "registering") return
+        if (attempt++ === registerAttemptsMax) {
+          yield* Effect.logWarning("the name server is unreachable; still registering", {
             group,
             epoch: m.epoch,
-            error: error.message,
           })
-          yield* Effect.sleep(Math.min(50 * 2 ** Math.min(attempt, 4), 500))
+          yield* failAll(new Unavailable({ reason: "the name server is unreachable" }))
         }
+        const scope = yield* Scope.make()
+        const outcome = yield* nameServer
+          .register(group, holderName, m.epoch, { ttlMs })
+          .pipe(Scope.provide(scope), Effect.result)
+        const nowMs = yield* Clock.currentTimeMillis
+        if (outcome._tag === "Success") {
+          if (mastership !== m || m.status !== "registering") {
+            yield* Scope.close(scope, Exit.void)
+            return
+          }
+          m.scope = scope
+          m.status = "registered"
+          yield* Deferred.succeed(m.ready, undefined)
+          yield* Effect.logInfo("registered as master", { group, epoch: m.epoch })
+          yield* publish({ _tag: "Registered", epoch: m.epoch, atMs: nowMs })
+          const lost = outcome.success.lost
+          yield* Effect.forkIn(
+            Effect.gen(function* () {
+              const why = yield* lost
+              const atMs = yield* Clock.currentTimeMillis
+              if (mastership !== m || m.status !== "registered") return
+              if (why._tag === "Superseded" && Option.isSome(why.by)) {
+                const by = why.by.value
+                if (by.epoch > m.epoch || (by.epoch === m.epoch && by.holder !== holderName)) {
+                  yield* fence(m, by.holder, atMs)
+                  return
+                }
+              }
+              // The lease ran out (the store was slow or away): stop answering, register again.
+              yield* Effect.logWarning("registration lost; registering again", {
+                group,
+                epoch: m.epoch,
+                why: why._tag,
+              })
+              yield* publish({
+                _tag: "MasterLost",
+                master: self,
+                reason: "unregistered",
+                epoch: m.epoch,
+                atMs,
+              })
+              m.status = "registering"
+              m.ready = yield* Deferred.make<void, NotMaster>()
+              yield* Queue.offer(jobs, m)
+            }),
+            scope,
+          )
+          return
+        }
+        yield* Scope.close(scope, Exit.void)
+        const error = outcome.failure
+        if (error._tag === "StaleEpoch") {
+          yield* fence(m, error.currentHolder, nowMs)
+          return
+        }
+        yield* Effect.logWarning("cannot register yet", {
+          group,
+          epoch: m.epoch,
+          error: error.message,
+        })
+        return yield* Effect.fail(error)
       })
+      // Retried while this server is master at `m`'s epoch: once it left it, the store's
+      // last error (logged above) concerns nobody any more.
+      return once.pipe(
+        Effect.retry({
+          schedule: registerRetry,
+          while: () => mastership === m && m.status === "registering",
+        }),
+        Effect.ignore,
+      )
+    }
 
     // One registration at a time, in the order masterships began.
     yield* Effect.forkScoped(
@@ -830,7 +899,7 @@ export const make = <S, Req, Res>(
       if (m?.status === "fenced")
         return yield* new NotMaster({ master: parseHolder(m.fencedBy!).id })
       if (current.role !== "master") return yield* new NotMaster({ master: current.master ?? null })
-      if (options.reads === "local") {
+      if (readMode === "local") {
         if ((yield* status).serving) return current.replica.state
         return yield* new Unavailable({ reason: "not serving" })
       }

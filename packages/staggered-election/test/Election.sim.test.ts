@@ -7,12 +7,15 @@
  * `STAGGERED_SIM_SCHEDULES=<count>`. This is the cross-check of `Election.fastsim.test.ts`
  * (the same machine and invariants over 10,000 schedules) through the real codec, network
  * and Runner, which cost ~2.4 s a schedule: 10 schedules by default (50 before, the suite's
- * largest cost for what FastSim already covers).
+ * largest cost for what FastSim already covers). With leader-lease reads, a server frozen
+ * past the time-outs and every clock drifting (`withPause`, `withDrift`): no confirmed read
+ * is stale, over `STAGGERED_SIM_LEASE_SCHEDULES` schedules (default 1: ~2.5 s each).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Seeds, Simulation } from "@understudy/testkit"
 import { Effect } from "effect"
 import * as Machine from "../src/Machine.ts"
+import { pauseOf, withDrift, withPause } from "./support/faults.ts"
 import {
   base,
   brokenMachine,
@@ -48,6 +51,7 @@ const simulate = (config: Config, seed: number) => {
 }
 
 const schedules = Number(process.env.STAGGERED_SIM_SCHEDULES ?? 10)
+const leaseSchedules = Number(process.env.STAGGERED_SIM_LEASE_SCHEDULES ?? 1)
 
 describe("StaggeredElection under simulation", () => {
   it("the convergence bound comes from the configuration", () => {
@@ -81,6 +85,41 @@ describe("StaggeredElection under simulation", () => {
           expect(crashes).toBeGreaterThan(seeds.length / 2)
           expect(coverage.masterChanges).toBeGreaterThan(seeds.length * 2)
           expect(coverage.answered).toBeGreaterThan(seeds.length * 5)
+        }
+      }),
+    600_000,
+  )
+
+  const drift = 0.05
+  it.effect(
+    `leader-lease reads, clocks drifting by ${drift * 100}%, a server frozen past the time-outs: the invariants hold and no confirmed read is stale, over ${leaseSchedules} schedules`,
+    () =>
+      Effect.gen(function* () {
+        const machine = Machine.make({ ...base, lease: { maxClockDrift: drift } })
+        const totals = { paused: 0, readsConfirmed: 0, readsAtOnce: 0 }
+        for (const seed of Seeds.seeds(leaseSchedules)) {
+          const client = makeClient()
+          const paused = withPause(withDrift(machine, drift, seed), pauseOf(seed), client)
+          yield* Simulation.simulate({
+            machine: withClient(paused.machine, client),
+            codec,
+            nodes,
+            seed,
+            durationMs,
+            link: goodLink,
+            faults,
+            invariants: invariants(client),
+            traceSteps: Seeds.isReplay(),
+            describeState,
+          })
+          totals.paused += paused.counts.paused
+          totals.readsConfirmed += paused.counts.readsConfirmed
+          totals.readsAtOnce += paused.counts.readsAtOnce
+        }
+        console.log(`SimNet lease: ${JSON.stringify(totals)}`)
+        if (!Seeds.isReplay()) {
+          expect(totals.paused).toBeGreaterThan(0)
+          expect(totals.readsAtOnce).toBeGreaterThan(totals.readsConfirmed / 2)
         }
       }),
     600_000,

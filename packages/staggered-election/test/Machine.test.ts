@@ -109,6 +109,17 @@ describe("StaggeredElection machine", () => {
     )
     expect(() => Machine.make({ ...config, delayWindow: 1.5 })).toThrow(/delayWindow/)
     expect(Machine.validate(config)).toBeUndefined()
+    expect(Machine.validate({ ...config, lease: { maxClockDrift: 0.5 } })?.message).toMatch(
+      /maxClockDrift/,
+    )
+    expect(Machine.validate({ ...config, lease: { durationMs: -1 } })?.message).toMatch(
+      /lease.durationMs/,
+    )
+    expect(Machine.validate({ ...config, lease: {} })).toBeUndefined()
+    // The default lease's wait fits in the inquiry time-out.
+    const lease = Machine.leaseOf({ ...config, lease: {} })!
+    expect(lease.waitMs).toBeLessThanOrEqual(config.inquiryTimeoutMs)
+    expect(lease.durationMs).toBeGreaterThan(config.inquiryTimeoutMs * 0.9)
   })
 
   it("a started server waits with its election timer and probes every peer at once", () => {
@@ -524,6 +535,74 @@ describe("StaggeredElection machine", () => {
       net.step(master, read(8, 5_150))
       expect(readEvents(net, master, 8)).toEqual([{ _tag: "ReadConfirmed", readId: 8 }])
       expect(net.states.get(master)!.replica.state).toBe(12)
+    })
+  })
+
+  describe("leader lease: reads without a round while a majority's acks are fresh", () => {
+    const leased = Machine.make({ ...config, lease: {} })
+    const { durationMs, waitMs } = Machine.leaseOf({ ...config, lease: {} })!
+    const read = (readId: number, nowMs: number) =>
+      M.command<Machine.Command<Req>>({ _tag: "Read", readId }, nowMs)
+    const confirmed = (net: ReturnType<typeof cluster>, readId: number) =>
+      net.log.some(({ event }) => event._tag === "ReadConfirmed" && event.readId === readId)
+
+    /**
+     * Running: s1's sync is done once the leases its servers may have granted before they
+     * started ran out (a cold start cannot tell a restart); then s1's heartbeat rounds at 310
+     * (catching up the backups) and 320, acknowledged by all.
+     */
+    const leasing = () => {
+      const net = running(leased)
+      expect(net.states.get("s1")!.leader!.phase).toBe("syncing")
+      net.step("s1", M.timerFired(Machine.leaseTimer, waitMs))
+      expect(net.states.get("s1")!.leader!.phase).toBe("ready")
+      for (const nowMs of [310, 320]) {
+        for (const id of ids) net.step(id, M.timerFired(Machine.detectTimer, nowMs))
+      }
+      return net
+    }
+
+    it("within the lease a read is confirmed at once, with no backup reachable; after it, only by a round", () => {
+      const net = leasing()
+      expect(net.states.get("s1")!.leader!.leaseUntilMs).toBe(320 + durationMs)
+      for (const id of ["s2", "s3", "s4"]) net.down.add(id)
+      net.step("s1", read(1, 330))
+      expect(confirmed(net, 1)).toBe(true)
+      net.step("s1", read(2, 320 + durationMs))
+      expect(confirmed(net, 2)).toBe(false)
+      for (const id of ["s2", "s3", "s4"]) net.down.delete(id)
+      net.step("s1", read(3, 320 + durationMs + 1))
+      // A round begun after the read, acknowledged by a majority: both waiting reads confirmed.
+      expect(confirmed(net, 2) && confirmed(net, 3)).toBe(true)
+    })
+
+    it("a new master answers nothing until its predecessor's lease ran out on its clock", () => {
+      const net = leasing()
+      net.down.add("s1")
+      net.step("s2", M.timerFired(Machine.detectTimer, 400))
+      net.step("s2", M.timerFired(Machine.inquiryTimer, 401))
+      net.step("s2", M.timerFired(Machine.electionTimer, 410))
+      // Every server of its sync acknowledged s1's round at 320: that lease may be held until
+      // 320 + wait on s2's clock (s1's clock slow, s2's fast).
+      const waiting = net.log.filter(({ event }) => event._tag === "AwaitingLease")
+      expect(waiting.at(-1)).toEqual({
+        node: "s2",
+        event: { _tag: "AwaitingLease", untilMs: 320 + waitMs },
+      })
+      expect(net.states.get("s2")).toMatchObject({ role: "master", leader: { phase: "syncing" } })
+      net.step(
+        "s2",
+        M.command<Machine.Command<Req>>(
+          { _tag: "Submit", clientId: "c", requestId: 1, request: { add: 5 } },
+          420,
+        ),
+      )
+      net.step("s2", read(1, 430))
+      expect(net.log.some(({ event }) => event._tag === "Answered")).toBe(false)
+      expect(confirmed(net, 1)).toBe(false)
+      net.step("s2", M.timerFired(Machine.leaseTimer, 320 + waitMs))
+      expect(net.states.get("s2")!.leader!.phase).toBe("ready")
+      expect(net.log.some(({ event }) => event._tag === "Answered")).toBe(true)
     })
   })
 
