@@ -475,15 +475,14 @@ export const charts = (name: string, figures: Figures): ReadonlyArray<Chart | Di
       return [
         {
           file: "heartbeat-pool-reattach.svg",
-          title:
-            "Heartbeat pool: SIGKILL of the leader to its clients re-attached (3 processes, median of the runs)",
+          title: `Heartbeat pool: SIGKILL of the leader to its clients re-attached (${numeric(figures, "realClients") ?? 100} clients, median of the runs)`,
           unit: "heartbeat intervals",
           groups: ["P50", "P99"].map((p) => ({
             label: p.toLowerCase(),
             bars: [
               { label: "pool client", value: intervals(`realReattach${p}Intervals`) },
               {
-                label: "baseline: 3 heartbeats unanswered, no quicker retry",
+                label: "baseline: a TTL lease per client on the embedded store, re-acquired",
                 value: intervals(`realBaseline${p}Intervals`),
               },
             ],
@@ -527,7 +526,7 @@ export const charts = (name: string, figures: Figures): ReadonlyArray<Chart | Di
           [
             { label: "pool client", samples: samplesOf(figures, "realReattachIntervals") },
             {
-              label: "baseline: 3 heartbeats unanswered",
+              label: "baseline: a TTL lease per client, re-acquired",
               samples: samplesOf(figures, "realBaselineReattachIntervals"),
             },
           ],
