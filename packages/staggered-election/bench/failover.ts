@@ -68,6 +68,8 @@ console.log(
   `timings: detection period ${timings.detectionPeriodMs} ms, inquiry time-out ${timings.inquiryTimeoutMs} ms, election base ${timings.baseDelayMs} ms, floor ${timings.floorDelayMs} ms`,
 )
 
+/** Every sample of a distribution, by series (the docs draw them; see the JSON line). */
+const samples: Record<string, ReadonlyArray<number>> = {}
 const figures: Record<string, number | null> = {
   detectionPeriodMs: timings.detectionPeriodMs,
   inquiryTimeoutMs: timings.inquiryTimeoutMs,
@@ -100,6 +102,7 @@ if (part === undefined || part === "processes") {
       figures[`processFailoverMsP99_n${count}`] = round0(p99)
       figures[`processFailoverRounds_n${count}`] = result.rounds
       figures[`processFailoverFailed_n${count}`] = result.failed
+      samples[`processFailoverMs_n${count}`] = result.failoverMs.map(Math.round)
       processRows.push(
         `${pad(count, 7)} ${pad(result.rounds, 6)} ${pad(result.failed, 6)} ${pad(round0(sorted[0] ?? Number.NaN), 7)} ${pad(round0(p50), 7)} ${pad(round0(p99), 7)} ${pad(round0(sorted[sorted.length - 1] ?? Number.NaN), 7)}`,
       )
@@ -135,6 +138,7 @@ if (part === undefined || part === "sim") {
         ? Math.round(s.contestedRatio * 10_000) / 10_000
         : null
       figures[`simUnconverged_${key}`] = s.unconverged + s.unsettled
+      samples[`simFailoverMs_${key}`] = s.failoversMs.map((ms) => Math.round(ms * 10) / 10)
       simRows.push(
         `${pad(count, 7)}  ${s.variant.padEnd(17)} ${pad(s.runs - s.unsettled - s.unconverged, 5)} ${pad(s.unsettled + s.unconverged, 5)} ${pad(round1(s.failoverMsMean), 8)} ${pad(round0(s.failoverMsP50), 6)} ${pad(round0(s.failoverMsP99), 6)} ${pad(round0(s.failoverMsMax), 6)} ${pad(round1(s.detectMsMean), 8)} ${pad(round1(s.electionMsMean), 9)} ${pad(round1(s.electionMessagesMean), 8)} ${pad(round0(s.electionMessagesP99), 7)} ${pad(`${(s.contestedRatio * 100).toFixed(1)}%`, 9)} ${pad(round0(s.wallMs), 7)}`,
       )
@@ -228,4 +232,4 @@ if (throughputRows.length > 0) {
   console.log(Throughput.heading)
   for (const row of throughputRows) console.log(row)
 }
-console.log(JSON.stringify(figures))
+console.log(JSON.stringify({ ...figures, samples }))

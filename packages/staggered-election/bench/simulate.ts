@@ -275,6 +275,8 @@ export interface Summary {
   readonly unsettled: number
   /** Crashes after which no master was accepted by every live server within 10 s. */
   readonly unconverged: number
+  /** Every failover measured, in seed order (the docs draw their distribution). */
+  readonly failoversMs: ReadonlyArray<number>
   readonly failoverMsMean: number
   readonly failoverMsP50: number
   readonly failoverMsP99: number
@@ -339,6 +341,7 @@ export const summarise = <S, Msg, E>(
     runs,
     unsettled,
     unconverged,
+    failoversMs: failovers,
     failoverMsMean: mean(failovers),
     failoverMsP50: percentile(sorted, 0.5),
     failoverMsP99: percentile(sorted, 0.99),

@@ -15,12 +15,12 @@
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Authentication } from "@understudy/machine"
-import { FastSim, Seeds } from "@understudy/testkit"
+import { FastSim, Prng, Seeds } from "@understudy/testkit"
 import { Schema } from "effect"
 import * as Machine from "../src/Machine.ts"
 import * as Replication from "../src/Replication.ts"
 import { diskFaultChance, durableMachine } from "./support/disk.ts"
-import { forgery, generator, pauseOf, withForgery, withPause } from "./support/faults.ts"
+import { forgery, pauseOf, withForgery, withPause } from "./support/faults.ts"
 import {
   base,
   brokenMachine,
@@ -54,14 +54,18 @@ describe("StaggeredElection under FastSim", () => {
     for (const seed of seeds) {
       const durable =
         seed % 2 === 1
-          ? durableMachine(base, { random: generator(seed), chance: diskFaultChance, counts: cuts })
+          ? durableMachine(base, {
+              random: Prng.make(seed).next,
+              chance: diskFaultChance,
+              counts: cuts,
+            })
           : undefined
       const client = makeClient()
       const inner = durable?.machine ?? amnesiac
       const forging = seed % forgeEvery === 0
       if (forging) forged++
       const paused = withPause(
-        forging ? withForgery(inner, key, generator(seed)) : inner,
+        forging ? withForgery(inner, key, Prng.make(-seed).next) : inner,
         pauseOf(seed),
         client,
       )

@@ -15,11 +15,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Authentication } from "@understudy/machine"
-import { FastSim, Seeds } from "@understudy/testkit"
+import { FastSim, Prng, Seeds } from "@understudy/testkit"
 import * as Machine from "../src/Machine.ts"
 import {
   forgery,
-  generator,
   pauseOf,
   withDrift,
   withForgery,
@@ -101,7 +100,7 @@ describe("StaggeredElection under process pauses (FastSim)", () => {
     const accepted = forgery.accepted
     for (const seed of Seeds.seeds(3, {})) {
       try {
-        runSchedule(withForgery(machine, Authentication.insecure, generator(seed)), seed)
+        runSchedule(withForgery(machine, Authentication.insecure, Prng.make(seed).next), seed)
       } catch (error) {
         // Safety may fail here or not: what is checked is that the forgeries got in.
         if (!(error instanceof FastSim.FastSimFailure)) throw error

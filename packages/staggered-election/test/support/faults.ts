@@ -271,7 +271,8 @@ export const withForgery = (
 /**
  * Clock drift: every server's clock runs at its own rate, `1 - drift` or `1 + drift` (half
  * the group each way, which half by the seed): the machine sees `nowMs * rate` and its
- * timers fire after `afterMs / rate` of simulated time.
+ * timers fire after `afterMs / rate` of simulated time (to the next whole millisecond: the
+ * simulators step their clocks per distinct instant).
  */
 export const withDrift = (machine: Election, drift: number, seed: number): Election => {
   const rateOf = (self: string) => ((nodes.indexOf(self) + seed) % 2 === 0 ? 1 - drift : 1 + drift)
@@ -281,7 +282,9 @@ export const withDrift = (machine: Election, drift: number, seed: number): Elect
   ) => ({
     state: result.state,
     outputs: result.outputs.map((output) =>
-      output._tag === "SetTimer" ? { ...output, afterMs: output.afterMs / rateOf(self) } : output,
+      output._tag === "SetTimer"
+        ? { ...output, afterMs: Math.ceil(output.afterMs / rateOf(self)) }
+        : output,
     ),
   })
   return {
@@ -309,15 +312,3 @@ export const withoutLeaseWait = (machine: Election): Election => ({
         : input,
     ),
 })
-
-/** A small deterministic generator (mulberry32) for the attacker's choices. */
-export const generator = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
