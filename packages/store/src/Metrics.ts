@@ -12,24 +12,30 @@ import type { Store } from "./Store.ts"
 /** Which backend an operation ran on. @since 0.1.0 @category models */
 export type Backend = "memory" | "remote" | "etcd"
 
-/**
- * @since 0.1.0
- * @category metrics
- */
-export const operations = Metric.counter("understudy_store_operations_total", {
+// Each kept for `observer`, which makes one series per op and outcome with the same
+// name and description (the series key).
+const operationsOptions = {
   description:
     "Store operations, by op (get, range, put, delete, grant-lease, keep-alive, revoke-lease, compact), backend (memory, remote, etcd) and outcome (ok, or the error: Conflict, LeaseExpired, Unavailable, InvalidRequest, Compacted)",
   incremental: true,
-})
+}
 
 /**
  * @since 0.1.0
  * @category metrics
  */
-export const operationMs = Metric.histogram("understudy_store_operation_ms", {
+export const operations = Metric.counter("understudy_store_operations_total", operationsOptions)
+
+const operationMsOptions = {
   description: "Duration of a remote or etcd store operation, in ms, by op and backend",
   boundaries: Metric.exponentialBoundaries({ start: 0.125, factor: 2, count: 18 }),
-})
+}
+
+/**
+ * @since 0.1.0
+ * @category metrics
+ */
+export const operationMs = Metric.histogram("understudy_store_operation_ms", operationMsOptions)
 
 /**
  * @since 0.1.0
@@ -88,8 +94,10 @@ export const outcome = (exit: Exit.Exit<unknown, { readonly _tag: string }>): st
  * Wraps one backend's operations: each counted by outcome and, on a remote or etcd store,
  * timed and in a span. A memory store's operation takes microseconds: below the histogram's
  * first bucket, and less than a span or a metric update costs (tests and simulations run
- * many), so it is only counted. The metrics with their attributes are made once per op and
- * outcome, not per call.
+ * many), so it is only counted. Each op and outcome gets a metric of its own, made once with
+ * its attributes, which keeps its series key: `Metric.withAttributes` on the shared metric
+ * would make that key again (a JSON string) whenever consecutive operations differ, as a
+ * compare-and-set's get and put do.
  */
 const observer = (backend: Backend) => {
   const counted = new Map<string, Metric.Counter<number>>()
@@ -98,7 +106,10 @@ const observer = (backend: Backend) => {
     const key = `${op} ${outcome}`
     let metric = counted.get(key)
     if (metric === undefined) {
-      metric = Metric.withAttributes(operations, { op, backend, outcome })
+      metric = Metric.counter(operations.id, {
+        ...operationsOptions,
+        attributes: { op, backend, outcome },
+      })
       counted.set(key, metric)
     }
     return metric
@@ -106,7 +117,10 @@ const observer = (backend: Backend) => {
   const timedFor = (op: string) => {
     let metric = timed.get(op)
     if (metric === undefined) {
-      metric = Metric.withAttributes(operationMs, { op, backend })
+      metric = Metric.histogram(operationMs.id, {
+        ...operationMsOptions,
+        attributes: { op, backend },
+      })
       timed.set(op, metric)
     }
     return metric
