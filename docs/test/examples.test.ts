@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, StoreServer } from "@understudy/store"
 import { Address, NodeTransport } from "@understudy/transport"
 import { Effect, Layer, Option } from "effect"
+import { etcdServer } from "../../packages/testkit/src/EtcdServer.ts"
 import { program as checkpoint } from "../examples/checkpoint.ts"
 import { main as checkpointPromise } from "../examples/checkpoint-promise.ts"
 import { onEmbeddedStore, onEtcd } from "../examples/deployment-stores.ts"
@@ -21,7 +22,6 @@ import { program as storeLock } from "../examples/store-lock.ts"
 import { main as storeLockPromise } from "../examples/store-lock-promise.ts"
 import { program as transportEcho } from "../examples/transport-echo.ts"
 import { main as transportEchoPromise } from "../examples/transport-echo-promise.ts"
-import { startEtcd } from "./support/etcd.ts"
 
 describe("documentation examples run and do what the docs say", () => {
   it.live("transport-echo: the server upper-cases, the client closes locally", () =>
@@ -58,9 +58,7 @@ describe("documentation examples run and do what the docs say", () => {
     "deployment-stores: the same program finds its master on etcd",
     () =>
       Effect.gen(function* () {
-        const etcd = yield* Effect.acquireRelease(Effect.promise(startEtcd), (etcd) =>
-          Effect.promise(etcd.stop),
-        )
+        const etcd = yield* etcdServer
         const master = yield* onEtcd([etcd.endpoint])
         expect(master).toEqual(Option.some("server-1 at epoch 1"))
       }).pipe(Effect.scoped),
