@@ -1858,7 +1858,7 @@ export const make = (config: Config): Pool => {
     }
   }
 
-  return {
+  const machine: Pool = {
     init: (context) => {
       const restored = config.durable?.(context.self)
       let record = HashMap.empty<string, Held>()
@@ -1920,16 +1920,17 @@ export const make = (config: Config): Pool => {
           const command = input.command
           if (command._tag === "FromClient")
             return fromClient(state, command.from, command.message, input.nowMs)
-          let next = state
-          const outputs: Array<Output> = []
-          for (const { from, message } of command.messages) {
-            const result = fromClient(next, from, message, input.nowMs)
-            next = result.state
-            outputs.push(...result.outputs)
-          }
-          return M.result(next, outputs)
+          // Each message in turn, as if it came alone: one step, so one state write.
+          return M.stepAll(
+            machine,
+            state,
+            command.messages.map(({ from, message }) =>
+              M.command<Command>({ _tag: "FromClient", from, message }, input.nowMs),
+            ),
+          )
         }
       }
     },
   }
+  return machine
 }

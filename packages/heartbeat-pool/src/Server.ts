@@ -278,8 +278,7 @@ export const run = (
           const admitted = yield* admit(received)
           if (admitted !== undefined) messages.push(admitted)
         }
-        if (messages.length === 1) yield* running.command({ _tag: "FromClient", ...messages[0]! })
-        else if (messages.length > 1) yield* running.command({ _tag: "FromClients", messages })
+        if (messages.length > 0) yield* running.command({ _tag: "FromClients", messages })
       })
 
     const replyTo = (to: string, message: Message.ServerReply) =>
