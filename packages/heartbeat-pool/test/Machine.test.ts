@@ -36,6 +36,26 @@ const seatRequest = (client: string): Message.ClientRequest => ({
   seats: 1,
 })
 
+type Beat = Extract<Message.ClientRequest, { readonly _tag: "Beat" }>
+
+/**
+ * A heartbeat of `client` (default c1) carrying a one-seat token the pool signed at `server`
+ * (default s2) in term 1, valid until `validUntilMs`, proving its lease until `leaseUntilMs`.
+ */
+const signedBeat = (
+  seq: number,
+  { client = "c1", server = "s2", validUntilMs = 10_000, leaseUntilMs = 4_000 } = {},
+): Beat => {
+  const claims = { client, server, term: 1, product: "cad", seats: 1, validUntilMs }
+  return {
+    _tag: "Beat",
+    client,
+    seq,
+    token: { ...claims, signature: fakeCrypto.signToken(claims) },
+    leaseUntilMs,
+  }
+}
+
 /** s1 elected leader of term 1, records merged, settled at `nowMs` (past 605 + lease). */
 const leader = (nowMs = 3_000, machine: Machine.Pool = pool): Machine.State =>
   electedLeader(machine, nowMs)
@@ -200,21 +220,7 @@ describe("heartbeat pool machine", () => {
   })
 
   it("claim 9: the leader turns a heartbeat from a client it never authorised into a request; a follower carries it until the leader counts it there", () => {
-    const token = {
-      client: "c1",
-      server: "s2",
-      term: 1,
-      product: "cad",
-      seats: 1,
-      validUntilMs: 10_000,
-    }
-    const beat: Message.ClientRequest = {
-      _tag: "Beat",
-      client: "c1",
-      seq: 5,
-      token: { ...token, signature: fakeCrypto.signToken(token) },
-      leaseUntilMs: 4_000,
-    }
+    const beat = signedBeat(5)
     const state = leader()
     const converted = step(state, fromClient("c1", beat, 3_000))
     expect(events(converted.outputs)).toContainEqual({
@@ -323,23 +329,7 @@ describe("heartbeat pool machine", () => {
   })
 
   it("a carried seat is renewed once the leader merged a record that shows it, with no Reserve round trip: the first record of the term or a later one", () => {
-    const beatOf = (client: string, seq: number): Message.ClientRequest => {
-      const claims = {
-        client,
-        server: "s1",
-        term: 1,
-        product: "cad",
-        seats: 1,
-        validUntilMs: 10_000,
-      }
-      return {
-        _tag: "Beat",
-        client,
-        seq,
-        token: { ...claims, signature: fakeCrypto.signToken(claims) },
-        leaseUntilMs: 4_000,
-      }
-    }
+    const beatOf = (client: string, seq: number) => signedBeat(seq, { client, server: "s1" })
     const heartbeat = (
       seq: number,
       wantRecord: boolean,
@@ -593,10 +583,7 @@ describe("heartbeat pool machine", () => {
       reason: "newer-term",
     })
     // The deposed leader grants nothing any more.
-    const request = step(
-      newer.state,
-      fromClient("x", { _tag: "Request", client: "x", seq: 1, product: "cad", seats: 1 }, 3_002),
-    )
+    const request = step(newer.state, fromClient("x", seatRequest("x"), 3_002))
     expect(events(request.outputs).some((event) => event._tag === "Allocated")).toBe(false)
     const stale = step(
       newer.state,
@@ -636,21 +623,7 @@ describe("heartbeat pool machine", () => {
     })
     // A client that walked here while it was stopped proves its seat: honoured to the end of
     // its lease, not renewed, and nothing allocated.
-    const claims = {
-      client: "c1",
-      server: "s2",
-      term: 1,
-      product: "cad",
-      seats: 1,
-      validUntilMs: 10_000,
-    }
-    const beat: Message.ClientRequest = {
-      _tag: "Beat",
-      client: "c1",
-      seq: 5,
-      token: { ...claims, signature: fakeCrypto.signToken(claims) },
-      leaseUntilMs: 4_000,
-    }
+    const beat = signedBeat(5)
     const carried = step(continued.state, fromClient("c1", beat, 3_510))
     expect(events(carried.outputs)).toContainEqual({
       _tag: "Carried",
@@ -666,20 +639,14 @@ describe("heartbeat pool machine", () => {
       { _tag: "BeatAck", extended: false, expiresAtMs: 4_000 },
     ])
     // A new client is refused.
-    const request = step(
-      carried.state,
-      fromClient("x", { _tag: "Request", client: "x", seq: 1, product: "cad", seats: 1 }, 3_600),
-    )
+    const request = step(carried.state, fromClient("x", seatRequest("x"), 3_600))
     expect(events(request.outputs).some((event) => event._tag === "Allocated")).toBe(false)
     expect(replies(request.outputs)).toMatchObject([{ _tag: "Denied", reason: "electing" }])
   })
 
   it("forged tokens and replayed heartbeats grant nothing", () => {
     let state = leader()
-    state = step(
-      state,
-      fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
-    ).state
+    state = step(state, fromClient("a", seatRequest("a"), 3_000)).state
     const claims = {
       client: "b",
       server: "s2",
@@ -725,10 +692,7 @@ describe("heartbeat pool machine", () => {
     expect(replies(other.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "bad-token" })
     // A replayed heartbeat (same seq) is dropped.
     const granted = replies(
-      step(
-        leader(),
-        fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
-      ).outputs,
+      step(leader(), fromClient("a", seatRequest("a"), 3_000)).outputs,
     )[0] as Extract<Message.ServerReply, { _tag: "Granted" }>
     const beat: Message.ClientRequest = {
       _tag: "Beat",
@@ -772,10 +736,7 @@ describe("heartbeat pool machine", () => {
     expect(ask(small, state, "a", "other", 1)).toEqual([
       { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "wrong-product" },
     ])
-    const one = small.step(
-      state,
-      fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
-    ).state
+    const one = small.step(state, fromClient("a", seatRequest("a"), 3_000)).state
     expect(ask(small, one, "b", "cad", 1)).toEqual([
       { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "too-many-clients" },
     ])
@@ -812,10 +773,7 @@ describe("heartbeat pool machine", () => {
       queue.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state,
       M.receive("s1", heartbeat, 2_990),
     ).state
-    const waiting = queue.step(
-      follower,
-      fromClient("a", { _tag: "Request", client: "a", seq: 1, product: "cad", seats: 1 }, 3_000),
-    )
+    const waiting = queue.step(follower, fromClient("a", seatRequest("a"), 3_000))
     expect(sends(waiting.outputs, "Reserve")).toHaveLength(1)
     expect(ask(queue, waiting.state, "b", "cad", 1)).toEqual([
       { _tag: "Denied", server: "s2", term: 1, seq: 1, reason: "queue-full" },
@@ -830,8 +788,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     crypto: fakeCrypto,
     initialLicense: license(8),
   })
-  const request = (client: string, nowMs: number) =>
-    fromClient(client, { _tag: "Request", client, seq: 1, product: "cad", seats: 1 }, nowMs)
+  const request = (client: string, nowMs: number) => fromClient(client, seatRequest(client), nowMs)
   const heartbeatOf = (outputs: Out, to: string) => {
     const heartbeat = sends(outputs, "Heartbeat").find((send) => send.to === to)!.message
     return heartbeat as Extract<Message.Peer, { _tag: "Heartbeat" }>
@@ -1070,21 +1027,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     while (status(shared, lead, 3_002).share > 0)
       lead = shared.step(lead, request(`d${++seat}`, 3_002)).state
     expect(seat).toBe(4)
-    const claims = {
-      client: "c1",
-      server: "s2",
-      term: 1,
-      product: "cad",
-      seats: 1,
-      validUntilMs: 20_000,
-    }
-    const beat: Message.ClientRequest = {
-      _tag: "Beat",
-      client: "c1",
-      seq: 9,
-      token: { ...claims, signature: fakeCrypto.signToken(claims) },
-      leaseUntilMs: 5_000,
-    }
+    const beat = signedBeat(9, { validUntilMs: 20_000, leaseUntilMs: 5_000 })
     const reattached = shared.step(lead, fromClient("c1", beat, 3_050))
     expect(replies(reattached.outputs)[0]).toMatchObject({ _tag: "Granted", reattached: true })
     // Its seat left s2's share: 8 seats, 5 held here, 3 out as shares (s2: 1 of 2, s3: 2).
