@@ -56,6 +56,21 @@ const palette = ["#3e63dd", "#8da4ef", "#e5484d", "#f4a9aa", "#30a46c", "#8eceaa
 const escapeXml = (text: string) =>
   text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
 
+/** The frame every chart is drawn in: a white canvas of its size with its title. */
+const opening = (width: number, height: number, title: string) => [
+  `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12" role="img" aria-label="${escapeXml(title)}">`,
+  `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+  `<text x="8" y="20" font-size="14" font-weight="bold">${escapeXml(title)}</text>`,
+]
+
+/** One line of a legend: the series' colour, then its text. */
+const legendEntry = (left: number, y: number, color: string | undefined, text: string) => [
+  `<rect x="${left}" y="${y - 10}" width="12" height="12" fill="${color}"/>`,
+  `<text x="${left + 18}" y="${y}">${escapeXml(text)}</text>`,
+]
+
+const closing = (out: ReadonlyArray<string>) => `${[...out, "</svg>"].join("\n")}\n`
+
 /** A grouped bar chart; the same chart always gives the same bytes. */
 export const svg = (chart: Chart): string => {
   const barWidth = 28
@@ -74,9 +89,7 @@ export const svg = (chart: Chart): string => {
   const max = Math.max(1, ...chart.groups.flatMap((g) => g.bars.map((b) => b.value)))
   const scale = plotHeight / max
   const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12" role="img" aria-label="${escapeXml(chart.title)}">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="8" y="20" font-size="14" font-weight="bold">${escapeXml(chart.title)}</text>`,
+    ...opening(width, height, chart.title),
     `<line x1="${left}" y1="${top + plotHeight}" x2="${width - 8}" y2="${top + plotHeight}" stroke="#444"/>`,
     `<text x="8" y="${top - 10}" fill="#444">max ${escapeXml(`${formatValue(max)} ${chart.unit}`)}</text>`,
   ]
@@ -97,14 +110,11 @@ export const svg = (chart: Chart): string => {
     )
   })
   series.forEach((label, s) => {
-    const y = top + plotHeight + 40 + s * 18
     out.push(
-      `<rect x="${left}" y="${y - 10}" width="12" height="12" fill="${palette[s % palette.length]}"/>`,
-      `<text x="${left + 18}" y="${y}">${escapeXml(label)}</text>`,
+      ...legendEntry(left, top + plotHeight + 40 + s * 18, palette[s % palette.length], label),
     )
   })
-  out.push("</svg>")
-  return `${out.join("\n")}\n`
+  return closing(out)
 }
 
 /** A sample's position on an axis from `low` to `high`, linear or logarithmic. */
@@ -176,9 +186,7 @@ export const cdfSvg = (chart: Distribution): string => {
   const x = (value: number) => (left + position(value) * plotWidth).toFixed(1)
   const y = (share: number) => (top + (1 - share) * plotHeight).toFixed(1)
   const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12" role="img" aria-label="${escapeXml(chart.title)}">`,
-    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="8" y="20" font-size="14" font-weight="bold">${escapeXml(chart.title)}</text>`,
+    ...opening(width, height, chart.title),
     `<text x="8" y="${top - 14}" fill="#444">share of samples at or below (cumulative)</text>`,
   ]
   for (const share of [0, 0.25, 0.5, 0.75, 1]) {
@@ -211,14 +219,9 @@ export const cdfSvg = (chart: Distribution): string => {
     out.push(
       `<path class="cdf" d="${steps.join("")}" fill="none" stroke="${color}" stroke-width="2"><title>${escapeXml(summary)}</title></path>`,
     )
-    const legendY = top + plotHeight + 52 + s * 18
-    out.push(
-      `<rect x="${left}" y="${legendY - 10}" width="12" height="12" fill="${color}"/>`,
-      `<text x="${left + 18}" y="${legendY}">${escapeXml(summary)}</text>`,
-    )
+    out.push(...legendEntry(left, top + plotHeight + 52 + s * 18, color, summary))
   })
-  out.push("</svg>")
-  return `${out.join("\n")}\n`
+  return closing(out)
 }
 
 /** Draws a chart of either kind. */
@@ -257,6 +260,15 @@ export const samplesOf = (figures: Figures, path: string): ReadonlyArray<number>
     : []
 }
 
+/** The numbers `pattern`'s group finds in an object's keys (`lease600`: 600), ascending. */
+const keyNumbers = (object: unknown, pattern: RegExp): Array<number> =>
+  Object.keys(object ?? {})
+    .flatMap((key) => {
+      const match = pattern.exec(key)
+      return match === null ? [] : [Number(match[1])]
+    })
+    .sort((a, b) => a - b)
+
 /** The distribution of the series that have samples; none if no series has. */
 const distribution = (
   file: string,
@@ -270,14 +282,10 @@ const distribution = (
 
 /** The charts one package's figures give (none for a package without a chart here). */
 export const charts = (name: string, figures: Figures): ReadonlyArray<Chart | Distribution> => {
-  const sizes = (prefix: string) =>
-    Object.keys(figures)
-      .flatMap((key) => (key.startsWith(prefix) ? [Number(key.slice(prefix.length))] : []))
-      .filter(Number.isInteger)
-      .sort((a, b) => a - b)
   switch (name) {
     case "port-election": {
-      const groups = sizes("p50_ms_").map((size) => ({
+      const sizes = keyNumbers(figures, /^p50_ms_(\d+)$/)
+      const groups = sizes.map((size) => ({
         label: `${size} instances`,
         bars: [
           { label: "elected, p50", value: numeric(figures, `elected_p50_ms_${size}`) ?? 0 },
@@ -297,7 +305,7 @@ export const charts = (name: string, figures: Figures): ReadonlyArray<Chart | Di
           "port-election-failover-distribution.svg",
           "Port election: SIGKILL of the supervisor to every survivor registered, each failover",
           "ms",
-          sizes("p50_ms_").map((size) => ({
+          sizes.map((size) => ({
             label: `${size} instances`,
             samples: samplesOf(figures, `registered_ms_${size}`),
           })),
@@ -343,12 +351,7 @@ export const charts = (name: string, figures: Figures): ReadonlyArray<Chart | Di
         },
       ]
     case "staggered-election": {
-      const sizes = Object.keys(figures)
-        .flatMap((key) => {
-          const match = /^simFailoverMsP99_staggered_n(\d+)$/.exec(key)
-          return match === null ? [] : [Number(match[1])]
-        })
-        .sort((a, b) => a - b)
+      const sizes = keyNumbers(figures, /^simFailoverMsP99_staggered_n(\d+)$/)
       // The bench's comparison: a Raft-style randomised election with the same detection,
       // its time-out drawn over the same base delay, then over the floor delay.
       const variants = [
@@ -534,12 +537,8 @@ export const charts = (name: string, figures: Figures): ReadonlyArray<Chart | Di
       ]
     }
     case "checkpoint": {
-      const leases = Object.keys(figures)
-        .flatMap((key) => {
-          const match = /^lease(\d+)$/.exec(key)
-          return match === null ? [] : [Number(match[1])]
-        })
-        .sort((a, b) => b - a)
+      // The longest lease first.
+      const leases = keyNumbers(figures, /^lease(\d+)$/).reverse()
       return [
         {
           file: "checkpoint-throughput.svg",
@@ -633,12 +632,7 @@ export const charts = (name: string, figures: Figures): ReadonlyArray<Chart | Di
       ]
     }
     case "multihome": {
-      const lengths = Object.keys(at(figures, "figures") ?? {})
-        .flatMap((key) => {
-          const match = /^tsctpMegabytesPerSecond(\d+)$/.exec(key)
-          return match === null ? [] : [Number(match[1])]
-        })
-        .sort((a, b) => a - b)
+      const lengths = keyNumbers(at(figures, "figures"), /^tsctpMegabytesPerSecond(\d+)$/)
       const scenarios = [
         ["tsctp", "usrsctp's tsctp receiving (baseline)"],
         ["ours", "a multihome endpoint receiving"],
