@@ -1467,6 +1467,8 @@ export const make = <S, Req, Res>(config: Config<S, Req, Res>): StaggeredElectio
   const confirmReads = (state: St, outputs: Array<Output>): St => {
     const held = state.leader
     if (state.role !== "master" || held === undefined || held.phase !== "ready") return state
+    // Called on every ack: nothing waits on a round (no read, no lease round), nothing to do.
+    if (held.reads.length === 0 && held.leaseRounds.length === 0) return state
     const rounds = Object.values(held.roundAcked).sort((a, b) => b - a)
     // The newest round held by a majority: the master plus `needed` backups.
     const needed = Math.floor(groupSize / 2)

@@ -19,6 +19,7 @@ import { pauseOf, withDrift, withPause } from "./support/faults.ts"
 import {
   base,
   brokenMachine,
+  type Client,
   type Config,
   codec,
   convergenceBoundMs,
@@ -31,13 +32,19 @@ import {
   invariants,
   makeClient,
   nodes,
+  type Req,
+  type Res,
   withClient,
 } from "./support/invariants.ts"
 
-const simulate = (config: Config, seed: number) => {
-  const client = makeClient()
-  return Simulation.simulate({
-    machine: withClient(Machine.make(config), client),
+/** One SimNet schedule of `machine` with `client` (a new one by default) and every invariant. */
+const simulate = (
+  machine: Machine.StaggeredElection<number, Req, Res>,
+  seed: number,
+  client: Client = makeClient(),
+) =>
+  Simulation.simulate({
+    machine: withClient(machine, client),
     codec,
     nodes,
     seed,
@@ -48,7 +55,6 @@ const simulate = (config: Config, seed: number) => {
     traceSteps: Seeds.isReplay(),
     describeState,
   })
-}
 
 const schedules = Number(process.env.STAGGERED_SIM_SCHEDULES ?? 10)
 const leaseSchedules = Number(process.env.STAGGERED_SIM_LEASE_SCHEDULES ?? 1)
@@ -71,7 +77,7 @@ describe("StaggeredElection under simulation", () => {
         let steps = 0
         let crashes = 0
         for (const seed of seeds) {
-          const report = yield* simulate(base, seed)
+          const report = yield* simulate(Machine.make(base), seed)
           steps += report.steps
           crashes += report.schedule.filter((item) => item.fault._tag === "Crash").length
           if (Seeds.isReplay()) console.log(Simulation.formatTrace(report))
@@ -100,18 +106,7 @@ describe("StaggeredElection under simulation", () => {
         for (const seed of Seeds.seeds(leaseSchedules)) {
           const client = makeClient()
           const paused = withPause(withDrift(machine, drift, seed), pauseOf(seed), client)
-          yield* Simulation.simulate({
-            machine: withClient(paused.machine, client),
-            codec,
-            nodes,
-            seed,
-            durationMs,
-            link: goodLink,
-            faults,
-            invariants: invariants(client),
-            traceSteps: Seeds.isReplay(),
-            describeState,
-          })
+          yield* simulate(paused.machine, seed, client)
           totals.paused += paused.counts.paused
           totals.readsConfirmed += paused.counts.readsConfirmed
           totals.readsAtOnce += paused.counts.readsAtOnce

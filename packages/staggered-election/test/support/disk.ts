@@ -52,15 +52,6 @@ const encodeRecord = Schema.encodeSync(RecordCodec)
 const decodeRecord = Schema.decodeUnknownSync(RecordCodec)
 const recordBytes = (record: Durable.Record<Req>) =>
   new TextEncoder().encode(encodeRecord(record) as string)
-const concat = (parts: ReadonlyArray<Uint8Array>) => {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.length, 0))
-  let at = 0
-  for (const part of parts) {
-    out.set(part, at)
-    at += part.length
-  }
-  return out
-}
 
 /**
  * A machine whose every restart recovers the durable state its last step left, through the
@@ -105,7 +96,9 @@ export const durableMachine = (config: Config, diskFaults?: DiskFaults) => {
     const faults = diskFaults!
     // The synced records are whole on disk (the store's own tests check that): the new bytes
     // start at a record boundary, and recovery's reading of them is what is checked here.
-    const added = concat(next.slice(synced.length).map((record) => Wal.frame(recordBytes(record))))
+    const added = Buffer.concat(
+      next.slice(synced.length).map((record) => Wal.frame(recordBytes(record))),
+    )
     const kinds: ReadonlyArray<DiskFault> = ["lost-tail", "torn", "torn-zero-filled"]
     const kind = kinds[Math.floor(faults.random() * kinds.length)]!
     const kept = kind === "lost-tail" ? 0 : Math.floor(faults.random() * added.length)
