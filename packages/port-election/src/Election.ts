@@ -407,6 +407,12 @@ export const make = (
      * either regrants, by the interval: room for this process to be late waking up.
      */
     let cutOff: Fiber.Fiber<void> | undefined
+    /** Adds the permits of `holdings` to a count per resource. */
+    const countPermits = (into: Map<string, number>, holdings: ReadonlyArray<Holding>) => {
+      for (const { resource, permits } of holdings) {
+        into.set(resource, (into.get(resource) ?? 0) + permits)
+      }
+    }
     /** Permits given up at the deadline: a registration in flight may still claim them. */
     const abandoned = new Map<string, number>()
     const cutOffFrom = (connection: Connection.Connection<Message>) =>
@@ -422,12 +428,7 @@ export const make = (
             yield* Effect.sleep(Math.max(0, deadlineMs - (yield* now)))
             cutOff = undefined
             const lost = holdings()
-            for (const holding of lost) {
-              abandoned.set(
-                holding.resource,
-                (abandoned.get(holding.resource) ?? 0) + holding.permits,
-              )
-            }
+            countPermits(abandoned, lost)
             yield* losePermits(lost)
           }),
           electionScope,
@@ -1003,12 +1004,7 @@ export const make = (
               // Prepared again with the registry this supervisor sends, not now: a takeover's
               // Welcome comes when the CPU is scarce.
               preparedRegistration = undefined
-              for (const holding of message.lost) {
-                lostHere.set(
-                  holding.resource,
-                  (lostHere.get(holding.resource) ?? 0) + holding.permits,
-                )
-              }
+              countPermits(lostHere, message.lost)
               return Effect.andThen(
                 Effect.andThen(losePermits(message.lost), standby.follow(message.successor)),
                 Effect.andThen(
@@ -1125,8 +1121,10 @@ export const make = (
           if (Result.isSuccess(listened)) bound = { scope, listener: listened.success }
           else yield* Scope.close(scope, Exit.void)
         }
-        yield* cutOffFrom(connection)
+        // What arrived before the close is read first: a Registry read after the deadline
+        // was set would take it off (`haveHoldingsBack`) with nobody holding the permits.
         yield* Effect.exit(Fiber.join(reader))
+        yield* cutOffFrom(connection)
         upstream = undefined
         role = { _tag: "Electing" }
         for (const [id, pending] of pendingRequests) {

@@ -13,10 +13,12 @@ import * as Election from "../src/Election.ts"
 
 const secret = Redacted.make(new Uint8Array(randomBytes(32)))
 
+/** An instance in `scope`, over the Node transport unless another `layer` is given. */
 const start = (
   address: Address.StreamAddress,
   scope: Scope.Scope,
   extra: Partial<Election.ElectionOptions> = {},
+  layer: Layer.Layer<Transport.Transport> = NodeTransport.layer,
 ) =>
   Election.make({
     program: "test",
@@ -25,7 +27,7 @@ const start = (
     keepAlive: { intervalMs: 100, timeoutMs: 600 },
     graceMs: 500,
     ...extra,
-  }).pipe(Scope.provide(scope), Effect.provide(NodeTransport.layer))
+  }).pipe(Scope.provide(scope), Effect.provide(layer))
 
 /**
  * The Node transport with a switch: `connections` are those it opened or accepted, and while
@@ -64,22 +66,30 @@ const switchable = () => {
   return { control, layer }
 }
 
-const startOver = (
-  layer: Layer.Layer<Transport.Transport>,
-  address: Address.StreamAddress,
-  scope: Scope.Scope,
-  extra: Partial<Election.ElectionOptions> = {},
-) =>
-  Election.make({
-    program: "test",
-    address,
-    secret,
-    keepAlive: { intervalMs: 100, timeoutMs: 600 },
-    graceMs: 1_500,
-    ...extra,
-  }).pipe(Scope.provide(scope), Effect.provide(layer))
-
 const uniqueAbstract = () => Address.abstract(`understudy-test-${randomBytes(6).toString("hex")}`)
+
+/**
+ * A supervisor, a holder of "lock" (its permit in `holding`) and a waiter to be, started in
+ * that order in `scopes`; the supervisor or the holder over a `layer` of its own if given.
+ */
+const holderAndWaiter = (
+  graceMs: number,
+  layer: {
+    readonly supervisor?: Layer.Layer<Transport.Transport>
+    readonly holder?: Layer.Layer<Transport.Transport>
+  },
+) =>
+  Effect.gen(function* () {
+    const address = uniqueAbstract()
+    const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
+    const supervisor = yield* start(address, scopes[0]!, { graceMs }, layer.supervisor)
+    const holder = yield* start(address, scopes[1]!, { graceMs }, layer.holder)
+    const waiter = yield* start(address, scopes[2]!, { graceMs })
+    expect((yield* supervisor.role)._tag).toBe("Supervisor")
+    const holding = yield* Scope.make()
+    const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
+    return { scopes, holder, waiter, holding, permit }
+  })
 
 describe("port election, in one process", () => {
   it.live("the first instance supervises, the others subordinate, and a successor takes over", () =>
@@ -190,17 +200,12 @@ describe("port election, in one process", () => {
     "a holder its supervisor drops keeps its mutex: the waiter gets it only once released",
     () =>
       Effect.gen(function* () {
-        const address = uniqueAbstract()
-        const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
         const supervising = switchable()
-        const supervisor = yield* startOver(supervising.layer, address, scopes[0]!)
-        const holder = yield* start(address, scopes[1]!, { graceMs: 1_500 })
-        // The supervisor has accepted the holder's connection only, so far.
+        const { scopes, holder, waiter, holding, permit } = yield* holderAndWaiter(1_500, {
+          supervisor: supervising.layer,
+        })
+        // The supervisor accepted the holder's connection first (the waiter started after).
         const [holderConnection] = supervising.control.connections
-        const waiter = yield* start(address, scopes[2]!, { graceMs: 1_500 })
-        expect((yield* supervisor.role)._tag).toBe("Supervisor")
-        const holding = yield* Scope.make()
-        const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
         const waiting = yield* Effect.forkChild(
           waiter.acquire("lock").pipe(Scope.provide(scopes[2]!)),
         )
@@ -233,15 +238,10 @@ describe("port election, in one process", () => {
     "a holder cut off for longer than the grace period gives its mutex up before the waiter gets it",
     () =>
       Effect.gen(function* () {
-        const address = uniqueAbstract()
-        const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
-        const supervisor = yield* start(address, scopes[0]!, { graceMs: 1_000 })
         const cutting = switchable()
-        const holder = yield* startOver(cutting.layer, address, scopes[1]!, { graceMs: 1_000 })
-        const waiter = yield* start(address, scopes[2]!, { graceMs: 1_000 })
-        expect((yield* supervisor.role)._tag).toBe("Supervisor")
-        const holding = yield* Scope.make()
-        const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
+        const { scopes, waiter, holding, permit } = yield* holderAndWaiter(1_000, {
+          holder: cutting.layer,
+        })
         const lostAt = yield* Effect.forkChild(Effect.andThen(permit.lost, Clock.currentTimeMillis))
         const grantedAt = yield* Effect.forkChild(
           Effect.andThen(
