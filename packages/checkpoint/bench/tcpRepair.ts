@@ -20,6 +20,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { NetNs } from "@understudy/testkit"
 import * as Kernel from "../src/internal/tcpRepair/kernelTcp.ts"
+import * as ObjectServer from "../src/internal/tcpRepair/objectServer.ts"
 import * as TcpRepair from "../src/TcpRepair.ts"
 import {
   objectOf,
@@ -62,7 +63,7 @@ const clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8
  * object and put in a rebuilt socket's send queue as sent (repair mode on loopback, to a
  * peer that is never sent anything; closed in repair mode, silently).
  */
-const refillMs = (object: string, bytes: number): number => {
+const refillMs = (source: ObjectServer.ObjectSource, id: string, bytes: number): number => {
   const libc = TcpRepair.probe() as Exclude<ReturnType<typeof TcpRepair.probe>, string>
   const state: Kernel.KernelTcpState = {
     sendSeq: 1,
@@ -85,11 +86,8 @@ const refillMs = (object: string, bytes: number): number => {
     })
     try {
       const started = performance.now()
-      const refill = Buffer.alloc(bytes)
-      const file = fs.openSync(object, "r")
-      for (let at = 0; at < bytes; ) at += fs.readSync(file, refill, at, bytes - at, at)
-      fs.closeSync(file)
-      Kernel.fillSentQueue(libc, fd, refill)
+      // The takeover's own read: from the object's first byte (no response head).
+      Kernel.fillSentQueue(libc, fd, ObjectServer.readResponse(source, id, "", 0, bytes))
       times.push(performance.now() - started)
     } finally {
       libc.close(fd)
@@ -213,7 +211,7 @@ try {
   const plain = seconds.plain.map(mibPerSecond)
   const ratio = median(checkpointed) / median(plain)
   const largestStep = Math.max(...ackedStepMaxBytes)
-  const largestRefillMs = refillMs(path.join(workDir, "objects", name), largestStep)
+  const largestRefillMs = refillMs({ root: path.join(workDir, "objects") }, name, largestStep)
   const cpuPerCheckpointMs =
     (median(serverCpuMs.checkpointed) - median(serverCpuMs.plain)) / median(written)
   const loadAfter = os.loadavg()[0]!.toFixed(1)

@@ -941,8 +941,11 @@ const takeoverUpload = async (
     : { _tag: "Refused", reason: "TooOld", detail: outcome.detail, reset: outcome.reset }
 }
 
-/** `length` bytes of the response (head then object) from `offset`. */
-const readResponse = (
+/**
+ * `length` bytes of the response (head then object) from `offset`: a takeover's refill (the
+ * benchmark times it too).
+ */
+export const readResponse = (
   source: ObjectSource,
   id: string,
   head: string,
