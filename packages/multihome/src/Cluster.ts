@@ -714,7 +714,8 @@ export const make = (
 
     // Its own scope, so that a deposed primary can close it and fall silent.
     const endpointScope = yield* Scope.fork(yield* Effect.scope)
-    const bindDeadlineMs = (yield* now) + (options.addressWaitMs ?? 30_000)
+    const addressWaitMs = options.addressWaitMs ?? 30_000
+    const bindDeadlineMs = (yield* now) + addressWaitMs
     const makeEndpoint = Endpoint.make({
       bind: options.bind,
       port: options.port,
@@ -750,7 +751,6 @@ export const make = (
     // ---- address takeover ---------------------------------------------------------------
 
     const failover = options.failover ?? "asconf"
-    const addressWaitMs = options.addressWaitMs ?? 30_000
     /** The old serving node's address, bound by this node once it took over (`takeover`). */
     let addressTakeover:
       | { host: string; state: AddressTakeover["state"]; packets: number; scope: Scope.Closeable }

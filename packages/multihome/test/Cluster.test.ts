@@ -13,7 +13,7 @@ import * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
 import * as Metrics from "../src/Metrics.ts"
 import * as Replication from "../src/Replication.ts"
-import { advance, within } from "./support/endpoint-support.ts"
+import { advance, connectPeer, within } from "./support/endpoint-support.ts"
 
 const primaryHost = "10.0.0.2"
 const secondaryHost = "10.0.0.3"
@@ -158,19 +158,7 @@ const startCluster = (
   })
 
 const startPeer = (net: SimNet.SimNet) =>
-  Effect.gen(function* () {
-    const peer = yield* Endpoint.make({
-      bind: Address.udp(peerHost, udpPort),
-      port: 5000,
-      config: quick,
-      seed: 99,
-    }).pipe(Effect.provide(net.layer(peerHost)))
-    const association = yield* within(
-      10_000,
-      peer.connect({ host: primaryHost, udpPort, port: sctpPort }),
-    )
-    return association
-  })
+  connectPeer(net, peerHost, quick, { host: primaryHost, udpPort, port: sctpPort })
 
 const numbered = (index: number) => new TextEncoder().encode(`message ${index}`)
 const numberOf = (data: Uint8Array) => Number(new TextDecoder().decode(data).split(" ")[1])

@@ -10,11 +10,10 @@ import { Address, type Connection, Datagram, SimNet, Transport } from "@understu
 import { Effect, Fiber, Redacted, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
 import * as Cluster from "../src/Cluster.ts"
-import * as Endpoint from "../src/Endpoint.ts"
 import * as Packet from "../src/Packet.ts"
 import type * as Replication from "../src/Replication.ts"
 import { gt32, lte32 } from "../src/Serial.ts"
-import { advance, payload, within } from "./support/endpoint-support.ts"
+import { advance, connectPeer, payload, within } from "./support/endpoint-support.ts"
 
 const primaryHost = "10.0.0.2"
 const secondaryHost = "10.0.0.3"
@@ -226,16 +225,11 @@ describe("every-update on the wire (SimNet)", () => {
         yield* startNode(net, watch, "secondary")
         yield* startNode(net, watch, "primary")
         yield* advance(300)
-        const peer = yield* Endpoint.make({
-          bind: Address.udp(peerHost, udpPort),
-          port: 5000,
-          config: quick,
-          seed: 99,
-        }).pipe(Effect.provide(net.layer(peerHost)))
-        const association = yield* within(
-          10_000,
-          peer.connect({ host: primaryHost, udpPort, port: sctpPort }),
-        )
+        const association = yield* connectPeer(net, peerHost, quick, {
+          host: primaryHost,
+          udpPort,
+          port: sctpPort,
+        })
         const count = 300
         const echoes = yield* Effect.forkScoped(
           association.messages.pipe(Stream.take(count), Stream.runCollect),

@@ -2,9 +2,11 @@
  * Helpers for the endpoint tests: advancing the test clock until a fiber is done, polling a
  * real process (the interop tests), an echo service, and message builders.
  */
+import { Address, type SimNet, type TransportError } from "@understudy/transport"
 import { Duration, Effect, Fiber, type Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import type * as Endpoint from "../../src/Endpoint.ts"
+import type * as Association from "../../src/Association.ts"
+import * as Endpoint from "../../src/Endpoint.ts"
 
 /**
  * Forks `effect` and advances the test clock `stepMs` at a time until it is done, at most
@@ -30,6 +32,30 @@ export const within = <A, E>(
       return yield* Effect.die(new Error(`not done within ${limitMs} ms of simulated time`))
     }
     return yield* Fiber.join(fiber)
+  })
+
+/**
+ * The outside peer of a simulated cluster: an endpoint at `host` (SCTP port 5000, seed 99)
+ * on `net`, its association with `to` up within 10 s of simulated time.
+ */
+export const connectPeer = (
+  net: SimNet.SimNet,
+  host: string,
+  config: Partial<Association.Config>,
+  to: Endpoint.ConnectOptions,
+): Effect.Effect<
+  Endpoint.AssociationHandle,
+  TransportError.ListenError | Endpoint.ConnectError,
+  Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const peer = yield* Endpoint.make({
+      bind: Address.udp(host, to.udpPort),
+      port: 5000,
+      config,
+      seed: 99,
+    }).pipe(Effect.provide(net.layer(host)))
+    return yield* within(10_000, peer.connect(to))
   })
 
 /** Advances the test clock by `ms`, `stepMs` at a time (timers re-arm relative to now). */
