@@ -43,10 +43,10 @@ const failureNotice = /SCTP_COMM_LOST|SCTP_SHUTDOWN|SCTP_CANT_STR_ASSOC|ABORT|Co
 describe("--failover asconf under usrsctp's client (default timers)", () => {
   it("the client makes the secondary's address primary, every line echoed once and in order, no new DATA to the dead address", async () => {
     const ports = await App.clusterPorts()
-    const secondary = App.start(App.nodeArgs("secondary", ports, ["--failover", "asconf"]))
-    const primary = App.start(App.nodeArgs("primary", ports, ["--failover", "asconf"]))
-    await primary.line("started", 20_000)
-    const secondaryStarted = await secondary.line("started", 20_000)
+    const { primary, secondaryStarted } = await App.startPair(ports, undefined, [
+      "--failover",
+      "asconf",
+    ])
     expect(secondaryStarted.failover).toBe("asconf")
     await App.linkUp("the primary's link to the secondary is up", primary)
     const { client } = await App.connectClient(ports, undefined)
@@ -122,10 +122,10 @@ if (takeoverLoopback) {
   describe("--failover takeover under usrsctp's client (default timers)", () => {
     it("the secondary binds the dead primary's address: the client goes on sending there, every line echoed once and in order", async () => {
       const ports = await App.clusterPorts()
-      const secondary = App.start(App.nodeArgs("secondary", ports, ["--failover", "takeover"]))
-      const primary = App.start(App.nodeArgs("primary", ports, ["--failover", "takeover"]))
-      await primary.line("started", 20_000)
-      const secondaryStarted = await secondary.line("started", 20_000)
+      const { primary, secondary, secondaryStarted } = await App.startPair(ports, undefined, [
+        "--failover",
+        "takeover",
+      ])
       expect(secondaryStarted.failover).toBe("takeover")
       await App.linkUp("the primary's link to the secondary is up", primary)
       const { client, send } = await App.connectClient(ports, undefined)

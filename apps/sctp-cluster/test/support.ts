@@ -107,20 +107,21 @@ export const startStore = async (keyFile: string) =>
   )) as { readonly listen: string }
 
 /**
- * Starts the secondary, then the primary, under `policy` (see `nodeArgs`), and waits for
- * both `started` lines.
+ * Starts the secondary, then the primary, under `policy` with the flags `extra` (see
+ * `nodeArgs`), and waits for both `started` lines.
  */
 export const startPair = async (
   ports: PairPorts,
   policy?: ReadonlyArray<string>,
+  extra: ReadonlyArray<string> = [],
 ): Promise<{
   readonly primary: JsonLinesProcess.JsonLinesProcess
   readonly secondary: JsonLinesProcess.JsonLinesProcess
   readonly primaryStarted: Record<string, unknown>
   readonly secondaryStarted: Record<string, unknown>
 }> => {
-  const secondary = start(nodeArgs("secondary", ports, [], policy))
-  const primary = start(nodeArgs("primary", ports, [], policy))
+  const secondary = start(nodeArgs("secondary", ports, extra, policy))
+  const primary = start(nodeArgs("primary", ports, extra, policy))
   const primaryStarted = await primary.line("started", 20_000)
   const secondaryStarted = await secondary.line("started", 20_000)
   return { primary, secondary, primaryStarted, secondaryStarted }
@@ -180,7 +181,16 @@ export const connectClient = async (
   })
   await client.waitFor(/SCTP_COMM_UP/, timeoutMs)
   await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_CONFIRMED/, timeoutMs)
-  const send = async (from: number, to: number) => {
+  return { client, send: sender(client, 20_000) }
+}
+
+/**
+ * `send(from, to)` writes `n from` … `n to` to usrsctp's client, 10 ms apart, and waits (at
+ * most `timeoutMs`) until `to` echoes arrived.
+ */
+export const sender =
+  (client: Usrsctp.UsrsctpProcess, timeoutMs: number) =>
+  async (from: number, to: number): Promise<void> => {
     for (let n = from; n <= to; n++) {
       client.write(`n ${n}\n`)
       await new Promise((resolve) => setTimeout(resolve, 10))
@@ -188,8 +198,6 @@ export const connectClient = async (
     await eventually(
       `echoes up to ${to}`,
       () => (echoed(client.stdout()).length >= to ? true : undefined),
-      20_000,
+      timeoutMs,
     )
   }
-  return { client, send }
-}

@@ -119,17 +119,7 @@ describe("--failover takeover across hosts (network namespaces)", () => {
       new RegExp(`Peer address ${secondaryIp} is now SCTP_ADDR_CONFIRMED`),
       20_000,
     )
-    const send = async (from: number, to: number) => {
-      for (let n = from; n <= to; n++) {
-        client.write(`n ${n}\n`)
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
-      await App.eventually(
-        `echoes up to ${to}`,
-        () => (App.echoed(client.stdout()).length >= to ? true : undefined),
-        30_000,
-      )
-    }
+    const send = App.sender(client, 30_000)
     await send(1, 20)
     const primaryMac = macOf("a")
     expect(peerNeighbour(primaryIp)).toBe(primaryMac)
