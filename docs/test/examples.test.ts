@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, StoreServer } from "@understudy/store"
 import { Address, NodeTransport } from "@understudy/transport"
 import { Effect, Layer, Option } from "effect"
-import { etcdServer } from "../../packages/testkit/src/EtcdServer.ts"
+import { EtcdServer } from "@understudy/testkit"
 import { program as checkpoint } from "../examples/checkpoint.ts"
 import { main as checkpointPromise } from "../examples/checkpoint-promise.ts"
 import { onEmbeddedStore, onEtcd } from "../examples/deployment-stores.ts"
@@ -58,7 +58,7 @@ describe("documentation examples run and do what the docs say", () => {
     "deployment-stores: the same program finds its master on etcd",
     () =>
       Effect.gen(function* () {
-        const etcd = yield* etcdServer
+        const etcd = yield* EtcdServer.etcdServer
         const master = yield* onEtcd([etcd.endpoint])
         expect(master).toEqual(Option.some("server-1 at epoch 1"))
       }).pipe(Effect.scoped),

@@ -16,7 +16,7 @@ import * as LicensePool from "../../apps/license-pool/src/common.ts"
 import * as SctpCluster from "../../apps/sctp-cluster/src/cli.ts"
 import * as ServerGroupCli from "../../apps/server-group/src/cli.ts"
 import * as ServerGroupCommon from "../../apps/server-group/src/common.ts"
-import { freeTcpPort } from "../../packages/testkit/src/Ports.ts"
+import { Ports } from "@understudy/testkit"
 import { charts, draw, packagesWithCharts, runBench } from "../scripts/plots.ts"
 
 const docs = join(import.meta.dirname, "..")
@@ -250,7 +250,7 @@ describe("code blocks", () => {
       const target = Observability.parseHostPort(flag!)
       expect(target).toEqual({ host: "127.0.0.1", port: 9464 })
       // Served on a free port rather than the shown one, which may be taken on this machine.
-      const port = yield* Effect.promise(() => freeTcpPort())
+      const port = yield* Effect.promise(() => Ports.freeTcpPort())
       const scraped = yield* Effect.scoped(
         Effect.gen(function* () {
           yield* Layer.build(
