@@ -11,8 +11,10 @@
  *   the update that delivered it). An update's outputs wait for the secondary's ack
  *   (`waitForAck`: every update under `every-update`; creation and acknowledging SACKs
  *   under the inexact policies; up to `ackTimeoutMs`) or for the store's write
- *   (`state-node`); while they wait the node processes nothing else (the endpoint's lock),
- *   and what arrives meanwhile is handled as one batch afterwards;
+ *   (`state-node`); while they wait the node processes nothing else, and what arrives
+ *   meanwhile is handled as one batch afterwards. (The shipped node does so under the other
+ *   policies only: under `every-update` its endpoint steps what arrives while earlier updates'
+ *   outputs are held for their acks, `Endpoint.Hooks`; this model is the serial one.)
  * - the secondary node at B: `Replication.Replicas`, its role run by `ClusterRole` (the
  *   machine `Cluster.ts` runs: what a packet gets, when the takeover starts, which
  *   replication applies); it answers HEARTBEATs from its copy,
