@@ -55,13 +55,10 @@ describe("client endpoint", () => {
     "drops datagrams without the pool key's MAC or above the size limit; answers a sealed one",
     () =>
       Effect.gen(function* () {
-        const { member, vendor, poolSecret, license } = yield* loopbackPool
+        const { member, poolSecret, server: options, license } = yield* loopbackPool
         const clientPort = member.client.port
         const server = yield* Server.run({
-          self: "s1",
-          members: [member],
-          poolSecret,
-          vendorPublicKey: vendor.publicPem,
+          ...options,
           stateDir: dir,
           license: license(1, 1),
         })

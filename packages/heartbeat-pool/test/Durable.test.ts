@@ -23,14 +23,11 @@ describe("durable state", () => {
     "a license published to a server is on disk before it answers, and survives its restart",
     () =>
       Effect.gen(function* () {
-        const { member, vendor, poolSecret, license } = yield* loopbackPool
+        const { member, poolSecret, server, license } = yield* loopbackPool
         const licenseOf = (sequence: number) => license(10 + sequence, sequence)
         const serve = (license: Message.License) =>
           Server.run({
-            self: "s1",
-            members: [member],
-            poolSecret,
-            vendorPublicKey: vendor.publicPem,
+            ...server,
             stateDir: dir,
             license,
           })

@@ -33,12 +33,9 @@ describe("Effect services", () => {
     "Server.layer and Client.layer: the client holds the seat the server counts",
     () =>
       Effect.gen(function* () {
-        const { member, vendor, poolSecret, license } = yield* loopbackPool
+        const { member, poolSecret, server, license } = yield* loopbackPool
         const servers = Server.layer({
-          self: "s1",
-          members: [member],
-          poolSecret,
-          vendorPublicKey: vendor.publicPem,
+          ...server,
           stateDir: dir,
           license: license(1, 1),
           // A new leader settles for a lease before it grants: a short one.
