@@ -87,7 +87,10 @@ describe("TcpRepair kernel TCP layer", () => {
   })
 })
 
-describe.skipIf(skipReason !== undefined)("TcpRepair takeover of a live TCP connection", () => {
+/** A skipped suite says why in its title. */
+const takeoverSuite = `TcpRepair takeover of a live TCP connection${skipReason === undefined ? "" : ` (skipped: ${skipReason})`}`
+
+describe.skipIf(skipReason !== undefined)(takeoverSuite, () => {
   beforeAll(() => {
     sweepLeftovers()
     workDir = fs.mkdtempSync(path.join(os.tmpdir(), "us14-"))
