@@ -125,6 +125,43 @@ const settled = (running: Map<string, { server: Server }>, aboveEpoch = 0) =>
 
 describe("ServerGroup", () => {
   it.live(
+    'reads: "lease" takes a Schema-checked lease; a lease with another read mode, or out of range, is InvalidConfig',
+    () =>
+      Effect.gen(function* () {
+        const [port] = yield* Effect.promise(() => Ports.freeUdpPorts(1))
+        type Reads = Pick<ServerGroup.Options<St, Req, number>, "reads" | "lease">
+        const refused = (extra: Reads) =>
+          ServerGroup.make<St, Req, number>({
+            group: "counters",
+            self: "s1",
+            servers,
+            addresses: Object.fromEntries(ids.map((id) => [id, Address.udp("127.0.0.1", port!)])),
+            authentication,
+            request: RequestSchema,
+            initial: {},
+            apply,
+            detectionPeriodMs: 20,
+            inquiryTimeoutMs: 100,
+            baseDelayMs: 50,
+            floorDelayMs: 15,
+            ...extra,
+          }).pipe(Effect.flip)
+        const cases: ReadonlyArray<readonly [Reads, RegExp]> = [
+          [{ lease: {} }, /lease is set, reads is "linearizable"/],
+          [{ reads: "local", lease: { durationMs: 50 } }, /lease is set, reads is "local"/],
+          [{ reads: "lease", lease: { maxClockDrift: 0.5 } }, /maxClockDrift/],
+          [{ reads: "lease", lease: { durationMs: 0 } }, /durationMs/],
+          [{ reads: "eventual" as never }, /reads/],
+        ]
+        for (const [extra, reason] of cases) {
+          const error = yield* refused(extra)
+          expect(error).toMatchObject({ _tag: "InvalidConfig" })
+          expect((error as { reason: string }).reason).toMatch(reason)
+        }
+      }).pipe(Effect.scoped, Effect.provide(services)),
+  )
+
+  it.live(
     "elects one master, which the name server shows; backups redirect with NotMaster",
     () =>
       Effect.gen(function* () {
