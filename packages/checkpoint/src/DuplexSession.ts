@@ -746,9 +746,9 @@ export const connect = (
 
     const loop = Effect.gen(function* () {
       let lostAtMs: number | undefined
-      for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
+      for (let tried = 0; tried < attemptsMax; tried++) {
         const address =
-          handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, index))
+          handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, tried))
         handedTo = undefined
         if (address !== undefined && (yield* attempt(address, lostAtMs))) return
         if (session !== undefined) lostAtMs ??= yield* now

@@ -990,9 +990,9 @@ export const connect = (
 
     const supervise = Effect.gen(function* () {
       let lostAtMs: number | undefined
-      for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
+      for (let tried = 0; tried < attemptsMax; tried++) {
         const address =
-          handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, index))
+          handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, tried))
         handedTo = undefined
         if (address === undefined) {
           // No server known now (the name server's holder died): wait and ask again.

@@ -872,9 +872,9 @@ export const get = (
         )
 
       const loop = Effect.gen(function* () {
-        for (let attempts = 0, index = 0; attempts < attemptsMax; attempts++, index++) {
+        for (let tried = 0; tried < attemptsMax; tried++) {
           const address =
-            handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, index))
+            handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, tried))
           handedTo = undefined
           if (address !== undefined && (yield* attempt(address))) return
           lostAtMs ??= yield* now
