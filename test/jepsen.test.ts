@@ -12,7 +12,7 @@
  */
 
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { JsonLinesProcess, Ports } from "@understudy/testkit"
+import { JsonLinesProcess } from "@understudy/testkit"
 import { group, startNameServer } from "../apps/server-group/test/support/group.ts"
 import { check, type Operation } from "./support/linearizability.ts"
 
@@ -23,14 +23,6 @@ const keys = ["a", "b", "c"]
 const requestTimeoutMs = 4_000
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-interface Status {
-  readonly self: string
-  readonly role: "master" | "backup" | "waiting"
-  readonly epoch: number
-  readonly serving: boolean
-  readonly ready: boolean
-}
 
 afterAll(async () => {
   JsonLinesProcess.killAll()
@@ -43,7 +35,7 @@ describe("server-group under a nemesis (Jepsen-style)", () => {
     async () => {
       const { proc: nameServer, store } = await startNameServer(60_000)
       const ids = ["1", "2", "3"]
-      const { servers, start } = await group({
+      const { servers, start, servingMaster } = await group({
         ids,
         store,
         args: ["--insecure", "--reads", reads],
@@ -51,18 +43,7 @@ describe("server-group under a nemesis (Jepsen-style)", () => {
       })
       await Promise.all(ids.map((id) => start(id)))
 
-      const masterNow = async (timeoutMs: number): Promise<string | undefined> => {
-        const deadline = performance.now() + timeoutMs
-        while (performance.now() < deadline) {
-          for (const [id, server] of servers) {
-            const status = await Ports.getJson<Status>(`${server.http}/status`)
-            if (status?.role === "master" && status.serving && status.ready) return id
-          }
-          await sleep(50)
-        }
-        return undefined
-      }
-      expect(await masterNow(20_000)).toBeDefined()
+      expect(await servingMaster(20_000)).toBeDefined()
 
       // The clients: one per server, each with one request outstanding at a time.
       const history: Array<Operation> = []
@@ -121,7 +102,7 @@ describe("server-group under a nemesis (Jepsen-style)", () => {
       const faults: Array<string> = []
       for (let round = 0; round < rounds; round++) {
         await sleep(400)
-        const master = await masterNow(15_000)
+        const master = await servingMaster(15_000)
         expect(master, `round ${round}: no master`).toBeDefined()
         const victim = servers.get(master!)!
         switch (round % 3) {

@@ -12,18 +12,12 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { JsonLinesProcess, Ports } from "@understudy/testkit"
+import { JsonLinesProcess } from "@understudy/testkit"
 import { group, startNameServer } from "./support/group.ts"
 
 const rounds = Number(process.env.SERVER_GROUP_CRASH_ROUNDS ?? "2")
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
-
-interface Status {
-  readonly role: "master" | "backup" | "waiting"
-  readonly serving: boolean
-  readonly ready: boolean
-}
 
 const directory = fs.mkdtempSync(path.join(os.tmpdir(), "understudy-server-group-wal-"))
 
@@ -37,21 +31,16 @@ describe("server-group --data-dir", () => {
   it(`${rounds} rounds: every server SIGKILLed at once during writes, restarted from its log: every acknowledged write is there`, async () => {
     const { proc: nameServer, store } = await startNameServer(60_000)
     const ids = ["1", "2", "3"]
-    const { servers, start } = await group({
+    const { servers, start, servingMaster } = await group({
       ids,
       store,
       args: ["--insecure", "--data-dir", directory],
       readyTimeoutMs: 60_000,
     })
-    const masterUrl = async (): Promise<string | undefined> => {
-      for (let i = 0; i < 600; i++) {
-        for (const server of servers.values()) {
-          const status = await Ports.getJson<Status>(`${server.http}/status`)
-          if (status?.role === "master" && status.serving && status.ready) return server.http
-        }
-        await sleep(50)
-      }
-      return undefined
+    /** The serving master's HTTP base URL (30 s: a liveness bound on a loaded machine). */
+    const masterUrl = async () => {
+      const id = await servingMaster(30_000)
+      return id === undefined ? undefined : servers.get(id)!.http
     }
     await Promise.all(ids.map(start))
 

@@ -47,6 +47,15 @@ export interface Group {
   readonly servers: Map<string, Server>
   /** Starts (or restarts) one server and waits for its `ready` line. */
   readonly start: (id: string) => Promise<void>
+  /** The id of a server whose status says it is a serving, ready master, polled for up to `timeoutMs`. */
+  readonly servingMaster: (timeoutMs: number) => Promise<string | undefined>
+}
+
+/** What the polls read of `GET /status`. */
+interface Status {
+  readonly role: "master" | "backup" | "waiting"
+  readonly serving: boolean
+  readonly ready: boolean
 }
 
 /**
@@ -86,5 +95,16 @@ export const group = async (options: {
     const ready = await proc.line("ready", options.readyTimeoutMs)
     servers.set(id, { proc, http: ready.http as string })
   }
-  return { ids, peers, servers, start }
+  const servingMaster = async (timeoutMs: number) => {
+    const deadline = performance.now() + timeoutMs
+    while (performance.now() < deadline) {
+      for (const [id, server] of servers) {
+        const status = await Ports.getJson<Status>(`${server.http}/status`)
+        if (status?.role === "master" && status.serving && status.ready) return id
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    return undefined
+  }
+  return { ids, peers, servers, start, servingMaster }
 }
