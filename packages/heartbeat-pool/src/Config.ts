@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Duration, Option, Result, Schema } from "effect"
+import { defaultLimits } from "./internal/defaultLimits.ts"
 import { PoolInvalidConfig, validate } from "./Machine.ts"
 
 /**
@@ -147,11 +148,11 @@ export const decodeServer = (input: unknown): Result.Result<ServerConfig, PoolIn
   if (unsafe !== undefined) return Result.fail(unsafe)
   return Result.succeed({
     timing,
-    maxClientsPerServer: value.maxClientsPerServer ?? 10_000,
-    maxSeatsPerClient: value.maxSeatsPerClient ?? 64,
-    maxPendingReservations: value.maxPendingReservations ?? 1_000,
-    maxMessageBytes: value.maxMessageBytes ?? 8_192,
-    maxShareSeats: value.maxShareSeats ?? 16,
+    maxClientsPerServer: value.maxClientsPerServer ?? defaultLimits.maxClientsPerServer,
+    maxSeatsPerClient: value.maxSeatsPerClient ?? defaultLimits.maxSeatsPerClient,
+    maxPendingReservations: value.maxPendingReservations ?? defaultLimits.maxPendingReservations,
+    maxMessageBytes: value.maxMessageBytes ?? defaultLimits.maxMessageBytes,
+    maxShareSeats: value.maxShareSeats ?? defaultLimits.maxShareSeats,
   })
 }
 

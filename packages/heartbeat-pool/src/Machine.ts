@@ -43,6 +43,7 @@
  */
 import { Machine as M } from "@understudy/machine"
 import { HashMap, Option, Schema } from "effect"
+import { defaultLimits } from "./internal/defaultLimits.ts"
 import type * as Message from "./Message.ts"
 
 type Peer = Message.Peer
@@ -561,11 +562,11 @@ export const make = (config: Config): Pool => {
     crypto,
   } = config
   const tokenTtlMs = config.tokenTtlMs ?? 4 * leaseMs
-  const maxClients = config.maxClientsPerServer ?? 10_000
-  const maxSeats = config.maxSeatsPerClient ?? 64
-  const maxPending = config.maxPendingReservations ?? 1_000
+  const maxClients = config.maxClientsPerServer ?? defaultLimits.maxClientsPerServer
+  const maxSeats = config.maxSeatsPerClient ?? defaultLimits.maxSeatsPerClient
+  const maxPending = config.maxPendingReservations ?? defaultLimits.maxPendingReservations
   const partSize = config.recordPartSize ?? 100
-  const maxShare = config.maxShareSeats ?? 16
+  const maxShare = config.maxShareSeats ?? defaultLimits.maxShareSeats
   const majority = Math.floor(servers.length / 2) + 1
   const known = new Set(servers)
 

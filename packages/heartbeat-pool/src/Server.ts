@@ -25,6 +25,7 @@ import {
   type Scope,
   Stream,
 } from "effect"
+import { defaultLimits } from "./internal/defaultLimits.ts"
 import { readIfExists, writeAtomic } from "./internal/durableFile.ts"
 import * as Machine from "./Machine.ts"
 import * as Message from "./Message.ts"
@@ -240,8 +241,8 @@ export const run = (
     const datagram = yield* Datagram.Datagram
     const endpoint = yield* datagram.bind(me.client)
     const sealer = Authentication.sealer(authentication, self, yield* Clock.currentTimeMillis)
-    const maxClients = (options.maxClientsPerServer ?? 10_000) * 2
-    const maxMessageBytes = options.maxMessageBytes ?? 8_192
+    const maxClients = (options.maxClientsPerServer ?? defaultLimits.maxClientsPerServer) * 2
+    const maxMessageBytes = options.maxMessageBytes ?? defaultLimits.maxMessageBytes
     // Where each client was last heard from; the oldest is forgotten past the bound.
     const addresses = new Map<string, Address.Udp>()
     const drop = (reason: string) =>
