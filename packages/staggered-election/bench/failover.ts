@@ -2,7 +2,8 @@
  * `npm run bench -w @understudy/staggered-election`: how long a failover takes.
  *
  * 1. Real processes (`apps/server-group` on loopback): for 3, 5 and 9 servers, SIGKILL of the
- *    master → the first write a new master answers, p50 / p99 over a few rounds.
+ *    master → the first write a new master answers, p50 / p99 over a few rounds; with read
+ *    index (the default) and with the leader lease (`--reads lease`).
  * 2. Simulation (FastSim, seeded): for the same sizes and detection timings, 2,000 master
  *    crashes each, the staggered election against a Raft-style randomised election with the
  *    same detection (`raftStyle.ts`): mean / p99 failover (crash → one new master followed by
@@ -85,27 +86,33 @@ if (part === undefined || part === "processes") {
   )
   const nameServer = await startNameServer()
   try {
-    for (const count of sizes) {
-      const n = count === 9 ? Math.max(1, Math.round((rounds * 2) / 3)) : rounds
-      const result = await measure({
-        count,
-        rounds: n,
-        store: nameServer.store,
-        timings,
-        deadlineMs: 20_000,
-        log: (line) => console.log(line),
-      })
-      const sorted = [...result.failoverMs].sort((a, b) => a - b)
-      const p50 = Sim.percentile(sorted, 0.5)
-      const p99 = Sim.percentile(sorted, 0.99)
-      figures[`processFailoverMsP50_n${count}`] = round0(p50)
-      figures[`processFailoverMsP99_n${count}`] = round0(p99)
-      figures[`processFailoverRounds_n${count}`] = result.rounds
-      figures[`processFailoverFailed_n${count}`] = result.failed
-      samples[`processFailoverMs_n${count}`] = result.failoverMs.map(Math.round)
-      processRows.push(
-        `${pad(count, 7)} ${pad(result.rounds, 6)} ${pad(result.failed, 6)} ${pad(round0(sorted[0] ?? Number.NaN), 7)} ${pad(round0(p50), 7)} ${pad(round0(p99), 7)} ${pad(round0(sorted[sorted.length - 1] ?? Number.NaN), 7)}`,
-      )
+    // Read index (the default) and the leader lease: with the lease, a new master answers
+    // nothing until the old master's lease has run out, so its failover is that much longer.
+    for (const reads of ["index", "lease"] as const) {
+      for (const count of sizes) {
+        const n = count === 9 ? Math.max(1, Math.round((rounds * 2) / 3)) : rounds
+        const result = await measure({
+          count,
+          rounds: n,
+          store: nameServer.store,
+          timings,
+          deadlineMs: 20_000,
+          reads,
+          log: (line) => console.log(line),
+        })
+        const sorted = [...result.failoverMs].sort((a, b) => a - b)
+        const p50 = Sim.percentile(sorted, 0.5)
+        const p99 = Sim.percentile(sorted, 0.99)
+        const name = reads === "index" ? "processFailover" : "processLeaseFailover"
+        figures[`${name}MsP50_n${count}`] = round0(p50)
+        figures[`${name}MsP99_n${count}`] = round0(p99)
+        figures[`${name}Rounds_n${count}`] = result.rounds
+        figures[`${name}Failed_n${count}`] = result.failed
+        samples[`${name}Ms_n${count}`] = result.failoverMs.map(Math.round)
+        processRows.push(
+          `${pad(count, 7)} ${reads.padStart(6)} ${pad(result.rounds, 6)} ${pad(result.failed, 6)} ${pad(round0(sorted[0] ?? Number.NaN), 7)} ${pad(round0(p50), 7)} ${pad(round0(p99), 7)} ${pad(round0(sorted[sorted.length - 1] ?? Number.NaN), 7)}`,
+        )
+      }
     }
   } finally {
     await nameServer.stop()
@@ -205,7 +212,7 @@ if (processRows.length > 0) {
   console.log(
     "\nprocesses: SIGKILL → write answered by the new master (ms; p99 of few rounds ≈ max)",
   )
-  console.log("servers rounds failed     min     p50     p99     max")
+  console.log("servers  reads rounds failed     min     p50     p99     max")
   for (const row of processRows) console.log(row)
 }
 if (simRows.length > 0) {

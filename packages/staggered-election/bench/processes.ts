@@ -64,10 +64,12 @@ export const measure = async (options: {
   readonly store: string
   readonly timings: Timings
   readonly deadlineMs: number
+  /** The servers' read mode (`--reads`); with `lease`, a new master waits out the old lease. */
+  readonly reads: "index" | "lease"
   readonly log: (line: string) => void
 }): Promise<ProcessFigures> => {
   const { count, rounds, store, timings, deadlineMs } = options
-  const group = `bench-${count}`
+  const group = `bench-${count}-${options.reads}`
   const ids = Array.from({ length: count }, (_, i) => `s${i + 1}`)
   // s1 is the most capable (index 1).
   const { servers, start } = await Group.group({
@@ -85,6 +87,8 @@ export const measure = async (options: {
       String(timings.baseDelayMs),
       "--floor-ms",
       String(timings.floorDelayMs),
+      "--reads",
+      options.reads,
     ],
     readyTimeoutMs: 30_000,
     // Only the first lines (`ready`) are read: the election events are not kept.
