@@ -8,7 +8,8 @@
 import * as crypto from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
-import { type Cause, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
+import * as nodePath from "node:path"
+import { type Cause, Clock, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
 import * as Address from "./Address.ts"
 import type { Connection } from "./Connection.ts"
 import * as connection from "./internal/connection.ts"
@@ -109,20 +110,95 @@ const probeUnix = (path: string): Effect.Effect<"Listening" | "Refused" | "Other
     Effect.map((result) => (result._tag === "Some" ? result.value : "Listening")),
   )
 
+/** How long to wait for another listener's stale-file check on the same path. */
+const staleLockWaitMs = 3_000
+
+/** Pause between attempts to take a stale-file lock someone else holds. */
+const staleLockRetryMs = 5
+
+/**
+ * The lock that serializes stale-file checks on one socket path across processes: an
+ * abstract socket (the kernel frees it when its owner dies, so a killed owner never leaves
+ * it held), named after the directory's identity (device and inode) and the file name, so
+ * that every spelling of the path takes the same lock.
+ */
+const staleLockName = (path: string): Effect.Effect<string | undefined> =>
+  Effect.promise(() =>
+    fs.stat(nodePath.dirname(path)).then(
+      (dir) =>
+        `\0understudy-stale-socket-${crypto
+          .createHash("sha256")
+          .update(`${dir.dev}:${dir.ino}:${nodePath.basename(path)}`)
+          .digest("hex")}`,
+      () => undefined,
+    ),
+  )
+
+/** One attempt to bind the lock's abstract name: the server if taken, undefined if busy. */
+const tryLock = (name: string): Effect.Effect<net.Server | undefined> =>
+  Effect.callback<net.Server | undefined>((resume) => {
+    const server = net.createServer()
+    server.once("error", () => {
+      server.close()
+      resume(Effect.succeed(undefined))
+    })
+    server.once("listening", () => resume(Effect.succeed(server)))
+    server.listen({ path: name, exclusive: true })
+  })
+
+/**
+ * Holds the stale-file lock of `path` in the scope: true once taken, false if another
+ * listener held it for `staleLockWaitMs` (or no lock could be named).
+ */
+const staleLock = (path: string): Effect.Effect<boolean, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const name = yield* staleLockName(path)
+    if (name === undefined) return false
+    const deadline = (yield* Clock.currentTimeMillis) + staleLockWaitMs
+    while (true) {
+      const server = yield* Effect.acquireRelease(tryLock(name), (server) =>
+        Effect.sync(() => server?.close()),
+      )
+      if (server !== undefined) return true
+      if ((yield* Clock.currentTimeMillis) >= deadline) return false
+      yield* Effect.sleep(staleLockRetryMs)
+    }
+  })
+
+const lstatOrUndefined = (path: string) =>
+  Effect.promise(() => fs.lstat(path).catch(() => undefined))
+
 /**
  * Removes a Unix socket file left behind by a process that died without closing its
  * listener. Only a socket file (never a regular file or directory) and only when
  * connecting to it is refused, so a live listener's path is never taken over.
+ *
+ * Two listeners may find the same stale file at once: each would see it refused, and the
+ * slower one would unlink the socket the faster one had just bound there. So the check and
+ * the unlink run under a lock per path (`staleLock`), and the file unlinked is the one
+ * probed (same device and inode): under the lock nobody else removes it, and nobody can
+ * bind the path while it is there. If the lock stays busy, nothing is removed, and the bind
+ * fails with `AddressInUse`.
  */
 const removeStaleSocketFile = (path: string): Effect.Effect<void> =>
   Effect.gen(function* () {
-    const stat = yield* Effect.promise(() => fs.lstat(path).catch(() => undefined))
+    const seen = yield* lstatOrUndefined(path)
+    // No file: nothing to remove, and the exclusive bind settles any race for the path.
+    if (seen === undefined || !seen.isSocket()) return
+    if (!(yield* staleLock(path))) {
+      return yield* Effect.logWarning("stale-file check on a unix socket busy; not removing").pipe(
+        Effect.annotateLogs({ path }),
+      )
+    }
+    const stat = yield* lstatOrUndefined(path)
     if (stat === undefined || !stat.isSocket()) return
     const probe = yield* probeUnix(path)
     if (probe !== "Refused") return
+    const again = yield* lstatOrUndefined(path)
+    if (again === undefined || again.ino !== stat.ino || again.dev !== stat.dev) return
     yield* Effect.promise(() => fs.unlink(path).catch(() => undefined))
     yield* Effect.logDebug("removed stale unix socket file").pipe(Effect.annotateLogs({ path }))
-  })
+  }).pipe(Effect.scoped)
 
 /** Binds exclusively; the server is closed (and stops accepting) when the scope closes. */
 const acquireServer = (
