@@ -1,15 +1,20 @@
 /**
  * docs/port-election.md, "Three copies, one supervisor": three instances of one program
- * bind the same abstract socket; one supervises, the others register with it; when the
+ * bind the same socket file (in a directory only this user may enter); one supervises, the others register with it; when the
  * supervisor leaves, a survivor takes over at once.
  */
 import { randomBytes } from "node:crypto"
-import { Election } from "@understudy/port-election"
-import { Address, NodeTransport } from "@understudy/transport"
+import { Election, SocketDirectory } from "@understudy/port-election"
+import { NodeTransport } from "@understudy/transport"
 import { Effect, Exit, Fiber, Redacted, Scope, Stream } from "effect"
 
 export const program = Effect.gen(function* () {
-  const address = Address.abstract(`understudy-docs-${randomBytes(4).toString("hex")}`)
+  // $XDG_RUNTIME_DIR/understudy-docs-example-NAME.sock (else in ~/.understudy): no other
+  // user can bind it first or connect to it.
+  const address = yield* SocketDirectory.defaultAddress(
+    "docs-example",
+    randomBytes(4).toString("hex"),
+  )
   // Tests pass the per-user secret directly; by default it is ~/.understudy/secret.
   const secret = Redacted.make(new Uint8Array(randomBytes(32)))
   const join = (scope: Scope.Scope) =>

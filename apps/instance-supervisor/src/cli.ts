@@ -4,13 +4,19 @@
  *
  * @since 0.1.0
  */
+import { SocketDirectory } from "@understudy/port-election"
 import { Address, Observability } from "@understudy/transport"
+import type { Effect } from "effect"
 
 /** @since 0.1.0 @category models */
 export interface Target {
   /** The semaphore's name; also names the election address unless one is given. */
   readonly name: string
-  readonly address: Address.StreamAddress
+  /**
+   * `--address` or `--port`; undefined for the default, a socket file in the per-user
+   * socket directory (`defaultAddress`), which only this user can bind or reach.
+   */
+  readonly address: Address.StreamAddress | undefined
   /** The per-user secret file; the library's default (`~/.understudy/secret`) if absent. */
   readonly secretPath: string | undefined
 }
@@ -37,7 +43,7 @@ export const version = "0.0.0"
 /** Slots beyond this are almost certainly a typo, and each waiter costs the supervisor memory. */
 export const slotsMax = 1024
 
-/** Names become part of an abstract socket name (at most 107 bytes with the prefix). */
+/** Names become part of a socket file name (at most 107 bytes with its directory). */
 const namePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
 
 /** @since 0.1.0 */
@@ -55,7 +61,10 @@ command too (Linux: setpriv --pdeathsig), so its slot is never used twice.
 Options:
   --name NAME      semaphore and election name: letters, digits, '.', '_', '-' (required)
   --slots N        how many commands may run at once, 1..${slotsMax} (default 1)
-  --address URL    election address (default unix://@understudy-${programName}-NAME)
+  --address URL    election address (default: the socket file
+                   understudy-${programName}-NAME.sock in $XDG_RUNTIME_DIR, else in
+                   ~/.understudy; a directory only you may enter, so no other user can
+                   bind or reach it); unix://@NAME for an abstract socket
   --port N         use tcp://127.0.0.1:N as the election address
   --secret PATH    per-user secret file (default ~/.understudy/secret)
   --json           status: print the registry as JSON
@@ -68,9 +77,15 @@ while waiting.`
 
 const fail = (message: string): Invocation => ({ _tag: "UsageError", message })
 
-/** The address an invocation uses when none is given: one Linux abstract socket per name. */
-export const defaultAddress = (name: string): Address.StreamAddress =>
-  Address.abstract(`understudy-${programName}-${name}`)
+/**
+ * The address an invocation uses when none is given: one socket file per name in the
+ * per-user socket directory. Not an abstract socket: those have no permissions, and any
+ * local user who bound the name first would block every election on it.
+ */
+export const defaultAddress = (
+  name: string,
+): Effect.Effect<Address.Unix, SocketDirectory.SocketDirectoryError> =>
+  SocketDirectory.defaultAddress(programName, name)
 
 const parseInteger = (text: string, min: number, max: number): number | undefined => {
   if (!/^\d+$/.test(text)) return undefined
@@ -141,7 +156,7 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
   if (addressText !== undefined && portText !== undefined) {
     return fail("--address and --port exclude each other")
   }
-  let address = defaultAddress(name)
+  let address: Address.StreamAddress | undefined
   if (addressText !== undefined) {
     const parsed = Address.parseStream(addressText)
     if (parsed instanceof Address.InvalidAddress) {

@@ -4,8 +4,10 @@
  *
  * @since 0.1.0
  */
-import type { Election, Secret } from "@understudy/port-election"
-import { type Invocation, programName, type Target } from "./cli.ts"
+import type { Election, Secret, SocketDirectory } from "@understudy/port-election"
+import type { Address } from "@understudy/transport"
+import { Effect } from "effect"
+import { defaultAddress, type Invocation, programName, type Target } from "./cli.ts"
 
 /** @since 0.1.0 @category constants */
 export const exitCode = {
@@ -18,20 +20,33 @@ export const exitCode = {
 /** The registry metadata key that tells run invocations from status queries. */
 export const kindKey = "kind"
 
-/** @since 0.1.0 @category constructors */
+/**
+ * The election options of an invocation; the default address's directory is created (or
+ * refused, if another user could enter it) here.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const electionOptions = (
   target: Target,
   metadata: Readonly<Record<string, string>>,
-): Election.ElectionOptions => ({
-  program: programName,
-  address: target.address,
-  metadata,
-  ...(target.secretPath === undefined ? {} : { secret: { path: target.secretPath } }),
-})
+): Effect.Effect<
+  Election.ElectionOptions & { readonly address: Address.StreamAddress },
+  SocketDirectory.SocketDirectoryError
+> =>
+  Effect.map(
+    target.address === undefined ? defaultAddress(target.name) : Effect.succeed(target.address),
+    (address) => ({
+      program: programName,
+      address,
+      metadata,
+      ...(target.secretPath === undefined ? {} : { secret: { path: target.secretPath } }),
+    }),
+  )
 
 /** One line for any error the election can fail with. @since 0.1.0 */
 export const describeElectionError = (
-  error: Election.ElectionError | Secret.SecretError,
+  error: Election.ElectionError | Secret.SecretError | SocketDirectory.SocketDirectoryError,
 ): string => {
   switch (error._tag) {
     case "StrangerOnAddress":
@@ -42,6 +57,8 @@ export const describeElectionError = (
       return `${error.message} (another user's instances hold this address)`
     case "SecretError":
       return error.message
+    case "SocketDirectoryError":
+      return `${error.message} (or choose an --address or --port)`
     case "ElectionFailed":
       return error.message
   }

@@ -8,7 +8,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { accessSync, constants as fsConstants } from "node:fs"
 import { constants as osConstants } from "node:os"
-import { Election, type Secret } from "@understudy/port-election"
+import { Election, type Secret, type SocketDirectory } from "@understudy/port-election"
 import { NodeTransport } from "@understudy/transport"
 import { Deferred, Effect, Stream } from "effect"
 import {
@@ -90,13 +90,12 @@ export const run = (invocation: RunInvocation): Effect.Effect<number> =>
         }),
     )
 
-    const election = yield* Election.make(
-      electionOptions(target, {
-        [kindKey]: "run",
-        command: shellQuote(command),
-        slots: String(slots),
-      }),
-    ).pipe(Effect.provide(NodeTransport.layer))
+    const options = yield* electionOptions(target, {
+      [kindKey]: "run",
+      command: shellQuote(command),
+      slots: String(slots),
+    })
+    const election = yield* Election.make(options).pipe(Effect.provide(NodeTransport.layer))
 
     const failed = yield* Deferred.make<string>()
     yield* Effect.forkScoped(
@@ -173,10 +172,13 @@ export const run = (invocation: RunInvocation): Effect.Effect<number> =>
       NotPermitted: (error) => Effect.succeed(reportElectionError(error)),
       ElectionFailed: (error) => Effect.succeed(reportElectionError(error)),
       SecretError: (error) => Effect.succeed(reportElectionError(error)),
+      SocketDirectoryError: (error) => Effect.succeed(reportElectionError(error)),
     }),
   )
 
-const reportElectionError = (error: Election.ElectionError | Secret.SecretError): number => {
+const reportElectionError = (
+  error: Election.ElectionError | Secret.SecretError | SocketDirectory.SocketDirectoryError,
+): number => {
   complain(describeElectionError(error))
   return exitCode.election
 }

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Election, type Secret } from "@understudy/port-election"
+import { Election, type Secret, type SocketDirectory } from "@understudy/port-election"
 import { Address, NodeTransport } from "@understudy/transport"
 import { Clock, Effect } from "effect"
 import {
@@ -46,13 +46,15 @@ const pollMs = 10
 /** Reads the registry of the election an invocation names. @since 0.1.0 @category running */
 export const readRegistry = (
   invocation: StatusInvocation,
-): Effect.Effect<Registry, Election.ElectionError | Secret.SecretError> =>
+): Effect.Effect<
+  Registry,
+  Election.ElectionError | Secret.SecretError | SocketDirectory.SocketDirectoryError
+> =>
   Effect.scoped(
     Effect.gen(function* () {
       const { target } = invocation
-      const election = yield* Election.make(electionOptions(target, { [kindKey]: "status" })).pipe(
-        Effect.provide(NodeTransport.layer),
-      )
+      const options = yield* electionOptions(target, { [kindKey]: "status" })
+      const election = yield* Election.make(options).pipe(Effect.provide(NodeTransport.layer))
       const self = election.instanceId
       const role = yield* election.role
       let members: ReadonlyArray<Election.Member> = []
@@ -93,7 +95,7 @@ export const readRegistry = (
       const slotsText = members.find((m) => m.metadata.slots !== undefined)?.metadata.slots
       return {
         name: target.name,
-        address: Address.format(target.address),
+        address: Address.format(options.address),
         slots: slotsText === undefined ? undefined : Number(slotsText),
         instances,
       }

@@ -1,4 +1,8 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { Address } from "@understudy/transport"
+import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { defaultAddress, type Invocation, parse, slotsMax } from "../src/cli.ts"
 
@@ -14,18 +18,27 @@ describe("argument parsing", () => {
       parse(["--name", "builds", "--slots", "2", "--secret", "/s", "--", "make", "-j8"]),
     ).toEqual({
       _tag: "Run",
-      target: { name: "builds", address: defaultAddress("builds"), secretPath: "/s" },
+      target: { name: "builds", address: undefined, secretPath: "/s" },
       slots: 2,
       command: ["make", "-j8"],
     })
   })
 
-  it("defaults to one slot on the name's abstract socket", () => {
+  it("defaults to one slot on the name's socket file in the per-user directory", () => {
     const invocation = parse(["--name", "builds", "--", "make"])
     expect(invocation).toMatchObject({ _tag: "Run", slots: 1, command: ["make"] })
-    expect(Address.format(defaultAddress("builds"))).toBe(
-      "unix://@understudy-instance-supervisor-builds",
-    )
+    const runtime = mkdtempSync(join(tmpdir(), "instance-supervisor-runtime-"))
+    const saved = process.env.XDG_RUNTIME_DIR
+    try {
+      process.env.XDG_RUNTIME_DIR = runtime
+      expect(Address.format(Effect.runSync(defaultAddress("builds")))).toBe(
+        `unix://${runtime}/understudy-instance-supervisor-builds.sock`,
+      )
+    } finally {
+      if (saved === undefined) delete process.env.XDG_RUNTIME_DIR
+      else process.env.XDG_RUNTIME_DIR = saved
+      rmSync(runtime, { recursive: true, force: true })
+    }
   })
 
   it("accepts --flag=value, --address and --port", () => {
@@ -51,7 +64,7 @@ describe("argument parsing", () => {
   it("parses status, anywhere among the flags", () => {
     expect(parse(["status", "--name", "b"])).toEqual({
       _tag: "Status",
-      target: { name: "b", address: defaultAddress("b"), secretPath: undefined },
+      target: { name: "b", address: undefined, secretPath: undefined },
       json: false,
     })
     expect(parse(["--name", "b", "status", "--json"])).toMatchObject({ _tag: "Status", json: true })

@@ -115,6 +115,19 @@ describe("instance-supervisor run", () => {
     expect(result.stderr).toContain("is held by something that is not an Understudy supervisor")
   })
 
+  it("refuses a socket directory others may enter, in one line, and exits 3", async () => {
+    const { name, secret, dir } = workspace()
+    const { chmodSync, mkdirSync } = await import("node:fs")
+    const shared = `${dir}/shared-runtime`
+    mkdirSync(shared)
+    chmodSync(shared, 0o755)
+    const result = await runCli(["--name", name, "--secret", secret, "--", "true"], 15_000, shared)
+    expect(result.code).toBe(3)
+    expect(result.stderr.trim().split("\n")).toHaveLength(1)
+    expect(result.stderr).toContain(`socket directory ${shared}: Insecure (mode 755`)
+    expect(result.stderr).toContain("or choose an --address or --port")
+  })
+
   it("reports an insecure secret file in one line, and exits 3", async () => {
     const { name, dir } = workspace()
     const { writeFileSync } = await import("node:fs")

@@ -5,6 +5,7 @@ import {
   readIntervals,
   recorder,
   runCli,
+  runtimeDir,
   spawnCli,
   statusJson,
   waitFor,
@@ -24,7 +25,7 @@ describe("instance-supervisor status", () => {
     const result = await runCli(["status", "--name", created.name, "--secret", created.secret])
     expect(result.code).toBe(0)
     expect(result.stdout).toBe(
-      `${created.name}: no instances (unix://@understudy-instance-supervisor-${created.name})\n`,
+      `${created.name}: no instances (unix://${runtimeDir}/understudy-instance-supervisor-${created.name}.sock)\n`,
     )
   })
 
@@ -51,7 +52,7 @@ describe("instance-supervisor status", () => {
     expect(result.code).toBe(0)
     const lines = result.stdout.trim().split("\n")
     expect(lines[0]).toBe(
-      `${name}: 3 instances, 1 of 1 slots held, 2 waiting (unix://@understudy-instance-supervisor-${name})`,
+      `${name}: 3 instances, 1 of 1 slots held, 2 waiting (unix://${runtimeDir}/understudy-instance-supervisor-${name}.sock)`,
     )
     expect(lines[1]).toMatch(/^INSTANCE\s+ROLE\s+PID\s+STATE\s+STARTED\s+COMMAND$/)
     const rowOf = (pid: number | undefined) => lines.find((line) => line.includes(` ${pid} `))

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { afterAll } from "vitest"
 
 export const mainPath = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
@@ -24,10 +25,23 @@ export interface Spawned {
 
 const spawned = new Set<ChildProcess>()
 
+/**
+ * The per-user socket directory every CLI of this test file uses for its default election
+ * address (`$XDG_RUNTIME_DIR`): a fresh 0700 directory, so no test leaves socket files in
+ * the real one.
+ */
+export const runtimeDir = mkdtempSync(join(tmpdir(), "instance-supervisor-runtime-"))
+afterAll(() => rmSync(runtimeDir, { recursive: true, force: true }))
+
 /** Spawns the CLI; its output is collected, and `killAll` kills it if the test did not. */
-export const spawnCli = (args: ReadonlyArray<string>, label = "cli"): Spawned => {
+export const spawnCli = (
+  args: ReadonlyArray<string>,
+  label = "cli",
+  socketDir: string = runtimeDir,
+): Spawned => {
   const child = spawn(process.execPath, [mainPath, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, XDG_RUNTIME_DIR: socketDir },
   })
   spawned.add(child)
   const result: Spawned = {
@@ -52,8 +66,12 @@ export const spawnCli = (args: ReadonlyArray<string>, label = "cli"): Spawned =>
 }
 
 /** Runs the CLI to its end (bounded) and gives its exit code and output. */
-export const runCli = async (args: ReadonlyArray<string>, timeoutMs = 15_000) => {
-  const cli = spawnCli(args)
+export const runCli = async (
+  args: ReadonlyArray<string>,
+  timeoutMs = 15_000,
+  socketDir: string = runtimeDir,
+) => {
+  const cli = spawnCli(args, "cli", socketDir)
   const timer = setTimeout(() => cli.child.kill("SIGKILL"), timeoutMs)
   const exit = await cli.exited
   clearTimeout(timer)
