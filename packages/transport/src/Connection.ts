@@ -28,12 +28,15 @@ export interface Connection<A> {
   readonly messages: Stream.Stream<A>
   /**
    * A lower bound of when anything (a message or a keep-alive ping) last arrived from the
-   * peer, in `Clock` milliseconds: the keep-alive tick before the arrival, never a time after
-   * it. The time the connection opened until a tick saw something after it, and always
-   * without keep-alive.
+   * peer, in `Clock` milliseconds, never the time it was read: bytes read now may have
+   * waited in the kernel since the event loop last read, which was after the keep-alive
+   * tick before the last one (so a process starved of CPU does not move the bound past the
+   * arrival), and bytes read after a back-pressure pause may have waited since before the
+   * pause (so the bound is the tick before the one before the pause until two ticks after
+   * the resume). The time the connection opened until then, and always without keep-alive.
    * Stays put once closed. What the peer sent before it closed the connection arrived after
    * it sent it, so a peer's close is never before this bound minus the time a message spends
-   * in flight (nothing, on one machine, for a process that is not starved of CPU).
+   * in flight (nothing, on one machine).
    */
   readonly lastHeardAtMs: Effect.Effect<number>
   /** Completes, once, with why the connection closed. Never fails. */

@@ -96,26 +96,58 @@ describe("Connection core", () => {
     }).pipe(Effect.scoped),
   )
 
-  it.effect("lastHeardAtMs: the tick before the last arrival, never later; kept once closed", () =>
-    Effect.gen(function* () {
-      const keepAlive = { intervalMs: 100, timeoutMs: 500 }
-      const { pair, client, server } = yield* open({ keepAlive }, { keepAlive: false })
-      // Ticks every 50 ms from the open at 0; the server never pings.
-      expect(yield* client.lastHeardAtMs).toBe(0)
-      yield* TestClock.adjust(120)
-      expect(yield* client.lastHeardAtMs).toBe(0)
-      yield* server.send({ n: 1, text: "at 120" })
-      expect(yield* Stream.runCollect(Stream.take(client.messages, 1))).toHaveLength(1)
-      // Heard at 120, after the tick at 100: the bound is 100 before the next tick and after.
-      expect(yield* client.lastHeardAtMs).toBe(100)
-      yield* TestClock.adjust(30)
-      expect(yield* client.lastHeardAtMs).toBe(100)
-      pair.server.pause()
-      const closed = yield* Effect.forkChild(client.closed)
-      yield* TestClock.adjust(600)
-      expect((yield* Fiber.join(closed))._tag).toBe("Timeout")
-      expect(yield* client.lastHeardAtMs).toBe(100)
-    }).pipe(Effect.scoped),
+  it.effect(
+    "lastHeardAtMs: the tick before the one before the last read, never later; kept once closed",
+    () =>
+      Effect.gen(function* () {
+        const keepAlive = { intervalMs: 100, timeoutMs: 500 }
+        const { pair, client, server } = yield* open({ keepAlive }, { keepAlive: false })
+        // Ticks every 50 ms from the open at 0; the server never pings.
+        expect(yield* client.lastHeardAtMs).toBe(0)
+        yield* TestClock.adjust(120)
+        expect(yield* client.lastHeardAtMs).toBe(0)
+        yield* server.send({ n: 1, text: "at 120" })
+        expect(yield* Stream.runCollect(Stream.take(client.messages, 1))).toHaveLength(1)
+        // Read at 120, after the tick at 100: a busy event loop may have read it late, but it
+        // had not arrived when the loop last read, after the tick at 50.
+        expect(yield* client.lastHeardAtMs).toBe(50)
+        yield* TestClock.adjust(30)
+        expect(yield* client.lastHeardAtMs).toBe(50)
+        pair.server.pause()
+        const closed = yield* Effect.forkChild(client.closed)
+        yield* TestClock.adjust(600)
+        expect((yield* Fiber.join(closed))._tag).toBe("Timeout")
+        expect(yield* client.lastHeardAtMs).toBe(50)
+      }).pipe(Effect.scoped),
+  )
+
+  it.effect(
+    "lastHeardAtMs: what waited out a back-pressure pause counts from before the pause",
+    () =>
+      Effect.gen(function* () {
+        const keepAlive = { intervalMs: 100, timeoutMs: 5_000 }
+        const { client, server } = yield* open(
+          { keepAlive, receiveBufferBytes: 2_000 },
+          { keepAlive: false },
+        )
+        // Ticks at 50, 100, ...; the client reads nothing, so its link pauses at 120.
+        yield* TestClock.adjust(120)
+        const text = "x".repeat(1_000)
+        yield* server.sendAll([0, 1, 2].map((n) => ({ n, text })))
+        yield* TestClock.adjust(380)
+        // Sent at 500, while the link is paused: it waits in the kernel.
+        yield* server.send({ n: 3, text: "at 500" })
+        yield* TestClock.adjust(620)
+        const read = yield* Stream.runCollect(Stream.take(client.messages, 4))
+        expect(read.map((m) => m.n)).toEqual([0, 1, 2, 3])
+        // Read at 1120: it may have arrived any time since the pause; never later than 500.
+        expect(yield* client.lastHeardAtMs).toBeLessThanOrEqual(500)
+        // Two ticks after the resume, reads count from the tick before the last again.
+        yield* TestClock.adjust(200)
+        yield* server.send({ n: 4, text: "at 1320" })
+        expect(yield* Stream.runCollect(Stream.take(client.messages, 1))).toHaveLength(1)
+        expect(yield* client.lastHeardAtMs).toBe(1250)
+      }).pipe(Effect.scoped),
   )
 
   it.effect("keep-alive pings hold an idle connection open on both sides", () =>

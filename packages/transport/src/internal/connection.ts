@@ -85,9 +85,20 @@ class Core<A> {
   private drainWaiter: Deferred.Deferred<void> | undefined = undefined
   heardSinceTick = false
   sentSinceTick = false
-  /** The keep-alive's last tick, and the tick before the latest arrival: see `heardAfterMs`. */
+  /** The keep-alive's last tick and the one before it. */
   tickAtMs = 0
+  previousTickAtMs = 0
+  /**
+   * A lower bound of when the latest bytes read had arrived (see `lastHeardAtMs`): what a
+   * read takes may have waited in the kernel since the event loop last read, which was after
+   * the tick before the last one (one loop turn runs timers, then reads) — or, for a link
+   * paused by back-pressure, since the tick before the one before the pause.
+   */
   heardAfterMs = 0
+  /** While set, reads may return bytes that waited out a pause: they count from here. */
+  private backlogAfterMs: number | undefined = undefined
+  /** Ticks since the link resumed after a pause; the backlog is read by the second. */
+  private ticksSinceResume = 0
   reason: CloseReason.CloseReason | undefined = undefined
 
   readonly handshake = Deferred.makeUnsafe<void, HandshakeError | ConnectError>()
@@ -170,6 +181,8 @@ class Core<A> {
   private onData(chunk: Uint8Array) {
     if (this.phase === "closed") return
     this.heardSinceTick = true
+    const arrivedAfterMs = this.backlogAfterMs ?? this.previousTickAtMs
+    if (arrivedAfterMs > this.heardAfterMs) this.heardAfterMs = arrivedAfterMs
     let input = chunk
     // Handshake frames are taken one at a time: the last one raises the frame size limit,
     // and the peer's first messages follow it at once, often in the same chunk.
@@ -219,6 +232,7 @@ class Core<A> {
       this.bufferedBytes += bytes
       if (!this.paused && this.bufferedBytes > this.options.receiveBufferBytes) {
         this.paused = true
+        this.backlogAfterMs ??= this.previousTickAtMs
         this.link.pause()
       }
     }
@@ -236,7 +250,17 @@ class Core<A> {
     this.bufferedBytes -= bytes
     if (this.paused && this.bufferedBytes <= this.options.receiveBufferBytes / 2) {
       this.paused = false
+      this.ticksSinceResume = 0
       if (this.phase !== "closed") this.link.resume()
+    }
+  }
+
+  /** A keep-alive tick at `nowMs`: moves the bounds of `heardAfterMs` on. */
+  tick(nowMs: number): void {
+    this.previousTickAtMs = this.tickAtMs
+    this.tickAtMs = nowMs
+    if (this.backlogAfterMs !== undefined && !this.paused && ++this.ticksSinceResume >= 2) {
+      this.backlogAfterMs = undefined
     }
   }
 
@@ -455,8 +479,10 @@ export const make = <A>(
     }
 
     // From here on the keep-alive ticks bound the arrivals (see lastHeardAtMs).
-    core.tickAtMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-    core.heardAfterMs = core.tickAtMs
+    const openedAtMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+    core.tickAtMs = openedAtMs
+    core.previousTickAtMs = openedAtMs
+    core.heardAfterMs = openedAtMs
     const writer = yield* Effect.forkScoped(writeLoop(core))
     if (options.keepAlive !== false)
       yield* Effect.forkScoped(keepAliveLoop(core, options.keepAlive))
@@ -496,9 +522,8 @@ export const make = <A>(
       send,
       sendAll: (messages) => Effect.forEach(messages, send, { discard: true }),
       messages: Stream.fromPull(Effect.succeed(pull)),
-      // Something heard since the last tick arrived after it; the tick before is kept
-      // otherwise. Never the current time: that could be later than the arrival.
-      lastHeardAtMs: Effect.sync(() => (core.heardSinceTick ? core.tickAtMs : core.heardAfterMs)),
+      // Never the time of the read: that can be later than the arrival.
+      lastHeardAtMs: Effect.sync(() => core.heardAfterMs),
       closed: Deferred.await(core.closed),
       close,
     }
@@ -548,12 +573,11 @@ const keepAliveLoop = <A>(
       if (core.heardSinceTick) {
         core.heardSinceTick = false
         lastHeardMs = nowMs
-        core.heardAfterMs = core.tickAtMs
       } else if (nowMs - lastHeardMs >= keepAlive.timeoutMs) {
         core.finish(new CloseReason.Timeout({ idleMs: nowMs - lastHeardMs }), "destroy")
         return
       }
-      core.tickAtMs = nowMs
+      core.tick(nowMs)
       sinceSentMs = core.sentSinceTick ? 0 : sinceSentMs + tickMs
       core.sentSinceTick = false
       if (sinceSentMs >= keepAlive.intervalMs) {
