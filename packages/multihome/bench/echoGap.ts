@@ -119,32 +119,55 @@ const percentile = (values: ReadonlyArray<number>, p: number): number => {
 
 const failovers: ReadonlyArray<GapFailover> = ["none", "asconf", "takeover"]
 
+/** The runs measured so far, per setting, and the error that stopped a setting. */
+export interface GapRuns {
+  readonly runs: Map<GapFailover, Array<GapRun>>
+  readonly failures: Map<GapFailover, string>
+}
+
 /**
  * `repetitions` SIGKILLs per setting, interleaved (none, asconf, takeover, none, …) so a slow
- * phase of a shared machine hits them all: a table of p50 / p99 (and min–max) per figure,
- * the JSON rows, and the named figures (`echoLongestGapMsP50None`, …,
- * `echoLongestGapRatioAsconfToNone`, `echoLongestGapRatioTakeoverToNone`).
+ * phase of a shared machine hits them all; `onRun` hears of each run as it ends (a 20-kill
+ * bench runs for about 45 minutes), and `into` keeps what is measured so far (a run
+ * interrupted midway can still be summarised).
  */
-export const measureEchoGap = async (
+export const collectEchoGap = async (
   repetitions: number,
-): Promise<{
-  readonly lines: Array<string>
-  readonly rows: Array<Record<string, unknown>>
-  readonly figures: Record<string, number | null>
-  readonly complete: boolean
-}> => {
-  const runs = new Map<GapFailover, Array<GapRun>>()
-  const failures = new Map<GapFailover, string>()
+  onRun: (failover: GapFailover, repetition: number, run: GapRun | string) => void = () => {},
+  into: GapRuns = { runs: new Map(), failures: new Map() },
+): Promise<GapRuns> => {
+  const { runs, failures } = into
   for (let repetition = 0; repetition < repetitions; repetition++) {
     for (const failover of failovers) {
       if (failures.has(failover)) continue
       try {
-        runs.set(failover, [...(runs.get(failover) ?? []), await runEchoGap(failover)])
+        const run = await runEchoGap(failover)
+        runs.set(failover, [...(runs.get(failover) ?? []), run])
+        onRun(failover, repetition, run)
       } catch (error) {
-        failures.set(failover, error instanceof Error ? error.message : String(error))
+        const message = error instanceof Error ? error.message : String(error)
+        failures.set(failover, message)
+        onRun(failover, repetition, message)
       }
     }
   }
+  return into
+}
+
+/**
+ * The summary of the runs: a table of p50 / p99 (and min–max) per figure, the JSON rows, and
+ * the named figures (`echoLongestGapMsP50None`, …, `echoLongestGapRatioAsconfToNone`,
+ * `echoLongestGapRatioTakeoverToNone`).
+ */
+export const summariseEchoGap = ({
+  runs,
+  failures,
+}: GapRuns): {
+  readonly lines: Array<string>
+  readonly rows: Array<Record<string, unknown>>
+  readonly figures: Record<string, number | null>
+  readonly complete: boolean
+} => {
   const lines = [
     `${"echo gap (SIGKILL → …, ms)".padEnd(30)}  ${"first echo p50/p99".padStart(19)}  ${"longest gap p50/p99".padStart(20)}  ${"gap min–max".padStart(12)}  ${"below half p50/p99".padStart(19)}`,
   ]
@@ -202,6 +225,27 @@ export const measureEchoGap = async (
   return { lines, rows, figures, complete: failures.size === 0 && runs.size === failovers.length }
 }
 
+/**
+ * Every run, each printed as it ends ({@link printRun}), then the summary (see
+ * {@link collectEchoGap}, {@link summariseEchoGap}).
+ */
+export const measureEchoGap = async (
+  repetitions: number,
+  onRun: Parameters<typeof collectEchoGap>[1] = printRun,
+): Promise<ReturnType<typeof summariseEchoGap>> =>
+  summariseEchoGap(await collectEchoGap(repetitions, onRun))
+
+/** One line per run as it ends, on stderr (the table and the JSON line stay on stdout). */
+export const printRun = (failover: GapFailover, repetition: number, run: GapRun | string): void => {
+  const figures =
+    typeof run === "string"
+      ? { error: run.split("\n")[0] }
+      : Object.fromEntries(Object.entries(run).map(([key, value]) => [key, Math.round(value)]))
+  process.stderr.write(
+    `${JSON.stringify({ run: "multihome-echo-gap", failover, repetition: repetition + 1, ...figures })}\n`,
+  )
+}
+
 if (import.meta.main) {
   const index = process.argv.indexOf("--gap-repetitions")
   const repetitions = index < 0 ? 3 : Number(process.argv[index + 1])
@@ -209,16 +253,27 @@ if (import.meta.main) {
     Processes.killAllNow()
     void Usrsctp.killAll()
   })
-  const result = await measureEchoGap(repetitions)
-  for (const line of result.lines) console.log(line)
-  console.log(
-    JSON.stringify({
-      bench: "multihome-echo-gap",
-      complete: result.complete,
-      repetitions,
-      figures: result.figures,
-      rows: result.rows,
-    }),
-  )
+  const report = (result: ReturnType<typeof summariseEchoGap>) => {
+    for (const line of result.lines) console.log(line)
+    console.log(
+      JSON.stringify({
+        bench: "multihome-echo-gap",
+        complete: result.complete,
+        repetitions,
+        figures: result.figures,
+        rows: result.rows,
+      }),
+    )
+  }
+  const measured: GapRuns = { runs: new Map(), failures: new Map() }
+  // Interrupted (Ctrl-C, a time limit's SIGTERM): the summary of the runs that ended.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      report(summariseEchoGap(measured))
+      process.exit(1)
+    })
+  }
+  const result = summariseEchoGap(await collectEchoGap(repetitions, printRun, measured))
+  report(result)
   process.exitCode = result.complete ? 0 : 1
 }

@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import type * as Association from "./Association.ts"
 import type * as Chunk from "./Chunk.ts"
 import { gt32 } from "./Serial.ts"
 
@@ -121,3 +122,13 @@ export const setPrimary = (serialNumber: number, address: Chunk.Parameter): Chun
 export const isWildcard = (address: Chunk.Parameter): boolean =>
   (address._tag === "Ipv4Address" || address._tag === "Ipv6Address") &&
   address.address.every((byte) => byte === 0)
+
+/**
+ * Whether an association waits for the ASCONF-ACK of an ASCONF it sent (a takeover's Set
+ * Primary Address): once none is pending, the peer made the address its primary.
+ *
+ * @since 0.1.0
+ * @category requests
+ */
+export const awaitingAck = (state: Association.State): boolean =>
+  state.asconf?.pending !== undefined

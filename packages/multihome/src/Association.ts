@@ -3403,12 +3403,19 @@ export interface TakeOverOptions {
    * retransmission timers gave up on the dead node's address.
    */
   readonly setPrimary?: string
+  /**
+   * A planned handover: the copy is exact and the old node sent everything the copy says
+   * was sent (it waited for its last updates' outputs before handing over). What is in
+   * flight stays in flight under its running T3-rtx timer: nothing is sent again.
+   */
+  readonly handover?: boolean
 }
 
 /**
  * Makes a replica live: re-arms every recorded timer, marks all outstanding DATA for
- * retransmission (as on T3 expiry but keeping cwnd) and sends it as cwnd allows, and
- * sends a HEARTBEAT on every path so the peer sees the new address answer at once.
+ * retransmission (as on T3 expiry but keeping cwnd; not on a `handover`) and sends it as
+ * cwnd allows, and sends a HEARTBEAT on every path so the peer sees the new address answer
+ * at once.
  *
  * Outbound, always: until a SACK acknowledges less than everything we sent, a SACK whose
  * Cumulative TSN Ack is at or beyond our next TSN is believed (the dead primary sent those
@@ -3469,17 +3476,19 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
   const ctx = makeCtx(nowMs)
   if (isClosed(st)) return ctx.out
   for (const [name, at] of Object.entries(st.timers)) setTimer(ctx, st, name, Math.max(at, nowMs))
-  const out = st.outstanding
-  for (let position = st.outstandingHead; position < out.length; position++) {
-    const chunk = out[position]!
-    if (chunk.inFlight) markRetransmit(st, chunk)
+  if (options?.handover !== true) {
+    const out = st.outstanding
+    for (let position = st.outstandingHead; position < out.length; position++) {
+      const chunk = out[position]!
+      if (chunk.inFlight) markRetransmit(st, chunk)
+    }
+    for (const path of st.paths) {
+      path.flightBytes = 0
+      path.rttPending = false
+    }
+    st.flightBytes = 0
+    st.resynchronizing = st.peerTag !== 0
   }
-  for (const path of st.paths) {
-    path.flightBytes = 0
-    path.rttPending = false
-  }
-  st.flightBytes = 0
-  st.resynchronizing = st.peerTag !== 0
   st.inboundResync = undefined
   const acked = options?.cumulativeTsnAck
   const tracker = st.tracker

@@ -35,14 +35,17 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   Metric,
   Option,
   PubSub,
+  Queue,
   type Redacted,
   Schedule,
   Scope,
   Stream,
 } from "effect"
+import * as Asconf from "./Asconf.ts"
 import * as Association from "./Association.ts"
 import * as ClusterRole from "./ClusterRole.ts"
 import * as Endpoint from "./Endpoint.ts"
@@ -216,6 +219,12 @@ export interface AddressTakeover {
   readonly packets: number
 }
 
+/** A packet that reached one node, on its way to the other. */
+interface ForwardedPacket {
+  readonly from: Association.PeerAddress
+  readonly bytes: Uint8Array
+}
+
 /** What went wrong, for a log line or an event. */
 const causeText = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
@@ -249,7 +258,25 @@ export type ClusterEvent =
   /** A secondary holds the primary's updates again (the link is up, the state resent). */
   | { readonly _tag: "Protected"; readonly atMs: number }
   | { readonly _tag: "LinkDown"; readonly reason: string; readonly atMs: number }
-  | { readonly _tag: "TookOver"; readonly associations: number; readonly atMs: number }
+  /** `planned`: a handover the primary asked for (see {@link Node.handOver}), not a failure. */
+  | {
+      readonly _tag: "TookOver"
+      readonly associations: number
+      readonly planned: boolean
+      readonly atMs: number
+    }
+  /** Planned handover: this primary stopped stepping packets and sends them to the secondary. */
+  | { readonly _tag: "HandingOver"; readonly atMs: number }
+  /**
+   * Planned handover: this node fell silent; `confirmed`, the new primary said the peer
+   * moved to it (its ASCONF-ACK came); `forwarded`, packets sent on to it meanwhile.
+   */
+  | {
+      readonly _tag: "HandedOver"
+      readonly confirmed: boolean
+      readonly forwarded: number
+      readonly atMs: number
+    }
   /** The secondary took over while this primary was away (hung, partitioned): it fell silent. */
   | { readonly _tag: "Deposed"; readonly atMs: number }
   /** The node acquired the role in the store (see `Options.fence`), at this epoch. */
@@ -351,7 +378,43 @@ export interface Node {
   readonly impendingFailure: Effect.Effect<void>
   /** Messages and bytes the service was given on this node. */
   readonly received: Effect.Effect<{ readonly messages: number; readonly bytes: number }>
+  /**
+   * A planned handover, asked of the primary (claim: no retransmission at all). The primary
+   * stops stepping what reaches its address and sends it to the secondary (`Forward`),
+   * then tells it `HandOver` once everything stepped before is shipped; the secondary takes
+   * over when it applied all of that: exact copies, nothing in flight resent, an ASCONF Set
+   * Primary Address to the peer. The forwarded packets follow. Once the ASCONF-ACK came
+   * (the peer sends to the new primary) the new primary says so (`Deposed`) and this node
+   * falls silent (`handed-over`) for good: its role can not turn round in place (it
+   * connected the link, the secondary listens), so it is restarted as the new standby, as
+   * after a failure. Refused unless a primary with a linked secondary and no fence.
+   */
+  readonly handOver: Effect.Effect<HandOverReport, ClusterError>
 }
+
+/**
+ * What a planned handover did, as the old primary saw it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HandOverReport {
+  /** The new primary said the peer moved to it (else the link ended, or the bound passed). */
+  readonly confirmed: boolean
+  /** Packets that reached this node meanwhile, sent on to the new primary. */
+  readonly forwarded: number
+  /** From the request to this node's silence. */
+  readonly durationMs: number
+}
+
+/** Planned handover: how long the new primary waits for the peer's ASCONF-ACK before it lets the old one go. */
+const handOverConfirmMs = 5_000
+
+/** Planned handover: how long the old primary waits for the new one before it ends the link. */
+const handOverBoundMs = 10_000
+
+/** Packets held on their way during a handover (the peer retransmits one dropped past it). */
+const handOverPacketsMax = 4_096
 
 /**
  * The link or the store failed in a way the node can not work around.
@@ -436,6 +499,7 @@ export const make = (
     }
     const ackTimeoutMs = options.ackTimeoutMs ?? 1_000
     const storePrefix = options.storePrefix ?? defaultStorePrefix
+    const isEveryUpdate = options.policy._tag === "EveryUpdate"
     if (options.clusterKey === undefined && options.insecure !== true) {
       return yield* new ClusterError({
         detail:
@@ -490,6 +554,26 @@ export const make = (
     let takeoverStartedMs: number | undefined
     /** Resolved once this node holds the fence: it ships nothing before (its epoch is 0). */
     const fenceHeld = yield* Deferred.make<void>()
+
+    // Planned handover (see `Node.handOver`), both halves.
+    /** Old primary: the seq of the last message shipped before `HandOver`; later updates are forwarded. */
+    let handOverAfter: number | undefined
+    /** Old primary: what reaches the node while it hands over, on its way to the secondary. */
+    const diverted = yield* Queue.dropping<ForwardedPacket, Cause.Done>(handOverPacketsMax)
+    let forwardedCount = 0
+    let handOverForwarder: Fiber.Fiber<void> | undefined
+    /** Old primary: resolved when it fell silent; whether the new primary confirmed the peer moved. */
+    const handOverEnded = yield* Deferred.make<boolean>()
+    /** Secondary: the `HandOver` received, waiting for the messages shipped before it. */
+    let pendingHandOver: { readonly epoch: number; readonly after: number } | undefined
+    /** Secondary: the link of the primary that hands over (told when it may stop). */
+    let handOverFrom: Connection.Connection<Replication.Message> | undefined
+    /** Secondary: packets forwarded during the handover, injected once it took over. */
+    const heldForwards: Array<ForwardedPacket> = []
+    /** The takeover in progress or done is a planned handover. */
+    let plannedTakeOver = false
+    /** The states adopted at the last takeover (the new primary watches their ASCONF). */
+    let adoptedStates: Array<Association.State> = []
 
     const releaseAcked = Effect.gen(function* () {
       for (let index = ackWaiters.length - 1; index >= 0; index--) {
@@ -586,6 +670,9 @@ export const make = (
         if (roleState.role === "secondary") return
         // A primary that can not prove its role ships nothing (its outputs are dropped too).
         if (fence !== undefined && !(yield* fence.holds)) return
+        // Handing over: checked in the same synchronous run as the seq is taken, so every
+        // update is either shipped before `HandOver` (seq ≤ its `after`) or forwarded.
+        if (handOverAfter !== undefined) return divertUpdate(update)
         const plan = shipper.onUpdate(update)
         if (unprotected && plan.messages.length > 0) {
           yield* Metric.update(unprotectedUpdatesMetric, 1)
@@ -660,6 +747,11 @@ export const make = (
             return true
           }
           case "forward":
+            // The primary is handing over: this node serves what it holds once it took over.
+            if (pendingHandOver !== undefined) {
+              holdForward({ from: packet.from, bytes: packet.bytes })
+              return true
+            }
             if (link !== undefined) {
               yield* Effect.ignore(
                 link.send({
@@ -674,7 +766,11 @@ export const make = (
           case "take-over":
             // Nobody to forward to: the primary is gone. Take over, then let the endpoint
             // handle the packet against the adopted association.
-            yield* stepRole({ _tag: "Stray" })
+            yield* stepRole({ _tag: "Stray" }).pipe(
+              Effect.withSpan("multihome.failover", {
+                attributes: { "understudy.node": nodeId, "understudy.trigger": "stray" },
+              }),
+            )
             return false
         }
       })
@@ -712,6 +808,26 @@ export const make = (
             .pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
         : undefined
 
+    /**
+     * The endpoint's socket, seen through the handover: while this node hands over, what
+     * reaches it goes to the secondary instead of the endpoint (see `beginHandOver`).
+     */
+    const divertingDatagram = Datagram.Datagram.of({
+      bind: (address) =>
+        Effect.map(datagram.bind(address), (socket) => ({
+          address: socket.address,
+          send: socket.send,
+          messages: Stream.filter(socket.messages, (received) => {
+            if (handOverAfter === undefined) return true
+            divertPacket({
+              from: { host: received.from.host, udpPort: received.from.port },
+              bytes: received.bytes,
+            })
+            return false
+          }),
+        })),
+    })
+
     // Its own scope, so that a deposed primary can close it and fall silent.
     const endpointScope = yield* Scope.fork(yield* Effect.scope)
     const addressWaitMs = options.addressWaitMs ?? 30_000
@@ -727,7 +843,10 @@ export const make = (
       intercept,
       abortOnClose: false,
       mayTransmit,
-    }).pipe(Scope.provide(endpointScope))
+    }).pipe(
+      Scope.provide(endpointScope),
+      Effect.provideService(Datagram.Datagram, divertingDatagram),
+    )
     const endpoint: Endpoint.Endpoint = yield* makeEndpoint.pipe(
       Effect.retry({
         while: (error) =>
@@ -836,18 +955,25 @@ export const make = (
       // the peer (see `Replicas.takeOverOptions`); an exact copy goes on as it is.
       /** The primary's association id → this node's, for those adopted. */
       const adoptedAs = new Map<number, number>()
+      const adopted: Array<Association.State> = []
       for (const [association, state] of replicas.states) {
         if (Association.stateName(state) === "Closed") continue
-        const takeOverOptions = replicas.takeOverOptions(options.policy, association)
+        // A handover's copy is exact (its last updates were shipped, or snapshotted): what
+        // is in flight stays so, and the peer is always asked to send here.
+        const takeOverOptions: Association.TakeOverOptions = plannedTakeOver
+          ? { handover: true, setPrimary: options.bind.host }
+          : {
+              ...replicas.takeOverOptions(options.policy, association),
+              ...askPeerForPrimary(options),
+            }
         const handle = yield* endpoint.adopt(state, {
           takeOver: (state: Association.State, nowMs: number) =>
-            Association.takeOver(state, nowMs, {
-              ...takeOverOptions,
-              ...askPeerForPrimary(options),
-            }),
+            Association.takeOver(state, nowMs, takeOverOptions),
         })
         adoptedAs.set(association, handle.id)
+        adopted.push(state)
       }
+      adoptedStates = adopted
       replicas.states.clear()
       replicas.cumulativeAcks.clear()
       if (stored !== undefined && options.store !== undefined) {
@@ -964,6 +1090,14 @@ export const make = (
             return yield* publish({ _tag: "Fenced", epoch: action.epoch, atMs: yield* now })
           case "TakeOver": {
             takeoverStartedMs ??= yield* now
+            plannedTakeOver = action.planned
+            // The old primary is no standby: nothing waits for its acks from now on, the
+            // takeover's own updates first (the connection stays open for its forwarded
+            // packets and the word that it may stop).
+            if (action.planned) {
+              link = undefined
+              yield* releaseAll
+            }
             const adopted = yield* adoptCopies
             yield* logged(Effect.logInfo(`took over ${adopted} associations: ${action.why}`))
             return yield* stepRole({ _tag: "TakenOver", associations: adopted })
@@ -974,10 +1108,24 @@ export const make = (
             if (takeoverStartedMs !== undefined) {
               yield* Metric.update(Metrics.takeoverMs, atMs - takeoverStartedMs)
             }
-            yield* publish({ _tag: "TookOver", associations: action.associations, atMs })
+            yield* publish({
+              _tag: "TookOver",
+              associations: action.associations,
+              planned: plannedTakeOver,
+              atMs,
+            })
+            // What the primary forwarded during its handover, in the order it came.
+            for (const held of heldForwards.splice(0)) yield* endpoint.inject(held.from, held.bytes)
+            if (plannedTakeOver && handOverFrom !== undefined) {
+              yield* Effect.forkIn(confirmHandOver(handOverFrom), nodeScope)
+            }
             yield* Effect.forkIn(takeAddress, nodeScope)
             return yield* protection(true, "took over: no standby behind this node")
           }
+          case "HandOver":
+            return yield* beginHandOver(connection ?? link)
+          case "HandOverRefused":
+            return
           case "ConnectStandby":
             if (options.standbyLink === undefined) return
             return yield* Effect.asVoid(
@@ -996,8 +1144,9 @@ export const make = (
             if (action.reason === "FencedOut") {
               yield* publish({ _tag: "FencedOut", reason: action.detail, atMs })
             }
-            if (action.reason === "HandedOver") return
             const open = connection ?? link
+            if (handOverAfter !== undefined) return yield* endHandOver(open, action.detail)
+            if (action.reason === "HandedOver") return
             if (open !== undefined) yield* open.close
             return
           }
@@ -1051,6 +1200,149 @@ export const make = (
       return Effect.flatMap(now, (nowMs) => runRole(Machine.command(command, nowMs), connection))
     }
 
+    // ---- planned handover -------------------------------------------------------------
+
+    /** Old primary: a packet that reached it while it hands over (dropped past the bound). */
+    function divertPacket(packet: ForwardedPacket): void {
+      Queue.offerUnsafe(diverted, packet)
+    }
+
+    /** Secondary: a packet forwarded while the handover is pending (dropped past the bound). */
+    function holdForward(packet: ForwardedPacket): void {
+      if (heldForwards.length < handOverPacketsMax) heldForwards.push(packet)
+    }
+
+    /** Stepped for good: a handover's update is never performed here (held with no end). */
+    const neverReleased = Deferred.makeUnsafe<void>()
+
+    /**
+     * Old primary, an update after the handover began (the node had taken its packets in
+     * before it diverted them): the packets go to the secondary, which steps them itself;
+     * the outputs never leave.
+     */
+    function divertUpdate(update: Replication.Update): Deferred.Deferred<void> {
+      for (const input of update.inputs) {
+        const wire = Replication.toWire(input)
+        if (wire._tag === "Receive") {
+          divertPacket({ from: { host: wire.host, udpPort: wire.udpPort }, bytes: wire.bytes })
+        }
+      }
+      return neverReleased
+    }
+
+    /**
+     * Old primary, the role machine's `HandOver`: from now on what reaches the node goes to
+     * the secondary, after `HandOver` (the link keeps order); the copy is made exact first
+     * (every-update: it is; the other policies: one snapshot of everything).
+     */
+    const beginHandOver = (to: Connection.Connection<Replication.Message> | undefined) =>
+      Effect.gen(function* () {
+        const messages = isEveryUpdate ? [] : shipper.onImpendingFailure()
+        const after = shipper.lastSeq
+        handOverAfter = after
+        takeoverStartedMs = yield* now
+        yield* logged(Effect.logInfo(`handing over to the secondary after message ${after}`))
+        yield* publish({ _tag: "HandingOver", atMs: takeoverStartedMs })
+        if (to === undefined) return
+        yield* ship(messages)
+        yield* Effect.ignore(to.send({ _tag: "HandOver", epoch: shipper.epoch, after }))
+        handOverForwarder = yield* Effect.forkIn(
+          Stream.runForEach(Stream.fromQueue(diverted), (packet) => {
+            forwardedCount++
+            return Effect.ignore(
+              to.send({
+                _tag: "Forward",
+                host: packet.from.host,
+                udpPort: packet.from.udpPort,
+                bytes: packet.bytes,
+              }),
+            )
+          }),
+          nodeScope,
+        )
+      })
+
+    /**
+     * Old primary, fallen silent during its handover: what is still on its way goes to the
+     * new primary (the endpoint is closed: nothing more arrives), then the link ends.
+     */
+    const endHandOver = (
+      open: Connection.Connection<Replication.Message> | undefined,
+      detail: string,
+    ) =>
+      Effect.gen(function* () {
+        yield* Queue.end(diverted)
+        if (handOverForwarder !== undefined) {
+          yield* Fiber.join(handOverForwarder).pipe(
+            Effect.timeoutOption(Duration.millis(1_000)),
+            Effect.ignore,
+          )
+        }
+        const confirmed = detail === "the secondary took over"
+        yield* publish({
+          _tag: "HandedOver",
+          confirmed,
+          forwarded: forwardedCount,
+          atMs: yield* now,
+        })
+        yield* Deferred.succeed(handOverEnded, confirmed)
+        if (open !== undefined) yield* open.close
+      })
+
+    /**
+     * Secondary: takes over once it applied every message the primary shipped before
+     * `HandOver` (they may still be on their way when it arrives).
+     */
+    const takeOverIfCaughtUp = (connection: Connection.Connection<Replication.Message>) =>
+      Effect.gen(function* () {
+        const pending = pendingHandOver
+        if (pending === undefined || replicas.applied < pending.after) return
+        pendingHandOver = undefined
+        const handOver = { _tag: "HandOver" as const, epoch: pending.epoch }
+        yield* runRole(Machine.receive("link", handOver, yield* now), connection).pipe(
+          Effect.withSpan("multihome.failover", {
+            attributes: { "understudy.node": nodeId, "understudy.trigger": "handover" },
+          }),
+        )
+      })
+
+    /**
+     * New primary: once the peer acknowledged every takeover ASCONF (it sends here now), or
+     * after {@link handOverConfirmMs}, the old primary may fall silent (`Deposed`).
+     */
+    const confirmHandOver = (to: Connection.Connection<Replication.Message>) =>
+      Effect.gen(function* () {
+        const deadlineMs = (yield* now) + handOverConfirmMs
+        while (adoptedStates.some(Asconf.awaitingAck) && (yield* now) < deadlineMs) {
+          yield* Effect.sleep(Duration.millis(10))
+        }
+        const moved = !adoptedStates.some(Asconf.awaitingAck)
+        yield* logged(
+          moved
+            ? Effect.logInfo("handover: the peer moved here; the old primary may stop")
+            : Effect.logWarning(
+                `handover: no ASCONF-ACK within ${handOverConfirmMs} ms; the old primary stops anyway`,
+              ),
+        )
+        yield* Effect.ignore(to.send({ _tag: "Deposed", epoch: roleState.epoch }))
+      })
+
+    const handOver: Effect.Effect<HandOverReport, ClusterError> = Effect.gen(function* () {
+      const startedMs = yield* now
+      const answer = yield* stepRole({ _tag: "HandOver" })
+      const refused = answer.find((action) => action._tag === "HandOverRefused")
+      if (refused !== undefined) {
+        return yield* new ClusterError({ detail: `no handover: ${refused.detail}` })
+      }
+      const ended = yield* Deferred.await(handOverEnded).pipe(
+        Effect.timeoutOption(Duration.millis(handOverBoundMs)),
+      )
+      // No word from the new primary: ending the link makes it take over as after a failure.
+      if (Option.isNone(ended) && link !== undefined) yield* link.close
+      const confirmed = yield* Deferred.await(handOverEnded)
+      return { confirmed, forwarded: forwardedCount, durationMs: (yield* now) - startedMs }
+    }).pipe(Effect.withSpan("multihome.handover", { attributes: { "understudy.node": nodeId } }))
+
     // ---- the link -----------------------------------------------------------------------
 
     const serveLink = (connection: Connection.Connection<Replication.Message>) =>
@@ -1089,11 +1381,24 @@ export const make = (
               return
             }
             if (message._tag === "Forward") {
+              const forwarded = {
+                from: { host: message.host, udpPort: message.udpPort },
+                bytes: message.bytes,
+              }
+              // Crossed a handover on the way: back to the node that takes over.
+              if (roleState.role === "handing-over") return divertPacket(forwarded)
+              if (pendingHandOver !== undefined) return holdForward(forwarded)
               if (roleState.role === "secondary") return
               return yield* endpoint.inject(
                 { host: message.host, udpPort: message.udpPort },
                 message.bytes,
               )
+            }
+            if (message._tag === "HandOver") {
+              if (roleState.role !== "secondary") return
+              pendingHandOver = { epoch: message.epoch, after: message.after }
+              handOverFrom = connection
+              return yield* takeOverIfCaughtUp(connection)
             }
             const epoch = Replication.epochOf(message) ?? 0
             const verdict = yield* runRole(
@@ -1110,16 +1415,38 @@ export const make = (
               return yield* connection.close
             }
             yield* Effect.ignore(connection.send({ _tag: "Ack", seq: replicas.applied }))
+            yield* takeOverIfCaughtUp(connection)
           }),
         )
         const reason = yield* connection.closed
         link = undefined
+        // A handover cut short: the takeover below is a failure's (the packets held go in).
+        pendingHandOver = undefined
         yield* releaseAll
         yield* logged(Effect.logInfo(`the intra-cluster link is down (${reason._tag})`))
-        yield* publish({ _tag: "LinkDown", reason: reason._tag, atMs: yield* now })
+        const downMs = yield* now
+        yield* publish({ _tag: "LinkDown", reason: reason._tag, atMs: downMs })
         if (serving()) yield* protection(true, `the link closed (${reason._tag})`)
-        yield* stepRole({ _tag: "LinkDown", reason: reason._tag })
+        if (!takesOverOnLinkDown())
+          return yield* stepRole({ _tag: "LinkDown", reason: reason._tag })
+        // The failure, noticed: the time since the primary was last heard of, then the
+        // failover as a whole (the fence's wait, the adoption) in one span.
+        const detectionMs = Math.max(0, downMs - (yield* connection.lastHeardAtMs))
+        yield* Metric.update(Metrics.failoverDetectionMs, detectionMs)
+        yield* stepRole({ _tag: "LinkDown", reason: reason._tag }).pipe(
+          Effect.withSpan("multihome.failover", {
+            attributes: {
+              "understudy.node": nodeId,
+              "understudy.trigger": "link",
+              "understudy.link_closed": reason._tag,
+              "understudy.detection_ms": detectionMs,
+            },
+          }),
+        )
       })
+
+    /** Whether the link's end makes this node take over (a secondary with a primary's copy). */
+    const takesOverOnLinkDown = () => roleState.role === "secondary" && roleState.primaryKnown
 
     if (options.role === "primary") yield* protection(true, "no secondary linked yet")
 
@@ -1269,6 +1596,7 @@ export const make = (
       events: Stream.fromPubSub(events),
       accepted: Stream.fromPubSub(accepted),
       impendingFailure,
+      handOver,
       received: Effect.sync(() => ({ ...received })),
     } satisfies Node
   })

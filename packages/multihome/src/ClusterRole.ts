@@ -11,6 +11,12 @@
  * told `Deposed`, or whose fence is lost, is `deposed`; one that made its final
  * synchronisation before an announced failure is `handed-over`. Both stay silent for good.
  *
+ * Planned handover: a linked primary asked to hand over becomes `handing-over` (it stops
+ * stepping what reaches it and sends it on to the secondary); the secondary takes over
+ * when `HandOver` arrives, once it holds everything the primary stepped before it; the
+ * old primary becomes `handed-over` when the new one says the peer moved (`Deposed`), or
+ * when the link ends (the secondary then takes over as after a failure).
+ *
  * Epochs: every replication message carries the epoch its sender serves (0 without a
  * fence). A secondary refuses replication older than the newest epoch it knows of — the
  * store's, read when a primary links to it — and counts it: a primary paused past its
@@ -27,7 +33,13 @@ import type * as Packet from "./Packet.ts"
  * @since 0.1.0
  * @category models
  */
-export type Role = "primary" | "secondary" | "active-secondary" | "deposed" | "handed-over"
+export type Role =
+  | "primary"
+  | "secondary"
+  | "active-secondary"
+  | "deposed"
+  | "handing-over"
+  | "handed-over"
 
 /**
  * @since 0.1.0
@@ -82,6 +94,11 @@ export type Message =
    * resumed from a pause whose link reaches the node that took over).
    */
   | { readonly _tag: "Deposed"; readonly epoch: number }
+  /**
+   * Planned handover: take over now; the secondary steps it once it applied everything the
+   * primary shipped before it.
+   */
+  | { readonly _tag: "HandOver"; readonly epoch: number }
 
 /**
  * What happened to the node.
@@ -104,6 +121,8 @@ export type Command =
   | { readonly _tag: "Stray" }
   /** The final synchronisation before an announced failure is acknowledged. */
   | { readonly _tag: "HandedOver" }
+  /** Planned handover: the primary is asked to hand its associations to the secondary. */
+  | { readonly _tag: "HandOver" }
 
 /**
  * What the node must do, or say.
@@ -115,8 +134,18 @@ export type Action =
   /** Wait until the fence is this node's, then step `FenceAcquired`. */
   | { readonly _tag: "AcquireFence" }
   | { readonly _tag: "Fenced"; readonly epoch: number }
-  /** Adopt every copy, then step `TakenOver`. */
-  | { readonly _tag: "TakeOver"; readonly why: string }
+  /**
+   * Adopt every copy, then step `TakenOver`; `planned`: a handover, the copy is exact and
+   * the old primary sent what it says it sent (nothing is retransmitted).
+   */
+  | { readonly _tag: "TakeOver"; readonly why: string; readonly planned: boolean }
+  /**
+   * Planned handover: send everything that reaches the node to the secondary from now on,
+   * and tell it `HandOver` once it holds everything stepped so far.
+   */
+  | { readonly _tag: "HandOver" }
+  /** The handover asked for can not be made (not a linked primary, or fenced). */
+  | { readonly _tag: "HandOverRefused"; readonly detail: string }
   | { readonly _tag: "TookOver"; readonly associations: number }
   /** Keep connecting to the standby link (failback). */
   | { readonly _tag: "ConnectStandby" }
@@ -223,7 +252,7 @@ const beginTakeOver = (state: State, why: string): Step => {
   const next: State = { ...state, role: "active-secondary" }
   // Nothing goes out before the old primary's lease ended and the epoch moved on.
   return result(next, [
-    act(next.config.fenced ? { _tag: "AcquireFence" } : { _tag: "TakeOver", why }),
+    act(next.config.fenced ? { _tag: "AcquireFence" } : { _tag: "TakeOver", why, planned: false }),
   ])
 }
 
@@ -234,12 +263,24 @@ const fallSilent = (
   detail: string,
 ): Step => result({ ...state, role, linked: false }, [act({ _tag: "FallSilent", reason, detail })])
 
+const refuseHandOver = (state: State): string | undefined => {
+  if (state.role !== "primary") return `a ${state.role} node has nothing to hand over`
+  if (!state.linked) return "no secondary is linked"
+  // The secondary would wait for the primary's lease before it may serve.
+  if (state.config.fenced) return "not with a fence"
+  return undefined
+}
+
 const onCommand = (state: State, command: Command): Step => {
   switch (command._tag) {
     case "LinkUp":
       return result({ ...state, linked: true })
     case "LinkDown": {
       const down: State = { ...state, linked: false }
+      // Mid-handover: the secondary takes over as after a failure; this node never serves again.
+      if (state.role === "handing-over") {
+        return fallSilent(down, "handed-over", "HandedOver", "the link closed during the handover")
+      }
       return state.config.role === "secondary"
         ? beginTakeOver(down, `the link closed (${command.reason})`)
         : result(down)
@@ -264,7 +305,10 @@ const onCommand = (state: State, command: Command): Step => {
       const next: State = { ...state, epoch: command.epoch }
       const fenced = act({ _tag: "Fenced", epoch: command.epoch })
       return next.role === "active-secondary" && !next.tookOver
-        ? result(next, [fenced, act({ _tag: "TakeOver", why: `epoch ${command.epoch}` })])
+        ? result(next, [
+            fenced,
+            act({ _tag: "TakeOver", why: `epoch ${command.epoch}`, planned: false }),
+          ])
         : result(next, [fenced])
     }
     case "FenceLost":
@@ -285,12 +329,22 @@ const onCommand = (state: State, command: Command): Step => {
       return state.role === "primary"
         ? fallSilent(state, "handed-over", "HandedOver", "final synchronisation acknowledged")
         : result(state)
+    case "HandOver": {
+      const refused = refuseHandOver(state)
+      return refused === undefined
+        ? result({ ...state, role: "handing-over" }, [act({ _tag: "HandOver" })])
+        : result(state, [act({ _tag: "HandOverRefused", detail: refused })])
+    }
   }
 }
 
 const onReceive = (state: State, from: Machine.NodeId, message: Message): Step => {
   switch (message._tag) {
     case "Deposed":
+      // The node it handed over to serves, and the peer sends there.
+      if (state.role === "handing-over") {
+        return fallSilent(state, "handed-over", "HandedOver", "the secondary took over")
+      }
       if (!serving(state)) return result(state)
       // Sent by a node the store has moved past, which does not know it yet: not obeyed
       // (it falls silent itself once it learns).
@@ -309,6 +363,19 @@ const onReceive = (state: State, from: Machine.NodeId, message: Message): Step =
         act({ _tag: "Apply" }),
       ])
     }
+    case "HandOver":
+      if (
+        state.role !== "secondary" ||
+        !state.linked ||
+        !state.primaryKnown ||
+        state.config.fenced ||
+        message.epoch < state.epoch
+      ) {
+        return result(state)
+      }
+      return result({ ...state, role: "active-secondary" }, [
+        act({ _tag: "TakeOver", why: "planned handover", planned: true }),
+      ])
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The package's metrics: associations an endpoint holds, DATA retransmissions, takeovers
- * with their duration, how far the secondary is behind and how many bytes replication
+ * with their duration and how long the failure took to notice, how far the secondary is behind and how many bytes replication
  * moved, and what a node refused and why. The node's protection (`unprotected`) and stale
  * replication counters live with the cluster (`Cluster.unprotectedMetric` …).
  *
@@ -43,6 +43,20 @@ export const takeovers = Metric.counter("understudy_multihome_takeovers_total", 
  */
 export const takeoverMs = Metric.histogram("understudy_multihome_takeover_ms", {
   description: "From the decision to take over to every association adopted, in ms",
+  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 16 }),
+})
+
+/**
+ * How long a secondary took to notice that its primary was gone: from the last thing it
+ * heard on the link (a message or a keep-alive ping) to the link's end, which starts the
+ * takeover. The link's keep-alive time-out bounds it.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const failoverDetectionMs = Metric.histogram("understudy_multihome_failover_detection_ms", {
+  description:
+    "From the last word heard from the primary to the secondary's decision to take over, in ms",
   boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 16 }),
 })
 

@@ -204,7 +204,11 @@ export type WireInput =
  * lists no address); secondary → primary: `Ack` (every message up to `seq` is applied),
  * `Forward` (a packet that reached the secondary's address while the primary is alive) and
  * `Deposed` (the secondary took over: a primary that comes back, say from SIGSTOP, must
- * fall silent).
+ * fall silent; after a planned handover, the peer moved to the new primary).
+ *
+ * A planned handover (`Cluster`'s `handOver`): the primary stops stepping what reaches it
+ * and sends it on as `Forward`; `HandOver` tells the secondary to take over once it applied
+ * every message up to `after` (the last the primary shipped before it stopped).
  *
  * Every primary → secondary message carries the `epoch` its sender serves (the fence's,
  * 0 without one): a secondary refuses those of an epoch older than it knows of (see
@@ -256,6 +260,7 @@ export type Message =
     }
   /** With the sender's epoch (absent: 0): a node the fence moved past deposes nobody. */
   | { readonly _tag: "Deposed"; readonly epoch?: number }
+  | { readonly _tag: "HandOver"; readonly epoch: number; readonly after: number }
   | {
       readonly _tag: "Aliases"
       readonly seq: number
@@ -565,6 +570,7 @@ const fromPrimary: ReadonlySet<string> = new Set([
   "Gone",
   "Secrets",
   "Aliases",
+  "HandOver",
 ])
 
 /**
@@ -638,6 +644,8 @@ const problem = (value: unknown): string | undefined => {
       return value.epoch === undefined || isCount(value.epoch)
         ? undefined
         : "a Deposed's epoch is a count"
+    case "HandOver":
+      return isCount(value.after) ? undefined : "a HandOver needs after (a seq)"
     default:
       return `unknown message ${String(value._tag)}`
   }
@@ -964,7 +972,10 @@ export class Replicas {
     this.config = config
   }
 
-  /** Applies one message from the primary (`Ack`, `Forward` and `Deposed` are not for it). */
+  /**
+   * Applies one message from the primary (`Ack`, `Forward`, `Deposed` and `HandOver` are
+   * not for it).
+   */
   apply(message: Message): ReplicaError | undefined {
     switch (message._tag) {
       case "Snapshot": {
@@ -1034,6 +1045,7 @@ export class Replicas {
       case "Ack":
       case "Forward":
       case "Deposed":
+      case "HandOver":
         return undefined
     }
     this.applied = message.seq

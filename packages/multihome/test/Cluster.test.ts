@@ -14,6 +14,7 @@ import * as Endpoint from "../src/Endpoint.ts"
 import * as Metrics from "../src/Metrics.ts"
 import * as Replication from "../src/Replication.ts"
 import { advance, connectPeer, within } from "./support/endpoint-support.ts"
+import { dataTsns, repeated, type Seen, tapped } from "./support/wireTap.ts"
 
 const primaryHost = "10.0.0.2"
 const secondaryHost = "10.0.0.3"
@@ -71,6 +72,8 @@ const startCluster = (
     readonly fence?: { readonly leaseMs: number; readonly cut: Set<Cluster.Role> }
     /** After a takeover, the secondary keeps a node restarted on the primary's host in sync. */
     readonly failback?: boolean
+    /** The nodes' association timers (default `quick`). */
+    readonly config?: Partial<Association.Config>
   } = {},
 ) =>
   Effect.gen(function* () {
@@ -131,7 +134,7 @@ const startCluster = (
               ? { standbyLink: Address.tcp(plan.standbyLink, linkPort) }
               : {}),
             policy: policyOf(policyText),
-            config: quick,
+            config: options.config ?? quick,
             seed: role === "primary" ? 11 : 12,
             clusterKey,
             ...(store !== undefined ? { store } : {}),
@@ -252,6 +255,30 @@ describe("Cluster on SimNet", () => {
     )
   }
 
+  it.effect(
+    "a failover's detection time is measured: from the last word heard from a hung primary to the link's end",
+    () =>
+      Effect.gen(function* () {
+        const detection = Metric.value(Metrics.failoverDetectionMs)
+        const before = yield* detection
+        const setup = yield* startCluster("every-update")
+        const association = yield* startPeer(setup.net)
+        yield* advance(1_000)
+        // A primary that hangs (its connections stay open): only the keep-alive notices.
+        yield* setup.net.partition([primaryHost], [secondaryHost])
+        yield* advance(3_000)
+        expect((yield* setup.nodes.get("secondary")!.status).role).toBe("active-secondary")
+        const after = yield* detection
+        expect(after.count - before.count).toBe(1)
+        // The link's keep-alive (100 / 500 ms) noticed it: its time-out after the last
+        // ping, give or take one interval.
+        const detectedMs = after.sum - before.sum
+        expect(detectedMs).toBeGreaterThanOrEqual(400)
+        expect(detectedMs).toBeLessThanOrEqual(600)
+        expect((yield* association.status).state).toBe("Established")
+      }),
+  )
+
   it.effect("on-impending-failure: one sync before the crash carries the association", () =>
     Effect.gen(function* () {
       const setup = yield* startCluster("on-impending-failure")
@@ -265,6 +292,86 @@ describe("Cluster on SimNet", () => {
         beforeCrash: Effect.andThen(advance(500), within(5_000, primary.impendingFailure)),
       })
       expectExactlyOnceInOrder(echoes, 100, 2)
+    }),
+  )
+
+  // A delayed SACK (200 ms) shorter than the smallest RTO, as RFC 9260 §6.2 asks (with
+  // `quick`'s 100 ms RTO.min the last odd DATA of a run waits for its SACK longer than T3).
+  const handOverTimers: Partial<Association.Config> = { ...quick, rtoMinMs: 300, rtoInitialMs: 300 }
+
+  for (const policy of ["every-update", "interval:100"] as const) {
+    it.effect(
+      `${policy}: a planned handover mid-stream: every echo once and in order, no DATA resent, the peer moved to the new primary`,
+      () =>
+        Effect.gen(function* () {
+          const setup = yield* startCluster(policy, { config: handOverTimers })
+          // Echoes are still in flight when the secondary takes over (none may be resent).
+          for (const host of [primaryHost, secondaryHost]) {
+            yield* setup.net.setLink(host, peerHost, { latency: SimNet.fixed(30) })
+            yield* setup.net.setLink(peerHost, host, { latency: SimNet.fixed(30) })
+          }
+          const seen: Array<Seen> = []
+          const peer = yield* Endpoint.make({
+            bind: Address.udp(peerHost, udpPort),
+            port: 5000,
+            config: handOverTimers,
+            seed: 99,
+          }).pipe(Effect.provide(tapped(setup.net, peerHost, seen)))
+          const association = yield* within(
+            10_000,
+            peer.connect({ host: primaryHost, udpPort, port: sctpPort }),
+          )
+          yield* advance(2_000)
+          const primary = setup.nodes.get("primary")!
+          const echoes = yield* Effect.forkScoped(
+            association.messages.pipe(Stream.take(200), Stream.runCollect),
+          )
+          let handOver: Fiber.Fiber<Cluster.HandOverReport, Cluster.ClusterError> | undefined
+          for (let index = 0; index < 200; index++) {
+            // Mid-stream: messages keep coming while the primary hands over.
+            if (index === 100) handOver = yield* Effect.forkScoped(primary.handOver)
+            yield* association.send(index % 3, 42, numbered(index))
+            yield* advance(5)
+          }
+          const report = yield* within(30_000, Fiber.join(handOver!))
+          expectExactlyOnceInOrder(yield* within(30_000, Fiber.join(echoes)), 200, 3)
+          expect(report.confirmed).toBe(true)
+          expect(report.forwarded).toBeGreaterThan(0)
+          // The cluster never sent a DATA chunk twice.
+          expect(repeated(dataTsns(seen, "in"))).toEqual([])
+          // Nor did the peer, but for its own fast handoff: our endpoint, told a new primary,
+          // resends at once what it had in flight to the old one (usrsctp does not, by
+          // default: its interop test checks both sides). Nothing waited for a timer.
+          const asconfAckAt = seen
+            .filter((entry) => entry.packet.chunks.some((chunk) => chunk._tag === "AsconfAck"))
+            .map((entry) => entry.atMs)
+          expect(asconfAckAt.length).toBeGreaterThan(0)
+          const sent = dataTsns(seen, "out")
+          for (const tsn of repeated(sent)) {
+            const copies = sent.filter((entry) => entry.tsn === tsn)
+            expect(asconfAckAt).toContain(copies.at(-1)!.atMs)
+          }
+          const status = yield* association.status
+          expect(status.state).toBe("Established")
+          expect(status.primary).toBe(secondaryHost)
+          expect((yield* primary.status).role).toBe("handed-over")
+          const secondary = yield* setup.nodes.get("secondary")!.status
+          expect(secondary.role).toBe("active-secondary")
+          expect(secondary.associations).toHaveLength(1)
+        }),
+    )
+  }
+
+  it.effect("a handover is refused without a linked secondary, and by a secondary", () =>
+    Effect.gen(function* () {
+      const setup = yield* startCluster("every-update")
+      const secondary = yield* Effect.flip(setup.nodes.get("secondary")!.handOver)
+      expect(secondary.detail).toContain("secondary")
+      yield* setup.net.crash(secondaryHost)
+      yield* advance(2_000)
+      const alone = yield* Effect.flip(setup.nodes.get("primary")!.handOver)
+      expect(alone.detail).toContain("no secondary is linked")
+      expect((yield* setup.nodes.get("primary")!.status).role).toBe("primary")
     }),
   )
 

@@ -130,6 +130,52 @@ describe("ClusterRole", () => {
   })
 })
 
+describe("planned handover", () => {
+  it("a linked primary hands over; it falls silent when the new primary says the peer moved", () => {
+    const primary = start({ role: "primary", fenced: false, standby: false })
+    expect(actions(primary.command({ _tag: "HandOver" }))).toEqual(["HandOverRefused"])
+    primary.command({ _tag: "LinkUp" })
+    expect(actions(primary.command({ _tag: "HandOver" }))).toEqual(["HandOver"])
+    expect(primary.state.role).toBe("handing-over")
+    expect(ClusterRole.serving(primary.state)).toBe(false)
+    // Asked twice: refused, nothing changes.
+    expect(actions(primary.command({ _tag: "HandOver" }))).toEqual(["HandOverRefused"])
+    expect(actions(primary.receive({ _tag: "Deposed", epoch: 0 }))).toEqual(["FallSilent"])
+    expect(primary.state.role).toBe("handed-over")
+  })
+
+  it("a primary whose link ends mid-handover falls silent (the secondary takes over as after a failure)", () => {
+    const primary = start({ role: "primary", fenced: false, standby: false })
+    primary.command({ _tag: "LinkUp" })
+    primary.command({ _tag: "HandOver" })
+    expect(actions(primary.command({ _tag: "LinkDown", reason: "Timeout" }))).toEqual([
+      "FallSilent",
+    ])
+    expect(primary.state.role).toBe("handed-over")
+  })
+
+  it("the secondary takes over on HandOver with an exact copy; never fenced, stale or unlinked", () => {
+    const secondary = start({ role: "secondary", fenced: false, standby: true })
+    // Nothing replicated yet: nothing to take over.
+    secondary.command({ _tag: "LinkUp" })
+    expect(actions(secondary.receive({ _tag: "HandOver", epoch: 0 }))).toEqual([])
+    secondary.receive({ _tag: "Replicate", epoch: 0 })
+    const outputs = secondary.receive({ _tag: "HandOver", epoch: 0 })
+    expect(outputs).toEqual([
+      Machine.emit({ _tag: "TakeOver", why: "planned handover", planned: true }),
+    ])
+    expect(secondary.state.role).toBe("active-secondary")
+    const fenced = start({ role: "secondary", fenced: true, standby: false })
+    fenced.command({ _tag: "LinkUp" })
+    fenced.receive({ _tag: "Replicate", epoch: 2 })
+    expect(actions(fenced.receive({ _tag: "HandOver", epoch: 2 }))).toEqual([])
+    const fencedPrimary = start({ role: "primary", fenced: true, standby: false })
+    fencedPrimary.command({ _tag: "FenceAcquired", epoch: 1 })
+    fencedPrimary.command({ _tag: "LinkUp" })
+    expect(actions(fencedPrimary.command({ _tag: "HandOver" }))).toEqual(["HandOverRefused"])
+  })
+})
+
 describe("Deposed carries the sender's epoch", () => {
   /** A fenced secondary that took over at `epoch`. */
   const tookOver = (epoch: number) => {
