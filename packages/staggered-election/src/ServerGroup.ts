@@ -30,6 +30,10 @@
  * it is run with `Effect.runSync`, and an asynchronous one is a defect that stops the node.
  * It must be deterministic like the plain form. Do I/O and notifications on the answer.
  *
+ * Observability: the driver records `Metrics` from each step of the machine, from the
+ * registrations and from the answers to clients (the machine stays pure); its log lines
+ * carry the server (`node`), `group`, and the `role` and `term` of the step that logged them.
+ *
  * @since 0.1.0
  */
 import { type Authentication, Runner } from "@understudy/machine"
@@ -55,6 +59,7 @@ import type * as Delays from "./Delays.ts"
 import * as Durable from "./Durable.ts"
 import * as Machine from "./Machine.ts"
 import * as Message from "./Message.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Replication from "./Replication.ts"
 import type * as Wal from "./Wal.ts"
 
@@ -336,6 +341,24 @@ export class ServerGroupService extends Context.Service<
   ServerGroup<unknown, unknown, unknown>
 >()("@understudy/staggered-election/ServerGroup") {}
 
+/** An `Unavailable`'s reason, as the `reason` label of `Metrics.refusals` names it. */
+const unavailableReasons: ReadonlyArray<readonly [text: string, label: string]> = [
+  ["no answer within", "timeout"],
+  ["no majority confirmed", "no-majority"],
+  ["not serving", "not-serving"],
+  ["the name server is unreachable", "no-name-server"],
+  ["the server stopped", "stopped"],
+]
+
+/** The `reason` label of a refused submit or read (see `Metrics.refusals`). */
+const refusalReason = (error: SubmitError): string => {
+  if (error._tag === "NotMaster") return "not-master"
+  if (error._tag === "Rejected") return error.reason
+  const refused = /^read refused: (.+)$/.exec(error.reason)
+  if (refused !== null) return refused[1]!
+  return unavailableReasons.find(([text]) => error.reason.startsWith(text))?.[1] ?? "unavailable"
+}
+
 /** Requests given to the machine in one step, at most (a bound on a step's work). */
 const submitBatchMax = 256
 /** Masterships waiting for the registration worker, at most (see `jobs`). */
@@ -450,6 +473,12 @@ export const make = <S, Req, Res>(
     const reads = new Map<number, Deferred.Deferred<S, NotMaster | Unavailable>>()
     let readSeq = 0
     let majority = false
+    const metrics = Metrics.recorder({
+      self,
+      backups: options.servers.map((server) => server.id).filter((id) => id !== self),
+      readMode,
+      lastHeardMs: (peer) => lastHeardMs.get(peer),
+    })
 
     /** A majority (this master included) acknowledged it within the inquiry time-out. */
     const holdsMajority = (state: Machine.State<S, Req, Res>, nowMs: number) => {
@@ -494,6 +523,7 @@ export const make = <S, Req, Res>(
           epoch: m.epoch,
           by,
         })
+        yield* metrics.fenced(m.epoch)
         yield* publish({
           _tag: "MasterLost",
           master: self,
@@ -541,6 +571,7 @@ export const make = <S, Req, Res>(
           m.status = "registered"
           yield* Deferred.succeed(m.ready, undefined)
           yield* Effect.logInfo("registered as master", { group, epoch: m.epoch })
+          yield* metrics.registered(m.epoch, nowMs)
           yield* publish({ _tag: "Registered", epoch: m.epoch, atMs: nowMs })
           const lost = outcome.success.lost
           yield* Effect.forkIn(
@@ -597,6 +628,10 @@ export const make = <S, Req, Res>(
           while: () => mastership === m && m.status === "registering",
         }),
         Effect.ignore,
+        Effect.withSpan("staggered-election.register", {
+          attributes: { server: self, epoch: m.epoch, term: Machine.termOf(m.epoch) },
+        }),
+        Effect.annotateLogs({ role: "master", term: Machine.termOf(m.epoch) }),
       )
     }
 
@@ -634,6 +669,7 @@ export const make = <S, Req, Res>(
         latest = after
         const nowMs = info.nowMs
         if (info.input._tag === "Receive") lastHeardMs.set(info.input.from, nowMs)
+        yield* metrics.step(info)
         for (const output of info.outputs) {
           if (output._tag !== "Emit") continue
           const event = output.event
@@ -785,6 +821,7 @@ export const make = <S, Req, Res>(
             .filter(([, at]) => nowMs - at <= options.inquiryTimeoutMs)
             .map(([peer]) => peer)
             .sort()
+          yield* metrics.tick(after, now.length)
           const joined = now.filter((peer) => !live.includes(peer))
           const lost = live.filter((peer) => !now.includes(peer))
           if (joined.length > 0 || lost.length > 0) {
@@ -792,13 +829,28 @@ export const make = <S, Req, Res>(
             yield* publish({ _tag: "MembershipChanged", live: now, joined, lost, atMs: nowMs })
           }
         }
-      })
+      }).pipe(
+        Effect.annotateLogs({ role: info.after.role, term: Machine.termOf(info.after.epoch) }),
+      )
 
+    // The replication messages' bytes are counted as the Runner encodes them for the wire.
+    const codec = Message.codec(options.request)
     const running = yield* Runner.run(machine, {
       self,
       peers: options.servers.map((server) => server.id),
       addresses: options.addresses,
-      codec: Message.codec(options.request),
+      codec: {
+        ...codec,
+        encode: (message) => {
+          const encoded = codec.encode(message)
+          if (
+            (message._tag === "Replicate" || message._tag === "Snapshot") &&
+            Result.isSuccess(encoded)
+          )
+            metrics.sent(encoded.success.byteLength)
+          return encoded
+        },
+      },
       authentication: options.authentication,
       onStep,
     })
@@ -891,6 +943,7 @@ export const make = <S, Req, Res>(
           orElse: () =>
             Effect.fail(new Unavailable({ reason: `no answer within ${submitTimeoutMs} ms` })),
         }),
+        Effect.tapError((error) => metrics.refused("submit", refusalReason(error))),
       )
 
     const read: Effect.Effect<S, NotMaster | Unavailable> = Effect.gen(function* () {
@@ -918,6 +971,10 @@ export const make = <S, Req, Res>(
             new Unavailable({ reason: `no majority confirmed within ${submitTimeoutMs} ms` }),
           ),
       }),
+      Effect.tap(metrics.read("answered")),
+      Effect.tapError((error) =>
+        Effect.andThen(metrics.read("refused"), metrics.refused("read", refusalReason(error))),
+      ),
     )
 
     const status = Effect.gen(function* () {
