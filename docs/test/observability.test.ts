@@ -9,6 +9,7 @@ import { Metrics as PoolMetrics } from "@understudy/heartbeat-pool"
 import { Runner } from "@understudy/machine"
 import { Cluster, Metrics as MultihomeMetrics } from "@understudy/multihome"
 import { Metrics as ElectionMetrics } from "@understudy/port-election"
+import { Metrics as StaggeredMetrics } from "@understudy/staggered-election"
 import { Metrics as StoreMetrics } from "@understudy/store"
 import { Metric } from "effect"
 import { describe, expect, it } from "vitest"
@@ -25,6 +26,7 @@ describe("the observability page", () => {
   const exported = [
     ...metricIds(ElectionMetrics),
     ...metricIds(PoolMetrics),
+    ...metricIds(StaggeredMetrics),
     ...metricIds(CheckpointMetrics),
     ...metricIds(Cluster),
     ...metricIds(MultihomeMetrics),
