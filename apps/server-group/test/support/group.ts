@@ -67,6 +67,8 @@ export const group = async (options: {
   readonly ids: ReadonlyArray<string>
   readonly store: string
   readonly args: ReadonlyArray<string>
+  /** Added to one server's `serve` (e.g. its own `--metrics` port). */
+  readonly argsOf?: (id: string) => ReadonlyArray<string>
   readonly readyTimeoutMs: number
   readonly linesMax?: number
 }): Promise<Group> => {
@@ -89,6 +91,7 @@ export const group = async (options: {
         "--store",
         store,
         ...options.args,
+        ...(options.argsOf?.(id) ?? []),
       ],
       options.linesMax,
     )
