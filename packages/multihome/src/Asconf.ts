@@ -124,11 +124,12 @@ export const isWildcard = (address: Chunk.Parameter): boolean =>
   address.address.every((byte) => byte === 0)
 
 /**
- * Whether an association waits for the ASCONF-ACK of an ASCONF it sent (a takeover's Set
- * Primary Address): once none is pending, the peer made the address its primary.
+ * Whether the peer acknowledged every ASCONF this end sent (a takeover's Set Primary
+ * Address): it sends to the address asked for now. False while one waits for its ASCONF-ACK,
+ * and when the association did not negotiate ASCONF (nothing could be asked).
  *
  * @since 0.1.0
  * @category requests
  */
-export const awaitingAck = (state: Association.State): boolean =>
-  state.asconf?.pending !== undefined
+export const acknowledged = (state: Association.State): boolean =>
+  state.asconf !== undefined && state.asconf.pending === undefined

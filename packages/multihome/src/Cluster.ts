@@ -1307,23 +1307,25 @@ export const make = (
       })
 
     /**
-     * New primary: once the peer acknowledged every takeover ASCONF (it sends here now), or
-     * after {@link handOverConfirmMs}, the old primary may fall silent (`Deposed`).
+     * New primary: once the peer acknowledged every takeover ASCONF (it sends here now), the
+     * old primary may fall silent (`Deposed`). Without the ASCONF-ACK within
+     * {@link handOverConfirmMs} (or with a peer that did not negotiate ASCONF) it is not
+     * told: it forwards what still reaches it until its own bound ends the link
+     * (`HandOverReport.confirmed` false).
      */
     const confirmHandOver = (to: Connection.Connection<Replication.Message>) =>
       Effect.gen(function* () {
         const deadlineMs = (yield* now) + handOverConfirmMs
-        while (adoptedStates.some(Asconf.awaitingAck) && (yield* now) < deadlineMs) {
-          yield* Effect.sleep(Duration.millis(10))
+        const moved = () => adoptedStates.every(Asconf.acknowledged)
+        while (!moved() && (yield* now) < deadlineMs) yield* Effect.sleep(Duration.millis(10))
+        if (!moved()) {
+          return yield* logged(
+            Effect.logWarning(
+              `handover: no ASCONF-ACK within ${handOverConfirmMs} ms; the old primary forwards until its bound`,
+            ),
+          )
         }
-        const moved = !adoptedStates.some(Asconf.awaitingAck)
-        yield* logged(
-          moved
-            ? Effect.logInfo("handover: the peer moved here; the old primary may stop")
-            : Effect.logWarning(
-                `handover: no ASCONF-ACK within ${handOverConfirmMs} ms; the old primary stops anyway`,
-              ),
-        )
+        yield* logged(Effect.logInfo("handover: the peer moved here; the old primary may stop"))
         yield* Effect.ignore(to.send({ _tag: "Deposed", epoch: roleState.epoch }))
       })
 
