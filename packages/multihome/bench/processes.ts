@@ -76,6 +76,14 @@ export class Receiver {
     return this.process.lines.find((line) => line.t === tag)
   }
 
+  /** The CPU time it has used so far (ms, user + system): asked with SIGUSR2. */
+  async cpuMs(): Promise<number> {
+    const asked = this.process.lines.filter((line) => line.t === "cpu").length
+    this.process.kill("SIGUSR2")
+    const line = await this.line("cpu", readyTimeoutMs, asked)
+    return numberOf(line, "ms")
+  }
+
   /** SIGKILL, resolved once it has exited. */
   async kill(): Promise<void> {
     if (!this.process.exited) this.process.kill("SIGKILL")

@@ -18,6 +18,7 @@
  *   message handed to the service to the association's end (`closed`: SHUTDOWN COMPLETE or
  *   ABORT), as tsctp's receiver times itself (first receive → end of the association);
  * - `tookOver` `{ atMs, associations }`: a secondary took its replicas over (the link closed);
+ * - `cpu` `{ ms }`: on SIGUSR2, the CPU time this process has used so far (user + system);
  * - with `--observe`, the first of each on this node: `heartbeatAckOut` (a HEARTBEAT ACK left
  *   its socket: the peer is confirming this address), `dataIn` (a datagram with a DATA chunk
  *   reached its socket), `sackOut` (a datagram with a SACK chunk left its socket; the SACK's
@@ -271,6 +272,12 @@ const program = Effect.gen(function* () {
 
 const layer = Layer.mergeAll(observe ? observedDatagram : NodeDatagram.layer, NodeTransport.layer)
 
+// The bench asks for this process's CPU time (user and system, every thread: the
+// collector's too) before and after a run: a cost that load on the machine barely moves.
+process.on("SIGUSR2", () => {
+  const usage = process.cpuUsage()
+  emit({ t: "cpu", ms: (usage.user + usage.system) / 1000 })
+})
 const stop = (code: number) => () => process.exit(code)
 process.stdin.on("end", stop(0))
 process.stdin.on("close", stop(0))

@@ -10,6 +10,11 @@
  *    same run (target ≥ 0.5); "vs ours" is the cluster's over our single endpoint's: the
  *    cost of replication. Both are medians of per-repetition ratios (each repetition runs
  *    the scenarios back to back), steadier on a shared machine than a ratio of medians.
+ *    "CPU ms/MB" is the CPU time (user + system, all threads) our process used per MB
+ *    delivered, from before the sender starts to the association's end: the primary's, then
+ *    the secondary's. On 2 cores the cluster's three processes (tsctp's sender, primary,
+ *    secondary) share the CPU, so this is what a change of the hot path must lower, and,
+ *    unlike MB/s, load from other work on the machine barely moves it.
  * 2. Failover (`failover.ts`, whose header defines the figures): a usrsctp peer streams into
  *    the cluster, the primary process is SIGKILLed, and the bench reports the time to the
  *    first SACK of the secondary that answers the peer's DATA ("first ack"), with usrsctp's
@@ -63,6 +68,8 @@ export interface OurReceiver {
   readonly udpPort: number
   /** Resolves when the next association to it ends, with what that association delivered. */
   readonly nextAssociation: () => Promise<ReceiverRun>
+  /** CPU time used so far (ms, user + system) by each of its processes: the primary first. */
+  readonly cpuMs: () => Promise<ReadonlyArray<number>>
   /** Stops it (and its secondary, if any). */
   readonly close: () => Promise<void>
 }
@@ -121,6 +128,7 @@ const ourReceiver = (
         throw new Error(`the association ended with ${String(line.reason)}, not a SHUTDOWN`)
       return { messages: field("messages"), bytes: field("bytes"), seconds: field("seconds") }
     },
+    cpuMs: () => Promise.all(all.map((receiver) => receiver.cpuMs())),
     close: async () => {
       await Promise.all(all.map((receiver) => receiver.kill()))
     },
@@ -133,6 +141,12 @@ interface Run {
   readonly megabytesPerSecond: number
   readonly receiverSeconds: number
   readonly wallSeconds: number
+  /**
+   * Ours: CPU ms per MB delivered, per process (the primary, then the secondary), from
+   * before the sender starts to the association's end. Unlike MB/s, load on the shared
+   * machine barely moves it: the figure to judge a change of the hot path by.
+   */
+  readonly cpuMsPerMegabyte?: ReadonlyArray<number>
 }
 
 type Outcome =
@@ -267,12 +281,21 @@ const runOurs = async (
     const association = ours.nextAssociation()
     // A failed run must not leave this promise rejected and unobserved.
     association.catch(() => {})
+    const cpuBefore = await ours.cpuMs()
     const started = performance.now()
     const sender = await sendWithTsctp(ours, messageLength, messages)
     const seen = await withTimeout(association, runTimeoutMs, "our receiver")
     const wallSeconds = (performance.now() - started) / 1000
+    const cpuAfter = await ours.cpuMs()
     await withTimeout(sender.exited, runTimeoutMs, "tsctp sender exit")
-    return check(seen, messages, messageLength, wallSeconds)
+    const run = check(seen, messages, messageLength, wallSeconds)
+    const megabytes = seen.bytes / 1e6
+    return {
+      ...run,
+      cpuMsPerMegabyte: cpuAfter.map(
+        (ms, index) => (ms - (cpuBefore[index] as number)) / megabytes,
+      ),
+    }
   } finally {
     await Usrsctp.killAll()
     await Processes.killAll()
@@ -353,6 +376,20 @@ const pairedRatio = (
 ): number | undefined => {
   if (against === undefined || against.length !== runs.length || runs.length === 0) return undefined
   return median(runs.map((value, index) => value / (against[index] as number)))
+}
+
+/** Per process (primary, then secondary): the median, min and max CPU ms per MB of the runs. */
+const cpuPerProcess = (
+  runs: ReadonlyArray<Run>,
+):
+  | ReadonlyArray<{ readonly median: number; readonly min: number; readonly max: number }>
+  | undefined => {
+  const first = runs[0]?.cpuMsPerMegabyte
+  if (first === undefined) return undefined
+  return first.map((_, index) => {
+    const values = runs.map((run) => run.cpuMsPerMegabyte?.[index] ?? Number.NaN)
+    return { median: median(values), min: Math.min(...values), max: Math.max(...values) }
+  })
 }
 
 /** `key` of a scenario for the JSON figures. */
@@ -496,6 +533,7 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
       // The cost of replication: every-update against our single endpoint.
       const replicationRatio =
         key === "everyUpdate" ? pairedRatio(runs, megabytesRuns.get("ours")) : undefined
+      const cpu = cpuPerProcess(outcome.runs)
       Object.assign(row, {
         status: "measured",
         messagesPerSecond: Math.round(messagesPerSecond),
@@ -507,6 +545,17 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
         receiverSecondsMedian: fixed(median(outcome.runs.map((run) => run.receiverSeconds)), 3),
         wallSecondsMedian: fixed(median(outcome.runs.map((run) => run.wallSeconds)), 3),
         megabytesPerSecondRuns: outcome.runs.map((run) => fixed(run.megabytesPerSecond, 2)),
+        ...(cpu === undefined
+          ? {}
+          : {
+              cpuMsPerMegabyte: cpu.map((process) => fixed(process.median, 2)),
+              cpuMsPerMegabyteMin: cpu.map((process) => fixed(process.min, 2)),
+              cpuMsPerMegabyteMax: cpu.map((process) => fixed(process.max, 2)),
+            }),
+      })
+      cpu?.forEach((process, index) => {
+        figures[`${key}${index === 0 ? "" : "Secondary"}CpuMsPerMegabyte${size.messageLength}`] =
+          fixed(process.median, 2)
       })
       figures[`${key}MessagesPerSecond${size.messageLength}`] = Math.round(messagesPerSecond)
       figures[`${key}MegabytesPerSecond${size.messageLength}`] = fixed(megabytesPerSecond, 2)
@@ -527,6 +576,10 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
           median(outcome.runs.map((run) => run.wallSeconds))
             .toFixed(2)
             .padStart(7),
+          (cpu === undefined
+            ? "—"
+            : cpu.map((process) => process.median.toFixed(1)).join(" + ")
+          ).padStart(12),
         ].join("  "),
       )
       rows.push(row)
@@ -539,7 +592,7 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
   if (failover.rows.some((row) => row.status !== "measured") || failover.rows.length === 0)
     complete = false
   options.print(
-    `${"scenario".padEnd(30)}  ${"bytes".padStart(6)}  ${"messages/s".padStart(11)}  ${"MB/s".padStart(9)}  ${"vs tsctp".padStart(9)}  ${"vs ours".padStart(8)}  ${"wall s".padStart(7)}`,
+    `${"scenario".padEnd(30)}  ${"bytes".padStart(6)}  ${"messages/s".padStart(11)}  ${"MB/s".padStart(9)}  ${"vs tsctp".padStart(9)}  ${"vs ours".padStart(8)}  ${"wall s".padStart(7)}  ${"CPU ms/MB".padStart(12)}`,
   )
   for (const line of lines) options.print(line)
   options.print("")
