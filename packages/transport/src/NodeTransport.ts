@@ -6,9 +6,9 @@
  */
 
 import * as crypto from "node:crypto"
+import type { BigIntStats } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
-import * as nodePath from "node:path"
 import { type Cause, Clock, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
 import * as Address from "./Address.ts"
 import type { Connection } from "./Connection.ts"
@@ -117,22 +117,19 @@ const staleLockWaitMs = 3_000
 const staleLockRetryMs = 5
 
 /**
- * The lock that serializes stale-file checks on one socket path across processes: an
+ * The lock that serializes stale-file checks of one socket file across processes: an
  * abstract socket (the kernel frees it when its owner dies, so a killed owner never leaves
- * it held), named after the directory's identity (device and inode) and the file name, so
- * that every spelling of the path takes the same lock.
+ * it held) named after the file's identity — device, inode and change time to the
+ * nanosecond, as `lstat` gives them. Every process that found this same file takes the same
+ * lock; one that found another file (a new socket bound meanwhile) takes another. Only who
+ * may `lstat` the file can name the lock, so in a directory only its owner may enter (as
+ * port-election's default), no other user can hold it to stop the clean-up.
  */
-const staleLockName = (path: string): Effect.Effect<string | undefined> =>
-  Effect.promise(() =>
-    fs.stat(nodePath.dirname(path)).then(
-      (dir) =>
-        `\0understudy-stale-socket-${crypto
-          .createHash("sha256")
-          .update(`${dir.dev}:${dir.ino}:${nodePath.basename(path)}`)
-          .digest("hex")}`,
-      () => undefined,
-    ),
-  )
+const staleLockName = (stat: BigIntStats): string =>
+  `\0understudy-stale-socket-${crypto
+    .createHash("sha256")
+    .update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}`)
+    .digest("hex")}`
 
 /** One attempt to bind the lock's abstract name: the server if taken, undefined if busy. */
 const tryLock = (name: string): Effect.Effect<net.Server | undefined> =>
@@ -147,13 +144,11 @@ const tryLock = (name: string): Effect.Effect<net.Server | undefined> =>
   })
 
 /**
- * Holds the stale-file lock of `path` in the scope: true once taken, false if another
- * listener held it for `staleLockWaitMs` (or no lock could be named).
+ * Holds the lock `name` in the scope: true once taken, false if another listener held it
+ * for `staleLockWaitMs`.
  */
-const staleLock = (path: string): Effect.Effect<boolean, never, Scope.Scope> =>
+const staleLock = (name: string): Effect.Effect<boolean, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const name = yield* staleLockName(path)
-    if (name === undefined) return false
     const deadline = (yield* Clock.currentTimeMillis) + staleLockWaitMs
     while (true) {
       const server = yield* Effect.acquireRelease(tryLock(name), (server) =>
@@ -166,7 +161,10 @@ const staleLock = (path: string): Effect.Effect<boolean, never, Scope.Scope> =>
   })
 
 const lstatOrUndefined = (path: string) =>
-  Effect.promise(() => fs.lstat(path).catch(() => undefined))
+  Effect.promise(() => fs.lstat(path, { bigint: true }).catch(() => undefined))
+
+const sameFile = (a: BigIntStats, b: BigIntStats): boolean =>
+  a.dev === b.dev && a.ino === b.ino && a.ctimeNs === b.ctimeNs
 
 /**
  * Removes a Unix socket file left behind by a process that died without closing its
@@ -175,27 +173,30 @@ const lstatOrUndefined = (path: string) =>
  *
  * Two listeners may find the same stale file at once: each would see it refused, and the
  * slower one would unlink the socket the faster one had just bound there. So the check and
- * the unlink run under a lock per path (`staleLock`), and the file unlinked is the one
- * probed (same device and inode): under the lock nobody else removes it, and nobody can
- * bind the path while it is there. If the lock stays busy, nothing is removed, and the bind
- * fails with `AddressInUse`.
+ * the unlink run under a lock per file (`staleLockName`), and only the file probed (same
+ * device, inode and change time) is unlinked: under the lock nobody else removes it, and
+ * nobody can bind the path while it is there. If the lock stays busy, nothing is removed
+ * and listening fails with `AddressInUse`, naming the lock.
  */
-const removeStaleSocketFile = (path: string): Effect.Effect<void> =>
+const removeStaleSocketFile = (path: string, formatted: string): Effect.Effect<void, ListenError> =>
   Effect.gen(function* () {
     const seen = yield* lstatOrUndefined(path)
     // No file: nothing to remove, and the exclusive bind settles any race for the path.
     if (seen === undefined || !seen.isSocket()) return
-    if (!(yield* staleLock(path))) {
-      return yield* Effect.logWarning("stale-file check on a unix socket busy; not removing").pipe(
-        Effect.annotateLogs({ path }),
-      )
+    const lock = staleLockName(seen)
+    if (!(yield* staleLock(lock))) {
+      return yield* new ListenError({
+        address: formatted,
+        reason: "AddressInUse",
+        detail: `a socket file is there, and the lock on removing it if stale (abstract socket @${lock.slice(1)}) stayed busy for ${staleLockWaitMs} ms`,
+      })
     }
     const stat = yield* lstatOrUndefined(path)
-    if (stat === undefined || !stat.isSocket()) return
+    if (stat === undefined || !sameFile(stat, seen)) return
     const probe = yield* probeUnix(path)
     if (probe !== "Refused") return
     const again = yield* lstatOrUndefined(path)
-    if (again === undefined || again.ino !== stat.ino || again.dev !== stat.dev) return
+    if (again === undefined || !sameFile(again, seen)) return
     yield* Effect.promise(() => fs.unlink(path).catch(() => undefined))
     yield* Effect.logDebug("removed stale unix socket file").pipe(Effect.annotateLogs({ path }))
   }).pipe(Effect.scoped)
@@ -264,7 +265,7 @@ const listen = <A>(
     const resolved = resolve(options)
     const listenerScope = yield* Effect.scope
     if (address._tag === "Unix" && !address.abstract) {
-      yield* removeStaleSocketFile(address.path)
+      yield* removeStaleSocketFile(address.path, Address.format(address))
     }
     const sockets = yield* Queue.unbounded<net.Socket>()
     const accepted = yield* Queue.bounded<Connection<A>, Cause.Done>(acceptedQueueCapacity)

@@ -4,6 +4,7 @@
  * bound there.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -72,6 +73,12 @@ const leaveStaleSocket = async (file: string): Promise<void> => {
   await new Promise<void>((resolve) => server.close(() => resolve()))
 }
 
+const contendFor = (file: string) =>
+  Effect.gen(function* () {
+    const transport = yield* Transport
+    return yield* transport.listen(Address.unix(file), { codec: Codec.bytes, keepAlive: false })
+  })
+
 /** Connects to `file` and gives the pid its listener answers with. */
 const whoAnswers = (file: string): Promise<string> =>
   Effect.runPromise(
@@ -122,6 +129,29 @@ describe("stale Unix socket files", () => {
       await Effect.runPromise(release)
     }
   }, 60_000)
+
+  it("while another process holds the file's removal lock, listening fails AddressInUse naming the lock", async () => {
+    const file = path.join(dir, "locked.sock")
+    await leaveStaleSocket(file)
+    // The lock every process that found this file takes: named after its identity.
+    const stat = await fs.lstat(file, { bigint: true })
+    const name = `understudy-stale-socket-${crypto
+      .createHash("sha256")
+      .update(`${stat.dev}:${stat.ino}:${stat.ctimeNs}`)
+      .digest("hex")}`
+    const holder = net.createServer()
+    await new Promise<void>((resolve) => holder.listen({ path: `\0${name}` }, resolve))
+    try {
+      const error = await Effect.runPromise(
+        Effect.flip(contendFor(file)).pipe(Effect.scoped, Effect.provide(NodeTransport.layer)),
+      )
+      expect(error.reason).toBe("AddressInUse")
+      expect(error.detail).toContain(`@${name}`)
+      expect((await fs.lstat(file)).isSocket()).toBe(true)
+    } finally {
+      holder.close()
+    }
+  }, 20_000)
 
   describe("across processes", () => {
     const contenders: Array<Contender> = []
