@@ -35,6 +35,12 @@
  * (`on-impending-failure`), the primary makes its final sync, serves nothing more, and exits
  * once the secondary acknowledged it (or after the ack timeout).
  *
+ * With `RunOptions.handover` the primary is asked for a planned handover mid-stream (as
+ * `Cluster`'s `handOver` does it: it stops stepping and forwards what reaches it, sends
+ * `HandOver` after its last shipped update, the secondary takes over an exact copy with
+ * `takeOver`'s `handover` option and an ASCONF, and tells the old primary to stop once the
+ * ASCONF-ACK came), and in most schedules the primary dies at a drawn moment of it.
+ *
  * The schedule (message times, sizes, streams, faults) is a pure function of the seed.
  * `run` returns what happened (loss, duplicates, the policy's bound, survival) and the
  * violations of what no policy allows; the caller decides what to assert. The bound of a
@@ -44,6 +50,7 @@ import { Machine } from "@understudy/machine"
 import { Prng } from "@understudy/testkit"
 import { Heap } from "@understudy/transport"
 import { Result } from "effect"
+import * as Asconf from "../../src/Asconf.ts"
 import * as Association from "../../src/Association.ts"
 import * as ClusterRole from "../../src/ClusterRole.ts"
 import * as Cookie from "../../src/Cookie.ts"
@@ -193,6 +200,36 @@ export const schedule = (seed: number): Schedule => {
   }
 }
 
+/** As `Cluster`: the new primary waits this long for its ASCONF-ACK, the old one this long in all. */
+const handOverConfirmMs = 5_000
+const handOverBoundMs = 10_000
+
+/**
+ * `RunOptions.handover`: when the primary is asked (while the peer streams), and when it dies
+ * (from its own draws, so the rest of the schedule is the seed's): 20 % never, 20 % at the
+ * request's instant, 40 % within the next 100 ms (before the secondary took over, while it
+ * forwards, before the peer's ASCONF-ACK), 20 % within 2 s.
+ */
+const handOverSchedule = (
+  seed: number,
+  plan: Schedule,
+): { readonly atMs: number; readonly crash: Schedule["crash"] } => {
+  const rng = Prng.make(seed ^ 0x3c6ef372)
+  const first = plan.messages[0]?.atMs ?? 0
+  const last = plan.messages.at(-1)?.atMs ?? first
+  const atMs = first + rng.next() * (last - first + 200) + plan.linkUpMs + 50
+  const draw = rng.next()
+  const offsetMs =
+    draw < 0.2 ? undefined : draw < 0.4 ? 0 : draw < 0.8 ? rng.next() * 100 : rng.next() * 2_000
+  return {
+    atMs,
+    crash:
+      offsetMs === undefined
+        ? undefined
+        : { node: "primary", atMs: atMs + offsetMs, afterUpdate: undefined },
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Events
 // ---------------------------------------------------------------------------------------
@@ -210,6 +247,9 @@ type SimEvent =
   | { kind: "tick" }
   | { kind: "ackTimeout"; hold: number }
   | { kind: "storeWritten"; hold: number }
+  | { kind: "handOver" }
+  | { kind: "handOverBound" }
+  | { kind: "linkClose" }
 
 interface Queued {
   at: number
@@ -261,6 +301,8 @@ export interface Outcome {
   readonly trace: ReadonlyArray<string>
   /** With `RunOptions.asconf`. */
   readonly asconf: AsconfOutcome | undefined
+  /** With `RunOptions.handover`. */
+  readonly handover: HandOverOutcome | undefined
 }
 
 // ---------------------------------------------------------------------------------------
@@ -335,6 +377,27 @@ export interface RunOptions {
    * (reorders) ASCONF and ASCONF-ACK chunks far more than other packets.
    */
   readonly asconf?: boolean
+  /**
+   * A planned handover mid-stream (every-update), the primary dying during it in most
+   * schedules (`HandOverOutcome`); the schedule's own crash is replaced by that one.
+   */
+  readonly handover?: boolean
+}
+
+/** `RunOptions.handover`: how the handover went. */
+export interface HandOverOutcome {
+  /** The primary was asked (it was linked, the association up). */
+  readonly begun: boolean
+  /** When the primary died, counted from the request; undefined: it did not. */
+  readonly diedAfterMs: number | undefined
+  /** The secondary took over as planned (the copy caught up with `HandOver`). */
+  readonly planned: boolean
+  /** The secondary took over as after a failure (the primary died first). */
+  readonly unplanned: boolean
+  /** The new primary told the old one the peer moved (its ASCONF-ACK came). */
+  readonly confirmed: boolean
+  /** Packets the old primary forwarded. */
+  readonly forwarded: number
 }
 
 /** `RunOptions.asconf`: what the network did to the ASCONF exchange, and how it ended. */
@@ -355,6 +418,8 @@ export interface AsconfOutcome {
 export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = {}): Outcome => {
   const plan = schedule(seed)
   const policy = policyCase.policy
+  const handOverPlan = options.handover === true ? handOverSchedule(seed, plan) : undefined
+  const crashPlan = handOverPlan !== undefined ? handOverPlan.crash : plan.crash
   const rng = Prng.make(seed ^ 0x2545f491)
   const heap = new Heap.MinHeap<Queued>(before)
   let order = 0
@@ -807,7 +872,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     const state = primary.association
     if (state === undefined) return
     updates++
-    if (plan.crash?.afterUpdate === updates) at(now, { kind: "crash" })
+    if (crashPlan?.afterUpdate === updates) at(now, { kind: "crash" })
     const replicationPlan = shipper.onUpdate({
       associationId: primary.associationId,
       created: update.created,
@@ -875,7 +940,14 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     }
   }
   const primaryPacket = (fromHost: string, bytes: Uint8Array) => {
-    if (!primary.alive || frozen) return
+    if (!primary.alive) return
+    // Handing over: what reaches the primary goes to the secondary, never into its endpoint.
+    if (handingOver) {
+      forwarded++
+      linkSend(true, { _tag: "Forward", host: fromHost, udpPort: peerUdp, bytes })
+      return
+    }
+    if (frozen) return
     inbox.push({ kind: "packet", fromHost, bytes })
     drainInbox()
   }
@@ -904,16 +976,20 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     for (const output of result.outputs) {
       if (output._tag !== "Emit") continue
       actions.push(output.event)
-      if (output.event._tag === "TakeOver") secondaryTakeOver(output.event.why)
+      if (output.event._tag === "TakeOver") {
+        secondaryTakeOver(output.event.why, output.event.planned)
+      }
     }
     return actions
   }
   const secondaryCommand = (command: ClusterRole.Command) =>
     secondaryRoleStep(Machine.command(command, now))
 
-  function secondaryTakeOver(why: string) {
+  function secondaryTakeOver(why: string, planned: boolean) {
     if (!secondary.alive) return
     tookOver = true
+    if (planned) plannedTakeOver = true
+    else if (handOverBegun) unplannedTakeOver = true
     note(`secondary takes over: ${why}`)
     if (policy._tag === "StateNode") {
       for (const [association, entry] of store) {
@@ -938,10 +1014,16 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       secondary.associationId = association
       takeoverReaches = copyReaches.get(association) ?? 0
       // What the takeover completes (messages whose missing fragments it skipped) is served.
-      const outputs = Association.takeOver(state, now, {
-        ...replicas.takeOverOptions(policy, association),
-        ...(options.asconf === true ? { setPrimary: hostB } : {}),
-      })
+      const outputs = Association.takeOver(
+        state,
+        now,
+        planned
+          ? { handover: true, setPrimary: hostB }
+          : {
+              ...replicas.takeOverOptions(policy, association),
+              ...(options.asconf === true ? { setPrimary: hostB } : {}),
+            },
+      )
       const update: Update = { created: false, inputs: [], outputs: [...outputs] }
       serve(secondary, update, state, outputs)
       performOutputs(secondary, update.outputs)
@@ -950,6 +1032,77 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     if (adopted === 0) takeoverReaches = 0
     note(`secondary adopted ${adopted} (copy reaches update ${takeoverReaches} of ${updates})`)
     secondaryCommand({ _tag: "TakenOver", associations: adopted })
+    // What the primary forwarded during its handover, in the order it came.
+    for (const packet of heldForwards.splice(0)) injectForwarded(packet.fromHost, packet.bytes)
+    if (planned) confirmDeadline = now + handOverConfirmMs
+  }
+
+  // ---- planned handover (RunOptions.handover) ---------------------------------------------
+  let handOverBegun = false
+  let handingOver = false
+  let handOverAtMs = 0
+  let handOverDiedAt: number | undefined
+  let plannedTakeOver = false
+  let unplannedTakeOver = false
+  let confirmed = false
+  let forwarded = 0
+  /** Secondary: the `HandOver` waiting for the messages before it, and what came meanwhile. */
+  let pendingHandOver: number | undefined
+  const heldForwards: Array<{ fromHost: string; bytes: Uint8Array }> = []
+  /** New primary: until when it waits for its ASCONF-ACK before it leaves the old one be. */
+  let confirmDeadline: number | undefined
+
+  /** The primary is asked: from now on it steps nothing, and forwards. */
+  const beginHandOver = () => {
+    if (!primary.alive || frozen || !primaryLinkUp || !peerUp) return
+    handOverBegun = true
+    handingOver = true
+    frozen = true
+    handOverAtMs = now
+    const after = shipper.lastSeq
+    note(`primary hands over after message ${after}`)
+    linkSend(true, { _tag: "HandOver", epoch: 0, after })
+    // Taken in but not stepped (its updates waited for an ack): sent on, timers dropped.
+    for (const item of inbox.splice(0)) {
+      if (item.kind === "packet") primaryPacket(item.fromHost, item.bytes)
+    }
+    at(now + handOverBoundMs, { kind: "handOverBound" })
+  }
+
+  /** The old primary stops: what it sent on the link still arrives, then the link closes. */
+  const handedOver = (why: string) => {
+    if (!primary.alive) return
+    primary.alive = false
+    handingOver = false
+    epochs.primary++
+    timerMaps.primary.clear()
+    primaryLinkUp = false
+    note(`primary handed over (${why})`)
+    at(lastLinkArrival[0]! + 0.01, { kind: "linkClose" })
+  }
+
+  /** Secondary: takes over once it applied everything shipped before `HandOver`. */
+  const takeOverIfCaughtUp = () => {
+    if (pendingHandOver === undefined || replicas.applied < pendingHandOver) return
+    pendingHandOver = undefined
+    secondaryRoleStep(Machine.receive(hostA, { _tag: "HandOver", epoch: 0 }, now))
+  }
+
+  const injectForwarded = (fromHost: string, bytes: Uint8Array) => {
+    const update = receiveBatch(secondary, [{ fromHost, bytes }])
+    if (update !== undefined) performOutputs(secondary, update.outputs)
+  }
+
+  /** New primary: once the peer acknowledged its ASCONF, the old primary may stop. */
+  const confirmHandOver = () => {
+    if (confirmDeadline === undefined || !secondary.alive) return
+    const state = secondary.association
+    if (state !== undefined && Asconf.acknowledged(state)) {
+      confirmDeadline = undefined
+      confirmed = true
+      note("secondary: the peer moved; the old primary may stop")
+      linkSend(false, { _tag: "Deposed", epoch: 0 })
+    } else if (now >= confirmDeadline) confirmDeadline = undefined
   }
 
   const secondaryPacket = (fromHost: string, bytes: Uint8Array) => {
@@ -1009,10 +1162,24 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         else if (sigtermPending && acknowledged >= sigtermSeq) primaryExit("synced")
         return
       }
-      if (message._tag === "Forward" && !frozen) primaryPacket(message.host, message.bytes)
+      if (message._tag === "Deposed" && handingOver) return handedOver("the secondary took over")
+      if (message._tag === "Forward" && (handingOver || !frozen)) {
+        primaryPacket(message.host, message.bytes)
+      }
       return
     }
     if (!secondary.alive) return
+    if (message._tag === "HandOver") {
+      if (secondaryRole.role !== "secondary") return
+      pendingHandOver = message.after
+      return takeOverIfCaughtUp()
+    }
+    if (message._tag === "Forward") {
+      if (pendingHandOver !== undefined && secondaryRole.role === "secondary") {
+        heldForwards.push({ fromHost: message.host, bytes: message.bytes })
+      } else if (active() && secondaryRole.tookOver) injectForwarded(message.host, message.bytes)
+      return
+    }
     const epoch = Replication.epochOf(message) ?? 0
     const verdict = secondaryRoleStep(Machine.receive(hostA, { _tag: "Replicate", epoch }, now))
     if (verdict.some((action) => action._tag === "Refused")) {
@@ -1031,6 +1198,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       copyReaches.set(message.association, seqReaches.get(message.seq)!)
     }
     linkSend(false, { _tag: "Ack", seq: replicas.applied })
+    takeOverIfCaughtUp()
   }
 
   const breakLink = (why: string) => {
@@ -1055,7 +1223,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     breakLink("the primary died")
   }
   const crash = () => {
-    const target = plan.crash
+    const target = crashPlan
     if (target === undefined) return
     if (target.node === "secondary") {
       if (!secondary.alive) return
@@ -1065,7 +1233,8 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       breakLink("the secondary died")
       return
     }
-    if (!primary.alive || frozen) return
+    if (!primary.alive || (frozen && !handingOver)) return
+    if (handingOver) handOverDiedAt = now
     if (!policyCase.sigterm) {
       primaryExit("crash")
       return
@@ -1092,7 +1261,9 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   peerOutputs(connected.outputs)
   for (const message of plan.messages) at(message.atMs, { kind: "appSend", message })
   at(plan.linkUpMs, { kind: "linkUp" })
-  if (plan.crash !== undefined) at(plan.crash.atMs, { kind: "crash" })
+  // The request first: a crash drawn at its very instant comes right after it.
+  if (handOverPlan !== undefined) at(handOverPlan.atMs, { kind: "handOver" })
+  if (crashPlan !== undefined) at(crashPlan.atMs, { kind: "crash" })
   if (policy._tag === "Interval") at(policy.everyMs, { kind: "tick" })
   const lastSendMs = plan.messages.reduce((max, m) => Math.max(max, m.atMs), 0)
   const limitMs = lastSendMs + timeLimitAfterLastSendMs
@@ -1169,6 +1340,15 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       case "crash":
         crash()
         break
+      case "handOver":
+        beginHandOver()
+        break
+      case "handOverBound":
+        if (handingOver) handedOver("no word from the new primary")
+        break
+      case "linkClose":
+        breakLink("the old primary handed over")
+        break
       case "detect":
         if (event.party === "primary") {
           if (!primary.alive || !primaryLinkUp) break
@@ -1178,6 +1358,8 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         } else {
           if (!secondary.alive || !secondaryLinkUp) break
           secondaryLinkUp = false
+          // A handover cut short: the takeover is a failure's (the packets held go in).
+          pendingHandOver = undefined
           note("secondary: link down")
           secondaryCommand({ _tag: "LinkDown", reason: "the link closed" })
         }
@@ -1207,6 +1389,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     if (peerUp && backlog.length > 0 && Association.stateName(peer) === "Established") {
       for (const message of backlog.splice(0)) peerSend(message)
     }
+    confirmHandOver()
     const activeNodes = (primary.alive && !frozen ? 1 : 0) + (secondary.alive && active() ? 1 : 0)
     if (activeNodes > 1) {
       violations.push("two active nodes")
@@ -1294,7 +1477,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     survived,
     stalled,
     commLost,
-    crash: plan.crash,
+    crash: crashPlan,
     tookOver,
     hadCopy,
     atRisk,
@@ -1305,6 +1488,17 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     endMs: now,
     events,
     trace,
+    handover:
+      options.handover === true
+        ? {
+            begun: handOverBegun,
+            diedAfterMs: handOverDiedAt === undefined ? undefined : handOverDiedAt - handOverAtMs,
+            planned: plannedTakeOver,
+            unplanned: unplannedTakeOver,
+            confirmed,
+            forwarded,
+          }
+        : undefined,
     asconf:
       options.asconf === true
         ? {
