@@ -67,6 +67,13 @@ export type Invocation =
   | NodeInvocation
   | { readonly _tag: "Status"; readonly status: Address.StreamAddress; readonly json: boolean }
   | {
+      readonly _tag: "HandOver"
+      /** The primary's status endpoint. */
+      readonly status: Address.StreamAddress
+      /** Signs the request (the node's own key); undefined only with `--insecure`. */
+      readonly clusterKeyFile: string | undefined
+    }
+  | {
       readonly _tag: "Store"
       readonly listen: Address.StreamAddress
       /** Undefined only with `--insecure`. */
@@ -94,6 +101,7 @@ export const usage = `Usage:
                [--failover asconf|takeover|both|none] [--takeover-interface IFACE]
                (--cluster-key-file FILE | --insecure)
   ${programName} status --status ADDRESS [--json]
+  ${programName} handover --status ADDRESS (--cluster-key-file FILE | --insecure)
   ${programName} store --listen tcp://HOST:PORT (--cluster-key-file FILE | --insecure)
   ${programName} keygen --out FILE
   ${programName} --help
@@ -144,6 +152,11 @@ node     runs one node of a two-node SCTP endpoint (RFC 9260 over UDP, RFC 6951)
          exit 0. SIGINT: exit.
 status   prints the node's role, link, replication lag, and each association with its
          paths (host, UDP port, confirmed / active, RTO, cwnd); --json prints the raw status.
+handover asks the primary (at its --status address) for a planned handover: it stops
+         stepping what reaches it and forwards it to the secondary, which takes over with
+         an exact copy and asks the peer (ASCONF Set Primary Address) to send to it; no
+         DATA is sent twice. The old primary then exits (restart it as the new standby,
+         as after a failure). Signed with the cluster key; prints one JSON line.
 store    runs a store server over memory: the third node of the state-node policy.
 keygen   writes a new random cluster key to --out (mode 0600; never over an existing file):
          copy it to every node.
@@ -191,6 +204,7 @@ const allowed: Record<string, ReadonlySet<string>> = {
     "--insecure",
   ]),
   status: new Set(["--status", "--json"]),
+  handover: new Set(["--status", "--cluster-key-file", "--insecure"]),
   store: new Set(["--listen", "--cluster-key-file", "--insecure"]),
   keygen: new Set(["--out"]),
 }
@@ -346,7 +360,7 @@ const keyFlags = (values: ReadonlyMap<string, string>): string | undefined | Inv
 export const parse = (argv: ReadonlyArray<string>): Invocation => {
   if (argv.includes("--help") || argv.includes("-h")) return { _tag: "Help" }
   const [command, ...rest] = argv
-  if (command === undefined) return fail("no command: node, status, store or keygen")
+  if (command === undefined) return fail("no command: node, status, handover, store or keygen")
   const accepted = allowed[command]
   if (accepted === undefined) return fail(`unknown command ${JSON.stringify(command)}`)
   const values = new Map<string, string>()
@@ -380,6 +394,14 @@ export const parse = (argv: ReadonlyArray<string>): Invocation => {
       if (status === undefined) return fail("--status is required (the node's status address)")
       if (typeof status === "string") return fail(status)
       return { _tag: "Status", status, json: values.has("--json") }
+    }
+    case "handover": {
+      const status = addressFlag(values, "--status")
+      if (status === undefined) return fail("--status is required (the primary's status address)")
+      if (typeof status === "string") return fail(status)
+      const key = keyFlags(values)
+      if (typeof key === "object") return key
+      return { _tag: "HandOver", status, clusterKeyFile: key }
     }
     case "store": {
       const listen = addressFlag(values, "--listen")

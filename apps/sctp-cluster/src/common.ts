@@ -39,8 +39,11 @@ export const clusterKeyOf = (
         return undefined
       })
 
-/** What asked a long-running command to stop. @since 0.1.0 @category models */
-export type StopReason = "SIGTERM" | "SIGINT" | "StdinClosed"
+/**
+ * What asked a long-running command to stop (`HandedOver`: a primary's planned handover is
+ * done). @since 0.1.0 @category models
+ */
+export type StopReason = "SIGTERM" | "SIGINT" | "StdinClosed" | "HandedOver"
 
 /**
  * Runs a long-lived command. The first SIGTERM / SIGINT (or, with

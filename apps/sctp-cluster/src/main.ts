@@ -1,6 +1,7 @@
 /**
  * The `sctp-cluster` program: `node src/main.ts node --role primary --addresses
- * 127.0.0.2,127.0.0.3 --policy every-update`, `status --status ADDRESS`, `store --listen
+ * 127.0.0.2,127.0.0.3 --policy every-update`, `status --status ADDRESS`, `handover --status
+ * ADDRESS`, `store --listen
  * ADDRESS`, `keygen --out FILE`. See `--help`.
  *
  * @since 0.1.0
@@ -9,6 +10,7 @@ import { ClusterKey, Observability } from "@understudy/transport"
 import { Effect } from "effect"
 import { type Invocation, parse, programName, usage } from "./cli.ts"
 import { exitCode, runToEnd, runUntilSignal } from "./common.ts"
+import { handover } from "./handover.ts"
 import { node } from "./node.ts"
 import { status } from "./status.ts"
 import { store } from "./store.ts"
@@ -35,6 +37,8 @@ const main = async (): Promise<number> => {
       return runUntilSignal((stop) => store(invocation, stop).pipe(observed))
     case "Status":
       return runToEnd(status(invocation))
+    case "HandOver":
+      return runToEnd(handover(invocation))
     case "Keygen":
       return runToEnd(
         ClusterKey.generateFile(invocation.out).pipe(

@@ -4,7 +4,8 @@
  * `started` once bound, `cluster` per cluster event (link up / down, takeover, final
  * synchronisation), `role` when its role or link changes, `association` when an
  * association's state, primary path or a path's confirmation / activity changes,
- * `impending-failure` after SIGTERM's final synchronisation, and `stopping`.
+ * `impending-failure` after SIGTERM's final synchronisation, `handed-over` after a planned
+ * handover (`POST /handover`, then the node exits), and `stopping`.
  *
  * @since 0.1.0
  */
@@ -12,9 +13,20 @@ import * as http from "node:http"
 import { Cluster, Replication } from "@understudy/multihome"
 import { RemoteStore, Store } from "@understudy/store"
 import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
-import { Context, Deferred, Duration, Effect, Layer, Option, type Scope, Stream } from "effect"
+import {
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Layer,
+  Option,
+  Redacted,
+  type Scope,
+  Stream,
+} from "effect"
 import type { NodeInvocation, StoreLocation } from "./cli.ts"
 import { clusterKeyOf, exitCode, line, type StopReason } from "./common.ts"
+import * as Handover from "./handover.ts"
 import type { StatusReport } from "./report.ts"
 import * as Takeover from "./takeover.ts"
 
@@ -37,18 +49,58 @@ const reply = (response: http.ServerResponse, status: number, body: unknown) => 
 }
 
 /**
- * Serves `GET /status` on `address` (TCP or a unix socket) until the scope closes; gives
- * back the address actually bound (the port when 0 was asked).
+ * `POST /handover` on the status endpoint: the planned handover, `verify` checking each
+ * request (the cluster key's signature, see `handover.ts`; undefined with `--insecure`),
+ * `done` called once the answer is written.
+ *
+ * @since 0.1.0
+ */
+export interface HandOverRoute {
+  readonly run: Effect.Effect<Cluster.HandOverReport, Cluster.ClusterError>
+  readonly verify: ((header: string | undefined, nowMs: number) => string | undefined) | undefined
+  readonly done: (report: Cluster.HandOverReport) => void
+}
+
+/** Answers `POST /handover` (see {@link HandOverRoute}). */
+const serveHandOver = (
+  route: HandOverRoute,
+  request: http.IncomingMessage,
+  response: http.ServerResponse,
+) => {
+  request.resume()
+  const header = request.headers[Handover.authHeader]
+  const refused = route.verify?.(typeof header === "string" ? header : undefined, Date.now())
+  if (refused !== undefined) return reply(response, 401, { error: "Unauthorized", detail: refused })
+  void Effect.runPromise(
+    Effect.match(route.run, {
+      onFailure: (error) =>
+        reply(response, 409, { error: "HandOverRefused", detail: error.detail }),
+      onSuccess: (report) => {
+        response.once("finish", () => route.done(report))
+        reply(response, 200, report)
+      },
+    }),
+  )
+}
+
+/**
+ * Serves `GET /status` (and, with `handOver`, `POST /handover`) on `address` (TCP or a unix
+ * socket) until the scope closes; gives back the address actually bound (the port when 0
+ * was asked).
  *
  * @since 0.1.0
  */
 export const serveStatus = (
   address: Address.StreamAddress,
   report: Effect.Effect<StatusReport>,
+  handOver?: HandOverRoute,
 ): Effect.Effect<Address.StreamAddress, Cluster.ClusterError, Scope.Scope> =>
   Effect.gen(function* () {
     const server = http.createServer((request, response) => {
       const path = new URL(request.url ?? "/", "http://localhost").pathname
+      if (request.method === "POST" && path === "/handover" && handOver !== undefined) {
+        return serveHandOver(handOver, request, response)
+      }
       if (request.method !== "GET" || path !== "/status") {
         reply(response, 404, { error: "NotFound", path })
         return
@@ -176,7 +228,15 @@ export const node = (
       takeoverInterface: invocation.takeoverInterface,
     }
     const report = Effect.map(cluster.status, (status) => ({ ...status, node: identity }))
-    const statusAddress = yield* serveStatus(invocation.status, report)
+    const statusAddress = yield* serveStatus(invocation.status, report, {
+      run: cluster.handOver,
+      verify: clusterKey === undefined ? undefined : Handover.verifier(Redacted.value(clusterKey)),
+      // Handed over for good: the node exits (restarted, it is the new standby).
+      done: (handedOver) => {
+        line({ t: "handed-over", ...handedOver })
+        Deferred.doneUnsafe(stop, Effect.succeed("HandedOver"))
+      },
+    })
 
     yield* Effect.forkScoped(
       Stream.runForEach(cluster.events, (event) =>

@@ -123,6 +123,13 @@ describe("sctp-cluster command line", () => {
       listen: { _tag: "Tcp", host: "127.0.0.1", port: 0 },
       clusterKeyFile: "k",
     })
+    expect(
+      parse(["handover", "--status", "tcp://127.0.0.2:7080", "--cluster-key-file", "k"]),
+    ).toEqual({
+      _tag: "HandOver",
+      status: { _tag: "Tcp", host: "127.0.0.2", port: 7080 },
+      clusterKeyFile: "k",
+    })
     expect(parse(["keygen", "--out", "/etc/sctp-cluster.key"])).toEqual({
       _tag: "Keygen",
       out: "/etc/sctp-cluster.key",
@@ -211,6 +218,13 @@ describe("sctp-cluster command line", () => {
       /takes no value/,
     )
     expect(message(["status", "--listen", "tcp://127.0.0.1:1"])).toMatch(/status takes no --listen/)
+    expect(message(["handover", "--insecure"])).toMatch(/--status is required/)
+    expect(message(["handover", "--status", "tcp://127.0.0.2:7080"])).toMatch(
+      /--cluster-key-file is required/,
+    )
+    expect(message(["handover", "--status", "tcp://127.0.0.2:1", "--insecure", "--json"])).toMatch(
+      /handover takes no --json/,
+    )
     expect(message(["store"])).toMatch(/--listen is required/)
     expect(message(["store", "--listen", "tcp://127.0.0.1:1", "--json"])).toMatch(
       /store takes no --json/,
