@@ -4,6 +4,17 @@
  *
  * @since 0.1.0
  */
+export {
+  type CreateStoreOptions,
+  type CreateStoreServerOptions,
+  createStore,
+  createStoreServer,
+  type StoreBackend,
+  type StoreClient,
+  StoreConfigError,
+  type StoreServerHandle,
+  type StoreWatch,
+} from "./Facade.ts"
 export * as MemoryStore from "./MemoryStore.ts"
 export * as Metrics from "./Metrics.ts"
 export * as NameServer from "./NameServer.ts"
