@@ -66,8 +66,25 @@ export const encode = (packet: Packet): Uint8Array => {
 }
 
 /**
- * Decodes a packet: the checksum first (a mismatch is {@link BadChecksum}, to be counted
- * and dropped, RFC 9260 §6.8), then the header and every chunk. Padding bytes are ignored,
+ * Options of {@link decode}.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export interface DecodeOptions {
+  /**
+   * `"verified"`: these bytes are a datagram whose checksum was verified already (a
+   * secondary replaying the datagrams its primary decoded, which reach it over the
+   * authenticated link), so it is not computed again; everything else is checked as
+   * always. Default `"verify"`.
+   */
+  readonly checksum?: "verify" | "verified"
+}
+
+/**
+ * Decodes a packet: the checksum first, unless {@link DecodeOptions} says it was verified
+ * (a mismatch is {@link BadChecksum}, to be counted and dropped, RFC 9260 §6.8), then the
+ * header and every chunk. Padding bytes are ignored,
  * and the last chunk's padding may be missing.
  *
  * @since 0.1.0
@@ -78,7 +95,10 @@ export const encode = (packet: Packet): Uint8Array => {
  * if (Result.isSuccess(result)) handle(result.success)
  * ```
  */
-export const decode = (input: Uint8Array): Result.Result<Packet, DecodeError> => {
+export const decode = (
+  input: Uint8Array,
+  options?: DecodeOptions,
+): Result.Result<Packet, DecodeError> => {
   // A plain view over the same memory (a node Buffer's subarray would be a Buffer).
   const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength)
   if (bytes.length < headerLength) {
@@ -86,9 +106,11 @@ export const decode = (input: Uint8Array): Result.Result<Packet, DecodeError> =>
       new MalformedPacket({ reason: "PacketTooShort", offset: 0, chunkType: undefined }),
     )
   }
-  const computed = Crc32c.ofPacket(bytes)
-  const received = Crc32c.read(bytes)
-  if (computed !== received) return Result.fail(new BadChecksum({ computed, received }))
+  if (options?.checksum !== "verified") {
+    const computed = Crc32c.ofPacket(bytes)
+    const received = Crc32c.read(bytes)
+    if (computed !== received) return Result.fail(new BadChecksum({ computed, received }))
+  }
   if (bytes.length === headerLength) {
     return Result.fail(
       new MalformedPacket({ reason: "NoChunks", offset: headerLength, chunkType: undefined }),

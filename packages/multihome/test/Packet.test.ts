@@ -104,6 +104,23 @@ describe("Packet.decode: framing (RFC 9260 §3, §3.2)", () => {
     )
   })
 
+  it('checksum "verified": the checksum is not computed again, every other rule still holds', () => {
+    fc.assert(
+      fc.property(Arbitrary.packet, fc.integer({ min: 0, max: 0xffffffff }), (packet, wrong) => {
+        const bytes = Packet.encode(packet)
+        const expected = Packet.decode(bytes)
+        Crc32c.write(bytes, wrong)
+        const decoded = Packet.decode(bytes, { checksum: "verified" })
+        expect(decoded).toStrictEqual(expected)
+      }),
+      { numRuns: 200 },
+    )
+    const noChunks = withChecksum([])
+    Crc32c.write(noChunks, 0)
+    const result = Packet.decode(noChunks, { checksum: "verified" })
+    expect(result._tag === "Failure" && result.failure._tag).toBe("MalformedPacket")
+  })
+
   it("a header without chunks is NoChunks", () => {
     expect(malformed(withChecksum([])).reason).toBe("NoChunks")
   })
