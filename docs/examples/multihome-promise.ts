@@ -4,17 +4,17 @@
  * reads the answers and shuts the association down gracefully.
  */
 import { once } from "node:events"
-import { type Endpoint, Facade } from "@understudy/multihome"
+import { createEndpoint, type Endpoint, type SctpAssociation } from "@understudy/multihome"
 
 export const main = async () => {
-  const server = await Facade.open({ host: "127.0.0.2", port: 7, listen: true })
-  server.on("association", (association: Facade.SctpAssociation) => {
+  const server = await createEndpoint({ host: "127.0.0.2", port: 7, listen: true })
+  server.on("association", (association: SctpAssociation) => {
     association.on("message", (message: Endpoint.Message) => {
       const text = new TextDecoder().decode(message.data).toUpperCase()
       void association.send(message.stream, message.ppid, new TextEncoder().encode(text))
     })
   })
-  const client = await Facade.open({ host: "127.0.0.3", port: 5000 })
+  const client = await createEndpoint({ host: "127.0.0.3", port: 5000 })
   const association = await client.connect({
     host: "127.0.0.2",
     udpPort: server.address.port,

@@ -1,8 +1,11 @@
 /**
  * A Promise / EventEmitter API over {@link Endpoint} on real UDP (`NodeDatagram`), for code
- * that does not use Effect. Streams become events, pumped from the moment the first
- * listener is added (so nothing is emitted before anyone listens; until then it waits in
- * the association's bounded queues).
+ * that does not use Effect: {@link createEndpoint}. Streams become events, pumped from the
+ * moment the first listener is added (so nothing is emitted before anyone listens; until
+ * then it waits in the association's bounded queues). Every effect runs with the caller's
+ * `logger` and `layer` (a tracer, a metrics exporter; see `Observability.FacadeOptions`):
+ * the endpoint logs each association it opens or accepts and how each one closed, and
+ * `connect` is the span `multihome.connect`.
  *
  * Endpoint events: `association` (an accepted {@link SctpAssociation}). Association events:
  * `message` ({@link Endpoint.Message}), `event` (every `Association.Event`), the event
@@ -11,17 +14,23 @@
  *
  * @example
  * ```ts
- * const server = await Facade.open({ host: "127.0.0.2", port: 5000, listen: true })
+ * import { createEndpoint } from "@understudy/multihome"
+ *
+ * const server = await createEndpoint({ host: "127.0.0.2", port: 5000, listen: true })
  * server.on("association", (association) =>
  *   association.on("message", (m) => association.send(m.stream, m.ppid, m.data)))
- * const client = await Facade.open({ host: "127.0.0.3", port: 5001 })
+ * const client = await createEndpoint({
+ *   host: "127.0.0.3",
+ *   port: 5001,
+ *   logger: (entry) => console.log(entry.level, entry.message, entry.annotations),
+ * })
  * const association = await client.connect({ host: "127.0.0.2", udpPort: server.address.port, port: 5000 })
  * await association.send(0, 51, new TextEncoder().encode("hello"))
  * ```
  * @since 0.1.0
  */
 import { EventEmitter } from "node:events"
-import { Address, NodeDatagram } from "@understudy/transport"
+import { Address, NodeDatagram, Observability } from "@understudy/transport"
 import { Effect, Exit, Scope, Stream } from "effect"
 import type * as Association from "./Association.ts"
 import * as Endpoint from "./Endpoint.ts"
@@ -30,7 +39,9 @@ import * as Endpoint from "./Endpoint.ts"
  * @since 0.1.0
  * @category models
  */
-export interface OpenOptions extends Omit<Endpoint.Options, "bind" | "hooks" | "intercept"> {
+export interface CreateEndpointOptions
+  extends Omit<Endpoint.Options, "bind" | "hooks" | "intercept">,
+    Observability.FacadeOptions {
   /** The local IP address to bind (e.g. 127.0.0.2). */
   readonly host: string
   /** The local UDP encapsulation port; default 0 (the OS picks one). */
@@ -77,7 +88,28 @@ export interface SctpEndpoint extends EventEmitter {
   close(): Promise<void>
 }
 
-const wrapAssociation = (handle: Endpoint.AssociationHandle): SctpAssociation => {
+const wrapAssociation = (
+  runtime: Observability.FacadeRuntime,
+  handle: Endpoint.AssociationHandle,
+  how: "opened" | "accepted",
+): SctpAssociation => {
+  const annotations = {
+    association: handle.id,
+    peer: `${handle.peer.host}:${handle.peer.udpPort}/${handle.peer.port}`,
+  }
+  // Logged whether or not anyone listens for `close`: how an association ended is what an
+  // operator looks for first.
+  runtime.runFork(
+    Effect.logInfo(`multihome: association ${how}`).pipe(
+      Effect.andThen(handle.closed),
+      Effect.tap((reason) =>
+        reason._tag === "ShutdownComplete" || reason._tag === "EndpointClosed"
+          ? Effect.logInfo(`multihome: association closed (${reason._tag})`)
+          : Effect.logWarning(`multihome: association closed (${reason._tag}: ${reason.reason})`),
+      ),
+      Effect.annotateLogs(annotations),
+    ),
+  )
   const emitter = new EventEmitter()
   let messagesPumped = false
   let eventsPumped = false
@@ -86,7 +118,7 @@ const wrapAssociation = (handle: Endpoint.AssociationHandle): SctpAssociation =>
     if (name === "message") {
       if (messagesPumped) return
       messagesPumped = true
-      Effect.runFork(
+      runtime.runFork(
         Stream.runForEach(handle.messages, (message) =>
           Effect.sync(() => emitter.emit("message", message)),
         ),
@@ -95,7 +127,7 @@ const wrapAssociation = (handle: Endpoint.AssociationHandle): SctpAssociation =>
     }
     if (eventsPumped) return
     eventsPumped = true
-    Effect.runFork(
+    runtime.runFork(
       Stream.runForEach(handle.events, (event) =>
         Effect.sync(() => {
           emitter.emit("event", event)
@@ -115,26 +147,32 @@ const wrapAssociation = (handle: Endpoint.AssociationHandle): SctpAssociation =>
       ppid: number,
       data: Uint8Array,
       options?: { readonly unordered?: boolean },
-    ) => Effect.runPromise(handle.send(stream, ppid, data, options)),
-    shutdown: () => Effect.runPromise(handle.shutdown),
-    abort: (reason?: string) => Effect.runPromise(handle.abort(reason)),
-    status: () => Effect.runPromise(handle.status),
-    setPrimary: (host: string) => Effect.runPromise(handle.setPrimary(host)),
-    closed: Effect.runPromise(handle.closed),
+    ) => runtime.runPromise(handle.send(stream, ppid, data, options)),
+    shutdown: () => runtime.runPromise(handle.shutdown),
+    abort: (reason?: string) => runtime.runPromise(handle.abort(reason)),
+    status: () => runtime.runPromise(handle.status),
+    setPrimary: (host: string) => runtime.runPromise(handle.setPrimary(host)),
+    closed: runtime.runPromise(handle.closed),
   })
 }
 
 /**
- * Binds `host` (UDP `encapsulationPort`) and starts an SCTP endpoint on SCTP port `port`.
- * Rejects with the transport's `ListenError`.
+ * Binds `host` (UDP `encapsulationPort`) and starts an SCTP endpoint on SCTP port `port`,
+ * running with the caller's `logger` and `layer`. Rejects with the transport's
+ * `ListenError`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const open = async (options: OpenOptions): Promise<SctpEndpoint> => {
-  const { host, encapsulationPort, ...rest } = options
+export const createEndpoint = async (options: CreateEndpointOptions): Promise<SctpEndpoint> => {
+  const { host, encapsulationPort, logger: _logger, layer: _layer, ...rest } = options
   const scope = Effect.runSync(Scope.make())
-  const endpoint = await Effect.runPromise(
+  // The caller's logger and layers (tracer, metrics), for every effect of this endpoint.
+  const runtime = await Observability.facadeRuntime(options, scope).catch(async (error) => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw error
+  })
+  const endpoint = await runtime.runPromise(
     Endpoint.make({ ...rest, bind: Address.udp(host, encapsulationPort ?? 0) }).pipe(
       Effect.provide(NodeDatagram.layer),
       Scope.provide(scope),
@@ -146,9 +184,11 @@ export const open = async (options: OpenOptions): Promise<SctpEndpoint> => {
   emitter.on("newListener", (name: string | symbol) => {
     if (name !== "association" || acceptPumped) return
     acceptPumped = true
-    Effect.runFork(
+    runtime.runFork(
       Stream.runForEach(endpoint.accept, (handle) =>
-        Effect.sync(() => emitter.emit("association", wrapAssociation(handle))),
+        Effect.sync(() =>
+          emitter.emit("association", wrapAssociation(runtime, handle, "accepted")),
+        ),
       ),
     )
   })
@@ -156,8 +196,17 @@ export const open = async (options: OpenOptions): Promise<SctpEndpoint> => {
     address: endpoint.address,
     port: endpoint.port,
     connect: (connectOptions: Endpoint.ConnectOptions) =>
-      Effect.runPromise(endpoint.connect(connectOptions).pipe(Effect.map(wrapAssociation))),
-    stats: () => Effect.runPromise(endpoint.stats),
-    close: () => Effect.runPromise(Scope.close(scope, Exit.void)),
+      runtime.runPromise(
+        endpoint.connect(connectOptions).pipe(
+          Effect.map((handle) => wrapAssociation(runtime, handle, "opened")),
+          Effect.withSpan("multihome.connect", {
+            attributes: {
+              "multihome.peer": `${connectOptions.host}:${connectOptions.udpPort}/${connectOptions.port}`,
+            },
+          }),
+        ),
+      ),
+    stats: () => runtime.runPromise(endpoint.stats),
+    close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
   })
 }

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import { Chunk, Crc32c, Packet } from "../src/index.ts"
+import * as Chunk from "../src/Chunk.ts"
+import * as Crc32c from "../src/Crc32c.ts"
+import * as Packet from "../src/Packet.ts"
 import * as Arbitrary from "./arbitraries.ts"
 
 /** Bytes from rows of hex digits, one RFC layout row (32-bit words) per argument. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import { Crc32c, Packet } from "../src/index.ts"
+import * as Crc32c from "../src/Crc32c.ts"
+import * as Packet from "../src/Packet.ts"
 import { usrsctpInitHex } from "./fixtures.ts"
 
 /** The bit-at-a-time definition (RFC 9260 Appendix A), to check the sliced tables against. */

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Address } from "@understudy/transport"
 import { Result } from "effect"
-import { Encapsulation, Packet } from "../src/index.ts"
+import * as Encapsulation from "../src/Encapsulation.ts"
+import * as Packet from "../src/Packet.ts"
 
 describe("Encapsulation (RFC 6951)", () => {
   it("uses the IANA port 9899 and an 8-byte UDP header", () => {

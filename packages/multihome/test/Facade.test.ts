@@ -1,7 +1,9 @@
 /**
- * The Promise / EventEmitter API on real UDP over loopback.
+ * The Promise / EventEmitter API on real UDP over loopback, with the caller's logger and layer.
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
+import type { Observability } from "@understudy/transport"
+import { Layer, Tracer } from "effect"
 import type * as Endpoint from "../src/Endpoint.ts"
 import * as Facade from "../src/Facade.ts"
 
@@ -11,8 +13,8 @@ afterEach(async () => {
   await Promise.all(opened.splice(0).map((endpoint) => endpoint.close()))
 })
 
-const open = async (options: Facade.OpenOptions) => {
-  const endpoint = await Facade.open(options)
+const open = async (options: Facade.CreateEndpointOptions) => {
+  const endpoint = await Facade.createEndpoint(options)
   opened.push(endpoint)
   return endpoint
 }
@@ -89,9 +91,9 @@ describe("Facade", () => {
     expect(error).toMatchObject({ _tag: "ConnectError", reason: "Aborted" })
   })
 
-  it("open rejects when the address is taken", async () => {
+  it("createEndpoint rejects when the address is taken", async () => {
     const first = await open({ host: "127.0.0.1", port: 6004 })
-    const error = await Facade.open({
+    const error = await Facade.createEndpoint({
       host: "127.0.0.1",
       encapsulationPort: first.address.port,
       port: 6004,
@@ -100,5 +102,56 @@ describe("Facade", () => {
       (error: unknown) => error,
     )
     expect(error).toMatchObject({ _tag: "ListenError", reason: "AddressInUse" })
+  })
+
+  it("runs with the caller's logger and layer: association logs reach the logger, connect is a span of the caller's tracer", async () => {
+    const logs: Array<Observability.LogEntry> = []
+    const spans: Array<Tracer.NativeSpan> = []
+    const tracer = Layer.succeed(
+      Tracer.Tracer,
+      Tracer.make({
+        span: (options) => {
+          const span = new Tracer.NativeSpan(options)
+          spans.push(span)
+          return span
+        },
+      }),
+    )
+    const observed = { logger: (entry: Observability.LogEntry) => logs.push(entry), layer: tracer }
+    const server = await open({ host: "127.0.0.1", port: 6005, listen: true, ...observed })
+    const accepted = next<Facade.SctpAssociation>(server, "association")
+    const client = await open({ host: "127.0.0.1", port: 6006, ...observed })
+    const association = await client.connect({
+      host: "127.0.0.1",
+      udpPort: server.address.port,
+      port: 6005,
+    })
+    const serverSide = await accepted
+    await association.shutdown()
+    await association.closed
+    await serverSide.closed
+    // The close is logged by a fiber of its own: wait for both sides' lines, bounded.
+    const closedLines = () => logs.filter((entry) => entry.message.includes("association closed"))
+    for (let waited = 0; waited < 5_000 && closedLines().length < 2; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    const line = (message: string) => logs.find((entry) => entry.message === message)
+    expect(line("multihome: association opened")?.annotations).toMatchObject({
+      association: association.id,
+      peer: `127.0.0.1:${server.address.port}/6005`,
+    })
+    expect(line("multihome: association accepted")?.annotations).toMatchObject({
+      association: serverSide.id,
+    })
+    expect(closedLines().map((entry) => [entry.message, entry.level])).toEqual([
+      ["multihome: association closed (ShutdownComplete)", "Info"],
+      ["multihome: association closed (ShutdownComplete)", "Info"],
+    ])
+    const connects = spans.filter((span) => span.name === "multihome.connect")
+    expect(connects.length).toBe(1)
+    expect(connects[0]!.attributes.get("multihome.peer")).toBe(
+      `127.0.0.1:${server.address.port}/6005`,
+    )
+    expect(connects[0]!.status._tag).toBe("Ended")
   })
 })

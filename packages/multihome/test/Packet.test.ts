@@ -1,6 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import { type Chunk, Crc32c, DecodeError, Packet } from "../src/index.ts"
+import type * as Chunk from "../src/Chunk.ts"
+import * as Crc32c from "../src/Crc32c.ts"
+import * as DecodeError from "../src/DecodeError.ts"
+import * as Packet from "../src/Packet.ts"
 import * as Arbitrary from "./arbitraries.ts"
 
 /** Header (ports 1 → 2, tag 0x0a0b0c0d) + `body`, with a valid checksum. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import type { Chunk } from "../src/index.ts"
+import type * as Chunk from "../src/Chunk.ts"
 import { type Message, Reassembly } from "../src/Reassembly.ts"
 
 const data = (

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
-import type { Chunk } from "../src/index.ts"
+import type * as Chunk from "../src/Chunk.ts"
 import { maxDuplicatesKept, TsnTracker } from "../src/TsnTracker.ts"
 
 /** The naive model: every TSN received, as offsets from the initial TSN. */

@@ -1,6 +1,7 @@
 /** fast-check arbitraries for every chunk, parameter and error cause of the codec. */
 import * as fc from "fast-check"
-import type { Chunk, Packet } from "../src/index.ts"
+import type * as Chunk from "../src/Chunk.ts"
+import type * as Packet from "../src/Packet.ts"
 
 export const u8 = fc.integer({ min: 0, max: 0xff })
 export const u16 = fc.integer({ min: 0, max: 0xffff })

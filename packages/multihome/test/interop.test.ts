@@ -8,7 +8,10 @@ import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Usrsctp } from "@understudy/testkit"
 import { Address, Datagram, NodeDatagram } from "@understudy/transport"
 import { Duration, Effect, Stream } from "effect"
-import { Chunk, Crc32c, Encapsulation, Packet } from "../src/index.ts"
+import * as Chunk from "../src/Chunk.ts"
+import * as Crc32c from "../src/Crc32c.ts"
+import * as Encapsulation from "../src/Encapsulation.ts"
+import * as Packet from "../src/Packet.ts"
 import { eventually } from "./support/endpoint-support.ts"
 
 /** The SCTP port the client connects to (nobody listens: it only sends INITs). */

@@ -1,7 +1,7 @@
 /**
  * The outside computer of the `sctp-cluster` scenario: usrsctp's example `client` (a real
  * SCTP stack we did not write, Debian `libusrsctp-examples`) when it is installed, or
- * Understudy's own SCTP endpoint (`@understudy/multihome`'s `Facade`) when it is not — never
+ * Understudy's own SCTP endpoint (`@understudy/multihome`'s `createEndpoint`) when it is not — never
  * a failed scenario for a missing package. Both send numbered lines, report each echo, the
  * peer-address changes they see, and anything worse than a path change.
  *
@@ -10,7 +10,7 @@
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import { Facade } from "@understudy/multihome"
+import { createEndpoint } from "@understudy/multihome"
 import { Usrsctp } from "@understudy/testkit"
 import { waitFor } from "../processes.ts"
 import type { Options } from "../Scenario.ts"
@@ -208,14 +208,16 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
 /**
- * Understudy's own SCTP endpoint (`Facade`) on 127.0.0.1, with the same timers, as the
+ * Understudy's own SCTP endpoint (`createEndpoint`) on 127.0.0.1, with the same timers, as the
  * outside computer: connected to `target.host`, once both addresses are confirmed.
  *
  * @since 0.1.0
  */
 export const startUnderstudyPeer = async (target: Target): Promise<SctpPeer> => {
   const { tune } = target
-  const endpoint = await Facade.open({
+  const endpoint = await createEndpoint({
+    // The outside computer's own log lines are not the showcase's: they would break its table.
+    logger: () => {},
     host: "127.0.0.1",
     encapsulationPort: target.localEncapsPort,
     // Any SCTP port: the peer is the only endpoint on its UDP port.
