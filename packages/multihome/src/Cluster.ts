@@ -604,17 +604,13 @@ export const make = (
         } else yield* publish({ _tag: "Protected", atMs })
       })
 
+    const linkBytesMetric = Metric.withAttributes(Metrics.replicationBytes, { target: "link" })
     /** The replication metrics: bytes encoded for the link since the last call, and the lag. */
     const recordReplication = Effect.suspend(() => {
       const bytes = linkBytes
       linkBytes = 0
       return Effect.andThen(
-        bytes > 0
-          ? Metric.update(
-              Metric.withAttributes(Metrics.replicationBytes, { target: "link" }),
-              bytes,
-            )
-          : Effect.void,
+        bytes > 0 ? Metric.update(linkBytesMetric, bytes) : Effect.void,
         Metric.update(Metrics.replicationLag, Math.max(0, shipper.lastSeq - acknowledged)),
       )
     })
@@ -630,9 +626,13 @@ export const make = (
      * what arrives meanwhile (one ack round trip covers many updates): no SACK before the
      * secondary has the update, unless the link goes down (then `releaseAll`, and the node
      * says it is unprotected). The other policies wait here, at most `ackTimeoutMs`.
+     *
+     * This, `beforeOutputs` and the link's message handler run per update or per message:
+     * their generator functions are made once (`fnUntraced`), as an `Effect.gen` written
+     * inside them would cost a new generator closure (about 2.5 us on Node 24) every call.
      */
-    const waitForAck = (seq: number): Effect.Effect<Deferred.Deferred<void> | undefined> =>
-      Effect.gen(function* () {
+    const waitForAck: (seq: number) => Effect.Effect<Deferred.Deferred<void> | undefined> =
+      Effect.fnUntraced(function* (seq: number) {
         if (link === undefined || closing || acknowledged >= seq) return undefined
         const done = yield* Deferred.make<void>()
         ackWaiters.push({ seq, done })
@@ -665,50 +665,49 @@ export const make = (
 
     // ---- the primary's hooks ----------------------------------------------------------
 
-    const beforeOutputs = (update: Replication.Update) =>
-      Effect.gen(function* () {
-        if (roleState.role === "secondary") return
-        // A primary that can not prove its role ships nothing (its outputs are dropped too).
-        if (fence !== undefined && !(yield* fence.holds)) return
-        // Handing over: checked in the same synchronous run as the seq is taken, so every
-        // update is either shipped before `HandOver` (seq ≤ its `after`) or forwarded.
-        if (handOverAfter !== undefined) return divertUpdate(update)
-        const plan = shipper.onUpdate(update)
-        if (unprotected && plan.messages.length > 0) {
-          yield* Metric.update(unprotectedUpdatesMetric, 1)
-        }
-        if (update.created) yield* shipAliasesIfGrown
-        yield* ship(plan.messages)
-        if (plan.store !== undefined && options.store !== undefined) {
-          const encoded = Replication.codec.encode({
-            _tag: "Snapshot",
-            seq: shipper.lastSeq,
-            epoch: shipper.epoch,
-            association: plan.store.association,
-            snapshot: plan.store.snapshot,
-          })
-          // A snapshot that does not encode is a defect of the machine, not a store problem.
-          if (encoded._tag === "Failure") return yield* Effect.die(encoded.failure)
-          const written = yield* Effect.exit(
-            options.store.put(storeKey(plan.store.association, shipper.epoch), encoded.success),
+    const beforeOutputs = Effect.fnUntraced(function* (update: Replication.Update) {
+      if (roleState.role === "secondary") return
+      // A primary that can not prove its role ships nothing (its outputs are dropped too).
+      if (fence !== undefined && !(yield* fence.holds)) return
+      // Handing over: checked in the same synchronous run as the seq is taken, so every
+      // update is either shipped before `HandOver` (seq ≤ its `after`) or forwarded.
+      if (handOverAfter !== undefined) return divertUpdate(update)
+      const plan = shipper.onUpdate(update)
+      if (unprotected && plan.messages.length > 0) {
+        yield* Metric.update(unprotectedUpdatesMetric, 1)
+      }
+      if (update.created) yield* shipAliasesIfGrown
+      yield* ship(plan.messages)
+      if (plan.store !== undefined && options.store !== undefined) {
+        const encoded = Replication.codec.encode({
+          _tag: "Snapshot",
+          seq: shipper.lastSeq,
+          epoch: shipper.epoch,
+          association: plan.store.association,
+          snapshot: plan.store.snapshot,
+        })
+        // A snapshot that does not encode is a defect of the machine, not a store problem.
+        if (encoded._tag === "Failure") return yield* Effect.die(encoded.failure)
+        const written = yield* Effect.exit(
+          options.store.put(storeKey(plan.store.association, shipper.epoch), encoded.success),
+        )
+        // The store is down: go on (like a primary whose secondary died) but say so.
+        if (written._tag === "Failure") {
+          yield* publish({ _tag: "StoreWriteFailed", association: plan.store.association })
+        } else {
+          storedAtEpoch.add(plan.store.association)
+          yield* Metric.update(
+            Metric.withAttributes(Metrics.replicationBytes, { target: "store" }),
+            encoded.success.length,
           )
-          // The store is down: go on (like a primary whose secondary died) but say so.
-          if (written._tag === "Failure") {
-            yield* publish({ _tag: "StoreWriteFailed", association: plan.store.association })
-          } else {
-            storedAtEpoch.add(plan.store.association)
-            yield* Metric.update(
-              Metric.withAttributes(Metrics.replicationBytes, { target: "store" }),
-              encoded.success.length,
-            )
-          }
         }
-        if (plan.forget !== undefined && options.store !== undefined) {
-          storedAtEpoch.delete(plan.forget)
-          yield* forgetStored(options.store, plan.forget)
-        }
-        return plan.waitForAck ? yield* waitForAck(shipper.lastSeq) : undefined
-      })
+      }
+      if (plan.forget !== undefined && options.store !== undefined) {
+        storedAtEpoch.delete(plan.forget)
+        yield* forgetStored(options.store, plan.forget)
+      }
+      return plan.waitForAck ? yield* waitForAck(shipper.lastSeq) : undefined
+    })
 
     /** Deletes every copy of an ended association, whichever epoch wrote it. */
     const forgetStored = (store: Store.Store["Service"], association: number) =>
@@ -1071,99 +1070,101 @@ export const make = (
       })
 
     /** Performs one action of the role machine. */
-    const perform = (
+    const perform: (
       action: ClusterRole.Action,
       connection: Connection.Connection<Replication.Message> | undefined,
-    ): Effect.Effect<void> =>
-      Effect.gen(function* () {
-        switch (action._tag) {
-          case "AcquireFence": {
-            // Nothing goes out before the old primary's lease ended and the epoch moved on.
-            if (fence === undefined) return
-            if (options.role === "secondary") takeoverStartedMs ??= yield* now
-            const epoch = yield* fence.acquire
-            return yield* stepRole({ _tag: "FenceAcquired", epoch })
-          }
-          case "Fenced":
-            shipper.epoch = action.epoch
-            yield* Deferred.succeed(fenceHeld, undefined)
-            return yield* publish({ _tag: "Fenced", epoch: action.epoch, atMs: yield* now })
-          case "TakeOver": {
-            takeoverStartedMs ??= yield* now
-            plannedTakeOver = action.planned
-            // The old primary is no standby: nothing waits for its acks from now on, the
-            // takeover's own updates first (the connection stays open for its forwarded
-            // packets and the word that it may stop).
-            if (action.planned) {
-              link = undefined
-              yield* releaseAll
-            }
-            const adopted = yield* adoptCopies
-            yield* logged(Effect.logInfo(`took over ${adopted} associations: ${action.why}`))
-            return yield* stepRole({ _tag: "TakenOver", associations: adopted })
-          }
-          case "TookOver": {
-            const atMs = yield* now
-            yield* Metric.update(Metrics.takeovers, 1)
-            if (takeoverStartedMs !== undefined) {
-              yield* Metric.update(Metrics.takeoverMs, atMs - takeoverStartedMs)
-            }
-            yield* publish({
-              _tag: "TookOver",
-              associations: action.associations,
-              planned: plannedTakeOver,
-              atMs,
-            })
-            // What the primary forwarded during its handover, in the order it came.
-            for (const held of heldForwards.splice(0)) yield* endpoint.inject(held.from, held.bytes)
-            if (plannedTakeOver && handOverFrom !== undefined) {
-              yield* Effect.forkIn(confirmHandOver(handOverFrom), nodeScope)
-            }
-            yield* Effect.forkIn(takeAddress, nodeScope)
-            return yield* protection(true, "took over: no standby behind this node")
-          }
-          case "HandOver":
-            return yield* beginHandOver(connection ?? link)
-          case "HandOverRefused":
-            return
-          case "ConnectStandby":
-            if (options.standbyLink === undefined) return
-            return yield* Effect.asVoid(
-              Effect.forkIn(connectToStandby(options.standbyLink), nodeScope),
-            )
-          case "FallSilent": {
-            closing = true
-            yield* releaseAll
-            yield* Scope.close(endpointScope, Exit.void)
-            const atMs = yield* now
-            const silent = `falls silent (${action.reason}): ${action.detail}`
-            yield* logged(
-              action.reason === "HandedOver" ? Effect.logInfo(silent) : Effect.logWarning(silent),
-            )
-            if (action.reason === "Deposed") yield* publish({ _tag: "Deposed", atMs })
-            if (action.reason === "FencedOut") {
-              yield* publish({ _tag: "FencedOut", reason: action.detail, atMs })
-            }
-            const open = connection ?? link
-            if (handOverAfter !== undefined) return yield* endHandOver(open, action.detail)
-            if (action.reason === "HandedOver") return
-            if (open !== undefined) yield* open.close
-            return
-          }
-          case "Refused":
-            yield* Metric.update(staleReplicationMetric, 1)
-            return yield* rejectReplica(
-              "stale-epoch",
-              `replication of epoch ${action.epoch} refused: epoch ${action.floor} is known`,
-            )
-          case "RejectLink":
-            return yield* Metrics.refused("link-rejected")
-          case "AcceptLink":
-          case "Apply":
-            // Answers to the caller of the step (see `runRole`).
-            return
+    ) => Effect.Effect<void> = Effect.fnUntraced(function* (
+      action: ClusterRole.Action,
+      connection: Connection.Connection<Replication.Message> | undefined,
+    ) {
+      switch (action._tag) {
+        case "AcquireFence": {
+          // Nothing goes out before the old primary's lease ended and the epoch moved on.
+          if (fence === undefined) return
+          if (options.role === "secondary") takeoverStartedMs ??= yield* now
+          const epoch = yield* fence.acquire
+          return yield* stepRole({ _tag: "FenceAcquired", epoch })
         }
-      })
+        case "Fenced":
+          shipper.epoch = action.epoch
+          yield* Deferred.succeed(fenceHeld, undefined)
+          return yield* publish({ _tag: "Fenced", epoch: action.epoch, atMs: yield* now })
+        case "TakeOver": {
+          takeoverStartedMs ??= yield* now
+          plannedTakeOver = action.planned
+          // The old primary is no standby: nothing waits for its acks from now on, the
+          // takeover's own updates first (the connection stays open for its forwarded
+          // packets and the word that it may stop).
+          if (action.planned) {
+            link = undefined
+            yield* releaseAll
+          }
+          const adopted = yield* adoptCopies
+          yield* logged(Effect.logInfo(`took over ${adopted} associations: ${action.why}`))
+          return yield* stepRole({ _tag: "TakenOver", associations: adopted })
+        }
+        case "TookOver": {
+          const atMs = yield* now
+          yield* Metric.update(Metrics.takeovers, 1)
+          if (takeoverStartedMs !== undefined) {
+            yield* Metric.update(Metrics.takeoverMs, atMs - takeoverStartedMs)
+          }
+          yield* publish({
+            _tag: "TookOver",
+            associations: action.associations,
+            planned: plannedTakeOver,
+            atMs,
+          })
+          // What the primary forwarded during its handover, in the order it came.
+          for (const held of heldForwards.splice(0)) yield* endpoint.inject(held.from, held.bytes)
+          if (plannedTakeOver && handOverFrom !== undefined) {
+            yield* Effect.forkIn(confirmHandOver(handOverFrom), nodeScope)
+          }
+          yield* Effect.forkIn(takeAddress, nodeScope)
+          return yield* protection(true, "took over: no standby behind this node")
+        }
+        case "HandOver":
+          return yield* beginHandOver(connection ?? link)
+        case "HandOverRefused":
+          return
+        case "ConnectStandby":
+          if (options.standbyLink === undefined) return
+          return yield* Effect.asVoid(
+            Effect.forkIn(connectToStandby(options.standbyLink), nodeScope),
+          )
+        case "FallSilent": {
+          closing = true
+          yield* releaseAll
+          yield* Scope.close(endpointScope, Exit.void)
+          const atMs = yield* now
+          const silent = `falls silent (${action.reason}): ${action.detail}`
+          yield* logged(
+            action.reason === "HandedOver" ? Effect.logInfo(silent) : Effect.logWarning(silent),
+          )
+          if (action.reason === "Deposed") yield* publish({ _tag: "Deposed", atMs })
+          if (action.reason === "FencedOut") {
+            yield* publish({ _tag: "FencedOut", reason: action.detail, atMs })
+          }
+          const open = connection ?? link
+          if (handOverAfter !== undefined) return yield* endHandOver(open, action.detail)
+          if (action.reason === "HandedOver") return
+          if (open !== undefined) yield* open.close
+          return
+        }
+        case "Refused":
+          yield* Metric.update(staleReplicationMetric, 1)
+          return yield* rejectReplica(
+            "stale-epoch",
+            `replication of epoch ${action.epoch} refused: epoch ${action.floor} is known`,
+          )
+        case "RejectLink":
+          return yield* Metrics.refused("link-rejected")
+        case "AcceptLink":
+        case "Apply":
+          // Answers to the caller of the step (see `runRole`).
+          return
+      }
+    })
 
     /**
      * Steps the role machine and performs its outputs in order; returns its actions, some of
@@ -1173,24 +1174,30 @@ export const make = (
       input: Machine.Input<ClusterRole.Message, ClusterRole.Command>,
       connection?: Connection.Connection<Replication.Message>,
     ): Effect.Effect<ReadonlyArray<ClusterRole.Action>> {
-      return Effect.gen(function* () {
-        const { state, outputs } = roleMachine.step(roleState, input)
-        roleState = state
-        const actions: Array<ClusterRole.Action> = []
-        for (const output of outputs) {
-          if (output._tag === "Emit") {
-            actions.push(output.event)
-            yield* perform(output.event, connection)
-          } else if (output._tag === "Send") {
-            // The one message the role sends: `Deposed`, to whoever is on the other end.
-            const to = connection ?? link
-            if (to !== undefined && output.message._tag === "Deposed") {
-              yield* Effect.ignore(to.send({ _tag: "Deposed", epoch: output.message.epoch }))
-            }
+      // Per link message on a secondary: its generator function is made once (see `waitForAck`).
+      return Effect.gen(() => runRoleSteps(input, connection))
+    }
+
+    function* runRoleSteps(
+      input: Machine.Input<ClusterRole.Message, ClusterRole.Command>,
+      connection: Connection.Connection<Replication.Message> | undefined,
+    ) {
+      const { state, outputs } = roleMachine.step(roleState, input)
+      roleState = state
+      const actions: Array<ClusterRole.Action> = []
+      for (const output of outputs) {
+        if (output._tag === "Emit") {
+          actions.push(output.event)
+          yield* perform(output.event, connection)
+        } else if (output._tag === "Send") {
+          // The one message the role sends: `Deposed`, to whoever is on the other end.
+          const to = connection ?? link
+          if (to !== undefined && output.message._tag === "Deposed") {
+            yield* Effect.ignore(to.send({ _tag: "Deposed", epoch: output.message.epoch }))
           }
         }
-        return actions
-      })
+      }
+      return actions
     }
 
     function stepRole(
@@ -1293,18 +1300,20 @@ export const make = (
      * Secondary: takes over once it applied every message the primary shipped before
      * `HandOver` (they may still be on their way when it arrives).
      */
-    const takeOverIfCaughtUp = (connection: Connection.Connection<Replication.Message>) =>
-      Effect.gen(function* () {
-        const pending = pendingHandOver
-        if (pending === undefined || replicas.applied < pending.after) return
-        pendingHandOver = undefined
-        const handOver = { _tag: "HandOver" as const, epoch: pending.epoch }
-        yield* runRole(Machine.receive("link", handOver, yield* now), connection).pipe(
-          Effect.withSpan("multihome.failover", {
-            attributes: { "understudy.node": nodeId, "understudy.trigger": "handover" },
-          }),
-        )
-      })
+    // Asked after every applied message: made once (see `waitForAck`).
+    const takeOverIfCaughtUp = Effect.fnUntraced(function* (
+      connection: Connection.Connection<Replication.Message>,
+    ) {
+      const pending = pendingHandOver
+      if (pending === undefined || replicas.applied < pending.after) return
+      pendingHandOver = undefined
+      const handOver = { _tag: "HandOver" as const, epoch: pending.epoch }
+      yield* runRole(Machine.receive("link", handOver, yield* now), connection).pipe(
+        Effect.withSpan("multihome.failover", {
+          attributes: { "understudy.node": nodeId, "understudy.trigger": "handover" },
+        }),
+      )
+    })
 
     /**
      * New primary: once the peer acknowledged every takeover ASCONF (it sends here now), the
@@ -1369,57 +1378,56 @@ export const make = (
           yield* ship(shipper.resend())
           if (serving()) yield* protection(false, "")
         }
-        yield* Stream.runForEach(connection.messages, (message) =>
-          Effect.gen(function* () {
-            if (message._tag === "Ack") {
-              acknowledged = Math.max(acknowledged, message.seq)
-              lastAckMs = yield* now
-              yield* recordReplication
-              return yield* releaseAcked
+        const onMessage = Effect.fnUntraced(function* (message: Replication.Message) {
+          if (message._tag === "Ack") {
+            acknowledged = Math.max(acknowledged, message.seq)
+            lastAckMs = yield* now
+            yield* recordReplication
+            return yield* releaseAcked
+          }
+          if (message._tag === "Deposed") {
+            const deposed = { _tag: "Deposed" as const, epoch: message.epoch ?? 0 }
+            yield* runRole(Machine.receive("link", deposed, yield* now), connection)
+            return
+          }
+          if (message._tag === "Forward") {
+            const forwarded = {
+              from: { host: message.host, udpPort: message.udpPort },
+              bytes: message.bytes,
             }
-            if (message._tag === "Deposed") {
-              const deposed = { _tag: "Deposed" as const, epoch: message.epoch ?? 0 }
-              yield* runRole(Machine.receive("link", deposed, yield* now), connection)
-              return
-            }
-            if (message._tag === "Forward") {
-              const forwarded = {
-                from: { host: message.host, udpPort: message.udpPort },
-                bytes: message.bytes,
-              }
-              // Crossed a handover on the way: back to the node that takes over.
-              if (roleState.role === "handing-over") return divertPacket(forwarded)
-              if (pendingHandOver !== undefined) return holdForward(forwarded)
-              if (roleState.role === "secondary") return
-              return yield* endpoint.inject(
-                { host: message.host, udpPort: message.udpPort },
-                message.bytes,
-              )
-            }
-            if (message._tag === "HandOver") {
-              if (roleState.role !== "secondary") return
-              pendingHandOver = { epoch: message.epoch, after: message.after }
-              handOverFrom = connection
-              return yield* takeOverIfCaughtUp(connection)
-            }
-            const epoch = Replication.epochOf(message) ?? 0
-            const verdict = yield* runRole(
-              Machine.receive("link", { _tag: "Replicate", epoch }, yield* now),
-              connection,
+            // Crossed a handover on the way: back to the node that takes over.
+            if (roleState.role === "handing-over") return divertPacket(forwarded)
+            if (pendingHandOver !== undefined) return holdForward(forwarded)
+            if (roleState.role === "secondary") return
+            return yield* endpoint.inject(
+              { host: message.host, udpPort: message.udpPort },
+              message.bytes,
             )
-            if (verdict.some((action) => action._tag === "Refused")) return yield* connection.close
-            if (!verdict.some((action) => action._tag === "Apply")) return
-            if (message._tag === "Aliases") yield* endpoint.addAliases(message.aliases)
-            const rejected = replicas.apply(message)
-            lastAppliedMs = yield* now
-            if (rejected !== undefined) {
-              yield* rejectReplica("damaged-replica", rejected.detail)
-              return yield* connection.close
-            }
-            yield* Effect.ignore(connection.send({ _tag: "Ack", seq: replicas.applied }))
-            yield* takeOverIfCaughtUp(connection)
-          }),
-        )
+          }
+          if (message._tag === "HandOver") {
+            if (roleState.role !== "secondary") return
+            pendingHandOver = { epoch: message.epoch, after: message.after }
+            handOverFrom = connection
+            return yield* takeOverIfCaughtUp(connection)
+          }
+          const epoch = Replication.epochOf(message) ?? 0
+          const verdict = yield* runRole(
+            Machine.receive("link", { _tag: "Replicate", epoch }, yield* now),
+            connection,
+          )
+          if (verdict.some((action) => action._tag === "Refused")) return yield* connection.close
+          if (!verdict.some((action) => action._tag === "Apply")) return
+          if (message._tag === "Aliases") yield* endpoint.addAliases(message.aliases)
+          const rejected = replicas.apply(message)
+          lastAppliedMs = yield* now
+          if (rejected !== undefined) {
+            yield* rejectReplica("damaged-replica", rejected.detail)
+            return yield* connection.close
+          }
+          yield* Effect.ignore(connection.send({ _tag: "Ack", seq: replicas.applied }))
+          yield* takeOverIfCaughtUp(connection)
+        })
+        yield* Stream.runForEach(connection.messages, onMessage)
         const reason = yield* connection.closed
         link = undefined
         // A handover cut short: the takeover below is a failure's (the packets held go in).
