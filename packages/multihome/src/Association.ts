@@ -359,6 +359,11 @@ export interface State {
   reassembly: Reassembly | undefined
   sackNow: boolean
   packetsSinceSack: number
+  /**
+   * Set by a takeover (not replicated): the first SACK that reports a hole goes out split
+   * so the peer fast-retransmits what it sent into the takeover's gap (`sendSplitSacks`).
+   */
+  splitFirstGapSack?: boolean
   lastDataPath: number
   errorCount: number
   initRetransmits: number
@@ -2482,6 +2487,37 @@ const alternateIfDown = (st: State, index: number): number => {
   return path?.active && path.confirmed ? index : alternatePath(st, index)
 }
 
+/**
+ * After a takeover, the first SACK that reports a hole: what the peer sent to the dead node
+ * before the takeover (or before its address was taken over) is lost, and a peer that
+ * bundles (Nagle) sends nothing new while it is unacknowledged, so only its T3-rtx timer
+ * (RTO.min, 1 s by default) would resend it. Two SACKs go first, each in its own packet,
+ * acknowledging the first TSN above the hole and then one more: the SACKs this end would
+ * have sent had those TSNs come one per packet. With the full SACK after them the peer
+ * counts three miss indications for the hole (each SACK newly acknowledges a higher TSN:
+ * HTNA) and fast-retransmits it at once (RFC 9260 §7.2.4). Needs three TSNs above the hole.
+ */
+const sendSplitSacks = (ctx: Ctx, st: State, to: PeerAddress, sack: Chunk.Sack): void => {
+  /** The first three TSNs above the hole, as offsets from the Cumulative TSN Ack. */
+  const offsets: Array<number> = []
+  for (const block of sack.gapAckBlocks) {
+    for (let offset = block.start; offset <= block.end && offsets.length < 3; offset++) {
+      offsets.push(offset)
+    }
+  }
+  if (offsets.length < 3) return
+  for (const count of [1, 2]) {
+    const gapAckBlocks: Array<Chunk.GapAckBlock> = []
+    for (const offset of offsets.slice(0, count)) {
+      const last = gapAckBlocks.at(-1)
+      if (last !== undefined && last.end + 1 === offset) {
+        gapAckBlocks[gapAckBlocks.length - 1] = { start: last.start, end: offset }
+      } else gapAckBlocks.push({ start: offset, end: offset })
+    }
+    transmit(ctx, st, to, st.peerTag, [{ ...sack, gapAckBlocks, duplicateTsns: [] }])
+  }
+}
+
 /** Ends a step: SACK if due, DATA, then every packet assembled. */
 const finish = (ctx: Ctx, st: State): void => {
   if (st.name !== "Closed") {
@@ -2491,6 +2527,10 @@ const finish = (ctx: Ctx, st: State): void => {
       cancelTimer(ctx, st, "SACK")
       const sack = buildSack(st)
       const path = st.paths[st.lastDataPath] ?? st.paths[dataPath(st)]
+      if (path !== undefined && st.splitFirstGapSack === true && sack.gapAckBlocks.length > 0) {
+        st.splitFirstGapSack = false
+        sendSplitSacks(ctx, st, addressOf(path), sack)
+      }
       if (path !== undefined) {
         const dest = destinationFor(ctx, addressOf(path), st.peerTag)
         const size = Chunk.chunkSize(sack)
@@ -3415,7 +3455,8 @@ export interface TakeOverOptions {
  * Makes a replica live: re-arms every recorded timer, marks all outstanding DATA for
  * retransmission (as on T3 expiry but keeping cwnd; not on a `handover`) and sends it as
  * cwnd allows, and sends a HEARTBEAT on every path so the peer sees the new address answer
- * at once.
+ * at once. Its first SACK that reports a hole goes out split (see `sendSplitSacks`): the
+ * peer fast-retransmits what it sent to the dead node instead of waiting for its T3-rtx.
  *
  * Outbound, always: until a SACK acknowledges less than everything we sent, a SACK whose
  * Cumulative TSN Ack is at or beyond our next TSN is believed (the dead primary sent those
@@ -3488,6 +3529,7 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
     }
     st.flightBytes = 0
     st.resynchronizing = st.peerTag !== 0
+    st.splitFirstGapSack = true
   }
   st.inboundResync = undefined
   const acked = options?.cumulativeTsnAck
