@@ -243,6 +243,10 @@ interface SupervisorState extends Registry.State<MemberEntry> {
   readonly changed: Queue.Queue<void>
   /** Completed when grants are no longer frozen (the previous members are back, or grace). */
   readonly thawed: Deferred.Deferred<void>
+  /** Members named in a registry sent out: every member, the successor too, knows them. */
+  readonly announced: Set<string>
+  /** Grants to members not yet announced, held back until the next registry goes out. */
+  readonly unannounced: Array<Grant>
 }
 
 const describeError = (error: unknown): string =>
@@ -271,6 +275,8 @@ export const make = (
     // simulation provides one identity per instance).
     const identity = yield* Identity
     const pid = identity.pid
+    const pidNamespace =
+      identity.pidNamespace === undefined ? {} : { pidNamespace: identity.pidNamespace }
     const instanceId = options.instanceId ?? `${pid}-${identity.uniqueId()}`
     const startedAtMs = yield* Clock.currentTimeMillis
     const requestTimeoutMs = options.requestTimeoutMs ?? 5_000
@@ -290,6 +296,12 @@ export const make = (
     // a second to register again (see `graceMs`).
     const { timeoutMs } = connectionOptions.keepAlive
     const graceMs = options.graceMs ?? timeoutMs + Math.max(1_000, timeoutMs)
+    /** Sent in every Register and Refused: instances with other timing are refused. */
+    const settings: Registry.Settings = {
+      graceMs,
+      keepAliveIntervalMs: connectionOptions.keepAlive.intervalMs,
+      keepAliveTimeoutMs: timeoutMs,
+    }
 
     const events = yield* PubSub.sliding<ElectionEvent>(options.eventsCapacity ?? 1_024)
     const record = Metrics.recorder()
@@ -401,7 +413,9 @@ export const make = (
      * Gives up this instance's permits at its deadline, unless a supervisor takes them back
      * first (`welcomedBack`). Safety: the supervisor that lost this instance keeps its
      * permits for `graceMs` from when it noticed the loss, which is after the last thing it
-     * sent, which arrived after `lastHeardAtMs` (a lower bound); a successor freezes its
+     * sent, which arrived after `lastHeardAtMs` (a lower bound of the arrival, not the time
+     * it was read: a holder starved of CPU, or whose link back-pressure paused, reads late,
+     * and would otherwise keep its permits past their regrant); a successor freezes its
      * grants for `graceMs` from its takeover, which is after its predecessor died, so after
      * that too. The deadline, `lastHeardAtMs + graceMs - keepAlive.intervalMs`, is before
      * either regrants, by the interval: room for this process to be late waking up.
@@ -435,6 +449,13 @@ export const make = (
         )
       })
 
+    /** A supervisor took this instance's holdings back: the deadline is off. */
+    const cancelDeadline = Effect.suspend(() => {
+      const deadline = cutOff
+      cutOff = undefined
+      return deadline === undefined ? Effect.void : Fiber.interrupt(deadline)
+    })
+
     /**
      * A supervisor has this instance's holdings again, as `claimed` by its registration
      * minus what it answered lost: the deadline is off, and permits given up meanwhile that
@@ -446,9 +467,7 @@ export const make = (
       send: (message: Message) => Effect.Effect<void>,
     ) =>
       Effect.gen(function* () {
-        const deadline = cutOff
-        cutOff = undefined
-        if (deadline !== undefined) yield* Fiber.interrupt(deadline)
+        yield* cancelDeadline
         for (const [resource, permits] of abandoned) {
           const kept =
             (claimed.find((h) => h.resource === resource)?.permits ?? 0) -
@@ -490,10 +509,12 @@ export const make = (
       version: protocolVersion,
       instanceId,
       pid,
+      ...pidNamespace,
       startedAtMs,
       metadata: { ...options.metadata },
       holdings: holdings(),
       ...previousRegistry(),
+      settings,
     })
 
     /**
@@ -509,7 +530,7 @@ export const make = (
 
     /** Why `message` can not be accepted (a duplicate id aside), or undefined. */
     const refusalOf = (message: Register): Refusal | undefined =>
-      Registry.refusalOf(options.program, message)
+      Registry.refusalOf(options.program, settings, message)
 
     const refuse = (connection: Connection.Connection<Message>, reason: Refusal) =>
       Effect.andThen(
@@ -519,6 +540,7 @@ export const make = (
             reason,
             program: options.program,
             version: protocolVersion,
+            settings,
           }),
         ),
         connection.close,
@@ -544,6 +566,7 @@ export const make = (
     const self = (state: SupervisorState): Registry.Registrant => ({
       instanceId,
       pid,
+      ...pidNamespace,
       startedAtMs,
       metadata: { ...options.metadata },
       joinedAtMs: state.joinedAtMs,
@@ -578,6 +601,10 @@ export const make = (
               entry.holdingsKnown ? Effect.ignore(entry.connection.send(message)) : Effect.void,
             { discard: true },
           )
+          // Exactly the members now: one that left is granted nothing, and the set stays small.
+          state.announced.clear()
+          for (const member of members) state.announced.add(member.instanceId)
+          yield* deliver(state, state.unannounced.splice(0))
         }),
       )
 
@@ -593,6 +620,13 @@ export const make = (
               return deliver(state, state.grants.release(instanceId, grant.resource))
             }
             return Deferred.succeed(pending.done, undefined)
+          }
+          // A member the registry never named is unknown to the successor, which would
+          // give this permit to another if it took over now: it waits for the registry
+          // (queued to the successor before this grant, on one machine delivered first).
+          if (!state.announced.has(grant.instanceId)) {
+            state.unannounced.push(grant)
+            return broadcastMembers(state)
           }
           const entry = state.members.get(grant.instanceId)
           const message: Message = {
@@ -681,6 +715,9 @@ export const make = (
               member: {
                 instanceId: message.instanceId,
                 pid: message.pid,
+                ...(message.pidNamespace === undefined
+                  ? {}
+                  : { pidNamespace: message.pidNamespace }),
                 startedAtMs: message.startedAtMs,
                 metadata: message.metadata,
                 joinedAtMs: yield* now,
@@ -854,7 +891,8 @@ export const make = (
 
     /**
      * Waits out a cut-off member's reservation: the grace period, or less if it registers
-     * again (its entry is replaced) or its process is seen gone (then it holds nothing).
+     * again (its entry is replaced) or its process is seen gone (then it holds nothing) —
+     * seen only in this supervisor's own pid namespace, where its pid means that process.
      */
     const reserveFor = (state: SupervisorState, entry: MemberEntry) =>
       Effect.gen(function* () {
@@ -863,87 +901,120 @@ export const make = (
         for (;;) {
           const leftMs = untilMs - (yield* now)
           if (leftMs <= 0 || state.members.get(entry.member.instanceId) !== entry) return
-          if (identity.isRunning?.(entry.member.pid) === false) return
+          if (
+            Registry.pidVisible(entry.member, identity.pidNamespace) &&
+            identity.isRunning?.(entry.member.pid) === false
+          )
+            return
           yield* Effect.sleep(Math.min(pollMs, leftMs))
         }
       })
 
-    const runSupervisor = (listener: Transport.Listener<Message>) =>
-      Effect.gen(function* () {
-        const state: SupervisorState = {
-          grants: new Grants(),
-          members: new Map(),
-          expected: new Set(previousSubordinates()),
-          pendingCommands: new Map(),
-          joinedAtMs: yield* now,
-          changed: yield* Queue.dropping<void>(1),
-          blind: !Registry.sawRegistry(lastMembers, instanceId),
-          thawed: yield* Deferred.make<void>(),
-          designated: undefined,
-          successor: undefined,
-          resigning: false,
+    /**
+     * Taking the supervisor's role once the address is bound: the registry starts from what
+     * this instance knew, its own permits are adopted, and — for the designated successor —
+     * every member standing by is welcomed over its standby connection. Ends with `Elected`.
+     */
+    const takeOver = Effect.gen(function* () {
+      // The designated successor takes over with members standing by at it.
+      yield* Effect.annotateCurrentSpan("understudy.successor", standby.listening() !== undefined)
+      const welcomedCount = 0
+      const state: SupervisorState = {
+        grants: new Grants(),
+        members: new Map(),
+        expected: new Set(previousSubordinates()),
+        pendingCommands: new Map(),
+        joinedAtMs: yield* now,
+        changed: yield* Queue.dropping<void>(1),
+        blind: !Registry.sawRegistry(lastMembers, instanceId),
+        thawed: yield* Deferred.make<void>(),
+        // The members of the registry it had are known to every member already.
+        announced: new Set(lastMembers.map((m) => m.instanceId)),
+        unannounced: [],
+        designated: undefined,
+        successor: undefined,
+        resigning: false,
+      }
+      // Members standing by with a pre-registration are admitted below, but grants wait
+      // for what they confirm to hold, as for any previous member.
+      for (const preRegistration of standby.listening()?.waiting.values() ?? []) {
+        if (preRegistration !== undefined && preRegistration.instanceId !== instanceId) {
+          state.expected.add(preRegistration.instanceId)
         }
-        // Members standing by with a pre-registration are admitted below, but grants wait
-        // for what they confirm to hold, as for any previous member.
-        for (const preRegistration of standby.listening()?.waiting.values() ?? []) {
-          if (preRegistration !== undefined && preRegistration.instanceId !== instanceId) {
-            state.expected.add(preRegistration.instanceId)
-          }
+      }
+      // Own permits from before the failover first, then own waiting requests.
+      const lost = state.grants.adopt(instanceId, holdings())
+      yield* losePermits(lost)
+      // Supervising, it took its own holdings back just above; what it gave up at the
+      // deadline, it claimed from nobody, so nothing is handed back.
+      yield* cancelDeadline
+      abandoned.clear()
+      if (state.expected.size > 0 || state.blind) state.grants.frozen = true
+      // Own waiting requests: granted at once when the resource has room and nothing is
+      // frozen, and those grants must be delivered (to this instance) like any other.
+      const ownGrants: Array<Grant> = []
+      for (const [id, pending] of pendingAcquires) {
+        ownGrants.push(
+          ...state.grants.acquire(instanceId, id, pending.resource, pending.limit).grants,
+        )
+      }
+      supervisor = state
+      yield* Effect.forkScoped(broadcaster(state))
+      role = { _tag: "Supervisor" }
+      lastMembers = memberList(state)
+      preparedRegistration = undefined
+      // Connections that stood by at this instance as successor: each pre-registered
+      // member is welcomed over its own and admitted (the others as their
+      // pre-registration comes).
+      const standing = standby.listening()
+      if (standing !== undefined) {
+        const supervising = yield* Effect.scope
+        yield* Effect.addFinalizer(() => standby.close)
+        standing.serve = (connection, preRegistration) =>
+          Effect.asVoid(
+            Effect.forkIn(serveConnection(state, connection, preRegistration), supervising),
+          )
+        // Every Welcome is on the wire before any bookkeeping: each one ends a member's
+        // wait, and all of them compete for the CPU at once. One message for all (nobody
+        // lost anything yet), so one encoding.
+        const welcome = welcomeOf(state, [])
+        const admitted: Array<readonly [Connection.Connection<Message>, Register, boolean]> = []
+        const ids = new Set<string>()
+        for (const [connection, preRegistration] of standing.waiting) {
+          if (preRegistration === undefined) continue
+          standing.waiting.delete(connection)
+          // A copy of an id is left to the registration's own check, which refuses it.
+          const welcomed =
+            preRegistration.instanceId !== instanceId && !ids.has(preRegistration.instanceId)
+          ids.add(preRegistration.instanceId)
+          if (welcomed) yield* Effect.ignore(connection.send(welcome))
+          admitted.push([connection, preRegistration, welcomed])
         }
-        // Own permits from before the failover first, then own waiting requests.
-        const lost = state.grants.adopt(instanceId, holdings())
-        yield* losePermits(lost)
-        yield* welcomedBack([], new Map(), () => Effect.void)
-        if (state.expected.size > 0 || state.blind) state.grants.frozen = true
-        // Own waiting requests: granted at once when the resource has room and nothing is
-        // frozen, and those grants must be delivered (to this instance) like any other.
-        const ownGrants: Array<Grant> = []
-        for (const [id, pending] of pendingAcquires) {
-          ownGrants.push(
-            ...state.grants.acquire(instanceId, id, pending.resource, pending.limit).grants,
+        yield* Effect.yieldNow
+        for (const [connection, preRegistration, welcomed] of admitted) {
+          yield* Effect.forkIn(
+            serveConnection(state, connection, preRegistration, welcomed),
+            supervising,
           )
         }
-        supervisor = state
-        yield* Effect.forkScoped(broadcaster(state))
-        role = { _tag: "Supervisor" }
-        lastMembers = memberList(state)
-        preparedRegistration = undefined
-        // Connections that stood by at this instance as successor: each pre-registered
-        // member is welcomed over its own and admitted (the others as their
-        // pre-registration comes).
-        const standing = standby.listening()
-        if (standing !== undefined) {
-          const supervising = yield* Effect.scope
-          yield* Effect.addFinalizer(() => standby.close)
-          standing.serve = (connection, preRegistration) =>
-            Effect.asVoid(
-              Effect.forkIn(serveConnection(state, connection, preRegistration), supervising),
-            )
-          // Every Welcome is on the wire before any bookkeeping: each one ends a member's
-          // wait, and all of them compete for the CPU at once. One message for all (nobody
-          // lost anything yet), so one encoding.
-          const welcome = welcomeOf(state, [])
-          const admitted: Array<readonly [Connection.Connection<Message>, Register, boolean]> = []
-          const ids = new Set<string>()
-          for (const [connection, preRegistration] of standing.waiting) {
-            if (preRegistration === undefined) continue
-            standing.waiting.delete(connection)
-            // A copy of an id is left to the registration's own check, which refuses it.
-            const welcomed =
-              preRegistration.instanceId !== instanceId && !ids.has(preRegistration.instanceId)
-            ids.add(preRegistration.instanceId)
-            if (welcomed) yield* Effect.ignore(connection.send(welcome))
-            admitted.push([connection, preRegistration, welcomed])
-          }
-          yield* Effect.yieldNow
-          for (const [connection, preRegistration, welcomed] of admitted) {
-            yield* Effect.forkIn(
-              serveConnection(state, connection, preRegistration, welcomed),
-              supervising,
-            )
-          }
-        }
-        yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
+      }
+      yield* Effect.annotateCurrentSpan({
+        // Members welcomed over their standby connections, and those waited for.
+        "understudy.welcomed": welcomedCount,
+        "understudy.expected": state.expected.size,
+        "understudy.frozen": state.grants.frozen,
+      })
+      yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
+      return { state, ownGrants }
+    }).pipe(
+      Effect.withSpan("port-election.takeover", {
+        attributes: { "understudy.instance": instanceId },
+      }),
+    )
+
+    const runSupervisor = (listener: Transport.Listener<Message>) =>
+      Effect.gen(function* () {
+        const { state, ownGrants } = yield* takeOver
         yield* standby.follow(undefined)
         yield* Deferred.succeed(firstRole, undefined)
         yield* settle
@@ -1022,6 +1093,11 @@ export const make = (
                   reason: message.reason,
                   program: message.program,
                   version: message.version,
+                  ...(message.reason === "DifferentSettings" && message.settings !== undefined
+                    ? {
+                        detail: `the supervisor's ${Registry.describeSettings(message.settings)}; this instance's ${Registry.describeSettings(settings)}: give every instance the same`,
+                      }
+                    : {}),
                 }),
               )
             case "Members":
@@ -1093,14 +1169,33 @@ export const make = (
           ),
         )
         if (takeover !== undefined) yield* onMessage(takeover)
-        const registered = yield* Effect.exit(connection.send(registration))
-        if (registered._tag === "Failure") return "retry" as const
-        // A takeover's Welcome is already in: nothing to wait for.
-        const welcome =
-          takeover?.supervisorId ??
-          Option.getOrUndefined(
-            yield* Deferred.await(welcomed).pipe(Effect.timeoutOption(requestTimeoutMs)),
+        const welcome = yield* Effect.gen(function* () {
+          const registered = yield* Effect.exit(connection.send(registration))
+          if (registered._tag === "Failure") return undefined
+          // A takeover's Welcome is already in: nothing to wait for.
+          return (
+            takeover?.supervisorId ??
+            Option.getOrUndefined(
+              yield* Deferred.await(welcomed).pipe(Effect.timeoutOption(requestTimeoutMs)),
+            )
           )
+        }).pipe(
+          Effect.tap((welcome) =>
+            Effect.annotateCurrentSpan({
+              "understudy.outcome": welcome === undefined ? "retry" : "welcomed",
+              "understudy.supervisor": welcome ?? "",
+            }),
+          ),
+          Effect.withSpan("port-election.register", {
+            attributes: {
+              "understudy.instance": instanceId,
+              // Again: after a supervisor was lost (over the successor's standby link or not).
+              "understudy.again": takeover !== undefined || registration.previous !== undefined,
+              "understudy.standby": takeover !== undefined,
+              "understudy.holdings": registration.holdings.length,
+            },
+          }),
+        )
         if (welcome === undefined) return "retry" as const
         upstream = connection
         role = { _tag: "Subordinate", supervisorId: welcome }
@@ -1149,16 +1244,13 @@ export const make = (
 
     // ---- the election -------------------------------------------------------------
 
-    /** One try: bind and supervise, or connect and serve as a subordinate. */
-    const attemptIn = Effect.gen(function* () {
-      const early = bound
-      bound = undefined
-      if (early !== undefined) {
-        yield* Effect.addFinalizer(() => Scope.close(early.scope, Exit.void))
-        return yield* runSupervisor(early.listener)
-      }
+    /**
+     * One election: bind the address, or else connect to whoever holds it. Fails for an
+     * address held by something that is not a supervisor of this program for this user.
+     */
+    const elect = Effect.gen(function* () {
       const listened = yield* Effect.result(transport.listen(address, connectionOptions))
-      if (Result.isSuccess(listened)) return yield* runSupervisor(listened.success)
+      if (Result.isSuccess(listened)) return { _tag: "Bound", listener: listened.success } as const
       // A successor that lost the bind is no successor: whoever stands by at it elects
       // the usual way now instead of waiting for a takeover that will not come.
       yield* standby.close
@@ -1170,9 +1262,11 @@ export const make = (
         })
       }
       const connected = yield* Effect.result(transport.connect(address, connectionOptions))
-      if (Result.isSuccess(connected)) return yield* runSubordinate(connected.success)
+      if (Result.isSuccess(connected)) {
+        return { _tag: "Connected", connection: connected.success } as const
+      }
       const error = connected.failure
-      if (error._tag === "ConnectError") return "retry" as const
+      if (error._tag === "ConnectError") return { _tag: "Retry" } as const
       switch (error.reason) {
         case "NotUnderstudy":
           return yield* new StrangerOnAddress({ address: addressText, detail: error.detail })
@@ -1185,6 +1279,32 @@ export const make = (
           })
         default:
           return yield* new NotPermitted({ address: addressText, detail: error.detail })
+      }
+    }).pipe(
+      Effect.tap((outcome) =>
+        Effect.annotateCurrentSpan("understudy.outcome", outcome._tag.toLowerCase()),
+      ),
+      Effect.withSpan("port-election.election", {
+        attributes: { "understudy.instance": instanceId, "understudy.address": addressText },
+      }),
+    )
+
+    /** One try: bind and supervise, or connect and serve as a subordinate. */
+    const attemptIn = Effect.gen(function* () {
+      const early = bound
+      bound = undefined
+      if (early !== undefined) {
+        yield* Effect.addFinalizer(() => Scope.close(early.scope, Exit.void))
+        return yield* runSupervisor(early.listener)
+      }
+      const outcome = yield* elect
+      switch (outcome._tag) {
+        case "Bound":
+          return yield* runSupervisor(outcome.listener)
+        case "Connected":
+          return yield* runSubordinate(outcome.connection)
+        case "Retry":
+          return "retry" as const
       }
     })
 

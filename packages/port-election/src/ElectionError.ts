@@ -22,8 +22,9 @@ export class StrangerOnAddress extends Schema.TaggedError<StrangerOnAddress>()(
 }
 
 /**
- * An Understudy supervisor holds the address, but of another program or an incompatible
- * protocol version.
+ * An Understudy supervisor holds the address, but of another program, an incompatible
+ * protocol version, or other timing (`graceMs`, `keepAlive`: `DifferentSettings`, with both
+ * in `detail`).
  *
  * @since 0.1.0
  * @category errors
@@ -37,13 +38,16 @@ export class OtherProgramOnAddress extends Schema.TaggedError<OtherProgramOnAddr
       "IncompatibleVersion",
       "DuplicateInstance",
       "InvalidRegistration",
+      "DifferentSettings",
     ]),
     program: Schema.String,
     version: Schema.Number,
+    detail: Schema.optionalKey(Schema.String),
   },
 ) {
   override get message(): string {
-    return `${this.address} is held by ${this.program} (protocol ${this.version}): ${this.reason}`
+    const detail = this.detail === undefined ? "" : ` (${this.detail})`
+    return `${this.address} is held by ${this.program} (protocol ${this.version}): ${this.reason}${detail}`
   }
 }
 

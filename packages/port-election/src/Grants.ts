@@ -97,11 +97,12 @@ export class Grants {
 
   /** Withdraws a waiting request (the requester gave up). */
   cancel(instanceId: string, requestId: string): void {
-    for (const resource of this.resources.values()) {
+    for (const [name, resource] of this.resources) {
       const index = resource.waiters.findIndex(
         (w) => w.instanceId === instanceId && w.requestId === requestId,
       )
       if (index >= 0) resource.waiters.splice(index, 1)
+      this.dropIfUnused(name, resource)
     }
   }
 
@@ -119,11 +120,20 @@ export class Grants {
    * queue makes no room).
    */
   withdraw(instanceId: string): void {
-    for (const resource of this.resources.values()) {
+    for (const [name, resource] of this.resources) {
       for (let i = resource.waiters.length - 1; i >= 0; i--) {
         if (resource.waiters[i]!.instanceId === instanceId) resource.waiters.splice(i, 1)
       }
+      this.dropIfUnused(name, resource)
     }
+  }
+
+  /**
+   * Forgets a resource nobody holds or waits for, and with it its limit: a later request
+   * may give another (a limit that outlived its last user would refuse it as a mismatch).
+   */
+  private dropIfUnused(name: string, resource: Resource): void {
+    if (resource.waiters.length === 0 && resource.holders.size === 0) this.resources.delete(name)
   }
 
   /** An instance left (its connection closed): everything it held or waited for goes. */
@@ -206,7 +216,7 @@ export class Grants {
       resource.holders.set(waiter.instanceId, (resource.holders.get(waiter.instanceId) ?? 0) + 1)
       grants.push({ instanceId: waiter.instanceId, requestId: waiter.requestId, resource: name })
     }
-    if (resource.waiters.length === 0 && resource.holders.size === 0) this.resources.delete(name)
+    this.dropIfUnused(name, resource)
     return grants
   }
 

@@ -4,7 +4,8 @@
  * `randomUUID()` directly, so a simulation can give every instance of one test process an
  * identity of its own and replay it from a seed.
  *
- * The default is the real process: `process.pid`, `crypto.randomUUID()` and `kill(pid, 0)`.
+ * The default is the real process: `process.pid`, `crypto.randomUUID()`, `kill(pid, 0)` and
+ * `/proc/self/ns/pid`.
  * Instance ids must be unique across processes and restarts, so in production they come
  * from the OS's randomness rather than the (possibly seeded) Effect `Random`.
  *
@@ -22,6 +23,7 @@
  * @since 0.1.0
  */
 import { randomUUID } from "node:crypto"
+import { readlinkSync } from "node:fs"
 import { Context } from "effect"
 
 /** @since 0.1.0 @category models */
@@ -36,6 +38,13 @@ export interface Shape {
    * running, and its permits wait out the reservation.
    */
   readonly isRunning?: (pid: number) => boolean
+  /**
+   * The pid namespace `pid` lives in (`/proc/self/ns/pid`'s link, `pid:[INODE]`). A
+   * supervisor asks `isRunning` only about members that registered the same one: in another
+   * namespace (a container sharing the network namespace) the same number is another
+   * process. Absent: it never asks.
+   */
+  readonly pidNamespace?: string
 }
 
 /** `kill(pid, 0)`: only ESRCH says there is no such process (EPERM: someone else's). */
@@ -48,6 +57,15 @@ const isRunning = (pid: number): boolean => {
   }
 }
 
+/** This process's pid namespace, or undefined where there is no `/proc` to say. */
+const pidNamespace = (): string | undefined => {
+  try {
+    return readlinkSync("/proc/self/ns/pid")
+  } catch {
+    return undefined
+  }
+}
+
 /**
  * This instance's identity; `process.pid` and `randomUUID()` unless provided.
  *
@@ -55,7 +73,15 @@ const isRunning = (pid: number): boolean => {
  * @category references
  */
 export const Identity = Context.Reference<Shape>("@understudy/port-election/Identity", {
-  defaultValue: () => ({ pid: process.pid, uniqueId: randomUUID, isRunning }),
+  defaultValue: () => {
+    const namespace = pidNamespace()
+    return {
+      pid: process.pid,
+      uniqueId: randomUUID,
+      isRunning,
+      ...(namespace === undefined ? {} : { pidNamespace: namespace }),
+    }
+  },
 })
 
 /**

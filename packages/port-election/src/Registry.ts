@@ -12,6 +12,7 @@ import {
   type Member,
   type Message,
   protocolVersion,
+  type SettingsSchema,
   type Successor,
 } from "./internal/protocol.ts"
 
@@ -124,21 +125,41 @@ export const invalidRegistration = (message: Register): string | undefined => {
   return undefined
 }
 
+/** @since 0.1.0 @category models */
+export type Settings = typeof SettingsSchema.Type
+
+/** @since 0.1.0 @category decisions */
+export const sameSettings = (a: Settings, b: Settings): boolean =>
+  a.graceMs === b.graceMs &&
+  a.keepAliveIntervalMs === b.keepAliveIntervalMs &&
+  a.keepAliveTimeoutMs === b.keepAliveTimeoutMs
+
+/** Timing as a person reads it. @since 0.1.0 @category formatting */
+export const describeSettings = (settings: Settings): string =>
+  `graceMs ${settings.graceMs}, keepAlive ${settings.keepAliveIntervalMs}/${settings.keepAliveTimeoutMs} ms`
+
 /**
- * Why `message` can not be accepted by an election of `program` (a duplicate id aside), or
- * undefined.
+ * Why `message` can not be accepted by an election of `program` whose timing is `settings`
+ * (a duplicate id aside), or undefined. A registration without timing (from an instance
+ * that predates it) is taken as agreeing.
  *
  * @since 0.1.0
  * @category decisions
  */
-export const refusalOf = (program: string, message: Register): Refusal | undefined =>
+export const refusalOf = (
+  program: string,
+  settings: Settings,
+  message: Register,
+): Refusal | undefined =>
   message.program !== program
     ? "DifferentProgram"
     : message.version !== protocolVersion
       ? "IncompatibleVersion"
       : invalidRegistration(message) !== undefined
         ? "InvalidRegistration"
-        : undefined
+        : message.settings !== undefined && !sameSettings(message.settings, settings)
+          ? "DifferentSettings"
+          : undefined
 
 /**
  * The registration comes from the process a member entry stands for: the instance id is
@@ -149,6 +170,17 @@ export const refusalOf = (program: string, message: Register): Refusal | undefin
  */
 export const sameProcess = (member: Registrant, message: Register): boolean =>
   member.pid === message.pid && member.startedAtMs === message.startedAtMs
+
+/**
+ * Whether a supervisor in pid namespace `own` may ask the OS about `member`'s pid: only when
+ * the member registered the same namespace. Elsewhere (another container sharing the
+ * network namespace) its pid number may belong to an unrelated process here, or to none.
+ *
+ * @since 0.1.0
+ * @category decisions
+ */
+export const pidVisible = (member: Registrant, own: string | undefined): boolean =>
+  own !== undefined && member.pidNamespace === own
 
 /**
  * Who may hold permits besides `self`, from the last registry it had: its subordinates,
@@ -203,6 +235,7 @@ export const memberList = (
   const supervisor: Member = {
     instanceId: self.instanceId,
     pid: self.pid,
+    ...(self.pidNamespace === undefined ? {} : { pidNamespace: self.pidNamespace }),
     startedAtMs: self.startedAtMs,
     metadata: self.metadata,
     role: "supervisor",

@@ -49,6 +49,9 @@ const validRegister = (instanceId: string) => ({
   holdings: [],
 })
 
+/** The cluster's timing, which a refusal names. */
+const settings = { graceMs: 100, keepAliveIntervalMs: 100, keepAliveTimeoutMs: 2_000 }
+
 /** A supervisor, one legitimate subordinate, and a check that both still work. */
 const cluster = Effect.gen(function* () {
   const address = Address.abstract(`understudy-fuzz-${randomBytes(6).toString("hex")}`)
@@ -306,6 +309,7 @@ describe("bad input to the supervisor", () => {
               reason: "DuplicateInstance",
               program: "fuzz-test",
               version: protocolVersion,
+              settings,
             },
           ])
         }
@@ -480,7 +484,7 @@ describe("bad input to the successor's standby listener", () => {
           }),
         ).pipe(Effect.provide(NodeTransport.layer))
         expect(replies).toEqual([
-          { _tag: "Refused", reason, program: "fuzz-test", version: protocolVersion },
+          { _tag: "Refused", reason, program: "fuzz-test", version: protocolVersion, settings },
         ])
       }
       expect((yield* inspect(env)).successor).toEqual(successor)

@@ -10,6 +10,7 @@ import {
 } from "@understudy/transport"
 import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
 import * as Election from "../src/Election.ts"
+import * as Identity from "../src/Identity.ts"
 
 const secret = Redacted.make(new Uint8Array(randomBytes(32)))
 
@@ -265,6 +266,111 @@ describe("port election, in one process", () => {
         for (const scope of [scopes[2]!, holding, scopes[1]!, scopes[0]!]) {
           yield* Scope.close(scope, Exit.void)
         }
+      }),
+  )
+
+  describe("the supervisor asks the OS whether a cut-off holder's pid runs only in its own pid namespace", () => {
+    /**
+     * A supervisor to whom no pid runs (`isRunning` false), a holder of "lock" whose
+     * registration names pid namespace `holderNamespace`, cut off while alive, and a waiter:
+     * when does the waiter get the mutex, and when does the holder give it up?
+     */
+    const cutOffHolder = (holderNamespace: string) =>
+      Effect.gen(function* () {
+        const graceMs = 1_000
+        const address = uniqueAbstract()
+        const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
+        const identity = (pid: number, isRunning?: (pid: number) => boolean) =>
+          Identity.of({
+            pid,
+            uniqueId: () => randomBytes(8).toString("hex"),
+            pidNamespace: pid === 4242 ? holderNamespace : "pid:[1]",
+            ...(isRunning === undefined ? {} : { isRunning }),
+          })
+        const cutting = switchable()
+        const supervisor = yield* start(address, scopes[0]!, { graceMs }).pipe(
+          Effect.provideService(
+            Identity.Identity,
+            identity(4241, () => false),
+          ),
+        )
+        expect((yield* supervisor.role)._tag).toBe("Supervisor")
+        const holder = yield* start(address, scopes[1]!, { graceMs }, cutting.layer).pipe(
+          Effect.provideService(Identity.Identity, identity(4242)),
+        )
+        const waiter = yield* start(address, scopes[2]!, { graceMs }).pipe(
+          Effect.provideService(Identity.Identity, identity(4243)),
+        )
+        const holding = yield* Scope.make()
+        const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
+        const lostAt = yield* Effect.forkChild(Effect.andThen(permit.lost, Clock.currentTimeMillis))
+        const grantedAt = yield* Effect.forkChild(
+          Effect.andThen(
+            waiter.acquire("lock").pipe(Scope.provide(scopes[2]!)),
+            Clock.currentTimeMillis,
+          ),
+        )
+        yield* Effect.sleep(100)
+        expect(grantedAt.pollUnsafe()).toBeUndefined()
+        cutting.control.cut = true
+        yield* Effect.forEach(cutting.control.connections, (connection) => connection.close, {
+          discard: true,
+        })
+        const granted = yield* Fiber.join(grantedAt).pipe(Effect.timeout("5 seconds"))
+        const lost = lostAt.pollUnsafe()
+        cutting.control.cut = false
+        for (const scope of [scopes[2]!, holding, scopes[1]!, scopes[0]!]) {
+          yield* Scope.close(scope, Exit.void)
+        }
+        return {
+          granted,
+          lost: lost !== undefined && Exit.isSuccess(lost) ? lost.value : undefined,
+        }
+      })
+
+    it.live(
+      "another namespace: its pid means nothing here, so its permits wait out the grace period",
+      () =>
+        Effect.gen(function* () {
+          const { granted, lost } = yield* cutOffHolder("pid:[2]")
+          expect(lost, "the waiter was granted while the holder still held").toBeDefined()
+          expect(lost!).toBeLessThanOrEqual(granted)
+        }),
+    )
+
+    it.live("the same namespace: a pid seen gone frees its permits at once", () =>
+      Effect.gen(function* () {
+        const { lost } = yield* cutOffHolder("pid:[1]")
+        // Granted before the holder's own deadline: the shortcut was taken.
+        expect(lost).toBeUndefined()
+      }),
+    )
+  })
+
+  it.live(
+    "an instance with other timing (graceMs, keepAlive) is refused: DifferentSettings, both named",
+    () =>
+      Effect.gen(function* () {
+        const address = uniqueAbstract()
+        const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
+        const supervisor = yield* start(address, scopes[0]!)
+        expect((yield* supervisor.role)._tag).toBe("Supervisor")
+        const longerGrace = yield* Effect.flip(start(address, scopes[1]!, { graceMs: 700 }))
+        expect(longerGrace).toMatchObject({
+          _tag: "OtherProgramOnAddress",
+          reason: "DifferentSettings",
+        })
+        expect(longerGrace.message).toContain(
+          "the supervisor's graceMs 500, keepAlive 100/600 ms; this instance's graceMs 700, keepAlive 100/600 ms",
+        )
+        const slowerKeepAlive = yield* Effect.flip(
+          start(address, scopes[2]!, { keepAlive: { intervalMs: 200, timeoutMs: 600 } }),
+        )
+        expect(slowerKeepAlive).toMatchObject({ reason: "DifferentSettings" })
+        expect((yield* supervisor.members).map((m) => m.instanceId)).toEqual([
+          supervisor.instanceId,
+        ])
+        for (const scope of scopes) yield* Scope.close(scope, Exit.void)
       }),
   )
 

@@ -88,6 +88,19 @@ describe("Grants, step by step", () => {
     expect(grants.remove("a")).toEqual([{ instanceId: "b", requestId: "b1", resource: "lock" }])
   })
 
+  it("a resource whose last waiter withdrew or cancelled is forgotten, limit and all", () => {
+    const grants = new Grants()
+    grants.frozen = true
+    expect(grants.acquire("a", "a1", "lock", 1).grants).toEqual([])
+    grants.withdraw("a")
+    expect(grants.snapshot()).toEqual([])
+    // Another limit is no mismatch: nobody uses the old one any more.
+    expect(grants.acquire("b", "b1", "lock", 3).refused).toBeUndefined()
+    grants.cancel("b", "b1")
+    expect(grants.snapshot()).toEqual([])
+    expect(grants.acquire("c", "c1", "lock", 2).refused).toBeUndefined()
+  })
+
   it("adopt keeps only what fits and returns the rest as lost", () => {
     const grants = new Grants()
     grants.frozen = true

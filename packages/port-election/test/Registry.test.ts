@@ -44,18 +44,47 @@ const self: Registry.Registrant = {
   joinedAtMs: 0,
 }
 
+const timing: Registry.Settings = {
+  graceMs: 3_000,
+  keepAliveIntervalMs: 200,
+  keepAliveTimeoutMs: 1_500,
+}
+
 describe("Registry, the supervisor's decisions", () => {
+  it("refuses a member whose timing differs; one that sends none is taken as agreeing", () => {
+    expect(Registry.refusalOf("app", timing, register("a", { settings: timing }))).toBeUndefined()
+    expect(Registry.refusalOf("app", timing, register("a"))).toBeUndefined()
+    for (const differing of [
+      { ...timing, graceMs: 2_999 },
+      { ...timing, keepAliveIntervalMs: 100 },
+      { ...timing, keepAliveTimeoutMs: 600 },
+    ]) {
+      expect(Registry.refusalOf("app", timing, register("a", { settings: differing }))).toBe(
+        "DifferentSettings",
+      )
+    }
+  })
+
+  it("asks the OS about a member's pid only in the same pid namespace", () => {
+    const member = { ...entry("a").member, pidNamespace: "pid:[1]" }
+    expect(Registry.pidVisible(member, "pid:[1]")).toBe(true)
+    expect(Registry.pidVisible(member, "pid:[2]")).toBe(false)
+    expect(Registry.pidVisible(member, undefined)).toBe(false)
+    expect(Registry.pidVisible(entry("a").member, "pid:[1]")).toBe(false)
+  })
+
   it("refuses another program, another version and a registration over its limits", () => {
-    expect(Registry.refusalOf("app", register("a"))).toBeUndefined()
-    expect(Registry.refusalOf("other", register("a"))).toBe("DifferentProgram")
-    expect(Registry.refusalOf("app", register("a", { version: protocolVersion + 1 }))).toBe(
+    expect(Registry.refusalOf("app", timing, register("a"))).toBeUndefined()
+    expect(Registry.refusalOf("other", timing, register("a"))).toBe("DifferentProgram")
+    expect(Registry.refusalOf("app", timing, register("a", { version: protocolVersion + 1 }))).toBe(
       "IncompatibleVersion",
     )
-    expect(Registry.refusalOf("app", register(""))).toBe("InvalidRegistration")
-    expect(Registry.refusalOf("app", register("a", { pid: 0 }))).toBe("InvalidRegistration")
+    expect(Registry.refusalOf("app", timing, register(""))).toBe("InvalidRegistration")
+    expect(Registry.refusalOf("app", timing, register("a", { pid: 0 }))).toBe("InvalidRegistration")
     expect(
       Registry.refusalOf(
         "app",
+        timing,
         register("a", { holdings: [{ resource: "r", limit: 1, permits: 2 }] }),
       ),
     ).toBe("InvalidRegistration")

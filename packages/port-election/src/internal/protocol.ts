@@ -21,9 +21,16 @@ const HoldingSchema = Schema.Struct({
   permits: Schema.Int,
 })
 
+/**
+ * The pid namespace a pid means something in (`/proc/self/ns/pid`'s link target): two
+ * containers may share a network namespace, and so an election, but not their pids.
+ */
+const PidNamespace = Schema.optionalKey(Schema.String.check(Schema.isMaxLength(64)))
+
 export const MemberSchema = Schema.Struct({
   instanceId: Schema.String,
   pid: Schema.Int,
+  pidNamespace: PidNamespace,
   startedAtMs: Schema.Number,
   metadata: Schema.Record(Schema.String, Schema.String),
   role: Schema.Literals(["supervisor", "subordinate"]),
@@ -38,11 +45,23 @@ export const SuccessorSchema = Schema.Struct({
   address: Schema.String,
 })
 
+/**
+ * The timing every instance of an election must share: a holder gives its permits up at a
+ * deadline computed from its own `graceMs` and keep-alive, and a supervisor regrants them
+ * after its own; if they differ, one permit can be held twice.
+ */
+export const SettingsSchema = Schema.Struct({
+  graceMs: Schema.Number,
+  keepAliveIntervalMs: Schema.Number,
+  keepAliveTimeoutMs: Schema.Number,
+})
+
 export const Register = Schema.TaggedStruct("Register", {
   program: Schema.String,
   version: Schema.Int,
   instanceId: Schema.String,
   pid: Schema.Int,
+  pidNamespace: PidNamespace,
   startedAtMs: Schema.Number,
   metadata: Schema.Record(Schema.String, Schema.String),
   holdings: Schema.Array(HoldingSchema),
@@ -51,6 +70,8 @@ export const Register = Schema.TaggedStruct("Register", {
    * any: a supervisor that never saw a registry learns from it whose permits to wait for.
    */
   previous: Schema.optionalKey(Schema.Array(Schema.String)),
+  /** This instance's timing; a supervisor refuses a member whose timing differs from its own. */
+  settings: Schema.optionalKey(SettingsSchema),
 })
 
 export const Welcome = Schema.TaggedStruct("Welcome", {
@@ -67,9 +88,12 @@ export const Refused = Schema.TaggedStruct("Refused", {
     "IncompatibleVersion",
     "DuplicateInstance",
     "InvalidRegistration",
+    "DifferentSettings",
   ]),
   program: Schema.String,
   version: Schema.Int,
+  /** The supervisor's timing, which the refused member's must equal. */
+  settings: Schema.optionalKey(SettingsSchema),
 })
 
 /** The supervisor's registry, sent to every subordinate on each change: a new supervisor
