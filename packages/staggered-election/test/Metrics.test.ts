@@ -119,6 +119,8 @@ describe("staggered election metrics", () => {
             driven(master.submit({ clientId: "c", requestId: i, request: { add: i } })),
           )
         expect(yield* valueIn(registries.get(first)!, driven(master.read))).toBe(6)
+        // The entry and byte counters are added to each detection period.
+        yield* TestClock.adjust(timing.detectionPeriodMs)
         const before = yield* valueIn(
           registries.get(first)!,
           Metric.value(Metrics.entriesCommitted),
