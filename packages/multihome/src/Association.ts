@@ -3565,6 +3565,10 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
   if (st.peerTag !== 0 && st.name !== "CookieWait" && st.name !== "CookieEchoed") {
     for (let index = 0; index < st.paths.length; index++) sendHeartbeat(ctx, st, index)
     requestPrimary(ctx, st, options?.setPrimary)
+    // The SACK the dead node owed (its delayed-SACK timer runs on the copy) goes with the
+    // request: a peer that bundles (Nagle) sends nothing new until it comes, and once it has
+    // both it sends its next DATA here (the SACK goes first in the packet, the ASCONF after).
+    if (options?.setPrimary !== undefined && st.timers.SACK !== undefined) st.sackNow = true
   }
   finish(ctx, st)
   return ctx.out

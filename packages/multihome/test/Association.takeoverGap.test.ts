@@ -105,3 +105,18 @@ describe("takeOver: the first SACK with a hole is split", () => {
     expect(sacks(dataAbove(lb.client, [2, 3, 4], lb.nowMs))).toEqual([[[2, 4]]])
   })
 })
+
+describe("takeOver with setPrimary: the SACK the dead node owed goes out at once", () => {
+  it("a delayed SACK due on the copy is sent with the takeover's ASCONF request, not at its timer", () => {
+    const lb = new Loopback({ seed: 9 }, config(4000), config(5000))
+    expect(lb.run(() => established(lb), 60_000)).toBe(true)
+    // One DATA to the primary: its SACK waits for the delayed-SACK timer.
+    dataAbove(lb.client, [1], lb.nowMs)
+    expect(lb.client.timers.SACK).toBeDefined()
+    const replica = Association.restore(lb.clientConfig, Association.snapshot(lb.client))
+    const asked = Association.takeOver(replica, lb.nowMs, { setPrimary: serverHosts[1] })
+    expect(sacks(asked)).toHaveLength(1)
+    const other = Association.restore(lb.clientConfig, Association.snapshot(lb.client))
+    expect(sacks(Association.takeOver(other, lb.nowMs))).toHaveLength(0)
+  })
+})
