@@ -25,9 +25,12 @@ export interface Options {
   readonly product: string
   readonly seats?: number
   readonly heartbeatIntervalMs?: number
+  /** Replies missed in a row before the server counts as gone. Default 3. */
   readonly missLimit?: number
-  /** How soon a heartbeat follows an unanswered one. Default half the interval. */
+  /** The longest wait for a reply before sending again. Default the heartbeat interval. */
   readonly retryIntervalMs?: number
+  /** The shortest wait for a reply (round-trip times set it in between). Default a sixth. */
+  readonly minRetryIntervalMs?: number
   /** Where in `servers` to start. Default 0. */
   readonly firstServer?: number
 }
@@ -84,6 +87,9 @@ export const run = (
         ...(options.missLimit !== undefined ? { missLimit: options.missLimit } : {}),
         ...(options.retryIntervalMs !== undefined
           ? { retryIntervalMs: options.retryIntervalMs }
+          : {}),
+        ...(options.minRetryIntervalMs !== undefined
+          ? { minRetryIntervalMs: options.minRetryIntervalMs }
           : {}),
         ...(options.firstServer !== undefined ? { firstServer: options.firstServer } : {}),
       }),

@@ -23,13 +23,20 @@ export interface Config {
   readonly product: string
   readonly seats: number
   readonly heartbeatIntervalMs: number
-  /** Replies missed in a row before the server counts as gone. Default 2. */
+  /** Replies missed in a row before the server counts as gone. Default 3. */
   readonly missLimit?: number
   /**
-   * After an unanswered heartbeat the next one goes this soon (default half the interval), so
-   * a dead server is noticed in about 1.5 intervals rather than `missLimit` whole ones.
+   * The longest wait for a reply before the message is sent again (default the interval: a
+   * server whose replies came late may be given up to `missLimit` intervals).
    */
   readonly retryIntervalMs?: number
+  /**
+   * The shortest wait for a reply (default a sixth of the interval). Between the two, the
+   * wait follows the replies' round-trip times as TCP's retransmission timer does (smoothed
+   * time plus four deviations), so a dead server is noticed within `missLimit` short waits
+   * while a slow one, whose replies come late, is given longer ones.
+   */
+  readonly minRetryIntervalMs?: number
   /** Where in `servers` to start (spreads clients over the pool). Default 0. */
   readonly firstServer?: number
 }
@@ -54,6 +61,11 @@ export interface State {
   readonly answered: number
   /** Heartbeats or requests sent since the last renewing reply. */
   readonly missed: number
+  /** Send times of the latest messages (at most `missLimit + 1`), for round-trip times. */
+  readonly sentAt: ReadonlyArray<{ readonly seq: number; readonly atMs: number }>
+  /** Smoothed round-trip time of replies and its mean deviation (undefined: no reply yet). */
+  readonly srttMs: number | undefined
+  readonly rttVarMs: number
   readonly lastDenied: Message.DenyReason | undefined
 }
 
@@ -110,8 +122,14 @@ export const holds = (state: State, nowMs: number): boolean =>
  * @category constructors
  */
 export const make = (config: Config): M.Machine<State, Reply | Request, Command, Event> => {
-  const missLimit = config.missLimit ?? 2
-  const retryIntervalMs = config.retryIntervalMs ?? config.heartbeatIntervalMs / 2
+  const missLimit = config.missLimit ?? 3
+  const retryIntervalMs = config.retryIntervalMs ?? config.heartbeatIntervalMs
+  /** The pace of asking again a server that answers without renewing (it waits for a leader). */
+  const refusedRetryMs = Math.min(retryIntervalMs, config.heartbeatIntervalMs / 2)
+  const minRetryIntervalMs = Math.min(
+    retryIntervalMs,
+    config.minRetryIntervalMs ?? config.heartbeatIntervalMs / 6,
+  )
   /** Lease left below which an honouring (not renewing) server is walked past. */
   const walkMarginMs = (missLimit + 1) * config.heartbeatIntervalMs
   type Output = M.Output<Reply | Request, Event>
@@ -121,7 +139,46 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
     return list[(index + 1) % list.length] ?? after
   }
 
-  const send = (state: State, outputs: Array<Output>): State => {
+  /** How long to wait for the reply to a message: RFC 6298's timer within the bounds. */
+  const replyTimeout = (state: State): number =>
+    state.srttMs === undefined
+      ? retryIntervalMs
+      : Math.min(retryIntervalMs, Math.max(minRetryIntervalMs, state.srttMs + 4 * state.rttVarMs))
+
+  /**
+   * A reply from the server asked: its round trip updates the estimate (a late reply, to a
+   * message already given up on, lengthens the next waits: the back-off for a slow server),
+   * and the timer is set to `nextMs` from now.
+   */
+  const answered = (
+    state: State,
+    seq: number,
+    nowMs: number,
+    outputs: Array<Output>,
+    next: "beat" | "retry",
+  ): State => {
+    const sent = state.sentAt.find((entry) => entry.seq === seq)
+    let { srttMs, rttVarMs } = state
+    if (sent !== undefined) {
+      const sample = nowMs - sent.atMs
+      if (srttMs === undefined) {
+        srttMs = sample
+        rttVarMs = sample / 2
+      } else {
+        rttVarMs = 0.75 * rttVarMs + 0.25 * Math.abs(srttMs - sample)
+        srttMs = 0.875 * srttMs + 0.125 * sample
+      }
+    }
+    // The next heartbeat an interval after the one answered; a retry at the retry pace.
+    const afterMs =
+      next === "retry"
+        ? refusedRetryMs
+        : Math.max(0, (sent?.atMs ?? nowMs) + config.heartbeatIntervalMs - nowMs)
+    outputs.push(M.setTimer(beatTimer, afterMs))
+    return { ...state, srttMs, rttVarMs }
+  }
+
+  const send = (state: State, outputs: Array<Output>, nowMs: number): State => {
     const seq = state.seq + 1
     if (state.phase === "requesting") {
       outputs.push(
@@ -144,7 +201,10 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         }),
       )
     }
-    return { ...state, seq, missed: state.missed + 1 }
+    const sentAt = [...state.sentAt, { seq, atMs: nowMs }]
+    if (sentAt.length > missLimit + 1) sentAt.shift()
+    outputs.push(M.setTimer(beatTimer, replyTimeout(state)))
+    return { ...state, seq, missed: state.missed + 1, sentAt }
   }
 
   const lose = (
@@ -169,10 +229,9 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
 
   const beat = (state: State, nowMs: number): M.Result<State, Reply | Request, Event> => {
     if (state.phase === "released") return M.result(state)
-    // The last heartbeat went unanswered: retry sooner, to tell a loss from a death quickly.
-    const outputs: Array<Output> = [
-      M.setTimer(beatTimer, state.missed > 0 ? retryIntervalMs : config.heartbeatIntervalMs),
-    ]
+    // Either the next heartbeat is due, or the last message's reply did not come in time: sent
+    // again (the timer is then the wait for its reply).
+    const outputs: Array<Output> = []
     let current = state
     if (
       (current.phase === "holding" || current.phase === "reattaching") &&
@@ -187,9 +246,10 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         phase: current.phase === "holding" ? "reattaching" : current.phase,
         target: next(current.list, current.target),
         missed: 0,
+        sentAt: [],
       }
     }
-    return M.result(send(current, outputs), outputs)
+    return M.result(send(current, outputs, nowMs), outputs)
   }
 
   const receive = (
@@ -221,9 +281,10 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
             ),
           )
         }
+        const next = answered(state, reply.seq, nowMs, outputs, "beat")
         return M.result(
           {
-            ...state,
+            ...next,
             phase: "holding",
             target: from,
             server: from,
@@ -251,12 +312,16 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         // Honoured, not renewed (the server waits for a leader): it holds this client, so
         // stay while the lease lasts; near its end, count it as missed so that a server cut
         // off from the leader is walked past.
-        if (!reply.extended && state.leaseUntilMs - nowMs <= walkMarginMs) return M.result(state)
+        if (!reply.extended && state.leaseUntilMs - nowMs <= walkMarginMs) {
+          const next = answered(state, reply.seq, nowMs, outputs, "retry")
+          return M.result(next, outputs)
+        }
         // Another server that still held this client answers: the client moved there.
         const moved = state.server !== from
+        const next = answered(state, reply.seq, nowMs, outputs, "beat")
         return M.result(
           {
-            ...state,
+            ...next,
             phase: "holding",
             server: from,
             leaseUntilMs: reply.extended
@@ -269,6 +334,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
           },
           moved
             ? [
+                ...outputs,
                 M.emit<Event>({
                   _tag: "Reattached",
                   server: from,
@@ -277,12 +343,15 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
                   atMs: nowMs,
                 }),
               ]
-            : [],
+            : outputs,
         )
       }
       case "Denied": {
         if (from !== state.target || reply.seq < state.answered) return M.result(state)
-        if (state.phase !== "requesting" && reply.reason === "electing") return M.result(state)
+        // A seat held is not lost to "electing" (a server waiting for its leader): asked again
+        // at the retry pace, walked past after `missLimit` of them.
+        if (state.phase !== "requesting" && reply.reason === "electing")
+          return M.result(answered(state, reply.seq, nowMs, outputs, "retry"), outputs)
         if (reply.reason !== state.lastDenied) {
           outputs.push(
             M.emit<Event>({
@@ -294,9 +363,16 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
             }),
           )
         }
-        // "electing" keeps counting as missed: a server cut off from the leader is walked past.
+        // "electing" keeps counting as missed: a server cut off from the leader is walked past
+        // (asked again at the retry pace); after any other refusal, asked again an interval on.
         let current: State = {
-          ...state,
+          ...answered(
+            state,
+            reply.seq,
+            nowMs,
+            outputs,
+            reply.reason === "electing" ? "retry" : "beat",
+          ),
           term: reply.term,
           answered: reply.seq,
           lastDenied: reply.reason,
@@ -328,10 +404,13 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         seq: 0,
         answered: 0,
         missed: 0,
+        sentAt: [],
+        srttMs: undefined,
+        rttVarMs: 0,
         lastDenied: undefined,
       }
-      const outputs: Array<Output> = [M.setTimer(beatTimer, config.heartbeatIntervalMs)]
-      return M.result(send(state, outputs), outputs)
+      const outputs: Array<Output> = []
+      return M.result(send(state, outputs, context.nowMs), outputs)
     },
     step: (state, input) => {
       switch (input._tag) {

@@ -91,9 +91,11 @@ export interface ServerConfig {
 export const ClientConfigInput = Schema.Struct({
   /** Default 200 ms. */
   heartbeatInterval: Schema.optionalKey(DurationInput),
-  /** How soon a heartbeat follows an unanswered one. Default half the interval. */
+  /** The longest wait for a reply before sending again. Default the heartbeat interval. */
   retryInterval: Schema.optionalKey(DurationInput),
-  /** Unanswered heartbeats in a row before the server counts as gone. Default 2. */
+  /** The shortest wait for a reply. Default a sixth of the interval. */
+  minRetryInterval: Schema.optionalKey(DurationInput),
+  /** Unanswered heartbeats in a row before the server counts as gone. Default 3. */
   missLimit: Limit(100),
   /** Default 1. */
   seats: Limit(100_000),
@@ -105,6 +107,7 @@ export type ClientConfigInput = typeof ClientConfigInput.Encoded
 export interface ClientConfig {
   readonly heartbeatIntervalMs: number
   readonly retryIntervalMs: number
+  readonly minRetryIntervalMs: number
   readonly missLimit: number
   readonly seats: number
 }
@@ -167,20 +170,28 @@ export const decodeClient = (input: unknown): Result.Result<ClientConfig, PoolIn
   if (Result.isFailure(decoded)) return invalid(decoded.failure.message)
   const value = decoded.success
   const heartbeatIntervalMs = millis(value.heartbeatInterval, 200)
-  const retryIntervalMs = millis(value.retryInterval, heartbeatIntervalMs / 2)
+  const retryIntervalMs = millis(value.retryInterval, heartbeatIntervalMs)
+  const minRetryIntervalMs = millis(
+    value.minRetryInterval,
+    Math.min(retryIntervalMs, heartbeatIntervalMs / 6),
+  )
   for (const [name, ms] of [
     ["heartbeatInterval", heartbeatIntervalMs],
     ["retryInterval", retryIntervalMs],
+    ["minRetryInterval", minRetryIntervalMs],
   ] as const) {
     if (!Number.isFinite(ms) || ms <= 0)
       return invalid(`${name} must be positive and finite, got ${ms} ms`)
   }
   if (retryIntervalMs > heartbeatIntervalMs)
     return invalid("retryInterval must not be above heartbeatInterval")
+  if (minRetryIntervalMs > retryIntervalMs)
+    return invalid("minRetryInterval must not be above retryInterval")
   return Result.succeed({
     heartbeatIntervalMs,
     retryIntervalMs,
-    missLimit: value.missLimit ?? 2,
+    minRetryIntervalMs,
+    missLimit: value.missLimit ?? 3,
     seats: value.seats ?? 1,
   })
 }

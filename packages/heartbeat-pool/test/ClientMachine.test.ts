@@ -86,4 +86,78 @@ describe("client machine", () => {
     ])
     expect(Client.holds(refused.state, 205)).toBe(false)
   })
+
+  /**
+   * Runs the client against s1, which answers each message after `delayMs(sentAtMs)` (or
+   * never: undefined), until `untilMs`; returns every message sent, with its time.
+   */
+  const converse = (delayMs: (sentAtMs: number) => number | undefined, untilMs: number) => {
+    let timerAt: number | undefined
+    const replies: Array<{ atMs: number; reply: Message.ServerReply }> = []
+    const log: Array<{ atMs: number; to: string; seq: number }> = []
+    const apply = (result: M.Result<Client.State, unknown, Client.Event>, nowMs: number) => {
+      for (const output of result.outputs) {
+        if (output._tag === "SetTimer") timerAt = nowMs + output.afterMs
+        if (output._tag !== "Send") continue
+        const message = output.message as Message.ClientRequest & { seq: number }
+        log.push({ atMs: nowMs, to: output.to, seq: message.seq })
+        const delay = output.to === "s1" ? delayMs(nowMs) : undefined
+        if (delay !== undefined)
+          replies.push({
+            atMs: nowMs + delay,
+            reply:
+              message._tag === "Request"
+                ? granted(message.seq, nowMs + delay)
+                : {
+                    _tag: "BeatAck",
+                    server: "s1",
+                    term: 1,
+                    seq: message.seq,
+                    expiresAtMs: nowMs + delay + 2_000,
+                    extended: true,
+                    token: null,
+                  },
+          })
+      }
+      return result.state
+    }
+    let state = apply(client.init({ self: "c1", peers: servers, nowMs: 0 }), 0)
+    for (let steps = 0; steps < 10_000; steps++) {
+      replies.sort((a, b) => a.atMs - b.atMs)
+      const reply = replies[0]
+      const nextMs = Math.min(reply?.atMs ?? Number.POSITIVE_INFINITY, timerAt ?? untilMs)
+      if (nextMs >= untilMs) break
+      if (reply !== undefined && reply.atMs === nextMs) {
+        replies.shift()
+        state = apply(client.step(state, M.receive("s1", reply.reply, nextMs)), nextMs)
+      } else {
+        timerAt = undefined
+        state = apply(client.step(state, M.timerFired(Client.beatTimer, nextMs)), nextMs)
+      }
+    }
+    return { log, state }
+  }
+
+  it("a server that falls silent is walked past after missLimit short waits, before the next heartbeat is due", () => {
+    // Answers in 2 ms until 150 ms, then never (killed).
+    const { log } = converse((atMs) => (atMs < 150 ? 2 : undefined), 400)
+    const lastAnswered = Math.max(...log.filter((sent) => sent.atMs < 150).map((s) => s.atMs))
+    const walked = log.find((sent) => sent.to === "s2")
+    expect(walked).toBeDefined()
+    // 3 waits of a sixth of the 100 ms interval after the first unanswered heartbeat (the
+    // old rule, 2 unanswered heartbeats half an interval apart, walked 1.5 intervals on).
+    expect(walked!.atMs - lastAnswered).toBeLessThanOrEqual(100 + 3 * (100 / 6) + 1e-9)
+  })
+
+  it("a server whose replies come late is given longer waits: a stall it outlives is no reason to leave", () => {
+    // Replies take 40 ms, every fourth heartbeat's 150 ms; from 1.5 s, one stall of 250 ms
+    // (the old rule, 2 unanswered heartbeats half an interval apart, left after 150 ms).
+    const { log, state } = converse(
+      (atMs) => (atMs >= 1_500 && atMs < 1_600 ? 250 : Math.floor(atMs / 100) % 4 === 0 ? 150 : 40),
+      2_500,
+    )
+    expect(log.filter((sent) => sent.to !== "s1")).toEqual([])
+    expect(state.server).toBe("s1")
+    expect(Client.holds(state, 2_500)).toBe(true)
+  })
 })

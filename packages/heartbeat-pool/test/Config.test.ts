@@ -47,8 +47,9 @@ describe("config", () => {
     expect(fast.maxSeatsPerClient).toBe(4)
     expect(Result.getOrThrow(Config.decodeClient({ heartbeatInterval: 300 }))).toEqual({
       heartbeatIntervalMs: 300,
-      retryIntervalMs: 150,
-      missLimit: 2,
+      retryIntervalMs: 300,
+      minRetryIntervalMs: 50,
+      missLimit: 3,
       seats: 1,
     })
   })

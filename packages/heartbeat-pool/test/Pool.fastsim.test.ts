@@ -51,7 +51,9 @@ describe("heartbeat pool under FastSim", () => {
       expect(coverage.reattached).toBeGreaterThan(seeds.length)
       expect(coverage.leaderChanges).toBeGreaterThan(seeds.length * 2)
       expect(coverage.merged).toBeGreaterThan(seeds.length * 2)
-      expect(coverage.shareGrants).toBeGreaterThan(seeds.length / 5)
+      // Clients notice a silent server within a few round trips and are carried elsewhere, so
+      // fewer lose their seats and ask again: fewer requests reach a follower with a share.
+      expect(coverage.shareGrants).toBeGreaterThan(seeds.length / 10)
     }
   }, 900_000)
 })
