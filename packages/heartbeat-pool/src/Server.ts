@@ -19,6 +19,7 @@ import {
   HashMap,
   Layer,
   Metric,
+  PubSub,
   type Redacted,
   Result,
   Schema,
@@ -99,6 +100,27 @@ export class PoolStateError extends Schema.TaggedError<PoolStateError>()("PoolSt
   }
 }
 
+/**
+ * A client datagram above `maxMessageBytes`, refused before it is decoded or its MAC checked
+ * (so its sender is known only by address, and gets no answer). It appears on the server's
+ * `events` and is counted in `understudy_pool_client_datagrams_dropped_total`
+ * (`reason=too-large`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PoolMessageTooLarge extends Schema.TaggedError<PoolMessageTooLarge>()(
+  "PoolMessageTooLarge",
+  { from: Schema.String, bytes: Schema.Number, limit: Schema.Number },
+) {
+  override get message(): string {
+    return `client datagram from ${this.from} refused: ${this.bytes} bytes, above the limit of ${this.limit}`
+  }
+}
+
+/** What a server reports: the machine's events, and refusals made before the machine. @since 0.1.0 @category models */
+export type Event = Machine.Event | PoolMessageTooLarge
+
 const Restored = Schema.Struct({
   term: Schema.Int,
   votedFor: Schema.NullOr(Schema.String),
@@ -113,7 +135,7 @@ export interface Running {
   readonly peerAddress: Address.Udp
   readonly clientAddress: Address.Udp
   readonly state: Effect.Effect<Machine.State>
-  readonly events: Stream.Stream<Machine.Event>
+  readonly events: Stream.Stream<Event>
   readonly join: Effect.Effect<never>
 }
 
@@ -133,6 +155,12 @@ export const claimedSender = (message: Message.ClientRequest): string =>
   message._tag === "Publish" || message._tag === "Status" ? "admin" : message.client
 
 const zeroSecret = new Uint8Array(32)
+
+/** Most client datagrams stepped at once (see `receive`). */
+export const maxClientMessagesPerStep = 64
+
+/** Events neither logged nor changing a seat: replies (sent), and what the counters count. */
+const quietEvents = new Set<string>(["Reply", "Ignored", "Refused"])
 
 /**
  * Starts the server: reads its durable state, binds both endpoints, runs the machine.
@@ -220,88 +248,9 @@ export const run = (
       }).pipe(Effect.orDie)
 
     const record = Metrics.recorder(self)
-    const running = yield* Runner.run(machine, {
-      self,
-      peers: members.map((member) => member.id),
-      addresses: Object.fromEntries(members.map((member) => [member.id, member.peer])),
-      codec: Message.peerCodec,
-      authentication,
-      // Persist before sending: a vote, a term or a grant is on disk before anyone hears of it.
-      onStep: (info) =>
-        Effect.andThen(
-          info.before === undefined ||
-            info.before.durable !== info.after.durable ||
-            info.before.stored !== info.after.stored
-            ? persist(info.after)
-            : Effect.void,
-          record(info),
-        ),
-    })
-
-    const datagram = yield* Datagram.Datagram
-    const endpoint = yield* datagram.bind(me.client)
-    const sealer = Authentication.sealer(authentication, self, yield* Clock.currentTimeMillis)
-    const maxClients = (options.maxClientsPerServer ?? defaultLimits.maxClientsPerServer) * 2
-    const maxMessageBytes = options.maxMessageBytes ?? defaultLimits.maxMessageBytes
-    // Where each client was last heard from; the oldest is forgotten past the bound.
-    const addresses = new Map<string, Address.Udp>()
-    const drop = (reason: string) =>
-      Metric.update(Metric.withAttributes(Metrics.clientDatagramsDropped, { reason }), 1)
-
-    /** A client's datagram, checked and decoded, or undefined (dropped and counted). */
-    const admit = (received: Datagram.Received) =>
+    /** The seat gauges, once per step that changed something (not once per event: O(clients)). */
+    const gaugeSeats = (state: Machine.State, nowMs: number) =>
       Effect.gen(function* () {
-        if (received.bytes.byteLength > maxMessageBytes) return yield* drop("too-large")
-        const payload = unverifiedPayload(!insecure, received.bytes)
-        if (payload === undefined) return yield* drop("unauthenticated")
-        const decoded = Message.clientRequestCodec.decode(payload)
-        if (Result.isFailure(decoded)) return yield* drop("undecodable")
-        const from = claimedSender(decoded.success)
-        const opened = sealer.open(from, yield* Clock.currentTimeMillis, received.bytes)
-        // One spelling for every reason of this counter: `replayed`, `stale`, ...
-        if ("dropped" in opened) return yield* drop(opened.dropped.toLowerCase())
-        addresses.delete(from)
-        addresses.set(from, received.from)
-        if (addresses.size > maxClients) addresses.delete(addresses.keys().next().value!)
-        if (decoded.success._tag === "Beat") yield* Metric.update(Metrics.clientHeartbeats, 1)
-        return { from, message: decoded.success }
-      })
-
-    /**
-     * The datagrams that arrived together go to the machine in one step, so the state is
-     * written (and fsynced) once for all their grants: while a write blocks, the next batch
-     * grows, and heartbeats are not left waiting behind one fsync per grant.
-     */
-    const receive = (batch: ReadonlyArray<Datagram.Received>) =>
-      Effect.gen(function* () {
-        const messages: Array<{ from: string; message: Message.ClientRequest }> = []
-        for (const received of batch) {
-          const admitted = yield* admit(received)
-          if (admitted !== undefined) messages.push(admitted)
-        }
-        if (messages.length > 0) yield* running.command({ _tag: "FromClients", messages })
-      })
-
-    const replyTo = (to: string, message: Message.ServerReply) =>
-      Effect.gen(function* () {
-        const address = addresses.get(to)
-        if (address === undefined) return
-        const encoded = Message.serverReplyCodec.encode(message)
-        if (Result.isFailure(encoded))
-          return yield* Effect.logError("cannot encode a reply", encoded.failure.message)
-        const sealed = sealer.seal(to, yield* Clock.currentTimeMillis, encoded.success)
-        yield* endpoint.send(address, sealed).pipe(Effect.ignore)
-      })
-
-    const observe = (event: Machine.Event) =>
-      Effect.gen(function* () {
-        if (event._tag === "Reply") return yield* replyTo(event.to, event.message)
-        const state = yield* running.state
-        if (event._tag !== "Ignored" && event._tag !== "Refused")
-          yield* Effect.logInfo(event._tag, event).pipe(
-            Effect.annotateLogs({ role: state.role, term: state.durable.term }),
-          )
-        const nowMs = yield* Clock.currentTimeMillis
         yield* Metric.update(
           Metric.withAttributes(Metrics.seatsInUse, { server: self, scope: "server" }),
           Machine.seatsHeld(state, nowMs),
@@ -318,6 +267,112 @@ export const run = (
           )
         }
       })
+    const running = yield* Runner.run(machine, {
+      self,
+      peers: members.map((member) => member.id),
+      addresses: Object.fromEntries(members.map((member) => [member.id, member.peer])),
+      codec: Message.peerCodec,
+      authentication,
+      // Persist before sending: a vote, a term or a grant is on disk before anyone hears of it.
+      onStep: (info) =>
+        Effect.andThen(
+          info.before === undefined ||
+            info.before.durable !== info.after.durable ||
+            info.before.stored !== info.after.stored
+            ? persist(info.after)
+            : Effect.void,
+          Effect.andThen(
+            record(info),
+            info.outputs.some(
+              (output) => output._tag === "Emit" && !quietEvents.has(output.event._tag),
+            )
+              ? gaugeSeats(info.after, info.nowMs)
+              : Effect.void,
+          ),
+        ),
+    })
+
+    const datagram = yield* Datagram.Datagram
+    const endpoint = yield* datagram.bind(me.client)
+    const sealer = Authentication.sealer(authentication, self, yield* Clock.currentTimeMillis)
+    const maxClients = (options.maxClientsPerServer ?? defaultLimits.maxClientsPerServer) * 2
+    const maxMessageBytes = options.maxMessageBytes ?? defaultLimits.maxMessageBytes
+    // Where each client was last heard from; the oldest is forgotten past the bound.
+    const addresses = new Map<string, Address.Udp>()
+    const drop = (reason: string) =>
+      Metric.update(Metric.withAttributes(Metrics.clientDatagramsDropped, { reason }), 1)
+    // Bounded, dropping: a flood of oversized datagrams must not hold the endpoint back.
+    const refusals = yield* PubSub.dropping<PoolMessageTooLarge>(256)
+
+    /** A client's datagram, checked and decoded, or undefined (dropped and counted). */
+    const admit = (received: Datagram.Received) =>
+      Effect.gen(function* () {
+        if (received.bytes.byteLength > maxMessageBytes) {
+          yield* PubSub.publish(
+            refusals,
+            new PoolMessageTooLarge({
+              from: `${received.from.host}:${received.from.port}`,
+              bytes: received.bytes.byteLength,
+              limit: maxMessageBytes,
+            }),
+          )
+          return yield* drop("too-large")
+        }
+        const payload = unverifiedPayload(!insecure, received.bytes)
+        if (payload === undefined) return yield* drop("unauthenticated")
+        const decoded = Message.clientRequestCodec.decode(payload)
+        if (Result.isFailure(decoded)) return yield* drop("undecodable")
+        const from = claimedSender(decoded.success)
+        const opened = sealer.open(from, yield* Clock.currentTimeMillis, received.bytes)
+        // One spelling for every reason of this counter: `replayed`, `stale`, ...
+        if ("dropped" in opened) return yield* drop(opened.dropped.toLowerCase())
+        addresses.delete(from)
+        addresses.set(from, received.from)
+        if (addresses.size > maxClients) addresses.delete(addresses.keys().next().value!)
+        if (decoded.success._tag === "Beat") yield* Metric.update(Metrics.clientHeartbeats, 1)
+        return { from, message: decoded.success }
+      })
+
+    /**
+     * The datagrams that arrived together go to the machine in steps of at most
+     * `maxClientMessagesPerStep`, so the state is written (and fsynced) once for each step's
+     * grants, not once per grant. Bounded, because the peers' heartbeats and this server's
+     * timers wait in the same inbox behind each step: a backlog of thousands of client
+     * datagrams taken as one step (with thousands of replies) held a loaded leader's
+     * heartbeats back for seconds, and its followers elected another.
+     */
+    const receive = (batch: ReadonlyArray<Datagram.Received>) =>
+      Effect.gen(function* () {
+        for (let first = 0; first < batch.length; first += maxClientMessagesPerStep) {
+          const messages: Array<{ from: string; message: Message.ClientRequest }> = []
+          for (const received of batch.slice(first, first + maxClientMessagesPerStep)) {
+            const admitted = yield* admit(received)
+            if (admitted !== undefined) messages.push(admitted)
+          }
+          if (messages.length > 0) yield* running.command({ _tag: "FromClients", messages })
+        }
+      })
+
+    const replyTo = (to: string, message: Message.ServerReply) =>
+      Effect.gen(function* () {
+        const address = addresses.get(to)
+        if (address === undefined) return
+        const encoded = Message.serverReplyCodec.encode(message)
+        if (Result.isFailure(encoded))
+          return yield* Effect.logError("cannot encode a reply", encoded.failure.message)
+        const sealed = sealer.seal(to, yield* Clock.currentTimeMillis, encoded.success)
+        yield* endpoint.send(address, sealed).pipe(Effect.ignore)
+      })
+
+    const observe = (event: Machine.Event) =>
+      Effect.gen(function* () {
+        if (event._tag === "Reply") return yield* replyTo(event.to, event.message)
+        if (quietEvents.has(event._tag)) return
+        const state = yield* running.state
+        yield* Effect.logInfo(event._tag, event).pipe(
+          Effect.annotateLogs({ role: state.role, term: state.durable.term }),
+        )
+      })
 
     yield* Stream.runForEach(running.events, observe).pipe(Effect.forkScoped)
     yield* Stream.runForEachArray(endpoint.messages, receive).pipe(Effect.forkScoped)
@@ -327,7 +382,7 @@ export const run = (
       peerAddress: running.address,
       clientAddress: endpoint.address,
       state: running.state,
-      events: running.events,
+      events: Stream.merge(running.events, Stream.fromPubSub(refusals)),
       join: running.join,
     }
   }).pipe(Effect.annotateLogs({ server: options.self }))

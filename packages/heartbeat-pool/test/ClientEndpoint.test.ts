@@ -2,7 +2,7 @@
  * A server's client endpoint over real UDP on loopback: a datagram without the pool key's MAC
  * (unsealed, or sealed with another key) and one above the size limit are dropped and
  * counted by reason before the machine sees them; the same request sealed with the pool key
- * is answered. The datagrams go in order to one socket, so once the sealed one is answered
+ * is answered. One above the limit is refused with a typed `PoolMessageTooLarge` event. The datagrams go in order to one socket, so once the sealed one is answered
  * the others were handled.
  */
 import { createSocket } from "node:dgram"
@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Authentication } from "@understudy/machine"
 import { ClusterKey, NodeDatagram } from "@understudy/transport"
-import { Effect, HashMap, Metric, type Redacted, Result } from "effect"
+import { Effect, HashMap, Metric, type Redacted, Result, Stream } from "effect"
 import { afterAll } from "vitest"
 import * as Message from "../src/Message.ts"
 import * as Metrics from "../src/Metrics.ts"
@@ -90,6 +90,45 @@ describe("client endpoint", () => {
         expect(after.map((count, index) => count - before[index]!)).toEqual([1, 1, 1])
         const state = yield* server.state
         expect([...HashMap.keys(state.record)].filter((client) => client !== "member")).toEqual([])
+      }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
+    60_000,
+  )
+
+  it.live(
+    "a datagram above the size limit is refused with a typed PoolMessageTooLarge event",
+    () =>
+      Effect.gen(function* () {
+        const { member, server: options, license } = yield* loopbackPool
+        const server = yield* Server.run({
+          ...options,
+          stateDir: join(dir, "too-large"),
+          license: license(1, 1),
+          maxMessageBytes: 1_000,
+        })
+        let refused: Server.PoolMessageTooLarge | undefined
+        yield* server.events.pipe(
+          Stream.runForEach((event) =>
+            Effect.sync(() => {
+              if (event._tag === "PoolMessageTooLarge") refused = event
+            }),
+          ),
+          Effect.forkScoped,
+        )
+        // The events are read from when that fiber subscribes: send until one is refused.
+        for (let attempt = 0; attempt < 200 && refused === undefined; attempt++) {
+          yield* Effect.promise(
+            () =>
+              new Promise<void>((resolve, reject) =>
+                socket.send(new Uint8Array(1_500), member.client.port, "127.0.0.1", (error) =>
+                  error ? reject(error) : resolve(),
+                ),
+              ),
+          )
+          yield* Effect.sleep(50)
+        }
+        expect(refused).toBeInstanceOf(Server.PoolMessageTooLarge)
+        expect(refused).toMatchObject({ bytes: 1_500, limit: 1_000 })
+        expect(refused?.from).toMatch(/^127\.0\.0\.1:\d+$/)
       }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
     60_000,
   )
