@@ -38,6 +38,11 @@ export interface RealRun {
   readonly heldAtKill: Readonly<Record<string, number>>
   /** `Lost` lines before the kill (no server had died yet). */
   readonly lostBeforeKill: number
+  /**
+   * Why the run was not measured: not every client held a seat by the deadline, so the
+   * leader was not killed (a kill then would measure fewer clients than the run claims).
+   */
+  readonly failed?: string
 }
 
 export interface Kind {
@@ -213,13 +218,32 @@ export const realRun = async (
         servers: Object.fromEntries([...servers].map(([id, server]) => [id, server.lines])),
       })
     }
-    // On a loaded machine some may still be asking: the leader is killed anyway, and the run
-    // says how many held (`heldAtKill`).
-    await waitFor(
+    // The leader is killed only once every client holds a seat; past the deadline the run
+    // fails, and says where the clients were.
+    const notGranted = await waitFor(
       "every client granted",
       () => holders().size === 2 * clientCount,
       timing.leaseMs * 4,
-    ).catch((error: Error) => console.error(`${error.message}: ${situation()}`))
+    ).then(
+      () => undefined,
+      (error: Error) => {
+        console.error(`${error.message}: ${situation()}`)
+        return `${holders().size} of ${2 * clientCount} clients held a seat after ${(timing.leaseMs * 4) / 1000} s: ${JSON.stringify(heldCounts())}`
+      },
+    )
+    if (notGranted !== undefined) {
+      const none: Kind = { victims: 0, intervals: [], lost: 0 }
+      return {
+        pool: none,
+        lease: none,
+        placedAt,
+        killed: "none",
+        electionsBeforeKill: elections(),
+        heldAtKill: heldCounts(),
+        lostBeforeKill: lines().filter((line) => line.t === "Lost").length,
+        failed: notGranted,
+      }
+    }
     await sleep(heartbeatMs * 5)
     // The leader of the moment (an election may have moved it since the clients came).
     const killed = currentLeader()?.id ?? placedAt
