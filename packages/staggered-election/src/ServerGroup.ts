@@ -631,7 +631,7 @@ export const make = <S, Req, Res>(
         Effect.withSpan("staggered-election.register", {
           attributes: { server: self, epoch: m.epoch, term: Machine.termOf(m.epoch) },
         }),
-        Effect.annotateLogs({ role: "master", term: Machine.termOf(m.epoch) }),
+        Metrics.annotate({ role: "master", epoch: m.epoch }),
       )
     }
 
@@ -700,7 +700,10 @@ export const make = <S, Req, Res>(
                   atMs: nowMs,
                 })
               }
-              yield* Effect.logInfo("waiting", { failed: event.failed, explain: event.explain })
+              yield* Effect.logInfo("waiting", {
+                failed: event.failed,
+                explain: event.explain,
+              }).pipe(Metrics.annotate(after))
               yield* publish({
                 _tag: "Waiting",
                 failed: event.failed,
@@ -710,14 +713,16 @@ export const make = <S, Req, Res>(
               })
               break
             case "BecameMaster":
-              yield* Effect.logInfo("declared master", { epoch: event.epoch })
+              yield* Effect.logInfo("declared master", { epoch: event.epoch }).pipe(
+                Metrics.annotate(after),
+              )
               yield* publish({ _tag: "BecameMaster", epoch: event.epoch, atMs: nowMs })
               break
             case "Revoked":
               yield* Effect.logInfo("revoked a mastership", {
                 epoch: event.epoch,
                 revokedIndex: event.revokedIndex,
-              })
+              }).pipe(Metrics.annotate(after))
               yield* publish({
                 _tag: "Revoked",
                 revokedIndex: event.revokedIndex,
@@ -806,7 +811,7 @@ export const make = <S, Req, Res>(
             else {
               yield* Effect.logWarning("no majority acknowledged this master lately", {
                 epoch: after.epoch,
-              })
+              }).pipe(Metrics.annotate(after))
               yield* publish({
                 _tag: "MasterLost",
                 master: self,
@@ -829,9 +834,7 @@ export const make = <S, Req, Res>(
             yield* publish({ _tag: "MembershipChanged", live: now, joined, lost, atMs: nowMs })
           }
         }
-      }).pipe(
-        Effect.annotateLogs({ role: info.after.role, term: Machine.termOf(info.after.epoch) }),
-      )
+      })
 
     // The replication messages' bytes are counted as the Runner encodes them for the wire.
     const codec = Message.codec(options.request)
