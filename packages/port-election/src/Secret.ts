@@ -25,6 +25,7 @@ import {
 import { homedir } from "node:os"
 import { dirname, join } from "node:path"
 import { Effect, Redacted, Schema } from "effect"
+import { errorCode } from "./internal/errorCode.ts"
 
 /** @since 0.1.0 @category errors */
 export class SecretError extends Schema.TaggedError<SecretError>()("SecretError", {
@@ -42,11 +43,6 @@ const secretBytes = 32
 
 /** `~/.understudy/secret`: one per user, shared by every program's elections. @since 0.1.0 */
 export const defaultPath = (): string => join(homedir(), ".understudy", "secret")
-
-const errorCode = (error: unknown): string =>
-  typeof error === "object" && error !== null && "code" in error
-    ? String(error.code)
-    : String(error)
 
 const readExisting = (path: string): Uint8Array | SecretError | "missing" => {
   let fd: number

@@ -13,6 +13,7 @@ import { homedir } from "node:os"
 import { join } from "node:path"
 import { Address } from "@understudy/transport"
 import { Effect, Schema } from "effect"
+import { errorCode } from "./internal/errorCode.ts"
 
 /** @since 0.1.0 @category errors */
 export class SocketDirectoryError extends Schema.TaggedError<SocketDirectoryError>()(
@@ -36,11 +37,6 @@ export const defaultPath = (): string => {
   const runtime = process.env.XDG_RUNTIME_DIR
   return runtime?.startsWith("/") ? runtime : join(homedir(), ".understudy")
 }
-
-const errorCode = (error: unknown): string =>
-  typeof error === "object" && error !== null && "code" in error
-    ? String(error.code)
-    : String(error)
 
 /** Why `path` is not a safe socket directory for this user, or undefined if it is. */
 const check = (path: string): SocketDirectoryError | undefined => {

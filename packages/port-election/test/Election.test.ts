@@ -69,6 +69,9 @@ const switchable = () => {
 
 const uniqueAbstract = () => Address.abstract(`understudy-test-${randomBytes(6).toString("hex")}`)
 
+/** Identities of the instances of `holderAndWaiter`, where a test gives them. */
+type Identities = Partial<Record<"supervisor" | "holder" | "waiter", Identity.Shape>>
+
 /**
  * A supervisor, a holder of "lock" (its permit in `holding`) and a waiter to be, started in
  * that order in `scopes`; the supervisor or the holder over a `layer` of its own if given.
@@ -79,17 +82,63 @@ const holderAndWaiter = (
     readonly supervisor?: Layer.Layer<Transport.Transport>
     readonly holder?: Layer.Layer<Transport.Transport>
   },
+  identities: Identities = {},
 ) =>
   Effect.gen(function* () {
     const address = uniqueAbstract()
     const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
-    const supervisor = yield* start(address, scopes[0]!, { graceMs }, layer.supervisor)
-    const holder = yield* start(address, scopes[1]!, { graceMs }, layer.holder)
-    const waiter = yield* start(address, scopes[2]!, { graceMs })
+    const as = (who: keyof Identities) => (effect: ReturnType<typeof start>) => {
+      const identity = identities[who]
+      return identity === undefined
+        ? effect
+        : Effect.provideService(effect, Identity.Identity, identity)
+    }
+    const supervisor = yield* start(address, scopes[0]!, { graceMs }, layer.supervisor).pipe(
+      as("supervisor"),
+    )
+    const holder = yield* start(address, scopes[1]!, { graceMs }, layer.holder).pipe(as("holder"))
+    const waiter = yield* start(address, scopes[2]!, { graceMs }).pipe(as("waiter"))
     expect((yield* supervisor.role)._tag).toBe("Supervisor")
     const holding = yield* Scope.make()
     const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
     return { scopes, holder, waiter, holding, permit }
+  })
+
+/**
+ * A holder of "lock" cut off while alive (its connections closed, and it reaches nobody)
+ * while a waiter asks for the lock: when the waiter got it, and when (if yet) the holder
+ * gave it up.
+ */
+const cutOffRace = (graceMs: number, identities: Identities = {}) =>
+  Effect.gen(function* () {
+    const cutting = switchable()
+    const { scopes, waiter, holding, permit } = yield* holderAndWaiter(
+      graceMs,
+      { holder: cutting.layer },
+      identities,
+    )
+    const lostAt = yield* Effect.forkChild(Effect.andThen(permit.lost, Clock.currentTimeMillis))
+    const grantedAt = yield* Effect.forkChild(
+      Effect.andThen(
+        waiter.acquire("lock").pipe(Scope.provide(scopes[2]!)),
+        Clock.currentTimeMillis,
+      ),
+    )
+    yield* Effect.sleep(100)
+    expect(grantedAt.pollUnsafe()).toBeUndefined()
+    // The holder's connections die and it reaches nobody (its keep-alive would time out
+    // the same way): it can not tell the supervisor anything until it gives up.
+    cutting.control.cut = true
+    yield* Effect.forEach(cutting.control.connections, (connection) => connection.close, {
+      discard: true,
+    })
+    const granted = yield* Fiber.join(grantedAt).pipe(Effect.timeout("5 seconds"))
+    const lost = lostAt.pollUnsafe()
+    cutting.control.cut = false
+    for (const scope of [scopes[2]!, holding, scopes[1]!, scopes[0]!]) {
+      yield* Scope.close(scope, Exit.void)
+    }
+    return { granted, lost: lost !== undefined && Exit.isSuccess(lost) ? lost.value : undefined }
   })
 
 describe("port election, in one process", () => {
@@ -239,94 +288,31 @@ describe("port election, in one process", () => {
     "a holder cut off for longer than the grace period gives its mutex up before the waiter gets it",
     () =>
       Effect.gen(function* () {
-        const cutting = switchable()
-        const { scopes, waiter, holding, permit } = yield* holderAndWaiter(1_000, {
-          holder: cutting.layer,
-        })
-        const lostAt = yield* Effect.forkChild(Effect.andThen(permit.lost, Clock.currentTimeMillis))
-        const grantedAt = yield* Effect.forkChild(
-          Effect.andThen(
-            waiter.acquire("lock").pipe(Scope.provide(scopes[2]!)),
-            Clock.currentTimeMillis,
-          ),
-        )
-        yield* Effect.sleep(100)
-        expect(grantedAt.pollUnsafe()).toBeUndefined()
-        // The holder's connections die and it reaches nobody (its keep-alive would time out
-        // the same way): it can not tell the supervisor anything until it gives up.
-        cutting.control.cut = true
-        yield* Effect.forEach(cutting.control.connections, (connection) => connection.close, {
-          discard: true,
-        })
-        const granted = yield* Fiber.join(grantedAt).pipe(Effect.timeout("5 seconds"))
-        const lost = lostAt.pollUnsafe()
+        const { granted, lost } = yield* cutOffRace(1_000)
         expect(lost, "the waiter was granted while the holder still held").toBeDefined()
-        expect(Exit.isSuccess(lost!) && lost.value <= granted).toBe(true)
-        cutting.control.cut = false
-        for (const scope of [scopes[2]!, holding, scopes[1]!, scopes[0]!]) {
-          yield* Scope.close(scope, Exit.void)
-        }
+        expect(lost!).toBeLessThanOrEqual(granted)
       }),
   )
 
   describe("the supervisor asks the OS whether a cut-off holder's pid runs only in its own pid namespace", () => {
     /**
-     * A supervisor to whom no pid runs (`isRunning` false), a holder of "lock" whose
-     * registration names pid namespace `holderNamespace`, cut off while alive, and a waiter:
-     * when does the waiter get the mutex, and when does the holder give it up?
+     * A supervisor to whom no pid runs (`isRunning` false) and a holder whose registration
+     * names pid namespace `holderNamespace`, cut off while alive, with a waiter.
      */
-    const cutOffHolder = (holderNamespace: string) =>
-      Effect.gen(function* () {
-        const graceMs = 1_000
-        const address = uniqueAbstract()
-        const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
-        const identity = (pid: number, isRunning?: (pid: number) => boolean) =>
-          Identity.of({
-            pid,
-            uniqueId: () => randomBytes(8).toString("hex"),
-            pidNamespace: pid === 4242 ? holderNamespace : "pid:[1]",
-            ...(isRunning === undefined ? {} : { isRunning }),
-          })
-        const cutting = switchable()
-        const supervisor = yield* start(address, scopes[0]!, { graceMs }).pipe(
-          Effect.provideService(
-            Identity.Identity,
-            identity(4241, () => false),
-          ),
-        )
-        expect((yield* supervisor.role)._tag).toBe("Supervisor")
-        const holder = yield* start(address, scopes[1]!, { graceMs }, cutting.layer).pipe(
-          Effect.provideService(Identity.Identity, identity(4242)),
-        )
-        const waiter = yield* start(address, scopes[2]!, { graceMs }).pipe(
-          Effect.provideService(Identity.Identity, identity(4243)),
-        )
-        const holding = yield* Scope.make()
-        const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
-        const lostAt = yield* Effect.forkChild(Effect.andThen(permit.lost, Clock.currentTimeMillis))
-        const grantedAt = yield* Effect.forkChild(
-          Effect.andThen(
-            waiter.acquire("lock").pipe(Scope.provide(scopes[2]!)),
-            Clock.currentTimeMillis,
-          ),
-        )
-        yield* Effect.sleep(100)
-        expect(grantedAt.pollUnsafe()).toBeUndefined()
-        cutting.control.cut = true
-        yield* Effect.forEach(cutting.control.connections, (connection) => connection.close, {
-          discard: true,
+    const cutOffHolder = (holderNamespace: string) => {
+      const identity = (pid: number, pidNamespace: string, isRunning?: (pid: number) => boolean) =>
+        Identity.of({
+          pid,
+          uniqueId: () => randomBytes(8).toString("hex"),
+          pidNamespace,
+          ...(isRunning === undefined ? {} : { isRunning }),
         })
-        const granted = yield* Fiber.join(grantedAt).pipe(Effect.timeout("5 seconds"))
-        const lost = lostAt.pollUnsafe()
-        cutting.control.cut = false
-        for (const scope of [scopes[2]!, holding, scopes[1]!, scopes[0]!]) {
-          yield* Scope.close(scope, Exit.void)
-        }
-        return {
-          granted,
-          lost: lost !== undefined && Exit.isSuccess(lost) ? lost.value : undefined,
-        }
+      return cutOffRace(1_000, {
+        supervisor: identity(4241, "pid:[1]", () => false),
+        holder: identity(4242, holderNamespace),
+        waiter: identity(4243, "pid:[1]"),
       })
+    }
 
     it.live(
       "another namespace: its pid means nothing here, so its permits wait out the grace period",
