@@ -5,24 +5,10 @@
  * master), and its term gauge rises.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { JsonLinesProcess, Ports } from "@understudy/testkit"
+import { JsonLinesProcess, Ports, Prometheus } from "@understudy/testkit"
 import { group, startNameServer } from "./support/group.ts"
 
 afterAll(() => JsonLinesProcess.killAll())
-
-const scrape = async (url: string) => {
-  const response = await fetch(url, { signal: AbortSignal.timeout(5_000) })
-  expect(response.status).toBe(200)
-  return response.text()
-}
-
-/** A sample's value in Prometheus text (`name{labels} value`), or undefined if absent. */
-const sample = (text: string, series: string): number | undefined => {
-  for (const line of text.split("\n")) {
-    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1))
-  }
-  return undefined
-}
 
 const failovers = 'understudy_staggered_election_failover_ms_count{role="master"}'
 const term = (id: string) => `understudy_staggered_election_term{server="${id}"}`
@@ -47,16 +33,16 @@ describe("server-group serve --metrics", () => {
     // 30 s: a liveness bound on a loaded machine.
     const first = await servingMaster(30_000)
     expect(first).toBeDefined()
-    const before = await scrape(urls.get(first!)!)
+    const before = await Prometheus.scrape(urls.get(first!)!)
     expect(before).toContain("# TYPE understudy_staggered_election_term gauge")
-    expect(sample(before, role(first!))).toBe(1)
-    const termBefore = sample(before, term(first!))
+    expect(Prometheus.sample(before, role(first!))).toBe(1)
+    const termBefore = Prometheus.sample(before, term(first!))
     expect(termBefore).toBeGreaterThanOrEqual(1)
     // What each survivor recorded before (a loaded machine may have made it suspect the
     // master already): the kill must move the new master's figures past these.
     const survivors = ids.filter((id) => id !== first)
     const earlier = new Map<string, string>()
-    for (const id of survivors) earlier.set(id, await scrape(urls.get(id)!))
+    for (const id of survivors) earlier.set(id, await Prometheus.scrape(urls.get(id)!))
 
     servers.get(first!)!.proc.kill("SIGKILL")
     await servers.get(first!)!.proc.exit()
@@ -65,9 +51,10 @@ describe("server-group serve --metrics", () => {
     expect(second).toBeDefined()
     expect(survivors).toContain(second)
     const was = earlier.get(second!)!
-    const after = await scrape(urls.get(second!)!)
+    const after = await Prometheus.scrape(urls.get(second!)!)
     expect(after).toContain("# TYPE understudy_staggered_election_failover_ms histogram")
-    const moved = (series: string) => (sample(after, series) ?? 0) - (sample(was, series) ?? 0)
+    const moved = (series: string) =>
+      (Prometheus.sample(after, series) ?? 0) - (Prometheus.sample(was, series) ?? 0)
     expect(moved(failovers)).toBeGreaterThanOrEqual(1)
     expect(moved('understudy_staggered_election_failover_ms_bucket{role="master",le="+Inf"}')).toBe(
       moved(failovers),
@@ -77,8 +64,8 @@ describe("server-group serve --metrics", () => {
       moved('understudy_staggered_election_failover_ms_sum{role="master"}'),
     ).toBeGreaterThanOrEqual(250)
     expect(moved("understudy_staggered_election_detection_ms_count")).toBeGreaterThanOrEqual(1)
-    expect(sample(after, term(second!))).toBeGreaterThan(termBefore!)
-    expect(sample(after, role(second!))).toBe(1)
+    expect(Prometheus.sample(after, term(second!))).toBeGreaterThan(termBefore!)
+    expect(Prometheus.sample(after, role(second!))).toBe(1)
 
     for (const { proc } of servers.values()) proc.kill("SIGTERM")
     nameServer.kill("SIGTERM")
