@@ -110,8 +110,11 @@ const probeUnix = (path: string): Effect.Effect<"Listening" | "Refused" | "Other
     Effect.map((result) => (result._tag === "Some" ? result.value : "Listening")),
   )
 
-/** How long to wait for another listener's stale-file check on the same path. */
-const staleLockWaitMs = 3_000
+/**
+ * How long to wait for another listener's stale-file check on the same file: its probe
+ * takes at most `unixProbeTimeoutMs`, and a listener too slow to answer that counts as live.
+ */
+const staleLockWaitMs = 1_500
 
 /** Pause between attempts to take a stale-file lock someone else holds. */
 const staleLockRetryMs = 5
