@@ -42,6 +42,7 @@ import { Data } from "effect"
 import * as Association from "./Association.ts"
 import * as Chunk from "./Chunk.ts"
 import type * as Cookie from "./Cookie.ts"
+import * as InputsWire from "./internal/inputsWire.ts"
 import { decodePlain, encodePlain, PlainDecodeError } from "./internal/plain.ts"
 import * as Packet from "./Packet.ts"
 import { gt32 } from "./Serial.ts"
@@ -662,9 +663,11 @@ const problem = (value: unknown): string | undefined => {
  */
 export const codec: Codec.Codec<Message> = Codec.make<Message>({
   name: "multihome-replication",
-  encode: (message) => encodePlain(message),
+  // The per-update `Inputs` of received datagrams in binary (see `internal/inputsWire.ts`).
+  encode: (message) => InputsWire.encode(message) ?? encodePlain(message),
   decode: (payload) => {
-    const value = decodePlain(payload)
+    const value =
+      payload[0] === InputsWire.marker ? InputsWire.decode(payload) : decodePlain(payload)
     const wrong = problem(value)
     if (wrong !== undefined) throw new PlainDecodeError(wrong)
     return value as Message
