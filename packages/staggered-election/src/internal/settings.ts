@@ -40,6 +40,8 @@ export interface Settings<S, Req, Res> {
   readonly leaseRoundsMax: number
   /** A snapshot is sent in many chunks, and to several servers: encoded once. */
   readonly encoded: WeakMap<Replication.Snapshot<S, Res>, string>
+  /** Every server but the one named, per server (one machine may run every server of a simulation). */
+  readonly peers: ReadonlyMap<string, ReadonlyArray<Rank.Ranked>>
   /** Set while a `SubmitMany` is handled: `submitReady` then leaves replication to it. */
   batching: { appended: boolean } | undefined
 }
@@ -68,12 +70,16 @@ export const settingsOf = <S, Req, Res>(config: Config<S, Req, Res>): Settings<S
     lease: leaseOf(config),
     leaseRoundsMax: 64,
     encoded: new WeakMap(),
+    peers: new Map(
+      servers.map((self) => [self.id, servers.filter((server) => server.id !== self.id)]),
+    ),
     batching: undefined,
   }
 }
 
-/** Every server of the group but this one. */
+/** Every server of the group but this one (computed once: it is on every hot path). */
 export const peersOf = <S, Req, Res>(
   settings: Settings<S, Req, Res>,
   state: State<S, Req, Res>,
-): ReadonlyArray<Rank.Ranked> => settings.servers.filter((server) => server.id !== state.self)
+): ReadonlyArray<Rank.Ranked> =>
+  settings.peers.get(state.self) ?? settings.servers.filter((server) => server.id !== state.self)
