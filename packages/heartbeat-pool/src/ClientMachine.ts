@@ -66,6 +66,10 @@ export interface State {
   /** Smoothed round-trip time of replies and its mean deviation (undefined: no reply yet). */
   readonly srttMs: number | undefined
   readonly rttVarMs: number
+  /** When the wait for the last message's reply ends (undefined: answered, not waiting). */
+  readonly waitUntilMs: number | undefined
+  /** The wait was extended once already because this client itself ran late. */
+  readonly graced: boolean
   readonly lastDenied: Message.DenyReason | undefined
 }
 
@@ -175,7 +179,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         ? refusedRetryMs
         : Math.max(0, (sent?.atMs ?? nowMs) + config.heartbeatIntervalMs - nowMs)
     outputs.push(M.setTimer(beatTimer, afterMs))
-    return { ...state, srttMs, rttVarMs }
+    return { ...state, srttMs, rttVarMs, waitUntilMs: undefined }
   }
 
   const send = (state: State, outputs: Array<Output>, nowMs: number): State => {
@@ -203,8 +207,16 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
     }
     const sentAt = [...state.sentAt, { seq, atMs: nowMs }]
     if (sentAt.length > missLimit + 1) sentAt.shift()
-    outputs.push(M.setTimer(beatTimer, replyTimeout(state)))
-    return { ...state, seq, missed: state.missed + 1, sentAt }
+    const waitMs = replyTimeout(state)
+    outputs.push(M.setTimer(beatTimer, waitMs))
+    return {
+      ...state,
+      seq,
+      missed: state.missed + 1,
+      sentAt,
+      waitUntilMs: nowMs + waitMs,
+      graced: false,
+    }
   }
 
   const lose = (
@@ -232,6 +244,17 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
     // Either the next heartbeat is due, or the last message's reply did not come in time: sent
     // again (the timer is then the wait for its reply).
     const outputs: Array<Output> = []
+    // The timer came late: this process was stalled (a loaded machine), and a reply that came
+    // meanwhile may be waiting behind the timer. Not evidence against the server: one more
+    // short wait, once per message, before it counts as missed.
+    if (
+      state.waitUntilMs !== undefined &&
+      !state.graced &&
+      nowMs - state.waitUntilMs > minRetryIntervalMs / 2
+    ) {
+      outputs.push(M.setTimer(beatTimer, minRetryIntervalMs))
+      return M.result({ ...state, graced: true }, outputs)
+    }
     let current = state
     if (
       (current.phase === "holding" || current.phase === "reattaching") &&
@@ -407,6 +430,8 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         sentAt: [],
         srttMs: undefined,
         rttVarMs: 0,
+        waitUntilMs: undefined,
+        graced: false,
         lastDenied: undefined,
       }
       const outputs: Array<Output> = []

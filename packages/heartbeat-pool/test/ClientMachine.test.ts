@@ -160,4 +160,39 @@ describe("client machine", () => {
     expect(state.server).toBe("s1")
     expect(Client.holds(state, 2_500)).toBe(true)
   })
+
+  it("a timer that fires late (this process was stalled) is not counted against the server: one more short wait first", () => {
+    const init = client.init({ self: "c1", peers: servers, nowMs: 0 })
+    const holding = client.step(init.state, M.receive("s1", granted(1, 2), 2))
+    const beat = client.step(holding.state, M.timerFired(Client.beatTimer, 100))
+    expect(sent(beat.outputs)).toMatchObject([{ to: "s1", message: { _tag: "Beat", seq: 2 } }])
+    // Due at about 117 ms; fires at 300 ms: nothing sent, a short wait for what may be queued.
+    const late = client.step(beat.state, M.timerFired(Client.beatTimer, 300))
+    expect(sent(late.outputs)).toEqual([])
+    expect(late.state.missed).toBe(1)
+    // The reply was queued behind the timer: the seat is renewed, nothing counted missed.
+    const answered = client.step(
+      late.state,
+      M.receive(
+        "s1",
+        {
+          _tag: "BeatAck",
+          server: "s1",
+          term: 1,
+          seq: 2,
+          expiresAtMs: 2_300,
+          extended: true,
+          token: null,
+        },
+        301,
+      ),
+    )
+    expect(answered.state.missed).toBe(0)
+    // Once per message: a second late firing counts.
+    const again = client.step(
+      client.step(late.state, M.timerFired(Client.beatTimer, 400)).state,
+      M.timerFired(Client.beatTimer, 500),
+    )
+    expect(again.state.missed).toBeGreaterThan(1)
+  })
 })
