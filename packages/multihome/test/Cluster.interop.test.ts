@@ -164,14 +164,18 @@ describe("cluster interop with usrsctp", () => {
         expect(yield* echoedUpTo(20)).toBe(true)
         yield* Scope.close(primary.scope, Exit.void)
         const bound = yield* eventually(
-          () => Effect.runSync(secondary.node.status).addressTakeover?.state === "bound",
+          Effect.map(secondary.node.status, (status) => status.addressTakeover?.state === "bound"),
           20_000,
         )
         expect(bound).toBe(true)
         write(20, 40)
-        const why = () =>
-          `client: ${client.output().slice(-4_000)}\nsecondary: ${JSON.stringify(Effect.runSync(secondary.node.status))}`
-        expect(yield* echoedUpTo(40), why()).toBe(true)
+        const why = Effect.map(
+          secondary.node.status,
+          (status) =>
+            `client: ${client.output().slice(-4_000)}\nsecondary: ${JSON.stringify(status)}`,
+        )
+        const echoed = yield* echoedUpTo(40)
+        expect(echoed, yield* why).toBe(true)
         const taken = (yield* secondary.node.status).addressTakeover
         expect(taken?.host).toBe("127.0.0.2")
         // The client's new DATA went on to its primary address, and arrived.
@@ -184,13 +188,14 @@ describe("cluster interop with usrsctp", () => {
           link: rejoinLink,
         })
         const linked = yield* eventually(
-          () => Effect.runSync(rejoined.node.status).link === "up",
+          Effect.map(rejoined.node.status, (status) => status.link === "up"),
           20_000,
         )
         expect(linked).toBe(true)
         expect((yield* secondary.node.status).addressTakeover?.state).toBe("released")
         write(40, total)
-        expect(yield* echoedUpTo(total), why()).toBe(true)
+        const echoedAll = yield* echoedUpTo(total)
+        expect(echoedAll, yield* why).toBe(true)
         expect(echoedLines(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i))
         expect(client.output()).not.toMatch(/COMM_LOST|ABORT|SHUTDOWN_COMP|UNREACHABLE/i)
         expect((yield* rejoined.node.status).role).toBe("secondary")
@@ -234,16 +239,17 @@ describe("cluster interop with usrsctp", () => {
           }),
         )
         const started = yield* eventually(
-          () => Effect.runSync(primary.node.received).messages >= total / 4,
+          Effect.map(primary.node.received, (received) => received.messages >= total / 4),
           20_000,
         )
         expect(started).toBe(true)
         yield* Scope.close(primary.scope, Exit.void)
         const done = yield* eventually(
-          () =>
-            Effect.runSync(primary.node.received).messages +
-              Effect.runSync(secondary.node.received).messages >=
-            total,
+          Effect.zipWith(
+            primary.node.received,
+            secondary.node.received,
+            (one, other) => one.messages + other.messages >= total,
+          ),
           30_000,
         )
         const onPrimary = yield* primary.node.received

@@ -66,14 +66,16 @@ export const advance = (ms: number, stepMs = 10) =>
 
 /**
  * Polls until `predicate` holds, every 50 ms, at most `limitMs` (on the clock provided: the
- * live tests watching a usrsctp program use the real one); the last value is returned.
+ * live tests watching a usrsctp program use the real one); the last value is returned. An
+ * effect is run, not forced with `runSync` (a node's status may wait for its endpoint).
  */
-export const eventually = (predicate: () => boolean, limitMs: number) =>
+export const eventually = (predicate: (() => boolean) | Effect.Effect<boolean>, limitMs: number) =>
   Effect.gen(function* () {
-    for (let waited = 0; waited < limitMs && !predicate(); waited += 50) {
+    const holds = Effect.isEffect(predicate) ? predicate : Effect.sync(predicate)
+    for (let waited = 0; waited < limitMs && !(yield* holds); waited += 50) {
       yield* Effect.sleep(Duration.millis(50))
     }
-    return predicate()
+    return yield* holds
   })
 
 /**
