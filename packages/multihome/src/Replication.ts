@@ -42,7 +42,7 @@ import { Data } from "effect"
 import * as Association from "./Association.ts"
 import * as Chunk from "./Chunk.ts"
 import type * as Cookie from "./Cookie.ts"
-import * as InputsWire from "./internal/inputsWire.ts"
+import * as BinaryWire from "./internal/binaryWire.ts"
 import { decodePlain, encodePlain, PlainDecodeError } from "./internal/plain.ts"
 import * as Packet from "./Packet.ts"
 import { gt32 } from "./Serial.ts"
@@ -663,11 +663,10 @@ const problem = (value: unknown): string | undefined => {
  */
 export const codec: Codec.Codec<Message> = Codec.make<Message>({
   name: "multihome-replication",
-  // The per-update `Inputs` of received datagrams in binary (see `internal/inputsWire.ts`).
-  encode: (message) => InputsWire.encode(message) ?? encodePlain(message),
+  // The per-update `Inputs` and `Ack` in binary (see `internal/binaryWire.ts`).
+  encode: (message) => BinaryWire.encode(message) ?? encodePlain(message),
   decode: (payload) => {
-    const value =
-      payload[0] === InputsWire.marker ? InputsWire.decode(payload) : decodePlain(payload)
+    const value = BinaryWire.isBinary(payload) ? BinaryWire.decode(payload) : decodePlain(payload)
     const wrong = problem(value)
     if (wrong !== undefined) throw new PlainDecodeError(wrong)
     return value as Message

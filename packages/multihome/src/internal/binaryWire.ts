@@ -1,21 +1,28 @@
 /**
- * A binary form of the link's most frequent message: an `Inputs` whose inputs are all
- * received datagrams (what every every-update step of a peer's packets ships). The general
- * encoding (`plain.ts`) costs a JSON stringify on the primary and a JSON parse on the
- * secondary per update; this one is a few field copies. Anything else, or any field this
- * layout can not carry exactly, goes the plain way.
+ * Binary forms of the link's two per-update messages: an `Inputs` whose inputs are all
+ * received datagrams (what every every-update step of a peer's packets ships) and the
+ * secondary's `Ack`. The general encoding (`plain.ts`) costs a JSON stringify on one node
+ * and a JSON parse on the other for each; these are a few field copies. Any other message,
+ * or any field these layouts can not carry exactly, goes the plain way.
  *
- * Layout, big-endian: the marker byte 0xFF (a plain encoding starts with its JSON text's
- * u32 length, which is never that large), version 1, f64 seq, f64 epoch, f64 association,
- * u32 input count, then per input: f64 nowMs, u16 udpPort, u8 host length, the host
- * (UTF-8), u32 datagram length, the datagram. Decoding gives the very object the plain
- * encoding would, which the codec then checks like any other message.
+ * A plain encoding starts with its JSON text's u32 length (big-endian), never 0xFE000000 or
+ * more, so a first byte of 0xFE or 0xFF marks these. Layouts, big-endian:
+ * - `Inputs`: 0xFF, version 1, f64 seq, f64 epoch, f64 association, u32 input count, then
+ *   per input: f64 nowMs, u16 udpPort, u8 host length, the host (UTF-8), u32 datagram
+ *   length, the datagram;
+ * - `Ack`: 0xFE, f64 seq.
+ * Decoding gives the very object the plain encoding would, which the codec then checks like
+ * any other message.
  */
 import { PlainDecodeError } from "./plain.ts"
 
-/** The first byte of this encoding. */
-export const marker = 0xff
+const inputsMarker = 0xff
+const ackMarker = 0xfe
+const ackLength = 9
 const version = 1
+
+/** Whether `bytes` are one of these forms (else a plain encoding). */
+export const isBinary = (bytes: Uint8Array): boolean => (bytes[0] ?? 0) >= ackMarker
 /** Marker, version, seq, epoch, association, count. */
 const headerLength = 2 + 8 * 3 + 4
 /** nowMs, udpPort, host length, datagram length: an input with an empty host and datagram. */
@@ -27,6 +34,11 @@ interface Receive {
   readonly udpPort: number
   readonly bytes: Uint8Array
   readonly nowMs: number
+}
+
+interface Ack {
+  readonly _tag: "Ack"
+  readonly seq: number
 }
 
 interface InputsOfReceives {
@@ -52,10 +64,11 @@ const isPort = (value: unknown): value is number =>
   typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= 0xffff
 
 /**
- * The message as this encoding's bytes, or undefined when it is not an `Inputs` of
- * received datagrams this layout carries exactly (then the plain encoding is used).
+ * The message in one of these forms, or undefined when it is neither an `Ack` nor an
+ * `Inputs` of received datagrams that a layout carries exactly (then it goes plain).
  */
 export const encode = (message: { readonly _tag: string }): Uint8Array | undefined => {
+  if (message._tag === "Ack") return encodeAck(message as Ack)
   if (message._tag !== "Inputs") return undefined
   const { seq, epoch, association, inputs } = message as InputsOfReceives
   if (!Number.isFinite(seq) || !Number.isFinite(epoch) || !Number.isFinite(association)) {
@@ -85,7 +98,7 @@ export const encode = (message: { readonly _tag: string }): Uint8Array | undefin
   if (Object.keys(message).length !== 5) return undefined
   const out = new Uint8Array(length)
   const view = new DataView(out.buffer)
-  out[0] = marker
+  out[0] = inputsMarker
   out[1] = version
   view.setFloat64(2, seq)
   view.setFloat64(10, epoch)
@@ -108,13 +121,26 @@ export const encode = (message: { readonly _tag: string }): Uint8Array | undefin
   return out
 }
 
+const encodeAck = (ack: Ack): Uint8Array | undefined => {
+  if (!Number.isFinite(ack.seq) || Object.keys(ack).length !== 2) return undefined
+  const out = new Uint8Array(ackLength)
+  out[0] = ackMarker
+  new DataView(out.buffer).setFloat64(1, ack.seq)
+  return out
+}
+
 /**
- * Decodes what {@link encode} wrote (`bytes[0]` is {@link marker}). Datagrams are copies
- * (the input may be reused). Throws {@link PlainDecodeError} for anything malformed.
+ * Decodes what {@link encode} wrote (see {@link isBinary}). Datagrams are copies (the
+ * input may be reused). Throws {@link PlainDecodeError} for anything malformed.
  */
 export const decode = (bytes: Uint8Array): unknown => {
+  if (bytes[0] === ackMarker) {
+    if (bytes.length !== ackLength) throw new PlainDecodeError("ack: not 9 bytes")
+    // + 0: a -0 reads back as 0, as it does through JSON.
+    return { _tag: "Ack", seq: new DataView(bytes.buffer, bytes.byteOffset).getFloat64(1) + 0 }
+  }
   if (bytes.length < headerLength) throw new PlainDecodeError("inputs: shorter than its header")
-  if (bytes[0] !== marker || bytes[1] !== version) {
+  if (bytes[0] !== inputsMarker || bytes[1] !== version) {
     throw new PlainDecodeError("inputs: unknown marker or version")
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
