@@ -5,11 +5,18 @@
  */
 import { randomBytes } from "node:crypto"
 import { once } from "node:events"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { createInstance } from "@understudy/port-election"
 import { Redacted } from "effect"
 
 export const main = async () => {
-  const address = `unix://@understudy-docs-${randomBytes(4).toString("hex")}`
+  // A socket file in a directory only this user may enter (mkdtemp makes it 0700), so no
+  // other user can bind the address first or connect to it. In a real program:
+  // `SocketDirectory.defaultAddress(program, name)`, in $XDG_RUNTIME_DIR or ~/.understudy.
+  const directory = mkdtempSync(join(tmpdir(), "understudy-docs-"))
+  const address = `unix://${directory}/election.sock`
   // Tests pass the per-user secret directly; by default it is ~/.understudy/secret.
   const secret = Redacted.make(new Uint8Array(randomBytes(32)))
   const options = { program: "docs-example", address, secret }
@@ -28,6 +35,7 @@ export const main = async () => {
   const [event] = await withTimeout(elected, 5_000)
   await second.close()
   await third.close()
+  rmSync(directory, { recursive: true, force: true })
   return { rolesBefore, newSupervisor: event.instanceId === second.instanceId ? 2 : 3 }
 }
 
