@@ -2,10 +2,11 @@
  * `serve --metrics HOST:PORT` on real processes: a name server and 3 servers on loopback,
  * each serving Prometheus text on a port it picks. The master is SIGKILLed; the survivor that
  * takes over records the failover in `understudy_staggered_election_failover_ms` (role
- * master), and its term gauge rises.
+ * master), and its term gauge rises; with `--otlp` its takeover and failover spans reach the
+ * collector.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { JsonLinesProcess, Ports, Prometheus } from "@understudy/testkit"
+import { JsonLinesProcess, Otlp, Ports, Prometheus } from "@understudy/testkit"
 import { group, startNameServer } from "./support/group.ts"
 
 afterAll(() => JsonLinesProcess.killAll())
@@ -17,13 +18,14 @@ const role = (id: string) => `understudy_staggered_election_role{server="${id}",
 describe("server-group serve --metrics", () => {
   it("serves Prometheus text; after the master is SIGKILLed the new master's failover histogram and term move", async () => {
     const { proc: nameServer, store } = await startNameServer(60_000)
+    const collector = await Otlp.collector()
     const ids = ["1", "2", "3"]
     const metricsPorts = new Map<string, number>()
     for (const id of ids) metricsPorts.set(id, await Ports.freeTcpPort())
     const { servers, start, servingMaster } = await group({
       ids,
       store,
-      args: ["--insecure"],
+      args: ["--insecure", "--otlp", collector.url],
       argsOf: (id) => ["--metrics", `127.0.0.1:${metricsPorts.get(id)}`],
       readyTimeoutMs: 60_000,
     })
@@ -67,8 +69,15 @@ describe("server-group serve --metrics", () => {
     expect(Prometheus.sample(after, term(second!))).toBeGreaterThan(termBefore!)
     expect(Prometheus.sample(after, role(second!))).toBe(1)
 
+    // Spans are exported every second: wait for them (bounded, 10 s).
+    const spans = ["staggered-election.failover", "staggered-election.takeover"]
+    for (let i = 0; i < 200 && !spans.every((span) => collector.traces().includes(span)); i++)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    for (const span of spans) expect(collector.traces()).toContain(span)
+
     for (const { proc } of servers.values()) proc.kill("SIGTERM")
     nameServer.kill("SIGTERM")
     await Promise.all([...servers.values(), { proc: nameServer }].map(({ proc }) => proc.exit()))
+    await collector.close()
   }, 120_000)
 })
