@@ -42,14 +42,16 @@ export interface Config {
 }
 
 /**
- * The configuration is unusable.
+ * The configuration is unusable. Its tag names the detector: staggered-election's
+ * `InvalidConfig` is another error, and a tag belongs to one package.
  *
  * @since 0.1.0
  * @category errors
  */
-export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
-  reason: Schema.String,
-}) {
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()(
+  "FailureDetectorInvalidConfig",
+  { reason: Schema.String },
+) {
   override get message(): string {
     return `invalid failure detector config: ${this.reason}`
   }

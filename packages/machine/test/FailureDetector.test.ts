@@ -21,6 +21,9 @@ describe("FailureDetector", () => {
       /greater than intervalMs/,
     )
     expect(FailureDetector.validate({ intervalMs: 0, timeoutMs: 100 })?.reason).toMatch(/positive/)
+    expect(FailureDetector.validate({ intervalMs: 0, timeoutMs: 100 })?._tag).toBe(
+      "FailureDetectorInvalidConfig",
+    )
     expect(() => FailureDetector.make({ intervalMs: 100, timeoutMs: 50 })).toThrow(
       FailureDetector.InvalidConfig,
     )
