@@ -918,7 +918,7 @@ export const make = (
     const takeOver = Effect.gen(function* () {
       // The designated successor takes over with members standing by at it.
       yield* Effect.annotateCurrentSpan("understudy.successor", standby.listening() !== undefined)
-      const welcomedCount = 0
+      let welcomedCount = 0
       const state: SupervisorState = {
         grants: new Grants(),
         members: new Map(),
@@ -987,7 +987,10 @@ export const make = (
           const welcomed =
             preRegistration.instanceId !== instanceId && !ids.has(preRegistration.instanceId)
           ids.add(preRegistration.instanceId)
-          if (welcomed) yield* Effect.ignore(connection.send(welcome))
+          if (welcomed) {
+            yield* Effect.ignore(connection.send(welcome))
+            welcomedCount++
+          }
           admitted.push([connection, preRegistration, welcomed])
         }
         yield* Effect.yieldNow
