@@ -273,3 +273,147 @@ describe("bounded queues", () => {
     ])
   })
 })
+
+/**
+ * Limits are named for what they limit, then the unit, then `Max` (`windowBytesMax`,
+ * `timeoutMsMax`), not `maxWindowBytes` or `rtoMaxMs`. Known and not yet renamed, by file, each
+ * with who is to rename it; a listed name that is gone fails the test, so the list only shrinks.
+ */
+const pendingLimitNames: Record<string, ReadonlyArray<string>> = {
+  // heartbeat-pool (owned by others this session): e.g. clientsPerServerMax, messageBytesMax.
+  "packages/heartbeat-pool/src/Config.ts": [
+    "maxClientsPerServer",
+    "maxMessageBytes",
+    "maxPendingReservations",
+    "maxSeatsPerClient",
+    "maxShareSeats",
+  ],
+  "packages/heartbeat-pool/src/Machine.ts": [
+    "maxClientsPerServer",
+    "maxPendingReservations",
+    "maxSeatsPerClient",
+    "maxShareSeats",
+  ],
+  "packages/heartbeat-pool/src/Server.ts": [
+    "maxClientsPerServer",
+    "maxMessageBytes",
+    "maxPendingReservations",
+    "maxSeatsPerClient",
+    "maxShareSeats",
+  ],
+  // multihome (owned by others): e.g. burstMax, inboundStreamsMax, rtoMsMax, queuedMessagesMax.
+  "packages/multihome/src/Association.ts": [
+    "maxBurst",
+    "maxInboundStreams",
+    "maxInitRetransmits",
+    "rtoMaxMs",
+  ],
+  "packages/multihome/src/Endpoint.ts": ["maxQueuedEvents", "maxQueuedMessages"],
+  "packages/multihome/src/Rto.ts": ["rtoMaxMs"],
+  // staggered-election's configuration (internal/config.ts, settings.ts): e.g. logEntriesMax.
+  "packages/staggered-election/src/internal/config.ts": [
+    "maxClockDrift",
+    "maxEntriesPerMessage",
+    "maxLogEntries",
+    "maxQueuedSubmits",
+  ],
+  "packages/staggered-election/src/internal/settings.ts": [
+    "maxEntriesPerMessage",
+    "maxLogEntries",
+    "maxQueuedSubmits",
+  ],
+  // The transport's ConnectionOptions.maxFrameBytes (owned by others), which the store passes
+  // through: to rename in the transport first (frameBytesMax), then here.
+  "packages/store/src/Facade.ts": ["maxFrameBytes"],
+  "packages/store/src/RemoteStore.ts": ["maxFrameBytes"],
+  "packages/store/src/StoreServer.ts": ["maxFrameBytes"],
+  "packages/transport/src/Options.ts": ["maxFrameBytes"],
+  "packages/transport/src/SimNet.ts": ["maxBufferedBytes", "maxMs", "maxTraceEvents"],
+  "packages/transport/src/internal/simLink.ts": ["maxBufferedBytes"],
+}
+
+/** Names that mirror someone else's (a kernel struct's field), with where they come from. */
+const foreignLimitNames: Record<string, ReadonlyArray<string>> = {
+  // struct tcp_repair_window in <linux/tcp.h>.
+  "packages/checkpoint/src/internal/tcpRepair/kernelTcp.ts": ["maxWindow"],
+}
+
+/** A field named `maxX`, or with a unit after `Max` (`rtoMaxMs`). */
+const limitNamePattern = /readonly (max[A-Z]\w*|\w+Max(?:Ms|Us|Ns|Seconds|Bytes))\??:/g
+
+export const misnamedLimits = (source: string): Array<string> => [
+  ...new Set(Array.from(source.matchAll(limitNamePattern), (match) => match[1] as string)),
+]
+
+describe("limit names", () => {
+  it("limits in the published packages' sources are named xUnitMax, outside the pending list", () => {
+    const found: Record<string, Array<string>> = {}
+    for (const name of readdirSync(Path.join(repository, "packages")).sort()) {
+      // The testkit is private: test code, not a public surface.
+      if (name === "testkit") continue
+      const src = Path.join(repository, "packages", name, "src")
+      if (!statSync(src, { throwIfNoEntry: false })?.isDirectory()) continue
+      for (const file of sourceFiles(src, 2_000)) {
+        const names = misnamedLimits(readFileSync(file, "utf8")).sort()
+        if (names.length > 0) found[Path.relative(repository, file)] = names
+      }
+    }
+    const known = (file: string, limit: string) =>
+      pendingLimitNames[file]?.includes(limit) === true ||
+      foreignLimitNames[file]?.includes(limit) === true
+    expect(
+      Object.entries(found).flatMap(([file, names]) =>
+        names.filter((limit) => !known(file, limit)).map((limit) => `${file}: ${limit}`),
+      ),
+      "a limit not named xUnitMax (e.g. frameBytesMax)",
+    ).toEqual([])
+    expect(
+      Object.entries({ ...pendingLimitNames, ...foreignLimitNames }).flatMap(([file, names]) =>
+        names
+          .filter((limit) => found[file]?.includes(limit) !== true)
+          .map((limit) => `${file}: ${limit}`),
+      ),
+      "renamed: remove from pendingLimitNames",
+    ).toEqual([])
+  })
+
+  it("the pattern finds maxX and xMaxUnit, not xUnitMax", () => {
+    expect(
+      misnamedLimits(
+        "readonly maxFrameBytes?: number\nreadonly rtoMaxMs: number\n" +
+          "readonly windowBytesMax?: number\nreadonly timeoutMsMax: number\nreadonly maximum: number",
+      ),
+    ).toEqual(["maxFrameBytes", "rtoMaxMs"])
+  })
+})
+
+describe("facades", () => {
+  it("each package with a Promise facade exports it at the top level as createX, and no Facade namespace", async () => {
+    const facades: Record<string, ReadonlyArray<string>> = {}
+    for (const name of readdirSync(Path.join(repository, "packages")).sort()) {
+      if (
+        !statSync(Path.join(repository, "packages", name, "src", "Facade.ts"), {
+          throwIfNoEntry: false,
+        })
+      )
+        continue
+      const entry = `@understudy/${name}` as keyof typeof entries
+      const module: Record<string, unknown> = await entries[entry]()
+      expect(
+        module,
+        `${entry} exports its facade's functions, not a Facade namespace`,
+      ).not.toHaveProperty("Facade")
+      facades[entry] = Object.keys(module)
+        .filter((key) => /^create[A-Z]/.test(key) && typeof module[key] === "function")
+        .sort()
+    }
+    expect(facades).toEqual({
+      "@understudy/checkpoint": ["createClient", "createServer"],
+      "@understudy/heartbeat-pool": ["createClient", "createServer"],
+      "@understudy/multihome": ["createEndpoint"],
+      "@understudy/port-election": ["createInstance"],
+      "@understudy/staggered-election": ["createServer"],
+      "@understudy/store": ["createStore", "createStoreServer"],
+    })
+  })
+})

@@ -227,8 +227,8 @@ export interface CreateStoreServerOptions extends Observability.FacadeOptions {
   readonly insecure?: boolean
   /** See `StoreServer.StoreServerOptions`. */
   readonly maxFrameBytes?: number
-  readonly maxInFlightPerConnection?: number
-  readonly maxWatchesPerConnection?: number
+  readonly inFlightPerConnectionMax?: number
+  readonly watchesPerConnectionMax?: number
 }
 
 /** A served store. @since 0.1.0 @category models */
@@ -266,12 +266,12 @@ export const createStoreServer = async (
             ? {}
             : { clusterKey: Redacted.make(options.clusterKey) }),
           ...(options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes }),
-          ...(options.maxInFlightPerConnection === undefined
+          ...(options.inFlightPerConnectionMax === undefined
             ? {}
-            : { maxInFlightPerConnection: options.maxInFlightPerConnection }),
-          ...(options.maxWatchesPerConnection === undefined
+            : { inFlightPerConnectionMax: options.inFlightPerConnectionMax }),
+          ...(options.watchesPerConnectionMax === undefined
             ? {}
-            : { maxWatchesPerConnection: options.maxWatchesPerConnection }),
+            : { watchesPerConnectionMax: options.watchesPerConnectionMax }),
         })
         yield* Effect.logInfo("store: serving").pipe(
           Effect.annotateLogs({

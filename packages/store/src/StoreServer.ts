@@ -38,9 +38,9 @@ export interface StoreServerOptions {
    * Requests of one connection being executed at once; past it the server stops reading
    * that connection until one finishes (the client's sends then suspend). Default 1,024.
    */
-  readonly maxInFlightPerConnection?: number
+  readonly inFlightPerConnectionMax?: number
   /** Watches open on one connection; past it a `Watch` fails with `InvalidRequest`. Default 256. */
-  readonly maxWatchesPerConnection?: number
+  readonly watchesPerConnectionMax?: number
   /** Transport keep-alive; default the transport's (ping 1 s, time-out 5 s). */
   readonly keepAlive?: Options.ConnectionOptions<unknown>["keepAlive"]
 }
@@ -204,8 +204,8 @@ export const serve = (
   Effect.gen(function* () {
     const transport = yield* Transport.Transport
     const store = yield* Store
-    const maxInFlight = options.maxInFlightPerConnection ?? 1_024
-    const maxWatches = options.maxWatchesPerConnection ?? 256
+    const inFlightMax = options.inFlightPerConnectionMax ?? 1_024
+    const watchesMax = options.watchesPerConnectionMax ?? 256
     const listener = yield* transport.listen(address, {
       codec: Protocol.serverCodec,
       maxFrameBytes: options.maxFrameBytes ?? Protocol.maxFrameBytesDefault,
@@ -218,7 +218,7 @@ export const serve = (
     const handle = (conn: Connection.Connection<Protocol.Message>) =>
       Effect.gen(function* () {
         const scope = yield* Effect.scope
-        const permits = yield* Semaphore.make(maxInFlight)
+        const permits = yield* Semaphore.make(inFlightMax)
         /** Open watches by id; the token tells a finished watch from a newer one. */
         const watches = new Map<number, { readonly fiber: Fiber.Fiber<void> }>()
         // A send fails only when the connection is closed, and then nobody waits for it.
@@ -268,9 +268,9 @@ export const serve = (
                 const error = new InvalidRequest({ detail: `watch id ${id} is in use` })
                 return send({ _tag: "WatchFailed", id, error })
               }
-              if (watches.size >= maxWatches) {
+              if (watches.size >= watchesMax) {
                 const error = new InvalidRequest({
-                  detail: `more than ${maxWatches} watches on one connection`,
+                  detail: `more than ${watchesMax} watches on one connection`,
                 })
                 return send({ _tag: "WatchFailed", id, error })
               }

@@ -96,6 +96,6 @@ describe("RemoteStore", () => {
         Stream.take(store.watch("/cw/", { fromRevision: after.revision }), 1),
       )
       expect(again.map((e) => e.revision)).toEqual([after.revision])
-    }).pipe(Effect.provide(served(Address.tcp("127.0.0.1", 0), { maxWatchesPerConnection: 1 }))),
+    }).pipe(Effect.provide(served(Address.tcp("127.0.0.1", 0), { watchesPerConnectionMax: 1 }))),
   )
 })

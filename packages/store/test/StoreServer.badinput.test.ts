@@ -205,7 +205,7 @@ describe("StoreServer bad input", () => {
 
   it.live("well-formed requests over the limits get InvalidRequest and the connection stays", () =>
     Effect.gen(function* () {
-      const { exchange } = yield* setup({ maxWatchesPerConnection: 2 })
+      const { exchange } = yield* setup({ watchesPerConnectionMax: 2 })
       const bigKey = "k".repeat(limits.keyBytesMax + 1)
       const bigValue = Buffer.alloc(limits.valueBytesMax + 1).toString("base64")
       const cases: ReadonlyArray<Record<string, unknown>> = [
