@@ -27,6 +27,7 @@ import { EventEmitter } from "node:events"
 import { Address, NodeTransport, Observability, type Transport } from "@understudy/transport"
 import {
   Context,
+  Duration,
   Effect,
   Exit,
   Fiber,
@@ -74,8 +75,8 @@ export interface CreateStoreOptions extends Observability.FacadeOptions {
   readonly clusterKey?: Uint8Array | string
   /** Talk to a `StoreServer` that has no cluster key. */
   readonly insecure?: boolean
-  /** A remote or etcd store: time allowed for one request. Default 5,000 ms. */
-  readonly requestTimeoutMs?: number
+  /** A remote or etcd store: time allowed for one request. Default 5 seconds. */
+  readonly requestTimeout?: Duration.Input
 }
 
 /**
@@ -127,6 +128,7 @@ const backendLayer = async (
   options: CreateStoreOptions,
 ): Promise<Layer.Layer<Store.Store, never, Transport.Transport>> => {
   const backend = options.backend ?? "memory"
+  const requestTimeoutMs = requestTimeoutMsOf(options.requestTimeout)
   if (backend === "memory") return MemoryStore.layer
   if ("remote" in backend) {
     const address = Address.parseStream(backend.remote)
@@ -139,9 +141,7 @@ const backendLayer = async (
       ...(options.clusterKey === undefined
         ? {}
         : { clusterKey: Redacted.make(options.clusterKey) }),
-      ...(options.requestTimeoutMs === undefined
-        ? {}
-        : { requestTimeoutMs: options.requestTimeoutMs }),
+      ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
     })
   }
   if (backend.etcd.length === 0) throw new StoreConfigError({ detail: "backend.etcd is empty" })
@@ -149,10 +149,21 @@ const backendLayer = async (
   const { EtcdStore } = await import("./etcd.ts")
   return EtcdStore.layer({
     endpoints: [...backend.etcd],
-    ...(options.requestTimeoutMs === undefined
-      ? {}
-      : { requestTimeoutMs: options.requestTimeoutMs }),
+    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
   })
+}
+
+/** The request time-out in milliseconds; undefined leaves the backend's default (5 s). */
+const requestTimeoutMsOf = (input: Duration.Input | undefined): number | undefined => {
+  if (input === undefined) return undefined
+  const duration = Duration.fromInput(input)
+  const ms = Option.isSome(duration) ? Duration.toMillis(duration.value) : Number.NaN
+  // Not positive and finite would mean requests that fail at once or never time out.
+  if (!(ms > 0 && Number.isFinite(ms)))
+    throw new StoreConfigError({
+      detail: `requestTimeout: not a positive duration: ${JSON.stringify(String(input))} (try "2 seconds" or a number of milliseconds)`,
+    })
+  return ms
 }
 
 /**

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import type { Observability } from "@understudy/transport"
-import { Layer, Tracer } from "effect"
+import { type Duration, Layer, Tracer } from "effect"
 import { createStore, createStoreServer, StoreConfigError } from "../src/Facade.ts"
 import type { WatchEvent } from "../src/Store.ts"
 
@@ -52,6 +52,7 @@ describe("Facade", () => {
       const store = await createStore({
         backend: { remote: server.address },
         clusterKey,
+        requestTimeout: "5 seconds",
         ...observed,
       })
       try {
@@ -131,6 +132,15 @@ describe("Facade", () => {
       createStore({ backend: { remote: "nonsense" }, insecure: true }),
     )
     expect((badAddress as StoreConfigError).detail).toMatch(/^backend\.remote: /)
+    for (const requestTimeout of [0, -1, Number.POSITIVE_INFINITY, "soon" as Duration.Input]) {
+      const badTimeout = await rejection(
+        createStore({ backend: { remote: "tcp://127.0.0.1:1" }, insecure: true, requestTimeout }),
+      )
+      expect(badTimeout, String(requestTimeout)).toBeInstanceOf(StoreConfigError)
+      expect((badTimeout as StoreConfigError).detail).toMatch(
+        /^requestTimeout: not a positive duration/,
+      )
+    }
     const noEtcd = await rejection(createStore({ backend: { etcd: [] } }))
     expect((noEtcd as StoreConfigError).detail).toBe("backend.etcd is empty")
     const badListen = await rejection(createStoreServer({ listen: "udp://x", insecure: true }))
