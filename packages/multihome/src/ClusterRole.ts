@@ -189,9 +189,12 @@ export const intercept = (
   state: State,
   packet: { readonly heartbeatsForCopy: boolean },
 ): "pass" | "drop" | "answer" | "forward" | "take-over" => {
-  // Mid-takeover a packet for a copy not adopted yet would look out of the blue and draw
-  // an ABORT.
-  if (state.role === "active-secondary" && !state.tookOver) return "drop"
+  // Mid-takeover (the fence's wait for the old lease) a packet for a copy not adopted yet
+  // would look out of the blue and draw an ABORT; its HEARTBEATs are still answered from the
+  // copy, or a peer with short timers marks this address unreachable before the takeover.
+  if (state.role === "active-secondary" && !state.tookOver) {
+    return packet.heartbeatsForCopy ? "answer" : "drop"
+  }
   if (state.role !== "secondary") return "pass"
   if (packet.heartbeatsForCopy) return "answer"
   if (state.linked) return "forward"

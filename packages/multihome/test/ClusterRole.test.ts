@@ -47,8 +47,10 @@ describe("ClusterRole", () => {
     expect(actions(node.receive({ _tag: "Replicate", epoch: 1 }))).toEqual(["Apply"])
     expect(actions(node.command({ _tag: "LinkDown", reason: "Timeout" }))).toEqual(["AcquireFence"])
     expect(node.state.role).toBe("active-secondary")
-    // Mid-takeover, packets are dropped (a copy not adopted yet would draw an ABORT).
+    // Mid-takeover, packets are dropped (a copy not adopted yet would draw an ABORT), but
+    // HEARTBEATs are still answered from the copy (the fence's wait may take seconds).
     expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("drop")
+    expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: true })).toBe("answer")
     expect(actions(node.command({ _tag: "FenceAcquired", epoch: 2 }))).toEqual([
       "Fenced",
       "TakeOver",
