@@ -237,7 +237,9 @@ describe("failover under usrsctp's client", () => {
 
   it("state-node on etcd, fenced there, tuned timers: the secondary takes the association and the role from etcd", async () => {
     const failoverMs = await runFailover({
-      tune: tuned,
+      // The takeover waits for the old primary's 2 s lease: a client that gives a path up
+      // after 3 time-outs (~0.7 s) has marked both addresses unreachable by then.
+      tune: { ...tuned, path_rtx_max_default: 8 },
       boundMs: 15_000,
       policy: "state-node",
       store: "etcd",
