@@ -23,6 +23,7 @@ import {
   Transport,
 } from "@understudy/transport"
 import {
+  Cause,
   Deferred,
   Duration,
   Effect,
@@ -60,6 +61,13 @@ export interface RemoteStoreOptions {
   readonly maxFrameBytes?: number
   /** Transport keep-alive; default the transport's (ping 1 s, time-out 5 s). */
   readonly keepAlive?: Options.ConnectionOptions<unknown>["keepAlive"]
+  /**
+   * Events a watch holds for a reader that has not taken them yet. Past it the watch ends
+   * with `Unavailable` once the reader has taken what it holds (the reader resumes with
+   * `fromRevision`), so a slow reader cannot make the client buffer without bound.
+   * Default 10,000.
+   */
+  readonly watchQueuedEventsMax?: number
 }
 
 /** How a watch hears from its subscription on one connection. */
@@ -105,6 +113,7 @@ export const make = (
     const layerScope = yield* Effect.scope
     const requestTimeoutMs = options.requestTimeoutMs ?? 5_000
     const reconnectBudgetMs = options.reconnectBudgetMs ?? 10_000
+    const watchQueuedEventsMax = options.watchQueuedEventsMax ?? 10_000
     const connectionOptions: Options.ConnectionOptions<Protocol.Message> = {
       codec: Protocol.clientCodec,
       maxFrameBytes: options.maxFrameBytes ?? Protocol.maxFrameBytesDefault,
@@ -370,128 +379,143 @@ export const make = (
       prefix: string,
       watchOptions: { readonly fromRevision?: number } = {},
     ): Stream.Stream<WatchEvent, Compacted | Unavailable | InvalidRequest> =>
-      Stream.callback<WatchEvent, Compacted | Unavailable | InvalidRequest>((queue) =>
-        Effect.gen(function* () {
-          yield* Validate.prefix(prefix)
-          if (watchOptions.fromRevision !== undefined) {
-            yield* Validate.revision("fromRevision", watchOptions.fromRevision)
-          }
-          /** Where the watch starts; for "from now", set by the server's first answer. */
-          let start = watchOptions.fromRevision
-          /** The revision of the last event delivered, 0 before any. */
-          let lastRevision = 0
-          let deliveredAtLast = 0
-          /** Whether every event of `lastRevision` was delivered. */
-          let lastComplete = true
-
-          /**
-           * One subscription on one connection: fails with `Unavailable` when it could not
-           * be set up (retried with backoff), succeeds when its connection was lost after it
-           * was set up (resubscribed at once), fails with what the server says otherwise.
-           */
-          const subscribe = Effect.gen(function* () {
-            const s = yield* connectOnce
-            const id = nextId++
-            const resumeFrom =
-              lastRevision === 0 ? start : lastComplete ? lastRevision + 1 : lastRevision
-            let toSkip = lastRevision === 0 || lastComplete ? 0 : deliveredAtLast
-            const watching = Deferred.makeUnsafe<void>()
-            const outcome = Deferred.makeUnsafe<void, StoreError>()
-            const subscriber: Subscriber = {
-              onWatching: (fromRevision) => {
-                start ??= fromRevision
-                Deferred.doneUnsafe(watching, Effect.void)
-              },
-              onEvents: (events, complete) => {
-                const fresh: Array<WatchEvent> = []
-                for (const wire of events) {
-                  if (wire.revision < lastRevision) continue
-                  if (wire.revision === lastRevision && toSkip > 0) {
-                    toSkip--
-                    continue
-                  }
-                  if (wire.revision === lastRevision) deliveredAtLast++
-                  else {
-                    lastRevision = wire.revision
-                    deliveredAtLast = 1
-                  }
-                  fresh.push(Protocol.fromWireEvent(wire))
-                }
-                lastComplete = complete
-                if (fresh.length > 0) Queue.offerAllUnsafe(queue, fresh)
-              },
-              onFailed: (error) => Deferred.doneUnsafe(outcome, Effect.fail(error)),
-              onLost: () => Deferred.doneUnsafe(outcome, Effect.void),
+      Stream.callback<WatchEvent, Compacted | Unavailable | InvalidRequest>(
+        (queue) =>
+          Effect.gen(function* () {
+            yield* Validate.prefix(prefix)
+            if (watchOptions.fromRevision !== undefined) {
+              yield* Validate.revision("fromRevision", watchOptions.fromRevision)
             }
-            if (!s.alive) return yield* new Unavailable({ detail: "connection lost" })
-            s.subscribers.set(id, subscriber)
-            const cancel = Effect.suspend(() => {
-              if (!s.alive || s.subscribers.get(id) !== subscriber) return Effect.void
-              s.subscribers.delete(id)
-              // Queued before anything this client sends next, so the server frees the
-              // watch first; bounded, so a stalled connection cannot hold up the consumer.
-              return s.connection
-                .send({ _tag: "Request", id: nextId++, op: { _tag: "CancelWatch", watch: id } })
-                .pipe(Effect.timeout(Duration.millis(cancelSendMs)), Effect.ignore)
-            })
-            return yield* Effect.gen(function* () {
-              yield* s.connection
-                .send({
-                  _tag: "Request",
-                  id,
-                  op: {
-                    _tag: "Watch",
-                    prefix,
-                    ...(resumeFrom === undefined ? {} : { fromRevision: resumeFrom }),
-                  },
-                })
-                .pipe(
-                  Effect.mapError(
-                    () => new Unavailable({ detail: "connection lost while subscribing" }),
-                  ),
-                )
-              // Until the server confirms, a lost connection or silence is a failed attempt.
-              const confirmed = yield* Effect.raceFirst(
-                Effect.as(Deferred.await(watching), true),
-                Effect.as(Deferred.await(outcome), false),
-              ).pipe(
-                Effect.timeoutOrElse({
-                  duration: Duration.millis(requestTimeoutMs),
-                  orElse: () =>
-                    Effect.fail(
-                      new Unavailable({
-                        detail: `no answer to a watch within ${requestTimeoutMs} ms`,
-                      }),
-                    ),
-                }),
-              )
-              if (!confirmed) {
-                return yield* new Unavailable({ detail: "connection lost while subscribing" })
-              }
-              yield* Deferred.await(outcome)
-            }).pipe(Effect.ensuring(cancel))
-          })
+            /** Where the watch starts; for "from now", set by the server's first answer. */
+            let start = watchOptions.fromRevision
+            /** The revision of the last event delivered, 0 before any. */
+            let lastRevision = 0
+            let deliveredAtLast = 0
+            /** Whether every event of `lastRevision` was delivered. */
+            let lastComplete = true
 
-          const retried = subscribe.pipe(
-            Effect.retry({
-              schedule: backoff.pipe(
-                Schedule.upTo({ duration: Duration.millis(reconnectBudgetMs) }),
-              ),
-              while: (error) => error._tag === "Unavailable",
-            }),
-          )
-          // Each loss starts a fresh retry budget; the loop runs until the stream is
-          // dropped or the subscription fails for good.
-          while (true) {
-            yield* retried.pipe(
-              Effect.mapError((error) =>
-                error._tag === "Conflict" || error._tag === "LeaseExpired"
-                  ? new Unavailable({ detail: `unexpected ${error._tag} on a watch` })
-                  : error,
-              ),
+            /**
+             * One subscription on one connection: fails with `Unavailable` when it could not
+             * be set up (retried with backoff), succeeds when its connection was lost after it
+             * was set up (resubscribed at once), fails with what the server says otherwise.
+             */
+            const subscribe = Effect.gen(function* () {
+              const s = yield* connectOnce
+              const id = nextId++
+              const resumeFrom =
+                lastRevision === 0 ? start : lastComplete ? lastRevision + 1 : lastRevision
+              let toSkip = lastRevision === 0 || lastComplete ? 0 : deliveredAtLast
+              const watching = Deferred.makeUnsafe<void>()
+              const outcome = Deferred.makeUnsafe<void, StoreError>()
+              const subscriber: Subscriber = {
+                onWatching: (fromRevision) => {
+                  start ??= fromRevision
+                  Deferred.doneUnsafe(watching, Effect.void)
+                },
+                onEvents: (events, complete) => {
+                  const fresh: Array<WatchEvent> = []
+                  for (const wire of events) {
+                    if (wire.revision < lastRevision) continue
+                    if (wire.revision === lastRevision && toSkip > 0) {
+                      toSkip--
+                      continue
+                    }
+                    if (wire.revision === lastRevision) deliveredAtLast++
+                    else {
+                      lastRevision = wire.revision
+                      deliveredAtLast = 1
+                    }
+                    fresh.push(Protocol.fromWireEvent(wire))
+                  }
+                  lastComplete = complete
+                  if (fresh.length === 0) return
+                  // The queue is bounded: what it cannot take ends the watch (after the events
+                  // it holds) rather than being dropped or buffered without bound.
+                  const refused = Queue.offerAllUnsafe(queue, fresh)
+                  if (refused.length > 0) {
+                    Queue.failCauseUnsafe(
+                      queue,
+                      Cause.fail(
+                        new Unavailable({
+                          detail: `the watch's reader fell behind by more than ${watchQueuedEventsMax} events; resume from the revision of the last event read`,
+                        }),
+                      ),
+                    )
+                  }
+                },
+                onFailed: (error) => Deferred.doneUnsafe(outcome, Effect.fail(error)),
+                onLost: () => Deferred.doneUnsafe(outcome, Effect.void),
+              }
+              if (!s.alive) return yield* new Unavailable({ detail: "connection lost" })
+              s.subscribers.set(id, subscriber)
+              const cancel = Effect.suspend(() => {
+                if (!s.alive || s.subscribers.get(id) !== subscriber) return Effect.void
+                s.subscribers.delete(id)
+                // Queued before anything this client sends next, so the server frees the
+                // watch first; bounded, so a stalled connection cannot hold up the consumer.
+                return s.connection
+                  .send({ _tag: "Request", id: nextId++, op: { _tag: "CancelWatch", watch: id } })
+                  .pipe(Effect.timeout(Duration.millis(cancelSendMs)), Effect.ignore)
+              })
+              return yield* Effect.gen(function* () {
+                yield* s.connection
+                  .send({
+                    _tag: "Request",
+                    id,
+                    op: {
+                      _tag: "Watch",
+                      prefix,
+                      ...(resumeFrom === undefined ? {} : { fromRevision: resumeFrom }),
+                    },
+                  })
+                  .pipe(
+                    Effect.mapError(
+                      () => new Unavailable({ detail: "connection lost while subscribing" }),
+                    ),
+                  )
+                // Until the server confirms, a lost connection or silence is a failed attempt.
+                const confirmed = yield* Effect.raceFirst(
+                  Effect.as(Deferred.await(watching), true),
+                  Effect.as(Deferred.await(outcome), false),
+                ).pipe(
+                  Effect.timeoutOrElse({
+                    duration: Duration.millis(requestTimeoutMs),
+                    orElse: () =>
+                      Effect.fail(
+                        new Unavailable({
+                          detail: `no answer to a watch within ${requestTimeoutMs} ms`,
+                        }),
+                      ),
+                  }),
+                )
+                if (!confirmed) {
+                  return yield* new Unavailable({ detail: "connection lost while subscribing" })
+                }
+                yield* Deferred.await(outcome)
+              }).pipe(Effect.ensuring(cancel))
+            })
+
+            const retried = subscribe.pipe(
+              Effect.retry({
+                schedule: backoff.pipe(
+                  Schedule.upTo({ duration: Duration.millis(reconnectBudgetMs) }),
+                ),
+                while: (error) => error._tag === "Unavailable",
+              }),
             )
-          }
-        }).pipe(Effect.catchCause((cause) => Queue.failCause(queue, cause))),
+            // Each loss starts a fresh retry budget; the loop runs until the stream is
+            // dropped or the subscription fails for good.
+            while (true) {
+              yield* retried.pipe(
+                Effect.mapError((error) =>
+                  error._tag === "Conflict" || error._tag === "LeaseExpired"
+                    ? new Unavailable({ detail: `unexpected ${error._tag} on a watch` })
+                    : error,
+                ),
+              )
+            }
+          }).pipe(Effect.catchCause((cause) => Queue.failCause(queue, cause))),
+        { bufferSize: watchQueuedEventsMax },
       )
 
     return Store.of(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Address, NodeTransport } from "@understudy/transport"
-import { Effect, Fiber, Layer, Option, Stream } from "effect"
+import { Deferred, Effect, Fiber, Layer, Option, Stream } from "effect"
 import * as MemoryStore from "../src/MemoryStore.ts"
 import * as RemoteStore from "../src/RemoteStore.ts"
 import { Store } from "../src/Store.ts"
@@ -10,12 +10,16 @@ import { conformance } from "./support/conformance.ts"
 const text = (s: string) => new TextEncoder().encode(s)
 
 /** A fresh memory store served on a fresh loopback port, and a client of it. */
-const served = (address: Address.StreamAddress, options: StoreServer.StoreServerOptions = {}) =>
+const served = (
+  address: Address.StreamAddress,
+  options: StoreServer.StoreServerOptions = {},
+  client: Omit<RemoteStore.RemoteStoreOptions, "address"> = {},
+) =>
   Layer.unwrap(
     Effect.gen(function* () {
       const memory = yield* Layer.build(MemoryStore.layer)
       const server = yield* StoreServer.serve(address, options).pipe(Effect.provideContext(memory))
-      return RemoteStore.layer({ address: server.address, requestTimeoutMs: 5_000 })
+      return RemoteStore.layer({ address: server.address, requestTimeoutMs: 5_000, ...client })
     }),
   ).pipe(Layer.provide(NodeTransport.layer))
 
@@ -97,5 +101,38 @@ describe("RemoteStore", () => {
       )
       expect(again.map((e) => e.revision)).toEqual([after.revision])
     }).pipe(Effect.provide(served(Address.tcp("127.0.0.1", 0), { watchesPerConnectionMax: 1 }))),
+  )
+
+  it.live("a watch whose reader falls behind ends with Unavailable after the events it holds", () =>
+    Effect.gen(function* () {
+      const store = yield* Store
+      const first = yield* store.put("/slow/0", text("0"))
+      const gate = yield* Deferred.make<void>()
+      const read: Array<number> = []
+      // The reader stops at its first event until every put is done: the watch must hold the
+      // rest, and it holds at most 4.
+      const reader = yield* Effect.forkChild(
+        Effect.flip(
+          Stream.runForEach(store.watch("/slow/", { fromRevision: first.revision }), (event) =>
+            Effect.andThen(
+              Deferred.await(gate),
+              Effect.sync(() => read.push(event.revision)),
+            ),
+          ),
+        ),
+      )
+      for (let i = 1; i <= 50; i++) yield* store.put(`/slow/${i}`, text(String(i)))
+      yield* Effect.sleep(50)
+      yield* Deferred.succeed(gate, undefined)
+      const error = yield* Fiber.join(reader)
+      expect(error._tag).toBe("Unavailable")
+      expect(error._tag === "Unavailable" && error.detail).toMatch(
+        /fell behind by more than 4 events/,
+      )
+      // What was read is every revision from the first, none skipped, and not all of them.
+      expect(read.length).toBeGreaterThan(0)
+      expect(read.length).toBeLessThan(51)
+      expect(read).toEqual(read.map((_, i) => first.revision + i))
+    }).pipe(Effect.provide(served(Address.tcp("127.0.0.1", 0), {}, { watchQueuedEventsMax: 4 }))),
   )
 })
