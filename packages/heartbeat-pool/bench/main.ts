@@ -255,13 +255,13 @@ const rows = [
   ],
   [
     `real SIGKILL, ${realClients} clients: re-attach p50 (intervals of ${realHeartbeatMs} ms)`,
-    `${realP50.median.toFixed(2)} (${ms(realP50.median)})`,
+    realP50.runs === 0 ? "not measured" : `${realP50.median.toFixed(2)} (${ms(realP50.median)})`,
     range(realP50),
     `lease baseline ${leaseP50.median.toFixed(2)} (${range(leaseP50)}), ratio ${(realP50.median / leaseP50.median).toFixed(2)}`,
   ],
   [
     `real SIGKILL, ${realClients} clients: re-attach p99 (intervals of ${realHeartbeatMs} ms)`,
-    `${realP99.median.toFixed(2)} (${ms(realP99.median)})`,
+    realP99.runs === 0 ? "not measured" : `${realP99.median.toFixed(2)} (${ms(realP99.median)})`,
     range(realP99),
     `lease baseline ${leaseP99.median.toFixed(2)} (${range(leaseP99)}), ratio ${(realP99.median / leaseP99.median).toFixed(2)}`,
   ],
