@@ -4,9 +4,53 @@
  */
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
-import { Address, NodeTransport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Redacted, Scope, Stream, Tracer } from "effect"
+import { Address, type Connection, NodeTransport, Transport } from "@understudy/transport"
+import { Deferred, Effect, Exit, Layer, Redacted, Scope, Stream, Tracer } from "effect"
 import * as Election from "../src/Election.ts"
+
+/**
+ * The Node transport, adding to `seen` the instance id of every Register read on a listener
+ * other than the election address's: the pre-registrations at this instance as successor.
+ */
+const preRegistrationsRecorded = (electionAddress: string, seen: Set<string>) =>
+  Layer.effect(
+    Transport.Transport,
+    Effect.gen(function* () {
+      const transport = yield* Transport.Transport
+      const record = <A>(connection: Connection.Connection<A>): Connection.Connection<A> => ({
+        ...connection,
+        messages: Stream.tap(connection.messages, (message) =>
+          Effect.sync(() => {
+            const { _tag, instanceId } = message as { _tag?: unknown; instanceId?: unknown }
+            if (_tag === "Register" && typeof instanceId === "string") seen.add(instanceId)
+          }),
+        ),
+      })
+      return Transport.Transport.of({
+        listen: (at, options) =>
+          Address.format(at) === electionAddress
+            ? transport.listen(at, options)
+            : Effect.map(transport.listen(at, options), (listener) => ({
+                ...listener,
+                connections: Stream.map(listener.connections, record),
+              })),
+        connect: transport.connect,
+      })
+    }),
+  ).pipe(Layer.provide(NodeTransport.layer))
+
+/**
+ * Polls `condition` every 20 ms until it holds; fails naming `what` after `timeoutMs`. Only a
+ * hang guard: nothing the test configures bounds these steps (tens of ms when quiet).
+ */
+const eventually = (what: string, condition: Effect.Effect<boolean>, timeoutMs = 10_000) =>
+  Effect.gen(function* () {
+    for (let waited = 0; !(yield* condition); waited += 20) {
+      if (waited >= timeoutMs)
+        return yield* Effect.die(new Error(`not within ${timeoutMs} ms: ${what}`))
+      yield* Effect.sleep(20)
+    }
+  })
 
 describe("port-election spans", () => {
   it.live(
@@ -28,17 +72,26 @@ describe("port-election spans", () => {
         const address = Address.abstract(`understudy-test-${randomBytes(6).toString("hex")}`)
         const secret = Redacted.make(new Uint8Array(randomBytes(32)))
         const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
-        const start = (scope: Scope.Scope) =>
+        const preRegistered = [new Set<string>(), new Set<string>(), new Set<string>()]
+        const start = (index: number) =>
           Election.make({
             program: "test",
             address,
             secret,
-            keepAlive: { intervalMs: 100, timeoutMs: 600 },
+            // Nobody here hangs (the supervisor's scope closes its connections), so a long
+            // time-out changes no outcome; a short one would drop a member on a busy machine,
+            // and a survivor stops waiting for the successor's takeover after it.
+            keepAlive: { intervalMs: 200, timeoutMs: 10_000 },
             graceMs: 500,
-          }).pipe(Scope.provide(scope), Effect.provide(NodeTransport.layer))
-        const first = yield* start(scopes[0]!)
-        const second = yield* start(scopes[1]!)
-        const third = yield* start(scopes[2]!)
+          }).pipe(
+            Scope.provide(scopes[index]!),
+            Effect.provide(
+              preRegistrationsRecorded(Address.format(address), preRegistered[index]!),
+            ),
+          )
+        const first = yield* start(0)
+        const second = yield* start(1)
+        const third = yield* start(2)
         expect(ended("port-election.election").map((a) => a["understudy.outcome"])).toEqual([
           "bound",
           "connected",
@@ -61,21 +114,29 @@ describe("port-election spans", () => {
             ),
           )
         }
-        for (let i = 0; i < 100; i++) {
-          const members = yield* second.members
-          if (members.length === 3) break
-          yield* Effect.sleep(20)
-        }
-        // Time for the designation, the registry naming the successor, and the other
-        // survivor's pre-registration at it (tens of ms; generous for a loaded machine).
-        yield* Effect.sleep(1_000)
+        // Before the supervisor goes: the designated successor (either survivor) has read the
+        // other survivor's pre-registration on its standby listener.
+        yield* eventually(
+          "a survivor's pre-registration read at the other",
+          Effect.sync(
+            () =>
+              preRegistered[1]!.has(third.instanceId) || preRegistered[2]!.has(second.instanceId),
+          ),
+        )
         yield* Scope.close(scopes[0]!, Exit.void)
-        const winner = yield* Deferred.await(elected).pipe(Effect.timeout("5 seconds"))
+        const winner = yield* Deferred.await(elected).pipe(Effect.timeout("10 seconds"))
         const other = winner === second.instanceId ? third : second
-        for (let i = 0; i < 100 && (yield* other.role)._tag !== "Subordinate"; i++) {
-          yield* Effect.sleep(20)
-        }
+        expect(preRegistered[winner === second.instanceId ? 1 : 2]).toContain(other.instanceId)
+        yield* eventually(
+          "the other survivor subordinate",
+          Effect.map(other.role, (role) => role._tag === "Subordinate"),
+        )
         expect(yield* other.role).toEqual({ _tag: "Subordinate", supervisorId: winner })
+        // The takeover's span ends, final attributes and all, just after its Elected event.
+        yield* eventually(
+          "the successor's takeover span ended",
+          Effect.sync(() => ended("port-election.takeover").length >= 2),
+        )
 
         const takeovers = ended("port-election.takeover")
         expect(takeovers).toHaveLength(2)
