@@ -145,7 +145,11 @@ class Instance {
     if (this.exitCode === undefined) this.child.stdin!.write(`${JSON.stringify(command)}\n`)
   }
 
-  async started(timeoutMs = 15_000): Promise<Started> {
+  /**
+   * The first role. The default bound is a hang guard, not a figure of the election: a Node
+   * start takes seconds when several start at once on this 2-core machine under load.
+   */
+  async started(timeoutMs = 60_000): Promise<Started> {
     const line = await this.waitFor((l) => l.t === "started" || l.t === "failed", timeoutMs)
     if (line.t === "failed") throw new Error(`instance failed: ${JSON.stringify(line.error)}`)
     this.instanceId = line.instanceId
@@ -230,11 +234,11 @@ const startInstance = (address: string, extra: Record<string, unknown> = {}) =>
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Asks every live instance its status; instances that die meanwhile are left out. */
-const statuses = async (instances: ReadonlyArray<Instance>) => {
+const statuses = async (instances: ReadonlyArray<Instance>, statusTimeoutMs?: number) => {
   const answers = await Promise.all(
     instances.map((instance) =>
       instance.alive && !instance.stopped
-        ? instance.status().then(
+        ? instance.status(statusTimeoutMs).then(
             (status) => ({ instance, status }),
             (error: unknown) => {
               // Only an instance that died meanwhile may fail to answer.
@@ -264,12 +268,13 @@ const assertAtMostOneSupervisor = (answers: ReadonlyArray<{ readonly status: Sta
 const settled = async (
   instances: ReadonlyArray<Instance>,
   timeoutMs = 8_000,
+  statusTimeoutMs?: number,
 ): Promise<Instance> => {
   const deadline = Date.now() + timeoutMs
   let last = ""
   for (let attempt = 0; attempt < 1_000 && Date.now() < deadline; attempt++) {
     const live = instances.filter((i) => i.alive && !i.stopped)
-    const answers = await statuses(live)
+    const answers = await statuses(live, statusTimeoutMs)
     assertAtMostOneSupervisor(answers)
     const supervisor = answers.find((a) => a.status.role === "Supervisor")
     const liveIds = live.map((i) => i.instanceId).sort()
@@ -300,8 +305,13 @@ describe("port election across processes", () => {
   it("one supervisor among 16 started at once, on tcp://127.0.0.1", async () => {
     const port = await Ports.freeTcpPort()
     const address = `tcp://127.0.0.1:${port}`
-    const instances = Array.from({ length: 16 }, () => startInstance(address))
-    const started = await Promise.all(instances.map((i) => i.started(30_000)))
+    // Nothing here hangs or dies, so a long keep-alive time-out changes no outcome, while
+    // 600 ms would drop members of processes that 16 starts at once leave without a CPU.
+    const keepAlive = { intervalMs: 500, timeoutMs: 10_000 }
+    const instances = Array.from({ length: 16 }, () => startInstance(address, { keepAlive }))
+    // Hang guards only, none a figure of the election: 16 Node starts share 2 cores (14 s
+    // in all at load 11, over 30 s at load 19), and so do the status round trips.
+    const started = await Promise.all(instances.map((i) => i.started(120_000)))
     const supervisors = started.filter((s) => s.role === "Supervisor")
     expect(supervisors).toHaveLength(1)
     const supervisorId = supervisors[0]!.instanceId
@@ -310,11 +320,11 @@ describe("port election across processes", () => {
     for (const subordinate of subordinates) expect(subordinate.supervisorId).toBe(supervisorId)
     const supervisor = instances[started.indexOf(supervisors[0]!)]!
     // Registrations may still be arriving: wait (bounded) for all 16.
-    const boss = await settled(instances)
+    const boss = await settled(instances, 60_000, 30_000)
     expect(boss).toBe(supervisor)
-    const status = await supervisor.status()
+    const status = await supervisor.status(30_000)
     expect([...status.members].sort()).toEqual(started.map((s) => s.instanceId).sort())
-  }, 60_000)
+  }, 240_000)
 
   it("SIGKILL of the supervisor: exactly one successor, every survivor registered with it", async () => {
     const address = uniqueAbstract()
