@@ -6,22 +6,23 @@
  *     messages (unknown or own sender, wrong or absurd index, stale epoch, too many entries,
  *     absurd positions) give the typed `Ignored` event, or the protocol's typed refusal, and
  *     leave the state as it was;
- * (c) the driver: a running 3-server group on loopback UDP, sprayed with random datagrams
- *     and forged-but-decodable messages on every server's port, keeps its master and its
- *     epoch and keeps answering writes. Forgeries from a live member's own address would
- *     need raw sockets (UDP source spoofing); (b) covers what a forged member identity can do.
+ * (c) the driver: a running 3-server group on SimNet under the TestClock (a stall of a loaded
+ *     machine cannot fire its 100 ms inquiry time-out between two checks), sprayed with
+ *     random datagrams and forged-but-decodable messages on every server's port, keeps its
+ *     master and its epoch and keeps answering writes. Forgeries from a live member's own
+ *     address would be UDP source spoofing; (b) covers what a forged member identity can do.
  */
-import * as dgram from "node:dgram"
 import { describe, expect, it } from "@effect/vitest"
 import { Authentication, Machine as M } from "@understudy/machine"
 import { MemoryStore, NameServer } from "@understudy/store"
-import { FastSim, Ports } from "@understudy/testkit"
-import { Address, NodeDatagram, TransportError } from "@understudy/transport"
-import { Effect, Exit, Layer, Option, References, Result, Schema, Scope } from "effect"
+import { FastSim } from "@understudy/testkit"
+import { Address, Datagram, SimNet, TransportError } from "@understudy/transport"
+import { Deferred, Effect, Layer, Option, References, Result, Schema } from "effect"
 import * as fc from "fast-check"
 import * as Machine from "../src/Machine.ts"
 import * as Message from "../src/Message.ts"
 import * as ServerGroup from "../src/ServerGroup.ts"
+import { advance, driven } from "./support/clock.ts"
 
 type Req = { readonly add: number }
 type Msg = Message.Message<Req>
@@ -555,63 +556,68 @@ describe("the machine on forged messages", () => {
 
 type Server = ServerGroup.ServerGroup<number, Req, number>
 
-const services = NameServer.layer.pipe(
-  Layer.provide(MemoryStore.layer),
-  Layer.merge(NodeDatagram.layer),
-)
+const nameServer = NameServer.layer.pipe(Layer.provide(MemoryStore.layer))
 
 /**
  * Starts `running` servers of a group of `configured` (the first ones; s1 is the most
- * capable, index 1). The ports of the members not started are returned unbound.
+ * capable, index 1) on a new SimNet, each a program of its own host `sN` at `udp://sN:7000`.
+ * `attackFrom(host)` binds an endpoint on `host` (a member not started, or a stranger).
  */
 const startGroup = (running: number, configured = running) =>
   Effect.gen(function* () {
+    const names = yield* NameServer.NameServer
+    const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
     const ids = Array.from({ length: configured }, (_, i) => `s${i + 1}`)
-    const ports = yield* Effect.promise(() => Ports.freeUdpPorts(configured))
-    const addresses = Object.fromEntries(
-      ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
-    )
+    const addresses = Object.fromEntries(ids.map((id) => [id, Address.udp(id, 7000)]))
     const servers = new Map<string, Server>()
     for (const id of ids.slice(0, running)) {
-      const scope = yield* Scope.make()
-      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
-      const server = yield* ServerGroup.make<number, Req, number>({
-        group: "fuzzed",
-        self: id,
-        servers: ids.map((server, i) => ({
-          id: server,
-          capacity: { cpu: 10 - i, bandwidthMbps: 100 },
-        })),
-        addresses,
-        // Insecure on purpose: the forgeries below must reach the machine, which has to
-        // refuse them on its own (with a key, the runner drops them before it).
-        authentication: Authentication.insecure,
-        request: RequestSchema,
-        initial: 0,
-        apply: (state, request) => [state + request.add, state + request.add] as const,
-        detectionPeriodMs: 20,
-        inquiryTimeoutMs: 100,
-        baseDelayMs: 50,
-        floorDelayMs: 15,
-        registrationTtlMs: 1_000,
-        submitTimeoutMs: 2_000,
-      }).pipe(Scope.provide(scope))
-      servers.set(id, server)
+      const started = yield* Deferred.make<Server>()
+      yield* net.run(
+        id,
+        Effect.gen(function* () {
+          const server = yield* ServerGroup.make<number, Req, number>({
+            group: "fuzzed",
+            self: id,
+            servers: ids.map((server, i) => ({
+              id: server,
+              capacity: { cpu: 10 - i, bandwidthMbps: 100 },
+            })),
+            addresses,
+            // Insecure on purpose: the forgeries below must reach the machine, which has to
+            // refuse them on its own (with a key, the runner drops them before it).
+            authentication: Authentication.insecure,
+            request: RequestSchema,
+            initial: 0,
+            apply: (state, request) => [state + request.add, state + request.add] as const,
+            detectionPeriodMs: 20,
+            inquiryTimeoutMs: 100,
+            baseDelayMs: 50,
+            floorDelayMs: 15,
+            registrationTtlMs: 1_000,
+            submitTimeoutMs: 2_000,
+          })
+          yield* Deferred.succeed(started, server)
+          yield* Effect.never
+        }).pipe(Effect.provideService(NameServer.NameServer, names)),
+      )
+      servers.set(id, yield* driven(Deferred.await(started)))
     }
-    return { running: servers, ports }
+    const attackFrom = (host: string) =>
+      Effect.gen(function* () {
+        const bound = yield* Deferred.make<Datagram.Endpoint>()
+        yield* net.run(
+          host,
+          Effect.gen(function* () {
+            const datagram = yield* Datagram.Datagram
+            yield* Deferred.succeed(bound, yield* datagram.bind(Address.udp(host, 7000)))
+            yield* Effect.never
+          }),
+        )
+        const endpoint = yield* driven(Deferred.await(bound))
+        return (bytes: Uint8Array, to: Address.Udp) => endpoint.send(to, bytes)
+      })
+    return { running: servers, addresses: ids.map((id) => addresses[id]!), attackFrom }
   })
-
-const bindAttacker = (port: number) =>
-  Effect.acquireRelease(
-    Effect.promise(
-      () =>
-        new Promise<dgram.Socket>((resolve) => {
-          const socket = dgram.createSocket("udp4")
-          socket.bind(port, "127.0.0.1", () => resolve(socket))
-        }),
-    ),
-    (socket) => Effect.promise(() => new Promise<void>((r) => socket.close(() => r()))),
-  )
 
 /** Polls until every server follows one registered master; bounded. */
 const settled = (running: Map<string, Server>) =>
@@ -630,32 +636,25 @@ const settled = (running: Map<string, Server>) =>
       ) {
         return { master: masters[0]!, holderEpoch: holder.value.epoch }
       }
-      yield* Effect.sleep(25)
+      yield* advance(25)
     }
     return yield* Effect.die(new Error("the group did not settle"))
   })
 
 describe("a running group on forged datagrams", () => {
-  it.live(
+  it.effect(
     "keeps its master and epoch and keeps answering writes",
     () =>
       Effect.gen(function* () {
-        const { running, ports } = yield* startGroup(3)
+        const { running, addresses, attackFrom } = yield* startGroup(3)
         const before = yield* settled(running)
         const master = running.get(before.master.self)!
         let requestId = 0
         const write = () =>
-          master.submit({ clientId: "writer", requestId: ++requestId, request: { add: 1 } })
+          driven(master.submit({ clientId: "writer", requestId: ++requestId, request: { add: 1 } }))
         expect(yield* write()).toBe(1)
 
-        const attacker = yield* bindAttacker(0)
-        const send = (bytes: Uint8Array, port: number) =>
-          Effect.promise(
-            () =>
-              new Promise<void>((resolve) =>
-                attacker.send(bytes, port, "127.0.0.1", () => resolve()),
-              ),
-          )
+        const send = yield* attackFrom("attacker")
 
         // Forgeries claiming every member's index, at epochs from stale to far newer than
         // the master's: any of them accepted would change the master or the epoch.
@@ -676,13 +675,13 @@ describe("a running group on forged datagrams", () => {
 
         let answered = 1
         for (let i = 0; i < 300; i++) {
-          for (const port of ports) {
-            yield* send(forgeries[i % forgeries.length]!, port)
-            yield* send(junk[i]!, port)
+          for (const address of addresses) {
+            yield* send(forgeries[i % forgeries.length]!, address)
+            yield* send(junk[i]!, address)
           }
           if (i % 30 === 29) {
             expect(yield* write()).toBe(++answered)
-            yield* Effect.sleep(5)
+            yield* advance(5)
           }
         }
 
@@ -698,13 +697,13 @@ describe("a running group on forged datagrams", () => {
         expect(yield* write()).toBe(answered + 1)
       }).pipe(
         Effect.scoped,
-        Effect.provide(services),
+        Effect.provide(nameServer),
         // Every forged datagram is dropped with a warning: thousands of lines otherwise.
         Effect.provideService(References.MinimumLogLevel, "Error"),
       ),
     30_000,
   )
-  it.live(
+  it.effect(
     "forgeries from a configured member's address that fail its checks change nothing",
     () =>
       Effect.gen(function* () {
@@ -712,21 +711,14 @@ describe("a running group on forged datagrams", () => {
         // datagrams reach the machines as s4's. Only forgeries the protocol can tell from
         // s4's own messages are sent: another member's index, or an epoch older than the
         // master's (a newer Declare from a real member is a real election).
-        const { running, ports } = yield* startGroup(3, 4)
+        const { running, addresses, attackFrom } = yield* startGroup(3, 4)
         const before = yield* settled(running)
         const master = running.get(before.master.self)!
         let requestId = 0
         const write = () =>
-          master.submit({ clientId: "writer", requestId: ++requestId, request: { add: 1 } })
+          driven(master.submit({ clientId: "writer", requestId: ++requestId, request: { add: 1 } }))
         expect(yield* write()).toBe(1)
-        const attacker = yield* bindAttacker(ports[3]!)
-        const send = (bytes: Uint8Array, port: number) =>
-          Effect.promise(
-            () =>
-              new Promise<void>((resolve) =>
-                attacker.send(bytes, port, "127.0.0.1", () => resolve()),
-              ),
-          )
+        const send = yield* attackFrom("s4")
         const wrongIndex = forged(
           fc.nat({ max: before.master.epoch + 4096 * 100 }),
           anyIndex.filter((index) => index !== 4),
@@ -743,13 +735,13 @@ describe("a running group on forged datagrams", () => {
 
         let answered = 1
         for (let i = 0; i < 300; i++) {
-          for (const port of ports.slice(0, 3)) {
-            yield* send(forgeries[i % forgeries.length]!, port)
-            yield* send(junk[i]!, port)
+          for (const address of addresses.slice(0, 3)) {
+            yield* send(forgeries[i % forgeries.length]!, address)
+            yield* send(junk[i]!, address)
           }
           if (i % 30 === 29) {
             expect(yield* write()).toBe(++answered)
-            yield* Effect.sleep(5)
+            yield* advance(5)
           }
         }
 
@@ -765,7 +757,7 @@ describe("a running group on forged datagrams", () => {
         expect(yield* write()).toBe(answered + 1)
       }).pipe(
         Effect.scoped,
-        Effect.provide(services),
+        Effect.provide(nameServer),
         Effect.provideService(References.MinimumLogLevel, "Error"),
       ),
     30_000,

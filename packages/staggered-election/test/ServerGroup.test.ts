@@ -1,8 +1,11 @@
 /**
- * The driver in one process: 5 servers on loopback UDP (real sockets, real clock) sharing a
- * memory name server. Election, the name server's view, redirects, exactly-once retries,
- * failover when the master's scope closes, and a master the name server replaced refusing
- * to answer.
+ * The driver in one process: 5 servers sharing a memory name server. Election, the name
+ * server's view, redirects, exactly-once retries, failover when the master's scope closes,
+ * and a master the name server replaced refusing to answer run on SimNet under the TestClock:
+ * with a 100 ms inquiry time-out on a real clock, a stall of the loaded test process made a
+ * backup drop its master between two assertions; simulated time only moves when the test
+ * moves it. The write-ahead-log test keeps real sockets, files and clock (every step of it
+ * retries a master change); real processes are in processes.test.ts.
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -12,10 +15,11 @@ import { describe, expect, it } from "@effect/vitest"
 import { Authentication } from "@understudy/machine"
 import { MemoryStore, NameServer, StoreError } from "@understudy/store"
 import { Ports } from "@understudy/testkit"
-import { Address, NodeDatagram } from "@understudy/transport"
-import { Effect, Exit, Layer, Option, Schema, Scope, Stream } from "effect"
+import { Address, NodeDatagram, SimNet } from "@understudy/transport"
+import { Deferred, Effect, Layer, Option, Schema, Stream } from "effect"
 import * as Client from "../src/Client.ts"
 import * as ServerGroup from "../src/ServerGroup.ts"
+import { advance, driven } from "./support/clock.ts"
 
 type Req = { readonly key: string; readonly add: number }
 type St = Readonly<Record<string, number>>
@@ -41,30 +45,83 @@ const servers = [
 
 type Server = ServerGroup.ServerGroup<St, Req, number>
 
-const services = NameServer.layer.pipe(
-  Layer.provide(MemoryStore.layer),
-  Layer.merge(NodeDatagram.layer),
-)
+const nameServer = NameServer.layer.pipe(Layer.provide(MemoryStore.layer))
+const services = Layer.merge(nameServer, NodeDatagram.layer)
 
-/** Starts the group; each server lives in a scope of its own, so a test can stop one. */
-const startGroupWith = (
+const timing = {
+  detectionPeriodMs: 20,
+  inquiryTimeoutMs: 100,
+  baseDelayMs: 50,
+  floorDelayMs: 15,
+  registrationTtlMs: 1_000,
+  submitTimeoutMs: 2_000,
+}
+
+type Sim = Map<string, { server: Server; stop: Effect.Effect<void> }>
+
+/**
+ * The group on a new SimNet (2 ms links), with the name server of the context; each server
+ * is a program of its own host whose scope `stop` closes (as `Scope.close` would).
+ */
+const simGroupWith = (
   apply: ServerGroup.Options<St, Req, number>["apply"],
   extra: Partial<ServerGroup.Options<St, Req, number>> = {},
-  perServer: (id: string) => Partial<ServerGroup.Options<St, Req, number>> = () => ({}),
-  given?: Readonly<Record<string, Address.Udp>>,
 ) =>
   Effect.gen(function* () {
-    const addresses =
-      given ??
-      Object.fromEntries(
-        (yield* Effect.promise(() => Ports.freeUdpPorts(ids.length))).map((port, i) => [
-          ids[i]!,
-          Address.udp("127.0.0.1", port),
-        ]),
-      )
-    const running = new Map<string, { server: Server; scope: Scope.Closeable }>()
+    const names = yield* NameServer.NameServer
+    const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+    const addresses = Object.fromEntries(ids.map((id) => [id, Address.udp(id, 7000)]))
+    const running: Sim = new Map()
     for (const id of ids) {
-      const scope = yield* Scope.make()
+      const started = yield* Deferred.make<Server>()
+      const stopping = yield* Deferred.make<void>()
+      const stopped = yield* Deferred.make<void>()
+      yield* net.run(
+        id,
+        Effect.gen(function* () {
+          const server = yield* ServerGroup.make<St, Req, number>({
+            group: "counters",
+            self: id,
+            servers,
+            addresses,
+            authentication,
+            request: RequestSchema,
+            initial: {},
+            apply,
+            ...timing,
+            ...extra,
+          })
+          yield* Deferred.succeed(started, server)
+          yield* Deferred.await(stopping)
+        }).pipe(
+          Effect.scoped,
+          Effect.ensuring(Deferred.succeed(stopped, undefined)),
+          Effect.provideService(NameServer.NameServer, names),
+        ),
+      )
+      const server = yield* driven(Deferred.await(started))
+      const stop = Effect.andThen(
+        Deferred.succeed(stopping, undefined),
+        driven(Deferred.await(stopped)),
+      )
+      running.set(id, { server, stop })
+    }
+    return running
+  })
+
+const simGroup = simGroupWith(apply)
+
+/**
+ * The group on loopback UDP (real sockets and clock) at `addresses`, each server with its
+ * write-ahead log at `walFile(id)`; every server stops when the scope closes.
+ */
+const walGroup = (
+  addresses: Readonly<Record<string, Address.Udp>>,
+  walFile: (id: string) => string,
+) =>
+  Effect.gen(function* () {
+    const running = new Map<string, { server: Server }>()
+    for (const id of ids) {
       const server = yield* ServerGroup.make<St, Req, number>({
         group: "counters",
         self: id,
@@ -74,32 +131,26 @@ const startGroupWith = (
         request: RequestSchema,
         initial: {},
         apply,
-        detectionPeriodMs: 20,
-        inquiryTimeoutMs: 100,
-        baseDelayMs: 50,
-        floorDelayMs: 15,
-        registrationTtlMs: 1_000,
-        submitTimeoutMs: 2_000,
-        ...extra,
-        ...perServer(id),
-      }).pipe(Scope.provide(scope))
-      running.set(id, { server, scope })
+        ...timing,
+        walFile: walFile(id),
+      })
+      running.set(id, { server })
     }
-    yield* Effect.addFinalizer(() =>
-      Effect.forEach([...running.values()], ({ scope }) => Scope.close(scope, Exit.void), {
-        discard: true,
-      }),
-    )
     return running
   })
-
-const startGroup = startGroupWith(apply)
 
 const statuses = (running: Map<string, { server: Server }>) =>
   Effect.forEach([...running.values()], ({ server }) => server.status)
 
-/** Polls until every running server follows one registered master; bounded. */
-const settled = (running: Map<string, { server: Server }>, aboveEpoch = 0) =>
+/**
+ * Polls until every running server follows one registered master; bounded (400 polls,
+ * `wait` between two: the TestClock's by default).
+ */
+const settled = (
+  running: Map<string, { server: Server }>,
+  aboveEpoch = 0,
+  wait: (ms: number) => Effect.Effect<void> = advance,
+) =>
   Effect.gen(function* () {
     const nameServer = yield* NameServer.NameServer
     for (let i = 0; i < 400; i++) {
@@ -116,7 +167,7 @@ const settled = (running: Map<string, { server: Server }>, aboveEpoch = 0) =>
       ) {
         return { master: masters[0]!, all, holder: holder.value }
       }
-      yield* Effect.sleep(25)
+      yield* wait(25)
     }
     return yield* Effect.die(
       new Error(`no settled master: ${JSON.stringify(yield* statuses(running))}`),
@@ -161,11 +212,11 @@ describe("ServerGroup", () => {
       }).pipe(Effect.scoped, Effect.provide(services)),
   )
 
-  it.live(
+  it.effect(
     "elects one master, which the name server shows; backups redirect with NotMaster",
     () =>
       Effect.gen(function* () {
-        const running = yield* startGroup
+        const running = yield* simGroup
         const { master, all, holder } = yield* settled(running)
         // With everyone up, the most capable server (index 1) wins.
         expect(master.self).toBe("s3")
@@ -176,14 +227,16 @@ describe("ServerGroup", () => {
 
         const backup = running.get("s1")!.server
         const refused = yield* Effect.flip(
-          backup.submit({ clientId: "c", requestId: 1, request: { key: "a", add: 1 } }),
+          driven(backup.submit({ clientId: "c", requestId: 1, request: { key: "a", add: 1 } })),
         )
         expect(refused).toBeInstanceOf(ServerGroup.NotMaster)
         expect((refused as ServerGroup.NotMaster).master).toBe("s3")
 
-        const result = yield* running
-          .get("s3")!
-          .server.submit({ clientId: "c", requestId: 1, request: { key: "a", add: 5 } })
+        const result = yield* driven(
+          running
+            .get("s3")!
+            .server.submit({ clientId: "c", requestId: 1, request: { key: "a", add: 5 } }),
+        )
         expect(result).toBe(5)
         // Every server applies it (active replication), within a few detection periods.
         for (let i = 0; i < 100; i++) {
@@ -192,56 +245,54 @@ describe("ServerGroup", () => {
             ({ server }) => server.applied,
           )
           if (states.every((state) => state.a === 5)) break
-          yield* Effect.sleep(20)
+          yield* advance(20)
         }
         const states = yield* Effect.forEach([...running.values()], ({ server }) => server.applied)
         expect(states.map((state) => state.a)).toEqual([5, 5, 5, 5, 5])
-      }).pipe(Effect.scoped, Effect.provide(services)),
+      }).pipe(Effect.scoped, Effect.provide(nameServer)),
     20_000,
   )
 
-  it.live(
+  it.effect(
     "read: the master answers with every answered write, a backup redirects, a master cut off from its majority does not answer",
     () =>
       Effect.gen(function* () {
-        const running = yield* startGroup
+        const running = yield* simGroup
         const { master } = yield* settled(running)
         const server = running.get(master.self)!.server
-        yield* server.submit({ clientId: "r", requestId: 1, request: { key: "k", add: 4 } })
-        expect((yield* server.read).k).toBe(4)
+        yield* driven(server.submit({ clientId: "r", requestId: 1, request: { key: "k", add: 4 } }))
+        expect((yield* driven(server.read)).k).toBe(4)
         const backup = [...running.entries()].find(([id]) => id !== master.self)![1].server
-        const refused = yield* Effect.flip(backup.read)
+        const refused = yield* Effect.flip(driven(backup.read))
         expect(refused).toMatchObject({ _tag: "NotMaster", master: master.self })
         // Three of the five stop: the master keeps its role for a while but cannot confirm.
         const others = [...running.keys()].filter((id) => id !== master.self).slice(0, 3)
-        for (const id of others) yield* Scope.close(running.get(id)!.scope, Exit.void)
-        const cutOff = yield* Effect.flip(server.read)
+        for (const id of others) yield* running.get(id)!.stop
+        const cutOff = yield* Effect.flip(driven(server.read))
         expect(["Unavailable", "NotMaster"]).toContain(cutOff._tag)
         // And it stops serving within the inquiry time-out and a detection period (bounded poll).
         let serving = true
         for (let i = 0; i < 200 && serving; i++) {
           serving = (yield* server.status).serving
-          if (serving) yield* Effect.sleep(10)
+          if (serving) yield* advance(10)
         }
         expect(serving).toBe(false)
-      }).pipe(Effect.scoped, Effect.provide(services)),
+      }).pipe(Effect.scoped, Effect.provide(nameServer)),
     20_000,
   )
 
-  it.live(
+  it.effect(
     "the state machine may be an Effect: it runs synchronously on every server",
     () =>
       Effect.gen(function* () {
-        const running = yield* startGroupWith((state, request) =>
+        const running = yield* simGroupWith((state, request) =>
           Effect.succeed(apply(state, request)),
         )
         yield* settled(running)
         const master = running.get("s3")!.server
-        const result = yield* master.submit({
-          clientId: "e",
-          requestId: 1,
-          request: { key: "k", add: 3 },
-        })
+        const result = yield* driven(
+          master.submit({ clientId: "e", requestId: 1, request: { key: "k", add: 3 } }),
+        )
         expect(result).toBe(3)
         for (let i = 0; i < 100; i++) {
           const states = yield* Effect.forEach(
@@ -249,25 +300,25 @@ describe("ServerGroup", () => {
             ({ server }) => server.applied,
           )
           if (states.every((state) => state.k === 3)) break
-          yield* Effect.sleep(20)
+          yield* advance(20)
         }
         const states = yield* Effect.forEach([...running.values()], ({ server }) => server.applied)
         expect(states.map((state) => state.k)).toEqual([3, 3, 3, 3, 3])
-      }).pipe(Effect.scoped, Effect.provide(services)),
+      }).pipe(Effect.scoped, Effect.provide(nameServer)),
     20_000,
   )
 
-  it.live(
+  it.effect(
     "a retried request is applied once; the client follows redirects",
     () =>
       Effect.gen(function* () {
-        const running = yield* startGroup
+        const running = yield* simGroup
         yield* settled(running)
         const master = running.get("s3")!.server
         const submission = { clientId: "retry", requestId: 1, request: { key: "x", add: 10 } }
-        const first = yield* master.submit(submission)
-        const again = yield* master.submit(submission)
-        const third = yield* master.submit(submission)
+        const first = yield* driven(master.submit(submission))
+        const again = yield* driven(master.submit(submission))
+        const third = yield* driven(master.submit(submission))
         expect([first, again, third]).toEqual([10, 10, 10])
         expect((yield* master.applied).x).toBe(10)
 
@@ -290,20 +341,20 @@ describe("ServerGroup", () => {
           }),
         )
         const values: Array<number> = []
-        for (let i = 0; i < 20; i++) values.push(yield* client.submit({ key: "y", add: 1 }))
+        for (let i = 0; i < 20; i++) values.push(yield* driven(client.submit({ key: "y", add: 1 })))
         expect(values).toEqual(Array.from({ length: 20 }, (_, i) => i + 1))
         const stats = yield* client.stats
         expect(stats.redirects).toBe(1)
         expect(stats.failures).toBe(0)
-      }).pipe(Effect.scoped, Effect.provide(services)),
+      }).pipe(Effect.scoped, Effect.provide(nameServer)),
     20_000,
   )
 
-  it.live(
+  it.effect(
     "fails over when the master's scope closes, without losing an acknowledged request",
     () =>
       Effect.gen(function* () {
-        const running = yield* startGroup
+        const running = yield* simGroup
         const first = yield* settled(running)
         const servers = Object.fromEntries([...running].map(([id, { server }]) => [id, server]))
         const client = yield* Client.make<Req, number>({
@@ -313,17 +364,17 @@ describe("ServerGroup", () => {
               ? Client.local<Req, number>(servers)(target, sub)
               : Effect.fail(new ServerGroup.Unavailable({ reason: "stopped" })),
         })
-        for (let i = 0; i < 10; i++) yield* client.submit({ key: "k", add: 1 })
+        for (let i = 0; i < 10; i++) yield* driven(client.submit({ key: "k", add: 1 }))
 
         for (let round = 0; round < 2; round++) {
           const before = yield* settled(running)
           const victim = before.master.self
           const stopped = running.get(victim)!
           running.delete(victim)
-          yield* Scope.close(stopped.scope, Exit.void)
+          yield* stopped.stop
           // Requests keep going through the failover: the client retries with the same ids.
           const during = yield* Effect.forEach(Array.from({ length: 10 }), () =>
-            client.submit({ key: "k", add: 1 }),
+            driven(client.submit({ key: "k", add: 1 })),
           )
           const after = yield* settled(running, before.master.epoch)
           expect(after.master.self).not.toBe(victim)
@@ -337,16 +388,16 @@ describe("ServerGroup", () => {
             ({ server }) => server.applied,
           )
           if (states.every((state) => state.k === 30)) break
-          yield* Effect.sleep(20)
+          yield* advance(20)
         }
         const states = yield* Effect.forEach([...running.values()], ({ server }) => server.applied)
         expect(states.map((state) => state.k)).toEqual([30, 30, 30])
         expect(first.master.self).toBe("s3")
-      }).pipe(Effect.scoped, Effect.provide(services)),
+      }).pipe(Effect.scoped, Effect.provide(nameServer)),
     30_000,
   )
 
-  it.live(
+  it.effect(
     "a master that could not register through a long name-server outage registers once it is back",
     () => {
       const away = { value: true }
@@ -366,31 +417,35 @@ describe("ServerGroup", () => {
         }),
       ).pipe(Layer.provide(NameServer.layer), Layer.provide(MemoryStore.layer))
       return Effect.gen(function* () {
-        const running = yield* startGroupWith(apply, { registerAttemptsMax: 2 })
+        const running = yield* simGroupWith(apply, { registerAttemptsMax: 2 })
         // Well past the attempts: the old code gave the registration up for good here.
-        yield* Effect.sleep(1_500)
+        yield* advance(1_500)
         const statuses = yield* Effect.forEach([...running.values()], ({ server }) => server.status)
         expect(statuses.some((status) => status.serving)).toBe(false)
         away.value = false
         const master = statuses.find((status) => status.role === "master")!.self
-        const result = yield* running
-          .get(master)!
-          .server.submit({ clientId: "n", requestId: 1, request: { key: "n", add: 2 } })
+        const result = yield* driven(
+          running
+            .get(master)!
+            .server.submit({ clientId: "n", requestId: 1, request: { key: "n", add: 2 } }),
+        )
         expect(result).toBe(2)
-      }).pipe(Effect.scoped, Effect.provide(Layer.merge(flaky, NodeDatagram.layer)))
+      }).pipe(Effect.scoped, Effect.provide(flaky))
     },
     20_000,
   )
 
-  it.live(
+  it.effect(
     "a master the name server has replaced refuses to answer",
     () =>
       Effect.gen(function* () {
-        const running = yield* startGroup
+        const running = yield* simGroup
         const { master } = yield* settled(running)
         const server = running.get(master.self)!.server
         expect(
-          yield* server.submit({ clientId: "f", requestId: 1, request: { key: "f", add: 1 } }),
+          yield* driven(
+            server.submit({ clientId: "f", requestId: 1, request: { key: "f", add: 1 } }),
+          ),
         ).toBe(1)
         // Someone registers a newer epoch of the group (as a successor the master has not
         // heard of would): the master must stop answering at once.
@@ -400,18 +455,18 @@ describe("ServerGroup", () => {
           Stream.runForEach(server.events, (event) => Effect.sync(() => void events.push(event))),
         )
         // Let the subscription start before the change it must see.
-        yield* Effect.sleep(20)
+        yield* advance(20)
         yield* nameServer.register("counters", "s1", master.epoch + 4096)
         let fenced: ServerGroup.Status | undefined
         for (let i = 0; i < 200 && fenced === undefined; i++) {
           const status = yield* server.status
           if (status.fencedBy !== null) fenced = status
-          else yield* Effect.sleep(10)
+          else yield* advance(10)
         }
         expect(fenced?.serving).toBe(false)
         expect(fenced?.fencedBy).toBe("s1")
         const refused = yield* Effect.flip(
-          server.submit({ clientId: "f", requestId: 2, request: { key: "f", add: 1 } }),
+          driven(server.submit({ clientId: "f", requestId: 2, request: { key: "f", add: 1 } })),
         )
         expect(refused).toEqual(new ServerGroup.NotMaster({ master: "s1" }))
         expect(events).toContainEqual(
@@ -421,7 +476,7 @@ describe("ServerGroup", () => {
             master: master.self,
           }),
         )
-      }).pipe(Effect.scoped, Effect.provide(services)),
+      }).pipe(Effect.scoped, Effect.provide(nameServer)),
     20_000,
   )
 
@@ -437,7 +492,7 @@ describe("ServerGroup", () => {
         const addresses = Object.fromEntries(
           ids.map((id, i) => [id, Address.udp("127.0.0.1", ports[i]!)]),
         )
-        const walOf = (id: string) => ({ walFile: path.join(directory, `${id}.wal`) })
+        const walFile = (id: string) => path.join(directory, `${id}.wal`)
         const writes = 12
         /** Through whichever server is master now; a master change (a loaded machine) is retried, bounded. */
         const through = <A, E>(
@@ -458,8 +513,8 @@ describe("ServerGroup", () => {
           })
         const epochBefore = yield* Effect.scoped(
           Effect.gen(function* () {
-            const running = yield* startGroupWith(apply, {}, walOf, addresses)
-            yield* settled(running)
+            const running = yield* walGroup(addresses, walFile)
+            yield* settled(running, 0, Effect.sleep)
             for (let i = 1; i <= writes; i++) {
               yield* through(running, (server) =>
                 server.submit({ clientId: "d", requestId: i, request: { key: `k${i}`, add: i } }),
@@ -469,8 +524,8 @@ describe("ServerGroup", () => {
           }),
         )
         // Every server is stopped now; each starts again from its log alone.
-        const running = yield* startGroupWith(apply, {}, walOf, addresses)
-        const { master } = yield* settled(running, epochBefore)
+        const running = yield* walGroup(addresses, walFile)
+        const { master } = yield* settled(running, epochBefore, Effect.sleep)
         // The term was kept: the new master's epoch is above every epoch used before.
         expect(master.epoch).toBeGreaterThan(epochBefore)
         const state = yield* through(running, (server) => server.read)
