@@ -126,20 +126,6 @@ export const metricsUrl = async (server: Cluster["servers"][number]): Promise<st
   throw new Error(`${server.id} told no metrics address: ${server.process.stderr}`)
 }
 
-/** The sum of a Prometheus sample's values (over its labels) on one server. */
-export const scrape = async (
-  server: Cluster["servers"][number],
-  sample: RegExp,
-): Promise<number> => {
-  const text = await (await fetch(await metricsUrl(server))).text()
-  let sum = 0
-  for (const line of text.split("\n")) {
-    const match = sample.exec(line)
-    if (match !== null) sum += Number(match[1])
-  }
-  return sum
-}
-
 export interface Download {
   readonly sha256: string
   readonly bytes: number
