@@ -476,6 +476,13 @@ describe("NodeTransport", () => {
       })
     const expectEndOrReset = (reason: { readonly _tag: string }) =>
       expect(["End", "Reset"]).toContain(reason._tag)
+    /**
+     * Keep-alive for the SIGSTOP tests. A process the machine leaves without a CPU for longer
+     * than the time-out reads as hung, so it is well above what load 30 on 2 cores causes;
+     * the wait for the Timeout is bounded by 10 time-outs (a hang guard).
+     */
+    const keepAlive = { intervalMs: 150, timeoutMs: 1_500 }
+    const timedOutWithin = `${10 * keepAlive.timeoutMs} millis` as const
 
     it.live("a SIGKILLed server process gives End or Reset on the client", () =>
       Effect.gen(function* () {
@@ -516,17 +523,16 @@ describe("NodeTransport", () => {
     it.live("a SIGSTOPped server process gives Timeout with keep-alive on", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
-        const keepAlive = { intervalMs: 100, timeoutMs: 500 }
         const peer = yield* spawnPeer("listen", "tcp://127.0.0.1:0", { keepAlive })
         const conn = yield* transport.connect(parse(peer.address), { ...plain, keepAlive })
         yield* conn.send(bytes("echo me"))
         expect((yield* receive(conn, 1)).map(text)).toEqual(["echo me"])
         // Alive while the peer runs: a keep-alive time-out's worth of quiet changes nothing.
-        yield* Effect.sleep("700 millis")
+        yield* Effect.sleep(keepAlive.timeoutMs + 500)
         const stillOpen = yield* conn.closed.pipe(Effect.timeoutOption("1 millis"))
         expect(stillOpen._tag).toBe("None")
         peer.child.kill("SIGSTOP")
-        const reason = yield* conn.closed.pipe(Effect.timeout("2 seconds"))
+        const reason = yield* conn.closed.pipe(Effect.timeout(timedOutWithin))
         expect(reason._tag).toBe("Timeout")
         peer.child.kill("SIGCONT")
         peer.child.kill("SIGKILL")
@@ -536,7 +542,6 @@ describe("NodeTransport", () => {
     it.live("a SIGSTOPped client process gives Timeout on the server", () =>
       Effect.gen(function* () {
         const transport = yield* Transport
-        const keepAlive = { intervalMs: 100, timeoutMs: 500 }
         const listener = yield* transport.listen(Address.tcp("127.0.0.1", 0), {
           ...plain,
           keepAlive,
@@ -545,7 +550,7 @@ describe("NodeTransport", () => {
         const peer = yield* spawnPeer("connect", Address.format(listener.address), { keepAlive })
         const conn = yield* Fiber.join(accepted)
         peer.child.kill("SIGSTOP")
-        const reason = yield* conn.closed.pipe(Effect.timeout("2 seconds"))
+        const reason = yield* conn.closed.pipe(Effect.timeout(timedOutWithin))
         expect(reason._tag).toBe("Timeout")
         peer.child.kill("SIGCONT")
         peer.child.kill("SIGKILL")
