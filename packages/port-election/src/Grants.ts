@@ -120,11 +120,15 @@ export class Grants {
    * queue makes no room).
    */
   withdraw(instanceId: string): void {
-    for (const [name, resource] of this.resources) {
+    this.dropWaits(instanceId)
+    for (const [name, resource] of this.resources) this.dropIfUnused(name, resource)
+  }
+
+  private dropWaits(instanceId: string): void {
+    for (const resource of this.resources.values()) {
       for (let i = resource.waiters.length - 1; i >= 0; i--) {
         if (resource.waiters[i]!.instanceId === instanceId) resource.waiters.splice(i, 1)
       }
-      this.dropIfUnused(name, resource)
     }
   }
 
@@ -197,9 +201,12 @@ export class Grants {
     return this.grantAll()
   }
 
-  /** Drops what an instance holds and waits for, granting nothing yet. */
+  /**
+   * Drops what an instance holds and waits for, granting nothing yet. Its resources keep
+   * their limits until the caller's grantAll: a replacement re-claims against the old limit.
+   */
   private forget(instanceId: string): void {
-    this.withdraw(instanceId)
+    this.dropWaits(instanceId)
     for (const resource of this.resources.values()) resource.holders.delete(instanceId)
   }
 
