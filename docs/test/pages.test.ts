@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { it as effectIt } from "@effect/vitest"
+import { Ports } from "@understudy/testkit"
 import { Observability } from "@understudy/transport"
 import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
@@ -16,7 +17,6 @@ import * as LicensePool from "../../apps/license-pool/src/common.ts"
 import * as SctpCluster from "../../apps/sctp-cluster/src/cli.ts"
 import * as ServerGroupCli from "../../apps/server-group/src/cli.ts"
 import * as ServerGroupCommon from "../../apps/server-group/src/common.ts"
-import { Ports } from "@understudy/testkit"
 import { charts, draw, packagesWithCharts, runBench } from "../scripts/plots.ts"
 
 const docs = join(import.meta.dirname, "..")
