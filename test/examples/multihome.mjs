@@ -1,11 +1,13 @@
 // @understudy/multihome: two SCTP endpoints over UDP on loopback; one echoes a message.
-import { Facade } from "@understudy/multihome"
+import { createEndpoint } from "@understudy/multihome"
 
-const server = await Facade.open({ host: "127.0.0.1", port: 5000, listen: true })
+// The endpoints' own log lines (associations opened and closed) go elsewhere: stdout is the result.
+const logger = () => {}
+const server = await createEndpoint({ host: "127.0.0.1", port: 5000, listen: true, logger })
 server.on("association", (association) =>
   association.on("message", (m) => association.send(m.stream, m.ppid, m.data)),
 )
-const client = await Facade.open({ host: "127.0.0.1", port: 5001 })
+const client = await createEndpoint({ host: "127.0.0.1", port: 5001, logger })
 const association = await client.connect({
   host: "127.0.0.1",
   udpPort: server.address.port,
