@@ -1,0 +1,12 @@
+/**
+ * @understudy/app-kit (private): what every sample app does the same way: its command line
+ * on `effect/cli` (`Cli`), its exit codes (`ExitCode`), JSON lines on stdout with logs on
+ * stderr (`JsonLines`), and running until a signal (`Signals`). Each app keeps its own
+ * flags, messages and exit codes beyond these.
+ *
+ * @since 0.1.0
+ */
+export * as Cli from "./Cli.ts"
+export * as ExitCode from "./ExitCode.ts"
+export * as JsonLines from "./JsonLines.ts"
+export * as Signals from "./Signals.ts"

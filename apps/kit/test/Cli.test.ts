@@ -1,0 +1,92 @@
+import { Effect } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { describe, expect, it } from "vitest"
+import { Cli } from "../src/index.ts"
+
+type Chosen = { readonly _tag: "Greet"; readonly name: string; readonly loud: boolean }
+
+const greet = Command.make(
+  "greet",
+  {
+    name: Flag.String("name").pipe(Flag.withDescription("Whom to greet")),
+    loud: Flag.Boolean("loud").pipe(Flag.withDefault(false)),
+  },
+  ({ name, loud }) => Cli.choose<Chosen>({ _tag: "Greet", name, loud }),
+).pipe(Command.withDescription("Says hello"))
+
+const echo = Command.make(
+  "echo",
+  { words: Argument.String("word").pipe(Argument.variadic()) },
+  ({ words }) => Cli.choose({ _tag: "Echo", words }),
+)
+
+const tool = Command.make("tool").pipe(Command.withSubcommands([greet, echo]))
+
+const parse = (argv: ReadonlyArray<string>) =>
+  Cli.parse<Chosen>(tool, argv, { version: "1.2.3", noCommand: "no command: greet or echo" })
+
+describe("Cli.parse", () => {
+  it("returns what the handler chose", () => {
+    expect(parse(["greet", "--name", "Ada"])).toEqual({ _tag: "Greet", name: "Ada", loud: false })
+    expect(parse(["greet", "--name=Ada", "--loud"])).toEqual({
+      _tag: "Greet",
+      name: "Ada",
+      loud: true,
+    })
+    expect(parse(["echo", "a", "--", "-b"])).toEqual({ _tag: "Echo", words: ["a", "-b"] })
+  })
+
+  it("answers help and version by itself, with only --help and --version built in", () => {
+    const help = parse(["greet", "--help"])
+    expect(help._tag).toBe("Help")
+    expect(help._tag === "Help" && help.text).toContain("Says hello")
+    expect(help._tag === "Help" && help.text).toContain("--name")
+    for (const absent of ["--wizard", "--completions", "--log-level"])
+      expect(help._tag === "Help" && help.text).not.toContain(absent)
+    expect(parse(["-h"])._tag).toBe("Help")
+    expect(parse(["-V"])).toEqual({ _tag: "Version", text: "tool 1.2.3" })
+    expect(Cli.parse(tool, ["--version"])).toMatchObject({ _tag: "UsageError" })
+  })
+
+  it("refuses bad command lines with a message naming the problem", () => {
+    const message = (argv: ReadonlyArray<string>) => {
+      const parsed = parse(argv)
+      return parsed._tag === "UsageError" ? parsed.message : `not a usage error: ${parsed._tag}`
+    }
+    expect(message([])).toBe("no command: greet or echo")
+    expect(message(["greet"])).toMatch(/--name/)
+    expect(message(["greet", "--name", "a", "--bogus"])).toMatch(/--bogus/)
+    expect(message(["greet", "--name", "a", "--name", "b"])).toMatch(/--name/)
+    expect(message(["greet", "--name"])).toMatch(/--name/)
+    expect(message(["frob"])).toMatch(/frob/)
+  })
+
+  it("answers --help without running the handler", () => {
+    let ran = false
+    const eager = Command.make("eager", {}, () =>
+      Effect.sync(() => {
+        ran = true
+      }).pipe(Effect.andThen(Cli.choose({ _tag: "Done" }))),
+    )
+    expect(Cli.parse<{ _tag: "Done" }>(eager, ["--help"])._tag).toBe("Help")
+    expect(ran).toBe(false)
+  })
+})
+
+describe("Cli.answer", () => {
+  it("gives exit code 0 for help and 2 for a usage error", () => {
+    const stdout = process.stdout.write
+    const stderr = process.stderr.write
+    const written: Array<string> = []
+    process.stdout.write = ((text: string) => written.push(`out:${text}`) > 0) as never
+    process.stderr.write = ((text: string) => written.push(`err:${text}`) > 0) as never
+    try {
+      expect(Cli.answer("tool", { _tag: "Help", text: "HELP" })).toBe(0)
+      expect(Cli.answer("tool", Cli.usageError("no good"))).toBe(2)
+    } finally {
+      process.stdout.write = stdout
+      process.stderr.write = stderr
+    }
+    expect(written).toEqual(["out:HELP\n", "err:tool: no good\nTry 'tool --help'.\n"])
+  })
+})
