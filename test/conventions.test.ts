@@ -123,9 +123,6 @@ const pendingDuplicateTags: Record<string, string> = {
   // multihome's Endpoint.ConnectError (Data.TaggedError) and transport's: multihome to rename
   // its tag (e.g. "AssociationConnectError"); multihome and transport are owned by others.
   ConnectError: "@understudy/multihome Endpoint.ConnectError | @understudy/transport",
-  // staggered-election's ServerGroup.Unavailable (a driver file) and the store's
-  // StoreError.Unavailable: staggered-election to rename its tag (e.g. "GroupUnavailable").
-  Unavailable: "@understudy/staggered-election ServerGroup.Unavailable | @understudy/store",
 }
 
 /** Exported tagged errors that are not yet `Schema.TaggedError`s, with who is to convert them. */

@@ -302,7 +302,7 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
           case "Rejected":
             reply(response, 409, { error: "Rejected", reason: error.reason })
             return
-          case "Unavailable":
+          case "GroupUnavailable":
             reply(
               response,
               503,

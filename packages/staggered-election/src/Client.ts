@@ -60,13 +60,13 @@ export interface Stats {
 export interface Client<Req, Res> {
   readonly clientId: string
   /**
-   * Applies `request` once. Fails with `Unavailable` when no master answered before the
+   * Applies `request` once. Fails with `GroupUnavailable` when no master answered before the
    * deadline (the request may still have been applied: nothing retries it after that), or
    * `Rejected` when the master refused it.
    */
   readonly submit: (
     request: Req,
-  ) => Effect.Effect<Res, ServerGroup.Unavailable | ServerGroup.Rejected>
+  ) => Effect.Effect<Res, ServerGroup.GroupUnavailable | ServerGroup.Rejected>
   readonly stats: Effect.Effect<Stats>
 }
 
@@ -83,7 +83,7 @@ export const local =
   (target, submission) => {
     const server = servers[target.id]
     return server === undefined
-      ? Effect.fail(new ServerGroup.Unavailable({ reason: `no server ${target.id}` }))
+      ? Effect.fail(new ServerGroup.GroupUnavailable({ reason: `no server ${target.id}` }))
       : server.submit(submission)
   }
 
@@ -131,7 +131,7 @@ export const make = <Req, Res>(
           if (target === undefined) {
             const found = yield* resolve
             if (Option.isNone(found)) {
-              return yield* new ServerGroup.Unavailable({ reason: "no master registered" })
+              return yield* new ServerGroup.GroupUnavailable({ reason: "no master registered" })
             }
             target = found.value
           }
@@ -147,7 +147,7 @@ export const make = <Req, Res>(
           if (error._tag !== "Rejected") target = undefined
           return yield* error
         }
-        return yield* new ServerGroup.Unavailable({
+        return yield* new ServerGroup.GroupUnavailable({
           reason: `no answer in ${attemptsMax} attempts`,
         })
       })
@@ -158,7 +158,7 @@ export const make = <Req, Res>(
         }),
         Effect.catchTag("NotMaster", () =>
           Effect.fail(
-            new ServerGroup.Unavailable({ reason: `no answer in ${attemptsMax} attempts` }),
+            new ServerGroup.GroupUnavailable({ reason: `no answer in ${attemptsMax} attempts` }),
           ),
         ),
       )
@@ -174,7 +174,7 @@ export const make = <Req, Res>(
               duration: deadlineMs,
               orElse: () =>
                 Effect.fail(
-                  new ServerGroup.Unavailable({ reason: `no answer within ${deadlineMs} ms` }),
+                  new ServerGroup.GroupUnavailable({ reason: `no answer within ${deadlineMs} ms` }),
                 ),
             }),
             Effect.tapError(() => Effect.sync(() => void stats.failures++)),

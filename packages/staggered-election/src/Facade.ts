@@ -55,11 +55,11 @@ export interface ServerOptions<S, Req, Res>
  */
 export interface Server<Req, Res, S = unknown> extends EventEmitter {
   readonly self: string
-  /** Rejects with a `NotMaster` (its `master` says where to go), `Rejected` or `Unavailable`. */
+  /** Rejects with a `NotMaster` (its `master` says where to go), `Rejected` or `GroupUnavailable`. */
   submit(submission: ServerGroup.Submission<Req>): Promise<Res>
   /**
    * The replicated state, linearizable by default (see `ServerGroup.Options.reads`); rejects
-   * with `NotMaster` or `Unavailable`.
+   * with `NotMaster` or `GroupUnavailable`.
    */
   read(): Promise<S>
   status(): Promise<ServerGroup.Status>

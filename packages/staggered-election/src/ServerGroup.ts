@@ -102,7 +102,7 @@ export class Rejected extends Schema.TaggedError<Rejected>()("Rejected", {
  * @since 0.1.0
  * @category errors
  */
-export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable", {
+export class GroupUnavailable extends Schema.TaggedError<GroupUnavailable>()("GroupUnavailable", {
   reason: Schema.String,
 }) {
   override get message(): string {
@@ -111,7 +111,7 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable"
 }
 
 /** @since 0.1.0 @category errors */
-export type SubmitError = NotMaster | Rejected | Unavailable
+export type SubmitError = NotMaster | Rejected | GroupUnavailable
 
 /** A client's request with its exactly-once ids. @since 0.1.0 @category models */
 export interface Submission<Req> {
@@ -195,7 +195,7 @@ export interface Options<S, Req, Res>
   readonly submitTimeoutMs?: number
   /**
    * Attempts to register one epoch while the store is unavailable, after which the requests
-   * waiting for it fail with `Unavailable`; registering goes on (every 500 ms) for as long as
+   * waiting for it fail with `GroupUnavailable`; registering goes on (every 500 ms) for as long as
    * this server is master at that epoch, so a name server back after an outage finds it
    * again. Default 20.
    */
@@ -309,7 +309,7 @@ export interface ServerGroup<S, Req, Res> {
   readonly address: Address.Udp
   /**
    * Applies a request once, through the master, and gives its result. Fails with
-   * `NotMaster` on any server but the registered master; retry a `Unavailable` with the
+   * `NotMaster` on any server but the registered master; retry a `GroupUnavailable` with the
    * same ids.
    */
   readonly submit: (submission: Submission<Req>) => Effect.Effect<Res, SubmitError>
@@ -324,9 +324,9 @@ export interface ServerGroup<S, Req, Res> {
   /**
    * The replicated state, as of a moment between the call and its answer (see
    * `Options.reads`): every write answered before the call is in it. Fails with `NotMaster`
-   * on any server but the master, and `Unavailable` when no majority confirms in time.
+   * on any server but the master, and `GroupUnavailable` when no majority confirms in time.
    */
-  readonly read: Effect.Effect<S, NotMaster | Unavailable>
+  readonly read: Effect.Effect<S, NotMaster | GroupUnavailable>
 }
 
 /**
@@ -341,7 +341,7 @@ export class ServerGroupService extends Context.Service<
   ServerGroup<unknown, unknown, unknown>
 >()("@understudy/staggered-election/ServerGroup") {}
 
-/** An `Unavailable`'s reason, as the `reason` label of `Metrics.refusals` names it. */
+/** A `GroupUnavailable`'s reason, as the `reason` label of `Metrics.refusals` names it. */
 const unavailableReasons: ReadonlyArray<readonly [text: string, label: string]> = [
   ["no answer within", "timeout"],
   ["no majority confirmed", "no-majority"],
@@ -470,7 +470,7 @@ export const make = <S, Req, Res>(
     const pending = new Map<string, Array<Deferred.Deferred<Answer<Res>, SubmitError>>>()
     const lastHeardMs = new Map<string, number>()
     let live: ReadonlyArray<string> = []
-    const reads = new Map<number, Deferred.Deferred<S, NotMaster | Unavailable>>()
+    const reads = new Map<number, Deferred.Deferred<S, NotMaster | GroupUnavailable>>()
     let readSeq = 0
     let majority = false
     const metrics = Metrics.recorder({
@@ -555,7 +555,7 @@ export const make = <S, Req, Res>(
             group,
             epoch: m.epoch,
           })
-          yield* failAll(new Unavailable({ reason: "the name server is unreachable" }))
+          yield* failAll(new GroupUnavailable({ reason: "the name server is unreachable" }))
         }
         const scope = yield* Scope.make()
         const outcome = yield* nameServer
@@ -759,7 +759,7 @@ export const make = <S, Req, Res>(
                   waiting,
                   event.reason === "not-master"
                     ? new NotMaster({ master: after.master ?? null })
-                    : new Unavailable({ reason: `read refused: ${event.reason}` }),
+                    : new GroupUnavailable({ reason: `read refused: ${event.reason}` }),
                 )
               }
               break
@@ -889,7 +889,7 @@ export const make = <S, Req, Res>(
       Effect.gen(function* () {
         const m = mastership
         mastership = undefined
-        yield* failAll(new Unavailable({ reason: "the server stopped" }))
+        yield* failAll(new GroupUnavailable({ reason: "the server stopped" }))
         if (m !== undefined) {
           m.status = "abandoned"
           yield* Deferred.fail(m.ready, new NotMaster({ master: null }))
@@ -944,12 +944,12 @@ export const make = <S, Req, Res>(
         Effect.timeoutOrElse({
           duration: submitTimeoutMs,
           orElse: () =>
-            Effect.fail(new Unavailable({ reason: `no answer within ${submitTimeoutMs} ms` })),
+            Effect.fail(new GroupUnavailable({ reason: `no answer within ${submitTimeoutMs} ms` })),
         }),
         Effect.tapError((error) => metrics.refused("submit", refusalReason(error))),
       )
 
-    const read: Effect.Effect<S, NotMaster | Unavailable> = Effect.gen(function* () {
+    const read: Effect.Effect<S, NotMaster | GroupUnavailable> = Effect.gen(function* () {
       const current = latest!
       const m = mastership
       if (m?.status === "fenced")
@@ -957,10 +957,10 @@ export const make = <S, Req, Res>(
       if (current.role !== "master") return yield* new NotMaster({ master: current.master ?? null })
       if (readMode === "local") {
         if ((yield* status).serving) return current.replica.state
-        return yield* new Unavailable({ reason: "not serving" })
+        return yield* new GroupUnavailable({ reason: "not serving" })
       }
       const readId = ++readSeq
-      const deferred = yield* Deferred.make<S, NotMaster | Unavailable>()
+      const deferred = yield* Deferred.make<S, NotMaster | GroupUnavailable>()
       reads.set(readId, deferred)
       return yield* Effect.andThen(
         Queue.offer(readRequests, readId),
@@ -971,7 +971,7 @@ export const make = <S, Req, Res>(
         duration: submitTimeoutMs,
         orElse: () =>
           Effect.fail(
-            new Unavailable({ reason: `no majority confirmed within ${submitTimeoutMs} ms` }),
+            new GroupUnavailable({ reason: `no majority confirmed within ${submitTimeoutMs} ms` }),
           ),
       }),
       Effect.tap(metrics.read("answered")),

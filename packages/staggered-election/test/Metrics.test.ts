@@ -282,7 +282,7 @@ describe("staggered election metrics", () => {
         )
         yield* TestClock.adjust(120)
         const refused = yield* Effect.flip(onMaster(master.read))
-        expect(refused._tag).toBe("Unavailable")
+        expect(refused._tag).toBe("GroupUnavailable")
         expect(yield* counted(Metrics.leaseReads, { lease: "not-held" })).toBe(1)
         expect(yield* counted(Metrics.reads, { mode: "lease", outcome: "answered" })).toBe(1)
         expect(yield* counted(Metrics.reads, { mode: "lease", outcome: "refused" })).toBe(1)

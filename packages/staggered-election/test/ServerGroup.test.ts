@@ -269,7 +269,7 @@ describe("ServerGroup", () => {
         const others = [...running.keys()].filter((id) => id !== master.self).slice(0, 3)
         for (const id of others) yield* running.get(id)!.stop
         const cutOff = yield* Effect.flip(driven(server.read))
-        expect(["Unavailable", "NotMaster"]).toContain(cutOff._tag)
+        expect(["GroupUnavailable", "NotMaster"]).toContain(cutOff._tag)
         // And it stops serving within the inquiry time-out and a detection period (bounded poll).
         let serving = true
         for (let i = 0; i < 200 && serving; i++) {
@@ -362,7 +362,7 @@ describe("ServerGroup", () => {
           call: (target, sub) =>
             running.has(target.id)
               ? Client.local<Req, number>(servers)(target, sub)
-              : Effect.fail(new ServerGroup.Unavailable({ reason: "stopped" })),
+              : Effect.fail(new ServerGroup.GroupUnavailable({ reason: "stopped" })),
         })
         for (let i = 0; i < 10; i++) yield* driven(client.submit({ key: "k", add: 1 }))
 
