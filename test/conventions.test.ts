@@ -119,23 +119,10 @@ export const duplicateTags = (classes: ReadonlyArray<ErrorClass>): Map<string, A
  * Known and not yet fixed, each with who is to fix it. A listed entry that no longer occurs
  * fails the test too, so the list only shrinks. Nothing may be added to it.
  */
-const pendingDuplicateTags: Record<string, string> = {
-  // multihome's Endpoint.ConnectError (Data.TaggedError) and transport's: multihome to rename
-  // its tag (e.g. "AssociationConnectError"); multihome and transport are owned by others.
-  ConnectError: "@understudy/multihome Endpoint.ConnectError | @understudy/transport",
-}
+const pendingDuplicateTags: Record<string, string> = {}
 
 /** Exported tagged errors that are not yet `Schema.TaggedError`s, with who is to convert them. */
-const pendingNotSchema: Record<string, string> = {
-  // multihome: its errors are Data.TaggedError classes (packages/multihome is owned by others).
-  "@understudy/multihome Cluster.ClusterError": "multihome",
-  "@understudy/multihome DecodeError.BadChecksum": "multihome",
-  "@understudy/multihome DecodeError.MalformedPacket": "multihome",
-  "@understudy/multihome Endpoint.AssociationError": "multihome",
-  "@understudy/multihome Endpoint.ConnectError": "multihome",
-  "@understudy/multihome Replication.PolicyError": "multihome",
-  "@understudy/multihome Replication.ReplicaError": "multihome",
-}
+const pendingNotSchema: Record<string, string> = {}
 
 describe("error tags", () => {
   it("every exported error class is a Schema.TaggedError with a tag no other package defines", async () => {

@@ -30,7 +30,6 @@ import { Address, type Connection, Datagram, Transport } from "@understudy/trans
 import {
   Cause,
   Clock,
-  Data,
   Deferred,
   Duration,
   Effect,
@@ -42,6 +41,7 @@ import {
   Queue,
   type Redacted,
   Schedule,
+  Schema,
   Scope,
   Stream,
 } from "effect"
@@ -422,7 +422,9 @@ const handOverPacketsMax = 4_096
  * @since 0.1.0
  * @category errors
  */
-export class ClusterError extends Data.TaggedError("ClusterError")<{ readonly detail: string }> {}
+export class ClusterError extends Schema.TaggedError<ClusterError>()("ClusterError", {
+  detail: Schema.String,
+}) {}
 
 // ---------------------------------------------------------------------------------------
 // The node

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Data } from "effect"
+import { Schema } from "effect"
 
 /**
  * The packet's CRC32c does not match its contents. RFC 9260 §6.8: the receiver drops the
@@ -13,12 +13,12 @@ import { Data } from "effect"
  * @since 0.1.0
  * @category errors
  */
-export class BadChecksum extends Data.TaggedError("BadChecksum")<{
+export class BadChecksum extends Schema.TaggedError<BadChecksum>()("BadChecksum", {
   /** The CRC32c computed over the received bytes. */
-  readonly computed: number
+  computed: Schema.Number,
   /** The value in the packet's checksum field. */
-  readonly received: number
-}> {}
+  received: Schema.Number,
+}) {}
 
 /**
  * What is wrong with a malformed packet.
@@ -36,22 +36,29 @@ export class BadChecksum extends Data.TaggedError("BadChecksum")<{
  * @since 0.1.0
  * @category models
  */
-export type MalformedReason =
-  | "PacketTooShort"
-  | "NoChunks"
-  | "ChunkHeaderTruncated"
-  | "ChunkLengthTooShort"
-  | "ChunkPastEnd"
-  | "ChunkLengthInvalid"
-  | "ParameterHeaderTruncated"
-  | "ParameterLengthTooShort"
-  | "ParameterPastEnd"
-  | "ParameterLengthInvalid"
-  | "CauseHeaderTruncated"
-  | "CauseLengthTooShort"
-  | "CausePastEnd"
-  | "CauseLengthInvalid"
-  | "MissingHeartbeatInfo"
+export const MalformedReason = Schema.Literals([
+  "PacketTooShort",
+  "NoChunks",
+  "ChunkHeaderTruncated",
+  "ChunkLengthTooShort",
+  "ChunkPastEnd",
+  "ChunkLengthInvalid",
+  "ParameterHeaderTruncated",
+  "ParameterLengthTooShort",
+  "ParameterPastEnd",
+  "ParameterLengthInvalid",
+  "CauseHeaderTruncated",
+  "CauseLengthTooShort",
+  "CausePastEnd",
+  "CauseLengthInvalid",
+  "MissingHeartbeatInfo",
+])
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type MalformedReason = typeof MalformedReason.Type
 
 /**
  * The bytes have a valid checksum but are not a well-formed SCTP packet. Drop the packet;
@@ -60,13 +67,13 @@ export type MalformedReason =
  * @since 0.1.0
  * @category errors
  */
-export class MalformedPacket extends Data.TaggedError("MalformedPacket")<{
-  readonly reason: MalformedReason
+export class MalformedPacket extends Schema.TaggedError<MalformedPacket>()("MalformedPacket", {
+  reason: MalformedReason,
   /** Byte offset in the packet where the fault was found. */
-  readonly offset: number
+  offset: Schema.Number,
   /** The type of the chunk being decoded, when the fault is inside one. */
-  readonly chunkType: number | undefined
-}> {}
+  chunkType: Schema.UndefinedOr(Schema.Number),
+}) {}
 
 /**
  * Every way decoding a packet fails.

@@ -35,7 +35,6 @@ import {
   type Cause,
   Clock,
   Context,
-  Data,
   Deferred,
   Duration,
   Effect,
@@ -43,6 +42,7 @@ import {
   Layer,
   Metric,
   Queue,
+  Schema,
   type Scope,
   Semaphore,
   Stream,
@@ -71,11 +71,14 @@ import { lte32 } from "./Serial.ts"
  * @since 0.1.0
  * @category errors
  */
-export class ConnectError extends Data.TaggedError("ConnectError")<{
-  readonly peer: string
-  readonly reason: "Aborted" | "CommLost" | "Timeout" | "EndpointClosed"
-  readonly detail: string
-}> {
+export class AssociationConnectError extends Schema.TaggedError<AssociationConnectError>()(
+  "AssociationConnectError",
+  {
+    peer: Schema.String,
+    reason: Schema.Literals(["Aborted", "CommLost", "Timeout", "EndpointClosed"]),
+    detail: Schema.String,
+  },
+) {
   override get message(): string {
     return `cannot associate with ${this.peer}: ${this.reason} (${this.detail})`
   }
@@ -89,11 +92,11 @@ export class ConnectError extends Data.TaggedError("ConnectError")<{
  * @since 0.1.0
  * @category errors
  */
-export class AssociationError extends Data.TaggedError("AssociationError")<{
-  readonly associationId: number
-  readonly reason: "Closed" | "Rejected"
-  readonly detail: string
-}> {
+export class AssociationError extends Schema.TaggedError<AssociationError>()("AssociationError", {
+  associationId: Schema.Number,
+  reason: Schema.Literals(["Closed", "Rejected"]),
+  detail: Schema.String,
+}) {
   override get message(): string {
     return `association ${this.associationId}: ${this.reason} (${this.detail})`
   }
@@ -333,7 +336,9 @@ export interface Endpoint {
    * Opens an association (INIT to `host` at UDP port `udpPort`, SCTP port `port`) and
    * waits for COMMUNICATION UP.
    */
-  readonly connect: (options: ConnectOptions) => Effect.Effect<AssociationHandle, ConnectError>
+  readonly connect: (
+    options: ConnectOptions,
+  ) => Effect.Effect<AssociationHandle, AssociationConnectError>
   readonly associations: Effect.Effect<ReadonlyArray<AssociationHandle>>
   readonly stats: Effect.Effect<Stats>
   /** Sends one packet as it is (no association involved), e.g. a replica's HEARTBEAT ACK. */
@@ -1362,14 +1367,14 @@ export const make = (
           }),
         )
         if (entry === undefined) {
-          return yield* new ConnectError({
+          return yield* new AssociationConnectError({
             peer: peerLabel,
             reason: "EndpointClosed",
             detail: "endpoint closed",
           })
         }
         const failed = (reason: CloseReason) =>
-          new ConnectError({
+          new AssociationConnectError({
             peer: peerLabel,
             reason:
               reason._tag === "Aborted"
@@ -1389,7 +1394,7 @@ export const make = (
                 entry.handle.abort("connect timeout").pipe(
                   Effect.andThen(
                     Effect.fail(
-                      new ConnectError({
+                      new AssociationConnectError({
                         peer: peerLabel,
                         reason: "Timeout",
                         detail: `${connectOptions.timeoutMs} ms`,

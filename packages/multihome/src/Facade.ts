@@ -82,7 +82,7 @@ export interface SctpAssociation extends EventEmitter {
 export interface SctpEndpoint extends EventEmitter {
   readonly address: Address.Udp
   readonly port: number
-  /** Rejects with a `ConnectError`. */
+  /** Rejects with an `AssociationConnectError`. */
   connect(options: Endpoint.ConnectOptions): Promise<SctpAssociation>
   stats(): Promise<Endpoint.Stats>
   close(): Promise<void>

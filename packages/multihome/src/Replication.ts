@@ -38,7 +38,7 @@
  * @since 0.1.0
  */
 import { Codec } from "@understudy/transport"
-import { Data } from "effect"
+import { Schema } from "effect"
 import * as Association from "./Association.ts"
 import * as Chunk from "./Chunk.ts"
 import type * as Cookie from "./Cookie.ts"
@@ -91,10 +91,10 @@ const eventTags: ReadonlyArray<Association.Event["_tag"]> = [
  * @since 0.1.0
  * @category errors
  */
-export class PolicyError extends Data.TaggedError("PolicyError")<{
-  readonly text: string
-  readonly detail: string
-}> {}
+export class PolicyError extends Schema.TaggedError<PolicyError>()("PolicyError", {
+  text: Schema.String,
+  detail: Schema.String,
+}) {}
 
 /**
  * Reads a policy from its command-line form: `every-update`, `interval` (100 ms) or
@@ -951,10 +951,10 @@ export class Shipper {
  * @since 0.1.0
  * @category errors
  */
-export class ReplicaError extends Data.TaggedError("ReplicaError")<{
-  readonly association: number
-  readonly detail: string
-}> {}
+export class ReplicaError extends Schema.TaggedError<ReplicaError>()("ReplicaError", {
+  association: Schema.Number,
+  detail: Schema.String,
+}) {}
 
 /**
  * The secondary's copies: associations by the primary's id, the listener's secrets, and how

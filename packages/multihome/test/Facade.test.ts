@@ -88,7 +88,7 @@ describe("Facade", () => {
         () => undefined,
         (error: unknown) => error,
       )
-    expect(error).toMatchObject({ _tag: "ConnectError", reason: "Aborted" })
+    expect(error).toMatchObject({ _tag: "AssociationConnectError", reason: "Aborted" })
   })
 
   it("createEndpoint rejects when the address is taken", async () => {
