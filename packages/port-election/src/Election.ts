@@ -35,7 +35,6 @@ import {
   Layer,
   Option,
   PubSub,
-  Queue,
   Random,
   Redacted,
   Result,
@@ -50,7 +49,6 @@ import {
   RequestFailed,
   StrangerOnAddress,
 } from "./ElectionError.ts"
-import { type Grant, Grants } from "./Grants.ts"
 import { Identity } from "./Identity.ts"
 import {
   codec,
@@ -61,6 +59,8 @@ import {
   preEncode,
   protocolVersion,
 } from "./internal/protocol.ts"
+import * as Supervisor from "./internal/supervisor.ts"
+import * as Machine from "./Machine.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Registry from "./Registry.ts"
 import * as Secret from "./Secret.ts"
@@ -231,24 +231,6 @@ type Register = Registry.Register
 type Welcome = Registry.Welcome
 type Refusal = Registry.Refusal
 
-/** A registered member: its registry entry and the connection it is served over. */
-interface MemberEntry extends Registry.Entry {
-  readonly connection: Connection.Connection<Message>
-}
-
-/** The registry (pure decisions in `Registry.ts`) and what the driver adds for its I/O. */
-interface SupervisorState extends Registry.State<MemberEntry> {
-  readonly pendingCommands: Map<string, Deferred.Deferred<{ ok: boolean; payload: unknown }>>
-  /** Signals a registry change to the broadcaster (a dropping queue of one). */
-  readonly changed: Queue.Queue<void>
-  /** Completed when grants are no longer frozen (the previous members are back, or grace). */
-  readonly thawed: Deferred.Deferred<void>
-  /** Members named in a registry sent out: every member, the successor too, knows them. */
-  readonly announced: Set<string>
-  /** Grants to members not yet announced, held back until the next registry goes out. */
-  readonly unannounced: Array<Grant>
-}
-
 const describeError = (error: unknown): string =>
   error instanceof Error ? error.message : typeof error === "string" ? error : JSON.stringify(error)
 
@@ -371,7 +353,7 @@ export const make = (
     let bound:
       | { readonly scope: Scope.Closeable; readonly listener: Transport.Listener<Message> }
       | undefined
-    let supervisor: SupervisorState | undefined
+    let supervisor: Supervisor.Supervising | undefined
     let counter = 0
     const nextId = () => `${instanceId}:${++counter}`
 
@@ -560,455 +542,151 @@ export const make = (
       registerMessage,
     })
 
-    // ---- supervisor ---------------------------------------------------------------
+    // ---- supervisor: the machine (`Machine.ts`) run by its driver -----------------
 
-    /** This instance in the registry, as its supervisor. */
-    const self = (state: SupervisorState): Registry.Registrant => ({
-      instanceId,
-      pid,
-      ...pidNamespace,
-      startedAtMs,
-      metadata: { ...options.metadata },
-      joinedAtMs: state.joinedAtMs,
-    })
+    /** Answers of pending commands to members, by command id. */
+    const pendingCommands = new Map<string, Deferred.Deferred<{ ok: boolean; payload: unknown }>>()
 
-    /** The registry entries of `ids` (all members when omitted), with what each holds. */
-    const memberList = (state: SupervisorState, ids?: ReadonlyArray<string>): Array<Member> =>
-      Registry.memberList(state, self(state), ids)
-
-    /** Marks the registry changed; the broadcaster sends it once for a burst of changes. */
-    const broadcastMembers = (state: SupervisorState) =>
-      Effect.sync(() => void Queue.offerUnsafe(state.changed, undefined))
-
-    /**
-     * Sends the registry to every subordinate, at most once per `membersBatchMs`: when a
-     * failover brings every survivor back at once, one registry goes out per batch rather
-     * than one per registration to every member (which grows with the square of the group).
-     */
-    const broadcaster = (state: SupervisorState) =>
-      Effect.forever(
-        Effect.gen(function* () {
-          yield* Queue.take(state.changed)
-          yield* Effect.sleep(membersBatchMs)
-          yield* Queue.clear(state.changed)
-          const members = memberList(state)
-          lastMembers = members
-          preparedRegistration = undefined
-          const message = Registry.registryMessage(state, members)
-          yield* Effect.forEach(
-            state.members.values(),
-            (entry) =>
-              entry.holdingsKnown ? Effect.ignore(entry.connection.send(message)) : Effect.void,
-            { discard: true },
-          )
-          // Exactly the members now: one that left is granted nothing, and the set stays small.
-          state.announced.clear()
-          for (const member of members) state.announced.add(member.instanceId)
-          yield* deliver(state, state.unannounced.splice(0))
-        }),
-      )
-
-    /** Hands out permits: to this instance directly, to members over their connection. */
-    const deliver = (state: SupervisorState, grants: ReadonlyArray<Grant>): Effect.Effect<void> =>
-      Effect.forEach(
-        grants,
-        (grant) => {
-          if (grant.instanceId === instanceId) {
-            const pending = pendingAcquires.get(grant.requestId)
-            if (pending === undefined) {
-              // Given up meanwhile: hand the permit back.
-              return deliver(state, state.grants.release(instanceId, grant.resource))
-            }
+    /** What the supervisor's machine tells this instance. */
+    const onSupervisorEvent =
+      (thawed: Deferred.Deferred<void>, supervising: Scope.Scope) =>
+      (event: Machine.Event, term: Supervisor.Supervising): Effect.Effect<void> => {
+        switch (event._tag) {
+          case "MemberJoined":
+            return emit({ _tag: "MemberJoined", member: event.member })
+          case "MemberLeft":
+            return emit({ _tag: "MemberLeft", member: event.member, reason: event.reason })
+          case "Granted": {
+            const pending = pendingAcquires.get(event.requestId)
+            // Given up meanwhile: hand the permit back.
+            if (pending === undefined)
+              return term.step({ _tag: "Release", resource: event.resource })
             return Deferred.succeed(pending.done, undefined)
           }
-          // A member the registry never named is unknown to the successor, which would
-          // give this permit to another if it took over now: it waits for the registry
-          // (queued to the successor before this grant, on one machine delivered first).
-          if (!state.announced.has(grant.instanceId)) {
-            state.unannounced.push(grant)
-            return broadcastMembers(state)
+          case "Refused": {
+            const pending = pendingAcquires.get(event.requestId)
+            if (pending === undefined) return Effect.void
+            pendingAcquires.delete(event.requestId)
+            return Deferred.fail(
+              pending.done,
+              new AcquireRefused({ resource: event.resource, detail: event.reason }),
+            )
           }
-          const entry = state.members.get(grant.instanceId)
-          const message: Message = {
-            _tag: "Granted",
-            id: grant.requestId,
-            resource: grant.resource,
-          }
-          return entry === undefined ? Effect.void : Effect.ignore(entry.connection.send(message))
-        },
-        { discard: true },
-      )
-
-    /**
-     * Asks the oldest member to be the successor, unless one is designated. Not while the
-     * previous members re-register: the standby connections it brings would compete with
-     * them for the CPU.
-     */
-    const designate = (state: SupervisorState) =>
-      Effect.suspend(() => {
-        const designee = Registry.designate(state)
-        return designee === undefined
-          ? Effect.void
-          : Effect.ignore(designee.connection.send({ _tag: "Designate" }))
-      })
-
-    /** Ends the freeze: waiting requests are granted and the registry may go out. */
-    const thaw = (state: SupervisorState) =>
-      Effect.andThen(
-        Effect.andThen(
-          deliver(state, state.grants.thaw()),
-          Deferred.succeed(state.thawed, undefined),
-        ),
-        designate(state),
-      )
-
-    const thawIfComplete = (state: SupervisorState) =>
-      Registry.thawDue(state) ? thaw(state) : Effect.void
-
-    const adoptHoldings = (state: SupervisorState, message: Register) =>
-      Registry.adoptHoldings(state, instanceId, message)
-
-    const welcomeOf = (state: SupervisorState, lost: ReadonlyArray<Holding>): Welcome =>
-      Registry.welcomeOf(state, instanceId, lost)
-
-    /**
-     * Serves one member's connection. With a pre-registration (a standby connection at the
-     * takeover) the member is admitted at once, but its holdings only once it confirms them:
-     * the pre-registration's may be stale, and adopting a stale claim could push out the
-     * current holder. Until then it counts as expected, so nothing new is granted.
-     */
-    const serveConnection = (
-      state: SupervisorState,
-      connection: Connection.Connection<Message>,
-      preRegistration?: Register,
-      welcomed = false,
-    ) =>
-      Effect.gen(function* () {
-        let memberId: string | undefined
-        const send = (message: Message) => Effect.ignore(connection.send(message))
-
-        const onRegister = (message: Register, preRegistered: boolean) =>
-          Effect.gen(function* () {
-            // Its close may not be read yet (it would look like a duplicate of itself): the
-            // connection just closes, and the member elects again once the address is free.
-            if (state.resigning) return yield* connection.close
-            const refusal = refusalOf(message)
-            if (refusal === "InvalidRegistration") {
-              yield* Effect.logWarning(
-                `refused a registration: ${Registry.invalidRegistration(message)}`,
-              )
-            }
-            if (refusal !== undefined) return yield* refuse(connection, refusal)
-            const existing = state.members.get(message.instanceId)
-            // The same process registering again over a new connection to the address
-            // replaces its old one; anything else with a known id is a duplicate.
-            const reconnect =
-              existing !== undefined &&
-              !preRegistered &&
-              Registry.sameProcess(existing.member, message)
-            if (message.instanceId === instanceId || (existing !== undefined && !reconnect)) {
-              return yield* refuse(connection, "DuplicateInstance")
-            }
-            memberId = message.instanceId
-            if (reconnect) return yield* onReconnect(existing, message)
-            const entry: MemberEntry = {
-              member: {
-                instanceId: message.instanceId,
-                pid: message.pid,
-                ...(message.pidNamespace === undefined
-                  ? {}
-                  : { pidNamespace: message.pidNamespace }),
-                startedAtMs: message.startedAtMs,
-                metadata: message.metadata,
-                joinedAtMs: yield* now,
-              },
-              connection,
-              holdingsKnown: !preRegistered,
-              cutOff: false,
-            }
-            let lost: ReadonlyArray<Holding> = []
-            if (preRegistered) state.expected.add(message.instanceId)
-            else lost = adoptHoldings(state, message)
-            state.members.set(message.instanceId, entry)
-            if (!(preRegistered && welcomed)) yield* send(welcomeOf(state, lost))
-            yield* broadcastMembers(state)
-            const [member] = memberList(state, [message.instanceId])
-            yield* emit({ _tag: "MemberJoined", member: member! })
-            yield* thawIfComplete(state)
-            yield* designate(state)
-          })
-
-        /**
-         * A member registers again while its old connection is still open here (that
-         * connection died on its side: its keep-alive timed out, and this end has not read
-         * the close yet), or is closed with its permits reserved for it. The new connection
-         * takes the entry's place; what the member holds passes over without being granted
-         * to anyone in between.
-         */
-        const onReconnect = (existing: MemberEntry, message: Register) =>
-          Effect.gen(function* () {
-            state.members.set(message.instanceId, {
-              ...existing,
-              connection,
-              holdingsKnown: true,
-              cutOff: false,
+          case "Lost":
+            return losePermits(event.lost)
+          case "Thawed":
+            return Deferred.succeed(thawed, undefined)
+          case "RegistrySent":
+            return Effect.sync(() => {
+              lastMembers = event.members
+              preparedRegistration = undefined
             })
-            yield* existing.connection.close
-            const { lost, grants } = state.grants.replace(message.instanceId, message.holdings)
-            state.expected.delete(message.instanceId)
-            // Its standby listener closed with the old connection.
-            Registry.undesignate(state, message.instanceId)
-            yield* send(welcomeOf(state, lost))
-            yield* deliver(state, grants)
-            yield* broadcastMembers(state)
-            yield* thawIfComplete(state)
-            yield* designate(state)
-          })
-
-        /** A member admitted from its pre-registration tells what it holds now. */
-        const onConfirm = (entry: MemberEntry, message: Register) =>
-          Effect.gen(function* () {
-            entry.holdingsKnown = true
-            const lost = adoptHoldings(state, message)
-            // Only permits it could not keep need an answer.
-            if (lost.length > 0) yield* send(welcomeOf(state, lost))
-            yield* broadcastMembers(state)
-            yield* thawIfComplete(state)
-            yield* designate(state)
-          })
-
-        const onMessage = (message: Message): Effect.Effect<void> => {
-          if (memberId === undefined) {
-            if (message._tag === "Register") return onRegister(message, false)
-            if (message._tag === "Inspect") {
-              return Effect.andThen(
-                send(Registry.registryMessage(state, memberList(state))),
-                connection.close,
-              )
-            }
-            return connection.close
-          }
-          const from = memberId
-          // Replaced by a newer connection of the same member: what this one still carries,
-          // the member has stated again over the new one.
-          if (state.members.get(from)?.connection !== connection) return Effect.void
-          switch (message._tag) {
-            case "Register": {
-              // Once, from a member admitted from its pre-registration, about itself.
-              const entry = state.members.get(from)
-              return entry !== undefined &&
-                !entry.holdingsKnown &&
-                message.instanceId === from &&
-                refusalOf(message) === undefined
-                ? onConfirm(entry, message)
-                : Effect.andThen(
-                    Effect.logWarning(`unexpected Register from ${from}; dropping it`),
-                    connection.close,
-                  )
-            }
-            case "Request":
-              return Effect.asVoid(
-                Effect.forkChild(
-                  Effect.flatMap(
-                    runHandler(handlers, message.operation, message.payload, from),
-                    (r) => send({ _tag: "Reply", id: message.id, ...r }),
-                  ),
+          case "Request": {
+            const { connection, from, request } = event
+            return Effect.asVoid(
+              Effect.forkIn(
+                Effect.flatMap(
+                  runHandler(handlers, request.operation, request.payload, from),
+                  (r) => {
+                    const member = term.connection(connection)
+                    return member === undefined
+                      ? Effect.void
+                      : Effect.ignore(member.send({ _tag: "Reply", id: request.id, ...r }))
+                  },
                 ),
-              )
-            case "Acquire": {
-              const result = state.grants.acquire(from, message.id, message.resource, message.limit)
-              if (result.refused !== undefined) {
-                return send({
-                  _tag: "AcquireRefused",
-                  id: message.id,
-                  resource: message.resource,
-                  reason: result.refused._tag,
-                })
-              }
-              return Effect.andThen(deliver(state, result.grants), broadcastMembers(state))
-            }
-            case "Release":
-              return Effect.andThen(
-                deliver(state, state.grants.release(from, message.resource)),
-                broadcastMembers(state),
-              )
-            case "CancelAcquire":
-              return Effect.sync(() => state.grants.cancel(from, message.id))
-            case "StandbyAt":
-              // Only from the member asked; a late answer of a previous one is stale.
-              if (from !== state.designated) return Effect.void
-              state.successor = { instanceId: from, address: message.address }
-              return broadcastMembers(state)
-            case "CommandDone": {
-              const pending = state.pendingCommands.get(message.id)
-              return pending === undefined
-                ? Effect.void
-                : Deferred.succeed(pending, { ok: message.ok, payload: message.payload })
-            }
-            default:
-              // A subordinate never sends anything else: it is confused or hostile.
-              return Effect.andThen(
-                Effect.logWarning(`unexpected ${message._tag} from ${from}; dropping it`),
-                connection.close,
-              )
+                supervising,
+              ),
+            )
           }
+          case "CommandDone": {
+            const pending = pendingCommands.get(event.done.id)
+            return pending === undefined
+              ? Effect.void
+              : Deferred.succeed(pending, { ok: event.done.ok, payload: event.done.payload })
+          }
+          case "Warning":
+            return Effect.logWarning(event.message)
+          default:
+            return Effect.void
         }
-
-        if (preRegistration !== undefined) yield* onRegister(preRegistration, true)
-        else {
-          // An unregistered peer gets the handshake time-out to register.
-          yield* Effect.forkChild(
-            Effect.andThen(Effect.sleep(requestTimeoutMs), () =>
-              memberId === undefined ? connection.close : Effect.void,
-            ),
-          )
-        }
-        yield* Stream.runForEach(connection.messages, onMessage)
-        const reason = yield* connection.closed
-        const id = memberId
-        const entry = id === undefined ? undefined : state.members.get(id)
-        if (id === undefined || entry?.connection !== connection) return
-        if (state.grants.holds(id)) {
-          // It may be alive and count on its permits: this side dropped it, or it dropped
-          // a connection it thought hung. They stay its own for the grace period, in which
-          // it registers again and keeps them, or gives them up itself (see `cutOffFrom`).
-          entry.cutOff = true
-          state.grants.withdraw(id)
-          if (Registry.undesignate(state, id)) yield* designate(state)
-          yield* broadcastMembers(state)
-          yield* reserveFor(state, entry)
-          if (state.members.get(id) !== entry) return
-        }
-        const [member] = memberList(state, [id])
-        state.members.delete(id)
-        if (Registry.undesignate(state, id)) yield* designate(state)
-        yield* deliver(state, state.grants.remove(id))
-        yield* broadcastMembers(state)
-        if (member !== undefined) {
-          yield* emit({ _tag: "MemberLeft", member, reason: CloseReason.describe(reason) })
-        }
-      })
+      }
 
     /**
-     * Waits out a cut-off member's reservation: the grace period, or less if it registers
-     * again (its entry is replaced) or its process is seen gone (then it holds nothing) —
-     * seen only in this supervisor's own pid namespace, where its pid means that process.
-     */
-    const reserveFor = (state: SupervisorState, entry: MemberEntry) =>
-      Effect.gen(function* () {
-        const untilMs = (yield* now) + graceMs
-        const pollMs = connectionOptions.keepAlive.intervalMs
-        for (;;) {
-          const leftMs = untilMs - (yield* now)
-          if (leftMs <= 0 || state.members.get(entry.member.instanceId) !== entry) return
-          if (
-            Registry.pidVisible(entry.member, identity.pidNamespace) &&
-            identity.isRunning?.(entry.member.pid) === false
-          )
-            return
-          yield* Effect.sleep(Math.min(pollMs, leftMs))
-        }
-      })
-
-    /**
-     * Taking the supervisor's role once the address is bound: the registry starts from what
-     * this instance knew, its own permits are adopted, and — for the designated successor —
-     * every member standing by is welcomed over its standby connection. Ends with `Elected`.
+     * Taking the supervisor's role once the address is bound: a term of the machine starts
+     * from what this instance knew (the last registry, its own permits and waiting requests,
+     * who stands by at it), then — for the designated successor — every member standing by
+     * is welcomed over its standby connection. Ends with `Elected`.
      */
     const takeOver = Effect.gen(function* () {
       // The designated successor takes over with members standing by at it.
-      yield* Effect.annotateCurrentSpan("understudy.successor", standby.listening() !== undefined)
-      let welcomedCount = 0
-      const state: SupervisorState = {
-        grants: new Grants(),
-        members: new Map(),
-        expected: new Set(previousSubordinates()),
-        pendingCommands: new Map(),
-        joinedAtMs: yield* now,
-        changed: yield* Queue.dropping<void>(1),
-        blind: !Registry.sawRegistry(lastMembers, instanceId),
-        thawed: yield* Deferred.make<void>(),
-        // The members of the registry it had are known to every member already.
-        announced: new Set(lastMembers.map((m) => m.instanceId)),
-        unannounced: [],
-        designated: undefined,
-        successor: undefined,
-        resigning: false,
+      const standing = standby.listening()
+      yield* Effect.annotateCurrentSpan("understudy.successor", standing !== undefined)
+      const preRegistered: Array<readonly [Connection.Connection<Message>, Register]> = []
+      for (const [connection, preRegistration] of standing?.waiting ?? []) {
+        if (preRegistration !== undefined) preRegistered.push([connection, preRegistration])
       }
-      // Members standing by with a pre-registration are admitted below, but grants wait
-      // for what they confirm to hold, as for any previous member.
-      for (const preRegistration of standby.listening()?.waiting.values() ?? []) {
-        if (preRegistration !== undefined && preRegistration.instanceId !== instanceId) {
-          state.expected.add(preRegistration.instanceId)
-        }
-      }
-      // Own permits from before the failover first, then own waiting requests.
-      const lost = state.grants.adopt(instanceId, holdings())
-      yield* losePermits(lost)
-      // Supervising, it took its own holdings back just above; what it gave up at the
-      // deadline, it claimed from nobody, so nothing is handed back.
+      const thawed = yield* Deferred.make<void>()
+      const scope = yield* Effect.scope
+      const term = yield* Supervisor.start({
+        config: {
+          program: options.program,
+          settings,
+          self: {
+            instanceId,
+            pid,
+            ...pidNamespace,
+            startedAtMs,
+            metadata: { ...options.metadata },
+          },
+          requestTimeoutMs,
+          membersBatchMs,
+          takeover: {
+            expected: previousSubordinates(),
+            blind: !Registry.sawRegistry(lastMembers, instanceId),
+            // The members of the registry it had are known to every member already.
+            announced: lastMembers.map((m) => m.instanceId),
+            standingBy: preRegistered.map(([, preRegistration]) => preRegistration.instanceId),
+            holdings: holdings(),
+            waiting: [...pendingAcquires].map(([requestId, pending]) => ({
+              requestId,
+              resource: pending.resource,
+              limit: pending.limit,
+            })),
+          },
+        },
+        pollMs: connectionOptions.keepAlive.intervalMs,
+        isRunning: identity.isRunning,
+        onEvent: onSupervisorEvent(thawed, scope),
+      })
+      // Supervising, it took its own holdings back in the machine's `init`; what it gave up
+      // at the deadline, it claimed from nobody, so nothing is handed back.
       yield* cancelDeadline
       abandoned.clear()
-      if (state.expected.size > 0 || state.blind) state.grants.frozen = true
-      // Own waiting requests: granted at once when the resource has room and nothing is
-      // frozen, and those grants must be delivered (to this instance) like any other.
-      const ownGrants: Array<Grant> = []
-      for (const [id, pending] of pendingAcquires) {
-        ownGrants.push(
-          ...state.grants.acquire(instanceId, id, pending.resource, pending.limit).grants,
-        )
-      }
-      supervisor = state
-      yield* Effect.forkScoped(broadcaster(state))
+      supervisor = term
       role = { _tag: "Supervisor" }
-      lastMembers = memberList(state)
+      lastMembers = Machine.members(term.state())
       preparedRegistration = undefined
-      // Connections that stood by at this instance as successor: each pre-registered
-      // member is welcomed over its own and admitted (the others as their
-      // pre-registration comes).
-      const standing = standby.listening()
       if (standing !== undefined) {
-        const supervising = yield* Effect.scope
         yield* Effect.addFinalizer(() => standby.close)
+        // A member that pre-registers later is admitted as it comes, welcomed by its registry.
         standing.serve = (connection, preRegistration) =>
-          Effect.asVoid(
-            Effect.forkIn(serveConnection(state, connection, preRegistration), supervising),
-          )
-        // Every Welcome is on the wire before any bookkeeping: each one ends a member's
-        // wait, and all of them compete for the CPU at once. One message for all (nobody
-        // lost anything yet), so one encoding.
-        const welcome = welcomeOf(state, [])
-        const admitted: Array<readonly [Connection.Connection<Message>, Register, boolean]> = []
-        const ids = new Set<string>()
-        for (const [connection, preRegistration] of standing.waiting) {
-          if (preRegistration === undefined) continue
-          standing.waiting.delete(connection)
-          // A copy of an id is left to the registration's own check, which refuses it.
-          const welcomed =
-            preRegistration.instanceId !== instanceId && !ids.has(preRegistration.instanceId)
-          ids.add(preRegistration.instanceId)
-          if (welcomed) {
-            yield* Effect.ignore(connection.send(welcome))
-            welcomedCount++
-          }
-          admitted.push([connection, preRegistration, welcomed])
-        }
-        yield* Effect.yieldNow
-        for (const [connection, preRegistration, welcomed] of admitted) {
-          yield* Effect.forkIn(
-            serveConnection(state, connection, preRegistration, welcomed),
-            supervising,
-          )
-        }
+          term.admit([[connection, preRegistration]], false)
+        for (const [connection] of preRegistered) standing.waiting.delete(connection)
       }
+      const state = term.state()
       yield* Effect.annotateCurrentSpan({
         // Members welcomed over their standby connections, and those waited for.
-        "understudy.welcomed": welcomedCount,
+        "understudy.welcomed": new Set(
+          preRegistered.map(([, p]) => p.instanceId).filter((id) => id !== instanceId),
+        ).size,
         "understudy.expected": state.expected.size,
         "understudy.frozen": state.grants.frozen,
       })
       yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
-      return { state, ownGrants }
+      // Connections that stood by at this instance as successor: each pre-registered member
+      // is welcomed over its own and admitted (the others as their pre-registration comes).
+      if (preRegistered.length > 0) yield* term.admit(preRegistered, true)
+      return { term, thawed }
     }).pipe(
       Effect.withSpan("port-election.takeover", {
         attributes: { "understudy.instance": instanceId },
@@ -1017,34 +695,16 @@ export const make = (
 
     const runSupervisor = (listener: Transport.Listener<Message>) =>
       Effect.gen(function* () {
-        const { state, ownGrants } = yield* takeOver
+        const { term, thawed } = yield* takeOver
         yield* standby.follow(undefined)
         yield* Deferred.succeed(firstRole, undefined)
         yield* settle
         // The previous supervisor's dead connection is torn down once the members are back.
-        yield* Effect.forkScoped(Effect.andThen(Deferred.await(state.thawed), releaseSpent))
-        if (state.grants.frozen) {
-          yield* Effect.forkChild(
-            Effect.andThen(Effect.sleep(graceMs), () =>
-              state.grants.frozen ? thaw(state) : Effect.void,
-            ),
-          )
-        }
-        yield* deliver(state, ownGrants)
-        if (!state.grants.frozen) yield* thaw(state)
+        yield* Effect.forkScoped(Effect.andThen(Deferred.await(thawed), releaseSpent))
         // A supervisor that stops on purpose says so, so subordinates elect at once.
-        yield* Effect.addFinalizer(() =>
-          Effect.suspend(() => {
-            state.resigning = true
-            return Effect.forEach(
-              state.members.values(),
-              (entry) => Effect.ignore(entry.connection.send({ _tag: "Resigning" })),
-              { discard: true },
-            )
-          }),
-        )
+        yield* Effect.addFinalizer(() => term.step({ _tag: "Resign" }))
         yield* Stream.runForEach(listener.connections, (connection) =>
-          Effect.forkChild(serveConnection(state, connection)),
+          Effect.forkChild(term.accept(connection)),
         )
         return yield* Effect.never
       })
@@ -1454,18 +1114,19 @@ export const make = (
 
     const command = (target: string | "all", name: string, payload: unknown) =>
       Effect.gen(function* () {
-        const state = supervisor
-        if (state === undefined || role._tag !== "Supervisor") {
+        const term = supervisor
+        if (term === undefined || role._tag !== "Supervisor") {
           return yield* new RequestFailed({
             operation: name,
             reason: "NotSupervisor",
             detail: "only the supervisor sends commands",
           })
         }
+        const { members } = term.state()
         const targets =
           target === "all"
-            ? [instanceId, ...state.members.keys()]
-            : target === instanceId || state.members.has(target)
+            ? [instanceId, ...members.keys()]
+            : target === instanceId || members.has(target)
               ? [target]
               : []
         if (targets.length === 0) {
@@ -1485,20 +1146,22 @@ export const make = (
                   ...(yield* runHandler(commandHandlers, name, payload, id)),
                 }
               }
-              if (state.members.get(id)?.cutOff === true) {
+              const entry = term.state().members.get(id)
+              if (entry?.cutOff === true) {
                 return { instanceId: id, ok: false, payload: "its connection is gone" }
               }
               const commandId = nextId()
               const done = yield* Deferred.make<{ ok: boolean; payload: unknown }>()
-              state.pendingCommands.set(commandId, done)
-              yield* Effect.ignore(
-                state.members
-                  .get(id)!
-                  .connection.send({ _tag: "Command", id: commandId, name, payload }),
-              )
+              pendingCommands.set(commandId, done)
+              const connection = entry === undefined ? undefined : term.connection(entry.connection)
+              if (connection !== undefined) {
+                yield* Effect.ignore(
+                  connection.send({ _tag: "Command", id: commandId, name, payload }),
+                )
+              }
               const answer = yield* Deferred.await(done).pipe(
                 Effect.timeoutOption(requestTimeoutMs),
-                Effect.ensuring(Effect.sync(() => state.pendingCommands.delete(commandId))),
+                Effect.ensuring(Effect.sync(() => pendingCommands.delete(commandId))),
               )
               return answer._tag === "Some"
                 ? { instanceId: id, ...answer.value }
@@ -1516,21 +1179,14 @@ export const make = (
         pendingAcquires.set(id, { resource, limit, done })
         const cancel = Effect.suspend(() => {
           pendingAcquires.delete(id)
-          if (supervisor !== undefined) {
-            supervisor.grants.cancel(instanceId, id)
-            return Effect.void
-          }
+          if (supervisor !== undefined) return supervisor.step({ _tag: "Cancel", requestId: id })
           return upstream === undefined
             ? Effect.void
             : Effect.ignore(upstream.send({ _tag: "CancelAcquire", id }))
         })
         if (supervisor !== undefined) {
-          const result = supervisor.grants.acquire(instanceId, id, resource, limit)
-          if (result.refused !== undefined) {
-            pendingAcquires.delete(id)
-            return yield* new AcquireRefused({ resource, detail: result.refused._tag })
-          }
-          yield* deliver(supervisor, result.grants)
+          // Granted or refused through the machine's events (`onSupervisorEvent`).
+          yield* supervisor.step({ _tag: "Acquire", requestId: id, resource, limit })
         } else if (upstream !== undefined) {
           yield* Effect.ignore(upstream.send({ _tag: "Acquire", id, resource, limit }))
         }
@@ -1544,19 +1200,12 @@ export const make = (
           Effect.suspend(() => {
             if (!held.delete(permit)) return Effect.void
             prepareRegistration()
-            if (supervisor !== undefined) {
-              const state = supervisor
-              return Effect.andThen(
-                deliver(state, state.grants.release(instanceId, resource)),
-                broadcastMembers(state),
-              )
-            }
+            if (supervisor !== undefined) return supervisor.step({ _tag: "Release", resource })
             return upstream === undefined
               ? Effect.void
               : Effect.ignore(upstream.send({ _tag: "Release", resource }))
           }),
         )
-        if (supervisor !== undefined) yield* broadcastMembers(supervisor)
         return { resource, lost: Deferred.await(permit.lost) } satisfies Permit
       })
 
@@ -1564,7 +1213,9 @@ export const make = (
       instanceId,
       role: Effect.sync(() => role),
       events: Stream.fromPubSub(events),
-      members: Effect.sync(() => (supervisor !== undefined ? memberList(supervisor) : lastMembers)),
+      members: Effect.sync(() =>
+        supervisor !== undefined ? Machine.members(supervisor.state()) : lastMembers,
+      ),
       request,
       serve: (operation, handler) => Effect.sync(() => void handlers.set(operation, handler)),
       onCommand: (name, handler) => Effect.sync(() => void commandHandlers.set(name, handler)),

@@ -47,6 +47,23 @@ export class Grants {
   /** While frozen nothing new is granted: a new supervisor waits for holders to re-register. */
   frozen = false
 
+  /**
+   * An independent copy: the supervisor's machine steps a copy, so the state it was given
+   * stays as it was (the `@understudy/machine` contract).
+   */
+  clone(): Grants {
+    const copy = new Grants()
+    copy.frozen = this.frozen
+    for (const [name, resource] of this.resources) {
+      copy.resources.set(name, {
+        limit: resource.limit,
+        holders: new Map(resource.holders),
+        waiters: [...resource.waiters],
+      })
+    }
+    return copy
+  }
+
   private held(resource: Resource): number {
     let total = 0
     for (const permits of resource.holders.values()) total += permits
