@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { ExitCode } from "@understudy/app-kit"
 import type { Election, Secret, SocketDirectory } from "@understudy/port-election"
 import type { Address } from "@understudy/transport"
 import { Effect } from "effect"
@@ -11,8 +12,8 @@ import { defaultAddress, type Invocation, programName, type Target } from "./cli
 
 /** @since 0.1.0 @category constants */
 export const exitCode = {
-  ok: 0,
-  usage: 2,
+  ok: ExitCode.ok,
+  usage: ExitCode.usage,
   election: 3,
   lost: 4,
 } as const

@@ -64,6 +64,14 @@ export const choose = <A>(value: A): Effect.Effect<void, never, Choice> =>
     choice.value = value
   })
 
+/**
+ * A command's description as `--help` shows it: effect/cli indents its first line only, so
+ * the others are indented here to match.
+ *
+ * @since 0.1.0
+ */
+export const description = (text: string): string => text.replaceAll(/\n(?=.)/g, "\n  ")
+
 /** @since 0.1.0 @category models */
 export interface Options {
   /** With a version, `--version` / `-V` prints `NAME VERSION`; without, there is no such flag. */

@@ -12,7 +12,7 @@ const greet = Command.make(
     loud: Flag.Boolean("loud").pipe(Flag.withDefault(false)),
   },
   ({ name, loud }) => Cli.choose<Chosen>({ _tag: "Greet", name, loud }),
-).pipe(Command.withDescription("Says hello"))
+).pipe(Command.withDescription(Cli.description("Says hello\n\nto whom --name says")))
 
 const echo = Command.make(
   "echo",
@@ -39,7 +39,7 @@ describe("Cli.parse", () => {
   it("answers help and version by itself, with only --help and --version built in", () => {
     const help = parse(["greet", "--help"])
     expect(help._tag).toBe("Help")
-    expect(help._tag === "Help" && help.text).toContain("Says hello")
+    expect(help._tag === "Help" && help.text).toContain("  Says hello\n\n  to whom --name says")
     expect(help._tag === "Help" && help.text).toContain("--name")
     for (const absent of ["--wizard", "--completions", "--log-level"])
       expect(help._tag === "Help" && help.text).not.toContain(absent)
