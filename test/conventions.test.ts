@@ -282,27 +282,6 @@ describe("bounded queues", () => {
  * with who is to rename it; a listed name that is gone fails the test, so the list only shrinks.
  */
 const pendingLimitNames: Record<string, ReadonlyArray<string>> = {
-  // heartbeat-pool (owned by others this session): e.g. clientsPerServerMax, messageBytesMax.
-  "packages/heartbeat-pool/src/Config.ts": [
-    "maxClientsPerServer",
-    "maxMessageBytes",
-    "maxPendingReservations",
-    "maxSeatsPerClient",
-    "maxShareSeats",
-  ],
-  "packages/heartbeat-pool/src/Machine.ts": [
-    "maxClientsPerServer",
-    "maxPendingReservations",
-    "maxSeatsPerClient",
-    "maxShareSeats",
-  ],
-  "packages/heartbeat-pool/src/Server.ts": [
-    "maxClientsPerServer",
-    "maxMessageBytes",
-    "maxPendingReservations",
-    "maxSeatsPerClient",
-    "maxShareSeats",
-  ],
   // multihome (owned by others): e.g. burstMax, inboundStreamsMax, rtoMsMax, queuedMessagesMax.
   "packages/multihome/src/Association.ts": [
     "maxBurst",

@@ -124,7 +124,11 @@ const serve = (input: {
         stateDir,
         ...(license !== undefined ? { license } : {}),
         timing: config.success.timing,
-        maxShareSeats: config.success.maxShareSeats,
+        clientsPerServerMax: config.success.clientsPerServerMax,
+        seatsPerClientMax: config.success.seatsPerClientMax,
+        pendingReservationsMax: config.success.pendingReservationsMax,
+        messageBytesMax: config.success.messageBytesMax,
+        shareSeatsMax: config.success.shareSeatsMax,
       })
       const state = yield* running.state
       const emit = (value: Record<string, unknown>) =>

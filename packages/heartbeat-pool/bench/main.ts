@@ -92,9 +92,9 @@ const leaderWith = (clients: number) => {
     ...timing,
     crypto: fakeCrypto,
     initialLicense: license(clients),
-    maxClientsPerServer: clients,
+    clientsPerServerMax: clients,
     // Every seat held at the leader (none handed out as shares): its step for `Beat`s is measured.
-    maxShareSeats: 0,
+    shareSeatsMax: 0,
   })
   let state = electedLeader(pool)
   const tokens: Array<Message.Token> = []

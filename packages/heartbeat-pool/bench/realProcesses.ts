@@ -111,7 +111,7 @@ export const realRun = async (
         stateDir: join(dir, member.id),
         license,
         timing,
-        maxClientsPerServer: clientCount,
+        clientsPerServerMax: clientCount,
         storePort: member.store.port,
       }
       servers.set(

@@ -51,15 +51,15 @@ export const ServerConfigInput = Schema.Struct({
   /** How long an allocation lasts without a heartbeat. Default 30 heartbeats. */
   lease: Schema.optionalKey(DurationInput),
   /** Default 10,000. */
-  maxClientsPerServer: Limit(1_000_000),
+  clientsPerServerMax: Limit(1_000_000),
   /** Default 64. */
-  maxSeatsPerClient: Limit(100_000),
+  seatsPerClientMax: Limit(100_000),
   /** Default 1,000. */
-  maxPendingReservations: Limit(1_000_000),
+  pendingReservationsMax: Limit(1_000_000),
   /** Largest client datagram accepted, in bytes. Default 8,192. */
-  maxMessageBytes: Limit(65_507),
+  messageBytesMax: Limit(65_507),
   /** Most unused seats the leader hands one follower as its share. Default 16; 0: none. */
-  maxShareSeats: Schema.optionalKey(
+  shareSeatsMax: Schema.optionalKey(
     Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 100_000 })),
   ),
 })
@@ -77,11 +77,11 @@ export interface ServerConfig {
     readonly electionStaggerMs: number
     readonly leaseMs: number
   }
-  readonly maxClientsPerServer: number
-  readonly maxSeatsPerClient: number
-  readonly maxPendingReservations: number
-  readonly maxMessageBytes: number
-  readonly maxShareSeats: number
+  readonly clientsPerServerMax: number
+  readonly seatsPerClientMax: number
+  readonly pendingReservationsMax: number
+  readonly messageBytesMax: number
+  readonly shareSeatsMax: number
 }
 
 /**
@@ -151,11 +151,11 @@ export const decodeServer = (input: unknown): Result.Result<ServerConfig, PoolIn
   if (unsafe !== undefined) return Result.fail(unsafe)
   return Result.succeed({
     timing,
-    maxClientsPerServer: value.maxClientsPerServer ?? defaultLimits.maxClientsPerServer,
-    maxSeatsPerClient: value.maxSeatsPerClient ?? defaultLimits.maxSeatsPerClient,
-    maxPendingReservations: value.maxPendingReservations ?? defaultLimits.maxPendingReservations,
-    maxMessageBytes: value.maxMessageBytes ?? defaultLimits.maxMessageBytes,
-    maxShareSeats: value.maxShareSeats ?? defaultLimits.maxShareSeats,
+    clientsPerServerMax: value.clientsPerServerMax ?? defaultLimits.clientsPerServerMax,
+    seatsPerClientMax: value.seatsPerClientMax ?? defaultLimits.seatsPerClientMax,
+    pendingReservationsMax: value.pendingReservationsMax ?? defaultLimits.pendingReservationsMax,
+    messageBytesMax: value.messageBytesMax ?? defaultLimits.messageBytesMax,
+    shareSeatsMax: value.shareSeatsMax ?? defaultLimits.shareSeatsMax,
   })
 }
 

@@ -105,13 +105,13 @@ export interface Config {
   /** How long a token proves an authorisation; renewed with heartbeats. Default 4 × leaseMs. */
   readonly tokenTtlMs?: number
   /** Most clients one server holds in its record. Default 10,000. */
-  readonly maxClientsPerServer?: number
+  readonly clientsPerServerMax?: number
   /** Most seats one client may hold. Default 64. */
-  readonly maxSeatsPerClient?: number
+  readonly seatsPerClientMax?: number
   /** Most requests a follower has waiting for the leader's answer. Default 1,000. */
-  readonly maxPendingReservations?: number
+  readonly pendingReservationsMax?: number
   /** Most unused seats the leader hands one follower as its share. Default 16; 0: no shares. */
-  readonly maxShareSeats?: number
+  readonly shareSeatsMax?: number
   /** Allocations per `Record` message. Default 100. */
   readonly recordPartSize?: number
   readonly crypto: Crypto
@@ -562,11 +562,11 @@ export const make = (config: Config): Pool => {
     crypto,
   } = config
   const tokenTtlMs = config.tokenTtlMs ?? 4 * leaseMs
-  const maxClients = config.maxClientsPerServer ?? defaultLimits.maxClientsPerServer
-  const maxSeats = config.maxSeatsPerClient ?? defaultLimits.maxSeatsPerClient
-  const maxPending = config.maxPendingReservations ?? defaultLimits.maxPendingReservations
+  const maxClients = config.clientsPerServerMax ?? defaultLimits.clientsPerServerMax
+  const maxSeats = config.seatsPerClientMax ?? defaultLimits.seatsPerClientMax
+  const maxPending = config.pendingReservationsMax ?? defaultLimits.pendingReservationsMax
   const partSize = config.recordPartSize ?? 100
-  const maxShare = config.maxShareSeats ?? defaultLimits.maxShareSeats
+  const maxShare = config.shareSeatsMax ?? defaultLimits.shareSeatsMax
   const majority = Math.floor(servers.length / 2) + 1
   const known = new Set(servers)
 

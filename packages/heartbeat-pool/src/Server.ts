@@ -77,12 +77,12 @@ export interface Options {
   readonly license?: Message.License
   readonly timing?: Partial<Timing>
   /** Largest client datagram accepted. Default 8 KiB. */
-  readonly maxMessageBytes?: number
-  readonly maxClientsPerServer?: number
-  readonly maxSeatsPerClient?: number
-  readonly maxPendingReservations?: number
+  readonly messageBytesMax?: number
+  readonly clientsPerServerMax?: number
+  readonly seatsPerClientMax?: number
+  readonly pendingReservationsMax?: number
   /** Most unused seats the leader hands one follower as its share. Default 16; 0: none. */
-  readonly maxShareSeats?: number
+  readonly shareSeatsMax?: number
 }
 
 /**
@@ -101,7 +101,7 @@ export class PoolStateError extends Schema.TaggedError<PoolStateError>()("PoolSt
 }
 
 /**
- * A client datagram above `maxMessageBytes`, refused before it is decoded or its MAC checked
+ * A client datagram above `messageBytesMax`, refused before it is decoded or its MAC checked
  * (so its sender is known only by address, and gets no answer). It appears on the server's
  * `events` and is counted in `understudy_pool_client_datagrams_dropped_total`
  * (`reason=too-large`).
@@ -217,16 +217,16 @@ export const run = (
       crypto,
       initialLicense: license,
       durable: () => (restored === undefined ? undefined : { ...restored, license }),
-      ...(options.maxClientsPerServer !== undefined
-        ? { maxClientsPerServer: options.maxClientsPerServer }
+      ...(options.clientsPerServerMax !== undefined
+        ? { clientsPerServerMax: options.clientsPerServerMax }
         : {}),
-      ...(options.maxSeatsPerClient !== undefined
-        ? { maxSeatsPerClient: options.maxSeatsPerClient }
+      ...(options.seatsPerClientMax !== undefined
+        ? { seatsPerClientMax: options.seatsPerClientMax }
         : {}),
-      ...(options.maxPendingReservations !== undefined
-        ? { maxPendingReservations: options.maxPendingReservations }
+      ...(options.pendingReservationsMax !== undefined
+        ? { pendingReservationsMax: options.pendingReservationsMax }
         : {}),
-      ...(options.maxShareSeats !== undefined ? { maxShareSeats: options.maxShareSeats } : {}),
+      ...(options.shareSeatsMax !== undefined ? { shareSeatsMax: options.shareSeatsMax } : {}),
     })
 
     const persist = (state: Machine.State) =>
@@ -295,8 +295,8 @@ export const run = (
     const datagram = yield* Datagram.Datagram
     const endpoint = yield* datagram.bind(me.client)
     const sealer = Authentication.sealer(authentication, self, yield* Clock.currentTimeMillis)
-    const maxClients = (options.maxClientsPerServer ?? defaultLimits.maxClientsPerServer) * 2
-    const maxMessageBytes = options.maxMessageBytes ?? defaultLimits.maxMessageBytes
+    const maxClients = (options.clientsPerServerMax ?? defaultLimits.clientsPerServerMax) * 2
+    const messageBytesMax = options.messageBytesMax ?? defaultLimits.messageBytesMax
     // Where each client was last heard from; the oldest is forgotten past the bound.
     const addresses = new Map<string, Address.Udp>()
     const drop = (reason: string) =>
@@ -307,13 +307,13 @@ export const run = (
     /** A client's datagram, checked and decoded, or undefined (dropped and counted). */
     const admit = (received: Datagram.Received) =>
       Effect.gen(function* () {
-        if (received.bytes.byteLength > maxMessageBytes) {
+        if (received.bytes.byteLength > messageBytesMax) {
           yield* PubSub.publish(
             refusals,
             new PoolMessageTooLarge({
               from: `${received.from.host}:${received.from.port}`,
               bytes: received.bytes.byteLength,
-              limit: maxMessageBytes,
+              limit: messageBytesMax,
             }),
           )
           return yield* drop("too-large")

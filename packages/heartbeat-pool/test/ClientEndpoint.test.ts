@@ -103,7 +103,7 @@ describe("client endpoint", () => {
           ...options,
           stateDir: join(dir, "too-large"),
           license: license(1, 1),
-          maxMessageBytes: 1_000,
+          messageBytesMax: 1_000,
         })
         let refused: Server.PoolMessageTooLarge | undefined
         yield* server.events.pipe(

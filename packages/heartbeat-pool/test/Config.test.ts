@@ -26,17 +26,17 @@ describe("config", () => {
         electionStaggerMs: 300,
         leaseMs: 6_000,
       },
-      maxClientsPerServer: 10_000,
-      maxSeatsPerClient: 64,
-      maxPendingReservations: 1_000,
-      maxMessageBytes: 8_192,
-      maxShareSeats: 16,
+      clientsPerServerMax: 10_000,
+      seatsPerClientMax: 64,
+      pendingReservationsMax: 1_000,
+      messageBytesMax: 8_192,
+      shareSeatsMax: 16,
     })
     const fast = Result.getOrThrow(
       Config.decodeServer({
         heartbeatInterval: "100 millis",
         lease: "5 seconds",
-        maxSeatsPerClient: 4,
+        seatsPerClientMax: 4,
       }),
     )
     expect(fast.timing).toMatchObject({
@@ -44,7 +44,7 @@ describe("config", () => {
       followerTimeoutMs: 500,
       leaseMs: 5_000,
     })
-    expect(fast.maxSeatsPerClient).toBe(4)
+    expect(fast.seatsPerClientMax).toBe(4)
     expect(Result.getOrThrow(Config.decodeClient({ heartbeatInterval: 300 }))).toEqual({
       heartbeatIntervalMs: 300,
       retryIntervalMs: 300,
@@ -57,7 +57,7 @@ describe("config", () => {
   it("refuses bad or unsafe values with a message naming them", () => {
     expect(reason(Config.decodeServer({ heartbeatInterval: "soon" }))).toContain("not a duration")
     expect(reason(Config.decodeServer({ lease: -5 }))).toContain("lease")
-    expect(reason(Config.decodeServer({ maxSeatsPerClient: 0 }))).toContain("maxSeatsPerClient")
+    expect(reason(Config.decodeServer({ seatsPerClientMax: 0 }))).toContain("seatsPerClientMax")
     expect(reason(Config.decodeServer({ unknownKey: 1, heartbeatInterval: [] }))).toContain(
       "heartbeatInterval",
     )
@@ -85,7 +85,7 @@ describe("config", () => {
     const input = fc.oneof(
       fc.anything(),
       fc.record(
-        { heartbeatInterval: value, lease: value, leaderLease: value, maxClientsPerServer: value },
+        { heartbeatInterval: value, lease: value, leaderLease: value, clientsPerServerMax: value },
         { requiredKeys: [] },
       ),
     )

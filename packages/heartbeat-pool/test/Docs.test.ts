@@ -66,11 +66,11 @@ describe("docs/heartbeat-pool.md options", () => {
     const server = Result.getOrThrow(Config.decodeServer({}))
     const client = Result.getOrThrow(Config.decodeClient({}))
     const expected: Record<string, number> = {
-      maxMessageBytes: server.maxMessageBytes,
-      maxClientsPerServer: server.maxClientsPerServer,
-      maxSeatsPerClient: server.maxSeatsPerClient,
-      maxPendingReservations: server.maxPendingReservations,
-      maxShareSeats: server.maxShareSeats,
+      messageBytesMax: server.messageBytesMax,
+      clientsPerServerMax: server.clientsPerServerMax,
+      seatsPerClientMax: server.seatsPerClientMax,
+      pendingReservationsMax: server.pendingReservationsMax,
+      shareSeatsMax: server.shareSeatsMax,
     }
     for (const [field, value] of Object.entries(Server.defaultTiming))
       expected[`timing.${field}`] = value

@@ -713,8 +713,8 @@ describe("heartbeat pool machine", () => {
       ...timing,
       crypto: fakeCrypto,
       initialLicense: license(10),
-      maxClientsPerServer: 1,
-      maxSeatsPerClient: 2,
+      clientsPerServerMax: 1,
+      seatsPerClientMax: 2,
     })
     const state = leader()
     const ask = (
@@ -754,8 +754,8 @@ describe("heartbeat pool machine", () => {
       ...timing,
       crypto: fakeCrypto,
       initialLicense: license(10),
-      maxPendingReservations: 1,
-      maxShareSeats: 0,
+      pendingReservationsMax: 1,
+      shareSeatsMax: 0,
     })
     const heartbeat: Message.Peer = {
       _tag: "Heartbeat",

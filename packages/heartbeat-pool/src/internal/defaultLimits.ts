@@ -3,9 +3,9 @@
  * server's client endpoint and the decoded configuration take them from.
  */
 export const defaultLimits = {
-  maxClientsPerServer: 10_000,
-  maxSeatsPerClient: 64,
-  maxPendingReservations: 1_000,
-  maxShareSeats: 16,
-  maxMessageBytes: 8_192,
+  clientsPerServerMax: 10_000,
+  seatsPerClientMax: 64,
+  pendingReservationsMax: 1_000,
+  shareSeatsMax: 16,
+  messageBytesMax: 8_192,
 } as const
