@@ -12,6 +12,7 @@ import {
   Exit,
   FileSystem,
   Layer,
+  Option,
   Path,
   Sink,
   Stdio,
@@ -71,6 +72,49 @@ export const choose = <A>(value: A): Effect.Effect<void, never, Choice> =>
  * @since 0.1.0
  */
 export const description = (text: string): string => text.replaceAll(/\n(?=.)/g, "\n  ")
+
+/**
+ * An optional flag with a value, checked by the app (so its message is the app's): absent
+ * is `Option.none()`.
+ *
+ * @since 0.1.0
+ * @category flags
+ */
+export const text = (
+  name: string,
+  metavar: string,
+  description: string,
+): Flag.Flag<Option.Option<string>> =>
+  Flag.String(name).pipe(
+    Flag.withMetavar(metavar),
+    Flag.withDescription(description),
+    Flag.optional,
+  )
+
+/** A flag without a value: false unless given. @since 0.1.0 @category flags */
+export const toggle = (name: string, description: string): Flag.Flag<boolean> =>
+  Flag.Boolean(name).pipe(Flag.withDescription(description), Flag.withDefault(false))
+
+/**
+ * The flags given, by their names (`--name`), for checks that look at several at once: a
+ * given toggle maps to `""`, an absent flag is not there. A value given empty
+ * (`--name=`) is refused as `--name needs a value`.
+ *
+ * @since 0.1.0
+ */
+export const given = (
+  input: Readonly<Record<string, Option.Option<string> | boolean>>,
+): ReadonlyMap<string, string> | UsageError => {
+  const values = new Map<string, string>()
+  for (const [name, value] of Object.entries(input)) {
+    if (value === true) values.set(`--${name}`, "")
+    else if (typeof value === "object" && Option.isSome(value)) {
+      if (value.value === "") return usageError(`--${name} needs a value`)
+      values.set(`--${name}`, value.value)
+    }
+  }
+  return values
+}
 
 /** @since 0.1.0 @category models */
 export interface Options {

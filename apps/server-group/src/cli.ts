@@ -1,11 +1,13 @@
 /**
- * The command line of `server-group`, parsed by hand: a pure function from argv to what to
- * do, so every flag and every error is unit tested without a process.
+ * The command line of `server-group`, on `effect/cli`: `parse` is a pure function from argv
+ * to what to do, so every flag and every error is unit tested without a process.
  *
  * @since 0.1.0
  */
+import { Cli } from "@understudy/app-kit"
 import { Address, Observability } from "@understudy/transport"
 import { Result, Schema } from "effect"
+import { Command } from "effect/cli"
 
 /** One member of the group as `--peers` gives it. @since 0.1.0 @category models */
 export interface Peer {
@@ -36,7 +38,7 @@ export type StoreLocation =
 
 /** @since 0.1.0 @category models */
 export type Invocation =
-  | { readonly _tag: "Help" }
+  | Cli.Answer
   | {
       readonly _tag: "Serve"
       readonly id: string
@@ -75,7 +77,6 @@ export type Invocation =
       /** A keyed group's cluster key file: its HTTP API wants the token derived from it. */
       readonly clusterKey: string | undefined
     }
-  | { readonly _tag: "UsageError"; readonly message: string }
 
 /** @since 0.1.0 */
 export const programName = "server-group"
@@ -157,7 +158,7 @@ the answer is 401 {"error":"Unauthorized"}. GET /status needs no token.
 
 Exit codes: 0 ok; 2 bad usage; 1 runtime error.`
 
-const fail = (message: string): Invocation => ({ _tag: "UsageError", message })
+const fail = Cli.usageError
 
 const parseInteger = (text: string, min: number, max: number): number | undefined => {
   if (!/^\d+$/.test(text)) return undefined
@@ -228,62 +229,70 @@ export const parsePeers = (
   return { peers, explicit }
 }
 
-const flagsWithValue = new Set([
-  "--id",
-  "--peers",
-  "--http",
-  "--store",
-  "--capacity",
-  "--group",
-  "--listen",
-  "--duration",
-  "--rate",
-  "--concurrency",
-  "--record",
-  "--deadline",
-  "--detect-ms",
-  "--inquiry-ms",
-  "--base-ms",
-  "--floor-ms",
-  "--cluster-key",
-  "--data-dir",
-  "--reads",
-  "--out",
-])
-
-/** Options that take no value. */
-const switches = new Set(["--insecure"])
-
-const allowed: Record<string, ReadonlySet<string>> = {
-  serve: new Set([
-    "--id",
-    "--peers",
-    "--http",
-    "--store",
-    "--capacity",
-    "--group",
-    "--detect-ms",
-    "--inquiry-ms",
-    "--base-ms",
-    "--floor-ms",
-    "--cluster-key",
-    "--insecure",
-    "--data-dir",
-    "--reads",
-  ]),
-  nameserver: new Set(["--listen", "--cluster-key", "--insecure"]),
-  keygen: new Set(["--out"]),
-  load: new Set([
-    "--store",
-    "--group",
-    "--duration",
-    "--rate",
-    "--concurrency",
-    "--record",
-    "--deadline",
-    "--cluster-key",
-  ]),
+const flags = {
+  id: Cli.text("id", "ID", "this server's id in --peers"),
+  peers: Cli.text(
+    "peers",
+    "ID=udp://HOST:PORT[?cpu=N&bw=N],...",
+    "every member of the group (the same on every server)",
+  ),
+  http: Cli.text("http", "HOST:PORT", "where the HTTP API listens"),
+  store: Cli.text(
+    "store",
+    "tcp://HOST:PORT|etcd://HOST:PORT",
+    "the name server: an embedded one (server-group nameserver) or an etcd member",
+  ),
+  capacity: Cli.text("capacity", "cpu=N,bw=N", "this server's capacity"),
+  group: Cli.text("group", "NAME", "the group's name in the name server (default kv)"),
+  listen: Cli.text("listen", "tcp://HOST:PORT", "where the name server listens"),
+  duration: Cli.text("duration", "10s", "how long load writes (e.g. 10s, 500ms, 2m)"),
+  rate: Cli.text("rate", "N", "writes per second, 1..100000 (default 200)"),
+  concurrency: Cli.text("concurrency", "N", "writes in flight, 1..1000 (default 8)"),
+  record: Cli.text("record", "FILE", "write every acknowledged write there as a JSON line"),
+  deadline: Cli.text("deadline", "10s", "how long a write may take (default 10s)"),
+  "detect-ms": Cli.text(
+    "detect-ms",
+    "N",
+    `detection period, ms (default ${defaultTimings.detectionPeriodMs})`,
+  ),
+  "inquiry-ms": Cli.text(
+    "inquiry-ms",
+    "N",
+    `inquiry time-out, ms (default ${defaultTimings.inquiryTimeoutMs})`,
+  ),
+  "base-ms": Cli.text(
+    "base-ms",
+    "N",
+    `base election delay, ms (default ${defaultTimings.baseDelayMs})`,
+  ),
+  "floor-ms": Cli.text(
+    "floor-ms",
+    "N",
+    `floor of the election delay, ms (default ${defaultTimings.floorDelayMs})`,
+  ),
+  "cluster-key": Cli.text("cluster-key", "FILE", "the group's key (mode 0600, from keygen)"),
+  insecure: Cli.toggle("insecure", "run without a key (a warning says so)"),
+  "data-dir": Cli.text("data-dir", "DIR", "this server's write-ahead log (DIR/ID.wal)"),
+  reads: Cli.text("reads", "index|lease", "how GET /kv/KEY is confirmed (default index)"),
+  out: Cli.text("out", "FILE", "where keygen writes the key"),
 }
+
+/** A subcommand with the flags it takes; its handler checks them together. */
+const subcommand = <const Names extends ReadonlyArray<keyof typeof flags>>(
+  name: string,
+  names: Names,
+  description: string,
+) =>
+  Command.make(
+    name,
+    Object.fromEntries(names.map((flag) => [flag, flags[flag]])) as {
+      readonly [K in Names[number]]: (typeof flags)[K]
+    },
+    (input) => {
+      const values = Cli.given(input as Record<string, never>)
+      return Cli.choose(values instanceof Map ? check(name, values) : values)
+    },
+  ).pipe(Command.withDescription(description))
 
 const parseStore = (text: string | undefined, flag: string): Address.StreamAddress | string => {
   if (text === undefined) return `${flag} is required`
@@ -302,6 +311,43 @@ const parseStoreLocation = (text: string | undefined): StoreLocation | string =>
   return typeof address === "string" ? address : { _tag: "Remote", address }
 }
 
+const commandLine = Command.make(programName).pipe(
+  Command.withDescription(Cli.description(usage)),
+  Command.withSubcommands([
+    subcommand(
+      "serve",
+      [
+        "id",
+        "peers",
+        "http",
+        "store",
+        "capacity",
+        "group",
+        "detect-ms",
+        "inquiry-ms",
+        "base-ms",
+        "floor-ms",
+        "cluster-key",
+        "insecure",
+        "data-dir",
+        "reads",
+      ],
+      "Runs one server of a replicated key-value group",
+    ),
+    subcommand(
+      "nameserver",
+      ["listen", "cluster-key", "insecure"],
+      "Runs the embedded name server: a store server over a memory store",
+    ),
+    subcommand("keygen", ["out"], "Writes a new random cluster key (mode 0600)"),
+    subcommand(
+      "load",
+      ["store", "group", "duration", "rate", "concurrency", "record", "deadline", "cluster-key"],
+      "Writes keys to the master at a rate, then prints one JSON summary",
+    ),
+  ]),
+)
+
 /**
  * Parses the arguments after the program name. Never throws: bad input is a `UsageError`
  * whose message says what is wrong.
@@ -309,33 +355,13 @@ const parseStoreLocation = (text: string | undefined): StoreLocation | string =>
  * @since 0.1.0
  * @category parsing
  */
-export const parse = (argv: ReadonlyArray<string>): Invocation => {
-  if (argv.includes("--help") || argv.includes("-h")) return { _tag: "Help" }
-  const [command, ...rest] = argv
-  if (command === undefined) return fail("no command: serve, nameserver, load or keygen")
-  const accepted = allowed[command]
-  if (accepted === undefined) return fail(`unknown command ${JSON.stringify(command)}`)
-  const values = new Map<string, string>()
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i]!
-    const equals = arg.indexOf("=")
-    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg
-    if (switches.has(flag)) {
-      if (!accepted.has(flag)) return fail(`${command} takes no ${flag}`)
-      if (flag !== arg) return fail(`${flag} takes no value`)
-      if (values.has(flag)) return fail(`${flag} given twice`)
-      values.set(flag, "")
-      continue
-    }
-    if (!flagsWithValue.has(flag)) return fail(`unknown option ${JSON.stringify(flag)}`)
-    if (!accepted.has(flag)) return fail(`${command} takes no ${flag}`)
-    if (values.has(flag)) return fail(`${flag} given twice`)
-    let value: string | undefined
-    if (flag !== arg) value = arg.slice(equals + 1)
-    else value = rest[++i]
-    if (value === undefined || value === "") return fail(`${flag} needs a value`)
-    values.set(flag, value)
-  }
+export const parse = (argv: ReadonlyArray<string>): Invocation =>
+  Cli.parse<Invocation>(commandLine, argv, {
+    noCommand: "no command: serve, nameserver, load or keygen",
+  })
+
+/** The flags of `command`, checked together. */
+const check = (command: string, values: ReadonlyMap<string, string>): Invocation => {
   if (command === "keygen") {
     const out = values.get("--out")
     return out === undefined ? fail("--out is required") : { _tag: "KeyGen", out }

@@ -1,13 +1,15 @@
 /**
- * What the commands share: JSON lines on stdout, exit codes, ending on a signal.
+ * What the commands share: the HTTP API's token, the store `--store` names, and (from
+ * `@understudy/app-kit`) JSON lines on stdout, exit codes, ending on a signal.
  *
  * @since 0.1.0
  */
 import { createHmac, timingSafeEqual } from "node:crypto"
+import { ExitCode, JsonLines, Signals } from "@understudy/app-kit"
 import { RemoteStore, type Store } from "@understudy/store"
 import { NodeTransport } from "@understudy/transport"
-import { Cause, Effect, Fiber, Layer, Logger, type Redacted } from "effect"
-import type { StoreLocation } from "./cli.ts"
+import { Effect, Layer, type Redacted } from "effect"
+import { programName, type StoreLocation } from "./cli.ts"
 
 /**
  * The header that authenticates an HTTP API request to a keyed group: a token derived from
@@ -30,16 +32,14 @@ export const tokenMatches = (expected: string, given: string | undefined): boole
   return a.length === b.length && timingSafeEqual(a, b)
 }
 
-/** @since 0.1.0 */
-export const exitCode = { ok: 0, failure: 1, usage: 2 } as const
+/** 0 ok, 1 runtime error, 2 bad usage (every app's). @since 0.1.0 */
+export const exitCode = ExitCode
 
 /** One JSON object per line on stdout: what tests and the showcase read. @since 0.1.0 */
-export const line = (value: Record<string, unknown>): void => {
-  process.stdout.write(`${JSON.stringify({ ...value, wallMs: Date.now() })}\n`)
-}
+export const line = JsonLines.line
 
 /** Logs go to stderr, so stdout holds only JSON lines. @since 0.1.0 */
-export const stderrLogger = Logger.layer([Logger.withConsoleError(Logger.formatLogFmt)])
+export const stderrLogger = JsonLines.stderrLogger
 
 /**
  * Runs a long-lived command until it ends or SIGINT / SIGTERM arrives (then it is
@@ -49,27 +49,9 @@ export const stderrLogger = Logger.layer([Logger.withConsoleError(Logger.formatL
  * @since 0.1.0
  */
 export const runUntilSignal = (program: Effect.Effect<number, unknown>): Promise<number> =>
-  new Promise((resolve) => {
-    const fiber = Effect.runFork(program.pipe(Effect.provide(stderrLogger)))
-    const stop = () => Effect.runFork(Fiber.interrupt(fiber))
-    process.once("SIGINT", stop)
-    process.once("SIGTERM", stop)
-    if (process.env.SERVER_GROUP_EXIT_ON_STDIN_EOF === "1") {
-      process.stdin.on("end", stop)
-      process.stdin.on("error", stop)
-      process.stdin.resume()
-    }
-    fiber.addObserver((exit) => {
-      if (exit._tag === "Success") resolve(exit.value)
-      else if (Cause.hasInterruptsOnly(exit.cause)) resolve(exitCode.ok)
-      else {
-        const error = Cause.squash(exit.cause)
-        process.stderr.write(
-          `server-group: ${error instanceof Error ? error.message : Cause.pretty(exit.cause)}\n`,
-        )
-        resolve(exitCode.failure)
-      }
-    })
+  Signals.runUntilSignal(program, {
+    program: programName,
+    stdinEofVariable: "SERVER_GROUP_EXIT_ON_STDIN_EOF",
   })
 
 /**

@@ -4,9 +4,10 @@
  *
  * @since 0.1.0
  */
+import { Cli } from "@understudy/app-kit"
 import { ClusterKey, Observability } from "@understudy/transport"
 import { Effect } from "effect"
-import { type Invocation, parse, programName, usage } from "./cli.ts"
+import { type Invocation, parse, programName } from "./cli.ts"
 import { exitCode, line, runUntilSignal } from "./common.ts"
 import { load } from "./load.ts"
 import { nameserver } from "./nameserver.ts"
@@ -15,7 +16,7 @@ import { serve } from "./serve.ts"
 // --metrics and --otlp are every app's, parsed once for all of them.
 const taken = Observability.takeFlags(process.argv.slice(2))
 const invocation: Invocation =
-  taken._tag === "Taken" ? parse(taken.argv) : { _tag: "UsageError", message: taken.message }
+  taken._tag === "Taken" ? parse(taken.argv) : Cli.usageError(taken.message)
 const observed = Effect.provide(
   Observability.layer(taken._tag === "Taken" ? taken.flags : Observability.none, programName),
 )
@@ -23,11 +24,9 @@ const observed = Effect.provide(
 const main = async (): Promise<number> => {
   switch (invocation._tag) {
     case "Help":
-      process.stdout.write(`${usage}\n`)
-      return exitCode.ok
+    case "Version":
     case "UsageError":
-      process.stderr.write(`${programName}: ${invocation.message}\nTry '${programName} --help'.\n`)
-      return exitCode.usage
+      return Cli.answer(programName, invocation)
     case "Serve":
       return runUntilSignal(serve(invocation).pipe(observed))
     case "NameServer":
@@ -48,12 +47,4 @@ const main = async (): Promise<number> => {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(
-      `${programName}: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    )
-    process.exit(70)
-  },
-)
+Cli.exitWith(programName, main)
