@@ -7,6 +7,11 @@
  *
  * Everything it starts lives in the caller's `Scope`: closing it stops the node.
  *
+ * Group commit: `commandAll` gives the machine several commands in one step (stepped in turn,
+ * `onStep` once for them all, so a driver that persists in `onStep` writes once for the
+ * group), at most `inputsPerStepMax` per step; received messages and fired timers that come
+ * meanwhile are stepped between the groups, never behind the whole batch.
+ *
  * Limits: the inbox holds at most `inboxCapacity` inputs; when it is full the datagram
  * reader stops reading, so the endpoint's own bounded buffer drops new datagrams as a
  * kernel would, and `command` suspends. A datagram that does not decode, comes from an
@@ -49,7 +54,14 @@ export interface Init {
  */
 export interface StepInfo<State, Message, C, E> {
   readonly node: Machine.NodeId
+  /** The step's input; for a step of several (see `inputs`), the last of them. */
   readonly input: Init | Machine.Input<Message, C>
+  /**
+   * A step of several inputs (a group of commands given to `commandAll`): all of them, in
+   * order; `before` is the state before the first, `after` after the last, `outputs` all of
+   * theirs. Absent when the step took one input, `input`.
+   */
+  readonly inputs?: ReadonlyArray<Machine.Input<Message, C>>
   readonly before: State | undefined
   readonly after: State
   readonly outputs: ReadonlyArray<Machine.Output<Message, E>>
@@ -75,6 +87,13 @@ export interface Options<State, Message, C, E> {
   readonly inboxCapacity?: number
   /** Events waiting for a slow `events` reader, at most, before the node waits. Default 1,024. */
   readonly eventsCapacity?: number
+  /**
+   * Commands one step takes, at most, when given together (`commandAll`). Bounded because
+   * the peers' messages and this node's timers wait behind each step: a backlog of thousands
+   * taken as one step, with its thousands of outputs (and a durable write in `onStep`), holds
+   * a node's heartbeats back long enough for its peers to think it dead. Default 64.
+   */
+  readonly inputsPerStepMax?: number
   /**
    * Called after every step (and after `init`), before its outputs are performed, inside
    * the node's serial loop: the node waits for it. A failure or defect in it stops the node.
@@ -105,6 +124,14 @@ export interface Running<State, C, E> {
    */
   readonly command: (command: C) => Effect.Effect<void>
   /**
+   * Steps the machine with several commands, in order, `inputsPerStepMax` at most per step:
+   * each step takes its group in turn and calls `onStep` once for it (group commit). The next
+   * group is queued once the previous one was stepped, so messages and timers that came
+   * meanwhile go between them. Completes once the last group's outputs were performed;
+   * interrupted if the node stops first.
+   */
+  readonly commandAll: (commands: ReadonlyArray<C>) => Effect.Effect<void>
+  /**
    * Waits while the node runs. It never succeeds: if `init`, `step` or `onStep` throws or
    * dies, the node stops and this dies with the same defect, so a supervisor sees it.
    */
@@ -115,7 +142,7 @@ type Item<Message, C> =
   | { readonly _tag: "Receive"; readonly from: Machine.NodeId; readonly message: Message }
   | {
       readonly _tag: "Command"
-      readonly command: C
+      readonly commands: ReadonlyArray<C>
       readonly done: Deferred.Deferred<void>
     }
   // Timer sleeper number `sleeper` woke up: fire whatever is due.
@@ -206,6 +233,9 @@ export const run = <State, Message, C, E>(
       )
     }
     const inbox = yield* Queue.bounded<Item<Message, C>>(options.inboxCapacity ?? 1024)
+    const inputsPerStepMax = options.inputsPerStepMax ?? 64
+    if (!Number.isInteger(inputsPerStepMax) || inputsPerStepMax < 1)
+      return yield* Effect.die(new RangeError(`inputsPerStepMax must be a positive integer`))
     const events = yield* PubSub.bounded<E>(options.eventsCapacity ?? 1024)
 
     let state: State
@@ -292,15 +322,23 @@ export const run = <State, Message, C, E>(
         return timersChanged
       })
 
-    const applyStep = (input: Machine.Input<Message, C>) =>
+    /** One step of one input, or of a group of commands taken in turn (`commandAll`). */
+    const applyStep = (
+      inputs: readonly [Machine.Input<Message, C>, ...Array<Machine.Input<Message, C>>],
+    ) =>
       Effect.gen(function* () {
         const before = state
-        const next = machine.step(before, input)
+        const next =
+          inputs.length === 1
+            ? machine.step(before, inputs[0])
+            : Machine.stepAll(machine, before, inputs)
         state = next.state
+        const input = inputs[inputs.length - 1]!
         if (onStep !== undefined) {
           yield* onStep({
             node: self,
             input,
+            ...(inputs.length > 1 ? { inputs } : {}),
             before,
             after: next.state,
             outputs: next.outputs,
@@ -331,7 +369,7 @@ export const run = <State, Message, C, E>(
           }
           if (due === undefined) break
           timers.delete(due[0])
-          changed = (yield* applyStep(Machine.timerFired(due[0], nowMs))) || changed
+          changed = (yield* applyStep([Machine.timerFired(due[0], nowMs)])) || changed
         }
         return changed
       })
@@ -342,12 +380,14 @@ export const run = <State, Message, C, E>(
       let timersChanged: boolean
       switch (item._tag) {
         case "Receive":
-          timersChanged = yield* applyStep(Machine.receive(item.from, item.message, nowMs))
+          timersChanged = yield* applyStep([Machine.receive(item.from, item.message, nowMs)])
           break
-        case "Command":
-          timersChanged = yield* applyStep(Machine.command(item.command, nowMs))
+        case "Command": {
+          const [first, ...rest] = item.commands.map((command) => Machine.command(command, nowMs))
+          timersChanged = first === undefined ? false : yield* applyStep([first, ...rest])
           yield* Deferred.succeed(item.done, undefined)
           break
+        }
         case "Tick":
           // A tick of a sleeper replaced after it woke is stale: the current one will come.
           timersChanged = sleeper?.id === item.sleeper ? yield* fireDue(nowMs) : false
@@ -411,19 +451,27 @@ export const run = <State, Message, C, E>(
     )
     yield* Stream.runForEach(endpoint.messages, receive).pipe(Effect.forkScoped)
 
+    /** Queues one step of `commands` and waits until it was stepped and performed. */
+    const stepCommands = (commands: ReadonlyArray<C>) =>
+      Effect.gen(function* () {
+        if (stopped) return yield* Effect.interrupt
+        const done = yield* Deferred.make<void>()
+        const queued = yield* Queue.offer(inbox, { _tag: "Command", commands, done })
+        if (!queued) return yield* Effect.interrupt
+        yield* Deferred.await(done)
+      })
+
     return {
       self,
       address: endpoint.address,
       state: Effect.sync(() => state),
       events: Stream.fromPubSub(events),
       join: Fiber.join(loopFiber),
-      command: (command: C) =>
+      command: (command: C) => stepCommands([command]),
+      commandAll: (commands: ReadonlyArray<C>) =>
         Effect.gen(function* () {
-          if (stopped) return yield* Effect.interrupt
-          const done = yield* Deferred.make<void>()
-          const queued = yield* Queue.offer(inbox, { _tag: "Command", command, done })
-          if (!queued) return yield* Effect.interrupt
-          yield* Deferred.await(done)
+          for (let first = 0; first < commands.length; first += inputsPerStepMax)
+            yield* stepCommands(commands.slice(first, first + inputsPerStepMax))
         }),
     }
   }).pipe(Effect.annotateLogs({ node: options.self }))

@@ -299,6 +299,73 @@ describe("Runner", () => {
     }).pipe(Effect.provide(memoryDatagram)),
   )
 
+  it.effect("commandAll takes inputsPerStepMax commands per step, onStep once per step", () =>
+    Effect.gen(function* () {
+      const seen: Array<Runner.StepInfo<ReadonlyArray<string>, Wire, Command, Event>> = []
+      const a = yield* Runner.run(puppet, {
+        self: "a",
+        peers: ["a", "b", "c"],
+        addresses,
+        codec,
+        authentication: Authentication.insecure,
+        inputsPerStepMax: 2,
+        onStep: (info) => Effect.sync(() => seen.push(info)),
+      })
+      const timers = ["t1", "t2", "t3", "t4", "t5"]
+      yield* a.commandAll(timers.map((timer) => ({ _tag: "Set", timer, afterMs: 5 })))
+      const steps = seen.slice(1)
+      expect(steps.map((info) => (info.inputs ?? [info.input]).length)).toEqual([2, 2, 1])
+      // Each step's commands are stepped in turn: its state and outputs are theirs together.
+      expect(steps[0]!.outputs).toEqual([Machine.setTimer("t1", 5), Machine.setTimer("t2", 5)])
+      expect(steps[1]!.before).toEqual(steps[0]!.after)
+      expect(steps[0]!.input).toEqual(steps[0]!.inputs![1])
+      expect(yield* a.state).toEqual(["init a [b,c]", ...timers.map(() => "command Set")])
+      // And their outputs were performed: every timer fires.
+      yield* TestClock.adjust(5)
+      expect((yield* a.state).filter((entry) => entry.startsWith("fired"))).toHaveLength(5)
+    }).pipe(Effect.provide(memoryDatagram)),
+  )
+
+  it.effect(
+    "a message received while commandAll's first step runs is stepped before the rest",
+    () =>
+      Effect.gen(function* () {
+        const b = yield* start("b")
+        let pinged = false
+        const a = yield* Runner.run(puppet, {
+          self: "a",
+          peers: ["a", "b", "c"],
+          addresses,
+          codec,
+          authentication: Authentication.insecure,
+          inputsPerStepMax: 2,
+          // While a's first group is being stepped (a durable write, say), b pings a.
+          onStep: (info) =>
+            info.inputs !== undefined && !pinged
+              ? Effect.andThen(
+                  Effect.sync(() => {
+                    pinged = true
+                  }),
+                  Effect.andThen(b.command({ _tag: "Ping", to: "a", n: 7 }), settle),
+                )
+              : Effect.void,
+        })
+        yield* a.commandAll(
+          Array.from({ length: 6 }, (_, n) => ({ _tag: "Cancel" as const, timer: `t${n}` })),
+        )
+        expect(yield* a.state).toEqual([
+          "init a [b,c]",
+          "command Cancel",
+          "command Cancel",
+          "receive Ping 7 from b",
+          "command Cancel",
+          "command Cancel",
+          "command Cancel",
+          "command Cancel",
+        ])
+      }).pipe(Effect.provide(memoryDatagram)),
+  )
+
   it.effect("stops stepping and firing timers when its scope closes", () =>
     Effect.gen(function* () {
       const seen: Array<string> = []
