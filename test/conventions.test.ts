@@ -289,7 +289,6 @@ const pendingLimitNames: Record<string, ReadonlyArray<string>> = {
     "maxInitRetransmits",
     "rtoMaxMs",
   ],
-  "packages/multihome/src/Endpoint.ts": ["maxQueuedEvents", "maxQueuedMessages"],
   "packages/multihome/src/Rto.ts": ["rtoMaxMs"],
   // staggered-election's configuration (internal/config.ts, settings.ts): e.g. logEntriesMax.
   "packages/staggered-election/src/internal/config.ts": [

@@ -852,6 +852,7 @@ export const make = (
       Effect.retry({
         while: (error) =>
           linkListener !== undefined &&
+          error._tag === "ListenError" &&
           error.reason === "AddressInUse" &&
           Clock.currentTimeMillis.pipe(Effect.map((nowMs) => nowMs < bindDeadlineMs)),
         schedule: Schedule.spaced(Duration.millis(50)),

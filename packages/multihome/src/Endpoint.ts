@@ -65,8 +65,9 @@ import { lte32 } from "./Serial.ts"
 
 /**
  * `connect` did not reach ESTABLISHED: the peer aborted (`Aborted`), the INIT / COOKIE ECHO
- * retransmissions ran out (`CommLost`), the caller's `timeoutMs` passed (`Timeout`; the
- * attempt is aborted), or the endpoint was closed (`EndpointClosed`).
+ * retransmissions ran out (`CommLost`), the caller's `timeout` passed (`Timeout`; the
+ * attempt is aborted), the endpoint was closed (`EndpointClosed`), or the `timeout` is not
+ * a positive duration (`InvalidOptions`: nothing was sent).
  *
  * @since 0.1.0
  * @category errors
@@ -75,7 +76,7 @@ export class AssociationConnectError extends Schema.TaggedError<AssociationConne
   "AssociationConnectError",
   {
     peer: Schema.String,
-    reason: Schema.Literals(["Aborted", "CommLost", "Timeout", "EndpointClosed"]),
+    reason: Schema.Literals(["Aborted", "CommLost", "Timeout", "EndpointClosed", "InvalidOptions"]),
     detail: Schema.String,
   },
 ) {
@@ -99,6 +100,21 @@ export class AssociationError extends Schema.TaggedError<AssociationError>()("As
 }) {
   override get message(): string {
     return `association ${this.associationId}: ${this.reason} (${this.detail})`
+  }
+}
+
+/**
+ * An option of `make` is out of range (`option` names it): nothing was bound.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class EndpointConfigError extends Schema.TaggedError<EndpointConfigError>()(
+  "EndpointConfigError",
+  { option: Schema.String, detail: Schema.String },
+) {
+  override get message(): string {
+    return `invalid endpoint option ${this.option}: ${this.detail}`
   }
 }
 
@@ -154,9 +170,9 @@ export interface AssociationHandle {
     data: Uint8Array,
     options?: { readonly unordered?: boolean },
   ) => Effect.Effect<void, AssociationError>
-  /** Delivered messages, in delivery order. Bounded by `maxQueuedMessages` (past it: ABORT). */
+  /** Delivered messages, in delivery order. Bounded by `queuedMessagesMax` (past it: ABORT). */
   readonly messages: Stream.Stream<Message>
-  /** Every event of the machine but `Message`, the newest kept past `maxQueuedEvents`. */
+  /** Every event of the machine but `Message`, the newest kept past `queuedEventsMax`. */
   readonly events: Stream.Stream<Association.Event>
   /** Graceful SHUTDOWN (§9.2): completes at SHUTDOWN COMPLETE, fails if the peer aborts. */
   readonly shutdown: Effect.Effect<void, AssociationError>
@@ -292,9 +308,9 @@ export interface Options {
   /** Associations accepted but not yet taken from `accept`; past it new ones are aborted. Default 128. */
   readonly backlog?: number
   /** Messages an association buffers for a slow reader; past it it is aborted. Default 65,536. */
-  readonly maxQueuedMessages?: number
+  readonly queuedMessagesMax?: number
   /** Events an association keeps for a slow reader (the oldest are dropped). Default 4,096. */
-  readonly maxQueuedEvents?: number
+  readonly queuedEventsMax?: number
   /**
    * On scope close, ABORT every association still up (default true). The cluster's primary
    * sets false: its associations live on in the secondary.
@@ -394,8 +410,11 @@ export interface ConnectOptions {
   readonly udpPort: number
   /** The peer's SCTP port. */
   readonly port: number
-  /** Gives up (and aborts the attempt) after this long; default: the machine's INIT retries. */
-  readonly timeoutMs?: number
+  /**
+   * Gives up (and aborts the attempt) after this long (`"5 seconds"`, or milliseconds);
+   * default: the machine's INIT retries.
+   */
+  readonly timeout?: Duration.Input
   /** Further addresses of the peer known in advance (a peer that is itself a cluster). */
   readonly peerAddresses?: ReadonlyArray<string>
 }
@@ -448,8 +467,37 @@ interface Update {
 }
 
 const defaultBacklog = 128
-const defaultMaxQueuedMessages = 65_536
-const defaultMaxQueuedEvents = 4_096
+const defaultQueuedMessagesMax = 65_536
+const defaultQueuedEventsMax = 4_096
+
+/** A count option: a whole number from 1 to 2^24. */
+const Count = Schema.Number.check(
+  Schema.isInt(),
+  Schema.isBetween({ minimum: 1, maximum: 2 ** 24 }),
+)
+
+/** A `Duration.Input` option: a `Duration`, milliseconds or text (`"5 seconds"`), positive and finite. */
+const PositiveDuration = Schema.Union([
+  Schema.Duration,
+  Schema.DurationFromMillis,
+  Schema.DurationFromString,
+]).check(
+  Schema.makeFilter((duration: Duration.Duration) =>
+    Duration.isFinite(duration) && Duration.isGreaterThan(duration, Duration.zero)
+      ? undefined
+      : 'not a positive finite duration (e.g. "5 seconds" or 5000)',
+  ),
+)
+
+/** Decodes `value` (the option `option`) with `schema`, or fails naming the option. */
+const decodeOption = <S extends Schema.Top & { readonly DecodingServices: never }>(
+  schema: S,
+  option: string,
+  value: unknown,
+): Effect.Effect<S["Type"], EndpointConfigError> =>
+  Schema.decodeUnknownEffect(schema)(value).pipe(
+    Effect.mapError((error) => new EndpointConfigError({ option, detail: error.message })),
+  )
 /** Injected datagrams waiting for the receive fiber; past it they are dropped, as UDP would. */
 const maxInjected = 4_096
 /** Updates whose outputs may wait for their hooks at once (see `held`). */
@@ -463,8 +511,23 @@ const maxHeld = 256
  */
 export const make = (
   options: Options,
-): Effect.Effect<Endpoint, TransportError.ListenError, Datagram.Datagram | Scope.Scope> =>
+): Effect.Effect<
+  Endpoint,
+  TransportError.ListenError | EndpointConfigError,
+  Datagram.Datagram | Scope.Scope
+> =>
   Effect.gen(function* () {
+    const backlog = yield* decodeOption(Count, "backlog", options.backlog ?? defaultBacklog)
+    const queuedMessagesMax = yield* decodeOption(
+      Count,
+      "queuedMessagesMax",
+      options.queuedMessagesMax ?? defaultQueuedMessagesMax,
+    )
+    const queuedEventsMax = yield* decodeOption(
+      Count,
+      "queuedEventsMax",
+      options.queuedEventsMax ?? defaultQueuedEventsMax,
+    )
     const datagram = yield* Datagram.Datagram
     const scope = yield* Effect.scope
     const config: Association.Config = {
@@ -477,8 +540,6 @@ export const make = (
     }
     const hooks = options.hooks
     const listening = options.listen ?? false
-    const maxQueuedMessages = options.maxQueuedMessages ?? defaultMaxQueuedMessages
-    const maxQueuedEvents = options.maxQueuedEvents ?? defaultMaxQueuedEvents
     const lock = yield* Semaphore.make(1)
     /** The fiber holding the lock: hooks run in it and may call the endpoint again. */
     let holder: number | undefined
@@ -510,9 +571,7 @@ export const make = (
       return seedCounter
     }
     let listener = Listener.makeListener(config, nextSeed(), yield* Clock.currentTimeMillis)
-    const accepted = yield* Queue.bounded<AssociationHandle, Cause.Done>(
-      options.backlog ?? defaultBacklog,
-    )
+    const accepted = yield* Queue.bounded<AssociationHandle, Cause.Done>(backlog)
 
     const byTag = new Map<number, Entry>()
     const all = new Map<number, Entry>()
@@ -603,8 +662,8 @@ export const make = (
     ): Effect.Effect<Entry> =>
       Effect.gen(function* () {
         const id = nextId++
-        const messages = yield* Queue.bounded<Message, Cause.Done>(maxQueuedMessages)
-        const events = yield* Queue.sliding<Association.Event, Cause.Done>(maxQueuedEvents)
+        const messages = yield* Queue.bounded<Message, Cause.Done>(queuedMessagesMax)
+        const events = yield* Queue.sliding<Association.Event, Cause.Done>(queuedEventsMax)
         const closed = yield* Deferred.make<CloseReason>()
         const up = yield* Deferred.make<void, CloseReason>()
         const entry: Entry = {
@@ -1344,6 +1403,19 @@ export const make = (
     const connect = (connectOptions: ConnectOptions) =>
       Effect.gen(function* () {
         const peerLabel = `${connectOptions.host}:${connectOptions.udpPort}/${connectOptions.port}`
+        const timeout =
+          connectOptions.timeout === undefined
+            ? undefined
+            : yield* decodeOption(PositiveDuration, "timeout", connectOptions.timeout).pipe(
+                Effect.mapError(
+                  (error) =>
+                    new AssociationConnectError({
+                      peer: peerLabel,
+                      reason: "InvalidOptions",
+                      detail: error.message,
+                    }),
+                ),
+              )
         const entry = yield* serialised(
           Effect.gen(function* () {
             if (closing) return undefined
@@ -1385,11 +1457,11 @@ export const make = (
             detail: describeClose(reason),
           })
         const waitUp = Deferred.await(entry.up).pipe(Effect.mapError(failed))
-        if (connectOptions.timeoutMs === undefined) yield* waitUp
+        if (timeout === undefined) yield* waitUp
         else {
           yield* waitUp.pipe(
             Effect.timeoutOrElse({
-              duration: Duration.millis(connectOptions.timeoutMs),
+              duration: timeout,
               orElse: () =>
                 entry.handle.abort("connect timeout").pipe(
                   Effect.andThen(
@@ -1397,7 +1469,7 @@ export const make = (
                       new AssociationConnectError({
                         peer: peerLabel,
                         reason: "Timeout",
-                        detail: `${connectOptions.timeoutMs} ms`,
+                        detail: `${Duration.format(timeout)}`,
                       }),
                     ),
                   ),
@@ -1623,7 +1695,7 @@ export class Sctp extends Context.Service<
   {
     readonly make: (
       options: Options,
-    ) => Effect.Effect<Endpoint, TransportError.ListenError, Scope.Scope>
+    ) => Effect.Effect<Endpoint, TransportError.ListenError | EndpointConfigError, Scope.Scope>
   }
 >()("@understudy/multihome/Sctp") {}
 

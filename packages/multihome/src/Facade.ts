@@ -159,7 +159,8 @@ const wrapAssociation = (
 /**
  * Binds `host` (UDP `encapsulationPort`) and starts an SCTP endpoint on SCTP port `port`,
  * running with the caller's `logger` and `layer`. Rejects with the transport's
- * `ListenError`.
+ * `ListenError`, or `EndpointConfigError` (naming the option) for a bad `backlog`,
+ * `queuedMessagesMax` or `queuedEventsMax`.
  *
  * @since 0.1.0
  * @category constructors

@@ -346,12 +346,54 @@ describe("Endpoint on SimNet", () => {
       const timedOut = yield* Effect.flip(
         within(
           10_000,
-          client.connect({ host: "nowhere", udpPort: 9899, port: serverPort, timeoutMs: 700 }),
+          client.connect({ host: "nowhere", udpPort: 9899, port: serverPort, timeout: 700 }),
         ),
       )
       expect(timedOut.reason).toBe("Timeout")
       expect((yield* client.stats).associations).toBe(0)
     }).pipe(Random.withSeed(7)),
+  )
+
+  it.effect(
+    "bad options: make fails with EndpointConfigError naming the option; a bad connect timeout is InvalidOptions",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(5) } })
+        for (const [option, value] of [
+          ["backlog", 0],
+          ["queuedMessagesMax", -1],
+          ["queuedEventsMax", 1.5],
+          ["queuedMessagesMax", Number.POSITIVE_INFINITY],
+        ] as const) {
+          const refused = yield* Effect.flip(
+            Endpoint.make({
+              bind: Address.udp("bad", 9899),
+              port: serverPort,
+              [option]: value,
+            }).pipe(Effect.provide(net.layer("bad"))),
+          )
+          expect(refused).toBeInstanceOf(Endpoint.EndpointConfigError)
+          expect(refused).toMatchObject({ _tag: "EndpointConfigError", option })
+          expect(refused.message).toContain(option)
+        }
+        const { server, client } = yield* pair(net, {
+          server: { queuedMessagesMax: 8, queuedEventsMax: 8, backlog: 2 },
+        })
+        // "soon" as a JavaScript caller could pass it.
+        for (const timeout of [0, -5, "soon" as Duration.Input, Number.POSITIVE_INFINITY]) {
+          const refused = yield* Effect.flip(connectTo(client, { timeout }))
+          expect(refused).toMatchObject({
+            _tag: "AssociationConnectError",
+            reason: "InvalidOptions",
+          })
+          expect(refused.detail).toContain("timeout")
+        }
+        expect((yield* client.stats).associations).toBe(0)
+        // A valid timeout as text: the association comes up well within it.
+        const association = yield* connectTo(client, { timeout: "10 seconds" })
+        expect((yield* association.status).state).toBe("Established")
+        expect((yield* server.stats).associations).toBe(1)
+      }).pipe(Random.withSeed(8)),
   )
 
   it.effect("send waits while the send buffer is full, and everything arrives", () =>

@@ -45,7 +45,7 @@ export const connectPeer = (
   to: Endpoint.ConnectOptions,
 ): Effect.Effect<
   Endpoint.AssociationHandle,
-  TransportError.ListenError | Endpoint.AssociationConnectError,
+  TransportError.ListenError | Endpoint.EndpointConfigError | Endpoint.AssociationConnectError,
   Scope.Scope
 > =>
   Effect.gen(function* () {
