@@ -409,7 +409,10 @@ export const make = (
         into.set(resource, (into.get(resource) ?? 0) + permits)
       }
     }
-    /** Permits given up at the deadline: a registration in flight may still claim them. */
+    /**
+     * Permits given up while no supervisor had them (at the deadline, or released while
+     * electing): a registration in flight may still claim them.
+     */
     const abandoned = new Map<string, number>()
     const cutOffFrom = (connection: Connection.Connection<Message>) =>
       Effect.gen(function* () {
@@ -726,6 +729,8 @@ export const make = (
         // Built before any Welcome is taken in: `previous` names the registry of the
         // supervisor this instance had, not of the one that welcomes it.
         const registration = preparedRegistration ?? registerMessage()
+        // What was given up before claims nothing: only what goes from now on is handed back.
+        abandoned.clear()
         /** What this supervisor answered lost, of what the registration claimed. */
         const lostHere = new Map<string, number>()
         const haveHoldingsBack = welcomedBack(registration.holdings, lostHere, send)
@@ -1201,9 +1206,11 @@ export const make = (
             if (!held.delete(permit)) return Effect.void
             prepareRegistration()
             if (supervisor !== undefined) return supervisor.step({ _tag: "Release", resource })
-            return upstream === undefined
-              ? Effect.void
-              : Effect.ignore(upstream.send({ _tag: "Release", resource }))
+            if (upstream === undefined) {
+              // Released while electing: a Register already on its way may claim it.
+              return Effect.sync(() => countPermits(abandoned, [{ resource, limit, permits: 1 }]))
+            }
+            return Effect.ignore(upstream.send({ _tag: "Release", resource }))
           }),
         )
         return { resource, lost: Deferred.await(permit.lost) } satisfies Permit

@@ -1,0 +1,700 @@
+/**
+ * The supervisor's machine on FastSim: every node is one instance of the program, which is
+ * the supervisor (the real `Machine`, stepped as its driver would) or a subordinate (a model
+ * of `Election.ts`'s subordinate side: register with what it holds, re-register after a
+ * loss, give permits up at the cut-off deadline, hand back what it gave up but still
+ * claimed). What the kernel does is the workload's: it gives the bind to one electing
+ * instance when no supervisor is alive (the designated successor first), connects the others
+ * to the supervisor, and closes connections to a process that died or restarted. Messages
+ * travel in order over healthy links (a stream connection), wrapped with the connection and
+ * the process they are for, so nothing reaches a later process of the same node.
+ */
+import { Machine as M } from "@understudy/machine"
+import { FastSim, type FaultSchedule, Prng, Seeds } from "@understudy/testkit"
+import type { Member, Message } from "../../src/internal/protocol.ts"
+import { protocolVersion } from "../../src/internal/protocol.ts"
+import * as Machine from "../../src/Machine.ts"
+import * as Registry from "../../src/Registry.ts"
+
+export const settings: Registry.Settings = {
+  graceMs: 300,
+  keepAliveIntervalMs: 20,
+  keepAliveTimeoutMs: 100,
+}
+
+/** The resources instances contend for, and their limits: a mutex and a semaphore of 2. */
+export const limits: Readonly<Record<string, number>> = { mutex: 1, pool: 2 }
+
+/** Faults and acquisitions end here; a quiet second follows. */
+const usersEndMs = 1_500
+
+export type Wire =
+  | {
+      readonly _tag: "Frame"
+      readonly conn: string
+      /** The process it is for: a restarted node is another process. */
+      readonly to: string
+      readonly from: string
+      readonly message: Message
+    }
+  /** The connection was closed by the other end. */
+  | { readonly _tag: "Fin"; readonly conn: string; readonly to: string }
+
+export type Command =
+  /** The kernel: the bind succeeded. */
+  | { readonly _tag: "Bind" }
+  /** The kernel: the address is held by this process; connect and register. */
+  | { readonly _tag: "Connect"; readonly node: string; readonly instanceId: string }
+  /**
+   * The kernel: the connection to the supervisor closed. The supervisor was last seen alive
+   * at `aliveAtMs`; its keep-alives came every interval until then.
+   */
+  | { readonly _tag: "SupervisorLost"; readonly aliveAtMs: number }
+  /** The kernel, to the supervisor: this member connection closed. */
+  | { readonly _tag: "Closed"; readonly conn: string }
+  | { readonly _tag: "Acquire"; readonly resource: string }
+  | { readonly _tag: "Release"; readonly resource: string }
+
+interface Upstream {
+  readonly node: string
+  readonly instanceId: string
+  readonly conn: string
+}
+
+export interface NodeState {
+  readonly node: string
+  readonly instanceId: string
+  readonly startedAtMs: number
+  readonly counter: number
+  /** Permits held, per resource. */
+  readonly held: Readonly<Record<string, number>>
+  /** Own requests waiting, by request id: the resource. */
+  readonly pending: ReadonlyMap<string, string>
+  readonly lastMembers: ReadonlyArray<Member>
+  readonly lastSupervisorId: string | undefined
+  readonly lastSuccessor: string | undefined
+  readonly cutOffArmed: boolean
+  /**
+   * Permits given up while no supervisor had them (at the deadline, or released while
+   * electing): a registration in flight may still claim them.
+   */
+  readonly abandoned: Readonly<Record<string, number>>
+  /** Permits this process lost while alive: `Welcome.lost`, or its deadline passed. */
+  readonly lost: number
+  readonly role:
+    | { readonly _tag: "Electing" }
+    | {
+        readonly _tag: "Subordinate"
+        readonly upstream: Upstream
+        readonly welcomed: boolean
+        readonly lastHeardMs: number
+        /** What the registration claimed, and what the supervisor answered lost of it. */
+        readonly claimed: Readonly<Record<string, number>>
+        readonly lostHere: Readonly<Record<string, number>>
+      }
+    | {
+        readonly _tag: "Supervisor"
+        readonly machine: Machine.Supervisor
+        readonly state: Machine.State
+        /** Member connections open at this end. */
+        readonly open: ReadonlyMap<string, { readonly node: string; readonly instanceId: string }>
+        /** Every connection this term accepted: a frame on a closed one is not read. */
+        readonly seen: ReadonlySet<string>
+      }
+}
+
+type Output = M.Output<Wire, never>
+
+const holdingsOf = (held: Readonly<Record<string, number>>) =>
+  Object.entries(held)
+    .filter(([, permits]) => permits > 0)
+    .map(([resource, permits]) => ({ resource, limit: limits[resource]!, permits }))
+
+const add = (record: Record<string, number>, resource: string, permits: number) => {
+  record[resource] = (record[resource] ?? 0) + permits
+}
+
+/** One instance: the supervisor's machine or the subordinate model, as the kernel makes it. */
+export const node: M.Machine<NodeState, Wire, Command> = {
+  init: (context) => ({
+    state: {
+      node: context.self,
+      // A restarted node is another process, with another id.
+      instanceId: `${context.self}@${context.nowMs}`,
+      startedAtMs: context.nowMs,
+      counter: 0,
+      held: {},
+      pending: new Map(),
+      lastMembers: [],
+      lastSupervisorId: undefined,
+      lastSuccessor: undefined,
+      abandoned: {},
+      cutOffArmed: false,
+      lost: 0,
+      role: { _tag: "Electing" },
+    },
+    outputs: [],
+  }),
+  step: (previous, input) => {
+    let s: {
+      -readonly [K in keyof NodeState]: NodeState[K]
+    } = {
+      ...previous,
+      held: { ...previous.held },
+      pending: new Map(previous.pending),
+      abandoned: { ...previous.abandoned },
+    }
+    const held = s.held as Record<string, number>
+    const pending = s.pending as Map<string, string>
+    const out: Array<Output> = []
+    const nowMs = input.nowMs
+
+    const frame = (upstream: Upstream, message: Message) =>
+      out.push(
+        M.send(upstream.node, {
+          _tag: "Frame",
+          conn: upstream.conn,
+          to: upstream.instanceId,
+          from: s.instanceId,
+          message,
+        }),
+      )
+
+    const losePermits = (lost: ReadonlyArray<{ resource: string; permits: number }>) => {
+      for (const { resource, permits } of lost) {
+        const dropped = Math.min(permits, held[resource] ?? 0)
+        held[resource] = (held[resource] ?? 0) - dropped
+        s.lost += dropped
+      }
+    }
+
+    // ---- supervisor: the real machine, its outputs performed as the driver does ----
+
+    const supervise = (first: M.Input<Message, Machine.Command>) => {
+      const queue: Array<M.Input<Message, Machine.Command>> = [first]
+      while (queue.length > 0) {
+        const role = s.role
+        if (role._tag !== "Supervisor") return
+        const next = role.machine.step(role.state, queue.shift()!)
+        s.role = { ...role, state: next.state }
+        perform(next.outputs, (input) => queue.push(input))
+      }
+    }
+
+    const perform = (
+      outputs: ReadonlyArray<Machine.Output>,
+      later: (input: M.Input<Message, Machine.Command>) => void,
+    ) => {
+      for (const output of outputs) {
+        const role = s.role
+        if (role._tag !== "Supervisor") return
+        switch (output._tag) {
+          case "Send": {
+            const target = role.open.get(output.to)
+            if (target !== undefined) frame({ ...target, conn: output.to }, output.message)
+            break
+          }
+          case "Broadcast":
+            break
+          case "SetTimer":
+            out.push(M.setTimer(`s:${output.timer}`, output.afterMs))
+            break
+          case "CancelTimer":
+            out.push(M.cancelTimer(`s:${output.timer}`))
+            break
+          case "Emit": {
+            const event = output.event
+            switch (event._tag) {
+              case "Close": {
+                const target = role.open.get(event.connection)
+                if (target === undefined) break
+                const open = new Map(role.open)
+                open.delete(event.connection)
+                s.role = { ...role, open }
+                out.push(
+                  M.send(target.node, {
+                    _tag: "Fin",
+                    conn: event.connection,
+                    to: target.instanceId,
+                  }),
+                )
+                // Its reader ends: the driver steps the close.
+                later(
+                  M.command(
+                    { _tag: "Closed", connection: event.connection, reason: "closed here" },
+                    nowMs,
+                  ),
+                )
+                break
+              }
+              case "Granted":
+                if (pending.delete(event.requestId)) add(held, event.resource, 1)
+                else later(M.command({ _tag: "Release", resource: event.resource }, nowMs))
+                break
+              case "Refused":
+                pending.delete(event.requestId)
+                break
+              case "Lost":
+                losePermits(event.lost)
+                break
+              case "RegistrySent":
+                s.lastMembers = event.members
+                break
+              default:
+                break
+            }
+            break
+          }
+        }
+      }
+    }
+
+    const bind = () => {
+      const takeover: Machine.Takeover = {
+        expected: Registry.previousSubordinates(s.lastMembers, s.instanceId, s.lastSupervisorId),
+        blind: !Registry.sawRegistry(s.lastMembers, s.instanceId),
+        announced: s.lastMembers.map((m) => m.instanceId),
+        standingBy: [],
+        holdings: holdingsOf(held),
+        waiting: [...pending].map(([requestId, resource]) => ({
+          requestId,
+          resource,
+          limit: limits[resource]!,
+        })),
+      }
+      const machine = Machine.make({
+        program: "app",
+        settings,
+        self: { instanceId: s.instanceId, pid: 1, startedAtMs: s.startedAtMs, metadata: {} },
+        requestTimeoutMs: 200,
+        membersBatchMs: 25,
+        takeover,
+      })
+      const initial = machine.init({ self: s.node, peers: [], nowMs })
+      // Supervising, it took its own holdings back: the deadline is off.
+      if (s.cutOffArmed) out.push(M.cancelTimer("cutoff"))
+      s.cutOffArmed = false
+      s.abandoned = {}
+      s.role = {
+        _tag: "Supervisor",
+        machine,
+        state: initial.state,
+        open: new Map(),
+        seen: new Set(),
+      }
+      const queue: Array<M.Input<Message, Machine.Command>> = []
+      perform(initial.outputs, (input) => queue.push(input))
+      for (const input of queue) supervise(input)
+    }
+
+    // ---- subordinate: the model of Election.ts's side ----
+
+    /** The connection to the supervisor is gone: permits are given up at the deadline. */
+    const supervisorLost = (aliveAtMs?: number) => {
+      const role = s.role
+      if (role._tag !== "Subordinate") return
+      s.role = { _tag: "Electing" }
+      if (!role.welcomed || s.cutOffArmed) return
+      // The last keep-alive came at most an interval before the supervisor was last alive.
+      const lastHeardMs = Math.max(
+        role.lastHeardMs,
+        (aliveAtMs ?? role.lastHeardMs) - settings.keepAliveIntervalMs,
+      )
+      const deadlineMs = lastHeardMs + settings.graceMs - settings.keepAliveIntervalMs
+      s.cutOffArmed = true
+      out.push(M.setTimer("cutoff", Math.max(0, deadlineMs - nowMs)))
+    }
+
+    const fromSupervisor = (message: Message) => {
+      const role = s.role
+      if (role._tag !== "Subordinate") return
+      s.role = { ...role, lastHeardMs: nowMs }
+      switch (message._tag) {
+        case "Welcome": {
+          s.lastSupervisorId = message.supervisorId
+          const lostHere = { ...role.lostHere }
+          for (const { resource, permits } of message.lost) add(lostHere, resource, permits)
+          losePermits(message.lost)
+          if (message.successor !== undefined) s.lastSuccessor = message.successor.instanceId
+          // Welcomed back: the deadline is off, and what it gave up but still claimed goes back.
+          if (s.cutOffArmed) out.push(M.cancelTimer("cutoff"))
+          s.cutOffArmed = false
+          for (const [resource, permits] of Object.entries(s.abandoned)) {
+            const kept = (role.claimed[resource] ?? 0) - (lostHere[resource] ?? 0)
+            for (let i = 0; i < Math.min(permits, kept); i++) {
+              frame(role.upstream, { _tag: "Release", resource })
+            }
+          }
+          s.abandoned = {}
+          const first = !role.welcomed
+          s.role = { ...role, lastHeardMs: nowMs, welcomed: true, lostHere }
+          if (first) {
+            for (const [id, resource] of pending) {
+              frame(role.upstream, { _tag: "Acquire", id, resource, limit: limits[resource]! })
+            }
+          }
+          return
+        }
+        case "Refused":
+          return supervisorLost()
+        case "Members":
+          s.lastMembers = message.members
+          s.lastSuccessor = message.successor?.instanceId
+          return
+        case "Designate":
+          return void frame(role.upstream, { _tag: "StandbyAt", address: `standby:${s.node}` })
+        case "Granted":
+          if (pending.delete(message.id)) add(held, message.resource, 1)
+          else frame(role.upstream, { _tag: "Release", resource: message.resource })
+          return
+        case "AcquireRefused":
+          pending.delete(message.id)
+          return
+        default:
+          return
+      }
+    }
+
+    const commanded = (command: Command) => {
+      const role = s.role
+      switch (command._tag) {
+        case "Bind":
+          if (role._tag === "Electing") bind()
+          return
+        case "Connect": {
+          if (role._tag !== "Electing") return
+          s.counter++
+          const upstream = {
+            node: command.node,
+            instanceId: command.instanceId,
+            conn: `${s.instanceId}#${s.counter}`,
+          }
+          const claimed = { ...held }
+          const previousSubordinates = Registry.previousSubordinates(
+            s.lastMembers,
+            s.instanceId,
+            s.lastSupervisorId,
+          )
+          // What was given up before claims nothing: only what goes from now on is handed back.
+          s.abandoned = {}
+          s.role = {
+            _tag: "Subordinate",
+            upstream,
+            welcomed: false,
+            lastHeardMs: nowMs,
+            claimed,
+            lostHere: {},
+          }
+          frame(upstream, {
+            _tag: "Register",
+            program: "app",
+            version: protocolVersion,
+            instanceId: s.instanceId,
+            pid: 1 + Number(s.node.replace(/\D/g, "")),
+            startedAtMs: s.startedAtMs,
+            metadata: {},
+            holdings: holdingsOf(held),
+            ...(Registry.sawRegistry(s.lastMembers, s.instanceId)
+              ? { previous: previousSubordinates }
+              : {}),
+            settings,
+          })
+          return
+        }
+        case "SupervisorLost":
+          return supervisorLost(command.aliveAtMs)
+        case "Closed":
+          if (role._tag !== "Supervisor" || !role.open.has(command.conn)) return
+          {
+            const open = new Map(role.open)
+            open.delete(command.conn)
+            s.role = { ...role, open }
+          }
+          return supervise(
+            M.command({ _tag: "Closed", connection: command.conn, reason: "gone" }, nowMs),
+          )
+        case "Acquire": {
+          const resource = command.resource
+          if ([...pending.values()].includes(resource)) return
+          if ((held[resource] ?? 0) >= limits[resource]!) return
+          s.counter++
+          const requestId = `${s.instanceId}:${s.counter}`
+          pending.set(requestId, resource)
+          if (role._tag === "Supervisor") {
+            return supervise(
+              M.command({ _tag: "Acquire", requestId, resource, limit: limits[resource]! }, nowMs),
+            )
+          }
+          if (role._tag === "Subordinate" && role.welcomed) {
+            frame(role.upstream, {
+              _tag: "Acquire",
+              id: requestId,
+              resource,
+              limit: limits[resource]!,
+            })
+          }
+          return
+        }
+        case "Release": {
+          const resource = command.resource
+          if ((held[resource] ?? 0) === 0) return
+          held[resource] = held[resource]! - 1
+          if (role._tag === "Supervisor")
+            return supervise(M.command({ _tag: "Release", resource }, nowMs))
+          if (role._tag === "Subordinate" && role.welcomed) {
+            frame(role.upstream, { _tag: "Release", resource })
+          } else {
+            // Released while electing: a Register already on its way may claim it.
+            add(s.abandoned as Record<string, number>, resource, 1)
+          }
+          return
+        }
+      }
+    }
+
+    switch (input._tag) {
+      case "Receive": {
+        const wire = input.message
+        if (wire.to !== s.instanceId) break
+        const role = s.role
+        if (role._tag === "Supervisor") {
+          if (wire._tag === "Fin") break
+          if (!role.open.has(wire.conn)) {
+            if (role.seen.has(wire.conn)) break
+            s.role = {
+              ...role,
+              open: new Map(role.open).set(wire.conn, { node: input.from, instanceId: wire.from }),
+              seen: new Set(role.seen).add(wire.conn),
+            }
+            supervise(M.command({ _tag: "Connected", connection: wire.conn }, nowMs))
+          }
+          supervise(M.receive(wire.conn, wire.message, nowMs))
+        } else if (role._tag === "Subordinate" && wire.conn === role.upstream.conn) {
+          if (wire._tag === "Fin") supervisorLost()
+          else fromSupervisor(wire.message)
+        }
+        break
+      }
+      case "Command":
+        commanded(input.command)
+        break
+      case "TimerFired":
+        if (input.timer === "cutoff") {
+          if (s.cutOffArmed) {
+            s.cutOffArmed = false
+            for (const [resource, permits] of Object.entries(held)) {
+              if (permits > 0) add(s.abandoned as Record<string, number>, resource, permits)
+            }
+            s.lost += Object.values(held).reduce((a, b) => a + b, 0)
+            s.held = {}
+          }
+        } else if (input.timer.startsWith("s:")) {
+          supervise(M.timerFired(input.timer.slice(2), nowMs))
+        }
+        break
+    }
+    s = { ...s }
+    return M.result(s as NodeState, out)
+  },
+}
+
+/**
+ * The kernel and the users: closes connections to processes that are gone, gives the bind
+ * to one electing instance when no supervisor lives (the successor the last registry named,
+ * if it is electing), connects the others, and has instances acquire and release.
+ */
+export const workload = (seed: number): FastSim.Workload<NodeState, Wire, Command, never> => {
+  const random = Prng.make(seed ^ 0x2f0e1ec7)
+  const resources = Object.keys(limits)
+  /** When each process was last seen alive. */
+  const aliveAt = new Map<string, number>()
+  return {
+    everyMs: 5,
+    commands: (nowMs, view) => {
+      const commands: Array<FastSim.CommandFor<Command>> = []
+      const live = view.states
+      for (const state of live.values()) aliveAt.set(state.instanceId, nowMs)
+      let supervisor: NodeState | undefined
+      const electing: Array<NodeState> = []
+      for (const state of live.values()) {
+        const role = state.role
+        if (role._tag === "Supervisor") {
+          supervisor = state
+          for (const [conn, target] of role.open) {
+            if (live.get(target.node)?.instanceId !== target.instanceId) {
+              commands.push({ node: state.node, command: { _tag: "Closed", conn } })
+            }
+          }
+        } else if (role._tag === "Subordinate") {
+          const upstream = live.get(role.upstream.node)
+          if (
+            upstream?.instanceId !== role.upstream.instanceId ||
+            upstream.role._tag !== "Supervisor"
+          ) {
+            commands.push({
+              node: state.node,
+              command: {
+                _tag: "SupervisorLost",
+                aliveAtMs: aliveAt.get(role.upstream.instanceId) ?? role.lastHeardMs,
+              },
+            })
+          }
+        } else electing.push(state)
+      }
+      if (electing.length > 0) {
+        if (supervisor !== undefined) {
+          for (const state of electing) {
+            commands.push({
+              node: state.node,
+              command: {
+                _tag: "Connect",
+                node: supervisor.node,
+                instanceId: supervisor.instanceId,
+              },
+            })
+          }
+        } else {
+          const successors = new Set([...live.values()].map((state) => state.lastSuccessor))
+          const binder =
+            electing.find((state) => successors.has(state.instanceId)) ?? random.pick(electing)
+          commands.push({ node: binder.node, command: { _tag: "Bind" } })
+        }
+      }
+      if (nowMs >= usersEndMs) return commands
+      for (const state of live.values()) {
+        if (random.next() < 0.3) continue
+        const resource = random.pick(resources)
+        const release = (state.held[resource] ?? 0) > 0 && random.next() < 0.5
+        commands.push({
+          node: state.node,
+          command: release ? { _tag: "Release", resource } : { _tag: "Acquire", resource },
+        })
+      }
+      return commands
+    },
+  }
+}
+
+/** Never more permits held than a resource's limit, counting every live instance's own. */
+export const withinLimits: FastSim.Invariant<NodeState, Wire, Command, never> = {
+  name: "permits within limits",
+  check: (view) => {
+    for (const [resource, limit] of Object.entries(limits)) {
+      let total = 0
+      const holders: Array<string> = []
+      for (const state of view.states.values()) {
+        const permits = state.held[resource] ?? 0
+        total += permits
+        if (permits > 0) holders.push(`${state.instanceId}×${permits}`)
+      }
+      if (total > limit) return `${resource} (limit ${limit}) held by ${holders.join(", ")}`
+    }
+    return undefined
+  },
+}
+
+export const oneSupervisor: FastSim.Invariant<NodeState, Wire, Command, never> = {
+  name: "one supervisor",
+  check: (view) => {
+    const supervisors = [...view.states.values()].filter((s) => s.role._tag === "Supervisor")
+    return supervisors.length > 1
+      ? `supervisors ${supervisors.map((s) => s.instanceId).join(", ")}`
+      : undefined
+  },
+}
+
+/** A live holder never loses a permit: every failover is over long before the grace period. */
+export const noPermitLost: FastSim.Invariant<NodeState, Wire, Command, never> = {
+  name: "no permit lost across failover",
+  check: (view) => {
+    for (const state of view.states.values()) {
+      if (state.lost > 0) return `${state.instanceId} lost ${state.lost} permit(s)`
+    }
+    return undefined
+  },
+}
+
+/**
+ * At the end, after a quiet time longer than the grace period: one supervisor, thawed,
+ * whose record of who holds what is exactly what each live instance holds.
+ */
+export const settled: FastSim.Invariant<NodeState, Wire, Command, never> = {
+  name: "registry agrees with the holders at the end",
+  check: (view) => {
+    if (!view.final) return undefined
+    const supervisor = [...view.states.values()].find((s) => s.role._tag === "Supervisor")
+    if (supervisor === undefined || supervisor.role._tag !== "Supervisor") return "no supervisor"
+    const state = supervisor.role.state
+    if (state.grants.frozen) return "grants still frozen"
+    const recorded = new Map<string, number>()
+    for (const r of state.grants.snapshot()) {
+      for (const h of r.holders) recorded.set(`${h.instanceId}/${r.resource}`, h.permits)
+    }
+    for (const s of view.states.values()) {
+      if (s.role._tag === "Electing") return `${s.instanceId} still electing`
+      for (const resource of Object.keys(limits)) {
+        const key = `${s.instanceId}/${resource}`
+        const mine = s.held[resource] ?? 0
+        if ((recorded.get(key) ?? 0) !== mine) {
+          return `${key}: holds ${mine}, the supervisor records ${recorded.get(key) ?? 0}`
+        }
+        recorded.delete(key)
+      }
+    }
+    for (const [key, permits] of recorded) {
+      if (permits > 0) return `${key}: ${permits} recorded for a process that is gone`
+    }
+    return undefined
+  },
+}
+
+export const nodes = ["n1", "n2", "n3", "n4", "n5"]
+
+/** One schedule: crashes and restarts for 1.5 s, then a quiet second. */
+export const run = (
+  seed: number,
+  schedule?: ReadonlyArray<FaultSchedule.Scheduled>,
+): FastSim.Report<never> =>
+  FastSim.run({
+    machine: node,
+    nodes,
+    seed,
+    durationMs: 2_500,
+    ...(schedule === undefined
+      ? {
+          faults: {
+            endMs: usersEndMs,
+            startMs: 100,
+            gapMs: { minMs: 40, maxMs: 300 },
+            weights: {
+              crash: 2,
+              restart: 2,
+              partition: 0,
+              oneWayPartition: 0,
+              heal: 0,
+              degrade: 0,
+              restore: 0,
+            },
+            restartAtEnd: true,
+          },
+        }
+      : { schedule }),
+    workload: workload(seed),
+    invariants: [withinLimits, oneSupervisor, noPermitLost, settled],
+    // Replaying one seed: the whole run.
+    traceLines: Seeds.isReplay() ? 1_000_000 : 200,
+    describeState: (state) =>
+      JSON.stringify({
+        id: state.instanceId,
+        role: state.role._tag,
+        held: state.held,
+        pending: [...state.pending.values()],
+        ...(state.role._tag === "Supervisor"
+          ? {
+              frozen: state.role.state.grants.frozen,
+              grants: state.role.state.grants.snapshot(),
+              expected: [...state.role.state.expected],
+            }
+          : {}),
+      }),
+  })
