@@ -872,18 +872,37 @@ export const make = (
     // ---- address takeover ---------------------------------------------------------------
 
     const failover = options.failover ?? "asconf"
-    /** The old serving node's address, bound by this node once it took over (`takeover`). */
+    /**
+     * The old serving node's address, bound by this node once it took over (`takeover`); its
+     * socket, once bound (`state` still `waiting` until the datagrams there are taken in).
+     */
     let addressTakeover:
-      | { host: string; state: AddressTakeover["state"]; packets: number; scope: Scope.Closeable }
+      | {
+          host: string
+          state: AddressTakeover["state"]
+          packets: number
+          scope: Scope.Closeable
+          socket: Datagram.Endpoint | undefined
+        }
       | undefined
 
+    const addressTakeoverFailed = (taken: { host: string; state: AddressTakeover["state"] }) =>
+      Effect.fnUntraced(function* (detail: string) {
+        taken.state = "failed"
+        yield* logged(Effect.logWarning(`address takeover of ${taken.host} failed: ${detail}`))
+        yield* publish({ _tag: "AddressTakeoverFailed", host: taken.host, detail })
+      })
+
     /**
-     * Binds the other node's address (same UDP port) once its socket is gone — claimed for
-     * this host first across hosts — and hands every datagram the peer still sends there to
-     * the endpoint, as the secondary's forwarded packets are. Replies leave from this node's
-     * own address: a peer takes an association's chunks from any of its addresses.
+     * Claims the other node's address for this host (across hosts) and tries once to bind it
+     * (same UDP port). A takeover does this before its first packet leaves: the peer answers
+     * that packet (the HEARTBEATs, the SACK the dead node owed) with the DATA its bundling
+     * held back, sent to its primary address, the dead node's; bound only after, that DATA
+     * was lost and the peer resent it at its T3-rtx (1 s with usrsctp's defaults). Nothing is
+     * read from the socket until the copies are adopted ({@link takeAddress}): what arrives
+     * meanwhile waits in its buffer.
      */
-    const takeAddress = Effect.gen(function* () {
+    const claimAddress = Effect.gen(function* () {
       const host = options.addresses.find((address) => address !== options.bind.host)
       if (!takesAddress(failover) || host === undefined || addressTakeover !== undefined) return
       const taken = {
@@ -891,36 +910,50 @@ export const make = (
         state: "waiting" as AddressTakeover["state"],
         packets: 0,
         scope: yield* Scope.fork(nodeScope),
+        socket: undefined as Datagram.Endpoint | undefined,
       }
       addressTakeover = taken
-      const failed = (detail: string) =>
-        Effect.gen(function* () {
-          taken.state = "failed"
-          yield* logged(Effect.logWarning(`address takeover of ${host} failed: ${detail}`))
-          yield* publish({ _tag: "AddressTakeoverFailed", host, detail })
-        })
       if (options.addressClaim !== undefined) {
         const claimed = yield* Effect.exit(options.addressClaim.claim(host))
-        if (Exit.isFailure(claimed)) return yield* failed(causeText(claimed.cause))
+        if (Exit.isFailure(claimed))
+          return yield* addressTakeoverFailed(taken)(causeText(claimed.cause))
       }
+      const bound = yield* Effect.exit(
+        datagram.bind(Address.udp(host, options.bind.port)).pipe(Scope.provide(taken.scope)),
+      )
+      if (Exit.isSuccess(bound)) taken.socket = bound.value
+    })
+
+    /**
+     * Binds the other node's address once its socket is gone, unless {@link claimAddress}
+     * already did, and hands every datagram the peer still sends there to the endpoint, as
+     * the secondary's forwarded packets are. Replies leave from this node's own address: a
+     * peer takes an association's chunks from any of its addresses.
+     */
+    const takeAddress = Effect.gen(function* () {
+      yield* claimAddress
+      const taken = addressTakeover
+      if (taken === undefined || taken.state !== "waiting") return
       const deadlineMs = (yield* now) + addressWaitMs
-      let socket: Datagram.Endpoint | undefined
-      while (socket === undefined) {
+      while (taken.socket === undefined) {
         if (taken.state !== "waiting" || closing) return
+        yield* Effect.sleep(Duration.millis(50))
         const bound = yield* Effect.exit(
-          datagram.bind(Address.udp(host, options.bind.port)).pipe(Scope.provide(taken.scope)),
+          datagram
+            .bind(Address.udp(taken.host, options.bind.port))
+            .pipe(Scope.provide(taken.scope)),
         )
-        if (Exit.isSuccess(bound)) socket = bound.value
+        if (Exit.isSuccess(bound)) taken.socket = bound.value
         else if ((yield* now) >= deadlineMs)
-          return yield* failed(
+          return yield* addressTakeoverFailed(taken)(
             `still not free after ${addressWaitMs} ms: ${causeText(bound.cause)}`,
           )
-        else yield* Effect.sleep(Duration.millis(50))
       }
+      if (taken.state !== "waiting" || closing) return
       taken.state = "bound"
-      yield* logged(Effect.logInfo(`took over the address ${host}`))
-      yield* publish({ _tag: "AddressTaken", host, atMs: yield* now })
-      yield* Stream.runForEach(socket.messages, (received) => {
+      yield* logged(Effect.logInfo(`took over the address ${taken.host}`))
+      yield* publish({ _tag: "AddressTaken", host: taken.host, atMs: yield* now })
+      yield* Stream.runForEach(taken.socket.messages, (received) => {
         taken.packets++
         return endpoint.inject(
           { host: received.from.host, udpPort: received.from.port },
@@ -1102,6 +1135,9 @@ export const make = (
             link = undefined
             yield* releaseAll
           }
+          // The dead node's address, bound before the first packet (see `claimAddress`); a
+          // planned takeover's old node still holds it until it stops.
+          if (!action.planned) yield* claimAddress
           const adopted = yield* adoptCopies
           yield* logged(Effect.logInfo(`took over ${adopted} associations: ${action.why}`))
           return yield* stepRole({ _tag: "TakenOver", associations: adopted })

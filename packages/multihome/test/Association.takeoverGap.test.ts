@@ -5,9 +5,13 @@
  * newly acknowledging a higher TSN above the hole, give it three miss indications at once.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { Address, Datagram, SimNet } from "@understudy/transport"
+import { Deferred, Duration, Effect, Fiber, Redacted, Stream } from "effect"
 import * as Association from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
+import * as Cluster from "../src/Cluster.ts"
 import { established, Loopback, serverHosts, serverUdp } from "./associationHarness.ts"
+import { advance, connectPeer, within } from "./support/endpoint-support.ts"
 
 const config = (localPort: number): Association.Config => ({
   ...Association.defaultConfig,
@@ -119,4 +123,124 @@ describe("takeOver with setPrimary: the SACK the dead node owed goes out at once
     const other = Association.restore(lb.clientConfig, Association.snapshot(lb.client))
     expect(sacks(Association.takeOver(other, lb.nowMs))).toHaveLength(0)
   })
+})
+
+/**
+ * `takeover` on SimNet: the secondary binds the dead primary's address before the takeover's
+ * first packet. That packet (a HEARTBEAT, the SACK the dead node owed) is what makes a peer
+ * that bundles send the DATA it held back, to its primary address: bound only after, that
+ * DATA was lost and the peer resent it at its T3-rtx (a loopback capture under usrsctp's
+ * client showed it: one RTO, 1 s, without an echo). The primary's process dies, its host
+ * stays (the address is free, as on one host once the socket is gone); the claim of the
+ * address takes 50 ms (as `ip addr add` + gratuitous ARP would across hosts), which is when
+ * a bind after the first packet loses what the peer sends.
+ */
+describe("Cluster takeover: the dead node's address is bound before the first packet", () => {
+  const primaryHost = "10.0.0.2"
+  const secondaryHost = "10.0.0.3"
+  const peerHost = "10.0.0.9"
+  const udpPort = 9899
+  const quick: Partial<Association.Config> = {
+    rtoInitialMs: 300,
+    rtoMinMs: 100,
+    rtoMaxMs: 400,
+    pathMaxRetrans: 2,
+    heartbeatIntervalMs: 1_000,
+  }
+  const node = (net: SimNet.SimNet, role: Cluster.Role, host: string) =>
+    Effect.gen(function* () {
+      // The secondary binds the primary's address through that host (its IP, now free).
+      const own = yield* Datagram.Datagram
+      const primarys = yield* Effect.provide(
+        Effect.service(Datagram.Datagram),
+        net.layer(primaryHost),
+      )
+      const datagram = Datagram.Datagram.of({
+        bind: (address) =>
+          address.host === primaryHost && role === "secondary"
+            ? primarys.bind(address)
+            : own.bind(address),
+      })
+      return yield* Cluster.make({
+        role,
+        bind: Address.udp(host, udpPort),
+        port: 7,
+        addresses: [primaryHost, secondaryHost],
+        link: Address.tcp(secondaryHost, 7000),
+        policy: { _tag: "EveryUpdate" },
+        config: quick,
+        seed: role === "primary" ? 11 : 12,
+        clusterKey: Redacted.make(new Uint8Array(32).fill(7)),
+        failover: "takeover",
+        addressClaim: {
+          claim: () => Effect.sleep(Duration.millis(50)),
+          release: () => Effect.void,
+        },
+      }).pipe(Effect.provideService(Datagram.Datagram, datagram))
+    })
+
+  it.effect("no DATA the peer sends after the takeover's first packet is lost", () =>
+    Effect.gen(function* () {
+      const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+      const secondary = yield* Deferred.make<Cluster.Node>()
+      yield* net.run(
+        secondaryHost,
+        Effect.gen(function* () {
+          yield* Deferred.succeed(secondary, yield* node(net, "secondary", secondaryHost))
+          return yield* Effect.never
+        }),
+      )
+      // The primary runs outside `net.run`: its host comes back empty after the crash.
+      const primary = yield* Effect.forkScoped(
+        Effect.scoped(Effect.andThen(node(net, "primary", primaryHost), Effect.never)).pipe(
+          Effect.provide(net.layer(primaryHost)),
+        ),
+      )
+      yield* advance(200)
+      const secondaryNode = yield* Deferred.await(secondary)
+      const association = yield* connectPeer(net, peerHost, quick, {
+        host: primaryHost,
+        udpPort,
+        port: 7,
+      })
+      yield* advance(1_500)
+      const tookOver = yield* Effect.forkScoped(
+        secondaryNode.events.pipe(
+          Stream.filter((event) => event._tag === "TookOver"),
+          Stream.runHead,
+        ),
+      )
+      const total = 200
+      const echoes = yield* Effect.forkScoped(
+        association.messages.pipe(Stream.take(total), Stream.runCollect),
+      )
+      for (let index = 0; index < total; index++) {
+        if (index === 50) {
+          yield* net.crash(primaryHost)
+          yield* Effect.forkScoped(Fiber.interrupt(primary))
+          yield* net.restart(primaryHost)
+        }
+        yield* association.send(0, 1, new TextEncoder().encode(`${index}`))
+        yield* advance(10)
+      }
+      const echoed = yield* within(60_000, Fiber.join(echoes))
+      expect(echoed.map((message) => Number(new TextDecoder().decode(message.data)))).toEqual(
+        Array.from({ length: total }, (_, index) => index),
+      )
+      const event = yield* Fiber.join(tookOver)
+      const tookOverAtMs =
+        event._tag === "Some" && event.value._tag === "TookOver" ? event.value.atMs : Infinity
+      const status = yield* secondaryNode.status
+      expect(status.addressTakeover?.state).toBe("bound")
+      expect(status.addressTakeover?.packets).toBeGreaterThan(0)
+      // What the peer sent to the dead address before the takeover is lost (and resent);
+      // nothing after its first packet.
+      const lost = (yield* net.trace).filter(
+        (line) =>
+          line.kind === "drop" && line.from.includes(peerHost) && line.to.includes(primaryHost),
+      )
+      expect(lost.filter((line) => line.atMs >= tookOverAtMs)).toEqual([])
+      expect(lost.filter((line) => line.atMs < tookOverAtMs).length).toBeGreaterThan(0)
+    }),
+  )
 })
