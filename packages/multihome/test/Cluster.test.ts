@@ -362,6 +362,57 @@ describe("Cluster on SimNet", () => {
     )
   }
 
+  // A peer without ASCONF (Linux's SCTP by default) never answers the new primary's Set
+  // Primary Address: the old primary forwards what reaches it until its 10 s bound, then
+  // falls silent and reports the handover unconfirmed; the peer moves by its own timers.
+  it.effect(
+    "a planned handover with a peer without ASCONF: unconfirmed after the old primary's 10 s bound, every echo once and in order",
+    () =>
+      Effect.gen(function* () {
+        const setup = yield* startCluster("every-update", { config: handOverTimers })
+        const association = yield* connectPeer(
+          setup.net,
+          peerHost,
+          { ...handOverTimers, asconf: false },
+          { host: primaryHost, udpPort, port: sctpPort },
+        )
+        yield* advance(2_000)
+        const primary = setup.nodes.get("primary")!
+        const echoes = yield* Effect.forkScoped(
+          association.messages.pipe(Stream.take(200), Stream.runCollect),
+        )
+        let handOver: Fiber.Fiber<Cluster.HandOverReport, Cluster.ClusterError> | undefined
+        for (let index = 0; index < 200; index++) {
+          if (index === 100) handOver = yield* Effect.forkScoped(primary.handOver)
+          yield* association.send(index % 3, 42, numbered(index))
+          yield* advance(5)
+        }
+        const report = yield* within(30_000, Fiber.join(handOver!))
+        expectExactlyOnceInOrder(yield* within(30_000, Fiber.join(echoes)), 200, 3)
+        expect(report.confirmed).toBe(false)
+        // It forwarded what the peer kept sending to it, until its bound.
+        expect(report.forwarded).toBeGreaterThan(0)
+        expect(report.durationMs).toBeGreaterThanOrEqual(10_000)
+        expect((yield* primary.status).role).toBe("handed-over")
+        const secondary = yield* setup.nodes.get("secondary")!.status
+        expect(secondary.role).toBe("active-secondary")
+        expect(secondary.associations).toHaveLength(1)
+        // The peer's traffic reaches the new primary once the old one is silent.
+        for (let index = 0; index < 20; index++) {
+          yield* association.send(0, 42, numbered(200 + index))
+          yield* advance(5)
+        }
+        const after = yield* within(
+          30_000,
+          association.messages.pipe(Stream.take(20), Stream.runCollect),
+        )
+        expect(after.map((message) => numberOf(message.data))).toEqual(
+          Array.from({ length: 20 }, (_, index) => 200 + index),
+        )
+        expect((yield* association.status).state).toBe("Established")
+      }),
+  )
+
   it.effect("a handover is refused without a linked secondary, and by a secondary", () =>
     Effect.gen(function* () {
       const setup = yield* startCluster("every-update")
