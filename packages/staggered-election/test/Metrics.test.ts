@@ -8,12 +8,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Authentication } from "@understudy/machine"
 import { MemoryStore, NameServer } from "@understudy/store"
+import { TestTracer } from "@understudy/testkit"
 import { Address, SimNet } from "@understudy/transport"
-import { Effect, Fiber, Layer, Logger, Metric, Random, References, Schema, Tracer } from "effect"
+import { Effect, Layer, Logger, Metric, Random, References, Schema } from "effect"
 import { TestClock } from "effect/testing"
 import * as Machine from "../src/Machine.ts"
 import * as Metrics from "../src/Metrics.ts"
 import * as ServerGroup from "../src/ServerGroup.ts"
+import { driven } from "./support/clock.ts"
 
 type Req = { readonly add: number }
 const ids = ["s1", "s2", "s3"]
@@ -23,15 +25,6 @@ const timing = { detectionPeriodMs: 20, inquiryTimeoutMs: 100, baseDelayMs: 50, 
 
 type Server = ServerGroup.ServerGroup<number, Req, number>
 type Registry = Map<string, unknown>
-
-/** Runs `effect` while the clock moves on, 5 ms at a time (bounded: 10 s). */
-const driven = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function* () {
-    const fiber = yield* Effect.forkChild(effect)
-    for (let elapsed = 0; elapsed < 10_000 && fiber.pollUnsafe() === undefined; elapsed += 5)
-      yield* TestClock.adjust(5)
-    return yield* Fiber.join(fiber)
-  })
 
 /** `effect` with `registry` as its metrics registry (a server's calls count there). */
 const valueIn = <A, E>(registry: Registry, read: Effect.Effect<A, E>) =>
@@ -97,14 +90,7 @@ describe("staggered election metrics", () => {
   it.effect(
     "a crashed master: a survivor records detection, election, takeover and failover, its role and term",
     () => {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      })
+      const tracer = TestTracer.make()
       const logs: Array<{ readonly message: unknown; readonly annotations: object }> = []
       const collect = Logger.make<unknown, void>(({ message, fiber }) => {
         logs.push({ message, annotations: fiber.getRef(References.CurrentLogAnnotations) })
@@ -224,7 +210,7 @@ describe("staggered election metrics", () => {
         ).toBeGreaterThan(0)
 
         const ended = (name: string, server: string) =>
-          spans
+          tracer.spans
             .filter((span) => span.name === name && span.attributes.get("server") === server)
             .map((span) => [span.status._tag, span.attributes.get("outcome")])
         expect(ended("staggered-election.failover", second)).toEqual([["Ended", "new-master"]])
@@ -246,7 +232,7 @@ describe("staggered election metrics", () => {
           expect.objectContaining({ node: second, role: "master", term: newTerm }),
         ])
       }).pipe(
-        Effect.provideService(Tracer.Tracer, tracer),
+        tracer.provide,
         Effect.scoped,
         Effect.provide(Logger.layer([collect])),
         Random.withSeed(1),
