@@ -57,6 +57,24 @@ const timing = {
   submitTimeoutMs: 2_000,
 }
 
+/** Server `id`'s options in the test group: the counters, `timing`, then `extra`. */
+const optionsOf = (
+  id: string,
+  addresses: ServerGroup.Options<St, Req, number>["addresses"],
+  extra: Partial<ServerGroup.Options<St, Req, number>> = {},
+): ServerGroup.Options<St, Req, number> => ({
+  group: "counters",
+  self: id,
+  servers,
+  addresses,
+  authentication,
+  request: RequestSchema,
+  initial: {},
+  apply,
+  ...timing,
+  ...extra,
+})
+
 type Sim = Map<string, { server: Server; stop: Effect.Effect<void> }>
 
 /**
@@ -79,18 +97,7 @@ const simGroupWith = (
       yield* net.run(
         id,
         Effect.gen(function* () {
-          const server = yield* ServerGroup.make<St, Req, number>({
-            group: "counters",
-            self: id,
-            servers,
-            addresses,
-            authentication,
-            request: RequestSchema,
-            initial: {},
-            apply,
-            ...timing,
-            ...extra,
-          })
+          const server = yield* ServerGroup.make(optionsOf(id, addresses, { apply, ...extra }))
           yield* Deferred.succeed(started, server)
           yield* Deferred.await(stopping)
         }).pipe(
@@ -122,18 +129,7 @@ const walGroup = (
   Effect.gen(function* () {
     const running = new Map<string, { server: Server }>()
     for (const id of ids) {
-      const server = yield* ServerGroup.make<St, Req, number>({
-        group: "counters",
-        self: id,
-        servers,
-        addresses,
-        authentication,
-        request: RequestSchema,
-        initial: {},
-        apply,
-        ...timing,
-        walFile: walFile(id),
-      })
+      const server = yield* ServerGroup.make(optionsOf(id, addresses, { walFile: walFile(id) }))
       running.set(id, { server })
     }
     return running
@@ -182,21 +178,13 @@ describe("ServerGroup", () => {
         const [port] = yield* Effect.promise(() => Ports.freeUdpPorts(1))
         type Reads = Pick<ServerGroup.Options<St, Req, number>, "reads" | "lease">
         const refused = (extra: Reads) =>
-          ServerGroup.make<St, Req, number>({
-            group: "counters",
-            self: "s1",
-            servers,
-            addresses: Object.fromEntries(ids.map((id) => [id, Address.udp("127.0.0.1", port!)])),
-            authentication,
-            request: RequestSchema,
-            initial: {},
-            apply,
-            detectionPeriodMs: 20,
-            inquiryTimeoutMs: 100,
-            baseDelayMs: 50,
-            floorDelayMs: 15,
-            ...extra,
-          }).pipe(Effect.flip)
+          ServerGroup.make(
+            optionsOf(
+              "s1",
+              Object.fromEntries(ids.map((id) => [id, Address.udp("127.0.0.1", port!)])),
+              extra,
+            ),
+          ).pipe(Effect.flip)
         const cases: ReadonlyArray<readonly [Reads, RegExp]> = [
           [{ lease: {} }, /lease is set, reads is "linearizable"/],
           [{ reads: "local", lease: { durationMs: 50 } }, /lease is set, reads is "local"/],

@@ -139,35 +139,38 @@ export const onReceive = <S, Req, Res>(
   if (message.epoch !== next.epoch && message._tag !== "Probe" && message._tag !== "ProbeReply") {
     return M.result(next, outputs)
   }
+  return M.result(dispatch(settings, next, from, message, nowMs, outputs), outputs)
+}
+
+/** A message at this server's epoch, to its handler. */
+const dispatch = <S, Req, Res>(
+  settings: Settings<S, Req, Res>,
+  state: State<S, Req, Res>,
+  from: string,
+  message: Message.Message<Req>,
+  nowMs: number,
+  outputs: Array<Output<Req, Res>>,
+): State<S, Req, Res> => {
   switch (message._tag) {
     case "Probe":
-      next = onProbe(next, from, message, outputs)
-      break
+      return onProbe(state, from, message, outputs)
     case "ProbeReply":
-      next = onProbeReply(settings, next, from, message, nowMs, outputs)
-      break
+      return onProbeReply(settings, state, from, message, nowMs, outputs)
     case "Declare":
     case "Revoke":
       // Already handled by the epoch check: acknowledged, accepted or revoked.
-      break
+      return state
     case "Replicate":
-      next = onReplicate(settings, next, from, message, nowMs, outputs)
-      break
+      return onReplicate(settings, state, from, message, nowMs, outputs)
     case "Ack":
-      next = onAck(settings, next, from, message, nowMs, outputs)
-      break
+      return onAck(settings, state, from, message, nowMs, outputs)
     case "SyncRequest":
-      next = onSyncRequest(settings, next, from, message, nowMs, outputs)
-      break
+      return onSyncRequest(settings, state, from, message, nowMs, outputs)
     case "SyncReply":
-      next = onSyncReply(settings, next, from, message, nowMs, outputs)
-      break
+      return onSyncReply(settings, state, from, message, nowMs, outputs)
     case "Snapshot":
-      next = onSnapshot(settings, next, from, message, nowMs, outputs)
-      break
+      return onSnapshot(settings, state, from, message, nowMs, outputs)
     case "SnapshotAck":
-      next = onSnapshotAck(settings, next, from, message, outputs)
-      break
+      return onSnapshotAck(settings, state, from, message, outputs)
   }
-  return M.result(next, outputs)
 }
