@@ -4,8 +4,6 @@
  */
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
-import { createServer } from "node:http"
-import type { AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -245,36 +243,6 @@ export const download = async (
   } finally {
     get.kill("SIGKILL")
     rmSync(output, { force: true })
-  }
-}
-
-/** An OTLP/HTTP collector on loopback that keeps what it is sent. */
-export const otlpCollector = async (): Promise<{
-  readonly url: string
-  /** Every `/v1/traces` body received so far, joined. */
-  readonly traces: () => string
-  readonly close: () => Promise<void>
-}> => {
-  const traces: Array<string> = []
-  const server = createServer((request, response) => {
-    let body = ""
-    request.on("data", (chunk: Buffer) => {
-      body += chunk.toString()
-    })
-    request.on("end", () => {
-      if (request.url === "/v1/traces") traces.push(body)
-      response.writeHead(200, { "content-type": "application/json" }).end("{}")
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    traces: () => traces.join("\n"),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
   }
 }
 

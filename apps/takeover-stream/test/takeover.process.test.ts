@@ -6,7 +6,7 @@
  * the second transfer's client finds its servers through the store's name server),
  * one transfer with 1 kill on etcd, then a hand-off of a download and a bundle.
  */
-import { EtcdServer, JsonLinesProcess, Prometheus } from "@understudy/testkit"
+import { EtcdServer, JsonLinesProcess, Otlp, Prometheus } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
 import {
   type Cluster,
@@ -14,7 +14,6 @@ import {
   handoffUnderLoad,
   metricsUrl,
   nameHolder,
-  otlpCollector,
   startCluster,
 } from "./support.ts"
 
@@ -120,7 +119,7 @@ describe("takeover-stream processes", () => {
   it("a planned hand-off under load moves every live transfer to the named server; the first stays up", {
     timeout: 200_000,
   }, async () => {
-    const collector = await otlpCollector()
+    const collector = await Otlp.collector()
     const cluster = await startCluster({ servers: 2, leaseMs: 1_000, otlp: collector.url })
     try {
       await handoffUnderLoad(cluster, { otlp: collector.url })
