@@ -155,17 +155,19 @@ export const collectEchoGap = async (
 }
 
 /**
- * The summary of the runs: a table of p50 / p99 (and min–max) per figure, the JSON rows, and
- * the named figures (`echoLongestGapMsP50None`, …, `echoLongestGapRatioAsconfToNone`,
- * `echoLongestGapRatioTakeoverToNone`).
+ * The summary of the runs: a table of p50 / p99 (and min–max) per figure, the JSON rows, the
+ * named figures (`echoLongestGapMsP50None`, …, `echoLongestGapRatioAsconfToNone`,
+ * `echoLongestGapRatioTakeoverToNone`), the runs done per setting, and whether every setting
+ * ran its `repetitions` (not when one failed or the bench was interrupted).
  */
-export const summariseEchoGap = ({
-  runs,
-  failures,
-}: GapRuns): {
+export const summariseEchoGap = (
+  { runs, failures }: GapRuns,
+  repetitions: number,
+): {
   readonly lines: Array<string>
   readonly rows: Array<Record<string, unknown>>
   readonly figures: Record<string, number | null>
+  readonly runsDone: Record<GapFailover, number>
   readonly complete: boolean
 } => {
   const lines = [
@@ -222,7 +224,12 @@ export const summariseEchoGap = ({
         ? Number((measured / none).toFixed(3))
         : null
   }
-  return { lines, rows, figures, complete: failures.size === 0 && runs.size === failovers.length }
+  const runsDone = Object.fromEntries(
+    failovers.map((failover) => [failover, runs.get(failover)?.length ?? 0]),
+  ) as Record<GapFailover, number>
+  const complete =
+    failures.size === 0 && failovers.every((failover) => runsDone[failover] >= repetitions)
+  return { lines, rows, figures, runsDone, complete }
 }
 
 /**
@@ -233,7 +240,7 @@ export const measureEchoGap = async (
   repetitions: number,
   onRun: Parameters<typeof collectEchoGap>[1] = printRun,
 ): Promise<ReturnType<typeof summariseEchoGap>> =>
-  summariseEchoGap(await collectEchoGap(repetitions, onRun))
+  summariseEchoGap(await collectEchoGap(repetitions, onRun), repetitions)
 
 /** One line per run as it ends, on stderr (the table and the JSON line stay on stdout). */
 export const printRun = (failover: GapFailover, repetition: number, run: GapRun | string): void => {
@@ -259,7 +266,9 @@ if (import.meta.main) {
       JSON.stringify({
         bench: "multihome-echo-gap",
         complete: result.complete,
+        // Asked for, and done per setting (fewer when interrupted or a setting failed).
         repetitions,
+        runsDone: result.runsDone,
         figures: result.figures,
         rows: result.rows,
       }),
@@ -269,11 +278,14 @@ if (import.meta.main) {
   // Interrupted (Ctrl-C, a time limit's SIGTERM): the summary of the runs that ended.
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
-      report(summariseEchoGap(measured))
+      report(summariseEchoGap(measured, repetitions))
       process.exit(1)
     })
   }
-  const result = summariseEchoGap(await collectEchoGap(repetitions, printRun, measured))
+  const result = summariseEchoGap(
+    await collectEchoGap(repetitions, printRun, measured),
+    repetitions,
+  )
   report(result)
   process.exitCode = result.complete ? 0 : 1
 }
