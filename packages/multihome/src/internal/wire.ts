@@ -6,6 +6,20 @@
 /** A length rounded up to a multiple of 4, the padding rule of chunks, parameters and causes. */
 export const pad4 = (length: number): number => (length + 3) & ~3
 
+/**
+ * The length of back-to-back items whose unpadded lengths are given: every item padded but
+ * the last, whose padding is the enclosing chunk's (RFC 9260 §3.2: the chunk length "does
+ * include padding of any variable-length parameter except the last parameter").
+ */
+export const listLength = <A>(items: ReadonlyArray<A>, unpadded: (item: A) => number): number => {
+  let total = 0
+  items.forEach((item, index) => {
+    const length = unpadded(item)
+    total += index === items.length - 1 ? length : pad4(length)
+  })
+  return total
+}
+
 export const readU16 = (bytes: Uint8Array, offset: number): number =>
   (bytes[offset]! << 8) | bytes[offset + 1]!
 
