@@ -7,8 +7,8 @@
 import { Cli } from "@understudy/app-kit"
 import { SocketDirectory } from "@understudy/port-election"
 import { Address, Observability } from "@understudy/transport"
-import { Effect, Option } from "effect"
-import { Command, Flag } from "effect/cli"
+import { Effect } from "effect"
+import { Command } from "effect/cli"
 /** @since 0.1.0 @category models */
 export interface Target {
   /** The semaphore's name; also names the election address unless one is given. */
@@ -81,58 +81,30 @@ const parseInteger = (text: string, min: number, max: number): number | undefine
 
 /** The flags of both commands: which semaphore, and where its election runs. */
 const targetFlags = {
-  name: Flag.String("name").pipe(
-    Flag.withMetavar("NAME"),
-    Flag.withDescription("semaphore and election name: letters, digits, '.', '_', '-' (required)"),
-    Flag.optional,
+  name: Cli.text(
+    "name",
+    "NAME",
+    "semaphore and election name: letters, digits, '.', '_', '-' (required)",
   ),
-  address: Flag.String("address").pipe(
-    Flag.withMetavar("URL"),
-    Flag.withDescription(
-      `election address (default: the socket file understudy-${programName}-NAME.sock in $XDG_RUNTIME_DIR, else in ~/.understudy; a directory only you may enter, so no other user can bind or reach it); unix://@NAME for an abstract socket`,
-    ),
-    Flag.optional,
+  address: Cli.text(
+    "address",
+    "URL",
+    `election address (default: the socket file understudy-${programName}-NAME.sock in $XDG_RUNTIME_DIR, else in ~/.understudy; a directory only you may enter, so no other user can bind or reach it); unix://@NAME for an abstract socket`,
   ),
-  port: Flag.String("port").pipe(
-    Flag.withMetavar("N"),
-    Flag.withDescription("use tcp://127.0.0.1:N as the election address"),
-    Flag.optional,
-  ),
-  secret: Flag.String("secret").pipe(
-    Flag.withMetavar("PATH"),
-    Flag.withDescription("per-user secret file (default ~/.understudy/secret)"),
-    Flag.optional,
-  ),
+  port: Cli.text("port", "N", "use tcp://127.0.0.1:N as the election address"),
+  secret: Cli.text("secret", "PATH", "per-user secret file (default ~/.understudy/secret)"),
 }
 
-type TargetInput = { readonly [K in keyof typeof targetFlags]: Option.Option<string> }
-
-/** A flag's value: absent, or not empty (`--name=` is refused, as `--name` alone is). */
-const present = (
-  flag: string,
-  value: Option.Option<string>,
-): string | undefined | Cli.UsageError =>
-  Option.isNone(value)
-    ? undefined
-    : value.value === ""
-      ? Cli.usageError(`--${flag} needs a value`)
-      : value.value
-
-const target = (input: TargetInput): Target | Cli.UsageError => {
-  const name = present("name", input.name)
+const target = (values: ReadonlyMap<string, string>): Target | Cli.UsageError => {
+  const name = values.get("--name")
   if (name === undefined) return Cli.usageError("--name is required")
-  if (typeof name === "object") return name
   if (!namePattern.test(name)) {
     return Cli.usageError(
       `--name ${JSON.stringify(name)}: use 1-64 letters, digits, '.', '_' or '-'`,
     )
   }
-  const addressText = present("address", input.address)
-  if (typeof addressText === "object") return addressText
-  const portText = present("port", input.port)
-  if (typeof portText === "object") return portText
-  const secretPath = present("secret", input.secret)
-  if (typeof secretPath === "object") return secretPath
+  const addressText = values.get("--address")
+  const portText = values.get("--port")
   if (addressText !== undefined && portText !== undefined) {
     return Cli.usageError("--address and --port exclude each other")
   }
@@ -150,7 +122,36 @@ const target = (input: TargetInput): Target | Cli.UsageError => {
       return Cli.usageError(`--port ${portText}: expected an integer from 1 to 65535`)
     address = Address.tcp("127.0.0.1", port)
   }
-  return { name, address, secretPath }
+  return { name, address, secretPath: values.get("--secret") }
+}
+
+/** A run: the target, its slots and the command after `--`. */
+const runOf = (
+  values: ReadonlyMap<string, string>,
+  command: ReadonlyArray<string> | undefined,
+): Invocation => {
+  const chosen = target(values)
+  if ("_tag" in chosen) return chosen
+  const slotsText = values.get("--slots")
+  const slots = slotsText === undefined ? 1 : parseInteger(slotsText, 1, slotsMax)
+  if (slots === undefined) {
+    return Cli.usageError(`--slots ${slotsText}: expected an integer from 1 to ${slotsMax}`)
+  }
+  const [file, ...args] = command ?? []
+  if (file === undefined || file === "") return Cli.usageError("no command: give it after --")
+  return { _tag: "Run", target: chosen, slots, command: [file, ...args] }
+}
+
+/** A status query: the target, and no command. */
+const statusOf = (
+  values: ReadonlyMap<string, string>,
+  json: boolean,
+  command: ReadonlyArray<string> | undefined,
+): Invocation => {
+  const chosen = target(values)
+  if ("_tag" in chosen) return chosen
+  if (command !== undefined) return Cli.usageError("status takes no command")
+  return { _tag: "Status", target: chosen, json }
 }
 
 /**
@@ -159,51 +160,22 @@ const target = (input: TargetInput): Target | Cli.UsageError => {
  */
 const commandLine = (command: ReadonlyArray<string> | undefined) => {
   const root = Command.make(programName, {
-    slots: Flag.String("slots").pipe(
-      Flag.withMetavar("N"),
-      Flag.withDescription(`how many commands may run at once, 1..${slotsMax} (default 1)`),
-      Flag.optional,
-    ),
+    slots: Cli.text("slots", "N", `how many commands may run at once, 1..${slotsMax} (default 1)`),
   }).pipe(
     Command.withDescription(Cli.description(description)),
     Command.withSharedFlags(targetFlags),
     Command.withHandler((input) => {
-      const chosen = target(input)
-      if ("_tag" in chosen) return Cli.choose(chosen)
-      const slotsText = present("slots", input.slots)
-      if (typeof slotsText === "object") return Cli.choose(slotsText)
-      const slots = slotsText === undefined ? 1 : parseInteger(slotsText, 1, slotsMax)
-      if (slots === undefined) {
-        return Cli.choose(
-          Cli.usageError(`--slots ${slotsText}: expected an integer from 1 to ${slotsMax}`),
-        )
-      }
-      const [file, ...args] = command ?? []
-      if (file === undefined || file === "")
-        return Cli.choose(Cli.usageError("no command: give it after --"))
-      return Cli.choose<Invocation>({
-        _tag: "Run",
-        target: chosen,
-        slots,
-        command: [file, ...args],
-      })
+      const values = Cli.given(input)
+      return Cli.choose(values instanceof Map ? runOf(values, command) : values)
     }),
   )
   const status = Command.make(
     "status",
-    {
-      json: Flag.Boolean("json").pipe(
-        Flag.withDescription("print the registry as JSON"),
-        Flag.withDefault(false),
-      ),
-    },
+    { json: Cli.toggle("json", "print the registry as JSON") },
     ({ json }) =>
       Effect.gen(function* () {
-        const chosen = target(yield* root)
-        if ("_tag" in chosen) return yield* Cli.choose(chosen)
-        if (command !== undefined)
-          return yield* Cli.choose(Cli.usageError("status takes no command"))
-        return yield* Cli.choose<Invocation>({ _tag: "Status", target: chosen, json })
+        const values = Cli.given(yield* root)
+        return yield* Cli.choose(values instanceof Map ? statusOf(values, json, command) : values)
       }),
   ).pipe(
     Command.withDescription(

@@ -122,7 +122,7 @@ export interface Options {
   readonly version?: string
   /**
    * The usage error when the command line names no subcommand of a command that has no
-   * handler of its own (`effect/cli` would print the help).
+   * handler of its own (default `no command given`; `effect/cli` would print the help).
    */
   readonly noCommand?: string
 }
@@ -188,8 +188,8 @@ const environment = (options: Options, answered: { answer?: Answer }) =>
           switch (event._tag) {
             case "Help":
               answered.answer =
-                event.reason === "Implicit" && options.noCommand !== undefined
-                  ? usageError(options.noCommand)
+                event.reason === "Implicit"
+                  ? usageError(options.noCommand ?? "no command given")
                   : { _tag: "Help", text: formatter.formatHelpDoc(event.helpDoc) }
               return
             case "Version":

@@ -59,6 +59,7 @@ describe("Cli.parse", () => {
     expect(message(["greet", "--name", "a", "--name", "b"])).toMatch(/--name/)
     expect(message(["greet", "--name"])).toMatch(/--name/)
     expect(message(["frob"])).toMatch(/frob/)
+    expect(Cli.parse(tool, [])).toEqual({ _tag: "UsageError", message: "no command given" })
   })
 
   it("answers --help without running the handler", () => {

@@ -1,32 +1,18 @@
 /**
  * What the three programs share: their command lines on `effect/cli` (help on stdout, usage
  * errors on stderr with exit code 2), the `--pool` list, the key file or `--insecure`, JSON
- * lines on stdout (logs on stderr), and running until a signal.
+ * lines on stdout (logs on stderr), and running until a signal; what every app does so is
+ * `@understudy/app-kit`'s.
  *
  * @since 0.1.0
  */
+import { Cli, ExitCode, JsonLines, Signals } from "@understudy/app-kit"
 import { ClusterKey } from "@understudy/transport"
-import {
-  Cause,
-  Console,
-  Effect,
-  Fiber,
-  FileSystem,
-  Layer,
-  Logger,
-  type Option,
-  Path,
-  type Redacted,
-  Sink,
-  Stdio,
-  Stream,
-  Terminal,
-} from "effect"
-import { CliError, CliOutput, Command, Flag } from "effect/cli"
-import { ChildProcessSpawner } from "effect/process"
+import { Effect, type Option, type Redacted } from "effect"
+import { type Command, Flag } from "effect/cli"
 
-/** @since 0.1.0 */
-export const exitCode = { ok: 0, failure: 1, usage: 2 } as const
+/** 0 ok, 1 runtime error, 2 bad usage (every app's). @since 0.1.0 */
+export const exitCode = ExitCode
 
 /** A server of the pool: its id, peer endpoint and client endpoint. @since 0.1.0 */
 export interface PoolEntry {
@@ -87,29 +73,17 @@ export const poolSecret = (
     : ClusterKey.readFile(keyFile ?? "pool.key")
 
 /** One JSON object per line on stdout. @since 0.1.0 */
-export const line = (value: Record<string, unknown>): void => {
-  process.stdout.write(`${JSON.stringify({ ...value, wallMs: Date.now() })}\n`)
-}
+export const line = JsonLines.line
 
 /** Logs go to stderr, so stdout holds only JSON lines. @since 0.1.0 */
-export const stderrLogger = Logger.layer([Logger.withConsoleError(Logger.formatLogFmt)])
+export const stderrLogger = JsonLines.stderrLogger
+
+/** The program `runCommand` runs, which names it in a failure's message. */
+let programName = "license-pool"
 
 /** Runs until the program ends or SIGINT / SIGTERM interrupts it. @since 0.1.0 */
 export const runUntilSignal = (program: Effect.Effect<number, unknown>): Promise<number> =>
-  new Promise((resolve) => {
-    const fiber = Effect.runFork(program.pipe(Effect.provide(stderrLogger)))
-    const stop = () => Effect.runFork(Fiber.interrupt(fiber))
-    process.once("SIGINT", stop)
-    process.once("SIGTERM", stop)
-    fiber.addObserver((exit) => {
-      if (exit._tag === "Success") resolve(exit.value)
-      else if (Cause.hasInterruptsOnly(exit.cause)) resolve(exitCode.ok)
-      else {
-        process.stderr.write(`${Cause.pretty(exit.cause)}\n`)
-        resolve(exitCode.failure)
-      }
-    })
-  })
+  Signals.runUntilSignal(program, { program: programName })
 
 /** The flags every program that talks to the pool has. @since 0.1.0 */
 export const poolFlags = {
@@ -161,54 +135,6 @@ export function textFlag(
 }
 
 /**
- * Only what parsing a command line needs of the platform: its arguments, the terminal's
- * width for the help; no files, terminal input or child processes (no flag reads a file or
- * prompts).
- */
-const cliEnvironment = (program: string, args: ReadonlyArray<string>) =>
-  Layer.mergeAll(
-    FileSystem.layerNoop({}),
-    Path.layer,
-    Layer.succeed(
-      Stdio.Stdio,
-      Stdio.make({
-        args: Effect.succeed(args),
-        stdout: () => Sink.drain,
-        stderr: () => Sink.drain,
-        stdin: Stream.empty,
-      }),
-    ),
-    Layer.succeed(
-      Terminal.Terminal,
-      Terminal.make({
-        columns: Effect.succeed(process.stdout.columns ?? 100),
-        rows: Effect.succeed(process.stdout.rows ?? 24),
-        size: Effect.die("no terminal size"),
-        readInput: Effect.die("no terminal input"),
-        readLine: Effect.die("no terminal input"),
-        display: (text) => Effect.sync(() => void process.stdout.write(text)),
-      }),
-    ),
-    Layer.succeed(
-      ChildProcessSpawner.ChildProcessSpawner,
-      ChildProcessSpawner.make(() => Effect.die("no child processes")),
-    ),
-    CliOutput.layer(CliOutput.defaultFormatter({ colors: false })),
-    // Usage errors go to stderr (stdout holds only help or JSON lines), with a hint.
-    CliOutput.layerPresenter({
-      present: (event) =>
-        event._tag === "InvalidInvocation"
-          ? Effect.gen(function* () {
-              const formatter = yield* CliOutput.Formatter
-              yield* Console.error(
-                `${formatter.formatErrors(event.errors)}\nTry '${program} --help'.`,
-              )
-            })
-          : CliOutput.defaultPresenter.present(event),
-    }),
-  )
-
-/**
  * Parses `args` with `command` (whose handler fills `chosen`), then runs what it chose.
  * `--help` prints the help and exits 0; a usage error prints the error and a hint on stderr
  * and exits 2.
@@ -221,22 +147,12 @@ export const runCommand = async <Name extends string, Input, ContextInput>(
   chosen: Chosen,
   args: ReadonlyArray<string> = process.argv.slice(2),
 ): Promise<number> => {
-  const parsed = await Effect.runPromiseExit(
-    Command.runWith(command, { version: "0.1.0" })(args).pipe(
-      Effect.provide(cliEnvironment(program, args)),
-    ),
-  )
-  if (parsed._tag === "Failure") {
-    const error = Cause.squash(parsed.cause)
-    if (CliError.isCliError(error)) return exitCode.usage
-    process.stderr.write(`${program}: ${Cause.pretty(parsed.cause)}\n`)
-    return exitCode.failure
-  }
+  programName = program
+  const answered = Cli.parse<undefined>(command, args, { version: "0.1.0" })
+  if (answered !== undefined) return Cli.answer(program, answered)
   return chosen.run === undefined ? exitCode.ok : chosen.run()
 }
 
 /** Prints a usage error and returns the exit code. @since 0.1.0 */
-export const usageError = (program: string, message: string): number => {
-  process.stderr.write(`${program}: ${message}\nTry '${program} --help'.\n`)
-  return exitCode.usage
-}
+export const usageError = (program: string, message: string): number =>
+  Cli.answer(program, Cli.usageError(message))

@@ -278,21 +278,18 @@ const flags = {
 }
 
 /** A subcommand with the flags it takes; its handler checks them together. */
-const subcommand = <const Names extends ReadonlyArray<keyof typeof flags>>(
+const subcommand = (
   name: string,
-  names: Names,
+  names: ReadonlyArray<keyof typeof flags>,
   description: string,
-) =>
-  Command.make(
-    name,
-    Object.fromEntries(names.map((flag) => [flag, flags[flag]])) as {
-      readonly [K in Names[number]]: (typeof flags)[K]
-    },
-    (input) => {
-      const values = Cli.given(input as Record<string, never>)
-      return Cli.choose(values instanceof Map ? check(name, values) : values)
-    },
-  ).pipe(Command.withDescription(description))
+) => {
+  const taken: Record<string, (typeof flags)[keyof typeof flags]> = {}
+  for (const flag of names) taken[flag] = flags[flag]
+  return Command.make(name, taken, (input) => {
+    const values = Cli.given(input)
+    return Cli.choose(values instanceof Map ? check(name, values) : values)
+  }).pipe(Command.withDescription(description))
+}
 
 const parseStore = (text: string | undefined, flag: string): Address.StreamAddress | string => {
   if (text === undefined) return `${flag} is required`
