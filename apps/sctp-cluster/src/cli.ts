@@ -1,12 +1,14 @@
 /**
- * The command line of `sctp-cluster`, parsed by hand: a pure function from argv to what to
- * do, so every flag and every error is unit tested without a process.
+ * The command line of `sctp-cluster`, on `effect/cli`: `parse` is a pure function from argv
+ * to what to do, so every flag and every error is unit tested without a process.
  *
  * @since 0.1.0
  */
 import { isIP } from "node:net"
+import { Cli } from "@understudy/app-kit"
 import { type Cluster, Replication } from "@understudy/multihome"
 import { Address } from "@understudy/transport"
+import { Command } from "effect/cli"
 
 /** The application a node runs. @since 0.1.0 @category models */
 export type ServiceName = "echo" | "discard" | "sink"
@@ -63,7 +65,7 @@ export type StoreLocation =
 
 /** @since 0.1.0 @category models */
 export type Invocation =
-  | { readonly _tag: "Help" }
+  | Cli.Answer
   | NodeInvocation
   | { readonly _tag: "Status"; readonly status: Address.StreamAddress; readonly json: boolean }
   | {
@@ -80,7 +82,6 @@ export type Invocation =
       readonly clusterKeyFile: string | undefined
     }
   | { readonly _tag: "Keygen"; readonly out: string }
-  | { readonly _tag: "UsageError"; readonly message: string }
 
 /** @since 0.1.0 */
 export const programName = "sctp-cluster"
@@ -163,7 +164,7 @@ keygen   writes a new random cluster key to --out (mode 0600; never over an exis
 
 Exit codes: 0 ok; 1 runtime error; 2 bad usage.`
 
-const fail = (message: string): Invocation => ({ _tag: "UsageError", message })
+const fail = Cli.usageError
 
 const parseInteger = (text: string, min: number, max: number): number | undefined => {
   if (!/^\d+$/.test(text)) return undefined
@@ -184,38 +185,80 @@ export const parseStreamAddress = (text: string): Address.StreamAddress | string
   return parsed instanceof Address.InvalidAddress ? parsed.reason : parsed
 }
 
-/** The flags each command takes. */
-const allowed: Record<string, ReadonlySet<string>> = {
-  node: new Set([
-    "--role",
-    "--addresses",
-    "--policy",
-    "--port",
-    "--udp-port",
-    "--link",
-    "--service",
-    "--status",
-    "--store",
-    "--fence-lease-ms",
-    "--standby-link",
-    "--failover",
-    "--takeover-interface",
-    "--cluster-key-file",
-    "--insecure",
-  ]),
-  status: new Set(["--status", "--json"]),
-  handover: new Set(["--status", "--cluster-key-file", "--insecure"]),
-  store: new Set(["--listen", "--cluster-key-file", "--insecure"]),
-  keygen: new Set(["--out"]),
+const flags = {
+  role: Cli.text("role", "primary|secondary", "which node this is (required)"),
+  addresses: Cli.text(
+    "addresses",
+    "PRIMARY_IP,SECONDARY_IP",
+    "the endpoint's two addresses, the primary's first (required)",
+  ),
+  policy: Cli.text(
+    "policy",
+    "POLICY",
+    "every-update | interval[:MS] | on-event[:EVENTS] | on-impending-failure | state-node (required)",
+  ),
+  port: Cli.text("port", "7", `SCTP port of the endpoint (default ${defaultSctpPort})`),
+  "udp-port": Cli.text(
+    "udp-port",
+    "9900",
+    `UDP encapsulation port on this node's address (default ${defaultUdpPort})`,
+  ),
+  link: Cli.text(
+    "link",
+    "tcp://HOST:PORT",
+    "the intra-cluster link (default tcp://SECONDARY_IP:UDP_PORT)",
+  ),
+  service: Cli.text("service", "echo|discard|sink", "what the endpoint serves (default echo)"),
+  status: Cli.text("status", "tcp://HOST:PORT | unix:///PATH | /PATH", "where GET /status answers"),
+  store: Cli.text(
+    "store",
+    "tcp://HOST:PORT | etcd://HOST:PORT",
+    "a 'sctp-cluster store' or an etcd member (state-node, --fence-lease-ms)",
+  ),
+  "fence-lease-ms": Cli.text(
+    "fence-lease-ms",
+    "MS",
+    "fence the role in --store with a lease this long",
+  ),
+  "standby-link": Cli.text(
+    "standby-link",
+    "tcp://HOST:PORT",
+    "(secondary) where a rejoining node listens, once this one took over",
+  ),
+  failover: Cli.text(
+    "failover",
+    "asconf|takeover|both|none",
+    "how the peer's traffic reaches the node that took over (default both)",
+  ),
+  "takeover-interface": Cli.text(
+    "takeover-interface",
+    "IFACE",
+    "takeover across hosts: the interface the dead node's address is added to",
+  ),
+  "cluster-key-file": Cli.text(
+    "cluster-key-file",
+    "FILE",
+    "the cluster key (from keygen) that authenticates the link and the store",
+  ),
+  insecure: Cli.toggle("insecure", "run the link and the store unauthenticated"),
+  json: Cli.toggle("json", "print the raw status"),
+  listen: Cli.text("listen", "tcp://HOST:PORT", "where the store server listens"),
+  out: Cli.text("out", "FILE", "where keygen writes the key"),
 }
 
-const booleanFlags = new Set(["--json", "--insecure"])
-
-const flagsWithValue = new Set(
-  Object.values(allowed)
-    .flatMap((flags) => [...flags])
-    .filter((flag) => !booleanFlags.has(flag)),
-)
+/** A subcommand with the flags it takes; its handler checks them together. */
+const subcommand = (
+  name: string,
+  names: ReadonlyArray<keyof typeof flags>,
+  description: string,
+) => {
+  const taken: Record<string, (typeof flags)[keyof typeof flags]> = {}
+  for (const flag of names) taken[flag] = flags[flag]
+  return Command.make(name, taken, (input) => {
+    const values = Cli.given(input)
+    return Cli.choose(values instanceof Map ? check(name, values) : values)
+  }).pipe(Command.withDescription(description))
+}
 
 const services: ReadonlyArray<ServiceName> = ["echo", "discard", "sink"]
 
@@ -350,6 +393,49 @@ const keyFlags = (values: ReadonlyMap<string, string>): string | undefined | Inv
   return file
 }
 
+const commandLine = Command.make(programName).pipe(
+  Command.withDescription(Cli.description(usage)),
+  Command.withSubcommands([
+    subcommand(
+      "node",
+      [
+        "role",
+        "addresses",
+        "policy",
+        "port",
+        "udp-port",
+        "link",
+        "service",
+        "status",
+        "store",
+        "fence-lease-ms",
+        "standby-link",
+        "failover",
+        "takeover-interface",
+        "cluster-key-file",
+        "insecure",
+      ],
+      "Runs one node of a two-node SCTP endpoint",
+    ),
+    subcommand(
+      "status",
+      ["status", "json"],
+      "Prints the node's role, link, replication lag and associations",
+    ),
+    subcommand(
+      "handover",
+      ["status", "cluster-key-file", "insecure"],
+      "Asks the primary for a planned handover to the secondary",
+    ),
+    subcommand(
+      "store",
+      ["listen", "cluster-key-file", "insecure"],
+      "Runs a store server over memory: the third node of the state-node policy",
+    ),
+    subcommand("keygen", ["out"], "Writes a new random cluster key (mode 0600)"),
+  ]),
+)
+
 /**
  * Parses the arguments after the program name. Never throws: bad input is a `UsageError`
  * whose message says what is wrong.
@@ -357,37 +443,13 @@ const keyFlags = (values: ReadonlyMap<string, string>): string | undefined | Inv
  * @since 0.1.0
  * @category parsing
  */
-export const parse = (argv: ReadonlyArray<string>): Invocation => {
-  if (argv.includes("--help") || argv.includes("-h")) return { _tag: "Help" }
-  const [command, ...rest] = argv
-  if (command === undefined) return fail("no command: node, status, handover, store or keygen")
-  const accepted = allowed[command]
-  if (accepted === undefined) return fail(`unknown command ${JSON.stringify(command)}`)
-  const values = new Map<string, string>()
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i]!
-    const equals = arg.indexOf("=")
-    const flag = arg.startsWith("--") && equals > 0 ? arg.slice(0, equals) : arg
-    const isBoolean = booleanFlags.has(flag)
-    if (!flagsWithValue.has(flag) && !isBoolean) {
-      return fail(
-        arg.startsWith("-")
-          ? `unknown option ${JSON.stringify(flag)}`
-          : `unexpected argument ${JSON.stringify(arg)}`,
-      )
-    }
-    if (!accepted.has(flag)) return fail(`${command} takes no ${flag}`)
-    if (values.has(flag)) return fail(`${flag} given twice`)
-    if (isBoolean) {
-      if (flag !== arg) return fail(`${flag} takes no value`)
-      values.set(flag, "true")
-      continue
-    }
-    const value = flag !== arg ? arg.slice(equals + 1) : rest[++i]
-    if (value === undefined || value === "") return fail(`${flag} needs a value`)
-    values.set(flag, value)
-  }
+export const parse = (argv: ReadonlyArray<string>): Invocation =>
+  Cli.parse<Invocation>(commandLine, argv, {
+    noCommand: "no command: node, status, handover, store or keygen",
+  })
 
+/** The flags of `command`, checked together. */
+const check = (command: string, values: ReadonlyMap<string, string>): Invocation => {
   switch (command) {
     case "status": {
       const status = addressFlag(values, "--status")

@@ -4,20 +4,19 @@
  *
  * @since 0.1.0
  */
+import { ExitCode, JsonLines, Signals } from "@understudy/app-kit"
 import { ClusterKey } from "@understudy/transport"
-import { Cause, Deferred, Effect, Fiber, Logger, type Redacted } from "effect"
+import { type Deferred, Effect, type Redacted } from "effect"
 import { programName } from "./cli.ts"
 
-/** @since 0.1.0 */
-export const exitCode = { ok: 0, failure: 1, usage: 2 } as const
+/** 0 ok, 1 runtime error, 2 bad usage (every app's). @since 0.1.0 */
+export const exitCode = ExitCode
 
 /** One JSON object per line on stdout: what tests and the showcase read. @since 0.1.0 */
-export const line = (value: Record<string, unknown>): void => {
-  process.stdout.write(`${JSON.stringify({ ...value, wallMs: Date.now() })}\n`)
-}
+export const line = JsonLines.line
 
 /** Logs go to stderr, so stdout holds only JSON lines. @since 0.1.0 */
-export const stderrLogger = Logger.layer([Logger.withConsoleError(Logger.formatLogFmt)])
+export const stderrLogger = JsonLines.stderrLogger
 
 /**
  * The cluster key of `--cluster-key-file` (refused when others may read it), or, without
@@ -43,7 +42,7 @@ export const clusterKeyOf = (
  * What asked a long-running command to stop (`HandedOver`: a primary's planned handover is
  * done). @since 0.1.0 @category models
  */
-export type StopReason = "SIGTERM" | "SIGINT" | "StdinClosed" | "HandedOver"
+export type StopReason = Signals.SignalReason | "HandedOver"
 
 /**
  * Runs a long-lived command. The first SIGTERM / SIGINT (or, with
@@ -56,27 +55,9 @@ export type StopReason = "SIGTERM" | "SIGINT" | "StdinClosed" | "HandedOver"
 export const runUntilSignal = (
   program: (stop: Deferred.Deferred<StopReason>) => Effect.Effect<number, unknown>,
 ): Promise<number> =>
-  new Promise((resolve) => {
-    const stop = Deferred.makeUnsafe<StopReason>()
-    const fiber = Effect.runFork(program(stop).pipe(Effect.provide(stderrLogger)))
-    let signals = 0
-    const onStop = (reason: StopReason) => () => {
-      signals++
-      if (signals === 1) Deferred.doneUnsafe(stop, Effect.succeed(reason))
-      else Effect.runFork(Fiber.interrupt(fiber))
-    }
-    process.on("SIGINT", onStop("SIGINT"))
-    process.on("SIGTERM", onStop("SIGTERM"))
-    if (process.env.SCTP_CLUSTER_EXIT_ON_STDIN_EOF === "1") {
-      process.stdin.on("end", onStop("StdinClosed"))
-      process.stdin.on("error", onStop("StdinClosed"))
-      process.stdin.resume()
-    }
-    fiber.addObserver((exit) => {
-      if (exit._tag === "Success") resolve(exit.value)
-      else if (Cause.hasInterruptsOnly(exit.cause)) resolve(exitCode.ok)
-      else resolve(reportFailure(exit.cause))
-    })
+  Signals.runUntilStopped<StopReason>(program, {
+    program: programName,
+    stdinEofVariable: "SCTP_CLUSTER_EXIT_ON_STDIN_EOF",
   })
 
 /**
@@ -85,14 +66,4 @@ export const runUntilSignal = (
  * @since 0.1.0
  */
 export const runToEnd = (program: Effect.Effect<number, unknown>): Promise<number> =>
-  Effect.runPromiseExit(program.pipe(Effect.provide(stderrLogger))).then((exit) =>
-    exit._tag === "Success" ? exit.value : reportFailure(exit.cause),
-  )
-
-const reportFailure = (cause: Cause.Cause<unknown>): number => {
-  const error = Cause.squash(cause)
-  process.stderr.write(
-    `${programName}: ${error instanceof Error ? error.message : Cause.pretty(cause)}\n`,
-  )
-  return exitCode.failure
-}
+  Signals.runToEnd(program, { program: programName })

@@ -6,9 +6,10 @@
  *
  * @since 0.1.0
  */
+import { Cli } from "@understudy/app-kit"
 import { ClusterKey, Observability } from "@understudy/transport"
 import { Effect } from "effect"
-import { type Invocation, parse, programName, usage } from "./cli.ts"
+import { type Invocation, parse, programName } from "./cli.ts"
 import { exitCode, runToEnd, runUntilSignal } from "./common.ts"
 import { handover } from "./handover.ts"
 import { node } from "./node.ts"
@@ -18,7 +19,7 @@ import { store } from "./store.ts"
 // --metrics and --otlp are every app's, parsed once for all of them.
 const taken = Observability.takeFlags(process.argv.slice(2))
 const invocation: Invocation =
-  taken._tag === "Taken" ? parse(taken.argv) : { _tag: "UsageError", message: taken.message }
+  taken._tag === "Taken" ? parse(taken.argv) : Cli.usageError(taken.message)
 const observed = Effect.provide(
   Observability.layer(taken._tag === "Taken" ? taken.flags : Observability.none, programName),
 )
@@ -26,11 +27,9 @@ const observed = Effect.provide(
 const main = async (): Promise<number> => {
   switch (invocation._tag) {
     case "Help":
-      process.stdout.write(`${usage}\n\nnode and store also take:\n${Observability.usage}\n`)
-      return exitCode.ok
+    case "Version":
     case "UsageError":
-      process.stderr.write(`${programName}: ${invocation.message}\nTry '${programName} --help'.\n`)
-      return exitCode.usage
+      return Cli.answer(programName, invocation)
     case "Node":
       return runUntilSignal((stop) => node(invocation, stop).pipe(observed))
     case "Store":
@@ -51,12 +50,4 @@ const main = async (): Promise<number> => {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(
-      `${programName}: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    )
-    process.exit(70)
-  },
-)
+Cli.exitWith(programName, main)
