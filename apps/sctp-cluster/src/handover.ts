@@ -13,7 +13,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto"
 import * as http from "node:http"
 import type { Cluster } from "@understudy/multihome"
 import { Address } from "@understudy/transport"
-import { Data, Effect, Redacted } from "effect"
+import { Clock, Effect, Redacted, Schema } from "effect"
 import type { Invocation } from "./cli.ts"
 import { clusterKeyOf, exitCode, line } from "./common.ts"
 
@@ -67,19 +67,31 @@ export const verifier = (key: Uint8Array) => {
  * @since 0.1.0
  * @category errors
  */
-export class HandOverFailed extends Data.TaggedError("HandOverFailed")<{
-  readonly address: string
-  readonly detail: string
-}> {
+export class HandOverFailed extends Schema.TaggedError<HandOverFailed>()("HandOverFailed", {
+  address: Schema.String,
+  detail: Schema.String,
+}) {
   override get message(): string {
     return `no handover by ${this.address}: ${this.detail}`
   }
 }
 
-/** `POST /handover` to a node; its answer (the handover's report). @since 0.1.0 */
+/**
+ * `POST /handover` to a node, signed at the time of the Effect's `Clock`; its answer (the
+ * handover's report).
+ *
+ * @since 0.1.0
+ */
 export const requestHandOver = (
   address: Address.StreamAddress,
   key: Redacted.Redacted<Uint8Array> | undefined,
+): Effect.Effect<Cluster.HandOverReport, HandOverFailed> =>
+  Effect.flatMap(Clock.currentTimeMillis, (nowMs) => request(address, key, nowMs))
+
+const request = (
+  address: Address.StreamAddress,
+  key: Redacted.Redacted<Uint8Array> | undefined,
+  nowMs: number,
 ): Effect.Effect<Cluster.HandOverReport, HandOverFailed> =>
   Effect.callback<Cluster.HandOverReport, HandOverFailed>((resume) => {
     const failWith = (detail: string) =>
@@ -89,7 +101,7 @@ export const requestHandOver = (
         ? { host: address.host, port: address.port }
         : { socketPath: address.abstract ? `\0${address.path}` : address.path }
     const headers: Record<string, string> = { connection: "close", "content-length": "0" }
-    if (key !== undefined) headers[authHeader] = sign(Redacted.value(key), Date.now())
+    if (key !== undefined) headers[authHeader] = sign(Redacted.value(key), nowMs)
     const request = http.request(
       { ...target, method: "POST", path: "/handover", timeout: requestTimeoutMs, headers },
       (response) => {

@@ -14,6 +14,7 @@ import { Cluster, Replication } from "@understudy/multihome"
 import { RemoteStore, Store } from "@understudy/store"
 import { Address, NodeDatagram, NodeTransport } from "@understudy/transport"
 import {
+  Clock,
   Context,
   Deferred,
   Duration,
@@ -61,15 +62,16 @@ export interface HandOverRoute {
   readonly done: (report: Cluster.HandOverReport) => void
 }
 
-/** Answers `POST /handover` (see {@link HandOverRoute}). */
+/** Answers `POST /handover` (see {@link HandOverRoute}), checked at `nowMs`. */
 const serveHandOver = (
   route: HandOverRoute,
   request: http.IncomingMessage,
   response: http.ServerResponse,
+  nowMs: number,
 ) => {
   request.resume()
   const header = request.headers[Handover.authHeader]
-  const refused = route.verify?.(typeof header === "string" ? header : undefined, Date.now())
+  const refused = route.verify?.(typeof header === "string" ? header : undefined, nowMs)
   if (refused !== undefined) return reply(response, 401, { error: "Unauthorized", detail: refused })
   void Effect.runPromise(
     Effect.match(route.run, {
@@ -96,10 +98,12 @@ export const serveStatus = (
   handOver?: HandOverRoute,
 ): Effect.Effect<Address.StreamAddress, Cluster.ClusterError, Scope.Scope> =>
   Effect.gen(function* () {
+    // The handler runs outside any Effect: it reads the time of the Effect's clock.
+    const clock = yield* Clock.Clock
     const server = http.createServer((request, response) => {
       const path = new URL(request.url ?? "/", "http://localhost").pathname
       if (request.method === "POST" && path === "/handover" && handOver !== undefined) {
-        return serveHandOver(handOver, request, response)
+        return serveHandOver(handOver, request, response, clock.currentTimeMillisUnsafe())
       }
       if (request.method !== "GET" || path !== "/status") {
         reply(response, 404, { error: "NotFound", path })

@@ -6,7 +6,7 @@
  */
 import * as http from "node:http"
 import { Address } from "@understudy/transport"
-import { Data, Effect } from "effect"
+import { Effect, Schema } from "effect"
 import type { Invocation } from "./cli.ts"
 import { exitCode } from "./common.ts"
 import { formatStatus, type StatusReport } from "./report.ts"
@@ -23,10 +23,10 @@ const responseBytesMax = 4 * 1024 * 1024
  * @since 0.1.0
  * @category errors
  */
-export class StatusUnavailable extends Data.TaggedError("StatusUnavailable")<{
-  readonly address: string
-  readonly detail: string
-}> {
+export class StatusUnavailable extends Schema.TaggedError<StatusUnavailable>()(
+  "StatusUnavailable",
+  { address: Schema.String, detail: Schema.String },
+) {
   override get message(): string {
     return `no status from ${this.address}: ${this.detail}`
   }

@@ -53,17 +53,8 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
 
     // 50 lines a second, as the issue's user did, until 30 lines after the switch (at most
     // 1,500 lines: 30 s).
-    let total = 1_500
-    let written = 0
-    const stream = setInterval(() => {
-      if (written < total) client.write(`n ${++written}\n`)
-    }, 20)
+    const stream = await App.streamLines(client, 1_500, 20)
     try {
-      await App.eventually(
-        "the first echoes",
-        () => (App.echoed(client.stdout()).length >= 20 ? true : undefined),
-        20_000,
-      )
       primary.kill("SIGKILL")
       await primary.exit()
       // The dead node's UDP address, now ours: whatever the client still sends there.
@@ -78,11 +69,12 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
 
       await client.waitFor(/Peer address 127\.0\.0\.3 is now SCTP_ADDR_MADE_PRIM/, 20_000)
       // Lines written from here on are new DATA sent after the client took the ASCONF.
-      const writtenBeforeSwitch = written
-      total = Math.min(total, written + 30)
+      const writtenBeforeSwitch = stream.written()
+      stream.limitTo(writtenBeforeSwitch + 30)
+      const total = stream.total()
       await App.eventually(
         "every line written",
-        () => (written >= total ? true : undefined),
+        () => (stream.written() >= total ? true : undefined),
         20_000,
       )
       await App.eventually(
@@ -95,7 +87,7 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
       const toDeadAddress = arrived.flatMap((datagram) => datagram.lines)
       expect(toDeadAddress.filter((line) => line > writtenBeforeSwitch)).toEqual([])
     } finally {
-      clearInterval(stream)
+      stream.stop()
     }
     expect(client.output()).not.toMatch(failureNotice)
     expect(client.child.exitCode).toBeNull()

@@ -6,8 +6,13 @@
  * a DATA chunk twice (no retransmission at all). The request is signed with the cluster key:
  * an unsigned one is refused and changes nothing.
  */
+import * as http from "node:http"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { sign, verifier } from "../src/handover.ts"
+import { Address } from "@understudy/transport"
+import { Effect, Redacted } from "effect"
+import { TestClock } from "effect/testing"
+import { authHeader, requestHandOver, sign, verifier } from "../src/handover.ts"
+import { serveStatus } from "../src/node.ts"
 import * as Capture from "./support/capture.ts"
 import * as App from "./support.ts"
 
@@ -22,6 +27,30 @@ const dataTsns = (datagrams: ReadonlyArray<Capture.Datagram>, srcPort: number) =
     .flatMap((datagram) =>
       datagram.chunks.filter((chunk) => chunk.type === Capture.chunkType.data).map((c) => c.value!),
     )
+
+/** `POST /handover` with `header` as its signature: the status code and body. */
+const post = (address: Address.StreamAddress, header: string) =>
+  new Promise<{ readonly status: number | undefined; readonly body: string }>((resolve, reject) => {
+    if (address._tag !== "Tcp") return reject(new Error("a TCP status address"))
+    const request = http.request(
+      {
+        host: address.host,
+        port: address.port,
+        method: "POST",
+        path: "/handover",
+        headers: { [authHeader]: header, connection: "close", "content-length": "0" },
+      },
+      (response) => {
+        const chunks: Array<Buffer> = []
+        response.on("data", (chunk: Buffer) => chunks.push(chunk))
+        response.on("end", () =>
+          resolve({ status: response.statusCode, body: Buffer.concat(chunks).toString() }),
+        )
+      },
+    )
+    request.on("error", reject)
+    request.end()
+  })
 
 const repeated = (tsns: ReadonlyArray<number>) =>
   tsns.filter((tsn, index) => tsns.indexOf(tsn) !== index)
@@ -38,6 +67,28 @@ describe("the handover request's signature", () => {
     expect(verify(undefined, 1_000_000)).toContain("no valid")
     expect(verify("1000000.zz.zz", 1_000_000)).toContain("no valid")
   })
+
+  // Both ends read the Effect's clock: a TestClock at 1,000,000 ms (1970) drives the window.
+  it.effect("the request is signed and checked at the Effect's clock", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(1_000_000)
+      const report = { confirmed: true, forwarded: 0, durationMs: 1 }
+      const address = yield* serveStatus(Address.tcp("127.0.0.1", 0), Effect.die("no status"), {
+        run: Effect.succeed(report),
+        verify: verifier(key),
+        done: () => {},
+      })
+      expect(yield* requestHandOver(address, Redacted.make(key))).toEqual(report)
+      // Signed at the wall clock's time: 56 years from the node's.
+      const refused = yield* Effect.promise(() => post(address, sign(key, Date.now())))
+      expect(refused.status).toBe(401)
+      expect(refused.body).toContain("within 30 s")
+      const late = yield* Effect.promise(() => post(address, sign(key, 1_031_000)))
+      expect(late.status).toBe(401)
+      yield* TestClock.adjust(2_000)
+      expect((yield* Effect.promise(() => post(address, sign(key, 1_031_000)))).status).toBe(200)
+    }),
+  )
 })
 
 // A capture needs root (AF_PACKET): the check of "no DATA sent twice" is the point here.
@@ -61,16 +112,8 @@ describe("sctp-cluster handover under usrsctp's client (default timers)", () => 
 
     // 50 lines a second, as a user's stream; the handover mid-stream.
     const total = 150
-    let written = 0
-    const stream = setInterval(() => {
-      if (written < total) client.write(`n ${++written}\n`)
-    }, 20)
+    const stream = await App.streamLines(client, total, 40)
     try {
-      await App.eventually(
-        "the first echoes",
-        () => (App.echoed(client.stdout()).length >= 40 ? true : undefined),
-        20_000,
-      )
       const handover = await App.run([
         "handover",
         "--status",
@@ -95,7 +138,7 @@ describe("sctp-cluster handover under usrsctp's client (default timers)", () => 
       )
       expect(App.echoed(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i + 1))
     } finally {
-      clearInterval(stream)
+      stream.stop()
     }
     await capture.mark("end")
     const datagrams = capture.datagrams()

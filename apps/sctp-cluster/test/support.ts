@@ -185,6 +185,47 @@ export const connectClient = async (
 }
 
 /**
+ * A user's stream: usrsctp's client writes `n 1`, `n 2`, … 50 lines a second, up to `total`
+ * (`limitTo` lowers it), from the call until `stop`; resolves once the first `firstEchoes`
+ * echoes came back (at most 20 s).
+ */
+export const streamLines = async (
+  client: Usrsctp.UsrsctpProcess,
+  total: number,
+  firstEchoes: number,
+): Promise<{
+  readonly written: () => number
+  readonly total: () => number
+  readonly limitTo: (count: number) => void
+  readonly stop: () => void
+}> => {
+  let limit = total
+  let written = 0
+  const timer = setInterval(() => {
+    if (written < limit) client.write(`n ${++written}\n`)
+  }, 20)
+  const stream = {
+    written: () => written,
+    total: () => limit,
+    limitTo: (count: number) => {
+      limit = Math.min(limit, count)
+    },
+    stop: () => clearInterval(timer),
+  }
+  try {
+    await eventually(
+      "the first echoes",
+      () => (echoed(client.stdout()).length >= firstEchoes ? true : undefined),
+      20_000,
+    )
+  } catch (error) {
+    stream.stop()
+    throw error
+  }
+  return stream
+}
+
+/**
  * `send(from, to)` writes `n from` … `n to` to usrsctp's client, 10 ms apart, and waits (at
  * most `timeoutMs`) until `to` echoes arrived.
  */
