@@ -15,13 +15,13 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { Ports } from "@understudy/testkit"
+import { commandPath } from "../apps.ts"
 import { makeGroup, monotonicMs, sleep, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
 
-const script = (name: string) =>
-  fileURLToPath(new URL(`../../../license-pool/src/${name}.ts`, import.meta.url))
+const script = (name: "server" | "client" | "admin") =>
+  commandPath("@understudy/app-license-pool", `license-${name}`)
 
 const seats = 15
 const clientCount = 20

@@ -20,10 +20,11 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { mainPath, nodeArgs } from "@understudy/app-sctp-cluster/src/launch.ts"
+import { nodeArgs } from "@understudy/app-sctp-cluster/launch"
 import { Ports, Usrsctp } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
 import { Effect } from "effect"
+import { commandPath } from "../apps.ts"
 import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
 import { defaultOptions, type Row, type Scenario, type ScenarioContext } from "../Scenario.ts"
 import {
@@ -133,7 +134,7 @@ export const runSctpCluster = async (
       const lines: Array<Line> = []
       const child = group.spawnScript(
         role,
-        mainPath,
+        commandPath("@understudy/app-sctp-cluster", "sctp-cluster"),
         nodeArgs(role, { udpPort, link, keyFile }),
         (text) => {
           const line = parse(text)

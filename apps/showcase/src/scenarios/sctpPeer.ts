@@ -236,7 +236,7 @@ export const startUnderstudyPeer = async (target: Target): Promise<SctpPeer> => 
       host: target.host,
       udpPort: target.udpPort,
       port: target.port,
-      timeoutMs: target.startBoundMs,
+      timeout: target.startBoundMs,
     })
     const echoes: Array<Echo> = []
     const notices: Array<string> = []

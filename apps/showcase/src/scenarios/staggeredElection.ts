@@ -14,15 +14,15 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
-import { apiToken, tokenHeader } from "@understudy/app-server-group/src/common.ts"
+import { apiToken, tokenHeader } from "@understudy/app-server-group/http-token"
 import { Ports } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
 import { Effect, Redacted } from "effect"
+import { commandPath } from "../apps.ts"
 import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
 
-const mainPath = fileURLToPath(new URL("../../../server-group/src/main.ts", import.meta.url))
+const mainPath = commandPath("@understudy/app-server-group", "server-group")
 
 /** @since 0.1.0 @category models */
 export interface Settings {
