@@ -116,6 +116,31 @@ export const given = (
   return values
 }
 
+/** A flag an app checks itself: a text or a toggle. @since 0.1.0 @category flags */
+export type CheckedFlag = Flag.Flag<Option.Option<string>> | Flag.Flag<boolean>
+
+/**
+ * Subcommands over one table of flags: each takes the flags it names, and its handler
+ * chooses what `check` makes of the flags given (by name, as `given` maps them), so the
+ * app checks values and flags together in one place.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const subcommands =
+  <Flags extends Readonly<Record<string, CheckedFlag>>, A>(
+    flags: Flags,
+    check: (command: string, values: ReadonlyMap<string, string>) => A,
+  ) =>
+  (name: string, names: ReadonlyArray<keyof Flags & string>, description: string) => {
+    const taken: Record<string, CheckedFlag> = {}
+    for (const flag of names) taken[flag] = flags[flag]!
+    return Command.make(name, taken, (input) => {
+      const values = given(input)
+      return choose(values instanceof Map ? check(name, values) : values)
+    }).pipe(Command.withDescription(description))
+  }
+
 /** @since 0.1.0 @category models */
 export interface Options {
   /** With a version, `--version` / `-V` prints `NAME VERSION`; without, there is no such flag. */

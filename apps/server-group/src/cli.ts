@@ -277,19 +277,11 @@ const flags = {
   out: Cli.text("out", "FILE", "where keygen writes the key"),
 }
 
-/** A subcommand with the flags it takes; its handler checks them together. */
-const subcommand = (
-  name: string,
-  names: ReadonlyArray<keyof typeof flags>,
-  description: string,
-) => {
-  const taken: Record<string, (typeof flags)[keyof typeof flags]> = {}
-  for (const flag of names) taken[flag] = flags[flag]
-  return Command.make(name, taken, (input) => {
-    const values = Cli.given(input)
-    return Cli.choose(values instanceof Map ? check(name, values) : values)
-  }).pipe(Command.withDescription(description))
-}
+/**
+ * A subcommand with the flags it takes; its handler checks them together (`check`, below:
+ * called through a function, as it is defined later).
+ */
+const subcommand = Cli.subcommands(flags, (command, values) => check(command, values))
 
 const parseStore = (text: string | undefined, flag: string): Address.StreamAddress | string => {
   if (text === undefined) return `${flag} is required`
