@@ -74,6 +74,52 @@ describe("Cli.parse", () => {
   })
 })
 
+describe("Cli.subcommands and Cli.given", () => {
+  const flags = {
+    listen: Cli.text("listen", "ADDRESS", "where to listen"),
+    insecure: Cli.toggle("insecure", "run without a key"),
+    out: Cli.text("out", "FILE", "where to write"),
+  }
+  // The app's check sees the flags given, by name: a toggle as "", an absent flag not at all.
+  const check = (command: string, values: ReadonlyMap<string, string>) => ({
+    _tag: "Checked" as const,
+    command,
+    values: Object.fromEntries(values),
+  })
+  const subcommand = Cli.subcommands(flags, check)
+  const app = Command.make("app").pipe(
+    Command.withSubcommands([
+      subcommand("serve", ["listen", "insecure"], "Serves"),
+      subcommand("keygen", ["out"], "Writes a key"),
+    ]),
+  )
+  const parseApp = (argv: ReadonlyArray<string>) => Cli.parse<ReturnType<typeof check>>(app, argv)
+
+  it("each subcommand takes only the flags it names, checked by the app", () => {
+    expect(parseApp(["serve", "--listen", "tcp://x:1", "--insecure"])).toEqual({
+      _tag: "Checked",
+      command: "serve",
+      values: { "--listen": "tcp://x:1", "--insecure": "" },
+    })
+    expect(parseApp(["serve"])).toEqual({ _tag: "Checked", command: "serve", values: {} })
+    expect(parseApp(["keygen", "--out=k"])).toMatchObject({ values: { "--out": "k" } })
+    expect(parseApp(["keygen", "--insecure"])).toEqual({
+      _tag: "UsageError",
+      message: "Unrecognized flag: --insecure in command app keygen",
+    })
+    const help = parseApp(["serve", "--help"])
+    expect(help._tag === "Help" && help.text).toContain("--listen ADDRESS")
+    expect(help._tag === "Help" && help.text).not.toContain("--out")
+  })
+
+  it("a value given empty is refused as a missing value", () => {
+    expect(parseApp(["serve", "--listen="])).toEqual({
+      _tag: "UsageError",
+      message: "--listen needs a value",
+    })
+  })
+})
+
 describe("Cli.answer", () => {
   it("gives exit code 0 for help and 2 for a usage error", () => {
     const stdout = process.stdout.write
