@@ -24,16 +24,14 @@
  *
  * @since 0.1.0
  */
-import { Address, CloseReason, type Connection, Transport } from "@understudy/transport"
+import { Address, type Connection, Transport } from "@understudy/transport"
 import {
   Clock,
   Context,
   Deferred,
   Effect,
   Exit,
-  Fiber,
   Layer,
-  Option,
   PubSub,
   Random,
   Redacted,
@@ -59,6 +57,7 @@ import {
   preEncode,
   protocolVersion,
 } from "./internal/protocol.ts"
+import * as Subordinate from "./internal/subordinate.ts"
 import * as Supervisor from "./internal/supervisor.ts"
 import * as Machine from "./Machine.ts"
 import * as Metrics from "./Metrics.ts"
@@ -228,7 +227,6 @@ interface PendingAcquire {
 }
 
 type Register = Registry.Register
-type Welcome = Registry.Welcome
 type Refusal = Registry.Refusal
 
 const describeError = (error: unknown): string =>
@@ -308,7 +306,14 @@ export const make = (
       Effect.andThen(Effect.andThen(record(event), logRole(event)), PubSub.publish(events, event))
     const now = Clock.currentTimeMillis
 
-    let role: Role = { _tag: "Electing" }
+    const shared: Subordinate.Shared = {
+      role: { _tag: "Electing" },
+      lastMembers: [],
+      lastSupervisorId: undefined,
+      upstream: undefined,
+      preparedRegistration: undefined,
+      bound: undefined,
+    }
     const firstRole = yield* Deferred.make<void, ElectionError>()
     /** Completed (and replaced) whenever this instance gets a role: wakes waiting requests. */
     let settled = yield* Deferred.make<void>()
@@ -330,10 +335,6 @@ export const make = (
     >()
     const handlers = new Map<string, Handler>()
     const commandHandlers = new Map<string, Handler>()
-    let lastMembers: ReadonlyArray<Member> = []
-    /** The supervisor this instance was last welcomed by. */
-    let lastSupervisorId: string | undefined
-    let upstream: Connection.Connection<Message> | undefined
     const electionScope = yield* Effect.scope
     // A peer that lost the supervisor waits this long for the successor's takeover: the
     // successor notices the loss within its own keep-alive time-out.
@@ -349,10 +350,6 @@ export const make = (
         discard: true,
       }),
     )
-    /** The election address, bound by the successor the moment its supervisor was lost. */
-    let bound:
-      | { readonly scope: Scope.Closeable; readonly listener: Transport.Listener<Message> }
-      | undefined
     let supervisor: Supervisor.Supervising | undefined
     let counter = 0
     const nextId = () => `${instanceId}:${++counter}`
@@ -389,81 +386,6 @@ export const make = (
         { discard: true },
       ).pipe(Effect.tap(() => (lost.length === 0 ? Effect.void : Effect.sync(prepareRegistration))))
 
-    // ---- cut off: permits held while no supervisor has them ---------------------------
-
-    /**
-     * Gives up this instance's permits at its deadline, unless a supervisor takes them back
-     * first (`welcomedBack`). Safety: the supervisor that lost this instance keeps its
-     * permits for `graceMs` from when it noticed the loss, which is after the last thing it
-     * sent, which arrived after `lastHeardAtMs` (a lower bound of the arrival, not the time
-     * it was read: a holder starved of CPU, or whose link back-pressure paused, reads late,
-     * and would otherwise keep its permits past their regrant); a successor freezes its
-     * grants for `graceMs` from its takeover, which is after its predecessor died, so after
-     * that too. The deadline, `lastHeardAtMs + graceMs - keepAlive.intervalMs`, is before
-     * either regrants, by the interval: room for this process to be late waking up.
-     */
-    let cutOff: Fiber.Fiber<void> | undefined
-    /** Adds the permits of `holdings` to a count per resource. */
-    const countPermits = (into: Map<string, number>, holdings: ReadonlyArray<Holding>) => {
-      for (const { resource, permits } of holdings) {
-        into.set(resource, (into.get(resource) ?? 0) + permits)
-      }
-    }
-    /**
-     * Permits given up while no supervisor had them (at the deadline, or released while
-     * electing): a registration in flight may still claim them.
-     */
-    const abandoned = new Map<string, number>()
-    const cutOffFrom = (connection: Connection.Connection<Message>) =>
-      Effect.gen(function* () {
-        // An earlier deadline still runs: a registration since did not take the permits.
-        // Set even if nothing is held yet: a grant read just before the close may still be
-        // on its way to the acquirer.
-        if (cutOff !== undefined) return
-        const deadlineMs =
-          (yield* connection.lastHeardAtMs) + graceMs - connectionOptions.keepAlive.intervalMs
-        cutOff = yield* Effect.forkIn(
-          Effect.gen(function* () {
-            yield* Effect.sleep(Math.max(0, deadlineMs - (yield* now)))
-            cutOff = undefined
-            const lost = holdings()
-            countPermits(abandoned, lost)
-            yield* losePermits(lost)
-          }),
-          electionScope,
-        )
-      })
-
-    /** A supervisor took this instance's holdings back: the deadline is off. */
-    const cancelDeadline = Effect.suspend(() => {
-      const deadline = cutOff
-      cutOff = undefined
-      return deadline === undefined ? Effect.void : Fiber.interrupt(deadline)
-    })
-
-    /**
-     * A supervisor has this instance's holdings again, as `claimed` by its registration
-     * minus what it answered lost: the deadline is off, and permits given up meanwhile that
-     * the registration still claimed are handed back.
-     */
-    const welcomedBack = (
-      claimed: ReadonlyArray<Holding>,
-      lostHere: ReadonlyMap<string, number>,
-      send: (message: Message) => Effect.Effect<void>,
-    ) =>
-      Effect.gen(function* () {
-        yield* cancelDeadline
-        for (const [resource, permits] of abandoned) {
-          const kept =
-            (claimed.find((h) => h.resource === resource)?.permits ?? 0) -
-            (lostHere.get(resource) ?? 0)
-          for (let i = 0; i < Math.min(permits, kept); i++) {
-            yield* send({ _tag: "Release", resource })
-          }
-        }
-        abandoned.clear()
-      })
-
     const runHandler = (
       table: Map<string, Handler>,
       name: string,
@@ -481,11 +403,13 @@ export const make = (
 
     /** Who may hold permits besides this instance, from the last registry it had. */
     const previousSubordinates = (): Array<string> =>
-      Registry.previousSubordinates(lastMembers, instanceId, lastSupervisorId)
+      Registry.previousSubordinates(shared.lastMembers, instanceId, shared.lastSupervisorId)
 
     /** The last registry from another supervisor, for a Register. */
     const previousRegistry = (): { previous?: ReadonlyArray<string> } =>
-      Registry.sawRegistry(lastMembers, instanceId) ? { previous: previousSubordinates() } : {}
+      Registry.sawRegistry(shared.lastMembers, instanceId)
+        ? { previous: previousSubordinates() }
+        : {}
 
     /** This instance's registration as of now: identity, holdings and the last registry. */
     const registerMessage = (): Register => ({
@@ -502,15 +426,10 @@ export const make = (
       settings,
     })
 
-    /**
-     * `registerMessage()`, built and encoded whenever what it says changes (holdings, the last
-     * registry), or undefined: the Register that confirms a takeover then costs nothing
-     * while every survivor of the failover competes for the CPU.
-     */
-    let preparedRegistration: Register | undefined
+    /** Builds and encodes `registerMessage()` ahead (see `Shared.preparedRegistration`). */
     const prepareRegistration = () => {
-      preparedRegistration = registerMessage()
-      preEncode(preparedRegistration)
+      shared.preparedRegistration = registerMessage()
+      preEncode(shared.preparedRegistration)
     }
 
     /** Why `message` can not be accepted (a duplicate id aside), or undefined. */
@@ -581,8 +500,8 @@ export const make = (
             return Deferred.succeed(thawed, undefined)
           case "RegistrySent":
             return Effect.sync(() => {
-              lastMembers = event.members
-              preparedRegistration = undefined
+              shared.lastMembers = event.members
+              shared.preparedRegistration = undefined
             })
           case "Request": {
             const { connection, from, request } = event
@@ -645,9 +564,9 @@ export const make = (
           membersBatchMs,
           takeover: {
             expected: previousSubordinates(),
-            blind: !Registry.sawRegistry(lastMembers, instanceId),
+            blind: !Registry.sawRegistry(shared.lastMembers, instanceId),
             // The members of the registry it had are known to every member already.
-            announced: lastMembers.map((m) => m.instanceId),
+            announced: shared.lastMembers.map((m) => m.instanceId),
             standingBy: preRegistered.map(([, preRegistration]) => preRegistration.instanceId),
             holdings: holdings(),
             waiting: [...pendingAcquires].map(([requestId, pending]) => ({
@@ -666,9 +585,9 @@ export const make = (
       yield* cancelDeadline
       abandoned.clear()
       supervisor = term
-      role = { _tag: "Supervisor" }
-      lastMembers = Machine.members(term.state())
-      preparedRegistration = undefined
+      shared.role = { _tag: "Supervisor" }
+      shared.lastMembers = Machine.members(term.state())
+      shared.preparedRegistration = undefined
       if (standing !== undefined) {
         yield* Effect.addFinalizer(() => standby.close)
         // A member that pre-registers later is admitted as it comes, welcomed by its registry.
@@ -712,203 +631,33 @@ export const make = (
         return yield* Effect.never
       })
 
-    // ---- subordinate --------------------------------------------------------------
+    // ---- subordinate: its driver (`internal/subordinate.ts`) ------------------------
 
-    /**
-     * Registers over `connection` and serves the supervisor until it is lost. `takeover` is
-     * the Welcome a successor sent over a standby connection at which this instance had
-     * pre-registered: it stands for the answer to a Register, and the Register that follows
-     * it confirms what this instance holds.
-     */
-    const runSubordinate = (connection: Connection.Connection<Message>, takeover?: Welcome) =>
-      Effect.gen(function* () {
-        /** The supervisor's id once welcomed; undefined if the connection closed first. */
-        const welcomed = yield* Deferred.make<string | undefined, ElectionError>()
-        let supervisorId = ""
-        const send = (message: Message) => Effect.ignore(connection.send(message))
-        // Built before any Welcome is taken in: `previous` names the registry of the
-        // supervisor this instance had, not of the one that welcomes it.
-        const registration = preparedRegistration ?? registerMessage()
-        // What was given up before claims nothing: only what goes from now on is handed back.
-        abandoned.clear()
-        /** What this supervisor answered lost, of what the registration claimed. */
-        const lostHere = new Map<string, number>()
-        const haveHoldingsBack = welcomedBack(registration.holdings, lostHere, send)
-
-        const onMessage = (message: Message): Effect.Effect<void> => {
-          switch (message._tag) {
-            case "Welcome":
-              supervisorId = message.supervisorId
-              lastSupervisorId = message.supervisorId
-              // Prepared again with the registry this supervisor sends, not now: a takeover's
-              // Welcome comes when the CPU is scarce.
-              preparedRegistration = undefined
-              countPermits(lostHere, message.lost)
-              return Effect.andThen(
-                Effect.andThen(losePermits(message.lost), standby.follow(message.successor)),
-                Effect.andThen(
-                  // A takeover's Welcome comes before this instance confirmed its holdings:
-                  // they are taken once the registry comes (it is sent only to those).
-                  takeover === undefined ? haveHoldingsBack : Effect.void,
-                  Deferred.succeed(welcomed, message.supervisorId),
-                ),
-              )
-            case "Refused":
-              return Deferred.fail(
-                welcomed,
-                new OtherProgramOnAddress({
-                  address: addressText,
-                  reason: message.reason,
-                  program: message.program,
-                  version: message.version,
-                  ...(message.reason === "DifferentSettings" && message.settings !== undefined
-                    ? {
-                        detail: `the supervisor's ${Registry.describeSettings(message.settings)}; this instance's ${Registry.describeSettings(settings)}: give every instance the same`,
-                      }
-                    : {}),
-                }),
-              )
-            case "Members":
-              lastMembers = message.members
-              prepareRegistration()
-              // The previous supervisor's dead connection is torn down only now: the
-              // registry comes once the members are back, so the teardown does not compete
-              // with their registrations for the CPU.
-              return Effect.andThen(
-                Effect.andThen(standby.follow(message.successor), releaseSpent),
-                takeover === undefined ? Effect.void : haveHoldingsBack,
-              )
-            case "Designate":
-              return Effect.flatMap(standby.open, (standbyAt) =>
-                standbyAt === undefined
-                  ? Effect.void
-                  : send({ _tag: "StandbyAt", address: standbyAt }),
-              )
-            case "Reply": {
-              const pending = pendingRequests.get(message.id)
-              if (pending === undefined) return Effect.void
-              pendingRequests.delete(message.id)
-              return message.ok
-                ? Deferred.succeed(pending.done, message.payload)
-                : Deferred.fail(
-                    pending.done,
-                    new RequestFailed({
-                      operation: pending.operation,
-                      reason: "HandlerFailed",
-                      detail: String(message.payload),
-                    }),
-                  )
-            }
-            case "Command":
-              return Effect.asVoid(
-                Effect.forkChild(
-                  Effect.flatMap(
-                    runHandler(commandHandlers, message.name, message.payload, supervisorId),
-                    (r) => send({ _tag: "CommandDone", id: message.id, ...r }),
-                  ),
-                ),
-              )
-            case "Granted": {
-              const pending = pendingAcquires.get(message.id)
-              if (pending === undefined)
-                return send({ _tag: "Release", resource: message.resource })
-              return Deferred.succeed(pending.done, undefined)
-            }
-            case "Resigning":
-              // The supervisor leaves on purpose: go to the election now, not at its close.
-              return connection.close
-            case "AcquireRefused": {
-              const pending = pendingAcquires.get(message.id)
-              if (pending === undefined) return Effect.void
-              return Deferred.fail(
-                pending.done,
-                new AcquireRefused({ resource: message.resource, detail: message.reason }),
-              )
-            }
-            default:
-              return Effect.void
-          }
-        }
-
-        const reader = yield* Effect.forkChild(
-          Effect.andThen(
-            Stream.runForEach(connection.messages, onMessage),
-            Deferred.succeed(welcomed, undefined),
-          ),
-        )
-        if (takeover !== undefined) yield* onMessage(takeover)
-        const welcome = yield* Effect.gen(function* () {
-          const registered = yield* Effect.exit(connection.send(registration))
-          if (registered._tag === "Failure") return undefined
-          // A takeover's Welcome is already in: nothing to wait for.
-          return (
-            takeover?.supervisorId ??
-            Option.getOrUndefined(
-              yield* Deferred.await(welcomed).pipe(Effect.timeoutOption(requestTimeoutMs)),
-            )
-          )
-        }).pipe(
-          Effect.tap((welcome) =>
-            Effect.annotateCurrentSpan({
-              "understudy.outcome": welcome === undefined ? "retry" : "welcomed",
-              "understudy.supervisor": welcome ?? "",
-            }),
-          ),
-          Effect.withSpan("port-election.register", {
-            attributes: {
-              "understudy.instance": instanceId,
-              // Again: after a supervisor was lost (over the successor's standby link or not).
-              "understudy.again": takeover !== undefined || registration.previous !== undefined,
-              "understudy.standby": takeover !== undefined,
-              "understudy.holdings": registration.holdings.length,
-            },
-          }),
-        )
-        if (welcome === undefined) return "retry" as const
-        upstream = connection
-        role = { _tag: "Subordinate", supervisorId: welcome }
-        yield* emit({ _tag: "BecameSubordinate", supervisorId: welcome, atMs: yield* now })
-        yield* Deferred.succeed(firstRole, undefined)
-        for (const [id, pending] of pendingAcquires) {
-          yield* send({ _tag: "Acquire", id, resource: pending.resource, limit: pending.limit })
-        }
-        yield* settle
-        const reason = yield* connection.closed
-        // Every survivor standing by waits for the successor's bind: it goes first, before
-        // its own bookkeeping. (If it fails, the next attempt tries again.)
-        if (standby.listening() !== undefined) {
-          const scope = yield* Scope.fork(electionScope)
-          const listened = yield* Effect.result(
-            Scope.provide(transport.listen(address, connectionOptions), scope),
-          )
-          if (Result.isSuccess(listened)) bound = { scope, listener: listened.success }
-          else yield* Scope.close(scope, Exit.void)
-        }
-        // What arrived before the close is read first: a Registry read after the deadline
-        // was set would take it off (`haveHoldingsBack`) with nobody holding the permits.
-        yield* Effect.exit(Fiber.join(reader))
-        yield* cutOffFrom(connection)
-        upstream = undefined
-        role = { _tag: "Electing" }
-        for (const [id, pending] of pendingRequests) {
-          pendingRequests.delete(id)
-          yield* Deferred.fail(
-            pending.done,
-            new RequestFailed({
-              operation: pending.operation,
-              reason: "SupervisorLost",
-              detail: CloseReason.describe(reason),
-            }),
-          )
-        }
-        yield* emit({
-          _tag: "SupervisorLost",
-          supervisorId: welcome,
-          reason: CloseReason.describe(reason),
-          atMs: yield* now,
-        })
-        return "lost" as const
-      })
+    const { runSubordinate, cancelDeadline, abandoned } = Subordinate.make({
+      shared,
+      instanceId,
+      address,
+      addressText,
+      transport,
+      connectionOptions,
+      settings,
+      graceMs,
+      requestTimeoutMs,
+      electionScope,
+      standby,
+      pendingAcquires,
+      pendingRequests,
+      commandHandlers,
+      runHandler,
+      holdings,
+      losePermits,
+      registerMessage,
+      prepareRegistration,
+      emit,
+      firstRole,
+      settle,
+      releaseSpent,
+    })
 
     // ---- the election -------------------------------------------------------------
 
@@ -959,8 +708,8 @@ export const make = (
 
     /** One try: bind and supervise, or connect and serve as a subordinate. */
     const attemptIn = Effect.gen(function* () {
-      const early = bound
-      bound = undefined
+      const early = shared.bound
+      shared.bound = undefined
       if (early !== undefined) {
         yield* Effect.addFinalizer(() => Scope.close(early.scope, Exit.void))
         return yield* runSupervisor(early.listener)
@@ -1044,7 +793,7 @@ export const make = (
     }).pipe(
       Effect.catch((error: ElectionError) =>
         Effect.gen(function* () {
-          role = { _tag: "Failed", error }
+          shared.role = { _tag: "Failed", error }
           yield* emit({ _tag: "Failed", error })
           yield* Deferred.fail(firstRole, error)
           yield* settle
@@ -1061,16 +810,20 @@ export const make = (
     const awaitRole = (operation: string) =>
       Effect.gen(function* () {
         const deadline = (yield* now) + requestTimeoutMs
-        while (role._tag === "Electing") {
+        while (shared.role._tag === "Electing") {
           const left = deadline - (yield* now)
           if (left <= 0) break
           yield* Deferred.await(settled).pipe(Effect.timeoutOption(left))
         }
-        if (role._tag === "Supervisor" || role._tag === "Subordinate") return role
+        if (shared.role._tag === "Supervisor" || shared.role._tag === "Subordinate")
+          return shared.role
         return yield* new RequestFailed({
           operation,
           reason: "Timeout",
-          detail: role._tag === "Failed" ? role.error.message : "no supervisor elected in time",
+          detail:
+            shared.role._tag === "Failed"
+              ? shared.role.error.message
+              : "no supervisor elected in time",
         })
       })
 
@@ -1089,7 +842,7 @@ export const make = (
         const id = nextId()
         const done = yield* Deferred.make<unknown, RequestFailed>()
         pendingRequests.set(id, { operation, done })
-        yield* upstream!.send({ _tag: "Request", id, operation, payload }).pipe(
+        yield* shared.upstream!.send({ _tag: "Request", id, operation, payload }).pipe(
           Effect.catch(() =>
             Deferred.fail(
               done,
@@ -1120,7 +873,7 @@ export const make = (
     const command = (target: string | "all", name: string, payload: unknown) =>
       Effect.gen(function* () {
         const term = supervisor
-        if (term === undefined || role._tag !== "Supervisor") {
+        if (term === undefined || shared.role._tag !== "Supervisor") {
           return yield* new RequestFailed({
             operation: name,
             reason: "NotSupervisor",
@@ -1185,15 +938,15 @@ export const make = (
         const cancel = Effect.suspend(() => {
           pendingAcquires.delete(id)
           if (supervisor !== undefined) return supervisor.step({ _tag: "Cancel", requestId: id })
-          return upstream === undefined
+          return shared.upstream === undefined
             ? Effect.void
-            : Effect.ignore(upstream.send({ _tag: "CancelAcquire", id }))
+            : Effect.ignore(shared.upstream.send({ _tag: "CancelAcquire", id }))
         })
         if (supervisor !== undefined) {
           // Granted or refused through the machine's events (`onSupervisorEvent`).
           yield* supervisor.step({ _tag: "Acquire", requestId: id, resource, limit })
-        } else if (upstream !== undefined) {
-          yield* Effect.ignore(upstream.send({ _tag: "Acquire", id, resource, limit }))
+        } else if (shared.upstream !== undefined) {
+          yield* Effect.ignore(shared.upstream.send({ _tag: "Acquire", id, resource, limit }))
         }
         // Otherwise an election is on: the request goes out with the re-registration.
         yield* Deferred.await(done).pipe(Effect.onInterrupt(() => cancel))
@@ -1206,11 +959,13 @@ export const make = (
             if (!held.delete(permit)) return Effect.void
             prepareRegistration()
             if (supervisor !== undefined) return supervisor.step({ _tag: "Release", resource })
-            if (upstream === undefined) {
+            if (shared.upstream === undefined) {
               // Released while electing: a Register already on its way may claim it.
-              return Effect.sync(() => countPermits(abandoned, [{ resource, limit, permits: 1 }]))
+              return Effect.sync(() =>
+                Subordinate.countPermits(abandoned, [{ resource, limit, permits: 1 }]),
+              )
             }
-            return Effect.ignore(upstream.send({ _tag: "Release", resource }))
+            return Effect.ignore(shared.upstream.send({ _tag: "Release", resource }))
           }),
         )
         return { resource, lost: Deferred.await(permit.lost) } satisfies Permit
@@ -1218,10 +973,10 @@ export const make = (
 
     return PortElection.of({
       instanceId,
-      role: Effect.sync(() => role),
+      role: Effect.sync(() => shared.role),
       events: Stream.fromPubSub(events),
       members: Effect.sync(() =>
-        supervisor !== undefined ? Machine.members(supervisor.state()) : lastMembers,
+        supervisor !== undefined ? Machine.members(supervisor.state()) : shared.lastMembers,
       ),
       request,
       serve: (operation, handler) => Effect.sync(() => void handlers.set(operation, handler)),
