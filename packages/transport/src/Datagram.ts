@@ -4,22 +4,22 @@
  *
  * @since 0.1.0
  */
-import { Context, type Effect, type Scope, type Stream } from "effect"
-import type { Udp } from "./Address.ts"
-import type { DatagramError, ListenError } from "./TransportError.ts"
+import { Context, Effect, Schema, type Scope, type Stream } from "effect"
+import * as Address from "./Address.ts"
+import { type DatagramError, ListenError } from "./TransportError.ts"
 
 /** @since 0.1.0 @category models */
 export interface Received {
-  readonly from: Udp
+  readonly from: Address.Udp
   readonly bytes: Uint8Array
 }
 
 /** @since 0.1.0 @category models */
 export interface Endpoint {
   /** The bound address, with the actual port when port 0 was asked for. */
-  readonly address: Udp
+  readonly address: Address.Udp
   /** Sends one datagram. Delivery is not guaranteed; a datagram may be lost or reordered. */
-  readonly send: (to: Udp, bytes: Uint8Array) => Effect.Effect<void, DatagramError>
+  readonly send: (to: Address.Udp, bytes: Uint8Array) => Effect.Effect<void, DatagramError>
   /**
    * Received datagrams. A bounded buffer sits in front of a slow reader: past it, new
    * datagrams are dropped, as the kernel would. Ends when the endpoint's scope closes.
@@ -27,11 +27,62 @@ export interface Endpoint {
   readonly messages: Stream.Stream<Received>
 }
 
+/**
+ * The socket's kernel buffers (SO_RCVBUF, SO_SNDBUF), for a socket that must absorb a burst:
+ * a datagram that arrives while the receive buffer is full is dropped by the kernel. Linux
+ * doubles the value asked (the other half is its bookkeeping), after capping it at
+ * `net.core.rmem_max` / `net.core.wmem_max` (208 KiB on many systems: raise them with sysctl
+ * for more). Unset: the system's default (`net.core.rmem_default`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BindOptions {
+  /** The receive buffer asked of the kernel (SO_RCVBUF), in bytes. */
+  readonly receiveBufferBytes?: number
+  /** The send buffer asked of the kernel (SO_SNDBUF), in bytes. */
+  readonly sendBufferBytes?: number
+}
+
+const BufferBytes = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 2 ** 31 - 1 }))
+const BindOptionsSchema = Schema.Struct({
+  receiveBufferBytes: Schema.optionalKey(BufferBytes),
+  sendBufferBytes: Schema.optionalKey(BufferBytes),
+})
+
+/**
+ * `options` checked: a buffer size that is not a positive integer (below 2^31) fails with
+ * `ListenError` `Other`, naming the option.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeBindOptions = (
+  address: Address.Udp,
+  options: BindOptions | undefined,
+): Effect.Effect<BindOptions, ListenError> =>
+  Schema.decodeUnknownEffect(BindOptionsSchema)(options ?? {}).pipe(
+    Effect.mapError(
+      (error) =>
+        new ListenError({
+          address: Address.format(address),
+          reason: "Other",
+          detail: `bad bind options: ${error.message}`,
+        }),
+    ),
+  )
+
 /** @since 0.1.0 @category services */
 export class Datagram extends Context.Service<
   Datagram,
   {
-    /** Binds a UDP address exclusively (a specific loopback address such as 127.0.0.2 works). */
-    readonly bind: (address: Udp) => Effect.Effect<Endpoint, ListenError, Scope.Scope>
+    /**
+     * Binds a UDP address exclusively (a specific loopback address such as 127.0.0.2 works),
+     * with the kernel buffers `options` asks for.
+     */
+    readonly bind: (
+      address: Address.Udp,
+      options?: BindOptions,
+    ) => Effect.Effect<Endpoint, ListenError, Scope.Scope>
   }
 >()("@understudy/transport/Datagram") {}

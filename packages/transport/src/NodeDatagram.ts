@@ -7,19 +7,35 @@ import * as dgram from "node:dgram"
 import * as net from "node:net"
 import { type Cause, Effect, Layer, Queue, Stream } from "effect"
 import * as Address from "./Address.ts"
-import { Datagram, type Endpoint, type Received } from "./Datagram.ts"
+import {
+  type BindOptions,
+  Datagram,
+  decodeBindOptions,
+  type Endpoint,
+  type Received,
+} from "./Datagram.ts"
 import * as NodeLink from "./internal/nodeLink.ts"
 import { DatagramError, ListenError } from "./TransportError.ts"
 
 /** Datagrams received but not yet read; past this, new ones are dropped, as the kernel would. */
 const receiveQueueCapacity = 4096
 
-/** Binds exclusively (no SO_REUSEADDR, no sharing with cluster workers). */
-const acquireSocket = (address: Address.Udp): Effect.Effect<dgram.Socket, ListenError> =>
+/**
+ * Binds exclusively (no SO_REUSEADDR, no sharing with cluster workers); node sets the kernel
+ * buffers asked for once bound.
+ */
+const acquireSocket = (
+  address: Address.Udp,
+  options: BindOptions,
+): Effect.Effect<dgram.Socket, ListenError> =>
   Effect.callback<dgram.Socket, ListenError>((resume) => {
     const socket = dgram.createSocket({
       type: net.isIPv6(address.host) ? "udp6" : "udp4",
       reuseAddr: false,
+      ...(options.receiveBufferBytes === undefined
+        ? {}
+        : { recvBufferSize: options.receiveBufferBytes }),
+      ...(options.sendBufferBytes === undefined ? {} : { sendBufferSize: options.sendBufferBytes }),
     })
     const onError = (error: Error) => {
       socket.close()
@@ -42,11 +58,12 @@ const acquireSocket = (address: Address.Udp): Effect.Effect<dgram.Socket, Listen
     return Effect.sync(() => socket.close())
   })
 
-const bind = (address: Address.Udp) =>
+const bind = (address: Address.Udp, options?: BindOptions) =>
   Effect.gen(function* () {
     const formatted = Address.format(address)
+    const checked = yield* decodeBindOptions(address, options)
     const received = yield* Queue.dropping<Received, Cause.Done>(receiveQueueCapacity)
-    const socket = yield* Effect.acquireRelease(acquireSocket(address), (socket) =>
+    const socket = yield* Effect.acquireRelease(acquireSocket(address, checked), (socket) =>
       Effect.callback<void>((resume) => {
         socket.close(() => resume(Effect.void))
       }).pipe(Effect.andThen(Queue.end(received))),
@@ -101,7 +118,8 @@ const bind = (address: Address.Udp) =>
 
 /**
  * Builds the node:dgram `Datagram` service. Binding is exclusive: a second bind of the same
- * address and port fails with `ListenError` `AddressInUse`.
+ * address and port fails with `ListenError` `AddressInUse`. `bind`'s `receiveBufferBytes` /
+ * `sendBufferBytes` set SO_RCVBUF / SO_SNDBUF (see `Datagram.BindOptions`).
  *
  * @since 0.1.0
  * @category constructors

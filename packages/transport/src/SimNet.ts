@@ -45,7 +45,13 @@ import {
 } from "effect"
 import * as Address from "./Address.ts"
 import type { Connection } from "./Connection.ts"
-import { Datagram, type Endpoint, type Received } from "./Datagram.ts"
+import {
+  type BindOptions,
+  Datagram,
+  decodeBindOptions,
+  type Endpoint,
+  type Received,
+} from "./Datagram.ts"
 import { make as makeConnection } from "./internal/connection.ts"
 import type { RandomBytes } from "./internal/link.ts"
 import { Pipe, type Segment, SimEndpoint, type SimWorld } from "./internal/simLink.ts"
@@ -708,8 +714,13 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
 
     const bind =
       (hostName: string) =>
-      (address: Address.Udp): Effect.Effect<Endpoint, ListenError, Scope.Scope> =>
+      (
+        address: Address.Udp,
+        options?: BindOptions,
+      ): Effect.Effect<Endpoint, ListenError, Scope.Scope> =>
         Effect.gen(function* () {
+          // Checked as on a real socket; the simulated links model no kernel buffers.
+          yield* decodeBindOptions(address, options)
           const host = getHost(hostName)
           const notLocal = checkLocal(host, address)
           if (notLocal !== undefined) return yield* notLocal

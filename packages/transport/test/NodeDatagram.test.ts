@@ -1,3 +1,5 @@
+import { execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import * as Address from "../src/Address.ts"
@@ -100,5 +102,42 @@ describe("NodeDatagram", () => {
       const error = yield* Effect.flip(a.send(Address.udp("127.0.0.1", 9), bytes("late")))
       expect(error._tag).toBe("DatagramError")
     }).pipe(Effect.provide(NodeDatagram.layer)),
+  )
+  it.live(
+    "bind sets the kernel's buffers asked for: Linux reports each doubled, within its cap",
+    () =>
+      Effect.gen(function* () {
+        const datagram = yield* Datagram
+        const endpoint = yield* datagram.bind(Address.udp("127.0.0.1", 0), {
+          receiveBufferBytes: 100_000,
+          sendBufferBytes: 50_000,
+        })
+        // The kernel's own figures for this socket (rb: SO_RCVBUF, tb: SO_SNDBUF), read by ss.
+        const skmem = execFileSync("ss", ["-uanm", `sport = :${endpoint.address.port}`], {
+          encoding: "utf8",
+        })
+        const rmemMax = Number(readFileSync("/proc/sys/net/core/rmem_max", "utf8"))
+        const wmemMax = Number(readFileSync("/proc/sys/net/core/wmem_max", "utf8"))
+        expect(Number(/\brb(\d+)/.exec(skmem)?.[1])).toBe(2 * Math.min(100_000, rmemMax))
+        expect(Number(/\btb(\d+)/.exec(skmem)?.[1])).toBe(2 * Math.min(50_000, wmemMax))
+      }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
+  )
+
+  it.live("a buffer size that is not a positive integer fails with ListenError naming it", () =>
+    Effect.gen(function* () {
+      const datagram = yield* Datagram
+      for (const receiveBufferBytes of [0, -1, 1.5, Number.NaN, 2 ** 31]) {
+        const error = yield* Effect.flip(
+          datagram.bind(Address.udp("127.0.0.1", 0), { receiveBufferBytes }),
+        )
+        expect(error._tag).toBe("ListenError")
+        expect(error.reason).toBe("Other")
+        expect(error.detail).toContain("receiveBufferBytes")
+      }
+      const error = yield* Effect.flip(
+        datagram.bind(Address.udp("127.0.0.1", 0), { sendBufferBytes: 0 }),
+      )
+      expect(error.detail).toContain("sendBufferBytes")
+    }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
   )
 })
