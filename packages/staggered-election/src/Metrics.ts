@@ -13,8 +13,8 @@
  *
  * @since 0.1.0
  */
-import type { Runner } from "@understudy/machine"
-import { Clock, Effect, Exit, Metric, type Tracer } from "effect"
+import { type Runner, Spans } from "@understudy/machine"
+import { Effect, Metric, type Tracer } from "effect"
 import * as Machine from "./Machine.ts"
 import type * as Message from "./Message.ts"
 import * as Replication from "./Replication.ts"
@@ -128,14 +128,6 @@ const count = (counter: typeof elections, attributes: Record<string, string>, by
 const observe = (histogram: typeof failoverMs, ms: number, attributes: Record<string, string>) =>
   Metric.update(Metric.withAttributes(histogram, attributes), Math.max(0, ms))
 
-const endSpan = (span: Tracer.Span, attributes: Record<string, unknown>) =>
-  Effect.flatMap(Clock.currentTimeNanos, (now) =>
-    Effect.sync(() => {
-      for (const [key, value] of Object.entries(attributes)) span.attribute(key, value)
-      span.end(now, Exit.void)
-    }),
-  )
-
 /** @since 0.1.0 @category models */
 export interface Recorder {
   /** One step of the machine (after it was made durable, before its outputs are sent). */
@@ -195,7 +187,7 @@ export const recorder = (options: {
 
   const becameMaster = (epoch: number, nowMs: number, how: "declared" | "revoked") =>
     Effect.gen(function* () {
-      if (takeover !== undefined) yield* endSpan(takeover.span, { outcome: "superseded" })
+      if (takeover !== undefined) yield* Spans.end(takeover.span, { outcome: "superseded" })
       takeover = {
         fromMs: nowMs,
         epoch,
@@ -208,7 +200,7 @@ export const recorder = (options: {
   const endElection = (outcome: "won" | "lost", epoch: number) =>
     Effect.gen(function* () {
       if (election === undefined) return
-      yield* endSpan(election.span, { outcome, epoch, term: Machine.termOf(epoch) })
+      yield* Spans.end(election.span, { outcome, epoch, term: Machine.termOf(epoch) })
       election = undefined
     })
 
@@ -216,7 +208,7 @@ export const recorder = (options: {
     Effect.gen(function* () {
       if (failover === undefined || epoch <= failover.epoch) return
       yield* observe(failoverMs, nowMs - failover.fromMs, { role })
-      yield* endSpan(failover.span, { outcome: "new-master", master, epoch })
+      yield* Spans.end(failover.span, { outcome: "new-master", master, epoch })
       failover = undefined
     })
 
@@ -290,7 +282,7 @@ export const recorder = (options: {
             yield* endElection("lost", after.epoch)
           }
           if (failover !== undefined) {
-            yield* endSpan(failover.span, { outcome: "master-alive" })
+            yield* Spans.end(failover.span, { outcome: "master-alive" })
             failover = undefined
           }
           break
@@ -301,7 +293,7 @@ export const recorder = (options: {
 
     // A master stepped down before serving: its takeover ended without one.
     if (takeover !== undefined && after.role !== "master") {
-      yield* endSpan(takeover.span, { outcome: "stepped-down" })
+      yield* Spans.end(takeover.span, { outcome: "stepped-down" })
       takeover = undefined
     }
     if (before?.role !== after.role) {
@@ -359,7 +351,7 @@ export const recorder = (options: {
       Effect.gen(function* () {
         if (takeover !== undefined && takeover.epoch === registeredEpoch) {
           yield* observe(takeoverMs, nowMs - takeover.fromMs, {})
-          yield* endSpan(takeover.span, { outcome: "serving" })
+          yield* Spans.end(takeover.span, { outcome: "serving" })
           takeover = undefined
         }
         yield* endFailover(nowMs, "master", self, registeredEpoch)
@@ -367,7 +359,7 @@ export const recorder = (options: {
     fenced: (fencedEpoch) =>
       Effect.gen(function* () {
         if (takeover === undefined || takeover.epoch !== fencedEpoch) return
-        yield* endSpan(takeover.span, { outcome: "fenced" })
+        yield* Spans.end(takeover.span, { outcome: "fenced" })
         takeover = undefined
       }),
     tick: (state, peers) =>
