@@ -282,14 +282,6 @@ describe("bounded queues", () => {
  * with who is to rename it; a listed name that is gone fails the test, so the list only shrinks.
  */
 const pendingLimitNames: Record<string, ReadonlyArray<string>> = {
-  // multihome (owned by others): e.g. burstMax, inboundStreamsMax, rtoMsMax, queuedMessagesMax.
-  "packages/multihome/src/Association.ts": [
-    "maxBurst",
-    "maxInboundStreams",
-    "maxInitRetransmits",
-    "rtoMaxMs",
-  ],
-  "packages/multihome/src/Rto.ts": ["rtoMaxMs"],
   // staggered-election's configuration (internal/config.ts, settings.ts): e.g. logEntriesMax.
   "packages/staggered-election/src/internal/config.ts": [
     "maxClockDrift",

@@ -71,12 +71,12 @@ export interface Config {
   readonly localAddresses: ReadonlyArray<string>
   readonly rtoInitialMs: number
   readonly rtoMinMs: number
-  readonly rtoMaxMs: number
+  readonly rtoMsMax: number
   /** Max.Burst: new-data packets sent at once. */
-  readonly maxBurst: number
+  readonly burstMax: number
   readonly associationMaxRetrans: number
   readonly pathMaxRetrans: number
-  readonly maxInitRetransmits: number
+  readonly initRetransmitsMax: number
   readonly heartbeatIntervalMs: number
   readonly validCookieLifeMs: number
   /** Delayed SACK: at most this long, and every second packet with DATA is SACKed at once. */
@@ -88,7 +88,7 @@ export interface Config {
   /** OS: outbound streams we ask for. */
   readonly outboundStreams: number
   /** MIS: inbound streams we accept. */
-  readonly maxInboundStreams: number
+  readonly inboundStreamsMax: number
   /** Bound on queued unsent plus unacknowledged user bytes; beyond it `Send` fails ("WouldBlock"). */
   readonly sendBufferBytes: number
   /**
@@ -114,18 +114,18 @@ export const defaultConfig: Config = {
   localAddresses: [],
   rtoInitialMs: 1000,
   rtoMinMs: 1000,
-  rtoMaxMs: 60000,
-  maxBurst: 4,
+  rtoMsMax: 60000,
+  burstMax: 4,
   associationMaxRetrans: 10,
   pathMaxRetrans: 5,
-  maxInitRetransmits: 8,
+  initRetransmitsMax: 8,
   heartbeatIntervalMs: 30000,
   validCookieLifeMs: 60000,
   sackDelayMs: 200,
   mtu: 1200,
   receiveWindow: 131072,
   outboundStreams: 10,
-  maxInboundStreams: 65535,
+  inboundStreamsMax: 65535,
   sendBufferBytes: 4 * 1024 * 1024,
   auth: true,
   asconf: true,
@@ -484,7 +484,7 @@ const dataHeaderLength = 16
 const rtoConfig = (config: Config): Rto.RtoConfig => ({
   rtoInitialMs: config.rtoInitialMs,
   rtoMinMs: config.rtoMinMs,
-  rtoMaxMs: config.rtoMaxMs,
+  rtoMsMax: config.rtoMsMax,
 })
 
 /**
@@ -841,7 +841,7 @@ export const connect = (
     initiateTag: st.myTag,
     advertisedReceiverWindowCredit: config.receiveWindow,
     outboundStreams: config.outboundStreams,
-    inboundStreams: config.maxInboundStreams,
+    inboundStreams: config.inboundStreamsMax,
     initialTsn: st.myInitialTsn,
     parameters: [
       ...localAddressParameters(config),
@@ -1026,7 +1026,7 @@ export const initAckFor = (options: {
     peerInitialTsn: init.initialTsn,
     peerRwnd: init.advertisedReceiverWindowCredit,
     outboundStreams: Math.min(config.outboundStreams, init.inboundStreams),
-    inboundStreams: Math.min(config.maxInboundStreams, init.outboundStreams),
+    inboundStreams: Math.min(config.inboundStreamsMax, init.outboundStreams),
     localPort: config.localPort,
     peerPort: options.peerPort,
     peerAddresses,
@@ -1060,7 +1060,7 @@ export const initAckFor = (options: {
     initiateTag: options.myTag,
     advertisedReceiverWindowCredit: config.receiveWindow,
     outboundStreams: config.outboundStreams,
-    inboundStreams: config.maxInboundStreams,
+    inboundStreams: config.inboundStreamsMax,
     initialTsn: options.myInitialTsn,
     parameters,
   }
@@ -1548,7 +1548,7 @@ const onOperationError = (ctx: Ctx, st: State, chunk: Chunk.OperationError): voi
   const stale = chunk.causes.find((cause) => cause._tag === "StaleCookie")
   if (stale !== undefined && st.name === "CookieEchoed" && st.init !== undefined) {
     st.initRetransmits++
-    if (st.initRetransmits > st.config.maxInitRetransmits) {
+    if (st.initRetransmits > st.config.initRetransmitsMax) {
       emit(ctx, { _tag: "CommLost", reason: "StaleCookie" })
       close(ctx, st, "Closed")
       return
@@ -1602,7 +1602,7 @@ const onInitAck = (ctx: Ctx, st: State, ack: Chunk.InitAck, from: PeerAddress): 
     peerInitialTsn: ack.initialTsn,
     peerRwnd: ack.advertisedReceiverWindowCredit,
     outboundStreams: Math.min(st.config.outboundStreams, ack.inboundStreams),
-    inboundStreams: Math.min(st.config.maxInboundStreams, ack.outboundStreams),
+    inboundStreams: Math.min(st.config.inboundStreamsMax, ack.outboundStreams),
     forwardTsn: ack.parameters.some((p) => p._tag === "ForwardTsnSupported"),
     auth:
       st.config.auth && st.init !== undefined
@@ -2456,7 +2456,7 @@ const sendData = (ctx: Ctx, st: State): void => {
     )
     path.lastSendMs = ctx.now
   }
-  let budget = st.config.maxBurst * (mtu - Packet.headerLength)
+  let budget = st.config.burstMax * (mtu - Packet.headerLength)
   while (st.queueHead < st.queue.length && budget > 0) {
     const next = st.queue[st.queueHead]!
     const length = next.data.length
@@ -2735,7 +2735,7 @@ const onTimer = (ctx: Ctx, st: State, timer: string): void => {
 const onT1Init = (ctx: Ctx, st: State): void => {
   if (st.name !== "CookieWait" || st.init === undefined) return
   st.initRetransmits++
-  if (st.initRetransmits > st.config.maxInitRetransmits) {
+  if (st.initRetransmits > st.config.initRetransmitsMax) {
     emit(ctx, { _tag: "CommLost", reason: "InitTimeout" })
     close(ctx, st, "Closed")
     return
@@ -2751,7 +2751,7 @@ const onT1Init = (ctx: Ctx, st: State): void => {
 const onT1Cookie = (ctx: Ctx, st: State): void => {
   if (st.name !== "CookieEchoed" || st.cookie === undefined) return
   st.initRetransmits++
-  if (st.initRetransmits > st.config.maxInitRetransmits) {
+  if (st.initRetransmits > st.config.initRetransmitsMax) {
     emit(ctx, { _tag: "CommLost", reason: "CookieTimeout" })
     close(ctx, st, "Closed")
     return
@@ -2818,13 +2818,13 @@ const checkShutdownProgress = (ctx: Ctx, st: State): void => {
       cumulativeTsnAck: st.tracker!.cumulative,
     })
     setTimer(ctx, st, "T2-shutdown", ctx.now + path.rto.rto)
-    setTimer(ctx, st, "T5-shutdown-guard", ctx.now + 5 * st.config.rtoMaxMs)
+    setTimer(ctx, st, "T5-shutdown-guard", ctx.now + 5 * st.config.rtoMsMax)
   } else if (st.name === "ShutdownReceived") {
     st.name = "ShutdownAckSent"
     const path = st.paths[dataPath(st)]!
     queueChunk(ctx, st, addressOf(path), { _tag: "ShutdownAck" })
     setTimer(ctx, st, "T2-shutdown", ctx.now + path.rto.rto)
-    setTimer(ctx, st, "T5-shutdown-guard", ctx.now + 5 * st.config.rtoMaxMs)
+    setTimer(ctx, st, "T5-shutdown-guard", ctx.now + 5 * st.config.rtoMsMax)
   }
 }
 

@@ -16,7 +16,7 @@
 export interface RtoConfig {
   readonly rtoInitialMs: number
   readonly rtoMinMs: number
-  readonly rtoMaxMs: number
+  readonly rtoMsMax: number
 }
 
 /**
@@ -58,7 +58,7 @@ export const granularityMs = 1
 
 /** C6 (RTO.Min) then C7 (RTO.Max). */
 const clamp = (rto: number, config: RtoConfig): number =>
-  Math.min(config.rtoMaxMs, Math.max(config.rtoMinMs, rto))
+  Math.min(config.rtoMsMax, Math.max(config.rtoMinMs, rto))
 
 /**
  * C1: before any measurement, RTO = RTO.Initial.
@@ -108,5 +108,5 @@ export const measured = (state: RtoState, rttMs: number, config: RtoConfig): Rto
 export const backoff = (state: RtoState, config: RtoConfig): RtoState => ({
   srtt: state.srtt,
   rttvar: state.rttvar,
-  rto: Math.min(config.rtoMaxMs, state.rto * 2),
+  rto: Math.min(config.rtoMsMax, state.rto * 2),
 })

@@ -40,7 +40,7 @@ describe("Association loopback", () => {
   it("retransmits INIT on T1-init and gives up after Max.Init.Retransmits", () => {
     const lb = new Loopback(
       { seed: 3, blackHoles: [serverHosts[0]] },
-      config(4000, { maxInitRetransmits: 3 }),
+      config(4000, { initRetransmitsMax: 3 }),
       config(5000),
     )
     lb.run(() => lb.client.name === "Closed", 600_000)

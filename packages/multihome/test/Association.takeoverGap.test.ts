@@ -143,7 +143,7 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
   const quick: Partial<Association.Config> = {
     rtoInitialMs: 300,
     rtoMinMs: 100,
-    rtoMaxMs: 400,
+    rtoMsMax: 400,
     pathMaxRetrans: 2,
     heartbeatIntervalMs: 1_000,
   }

@@ -27,10 +27,10 @@ const linkPort = 7000
 const quick: Partial<Association.Config> = {
   rtoInitialMs: 300,
   rtoMinMs: 100,
-  rtoMaxMs: 400,
+  rtoMsMax: 400,
   associationMaxRetrans: 10,
   pathMaxRetrans: 2,
-  maxInitRetransmits: 4,
+  initRetransmitsMax: 4,
   heartbeatIntervalMs: 1_000,
 }
 

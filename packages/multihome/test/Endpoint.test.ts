@@ -27,10 +27,10 @@ const clientPort = 5001
 const quick: Partial<Association.Config> = {
   rtoInitialMs: 500,
   rtoMinMs: 200,
-  rtoMaxMs: 2_000,
+  rtoMsMax: 2_000,
   associationMaxRetrans: 4,
   pathMaxRetrans: 4,
-  maxInitRetransmits: 3,
+  initRetransmitsMax: 3,
   heartbeatIntervalMs: 1_000,
 }
 

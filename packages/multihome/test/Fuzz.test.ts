@@ -933,7 +933,7 @@ describe("Listener fuzzing: State Cookies and out-of-the-blue packets", () => {
             Math.min(Association.defaultConfig.outboundStreams, fields.inboundStreams),
           )
           expect(up.inboundStreams).toBe(
-            Math.min(Association.defaultConfig.maxInboundStreams, fields.outboundStreams),
+            Math.min(Association.defaultConfig.inboundStreamsMax, fields.outboundStreams),
           )
           return true
         },
@@ -1080,7 +1080,7 @@ describe("decoder fuzzing: Packet.decode", () => {
 const quick: Partial<Association.Config> = {
   rtoInitialMs: 500,
   rtoMinMs: 200,
-  rtoMaxMs: 2_000,
+  rtoMsMax: 2_000,
   heartbeatIntervalMs: 1_000,
 }
 

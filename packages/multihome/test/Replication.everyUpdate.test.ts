@@ -25,7 +25,7 @@ const clusterKey = Redacted.make(new Uint8Array(32).fill(7))
 const quick: Partial<Association.Config> = {
   rtoInitialMs: 300,
   rtoMinMs: 100,
-  rtoMaxMs: 400,
+  rtoMsMax: 400,
   heartbeatIntervalMs: 1_000,
 }
 

@@ -2,8 +2,8 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import * as Rto from "../src/Rto.ts"
 
-const defaults: Rto.RtoConfig = { rtoInitialMs: 1000, rtoMinMs: 1000, rtoMaxMs: 60_000 }
-const fast: Rto.RtoConfig = { rtoInitialMs: 300, rtoMinMs: 10, rtoMaxMs: 5000 }
+const defaults: Rto.RtoConfig = { rtoInitialMs: 1000, rtoMinMs: 1000, rtoMsMax: 60_000 }
+const fast: Rto.RtoConfig = { rtoInitialMs: 300, rtoMinMs: 10, rtoMsMax: 5000 }
 
 describe("Rto (RFC 9260 §6.3.1, §6.3.3)", () => {
   it("C1: RTO.Initial before any measurement", () => {
@@ -68,11 +68,11 @@ describe("Rto (RFC 9260 §6.3.1, §6.3.3)", () => {
                 ? Rto.backoff(state, defaults)
                 : Rto.measured(state, event, defaults)
             expect(state.rto).toBeGreaterThanOrEqual(Math.min(defaults.rtoMinMs, previous.rto))
-            expect(state.rto).toBeLessThanOrEqual(defaults.rtoMaxMs)
+            expect(state.rto).toBeLessThanOrEqual(defaults.rtoMsMax)
             if (event !== "backoff" && state.srtt !== undefined && state.rttvar !== undefined) {
               const formula = state.srtt + 4 * state.rttvar
               expect(state.rto).toBe(
-                Math.min(defaults.rtoMaxMs, Math.max(defaults.rtoMinMs, formula)),
+                Math.min(defaults.rtoMsMax, Math.max(defaults.rtoMinMs, formula)),
               )
               expect(state.rttvar).toBeGreaterThan(0)
             }

@@ -224,7 +224,7 @@ export const startUnderstudyPeer = async (target: Target): Promise<SctpPeer> => 
     port: 5000,
     config: {
       ...(tune.rto_min_default !== undefined ? { rtoMinMs: tune.rto_min_default } : {}),
-      ...(tune.rto_max_default !== undefined ? { rtoMaxMs: tune.rto_max_default } : {}),
+      ...(tune.rto_max_default !== undefined ? { rtoMsMax: tune.rto_max_default } : {}),
       ...(tune.rto_initial_default !== undefined ? { rtoInitialMs: tune.rto_initial_default } : {}),
       ...(tune.path_rtx_max_default !== undefined
         ? { pathMaxRetrans: tune.path_rtx_max_default }
