@@ -36,6 +36,8 @@ export type Wire =
       readonly to: string
       readonly from: string
       readonly message: Message
+      /** Sent over a standby connection, to the designated successor's listener. */
+      readonly standby?: boolean
     }
   /** The connection was closed by the other end. */
   | { readonly _tag: "Fin"; readonly conn: string; readonly to: string }
@@ -73,6 +75,17 @@ export interface NodeState {
   readonly lastMembers: ReadonlyArray<Member>
   readonly lastSupervisorId: string | undefined
   readonly lastSuccessor: string | undefined
+  /** Its standby connection to the successor, where it pre-registered. */
+  readonly link: Upstream | undefined
+  /** As designated successor: the members standing by at it, with their pre-registrations. */
+  readonly standing: ReadonlyMap<
+    string,
+    {
+      readonly node: string
+      readonly instanceId: string
+      readonly preRegistration: Registry.Register
+    }
+  >
   readonly cutOffArmed: boolean
   /**
    * Permits given up while no supervisor had them (at the deadline, or released while
@@ -91,6 +104,8 @@ export interface NodeState {
         /** What the registration claimed, and what the supervisor answered lost of it. */
         readonly claimed: Readonly<Record<string, number>>
         readonly lostHere: Readonly<Record<string, number>>
+        /** Welcomed by a successor's takeover: its holdings are taken back once the registry comes. */
+        readonly takeover: boolean
       }
     | {
         readonly _tag: "Supervisor"
@@ -128,6 +143,8 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       lastMembers: [],
       lastSupervisorId: undefined,
       lastSuccessor: undefined,
+      link: undefined,
+      standing: new Map(),
       abandoned: {},
       cutOffArmed: false,
       lost: 0,
@@ -149,7 +166,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
     const out: Array<Output> = []
     const nowMs = input.nowMs
 
-    const frame = (upstream: Upstream, message: Message) =>
+    const frame = (upstream: Upstream, message: Message, standby = false) =>
       out.push(
         M.send(upstream.node, {
           _tag: "Frame",
@@ -157,8 +174,49 @@ export const node: M.Machine<NodeState, Wire, Command> = {
           to: upstream.instanceId,
           from: s.instanceId,
           message,
+          ...(standby ? { standby } : {}),
         }),
       )
+
+    /** This instance's registration as of now. */
+    const registration = (): Registry.Register => ({
+      _tag: "Register",
+      program: "app",
+      version: protocolVersion,
+      instanceId: s.instanceId,
+      pid: 1 + Number(s.node.replace(/\D/g, "")),
+      startedAtMs: s.startedAtMs,
+      metadata: {},
+      holdings: holdingsOf(held),
+      ...(Registry.sawRegistry(s.lastMembers, s.instanceId)
+        ? {
+            previous: Registry.previousSubordinates(
+              s.lastMembers,
+              s.instanceId,
+              s.lastSupervisorId,
+            ),
+          }
+        : {}),
+      settings,
+    })
+
+    /** Stands by at the successor a registry names: connects to it and pre-registers. */
+    const follow = (
+      successor: { readonly instanceId: string; readonly address: string } | undefined,
+    ) => {
+      if (successor === undefined || successor.instanceId === s.instanceId) {
+        s.link = undefined
+        return
+      }
+      if (s.link?.instanceId === successor.instanceId) return
+      s.counter++
+      s.link = {
+        node: successor.address.slice("standby:".length),
+        instanceId: successor.instanceId,
+        conn: `${s.instanceId}#${s.counter}`,
+      }
+      frame(s.link, registration(), true)
+    }
 
     const losePermits = (lost: ReadonlyArray<{ resource: string; permits: number }>) => {
       for (const { resource, permits } of lost) {
@@ -254,7 +312,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
         expected: Registry.previousSubordinates(s.lastMembers, s.instanceId, s.lastSupervisorId),
         blind: !Registry.sawRegistry(s.lastMembers, s.instanceId),
         announced: s.lastMembers.map((m) => m.instanceId),
-        standingBy: [],
+        standingBy: [...s.standing.values()].map((standing) => standing.instanceId),
         holdings: holdingsOf(held),
         waiting: [...pending].map(([requestId, resource]) => ({
           requestId,
@@ -275,16 +333,34 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       if (s.cutOffArmed) out.push(M.cancelTimer("cutoff"))
       s.cutOffArmed = false
       s.abandoned = {}
+      const standing = [...s.standing]
+      s.standing = new Map()
+      s.link = undefined
       s.role = {
         _tag: "Supervisor",
         machine,
         state: initial.state,
-        open: new Map(),
-        seen: new Set(),
+        open: new Map(standing.map(([conn, { node, instanceId }]) => [conn, { node, instanceId }])),
+        seen: new Set(standing.map(([conn]) => conn)),
       }
       const queue: Array<M.Input<Message, Machine.Command>> = []
       perform(initial.outputs, (input) => queue.push(input))
       for (const input of queue) supervise(input)
+      // Every member standing by is welcomed over its standby connection and admitted.
+      if (standing.length > 0) {
+        supervise(
+          M.command(
+            {
+              _tag: "Admit",
+              standing: standing.map(([connection, { preRegistration }]) => ({
+                connection,
+                preRegistration,
+              })),
+            },
+            nowMs,
+          ),
+        )
+      }
     }
 
     // ---- subordinate: the model of Election.ts's side ----
@@ -316,16 +392,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
           for (const { resource, permits } of message.lost) add(lostHere, resource, permits)
           losePermits(message.lost)
           if (message.successor !== undefined) s.lastSuccessor = message.successor.instanceId
-          // Welcomed back: the deadline is off, and what it gave up but still claimed goes back.
-          if (s.cutOffArmed) out.push(M.cancelTimer("cutoff"))
-          s.cutOffArmed = false
-          for (const [resource, permits] of Object.entries(s.abandoned)) {
-            const kept = (role.claimed[resource] ?? 0) - (lostHere[resource] ?? 0)
-            for (let i = 0; i < Math.min(permits, kept); i++) {
-              frame(role.upstream, { _tag: "Release", resource })
-            }
-          }
-          s.abandoned = {}
+          follow(message.successor)
           const first = !role.welcomed
           s.role = { ...role, lastHeardMs: nowMs, welcomed: true, lostHere }
           if (first) {
@@ -333,6 +400,8 @@ export const node: M.Machine<NodeState, Wire, Command> = {
               frame(role.upstream, { _tag: "Acquire", id, resource, limit: limits[resource]! })
             }
           }
+          // A takeover's holdings are taken back once the registry comes.
+          if (!role.takeover) welcomedBack()
           return
         }
         case "Refused":
@@ -340,6 +409,8 @@ export const node: M.Machine<NodeState, Wire, Command> = {
         case "Members":
           s.lastMembers = message.members
           s.lastSuccessor = message.successor?.instanceId
+          follow(message.successor)
+          if (role.takeover) welcomedBack()
           return
         case "Designate":
           return void frame(role.upstream, { _tag: "StandbyAt", address: `standby:${s.node}` })
@@ -355,6 +426,46 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       }
     }
 
+    /** The supervisor has this instance's holdings: the deadline is off, given-up claims go back. */
+    const welcomedBack = () => {
+      const role = s.role
+      if (role._tag !== "Subordinate") return
+      // Welcomed back: the deadline is off, and what it gave up but still claimed goes back.
+      if (s.cutOffArmed) out.push(M.cancelTimer("cutoff"))
+      s.cutOffArmed = false
+      for (const [resource, permits] of Object.entries(s.abandoned)) {
+        const kept = (role.claimed[resource] ?? 0) - (role.lostHere[resource] ?? 0)
+        for (let i = 0; i < Math.min(permits, kept); i++) {
+          frame(role.upstream, { _tag: "Release", resource })
+        }
+      }
+      s.abandoned = {}
+      s.role = { ...role, takeover: false }
+    }
+
+    /**
+     * The successor took over and welcomes this instance over its standby connection: it
+     * answers with the Register that confirms what it holds now, and serves it from then on.
+     */
+    const takenOver = (link: Upstream, welcome: Extract<Message, { _tag: "Welcome" }>) => {
+      // Its supervisor is gone (the kernel may not have said so yet).
+      supervisorLost()
+      s.link = undefined
+      // What was given up before claims nothing: only what goes from now on is handed back.
+      s.abandoned = {}
+      s.role = {
+        _tag: "Subordinate",
+        upstream: link,
+        welcomed: false,
+        lastHeardMs: nowMs,
+        claimed: { ...held },
+        lostHere: {},
+        takeover: true,
+      }
+      frame(link, registration())
+      fromSupervisor(welcome)
+    }
+
     const commanded = (command: Command) => {
       const role = s.role
       switch (command._tag) {
@@ -363,6 +474,9 @@ export const node: M.Machine<NodeState, Wire, Command> = {
           return
         case "Connect": {
           if (role._tag !== "Electing") return
+          // Standing by at the new supervisor: its Welcome comes over the standby connection.
+          if (s.link?.instanceId === command.instanceId) return
+          s.link = undefined
           s.counter++
           const upstream = {
             node: command.node,
@@ -370,11 +484,6 @@ export const node: M.Machine<NodeState, Wire, Command> = {
             conn: `${s.instanceId}#${s.counter}`,
           }
           const claimed = { ...held }
-          const previousSubordinates = Registry.previousSubordinates(
-            s.lastMembers,
-            s.instanceId,
-            s.lastSupervisorId,
-          )
           // What was given up before claims nothing: only what goes from now on is handed back.
           s.abandoned = {}
           s.role = {
@@ -384,26 +493,20 @@ export const node: M.Machine<NodeState, Wire, Command> = {
             lastHeardMs: nowMs,
             claimed,
             lostHere: {},
+            takeover: false,
           }
-          frame(upstream, {
-            _tag: "Register",
-            program: "app",
-            version: protocolVersion,
-            instanceId: s.instanceId,
-            pid: 1 + Number(s.node.replace(/\D/g, "")),
-            startedAtMs: s.startedAtMs,
-            metadata: {},
-            holdings: holdingsOf(held),
-            ...(Registry.sawRegistry(s.lastMembers, s.instanceId)
-              ? { previous: previousSubordinates }
-              : {}),
-            settings,
-          })
+          frame(upstream, registration())
           return
         }
         case "SupervisorLost":
           return supervisorLost(command.aliveAtMs)
         case "Closed":
+          if (s.standing.has(command.conn)) {
+            const standing = new Map(s.standing)
+            standing.delete(command.conn)
+            s.standing = standing
+            return
+          }
           if (role._tag !== "Supervisor" || !role.open.has(command.conn)) return
           {
             const open = new Map(role.open)
@@ -466,12 +569,41 @@ export const node: M.Machine<NodeState, Wire, Command> = {
               open: new Map(role.open).set(wire.conn, { node: input.from, instanceId: wire.from }),
               seen: new Set(role.seen).add(wire.conn),
             }
+            // A member pre-registering at this instance's standby listener after the takeover.
+            if (wire.standby === true && wire.message._tag === "Register") {
+              supervise(
+                M.command(
+                  {
+                    _tag: "PreRegistered",
+                    connection: wire.conn,
+                    preRegistration: wire.message,
+                  },
+                  nowMs,
+                ),
+              )
+              break
+            }
             supervise(M.command({ _tag: "Connected", connection: wire.conn }, nowMs))
           }
           supervise(M.receive(wire.conn, wire.message, nowMs))
         } else if (role._tag === "Subordinate" && wire.conn === role.upstream.conn) {
           if (wire._tag === "Fin") supervisorLost()
           else fromSupervisor(wire.message)
+        } else if (wire._tag === "Frame" && wire.standby === true) {
+          // A member standing by at this instance, the designated successor.
+          if (wire.message._tag === "Register" && !s.standing.has(wire.conn)) {
+            s.standing = new Map(s.standing).set(wire.conn, {
+              node: input.from,
+              instanceId: wire.from,
+              preRegistration: wire.message,
+            })
+          }
+        } else if (
+          wire._tag === "Frame" &&
+          wire.conn === s.link?.conn &&
+          wire.message._tag === "Welcome"
+        ) {
+          takenOver(s.link, wire.message)
         }
         break
       }
@@ -526,6 +658,11 @@ export const workload = (seed: number): FastSim.Workload<NodeState, Wire, Comman
             }
           }
         } else if (role._tag === "Subordinate") {
+          for (const [conn, standing] of state.standing) {
+            if (live.get(standing.node)?.instanceId !== standing.instanceId) {
+              commands.push({ node: state.node, command: { _tag: "Closed", conn } })
+            }
+          }
           const upstream = live.get(role.upstream.node)
           if (
             upstream?.instanceId !== role.upstream.instanceId ||
