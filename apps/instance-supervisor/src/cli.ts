@@ -73,12 +73,6 @@ export const defaultAddress = (
 ): Effect.Effect<Address.Unix, SocketDirectory.SocketDirectoryError> =>
   SocketDirectory.defaultAddress(programName, name)
 
-const parseInteger = (text: string, min: number, max: number): number | undefined => {
-  if (!/^\d+$/.test(text)) return undefined
-  const value = Number(text)
-  return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined
-}
-
 /** The flags of both commands: which semaphore, and where its election runs. */
 const targetFlags = {
   name: Cli.text(
@@ -117,7 +111,7 @@ const target = (values: ReadonlyMap<string, string>): Target | Cli.UsageError =>
     address = parsed
   }
   if (portText !== undefined) {
-    const port = parseInteger(portText, 1, 65535)
+    const port = Cli.parseInteger(portText, 1, 65535)
     if (port === undefined)
       return Cli.usageError(`--port ${portText}: expected an integer from 1 to 65535`)
     address = Address.tcp("127.0.0.1", port)
@@ -133,7 +127,7 @@ const runOf = (
   const chosen = target(values)
   if ("_tag" in chosen) return chosen
   const slotsText = values.get("--slots")
-  const slots = slotsText === undefined ? 1 : parseInteger(slotsText, 1, slotsMax)
+  const slots = slotsText === undefined ? 1 : Cli.parseInteger(slotsText, 1, slotsMax)
   if (slots === undefined) {
     return Cli.usageError(`--slots ${slotsText}: expected an integer from 1 to ${slotsMax}`)
   }

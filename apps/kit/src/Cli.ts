@@ -116,6 +116,35 @@ export const given = (
   return values
 }
 
+/**
+ * A whole number written in decimal digits (no sign, no exponent) from `min` to `max`, or
+ * `undefined`.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseInteger = (text: string, min: number, max: number): number | undefined => {
+  if (!/^\d+$/.test(text)) return undefined
+  const value = Number(text)
+  return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined
+}
+
+/**
+ * Milliseconds of a duration as the apps' flags take it: `10s`, `1500ms`, `2m`, or a bare
+ * number of seconds; more than 0 and at most a day, else `undefined`.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseDuration = (text: string): number | undefined => {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text)
+  if (match === null) return undefined
+  const value = Number(match[1])
+  const unit = match[2] ?? "s"
+  const ms = unit === "ms" ? value : unit === "s" ? value * 1000 : value * 60_000
+  return ms > 0 && ms <= 24 * 3_600_000 ? Math.round(ms) : undefined
+}
+
 /** A flag an app checks itself: a text or a toggle. @since 0.1.0 @category flags */
 export type CheckedFlag = Flag.Flag<Option.Option<string>> | Flag.Flag<boolean>
 

@@ -120,6 +120,20 @@ describe("Cli.subcommands and Cli.given", () => {
   })
 })
 
+describe("Cli.parseInteger and Cli.parseDuration", () => {
+  it("read whole numbers within bounds, and durations up to a day", () => {
+    expect(Cli.parseInteger("42", 1, 100)).toBe(42)
+    for (const bad of ["0", "101", "2.5", "-1", "1e2", " 1", ""])
+      expect(Cli.parseInteger(bad, 1, 100)).toBeUndefined()
+    expect(Cli.parseDuration("10s")).toBe(10_000)
+    expect(Cli.parseDuration("250ms")).toBe(250)
+    expect(Cli.parseDuration("2m")).toBe(120_000)
+    expect(Cli.parseDuration("1.5")).toBe(1_500)
+    for (const bad of ["x", "0s", "25h", "1440.1m", "-1s", "1 s"])
+      expect(Cli.parseDuration(bad)).toBeUndefined()
+  })
+})
+
 describe("Cli.answer", () => {
   it("gives exit code 0 for help and 2 for a usage error", () => {
     const stdout = process.stdout.write

@@ -45,14 +45,7 @@ export const parsePool = (text: string): ReadonlyArray<PoolEntry> | string => {
 }
 
 /** `30s`, `1500ms`, `2m`, or seconds. @since 0.1.0 */
-export const parseDuration = (text: string): number | undefined => {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text)
-  if (match === null) return undefined
-  const value = Number(match[1])
-  const unit = match[2] ?? "s"
-  const ms = unit === "ms" ? value : unit === "s" ? value * 1000 : value * 60_000
-  return ms > 0 && ms <= 24 * 3_600_000 ? Math.round(ms) : undefined
-}
+export const parseDuration = Cli.parseDuration
 
 /**
  * The pool secret from `--key-file`, or `"insecure"` with `--insecure` (warned about).

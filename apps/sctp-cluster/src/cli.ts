@@ -166,12 +166,6 @@ Exit codes: 0 ok; 1 runtime error; 2 bad usage.`
 
 const fail = Cli.usageError
 
-const parseInteger = (text: string, min: number, max: number): number | undefined => {
-  if (!/^\d+$/.test(text)) return undefined
-  const value = Number(text)
-  return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined
-}
-
 /**
  * A stream address as `--status`, `--link`, `--store` and `--listen` take it: `tcp://` or
  * `unix://` URLs, or an absolute path for a unix socket.
@@ -289,10 +283,10 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     return fail(`--policy ${policyText}: ${policy.detail}`)
 
   const portText = values.get("--port") ?? String(defaultSctpPort)
-  const port = parseInteger(portText, 1, 65535)
+  const port = Cli.parseInteger(portText, 1, 65535)
   if (port === undefined) return fail(`--port ${portText}: expected an SCTP port, 1..65535`)
   const udpPortText = values.get("--udp-port") ?? String(defaultUdpPort)
-  const udpPort = parseInteger(udpPortText, 1, 65535)
+  const udpPort = Cli.parseInteger(udpPortText, 1, 65535)
   if (udpPort === undefined) return fail(`--udp-port ${udpPortText}: expected a UDP port, 1..65535`)
 
   const service = values.get("--service") ?? "echo"
@@ -314,7 +308,7 @@ const parseNode = (values: ReadonlyMap<string, string>): Invocation => {
     return fail("--policy state-node needs --store (the address of a 'sctp-cluster store')")
   const fenceText = values.get("--fence-lease-ms")
   const fenceLeaseMs =
-    fenceText === undefined ? undefined : parseInteger(fenceText, 100, 86_400_000)
+    fenceText === undefined ? undefined : Cli.parseInteger(fenceText, 100, 86_400_000)
   if (fenceText !== undefined && fenceLeaseMs === undefined)
     return fail(`--fence-lease-ms ${fenceText}: expected milliseconds, 100..86400000`)
   if (fenceLeaseMs !== undefined && store === undefined)

@@ -160,21 +160,8 @@ Exit codes: 0 ok; 2 bad usage; 1 runtime error.`
 
 const fail = Cli.usageError
 
-const parseInteger = (text: string, min: number, max: number): number | undefined => {
-  if (!/^\d+$/.test(text)) return undefined
-  const value = Number(text)
-  return Number.isSafeInteger(value) && value >= min && value <= max ? value : undefined
-}
-
 /** `10s`, `1500ms`, `2m`, or a bare number of seconds. @since 0.1.0 @category parsing */
-export const parseDuration = (text: string): number | undefined => {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text)
-  if (match === null) return undefined
-  const value = Number(match[1])
-  const unit = match[2] ?? "s"
-  const ms = unit === "ms" ? value : unit === "s" ? value * 1000 : value * 60_000
-  return ms > 0 && ms <= 24 * 3_600_000 ? Math.round(ms) : undefined
-}
+export const parseDuration = Cli.parseDuration
 
 /** `cpu=4,bw=1000` (either may be left out: 1). @since 0.1.0 @category parsing */
 export const parseCapacity = (
@@ -386,10 +373,10 @@ const check = (command: string, values: ReadonlyMap<string, string>): Invocation
     const deadlineMs = parseDuration(deadlineText)
     if (deadlineMs === undefined) return fail(`--deadline ${deadlineText}: expected e.g. 10s`)
     const rateText = values.get("--rate") ?? "200"
-    const rate = parseInteger(rateText, 1, 100_000)
+    const rate = Cli.parseInteger(rateText, 1, 100_000)
     if (rate === undefined) return fail(`--rate ${rateText}: expected writes per second, 1..100000`)
     const concurrencyText = values.get("--concurrency") ?? "8"
-    const concurrency = parseInteger(concurrencyText, 1, 1_000)
+    const concurrency = Cli.parseInteger(concurrencyText, 1, 1_000)
     if (concurrency === undefined) return fail(`--concurrency ${concurrencyText}: expected 1..1000`)
     return {
       _tag: "Load",
@@ -429,14 +416,14 @@ const check = (command: string, values: ReadonlyMap<string, string>): Invocation
   const httpText = values.get("--http")
   if (httpText === undefined) return fail("--http is required")
   const httpMatch = /^(.+):(\d+)$/.exec(httpText)
-  const httpPort = httpMatch === null ? undefined : parseInteger(httpMatch[2]!, 0, 65535)
+  const httpPort = httpMatch === null ? undefined : Cli.parseInteger(httpMatch[2]!, 0, 65535)
   if (httpMatch === null || httpPort === undefined) {
     return fail(`--http ${httpText}: expected HOST:PORT`)
   }
   const timing = (flag: string, fallback: number): number | string => {
     const text = values.get(flag)
     if (text === undefined) return fallback
-    return parseInteger(text, 1, 600_000) ?? `${flag} ${text}: expected milliseconds, 1..600000`
+    return Cli.parseInteger(text, 1, 600_000) ?? `${flag} ${text}: expected milliseconds, 1..600000`
   }
   const detectionPeriodMs = timing("--detect-ms", defaultTimings.detectionPeriodMs)
   const inquiryTimeoutMs = timing("--inquiry-ms", defaultTimings.inquiryTimeoutMs)
