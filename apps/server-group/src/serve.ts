@@ -138,8 +138,8 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
       // un-compacted tail); the snapshot goes in 8,000-character chunks, under a datagram.
       snapshot: Replication.snapshotCodec(Kv.StateSchema, Kv.ResultSchema),
       compactEvery: 10_000,
-      maxLogEntries: 100_000,
-      maxQueuedSubmits: 10_000,
+      logEntriesMax: 100_000,
+      queuedSubmitsMax: 10_000,
       registrationTtlMs: 1_500,
       submitTimeoutMs: 3_000,
     }).pipe(Effect.provideContext(context))

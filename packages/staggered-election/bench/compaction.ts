@@ -52,7 +52,7 @@ export const run = (): { rows: Array<string>; figures: Record<string, number> } 
       Schema.Struct({ previous: Schema.NullOr(Schema.String) }),
     ),
     compactEvery: 10_000,
-    maxLogEntries: 100_000,
+    logEntriesMax: 100_000,
   })
   const states = new Map<string, Machine.State<State, Req, Res>>()
   let queue: Array<{ from: string; to: string; message: Msg }> = []

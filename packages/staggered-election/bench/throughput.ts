@@ -110,7 +110,7 @@ const library = async (): Promise<Measured> => {
           floorDelayMs: 40,
           registrationTtlMs: 1_500,
           submitTimeoutMs: 5_000,
-          maxQueuedSubmits: 10_000,
+          queuedSubmitsMax: 10_000,
           reads: "linearizable",
           ...(process.env.BENCH_NO_WAL === "1" ? {} : { walFile: join(dir, `${id}.wal`) }),
         }).pipe(Effect.provideContext(context), Scope.provide(scope)),

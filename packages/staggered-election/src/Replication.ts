@@ -244,7 +244,7 @@ export interface Accepted<S, Req, Res> {
  * log goes; otherwise an entry at a position it holds with another epoch drops its own from
  * there on (that suffix was never committed), and the rest is appended. It never drops an
  * applied entry (that would mean two masters disagree on a committed one: refused instead).
- * At most `maxLogEntries` are kept after the snapshot; what does not fit is not
+ * At most `logEntriesMax` are kept after the snapshot; what does not fit is not
  * acknowledged. Entries inside this server's snapshot are committed, so the same as the
  * master's: they are skipped as matching.
  *
@@ -257,7 +257,7 @@ export const accept = <S, Req, Res>(
   prevEpoch: number,
   entries: ReadonlyArray<Message.Entry<Req>>,
   commitSeq: number,
-  maxLogEntries: number,
+  logEntriesMax: number,
 ): Accepted<S, Req, Res> => {
   const base = replica.base.seq
   if (Number.isInteger(prevSeq) && prevSeq >= 0 && prevSeq < base) {
@@ -272,7 +272,7 @@ export const accept = <S, Req, Res>(
       replica.base.epoch,
       entries.slice(skipped),
       commitSeq,
-      maxLogEntries,
+      logEntriesMax,
     )
   }
   const held = epochAt(replica, prevSeq)
@@ -283,7 +283,7 @@ export const accept = <S, Req, Res>(
   for (const entry of entries) {
     const seq = matched + 1
     // An entry that does not continue the message's positions is malformed: stop there.
-    if (entry.seq !== seq || seq - base > maxLogEntries) break
+    if (entry.seq !== seq || seq - base > logEntriesMax) break
     const existing = log[seq - base - 1]
     if (existing !== undefined && existing.epoch === entry.epoch) {
       matched = seq
@@ -422,7 +422,7 @@ export const chooseSync = <Req>(
 /**
  * Replaces the log from `fromSeq` on with `entries` (a new master adopting the chosen log).
  * Positions below `fromSeq` are committed and the same everywhere, so they are kept
- * (`fromSeq` is past the snapshot: it follows the commit point). `maxLogEntries` bounds the
+ * (`fromSeq` is past the snapshot: it follows the commit point). `logEntriesMax` bounds the
  * entries after the snapshot.
  *
  * @since 0.1.0
@@ -432,12 +432,12 @@ export const adopt = <S, Req, Res>(
   replica: Replica<S, Req, Res>,
   fromSeq: number,
   entries: ReadonlyArray<Message.Entry<Req>>,
-  maxLogEntries: number,
+  logEntriesMax: number,
 ): Replica<S, Req, Res> => {
   const base = replica.base.seq
   const log = replica.log.slice(0, Math.max(0, fromSeq - base - 1))
   for (const entry of entries) {
-    if (entry.seq !== base + log.length + 1 || log.length >= maxLogEntries) break
+    if (entry.seq !== base + log.length + 1 || log.length >= logEntriesMax) break
     log.push(entry)
   }
   return { ...replica, log }

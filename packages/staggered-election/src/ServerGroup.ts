@@ -156,7 +156,7 @@ export type ReadMode = typeof ReadMode.Type
  */
 export const LeaseConfig = Schema.Struct({
   durationMs: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0))),
-  maxClockDrift: Schema.optionalKey(
+  clockDriftMax: Schema.optionalKey(
     Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(0.5)),
   ),
 })
@@ -212,7 +212,7 @@ export interface Options<S, Req, Res>
    * had (stale) until it hears of its successor, typically within one detection period.
    * `"lease"`: linearizable too, by a leader lease (`lease`, see `Machine.Config.lease`) —
    * reads are answered at once while a majority acknowledged a heartbeat within the lease,
-   * with no round trip; the price is a bound on clock drift (`lease.maxClockDrift`) that
+   * with no round trip; the price is a bound on clock drift (`lease.clockDriftMax`) that
    * the safety rests on, and a new master that waits out its predecessor's lease before
    * answering anything (normally already over by the end of the election).
    */

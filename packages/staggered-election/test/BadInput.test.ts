@@ -217,7 +217,7 @@ const servers = [
   { id: "c", capacity: { cpu: 8, bandwidthMbps: 100 } },
 ]
 const indexOf: Record<string, number> = { c: 1, a: 2, b: 3 }
-const maxEntriesPerMessage = 8
+const entriesPerMessageMax = 8
 const config: Machine.Config<number, Req, number> = {
   servers,
   detectionPeriodMs: 50,
@@ -225,7 +225,7 @@ const config: Machine.Config<number, Req, number> = {
   baseDelayMs: 40,
   initial: 0,
   apply: (state, request) => [state + request.add, state + request.add] as const,
-  maxEntriesPerMessage,
+  entriesPerMessageMax,
 }
 const machine = Machine.make(config)
 
@@ -405,8 +405,8 @@ describe("the machine on forged messages", () => {
       it("ignores more entries than a message may carry, whatever the epoch", () => {
         const peer = fc.constantFrom(...Object.keys(indexOf).filter((id) => id !== state.self))
         const many = fc.array(anyEntry, {
-          minLength: maxEntriesPerMessage + 1,
-          maxLength: maxEntriesPerMessage + 20,
+          minLength: entriesPerMessageMax + 1,
+          maxLength: entriesPerMessageMax + 20,
         })
         const bulky = forged(anyCount, fc.constant(0), many).filter(
           (message) => message._tag === "Replicate" || message._tag === "SyncReply",

@@ -272,7 +272,7 @@ describe("Durable", () => {
       snapshot: Replication.snapshotCodec(Schema.Number, Schema.Number),
       compactEvery: 3,
       snapshotChunkChars: 16,
-      maxLogEntries: 24,
+      logEntriesMax: 24,
     }
     let restoredWithLog = 0
     let restoredWithSnapshot = 0

@@ -137,7 +137,7 @@ describe("StaggeredElection under FastSim", () => {
       compactEvery: 3,
       snapshotChunkChars: 16,
       // A bound on the tail only: the run appends far more than this over its life.
-      maxLogEntries: 24,
+      logEntriesMax: 24,
     })
     const before = coverage.snapshotsInstalled
     const failures: Array<FastSim.FastSimFailure> = []

@@ -101,7 +101,7 @@ describe("StaggeredElection under simulation", () => {
     `leader-lease reads, clocks drifting by ${drift * 100}%, a server frozen past the time-outs: the invariants hold and no confirmed read is stale, over ${leaseSchedules} schedules`,
     () =>
       Effect.gen(function* () {
-        const machine = Machine.make({ ...base, lease: { maxClockDrift: drift } })
+        const machine = Machine.make({ ...base, lease: { clockDriftMax: drift } })
         const totals = { paused: 0, readsConfirmed: 0, readsAtOnce: 0 }
         for (const seed of Seeds.seeds(leaseSchedules)) {
           const client = makeClient()

@@ -109,8 +109,8 @@ describe("StaggeredElection machine", () => {
     )
     expect(() => Machine.make({ ...config, delayWindow: 1.5 })).toThrow(/delayWindow/)
     expect(Machine.validate(config)).toBeUndefined()
-    expect(Machine.validate({ ...config, lease: { maxClockDrift: 0.5 } })?.message).toMatch(
-      /maxClockDrift/,
+    expect(Machine.validate({ ...config, lease: { clockDriftMax: 0.5 } })?.message).toMatch(
+      /clockDriftMax/,
     )
     expect(Machine.validate({ ...config, lease: { durationMs: -1 } })?.message).toMatch(
       /lease.durationMs/,
@@ -898,7 +898,7 @@ describe("log compaction", () => {
     snapshot: Replication.snapshotCodec(Schema.Number, Schema.Number),
     compactEvery: 8,
     snapshotChunkChars: 10,
-    maxLogEntries: 20,
+    logEntriesMax: 20,
   })
   const write = (
     net: ReturnType<typeof running>,
@@ -919,7 +919,7 @@ describe("log compaction", () => {
 
   it("no lifetime cap: 300 writes through a log of at most 20 entries are all answered, and the log stays bounded", () => {
     // Without compaction the 20th entry fills the log: every later write is `log-full`.
-    const capped = running(Machine.make({ ...config, maxLogEntries: 20 }))
+    const capped = running(Machine.make({ ...config, logEntriesMax: 20 }))
     write(capped, "s1", 1, 40, 60)
     expect(capped.log.some(({ event }) => event._tag === "Rejected")).toBe(true)
 

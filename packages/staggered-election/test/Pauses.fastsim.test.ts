@@ -39,7 +39,7 @@ describe("StaggeredElection under process pauses (FastSim)", () => {
     ({ durationMs }) => {
       const machine = Machine.make({
         ...base,
-        lease: { maxClockDrift: drift, ...(durationMs === undefined ? {} : { durationMs }) },
+        lease: { clockDriftMax: drift, ...(durationMs === undefined ? {} : { durationMs }) },
       })
       const totals = { paused: 0, mastersResumedBehind: 0, readsConfirmed: 0, readsAtOnce: 0 }
       const failures: Array<string> = []
@@ -72,7 +72,7 @@ describe("StaggeredElection under process pauses (FastSim)", () => {
 
   it("catches a broken variant: a new master that does not wait out the old lease serves while a resumed master reads from its lease", () => {
     const machine = withoutLeaseWait(
-      Machine.make({ ...base, lease: { maxClockDrift: drift, durationMs: 600 } }),
+      Machine.make({ ...base, lease: { clockDriftMax: drift, durationMs: 600 } }),
     )
     let found: string | undefined
     // Fixed seeds, not UNDERSTUDY_SEED's: this must find a failure whatever is replayed.

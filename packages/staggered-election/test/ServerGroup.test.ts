@@ -188,7 +188,7 @@ describe("ServerGroup", () => {
         const cases: ReadonlyArray<readonly [Reads, RegExp]> = [
           [{ lease: {} }, /lease is set, reads is "linearizable"/],
           [{ reads: "local", lease: { durationMs: 50 } }, /lease is set, reads is "local"/],
-          [{ reads: "lease", lease: { maxClockDrift: 0.5 } }, /maxClockDrift/],
+          [{ reads: "lease", lease: { clockDriftMax: 0.5 } }, /clockDriftMax/],
           [{ reads: "lease", lease: { durationMs: 0 } }, /durationMs/],
           [{ reads: "eventual" as never }, /reads/],
         ]

@@ -237,7 +237,7 @@ export interface CreateStoreServerOptions extends Observability.FacadeOptions {
   /** Serve without a cluster key (any local process may connect). */
   readonly insecure?: boolean
   /** See `StoreServer.StoreServerOptions`. */
-  readonly maxFrameBytes?: number
+  readonly frameBytesMax?: number
   readonly inFlightPerConnectionMax?: number
   readonly watchesPerConnectionMax?: number
 }
@@ -276,7 +276,7 @@ export const createStoreServer = async (
           ...(options.clusterKey === undefined
             ? {}
             : { clusterKey: Redacted.make(options.clusterKey) }),
-          ...(options.maxFrameBytes === undefined ? {} : { maxFrameBytes: options.maxFrameBytes }),
+          ...(options.frameBytesMax === undefined ? {} : { frameBytesMax: options.frameBytesMax }),
           ...(options.inFlightPerConnectionMax === undefined
             ? {}
             : { inFlightPerConnectionMax: options.inFlightPerConnectionMax }),

@@ -58,7 +58,7 @@ export interface RemoteStoreOptions {
   /** First reconnection delay; it doubles, with jitter, up to 1 s. Default 25 ms. */
   readonly reconnectBaseMs?: number
   /** Largest frame accepted or sent. Default 2 MiB, like the server. */
-  readonly maxFrameBytes?: number
+  readonly frameBytesMax?: number
   /** Transport keep-alive; default the transport's (ping 1 s, time-out 5 s). */
   readonly keepAlive?: Options.ConnectionOptions<unknown>["keepAlive"]
   /**
@@ -116,7 +116,7 @@ export const make = (
     const watchQueuedEventsMax = options.watchQueuedEventsMax ?? 10_000
     const connectionOptions: Options.ConnectionOptions<Protocol.Message> = {
       codec: Protocol.clientCodec,
-      maxFrameBytes: options.maxFrameBytes ?? Protocol.maxFrameBytesDefault,
+      frameBytesMax: options.frameBytesMax ?? Protocol.frameBytesMaxDefault,
       // A connection attempt never outlives the request that waits for it.
       handshakeTimeoutMs: requestTimeoutMs,
       ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),

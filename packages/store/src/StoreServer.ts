@@ -33,7 +33,7 @@ export interface StoreServerOptions {
   /** Clients must prove knowledge of this key (the transport's HMAC handshake). */
   readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
   /** Largest frame accepted or sent. Default 2 MiB (a value at the limit, in base64). */
-  readonly maxFrameBytes?: number
+  readonly frameBytesMax?: number
   /**
    * Requests of one connection being executed at once; past it the server stops reading
    * that connection until one finishes (the client's sends then suspend). Default 1,024.
@@ -208,7 +208,7 @@ export const serve = (
     const watchesMax = options.watchesPerConnectionMax ?? 256
     const listener = yield* transport.listen(address, {
       codec: Protocol.serverCodec,
-      maxFrameBytes: options.maxFrameBytes ?? Protocol.maxFrameBytesDefault,
+      frameBytesMax: options.frameBytesMax ?? Protocol.frameBytesMaxDefault,
       ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
       ...(options.keepAlive === undefined ? {} : { keepAlive: options.keepAlive }),
     })

@@ -62,7 +62,7 @@ const setup = (options: StoreServer.StoreServerOptions = {}) =>
         const conn = yield* transport.connect(server.address, {
           codec: Codec.bytes,
           keepAlive: false,
-          maxFrameBytes: 8 * 1024 * 1024,
+          frameBytesMax: 8 * 1024 * 1024,
         })
         const replies: Array<Reply> = []
         const answered = Deferred.makeUnsafe<void>()

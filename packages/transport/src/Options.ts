@@ -11,7 +11,7 @@ export interface ConnectionOptions<A> {
   /** How messages map to frame payloads. */
   readonly codec: Codec<A>
   /** Largest frame accepted or sent, in bytes of payload. Default 16 MiB. */
-  readonly maxFrameBytes?: number
+  readonly frameBytesMax?: number
   /**
    * How many messages may wait in the outgoing queue before `send` suspends. Default 4096.
    */
@@ -43,7 +43,7 @@ export interface ConnectionOptions<A> {
 /** @internal */
 export interface ResolvedOptions<A> {
   readonly codec: Codec<A>
-  readonly maxFrameBytes: number
+  readonly frameBytesMax: number
   readonly sendQueueCapacity: number
   readonly receiveBufferBytes: number
   readonly keepAlive: { readonly intervalMs: number; readonly timeoutMs: number } | false
@@ -55,7 +55,7 @@ export interface ResolvedOptions<A> {
 /** @internal */
 export const resolve = <A>(options: ConnectionOptions<A>): ResolvedOptions<A> => ({
   codec: options.codec,
-  maxFrameBytes: options.maxFrameBytes ?? 16 * 1024 * 1024,
+  frameBytesMax: options.frameBytesMax ?? 16 * 1024 * 1024,
   sendQueueCapacity: options.sendQueueCapacity ?? 4096,
   receiveBufferBytes: options.receiveBufferBytes ?? 4 * 1024 * 1024,
   keepAlive: options.keepAlive ?? { intervalMs: 1_000, timeoutMs: 5_000 },

@@ -8,11 +8,11 @@
  * connection core as real sockets, so framing, the handshake, keep-alive and close reasons
  * behave as in production. All events run from one scheduler ordered by (time, sequence).
  *
- * Limits: every direction of a connection holds at most `maxBufferedBytes` unread bytes
+ * Limits: every direction of a connection holds at most `bufferedBytesMax` unread bytes
  * (`write` reports backpressure past `highWaterBytes`); a datagram endpoint buffers at most
  * `datagramBufferSize` datagrams and a datagram carries at most 65,507 bytes; a listener
  * holds at most `backlog` connections not yet through the handshake; the trace keeps the
- * last `maxTraceEvents` events; at most 1,000,000 events are pending in the scheduler.
+ * last `traceEventsMax` events; at most 1,000,000 events are pending in the scheduler.
  *
  * @example
  * ```ts
@@ -109,13 +109,13 @@ export interface SimNetOptions {
   /** `write` on a connection returns false past this many unread bytes in its direction. Default 64 KiB. */
   readonly highWaterBytes?: number
   /** A connection whose writer ignores backpressure is reset past this many unread bytes. Default 64 MiB. */
-  readonly maxBufferedBytes?: number
+  readonly bufferedBytesMax?: number
   /** Datagrams a bound endpoint buffers for a slow reader; later ones are dropped. Default 1,024. */
   readonly datagramBufferSize?: number
   /** Connections a listener holds before the handshake; later attempts are refused. Default 128. */
   readonly backlog?: number
   /** Events the trace keeps (the latest ones). Default 100,000. */
-  readonly maxTraceEvents?: number
+  readonly traceEventsMax?: number
 }
 
 /**
@@ -301,7 +301,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
     const baseLink: LinkConfig = { ...defaultLink, ...options.link }
     const datagramBufferSize = options.datagramBufferSize ?? 1_024
     const backlog = options.backlog ?? 128
-    const maxTraceEvents = options.maxTraceEvents ?? 100_000
+    const traceEventsMax = options.traceEventsMax ?? 100_000
 
     const hosts = new Map<string, HostState>()
     const links = new Map<string, LinkConfig>()
@@ -311,8 +311,8 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
 
     const record = (kind: string, from: string, to: string, detail: string): void => {
       events.push({ atMs: scheduler.nowMs(), kind, from, to, detail })
-      // Amortised: trimmed to the latest `maxTraceEvents` once twice as many piled up.
-      if (events.length >= maxTraceEvents * 2) events = events.slice(-maxTraceEvents)
+      // Amortised: trimmed to the latest `traceEventsMax` once twice as many piled up.
+      if (events.length >= traceEventsMax * 2) events = events.slice(-traceEventsMax)
     }
 
     const getHost = (name: string): HostState => {
@@ -363,7 +363,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
       },
       stalled: new Set(),
       highWaterBytes: options.highWaterBytes ?? 64 * 1024,
-      maxBufferedBytes: options.maxBufferedBytes ?? 64 * 1024 * 1024,
+      bufferedBytesMax: options.bufferedBytesMax ?? 64 * 1024 * 1024,
       release: (endpoint) => {
         const host = hosts.get(endpoint.host)
         if (host === undefined) return
@@ -931,7 +931,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
       restart,
       run,
       isUp: world.isUp,
-      trace: Effect.sync(() => events.slice(-maxTraceEvents)),
+      trace: Effect.sync(() => events.slice(-traceEventsMax)),
       note: (host, text) => Effect.sync(() => record("note", host, "", text)),
     }
     return simNet

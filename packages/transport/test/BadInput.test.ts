@@ -36,7 +36,7 @@ import { type LinkPair, linkPair, tapLink } from "./support/linkPair.ts"
 const Message = Schema.Struct({ n: Schema.Number, text: Schema.String })
 type Message = typeof Message.Type
 const codec = Codec.json(Message)
-const maxFrameBytes = 4096
+const frameBytesMax = 4096
 const key = Redacted.make("cluster-secret")
 
 const random = (size: number) => Effect.sync(() => new Uint8Array(randomBytes(size)))
@@ -66,7 +66,7 @@ type Side = Partial<Options.ConnectionOptions<Message>>
 const connect = (link: Link, role: "client" | "server", options: Side) =>
   Core.make(link, {
     role,
-    options: Options.resolve({ codec, maxFrameBytes, keepAlive: false, ...options }),
+    options: Options.resolve({ codec, frameBytesMax, keepAlive: false, ...options }),
     randomBytes: random,
     peer: role === "client" ? "server" : "client",
   })
@@ -120,7 +120,7 @@ const expectProtocolError = (reason: CloseReason, detail: string) => {
 const oracle = (
   bytes: Uint8Array,
 ): { readonly messages: Array<Message>; readonly reason: "End" | "Reset" | "ProtocolError" } => {
-  const decoder = new FrameDecoder(maxFrameBytes + 1)
+  const decoder = new FrameDecoder(frameBytesMax + 1)
   const result = decoder.push(bytes)
   const frames: ReadonlyArray<Frame> = Array.isArray(result) ? result : result.frames
   const messages: Array<Message> = []
@@ -139,14 +139,14 @@ const oracle = (
 const badAfterHandshake: ReadonlyArray<{ name: string; bytes: Uint8Array; detail: string }> = [
   { name: "a zero-length frame", bytes: header(0), detail: "empty frame" },
   {
-    name: "a length over maxFrameBytes (header only)",
-    bytes: header(maxFrameBytes + 2),
+    name: "a length over frameBytesMax (header only)",
+    bytes: header(frameBytesMax + 2),
     detail: "over the maximum",
   },
   { name: "a length of 4 GiB", bytes: header(0xffffffff), detail: "over the maximum" },
   {
-    name: "a payload one byte over maxFrameBytes",
-    bytes: encodeFrame(FrameType.Data, new Uint8Array(maxFrameBytes + 1).fill(0x20)),
+    name: "a payload one byte over frameBytesMax",
+    bytes: encodeFrame(FrameType.Data, new Uint8Array(frameBytesMax + 1).fill(0x20)),
     detail: "over the maximum",
   },
   {
@@ -291,7 +291,7 @@ describe("bad input after the handshake (no cluster key)", () => {
   const corruption = fc.oneof(
     fc.constant({ bytes: header(0), detail: "empty frame" }),
     fc
-      .integer({ min: maxFrameBytes + 2, max: 0xffffffff })
+      .integer({ min: frameBytesMax + 2, max: 0xffffffff })
       .map((n) => ({ bytes: header(n), detail: "over the maximum" })),
     fc
       .tuple(

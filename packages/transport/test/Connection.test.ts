@@ -165,10 +165,10 @@ describe("Connection core", () => {
   )
 
   it.effect(
-    "a message over maxFrameBytes fails send with CodecError; the connection stays open",
+    "a message over frameBytesMax fails send with CodecError; the connection stays open",
     () =>
       Effect.gen(function* () {
-        const { client, server } = yield* open({ maxFrameBytes: 64 })
+        const { client, server } = yield* open({ frameBytesMax: 64 })
         const error = yield* Effect.flip(client.send({ n: 1, text: "x".repeat(100) }))
         expect(error._tag).toBe("CodecError")
         yield* client.send({ n: 2, text: "fits" })

@@ -713,7 +713,7 @@ const linkWorld = (highWaterBytes: number) =>
       streamDelay: () => ({ delayMs: 5, lost: false }),
       stalled: new Set(),
       highWaterBytes,
-      maxBufferedBytes: highWaterBytes * 4,
+      bufferedBytesMax: highWaterBytes * 4,
       release: () => {},
     }
     const ab = new Pipe(world, "a", "b", "a", "b")

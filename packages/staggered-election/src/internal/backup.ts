@@ -27,7 +27,7 @@ export const onReplicate = <S, Req, Res>(
     message.prevEpoch,
     message.entries,
     message.commitSeq,
-    settings.maxLogEntries,
+    settings.logEntriesMax,
   )
   // Caught up by a master that heard of this incarnation (an older message, sent before a
   // restart, must not clear it): the log now holds every committed entry.
@@ -89,7 +89,7 @@ export const onSyncRequest = <S, Req, Res>(
   const entries = Replication.entriesFrom(
     state.replica,
     message.fromSeq,
-    settings.maxEntriesPerMessage,
+    settings.entriesPerMessageMax,
   )
   const last = Replication.lastSeq(state.replica)
   outputs.push(

@@ -35,12 +35,12 @@ export interface Config<S, Req, Res> {
    * `log-full`). Without `snapshot` nothing is compacted, so it bounds the lifetime count.
    * Default 10,000.
    */
-  readonly maxLogEntries?: number
+  readonly logEntriesMax?: number
   /**
    * How the applied state (with the table of last answers) is encoded for a backup or a new
    * master that needs what was compacted, and for the write-ahead log: with it, the log is
    * compacted (`Replication.compact`) every `compactEvery` applied entries, so the only
-   * bound is on the un-compacted tail (`maxLogEntries`). Absent: nothing is compacted.
+   * bound is on the un-compacted tail (`logEntriesMax`). Absent: nothing is compacted.
    */
   readonly snapshot?: Replication.SnapshotCodec<S, Res>
   /** With `snapshot`: applied entries between compactions. Default 1,000. */
@@ -48,9 +48,9 @@ export interface Config<S, Req, Res> {
   /** With `snapshot`: characters of an encoded snapshot per `Snapshot` message. Default 8,000. */
   readonly snapshotChunkChars?: number
   /** Most requests queued while a new master syncs. Default 1,000. */
-  readonly maxQueuedSubmits?: number
+  readonly queuedSubmitsMax?: number
   /** Most entries in one `Replicate` or `SyncReply`. Default 64. */
-  readonly maxEntriesPerMessage?: number
+  readonly entriesPerMessageMax?: number
   /**
    * When the master may answer (commit): `"all-live"` (default) once every live backup has
    * the request and, with the master, they are a majority — no acknowledged request is lost
@@ -72,7 +72,7 @@ export interface Config<S, Req, Res> {
    * detection tick; once a majority (itself included, amnesiacs not) acknowledged a round
    * begun at `t` on its clock, it holds a lease until `t + durationMs` and confirms reads at
    * once while it holds one (a read outside the lease falls back to a round). Safe whatever
-   * the timings, as long as every clock runs at a rate within `1 ± maxClockDrift` (pauses
+   * the timings, as long as every clock runs at a rate within `1 ± clockDriftMax` (pauses
    * are fine: the lease is checked on the clock when the read is handled): a new master does
    * not finish its sync — it answers nothing — until every lease its sync's majority could
    * have granted ran out on its own clock (see `leaseWaitMs`). Keep
@@ -94,7 +94,7 @@ export interface Lease {
   /** How long a majority's ack of a round lets the master read alone. Default: the largest whose `leaseWaitMs` is `inquiryTimeoutMs`. */
   readonly durationMs?: number
   /** The bound on any clock's rate error (0.01: 1%, 10,000 ppm). Default 0.01. */
-  readonly maxClockDrift?: number
+  readonly clockDriftMax?: number
 }
 
 /**
@@ -105,8 +105,8 @@ export interface Lease {
  * @since 0.1.0
  * @category leases
  */
-export const leaseWaitMs = (durationMs: number, maxClockDrift: number): number =>
-  (durationMs * (1 + maxClockDrift)) / (1 - maxClockDrift)
+export const leaseWaitMs = (durationMs: number, clockDriftMax: number): number =>
+  (durationMs * (1 + clockDriftMax)) / (1 - clockDriftMax)
 
 /** The lease's duration and wait, defaults applied. @since 0.1.0 @category leases */
 export const leaseOf = (
@@ -114,7 +114,7 @@ export const leaseOf = (
 ): { readonly durationMs: number; readonly waitMs: number } | undefined => {
   const lease = config.lease
   if (lease === undefined) return undefined
-  const drift = lease.maxClockDrift ?? 0.01
+  const drift = lease.clockDriftMax ?? 0.01
   const durationMs =
     lease.durationMs ?? Math.floor((config.inquiryTimeoutMs * (1 - drift)) / (1 + drift))
   return { durationMs, waitMs: leaseWaitMs(durationMs, drift) }
@@ -159,16 +159,16 @@ export const validate = <S, Req, Res>(
     positive("floorDelayMs", config.floorDelayMs) ??
     positive("unknownDelayMs", config.unknownDelayMs) ??
     positive("delayWindow", config.delayWindow, true) ??
-    positive("maxLogEntries", config.maxLogEntries, true) ??
-    positive("maxQueuedSubmits", config.maxQueuedSubmits, true) ??
-    positive("maxEntriesPerMessage", config.maxEntriesPerMessage, true) ??
+    positive("logEntriesMax", config.logEntriesMax, true) ??
+    positive("queuedSubmitsMax", config.queuedSubmitsMax, true) ??
+    positive("entriesPerMessageMax", config.entriesPerMessageMax, true) ??
     positive("compactEvery", config.compactEvery, true) ??
     positive("snapshotChunkChars", config.snapshotChunkChars, true) ??
     positive("lease.durationMs", config.lease?.durationMs) ??
-    (config.lease?.maxClockDrift !== undefined &&
-    !(config.lease.maxClockDrift >= 0 && config.lease.maxClockDrift < 0.5)
+    (config.lease?.clockDriftMax !== undefined &&
+    !(config.lease.clockDriftMax >= 0 && config.lease.clockDriftMax < 0.5)
       ? new InvalidConfig({
-          reason: `lease.maxClockDrift must be at least 0 and below 0.5, got ${config.lease.maxClockDrift}`,
+          reason: `lease.clockDriftMax must be at least 0 and below 0.5, got ${config.lease.clockDriftMax}`,
         })
       : undefined) ??
     (config.lease !== undefined && !(leaseOf(config)!.durationMs > 0)

@@ -98,7 +98,7 @@ export const submitReady = <S, Req, Res>(
     case "New":
       break
   }
-  if (state.replica.log.length >= settings.maxLogEntries) return reject("log-full")
+  if (state.replica.log.length >= settings.logEntriesMax) return reject("log-full")
   const replica = Replication.append(state.replica, {
     _tag: "Request",
     seq: Replication.lastSeq(state.replica) + 1,
@@ -163,7 +163,7 @@ export const onSubmit = <S, Req, Res>(
     return M.result(state, outputs)
   }
   if (leader.phase === "syncing") {
-    if (leader.queue.length >= settings.maxQueuedSubmits) {
+    if (leader.queue.length >= settings.queuedSubmitsMax) {
       outputs.push(
         M.emit<Event<Res>>({
           _tag: "Rejected",

@@ -105,7 +105,7 @@ export const onReadMany = <S, Req, Res>(
       readIds.map((readId) => M.emit<Event<Res>>({ _tag: "ReadConfirmed", readId })),
     )
   }
-  const room = Math.max(0, settings.maxQueuedSubmits - leader.reads.length)
+  const room = Math.max(0, settings.queuedSubmitsMax - leader.reads.length)
   const taken = readIds.slice(0, room)
   outputs.push(...rejectAll("queue-full", readIds.slice(room)))
   if (taken.length === 0) return M.result(state, outputs)

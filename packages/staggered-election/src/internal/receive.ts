@@ -87,7 +87,7 @@ export const onReceive = <S, Req, Res>(
   if (message.index !== sender.index) return ignored(state, from, "wrong-index")
   if (
     (message._tag === "Replicate" || message._tag === "SyncReply") &&
-    message.entries.length > settings.maxEntriesPerMessage
+    message.entries.length > settings.entriesPerMessageMax
   ) {
     return ignored(state, from, "too-large")
   }

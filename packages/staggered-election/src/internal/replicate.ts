@@ -58,7 +58,7 @@ export const replicateTo = <S, Req, Res>(
   peer: string,
   outputs: Array<Output<Req, Res>>,
 ) => {
-  const { maxEntriesPerMessage } = settings
+  const { entriesPerMessageMax } = settings
   const leader = state.leader!
   const replica = state.replica
   const syncing = leader.phase === "syncing"
@@ -74,7 +74,7 @@ export const replicateTo = <S, Req, Res>(
   const entries = Replication.entriesFrom(
     replica,
     nextSeq,
-    Math.min(maxEntriesPerMessage, upTo - prevSeq),
+    Math.min(entriesPerMessageMax, upTo - prevSeq),
   )
   outputs.push(
     M.send<Message.Message<Req>>(peer, {

@@ -29,9 +29,9 @@ export interface Settings<S, Req, Res> {
   readonly floorDelayMs: number
   readonly unknownDelayMs: number
   readonly delayWindow: number
-  readonly maxLogEntries: number
-  readonly maxQueuedSubmits: number
-  readonly maxEntriesPerMessage: number
+  readonly logEntriesMax: number
+  readonly queuedSubmitsMax: number
+  readonly entriesPerMessageMax: number
   readonly snapshots: Replication.SnapshotCodec<S, Res> | undefined
   readonly compactEvery: number
   readonly chunkChars: number
@@ -61,9 +61,9 @@ export const settingsOf = <S, Req, Res>(config: Config<S, Req, Res>): Settings<S
     floorDelayMs: config.floorDelayMs ?? 1,
     unknownDelayMs: config.unknownDelayMs ?? config.inquiryTimeoutMs,
     delayWindow: config.delayWindow ?? 8,
-    maxLogEntries: config.maxLogEntries ?? 10_000,
-    maxQueuedSubmits: config.maxQueuedSubmits ?? 1_000,
-    maxEntriesPerMessage: config.maxEntriesPerMessage ?? 64,
+    logEntriesMax: config.logEntriesMax ?? 10_000,
+    queuedSubmitsMax: config.queuedSubmitsMax ?? 1_000,
+    entriesPerMessageMax: config.entriesPerMessageMax ?? 64,
     snapshots: config.snapshot,
     compactEvery: config.compactEvery ?? 1_000,
     chunkChars: config.snapshotChunkChars ?? 8_000,

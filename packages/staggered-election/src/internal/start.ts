@@ -76,7 +76,7 @@ export const init = <S, Req, Res>(
     heardAll: {},
     receiving: undefined,
   }
-  // A replayed log is compacted at once: its tail may be longer than `maxLogEntries` allows.
+  // A replayed log is compacted at once: its tail may be longer than `logEntriesMax` allows.
   if (settings.snapshots !== undefined) {
     state = { ...state, replica: Replication.compact(state.replica, settings.compactEvery) }
   }

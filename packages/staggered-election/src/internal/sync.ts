@@ -77,13 +77,13 @@ export const maybeFinishSync = <S, Req, Res>(
   nowMs: number,
   outputs: Array<Output<Req, Res>>,
 ): State<S, Req, Res> => {
-  const { groupSize, maxLogEntries } = settings
+  const { groupSize, logEntriesMax } = settings
   const leader = state.leader
   if (state.role !== "master" || leader === undefined || leader.phase !== "syncing") return state
   const own: Replication.SyncSummary<Req> = {
     lastSeq: Replication.lastSeq(state.replica),
     lastEpoch: Replication.lastEpoch(state.replica),
-    entries: Replication.entriesFrom(state.replica, leader.fromSeq, maxLogEntries),
+    entries: Replication.entriesFrom(state.replica, leader.fromSeq, logEntriesMax),
     complete: true,
     amnesiac: state.amnesiac,
   }
@@ -117,9 +117,9 @@ export const maybeFinishSync = <S, Req, Res>(
   let replica =
     from === state.self
       ? state.replica
-      : Replication.adopt(state.replica, leader.fromSeq, summary.entries, maxLogEntries)
+      : Replication.adopt(state.replica, leader.fromSeq, summary.entries, logEntriesMax)
   // A no-op of our epoch: what we adopted commits with it (Raft's rule for earlier terms).
-  if (replica.log.length < maxLogEntries) {
+  if (replica.log.length < logEntriesMax) {
     replica = Replication.append(replica, {
       _tag: "Noop",
       seq: Replication.lastSeq(replica) + 1,
@@ -197,7 +197,7 @@ const learnCommitted = <S, Req, Res>(
     Replication.epochAt(state.replica, prevSeq) ?? 0,
     committed,
     commitSeq,
-    settings.maxLogEntries,
+    settings.logEntriesMax,
   )
   if (!accepted.ok || accepted.replica.commitSeq <= state.replica.commitSeq) return undefined
   const applied = applyCommitted(settings, { ...state, replica: accepted.replica }, outputs)

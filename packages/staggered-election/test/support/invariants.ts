@@ -34,8 +34,8 @@ export const base = {
   baseDelayMs: 40,
   initial: 0,
   apply: (state: number, request: Req) => [state + request.add, state + request.add] as const,
-  maxLogEntries: 2_000,
-  maxEntriesPerMessage: 32,
+  logEntriesMax: 2_000,
+  entriesPerMessageMax: 32,
 }
 
 export const codec: Codec.Codec<Message.Message<Req>> = Message.codec(

@@ -140,7 +140,7 @@ export const clientCodec: Codec.Codec<Message> = jsonCodec("store-client", Reque
  * Largest frame either side accepts: a value at `limits.valueBytesMax` grows by a third in
  * base64, plus its key and the envelope.
  */
-export const maxFrameBytesDefault = 2 * 1024 * 1024
+export const frameBytesMaxDefault = 2 * 1024 * 1024
 
 /**
  * Payload bytes a server puts in one range page or event batch before starting another,

@@ -368,7 +368,7 @@ class Core<A> {
     // The type byte, the largest payload, and the MAC only when frames carry one: an
     // unauthenticated peer must not slip 32 bytes over the limit.
     const macLength = this.macIn === undefined ? 0 : macBytes
-    this.decoder.maxBodyBytes = this.options.maxFrameBytes + 1 + macLength
+    this.decoder.maxBodyBytes = this.options.frameBytesMax + 1 + macLength
     Deferred.doneUnsafe(this.handshake, Effect.void)
   }
 
@@ -534,10 +534,10 @@ const encodePayload = <A>(core: Core<A>, message: A): Uint8Array | CodecError =>
   const encoded = core.options.codec.encode(message)
   if (Result.isFailure(encoded)) return encoded.failure
   const payload = encoded.success
-  if (payload.byteLength > core.options.maxFrameBytes) {
+  if (payload.byteLength > core.options.frameBytesMax) {
     return new CodecError({
       codec: core.options.codec.name,
-      detail: `message of ${payload.byteLength} bytes is over the maximum ${core.options.maxFrameBytes}`,
+      detail: `message of ${payload.byteLength} bytes is over the maximum ${core.options.frameBytesMax}`,
     })
   }
   return payload

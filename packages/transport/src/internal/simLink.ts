@@ -37,7 +37,7 @@ export interface SimWorld {
   /** `write` returns false past this many unread bytes in one direction. */
   readonly highWaterBytes: number
   /** Past this many unread bytes in one direction the connection is reset (a writer ignored backpressure). */
-  readonly maxBufferedBytes: number
+  readonly bufferedBytesMax: number
   /** The endpoint no longer takes part in its host's crash handling nor holds its port. */
   readonly release: (endpoint: SimEndpoint) => void
 }
@@ -239,7 +239,7 @@ export class SimEndpoint implements Link {
     if (this.dead || this.destroyed || this.sentEnd || this.sentReset) return true
     const out = this.out
     out.unackedBytes += chunk.byteLength
-    if (out.unackedBytes > this.world.maxBufferedBytes) {
+    if (out.unackedBytes > this.world.bufferedBytesMax) {
       this.overflow()
       return true
     }
@@ -362,7 +362,7 @@ export class SimEndpoint implements Link {
   }
 
   private overflow(): void {
-    const detail = `more than ${this.world.maxBufferedBytes} bytes unread (SimNet limit)`
+    const detail = `more than ${this.world.bufferedBytesMax} bytes unread (SimNet limit)`
     this.sendReset(detail)
     this.discardInbox()
     this.inbox.push({ kind: "reset", detail })
