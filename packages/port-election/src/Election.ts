@@ -50,10 +50,10 @@ import {
 import { Identity } from "./Identity.ts"
 import {
   codec,
+  frameBytesMax,
   type Holding,
   type Member,
   type Message,
-  maxFrameBytes,
   preEncode,
   protocolVersion,
 } from "./internal/protocol.ts"
@@ -267,7 +267,7 @@ export const make = (
         : yield* Secret.load(options.secret?.path)
     const connectionOptions = {
       codec,
-      maxFrameBytes,
+      frameBytesMax,
       keepAlive: options.keepAlive ?? { intervalMs: 200, timeoutMs: 1_500 },
       clusterKey,
       handshakeTimeoutMs: requestTimeoutMs,

@@ -9,7 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Address, NodeTransport, Transport } from "@understudy/transport"
 import { Effect, Exit, Redacted, Scope, Stream } from "effect"
 import * as Election from "../src/Election.ts"
-import { codec, type Message, maxFrameBytes, protocolVersion } from "../src/internal/protocol.ts"
+import { codec, frameBytesMax, type Message, protocolVersion } from "../src/internal/protocol.ts"
 
 describe("grants to a new member", () => {
   it.live("wait for the first registry that names it", () =>
@@ -36,7 +36,7 @@ describe("grants to a new member", () => {
       const transport = yield* Transport.Transport
       const connection = yield* transport.connect(address, {
         codec,
-        maxFrameBytes,
+        frameBytesMax,
         clusterKey: secret,
         keepAlive: false,
       })

@@ -11,7 +11,7 @@ import { Address, Codec, NodeTransport, Transport } from "@understudy/transport"
 import { Effect, Exit, Fiber, Queue, Redacted, Schema, Scope, Stream } from "effect"
 import fc from "fast-check"
 import * as Election from "../src/Election.ts"
-import { maxFrameBytes, protocolVersion } from "../src/internal/protocol.ts"
+import { frameBytesMax, protocolVersion } from "../src/internal/protocol.ts"
 
 const secret = Redacted.make(new Uint8Array(randomBytes(32)))
 const anyJson = Codec.json(Schema.Unknown, "any-json")
@@ -100,7 +100,7 @@ const fuzzOnce = <A>(
         codec,
         clusterKey: secret,
         keepAlive: false,
-        maxFrameBytes: maxFrameBytes * 2,
+        frameBytesMax: frameBytesMax * 2,
       })
       // The send may fail once the supervisor has closed on an earlier message: that is fine.
       yield* Effect.ignore(connection.sendAll(messages))
@@ -215,7 +215,7 @@ describe("bad input to the supervisor", () => {
             { minLength: 1, maxLength: 3 },
           ),
         }),
-        fc.record({ instanceId: fc.constant("x".repeat(maxFrameBytes + 10)) }),
+        fc.record({ instanceId: fc.constant("x".repeat(frameBytesMax + 10)) }),
         fc.record({ program: fc.constantFrom(null, 7, ["fuzz-test"]) }),
       ),
       (absurd) =>

@@ -268,4 +268,4 @@ export const codec: Codec.Codec<Message> = Codec.make({
 })
 
 /** Largest message: registries of many members stay well under it. */
-export const maxFrameBytes = 1024 * 1024
+export const frameBytesMax = 1024 * 1024
