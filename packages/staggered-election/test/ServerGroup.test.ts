@@ -5,7 +5,8 @@
  * with a 100 ms inquiry time-out on a real clock, a stall of the loaded test process made a
  * backup drop its master between two assertions; simulated time only moves when the test
  * moves it. The write-ahead-log test keeps real sockets, files and clock (every step of it
- * retries a master change); real processes are in processes.test.ts.
+ * retries a master change); the group as real processes is the root test workspace's
+ * serverGroup.processes.test.ts.
  */
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"

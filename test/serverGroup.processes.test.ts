@@ -12,7 +12,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
-import * as Group from "../../../apps/server-group/test/support/group.ts"
+import * as Group from "../apps/server-group/test/support/group.ts"
 
 const rounds = Number(process.env.STAGGERED_PROCESS_ROUNDS ?? "50")
 
