@@ -4,8 +4,9 @@
  */
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
+import { TestTracer } from "@understudy/testkit"
 import { Address, type Connection, NodeTransport, Transport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Layer, Redacted, Scope, Stream, Tracer } from "effect"
+import { Deferred, Effect, Exit, Layer, Redacted, Scope, Stream } from "effect"
 import * as Election from "../src/Election.ts"
 
 /**
@@ -56,18 +57,8 @@ describe("port-election spans", () => {
   it.live(
     "an election per instance, the successor's takeover, and the members' registrations again",
     () => {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      })
-      const ended = (name: string) =>
-        spans
-          .filter((span) => span.name === name && span.status._tag === "Ended")
-          .map((span) => Object.fromEntries(span.attributes))
+      const recorder = TestTracer.make()
+      const ended = (name: string) => recorder.ended(name).map(TestTracer.attributes)
       return Effect.gen(function* () {
         const address = Address.abstract(`understudy-test-${randomBytes(6).toString("hex")}`)
         const secret = Redacted.make(new Uint8Array(randomBytes(32)))
@@ -156,7 +147,7 @@ describe("port-election spans", () => {
           },
         ])
         for (const scope of [scopes[1]!, scopes[2]!]) yield* Scope.close(scope, Exit.void)
-      }).pipe(Effect.provideService(Tracer.Tracer, tracer))
+      }).pipe(recorder.provide)
     },
   )
 })
