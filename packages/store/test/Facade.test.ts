@@ -5,22 +5,11 @@
  */
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
+import { TestTracer } from "@understudy/testkit"
 import type { Observability } from "@understudy/transport"
-import { type Duration, Layer, Tracer } from "effect"
+import type { Duration } from "effect"
 import { createStore, createStoreServer, StoreConfigError } from "../src/Facade.ts"
 import type { WatchEvent } from "../src/Store.ts"
-
-const recordingTracer = (spans: Array<Tracer.NativeSpan>) =>
-  Layer.succeed(
-    Tracer.Tracer,
-    Tracer.make({
-      span: (options) => {
-        const span = new Tracer.NativeSpan(options)
-        spans.push(span)
-        return span
-      },
-    }),
-  )
 
 const text = (value: Uint8Array | undefined) =>
   value === undefined ? undefined : new TextDecoder().decode(value)
@@ -37,10 +26,10 @@ describe("Facade", () => {
   it("a served store and a client with the caller's logger and tracer: compare-and-set, leases, watch", async () => {
     const clusterKey = new Uint8Array(randomBytes(32))
     const logs: Array<Observability.LogEntry> = []
-    const spans: Array<Tracer.NativeSpan> = []
+    const tracer = TestTracer.make()
     const observed = {
       logger: (entry: Observability.LogEntry) => logs.push(entry),
-      layer: recordingTracer(spans),
+      layer: tracer.layer,
     }
     const server = await createStoreServer({ listen: "tcp://127.0.0.1:0", clusterKey, ...observed })
     try {
@@ -91,7 +80,7 @@ describe("Facade", () => {
         expect(await watch.done).toBeUndefined()
 
         // Every operation of the remote store was a span of the caller's tracer.
-        const named = (name: string) => spans.filter((span) => span.name === name)
+        const named = (name: string) => tracer.spans.filter((span) => span.name === name)
         expect(named("store.put").length).toBe(2)
         expect(named("store.put")[0]!.attributes.get("store.backend")).toBe("remote")
         expect(named("store.put")[0]!.attributes.get("store.key")).toBe("/locks/build")

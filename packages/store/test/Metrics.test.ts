@@ -5,8 +5,9 @@
  * operations, with the spans a recording tracer kept.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { TestTracer } from "@understudy/testkit"
 import { Address, NodeTransport } from "@understudy/transport"
-import { Effect, Fiber, Layer, Metric, Option, Stream, Tracer } from "effect"
+import { Effect, Fiber, Layer, Metric, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as MemoryStore from "../src/MemoryStore.ts"
 import * as Metrics from "../src/Metrics.ts"
@@ -25,17 +26,10 @@ const count = (op: string, backend: Metrics.Backend, outcome: string) =>
 
 /** Runs `effect` with a metrics registry of its own and a tracer keeping every span. */
 const observed = <A, E>(effect: Effect.Effect<A, E>) => {
-  const spans: Array<Tracer.NativeSpan> = []
-  const tracer = Tracer.make({
-    span: (options) => {
-      const span = new Tracer.NativeSpan(options)
-      spans.push(span)
-      return span
-    },
-  })
+  const tracer = TestTracer.make()
   return effect.pipe(
-    Effect.map((result) => ({ result, spans })),
-    Effect.withTracer(tracer),
+    Effect.map((result) => ({ result, spans: tracer.spans })),
+    tracer.provide,
     Effect.provideService(Metric.MetricRegistry, new Map()),
   )
 }

@@ -1,11 +1,12 @@
 /**
  * A tracer for tests: it keeps every span a program starts (name, attributes, parent and
  * status, which change as the span runs and ends), so a test can check which spans ended,
- * with what outcome, under which parent. Provide it with `recorder.provide(effect)`.
+ * with what outcome, under which parent. Provide it with `recorder.provide(effect)`, or as
+ * `recorder.layer` (a Promise facade's `layer` option).
  *
  * @since 0.1.0
  */
-import { Effect, Option, Tracer } from "effect"
+import { Effect, Layer, Option, Tracer } from "effect"
 
 /**
  * The spans one tracer started and a way to provide it.
@@ -21,6 +22,8 @@ export interface Recorder {
   readonly ended: (name: string) => Array<Tracer.NativeSpan>
   /** `effect` with this tracer as its tracer. */
   readonly provide: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** This tracer as a layer. */
+  readonly layer: Layer.Layer<never>
 }
 
 /**
@@ -43,6 +46,7 @@ export const make = (): Recorder => {
     spans,
     ended: (name) => spans.filter((span) => span.name === name && span.status._tag === "Ended"),
     provide: (effect) => Effect.withTracer(effect, tracer),
+    layer: Layer.succeed(Tracer.Tracer, tracer),
   }
 }
 

@@ -26,6 +26,14 @@ describe("TestTracer", () => {
     }).pipe(recorder.provide)
   })
 
+  it.effect("its layer provides the same recorder", () => {
+    const recorder = TestTracer.make()
+    return Effect.gen(function* () {
+      yield* Effect.void.pipe(Effect.withSpan("layered"))
+      expect(recorder.ended("layered").map((span) => span.name)).toEqual(["layered"])
+    }).pipe(Effect.provide(recorder.layer))
+  })
+
   it.effect("ended leaves out a span still running", () => {
     const recorder = TestTracer.make()
     return Effect.gen(function* () {
