@@ -12,14 +12,14 @@ import { createHash, randomBytes } from "node:crypto"
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { Ports } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
 import { Effect } from "effect"
+import { commandPath } from "../apps.ts"
 import { type Child, makeGroup, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
 
-const script = fileURLToPath(new URL("../../../takeover-stream/src/main.ts", import.meta.url))
+const script = commandPath("@understudy/app-takeover-stream", "takeover-stream")
 
 const objectBytes = 200 * 1000 * 1000
 /** Where the two SIGKILLs land, as fractions of the object the client has written. */
