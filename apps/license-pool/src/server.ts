@@ -129,6 +129,7 @@ const serve = (input: {
         pendingReservationsMax: config.success.pendingReservationsMax,
         messageBytesMax: config.success.messageBytesMax,
         shareSeatsMax: config.success.shareSeatsMax,
+        clientReceiveBufferBytes: config.success.clientReceiveBufferBytes,
       })
       const state = yield* running.state
       const emit = (value: Record<string, unknown>) =>

@@ -1,20 +1,27 @@
 /**
  * A few hundred clients of the benchmark's real-process case in one OS process, all starting
- * at the same server: `count` pool clients (`Client.run`, one UDP socket each) and `count`
+ * at the same server, all of one `kind`: pool clients (`Client.run`, one UDP socket each), or
  * clients of the baseline, each keeping its own TTL lease on the embedded store of that server
  * (a `RemoteStore` connection each, a keep-alive every heartbeat interval, answered within
  * one interval or the store counts as gone) and, once it is gone, re-acquiring a lease on the
- * next server's store in the priority list. The options come as one JSON argument (the pool
+ * next server's store in the priority list. (One kind per process: after a kill, the
+ * baseline's reconnections and the pool's re-attachments would otherwise wait for each other
+ * in one event loop.) The options come as one JSON argument (the pool
  * secret in hex in `POOL_SECRET_HEX`); it prints `{"t":"ready"}` once every client started,
  * then one line per client event: `{"t":"Granted"|"Reattached"|"Lost"|"Denied", "kind":
- * "pool"|"lease", "client", "server", "term", "wallMs"}`.
+ * "pool"|"lease", "client", "server", "term", "wallMs"}`. With each pool client's
+ * `Reattached` comes `{"t":"trace","client","steps":[...]}`: its steps of the last few
+ * intervals (see `Trace`), so the bench can tell where a re-attachment's time went; and
+ * `{"t":"stall","wallMs","ms"}` whenever this process's event loop ran late (`stalls.ts`).
  */
 import { RemoteStore } from "@understudy/store"
 import { type Address, NodeDatagram, NodeTransport } from "@understudy/transport"
 import { Deferred, Effect, Layer, Redacted, Semaphore, Stream } from "effect"
 import * as Client from "../src/Client.ts"
+import { watchStalls } from "./stalls.ts"
 
 export interface Options {
+  readonly kind: "pool" | "lease"
   readonly from: number
   readonly count: number
   /** Index in `servers` where every client starts. */
@@ -33,9 +40,39 @@ const secret = Redacted.make(new Uint8Array(Buffer.from(process.env.POOL_SECRET_
 const print = (line: Record<string, unknown>) =>
   Effect.sync(() => void process.stdout.write(`${JSON.stringify(line)}\n`))
 
+/**
+ * One step of a client's trace: `[wallMs, what, ...detail]`: `send` (to, tag, seq), `reply`
+ * (from, tag, seq), `timeout` (ms late: its own process's lag), `grace` (a late timer given
+ * one more wait), `walk` (from, to).
+ */
+export type Trace = [number, string, ...Array<string | number>]
+
+/** The steps kept per client: a few intervals' worth around a failover. */
+const traceSteps = 48
+
+const tracer = (steps: Array<Trace>) => (info: Client.StepInfo) =>
+  Effect.sync(() => {
+    const { before, after, input, outputs, nowMs } = info
+    if (before === undefined) return
+    if (input._tag === "TimerFired" && before.waitUntilMs !== undefined)
+      steps.push([
+        nowMs,
+        after.graced && !before.graced ? "grace" : "timeout",
+        nowMs - before.waitUntilMs,
+      ])
+    else if (input._tag === "Receive" && "seq" in input.message)
+      steps.push([nowMs, "reply", input.from, input.message._tag, input.message.seq])
+    if (before.target !== after.target) steps.push([nowMs, "walk", before.target, after.target])
+    for (const output of outputs)
+      if (output._tag === "Send" && "seq" in output.message)
+        steps.push([nowMs, "send", output.to, output.message._tag, output.message.seq])
+    if (steps.length > traceSteps) steps.splice(0, steps.length - traceSteps)
+  })
+
 const poolClient = (index: number) =>
   Effect.gen(function* () {
     const client = `pool-${index}`
+    const steps: Array<Trace> = []
     const running = yield* Client.run({
       id: client,
       bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
@@ -44,19 +81,27 @@ const poolClient = (index: number) =>
       product: "cad",
       heartbeatIntervalMs: options.heartbeatMs,
       firstServer: options.first,
+      onStep: tracer(steps),
     })
     yield* Stream.runForEach(running.events, (event) =>
       event._tag === "Released"
         ? Effect.void
-        : print({
-            t: event._tag,
-            kind: "pool",
-            client,
-            server: event.server,
-            term: event.term,
-            ...("reason" in event ? { reason: event.reason } : {}),
-            wallMs: event.atMs,
-          }),
+        : (event._tag === "Reattached"
+            ? print({ t: "trace", client, steps: steps.splice(0) })
+            : Effect.void
+          ).pipe(
+            Effect.andThen(
+              print({
+                t: event._tag,
+                kind: "pool",
+                client,
+                server: event.server,
+                term: event.term,
+                ...("reason" in event ? { reason: event.reason } : {}),
+                wallMs: event.atMs,
+              }),
+            ),
+          ),
     ).pipe(Effect.forkScoped)
   })
 
@@ -118,14 +163,19 @@ const leaseClient = (index: number) =>
     yield* Deferred.await(first)
   })
 
+watchStalls()
 await Effect.runPromise(
   Effect.gen(function* () {
     const indices = Array.from({ length: options.count }, (_, i) => options.from + i)
-    yield* Effect.forEach(indices, poolClient, { concurrency: 16, discard: true })
-    // The first leases 16 at a time: a thousand connections at once time out on a loaded machine.
-    const connecting = yield* Semaphore.make(16)
-    for (const index of indices)
-      yield* Effect.forkScoped(connecting.withPermits(1)(leaseClient(index)))
+    if (options.kind === "pool")
+      yield* Effect.forEach(indices, poolClient, { concurrency: 16, discard: true })
+    else {
+      // The first leases 16 at a time: a thousand connections at once time out on a loaded
+      // machine.
+      const connecting = yield* Semaphore.make(16)
+      for (const index of indices)
+        yield* Effect.forkScoped(connecting.withPermits(1)(leaseClient(index)))
+    }
     yield* print({ t: "ready" })
     yield* Effect.never
   }).pipe(Effect.scoped, Effect.provide(Layer.merge(NodeDatagram.layer, NodeTransport.layer))),

@@ -21,15 +21,19 @@
  *   loopback, 1,000 pool clients in two client processes of their own, all starting at the
  *   leader, 500 ms heartbeats (the timings `license-server --heartbeat 500ms` derives); once
  *   every client holds, the leader of the moment is SIGKILLed; per client it held, kill to
- *   `Reattached`, in heartbeat intervals. Baseline, same run, same kill: 1,000 clients that
- *   each keep a TTL lease on the embedded store (`MemoryStore` served by the same server
- *   processes), a keep-alive every interval, and re-acquire it at the next store in priority
+ *   `Reattached`, in heartbeat intervals. Baseline, same run, same kill: 1,000 clients (in
+ *   two processes of their own) that each keep a TTL lease on the embedded store
+ *   (`MemoryStore` served by the same server processes), a keep-alive every interval, and re-acquire it at the next store in priority
  *   order once a keep-alive goes unanswered for 2 intervals. 3 runs: per run p50/p99; the
  *   figure is the median of the runs, with their min–max. Every run is shown, with whom the
  *   killed leader held (clients whose heartbeats went unanswered too long walk to a follower,
  *   which carries them) and anyone not re-attached or lost. A run whose clients do not all
  *   hold a seat within 4 leases is not measured (its leader is not killed): it is shown as
- *   FAILED, left out of the figures, and the bench exits 1.
+ *   FAILED, left out of the figures, and the bench exits 1. Per run, where the pool clients'
+ *   time went (`Phases` in `realProcesses.ts`): from the kill to each client's first
+ *   unanswered heartbeat, its walk, its first message to the server that took it, that
+ *   server's step, its `Reattached` (p50 / p99, intervals); the servers' milestones; each
+ *   process's event-loop stalls; and UDP datagrams the kernel dropped for full buffers.
  */
 import { loadavg } from "node:os"
 import { Machine as M } from "@understudy/machine"
@@ -293,6 +297,46 @@ const rows = [
     "",
     "",
   ],
+  ...real.flatMap((run, index) => {
+    const phases = run.phases
+    if (phases === undefined) return []
+    const at = (ms: number) => (ms / realHeartbeatMs).toFixed(2)
+    const clientPhases = Object.entries(phases.client)
+      .map(([name, p]) => `${name} ${at(p.p50)}/${at(p.p99)}`)
+      .join(", ")
+    const milestones = Object.entries(phases.servers)
+      .filter(([server]) => server !== run.killed)
+      .map(
+        ([server, m]) =>
+          `${server}: ${Object.entries(m)
+            .filter(([, value]) => value !== undefined)
+            .map(([name, value]) =>
+              name === "carried" || name === "allocatedReattached"
+                ? `${name} ${value}`
+                : `${name} ${at(value!)}`,
+            )
+            .join(" ")}`,
+      )
+      .join("; ")
+    const stalls = Object.entries(phases.stalls)
+      .map(([proc, stall]) => `${proc} ${stall.totalMs}/${stall.maxMs} ms`)
+      .join(", ")
+    return [
+      [
+        `real SIGKILL run ${index + 1}: pool phases from the kill, p50/p99 (intervals)`,
+        clientPhases,
+        "",
+        `walks ${phases.walksPerClient.p50}/${phases.walksPerClient.p99}, timers late ${phases.timerLateMs.p50}/${phases.timerLateMs.p99} ms`,
+      ],
+      [`real SIGKILL run ${index + 1}: servers after the kill (intervals)`, milestones, "", ""],
+      [
+        `real SIGKILL run ${index + 1}: stalls in the 5 s after the kill (total/longest)`,
+        stalls,
+        "",
+        `UDP receive-buffer drops ${phases.udpReceiveBufferErrors}`,
+      ],
+    ]
+  }),
   [
     `real SIGKILL: runs FAILED (not measured), ${failedRuns.length} of ${runs}`,
     failedRuns.length === 0 ? "none" : failedRuns.join("; "),
@@ -353,6 +397,7 @@ console.log(
       lostBeforeKill: run.lostBeforeKill,
       pool: runFigures(run.pool),
       lease: runFigures(run.lease),
+      phases: run.phases ?? null,
     })),
     leaderCpuMsPer1000Heartbeats: median(cpuPerThousand),
     baselineStoreCpuMsPer1000KeepAlives: median(baselineCpu),

@@ -1,8 +1,8 @@
 /**
  * The benchmark's real-process case: three servers as OS processes on loopback, each also
  * serving the embedded store; the clients in client processes of their own
- * (`clientProcess.ts`), all starting at the leader: pool clients, and as many clients of the
- * baseline keeping a TTL lease each on the leader's store. Once every client holds, the
+ * (`clientProcess.ts`, `clientProcesses` for each kind), all starting at the leader: pool
+ * clients, and as many clients of the baseline keeping a TTL lease each on the leader's store. Once every client holds, the
  * leader of the moment is SIGKILLed (it ends the pool server and the store alike); per
  * client it held, the time from the kill to its `Reattached` line (the baseline's: its lease
  * re-acquired at the next store), in heartbeat intervals.
@@ -10,7 +10,7 @@
  * Nothing is left out quietly: the run reports whom the leader held when it was killed, who
  * did not re-attach, seats lost, and the elections seen, and the caller shows them.
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { JsonLinesProcess as Jl, Ports } from "@understudy/testkit"
@@ -18,7 +18,7 @@ import { ClusterKey } from "@understudy/transport"
 import { Redacted, Result } from "effect"
 import { decodeServer } from "../src/Config.ts"
 import * as Signing from "../src/Signing.ts"
-import type { Options as ClientProcessOptions } from "./clientProcess.ts"
+import type { Options as ClientProcessOptions, Trace } from "./clientProcess.ts"
 
 export interface RealRun {
   /** Pool clients the killed leader held, and each one's re-attachment time, in intervals. */
@@ -38,6 +38,8 @@ export interface RealRun {
   readonly heldAtKill: Readonly<Record<string, number>>
   /** `Lost` lines before the kill (no server had died yet). */
   readonly lostBeforeKill: number
+  /** Where the pool clients' re-attachment time went (see `Phases`); absent when not killed. */
+  readonly phases?: Phases
   /**
    * Why the run was not measured: not every client held a seat by the deadline, so the
    * leader was not killed (a kill then would measure fewer clients than the run claims).
@@ -52,6 +54,53 @@ export interface Kind {
   readonly intervals: ReadonlyArray<number>
   /** `Lost` lines after the kill. */
   readonly lost: number
+}
+
+/**
+ * A pool client's re-attachment cut into phases, each one's p50 / p99 over the killed
+ * leader's pool clients, in ms from the kill: its first heartbeat the leader did not answer
+ * (`unanswered`), its walk away from it (`detected`), its first message to the server that
+ * took it (`asked`), that server's step taking it (`taken`, from the server's `Carried` /
+ * `Allocated` line), and its `Reattached` (`reattached`); the gaps between them are the
+ * client's detection, its walk, the way in (kernel queue and server backlog) and the way
+ * back (reply and client process). Besides: walks per client, how late the clients' timers
+ * fired, each process's event-loop stalls and the servers' milestones after the kill, and
+ * the datagrams the kernel dropped meanwhile.
+ */
+export interface Phases {
+  readonly client: Readonly<Record<string, Percentiles>>
+  readonly walksPerClient: Percentiles
+  readonly timerLateMs: Percentiles
+  /** Per server: its milestones (ms from the kill) and how many clients it took. */
+  readonly servers: Readonly<Record<string, Readonly<Record<string, number | undefined>>>>
+  /** Per process (`s2`, `clients-0`): event-loop stall ms in the 5 s after the kill, total and longest. */
+  readonly stalls: Readonly<Record<string, { readonly totalMs: number; readonly maxMs: number }>>
+  /** Datagrams the kernel dropped during the re-attachment (`/proc/net/snmp`, all sockets). */
+  readonly udpReceiveBufferErrors: number
+}
+
+export interface Percentiles {
+  readonly p50: number
+  readonly p99: number
+  readonly n: number
+}
+
+const percentiles = (values: ReadonlyArray<number>): Percentiles => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const at = (p: number) =>
+    sorted.length === 0
+      ? Number.NaN
+      : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+  return { p50: at(50), p99: at(99), n: sorted.length }
+}
+
+/** The kernel's count of UDP datagrams dropped for a full receive buffer (this namespace). */
+const udpReceiveBufferErrors = (): number => {
+  const lines = readFileSync("/proc/net/snmp", "utf8").split("\n")
+  const header = lines.find((line) => line.startsWith("Udp: InDatagrams"))?.split(/\s+/)
+  const values = lines.find((line) => line.startsWith("Udp: ") && /^Udp: \d/.test(line))
+  if (header === undefined || values === undefined) return 0
+  return Number(values.split(/\s+/)[header.indexOf("RcvbufErrors")] ?? 0)
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -161,23 +210,25 @@ export const realRun = async (
     // `electing` until it settled).
     const placedAt = currentLeader()?.id ?? "s1"
     const perProcess = Math.ceil(clientCount / clientProcesses)
-    for (let from = 0; from < clientCount; from += perProcess) {
-      const options: ClientProcessOptions = {
-        from,
-        count: Math.min(perProcess, clientCount - from),
-        first: members.findIndex((member) => member.id === placedAt),
-        servers: members.map(({ id, client, store }) => ({ id, client, store })),
-        heartbeatMs,
-        leaseMs: timing.leaseMs,
+    for (const kind of ["pool", "lease"] as const)
+      for (let from = 0; from < clientCount; from += perProcess) {
+        const options: ClientProcessOptions = {
+          kind,
+          from,
+          count: Math.min(perProcess, clientCount - from),
+          first: members.findIndex((member) => member.id === placedAt),
+          servers: members.map(({ id, client, store }) => ({ id, client, store })),
+          heartbeatMs,
+          leaseMs: timing.leaseMs,
+        }
+        clientProcs.push(
+          new Jl.JsonLinesProcess(
+            join(import.meta.dirname, "clientProcess.ts"),
+            [JSON.stringify(options)],
+            { env: { POOL_SECRET_HEX: secretHex } },
+          ),
+        )
       }
-      clientProcs.push(
-        new Jl.JsonLinesProcess(
-          join(import.meta.dirname, "clientProcess.ts"),
-          [JSON.stringify(options)],
-          { env: { POOL_SECRET_HEX: secretHex } },
-        ),
-      )
-    }
     for (const proc of clientProcs) await proc.line("ready", 120_000)
     const lines = () =>
       clientProcs.flatMap((proc) => proc.lines.filter((line) => line.t !== "ready")) as Array<
@@ -252,6 +303,7 @@ export const realRun = async (
     for (const [client, server] of holders())
       if (server === killed) victims[client.startsWith("pool-") ? "pool" : "lease"].add(client)
     const heldAtKill = heldCounts()
+    const dropsBefore = udpReceiveBufferErrors()
     const killedAtMs = Date.now()
     const lostBeforeKill = lines().filter((line) => line.t === "Lost").length
     servers.get(killed)!.kill("SIGKILL")
@@ -272,6 +324,15 @@ export const realRun = async (
       timing.leaseMs,
     ).catch(() => undefined)
     const at = reattached()
+    const phases = phasesOf({
+      killed,
+      killedAtMs,
+      heartbeatMs,
+      victims: victims.pool,
+      clientLines: clientProcs.map((proc) => proc.lines),
+      serverLines: new Map([...servers].map(([id, server]) => [id, server.lines])),
+      udpDrops: udpReceiveBufferErrors() - dropsBefore,
+    })
     const kind = (of: ReadonlySet<string>): Kind => ({
       victims: of.size,
       intervals: [...of].flatMap((client) => {
@@ -288,6 +349,7 @@ export const realRun = async (
       electionsBeforeKill,
       heldAtKill,
       lostBeforeKill,
+      phases,
     }
   } finally {
     const all = [...clientProcs, ...servers.values()]
@@ -295,5 +357,116 @@ export const realRun = async (
     await Promise.race([Promise.all(all.map((proc) => proc.exit())), sleep(3_000)])
     Jl.killAll()
     rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const phasesOf = (run: {
+  readonly killed: string
+  readonly killedAtMs: number
+  readonly heartbeatMs: number
+  readonly victims: ReadonlySet<string>
+  readonly clientLines: ReadonlyArray<ReadonlyArray<Record<string, unknown>>>
+  readonly serverLines: ReadonlyMap<string, ReadonlyArray<Record<string, unknown>>>
+  readonly udpDrops: number
+}): Phases => {
+  const { killed, killedAtMs } = run
+  const since = (wallMs: number) => wallMs - killedAtMs
+  // When each server took each client (its first Carried / Allocated after the kill).
+  const taken = new Map<string, number>()
+  const servers: Record<string, Record<string, number | undefined>> = {}
+  for (const [id, lines] of run.serverLines) {
+    const after = lines.filter((line) => Number(line.wallMs) >= killedAtMs)
+    const first = (t: string) => {
+      const line = after.find((candidate) => candidate.t === t)
+      return line === undefined ? undefined : since(Number(line.wallMs))
+    }
+    const takes = after.filter((line) => line.t === "Carried" || line.t === "Allocated")
+    for (const line of takes) {
+      const key = `${id}/${String(line.client)}`
+      if (!taken.has(key)) taken.set(key, Number(line.wallMs))
+    }
+    servers[id] = {
+      checkSent: first("CheckSent"),
+      electionStarted: first("ElectionStarted"),
+      becameLeader: first("BecameLeader"),
+      recordMerged: first("RecordMerged"),
+      firstTaken: takes.length === 0 ? undefined : since(Number(takes[0]!.wallMs)),
+      lastTaken: takes.length === 0 ? undefined : since(Number(takes.at(-1)!.wallMs)),
+      carried: takes.filter((line) => line.t === "Carried").length,
+      allocatedReattached: takes.filter((line) => line.t === "Allocated" && line.reattached).length,
+    }
+  }
+  const window = (lines: ReadonlyArray<Record<string, unknown>>) => {
+    const stalls = lines.filter(
+      (line) =>
+        line.t === "stall" &&
+        Number(line.wallMs) >= killedAtMs &&
+        Number(line.wallMs) < killedAtMs + 5_000,
+    )
+    return {
+      totalMs: stalls.reduce((sum, line) => sum + Number(line.ms), 0),
+      maxMs: stalls.reduce((max, line) => Math.max(max, Number(line.ms)), 0),
+    }
+  }
+  const stalls: Record<string, { totalMs: number; maxMs: number }> = {}
+  for (const [id, lines] of run.serverLines) stalls[id] = window(lines)
+  run.clientLines.forEach((lines, index) => {
+    const perKind = run.clientLines.length / 2
+    stalls[`${index < perKind ? "pool" : "lease"}-${index % perKind}`] = window(lines)
+  })
+
+  const phase: Record<string, Array<number>> = {
+    unanswered: [],
+    detected: [],
+    asked: [],
+    taken: [],
+    reattached: [],
+  }
+  const walks: Array<number> = []
+  const late: Array<number> = []
+  for (const lines of run.clientLines) {
+    for (const line of lines) {
+      if (line.t !== "trace" || !run.victims.has(String(line.client))) continue
+      const steps = (line.steps as ReadonlyArray<Trace>).filter(
+        ([wallMs]) => wallMs >= killedAtMs - 2 * run.heartbeatMs,
+      )
+      const answeredSeq = Math.max(
+        0,
+        ...steps.flatMap((step) =>
+          step[1] === "reply" && step[2] === killed ? [Number(step[4])] : [],
+        ),
+      )
+      const unanswered = steps.find(
+        (step) => step[1] === "send" && step[2] === killed && Number(step[4]) > answeredSeq,
+      )
+      const after = steps.filter(([wallMs]) => wallMs >= killedAtMs)
+      const detected = after.find((step) => step[1] === "walk" && step[2] === killed)
+      // The reply that re-attached it: the last reply in the trace (it ends at Reattached).
+      const last = [...after].reverse().find((step) => step[1] === "reply")
+      const server = last?.[2] as string | undefined
+      const asked = after.find(
+        (step) => step[1] === "send" && step[2] === server && step[0] >= (detected?.[0] ?? 0),
+      )
+      const takenAt =
+        server === undefined ? undefined : taken.get(`${server}/${String(line.client)}`)
+      if (unanswered !== undefined) phase.unanswered!.push(since(unanswered[0]))
+      if (detected !== undefined) phase.detected!.push(since(detected[0]))
+      if (asked !== undefined) phase.asked!.push(since(asked[0]))
+      if (takenAt !== undefined) phase.taken!.push(since(takenAt))
+      if (last !== undefined) phase.reattached!.push(since(last[0]))
+      walks.push(after.filter((step) => step[1] === "walk").length)
+      for (const step of after)
+        if (step[1] === "timeout" || step[1] === "grace") late.push(Number(step[2]))
+    }
+  }
+  return {
+    client: Object.fromEntries(
+      Object.entries(phase).map(([name, values]) => [name, percentiles(values)]),
+    ),
+    walksPerClient: percentiles(walks),
+    timerLateMs: percentiles(late),
+    servers,
+    stalls,
+    udpReceiveBufferErrors: run.udpDrops,
   }
 }

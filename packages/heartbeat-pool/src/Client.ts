@@ -33,7 +33,20 @@ export interface Options {
   readonly minRetryIntervalMs?: number
   /** Where in `servers` to start. Default 0. */
   readonly firstServer?: number
+  /**
+   * Called after each step of the client machine (its state before and after, its outputs),
+   * inside the client's serial loop: for tracing a failover step by step. Keep it cheap.
+   */
+  readonly onStep?: (info: StepInfo) => Effect.Effect<void>
 }
+
+/** One step of a client, as `onStep` sees it. @since 0.1.0 @category models */
+export type StepInfo = Runner.StepInfo<
+  ClientMachine.State,
+  Message.ServerReply | Message.ClientRequest,
+  ClientMachine.Command,
+  ClientMachine.Event
+>
 
 /** A running client. @since 0.1.0 @category models */
 export interface Running {
@@ -99,6 +112,7 @@ export const run = (
         addresses,
         codec,
         authentication: insecure ? Authentication.insecure : Authentication.keyed(keys.mac),
+        ...(options.onStep !== undefined ? { onStep: options.onStep } : {}),
       },
     )
     return {

@@ -62,6 +62,8 @@ export const ServerConfigInput = Schema.Struct({
   shareSeatsMax: Schema.optionalKey(
     Schema.Number.check(Schema.isInt(), Schema.isBetween({ minimum: 0, maximum: 100_000 })),
   ),
+  /** The client endpoint's kernel receive buffer, in bytes. Default 4 MiB. */
+  clientReceiveBufferBytes: Limit(2 ** 31 - 1),
 })
 /** @since 0.1.0 @category models */
 export type ServerConfigInput = typeof ServerConfigInput.Encoded
@@ -82,6 +84,7 @@ export interface ServerConfig {
   readonly pendingReservationsMax: number
   readonly messageBytesMax: number
   readonly shareSeatsMax: number
+  readonly clientReceiveBufferBytes: number
 }
 
 /**
@@ -156,6 +159,8 @@ export const decodeServer = (input: unknown): Result.Result<ServerConfig, PoolIn
     pendingReservationsMax: value.pendingReservationsMax ?? defaultLimits.pendingReservationsMax,
     messageBytesMax: value.messageBytesMax ?? defaultLimits.messageBytesMax,
     shareSeatsMax: value.shareSeatsMax ?? defaultLimits.shareSeatsMax,
+    clientReceiveBufferBytes:
+      value.clientReceiveBufferBytes ?? defaultLimits.clientReceiveBufferBytes,
   })
 }
 

@@ -278,23 +278,18 @@ export interface State {
 }
 
 /**
- * A client's message, or several that arrived together: one step takes them in turn, so the
- * driver writes the durable state once for all the grants among them (one fsync, not one per
- * grant, when many clients ask at once).
+ * A client's message. The server gives those that arrived together to the runner together
+ * (`commandAll`), so it writes the durable state once per step for all the grants among them
+ * (one fsync, not one per grant, when many clients ask at once).
  *
  * @since 0.1.0
  * @category commands
  */
-export type Command =
-  | {
-      readonly _tag: "FromClient"
-      readonly from: string
-      readonly message: ClientRequest
-    }
-  | {
-      readonly _tag: "FromClients"
-      readonly messages: ReadonlyArray<{ readonly from: string; readonly message: ClientRequest }>
-    }
+export type Command = {
+  readonly _tag: "FromClient"
+  readonly from: string
+  readonly message: ClientRequest
+}
 
 /** @since 0.1.0 @category events */
 export type Event =
@@ -1917,19 +1912,8 @@ export const make = (config: Config): Pool => {
           return M.result(state)
         case "Receive":
           return receive(state, input.from, input.message, input.nowMs)
-        case "Command": {
-          const command = input.command
-          if (command._tag === "FromClient")
-            return fromClient(state, command.from, command.message, input.nowMs)
-          // Each message in turn, as if it came alone: one step, so one state write.
-          return M.stepAll(
-            machine,
-            state,
-            command.messages.map(({ from, message }) =>
-              M.command<Command>({ _tag: "FromClient", from, message }, input.nowMs),
-            ),
-          )
-        }
+        case "Command":
+          return fromClient(state, input.command.from, input.command.message, input.nowMs)
       }
     },
   }

@@ -9,7 +9,8 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, Exit, HashMap, Metric, type Tracer } from "effect"
+import { Spans } from "@understudy/machine"
+import { Effect, HashMap, Metric, type Tracer } from "effect"
 import * as Machine from "./Machine.ts"
 
 /** @since 0.1.0 @category metrics */
@@ -86,14 +87,6 @@ interface Step {
 const observe = (histogram: typeof failoverMs, attributes: Record<string, string>, ms: number) =>
   Metric.update(Metric.withAttributes(histogram, attributes), Math.max(0, ms))
 
-const endSpan = (span: Tracer.Span, attributes: Record<string, unknown>) =>
-  Effect.flatMap(Clock.currentTimeNanos, (now) =>
-    Effect.sync(() => {
-      for (const [key, value] of Object.entries(attributes)) span.attribute(key, value)
-      span.end(now, Exit.void)
-    }),
-  )
-
 /**
  * Records the metrics and spans of one server's steps. It remembers an open failover (a check
  * message sent: the leader may be lost) and an open election until their outcome.
@@ -159,14 +152,14 @@ export const recorder = (self: string) => {
       if (election !== undefined && after.role !== "candidate") {
         const outcome = after.role === "leader" ? "won" : "lost"
         yield* observe(electionMs, { outcome }, nowMs - election.fromMs)
-        yield* endSpan(election.span, { outcome, term: after.durable.term })
+        yield* Spans.end(election.span, { outcome, term: after.durable.term })
         election = undefined
       }
       if (failover !== undefined && knowsLeader) {
         const { fromMs, term, span } = failover
         if (after.durable.term > term) {
           yield* observe(failoverMs, { role: after.role }, nowMs - fromMs)
-          yield* endSpan(span, {
+          yield* Spans.end(span, {
             outcome: "new-leader",
             leader: after.leader ?? self,
             term: after.durable.term,
@@ -174,7 +167,7 @@ export const recorder = (self: string) => {
           failover = undefined
         } else if (after.checkSentMs === undefined) {
           // The check was answered: the leader was alive after all.
-          yield* endSpan(span, { outcome: "leader-alive" })
+          yield* Spans.end(span, { outcome: "leader-alive" })
           failover = undefined
         }
       }

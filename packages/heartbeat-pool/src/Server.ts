@@ -10,7 +10,7 @@
  */
 
 import { join } from "node:path"
-import { Authentication, Runner } from "@understudy/machine"
+import { Authentication, type Machine as M, Runner } from "@understudy/machine"
 import { type Address, Datagram, type TransportError } from "@understudy/transport"
 import {
   Clock,
@@ -83,6 +83,12 @@ export interface Options {
   readonly pendingReservationsMax?: number
   /** Most unused seats the leader hands one follower as its share. Default 16; 0: none. */
   readonly shareSeatsMax?: number
+  /**
+   * The kernel receive buffer (SO_RCVBUF) of the client endpoint, in bytes: the clients of a
+   * dead server arrive together, and past the buffer the kernel drops their datagrams (they
+   * are asked again a wait later). Default 4 MiB; Linux caps it at `net.core.rmem_max`.
+   */
+  readonly clientReceiveBufferBytes?: number
 }
 
 /**
@@ -156,8 +162,12 @@ export const claimedSender = (message: Message.ClientRequest): string =>
 
 const zeroSecret = new Uint8Array(32)
 
-/** Most client datagrams stepped at once (see `receive`). */
-export const maxClientMessagesPerStep = 64
+/**
+ * Most client datagrams stepped at once (the runner's `inputsPerStepMax`): they share the
+ * step's state write (one fsync for their grants), while the peers' heartbeats and this
+ * server's timers go between the steps.
+ */
+const clientMessagesPerStepMax = 64
 
 /** Events neither logged nor changing a seat: replies (sent), and what the counters count. */
 const quietEvents = new Set<string>(["Reply", "Ignored", "Refused"])
@@ -267,12 +277,51 @@ export const run = (
           )
         }
       })
+
+    const datagram = yield* Datagram.Datagram
+    const endpoint = yield* datagram.bind(me.client, {
+      receiveBufferBytes:
+        options.clientReceiveBufferBytes ?? defaultLimits.clientReceiveBufferBytes,
+    })
+    const sealer = Authentication.sealer(authentication, self, yield* Clock.currentTimeMillis)
+    const maxClients = (options.clientsPerServerMax ?? defaultLimits.clientsPerServerMax) * 2
+    const messageBytesMax = options.messageBytesMax ?? defaultLimits.messageBytesMax
+    // Where each client was last heard from; the oldest is forgotten past the bound.
+    const addresses = new Map<string, Address.Udp>()
+    const replyTo = (to: string, message: Message.ServerReply) =>
+      Effect.gen(function* () {
+        const address = addresses.get(to)
+        if (address === undefined) return
+        const encoded = Message.serverReplyCodec.encode(message)
+        if (Result.isFailure(encoded))
+          return yield* Effect.logError("cannot encode a reply", encoded.failure.message)
+        const sealed = sealer.seal(to, yield* Clock.currentTimeMillis, encoded.success)
+        yield* endpoint.send(address, sealed).pipe(Effect.ignore)
+      })
+
+    /**
+     * A step's replies, sent within the step (after its state write): their cost is the
+     * step's, bounded by the clients per step. Sent from the events stream instead, they
+     * waited in the node's bounded event queue, whose reader takes up to a full queue at a
+     * time, and the node waited for that reader: a thousand replies held its heartbeats back.
+     */
+    const sendReplies = (outputs: ReadonlyArray<M.Output<Message.Peer, Machine.Event>>) =>
+      Effect.forEach(
+        outputs,
+        (output) =>
+          output._tag === "Emit" && output.event._tag === "Reply"
+            ? replyTo(output.event.to, output.event.message)
+            : Effect.void,
+        { discard: true },
+      )
+
     const running = yield* Runner.run(machine, {
       self,
       peers: members.map((member) => member.id),
       addresses: Object.fromEntries(members.map((member) => [member.id, member.peer])),
       codec: Message.peerCodec,
       authentication,
+      inputsPerStepMax: clientMessagesPerStepMax,
       // Persist before sending: a vote, a term or a grant is on disk before anyone hears of it.
       onStep: (info) =>
         Effect.andThen(
@@ -282,7 +331,7 @@ export const run = (
             ? persist(info.after)
             : Effect.void,
           Effect.andThen(
-            record(info),
+            Effect.andThen(sendReplies(info.outputs), record(info)),
             info.outputs.some(
               (output) => output._tag === "Emit" && !quietEvents.has(output.event._tag),
             )
@@ -292,13 +341,6 @@ export const run = (
         ),
     })
 
-    const datagram = yield* Datagram.Datagram
-    const endpoint = yield* datagram.bind(me.client)
-    const sealer = Authentication.sealer(authentication, self, yield* Clock.currentTimeMillis)
-    const maxClients = (options.clientsPerServerMax ?? defaultLimits.clientsPerServerMax) * 2
-    const messageBytesMax = options.messageBytesMax ?? defaultLimits.messageBytesMax
-    // Where each client was last heard from; the oldest is forgotten past the bound.
-    const addresses = new Map<string, Address.Udp>()
     const drop = (reason: string) =>
       Metric.update(Metric.withAttributes(Metrics.clientDatagramsDropped, { reason }), 1)
     // Bounded, dropping: a flood of oversized datagrams must not hold the endpoint back.
@@ -334,39 +376,25 @@ export const run = (
       })
 
     /**
-     * The datagrams that arrived together go to the machine in steps of at most
-     * `maxClientMessagesPerStep`, so the state is written (and fsynced) once for each step's
-     * grants, not once per grant. Bounded, because the peers' heartbeats and this server's
-     * timers wait in the same inbox behind each step: a backlog of thousands of client
-     * datagrams taken as one step (with thousands of replies) held a loaded leader's
-     * heartbeats back for seconds, and its followers elected another.
+     * The datagrams that arrived together go to the machine together (`commandAll`), a
+     * bounded number per step: the state is written (and fsynced) once for each step's
+     * grants, not once per grant, and a backlog of thousands of client datagrams (with
+     * thousands of replies) cannot hold a loaded leader's heartbeats back for seconds (its
+     * followers elected another when it did).
      */
     const receive = (batch: ReadonlyArray<Datagram.Received>) =>
       Effect.gen(function* () {
-        for (let first = 0; first < batch.length; first += maxClientMessagesPerStep) {
-          const messages: Array<{ from: string; message: Message.ClientRequest }> = []
-          for (const received of batch.slice(first, first + maxClientMessagesPerStep)) {
-            const admitted = yield* admit(received)
-            if (admitted !== undefined) messages.push(admitted)
-          }
-          if (messages.length > 0) yield* running.command({ _tag: "FromClients", messages })
+        const commands: Array<Machine.Command> = []
+        for (const received of batch) {
+          const admitted = yield* admit(received)
+          if (admitted !== undefined) commands.push({ _tag: "FromClient", ...admitted })
         }
-      })
-
-    const replyTo = (to: string, message: Message.ServerReply) =>
-      Effect.gen(function* () {
-        const address = addresses.get(to)
-        if (address === undefined) return
-        const encoded = Message.serverReplyCodec.encode(message)
-        if (Result.isFailure(encoded))
-          return yield* Effect.logError("cannot encode a reply", encoded.failure.message)
-        const sealed = sealer.seal(to, yield* Clock.currentTimeMillis, encoded.success)
-        yield* endpoint.send(address, sealed).pipe(Effect.ignore)
+        yield* running.commandAll(commands)
       })
 
     const observe = (event: Machine.Event) =>
       Effect.gen(function* () {
-        if (event._tag === "Reply") return yield* replyTo(event.to, event.message)
+        // Replies went out with their step (`sendReplies`).
         if (quietEvents.has(event._tag)) return
         const state = yield* running.state
         yield* Effect.logInfo(event._tag, event).pipe(

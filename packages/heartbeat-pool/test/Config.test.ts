@@ -31,6 +31,7 @@ describe("config", () => {
       pendingReservationsMax: 1_000,
       messageBytesMax: 8_192,
       shareSeatsMax: 16,
+      clientReceiveBufferBytes: 4 * 1024 * 1024,
     })
     const fast = Result.getOrThrow(
       Config.decodeServer({

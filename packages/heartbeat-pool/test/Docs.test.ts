@@ -47,7 +47,11 @@ const fields = (path: string, name: string): Array<string> => {
 
 const facade = ["logger", "layer"]
 const number = (text: string) =>
-  text.endsWith(" KiB") ? Number(text.slice(0, -4)) * 1024 : Number(text.replaceAll(",", ""))
+  text.endsWith(" KiB")
+    ? Number(text.slice(0, -4)) * 1024
+    : text.endsWith(" MiB")
+      ? Number(text.slice(0, -4)) * 1024 * 1024
+      : Number(text.replaceAll(",", ""))
 
 describe("docs/heartbeat-pool.md options", () => {
   const servers = table("Servers (")
@@ -71,6 +75,7 @@ describe("docs/heartbeat-pool.md options", () => {
       seatsPerClientMax: server.seatsPerClientMax,
       pendingReservationsMax: server.pendingReservationsMax,
       shareSeatsMax: server.shareSeatsMax,
+      clientReceiveBufferBytes: server.clientReceiveBufferBytes,
     }
     for (const [field, value] of Object.entries(Server.defaultTiming))
       expected[`timing.${field}`] = value

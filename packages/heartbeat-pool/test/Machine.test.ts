@@ -440,33 +440,6 @@ describe("heartbeat pool machine", () => {
     ])
   })
 
-  it("client messages that arrived together are one step, the same as stepping them in turn (one state write for all their grants)", () => {
-    // Two grants, then a refusal for capacity (the license has 2 seats), and a heartbeat.
-    const messages = ["a", "b", "c"].map((client) => ({
-      from: client,
-      message: seatRequest(client),
-    }))
-    let oneByOne = leader()
-    const outputs: Array<Out[number]> = []
-    for (const { from, message } of messages) {
-      const result = step(oneByOne, fromClient(from, message, 3_000))
-      oneByOne = result.state
-      outputs.push(...result.outputs)
-    }
-    const batch = step(
-      leader(),
-      M.command<Machine.Command>({ _tag: "FromClients", messages }, 3_000),
-    )
-    expect(batch.outputs).toEqual(outputs)
-    expect(Machine.seatsHeld(batch.state, 3_000)).toBe(2)
-    expect(batch.state.stored).toBe(oneByOne.stored)
-    expect(replies(batch.outputs).map((reply) => reply._tag)).toEqual([
-      "Granted",
-      "Granted",
-      "Denied",
-    ])
-  })
-
   it("claims 10, 19: a newer license spreads through the leader; a forged or older one is refused, never adopted", () => {
     const state = leader()
     // A follower that restarted with sequence 2 says so in its ack: the leader asks for it.

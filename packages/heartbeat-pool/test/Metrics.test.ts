@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Machine as M } from "@understudy/machine"
-import { Effect, Metric, Tracer } from "effect"
+import { TestTracer } from "@understudy/testkit"
+import { Effect, Metric } from "effect"
 import * as Machine from "../src/Machine.ts"
 import type * as Message from "../src/Message.ts"
 import * as Metrics from "../src/Metrics.ts"
@@ -31,14 +32,8 @@ describe("heartbeat pool metrics", () => {
   it.effect(
     "a lost leader: detection at the check message, then an election won and the failover closed",
     () => {
-      const spans: Array<Tracer.NativeSpan> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      })
+      const tracer = TestTracer.make()
+      const { spans } = tracer
       return Effect.gen(function* () {
         const record = Metrics.recorder("s2")
         let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
@@ -97,13 +92,9 @@ describe("heartbeat pool metrics", () => {
           ["heartbeat-pool.failover", "Ended"],
           ["heartbeat-pool.election", "Ended"],
         ])
-        expect(spans[0]!.attributes.get("outcome")).toBe("new-leader")
-        expect(spans[0]!.attributes.get("term")).toBe(term)
-        expect(spans[1]!.attributes.get("outcome")).toBe("won")
-      }).pipe(
-        Effect.provideService(Metric.MetricRegistry, new Map()),
-        Effect.provideService(Tracer.Tracer, tracer),
-      )
+        expect(TestTracer.attributes(spans[0]!)).toMatchObject({ outcome: "new-leader", term })
+        expect(TestTracer.attributes(spans[1]!).outcome).toBe("won")
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map()), tracer.provide)
     },
   )
 

@@ -8,4 +8,10 @@ export const defaultLimits = {
   pendingReservationsMax: 1_000,
   shareSeatsMax: 16,
   messageBytesMax: 8_192,
+  /**
+   * The client endpoint's kernel receive buffer: a thousand clients re-attaching at once
+   * arrive together (~2 KiB of kernel memory each, however small), and the system's default
+   * (208 KiB) dropped most of them.
+   */
+  clientReceiveBufferBytes: 4 * 1024 * 1024,
 } as const

@@ -4,8 +4,8 @@
  * signatures (the real Ed25519 ones are tested on their own).
  *
  * The only glue is what the drivers do: a client's message reaches a server as the
- * `FromClient` command (the server driver feeds those that arrived together as one
- * `FromClients`, which steps each the same way), a server's `Reply` event goes out as
+ * `FromClient` command (the server driver gives those that arrived together to the runner's
+ * `commandAll`, which steps each the same way), a server's `Reply` event goes out as
  * a datagram to that client, and whatever `Durable` a step produced is on "disk" before its
  * outputs (the server driver writes it in `onStep`).
  */
