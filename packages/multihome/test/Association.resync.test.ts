@@ -35,8 +35,7 @@ const peerSends = (lb: Loopback, from: number, to: number): void => {
 
 /** Packets on their way to the dead primary are lost with it. */
 const loseInFlightToClient = (lb: Loopback): void => {
-  const net = lb as unknown as { queue: Array<{ toServer: boolean }> }
-  net.queue = net.queue.filter((item) => item.toServer)
+  lb.loseInFlight(false)
 }
 
 /** Replaces the client (the cluster side) by a replica of `snapshot`, taken over. */
@@ -178,8 +177,7 @@ const clusterSends = (lb: Loopback, from: number, to: number): void => {
 
 /** Packets the dead primary had not put on the wire yet die with it. */
 const loseInFlightToServer = (lb: Loopback): void => {
-  const net = lb as unknown as { queue: Array<{ toServer: boolean }> }
-  net.queue = net.queue.filter((item) => !item.toServer)
+  lb.loseInFlight(true)
 }
 
 describe("Association outbound resynchronisation (takeOver with a reserve, RFC 3758 FORWARD TSN)", () => {

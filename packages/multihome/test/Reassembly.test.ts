@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Prng } from "@understudy/testkit"
 import * as fc from "fast-check"
 import type * as Chunk from "../src/Chunk.ts"
 import { type Message, Reassembly } from "../src/Reassembly.ts"
@@ -429,20 +430,7 @@ describe("Reassembly.abandon as a FORWARD TSN receiver (property)", () => {
   it("delivers every message not abandoned, each stream in order, and keeps nothing", () => {
     fc.assert(
       fc.property(scenario, ({ messages, cut, early, seed, firstTsn }) => {
-        let rng = seed
-        const random = () => {
-          rng ^= rng << 13
-          rng ^= rng >>> 17
-          rng ^= rng << 5
-          return (rng >>> 0) / 0x1_0000_0000
-        }
-        const shuffle = <A>(items: Array<A>): Array<A> => {
-          for (let i = items.length - 1; i > 0; i--) {
-            const j = Math.floor(random() * (i + 1))
-            ;[items[i], items[j]] = [items[j] as A, items[i] as A]
-          }
-          return items
-        }
+        const rng = Prng.make(seed)
         const ssns = [0, 0, 0]
         let tsn = firstTsn
         const sent: Array<Sent> = messages.map((m, index) => {
@@ -472,12 +460,12 @@ describe("Reassembly.abandon as a FORWARD TSN receiver (property)", () => {
               abandoned.add(message.index)
               // A strict subset of its fragments arrived.
               const count = Math.min(spec.kept, message.chunks.length - 1)
-              before.push(...shuffle([...message.chunks]).slice(0, count))
+              before.push(...rng.shuffle(message.chunks).slice(0, count))
             } else {
               before.push(...message.chunks)
             }
           } else {
-            for (const chunk of message.chunks) (random() < early ? before : after).push(chunk)
+            for (const chunk of message.chunks) (rng.next() < early ? before : after).push(chunk)
           }
         }
         const cumulative =
@@ -493,9 +481,9 @@ describe("Reassembly.abandon as a FORWARD TSN receiver (property)", () => {
         }
         const reassembly = Reassembly.create(3)
         const delivered: Array<Message> = []
-        for (const chunk of shuffle(before)) delivered.push(...accepted(reassembly, chunk))
+        for (const chunk of rng.shuffle(before)) delivered.push(...accepted(reassembly, chunk))
         delivered.push(...reassembly.abandon(cumulative, skips).messages)
-        for (const chunk of shuffle(after)) delivered.push(...accepted(reassembly, chunk))
+        for (const chunk of rng.shuffle(after)) delivered.push(...accepted(reassembly, chunk))
         const indexes = delivered.map((m) => m.data[0] as number)
         const expected = sent.filter((m) => !abandoned.has(m.index)).map((m) => m.index)
         expect([...indexes].sort((a, b) => a - b)).toEqual(expected)

@@ -3,7 +3,11 @@
  * (Listener + the association it creates) pass their `Transmit` outputs to each other
  * through an in-memory network with a manual clock, seeded loss, delay and reordering,
  * and black-holed hosts. Every packet is encoded and decoded on the way, as on the wire.
+ * The packets in flight are the transport's `Heap` and the randomness testkit's `Prng`, as in
+ * every other simulation of the repository.
  */
+import { Prng } from "@understudy/testkit"
+import { Heap } from "@understudy/transport"
 import { Result } from "effect"
 import * as Association from "../src/Association.ts"
 import * as Listener from "../src/Listener.ts"
@@ -41,9 +45,12 @@ export class Loopback {
   readonly clientTimers = new Map<string, number>()
   readonly serverTimers = new Map<string, number>()
   readonly blackHoles = new Set<string>()
-  private queue: Array<InFlight> = []
+  /** Packets in flight, by arrival time, then in the order they were sent. */
+  private readonly queue = new Heap.MinHeap<InFlight>(
+    (a, b) => a.atMs < b.atMs || (a.atMs === b.atMs && a.order < b.order),
+  )
   private order = 0
-  private rng: number
+  private readonly rng: Prng.Prng
   transmitted = 0
   /** Every input the client was stepped with, and what it answered (when recording). */
   recording:
@@ -68,7 +75,7 @@ export class Loopback {
     this.options = options
     this.clientConfig = clientConfig
     this.serverConfig = serverConfig
-    this.rng = options.seed >>> 0 || 1
+    this.rng = Prng.make(options.seed)
     for (const host of options.blackHoles ?? []) this.blackHoles.add(host)
     this.listener = Listener.makeListener(serverConfig, options.seed ^ 0x5a5a)
     const { outputs, state } = Association.connect(clientConfig, {
@@ -82,13 +89,7 @@ export class Loopback {
   }
 
   random(): number {
-    // xorshift32: the network's own seeded randomness.
-    let x = this.rng
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    this.rng = x >>> 0
-    return this.rng / 0x1_0000_0000
+    return this.rng.next()
   }
 
   perform(isClient: boolean, outputs: ReadonlyArray<Association.Output>): void {
@@ -163,21 +164,11 @@ export class Loopback {
     const deadline = this.nowMs + maxMs
     for (let steps = 0; steps < maxSteps; steps++) {
       if (until()) return true
-      let next = Number.POSITIVE_INFINITY
-      let kind: "packet" | "client" | "server" | undefined
+      const packet = this.queue.peek()
+      let next = packet?.atMs ?? Number.POSITIVE_INFINITY
+      let kind: "packet" | "client" | "server" | undefined =
+        packet === undefined ? undefined : "packet"
       let timerName = ""
-      let packetIndex = -1
-      for (let index = 0; index < this.queue.length; index++) {
-        const item = this.queue[index]!
-        if (
-          item.atMs < next ||
-          (item.atMs === next && kind === "packet" && item.order < this.queue[packetIndex]!.order)
-        ) {
-          next = item.atMs
-          kind = "packet"
-          packetIndex = index
-        }
-      }
       for (const [name, at] of this.clientTimers) {
         if (at < next) {
           next = at
@@ -195,8 +186,7 @@ export class Loopback {
       if (kind === undefined || next > deadline) return until()
       this.nowMs = Math.max(this.nowMs, next)
       if (kind === "packet") {
-        const [item] = this.queue.splice(packetIndex, 1)
-        this.deliver(item!)
+        this.deliver(this.queue.pop()!)
       } else if (kind === "client") {
         this.clientTimers.delete(timerName)
         this.stepClient({ _tag: "TimerFired", timer: timerName, nowMs: this.nowMs })
@@ -215,6 +205,15 @@ export class Loopback {
       }
     }
     return until()
+  }
+
+  /** Loses every packet in flight towards the server (`toServer`), or towards the client. */
+  loseInFlight(toServer: boolean): void {
+    const kept: Array<InFlight> = []
+    for (let item = this.queue.pop(); item !== undefined; item = this.queue.pop()) {
+      if (item.toServer !== toServer) kept.push(item)
+    }
+    for (const item of kept) this.queue.push(item)
   }
 
   send(isClient: boolean, command: Association.Command): void {
