@@ -29,6 +29,7 @@ import {
   Clock,
   Context,
   Deferred,
+  type Duration,
   Effect,
   Exit,
   Layer,
@@ -39,8 +40,10 @@ import {
   Scope,
   Stream,
 } from "effect"
+import * as Config from "./Config.ts"
 import {
   AcquireRefused,
+  type ElectionConfigError,
   ElectionFailed,
   NotPermitted,
   OtherProgramOnAddress,
@@ -87,8 +90,11 @@ export interface ElectionOptions {
   readonly secret?: Redacted.Redacted<Uint8Array> | { readonly path: string }
   /** Keep-alive on every connection: a hung peer is dropped after `timeoutMs`. */
   readonly keepAlive?: { readonly intervalMs: number; readonly timeoutMs: number }
-  /** Time allowed for a request, a command, the handshake and registration. Default 5,000. */
-  readonly requestTimeoutMs?: number
+  /**
+   * Time allowed for a request, a command, the handshake and registration: milliseconds or
+   * text (`"5 seconds"`). Default 5 seconds.
+   */
+  readonly requestTimeout?: Duration.Input
   /**
    * How long permits wait for a holder whose connection is gone. A new supervisor waits
    * this long for the previous members to re-register their permits before it grants new
@@ -100,14 +106,15 @@ export interface ElectionOptions {
    * member stays in the registry meanwhile), unless its process is gone.
    *
    * A holder cut off from its supervisor gives its permits up (`lost`) at the last time it
-   * heard from it plus `graceMs` minus `keepAlive.intervalMs`, unless a supervisor has
+   * heard from it plus `grace` minus `keepAlive.intervalMs`, unless a supervisor has
    * taken its holdings by then: before any supervisor gives them to another, since that
    * supervisor lost it, or took over, after that last time. So it must be more than
    * `keepAlive.timeoutMs` (a holder notices a hung supervisor only then) plus the time to
    * register again, and the same on every instance. Default: `keepAlive.timeoutMs` plus
    * the larger of 1,000 ms and `keepAlive.timeoutMs` (3,000 ms with the default keep-alive).
+   * Milliseconds or text (`"3 seconds"`).
    */
-  readonly graceMs?: number
+  readonly grace?: Duration.Input
   /** Bind-or-connect attempts without success before giving up. Default 2,000. */
   readonly attemptsMax?: number
   /**
@@ -244,10 +251,14 @@ export const make = (
   options: ElectionOptions,
 ): Effect.Effect<
   PortElection["Service"],
-  ElectionError | Secret.SecretError,
+  ElectionError | ElectionConfigError | Secret.SecretError,
   Transport.Transport | Scope.Scope
 > =>
   Effect.gen(function* () {
+    // Timing and limits first: a bad value fails before anything is read or bound.
+    const config = Config.decode(options)
+    if (Result.isFailure(config)) return yield* config.failure
+    const { requestTimeoutMs, attemptsMax, graceMs, eventsCapacity, keepAlive } = config.success
     const transport = yield* Transport.Transport
     const address = options.address
     const addressText = Address.format(address)
@@ -259,8 +270,6 @@ export const make = (
       identity.pidNamespace === undefined ? {} : { pidNamespace: identity.pidNamespace }
     const instanceId = options.instanceId ?? `${pid}-${identity.uniqueId()}`
     const startedAtMs = yield* Clock.currentTimeMillis
-    const requestTimeoutMs = options.requestTimeoutMs ?? 5_000
-    const attemptsMax = options.attemptsMax ?? 2_000
     const clusterKey =
       options.secret !== undefined && Redacted.isRedacted(options.secret)
         ? options.secret
@@ -268,22 +277,18 @@ export const make = (
     const connectionOptions = {
       codec,
       frameBytesMax,
-      keepAlive: options.keepAlive ?? { intervalMs: 200, timeoutMs: 1_500 },
+      keepAlive,
       clusterKey,
       handshakeTimeoutMs: requestTimeoutMs,
     }
-    // The keep-alive time-out (a holder notices a hung supervisor only then), then at least
-    // a second to register again (see `graceMs`).
-    const { timeoutMs } = connectionOptions.keepAlive
-    const graceMs = options.graceMs ?? timeoutMs + Math.max(1_000, timeoutMs)
     /** Sent in every Register and Refused: instances with other timing are refused. */
     const settings: Registry.Settings = {
       graceMs,
-      keepAliveIntervalMs: connectionOptions.keepAlive.intervalMs,
-      keepAliveTimeoutMs: timeoutMs,
+      keepAliveIntervalMs: keepAlive.intervalMs,
+      keepAliveTimeoutMs: keepAlive.timeoutMs,
     }
 
-    const events = yield* PubSub.sliding<ElectionEvent>(options.eventsCapacity ?? 1_024)
+    const events = yield* PubSub.sliding<ElectionEvent>(eventsCapacity)
     const record = Metrics.recorder()
     /** Role changes in the log (debug level), annotated with the role and the instance id. */
     const logRole = (event: ElectionEvent) => {
@@ -994,5 +999,8 @@ export const make = (
  */
 export const layer = (
   options: ElectionOptions,
-): Layer.Layer<PortElection, ElectionError | Secret.SecretError, Transport.Transport> =>
-  Layer.effect(PortElection, make(options))
+): Layer.Layer<
+  PortElection,
+  ElectionError | ElectionConfigError | Secret.SecretError,
+  Transport.Transport
+> => Layer.effect(PortElection, make(options))

@@ -123,3 +123,19 @@ export class AcquireRefused extends Schema.TaggedError<AcquireRefused>()("Acquir
     return `cannot acquire ${this.resource}: ${this.detail}`
   }
 }
+
+/**
+ * An option of the election is out of range: `detail` names it and says why. Nothing was
+ * bound or sent.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ElectionConfigError extends Schema.TaggedError<ElectionConfigError>()(
+  "ElectionConfigError",
+  { detail: Schema.String },
+) {
+  override get message(): string {
+    return `invalid election options: ${this.detail}`
+  }
+}

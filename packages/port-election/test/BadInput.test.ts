@@ -60,8 +60,8 @@ const cluster = Effect.gen(function* () {
     address,
     secret,
     keepAlive: { intervalMs: 100, timeoutMs: 2_000 },
-    requestTimeoutMs,
-    graceMs: 100,
+    requestTimeout: requestTimeoutMs,
+    grace: 100,
   })
   const supervisor = yield* start
   const subordinate = yield* start

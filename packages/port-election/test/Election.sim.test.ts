@@ -109,8 +109,8 @@ const instanceProgram = (slot: Slot, permits: Permits | undefined) =>
         address,
         secret,
         keepAlive: { intervalMs: 100, timeoutMs: 600 },
-        graceMs: 2_000,
-        requestTimeoutMs: 1_000,
+        grace: 2_000,
+        requestTimeout: 1_000,
       }).pipe(
         Effect.provideService(Transport.Transport, switchable.service),
         Effect.provideService(Identity.Identity, slot.identity),

@@ -26,7 +26,7 @@ const start = (
     address,
     secret,
     keepAlive: { intervalMs: 100, timeoutMs: 600 },
-    graceMs: 500,
+    grace: 500,
     ...extra,
   }).pipe(Scope.provide(scope), Effect.provide(layer))
 
@@ -93,11 +93,13 @@ const holderAndWaiter = (
         ? effect
         : Effect.provideService(effect, Identity.Identity, identity)
     }
-    const supervisor = yield* start(address, scopes[0]!, { graceMs }, layer.supervisor).pipe(
+    const supervisor = yield* start(address, scopes[0]!, { grace: graceMs }, layer.supervisor).pipe(
       as("supervisor"),
     )
-    const holder = yield* start(address, scopes[1]!, { graceMs }, layer.holder).pipe(as("holder"))
-    const waiter = yield* start(address, scopes[2]!, { graceMs }).pipe(as("waiter"))
+    const holder = yield* start(address, scopes[1]!, { grace: graceMs }, layer.holder).pipe(
+      as("holder"),
+    )
+    const waiter = yield* start(address, scopes[2]!, { grace: graceMs }).pipe(as("waiter"))
     expect((yield* supervisor.role)._tag).toBe("Supervisor")
     const holding = yield* Scope.make()
     const permit = yield* holder.acquire("lock").pipe(Scope.provide(holding))
@@ -341,7 +343,7 @@ describe("port election, in one process", () => {
         const scopes = yield* Effect.forEach([0, 1, 2], () => Scope.make())
         const supervisor = yield* start(address, scopes[0]!)
         expect((yield* supervisor.role)._tag).toBe("Supervisor")
-        const longerGrace = yield* Effect.flip(start(address, scopes[1]!, { graceMs: 700 }))
+        const longerGrace = yield* Effect.flip(start(address, scopes[1]!, { grace: 700 }))
         expect(longerGrace).toMatchObject({
           _tag: "OtherProgramOnAddress",
           reason: "DifferentSettings",

@@ -16,7 +16,7 @@ const join = (address: string) =>
     address,
     secret,
     keepAlive: { intervalMs: 100, timeoutMs: 600 },
-    graceMs: 300,
+    grace: 300,
   })
 
 /** The next event of `tag` on `instance`, bounded in time. */

@@ -73,7 +73,7 @@ describe("port-election spans", () => {
             // time-out changes no outcome; a short one would drop a member on a busy machine,
             // and a survivor stops waiting for the successor's takeover after it.
             keepAlive: { intervalMs: 200, timeoutMs: 10_000 },
-            graceMs: 500,
+            grace: 500,
           }).pipe(
             Scope.provide(scopes[index]!),
             Effect.provide(

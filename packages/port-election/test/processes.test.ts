@@ -583,7 +583,7 @@ describe("port election across processes", () => {
         program: "proc-test",
         address: parsed,
         secret: { path: otherSecret },
-        requestTimeoutMs: 1_000,
+        requestTimeout: 1_000,
       }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer), Effect.flip),
     )
     expect(error._tag).toBe("NotPermitted")
