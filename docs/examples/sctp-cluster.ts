@@ -49,7 +49,12 @@ const node = (role: Cluster.Role, ports: { readonly udp: number; readonly tcp: n
       service: Cluster.services.echo,
       clusterKey,
       // Quick timers for the example; RFC 9260's defaults are the library's defaults.
-      config: { rtoInitialMs: 300, rtoMinMs: 100, rtoMsMax: 500, pathMaxRetrans: 2 },
+      config: {
+        rtoInitial: "300 millis",
+        rtoMin: "100 millis",
+        rtoMax: "500 millis",
+        pathMaxRetrans: 2,
+      },
     }).pipe(Effect.provide(layer), Scope.provide(scope))
     return { running, scope }
   })
@@ -63,7 +68,12 @@ export const program = Effect.scoped(
     const client = yield* Endpoint.make({
       bind: Address.udp("127.0.0.1", 0),
       port: 5000,
-      config: { rtoInitialMs: 300, rtoMinMs: 100, rtoMsMax: 500, pathMaxRetrans: 2 },
+      config: {
+        rtoInitial: "300 millis",
+        rtoMin: "100 millis",
+        rtoMax: "500 millis",
+        pathMaxRetrans: 2,
+      },
     }).pipe(Effect.provide(layer))
     const association = yield* client.connect({ host: "127.0.0.2", udpPort: ports.udp, port: 7 })
     const echoes = yield* association.messages.pipe(

@@ -40,6 +40,7 @@ import {
   PubSub,
   Queue,
   type Redacted,
+  Result,
   Schedule,
   Schema,
   Scope,
@@ -50,6 +51,7 @@ import * as Association from "./Association.ts"
 import * as ClusterRole from "./ClusterRole.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Fence from "./Fence.ts"
+import { associationConfig } from "./internal/endpoint/options.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Replication from "./Replication.ts"
 
@@ -152,7 +154,7 @@ export interface Options {
   /** Polled every `healthEveryMs` (default 200); `false` is an impending failure. */
   readonly healthCheck?: Effect.Effect<boolean>
   readonly healthEveryMs?: number
-  readonly config?: Partial<Association.Config>
+  readonly config?: Endpoint.AssociationOptions
   readonly seed?: number
   /**
    * Fences the role in a store (see `Fence`): a node transmits as the primary only while
@@ -543,12 +545,15 @@ export const make = (
     /** Updates waiting for the secondary: resolved when `acknowledged` reaches their seq. */
     const ackWaiters: Array<{ seq: number; done: Deferred.Deferred<void> }> = []
     const received = { messages: 0, bytes: 0 }
-    const config: Association.Config = {
-      ...Association.defaultConfig,
+    const endpointConfig: Endpoint.AssociationOptions = {
       ...options.config,
-      localPort: options.port,
       localAddresses: options.addresses,
     }
+    const decodedConfig = associationConfig(Association.defaultConfig, endpointConfig)
+    if (Result.isFailure(decodedConfig)) {
+      return yield* new ClusterError({ detail: decodedConfig.failure.message })
+    }
+    const config: Association.Config = { ...decodedConfig.success, localPort: options.port }
     const replicas = new Replication.Replicas(config)
     let lastAppliedMs: number | undefined
     let closing = false
@@ -836,7 +841,7 @@ export const make = (
     const makeEndpoint = Endpoint.make({
       bind: options.bind,
       port: options.port,
-      config,
+      config: endpointConfig,
       listen: true,
       ...(options.seed !== undefined ? { seed: options.seed } : {}),
       hooks: { beforeOutputs },

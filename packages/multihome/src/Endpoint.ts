@@ -211,6 +211,41 @@ export interface Intercepted {
 }
 
 /**
+ * The association's protocol parameters a user sets (defaults: `Association.defaultConfig`,
+ * RFC 9260 §16): its durations as `Duration.Input` (`"200 millis"`, `"1 second"`, or
+ * milliseconds), decoded when the endpoint starts (not positive and finite: an
+ * `EndpointConfigError` naming it, e.g. `config.rtoMin`); the rest as in `Association.Config`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AssociationOptions
+  extends Partial<
+    Omit<
+      Association.Config,
+      | "rtoInitialMs"
+      | "rtoMinMs"
+      | "rtoMsMax"
+      | "heartbeatIntervalMs"
+      | "validCookieLifeMs"
+      | "sackDelayMs"
+    >
+  > {
+  /** RTO.Initial; default 1 second. */
+  readonly rtoInitial?: Duration.Input
+  /** RTO.Min; default 1 second. */
+  readonly rtoMin?: Duration.Input
+  /** RTO.Max; default 60 seconds. */
+  readonly rtoMax?: Duration.Input
+  /** HB.interval, probes of idle paths; default 30 seconds. */
+  readonly heartbeatInterval?: Duration.Input
+  /** Valid.Cookie.Life; default 60 seconds. */
+  readonly validCookieLife?: Duration.Input
+  /** Delayed SACK (at most this long; every second DATA packet is SACKed at once); default 200 ms. */
+  readonly sackDelay?: Duration.Input
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -223,7 +258,7 @@ export interface Options {
    * Overrides of `Association.defaultConfig` (`localPort` is `port`; `localAddresses`
    * defaults to the bound IP when `bind` names one, else none).
    */
-  readonly config?: Partial<Association.Config>
+  readonly config?: AssociationOptions
   /** Accept associations (INIT → INIT ACK). Otherwise an INIT is answered with an ABORT. */
   readonly listen?: boolean
   /**

@@ -10,6 +10,7 @@ import { Deferred, Duration, Effect, Fiber, Redacted, Stream } from "effect"
 import * as Association from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
 import * as Cluster from "../src/Cluster.ts"
+import type * as Endpoint from "../src/Endpoint.ts"
 import { established, Loopback, serverHosts, serverUdp } from "./associationHarness.ts"
 import { advance, connectPeer, within } from "./support/endpoint-support.ts"
 
@@ -140,12 +141,12 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
   const secondaryHost = "10.0.0.3"
   const peerHost = "10.0.0.9"
   const udpPort = 9899
-  const quick: Partial<Association.Config> = {
-    rtoInitialMs: 300,
-    rtoMinMs: 100,
-    rtoMsMax: 400,
+  const quick: Endpoint.AssociationOptions = {
+    rtoInitial: 300,
+    rtoMin: 100,
+    rtoMax: 400,
     pathMaxRetrans: 2,
-    heartbeatIntervalMs: 1_000,
+    heartbeatInterval: 1_000,
   }
   const node = (net: SimNet.SimNet, role: Cluster.Role, host: string) =>
     Effect.gen(function* () {

@@ -59,7 +59,7 @@ const startNode = (
       ...(part.failover !== undefined ? { failover: part.failover } : {}),
       policy,
       service,
-      config: { rtoInitialMs: 300, rtoMinMs: 100, rtoMsMax: 1_000, heartbeatIntervalMs: 500 },
+      config: { rtoInitial: 300, rtoMin: 100, rtoMax: 1_000, heartbeatInterval: 500 },
       clusterKey,
     }).pipe(Effect.provide(layer), Scope.provide(scope))
     return { node, scope }

@@ -24,14 +24,14 @@ const sctpPort = 7
 const linkPort = 7000
 
 /** Short timers, as a tuned peer would have them: a dead path is left within seconds. */
-const quick: Partial<Association.Config> = {
-  rtoInitialMs: 300,
-  rtoMinMs: 100,
-  rtoMsMax: 400,
+const quick: Endpoint.AssociationOptions = {
+  rtoInitial: 300,
+  rtoMin: 100,
+  rtoMax: 400,
   associationMaxRetrans: 10,
   pathMaxRetrans: 2,
   initRetransmitsMax: 4,
-  heartbeatIntervalMs: 1_000,
+  heartbeatInterval: 1_000,
 }
 
 /** The link is keyed, as by default. */
@@ -297,7 +297,7 @@ describe("Cluster on SimNet", () => {
 
   // A delayed SACK (200 ms) shorter than the smallest RTO, as RFC 9260 §6.2 asks (with
   // `quick`'s 100 ms RTO.min the last odd DATA of a run waits for its SACK longer than T3).
-  const handOverTimers: Partial<Association.Config> = { ...quick, rtoMinMs: 300, rtoInitialMs: 300 }
+  const handOverTimers: Endpoint.AssociationOptions = { ...quick, rtoMin: 300, rtoInitial: 300 }
 
   for (const policy of ["every-update", "interval:100"] as const) {
     it.effect(

@@ -24,14 +24,14 @@ import {
 const serverPort = 5000
 const clientPort = 5001
 /** Short timers so a lost peer is noticed within a few simulated minutes. */
-const quick: Partial<Association.Config> = {
-  rtoInitialMs: 500,
-  rtoMinMs: 200,
-  rtoMsMax: 2_000,
+const quick: Endpoint.AssociationOptions = {
+  rtoInitial: 500,
+  rtoMin: 200,
+  rtoMax: 2_000,
   associationMaxRetrans: 4,
   pathMaxRetrans: 4,
   initRetransmitsMax: 3,
-  heartbeatIntervalMs: 1_000,
+  heartbeatInterval: 1_000,
 }
 
 const pair = (
@@ -376,6 +376,28 @@ describe("Endpoint on SimNet", () => {
           expect(refused).toMatchObject({ _tag: "EndpointConfigError", option })
           expect(refused.message).toContain(option)
         }
+        // The association's durations: Duration.Input, positive and finite; the machine's
+        // millisecond fields are refused, naming the option to use.
+        for (const [config, option] of [
+          [{ rtoMin: 0 }, "config.rtoMin"],
+          [{ rtoMax: "forever" as Duration.Input }, "config.rtoMax"],
+          [{ sackDelay: -1 }, "config.sackDelay"],
+          [{ heartbeatInterval: Number.POSITIVE_INFINITY }, "config.heartbeatInterval"],
+          [{ rtoInitialMs: 300 } as Endpoint.AssociationOptions, "config.rtoInitialMs"],
+        ] as const) {
+          const refused = yield* Effect.flip(
+            Endpoint.make({ bind: Address.udp("bad", 9899), port: serverPort, config }).pipe(
+              Effect.provide(net.layer("bad")),
+            ),
+          )
+          expect(refused).toMatchObject({ _tag: "EndpointConfigError", option })
+        }
+        const tuned = yield* Endpoint.make({
+          bind: Address.udp("tuned", 9899),
+          port: serverPort,
+          config: { rtoInitial: "1.5 seconds", rtoMin: 250, sackDelay: Duration.millis(20) },
+        }).pipe(Effect.provide(net.layer("tuned")))
+        expect(tuned.config).toMatchObject({ rtoInitialMs: 1_500, rtoMinMs: 250, sackDelayMs: 20 })
         const { server, client } = yield* pair(net, {
           server: { queuedMessagesMax: 8, queuedEventsMax: 8, backlog: 2 },
         })

@@ -1077,11 +1077,11 @@ describe("decoder fuzzing: Packet.decode", () => {
 // The Endpoint driver on SimNet
 // ---------------------------------------------------------------------------------------
 
-const quick: Partial<Association.Config> = {
-  rtoInitialMs: 500,
-  rtoMinMs: 200,
-  rtoMsMax: 2_000,
-  heartbeatIntervalMs: 1_000,
+const quick: Endpoint.AssociationOptions = {
+  rtoInitial: 500,
+  rtoMin: 200,
+  rtoMax: 2_000,
+  heartbeatInterval: 1_000,
 }
 
 describe("Endpoint fuzzing on SimNet", () => {

@@ -8,8 +8,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Address, type Connection, Datagram, SimNet, Transport } from "@understudy/transport"
 import { Effect, Fiber, Redacted, Stream } from "effect"
-import type * as Association from "../src/Association.ts"
 import * as Cluster from "../src/Cluster.ts"
+import type * as Endpoint from "../src/Endpoint.ts"
 import * as Packet from "../src/Packet.ts"
 import type * as Replication from "../src/Replication.ts"
 import { gt32, lte32 } from "../src/Serial.ts"
@@ -22,11 +22,11 @@ const udpPort = 9899
 const sctpPort = 7
 const linkPort = 7000
 const clusterKey = Redacted.make(new Uint8Array(32).fill(7))
-const quick: Partial<Association.Config> = {
-  rtoInitialMs: 300,
-  rtoMinMs: 100,
-  rtoMsMax: 400,
-  heartbeatIntervalMs: 1_000,
+const quick: Endpoint.AssociationOptions = {
+  rtoInitial: 300,
+  rtoMin: 100,
+  rtoMax: 400,
+  heartbeatInterval: 1_000,
 }
 
 /** What the test saw, in the order it happened (one JS thread runs every node). */

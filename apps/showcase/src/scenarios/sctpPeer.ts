@@ -10,8 +10,8 @@
 import { spawn } from "node:child_process"
 import { existsSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { Usrsctp } from "@understudy/app-kit"
 import { createEndpoint } from "@understudy/multihome"
-import { Usrsctp } from "@understudy/testkit"
 import { waitFor } from "../processes.ts"
 import type { Options } from "../Scenario.ts"
 
@@ -223,9 +223,9 @@ export const startUnderstudyPeer = async (target: Target): Promise<SctpPeer> => 
     // Any SCTP port: the peer is the only endpoint on its UDP port.
     port: 5000,
     config: {
-      ...(tune.rto_min_default !== undefined ? { rtoMinMs: tune.rto_min_default } : {}),
-      ...(tune.rto_max_default !== undefined ? { rtoMsMax: tune.rto_max_default } : {}),
-      ...(tune.rto_initial_default !== undefined ? { rtoInitialMs: tune.rto_initial_default } : {}),
+      ...(tune.rto_min_default !== undefined ? { rtoMin: tune.rto_min_default } : {}),
+      ...(tune.rto_max_default !== undefined ? { rtoMax: tune.rto_max_default } : {}),
+      ...(tune.rto_initial_default !== undefined ? { rtoInitial: tune.rto_initial_default } : {}),
       ...(tune.path_rtx_max_default !== undefined
         ? { pathMaxRetrans: tune.path_rtx_max_default }
         : {}),

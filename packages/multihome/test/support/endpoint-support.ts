@@ -5,7 +5,6 @@
 import { Address, type SimNet, type TransportError } from "@understudy/transport"
 import { Duration, Effect, Fiber, type Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import type * as Association from "../../src/Association.ts"
 import * as Endpoint from "../../src/Endpoint.ts"
 
 /**
@@ -41,7 +40,7 @@ export const within = <A, E>(
 export const connectPeer = (
   net: SimNet.SimNet,
   host: string,
-  config: Partial<Association.Config>,
+  config: Endpoint.AssociationOptions,
   to: Endpoint.ConnectOptions,
 ): Effect.Effect<
   Endpoint.AssociationHandle,

@@ -12,7 +12,7 @@ import {
   Effect,
   Metric,
   Queue,
-  Schema,
+  Result,
   type Scope,
   Semaphore,
   Stream,
@@ -41,7 +41,8 @@ import {
   LoopbackAliases,
   loopbackAlias,
 } from "./aliases.ts"
-import { AssociationConnectError, AssociationError, EndpointConfigError } from "./errors.ts"
+import { AssociationConnectError, AssociationError, type EndpointConfigError } from "./errors.ts"
+import { associationConfig, Count, decodeOption, PositiveDuration } from "./options.ts"
 import { makeTimers, type Timer } from "./timers.ts"
 
 interface Entry {
@@ -78,34 +79,6 @@ const defaultBacklog = 128
 const defaultQueuedMessagesMax = 65_536
 const defaultQueuedEventsMax = 4_096
 
-/** A count option: a whole number from 1 to 2^24. */
-const Count = Schema.Number.check(
-  Schema.isInt(),
-  Schema.isBetween({ minimum: 1, maximum: 2 ** 24 }),
-)
-
-/** A `Duration.Input` option: a `Duration`, milliseconds or text (`"5 seconds"`), positive and finite. */
-const PositiveDuration = Schema.Union([
-  Schema.Duration,
-  Schema.DurationFromMillis,
-  Schema.DurationFromString,
-]).check(
-  Schema.makeFilter((duration: Duration.Duration) =>
-    Duration.isFinite(duration) && Duration.isGreaterThan(duration, Duration.zero)
-      ? undefined
-      : 'not a positive finite duration (e.g. "5 seconds" or 5000)',
-  ),
-)
-
-/** Decodes `value` (the option `option`) with `schema`, or fails naming the option. */
-const decodeOption = <S extends Schema.Top & { readonly DecodingServices: never }>(
-  schema: S,
-  option: string,
-  value: unknown,
-): Effect.Effect<S["Type"], EndpointConfigError> =>
-  Schema.decodeUnknownEffect(schema)(value).pipe(
-    Effect.mapError((error) => new EndpointConfigError({ option, detail: error.message })),
-  )
 /** Injected datagrams waiting for the receive fiber; past it they are dropped, as UDP would. */
 const maxInjected = 4_096
 /** Updates whose outputs may wait for their hooks at once (see `held`). */
@@ -138,14 +111,17 @@ export const make = (
     )
     const datagram = yield* Datagram.Datagram
     const scope = yield* Effect.scope
-    const config: Association.Config = {
-      ...Association.defaultConfig,
-      // Bound to one IP, list it: a peer then answers at it even when our packets leave
-      // from another address, and never applies its own `loopbackAlias` to us.
-      localAddresses: isSpecificIp(options.bind.host) ? [canonicalHost(options.bind.host)] : [],
-      ...options.config,
-      localPort: options.port,
-    }
+    const decoded = associationConfig(
+      {
+        ...Association.defaultConfig,
+        // Bound to one IP, list it: a peer then answers at it even when our packets leave
+        // from another address, and never applies its own `loopbackAlias` to us.
+        localAddresses: isSpecificIp(options.bind.host) ? [canonicalHost(options.bind.host)] : [],
+      },
+      options.config,
+    )
+    if (Result.isFailure(decoded)) return yield* Effect.fail(decoded.failure)
+    const config: Association.Config = { ...decoded.success, localPort: options.port }
     const hooks = options.hooks
     const listening = options.listen ?? false
     const lock = yield* Semaphore.make(1)
