@@ -12,6 +12,7 @@
  * cross-package suites: it runs the app's processes with the packages' builds.
  */
 
+import { setTimeout as sleep } from "node:timers/promises"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess } from "@understudy/testkit"
 import { group, startNameServer } from "../apps/server-group/test/support/group.ts"
@@ -28,8 +29,6 @@ const readModes: ReadonlyArray<"index" | "lease"> =
 const keys = ["a", "b", "c"]
 /** A request unanswered this long is abandoned: a write's outcome is then unknown. */
 const requestTimeoutMs = 4_000
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 afterAll(async () => {
   JsonLinesProcess.killAll()

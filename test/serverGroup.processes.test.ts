@@ -10,6 +10,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
 import * as Group from "../apps/server-group/test/support/group.ts"
@@ -27,8 +28,6 @@ interface Status {
   readonly appliedSeq: number
   readonly lastSeq: number
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 afterAll(async () => {
   JsonLinesProcess.killAll()

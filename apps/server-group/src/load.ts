@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import { createWriteStream, type WriteStream } from "node:fs"
+import { setTimeout as sleep } from "node:timers/promises"
 import { NameServer } from "@understudy/store"
 import { ClusterKey } from "@understudy/transport"
 import { Context, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
@@ -57,8 +58,6 @@ export const windows = (ackedAtMs: ReadonlyArray<number>, thresholdMs: number): 
   }
   return found
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Runs the workload; resolves with the exit code. @since 0.1.0 */
 export const load = async (invocation: Load): Promise<number> => {

@@ -10,6 +10,7 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { ServerGroup } from "@understudy/staggered-election"
@@ -24,7 +25,6 @@ const spawn = (args: ReadonlyArray<string>) =>
   new JsonLinesProcess.JsonLinesProcess(main, args, {
     env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
   })
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 afterAll(async () => {
   JsonLinesProcess.killAll()

@@ -11,13 +11,12 @@ import { randomInt } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess } from "@understudy/testkit"
 import { group, startNameServer } from "./support/group.ts"
 
 const rounds = Number(process.env.SERVER_GROUP_CRASH_ROUNDS ?? "2")
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 const directory = fs.mkdtempSync(path.join(os.tmpdir(), "understudy-server-group-wal-"))
 

@@ -4,12 +4,12 @@
  * answers writes and reads.
  */
 
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { EtcdServer, JsonLinesProcess, Ports } from "@understudy/testkit"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 afterAll(async () => {
   JsonLinesProcess.killAll()

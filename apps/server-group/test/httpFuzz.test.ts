@@ -6,6 +6,7 @@
  * before is still there afterwards.
  */
 import * as http from "node:http"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
@@ -16,7 +17,6 @@ const spawn = (args: ReadonlyArray<string>) =>
   new JsonLinesProcess.JsonLinesProcess(main, args, {
     env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
   })
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 afterAll(async () => {
   JsonLinesProcess.killAll()

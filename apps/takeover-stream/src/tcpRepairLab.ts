@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { createInterface } from "node:readline"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { NetNs } from "@understudy/testkit"
 
@@ -21,8 +22,6 @@ const mainPath = fileURLToPath(new URL("./main.ts", import.meta.url))
 /** The address the servers serve and take over, on the lab's network. @since 0.1.0 */
 export const service = "10.77.0.100"
 const port = 8080
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** The JSON lines a process printed, and the end of its stderr. @since 0.1.0 */
 export interface Lines {

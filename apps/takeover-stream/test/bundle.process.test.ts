@@ -8,6 +8,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { JsonLinesProcess, Prng } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
 import { mainPath, startCluster } from "./support.ts"
@@ -23,7 +24,6 @@ const sigkills = Number(process.env.UNDERSTUDY_TAKEOVER_STREAM_SIGKILLS ?? 2)
 if (!(Number.isSafeInteger(sigkills) && sigkills >= 1))
   throw new Error("UNDERSTUDY_TAKEOVER_STREAM_SIGKILLS is a positive integer")
 const seed = Number(process.env.UNDERSTUDY_SEED || Math.floor(Math.random() * 2 ** 31))
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 afterAll(() => JsonLinesProcess.killAll())
 

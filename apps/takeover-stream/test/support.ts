@@ -6,6 +6,7 @@ import { createHash, randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
@@ -13,8 +14,6 @@ import { Effect } from "effect"
 import { expect } from "vitest"
 
 export const mainPath = fileURLToPath(new URL("../src/main.ts", import.meta.url))
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 export interface Cluster {
   readonly dir: string

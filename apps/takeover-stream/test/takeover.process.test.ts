@@ -6,6 +6,7 @@
  * the second transfer's client finds its servers through the store's name server),
  * one transfer with 1 kill on etcd, then a hand-off of a download and a bundle.
  */
+import { setTimeout as sleep } from "node:timers/promises"
 import { EtcdServer, JsonLinesProcess, Otlp, Prometheus } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
 import {
@@ -18,7 +19,6 @@ import {
 } from "./support.ts"
 
 const size = 16 * 1024 * 1024
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const offsetIn = (low: number, high: number) => low + Math.floor(Math.random() * (high - low))
 
 afterAll(() => JsonLinesProcess.killAll())

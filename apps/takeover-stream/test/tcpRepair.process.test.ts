@@ -8,12 +8,12 @@ import { createHash, randomBytes } from "node:crypto"
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { NetNs } from "@understudy/testkit"
 import { describe, expect, it } from "vitest"
 import * as TcpRepairLab from "../src/tcpRepairLab.ts"
 import { mainPath } from "./support.ts"
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const rateBytesPerSecond = 6 * 1024 * 1024
 /** Why the lab can not be built here (not root, no iproute2): named in the skipped tests' titles. */
 const labUnavailable = NetNs.unavailableReason()

@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import { setTimeout as sleep } from "node:timers/promises"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
 import * as Group from "../../../apps/server-group/test/support/group.ts"
 import type { Timings } from "./simulate.ts"
@@ -25,8 +26,6 @@ interface Status {
   readonly commitSeq: number
   readonly lastSeq: number
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Kills every process still running: on the way out, whatever happened. */
 export const killAll = JsonLinesProcess.killAll

@@ -25,6 +25,7 @@ import { randomBytes } from "node:crypto"
 import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { Authentication } from "@understudy/machine"
 import { MemoryStore, NameServer, Store } from "@understudy/store"
 import { EtcdStore } from "@understudy/store/etcd"
@@ -40,8 +41,6 @@ const clients = Math.max(1, Number(process.env.BENCH_CLIENTS ?? 16))
 const ops = Math.max(100, Number(process.env.BENCH_OPS ?? 3_000))
 const warmup = 200
 const etcdBinary = "/usr/bin/etcd"
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Latencies in ms, sorted; the phase's wall time. */
 interface Phase {

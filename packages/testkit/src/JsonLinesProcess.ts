@@ -6,10 +6,9 @@
  * @since 0.1.0
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { setTimeout as sleep } from "node:timers/promises"
 
 const running = new Set<ChildProcess>()
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** @since 0.1.0 @category models */
 export interface Options {
