@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
 import { Machine as M } from "@understudy/machine"
-import { protocolVersion } from "../src/internal/protocol.ts"
 import * as Machine from "../src/Machine.ts"
 import type * as Registry from "../src/Registry.ts"
+import { register } from "./support/registrations.ts"
 
 const settings: Registry.Settings = {
   graceMs: 3_000,
@@ -31,21 +31,6 @@ const make = (overrides: Partial<Machine.Takeover> = {}) =>
     takeover: takeover(overrides),
   })
 
-const register = (
-  instanceId: string,
-  holdings: Registry.Register["holdings"] = [],
-): Registry.Register => ({
-  _tag: "Register",
-  program: "app",
-  version: protocolVersion,
-  instanceId,
-  pid: 100,
-  startedAtMs: 1,
-  metadata: {},
-  holdings,
-  settings,
-})
-
 const sends = (outputs: ReadonlyArray<Machine.Output>, to: string) =>
   outputs.flatMap((o) => (o._tag === "Send" && o.to === to ? [o.message] : []))
 
@@ -57,7 +42,7 @@ describe("the supervisor's machine", () => {
     const machine = make()
     const start = machine.init({ self: "sup", peers: [], nowMs: 0 })
     const before = JSON.stringify(Machine.members(start.state))
-    const next = machine.step(start.state, M.receive("c1", register("a"), 10))
+    const next = machine.step(start.state, M.receive("c1", register("a", { settings }), 10))
     // Its oldest (only) member is asked to be the successor.
     expect(sends(next.outputs, "c1")).toEqual([
       { _tag: "Welcome", supervisorId: "sup", lost: [] },
@@ -82,7 +67,11 @@ describe("the supervisor's machine", () => {
     // "a" held the mutex under the previous supervisor: it keeps it, and "b" waits.
     const back = machine.step(
       asked.state,
-      M.receive("ca", register("a", [{ resource: "m", limit: 1, permits: 1 }]), 3),
+      M.receive(
+        "ca",
+        register("a", { holdings: [{ resource: "m", limit: 1, permits: 1 }], settings }),
+        3,
+      ),
     )
     expect(back.state.grants.frozen).toBe(false)
     expect(grants(back.outputs, "cb")).toEqual([])

@@ -2,21 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Grants } from "../src/Grants.ts"
 import { protocolVersion } from "../src/internal/protocol.ts"
 import * as Registry from "../src/Registry.ts"
-
-const register = (
-  instanceId: string,
-  overrides: Partial<Registry.Register> = {},
-): Registry.Register => ({
-  _tag: "Register",
-  program: "app",
-  version: protocolVersion,
-  instanceId,
-  pid: 100,
-  startedAtMs: 1,
-  metadata: {},
-  holdings: [],
-  ...overrides,
-})
+import { register } from "./support/registrations.ts"
 
 const entry = (instanceId: string): Registry.Entry => ({
   member: { instanceId, pid: 100, startedAtMs: 1, metadata: {}, joinedAtMs: 5 },
