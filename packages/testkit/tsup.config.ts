@@ -7,6 +7,4 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: "node24",
-  // import.meta.url in the CommonJS build (Usrsctp finds its native/ sources by it).
-  shims: true,
 })

@@ -11,8 +11,8 @@ import { existsSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { Ports } from "@understudy/app-kit"
 import { Effect, type Scope } from "effect"
-import * as Ports from "./Ports.ts"
 
 export const etcdBinary = "/usr/bin/etcd"
 export const notInstalledMessage =

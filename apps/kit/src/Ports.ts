@@ -1,7 +1,8 @@
 /**
- * Free loopback ports for tests and benchmarks that start real servers: the OS picks them
- * (bind to port 0, read, release), so files never share a fixed port. There is a window
- * between release and reuse; tests that bind them soon after are fine on a quiet loopback.
+ * Free loopback ports for programs, tests and benchmarks that start real servers: the OS
+ * picks them (bind to port 0, read, release), so runs never share a fixed port. There is a
+ * window between release and reuse; servers that bind them soon after are fine on a quiet
+ * loopback.
  *
  * @since 0.1.0
  */
