@@ -1,12 +1,10 @@
 /**
  * A few hundred clients of the benchmark's real-process case in one OS process, all starting
- * at the same server, all of one `kind`: pool clients (`Client.run`, one UDP socket each), or
+ * at the same server: `count` pool clients (`Client.run`, one UDP socket each) and `count`
  * clients of the baseline, each keeping its own TTL lease on the embedded store of that server
  * (a `RemoteStore` connection each, a keep-alive every heartbeat interval, answered within
  * one interval or the store counts as gone) and, once it is gone, re-acquiring a lease on the
- * next server's store in the priority list. (One kind per process: after a kill, the
- * baseline's reconnections and the pool's re-attachments would otherwise wait for each other
- * in one event loop.) The options come as one JSON argument (the pool
+ * next server's store in the priority list. The options come as one JSON argument (the pool
  * secret in hex in `POOL_SECRET_HEX`); it prints `{"t":"ready"}` once every client started,
  * then one line per client event: `{"t":"Granted"|"Reattached"|"Lost"|"Denied", "kind":
  * "pool"|"lease", "client", "server", "term", "wallMs"}`. With each pool client's
@@ -21,7 +19,6 @@ import * as Client from "../src/Client.ts"
 import { watchStalls } from "./stalls.ts"
 
 export interface Options {
-  readonly kind: "pool" | "lease"
   readonly from: number
   readonly count: number
   /** Index in `servers` where every client starts. */
@@ -167,15 +164,11 @@ watchStalls()
 await Effect.runPromise(
   Effect.gen(function* () {
     const indices = Array.from({ length: options.count }, (_, i) => options.from + i)
-    if (options.kind === "pool")
-      yield* Effect.forEach(indices, poolClient, { concurrency: 16, discard: true })
-    else {
-      // The first leases 16 at a time: a thousand connections at once time out on a loaded
-      // machine.
-      const connecting = yield* Semaphore.make(16)
-      for (const index of indices)
-        yield* Effect.forkScoped(connecting.withPermits(1)(leaseClient(index)))
-    }
+    yield* Effect.forEach(indices, poolClient, { concurrency: 16, discard: true })
+    // The first leases 16 at a time: a thousand connections at once time out on a loaded machine.
+    const connecting = yield* Semaphore.make(16)
+    for (const index of indices)
+      yield* Effect.forkScoped(connecting.withPermits(1)(leaseClient(index)))
     yield* print({ t: "ready" })
     yield* Effect.never
   }).pipe(Effect.scoped, Effect.provide(Layer.merge(NodeDatagram.layer, NodeTransport.layer))),

@@ -22,7 +22,7 @@
  *   leader, 500 ms heartbeats (the timings `license-server --heartbeat 500ms` derives); once
  *   every client holds, the leader of the moment is SIGKILLed; per client it held, kill to
  *   `Reattached`, in heartbeat intervals. Baseline, same run, same kill: 1,000 clients (in
- *   two processes of their own) that each keep a TTL lease on the embedded store
+ *   the same two processes) that each keep a TTL lease on the embedded store
  *   (`MemoryStore` served by the same server processes), a keep-alive every interval, and re-acquire it at the next store in priority
  *   order once a keep-alive goes unanswered for 2 intervals. 3 runs: per run p50/p99; the
  *   figure is the median of the runs, with their min–max. Every run is shown, with whom the
@@ -34,6 +34,8 @@
  *   unanswered heartbeat, its walk, its first message to the server that took it, that
  *   server's step, its `Reattached` (p50 / p99, intervals); the servers' milestones; each
  *   process's event-loop stalls; and UDP datagrams the kernel dropped for full buffers.
+ *   `BENCH_CLIENT_RECEIVE_BUFFER_BYTES=212992` runs the servers with the system's default
+ *   receive buffer instead of the pool's 4 MiB, to compare.
  */
 import { loadavg } from "node:os"
 import { Machine as M } from "@understudy/machine"

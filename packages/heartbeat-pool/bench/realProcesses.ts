@@ -1,8 +1,8 @@
 /**
  * The benchmark's real-process case: three servers as OS processes on loopback, each also
  * serving the embedded store; the clients in client processes of their own
- * (`clientProcess.ts`, `clientProcesses` for each kind), all starting at the leader: pool
- * clients, and as many clients of the baseline keeping a TTL lease each on the leader's store. Once every client holds, the
+ * (`clientProcess.ts`), all starting at the leader: pool clients, and as many clients of the
+ * baseline keeping a TTL lease each on the leader's store. Once every client holds, the
  * leader of the moment is SIGKILLed (it ends the pool server and the store alike); per
  * client it held, the time from the kill to its `Reattached` line (the baseline's: its lease
  * re-acquired at the next store), in heartbeat intervals.
@@ -161,6 +161,10 @@ export const realRun = async (
         license,
         timing,
         clientsPerServerMax: clientCount,
+        // To compare kernel receive buffers (the pool's default is 4 MiB).
+        ...(process.env.BENCH_CLIENT_RECEIVE_BUFFER_BYTES === undefined
+          ? {}
+          : { clientReceiveBufferBytes: Number(process.env.BENCH_CLIENT_RECEIVE_BUFFER_BYTES) }),
         storePort: member.store.port,
       }
       servers.set(
@@ -210,25 +214,23 @@ export const realRun = async (
     // `electing` until it settled).
     const placedAt = currentLeader()?.id ?? "s1"
     const perProcess = Math.ceil(clientCount / clientProcesses)
-    for (const kind of ["pool", "lease"] as const)
-      for (let from = 0; from < clientCount; from += perProcess) {
-        const options: ClientProcessOptions = {
-          kind,
-          from,
-          count: Math.min(perProcess, clientCount - from),
-          first: members.findIndex((member) => member.id === placedAt),
-          servers: members.map(({ id, client, store }) => ({ id, client, store })),
-          heartbeatMs,
-          leaseMs: timing.leaseMs,
-        }
-        clientProcs.push(
-          new Jl.JsonLinesProcess(
-            join(import.meta.dirname, "clientProcess.ts"),
-            [JSON.stringify(options)],
-            { env: { POOL_SECRET_HEX: secretHex } },
-          ),
-        )
+    for (let from = 0; from < clientCount; from += perProcess) {
+      const options: ClientProcessOptions = {
+        from,
+        count: Math.min(perProcess, clientCount - from),
+        first: members.findIndex((member) => member.id === placedAt),
+        servers: members.map(({ id, client, store }) => ({ id, client, store })),
+        heartbeatMs,
+        leaseMs: timing.leaseMs,
       }
+      clientProcs.push(
+        new Jl.JsonLinesProcess(
+          join(import.meta.dirname, "clientProcess.ts"),
+          [JSON.stringify(options)],
+          { env: { POOL_SECRET_HEX: secretHex } },
+        ),
+      )
+    }
     for (const proc of clientProcs) await proc.line("ready", 120_000)
     const lines = () =>
       clientProcs.flatMap((proc) => proc.lines.filter((line) => line.t !== "ready")) as Array<
@@ -411,8 +413,7 @@ const phasesOf = (run: {
   const stalls: Record<string, { totalMs: number; maxMs: number }> = {}
   for (const [id, lines] of run.serverLines) stalls[id] = window(lines)
   run.clientLines.forEach((lines, index) => {
-    const perKind = run.clientLines.length / 2
-    stalls[`${index < perKind ? "pool" : "lease"}-${index % perKind}`] = window(lines)
+    stalls[`clients-${index}`] = window(lines)
   })
 
   const phase: Record<string, Array<number>> = {
