@@ -34,7 +34,6 @@ import {
   Exit,
   Layer,
   PubSub,
-  Random,
   Redacted,
   Result,
   Scope,
@@ -44,13 +43,14 @@ import * as Config from "./Config.ts"
 import {
   AcquireRefused,
   type ElectionConfigError,
-  ElectionFailed,
-  NotPermitted,
-  OtherProgramOnAddress,
+  type ElectionFailed,
+  type NotPermitted,
+  type OtherProgramOnAddress,
   RequestFailed,
-  StrangerOnAddress,
+  type StrangerOnAddress,
 } from "./ElectionError.ts"
 import { Identity } from "./Identity.ts"
+import * as ElectionLoop from "./internal/election.ts"
 import {
   codec,
   frameBytesMax,
@@ -664,147 +664,26 @@ export const make = (
       releaseSpent,
     })
 
-    // ---- the election -------------------------------------------------------------
+    // ---- the election loop (`internal/election.ts`) ----------------------------------
 
-    /**
-     * One election: bind the address, or else connect to whoever holds it. Fails for an
-     * address held by something that is not a supervisor of this program for this user.
-     */
-    const elect = Effect.gen(function* () {
-      const listened = yield* Effect.result(transport.listen(address, connectionOptions))
-      if (Result.isSuccess(listened)) return { _tag: "Bound", listener: listened.success } as const
-      // A successor that lost the bind is no successor: whoever stands by at it elects
-      // the usual way now instead of waiting for a takeover that will not come.
-      yield* standby.close
-      if (listened.failure.reason !== "AddressInUse") {
-        return yield* new ElectionFailed({
-          address: addressText,
-          attempts: 1,
-          detail: listened.failure.message,
-        })
-      }
-      const connected = yield* Effect.result(transport.connect(address, connectionOptions))
-      if (Result.isSuccess(connected)) {
-        return { _tag: "Connected", connection: connected.success } as const
-      }
-      const error = connected.failure
-      if (error._tag === "ConnectError") return { _tag: "Retry" } as const
-      switch (error.reason) {
-        case "NotUnderstudy":
-          return yield* new StrangerOnAddress({ address: addressText, detail: error.detail })
-        case "VersionMismatch":
-          return yield* new OtherProgramOnAddress({
-            address: addressText,
-            reason: "IncompatibleVersion",
-            program: "unknown",
-            version: -1,
-          })
-        default:
-          return yield* new NotPermitted({ address: addressText, detail: error.detail })
-      }
-    }).pipe(
-      Effect.tap((outcome) =>
-        Effect.annotateCurrentSpan("understudy.outcome", outcome._tag.toLowerCase()),
-      ),
-      Effect.withSpan("port-election.election", {
-        attributes: { "understudy.instance": instanceId, "understudy.address": addressText },
-      }),
-    )
-
-    /** One try: bind and supervise, or connect and serve as a subordinate. */
-    const attemptIn = Effect.gen(function* () {
-      const early = shared.bound
-      shared.bound = undefined
-      if (early !== undefined) {
-        yield* Effect.addFinalizer(() => Scope.close(early.scope, Exit.void))
-        return yield* runSupervisor(early.listener)
-      }
-      const outcome = yield* elect
-      switch (outcome._tag) {
-        case "Bound":
-          return yield* runSupervisor(outcome.listener)
-        case "Connected":
-          return yield* runSubordinate(outcome.connection)
-        case "Retry":
-          return "retry" as const
-      }
+    const electionLoop = ElectionLoop.loop({
+      instanceId,
+      address,
+      addressText,
+      transport,
+      connectionOptions,
+      shared,
+      standby,
+      electionScope,
+      spent,
+      attemptsMax,
+      standbyWaitMs,
+      runSupervisor,
+      runSubordinate,
+      emit,
+      firstRole,
+      settle,
     })
-
-    /** Runs `effect` in a scope of its own, kept open as `spent` if it lost its supervisor. */
-    const inScope = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>, lost: (a: A) => boolean) =>
-      Effect.gen(function* () {
-        const scope = yield* Scope.fork(electionScope)
-        const exit = yield* Effect.exit(Scope.provide(effect, scope))
-        if (Exit.isSuccess(exit) && lost(exit.value)) spent.push(scope)
-        else yield* Scope.close(scope, exit)
-        return yield* exit
-      })
-
-    const attempt = inScope(attemptIn, (outcome) => outcome === "lost")
-
-    /**
-     * After losing the supervisor with a link to the successor: waits (bounded) for its
-     * takeover and registers over the link, instead of racing every other survivor for the
-     * bind and then connecting. "none" when no takeover came: elect the usual way.
-     */
-    const overStandby = Effect.gen(function* () {
-      // Spent either way: a later successor gets a new link.
-      const link = standby.takeLink()
-      if (link === undefined) return "none" as const
-      const takeover = yield* Deferred.await(link.takeover).pipe(
-        Effect.timeoutOption(standbyWaitMs),
-      )
-      if (
-        takeover._tag === "None" ||
-        takeover.value === undefined ||
-        link.connection === undefined
-      ) {
-        yield* Scope.close(link.scope, Exit.void)
-        return "none" as const
-      }
-      const outcome = yield* runSubordinate(link.connection, takeover.value).pipe(
-        Effect.onExit((exit) =>
-          Exit.isSuccess(exit) && exit.value === "lost"
-            ? Effect.sync(() => void spent.push(link.scope))
-            : Scope.close(link.scope, Exit.void),
-        ),
-      )
-      return outcome === "lost" ? outcome : ("none" as const)
-    })
-
-    const electionLoop = Effect.gen(function* () {
-      let failures = 0
-      let lost = false
-      while (failures < attemptsMax) {
-        const outcome: "lost" | "retry" | "none" =
-          lost && standby.link() !== undefined ? yield* overStandby : yield* attempt
-        lost = outcome === "lost"
-        if (outcome === "lost") {
-          failures = 0
-          continue
-        }
-        if (outcome === "none") continue
-        failures++
-        // Somebody else is mid-bind or mid-start: back off a little, with jitter so the
-        // losers do not retry in lockstep.
-        const ceilingMs = Math.min(250, 2 ** Math.min(failures, 8))
-        yield* Effect.sleep(Math.ceil((yield* Random.next) * ceilingMs))
-      }
-      return yield* new ElectionFailed({
-        address: addressText,
-        attempts: failures,
-        detail: "the address was held but never answered",
-      })
-    }).pipe(
-      Effect.catch((error: ElectionError) =>
-        Effect.gen(function* () {
-          shared.role = { _tag: "Failed", error }
-          yield* emit({ _tag: "Failed", error })
-          yield* Deferred.fail(firstRole, error)
-          yield* settle
-        }),
-      ),
-    )
 
     yield* Effect.forkScoped(electionLoop.pipe(Effect.annotateLogs({ instanceId })))
     yield* Deferred.await(firstRole)
