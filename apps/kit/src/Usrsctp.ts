@@ -46,6 +46,7 @@ import { existsSync } from "node:fs"
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 
 /** Where Debian installs the example programs. */
@@ -408,7 +409,7 @@ export const waitUdpBound = async (
       throw new Error(
         `the process exited before binding UDP ${port}:\n${owner.output().slice(-2000)}`,
       )
-    await new Promise((resolve) => setTimeout(resolve, 10))
+    await sleep(10)
   }
   throw new Error(`nothing bound UDP port ${port} within ${timeoutMs} ms`)
 }
@@ -423,7 +424,7 @@ const startServer = async (file: string, options: ServerOptions): Promise<Usrsct
   if (options.remoteEncapsPort !== undefined) args.push(String(options.remoteEncapsPort))
   const server = await start(file, args, options)
   await waitUdpBound(options.localEncapsPort, 5_000, server)
-  await new Promise((resolve) => setTimeout(resolve, listenSettleMs))
+  await sleep(listenSettleMs)
   return server
 }
 
@@ -542,7 +543,7 @@ export const startTsctp = async (options: TsctpOptions): Promise<UsrsctpProcess>
   const tsctp = await start(programs.tsctp, tsctpArguments(options), options)
   if (options.role === "receiver") {
     await waitUdpBound(options.localEncapsPort, 5_000, tsctp)
-    await new Promise((resolve) => setTimeout(resolve, listenSettleMs))
+    await sleep(listenSettleMs)
   }
   return tsctp
 }

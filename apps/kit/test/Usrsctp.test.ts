@@ -8,6 +8,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import * as Usrsctp from "../src/Usrsctp.ts"
 
@@ -15,8 +16,6 @@ afterEach(async () => {
   await Usrsctp.killAll()
   expect(Usrsctp.runningCount()).toBe(0)
 })
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 const bindsOn = (type: "udp4" | "udp6", address: string, port: number) =>
   new Promise<boolean>((resolve) => {

@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process"
 import { createInterface } from "node:readline"
+import { setTimeout as sleep } from "node:timers/promises"
 
 /** Milliseconds on CLOCK_MONOTONIC: the same clock as the workers' reports. @since 0.1.0 */
 export const monotonicMs = (): number => Number(process.hrtime.bigint()) / 1e6
@@ -97,7 +98,3 @@ export const waitFor = async <A>(
     await sleep(5)
   }
 }
-
-/** @since 0.1.0 */
-export const sleep = (ms: number): Promise<void> =>
-  new Promise((resolve) => setTimeout(resolve, ms))

@@ -15,9 +15,10 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { Ports } from "@understudy/app-kit"
 import { commandPath } from "../apps.ts"
-import { makeGroup, monotonicMs, sleep, waitFor } from "../processes.ts"
+import { makeGroup, monotonicMs, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
 
 const script = (name: "server" | "client" | "admin") =>

@@ -20,12 +20,13 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { Ports, Usrsctp } from "@understudy/app-kit"
 import { nodeArgs } from "@understudy/app-sctp-cluster/launch"
 import { ClusterKey } from "@understudy/transport"
 import { Effect } from "effect"
 import { commandPath } from "../apps.ts"
-import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
+import { type Child, makeGroup, waitFor } from "../processes.ts"
 import { defaultOptions, type Row, type Scenario, type ScenarioContext } from "../Scenario.ts"
 import {
   decidePeer,

@@ -14,12 +14,13 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { Ports } from "@understudy/app-kit"
 import { apiToken, tokenHeader } from "@understudy/app-server-group/http-token"
 import { ClusterKey } from "@understudy/transport"
 import { Effect, Redacted } from "effect"
 import { commandPath } from "../apps.ts"
-import { type Child, makeGroup, sleep, waitFor } from "../processes.ts"
+import { type Child, makeGroup, waitFor } from "../processes.ts"
 import type { Row, Scenario, ScenarioContext } from "../Scenario.ts"
 
 const mainPath = commandPath("@understudy/app-server-group", "server-group")
