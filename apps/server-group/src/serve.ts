@@ -140,8 +140,8 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
       compactEvery: 10_000,
       logEntriesMax: 100_000,
       queuedSubmitsMax: 10_000,
-      registrationTtlMs: 1_500,
-      submitTimeoutMs: 3_000,
+      registrationTtl: 1_500,
+      submitTimeout: 3_000,
     }).pipe(Effect.provideContext(context))
 
     yield* Effect.forkScoped(

@@ -16,7 +16,7 @@
  *
  * A master answers only while its registration is held: between becoming master and the
  * registration (one or two store round trips) requests are accepted and replicated, and
- * their answers wait for the registration, bounded by `submitTimeoutMs`.
+ * their answers wait for the registration, bounded by `submitTimeout`.
  *
  * Exactly-once: a request carries its client's id and a request id that increases per
  * client; a retry with the same ids is answered from the replicated table of last answers
@@ -38,11 +38,17 @@
  */
 import { type Authentication, Runner } from "@understudy/machine"
 import { NameServer } from "@understudy/store"
-import type { Address, Datagram, TransportError } from "@understudy/transport"
+import {
+  type Address,
+  type Datagram,
+  type TransportError,
+  Options as TransportOptions,
+} from "@understudy/transport"
 import {
   Clock,
   Context,
   Deferred,
+  type Duration,
   Effect,
   Exit,
   Layer,
@@ -189,10 +195,13 @@ export interface Options<S, Req, Res>
    * `parseHolder`), e.g. an HTTP URL. Default: nothing, the holder is the id.
    */
   readonly advertise?: string
-  /** Lease TTL of the registration: how long a dead master stays registered. Default 2,000. */
-  readonly registrationTtlMs?: number
-  /** Longest a `submit` waits for its answer. Default 5,000. */
-  readonly submitTimeoutMs?: number
+  /**
+   * Lease TTL of the registration: how long a dead master stays registered (`"2 seconds"`,
+   * or milliseconds). Default 2 seconds.
+   */
+  readonly registrationTtl?: Duration.Input
+  /** Longest a `submit` (or a read) waits for its answer. Default 5 seconds. */
+  readonly submitTimeout?: Duration.Input
   /**
    * Attempts to register one epoch while the store is unavailable, after which the requests
    * waiting for it fail with `GroupUnavailable`; registering goes on (every 500 ms) for as long as
@@ -454,8 +463,20 @@ export const make = <S, Req, Res>(
     const nameServer = yield* NameServer.NameServer
     const { self, group } = options
     const holderName = options.advertise === undefined ? self : `${self}=${options.advertise}`
-    const submitTimeoutMs = options.submitTimeoutMs ?? 5_000
-    const ttlMs = options.registrationTtlMs ?? 2_000
+    const submitTimeout = TransportOptions.positiveMillis(
+      "submitTimeout",
+      options.submitTimeout ?? 5_000,
+    )
+    if (Result.isFailure(submitTimeout))
+      return yield* new Machine.InvalidConfig({ reason: submitTimeout.failure })
+    const registrationTtl = TransportOptions.positiveMillis(
+      "registrationTtl",
+      options.registrationTtl ?? 2_000,
+    )
+    if (Result.isFailure(registrationTtl))
+      return yield* new Machine.InvalidConfig({ reason: registrationTtl.failure })
+    const submitTimeoutMs = submitTimeout.success
+    const ttlMs = registrationTtl.success
     const registerAttemptsMax = options.registerAttemptsMax ?? 20
     const machine = Machine.make<S, Req, Res>(config)
     const events = yield* PubSub.sliding<Event>(options.eventsCapacity ?? 1_024)

@@ -593,8 +593,8 @@ const startGroup = (running: number, configured = running) =>
             inquiryTimeoutMs: 100,
             baseDelayMs: 50,
             floorDelayMs: 15,
-            registrationTtlMs: 1_000,
-            submitTimeoutMs: 2_000,
+            registrationTtl: 1_000,
+            submitTimeout: 2_000,
           })
           yield* Deferred.succeed(started, server)
           yield* Effect.never

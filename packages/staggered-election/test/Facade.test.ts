@@ -35,7 +35,7 @@ describe("createServer", () => {
             detectionPeriodMs: 20,
             inquiryTimeoutMs: 100,
             baseDelayMs: 20,
-            submitTimeoutMs: 500,
+            submitTimeout: 500,
           }),
         ),
         (server) => Effect.promise(() => server.close()),

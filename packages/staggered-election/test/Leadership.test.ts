@@ -46,7 +46,7 @@ describe("Leadership", () => {
                   inquiryTimeoutMs: 100,
                   baseDelayMs: 50,
                   floorDelayMs: 15,
-                  registrationTtlMs: 1_000,
+                  registrationTtl: 1_000,
                 })
                 yield* Deferred.succeed(started, member)
                 yield* Effect.never

@@ -55,8 +55,8 @@ const startGroup = (extra: Partial<ServerGroup.Options<number, Req, number>> = {
             request: Schema.Struct({ add: Schema.Int }),
             initial: 0,
             apply: (state, request) => [state + request.add, state + request.add],
-            registrationTtlMs: 500,
-            submitTimeoutMs: 1_000,
+            registrationTtl: 500,
+            submitTimeout: 1_000,
             ...timing,
             ...extra,
           })

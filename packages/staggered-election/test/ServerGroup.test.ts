@@ -54,9 +54,9 @@ const timing = {
   inquiryTimeoutMs: 100,
   baseDelayMs: 50,
   floorDelayMs: 15,
-  registrationTtlMs: 1_000,
-  submitTimeoutMs: 2_000,
-}
+  registrationTtl: "1 second",
+  submitTimeout: "2 seconds",
+} as const
 
 /** Server `id`'s options in the test group: the counters, `timing`, then `extra`. */
 const optionsOf = (
@@ -173,11 +173,14 @@ const settled = (
 
 describe("ServerGroup", () => {
   it.live(
-    'reads: "lease" takes a Schema-checked lease; a lease with another read mode, or out of range, is InvalidConfig',
+    'reads: "lease" takes a Schema-checked lease; a lease with another read mode, or out of range, or a time-out that is not a positive duration, is InvalidConfig',
     () =>
       Effect.gen(function* () {
         const [port] = yield* Effect.promise(() => Ports.freeUdpPorts(1))
-        type Reads = Pick<ServerGroup.Options<St, Req, number>, "reads" | "lease">
+        type Reads = Pick<
+          ServerGroup.Options<St, Req, number>,
+          "reads" | "lease" | "submitTimeout" | "registrationTtl"
+        >
         const refused = (extra: Reads) =>
           ServerGroup.make(
             optionsOf(
@@ -192,6 +195,9 @@ describe("ServerGroup", () => {
           [{ reads: "lease", lease: { clockDriftMax: 0.5 } }, /clockDriftMax/],
           [{ reads: "lease", lease: { durationMs: 0 } }, /durationMs/],
           [{ reads: "eventual" as never }, /reads/],
+          [{ submitTimeout: 0 }, /^submitTimeout: not a positive duration/],
+          [{ submitTimeout: "soon" as never }, /^submitTimeout: not a positive duration: "soon"/],
+          [{ registrationTtl: Number.POSITIVE_INFINITY }, /^registrationTtl: not a positive/],
         ]
         for (const [extra, reason] of cases) {
           const error = yield* refused(extra)

@@ -24,16 +24,23 @@
  * @since 0.1.0
  */
 import { EventEmitter } from "node:events"
-import { Address, NodeTransport, Observability, type Transport } from "@understudy/transport"
+import {
+  Address,
+  NodeTransport,
+  Observability,
+  Options,
+  type Transport,
+} from "@understudy/transport"
 import {
   Context,
-  Duration,
+  type Duration,
   Effect,
   Exit,
   Fiber,
   Layer,
   Option,
   Redacted,
+  Result,
   Schema,
   Scope,
   Stream,
@@ -156,14 +163,9 @@ const backendLayer = async (
 /** The request time-out in milliseconds; undefined leaves the backend's default (5 s). */
 const requestTimeoutMsOf = (input: Duration.Input | undefined): number | undefined => {
   if (input === undefined) return undefined
-  const duration = Duration.fromInput(input)
-  const ms = Option.isSome(duration) ? Duration.toMillis(duration.value) : Number.NaN
-  // Not positive and finite would mean requests that fail at once or never time out.
-  if (!(ms > 0 && Number.isFinite(ms)))
-    throw new StoreConfigError({
-      detail: `requestTimeout: not a positive duration: ${JSON.stringify(String(input))} (try "2 seconds" or a number of milliseconds)`,
-    })
-  return ms
+  const ms = Options.positiveMillis("requestTimeout", input)
+  if (Result.isFailure(ms)) throw new StoreConfigError({ detail: ms.failure })
+  return ms.success
 }
 
 /**

@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import type { Redacted } from "effect"
+import { Duration, Option, type Redacted, Result } from "effect"
 import type { Codec } from "./Codec.ts"
 
 /** @since 0.1.0 @category models */
@@ -63,3 +63,24 @@ export const resolve = <A>(options: ConnectionOptions<A>): ResolvedOptions<A> =>
   handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5_000,
   lingerMs: options.lingerMs ?? 1_000,
 })
+
+/**
+ * A duration option (`"2 seconds"`, a number of milliseconds, a `Duration`) as milliseconds,
+ * or, when it is not a positive finite duration, a message naming `option` (for the
+ * package's config error): zero, negative or infinite time-outs would fail at once or never.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const positiveMillis = (
+  option: string,
+  input: Duration.Input,
+): Result.Result<number, string> => {
+  const duration = Duration.fromInput(input)
+  const ms = Option.isSome(duration) ? Duration.toMillis(duration.value) : Number.NaN
+  return ms > 0 && Number.isFinite(ms)
+    ? Result.succeed(ms)
+    : Result.fail(
+        `${option}: not a positive duration: ${JSON.stringify(String(input))} (try "2 seconds" or a number of milliseconds)`,
+      )
+}
