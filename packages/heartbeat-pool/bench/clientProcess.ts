@@ -19,6 +19,8 @@ import * as Client from "../src/Client.ts"
 import { watchStalls } from "./stalls.ts"
 
 export interface Options {
+  /** The kinds of client this process runs (both, unless the bench separates them). */
+  readonly kinds: ReadonlyArray<"pool" | "lease">
   readonly from: number
   readonly count: number
   /** Index in `servers` where every client starts. */
@@ -164,11 +166,13 @@ watchStalls()
 await Effect.runPromise(
   Effect.gen(function* () {
     const indices = Array.from({ length: options.count }, (_, i) => options.from + i)
-    yield* Effect.forEach(indices, poolClient, { concurrency: 16, discard: true })
+    if (options.kinds.includes("pool"))
+      yield* Effect.forEach(indices, poolClient, { concurrency: 16, discard: true })
     // The first leases 16 at a time: a thousand connections at once time out on a loaded machine.
     const connecting = yield* Semaphore.make(16)
-    for (const index of indices)
-      yield* Effect.forkScoped(connecting.withPermits(1)(leaseClient(index)))
+    if (options.kinds.includes("lease"))
+      for (const index of indices)
+        yield* Effect.forkScoped(connecting.withPermits(1)(leaseClient(index)))
     yield* print({ t: "ready" })
     yield* Effect.never
   }).pipe(Effect.scoped, Effect.provide(Layer.merge(NodeDatagram.layer, NodeTransport.layer))),

@@ -35,7 +35,8 @@
  *   server's step, its `Reattached` (p50 / p99, intervals); the servers' milestones; each
  *   process's event-loop stalls; and UDP datagrams the kernel dropped for full buffers.
  *   `BENCH_CLIENT_RECEIVE_BUFFER_BYTES=212992` runs the servers with the system's default
- *   receive buffer instead of the pool's 4 MiB, to compare.
+ *   receive buffer instead of the pool's 4 MiB, to compare; `BENCH_SEPARATE_KINDS=1` runs the
+ *   pool and the baseline clients in processes of their own (two each).
  */
 import { loadavg } from "node:os"
 import { Machine as M } from "@understudy/machine"
@@ -328,7 +329,7 @@ const rows = [
         `real SIGKILL run ${index + 1}: pool phases from the kill, p50/p99 (intervals)`,
         clientPhases,
         "",
-        `walks ${phases.walksPerClient.p50}/${phases.walksPerClient.p99}, timers late ${phases.timerLateMs.p50}/${phases.timerLateMs.p99} ms`,
+        `walks ${phases.walksPerClient.p50}/${phases.walksPerClient.p99}, waits of the detection ${phases.retryWaitMs.p50}/${phases.retryWaitMs.p99} ms, timers late ${phases.timerLateMs.p50}/${phases.timerLateMs.p99} ms`,
       ],
       [`real SIGKILL run ${index + 1}: servers after the kill (intervals)`, milestones, "", ""],
       [

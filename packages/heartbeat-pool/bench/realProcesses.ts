@@ -70,6 +70,12 @@ export interface Kind {
 export interface Phases {
   readonly client: Readonly<Record<string, Percentiles>>
   readonly walksPerClient: Percentiles
+  /**
+   * The time between consecutive messages to the killed server once it stopped answering: the
+   * waits of the detection (between `minRetryIntervalMs` and `retryIntervalMs`, following the
+   * replies' round-trip times before the kill), graces included.
+   */
+  readonly retryWaitMs: Percentiles
   readonly timerLateMs: Percentiles
   /** Per server: its milestones (ms from the kill) and how many clients it took. */
   readonly servers: Readonly<Record<string, Readonly<Record<string, number | undefined>>>>
@@ -214,23 +220,30 @@ export const realRun = async (
     // `electing` until it settled).
     const placedAt = currentLeader()?.id ?? "s1"
     const perProcess = Math.ceil(clientCount / clientProcesses)
-    for (let from = 0; from < clientCount; from += perProcess) {
-      const options: ClientProcessOptions = {
-        from,
-        count: Math.min(perProcess, clientCount - from),
-        first: members.findIndex((member) => member.id === placedAt),
-        servers: members.map(({ id, client, store }) => ({ id, client, store })),
-        heartbeatMs,
-        leaseMs: timing.leaseMs,
+    // BENCH_SEPARATE_KINDS=1: pool and baseline clients in processes of their own, so that the
+    // baseline's reconnections after the kill do not share the pool clients' event loops (on a
+    // loaded machine the baseline then overloads the servers before the kill: runs fail).
+    const layouts: ReadonlyArray<ReadonlyArray<"pool" | "lease">> =
+      process.env.BENCH_SEPARATE_KINDS === "1" ? [["pool"], ["lease"]] : [["pool", "lease"]]
+    for (const kinds of layouts)
+      for (let from = 0; from < clientCount; from += perProcess) {
+        const options: ClientProcessOptions = {
+          kinds,
+          from,
+          count: Math.min(perProcess, clientCount - from),
+          first: members.findIndex((member) => member.id === placedAt),
+          servers: members.map(({ id, client, store }) => ({ id, client, store })),
+          heartbeatMs,
+          leaseMs: timing.leaseMs,
+        }
+        clientProcs.push(
+          new Jl.JsonLinesProcess(
+            join(import.meta.dirname, "clientProcess.ts"),
+            [JSON.stringify(options)],
+            { env: { POOL_SECRET_HEX: secretHex } },
+          ),
+        )
       }
-      clientProcs.push(
-        new Jl.JsonLinesProcess(
-          join(import.meta.dirname, "clientProcess.ts"),
-          [JSON.stringify(options)],
-          { env: { POOL_SECRET_HEX: secretHex } },
-        ),
-      )
-    }
     for (const proc of clientProcs) await proc.line("ready", 120_000)
     const lines = () =>
       clientProcs.flatMap((proc) => proc.lines.filter((line) => line.t !== "ready")) as Array<
@@ -424,6 +437,7 @@ const phasesOf = (run: {
     reattached: [],
   }
   const walks: Array<number> = []
+  const waits: Array<number> = []
   const late: Array<number> = []
   for (const lines of run.clientLines) {
     for (const line of lines) {
@@ -456,6 +470,14 @@ const phasesOf = (run: {
       if (takenAt !== undefined) phase.taken!.push(since(takenAt))
       if (last !== undefined) phase.reattached!.push(since(last[0]))
       walks.push(after.filter((step) => step[1] === "walk").length)
+      const retries = steps.filter(
+        (step) =>
+          step[1] === "send" &&
+          step[2] === killed &&
+          Number(step[4]) >= Number(unanswered?.[4] ?? Number.POSITIVE_INFINITY),
+      )
+      for (let index = 1; index < retries.length; index++)
+        waits.push(retries[index]![0] - retries[index - 1]![0])
       for (const step of after)
         if (step[1] === "timeout" || step[1] === "grace") late.push(Number(step[2]))
     }
@@ -465,6 +487,7 @@ const phasesOf = (run: {
       Object.entries(phase).map(([name, values]) => [name, percentiles(values)]),
     ),
     walksPerClient: percentiles(walks),
+    retryWaitMs: percentiles(waits),
     timerLateMs: percentiles(late),
     servers,
     stalls,
