@@ -41,7 +41,7 @@ import {
 } from "effect"
 import * as Config from "./Config.ts"
 import {
-  AcquireRefused,
+  type AcquireRefused,
   type ElectionConfigError,
   type ElectionFailed,
   type NotPermitted,
@@ -163,9 +163,6 @@ export interface Permit {
    */
   readonly lost: Effect.Effect<void>
 }
-
-/** How long the supervisor gathers registry changes before sending the registry out. */
-const membersBatchMs = 25
 
 /** A handler of coordinated requests or commands; its result must be JSON. */
 export type Handler = (payload: unknown, from: string) => Effect.Effect<unknown, unknown>
@@ -317,6 +314,7 @@ export const make = (
       lastSupervisorId: undefined,
       upstream: undefined,
       preparedRegistration: undefined,
+      supervisor: undefined,
       bound: undefined,
     }
     const firstRole = yield* Deferred.make<void, ElectionError>()
@@ -355,7 +353,6 @@ export const make = (
         discard: true,
       }),
     )
-    let supervisor: Supervisor.Supervising | undefined
     let counter = 0
     const nextId = () => `${instanceId}:${++counter}`
 
@@ -474,167 +471,33 @@ export const make = (
     /** Answers of pending commands to members, by command id. */
     const pendingCommands = new Map<string, Deferred.Deferred<{ ok: boolean; payload: unknown }>>()
 
-    /** What the supervisor's machine tells this instance. */
-    const onSupervisorEvent =
-      (thawed: Deferred.Deferred<void>, supervising: Scope.Scope) =>
-      (event: Machine.Event, term: Supervisor.Supervising): Effect.Effect<void> => {
-        switch (event._tag) {
-          case "MemberJoined":
-            return emit({ _tag: "MemberJoined", member: event.member })
-          case "MemberLeft":
-            return emit({ _tag: "MemberLeft", member: event.member, reason: event.reason })
-          case "Granted": {
-            const pending = pendingAcquires.get(event.requestId)
-            // Given up meanwhile: hand the permit back.
-            if (pending === undefined)
-              return term.step({ _tag: "Release", resource: event.resource })
-            return Deferred.succeed(pending.done, undefined)
-          }
-          case "Refused": {
-            const pending = pendingAcquires.get(event.requestId)
-            if (pending === undefined) return Effect.void
-            pendingAcquires.delete(event.requestId)
-            return Deferred.fail(
-              pending.done,
-              new AcquireRefused({ resource: event.resource, detail: event.reason }),
-            )
-          }
-          case "Lost":
-            return losePermits(event.lost)
-          case "Thawed":
-            return Deferred.succeed(thawed, undefined)
-          case "RegistrySent":
-            return Effect.sync(() => {
-              shared.lastMembers = event.members
-              shared.preparedRegistration = undefined
-            })
-          case "Request": {
-            const { connection, from, request } = event
-            return Effect.asVoid(
-              Effect.forkIn(
-                Effect.flatMap(
-                  runHandler(handlers, request.operation, request.payload, from),
-                  (r) => {
-                    const member = term.connection(connection)
-                    return member === undefined
-                      ? Effect.void
-                      : Effect.ignore(member.send({ _tag: "Reply", id: request.id, ...r }))
-                  },
-                ),
-                supervising,
-              ),
-            )
-          }
-          case "CommandDone": {
-            const pending = pendingCommands.get(event.done.id)
-            return pending === undefined
-              ? Effect.void
-              : Deferred.succeed(pending, { ok: event.done.ok, payload: event.done.payload })
-          }
-          case "Warning":
-            return Effect.logWarning(event.message)
-          default:
-            return Effect.void
-        }
-      }
-
-    /**
-     * Taking the supervisor's role once the address is bound: a term of the machine starts
-     * from what this instance knew (the last registry, its own permits and waiting requests,
-     * who stands by at it), then — for the designated successor — every member standing by
-     * is welcomed over its standby connection. Ends with `Elected`.
-     */
-    const takeOver = Effect.gen(function* () {
-      // The designated successor takes over with members standing by at it.
-      const standing = standby.listening()
-      yield* Effect.annotateCurrentSpan("understudy.successor", standing !== undefined)
-      const preRegistered: Array<readonly [Connection.Connection<Message>, Register]> = []
-      for (const [connection, preRegistration] of standing?.waiting ?? []) {
-        if (preRegistration !== undefined) preRegistered.push([connection, preRegistration])
-      }
-      const thawed = yield* Deferred.make<void>()
-      const scope = yield* Effect.scope
-      const term = yield* Supervisor.start({
-        config: {
-          program: options.program,
-          settings,
-          self: {
-            instanceId,
-            pid,
-            ...pidNamespace,
-            startedAtMs,
-            metadata: { ...options.metadata },
-          },
-          requestTimeoutMs,
-          membersBatchMs,
-          takeover: {
-            expected: previousSubordinates(),
-            blind: !Registry.sawRegistry(shared.lastMembers, instanceId),
-            // The members of the registry it had are known to every member already.
-            announced: shared.lastMembers.map((m) => m.instanceId),
-            standingBy: preRegistered.map(([, preRegistration]) => preRegistration.instanceId),
-            holdings: holdings(),
-            waiting: [...pendingAcquires].map(([requestId, pending]) => ({
-              requestId,
-              resource: pending.resource,
-              limit: pending.limit,
-            })),
-          },
-        },
-        pollMs: connectionOptions.keepAlive.intervalMs,
-        isRunning: identity.isRunning,
-        onEvent: onSupervisorEvent(thawed, scope),
-      })
-      // Supervising, it took its own holdings back in the machine's `init`; what it gave up
-      // at the deadline, it claimed from nobody, so nothing is handed back.
-      yield* cancelDeadline
-      abandoned.clear()
-      supervisor = term
-      shared.role = { _tag: "Supervisor" }
-      shared.lastMembers = Machine.members(term.state())
-      shared.preparedRegistration = undefined
-      if (standing !== undefined) {
-        yield* Effect.addFinalizer(() => standby.close)
-        // A member that pre-registers later is admitted as it comes, welcomed by its registry.
-        standing.serve = (connection, preRegistration) =>
-          term.admit([[connection, preRegistration]], false)
-        for (const [connection] of preRegistered) standing.waiting.delete(connection)
-      }
-      const state = term.state()
-      yield* Effect.annotateCurrentSpan({
-        // Members welcomed over their standby connections, and those waited for.
-        "understudy.welcomed": new Set(
-          preRegistered.map(([, p]) => p.instanceId).filter((id) => id !== instanceId),
-        ).size,
-        "understudy.expected": state.expected.size,
-        "understudy.frozen": state.grants.frozen,
-      })
-      yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
-      // Connections that stood by at this instance as successor: each pre-registered member
-      // is welcomed over its own and admitted (the others as their pre-registration comes).
-      if (preRegistered.length > 0) yield* term.admit(preRegistered, true)
-      return { term, thawed }
-    }).pipe(
-      Effect.withSpan("port-election.takeover", {
-        attributes: { "understudy.instance": instanceId },
-      }),
-    )
-
-    const runSupervisor = (listener: Transport.Listener<Message>) =>
-      Effect.gen(function* () {
-        const { term, thawed } = yield* takeOver
-        yield* standby.follow(undefined)
-        yield* Deferred.succeed(firstRole, undefined)
-        yield* settle
-        // The previous supervisor's dead connection is torn down once the members are back.
-        yield* Effect.forkScoped(Effect.andThen(Deferred.await(thawed), releaseSpent))
-        // A supervisor that stops on purpose says so, so subordinates elect at once.
-        yield* Effect.addFinalizer(() => term.step({ _tag: "Resign" }))
-        yield* Stream.runForEach(listener.connections, (connection) =>
-          Effect.forkChild(term.accept(connection)),
-        )
-        return yield* Effect.never
-      })
+    const runSupervisor = Supervisor.supervise({
+      instanceId,
+      pid,
+      pidNamespace: identity.pidNamespace,
+      isRunning: identity.isRunning,
+      startedAtMs,
+      program: options.program,
+      metadata: { ...options.metadata },
+      settings,
+      requestTimeoutMs,
+      keepAliveIntervalMs: connectionOptions.keepAlive.intervalMs,
+      shared,
+      standby,
+      pendingAcquires,
+      pendingCommands,
+      handlers,
+      runHandler,
+      holdings,
+      losePermits,
+      previousSubordinates,
+      cancelDeadline: Effect.suspend(() => cancelDeadline),
+      abandoned: () => abandoned,
+      emit,
+      firstRole,
+      settle,
+      releaseSpent,
+    })
 
     // ---- subordinate: its driver (`internal/subordinate.ts`) ------------------------
 
@@ -756,7 +619,7 @@ export const make = (
 
     const command = (target: string | "all", name: string, payload: unknown) =>
       Effect.gen(function* () {
-        const term = supervisor
+        const term = shared.supervisor
         if (term === undefined || shared.role._tag !== "Supervisor") {
           return yield* new RequestFailed({
             operation: name,
@@ -821,14 +684,15 @@ export const make = (
         pendingAcquires.set(id, { resource, limit, done })
         const cancel = Effect.suspend(() => {
           pendingAcquires.delete(id)
-          if (supervisor !== undefined) return supervisor.step({ _tag: "Cancel", requestId: id })
+          if (shared.supervisor !== undefined)
+            return shared.supervisor.step({ _tag: "Cancel", requestId: id })
           return shared.upstream === undefined
             ? Effect.void
             : Effect.ignore(shared.upstream.send({ _tag: "CancelAcquire", id }))
         })
-        if (supervisor !== undefined) {
+        if (shared.supervisor !== undefined) {
           // Granted or refused through the machine's events (`onSupervisorEvent`).
-          yield* supervisor.step({ _tag: "Acquire", requestId: id, resource, limit })
+          yield* shared.supervisor.step({ _tag: "Acquire", requestId: id, resource, limit })
         } else if (shared.upstream !== undefined) {
           yield* Effect.ignore(shared.upstream.send({ _tag: "Acquire", id, resource, limit }))
         }
@@ -842,7 +706,8 @@ export const make = (
           Effect.suspend(() => {
             if (!held.delete(permit)) return Effect.void
             prepareRegistration()
-            if (supervisor !== undefined) return supervisor.step({ _tag: "Release", resource })
+            if (shared.supervisor !== undefined)
+              return shared.supervisor.step({ _tag: "Release", resource })
             if (shared.upstream === undefined) {
               // Released while electing: a Register already on its way may claim it.
               return Effect.sync(() =>
@@ -860,7 +725,9 @@ export const make = (
       role: Effect.sync(() => shared.role),
       events: Stream.fromPubSub(events),
       members: Effect.sync(() =>
-        supervisor !== undefined ? Machine.members(supervisor.state()) : shared.lastMembers,
+        shared.supervisor !== undefined
+          ? Machine.members(shared.supervisor.state())
+          : shared.lastMembers,
       ),
       request,
       serve: (operation, handler) => Effect.sync(() => void handlers.set(operation, handler)),

@@ -18,6 +18,7 @@ import { AcquireRefused, OtherProgramOnAddress, RequestFailed } from "../Electio
 import * as Registry from "../Registry.ts"
 import type * as Standby from "../Standby.ts"
 import type { Holding, Member, Message } from "./protocol.ts"
+import type * as Supervisor from "./supervisor.ts"
 
 type Register = Registry.Register
 type Welcome = Registry.Welcome
@@ -42,6 +43,8 @@ export interface Shared {
    * every survivor of the failover competes for the CPU.
    */
   preparedRegistration: Register | undefined
+  /** This instance's term as supervisor, once it is one. */
+  supervisor: Supervisor.Supervising | undefined
   /** The election address, bound by the successor the moment its supervisor was lost. */
   bound:
     | { readonly scope: Scope.Closeable; readonly listener: Transport.Listener<Message> }

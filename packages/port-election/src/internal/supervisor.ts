@@ -10,11 +10,15 @@
  * Everything it starts lives in the caller's `Scope`: closing it ends the term.
  */
 import { Machine as M } from "@understudy/machine"
-import { CloseReason, type Connection } from "@understudy/transport"
-import { Clock, Effect, Fiber, type Scope, Stream } from "effect"
+import { CloseReason, type Connection, type Transport } from "@understudy/transport"
+import { Clock, Deferred, Effect, Fiber, type Scope, Stream } from "effect"
+import type { ElectionError, ElectionEvent, Handler } from "../Election.ts"
+import { AcquireRefused } from "../ElectionError.ts"
 import * as Machine from "../Machine.ts"
-import type * as Registry from "../Registry.ts"
-import type { Message } from "./protocol.ts"
+import * as Registry from "../Registry.ts"
+import type * as Standby from "../Standby.ts"
+import type { Holding, Message } from "./protocol.ts"
+import type * as Subordinate from "./subordinate.ts"
 
 /** @since 0.1.0 @category models */
 export interface Env {
@@ -222,3 +226,248 @@ export const start = (env: Env): Effect.Effect<Supervising, never, Scope.Scope> 
     yield* perform(initial.outputs)
     return term
   })
+
+/** How long the supervisor gathers registry changes before sending the registry out. */
+const membersBatchMs = 25
+
+type Register = Registry.Register
+
+/** What a term as supervisor needs of its instance. @since 0.1.0 @category models */
+export interface SuperviseEnv {
+  readonly instanceId: string
+  readonly pid: number
+  readonly pidNamespace: string | undefined
+  readonly isRunning: ((pid: number) => boolean) | undefined
+  readonly startedAtMs: number
+  readonly program: string
+  readonly metadata: Readonly<Record<string, string>>
+  readonly settings: Registry.Settings
+  readonly requestTimeoutMs: number
+  readonly keepAliveIntervalMs: number
+  readonly shared: Subordinate.Shared
+  readonly standby: Standby.Standby
+  readonly pendingAcquires: Map<
+    string,
+    {
+      readonly resource: string
+      readonly limit: number
+      readonly done: Deferred.Deferred<void, AcquireRefused>
+    }
+  >
+  readonly pendingCommands: Map<string, Deferred.Deferred<{ ok: boolean; payload: unknown }>>
+  readonly handlers: Map<string, Handler>
+  readonly runHandler: (
+    table: Map<string, Handler>,
+    name: string,
+    payload: unknown,
+    from: string,
+  ) => Effect.Effect<{ ok: boolean; payload: unknown }>
+  readonly holdings: () => Array<Holding>
+  readonly losePermits: (lost: ReadonlyArray<Holding>) => Effect.Effect<void>
+  readonly previousSubordinates: () => Array<string>
+  /** The subordinate side's cut-off deadline is off, and what it gave up is forgotten. */
+  readonly cancelDeadline: Effect.Effect<void>
+  readonly abandoned: () => Map<string, number>
+  readonly emit: (event: ElectionEvent) => Effect.Effect<void>
+  readonly firstRole: Deferred.Deferred<void, ElectionError>
+  readonly settle: Effect.Effect<void>
+  readonly releaseSpent: Effect.Effect<void>
+}
+
+/**
+ * A term as supervisor on the election address `listener`: the machine starts from what
+ * the instance knew, members standing by are admitted, and connections are served until
+ * the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const supervise = (env: SuperviseEnv) => {
+  const {
+    instanceId,
+    pid,
+    startedAtMs,
+    program,
+    metadata,
+    settings,
+    requestTimeoutMs,
+    shared,
+    standby,
+    pendingAcquires,
+    pendingCommands,
+    handlers,
+    runHandler,
+    holdings,
+    losePermits,
+    previousSubordinates,
+    emit,
+    firstRole,
+    settle,
+    releaseSpent,
+  } = env
+  const pidNamespace = env.pidNamespace === undefined ? {} : { pidNamespace: env.pidNamespace }
+  const now = Clock.currentTimeMillis
+
+  /** What the supervisor's machine tells this instance. */
+  const onSupervisorEvent =
+    (thawed: Deferred.Deferred<void>, supervising: Scope.Scope) =>
+    (event: Machine.Event, term: Supervising): Effect.Effect<void> => {
+      switch (event._tag) {
+        case "MemberJoined":
+          return emit({ _tag: "MemberJoined", member: event.member })
+        case "MemberLeft":
+          return emit({ _tag: "MemberLeft", member: event.member, reason: event.reason })
+        case "Granted": {
+          const pending = pendingAcquires.get(event.requestId)
+          // Given up meanwhile: hand the permit back.
+          if (pending === undefined) return term.step({ _tag: "Release", resource: event.resource })
+          return Deferred.succeed(pending.done, undefined)
+        }
+        case "Refused": {
+          const pending = pendingAcquires.get(event.requestId)
+          if (pending === undefined) return Effect.void
+          pendingAcquires.delete(event.requestId)
+          return Deferred.fail(
+            pending.done,
+            new AcquireRefused({ resource: event.resource, detail: event.reason }),
+          )
+        }
+        case "Lost":
+          return losePermits(event.lost)
+        case "Thawed":
+          return Deferred.succeed(thawed, undefined)
+        case "RegistrySent":
+          return Effect.sync(() => {
+            shared.lastMembers = event.members
+            shared.preparedRegistration = undefined
+          })
+        case "Request": {
+          const { connection, from, request } = event
+          return Effect.asVoid(
+            Effect.forkIn(
+              Effect.flatMap(
+                runHandler(handlers, request.operation, request.payload, from),
+                (r) => {
+                  const member = term.connection(connection)
+                  return member === undefined
+                    ? Effect.void
+                    : Effect.ignore(member.send({ _tag: "Reply", id: request.id, ...r }))
+                },
+              ),
+              supervising,
+            ),
+          )
+        }
+        case "CommandDone": {
+          const pending = pendingCommands.get(event.done.id)
+          return pending === undefined
+            ? Effect.void
+            : Deferred.succeed(pending, { ok: event.done.ok, payload: event.done.payload })
+        }
+        case "Warning":
+          return Effect.logWarning(event.message)
+        default:
+          return Effect.void
+      }
+    }
+
+  /**
+   * Taking the supervisor's role once the address is bound: a term of the machine starts
+   * from what this instance knew (the last registry, its own permits and waiting requests,
+   * who stands by at it), then — for the designated successor — every member standing by
+   * is welcomed over its standby connection. Ends with `Elected`.
+   */
+  const takeOver = Effect.gen(function* () {
+    // The designated successor takes over with members standing by at it.
+    const standing = standby.listening()
+    yield* Effect.annotateCurrentSpan("understudy.successor", standing !== undefined)
+    const preRegistered: Array<readonly [Connection.Connection<Message>, Register]> = []
+    for (const [connection, preRegistration] of standing?.waiting ?? []) {
+      if (preRegistration !== undefined) preRegistered.push([connection, preRegistration])
+    }
+    const thawed = yield* Deferred.make<void>()
+    const scope = yield* Effect.scope
+    const term = yield* start({
+      config: {
+        program,
+        settings,
+        self: {
+          instanceId,
+          pid,
+          ...pidNamespace,
+          startedAtMs,
+          metadata: { ...metadata },
+        },
+        requestTimeoutMs,
+        membersBatchMs,
+        takeover: {
+          expected: previousSubordinates(),
+          blind: !Registry.sawRegistry(shared.lastMembers, instanceId),
+          // The members of the registry it had are known to every member already.
+          announced: shared.lastMembers.map((m) => m.instanceId),
+          standingBy: preRegistered.map(([, preRegistration]) => preRegistration.instanceId),
+          holdings: holdings(),
+          waiting: [...pendingAcquires].map(([requestId, pending]) => ({
+            requestId,
+            resource: pending.resource,
+            limit: pending.limit,
+          })),
+        },
+      },
+      pollMs: env.keepAliveIntervalMs,
+      isRunning: env.isRunning,
+      onEvent: onSupervisorEvent(thawed, scope),
+    })
+    // Supervising, it took its own holdings back in the machine's `init`; what it gave up
+    // at the deadline, it claimed from nobody, so nothing is handed back.
+    yield* env.cancelDeadline
+    env.abandoned().clear()
+    shared.supervisor = term
+    shared.role = { _tag: "Supervisor" }
+    shared.lastMembers = Machine.members(term.state())
+    shared.preparedRegistration = undefined
+    if (standing !== undefined) {
+      yield* Effect.addFinalizer(() => standby.close)
+      // A member that pre-registers later is admitted as it comes, welcomed by its registry.
+      standing.serve = (connection, preRegistration) =>
+        term.admit([[connection, preRegistration]], false)
+      for (const [connection] of preRegistered) standing.waiting.delete(connection)
+    }
+    const state = term.state()
+    yield* Effect.annotateCurrentSpan({
+      // Members welcomed over their standby connections, and those waited for.
+      "understudy.welcomed": new Set(
+        preRegistered.map(([, p]) => p.instanceId).filter((id) => id !== instanceId),
+      ).size,
+      "understudy.expected": state.expected.size,
+      "understudy.frozen": state.grants.frozen,
+    })
+    yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
+    // Connections that stood by at this instance as successor: each pre-registered member
+    // is welcomed over its own and admitted (the others as their pre-registration comes).
+    if (preRegistered.length > 0) yield* term.admit(preRegistered, true)
+    return { term, thawed }
+  }).pipe(
+    Effect.withSpan("port-election.takeover", {
+      attributes: { "understudy.instance": instanceId },
+    }),
+  )
+
+  const runSupervisor = (listener: Transport.Listener<Message>) =>
+    Effect.gen(function* () {
+      const { term, thawed } = yield* takeOver
+      yield* standby.follow(undefined)
+      yield* Deferred.succeed(firstRole, undefined)
+      yield* settle
+      // The previous supervisor's dead connection is torn down once the members are back.
+      yield* Effect.forkScoped(Effect.andThen(Deferred.await(thawed), releaseSpent))
+      // A supervisor that stops on purpose says so, so subordinates elect at once.
+      yield* Effect.addFinalizer(() => term.step({ _tag: "Resign" }))
+      yield* Stream.runForEach(listener.connections, (connection) =>
+        Effect.forkChild(term.accept(connection)),
+      )
+      return yield* Effect.never
+    })
+
+  return runSupervisor
+}
