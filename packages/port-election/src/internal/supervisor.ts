@@ -8,6 +8,11 @@
  * events the driver does not handle itself (`Close`, `Reserved`) go to `onEvent`.
  *
  * Everything it starts lives in the caller's `Scope`: closing it ends the term.
+ *
+ * `supervise` is one term as the instance lives it: the machine's `Config` built from what
+ * the instance knew at the takeover, the members standing by at it admitted, `Elected`,
+ * then the election address served; the machine's events become the instance's (its own
+ * grants, `MemberJoined`, replies to requests).
  */
 import { Machine as M } from "@understudy/machine"
 import { CloseReason, type Connection, type Transport } from "@understudy/transport"
