@@ -135,6 +135,22 @@ const start = (
     ...(onStep === undefined ? {} : { onStep }),
   })
 
+/** Node "a" taking commands given together two per step (`commandAll`). */
+const startGrouped = (
+  onStep: (
+    info: Runner.StepInfo<ReadonlyArray<string>, Wire, Command, Event>,
+  ) => Effect.Effect<void>,
+) =>
+  Runner.run(puppet, {
+    self: "a",
+    peers: ["a", "b", "c"],
+    addresses,
+    codec,
+    authentication: Authentication.insecure,
+    inputsPerStepMax: 2,
+    onStep,
+  })
+
 /** Lets every forked fiber run to its next suspension without moving the clock. */
 const settle = TestClock.adjust(0)
 
@@ -302,15 +318,7 @@ describe("Runner", () => {
   it.effect("commandAll takes inputsPerStepMax commands per step, onStep once per step", () =>
     Effect.gen(function* () {
       const seen: Array<Runner.StepInfo<ReadonlyArray<string>, Wire, Command, Event>> = []
-      const a = yield* Runner.run(puppet, {
-        self: "a",
-        peers: ["a", "b", "c"],
-        addresses,
-        codec,
-        authentication: Authentication.insecure,
-        inputsPerStepMax: 2,
-        onStep: (info) => Effect.sync(() => seen.push(info)),
-      })
+      const a = yield* startGrouped((info) => Effect.sync(() => seen.push(info)))
       const timers = ["t1", "t2", "t3", "t4", "t5"]
       yield* a.commandAll(timers.map((timer) => ({ _tag: "Set", timer, afterMs: 5 })))
       const steps = seen.slice(1)
@@ -332,24 +340,17 @@ describe("Runner", () => {
       Effect.gen(function* () {
         const b = yield* start("b")
         let pinged = false
-        const a = yield* Runner.run(puppet, {
-          self: "a",
-          peers: ["a", "b", "c"],
-          addresses,
-          codec,
-          authentication: Authentication.insecure,
-          inputsPerStepMax: 2,
-          // While a's first group is being stepped (a durable write, say), b pings a.
-          onStep: (info) =>
-            info.inputs !== undefined && !pinged
-              ? Effect.andThen(
-                  Effect.sync(() => {
-                    pinged = true
-                  }),
-                  Effect.andThen(b.command({ _tag: "Ping", to: "a", n: 7 }), settle),
-                )
-              : Effect.void,
-        })
+        // While a's first group is being stepped (a durable write, say), b pings a.
+        const a = yield* startGrouped((info) =>
+          info.inputs !== undefined && !pinged
+            ? Effect.andThen(
+                Effect.sync(() => {
+                  pinged = true
+                }),
+                Effect.andThen(b.command({ _tag: "Ping", to: "a", n: 7 }), settle),
+              )
+            : Effect.void,
+        )
         yield* a.commandAll(
           Array.from({ length: 6 }, (_, n) => ({ _tag: "Cancel" as const, timer: `t${n}` })),
         )
