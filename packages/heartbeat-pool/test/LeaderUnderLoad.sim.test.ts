@@ -34,15 +34,8 @@ const members = servers.map((id) => ({
   peer: Address.udp(id, 1),
   client: Address.udp(id, 2),
 }))
-const timing: Server.Timing = {
-  heartbeatIntervalMs: 200,
-  followerTimeoutMs: 1_000,
-  checkTimeoutMs: 400,
-  leaderLeaseMs: 700,
-  downAfterMs: 800,
-  electionStaggerMs: 300,
-  leaseMs: 4_000,
-}
+/** The default timings with a shorter lease: the leader settles (a lease) before the crowd. */
+const timing: Server.Timing = { ...Server.defaultTiming, leaseMs: 4_000 }
 /** Clients asking at once: their replies take the leader `crowd * sendCostMs` to send. */
 const crowd = 2_000
 const sendCostMs = 2
