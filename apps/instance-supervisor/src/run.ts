@@ -95,7 +95,11 @@ export const run = (invocation: RunInvocation): Effect.Effect<number> =>
       command: shellQuote(command),
       slots: String(slots),
     })
-    const election = yield* Election.make(options).pipe(Effect.provide(NodeTransport.layer))
+    const election = yield* Election.make(options).pipe(
+      // The options come from electionOptions, never out of range: a bug, not a user error.
+      Effect.catchTag("ElectionConfigError", (error) => Effect.die(error)),
+      Effect.provide(NodeTransport.layer),
+    )
 
     const failed = yield* Deferred.make<string>()
     yield* Effect.forkScoped(

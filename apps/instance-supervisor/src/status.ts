@@ -54,7 +54,11 @@ export const readRegistry = (
     Effect.gen(function* () {
       const { target } = invocation
       const options = yield* electionOptions(target, { [kindKey]: "status" })
-      const election = yield* Election.make(options).pipe(Effect.provide(NodeTransport.layer))
+      const election = yield* Election.make(options).pipe(
+        // The options come from electionOptions, never out of range: a bug, not a user error.
+        Effect.catchTag("ElectionConfigError", (error) => Effect.die(error)),
+        Effect.provide(NodeTransport.layer),
+      )
       const self = election.instanceId
       const role = yield* election.role
       let members: ReadonlyArray<Election.Member> = []
