@@ -34,12 +34,14 @@
 import {
   Cause,
   type Cause as CauseType,
+  type Duration,
   Effect,
   Exit,
   Fiber,
   Layer,
   Queue,
   Random,
+  Result,
   type Scope,
   Stream,
 } from "effect"
@@ -56,7 +58,7 @@ import { make as makeConnection } from "./internal/connection.ts"
 import type { RandomBytes } from "./internal/link.ts"
 import { Pipe, type Segment, SimEndpoint, type SimWorld } from "./internal/simLink.ts"
 import * as SimScheduler from "./internal/simScheduler.ts"
-import { type ConnectionOptions, resolve } from "./Options.ts"
+import { type ConnectionOptions, positiveMillis, resolve } from "./Options.ts"
 import { type Listener, Transport } from "./Transport.ts"
 import { ConnectError, DatagramError, type HandshakeError, ListenError } from "./TransportError.ts"
 
@@ -91,7 +93,7 @@ export interface LinkConfig {
   readonly latency: Latency
   /**
    * 0..1. A datagram is dropped; a stream segment is "retransmitted": it arrives
-   * `retransmitMs` later (streams stay reliable and ordered, so it also delays what follows).
+   * `retransmit` later (streams stay reliable and ordered, so it also delays what follows).
    */
   readonly loss: number
   /** 0..1, datagrams only: the datagram arrives twice. */
@@ -104,8 +106,8 @@ export interface LinkConfig {
 export interface SimNetOptions {
   /** The default of every link, in both directions; `setLink` overrides one direction. */
   readonly link?: Partial<LinkConfig>
-  /** Delay added to a "lost" stream segment. Default 200 ms. */
-  readonly retransmitMs?: number
+  /** Delay added to a "lost" stream segment (`"200 millis"`, or milliseconds). Default 200 ms. */
+  readonly retransmit?: Duration.Input
   /** `write` on a connection returns false past this many unread bytes in its direction. Default 64 KiB. */
   readonly highWaterBytes?: number
   /** A connection whose writer ignores backpressure is reset past this many unread bytes. Default 64 MiB. */
@@ -297,7 +299,9 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
     const random = yield* Random.Random
     const netScope = yield* Effect.scope
     const scheduler = SimScheduler.make(clock)
-    const retransmitMs = options.retransmitMs ?? 200
+    const retransmit = positiveMillis("options.retransmit", options.retransmit ?? 200)
+    if (Result.isFailure(retransmit)) return yield* Effect.die(new Error(retransmit.failure))
+    const retransmitMs = retransmit.success
     const baseLink: LinkConfig = { ...defaultLink, ...options.link }
     const datagramBufferSize = options.datagramBufferSize ?? 1_024
     const backlog = options.backlog ?? 128

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Fiber, Random, type Scope, Stream } from "effect"
+import { Cause, Clock, Effect, Exit, Fiber, Random, type Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Address from "../src/Address.ts"
 import type { CloseReason } from "../src/CloseReason.ts"
@@ -133,11 +133,24 @@ describe("SimNet streams", () => {
     }).pipe(Effect.scoped),
   )
 
+  it.effect("a retransmit delay that is not a positive duration is a defect naming it", () =>
+    Effect.gen(function* () {
+      for (const retransmit of [0, -5, "soon"] as const) {
+        const exit = yield* Effect.exit(SimNet.make({ retransmit: retransmit as never }))
+        expect(Exit.isFailure(exit)).toBe(true)
+        if (Exit.isFailure(exit))
+          expect(String(Cause.squash(exit.cause))).toMatch(
+            /options\.retransmit: not a positive duration/,
+          )
+      }
+    }).pipe(Effect.scoped),
+  )
+
   it.effect("never loses nor reorders stream messages on a lossy, jittery link", () =>
     Effect.gen(function* () {
       const net = yield* SimNet.make({
         link: { latency: SimNet.uniform(5, 50), loss: 0.3, duplicate: 0.3, reorder: 0.5 },
-        retransmitMs: 100,
+        retransmit: "100 millis",
       })
       const received: Array<{ readonly message: string; readonly atMs: number }> = []
       yield* net.run("server", recordingServer("server", 7000, received))
