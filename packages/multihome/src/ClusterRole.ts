@@ -291,14 +291,6 @@ const onCommand = (state: State, command: Command): Step => {
     case "Incoming":
       if (state.role === "secondary" && !state.linked)
         return result(state, [act({ _tag: "AcceptLink" })])
-      // Fenced and still waiting for the old lease: the link that ended was not the primary's
-      // end. Only the serving node connects here, and it holds the lease this node waits
-      // for (a standby starved past the keep-alive while starting lost its first link so).
-      // Refused, the primary would serve on unprotected and this node later adopt a stale
-      // copy; instead it is that primary's secondary again (its acquisition, should it still
-      // succeed, finds it not serving: the takeover waits for the next link end).
-      if (state.role === "active-secondary" && !state.tookOver && state.config.fenced)
-        return result({ ...state, role: "secondary" }, [act({ _tag: "AcceptLink" })])
       // After a takeover, a primary that comes back must fall silent.
       if (state.role === "active-secondary") {
         return result(state, [

@@ -156,10 +156,8 @@ export const make = (options: Options): Effect.Effect<Fence, never, Scope.Scope>
       })
 
     const acquire = Effect.gen(function* () {
+      if (epoch > 0) return epoch
       for (;;) {
-        // Also on each attempt: a takeover begun again (its link came back, then ended
-        // again) acquires while the first attempt's loop may already hold the role.
-        if (epoch > 0) return epoch
         const got = yield* Effect.orElseSucceed(tryAcquire, () => Option.none())
         if (Option.isSome(got)) {
           epoch = got.value.epoch

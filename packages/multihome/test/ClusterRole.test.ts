@@ -66,39 +66,6 @@ describe("ClusterRole", () => {
     expect(actions(answer)).toEqual(["RejectLink"])
   })
 
-  it("fenced, waiting for the lease, the secondary takes its primary's new link and is its secondary again", () => {
-    // A standby starved past the keep-alive while starting: its first link ended, the
-    // primary (alive, holding the lease) connects again. Refused, it served on unprotected
-    // and this node adopted a stale copy at the next failure (the peer lost the association).
-    const node = start({ role: "secondary", fenced: true, standby: true })
-    node.command({ _tag: "LinkUp" })
-    node.receive({ _tag: "Replicate", epoch: 2 })
-    expect(actions(node.command({ _tag: "LinkDown", reason: "End" }))).toEqual(["AcquireFence"])
-    expect(node.state.role).toBe("active-secondary")
-    expect(actions(node.command({ _tag: "Incoming", from: "link" }))).toEqual(["AcceptLink"])
-    expect(node.state.role).toBe("secondary")
-    node.command({ _tag: "LinkUp" })
-    expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("forward")
-    // The first acquisition, should it still succeed, takes nothing over from a linked primary.
-    expect(actions(node.command({ _tag: "FenceAcquired", epoch: 3 }))).toEqual([])
-    expect(node.state.role).toBe("secondary")
-    // The next link end is a takeover again.
-    expect(actions(node.command({ _tag: "LinkDown", reason: "Timeout" }))).toEqual(["AcquireFence"])
-    expect(actions(node.command({ _tag: "FenceAcquired", epoch: 3 }))).toEqual([
-      "Fenced",
-      "TakeOver",
-    ])
-  })
-
-  it("unfenced, a takeover under way refuses the old primary's link", () => {
-    const node = start({ role: "secondary", fenced: false, standby: false })
-    node.command({ _tag: "LinkUp" })
-    node.receive({ _tag: "Replicate", epoch: 0 })
-    expect(actions(node.command({ _tag: "LinkDown", reason: "End" }))).toEqual(["TakeOver"])
-    expect(actions(node.command({ _tag: "Incoming", from: "link" }))).toEqual(["RejectLink"])
-    expect(node.state.role).toBe("active-secondary")
-  })
-
   it("a secondary never linked to a primary does not take over", () => {
     const node = start({ role: "secondary", fenced: false, standby: false })
     expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("drop")
