@@ -20,10 +20,12 @@
  * 5 intervals and their leader lease 3.5, so a process starved for a second neither loses
  * its lease nor starts an election; a seat's lease is the servers' default, 30 intervals.
  */
+
 import { execFile } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { promisify } from "node:util"
 import { Admin, type Message, Signing } from "@understudy/heartbeat-pool"
 import { JsonLinesProcess as Jl, Ports } from "@understudy/testkit"
@@ -48,7 +50,6 @@ const app = join(import.meta.dirname, "..")
 const script = (name: string) => join(app, "src", `${name}.ts`)
 const dir = mkdtempSync(join(tmpdir(), "license-pool-"))
 const key = join(dir, "pool.key")
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const run = promisify(execFile)
 const admin = async (...args: Array<string>): Promise<string> =>
   (await run(process.execPath, [script("admin"), ...args], { encoding: "utf8", timeout: 60_000 }))

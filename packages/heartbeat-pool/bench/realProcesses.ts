@@ -10,9 +10,11 @@
  * Nothing is left out quietly: the run reports whom the leader held when it was killed, who
  * did not re-attach, seats lost, and the elections seen, and the caller shows them.
  */
+
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { JsonLinesProcess as Jl, Ports } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
 import { Redacted, Result } from "effect"
@@ -108,8 +110,6 @@ const udpReceiveBufferErrors = (): number => {
   if (header === undefined || values === undefined) return 0
   return Number(values.split(/\s+/)[header.indexOf("RcvbufErrors")] ?? 0)
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 const waitFor = async (what: string, check: () => boolean, timeoutMs: number) => {
   const deadline = performance.now() + timeoutMs
