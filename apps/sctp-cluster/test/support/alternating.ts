@@ -143,9 +143,30 @@ const stopped = (pid: number): boolean => {
  */
 const startedWithinMs = 60_000
 
+type Lines = { readonly lines: ReadonlyArray<Record<string, unknown>> }
+
 /** The node's last `role` line: its role and link as they are now. */
-const roleNow = (node: { readonly lines: ReadonlyArray<Record<string, unknown>> }) =>
-  node.lines.findLast((line) => line.t === "role")
+const roleNow = (node: Lines) => node.lines.findLast((line) => line.t === "role")
+
+/**
+ * Waits (at most 30 s) until the standby is the linked secondary and the serving node's link
+ * is up, as they are now, not once: a link the keep-alive ended while a starting standby was
+ * starved had printed "up" for a moment, and the run went on with no standby behind the
+ * serving node.
+ */
+const linkedNow = (what: string, standby: Lines, serving: Lines) =>
+  App.eventually(
+    what,
+    () => {
+      const standbyRole = roleNow(standby)
+      return standbyRole?.role === "secondary" &&
+        standbyRole.link === "up" &&
+        roleNow(serving)?.link === "up"
+        ? true
+        : undefined
+    },
+    30_000,
+  )
 
 const otherOf = (host: Host): Host => (host === "127.0.0.2" ? "127.0.0.3" : "127.0.0.2")
 const hostPattern = (host: Host) => host.replaceAll(".", "\\.")
@@ -231,7 +252,7 @@ const runNodes = async (
   let serving = tracked(App.start(App.nodeArgs("primary", ports, shared, ["every-update"])))
   let servingStatus = (await serving.line("started", startedWithinMs)).status as string
   let standbyStatus = (await standby.line("started", startedWithinMs)).status as string
-  await App.linkUp("the primary's link to the secondary is up", serving, 30_000)
+  await linkedNow("the primary's link to the secondary is up", standby, serving)
   if (options.fenceLeaseMs !== undefined) {
     await App.eventually(
       "the primary holds the fence",
@@ -408,20 +429,10 @@ const runNodes = async (
     }
     const rejoinedStatus = (await rejoined.line("started", startedWithinMs)).status as string
     phase("restarted")
-    // Linked now, not once: a link the keep-alive ended while the rejoined node was starved
-    // had printed "up" for a moment, and the round went on with no standby behind the
-    // serving node.
-    await App.eventually(
+    await linkedNow(
       `round ${round}: the rejoined node is the linked secondary`,
-      () => {
-        const rejoinedRole = roleNow(rejoined)
-        return rejoinedRole?.role === "secondary" &&
-          rejoinedRole.link === "up" &&
-          roleNow(takingOver)?.link === "up"
-          ? true
-          : undefined
-      },
-      30_000,
+      rejoined,
+      takingOver,
     )
     phase("linked")
     if (client !== undefined) {
