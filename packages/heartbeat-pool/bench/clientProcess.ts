@@ -80,6 +80,9 @@ const poolClient = (index: number) =>
       product: "cad",
       heartbeatIntervalMs: options.heartbeatMs,
       firstServer: options.first,
+      ...(process.env.BENCH_RETRY_MS
+        ? { retryIntervalMs: Number(process.env.BENCH_RETRY_MS) }
+        : {}),
       onStep: tracer(steps),
     })
     yield* Stream.runForEach(running.events, (event) =>

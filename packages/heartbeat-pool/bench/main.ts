@@ -36,7 +36,9 @@
  *   process's event-loop stalls; and UDP datagrams the kernel dropped for full buffers.
  *   `BENCH_CLIENT_RECEIVE_BUFFER_BYTES=212992` runs the servers with the system's default
  *   receive buffer instead of the pool's 4 MiB, to compare; `BENCH_SEPARATE_KINDS=1` runs the
- *   pool and the baseline clients in processes of their own (two each).
+ *   pool and the baseline clients in processes of their own (two each); `BENCH_RETRY_MS=250`
+ *   gives the pool clients that `retryIntervalMs` (the cap of the detection's waits; default the
+ *   interval, 500 ms).
  */
 import { loadavg } from "node:os"
 import { Machine as M } from "@understudy/machine"
