@@ -11,6 +11,7 @@ import { existsSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { Ports } from "@understudy/app-kit"
 import { Effect, type Scope } from "effect"
 
@@ -31,8 +32,6 @@ export interface EtcdServer {
 
 const healthyWithinMs = 15_000
 const stopWithinMs = 3_000
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 const exited = (child: ChildProcess): Promise<void> =>
   child.exitCode !== null || child.signalCode !== null
