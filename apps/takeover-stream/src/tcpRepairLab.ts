@@ -15,7 +15,7 @@ import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
-import { NetNs } from "@understudy/testkit"
+import { NetNs } from "@understudy/app-kit"
 
 const mainPath = fileURLToPath(new URL("./main.ts", import.meta.url))
 
