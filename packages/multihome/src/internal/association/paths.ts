@@ -1,0 +1,124 @@
+/**
+ * The association machine: Heartbeats and path management (§5.4, §8).
+ */
+
+import type * as Chunk from "../../Chunk.ts"
+import * as Rto from "../../Rto.ts"
+import * as S from "../association-support.ts"
+import { isClosed } from "./asconf.ts"
+import { queueChunk } from "./bundling.ts"
+import {
+  addressOf,
+  type Ctx,
+  dataPath,
+  emit,
+  hbName,
+  pathIndex,
+  rtoConfig,
+  setTimer,
+} from "./context.ts"
+import { close, sendAbort } from "./shutdown.ts"
+import type { Path, State } from "./state.ts"
+
+const jitteredInterval = (st: State, path: Path): number => {
+  // §8.3: RTO + HB.interval, RTO jittered by ±50%.
+  const jitter = Math.floor(path.rto.rto * (S.nextU32(st.rng) / 0x1_0000_0000 - 0.5))
+  return st.config.heartbeatIntervalMs + path.rto.rto + jitter
+}
+
+export const sendHeartbeat = (ctx: Ctx, st: State, index: number): void => {
+  const path = st.paths[index]!
+  path.heartbeatNonce = S.nextU32(st.rng)
+  path.heartbeatOutstanding = true
+  queueChunk(ctx, st, addressOf(path), {
+    _tag: "Heartbeat",
+    info: S.encodeHeartbeatInfo({ host: path.host, nonce: path.heartbeatNonce, sentMs: ctx.now }),
+  })
+}
+
+export const startHeartbeat = (ctx: Ctx, st: State, index: number): void => {
+  const path = st.paths[index]!
+  if (!path.confirmed) {
+    // §5.4: confirm at once, then one HEARTBEAT per RTO until confirmed.
+    sendHeartbeat(ctx, st, index)
+    setTimer(ctx, st, hbName(path), ctx.now + path.rto.rto)
+  } else {
+    setTimer(ctx, st, hbName(path), ctx.now + jitteredInterval(st, path))
+  }
+}
+
+export const onHeartbeatTimer = (ctx: Ctx, st: State, index: number): void => {
+  const path = st.paths[index]!
+  if (path.heartbeatOutstanding) {
+    // §8.3: an unacknowledged HEARTBEAT counts as an error, and backs the RTO off.
+    path.rto = Rto.backoff(path.rto, rtoConfig(st.config))
+    pathError(ctx, st, index, path.confirmed)
+    if (isClosed(st)) return
+  }
+  // §8.3: heartbeat idle paths; a path carrying data is probed by its own traffic.
+  const idle = ctx.now - path.lastSendMs >= st.config.heartbeatIntervalMs || path.flightBytes === 0
+  if (!path.confirmed || !path.active || path.heartbeatOutstanding || idle)
+    sendHeartbeat(ctx, st, index)
+  setTimer(
+    ctx,
+    st,
+    hbName(path),
+    ctx.now + (path.confirmed && path.errorCount === 0 ? jitteredInterval(st, path) : path.rto.rto),
+  )
+}
+
+export const onHeartbeatAck = (ctx: Ctx, st: State, ack: Chunk.HeartbeatAck): void => {
+  const info = S.decodeHeartbeatInfo(ack.info)
+  const index = info === undefined ? -1 : pathIndex(st, info.host)
+  const path = st.paths[index]
+  if (
+    info === undefined ||
+    path === undefined ||
+    !path.heartbeatOutstanding ||
+    info.nonce !== path.heartbeatNonce
+  ) {
+    emit(ctx, { _tag: "Dropped", reason: "HeartbeatAckUnmatched" })
+    return
+  }
+  path.heartbeatOutstanding = false
+  path.errorCount = 0
+  st.errorCount = 0
+  if (ctx.now >= info.sentMs) {
+    path.rto = Rto.measured(path.rto, ctx.now - info.sentMs, rtoConfig(st.config))
+  }
+  if (!path.confirmed) {
+    path.confirmed = true
+    emit(ctx, { _tag: "PathChange", host: path.host, state: "Confirmed" })
+    setTimer(ctx, st, hbName(path), ctx.now + jitteredInterval(st, path))
+  }
+  if (!path.active) {
+    path.active = true
+    emit(ctx, { _tag: "PathChange", host: path.host, state: "Available" })
+  }
+}
+
+/** Counts an error on a path (and on the association when `association`), §8.1–8.2. */
+export const pathError = (ctx: Ctx, st: State, index: number, association: boolean): void => {
+  const path = st.paths[index]!
+  path.errorCount++
+  // A path in error is probed every RTO (see dataPath), not every HB.interval.
+  const probeAt = ctx.now + path.rto.rto
+  const heartbeatAt = st.timers[hbName(path)]
+  if (path.confirmed && heartbeatAt !== undefined && heartbeatAt > probeAt) {
+    setTimer(ctx, st, hbName(path), probeAt)
+  }
+  if (path.active && path.errorCount > st.config.pathMaxRetrans) {
+    path.active = false
+    emit(ctx, { _tag: "PathChange", host: path.host, state: "Unreachable" })
+  }
+  if (association) associationError(ctx, st, "MaxRetransmissions")
+}
+
+export const associationError = (ctx: Ctx, st: State, reason: string): void => {
+  st.errorCount++
+  if (st.errorCount > st.config.associationMaxRetrans) {
+    sendAbort(ctx, st, addressOf(st.paths[dataPath(st)]!), st.peerTag, [])
+    emit(ctx, { _tag: "CommLost", reason })
+    close(ctx, st, "Closed")
+  }
+}
