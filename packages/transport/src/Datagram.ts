@@ -25,6 +25,14 @@ export interface Endpoint {
    * datagrams are dropped, as the kernel would. Ends when the endpoint's scope closes.
    */
   readonly messages: Stream.Stream<Received>
+  /**
+   * Destinations found closed: the kernel answered a datagram sent there with an ICMP port
+   * unreachable (nothing listens on that port: a process that died, its host still up). Only
+   * on an endpoint bound with `reportUnreachable`; a destination that is partitioned away,
+   * stopped or lost sends no such answer, so silence proves nothing. Reports that come faster
+   * than they are read are dropped (one is as good as many). Ends with `messages`.
+   */
+  readonly unreachable?: Stream.Stream<Address.Udp>
 }
 
 /**
@@ -42,12 +50,31 @@ export interface BindOptions {
   readonly receiveBufferBytes?: number
   /** The send buffer asked of the kernel (SO_SNDBUF), in bytes. */
   readonly sendBufferBytes?: number
+  /**
+   * Report closed destinations on `Endpoint.unreachable`. Linux tells a UDP socket of an
+   * ICMP port unreachable only when the socket is connected to that destination, so each
+   * destination (up to `unreachablePeersMax`; past them, from the bound socket, unreported)
+   * gets a socket of its own, connected to it, bound on the same host with a port of its
+   * own: the datagrams it sends leave from that port, and what the destination answers
+   * there arrives on `messages` with the rest. For a peer that answers its sender's address
+   * (a client of a server), not for one that knows this endpoint by its bound address.
+   */
+  readonly reportUnreachable?: boolean
 }
+
+/**
+ * Destinations an endpoint bound with `reportUnreachable` connects a socket to, at most.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const unreachablePeersMax = 64
 
 const BufferBytes = Schema.Int.check(Schema.isBetween({ minimum: 1, maximum: 2 ** 31 - 1 }))
 const BindOptionsSchema = Schema.Struct({
   receiveBufferBytes: Schema.optionalKey(BufferBytes),
   sendBufferBytes: Schema.optionalKey(BufferBytes),
+  reportUnreachable: Schema.optionalKey(Schema.Boolean),
 })
 
 /**

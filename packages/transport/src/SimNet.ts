@@ -124,7 +124,8 @@ export interface SimNetOptions {
  * One line of the trace: what happened at `atMs` (Clock time) between `from` and `to`.
  * Kinds: `connect`, `accept`, `refuse`, `send`, `end`, `reset`, `retransmit`, `hold`,
  * `deliver`, `drop`, `duplicate`, `delay`, `timeout`, `handshake-failed`, `crash`,
- * `restart`, `exit`, `partition`, `heal`, `link`, `note`. Details carry byte counts, never
+ * `restart`, `exit`, `partition`, `heal`, `link`, `note`, `unreachable` (a closed port's
+ * ICMP answer to an endpoint bound with `reportUnreachable`). Details carry byte counts, never
  * contents.
  *
  * @since 0.1.0
@@ -169,7 +170,10 @@ export interface SimNet {
    * endpoints vanish. `process` (default): each open connection is reset, so the peer
    * sees `Reset` after the latency (once healed, if partitioned). `host`: nothing is sent;
    * peers find out by keep-alive `Timeout`. While down, datagrams to it are dropped and
-   * connections to it time out.
+   * connections to it time out; after a `process` crash its kernel still answers each datagram
+   * with a port unreachable, which an endpoint bound with `reportUnreachable` hears of (its
+   * datagrams leave from its bound address: the simulation models the report, not the
+   * connected sockets).
    */
   readonly crash: (
     host: string,
@@ -200,6 +204,8 @@ const maxDatagramBytes = 65_507
 const maxDatagramsInFlight = 100_000
 /** Programs registered per host. */
 const maxProgramsPerHost = 1_000
+/** Unreachable reports an endpoint keeps for a slow reader; later ones are dropped. */
+const unreachableBufferSize = 256
 const ephemeralFirst = 49_152
 const ephemeralCount = 65_536 - ephemeralFirst
 
@@ -221,6 +227,8 @@ interface BoundEntry {
 interface HostState {
   readonly name: string
   up: boolean
+  /** How it went down: a `process` crash leaves its kernel up, which answers datagrams. */
+  crashMode: "process" | "host"
   readonly programs: Array<Program>
   readonly fibers: Set<Fiber.Fiber<void>>
   /** Stream listeners by `tcp:port` or `unix:path`. */
@@ -325,6 +333,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
         host = {
           name,
           up: true,
+          crashMode: "process",
           programs: [],
           fibers: new Set(),
           listeners: new Map(),
@@ -671,12 +680,42 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
       return entry.deliver({ from, bytes }) ? undefined : "receive buffer full"
     }
 
-    const deliverDatagram = (from: Address.Udp, to: Address.Udp, bytes: Uint8Array): void => {
+    /**
+     * Whether the kernel at `to` answers with an ICMP port unreachable: its host runs (or only
+     * its processes crashed) and nothing is bound on the port. A host nobody runs anything on
+     * answers too, as it refuses connections.
+     */
+    const portClosed = (to: Address.Udp): boolean => {
+      const target = hosts.get(to.host)
+      if (target === undefined) return true
+      if (!target.up) return target.crashMode === "process"
+      return !target.bound.has(to.port)
+    }
+
+    const deliverDatagram = (
+      from: Address.Udp,
+      fromHost: string,
+      to: Address.Udp,
+      bytes: Uint8Array,
+      onUnreachable: (() => void) | undefined,
+    ): void => {
       datagramsInFlight--
       const dropped = handOver(from, to, bytes)
       const size = `${bytes.byteLength} B`
       if (dropped === undefined) record("deliver", Address.format(from), Address.format(to), size)
       else record("drop", Address.format(from), Address.format(to), `${size}: ${dropped}`)
+      // The answer of a closed port comes back over the reverse link, never across a cut.
+      if (
+        dropped !== undefined &&
+        onUnreachable !== undefined &&
+        !world.isCut(from.host, to.host) &&
+        !world.isCut(to.host, fromHost) &&
+        portClosed(to)
+      ) {
+        const latencyMs = sampleLatency(linkConfig(to.host, fromHost).latency)
+        record("unreachable", Address.format(to), Address.format(from), "port unreachable")
+        scheduler.at(scheduler.nowMs() + latencyMs, onUnreachable)
+      }
     }
 
     const sendDatagram = (
@@ -684,6 +723,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
       fromHost: string,
       to: Address.Udp,
       payload: Uint8Array,
+      onUnreachable: (() => void) | undefined,
     ): void => {
       const fromLabel = Address.format(from)
       const toLabel = Address.format(to)
@@ -712,7 +752,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
         datagramsInFlight++
         // Each copy gets its own buffer: a receiver may keep or mutate what it got.
         const bytes = copy === 0 ? payload : payload.slice()
-        scheduler.at(now + delayMs, () => deliverDatagram(from, to, bytes))
+        scheduler.at(now + delayMs, () => deliverDatagram(from, fromHost, to, bytes, onUnreachable))
       }
     }
 
@@ -724,7 +764,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
       ): Effect.Effect<Endpoint, ListenError, Scope.Scope> =>
         Effect.gen(function* () {
           // Checked as on a real socket; the simulated links model no kernel buffers.
-          yield* decodeBindOptions(address, options)
+          const checked = yield* decodeBindOptions(address, options)
           const host = getHost(hostName)
           const notLocal = checkLocal(host, address)
           if (notLocal !== undefined) return yield* notLocal
@@ -751,14 +791,19 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
           const queue = yield* Queue.make<Received, CauseType.Done>({
             capacity: datagramBufferSize,
           })
+          const unreachable = yield* Queue.dropping<Address.Udp, CauseType.Done>(
+            unreachableBufferSize,
+          )
           const entry: BoundEntry = {
             closed: false,
             deliver: (received) => !Queue.isFullUnsafe(queue) && Queue.offerUnsafe(queue, received),
             shutdown: () => {
               entry.closed = true
               Queue.endUnsafe(queue)
+              Queue.endUnsafe(unreachable)
             },
           }
+          const reports = checked.reportUnreachable === true
           host.bound.set(port, entry)
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => {
@@ -784,10 +829,17 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
                     }),
                   )
                 }
-                sendDatagram(boundAddress, hostName, to, bytes.slice())
+                sendDatagram(
+                  boundAddress,
+                  hostName,
+                  to,
+                  bytes.slice(),
+                  reports ? () => void Queue.offerUnsafe(unreachable, to) : undefined,
+                )
                 return Effect.void
               }),
             messages: Stream.fromQueue(queue),
+            ...(reports ? { unreachable: Stream.fromQueue(unreachable) } : {}),
           }
           return endpoint
         })
@@ -857,6 +909,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
         if (!host.up) return Effect.void
         const mode = crashOptions?.mode ?? "process"
         host.up = false
+        host.crashMode = mode
         record("crash", hostName, "", mode)
         // First the connections die, so that nothing the programs' finalizers (or fibers
         // resumed by what follows) still send leaves the host.

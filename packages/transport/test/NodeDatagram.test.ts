@@ -140,4 +140,43 @@ describe("NodeDatagram", () => {
       expect(error.detail).toContain("sendBufferBytes")
     }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
   )
+
+  it.live(
+    "reportUnreachable: a closed port is reported (ICMP port unreachable), a silent bound one never; answers arrive on messages",
+    () =>
+      Effect.gen(function* () {
+        const datagram = yield* Datagram
+        const client = yield* datagram.bind(Address.udp("127.0.0.1", 0), {
+          reportUnreachable: true,
+        })
+        const live = yield* datagram.bind(Address.udp("127.0.0.1", 0))
+        const silent = yield* datagram.bind(Address.udp("127.0.0.1", 0))
+        const scope = yield* Scope.make()
+        const dead = yield* datagram.bind(Address.udp("127.0.0.1", 0)).pipe(Scope.provide(scope))
+        const deadAddress = dead.address
+        yield* Scope.close(scope, Exit.void)
+        expect(client.unreachable).toBeDefined()
+        expect(live.unreachable).toBeUndefined()
+
+        // Sent from a socket connected to `live`; its answer to that sender arrives on messages.
+        yield* client.send(live.address, bytes("ping"))
+        const [atLive] = yield* Stream.runCollect(Stream.take(live.messages, 1))
+        expect(atLive!.from.host).toBe("127.0.0.1")
+        yield* live.send(atLive!.from, bytes("pong"))
+        const [answer] = yield* Stream.runCollect(Stream.take(client.messages, 1))
+        expect(text(answer!.bytes)).toBe("pong")
+        expect(answer!.from).toEqual(live.address)
+
+        // Bounded: the kernel answers each datagram to the closed port; the first report ends it.
+        const reports = yield* Stream.runHead(client.unreachable!).pipe(Effect.forkChild)
+        for (let attempt = 0; attempt < 50 && reports.pollUnsafe() === undefined; attempt++) {
+          yield* client.send(silent.address, bytes("anyone?"))
+          yield* client.send(deadAddress, bytes("anyone?"))
+          yield* Effect.sleep("20 millis")
+        }
+        const first = yield* Fiber.join(reports)
+        expect(first._tag).toBe("Some")
+        expect(first._tag === "Some" && first.value).toEqual(deadAddress)
+      }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
+  )
 })

@@ -635,6 +635,64 @@ describe("SimNet datagrams", () => {
       expect(crashDrops.length).toBe(1)
     }).pipe(Effect.scoped),
   )
+
+  it.effect(
+    "reportUnreachable: a closed port or a process crash is reported after the round trip; a host crash, a partition or a bound port never",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(5) } })
+        const reports: Array<string> = []
+        const client = yield* Effect.gen(function* () {
+          const datagram = yield* Datagram
+          const endpoint = yield* datagram.bind(Address.udp("c", 7000), {
+            reportUnreachable: true,
+          })
+          yield* Effect.forkScoped(
+            Stream.runForEach(endpoint.unreachable!, (to) =>
+              Effect.andThen(now, (atMs) => Effect.sync(() => reports.push(`${to.host}@${atMs}`))),
+            ),
+          )
+          return endpoint
+        }).pipe(Effect.provide(net.layer("c")))
+        const plain = yield* collector(net, "p", 7000)
+        expect(plain.endpoint.unreachable).toBeUndefined()
+        const server = (host: string) =>
+          net.run(
+            host,
+            Effect.gen(function* () {
+              const datagram = yield* Datagram
+              yield* datagram.bind(Address.udp(host, 9000))
+              yield* Effect.never
+            }),
+          )
+        for (const host of ["live", "killed", "gone", "cut"]) yield* server(host)
+        yield* TestClock.adjust(1)
+        const sendAll = Effect.forEach(
+          ["live", "killed", "gone", "cut", "nobody"],
+          (host) => client.send(Address.udp(host, 9000), encoder.encode("beat")),
+          { discard: true },
+        )
+        yield* sendAll
+        yield* TestClock.adjust(20)
+        // A host nobody runs anything on has no port open: its kernel answers.
+        expect(reports).toEqual(["nobody@11"])
+        reports.length = 0
+        yield* net.crash("killed")
+        yield* net.crash("gone", { mode: "host" })
+        yield* net.partition(["c"], ["cut"])
+        const sentAtMs = yield* now
+        yield* sendAll
+        // Not before the datagram got there and the answer came back: 5 ms each way.
+        yield* TestClock.adjust(9)
+        expect(reports).toEqual([])
+        yield* TestClock.adjust(1)
+        expect(reports).toEqual([`killed@${sentAtMs + 10}`, `nobody@${sentAtMs + 10}`])
+        yield* TestClock.adjust(50)
+        expect(reports.length).toBe(2)
+        const trace = yield* net.trace
+        expect(trace.filter((event) => event.kind === "unreachable").length).toBe(3)
+      }).pipe(Effect.scoped),
+  )
 })
 
 /** A program with streams, datagrams, jitter, loss, a partition and a crash. */
