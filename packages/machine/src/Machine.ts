@@ -38,10 +38,16 @@ export interface Context {
   readonly nowMs: number
 }
 
-/** A message arrived from a peer. @since 0.1.0 @category inputs */
-export interface Receive<Message> {
+/**
+ * A message arrived from a peer. `Address` is how the machine names a peer: a `NodeId`
+ * unless the machine says otherwise (the SCTP association's peer is a host and UDP port).
+ *
+ * @since 0.1.0
+ * @category inputs
+ */
+export interface Receive<Message, Address = NodeId> {
   readonly _tag: "Receive"
-  readonly from: NodeId
+  readonly from: Address
   readonly message: Message
   readonly nowMs: number
 }
@@ -67,12 +73,15 @@ export interface Command<C> {
 }
 
 /** Everything a machine is stepped with. @since 0.1.0 @category inputs */
-export type Input<Message, C = never> = Receive<Message> | TimerFired | Command<C>
+export type Input<Message, C = never, Address = NodeId> =
+  | Receive<Message, Address>
+  | TimerFired
+  | Command<C>
 
 /** Send one message to one peer. Delivery is not guaranteed. @since 0.1.0 @category outputs */
-export interface Send<Message> {
+export interface Send<Message, Address = NodeId> {
   readonly _tag: "Send"
-  readonly to: NodeId
+  readonly to: Address
   readonly message: Message
 }
 
@@ -113,36 +122,46 @@ export interface Emit<E> {
  * @since 0.1.0
  * @category outputs
  */
-export type Output<Message, E = never> =
-  | Send<Message>
+export type Output<Message, E = never, Address = NodeId> =
+  | Send<Message, Address>
   | Broadcast<Message>
   | SetTimer
   | CancelTimer
   | Emit<E>
 
 /** A new state and what to do. @since 0.1.0 @category models */
-export interface Result<State, Message, E = never> {
+export interface Result<State, Message, E = never, Address = NodeId> {
   readonly state: State
-  readonly outputs: ReadonlyArray<Output<Message, E>>
+  readonly outputs: ReadonlyArray<Output<Message, E, Address>>
 }
 
 /**
  * A protocol. `init` and `step` must be pure and total: no I/O, no clock, no randomness, no
  * throw (a throw is a bug and stops the node). Treat `state` as immutable.
  *
+ * One variant, for a hot path where copying the state would cost more than the step (the
+ * SCTP association steps once per packet): a machine may say, in its documentation, that
+ * `step` updates the state it is given in place and returns that same object. Its caller
+ * then owns the state alone: it keeps no earlier state (a copy for replay is an explicit
+ * snapshot) and steps it from one place at a time. Everything else holds: the outputs
+ * depend only on the state and the input.
+ *
  * @since 0.1.0
  * @category models
  */
-export interface Machine<State, Message, C = never, E = never> {
-  readonly init: (context: Context) => Result<State, Message, E>
-  readonly step: (state: State, input: Input<Message, C>) => Result<State, Message, E>
+export interface Machine<State, Message, C = never, E = never, Address = NodeId> {
+  readonly init: (context: Context) => Result<State, Message, E, Address>
+  readonly step: (
+    state: State,
+    input: Input<Message, C, Address>,
+  ) => Result<State, Message, E, Address>
 }
 
 /** @since 0.1.0 @category constructors */
-export const result = <State, Message = never, E = never>(
+export const result = <State, Message = never, E = never, Address = NodeId>(
   state: State,
-  outputs: ReadonlyArray<Output<Message, E>> = [],
-): Result<State, Message, E> => ({ state, outputs })
+  outputs: ReadonlyArray<Output<Message, E, Address>> = [],
+): Result<State, Message, E, Address> => ({ state, outputs })
 
 /** @since 0.1.0 @category constructors */
 export const receive = <Message>(
@@ -171,7 +190,10 @@ export const command = <C>(command: C, nowMs: number): Command<C> => ({
 })
 
 /** @since 0.1.0 @category constructors */
-export const send = <Message>(to: NodeId, message: Message): Send<Message> => ({
+export const send = <Message, Address = NodeId>(
+  to: Address,
+  message: Message,
+): Send<Message, Address> => ({
   _tag: "Send",
   to,
   message,
@@ -202,7 +224,9 @@ export const emit = <E>(event: E): Emit<E> => ({ _tag: "Emit", event })
  * @since 0.1.0
  * @category getters
  */
-export const events = <Message, E>(outputs: ReadonlyArray<Output<Message, E>>): Array<E> => {
+export const events = <Message, E, Address = NodeId>(
+  outputs: ReadonlyArray<Output<Message, E, Address>>,
+): Array<E> => {
   const found: Array<E> = []
   for (const output of outputs) if (output._tag === "Emit") found.push(output.event)
   return found
