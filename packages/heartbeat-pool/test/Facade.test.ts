@@ -1,14 +1,14 @@
 /**
  * The Promise facade over real UDP on loopback: three servers and two clients on a one-seat
  * license; one client holds the seat, the other is denied for capacity; the holder's server
- * is closed and the client re-attaches. Waits are for events, bounded generously (a loaded
- * machine).
+ * is closed and the client re-attaches. The servers run with the caller's logger and tracer.
+ * Waits are for events, bounded generously (a loaded machine).
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Ports } from "@understudy/testkit"
-import { ClusterKey } from "@understudy/transport"
+import { Ports, TestTracer } from "@understudy/testkit"
+import { ClusterKey, type Observability } from "@understudy/transport"
 import { afterAll, describe, expect, it } from "vitest"
 import { createClient, createServer, type PoolClient, type PoolServer } from "../src/Facade.ts"
 import * as Signing from "../src/Signing.ts"
@@ -34,7 +34,7 @@ const next = (emitter: PoolClient, tag: string, timeoutMs: number, seen?: Array<
   })
 
 describe("Promise facade", () => {
-  it("grants the only seat once, denies the second client, and re-attaches after the server closes", async () => {
+  it("grants the only seat once, denies the second client, and re-attaches after the server closes; logs and spans go to the caller's logger and tracer", async () => {
     const secret = ClusterKey.generate()
     const vendor = Signing.generateVendorKeys()
     const license = Signing.signLicense(vendor.privatePem, {
@@ -60,9 +60,13 @@ describe("Promise facade", () => {
       electionStaggerMs: 200,
       leaseMs: 5_000,
     }
+    const logs: Array<Observability.LogEntry> = []
+    const tracer = TestTracer.make()
     const servers = new Map<string, PoolServer>()
     for (const member of members) {
       const server = await createServer({
+        logger: (entry) => logs.push(entry),
+        layer: tracer.layer,
         self: member.id,
         members,
         poolSecret: secret,
@@ -104,5 +108,21 @@ describe("Promise facade", () => {
     await servers.get(holder)!.close()
     expect((await reattached).server).not.toBe(holder)
     expect((await second.state()).phase).toBe("requesting")
+    // The first leader's election: a span of the caller's tracer, won, and its log line at the
+    // caller's logger, annotated with the server, its role and term.
+    const won = tracer
+      .ended("heartbeat-pool.election")
+      .filter((span) => span.attributes.get("outcome") === "won")
+    expect(won.length).toBeGreaterThanOrEqual(1)
+    const leader = String(won[0]!.attributes.get("server"))
+    const became = logs.find(
+      (entry) => entry.message.startsWith("BecameLeader") && entry.annotations.server === leader,
+    )
+    expect(became?.level).toBe("Info")
+    // The role and term are read when the line is logged: a starved leader may have lost its
+    // lease by then, so its role may be another and its term later.
+    const { role, term } = became!.annotations
+    expect(["leader", "follower", "candidate"]).toContain(role)
+    expect(term).toBeGreaterThanOrEqual(Number(won[0]!.attributes.get("term")))
   }, 240_000)
 })
