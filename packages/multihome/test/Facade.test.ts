@@ -2,8 +2,8 @@
  * The Promise / EventEmitter API on real UDP over loopback, with the caller's logger and layer.
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
+import { TestTracer } from "@understudy/testkit"
 import type { Observability } from "@understudy/transport"
-import { Layer, Tracer } from "effect"
 import type * as Endpoint from "../src/Endpoint.ts"
 import * as Facade from "../src/Facade.ts"
 
@@ -106,18 +106,11 @@ describe("Facade", () => {
 
   it("runs with the caller's logger and layer: association logs reach the logger, connect is a span of the caller's tracer", async () => {
     const logs: Array<Observability.LogEntry> = []
-    const spans: Array<Tracer.NativeSpan> = []
-    const tracer = Layer.succeed(
-      Tracer.Tracer,
-      Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        },
-      }),
-    )
-    const observed = { logger: (entry: Observability.LogEntry) => logs.push(entry), layer: tracer }
+    const tracer = TestTracer.make()
+    const observed = {
+      logger: (entry: Observability.LogEntry) => logs.push(entry),
+      layer: tracer.layer,
+    }
     const server = await open({ host: "127.0.0.1", port: 6005, listen: true, ...observed })
     const accepted = next<Facade.SctpAssociation>(server, "association")
     const client = await open({ host: "127.0.0.1", port: 6006, ...observed })
@@ -147,11 +140,11 @@ describe("Facade", () => {
       ["multihome: association closed (ShutdownComplete)", "Info"],
       ["multihome: association closed (ShutdownComplete)", "Info"],
     ])
-    const connects = spans.filter((span) => span.name === "multihome.connect")
+    const connects = tracer.spans.filter((span) => span.name === "multihome.connect")
     expect(connects.length).toBe(1)
     expect(connects[0]!.attributes.get("multihome.peer")).toBe(
       `127.0.0.1:${server.address.port}/6005`,
     )
-    expect(connects[0]!.status._tag).toBe("Ended")
+    expect(tracer.ended("multihome.connect")).toEqual(connects)
   })
 })
