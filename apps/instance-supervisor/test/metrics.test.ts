@@ -1,8 +1,10 @@
 /**
  * `--metrics HOST:PORT` on real processes: each instance serves Prometheus text; when the
  * supervisor is SIGKILLed, the survivor that takes over records the failover in
- * `understudy_port_election_failover_ms` (role supervisor).
+ * `understudy_port_election_failover_ms` (role supervisor), and with `--otlp URL` exports its
+ * takeover's span to an OpenTelemetry collector.
  */
+import { Otlp, Prometheus } from "@understudy/testkit"
 import { afterEach, describe, expect, it } from "vitest"
 import {
   killAll,
@@ -28,24 +30,12 @@ const metricsUrl = (cli: Spawned) =>
     return match?.[1]
   })
 
-const scrape = async (url: string) => {
-  const response = await fetch(url, { signal: AbortSignal.timeout(5_000) })
-  expect(response.status).toBe(200)
-  return response.text()
-}
-
-/** A sample's value in Prometheus text (`name{labels} value`), or undefined if absent. */
-const sample = (text: string, series: string): number | undefined => {
-  for (const line of text.split("\n")) {
-    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1))
-  }
-  return undefined
-}
+const { sample, scrape } = Prometheus
 
 const failovers = 'understudy_port_election_failover_ms_count{role="supervisor"}'
 
 describe("instance-supervisor --metrics", () => {
-  it("serves Prometheus text; the failover histogram moves when the supervisor is SIGKILLed", async () => {
+  it("serves Prometheus text; the failover histogram moves when the supervisor is SIGKILLed, and --otlp exports the takeover's span", async () => {
     const created = makeWorkspace()
     workspaces.push(created)
     const args = slotArgs(created, 1)
@@ -58,7 +48,11 @@ describe("instance-supervisor --metrics", () => {
     expect(firstText).toContain("# TYPE understudy_port_election_elections_total counter")
     expect(sample(firstText, 'understudy_port_election_elections_total{role="supervisor"}')).toBe(1)
 
-    const second = spawnCli(["--metrics=127.0.0.1:0", ...args("second", 100)], "second")
+    const collector = await Otlp.collector()
+    const second = spawnCli(
+      ["--metrics=127.0.0.1:0", "--otlp", collector.url, ...args("second", 100)],
+      "second",
+    )
     const secondUrl = await metricsUrl(second)
     await waitFor("the second to become a subordinate", async () =>
       sample(
@@ -92,6 +86,9 @@ describe("instance-supervisor --metrics", () => {
       readIntervals(created.log).find((i) => i.label === "second"),
     )
     expect((await second.exited).code).toBe(0)
+    // Its exporter flushed when it exited: the takeover, from the bind to Elected, is a span.
+    expect(collector.traces()).toContain("port-election.takeover")
+    await collector.close()
   })
 
   it("refuses a bad --metrics address as a usage error", async () => {
