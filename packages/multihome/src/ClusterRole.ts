@@ -5,7 +5,8 @@
  * and its endpoint; the simulations run the same machine against modelled ones.
  *
  * Roles: the `primary` serves; the `secondary` keeps a copy and answers HEARTBEATs from it;
- * when the link to its primary ends it becomes the `active-secondary`, acquires the fence
+ * when the link to its primary ends (and the primary did not link again within the relink
+ * grace) it becomes the `active-secondary`, acquires the fence
  * (when there is one) and takes every association over; with a standby link it then keeps
  * a rejoining node in sync (failback), so the cluster can fail over again. A serving node
  * told `Deposed`, or whose fence is lost, is `deposed`; one that made its final
@@ -52,6 +53,13 @@ export interface Config {
   readonly fenced: boolean
   /** After a takeover, keep a rejoining node in sync (a standby link is configured). */
   readonly standby: boolean
+  /**
+   * How long a secondary whose link ended waits for its primary to link again before it
+   * takes over (default 0: at once). A link end is not always the primary's: a standby
+   * starved of CPU past the keep-alive reads the connection the primary already replaced
+   * (its keep-alive ended it) only later, and the primary's new link is queued behind it.
+   */
+  readonly relinkGraceMs?: number
 }
 
 /**
@@ -68,6 +76,12 @@ export interface State {
   readonly epoch: number
   /** A link to the other node is up. */
   readonly linked: boolean
+  /**
+   * Secondary: its link ended for this reason and it waits the relink grace for its primary
+   * to link again (packets for the copies are dropped meanwhile); the takeover follows
+   * when the grace ends unlinked.
+   */
+  readonly awaitingRelink: string | undefined
   /**
    * A primary's replication was ever accepted: only then is there something to take over (a
    * link whose sender was refused, or that carried nothing, does not count).
@@ -198,6 +212,8 @@ export const intercept = (
   if (state.role !== "secondary") return "pass"
   if (packet.heartbeatsForCopy) return "answer"
   if (state.linked) return "forward"
+  // The primary may link again (see `relinkGraceMs`): the peer retransmits.
+  if (state.awaitingRelink !== undefined) return "drop"
   // No primary was ever linked (starting, restarted): no copy, and taking over now would
   // only make two active nodes.
   if (!state.primaryKnown) return "drop"
@@ -249,6 +265,9 @@ const result = (state: State, outputs: ReadonlyArray<Output> = []): Step =>
 
 const act = (action: Action): Output => Machine.emit(action)
 
+/** The timer of the relink grace (see `Config.relinkGraceMs`). */
+const relinkTimer = "relink"
+
 /** The secondary's link ended, or the peer reached it with none: take over. */
 const beginTakeOver = (state: State, why: string): Step => {
   if (state.role !== "secondary" || !state.primaryKnown) return result(state)
@@ -277,16 +296,24 @@ const refuseHandOver = (state: State): string | undefined => {
 const onCommand = (state: State, command: Command): Step => {
   switch (command._tag) {
     case "LinkUp":
-      return result({ ...state, linked: true })
+      return state.awaitingRelink === undefined
+        ? result({ ...state, linked: true })
+        : result({ ...state, linked: true, awaitingRelink: undefined }, [
+            Machine.cancelTimer(relinkTimer),
+          ])
     case "LinkDown": {
       const down: State = { ...state, linked: false }
       // Mid-handover: the secondary takes over as after a failure; this node never serves again.
       if (state.role === "handing-over") {
         return fallSilent(down, "handed-over", "HandedOver", "the link closed during the handover")
       }
-      return state.config.role === "secondary"
-        ? beginTakeOver(down, `the link closed (${command.reason})`)
-        : result(down)
+      if (state.config.role !== "secondary") return result(down)
+      const why = `the link closed (${command.reason})`
+      const graceMs = state.config.relinkGraceMs ?? 0
+      if (graceMs <= 0 || state.role !== "secondary" || !state.primaryKnown) {
+        return beginTakeOver(down, why)
+      }
+      return result({ ...down, awaitingRelink: why }, [Machine.setTimer(relinkTimer, graceMs)])
     }
     case "Incoming":
       if (state.role === "secondary" && !state.linked)
@@ -325,7 +352,7 @@ const onCommand = (state: State, command: Command): Step => {
       return result({ ...state, tookOver: true }, outputs)
     }
     case "Stray":
-      return state.config.fenced || state.linked
+      return state.config.fenced || state.linked || state.awaitingRelink !== undefined
         ? result(state)
         : beginTakeOver(state, "the peer reached the secondary's address with no primary")
     case "HandedOver":
@@ -396,6 +423,7 @@ export const make = (config: Config): Machine.Machine<State, Message, Command, A
         role: config.role,
         epoch: 0,
         linked: false,
+        awaitingRelink: undefined,
         primaryKnown: false,
         tookOver: false,
         refused: 0,
@@ -408,8 +436,15 @@ export const make = (config: Config): Machine.Machine<State, Message, Command, A
         return onCommand(state, input.command)
       case "Receive":
         return onReceive(state, input.from, input.message)
-      case "TimerFired":
-        return result(state)
+      case "TimerFired": {
+        // The relink grace ended with no link: the primary is gone after all.
+        const why = state.awaitingRelink
+        if (input.timer !== relinkTimer || why === undefined || state.linked) return result(state)
+        return beginTakeOver(
+          { ...state, awaitingRelink: undefined },
+          `${why}, not linked again within ${state.config.relinkGraceMs} ms`,
+        )
+      }
     }
   },
 })

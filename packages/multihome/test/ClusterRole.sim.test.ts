@@ -125,6 +125,57 @@ describe("ClusterRole simulation: the shipped role machine under crashes, failba
     expect(notes.filter((note) => note._tag === "TakeOver")).toHaveLength(1)
   })
 
+  /**
+   * b, the standby, is starved from its start for 0.9 s: a's link to it is completed by b's
+   * kernel, a ships, hears nothing and its keep-alive ends the link and dials again, several
+   * times. b then reads, in order, the first connection (link up, a's copy, its end) and the
+   * next ones. The end of a connection a already replaced is no failure of a.
+   */
+  const starvedStandby = (relinkGraceMs?: number) => {
+    let final: View | undefined
+    const report = FastSim.run({
+      machine: RoleSim.machine(relinkGraceMs === undefined ? {} : { relinkGraceMs }),
+      nodes: RoleSim.nodes,
+      seed: 1,
+      durationMs: 3_000,
+      link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
+      schedule: [],
+      commands: [{ atMs: 1, node: "b", command: { _tag: "Pause", forMs: 900 } }],
+      invariants: [
+        oneServer,
+        lastHolder(),
+        {
+          name: "(keeps the last view)",
+          check: (view: View) => {
+            final = view
+            return undefined
+          },
+        },
+      ],
+    })
+    const a = final!.states.get("a")!
+    const b = final!.states.get("b")!
+    return { report, a, b }
+  }
+
+  it("a standby starved at start reads its primary's replaced link late: it stays the linked secondary, nobody is deposed", () => {
+    const { report, a, b } = starvedStandby()
+    const notes = report.events.map(({ node, event }) => ({ node, ...event }))
+    expect(notes.filter((note) => note._tag === "TakeOver")).toEqual([])
+    expect(notes).toContainEqual(expect.objectContaining({ node: "b", _tag: "Applied", epoch: 1 }))
+    expect(a.role.role).toBe("primary")
+    expect(RoleSim.transmits(a, 3_000)).toBe(true)
+    expect(b.role.role).toBe("secondary")
+    expect(b.role.linked).toBe(true)
+    expect(b.linkedTo).toBe("a")
+  })
+
+  it("the check bites: with no relink grace the starved standby deposes its live primary", () => {
+    const { a, b } = starvedStandby(0)
+    expect(a.role.role).toBe("deposed")
+    expect(b.role.role).toBe("active-secondary")
+  })
+
   it("the checks bite: a secondary that never reads the store's epoch takes over from a stale copy in some schedule", () => {
     let caught: FastSim.FastSimFailure | undefined
     for (let seed = 1; seed <= 5_000 && caught === undefined; seed++) {

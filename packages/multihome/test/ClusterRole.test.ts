@@ -20,6 +20,7 @@ const start = (config: ClusterRole.Config) => {
     return result.outputs
   }
   return {
+    step,
     command: (command: ClusterRole.Command) => step(Machine.command(command, 0)),
     receive: (message: ClusterRole.Message) => step(Machine.receive("link", message, 0)),
     get state() {
@@ -64,6 +65,61 @@ describe("ClusterRole", () => {
     const answer = node.command({ _tag: "Incoming", from: "old" })
     expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed", epoch: 2 }))
     expect(actions(answer)).toEqual(["RejectLink"])
+  })
+
+  it("relink grace: a link end followed by the primary's new link is no failure (a starved standby)", () => {
+    // The serving node's keep-alive ended the link to a standby starved of CPU; the standby
+    // reads that dead connection late (LinkUp, Replicate, End) with the new one queued.
+    for (const fenced of [false, true]) {
+      const node = start({ role: "secondary", fenced, standby: true, relinkGraceMs: 300 })
+      node.command({ _tag: "LinkUp" })
+      node.receive({ _tag: "Replicate", epoch: fenced ? 2 : 0 })
+      expect(node.command({ _tag: "LinkDown", reason: "End" })).toEqual([
+        Machine.setTimer("relink", 300),
+      ])
+      expect(node.state.role).toBe("secondary")
+      // The peer retransmits what reaches this address meanwhile; no stray takes over.
+      expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("drop")
+      expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: true })).toBe("answer")
+      expect(node.command({ _tag: "Stray" })).toEqual([])
+      expect(actions(node.command({ _tag: "Incoming", from: "link" }))).toEqual(["AcceptLink"])
+      expect(node.command({ _tag: "LinkUp" })).toEqual([Machine.cancelTimer("relink")])
+      expect(node.step(Machine.timerFired("relink", 300))).toEqual([])
+      expect(node.state.role).toBe("secondary")
+      expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("forward")
+    }
+  })
+
+  it("relink grace: the grace ends unlinked, then the secondary takes over", () => {
+    const unfenced = start({ role: "secondary", fenced: false, standby: false, relinkGraceMs: 300 })
+    unfenced.command({ _tag: "LinkUp" })
+    unfenced.receive({ _tag: "Replicate", epoch: 0 })
+    unfenced.command({ _tag: "LinkDown", reason: "End" })
+    // Some other timer's expiry is not the grace's.
+    expect(unfenced.step(Machine.timerFired("other", 100))).toEqual([])
+    expect(unfenced.step(Machine.timerFired("relink", 300))).toEqual([
+      Machine.emit({
+        _tag: "TakeOver",
+        why: "the link closed (End), not linked again within 300 ms",
+        planned: false,
+      }),
+    ])
+    expect(unfenced.state.role).toBe("active-secondary")
+    expect(actions(unfenced.command({ _tag: "Incoming", from: "link" }))).toEqual(["RejectLink"])
+
+    const fenced = start({ role: "secondary", fenced: true, standby: true, relinkGraceMs: 300 })
+    fenced.command({ _tag: "LinkUp" })
+    fenced.receive({ _tag: "Replicate", epoch: 4 })
+    fenced.command({ _tag: "LinkDown", reason: "Timeout" })
+    expect(actions(fenced.step(Machine.timerFired("relink", 300)))).toEqual(["AcquireFence"])
+    expect(actions(fenced.command({ _tag: "FenceAcquired", epoch: 5 }))).toEqual([
+      "Fenced",
+      "TakeOver",
+    ])
+    // A secondary that never held a primary's copy waits for nothing.
+    const fresh = start({ role: "secondary", fenced: false, standby: false, relinkGraceMs: 300 })
+    fresh.command({ _tag: "LinkUp" })
+    expect(fresh.command({ _tag: "LinkDown", reason: "End" })).toEqual([])
   })
 
   it("a secondary never linked to a primary does not take over", () => {

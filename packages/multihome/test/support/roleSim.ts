@@ -6,6 +6,11 @@
  * node ships at every tick while it proves its lease, and once, unconditionally, when its
  * link comes up: the resend `Cluster.ts` makes before it checks the lease again).
  *
+ * The listening node's kernel completes a dialled connection even while the node is paused
+ * (its `Welcome`); the node reads it when it runs. The dialler's keep-alive ends a silent
+ * connection (`Bye`, its FIN): a standby paused (starved) while starting so reads a connection
+ * its primary already replaced — `LinkUp`, the replication, the end — before the new one.
+ *
  * Faults: FastSim's crashes and restarts (a restarted node rejoins as the standby: the
  * failback), partitions and degraded links between the nodes; and pauses (SIGSTOP): a paused
  * node handles nothing until it resumes, then everything that arrived meanwhile, in order,
@@ -26,6 +31,8 @@ const tickMs = 50
 const fenceTickMs = 70
 const linkTimeoutMs = 300
 export const leaseMs = 400
+/** The role's relink grace (see `ClusterRole.Config`): a few of the dialler's ticks. */
+const relinkGraceMs = 150
 /** A keep-alive's round trip to the store. */
 const storeMs = 30
 
@@ -69,6 +76,8 @@ export interface NodeState {
 export interface Options {
   /** A broken secondary that never reads the store's epoch (shows what the floor prevents). */
   readonly ignoreStoreEpoch?: boolean
+  /** The role's relink grace; 0: a link end is a takeover at once (shows what it prevents). */
+  readonly relinkGraceMs?: number
 }
 
 /** The store of one run: who holds the fence, until when, and the epoch. */
@@ -109,6 +118,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
       for (const output of result.outputs) {
         if (output._tag === "Send") send(output.to, { ...output.message, conn })
         if (output._tag === "Emit") perform(output.event)
+        if (output._tag === "SetTimer" || output._tag === "CancelTimer") outputs.push(output)
       }
       return result.outputs
     }
@@ -158,6 +168,10 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
     }
 
     const onTimer = (timer: string) => {
+      if (timer === "relink") {
+        role(Machine.timerFired(timer, nowMs))
+        return
+      }
       if (timer === "fence") {
         outputs.push(Machine.setTimer("fence", fenceTickMs))
         if (state.acquiring && (store.holder === undefined || store.expiresAtMs <= nowMs)) {
@@ -190,6 +204,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
       if (timer !== "tick") return
       outputs.push(Machine.setTimer("tick", tickMs))
       if (state.linkedTo !== undefined && nowMs - state.heardMs > linkTimeoutMs) {
+        send(state.linkedTo, { _tag: "Bye", conn: state.conn })
         linkDown("Timeout")
       }
       const serving = ClusterRole.serving(state.role)
@@ -288,6 +303,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
         role: first && context.self === "a" ? "primary" : "secondary",
         fenced: true,
         standby: true,
+        relinkGraceMs: options.relinkGraceMs ?? relinkGraceMs,
       }
       const init = ClusterRole.make(config).init(context)
       const state: NodeState = {
@@ -321,7 +337,18 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
       }
       if (state.pausedUntil !== undefined) {
         if (input._tag !== "TimerFired" || input.timer !== "resume") {
-          return Machine.result({ ...state, buffered: [...state.buffered, input] })
+          const buffered = { ...state, buffered: [...state.buffered, input] }
+          // A listening node's kernel completes the connection (a node started as the
+          // secondary listens; the one started as the primary dials).
+          const accepted =
+            input._tag === "Receive" &&
+            input.message._tag === "Hello" &&
+            state.role.config.role === "secondary"
+          return accepted
+            ? Machine.result(buffered, [
+                Machine.send(input.from, { _tag: "Welcome", conn: input.message.conn }),
+              ])
+            : Machine.result(buffered)
         }
         // Resumed: everything that arrived meanwhile, in order, at the time it is now.
         let current: NodeState = { ...state, pausedUntil: undefined, buffered: [] }
