@@ -274,9 +274,9 @@ export const make = (
     const connectionOptions = {
       codec,
       frameBytesMax,
-      keepAlive,
+      keepAlive: { interval: keepAlive.intervalMs, timeout: keepAlive.timeoutMs },
       clusterKey,
-      handshakeTimeoutMs: requestTimeoutMs,
+      handshakeTimeout: requestTimeoutMs,
     }
     /** Sent in every Register and Refused: instances with other timing are refused. */
     const settings: Registry.Settings = {
@@ -341,7 +341,7 @@ export const make = (
     const electionScope = yield* Effect.scope
     // A peer that lost the supervisor waits this long for the successor's takeover: the
     // successor notices the loss within its own keep-alive time-out.
-    const standbyWaitMs = connectionOptions.keepAlive.timeoutMs
+    const standbyWaitMs = keepAlive.timeoutMs
     /**
      * Scopes of attempts whose supervisor was lost, with its dead connection: torn down once
      * the next supervisor is back to normal (its registry came, or it thawed), so that the
@@ -481,7 +481,7 @@ export const make = (
       metadata: { ...options.metadata },
       settings,
       requestTimeoutMs,
-      keepAliveIntervalMs: connectionOptions.keepAlive.intervalMs,
+      keepAliveIntervalMs: keepAlive.intervalMs,
       shared,
       standby,
       pendingAcquires,

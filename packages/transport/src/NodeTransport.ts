@@ -9,13 +9,13 @@ import * as crypto from "node:crypto"
 import type { BigIntStats } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
-import { type Cause, Clock, Effect, Exit, Layer, Queue, Scope, Stream } from "effect"
+import { type Cause, Clock, Effect, Exit, Layer, Queue, Result, Scope, Stream } from "effect"
 import * as Address from "./Address.ts"
 import type { Connection } from "./Connection.ts"
 import * as connection from "./internal/connection.ts"
 import type { RandomBytes } from "./internal/link.ts"
 import * as NodeLink from "./internal/nodeLink.ts"
-import { type ConnectionOptions, type ResolvedOptions, resolve } from "./Options.ts"
+import { type ConnectionOptions, decode, type ResolvedOptions } from "./Options.ts"
 import { type Listener, Transport } from "./Transport.ts"
 import { ConnectError, ListenError } from "./TransportError.ts"
 
@@ -73,7 +73,7 @@ const socketAddresses = (
 
 /**
  * Releases a socket the connection core is done with: it has already sent its FIN (or
- * the peer's), so give the kernel up to `lingerMs` to finish the exchange, then destroy.
+ * the peer's), so give the kernel up to `linger` to finish the exchange, then destroy.
  */
 const releaseSocket = (socket: net.Socket, lingerMs: number): Effect.Effect<void> =>
   // Already gone (the usual case once the peer has closed): no linger timer to race.
@@ -265,7 +265,16 @@ const listen = <A>(
   options: ConnectionOptions<A>,
 ): Effect.Effect<Listener<A>, ListenError, Scope.Scope> =>
   Effect.gen(function* () {
-    const resolved = resolve(options)
+    // A bad option fails before anything is bound.
+    const decoded = decode(options)
+    if (Result.isFailure(decoded)) {
+      return yield* new ListenError({
+        address: Address.format(address),
+        reason: "Other",
+        detail: decoded.failure,
+      })
+    }
+    const resolved = decoded.success
     const listenerScope = yield* Effect.scope
     if (address._tag === "Unix" && !address.abstract) {
       yield* removeStaleSocketFile(address.path, Address.format(address))
@@ -410,7 +419,16 @@ const connectSocket = (
 
 const connect = <A>(address: Address.StreamAddress, options: ConnectionOptions<A>) =>
   Effect.gen(function* () {
-    const resolved = resolve(options)
+    // A bad option fails before anything is dialled.
+    const decoded = decode(options)
+    if (Result.isFailure(decoded)) {
+      return yield* new ConnectError({
+        address: Address.format(address),
+        reason: "Other",
+        detail: decoded.failure,
+      })
+    }
+    const resolved = decoded.success
     const socket = yield* Effect.acquireRelease(
       connectSocket(address, resolved as ResolvedOptions<unknown>),
       (socket) => releaseSocket(socket, resolved.lingerMs),

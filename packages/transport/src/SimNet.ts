@@ -58,7 +58,7 @@ import { make as makeConnection } from "./internal/connection.ts"
 import type { RandomBytes } from "./internal/link.ts"
 import { Pipe, type Segment, SimEndpoint, type SimWorld } from "./internal/simLink.ts"
 import * as SimScheduler from "./internal/simScheduler.ts"
-import { type ConnectionOptions, positiveMillis, resolve } from "./Options.ts"
+import { type ConnectionOptions, decode, positiveMillis } from "./Options.ts"
 import { type Listener, Transport } from "./Transport.ts"
 import { ConnectError, DatagramError, type HandshakeError, ListenError } from "./TransportError.ts"
 
@@ -443,6 +443,16 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
         Effect.gen(function* () {
           const host = getHost(hostName)
           const formatted = Address.format(address)
+          // A bad option fails before anything is bound, as on real sockets.
+          const decoded = decode(connectionOptions)
+          if (Result.isFailure(decoded)) {
+            return yield* new ListenError({
+              address: formatted,
+              reason: "Other",
+              detail: decoded.failure,
+            })
+          }
+          const resolved = decoded.success
           if (address._tag === "Tcp") {
             const notLocal = checkLocal(host, address)
             if (notLocal !== undefined) return yield* notLocal
@@ -475,7 +485,6 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
           }
           const bound: Address.StreamAddress =
             address._tag === "Tcp" ? Address.tcp(address.host, port) : address
-          const resolved = resolve(connectionOptions)
           const scope = yield* Effect.scope
           const handshaking = yield* Queue.unbounded<SimEndpoint>()
           const connections = yield* Queue.make<Connection<A>, CauseType.Done>({
@@ -549,7 +558,15 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
         Effect.gen(function* () {
           const host = getHost(hostName)
           const peer = Address.format(address)
-          const resolved = resolve(connectionOptions)
+          const decoded = decode(connectionOptions)
+          if (Result.isFailure(decoded)) {
+            return yield* new ConnectError({
+              address: peer,
+              reason: "Other",
+              detail: decoded.failure,
+            })
+          }
+          const resolved = decoded.success
           if (!host.up) {
             return yield* new ConnectError({
               address: peer,

@@ -801,13 +801,13 @@ describe("handshake failures", () => {
   )
 
   it.effect(
-    "a server that never answers: ConnectError Timeout at handshakeTimeoutMs, not before",
+    "a server that never answers: ConnectError Timeout at handshakeTimeout, not before",
     () =>
       Effect.gen(function* () {
         const pair = linkPair()
         const peer = rawPeer(pair.server)
         const client = yield* Effect.forkChild(
-          Effect.exit(connect(pair.client, "client", { handshakeTimeoutMs: 1_000 })),
+          Effect.exit(connect(pair.client, "client", { handshakeTimeout: 1_000 })),
         )
         yield* eventually(() => peer.frames.length === 1, "the hello arrived")
         yield* TestClock.adjust(999)
@@ -823,7 +823,7 @@ describe("handshake failures", () => {
     Effect.gen(function* () {
       const pair = linkPair()
       const server = yield* Effect.forkChild(
-        Effect.exit(connect(pair.server, "server", { handshakeTimeoutMs: 500 })),
+        Effect.exit(connect(pair.server, "server", { handshakeTimeout: 500 })),
       )
       rawPeer(pair.client)
       pair.client.write(hello().subarray(0, 8))

@@ -83,7 +83,7 @@ describe("Connection core", () => {
 
   it.effect("closes with Timeout when the peer goes silent", () =>
     Effect.gen(function* () {
-      const keepAlive = { intervalMs: 100, timeoutMs: 500 }
+      const keepAlive = { interval: 100, timeout: 500 }
       const { pair, client } = yield* open({ keepAlive }, { keepAlive: false })
       // The server never pings; pausing its link keeps its kernel from answering either.
       pair.server.pause()
@@ -100,7 +100,7 @@ describe("Connection core", () => {
     "lastHeardAtMs: the tick before the one before the last read, never later; kept once closed",
     () =>
       Effect.gen(function* () {
-        const keepAlive = { intervalMs: 100, timeoutMs: 500 }
+        const keepAlive = { interval: 100, timeout: 500 }
         const { pair, client, server } = yield* open({ keepAlive }, { keepAlive: false })
         // Ticks every 50 ms from the open at 0; the server never pings.
         expect(yield* client.lastHeardAtMs).toBe(0)
@@ -125,7 +125,7 @@ describe("Connection core", () => {
     "lastHeardAtMs: what waited out a back-pressure pause counts from before the pause",
     () =>
       Effect.gen(function* () {
-        const keepAlive = { intervalMs: 100, timeoutMs: 5_000 }
+        const keepAlive = { interval: 100, timeout: 5_000 }
         const { client, server } = yield* open(
           { keepAlive, receiveBufferBytes: 2_000 },
           { keepAlive: false },
@@ -152,7 +152,7 @@ describe("Connection core", () => {
 
   it.effect("keep-alive pings hold an idle connection open on both sides", () =>
     Effect.gen(function* () {
-      const keepAlive = { intervalMs: 100, timeoutMs: 500 }
+      const keepAlive = { interval: 100, timeout: 500 }
       const { client, server } = yield* open({ keepAlive })
       const closed = yield* Effect.forkChild(Effect.race(client.closed, server.closed))
       for (let step = 0; step < 40; step++) yield* TestClock.adjust(50)
@@ -357,10 +357,10 @@ describe("Connection core graceful close", () => {
       }).pipe(Effect.scoped),
   )
 
-  it.effect("close with a peer that never reads gives up after lingerMs", () =>
+  it.effect("close with a peer that never reads gives up after linger", () =>
     Effect.gen(function* () {
       const { pair, client, server } = yield* open(
-        { keepAlive: false, lingerMs: 1_000, sendQueueCapacity: 16 },
+        { keepAlive: false, linger: "1 second", sendQueueCapacity: 16 },
         { keepAlive: false },
         256,
       )

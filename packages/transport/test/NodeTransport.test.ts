@@ -320,7 +320,7 @@ describe("NodeTransport", () => {
         const error = yield* Effect.flip(
           transport.connect(Address.tcp("127.0.0.1", portOf(server)), {
             ...plain,
-            handshakeTimeoutMs: 300,
+            handshakeTimeout: 300,
           }),
         )
         expect(error._tag === "ConnectError" && error.reason).toBe("Timeout")
@@ -481,8 +481,8 @@ describe("NodeTransport", () => {
      * than the time-out reads as hung, so it is well above what load 30 on 2 cores causes;
      * the wait for the Timeout is bounded by 10 time-outs (a hang guard).
      */
-    const keepAlive = { intervalMs: 150, timeoutMs: 1_500 }
-    const timedOutWithin = `${10 * keepAlive.timeoutMs} millis` as const
+    const keepAlive = { interval: 150, timeout: 1_500 }
+    const timedOutWithin = `${10 * keepAlive.timeout} millis` as const
 
     it.live("a SIGKILLed server process gives End or Reset on the client", () =>
       Effect.gen(function* () {
@@ -528,7 +528,7 @@ describe("NodeTransport", () => {
         yield* conn.send(bytes("echo me"))
         expect((yield* receive(conn, 1)).map(text)).toEqual(["echo me"])
         // Alive while the peer runs: a keep-alive time-out's worth of quiet changes nothing.
-        yield* Effect.sleep(keepAlive.timeoutMs + 500)
+        yield* Effect.sleep(keepAlive.timeout + 500)
         const stillOpen = yield* conn.closed.pipe(Effect.timeoutOption("1 millis"))
         expect(stillOpen._tag).toBe("None")
         peer.child.kill("SIGSTOP")

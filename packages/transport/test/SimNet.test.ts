@@ -203,7 +203,7 @@ describe("SimNet streams", () => {
             const transport = yield* Transport
             return yield* transport.connect(Address.tcp(target, 7000), {
               codec: text,
-              handshakeTimeoutMs: 2_000,
+              handshakeTimeout: "2 seconds",
             })
           }).pipe(Effect.provide(net.layer("client"))),
         )

@@ -59,7 +59,7 @@ export interface Env {
   readonly addressText: string
   readonly transport: Transport.Transport["Service"]
   readonly connectionOptions: Options.ConnectionOptions<Message> & {
-    readonly keepAlive: { readonly intervalMs: number; readonly timeoutMs: number }
+    readonly keepAlive: { readonly interval: number; readonly timeout: number }
   }
   readonly settings: Registry.Settings
   readonly graceMs: number
@@ -168,7 +168,7 @@ export const make = (env: Env) => {
       // on its way to the acquirer.
       if (cutOff !== undefined) return
       const deadlineMs =
-        (yield* connection.lastHeardAtMs) + graceMs - connectionOptions.keepAlive.intervalMs
+        (yield* connection.lastHeardAtMs) + graceMs - connectionOptions.keepAlive.interval
       cutOff = yield* Effect.forkIn(
         Effect.gen(function* () {
           yield* Effect.sleep(Math.max(0, deadlineMs - (yield* now)))
