@@ -1,8 +1,11 @@
 /**
- * One SCTP association (RFC 9260) as a pure deterministic machine: the TCB is a mutable
- * {@link State}; {@link step} feeds it one {@link Input} (a received packet, a timer that
- * fired, a user command) and returns the {@link Output}s (packets to transmit, timers to
- * set or cancel, events for the user). There is no I/O, no clock and no `Math.random`:
+ * One SCTP association (RFC 9260) as a pure deterministic machine on the `@understudy/machine`
+ * contract, a peer named by its {@link PeerAddress}: the TCB is a mutable {@link State};
+ * {@link step} feeds it one {@link Input} (a received packet, a timer that fired, a user
+ * command) and returns a {@link Result}: the same state object, updated in place (the
+ * contract's in-place variant, for the per-packet path), and the {@link Output}s (`Send` a
+ * packet, `SetTimer` after `afterMs` / `CancelTimer`, `Emit` an event for the user). There
+ * is no I/O, no clock and no `Math.random`:
  * time is `nowMs` of each input, randomness (verification tags, initial TSNs, heartbeat
  * nonces, cookie secrets, heartbeat jitter) comes from the OS CSPRNG, or, in simulation, from
  * a seeded PRNG held in the state (see {@link Seed}).
@@ -10,7 +13,7 @@
  * state and outputs — the cluster's replication relies on it.
  *
  * Timers are both emitted (`SetTimer` / `CancelTimer`, by name; setting a name again
- * replaces its deadline) and recorded in the state, so {@link takeOver} can re-arm them
+ * replaces its deadline) and recorded in the state (as absolute deadlines), so {@link takeOver} can re-arm them
  * on a replica. Names: `T1-init`, `T1-cookie`, `T2-shutdown`, `T5-shutdown-guard`,
  * `SACK` (delayed SACK), `T4-asconf` (RFC 5061), `T3-rtx:<host>` and `HB:<host>` per path.
  * A `TimerFired` for a name not armed (or before its deadline) is ignored, so stale firings
@@ -18,7 +21,7 @@
  *
  * What the driver does: decode datagrams (CRC checked), demultiplex to the association by
  * verification tag ({@link myTag}) or by peer host and port ({@link peerHosts},
- * {@link peerPort}), feed packets that match none to the Listener, encode `Transmit`
+ * {@link peerPort}), feed packets that match none to the Listener, encode `Send`
  * packets with `Packet.encode` and send them to `to` (host and UDP port), run timers, and
  * forget the association on the `Closed` event.
  *
@@ -45,7 +48,14 @@
 export { type Config, defaultConfig } from "./internal/association/config.ts"
 export { connect, fromCookie, type Seed } from "./internal/association/creation.ts"
 export { checkInit, type InitCheck, initAckFor } from "./internal/association/init.ts"
-export type { Command, Event, Input, Output, PeerAddress } from "./internal/association/models.ts"
+export type {
+  Command,
+  Event,
+  Input,
+  Output,
+  PeerAddress,
+  Result,
+} from "./internal/association/models.ts"
 export {
   info,
   myTag,

@@ -7,11 +7,11 @@
  * (`Packet.decode` checks the CRC32c; bad ones are dropped and counted in `stats`),
  * demultiplexes it (verification tag → the association whose own tag it is; else the peer
  * host and SCTP port, e.g. an ABORT with the T bit or an INIT colliding with an association;
- * else the `Listener`), and steps the machine. The outputs are then performed: `Transmit` →
+ * else the `Listener`), and steps the machine. The outputs are then performed: `Send` →
  * one datagram to the path's host and UDP port (the machine keeps each path's port as last
  * seen from it, RFC 6951 §5.5; see {@link loopbackAlias} for the one exception);
  * `SetTimer` / `CancelTimer` → one fiber per (association, timer) sleeping on the Effect
- * `Clock` (so `TestClock` drives it); `Event` → the association's `events` and `messages`
+ * `Clock` (so `TestClock` drives it); `Emit` → the association's `events` and `messages`
  * streams. Every step and its outputs run under one lock per endpoint: inputs from
  * datagrams, timers and commands never interleave. A chunk of received datagrams is
  * stepped as one batch, and the datagrams it causes are handed to the socket together.

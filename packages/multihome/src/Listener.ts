@@ -55,7 +55,7 @@ export const makeListener = (config: Association.Config, seed: S.Seed, nowMs = 0
  * @category models
  */
 export interface Outcome {
-  readonly outputs: Array<Association.Output>
+  readonly outputs: ReadonlyArray<Association.Output>
   readonly association?: Association.State
   /** The opened cookie the association was created from. */
   readonly cookie?: Cookie.CookieContents
@@ -69,9 +69,9 @@ const transmit = (
   tag: number,
   chunk: Chunk.Chunk,
 ): Association.Output => ({
-  _tag: "Transmit",
+  _tag: "Send",
   to: input.from,
-  packet: {
+  message: {
     sourcePort: listener.config.localPort,
     destinationPort: input.packet.sourcePort,
     verificationTag: tag,
@@ -80,7 +80,7 @@ const transmit = (
 })
 
 const dropped = (reason: string): Outcome => ({
-  outputs: [{ _tag: "Event", event: { _tag: "Dropped", reason } }],
+  outputs: [{ _tag: "Emit", event: { _tag: "Dropped", reason } }],
 })
 
 /**

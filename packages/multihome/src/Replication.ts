@@ -725,8 +725,8 @@ export const reserve: { readonly tsn: number; readonly ssn: number } = { tsn: 81
 const cumulativeTsnAckSent = (outputs: ReadonlyArray<Association.Output>): number | undefined => {
   let highest: number | undefined
   for (const output of outputs) {
-    if (output._tag !== "Transmit") continue
-    for (const chunk of output.packet.chunks) {
+    if (output._tag !== "Send") continue
+    for (const chunk of output.message.chunks) {
       if (
         (chunk._tag === "Sack" || chunk._tag === "Shutdown") &&
         (highest === undefined || gt32(chunk.cumulativeTsnAck, highest))
@@ -830,7 +830,7 @@ export class Shipper {
 
   /** The plan for one update. */
   onUpdate(update: Update): Plan {
-    const closed = update.outputs.some((o) => o._tag === "Event" && o.event._tag === "Closed")
+    const closed = update.outputs.some((o) => o._tag === "Emit" && o.event._tag === "Closed")
     if (closed) {
       const messages = this.gone(update.associationId)
       return this.policy._tag === "StateNode"
@@ -867,7 +867,7 @@ export class Shipper {
       case "OnEvent": {
         const events = this.policy.events
         const raised = update.outputs.some(
-          (output) => output._tag === "Event" && events.includes(output.event._tag),
+          (output) => output._tag === "Emit" && events.includes(output.event._tag),
         )
         return this.beforeAcknowledging(
           update,

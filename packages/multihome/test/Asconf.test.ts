@@ -43,7 +43,7 @@ const receive = (
   st: Association.State,
   chunks: ReadonlyArray<Chunk.Chunk>,
   from = fromServer,
-): Array<Association.Output> => {
+): ReadonlyArray<Association.Output> => {
   const bytes = Packet.encode({
     sourcePort: st.peerPort,
     destinationPort: st.localPort,
@@ -53,16 +53,17 @@ const receive = (
   const decoded = Packet.decode(bytes)
   if (!Result.isSuccess(decoded)) throw new Error("undecodable")
   return Association.step(st, { _tag: "Receive", from, packet: decoded.success, nowMs: lb.nowMs })
+    .outputs
 }
 
 const sent = (outputs: ReadonlyArray<Association.Output>) =>
-  outputs.flatMap((o) => (o._tag === "Transmit" ? o.packet.chunks : []))
+  outputs.flatMap((o) => (o._tag === "Send" ? o.message.chunks : []))
 
 const acks = (outputs: ReadonlyArray<Association.Output>) =>
   sent(outputs).filter((c): c is Chunk.AsconfAck => c._tag === "AsconfAck")
 
 const dropped = (outputs: ReadonlyArray<Association.Output>) =>
-  outputs.flatMap((o) => (o._tag === "Event" && o.event._tag === "Dropped" ? [o.event.reason] : []))
+  outputs.flatMap((o) => (o._tag === "Emit" && o.event._tag === "Dropped" ? [o.event.reason] : []))
 
 /** An ASCONF from the server's side, signed with the association key. */
 const signed = (lb: Loopback, asconf: Chunk.Asconf): Array<Chunk.Chunk> => [
@@ -243,8 +244,8 @@ describe("a peer's ASCONF (RFC 5061 §5.2)", () => {
       ),
     )
     const resent = outputs.flatMap((o) =>
-      o._tag === "Transmit"
-        ? o.packet.chunks.filter((c) => c._tag === "Data").map(() => o.to.host)
+      o._tag === "Send"
+        ? o.message.chunks.filter((c) => c._tag === "Data").map(() => o.to.host)
         : [],
     )
     expect(resent).toEqual([serverHosts[1], serverHosts[1], serverHosts[1]])

@@ -16,7 +16,7 @@ const wire = (packet: Packet.Packet): Packet.Packet => {
   return decoded.success
 }
 
-/** Delivers every Transmit in `outputs` to `to`, returning what it answered. */
+/** Delivers every Send in `outputs` to `to`, returning what it answered. */
 const deliver = (
   to: Association.State,
   from: Association.PeerAddress,
@@ -24,15 +24,15 @@ const deliver = (
   nowMs: number,
 ): Array<Association.Output> =>
   outputs.flatMap((o) =>
-    o._tag === "Transmit"
-      ? Association.step(to, { _tag: "Receive", from, packet: wire(o.packet), nowMs })
+    o._tag === "Send"
+      ? Association.step(to, { _tag: "Receive", from, packet: wire(o.message), nowMs }).outputs
       : [],
   )
 
 const chunkTags = (outputs: ReadonlyArray<Association.Output>) =>
-  outputs.flatMap((o) => (o._tag === "Transmit" ? o.packet.chunks.map((c) => c._tag) : []))
+  outputs.flatMap((o) => (o._tag === "Send" ? o.message.chunks.map((c) => c._tag) : []))
 const events = (outputs: ReadonlyArray<Association.Output>) =>
-  outputs.flatMap((o) => (o._tag === "Event" ? [o.event] : []))
+  outputs.flatMap((o) => (o._tag === "Emit" ? [o.event] : []))
 
 const hostA = { host: "10.1.0.1", udpPort: 1001 }
 const hostB = { host: "10.1.0.2", udpPort: 1002 }
@@ -44,9 +44,9 @@ describe("Association §5.2 collisions", () => {
     // Each INIT reaches the other side in COOKIE-WAIT: INIT ACK with the unchanged tag.
     const ackFromB = deliver(b.state, hostA, a.outputs, 5)
     const ackFromA = deliver(a.state, hostB, b.outputs, 5)
-    const initAckB = ackFromB.find((o) => o._tag === "Transmit")!
+    const initAckB = ackFromB.find((o) => o._tag === "Send")!
     expect(
-      initAckB._tag === "Transmit" && (initAckB.packet.chunks[0] as Chunk.InitAck).initiateTag,
+      initAckB._tag === "Send" && (initAckB.message.chunks[0] as Chunk.InitAck).initiateTag,
     ).toBe(b.state.myTag)
     // Each side takes the other's INIT ACK and echoes its cookie.
     const echoFromA = deliver(a.state, hostB, ackFromB, 10)
@@ -78,9 +78,9 @@ describe("Association §5.2 collisions", () => {
       nowMs: lb.nowMs,
     })
     const initAck = deliver(server, client, restarted.outputs, lb.nowMs)
-    const ack = initAck.find((o) => o._tag === "Transmit")!
-    expect(ack._tag === "Transmit" && ack.packet.chunks[0]!._tag).toBe("InitAck")
-    const newTag = ack._tag === "Transmit" ? (ack.packet.chunks[0] as Chunk.InitAck).initiateTag : 0
+    const ack = initAck.find((o) => o._tag === "Send")!
+    expect(ack._tag === "Send" && ack.message.chunks[0]!._tag).toBe("InitAck")
+    const newTag = ack._tag === "Send" ? (ack.message.chunks[0] as Chunk.InitAck).initiateTag : 0
     expect(newTag).not.toBe(oldTag)
     const echo = deliver(
       restarted.state,
@@ -110,10 +110,10 @@ describe("Association §5.2 collisions", () => {
       withNewAddress.outputs,
       lb.nowMs,
     )
-    const abort = answer.find((o) => o._tag === "Transmit")!
-    expect(
-      abort._tag === "Transmit" && (abort.packet.chunks[0] as Chunk.Abort).causes[0]!._tag,
-    ).toBe("RestartWithNewAddresses")
+    const abort = answer.find((o) => o._tag === "Send")!
+    expect(abort._tag === "Send" && (abort.message.chunks[0] as Chunk.Abort).causes[0]!._tag).toBe(
+      "RestartWithNewAddresses",
+    )
     expect(lb.server!.name).toBe("Established")
   })
 
@@ -130,7 +130,7 @@ describe("Association §5.2 collisions", () => {
         verificationTag: lb.server!.myTag,
         chunks: [{ _tag: "CookieEcho", cookie: new Uint8Array(80) }],
       }),
-    })
+    }).outputs
     expect(events(out)).toEqual([{ _tag: "Dropped", reason: "InvalidCookie" }])
   })
 })
@@ -147,12 +147,12 @@ describe("Association COOKIE ECHO staleness", () => {
     })
     const toListener = (outputs: ReadonlyArray<Association.Output>, nowMs: number) =>
       outputs.flatMap((o) =>
-        o._tag === "Transmit"
+        o._tag === "Send"
           ? [
               Listener.onUnknownPacket(listener, {
                 _tag: "Receive",
                 from: hostA,
-                packet: wire(o.packet),
+                packet: wire(o.message),
                 nowMs,
               }),
             ]
@@ -179,18 +179,12 @@ describe("Association COOKIE ECHO staleness", () => {
       from: hostA,
       nowMs: 70_000,
       packet: wire(
-        (
-          otherEcho.find((o) => o._tag === "Transmit") as Extract<
-            Association.Output,
-            { _tag: "Transmit" }
-          >
-        ).packet,
+        (otherEcho.find((o) => o._tag === "Send") as Extract<Association.Output, { _tag: "Send" }>)
+          .message,
       ),
     })
     expect(
-      stale.outputs.flatMap((o) =>
-        o._tag === "Transmit" ? o.packet.chunks.map((c) => c._tag) : [],
-      ),
+      stale.outputs.flatMap((o) => (o._tag === "Send" ? o.message.chunks.map((c) => c._tag) : [])),
     ).toEqual(["OperationError"])
   })
 })

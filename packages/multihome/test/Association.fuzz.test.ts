@@ -31,10 +31,15 @@ describe("Association and Listener under arbitrary packets", () => {
               verificationTag: rightTag ? server.myTag : 0x1234,
               chunks,
             }
-            const outputs = Association.step(server, { _tag: "Receive", from, packet, nowMs })
+            const outputs = Association.step(server, {
+              _tag: "Receive",
+              from,
+              packet,
+              nowMs,
+            }).outputs
             for (const output of outputs) {
-              if (output._tag === "Transmit") expect(Packet.size(output.packet)).toBeGreaterThan(12)
-              if (output._tag === "Transmit") Packet.encode(output.packet)
+              if (output._tag === "Send") expect(Packet.size(output.message)).toBeGreaterThan(12)
+              if (output._tag === "Send") Packet.encode(output.message)
             }
           }
           return true
@@ -94,7 +99,7 @@ describe("Association and Listener under arbitrary packets", () => {
           // Out-of-the-blue packets never create an association without a valid cookie.
           expect(outcome.association).toBeUndefined()
           for (const output of outcome.outputs)
-            if (output._tag === "Transmit") Packet.encode(output.packet)
+            if (output._tag === "Send") Packet.encode(output.message)
           return true
         },
       ),

@@ -11,7 +11,7 @@ const config = (localPort: number): Association.Config => ({
 
 /** Outputs in comparable form: packets as their encoded bytes. */
 const normalize = (outputs: ReadonlyArray<Association.Output>) =>
-  outputs.map((o) => (o._tag === "Transmit" ? { to: o.to, bytes: Packet.encode(o.packet) } : o))
+  outputs.map((o) => (o._tag === "Send" ? { to: o.to, bytes: Packet.encode(o.message) } : o))
 
 const sendMany = (lb: Loopback, count: number, seed: number) => {
   for (let index = 0; index < count; index++) {
@@ -35,7 +35,7 @@ describe("Association snapshot / restore / takeOver", () => {
     expect(lb.run(() => messages(lb.serverEvents).length >= 200, 3_600_000)).toBe(true)
     expect(lb.recording.length).toBeGreaterThan(50)
     for (const { input, outputs } of lb.recording) {
-      expect(normalize(Association.step(replica, input))).toEqual(normalize(outputs))
+      expect(normalize(Association.step(replica, input).outputs)).toEqual(normalize(outputs))
     }
     expect(Association.snapshot(replica)).toEqual(Association.snapshot(lb.client))
   })
@@ -56,7 +56,7 @@ describe("Association snapshot / restore / takeOver", () => {
     expect(outputs.filter((o) => o._tag === "SetTimer").length).toBeGreaterThan(0)
     expect(
       outputs.some(
-        (o) => o._tag === "Transmit" && o.packet.chunks.some((c) => c._tag === "Heartbeat"),
+        (o) => o._tag === "Send" && o.message.chunks.some((c) => c._tag === "Heartbeat"),
       ),
     ).toBe(true)
     lb.perform(true, outputs)

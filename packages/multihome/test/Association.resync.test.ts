@@ -215,7 +215,7 @@ describe("Association outbound resynchronisation (takeOver with a reserve, RFC 3
       })
       // Nothing was outstanding in the snapshot: the FORWARD TSN goes out at once.
       const forward = outputs
-        .flatMap((o) => (o._tag === "Transmit" ? [...o.packet.chunks] : []))
+        .flatMap((o) => (o._tag === "Send" ? [...o.message.chunks] : []))
         .find((c) => c._tag === "ForwardTsn")
       expect(forward).toEqual({
         _tag: "ForwardTsn",
@@ -272,7 +272,7 @@ describe("Association outbound resynchronisation (takeOver with a reserve, RFC 3
     })
     lb.perform(
       true,
-      outputs.filter((o) => o._tag !== "Transmit"),
+      outputs.filter((o) => o._tag !== "Send"),
     )
     expect(replica.forwardTsn?.sent).toBe(true)
     // The pending FORWARD TSN is part of the replicated state.

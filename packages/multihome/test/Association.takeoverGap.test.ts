@@ -44,14 +44,14 @@ const dataAbove = (state: Association.State, offsets: ReadonlyArray<number>, now
       chunks,
     },
     nowMs,
-  })
+  }).outputs
 }
 
 /** The gap blocks of every SACK the outputs send, in order. */
 const sacks = (outputs: ReadonlyArray<Association.Output>) =>
   outputs.flatMap((output) =>
-    output._tag === "Transmit"
-      ? output.packet.chunks.flatMap((chunk) =>
+    output._tag === "Send"
+      ? output.message.chunks.flatMap((chunk) =>
           chunk._tag === "Sack" ? [chunk.gapAckBlocks.map((b) => [b.start, b.end])] : [],
         )
       : [],
@@ -78,7 +78,7 @@ describe("takeOver: the first SACK with a hole is split", () => {
     // One SACK per packet.
     const packets = outputs.filter(
       (output) =>
-        output._tag === "Transmit" && output.packet.chunks.some((chunk) => chunk._tag === "Sack"),
+        output._tag === "Send" && output.message.chunks.some((chunk) => chunk._tag === "Sack"),
     )
     expect(packets).toHaveLength(3)
     // Only the first hole after the takeover: the next SACK is whole.

@@ -17,13 +17,11 @@ const peerInitialTsn = 1000
 type Out = ReadonlyArray<Association.Output>
 
 const transmits = (outputs: Out) =>
-  outputs.filter(
-    (o): o is Extract<Association.Output, { _tag: "Transmit" }> => o._tag === "Transmit",
-  )
+  outputs.filter((o): o is Extract<Association.Output, { _tag: "Send" }> => o._tag === "Send")
 const chunksOf = (outputs: Out): Array<Chunk.Chunk> =>
-  transmits(outputs).flatMap((t) => [...t.packet.chunks])
+  transmits(outputs).flatMap((t) => [...t.message.chunks])
 const events = (outputs: Out): Array<Association.Event> =>
-  outputs.flatMap((o) => (o._tag === "Event" ? [o.event] : []))
+  outputs.flatMap((o) => (o._tag === "Emit" ? [o.event] : []))
 const timersSet = (outputs: Out): Array<string> =>
   outputs.flatMap((o) => (o._tag === "SetTimer" ? [o.timer] : []))
 const find = <T extends Chunk.Chunk["_tag"]>(outputs: Out, tag: T) =>
@@ -48,13 +46,13 @@ const receive = (
     from,
     nowMs,
     packet: wire({ sourcePort: 5000, destinationPort: 4000, verificationTag: tag, chunks }),
-  })
+  }).outputs
 
 const fire = (state: Association.State, timer: string, nowMs: number): Out =>
-  Association.step(state, { _tag: "TimerFired", timer, nowMs })
+  Association.step(state, { _tag: "TimerFired", timer, nowMs }).outputs
 
 const command = (state: Association.State, cmd: Association.Command, nowMs: number): Out =>
-  Association.step(state, { _tag: "Command", command: cmd, nowMs })
+  Association.step(state, { _tag: "Command", command: cmd, nowMs }).outputs
 
 const initAck = (parameters: ReadonlyArray<Chunk.Parameter> = []): Chunk.InitAck => ({
   _tag: "InitAck",
@@ -100,9 +98,9 @@ describe("Association handshake (initiator)", () => {
       nowMs: 0,
     })
     const [packet] = transmits(outputs)
-    expect(packet!.packet.verificationTag).toBe(0)
+    expect(packet!.message.verificationTag).toBe(0)
     expect(packet!.to).toEqual(peer)
-    const init = packet!.packet.chunks[0] as Chunk.Init
+    const init = packet!.message.chunks[0] as Chunk.Init
     expect(init._tag).toBe("Init")
     expect(init.initiateTag).toBe(state.myTag)
     expect(init.initiateTag).not.toBe(0)
@@ -118,7 +116,7 @@ describe("Association handshake (initiator)", () => {
       "HmacAlgo",
       "SupportedExtensions",
     ])
-    expect(outputs).toContainEqual({ _tag: "SetTimer", timer: "T1-init", atMs: 1000 })
+    expect(outputs).toContainEqual({ _tag: "SetTimer", timer: "T1-init", afterMs: 1000 })
     expect(state.name).toBe("CookieWait")
   })
 
@@ -135,9 +133,9 @@ describe("Association handshake (initiator)", () => {
     const { state } = Association.connect(config, { peer, peerPort: 5000, seed: 1, nowMs: 0 })
     const first = fire(state, "T1-init", 1000)
     expect(find(first, "Init")).toBeDefined()
-    expect(first).toContainEqual({ _tag: "SetTimer", timer: "T1-init", atMs: 3000 })
+    expect(first).toContainEqual({ _tag: "SetTimer", timer: "T1-init", afterMs: 3000 - 1000 })
     const second = fire(state, "T1-init", 3000)
-    expect(second).toContainEqual({ _tag: "SetTimer", timer: "T1-init", atMs: 7000 })
+    expect(second).toContainEqual({ _tag: "SetTimer", timer: "T1-init", afterMs: 7000 - 3000 })
   })
 
   it("ignores a timer that is not armed", () => {
@@ -163,12 +161,12 @@ describe("Association handshake (initiator)", () => {
       state.myTag,
     )
     const [packet] = transmits(out)
-    expect(packet!.packet.verificationTag).toBe(peerTagValue)
-    expect(packet!.packet.chunks.map((c) => c._tag)).toEqual(["CookieEcho", "OperationError"])
-    expect((packet!.packet.chunks[0] as Chunk.CookieEcho).cookie).toEqual(
+    expect(packet!.message.verificationTag).toBe(peerTagValue)
+    expect(packet!.message.chunks.map((c) => c._tag)).toEqual(["CookieEcho", "OperationError"])
+    expect((packet!.message.chunks[0] as Chunk.CookieEcho).cookie).toEqual(
       new Uint8Array([1, 2, 3, 4, 5]),
     )
-    const error = packet!.packet.chunks[1] as Chunk.OperationError
+    const error = packet!.message.chunks[1] as Chunk.OperationError
     expect(error.causes[0]!._tag).toBe("UnrecognizedParameters")
     expect(out).toContainEqual({ _tag: "CancelTimer", timer: "T1-init" })
     expect(timersSet(out)).toContain("T1-cookie")
@@ -194,11 +192,11 @@ describe("Association handshake (initiator)", () => {
       inboundStreams: 5,
       outboundStreams: 8,
     })
-    const heartbeat = transmits(out).find((t) => t.packet.chunks[0]?._tag === "Heartbeat")
+    const heartbeat = transmits(out).find((t) => t.message.chunks[0]?._tag === "Heartbeat")
     expect(heartbeat!.to.host).toBe("192.0.2.21")
     expect(timersSet(out)).toEqual(expect.arrayContaining(["HB:192.0.2.20", "HB:192.0.2.21"]))
     // The echoed info confirms the path.
-    const info = (heartbeat!.packet.chunks[0] as Chunk.Heartbeat).info
+    const info = (heartbeat!.message.chunks[0] as Chunk.Heartbeat).info
     const ack = receive(state, [{ _tag: "HeartbeatAck", info }], 1150)
     expect(events(ack)).toContainEqual({
       _tag: "PathChange",
@@ -251,7 +249,7 @@ describe("Association DATA receive", () => {
       data: new Uint8Array([232, 1, 2]),
     })
     expect(find(first, "Sack")).toBeUndefined()
-    expect(first).toContainEqual({ _tag: "SetTimer", timer: "SACK", atMs: 300 })
+    expect(first).toContainEqual({ _tag: "SetTimer", timer: "SACK", afterMs: 300 - 100 })
     const second = receive(state, [data(1001)], 110)
     const sack = find(second, "Sack")!
     expect(sack.cumulativeTsnAck).toBe(1001)
@@ -403,7 +401,7 @@ describe("Association DATA send", () => {
       state.myInitialTsn + 2,
     ])
     expect(new Set(datas.map((d) => d.streamSequenceNumber))).toEqual(new Set([0]))
-    for (const t of transmits(out)) expect(Packet.size(t.packet)).toBeLessThanOrEqual(config.mtu)
+    for (const t of transmits(out)) expect(Packet.size(t.message)).toBeLessThanOrEqual(config.mtu)
     expect(timersSet(out)).toContain("T3-rtx:192.0.2.20")
     const flight = Association.info(state).flightBytes
     expect(flight).toBe(3000)
@@ -529,7 +527,11 @@ describe("Association DATA send", () => {
     expect(info.paths[0]!.rtoMs).toBe(2000)
     expect(info.paths[0]!.cwnd).toBe(1188) // 1·PMDCS = 1200 − 12 (§7.2.3)
     expect(info.errorCount).toBe(1)
-    expect(out).toContainEqual({ _tag: "SetTimer", timer: "T3-rtx:192.0.2.20", atMs: 3100 })
+    expect(out).toContainEqual({
+      _tag: "SetTimer",
+      timer: "T3-rtx:192.0.2.20",
+      afterMs: 3100 - 1100,
+    })
   })
 
   it("gives up after Association.Max.Retrans: ABORT and CommLost", () => {
@@ -686,8 +688,8 @@ describe("Association shutdown", () => {
     expect(find(fire(state, "T2-shutdown", state.timers["T2-shutdown"]!), "Shutdown")).toBeDefined()
     const done = receive(state, [{ _tag: "ShutdownAck" }], 3000)
     const complete = transmits(done)[0]!
-    expect(complete.packet.chunks).toEqual([{ _tag: "ShutdownComplete", reflected: false }])
-    expect(complete.packet.verificationTag).toBe(peerTagValue)
+    expect(complete.message.chunks).toEqual([{ _tag: "ShutdownComplete", reflected: false }])
+    expect(complete.message.verificationTag).toBe(peerTagValue)
     expect(events(done)).toEqual([{ _tag: "ShutdownComplete" }, { _tag: "Closed" }])
   })
 
@@ -716,7 +718,7 @@ describe("Association shutdown", () => {
   it("answers SHUTDOWN ACK in COOKIE-WAIT as out of the blue (§8.5.1 E)", () => {
     const { state } = Association.connect(config, { peer, peerPort: 5000, seed: 1, nowMs: 0 })
     const out = receive(state, [{ _tag: "ShutdownAck" }], 10, state.myTag)
-    expect(transmits(out)[0]!.packet.chunks).toEqual([
+    expect(transmits(out)[0]!.message.chunks).toEqual([
       { _tag: "ShutdownComplete", reflected: true },
     ])
   })
@@ -766,10 +768,10 @@ describe("Association failover details", () => {
     const first = fire(state, "T1-cookie", state.timers["T1-cookie"]!)
     const [packet] = transmits(first)
     expect(packet!.to.host).toBe("192.0.2.21")
-    expect(packet!.packet.chunks.map((c) => c._tag)).toEqual(["CookieEcho", "Heartbeat"])
+    expect(packet!.message.chunks.map((c) => c._tag)).toEqual(["CookieEcho", "Heartbeat"])
     const second = fire(state, "T1-cookie", state.timers["T1-cookie"]!)
     expect(transmits(second)[0]!.to.host).toBe("192.0.2.20")
-    expect(transmits(second)[0]!.packet.chunks.map((c) => c._tag)).toEqual(["CookieEcho"])
+    expect(transmits(second)[0]!.message.chunks.map((c) => c._tag)).toEqual(["CookieEcho"])
   })
 
   it("after a T3-rtx on the primary, sends new data on a clean alternate and probes the primary every RTO", () => {
@@ -780,7 +782,7 @@ describe("Association failover details", () => {
       _tag: "Command",
       command: { _tag: "RequestHeartbeat", host: "192.0.2.21" },
       nowMs: 22,
-    })
+    }).outputs
     receive(state, [{ _tag: "HeartbeatAck", info: find(info, "Heartbeat")!.info }], 30)
     expect(Association.info(state).paths[1]!.confirmed).toBe(true)
     command(
@@ -789,9 +791,9 @@ describe("Association failover details", () => {
       100,
     )
     const t3 = fire(state, "T3-rtx:192.0.2.20", state.timers["T3-rtx:192.0.2.20"]!)
-    expect(transmits(t3).find((t) => t.packet.chunks.some((c) => c._tag === "Data"))!.to.host).toBe(
-      "192.0.2.21",
-    )
+    expect(
+      transmits(t3).find((t) => t.message.chunks.some((c) => c._tag === "Data"))!.to.host,
+    ).toBe("192.0.2.21")
     expect(state.timers["HB:192.0.2.20"]).toBeLessThanOrEqual(1100 + 2000)
     const next = command(
       state,

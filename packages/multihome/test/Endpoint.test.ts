@@ -465,7 +465,7 @@ describe("Endpoint on SimNet", () => {
               id: update.associationId,
               created: update.created,
               inputs: update.inputs.length,
-              transmits: update.outputs.filter((output) => output._tag === "Transmit").length,
+              transmits: update.outputs.filter((output) => output._tag === "Send").length,
             })
             // A replication round trip: the outputs wait for it.
             yield* Effect.sleep(Duration.millis(50))
@@ -502,7 +502,7 @@ describe("Endpoint on SimNet", () => {
             Effect.sync(() => {
               if (!holding) return undefined
               heldMessages += update.outputs.filter(
-                (output) => output._tag === "Event" && output.event._tag === "Message",
+                (output) => output._tag === "Emit" && output.event._tag === "Message",
               ).length
               const hold = Deferred.makeUnsafe<void>()
               holds.push(hold)
@@ -562,7 +562,7 @@ describe("Endpoint extension points for the cluster (SimNet)", () => {
               Effect.sync(() => {
                 updates.push({
                   messages: update.outputs.filter(
-                    (output) => output._tag === "Event" && output.event._tag === "Message",
+                    (output) => output._tag === "Emit" && output.event._tag === "Message",
                   ).length,
                   sends: update.inputs.filter(
                     (input) => input._tag === "Command" && input.command._tag === "Send",

@@ -58,10 +58,10 @@ const receive = (packet: Packet.Packet, from: Association.PeerAddress, nowMs: nu
 }
 
 const transmitted = (outputs: ReadonlyArray<Association.Output>): Array<Chunk.Chunk> =>
-  outputs.flatMap((output) => (output._tag === "Transmit" ? output.packet.chunks : []))
+  outputs.flatMap((output) => (output._tag === "Send" ? output.message.chunks : []))
 
 const events = (outputs: ReadonlyArray<Association.Output>): Array<Association.Event> =>
-  outputs.flatMap((output) => (output._tag === "Event" ? [output.event] : []))
+  outputs.flatMap((output) => (output._tag === "Emit" ? [output.event] : []))
 
 /** Chunks a dropped packet may still let out: the association's own pending DATA and SACKs. */
 const answers = (outputs: ReadonlyArray<Association.Output>): Array<Chunk.Chunk> =>
@@ -143,7 +143,7 @@ const checkAnswer = (
   expect(state.peerTag).toBe(before.peerTag)
   expect(evs.some((event) => event._tag === "CommLost" || event._tag === "Closed")).toBe(false)
   expect(evs.some((event) => event._tag === "Restart")).toBe(false)
-  for (const output of outputs) if (output._tag === "Transmit") Packet.encode(output.packet)
+  for (const output of outputs) if (output._tag === "Send") Packet.encode(output.message)
   switch (r._tag) {
     case "WrongTag":
     case "ReflectedWrongTag":
@@ -207,11 +207,11 @@ const checkAnswer = (
       const sent = transmitted(outputs)
       if (init.initiateTag === 0) break // §3.3.2: see the dedicated test below
       const toInitiator = outputs.filter(
-        (o): o is Extract<Association.Output, { _tag: "Transmit" }> =>
-          o._tag === "Transmit" &&
-          o.packet.chunks.some((c) => c._tag !== "Data" && c._tag !== "Sack"),
+        (o): o is Extract<Association.Output, { _tag: "Send" }> =>
+          o._tag === "Send" && o.message.chunks.some((c) => c._tag !== "Data" && c._tag !== "Sack"),
       )
-      for (const output of toInitiator) expect(output.packet.verificationTag).toBe(init.initiateTag)
+      for (const output of toInitiator)
+        expect(output.message.verificationTag).toBe(init.initiateTag)
       if (init.outboundStreams === 0 || init.inboundStreams === 0) {
         // §3.3.2: discarded, ABORT under the Initiate Tag (T bit clear), no state change.
         expect(answers(outputs)).toEqual([
@@ -337,20 +337,20 @@ describe("machine fuzzing: an ESTABLISHED association under adversarial packets"
                   const outcome = Listener.onUnknownPacket(lb.listener, input)
                   expect(outcome.association).toBeUndefined()
                   for (const output of outcome.outputs) {
-                    if (output._tag === "Transmit") {
+                    if (output._tag === "Send") {
                       expect(output.to).toEqual(rogue)
-                      Packet.encode(output.packet)
+                      Packet.encode(output.message)
                     }
                   }
                   break
                 }
-                const outputs = Association.step(state, input)
+                const outputs = Association.step(state, input).outputs
                 checkAnswer(a.recipe, made.packet, before, state, outputs)
                 // The answers travel to the other side, which must cope with them too
                 // (what goes to the third host is lost).
                 lb.perform(
                   !a.toServer,
-                  outputs.filter((o) => o._tag !== "Transmit" || o.to.host !== rogue.host),
+                  outputs.filter((o) => o._tag !== "Send" || o.to.host !== rogue.host),
                 )
                 break
               }
@@ -421,7 +421,7 @@ describe("machine fuzzing: an ESTABLISHED association under adversarial packets"
           clientAddress,
           lb.nowMs,
         ),
-      )
+      ).outputs
       const sent = transmitted(outputs)
       expect(sent.filter((c) => c._tag === "OperationError")).toEqual(
         report
@@ -465,7 +465,7 @@ describe("machine fuzzing: an ESTABLISHED association under adversarial packets"
         clientAddress,
         lb.nowMs,
       ),
-    )
+    ).outputs
     expect(transmitted(outputs)).toEqual([])
     expect(server.name).toBe("Established")
   })
@@ -522,7 +522,7 @@ describe("machine fuzzing: an ESTABLISHED association under adversarial packets"
         clientAddress,
         lb.nowMs,
       ),
-    )
+    ).outputs
     expect(transmitted(outputs).some((c) => c._tag === "Abort")).toBe(true)
     expect(server.name).toBe("Closed")
   })
@@ -553,7 +553,7 @@ describe("machine fuzzing: an ESTABLISHED association under adversarial packets"
               clientAddress,
               lb.nowMs,
             ),
-          )
+          ).outputs
           expect(answers(outputs)).toEqual([])
           expect(events(outputs).some((e) => e._tag === "Dropped")).toBe(true)
           expect(server.name).toBe("Established")
@@ -686,8 +686,8 @@ describe("machine fuzzing: every state of the association", () => {
         fc.property(fc.array(input(probe, 100_000), { minLength: 1, maxLength: 12 }), (inputs) => {
           const state = Association.restore(config(port), snapshot)
           for (const each of inputs) {
-            for (const output of Association.step(state, each)) {
-              if (output._tag === "Transmit") Packet.encode(output.packet)
+            for (const output of Association.step(state, each).outputs) {
+              if (output._tag === "Send") Packet.encode(output.message)
             }
           }
           return true
@@ -796,16 +796,16 @@ describe("Listener fuzzing: State Cookies and out-of-the-blue packets", () => {
         const at = 1_000 + Association.defaultConfig.validCookieLifeMs + lateMs
         const outcome = echo(listener, ack.initiateTag, cookie, at)
         expect(outcome.association).toBeUndefined()
-        const out = outcome.outputs.filter((o) => o._tag === "Transmit")
+        const out = outcome.outputs.filter((o) => o._tag === "Send")
         if (out.length === 0) {
           // The secret that sealed it has rotated out: the MAC no longer verifies.
           expect(events(outcome.outputs)).toEqual([{ _tag: "Dropped", reason: "InvalidCookie" }])
           return true
         }
         expect(out).toHaveLength(1)
-        const sent = out[0] as Extract<Association.Output, { _tag: "Transmit" }>
-        expect(sent.packet.verificationTag).toBe(0x2222_3333)
-        const error = sent.packet.chunks[0] as Chunk.OperationError
+        const sent = out[0] as Extract<Association.Output, { _tag: "Send" }>
+        expect(sent.message.verificationTag).toBe(0x2222_3333)
+        const error = sent.message.chunks[0] as Chunk.OperationError
         expect(error._tag).toBe("OperationError")
         const stale = error.causes[0] as Extract<Chunk.ErrorCause, { _tag: "StaleCookie" }>
         expect(stale._tag).toBe("StaleCookie")
@@ -842,7 +842,7 @@ describe("Listener fuzzing: State Cookies and out-of-the-blue packets", () => {
         const outcome = Listener.onUnknownPacket(listener, receive(packet, rogue, 0))
         expect(outcome.association).toBeUndefined()
         const sent = outcome.outputs.filter(
-          (o): o is Extract<Association.Output, { _tag: "Transmit" }> => o._tag === "Transmit",
+          (o): o is Extract<Association.Output, { _tag: "Send" }> => o._tag === "Send",
         )
         const bundlingBroken = Packet.checkBundling(packet)._tag !== "Ok"
         // The first chunk that decides, in packet order (§8.4 rules 2, 5, 6, 7).
@@ -859,13 +859,13 @@ describe("Listener fuzzing: State Cookies and out-of-the-blue packets", () => {
         } else if (decisive?._tag === "ShutdownAck") {
           // Rule 5: SHUTDOWN COMPLETE with the T bit, the packet's tag reflected.
           expect(sent).toHaveLength(1)
-          expect(sent[0]!.packet.verificationTag).toBe(packet.verificationTag)
-          expect(sent[0]!.packet.chunks).toEqual([{ _tag: "ShutdownComplete", reflected: true }])
+          expect(sent[0]!.message.verificationTag).toBe(packet.verificationTag)
+          expect(sent[0]!.message.chunks).toEqual([{ _tag: "ShutdownComplete", reflected: true }])
         } else {
           // Rule 8 (e.g. out-of-the-blue DATA): ABORT with the T bit, the tag reflected.
           expect(sent).toHaveLength(1)
-          expect(sent[0]!.packet.verificationTag).toBe(packet.verificationTag)
-          expect(sent[0]!.packet.chunks).toEqual([{ _tag: "Abort", reflected: true, causes: [] }])
+          expect(sent[0]!.message.verificationTag).toBe(packet.verificationTag)
+          expect(sent[0]!.message.chunks).toEqual([{ _tag: "Abort", reflected: true, causes: [] }])
           expect(sent[0]!.to).toEqual(rogue)
         }
         return true
@@ -903,11 +903,11 @@ describe("Listener fuzzing: State Cookies and out-of-the-blue packets", () => {
             ),
           )
           const sent = outcome.outputs.filter(
-            (o): o is Extract<Association.Output, { _tag: "Transmit" }> => o._tag === "Transmit",
+            (o): o is Extract<Association.Output, { _tag: "Send" }> => o._tag === "Send",
           )
           expect(sent).toHaveLength(1)
-          expect(sent[0]!.packet.verificationTag).toBe(fields.initiateTag)
-          const answer = sent[0]!.packet.chunks[0]!
+          expect(sent[0]!.message.verificationTag).toBe(fields.initiateTag)
+          const answer = sent[0]!.message.chunks[0]!
           if (fields.outboundStreams === 0 || fields.inboundStreams === 0) {
             expect(answer).toEqual({
               _tag: "Abort",
@@ -989,7 +989,7 @@ describe("an association made from an INIT with a_rwnd 0", () => {
             unordered: false,
           },
           nowMs: 20,
-        }),
+        }).outputs,
       )
     }
     const data = transmitted(outputs).filter((c): c is Chunk.Data => c._tag === "Data")
@@ -1435,7 +1435,7 @@ describe("replication codec fuzzing", () => {
         timer: Object.keys(a.timers)[0] ?? "SACK",
         nowMs: 1_000_000,
       }
-      expect(Association.step(b, input)).toEqual(Association.step(a, input))
+      expect(Association.step(b, input).outputs).toEqual(Association.step(a, input).outputs)
       expect(Association.snapshot(b)).toEqual(Association.snapshot(a))
     }
   })

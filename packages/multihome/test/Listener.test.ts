@@ -25,9 +25,9 @@ const receive = (listener: Listener.Listener, packet: Packet.Packet, nowMs = 0) 
   Listener.onUnknownPacket(listener, { _tag: "Receive", from, packet: wire(packet), nowMs })
 
 const transmitted = (outcome: Listener.Outcome) =>
-  outcome.outputs.flatMap((o) => (o._tag === "Transmit" ? [o] : []))
+  outcome.outputs.flatMap((o) => (o._tag === "Send" ? [o] : []))
 const events = (outputs: ReadonlyArray<Association.Output>) =>
-  outputs.flatMap((o) => (o._tag === "Event" ? [o.event] : []))
+  outputs.flatMap((o) => (o._tag === "Emit" ? [o.event] : []))
 
 const peerInit: Chunk.Init = {
   _tag: "Init",
@@ -45,7 +45,7 @@ const initAckFor = (listener: Listener.Listener, nowMs = 0) => {
     { sourcePort: 5000, destinationPort: 7, verificationTag: 0, chunks: [peerInit] },
     nowMs,
   )
-  return transmitted(outcome)[0]!.packet.chunks[0] as Chunk.InitAck
+  return transmitted(outcome)[0]!.message.chunks[0] as Chunk.InitAck
 }
 const cookieOf = (ack: Chunk.InitAck) =>
   (ack.parameters.find((p) => p._tag === "StateCookie") as Chunk.StateCookie).cookie
@@ -63,10 +63,10 @@ describe("Listener", () => {
     expect(outcome.association).toBeUndefined()
     const [reply] = transmitted(outcome)
     expect(reply!.to).toEqual(from)
-    expect(reply!.packet.verificationTag).toBe(0x528027b7)
-    expect(reply!.packet.destinationPort).toBe(58797)
-    expect(reply!.packet.sourcePort).toBe(7)
-    const ack = reply!.packet.chunks[0] as Chunk.InitAck
+    expect(reply!.message.verificationTag).toBe(0x528027b7)
+    expect(reply!.message.destinationPort).toBe(58797)
+    expect(reply!.message.sourcePort).toBe(7)
+    const ack = reply!.message.chunks[0] as Chunk.InitAck
     expect(ack._tag).toBe("InitAck")
     expect(ack.initiateTag).not.toBe(0)
     expect(
@@ -83,7 +83,7 @@ describe("Listener", () => {
     expect(ack.parameters).toContainEqual({ _tag: "ForwardTsnSupported" })
     expect(cookieOf(ack).length).toBeGreaterThan(32)
     // The encoded INIT ACK decodes (parameter lengths and padding right).
-    expect(wire(reply!.packet).chunks[0]).toMatchObject({ _tag: "InitAck" })
+    expect(wire(reply!.message).chunks[0]).toMatchObject({ _tag: "InitAck" })
   })
 
   it("creates the association on a valid COOKIE ECHO, processing bundled DATA", () => {
@@ -132,8 +132,8 @@ describe("Listener", () => {
       data: new Uint8Array([5, 6]),
     })
     const first = transmitted(outcome)[0]!
-    expect(first.packet.verificationTag).toBe(peerInit.initiateTag)
-    expect(first.packet.chunks[0]!._tag).toBe("CookieAck")
+    expect(first.message.verificationTag).toBe(peerInit.initiateTag)
+    expect(first.message.chunks[0]!._tag).toBe("CookieAck")
     // A retransmitted COOKIE ECHO (our COOKIE ACK lost) reaches the association: case D.
     const again = Association.step(state, {
       _tag: "Receive",
@@ -145,9 +145,9 @@ describe("Listener", () => {
         verificationTag: ack.initiateTag,
         chunks: [{ _tag: "CookieEcho", cookie: cookieOf(ack) }],
       }),
-    })
+    }).outputs
     expect(
-      again.flatMap((o) => (o._tag === "Transmit" ? o.packet.chunks.map((c) => c._tag) : [])),
+      again.flatMap((o) => (o._tag === "Send" ? o.message.chunks.map((c) => c._tag) : [])),
     ).toContain("CookieAck")
   })
 
@@ -188,8 +188,8 @@ describe("Listener", () => {
       60_500,
     )
     const [reply] = transmitted(outcome)
-    expect(reply!.packet.verificationTag).toBe(peerInit.initiateTag)
-    expect(reply!.packet.chunks[0]).toEqual({
+    expect(reply!.message.verificationTag).toBe(peerInit.initiateTag)
+    expect(reply!.message.chunks[0]).toEqual({
       _tag: "OperationError",
       causes: [{ _tag: "StaleCookie", stalenessUs: 500_000 }],
     })
@@ -225,7 +225,7 @@ describe("Listener", () => {
         },
       ],
     })
-    const abort = transmitted(hostName)[0]!.packet.chunks[0] as Chunk.Abort
+    const abort = transmitted(hostName)[0]!.message.chunks[0] as Chunk.Abort
     expect(abort.causes[0]!._tag).toBe("UnresolvableAddress")
     const zero = receive(listener, {
       sourcePort: 5000,
@@ -240,7 +240,7 @@ describe("Listener", () => {
       verificationTag: 0,
       chunks: [{ ...peerInit, outboundStreams: 0 }],
     })
-    expect((transmitted(noStreams)[0]!.packet.chunks[0] as Chunk.Abort).causes).toEqual([
+    expect((transmitted(noStreams)[0]!.message.chunks[0] as Chunk.Abort).causes).toEqual([
       { _tag: "InvalidMandatoryParameter" },
     ])
   })
@@ -262,13 +262,13 @@ describe("Listener", () => {
     const shutdownAck = transmitted(
       receive(listener, { ...base, chunks: [{ _tag: "ShutdownAck" }] }),
     )[0]!
-    expect(shutdownAck.packet.chunks).toEqual([{ _tag: "ShutdownComplete", reflected: true }])
-    expect(shutdownAck.packet.verificationTag).toBe(0x55)
+    expect(shutdownAck.message.chunks).toEqual([{ _tag: "ShutdownComplete", reflected: true }])
+    expect(shutdownAck.message.verificationTag).toBe(0x55)
     const other = transmitted(
       receive(listener, { ...base, chunks: [{ _tag: "Heartbeat", info: new Uint8Array([1]) }] }),
     )[0]!
-    expect(other.packet.chunks).toEqual([{ _tag: "Abort", reflected: true, causes: [] }])
-    expect(other.packet.verificationTag).toBe(0x55)
+    expect(other.message.chunks).toEqual([{ _tag: "Abort", reflected: true, causes: [] }])
+    expect(other.message.verificationTag).toBe(0x55)
   })
 
   it("drops a packet for another port", () => {

@@ -17,9 +17,9 @@ const liveState = (): Association.State => {
 }
 
 const transmit = (chunks: ReadonlyArray<Chunk.Chunk>): Association.Output => ({
-  _tag: "Transmit",
+  _tag: "Send",
   to: { host: clientHost, udpPort: 9001 },
-  packet: { sourcePort: 4000, destinationPort: 5000, verificationTag: 1, chunks },
+  message: { sourcePort: 4000, destinationPort: 5000, verificationTag: 1, chunks },
 })
 
 const sack = (cumulativeTsnAck: number): Association.Output =>

@@ -1,6 +1,6 @@
 /**
  * A two-machine loopback for the association tests: a client association and a server
- * (Listener + the association it creates) pass their `Transmit` outputs to each other
+ * (Listener + the association it creates) pass their `Send` outputs to each other
  * through an in-memory network with a manual clock, seeded loss, delay and reordering,
  * and black-holed hosts. Every packet is encoded and decoded on the way, as on the wire.
  * The packets in flight are the transport's `Heap` and the randomness testkit's `Prng`, as in
@@ -58,7 +58,7 @@ export class Loopback {
     | undefined
 
   stepClient(input: Association.Input): void {
-    const outputs = Association.step(this.client, input)
+    const outputs = Association.step(this.client, input).outputs
     this.recording?.push({ input, outputs })
     this.perform(true, outputs)
   }
@@ -97,9 +97,9 @@ export class Loopback {
     const events = isClient ? this.clientEvents : this.serverEvents
     for (const output of outputs) {
       switch (output._tag) {
-        case "Transmit": {
+        case "Send": {
           this.transmitted++
-          const bytes = Packet.encode(output.packet)
+          const bytes = Packet.encode(output.message)
           if (this.blackHoles.has(output.to.host)) break
           if (this.random() < (this.options.loss ?? 0)) break
           const delay =
@@ -116,12 +116,13 @@ export class Loopback {
           break
         }
         case "SetTimer":
-          timers.set(output.timer, output.atMs)
+          // The outputs are always performed at the time they were stepped.
+          timers.set(output.timer, this.nowMs + output.afterMs)
           break
         case "CancelTimer":
           timers.delete(output.timer)
           break
-        case "Event":
+        case "Emit":
           events.push(output.event)
           break
       }
@@ -148,7 +149,7 @@ export class Loopback {
       (decoded.success.verificationTag === server.myTag ||
         decoded.success.chunks[0]?._tag === "Init")
     ) {
-      this.perform(false, Association.step(server, input))
+      this.perform(false, Association.step(server, input).outputs)
       return
     }
     const outcome = Listener.onUnknownPacket(this.listener, input)
@@ -199,7 +200,7 @@ export class Loopback {
               _tag: "TimerFired",
               timer: timerName,
               nowMs: this.nowMs,
-            }),
+            }).outputs,
           )
         }
       }
@@ -219,7 +220,7 @@ export class Loopback {
   send(isClient: boolean, command: Association.Command): void {
     const input: Association.Input = { _tag: "Command", command, nowMs: this.nowMs }
     if (isClient) this.stepClient(input)
-    else this.perform(false, Association.step(this.server!, input))
+    else this.perform(false, Association.step(this.server!, input).outputs)
   }
 }
 

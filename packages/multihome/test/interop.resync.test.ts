@@ -97,7 +97,7 @@ class Driver {
     const state = this.state
     if (state !== undefined && state.name !== "Closed") {
       if (decoded.success.verificationTag === state.myTag || first?._tag === "Init") {
-        this.perform(Association.step(state, input))
+        this.perform(Association.step(state, input).outputs)
         return
       }
     }
@@ -110,8 +110,8 @@ class Driver {
     const echoes: Array<Association.Command> = []
     for (const output of outputs) {
       switch (output._tag) {
-        case "Transmit":
-          this.socket.send(Packet.encode(output.packet), output.to.udpPort, output.to.host)
+        case "Send":
+          this.socket.send(Packet.encode(output.message), output.to.udpPort, output.to.host)
           break
         case "SetTimer": {
           clearTimeout(this.timers.get(output.timer))
@@ -124,10 +124,10 @@ class Driver {
                 const state = this.state
                 if (state === undefined) return
                 this.perform(
-                  Association.step(state, { _tag: "TimerFired", timer, nowMs: this.now() }),
+                  Association.step(state, { _tag: "TimerFired", timer, nowMs: this.now() }).outputs,
                 )
               },
-              Math.max(0, output.atMs - this.now()),
+              Math.max(0, output.afterMs),
             ),
           )
           break
@@ -136,7 +136,7 @@ class Driver {
           clearTimeout(this.timers.get(output.timer))
           this.timers.delete(output.timer)
           break
-        case "Event":
+        case "Emit":
           this.events.push(output.event)
           if (output.event._tag === "Message") {
             const { stream, ppid, unordered, data } = output.event
@@ -148,7 +148,7 @@ class Driver {
     const state = this.state
     for (const command of echoes) {
       if (state === undefined) break
-      this.perform(Association.step(state, { _tag: "Command", command, nowMs: this.now() }))
+      this.perform(Association.step(state, { _tag: "Command", command, nowMs: this.now() }).outputs)
     }
   }
 

@@ -474,14 +474,11 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     }
     return loss
   }
-  const transmit = (
-    fromHost: string,
-    output: Extract<Association.Output, { _tag: "Transmit" }>,
-  ) => {
-    const bytes = Packet.encode(output.packet)
+  const transmit = (fromHost: string, output: Extract<Association.Output, { _tag: "Send" }>) => {
+    const bytes = Packet.encode(output.message)
     const toHost = output.to.host
-    if (options.fullTrace) note(`${fromHost} → ${toHost}: ${describe(output.packet)}`)
-    if (fromHost === peerHost) learnTsns(output.packet)
+    if (options.fullTrace) note(`${fromHost} → ${toHost}: ${describe(output.message)}`)
+    if (fromHost === peerHost) learnTsns(output.message)
     const to: Party | undefined =
       toHost === peerHost
         ? "peer"
@@ -498,7 +495,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     const delayMs = plan.delayMs + rng.next() * plan.jitterMs + rng.next() * extraDelayMs
     if (
       options.asconf === true &&
-      output.packet.chunks.some((chunk) => chunk._tag === "Asconf" || chunk._tag === "AsconfAck")
+      output.message.chunks.some((chunk) => chunk._tag === "Asconf" || chunk._tag === "AsconfAck")
     ) {
       // Its own stream of draws: the schedule's other packets fare as without ASCONF.
       asconfFaults.sent++
@@ -579,16 +576,16 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   const peerOutputs = (outputs: ReadonlyArray<Association.Output>) => {
     for (const output of outputs) {
       switch (output._tag) {
-        case "Transmit":
+        case "Send":
           transmit(peerHost, output)
           break
         case "SetTimer":
-          setTimer("peer", output.timer, output.atMs)
+          setTimer("peer", output.timer, now + output.afterMs)
           break
         case "CancelTimer":
           timerMaps.peer.delete(output.timer)
           break
-        case "Event":
+        case "Emit":
           onPeerEvent(output.event)
           break
       }
@@ -655,8 +652,8 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         unordered: message.unordered,
       },
       nowMs: now,
-    })
-    const failed = outputs.some((o) => o._tag === "Event" && o.event._tag === "SendFailed")
+    }).outputs
+    const failed = outputs.some((o) => o._tag === "Emit" && o.event._tag === "SendFailed")
     if (failed) {
       unsent++
       note(`peer send of ${message.id} failed`)
@@ -717,6 +714,8 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
 
   interface Update {
     created: boolean
+    /** When it was stepped: its `SetTimer`s count from then, however long they are held. */
+    nowMs: number
     inputs: Array<Association.Input>
     outputs: Array<Association.Output>
   }
@@ -728,7 +727,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     input: Association.Input,
     state: Association.State,
   ) => {
-    const outputs = Association.step(state, input)
+    const outputs = Association.step(state, input).outputs
     update.inputs.push(input)
     for (const output of outputs) update.outputs.push(output)
     serve(node, update, state, outputs)
@@ -741,7 +740,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
     outputs: ReadonlyArray<Association.Output>,
   ) => {
     for (const output of outputs) {
-      if (output._tag !== "Event" || output.event._tag !== "Message") continue
+      if (output._tag !== "Emit" || output.event._tag !== "Message") continue
       const event = output.event
       const id = idOf(event.data)
       if (node.party === "primary") {
@@ -800,14 +799,14 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
           (Association.peerPort(state) === packet.sourcePort &&
             Association.peerHosts(state).includes(datagram.fromHost)))
       ) {
-        update ??= { created: false, inputs: [], outputs: [] }
+        update ??= { created: false, nowMs: now, inputs: [], outputs: [] }
         stepInto(node, update, input, state)
         continue
       }
       const outcome = Listener.onUnknownPacket(node.listener, input)
       if (outcome.association === undefined) {
         for (const output of outcome.outputs)
-          if (output._tag === "Transmit") transmit(node.host, output)
+          if (output._tag === "Send") transmit(node.host, output)
         continue
       }
       if (state !== undefined && Association.stateName(state) !== "Closed") {
@@ -820,25 +819,25 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       node.association = outcome.association
       node.associationId++
       note(`${node.party} association ${node.associationId} created`)
-      update = { created: true, inputs: [input], outputs: [...outcome.outputs] }
+      update = { created: true, nowMs: now, inputs: [input], outputs: [...outcome.outputs] }
       serve(node, update, outcome.association, outcome.outputs)
     }
     return update
   }
 
-  const performOutputs = (node: Node, outputs: ReadonlyArray<Association.Output>) => {
+  const performOutputs = (node: Node, { outputs, nowMs }: Update) => {
     for (const output of outputs) {
       switch (output._tag) {
-        case "Transmit":
+        case "Send":
           transmit(node.host, output)
           break
         case "SetTimer":
-          setTimer(node.party, output.timer, output.atMs)
+          setTimer(node.party, output.timer, nowMs + output.afterMs)
           break
         case "CancelTimer":
           timerMaps[node.party].delete(output.timer)
           break
-        case "Event":
+        case "Emit":
           if (output.event._tag === "Closed") note(`${node.party} association closed`)
           if (output.event._tag === "CommLost")
             note(`${node.party} CommLost ${output.event.reason}`)
@@ -853,9 +852,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   let acknowledged = 0
   let frozen = false
   let holdCounter = 0
-  let held:
-    | { hold: number; seq: number; outputs: ReadonlyArray<Association.Output>; store: boolean }
-    | undefined
+  let held: { hold: number; seq: number; update: Update; store: boolean } | undefined
   const inbox: Array<
     { kind: "packet"; fromHost: string; bytes: Uint8Array } | { kind: "timer"; name: string }
   > = []
@@ -890,7 +887,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         snapshot: replicationPlan.store.snapshot,
       }
       const hold = ++holdCounter
-      held = { hold, seq: 0, outputs: update.outputs, store: true }
+      held = { hold, seq: 0, update, store: true }
       const reaches = updates
       at(now + plan.storeDelayMs, { kind: "storeWritten", hold })
       pendingWrites.set(hold, { association: replicationPlan.store.association, message, reaches })
@@ -904,11 +901,11 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       acknowledged < shipper.lastSeq
     ) {
       const hold = ++holdCounter
-      held = { hold, seq: shipper.lastSeq, outputs: update.outputs, store: false }
+      held = { hold, seq: shipper.lastSeq, update, store: false }
       at(now + ackTimeoutMs, { kind: "ackTimeout", hold })
       return
     }
-    performOutputs(primary, update.outputs)
+    performOutputs(primary, update)
   }
   const pendingWrites = new Map<
     number,
@@ -917,9 +914,9 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
 
   const release = () => {
     if (held === undefined) return
-    const outputs = held.outputs
+    const update = held.update
     held = undefined
-    performOutputs(primary, outputs)
+    performOutputs(primary, update)
     drainInbox()
   }
   const drainInbox = () => {
@@ -954,7 +951,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   const primaryTimer = (name: string) => {
     const state = primary.association
     if (state === undefined) return
-    const update: Update = { created: false, inputs: [], outputs: [] }
+    const update: Update = { created: false, nowMs: now, inputs: [], outputs: [] }
     stepInto(primary, update, { _tag: "TimerFired", timer: name, nowMs: now }, state)
     primaryUpdate(update)
   }
@@ -1024,9 +1021,9 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
               ...(options.asconf === true ? { setPrimary: hostB } : {}),
             },
       )
-      const update: Update = { created: false, inputs: [], outputs: [...outputs] }
+      const update: Update = { created: false, nowMs: now, inputs: [], outputs: [...outputs] }
       serve(secondary, update, state, outputs)
-      performOutputs(secondary, update.outputs)
+      performOutputs(secondary, update)
     }
     replicas.states.clear()
     if (adopted === 0) takeoverReaches = 0
@@ -1090,7 +1087,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
 
   const injectForwarded = (fromHost: string, bytes: Uint8Array) => {
     const update = receiveBatch(secondary, [{ fromHost, bytes }])
-    if (update !== undefined) performOutputs(secondary, update.outputs)
+    if (update !== undefined) performOutputs(secondary, update)
   }
 
   /** New primary: once the peer acknowledged its ASCONF, the old primary may stop. */
@@ -1119,9 +1116,9 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         case "answer":
           for (const packet of ClusterRole.heartbeatAnswers(copy!, clusterPort, chunks)) {
             transmit(hostB, {
-              _tag: "Transmit",
+              _tag: "Send",
               to: { host: fromHost, udpPort: peerUdp },
-              packet,
+              message: packet,
             })
           }
           return
@@ -1136,14 +1133,14 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       }
     }
     const update = receiveBatch(secondary, [{ fromHost, bytes }])
-    if (update !== undefined) performOutputs(secondary, update.outputs)
+    if (update !== undefined) performOutputs(secondary, update)
   }
   const secondaryTimer = (name: string) => {
     const state = secondary.association
     if (state === undefined || !active()) return
-    const update: Update = { created: false, inputs: [], outputs: [] }
+    const update: Update = { created: false, nowMs: now, inputs: [], outputs: [] }
     stepInto(secondary, update, { _tag: "TimerFired", timer: name, nowMs: now }, state)
-    performOutputs(secondary, update.outputs)
+    performOutputs(secondary, update)
   }
 
   const onLink = (toSecondary: boolean, bytes: Uint8Array) => {
@@ -1301,7 +1298,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
                 from: { host: event.fromHost, udpPort: clusterUdp },
                 packet,
                 nowMs: now,
-              }),
+              }).outputs,
             )
           }
         } else if (event.to === "primary") primaryPacket(event.fromHost, event.bytes)
@@ -1313,7 +1310,9 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
         if (timers.get(event.name) !== event.deadline) break
         timers.delete(event.name)
         if (event.party === "peer") {
-          peerOutputs(Association.step(peer, { _tag: "TimerFired", timer: event.name, nowMs: now }))
+          peerOutputs(
+            Association.step(peer, { _tag: "TimerFired", timer: event.name, nowMs: now }).outputs,
+          )
         } else if (event.party === "primary") {
           if (!primary.alive || frozen) break
           inbox.push({ kind: "timer", name: event.name })

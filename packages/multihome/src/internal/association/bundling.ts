@@ -27,9 +27,9 @@ export const transmit = (
     chunks = [...chunks.slice(0, first), Auth.sign(st.auth!, after), ...after]
   }
   ctx.out.push({
-    _tag: "Transmit",
+    _tag: "Send",
     to,
-    packet: {
+    message: {
       sourcePort: st.localPort,
       destinationPort: st.peerPort,
       verificationTag: tag,

@@ -29,7 +29,7 @@ export interface Ctx {
 export const makeCtx = (now: number): Ctx => ({ out: [], now, dests: [], gotData: false })
 
 export const emit = (ctx: Ctx, event: Event): void => {
-  ctx.out.push({ _tag: "Event", event })
+  ctx.out.push({ _tag: "Emit", event })
 }
 
 export const setTimer = (ctx: Ctx, st: State, timer: string, deadlineMs: number): void => {
@@ -38,7 +38,7 @@ export const setTimer = (ctx: Ctx, st: State, timer: string, deadlineMs: number)
   // the clock in whole milliseconds (a lossy SimNet schedule stalled on one).
   const atMs = Math.ceil(deadlineMs)
   st.timers[timer] = atMs
-  ctx.out.push({ _tag: "SetTimer", timer, atMs })
+  ctx.out.push({ _tag: "SetTimer", timer, afterMs: atMs - ctx.now })
 }
 
 export const cancelTimer = (ctx: Ctx, st: State, timer: string): void => {

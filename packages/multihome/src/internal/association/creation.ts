@@ -12,7 +12,7 @@ import * as S from "../association-support.ts"
 import { queueChunk, sendAlone } from "./bundling.ts"
 import type { Config } from "./config.ts"
 import { addPath, addressOf, type Ctx, emit, makeCtx, setTimer } from "./context.ts"
-import type { Input, Output, PeerAddress } from "./models.ts"
+import type { Input, PeerAddress, Result } from "./models.ts"
 import { finish } from "./outbound.ts"
 import { startHeartbeat } from "./paths.ts"
 import { processChunks } from "./receive.ts"
@@ -181,7 +181,7 @@ export const connect = (
     readonly seed: Seed
     readonly nowMs: number
   },
-): { readonly state: State; readonly outputs: Array<Output> } => {
+): Result => {
   const st = blankState(config, options.seed)
   const ctx = makeCtx(options.nowMs)
   st.peerPort = options.peerPort
@@ -280,7 +280,7 @@ export const fromCookie = (
   input: Extract<Input, { _tag: "Receive" }>,
   seed: Seed,
   secrets?: Cookie.CookieSecrets,
-): { readonly state: State; readonly outputs: Array<Output> } => {
+): Result => {
   const st = blankState(config, seed)
   // The listener's secrets (a copy): a retransmitted COOKIE ECHO, when our COOKIE ACK was
   // lost, reaches the association and must open (§5.2.4 case D).

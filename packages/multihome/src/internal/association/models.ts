@@ -1,8 +1,10 @@
 /**
  * The association machine: Inputs, outputs, events.
  */
+import type { Machine } from "@understudy/machine"
 import type * as Chunk from "../../Chunk.ts"
 import type * as Packet from "../../Packet.ts"
+import type { State } from "./state.ts"
 
 /**
  * A path's far end: the peer's IP and the UDP port its packets come from (RFC 6951).
@@ -100,13 +102,21 @@ export type Event =
   | { readonly _tag: "Closed" }
 
 /**
- * What {@link step} asks the driver to do, in order.
+ * What {@link step} asks the driver to do, in order: the outputs of the `@understudy/machine`
+ * contract, with a peer named by its {@link PeerAddress}. `Send` is a packet to transmit,
+ * `SetTimer` counts `afterMs` from the input's `nowMs`, `Emit` is an {@link Event} for the
+ * user. The association never broadcasts.
  *
  * @since 0.1.0
  * @category models
  */
-export type Output =
-  | { readonly _tag: "Transmit"; readonly to: PeerAddress; readonly packet: Packet.Packet }
-  | { readonly _tag: "SetTimer"; readonly timer: string; readonly atMs: number }
-  | { readonly _tag: "CancelTimer"; readonly timer: string }
-  | { readonly _tag: "Event"; readonly event: Event }
+export type Output = Machine.Output<Packet.Packet, Event, PeerAddress>
+
+/**
+ * What {@link step} returns: the state it was given, updated in place (the contract's
+ * in-place variant: the driver owns the state alone), and the outputs.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Result = Machine.Result<State, Packet.Packet, Event, PeerAddress>

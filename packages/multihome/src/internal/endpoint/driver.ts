@@ -71,6 +71,8 @@ interface Entry {
 interface Update {
   readonly entry: Entry
   readonly created: boolean
+  /** The time of its inputs: its `SetTimer`s count from it, however long they are held. */
+  readonly nowMs: number
   readonly inputs: Array<Association.Input>
   readonly outputs: Array<Association.Output>
 }
@@ -381,27 +383,27 @@ export const make = (
      * Performs `outputs` in order, synchronously as far as it goes: only a timer that needs
      * a new fiber and the rarer events run as effects, the rest resuming after each.
      */
-    const perform = (
-      entry: Entry,
-      outputs: ReadonlyArray<Association.Output>,
-    ): Effect.Effect<void> => {
+    const perform = (update: Update): Effect.Effect<void> => {
+      const { entry, outputs, nowMs } = update
       const from = (start: number): Effect.Effect<void> => {
         for (let index = start; index < outputs.length; index++) {
           const output = outputs[index]!
           let effect: Effect.Effect<void> | undefined
           switch (output._tag) {
-            case "Transmit":
-              retransmitted += countRetransmissions(entry, output.packet)
-              transmit(output.to, output.packet)
+            case "Send":
+              retransmitted += countRetransmissions(entry, output.message)
+              transmit(output.to, output.message)
               break
             case "SetTimer":
-              if (!entry.gone) effect = timers.set(entry, output.timer, output.atMs)
+              if (!entry.gone) effect = timers.set(entry, output.timer, nowMs + output.afterMs)
               break
             case "CancelTimer":
               timers.cancel(entry, output.timer)
               break
-            case "Event":
+            case "Emit":
               effect = onEvent(entry, output.event)
+              break
+            case "Broadcast":
               break
           }
           if (effect !== undefined) return Effect.flatMap(effect, () => from(index + 1))
@@ -474,7 +476,7 @@ export const make = (
           const next = held[0]!
           if (next.until !== undefined && !Deferred.isDoneUnsafe(next.until)) return
           held.shift()
-          yield* perform(next.update.entry, next.update.outputs)
+          yield* perform(next.update)
         }
       },
     )
@@ -498,7 +500,7 @@ export const make = (
                 state: update.entry.state,
               })) ?? undefined)
         if (held.length === 0 && (until === undefined || Deferred.isDoneUnsafe(until))) {
-          yield* perform(update.entry, update.outputs)
+          yield* perform(update)
           continue
         }
         held.push({ update, until })
@@ -522,13 +524,13 @@ export const make = (
       input: Association.Input,
       given?: ReadonlyArray<Association.Output>,
     ): ReadonlyArray<Association.Output> => {
-      const outputs = given ?? Association.step(update.entry.state, input)
+      const outputs = given ?? Association.step(update.entry.state, input).outputs
       update.inputs.push(input)
       for (const output of outputs) update.outputs.push(output)
       const handler = options.handler
       if (handler === undefined) return outputs
       for (const output of outputs) {
-        if (output._tag !== "Event" || output.event._tag !== "Message") continue
+        if (output._tag !== "Emit" || output.event._tag !== "Message") continue
         const replies = handler(update.entry.id, output.event)
         for (const reply of replies) {
           const command: Association.Input = {
@@ -543,8 +545,8 @@ export const make = (
             nowMs: input.nowMs,
           }
           update.inputs.push(command)
-          for (const replyOutput of Association.step(update.entry.state, command)) {
-            if (replyOutput._tag === "Event" && replyOutput.event._tag === "SendFailed") {
+          for (const replyOutput of Association.step(update.entry.state, command).outputs) {
+            if (replyOutput._tag === "Emit" && replyOutput.event._tag === "SendFailed") {
               drop(`ReplyFailed:${replyOutput.event.reason}`)
             }
             update.outputs.push(replyOutput)
@@ -557,7 +559,13 @@ export const make = (
     /** Steps one association with one input, then releases its outputs. */
     const apply = (entry: Entry, input: Association.Input) =>
       Effect.suspend(() => {
-        const update: Update = { entry, created: false, inputs: [], outputs: [] }
+        const update: Update = {
+          entry,
+          created: false,
+          nowMs: input.nowMs,
+          inputs: [],
+          outputs: [],
+        }
         const outputs = stepInto(update, input)
         return release([update]).pipe(Effect.as(outputs))
       })
@@ -596,7 +604,7 @@ export const make = (
       ) => {
         let update = touched.get(entry)
         if (update === undefined) {
-          update = { entry, created, inputs: [], outputs: [] }
+          update = { entry, created, nowMs, inputs: [], outputs: [] }
           touched.set(entry, update)
           updates.push(update)
         }
@@ -687,8 +695,8 @@ export const make = (
     /** Outputs of the Listener that belong to no association (INIT ACK, OOTB answers). */
     const performLoose = (outputs: ReadonlyArray<Association.Output>, via?: string): void => {
       for (const output of outputs) {
-        if (output._tag === "Transmit") transmit(output.to, output.packet, via)
-        else if (output._tag === "Event" && output.event._tag === "Dropped") {
+        if (output._tag === "Send") transmit(output.to, output.message, via)
+        else if (output._tag === "Emit" && output.event._tag === "Dropped") {
           drop(output.event.reason)
         }
       }
@@ -750,9 +758,9 @@ export const make = (
           false,
         )
         const failed = outputs?.find(
-          (output) => output._tag === "Event" && output.event._tag === "SendFailed",
+          (output) => output._tag === "Emit" && output.event._tag === "SendFailed",
         )
-        if (failed !== undefined && failed._tag === "Event" && failed.event._tag === "SendFailed") {
+        if (failed !== undefined && failed._tag === "Emit" && failed.event._tag === "SendFailed") {
           return yield* new AssociationError({
             associationId: entry.id,
             reason: "Rejected",
@@ -782,7 +790,7 @@ export const make = (
             if (ended(entry)) return yield* closedError("association gone")
             const outputs = yield* command(entry, cmd, false)
             const refused = outputs?.some(
-              (output) => output._tag === "Event" && output.event._tag === "Dropped",
+              (output) => output._tag === "Emit" && output.event._tag === "Dropped",
             )
             if (refused) {
               return yield* new AssociationError({
@@ -877,7 +885,7 @@ export const make = (
               udpPort: connectOptions.udpPort,
               port: connectOptions.port,
             })
-            yield* release([{ entry, created: true, inputs: [], outputs: [...outputs] }])
+            yield* release([{ entry, created: true, nowMs, inputs: [], outputs: [...outputs] }])
             return entry
           }),
         )
@@ -930,13 +938,13 @@ export const make = (
           for (const entry of [...all.values()]) {
             if (options.abortOnClose ?? true) {
               const nowMs = yield* Clock.currentTimeMillis
-              const outputs = Association.step(entry.state, {
+              const { outputs } = Association.step(entry.state, {
                 _tag: "Command",
                 command: { _tag: "Abort", reason: "endpoint closed" },
                 nowMs,
               })
               for (const output of outputs) {
-                if (output._tag === "Transmit") transmit(output.to, output.packet)
+                if (output._tag === "Send") transmit(output.to, output.message)
               }
               yield* flush
             }
@@ -974,7 +982,7 @@ export const make = (
             yield* Deferred.succeed(entry.up, undefined)
           }
           const outputs = (adoptOptions?.takeOver ?? Association.takeOver)(state, nowMs)
-          yield* release([{ entry, created: true, inputs: [], outputs: [...outputs] }])
+          yield* release([{ entry, created: true, nowMs, inputs: [], outputs: [...outputs] }])
           return entry.handle
         }),
       )
