@@ -105,6 +105,10 @@ describe("createServer / createClient (Promise facade)", () => {
         ),
         takeovers: Metric.value(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" })),
         gaps: Metric.value(Metrics.takeoverGapMs),
+        resent: Metric.value(Metrics.bytesResent),
+        sizes: Metric.value(Metrics.checkpointBytes),
+        writes: Metric.value(Metrics.checkpointWriteMs),
+        sessions: Metric.value(Metrics.sessionsServed),
       }),
     )
     // Both facades run with the caller's logger and tracer.
@@ -151,12 +155,32 @@ describe("createServer / createClient (Promise facade)", () => {
           ),
           takeovers: Metric.value(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" })),
           gaps: Metric.value(Metrics.takeoverGapMs),
+          resent: Metric.value(Metrics.bytesResent),
+          sizes: Metric.value(Metrics.checkpointBytes),
+          writes: Metric.value(Metrics.checkpointWriteMs),
+          sessions: Metric.value(Metrics.sessionsServed),
         }),
       )
       expect(after.takeovers.count - before.takeovers.count).toBe(1)
       expect(after.gaps.count - before.gaps.count).toBe(1)
       expect(after.opened.count - before.opened.count).toBe(1)
       expect(after.adopted.count - before.adopted.count).toBe(1)
+      // The bytes sent again are the takeover's; each checkpoint written is sized and timed.
+      const resentBytes = takenOver[0]!._tag === "TakenOver" ? takenOver[0]!.bytesResent : -1
+      expect(after.resent.count - before.resent.count).toBe(resentBytes)
+      const written = events.filter((e) => e._tag === "Checkpointed")
+      expect(after.sizes.count - before.sizes.count).toBeGreaterThanOrEqual(written.length)
+      expect(after.sizes.sum - before.sizes.sum).toBeGreaterThanOrEqual(
+        written.reduce((total, e) => total + (e._tag === "Checkpointed" ? e.bytes : 0), 0),
+      )
+      expect(after.writes.count - before.writes.count).toBe(after.sizes.count - before.sizes.count)
+      // The session ended on both servers (the gauge is lowered as its fiber ends: bounded wait).
+      let sessions = after.sessions.value
+      for (let i = 0; i < 100 && sessions !== before.sessions.value; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        sessions = (await Effect.runPromise(Metric.value(Metrics.sessionsServed))).value
+      }
+      expect(sessions).toBe(before.sessions.value)
       // Log lines went to the caller's logger, annotated with the server, connection, session.
       const sessionId = takenOver[0]!.sessionId
       const tookOver = logs.find((entry) => entry.message === "checkpoint: took over")
