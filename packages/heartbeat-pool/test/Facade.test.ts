@@ -1,7 +1,8 @@
 /**
  * The Promise facade over real UDP on loopback: three servers and two clients on a one-seat
  * license; one client holds the seat, the other is denied for capacity; the holder's server
- * is closed and the client re-attaches. The servers run with the caller's logger and tracer.
+ * is closed and the client re-attaches. The servers run with the caller's logger, tracer and
+ * metrics registries.
  * Waits are for events, bounded generously (a loaded machine).
  */
 import { mkdtempSync, rmSync } from "node:fs"
@@ -9,8 +10,10 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Ports, TestTracer } from "@understudy/testkit"
 import { ClusterKey, type Observability } from "@understudy/transport"
+import { Effect, Layer, Metric } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import { createClient, createServer, type PoolClient, type PoolServer } from "../src/Facade.ts"
+import * as Metrics from "../src/Metrics.ts"
 import * as Signing from "../src/Signing.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-"))
@@ -34,7 +37,7 @@ const next = (emitter: PoolClient, tag: string, timeoutMs: number, seen?: Array<
   })
 
 describe("Promise facade", () => {
-  it("grants the only seat once, denies the second client, and re-attaches after the server closes; logs and spans go to the caller's logger and tracer", async () => {
+  it("grants the only seat once, denies the second client, and re-attaches after the server closes; logs, spans and metrics go to the caller's logger, tracer and registry", async () => {
     const secret = ClusterKey.generate()
     const vendor = Signing.generateVendorKeys()
     const license = Signing.signLicense(vendor.privatePem, {
@@ -62,11 +65,35 @@ describe("Promise facade", () => {
     }
     const logs: Array<Observability.LogEntry> = []
     const tracer = TestTracer.make()
+    // Each server's metrics go to a registry of the caller's own.
+    const registries = new Map(members.map((member) => [member.id, new Map()]))
+    /** A metric's value in a server's registry, once `done` holds of it (bounded: 10 s). */
+    const metricAt = async <S>(
+      id: string,
+      metric: Metric.Metric<number, S>,
+      done: (state: S) => boolean,
+    ): Promise<S> => {
+      const read = () =>
+        Effect.runPromise(
+          Metric.value(metric).pipe(
+            Effect.provideService(Metric.MetricRegistry, registries.get(id) as never),
+          ),
+        )
+      let state = await read()
+      for (let i = 0; i < 200 && !done(state); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        state = await read()
+      }
+      return state
+    }
     const servers = new Map<string, PoolServer>()
     for (const member of members) {
       const server = await createServer({
         logger: (entry) => logs.push(entry),
-        layer: tracer.layer,
+        layer: Layer.merge(
+          tracer.layer,
+          Layer.succeed(Metric.MetricRegistry, registries.get(member.id) as never),
+        ),
         self: member.id,
         members,
         poolSecret: secret,
@@ -104,6 +131,25 @@ describe("Promise facade", () => {
       if (denied.reason === "capacity") break
     }
     const holder = String(granted.server)
+    // In the caller's registries: the holder's server counts the seat and the heartbeats; a
+    // server refused the second client for capacity.
+    const held = Metric.withAttributes(Metrics.seatsInUse, { server: holder, scope: "server" })
+    expect((await metricAt(holder, held, (gauge) => gauge.value === 1)).value).toBe(1)
+    expect(
+      (await metricAt(holder, Metrics.clientHeartbeats, (counter) => counter.count > 0)).count,
+    ).toBeGreaterThan(0)
+    const capacity = Metric.withAttributes(Metrics.refusals, { reason: "capacity" })
+    const refused = async () => {
+      let total = 0
+      for (const member of members) total += (await metricAt(member.id, capacity, () => true)).count
+      return total
+    }
+    let refusals = await refused()
+    for (let i = 0; i < 200 && refusals === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      refusals = await refused()
+    }
+    expect(refusals).toBeGreaterThan(0)
     const reattached = next(first, "Reattached", 60_000, seen)
     await servers.get(holder)!.close()
     expect((await reattached).server).not.toBe(holder)
