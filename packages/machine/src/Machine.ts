@@ -239,12 +239,12 @@ export const events = <Message, E, Address = NodeId>(
  * @since 0.1.0
  * @category combinators
  */
-export const stepAll = <State, Message, C, E>(
-  machine: Machine<State, Message, C, E>,
+export const stepAll = <State, Message, C, E, Address = NodeId>(
+  machine: Machine<State, Message, C, E, Address>,
   state: State,
-  inputs: Iterable<Input<Message, C>>,
-): Result<State, Message, E> => {
-  const outputs: Array<Output<Message, E>> = []
+  inputs: Iterable<Input<Message, C, Address>>,
+): Result<State, Message, E, Address> => {
+  const outputs: Array<Output<Message, E, Address>> = []
   for (const input of inputs) {
     const next = machine.step(state, input)
     state = next.state
