@@ -142,7 +142,11 @@ export interface Options {
   readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
   /** Run the link without a `clusterKey`, explicitly (logged as a warning). */
   readonly insecure?: boolean
-  /** Keep-alive of the link: how fast a hung node is noticed. Default 100 / 500 ms. */
+  /**
+   * Keep-alive of the link: how fast a hung node is noticed. Default 100 / 500 ms. A
+   * secondary whose link ended also waits `timeoutMs` for its primary to link again before
+   * it takes over (the end may be a starved node's, the primary alive).
+   */
   readonly linkKeepAlive?: { readonly intervalMs: number; readonly timeoutMs: number }
   /**
    * The inexact policies: how long an update waits for the secondary's ack before going on
@@ -412,6 +416,9 @@ export interface HandOverReport {
 /** Planned handover: how long the new primary waits for the peer's ASCONF-ACK before it lets the old one go. */
 const handOverConfirmMs = 5_000
 
+/** The link's keep-alive unless `linkKeepAlive` says otherwise. */
+const defaultLinkKeepAlive = { intervalMs: 100, timeoutMs: 500 }
+
 /** Planned handover: how long the old primary waits for the new one before it ends the link. */
 const handOverBoundMs = 10_000
 
@@ -496,9 +503,10 @@ export const make = (
         return encoded
       },
     }
+    const linkKeepAlive = options.linkKeepAlive ?? defaultLinkKeepAlive
     const linkOptions = {
       codec: countingCodec,
-      keepAlive: options.linkKeepAlive ?? { intervalMs: 100, timeoutMs: 500 },
+      keepAlive: { interval: linkKeepAlive.intervalMs, timeout: linkKeepAlive.timeoutMs },
       ...(options.clusterKey !== undefined ? { clusterKey: options.clusterKey } : {}),
     }
     const ackTimeoutMs = options.ackTimeoutMs ?? 1_000
@@ -527,7 +535,21 @@ export const make = (
       role: options.role,
       fenced: options.fence !== undefined,
       standby: options.standbyLink !== undefined,
+      // A link end is not always the primary's failure: a standby starved of CPU past the
+      // keep-alive reads the connection its primary already replaced late (its end too),
+      // or its own keep-alive, firing late, ends a live link. A live primary links again at
+      // once (see `connectToStandby`); the secondary waits one keep-alive time-out for it,
+      // the bound it already gives a hung primary.
+      relinkGraceMs: linkKeepAlive.timeoutMs,
     })
+    /** The role's timers: the generation of each one set (a timer set again replaces it). */
+    const roleTimers = new Map<string, number>()
+    let roleTimersSet = 0
+    /**
+     * The link end a secondary waits out (the relink grace): its reason, and how long after
+     * the primary was last heard of it came. The failover, if one follows, is measured by it.
+     */
+    let linkEnd: { readonly reason: string; readonly detectionMs: number } | undefined
     const initialRole = roleMachine.init({ self: "self", peers: ["link"], nowMs: yield* now })
     let roleState = initialRole.state
     /** Whether this node runs the associations (and replicates them to a linked standby). */
@@ -1233,6 +1255,23 @@ export const make = (
         if (output._tag === "Emit") {
           actions.push(output.event)
           yield* perform(output.event, connection)
+        } else if (output._tag === "SetTimer") {
+          const generation = ++roleTimersSet
+          roleTimers.set(output.timer, generation)
+          const timer = output.timer
+          yield* Effect.forkIn(
+            Effect.andThen(
+              Effect.sleep(Duration.millis(output.afterMs)),
+              Effect.suspend(() => {
+                if (roleTimers.get(timer) !== generation) return Effect.void
+                roleTimers.delete(timer)
+                return onRoleTimer(timer)
+              }),
+            ),
+            nodeScope,
+          )
+        } else if (output._tag === "CancelTimer") {
+          roleTimers.delete(output.timer)
         } else if (output._tag === "Send") {
           // The one message the role sends: `Deposed`, to whoever is on the other end.
           const to = connection ?? link
@@ -1403,6 +1442,7 @@ export const make = (
     const serveLink = (connection: Connection.Connection<Replication.Message>) =>
       Effect.gen(function* () {
         link = connection
+        linkEnd = undefined
         yield* stepRole({ _tag: "LinkUp" }, connection)
         // A secondary learns the newest epoch from the store before it reads a word of the
         // primary's: a primary the fence has moved past is refused (see `ClusterRole`).
@@ -1481,23 +1521,41 @@ export const make = (
         const downMs = yield* now
         yield* publish({ _tag: "LinkDown", reason: reason._tag, atMs: downMs })
         if (serving()) yield* protection(true, `the link closed (${reason._tag})`)
-        if (!takesOverOnLinkDown())
-          return yield* stepRole({ _tag: "LinkDown", reason: reason._tag })
-        // The failure, noticed: the time since the primary was last heard of, then the
-        // failover as a whole (the fence's wait, the adoption) in one span.
-        const detectionMs = Math.max(0, downMs - (yield* connection.lastHeardAtMs))
-        yield* Metric.update(Metrics.failoverDetectionMs, detectionMs)
-        yield* stepRole({ _tag: "LinkDown", reason: reason._tag }).pipe(
+        if (takesOverOnLinkDown()) {
+          // Perhaps the failure: the time since the primary was last heard of. The takeover
+          // waits the relink grace (the role's timer, see `onRoleTimer`) for the primary.
+          const detectionMs = Math.max(0, downMs - (yield* connection.lastHeardAtMs))
+          linkEnd = { reason: reason._tag, detectionMs }
+        }
+        yield* stepRole({ _tag: "LinkDown", reason: reason._tag })
+      })
+
+    /**
+     * The role's one timer, the relink grace, ended with no link: the failure noticed at
+     * the link's end (`linkEnd`), then the failover as a whole (the fence's wait, the
+     * adoption) in one span.
+     */
+    function onRoleTimer(timer: string): Effect.Effect<void> {
+      return Effect.gen(function* () {
+        const end = linkEnd
+        linkEnd = undefined
+        const fired = Effect.flatMap(now, (nowMs) => runRole(Machine.timerFired(timer, nowMs)))
+        if (end === undefined || roleState.role !== "secondary" || roleState.linked) {
+          return yield* Effect.asVoid(fired)
+        }
+        yield* Metric.update(Metrics.failoverDetectionMs, end.detectionMs)
+        yield* fired.pipe(
           Effect.withSpan("multihome.failover", {
             attributes: {
               "understudy.node": nodeId,
               "understudy.trigger": "link",
-              "understudy.link_closed": reason._tag,
-              "understudy.detection_ms": detectionMs,
+              "understudy.link_closed": end.reason,
+              "understudy.detection_ms": end.detectionMs,
             },
           }),
         )
       })
+    }
 
     /** Whether the link's end makes this node take over (a secondary with a primary's copy). */
     const takesOverOnLinkDown = () => roleState.role === "secondary" && roleState.primaryKnown
@@ -1505,16 +1563,27 @@ export const make = (
     if (options.role === "primary") yield* protection(true, "no secondary linked yet")
 
     /**
-     * The serving node keeps (re)connecting to its standby (never faster than every 100 ms);
-     * without one it runs alone, and once deposed it stops.
+     * The serving node keeps (re)connecting to its standby: at once after a link that was
+     * up for a keep-alive interval or more (the standby waits only its relink grace, see
+     * `ClusterRole`), else every 100 ms (a refused link ends at once); without one it runs
+     * alone, and once deposed it stops.
      */
     function connectToStandby(address: Address.StreamAddress): Effect.Effect<void> {
       return Effect.gen(function* () {
         while (serving()) {
+          let linkedAtMs: number | undefined
           yield* Effect.exit(
-            Effect.scoped(Effect.flatMap(transport.connect(address, linkOptions), serveLink)),
+            Effect.scoped(
+              Effect.flatMap(transport.connect(address, linkOptions), (connection) =>
+                Effect.flatMap(now, (nowMs) => {
+                  linkedAtMs = nowMs
+                  return serveLink(connection)
+                }),
+              ),
+            ),
           )
-          yield* Effect.sleep(Duration.millis(100))
+          const upMs = linkedAtMs === undefined ? 0 : (yield* now) - linkedAtMs
+          if (upMs < linkKeepAlive.intervalMs) yield* Effect.sleep(Duration.millis(100))
         }
       })
     }

@@ -874,7 +874,7 @@ describe("Cluster on SimNet", () => {
           const transport = yield* Transport.Transport
           return yield* transport.connect(Address.tcp(secondaryHost, linkPort), {
             codec: Replication.codec,
-            keepAlive: { intervalMs: 100, timeoutMs: 500 },
+            keepAlive: { interval: 100, timeout: 500 },
             clusterKey,
           })
         }).pipe(Effect.provide(net.layer(primaryHost)))
