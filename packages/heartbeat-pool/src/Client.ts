@@ -2,13 +2,14 @@
  * The client of a license pool: checks out seats, heartbeats the server that authorised it,
  * follows the leader priority list when that server is gone, and tells the application what
  * happens as a `Stream` of `Granted` / `Reattached` / `Lost` / `Denied` events. The client
- * machine runs under the shared `Runner`; its datagrams carry the pool's MACs.
+ * machine runs under the shared `Runner`; its datagrams carry the pool's MACs. A server found
+ * dead by its closed port (ICMP port unreachable) is walked past at once (`Unreachable`).
  *
  * @since 0.1.0
  */
 import { Authentication, Runner } from "@understudy/machine"
-import { type Address, Codec, type Datagram, type TransportError } from "@understudy/transport"
-import { Context, Effect, Layer, type Redacted, Result, type Scope, type Stream } from "effect"
+import { type Address, Codec, Datagram, type TransportError } from "@understudy/transport"
+import { Context, Effect, Layer, type Redacted, Result, type Scope, Stream } from "effect"
 import * as ClientMachine from "./ClientMachine.ts"
 import * as Message from "./Message.ts"
 import * as Signing from "./Signing.ts"
@@ -33,6 +34,13 @@ export interface Options {
   readonly minRetryIntervalMs?: number
   /** Where in `servers` to start. Default 0. */
   readonly firstServer?: number
+  /**
+   * Walk on at once from a server whose port is found closed (the kernel's ICMP port
+   * unreachable: its process died, its host is up), not after `missLimit` waits. Default
+   * true. The datagrams to each server then leave from a socket connected to it (see
+   * `Datagram.BindOptions.reportUnreachable`).
+   */
+  readonly reportUnreachable?: boolean
   /**
    * Called after each step of the client machine (its state before and after, its outputs),
    * inside the client's serial loop: for tracing a failover step by step. Keep it cheap.
@@ -90,7 +98,24 @@ export const run = (
       options.poolSecret === "insecure" ? zeroSecret : options.poolSecret,
     )
     const addresses: Record<string, Address.Udp> = { [options.id]: options.bind }
-    for (const server of options.servers) addresses[server.id] = server.address
+    const serverAt = new Map<string, string>()
+    for (const server of options.servers) {
+      addresses[server.id] = server.address
+      serverAt.set(`${server.address.host}:${server.address.port}`, server.id)
+    }
+    // The runner binds the client's endpoint through this, asking for closed-port reports.
+    const datagram = yield* Datagram.Datagram
+    let bound: Datagram.Endpoint | undefined
+    const reporting = Datagram.Datagram.of({
+      bind: (address, bindOptions) =>
+        datagram.bind(address, { ...bindOptions, reportUnreachable: true }).pipe(
+          Effect.tap((endpoint) =>
+            Effect.sync(() => {
+              bound = endpoint
+            }),
+          ),
+        ),
+    })
     const running = yield* Runner.run(
       ClientMachine.make({
         servers: options.servers.map((server) => server.id),
@@ -114,7 +139,17 @@ export const run = (
         authentication: insecure ? Authentication.insecure : Authentication.keyed(keys.mac),
         ...(options.onStep !== undefined ? { onStep: options.onStep } : {}),
       },
+    ).pipe(
+      options.reportUnreachable === false
+        ? (run) => run
+        : Effect.provideService(Datagram.Datagram, reporting),
     )
+    if (bound?.unreachable !== undefined) {
+      yield* Stream.runForEach(bound.unreachable, (address) => {
+        const server = serverAt.get(`${address.host}:${address.port}`)
+        return server === undefined ? Effect.void : running.command({ _tag: "Unreachable", server })
+      }).pipe(Effect.forkScoped)
+    }
     return {
       events: running.events,
       state: running.state,

@@ -70,11 +70,21 @@ export interface State {
   readonly waitUntilMs: number | undefined
   /** The wait was extended once already because this client itself ran late. */
   readonly graced: boolean
+  /** Walks made on an `Unreachable` report since the last reply (bounded by the list). */
+  readonly unreachableWalks: number
   readonly lastDenied: Message.DenyReason | undefined
 }
 
-/** @since 0.1.0 @category commands */
-export type Command = { readonly _tag: "Release" }
+/**
+ * `Release`: the application gives its seats back. `Unreachable`: the driver heard that
+ * `server`'s port is closed (an ICMP port unreachable: its process is gone, its host is up).
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export type Command =
+  | { readonly _tag: "Release" }
+  | { readonly _tag: "Unreachable"; readonly server: string }
 
 /** @since 0.1.0 @category events */
 export type Event =
@@ -179,7 +189,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         ? refusedRetryMs
         : Math.max(0, (sent?.atMs ?? nowMs) + config.heartbeatIntervalMs - nowMs)
     outputs.push(M.setTimer(beatTimer, afterMs))
-    return { ...state, srttMs, rttVarMs, waitUntilMs: undefined }
+    return { ...state, srttMs, rttVarMs, waitUntilMs: undefined, unreachableWalks: 0 }
   }
 
   const send = (state: State, outputs: Array<Output>, nowMs: number): State => {
@@ -262,17 +272,36 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
     ) {
       current = lose(current, nowMs, "expired", outputs)
     }
-    if (current.missed >= missLimit) {
-      // The server is gone or cannot renew: walk the priority list (claims 26, 34).
-      current = {
-        ...current,
-        phase: current.phase === "holding" ? "reattaching" : current.phase,
-        target: next(current.list, current.target),
-        missed: 0,
-        sentAt: [],
-      }
-    }
+    // The server is gone or cannot renew: walk the priority list.
+    if (current.missed >= missLimit) current = walk(current)
     return M.result(send(current, outputs, nowMs), outputs)
+  }
+
+  /** Walks the priority list past the current target (claims 26, 34). */
+  const walk = (state: State): State => ({
+    ...state,
+    phase: state.phase === "holding" ? "reattaching" : state.phase,
+    target: next(state.list, state.target),
+    missed: 0,
+    sentAt: [],
+  })
+
+  /**
+   * The server asked is known dead (its port is closed): no need to wait `missLimit` times
+   * for replies that cannot come, walk on now. A stopped or cut-off server sends no such
+   * report and keeps the timed path. Once per other server of the list between replies, so a
+   * pool that is all down is asked at the timed pace, not in a loop of reports.
+   */
+  const unreachable = (
+    state: State,
+    server: string,
+    nowMs: number,
+  ): M.Result<State, Reply | Request, Event> => {
+    if (server !== state.target || state.unreachableWalks >= state.list.length - 1)
+      return M.result(state)
+    const outputs: Array<Output> = []
+    const walked = { ...walk(state), unreachableWalks: state.unreachableWalks + 1 }
+    return M.result(send(walked, outputs, nowMs), outputs)
   }
 
   const receive = (
@@ -432,6 +461,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         rttVarMs: 0,
         waitUntilMs: undefined,
         graced: false,
+        unreachableWalks: 0,
         lastDenied: undefined,
       }
       const outputs: Array<Output> = []
@@ -448,6 +478,8 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
           return M.result(state)
         case "Command": {
           if (state.phase === "released") return M.result(state)
+          if (input.command._tag === "Unreachable")
+            return unreachable(state, input.command.server, input.nowMs)
           const outputs: Array<Output> = [M.cancelTimer(beatTimer)]
           if (state.server !== undefined && state.phase !== "requesting") {
             outputs.push(

@@ -195,4 +195,44 @@ describe("client machine", () => {
     )
     expect(again.state.missed).toBeGreaterThan(1)
   })
+
+  it("a port unreachable from the server asked walks the list at once, before any wait ran out; once per other server between replies", () => {
+    const init = client.init({ self: "c1", peers: servers, nowMs: 0 })
+    const holding = client.step(init.state, M.receive("s1", granted(1, 2), 2))
+    const beat = client.step(holding.state, M.timerFired(Client.beatTimer, 100))
+    expect(sent(beat.outputs)).toMatchObject([{ to: "s1", message: { _tag: "Beat", seq: 2 } }])
+    const unreachable = (server: string) => M.command({ _tag: "Unreachable", server } as const, 101)
+    // s1's port is closed: no wait for the Beat's reply, the heartbeat goes to s2 now.
+    const walked = client.step(beat.state, unreachable("s1"))
+    expect(beat.state.missed).toBe(1)
+    expect(sent(walked.outputs)).toMatchObject([{ to: "s2", message: { _tag: "Beat", seq: 3 } }])
+    expect(walked.state).toMatchObject({ phase: "reattaching", target: "s2", server: "s1" })
+    // A late report about s1, no longer asked, changes nothing.
+    expect(client.step(walked.state, unreachable("s1")).outputs).toEqual([])
+    // s2 is closed too: on to s3. Then s3: every other server was walked to on a report, so
+    // it waits for the timed detection (a pool all down is not asked in a loop of reports).
+    const second = client.step(walked.state, unreachable("s2"))
+    expect(sent(second.outputs)).toMatchObject([{ to: "s3" }])
+    const third = client.step(second.state, unreachable("s3"))
+    expect(third.outputs).toEqual([])
+    expect(third.state.target).toBe("s3")
+    // A reply from s3 (it lives after all) renews the allowance.
+    const ack: Message.ServerReply = {
+      _tag: "BeatAck",
+      server: "s3",
+      term: 1,
+      seq: 4,
+      expiresAtMs: 2_200,
+      extended: true,
+      token: null,
+    }
+    const answered = client.step(second.state, M.receive("s3", ack, 102))
+    expect(M.events(answered.outputs)).toMatchObject([
+      { _tag: "Reattached", server: "s3", previous: "s1" },
+    ])
+    expect(answered.state.unreachableWalks).toBe(0)
+    expect(sent(client.step(answered.state, unreachable("s3")).outputs)).toMatchObject([
+      { to: "s1" },
+    ])
+  })
 })

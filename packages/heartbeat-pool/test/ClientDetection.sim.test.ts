@@ -1,0 +1,154 @@
+/**
+ * How a client (`Client.run`, the shipped driver) finds that the server holding its seat is
+ * gone, on SimNet under the TestClock: three servers (`Server.run`), one client, then the
+ * holding server fails one of three ways. A process crash leaves its host's kernel up, which
+ * answers the client's next heartbeat with a port unreachable: the client walks the priority
+ * list on that report, before its timed detection (`missLimit` unanswered messages) could. A
+ * partition (as a stopped process or a host gone) gives no such answer: the client walks on
+ * the timed detection. (SimNet's own test shows a host crash sends no report either.)
+ * Either way it re-attaches. Asserted on the order of the client's steps, never on durations.
+ *
+ * Randomness (link latencies) is a seeded Random: `SEED=<n>` in a failure replays it with
+ * `UNDERSTUDY_SEED=<n>`.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { Seeds } from "@understudy/testkit"
+import { Address, ClusterKey, SimNet } from "@understudy/transport"
+import { Effect, Random, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { afterAll } from "vitest"
+import * as Client from "../src/Client.ts"
+import type * as ClientMachine from "../src/ClientMachine.ts"
+import * as Server from "../src/Server.ts"
+import * as Signing from "../src/Signing.ts"
+
+const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-detection-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+const servers = ["s1", "s2", "s3"]
+const members = servers.map((id) => ({
+  id,
+  peer: Address.udp(id, 1),
+  client: Address.udp(id, 2),
+}))
+/** The default timings with a shorter lease: the leader settles sooner. */
+const timing: Server.Timing = { ...Server.defaultTiming, leaseMs: 2_000 }
+const missLimit = 3
+
+/** Moves the clock on by `ms`, 5 ms at a time (each step lets the fibers it woke run). */
+const advance = (ms: number) =>
+  Effect.gen(function* () {
+    for (let elapsed = 0; elapsed < ms; elapsed += 5) yield* TestClock.adjust(5)
+  })
+
+type Failure = "process crash" | "partition"
+
+/** The client's step that moved it off `server`, and what it saw until it re-attached. */
+const failOver = (seed: number, failure: Failure) =>
+  Effect.gen(function* () {
+    const net = yield* SimNet.make({ link: { latency: SimNet.uniform(1, 3) } })
+    const secret = ClusterKey.generate()
+    const vendor = Signing.generateVendorKeys()
+    const license = Signing.signLicense(vendor.privatePem, {
+      product: "cad",
+      seats: 4,
+      expiresAtMs: 4e12,
+      sequence: 1,
+    })
+    for (const self of servers) {
+      yield* net.run(
+        self,
+        Effect.gen(function* () {
+          yield* Server.run({
+            self,
+            members,
+            poolSecret: secret,
+            vendorPublicKey: vendor.publicPem,
+            stateDir: join(dir, `${seed}-${failure}`, self),
+            license,
+            timing,
+          })
+          yield* Effect.never
+        }),
+      )
+    }
+    const steps: Array<Client.StepInfo> = []
+    const events: Array<ClientMachine.Event> = []
+    yield* net.run(
+      "c",
+      Effect.gen(function* () {
+        const client = yield* Client.run({
+          id: "c1",
+          bind: Address.udp("c", 5),
+          servers: members.map((member) => ({ id: member.id, address: member.client })),
+          poolSecret: secret,
+          product: "cad",
+          heartbeatIntervalMs: timing.heartbeatIntervalMs,
+          missLimit,
+          onStep: (info) => Effect.sync(() => void steps.push(info)),
+        })
+        yield* client.events.pipe(
+          Stream.runForEach((event) => Effect.sync(() => void events.push(event))),
+        )
+      }),
+    )
+    // An election, the leader's settling, the grant: bounded.
+    for (let waited = 0; waited < 20 && !events.some((e) => e._tag === "Granted"); waited++) {
+      yield* advance(500)
+    }
+    const granted = events.find((event) => event._tag === "Granted")
+    expect(granted, `SEED=${seed}: granted`).toBeDefined()
+    yield* advance(1_000)
+    const holder = steps.at(-1)!.after.server!
+    const stepsBefore = steps.length
+    if (failure === "partition") yield* net.partition(["c"], [holder])
+    else yield* net.crash(holder, { mode: "process" })
+    for (let waited = 0; waited < 20 && !events.some((e) => e._tag === "Reattached"); waited++) {
+      yield* advance(500)
+    }
+    const walk = steps
+      .slice(stepsBefore)
+      .find((step) => step.before?.target === holder && step.after.target !== holder)
+    return {
+      holder,
+      walk,
+      reattached: events.find((event) => event._tag === "Reattached"),
+      reports: steps.filter(
+        (step) => step.input._tag === "Command" && step.input.command._tag === "Unreachable",
+      ).length,
+    }
+  }).pipe(Effect.scoped, Random.withSeed(seed))
+
+describe("a client whose server fails", () => {
+  for (const seed of Seeds.seeds(1)) {
+    it.effect(
+      `SEED=${seed}: walks on the port unreachable of a killed process, before its timed detection; on the timed detection when cut off`,
+      () =>
+        Effect.gen(function* () {
+          const killed = yield* failOver(seed, "process crash")
+          const context = `SEED=${seed}, process crash of ${killed.holder}`
+          expect(killed.walk, context).toBeDefined()
+          expect(killed.walk!.input, context).toMatchObject({
+            _tag: "Command",
+            command: { _tag: "Unreachable", server: killed.holder },
+          })
+          // Fewer messages unanswered than the timed detection needs.
+          expect(killed.walk!.before!.missed, context).toBeLessThan(missLimit)
+          expect(killed.reattached, context).toMatchObject({ previous: killed.holder })
+
+          {
+            const silent = yield* failOver(seed, "partition")
+            const where = `SEED=${seed}, partition from ${silent.holder}`
+            expect(silent.reports, where).toBe(0)
+            expect(silent.walk?.input._tag, where).toBe("TimerFired")
+            expect(silent.walk!.before!.missed, where).toBe(missLimit)
+            expect(silent.reattached, where).toMatchObject({ previous: silent.holder })
+          }
+        }),
+      120_000,
+    )
+  }
+})
