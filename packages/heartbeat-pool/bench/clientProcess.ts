@@ -4,7 +4,8 @@
  * clients of the baseline, each keeping its own TTL lease on the embedded store of that server
  * (a `RemoteStore` connection each, a keep-alive every heartbeat interval, answered within
  * one interval or the store counts as gone) and, once it is gone, re-acquiring a lease on the
- * next server's store in the priority list. The options come as one JSON argument (the pool
+ * next server's store in the priority list. `BENCH_REPORT_UNREACHABLE=0` turns the pool
+ * clients' `reportUnreachable` off (detection by missed replies only), to compare. The options come as one JSON argument (the pool
  * secret in hex in `POOL_SECRET_HEX`); it prints `{"t":"ready"}` once every client started,
  * then one line per client event: `{"t":"Granted"|"Reattached"|"Lost"|"Denied", "kind":
  * "pool"|"lease", "client", "server", "term", "wallMs"}`. With each pool client's
@@ -19,7 +20,7 @@ import * as Client from "../src/Client.ts"
 import { watchStalls } from "./stalls.ts"
 
 export interface Options {
-  /** The kinds of client this process runs (both, unless the bench separates them). */
+  /** The kinds of client this process runs (one, unless the bench shares processes). */
   readonly kinds: ReadonlyArray<"pool" | "lease">
   readonly from: number
   readonly count: number
@@ -42,7 +43,8 @@ const print = (line: Record<string, unknown>) =>
 /**
  * One step of a client's trace: `[wallMs, what, ...detail]`: `send` (to, tag, seq), `reply`
  * (from, tag, seq), `timeout` (ms late: its own process's lag), `grace` (a late timer given
- * one more wait), `walk` (from, to).
+ * one more wait), `walk` (from, to, why: `unreachable` on a port unreachable, `timed` after
+ * `missLimit` unanswered messages).
  */
 export type Trace = [number, string, ...Array<string | number>]
 
@@ -61,7 +63,14 @@ const tracer = (steps: Array<Trace>) => (info: Client.StepInfo) =>
       ])
     else if (input._tag === "Receive" && "seq" in input.message)
       steps.push([nowMs, "reply", input.from, input.message._tag, input.message.seq])
-    if (before.target !== after.target) steps.push([nowMs, "walk", before.target, after.target])
+    if (before.target !== after.target)
+      steps.push([
+        nowMs,
+        "walk",
+        before.target,
+        after.target,
+        input._tag === "Command" ? "unreachable" : "timed",
+      ])
     for (const output of outputs)
       if (output._tag === "Send" && "seq" in output.message)
         steps.push([nowMs, "send", output.to, output.message._tag, output.message.seq])
@@ -83,6 +92,7 @@ const poolClient = (index: number) =>
       ...(process.env.BENCH_RETRY_MS
         ? { retryIntervalMs: Number(process.env.BENCH_RETRY_MS) }
         : {}),
+      reportUnreachable: process.env.BENCH_REPORT_UNREACHABLE !== "0",
       onStep: tracer(steps),
     })
     yield* Stream.runForEach(running.events, (event) =>
@@ -128,7 +138,7 @@ const leaseClient = (index: number) =>
           // the lease keep-alives are this client's liveness check.
           const store = yield* RemoteStore.make({
             address: server.store,
-            requestTimeoutMs: options.leaseMs,
+            requestTimeout: options.leaseMs,
             keepAlive: false,
           })
           const lease = yield* store.grantLease(options.leaseMs)

@@ -18,12 +18,13 @@
  * socket, MAC or JSON), the baseline a store operation run through Effect.
  *
  * - Re-attachment after a real SIGKILL (`realProcesses.ts`): three server processes on
- *   loopback, 1,000 pool clients in two client processes of their own, all starting at the
+ *   loopback, 1,000 pool clients in a client process of their own, all starting at the
  *   leader, 500 ms heartbeats (the timings `license-server --heartbeat 500ms` derives); once
  *   every client holds, the leader of the moment is SIGKILLed; per client it held, kill to
  *   `Reattached`, in heartbeat intervals. Baseline, same run, same kill: 1,000 clients (in
- *   the same two processes) that each keep a TTL lease on the embedded store
- *   (`MemoryStore` served by the same server processes), a keep-alive every interval, and re-acquire it at the next store in priority
+ *   two other client processes) that each keep a TTL lease on the embedded store
+ *   (`MemoryStore`, served by a store process beside each server process and
+ *   killed with it), a keep-alive every interval, and re-acquire it at the next store in priority
  *   order once a keep-alive goes unanswered for 2 intervals. 3 runs: per run p50/p99; the
  *   figure is the median of the runs, with their min–max. Every run is shown, with whom the
  *   killed leader held (clients whose heartbeats went unanswered too long walk to a follower,
@@ -34,9 +35,13 @@
  *   unanswered heartbeat, its walk, its first message to the server that took it, that
  *   server's step, its `Reattached` (p50 / p99, intervals); the servers' milestones; each
  *   process's event-loop stalls; and UDP datagrams the kernel dropped for full buffers.
+ *   How each pool client left the killed leader: on its port unreachable (`unreachable`: the
+ *   clients' default `reportUnreachable`) or after `missLimit` unanswered messages (`timed`);
+ *   `BENCH_REPORT_UNREACHABLE=0` turns the reports off, to compare. The 1-minute load average
+ *   at each kill is shown with its run.
  *   `BENCH_CLIENT_RECEIVE_BUFFER_BYTES=212992` runs the servers with the system's default
- *   receive buffer instead of the pool's 4 MiB, to compare; `BENCH_SEPARATE_KINDS=1` runs the
- *   pool and the baseline clients in processes of their own (two each); `BENCH_RETRY_MS=250`
+ *   receive buffer instead of the pool's 4 MiB, to compare; `BENCH_SHARED_CLIENTS=1` runs the
+ *   pool and the baseline clients together in two client processes (500 of each in each); `BENCH_RETRY_MS=250`
  *   gives the pool clients that `retryIntervalMs` (the cap of the detection's waits; default the
  *   interval, 500 ms).
  */
@@ -194,8 +199,7 @@ for (let round = 0; round < runs; round++) {
 const realClients = 1_000
 const realHeartbeatMs = 500
 const allReal: Array<RealRun> = []
-for (let round = 0; round < runs; round++)
-  allReal.push(await realRun(realClients, realHeartbeatMs, 2))
+for (let round = 0; round < runs; round++) allReal.push(await realRun(realClients, realHeartbeatMs))
 /** Runs whose clients were not all granted by the deadline measured nothing: shown, not used. */
 const failedRuns = allReal.flatMap((run) => (run.failed === undefined ? [] : [run.failed]))
 const real = allReal.filter((run) => run.failed === undefined)
@@ -331,7 +335,13 @@ const rows = [
         `real SIGKILL run ${index + 1}: pool phases from the kill, p50/p99 (intervals)`,
         clientPhases,
         "",
-        `walks ${phases.walksPerClient.p50}/${phases.walksPerClient.p99}, waits of the detection ${phases.retryWaitMs.p50}/${phases.retryWaitMs.p99} ms, timers late ${phases.timerLateMs.p50}/${phases.timerLateMs.p99} ms`,
+        `load ${run.loadAtKill.toFixed(1)} at the kill; left the killed leader ${Object.entries(
+          run.detectedBy,
+        )
+          .map(([how, count]) => `${how} ${count}`)
+          .join(
+            ", ",
+          )}; walks ${phases.walksPerClient.p50}/${phases.walksPerClient.p99}, waits of the detection ${phases.retryWaitMs.p50}/${phases.retryWaitMs.p99} ms, timers late ${phases.timerLateMs.p50}/${phases.timerLateMs.p99} ms`,
       ],
       [`real SIGKILL run ${index + 1}: servers after the kill (intervals)`, milestones, "", ""],
       [
@@ -398,6 +408,8 @@ console.log(
       killed: run.killed,
       placedAt: run.placedAt,
       electionsBeforeKill: run.electionsBeforeKill,
+      loadAtKill: run.loadAtKill,
+      detectedBy: run.detectedBy,
       heldAtKill: run.heldAtKill,
       lostBeforeKill: run.lostBeforeKill,
       pool: runFigures(run.pool),

@@ -1,18 +1,19 @@
 /**
- * The benchmark's real-process case: three servers as OS processes on loopback, each also
- * serving the embedded store; the clients in client processes of their own
- * (`clientProcess.ts`), all starting at the leader: pool clients, and as many clients of the
- * baseline keeping a TTL lease each on the leader's store. Once every client holds, the
- * leader of the moment is SIGKILLed (it ends the pool server and the store alike); per
- * client it held, the time from the kill to its `Reattached` line (the baseline's: its lease
- * re-acquired at the next store), in heartbeat intervals.
+ * The benchmark's real-process case: three servers as OS processes on loopback, each with
+ * the embedded store beside it in a process of its own (`storeProcess.ts`: each system is
+ * measured on its own, the baseline's reconnections never stall a pool server); the clients
+ * in client processes of their own (`clientProcess.ts`), all starting at the leader: pool
+ * clients, and as many clients of the baseline keeping a TTL lease each on the leader's
+ * store. Once every client holds, the leader of the moment and its store are SIGKILLed
+ * together; per client it held, the time from the kill to its `Reattached` line (the
+ * baseline's: its lease re-acquired at the next store), in heartbeat intervals.
  *
  * Nothing is left out quietly: the run reports whom the leader held when it was killed, who
  * did not re-attach, seats lost, and the elections seen, and the caller shows them.
  */
 
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { JsonLinesProcess as Jl, Ports } from "@understudy/testkit"
@@ -40,6 +41,13 @@ export interface RealRun {
   readonly heldAtKill: Readonly<Record<string, number>>
   /** `Lost` lines before the kill (no server had died yet). */
   readonly lostBeforeKill: number
+  /**
+   * How the killed leader's pool clients left it: on a port unreachable (`unreachable`) or
+   * after `missLimit` unanswered messages (`timed`), first walks only.
+   */
+  readonly detectedBy: Readonly<Record<string, number>>
+  /** The 1-minute load average when the leader was killed (0 when it was not). */
+  readonly loadAtKill: number
   /** Where the pool clients' re-attachment time went (see `Phases`); absent when not killed. */
   readonly phases?: Phases
   /**
@@ -81,7 +89,7 @@ export interface Phases {
   readonly timerLateMs: Percentiles
   /** Per server: its milestones (ms from the kill) and how many clients it took. */
   readonly servers: Readonly<Record<string, Readonly<Record<string, number | undefined>>>>
-  /** Per process (`s2`, `clients-0`): event-loop stall ms in the 5 s after the kill, total and longest. */
+  /** Per process (`s2`, `store-s2`, `clients-0`): event-loop stall ms in the 5 s after the kill, total and longest. */
   readonly stalls: Readonly<Record<string, { readonly totalMs: number; readonly maxMs: number }>>
   /** Datagrams the kernel dropped during the re-attachment (`/proc/net/snmp`, all sockets). */
   readonly udpReceiveBufferErrors: number
@@ -128,13 +136,10 @@ interface ClientLine {
   readonly wallMs: number
 }
 
-export const realRun = async (
-  clientCount: number,
-  heartbeatMs: number,
-  clientProcesses: number,
-): Promise<RealRun> => {
+export const realRun = async (clientCount: number, heartbeatMs: number): Promise<RealRun> => {
   const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-bench-"))
   const servers = new Map<string, Jl.JsonLinesProcess>()
+  const stores = new Map<string, Jl.JsonLinesProcess>()
   const clientProcs: Array<Jl.JsonLinesProcess> = []
   try {
     const secret = ClusterKey.generate()
@@ -171,8 +176,13 @@ export const realRun = async (
         ...(process.env.BENCH_CLIENT_RECEIVE_BUFFER_BYTES === undefined
           ? {}
           : { clientReceiveBufferBytes: Number(process.env.BENCH_CLIENT_RECEIVE_BUFFER_BYTES) }),
-        storePort: member.store.port,
       }
+      stores.set(
+        member.id,
+        new Jl.JsonLinesProcess(join(import.meta.dirname, "storeProcess.ts"), [
+          String(member.store.port),
+        ]),
+      )
       servers.set(
         member.id,
         new Jl.JsonLinesProcess(
@@ -182,7 +192,8 @@ export const realRun = async (
         ),
       )
     }
-    for (const server of servers.values()) await server.line("ready", 60_000)
+    for (const server of [...servers.values(), ...stores.values()])
+      await server.line("ready", 60_000)
     /**
      * The server leading the highest term, by its lines, and since when: a `BecameLeader` not
      * followed by a `SteppedDown` of that term (on a loaded machine the first leader may not
@@ -219,31 +230,45 @@ export const realRun = async (
     // Under elections that never settle, the clients go to whoever leads (refused with
     // `electing` until it settled).
     const placedAt = currentLeader()?.id ?? "s1"
-    const perProcess = Math.ceil(clientCount / clientProcesses)
-    // BENCH_SEPARATE_KINDS=1: pool and baseline clients in processes of their own, so that the
-    // baseline's reconnections after the kill do not share the pool clients' event loops (on a
-    // loaded machine the baseline then overloads the servers before the kill: runs fail).
-    const layouts: ReadonlyArray<ReadonlyArray<"pool" | "lease">> =
-      process.env.BENCH_SEPARATE_KINDS === "1" ? [["pool"], ["lease"]] : [["pool", "lease"]]
-    for (const kinds of layouts)
-      for (let from = 0; from < clientCount; from += perProcess) {
-        const options: ClientProcessOptions = {
-          kinds,
-          from,
-          count: Math.min(perProcess, clientCount - from),
-          first: members.findIndex((member) => member.id === placedAt),
-          servers: members.map(({ id, client, store }) => ({ id, client, store })),
-          heartbeatMs,
-          leaseMs: timing.leaseMs,
-        }
-        clientProcs.push(
-          new Jl.JsonLinesProcess(
-            join(import.meta.dirname, "clientProcess.ts"),
-            [JSON.stringify(options)],
-            { env: { POOL_SECRET_HEX: secretHex } },
-          ),
-        )
+    // Pool and baseline clients in client processes of their own, as the servers and stores
+    // are: the baseline's reconnections after the kill stalled the pool clients' event loops
+    // (4 s of the 5 after it at load 25-30) when they shared them. The pool's clients fit in
+    // one process; the baseline's, a TCP connection and a keep-alive per interval each, need
+    // two (in one, not all 1,000 held a lease within 4 leases at load 27).
+    // BENCH_SHARED_CLIENTS=1: both kinds in each of two processes, to compare.
+    const layout: ReadonlyArray<ReadonlyArray<"pool" | "lease">> =
+      process.env.BENCH_SHARED_CLIENTS === "1"
+        ? [
+            ["pool", "lease"],
+            ["pool", "lease"],
+          ]
+        : [["pool"], ["lease"], ["lease"]]
+    const hosting = (kinds: ReadonlyArray<string>) =>
+      layout.filter((other) => other.join() === kinds.join()).length
+    const started = new Map<string, number>()
+    for (const kinds of layout) {
+      // This process's share of the clients of its kinds.
+      const index = started.get(kinds.join()) ?? 0
+      started.set(kinds.join(), index + 1)
+      const perProcess = Math.ceil(clientCount / hosting(kinds))
+      const from = index * perProcess
+      const options: ClientProcessOptions = {
+        kinds,
+        from,
+        count: Math.min(perProcess, clientCount - from),
+        first: members.findIndex((member) => member.id === placedAt),
+        servers: members.map(({ id, client, store }) => ({ id, client, store })),
+        heartbeatMs,
+        leaseMs: timing.leaseMs,
       }
+      clientProcs.push(
+        new Jl.JsonLinesProcess(
+          join(import.meta.dirname, "clientProcess.ts"),
+          [JSON.stringify(options)],
+          { env: { POOL_SECRET_HEX: secretHex } },
+        ),
+      )
+    }
     for (const proc of clientProcs) await proc.line("ready", 120_000)
     const lines = () =>
       clientProcs.flatMap((proc) => proc.lines.filter((line) => line.t !== "ready")) as Array<
@@ -304,6 +329,8 @@ export const realRun = async (
         lease: none,
         placedAt,
         killed: "none",
+        detectedBy: {},
+        loadAtKill: 0,
         electionsBeforeKill: elections(),
         heldAtKill: heldCounts(),
         lostBeforeKill: lines().filter((line) => line.t === "Lost").length,
@@ -319,10 +346,13 @@ export const realRun = async (
       if (server === killed) victims[client.startsWith("pool-") ? "pool" : "lease"].add(client)
     const heldAtKill = heldCounts()
     const dropsBefore = udpReceiveBufferErrors()
+    const loadAtKill = loadavg()[0]!
     const killedAtMs = Date.now()
     const lostBeforeKill = lines().filter((line) => line.t === "Lost").length
     servers.get(killed)!.kill("SIGKILL")
+    stores.get(killed)!.kill("SIGKILL")
     await servers.get(killed)!.exit()
+    await stores.get(killed)!.exit()
     const after = () => lines().filter((line) => line.wallMs >= killedAtMs)
     const reattached = () => {
       const at = new Map<string, number>()
@@ -346,6 +376,7 @@ export const realRun = async (
       victims: victims.pool,
       clientLines: clientProcs.map((proc) => proc.lines),
       serverLines: new Map([...servers].map(([id, server]) => [id, server.lines])),
+      storeLines: new Map([...stores].map(([id, store]) => [id, store.lines])),
       udpDrops: udpReceiveBufferErrors() - dropsBefore,
     })
     const kind = (of: ReadonlySet<string>): Kind => ({
@@ -356,18 +387,30 @@ export const realRun = async (
       }),
       lost: after().filter((line) => line.t === "Lost" && of.has(line.client)).length,
     })
+    const detectedBy: Record<string, number> = {}
+    for (const proc of clientProcs)
+      for (const line of proc.lines) {
+        if (line.t !== "trace" || !victims.pool.has(String(line.client))) continue
+        const walk = (line.steps as ReadonlyArray<Trace>).find(
+          (step) => step[0] >= killedAtMs && step[1] === "walk" && step[2] === killed,
+        )
+        const how = String(walk?.[4] ?? "none")
+        detectedBy[how] = (detectedBy[how] ?? 0) + 1
+      }
     return {
       pool: kind(victims.pool),
       lease: kind(victims.lease),
       placedAt,
       killed,
+      detectedBy,
+      loadAtKill,
       electionsBeforeKill,
       heldAtKill,
       lostBeforeKill,
       phases,
     }
   } finally {
-    const all = [...clientProcs, ...servers.values()]
+    const all = [...clientProcs, ...servers.values(), ...stores.values()]
     for (const proc of all) if (!proc.exited) proc.kill("SIGTERM")
     await Promise.race([Promise.all(all.map((proc) => proc.exit())), sleep(3_000)])
     Jl.killAll()
@@ -382,6 +425,7 @@ const phasesOf = (run: {
   readonly victims: ReadonlySet<string>
   readonly clientLines: ReadonlyArray<ReadonlyArray<Record<string, unknown>>>
   readonly serverLines: ReadonlyMap<string, ReadonlyArray<Record<string, unknown>>>
+  readonly storeLines: ReadonlyMap<string, ReadonlyArray<Record<string, unknown>>>
   readonly udpDrops: number
 }): Phases => {
   const { killed, killedAtMs } = run
@@ -425,6 +469,7 @@ const phasesOf = (run: {
   }
   const stalls: Record<string, { totalMs: number; maxMs: number }> = {}
   for (const [id, lines] of run.serverLines) stalls[id] = window(lines)
+  for (const [id, lines] of run.storeLines) stalls[`store-${id}`] = window(lines)
   run.clientLines.forEach((lines, index) => {
     stalls[`clients-${index}`] = window(lines)
   })

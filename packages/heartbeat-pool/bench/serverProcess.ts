@@ -5,23 +5,14 @@
  * leads and `{"t":"SteppedDown",…}` when it stops leading; for the bench's phases of a
  * failover, `CheckSent`, `ElectionStarted`, `RecordMerged`, and per client taken in
  * `Carried` / `Allocated` (`{"t","client","reattached","wallMs"}`); and `stall` lines
- * (`stalls.ts`).
- *
- * Beside the pool server it serves the embedded store (`MemoryStore` through a
- * `StoreServer` on `storePort`): the baseline's clients keep their TTL leases there, so the
- * same SIGKILL ends both.
+ * (`stalls.ts`). The baseline's store runs in a process of its own (`storeProcess.ts`).
  */
-import { MemoryStore, StoreServer } from "@understudy/store"
-import { Address, NodeTransport } from "@understudy/transport"
-import { Effect, Layer, Redacted } from "effect"
+import { Redacted } from "effect"
 import { createServer } from "../src/Facade.ts"
 import type * as Server from "../src/Server.ts"
 import { watchStalls } from "./stalls.ts"
 
-const { storePort, ...options } = JSON.parse(process.argv[2]!) as Omit<
-  Server.Options,
-  "poolSecret"
-> & { readonly storePort: number }
+const options = JSON.parse(process.argv[2]!) as Omit<Server.Options, "poolSecret">
 const secret = Redacted.make(new Uint8Array(Buffer.from(process.env.POOL_SECRET_HEX!, "hex")))
 const server = await createServer({ ...options, poolSecret: secret })
 watchStalls()
@@ -41,17 +32,5 @@ for (const t of [
         `${JSON.stringify({ t, term: event.term, client: event.client, reattached: event.reattached, wallMs: Date.now() })}\n`,
       ),
   )
-await new Promise<void>((resolve, reject) =>
-  Effect.runFork(
-    // Keep-alive pings off: the clients' lease keep-alives come every heartbeat interval.
-    StoreServer.serve(Address.tcp("127.0.0.1", storePort), { keepAlive: false }).pipe(
-      Effect.tap(() => Effect.sync(resolve)),
-      Effect.andThen(Effect.never),
-      Effect.scoped,
-      Effect.provide(Layer.merge(MemoryStore.layer, NodeTransport.layer)),
-      Effect.tapCause((cause) => Effect.sync(() => reject(new Error(String(cause))))),
-    ),
-  ),
-)
 process.stdout.write(`${JSON.stringify({ t: "ready" })}\n`)
 process.once("SIGTERM", () => void server.close().then(() => process.exit(0)))
