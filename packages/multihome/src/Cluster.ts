@@ -581,6 +581,8 @@ export const make = (
     let closing = false
     /** When this secondary decided to take over (the start of the takeover's duration). */
     let takeoverStartedMs: number | undefined
+    /** A fence acquisition is under way (see the role's `AcquireFence`). */
+    let acquiringFence = false
     /** Resolved once this node holds the fence: it ships nothing before (its epoch is 0). */
     const fenceHeld = yield* Deferred.make<void>()
 
@@ -1143,9 +1145,13 @@ export const make = (
       switch (action._tag) {
         case "AcquireFence": {
           // Nothing goes out before the old primary's lease ended and the epoch moved on.
-          if (fence === undefined) return
+          // One acquisition at a time: a takeover given up for a primary that linked again
+          // (see `ClusterRole`) leaves its acquisition waiting; begun again, it waits on.
+          if (fence === undefined || acquiringFence) return
           if (options.role === "secondary") takeoverStartedMs ??= yield* now
+          acquiringFence = true
           const epoch = yield* fence.acquire
+          acquiringFence = false
           return yield* stepRole({ _tag: "FenceAcquired", epoch })
         }
         case "Fenced":

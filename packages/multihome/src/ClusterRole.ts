@@ -83,6 +83,13 @@ export interface State {
    */
   readonly awaitingRelink: string | undefined
   /**
+   * A takeover began with the fence's acquisition (`AcquireFence`), not answered yet. Should
+   * the primary link again meanwhile, it is alive (it holds the lease this node waits for):
+   * the node is its secondary again, and an acquisition that still succeeds later means the
+   * primary was fenced out since: the node takes over then, at the epoch it acquired.
+   */
+  readonly awaitingFence: boolean
+  /**
    * A primary's replication was ever accepted: only then is there something to take over (a
    * link whose sender was refused, or that carried nothing, does not count).
    */
@@ -271,10 +278,14 @@ const relinkTimer = "relink"
 /** The secondary's link ended, or the peer reached it with none: take over. */
 const beginTakeOver = (state: State, why: string): Step => {
   if (state.role !== "secondary" || !state.primaryKnown) return result(state)
-  const next: State = { ...state, role: "active-secondary" }
   // Nothing goes out before the old primary's lease ended and the epoch moved on.
-  return result(next, [
-    act(next.config.fenced ? { _tag: "AcquireFence" } : { _tag: "TakeOver", why, planned: false }),
+  if (state.config.fenced) {
+    return result({ ...state, role: "active-secondary", awaitingFence: true }, [
+      act({ _tag: "AcquireFence" }),
+    ])
+  }
+  return result({ ...state, role: "active-secondary" }, [
+    act({ _tag: "TakeOver", why, planned: false }),
   ])
 }
 
@@ -318,6 +329,10 @@ const onCommand = (state: State, command: Command): Step => {
     case "Incoming":
       if (state.role === "secondary" && !state.linked)
         return result(state, [act({ _tag: "AcceptLink" })])
+      // Still waiting for the primary's lease: the primary is alive after all (see
+      // `awaitingFence`); refused, it would serve on unprotected and the copy go stale.
+      if (state.role === "active-secondary" && state.awaitingFence && !state.linked)
+        return result({ ...state, role: "secondary" }, [act({ _tag: "AcceptLink" })])
       // After a takeover, a primary that comes back must fall silent.
       if (state.role === "active-secondary") {
         return result(state, [
@@ -331,8 +346,19 @@ const onCommand = (state: State, command: Command): Step => {
         ? result({ ...state, epoch: command.epoch })
         : result(state)
     case "FenceAcquired": {
+      // A takeover given up for a primary that linked again: the lease is this node's now,
+      // so that primary was fenced out since; the copy is its last replication.
+      if (state.role === "secondary" && state.awaitingFence && state.primaryKnown) {
+        return result(
+          { ...state, role: "active-secondary", awaitingFence: false, epoch: command.epoch },
+          [
+            act({ _tag: "Fenced", epoch: command.epoch }),
+            act({ _tag: "TakeOver", why: `epoch ${command.epoch}`, planned: false }),
+          ],
+        )
+      }
       if (!serving(state)) return result(state)
-      const next: State = { ...state, epoch: command.epoch }
+      const next: State = { ...state, epoch: command.epoch, awaitingFence: false }
       const fenced = act({ _tag: "Fenced", epoch: command.epoch })
       return next.role === "active-secondary" && !next.tookOver
         ? result(next, [
@@ -424,6 +450,7 @@ export const make = (config: Config): Machine.Machine<State, Message, Command, A
         epoch: 0,
         linked: false,
         awaitingRelink: undefined,
+        awaitingFence: false,
         primaryKnown: false,
         tookOver: false,
         refused: 0,

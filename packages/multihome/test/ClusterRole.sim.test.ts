@@ -170,10 +170,14 @@ describe("ClusterRole simulation: the shipped role machine under crashes, failba
     expect(b.linkedTo).toBe("a")
   })
 
-  it("the check bites: with no relink grace the starved standby deposes its live primary", () => {
-    const { a, b } = starvedStandby(0)
-    expect(a.role.role).toBe("deposed")
-    expect(b.role.role).toBe("active-secondary")
+  it("with no relink grace the starved standby begins the takeover, then takes its live primary's new link back", () => {
+    const { report, a, b } = starvedStandby(0)
+    expect(report.events.filter(({ event }) => event._tag === "TakeOver")).toEqual([])
+    // Its acquisition is still waiting for the lease a keeps alive.
+    expect(b.acquiring).toBe(true)
+    expect(b.role.role).toBe("secondary")
+    expect(b.linkedTo).toBe("a")
+    expect(a.role.role).toBe("primary")
   })
 
   it("the checks bite: a secondary that never reads the store's epoch takes over from a stale copy in some schedule", () => {

@@ -122,6 +122,43 @@ describe("ClusterRole", () => {
     expect(fresh.command({ _tag: "LinkDown", reason: "End" })).toEqual([])
   })
 
+  it("fenced, waiting for the lease, the secondary takes its primary's new link back; a lease won later is a takeover at that epoch", () => {
+    // Refused (Deposed + RejectLink, as before), the live primary served on unprotected
+    // and this node later adopted a stale copy (the peer lost the association).
+    const node = start({ role: "secondary", fenced: true, standby: true })
+    node.command({ _tag: "LinkUp" })
+    node.receive({ _tag: "Replicate", epoch: 2 })
+    expect(actions(node.command({ _tag: "LinkDown", reason: "End" }))).toEqual(["AcquireFence"])
+    expect(actions(node.command({ _tag: "Incoming", from: "link" }))).toEqual(["AcceptLink"])
+    expect(node.state.role).toBe("secondary")
+    node.command({ _tag: "LinkUp" })
+    expect(actions(node.receive({ _tag: "Replicate", epoch: 2 }))).toEqual(["Apply"])
+    expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("forward")
+    // The acquisition still under way succeeds: the primary's lease ended, it is fenced out.
+    expect(actions(node.command({ _tag: "FenceAcquired", epoch: 3 }))).toEqual([
+      "Fenced",
+      "TakeOver",
+    ])
+    expect(node.state.epoch).toBe(3)
+    expect(node.state.role).toBe("active-secondary")
+    // Its replication, older than the epoch won, changes nothing any more.
+    expect(actions(node.receive({ _tag: "Replicate", epoch: 2 }))).toEqual([])
+    // Once the lease is held, a returning primary is told it was deposed, as before.
+    node.command({ _tag: "LinkDown", reason: "End" })
+    const answer = node.command({ _tag: "Incoming", from: "old" })
+    expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed", epoch: 3 }))
+    expect(actions(answer)).toEqual(["RejectLink"])
+  })
+
+  it("unfenced, a takeover under way refuses the old primary's link", () => {
+    const node = start({ role: "secondary", fenced: false, standby: false })
+    node.command({ _tag: "LinkUp" })
+    node.receive({ _tag: "Replicate", epoch: 0 })
+    expect(actions(node.command({ _tag: "LinkDown", reason: "End" }))).toEqual(["TakeOver"])
+    expect(actions(node.command({ _tag: "Incoming", from: "link" }))).toEqual(["RejectLink"])
+    expect(node.state.role).toBe("active-secondary")
+  })
+
   it("a secondary never linked to a primary does not take over", () => {
     const node = start({ role: "secondary", fenced: false, standby: false })
     expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("drop")
