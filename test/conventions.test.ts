@@ -332,6 +332,110 @@ describe("limit names", () => {
   })
 })
 
+/**
+ * Durations in a published option are `Duration.Input`s named for what they are (`timeout`,
+ * `linger`), decoded by Schema: a field ending in `Ms` in an exported `...Options` interface is
+ * a duration in plain milliseconds. Known and not yet converted, by file, each with its owner.
+ */
+const pendingMsOptions: Record<string, ReadonlyArray<string>> = {
+  // checkpoint (eng-dur, next session): session, bundle and discovery timings.
+  "packages/checkpoint/src/CheckpointStore.ts": ["leaseTtlMs"],
+  "packages/checkpoint/src/Discovery.ts": ["ttlMs"],
+  "packages/checkpoint/src/DuplexSession.ts": ["gapMs"],
+  "packages/checkpoint/src/ObjectBundle.ts": ["gapMs"],
+  "packages/checkpoint/src/ObjectSession.ts": ["claimWaitMs", "gapMs", "retryMs"],
+  // heartbeat-pool (eng-12).
+  "packages/heartbeat-pool/src/Client.ts": [
+    "heartbeatIntervalMs",
+    "minRetryIntervalMs",
+    "retryIntervalMs",
+  ],
+  // multihome Cluster.make (eng-sctp).
+  "packages/multihome/src/Cluster.ts": [
+    "ackTimeoutMs",
+    "addressWaitMs",
+    "healthEveryMs",
+    "intervalMs",
+    "leaseMs",
+    "timeoutMs",
+  ],
+  "packages/multihome/src/Fence.ts": ["leaseMs"],
+  // port-election's keepAlive (eng-runner).
+  "packages/port-election/src/Election.ts": ["intervalMs", "timeoutMs"],
+}
+
+/**
+ * Fields ending in `Ms` in the exported `...Options` interfaces of `source` (nested object
+ * types included; `@internal` ones and comments left out).
+ */
+export const msOptions = (source: string): Array<string> => {
+  const found = new Set<string>()
+  let depth = 0
+  let inside = false
+  let previous = ""
+  for (const raw of source.split("\n")) {
+    const line = raw.trim()
+    if (line.startsWith("//") || line.startsWith("*") || line.startsWith("/*")) {
+      previous = line
+      continue
+    }
+    if (!inside) {
+      const opens = /^export interface \w*Options\b/.test(line) && !previous.includes("@internal")
+      previous = line
+      if (!opens) continue
+      inside = true
+      depth = 0
+    }
+    for (const match of line.matchAll(/\b(\w+Ms)\??:/g)) found.add(match[1] as string)
+    for (const char of line) depth += char === "{" ? 1 : char === "}" ? -1 : 0
+    if (depth <= 0 && line.includes("}")) inside = false
+  }
+  return [...found].sort()
+}
+
+describe("durations", () => {
+  it("published options take durations as Duration.Input, not ...Ms numbers, outside the pending list", () => {
+    const found: Record<string, Array<string>> = {}
+    for (const name of readdirSync(Path.join(repository, "packages")).sort()) {
+      // The testkit is private: test code, not a public surface.
+      if (name === "testkit") continue
+      const src = Path.join(repository, "packages", name, "src")
+      if (!statSync(src, { throwIfNoEntry: false })?.isDirectory()) continue
+      for (const file of sourceFiles(src, 2_000)) {
+        // internal/ is not exported.
+        if (file.includes(`${Path.sep}internal${Path.sep}`)) continue
+        const names = msOptions(readFileSync(file, "utf8"))
+        if (names.length > 0) found[Path.relative(repository, file)] = names
+      }
+    }
+    const flat = (byFile: Record<string, ReadonlyArray<string>>) =>
+      Object.entries(byFile).flatMap(([file, names]) => names.map((option) => `${file}: ${option}`))
+    expectOnlyListed(
+      flat(found),
+      flat(pendingMsOptions),
+      'a duration option in milliseconds: make it a Duration.Input (e.g. timeout: "2 seconds")',
+    )
+  })
+
+  it("the scan finds ...Ms fields of exported Options interfaces, nested ones too, and nothing else", () => {
+    expect(
+      msOptions(
+        [
+          "export interface ConnectionOptions<A> {",
+          "  /** Default 1,000 ms: `lingerMs`. */",
+          "  readonly keepAlive?: { readonly intervalMs: number; readonly timeout: Duration.Input }",
+          "  readonly handshakeTimeoutMs?: number",
+          "  readonly linger?: Duration.Input",
+          "}",
+          "export interface Event { readonly atMs: number }",
+          "/** @internal */",
+          "export interface ResolvedOptions { readonly lingerMs: number }",
+        ].join("\n"),
+      ),
+    ).toEqual(["handshakeTimeoutMs", "intervalMs"])
+  })
+})
+
 describe("facades", () => {
   it("each package with a Promise facade exports it at the top level as createX, and no Facade namespace", async () => {
     const facades: Record<string, ReadonlyArray<string>> = {}

@@ -11,8 +11,8 @@ import { Effect, Layer, Option } from "effect"
 
 const program = Effect.gen(function* () {
   const names = yield* NameServer.NameServer
-  // Kept alive while the scope is open; gone `ttlMs` after its holder dies.
-  yield* names.register("kv/master", "server-1", 1, { ttlMs: 3_000 })
+  // Kept alive while the scope is open; gone `ttl` after its holder dies.
+  yield* names.register("kv/master", "server-1", 1, { ttl: "3 seconds" })
   const master = yield* names.resolve("kv/master")
   return Option.map(master, (holder) => `${holder.holder} at epoch ${holder.epoch}`)
 }).pipe(Effect.scoped)

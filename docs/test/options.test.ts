@@ -113,22 +113,6 @@ const pages: Record<string, Page> = {
       ["SimNet.ts", "SimNetOptions"],
     ],
   },
-  machine: {
-    interfaces: [
-      ["Runner.ts", "Settings"],
-      ["Runner.ts", "Options"],
-      ["Runner.ts", "ConnectionOptions"],
-    ],
-    notOptions: ["onEvent", "closed"],
-  },
-}
-
-/**
- * Pages without an "Options" section yet, and what to check once they have it: store's options
- * are being renamed (durations as `Duration.Input`), and its section comes with the rename;
- * then its entry moves into `pages`.
- */
-const pending: Record<string, Page> = {
   store: {
     interfaces: [
       ["MemoryStore.ts", "MemoryStoreOptions"],
@@ -140,7 +124,18 @@ const pending: Record<string, Page> = {
       ["Facade.ts", "CreateStoreServerOptions"],
     ],
   },
+  machine: {
+    interfaces: [
+      ["Runner.ts", "Settings"],
+      ["Runner.ts", "Options"],
+      ["Runner.ts", "ConnectionOptions"],
+    ],
+    notOptions: ["onEvent", "closed"],
+  },
 }
+
+/** Pages without an "Options" section yet (none left). */
+const pending: Record<string, Page> = {}
 
 /** Every Promise facade's own two options (`Observability.FacadeOptions`, in transport). */
 const facadeOptions = keysOf("transport", "Observability.ts", "FacadeOptions")

@@ -175,15 +175,18 @@ const storeLayer = (
     ? Layer.unwrap(
         Effect.promise(() => import("@understudy/store/etcd")).pipe(
           Effect.map(({ EtcdStore }) =>
-            EtcdStore.layer({ endpoints: [location.endpoint], requestTimeoutMs: 1_000 }),
+            // Constant options: they cannot be refused.
+            EtcdStore.layer({ endpoints: [location.endpoint], requestTimeout: 1_000 }).pipe(
+              Layer.orDie,
+            ),
           ),
         ),
       )
     : RemoteStore.layer({
         address: location,
-        requestTimeoutMs: 1_000,
+        requestTimeout: 1_000,
         ...(clusterKey !== undefined ? { clusterKey } : {}),
-      }).pipe(Layer.provide(NodeTransport.layer))
+      }).pipe(Layer.provide(NodeTransport.layer), Layer.orDie)
 
 /** Runs the node until SIGTERM / SIGINT. @since 0.1.0 */
 export const node = (

@@ -69,13 +69,16 @@ export const storeLayer = (
   location._tag === "Remote"
     ? RemoteStore.layer({
         address: location.address,
-        requestTimeoutMs: 1_000,
+        requestTimeout: 1_000,
         ...(clusterKey === undefined ? {} : { clusterKey }),
-      }).pipe(Layer.provide(NodeTransport.layer))
+      }).pipe(Layer.provide(NodeTransport.layer), Layer.orDie)
     : Layer.unwrap(
         Effect.promise(() => import("@understudy/store/etcd")).pipe(
           Effect.map(({ EtcdStore }) =>
-            EtcdStore.layer({ endpoints: [location.endpoint], requestTimeoutMs: 1_000 }),
+            // Constant options: they cannot be refused.
+            EtcdStore.layer({ endpoints: [location.endpoint], requestTimeout: 1_000 }).pipe(
+              Layer.orDie,
+            ),
           ),
         ),
       )

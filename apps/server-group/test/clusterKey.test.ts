@@ -67,8 +67,7 @@ const tryForge = (
     const registered =
       forged === undefined
         ? undefined
-        : (yield* Effect.result(names.register("kv", forged, 1_000_000_000, { ttlMs: 60_000 })))
-            ._tag
+        : (yield* Effect.result(names.register("kv", forged, 1_000_000_000, { ttl: 60_000 })))._tag
     const resolved = yield* Effect.result(names.resolve("kv"))
     return { registered, resolved }
   }).pipe(
@@ -78,7 +77,7 @@ const tryForge = (
         Layer.provide(
           RemoteStore.layer({
             address,
-            requestTimeoutMs: 1_000,
+            requestTimeout: 1_000,
             ...(key === undefined ? {} : { clusterKey: key }),
           }),
         ),

@@ -149,7 +149,7 @@ export const advertise = (
 
     const holdOnce = Effect.scoped(
       Effect.gen(function* () {
-        const registration = yield* names.register(name, holder, epoch + 1, { ttlMs })
+        const registration = yield* names.register(name, holder, epoch + 1, { ttl: ttlMs })
         epoch = registration.holder.epoch
         yield* Effect.logInfo("checkpoint: holds the service's name").pipe(
           Effect.annotateLogs({ name, epoch }),

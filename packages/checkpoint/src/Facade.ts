@@ -189,11 +189,15 @@ const storeLayerOf = async (
     const address = Address.parseStream(choice.remote)
     if (address instanceof Address.InvalidAddress)
       throw new CheckpointConfigError({ detail: `store.remote: ${address.reason}` })
-    return RemoteStore.layer({ address, ...(clusterKey === undefined ? {} : { clusterKey }) })
+    // The defaults and a key: nothing a store layer can refuse.
+    return RemoteStore.layer({
+      address,
+      ...(clusterKey === undefined ? {} : { clusterKey }),
+    }).pipe(Layer.orDie)
   }
   // Loaded only when asked for: etcd3 is an optional dependency.
   const { EtcdStore } = await import("@understudy/store/etcd")
-  return EtcdStore.layer({ endpoints: [...choice.etcd] })
+  return EtcdStore.layer({ endpoints: [...choice.etcd] }).pipe(Layer.orDie)
 }
 
 /**

@@ -46,7 +46,7 @@ const connect = async (store: string, serverId: string) => {
   if (address instanceof Address.InvalidAddress) throw new Error(address.reason)
   const context = await run(
     Layer.build(
-      RemoteStore.layer({ address, clusterKey, requestTimeoutMs: 15_000 }).pipe(
+      RemoteStore.layer({ address, clusterKey, requestTimeout: 15_000 }).pipe(
         Layer.provide(NodeTransport.layer),
       ),
     ),

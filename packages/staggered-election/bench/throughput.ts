@@ -249,7 +249,7 @@ const etcd = async (): Promise<Measured> => {
         EtcdStore.layer({
           endpoints: cluster.endpoints,
           prefix: "/bench/",
-          requestTimeoutMs: 5_000,
+          requestTimeout: 5_000,
         }),
       ).pipe(Scope.provide(scope)),
     )

@@ -22,7 +22,9 @@
  * @since 0.1.0
  */
 import { NameServer } from "@understudy/store"
-import { Effect, Option, Random, Schedule, Semaphore } from "effect"
+import { Options } from "@understudy/transport"
+import { type Duration, Effect, Option, Random, Result, Schedule, Semaphore } from "effect"
+import * as Machine from "./Machine.ts"
 import * as ServerGroup from "./ServerGroup.ts"
 
 /** How a client reaches one server. @since 0.1.0 @category models */
@@ -40,10 +42,13 @@ export interface ClientOptions<Req, Res> {
   /** The first request id minus one (a restarted client continues after its last id). */
   readonly lastRequestId?: number
   readonly call: Call<Req, Res>
-  /** How long one request may take, retries included. Default 10,000. */
-  readonly deadlineMs?: number
-  /** Pause before retrying after an unavailable master or none registered. Default 25. */
-  readonly retryDelayMs?: number
+  /** How long one request may take, retries included. Default 10 seconds. */
+  readonly deadline?: Duration.Input
+  /**
+   * The pauses before retrying after an unavailable master or none registered (`deadline`
+   * and `attemptsMax` bound it). Default `retryDefault`: 25 ms each time.
+   */
+  readonly retry?: Schedule.Schedule<unknown>
   /** Attempts of one request, at most. Default 1,000. */
   readonly attemptsMax?: number
 }
@@ -88,21 +93,34 @@ export const local =
   }
 
 /**
- * A client on the `NameServer` in context.
+ * The default pause between a client's attempts: 25 ms, whatever went wrong (a failover
+ * takes its detection and election time however often the client asks).
+ *
+ * @since 0.1.0
+ * @category scheduling
+ */
+export const retryDefault: Schedule.Schedule<unknown> = Schedule.spaced("25 millis")
+
+/**
+ * A client on the `NameServer` in context. A `deadline` that is not a positive duration
+ * fails with `InvalidConfig` naming it.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = <Req, Res>(
   options: ClientOptions<Req, Res>,
-): Effect.Effect<Client<Req, Res>, never, NameServer.NameServer> =>
+): Effect.Effect<Client<Req, Res>, Machine.InvalidConfig, NameServer.NameServer> =>
   Effect.gen(function* () {
+    const deadline = Options.positiveMillis("deadline", options.deadline ?? 10_000)
+    if (Result.isFailure(deadline)) {
+      return yield* new Machine.InvalidConfig({ reason: deadline.failure })
+    }
+    const deadlineMs = deadline.success
     const nameServer = yield* NameServer.NameServer
     const clientId =
       options.clientId ??
       `client-${(yield* Random.nextIntBetween(0, 2 ** 31)).toString(36)}-${(yield* Random.nextIntBetween(0, 2 ** 31)).toString(36)}`
-    const deadlineMs = options.deadlineMs ?? 10_000
-    const retryDelayMs = options.retryDelayMs ?? 25
     const attemptsMax = options.attemptsMax ?? 1_000
     const oneAtATime = yield* Semaphore.make(1)
     let requestId = options.lastRequestId ?? 0
@@ -120,7 +138,7 @@ export const make = <Req, Res>(
     })
 
     /** Between attempts that found no master, or a master that could not answer. */
-    const retry = Schedule.spaced(retryDelayMs)
+    const retry = options.retry ?? retryDefault
 
     const attempt = (submission: ServerGroup.Submission<Req>) => {
       let target: ServerGroup.Holder | undefined

@@ -580,7 +580,7 @@ export const make = <S, Req, Res>(
         }
         const scope = yield* Scope.make()
         const outcome = yield* nameServer
-          .register(group, holderName, m.epoch, { ttlMs })
+          .register(group, holderName, m.epoch, { ttl: ttlMs })
           .pipe(Scope.provide(scope), Effect.result)
         const nowMs = yield* Clock.currentTimeMillis
         if (outcome._tag === "Success") {

@@ -11,8 +11,9 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer, Option, Stream } from "effect"
+import { type Duration, Effect, Layer, Option, Schema, Stream } from "effect"
 import type { IKeyValue, IOptions, ITxnResponse } from "etcd3"
+import * as Config from "./internal/config.ts"
 import { etcd3 } from "./internal/etcd3.ts"
 import { call, type EtcdFailure } from "./internal/etcdCall.ts"
 import { makeWatchSession } from "./internal/etcdWatch.ts"
@@ -28,7 +29,7 @@ import {
   Store,
   type WatchEvent,
 } from "./Store.ts"
-import { Conflict, LeaseExpired, Unavailable } from "./StoreError.ts"
+import { Conflict, LeaseExpired, type StoreConfigError, Unavailable } from "./StoreError.ts"
 
 /** @since 0.1.0 @category models */
 export interface EtcdStoreOptions {
@@ -38,13 +39,13 @@ export interface EtcdStoreOptions {
   readonly prefix?: string
   /**
    * How long a watch or keep-alive stream may take to be acknowledged by etcd before it
-   * is abandoned (and, for a watch, retried). Default 3,000 ms.
+   * is abandoned (and, for a watch, retried). Default 3 seconds.
    */
-  readonly dialTimeoutMs?: number
-  /** The deadline of every request. Default 5,000 ms. */
-  readonly requestTimeoutMs?: number
-  /** How long a watch may stay disconnected before it fails with `Unavailable`. Default 30,000 ms. */
-  readonly watchOutageMsMax?: number
+  readonly dialTimeout?: Duration.Input
+  /** The deadline of every request. Default 5 seconds. */
+  readonly requestTimeout?: Duration.Input
+  /** How long a watch may stay disconnected before it fails with `Unavailable`. Default 30 seconds. */
+  readonly watchOutageMax?: Duration.Input
 }
 
 type FaultPolicy = ReturnType<NonNullable<NonNullable<IOptions["faultHandling"]>["host"]>>
@@ -100,9 +101,18 @@ export const make = (options: EtcdStoreOptions) =>
   Effect.gen(function* () {
     const namespace = options.prefix ?? ""
     const namespaceBytes = Buffer.byteLength(namespace, "utf8")
-    const timeoutMs = options.requestTimeoutMs ?? 5_000
-    const dialTimeoutMs = options.dialTimeoutMs ?? 3_000
-    const watchOutageMsMax = options.watchOutageMsMax ?? 30_000
+    const config = yield* Config.decode(
+      "EtcdStore",
+      Schema.Struct({
+        requestTimeout: Config.duration,
+        dialTimeout: Config.duration,
+        watchOutageMax: Config.duration,
+      }),
+      options,
+    )
+    const timeoutMs = Config.millis(config.requestTimeout, 5_000)
+    const dialTimeoutMs = Config.millis(config.dialTimeout, 3_000)
+    const watchOutageMsMax = Config.millis(config.watchOutageMax, 30_000)
 
     const client = yield* Effect.acquireRelease(
       Effect.sync(
@@ -420,5 +430,5 @@ export const make = (options: EtcdStoreOptions) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: EtcdStoreOptions): Layer.Layer<Store> =>
+export const layer = (options: EtcdStoreOptions): Layer.Layer<Store, StoreConfigError> =>
   Layer.effect(Store, make(options))

@@ -41,29 +41,14 @@ import {
   Option,
   Redacted,
   Result,
-  Schema,
   Scope,
   Stream,
 } from "effect"
 import * as MemoryStore from "./MemoryStore.ts"
 import * as RemoteStore from "./RemoteStore.ts"
 import * as Store from "./Store.ts"
-import type { StoreError } from "./StoreError.ts"
+import { StoreConfigError, type StoreError } from "./StoreError.ts"
 import * as StoreServer from "./StoreServer.ts"
-
-/**
- * The options of `createStore` or `createStoreServer` are unusable.
- *
- * @since 0.1.0
- * @category errors
- */
-export class StoreConfigError extends Schema.TaggedError<StoreConfigError>()("StoreConfigError", {
-  detail: Schema.String,
-}) {
-  override get message(): string {
-    return `invalid store options: ${this.detail}`
-  }
-}
 
 /** Where a Promise store is. @since 0.1.0 @category models */
 export type StoreBackend =
@@ -133,7 +118,7 @@ const encoder = new TextEncoder()
 
 const backendLayer = async (
   options: CreateStoreOptions,
-): Promise<Layer.Layer<Store.Store, never, Transport.Transport>> => {
+): Promise<Layer.Layer<Store.Store, StoreConfigError, Transport.Transport>> => {
   const backend = options.backend ?? "memory"
   const requestTimeoutMs = requestTimeoutMsOf(options.requestTimeout)
   if (backend === "memory") return MemoryStore.layer
@@ -148,7 +133,7 @@ const backendLayer = async (
       ...(options.clusterKey === undefined
         ? {}
         : { clusterKey: Redacted.make(options.clusterKey) }),
-      ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
+      ...(requestTimeoutMs === undefined ? {} : { requestTimeout: requestTimeoutMs }),
     })
   }
   if (backend.etcd.length === 0) throw new StoreConfigError({ detail: "backend.etcd is empty" })
@@ -156,7 +141,7 @@ const backendLayer = async (
   const { EtcdStore } = await import("./etcd.ts")
   return EtcdStore.layer({
     endpoints: [...backend.etcd],
-    ...(requestTimeoutMs === undefined ? {} : { requestTimeoutMs }),
+    ...(requestTimeoutMs === undefined ? {} : { requestTimeout: requestTimeoutMs }),
   })
 }
 

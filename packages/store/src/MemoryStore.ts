@@ -6,7 +6,8 @@
  *
  * @since 0.1.0
  */
-import { Deferred, Effect, Layer, Option, Stream } from "effect"
+import { Deferred, type Duration, Effect, Layer, Option, Schema, Stream } from "effect"
+import * as Config from "./internal/config.ts"
 import * as Validate from "./internal/validate.ts"
 import * as Metrics from "./Metrics.ts"
 import {
@@ -19,14 +20,14 @@ import {
   Store,
   type WatchEvent,
 } from "./Store.ts"
-import { Compacted, Conflict, LeaseExpired } from "./StoreError.ts"
+import { Compacted, Conflict, LeaseExpired, type StoreConfigError } from "./StoreError.ts"
 
 /** @since 0.1.0 @category models */
 export interface MemoryStoreOptions {
   /** Changes kept for watches; older ones are compacted. Default 100,000. */
   readonly historyMax?: number
   /** How often expired leases are swept. Default 50 ms. */
-  readonly leaseSweepMs?: number
+  readonly leaseSweep?: Duration.Input
 }
 
 interface LeaseState {
@@ -43,8 +44,13 @@ interface LeaseState {
  */
 export const make = (options: MemoryStoreOptions = {}) =>
   Effect.gen(function* () {
-    const historyMax = options.historyMax ?? 100_000
-    const sweepMs = options.leaseSweepMs ?? 50
+    const config = yield* Config.decode(
+      "MemoryStore",
+      Schema.Struct({ historyMax: Config.whole, leaseSweep: Config.duration }),
+      options,
+    )
+    const historyMax = config.historyMax ?? 100_000
+    const sweepMs = Config.millis(config.leaseSweep, 50)
     const data = new Map<string, KeyValue>()
     const leases = new Map<string, LeaseState>()
     let history: Array<WatchEvent> = []
@@ -260,8 +266,12 @@ export const make = (options: MemoryStoreOptions = {}) =>
  * @since 0.1.0
  * @category layers
  */
-export const layer: Layer.Layer<Store> = Layer.effect(Store, make())
+export const layer: Layer.Layer<Store> = Layer.effect(
+  Store,
+  // The defaults are valid: nothing to refuse.
+  Effect.orDie(make()),
+)
 
 /** A memory store with options. @since 0.1.0 @category layers */
-export const layerWith = (options: MemoryStoreOptions): Layer.Layer<Store> =>
+export const layerWith = (options: MemoryStoreOptions): Layer.Layer<Store, StoreConfigError> =>
   Layer.effect(Store, make(options))

@@ -10,14 +10,17 @@
  *
  * @since 0.1.0
  */
+import { Options } from "@understudy/transport"
 import {
   Clock,
   Context,
   Deferred,
+  type Duration,
   Effect,
   Layer,
   Metric,
   Option,
+  Result,
   Schedule,
   Schema,
   type Scope,
@@ -25,7 +28,7 @@ import {
 } from "effect"
 import * as Metrics from "./Metrics.ts"
 import { Store } from "./Store.ts"
-import { type InvalidRequest, type LeaseExpired, Unavailable } from "./StoreError.ts"
+import { InvalidRequest, type LeaseExpired, Unavailable } from "./StoreError.ts"
 
 /** @since 0.1.0 @category models */
 export const Holder = Schema.Struct({
@@ -88,8 +91,11 @@ export interface Registration {
 
 /** @since 0.1.0 @category models */
 export interface RegisterOptions {
-  /** Lease TTL: how long after the holder's death its registration vanishes. Default 3,000. */
-  readonly ttlMs?: number
+  /**
+   * Lease TTL: how long after the holder's death its registration vanishes. Default 3
+   * seconds; one that is not a positive duration fails `register` with `InvalidRequest`.
+   */
+  readonly ttl?: Duration.Input
 }
 
 /** @since 0.1.0 @category services */
@@ -206,7 +212,9 @@ export const make = (options: { readonly prefix?: string } = {}) =>
     const register = (role: string, holder: string, epoch: number, opts: RegisterOptions = {}) =>
       Effect.gen(function* () {
         const me: Holder = { role, holder, epoch }
-        const ttlMs = opts.ttlMs ?? 3_000
+        const ttl = Options.positiveMillis("ttl", opts.ttl ?? 3_000)
+        if (Result.isFailure(ttl)) return yield* new InvalidRequest({ detail: ttl.failure })
+        const ttlMs = Math.round(ttl.success)
         yield* claimEpoch(me)
         // The lease's TTL may run from as early as this: `lost` counts from here.
         const grantedMs = yield* Clock.currentTimeMillis

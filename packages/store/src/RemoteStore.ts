@@ -3,7 +3,8 @@
  * processes on one machine that share state with nothing else installed.
  *
  * It connects on first use and again whenever the connection drops, with a jittered
- * exponential backoff. Every request is bounded by `requestTimeoutMs`, connecting included;
+ * exponential backoff (or the `reconnect` schedule given). Every request is bounded by
+ * `requestTimeout`, connecting included;
  * past it, or when the connection is lost while it is in flight, it fails with
  * `Unavailable` — never a hang. A compare-and-set that failed with `Unavailable` may have
  * taken effect: retrying it with the same expected revision is safe.
@@ -11,7 +12,7 @@
  * Watches survive reconnects: each resumes on the new connection right after the last
  * revision it delivered, with no event skipped or repeated, and fails with `Compacted` if
  * that revision is gone, or with `Unavailable` when the server stays unreachable for
- * `reconnectBudgetMs`.
+ * `reconnectBudget`.
  *
  * @since 0.1.0
  */
@@ -33,14 +34,22 @@ import {
   Queue,
   type Redacted,
   Schedule,
+  Schema,
   Scope,
   Stream,
 } from "effect"
+import * as Config from "./internal/config.ts"
 import * as Protocol from "./internal/protocol.ts"
 import * as Validate from "./internal/validate.ts"
 import * as Metrics from "./Metrics.ts"
 import { type DeleteOptions, type PutOptions, Store, type WatchEvent } from "./Store.ts"
-import { type Compacted, type InvalidRequest, type StoreError, Unavailable } from "./StoreError.ts"
+import {
+  type Compacted,
+  type InvalidRequest,
+  type StoreConfigError,
+  type StoreError,
+  Unavailable,
+} from "./StoreError.ts"
 
 /** @since 0.1.0 @category models */
 export interface RemoteStoreOptions {
@@ -48,15 +57,19 @@ export interface RemoteStoreOptions {
   readonly address: Address.StreamAddress
   /** The server's cluster key, if it has one. */
   readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
-  /** Time allowed for one request, connecting included. Default 5,000 ms. */
-  readonly requestTimeoutMs?: number
+  /** Time allowed for one request, connecting included. Default 5 seconds. */
+  readonly requestTimeout?: Duration.Input
   /**
    * How long a watch keeps trying to get back to the server after losing it before it
-   * fails with `Unavailable`. Default 10,000 ms.
+   * fails with `Unavailable`. Default 10 seconds.
    */
-  readonly reconnectBudgetMs?: number
-  /** First reconnection delay; it doubles, with jitter, up to 1 s. Default 25 ms. */
-  readonly reconnectBaseMs?: number
+  readonly reconnectBudget?: Duration.Input
+  /**
+   * The delays between connection attempts (a request's, or a watch's after losing the
+   * server); the request time-out and `reconnectBudget` bound it. Default `reconnectDefault`:
+   * from 25 ms, doubling with jitter, up to 1 s.
+   */
+  readonly reconnect?: Schedule.Schedule<unknown>
   /** Largest frame accepted or sent. Default 2 MiB, like the server. */
   readonly frameBytesMax?: number
   /** Transport keep-alive; default the transport's (ping 1 s, time-out 5 s). */
@@ -95,38 +108,58 @@ interface Session {
 type Operation = Protocol.Operation
 type Result = Protocol.Result
 
-const reconnectDelayMsMax = 1_000
+/**
+ * The default delays between connection attempts: from 25 ms, doubling, at most 1 s, each
+ * jittered so clients that lost one server do not all come back at once.
+ *
+ * @since 0.1.0
+ * @category scheduling
+ */
+export const reconnectDefault: Schedule.Schedule<unknown> = Schedule.min([
+  Schedule.exponential(Duration.millis(25)),
+  Schedule.spaced(Duration.seconds(1)),
+]).pipe(Schedule.jittered)
+
 /** How long a cancelled watch waits to queue its cancel message on a full connection. */
 const cancelSendMs = 1_000
 
 /**
- * Builds a remote store whose connection lives in the current scope.
+ * Builds a remote store whose connection lives in the current scope. Fails with
+ * `StoreConfigError` naming an option out of range, before connecting.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
   options: RemoteStoreOptions,
-): Effect.Effect<Store["Service"], never, Transport.Transport | Scope.Scope> =>
+): Effect.Effect<Store["Service"], StoreConfigError, Transport.Transport | Scope.Scope> =>
   Effect.gen(function* () {
+    const config = yield* Config.decode(
+      "RemoteStore",
+      Schema.Struct({
+        requestTimeout: Config.duration,
+        reconnectBudget: Config.duration,
+        frameBytesMax: Config.whole,
+        watchQueuedEventsMax: Config.whole,
+        reconnect: Config.schedule,
+      }),
+      options,
+    )
     const transport = yield* Transport.Transport
     const layerScope = yield* Effect.scope
-    const requestTimeoutMs = options.requestTimeoutMs ?? 5_000
-    const reconnectBudgetMs = options.reconnectBudgetMs ?? 10_000
-    const watchQueuedEventsMax = options.watchQueuedEventsMax ?? 10_000
+    const requestTimeoutMs = Config.millis(config.requestTimeout, 5_000)
+    const reconnectBudgetMs = Config.millis(config.reconnectBudget, 10_000)
+    const watchQueuedEventsMax = config.watchQueuedEventsMax ?? 10_000
     const connectionOptions: Options.ConnectionOptions<Protocol.Message> = {
       codec: Protocol.clientCodec,
-      frameBytesMax: options.frameBytesMax ?? Protocol.frameBytesMaxDefault,
+      frameBytesMax: config.frameBytesMax ?? Protocol.frameBytesMaxDefault,
       // A connection attempt never outlives the request that waits for it.
-      handshakeTimeoutMs: requestTimeoutMs,
+      handshakeTimeout: requestTimeoutMs,
       ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
       ...(options.keepAlive === undefined ? {} : { keepAlive: options.keepAlive }),
     }
-    /** Jittered exponential backoff, capped; callers bound it by time. */
-    const backoff = Schedule.min([
-      Schedule.exponential(Duration.millis(options.reconnectBaseMs ?? 25)),
-      Schedule.spaced(Duration.millis(reconnectDelayMsMax)),
-    ]).pipe(Schedule.jittered)
+    /** Callers bound it by time. */
+    const backoff = options.reconnect ?? reconnectDefault
 
     let session: Session | undefined
     let connecting: Deferred.Deferred<Session, Unavailable> | undefined
@@ -554,4 +587,4 @@ export const make = (
  */
 export const layer = (
   options: RemoteStoreOptions,
-): Layer.Layer<Store, never, Transport.Transport> => Layer.effect(Store, make(options))
+): Layer.Layer<Store, StoreConfigError, Transport.Transport> => Layer.effect(Store, make(options))

@@ -84,3 +84,18 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("Invali
 
 /** @since 0.1.0 @category errors */
 export type StoreError = Conflict | LeaseExpired | Unavailable | Compacted | InvalidRequest
+
+/**
+ * The options of a store layer (`RemoteStore`, `EtcdStore`, `MemoryStore`), `createStore` or
+ * `createStoreServer` are unusable: the detail names the option. Nothing is opened or bound.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StoreConfigError extends Schema.TaggedError<StoreConfigError>()("StoreConfigError", {
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    return `invalid store options: ${this.detail}`
+  }
+}

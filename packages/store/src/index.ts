@@ -11,7 +11,6 @@ export {
   createStoreServer,
   type StoreBackend,
   type StoreClient,
-  StoreConfigError,
   type StoreServerHandle,
   type StoreWatch,
 } from "./Facade.ts"
@@ -21,4 +20,5 @@ export * as NameServer from "./NameServer.ts"
 export * as RemoteStore from "./RemoteStore.ts"
 export * as Store from "./Store.ts"
 export * as StoreError from "./StoreError.ts"
+export { StoreConfigError } from "./StoreError.ts"
 export * as StoreServer from "./StoreServer.ts"

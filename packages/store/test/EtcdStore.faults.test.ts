@@ -21,8 +21,8 @@ const storeLayer = (options: Partial<EtcdStore.EtcdStoreOptions> = {}) =>
       EtcdStore.layer({
         endpoints: [server().endpoint],
         prefix: `/faults/${++stores}/`,
-        requestTimeoutMs: 1_000,
-        dialTimeoutMs: 500,
+        requestTimeout: 1_000,
+        dialTimeout: 500,
         ...options,
       }),
     ),
@@ -175,9 +175,9 @@ describe("EtcdStore under faults", () => {
         const port = typeof address === "object" && address !== null ? address.port : 0
         const layer = EtcdStore.layer({
           endpoints: [`http://127.0.0.1:${port}`],
-          requestTimeoutMs: 500,
-          dialTimeoutMs: 200,
-          watchOutageMsMax: 1_000,
+          requestTimeout: 500,
+          dialTimeout: 200,
+          watchOutageMax: 1_000,
         })
         yield* Effect.gen(function* () {
           const store = yield* Store

@@ -8,8 +8,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { TestTracer } from "@understudy/testkit"
 import type { Observability } from "@understudy/transport"
 import type { Duration } from "effect"
-import { createStore, createStoreServer, StoreConfigError } from "../src/Facade.ts"
+import { createStore, createStoreServer } from "../src/Facade.ts"
 import type { WatchEvent } from "../src/Store.ts"
+import { StoreConfigError } from "../src/StoreError.ts"
 
 const text = (value: Uint8Array | undefined) =>
   value === undefined ? undefined : new TextDecoder().decode(value)

@@ -153,7 +153,7 @@ describe("store metrics", () => {
             expect(yield* server.connectionCount).toBe(1)
             expect((yield* clients).value).toBe(1)
           }).pipe(
-            Effect.provide(RemoteStore.layer({ address: server.address, requestTimeoutMs: 5_000 })),
+            Effect.provide(RemoteStore.layer({ address: server.address, requestTimeout: 5_000 })),
           )
           expect(yield* count("put", "remote", "ok")).toBe(1)
           const timed = yield* Metric.value(

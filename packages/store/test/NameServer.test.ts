@@ -65,7 +65,7 @@ describe("NameServer", () => {
       Effect.gen(function* () {
         const names = yield* NameServer
         const store = yield* Store
-        const registration = yield* names.register("master", "server-1", 1, { ttlMs: 1_000 })
+        const registration = yield* names.register("master", "server-1", 1, { ttl: 1_000 })
         // Keep-alives go on while time passes: still registered after many TTLs.
         yield* TestClock.adjust(5_000)
         expect(Option.isSome(yield* names.resolve("master"))).toBe(true)
@@ -161,7 +161,7 @@ describe("NameServer when the store is away", () => {
     const away = { value: false }
     return Effect.gen(function* () {
       const names = yield* NameServer
-      const registration = yield* names.register("master", "server-1", 1, { ttlMs: 3_000 })
+      const registration = yield* names.register("master", "server-1", 1, { ttl: 3_000 })
       const lost = yield* Effect.forkChild(registration.lost)
       away.value = true
       yield* advance(1_500)
@@ -176,7 +176,7 @@ describe("NameServer when the store is away", () => {
     const away = { value: false }
     return Effect.gen(function* () {
       const names = yield* NameServer
-      const registration = yield* names.register("master", "server-1", 1, { ttlMs: 3_000 })
+      const registration = yield* names.register("master", "server-1", 1, { ttl: 3_000 })
       const lost = yield* Effect.forkChild(registration.lost)
       // The keep-alive at 1,000 ms reaches the store; every later one fails.
       yield* advance(1_000)

@@ -65,8 +65,8 @@ describe("RemoteStore faults", () => {
         const dir = yield* tempDir
         const url = `unix://${dir}/store.sock`
         const address = Address.unix(`${dir}/store.sock`)
-        const patient = yield* client({ address, requestTimeoutMs: 10_000 })
-        const impatient = yield* client({ address, requestTimeoutMs: 1_000 })
+        const patient = yield* client({ address, requestTimeout: 10_000 })
+        const impatient = yield* client({ address, requestTimeout: 1_000 })
         const serverScope = yield* Scope.make()
         const child = yield* spawnServer(url).pipe(Scope.provide(serverScope))
         const written = yield* patient.put("/f/a", text("1"))
@@ -112,8 +112,8 @@ describe("RemoteStore faults", () => {
       const child = yield* spawnServer(url)
       const store = yield* client({
         address: Address.unix(`${dir}/store.sock`),
-        requestTimeoutMs: 1_000,
-        reconnectBudgetMs: 1_000,
+        requestTimeout: 1_000,
+        reconnectBudget: 1_000,
       })
       const watcher = yield* Effect.forkChild(Stream.runCollect(store.watch("/w/")))
       yield* Effect.sleep(100)
@@ -158,7 +158,7 @@ describe("RemoteStore faults", () => {
     () =>
       Effect.gen(function* () {
         const served = yield* restartable
-        const store = yield* client({ address: served.address, reconnectBudgetMs: 5_000 })
+        const store = yield* client({ address: served.address, reconnectBudget: 5_000 })
         const start = yield* served.memory.put("/r/start", text("0"))
         // 600 puts, 5 puts on a lease, the lease's 5 deletes under one revision.
         const expected = 20 * 30 + 5 + 5
@@ -206,7 +206,7 @@ describe("RemoteStore faults", () => {
   it.live("a watch resumed after its next revision was compacted fails with Compacted", () =>
     Effect.gen(function* () {
       const served = yield* restartable
-      const store = yield* client({ address: served.address, reconnectBudgetMs: 10_000 })
+      const store = yield* client({ address: served.address, reconnectBudget: 10_000 })
       const first = yield* served.memory.put("/c/a", text("1"))
       const seen = yield* Effect.forkChild(
         Stream.runCollect(store.watch("/c/", { fromRevision: first.revision })),

@@ -19,7 +19,7 @@ const served = (
     Effect.gen(function* () {
       const memory = yield* Layer.build(MemoryStore.layer)
       const server = yield* StoreServer.serve(address, options).pipe(Effect.provideContext(memory))
-      return RemoteStore.layer({ address: server.address, requestTimeoutMs: 5_000, ...client })
+      return RemoteStore.layer({ address: server.address, requestTimeout: 5_000, ...client })
     }),
   ).pipe(Layer.provide(NodeTransport.layer))
 
