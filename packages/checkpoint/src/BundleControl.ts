@@ -1,7 +1,6 @@
 /**
  * The control protocol of an object bundle, as pure functions: a control connection plus
- * one data connection per transfer, checkpointed as one bundle (the source document's claims
- * 4-7 and 15-18). The client numbers its commands (`LIST`, `GET name`, `PAUSE transfer`,
+ * one data connection per transfer, checkpointed as one bundle. The client numbers its commands (`LIST`, `GET name`, `PAUSE transfer`,
  * `RESUME transfer`) from the control channel's initial sequence number, one at a time; the
  * server applies each once, in order, checkpoints its effect and only then replies. So after
  * a takeover the checkpoint holds every command the client saw answered (a `PAUSE`d transfer

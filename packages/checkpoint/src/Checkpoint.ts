@@ -1,10 +1,9 @@
 /**
  * The checkpoint: the shared state a takeover server needs to recreate a bundle of related
- * connections exactly where the first server left them. The source document's claims 8 and
- * 19 list what it holds at least: the first server's id, the time, both addresses and ports,
- * the application protocol, both initial and both current sequence numbers, and application
- * information such as the sequence number of the first byte of the object being sent and
- * the object's id. Every layer of the stack adds its own block (`layers`), through a
+ * connections exactly where the first server left them. It holds at least the first server's
+ * id, the time, both addresses and ports, the application protocol, both initial and both
+ * current sequence numbers, and application information such as the sequence number of the
+ * first byte of the object being sent and the object's id. Every layer of the stack adds its own block (`layers`), through a
  * `Contributor`.
  *
  * A checkpoint says which backend made it (`backend`): `session` (the portable session
@@ -121,7 +120,7 @@ export const ConnectionState = Schema.Struct({
   coverage: Coverage,
   /** With `window` coverage: the bytes from `ackedSeqSource` to `currentSeqSource`. */
   window: Schema.optionalKey(Schema.Uint8ArrayFromBase64),
-  /** The object being sent (application information, claims 8 and 12). */
+  /** The object being sent (application information). */
   object: Schema.optionalKey(ObjectPosition),
   /** Per-layer blocks for this connection, by layer name. */
   layers: Schema.Record(Schema.String, Schema.Uint8ArrayFromBase64),
@@ -259,7 +258,7 @@ export const decode = (bytes: Uint8Array): Result.Result<Checkpoint, CheckpointD
 
 /**
  * Where to resume one connection: the comparison of the client's acknowledgement with the
- * checkpoint (claims 1, 9 and 12).
+ * checkpoint.
  *
  * @since 0.1.0
  * @category models

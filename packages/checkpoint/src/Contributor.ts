@@ -1,13 +1,13 @@
 /**
  * Contributors: the layers of a connection's stack (the session layer, the kernel's TCP with
  * the `tcp-repair` backend, the application protocol, a user's own layer) each append
- * their state to the checkpoint block passed through them (claims 3 and 11), and on the
- * takeover server recreate themselves from it "unready" (claim 14), then become ready once
+ * their state to the checkpoint block passed through them, and on the
+ * takeover server recreate themselves from it "unready", then become ready once
  * every layer has restored and the client's acknowledgement has been compared with the
- * checkpoint (claims 2 and 10).
+ * checkpoint.
  *
  * A `Bundle` groups the contributors of related connections (a control connection and its
- * data connections over TCP, UDP or multicast: claims 4-7, 15-18) under one checkpoint.
+ * data connections over TCP, UDP or multicast) under one checkpoint.
  *
  * @since 0.1.0
  */

@@ -1,7 +1,6 @@
 /**
  * Bundles at runtime: a control connection (`LIST`, `GET name`, `PAUSE`, `RESUME`) and one
- * data connection per transfer, checkpointed as one bundle and taken over as one (the
- * source document's claims 4-7 and 15-18). The server side runs inside
+ * data connection per transfer, checkpointed as one bundle and taken over as one. The server side runs inside
  * `ObjectSession.serve` (the same listener serves single transfers and bundles); the
  * client side is `connect`.
  *

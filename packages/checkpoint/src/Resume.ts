@@ -1,7 +1,7 @@
 /**
  * The takeover server's decision on a resume request, as a pure function: the session and
  * proof are checked first, then the counter (replay), then each connection's
- * acknowledgement is compared with the checkpoint (claims 1 and 9). The outcome is either
+ * acknowledgement is compared with the checkpoint. The outcome is either
  * the plan to recreate every connection at its exact byte, or a typed refusal.
  *
  * @since 0.1.0
