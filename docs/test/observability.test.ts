@@ -1,6 +1,6 @@
 /**
- * The observability page documents every metric the packages export, and names none that
- * does not exist.
+ * The observability page documents every metric the packages export, with its type, and names
+ * none that does not exist.
  */
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -16,28 +16,43 @@ import { describe, expect, it } from "vitest"
 
 const page = readFileSync(join(import.meta.dirname, "..", "observability.md"), "utf8")
 
-/** The ids of the metrics a module exports. */
-const metricIds = (module: object) =>
-  Object.values(module)
-    .filter((value) => Metric.isMetric(value))
-    .map((metric) => (metric as unknown as { readonly id: string }).id)
+/** The metrics a module exports. */
+const metricsOf = (module: object) =>
+  Object.values(module).filter((value) => Metric.isMetric(value)) as unknown as Array<{
+    readonly id: string
+    readonly type: string
+  }>
 
 describe("the observability page", () => {
-  const exported = [
-    ...metricIds(ElectionMetrics),
-    ...metricIds(PoolMetrics),
-    ...metricIds(StaggeredMetrics),
-    ...metricIds(CheckpointMetrics),
-    ...metricIds(Cluster),
-    ...metricIds(MultihomeMetrics),
-    ...metricIds(StoreMetrics),
-    ...metricIds(Runner),
+  const allMetrics = [
+    ...metricsOf(ElectionMetrics),
+    ...metricsOf(PoolMetrics),
+    ...metricsOf(StaggeredMetrics),
+    ...metricsOf(CheckpointMetrics),
+    ...metricsOf(Cluster),
+    ...metricsOf(MultihomeMetrics),
+    ...metricsOf(StoreMetrics),
+    ...metricsOf(Runner),
   ]
+  const exported = allMetrics.map((metric) => metric.id)
 
   it("documents every metric the packages export", () => {
     expect(exported.length).toBeGreaterThanOrEqual(20)
     const missing = exported.filter((id) => !page.includes(`| \`${id}\` |`))
     expect(missing).toEqual([])
+  })
+
+  it("gives each metric the type it has (counter, gauge or histogram)", () => {
+    const documentedType = new Map(
+      [...page.matchAll(/^\| `(understudy_\w+)` \| (\w+) \|/gm)].map((match) => [
+        match[1]!,
+        match[2]!,
+      ]),
+    )
+    const wrong = allMetrics
+      .map((metric) => ({ id: metric.id, type: metric.type.toLowerCase() }))
+      .filter(({ id, type }) => documentedType.get(id) !== type)
+    expect(wrong).toEqual([])
   })
 
   it("names no metric that does not exist", () => {
