@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Redacted, Ref, Schema, Stream } from "effect"
+import { Clock, Effect, Fiber, Redacted, Ref, Schema, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Codec from "../src/Codec.ts"
 import * as Connection from "../src/internal/connection.ts"
@@ -94,6 +94,47 @@ describe("Connection core", () => {
       const reason = yield* Fiber.join(closed)
       expect(reason._tag).toBe("Timeout")
     }).pipe(Effect.scoped),
+  )
+
+  it.effect(
+    "a keep-alive tick late after CPU starvation does not time out a live peer; a silent one still closes",
+    () =>
+      Effect.gen(function* () {
+        // A clock that can jump ahead without any timer firing meanwhile, as it does for a
+        // process starved of CPU: its timers then run before it reads what waited.
+        const testClock = yield* Clock.Clock
+        let starvedMs = 0
+        const starvable: Clock.Clock = Object.create(testClock, {
+          currentTimeMillisUnsafe: {
+            value: () => testClock.currentTimeMillisUnsafe() + starvedMs,
+          },
+          currentTimeMillis: {
+            value: Effect.sync(() => testClock.currentTimeMillisUnsafe() + starvedMs),
+          },
+        })
+        yield* Effect.gen(function* () {
+          const keepAlive = { interval: 100, timeout: 500 }
+          const { pair, client, server } = yield* open({ keepAlive }, { keepAlive: false })
+          // The client reads nothing for 2 s; the server's message waits in its "kernel".
+          pair.client.pause()
+          yield* server.send({ n: 1, text: "while starved" })
+          starvedMs = 2_000
+          const closed = yield* Effect.forkChild(client.closed)
+          yield* TestClock.adjust(50)
+          expect(closed.pollUnsafe(), "the late tick let the reads run first").toBeUndefined()
+          pair.client.resume()
+          expect(yield* Stream.runCollect(Stream.take(client.messages, 1))).toHaveLength(1)
+          yield* TestClock.adjust(50)
+          expect(closed.pollUnsafe(), "heard on the next tick: alive").toBeUndefined()
+          // Starved again, and this time the peer is really silent.
+          pair.server.pause()
+          starvedMs = 4_000
+          yield* TestClock.adjust(50)
+          expect(closed.pollUnsafe()).toBeUndefined()
+          yield* TestClock.adjust(50)
+          expect((yield* Fiber.join(closed))._tag).toBe("Timeout")
+        }).pipe(Effect.provideService(Clock.Clock, starvable))
+      }).pipe(Effect.scoped),
   )
 
   it.effect(

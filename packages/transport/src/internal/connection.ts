@@ -556,7 +556,10 @@ const writeLoop = <A>(core: Core<A>): Effect.Effect<void> =>
 /**
  * Every half interval: ping if nothing was sent since the last tick; close with `Timeout`
  * when nothing at all was received for `timeoutMs`. Flags set by the I/O callbacks keep
- * the clock out of the hot path.
+ * the clock out of the hot path. A tick that comes late by more than an interval (a process
+ * starved of CPU: its timers run before it reads what waited in the kernel meanwhile) does
+ * not decide the time-out: the next one, after those reads, does. Only one tick in a row is
+ * let off, so a peer that is really silent is still caught, one tick later at most.
  */
 const keepAliveLoop = <A>(
   core: Core<A>,
@@ -565,15 +568,20 @@ const keepAliveLoop = <A>(
   Effect.gen(function* () {
     const tickMs = Math.max(1, Math.floor(keepAlive.intervalMs / 2))
     let lastHeardMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+    let lastTickMs = lastHeardMs
     let sinceSentMs = 0
+    let wasLate = false
     while (!core.isClosed) {
       yield* Effect.sleep(tickMs)
       if (core.isClosed) return
       const nowMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const late: boolean = nowMs - lastTickMs > tickMs + keepAlive.intervalMs && !wasLate
+      wasLate = late
+      lastTickMs = nowMs
       if (core.heardSinceTick) {
         core.heardSinceTick = false
         lastHeardMs = nowMs
-      } else if (nowMs - lastHeardMs >= keepAlive.timeoutMs) {
+      } else if (!late && nowMs - lastHeardMs >= keepAlive.timeoutMs) {
         core.finish(new CloseReason.Timeout({ idleMs: nowMs - lastHeardMs }), "destroy")
         return
       }
