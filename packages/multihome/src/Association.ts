@@ -54,6 +54,7 @@ export type {
   Input,
   Output,
   PeerAddress,
+  Receive,
   Result,
 } from "./internal/association/models.ts"
 export {

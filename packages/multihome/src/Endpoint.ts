@@ -152,7 +152,7 @@ export interface Stats {
  * after them, so keep them short.
  *
  * - `onInput`: once per input applied to an association, in order, after its step and before
- *   any of the outputs of the batch are performed. `input.packet` re-encodes with
+ *   any of the outputs of the batch are performed. `input.message` re-encodes with
  *   `Packet.encode` to the received bytes. An association created by the `Listener` (a
  *   valid COOKIE ECHO) is announced by its first `beforeOutputs` with `created: true`.
  * - `beforeOutputs`: once per association per batch (a chunk of datagrams, a timer, a

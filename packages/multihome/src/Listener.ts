@@ -73,7 +73,7 @@ const transmit = (
   to: input.from,
   message: {
     sourcePort: listener.config.localPort,
-    destinationPort: input.packet.sourcePort,
+    destinationPort: input.message.sourcePort,
     verificationTag: tag,
     chunks: [chunk],
   },
@@ -90,7 +90,7 @@ const dropped = (reason: string): Outcome => ({
  * @category machine
  */
 export const onUnknownPacket = (listener: Listener, input: Receive): Outcome => {
-  const packet = input.packet
+  const packet = input.message
   const config = listener.config
   if (packet.destinationPort !== config.localPort) return dropped("PortMismatch")
   if (Packet.checkBundling(packet)._tag !== "Ok") return dropped("ChunkNotAlone")
@@ -130,7 +130,7 @@ const onInit = (listener: Listener, input: Receive, init: Chunk.Init): Outcome =
     init,
     unrecognized: check.unrecognized,
     from: input.from,
-    peerPort: input.packet.sourcePort,
+    peerPort: input.message.sourcePort,
     myTag: S.nextTag(listener.rng),
     myInitialTsn: S.nextU32(listener.rng),
     nowMs: input.nowMs,
@@ -158,8 +158,8 @@ const onCookieEcho = (listener: Listener, input: Receive, echo: Chunk.CookieEcho
   }
   const contents = opened.contents
   if (
-    input.packet.verificationTag !== contents.myTag ||
-    contents.peerPort !== input.packet.sourcePort ||
+    input.message.verificationTag !== contents.myTag ||
+    contents.peerPort !== input.message.sourcePort ||
     contents.localPort !== listener.config.localPort
   ) {
     return dropped("CookieTagMismatch")
@@ -176,7 +176,7 @@ const onCookieEcho = (listener: Listener, input: Receive, echo: Chunk.CookieEcho
 
 /** §8.4: out-of-the-blue packets. */
 const outOfTheBlue = (listener: Listener, input: Receive): Outcome => {
-  const packet = input.packet
+  const packet = input.message
   for (const chunk of packet.chunks) {
     switch (chunk._tag) {
       case "Abort":

@@ -294,7 +294,7 @@ export const toWire = (input: Association.Input): WireInput =>
         host: input.from.host,
         udpPort: input.from.udpPort,
         // The datagram as received: the secondary decodes the very bytes the primary did.
-        bytes: input.bytes ?? Packet.encode(input.packet),
+        bytes: input.bytes ?? Packet.encode(input.message),
         nowMs: input.nowMs,
       }
     : input
@@ -315,7 +315,7 @@ export const fromWire = (input: WireInput): Association.Input | undefined => {
   return {
     _tag: "Receive",
     from: { host: input.host, udpPort: input.udpPort },
-    packet: decoded.success,
+    message: decoded.success,
     nowMs: input.nowMs,
   }
 }

@@ -52,7 +52,7 @@ const receive = (
   })
   const decoded = Packet.decode(bytes)
   if (!Result.isSuccess(decoded)) throw new Error("undecodable")
-  return Association.step(st, { _tag: "Receive", from, packet: decoded.success, nowMs: lb.nowMs })
+  return Association.step(st, { _tag: "Receive", from, message: decoded.success, nowMs: lb.nowMs })
     .outputs
 }
 

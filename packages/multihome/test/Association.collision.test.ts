@@ -25,7 +25,7 @@ const deliver = (
 ): Array<Association.Output> =>
   outputs.flatMap((o) =>
     o._tag === "Send"
-      ? Association.step(to, { _tag: "Receive", from, packet: wire(o.message), nowMs }).outputs
+      ? Association.step(to, { _tag: "Receive", from, message: wire(o.message), nowMs }).outputs
       : [],
   )
 
@@ -124,7 +124,7 @@ describe("Association §5.2 collisions", () => {
       _tag: "Receive",
       from: { host: "10.0.0.1", udpPort: 9001 },
       nowMs: lb.nowMs,
-      packet: wire({
+      message: wire({
         sourcePort: 4000,
         destinationPort: 5000,
         verificationTag: lb.server!.myTag,
@@ -152,7 +152,7 @@ describe("Association COOKIE ECHO staleness", () => {
               Listener.onUnknownPacket(listener, {
                 _tag: "Receive",
                 from: hostA,
-                packet: wire(o.message),
+                message: wire(o.message),
                 nowMs,
               }),
             ]
@@ -178,7 +178,7 @@ describe("Association COOKIE ECHO staleness", () => {
       _tag: "Receive",
       from: hostA,
       nowMs: 70_000,
-      packet: wire(
+      message: wire(
         (otherEcho.find((o) => o._tag === "Send") as Extract<Association.Output, { _tag: "Send" }>)
           .message,
       ),

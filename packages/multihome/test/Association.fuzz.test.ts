@@ -34,7 +34,7 @@ describe("Association and Listener under arbitrary packets", () => {
             const outputs = Association.step(server, {
               _tag: "Receive",
               from,
-              packet,
+              message: packet,
               nowMs,
             }).outputs
             for (const output of outputs) {
@@ -63,7 +63,12 @@ describe("Association and Listener under arbitrary packets", () => {
               verificationTag: lb.server!.myTag ^ 1,
               chunks,
             }
-            Association.step(lb.server!, { _tag: "Receive", from, packet, nowMs: lb.nowMs })
+            Association.step(lb.server!, {
+              _tag: "Receive",
+              from,
+              message: packet,
+              nowMs: lb.nowMs,
+            })
           }
           for (let index = 0; index < 20; index++) {
             lb.send(true, {
@@ -94,7 +99,7 @@ describe("Association and Listener under arbitrary packets", () => {
             _tag: "Receive",
             from,
             nowMs: 0,
-            packet: { sourcePort: 4000, destinationPort: 5000, verificationTag: tag, chunks },
+            message: { sourcePort: 4000, destinationPort: 5000, verificationTag: tag, chunks },
           })
           // Out-of-the-blue packets never create an association without a valid cookie.
           expect(outcome.association).toBeUndefined()

@@ -332,7 +332,7 @@ describe("Association outbound reneging (§6.2.1 D iv)", () => {
       lb.stepClient({
         _tag: "Receive",
         from: { host: serverHosts[0], udpPort: serverUdp },
-        packet: {
+        message: {
           sourcePort: Association.peerPort(lb.client),
           destinationPort: 4000,
           verificationTag: Association.myTag(lb.client),

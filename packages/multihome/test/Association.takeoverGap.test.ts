@@ -37,7 +37,7 @@ const dataAbove = (state: Association.State, offsets: ReadonlyArray<number>, now
   return Association.step(state, {
     _tag: "Receive",
     from: { host: serverHosts[0], udpPort: serverUdp },
-    packet: {
+    message: {
       sourcePort: Association.peerPort(state),
       destinationPort: 4000,
       verificationTag: Association.myTag(state),

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Machine } from "@understudy/machine"
 import { Result } from "effect"
 import * as Association from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
@@ -45,7 +46,7 @@ const receive = (
     _tag: "Receive",
     from,
     nowMs,
-    packet: wire({ sourcePort: 5000, destinationPort: 4000, verificationTag: tag, chunks }),
+    message: wire({ sourcePort: 5000, destinationPort: 4000, verificationTag: tag, chunks }),
   }).outputs
 
 const fire = (state: Association.State, timer: string, nowMs: number): Out =>
@@ -87,6 +88,51 @@ const data = (tsn: number, overrides: Partial<Chunk.Data> = {}): Chunk.Data => (
   payloadProtocolIdentifier: 51,
   userData: new Uint8Array([tsn & 0xff, 1, 2]),
   ...overrides,
+})
+
+describe("Association on the machine contract", () => {
+  it("is a Machine of @understudy/machine, stepped in place: its step runs the handshake", () => {
+    const machine: Machine.Machine<
+      Association.State,
+      Packet.Packet,
+      Association.Command,
+      Association.Event,
+      Association.PeerAddress
+    > = {
+      init: (context) =>
+        Association.connect(config, { peer, peerPort: 5000, seed: 7, nowMs: context.nowMs }),
+      step: Association.step,
+    }
+    const started = machine.init({ self: "client", peers: [], nowMs: 0 })
+    const packet = (chunks: ReadonlyArray<Chunk.Chunk>) =>
+      wire({
+        sourcePort: 5000,
+        destinationPort: 4000,
+        verificationTag: started.state.myTag,
+        chunks,
+      })
+    const inputs: ReadonlyArray<Association.Input> = [
+      { _tag: "Receive", from: peer, message: packet([initAck()]), nowMs: 10 },
+      { _tag: "Receive", from: peer, message: packet([{ _tag: "CookieAck" }]), nowMs: 20 },
+    ]
+    let state = started.state
+    const outputs: Array<Association.Output> = []
+    for (const input of inputs) {
+      const result = machine.step(state, input)
+      // The in-place variant: the state it returns is the one it was given.
+      expect(result.state).toBe(state)
+      state = result.state
+      outputs.push(...result.outputs)
+    }
+    expect(state).toBe(started.state)
+    expect(state.name).toBe("Established")
+    expect(Machine.events(outputs).map((event) => event._tag)).toContain("CommUp")
+    // COOKIE ECHO to the peer's address, its T1-cookie counted from the step's time.
+    expect(find(outputs, "CookieEcho")).toBeDefined()
+    expect(transmits(outputs)[0]!.to).toEqual(peer)
+    expect(outputs).toContainEqual({ _tag: "SetTimer", timer: "T1-cookie", afterMs: 1000 })
+    expect(outputs).toContainEqual({ _tag: "CancelTimer", timer: "T1-cookie" })
+  })
 })
 
 describe("Association handshake (initiator)", () => {

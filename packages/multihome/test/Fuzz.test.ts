@@ -54,7 +54,7 @@ const receive = (packet: Packet.Packet, from: Association.PeerAddress, nowMs: nu
   // Through the codec, as on the wire: what the machine sees is what decodes.
   const decoded = Packet.decode(Packet.encode(packet))
   if (!Result.isSuccess(decoded)) throw new Error("an encoded packet must decode")
-  return { _tag: "Receive", from, packet: decoded.success, nowMs }
+  return { _tag: "Receive", from, message: decoded.success, nowMs }
 }
 
 const transmitted = (outputs: ReadonlyArray<Association.Output>): Array<Chunk.Chunk> =>

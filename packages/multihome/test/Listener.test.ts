@@ -22,7 +22,7 @@ const wire = (packet: Packet.Packet) => decode(Packet.encode(packet))
 const hex = (text: string) => Uint8Array.from(text.match(/../g)!.map((b) => Number.parseInt(b, 16)))
 
 const receive = (listener: Listener.Listener, packet: Packet.Packet, nowMs = 0) =>
-  Listener.onUnknownPacket(listener, { _tag: "Receive", from, packet: wire(packet), nowMs })
+  Listener.onUnknownPacket(listener, { _tag: "Receive", from, message: wire(packet), nowMs })
 
 const transmitted = (outcome: Listener.Outcome) =>
   outcome.outputs.flatMap((o) => (o._tag === "Send" ? [o] : []))
@@ -57,7 +57,7 @@ describe("Listener", () => {
     const outcome = Listener.onUnknownPacket(listener, {
       _tag: "Receive",
       from,
-      packet: init,
+      message: init,
       nowMs: 0,
     })
     expect(outcome.association).toBeUndefined()
@@ -139,7 +139,7 @@ describe("Listener", () => {
       _tag: "Receive",
       from,
       nowMs: 200,
-      packet: wire({
+      message: wire({
         sourcePort: 5000,
         destinationPort: 7,
         verificationTag: ack.initiateTag,

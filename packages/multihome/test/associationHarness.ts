@@ -135,7 +135,7 @@ export class Loopback {
     const input: Association.Input = {
       _tag: "Receive",
       from: item.from,
-      packet: decoded.success,
+      message: decoded.success,
       nowMs: this.nowMs,
     }
     if (!item.toServer) {

@@ -91,7 +91,7 @@ class Driver {
     const input: Association.Input = {
       _tag: "Receive",
       from: { host: this.aliases.get(key) ?? from.address, udpPort: from.port },
-      packet: decoded.success,
+      message: decoded.success,
       nowMs: this.now(),
     }
     const state = this.state

@@ -781,7 +781,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
           host: datagram.fromHost,
           udpPort: datagram.fromHost === peerHost ? peerUdp : clusterUdp,
         },
-        packet,
+        message: packet,
         nowMs: now,
       }
       if (node.party === "primary") {
@@ -1296,7 +1296,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
               Association.step(peer, {
                 _tag: "Receive",
                 from: { host: event.fromHost, udpPort: clusterUdp },
-                packet,
+                message: packet,
                 nowMs: now,
               }).outputs,
             )

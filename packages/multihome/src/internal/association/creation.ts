@@ -308,7 +308,7 @@ export const fromCookie = (
   for (const host of contents.peerAddresses) addPath(st, host, input.from.udpPort, false)
   queueChunk(ctx, st, input.from, { _tag: "CookieAck" })
   commUp(ctx, st)
-  processChunks(ctx, st, input.packet.chunks.slice(1), input.from, 0)
+  processChunks(ctx, st, input.message.chunks.slice(1), input.from, 0)
   finish(ctx, st)
   return { state: st, outputs: ctx.out }
 }

@@ -180,7 +180,7 @@ export const onCookieEcho = (
   st: State,
   input: Extract<Input, { _tag: "Receive" }>,
 ): void => {
-  const echo = input.packet.chunks[0] as Chunk.CookieEcho
+  const echo = input.message.chunks[0] as Chunk.CookieEcho
   const opened = Cookie.open(st.cookieSecrets, echo.cookie, ctx.now)
   if (opened._tag === "Invalid") {
     emit(ctx, { _tag: "Dropped", reason: "InvalidCookie" })
@@ -206,14 +206,14 @@ export const onCookieEcho = (
   } else {
     c = opened.contents
   }
-  if (input.packet.verificationTag !== c.myTag) {
+  if (input.message.verificationTag !== c.myTag) {
     emit(ctx, { _tag: "Dropped", reason: "CookieTagMismatch" })
     return
   }
   const from = S.canonicalHost(input.from.host)
   const index = pathIndex(st, from)
   if (index >= 0) st.paths[index]!.udpPort = input.from.udpPort
-  const rest = input.packet.chunks.slice(1)
+  const rest = input.message.chunks.slice(1)
   if (
     c.myTag !== st.myTag &&
     c.peerTag !== st.peerTag &&

@@ -38,23 +38,24 @@ export type Command =
   | { readonly _tag: "RequestHeartbeat"; readonly host: string }
 
 /**
- * An input of {@link step}.
+ * A packet arrived: the contract's `Receive`, its `message` the packet (decoded, CRC
+ * already verified).
  *
  * @since 0.1.0
  * @category models
  */
-export type Input =
-  | {
-      readonly _tag: "Receive"
-      readonly from: PeerAddress
-      /** Decoded, CRC already verified. */
-      readonly packet: Packet.Packet
-      /** The datagram as received, when the driver has it: replication ships it as it is. */
-      readonly bytes?: Uint8Array
-      readonly nowMs: number
-    }
-  | { readonly _tag: "TimerFired"; readonly timer: string; readonly nowMs: number }
-  | { readonly _tag: "Command"; readonly command: Command; readonly nowMs: number }
+export interface Receive extends Machine.Receive<Packet.Packet, PeerAddress> {
+  /** The datagram as received, when the driver has it: replication ships it as it is. */
+  readonly bytes?: Uint8Array
+}
+
+/**
+ * An input of {@link step}: the inputs of the `@understudy/machine` contract.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Input = Receive | Machine.TimerFired | Machine.Command<Command>
 
 /**
  * Something the user learns.

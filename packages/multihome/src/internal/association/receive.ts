@@ -23,7 +23,7 @@ export const onReceive = (
   st: State,
   input: Extract<Input, { _tag: "Receive" }>,
 ): void => {
-  const packet = input.packet
+  const packet = input.message
   if (Packet.checkBundling(packet)._tag !== "Ok") {
     emit(ctx, { _tag: "Dropped", reason: "ChunkNotAlone" })
     return

@@ -630,7 +630,7 @@ export const make = (
         const input: Association.Input = {
           _tag: "Receive",
           from,
-          packet,
+          message: packet,
           bytes: received.bytes,
           nowMs,
         }
