@@ -2,11 +2,13 @@
  * Test support: spawn the real CLI with Node 24, record command intervals, and kill every
  * process a test started.
  */
+
 import { type ChildProcess, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterAll } from "vitest"
 
@@ -161,8 +163,6 @@ export const maxOverlap = (intervals: ReadonlyArray<Interval>, openEndMs: number
   }
   return most
 }
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Polls `check` every 25 ms until it gives a value, for at most `timeoutMs`. */
 export const waitFor = async <A>(

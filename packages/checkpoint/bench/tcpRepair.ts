@@ -13,11 +13,13 @@
  * Prints a table, then one JSON line. UNDERSTUDY_BENCH_TAKEOVERS (default 5 per lease) and
  * UNDERSTUDY_BENCH_THROUGHPUT_RUNS (default 9) set the counts.
  */
+
 import { execFileSync } from "node:child_process"
 import { randomInt } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { NetNs } from "@understudy/testkit"
 import * as Kernel from "../src/internal/tcpRepair/kernelTcp.ts"
 import * as ObjectServer from "../src/internal/tcpRepair/objectServer.ts"
@@ -25,7 +27,6 @@ import * as TcpRepair from "../src/TcpRepair.ts"
 import {
   objectOf,
   sha256,
-  sleep,
   storeLab,
   sweepLeftovers,
   takeoverRun,

@@ -14,7 +14,9 @@
  * stdin), as its failure detector would tell it, then serves on (and checkpoints) what it
  * took over.
  */
+
 import { execFileSync } from "node:child_process"
+import { setTimeout as sleep } from "node:timers/promises"
 import { MemoryStore, RemoteStore, Store, StoreServer } from "@understudy/store"
 import { Address, NodeTransport } from "@understudy/transport"
 import { Effect, Layer, Redacted, Scope } from "effect"
@@ -22,7 +24,6 @@ import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as TcpRepair from "../src/TcpRepair.ts"
 
 const print = (event: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(event)}\n`)
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const libc = TcpRepair.probe()
 if (typeof libc === "string") {
   print({ t: "unavailable", reason: libc })

@@ -7,6 +7,7 @@ import { type ChildProcess, execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { NetNs } from "@understudy/testkit"
 
@@ -37,7 +38,6 @@ const serviceAddress = "10.77.0.100"
 const port = 8080
 export const rateBytesPerSecond = 4 * 1024 * 1024
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 export const sha256 = (file: string) =>
   createHash("sha256").update(fs.readFileSync(file)).digest("hex")
 export const sizeOf = (file: string) => (fs.existsSync(file) ? fs.statSync(file).size : 0)

@@ -12,6 +12,7 @@
  */
 export { NetNs, Ports, Usrsctp } from "@understudy/app-kit"
 export * as EtcdServer from "./EtcdServer.ts"
+export * as Eventually from "./Eventually.ts"
 export * as FastSim from "./FastSim.ts"
 export * as FaultSchedule from "./FaultSchedule.ts"
 export * as JsonLinesProcess from "./JsonLinesProcess.ts"

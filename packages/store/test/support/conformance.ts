@@ -5,7 +5,8 @@
  * time (short TTLs) for servers.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, type Layer, Option, Stream } from "effect"
+import { Eventually } from "@understudy/testkit"
+import { type Duration, Effect, Exit, Fiber, type Layer, Option, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { limits, Store, type WatchEvent } from "../../src/Store.ts"
 
@@ -26,18 +27,8 @@ export const conformance = (name: string, backend: Backend) => {
   const test = backend.clock === "test" ? it.effect : it.live
   const run = <A, E>(effect: Effect.Effect<A, E, Store>) =>
     effect.pipe(Effect.provide(backend.layer), Effect.scoped) as Effect.Effect<A, unknown>
-  const advance = (ms: number) =>
-    backend.clock === "test" ? TestClock.adjust(ms) : Effect.sleep(ms)
-  /** Waits, in bounded steps, until `check` holds; real clock for live backends. */
-  const eventually = <E>(check: Effect.Effect<boolean, E, Store>, ms: number) =>
-    Effect.gen(function* () {
-      const stepMs = 50
-      for (let waited = 0; waited <= ms; waited += stepMs) {
-        if (yield* check) return true
-        yield* advance(stepMs)
-      }
-      return yield* check
-    })
+  const advance = (duration: Duration.Input) =>
+    backend.clock === "test" ? TestClock.adjust(duration) : Effect.sleep(duration)
 
   describe(`Store conformance: ${name}`, () => {
     test("put, get, range and delete carry revisions", () =>
@@ -147,8 +138,15 @@ export const conformance = (name: string, backend: Backend) => {
           }
           expect(Option.isSome(yield* store.get("/lease/k"))).toBe(true)
           // Left alone, it goes within the TTL plus a margin.
-          const gone = yield* eventually(Effect.map(store.get("/lease/k"), Option.isNone), ttl * 3)
-          expect(gone).toBe(true)
+          yield* Eventually.effect(
+            "the lease's key is gone",
+            Effect.map(store.get("/lease/k"), Option.isNone),
+            {
+              within: ttl * 3,
+              every: 50,
+              wait: advance,
+            },
+          )
           const late = yield* Effect.flip(store.keepAlive(lease.id))
           expect(late._tag).toBe("LeaseExpired")
           const onDead = yield* Effect.flip(store.put("/lease/k2", text("v"), { lease: lease.id }))
