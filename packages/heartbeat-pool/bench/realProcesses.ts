@@ -230,19 +230,19 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     // Under elections that never settle, the clients go to whoever leads (refused with
     // `electing` until it settled).
     const placedAt = currentLeader()?.id ?? "s1"
-    // Pool and baseline clients in client processes of their own, as the servers and stores
-    // are: the baseline's reconnections after the kill stalled the pool clients' event loops
-    // (4 s of the 5 after it at load 25-30) when they shared them. The pool's clients fit in
-    // one process; the baseline's, a TCP connection and a keep-alive per interval each, need
-    // two (in one, not all 1,000 held a lease within 4 leases at load 27).
-    // BENCH_SHARED_CLIENTS=1: both kinds in each of two processes, to compare.
+    // Both kinds of client in each of two processes (500 of each). BENCH_SEPARATE_CLIENTS=1:
+    // each kind in two processes of its own, so that the baseline's reconnections after the
+    // kill do not stall the pool clients' event loops (4 s of the 5 after it, load 25-30).
+    // Not the default: on a loaded machine (load 26-49) 6 of 6 such runs failed before the
+    // kill, the pool's 1,000 requests arriving faster cost the leader its followers (elections,
+    // seats expired); with a single pool process, its 1,000 clients stalled it 4.6 s of 5.
     const layout: ReadonlyArray<ReadonlyArray<"pool" | "lease">> =
-      process.env.BENCH_SHARED_CLIENTS === "1"
-        ? [
+      process.env.BENCH_SEPARATE_CLIENTS === "1"
+        ? [["pool"], ["pool"], ["lease"], ["lease"]]
+        : [
             ["pool", "lease"],
             ["pool", "lease"],
           ]
-        : [["pool"], ["lease"], ["lease"]]
     const hosting = (kinds: ReadonlyArray<string>) =>
       layout.filter((other) => other.join() === kinds.join()).length
     const started = new Map<string, number>()
