@@ -163,7 +163,8 @@ export interface Stats {
  *   arrives; every later update's outputs queue behind them, so each association's outputs
  *   leave in the order they were stepped, and none before the holds of those stepped
  *   earlier completed. At most 256 updates are held; past that the endpoint waits for the
- *   oldest hold before it steps more.
+ *   oldest hold before it steps more. A held `SetTimer` still counts its `afterMs` from the
+ *   time it was stepped (its inputs' `nowMs`), not from its release.
  *
  * Both run in the fiber holding the endpoint's lock, which is reentrant for it: they may call
  * the endpoint's methods directly, but must not wait for another fiber that does.
