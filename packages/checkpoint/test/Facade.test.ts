@@ -1,6 +1,6 @@
 import { once } from "node:events"
 import { MemoryStore, NameServer, Store } from "@understudy/store"
-import { TestTracer } from "@understudy/testkit"
+import { Eventually, TestTracer } from "@understudy/testkit"
 import type { Observability } from "@understudy/transport"
 import { Effect, Exit, Metric, Option, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -70,10 +70,11 @@ describe("createServer / createClient (Promise facade)", () => {
       const names = await Effect.runPromise(
         NameServer.make().pipe(Effect.provideService(Store.Store, store)),
       )
-      for (let i = 0; i < 200; i++) {
-        if (Option.isSome(await Effect.runPromise(names.resolve("checkpoint/facade-test")))) break
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      }
+      await Eventually.promise(
+        "the first server's name registered",
+        async () => Option.isSome(await Effect.runPromise(names.resolve("checkpoint/facade-test"))),
+        { within: "10 seconds", every: 10 },
+      )
       second = await start("nb", { advertise: true })
       const opened: Array<{ name: string; size: number; server: string }> = []
       const resumed: Array<{ server: string }> = []
@@ -158,7 +159,6 @@ describe("createServer / createClient (Promise facade)", () => {
           resent: Metric.value(Metrics.bytesResent),
           sizes: Metric.value(Metrics.checkpointBytes),
           writes: Metric.value(Metrics.checkpointWriteMs),
-          sessions: Metric.value(Metrics.sessionsServed),
         }),
       )
       expect(after.takeovers.count - before.takeovers.count).toBe(1)
@@ -174,13 +174,14 @@ describe("createServer / createClient (Promise facade)", () => {
         written.reduce((total, e) => total + (e._tag === "Checkpointed" ? e.bytes : 0), 0),
       )
       expect(after.writes.count - before.writes.count).toBe(after.sizes.count - before.sizes.count)
-      // The session ended on both servers (the gauge is lowered as its fiber ends: bounded wait).
-      let sessions = after.sessions.value
-      for (let i = 0; i < 100 && sessions !== before.sessions.value; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        sessions = (await Effect.runPromise(Metric.value(Metrics.sessionsServed))).value
-      }
-      expect(sessions).toBe(before.sessions.value)
+      // The session ended on both servers (the gauge is lowered as its fiber ends).
+      await Eventually.promise(
+        "the sessions gauge back where it was",
+        async () =>
+          (await Effect.runPromise(Metric.value(Metrics.sessionsServed))).value ===
+          before.sessions.value,
+        { within: "5 seconds", every: 50 },
+      )
       // Log lines went to the caller's logger, annotated with the server, connection, session.
       const sessionId = takenOver[0]!.sessionId
       const tookOver = logs.find((entry) => entry.message === "checkpoint: took over")
