@@ -7,14 +7,26 @@
  * (empty, as after a crash) and the group allowed to settle and catch it up before the
  * next round, so every round starts from N healthy servers.
  *
- * Every process it starts, it kills; every wait is bounded.
+ * The app is found by its package name and started through its declared `server-group` bin;
+ * testkit's `ServerGroupProcesses` starts it. Every process it starts, it kills; every wait
+ * is bounded.
  *
  * @since 0.1.0
  */
+import { createRequire } from "node:module"
+import * as Path from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
-import { JsonLinesProcess, Ports } from "@understudy/testkit"
-import * as Group from "../../../apps/server-group/test/support/group.ts"
+import { ServerGroupProcesses as Group, JsonLinesProcess, Ports } from "@understudy/testkit"
 import type { Timings } from "./simulate.ts"
+
+/** The app's `server-group` bin, as its package declares it. */
+const program = (() => {
+  const manifest = createRequire(import.meta.url).resolve(
+    "@understudy/app-server-group/package.json",
+  )
+  const { bin } = createRequire(import.meta.url)(manifest) as { bin: Record<string, string> }
+  return Path.join(Path.dirname(manifest), bin["server-group"] as string)
+})()
 
 interface Status {
   readonly self: string
@@ -42,7 +54,7 @@ export interface ProcessFigures {
 
 /** Starts a name server, for every group size of the run. */
 export const startNameServer = async (): Promise<{ store: string; stop: () => Promise<void> }> => {
-  const { proc, store } = await Group.startNameServer(30_000)
+  const { proc, store } = await Group.startNameServer(program, 30_000)
   return {
     store,
     stop: async () => {
@@ -72,6 +84,7 @@ export const measure = async (options: {
   const ids = Array.from({ length: count }, (_, i) => `s${i + 1}`)
   // s1 is the most capable (index 1).
   const { servers, start } = await Group.group({
+    program,
     ids,
     store,
     args: [

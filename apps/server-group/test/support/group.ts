@@ -1,113 +1,30 @@
 /**
- * Starting `server-group` as OS processes on loopback, for the process tests and the
- * failover benchmark: a name server, and a group of servers whose UDP ports are picked free
- * (testkit `Ports`) and whose HTTP ports the OS picks. Every process ends with the end of its
- * stdin (`SERVER_GROUP_EXIT_ON_STDIN_EOF`), so nothing outlives the test that started it;
- * `JsonLinesProcess.killAll()` stops whatever is left.
+ * Starting this app as OS processes for its process tests (and the root workspace's): the
+ * testkit's `ServerGroupProcesses` with this app's entry.
  */
 import { fileURLToPath } from "node:url"
-import { JsonLinesProcess, Ports } from "@understudy/testkit"
+import type { JsonLinesProcess } from "@understudy/testkit"
+import { ServerGroupProcesses } from "@understudy/testkit"
 
 const main = fileURLToPath(new URL("../../src/main.ts", import.meta.url))
 
-/** One `server-group` process. `linesMax` bounds the output lines kept (default: testkit's). */
+export type Group = ServerGroupProcesses.Group
+export type Server = ServerGroupProcesses.Server
+
+/** One `server-group` process. */
 export const spawn = (
   args: ReadonlyArray<string>,
   linesMax?: number,
-): JsonLinesProcess.JsonLinesProcess =>
-  new JsonLinesProcess.JsonLinesProcess(main, args, {
-    env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" },
-    ...(linesMax === undefined ? {} : { linesMax }),
-  })
+): JsonLinesProcess.JsonLinesProcess => ServerGroupProcesses.spawn(main, args, linesMax)
 
-/**
- * `server-group nameserver` on a port the OS picks: its process and its `tcp://` URL.
- * `args`: `--insecure` (the default) or `--cluster-key FILE`, as the group's servers have.
- */
-export const startNameServer = async (
-  readyTimeoutMs = 30_000,
-  args: ReadonlyArray<string> = ["--insecure"],
-): Promise<{ readonly proc: JsonLinesProcess.JsonLinesProcess; readonly store: string }> => {
-  const proc = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0", ...args])
-  const store = (await proc.line("ready", readyTimeoutMs)).listen as string
-  return { proc, store }
-}
+/** `server-group nameserver` on a port the OS picks. */
+export const startNameServer = (
+  readyTimeoutMs?: number,
+  args?: ReadonlyArray<string>,
+): Promise<{ readonly proc: JsonLinesProcess.JsonLinesProcess; readonly store: string }> =>
+  ServerGroupProcesses.startNameServer(main, readyTimeoutMs, args)
 
-/** A running server: its process and its HTTP base URL. */
-export interface Server {
-  readonly proc: JsonLinesProcess.JsonLinesProcess
-  readonly http: string
-}
-
-/** A group's configuration, and its servers as started (re)started by `start`. */
-export interface Group {
-  readonly ids: ReadonlyArray<string>
-  /** The `--peers` value: the first id is the most capable (index 1). */
-  readonly peers: string
-  readonly servers: Map<string, Server>
-  /** Starts (or restarts) one server and waits for its `ready` line. */
-  readonly start: (id: string) => Promise<void>
-  /** The id of a server whose status says it is a serving, ready master, polled for up to `timeoutMs`. */
-  readonly servingMaster: (timeoutMs: number) => Promise<string | undefined>
-}
-
-/** What the polls read of `GET /status`. */
-interface Status {
-  readonly role: "master" | "backup" | "waiting"
-  readonly serving: boolean
-  readonly ready: boolean
-}
-
-/**
- * The group `ids` (none started yet) using the name server at `store`; `args` are added to
- * every `serve` (`--insecure` or a key, `--data-dir`, timings...). `readyTimeoutMs` is a
- * liveness bound only: on a loaded machine a start can take a while.
- */
-export const group = async (options: {
-  readonly ids: ReadonlyArray<string>
-  readonly store: string
-  readonly args: ReadonlyArray<string>
-  /** Added to one server's `serve` (e.g. its own `--metrics` port). */
-  readonly argsOf?: (id: string) => ReadonlyArray<string>
-  readonly readyTimeoutMs: number
-  readonly linesMax?: number
-}): Promise<Group> => {
-  const { ids, store } = options
-  const ports = await Ports.freeUdpPorts(ids.length)
-  const peers = ids
-    .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${100 - i}&bw=100`)
-    .join(",")
-  const servers = new Map<string, Server>()
-  const start = async (id: string) => {
-    const proc = spawn(
-      [
-        "serve",
-        "--id",
-        id,
-        "--peers",
-        peers,
-        "--http",
-        "127.0.0.1:0",
-        "--store",
-        store,
-        ...options.args,
-        ...(options.argsOf?.(id) ?? []),
-      ],
-      options.linesMax,
-    )
-    const ready = await proc.line("ready", options.readyTimeoutMs)
-    servers.set(id, { proc, http: ready.http as string })
-  }
-  const servingMaster = async (timeoutMs: number) => {
-    const deadline = performance.now() + timeoutMs
-    while (performance.now() < deadline) {
-      for (const [id, server] of servers) {
-        const status = await Ports.getJson<Status>(`${server.http}/status`)
-        if (status?.role === "master" && status.serving && status.ready) return id
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    return undefined
-  }
-  return { ids, peers, servers, start, servingMaster }
-}
+/** The group `ids` using the name server at `store` (see `ServerGroupProcesses.group`). */
+export const group = (
+  options: Omit<Parameters<typeof ServerGroupProcesses.group>[0], "program">,
+): Promise<Group> => ServerGroupProcesses.group({ program: main, ...options })
