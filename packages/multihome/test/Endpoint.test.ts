@@ -489,6 +489,48 @@ describe("Endpoint on SimNet", () => {
     }).pipe(Random.withSeed(9)),
   )
 
+  it.effect("a held update's timers count from when it was stepped, not from its release", () =>
+    Effect.gen(function* () {
+      const net = yield* SimNet.make({ link: { latency: SimNet.fixed(5) } })
+      // No retransmission or heartbeat within the window: the delayed SACK (200 ms) is the
+      // only packet the server can send.
+      const config = { ...quick, rtoInitial: 1_000, rtoMin: 1_000, heartbeatInterval: 30_000 }
+      let holding = false
+      const holds: Array<Deferred.Deferred<void>> = []
+      const hooks: Endpoint.Hooks = {
+        beforeOutputs: (update) =>
+          Effect.sync(() => {
+            if (!holding || !update.outputs.some((output) => output._tag === "Emit")) return
+            const hold = Deferred.makeUnsafe<void>()
+            holds.push(hold)
+            return hold
+          }),
+      }
+      const { server, client } = yield* pair(net, {
+        server: { hooks, config },
+        client: { config },
+      })
+      const association = yield* connectTo(client)
+      yield* advance(100)
+      holding = true
+      yield* association.send(0, 1, payload(0, 20))
+      // The DATA reaches the server 5 ms later; its update (the message, the SACK timer) is held.
+      yield* advance(10)
+      expect(holds).toHaveLength(1)
+      yield* advance(140)
+      holding = false
+      yield* Deferred.succeed(holds[0]!, undefined)
+      yield* advance(10)
+      const outstanding = Effect.map(association.status, (status) => status.outstandingChunks)
+      expect(yield* outstanding).toBe(1)
+      // Stepped at ~5 ms, the SACK timer fires at ~205 ms and the SACK lands ~5 ms later;
+      // counted from the release (~150 ms) it would fire at ~350 ms.
+      yield* advance(60)
+      expect(yield* outstanding).toBe(0)
+      expect((yield* server.stats).packetsOut).toBeGreaterThan(0)
+    }).pipe(Random.withSeed(9)),
+  )
+
   it.effect(
     "a hook's hold: the outputs wait for it, later ones queue behind the oldest, and the endpoint steps on meanwhile",
     () =>
