@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Ports, TestTracer } from "@understudy/testkit"
+import { Eventually, Ports, TestTracer } from "@understudy/testkit"
 import { ClusterKey, type Observability } from "@understudy/transport"
 import { Effect, Layer, Metric } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
@@ -67,25 +67,13 @@ describe("Promise facade", () => {
     const tracer = TestTracer.make()
     // Each server's metrics go to a registry of the caller's own.
     const registries = new Map(members.map((member) => [member.id, new Map()]))
-    /** A metric's value in a server's registry, once `done` holds of it (bounded: 10 s). */
-    const metricAt = async <S>(
-      id: string,
-      metric: Metric.Metric<number, S>,
-      done: (state: S) => boolean,
-    ): Promise<S> => {
-      const read = () =>
-        Effect.runPromise(
-          Metric.value(metric).pipe(
-            Effect.provideService(Metric.MetricRegistry, registries.get(id) as never),
-          ),
-        )
-      let state = await read()
-      for (let i = 0; i < 200 && !done(state); i++) {
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        state = await read()
-      }
-      return state
-    }
+    /** A metric's value in a server's registry. */
+    const valueAt = <S>(id: string, metric: Metric.Metric<number, S>): Promise<S> =>
+      Effect.runPromise(
+        Metric.value(metric).pipe(
+          Effect.provideService(Metric.MetricRegistry, registries.get(id) as never),
+        ),
+      )
     const servers = new Map<string, PoolServer>()
     for (const member of members) {
       const server = await createServer({
@@ -135,23 +123,27 @@ describe("Promise facade", () => {
     // clients' heartbeats and the second client's refusal for capacity (the first client may
     // have walked on from a starved holder: counted over every server).
     const held = Metric.withAttributes(Metrics.seatsInUse, { server: holder, scope: "server" })
-    expect((await metricAt(holder, held, (gauge) => gauge.value === 1)).value, "seats held").toBe(1)
-    const counted = async (metric: Metric.Metric<number, Metric.CounterState<number>>) => {
-      const total = async () => {
-        let sum = 0
-        for (const member of members) sum += (await metricAt(member.id, metric, () => true)).count
-        return sum
-      }
-      let sum = await total()
-      for (let i = 0; i < 200 && sum === 0; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        sum = await total()
-      }
-      return sum
-    }
-    expect(await counted(Metrics.clientHeartbeats), "heartbeats").toBeGreaterThan(0)
-    const capacity = Metric.withAttributes(Metrics.refusals, { reason: "capacity" })
-    expect(await counted(capacity), "capacity refusals").toBeGreaterThan(0)
+    await Eventually.promise(
+      "the holder's seat gauge at 1",
+      async () => (await valueAt(holder, held)).value === 1,
+      { within: "10 seconds", every: 50 },
+    )
+    /** Resolves once `metric` counted at some server. */
+    const counted = (what: string, metric: Metric.Metric<number, Metric.CounterState<number>>) =>
+      Eventually.promise(
+        what,
+        async () => {
+          let sum = 0
+          for (const member of members) sum += (await valueAt(member.id, metric)).count
+          return sum > 0
+        },
+        { within: "10 seconds", every: 50 },
+      )
+    await counted("client heartbeats counted", Metrics.clientHeartbeats)
+    await counted(
+      "the second client's refusal counted",
+      Metric.withAttributes(Metrics.refusals, { reason: "capacity" }),
+    )
     const reattached = next(first, "Reattached", 60_000, seen)
     await servers.get(holder)!.close()
     expect((await reattached).server).not.toBe(holder)
