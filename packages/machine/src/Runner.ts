@@ -1,9 +1,16 @@
 /**
- * Runs one instance of a `Machine` over the `Datagram` service and the Effect `Clock`: the
- * caller of the pure machine, as `node.go` is for etcd's raft. It binds the node's UDP
- * endpoint, runs `init`, then feeds received messages, fired timers and commands into
- * `step` one at a time, and performs the outputs in order: sends become datagrams, timers
- * become sleeps on `Clock` (so `TestClock` drives them in tests), events go to `events`.
+ * Runs one instance of a `Machine` over a link to its peers and the Effect `Clock`: the
+ * caller of the pure machine, as `node.go` is for etcd's raft. It runs `init`, then feeds
+ * received messages, fired timers and commands into `step` one at a time, and performs the
+ * outputs in order: sends go over the link, timers become sleeps on `Clock` (so `TestClock`
+ * drives them in tests), events go to `events` (and `onEvent`). Two kinds of link, one step
+ * loop and one timer driver:
+ *
+ * - `run`: datagrams. It binds the node's UDP endpoint; peers are named nodes at known
+ *   addresses, and every datagram is sealed with the cluster key (`Authentication`).
+ * - `runConnections`: stream connections (the transport's framed connections, authenticated
+ *   by whoever accepted or opened them). Peers are the connections attached to the node, each
+ *   named when attached; a connection's end becomes a command.
  *
  * Everything it starts lives in the caller's `Scope`: closing it stops the node.
  *
@@ -12,32 +19,21 @@
  * group), at most `inputsPerStepMax` per step; received messages and fired timers that come
  * meanwhile are stepped between the groups, never behind the whole batch.
  *
- * Limits: the inbox holds at most `inboxCapacity` inputs; when it is full the datagram
- * reader stops reading, so the endpoint's own bounded buffer drops new datagrams as a
- * kernel would, and `command` suspends. A datagram that does not decode, comes from an
+ * Limits: the inbox holds at most `inboxCapacity` inputs; when it is full the readers stop
+ * reading and `command` suspends: a connection's peer feels backpressure, and the
+ * endpoint's own bounded buffer drops new datagrams as a kernel would. A datagram that does not decode, comes from an
  * address that is not a peer, or fails authentication (see `Authentication`: a MAC with
  * the cluster key, replay and freshness checks) is dropped, logged and counted in
  * `understudy_runner_datagrams_dropped_total`: a bad peer never stops a node.
  *
  * @since 0.1.0
  */
-import type { Address, Codec } from "@understudy/transport"
-import { Datagram, type TransportError } from "@understudy/transport"
-import {
-  Cause,
-  Clock,
-  Deferred,
-  Effect,
-  Fiber,
-  Metric,
-  PubSub,
-  Queue,
-  Result,
-  type Scope,
-  Stream,
-} from "effect"
+import type { Address, CloseReason, Codec, Connection, TransportError } from "@understudy/transport"
+import { Datagram } from "@understudy/transport"
+import { Clock, Effect, Metric, Result, type Scope, Stream } from "effect"
 import * as Authentication from "./Authentication.ts"
-import * as Machine from "./Machine.ts"
+import * as Loop from "./internal/loop.ts"
+import type * as Machine from "./Machine.ts"
 
 /** The pseudo-input of the step that `init` is. @since 0.1.0 @category models */
 export interface Init {
@@ -68,21 +64,14 @@ export interface StepInfo<State, Message, C, E> {
   readonly nowMs: number
 }
 
-/** @since 0.1.0 @category models */
-export interface Options<State, Message, C, E> {
+/**
+ * What every runner takes, whatever its link to the peers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settings<State, Message, C, E> {
   readonly self: Machine.NodeId
-  /** The other nodes; `self`, if listed, is left out. */
-  readonly peers: ReadonlyArray<Machine.NodeId>
-  /** Where each node (this one included) receives its datagrams. */
-  readonly addresses:
-    | Readonly<Record<Machine.NodeId, Address.Udp>>
-    | ((node: Machine.NodeId) => Address.Udp)
-  readonly codec: Codec.Codec<Message>
-  /**
-   * `Authentication.keyed(clusterKey)` (what every member must use alike), or the explicit
-   * `Authentication.insecure`, which trusts source addresses and logs a warning.
-   */
-  readonly authentication: Authentication.Authentication
   /** Inputs waiting to be stepped, at most. Default 1,024. */
   readonly inboxCapacity?: number
   /** Events waiting for a slow `events` reader, at most, before the node waits. Default 1,024. */
@@ -99,18 +88,40 @@ export interface Options<State, Message, C, E> {
    * the node's serial loop: the node waits for it. A failure or defect in it stops the node.
    */
   readonly onStep?: (info: StepInfo<State, Message, C, E>) => Effect.Effect<void>
+  /**
+   * Called for each event as its `Emit` is performed (after it was published on `events`),
+   * inside the node's serial loop, from `init`'s events on: a driver that must see every
+   * event, in order with the sends, uses it rather than `events`. The node waits for it, so
+   * it must not wait for a `command` of the same node (fork that); a failure or defect in it
+   * stops the node.
+   */
+  readonly onEvent?: (event: E) => Effect.Effect<void>
+}
+
+/** @since 0.1.0 @category models */
+export interface Options<State, Message, C, E> extends Settings<State, Message, C, E> {
+  /** The other nodes; `self`, if listed, is left out. */
+  readonly peers: ReadonlyArray<Machine.NodeId>
+  /** Where each node (this one included) receives its datagrams. */
+  readonly addresses:
+    | Readonly<Record<Machine.NodeId, Address.Udp>>
+    | ((node: Machine.NodeId) => Address.Udp)
+  readonly codec: Codec.Codec<Message>
+  /**
+   * `Authentication.keyed(clusterKey)` (what every member must use alike), or the explicit
+   * `Authentication.insecure`, which trusts source addresses and logs a warning.
+   */
+  readonly authentication: Authentication.Authentication
 }
 
 /**
- * A running node.
+ * A running node, whatever its link.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Running<State, C, E> {
+export interface Node<State, C, E> {
   readonly self: Machine.NodeId
-  /** The bound address (with the actual port when port 0 was asked for). */
-  readonly address: Address.Udp
   /** The machine's current state, for observation. */
   readonly state: Effect.Effect<State>
   /**
@@ -138,20 +149,15 @@ export interface Running<State, C, E> {
   readonly join: Effect.Effect<never>
 }
 
-type Item<Message, C> =
-  | { readonly _tag: "Receive"; readonly from: Machine.NodeId; readonly message: Message }
-  | {
-      readonly _tag: "Command"
-      readonly commands: ReadonlyArray<C>
-      readonly done: Deferred.Deferred<void>
-    }
-  // Timer sleeper number `sleeper` woke up: fire whatever is due.
-  | { readonly _tag: "Tick"; readonly sleeper: number }
-
-interface Armed {
-  readonly deadlineMs: number
-  // Order among timers due at the same time: the one set first fires first.
-  readonly order: number
+/**
+ * A running node over datagrams.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Running<State, C, E> extends Node<State, C, E> {
+  /** The bound address (with the actual port when port 0 was asked for). */
+  readonly address: Address.Udp
 }
 
 const addressKey = (address: Address.Udp): string => `${address.host}:${address.port}`
@@ -205,7 +211,7 @@ export const run = <State, Message, C, E>(
   Datagram.Datagram | Scope.Scope
 > =>
   Effect.gen(function* () {
-    const { self, codec, onStep } = options
+    const { self, codec } = options
     const peers = options.peers.filter((peer) => peer !== self)
     const resolve =
       typeof options.addresses === "function"
@@ -232,20 +238,6 @@ export const run = <State, Message, C, E>(
         "running without a cluster key: any datagram from a member's address is believed",
       )
     }
-    const inbox = yield* Queue.bounded<Item<Message, C>>(options.inboxCapacity ?? 1024)
-    const inputsPerStepMax = options.inputsPerStepMax ?? 64
-    if (!Number.isInteger(inputsPerStepMax) || inputsPerStepMax < 1)
-      return yield* Effect.die(new RangeError(`inputsPerStepMax must be a positive integer`))
-    const events = yield* PubSub.bounded<E>(options.eventsCapacity ?? 1024)
-
-    let state: State
-    // Only the serial loop (and `init` before it starts) touches the timers.
-    const timers = new Map<string, Armed>()
-    let timerOrder = 0
-    let sleeper:
-      | { readonly id: number; readonly fiber: Fiber.Fiber<void>; readonly untilMs: number }
-      | undefined
-    let sleeperCount = 0
 
     const sendTo = (to: Machine.NodeId, message: Message) =>
       Effect.suspend(() => {
@@ -267,144 +259,13 @@ export const run = <State, Message, C, E>(
         )
       })
 
-    // Keeps exactly one sleeper, due no later than the earliest timer.
-    const reschedule = Effect.gen(function* () {
-      let earliestMs: number | undefined
-      for (const armed of timers.values()) {
-        if (earliestMs === undefined || armed.deadlineMs < earliestMs) earliestMs = armed.deadlineMs
-      }
-      if (sleeper !== undefined && earliestMs !== undefined && sleeper.untilMs <= earliestMs) {
-        // It wakes no later than needed; a stale wake-up finds nothing due and reschedules.
-        return
-      }
-      if (sleeper !== undefined) {
-        const previous = sleeper
-        sleeper = undefined
-        yield* Fiber.interrupt(previous.fiber)
-      }
-      if (earliestMs === undefined) return
-      const nowMs = yield* Clock.currentTimeMillis
-      const id = sleeperCount++
-      const fiber = yield* Effect.sleep(Math.max(0, earliestMs - nowMs)).pipe(
-        Effect.andThen(Queue.offer(inbox, { _tag: "Tick", sleeper: id })),
-        Effect.asVoid,
-        Effect.forkChild,
-      )
-      sleeper = { id, fiber, untilMs: earliestMs }
-    })
-
-    const perform = (outputs: ReadonlyArray<Machine.Output<Message, E>>, nowMs: number) =>
-      Effect.gen(function* () {
-        let timersChanged = false
-        for (const output of outputs) {
-          switch (output._tag) {
-            case "Send":
-              yield* sendTo(output.to, output.message)
-              break
-            case "Broadcast":
-              for (const peer of peers) yield* sendTo(peer, output.message)
-              break
-            case "SetTimer":
-              timers.set(output.timer, {
-                deadlineMs: nowMs + Math.max(0, output.afterMs),
-                order: timerOrder++,
-              })
-              timersChanged = true
-              break
-            case "CancelTimer":
-              timersChanged = timers.delete(output.timer) || timersChanged
-              break
-            case "Emit":
-              yield* PubSub.publish(events, output.event)
-              break
-          }
-        }
-        return timersChanged
-      })
-
-    /** One step of one input, or of a group of commands taken in turn (`commandAll`). */
-    const applyStep = (
-      inputs: readonly [Machine.Input<Message, C>, ...Array<Machine.Input<Message, C>>],
-    ) =>
-      Effect.gen(function* () {
-        const before = state
-        const next =
-          inputs.length === 1
-            ? machine.step(before, inputs[0])
-            : Machine.stepAll(machine, before, inputs)
-        state = next.state
-        const input = inputs[inputs.length - 1]!
-        if (onStep !== undefined) {
-          yield* onStep({
-            node: self,
-            input,
-            ...(inputs.length > 1 ? { inputs } : {}),
-            before,
-            after: next.state,
-            outputs: next.outputs,
-            nowMs: input.nowMs,
-          })
-        }
-        return yield* perform(next.outputs, input.nowMs)
-      })
-
-    const fireDue = (nowMs: number) =>
-      Effect.gen(function* () {
-        sleeper = undefined
-        let changed = true
-        // Each fired timer's step may set or cancel timers, so look again after each one.
-        // Bounded, because a machine that keeps setting 0 ms timers would never stop here;
-        // what is left fires at the next tick, which the reschedule below arms at once.
-        for (let fired = 0; fired < 10_000; fired++) {
-          let due: [string, Armed] | undefined
-          for (const entry of timers) {
-            if (entry[1].deadlineMs > nowMs) continue
-            if (
-              due === undefined ||
-              entry[1].deadlineMs < due[1].deadlineMs ||
-              (entry[1].deadlineMs === due[1].deadlineMs && entry[1].order < due[1].order)
-            ) {
-              due = entry
-            }
-          }
-          if (due === undefined) break
-          timers.delete(due[0])
-          changed = (yield* applyStep([Machine.timerFired(due[0], nowMs)])) || changed
-        }
-        return changed
-      })
-
-    const loop = Effect.gen(function* () {
-      const item = yield* Queue.take(inbox)
-      const nowMs = yield* Clock.currentTimeMillis
-      let timersChanged: boolean
-      switch (item._tag) {
-        case "Receive":
-          timersChanged = yield* applyStep([Machine.receive(item.from, item.message, nowMs)])
-          break
-        case "Command": {
-          const [first, ...rest] = item.commands.map((command) => Machine.command(command, nowMs))
-          timersChanged = first === undefined ? false : yield* applyStep([first, ...rest])
-          yield* Deferred.succeed(item.done, undefined)
-          break
-        }
-        case "Tick":
-          // A tick of a sleeper replaced after it woke is stale: the current one will come.
-          timersChanged = sleeper?.id === item.sleeper ? yield* fireDue(nowMs) : false
-          break
-      }
-      if (timersChanged) yield* reschedule
-    }).pipe(Effect.forever)
-
-    let stopped = false
-    // Whoever waits for a command that will never be stepped is interrupted, not left hanging.
-    const stop = Effect.gen(function* () {
-      stopped = true
-      for (const item of yield* Queue.clear(inbox)) {
-        if (item._tag === "Command") yield* Deferred.interrupt(item.done)
-      }
-      yield* Queue.shutdown(inbox)
-    })
+    const loop = yield* Loop.start(
+      machine,
+      options,
+      peers,
+      { send: sendTo, peers: () => peers },
+      "loop",
+    )
 
     const receive = (received: Datagram.Received) =>
       Effect.gen(function* () {
@@ -420,58 +281,128 @@ export const run = <State, Message, C, E>(
         if (Result.isFailure(decoded)) {
           return yield* dropped("Undecodable", { from, error: decoded.failure.message })
         }
-        yield* Queue.offer(inbox, { _tag: "Receive", from, message: decoded.success })
+        yield* loop.receive(from, decoded.success)
       })
-
-    const initNowMs = yield* Clock.currentTimeMillis
-    const initial = machine.init({ self, peers, nowMs: initNowMs })
-    state = initial.state
-    if (onStep !== undefined) {
-      yield* onStep({
-        node: self,
-        input: { _tag: "Init", nowMs: initNowMs },
-        before: undefined,
-        after: initial.state,
-        outputs: initial.outputs,
-        nowMs: initNowMs,
-      })
-    }
-    // The loop forks the sleeper as its child, so timers die with it.
-    const loopFiber = yield* Effect.gen(function* () {
-      if (yield* perform(initial.outputs, initNowMs)) yield* reschedule
-      return yield* loop
-    }).pipe(
-      Effect.tapCause((cause) =>
-        Cause.hasInterruptsOnly(cause)
-          ? Effect.void
-          : Effect.logError("the node stopped on a defect", Cause.pretty(cause)),
-      ),
-      Effect.ensuring(stop),
-      Effect.forkScoped,
-    )
     yield* Stream.runForEach(endpoint.messages, receive).pipe(Effect.forkScoped)
 
-    /** Queues one step of `commands` and waits until it was stepped and performed. */
-    const stepCommands = (commands: ReadonlyArray<C>) =>
-      Effect.gen(function* () {
-        if (stopped) return yield* Effect.interrupt
-        const done = yield* Deferred.make<void>()
-        const queued = yield* Queue.offer(inbox, { _tag: "Command", commands, done })
-        if (!queued) return yield* Effect.interrupt
-        yield* Deferred.await(done)
-      })
+    return { ...loop.node, address: endpoint.address }
+  }).pipe(Effect.annotateLogs({ node: options.self }))
 
-    return {
-      self,
-      address: endpoint.address,
-      state: Effect.sync(() => state),
-      events: Stream.fromPubSub(events),
-      join: Fiber.join(loopFiber),
-      command: (command: C) => stepCommands([command]),
-      commandAll: (commands: ReadonlyArray<C>) =>
+/**
+ * A runner over stream connections: `Settings`, and the command that tells the machine a
+ * connection ended.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionOptions<State, Message, C, E> extends Settings<State, Message, C, E> {
+  /**
+   * The command stepped when a connection ends (its messages all stepped before), with why;
+   * without it, an end is not stepped. The connection is forgotten after that step.
+   */
+  readonly closed?: (connection: Machine.NodeId, reason: CloseReason.CloseReason) => NoInfer<C>
+}
+
+/**
+ * A running node over stream connections. Its peers are the connections attached to it:
+ * each gets a `NodeId` (`self`, a slash and a counter), what it carries is stepped as
+ * `Receive` from that id, and `Send` to the id goes over it; `Broadcast` goes to every
+ * attached connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Connections<State, Message, C, E> extends Node<State, C, E> {
+  /**
+   * Attaches connections (already authenticated by whoever accepted or opened them), steps
+   * the commands `attached` makes of their ids (in one `commandAll`: nothing they carry is
+   * stepped before), then reads each in the background until it ends. Returns their ids.
+   */
+  readonly attach: (
+    connections: ReadonlyArray<Connection.Connection<Message>>,
+    attached?: (ids: ReadonlyArray<Machine.NodeId>) => ReadonlyArray<C>,
+  ) => Effect.Effect<ReadonlyArray<Machine.NodeId>>
+  /** An attached connection that has not ended yet, for what is no decision of the machine. */
+  readonly connection: (id: Machine.NodeId) => Connection.Connection<Message> | undefined
+}
+
+/**
+ * Starts a node whose peers are stream connections (the transport's framed, authenticated
+ * connections): runs `init` (and performs its outputs) before it returns, then steps the
+ * machine until the scope closes, with the same step loop, timers and `inputsPerStepMax`
+ * as `run`. Messages are already decoded and authenticated by the connection, so nothing
+ * is sealed here. A message to an id with no connection (it ended) is dropped; a send
+ * that fails (the connection closed meanwhile) is ignored: its end is stepped anyway.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import type { Transport } from "@understudy/transport"
+ * import { Machine, Runner } from "@understudy/machine"
+ *
+ * // Answers every "ping" over the connection it came on.
+ * const pong: Machine.Machine<null, string> = {
+ *   init: () => Machine.result(null),
+ *   step: (state, input) =>
+ *     Machine.result(state, input._tag === "Receive" ? [Machine.send(input.from, "pong")] : []),
+ * }
+ *
+ * declare const listener: Transport.Listener<string>
+ *
+ * const server = Effect.gen(function* () {
+ *   const node = yield* Runner.runConnections(pong, { self: "server" })
+ *   yield* Stream.runForEach(listener.connections, (connection) => node.attach([connection]))
+ * })
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const runConnections = <State, Message, C, E>(
+  machine: Machine.Machine<State, Message, C, E>,
+  options: ConnectionOptions<State, Message, C, E>,
+): Effect.Effect<Connections<State, Message, C, E>, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const scope = yield* Effect.scope
+    const connections = new Map<Machine.NodeId, Connection.Connection<Message>>()
+    let counter = 0
+    const loop = yield* Loop.start(
+      machine,
+      options,
+      [],
+      {
+        send: (to, message) =>
+          Effect.suspend(() => {
+            const connection = connections.get(to)
+            return connection === undefined ? Effect.void : Effect.ignore(connection.send(message))
+          }),
+        peers: () => connections.keys(),
+      },
+      "before-return",
+    )
+
+    /** Steps what the connection carries, then its end. */
+    const read = (id: Machine.NodeId, connection: Connection.Connection<Message>) =>
+      Effect.gen(function* () {
+        yield* Stream.runForEach(connection.messages, (message) => loop.receive(id, message))
+        const reason = yield* connection.closed
+        if (options.closed !== undefined) yield* loop.node.command(options.closed(id, reason))
+      }).pipe(Effect.ensuring(Effect.sync(() => connections.delete(id))))
+
+    const node: Connections<State, Message, C, E> = {
+      ...loop.node,
+      connection: (id) => connections.get(id),
+      attach: (attaching, attached) =>
         Effect.gen(function* () {
-          for (let first = 0; first < commands.length; first += inputsPerStepMax)
-            yield* stepCommands(commands.slice(first, first + inputsPerStepMax))
+          const ids = attaching.map((connection) => {
+            const id = `${options.self}/${++counter}`
+            connections.set(id, connection)
+            return id
+          })
+          if (attached !== undefined) yield* loop.node.commandAll(attached(ids))
+          for (let i = 0; i < ids.length; i++)
+            yield* Effect.forkIn(read(ids[i]!, attaching[i]!), scope)
+          return ids
         }),
     }
+    return node
   }).pipe(Effect.annotateLogs({ node: options.self }))

@@ -1,24 +1,13 @@
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
-import { Address, Codec, Datagram, SimNet } from "@understudy/transport"
-import {
-  Cause,
-  Clock,
-  Effect,
-  Exit,
-  Fiber,
-  Layer,
-  Metric,
-  Queue,
-  Random,
-  Schema,
-  Stream,
-} from "effect"
+import { Address, Datagram, SimNet } from "@understudy/transport"
+import { Cause, Clock, Effect, Exit, Fiber, Layer, Metric, Queue, Random, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Authentication from "../src/Authentication.ts"
 import * as FailureDetector from "../src/FailureDetector.ts"
 import * as Machine from "../src/Machine.ts"
 import * as Runner from "../src/Runner.ts"
+import { codec, type Wire } from "./support/wire.ts"
 
 // A lossless, instant, in-memory datagram network: enough to test the runner's own
 // mechanics (timers, ordering, decoding) apart from the network simulator.
@@ -45,13 +34,6 @@ const memoryDatagram = Layer.sync(Datagram.Datagram, () => {
       }),
   })
 })
-
-const Wire = Schema.Union([
-  Schema.TaggedStruct("Ping", { n: Schema.Number }),
-  Schema.TaggedStruct("Pong", { n: Schema.Number }),
-])
-type Wire = typeof Wire.Type
-const codec = Codec.json(Wire)
 
 type Command =
   | { readonly _tag: "Set"; readonly timer: string; readonly afterMs: number }

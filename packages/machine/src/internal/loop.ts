@@ -1,0 +1,271 @@
+/**
+ * The step loop and timer driver every `Runner` link kind shares: one inbox of inputs, one
+ * serial loop that steps the machine and performs its outputs in order, one sleeper on the
+ * Effect `Clock` for all timers. How messages reach a peer and arrive from one is the link's
+ * business (datagrams, stream connections); the link hands arrivals to `receive`.
+ */
+import { Cause, Clock, Deferred, Effect, Fiber, PubSub, Queue, type Scope, Stream } from "effect"
+import * as Machine from "../Machine.ts"
+import type { Node, Settings } from "../Runner.ts"
+
+/** How the loop reaches peers. `send` never fails: the link logs what it cannot send. */
+export interface Link<Message> {
+  readonly send: (to: Machine.NodeId, message: Message) => Effect.Effect<void>
+  /** Who `Broadcast` goes to, at the time of the step. */
+  readonly peers: () => Iterable<Machine.NodeId>
+}
+
+/** A running loop: the node, and where its link delivers what arrived. */
+export interface Loop<State, Message, C, E> {
+  readonly node: Node<State, C, E>
+  /** Queues a received message; suspends while the inbox is full. */
+  readonly receive: (from: Machine.NodeId, message: Message) => Effect.Effect<void>
+}
+
+type Item<Message, C> =
+  | { readonly _tag: "Receive"; readonly from: Machine.NodeId; readonly message: Message }
+  | {
+      readonly _tag: "Command"
+      readonly commands: ReadonlyArray<C>
+      readonly done: Deferred.Deferred<void>
+    }
+  // Timer sleeper number `sleeper` woke up: fire whatever is due.
+  | { readonly _tag: "Tick"; readonly sleeper: number }
+
+interface Armed {
+  readonly deadlineMs: number
+  // Order among timers due at the same time: the one set first fires first.
+  readonly order: number
+}
+
+/**
+ * Runs `init`, then steps the machine until the scope closes. `init`'s outputs are performed
+ * by the loop (`initOutputs: "loop"`), or before this returns (`"before-return"`: a driver
+ * that goes on at once with what `init` did, as a supervisor taking over does).
+ */
+export const start = <State, Message, C, E>(
+  machine: Machine.Machine<State, Message, C, E>,
+  settings: Settings<State, Message, C, E>,
+  peers: ReadonlyArray<Machine.NodeId>,
+  link: Link<Message>,
+  initOutputs: "loop" | "before-return",
+): Effect.Effect<Loop<State, Message, C, E>, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { self, onStep, onEvent } = settings
+    const scope = yield* Effect.scope
+    const inbox = yield* Queue.bounded<Item<Message, C>>(settings.inboxCapacity ?? 1024)
+    const inputsPerStepMax = settings.inputsPerStepMax ?? 64
+    if (!Number.isInteger(inputsPerStepMax) || inputsPerStepMax < 1)
+      return yield* Effect.die(new RangeError(`inputsPerStepMax must be a positive integer`))
+    const events = yield* PubSub.bounded<E>(settings.eventsCapacity ?? 1024)
+
+    let state: State
+    // Only the serial loop (and `init` before it starts) touches the timers.
+    const timers = new Map<string, Armed>()
+    let timerOrder = 0
+    let sleeper:
+      | { readonly id: number; readonly fiber: Fiber.Fiber<void>; readonly untilMs: number }
+      | undefined
+    let sleeperCount = 0
+
+    // Keeps exactly one sleeper, due no later than the earliest timer.
+    const reschedule = Effect.gen(function* () {
+      let earliestMs: number | undefined
+      for (const armed of timers.values()) {
+        if (earliestMs === undefined || armed.deadlineMs < earliestMs) earliestMs = armed.deadlineMs
+      }
+      if (sleeper !== undefined && earliestMs !== undefined && sleeper.untilMs <= earliestMs) {
+        // It wakes no later than needed; a stale wake-up finds nothing due and reschedules.
+        return
+      }
+      if (sleeper !== undefined) {
+        const previous = sleeper
+        sleeper = undefined
+        yield* Fiber.interrupt(previous.fiber)
+      }
+      if (earliestMs === undefined) return
+      const nowMs = yield* Clock.currentTimeMillis
+      const id = sleeperCount++
+      const fiber = yield* Effect.sleep(Math.max(0, earliestMs - nowMs)).pipe(
+        Effect.andThen(Queue.offer(inbox, { _tag: "Tick", sleeper: id })),
+        Effect.asVoid,
+        // In the scope, not a child: `init`'s timers may be armed before the loop runs.
+        Effect.forkIn(scope),
+      )
+      sleeper = { id, fiber, untilMs: earliestMs }
+    })
+
+    const perform = (outputs: ReadonlyArray<Machine.Output<Message, E>>, nowMs: number) =>
+      Effect.gen(function* () {
+        let timersChanged = false
+        for (const output of outputs) {
+          switch (output._tag) {
+            case "Send":
+              yield* link.send(output.to, output.message)
+              break
+            case "Broadcast":
+              for (const peer of [...link.peers()]) yield* link.send(peer, output.message)
+              break
+            case "SetTimer":
+              timers.set(output.timer, {
+                deadlineMs: nowMs + Math.max(0, output.afterMs),
+                order: timerOrder++,
+              })
+              timersChanged = true
+              break
+            case "CancelTimer":
+              timersChanged = timers.delete(output.timer) || timersChanged
+              break
+            case "Emit":
+              yield* PubSub.publish(events, output.event)
+              if (onEvent !== undefined) yield* onEvent(output.event)
+              break
+          }
+        }
+        return timersChanged
+      })
+
+    /** One step of one input, or of a group of commands taken in turn (`commandAll`). */
+    const applyStep = (
+      inputs: readonly [Machine.Input<Message, C>, ...Array<Machine.Input<Message, C>>],
+    ) =>
+      Effect.gen(function* () {
+        const before = state
+        const next =
+          inputs.length === 1
+            ? machine.step(before, inputs[0])
+            : Machine.stepAll(machine, before, inputs)
+        state = next.state
+        const input = inputs[inputs.length - 1]!
+        if (onStep !== undefined) {
+          yield* onStep({
+            node: self,
+            input,
+            ...(inputs.length > 1 ? { inputs } : {}),
+            before,
+            after: next.state,
+            outputs: next.outputs,
+            nowMs: input.nowMs,
+          })
+        }
+        return yield* perform(next.outputs, input.nowMs)
+      })
+
+    const fireDue = (nowMs: number) =>
+      Effect.gen(function* () {
+        sleeper = undefined
+        let changed = true
+        // Each fired timer's step may set or cancel timers, so look again after each one.
+        // Bounded, because a machine that keeps setting 0 ms timers would never stop here;
+        // what is left fires at the next tick, which the reschedule below arms at once.
+        for (let fired = 0; fired < 10_000; fired++) {
+          let due: [string, Armed] | undefined
+          for (const entry of timers) {
+            if (entry[1].deadlineMs > nowMs) continue
+            if (
+              due === undefined ||
+              entry[1].deadlineMs < due[1].deadlineMs ||
+              (entry[1].deadlineMs === due[1].deadlineMs && entry[1].order < due[1].order)
+            ) {
+              due = entry
+            }
+          }
+          if (due === undefined) break
+          timers.delete(due[0])
+          changed = (yield* applyStep([Machine.timerFired(due[0], nowMs)])) || changed
+        }
+        return changed
+      })
+
+    const loop = Effect.gen(function* () {
+      const item = yield* Queue.take(inbox)
+      const nowMs = yield* Clock.currentTimeMillis
+      let timersChanged: boolean
+      switch (item._tag) {
+        case "Receive":
+          timersChanged = yield* applyStep([Machine.receive(item.from, item.message, nowMs)])
+          break
+        case "Command": {
+          const [first, ...rest] = item.commands.map((command) => Machine.command(command, nowMs))
+          timersChanged = first === undefined ? false : yield* applyStep([first, ...rest])
+          yield* Deferred.succeed(item.done, undefined)
+          break
+        }
+        case "Tick":
+          // A tick of a sleeper replaced after it woke is stale: the current one will come.
+          timersChanged = sleeper?.id === item.sleeper ? yield* fireDue(nowMs) : false
+          break
+      }
+      if (timersChanged) yield* reschedule
+    }).pipe(Effect.forever)
+
+    let stopped = false
+    // Whoever waits for a command that will never be stepped is interrupted, not left hanging.
+    const stop = Effect.gen(function* () {
+      stopped = true
+      if (sleeper !== undefined) yield* Fiber.interrupt(sleeper.fiber)
+      for (const item of yield* Queue.clear(inbox)) {
+        if (item._tag === "Command") yield* Deferred.interrupt(item.done)
+      }
+      yield* Queue.shutdown(inbox)
+    })
+
+    const initNowMs = yield* Clock.currentTimeMillis
+    const initial = machine.init({ self, peers, nowMs: initNowMs })
+    state = initial.state
+    if (onStep !== undefined) {
+      yield* onStep({
+        node: self,
+        input: { _tag: "Init", nowMs: initNowMs },
+        before: undefined,
+        after: initial.state,
+        outputs: initial.outputs,
+        nowMs: initNowMs,
+      })
+    }
+    const performInit = Effect.gen(function* () {
+      if (yield* perform(initial.outputs, initNowMs)) yield* reschedule
+    })
+    if (initOutputs === "before-return") yield* performInit
+    // The loop stops the sleeper when it stops, so timers die with it.
+    const loopFiber = yield* Effect.gen(function* () {
+      if (initOutputs === "loop") yield* performInit
+      return yield* loop
+    }).pipe(
+      Effect.tapCause((cause) =>
+        Cause.hasInterruptsOnly(cause)
+          ? Effect.void
+          : Effect.logError("the node stopped on a defect", Cause.pretty(cause)),
+      ),
+      Effect.ensuring(stop),
+      Effect.forkScoped,
+    )
+
+    /** Queues one step of `commands` and waits until it was stepped and performed. */
+    const stepCommands = (commands: ReadonlyArray<C>) =>
+      Effect.gen(function* () {
+        if (stopped) return yield* Effect.interrupt
+        const done = yield* Deferred.make<void>()
+        const queued = yield* Queue.offer(inbox, { _tag: "Command", commands, done })
+        if (!queued) return yield* Effect.interrupt
+        yield* Deferred.await(done)
+      })
+
+    const node: Node<State, C, E> = {
+      self,
+      state: Effect.sync(() => state),
+      events: Stream.fromPubSub(events),
+      join: Fiber.join(loopFiber),
+      command: (command: C) => stepCommands([command]),
+      commandAll: (commands: ReadonlyArray<C>) =>
+        Effect.gen(function* () {
+          for (let first = 0; first < commands.length; first += inputsPerStepMax)
+            yield* stepCommands(commands.slice(first, first + inputsPerStepMax))
+        }),
+    }
+    return {
+      node,
+      receive: (from, message) =>
+        Effect.asVoid(Queue.offer(inbox, { _tag: "Receive", from, message })),
+    }
+  })
