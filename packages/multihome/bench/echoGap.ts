@@ -16,6 +16,7 @@
  * there). A run counts only if every line came back exactly once and in order and the client
  * never lost the association.
  */
+import { setTimeout as sleep } from "node:timers/promises"
 import { Usrsctp } from "@understudy/testkit"
 import * as Processes from "./processes.ts"
 
@@ -35,8 +36,6 @@ const beforeKillMs = 1_000
 export const afterKillMs = 20_000
 const setupTimeoutMs = 20_000
 const binMs = 200
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** One failover; every process it starts is killed before it returns. */
 export const runEchoGap = async (failover: GapFailover): Promise<GapRun> => {

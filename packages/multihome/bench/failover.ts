@@ -37,6 +37,7 @@
  * address, the peer never retransmits there and aborts the association. `--failover-peer
  * tsctp` runs it anyway.
  */
+import { setTimeout as sleep } from "node:timers/promises"
 import { Usrsctp } from "@understudy/testkit"
 import * as Processes from "./processes.ts"
 
@@ -68,8 +69,6 @@ const streamBeforeKillMs = 1_000
 /** Bounds on each wait (the default timers need one RTO, at most 3 s, plus start-up). */
 const setupTimeoutMs = 15_000
 const failoverTimeoutMs = 30_000
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 const atMs = (line: Record<string, unknown>): number => {
   const value = line.atMs

@@ -6,9 +6,11 @@
  * calls it after every run, on errors and at exit. A receiver also exits by itself when its
  * stdin closes, i.e. when the bench process is gone however it ended.
  */
+
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { JsonLinesProcess, Ports, Usrsctp } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
@@ -25,8 +27,6 @@ export const sctpPort = Usrsctp.tsctpDefaultSctpPort
 
 /** The cluster's two node addresses (loopback aliases, as in the interop tests). */
 export const clusterHosts = { primary: "127.0.0.2", secondary: "127.0.0.3" } as const
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable with a receiver's `atMs`. */
 export const wallMs = (): number => performance.timeOrigin + performance.now()

@@ -5,10 +5,12 @@
  * snapshot takes over with `resync` and the replication's reserve. usrsctp must accept the
  * FORWARD TSN (RFC 3758) that skips what the primary used, and deliver the replica's echoes.
  */
+
 import { type ChildProcess, spawn } from "node:child_process"
 import * as Dgram from "node:dgram"
 import { existsSync } from "node:fs"
 import { networkInterfaces } from "node:os"
+import { setTimeout as sleep } from "node:timers/promises"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Result } from "effect"
 import * as Association from "../src/Association.ts"
@@ -35,8 +37,6 @@ afterEach(async () => {
   children.clear()
   await Promise.all(exits)
 })
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
 /** Polls until `predicate` holds, every 20 ms, at most `limitMs`. */
 const eventually = async (predicate: () => boolean, limitMs: number): Promise<boolean> => {
