@@ -5,7 +5,7 @@
  * exactly once and in order, with nothing in the client's output but a peer address change.
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { EtcdServer, Usrsctp } from "@understudy/testkit"
+import { EtcdServer, Prometheus, Usrsctp } from "@understudy/testkit"
 import * as App from "./support.ts"
 
 /** The etcd server a test started, stopped (and its data dir removed) after it. */
@@ -46,18 +46,6 @@ interface Failover {
    * for the test (`--store etcd://HOST:PORT`), with the role fenced there too.
    */
   readonly store?: "node" | "etcd"
-}
-
-/** The value of the sample `name` (no labels) in a Prometheus text scrape, 0 if absent. */
-const sample = (text: string, name: string): number => {
-  const match = new RegExp(`^${name}(?:\\{\\})? (\\S+)$`, "m").exec(text)
-  return match === null ? 0 : Number(match[1])
-}
-
-const scrape = async (url: string): Promise<string> => {
-  const response = await fetch(url)
-  expect(response.status).toBe(200)
-  return response.text()
 }
 
 const runFailover = async ({
@@ -142,7 +130,10 @@ const runFailover = async ({
   const takeoversBefore =
     metricsUrl === undefined
       ? undefined
-      : sample(await scrape(metricsUrl), "understudy_multihome_takeover_ms_count")
+      : Prometheus.sample(
+          await Prometheus.scrape(metricsUrl),
+          "understudy_multihome_takeover_ms_count",
+        )
   expect(takeoversBefore ?? 0).toBe(0)
 
   primary.kill(signal)
@@ -193,10 +184,10 @@ const runFailover = async ({
   }
   if (metricsUrl !== undefined) {
     // The takeover moved the secondary's histogram, and it serves the association now.
-    const after = await scrape(metricsUrl)
-    expect(sample(after, "understudy_multihome_takeover_ms_count"), after).toBe(1)
-    expect(sample(after, "understudy_multihome_takeovers_total"), after).toBe(1)
-    expect(sample(after, "understudy_multihome_associations"), after).toBe(1)
+    const after = await Prometheus.scrape(metricsUrl)
+    expect(Prometheus.sample(after, "understudy_multihome_takeover_ms_count"), after).toBe(1)
+    expect(Prometheus.sample(after, "understudy_multihome_takeovers_total"), after).toBe(1)
+    expect(Prometheus.sample(after, "understudy_multihome_associations"), after).toBe(1)
   }
   // From then on the association lives on the secondary, answering from 127.0.0.3.
   const association = await App.eventually(
