@@ -87,12 +87,13 @@ const storeLayerOf = (
   values: { readonly store?: string | undefined; readonly etcd?: string | undefined },
   clusterKey: Redacted.Redacted<Uint8Array> | undefined,
 ): Layer.Layer<Store.Store> =>
+  // Default timings and a key: nothing a store layer's config check can refuse.
   values.etcd !== undefined
-    ? EtcdStore.layer({ endpoints: values.etcd.split(",") })
+    ? EtcdStore.layer({ endpoints: values.etcd.split(",") }).pipe(Layer.orDie)
     : RemoteStore.layer({
         address: stream(values.store, "--store"),
         ...(clusterKey === undefined ? {} : { clusterKey }),
-      }).pipe(Layer.provide(NodeTransport.layer))
+      }).pipe(Layer.orDie, Layer.provide(NodeTransport.layer))
 
 /**
  * A client's service: the `--service` address list, or the server that holds the service's

@@ -7,7 +7,7 @@
  * one transfer with 1 kill on etcd, then a hand-off of a download and a bundle.
  */
 import { setTimeout as sleep } from "node:timers/promises"
-import { EtcdServer, JsonLinesProcess, Otlp, Prometheus } from "@understudy/testkit"
+import { EtcdServer, Eventually, JsonLinesProcess, Otlp, Prometheus } from "@understudy/testkit"
 import { afterAll, describe, expect, it } from "vitest"
 import {
   type Cluster,
@@ -126,9 +126,11 @@ describe("takeover-stream processes", () => {
       // --otlp: the get's spans arrived when it exited (its exporter flushes then); the
       // server that resumed the transfers exports its takeover spans within a second.
       expect(collector.traces()).toContain("checkpoint.client.connect")
-      for (let i = 0; i < 1_000 && !collector.traces().includes("checkpoint.takeover"); i++)
-        await new Promise((resolve) => setTimeout(resolve, 10))
-      expect(collector.traces()).toContain("checkpoint.takeover")
+      await Eventually.promise(
+        "the takeover spans exported",
+        () => collector.traces().includes("checkpoint.takeover"),
+        { within: "10 seconds", every: 10 },
+      )
       expect(collector.traces()).toContain("takeover-stream")
     } finally {
       await cluster.stop()
