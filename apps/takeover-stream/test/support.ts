@@ -310,17 +310,22 @@ export const handoffUnderLoad = async (
       context,
     ).toEqual([])
     await handoff(cluster, from.id, to.id)
+    // A download that finished while the hand-off command started (seconds of CPU on a loaded
+    // machine) was not live when it ran: every other one must have moved.
+    const finishedFirst = gets.map((get) => get.lines.some((l) => l.t === "done"))
     const offsets: Array<number> = []
     for (const [i, get] of gets.entries()) {
       const done = await get.line("done", 150_000)
       const resumed = get.lines.filter((l) => l.t === "resumed")
       expect(done.sha256, `${names[i]}: ${context}`).toBe(sha[names[i]!])
       expect(done.match).toBe(true)
+      if (finishedFirst[i] === true && resumed.length === 0) continue
       expect(resumed.length, `${names[i]}: ${JSON.stringify(resumed)}`).toBe(1)
       expect(resumed[0]!.server).toBe(to.address)
       expect(Number(resumed[0]!.offset)).toBeGreaterThan(0)
       offsets.push(Number(resumed[0]!.offset))
     }
+    expect(offsets.length, "downloads moved by the hand-off").toBeGreaterThan(0)
     console.log(`hand-off under load: the downloads moved at ${offsets.join(", ")} of ${size}`)
     // The bundle moved as a whole, once, its paused member still paused; then resumed.
     await bundle.line("resumed", 30_000)
