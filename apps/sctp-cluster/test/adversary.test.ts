@@ -3,6 +3,8 @@
  * verification tags while usrsctp's `client` talks to the cluster: no association or
  * alias is created, and the client's association goes on, every echo once and in order.
  */
+
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess, Usrsctp } from "@understudy/testkit"
@@ -11,8 +13,6 @@ import * as App from "./support.ts"
 afterEach(App.killAll)
 
 const floodScript = fileURLToPath(new URL("./support/flood.ts", import.meta.url))
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 const echoed = (output: string): Array<number> =>
   [...output.matchAll(/^n (\d+)$/gm)].map((match) => Number(match[1]))

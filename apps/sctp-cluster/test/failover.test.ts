@@ -4,6 +4,7 @@
  * mid-conversation; the echoes must go on from the secondary (127.0.0.3), each message back
  * exactly once and in order, with nothing in the client's output but a peer address change.
  */
+import { setTimeout as sleep } from "node:timers/promises"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { EtcdServer, Prometheus, Usrsctp } from "@understudy/testkit"
 import * as App from "./support.ts"
@@ -16,8 +17,6 @@ afterEach(async () => {
   await etcd?.stop()
   etcd = undefined
 })
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** The numbers of the messages echoed so far, in the order the client printed them. */
 const echoed = (output: string): Array<number> =>
