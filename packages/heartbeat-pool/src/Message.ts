@@ -91,13 +91,13 @@ export type DenyReason = typeof DenyReason.Type
 
 /**
  * Messages between servers. `Heartbeat` and `HeartbeatAck` are the leader's heartbeat and the
- * follower's acknowledgement (the source document's claim 21); `Check` / `CheckReply` the
- * check message a follower sends before it starts an election (claim 22); `Record` the
- * follower's record of distribution sent to the leader in parts (claims 23, 40); `Reserve` /
+ * follower's acknowledgement; `Check` / `CheckReply` the
+ * check message a follower sends before it starts an election; `Record` the
+ * follower's record of distribution sent to the leader in parts; `Reserve` /
  * `Reserved` a follower asking the leader for a seat (`Unused`: it did not use one it got),
  * which it does only beyond the share of seats the leader's `Heartbeat` gives it;
  * `LicenseRequest` / `LicenseOffer` the
- * spreading of a newer license file (claims 10, 19); `Newer` tells a sender its term is old.
+ * spreading of a newer license file; `Newer` tells a sender its term is old.
  *
  * @since 0.1.0
  * @category schemas
@@ -156,7 +156,7 @@ export const Peer = Schema.Union([
     term: Count,
     client: Id,
     seats: Count,
-    /** The client proved it held a seat elsewhere (claim 9): allowed while the leader settles. */
+    /** The client proved it held a seat elsewhere: allowed while the leader settles. */
     reattach: Schema.Boolean,
     /**
      * The server whose token of this term the client showed: the seat may be one that server
@@ -185,7 +185,7 @@ export type Peer = typeof Peer.Type
  * What a client (or the admin tool) sends to a server. `seq` increases with every message of
  * one client: a heartbeat whose `seq` is not above the last one seen is a replay and is
  * dropped. `Beat` carries the client's token and when its lease ends as it knows it, so a
- * server that never authorised it can turn it into a request (claim 9).
+ * server that never authorised it can turn it into a request.
  *
  * @since 0.1.0
  * @category schemas
@@ -203,8 +203,8 @@ export type ClientRequest = typeof ClientRequest.Type
 /**
  * A server's answer to a client. `seq` names the request or heartbeat it answers, so a client
  * tells an answer to an older message (late, or overtaken on the way) from the current one.
- * `leaders` is the leader priority list (claim 26); `reattached` says the grant took over an
- * authorisation from another server (claim 9).
+ * `leaders` is the leader priority list; `reattached` says the grant took over an
+ * authorisation from another server.
  *
  * @since 0.1.0
  * @category schemas
