@@ -80,7 +80,9 @@ export const main = async () => {
         detectionPeriodMs: 20,
         inquiryTimeoutMs: 100,
         baseDelayMs: 50,
-        floorDelayMs: 15,
+        // A floor well above timer jitter: the survivors' delays differ by at least this, so
+        // the most capable one declares first even on a loaded machine.
+        floorDelayMs: 100,
         logger: (entry) => log.push(entry),
       }),
     )

@@ -82,7 +82,9 @@ export const program = Effect.gen(function* () {
         detectionPeriodMs: 20,
         inquiryTimeoutMs: 100,
         baseDelayMs: 50,
-        floorDelayMs: 15,
+        // A floor well above timer jitter: the survivors' delays differ by at least this, so
+        // the most capable one declares first even on a loaded machine.
+        floorDelayMs: 100,
       }).pipe(Scope.provide(scope)),
     )
   }
