@@ -538,9 +538,10 @@ export const make = (
       // A link end is not always the primary's failure: a standby starved of CPU past the
       // keep-alive reads the connection its primary already replaced late (its end too),
       // or its own keep-alive, firing late, ends a live link. A live primary links again at
-      // once (see `connectToStandby`); the secondary waits one keep-alive time-out for it,
-      // the bound it already gives a hung primary.
-      relinkGraceMs: linkKeepAlive.timeoutMs,
+      // once (see `connectToStandby`), so its new link is usually queued already: half a
+      // keep-alive interval lets the node read it first. Longer delays every real failover
+      // (a full keep-alive time-out put 500 ms on usrsctp's first echo after a SIGKILL).
+      relinkGraceMs: Math.ceil(linkKeepAlive.intervalMs / 2),
     })
     /** The role's timers: the generation of each one set (a timer set again replaces it). */
     const roleTimers = new Map<string, number>()
