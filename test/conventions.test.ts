@@ -344,12 +344,6 @@ const pendingMsOptions: Record<string, ReadonlyArray<string>> = {
   "packages/checkpoint/src/DuplexSession.ts": ["gapMs"],
   "packages/checkpoint/src/ObjectBundle.ts": ["gapMs"],
   "packages/checkpoint/src/ObjectSession.ts": ["claimWaitMs", "gapMs", "retryMs"],
-  // heartbeat-pool (eng-12).
-  "packages/heartbeat-pool/src/Client.ts": [
-    "heartbeatIntervalMs",
-    "minRetryIntervalMs",
-    "retryIntervalMs",
-  ],
   // multihome Cluster.make (eng-sctp).
   "packages/multihome/src/Cluster.ts": [
     "ackTimeoutMs",

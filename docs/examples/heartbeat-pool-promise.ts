@@ -55,7 +55,7 @@ export const main = async () => {
     poolSecret,
     bind: udp(0),
     servers: members.map((member) => ({ id: member.id, address: member.client })),
-    heartbeatIntervalMs: 50,
+    heartbeatInterval: 50,
   })
   const signal = AbortSignal.timeout(20_000)
   const first = await createClient(clientOptions("first"))

@@ -62,7 +62,7 @@ export const program = Effect.gen(function* () {
     poolSecret,
     bind: Address.udp("127.0.0.1", 0),
     servers: members.map((member) => ({ id: member.id, address: member.client })),
-    heartbeatIntervalMs: 50,
+    heartbeatInterval: "50 millis",
   })
   const seat = (tag: "Granted" | "Reattached") =>
     client.events.pipe(

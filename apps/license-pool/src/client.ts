@@ -95,7 +95,7 @@ const checkOut = (input: {
         poolSecret: secret,
         product,
         seats,
-        heartbeatIntervalMs: heartbeatMs,
+        heartbeatInterval: heartbeatMs,
         firstServer: (first + index) % pool.length,
       })
       yield* client.events.pipe(

@@ -87,11 +87,9 @@ const poolClient = (index: number) =>
       servers: options.servers.map((server) => ({ id: server.id, address: server.client })),
       poolSecret: secret,
       product: "cad",
-      heartbeatIntervalMs: options.heartbeatMs,
+      heartbeatInterval: options.heartbeatMs,
       firstServer: options.first,
-      ...(process.env.BENCH_RETRY_MS
-        ? { retryIntervalMs: Number(process.env.BENCH_RETRY_MS) }
-        : {}),
+      ...(process.env.BENCH_RETRY_MS ? { retryInterval: Number(process.env.BENCH_RETRY_MS) } : {}),
       reportUnreachable: process.env.BENCH_REPORT_UNREACHABLE !== "0",
       onStep: tracer(steps),
     })

@@ -8,9 +8,27 @@
  * @since 0.1.0
  */
 import { Authentication, Runner } from "@understudy/machine"
-import { type Address, Codec, Datagram, type TransportError } from "@understudy/transport"
-import { Context, Effect, Layer, type Redacted, Result, type Scope, Stream } from "effect"
+import {
+  type Address,
+  Codec,
+  Datagram,
+  type TransportError,
+  Options as TransportOptions,
+} from "@understudy/transport"
+import {
+  Context,
+  Duration,
+  Effect,
+  Layer,
+  type Redacted,
+  Result,
+  Schema,
+  type Scope,
+  Stream,
+} from "effect"
 import * as ClientMachine from "./ClientMachine.ts"
+import * as Config from "./Config.ts"
+import { PoolInvalidConfig } from "./Machine.ts"
 import * as Message from "./Message.ts"
 import * as Signing from "./Signing.ts"
 
@@ -25,13 +43,14 @@ export interface Options {
   readonly poolSecret: Redacted.Redacted<Uint8Array> | "insecure"
   readonly product: string
   readonly seats?: number
-  readonly heartbeatIntervalMs?: number
+  /** How often the seat is renewed (`"200 millis"`, milliseconds, a `Duration`). Default 200 ms. */
+  readonly heartbeatInterval?: Duration.Input
   /** Replies missed in a row before the server counts as gone. Default 3. */
   readonly missLimit?: number
   /** The longest wait for a reply before sending again. Default the heartbeat interval. */
-  readonly retryIntervalMs?: number
+  readonly retryInterval?: Duration.Input
   /** The shortest wait for a reply (round-trip times set it in between). Default a sixth. */
-  readonly minRetryIntervalMs?: number
+  readonly minRetryInterval?: Duration.Input
   /** Where in `servers` to start. Default 0. */
   readonly firstServer?: number
   /**
@@ -82,16 +101,53 @@ const codec: Codec.Codec<Message.ServerReply | Message.ClientRequest> = Codec.ma
 
 const zeroSecret = new Uint8Array(32)
 
+/** The durations Schema checks before anything is bound (`Config.decodeClient` the rest). */
+const Durations = Schema.Struct({
+  heartbeatInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
+  retryInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
+  minRetryInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
+})
+
 /**
- * Starts the client; it requests its seats at once.
+ * `options`' timings in milliseconds with their defaults, or `PoolInvalidConfig` naming the
+ * option that is out of range (a duration that is not positive and finite, a retry wait above
+ * the interval, a count out of range).
+ */
+const decodeOptions = (options: Options): Result.Result<Config.ClientConfig, PoolInvalidConfig> => {
+  const given = options as unknown as Record<string, unknown>
+  const picked = (keys: ReadonlyArray<string>) =>
+    Object.fromEntries(keys.flatMap((key) => (given[key] === undefined ? [] : [[key, given[key]]])))
+  const decoded = Schema.decodeUnknownResult(Durations)(picked(Object.keys(Durations.fields)))
+  if (Result.isFailure(decoded)) {
+    return Result.fail(new PoolInvalidConfig({ reason: decoded.failure.message }))
+  }
+  const millis = Object.fromEntries(
+    Object.entries(decoded.success).map(([key, input]) => [
+      key,
+      Duration.toMillis(Duration.fromInputUnsafe(input)),
+    ]),
+  )
+  return Config.decodeClient({ ...millis, ...picked(["missLimit", "seats"]) })
+}
+
+/**
+ * Starts the client; it requests its seats at once. An option out of range fails with
+ * `PoolInvalidConfig` naming it, before anything is bound.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const run = (
   options: Options,
-): Effect.Effect<Running, TransportError.ListenError, Datagram.Datagram | Scope.Scope> =>
+): Effect.Effect<
+  Running,
+  TransportError.ListenError | PoolInvalidConfig,
+  Datagram.Datagram | Scope.Scope
+> =>
   Effect.gen(function* () {
+    const decoded = decodeOptions(options)
+    if (Result.isFailure(decoded)) return yield* decoded.failure
+    const config = decoded.success
     const insecure = options.poolSecret === "insecure"
     if (insecure) yield* Effect.logWarning("running WITHOUT a pool key (--insecure)")
     const keys = Signing.poolKeys(
@@ -120,15 +176,11 @@ export const run = (
       ClientMachine.make({
         servers: options.servers.map((server) => server.id),
         product: options.product,
-        seats: options.seats ?? 1,
-        heartbeatIntervalMs: options.heartbeatIntervalMs ?? 200,
-        ...(options.missLimit !== undefined ? { missLimit: options.missLimit } : {}),
-        ...(options.retryIntervalMs !== undefined
-          ? { retryIntervalMs: options.retryIntervalMs }
-          : {}),
-        ...(options.minRetryIntervalMs !== undefined
-          ? { minRetryIntervalMs: options.minRetryIntervalMs }
-          : {}),
+        seats: config.seats,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        missLimit: config.missLimit,
+        retryIntervalMs: config.retryIntervalMs,
+        minRetryIntervalMs: config.minRetryIntervalMs,
         ...(options.firstServer !== undefined ? { firstServer: options.firstServer } : {}),
       }),
       {
@@ -187,5 +239,5 @@ export class PoolClient extends Context.Service<PoolClient, Running>()(
  */
 export const layer = (
   options: Options,
-): Layer.Layer<PoolClient, TransportError.ListenError, Datagram.Datagram> =>
+): Layer.Layer<PoolClient, TransportError.ListenError | PoolInvalidConfig, Datagram.Datagram> =>
   Layer.effect(PoolClient, run(options))

@@ -86,7 +86,7 @@ const failOver = (seed: number, failure: Failure) =>
           servers: members.map((member) => ({ id: member.id, address: member.client })),
           poolSecret: secret,
           product: "cad",
-          heartbeatIntervalMs: timing.heartbeatIntervalMs,
+          heartbeatInterval: timing.heartbeatIntervalMs,
           missLimit,
           onStep: (info) => Effect.sync(() => void steps.push(info)),
         })

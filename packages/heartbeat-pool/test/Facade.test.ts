@@ -99,7 +99,7 @@ describe("Promise facade", () => {
       servers: members.map((member) => ({ id: member.id, address: member.client })),
       poolSecret: secret,
       product: "cad",
-      heartbeatIntervalMs: 100,
+      heartbeatInterval: 100,
     })
     const first = await createClient(clientOptions("first"))
     opened.push(first)

@@ -47,7 +47,7 @@ describe("Effect services", () => {
           servers: [{ id: "s1", address: member.client }],
           poolSecret,
           product: "cad",
-          heartbeatIntervalMs: 50,
+          heartbeatInterval: 50,
         })
         yield* Effect.gen(function* () {
           const server = yield* Server.PoolServer

@@ -98,7 +98,7 @@ describe("a server process SIGKILLed", () => {
           servers: members.map((member) => ({ id: member.id, address: member.client })),
           poolSecret: secret,
           product: "cad",
-          heartbeatIntervalMs,
+          heartbeatInterval: heartbeatIntervalMs,
           missLimit,
           onStep: (info) => Effect.sync(() => void steps.push(info)),
         })
