@@ -11,6 +11,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
+import ts from "typescript"
 import { describe, expect, it } from "vitest"
 
 const repository = fileURLToPath(new URL("..", import.meta.url))
@@ -224,6 +225,22 @@ const sourceFiles = (dir: string, limit: number): Array<string> => {
   return files
 }
 
+/**
+ * The published packages' source files (the testkit is private: test code, not a public
+ * surface), at most `limit` per package: the one walk the limit and duration checks share.
+ */
+const publishedSources = (limit = 2_000): Array<string> =>
+  readdirSync(Path.join(repository, "packages"))
+    .sort()
+    .filter((name) => name !== "testkit")
+    .map((name) => Path.join(repository, "packages", name, "src"))
+    .filter((src) => statSync(src, { throwIfNoEntry: false })?.isDirectory() === true)
+    .flatMap((src) => sourceFiles(src, limit))
+
+/** Findings by file, as `file: name` lines for `expectOnlyListed`. */
+const flat = (byFile: Record<string, ReadonlyArray<string>>): Array<string> =>
+  Object.entries(byFile).flatMap(([file, names]) => names.map((name) => `${file}: ${name}`))
+
 describe("bounded queues", () => {
   it("no unbounded Queue, PubSub, Mailbox or Stream.callback in packages/*/src outside the proven-bounded list", () => {
     const limit = 2_000
@@ -303,18 +320,10 @@ export const misnamedLimits = (source: string): Array<string> => [
 describe("limit names", () => {
   it("limits in the published packages' sources are named xUnitMax, outside the pending list", () => {
     const found: Record<string, Array<string>> = {}
-    for (const name of readdirSync(Path.join(repository, "packages")).sort()) {
-      // The testkit is private: test code, not a public surface.
-      if (name === "testkit") continue
-      const src = Path.join(repository, "packages", name, "src")
-      if (!statSync(src, { throwIfNoEntry: false })?.isDirectory()) continue
-      for (const file of sourceFiles(src, 2_000)) {
-        const names = misnamedLimits(readFileSync(file, "utf8")).sort()
-        if (names.length > 0) found[Path.relative(repository, file)] = names
-      }
+    for (const file of publishedSources()) {
+      const names = misnamedLimits(readFileSync(file, "utf8")).sort()
+      if (names.length > 0) found[Path.relative(repository, file)] = names
     }
-    const flat = (byFile: Record<string, ReadonlyArray<string>>) =>
-      Object.entries(byFile).flatMap(([file, names]) => names.map((limit) => `${file}: ${limit}`))
     expectOnlyListed(
       flat(found),
       flat({ ...pendingLimitNames, ...foreignLimitNames }),
@@ -334,100 +343,189 @@ describe("limit names", () => {
 
 /**
  * Durations in a published option are `Duration.Input`s named for what they are (`timeout`,
- * `linger`), decoded by Schema: a field ending in `Ms` in an exported `...Options` interface is
- * a duration in plain milliseconds. Known and not yet converted, by file, each with its owner.
+ * `linger`), decoded by Schema: a field ending in `Ms` that an exported `...Options` interface
+ * or type takes is a duration in plain milliseconds. Known and not yet converted, by the file of
+ * the `...Options` declaration, each with its owner.
  */
 const pendingMsOptions: Record<string, ReadonlyArray<string>> = {
   // checkpoint (eng-dur, next session): session, bundle and discovery timings.
   "packages/checkpoint/src/CheckpointStore.ts": ["leaseTtlMs"],
   "packages/checkpoint/src/Discovery.ts": ["ttlMs"],
-  "packages/checkpoint/src/DuplexSession.ts": ["gapMs"],
-  "packages/checkpoint/src/ObjectBundle.ts": ["gapMs"],
-  "packages/checkpoint/src/ObjectSession.ts": ["claimWaitMs", "gapMs", "retryMs"],
-  // multihome Cluster.make (eng-sctp).
+  "packages/checkpoint/src/DuplexSession.ts": ["retryMs"],
+  "packages/checkpoint/src/ObjectBundle.ts": ["retryMs"],
+  "packages/checkpoint/src/ObjectSession.ts": ["claimWaitMs", "retryMs"],
+  // staggered-election's election timings, inherited from Machine.Config (arch, this session).
+  ...Object.fromEntries(
+    ["Facade.ts", "Leadership.ts", "ServerGroup.ts"].map((file) => [
+      `packages/staggered-election/src/${file}`,
+      [
+        "baseDelayMs",
+        "detectionPeriodMs",
+        "durationMs",
+        "floorDelayMs",
+        "inquiryTimeoutMs",
+        "unknownDelayMs",
+      ],
+    ]),
+  ),
+  // multihome Cluster.make (eng-sctp), its replication policy { _tag: "Interval", everyMs } too.
   "packages/multihome/src/Cluster.ts": [
     "ackTimeoutMs",
     "addressWaitMs",
+    "everyMs",
     "healthEveryMs",
     "intervalMs",
     "leaseMs",
     "timeoutMs",
   ],
   "packages/multihome/src/Fence.ts": ["leaseMs"],
-  // port-election's keepAlive (eng-runner).
+  // port-election's keepAlive, in Election's options and createInstance's, which extend them (pe).
   "packages/port-election/src/Election.ts": ["intervalMs", "timeoutMs"],
+  "packages/port-election/src/Facade.ts": ["intervalMs", "timeoutMs"],
+}
+
+/** The compiler options every package is built with (`tsconfig.base.json`). */
+const compilerOptions = (): ts.CompilerOptions => {
+  const parsed = ts.getParsedCommandLineOfConfigFile(
+    Path.join(repository, "tsconfig.base.json"),
+    { noEmit: true },
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (diagnostic) => {
+        throw new Error(ts.flattenDiagnosticMessageText(diagnostic.messageText, "\n"))
+      },
+    },
+  )
+  if (parsed === undefined) throw new Error("tsconfig.base.json: not read")
+  return parsed.options
 }
 
 /**
- * Fields ending in `Ms` in the exported `...Options` interfaces of `source` (nested object
- * types included; `@internal` ones and comments left out).
+ * Types a field may hold that are values a package makes for the user, not options the user
+ * writes, with what makes them; their fields are not options. Key: `package: Type` (the type
+ * is met in the package's sources or in its built `dist`).
  */
-export const msOptions = (source: string): Array<string> => {
-  const found = new Set<string>()
-  let depth = 0
-  let inside = false
-  let previous = ""
-  for (const raw of source.split("\n")) {
-    const line = raw.trim()
-    if (line.startsWith("//") || line.startsWith("*") || line.startsWith("/*")) {
-      previous = line
-      continue
+const madeValues: Record<string, string> = {
+  "machine: Authentication": "made by Authentication.keyed(key, options) or insecure",
+  "checkpoint: Policy": "made by Policy.decode, whose input takes `every` as a Duration.Input",
+}
+
+/**
+ * Whether a field's type may hold options: an inline object type, or one declared in this
+ * repository's sources that is not in `madeValues` (not Effect's or the standard library's).
+ */
+const mayHoldOptions = (type: ts.Type): boolean => {
+  const symbol = type.aliasSymbol ?? type.getSymbol()
+  const files = (symbol?.getDeclarations() ?? []).map((d) => d.getSourceFile().fileName)
+  if (files.some((file) => file.includes("/node_modules/"))) return false
+  const packages = files.map((file) => /\/packages\/([^/]+)\//.exec(file)?.[1])
+  return !packages.some((name) => `${name}: ${symbol?.name}` in madeValues)
+}
+
+/**
+ * By file, the fields ending in `Ms` that the exported `...Options` interfaces and types of
+ * `files` take, as the type checker sees them: fields inherited (`extends`, `Omit<...>`, `&`)
+ * count, and so do the fields of the object types a field holds (`keepAlive: { intervalMs }`,
+ * `lease?: Lease`; see `mayHoldOptions`). A callback's parameters are what the package
+ * reports (`onResumed({ gapMs })`), not options: they are not looked into. `@internal`
+ * declarations are left out.
+ */
+export const msOptions = (
+  program: ts.Program,
+  files: ReadonlyArray<string>,
+): Record<string, Array<string>> => {
+  const checker = program.getTypeChecker()
+  const found: Record<string, Array<string>> = {}
+  for (const file of files) {
+    const source = program.getSourceFile(file)
+    if (source === undefined) throw new Error(`${file}: not in the program`)
+    const names = new Set<string>()
+    const seen = new Set<ts.Type>()
+    const walk = (type: ts.Type, depth: number): void => {
+      if (depth > 4 || seen.has(type)) return
+      seen.add(type)
+      if (depth > 0 && !mayHoldOptions(type)) return
+      if (type.isUnionOrIntersection()) {
+        for (const member of type.types) walk(member, depth)
+        return
+      }
+      const isObject = (type.flags & ts.TypeFlags.Object) !== 0
+      if (!isObject || type.getCallSignatures().length > 0) return
+      for (const property of checker.getPropertiesOfType(type)) {
+        if (/\wMs$/.test(property.name)) names.add(property.name)
+        walk(checker.getTypeOfSymbol(property), depth + 1)
+      }
     }
-    if (!inside) {
-      const opens = /^export interface \w*Options\b/.test(line) && !previous.includes("@internal")
-      previous = line
-      if (!opens) continue
-      inside = true
-      depth = 0
+    for (const statement of source.statements) {
+      if (!ts.isInterfaceDeclaration(statement) && !ts.isTypeAliasDeclaration(statement)) continue
+      const exported = statement.modifiers?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword)
+      const internal = ts.getJSDocTags(statement).some((tag) => tag.tagName.text === "internal")
+      if (!/Options$/.test(statement.name.text) || !exported || internal) continue
+      walk(checker.getTypeAtLocation(statement.name), 0)
     }
-    for (const match of line.matchAll(/\b(\w+Ms)\??:/g)) found.add(match[1] as string)
-    for (const char of line) depth += char === "{" ? 1 : char === "}" ? -1 : 0
-    if (depth <= 0 && line.includes("}")) inside = false
+    if (names.size > 0) found[file] = [...names].sort()
   }
-  return [...found].sort()
+  return found
+}
+
+/** A program of `sources` (file name to text) alone, for checking the scan on a planted case. */
+const programOf = (sources: Record<string, string>): ts.Program => {
+  const options = compilerOptions()
+  const host = ts.createCompilerHost(options)
+  const { fileExists, readFile, getSourceFile } = host
+  const planted = (name: string) => sources[Path.resolve(name)]
+  host.fileExists = (name) => planted(name) !== undefined || fileExists.call(host, name)
+  host.readFile = (name) => planted(name) ?? readFile.call(host, name)
+  host.getSourceFile = (name, language, ...rest) => {
+    const text = planted(name)
+    return text === undefined
+      ? getSourceFile.call(host, name, language, ...rest)
+      : ts.createSourceFile(name, text, language)
+  }
+  return ts.createProgram(Object.keys(sources), options, host)
 }
 
 describe("durations", () => {
   it("published options take durations as Duration.Input, not ...Ms numbers, outside the pending list", () => {
-    const found: Record<string, Array<string>> = {}
-    for (const name of readdirSync(Path.join(repository, "packages")).sort()) {
-      // The testkit is private: test code, not a public surface.
-      if (name === "testkit") continue
-      const src = Path.join(repository, "packages", name, "src")
-      if (!statSync(src, { throwIfNoEntry: false })?.isDirectory()) continue
-      for (const file of sourceFiles(src, 2_000)) {
-        // internal/ is not exported.
-        if (file.includes(`${Path.sep}internal${Path.sep}`)) continue
-        const names = msOptions(readFileSync(file, "utf8"))
-        if (names.length > 0) found[Path.relative(repository, file)] = names
-      }
-    }
-    const flat = (byFile: Record<string, ReadonlyArray<string>>) =>
-      Object.entries(byFile).flatMap(([file, names]) => names.map((option) => `${file}: ${option}`))
+    // internal/ is not exported; its interfaces count where a public one inherits them.
+    const files = publishedSources().filter((f) => !f.includes(`${Path.sep}internal${Path.sep}`))
+    const byPath = msOptions(ts.createProgram(files, compilerOptions()), files)
+    const found = Object.fromEntries(
+      Object.entries(byPath).map(([file, names]) => [Path.relative(repository, file), names]),
+    )
+    expect(files.length, "the scan reached the sources").toBeGreaterThan(50)
     expectOnlyListed(
       flat(found),
       flat(pendingMsOptions),
       'a duration option in milliseconds: make it a Duration.Input (e.g. timeout: "2 seconds")',
     )
-  })
+  }, 120_000)
 
-  it("the scan finds ...Ms fields of exported Options interfaces, nested ones too, and nothing else", () => {
-    expect(
-      msOptions(
-        [
-          "export interface ConnectionOptions<A> {",
-          "  /** Default 1,000 ms: `lingerMs`. */",
-          "  readonly keepAlive?: { readonly intervalMs: number; readonly timeout: Duration.Input }",
-          "  readonly handshakeTimeoutMs?: number",
-          "  readonly linger?: Duration.Input",
-          "}",
-          "export interface Event { readonly atMs: number }",
-          "/** @internal */",
-          "export interface ResolvedOptions { readonly lingerMs: number }",
-        ].join("\n"),
-      ),
-    ).toEqual(["handshakeTimeoutMs", "intervalMs"])
-  })
+  it("the scan finds ...Ms fields an Options type takes, inherited and nested ones too, and nothing else", () => {
+    const file = Path.join(repository, "planted", "options.ts")
+    const source = [
+      "interface Timings { readonly detectionPeriodMs: number; readonly floorDelayMs?: number }",
+      "interface Lease { readonly durationMs?: number; readonly clockDriftMax?: number }",
+      'export interface GroupOptions extends Omit<Timings, "floorDelayMs"> {',
+      "  /** Default 1,000 ms: `lingerMs`. */",
+      "  readonly lease?: Lease",
+      "  readonly keepAlive?: { readonly intervalMs: number; readonly timeout: string } | false",
+      "  readonly handshakeTimeoutMs?: number",
+      "  readonly onResumed?: (event: { readonly gapMs: number }) => void",
+      "}",
+      "export type FacadeOptions = GroupOptions & { readonly lingerMs?: number }",
+      "interface HiddenOptions { readonly sweepMs: number }",
+      "export interface Event { readonly atMs: number }",
+      "/** @internal */",
+      "export interface ResolvedOptions { readonly retryMs: number }",
+    ].join("\n")
+    const found = msOptions(programOf({ [file]: source }), [file])
+    expect(found).toEqual({
+      [file]: ["detectionPeriodMs", "durationMs", "handshakeTimeoutMs", "intervalMs", "lingerMs"],
+    })
+    // And the check fails on it: a finding not in the pending list.
+    expect(() => expectOnlyListed(flat(found), [], "planted")).toThrow(/planted/)
+  }, 60_000)
 })
 
 describe("facades", () => {
