@@ -1,39 +1,16 @@
-/**
- * How a client (`Client.run`, the shipped driver) finds that the server holding its seat is
- * gone, on SimNet under the TestClock: three servers (`Server.run`), one client, then the
- * holding server fails one of three ways. A process crash leaves its host's kernel up, which
- * answers the client's next heartbeat with a port unreachable: the client walks the priority
- * list on that report, before its timed detection (`missLimit` unanswered messages) could. A
- * partition (as a stopped process or a host gone) gives no such answer: the client walks on
- * the timed detection. (SimNet's own test shows a host crash sends no report either.)
- * Either way it re-attaches. Asserted on the order of the client's steps, never on durations.
- *
- * Randomness (link latencies) is a seeded Random: `SEED=<n>` in a failure replays it with
- * `UNDERSTUDY_SEED=<n>`.
- */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Seeds } from "@understudy/testkit"
-import { Address, ClusterKey, SimNet } from "@understudy/transport"
+import { Address, SimNet } from "@understudy/transport"
 import { Effect, Random, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { afterAll } from "vitest"
 import * as Client from "../src/Client.ts"
 import type * as ClientMachine from "../src/ClientMachine.ts"
 import * as Server from "../src/Server.ts"
-import * as Signing from "../src/Signing.ts"
+import { servers, signedPool, simMembers, stateRoot } from "./support/pool.ts"
 
-const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-detection-"))
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-const servers = ["s1", "s2", "s3"]
-const members = servers.map((id) => ({
-  id,
-  peer: Address.udp(id, 1),
-  client: Address.udp(id, 2),
-}))
+const dir = stateRoot("heartbeat-pool-detection-")
+const members = simMembers
 /** The default timings with a shorter lease: the leader settles sooner. */
 const timing: Server.Timing = { ...Server.defaultTiming, leaseMs: 2_000 }
 const missLimit = 3
@@ -50,14 +27,7 @@ type Failure = "process crash" | "partition"
 const failOver = (seed: number, failure: Failure) =>
   Effect.gen(function* () {
     const net = yield* SimNet.make({ link: { latency: SimNet.uniform(1, 3) } })
-    const secret = ClusterKey.generate()
-    const vendor = Signing.generateVendorKeys()
-    const license = Signing.signLicense(vendor.privatePem, {
-      product: "cad",
-      seats: 4,
-      expiresAtMs: 4e12,
-      sequence: 1,
-    })
+    const { secret, vendor, license } = signedPool(4)
     for (const self of servers) {
       yield* net.run(
         self,

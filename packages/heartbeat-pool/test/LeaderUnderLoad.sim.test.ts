@@ -1,39 +1,17 @@
-/**
- * A leader on a loaded machine keeps its followers while a crowd of clients asks for seats at
- * once: three servers (`Server.run`, the shipped driver) on SimNet under the TestClock, where
- * every datagram a server sends costs it `sendCostMs` of (simulated) time, as the CPU of a
- * loaded machine does. A burst of `crowd` requests reaches the settled leader in the same
- * millisecond. The leader must answer them all without its followers losing it: no election,
- * the same leader and term before and after. (Before 48c8354 the server took such a backlog as
- * one step, and its thousands of replies held its heartbeats back for seconds: the followers
- * elected another leader. This test fails so when a server steps the whole backlog at once.)
- *
- * Randomness (link latencies) is a seeded Random: `SEED=<n>` in a failure replays it with
- * `UNDERSTUDY_SEED=<n>`.
- */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Authentication } from "@understudy/machine"
 import { Seeds } from "@understudy/testkit"
-import { Address, ClusterKey, Datagram, SimNet } from "@understudy/transport"
+import { Address, Datagram, SimNet } from "@understudy/transport"
 import { Clock, Effect, Layer, Random, Result, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import { afterAll } from "vitest"
 import * as Message from "../src/Message.ts"
 import * as Server from "../src/Server.ts"
 import * as Signing from "../src/Signing.ts"
+import { servers, signedPool, simMembers, stateRoot } from "./support/pool.ts"
 
-const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-load-"))
-afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-const servers = ["s1", "s2", "s3"]
-const members = servers.map((id) => ({
-  id,
-  peer: Address.udp(id, 1),
-  client: Address.udp(id, 2),
-}))
+const dir = stateRoot("heartbeat-pool-load-")
+const members = simMembers
 /** The default timings with a shorter lease: the leader settles (a lease) before the crowd. */
 const timing: Server.Timing = { ...Server.defaultTiming, leaseMs: 4_000 }
 /** Clients asking at once: their replies take the leader `crowd * sendCostMs` to send. */
@@ -72,14 +50,7 @@ describe("a leader under a crowd of requests", () => {
             link: { latency: SimNet.uniform(1, 3) },
             datagramBufferSize: 2 * crowd,
           })
-          const secret = ClusterKey.generate()
-          const vendor = Signing.generateVendorKeys()
-          const license = Signing.signLicense(vendor.privatePem, {
-            product: "cad",
-            seats: 2 * crowd,
-            expiresAtMs: 4e12,
-            sequence: 1,
-          })
+          const { secret, vendor, license } = signedPool(2 * crowd)
           const running = new Map<string, Server.Running>()
           const leaders: Array<{ server: string; term: number; atMs: number }> = []
           for (const self of servers) {
