@@ -1,17 +1,19 @@
 /**
  * The server and the client as Effect services over real UDP on loopback: a one-server pool
  * built from `Server.layer`, a client from `Client.layer`, and the client holds the seat the
- * server counts. Waits are for state, bounded by the test's time-out.
+ * server counts, in its record and in its seat gauges. Waits are for state, bounded by the
+ * test's time-out.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { NodeDatagram } from "@understudy/transport"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Metric } from "effect"
 import { afterAll } from "vitest"
 import * as Client from "../src/Client.ts"
 import * as Machine from "../src/Machine.ts"
+import * as Metrics from "../src/Metrics.ts"
 import * as Server from "../src/Server.ts"
 import { loopbackPool } from "./support/loopbackPool.ts"
 
@@ -37,7 +39,7 @@ describe("Effect services", () => {
         const servers = Server.layer({
           ...server,
           stateDir: dir,
-          license: license(1, 1),
+          license: license(2, 1),
           // A new leader settles for a lease before it grants: a short one.
           timing: { heartbeatIntervalMs: 50, leaseMs: 500 },
         })
@@ -56,8 +58,20 @@ describe("Effect services", () => {
           expect(held.server).toBe("s1")
           const counted = yield* until(server.state, (state) => state.role === "leader")
           expect(Machine.poolRecord(counted).has("c1")).toBe(true)
+          // The leader's seat gauges: one of the two seats in use in the pool, one free.
+          const seats = Effect.all([
+            Metric.value(
+              Metric.withAttributes(Metrics.seatsInUse, { server: "s1", scope: "pool" }),
+            ),
+            Metric.value(Metric.withAttributes(Metrics.seatsFree, { server: "s1" })),
+          ])
+          const [inUse, free] = yield* until(seats, ([inUse]) => inUse.value === 1)
+          expect([inUse.value, free.value]).toEqual([1, 1])
         }).pipe(Effect.provide(Layer.mergeAll(servers, clients)))
-      }).pipe(Effect.provide(NodeDatagram.layer)),
+      }).pipe(
+        Effect.provide(NodeDatagram.layer),
+        Effect.provideService(Metric.MetricRegistry, new Map()),
+      ),
     60_000,
   )
 })

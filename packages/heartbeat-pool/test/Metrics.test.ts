@@ -161,3 +161,78 @@ describe("heartbeat pool metrics", () => {
       }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
   )
 })
+
+describe("a follower's gauges", () => {
+  it.effect(
+    "share seats, requests waiting and clients follow its share, its questions and its record",
+    () =>
+      Effect.gen(function* () {
+        const record = Metrics.recorder("s2")
+        let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
+        const step = (input: M.Input<Message.Peer, Machine.Command>) =>
+          Effect.gen(function* () {
+            const next = pool.step(state, input)
+            yield* record({
+              before: state,
+              after: next.state,
+              outputs: next.outputs,
+              nowMs: input.nowMs,
+            })
+            state = next.state
+            return next.outputs
+          })
+        const gauge = (metric: typeof Metrics.clients) =>
+          Effect.map(
+            Metric.value(Metric.withAttributes(metric, { server: "s2" })),
+            (value) => value.value,
+          )
+        const gauges = Effect.all([
+          gauge(Metrics.shareSeats),
+          gauge(Metrics.requestsWaiting),
+          gauge(Metrics.clients),
+        ])
+        const request = (client: string, nowMs: number) =>
+          step(
+            M.command<Machine.Command>(
+              {
+                _tag: "FromClient",
+                from: client,
+                message: { _tag: "Request", client, seq: 1, product: "cad", seats: 1 },
+              },
+              nowMs,
+            ),
+          )
+        // The leader's heartbeat gives s2 (life 1) a share of one seat, its authority to 3,250.
+        yield* step(
+          M.receive(
+            "s1",
+            { ...heartbeat, authorityUntilMs: 3_250, shareLife: 1, shareLimit: 1 },
+            3_000,
+          ),
+        )
+        expect(yield* gauges).toEqual([1, 0, 0])
+        // Granted from the share, without asking: the share is used up, the record has c1.
+        yield* request("c1", 3_001)
+        expect(yield* gauges).toEqual([0, 0, 1])
+        // Beyond the share: the leader is asked, and the request waits for its answer.
+        const asked = yield* request("c2", 3_002)
+        expect(asked.some((output) => output._tag === "Send")).toBe(true)
+        expect(yield* gauges).toEqual([0, 1, 1])
+        yield* step(
+          M.receive(
+            "s1",
+            {
+              _tag: "Reserved",
+              term: 1,
+              client: "c2",
+              seats: 1,
+              refused: null,
+              reservedAtMs: 3_002,
+            },
+            3_010,
+          ),
+        )
+        expect(yield* gauges).toEqual([0, 0, 2])
+      }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
+  )
+})
