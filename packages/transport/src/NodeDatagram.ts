@@ -5,7 +5,7 @@
  */
 import * as dgram from "node:dgram"
 import * as net from "node:net"
-import { type Cause, Deferred, Effect, Layer, Queue, Stream } from "effect"
+import { type Cause, Deferred, Effect, Layer, Metric, Queue, Stream } from "effect"
 import * as Address from "./Address.ts"
 import {
   type BindOptions,
@@ -16,10 +16,13 @@ import {
   unreachablePeersMax,
 } from "./Datagram.ts"
 import * as NodeLink from "./internal/nodeLink.ts"
+import * as Metrics from "./Metrics.ts"
 import { DatagramError, ListenError } from "./TransportError.ts"
 
 /** Datagrams received but not yet read; past this, new ones are dropped, as the kernel would. */
 const receiveQueueCapacity = 4096
+
+const droppedQueueFull = Metric.withAttributes(Metrics.datagramsDropped, { reason: "queue-full" })
 /** Unreachable reports not yet read; past this, new ones are dropped (they repeat). */
 const unreachableQueueCapacity = 256
 
@@ -136,7 +139,9 @@ const bind = (address: Address.Udp, options?: BindOptions) =>
       )
     socket.on("error", logError)
     const onMessage = (bytes: Uint8Array, info: dgram.RemoteInfo) => {
-      Queue.offerUnsafe(received, { from: Address.udp(info.address, info.port), bytes })
+      if (Queue.offerUnsafe(received, { from: Address.udp(info.address, info.port), bytes })) {
+        Metrics.datagramsReceived.updateUnsafe(1, context)
+      } else droppedQueueFull.updateUnsafe(1, context)
     }
     socket.on("message", onMessage)
     const bound = socket.address()
@@ -177,6 +182,9 @@ const bind = (address: Address.Udp, options?: BindOptions) =>
         Effect.flatMap(socketFor(to), ({ socket, connected }) =>
           Effect.callback<void, DatagramError>((resume) => {
             const sent = (error: Error | null) => {
+              if (error === null || error === undefined) {
+                Metrics.datagramsSent.updateUnsafe(1, context)
+              }
               // A refusal of an earlier datagram, reported on this send: a report, not a failure.
               if (connected && refused(error)) {
                 Queue.offerUnsafe(unreachable, to)

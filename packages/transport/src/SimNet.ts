@@ -39,6 +39,7 @@ import {
   Exit,
   Fiber,
   Layer,
+  Metric,
   Queue,
   Random,
   Result,
@@ -58,6 +59,7 @@ import { make as makeConnection } from "./internal/connection.ts"
 import type { RandomBytes } from "./internal/link.ts"
 import { Pipe, type Segment, SimEndpoint, type SimWorld } from "./internal/simLink.ts"
 import * as SimScheduler from "./internal/simScheduler.ts"
+import * as Metrics from "./Metrics.ts"
 import { type ConnectionOptions, decode, positiveMillis } from "./Options.ts"
 import { type Listener, Transport } from "./Transport.ts"
 import { ConnectError, DatagramError, type HandshakeError, ListenError } from "./TransportError.ts"
@@ -200,6 +202,9 @@ const defaultLink: LinkConfig = { latency: fixed(1), loss: 0, duplicate: 0, reor
 
 /** Largest UDP payload over IPv4. */
 const maxDatagramBytes = 65_507
+/** An endpoint's reader is behind: what `Metrics.datagramsDropped` counts on a real socket. */
+const droppedQueueFull = Metric.withAttributes(Metrics.datagramsDropped, { reason: "queue-full" })
+
 /** Datagrams in flight in the whole network; past it new ones are dropped. */
 const maxDatagramsInFlight = 100_000
 /** Programs registered per host. */
@@ -811,9 +816,17 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
           const unreachable = yield* Queue.dropping<Address.Udp, CauseType.Done>(
             unreachableBufferSize,
           )
+          const context = yield* Effect.context<never>()
           const entry: BoundEntry = {
             closed: false,
-            deliver: (received) => !Queue.isFullUnsafe(queue) && Queue.offerUnsafe(queue, received),
+            deliver: (received) => {
+              if (Queue.isFullUnsafe(queue) || !Queue.offerUnsafe(queue, received)) {
+                droppedQueueFull.updateUnsafe(1, context)
+                return false
+              }
+              Metrics.datagramsReceived.updateUnsafe(1, context)
+              return true
+            },
             shutdown: () => {
               entry.closed = true
               Queue.endUnsafe(queue)
@@ -846,6 +859,7 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
                     }),
                   )
                 }
+                Metrics.datagramsSent.updateUnsafe(1, context)
                 sendDatagram(
                   boundAddress,
                   hostName,

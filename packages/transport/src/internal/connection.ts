@@ -10,9 +10,11 @@
  */
 import {
   type Cause,
+  type Context,
   Deferred,
   Effect,
   Fiber,
+  Metric,
   Queue,
   Redacted,
   Result,
@@ -22,6 +24,7 @@ import {
 import * as Address from "../Address.ts"
 import * as CloseReason from "../CloseReason.ts"
 import type { Connection } from "../Connection.ts"
+import * as Metrics from "../Metrics.ts"
 import type { ResolvedOptions } from "../Options.ts"
 import { CodecError, ConnectError, ConnectionClosed, HandshakeError } from "../TransportError.ts"
 import {
@@ -57,6 +60,14 @@ const handshakeFramesMax = 2
 const noBytes = new Uint8Array(0)
 
 type Phase = "hello" | "proof" | "helloAck" | "open" | "closed"
+
+type Side = "client" | "server"
+
+/** The labelled series, made once: a labelled update builds a context of its own. */
+const openBySide = {
+  client: Metric.withAttributes(Metrics.connections, { side: "client" }),
+  server: Metric.withAttributes(Metrics.connections, { side: "server" }),
+}
 
 interface Batch<A> {
   readonly messages: Array<A>
@@ -105,26 +116,30 @@ class Core<A> {
   readonly closed = Deferred.makeUnsafe<CloseReason.CloseReason>()
 
   readonly link: Link
-  readonly role: "client" | "server"
+  readonly role: Side
   readonly options: ResolvedOptions<A>
   readonly key: Key | undefined
   readonly nonce: Uint8Array
   readonly peer: string
   readonly inbound: Queue.Queue<Batch<A>, Cause.Done>
   readonly outbound: Queue.Queue<Uint8Array, Cause.Done>
+  /** Where the metrics are recorded: the context of the fiber that made the connection. */
+  readonly context: Context.Context<never>
 
   // Plain fields, not constructor parameter properties: Node's type stripping (used to
   // run .ts files directly, e.g. test peers in child processes) does not support those.
   constructor(
     link: Link,
-    role: "client" | "server",
+    role: Side,
     options: ResolvedOptions<A>,
     key: Key | undefined,
     nonce: Uint8Array,
     peer: string,
     inbound: Queue.Queue<Batch<A>, Cause.Done>,
     outbound: Queue.Queue<Uint8Array, Cause.Done>,
+    context: Context.Context<never>,
   ) {
+    this.context = context
     this.link = link
     this.role = role
     this.options = options
@@ -149,7 +164,7 @@ class Core<A> {
     })
     if (this.role === "client") {
       const hello = { version: protocolVersion, authenticated: this.key !== undefined }
-      this.link.write(encodeFrame(FrameType.Hello, encodeHello({ ...hello, nonce: this.nonce })))
+      this.write(encodeFrame(FrameType.Hello, encodeHello({ ...hello, nonce: this.nonce })))
     }
   }
 
@@ -180,6 +195,7 @@ class Core<A> {
   // calls, which the linter refuses in functions declared void.
   private onData(chunk: Uint8Array) {
     if (this.phase === "closed") return
+    Metrics.bytesReceived.updateUnsafe(chunk.byteLength, this.context)
     this.heardSinceTick = true
     const arrivedAfterMs = this.backlogAfterMs ?? this.previousTickAtMs
     if (arrivedAfterMs > this.heardAfterMs) this.heardAfterMs = arrivedAfterMs
@@ -228,6 +244,7 @@ class Core<A> {
       bytes += payload.byteLength
     }
     if (messages !== undefined && this.phase === "open") {
+      Metrics.messagesReceived.updateUnsafe(messages.length, this.context)
       Queue.offerUnsafe(this.inbound, { messages, bytes })
       this.bufferedBytes += bytes
       if (!this.paused && this.bufferedBytes > this.options.receiveBufferBytes) {
@@ -283,7 +300,7 @@ class Core<A> {
     const hello = decodeHello(frame.body)
     if (typeof hello === "string") return this.refuse("NotUnderstudy", hello)
     const reply = (status: number, nonce: Uint8Array, mac: Uint8Array) =>
-      this.link.write(
+      this.write(
         encodeFrame(
           FrameType.HelloAck,
           encodeHelloAck({ version: protocolVersion, status, nonce, mac }),
@@ -355,7 +372,7 @@ class Core<A> {
     const macs = FrameMac.pair(this.key, this.nonce, ack.nonce)
     this.macOut = macs.clientToServer
     this.macIn = macs.serverToClient
-    this.link.write(encodeFrame(FrameType.Proof, clientProof(this.key, this.nonce, ack.nonce)))
+    this.write(encodeFrame(FrameType.Proof, clientProof(this.key, this.nonce, ack.nonce)))
     // No need to wait for the server to accept the proof: it has just proven the same key,
     // so it will; and it reads our frames in order, the proof first, so nothing we send
     // now is delivered unless the proof holds. This keeps the keyed handshake to one round
@@ -365,6 +382,7 @@ class Core<A> {
 
   private open(): void {
     this.phase = "open"
+    openBySide[this.role].modifyUnsafe(1, this.context)
     // The type byte, the largest payload, and the MAC only when frames carry one: an
     // unauthenticated peer must not slip 32 bytes over the limit.
     const macLength = this.macIn === undefined ? 0 : macBytes
@@ -407,7 +425,13 @@ class Core<A> {
     const sign = this.macOut?.sign
     for (const payload of payloads) offset = writeFrame(out, offset, type, payload, sign)
     this.sentSinceTick = true
-    return this.link.write(out)
+    if (type === FrameType.Data) Metrics.messagesSent.updateUnsafe(payloads.length, this.context)
+    return this.write(out)
+  }
+
+  private write(bytes: Uint8Array): boolean {
+    Metrics.bytesSent.updateUnsafe(bytes.byteLength, this.context)
+    return this.link.write(bytes)
   }
 
   awaitDrain(): Effect.Effect<void> {
@@ -425,6 +449,26 @@ class Core<A> {
   /** Decides the close reason, once, and releases everyone waiting on the connection. */
   finish(reason: CloseReason.CloseReason, action: "end" | "destroy" | "none"): void {
     if (this.phase === "closed") return
+    if (this.phase === "open") {
+      openBySide[this.role].modifyUnsafe(-1, this.context)
+      const labels = { side: this.role, reason: reason._tag }
+      Metric.withAttributes(Metrics.closes, labels).updateUnsafe(1, this.context)
+      // The closes an operator looks for: a silent peer, a peer sending what does not decode.
+      // The line carries the caller's annotations too (the node's id, role, term); a
+      // time-out at debug, as the package above reports what the silence means to it.
+      if (reason._tag === "Timeout" || reason._tag === "ProtocolError") {
+        const line = `connection closed: ${CloseReason.describe(reason)}`
+        Effect.runForkWith(this.context)(
+          (reason._tag === "Timeout" ? Effect.logDebug(line) : Effect.logWarning(line)).pipe(
+            Effect.annotateLogs({
+              local: Address.format(this.link.local),
+              peer: this.peer,
+              side: this.role,
+            }),
+          ),
+        )
+      }
+    }
     this.phase = "closed"
     this.reason = reason
     Queue.shutdownUnsafe(this.outbound)
@@ -463,20 +507,39 @@ export const make = <A>(
     const outbound = yield* Queue.make<Uint8Array, Cause.Done>({
       capacity: options.sendQueueCapacity,
     })
-    const core = new Core(link, params.role, options, key, nonce, params.peer, inbound, outbound)
+    const context = yield* Effect.context<never>()
+    const core = new Core(
+      link,
+      params.role,
+      options,
+      key,
+      nonce,
+      params.peer,
+      inbound,
+      outbound,
+      context,
+    )
+    const handshakeOutcome = (outcome: string) =>
+      Metric.withAttributes(Metrics.handshakes, { side: params.role, outcome }).updateUnsafe(
+        1,
+        context,
+      )
     // Until the graceful close below is in place, leaving the scope aborts the link.
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => core.finish(new CloseReason.LocalClose(), "destroy")),
     )
     core.start()
     const handshake = yield* Deferred.await(core.handshake).pipe(
+      Effect.tapError((error) => Effect.sync(() => handshakeOutcome(error.reason))),
       Effect.timeoutOption(options.handshakeTimeoutMs),
     )
     if (handshake._tag === "None") {
       const detail = `no handshake within ${options.handshakeTimeoutMs} ms`
       core.finish(new CloseReason.Timeout({ idleMs: options.handshakeTimeoutMs }), "destroy")
+      handshakeOutcome("Timeout")
       return yield* new ConnectError({ address: params.peer, reason: "Timeout", detail })
     }
+    handshakeOutcome("accepted")
 
     // From here on the keep-alive ticks bound the arrivals (see lastHeardAtMs).
     const openedAtMs = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
