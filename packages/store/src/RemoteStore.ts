@@ -17,7 +17,7 @@
  * @since 0.1.0
  */
 import {
-  type Address,
+  Address,
   CloseReason,
   type Connection,
   type Options,
@@ -246,7 +246,16 @@ export const make = (
       ).pipe(
         Effect.andThen(connection.closed),
         Effect.flatMap((reason) =>
-          lose(s, `connection to the store server lost (${CloseReason.describe(reason)})`),
+          Effect.andThen(
+            // With the caller's annotations (its node, role), as every line of the store.
+            Effect.logWarning("store: connection to the store server lost").pipe(
+              Effect.annotateLogs({
+                store: Address.format(options.address),
+                reason: CloseReason.describe(reason),
+              }),
+            ),
+            lose(s, `connection to the store server lost (${CloseReason.describe(reason)})`),
+          ),
         ),
         Effect.forkIn(layerScope),
       )

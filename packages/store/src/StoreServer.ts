@@ -332,12 +332,16 @@ export const serve = (
         ),
       )
 
+    // Every line about a client's connection names this server (its address).
     yield* Stream.runForEach(listener.connections, (conn) =>
       Effect.sync(() => open.add(conn)).pipe(
         Effect.andThen(Metric.modify(Metrics.serverClients, 1)),
         Effect.andThen(Effect.forkIn(handle(conn), serverScope)),
       ),
-    ).pipe(Effect.forkScoped)
+    ).pipe(
+      Effect.annotateLogs({ storeServer: Address.format(listener.address) }),
+      Effect.forkScoped,
+    )
 
     yield* Effect.logDebug("store server listening").pipe(
       Effect.annotateLogs({ address: Address.format(listener.address) }),

@@ -1,6 +1,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Address, NodeTransport } from "@understudy/transport"
-import { Deferred, Effect, Fiber, Layer, Option, Stream } from "effect"
+import {
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  Option,
+  References,
+  Scope,
+  Stream,
+} from "effect"
 import * as MemoryStore from "../src/MemoryStore.ts"
 import * as RemoteStore from "../src/RemoteStore.ts"
 import { Store } from "../src/Store.ts"
@@ -30,6 +41,45 @@ conformance("RemoteStore", {
 })
 
 describe("RemoteStore", () => {
+  it.live(
+    "a lost server connection is logged with the server's address and the caller's annotations",
+    () => {
+      const lines: Array<{ message: string; annotations: Record<string, unknown> }> = []
+      const logger = Logger.layer([
+        Logger.make(({ message, fiber }) => {
+          lines.push({
+            message: (Array.isArray(message) ? message : [message]).join(" "),
+            annotations: { ...fiber.getRef(References.CurrentLogAnnotations) },
+          })
+        }),
+      ])
+      return Effect.gen(function* () {
+        const memory = yield* Layer.build(MemoryStore.layer)
+        const serverScope = yield* Scope.make()
+        const server = yield* StoreServer.serve(Address.tcp("127.0.0.1", 0)).pipe(
+          Effect.provideContext(memory),
+          Scope.provide(serverScope),
+        )
+        const store = yield* RemoteStore.make({ address: server.address, requestTimeout: 5_000 })
+        yield* store.put("/a", text("1")).pipe(Effect.annotateLogs({ node: "client-1" }))
+        yield* Scope.close(serverScope, Exit.void)
+        for (
+          let turn = 0;
+          turn < 200 && !lines.some((line) => line.message.includes("lost"));
+          turn++
+        )
+          yield* Effect.sleep(10)
+        const lost = lines.find((line) =>
+          line.message.includes("connection to the store server lost"),
+        )
+        expect(lost?.annotations).toMatchObject({
+          node: "client-1",
+          store: Address.format(server.address),
+        })
+      }).pipe(Effect.scoped, Effect.provide(Layer.merge(NodeTransport.layer, logger)))
+    },
+  )
+
   it.live("works over a unix socket, with values at the size limit", () =>
     Effect.gen(function* () {
       const dir = yield* Effect.promise(() =>
