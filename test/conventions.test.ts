@@ -354,20 +354,6 @@ const pendingMsOptions: Record<string, ReadonlyArray<string>> = {
   "packages/checkpoint/src/DuplexSession.ts": ["retryMs"],
   "packages/checkpoint/src/ObjectBundle.ts": ["retryMs"],
   "packages/checkpoint/src/ObjectSession.ts": ["claimWaitMs", "retryMs"],
-  // staggered-election's election timings, inherited from Machine.Config (arch, this session).
-  ...Object.fromEntries(
-    ["Facade.ts", "Leadership.ts", "ServerGroup.ts"].map((file) => [
-      `packages/staggered-election/src/${file}`,
-      [
-        "baseDelayMs",
-        "detectionPeriodMs",
-        "durationMs",
-        "floorDelayMs",
-        "inquiryTimeoutMs",
-        "unknownDelayMs",
-      ],
-    ]),
-  ),
   // multihome Cluster.make (eng-sctp), its replication policy { _tag: "Interval", everyMs } too.
   "packages/multihome/src/Cluster.ts": [
     "ackTimeoutMs",

@@ -77,12 +77,12 @@ export const main = async () => {
           return [{ ...state, [request.key]: value }, value]
         },
         // Quick timings for the example; see the tuning page for what each one costs.
-        detectionPeriodMs: 20,
-        inquiryTimeoutMs: 100,
-        baseDelayMs: 50,
+        detectionPeriod: "20 millis",
+        inquiryTimeout: "100 millis",
+        baseDelay: "50 millis",
         // A floor well above timer jitter: the survivors' delays differ by at least this, so
         // the most capable one declares first even on a loaded machine.
-        floorDelayMs: 100,
+        floorDelay: "100 millis",
         logger: (entry) => log.push(entry),
       }),
     )

@@ -79,12 +79,12 @@ export const program = Effect.gen(function* () {
         request: Schema.Struct({ key: Schema.String, add: Schema.Int }),
         initial: {},
         apply,
-        detectionPeriodMs: 20,
-        inquiryTimeoutMs: 100,
-        baseDelayMs: 50,
+        detectionPeriod: "20 millis",
+        inquiryTimeout: "100 millis",
+        baseDelay: "50 millis",
         // A floor well above timer jitter: the survivors' delays differ by at least this, so
         // the most capable one declares first even on a loaded machine.
-        floorDelayMs: 100,
+        floorDelay: "100 millis",
       }).pipe(Scope.provide(scope)),
     )
   }

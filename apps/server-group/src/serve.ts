@@ -133,7 +133,11 @@ export const serve = (invocation: Serve): Effect.Effect<number, unknown> =>
       initial: Kv.initial,
       apply: Kv.apply,
       advertise,
-      ...timings,
+      // The flags are in milliseconds (--detect-ms ...); a number is a Duration.Input in ms.
+      detectionPeriod: timings.detectionPeriodMs,
+      inquiryTimeout: timings.inquiryTimeoutMs,
+      baseDelay: timings.baseDelayMs,
+      floorDelay: timings.floorDelayMs,
       // Compacted every 10,000 applied entries (memory: the snapshot and at most the
       // un-compacted tail); the snapshot goes in 8,000-character chunks, under a datagram.
       snapshot: Replication.snapshotCodec(Kv.StateSchema, Kv.ResultSchema),

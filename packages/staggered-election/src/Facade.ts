@@ -16,7 +16,7 @@
  *   request: Schema.Number,
  *   initial: 0,
  *   apply: (total, add) => [total + add, total + add],
- *   detectionPeriodMs: 50, inquiryTimeoutMs: 250, baseDelayMs: 100,
+ *   detectionPeriod: "50 millis", inquiryTimeout: "250 millis", baseDelay: "100 millis",
  * })
  * server.on("BecameMaster", (event) => console.log("master at epoch", event.epoch))
  * const total = await server.submit({ clientId: "c1", requestId: 1, request: 5 })

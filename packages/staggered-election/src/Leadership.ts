@@ -84,7 +84,7 @@ export const make = (
       initial: null,
       apply: (state) => [state, undefined as never],
     }).pipe(Scope.provide(scope))
-    const poll = Schedule.spaced(options.detectionPeriodMs)
+    const poll = Schedule.spaced(options.detectionPeriod)
 
     const leader = Effect.map(
       server.status,

@@ -161,19 +161,61 @@ export type ReadMode = typeof ReadMode.Type
  * @category schemas
  */
 export const LeaseConfig = Schema.Struct({
-  durationMs: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0))),
+  duration: Schema.optionalKey(TransportOptions.PositiveDuration),
   clockDriftMax: Schema.optionalKey(
     Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(0.5)),
   ),
 })
 
-const decodeReads = Schema.decodeUnknownResult(
-  Schema.Struct({ reads: ReadMode, lease: Schema.optionalKey(LeaseConfig) }),
-)
+/** The options `make` decodes before anything is opened or bound: the timings and reads. */
+const Settings = Schema.Struct({
+  detectionPeriod: TransportOptions.PositiveDuration,
+  inquiryTimeout: TransportOptions.PositiveDuration,
+  baseDelay: TransportOptions.PositiveDuration,
+  floorDelay: Schema.optionalKey(TransportOptions.PositiveDuration),
+  unknownDelay: Schema.optionalKey(TransportOptions.PositiveDuration),
+  submitTimeout: Schema.optionalKey(TransportOptions.PositiveDuration),
+  registrationTtl: Schema.optionalKey(TransportOptions.PositiveDuration),
+  reads: Schema.optionalKey(ReadMode),
+  lease: Schema.optionalKey(LeaseConfig),
+})
+
+const decodeSettings = Schema.decodeUnknownResult(Settings)
+
+/** The machine's timings, which the driver takes as durations and gives it in milliseconds. */
+type Timings =
+  | "detectionPeriodMs"
+  | "inquiryTimeoutMs"
+  | "baseDelayMs"
+  | "floorDelayMs"
+  | "unknownDelayMs"
+  | "lease"
 
 /** @since 0.1.0 @category models */
 export interface Options<S, Req, Res>
-  extends Omit<Machine.Config<S, Req, Res>, "initial" | "apply"> {
+  extends Omit<Machine.Config<S, Req, Res>, "initial" | "apply" | Timings> {
+  /**
+   * The equally periodic detection timer: probes (and inquiries) go out this often
+   * (`"50 millis"`, a number of milliseconds, a `Duration`).
+   */
+  readonly detectionPeriod: Duration.Input
+  /** An inquiry unanswered for this long means the master failed. */
+  readonly inquiryTimeout: Duration.Input
+  /**
+   * The base of every election delay; must exceed a round trip (a restarted server hears the
+   * group first).
+   */
+  readonly baseDelay: Duration.Input
+  /** Every measured delay counts as at least this. Default 1 ms. */
+  readonly floorDelay?: Duration.Input
+  /** The delay of a pair nobody measured yet. Default `inquiryTimeout`. */
+  readonly unknownDelay?: Duration.Input
+  /**
+   * The leader lease of `reads: "lease"` (see `Machine.Config.lease`): how long a majority's
+   * ack of a round lets the master read alone (default: the longest whose wait is
+   * `inquiryTimeout`), and the bound on any clock's rate error (default 0.01).
+   */
+  readonly lease?: { readonly duration?: Duration.Input; readonly clockDriftMax?: number }
   /** The role registered in the name server: the group's name. */
   readonly group: string
   /** This server's id, one of `servers`. */
@@ -424,17 +466,17 @@ export const make = <S, Req, Res>(
   Datagram.Datagram | NameServer.NameServer | Scope.Scope
 > =>
   Effect.gen(function* () {
-    const readOptions = decodeReads({
-      reads: options.reads ?? "linearizable",
-      ...(options.lease === undefined ? {} : { lease: options.lease }),
-    })
-    if (Result.isFailure(readOptions)) {
-      return yield* new Machine.InvalidConfig({ reason: readOptions.failure.message })
+    const decoded = decodeSettings(options)
+    if (Result.isFailure(decoded)) {
+      return yield* new Machine.InvalidConfig({ reason: decoded.failure.message })
     }
-    const readMode = readOptions.success.reads
-    if (options.lease !== undefined && readMode !== "lease") {
+    const settings = decoded.success
+    const readMode = settings.reads ?? "linearizable"
+    if (settings.lease !== undefined && readMode !== "lease") {
       return yield* new Machine.InvalidConfig({ reason: `lease is set, reads is "${readMode}"` })
     }
+    const millis = TransportOptions.toMillis
+    const lease = settings.lease ?? {}
     const durable =
       options.walFile === undefined
         ? undefined
@@ -448,8 +490,22 @@ export const make = <S, Req, Res>(
     const config: Machine.Config<S, Req, Res> = {
       ...withoutLease,
       apply: plainApply(options.apply),
+      detectionPeriodMs: millis(settings.detectionPeriod),
+      inquiryTimeoutMs: millis(settings.inquiryTimeout),
+      baseDelayMs: millis(settings.baseDelay),
+      ...(settings.floorDelay === undefined ? {} : { floorDelayMs: millis(settings.floorDelay) }),
+      ...(settings.unknownDelay === undefined
+        ? {}
+        : { unknownDelayMs: millis(settings.unknownDelay) }),
       ...(durable === undefined ? {} : { restored: durable.recovered }),
-      ...(readMode === "lease" ? { lease: readOptions.success.lease ?? {} } : {}),
+      ...(readMode === "lease"
+        ? {
+            lease: {
+              ...(lease.duration === undefined ? {} : { durationMs: millis(lease.duration) }),
+              ...(lease.clockDriftMax === undefined ? {} : { clockDriftMax: lease.clockDriftMax }),
+            },
+          }
+        : {}),
     }
     const invalid = Machine.validate(config)
     if (invalid !== undefined) {
@@ -463,20 +519,8 @@ export const make = <S, Req, Res>(
     const nameServer = yield* NameServer.NameServer
     const { self, group } = options
     const holderName = options.advertise === undefined ? self : `${self}=${options.advertise}`
-    const submitTimeout = TransportOptions.positiveMillis(
-      "submitTimeout",
-      options.submitTimeout ?? 5_000,
-    )
-    if (Result.isFailure(submitTimeout))
-      return yield* new Machine.InvalidConfig({ reason: submitTimeout.failure })
-    const registrationTtl = TransportOptions.positiveMillis(
-      "registrationTtl",
-      options.registrationTtl ?? 2_000,
-    )
-    if (Result.isFailure(registrationTtl))
-      return yield* new Machine.InvalidConfig({ reason: registrationTtl.failure })
-    const submitTimeoutMs = submitTimeout.success
-    const ttlMs = registrationTtl.success
+    const submitTimeoutMs = millis(settings.submitTimeout ?? 5_000)
+    const ttlMs = millis(settings.registrationTtl ?? 2_000)
     const registerAttemptsMax = options.registerAttemptsMax ?? 20
     const machine = Machine.make<S, Req, Res>(config)
     const events = yield* PubSub.sliding<Event>(options.eventsCapacity ?? 1_024)
@@ -507,7 +551,7 @@ export const make = <S, Req, Res>(
       if (state.role !== "master" || leader === undefined) return false
       let holders = 1
       for (const peer in leader.ackedMs) {
-        if (nowMs - leader.ackedMs[peer]! <= options.inquiryTimeoutMs && !leader.amnesiacs[peer])
+        if (nowMs - leader.ackedMs[peer]! <= config.inquiryTimeoutMs && !leader.amnesiacs[peer])
           holders++
       }
       return holders * 2 > options.servers.length
@@ -844,7 +888,7 @@ export const make = <S, Req, Res>(
           }
           majority = held
           const now = [...lastHeardMs]
-            .filter(([, at]) => nowMs - at <= options.inquiryTimeoutMs)
+            .filter(([, at]) => nowMs - at <= config.inquiryTimeoutMs)
             .map(([peer]) => peer)
             .sort()
           yield* metrics.tick(after, now.length)
@@ -1011,7 +1055,7 @@ export const make = <S, Req, Res>(
         m.status === "registered" &&
         holdsMajority(current, yield* Clock.currentTimeMillis)
       const commitSeq = current.replica.commitSeq
-      const explanation = Machine.explainDelays(options, current)
+      const explanation = Machine.explainDelays(config, current)
       return {
         self,
         index: current.index,
@@ -1047,7 +1091,7 @@ export const make = <S, Req, Res>(
       submit,
       status,
       events: Stream.fromPubSub(events),
-      explainDelays: () => Effect.map(state, (current) => Machine.explainDelays(options, current)),
+      explainDelays: () => Effect.map(state, (current) => Machine.explainDelays(config, current)),
       machineState: state,
       applied: Effect.map(state, (current) => current.replica.state),
       read,

@@ -42,10 +42,10 @@ describe("Leadership", () => {
                   })),
                   addresses,
                   authentication,
-                  detectionPeriodMs: 20,
-                  inquiryTimeoutMs: 100,
-                  baseDelayMs: 50,
-                  floorDelayMs: 15,
+                  detectionPeriod: 20,
+                  inquiryTimeout: 100,
+                  baseDelay: 50,
+                  floorDelay: 15,
                   registrationTtl: 1_000,
                 })
                 yield* Deferred.succeed(started, member)

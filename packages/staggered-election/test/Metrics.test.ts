@@ -21,7 +21,7 @@ type Req = { readonly add: number }
 const ids = ["s1", "s2", "s3"]
 const servers = ids.map((id, i) => ({ id, capacity: { cpu: 8 - i, bandwidthMbps: 100 } }))
 const addresses = Object.fromEntries(ids.map((id) => [id, Address.udp(id, 7000)]))
-const timing = { detectionPeriodMs: 20, inquiryTimeoutMs: 100, baseDelayMs: 50, floorDelayMs: 15 }
+const timing = { detectionPeriod: 20, inquiryTimeout: 100, baseDelay: 50, floorDelay: 15 }
 
 type Server = ServerGroup.ServerGroup<number, Req, number>
 type Registry = Map<string, unknown>
@@ -106,7 +106,7 @@ describe("staggered election metrics", () => {
           )
         expect(yield* valueIn(registries.get(first)!, driven(master.read))).toBe(6)
         // The entry and byte counters are added to each detection period.
-        yield* TestClock.adjust(timing.detectionPeriodMs)
+        yield* TestClock.adjust(timing.detectionPeriod)
         const before = yield* valueIn(
           registries.get(first)!,
           Metric.value(Metrics.entriesCommitted),
@@ -131,10 +131,10 @@ describe("staggered election metrics", () => {
         )
         expect(failover.count).toBe(1)
         // At least the inquiry time-out (the detection) and the election delay went by.
-        expect(failover.sum).toBeGreaterThanOrEqual(timing.inquiryTimeoutMs)
+        expect(failover.sum).toBeGreaterThanOrEqual(timing.inquiryTimeout)
         const detection = yield* valueIn(registry, Metric.value(Metrics.detectionMs))
         expect(detection.count).toBe(1)
-        expect(detection.sum).toBeGreaterThanOrEqual(timing.inquiryTimeoutMs)
+        expect(detection.sum).toBeGreaterThanOrEqual(timing.inquiryTimeout)
         expect(detection.sum).toBeLessThan(failover.sum)
         const takeover = yield* valueIn(registry, Metric.value(Metrics.takeoverMs))
         expect(takeover.count).toBe(1)
@@ -180,7 +180,7 @@ describe("staggered election metrics", () => {
           valueIn(registries.get(backup)!, driven(running.get(backup)!.read)),
         )
         expect(refused._tag).toBe("NotMaster")
-        yield* TestClock.adjust(timing.detectionPeriodMs * 2)
+        yield* TestClock.adjust(timing.detectionPeriod * 2)
         expect(
           (yield* valueIn(
             registry,

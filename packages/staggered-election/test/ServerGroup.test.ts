@@ -50,10 +50,10 @@ const nameServer = NameServer.layer.pipe(Layer.provide(MemoryStore.layer))
 const services = Layer.merge(nameServer, NodeDatagram.layer)
 
 const timing = {
-  detectionPeriodMs: 20,
-  inquiryTimeoutMs: 100,
-  baseDelayMs: 50,
-  floorDelayMs: 15,
+  detectionPeriod: 20,
+  inquiryTimeout: 100,
+  baseDelay: 50,
+  floorDelay: 15,
   registrationTtl: "1 second",
   submitTimeout: "2 seconds",
 } as const
@@ -173,14 +173,11 @@ const settled = (
 
 describe("ServerGroup", () => {
   it.live(
-    'reads: "lease" takes a Schema-checked lease; a lease with another read mode, or out of range, or a time-out that is not a positive duration, is InvalidConfig',
+    'reads: "lease" takes a Schema-checked lease; a lease with another read mode, or out of range, or a time-out or election timing that is not a positive duration, is InvalidConfig naming it',
     () =>
       Effect.gen(function* () {
         const [port] = yield* Effect.promise(() => Ports.freeUdpPorts(1))
-        type Reads = Pick<
-          ServerGroup.Options<St, Req, number>,
-          "reads" | "lease" | "submitTimeout" | "registrationTtl"
-        >
+        type Reads = Partial<ServerGroup.Options<St, Req, number>>
         const refused = (extra: Reads) =>
           ServerGroup.make(
             optionsOf(
@@ -191,13 +188,37 @@ describe("ServerGroup", () => {
           ).pipe(Effect.flip)
         const cases: ReadonlyArray<readonly [Reads, RegExp]> = [
           [{ lease: {} }, /lease is set, reads is "linearizable"/],
-          [{ reads: "local", lease: { durationMs: 50 } }, /lease is set, reads is "local"/],
+          [{ reads: "local", lease: { duration: 50 } }, /lease is set, reads is "local"/],
           [{ reads: "lease", lease: { clockDriftMax: 0.5 } }, /clockDriftMax/],
-          [{ reads: "lease", lease: { durationMs: 0 } }, /durationMs/],
+          [
+            { reads: "lease", lease: { duration: 0 } },
+            /positive duration.*\n.*\["lease"\]\["duration"\]/,
+          ],
           [{ reads: "eventual" as never }, /reads/],
-          [{ submitTimeout: 0 }, /^submitTimeout: not a positive duration/],
-          [{ submitTimeout: "soon" as never }, /^submitTimeout: not a positive duration: "soon"/],
-          [{ registrationTtl: Number.POSITIVE_INFINITY }, /^registrationTtl: not a positive/],
+          [{ submitTimeout: 0 }, /positive duration.*\n.*\["submitTimeout"\]/],
+          [{ submitTimeout: "soon" as never }, /positive duration.*\n.*\["submitTimeout"\]/],
+          [
+            { registrationTtl: Number.POSITIVE_INFINITY },
+            /positive duration.*\n.*\["registrationTtl"\]/,
+          ],
+          // Each election timing, named, before anything is bound or opened.
+          ...(
+            [
+              "detectionPeriod",
+              "inquiryTimeout",
+              "baseDelay",
+              "floorDelay",
+              "unknownDelay",
+            ] as const
+          ).flatMap((option) =>
+            [0, -5, "soon", Number.NaN].map(
+              (value) =>
+                [
+                  { [option]: value as never },
+                  new RegExp(`positive duration.*\\n.*\\["${option}"\\]`),
+                ] as const,
+            ),
+          ),
         ]
         for (const [extra, reason] of cases) {
           const error = yield* refused(extra)
