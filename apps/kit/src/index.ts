@@ -4,7 +4,8 @@
  * stderr (`JsonLines`), and running until a signal (`Signals`). Each app keeps its own
  * flags, messages and exit codes beyond these. For the programs that start real peers (the
  * showcase, and testkit, which re-exports them for tests): free ports (`Ports`), usrsctp's
- * example programs (`Usrsctp`) and hosts as network namespaces (`NetNs`).
+ * example programs (`Usrsctp`), hosts as network namespaces (`NetNs`) and the `server-group`
+ * app's `serve` command line (`ServerGroupCommand`).
  *
  * @since 0.1.0
  */
@@ -13,5 +14,6 @@ export * as ExitCode from "./ExitCode.ts"
 export * as JsonLines from "./JsonLines.ts"
 export * as NetNs from "./NetNs.ts"
 export * as Ports from "./Ports.ts"
+export * as ServerGroupCommand from "./ServerGroupCommand.ts"
 export * as Signals from "./Signals.ts"
 export * as Usrsctp from "./Usrsctp.ts"

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { ServerGroupCommand } from "@understudy/app-kit"
 import { parse, parseDuration } from "../src/cli.ts"
 import { windows } from "../src/load.ts"
 
@@ -104,18 +105,7 @@ describe("server-group command line", () => {
 
 describe("--store", () => {
   const serve = (store: string) =>
-    parse([
-      "serve",
-      "--id",
-      "1",
-      "--peers",
-      peers,
-      "--http",
-      "127.0.0.1:0",
-      "--store",
-      store,
-      "--insecure",
-    ])
+    parse(ServerGroupCommand.serve({ id: "1", peers, store, args: ["--insecure"] }))
 
   it("takes the embedded name server (tcp://) or etcd (etcd://)", () => {
     expect(serve("tcp://127.0.0.1:7100")).toMatchObject({

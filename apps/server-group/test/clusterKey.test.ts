@@ -13,6 +13,7 @@ import { join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
+import { ServerGroupCommand } from "@understudy/app-kit"
 import { ServerGroup } from "@understudy/staggered-election"
 import { NameServer, RemoteStore } from "@understudy/store"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
@@ -121,23 +122,11 @@ describe("serve --cluster-key", () => {
       expect(ready.authenticated).toBe(true)
       const store = ready.listen as string
       const ports = await Ports.freeUdpPorts(3)
-      const peers = ["1", "2", "3"]
-        .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${10 - i}&bw=100`)
-        .join(",")
+      const peers = ServerGroupCommand.peers(
+        ["1", "2", "3"].map((id, i) => ({ id, port: ports[i]!, cpu: 10 - i, bandwidthMbps: 100 })),
+      )
       const serve = (id: string, keyFile: string) =>
-        spawn([
-          "serve",
-          "--id",
-          id,
-          "--peers",
-          peers,
-          "--http",
-          "127.0.0.1:0",
-          "--store",
-          store,
-          "--cluster-key",
-          keyFile,
-        ])
+        spawn(ServerGroupCommand.serve({ id, peers, store, args: ["--cluster-key", keyFile] }))
       const token = apiToken(Redacted.value(await Effect.runPromise(ClusterKey.readFile(key))))
       const wrong = apiToken(Redacted.value(await Effect.runPromise(ClusterKey.readFile(other))))
       const [one, two, three] = [serve("1", key), serve("2", key), serve("3", other)]

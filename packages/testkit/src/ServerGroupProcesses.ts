@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 import { setTimeout as sleep } from "node:timers/promises"
-import { Ports } from "@understudy/app-kit"
+import { Ports, ServerGroupCommand } from "@understudy/app-kit"
 import * as JsonLinesProcess from "./JsonLinesProcess.ts"
 
 /**
@@ -90,26 +90,19 @@ export const group = async (options: {
 }): Promise<Group> => {
   const { ids, store } = options
   const ports = await Ports.freeUdpPorts(ids.length)
-  const peers = ids
-    .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${100 - i}&bw=100`)
-    .join(",")
+  const peers = ServerGroupCommand.peers(
+    ids.map((id, i) => ({ id, port: ports[i]!, cpu: 100 - i, bandwidthMbps: 100 })),
+  )
   const servers = new Map<string, Server>()
   const start = async (id: string) => {
     const proc = spawn(
       options.program,
-      [
-        "serve",
-        "--id",
+      ServerGroupCommand.serve({
         id,
-        "--peers",
         peers,
-        "--http",
-        "127.0.0.1:0",
-        "--store",
         store,
-        ...options.args,
-        ...(options.argsOf?.(id) ?? []),
-      ],
+        args: [...options.args, ...(options.argsOf?.(id) ?? [])],
+      }),
       options.linesMax,
     )
     const ready = await proc.line("ready", options.readyTimeoutMs)

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
-import { Ports } from "@understudy/app-kit"
+import { Ports, ServerGroupCommand } from "@understudy/app-kit"
 import { apiToken, tokenHeader } from "@understudy/app-server-group/http-token"
 import { ClusterKey } from "@understudy/transport"
 import { Effect, Redacted } from "effect"
@@ -112,9 +112,9 @@ export const runStaggeredElection = async (
     const ids = Array.from({ length: settings.servers }, (_, i) => String(i + 1))
     const ports = await Ports.freeUdpPorts(ids.length)
     // Capacities: server 1 is the most capable (index 1), the last the least.
-    const peers = ids
-      .map((id, i) => `${id}=udp://127.0.0.1:${ports[i]}?cpu=${ids.length * 2 - i}&bw=1000`)
-      .join(",")
+    const peers = ServerGroupCommand.peers(
+      ids.map((id, i) => ({ id, port: ports[i]!, cpu: ids.length * 2 - i, bandwidthMbps: 1000 })),
+    )
     for (const id of ids) {
       const lines: Array<Line> = []
       const server: Server = {
@@ -125,19 +125,7 @@ export const runStaggeredElection = async (
         child: group.spawnScript(
           `server ${id}`,
           mainPath,
-          [
-            "serve",
-            "--id",
-            id,
-            "--peers",
-            peers,
-            "--http",
-            "127.0.0.1:0",
-            "--store",
-            store,
-            "--cluster-key",
-            keyFile,
-          ],
+          ServerGroupCommand.serve({ id, peers, store, args: ["--cluster-key", keyFile] }),
           (text) => {
             const line = parse(text)
             if (line === undefined) return
