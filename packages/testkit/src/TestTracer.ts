@@ -4,9 +4,12 @@
  * with what outcome, under which parent. Provide it with `recorder.provide(effect)`, or as
  * `recorder.layer` (a Promise facade's `layer` option).
  *
+ * It is `@understudy/machine`'s `Spans.recorder`, so that machine's own tests (which cannot
+ * depend on the test kit: it depends on machine) use the same one.
+ *
  * @since 0.1.0
  */
-import { Effect, Layer, Option, Tracer } from "effect"
+import { Spans } from "@understudy/machine"
 
 /**
  * The spans one tracer started and a way to provide it.
@@ -14,17 +17,7 @@ import { Effect, Layer, Option, Tracer } from "effect"
  * @since 0.1.0
  * @category models
  */
-export interface Recorder {
-  readonly tracer: Tracer.Tracer
-  /** Every span started, in the order they started. */
-  readonly spans: ReadonlyArray<Tracer.NativeSpan>
-  /** The ended spans named `name`, in the order they started. */
-  readonly ended: (name: string) => Array<Tracer.NativeSpan>
-  /** `effect` with this tracer as its tracer. */
-  readonly provide: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-  /** This tracer as a layer. */
-  readonly layer: Layer.Layer<never>
-}
+export type Recorder = Spans.Recorder
 
 /**
  * A new recorder, with no spans yet.
@@ -32,23 +25,7 @@ export interface Recorder {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (): Recorder => {
-  const spans: Array<Tracer.NativeSpan> = []
-  const tracer = Tracer.make({
-    span: (options) => {
-      const span = new Tracer.NativeSpan(options)
-      spans.push(span)
-      return span
-    },
-  })
-  return {
-    tracer,
-    spans,
-    ended: (name) => spans.filter((span) => span.name === name && span.status._tag === "Ended"),
-    provide: (effect) => Effect.withTracer(effect, tracer),
-    layer: Layer.succeed(Tracer.Tracer, tracer),
-  }
-}
+export const make: () => Recorder = Spans.recorder
 
 /**
  * A span's attributes as a plain object (for `toEqual`).
@@ -56,8 +33,7 @@ export const make = (): Recorder => {
  * @since 0.1.0
  * @category accessors
  */
-export const attributes = (span: Tracer.NativeSpan): Record<string, unknown> =>
-  Object.fromEntries(span.attributes)
+export const attributes = Spans.attributes
 
 /**
  * The name of a span's parent, or `undefined` for a root span (or one whose parent came
@@ -66,7 +42,4 @@ export const attributes = (span: Tracer.NativeSpan): Record<string, unknown> =>
  * @since 0.1.0
  * @category accessors
  */
-export const parentName = (span: Tracer.NativeSpan): string | undefined => {
-  const parent = Option.getOrUndefined(span.parent)
-  return parent?._tag === "Span" ? parent.name : undefined
-}
+export const parentName = Spans.parentName
