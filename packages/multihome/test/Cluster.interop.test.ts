@@ -6,12 +6,11 @@
  * change and every line echoed once. SIGKILL of real node processes is in apps/sctp-cluster.
  */
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Ports, Usrsctp } from "@understudy/testkit"
+import { Eventually, Ports, Usrsctp } from "@understudy/testkit"
 import { Address, ClusterKey, NodeDatagram, NodeTransport } from "@understudy/transport"
 import { Duration, Effect, Exit, Layer, Scope } from "effect"
 import * as Cluster from "../src/Cluster.ts"
 import * as Replication from "../src/Replication.ts"
-import { eventually } from "./support/endpoint-support.ts"
 
 // The link listens on 127.0.0.3 (a rejoining node's on 127.0.0.2): its port is checked free
 // there, where another process's cluster may hold it, not on 127.0.0.1.
@@ -95,21 +94,27 @@ describe("cluster interop with usrsctp", () => {
           yield* Effect.promise(() => client.waitFor(/COMM_UP|Communication up/i, 10_000))
           const total = 40
           for (let index = 0; index < total / 2; index++) client.write(`line ${index}\n`)
-          const half = yield* eventually(
+          yield* Eventually.effect(
+            "the first half of the lines echoed",
             () => echoedLines(client.stdout()).length >= total / 2,
-            10_000,
+            { within: 10_000, every: 50 },
           )
-          expect(half).toBe(true)
           // Both addresses confirmed by the peer before the failure.
           yield* Effect.sleep(Duration.millis(1_500))
           if (policy === "on-impending-failure") yield* primary.node.impendingFailure
           yield* Scope.close(primary.scope, Exit.void)
           for (let index = total / 2; index < total; index++) client.write(`line ${index}\n`)
-          const all = yield* eventually(() => echoedLines(client.stdout()).length >= total, 20_000)
+          const all = yield* Effect.exit(
+            Eventually.effect(
+              "every line echoed",
+              () => echoedLines(client.stdout()).length >= total,
+              { within: 20_000, every: 50 },
+            ),
+          )
           const echoed = echoedLines(client.stdout())
           // The peer's output and the survivor's status in the failure message (CI shows it).
           const why = `client: ${client.output().slice(-4_000)}\nsecondary: ${JSON.stringify(yield* secondary.node.status)}`
-          expect(all, why).toBe(true)
+          expect(Exit.isSuccess(all), why).toBe(true)
           expect(echoed).toEqual(Array.from({ length: total }, (_, index) => index))
           const status = yield* secondary.node.status
           expect(status.role).toBe("active-secondary")
@@ -158,16 +163,26 @@ describe("cluster interop with usrsctp", () => {
         const write = (from: number, to: number) => {
           for (let index = from; index < to; index++) client.write(`line ${index}\n`)
         }
+        // Its exit, so that a failure can show the client's output.
         const echoedUpTo = (count: number) =>
-          eventually(() => echoedLines(client.stdout()).length >= count, 20_000)
+          Effect.map(
+            Effect.exit(
+              Eventually.effect(
+                `${count} lines echoed`,
+                () => echoedLines(client.stdout()).length >= count,
+                { within: 20_000, every: 50 },
+              ),
+            ),
+            Exit.isSuccess,
+          )
         write(0, 20)
         expect(yield* echoedUpTo(20)).toBe(true)
         yield* Scope.close(primary.scope, Exit.void)
-        const bound = yield* eventually(
+        yield* Eventually.effect(
+          "the secondary bound the dead primary's address",
           Effect.map(secondary.node.status, (status) => status.addressTakeover?.state === "bound"),
-          20_000,
+          { within: 20_000, every: 50 },
         )
-        expect(bound).toBe(true)
         write(20, 40)
         const why = Effect.map(
           secondary.node.status,
@@ -187,11 +202,11 @@ describe("cluster interop with usrsctp", () => {
           host: "127.0.0.2",
           link: rejoinLink,
         })
-        const linked = yield* eventually(
+        yield* Eventually.effect(
+          "the rejoined node linked",
           Effect.map(rejoined.node.status, (status) => status.link === "up"),
-          20_000,
+          { within: 20_000, every: 50 },
         )
-        expect(linked).toBe(true)
         expect((yield* secondary.node.status).addressTakeover?.state).toBe("released")
         write(40, total)
         const echoedAll = yield* echoedUpTo(total)
@@ -238,25 +253,28 @@ describe("cluster interop with usrsctp", () => {
             tune: fastPeer,
           }),
         )
-        const started = yield* eventually(
+        yield* Eventually.effect(
+          "a quarter of the messages on the primary",
           Effect.map(primary.node.received, (received) => received.messages >= total / 4),
-          20_000,
+          { within: 20_000, every: 50 },
         )
-        expect(started).toBe(true)
         yield* Scope.close(primary.scope, Exit.void)
-        const done = yield* eventually(
-          Effect.zipWith(
-            primary.node.received,
-            secondary.node.received,
-            (one, other) => one.messages + other.messages >= total,
+        const done = yield* Effect.exit(
+          Eventually.effect(
+            "every message received by one node or the other",
+            Effect.zipWith(
+              primary.node.received,
+              secondary.node.received,
+              (one, other) => one.messages + other.messages >= total,
+            ),
+            { within: 30_000, every: 50 },
           ),
-          30_000,
         )
         const onPrimary = yield* primary.node.received
         const onSecondary = yield* secondary.node.received
         // The peer's output and the survivor's status in the failure message (CI shows it).
         const why = `tsctp: ${sender.output().slice(-4_000)}\nsecondary: ${JSON.stringify(yield* secondary.node.status)}`
-        expect(done, why).toBe(true)
+        expect(Exit.isSuccess(done), why).toBe(true)
         // Each message delivered once on exactly one node.
         expect(onPrimary.messages + onSecondary.messages).toBe(total)
         expect(onPrimary.bytes + onSecondary.bytes).toBe(total * 1_024)

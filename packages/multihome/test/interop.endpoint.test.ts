@@ -11,11 +11,11 @@
  */
 import { existsSync } from "node:fs"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { Usrsctp } from "@understudy/testkit"
+import { Eventually, Usrsctp } from "@understudy/testkit"
 import { Address, NodeDatagram } from "@understudy/transport"
 import { Duration, Effect, Fiber, Stream } from "effect"
 import * as Endpoint from "../src/Endpoint.ts"
-import { echoService, eventually, fromText, text } from "./support/endpoint-support.ts"
+import { echoService, fromText, text } from "./support/endpoint-support.ts"
 
 const ourPort = 5000
 
@@ -62,12 +62,11 @@ describe("interop of the endpoint with usrsctp", () => {
           (_, index) => `line ${index} ${"x".repeat(index * 10)}`,
         )
         for (const line of lines) client.write(`${line}\n`)
-        const echoed = yield* eventually(
+        yield* Eventually.effect(
+          "every line echoed",
           () => lines.every((line) => client.output().includes(line)),
-          15_000,
-        )
-        if (!echoed) console.log(client.output())
-        expect(echoed).toBe(true)
+          { within: 15_000, every: 50 },
+        ).pipe(Effect.tapDefect(() => Effect.sync(() => console.log(client.output()))))
         expect(accepted).toHaveLength(1)
         const association = accepted[0] as Endpoint.AssociationHandle
         const status = yield* association.status
@@ -81,7 +80,10 @@ describe("interop of the endpoint with usrsctp", () => {
         const stats = yield* server.stats
         expect(stats.dropped.BadChecksum ?? 0).toBe(0)
         // The client exits after SHUTDOWN COMPLETE, having printed its notifications.
-        expect(yield* eventually(() => client.child.exitCode !== null, 10_000)).toBe(true)
+        yield* Eventually.effect("the client exited", () => client.child.exitCode !== null, {
+          within: 10_000,
+          every: 50,
+        })
         expect(client.output()).toContain("SCTP_COMM_UP")
         expect(client.output()).toContain("Peer addresses: 127.0.0.2.")
         expect(client.output()).toContain("SCTP_SHUTDOWN_COMP")
@@ -95,7 +97,7 @@ describe("interop of the endpoint with usrsctp", () => {
       Effect.gen(function* () {
         const { server, accepted } = yield* clientToOurEcho({ loopbackAliasing: false })
         // usrsctp's initial RTO is 3 s: its INIT comes again, the INIT ACKs went unheard.
-        const retransmitted = yield* eventually(() => false, 4_500).pipe(
+        const retransmitted = yield* Effect.sleep(Duration.millis(4_500)).pipe(
           Effect.andThen(server.stats),
         )
         expect(retransmitted.packetsIn).toBeGreaterThanOrEqual(2)
@@ -139,11 +141,16 @@ describe("interop of the endpoint with usrsctp", () => {
             messages: count,
           }),
         )
-        expect(yield* eventually(() => received.messages === count, 20_000)).toBe(true)
+        yield* Eventually.effect("every message received", () => received.messages === count, {
+          within: 20_000,
+          every: 50,
+        })
         expect(received.bytes).toBe(count * 1024)
         // tsctp reports its throughput once all was sent and it shut the association down.
-        expect(yield* eventually(() => tsctp.output().includes("Throughput was"), 10_000)).toBe(
-          true,
+        yield* Eventually.effect(
+          "tsctp reported its throughput",
+          () => tsctp.output().includes("Throughput was"),
+          { within: 10_000, every: 50 },
         )
         // Its SHUTDOWN COMPLETE may still be on the way.
         let associations = (yield* server.stats).associations

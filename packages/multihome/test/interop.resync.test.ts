@@ -10,8 +10,8 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as Dgram from "node:dgram"
 import { existsSync } from "node:fs"
 import { networkInterfaces } from "node:os"
-import { setTimeout as sleep } from "node:timers/promises"
 import { afterEach, describe, expect, it } from "@effect/vitest"
+import { Eventually } from "@understudy/testkit"
 import { Result } from "effect"
 import * as Association from "../src/Association.ts"
 import { loopbackAlias } from "../src/Endpoint.ts"
@@ -37,12 +37,6 @@ afterEach(async () => {
   children.clear()
   await Promise.all(exits)
 })
-
-/** Polls until `predicate` holds, every 20 ms, at most `limitMs`. */
-const eventually = async (predicate: () => boolean, limitMs: number): Promise<boolean> => {
-  for (let waited = 0; waited < limitMs && !predicate(); waited += 20) await sleep(20)
-  return predicate()
-}
 
 /** A free UDP port on every IPv4 and IPv6 address (usrsctp binds its own on both). */
 const freePort = async (): Promise<number> => {
@@ -206,28 +200,54 @@ describe("interop: a stale replica's FORWARD TSN with usrsctp", () => {
       return true
     }
     for (let index = 0; index < 5; index++) child.stdin?.write(`${line(index)}\n`)
-    const first = await eventually(() => echoed(0, 5), 15_000)
-    if (!first) console.log(output)
-    expect(first).toBe(true)
+    // The client's output when a wait fails (CI shows it).
+    const showing = (wait: Promise<unknown>) =>
+      wait.catch((error: unknown) => {
+        console.log(output)
+        throw error
+      })
+    await showing(Eventually.promise("lines 0-4 echoed", () => echoed(0, 5), { within: 15_000 }))
     // Everything acknowledged both ways before the snapshot.
-    expect(await eventually(() => driver.state?.outstanding.length === 0, 5_000)).toBe(true)
+    const acknowledged = () =>
+      Eventually.promise(
+        "everything we sent acknowledged",
+        () => driver.state?.outstanding.length === 0,
+        {
+          within: 5_000,
+        },
+      )
+    await acknowledged()
     const stale = Association.snapshot(driver.state!)
     expect(stale.forwardTsnSupported).toBe(true)
     for (let index = 5; index < 10; index++) child.stdin?.write(`${line(index)}\n`)
-    expect(await eventually(() => echoed(5, 10), 15_000)).toBe(true)
-    await eventually(() => driver.state?.outstanding.length === 0, 5_000)
+    await showing(Eventually.promise("lines 5-9 echoed", () => echoed(5, 10), { within: 15_000 }))
+    await acknowledged()
     // What the replication makes known before a SACK leaves: the primary's Cumulative TSN Ack.
     const cumulativeTsnAck = driver.state!.tracker!.cumulative
     driver.failOver(stale, { resync: true, cumulativeTsnAck, reserve: { tsn: 8192, ssn: 1024 } })
     for (let index = 10; index < 15; index++) child.stdin?.write(`${line(index)}\n`)
-    const survived = await eventually(() => echoed(10, 15), 20_000)
-    if (!survived) console.log(output)
-    expect(survived).toBe(true)
+    await showing(
+      Eventually.promise("lines 10-14 echoed by the replica", () => echoed(10, 15), {
+        within: 20_000,
+      }),
+    )
     const replica = driver.state!
     expect(replica.name).toBe("Established")
-    expect(await eventually(() => replica.forwardTsn === undefined, 5_000)).toBe(true)
+    await Eventually.promise(
+      "the FORWARD TSN acknowledged",
+      () => replica.forwardTsn === undefined,
+      {
+        within: 5_000,
+      },
+    )
     // usrsctp's cumulative TSN ack went over the whole reserve: it took the FORWARD TSN.
-    expect(await eventually(() => replica.outstanding.length === 0, 5_000)).toBe(true)
+    await Eventually.promise(
+      "the replica's DATA acknowledged",
+      () => replica.outstanding.length === 0,
+      {
+        within: 5_000,
+      },
+    )
     const status = Association.info(replica)
     expect((status.nextTsn - stale.nextTsn) >>> 0).toBe(8192 + 5)
     expect(status.cumulativeTsnAcked).toBe((status.nextTsn - 1) >>> 0)

@@ -1,9 +1,9 @@
 /**
- * Helpers for the endpoint tests: advancing the test clock until a fiber is done, polling a
- * real process (the interop tests), an echo service, and message builders.
+ * Helpers for the endpoint tests: advancing the test clock until a fiber is done, an echo
+ * service, and message builders (waiting on a real process is testkit's `Eventually`).
  */
 import { Address, type SimNet, type TransportError } from "@understudy/transport"
-import { Duration, Effect, Fiber, type Scope, Stream } from "effect"
+import { Effect, Fiber, type Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Endpoint from "../../src/Endpoint.ts"
 
@@ -61,20 +61,6 @@ export const connectPeer = (
 export const advance = (ms: number, stepMs = 10) =>
   Effect.gen(function* () {
     for (let elapsed = 0; elapsed < ms; elapsed += stepMs) yield* TestClock.adjust(stepMs)
-  })
-
-/**
- * Polls until `predicate` holds, every 50 ms, at most `limitMs` (on the clock provided: the
- * live tests watching a usrsctp program use the real one); the last value is returned. An
- * effect is run, not forced with `runSync` (a node's status may wait for its endpoint).
- */
-export const eventually = (predicate: (() => boolean) | Effect.Effect<boolean>, limitMs: number) =>
-  Effect.gen(function* () {
-    const holds = Effect.isEffect(predicate) ? predicate : Effect.sync(predicate)
-    for (let waited = 0; waited < limitMs && !(yield* holds); waited += 50) {
-      yield* Effect.sleep(Duration.millis(50))
-    }
-    return yield* holds
   })
 
 /**
