@@ -118,6 +118,12 @@ const percentile = (values: ReadonlyArray<number>, p: number): number => {
 
 const failovers: ReadonlyArray<GapFailover> = ["none", "asconf", "takeover"]
 
+const usage = `node bench/echoGap.ts [--gap-repetitions N] [--failover none,asconf,takeover]
+
+  --gap-repetitions N   SIGKILLs per setting, interleaved (default 3)
+  --failover LIST       the settings to run (default all three; none, the baseline, takes
+                        ~1 min a kill against ~25 s for the others)`
+
 /** The runs measured so far, per setting, and the error that stopped a setting. */
 export interface GapRuns {
   readonly runs: Map<GapFailover, Array<GapRun>>
@@ -134,10 +140,11 @@ export const collectEchoGap = async (
   repetitions: number,
   onRun: (failover: GapFailover, repetition: number, run: GapRun | string) => void = () => {},
   into: GapRuns = { runs: new Map(), failures: new Map() },
+  settings: ReadonlyArray<GapFailover> = failovers,
 ): Promise<GapRuns> => {
   const { runs, failures } = into
   for (let repetition = 0; repetition < repetitions; repetition++) {
-    for (const failover of failovers) {
+    for (const failover of settings) {
       if (failures.has(failover)) continue
       try {
         const run = await runEchoGap(failover)
@@ -162,6 +169,7 @@ export const collectEchoGap = async (
 export const summariseEchoGap = (
   { runs, failures }: GapRuns,
   repetitions: number,
+  settings: ReadonlyArray<GapFailover> = failovers,
 ): {
   readonly lines: Array<string>
   readonly rows: Array<Record<string, unknown>>
@@ -227,7 +235,7 @@ export const summariseEchoGap = (
     failovers.map((failover) => [failover, runs.get(failover)?.length ?? 0]),
   ) as Record<GapFailover, number>
   const complete =
-    failures.size === 0 && failovers.every((failover) => runsDone[failover] >= repetitions)
+    failures.size === 0 && settings.every((failover) => runsDone[failover] >= repetitions)
   return { lines, rows, figures, runsDone, complete }
 }
 
@@ -253,8 +261,20 @@ export const printRun = (failover: GapFailover, repetition: number, run: GapRun 
 }
 
 if (import.meta.main) {
+  if (process.argv.includes("--help")) {
+    console.log(usage)
+    process.exit(0)
+  }
   const index = process.argv.indexOf("--gap-repetitions")
   const repetitions = index < 0 ? 3 : Number(process.argv[index + 1])
+  const at = process.argv.indexOf("--failover")
+  const asked = at < 0 ? failovers : (process.argv[at + 1] ?? "").split(",")
+  const settings = failovers.filter((failover) => asked.includes(failover))
+  const unknown = asked.filter((setting) => !failovers.includes(setting as GapFailover))
+  if (!Number.isInteger(repetitions) || repetitions < 1 || unknown.length > 0) {
+    console.error(`bad arguments${unknown.length > 0 ? `: ${unknown.join(", ")}` : ""}\n${usage}`)
+    process.exit(2)
+  }
   process.once("exit", () => {
     Processes.killAllNow()
     void Usrsctp.killAll()
@@ -277,13 +297,14 @@ if (import.meta.main) {
   // Interrupted (Ctrl-C, a time limit's SIGTERM): the summary of the runs that ended.
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
-      report(summariseEchoGap(measured, repetitions))
+      report(summariseEchoGap(measured, repetitions, settings))
       process.exit(1)
     })
   }
   const result = summariseEchoGap(
-    await collectEchoGap(repetitions, printRun, measured),
+    await collectEchoGap(repetitions, printRun, measured, settings),
     repetitions,
+    settings,
   )
   report(result)
   process.exitCode = result.complete ? 0 : 1
