@@ -39,10 +39,10 @@
  * @since 0.1.0
  */
 import type { Machine, Runner } from "@understudy/machine"
-import type { Codec, SimNet } from "@understudy/transport"
+import { type Codec, Heap, type SimNet } from "@understudy/transport"
 import { Result } from "effect"
 import * as FaultSchedule from "./FaultSchedule.ts"
-import { Event, Queue } from "./internal/fastsimQueue.ts"
+import { before, Event } from "./internal/fastsimEvent.ts"
 import * as Network from "./Network.ts"
 import * as Prng from "./Prng.ts"
 import type * as Simulation from "./Simulation.ts"
@@ -338,7 +338,7 @@ export const run = <State, Message, C = never, E = never>(
 
   // The network's randomness: its own stream, apart from the schedule's (drawn from `seed`).
   const random = Prng.make(seed + 0x5a17 * 0x1_0000_0000)
-  const queue = new Queue()
+  const queue = new Heap.MinHeap<Event>(before)
   const trace = new Trace(Math.max(0, Math.floor(options.traceLines ?? 200)))
   const network = Network.make(nodes, link)
   const history: Array<FaultSchedule.Scheduled> = []

@@ -28,16 +28,20 @@ export class MinHeap<A> {
     return this.items[0]
   }
 
+  // Both sifts move a hole rather than swapping pairs (one write per level): the event
+  // queue is the hot path of a simulation (FastSim pops and pushes once per step).
   push(item: A): void {
     const items = this.items
+    let index = items.length
     items.push(item)
-    let index = items.length - 1
     while (index > 0) {
       const parent = (index - 1) >> 1
-      if (!this.before(items[index]!, items[parent]!)) break
-      ;[items[index], items[parent]] = [items[parent]!, items[index]!]
+      const above = items[parent]!
+      if (!this.before(item, above)) break
+      items[index] = above
       index = parent
     }
+    items[index] = item
   }
 
   /** Removes and returns the first item. */
@@ -46,18 +50,19 @@ export class MinHeap<A> {
     const top = items[0]
     const last = items.pop()
     if (top === undefined || last === undefined || items.length === 0) return top
-    items[0] = last
+    const size = items.length
     let index = 0
     for (;;) {
-      const left = index * 2 + 1
+      const left = 2 * index + 1
+      if (left >= size) break
       const right = left + 1
-      let smallest = index
-      if (left < items.length && this.before(items[left]!, items[smallest]!)) smallest = left
-      if (right < items.length && this.before(items[right]!, items[smallest]!)) smallest = right
-      if (smallest === index) break
-      ;[items[index], items[smallest]] = [items[smallest]!, items[index]!]
-      index = smallest
+      let child = left
+      if (right < size && this.before(items[right]!, items[left]!)) child = right
+      if (!this.before(items[child]!, last)) break
+      items[index] = items[child]!
+      index = child
     }
+    items[index] = last
     return top
   }
 }

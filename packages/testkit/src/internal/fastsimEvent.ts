@@ -1,7 +1,7 @@
 /**
- * The event queue of `FastSim`: a binary min-heap ordered by (time, sequence number), so
- * events at the same time run in the order they were scheduled and a run is a pure
- * function of its seed.
+ * The events of `FastSim` and their order, (time, sequence number): events at the same time
+ * run in the order they were scheduled, so a run is a pure function of its seed. The queue
+ * is the transport's `Heap.MinHeap` with this order.
  */
 
 /** One pending event. A class with a fixed shape keeps the heap's property accesses monomorphic. */
@@ -39,52 +39,6 @@ export class Event {
   }
 }
 
-const before = (a: Event, b: Event): boolean =>
+/** Whether `a` runs before `b`: earlier, or as early and scheduled first. */
+export const before = (a: Event, b: Event): boolean =>
   a.atMs < b.atMs || (a.atMs === b.atMs && a.seq < b.seq)
-
-export class Queue {
-  private readonly items: Array<Event> = []
-
-  get size(): number {
-    return this.items.length
-  }
-
-  peek(): Event | undefined {
-    return this.items[0]
-  }
-
-  push(event: Event): void {
-    const items = this.items
-    let index = items.length
-    items.push(event)
-    while (index > 0) {
-      const parent = (index - 1) >> 1
-      const above = items[parent]!
-      if (!before(event, above)) break
-      items[index] = above
-      index = parent
-    }
-    items[index] = event
-  }
-
-  pop(): Event | undefined {
-    const items = this.items
-    const top = items[0]
-    const last = items.pop()
-    if (top === undefined || last === undefined || items.length === 0) return top
-    const size = items.length
-    let index = 0
-    for (;;) {
-      const left = 2 * index + 1
-      if (left >= size) break
-      const right = left + 1
-      let child = left
-      if (right < size && before(items[right]!, items[left]!)) child = right
-      if (!before(items[child]!, last)) break
-      items[index] = items[child]!
-      index = child
-    }
-    items[index] = last
-    return top
-  }
-}
