@@ -8,6 +8,7 @@ import { main as checkpointPromise } from "../examples/checkpoint-promise.ts"
 import { onEmbeddedStore, onEtcd } from "../examples/deployment-stores.ts"
 import { program as heartbeatPool } from "../examples/heartbeat-pool.ts"
 import { main as heartbeatPoolPromise } from "../examples/heartbeat-pool-promise.ts"
+import { main as heartbeatPoolResource } from "../examples/heartbeat-pool-resource.ts"
 import { program as machine } from "../examples/machine.ts"
 import { main as machinePlain } from "../examples/machine-plain.ts"
 import { program as machineRunner } from "../examples/machine-runner.ts"
@@ -99,6 +100,12 @@ describe("documentation examples run and do what the docs say", () => {
     const result = await heartbeatPoolPromise()
     expect(["s1", "s2", "s3"]).toContain(result.firstGrantedBy)
     expect(result.secondDenied).toBe("capacity")
+  })
+
+  it("heartbeat-pool, a resource defined in code: two slots granted, the third worker denied until one is given back", async () => {
+    const result = await heartbeatPoolResource()
+    expect(result.thirdDenied).toBe("capacity")
+    expect(["s1", "s2", "s3"]).toContain(result.thirdGrantedBy)
   })
 
   it.live("checkpoint: the owner writes its second generation, with the app layer's block", () =>

@@ -29,8 +29,10 @@ import {
 import { defaultLimits } from "./internal/defaultLimits.ts"
 import { readIfExists, writeAtomic } from "./internal/durableFile.ts"
 import * as Machine from "./Machine.ts"
+import { PoolInvalidConfig } from "./Machine.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Resource from "./Resource.ts"
 import * as Signing from "./Signing.ts"
 
 /** One server of the pool and its two endpoints. @since 0.1.0 @category models */
@@ -69,12 +71,18 @@ export interface Options {
   readonly members: ReadonlyArray<Member>
   /** The pool secret (a `ClusterKey` file), or the explicit `"insecure"`. */
   readonly poolSecret: Redacted.Redacted<Uint8Array> | "insecure"
-  /** The vendor's Ed25519 public key (PEM) that signs license files. */
-  readonly vendorPublicKey: string
+  /** The vendor's Ed25519 public key (PEM) that signs license files (not with `resource`). */
+  readonly vendorPublicKey?: string
   /** Where this server keeps its durable state. */
   readonly stateDir: string
   /** A license file from the operator: adopted when newer than the stored one. */
   readonly license?: Message.License
+  /**
+   * A resource defined in code (name, capacity, expiry), leased out instead of a vendor's
+   * license: no `vendorPublicKey`, no `license`. Every server of the pool is given one (the
+   * highest `version` spreads). See `Resource`.
+   */
+  readonly resource?: Resource.Resource
   readonly timing?: Partial<Timing>
   /** Largest client datagram accepted. Default 8 KiB. */
   readonly messageBytesMax?: number
@@ -163,6 +171,39 @@ export const claimedSender = (message: Message.ClientRequest): string =>
 const zeroSecret = new Uint8Array(32)
 
 /**
+ * Where the pool's capacity comes from: a vendor's license (checked with its key) or a
+ * resource defined in code (signed and checked with the pool key), never both.
+ */
+const licenseSource = (
+  options: Options,
+  keys: Signing.PoolKeys,
+): Result.Result<
+  { readonly crypto: Machine.Crypto; readonly offer: Message.License | undefined },
+  PoolInvalidConfig
+> => {
+  if (options.resource === undefined) {
+    if (options.vendorPublicKey === undefined)
+      return Result.fail(
+        new PoolInvalidConfig({ reason: "vendorPublicKey or resource is required" }),
+      )
+    return Result.succeed({
+      crypto: Signing.crypto(keys, options.vendorPublicKey),
+      offer: options.license,
+    })
+  }
+  if (options.vendorPublicKey !== undefined || options.license !== undefined)
+    return Result.fail(
+      new PoolInvalidConfig({
+        reason: "resource excludes vendorPublicKey and license (one source of capacity)",
+      }),
+    )
+  const signed = Resource.sign(options.poolSecret, options.resource)
+  return Result.isFailure(signed)
+    ? Result.fail(signed.failure)
+    : Result.succeed({ crypto: Resource.crypto(keys), offer: signed.success })
+}
+
+/**
  * Most client datagrams stepped at once (the runner's `inputsPerStepMax`): they share the
  * step's state write (one fsync for their grants), while the peers' heartbeats and this
  * server's timers go between the steps.
@@ -182,7 +223,7 @@ export const run = (
   options: Options,
 ): Effect.Effect<
   Running,
-  TransportError.ListenError | PoolStateError,
+  TransportError.ListenError | PoolStateError | PoolInvalidConfig,
   Datagram.Datagram | Scope.Scope
 > =>
   Effect.gen(function* () {
@@ -200,7 +241,9 @@ export const run = (
     )
     const authentication = insecure ? Authentication.insecure : Authentication.keyed(keys.mac)
     const timing = { ...defaultTiming, ...options.timing }
-    const crypto = Signing.crypto(keys, options.vendorPublicKey)
+    const source = licenseSource(options, keys)
+    if (Result.isFailure(source)) return yield* source.failure
+    const { crypto, offer } = source.success
     const path = join(options.stateDir, `${self}.state.json`)
 
     const restored = yield* Effect.try({
@@ -210,13 +253,10 @@ export const run = (
       },
       catch: (error) => new PoolStateError({ path, detail: String(error) }),
     })
-    if (options.license !== undefined && !crypto.verifyLicense(options.license)) {
+    if (offer !== undefined && !crypto.verifyLicense(offer)) {
       yield* Effect.logError("the license file's signature does not verify: not used")
     }
-    const offered =
-      options.license !== undefined && crypto.verifyLicense(options.license)
-        ? options.license
-        : null
+    const offered = offer !== undefined && crypto.verifyLicense(offer) ? offer : null
     const license =
       offered !== null && offered.sequence > (restored?.license?.sequence ?? -1)
         ? offered
@@ -443,5 +483,8 @@ export class PoolServer extends Context.Service<PoolServer, Running>()(
  */
 export const layer = (
   options: Options,
-): Layer.Layer<PoolServer, TransportError.ListenError | PoolStateError, Datagram.Datagram> =>
-  Layer.effect(PoolServer, run(options))
+): Layer.Layer<
+  PoolServer,
+  TransportError.ListenError | PoolStateError | PoolInvalidConfig,
+  Datagram.Datagram
+> => Layer.effect(PoolServer, run(options))

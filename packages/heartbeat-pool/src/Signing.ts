@@ -22,6 +22,9 @@ import type { License, Token } from "./Message.ts"
 export interface PoolKeys {
   readonly tokenPrivate: KeyObject
   readonly tokenPublic: KeyObject
+  /** The keys that sign and check a resource defined in code (`Resource`). */
+  readonly resourcePrivate: KeyObject
+  readonly resourcePublic: KeyObject
   /** The datagram MAC key (for `Authentication.keyed`). */
   readonly mac: Uint8Array
 }
@@ -41,14 +44,19 @@ const derive = (secret: Uint8Array, info: string): Buffer =>
 export const poolKeys = (secret: Uint8Array | Redacted.Redacted<Uint8Array>): PoolKeys => {
   const bytes = Redacted.isRedacted(secret) ? Redacted.value(secret) : secret
   if (bytes.byteLength < 16) throw new RangeError("a pool secret has at least 16 bytes")
-  const tokenPrivate = createPrivateKey({
-    key: Buffer.concat([pkcs8Prefix, derive(bytes, "token")]),
-    format: "der",
-    type: "pkcs8",
-  })
+  const privateKey = (info: string) =>
+    createPrivateKey({
+      key: Buffer.concat([pkcs8Prefix, derive(bytes, info)]),
+      format: "der",
+      type: "pkcs8",
+    })
+  const tokenPrivate = privateKey("token")
+  const resourcePrivate = privateKey("resource")
   return {
     tokenPrivate,
     tokenPublic: createPublicKey(tokenPrivate),
+    resourcePrivate,
+    resourcePublic: createPublicKey(resourcePrivate),
     mac: derive(bytes, "datagram"),
   }
 }
