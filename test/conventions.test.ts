@@ -348,12 +348,6 @@ describe("limit names", () => {
  * the `...Options` declaration, each with its owner.
  */
 const pendingMsOptions: Record<string, ReadonlyArray<string>> = {
-  // checkpoint (eng-dur, next session): session, bundle and discovery timings.
-  "packages/checkpoint/src/CheckpointStore.ts": ["leaseTtlMs"],
-  "packages/checkpoint/src/Discovery.ts": ["ttlMs"],
-  "packages/checkpoint/src/DuplexSession.ts": ["retryMs"],
-  "packages/checkpoint/src/ObjectBundle.ts": ["retryMs"],
-  "packages/checkpoint/src/ObjectSession.ts": ["claimWaitMs", "retryMs"],
   // multihome Cluster.make (eng-sctp), its replication policy { _tag: "Interval", everyMs } too.
   "packages/multihome/src/Cluster.ts": [
     "ackTimeoutMs",

@@ -266,7 +266,7 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
                 serverId: id,
                 backend: "session",
                 prefix: CheckpointStore.defaultPrefix(serviceName),
-                leaseTtlMs,
+                leaseTtl: leaseTtlMs,
                 address: Address.format(listen),
               }),
             ),
@@ -278,7 +278,7 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
             service: serviceName,
             serverId: id,
             address: server.address,
-            ttlMs: leaseTtlMs,
+            ttl: leaseTtlMs,
             onChange: (event) => line({ t: event.held ? "named" : "unnamed", id, ...event }),
           }).pipe(Effect.provide(NameServer.layer), Effect.provide(stores))
         }).pipe(Effect.provide(NodeTransport.layer)),

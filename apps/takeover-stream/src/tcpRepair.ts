@@ -74,7 +74,7 @@ export const serve = (options: TcpRepairServeOptions) =>
       serverId: options.id,
       backend: "tcp-repair",
       prefix,
-      leaseTtlMs: options.leaseTtlMs,
+      leaseTtl: options.leaseTtlMs,
     }).pipe(Effect.provide(context))
     // The takeover's callbacks are synchronous: they read this fiber's Clock directly.
     const clock = yield* Clock.Clock

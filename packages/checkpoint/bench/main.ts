@@ -97,7 +97,7 @@ const startServer = async (serverId: string, policy: Policy, windowBytesMax?: nu
           serverId,
           backend: "session",
           prefix: CheckpointStore.defaultPrefix("bench"),
-          leaseTtlMs: 1_000,
+          leaseTtl: 1_000,
         }),
       ),
       Effect.provideService(Store.Store, store),
@@ -124,7 +124,7 @@ const download = (
       yield* ObjectSession.get(name, {
         service,
         clusterKey,
-        retryMs: 1,
+        retryDelay: 1,
         onResumed: (event) => {
           resumedAtMs.push(wallMs())
           gaps.push(event.gapMs)
@@ -168,7 +168,7 @@ const duplexSession = (
       const client = yield* DuplexSession.connect({
         service,
         clusterKey,
-        retryMs: 1,
+        retryDelay: 1,
         onResumed: () => {
           resuming = true
         },

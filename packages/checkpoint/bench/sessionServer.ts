@@ -47,7 +47,7 @@ await Effect.runPromise(
             serverId: id!,
             backend: "session",
             prefix: CheckpointStore.defaultPrefix("bench-sigkill"),
-            leaseTtlMs: Number(leaseMs),
+            leaseTtl: Number(leaseMs),
           }),
         ),
         Effect.provide(

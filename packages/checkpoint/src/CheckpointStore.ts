@@ -15,9 +15,20 @@
  * @since 0.1.0
  */
 import { Store } from "@understudy/store"
-import { Clock, Context, Effect, Layer, Metric, Option, type Scope, Stream } from "effect"
+import {
+  Clock,
+  Context,
+  type Duration,
+  Effect,
+  Layer,
+  Metric,
+  Option,
+  type Scope,
+  Stream,
+} from "effect"
 import * as Checkpoint from "./Checkpoint.ts"
 import {
+  type CheckpointConfigError,
   type CheckpointContributorFailed,
   type CheckpointDecodeError,
   type CheckpointTooLarge,
@@ -25,6 +36,7 @@ import {
   TakeoverRefused,
 } from "./CheckpointError.ts"
 import { appendAll, type Bundle } from "./Contributor.ts"
+import * as Durations from "./internal/durations.ts"
 import * as Metrics from "./Metrics.ts"
 
 /** Bundle and server ids: what may appear in a key. @since 0.1.0 @category models */
@@ -84,8 +96,11 @@ export interface CheckpointStoreOptions {
   readonly backend: Checkpoint.Backend
   /** Key prefix; `defaultPrefix(service)`. */
   readonly prefix: string
-  /** The server's lease: its bundles are taken over this long after it dies. Default 1,000 ms. */
-  readonly leaseTtlMs?: number
+  /**
+   * The server's lease: its bundles are taken over this long after it dies (`"1 second"`, a
+   * number of milliseconds, a `Duration`). Default 1 second.
+   */
+  readonly leaseTtl?: Duration.Input
   /** The server's own address, published under `servers/` for clients and hand-offs. */
   readonly address?: string
 }
@@ -187,13 +202,14 @@ const decoder = new TextDecoder()
  */
 export const make = (
   options: CheckpointStoreOptions,
-): Effect.Effect<CheckpointStore["Service"], never, Store.Store | Scope.Scope> =>
+): Effect.Effect<CheckpointStore["Service"], CheckpointConfigError, Store.Store | Scope.Scope> =>
   Effect.gen(function* () {
+    const durations = yield* Durations.millis(options, ["leaseTtl"])
     const store = yield* Store.Store
     const { serverId, backend, prefix } = options
     if (!idPattern.test(serverId)) return yield* Effect.die(new Error(`bad server id ${serverId}`))
     const key = keys(prefix)
-    const leaseTtlMs = options.leaseTtlMs ?? 1_000
+    const leaseTtlMs = durations.leaseTtl ?? 1_000
     const announce = (leaseId: string) =>
       store.put(key.server(serverId), encoder.encode(options.address ?? ""), { lease: leaseId })
     // The lease in use; replaced when it expired (a pause longer than its TTL): the bundles
@@ -505,9 +521,12 @@ export const make = (
   })
 
 /**
+ * A `leaseTtl` that is not a positive duration fails it with `CheckpointConfigError`.
+ *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (
   options: CheckpointStoreOptions,
-): Layer.Layer<CheckpointStore, never, Store.Store> => Layer.effect(CheckpointStore, make(options))
+): Layer.Layer<CheckpointStore, CheckpointConfigError, Store.Store> =>
+  Layer.effect(CheckpointStore, make(options))

@@ -17,7 +17,9 @@
 
 import { NameServer } from "@understudy/store"
 import { Address } from "@understudy/transport"
-import { Effect, Option, type Scope, Stream } from "effect"
+import { type Duration, Effect, Option, type Scope, Stream } from "effect"
+import type { CheckpointConfigError } from "./CheckpointError.ts"
+import * as Durations from "./internal/durations.ts"
 
 /**
  * Finds the server for connection attempt `attempt` (0, 1, ...): `None` when none is known
@@ -108,9 +110,10 @@ export interface AdvertiseOptions {
   /**
    * The registration's lease: how long after this server's death clients are still sent to
    * it. Default 1,000 ms (the checkpoint lease's default: clients come back as the
-   * transfers become free to take over).
+   * transfers become free to take over). A `Duration.Input`: `"1 second"`, milliseconds, a
+   * `Duration`.
    */
-  readonly ttlMs?: number
+  readonly ttl?: Duration.Input
   /** Told when this server takes the name (`held`) and when it loses it, with the epoch. */
   readonly onChange?: (event: { readonly held: boolean; readonly epoch: number }) => void
 }
@@ -126,12 +129,13 @@ export interface AdvertiseOptions {
  */
 export const advertise = (
   options: AdvertiseOptions,
-): Effect.Effect<void, never, NameServer.NameServer | Scope.Scope> =>
+): Effect.Effect<void, CheckpointConfigError, NameServer.NameServer | Scope.Scope> =>
   Effect.gen(function* () {
+    const durations = yield* Durations.millis(options, ["ttl"])
     const names = yield* NameServer.NameServer
     const name = nameOf(options.service)
     const holder = holderOf(options.serverId, Address.format(options.address))
-    const ttlMs = options.ttlMs ?? 1_000
+    const ttlMs = durations.ttl ?? 1_000
     let epoch = 0
 
     /** Until nobody holds the name (the watch tells at once; ten TTLs at most, then a fresh look). */

@@ -38,11 +38,12 @@ import {
   Stream,
 } from "effect"
 import * as Checkpoint from "./Checkpoint.ts"
-import { TakeoverRefused } from "./CheckpointError.ts"
+import { type CheckpointConfigError, TakeoverRefused } from "./CheckpointError.ts"
 import type { CheckpointStore, Ownership } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Discovery from "./Discovery.ts"
 import * as ByteWindow from "./internal/byteWindow.ts"
+import * as Durations from "./internal/durations.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import type { ClientOptions, ServerEvent } from "./ObjectSession.ts"
@@ -542,11 +543,11 @@ const handshakeMs = 10_000
  */
 export const connect = (
   options: ConnectOptions,
-): Effect.Effect<DuplexClient, never, Transport.Transport | Scope.Scope> =>
+): Effect.Effect<DuplexClient, CheckpointConfigError, Transport.Transport | Scope.Scope> =>
   Effect.gen(function* () {
+    const retryMs = (yield* Durations.millis(options, ["retryDelay"])).retryDelay ?? 50
     const transport = yield* Transport.Transport
     const attemptsMax = options.attemptsMax ?? 100
-    const retryMs = options.retryMs ?? 50
     const ackEveryBytes = options.ackEveryBytes ?? 256 * 1024
     const connectOptions = {
       codec: Message.codec,

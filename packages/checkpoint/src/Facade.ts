@@ -146,7 +146,7 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
             serverId: options.serverId,
             backend: "session",
             prefix: CheckpointStore.defaultPrefix(service),
-            leaseTtlMs,
+            leaseTtl: leaseTtlMs,
             address: options.listen,
           }),
         ),
@@ -157,7 +157,7 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
           service,
           serverId: options.serverId,
           address: listened.address,
-          ttlMs: leaseTtlMs,
+          ttl: leaseTtlMs,
         }).pipe(Effect.provide(NameServer.layer), Effect.provide(stores))
       return listened
     }).pipe(

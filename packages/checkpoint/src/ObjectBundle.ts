@@ -35,11 +35,16 @@ import {
 } from "effect"
 import * as BundleControl from "./BundleControl.ts"
 import type * as Checkpoint from "./Checkpoint.ts"
-import { CheckpointCommandFailed, TakeoverRefused } from "./CheckpointError.ts"
+import {
+  CheckpointCommandFailed,
+  type CheckpointConfigError,
+  TakeoverRefused,
+} from "./CheckpointError.ts"
 import type { CheckpointStore, Ownership, Reason } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Discovery from "./Discovery.ts"
 import * as DatagramFlow from "./internal/datagramFlow.ts"
+import * as Durations from "./internal/durations.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import type { ClientOptions, ObjectSource, ServerEvent } from "./ObjectSession.ts"
@@ -712,11 +717,11 @@ const peerOf = (text: string | undefined): DatagramFlow.Peer | undefined => {
  */
 export const connect = (
   options: ConnectOptions,
-): Effect.Effect<BundleClient, never, Transport.Transport | Scope.Scope> =>
+): Effect.Effect<BundleClient, CheckpointConfigError, Transport.Transport | Scope.Scope> =>
   Effect.gen(function* () {
+    const retryMs = (yield* Durations.millis(options, ["retryDelay"])).retryDelay ?? 50
     const transport = yield* Transport.Transport
     const attemptsMax = options.attemptsMax ?? 100
-    const retryMs = options.retryMs ?? 50
     const ackEveryBytes = options.ackEveryBytes ?? 256 * 1024
     const connectOptions = {
       codec: Message.codec,

@@ -19,6 +19,7 @@ import { Address, type Connection, Transport } from "@understudy/transport"
 import {
   type Cause,
   Deferred,
+  type Duration,
   Effect,
   Metric,
   Option,
@@ -30,12 +31,17 @@ import {
   Stream,
 } from "effect"
 import type * as Checkpoint from "./Checkpoint.ts"
-import { CheckpointContributorFailed, TakeoverRefused } from "./CheckpointError.ts"
+import {
+  type CheckpointConfigError,
+  CheckpointContributorFailed,
+  TakeoverRefused,
+} from "./CheckpointError.ts"
 import { CheckpointStore } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Discovery from "./Discovery.ts"
 import * as DuplexSession from "./DuplexSession.ts"
 import * as DatagramFlow from "./internal/datagramFlow.ts"
+import * as Durations from "./internal/durations.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import * as ObjectBundle from "./ObjectBundle.ts"
@@ -120,8 +126,11 @@ export interface ServerOptions {
   /** Bytes per data frame. Default 64 KiB. */
   readonly segmentBytes?: number
   readonly sessionsMax?: number
-  /** How long a takeover waits for a previous owner's lease to lapse. Default 3 × lease TTL. */
-  readonly claimWaitMs?: number
+  /**
+   * How long a takeover waits for a previous owner's lease to lapse (a `Duration.Input`).
+   * Default 3 × the lease TTL.
+   */
+  readonly claimWait?: Duration.Input
   /**
    * Serves two-way sessions (`DuplexSession.connect`) with this application; without it
    * they are refused as `Unsupported`.
@@ -195,7 +204,8 @@ export const serve = (
     const windowBytesMax = options.windowBytesMax ?? 4 * 1024 * 1024
     const segmentBytes = options.segmentBytes ?? 64 * 1024
     const sessionsMax = options.sessionsMax ?? 256
-    const claimWaitMs = options.claimWaitMs ?? 3 * checkpoints.leaseTtlMs
+    const claimWaitMs =
+      (yield* Durations.millis(options, ["claimWait"])).claimWait ?? 3 * checkpoints.leaseTtlMs
     let sessions = 0
     const handoffs = new Set<(to: string | undefined) => void>()
     const events = yield* PubSub.sliding<ServerEvent>(1_024)
@@ -696,8 +706,8 @@ export interface ClientOptions {
   readonly insecure?: boolean
   /** Connection attempts across a transfer (`get`) or a bundle's life (`connect`). Default 100. */
   readonly attemptsMax?: number
-  /** Pause between attempts. Default 50 ms. */
-  readonly retryMs?: number
+  /** Pause between attempts (a `Duration.Input`: `"50 millis"`, milliseconds). Default 50 ms. */
+  readonly retryDelay?: Duration.Input
   /** Acknowledge after this many bytes (or half the server's window, when smaller). Default 256 KiB. */
   readonly ackEveryBytes?: number
 }
@@ -724,13 +734,13 @@ export interface GetOptions extends ClientOptions {
 export const get = (
   name: string,
   options: GetOptions,
-): Stream.Stream<Uint8Array, TakeoverRefused, Transport.Transport> =>
+): Stream.Stream<Uint8Array, TakeoverRefused | CheckpointConfigError, Transport.Transport> =>
   Stream.unwrap(
     Effect.gen(function* () {
+      const retryMs = (yield* Durations.millis(options, ["retryDelay"])).retryDelay ?? 50
       const transport = yield* Transport.Transport
       const out = yield* Queue.bounded<Uint8Array, TakeoverRefused | Cause.Done>(64)
       const attemptsMax = options.attemptsMax ?? 100
-      const retryMs = options.retryMs ?? 50
       const ackEveryBytes = options.ackEveryBytes ?? 256 * 1024
       let session: { id: string; secret: Uint8Array; firstByteSeq: number } | undefined
       let receiver: Sequence.Receiver | undefined

@@ -9,7 +9,7 @@ import * as Contributor from "../src/Contributor.ts"
 const prefix = CheckpointStore.defaultPrefix("test")
 
 const server = (serverId: string) =>
-  CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtlMs: 300 })
+  CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtl: 300 })
 
 /** A layer whose whole state is one counter, to see which checkpoint a restore used. */
 const counterLayer = () => {
@@ -121,7 +121,7 @@ describe("CheckpointStore", () => {
         serverId: "r",
         backend: "tcp-repair",
         prefix,
-        leaseTtlMs: 300,
+        leaseTtl: 300,
       })
       yield* repair.open(bundle)
       yield* repair.release("bundle-3")

@@ -33,7 +33,7 @@ const advertiseIn = (serverId: string, address: Address.StreamAddress) =>
       service: "disco",
       serverId,
       address,
-      ttlMs: 300,
+      ttl: 300,
       onChange: (event) => changes.push(event),
     }).pipe(Scope.provide(scope))
     return { scope, changes }

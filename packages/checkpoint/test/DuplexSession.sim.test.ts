@@ -105,7 +105,7 @@ const simulate = (seed: number) =>
           ).pipe(
             Effect.provideServiceEffect(
               CheckpointStore.CheckpointStore,
-              CheckpointStore.make({ serverId: host, backend: "session", prefix, leaseTtlMs: 300 }),
+              CheckpointStore.make({ serverId: host, backend: "session", prefix, leaseTtl: 300 }),
             ),
             Effect.provideService(
               Store.Store,

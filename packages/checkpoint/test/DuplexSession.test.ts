@@ -35,7 +35,7 @@ const startServer = (serverId: string, duplex: boolean) =>
     ).pipe(
       Effect.provideServiceEffect(
         CheckpointStore.CheckpointStore,
-        CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtlMs: 300 }),
+        CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtl: 300 }),
       ),
       Scope.provide(scope),
     )

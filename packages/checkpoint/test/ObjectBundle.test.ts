@@ -41,7 +41,7 @@ const startServer = (serverId: string, windowBytesMax = 256 * 1024) =>
     ).pipe(
       Effect.provideServiceEffect(
         CheckpointStore.CheckpointStore,
-        CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtlMs: 300 }),
+        CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtl: 300 }),
       ),
       Scope.provide(scope),
     )

@@ -34,7 +34,7 @@ const startServer = (serverId: string, windowBytesMax?: number, sessionsMax?: nu
     ).pipe(
       Effect.provideServiceEffect(
         CheckpointStore.CheckpointStore,
-        CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtlMs: 300 }),
+        CheckpointStore.make({ serverId, backend: "session", prefix, leaseTtl: 300 }),
       ),
       Scope.provide(scope),
     )
@@ -109,7 +109,7 @@ describe("ObjectSession over loopback TCP", () => {
             service: "object-test",
             serverId,
             address: started.server.address,
-            ttlMs: 300,
+            ttl: 300,
           }).pipe(Scope.provide(scope))
           return { ...started, stop: Effect.andThen(Scope.close(scope, Exit.void), started.stop) }
         })

@@ -57,7 +57,7 @@ const connect = async (store: string, serverId: string) => {
       serverId,
       backend: "tcp-repair",
       prefix: checkpointPrefix,
-      leaseTtlMs,
+      leaseTtl: leaseTtlMs,
     }).pipe(Effect.provide(context)),
   )
   const raw = await run(
