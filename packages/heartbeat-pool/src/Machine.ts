@@ -227,8 +227,49 @@ export interface LeaderState {
    * lingers in its old server's record until it expires there, and counts once meanwhile.
    */
   readonly pool: HashMap.HashMap<string, Elsewhere>
+  /** `record` and `pool` summed up, kept with each change of them. */
+  readonly tally: Tally
   /** A request was refused for capacity while shares were out: no shares until then. */
   readonly reclaimUntilMs: number
+}
+
+/**
+ * The leader's running sums over its `record` and `pool`, kept with each change so that a
+ * request is decided without counting every client: per client, the most seats any of its
+ * allocations holds (here or at another server, expired or not: the periodic expiry drops
+ * those), their sum, and per follower the seats of `pool` entries taken out of its share
+ * (`sharedBy`). `total` is never below `poolSeatsInUse`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Tally {
+  readonly seats: HashMap.HashMap<string, number>
+  readonly total: number
+  readonly moved: Readonly<Record<string, number>>
+}
+
+/**
+ * The tally of `record` and `pool` counted from scratch (each change keeps it otherwise).
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const tallyOf = (
+  record: HashMap.HashMap<string, Held>,
+  pool: HashMap.HashMap<string, Elsewhere>,
+): Tally => {
+  const seats = new Map<string, number>()
+  for (const held of HashMap.values(record)) seats.set(held.client, held.seats)
+  const moved: Record<string, number> = {}
+  for (const entry of HashMap.values(pool)) {
+    seats.set(entry.client, Math.max(seats.get(entry.client) ?? 0, entry.seats))
+    if (entry.sharedBy !== undefined)
+      moved[entry.sharedBy] = (moved[entry.sharedBy] ?? 0) + entry.seats
+  }
+  let total = 0
+  for (const count of seats.values()) total += count
+  return { seats: HashMap.fromIterable(seats), total, moved }
 }
 
 /** @since 0.1.0 @category models */
@@ -496,16 +537,11 @@ export const sharesOutstanding = (
 ): number => {
   const leader = state.leaderState
   if (leader === undefined) return 0
-  const moved = new Map<string, number>()
-  for (const entry of HashMap.values(leader.pool)) {
-    if (entry.sharedBy !== undefined)
-      moved.set(entry.sharedBy, (moved.get(entry.sharedBy) ?? 0) + entry.seats)
-  }
   let seats = 0
   for (const server in leader.followers) {
     if (only !== undefined && server !== only) continue
     const outstanding = shareOutstanding(leader.followers[server]!, nowMs, leaseMs)
-    seats += Math.max(0, outstanding - (moved.get(server) ?? 0))
+    seats += Math.max(0, outstanding - (leader.tally.moved[server] ?? 0))
   }
   return seats
 }
@@ -633,28 +669,94 @@ export const make = (config: Config): Pool => {
     durable: { ...state.durable, ...changes },
   })
 
+  /** The most seats any allocation of `client` holds, here or at another server. */
+  const seatsOf = (
+    record: HashMap.HashMap<string, Held>,
+    pool: HashMap.HashMap<string, Elsewhere>,
+    client: string,
+  ): number => {
+    const held = HashMap.get(record, client)
+    let seats = Option.isSome(held) ? held.value.seats : 0
+    for (const server of servers) {
+      const entry = HashMap.get(pool, poolKey(server, client))
+      if (Option.isSome(entry)) seats = Math.max(seats, entry.value.seats)
+    }
+    return seats
+  }
+
+  /** The leader's tally after a change to `client`'s allocations (O(servers · log n)). */
+  const retally = (state: State, client: string): State => {
+    const leader = state.leaderState
+    if (leader === undefined) return state
+    const { tally } = leader
+    const before = Option.getOrElse(HashMap.get(tally.seats, client), () => 0)
+    const after = seatsOf(state.record, leader.pool, client)
+    if (after === before) return state
+    const seats =
+      after === 0 ? HashMap.remove(tally.seats, client) : HashMap.set(tally.seats, client, after)
+    return {
+      ...state,
+      leaderState: { ...leader, tally: { ...tally, seats, total: tally.total - before + after } },
+    }
+  }
+
+  /** Sets (or, `undefined`, removes) one entry of the leader's pool, keeping its tally. */
+  const setPool = (
+    state: State,
+    key: string,
+    client: string,
+    entry: Elsewhere | undefined,
+  ): State => {
+    const leader = state.leaderState!
+    const old = HashMap.get(leader.pool, key)
+    const moved = { ...leader.tally.moved }
+    if (Option.isSome(old) && old.value.sharedBy !== undefined)
+      moved[old.value.sharedBy] = (moved[old.value.sharedBy] ?? 0) - old.value.seats
+    if (entry?.sharedBy !== undefined)
+      moved[entry.sharedBy] = (moved[entry.sharedBy] ?? 0) + entry.seats
+    const pool =
+      entry === undefined ? HashMap.remove(leader.pool, key) : HashMap.set(leader.pool, key, entry)
+    return retally(
+      { ...state, leaderState: { ...leader, pool, tally: { ...leader.tally, moved } } },
+      client,
+    )
+  }
+
+  /** Replaces the leader's pool wholesale, its tally counted again (O(n), as the change). */
+  const withPool = (
+    state: State,
+    leader: LeaderState,
+    pool: HashMap.HashMap<string, Elsewhere>,
+  ): LeaderState => ({ ...leader, pool, tally: tallyOf(state.record, pool) })
+
   const hold = (state: State, held: Held): State => {
     const before = HashMap.get(state.record, held.client)
     const addedAtVersion = Option.isSome(before) ? before.value.addedAtVersion : state.version + 1
-    return {
-      ...state,
-      record: HashMap.set(state.record, held.client, { ...held, addedAtVersion }),
-      version: Option.isSome(before) ? state.version : state.version + 1,
-      stored:
-        held.renewable && (Option.isNone(before) || !before.value.renewable)
-          ? state.stored + 1
-          : state.stored,
-    }
+    return retally(
+      {
+        ...state,
+        record: HashMap.set(state.record, held.client, { ...held, addedAtVersion }),
+        version: Option.isSome(before) ? state.version : state.version + 1,
+        stored:
+          held.renewable && (Option.isNone(before) || !before.value.renewable)
+            ? state.stored + 1
+            : state.stored,
+      },
+      held.client,
+    )
   }
 
   const drop = (state: State, client: string): State =>
     HashMap.has(state.record, client)
-      ? {
-          ...state,
-          record: HashMap.remove(state.record, client),
-          version: state.version + 1,
-          stored: state.stored + 1,
-        }
+      ? retally(
+          {
+            ...state,
+            record: HashMap.remove(state.record, client),
+            version: state.version + 1,
+            stored: state.stored + 1,
+          },
+          client,
+        )
       : state
 
   // ---- roles -------------------------------------------------------------------------------
@@ -762,6 +864,7 @@ export const make = (config: Config): Pool => {
         sentAt: [],
         followers,
         pool: HashMap.empty(),
+        tally: tallyOf(state.record, HashMap.empty()),
         reclaimUntilMs: 0,
       },
     }
@@ -891,7 +994,10 @@ export const make = (config: Config): Pool => {
           followers = { ...followers, [server]: { ...view, down } }
         }
       }
-      next = { ...next, leaderState: { ...leader, followers, pool: expirePool(leader, nowMs) } }
+      next = {
+        ...next,
+        leaderState: withPool(next, { ...leader, followers }, expirePool(leader, nowMs)),
+      }
       // Without a majority for a whole follower time-out, a new leader may exist: step down.
       if (
         leaseUntil(next.leaderState!, nowMs) + (followerTimeoutMs - leaderLeaseMs) <= nowMs &&
@@ -1113,7 +1219,7 @@ export const make = (config: Config): Pool => {
           entry.value.grantedAtMs !== message.reservedAtMs
         )
           return state
-        return { ...state, leaderState: { ...leader, pool: HashMap.remove(leader.pool, key) } }
+        return setPool(state, key, message.client, undefined)
       }
       case "LicenseRequest": {
         if (state.durable.license !== null) {
@@ -1247,8 +1353,7 @@ export const make = (config: Config): Pool => {
     return {
       ...state,
       leaderState: {
-        ...leader,
-        pool,
+        ...withPool(state, leader, pool),
         followers: {
           ...leader.followers,
           [from]: {
@@ -1276,8 +1381,26 @@ export const make = (config: Config): Pool => {
   // ---- allocation ---------------------------------------------------------------------------
 
   /** Seats the pool would use with `client` holding `seats` (wherever it held before). */
-  const usedWith = (state: State, client: string, seats: number, nowMs: number): number =>
-    poolSeatsInUse(state, nowMs, leaseMs, client) + sharesOutstanding(state, nowMs, leaseMs) + seats
+  /**
+   * Do `seats` more for `client` (`moved` of them out of a share already counted) fit in the
+   * license? The tally is an upper bound of the seats in use (it still counts what expired
+   * since the last tick): under it, they fit, decided in O(servers · log n). Only at the edge
+   * of the capacity are the unexpired allocations counted one by one (O(n)).
+   */
+  const fits = (
+    state: State,
+    client: string,
+    seats: number,
+    nowMs: number,
+    moved: number,
+  ): boolean => {
+    const { tally } = state.leaderState!
+    const capacity = capacityAt(state, nowMs)
+    const shares = sharesOutstanding(state, nowMs, leaseMs)
+    const others = tally.total - Option.getOrElse(HashMap.get(tally.seats, client), () => 0)
+    if (others + shares + seats - moved <= capacity) return true
+    return poolSeatsInUse(state, nowMs, leaseMs, client) + shares + seats - moved <= capacity
+  }
 
   /**
    * A client that shows a token of this term from a server whose record does not show it yet
@@ -1327,7 +1450,7 @@ export const make = (config: Config): Pool => {
     const alreadyThere = HashMap.has(leader.pool, poolKey(server, client))
     if (!reattach && !alreadyThere && nowMs < leader.settleUntilMs) return "electing"
     const moved = reattach ? fromShare(state, client, seats, nowMs, heldAt) : 0
-    if (usedWith(state, client, seats, nowMs) - moved > capacityAt(state, nowMs)) return "capacity"
+    if (!fits(state, client, seats, nowMs, moved)) return "capacity"
     if (server === state.self) {
       if (moved === 0) return state
       // Held here from now on: taken out of that server's share, as its record would. (Not
@@ -1341,9 +1464,10 @@ export const make = (config: Config): Pool => {
     const known = HashMap.get(leader.pool, key)
     // Seen in that server's record already: it stays counted as such (an `Unused` for this
     // reservation must not drop what the record shows).
-    const pool = HashMap.set(
-      leader.pool,
+    return setPool(
+      state,
       key,
+      client,
       Option.isSome(known) && known.value.seen
         ? {
             ...known.value,
@@ -1361,7 +1485,6 @@ export const make = (config: Config): Pool => {
             sharedBy: moved > 0 ? heldAt : undefined,
           },
     )
-    return { ...state, leaderState: { ...leader, pool } }
   }
 
   const reserve = (

@@ -1045,3 +1045,73 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     expect(Machine.poolSeatsInUse(merged, 3_101, timing.leaseMs)).toBe(1)
   })
 })
+
+describe("the leader's count of seats", () => {
+  const unshared = Machine.make({
+    servers,
+    ...timing,
+    crypto: fakeCrypto,
+    initialLicense: license(2),
+    shareSeatsMax: 0,
+  })
+  const ack = (seq: number): Message.Peer => ({
+    _tag: "HeartbeatAck",
+    term: 1,
+    seq,
+    version: 0,
+    used: 0,
+    sequence: 1,
+    life: 1,
+    shareUsed: 0,
+  })
+  /** Ticks every 100 ms from `fromMs` through `toMs`, both followers acknowledging each. */
+  const ticks = (state: Machine.State, fromMs: number, toMs: number) => {
+    for (let atMs = fromMs; atMs <= toMs; atMs += 100) {
+      state = unshared.step(state, M.timerFired(Machine.tickTimer, atMs)).state
+      for (const follower of ["s2", "s3"])
+        state = unshared.step(
+          state,
+          M.receive(follower, ack(state.leaderState!.seq), atMs + 1),
+        ).state
+    }
+    return state
+  }
+  const reserve = (state: Machine.State, client: string, nowMs: number) => {
+    const reserved = unshared.step(
+      state,
+      M.receive(
+        "s2",
+        { _tag: "Reserve", term: 1, client, seats: 1, reattach: false, heldAt: null },
+        nowMs,
+      ),
+    )
+    const answer = sends(reserved.outputs, "Reserved")[0]!.message
+    return { state: reserved.state, refused: answer._tag === "Reserved" ? answer.refused : "?" }
+  }
+
+  it("never grants above the license, and counts a lease that ran out since the last tick as free", () => {
+    let state = leader(3_000, unshared)
+    state = step(state, fromClient("c1", seatRequest("c1"), 3_000)).state
+    state = ticks(state, 3_100, 3_500)
+    state = step(state, fromClient("c2", seatRequest("c2"), 3_500)).state
+    expect(Machine.poolSeatsInUse(state, 3_501, timing.leaseMs)).toBe(2)
+    // Full: a follower's request is refused, and another client's at the leader too.
+    const full = reserve(state, "c3", 3_502)
+    expect(full.refused).toBe("capacity")
+    const denied = step(full.state, fromClient("c4", seatRequest("c4"), 3_503))
+    expect(replies(denied.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "capacity" })
+    // c1's lease ends at 5,000; the last tick before is at 4,900, so the running tally still
+    // counts c1 at 5,010: the seat is found free by counting the unexpired allocations.
+    state = ticks(denied.state, 3_600, 4_900)
+    expect(state.leaderState!.tally.total).toBe(2)
+    const freed = reserve(state, "c3", 5_010)
+    expect(freed.refused).toBeNull()
+    expect(Machine.poolSeatsInUse(freed.state, 5_011, timing.leaseMs)).toBe(2)
+    // Full again: c2 and c3.
+    expect(reserve(freed.state, "c4", 5_012).refused).toBe("capacity")
+    // The next tick drops c1 from the tally: it is exact again.
+    const swept = ticks(freed.state, 5_100, 5_100)
+    expect(swept.leaderState!.tally.total).toBe(2)
+    expect(Machine.tallyOf(swept.record, swept.leaderState!.pool)).toEqual(swept.leaderState!.tally)
+  })
+})
