@@ -15,14 +15,8 @@ import * as NodeDatagram from "../src/NodeDatagram.ts"
 import * as NodeTransport from "../src/NodeTransport.ts"
 import * as SimNet from "../src/SimNet.ts"
 import { Transport } from "../src/Transport.ts"
+import { decoder, encoder, text } from "./support/text.ts"
 
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const text = Codec.make<string>({
-  name: "text",
-  encode: (message) => encoder.encode(message),
-  decode: (payload) => decoder.decode(payload),
-})
 /** Refuses the message "bad", as a peer's undecodable bytes would be. */
 const strict = Codec.make<string>({
   name: "strict",

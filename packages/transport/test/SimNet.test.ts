@@ -3,7 +3,6 @@ import { Cause, Clock, Effect, Exit, Fiber, Random, type Scope, Stream } from "e
 import { TestClock } from "effect/testing"
 import * as Address from "../src/Address.ts"
 import type { CloseReason } from "../src/CloseReason.ts"
-import * as Codec from "../src/Codec.ts"
 import type { Connection } from "../src/Connection.ts"
 import { Datagram } from "../src/Datagram.ts"
 import type { LinkHandlers } from "../src/internal/link.ts"
@@ -11,14 +10,7 @@ import { Pipe, SimEndpoint, type SimWorld } from "../src/internal/simLink.ts"
 import * as SimScheduler from "../src/internal/simScheduler.ts"
 import * as SimNet from "../src/SimNet.ts"
 import { Transport } from "../src/Transport.ts"
-
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
-const text = Codec.make<string>({
-  name: "text",
-  encode: (message) => encoder.encode(message),
-  decode: (payload) => decoder.decode(payload),
-})
+import { decoder, encoder, text } from "./support/text.ts"
 
 const now = Clock.currentTimeMillis
 
