@@ -348,17 +348,8 @@ describe("limit names", () => {
  * the `...Options` declaration, each with its owner.
  */
 const pendingMsOptions: Record<string, ReadonlyArray<string>> = {
-  // multihome Cluster.make (eng-sctp), its replication policy { _tag: "Interval", everyMs } too.
-  "packages/multihome/src/Cluster.ts": [
-    "ackTimeoutMs",
-    "addressWaitMs",
-    "everyMs",
-    "healthEveryMs",
-    "intervalMs",
-    "leaseMs",
-    "timeoutMs",
-  ],
-  "packages/multihome/src/Fence.ts": ["leaseMs"],
+  // multihome Cluster.make's replication policy { _tag: "Interval", everyMs } (Replication.ts, sctp).
+  "packages/multihome/src/Cluster.ts": ["everyMs"],
   // port-election's keepAlive, in Election's options and createInstance's, which extend them (pe).
   "packages/port-election/src/Election.ts": ["intervalMs", "timeoutMs"],
   "packages/port-election/src/Facade.ts": ["intervalMs", "timeoutMs"],

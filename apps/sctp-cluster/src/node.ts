@@ -214,7 +214,7 @@ export const node = (
       service: Cluster.services[invocation.service],
       ...(store !== undefined && invocation.policy._tag === "StateNode" ? { store } : {}),
       ...(store !== undefined && invocation.fenceLeaseMs !== undefined
-        ? { fence: { store, leaseMs: invocation.fenceLeaseMs } }
+        ? { fence: { store, lease: Duration.millis(invocation.fenceLeaseMs) } }
         : {}),
       ...(clusterKey !== undefined ? { clusterKey } : { insecure: true }),
       failover: invocation.failover,

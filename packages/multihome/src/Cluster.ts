@@ -26,7 +26,13 @@
 
 import { Machine } from "@understudy/machine"
 import type { Store } from "@understudy/store"
-import { Address, type Connection, Datagram, Transport } from "@understudy/transport"
+import {
+  Address,
+  type Connection,
+  Datagram,
+  Transport,
+  Options as TransportOptions,
+} from "@understudy/transport"
 import {
   Cause,
   Clock,
@@ -143,21 +149,21 @@ export interface Options {
   /** Run the link without a `clusterKey`, explicitly (logged as a warning). */
   readonly insecure?: boolean
   /**
-   * Keep-alive of the link: how fast a hung node is noticed. Default 100 / 500 ms. A
-   * secondary whose link ended also waits `timeoutMs` for its primary to link again before
-   * it takes over (the end may be a starved node's, the primary alive).
+   * Keep-alive of the link: how fast a hung node is noticed. Default 100 ms / 500 ms. A
+   * secondary whose link ended also waits half an `interval` for its primary to link again
+   * before it takes over (the end may be a starved node's, the primary alive).
    */
-  readonly linkKeepAlive?: { readonly intervalMs: number; readonly timeoutMs: number }
+  readonly linkKeepAlive?: { readonly interval: Duration.Input; readonly timeout: Duration.Input }
   /**
    * The inexact policies: how long an update waits for the secondary's ack before going on
-   * without it. Default 1,000 ms. `every-update` never goes on without the ack while the
+   * without it. Default 1 second. `every-update` never goes on without the ack while the
    * link is up (the link's keep-alive closes it when the secondary hangs); with the link
    * down it runs unprotected, and says so (`Unprotected`, {@link unprotectedMetric}).
    */
-  readonly ackTimeoutMs?: number
-  /** Polled every `healthEveryMs` (default 200); `false` is an impending failure. */
+  readonly ackTimeout?: Duration.Input
+  /** Polled every `healthEvery` (default 200 ms); `false` is an impending failure. */
   readonly healthCheck?: Effect.Effect<boolean>
-  readonly healthEveryMs?: number
+  readonly healthEvery?: Duration.Input
   readonly config?: Endpoint.AssociationOptions
   readonly seed?: number
   /**
@@ -166,7 +172,7 @@ export interface Options {
    * takes over only once the old primary's lease ended, and bumps the epoch. Without it the
    * link's keep-alive is the only failure detector (a paused primary may come back active).
    */
-  readonly fence?: { readonly store: Store.Store["Service"]; readonly leaseMs?: number }
+  readonly fence?: { readonly store: Store.Store["Service"]; readonly lease?: Duration.Input }
   /**
    * How a secondary that takes over makes the peer's traffic reach it at once (default
    * `asconf`): `asconf`, an authenticated ASCONF Set Primary Address naming this node's
@@ -189,7 +195,7 @@ export interface Options {
    * (its socket gone) before it gives up, and how long a node waits for its own address
    * held by a node that took it over (until that one's link to it is up). Default 30 s.
    */
-  readonly addressWaitMs?: number
+  readonly addressWait?: Duration.Input
 }
 
 /**
@@ -413,11 +419,61 @@ export interface HandOverReport {
   readonly durationMs: number
 }
 
+/** The role's view of a `Deposed` from the link (an older sender names no node, its epoch 0 when absent). */
+const deposedOf = (message: {
+  readonly epoch?: number
+  readonly node?: string
+}): ClusterRole.Message => ({
+  _tag: "Deposed",
+  epoch: message.epoch ?? 0,
+  ...(message.node !== undefined ? { node: message.node } : {}),
+})
+
+/** What `probePartner` sends: one byte, no SCTP packet (a live endpoint drops it). */
+const probeByte = Uint8Array.of(0)
+
 /** Planned handover: how long the new primary waits for the peer's ASCONF-ACK before it lets the old one go. */
 const handOverConfirmMs = 5_000
 
-/** The link's keep-alive unless `linkKeepAlive` says otherwise. */
-const defaultLinkKeepAlive = { intervalMs: 100, timeoutMs: 500 }
+/** The timings of `Options` in milliseconds. */
+interface Timings {
+  readonly linkKeepAlive: { readonly intervalMs: number; readonly timeoutMs: number }
+  readonly ackTimeoutMs: number
+  readonly healthEveryMs: number
+  readonly addressWaitMs: number
+  readonly fenceLeaseMs: number | undefined
+}
+
+/**
+ * `options`' durations in milliseconds with their defaults, or a message naming the one that
+ * is not a positive, finite duration (`linkKeepAlive.timeout`, `fence.lease` …).
+ */
+const decodeTimings = (options: Options): Result.Result<Timings, string> => {
+  const problems: Array<string> = []
+  const millis = (option: string, input: Duration.Input | undefined, fallbackMs: number) => {
+    if (input === undefined) return fallbackMs
+    const decoded = TransportOptions.positiveMillis(option, input)
+    if (Result.isSuccess(decoded)) return decoded.success
+    problems.push(decoded.failure)
+    return fallbackMs
+  }
+  const keepAlive = options.linkKeepAlive
+  const timings: Timings = {
+    // The link's keep-alive unless `linkKeepAlive` says otherwise.
+    linkKeepAlive: {
+      intervalMs: millis("linkKeepAlive.interval", keepAlive?.interval, 100),
+      timeoutMs: millis("linkKeepAlive.timeout", keepAlive?.timeout, 500),
+    },
+    ackTimeoutMs: millis("ackTimeout", options.ackTimeout, 1_000),
+    healthEveryMs: millis("healthEvery", options.healthEvery, 200),
+    addressWaitMs: millis("addressWait", options.addressWait, 30_000),
+    fenceLeaseMs:
+      options.fence?.lease === undefined
+        ? undefined
+        : millis("fence.lease", options.fence.lease, 1_500),
+  }
+  return problems.length === 0 ? Result.succeed(timings) : Result.fail(problems.join("; "))
+}
 
 /** Planned handover: how long the old primary waits for the new one before it ends the link. */
 const handOverBoundMs = 10_000
@@ -488,6 +544,12 @@ export const make = (
   options: Options,
 ): Effect.Effect<Node, ClusterError, Transport.Transport | Datagram.Datagram | Scope.Scope> =>
   Effect.gen(function* () {
+    // Checked before anything is bound or dialled.
+    const timings = decodeTimings(options)
+    if (Result.isFailure(timings)) {
+      return yield* new ClusterError({ detail: `invalid cluster options: ${timings.failure}` })
+    }
+    const { linkKeepAlive, ackTimeoutMs, addressWaitMs } = timings.success
     const transport = yield* Transport.Transport
     const datagram = yield* Datagram.Datagram
     const service = options.service ?? services.echo
@@ -503,13 +565,11 @@ export const make = (
         return encoded
       },
     }
-    const linkKeepAlive = options.linkKeepAlive ?? defaultLinkKeepAlive
     const linkOptions = {
       codec: countingCodec,
       keepAlive: { interval: linkKeepAlive.intervalMs, timeout: linkKeepAlive.timeoutMs },
       ...(options.clusterKey !== undefined ? { clusterKey: options.clusterKey } : {}),
     }
-    const ackTimeoutMs = options.ackTimeoutMs ?? 1_000
     const storePrefix = options.storePrefix ?? defaultStorePrefix
     const isEveryUpdate = options.policy._tag === "EveryUpdate"
     if (options.clusterKey === undefined && options.insecure !== true) {
@@ -536,12 +596,13 @@ export const make = (
       fenced: options.fence !== undefined,
       standby: options.standbyLink !== undefined,
       // A link end is not always the primary's failure: a standby starved of CPU past the
-      // keep-alive reads the connection its primary already replaced late (its end too),
-      // or its own keep-alive, firing late, ends a live link. A live primary links again at
-      // once (see `connectToStandby`), so its new link is usually queued already: half a
-      // keep-alive interval lets the node read it first. Longer delays every real failover
-      // (a full keep-alive time-out put 500 ms on usrsctp's first echo after a SIGKILL).
-      relinkGraceMs: Math.ceil(linkKeepAlive.intervalMs / 2),
+      // keep-alive has its live link ended by the primary's keep-alive, or ends it with its
+      // own. The live primary links again at once (see `connectToStandby`), but on a starved
+      // machine that took 0.25–0.5 s (4 CPU hogs and more, load 17–22: with a 50 ms grace the
+      // standby took over from a live primary, and both served). A dead process is found at
+      // once instead: its address is probed (`probePartner`, an ICMP port unreachable), so
+      // the grace delays only a takeover from a hung, cut-off or crashed host.
+      relinkGraceMs: 2 * linkKeepAlive.timeoutMs,
     })
     /** The role's timers: the generation of each one set (a timer set again replaces it). */
     const roleTimers = new Map<string, number>()
@@ -551,11 +612,12 @@ export const make = (
      * the primary was last heard of it came. The failover, if one follows, is measured by it.
      */
     let linkEnd: { readonly reason: string; readonly detectionMs: number } | undefined
-    const initialRole = roleMachine.init({ self: "self", peers: ["link"], nowMs: yield* now })
+    const nodeId = Address.format(options.bind)
+    // Its id breaks the tie between two serving nodes of one epoch (see `ClusterRole`).
+    const initialRole = roleMachine.init({ self: nodeId, peers: ["link"], nowMs: yield* now })
     let roleState = initialRole.state
     /** Whether this node runs the associations (and replicates them to a linked standby). */
     const serving = () => ClusterRole.serving(roleState)
-    const nodeId = Address.format(options.bind)
     /** Every log line names the node, its role and its epoch as they are when it is written. */
     const logged = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       Effect.suspend(() =>
@@ -813,8 +875,10 @@ export const make = (
             store: options.fence.store,
             prefix: storePrefix,
             holder: `${options.role}@${Address.format(options.bind)}`,
-            ...(options.fence.leaseMs !== undefined ? { leaseMs: options.fence.leaseMs } : {}),
-          })
+            ...(timings.success.fenceLeaseMs !== undefined
+              ? { lease: Duration.millis(timings.success.fenceLeaseMs) }
+              : {}),
+          }).pipe(Effect.mapError((error) => new ClusterError({ detail: error.message })))
     /**
      * Asked before every datagram: the secondary's HEARTBEAT ACKs need no role; a node that
      * serves the associations needs the fence's proof.
@@ -861,7 +925,6 @@ export const make = (
 
     // Its own scope, so that a deposed primary can close it and fall silent.
     const endpointScope = yield* Scope.fork(yield* Effect.scope)
-    const addressWaitMs = options.addressWaitMs ?? 30_000
     const bindDeadlineMs = (yield* now) + addressWaitMs
     const makeEndpoint = Endpoint.make({
       bind: options.bind,
@@ -1162,6 +1225,8 @@ export const make = (
         case "TakeOver": {
           takeoverStartedMs ??= yield* now
           plannedTakeOver = action.planned
+          // Its replication carries the epoch it serves (the fence's, or the takeover's own).
+          shipper.epoch = roleState.epoch
           // The old primary is no standby: nothing waits for its acks from now on, the
           // takeover's own updates first (the connection stays open for its forwarded
           // packets and the word that it may stop).
@@ -1283,7 +1348,10 @@ export const make = (
           // The one message the role sends: `Deposed`, to whoever is on the other end.
           const to = connection ?? link
           if (to !== undefined && output.message._tag === "Deposed") {
-            yield* Effect.ignore(to.send({ _tag: "Deposed", epoch: output.message.epoch }))
+            const { epoch, node } = output.message
+            yield* Effect.ignore(
+              to.send({ _tag: "Deposed", epoch, ...(node !== undefined ? { node } : {}) }),
+            )
           }
         }
       }
@@ -1477,7 +1545,7 @@ export const make = (
             return yield* releaseAcked
           }
           if (message._tag === "Deposed") {
-            const deposed = { _tag: "Deposed" as const, epoch: message.epoch ?? 0 }
+            const deposed = deposedOf(message)
             yield* runRole(Machine.receive("link", deposed, yield* now), connection)
             return
           }
@@ -1535,7 +1603,37 @@ export const make = (
           linkEnd = { reason: reason._tag, detectionMs }
         }
         yield* stepRole({ _tag: "LinkDown", reason: reason._tag })
+        if (roleState.awaitingRelink !== undefined) {
+          yield* Effect.forkIn(probePartner, nodeScope)
+        }
       })
+
+    /**
+     * Secondary, waiting the relink grace: whether the primary's process is gone. Its address
+     * (the other one, same UDP port) is sent a byte every 50 ms from a socket of this node's
+     * that hears ICMP port unreachable (`reportUnreachable`; a live endpoint drops the byte
+     * as malformed); one is stepped as `PartnerClosed`. Silence — a live node, or a host
+     * crashed or cut off — leaves the grace to decide. Ends with the grace.
+     */
+    const probePartner = Effect.gen(function* () {
+      const host = options.addresses.find((address) => address !== options.bind.host)
+      if (host === undefined) return
+      const to = Address.udp(host, options.bind.port)
+      const socket = yield* datagram.bind(Address.udp(options.bind.host, 0), {
+        reportUnreachable: true,
+      })
+      if (socket.unreachable === undefined) return
+      const probe = Effect.ignore(socket.send(to, probeByte))
+      yield* Effect.forkScoped(
+        Effect.forever(Effect.andThen(probe, Effect.sleep(Duration.millis(50)))),
+      )
+      const closed = yield* Stream.runHead(socket.unreachable).pipe(
+        Effect.timeoutOption(Duration.millis(2 * linkKeepAlive.timeoutMs)),
+      )
+      if (Option.isSome(closed) && Option.isSome(closed.value)) {
+        yield* endGrace((nowMs) => Machine.command({ _tag: "PartnerClosed" }, nowMs))
+      }
+    }).pipe(Effect.scoped, Effect.ignore)
 
     /**
      * The role's one timer, the relink grace, ended with no link: the failure noticed at
@@ -1543,10 +1641,18 @@ export const make = (
      * adoption) in one span.
      */
     function onRoleTimer(timer: string): Effect.Effect<void> {
+      return endGrace((nowMs) => Machine.timerFired(timer, nowMs))
+    }
+
+    /** The relink grace ends with `input` (its timer, or `PartnerClosed`): see `onRoleTimer`. */
+    function endGrace(
+      input: (nowMs: number) => Machine.Input<ClusterRole.Message, ClusterRole.Command>,
+    ): Effect.Effect<void> {
       return Effect.gen(function* () {
+        if (roleState.awaitingRelink === undefined) return
         const end = linkEnd
         linkEnd = undefined
-        const fired = Effect.flatMap(now, (nowMs) => runRole(Machine.timerFired(timer, nowMs)))
+        const fired = Effect.flatMap(now, (nowMs) => runRole(input(nowMs)))
         if (end === undefined || roleState.role !== "secondary" || roleState.linked) {
           return yield* Effect.asVoid(fired)
         }
@@ -1563,6 +1669,20 @@ export const make = (
         )
       })
     }
+
+    /**
+     * A serving node's refused link: its `Deposed` answers are stepped until the dialler
+     * hangs up, for at most a keep-alive time-out (a dialler that loses falls silent and
+     * closes at once).
+     */
+    const hearClaim = (connection: Connection.Connection<Replication.Message>) =>
+      Stream.runForEach(connection.messages, (message) =>
+        message._tag === "Deposed"
+          ? Effect.flatMap(now, (nowMs) =>
+              runRole(Machine.receive("link", deposedOf(message), nowMs), connection),
+            )
+          : Effect.void,
+      ).pipe(Effect.timeoutOption(Duration.millis(linkKeepAlive.timeoutMs)), Effect.ignore)
 
     /** Whether the link's end makes this node take over (a secondary with a primary's copy). */
     const takesOverOnLinkDown = () => roleState.role === "secondary" && roleState.primaryKnown
@@ -1618,6 +1738,9 @@ export const make = (
             if (answer.some((action) => action._tag === "AcceptLink")) {
               return yield* serveLink(connection)
             }
+            // Refused by a serving node, which told the dialler its claim: a dialler that
+            // outranks it answers with its own before it hangs up (see `ClusterRole`).
+            if (serving()) yield* hearClaim(connection)
             yield* connection.close
           }),
         ),
@@ -1655,7 +1778,7 @@ export const make = (
 
     if (options.healthCheck !== undefined) {
       const check = options.healthCheck
-      const everyMs = options.healthEveryMs ?? 200
+      const everyMs = timings.success.healthEveryMs
       yield* Effect.forkScoped(
         Effect.gen(function* () {
           for (;;) {

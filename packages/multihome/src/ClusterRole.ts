@@ -18,10 +18,19 @@
  * old primary becomes `handed-over` when the new one says the peer moved (`Deposed`), or
  * when the link ends (the secondary then takes over as after a failure).
  *
- * Epochs: every replication message carries the epoch its sender serves (0 without a
- * fence). A secondary refuses replication older than the newest epoch it knows of — the
- * store's, read when a primary links to it — and counts it: a primary paused past its
- * lease that comes back must not overwrite the copy with state the cluster has moved past.
+ * Epochs: every replication message carries the epoch its sender serves. With a fence it is
+ * the fence's; without one a takeover serves the epoch after the newest it knew of (a first
+ * primary serves 0). A secondary refuses replication older than the newest epoch it knows
+ * of — the store's, read when a primary links to it, or the last it applied — and counts
+ * it: a primary paused past its lease that comes back must not overwrite the copy with state
+ * the cluster has moved past.
+ *
+ * Two serving nodes (a partition healed, a primary resumed from a pause, both taken over):
+ * when one reaches the other (its link, or a standby link), the one that listens tells the
+ * dialler it serves (`Deposed` with its epoch and node id). Exactly one steps down, by
+ * {@link outranks}: the newer epoch serves on; on equal epochs, the node whose id sorts
+ * first. The winner answers a loser's `Deposed` with its own, so the loser learns it either
+ * way.
  *
  * @since 0.1.0
  */
@@ -55,9 +64,11 @@ export interface Config {
   readonly standby: boolean
   /**
    * How long a secondary whose link ended waits for its primary to link again before it
-   * takes over (default 0: at once). A link end is not always the primary's: a standby
-   * starved of CPU past the keep-alive reads the connection the primary already replaced
-   * (its keep-alive ended it) only later, and the primary's new link is queued behind it.
+   * takes over (default 0: at once), unless it learns sooner that the primary's process is
+   * gone (`PartnerClosed`). A link end is not always the primary's failure: a standby
+   * starved of CPU past the keep-alive has its link ended by the primary's keep-alive (or
+   * ends it with its own), and the live primary links again at once — slowly, when the
+   * machine is starved too.
    */
   readonly relinkGraceMs?: number
 }
@@ -68,6 +79,8 @@ export interface Config {
  */
 export interface State {
   readonly config: Config
+  /** This node's id (the machine's `self`): the tie-break between two serving nodes. */
+  readonly self: Machine.NodeId
   readonly role: Role
   /**
    * Serving: the epoch it acquired (0 before, or without a fence). Secondary: the newest
@@ -110,11 +123,12 @@ export interface State {
 export type Message =
   | { readonly _tag: "Replicate"; readonly epoch: number }
   /**
-   * Stop serving: another node serves at `epoch`. A serving node with a newer epoch ignores
-   * it — the sender is one the fence moved past that does not know it yet (a primary
-   * resumed from a pause whose link reaches the node that took over).
+   * Stop serving: `node` (absent: an older sender, which wins ties) serves at `epoch`. A
+   * serving node that {@link outranks} the sender serves on and answers in kind — the sender
+   * is one the fence moved past that does not know it yet (a primary resumed from a pause
+   * whose link reaches the node that took over), or loses the tie-break.
    */
-  | { readonly _tag: "Deposed"; readonly epoch: number }
+  | { readonly _tag: "Deposed"; readonly epoch: number; readonly node?: Machine.NodeId }
   /**
    * Planned handover: take over now; the secondary steps it once it applied everything the
    * primary shipped before it.
@@ -140,6 +154,11 @@ export type Command =
   | { readonly _tag: "TakenOver"; readonly associations: number }
   /** A packet for no copy reached the secondary, which has no link: its primary is gone. */
   | { readonly _tag: "Stray" }
+  /**
+   * The primary's address is closed (an ICMP port unreachable: its process is gone, its host
+   * up): a secondary waiting the relink grace takes over at once.
+   */
+  | { readonly _tag: "PartnerClosed" }
   /** The final synchronisation before an announced failure is acknowledged. */
   | { readonly _tag: "HandedOver" }
   /** Planned handover: the primary is asked to hand its associations to the secondary. */
@@ -267,6 +286,27 @@ export const heartbeatAnswers = (
       : [],
   )
 
+/**
+ * Whether a serving node at `epoch` with id `self` stays serving against another serving
+ * node's claim (its `Deposed`): the newer epoch wins; on equal epochs the node whose id sorts
+ * first (a claim with no id, from an older node, wins the tie). Total on distinct ids: of
+ * two serving nodes exactly one outranks the other.
+ *
+ * @since 0.1.0
+ * @category accessors
+ */
+export const outranks = (
+  mine: { readonly epoch: number; readonly self: Machine.NodeId },
+  claim: { readonly epoch: number; readonly node?: Machine.NodeId | undefined },
+): boolean =>
+  mine.epoch !== claim.epoch
+    ? mine.epoch > claim.epoch
+    : claim.node !== undefined && mine.self < claim.node
+
+/** This node's claim to serve, told to another serving node it meets. */
+const claim = (state: State, to: Machine.NodeId): Output =>
+  Machine.send(to, { _tag: "Deposed", epoch: state.epoch, node: state.self })
+
 const result = (state: State, outputs: ReadonlyArray<Output> = []): Step =>
   Machine.result(state, outputs)
 
@@ -284,7 +324,8 @@ const beginTakeOver = (state: State, why: string): Step => {
       act({ _tag: "AcquireFence" }),
     ])
   }
-  return result({ ...state, role: "active-secondary" }, [
+  // Without a fence the takeover's own epoch: after the newest this node knew of.
+  return result({ ...state, role: "active-secondary", epoch: state.epoch + 1 }, [
     act({ _tag: "TakeOver", why, planned: false }),
   ])
 }
@@ -333,13 +374,10 @@ const onCommand = (state: State, command: Command): Step => {
       // `awaitingFence`); refused, it would serve on unprotected and the copy go stale.
       if (state.role === "active-secondary" && state.awaitingFence && !state.linked)
         return result({ ...state, role: "secondary" }, [act({ _tag: "AcceptLink" })])
-      // After a takeover, a primary that comes back must fall silent.
-      if (state.role === "active-secondary") {
-        return result(state, [
-          Machine.send(command.from, { _tag: "Deposed", epoch: state.epoch }),
-          act({ _tag: "RejectLink" }),
-        ])
-      }
+      // Another serving node (a primary back after the takeover, a partition healed): the
+      // dialler is told this node's claim; the one `outranks` says loses steps down.
+      if (serving(state))
+        return result(state, [claim(state, command.from), act({ _tag: "RejectLink" })])
       return result(state, [act({ _tag: "RejectLink" })])
     case "EpochSeen":
       return command.epoch > state.epoch
@@ -377,6 +415,15 @@ const onCommand = (state: State, command: Command): Step => {
       if (state.config.standby) outputs.push(act({ _tag: "ConnectStandby" }))
       return result({ ...state, tookOver: true }, outputs)
     }
+    case "PartnerClosed": {
+      const why = state.awaitingRelink
+      if (why === undefined || state.linked || state.role !== "secondary") return result(state)
+      const gone = beginTakeOver(
+        { ...state, awaitingRelink: undefined },
+        `${why}, and its address is closed`,
+      )
+      return result(gone.state, [Machine.cancelTimer(relinkTimer), ...gone.outputs])
+    }
     case "Stray":
       return state.config.fenced || state.linked || state.awaitingRelink !== undefined
         ? result(state)
@@ -402,10 +449,17 @@ const onReceive = (state: State, from: Machine.NodeId, message: Message): Step =
         return fallSilent(state, "handed-over", "HandedOver", "the secondary took over")
       }
       if (!serving(state)) return result(state)
-      // Sent by a node the store has moved past, which does not know it yet: not obeyed
-      // (it falls silent itself once it learns).
-      if (message.epoch < state.epoch) return result(state)
-      return fallSilent(state, "deposed", "Deposed", "the secondary took over")
+      // Sent by a node the store has moved past, which does not know it yet, or one that
+      // loses the tie-break: not obeyed, and told this node's claim, so it steps down.
+      if (outranks(state, message)) return result(state, [claim(state, from)])
+      return fallSilent(
+        state,
+        "deposed",
+        "Deposed",
+        message.node === undefined
+          ? "the secondary took over"
+          : `${message.node} serves at epoch ${message.epoch}`,
+      )
     case "Replicate": {
       if (state.role !== "secondary") return result(state)
       if (message.epoch < state.epoch) {
@@ -429,7 +483,7 @@ const onReceive = (state: State, from: Machine.NodeId, message: Message): Step =
       ) {
         return result(state)
       }
-      return result({ ...state, role: "active-secondary" }, [
+      return result({ ...state, role: "active-secondary", epoch: state.epoch + 1 }, [
         act({ _tag: "TakeOver", why: "planned handover", planned: true }),
       ])
   }
@@ -442,10 +496,11 @@ const onReceive = (state: State, from: Machine.NodeId, message: Message): Step =
  * @category constructors
  */
 export const make = (config: Config): Machine.Machine<State, Message, Command, Action> => ({
-  init: () =>
+  init: (context) =>
     result(
       {
         config,
+        self: context.self,
         role: config.role,
         epoch: 0,
         linked: false,

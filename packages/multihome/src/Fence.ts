@@ -21,7 +21,8 @@
  * @since 0.1.0
  */
 import type { Store } from "@understudy/store"
-import { Clock, Deferred, Duration, Effect, Option, type Scope } from "effect"
+import { Options as TransportOptions } from "@understudy/transport"
+import { Clock, Deferred, Duration, Effect, Option, Result, Schema, type Scope } from "effect"
 
 /**
  * @since 0.1.0
@@ -31,8 +32,8 @@ export interface Options {
   readonly store: Store.Store["Service"]
   /** Where the holder and epoch keys live (default `/understudy/multihome/`). */
   readonly prefix?: string
-  /** The lease: how long a silent holder keeps the role. Default 1,500 ms. */
-  readonly leaseMs?: number
+  /** The lease: how long a silent holder keeps the role. Default 1.5 seconds. */
+  readonly lease?: Duration.Input
   /** Who asks (written in the holder key, for an operator). */
   readonly holder: string
 }
@@ -75,18 +76,43 @@ export interface Fence {
   readonly storeEpoch: Effect.Effect<number>
 }
 
+/**
+ * The fence's options are unusable: the detail names the option. Nothing is asked of the
+ * store.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class FenceConfigError extends Schema.TaggedError<FenceConfigError>()("FenceConfigError", {
+  detail: Schema.String,
+}) {
+  override get message(): string {
+    return `invalid fence options: ${this.detail}`
+  }
+}
+
+/** The default lease (see `Options.lease`). */
+const defaultLeaseMs = 1_500
+
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
 /**
+ * A `lease` that is not a positive, finite duration fails with `FenceConfigError`.
+ *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<Fence, never, Scope.Scope> =>
+export const make = (options: Options): Effect.Effect<Fence, FenceConfigError, Scope.Scope> =>
   Effect.gen(function* () {
     const store = options.store
     const prefix = options.prefix ?? "/understudy/multihome/"
-    const leaseMs = options.leaseMs ?? 1_500
+    const lease =
+      options.lease === undefined
+        ? Result.succeed(defaultLeaseMs)
+        : TransportOptions.positiveMillis("lease", options.lease)
+    if (Result.isFailure(lease)) return yield* new FenceConfigError({ detail: lease.failure })
+    const leaseMs = lease.success
     const holderKey = `${prefix}fence/holder`
     const epochKey = `${prefix}fence/epoch`
     // Several keep-alives per lease, so one lost request does not cost the role.

@@ -259,8 +259,12 @@ export type Message =
       readonly udpPort: number
       readonly bytes: Uint8Array
     }
-  /** With the sender's epoch (absent: 0): a node the fence moved past deposes nobody. */
-  | { readonly _tag: "Deposed"; readonly epoch?: number }
+  /**
+   * With the sender's epoch (absent: 0): a node the fence moved past deposes nobody; and,
+   * from a serving node, its id (absent from an older sender), the tie-break between two
+   * serving nodes of one epoch (see `ClusterRole.outranks`).
+   */
+  | { readonly _tag: "Deposed"; readonly epoch?: number; readonly node?: string }
   | { readonly _tag: "HandOver"; readonly epoch: number; readonly after: number }
   | {
       readonly _tag: "Aliases"
@@ -644,9 +648,10 @@ const problem = (value: unknown): string | undefined => {
         ? undefined
         : "a Forward needs host, udpPort and bytes"
     case "Deposed":
-      return value.epoch === undefined || isCount(value.epoch)
+      return (value.epoch === undefined || isCount(value.epoch)) &&
+        (value.node === undefined || typeof value.node === "string")
         ? undefined
-        : "a Deposed's epoch is a count"
+        : "a Deposed's epoch is a count, its node a string"
     case "HandOver":
       return isCount(value.after) ? undefined : "a HandOver needs after (a seq)"
     default:

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, type Store, StoreError } from "@understudy/store"
 import { Address, SimNet, Transport } from "@understudy/transport"
-import { Effect, Fiber, Metric, Redacted, type Scope, Stream } from "effect"
+import { Duration, Effect, Fiber, Metric, Redacted, type Scope, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
 import * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
@@ -69,7 +69,7 @@ const startCluster = (
     readonly storeDown?: boolean
     readonly linkKeepAlive?: Cluster.Options["linkKeepAlive"]
     /** Fence the role in a store; a role in `cut` can not reach it. */
-    readonly fence?: { readonly leaseMs: number; readonly cut: Set<Cluster.Role> }
+    readonly fence?: { readonly lease: Duration.Input; readonly cut: Set<Cluster.Role> }
     /** After a takeover, the secondary keeps a node restarted on the primary's host in sync. */
     readonly failback?: boolean
     /** The nodes' association timers (default `quick`). */
@@ -145,7 +145,7 @@ const startCluster = (
               ? {
                   fence: {
                     store: fenceView(role, options.fence),
-                    leaseMs: options.fence.leaseMs,
+                    lease: options.fence.lease,
                   },
                 }
               : {}),
@@ -495,7 +495,7 @@ describe("Cluster on SimNet", () => {
     () =>
       Effect.gen(function* () {
         const cut = new Set<Cluster.Role>()
-        const setup = yield* startCluster("every-update", { fence: { leaseMs: 1_000, cut } })
+        const setup = yield* startCluster("every-update", { fence: { lease: "1 second", cut } })
         const association = yield* startPeer(setup.net)
         yield* advance(2_000)
         const primaryNode = setup.nodes.get("primary")!
@@ -560,7 +560,7 @@ describe("Cluster on SimNet", () => {
         Effect.gen(function* () {
           const setup = yield* startCluster("every-update", {
             failback: true,
-            ...(fenced ? { fence: { leaseMs: 1_000, cut: new Set<Cluster.Role>() } } : {}),
+            ...(fenced ? { fence: { lease: "1 second", cut: new Set<Cluster.Role>() } } : {}),
           })
           const association = yield* startPeer(setup.net)
           yield* advance(2_000)
@@ -611,7 +611,7 @@ describe("Cluster on SimNet", () => {
         const setup = yield* startCluster("state-node", {
           store: true,
           failback: true,
-          fence: { leaseMs: 1_000, cut: new Set<Cluster.Role>() },
+          fence: { lease: "1 second", cut: new Set<Cluster.Role>() },
         })
         const store = setup.store!
         const association = yield* startPeer(setup.net)
@@ -809,7 +809,7 @@ describe("Cluster on SimNet", () => {
       Effect.gen(function* () {
         // A slow link detector (5 s), so that an ack that does not come is not noticed at once.
         const setup = yield* startCluster("every-update", {
-          linkKeepAlive: { intervalMs: 1_000, timeoutMs: 5_000 },
+          linkKeepAlive: { interval: "1 second", timeout: "5 seconds" },
         })
         const primary = setup.nodes.get("primary")!
         const events = yield* Effect.forkScoped(
@@ -860,7 +860,7 @@ describe("Cluster on SimNet", () => {
           policy: policyOf("every-update"),
           seed: 12,
           clusterKey,
-          fence: { store: fenceStore, leaseMs: 1_000 },
+          fence: { store: fenceStore, lease: "1 second" },
         }).pipe(Effect.provide(net.layer(secondaryHost)))
         const rejected = yield* Effect.forkScoped(
           node.events.pipe(
@@ -928,5 +928,52 @@ describe("Cluster on SimNet", () => {
       expect(refused._tag === "Some" && refused.value.detail).toMatch(/needs a clusterKey/)
       expect((yield* make(true))._tag).toBe("None")
     }),
+  )
+
+  it.effect(
+    "a duration option that is not positive and finite is a ClusterError naming it, before anything is bound",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+        const fenceStore = yield* MemoryStore.make()
+        const make = (timings: Partial<Cluster.Options>) =>
+          Cluster.make({
+            role: "secondary",
+            bind: Address.udp(secondaryHost, udpPort),
+            port: sctpPort,
+            addresses: [primaryHost, secondaryHost],
+            link: Address.tcp(secondaryHost, linkPort),
+            policy: policyOf("every-update"),
+            seed: 1,
+            clusterKey,
+            ...timings,
+          }).pipe(
+            Effect.provide(net.layer(secondaryHost)),
+            Effect.scoped,
+            Effect.flip,
+            Effect.option,
+          )
+        const cases: ReadonlyArray<[Partial<Cluster.Options>, string]> = [
+          [{ linkKeepAlive: { interval: 0, timeout: "500 millis" } }, "linkKeepAlive.interval"],
+          [{ linkKeepAlive: { interval: 100, timeout: -1 } }, "linkKeepAlive.timeout"],
+          [{ ackTimeout: "never" as Duration.Input }, "ackTimeout"],
+          [{ healthEvery: Number.POSITIVE_INFINITY }, "healthEvery"],
+          [{ addressWait: Number.NaN }, "addressWait"],
+          [{ fence: { store: fenceStore, lease: 0 } }, "fence.lease"],
+        ]
+        for (const [timings, option] of cases) {
+          const refused = yield* make(timings)
+          expect(refused._tag === "Some" && refused.value.detail).toMatch(
+            new RegExp(`^invalid cluster options: ${option.replace(".", "\\.")}: `),
+          )
+        }
+        // Nothing was bound: the same address binds now, and good durations of every form start.
+        const started = yield* make({
+          linkKeepAlive: { interval: "100 millis", timeout: 500 },
+          ackTimeout: Duration.seconds(1),
+          fence: { store: fenceStore, lease: "1.5 seconds" },
+        })
+        expect(started._tag).toBe("None")
+      }),
   )
 })

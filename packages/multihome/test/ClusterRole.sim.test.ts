@@ -10,6 +10,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { FastSim, Seeds } from "@understudy/testkit"
+import * as ClusterRole from "../src/ClusterRole.ts"
 import * as RoleSim from "./support/roleSim.ts"
 
 const schedules = (() => {
@@ -71,6 +72,59 @@ const runOne = (seed: number, options: RoleSim.Options = {}) =>
     commands: RoleSim.pauses(seed, faultsEndMs),
     invariants: [oneServer, lastHolder()],
   })
+
+/** Unfenced: the tie-break never deposes both nodes (a deposed node stays so until restarted). */
+const notBothDeposed: FastSim.Invariant<
+  RoleSim.NodeState,
+  RoleSim.Wire,
+  RoleSim.Cmd,
+  RoleSim.Note
+> = {
+  name: "two serving nodes that meet: exactly one steps down, never both",
+  check: (view: View) =>
+    view.states.size === RoleSim.nodes.length &&
+    [...view.states.values()].every((state) => state.role.role === "deposed")
+      ? `both nodes stepped down: ${[...view.states].map(([node, state]) => `${node}@${state.role.epoch}`).join(", ")}`
+      : undefined,
+}
+
+/** Unfenced runs: faults until `faultsEndMs`, pauses until 6.5 s at most, then healthy. */
+const unfencedDurationMs = 8_000
+
+/**
+ * One unfenced schedule; at its end (everything healed and resumed for 1.5 s) at most one
+ * node serves: a split brain the faults made was resolved.
+ */
+const runUnfenced = (seed: number) => {
+  let final: View | undefined
+  const report = FastSim.run({
+    machine: RoleSim.machine({ fenced: false }),
+    nodes: RoleSim.nodes,
+    seed,
+    durationMs: unfencedDurationMs,
+    link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
+    faults: {
+      startMs: 300,
+      endMs: faultsEndMs,
+      maxDown: 1,
+      gapMs: { minMs: 100, maxMs: 700 },
+      restartAtEnd: true,
+    },
+    commands: RoleSim.pauses(seed, faultsEndMs),
+    invariants: [
+      notBothDeposed,
+      {
+        name: "(keeps the last view)",
+        check: (view: View) => {
+          final = view
+          return undefined
+        },
+      },
+    ],
+  })
+  const serving = [...final!.states].filter(([, state]) => ClusterRole.serving(state.role))
+  return { report, serving, final: final! }
+}
 
 describe("ClusterRole simulation: the shipped role machine under crashes, failback, partitions and pauses", () => {
   it(`${schedules} seeded schedules: one server at a time, no takeover from a stale copy`, () => {
@@ -193,5 +247,63 @@ describe("ClusterRole simulation: the shipped role machine under crashes, failba
     expect(caught?.invariant).toBe(
       "a takeover starts from the last holder's replication, or from none",
     )
+  })
+
+  it(`unfenced, ${schedules} seeded schedules: two serving nodes that meet again leave exactly one serving`, () => {
+    let splitBrains = 0
+    let stepDowns = 0
+    for (const seed of Seeds.seeds(schedules)) {
+      const { report, serving } = runUnfenced(seed)
+      const takeovers = report.events.filter(({ event }) => event._tag === "TakeOver").length
+      if (takeovers > 0) splitBrains++
+      stepDowns += report.events.filter(({ event }) => event._tag === "SteppedDown").length
+      expect(
+        serving.length,
+        `SEED=${seed}: ${serving.map(([node, state]) => `${node}@${state.role.epoch}`).join(" and ")} still serve at the end`,
+      ).toBeLessThanOrEqual(1)
+    }
+    console.log(
+      `[role-sim] unfenced, schedules ${schedules}: with a takeover ${splitBrains}, tie-break step-downs ${stepDowns}`,
+    )
+    if (!Seeds.isReplay() && schedules >= 500) expect(stepDowns).toBeGreaterThan(0)
+  })
+
+  it("unfenced, a partition heals with both nodes serving: the newer epoch serves on, though the other id sorts first", () => {
+    // a, the primary, serves epoch 0; cut off from b, it serves on, and b takes over at
+    // epoch 1 (a split brain, as unfenced it must be). Healed, a dials b, which claims
+    // epoch 1: a steps down, b serves on.
+    const { report, serving, final } = (() => {
+      let last: View | undefined
+      const run = FastSim.run({
+        machine: RoleSim.machine({ fenced: false }),
+        nodes: RoleSim.nodes,
+        seed: 1,
+        durationMs: 3_000,
+        link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
+        schedule: [
+          { atMs: 1_000, fault: { _tag: "Partition", side: ["a"], other: ["b"], oneWay: false } },
+          { atMs: 2_000, fault: { _tag: "Heal" } },
+        ],
+        invariants: [
+          notBothDeposed,
+          {
+            name: "(keeps the last view)",
+            check: (view: View) => {
+              last = view
+              return undefined
+            },
+          },
+        ],
+      })
+      const on = [...last!.states].filter(([, state]) => ClusterRole.serving(state.role))
+      return { report: run, serving: on, final: last! }
+    })()
+    const notes = report.events.map(({ atMs, node, event }) => ({ atMs, node, ...event }))
+    expect(notes).toContainEqual(expect.objectContaining({ node: "b", _tag: "TakeOver", epoch: 1 }))
+    const down = notes.filter((note) => note._tag === "SteppedDown")
+    expect(down).toEqual([expect.objectContaining({ node: "a", epoch: 0 })])
+    expect(down[0]!.atMs).toBeGreaterThanOrEqual(2_000)
+    expect(serving.map(([node]) => node)).toEqual(["b"])
+    expect(final.states.get("a")!.role.role).toBe("deposed")
   })
 })

@@ -11,9 +11,9 @@ import { established, Loopback, serverHosts } from "./associationHarness.ts"
 
 const context: Machine.Context = { self: "self", peers: ["link"], nowMs: 0 }
 
-const start = (config: ClusterRole.Config) => {
+const start = (config: ClusterRole.Config, self: Machine.NodeId = context.self) => {
   const machine = ClusterRole.make(config)
-  let state = machine.init(context).state
+  let state = machine.init({ ...context, self }).state
   const step = (input: Machine.Input<ClusterRole.Message, ClusterRole.Command>) => {
     const result = machine.step(state, input)
     state = result.state
@@ -63,7 +63,7 @@ describe("ClusterRole", () => {
     expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("pass")
     // The old primary comes back: told it was deposed, its link closed.
     const answer = node.command({ _tag: "Incoming", from: "old" })
-    expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed", epoch: 2 }))
+    expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed", epoch: 2, node: "self" }))
     expect(actions(answer)).toEqual(["RejectLink"])
   })
 
@@ -88,6 +88,34 @@ describe("ClusterRole", () => {
       expect(node.state.role).toBe("secondary")
       expect(ClusterRole.intercept(node.state, { heartbeatsForCopy: false })).toBe("forward")
     }
+  })
+
+  it("relink grace: the primary's address found closed (its process gone) ends the grace at once", () => {
+    for (const fenced of [false, true]) {
+      const node = start({ role: "secondary", fenced, standby: true, relinkGraceMs: 1_000 })
+      node.command({ _tag: "LinkUp" })
+      node.receive({ _tag: "Replicate", epoch: fenced ? 2 : 0 })
+      node.command({ _tag: "LinkDown", reason: "End" })
+      const outputs = node.command({ _tag: "PartnerClosed" })
+      expect(outputs[0]).toEqual(Machine.cancelTimer("relink"))
+      expect(actions(outputs)).toEqual([fenced ? "AcquireFence" : "TakeOver"])
+      expect(node.state.role).toBe("active-secondary")
+      expect(node.state.awaitingRelink).toBeUndefined()
+      // Said again, or once linked again, it changes nothing.
+      expect(node.command({ _tag: "PartnerClosed" })).toEqual([])
+    }
+    const relinked = start({
+      role: "secondary",
+      fenced: false,
+      standby: true,
+      relinkGraceMs: 1_000,
+    })
+    relinked.command({ _tag: "LinkUp" })
+    relinked.receive({ _tag: "Replicate", epoch: 0 })
+    relinked.command({ _tag: "LinkDown", reason: "Timeout" })
+    relinked.command({ _tag: "LinkUp" })
+    expect(relinked.command({ _tag: "PartnerClosed" })).toEqual([])
+    expect(relinked.state.role).toBe("secondary")
   })
 
   it("relink grace: the grace ends unlinked, then the secondary takes over", () => {
@@ -146,7 +174,7 @@ describe("ClusterRole", () => {
     // Once the lease is held, a returning primary is told it was deposed, as before.
     node.command({ _tag: "LinkDown", reason: "End" })
     const answer = node.command({ _tag: "Incoming", from: "old" })
-    expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed", epoch: 3 }))
+    expect(answer).toContainEqual(Machine.send("old", { _tag: "Deposed", epoch: 3, node: "self" }))
     expect(actions(answer)).toEqual(["RejectLink"])
   })
 
@@ -287,7 +315,10 @@ describe("Deposed carries the sender's epoch", () => {
     // The old primary, resumed and not yet told by the store, answers the new one's standby
     // link with Deposed at its old epoch (a tsctp run of 20 SIGSTOPs lost both nodes so).
     const node = tookOver(13)
-    expect(actions(node.receive({ _tag: "Deposed", epoch: 12 }))).toEqual([])
+    // Not obeyed: the sender is told this node's claim instead.
+    expect(node.receive({ _tag: "Deposed", epoch: 12 })).toEqual([
+      Machine.send("link", { _tag: "Deposed", epoch: 13, node: "self" }),
+    ])
     expect(node.state.role).toBe("active-secondary")
     expect(actions(node.receive({ _tag: "Deposed", epoch: 13 }))).toEqual(["FallSilent"])
     expect(node.state.role).toBe("deposed")
@@ -296,8 +327,106 @@ describe("Deposed carries the sender's epoch", () => {
   it("a node that took over tells a returning primary its own epoch", () => {
     const node = tookOver(5)
     expect(node.command({ _tag: "Incoming", from: "old" })).toContainEqual(
-      Machine.send("old", { _tag: "Deposed", epoch: 5 }),
+      Machine.send("old", { _tag: "Deposed", epoch: 5, node: "self" }),
     )
+  })
+})
+
+describe("two serving nodes: exactly one steps down (epoch, then node id)", () => {
+  /** An unfenced secondary `self` that took over from a primary serving `epoch`. */
+  const tookOverUnfenced = (self: string, epoch: number) => {
+    const node = start({ role: "secondary", fenced: false, standby: true }, self)
+    node.command({ _tag: "LinkUp" })
+    node.receive({ _tag: "Replicate", epoch })
+    node.command({ _tag: "LinkDown", reason: "Timeout" })
+    node.command({ _tag: "TakenOver", associations: 1 })
+    return node
+  }
+
+  it("the order: the newer epoch, then the id that sorts first; a claim with no id wins ties", () => {
+    const mine = { epoch: 2, self: "127.0.0.3:9899" }
+    expect(ClusterRole.outranks(mine, { epoch: 1, node: "127.0.0.2:9899" })).toBe(true)
+    expect(ClusterRole.outranks(mine, { epoch: 3, node: "127.0.0.4:9899" })).toBe(false)
+    expect(ClusterRole.outranks(mine, { epoch: 2, node: "127.0.0.2:9899" })).toBe(false)
+    expect(ClusterRole.outranks(mine, { epoch: 2, node: "127.0.0.4:9899" })).toBe(true)
+    expect(ClusterRole.outranks(mine, { epoch: 2 })).toBe(false)
+    // Of two distinct serving nodes exactly one outranks the other, whatever their claims.
+    for (const [a, b] of [
+      [
+        { epoch: 1, self: "x" },
+        { epoch: 1, self: "y" },
+      ],
+      [
+        { epoch: 1, self: "y" },
+        { epoch: 4, self: "x" },
+      ],
+      [
+        { epoch: 0, self: "b" },
+        { epoch: 0, self: "a" },
+      ],
+    ] as const) {
+      const aWins = ClusterRole.outranks(a, { epoch: b.epoch, node: b.self })
+      const bWins = ClusterRole.outranks(b, { epoch: a.epoch, node: a.self })
+      expect(aWins !== bWins).toBe(true)
+    }
+  })
+
+  it("unfenced, a takeover serves the epoch after the newest it knew of", () => {
+    const node = tookOverUnfenced("b", 0)
+    expect(node.state.epoch).toBe(1)
+    // The primary it replaced (epoch 0) comes back: it is told epoch 1, and steps down.
+    const old = start({ role: "primary", fenced: false, standby: false }, "a")
+    const claim = node.command({ _tag: "Incoming", from: "old" })
+    expect(claim).toContainEqual(Machine.send("old", { _tag: "Deposed", epoch: 1, node: "b" }))
+    expect(actions(old.receive({ _tag: "Deposed", epoch: 1, node: "b" }))).toEqual(["FallSilent"])
+    expect(old.state.role).toBe("deposed")
+    // A planned handover is a takeover too.
+    const planned = start({ role: "secondary", fenced: false, standby: true }, "c")
+    planned.command({ _tag: "LinkUp" })
+    planned.receive({ _tag: "Replicate", epoch: 3 })
+    planned.receive({ _tag: "HandOver", epoch: 3 })
+    expect(planned.state.epoch).toBe(4)
+  })
+
+  it("equal epochs: the node whose id sorts first serves on and answers; the other steps down", () => {
+    // Both took over from a copy of epoch 0 (e.g. each a secondary of a primary that was
+    // partitioned from both), both serve epoch 1; a dials b's listener.
+    const a = tookOverUnfenced("a", 0)
+    const b = tookOverUnfenced("b", 0)
+    const bClaim = b.command({ _tag: "Incoming", from: "a" })
+    expect(bClaim).toEqual([
+      Machine.send("a", { _tag: "Deposed", epoch: 1, node: "b" }),
+      Machine.emit({ _tag: "RejectLink" }),
+    ])
+    // a outranks b: it serves on and tells b on the same connection.
+    const aAnswer = a.receive({ _tag: "Deposed", epoch: 1, node: "b" })
+    expect(aAnswer).toEqual([Machine.send("link", { _tag: "Deposed", epoch: 1, node: "a" })])
+    expect(a.state.role).toBe("active-secondary")
+    expect(actions(b.receive({ _tag: "Deposed", epoch: 1, node: "a" }))).toEqual(["FallSilent"])
+    expect(b.state.role).toBe("deposed")
+    // b, silent for good, claims nothing: no exchange goes on.
+    expect(b.receive({ _tag: "Deposed", epoch: 1, node: "a" })).toEqual([])
+    expect(actions(b.command({ _tag: "Incoming", from: "a" }))).toEqual(["RejectLink"])
+  })
+
+  it("the same pair the other way round: b dials a, and still b steps down", () => {
+    const a = tookOverUnfenced("a", 0)
+    const b = tookOverUnfenced("b", 0)
+    const aClaim = a.command({ _tag: "Incoming", from: "b" })
+    expect(aClaim).toContainEqual(Machine.send("b", { _tag: "Deposed", epoch: 1, node: "a" }))
+    expect(actions(b.receive({ _tag: "Deposed", epoch: 1, node: "a" }))).toEqual(["FallSilent"])
+    expect(ClusterRole.serving(a.state)).toBe(true)
+    expect(ClusterRole.serving(b.state)).toBe(false)
+  })
+
+  it("a newer epoch wins over a smaller id: the node that took over deposes a primary back from a pause", () => {
+    // a (sorts first) served epoch 0 and was paused; b took over at epoch 1.
+    const a = start({ role: "primary", fenced: false, standby: false }, "a")
+    const b = tookOverUnfenced("b", 0)
+    const claim = b.command({ _tag: "Incoming", from: "a" })
+    expect(claim).toContainEqual(Machine.send("a", { _tag: "Deposed", epoch: 1, node: "b" }))
+    expect(actions(a.receive({ _tag: "Deposed", epoch: 1, node: "b" }))).toEqual(["FallSilent"])
+    expect(ClusterRole.serving(b.state)).toBe(true)
   })
 })
 

@@ -38,8 +38,8 @@ describe("Fence on etcd", () => {
         ...first,
         keepAlive: (lease: string) => (cut ? Effect.fail(down) : first.keepAlive(lease)),
       }
-      const a = yield* Fence.make({ store: firstView, leaseMs: 1_000, holder: "a" })
-      const b = yield* Fence.make({ store: second, leaseMs: 1_000, holder: "b" })
+      const a = yield* Fence.make({ store: firstView, lease: "1 second", holder: "a" })
+      const b = yield* Fence.make({ store: second, lease: "1 second", holder: "b" })
       const epoch = yield* bounded("a acquires", 10_000, a.acquire)
       expect(epoch).toBe(1)
       expect(yield* a.holds).toBe(true)
@@ -47,7 +47,7 @@ describe("Fence on etcd", () => {
       cut = true
       const next = yield* bounded("b acquires", 20_000, Fiber.join(waiting))
       expect(next).toBe(epoch + 1)
-      // etcd ended a's lease no earlier than `leaseMs` after its last keep-alive, which a
+      // etcd ended a's lease no earlier than `lease` after its last keep-alive, which a
       // started before: a stopped holding by its own clock before b could hold.
       expect(yield* a.holds).toBe(false)
       expect(yield* b.holds).toBe(true)

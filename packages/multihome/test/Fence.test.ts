@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, StoreError } from "@understudy/store"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Duration, Effect, Fiber } from "effect"
 import * as Fence from "../src/Fence.ts"
 import { advance, within } from "./support/endpoint-support.ts"
 
@@ -19,8 +19,8 @@ describe("Fence", () => {
         ...store,
         keepAlive: (lease: string) => (cut ? Effect.fail(down) : store.keepAlive(lease)),
       }
-      const first = yield* Fence.make({ store: view, leaseMs: 1_000, holder: "first" })
-      const second = yield* Fence.make({ store, leaseMs: 1_000, holder: "second" })
+      const first = yield* Fence.make({ store: view, lease: "1 second", holder: "first" })
+      const second = yield* Fence.make({ store, lease: "1 second", holder: "second" })
       expect(yield* within(1_000, first.acquire)).toBe(1)
       expect(yield* first.holds).toBe(true)
       const waiting = yield* Effect.forkScoped(second.acquire)
@@ -51,7 +51,7 @@ describe("Fence", () => {
   it.effect("a holder whose lease the store ended knows it lost the role", () =>
     Effect.gen(function* () {
       const store = yield* MemoryStore.make()
-      const fence = yield* Fence.make({ store, leaseMs: 1_000, holder: "only" })
+      const fence = yield* Fence.make({ store, lease: "1 second", holder: "only" })
       yield* within(1_000, fence.acquire)
       const holder = yield* store.get("/understudy/multihome/fence/holder")
       expect(holder._tag).toBe("Some")
@@ -60,5 +60,26 @@ describe("Fence", () => {
       expect(reason).toBe("the store ended the lease")
       expect(yield* fence.holds).toBe(false)
     }),
+  )
+
+  it.effect(
+    "a lease that is not a positive, finite duration is a FenceConfigError naming it; nothing is asked of the store",
+    () =>
+      Effect.gen(function* () {
+        const store = yield* MemoryStore.make()
+        for (const lease of [0, -5, "soon", Number.POSITIVE_INFINITY]) {
+          const error = yield* Effect.flip(
+            Fence.make({ store, lease: lease as Duration.Input, holder: "bad" }),
+          )
+          expect(error._tag).toBe("FenceConfigError")
+          expect(error.message).toMatch(/^invalid fence options: lease: /)
+        }
+        expect((yield* store.range("/")).items).toEqual([])
+        // Text, milliseconds and Durations alike.
+        for (const lease of ["2 seconds", 2_000, Duration.seconds(2)]) {
+          const fence = yield* Fence.make({ store, lease, holder: "good" })
+          expect((yield* fence.status).leaseMs).toBe(2_000)
+        }
+      }),
   )
 })

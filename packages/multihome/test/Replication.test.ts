@@ -1,4 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Result } from "effect"
+import * as fc from "fast-check"
 import * as Association from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
 import * as Replication from "../src/Replication.ts"
@@ -177,5 +179,37 @@ describe("Replication.chooseStored (state-node takeover)", () => {
     const chosen = Replication.chooseStored([stored(1, 2)], 2)
     expect(keys(chosen.adopt)).toEqual(["/p/association/1/2"])
     expect(chosen.stale).toEqual([])
+  })
+})
+
+describe("Replication.codec: Deposed carries the serving node's id (the tie-break between two serving nodes)", () => {
+  const roundTrip = (message: Replication.Message) => {
+    const encoded = Replication.codec.encode(message)
+    if (!Result.isSuccess(encoded)) throw new Error("a Deposed must encode")
+    return Replication.codec.decode(encoded.success)
+  }
+
+  it("with or without an epoch and a node id (an older sender names none), it round-trips", () => {
+    for (const message of [
+      { _tag: "Deposed" as const },
+      { _tag: "Deposed" as const, epoch: 3 },
+      { _tag: "Deposed" as const, epoch: 3, node: "udp://127.0.0.2:9899" },
+    ]) {
+      const decoded = roundTrip(message)
+      expect(Result.isSuccess(decoded) && decoded.success).toEqual(message)
+    }
+  })
+
+  it("fuzz: a node id that is not a string (any JSON value) is a CodecError, never a Deposed", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (node) => {
+        const message = { _tag: "Deposed", epoch: 1, node } as unknown as Replication.Message
+        const decoded = roundTrip(message)
+        if (typeof node === "string") expect(Result.isSuccess(decoded)).toBe(true)
+        else expect(Result.isFailure(decoded)).toBe(true)
+        return true
+      }),
+      { numRuns: 300, seed: 0x5c7 },
+    )
   })
 })

@@ -20,6 +20,12 @@
  * What must hold: never two nodes serving while each can prove its lease; a node that takes
  * over at epoch E does so from no copy or from a copy of epoch E − 1 (the last holder's),
  * never from replication the cluster had moved past.
+ *
+ * Unfenced (`fenced: false`), a partition or a pause makes two serving nodes, as it must
+ * without a store: then the tie-break must hold (never both nodes stepped down), and once
+ * they can talk again one steps down. A serving node refuses a link with its claim
+ * (`Deposed`) and, as `Cluster.ts` does, reads that connection for the dialler's answer for
+ * a link time-out before it hangs up.
  */
 import { Machine } from "@understudy/machine"
 import type { FastSim } from "@understudy/testkit"
@@ -52,6 +58,8 @@ export type Note =
   | { readonly _tag: "TakeOver"; readonly epoch: number; readonly copyEpoch: number | undefined }
   | { readonly _tag: "Refused"; readonly epoch: number; readonly floor: number }
   | { readonly _tag: "Applied"; readonly epoch: number }
+  /** The node stopped serving for another serving node's claim (the tie-break). */
+  | { readonly _tag: "SteppedDown"; readonly epoch: number }
 
 export interface NodeState {
   readonly self: string
@@ -71,6 +79,8 @@ export interface NodeState {
   readonly copyEpoch: number | undefined
   readonly pausedUntil: number | undefined
   readonly buffered: ReadonlyArray<Machine.Input<Wire, Cmd>>
+  /** A refused connection a serving node still reads, for the dialler's claim. */
+  readonly contest: { readonly conn: number; readonly from: string } | undefined
 }
 
 export interface Options {
@@ -78,6 +88,8 @@ export interface Options {
   readonly ignoreStoreEpoch?: boolean
   /** The role's relink grace; 0: a link end is a takeover at once (shows what it prevents). */
   readonly relinkGraceMs?: number
+  /** The role is fenced in the run's store (default true). */
+  readonly fenced?: boolean
 }
 
 /** The store of one run: who holds the fence, until when, and the epoch. */
@@ -87,8 +99,16 @@ interface Store {
   expiresAtMs: number
 }
 
+/** The fence's proof (unfenced: always). */
 const holds = (state: NodeState, nowMs: number) =>
-  state.epoch > 0 && state.lastKeepAliveMs !== undefined && nowMs - state.lastKeepAliveMs < leaseMs
+  !state.role.config.fenced ||
+  (state.epoch > 0 &&
+    state.lastKeepAliveMs !== undefined &&
+    nowMs - state.lastKeepAliveMs < leaseMs)
+
+/** The epoch the node serves: the fence's, or unfenced the role's own. */
+const servedEpoch = (state: NodeState) =>
+  state.role.config.fenced ? state.epoch : state.role.epoch
 
 /** Whether the node may transmit as the serving node now (the fence's proof). */
 export const transmits = (state: NodeState, nowMs: number): boolean =>
@@ -130,7 +150,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
           state = { ...state, acquiring: true }
           return
         case "TakeOver":
-          note({ _tag: "TakeOver", epoch: state.epoch, copyEpoch: state.copyEpoch })
+          note({ _tag: "TakeOver", epoch: servedEpoch(state), copyEpoch: state.copyEpoch })
           state = { ...state, copyEpoch: undefined }
           command({ _tag: "TakenOver", associations: 1 })
           return
@@ -138,6 +158,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
           state = { ...state, connecting: true }
           return
         case "FallSilent":
+          if (action.reason === "Deposed") note({ _tag: "SteppedDown", epoch: state.role.epoch })
           if (state.linkedTo !== undefined) send(state.linkedTo, { _tag: "Bye", conn: state.conn })
           state = { ...state, linkedTo: undefined, connecting: false }
           return
@@ -157,8 +178,8 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
         command({ _tag: "EpochSeen", epoch: store.epoch })
       }
       // On link up `Cluster.ts` resends everything once it ever held the fence.
-      if (ClusterRole.serving(state.role) && state.epoch > 0) {
-        send(to, { _tag: "Replicate", epoch: state.epoch, conn: on })
+      if (ClusterRole.serving(state.role) && (state.epoch > 0 || !state.role.config.fenced)) {
+        send(to, { _tag: "Replicate", epoch: servedEpoch(state), conn: on })
       }
     }
     const linkDown = (reason: string) => {
@@ -170,6 +191,13 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
     const onTimer = (timer: string) => {
       if (timer === "relink") {
         role(Machine.timerFired(timer, nowMs))
+        return
+      }
+      if (timer === "contest") {
+        // No answer within the link's time-out: the refused connection is closed.
+        if (state.contest !== undefined)
+          send(state.contest.from, { _tag: "Bye", conn: state.contest.conn })
+        state = { ...state, contest: undefined }
         return
       }
       if (timer === "fence") {
@@ -220,7 +248,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
       send(state.linkedTo, { _tag: "Ping", conn: state.conn })
       // Every update is shipped only with the fence's proof (`beforeOutputs`).
       if (serving && holds(state, nowMs)) {
-        send(state.linkedTo, { _tag: "Replicate", epoch: state.epoch, conn: state.conn })
+        send(state.linkedTo, { _tag: "Replicate", epoch: servedEpoch(state), conn: state.conn })
       }
     }
 
@@ -236,7 +264,15 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
           const accepted = answer.some(
             (output) => output._tag === "Emit" && output.event._tag === "AcceptLink",
           )
-          if (!accepted) return send(from, { _tag: "Bye", conn })
+          if (!accepted) {
+            // A serving node told the dialler its claim: it reads the connection for the
+            // answer (a link time-out at most), one such connection at a time.
+            const claimed = answer.some((output) => output._tag === "Send")
+            if (!claimed || state.contest !== undefined) return send(from, { _tag: "Bye", conn })
+            state = { ...state, contest: { conn, from } }
+            outputs.push(Machine.setTimer("contest", linkTimeoutMs))
+            return
+          }
           send(from, { _tag: "Welcome", conn })
           return linkUp(from, message.conn)
         }
@@ -253,12 +289,27 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
           return
         case "Ping":
           return
-        case "Deposed":
+        case "Deposed": {
+          const claim: ClusterRole.Message = {
+            _tag: "Deposed",
+            epoch: message.epoch,
+            ...(message.node !== undefined ? { node: message.node } : {}),
+          }
+          const deposed = Machine.receive(from, claim, nowMs)
           // Also on a connection just dialled: the node that took over answers with it.
           if (onLink || (state.linkedTo === undefined && message.conn === state.conn)) {
-            role(Machine.receive(from, { _tag: "Deposed", epoch: message.epoch }, nowMs))
+            role(deposed)
+            return
+          }
+          // The dialler's answer on a connection this serving node refused: then hung up.
+          if (state.contest !== undefined && message.conn === state.contest.conn) {
+            conn = message.conn
+            role(deposed)
+            send(from, { _tag: "Bye", conn: message.conn })
+            state = { ...state, contest: undefined }
           }
           return
+        }
         case "Replicate": {
           // Only what arrives on the link counts (a closed connection delivers nothing).
           if (!onLink) return
@@ -301,7 +352,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
       started.add(context.self)
       const config: ClusterRole.Config = {
         role: first && context.self === "a" ? "primary" : "secondary",
-        fenced: true,
+        fenced: options.fenced ?? true,
         standby: true,
         relinkGraceMs: options.relinkGraceMs ?? relinkGraceMs,
       }
@@ -322,6 +373,7 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
         copyEpoch: undefined,
         pausedUntil: undefined,
         buffered: [],
+        contest: undefined,
       }
       return Machine.result(state, [
         Machine.setTimer("tick", tickMs),
