@@ -76,7 +76,7 @@ describe("Fence", () => {
         }
         expect((yield* store.range("/")).items).toEqual([])
         // Text, milliseconds and Durations alike.
-        for (const lease of ["2 seconds", 2_000, Duration.seconds(2)]) {
+        for (const lease of ["2 seconds", 2_000, Duration.seconds(2)] as const) {
           const fence = yield* Fence.make({ store, lease, holder: "good" })
           expect((yield* fence.status).leaseMs).toBe(2_000)
         }
