@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
+import { ServerGroupCommand } from "@understudy/app-kit"
 import { EtcdServer, JsonLinesProcess, Ports } from "@understudy/testkit"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -23,18 +24,12 @@ describe("server-group on etcd", () => {
       const [port] = await Ports.freeUdpPorts(1)
       const proc = new JsonLinesProcess.JsonLinesProcess(
         main,
-        [
-          "serve",
-          "--id",
-          "1",
-          "--peers",
-          `1=udp://127.0.0.1:${port}`,
-          "--http",
-          "127.0.0.1:0",
-          "--store",
-          etcd.endpoint.replace("http://", "etcd://"),
-          "--insecure",
-        ],
+        ServerGroupCommand.serve({
+          id: "1",
+          peers: `1=udp://127.0.0.1:${port}`,
+          store: etcd.endpoint.replace("http://", "etcd://"),
+          args: ["--insecure"],
+        }),
         { env: { SERVER_GROUP_EXIT_ON_STDIN_EOF: "1" } },
       )
       const http = (await proc.line("ready", 20_000)).http as string

@@ -9,6 +9,7 @@ import * as http from "node:http"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterAll, describe, expect, it } from "@effect/vitest"
+import { ServerGroupCommand } from "@understudy/app-kit"
 import { JsonLinesProcess, Ports } from "@understudy/testkit"
 import * as fc from "fast-check"
 
@@ -121,18 +122,14 @@ describe("the HTTP API on bad input", () => {
     const nameServer = spawn(["nameserver", "--listen", "tcp://127.0.0.1:0", "--insecure"])
     const store = (await nameServer.line("ready", 20_000)).listen as string
     const [port] = await Ports.freeUdpPorts(1)
-    const proc = spawn([
-      "serve",
-      "--id",
-      "1",
-      "--peers",
-      `1=udp://127.0.0.1:${port}`,
-      "--http",
-      "127.0.0.1:0",
-      "--store",
-      store,
-      "--insecure",
-    ])
+    const proc = spawn(
+      ServerGroupCommand.serve({
+        id: "1",
+        peers: `1=udp://127.0.0.1:${port}`,
+        store,
+        args: ["--insecure"],
+      }),
+    )
     const base = new URL((await proc.line("ready", 20_000)).http as string)
     // The single server becomes master and serves.
     let written: Awaited<ReturnType<typeof send>> = { status: 0, body: "" }
