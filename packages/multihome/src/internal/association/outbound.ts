@@ -145,48 +145,77 @@ const alternateIfDown = (st: State, index: number): number => {
 }
 
 /**
- * After a takeover, the first SACK that reports a hole: what the peer sent to the dead node
- * before the takeover (or before its address was taken over) is lost, and a peer that
- * bundles (Nagle) sends nothing new while it is unacknowledged, so only its T3-rtx timer
- * (RTO.min, 1 s by default) would resend it. Two SACKs go first, each in its own packet,
- * acknowledging the first TSN above the hole and then one more: the SACKs this end would
- * have sent had those TSNs come one per packet. With the full SACK after them the peer
- * counts three miss indications for the hole (each SACK newly acknowledges a higher TSN:
- * HTNA) and fast-retransmits it at once (RFC 9260 §7.2.4). Needs three TSNs above the hole.
+ * After a takeover, the SACKs that report a hole: what the peer sent to the dead node before
+ * the takeover (or before its address was taken over) is lost, and a peer that bundles
+ * (Nagle) sends little while it is unacknowledged, so only its T3-rtx timer (RTO.min, 1 s
+ * by default) would resend it. Until the peer has had three miss indications, each TSN
+ * gap-acknowledged for the first time goes in a SACK of its own, in its own packet, before
+ * the full SACK (which counts for the last): the SACKs this end would have sent had those
+ * TSNs come one per packet. Each newly acknowledges a higher TSN (HTNA), so the peer counts
+ * one miss indication per TSN that reached us above the hole, across packets, and
+ * fast-retransmits it at the third (RFC 9260 §7.2.4) — usrsctp's client sent two lines in
+ * the packet after a takeover and a third right after, and waited for T3 when the SACKs
+ * were split only for three in one packet. usrsctp counts only what went to the lost
+ * chunk's own destination, so this helps `takeover` and not an ASCONF-moved peer.
  */
 const sendSplitSacks = (ctx: Ctx, st: State, to: PeerAddress, sack: Chunk.Sack): void => {
-  /** The first three TSNs above the hole, as offsets from the Cumulative TSN Ack. */
-  const offsets: Array<number> = []
+  const hole = st.takeoverHole!
+  if (hole.cumulative !== sack.cumulativeTsnAck) {
+    hole.cumulative = sack.cumulativeTsnAck
+    hole.reported = 0
+  }
+  /** Offsets from the Cumulative TSN Ack gap-acknowledged for the first time. */
+  const fresh: Array<number> = []
   for (const block of sack.gapAckBlocks) {
-    for (let offset = block.start; offset <= block.end && offsets.length < 3; offset++) {
-      offsets.push(offset)
+    for (let offset = Math.max(block.start, hole.reported + 1); offset <= block.end; offset++) {
+      fresh.push(offset)
     }
   }
-  if (offsets.length < 3) return
-  for (const count of [1, 2]) {
+  if (fresh.length === 0) return
+  for (const offset of fresh.slice(0, -1)) {
+    if (hole.left <= 1) break
     const gapAckBlocks: Array<Chunk.GapAckBlock> = []
-    for (const offset of offsets.slice(0, count)) {
-      const last = gapAckBlocks.at(-1)
-      if (last !== undefined && last.end + 1 === offset) {
-        gapAckBlocks[gapAckBlocks.length - 1] = { start: last.start, end: offset }
-      } else gapAckBlocks.push({ start: offset, end: offset })
+    for (const block of sack.gapAckBlocks) {
+      if (block.start > offset) break
+      gapAckBlocks.push({ start: block.start, end: Math.min(block.end, offset) })
     }
     transmit(ctx, st, to, st.peerTag, [{ ...sack, gapAckBlocks, duplicateTsns: [] }])
+    hole.left--
   }
+  hole.left--
+  hole.reported = fresh.at(-1)!
+  if (hole.left <= 0) st.takeoverHole = undefined
+}
+
+/**
+ * DATA leaves in this step: a retransmission is due, or new DATA fits the data path's cwnd
+ * (close enough: when the peer's window stops it after all, the owed SACK merely went early).
+ */
+const dataDue = (st: State): boolean => {
+  if (!sendsData(st) || st.paths.length === 0) return false
+  if (st.retransmitCount > 0) return true
+  if (st.queueHead >= st.queue.length) return false
+  const path = st.paths[dataPath(st)]!
+  return path.confirmed && path.flightBytes < path.congestion.cwnd
 }
 
 /** Ends a step: SACK if due, DATA, then every packet assembled. */
 export const finish = (ctx: Ctx, st: State): void => {
   if (st.name !== "Closed") {
+    // §6.1: a SACK held back by the delayed-SACK timer (§6.2) goes with the DATA that leaves
+    // now. A peer that bundles (Nagle) sends nothing new until its DATA is acknowledged: held
+    // to the timer, a request/answer stream (an echo) ran in bursts one SACK delay apart.
+    if (!st.sackNow && st.timers.SACK !== undefined && dataDue(st)) st.sackNow = true
     if (st.sackNow && st.tracker !== undefined && st.peerTag !== 0) {
       st.sackNow = false
       st.packetsSinceSack = 0
       cancelTimer(ctx, st, "SACK")
       const sack = buildSack(st)
       const path = st.paths[st.lastDataPath] ?? st.paths[dataPath(st)]
-      if (path !== undefined && st.splitFirstGapSack === true && sack.gapAckBlocks.length > 0) {
-        st.splitFirstGapSack = false
-        sendSplitSacks(ctx, st, addressOf(path), sack)
+      if (path !== undefined && st.takeoverHole !== undefined) {
+        // The hole filled (no gap left since the takeover's): nothing more to split.
+        if (sack.gapAckBlocks.length > 0) sendSplitSacks(ctx, st, addressOf(path), sack)
+        else if (st.takeoverHole.reported > 0) st.takeoverHole = undefined
       }
       if (path !== undefined) {
         const dest = destinationFor(ctx, addressOf(path), st.peerTag)

@@ -361,8 +361,9 @@ export interface TakeOverOptions {
  * Makes a replica live: re-arms every recorded timer, marks all outstanding DATA for
  * retransmission (as on T3 expiry but keeping cwnd; not on a `handover`) and sends it as
  * cwnd allows, and sends a HEARTBEAT on every path so the peer sees the new address answer
- * at once. Its first SACK that reports a hole goes out split (see `sendSplitSacks`): the
- * peer fast-retransmits what it sent to the dead node instead of waiting for its T3-rtx.
+ * at once. Its SACKs that report a hole go out split until the peer has had three miss
+ * indications (see `sendSplitSacks`): the peer fast-retransmits what it sent to the dead
+ * node instead of waiting for its T3-rtx (when that went to the address it still sends to).
  *
  * Outbound, always: until a SACK acknowledges less than everything we sent, a SACK whose
  * Cumulative TSN Ack is at or beyond our next TSN is believed (the dead primary sent those
@@ -435,7 +436,7 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
     }
     st.flightBytes = 0
     st.resynchronizing = st.peerTag !== 0
-    st.splitFirstGapSack = true
+    st.takeoverHole = { left: 3, cumulative: 0, reported: 0 }
   }
   st.inboundResync = undefined
   const acked = options?.cumulativeTsnAck

@@ -126,10 +126,12 @@ export interface State {
   sackNow: boolean
   packetsSinceSack: number
   /**
-   * Set by a takeover (not replicated): the first SACK that reports a hole goes out split
-   * so the peer fast-retransmits what it sent into the takeover's gap (`sendSplitSacks`).
+   * Set by a takeover (not replicated): the miss indications (`left`) the peer still needs
+   * to fast-retransmit what it sent into the takeover's gap; until it has them, each TSN
+   * first gap-acknowledged above Cumulative TSN Ack `cumulative` (offsets up to `reported`
+   * were) gets a SACK of its own (`sendSplitSacks`).
    */
-  splitFirstGapSack?: boolean
+  takeoverHole?: { left: number; cumulative: number; reported: number } | undefined
   lastDataPath: number
   errorCount: number
   initRetransmits: number
