@@ -3,7 +3,8 @@
  * follows the leader priority list when that server is gone, and tells the application what
  * happens as a `Stream` of `Granted` / `Reattached` / `Lost` / `Denied` events. The client
  * machine runs under the shared `Runner`; its datagrams carry the pool's MACs. A server found
- * dead by its closed port (ICMP port unreachable) is walked past at once (`Unreachable`).
+ * dead by its closed port (ICMP port unreachable) is walked past at once (`Unreachable`); the
+ * socket connected to each server for those reports is made when the client starts.
  *
  * @since 0.1.0
  */
@@ -196,6 +197,14 @@ export const run = (
         ? (run) => run
         : Effect.provideService(Datagram.Datagram, reporting),
     )
+    const prepare = bound?.prepare
+    if (prepare !== undefined) {
+      // Each server's connected socket is made now, not when the client turns to it in a
+      // failover, when every client of the dead server would make one at once.
+      yield* Effect.forEach(options.servers, (server) => prepare(server.address), {
+        discard: true,
+      }).pipe(Effect.forkScoped)
+    }
     if (bound?.unreachable !== undefined) {
       yield* Stream.runForEach(bound.unreachable, (address) => {
         const server = serverAt.get(`${address.host}:${address.port}`)

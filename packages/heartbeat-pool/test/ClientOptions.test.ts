@@ -1,9 +1,12 @@
 /**
- * `Client.run`'s durations are `Duration.Input`s decoded by Schema: one that is out of range
- * fails with `PoolInvalidConfig` naming the option, before any socket is bound.
+ * `Client.run`'s options: durations are `Duration.Input`s decoded by Schema, and one that is
+ * out of range fails with `PoolInvalidConfig` naming the option, before any socket is bound;
+ * reporting closed ports (the default), the client prepares its socket to each server when it
+ * starts.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ClusterKey, Datagram, NodeDatagram } from "@understudy/transport"
+import { Eventually } from "@understudy/testkit"
+import { Address, ClusterKey, Datagram, NodeDatagram } from "@understudy/transport"
 import { Duration, Effect, Exit, Layer } from "effect"
 import * as Client from "../src/Client.ts"
 import { PoolInvalidConfig } from "../src/Machine.ts"
@@ -54,6 +57,49 @@ describe("Client options", () => {
       expect(yield* refusal({ missLimit: 0 })).toContain("missLimit")
       expect(yield* refusal({ seats: 1.5 })).toContain("seats")
     }),
+  )
+
+  it.live(
+    "reporting closed ports, the client makes its socket to every server when it starts",
+    () =>
+      Effect.gen(function* () {
+        const prepared: Array<number> = []
+        // The real datagrams, noting each destination a socket is prepared for.
+        const noting = Layer.effect(
+          Datagram.Datagram,
+          Effect.map(Datagram.Datagram, (real) =>
+            Datagram.Datagram.of({
+              bind: (address, bindOptions) =>
+                Effect.map(real.bind(address, bindOptions), (endpoint) => {
+                  const prepare = endpoint.prepare
+                  return prepare === undefined
+                    ? endpoint
+                    : {
+                        ...endpoint,
+                        prepare: (to: Address.Udp) =>
+                          Effect.andThen(
+                            Effect.sync(() => void prepared.push(to.port)),
+                            prepare(to),
+                          ),
+                      }
+                }),
+            }),
+          ),
+        ).pipe(Layer.provide(NodeDatagram.layer))
+        const servers = [9, 10, 11].map((port, index) => ({
+          id: `s${index + 1}`,
+          address: Address.udp("127.0.0.1", port),
+        }))
+        yield* Client.run(options({ servers })).pipe(Effect.provide(noting))
+        yield* Eventually.effect("a socket prepared for each server", () => prepared.length === 3, {
+          within: "30 seconds",
+        })
+        expect(prepared.sort((a, b) => a - b)).toEqual([9, 10, 11])
+        yield* Client.run(options({ id: "c2", servers, reportUnreachable: false })).pipe(
+          Effect.provide(noting),
+        )
+        expect(prepared).toHaveLength(3)
+      }).pipe(Effect.scoped),
   )
 
   it.live("valid durations in any form start the client", () =>

@@ -33,6 +33,12 @@ export interface Endpoint {
    * than they are read are dropped (one is as good as many). Ends with `messages`.
    */
   readonly unreachable?: Stream.Stream<Address.Udp>
+  /**
+   * Sets up ahead of time what the first datagram to `to` needs: on an endpoint bound with
+   * `reportUnreachable`, the socket connected to `to`. A program that will turn to `to` at a
+   * busy moment (a failover) pays for the socket before, not then. Absent: nothing to set up.
+   */
+  readonly prepare?: (to: Address.Udp) => Effect.Effect<void>
 }
 
 /**

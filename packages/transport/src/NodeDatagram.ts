@@ -218,7 +218,12 @@ const bind = (address: Address.Udp, options?: BindOptions) =>
           }),
         ),
       messages: Stream.fromQueue(received),
-      ...(checked.reportUnreachable === true ? { unreachable: Stream.fromQueue(unreachable) } : {}),
+      ...(checked.reportUnreachable === true
+        ? {
+            unreachable: Stream.fromQueue(unreachable),
+            prepare: (to: Address.Udp) => Effect.asVoid(socketFor(to)),
+          }
+        : {}),
     }
     return endpoint
   })

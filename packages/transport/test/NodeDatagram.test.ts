@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync, readlinkSync } from "node:fs"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import * as Address from "../src/Address.ts"
@@ -177,6 +177,38 @@ describe("NodeDatagram", () => {
         const first = yield* Fiber.join(reports)
         expect(first._tag).toBe("Some")
         expect(first._tag === "Some" && first.value).toEqual(deadAddress)
+      }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
+  )
+
+  it.live(
+    "reportUnreachable: prepare makes the socket connected to a destination before its first datagram, once",
+    () =>
+      Effect.gen(function* () {
+        // This process's open sockets (Linux: its file descriptors that are sockets).
+        const sockets = () =>
+          readdirSync("/proc/self/fd").filter((fd) => {
+            try {
+              return readlinkSync(`/proc/self/fd/${fd}`).startsWith("socket:")
+            } catch {
+              return false // closed meanwhile
+            }
+          }).length
+        const datagram = yield* Datagram
+        const client = yield* datagram.bind(Address.udp("127.0.0.1", 0), {
+          reportUnreachable: true,
+        })
+        const plain = yield* datagram.bind(Address.udp("127.0.0.1", 0))
+        const peer = yield* datagram.bind(Address.udp("127.0.0.1", 0))
+        expect(plain.prepare).toBeUndefined()
+        const before = sockets()
+        yield* client.prepare!(peer.address)
+        expect(sockets()).toBe(before + 1)
+        yield* client.prepare!(peer.address)
+        yield* client.send(peer.address, bytes("ping"))
+        const [ping] = yield* Stream.runCollect(Stream.take(peer.messages, 1))
+        // Sent from the prepared socket (not the bound one), and no other was made for it.
+        expect(ping!.from.port).not.toBe(client.address.port)
+        expect(sockets()).toBe(before + 1)
       }).pipe(Effect.scoped, Effect.provide(NodeDatagram.layer)),
   )
 })
