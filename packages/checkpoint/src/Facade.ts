@@ -27,10 +27,11 @@ import { EventEmitter } from "node:events"
 import { Readable } from "node:stream"
 import { MemoryStore, NameServer, RemoteStore, Store } from "@understudy/store"
 import { Address, NodeTransport, Observability, type Transport } from "@understudy/transport"
-import { Duration, Effect, Exit, Layer, Redacted, Result, Scope, Stream } from "effect"
+import { type Duration, Effect, Exit, Layer, Redacted, Result, Scope, Stream } from "effect"
 import { CheckpointConfigError } from "./CheckpointError.ts"
 import * as CheckpointStore from "./CheckpointStore.ts"
 import * as Discovery from "./Discovery.ts"
+import * as Durations from "./internal/durations.ts"
 import * as ObjectSession from "./ObjectSession.ts"
 import * as Policy from "./Policy.ts"
 
@@ -113,9 +114,9 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
     throw new CheckpointConfigError({ detail: `bad serverId ${JSON.stringify(options.serverId)}` })
   if (options.clusterKey === undefined && options.insecure !== true)
     throw new CheckpointConfigError({ detail: "a clusterKey is required (or insecure: true)" })
-  const leaseTtl = Duration.fromInput(options.leaseTtl ?? "1 second")
-  if (leaseTtl._tag === "None")
-    throw new CheckpointConfigError({ detail: `bad leaseTtl ${String(options.leaseTtl)}` })
+  // Checked here, before the store is opened, as CheckpointStore.make checks it.
+  const durations = Effect.runSync(Effect.result(Durations.millis(options, ["leaseTtl"])))
+  if (Result.isFailure(durations)) throw durations.failure
   const clusterKey =
     options.clusterKey === undefined ? undefined : Redacted.make(options.clusterKey)
   const storeLayer = await storeLayerOf(options.store ?? "memory", clusterKey)
@@ -124,7 +125,7 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
   // The caller's logger and layers (tracer, metrics), for every effect of this server.
   const runtime = await Observability.facadeRuntime(options, scope)
   const service = options.service ?? "objects"
-  const leaseTtlMs = Duration.toMillis(leaseTtl.value)
+  const leaseTtlMs = durations.success.leaseTtl ?? 1_000
   const server = await runtime.runPromise(
     Effect.gen(function* () {
       const stores = yield* Layer.build(storeLayer)

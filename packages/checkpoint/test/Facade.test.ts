@@ -285,6 +285,17 @@ describe("createServer / createClient (Promise facade)", () => {
         policy: { everyBytes: -1 },
       }),
     ).rejects.toBeInstanceOf(CheckpointConfigError)
+    for (const leaseTtl of [0, -1, "soon", Number.NaN] as const) {
+      await expect(
+        createServer({
+          serverId: "x",
+          listen: "tcp://127.0.0.1:0",
+          source,
+          insecure: true,
+          leaseTtl: leaseTtl as never,
+        }),
+      ).rejects.toThrow(/positive duration[\s\S]*\["leaseTtl"\]/)
+    }
     expect(() => createClient({ service: [], clusterKey })).toThrow(CheckpointConfigError)
     expect(() => createClient({ service: ["tcp://127.0.0.1:1"] })).toThrow(CheckpointConfigError)
   })
