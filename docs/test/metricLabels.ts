@@ -47,17 +47,23 @@ const enclosingFunction = (
   return undefined
 }
 
+/** A label a series is given, with its value when the code writes it as a string. */
+interface Label {
+  readonly name: string
+  readonly value: string | undefined
+}
+
 interface Helper {
   readonly metricParam: number
-  readonly keys: Array<string>
+  readonly labels: Array<Label>
   readonly labelsParam: number | undefined
 }
 
 /**
- * Every metric id of the package's source with the label names its series are given
- * (an empty set: a metric recorded without labels).
+ * Every metric id of the package's source, with the names of the labels its series are given
+ * (none: a metric recorded without labels), each with the values the code writes as strings.
  */
-export const labelsInSource = (srcDirectory: string): Map<string, Set<string>> => {
+export const labelsInSource = (srcDirectory: string): Map<string, Map<string, Set<string>>> => {
   const files = sources(srcDirectory).map((path) =>
     ts.createSourceFile(path, readFileSync(path, "utf8"), ts.ScriptTarget.Latest, true),
   )
@@ -79,7 +85,9 @@ export const labelsInSource = (srcDirectory: string): Map<string, Set<string>> =
       }
     })
   }
-  const labels = new Map<string, Set<string>>([...idOf.values()].map((id) => [id, new Set()]))
+  const found = new Map<string, Map<string, Set<string>>>(
+    [...idOf.values()].map((id) => [id, new Map()]),
+  )
   /** `NAME`, `Metrics.NAME`, or `NAME.id`: the metric it names. */
   const resolve = (expression: ts.Expression | undefined): string | undefined => {
     if (expression === undefined) return undefined
@@ -90,8 +98,14 @@ export const labelsInSource = (srcDirectory: string): Map<string, Set<string>> =
     }
     return undefined
   }
-  const add = (id: string, keys: Iterable<string>) => {
-    for (const key of keys) labels.get(id)?.add(key)
+  const add = (id: string, labels: Iterable<Label>) => {
+    const series = found.get(id)
+    if (series === undefined) return
+    for (const { name, value } of labels) {
+      const values = series.get(name) ?? new Set<string>()
+      if (value !== undefined) values.add(value)
+      series.set(name, values)
+    }
   }
 
   for (const file of files) {
@@ -111,7 +125,7 @@ export const labelsInSource = (srcDirectory: string): Map<string, Set<string>> =
     const keysOf = (
       expression: ts.Expression | undefined,
       params: Array<string> = [],
-    ): Array<string> => {
+    ): Array<Label> => {
       if (expression === undefined) return []
       if (ts.isIdentifier(expression)) {
         if (params.includes(expression.text)) return []
@@ -123,7 +137,15 @@ export const labelsInSource = (srcDirectory: string): Map<string, Set<string>> =
         (ts.isPropertyAssignment(property) || ts.isShorthandPropertyAssignment(property)) &&
         property.name !== undefined &&
         (ts.isIdentifier(property.name) || ts.isStringLiteral(property.name))
-          ? [property.name.text]
+          ? [
+              {
+                name: property.name.text,
+                value:
+                  ts.isPropertyAssignment(property) && ts.isStringLiteralLike(property.initializer)
+                    ? property.initializer.text
+                    : undefined,
+              },
+            ]
           : ts.isSpreadAssignment(property)
             ? keysOf(property.expression, params)
             : [],
@@ -157,14 +179,14 @@ export const labelsInSource = (srcDirectory: string): Map<string, Set<string>> =
       if (name === "withAttributes" && node.arguments.length === 2) {
         const [metric, attributes] = node.arguments
         const within = enclosingFunction(node)
-        const keys = keysOf(attributes, within?.params)
+        const labels = keysOf(attributes, within?.params)
         const id = resolve(metric)
-        if (id !== undefined) return add(id, keys)
+        if (id !== undefined) return add(id, labels)
         const metricParam = within === undefined ? undefined : paramIndex(metric, within.params)
         if (within?.name !== undefined && metricParam !== undefined) {
           helpers.set(within.name, {
             metricParam,
-            keys,
+            labels,
             labelsParam: paramIndex(attributes, within.params),
           })
         }
@@ -193,11 +215,11 @@ export const labelsInSource = (srcDirectory: string): Map<string, Set<string>> =
       if (helper === undefined) return
       const id = resolve(node.arguments[helper.metricParam])
       if (id === undefined) return
-      add(id, helper.keys)
+      add(id, helper.labels)
       if (helper.labelsParam !== undefined) add(id, keysOf(node.arguments[helper.labelsParam]))
     })
   }
-  return labels
+  return found
 }
 
 /**
@@ -207,14 +229,23 @@ export const labelsInSource = (srcDirectory: string): Map<string, Set<string>> =
  */
 export const labelsOnPage = (page: string): Map<string, Set<string>> => {
   const documented = new Map<string, Set<string>>()
-  for (const match of page.matchAll(/^\| `(understudy_\w+)` \| \w+ \|([^|]*)\|/gm)) {
+  for (const [id, column] of labelColumns(page)) {
     const names = new Set<string>()
-    for (const part of match[2]!.split(";")) {
+    for (const part of column.split(";")) {
       const colon = part.indexOf(":")
       const head = colon < 0 ? part : part.slice(0, colon)
       for (const name of head.matchAll(/`([\w-]+)`/g)) names.add(name[1]!)
     }
-    documented.set(match[1]!, names)
+    documented.set(id, names)
   }
   return documented
 }
+
+/** Each metric row's labels column, by metric id. */
+export const labelColumns = (page: string): Map<string, string> =>
+  new Map(
+    [...page.matchAll(/^\| `(understudy_\w+)` \| \w+ \|([^|]*)\|/gm)].map((match) => [
+      match[1]!,
+      match[2]!,
+    ]),
+  )

@@ -15,7 +15,7 @@ import { Metrics as StoreMetrics } from "@understudy/store"
 import { Metrics as TransportMetrics } from "@understudy/transport"
 import { Metric } from "effect"
 import { describe, expect, it } from "vitest"
-import { labelsInSource, labelsOnPage } from "./metricLabels.ts"
+import { labelColumns, labelsInSource, labelsOnPage } from "./metricLabels.ts"
 
 const page = readFileSync(join(import.meta.dirname, "..", "observability.md"), "utf8")
 
@@ -40,13 +40,27 @@ const inCode = packagesWithMetrics.map((pkg) =>
   labelsInSource(join(import.meta.dirname, "..", "..", "packages", pkg, "src")),
 )
 
+/** Each label value the code writes as a string that the metric's row does not name. */
+const valueMismatches = (text: string) => {
+  const columns = labelColumns(text)
+  return inCode.flatMap((labels) =>
+    [...labels].flatMap(([id, code]) =>
+      [...code].flatMap(([label, values]) =>
+        [...values]
+          .filter((value) => !(columns.get(id) ?? "").includes(`\`${value}\``))
+          .map((value) => `${id} ${label}=${value}`),
+      ),
+    ),
+  )
+}
+
 /** Each metric whose labels on `text` are not the labels its package's code records. */
 const labelMismatches = (text: string) => {
   const onPage = labelsOnPage(text)
   return inCode.flatMap((labels) =>
     [...labels].flatMap(([id, code]) => {
       const documented = [...(onPage.get(id) ?? [])].sort()
-      const recorded = [...code].sort()
+      const recorded = [...code.keys()].sort()
       return documented.join() === recorded.join() ? [] : [{ id, code: recorded, page: documented }]
     }),
   )
@@ -89,12 +103,28 @@ describe("the observability page", () => {
     expect(labelMismatches(page)).toEqual([])
   })
 
+  it("names every label value the code writes as a string, in the metric's row", () => {
+    expect(valueMismatches(page)).toEqual([])
+  })
+
   it("the label check fails on a planted mismatch, on the page or in the code", () => {
-    // A label renamed on the page, and one dropped from it.
+    // A label renamed on the page, one dropped from it, two values renamed. Only what the
+    // plants add is compared: a mismatch already on the page is the test above's to report.
+    const added = <A>(check: (text: string) => Array<A>, text: string) => {
+      const before = new Set(check(page).map((found) => JSON.stringify(found)))
+      return check(text).filter((found) => !before.has(JSON.stringify(found)))
+    }
     const planted = page
       .replace("| `side`: `client`, `server` |", "| `direction`: `client`, `server` |")
       .replace("| `role`: `leader`, `follower` |", "| |")
-    expect(labelMismatches(planted)).toEqual([
+      .replace("`target`: `link`, `store`", "`target`: `link`, `disk`")
+    expect(
+      added(valueMismatches, planted.replace("`held`, `not-held`", "`held`, `lapsed`")),
+    ).toEqual([
+      "understudy_staggered_election_lease_reads_total lease=not-held",
+      "understudy_multihome_replication_bytes_total target=store",
+    ])
+    expect(added(labelMismatches, planted)).toEqual([
       { id: "understudy_pool_failover_ms", code: ["role"], page: [] },
       { id: "understudy_transport_connections", code: ["side"], page: ["direction"] },
     ])
@@ -114,8 +144,10 @@ export const miss = Metric.withAttributes(misses, labels)
 `,
       )
       const found = labelsInSource(src)
-      expect([...found.get("understudy_test_hits_total")!].sort()).toEqual(["reason", "server"])
-      expect([...found.get("understudy_test_misses_total")!]).toEqual(["cache"])
+      const hits = found.get("understudy_test_hits_total")!
+      expect([...hits.keys()].sort()).toEqual(["reason", "server"])
+      expect([...hits.get("reason")!]).toEqual(["x"])
+      expect([...found.get("understudy_test_misses_total")!.get("cache")!]).toEqual(["l1"])
     } finally {
       rmSync(src, { recursive: true, force: true })
     }
