@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Address, SimNet, Transport } from "@understudy/transport"
-import { Effect, Queue, Random, Stream } from "effect"
+import { Cause, Effect, Exit, Queue, Random, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Machine from "../src/Machine.ts"
 import * as Runner from "../src/Runner.ts"
@@ -175,5 +175,17 @@ describe("Runner over connections", () => {
         yield* TestClock.adjust(1_000)
         expect(lines.at(-1)).toBe("fired later at 100")
       }),
+  )
+
+  it.effect("a command after the scope closed is interrupted, even when the loop never ran", () =>
+    Effect.gen(function* () {
+      // The scope closes before the loop's fiber got its first turn: nothing else stops
+      // the inbox, so without the scope's own stop this command would wait for ever.
+      const scope = yield* Scope.make()
+      const node = yield* Runner.runConnections(hub, { self: "hub" }).pipe(Scope.provide(scope))
+      yield* Scope.close(scope, Exit.void)
+      const late = yield* Effect.exit(node.command({ _tag: "Note", n: 1 }))
+      expect(Exit.isFailure(late) && Cause.hasInterruptsOnly(late.cause)).toBe(true)
+    }),
   )
 })

@@ -187,7 +187,9 @@ export const start = <State, Message, C, E>(
           break
         case "Command": {
           const [first, ...rest] = item.commands.map((command) => Machine.command(command, nowMs))
+          stepping = item.done
           timersChanged = first === undefined ? false : yield* applyStep([first, ...rest])
+          stepping = undefined
           yield* Deferred.succeed(item.done, undefined)
           break
         }
@@ -199,11 +201,17 @@ export const start = <State, Message, C, E>(
       if (timersChanged) yield* reschedule
     }).pipe(Effect.forever)
 
+    // The command being stepped: its caller is interrupted too if the node stops meanwhile.
+    let stepping: Deferred.Deferred<void> | undefined
     let stopped = false
     // Whoever waits for a command that will never be stepped is interrupted, not left hanging.
+    // Run when the loop ends, and by the scope: a loop interrupted before its first turn
+    // never runs its own `ensuring`.
     const stop = Effect.gen(function* () {
+      if (stopped) return
       stopped = true
       if (sleeper !== undefined) yield* Fiber.interrupt(sleeper.fiber)
+      if (stepping !== undefined) yield* Deferred.interrupt(stepping)
       for (const item of yield* Queue.clear(inbox)) {
         if (item._tag === "Command") yield* Deferred.interrupt(item.done)
       }
@@ -240,6 +248,7 @@ export const start = <State, Message, C, E>(
       Effect.ensuring(stop),
       Effect.forkScoped,
     )
+    yield* Effect.addFinalizer(() => stop)
 
     /** Queues one step of `commands` and waits until it was stepped and performed. */
     const stepCommands = (commands: ReadonlyArray<C>) =>
