@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { JsonLinesProcess, Usrsctp } from "@understudy/testkit"
+import { Eventually, JsonLinesProcess, Usrsctp } from "@understudy/testkit"
 import * as App from "./support.ts"
 
 afterEach(App.killAll)
@@ -71,10 +71,10 @@ describe("sctp-cluster under a local adversary", () => {
       client.write(`n ${n}\n`)
       await sleep(10)
     }
-    await App.eventually(
+    await Eventually.promise(
       "every echo",
       () => (echoed(client.stdout()).length >= total ? true : undefined),
-      60_000,
+      { within: 60_000 },
     )
     expect(echoed(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i + 1))
     expect(client.output()).not.toMatch(/SCTP_COMM_LOST|SCTP_SHUTDOWN|ABORT/)

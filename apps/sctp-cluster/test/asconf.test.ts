@@ -11,6 +11,7 @@
 import { createSocket, type Socket } from "node:dgram"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Packet } from "@understudy/multihome"
+import { Eventually } from "@understudy/testkit"
 import { Result } from "effect"
 import * as App from "./support.ts"
 
@@ -72,15 +73,15 @@ describe("--failover asconf under usrsctp's client (default timers)", () => {
       const writtenBeforeSwitch = stream.written()
       stream.limitTo(writtenBeforeSwitch + 30)
       const total = stream.total()
-      await App.eventually(
+      await Eventually.promise(
         "every line written",
         () => (stream.written() >= total ? true : undefined),
-        20_000,
+        { within: 20_000 },
       )
-      await App.eventually(
+      await Eventually.promise(
         "every echo after the primary's death",
         () => (App.echoed(client.stdout()).length >= total ? true : undefined),
-        30_000,
+        { within: 30_000 },
       )
       expect(App.echoed(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i + 1))
       expect(writtenBeforeSwitch).toBeLessThan(total)
@@ -124,10 +125,10 @@ if (takeoverLoopback) {
       await send(1, 20)
       primary.kill("SIGKILL")
       await primary.exit()
-      const taken = await App.eventually(
+      const taken = await Eventually.promise(
         "the secondary's address takeover",
         () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "AddressTaken"),
-        20_000,
+        { within: 20_000 },
       )
       expect(taken.host).toBe("127.0.0.2")
       // Written after the secondary holds 127.0.0.2: new DATA to the client's primary address.

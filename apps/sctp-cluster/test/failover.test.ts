@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { EtcdServer, Prometheus, Usrsctp } from "@understudy/testkit"
+import { EtcdServer, Eventually, Prometheus, Usrsctp } from "@understudy/testkit"
 import * as App from "./support.ts"
 
 /** The etcd server a test started, stopped (and its data dir removed) after it. */
@@ -70,10 +70,10 @@ const runFailover = async ({
     policyArgs,
   )
   const metricsUrl = scraped
-    ? await App.eventually(
+    ? await Eventually.promise(
         "the secondary's metrics address",
         () => /metrics on (http:\/\/\S+\/metrics)/.exec(secondary.stderr)?.[1],
-        10_000,
+        { within: 10_000 },
       )
     : undefined
   await App.linkUp("the primary's link to the secondary is up", primary)
@@ -95,15 +95,15 @@ const runFailover = async ({
     client.write(`n ${n}\n`)
     await sleep(10)
   }
-  await App.eventually(
+  await Eventually.promise(
     "the first echoes",
     () => (echoed(client.stdout()).length >= before ? true : undefined),
-    boundMs,
+    { within: boundMs },
   )
 
   // Before the kill: the primary runs the association; under every-update each update is
   // acknowledged by the secondary, which holds the replica.
-  const beforeKill = await App.eventually(
+  const beforeKill = await Eventually.promise(
     "the primary's status shows the association, replicated",
     async () => {
       const status = await App.statusOf(primaryStarted.status as string)
@@ -114,7 +114,7 @@ const runFailover = async ({
           status.replication.acknowledged === status.replication.shipped)
       return status?.associations.length === 1 && replicated ? status : undefined
     },
-    30_000,
+    { within: 30_000 },
   )
   expect(beforeKill.associations[0]!.state).toBe("Established")
   // Nothing in the status lets a reader forge the association's packets.
@@ -149,10 +149,10 @@ const runFailover = async ({
   }
   /** Echoes of the messages written after the kill, in the order they came. */
   const later = () => echoed(client.stdout()).filter((n) => n > before)
-  await App.eventually(
+  await Eventually.promise(
     "every echo after the primary's death",
     () => (later().length >= after ? true : undefined),
-    boundMs,
+    { within: boundMs },
   )
   const failoverMs = performance.now() - killedAt
   const numbers = echoed(client.stdout())
@@ -170,10 +170,10 @@ const runFailover = async ({
   }
   expect(client.output()).not.toMatch(failureNotice)
   expect(client.child.exitCode).toBeNull()
-  const tookOver = await App.eventually(
+  const tookOver = await Eventually.promise(
     "the secondary reports the takeover",
     () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
-    30_000,
+    { within: 30_000 },
   )
   expect(tookOver.associations).toBe(1)
   if (store === "etcd") {
@@ -189,11 +189,11 @@ const runFailover = async ({
     expect(Prometheus.sample(after, "understudy_multihome_associations"), after).toBe(1)
   }
   // From then on the association lives on the secondary, answering from 127.0.0.3.
-  const association = await App.eventually(
+  const association = await Eventually.promise(
     "the secondary's association is established",
     () =>
       secondary.lines.findLast((line) => line.t === "association" && line.state === "Established"),
-    30_000,
+    { within: 30_000 },
   )
   expect(association.state).toBe("Established")
   const human = await App.run(["status", "--status", secondaryStarted.status as string])

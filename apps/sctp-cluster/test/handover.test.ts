@@ -8,6 +8,7 @@
  */
 import * as http from "node:http"
 import { afterEach, describe, expect, it } from "@effect/vitest"
+import { Eventually } from "@understudy/testkit"
 import { Address } from "@understudy/transport"
 import { Effect, Redacted } from "effect"
 import { TestClock } from "effect/testing"
@@ -131,10 +132,10 @@ describe("sctp-cluster handover under usrsctp's client (default timers)", () => 
       expect(
         primary.lines.some((line) => line.t === "stopping" && line.reason === "HandedOver"),
       ).toBe(true)
-      await App.eventually(
+      await Eventually.promise(
         "every echo",
         () => (App.echoed(client.stdout()).length >= total ? true : undefined),
-        30_000,
+        { within: 30_000 },
       )
       expect(App.echoed(client.stdout())).toEqual(Array.from({ length: total }, (_, i) => i + 1))
     } finally {

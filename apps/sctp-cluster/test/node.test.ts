@@ -6,7 +6,9 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { afterEach, describe, expect, it } from "@effect/vitest"
+import { Eventually } from "@understudy/testkit"
 import type { StatusReport } from "../src/report.ts"
 import * as App from "./support.ts"
 
@@ -96,7 +98,7 @@ describe("sctp-cluster processes", () => {
     expect(secondaryStarted.bind).toBe(`udp://127.0.0.3:${ports.udpPort}`)
     expect(primaryStarted.policy).toBe("every-update")
 
-    const [primaryStatus, secondaryStatus] = await App.eventually(
+    const [primaryStatus, secondaryStatus] = await Eventually.promise(
       "both nodes report the link up",
       async () => {
         const both = await Promise.all([
@@ -107,7 +109,7 @@ describe("sctp-cluster processes", () => {
           ? (both as [StatusReport, StatusReport])
           : undefined
       },
-      30_000,
+      { within: 30_000 },
     )
     expect(primaryStatus.role).toBe("primary")
     expect(secondaryStatus.role).toBe("secondary")
@@ -130,10 +132,10 @@ describe("sctp-cluster processes", () => {
     await primary.exit()
     expect(primary.child.exitCode).toBe(0)
     expect(primary.lines.some((line) => line.t === "cluster" && line._tag === "Synced")).toBe(true)
-    const tookOver = await App.eventually(
+    const tookOver = await Eventually.promise(
       "the secondary takes over",
       () => secondary.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
-      10_000,
+      { within: 10_000 },
     )
     expect(tookOver.associations).toBe(0)
     const after = await App.statusOf(secondaryStarted.status as string)
@@ -152,7 +154,7 @@ describe("sctp-cluster processes", () => {
       const impostor = App.start(App.nodeArgs("primary", ports, ["--cluster-key-file", other]))
       const impostorStarted = await impostor.line("started", 20_000)
       // Give the impostor several connection attempts (it retries every 100 ms).
-      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      await sleep(1_000)
       expect((await App.statusOf(impostorStarted.status as string))?.link).toBe("down")
       expect(secondary.lines.some((line) => line.t === "cluster" && line._tag === "LinkUp")).toBe(
         false,
@@ -162,8 +164,12 @@ describe("sctp-cluster processes", () => {
       const primary = App.start(App.nodeArgs("primary", ports, ["--cluster-key-file", key]))
       await primary.line("started", 20_000)
       await App.linkUp("the primary with the right key links up", primary)
-      expect(secondary.lines.some((line) => line.t === "cluster" && line._tag === "LinkUp")).toBe(
-        true,
+      // The secondary says so too, in its own time (at load 28 it had not yet when the
+      // primary's line came).
+      await Eventually.promise(
+        "the secondary's link is up with the right key",
+        () => secondary.lines.some((line) => line.t === "cluster" && line._tag === "LinkUp"),
+        { within: 30_000 },
       )
     } finally {
       rmSync(directory, { recursive: true, force: true })
@@ -177,13 +183,13 @@ describe("sctp-cluster processes", () => {
     const policy = ["state-node", "--store", storeStarted.listen]
     const { primaryStarted: started } = await App.startPair(ports, policy)
     expect(started.policy).toBe("state-node")
-    const status = await App.eventually(
+    const status = await Eventually.promise(
       "the primary's link is up",
       async () => {
         const found = await App.statusOf(started.status as string)
         return found?.link === "up" ? found : undefined
       },
-      10_000,
+      { within: 10_000 },
     )
     expect(status.policy).toBe("state-node")
   })

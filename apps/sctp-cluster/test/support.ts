@@ -7,7 +7,8 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { JsonLinesProcess, Ports, Usrsctp } from "@understudy/testkit"
+import { setTimeout as sleep } from "node:timers/promises"
+import { Eventually, JsonLinesProcess, Ports, Usrsctp } from "@understudy/testkit"
 import { ClusterKey } from "@understudy/transport"
 import { Effect } from "effect"
 import { mainPath, nodeArgs, type PairPorts } from "../src/launch.ts"
@@ -133,26 +134,11 @@ export const linkUp = (
   node: JsonLinesProcess.JsonLinesProcess,
   timeoutMs = 30_000,
 ): Promise<Record<string, unknown>> =>
-  eventually(
+  Eventually.promise(
     what,
     () => node.lines.find((line) => line.t === "role" && line.link === "up"),
-    timeoutMs,
+    { within: timeoutMs },
   )
-
-/** Polls `check` every 20 ms for at most `timeoutMs`; throws naming `what`. */
-export const eventually = async <A>(
-  what: string,
-  check: () => A | undefined | Promise<A | undefined>,
-  timeoutMs: number,
-): Promise<A> => {
-  const deadline = performance.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
 
 /** The numbers of the `n N` lines usrsctp's client printed (the echoes), in order. */
 export const echoed = (output: string): Array<number> =>
@@ -213,10 +199,10 @@ export const streamLines = async (
     stop: () => clearInterval(timer),
   }
   try {
-    await eventually(
+    await Eventually.promise(
       "the first echoes",
       () => (echoed(client.stdout()).length >= firstEchoes ? true : undefined),
-      20_000,
+      { within: 20_000 },
     )
   } catch (error) {
     stream.stop()
@@ -234,11 +220,11 @@ export const sender =
   async (from: number, to: number): Promise<void> => {
     for (let n = from; n <= to; n++) {
       client.write(`n ${n}\n`)
-      await new Promise((resolve) => setTimeout(resolve, 10))
+      await sleep(10)
     }
-    await eventually(
+    await Eventually.promise(
       `echoes up to ${to}`,
       () => (echoed(client.stdout()).length >= to ? true : undefined),
-      timeoutMs,
+      { within: timeoutMs },
     )
   }

@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { NetNs, Usrsctp } from "@understudy/testkit"
+import { Eventually, NetNs, Usrsctp } from "@understudy/testkit"
 import { mainPath } from "../src/launch.ts"
 import * as App from "./support.ts"
 
@@ -93,11 +93,13 @@ describe("--failover takeover across hosts (network namespaces)", () => {
       lines: Array<Record<string, unknown>>,
       match: (line: Record<string, unknown>) => boolean,
     ) =>
-      App.eventually(what, () => lines.find(match), 30_000).catch((error: Error) => {
-        throw new Error(
-          `${error.message}\nprimary: ${JSON.stringify(primary.lines)}\nsecondary: ${JSON.stringify(secondary.lines)}\n${secondary.stderr()}`,
-        )
-      })
+      Eventually.promise(what, () => lines.find(match), { within: 30_000 }).catch(
+        (error: Error) => {
+          throw new Error(
+            `${error.message}\nprimary: ${JSON.stringify(primary.lines)}\nsecondary: ${JSON.stringify(secondary.lines)}\n${secondary.stderr()}`,
+          )
+        },
+      )
 
     const secondary = node("b", "secondary")
     const primary = node("a", "primary")
@@ -136,10 +138,10 @@ describe("--failover takeover across hosts (network namespaces)", () => {
     // announcement arrived (arping runs beside the bind).
     const secondaryMac = macOf("b")
     expect(secondaryMac).not.toBe(primaryMac)
-    await App.eventually(
+    await Eventually.promise(
       "the peer's neighbour cache learns the secondary's host",
       () => (peerNeighbour(primaryIp) === secondaryMac ? true : undefined),
-      10_000,
+      { within: 10_000 },
     )
     await send(21, 60)
     expect(App.echoed(client.stdout())).toEqual(Array.from({ length: 60 }, (_, i) => i + 1))
@@ -155,10 +157,10 @@ describe("--failover takeover across hosts (network namespaces)", () => {
     )
     // A clean stop takes the address off the interface again.
     secondary.child.kill("SIGTERM")
-    await App.eventually(
+    await Eventually.promise(
       "the secondary's exit",
       () => (secondary.child.exitCode !== null ? true : undefined),
-      20_000,
+      { within: 20_000 },
     )
     expect(secondary.child.exitCode).toBe(0)
     expect(lab.exec("b", ["ip", "-4", "addr", "show", "dev", "eth0"])).not.toContain(

@@ -22,7 +22,7 @@
  * (`r<N>-cont`) and before its restart (`r<N>-rejoin`).
  */
 import { readFileSync } from "node:fs"
-import { Ports, Usrsctp } from "@understudy/testkit"
+import { Eventually, Ports, Usrsctp } from "@understudy/testkit"
 import * as App from "../support.ts"
 import * as Capture from "./capture.ts"
 
@@ -155,7 +155,7 @@ const roleNow = (node: Lines) => node.lines.findLast((line) => line.t === "role"
  * serving node.
  */
 const linkedNow = (what: string, standby: Lines, serving: Lines) =>
-  App.eventually(
+  Eventually.promise(
     what,
     () => {
       const standbyRole = roleNow(standby)
@@ -165,7 +165,7 @@ const linkedNow = (what: string, standby: Lines, serving: Lines) =>
         ? true
         : undefined
     },
-    30_000,
+    { within: 30_000 },
   )
 
 const otherOf = (host: Host): Host => (host === "127.0.0.2" ? "127.0.0.3" : "127.0.0.2")
@@ -254,10 +254,10 @@ const runNodes = async (
   let standbyStatus = (await standby.line("started", startedWithinMs)).status as string
   await linkedNow("the primary's link to the secondary is up", standby, serving)
   if (options.fenceLeaseMs !== undefined) {
-    await App.eventually(
+    await Eventually.promise(
       "the primary holds the fence",
       () => serving.lines.find((line) => line.t === "cluster" && line._tag === "Fenced"),
-      30_000,
+      { within: 30_000 },
     )
   }
 
@@ -315,7 +315,7 @@ const runNodes = async (
         nodebug: true,
         ...(tune !== undefined ? { tune } : {}),
       })
-      await App.eventually(
+      await Eventually.promise(
         `round ${round}: the stream reached ${servingHost} and the standby answered its HEARTBEAT`,
         async () => {
           if (stream!.child.exitCode !== null)
@@ -331,7 +331,7 @@ const runNodes = async (
             ? true
             : undefined
         },
-        30_000,
+        { within: 30_000 },
       )
       standbyBefore = (await reportOf(standbyStatus))?.received.messages ?? 0
     } else {
@@ -367,34 +367,34 @@ const runNodes = async (
       }
     } else {
       const pid = serving.child.pid!
-      await App.eventually(
+      await Eventually.promise(
         `round ${round}: the node is stopped`,
         () => (stopped(pid) ? true : undefined),
-        10_000,
+        { within: 10_000 },
       )
       await mark(`r${round}-down`)
       if (echo !== undefined) {
         await echo
         failoverMs.push(performance.now() - startedAt)
       }
-      await App.eventually(
+      await Eventually.promise(
         `round ${round}: the standby took over`,
         () => takingOver.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
-        30_000,
+        { within: 30_000 },
       )
       // The stopped node resumes: it must find it lost the role and say so, and it runs on
       // (silent, the capture says) while the peer talks to the node that took over.
       const resumed = serving
       await mark(`r${round}-cont`)
       resumed.kill("SIGCONT")
-      await App.eventually(
+      await Eventually.promise(
         `round ${round}: the resumed node falls silent`,
         () =>
           resumed.lines.find(
             (line) =>
               line.t === "cluster" && (line._tag === "FencedOut" || line._tag === "Deposed"),
           ),
-        30_000,
+        { within: 30_000 },
       )
       phase("resumed-silent")
       await send(perRound)
@@ -403,10 +403,10 @@ const runNodes = async (
       await mark(`r${round}-rejoin`)
       rejoined = standbyAt(deadHost)
     }
-    await App.eventually(
+    await Eventually.promise(
       `round ${round}: the standby took over`,
       () => takingOver.lines.find((line) => line.t === "cluster" && line._tag === "TookOver"),
-      30_000,
+      { within: 30_000 },
     )
     phase("took-over")
     if (stream !== undefined) {
@@ -441,7 +441,7 @@ const runNodes = async (
       // sends); with usrsctp's default timers a HEARTBEAT comes every 30 s, so it is enough
       // that the node holds the copy. Either way the address is not marked unreachable (it
       // came back, or it never went: a quick restart).
-      await App.eventually(
+      await Eventually.promise(
         `round ${round}: the peer can reach ${deadHost} again`,
         async () => {
           const output = client!.output()
@@ -454,7 +454,7 @@ const runNodes = async (
             ? true
             : undefined
         },
-        30_000,
+        { within: 30_000 },
       )
       phase("reached")
     }

@@ -9,6 +9,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as Dgram from "node:dgram"
 import { fileURLToPath } from "node:url"
+import { Eventually } from "@understudy/testkit"
 
 const script = fileURLToPath(new URL("./capture.pl", import.meta.url))
 
@@ -127,16 +128,17 @@ export const start = async (ports: ReadonlyArray<number>): Promise<Capture> => {
   child.stderr.on("data", (chunk: Buffer) => {
     errors += chunk.toString()
   })
-  const waitFor = async <A>(what: string, check: () => A | undefined): Promise<A> => {
-    const deadline = performance.now() + 10_000
-    for (;;) {
-      const value = check()
-      if (value !== undefined) return value
-      if (child.exitCode !== null) throw new Error(`the capture exited: ${errors}`)
-      if (performance.now() > deadline) throw new Error(`timed out: ${what} (${errors})`)
-      await new Promise((resolve) => setTimeout(resolve, 10))
-    }
-  }
+  const waitFor = <A>(what: string, check: () => A | undefined): Promise<A> =>
+    Eventually.promise(
+      `${what} (${errors})`,
+      () => {
+        const value = check()
+        if (value === undefined && child.exitCode !== null)
+          throw new Error(`the capture exited: ${errors}`)
+        return value
+      },
+      { within: 10_000, every: 10 },
+    )
   await waitFor("the capture listens", () => (errors.includes("listening") ? true : undefined))
   let nextMark = 1
   const mark = async (label: string): Promise<number> => {

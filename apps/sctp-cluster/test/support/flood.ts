@@ -6,6 +6,7 @@
  */
 import { randomInt } from "node:crypto"
 import { createSocket } from "node:dgram"
+import { setTimeout as sleep } from "node:timers/promises"
 // The builders the endpoint's own adversary test uses.
 import { forgedGuess, forgedInit } from "../../../../packages/multihome/test/support/forged.ts"
 
@@ -27,7 +28,7 @@ for (let index = 0; index < count; index++) {
     socket.send(forgedGuess(randomInt(1, 65_535), sctpPort, index), udpPort, host, () => resolve()),
   )
   sent += 2
-  if (index % 10 === 9) await new Promise((resolve) => setTimeout(resolve, 5))
+  if (index % 10 === 9) await sleep(5)
 }
 for (const socket of sockets) socket.close()
 process.stdout.write(`${JSON.stringify({ t: "flooded", sent })}\n`)
