@@ -146,6 +146,66 @@ describe("takeOver with setPrimary: the SACK the dead node owed goes out at once
   })
 })
 
+describe("takeOver with setPrimaryOnceFilled (`both`): Set Primary once the hole is filled", () => {
+  const asconfs = (outputs: ReadonlyArray<Association.Output>) =>
+    outputs.flatMap((output) =>
+      output._tag === "Send"
+        ? output.message.chunks.filter((chunk) => chunk._tag === "Asconf")
+        : [],
+    )
+  const setUp = () => {
+    const lb = new Loopback({ seed: 11 }, config(4000), config(5000))
+    expect(lb.run(() => established(lb), 60_000)).toBe(true)
+    expect(lb.client.asconf).toBeDefined()
+    return lb
+  }
+  const replicaAsking = (lb: Loopback, onceFilled: boolean) => {
+    const replica = Association.restore(lb.clientConfig, Association.snapshot(lb.client))
+    const outputs = Association.takeOver(replica, lb.nowMs, {
+      setPrimary: serverHosts[1],
+      ...(onceFilled ? { setPrimaryOnceFilled: true } : {}),
+    })
+    return { replica, outputs }
+  }
+
+  it("not in the takeover's first packet: the peer's held DATA still goes to the address it lost a chunk on", () => {
+    const lb = setUp()
+    expect(asconfs(replicaAsking(lb, false).outputs)).toHaveLength(1)
+    const { replica, outputs } = replicaAsking(lb, true)
+    expect(asconfs(outputs)).toHaveLength(0)
+    // Above the hole: split SACKs, no request yet.
+    const above = dataAbove(replica, [2, 3], lb.nowMs)
+    expect(sacks(above)).toEqual([[[2, 2]], [[2, 3]]])
+    expect(asconfs(above)).toHaveLength(0)
+    // The fast retransmit fills it: its SACK (delayed, or with the answer's DATA, §6.1) has no
+    // gap, and the request goes with it.
+    expect(asconfs(dataAbove(replica, [1], lb.nowMs))).toHaveLength(0)
+    const filled = Association.step(replica, {
+      _tag: "TimerFired",
+      timer: "SACK",
+      nowMs: lb.nowMs + 200,
+    }).outputs
+    expect(sacks(filled)).toEqual([[]])
+    expect(asconfs(filled)).toHaveLength(1)
+    // Once only.
+    expect(asconfs(dataAbove(replica, [1, 2], lb.nowMs))).toHaveLength(0)
+  })
+
+  it("no hole: the first SACK for DATA after the takeover brings it", () => {
+    const lb = setUp()
+    const { replica } = replicaAsking(lb, true)
+    expect(asconfs(dataAbove(replica, [1], lb.nowMs))).toHaveLength(0)
+    // One packet, no gap: its SACK waits for the delayed-SACK timer, and the request with it.
+    const timed = Association.step(replica, {
+      _tag: "TimerFired",
+      timer: "SACK",
+      nowMs: lb.nowMs + 200,
+    }).outputs
+    expect(sacks(timed)).toEqual([[]])
+    expect(asconfs(timed)).toHaveLength(1)
+  })
+})
+
 /**
  * `takeover` on SimNet: the secondary binds the dead primary's address before the takeover's
  * first packet. That packet (a HEARTBEAT, the SACK the dead node owed) is what makes a peer

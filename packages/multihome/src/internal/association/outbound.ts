@@ -4,7 +4,7 @@
 import * as Chunk from "../../Chunk.ts"
 import * as Congestion from "../../Congestion.ts"
 import * as Packet from "../../Packet.ts"
-import { gte32, lt32 } from "../../Serial.ts"
+import { gt32, gte32, lt32 } from "../../Serial.ts"
 import { destinationFor, flushDestination, queueChunk, transmit } from "./bundling.ts"
 import {
   addressOf,
@@ -21,7 +21,7 @@ import {
 import { buildSack } from "./inbound.ts"
 import type { PeerAddress } from "./models.ts"
 import { sendsData } from "./sack.ts"
-import { takeQueuedWithNextTsn } from "./snapshot.ts"
+import { requestPrimary, takeQueuedWithNextTsn } from "./snapshot.ts"
 import type { Outstanding, State } from "./state.ts"
 
 const dataChunkOf = (chunk: Outstanding): Chunk.Data => ({
@@ -171,7 +171,7 @@ const sendSplitSacks = (ctx: Ctx, st: State, to: PeerAddress, sack: Chunk.Sack):
       fresh.push(offset)
     }
   }
-  if (fresh.length === 0) return
+  if (fresh.length === 0 || hole.left <= 0) return
   for (const offset of fresh.slice(0, -1)) {
     if (hole.left <= 1) break
     const gapAckBlocks: Array<Chunk.GapAckBlock> = []
@@ -184,7 +184,6 @@ const sendSplitSacks = (ctx: Ctx, st: State, to: PeerAddress, sack: Chunk.Sack):
   }
   hole.left--
   hole.reported = fresh.at(-1)!
-  if (hole.left <= 0) st.takeoverHole = undefined
 }
 
 /**
@@ -212,10 +211,14 @@ export const finish = (ctx: Ctx, st: State): void => {
       cancelTimer(ctx, st, "SACK")
       const sack = buildSack(st)
       const path = st.paths[st.lastDataPath] ?? st.paths[dataPath(st)]
-      if (path !== undefined && st.takeoverHole !== undefined) {
-        // The hole filled (no gap left since the takeover's): nothing more to split.
+      const hole = st.takeoverHole
+      if (path !== undefined && hole !== undefined) {
         if (sack.gapAckBlocks.length > 0) sendSplitSacks(ctx, st, addressOf(path), sack)
-        else if (st.takeoverHole.reported > 0) st.takeoverHole = undefined
+        else if (gt32(sack.cumulativeTsnAck, hole.from)) {
+          // No gap, and DATA since the takeover acknowledged: the hole (if any) is filled.
+          st.takeoverHole = undefined
+          requestPrimary(ctx, st, hole.primary)
+        }
       }
       if (path !== undefined) {
         const dest = destinationFor(ctx, addressOf(path), st.peerTag)

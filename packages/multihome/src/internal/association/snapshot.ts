@@ -350,6 +350,14 @@ export interface TakeOverOptions {
    */
   readonly setPrimary?: string
   /**
+   * With `setPrimary`, for a node that took the dead node's address over too (`both`): ask
+   * only once what the peer sent into the takeover's gap is filled (a SACK with no gap
+   * acknowledges DATA that came after the takeover). A peer such as usrsctp fast-retransmits
+   * a chunk only on SACKs for chunks it sent to the same address, so moving it first leaves
+   * what it sent to the dead node to its T3-rtx timer (1 s). Not on a `handover`.
+   */
+  readonly setPrimaryOnceFilled?: boolean
+  /**
    * A planned handover: the copy is exact and the old node sent everything the copy says
    * was sent (it waited for its last updates' outputs before handing over). What is in
    * flight stays in flight under its running T3-rtx timer: nothing is sent again.
@@ -436,7 +444,7 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
     }
     st.flightBytes = 0
     st.resynchronizing = st.peerTag !== 0
-    st.takeoverHole = { left: 3, cumulative: 0, reported: 0 }
+    st.takeoverHole = { left: 3, cumulative: 0, reported: 0, from: st.tracker?.cumulative ?? 0 }
   }
   st.inboundResync = undefined
   const acked = options?.cumulativeTsnAck
@@ -471,7 +479,10 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
   }
   if (st.peerTag !== 0 && st.name !== "CookieWait" && st.name !== "CookieEchoed") {
     for (let index = 0; index < st.paths.length; index++) sendHeartbeat(ctx, st, index)
-    requestPrimary(ctx, st, options?.setPrimary)
+    const hole = st.takeoverHole
+    if (options?.setPrimaryOnceFilled === true && hole !== undefined && options.setPrimary) {
+      hole.primary = options.setPrimary
+    } else requestPrimary(ctx, st, options?.setPrimary)
     // The SACK the dead node owed (its delayed-SACK timer runs on the copy) goes with the
     // request: a peer that bundles (Nagle) sends nothing new until it comes, and once it has
     // both it sends its next DATA here (the SACK goes first in the packet, the ASCONF after).

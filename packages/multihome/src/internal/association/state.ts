@@ -126,12 +126,16 @@ export interface State {
   sackNow: boolean
   packetsSinceSack: number
   /**
-   * Set by a takeover (not replicated): the miss indications (`left`) the peer still needs
-   * to fast-retransmit what it sent into the takeover's gap; until it has them, each TSN
-   * first gap-acknowledged above Cumulative TSN Ack `cumulative` (offsets up to `reported`
-   * were) gets a SACK of its own (`sendSplitSacks`).
+   * Set by a takeover (not replicated) until a SACK with no gap acknowledges DATA that came
+   * after it (`from`: the cumulative TSN then): the miss indications (`left`) the peer still
+   * needs to fast-retransmit what it sent into the takeover's gap; until it has them, each
+   * TSN first gap-acknowledged above Cumulative TSN Ack `cumulative` (offsets up to
+   * `reported` were) gets a SACK of its own (`sendSplitSacks`). `primary`: the Set Primary
+   * Address to ask for then (`TakeOverOptions.setPrimaryOnceFilled`).
    */
-  takeoverHole?: { left: number; cumulative: number; reported: number } | undefined
+  takeoverHole?:
+    | { left: number; cumulative: number; reported: number; from: number; primary?: string }
+    | undefined
   lastDataPath: number
   errorCount: number
   initRetransmits: number
