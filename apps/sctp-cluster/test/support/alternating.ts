@@ -107,6 +107,7 @@ export interface TsctpRound {
 const count = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].length
 
 type Report = {
+  readonly unprotected: boolean
   readonly endpoint: { readonly packetsOut: number; readonly dropped: Record<string, number> }
   readonly received: { readonly messages: number }
   readonly replicas: number
@@ -338,6 +339,21 @@ const runNodes = async (
       await send(perRound)
     }
 
+    // Linked right before the failure, not only once after the restart: under CPU
+    // starvation the keep-alive may have ended a just-started standby's link since, and the
+    // serving node then runs unprotected until it links again; a failure in that window
+    // loses what it acknowledged alone (every-update's documented limit, not what this run
+    // is about). At load 20-37 with 4-10 CPU hogs that window was hit in 2 of 6 runs.
+    await linkedNow(
+      `round ${round}: the standby is linked right before the failure`,
+      standby,
+      serving,
+    )
+    await Eventually.promise(
+      `round ${round}: the serving node is protected right before the failure`,
+      async () => (await reportOf(servingStatus))?.unprotected === false,
+      { within: 30_000 },
+    )
     const beforeFailure =
       stream === undefined
         ? 0
