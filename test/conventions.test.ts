@@ -350,9 +350,6 @@ describe("limit names", () => {
 const pendingMsOptions: Record<string, ReadonlyArray<string>> = {
   // multihome Cluster.make's replication policy { _tag: "Interval", everyMs } (Replication.ts, sctp).
   "packages/multihome/src/Cluster.ts": ["everyMs"],
-  // port-election's keepAlive, in Election's options and createInstance's, which extend them (pe).
-  "packages/port-election/src/Election.ts": ["intervalMs", "timeoutMs"],
-  "packages/port-election/src/Facade.ts": ["intervalMs", "timeoutMs"],
 }
 
 /** The compiler options every package is built with (`tsconfig.base.json`). */

@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { Ports } from "@understudy/testkit"
 
@@ -25,7 +26,6 @@ interface ProperLockfile {
 
 const self = fileURLToPath(import.meta.url)
 const fixture = fileURLToPath(new URL("../test/fixtures/instance.ts", import.meta.url))
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 // ---- a lockfile contender (child mode) --------------------------------------------------
 

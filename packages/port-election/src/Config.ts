@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import { Options } from "@understudy/transport"
 import { Duration, Option, Result, Schema } from "effect"
 import { ElectionConfigError } from "./ElectionError.ts"
 
@@ -26,7 +27,7 @@ const Whole = (maximum: number) =>
 /** What `ElectionOptions` may carry of timing and limits. */
 const Input = Schema.Struct({
   keepAlive: Schema.optionalKey(
-    Schema.Struct({ intervalMs: Whole(3_600_000), timeoutMs: Whole(3_600_000) }),
+    Schema.Struct({ interval: Options.PositiveDuration, timeout: Options.PositiveDuration }),
   ),
   requestTimeout: Schema.optionalKey(DurationInput),
   grace: Schema.optionalKey(DurationInput),
@@ -74,11 +75,17 @@ export const decode = (options: unknown): Result.Result<Config, ElectionConfigEr
     return Result.fail(new ElectionConfigError({ detail: decoded.failure.message }))
   }
   const value = decoded.success
-  const keepAlive = value.keepAlive ?? { intervalMs: 200, timeoutMs: 1_500 }
+  const keepAlive =
+    value.keepAlive === undefined
+      ? { intervalMs: 200, timeoutMs: 1_500 }
+      : {
+          intervalMs: Options.toMillis(value.keepAlive.interval),
+          timeoutMs: Options.toMillis(value.keepAlive.timeout),
+        }
   if (keepAlive.intervalMs >= keepAlive.timeoutMs) {
     return Result.fail(
       new ElectionConfigError({
-        detail: `keepAlive: intervalMs ${keepAlive.intervalMs} must be below timeoutMs ${keepAlive.timeoutMs}`,
+        detail: `keepAlive: interval (${keepAlive.intervalMs} ms) must be below timeout (${keepAlive.timeoutMs} ms)`,
       }),
     )
   }

@@ -88,8 +88,12 @@ export interface ElectionOptions {
    * `~/.understudy/secret`; `{ path }` for another file; a value for tests.
    */
   readonly secret?: Redacted.Redacted<Uint8Array> | { readonly path: string }
-  /** Keep-alive on every connection: a hung peer is dropped after `timeoutMs`. */
-  readonly keepAlive?: { readonly intervalMs: number; readonly timeoutMs: number }
+  /**
+   * Keep-alive on every connection, each a `Duration.Input`: a ping every `interval`, and a
+   * hung peer is dropped after `timeout` (which must exceed `interval`). Default 200 ms and
+   * 1,500 ms.
+   */
+  readonly keepAlive?: { readonly interval: Duration.Input; readonly timeout: Duration.Input }
   /**
    * Time allowed for a request, a command, the handshake and registration: milliseconds or
    * text (`"5 seconds"`). Default 5 seconds.
@@ -106,12 +110,12 @@ export interface ElectionOptions {
    * member stays in the registry meanwhile), unless its process is gone.
    *
    * A holder cut off from its supervisor gives its permits up (`lost`) at the last time it
-   * heard from it plus `grace` minus `keepAlive.intervalMs`, unless a supervisor has
+   * heard from it plus `grace` minus `keepAlive.interval`, unless a supervisor has
    * taken its holdings by then: before any supervisor gives them to another, since that
    * supervisor lost it, or took over, after that last time. So it must be more than
-   * `keepAlive.timeoutMs` (a holder notices a hung supervisor only then) plus the time to
-   * register again, and the same on every instance. Default: `keepAlive.timeoutMs` plus
-   * the larger of 1,000 ms and `keepAlive.timeoutMs` (3,000 ms with the default keep-alive).
+   * `keepAlive.timeout` (a holder notices a hung supervisor only then) plus the time to
+   * register again, and the same on every instance. Default: `keepAlive.timeout` plus
+   * the larger of 1,000 ms and `keepAlive.timeout` (3,000 ms with the default keep-alive).
    * Milliseconds or text (`"3 seconds"`).
    */
   readonly grace?: Duration.Input

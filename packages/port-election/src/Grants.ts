@@ -259,6 +259,15 @@ export class Grants {
     }))
   }
 
+  /** Permits held and requests waiting, per resource: for the supervisor's gauges. */
+  counts(): Map<string, { readonly held: number; readonly waiting: number }> {
+    const counts = new Map<string, { readonly held: number; readonly waiting: number }>()
+    for (const [name, resource] of this.resources) {
+      counts.set(name, { held: this.held(resource), waiting: resource.waiters.length })
+    }
+    return counts
+  }
+
   /** Permits held of `name` in total. */
   heldCount(name: string): number {
     const resource = this.resources.get(name)

@@ -2,7 +2,8 @@
  * The package's metrics, updated from the events an instance emits: roles taken (an
  * election's outcome, by role), failovers (from the loss of the supervisor to this
  * instance's next role, as a duration histogram by role), members registered at a
- * supervisor, permits lost, and elections given up.
+ * supervisor, permits lost, and elections given up; and, at the supervisor, the permits held
+ * and waited for, by resource.
  *
  * @since 0.1.0
  */
@@ -30,6 +31,51 @@ export const supervisorsLost = Metric.counter("understudy_port_election_supervis
 export const members = Metric.gauge("understudy_port_election_members", {
   description: "Members registered at this instance while it is supervisor",
 })
+
+/** @since 0.1.0 @category metrics */
+export const permitsHeld = Metric.gauge("understudy_port_election_permits_held", {
+  description:
+    "Mutex or semaphore permits held by all members, by resource, at this instance while it is supervisor",
+})
+
+/** @since 0.1.0 @category metrics */
+export const permitsWaiting = Metric.gauge("understudy_port_election_permits_waiting", {
+  description:
+    "Requests waiting for a mutex or semaphore permit, by resource, at this instance while it is supervisor",
+})
+
+/** Held and waiting permits of one resource. */
+export interface PermitCounts {
+  readonly held: number
+  readonly waiting: number
+}
+
+/**
+ * Sets the permit gauges of a supervisor from its grants; each resource it reported before
+ * and no longer has (or every one, when its term ends: `current` empty) goes to zero. Returns
+ * what it reported, for the next call.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const recordPermits = (
+  current: ReadonlyMap<string, PermitCounts>,
+  previous: ReadonlyMap<string, PermitCounts>,
+): Effect.Effect<ReadonlyMap<string, PermitCounts>> =>
+  Effect.gen(function* () {
+    for (const [resource, counts] of current) {
+      const before = previous.get(resource)
+      if (before?.held === counts.held && before.waiting === counts.waiting) continue
+      yield* Metric.update(Metric.withAttributes(permitsHeld, { resource }), counts.held)
+      yield* Metric.update(Metric.withAttributes(permitsWaiting, { resource }), counts.waiting)
+    }
+    for (const resource of previous.keys()) {
+      if (current.has(resource)) continue
+      yield* Metric.update(Metric.withAttributes(permitsHeld, { resource }), 0)
+      yield* Metric.update(Metric.withAttributes(permitsWaiting, { resource }), 0)
+    }
+    return current
+  })
 
 /** @since 0.1.0 @category metrics */
 export const permitsLost = Metric.counter("understudy_port_election_permits_lost_total", {

@@ -87,8 +87,8 @@ export interface State<E extends Entry = Entry> {
   /** The successor once its standby listener is up: sent out with the registry. */
   successor: Successor | undefined
   /**
-   * Stopping on purpose: members were told `Resigning`. The address stays bound until the
-   * scope's end, so a member that already left may connect again; it is not registered.
+   * Stopping on purpose: members were told `Resigning`, after the address was unbound. A
+   * member that connected before the unbinding is not registered.
    */
   resigning: boolean
 }

@@ -20,7 +20,7 @@ describe("grants to a new member", () => {
         program: "test",
         address,
         secret,
-        keepAlive: { intervalMs: 100, timeoutMs: 600 },
+        keepAlive: { interval: 100, timeout: 600 },
         graceMs: 500,
       }
       const scopes = yield* Effect.forEach([0, 1], () => Scope.make())

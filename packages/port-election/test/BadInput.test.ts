@@ -59,7 +59,7 @@ const cluster = Effect.gen(function* () {
     program: "fuzz-test",
     address,
     secret,
-    keepAlive: { intervalMs: 100, timeoutMs: 2_000 },
+    keepAlive: { interval: 100, timeout: 2_000 },
     requestTimeout: requestTimeoutMs,
     grace: 100,
   })

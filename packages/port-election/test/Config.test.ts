@@ -25,14 +25,15 @@ describe("the election's options, decoded", () => {
       Config.decode({
         requestTimeout: "2 seconds",
         grace: 700,
-        keepAlive: { intervalMs: 100, timeoutMs: 600 },
+        keepAlive: { interval: "100 millis", timeout: 600 },
       }),
     )
     expect(decoded.requestTimeoutMs).toBe(2_000)
     expect(decoded.graceMs).toBe(700)
+    expect(decoded.keepAlive).toEqual({ intervalMs: 100, timeoutMs: 600 })
     // Without `grace`: the keep-alive time-out plus the larger of 1 s and that time-out.
     expect(
-      Result.getOrThrow(Config.decode({ keepAlive: { intervalMs: 500, timeoutMs: 2_000 } }))
+      Result.getOrThrow(Config.decode({ keepAlive: { interval: 500, timeout: "2 seconds" } }))
         .graceMs,
     ).toBe(4_000)
   })
@@ -43,8 +44,18 @@ describe("the election's options, decoded", () => {
     expect(detail({ grace: 0 })).toContain("grace")
     expect(detail({ attemptsMax: 1.5 })).toContain("attemptsMax")
     expect(detail({ eventsCapacity: 0 })).toContain("eventsCapacity")
-    expect(detail({ keepAlive: { intervalMs: 600, timeoutMs: 600 } })).toContain(
-      "intervalMs 600 must be below timeoutMs 600",
+    expect(detail({ keepAlive: { interval: 600, timeout: "600 millis" } })).toContain(
+      "keepAlive: interval (600 ms) must be below timeout (600 ms)",
+    )
+    expect(detail({ keepAlive: { interval: 0, timeout: 600 } })).toContain(
+      `["keepAlive"]["interval"]`,
+    )
+    expect(detail({ keepAlive: { interval: 100, timeout: "later" } })).toContain(
+      `["keepAlive"]["timeout"]`,
+    )
+    // The old names are gone, not aliased: they name the option that is missing.
+    expect(detail({ keepAlive: { intervalMs: 100, timeoutMs: 600 } })).toContain(
+      `["keepAlive"]["interval"]`,
     )
   })
 
@@ -57,7 +68,10 @@ describe("the election's options, decoded", () => {
             grace: fc.oneof(fc.double(), fc.string()),
             attemptsMax: fc.double(),
             eventsCapacity: fc.double(),
-            keepAlive: fc.record({ intervalMs: fc.double(), timeoutMs: fc.double() }),
+            keepAlive: fc.record({
+              interval: fc.oneof(fc.double(), fc.string()),
+              timeout: fc.oneof(fc.double(), fc.string()),
+            }),
           },
           { requiredKeys: [] },
         ),

@@ -108,7 +108,7 @@ const instanceProgram = (slot: Slot, permits: Permits | undefined) =>
         program: "sim",
         address,
         secret,
-        keepAlive: { intervalMs: 100, timeoutMs: 600 },
+        keepAlive: { interval: 100, timeout: 600 },
         grace: 2_000,
         requestTimeout: 1_000,
       }).pipe(

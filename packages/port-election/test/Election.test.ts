@@ -25,7 +25,7 @@ const start = (
     program: "test",
     address,
     secret,
-    keepAlive: { intervalMs: 100, timeoutMs: 600 },
+    keepAlive: { interval: 100, timeout: 600 },
     grace: 500,
     ...extra,
   }).pipe(Scope.provide(scope), Effect.provide(layer))
@@ -352,7 +352,7 @@ describe("port election, in one process", () => {
           "the supervisor's graceMs 500, keepAlive 100/600 ms; this instance's graceMs 700, keepAlive 100/600 ms",
         )
         const slowerKeepAlive = yield* Effect.flip(
-          start(address, scopes[2]!, { keepAlive: { intervalMs: 200, timeoutMs: 600 } }),
+          start(address, scopes[2]!, { keepAlive: { interval: 200, timeout: 600 } }),
         )
         expect(slowerKeepAlive).toMatchObject({ reason: "DifferentSettings" })
         expect((yield* supervisor.members).map((m) => m.instanceId)).toEqual([

@@ -15,7 +15,7 @@ const join = (address: string) =>
     program: "facade-test",
     address,
     secret,
-    keepAlive: { intervalMs: 100, timeoutMs: 600 },
+    keepAlive: { interval: 100, timeout: 600 },
     grace: 300,
   })
 
@@ -98,6 +98,8 @@ describe("createInstance: Promises and events", () => {
       expect(elected?.annotations).toMatchObject({
         instanceId: instance.instanceId,
         role: "supervisor",
+        // Its first attempt at a role: the term every line of it is annotated with.
+        epoch: 1,
       })
       // The registry's keys are the metrics' descriptions (type, name, description, labels).
       expect([...registry.keys()].join()).toContain('"understudy_port_election_elections_total"')

@@ -1,5 +1,9 @@
+import * as net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Metric } from "effect"
+import { Address, NodeTransport } from "@understudy/transport"
+import { Effect, Metric, Redacted } from "effect"
+import * as Election from "../src/Election.ts"
+import { Grants } from "../src/Grants.ts"
 import * as Metrics from "../src/Metrics.ts"
 
 const member = {
@@ -46,5 +50,75 @@ describe("port-election metrics", () => {
         (yield* Metric.value(Metric.withAttributes(Metrics.permitsLost, { resource: "db" }))).count,
       ).toBe(1)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
+  )
+
+  it.effect("the supervisor's permit gauges follow its grants, by resource, and end at zero", () =>
+    Effect.gen(function* () {
+      const held = (resource: string) =>
+        Effect.map(
+          Metric.value(Metric.withAttributes(Metrics.permitsHeld, { resource })),
+          (state) => state.value,
+        )
+      const waiting = (resource: string) =>
+        Effect.map(
+          Metric.value(Metric.withAttributes(Metrics.permitsWaiting, { resource })),
+          (state) => state.value,
+        )
+      const grants = new Grants()
+      grants.acquire("a", "1", "db", 2)
+      grants.acquire("b", "2", "db", 2)
+      grants.acquire("c", "3", "db", 2)
+      grants.acquire("a", "4", "lock", 1)
+      let reported = yield* Metrics.recordPermits(grants.counts(), new Map())
+      expect([yield* held("db"), yield* waiting("db")]).toEqual([2, 1])
+      expect([yield* held("lock"), yield* waiting("lock")]).toEqual([1, 0])
+      grants.release("a", "lock")
+      grants.release("a", "db")
+      reported = yield* Metrics.recordPermits(grants.counts(), reported)
+      // c got a's permit of db; nobody uses lock any more.
+      expect([yield* held("db"), yield* waiting("db")]).toEqual([2, 0])
+      expect([yield* held("lock"), yield* waiting("lock")]).toEqual([0, 0])
+      // The term ends: nothing is held at this instance as supervisor.
+      yield* Metrics.recordPermits(new Map(), reported)
+      expect([yield* held("db"), yield* waiting("db")]).toEqual([0, 0])
+    }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
+  )
+
+  it.live("an election given up moves the failed-elections counter, by error", () =>
+    Effect.gen(function* () {
+      // Something that is not a supervisor holds the address: it answers in another protocol.
+      const sockets = new Set<net.Socket>()
+      const server = net.createServer((socket) => {
+        sockets.add(socket)
+        socket.on("error", () => {})
+        socket.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+      })
+      yield* Effect.acquireRelease(
+        Effect.promise(
+          () => new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve)),
+        ),
+        () =>
+          Effect.promise(() => {
+            for (const socket of sockets) socket.destroy()
+            return new Promise((resolve) => server.close(resolve))
+          }),
+      )
+      const port = (server.address() as net.AddressInfo).port
+      const failed = Metric.withAttributes(Metrics.electionsFailed, { error: "StrangerOnAddress" })
+      expect((yield* Metric.value(failed)).count).toBe(0)
+      const error = yield* Effect.flip(
+        Election.make({
+          program: "metrics-test",
+          address: Address.tcp("127.0.0.1", port),
+          secret: Redacted.make(new Uint8Array(32).fill(7)),
+        }),
+      )
+      expect(error._tag).toBe("StrangerOnAddress")
+      expect((yield* Metric.value(failed)).count).toBe(1)
+    }).pipe(
+      Effect.scoped,
+      Effect.provide(NodeTransport.layer),
+      Effect.provideService(Metric.MetricRegistry, new Map()),
+    ),
   )
 })

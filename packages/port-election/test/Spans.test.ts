@@ -4,7 +4,7 @@
  */
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
-import { TestTracer } from "@understudy/testkit"
+import { Eventually, TestTracer } from "@understudy/testkit"
 import { Address, type Connection, NodeTransport, Transport } from "@understudy/transport"
 import { Deferred, Effect, Exit, Layer, Redacted, Scope, Stream } from "effect"
 import * as Election from "../src/Election.ts"
@@ -40,18 +40,8 @@ const preRegistrationsRecorded = (electionAddress: string, seen: Set<string>) =>
     }),
   ).pipe(Layer.provide(NodeTransport.layer))
 
-/**
- * Polls `condition` every 20 ms until it holds; fails naming `what` after `timeoutMs`. Only a
- * hang guard: nothing the test configures bounds these steps (tens of ms when quiet).
- */
-const eventually = (what: string, condition: Effect.Effect<boolean>, timeoutMs = 10_000) =>
-  Effect.gen(function* () {
-    for (let waited = 0; !(yield* condition); waited += 20) {
-      if (waited >= timeoutMs)
-        return yield* Effect.die(new Error(`not within ${timeoutMs} ms: ${what}`))
-      yield* Effect.sleep(20)
-    }
-  })
+/** Only a hang guard: nothing the test configures bounds these steps (tens of ms when quiet). */
+const within = { within: "10 seconds" } as const
 
 describe("port-election spans", () => {
   it.live(
@@ -72,7 +62,7 @@ describe("port-election spans", () => {
             // Nobody here hangs (the supervisor's scope closes its connections), so a long
             // time-out changes no outcome; a short one would drop a member on a busy machine,
             // and a survivor stops waiting for the successor's takeover after it.
-            keepAlive: { intervalMs: 200, timeoutMs: 10_000 },
+            keepAlive: { interval: 200, timeout: 10_000 },
             grace: 500,
           }).pipe(
             Scope.provide(scopes[index]!),
@@ -107,26 +97,29 @@ describe("port-election spans", () => {
         }
         // Before the supervisor goes: the designated successor (either survivor) has read the
         // other survivor's pre-registration on its standby listener.
-        yield* eventually(
+        yield* Eventually.effect(
           "a survivor's pre-registration read at the other",
           Effect.sync(
             () =>
               preRegistered[1]!.has(third.instanceId) || preRegistered[2]!.has(second.instanceId),
           ),
+          within,
         )
         yield* Scope.close(scopes[0]!, Exit.void)
         const winner = yield* Deferred.await(elected).pipe(Effect.timeout("10 seconds"))
         const other = winner === second.instanceId ? third : second
         expect(preRegistered[winner === second.instanceId ? 1 : 2]).toContain(other.instanceId)
-        yield* eventually(
+        yield* Eventually.effect(
           "the other survivor subordinate",
           Effect.map(other.role, (role) => role._tag === "Subordinate"),
+          within,
         )
         expect(yield* other.role).toEqual({ _tag: "Subordinate", supervisorId: winner })
         // The takeover's span ends, final attributes and all, just after its Elected event.
-        yield* eventually(
+        yield* Eventually.effect(
           "the successor's takeover span ended",
           Effect.sync(() => ended("port-election.takeover").length >= 2),
+          within,
         )
 
         const takeovers = ended("port-election.takeover")

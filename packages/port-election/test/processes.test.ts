@@ -10,6 +10,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
 import { afterEach, beforeEach, describe, expect, it } from "@effect/vitest"
 import { Ports, Prng, Seeds } from "@understudy/testkit"
@@ -218,7 +219,7 @@ afterEach(async () => {
 
 const uniqueAbstract = () => `unix://@understudy-pe-${randomBytes(6).toString("hex")}`
 
-const fastKeepAlive = { intervalMs: 100, timeoutMs: 600 }
+const fastKeepAlive = { interval: 100, timeout: 600 }
 
 const startInstance = (address: string, extra: Record<string, unknown> = {}) =>
   new Instance({
@@ -230,8 +231,6 @@ const startInstance = (address: string, extra: Record<string, unknown> = {}) =>
     requestTimeoutMs: 1_000,
     ...extra,
   })
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Asks every live instance its status; instances that die meanwhile are left out. */
 const statuses = async (instances: ReadonlyArray<Instance>, statusTimeoutMs?: number) => {
@@ -307,7 +306,7 @@ describe("port election across processes", () => {
     const address = `tcp://127.0.0.1:${port}`
     // Nothing here hangs or dies, so a long keep-alive time-out changes no outcome, while
     // 600 ms would drop members of processes that 16 starts at once leave without a CPU.
-    const keepAlive = { intervalMs: 500, timeoutMs: 10_000 }
+    const keepAlive = { interval: 500, timeout: 10_000 }
     const instances = Array.from({ length: 16 }, () => startInstance(address, { keepAlive }))
     // Hang guards only, none a figure of the election: 16 Node starts share 2 cores (14 s
     // in all at load 11, over 30 s at load 19), and so do the status round trips.

@@ -36,8 +36,10 @@ export interface Env {
   readonly attemptsMax: number
   /** How long a member that lost its supervisor waits for the successor's takeover. */
   readonly standbyWaitMs: number
+  /** Supervises on `listener`; `release` unbinds the election address (idempotent). */
   readonly runSupervisor: (
     listener: Transport.Listener<Message>,
+    release: Effect.Effect<void>,
   ) => Effect.Effect<never, never, Scope.Scope>
   readonly runSubordinate: (
     connection: Connection.Connection<Message>,
@@ -79,8 +81,19 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
    * address held by something that is not a supervisor of this program for this user.
    */
   const elect = Effect.gen(function* () {
-    const listened = yield* Effect.result(transport.listen(address, connectionOptions))
-    if (Result.isSuccess(listened)) return { _tag: "Bound", listener: listened.success } as const
+    // The listener in a scope of its own, so a supervisor that stops can unbind it first.
+    const bindScope = yield* Scope.fork(yield* Effect.scope)
+    const listened = yield* Effect.result(
+      Scope.provide(transport.listen(address, connectionOptions), bindScope),
+    )
+    if (Result.isSuccess(listened)) {
+      return {
+        _tag: "Bound",
+        listener: listened.success,
+        release: Scope.close(bindScope, Exit.void),
+      } as const
+    }
+    yield* Scope.close(bindScope, Exit.void)
     // A successor that lost the bind is no successor: whoever stands by at it elects
     // the usual way now instead of waiting for a takeover that will not come.
     yield* standby.close
@@ -124,13 +137,14 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
     const early = shared.bound
     shared.bound = undefined
     if (early !== undefined) {
-      yield* Effect.addFinalizer(() => Scope.close(early.scope, Exit.void))
-      return yield* runSupervisor(early.listener)
+      const release = Scope.close(early.scope, Exit.void)
+      yield* Effect.addFinalizer(() => release)
+      return yield* runSupervisor(early.listener, release)
     }
     const outcome = yield* elect
     switch (outcome._tag) {
       case "Bound":
-        return yield* runSupervisor(outcome.listener)
+        return yield* runSupervisor(outcome.listener, outcome.release)
       case "Connected":
         return yield* runSubordinate(outcome.connection)
       case "Retry":
@@ -177,9 +191,13 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
   const electionLoop = Effect.gen(function* () {
     let failures = 0
     let lost = false
+    // This instance's term: one more for each attempt to take a role. Every log line of the
+    // attempt (its role, the supervisor's or subordinate's work) carries it as `epoch`.
+    let epoch = 0
     while (failures < attemptsMax) {
-      const outcome: "lost" | "retry" | "none" =
-        lost && standby.link() !== undefined ? yield* overStandby : yield* attempt
+      const outcome: "lost" | "retry" | "none" = yield* (
+        lost && standby.link() !== undefined ? overStandby : attempt
+      ).pipe(Effect.annotateLogs({ epoch: ++epoch }))
       lost = outcome === "lost"
       if (outcome === "lost") {
         failures = 0

@@ -1,11 +1,9 @@
 /**
- * The supervisor driver: runs one term of the supervisor's `Machine` over member
- * connections and the Effect `Clock`, as the shared `Runner` runs a machine over datagrams
- * (which a stream transport's connections are not). Each accepted connection gets a
- * `ConnectionId`; what it carries is stepped as `Receive`, its end as `Closed`. Steps are
- * synchronous and one at a time; their outputs are performed in order: sends go over the
- * member's connection, timers are sleeps on `Clock` (so `TestClock` drives them), and the
- * events the driver does not handle itself (`Close`, `Reserved`) go to `onEvent`.
+ * The supervisor driver: runs one term of the supervisor's `Machine` on the shared `Runner`
+ * over member connections (`Runner.runConnections`): each accepted connection is attached,
+ * what it carries is stepped as `Receive`, its end as `Closed`; timers are the Runner's, on
+ * the Effect `Clock`. The events the driver does not handle itself (`Close`, `Reserved`) go
+ * to `onEvent`.
  *
  * Everything it starts lives in the caller's `Scope`: closing it ends the term.
  *
@@ -14,12 +12,13 @@
  * then the election address served; the machine's events become the instance's (its own
  * grants, `MemberJoined`, replies to requests).
  */
-import { Machine as M } from "@understudy/machine"
+import { Runner } from "@understudy/machine"
 import { CloseReason, type Connection, type Transport } from "@understudy/transport"
-import { Clock, Deferred, Effect, Fiber, type Scope, Stream } from "effect"
+import { Clock, Deferred, Effect, type Scope, Stream } from "effect"
 import type { ElectionError, ElectionEvent, Handler } from "../Election.ts"
 import { AcquireRefused } from "../ElectionError.ts"
 import * as Machine from "../Machine.ts"
+import * as Metrics from "../Metrics.ts"
 import * as Registry from "../Registry.ts"
 import type * as Standby from "../Standby.ts"
 import type { Holding, Message } from "./protocol.ts"
@@ -34,20 +33,24 @@ export interface Env {
   readonly isRunning: ((pid: number) => boolean) | undefined
   /**
    * The events for the instance: its own grants, the public events, requests. Called from
-   * `init` on, with the term (whose `step` it may use for a command in answer).
+   * `init` on, inside the term's serial loop, with the term: a command in answer must be
+   * forked (the loop waits for this).
    */
   readonly onEvent: (event: Machine.Event, term: Supervising) => Effect.Effect<void>
 }
 
 /** A running term. @since 0.1.0 @category models */
 export interface Supervising {
-  /** The machine's state, for reading (the registry, the members). */
+  /** The machine's state after its last step, for reading (the registry, the members). */
   readonly state: () => Machine.State
-  /** Steps the machine with one of this instance's commands and performs its outputs. */
+  /**
+   * Steps the machine with one of this instance's commands and performs its outputs. After
+   * the term ended, nothing happens: its members have lost it already.
+   */
   readonly step: (command: Machine.Command) => Effect.Effect<void>
   /** The open connection of a member, to send it what is no registry decision (replies, commands). */
   readonly connection: (id: Machine.ConnectionId) => Connection.Connection<Message> | undefined
-  /** Serves a connection accepted at the election address until it closes. */
+  /** Serves a connection accepted at the election address until it closes (in the background). */
   readonly accept: (connection: Connection.Connection<Message>) => Effect.Effect<void>
   /**
    * Admits connections that stood by with a pre-registration (the takeover's, welcomed;
@@ -60,46 +63,22 @@ export interface Supervising {
 }
 
 /**
- * Starts the term: `init` now, then every step as its input comes.
+ * Starts the term: `init` (its outputs performed) before it returns, then every input
+ * stepped in turn on the Runner's loop.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const start = (env: Env): Effect.Effect<Supervising, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const machine = Machine.make(env.config)
     const scope = yield* Effect.scope
-    const connections = new Map<Machine.ConnectionId, Connection.Connection<Message>>()
-    let counter = 0
-    const timers = new Map<string, Fiber.Fiber<void>>()
-
-    const cancel = (timer: string) =>
-      Effect.suspend(() => {
-        const fiber = timers.get(timer)
-        if (fiber === undefined) return Effect.void
-        timers.delete(timer)
-        return Fiber.interrupt(fiber)
-      })
-
-    const arm = (timer: string, afterMs: number) =>
-      Effect.gen(function* () {
-        yield* cancel(timer)
-        const fiber: Fiber.Fiber<void> = yield* Effect.forkIn(
-          Effect.andThen(
-            Effect.sleep(afterMs),
-            Effect.suspend(() => {
-              // A timer set again or cancelled since is not this one.
-              if (timers.get(timer) !== fiber) return Effect.void
-              timers.delete(timer)
-              return Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
-                stepWith(M.timerFired(timer, nowMs)),
-              )
-            }),
-          ),
-          scope,
-        )
-        timers.set(timer, fiber)
-      })
+    let state: Machine.State | undefined
+    // The node, once `runConnections` returned: `init`'s events reach `onEvent` before that.
+    const running =
+      yield* Deferred.make<
+        Runner.Connections<Machine.State, Message, Machine.Command, Machine.Event>
+      >()
+    let node: Runner.Connections<Machine.State, Message, Machine.Command, Machine.Event>
 
     /**
      * Until its reservation ends, looks every `pollMs` whether a cut-off member's process is
@@ -112,123 +91,78 @@ export const start = (env: Env): Effect.Effect<Supervising, never, Scope.Scope> 
         const untilMs = (yield* Clock.currentTimeMillis) + env.config.settings.graceMs
         for (;;) {
           const leftMs = untilMs - (yield* Clock.currentTimeMillis)
-          const reserved = [...state.members.values()].some(
+          const reserved = [...term.state().members.values()].some(
             (entry) => entry.connection === connection && entry.cutOff,
           )
           if (leftMs <= 0 || !reserved) return
-          if (!isRunning(pid)) return yield* step({ _tag: "ProcessGone", connection })
+          if (!isRunning(pid)) return yield* term.step({ _tag: "ProcessGone", connection })
           yield* Effect.sleep(Math.min(env.pollMs, leftMs))
         }
       })
 
-    const perform = (outputs: ReadonlyArray<Machine.Output>): Effect.Effect<void> =>
-      Effect.forEach(
-        outputs,
-        (output) => {
-          switch (output._tag) {
-            case "Send": {
-              const connection = connections.get(output.to)
-              return connection === undefined
-                ? Effect.void
-                : Effect.ignore(connection.send(output.message))
-            }
-            case "Broadcast":
-              return Effect.forEach(
-                connections.values(),
-                (c) => Effect.ignore(c.send(output.message)),
-                {
-                  discard: true,
-                },
-              )
-            case "SetTimer":
-              return arm(output.timer, output.afterMs)
-            case "CancelTimer":
-              return cancel(output.timer)
-            case "Emit": {
-              const event = output.event
-              switch (event._tag) {
-                case "Close":
-                  return connections.get(event.connection)?.close ?? Effect.void
-                case "Reserved":
-                  return Effect.asVoid(Effect.forkIn(watch(event.connection, event.pid), scope))
-                default:
-                  return env.onEvent(event, term)
-              }
-            }
-          }
-        },
-        { discard: true },
-      )
-
-    // One step at a time: the step itself is synchronous, so nothing runs in between.
-    const stepWith = (input: M.Input<Message, Machine.Command>) =>
-      Effect.suspend(() => {
-        const next = machine.step(state, input)
-        state = next.state
-        return perform(next.outputs)
-      })
-
-    const step = (command: Machine.Command) =>
-      Effect.flatMap(Clock.currentTimeMillis, (nowMs) => stepWith(M.command(command, nowMs)))
-
-    const add = (connection: Connection.Connection<Message>): Machine.ConnectionId => {
-      const id = `c${++counter}`
-      connections.set(id, connection)
-      return id
-    }
-
-    /** Steps what the connection carries, then its end. */
-    const read = (id: Machine.ConnectionId, connection: Connection.Connection<Message>) =>
-      Effect.gen(function* () {
-        yield* Stream.runForEach(connection.messages, (message) =>
-          Effect.flatMap(Clock.currentTimeMillis, (nowMs) =>
-            stepWith(M.receive(id, message, nowMs)),
-          ),
-        )
-        const reason = yield* connection.closed
-        yield* step({ _tag: "Closed", connection: id, reason: CloseReason.describe(reason) })
-        connections.delete(id)
-      })
-
     const term: Supervising = {
-      state: () => state,
-      step,
-      connection: (id) => connections.get(id),
+      state: () => state!,
+      // A command to a node that stopped is interrupted: the term is over, nothing to do.
+      step: (command) =>
+        Deferred.await(running).pipe(
+          Effect.flatMap((node) => node.command(command)),
+          Effect.exit,
+          Effect.asVoid,
+        ),
+      connection: (id) => node.connection(id),
       accept: (connection) =>
-        Effect.gen(function* () {
-          const id = add(connection)
-          yield* step({ _tag: "Connected", connection: id })
-          yield* read(id, connection)
-        }),
+        Effect.asVoid(
+          node.attach([connection], ([id]) => [{ _tag: "Connected", connection: id! }]),
+        ),
       admit: (standing, welcome) =>
-        Effect.gen(function* () {
-          const added = standing.map(
-            ([connection, preRegistration]) =>
-              [add(connection), connection, preRegistration] as const,
-          )
-          const admitted = added.map(([connection, , preRegistration]) => ({
-            connection,
-            preRegistration,
-          }))
-          yield* welcome
-            ? step({ _tag: "Admit", standing: admitted })
-            : Effect.forEach(
-                admitted,
-                ({ connection, preRegistration }) =>
-                  step({ _tag: "PreRegistered", connection, preRegistration }),
-                { discard: true },
-              )
-          for (const [id, connection] of added) yield* Effect.forkIn(read(id, connection), scope)
-        }),
+        Effect.asVoid(
+          node.attach(
+            standing.map(([connection]) => connection),
+            (ids): ReadonlyArray<Machine.Command> => {
+              const admitted = ids.map((connection, i) => ({
+                connection,
+                preRegistration: standing[i]![1],
+              }))
+              return welcome
+                ? [{ _tag: "Admit", standing: admitted }]
+                : admitted.map(({ connection, preRegistration }) => ({
+                    _tag: "PreRegistered" as const,
+                    connection,
+                    preRegistration,
+                  }))
+            },
+          ),
+        ),
     }
 
-    const initial = machine.init({
+    // The permit gauges this term set, back to zero once it ended (after its last step).
+    let reported: ReadonlyMap<string, Metrics.PermitCounts> = new Map()
+    yield* Effect.addFinalizer(() => Metrics.recordPermits(new Map(), reported))
+
+    node = yield* Runner.runConnections(Machine.make(env.config), {
       self: env.config.self.instanceId,
-      peers: [],
-      nowMs: yield* Clock.currentTimeMillis,
+      onStep: (info) =>
+        Effect.gen(function* () {
+          state = info.after
+          reported = yield* Metrics.recordPermits(info.after.grants.counts(), reported)
+        }),
+      onEvent: (event) => {
+        switch (event._tag) {
+          case "Close":
+            return node.connection(event.connection)?.close ?? Effect.void
+          case "Reserved":
+            return Effect.asVoid(Effect.forkIn(watch(event.connection, event.pid), scope))
+          default:
+            return env.onEvent(event, term)
+        }
+      },
+      closed: (connection, reason) => ({
+        _tag: "Closed" as const,
+        connection,
+        reason: CloseReason.describe(reason),
+      }),
     })
-    let state = initial.state
-    yield* perform(initial.outputs)
+    yield* Deferred.succeed(running, node)
     return term
   })
 
@@ -324,8 +258,11 @@ export const supervise = (env: SuperviseEnv) => {
           return emit({ _tag: "MemberLeft", member: event.member, reason: event.reason })
         case "Granted": {
           const pending = pendingAcquires.get(event.requestId)
-          // Given up meanwhile: hand the permit back.
-          if (pending === undefined) return term.step({ _tag: "Release", resource: event.resource })
+          // Given up meanwhile: hand the permit back (a step of its own, after this one).
+          if (pending === undefined)
+            return Effect.asVoid(
+              Effect.forkIn(term.step({ _tag: "Release", resource: event.resource }), supervising),
+            )
           return Deferred.succeed(pending.done, undefined)
         }
         case "Refused": {
@@ -458,7 +395,7 @@ export const supervise = (env: SuperviseEnv) => {
     }),
   )
 
-  const runSupervisor = (listener: Transport.Listener<Message>) =>
+  const runSupervisor = (listener: Transport.Listener<Message>, release: Effect.Effect<void>) =>
     Effect.gen(function* () {
       const { term, thawed } = yield* takeOver
       yield* standby.follow(undefined)
@@ -466,11 +403,12 @@ export const supervise = (env: SuperviseEnv) => {
       yield* settle
       // The previous supervisor's dead connection is torn down once the members are back.
       yield* Effect.forkScoped(Effect.andThen(Deferred.await(thawed), releaseSpent))
-      // A supervisor that stops on purpose says so, so subordinates elect at once.
-      yield* Effect.addFinalizer(() => term.step({ _tag: "Resign" }))
-      yield* Stream.runForEach(listener.connections, (connection) =>
-        Effect.forkChild(term.accept(connection)),
-      )
+      // A supervisor that stops on purpose says so, so subordinates elect at once; it
+      // unbinds the address first, so whoever they elect can bind it. (Its term's loop may
+      // still have steps queued, such as its connections' ends when it was killed: the
+      // address must not wait for them.)
+      yield* Effect.addFinalizer(() => Effect.andThen(release, term.step({ _tag: "Resign" })))
+      yield* Stream.runForEach(listener.connections, term.accept)
       return yield* Effect.never
     })
 
