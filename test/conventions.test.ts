@@ -375,7 +375,6 @@ const compilerOptions = (): ts.CompilerOptions => {
  */
 const madeValues: Record<string, string> = {
   "machine: Authentication": "made by Authentication.keyed(key, options) or insecure",
-  "checkpoint: Policy": "made by Policy.decode, whose input takes `every` as a Duration.Input",
 }
 
 /**

@@ -256,7 +256,7 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
             {
               listen,
               ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
-              policy: { everyBytes, everyMs: 200, objectBoundaries: true },
+              policy: { everyBytes, every: "200 millis", objectBoundaries: true },
             },
             ObjectSession.fileSource(dir),
           ).pipe(

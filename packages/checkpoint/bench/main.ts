@@ -39,7 +39,7 @@ import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as DuplexSession from "../src/DuplexSession.ts"
 import * as ObjectBundle from "../src/ObjectBundle.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
-import { defaultPolicy, type Policy } from "../src/Policy.ts"
+import type { PolicyInput } from "../src/Policy.ts"
 import * as Proof from "../src/Proof.ts"
 import { echo } from "./echo.ts"
 
@@ -62,7 +62,7 @@ const source: ObjectSession.ObjectSource = {
     ),
   read: (_name, offset, length) => Effect.succeed(object.subarray(offset, offset + length)),
 }
-const noCheckpoints: Policy = { ...defaultPolicy, everyBytes: 1024 * 1024 * 1024 }
+const noCheckpoints: PolicyInput = { everyBytes: 1024 * 1024 * 1024 }
 
 const percentile = (values: ReadonlyArray<number>, p: number): number => {
   const sorted = [...values].sort((a, b) => a - b)
@@ -78,7 +78,7 @@ const store: Store.Store["Service"] = await Effect.runPromise(
   Scope.provide(MemoryStore.make(), storeScope),
 )
 
-const startServer = async (serverId: string, policy: Policy, windowBytesMax?: number) => {
+const startServer = async (serverId: string, policy: PolicyInput, windowBytesMax?: number) => {
   const scope = Effect.runSync(Scope.make())
   const server = await Effect.runPromise(
     ObjectSession.serve(
@@ -326,7 +326,7 @@ const rangeTakeover = async (): Promise<number> => {
 }
 
 const [checkpointed, baseline] = [
-  await startServer("cp", defaultPolicy),
+  await startServer("cp", {}),
   await startServer("plain", noCheckpoints),
 ]
 const session = { checkpointed: [] as Array<number>, baseline: [] as Array<number> }
@@ -361,8 +361,8 @@ try {
 
 const gaps: Array<number> = []
 for (let i = 0; i < takeovers; i++) {
-  const a = await startServer(`ga${i}`, defaultPolicy, 1024 * 1024)
-  const b = await startServer(`gb${i}`, defaultPolicy, 1024 * 1024)
+  const a = await startServer(`ga${i}`, {}, 1024 * 1024)
+  const b = await startServer(`gb${i}`, {}, 1024 * 1024)
   try {
     const result = await download("small", [a.server.address, b.server.address], a.stop)
     if (result.bytes !== takeoverObjectBytes || result.gaps.length !== 1)

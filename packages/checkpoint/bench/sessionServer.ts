@@ -13,7 +13,6 @@ import { Address, NodeTransport } from "@understudy/transport"
 import { Effect, Layer, Redacted, Stream } from "effect"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
-import { defaultPolicy } from "../src/Policy.ts"
 import { echo } from "./echo.ts"
 
 const [id, storeAddress, keyHex, leaseMs, objectBytes] = process.argv.slice(2)
@@ -32,7 +31,7 @@ await Effect.runPromise(
         {
           listen: Address.tcp("127.0.0.1", 0),
           clusterKey,
-          policy: defaultPolicy,
+          policy: {},
           windowBytesMax: 1024 * 1024,
           duplex: echo,
         },

@@ -133,7 +133,7 @@ export const createServer = async (options: CreateServerOptions): Promise<Checkp
         {
           listen,
           ...(clusterKey === undefined ? { insecure: true } : { clusterKey }),
-          policy: policy.success,
+          policy: options.policy ?? {},
           ...(options.windowBytesMax === undefined
             ? {}
             : { windowBytesMax: options.windowBytesMax }),

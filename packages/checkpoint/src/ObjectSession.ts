@@ -45,8 +45,7 @@ import * as Durations from "./internal/durations.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import * as ObjectBundle from "./ObjectBundle.ts"
-import type { Policy } from "./Policy.ts"
-import { defaultPolicy } from "./Policy.ts"
+import * as Policy from "./Policy.ts"
 import * as Proof from "./Proof.ts"
 import * as Resume from "./Resume.ts"
 import * as Sequence from "./Sequence.ts"
@@ -120,7 +119,11 @@ export interface ServerOptions {
   /** The cluster key; required unless `insecure`. */
   readonly clusterKey?: Redacted.Redacted<Uint8Array | string>
   readonly insecure?: boolean
-  readonly policy?: Policy
+  /**
+   * When checkpoints are written: `{ everyBytes, every, objectBoundaries }` (`every` a
+   * `Duration.Input`), decoded by `Policy.decode`. Default `Policy.defaultPolicy`.
+   */
+  readonly policy?: Policy.PolicyInput
   /** Bytes in flight unacknowledged. Default 4 MiB. */
   readonly windowBytesMax?: number
   /** Bytes per data frame. Default 64 KiB. */
@@ -194,13 +197,15 @@ export const serve = (
   source: ObjectSource,
 ): Effect.Effect<Server, unknown, Transport.Transport | CheckpointStore | Scope.Scope> =>
   Effect.gen(function* () {
+    const decoded = Policy.decode(options.policy ?? {})
+    if (Result.isFailure(decoded)) return yield* Effect.fail(decoded.failure)
+    const policy = decoded.success
     const transport = yield* Transport.Transport
     const checkpoints = yield* CheckpointStore
     if (options.clusterKey === undefined && options.insecure !== true)
       return yield* Effect.die(new Error("a cluster key is required (or insecure: true)"))
     if (options.clusterKey === undefined)
       yield* Effect.logWarning("checkpoint: serving without a cluster key")
-    const policy = options.policy ?? defaultPolicy
     const windowBytesMax = options.windowBytesMax ?? 4 * 1024 * 1024
     const segmentBytes = options.segmentBytes ?? 64 * 1024
     const sessionsMax = options.sessionsMax ?? 256

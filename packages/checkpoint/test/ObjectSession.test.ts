@@ -26,7 +26,7 @@ const startServer = (serverId: string, windowBytesMax?: number, sessionsMax?: nu
       {
         listen: Address.tcp("127.0.0.1", 0),
         clusterKey,
-        policy: { everyBytes: 512 * 1024, everyMs: 200, objectBoundaries: true },
+        policy: { everyBytes: 512 * 1024, every: "200 millis", objectBoundaries: true },
         ...(windowBytesMax === undefined ? {} : { windowBytesMax }),
         ...(sessionsMax === undefined ? {} : { sessionsMax }),
       },
