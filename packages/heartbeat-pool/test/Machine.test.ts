@@ -6,7 +6,7 @@ import { Machine as M } from "@understudy/machine"
 import { HashMap } from "effect"
 import * as Machine from "../src/Machine.ts"
 import type * as Message from "../src/Message.ts"
-import { electedLeader, fakeCrypto, license, timing } from "./support/sim.ts"
+import { electedLeader, fakeCrypto, ack as leaderAck, license, timing } from "./support/sim.ts"
 
 const servers = ["s1", "s2", "s3"]
 const pool = Machine.make({ servers, ...timing, crypto: fakeCrypto, initialLicense: license(2) })
@@ -1054,16 +1054,6 @@ describe("the leader's count of seats", () => {
     initialLicense: license(2),
     shareSeatsMax: 0,
   })
-  const ack = (seq: number): Message.Peer => ({
-    _tag: "HeartbeatAck",
-    term: 1,
-    seq,
-    version: 0,
-    used: 0,
-    sequence: 1,
-    life: 1,
-    shareUsed: 0,
-  })
   /** Ticks every 100 ms from `fromMs` through `toMs`, both followers acknowledging each. */
   const ticks = (state: Machine.State, fromMs: number, toMs: number) => {
     for (let atMs = fromMs; atMs <= toMs; atMs += 100) {
@@ -1071,7 +1061,7 @@ describe("the leader's count of seats", () => {
       for (const follower of ["s2", "s3"])
         state = unshared.step(
           state,
-          M.receive(follower, ack(state.leaderState!.seq), atMs + 1),
+          M.receive(follower, leaderAck(state.leaderState!.seq), atMs + 1),
         ).state
     }
     return state

@@ -28,6 +28,23 @@ const heartbeat: Message.Peer = {
   merged: null,
 }
 
+/**
+ * Server s2 of `pool` stepped by hand, each step given to the metrics recorder: `step` runs
+ * one input and returns its outputs, `current` is the state after the latest.
+ */
+const recorded = () => {
+  const record = Metrics.recorder("s2")
+  let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
+  const step = (input: M.Input<Message.Peer, Machine.Command>) =>
+    Effect.gen(function* () {
+      const next = pool.step(state, input)
+      yield* record({ before: state, after: next.state, outputs: next.outputs, nowMs: input.nowMs })
+      state = next.state
+      return next.outputs
+    })
+  return { step, current: () => state }
+}
+
 describe("heartbeat pool metrics", () => {
   it.effect(
     "a lost leader: detection at the check message, then an election won and the failover closed",
@@ -35,39 +52,26 @@ describe("heartbeat pool metrics", () => {
       const tracer = TestTracer.make()
       const { spans } = tracer
       return Effect.gen(function* () {
-        const record = Metrics.recorder("s2")
-        let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
-        const step = (input: M.Input<Message.Peer, Machine.Command>) =>
-          Effect.gen(function* () {
-            const next = pool.step(state, input)
-            yield* record({
-              before: state,
-              after: next.state,
-              outputs: next.outputs,
-              nowMs: input.nowMs,
-            })
-            state = next.state
-            return next.outputs
-          })
+        const { step, current } = recorded()
         yield* step(M.receive("s1", heartbeat, 10))
-        expect(state.leader).toBe("s1")
+        expect(current().leader).toBe("s1")
         // The leader falls silent: ticks until the check message, then until the election.
         let atMs = 10
-        while (state.checkSentMs === undefined && atMs < 2_000) {
+        while (current().checkSentMs === undefined && atMs < 2_000) {
           atMs += 50
           yield* step(M.timerFired(Machine.tickTimer, atMs))
         }
         const checkAtMs = atMs
         expect(checkAtMs).toBeGreaterThanOrEqual(10 + timing.followerTimeoutMs)
-        while (state.role !== "candidate" && atMs < 4_000) {
+        while (current().role !== "candidate" && atMs < 4_000) {
           atMs += 50
           for (const timer of [Machine.tickTimer, Machine.electionTimer])
             yield* step(M.timerFired(timer, atMs))
         }
-        expect(state.role).toBe("candidate")
-        const term = state.durable.term
+        expect(current().role).toBe("candidate")
+        const term = current().durable.term
         yield* step(M.receive("s3", { _tag: "Vote", term, granted: true }, atMs + 5))
-        expect(state.role).toBe("leader")
+        expect(current().role).toBe("leader")
 
         const detection = yield* Metric.value(
           Metric.withAttributes(Metrics.detectionMs, { lost: "leader" }),
@@ -100,28 +104,16 @@ describe("heartbeat pool metrics", () => {
 
   it.effect("a check answered by the leader closes the failover span, records no failover", () =>
     Effect.gen(function* () {
-      const record = Metrics.recorder("s2")
-      let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
-      const step = (input: M.Input<Message.Peer, Machine.Command>) =>
-        Effect.gen(function* () {
-          const next = pool.step(state, input)
-          yield* record({
-            before: state,
-            after: next.state,
-            outputs: next.outputs,
-            nowMs: input.nowMs,
-          })
-          state = next.state
-        })
+      const { step, current } = recorded()
       yield* step(M.receive("s1", heartbeat, 10))
       let atMs = 10
-      while (state.checkSentMs === undefined && atMs < 2_000) {
+      while (current().checkSentMs === undefined && atMs < 2_000) {
         atMs += 50
         yield* step(M.timerFired(Machine.tickTimer, atMs))
       }
       yield* step(M.receive("s1", { _tag: "CheckReply", term: 1 }, atMs + 5))
-      expect(state.checkSentMs).toBeUndefined()
-      expect(state.leader).toBe("s1")
+      expect(current().checkSentMs).toBeUndefined()
+      expect(current().leader).toBe("s1")
       const failover = yield* Metric.value(
         Metric.withAttributes(Metrics.failoverMs, { role: "follower" }),
       )
@@ -136,24 +128,12 @@ describe("heartbeat pool metrics", () => {
     "a newer term while following a leader is a failover too (another server noticed first)",
     () =>
       Effect.gen(function* () {
-        const record = Metrics.recorder("s2")
-        let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
-        const step = (input: M.Input<Message.Peer, Machine.Command>) =>
-          Effect.gen(function* () {
-            const next = pool.step(state, input)
-            yield* record({
-              before: state,
-              after: next.state,
-              outputs: next.outputs,
-              nowMs: input.nowMs,
-            })
-            state = next.state
-          })
+        const { step, current } = recorded()
         yield* step(M.receive("s1", heartbeat, 10))
         // s3 won term 2 while s2 still heard s1: its first heartbeat is the news.
         yield* step(M.receive("s3", { ...heartbeat, term: 2, seq: 1 }, 450))
-        expect(state.durable.term).toBe(2)
-        expect(state.leader).toBe("s3")
+        expect(current().durable.term).toBe(2)
+        expect(current().leader).toBe("s3")
         const failover = yield* Metric.value(
           Metric.withAttributes(Metrics.failoverMs, { role: "follower" }),
         )
@@ -167,20 +147,7 @@ describe("a follower's gauges", () => {
     "share seats, requests waiting and clients follow its share, its questions and its record",
     () =>
       Effect.gen(function* () {
-        const record = Metrics.recorder("s2")
-        let state = pool.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state
-        const step = (input: M.Input<Message.Peer, Machine.Command>) =>
-          Effect.gen(function* () {
-            const next = pool.step(state, input)
-            yield* record({
-              before: state,
-              after: next.state,
-              outputs: next.outputs,
-              nowMs: input.nowMs,
-            })
-            state = next.state
-            return next.outputs
-          })
+        const { step } = recorded()
         const gauge = (metric: typeof Metrics.clients) =>
           Effect.map(
             Metric.value(Metric.withAttributes(metric, { server: "s2" })),

@@ -72,22 +72,24 @@ export const timing = {
   leaseMs: 2_000,
 }
 
+/** A follower's acknowledgement of the term-1 leader's heartbeat `seq` (empty record, life 1). */
+export const ack = (seq: number): Message.Peer => ({
+  _tag: "HeartbeatAck",
+  term: 1,
+  seq,
+  version: 0,
+  used: 0,
+  sequence: 1,
+  life: 1,
+  shareUsed: 0,
+})
+
 /**
  * s1 (of s1, s2, s3) elected leader of term 1 at 605 ms with s2's vote, both followers'
  * (empty) records merged, its heartbeats acknowledged every 100 ms until `nowMs` (3,000:
  * past the settling time after the election, so it grants new seats).
  */
 export const electedLeader = (machine: Machine.Pool, nowMs = 3_000): Machine.State => {
-  const ack = (seq: number): Message.Peer => ({
-    _tag: "HeartbeatAck",
-    term: 1,
-    seq,
-    version: 0,
-    used: 0,
-    sequence: 1,
-    life: 1,
-    shareUsed: 0,
-  })
   let state = machine.init({ self: "s1", peers: ["s2", "s3"], nowMs: 0 }).state
   state = machine.step(state, M.timerFired(Machine.electionTimer, 600)).state
   state = machine.step(state, M.receive("s2", { _tag: "Vote", term: 1, granted: true }, 605)).state
