@@ -9,12 +9,24 @@ import * as crypto from "node:crypto"
 import type { BigIntStats } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as net from "node:net"
-import { type Cause, Clock, Effect, Exit, Layer, Queue, Result, Scope, Stream } from "effect"
+import {
+  type Cause,
+  Clock,
+  Effect,
+  Exit,
+  Layer,
+  Metric,
+  Queue,
+  Result,
+  Scope,
+  Stream,
+} from "effect"
 import * as Address from "./Address.ts"
 import type { Connection } from "./Connection.ts"
 import * as connection from "./internal/connection.ts"
 import type { RandomBytes } from "./internal/link.ts"
 import * as NodeLink from "./internal/nodeLink.ts"
+import * as Metrics from "./Metrics.ts"
 import { type ConnectionOptions, decode, type ResolvedOptions } from "./Options.ts"
 import { type Listener, Transport } from "./Transport.ts"
 import { ConnectError, ListenError } from "./TransportError.ts"
@@ -25,6 +37,12 @@ const randomBytes: RandomBytes = (size) =>
 
 /** Handshakes in progress on one listener; past this, new sockets are dropped at once. */
 const maxPendingHandshakes = 1024
+
+/** A socket dropped at once because `maxPendingHandshakes` were in progress. */
+const overloaded = Metric.withAttributes(Metrics.handshakes, {
+  side: "server",
+  outcome: "Overloaded",
+})
 
 /** Accepted connections not yet taken from `Listener.connections`. */
 const acceptedQueueCapacity = 256
@@ -290,10 +308,12 @@ const listen = <A>(
     // peer learns at once instead of waiting out its handshake time-out.
     const unfinished = new Set<net.Socket>()
     let pendingHandshakes = 0
+    const context = yield* Effect.context<never>()
     let closing = false
     const server = yield* acquireServer(address, (socket) => {
       // Past this point nothing takes sockets from the queue any more.
       if (closing || pendingHandshakes >= maxPendingHandshakes) {
+        if (!closing) overloaded.updateUnsafe(1, context)
         socket.destroy()
         return
       }

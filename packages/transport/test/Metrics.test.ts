@@ -269,6 +269,37 @@ describe("transport metrics (real sockets)", () => {
     }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer), isolated),
   )
 
+  it.live(
+    "NodeTransport: a socket past the listener's 1,024 pending handshakes is counted as Overloaded",
+    () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        const listener = yield* transport.listen(Address.tcp("127.0.0.1", 0), {
+          codec: text,
+          handshakeTimeout: "60 seconds",
+        })
+        const { host, port } = listener.address as Address.Tcp
+        // 1,025 peers that connect and never say hello: the first 1,024 wait in the handshake.
+        const silent: Array<net.Socket> = []
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            for (const socket of silent) socket.destroy()
+          }),
+        )
+        for (let index = 0; index < 1_025; index++) {
+          const socket = net.connect({ host, port })
+          socket.on("error", () => {})
+          silent.push(socket)
+        }
+        for (let turn = 0; turn < 1_000; turn++) {
+          if ((yield* count(Metrics.handshakes, { side: "server", outcome: "Overloaded" })) > 0)
+            break
+          yield* Effect.sleep(10)
+        }
+        expect(yield* count(Metrics.handshakes, { side: "server", outcome: "Overloaded" })).toBe(1)
+      }).pipe(Effect.scoped, Effect.provide(NodeTransport.layer), isolated),
+  )
+
   it.live("NodeDatagram: datagrams sent and received", () =>
     Effect.gen(function* () {
       const datagram = yield* Datagram
