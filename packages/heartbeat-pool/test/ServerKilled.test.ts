@@ -3,15 +3,15 @@
  * processes (the bench's `serverProcess.ts`), one client (`Client.run`) in this process. Once
  * the client holds its seat, the process holding it is killed: the kernel answers the
  * client's next heartbeat with an ICMP port unreachable, and the client walks the priority
- * list on that report, while fewer messages were unanswered than its timed detection needs;
- * then it re-attaches. Asserted on the order of the client's steps, never on durations;
- * waits are for events, bounded generously (a loaded machine).
+ * list on that report; then it re-attaches. Asserted on the order of the client's steps,
+ * never on durations; waits are for events, bounded generously (a loaded machine).
  *
- * The walk's input is the proof that it came before the timed detection: that one walks in a
- * timer step, when the last of `missLimit` waits ends, so a walk on `Unreachable` is one the
- * timers had not made yet. How many messages went unanswered before the report is not
- * asserted: it is a matter of timing (each wait is a sixth of an interval or so, and on a
- * loaded machine the report reached the client after two of them: `missed` 3 once).
+ * The walk's input is the proof: the timed detection walks in a timer step, when the last of
+ * `missLimit` waits ends. It is put out of the race here (100 waits of a whole interval: 10 s,
+ * where the report takes milliseconds), because with the defaults (3 waits of about a sixth
+ * of an interval) a machine at load ~30 let the timers win once, and at load ~28 the report
+ * came after two resends (`missed` 3). Without `reportUnreachable` the walk is a timer step
+ * and the test fails.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -31,7 +31,8 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-const missLimit = 3
+/** Unanswered waits before the timed detection walks (the most the client takes). */
+const missLimit = 100
 const heartbeatIntervalMs = 100
 // Margins for a loaded machine: a lease of 20 heartbeats (a new leader settles for a lease).
 const timing = {
@@ -93,6 +94,8 @@ describe("a server process SIGKILLed", () => {
           poolSecret: secret,
           product: "cad",
           heartbeatInterval: heartbeatIntervalMs,
+          retryInterval: heartbeatIntervalMs,
+          minRetryInterval: heartbeatIntervalMs,
           missLimit,
           onStep: (info) => Effect.sync(() => void steps.push(info)),
         })
