@@ -477,17 +477,8 @@ export const make = <S, Req, Res>(
     }
     const millis = TransportOptions.toMillis
     const lease = settings.lease ?? {}
-    const durable =
-      options.walFile === undefined
-        ? undefined
-        : yield* Durable.open<Req, S, Res>(
-            options.walFile,
-            options.request,
-            undefined,
-            options.snapshot,
-          )
     const { lease: _, ...withoutLease } = options
-    const config: Machine.Config<S, Req, Res> = {
+    const checked: Machine.Config<S, Req, Res> = {
       ...withoutLease,
       apply: plainApply(options.apply),
       detectionPeriodMs: millis(settings.detectionPeriod),
@@ -497,7 +488,6 @@ export const make = <S, Req, Res>(
       ...(settings.unknownDelay === undefined
         ? {}
         : { unknownDelayMs: millis(settings.unknownDelay) }),
-      ...(durable === undefined ? {} : { restored: durable.recovered }),
       ...(readMode === "lease"
         ? {
             lease: {
@@ -507,7 +497,7 @@ export const make = <S, Req, Res>(
           }
         : {}),
     }
-    const invalid = Machine.validate(config)
+    const invalid = Machine.validate(checked)
     if (invalid !== undefined) {
       return yield* new Machine.InvalidConfig({ reason: invalid.message })
     }
@@ -516,6 +506,18 @@ export const make = <S, Req, Res>(
         reason: `${options.self} is not a configured server`,
       })
     }
+    // Only a valid configuration opens (or creates) the write-ahead log.
+    const durable =
+      options.walFile === undefined
+        ? undefined
+        : yield* Durable.open<Req, S, Res>(
+            options.walFile,
+            options.request,
+            undefined,
+            options.snapshot,
+          )
+    const config: Machine.Config<S, Req, Res> =
+      durable === undefined ? checked : { ...checked, restored: durable.recovered }
     const nameServer = yield* NameServer.NameServer
     const { self, group } = options
     const holderName = options.advertise === undefined ? self : `${self}=${options.advertise}`

@@ -225,6 +225,18 @@ describe("ServerGroup", () => {
           expect(error).toMatchObject({ _tag: "InvalidConfig" })
           expect((error as { reason: string }).reason).toMatch(reason)
         }
+        // A refused configuration opens nothing, not even its write-ahead log.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "server-group-refused-"))
+        try {
+          const walFile = path.join(dir, "s1.wal")
+          for (const extra of [{ detectionPeriod: 0 }, { delayWindow: 0 }, { self: "s9" }]) {
+            const error = yield* refused({ ...extra, walFile })
+            expect(error).toMatchObject({ _tag: "InvalidConfig" })
+            expect(fs.existsSync(walFile), JSON.stringify(extra)).toBe(false)
+          }
+        } finally {
+          fs.rmSync(dir, { recursive: true, force: true })
+        }
       }).pipe(Effect.scoped, Effect.provide(services)),
   )
 
