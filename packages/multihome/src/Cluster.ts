@@ -251,8 +251,16 @@ const asksPeer = (failover: Failover): boolean => failover === "asconf" || failo
 const takesAddress = (failover: Failover): boolean => failover === "takeover" || failover === "both"
 
 /** The takeover's request to the peer for this node's options. */
-const askPeerForPrimary = (options: Options): Association.TakeOverOptions =>
-  asksPeer(options.failover ?? "asconf") ? { setPrimary: options.bind.host } : {}
+const askPeerForPrimary = (options: Options): Association.TakeOverOptions => {
+  const failover = options.failover ?? "asconf"
+  if (!asksPeer(failover)) return {}
+  // `both`: the request waits until what the peer sent into the takeover's gap is filled. A
+  // peer (usrsctp) fast-retransmits only on SACKs for what it sent to the same address: moved
+  // at once, it would resend the chunk lost on the dead node's address only at its T3-rtx.
+  return takesAddress(failover)
+    ? { setPrimary: options.bind.host, setPrimaryOnceFilled: true }
+    : { setPrimary: options.bind.host }
+}
 
 /**
  * Something the node did.

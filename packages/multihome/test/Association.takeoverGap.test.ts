@@ -11,9 +11,10 @@ import { Deferred, Duration, Effect, Fiber, Redacted, Stream } from "effect"
 import * as Association from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
 import * as Cluster from "../src/Cluster.ts"
-import type * as Endpoint from "../src/Endpoint.ts"
+import * as Endpoint from "../src/Endpoint.ts"
 import { established, Loopback, serverHosts, serverUdp } from "./associationHarness.ts"
 import { advance, connectPeer, within } from "./support/endpoint-support.ts"
+import { dataTsns, repeated, type Seen, tapped } from "./support/wireTap.ts"
 
 const config = (localPort: number): Association.Config => ({
   ...Association.defaultConfig,
@@ -228,7 +229,12 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
     pathMaxRetrans: 2,
     heartbeatInterval: 1_000,
   }
-  const node = (net: SimNet.SimNet, role: Cluster.Role, host: string) =>
+  const node = (
+    net: SimNet.SimNet,
+    role: Cluster.Role,
+    host: string,
+    failover: Cluster.Failover = "takeover",
+  ) =>
     Effect.gen(function* () {
       // The secondary binds the primary's address through that host (its IP, now free).
       const own = yield* Datagram.Datagram
@@ -252,7 +258,7 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
         config: quick,
         seed: role === "primary" ? 11 : 12,
         clusterKey: Redacted.make(new Uint8Array(32).fill(7)),
-        failover: "takeover",
+        failover,
         addressClaim: {
           claim: () => Effect.sleep(Duration.millis(50)),
           release: () => Effect.void,
@@ -323,5 +329,81 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
       expect(lost.filter((line) => line.atMs >= tookOverAtMs)).toEqual([])
       expect(lost.filter((line) => line.atMs < tookOverAtMs).length).toBeGreaterThan(0)
     }),
+  )
+
+  // `both`: the node binds the dead node's address and asks the peer (ASCONF) to move to its
+  // own, but only once the peer resent what it lost on the old address: a peer like usrsctp
+  // fast-retransmits only on SACKs for chunks sent to the same address.
+  it.effect(
+    "both: the Set Primary request reaches the peer only after it resent what it lost",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+        const secondary = yield* Deferred.make<Cluster.Node>()
+        yield* net.run(
+          secondaryHost,
+          Effect.gen(function* () {
+            yield* Deferred.succeed(secondary, yield* node(net, "secondary", secondaryHost, "both"))
+            return yield* Effect.never
+          }),
+        )
+        const primary = yield* Effect.forkScoped(
+          Effect.scoped(
+            Effect.andThen(node(net, "primary", primaryHost, "both"), Effect.never),
+          ).pipe(Effect.provide(net.layer(primaryHost))),
+        )
+        yield* advance(200)
+        yield* Deferred.await(secondary)
+        const seen: Array<Seen> = []
+        // A slow T3-rtx (3 s, usrsctp's initial RTO), past this simulation's takeover (~1 s): a
+        // resend before it is a fast retransmit.
+        const peer = yield* Endpoint.make({
+          bind: Address.udp(peerHost, udpPort),
+          port: 5000,
+          config: { ...quick, rtoInitial: 3_000, rtoMin: 3_000, rtoMax: 6_000 },
+          seed: 99,
+        }).pipe(Effect.provide(tapped(net, peerHost, seen)))
+        const association = yield* within(
+          10_000,
+          peer.connect({ host: primaryHost, udpPort, port: 7 }),
+        )
+        yield* advance(1_500)
+        const total = 200
+        const echoes = yield* Effect.forkScoped(
+          association.messages.pipe(Stream.take(total), Stream.runCollect),
+        )
+        for (let index = 0; index < total; index++) {
+          if (index === 50) {
+            yield* net.crash(primaryHost)
+            yield* Effect.forkScoped(Fiber.interrupt(primary))
+            yield* net.restart(primaryHost)
+          }
+          yield* association.send(0, 1, new TextEncoder().encode(`${index}`))
+          yield* advance(10)
+        }
+        const echoed = yield* within(60_000, Fiber.join(echoes))
+        expect(echoed.map((message) => Number(new TextDecoder().decode(message.data)))).toEqual(
+          Array.from({ length: total }, (_, index) => index),
+        )
+        const sent = dataTsns(seen, "out")
+        const resent = repeated(sent)
+        // Something was lost on the dead node's address and resent.
+        expect(resent.length).toBeGreaterThan(0)
+        const askedAtMs = seen.find(
+          (entry) =>
+            entry.direction === "in" &&
+            entry.packet.chunks.some((chunk) => chunk._tag === "Asconf"),
+        )?.atMs
+        expect(askedAtMs).toBeDefined()
+        // The first chunk lost on the dead node's address (the hole the peer's SACKs name).
+        const first = sent.find((entry) => resent.includes(entry.tsn))!
+        const times = sent.filter((entry) => entry.tsn === first.tsn).map((entry) => entry.atMs)
+        // Resent (fast) before the request came, and before a T3-rtx would have. Strictly:
+        // this peer, unlike usrsctp, resends at once what it had sent to the old primary when
+        // told of a new one, so a request in the takeover's first packet would see the resend
+        // in the same instant.
+        expect(times[1]!).toBeLessThan(askedAtMs!)
+        expect(times[1]! - times[0]!).toBeLessThan(3_000)
+      }),
   )
 })
