@@ -1282,6 +1282,10 @@ export const make = (
           closing = true
           yield* releaseAll
           yield* Scope.close(endpointScope, Exit.void)
+          // An address it took over is no longer this node's to hold: the node that serves
+          // now, or the one restarted on it, binds it (kept, a fenced-out node's bind made
+          // the restarted standby give up after `addressWait`).
+          yield* releaseAddress
           const atMs = yield* now
           const silent = `falls silent (${action.reason}): ${action.detail}`
           yield* logged(
