@@ -239,6 +239,8 @@ describe("license-pool processes", () => {
     let reattachments = 0
     let sequence = 1
     let roundEndedAt = performance.now()
+    /** Wall-clock time (the events' `atMs`) of each round's fault. */
+    const roundStarts: Array<number> = []
     for (let round = 0; round < rounds; round++) {
       await waitFor(
         `round ${round}: the pool settled`,
@@ -262,6 +264,7 @@ describe("license-pool processes", () => {
       const proc = servers.get(victim)!
 
       const faultAt = performance.now()
+      roundStarts.push(Date.now())
       const phases: Array<string> = []
       const phase = (what: string) =>
         phases.push(`${what} ${((performance.now() - faultAt) / 1000).toFixed(1)} s`)
@@ -363,15 +366,41 @@ describe("license-pool processes", () => {
     expect(status.leader).not.toBeNull()
     expect(status.servers.map((server) => server.sequence)).toEqual([sequence, sequence, sequence])
 
-    const lost = [...seatEvents()].filter(([, events]) =>
-      events.some((event) => event.type === "Lost"),
+    // Every loss with why: the client's reason (`expired`: its lease ran out; `refused`: the
+    // server it asked denied it), the server and term of the seat, and the answer that ended it
+    // (the `Denied` just before, with its reason, server and term), plus the event before that
+    // (where the seat was last granted or re-attached), with the round it fell in.
+    const roundAt = (atMs: unknown) =>
+      typeof atMs === "number" ? roundStarts.filter((started) => started <= atMs).length - 1 : -1
+    const brief = (event: Record<string, unknown> | undefined) =>
+      event === undefined
+        ? "-"
+        : `${String(event.type)}${event.reason === undefined ? "" : `(${String(event.reason)})`} at ${String(event.server)} term ${String(event.term)} ${String(event.atMs)}`
+    const losses = [...seatEvents()].flatMap(([client, events]) =>
+      events.flatMap((event, index) => {
+        if (event.type !== "Lost") return []
+        const before = events.slice(0, index)
+        const denial = before.at(-1)?.type === "Denied" ? before.at(-1) : undefined
+        const held = before.filter((e) => e.type === "Granted" || e.type === "Reattached").at(-1)
+        return [
+          `${client}: round ${roundAt(event.atMs)} Lost(${String(event.reason)}) seat at ${String(event.server)} term ${String(event.term)} at ${String(event.atMs)}; answer ${brief(denial)}; held since ${brief(held)}`,
+        ]
+      }),
     )
-    expect(
-      lost.map(
-        ([client, events]) =>
-          `${client}: ${JSON.stringify(events.filter((event) => event.type !== "Denied").slice(-4))}`,
-      ),
-    ).toEqual([])
+    if (losses.length > 0) {
+      const byWhy = new Map<string, number>()
+      for (const loss of losses) {
+        const why = loss
+          .replace(/^[^:]*: /, "")
+          .replace(/ at \d+(\.\d+)?/g, "")
+          .replace(/; held since.*$/, "")
+        byWhy.set(why, (byWhy.get(why) ?? 0) + 1)
+      }
+      console.error(
+        `${losses.length} seats lost, by cause:\n${[...byWhy].map(([why, count]) => `  ${count} x ${why}`).join("\n")}\nround starts (ms): ${JSON.stringify(roundStarts)}`,
+      )
+    }
+    expect(losses).toEqual([])
     // Every grant, re-attachment, loss and denial names its server, term and time.
     const unnamed = [...seatEvents().values()]
       .flat()
