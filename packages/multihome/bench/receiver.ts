@@ -175,11 +175,13 @@ const observedDatagram: Layer.Layer<Datagram.Datagram> = Layer.effect(
   Effect.gen(function* () {
     const inner = yield* Datagram.Datagram
     return Datagram.Datagram.of({
-      bind: (address) =>
+      // The options and the endpoint's other members pass through: the Cluster's partner
+      // probe needs `reportUnreachable`, or its relink grace runs in full.
+      bind: (address, options) =>
         Effect.map(
-          inner.bind(address),
+          inner.bind(address, options),
           (socket): Datagram.Endpoint => ({
-            address: socket.address,
+            ...socket,
             send: (to, bytes) => {
               watchOut(bytes)
               return socket.send(to, bytes)
