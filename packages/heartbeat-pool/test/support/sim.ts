@@ -481,6 +481,9 @@ export const run = (
     ...more,
   })
 
+/** The stalls of the last `runRounds` with `stalls` (for a failure's story). */
+export const stallLog: Array<string> = []
+
 /** One fault of a round: the kinds of the real-process test, in its rotation. */
 export type RoundFault = "kill-leader" | "stop-leader" | "kill-follower"
 
@@ -516,8 +519,15 @@ export const runRounds = (
   world: World,
   rounds: number,
   more: Partial<FastSim.Options<NodeState, Msg, NodeCommand, NodeEvent>> = {},
+  /**
+   * A loaded machine: at each workload tick, with chance `1 / every`, a server that is not
+   * stopped is stalled (SIGSTOP-like: its datagrams and timers wait) for up to `maxMs`.
+   */
+  stalls?: { readonly every: number; readonly maxMs: number },
 ): FastSim.Report<NodeEvent> & { readonly rounds: number } => {
   const roll = dice(seed)
+  const stalled = new Map<string, number>()
+  stallLog.length = 0
   const servers = world.servers
   let round = 0
   let waiting: { fault: RoundFault; victim: string; atMs: number; term: number } | undefined
@@ -532,7 +542,9 @@ export const runRounds = (
         (at === undefined || node.state.server === at)
       )
     })
-  const roundsMs = rounds * 4_000
+  // Stalls slow the rounds down: twice the time, and none begins that would outlast the
+  // workload (a server left stopped would be a second failure).
+  const roundsMs = rounds * (stalls === undefined ? 4_000 : 8_000)
   const report = FastSim.run<NodeState, Msg, NodeCommand, NodeEvent>({
     machine: nodeMachine(world),
     nodes: [...servers, ...world.clients],
@@ -557,68 +569,90 @@ export const runRounds = (
       everyMs: timing.heartbeatIntervalMs / 4,
       endMs: 2_000 + roundsMs,
       commands: (nowMs, view) => {
-        if (round >= rounds) return []
-        const nodes = servers.map((id) => serverOf(view.states, id)!)
-        if (waiting === undefined) {
-          const leader = nodes.find((node) => node.state.role === "leader")
-          const over =
-            leader !== undefined &&
-            nodes.every(
-              (node) =>
-                node.killed !== true &&
-                node.stopped === undefined &&
-                node.state.durable.term === leader.state.durable.term &&
-                node.state.leader === leader.state.self &&
-                (node === leader || node.state.authorityUntilMs > nowMs),
-            )
-          // Round 0 waits for every seat to be taken.
-          if (!over || (round === 0 && holders(view).length < world.capacity)) return []
-          const fault = (["kill-leader", "stop-leader", "kill-follower"] as const)[round % 3]!
-          const victim =
-            fault === "kill-follower"
-              ? servers
-                  .filter((id) => id !== leader.state.self)
-                  .sort((a, b) => holders(view, b).length - holders(view, a).length)[0]!
-              : leader.state.self
-          moved = holders(view, victim)
-          waiting = { fault, victim, atMs: nowMs, term: leader.state.durable.term }
-          restartAtMs =
-            fault === "stop-leader"
-              ? undefined
-              : nowMs + roll(17) * (timing.heartbeatIntervalMs / 4)
-          return [{ node: victim, command: { _tag: fault === "stop-leader" ? "Stop" : "Kill" } }]
+        const stallCommands: Array<FastSim.CommandFor<NodeCommand>> = []
+        if (stalls !== undefined) {
+          for (const [id, untilMs] of stalled)
+            if (nowMs >= untilMs) {
+              stalled.delete(id)
+              stallLog.push(`${nowMs} continue ${id}`)
+              stallCommands.push({ node: id, command: { _tag: "Continue" } })
+            }
+          if (roll(stalls.every) === 0 && nowMs + stalls.maxMs < 2_000 + roundsMs - 500) {
+            const id = servers[roll(servers.length)]!
+            if (!stalled.has(id) && serverOf(view.states, id)?.stopped === undefined) {
+              stalled.set(id, nowMs + roll(stalls.maxMs))
+              stallLog.push(`${nowMs} stall ${id} until ${stalled.get(id)}`)
+              stallCommands.push({ node: id, command: { _tag: "Stop" } })
+            }
+          }
         }
-        const { fault, victim, atMs, term } = waiting
-        const commands: Array<FastSim.CommandFor<NodeCommand>> = []
-        if (restartAtMs !== undefined && nowMs >= restartAtMs) {
-          restartAtMs = undefined
-          commands.push({ node: victim, command: { _tag: "Restart" } })
-        }
-        const newLeader = nodes.some(
-          (node) =>
-            node.killed !== true &&
-            node.stopped === undefined &&
-            node.state.role === "leader" &&
-            node.state.durable.term > term,
-        )
-        // A client re-attached elsewhere, or held on at its restarted server and is renewed.
-        const reattached = moved.every((id) => {
-          const node = view.states.get(id)
-          return (
-            node?.kind === "client" &&
-            Client.holds(node.state, nowMs) &&
-            (node.state.server !== victim || node.state.leaseUntilMs > atMs + timing.leaseMs)
-          )
-        })
-        if ((fault !== "kill-follower" && !newLeader) || !reattached || restartAtMs !== undefined)
-          return commands
-        if (fault === "stop-leader") commands.push({ node: victim, command: { _tag: "Continue" } })
-        round++
-        waiting = undefined
-        return commands
+        return [...stallCommands, ...roundCommands(nowMs, view)]
       },
     },
     ...more,
   })
   return { ...report, rounds: round }
+
+  function roundCommands(
+    nowMs: number,
+    view: FastSim.View<NodeState, Msg, NodeCommand, NodeEvent>,
+  ): Array<FastSim.CommandFor<NodeCommand>> {
+    if (round >= rounds) return []
+    const nodes = servers.map((id) => serverOf(view.states, id)!)
+    if (waiting === undefined) {
+      const leader = nodes.find((node) => node.state.role === "leader")
+      const over =
+        leader !== undefined &&
+        nodes.every(
+          (node) =>
+            node.killed !== true &&
+            node.stopped === undefined &&
+            node.state.durable.term === leader.state.durable.term &&
+            node.state.leader === leader.state.self &&
+            (node === leader || node.state.authorityUntilMs > nowMs),
+        )
+      // Round 0 waits for every seat to be taken.
+      if (!over || (round === 0 && holders(view).length < world.capacity)) return []
+      const fault = (["kill-leader", "stop-leader", "kill-follower"] as const)[round % 3]!
+      const victim =
+        fault === "kill-follower"
+          ? servers
+              .filter((id) => id !== leader.state.self)
+              .sort((a, b) => holders(view, b).length - holders(view, a).length)[0]!
+          : leader.state.self
+      moved = holders(view, victim)
+      waiting = { fault, victim, atMs: nowMs, term: leader.state.durable.term }
+      restartAtMs =
+        fault === "stop-leader" ? undefined : nowMs + roll(17) * (timing.heartbeatIntervalMs / 4)
+      return [{ node: victim, command: { _tag: fault === "stop-leader" ? "Stop" : "Kill" } }]
+    }
+    const { fault, victim, atMs, term } = waiting
+    const commands: Array<FastSim.CommandFor<NodeCommand>> = []
+    if (restartAtMs !== undefined && nowMs >= restartAtMs) {
+      restartAtMs = undefined
+      commands.push({ node: victim, command: { _tag: "Restart" } })
+    }
+    const newLeader = nodes.some(
+      (node) =>
+        node.killed !== true &&
+        node.stopped === undefined &&
+        node.state.role === "leader" &&
+        node.state.durable.term > term,
+    )
+    // A client re-attached elsewhere, or held on at its restarted server and is renewed.
+    const reattached = moved.every((id) => {
+      const node = view.states.get(id)
+      return (
+        node?.kind === "client" &&
+        Client.holds(node.state, nowMs) &&
+        (node.state.server !== victim || node.state.leaseUntilMs > atMs + timing.leaseMs)
+      )
+    })
+    if ((fault !== "kill-follower" && !newLeader) || !reattached || restartAtMs !== undefined)
+      return commands
+    if (fault === "stop-leader") commands.push({ node: victim, command: { _tag: "Continue" } })
+    round++
+    waiting = undefined
+    return commands
+  }
 }
