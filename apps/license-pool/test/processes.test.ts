@@ -139,10 +139,28 @@ const holders = () => {
 const violations: Array<string> = []
 let samples = 0
 const latest = new Map<string, { readonly reply: Status; readonly atMs: number }>()
+/**
+ * Each server's role and term as sampled, a line whenever they change (wall-clock ms, as the
+ * events' `atMs`): a loss is then read against the leaders of its lease (an `expired` loss
+ * is honest only if no leader held authority for about a lease).
+ */
+const roleChanges: Array<{ readonly atMs: number; readonly line: string }> = []
+const lastRole = new Map<string, string>()
+const noteRole = (id: string, now: string) => {
+  if (lastRole.get(id) === now) return
+  lastRole.set(id, now)
+  roleChanges.push({ atMs: Date.now(), line: `${id} ${now}` })
+}
 const samplers = () =>
   targets.map(async (target) => {
     while (sampling) {
       const reply = await statusOf(target)
+      noteRole(
+        target.id,
+        reply === undefined
+          ? "no answer"
+          : `${reply.role} term ${reply.term} leader ${String(reply.leader)}`,
+      )
       if (reply === undefined) latest.delete(target.id)
       else {
         latest.set(target.id, { reply, atMs: performance.now() })
@@ -387,6 +405,12 @@ describe("license-pool processes", () => {
         ]
       }),
     )
+    const firstLossMs = Math.min(
+      ...[...seatEvents().values()]
+        .flat()
+        .filter((event) => event.type === "Lost")
+        .map((event) => Number(event.atMs)),
+    )
     if (losses.length > 0) {
       const byWhy = new Map<string, number>()
       for (const loss of losses) {
@@ -397,7 +421,10 @@ describe("license-pool processes", () => {
         byWhy.set(why, (byWhy.get(why) ?? 0) + 1)
       }
       console.error(
-        `${losses.length} seats lost, by cause:\n${[...byWhy].map(([why, count]) => `  ${count} x ${why}`).join("\n")}\nround starts (ms): ${JSON.stringify(roundStarts)}`,
+        `${losses.length} seats lost, by cause:\n${[...byWhy].map(([why, count]) => `  ${count} x ${why}`).join("\n")}\nround starts (ms): ${JSON.stringify(roundStarts)}\nservers' roles from a lease before the first loss:\n${roleChanges
+          .filter((change) => change.atMs >= firstLossMs - 30 * heartbeatMs - 2_000)
+          .map((change) => `  ${change.atMs} ${change.line}`)
+          .join("\n")}`,
       )
     }
     expect(losses).toEqual([])
