@@ -35,18 +35,24 @@ describe("takeover-stream processes", () => {
     })
     const resumedTotal = 'understudy_checkpoint_takeovers_total{outcome="resumed"}'
     const takeoverWrites = 'understudy_checkpoint_checkpoints_written_total{reason="takeover"}'
+    const takeoverDurations = "understudy_checkpoint_takeover_ms_count"
     /** One series on one server, 0 before its first update (the series is absent until then). */
     const scrape = async (server: Cluster["servers"][number], series: string) =>
       Prometheus.sample(await Prometheus.scrape(await metricsUrl(server)), series) ?? 0
     // Fresh servers: no takeover yet, on any of them.
-    for (const server of cluster.servers) expect(await scrape(server, resumedTotal)).toBe(0)
-    // --metrics: the server that took transfer 0 over counts it, seen just before its own SIGKILL.
-    const tookOver: Array<{ resumed: number; writes: number }> = []
+    for (const server of cluster.servers) {
+      expect(await scrape(server, resumedTotal)).toBe(0)
+      expect(await scrape(server, takeoverDurations)).toBe(0)
+    }
+    // --metrics: the server that took transfer 0 over counts it and times it (the takeover
+    // histogram), seen just before its own SIGKILL.
+    const tookOver: Array<{ resumed: number; writes: number; durations: number }> = []
     const scrapeTakeover = async (victim: Cluster["servers"][number], kill: number) => {
       if (kill === 1)
         tookOver.push({
           resumed: await scrape(victim, resumedTotal),
           writes: await scrape(victim, takeoverWrites),
+          durations: await scrape(victim, takeoverDurations),
         })
     }
     // The next transfer's fresh processes start while this one runs.
@@ -103,6 +109,8 @@ describe("takeover-stream processes", () => {
           expect(tookOver.length, context).toBe(1)
           expect(tookOver[0]!.resumed, context).toBeGreaterThanOrEqual(1)
           expect(tookOver[0]!.writes, context).toBeGreaterThanOrEqual(1)
+          // Its failover histogram moved: one duration per takeover it resumed.
+          expect(tookOver[0]!.durations, context).toBe(tookOver[0]!.resumed)
         }
         if (next !== undefined) {
           await cluster.stop()

@@ -179,6 +179,8 @@ export interface DuplexServer {
     ownership: Ownership,
     plan: Resume.Plan,
     remote: Checkpoint.Endpoint,
+    /** Run once the session is served again (`Resumed` sent): records the takeover's duration. */
+    served: Effect.Effect<void>,
   ) => Effect.Effect<void, unknown, Scope.Scope>
 }
 
@@ -451,6 +453,7 @@ export const makeServer = (context: ServerContext): DuplexServer => {
     ownership: Ownership,
     plan: Resume.Plan,
     remote: Checkpoint.Endpoint,
+    served: Effect.Effect<void>,
   ) =>
     Effect.gen(function* () {
       const checkpoint = ownership.latest()
@@ -498,6 +501,7 @@ export const makeServer = (context: ServerContext): DuplexServer => {
         receiveNext: { data: live.receiver.next },
         window: windowBytesMax,
       })
+      yield* served
       yield* run(live, ownership, connection, inbox)
     })
 

@@ -1,8 +1,8 @@
 /**
  * The package's metrics: checkpoints written (by reason) with their size and write cost,
- * takeovers (resumed, or refused by reason) with the bytes sent again, and on the client the
- * gap a takeover left in the stream. Updated by `CheckpointStore` (writes), the
- * `ObjectSession` server (takeovers) and its client (gaps).
+ * takeovers (resumed, or refused by reason) with their duration on the server and the bytes
+ * sent again, and on the client the gap a takeover left in the stream. Updated by
+ * `CheckpointStore` (writes), the `ObjectSession` server (takeovers) and its client (gaps).
  *
  * @since 0.1.0
  */
@@ -32,6 +32,20 @@ export const checkpointWriteMs = Metric.histogram("understudy_checkpoint_write_m
 /** @since 0.1.0 @category metrics */
 export const takeovers = Metric.counter("understudy_checkpoint_takeovers_total", {
   description: "Resume requests this server decided: outcome=resumed, or the refusal reason",
+})
+
+/**
+ * How long a takeover took at the server that took the session over: from its claim of the
+ * session (the wait for the old owner's lease included) to the session served again (its
+ * checkpoint adopted, every layer restored, `Resumed` sent). Only resumed takeovers count.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const takeoverMs = Metric.histogram("understudy_checkpoint_takeover_ms", {
+  description:
+    "Server side: from the claim of a session to serving it again (adopted, restored, Resumed sent), in ms",
+  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 16 }),
 })
 
 /** @since 0.1.0 @category metrics */

@@ -139,6 +139,8 @@ export interface BundleServer {
     ownership: Ownership,
     plan: Resume.Plan,
     remote: Checkpoint.Endpoint,
+    /** Run once the session is served again (`Resumed` sent): records the takeover's duration. */
+    served: Effect.Effect<void>,
   ) => Effect.Effect<void, unknown, Scope.Scope>
   readonly attach: (
     connection: Conn,
@@ -506,6 +508,7 @@ export const makeServer = (context: ServerContext): BundleServer => {
     ownership: Ownership,
     plan: Resume.Plan,
     remote: Checkpoint.Endpoint,
+    served: Effect.Effect<void>,
   ) =>
     Effect.gen(function* () {
       const checkpoint = ownership.latest()
@@ -558,6 +561,7 @@ export const makeServer = (context: ServerContext): BundleServer => {
         ...(udp === undefined ? {} : { udp }),
       })
       if (entry.state.lastReply !== undefined) yield* connection.send(entry.state.lastReply)
+      yield* served
       yield* runControl(entry, connection, inbox)
     })
 

@@ -18,6 +18,7 @@ import { join } from "node:path"
 import { Address, type Connection, Transport } from "@understudy/transport"
 import {
   type Cause,
+  Clock,
   Deferred,
   type Duration,
   Effect,
@@ -547,6 +548,14 @@ export const serve = (
             "ReplayedProof",
             `counter ${request.counter} already used`,
           )
+        // The takeover's duration: from this claim (the old owner's lease waited out) to the
+        // session served again.
+        const claimedFromNs = yield* Clock.currentTimeNanos
+        const served = Clock.currentTimeNanos.pipe(
+          Effect.flatMap((now) =>
+            Metric.update(Metrics.takeoverMs, Number(now - claimedFromNs) / 1e6),
+          ),
+        )
         const claimed = yield* checkpoints.claim(request.sessionId, claimWaitMs).pipe(Effect.result)
         if (Result.isFailure(claimed)) {
           const error = claimed.failure
@@ -573,6 +582,7 @@ export const serve = (
             ownership,
             plan.success,
             endpoint(connection.remote),
+            served,
           )
         if (ownership.latest().protocol === DuplexSession.protocol) {
           if (duplexes === undefined) {
@@ -586,6 +596,7 @@ export const serve = (
             ownership,
             plan.success,
             endpoint(connection.remote),
+            served,
           )
         }
         const restored = ownership.latest().connections[0]!
@@ -618,6 +629,7 @@ export const serve = (
           receiveNext: { data: state.receiver.next },
           window: windowBytesMax,
         })
+        yield* served
         yield* run(connection, inbox, bundle, state, ownership)
       }).pipe(
         Effect.annotateLogs({ sessionId: request.sessionId }),

@@ -7,9 +7,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, Store } from "@understudy/store"
 import { Address, NodeTransport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Fiber, Redacted, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Metric, Redacted, Scope, Stream } from "effect"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as DuplexSession from "../src/DuplexSession.ts"
+import * as Metrics from "../src/Metrics.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
 import * as Proof from "../src/Proof.ts"
 import * as App from "./support/duplexApp.ts"
@@ -191,6 +192,7 @@ describe("DuplexSession over loopback TCP", () => {
         })
       const handedOff = yield* events(a.server, "HandedOff")
       const takenOver = yield* events(b.server, "TakenOver")
+      const timedBefore = (yield* Metric.value(Metrics.takeoverMs)).count
       const input = App.input(2 * 1024 * 1024 + 3, 5)
       const client = yield* DuplexSession.connect({
         service: [a.server.address, b.server.address],
@@ -217,6 +219,8 @@ describe("DuplexSession over loopback TCP", () => {
         { concurrency: 2 },
       )
       expect(yield* Deferred.isDone(takenOver)).toBe(true)
+      // The server that took the session over timed its takeover, once.
+      expect((yield* Metric.value(Metrics.takeoverMs)).count - timedBefore).toBe(1)
       expect(a.server.sessions()).toBe(0)
       expect(App.sha256(answer)).toBe(App.sha256([App.expected(input)]))
       yield* a.stop

@@ -106,6 +106,7 @@ describe("createServer / createClient (Promise facade)", () => {
         ),
         takeovers: Metric.value(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" })),
         gaps: Metric.value(Metrics.takeoverGapMs),
+        durations: Metric.value(Metrics.takeoverMs),
         resent: Metric.value(Metrics.bytesResent),
         sizes: Metric.value(Metrics.checkpointBytes),
         writes: Metric.value(Metrics.checkpointWriteMs),
@@ -156,6 +157,7 @@ describe("createServer / createClient (Promise facade)", () => {
           ),
           takeovers: Metric.value(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" })),
           gaps: Metric.value(Metrics.takeoverGapMs),
+          durations: Metric.value(Metrics.takeoverMs),
           resent: Metric.value(Metrics.bytesResent),
           sizes: Metric.value(Metrics.checkpointBytes),
           writes: Metric.value(Metrics.checkpointWriteMs),
@@ -163,6 +165,8 @@ describe("createServer / createClient (Promise facade)", () => {
       )
       expect(after.takeovers.count - before.takeovers.count).toBe(1)
       expect(after.gaps.count - before.gaps.count).toBe(1)
+      // The server that took over timed it, once: from its claim to the session served again.
+      expect(after.durations.count - before.durations.count).toBe(1)
       expect(after.opened.count - before.opened.count).toBe(1)
       expect(after.adopted.count - before.adopted.count).toBe(1)
       // The bytes sent again are the takeover's; each checkpoint written is sized and timed.

@@ -7,10 +7,11 @@ import * as dgram from "node:dgram"
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, Store } from "@understudy/store"
 import { Address, NodeTransport, Transport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Fiber, Option, Redacted, Scope, Stream } from "effect"
+import { Deferred, Effect, Exit, Fiber, Metric, Option, Redacted, Scope, Stream } from "effect"
 import * as Checkpoint from "../src/Checkpoint.ts"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as Message from "../src/Message.ts"
+import * as Metrics from "../src/Metrics.ts"
 import * as ObjectBundle from "../src/ObjectBundle.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
 import * as Proof from "../src/Proof.ts"
@@ -106,6 +107,7 @@ describe("ObjectBundle over loopback TCP", () => {
     Effect.gen(function* () {
       const a = yield* startServer("ba")
       const b = yield* startServer("bb")
+      const timedBefore = (yield* Metric.value(Metrics.takeoverMs)).count
       const resumed: Array<{ server: string }> = []
       const took = yield* Deferred.make<void>()
       const client = yield* ObjectBundle.connect({
@@ -141,6 +143,8 @@ describe("ObjectBundle over loopback TCP", () => {
       expect(same(chunks2, objects.two!)).toBe(true)
       expect(resumed.length).toBe(1)
       expect(resumed[0]!.server).toBe(Address.format(b.server.address))
+      // The server that took the bundle over timed its takeover, once.
+      expect((yield* Metric.value(Metrics.takeoverMs)).count - timedBefore).toBe(1)
       yield* client.close
       yield* b.stop
     }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
