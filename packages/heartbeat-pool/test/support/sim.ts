@@ -527,6 +527,11 @@ export const runRounds = (
 ): FastSim.Report<NodeEvent> & { readonly rounds: number } => {
   const roll = dice(seed)
   const stalled = new Map<string, number>()
+  let authoritative = false
+  let authorityMs = 0
+  let lastCheckMs = 0
+  /** Each change of `authoritative`, with the authority time summed until then. */
+  const authorityLog: Array<{ readonly atMs: number; readonly authorityMs: number }> = []
   stallLog.length = 0
   const servers = world.servers
   let round = 0
@@ -556,9 +561,41 @@ export const runRounds = (
       {
         name: "no client loses its seat through single failures",
         check: (view) => {
+          // How long the pool had a leader with authority (a running follower renewing under a
+          // running leader), so that a loss tells whether its lease honestly ran out.
+          const nowMs = view.nowMs
+          if (authoritative) authorityMs += nowMs - lastCheckMs
+          lastCheckMs = nowMs
+          const before = authoritative
+          authoritative = servers.some((id) => {
+            const node = serverOf(view.states, id)
+            if (node === undefined || node.killed === true || node.stopped !== undefined)
+              return false
+            const leader = node.state.leader
+            const leaderNode = leader === undefined ? undefined : serverOf(view.states, leader)
+            return (
+              node.state.role === "follower" &&
+              node.state.authorityUntilMs > nowMs &&
+              leaderNode !== undefined &&
+              leaderNode.killed !== true &&
+              leaderNode.stopped === undefined
+            )
+          })
+          if (authoritative !== before) authorityLog.push({ atMs: nowMs, authorityMs })
           for (const output of view.step?.outputs ?? [])
-            if (output._tag === "Emit" && output.event._tag === "Lost")
-              return `${view.step!.node} lost its seat at ${output.event.server} (${output.event.reason})`
+            if (output._tag === "Emit" && output.event._tag === "Lost") {
+              const sinceMs = nowMs - timing.leaseMs
+              // The entries alternate: an even one starts a time with authority, an odd one ends it.
+              let index = authorityLog.length - 1
+              while (index >= 0 && authorityLog[index]!.atMs > sinceMs) index--
+              const atStart =
+                index < 0
+                  ? 0
+                  : authorityLog[index]!.authorityMs +
+                    (index % 2 === 0 ? sinceMs - authorityLog[index]!.atMs : 0)
+              const withAuthority = Math.round(authorityMs - atStart)
+              return `${view.step!.node} lost its seat at ${output.event.server} term ${output.event.term} (${output.event.reason}); a leader held authority for ${withAuthority} ms of the last lease (${timing.leaseMs} ms)`
+            }
           return undefined
         },
       },
