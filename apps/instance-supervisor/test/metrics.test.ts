@@ -1,8 +1,9 @@
 /**
  * `--metrics HOST:PORT` on real processes: each instance serves Prometheus text; when the
  * supervisor is SIGKILLed, the survivor that takes over records the failover in
- * `understudy_port_election_failover_ms` (role supervisor), and with `--otlp URL` exports its
- * takeover's span to an OpenTelemetry collector.
+ * `understudy_port_election_failover_ms` (role supervisor) and how long it took to notice in
+ * `understudy_port_election_detection_ms`, and with `--otlp URL` exports its takeover's span
+ * to an OpenTelemetry collector.
  */
 import { Otlp, Prometheus } from "@understudy/testkit"
 import { afterEach, describe, expect, it } from "vitest"
@@ -82,6 +83,14 @@ describe("instance-supervisor --metrics", () => {
       sample(text, 'understudy_port_election_failover_ms_sum{role="supervisor"}'),
     ).toBeGreaterThanOrEqual(0)
     expect(sample(text, "understudy_port_election_supervisor_lost_total")).toBe(1)
+    // It noticed the loss once: the killed process's connection ended (End, or Reset with
+    // data unread), and how long after it was last heard of is in the detection histogram.
+    expect(text).toContain("# TYPE understudy_port_election_detection_ms histogram")
+    const detections = ["End", "Reset", "Timeout"].map(
+      (reason) =>
+        sample(text, `understudy_port_election_detection_ms_count{reason="${reason}"}`) ?? 0,
+    )
+    expect(detections.reduce((a, b) => a + b, 0)).toBe(1)
     await waitFor("the second command", () =>
       readIntervals(created.log).find((i) => i.label === "second"),
     )

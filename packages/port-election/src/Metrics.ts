@@ -2,8 +2,9 @@
  * The package's metrics, updated from the events an instance emits: roles taken (an
  * election's outcome, by role), failovers (from the loss of the supervisor to this
  * instance's next role, as a duration histogram by role), members registered at a
- * supervisor, permits lost, and elections given up; and, at the supervisor, the permits held
- * and waited for, by resource.
+ * supervisor, permits lost, and elections given up; at the supervisor, the permits held
+ * and waited for, by resource; and, at a subordinate, how long it took to notice that its
+ * supervisor was gone (the detection time).
  *
  * @since 0.1.0
  */
@@ -19,6 +20,22 @@ export const elections = Metric.counter("understudy_port_election_elections_tota
 export const failoverMs = Metric.histogram("understudy_port_election_failover_ms", {
   description:
     "From the loss of the supervisor's connection to this instance's next role, in ms, by role",
+  boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 16 }),
+})
+
+/**
+ * How long a subordinate took to notice that its supervisor was gone: from the last thing it
+ * heard on the supervisor's connection (a message or a keep-alive) to that connection's end
+ * (`End`, `Reset`) or keep-alive time-out (`Timeout`), by that reason; not counted when the
+ * supervisor said it was stopping before its connection ended. The keep-alive's time-out
+ * bounds it.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const detectionMs = Metric.histogram("understudy_port_election_detection_ms", {
+  description:
+    "From the last word heard from the supervisor to noticing its loss (connection ended or timed out), in ms, by reason",
   boundaries: Metric.exponentialBoundaries({ start: 1, factor: 2, count: 16 }),
 })
 

@@ -1,7 +1,8 @@
+import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Address, NodeTransport } from "@understudy/transport"
-import { Effect, Metric, Redacted } from "effect"
+import { Address, type Connection, NodeTransport, Transport } from "@understudy/transport"
+import { Effect, Exit, Layer, Metric, Redacted, Scope, Stream } from "effect"
 import * as Election from "../src/Election.ts"
 import { Grants } from "../src/Grants.ts"
 import * as Metrics from "../src/Metrics.ts"
@@ -15,6 +16,69 @@ const member = {
   holdings: [],
   waiting: [],
 } as never
+
+/** The Node transport, keeping every connection it opened or accepted in `connections`. */
+const recording = () => {
+  const connections: Array<Connection.Connection<unknown>> = []
+  const layer = Layer.effect(
+    Transport.Transport,
+    Effect.gen(function* () {
+      const transport = yield* Transport.Transport
+      const record = <A>(connection: Connection.Connection<A>) => {
+        connections.push(connection as Connection.Connection<unknown>)
+        return connection
+      }
+      return Transport.Transport.of({
+        listen: (at, options) =>
+          Effect.map(transport.listen(at, options), (listener) => ({
+            ...listener,
+            connections: Stream.map(listener.connections, record),
+          })),
+        connect: (at, options) => Effect.map(transport.connect(at, options), record),
+      })
+    }),
+  ).pipe(Layer.provide(NodeTransport.layer))
+  return { connections, layer }
+}
+
+/** A supervisor and a subordinate on one address, each in a scope of its own. */
+const supervisorAndSubordinate = (supervisorLayer: Layer.Layer<Transport.Transport>) =>
+  Effect.gen(function* () {
+    const address = Address.abstract(`understudy-test-${randomBytes(6).toString("hex")}`)
+    const start = (scope: Scope.Scope, layer: Layer.Layer<Transport.Transport>) =>
+      Election.make({
+        program: "metrics-test",
+        address,
+        secret: Redacted.make(new Uint8Array(32).fill(7)),
+        keepAlive: { interval: 100, timeout: 600 },
+        grace: 500,
+      }).pipe(Scope.provide(scope), Effect.provide(layer))
+    const supervisorScope = yield* Scope.make()
+    const subordinateScope = yield* Scope.make()
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(
+        Scope.close(subordinateScope, Exit.void),
+        Scope.close(supervisorScope, Exit.void),
+      ),
+    )
+    const supervisor = yield* start(supervisorScope, supervisorLayer)
+    const subordinate = yield* start(subordinateScope, NodeTransport.layer)
+    expect((yield* supervisor.role)._tag).toBe("Supervisor")
+    expect((yield* subordinate.role)._tag).toBe("Subordinate")
+    return { supervisorScope, subordinate }
+  })
+
+/** Until the subordinate took over (its loss of the supervisor is recorded before). */
+const tookOver = (election: Election.PortElection["Service"]) =>
+  Effect.gen(function* () {
+    while ((yield* election.role)._tag !== "Supervisor") yield* Effect.sleep(10)
+  }).pipe(Effect.timeout(20_000))
+
+const detections = (reason: string) =>
+  Effect.map(
+    Metric.value(Metric.withAttributes(Metrics.detectionMs, { reason })),
+    (state) => state.count,
+  )
 
 describe("port-election metrics", () => {
   it.effect("a failover's duration runs from the supervisor's loss to the next role", () =>
@@ -120,5 +184,24 @@ describe("port-election metrics", () => {
       Effect.provide(NodeTransport.layer),
       Effect.provideService(Metric.MetricRegistry, new Map()),
     ),
+  )
+  it.live("a subordinate records the time it took to notice its supervisor's end", () =>
+    Effect.gen(function* () {
+      const transport = recording()
+      const { supervisorScope, subordinate } = yield* supervisorAndSubordinate(transport.layer)
+      expect(yield* detections("End")).toBe(0)
+      // Killed: its connections end with nothing said (the kernel closes a dead process's
+      // sockets), then its program stops.
+      yield* Effect.forEach(transport.connections, (connection) => connection.close, {
+        discard: true,
+      })
+      yield* Scope.close(supervisorScope, Exit.void)
+      yield* tookOver(subordinate)
+      expect(yield* detections("End")).toBe(1)
+      expect(yield* detections("Reset")).toBe(0)
+      expect(yield* detections("Timeout")).toBe(0)
+      const supervisorsLost = yield* Metric.value(Metrics.supervisorsLost)
+      expect(supervisorsLost.count).toBe(1)
+    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, new Map())),
   )
 })

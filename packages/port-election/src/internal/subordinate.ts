@@ -12,9 +12,10 @@ import {
   type Options,
   type Transport,
 } from "@understudy/transport"
-import { Clock, Deferred, Effect, Exit, Fiber, Option, Result, Scope, Stream } from "effect"
+import { Clock, Deferred, Effect, Exit, Fiber, Metric, Option, Result, Scope, Stream } from "effect"
 import type { ElectionError, ElectionEvent, Handler, Role } from "../Election.ts"
 import { AcquireRefused, OtherProgramOnAddress, RequestFailed } from "../ElectionError.ts"
+import * as Metrics from "../Metrics.ts"
 import * as Registry from "../Registry.ts"
 import type * as Standby from "../Standby.ts"
 import type { Holding, Member, Message } from "./protocol.ts"
@@ -233,6 +234,8 @@ export const make = (env: Env) => {
       /** What this supervisor answered lost, of what the registration claimed. */
       const lostHere = new Map<string, number>()
       const haveHoldingsBack = welcomedBack(registration.holdings, lostHere, send)
+      /** The supervisor said it leaves on purpose: its connection's end is no failure. */
+      let resigned = false
 
       const onMessage = (message: Message): Effect.Effect<void> => {
         switch (message._tag) {
@@ -314,6 +317,7 @@ export const make = (env: Env) => {
           }
           case "Resigning":
             // The supervisor leaves on purpose: go to the election now, not at its close.
+            resigned = true
             return connection.close
           case "AcquireRefused": {
             const pending = pendingAcquires.get(message.id)
@@ -372,6 +376,10 @@ export const make = (env: Env) => {
       }
       yield* settle
       const reason = yield* connection.closed
+      // The failure is noticed now: the detection time runs from the last thing heard on the
+      // connection (a message or a keep-alive), both read before the bind below.
+      const noticedAtMs = yield* now
+      const lastHeardAtMs = yield* connection.lastHeardAtMs
       // Every survivor standing by waits for the successor's bind: it goes first, before
       // its own bookkeeping. (If it fails, the next attempt tries again.)
       if (standby.listening() !== undefined) {
@@ -385,6 +393,13 @@ export const make = (env: Env) => {
       // What arrived before the close is read first: a Registry read after the deadline
       // was set would take it off (`haveHoldingsBack`) with nobody holding the permits.
       yield* Effect.exit(Fiber.join(reader))
+      // Recorded once the reader is done: a Resigning read only now still says it was none.
+      if (CloseReason.isPeerFailure(reason) && !resigned) {
+        yield* Metric.update(
+          Metric.withAttributes(Metrics.detectionMs, { reason: reason._tag }),
+          Math.max(0, noticedAtMs - lastHeardAtMs),
+        )
+      }
       yield* cutOffFrom(connection)
       shared.upstream = undefined
       shared.role = { _tag: "Electing" }
