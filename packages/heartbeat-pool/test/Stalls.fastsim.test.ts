@@ -10,7 +10,10 @@
  * every loss seen so far is `expired`, after close to a whole lease (2 s here, 20 intervals)
  * in which no leader held authority for long: the stalls land on the round's survivors or on
  * successive leaders (a second failure), elections split or are cut short, and a carried
- * client is renewed only once a leader of its term merged the record that shows it. What is
+ * client is renewed only once a leader of its term merged the record that shows it. Measured
+ * (the loss's "a leader held authority for N ms of the last lease", 16:12 UTC run): 400 ms
+ * SEEDs 29/31/53/55/59 had 22/298/364/210/98 ms of 2,000; 700 ms SEEDs 3/22/41/48/56 had
+ * 167/24/68/212/24 ms: all honest expiries, none under a settled leader. What is
  * missing is an invariant that tells such an honest expiry from a defect (e.g. "no loss while
  * a leader held authority for more than half the lease"), then this test in the suite.
  */
