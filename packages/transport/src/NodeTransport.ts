@@ -376,17 +376,17 @@ const listen = <A>(
       Effect.forkScoped,
     )
 
+    // Stops accepting; node frees the address at once (and unlinks a Unix socket file).
+    const unbind = Effect.sync(() => {
+      closing = true
+      server.close()
+    })
     // Registered last, so it runs first: stop accepting before anything else is torn down.
     // Finalizers may yield to the event loop between them, and a socket accepted then would
     // otherwise sit unread until the peer's handshake times out.
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        closing = true
-        server.close()
-      }),
-    )
+    yield* Effect.addFinalizer(() => unbind)
 
-    return { address: local, connections: Stream.fromQueue(accepted) }
+    return { address: local, connections: Stream.fromQueue(accepted), unbind }
   })
 
 const connectSocket = (

@@ -43,7 +43,7 @@ import {
   Queue,
   Random,
   Result,
-  type Scope,
+  Scope,
   Stream,
 } from "effect"
 import * as Address from "./Address.ts"
@@ -505,14 +505,21 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
             },
           }
           host.listeners.set(key, entry)
+          // New connects are refused and the address may be bound again; the accepted live on.
+          const unbind = Effect.sync(() => {
+            if (host.listeners.get(key) === entry) host.listeners.delete(key)
+          })
           yield* Effect.addFinalizer(() =>
-            Effect.sync(() => {
-              if (host.listeners.get(key) === entry) host.listeners.delete(key)
-              Queue.endUnsafe(connections)
-            }),
+            Effect.andThen(
+              unbind,
+              Effect.sync(() => Queue.endUnsafe(connections)),
+            ),
           )
 
-          // Each accepted connection lives in its own fiber, until it closes or the listener's scope does.
+          // Each accepted connection lives in its own fiber, until it closes or the listener's
+          // scope does; their scope is made now, as NodeTransport's is, so it closes after
+          // whatever its owner set up once listening (a goodbye on the open connections).
+          const connectionsScope = yield* Scope.fork(scope, "parallel")
           const serve = (endpoint: SimEndpoint) => {
             let made = false
             return Effect.scoped(
@@ -544,12 +551,12 @@ export const make = (options: SimNetOptions = {}): Effect.Effect<SimNet, never, 
           yield* Effect.forkIn(
             Effect.forever(
               Effect.flatMap(Queue.take(handshaking), (endpoint) =>
-                Effect.forkIn(serve(endpoint), scope),
+                Effect.forkIn(serve(endpoint), connectionsScope),
               ),
             ),
             scope,
           )
-          return { address: bound, connections: Stream.fromQueue(connections) }
+          return { address: bound, connections: Stream.fromQueue(connections), unbind }
         })
 
     let unixClients = 0

@@ -20,6 +20,13 @@ export interface Listener<A> {
    * scope closes. A peer that fails the handshake never appears here (it is logged).
    */
   readonly connections: Stream.Stream<Connection<A>>
+  /**
+   * Stops accepting and frees the address at once, so another listener may bind it; the
+   * connections already accepted live on until they close or the listener's scope closes.
+   * Idempotent. (A process that hands its address over first, then says goodbye on its
+   * open connections.)
+   */
+  readonly unbind: Effect.Effect<void>
 }
 
 /**

@@ -224,6 +224,22 @@ describe("NodeTransport", () => {
       }).pipe(Effect.provide(NodeTransport.layer)),
     )
 
+    it.live("unbind frees the address at once; a connection it accepted lives on", () =>
+      Effect.gen(function* () {
+        const transport = yield* Transport
+        for (const address of [Address.tcp("127.0.0.1", 0), Address.abstract(randomName())]) {
+          const { listener, client, server } = yield* roundTrip(address)
+          yield* listener.unbind
+          yield* listener.unbind
+          // Bound again while the first listener's scope is still open.
+          const second = yield* transport.listen(listener.address, plain)
+          expect(second.address).toEqual(listener.address)
+          yield* server.send(bytes("still here"))
+          expect((yield* receive(client, 1)).map(text)).toEqual(["still here"])
+        }
+      }).pipe(Effect.provide(NodeTransport.layer)),
+    )
+
     it.live("a second listener on the same abstract name fails with AddressInUse", () =>
       Effect.gen(function* () {
         const transport = yield* Transport

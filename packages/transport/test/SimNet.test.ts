@@ -242,6 +242,33 @@ describe("SimNet streams", () => {
     }).pipe(Effect.scoped),
   )
 
+  it.effect("unbind frees the address at once; a connection it accepted lives on", () =>
+    Effect.gen(function* () {
+      const net = yield* SimNet.make()
+      const address = Address.tcp("a", 7000)
+      const listen = Effect.gen(function* () {
+        const transport = yield* Transport
+        return yield* transport.listen(address, { codec: text })
+      }).pipe(Effect.provide(net.layer("a")))
+      const listener = yield* listen
+      const accepted = yield* Effect.forkScoped(Stream.runHead(listener.connections))
+      const client = yield* within(10, connectFrom(net, "b", address))
+      const server = yield* Fiber.join(accepted)
+      if (server._tag === "None") throw new Error("no connection accepted")
+      yield* listener.unbind
+      yield* listener.unbind
+      // The address is free for another listener while the first one's scope is open...
+      const second = yield* listen
+      expect(second.address).toEqual(address)
+      // ...and the connection accepted before still carries messages.
+      const received = yield* Effect.forkScoped(Stream.runHead(client.messages))
+      yield* server.value.send("still here")
+      yield* TestClock.adjust(10)
+      const message = yield* Fiber.join(received)
+      expect(message._tag === "Some" && message.value).toBe("still here")
+    }).pipe(Effect.scoped),
+  )
+
   it.effect("connects over a unix socket within one host", () =>
     Effect.gen(function* () {
       const net = yield* SimNet.make()
