@@ -30,7 +30,7 @@
  */
 import type { Address, CloseReason, Codec, Connection, TransportError } from "@understudy/transport"
 import { Datagram } from "@understudy/transport"
-import { Clock, Effect, Metric, Result, type Scope, Stream } from "effect"
+import { Clock, Effect, Metric, Result, Scope, Stream } from "effect"
 import * as Authentication from "./Authentication.ts"
 import * as Loop from "./internal/loop.ts"
 import type * as Machine from "./Machine.ts"
@@ -362,7 +362,9 @@ export const runConnections = <State, Message, C, E>(
   options: ConnectionOptions<State, Message, C, E>,
 ): Effect.Effect<Connections<State, Message, C, E>, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const scope = yield* Effect.scope
+    // The connections' readers in a scope made now, so they outlive whatever the caller
+    // sets up after `start` (a finalizer that steps a goodbye still finds its connections).
+    const readers = yield* Scope.fork(yield* Effect.scope, "parallel")
     const connections = new Map<Machine.NodeId, Connection.Connection<Message>>()
     let counter = 0
     const loop = yield* Loop.start(
@@ -400,7 +402,7 @@ export const runConnections = <State, Message, C, E>(
           })
           if (attached !== undefined) yield* loop.node.commandAll(attached(ids))
           for (let i = 0; i < ids.length; i++)
-            yield* Effect.forkIn(read(ids[i]!, attaching[i]!), scope)
+            yield* Effect.forkIn(read(ids[i]!, attaching[i]!), readers)
           return ids
         }),
     }

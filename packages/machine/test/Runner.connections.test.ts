@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Address, SimNet, Transport } from "@understudy/transport"
-import { Cause, Effect, Exit, Queue, Random, Scope, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Queue, Random, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Machine from "../src/Machine.ts"
 import * as Runner from "../src/Runner.ts"
@@ -175,6 +175,37 @@ describe("Runner over connections", () => {
         yield* TestClock.adjust(1_000)
         expect(lines.at(-1)).toBe("fired later at 100")
       }),
+  )
+
+  it.effect(
+    "a finalizer set up after start steps with its connections still attached (a goodbye reaches them)",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(1) } })
+        const stop = yield* Deferred.make<void>()
+        yield* net.run(
+          "hub",
+          Effect.scoped(
+            Effect.gen(function* () {
+              const transport = yield* Transport.Transport
+              const listener = yield* transport.listen(hubAddress, { codec })
+              const node = yield* Runner.runConnections(hub, { self: "hub" })
+              // Registered before any connection is attached, as a server's goodbye is.
+              yield* Effect.addFinalizer(() => node.command({ _tag: "Shout", n: 9 }))
+              const [connection] = yield* Stream.runCollect(Stream.take(listener.connections, 1))
+              yield* node.attach([connection!])
+              yield* Deferred.await(stop)
+            }),
+          ),
+        )
+        const received: Array<string> = []
+        yield* startClient(net, "x", 1, received)
+        yield* TestClock.adjust(10)
+        expect(received).toEqual(["x got Pong 1"])
+        yield* Deferred.succeed(stop, undefined)
+        yield* TestClock.adjust(2_000)
+        expect(received).toEqual(["x got Pong 1", "x got Ping 9"])
+      }).pipe(Random.withSeed(1)),
   )
 
   it.effect("a command after the scope closed is interrupted, even when the loop never ran", () =>
