@@ -185,6 +185,18 @@ describe("port-election metrics", () => {
       Effect.provideService(Metric.MetricRegistry, new Map()),
     ),
   )
+  it.live("a supervisor that stops on purpose says so: its subordinate records no detection", () =>
+    Effect.gen(function* () {
+      const { supervisorScope, subordinate } = yield* supervisorAndSubordinate(NodeTransport.layer)
+      // Its Resigning comes before its connections close (the address is freed first).
+      yield* Scope.close(supervisorScope, Exit.void)
+      yield* tookOver(subordinate)
+      expect(yield* detections("End")).toBe(0)
+      expect(yield* detections("Reset")).toBe(0)
+      expect(yield* detections("Timeout")).toBe(0)
+    }).pipe(Effect.scoped, Effect.provideService(Metric.MetricRegistry, new Map())),
+  )
+
   it.live("a subordinate records the time it took to notice its supervisor's end", () =>
     Effect.gen(function* () {
       const transport = recording()

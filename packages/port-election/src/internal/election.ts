@@ -36,7 +36,10 @@ export interface Env {
   readonly attemptsMax: number
   /** How long a member that lost its supervisor waits for the successor's takeover. */
   readonly standbyWaitMs: number
-  /** Supervises on `listener`; `release` unbinds the election address (idempotent). */
+  /**
+   * Supervises on `listener`; `release` closes the listener's scope, its accepted
+   * connections with it (idempotent; the address is freed before, by `listener.unbind`).
+   */
   readonly runSupervisor: (
     listener: Transport.Listener<Message>,
     release: Effect.Effect<void>,
@@ -81,7 +84,8 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
    * address held by something that is not a supervisor of this program for this user.
    */
   const elect = Effect.gen(function* () {
-    // The listener in a scope of its own, so a supervisor that stops can unbind it first.
+    // The listener in a scope of its own, so a supervisor that stops can free the address,
+    // say goodbye on its connections, and only then close them.
     const bindScope = yield* Scope.fork(yield* Effect.scope)
     const listened = yield* Effect.result(
       Scope.provide(transport.listen(address, connectionOptions), bindScope),

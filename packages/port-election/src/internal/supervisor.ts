@@ -406,8 +406,11 @@ export const supervise = (env: SuperviseEnv) => {
       // A supervisor that stops on purpose says so, so subordinates elect at once; it
       // unbinds the address first, so whoever they elect can bind it. (Its term's loop may
       // still have steps queued, such as its connections' ends when it was killed: the
-      // address must not wait for them.)
-      yield* Effect.addFinalizer(() => Effect.andThen(release, term.step({ _tag: "Resign" })))
+      // address must not wait for them.) Only then does it close its connections, which
+      // must still be open to carry its Resigning.
+      yield* Effect.addFinalizer(() =>
+        Effect.andThen(listener.unbind, Effect.andThen(term.step({ _tag: "Resign" }), release)),
+      )
       yield* Stream.runForEach(listener.connections, term.accept)
       return yield* Effect.never
     })
