@@ -286,10 +286,23 @@ describe("transport metrics (real sockets)", () => {
             for (const socket of silent) socket.destroy()
           }),
         )
-        for (let index = 0; index < 1_025; index++) {
-          const socket = net.connect({ host, port })
-          socket.on("error", () => {})
-          silent.push(socket)
+        // In batches, each connected before the next: 1,025 SYNs at once overflow the
+        // listen backlog on a loaded machine, and a dropped SYN is retried only seconds later.
+        const connected = (socket: net.Socket) =>
+          Effect.callback<void>((resume) => {
+            socket.once("connect", () => resume(Effect.void))
+          })
+        for (let index = 0; index < 1_025; index += 64) {
+          const batch: Array<net.Socket> = []
+          for (let n = index; n < Math.min(index + 64, 1_025); n++) {
+            const socket = net.connect({ host, port })
+            socket.on("error", () => {})
+            silent.push(socket)
+            batch.push(socket)
+          }
+          yield* Effect.forEach(batch, connected, { concurrency: "unbounded", discard: true }).pipe(
+            Effect.timeout("60 seconds"),
+          )
         }
         for (let turn = 0; turn < 1_000; turn++) {
           if ((yield* count(Metrics.handshakes, { side: "server", outcome: "Overloaded" })) > 0)
