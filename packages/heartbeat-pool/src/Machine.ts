@@ -554,8 +554,20 @@ export const shareLeft = (state: State, nowMs: number): number =>
     ? Math.max(0, state.share.limit - state.share.used)
     : 0
 
+/**
+ * Until when the leader counts a seat held elsewhere. One its follower's record showed, for as
+ * long as that follower may still renew it (its authority, and a lease past it). One the leader
+ * reserved and no record showed yet, for the reservation's own lease only: a follower that
+ * granted it shows it in its next record, well within a lease, while one granted and given
+ * back between two records never shows up, and would otherwise hold the seat for ever.
+ */
 const countsUntil = (leader: LeaderState, entry: Elsewhere, leaseMs: number): number =>
-  Math.max(entry.expiresAtMs, (leader.followers[entry.server]?.authoritySentUntilMs ?? 0) + leaseMs)
+  entry.seen
+    ? Math.max(
+        entry.expiresAtMs,
+        (leader.followers[entry.server]?.authoritySentUntilMs ?? 0) + leaseMs,
+      )
+    : entry.expiresAtMs
 
 /**
  * The clients in the pool record as the leader holds it.

@@ -1079,6 +1079,33 @@ describe("the leader's count of seats", () => {
     return { state: reserved.state, refused: answer._tag === "Reserved" ? answer.refused : "?" }
   }
 
+  it("a seat reserved for a follower, granted and given back before its record showed it, is free again once the reservation's lease ends", () => {
+    let state = leader(3_000, unshared)
+    // s2 asks for both seats for c1 and c2: the pool is full.
+    const first = reserve(state, "c1", 3_000)
+    expect(first.refused).toBeNull()
+    const second = reserve(first.state, "c2", 3_010)
+    expect(second.refused).toBeNull()
+    // Both clients were granted and gave their seats back before s2's next record, which shows
+    // neither: the reservations stay counted (the record may have left before the grants)...
+    const record: Message.Peer = {
+      _tag: "Record",
+      term: 1,
+      version: 5,
+      life: 1,
+      shareUsed: 0,
+      part: 0,
+      parts: 1,
+      allocations: [],
+    }
+    state = unshared.step(second.state, M.receive("s2", record, 3_100)).state
+    expect(reserve(state, "c3", 3_150).refused).toBe("capacity")
+    // ...but only for the reservations' own lease (2,000 ms), not for as long as s2 keeps its
+    // authority: before, the two seats were lost to the pool for good.
+    state = ticks(state, 3_200, 5_100)
+    expect(reserve(state, "c3", 5_150).refused).toBeNull()
+  })
+
   it("never grants above the license, and counts a lease that ran out since the last tick as free", () => {
     let state = leader(3_000, unshared)
     state = step(state, fromClient("c1", seatRequest("c1"), 3_000)).state
