@@ -1,16 +1,11 @@
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Ports } from "@understudy/testkit"
-import {
-  Address,
-  type Connection,
-  NodeTransport,
-  Transport,
-  TransportError,
-} from "@understudy/transport"
-import { Clock, Deferred, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
+import { Address, NodeTransport, type Transport } from "@understudy/transport"
+import { Clock, Deferred, Effect, Exit, Fiber, type Layer, Redacted, Scope, Stream } from "effect"
 import * as Election from "../src/Election.ts"
 import * as Identity from "../src/Identity.ts"
+import { recording } from "./support/transport.ts"
 
 const secret = Redacted.make(new Uint8Array(randomBytes(32)))
 
@@ -29,43 +24,6 @@ const start = (
     grace: 500,
     ...extra,
   }).pipe(Scope.provide(scope), Effect.provide(layer))
-
-/**
- * The Node transport with a switch: `connections` are those it opened or accepted, and while
- * `cut` is set it connects nowhere (as if the peer were unreachable).
- */
-const switchable = () => {
-  const connections: Array<Connection.Connection<unknown>> = []
-  const control = { cut: false, connections }
-  const layer = Layer.effect(
-    Transport.Transport,
-    Effect.gen(function* () {
-      const transport = yield* Transport.Transport
-      const record = <A>(connection: Connection.Connection<A>) => {
-        connections.push(connection as Connection.Connection<unknown>)
-        return connection
-      }
-      return Transport.Transport.of({
-        listen: (at, options) =>
-          Effect.map(transport.listen(at, options), (listener) => ({
-            ...listener,
-            connections: Stream.map(listener.connections, record),
-          })),
-        connect: (at, options) =>
-          control.cut
-            ? Effect.fail(
-                new TransportError.ConnectError({
-                  address: Address.format(at),
-                  reason: "Unreachable",
-                  detail: "cut off by the test",
-                }),
-              )
-            : Effect.map(transport.connect(at, options), record),
-      })
-    }),
-  ).pipe(Layer.provide(NodeTransport.layer))
-  return { control, layer }
-}
 
 const uniqueAbstract = () => Address.abstract(`understudy-test-${randomBytes(6).toString("hex")}`)
 
@@ -113,7 +71,7 @@ const holderAndWaiter = (
  */
 const cutOffRace = (graceMs: number, identities: Identities = {}) =>
   Effect.gen(function* () {
-    const cutting = switchable()
+    const cutting = recording()
     const { scopes, waiter, holding, permit } = yield* holderAndWaiter(
       graceMs,
       { holder: cutting.layer },
@@ -252,7 +210,7 @@ describe("port election, in one process", () => {
     "a holder its supervisor drops keeps its mutex: the waiter gets it only once released",
     () =>
       Effect.gen(function* () {
-        const supervising = switchable()
+        const supervising = recording()
         const { scopes, holder, waiter, holding, permit } = yield* holderAndWaiter(1_500, {
           supervisor: supervising.layer,
         })

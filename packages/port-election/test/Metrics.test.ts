@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto"
 import * as net from "node:net"
 import { describe, expect, it } from "@effect/vitest"
-import { Address, type Connection, NodeTransport, Transport } from "@understudy/transport"
-import { Effect, Exit, Layer, Metric, Redacted, Scope, Stream } from "effect"
+import { Address, NodeTransport, type Transport } from "@understudy/transport"
+import { Effect, Exit, type Layer, Metric, Redacted, Scope } from "effect"
 import * as Election from "../src/Election.ts"
 import { Grants } from "../src/Grants.ts"
 import * as Metrics from "../src/Metrics.ts"
+import { recording } from "./support/transport.ts"
 
 const member = {
   instanceId: "m",
@@ -16,30 +17,6 @@ const member = {
   holdings: [],
   waiting: [],
 } as never
-
-/** The Node transport, keeping every connection it opened or accepted in `connections`. */
-const recording = () => {
-  const connections: Array<Connection.Connection<unknown>> = []
-  const layer = Layer.effect(
-    Transport.Transport,
-    Effect.gen(function* () {
-      const transport = yield* Transport.Transport
-      const record = <A>(connection: Connection.Connection<A>) => {
-        connections.push(connection as Connection.Connection<unknown>)
-        return connection
-      }
-      return Transport.Transport.of({
-        listen: (at, options) =>
-          Effect.map(transport.listen(at, options), (listener) => ({
-            ...listener,
-            connections: Stream.map(listener.connections, record),
-          })),
-        connect: (at, options) => Effect.map(transport.connect(at, options), record),
-      })
-    }),
-  ).pipe(Layer.provide(NodeTransport.layer))
-  return { connections, layer }
-}
 
 /** A supervisor and a subordinate on one address, each in a scope of its own. */
 const supervisorAndSubordinate = (supervisorLayer: Layer.Layer<Transport.Transport>) =>
