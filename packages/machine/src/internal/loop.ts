@@ -1,12 +1,14 @@
 /**
  * The step loop and timer driver every `Runner` link kind shares: one inbox of inputs, one
  * serial loop that steps the machine and performs its outputs in order, one sleeper on the
- * Effect `Clock` for all timers. How messages reach a peer and arrive from one is the link's
- * business (datagrams, stream connections); the link hands arrivals to `receive`.
+ * Effect `Clock` for the earliest timer of its `TimerTable`. How messages reach a peer and
+ * arrive from one is the link's business (datagrams, stream connections); the link hands
+ * arrivals to `receive`.
  */
 import { Cause, Clock, Deferred, Effect, Fiber, PubSub, Queue, type Scope, Stream } from "effect"
 import * as Machine from "../Machine.ts"
 import type { Node, Settings } from "../Runner.ts"
+import { TimerTable } from "../TimerTable.ts"
 
 /** How the loop reaches peers. `send` never fails: the link logs what it cannot send. */
 export interface Link<Message> {
@@ -32,12 +34,6 @@ type Item<Message, C> =
   // Timer sleeper number `sleeper` woke up: fire whatever is due.
   | { readonly _tag: "Tick"; readonly sleeper: number }
 
-interface Armed {
-  readonly deadlineMs: number
-  // Order among timers due at the same time: the one set first fires first.
-  readonly order: number
-}
-
 /**
  * Runs `init`, then steps the machine until the scope closes. `init`'s outputs are performed
  * by the loop (`initOutputs: "loop"`), or before this returns (`"before-return"`: a driver
@@ -61,8 +57,7 @@ export const start = <State, Message, C, E>(
 
     let state: State
     // Only the serial loop (and `init` before it starts) touches the timers.
-    const timers = new Map<string, Armed>()
-    let timerOrder = 0
+    const timers = new TimerTable<string>()
     let sleeper:
       | { readonly id: number; readonly fiber: Fiber.Fiber<void>; readonly untilMs: number }
       | undefined
@@ -70,10 +65,7 @@ export const start = <State, Message, C, E>(
 
     // Keeps exactly one sleeper, due no later than the earliest timer.
     const reschedule = Effect.gen(function* () {
-      let earliestMs: number | undefined
-      for (const armed of timers.values()) {
-        if (earliestMs === undefined || armed.deadlineMs < earliestMs) earliestMs = armed.deadlineMs
-      }
+      const earliestMs = timers.next()
       if (sleeper !== undefined && earliestMs !== undefined && sleeper.untilMs <= earliestMs) {
         // It wakes no later than needed; a stale wake-up finds nothing due and reschedules.
         return
@@ -107,14 +99,11 @@ export const start = <State, Message, C, E>(
               for (const peer of [...link.peers()]) yield* link.send(peer, output.message)
               break
             case "SetTimer":
-              timers.set(output.timer, {
-                deadlineMs: nowMs + Math.max(0, output.afterMs),
-                order: timerOrder++,
-              })
+              timers.set(output.timer, nowMs + Math.max(0, output.afterMs))
               timersChanged = true
               break
             case "CancelTimer":
-              timersChanged = timers.delete(output.timer) || timersChanged
+              timersChanged = timers.cancel(output.timer) || timersChanged
               break
             case "Emit":
               yield* PubSub.publish(events, output.event)
@@ -159,20 +148,9 @@ export const start = <State, Message, C, E>(
         // Bounded, because a machine that keeps setting 0 ms timers would never stop here;
         // what is left fires at the next tick, which the reschedule below arms at once.
         for (let fired = 0; fired < 10_000; fired++) {
-          let due: [string, Armed] | undefined
-          for (const entry of timers) {
-            if (entry[1].deadlineMs > nowMs) continue
-            if (
-              due === undefined ||
-              entry[1].deadlineMs < due[1].deadlineMs ||
-              (entry[1].deadlineMs === due[1].deadlineMs && entry[1].order < due[1].order)
-            ) {
-              due = entry
-            }
-          }
+          const due = timers.due(nowMs)
           if (due === undefined) break
-          timers.delete(due[0])
-          changed = (yield* applyStep([Machine.timerFired(due[0], nowMs)])) || changed
+          changed = (yield* applyStep([Machine.timerFired(due, nowMs)])) || changed
         }
         return changed
       })
