@@ -24,6 +24,7 @@
  * @since 0.1.0
  */
 
+import { randomBytes } from "node:crypto"
 import { Machine } from "@understudy/machine"
 import type { Store } from "@understudy/store"
 import {
@@ -59,6 +60,7 @@ import * as Endpoint from "./Endpoint.ts"
 import * as Fence from "./Fence.ts"
 import { associationConfig } from "./internal/endpoint/options.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Packet from "./Packet.ts"
 import * as Replication from "./Replication.ts"
 
 // ---------------------------------------------------------------------------------------
@@ -437,8 +439,43 @@ const deposedOf = (message: {
   ...(message.node !== undefined ? { node: message.node } : {}),
 })
 
-/** What `probePartner` sends: one byte, no SCTP packet (a live endpoint drops it). */
-const probeByte = Uint8Array.of(0)
+/**
+ * What `probePartner` sends: an SCTP INIT for the partner's endpoint with `tag` (never 0) as
+ * its Initiate Tag. A live endpoint answers an INIT from an unknown address with an INIT ACK
+ * (a listening one) or an ABORT, both carrying `tag`, and keeps no state for it (RFC 9260
+ * §5.1: the state travels in the cookie, which the probe never echoes).
+ */
+const probeInit = (tag: number, port: number): Uint8Array =>
+  Packet.encode({
+    sourcePort: port,
+    destinationPort: port,
+    verificationTag: 0,
+    chunks: [
+      {
+        _tag: "Init",
+        initiateTag: tag,
+        advertisedReceiverWindowCredit: 65_536,
+        outboundStreams: 1,
+        inboundStreams: 1,
+        initialTsn: tag,
+        parameters: [],
+      },
+    ],
+  })
+
+/** Whether `bytes` is a live SCTP stack's answer to the probe INIT with `tag` (see `probeInit`). */
+const answersProbe = (bytes: Uint8Array, tag: number): boolean => {
+  const decoded = Packet.decode(bytes)
+  if (Result.isFailure(decoded)) return false
+  const first = decoded.success.chunks[0]
+  return (
+    decoded.success.verificationTag >>> 0 === tag &&
+    (first?._tag === "InitAck" || (first?._tag === "Abort" && !first.reflected))
+  )
+}
+
+/** How often `probePartner` sends its INIT. */
+const probeEveryMs = 50
 
 /** Planned handover: how long the new primary waits for the peer's ASCONF-ACK before it lets the old one go. */
 const handOverConfirmMs = 5_000
@@ -1621,10 +1658,12 @@ export const make = (
       })
 
     /**
-     * Secondary, waiting the relink grace: whether the primary's process is gone. Its address
-     * (the other one, same UDP port) is sent a byte every 50 ms from a socket of this node's
-     * that hears ICMP port unreachable (`reportUnreachable`; a live endpoint drops the byte
-     * as malformed); one is stepped as `PartnerClosed`. Silence — a live node, or a host
+     * Secondary, waiting the relink grace: whether its primary is alive. The primary's
+     * address (the other one, same UDP port) is sent an SCTP INIT every 50 ms (`probeInit`)
+     * from a socket of this node's that hears ICMP port unreachable. An INIT ACK (or ABORT)
+     * with the probe's tag proves a live SCTP stack there: stepped as `PartnerAlive`, it
+     * starts the grace again. A port unreachable means the process is gone: stepped as
+     * `PartnerClosed`, the takeover begins at once. Silence — a stopped process, a host
      * crashed or cut off — leaves the grace to decide. Ends with the grace.
      */
     const probePartner = Effect.gen(function* () {
@@ -1635,14 +1674,36 @@ export const make = (
         reportUnreachable: true,
       })
       if (socket.unreachable === undefined) return
-      const probe = Effect.ignore(socket.send(to, probeByte))
+      const tag = randomBytes(4).readUInt32BE(0) || 1
+      const init = probeInit(tag, options.port)
+      const waiting = () => roleState.awaitingRelink !== undefined
+      // Each loop ends with the grace (bounded by it, or by the answers that restart it).
       yield* Effect.forkScoped(
-        Effect.forever(Effect.andThen(probe, Effect.sleep(Duration.millis(50)))),
+        Effect.ignore(socket.send(to, init)).pipe(
+          Effect.andThen(Effect.sleep(Duration.millis(probeEveryMs))),
+          Effect.repeat({ while: waiting }),
+        ),
       )
-      const closed = yield* Stream.runHead(socket.unreachable).pipe(
-        Effect.timeoutOption(Duration.millis(2 * linkKeepAlive.timeoutMs)),
+      yield* Effect.forkScoped(
+        Stream.runForEachWhile(socket.messages, (received) =>
+          !waiting()
+            ? Effect.succeed(false)
+            : answersProbe(received.bytes, tag)
+              ? Effect.as(
+                  Effect.flatMap(now, (nowMs) =>
+                    runRole(Machine.command({ _tag: "PartnerAlive" }, nowMs)),
+                  ),
+                  true,
+                )
+              : Effect.succeed(true),
+        ),
       )
-      if (Option.isSome(closed) && Option.isSome(closed.value)) {
+      const graceEnded = Effect.sleep(Duration.millis(probeEveryMs)).pipe(
+        Effect.repeat({ while: waiting }),
+        Effect.as(Option.none<Address.Udp>()),
+      )
+      const closed = yield* Stream.runHead(socket.unreachable).pipe(Effect.raceFirst(graceEnded))
+      if (Option.isSome(closed)) {
         yield* endGrace((nowMs) => Machine.command({ _tag: "PartnerClosed" }, nowMs))
       }
     }).pipe(Effect.scoped, Effect.ignore)

@@ -5,8 +5,9 @@
  * and its endpoint; the simulations run the same machine against modelled ones.
  *
  * Roles: the `primary` serves; the `secondary` keeps a copy and answers HEARTBEATs from it;
- * when the link to its primary ends (and the primary did not link again within the relink
- * grace) it becomes the `active-secondary`, acquires the fence
+ * when the link to its primary ends (and the primary neither linked again nor answered a
+ * probe within the relink grace, or its address is closed) it becomes the
+ * `active-secondary`, acquires the fence
  * (when there is one) and takes every association over; with a standby link it then keeps
  * a rejoining node in sync (failback), so the cluster can fail over again. A serving node
  * told `Deposed`, or whose fence is lost, is `deposed`; one that made its final
@@ -63,12 +64,15 @@ export interface Config {
   /** After a takeover, keep a rejoining node in sync (a standby link is configured). */
   readonly standby: boolean
   /**
-   * How long a secondary whose link ended waits for its primary to link again before it
-   * takes over (default 0: at once), unless it learns sooner that the primary's process is
-   * gone (`PartnerClosed`). A link end is not always the primary's failure: a standby
-   * starved of CPU past the keep-alive has its link ended by the primary's keep-alive (or
-   * ends it with its own), and the live primary links again at once — slowly, when the
-   * machine is starved too.
+   * How long a secondary whose link ended waits for its primary to link again, or to show
+   * it is alive, before it takes over (default 0: at once). A link end is not always the
+   * primary's failure: a standby starved of CPU past the keep-alive has its link ended by
+   * the primary's keep-alive (or ends it with its own), and the live primary links again at
+   * once — slowly, when the machine is starved too. So the secondary probes its primary:
+   * every answer (`PartnerAlive`) starts the grace again, so a primary that answers is
+   * never taken over however long it takes to link again; a closed address
+   * (`PartnerClosed`) ends it at once. The grace decides only when nothing answers at all
+   * (a stopped process, a host down or cut off).
    */
   readonly relinkGraceMs?: number
 }
@@ -159,6 +163,11 @@ export type Command =
    * up): a secondary waiting the relink grace takes over at once.
    */
   | { readonly _tag: "PartnerClosed" }
+  /**
+   * The primary answered the probe of a secondary waiting the relink grace (its SCTP stack
+   * is alive): the grace starts again.
+   */
+  | { readonly _tag: "PartnerAlive" }
   /** The final synchronisation before an announced failure is acknowledged. */
   | { readonly _tag: "HandedOver" }
   /** Planned handover: the primary is asked to hand its associations to the secondary. */
@@ -424,6 +433,10 @@ const onCommand = (state: State, command: Command): Step => {
       )
       return result(gone.state, [Machine.cancelTimer(relinkTimer), ...gone.outputs])
     }
+    case "PartnerAlive":
+      return state.awaitingRelink === undefined || state.linked || state.role !== "secondary"
+        ? result(state)
+        : result(state, [Machine.setTimer(relinkTimer, state.config.relinkGraceMs ?? 0)])
     case "Stray":
       return state.config.fenced || state.linked || state.awaitingRelink !== undefined
         ? result(state)
@@ -519,12 +532,12 @@ export const make = (config: Config): Machine.Machine<State, Message, Command, A
       case "Receive":
         return onReceive(state, input.from, input.message)
       case "TimerFired": {
-        // The relink grace ended with no link: the primary is gone after all.
+        // The relink grace ended with no link and no answer: the primary is gone after all.
         const why = state.awaitingRelink
         if (input.timer !== relinkTimer || why === undefined || state.linked) return result(state)
         return beginTakeOver(
           { ...state, awaitingRelink: undefined },
-          `${why}, not linked again within ${state.config.relinkGraceMs} ms`,
+          `${why}, no link and no answer within ${state.config.relinkGraceMs} ms`,
         )
       }
     }

@@ -491,6 +491,42 @@ describe("Cluster on SimNet", () => {
   )
 
   it.effect(
+    "a live primary slow to link again answers the secondary's probe: the secondary waits past the relink grace and never takes over",
+    () =>
+      Effect.gen(function* () {
+        const setup = yield* startCluster("every-update")
+        const association = yield* startPeer(setup.net)
+        yield* advance(1_000)
+        const secondaryNode = setup.nodes.get("secondary")!
+        const seen: Array<string> = []
+        yield* Effect.forkScoped(
+          Stream.runForEach(secondaryNode.events, (event) =>
+            Effect.sync(() => seen.push(event._tag)),
+          ),
+        )
+        yield* advance(10)
+        // All the primary sends the secondary takes 700 ms: the secondary's keep-alive
+        // (500 ms) ends the link, and the primary's new link needs several such trips, well
+        // past the relink grace (1 s). The probe's INIT reaches the primary in 2 ms and its
+        // INIT ACK comes back in 700: every answer starts the grace again.
+        yield* setup.net.setLink(primaryHost, secondaryHost, { latency: SimNet.fixed(700) })
+        yield* advance(4_000)
+        yield* setup.net.setLink(primaryHost, secondaryHost, { latency: SimNet.fixed(2) })
+        yield* advance(1_000)
+        // The link did end (the case the grace is for), and nobody took over.
+        expect(seen).toContain("LinkDown")
+        expect(seen).not.toContain("TookOver")
+        expect((yield* secondaryNode.status).role).toBe("secondary")
+        expect((yield* setup.nodes.get("primary")!.status).role).toBe("primary")
+        const echoes = yield* Effect.forkScoped(
+          association.messages.pipe(Stream.take(10), Stream.runCollect),
+        )
+        for (let index = 0; index < 10; index++) yield* association.send(0, 1, numbered(index))
+        expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
+      }),
+  )
+
+  it.effect(
     "fence: a primary cut off from the secondary and the store never transmits after the takeover",
     () =>
       Effect.gen(function* () {

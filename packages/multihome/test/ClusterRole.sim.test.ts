@@ -25,9 +25,9 @@ const schedules = (() => {
 const durationMs = 5_000
 const faultsEndMs = 4_000
 
-type View = FastSim.View<RoleSim.NodeState, RoleSim.Wire, RoleSim.Cmd, RoleSim.Note>
+type View = RoleSim.View
 
-const oneServer: FastSim.Invariant<RoleSim.NodeState, RoleSim.Wire, RoleSim.Cmd, RoleSim.Note> = {
+const oneServer: RoleSim.Invariant = {
   name: "never two nodes serving with a live lease",
   check: (view: View) => {
     const serving = [...view.states].filter(([, state]) => RoleSim.transmits(state, view.nowMs))
@@ -55,31 +55,27 @@ const lastHolder = () => {
   }
 }
 
+/** The generated faults of every seeded schedule. */
+const faults = {
+  startMs: 300,
+  endMs: faultsEndMs,
+  maxDown: 1,
+  gapMs: { minMs: 100, maxMs: 700 },
+  restartAtEnd: true,
+}
+
 const runOne = (seed: number, options: RoleSim.Options = {}) =>
-  FastSim.run({
-    machine: RoleSim.machine(options),
-    nodes: RoleSim.nodes,
+  RoleSim.run({
+    options,
     seed,
     durationMs,
-    link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
-    faults: {
-      startMs: 300,
-      endMs: faultsEndMs,
-      maxDown: 1,
-      gapMs: { minMs: 100, maxMs: 700 },
-      restartAtEnd: true,
-    },
+    faults,
     commands: RoleSim.pauses(seed, faultsEndMs),
     invariants: [oneServer, lastHolder()],
-  })
+  }).report
 
 /** Unfenced: the tie-break never deposes both nodes (a deposed node stays so until restarted). */
-const notBothDeposed: FastSim.Invariant<
-  RoleSim.NodeState,
-  RoleSim.Wire,
-  RoleSim.Cmd,
-  RoleSim.Note
-> = {
+const notBothDeposed: RoleSim.Invariant = {
   name: "two serving nodes that meet: exactly one steps down, never both",
   check: (view: View) =>
     view.states.size === RoleSim.nodes.length &&
@@ -96,35 +92,20 @@ const unfencedDurationMs = 8_000
  * node serves: a split brain the faults made was resolved.
  */
 const runUnfenced = (seed: number) => {
-  let final: View | undefined
-  const report = FastSim.run({
-    machine: RoleSim.machine({ fenced: false }),
-    nodes: RoleSim.nodes,
+  const { report, final } = RoleSim.run({
+    options: { fenced: false },
     seed,
     durationMs: unfencedDurationMs,
-    link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
-    faults: {
-      startMs: 300,
-      endMs: faultsEndMs,
-      maxDown: 1,
-      gapMs: { minMs: 100, maxMs: 700 },
-      restartAtEnd: true,
-    },
+    faults,
     commands: RoleSim.pauses(seed, faultsEndMs),
-    invariants: [
-      notBothDeposed,
-      {
-        name: "(keeps the last view)",
-        check: (view: View) => {
-          final = view
-          return undefined
-        },
-      },
-    ],
+    invariants: [notBothDeposed],
   })
-  const serving = [...final!.states].filter(([, state]) => ClusterRole.serving(state.role))
-  return { report, serving, final: final! }
+  return { report, serving: servingAt(final) }
 }
+
+/** The nodes serving in `view`. */
+const servingAt = (view: View) =>
+  [...view.states].filter(([, state]) => ClusterRole.serving(state.role))
 
 describe("ClusterRole simulation: the shipped role machine under crashes, failback, partitions and pauses", () => {
   it(`${schedules} seeded schedules: one server at a time, no takeover from a stale copy`, () => {
@@ -155,12 +136,9 @@ describe("ClusterRole simulation: the shipped role machine under crashes, failba
     // a serves epoch 1 and is paused at 1 s for 1.5 s; b takes over (epoch 2), crashes at
     // 1.8 s and rejoins as the standby at 1.9 s; a resumes at 2.5 s, links to b and resends
     // its copy before its next keep-alive tells it the lease is gone.
-    const report = FastSim.run({
-      machine: RoleSim.machine(),
-      nodes: RoleSim.nodes,
+    const { report } = RoleSim.run({
       seed: 1,
       durationMs: 4_000,
-      link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
       schedule: [
         { atMs: 1_800, fault: { _tag: "Crash", node: "b", mode: "process" } },
         { atMs: 1_900, fault: { _tag: "Restart", node: "b" } },
@@ -186,30 +164,15 @@ describe("ClusterRole simulation: the shipped role machine under crashes, failba
    * next ones. The end of a connection a already replaced is no failure of a.
    */
   const starvedStandby = (relinkGraceMs?: number) => {
-    let final: View | undefined
-    const report = FastSim.run({
-      machine: RoleSim.machine(relinkGraceMs === undefined ? {} : { relinkGraceMs }),
-      nodes: RoleSim.nodes,
+    const { report, final } = RoleSim.run({
+      options: relinkGraceMs === undefined ? {} : { relinkGraceMs },
       seed: 1,
       durationMs: 3_000,
-      link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
       schedule: [],
       commands: [{ atMs: 1, node: "b", command: { _tag: "Pause", forMs: 900 } }],
-      invariants: [
-        oneServer,
-        lastHolder(),
-        {
-          name: "(keeps the last view)",
-          check: (view: View) => {
-            final = view
-            return undefined
-          },
-        },
-      ],
+      invariants: [oneServer, lastHolder()],
     })
-    const a = final!.states.get("a")!
-    const b = final!.states.get("b")!
-    return { report, a, b }
+    return { report, a: final.states.get("a")!, b: final.states.get("b")! }
   }
 
   it("a standby starved at start reads its primary's replaced link late: it stays the linked secondary, nobody is deposed", () => {
@@ -232,6 +195,73 @@ describe("ClusterRole simulation: the shipped role machine under crashes, failba
     expect(b.role.role).toBe("secondary")
     expect(b.linkedTo).toBe("a")
     expect(a.role.role).toBe("primary")
+  })
+
+  /**
+   * Unfenced (so a takeover is at once, with nothing to wait for but the role): at 1 s `fault`
+   * or `command` strikes a, the primary; returns b's takeovers and the run's end.
+   */
+  const struckPrimary = (
+    strike: Pick<Parameters<typeof RoleSim.run>[0], "schedule" | "commands">,
+    probe = true,
+  ) => {
+    const { report, final } = RoleSim.run({
+      options: { fenced: false, probe },
+      seed: 1,
+      durationMs: 4_000,
+      schedule: [],
+      ...strike,
+      invariants: [notBothDeposed],
+    })
+    const takeovers = report.events.filter(
+      ({ node, event }) => node === "b" && event._tag === "TakeOver",
+    )
+    return { takeovers, final }
+  }
+
+  it("a live primary slow to link again (its link cut, or starved) answers the probe: its standby waits past the grace, nobody takes over", () => {
+    // a's link ends at 1 s and a dials again only at 2.2 s: 8 relink graces of b's (150 ms).
+    const commands = [
+      { atMs: 1_000, node: "a", command: { _tag: "Relink", afterMs: 1_200 } },
+    ] as const
+    const { takeovers, final } = struckPrimary({ commands: [...commands] })
+    expect(takeovers).toEqual([])
+    expect(final.states.get("a")!.role.role).toBe("primary")
+    expect(final.states.get("b")!.role.role).toBe("secondary")
+    expect(final.states.get("b")!.linkedTo).toBe("a")
+    // The grace alone would take the live primary over once it ran out.
+    const unprobed = struckPrimary({ commands: [...commands] }, false)
+    expect(unprobed.takeovers.map(({ atMs }) => atMs)).toEqual([
+      expect.toSatisfy((atMs: number) => atMs >= 1_150 && atMs < 1_250),
+    ])
+  })
+
+  it("a dead primary (its process gone, its host up) is taken over at once: its closed port ends the grace", () => {
+    const commands = [{ atMs: 1_000, node: "a", command: { _tag: "Exit" } }] as const
+    const { takeovers, final } = struckPrimary({ commands: [...commands] })
+    // The link's end at 1,002 ms, the next tick's probe, the port unreachable 4 ms later.
+    expect(takeovers.map(({ atMs }) => atMs)).toEqual([
+      expect.toSatisfy((atMs: number) => atMs < 1_000 + 60),
+    ])
+    expect(final.states.get("a")!.exited).toBe(true)
+    expect(final.states.get("b")!.role.role).toBe("active-secondary")
+    // Without the probe the grace is waited out in full.
+    const unprobed = struckPrimary({ commands: [...commands] }, false)
+    expect(unprobed.takeovers.map(({ atMs }) => atMs)).toEqual([
+      expect.toSatisfy((atMs: number) => atMs >= 1_150),
+    ])
+  })
+
+  it("a cut link, no answer at all: the standby takes over once the link's time-out and the grace have run out, not before", () => {
+    const { takeovers } = struckPrimary({
+      schedule: [
+        { atMs: 1_000, fault: { _tag: "Partition", side: ["a"], other: ["b"], oneWay: false } },
+      ],
+    })
+    // The link's time-out (300 ms, checked every 50 ms tick) then the grace (150 ms).
+    expect(takeovers.map(({ atMs }) => atMs)).toEqual([
+      expect.toSatisfy((atMs: number) => atMs >= 1_000 + 300 + 150 && atMs < 1_000 + 600),
+    ])
   })
 
   it("the checks bite: a secondary that never reads the store's epoch takes over from a stale copy in some schedule", () => {
@@ -272,32 +302,17 @@ describe("ClusterRole simulation: the shipped role machine under crashes, failba
     // a, the primary, serves epoch 0; cut off from b, it serves on, and b takes over at
     // epoch 1 (a split brain, as unfenced it must be). Healed, a dials b, which claims
     // epoch 1: a steps down, b serves on.
-    const { report, serving, final } = (() => {
-      let last: View | undefined
-      const run = FastSim.run({
-        machine: RoleSim.machine({ fenced: false }),
-        nodes: RoleSim.nodes,
-        seed: 1,
-        durationMs: 3_000,
-        link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
-        schedule: [
-          { atMs: 1_000, fault: { _tag: "Partition", side: ["a"], other: ["b"], oneWay: false } },
-          { atMs: 2_000, fault: { _tag: "Heal" } },
-        ],
-        invariants: [
-          notBothDeposed,
-          {
-            name: "(keeps the last view)",
-            check: (view: View) => {
-              last = view
-              return undefined
-            },
-          },
-        ],
-      })
-      const on = [...last!.states].filter(([, state]) => ClusterRole.serving(state.role))
-      return { report: run, serving: on, final: last! }
-    })()
+    const { report, final } = RoleSim.run({
+      options: { fenced: false },
+      seed: 1,
+      durationMs: 3_000,
+      schedule: [
+        { atMs: 1_000, fault: { _tag: "Partition", side: ["a"], other: ["b"], oneWay: false } },
+        { atMs: 2_000, fault: { _tag: "Heal" } },
+      ],
+      invariants: [notBothDeposed],
+    })
+    const serving = servingAt(final)
     const notes = report.events.map(({ atMs, node, event }) => ({ atMs, node, ...event }))
     expect(notes).toContainEqual(expect.objectContaining({ node: "b", _tag: "TakeOver", epoch: 1 }))
     const down = notes.filter((note) => note._tag === "SteppedDown")

@@ -118,6 +118,36 @@ describe("ClusterRole", () => {
     expect(relinked.state.role).toBe("secondary")
   })
 
+  it("relink grace: every answer of the primary to the probe starts the grace again, so an answering primary is never taken over", () => {
+    for (const fenced of [false, true]) {
+      const node = start({ role: "secondary", fenced, standby: true, relinkGraceMs: 300 })
+      node.command({ _tag: "LinkUp" })
+      node.receive({ _tag: "Replicate", epoch: fenced ? 2 : 0 })
+      node.command({ _tag: "LinkDown", reason: "Timeout" })
+      // Ten answers over 3 s, each within the grace of the one before: the grace never ends.
+      for (let answer = 0; answer < 10; answer++) {
+        expect(node.command({ _tag: "PartnerAlive" })).toEqual([Machine.setTimer("relink", 300)])
+        expect(node.state.role).toBe("secondary")
+        expect(node.state.awaitingRelink).toBe("the link closed (Timeout)")
+      }
+      // It links again: the grace is over; an answer after it changes nothing.
+      node.command({ _tag: "LinkUp" })
+      expect(node.command({ _tag: "PartnerAlive" })).toEqual([])
+      expect(node.state.role).toBe("secondary")
+    }
+    // Not waiting the grace (never linked, or serving): an answer changes nothing.
+    expect(
+      start({ role: "secondary", fenced: false, standby: false, relinkGraceMs: 300 }).command({
+        _tag: "PartnerAlive",
+      }),
+    ).toEqual([])
+    expect(
+      start({ role: "primary", fenced: false, standby: false, relinkGraceMs: 300 }).command({
+        _tag: "PartnerAlive",
+      }),
+    ).toEqual([])
+  })
+
   it("relink grace: the grace ends unlinked, then the secondary takes over", () => {
     const unfenced = start({ role: "secondary", fenced: false, standby: false, relinkGraceMs: 300 })
     unfenced.command({ _tag: "LinkUp" })
@@ -128,7 +158,7 @@ describe("ClusterRole", () => {
     expect(unfenced.step(Machine.timerFired("relink", 300))).toEqual([
       Machine.emit({
         _tag: "TakeOver",
-        why: "the link closed (End), not linked again within 300 ms",
+        why: "the link closed (End), no link and no answer within 300 ms",
         planned: false,
       }),
     ])

@@ -12,10 +12,16 @@
  * its primary already replaced — `LinkUp`, the replication, the end — before the new one.
  *
  * Faults: FastSim's crashes and restarts (a restarted node rejoins as the standby: the
- * failback), partitions and degraded links between the nodes; and pauses (SIGSTOP): a paused
- * node handles nothing until it resumes, then everything that arrived meanwhile, in order,
- * at the resumed time — so a primary paused past its lease comes back with its old epoch
- * and may reach a node that restarted as the new standby.
+ * failback; a crash is a host's, silent), partitions and degraded links between the nodes;
+ * pauses (SIGSTOP): a paused node handles nothing until it resumes, then everything that
+ * arrived meanwhile, in order, at the resumed time — so a primary paused past its lease
+ * comes back with its old epoch and may reach a node that restarted as the new standby; a
+ * process's exit, its host up (`Exit`: its kernel answers a probe with a port unreachable);
+ * and a link that ends under a live node slow to link again (`Relink`).
+ *
+ * A standby waiting the relink grace probes its primary every tick, as `Cluster.ts` does
+ * with an SCTP INIT: a serving node answers (`PartnerAlive`), a silent or exited one's port
+ * is closed (`PartnerClosed`), a paused one answers when it resumes.
  *
  * What must hold: never two nodes serving while each can prove its lease; a node that takes
  * over at epoch E does so from no copy or from a copy of epoch E − 1 (the last holder's),
@@ -28,8 +34,7 @@
  * a link time-out before it hangs up.
  */
 import { Machine } from "@understudy/machine"
-import type { FastSim } from "@understudy/testkit"
-import { Prng } from "@understudy/testkit"
+import { FastSim, Prng } from "@understudy/testkit"
 import * as ClusterRole from "../../src/ClusterRole.ts"
 
 export const nodes = ["a", "b"] as const
@@ -49,9 +54,23 @@ export type Wire = (
   | { readonly _tag: "Welcome" }
   | { readonly _tag: "Ping" }
   | { readonly _tag: "Bye" }
+  /** The standby's probe of its primary (`Cluster.ts`: an SCTP INIT), and its answers. */
+  | { readonly _tag: "Probe" }
+  /** A live SCTP stack's INIT ACK: the node serves (a silent or standby node sends none). */
+  | { readonly _tag: "ProbeAnswer" }
+  /** The kernel's ICMP port unreachable: the node's process is gone (or fell silent). */
+  | { readonly _tag: "ProbeClosed" }
 ) & { readonly conn: number }
 
-export type Cmd = { readonly _tag: "Pause"; readonly forMs: number }
+export type Cmd =
+  | { readonly _tag: "Pause"; readonly forMs: number }
+  /** The process exits (SIGKILL), its host up: its link ends, its kernel answers probes closed. */
+  | { readonly _tag: "Exit" }
+  /**
+   * The node's link ends and it dials again only after `afterMs` (alive and answering all
+   * along): a link cut under a live primary, or one starved too long to link again.
+   */
+  | { readonly _tag: "Relink"; readonly afterMs: number }
 
 /** What the model records for the invariants. */
 export type Note =
@@ -78,6 +97,10 @@ export interface NodeState {
   /** The epoch of the replication its copy holds. */
   readonly copyEpoch: number | undefined
   readonly pausedUntil: number | undefined
+  /** The process exited (`Exit`): only its kernel answers, until FastSim restarts it. */
+  readonly exited: boolean
+  /** It dials no link before this time (`Relink`). */
+  readonly dialAfterMs: number | undefined
   readonly buffered: ReadonlyArray<Machine.Input<Wire, Cmd>>
   /** A refused connection a serving node still reads, for the dialler's claim. */
   readonly contest: { readonly conn: number; readonly from: string } | undefined
@@ -90,6 +113,8 @@ export interface Options {
   readonly relinkGraceMs?: number
   /** The role is fenced in the run's store (default true). */
   readonly fenced?: boolean
+  /** A standby waiting the relink grace probes its primary (default true; false: the grace alone). */
+  readonly probe?: boolean
 }
 
 /** The store of one run: who holds the fence, until when, and the epoch. */
@@ -236,9 +261,15 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
         linkDown("Timeout")
       }
       const serving = ClusterRole.serving(state.role)
+      // Waiting the relink grace: its primary is probed every tick (see `Cluster.ts`).
+      if (state.role.awaitingRelink !== undefined && options.probe !== false) {
+        send(other(self), { _tag: "Probe", conn: 0 })
+      }
       if (state.linkedTo === undefined) {
         const connects =
-          (state.role.role === "primary" || (state.connecting && state.role.tookOver)) && serving
+          (state.role.role === "primary" || (state.connecting && state.role.tookOver)) &&
+          serving &&
+          (state.dialAfterMs === undefined || nowMs >= state.dialAfterMs)
         if (connects) {
           state = { ...state, conn: ++connections }
           send(other(self), { _tag: "Hello", conn: state.conn })
@@ -288,6 +319,20 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
           if (onLink) linkDown("Closed")
           return
         case "Ping":
+          return
+        case "Probe":
+          // A serving node's endpoint answers an INIT; a silent one's is closed; a standby
+          // forwards it to its own primary or drops it (no answer from here).
+          if (ClusterRole.serving(state.role)) return send(from, { _tag: "ProbeAnswer", conn: 0 })
+          if (state.role.role === "deposed" || state.role.role === "handed-over") {
+            return send(from, { _tag: "ProbeClosed", conn: 0 })
+          }
+          return
+        case "ProbeAnswer":
+          command({ _tag: "PartnerAlive" })
+          return
+        case "ProbeClosed":
+          command({ _tag: "PartnerClosed" })
           return
         case "Deposed": {
           const claim: ClusterRole.Message = {
@@ -340,6 +385,13 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
         onReceive(input.from, input.message)
         break
       case "Command":
+        if (input.command._tag === "Relink") {
+          if (state.linkedTo !== undefined) {
+            send(state.linkedTo, { _tag: "Bye", conn: state.conn })
+            linkDown("Closed")
+          }
+          state = { ...state, dialAfterMs: nowMs + input.command.afterMs }
+        }
         break
     }
     return Machine.result(state, outputs)
@@ -372,6 +424,8 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
         connecting: false,
         copyEpoch: undefined,
         pausedUntil: undefined,
+        exited: false,
+        dialAfterMs: undefined,
         buffered: [],
         contest: undefined,
       }
@@ -381,6 +435,20 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
       ])
     },
     step: (state, input) => {
+      if (state.exited) {
+        // Only the kernel is left: a probe finds the port closed; the rest is dropped.
+        return input._tag === "Receive" && input.message._tag === "Probe"
+          ? Machine.result(state, [Machine.send(input.from, { _tag: "ProbeClosed", conn: 0 })])
+          : Machine.result(state)
+      }
+      if (input._tag === "Command" && input.command._tag === "Exit") {
+        // Its sockets close with it: the link's peer reads the end.
+        const bye =
+          state.linkedTo === undefined
+            ? []
+            : [Machine.send(state.linkedTo, { _tag: "Bye" as const, conn: state.conn })]
+        return Machine.result({ ...state, exited: true, linkedTo: undefined }, bye)
+      }
       if (input._tag === "Command" && input.command._tag === "Pause") {
         if (state.pausedUntil !== undefined) return Machine.result(state)
         return Machine.result({ ...state, pausedUntil: input.nowMs + input.command.forMs }, [
@@ -417,13 +485,61 @@ export const machine = (options: Options = {}): Machine.Machine<NodeState, Wire,
   }
 }
 
-/** The pauses of one schedule (SIGSTOP … SIGCONT), drawn from the seed. */
+/**
+ * The pauses of one schedule (SIGSTOP … SIGCONT), drawn from the seed, and in some a link
+ * that ends under a live node slow to link again (`Relink`).
+ */
 export const pauses = (seed: number, endMs: number): Array<FastSim.ScheduledCommand<Cmd>> => {
   const rng = Prng.make(seed ^ 0x51a7e)
   const count = rng.int(0, 2)
-  return Array.from({ length: count }, () => ({
+  const drawn: Array<FastSim.ScheduledCommand<Cmd>> = Array.from({ length: count }, () => ({
     atMs: rng.int(300, endMs),
     node: nodes[rng.int(0, 1)]!,
     command: { _tag: "Pause" as const, forMs: rng.int(100, 2_500) },
   }))
+  if (rng.chance(0.25)) {
+    drawn.push({
+      atMs: rng.int(300, endMs),
+      node: nodes[rng.int(0, 1)]!,
+      command: { _tag: "Relink", afterMs: rng.int(100, 1_500) },
+    })
+  }
+  return drawn
+}
+
+/** The view FastSim checks, for this model. */
+export type View = FastSim.View<NodeState, Wire, Cmd, Note>
+
+/** An invariant of this model. */
+export type Invariant = FastSim.Invariant<NodeState, Wire, Cmd, Note>
+
+/**
+ * One run of the model on 2 ms links, with the states at its end: `options` for the model,
+ * the rest for FastSim (a schedule or generated faults, commands, invariants).
+ */
+export const run = (
+  run: Omit<
+    FastSim.Options<NodeState, Wire, Cmd, Note>,
+    "machine" | "nodes" | "link" | "invariants"
+  > & { readonly options?: Options; readonly invariants?: ReadonlyArray<Invariant> },
+): { readonly report: FastSim.Report<Note>; readonly final: View } => {
+  let final: View | undefined
+  const { options, invariants = [], ...rest } = run
+  const report = FastSim.run({
+    ...rest,
+    machine: machine(options),
+    nodes,
+    link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 2 } },
+    invariants: [
+      ...invariants,
+      {
+        name: "(keeps the last view)",
+        check: (view: View) => {
+          final = view
+          return undefined
+        },
+      },
+    ],
+  })
+  return { report, final: final! }
 }
