@@ -38,7 +38,7 @@
  * ```
  * @since 0.1.0
  */
-import type { Machine, Runner } from "@understudy/machine"
+import { type Machine, type Runner, TimerTable } from "@understudy/machine"
 import { type Codec, Heap, type SimNet } from "@understudy/transport"
 import { Result } from "effect"
 import * as FaultSchedule from "./FaultSchedule.ts"
@@ -202,11 +202,16 @@ export const healthyLink: SimNet.LinkConfig = {
   reorder: 0,
 }
 
-// Event kinds.
+// Event kinds (timers are in the timer table, not the event queue).
 const Deliver = 0
-const Timer = 1
-const Command = 2
-const Tick = 3
+const Command = 1
+const Tick = 2
+
+/** A node's timer, as the key of the run's one timer table (one object per node and name). */
+interface TimerKey {
+  readonly node: number
+  readonly name: string
+}
 
 // Trace line kinds.
 const TraceStep = 0
@@ -348,7 +353,16 @@ export const run = <State, Message, C = never, E = never>(
   // Per node, by index.
   const up: Array<boolean> = nodes.map(() => true)
   const states: Array<State | undefined> = nodes.map(() => undefined)
-  const timers: Array<Map<string, number>> = nodes.map(() => new Map())
+  // Every node's timers in one table, ordered with the event queue by (time, seq).
+  const timers = new TimerTable.TimerTable<TimerKey>()
+  const timerKeys: Array<Map<string, TimerKey>> = nodes.map(() => new Map())
+  const timerKey = (node: number, name: string): TimerKey => {
+    const known = timerKeys[node]!.get(name)
+    if (known !== undefined) return known
+    const key: TimerKey = { node, name }
+    timerKeys[node]!.set(name, key)
+    return key
+  }
   const peers: Array<ReadonlyArray<Machine.NodeId>> = nodes.map((self) =>
     nodes.filter((node) => node !== self),
   )
@@ -450,7 +464,7 @@ export const run = <State, Message, C = never, E = never>(
       trace.record(nowMs, TraceNet, nodes[from]!, `duplicate → ${nodes[to]}`, message)
     }
     for (let copy = 0; copy < copies; copy++) {
-      if (queue.size >= maxPending) {
+      if (queue.size + timers.size >= maxPending) {
         dropped++
         trace.record(nowMs, TraceNet, nodes[from]!, `drop → ${nodes[to]} (queue full)`, message)
         continue
@@ -463,7 +477,7 @@ export const run = <State, Message, C = never, E = never>(
         reordered++
         trace.record(nowMs, TraceNet, nodes[from]!, `delay → ${nodes[to]} +${extraMs} ms`, message)
       }
-      queue.push(new Event(nowMs + delayMs, seq++, Deliver, to, from, message, 0))
+      queue.push(new Event(nowMs + delayMs, seq++, Deliver, to, from, message))
     }
   }
 
@@ -488,25 +502,13 @@ export const run = <State, Message, C = never, E = never>(
         case "Broadcast":
           for (let to = 0; to < count; to++) if (to !== node) send(node, to, output.message)
           break
-        case "SetTimer": {
-          // Generations are unique across the run, so a stale firing never matches.
-          const gen = ++seq
-          timers[node]!.set(output.timer, gen)
-          queue.push(
-            new Event(
-              nowMs + Math.max(0, output.afterMs),
-              seq++,
-              Timer,
-              node,
-              -1,
-              output.timer,
-              gen,
-            ),
-          )
+        case "SetTimer":
+          // Two sequence numbers, as when timers were events of the queue: runs replay alike.
+          seq += 2
+          timers.set(timerKey(node, output.timer), nowMs + Math.max(0, output.afterMs), seq - 1)
           break
-        }
         case "CancelTimer":
-          timers[node]!.delete(output.timer)
+          timers.cancel(timerKey(node, output.timer))
           break
         case "Emit":
           if (collectEvents) events.push({ atMs: nowMs, node: nodes[node]!, event: output.event })
@@ -556,7 +558,7 @@ export const run = <State, Message, C = never, E = never>(
     up[node] = false
     states[node] = undefined
     live.delete(nodes[node]!)
-    timers[node]!.clear()
+    timers.cancelWhere((key) => key.node === node)
   }
 
   const restart = (node: number): void => {
@@ -627,15 +629,6 @@ export const run = <State, Message, C = never, E = never>(
         }
         return
       }
-      case Timer: {
-        const node = event.node
-        const name = event.payload as string
-        const timersOf = timers[node]!
-        if (!up[node] || timersOf.get(name) !== event.gen) return
-        timersOf.delete(name)
-        step(node, { _tag: "TimerFired", timer: name, nowMs })
-        return
-      }
       case Command: {
         const node = event.node
         if (!up[node]) {
@@ -659,11 +652,11 @@ export const run = <State, Message, C = never, E = never>(
         }
         for (const request of workload.commands(nowMs, view)) {
           const node = indexOf(request.node, "a workload command")
-          queue.push(new Event(nowMs, seq++, Command, node, -1, request.command, 0))
+          queue.push(new Event(nowMs, seq++, Command, node, -1, request.command))
         }
         const nextMs = nowMs + workload.everyMs
         if (nextMs < (workload.endMs ?? durationMs) && nextMs <= durationMs) {
-          queue.push(new Event(nextMs, seq++, Tick, -1, -1, undefined, 0))
+          queue.push(new Event(nextMs, seq++, Tick, -1, -1, undefined))
         }
         return
       }
@@ -673,7 +666,7 @@ export const run = <State, Message, C = never, E = never>(
   // Commands and the workload are queued before anything runs, so they keep their place.
   for (const request of options.commands ?? []) {
     const node = indexOf(request.node, "a scheduled command")
-    queue.push(new Event(request.atMs, seq++, Command, node, -1, request.command, 0))
+    queue.push(new Event(request.atMs, seq++, Command, node, -1, request.command))
   }
   if (options.workload !== undefined) {
     const everyMs = options.workload.everyMs
@@ -681,7 +674,7 @@ export const run = <State, Message, C = never, E = never>(
       throw new Error(`FastSim: workload.everyMs must be positive, got ${everyMs}`)
     const startMs = options.workload.startMs ?? everyMs
     if (startMs < (options.workload.endMs ?? durationMs) && startMs <= durationMs) {
-      queue.push(new Event(startMs, seq++, Tick, -1, -1, undefined, 0))
+      queue.push(new Event(startMs, seq++, Tick, -1, -1, undefined))
     }
   }
 
@@ -693,7 +686,14 @@ export const run = <State, Message, C = never, E = never>(
   let nextFault = 0
   while (violation === undefined) {
     const event = queue.peek()
-    const eventMs = event === undefined || event.atMs > durationMs ? Infinity : event.atMs
+    const queuedMs = event === undefined || event.atMs > durationMs ? Infinity : event.atMs
+    const timer = timers.peek()
+    const timerMs = timer === undefined || timer.dueMs > durationMs ? Infinity : timer.dueMs
+    // The timer table and the queue share one (time, seq) order.
+    const timerFirst =
+      timerMs < queuedMs ||
+      (timerMs === queuedMs && timerMs !== Infinity && timer!.order < event!.seq)
+    const eventMs = timerFirst ? timerMs : queuedMs
     const scheduled = schedule[nextFault]
     const faultMs =
       scheduled === undefined || scheduled.atMs >= durationMs ? Infinity : scheduled.atMs
@@ -712,6 +712,10 @@ export const run = <State, Message, C = never, E = never>(
       trace.record(nowMs, TraceFault, "", applied.fault, undefined)
       apply(applied.fault)
       if (everyStep) check(undefined, false)
+    } else if (timerFirst) {
+      const fired = timers.due(timerMs)!
+      nowMs = timerMs
+      step(fired.node, { _tag: "TimerFired", timer: fired.name, nowMs })
     } else {
       queue.pop()
       nowMs = event!.atMs

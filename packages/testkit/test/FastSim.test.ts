@@ -188,6 +188,31 @@ describe("FastSim", () => {
     ])
   })
 
+  it("a timer and a message due at the same millisecond run in the order they were scheduled", () => {
+    // Each node sends itself a message (1 ms link) and sets a 1 ms timer at init, in the
+    // order its name says: both are due at 1 ms, and the one scheduled first runs first.
+    const machine: Machine.Machine<null, string, never, string> = {
+      init: ({ self }) => {
+        const send: Machine.Output<string, string> = { _tag: "Send", to: self, message: "m" }
+        const timer: Machine.Output<string, string> = { _tag: "SetTimer", timer: "t", afterMs: 1 }
+        return { state: null, outputs: self === "send-first" ? [send, timer] : [timer, send] }
+      },
+      step: (state, input) => ({
+        state,
+        outputs:
+          input._tag === "Command"
+            ? []
+            : [{ _tag: "Emit", event: `${input._tag} at ${input.nowMs}` }],
+      }),
+    }
+    const heard = (node: string) =>
+      FastSim.run({ machine, nodes: [node], seed: 1, durationMs: 10, invariants: [] }).events.map(
+        (item) => item.event,
+      )
+    expect(heard("send-first")).toEqual(["Receive at 1", "TimerFired at 1"])
+    expect(heard("timer-first")).toEqual(["TimerFired at 1", "Receive at 1"])
+  })
+
   it("a one-way partition cuts one direction only; a symmetric one both; heal restores them", () => {
     const machine = pinger(10)
     const run = (oneWay: boolean) =>

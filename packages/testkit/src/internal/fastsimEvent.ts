@@ -1,7 +1,8 @@
 /**
  * The events of `FastSim` and their order, (time, sequence number): events at the same time
  * run in the order they were scheduled, so a run is a pure function of its seed. The queue
- * is the transport's `Heap.MinHeap` with this order.
+ * is the transport's `Heap.MinHeap` with this order; timers are in machine's `TimerTable`,
+ * whose entries carry a sequence number of the same count.
  */
 
 /** One pending event. A class with a fixed shape keeps the heap's property accesses monomorphic. */
@@ -14,10 +15,8 @@ export class Event {
   readonly node: number
   /** The sender of a delivery; -1 otherwise. */
   readonly from: number
-  /** The message, timer name or command. */
+  /** The message or command. */
   readonly payload: unknown
-  /** The timer's generation; 0 otherwise. */
-  readonly gen: number
 
   // Plain fields, not parameter properties: Node's type stripping runs this file directly.
   constructor(
@@ -27,7 +26,6 @@ export class Event {
     node: number,
     from: number,
     payload: unknown,
-    gen: number,
   ) {
     this.atMs = atMs
     this.seq = seq
@@ -35,7 +33,6 @@ export class Event {
     this.node = node
     this.from = from
     this.payload = payload
-    this.gen = gen
   }
 }
 
