@@ -2,9 +2,12 @@
  * The replication metrics move (issue 18): `understudy_multihome_replication_bytes_total`
  * counts what a primary ships, by target (`link` under every-update, `store` under
  * state-node), and `understudy_multihome_replication_lag_messages`, what the secondary has
- * not acknowledged, rises while the link is cut. (The gauge is set when the primary ships,
- * not when an acknowledgement comes: idle, it keeps the lag of the last shipment.) A two-node cluster on SimNet and the test clock; the metrics are the
- * process's, so each check compares before and after.
+ * not acknowledged, rises while the link is cut and is back at 0 once the pair is idle. The
+ * gauge is set as the primary ships and as each acknowledgement comes. (Read the moment the
+ * peer has its last echo it is often 1: the peer's SACK of that echo is an update the
+ * primary ships, and its acknowledgement is a link round trip away.) A two-node cluster on
+ * SimNet and the test clock; the counters are the process's, so each check compares before
+ * and after.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, type Store } from "@understudy/store"
@@ -92,6 +95,9 @@ describe("replication metrics", () => {
         const after = yield* bytesTo("link")
         // Every echo's update was shipped: at least its 20 messages' bytes.
         expect(after - before).toBeGreaterThan(20 * "message 0".length)
+        // Idle: the last update (the peer's SACK of the last echo) acknowledged, none lags.
+        yield* advance(100)
+        expect(yield* lag).toBe(0)
         // The link cut (the peer still reaches the primary), for less than the link's 500 ms
         // keep-alive time-out: each update is shipped and none acknowledged.
         yield* net.partition([primaryHost], [secondaryHost])
