@@ -48,19 +48,19 @@ export interface Init {
  * @since 0.1.0
  * @category models
  */
-export interface StepInfo<State, Message, C, E> {
+export interface StepInfo<State, Message, C, E, Address = Machine.NodeId> {
   readonly node: Machine.NodeId
   /** The step's input; for a step of several (see `inputs`), the last of them. */
-  readonly input: Init | Machine.Input<Message, C>
+  readonly input: Init | Machine.Input<Message, C, Address>
   /**
    * A step of several inputs (a group of commands given to `commandAll`): all of them, in
    * order; `before` is the state before the first, `after` after the last, `outputs` all of
    * theirs. Absent when the step took one input, `input`.
    */
-  readonly inputs?: ReadonlyArray<Machine.Input<Message, C>>
+  readonly inputs?: ReadonlyArray<Machine.Input<Message, C, Address>>
   readonly before: State | undefined
   readonly after: State
-  readonly outputs: ReadonlyArray<Machine.Output<Message, E>>
+  readonly outputs: ReadonlyArray<Machine.Output<Message, E, Address>>
   readonly nowMs: number
 }
 

@@ -13,7 +13,9 @@
  * state and its timers (a restart runs `init` again with the current time); setting a timer
  * replaces the one of the same name; an event at the time of a fault runs before the fault.
  * Messages are passed as values; with `codec` every `encodeEvery`-th one is encoded and
- * decoded, so state that does not serialise is caught.
+ * decoded, so state that does not serialise is caught. A machine that names its peers by
+ * address (a transport address, several per node) runs with `routing`, which says which
+ * node an address reaches and what source address a message carries; faults stay per node.
  *
  * A violation throws `FastSimFailure`, whose message starts with `SEED=<n>:` and holds the
  * invariant, how to replay it, the fault schedule, the live states and the last trace lines
@@ -62,8 +64,8 @@ export interface Emitted<E> {
  * @since 0.1.0
  * @category models
  */
-export interface View<State, Message = unknown, C = unknown, E = unknown>
-  extends Simulation.View<State, Message, C, E> {
+export interface View<State, Message = unknown, C = unknown, E = unknown, Address = Machine.NodeId>
+  extends Simulation.View<State, Message, C, E, Address> {
   readonly events: ReadonlyArray<Emitted<E>>
 }
 
@@ -74,9 +76,45 @@ export interface View<State, Message = unknown, C = unknown, E = unknown>
  * @since 0.1.0
  * @category models
  */
-export interface Invariant<State, Message = unknown, C = unknown, E = unknown> {
+export interface Invariant<
+  State,
+  Message = unknown,
+  C = unknown,
+  E = unknown,
+  Address = Machine.NodeId,
+> {
   readonly name: string
-  readonly check: (view: View<State, Message, C, E>) => string | undefined
+  readonly check: (view: View<State, Message, C, E, Address>) => string | undefined
+}
+
+/**
+ * How a machine that names its peers by address (a transport address, say, rather than a
+ * node id) is wired: which node an address reaches, and what address a message comes from.
+ * Faults and link settings stay per pair of nodes. Without it, a peer's address is its
+ * node id ({@link byNodeId}).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Routing<Address> {
+  /** A node's address: where `Broadcast` sends to it, and by default where it sends from. */
+  readonly addressOf: (node: Machine.NodeId) => Address
+  /** The node that receives what is sent to `address`; `undefined` drops it (traced). */
+  readonly nodeOf: (address: Address) => Machine.NodeId | undefined
+  /**
+   * The source address the receiver sees on a message `from` sends to `to`; default
+   * `addressOf(from)`. A node with several addresses may answer from the one it was reached at.
+   */
+  readonly source?: (from: Machine.NodeId, to: Address) => Address
+  /** How an address reads in the trace. Default JSON. */
+  readonly describe?: (address: Address) => string
+}
+
+/** Peers named by their node ids. @since 0.1.0 @category constructors */
+export const byNodeId: Routing<Machine.NodeId> = {
+  addressOf: (node) => node,
+  nodeOf: (address) => address,
+  describe: (address) => address,
 }
 
 /** A command for one node. @since 0.1.0 @category models */
@@ -98,19 +136,21 @@ export interface ScheduledCommand<C> extends CommandFor<C> {
  * @since 0.1.0
  * @category models
  */
-export interface Workload<State, Message, C, E> {
+export interface Workload<State, Message, C, E, Address = Machine.NodeId> {
   readonly everyMs: number
   readonly startMs?: number
   readonly endMs?: number
   readonly commands: (
     nowMs: number,
-    view: View<State, Message, C, E>,
+    view: View<State, Message, C, E, Address>,
   ) => ReadonlyArray<CommandFor<C>>
 }
 
 /** @since 0.1.0 @category models */
-export interface Options<State, Message, C = never, E = never> {
-  readonly machine: Machine.Machine<State, Message, C, E>
+export interface Options<State, Message, C = never, E = never, Address = Machine.NodeId> {
+  readonly machine: Machine.Machine<State, Message, C, E, Address>
+  /** How peers' addresses map to nodes: needed when they are not node ids. */
+  readonly routing?: Routing<Address>
   readonly nodes: ReadonlyArray<Machine.NodeId>
   readonly seed: number
   /** Simulated time the run lasts: events up to and including it run. */
@@ -121,10 +161,10 @@ export interface Options<State, Message, C = never, E = never> {
   readonly schedule?: ReadonlyArray<FaultSchedule.Scheduled>
   /** Every link at the start, and what a restored link gets. Default `fixed(1)`, no loss. */
   readonly link?: SimNet.LinkConfig
-  readonly invariants: ReadonlyArray<Invariant<State, Message, C, E>>
+  readonly invariants: ReadonlyArray<Invariant<State, Message, C, E, Address>>
   /** `"every-step"` (default) checks after every step and fault; `"end"` only at the end. */
   readonly check?: "every-step" | "end"
-  readonly workload?: Workload<State, Message, C, E>
+  readonly workload?: Workload<State, Message, C, E, Address>
   readonly commands?: ReadonlyArray<ScheduledCommand<C>>
   /** Round-trip messages through this codec (every `encodeEvery`-th one) to catch values that do not serialise. */
   readonly codec?: Codec.Codec<Message>
@@ -299,11 +339,18 @@ interface Violation {
  * @since 0.1.0
  * @category running
  */
-export const run = <State, Message, C = never, E = never>(
-  options: Options<State, Message, C, E>,
+export const run = <State, Message, C = never, E = never, Address = Machine.NodeId>(
+  options: Options<State, Message, C, E, Address>,
 ): Report<E> => {
   const { machine, nodes, seed, durationMs, invariants } = options
   const link = options.link ?? healthyLink
+  // Without routing, `Address` is `NodeId` (the options' type says so for every other use).
+  const routing = options.routing ?? (byNodeId as unknown as Routing<Address>)
+  const describeAddress = routing.describe ?? json
+  const sourceOf = (from: number, to: Address): Address =>
+    routing.source === undefined
+      ? routing.addressOf(nodes[from]!)
+      : routing.source(nodes[from]!, to)
   const everyStep = (options.check ?? "every-step") === "every-step" && invariants.length > 0
   const describeState = options.describeState ?? json
   const describeMessage = options.describeMessage ?? json
@@ -385,9 +432,12 @@ export const run = <State, Message, C = never, E = never>(
     if (violation === undefined) violation = { invariant, detail, atMs: nowMs }
   }
 
-  const check = (step: Runner.StepInfo<State, Message, C, E> | undefined, final: boolean): void => {
+  const check = (
+    step: Runner.StepInfo<State, Message, C, E, Address> | undefined,
+    final: boolean,
+  ): void => {
     if (violation !== undefined) return
-    const view: View<State, Message, C, E> = {
+    const view: View<State, Message, C, E, Address> = {
       nowMs,
       nodes,
       states: live,
@@ -447,7 +497,7 @@ export const run = <State, Message, C = never, E = never>(
     return { message: decoded.success }
   }
 
-  const send = (from: number, to: number, original: Message): void => {
+  const send = (from: number, to: number, source: Address, original: Message): void => {
     const carried = roundTrip(from, original)
     if (carried === undefined) return
     const message = carried.message
@@ -477,30 +527,37 @@ export const run = <State, Message, C = never, E = never>(
         reordered++
         trace.record(nowMs, TraceNet, nodes[from]!, `delay → ${nodes[to]} +${extraMs} ms`, message)
       }
-      queue.push(new Event(nowMs + delayMs, seq++, Deliver, to, from, message))
+      queue.push(new Event(nowMs + delayMs, seq++, Deliver, to, from, message, source))
     }
   }
 
-  const perform = (node: number, outputs: ReadonlyArray<Machine.Output<Message, E>>): void => {
+  const perform = (
+    node: number,
+    outputs: ReadonlyArray<Machine.Output<Message, E, Address>>,
+  ): void => {
     for (const output of outputs) {
       switch (output._tag) {
         case "Send": {
-          const to = index.get(output.to)
+          const target = routing.nodeOf(output.to)
+          const to = target === undefined ? undefined : index.get(target)
           if (to === undefined) {
             trace.record(
               nowMs,
               TraceNote,
               nodes[node]!,
-              `send to unknown node ${output.to} dropped`,
+              `send to unknown ${options.routing === undefined ? "node" : "address"} ${describeAddress(output.to)} dropped`,
               undefined,
             )
           } else {
-            send(node, to, output.message)
+            send(node, to, sourceOf(node, output.to), output.message)
           }
           break
         }
         case "Broadcast":
-          for (let to = 0; to < count; to++) if (to !== node) send(node, to, output.message)
+          for (let to = 0; to < count; to++) {
+            if (to !== node)
+              send(node, to, sourceOf(node, routing.addressOf(nodes[to]!)), output.message)
+          }
           break
         case "SetTimer":
           // Two sequence numbers, as when timers were events of the queue: runs replay alike.
@@ -517,9 +574,9 @@ export const run = <State, Message, C = never, E = never>(
     }
   }
 
-  const step = (node: number, input: Runner.Init | Machine.Input<Message, C>): void => {
+  const step = (node: number, input: Runner.Init | Machine.Input<Message, C, Address>): void => {
     const before = states[node]
-    let result: Machine.Result<State, Message, E>
+    let result: Machine.Result<State, Message, E, Address>
     try {
       result =
         input._tag === "Init"
@@ -622,7 +679,7 @@ export const run = <State, Message, C = never, E = never>(
           delivered++
           step(to, {
             _tag: "Receive",
-            from: nodes[from]!,
+            from: event.source as Address,
             message: event.payload as Message,
             nowMs,
           })
@@ -640,7 +697,7 @@ export const run = <State, Message, C = never, E = never>(
       }
       case Tick: {
         const workload = options.workload!
-        const view: View<State, Message, C, E> = {
+        const view: View<State, Message, C, E, Address> = {
           nowMs,
           nodes,
           states: live,
@@ -652,11 +709,11 @@ export const run = <State, Message, C = never, E = never>(
         }
         for (const request of workload.commands(nowMs, view)) {
           const node = indexOf(request.node, "a workload command")
-          queue.push(new Event(nowMs, seq++, Command, node, -1, request.command))
+          queue.push(new Event(nowMs, seq++, Command, node, -1, request.command, undefined))
         }
         const nextMs = nowMs + workload.everyMs
         if (nextMs < (workload.endMs ?? durationMs) && nextMs <= durationMs) {
-          queue.push(new Event(nextMs, seq++, Tick, -1, -1, undefined))
+          queue.push(new Event(nextMs, seq++, Tick, -1, -1, undefined, undefined))
         }
         return
       }
@@ -666,7 +723,7 @@ export const run = <State, Message, C = never, E = never>(
   // Commands and the workload are queued before anything runs, so they keep their place.
   for (const request of options.commands ?? []) {
     const node = indexOf(request.node, "a scheduled command")
-    queue.push(new Event(request.atMs, seq++, Command, node, -1, request.command))
+    queue.push(new Event(request.atMs, seq++, Command, node, -1, request.command, undefined))
   }
   if (options.workload !== undefined) {
     const everyMs = options.workload.everyMs
@@ -674,7 +731,7 @@ export const run = <State, Message, C = never, E = never>(
       throw new Error(`FastSim: workload.everyMs must be positive, got ${everyMs}`)
     const startMs = options.workload.startMs ?? everyMs
     if (startMs < (options.workload.endMs ?? durationMs) && startMs <= durationMs) {
-      queue.push(new Event(startMs, seq++, Tick, -1, -1, undefined))
+      queue.push(new Event(startMs, seq++, Tick, -1, -1, undefined, undefined))
     }
   }
 
@@ -727,22 +784,22 @@ export const run = <State, Message, C = never, E = never>(
     check(undefined, true)
   }
 
-  const describeInput = (input: Runner.Init | Machine.Input<Message, C>): string => {
+  const describeInput = (input: Runner.Init | Machine.Input<Message, C, Address>): string => {
     switch (input._tag) {
       case "Init":
         return "init"
       case "Receive":
-        return `recv ${input.from} ${describeMessage(input.message)}`
+        return `recv ${describeAddress(input.from)} ${describeMessage(input.message)}`
       case "TimerFired":
         return `timer ${input.timer}`
       case "Command":
         return `command ${json(input.command)}`
     }
   }
-  const describeOutput = (output: Machine.Output<Message, E>): string => {
+  const describeOutput = (output: Machine.Output<Message, E, Address>): string => {
     switch (output._tag) {
       case "Send":
-        return `send ${output.to} ${describeMessage(output.message)}`
+        return `send ${describeAddress(output.to)} ${describeMessage(output.message)}`
       case "Broadcast":
         return `broadcast ${describeMessage(output.message)}`
       case "SetTimer":
@@ -756,8 +813,8 @@ export const run = <State, Message, C = never, E = never>(
   const formatLine = (kind: number, first: unknown, second: unknown): string => {
     switch (kind) {
       case TraceStep: {
-        const input = describeInput(first as Runner.Init | Machine.Input<Message, C>)
-        const outputs = second as ReadonlyArray<Machine.Output<Message, E>>
+        const input = describeInput(first as Runner.Init | Machine.Input<Message, C, Address>)
+        const outputs = second as ReadonlyArray<Machine.Output<Message, E, Address>>
         return outputs.length === 0
           ? input
           : `${input} => ${outputs.map(describeOutput).join("; ")}`

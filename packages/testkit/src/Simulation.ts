@@ -47,14 +47,20 @@ import * as Network from "./Network.ts"
  * @since 0.1.0
  * @category models
  */
-export interface View<State, Message = unknown, C = unknown, E = unknown> {
+export interface View<
+  State,
+  Message = unknown,
+  C = unknown,
+  E = unknown,
+  Address = Machine.NodeId,
+> {
   readonly nowMs: number
   readonly nodes: ReadonlyArray<Machine.NodeId>
   /** Latest state of every node that is up (a node that never stepped yet is absent). */
   readonly states: ReadonlyMap<Machine.NodeId, State>
   readonly history: ReadonlyArray<FaultSchedule.Scheduled>
   readonly network: Network.Network
-  readonly step: Runner.StepInfo<State, Message, C, E> | undefined
+  readonly step: Runner.StepInfo<State, Message, C, E, Address> | undefined
   /** True for the last check, when the run is over. */
   readonly final: boolean
 }

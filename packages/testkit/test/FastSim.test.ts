@@ -213,6 +213,68 @@ describe("FastSim", () => {
     expect(heard("timer-first")).toEqual(["TimerFired at 1", "Receive at 1"])
   })
 
+  it("runs a machine that names peers by address: routed to the owning node, the source as routing says", () => {
+    // Two networks, 10.1.0.x and 10.2.0.x: every node has an address on each and sends from
+    // the one on the destination's network, as a multihomed endpoint does.
+    interface Addr {
+      readonly host: string
+      readonly port: number
+    }
+    const hostOf: Record<string, number> = { a: 1, b: 2 }
+    const routing: FastSim.Routing<Addr> = {
+      addressOf: (node) => ({ host: `10.1.0.${hostOf[node]}`, port: 9 }),
+      nodeOf: (address) =>
+        Object.keys(hostOf).find((node) => address.host.endsWith(`.0.${hostOf[node]}`)),
+      source: (from, to) => ({ host: `${to.host.slice(0, 5)}0.${hostOf[from]}`, port: 9 }),
+      describe: (address) => `${address.host}:${address.port}`,
+    }
+    const machine: Machine.Machine<null, string, never, string, Addr> = {
+      init: ({ self }) => ({
+        state: null,
+        outputs:
+          self === "a"
+            ? [
+                { _tag: "Send", to: { host: "10.2.0.2", port: 9 }, message: "ping" },
+                { _tag: "Send", to: { host: "10.9.9.9", port: 9 }, message: "lost" },
+                { _tag: "Broadcast", message: "hello" },
+              ]
+            : [],
+      }),
+      step: (state, input) => {
+        if (input._tag !== "Receive") return { state, outputs: [] }
+        const heard = `${input.message} from ${input.from.host}`
+        return {
+          state,
+          outputs:
+            input.message === "ping"
+              ? [
+                  { _tag: "Emit", event: heard },
+                  { _tag: "Send", to: input.from, message: "pong" },
+                ]
+              : [{ _tag: "Emit", event: heard }],
+        }
+      },
+    }
+    const report = FastSim.run({
+      machine,
+      routing,
+      nodes: ["a", "b"],
+      seed: 1,
+      durationMs: 10,
+      invariants: [],
+      traceLines: 100,
+    })
+    expect(report.events.map((item) => `${item.node}: ${item.event}`)).toEqual([
+      "b: ping from 10.2.0.1",
+      "b: hello from 10.1.0.1",
+      "a: pong from 10.2.0.2",
+    ])
+    const trace = report.formatTrace()
+    expect(trace).toContain("send to unknown address 10.9.9.9:9 dropped")
+    expect(trace).toContain('send 10.2.0.2:9 "ping"')
+    expect(trace).toContain('recv 10.2.0.1:9 "ping"')
+  })
+
   it("a one-way partition cuts one direction only; a symmetric one both; heal restores them", () => {
     const machine = pinger(10)
     const run = (oneWay: boolean) =>

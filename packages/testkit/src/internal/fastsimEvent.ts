@@ -17,6 +17,8 @@ export class Event {
   readonly from: number
   /** The message or command. */
   readonly payload: unknown
+  /** A delivery's source address, as the receiver sees it; undefined otherwise. */
+  readonly source: unknown
 
   // Plain fields, not parameter properties: Node's type stripping runs this file directly.
   constructor(
@@ -26,6 +28,7 @@ export class Event {
     node: number,
     from: number,
     payload: unknown,
+    source: unknown,
   ) {
     this.atMs = atMs
     this.seq = seq
@@ -33,6 +36,7 @@ export class Event {
     this.node = node
     this.from = from
     this.payload = payload
+    this.source = source
   }
 }
 
