@@ -347,10 +347,7 @@ describe("limit names", () => {
  * or type takes is a duration in plain milliseconds. Known and not yet converted, by the file of
  * the `...Options` declaration, each with its owner.
  */
-const pendingMsOptions: Record<string, ReadonlyArray<string>> = {
-  // multihome Cluster.make's replication policy { _tag: "Interval", everyMs } (Replication.ts, sctp).
-  "packages/multihome/src/Cluster.ts": ["everyMs"],
-}
+const pendingMsOptions: Record<string, ReadonlyArray<string>> = {}
 
 /** The compiler options every package is built with (`tsconfig.base.json`). */
 const compilerOptions = (): ts.CompilerOptions => {

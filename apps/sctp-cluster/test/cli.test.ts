@@ -117,7 +117,7 @@ describe("sctp-cluster command line", () => {
       _tag: "Node",
       role: "secondary",
       addresses: ["::1", "127.0.0.3"],
-      policy: { _tag: "Interval", everyMs: 250 },
+      policy: { _tag: "Interval", every: 250 },
       port: 5000,
       udpPort: 9911,
       link: { _tag: "Tcp", host: "127.0.0.1", port: 7000 },

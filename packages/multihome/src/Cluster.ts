@@ -135,6 +135,10 @@ export interface Options {
    * newcomer in sync, so the cluster can fail over again. Without it, one failover only.
    */
   readonly standbyLink?: Address.StreamAddress
+  /**
+   * How the primary keeps the secondary's copy (see `Replication.Policy`); the `interval`
+   * policy's `every` is a `Duration.Input` (`"100 millis"`), checked with the other durations.
+   */
   readonly policy: Replication.Policy
   /** The application; default `echo`. */
   readonly service?: Service
@@ -487,6 +491,8 @@ interface Timings {
   readonly healthEveryMs: number
   readonly addressWaitMs: number
   readonly fenceLeaseMs: number | undefined
+  /** The `interval` policy's `every`. */
+  readonly intervalMs: number | undefined
 }
 
 /**
@@ -516,6 +522,10 @@ const decodeTimings = (options: Options): Result.Result<Timings, string> => {
       options.fence?.lease === undefined
         ? undefined
         : millis("fence.lease", options.fence.lease, 1_500),
+    intervalMs:
+      options.policy._tag === "Interval"
+        ? millis("policy.every", options.policy.every, 100)
+        : undefined,
   }
   return problems.length === 0 ? Result.succeed(timings) : Result.fail(problems.join("; "))
 }
@@ -1824,8 +1834,8 @@ export const make = (
 
     // ---- timers of the policies -------------------------------------------------------
 
-    if (options.policy._tag === "Interval") {
-      const everyMs = options.policy.everyMs
+    const everyMs = timings.success.intervalMs
+    if (everyMs !== undefined) {
       yield* Effect.forkScoped(
         Effect.forever(
           Effect.andThen(Effect.sleep(Duration.millis(everyMs)), () =>

@@ -20,7 +20,8 @@
  *   link down (the secondary died or hung: its keep-alive timed out) the primary serves on
  *   alone and says so (`Cluster`'s `Unprotected` event, `status.unprotected`, the
  *   `understudy_multihome_unprotected` gauge) until a secondary links up again.
- * - `interval`: a snapshot of every association that changed, every `everyMs`.
+ * - `interval`: a snapshot of every association that changed, every `every` (a
+ *   `Duration.Input`, decoded by `Cluster.make`).
  * - `on-event`: a snapshot when an update raises one of the named events.
  * - `on-impending-failure`: one snapshot of everything when the node is told it is about to
  *   fail (SIGTERM, a failing health check), and nothing before.
@@ -38,7 +39,7 @@
  * @since 0.1.0
  */
 import { Codec } from "@understudy/transport"
-import { Schema } from "effect"
+import { Duration, Schema } from "effect"
 import * as Association from "./Association.ts"
 import * as Chunk from "./Chunk.ts"
 import type * as Cookie from "./Cookie.ts"
@@ -59,7 +60,8 @@ import { gt32 } from "./Serial.ts"
  */
 export type Policy =
   | { readonly _tag: "EveryUpdate" }
-  | { readonly _tag: "Interval"; readonly everyMs: number }
+  /** `every`: how often (`"100 millis"`, a number of milliseconds, a `Duration`). */
+  | { readonly _tag: "Interval"; readonly every: Duration.Input }
   | { readonly _tag: "OnEvent"; readonly events: ReadonlyArray<Association.Event["_tag"]> }
   | { readonly _tag: "OnImpendingFailure" }
   | { readonly _tag: "StateNode" }
@@ -112,7 +114,7 @@ export const parsePolicy = (text: string): Policy | PolicyError => {
     case "interval": {
       const everyMs = parameter === undefined ? 100 : Number(parameter)
       return Number.isSafeInteger(everyMs) && everyMs >= 1 && everyMs <= 3_600_000
-        ? { _tag: "Interval", everyMs }
+        ? { _tag: "Interval", every: everyMs }
         : bad(text, "the interval is a whole number of milliseconds, 1 to 3600000")
     }
     case "on-event": {
@@ -151,8 +153,14 @@ export const formatPolicy = (policy: Policy): string => {
   switch (policy._tag) {
     case "EveryUpdate":
       return "every-update"
-    case "Interval":
-      return `interval:${policy.everyMs}`
+    case "Interval": {
+      // A policy read by `parsePolicy` reads back the same; one written in code may hold
+      // a duration the command line can not say (then its whole milliseconds, or nothing).
+      const every = Duration.fromInput(policy.every)
+      return every._tag === "Some"
+        ? `interval:${Math.round(Duration.toMillis(every.value))}`
+        : "interval"
+    }
     case "OnEvent":
       return `on-event:${policy.events.join(",")}`
     case "OnImpendingFailure":

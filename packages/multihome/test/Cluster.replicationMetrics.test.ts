@@ -11,43 +11,27 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, type Store } from "@understudy/store"
-import { Address, SimNet } from "@understudy/transport"
-import { Effect, Fiber, Metric, Redacted, Stream } from "effect"
-import * as Cluster from "../src/Cluster.ts"
-import type * as Endpoint from "../src/Endpoint.ts"
+import { SimNet } from "@understudy/transport"
+import { Effect, Fiber, Metric, Stream } from "effect"
+import type * as Cluster from "../src/Cluster.ts"
 import * as Metrics from "../src/Metrics.ts"
+import {
+  pairNode,
+  peerHost,
+  primaryHost,
+  quick,
+  sctpPort,
+  secondaryHost,
+  udpPort,
+} from "./support/clusterPair.ts"
 import { advance, connectPeer, within } from "./support/endpoint-support.ts"
 
-const primaryHost = "10.0.0.2"
-const secondaryHost = "10.0.0.3"
-const peerHost = "10.0.0.9"
-const udpPort = 9899
-
-const quick: Endpoint.AssociationOptions = {
-  rtoInitial: 300,
-  rtoMin: 100,
-  rtoMax: 400,
-  pathMaxRetrans: 2,
-  heartbeatInterval: 1_000,
-}
-
 const node = (
+  net: SimNet.SimNet,
   role: Cluster.Role,
   policy: Cluster.Options["policy"],
   store: Store.Store["Service"] | undefined,
-) =>
-  Cluster.make({
-    role,
-    bind: Address.udp(role === "primary" ? primaryHost : secondaryHost, udpPort),
-    port: 7,
-    addresses: [primaryHost, secondaryHost],
-    link: Address.tcp(secondaryHost, 7000),
-    policy,
-    ...(store === undefined ? {} : { store }),
-    config: quick,
-    seed: role === "primary" ? 11 : 12,
-    clusterKey: Redacted.make(new Uint8Array(32).fill(7)),
-  })
+) => pairNode(net, role, { policy, ...(store === undefined ? {} : { store }) })
 
 const bytesTo = (target: "link" | "store") =>
   Effect.map(
@@ -61,14 +45,17 @@ const lag = Effect.map(Metric.value(Metrics.replicationLag), (state) => state.va
 const start = (policy: Cluster.Options["policy"], store?: Store.Store["Service"]) =>
   Effect.gen(function* () {
     const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
-    yield* net.run(secondaryHost, Effect.andThen(node("secondary", policy, store), Effect.never))
+    yield* net.run(
+      secondaryHost,
+      Effect.andThen(node(net, "secondary", policy, store), Effect.never),
+    )
     yield* advance(100)
-    yield* net.run(primaryHost, Effect.andThen(node("primary", policy, store), Effect.never))
+    yield* net.run(primaryHost, Effect.andThen(node(net, "primary", policy, store), Effect.never))
     yield* advance(500)
     const association = yield* connectPeer(net, peerHost, quick, {
       host: primaryHost,
       udpPort,
-      port: 7,
+      port: sctpPort,
     })
     yield* advance(1_000)
     const echoes = (count: number) =>

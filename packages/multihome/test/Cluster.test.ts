@@ -6,13 +6,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, type Store, StoreError } from "@understudy/store"
-import { Address, SimNet, Transport } from "@understudy/transport"
-import { Duration, Effect, Fiber, Metric, Redacted, type Scope, Stream } from "effect"
+import { Address, Datagram, SimNet, Transport } from "@understudy/transport"
+import { Deferred, Duration, Effect, Fiber, Metric, Redacted, type Scope, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
 import * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
 import * as Metrics from "../src/Metrics.ts"
 import * as Replication from "../src/Replication.ts"
+import * as Pair from "./support/clusterPair.ts"
 import { advance, connectPeer, within } from "./support/endpoint-support.ts"
 import { dataTsns, repeated, type Seen, tapped } from "./support/wireTap.ts"
 
@@ -527,6 +528,82 @@ describe("Cluster on SimNet", () => {
   )
 
   it.effect(
+    "fence, failover 'takeover': a node that took the primary's address over and is then fenced out gives the address back",
+    () =>
+      Effect.gen(function* () {
+        const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+        const memory = yield* MemoryStore.make()
+        // The store as the secondary sees it: down once `cut`.
+        let cut = false
+        const down = new StoreError.Unavailable({ detail: "cut off in this test" })
+        const gated =
+          <A extends Array<unknown>, R, E>(call: (...args: A) => Effect.Effect<R, E>) =>
+          (...args: A) =>
+            cut ? Effect.fail(down) : call(...args)
+        const secondaryStore = {
+          ...memory,
+          get: gated(memory.get),
+          put: gated(memory.put),
+          grantLease: gated(memory.grantLease),
+          keepAlive: gated(memory.keepAlive),
+          revokeLease: gated(memory.revokeLease),
+        }
+        const fenced = (store: Store.Store["Service"]) =>
+          ({ failover: "takeover", fence: { store, lease: "1 second" } }) as const
+        const secondary = yield* Deferred.make<Cluster.Node>()
+        yield* net.run(
+          secondaryHost,
+          Effect.gen(function* () {
+            const node = yield* Pair.pairNode(net, "secondary", fenced(secondaryStore))
+            yield* Deferred.succeed(secondary, node)
+            return yield* Effect.never
+          }),
+        )
+        // The primary outside `net.run`: its host comes back empty after the crash.
+        const primary = yield* Effect.forkScoped(
+          Effect.scoped(
+            Effect.andThen(Pair.pairNode(net, "primary", fenced(memory)), Effect.never),
+          ).pipe(Effect.provide(net.layer(primaryHost))),
+        )
+        yield* advance(2_000)
+        const node = yield* Deferred.await(secondary)
+        const seen: Array<string> = []
+        yield* Effect.forkScoped(
+          Stream.runForEach(node.events, (event) =>
+            Effect.sync(() => {
+              if (event._tag.startsWith("Address") || event._tag === "TookOver") {
+                seen.push(event._tag)
+              }
+            }),
+          ),
+        )
+        yield* advance(10)
+        yield* net.crash(primaryHost)
+        yield* Effect.forkScoped(Fiber.interrupt(primary))
+        yield* net.restart(primaryHost)
+        // The lease (1 s) runs out, the secondary takes over and binds 10.0.0.2.
+        yield* advance(3_000)
+        expect(seen).toEqual(["TookOver", "AddressTaken"])
+        const bindPrimarys = Effect.scoped(
+          Effect.provide(
+            Effect.flatMap(Effect.service(Datagram.Datagram), (datagram) =>
+              datagram.bind(Address.udp(primaryHost, udpPort)),
+            ),
+            net.layer(primaryHost),
+          ),
+        )
+        // Held: a node restarted on 10.0.0.2 could not bind its own address.
+        expect((yield* Effect.exit(bindPrimarys))._tag).toBe("Failure")
+        // Cut from the store, its lease lost: it falls silent and gives the address back.
+        cut = true
+        yield* advance(3_000)
+        expect((yield* node.status).role).toBe("deposed")
+        expect(seen).toEqual(["TookOver", "AddressTaken", "AddressReleased"])
+        expect((yield* Effect.exit(bindPrimarys))._tag).toBe("Success")
+      }),
+  )
+
+  it.effect(
     "fence: a primary cut off from the secondary and the store never transmits after the takeover",
     () =>
       Effect.gen(function* () {
@@ -945,20 +1022,26 @@ describe("Cluster on SimNet", () => {
       }),
   )
 
+  /**
+   * A secondary made with `options` on a fresh network, closed again at once: the
+   * `ClusterError` it failed with, if it did.
+   */
+  const refusal = (net: SimNet.SimNet, options: Partial<Cluster.Options>) =>
+    Cluster.make({
+      role: "secondary",
+      bind: Address.udp(secondaryHost, udpPort),
+      port: sctpPort,
+      addresses: [primaryHost, secondaryHost],
+      link: Address.tcp(secondaryHost, linkPort),
+      policy: policyOf("every-update"),
+      seed: 1,
+      ...options,
+    }).pipe(Effect.provide(net.layer(secondaryHost)), Effect.scoped, Effect.flip, Effect.option)
+
   it.effect("refuses to start without a cluster key unless insecure is explicit", () =>
     Effect.gen(function* () {
       const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
-      const make = (insecure: boolean) =>
-        Cluster.make({
-          role: "secondary",
-          bind: Address.udp(secondaryHost, udpPort),
-          port: sctpPort,
-          addresses: [primaryHost, secondaryHost],
-          link: Address.tcp(secondaryHost, linkPort),
-          policy: policyOf("every-update"),
-          seed: 1,
-          ...(insecure ? { insecure } : {}),
-        }).pipe(Effect.provide(net.layer(secondaryHost)), Effect.scoped, Effect.flip, Effect.option)
+      const make = (insecure: boolean) => refusal(net, insecure ? { insecure } : {})
       const refused = yield* make(false)
       expect(refused._tag).toBe("Some")
       expect(refused._tag === "Some" && refused.value.detail).toMatch(/needs a clusterKey/)
@@ -972,23 +1055,7 @@ describe("Cluster on SimNet", () => {
       Effect.gen(function* () {
         const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
         const fenceStore = yield* MemoryStore.make()
-        const make = (timings: Partial<Cluster.Options>) =>
-          Cluster.make({
-            role: "secondary",
-            bind: Address.udp(secondaryHost, udpPort),
-            port: sctpPort,
-            addresses: [primaryHost, secondaryHost],
-            link: Address.tcp(secondaryHost, linkPort),
-            policy: policyOf("every-update"),
-            seed: 1,
-            clusterKey,
-            ...timings,
-          }).pipe(
-            Effect.provide(net.layer(secondaryHost)),
-            Effect.scoped,
-            Effect.flip,
-            Effect.option,
-          )
+        const make = (timings: Partial<Cluster.Options>) => refusal(net, { clusterKey, ...timings })
         const cases: ReadonlyArray<[Partial<Cluster.Options>, string]> = [
           [{ linkKeepAlive: { interval: 0, timeout: "500 millis" } }, "linkKeepAlive.interval"],
           [{ linkKeepAlive: { interval: 100, timeout: -1 } }, "linkKeepAlive.timeout"],
@@ -996,6 +1063,8 @@ describe("Cluster on SimNet", () => {
           [{ healthEvery: Number.POSITIVE_INFINITY }, "healthEvery"],
           [{ addressWait: Number.NaN }, "addressWait"],
           [{ fence: { store: fenceStore, lease: 0 } }, "fence.lease"],
+          [{ policy: { _tag: "Interval", every: "soon" as Duration.Input } }, "policy.every"],
+          [{ policy: { _tag: "Interval", every: -100 } }, "policy.every"],
         ]
         for (const [timings, option] of cases) {
           const refused = yield* make(timings)
@@ -1008,6 +1077,7 @@ describe("Cluster on SimNet", () => {
           linkKeepAlive: { interval: "100 millis", timeout: 500 },
           ackTimeout: Duration.seconds(1),
           fence: { store: fenceStore, lease: "1.5 seconds" },
+          policy: { _tag: "Interval", every: "250 millis" },
         })
         expect(started._tag).toBe("None")
       }),

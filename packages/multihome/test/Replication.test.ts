@@ -42,7 +42,7 @@ const update = (
 ): Replication.Update => ({ associationId: 1, created, inputs: [], outputs, state })
 
 const inexact: ReadonlyArray<Replication.Policy> = [
-  { _tag: "Interval", everyMs: 100 },
+  { _tag: "Interval", every: "100 millis" },
   { _tag: "OnEvent", events: ["CommUp"] },
 ]
 
@@ -94,7 +94,7 @@ describe("Replication.Shipper: the inexact policies make the Cumulative TSN Ack 
 
   it("an update with no acknowledgement and no new association goes out at once", () => {
     const state = liveState()
-    const shipper = new Replication.Shipper({ _tag: "Interval", everyMs: 100 })
+    const shipper = new Replication.Shipper({ _tag: "Interval", every: "100 millis" })
     shipper.onUpdate(update(state, [], true))
     expect(shipper.onUpdate(update(state, [transmit([{ _tag: "CookieAck" }])]))).toEqual({
       messages: [],
@@ -120,7 +120,7 @@ describe("Replication.Shipper: the inexact policies make the Cumulative TSN Ack 
 describe("Replication.Replicas: the takeover of a copy", () => {
   it("an inexact copy is resynchronised past the highest Cumulative TSN Ack received", () => {
     const replicas = new Replication.Replicas(config(4000))
-    const policy: Replication.Policy = { _tag: "Interval", everyMs: 100 }
+    const policy: Replication.Policy = { _tag: "Interval", every: "100 millis" }
     expect(replicas.takeOverOptions(policy, 1)).toEqual({
       resync: true,
       reserve: Replication.reserve,

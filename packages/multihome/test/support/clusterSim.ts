@@ -49,7 +49,7 @@
 import { Machine } from "@understudy/machine"
 import { Prng } from "@understudy/testkit"
 import { Heap } from "@understudy/transport"
-import { Result } from "effect"
+import { Duration, Result } from "effect"
 import * as Asconf from "../../src/Asconf.ts"
 import * as Association from "../../src/Association.ts"
 import * as ClusterRole from "../../src/ClusterRole.ts"
@@ -73,7 +73,7 @@ export interface PolicyCase {
 export const policyCases: ReadonlyArray<PolicyCase> = [
   { name: "every-update", policy: { _tag: "EveryUpdate" }, sigterm: false },
   { name: "state-node", policy: { _tag: "StateNode" }, sigterm: false },
-  { name: "interval:100", policy: { _tag: "Interval", everyMs: 100 }, sigterm: false },
+  { name: "interval:100", policy: { _tag: "Interval", every: "100 millis" }, sigterm: false },
   {
     name: "on-event",
     policy: { _tag: "OnEvent", events: ["CommUp", "Message", "PathChange", "Restart"] },
@@ -1261,7 +1261,8 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
   // The request first: a crash drawn at its very instant comes right after it.
   if (handOverPlan !== undefined) at(handOverPlan.atMs, { kind: "handOver" })
   if (crashPlan !== undefined) at(crashPlan.atMs, { kind: "crash" })
-  if (policy._tag === "Interval") at(policy.everyMs, { kind: "tick" })
+  const everyMs = policy._tag === "Interval" ? Duration.toMillis(policy.every) : 0
+  if (policy._tag === "Interval") at(everyMs, { kind: "tick" })
   const lastSendMs = plan.messages.reduce((max, m) => Math.max(max, m.atMs), 0)
   const limitMs = lastSendMs + timeLimitAfterLastSendMs
 
@@ -1366,7 +1367,7 @@ export const run = (policyCase: PolicyCase, seed: number, options: RunOptions = 
       case "tick":
         if (policy._tag !== "Interval") break
         if (primary.alive && !frozen) ship(shipper.onTick())
-        if (primary.alive) at(now + policy.everyMs, { kind: "tick" })
+        if (primary.alive) at(now + everyMs, { kind: "tick" })
         break
       case "ackTimeout":
         if (event.hold < 0) {
