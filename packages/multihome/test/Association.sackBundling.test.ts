@@ -8,47 +8,14 @@
 import { describe, expect, it } from "vitest"
 import * as Association from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
-import { established, Loopback, messages, serverHosts, serverUdp } from "./associationHarness.ts"
-
-const config = (localPort: number): Association.Config => ({
-  ...Association.defaultConfig,
-  localPort,
-})
-
-const setUp = (seed: number) => {
-  const lb = new Loopback({ seed }, config(4000), config(5000))
-  expect(lb.run(() => established(lb), 60_000)).toBe(true)
-  return lb
-}
+import { messages } from "./associationHarness.ts"
+import { dataChunk, fromPeer, establishedPair as setUp } from "./support/peerPackets.ts"
 
 const text = (value: string) => new TextEncoder().encode(value)
 
 /** One DATA chunk from the peer (the next TSN), stepped into `state`. */
 const receiveOne = (state: Association.State, nowMs: number) =>
-  Association.step(state, {
-    _tag: "Receive",
-    from: { host: serverHosts[0], udpPort: serverUdp },
-    message: {
-      sourcePort: Association.peerPort(state),
-      destinationPort: 4000,
-      verificationTag: Association.myTag(state),
-      chunks: [
-        {
-          _tag: "Data",
-          immediate: false,
-          unordered: false,
-          beginning: true,
-          ending: true,
-          tsn: (state.tracker!.cumulative + 1) >>> 0,
-          streamIdentifier: 0,
-          streamSequenceNumber: 0,
-          payloadProtocolIdentifier: 7,
-          userData: text("request"),
-        },
-      ],
-    },
-    nowMs,
-  }).outputs
+  fromPeer(state, [dataChunk(state.tracker!.cumulative + 1, text("request"))], nowMs)
 
 const send = (state: Association.State, nowMs: number) =>
   Association.step(state, {

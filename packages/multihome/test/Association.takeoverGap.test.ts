@@ -1,9 +1,10 @@
 /**
- * After a takeover, the SACKs that report a hole go out split (`takeOver`): what the peer sent
- * to the dead node is lost, and a peer that bundles (Nagle) sends little while it is
- * unacknowledged, so only its T3-rtx (1 s) would resend it — unless three SACKs, each newly
- * acknowledging a higher TSN above the hole, give it three miss indications, from one packet
- * or from the next ones.
+ * After a takeover (`takeOver`) what the peer sent to the dead node may be lost, and a peer
+ * that bundles (Nagle) holds what it writes next behind it: until the hole is filled (a SACK
+ * with no gap for DATA since) or the path's RTO passed, a HEARTBEAT goes to the peer every
+ * `takeoverProbeMs`, so that the peer sends what it holds and each of our SACKs — one per
+ * packet, RFC 9260 §6.2 — is one more miss indication for it. `Association.takeoverProbe`
+ * drives the whole of it under a usrsctp-like peer.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Address, Datagram, SimNet } from "@understudy/transport"
@@ -12,41 +13,22 @@ import * as Association from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
 import * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
-import { established, Loopback, serverHosts, serverUdp } from "./associationHarness.ts"
+import { takeoverProbeMs } from "../src/internal/association/paths.ts"
+import { type Loopback, serverHosts } from "./associationHarness.ts"
 import { advance, connectPeer, within } from "./support/endpoint-support.ts"
+import { dataChunk, establishedPair, fromPeer } from "./support/peerPackets.ts"
 import { dataTsns, repeated, type Seen, tapped } from "./support/wireTap.ts"
-
-const config = (localPort: number): Association.Config => ({
-  ...Association.defaultConfig,
-  localPort,
-})
 
 /** The peer's DATA chunks `offsets` above the replica's cumulative TSN, in one packet. */
 const dataAbove = (state: Association.State, offsets: ReadonlyArray<number>, nowMs: number) => {
   const cumulative = state.tracker!.cumulative
-  const chunks: Array<Chunk.Chunk> = offsets.map((offset) => ({
-    _tag: "Data",
-    immediate: false,
-    unordered: true,
-    beginning: true,
-    ending: true,
-    tsn: (cumulative + offset) >>> 0,
-    streamIdentifier: 0,
-    streamSequenceNumber: 0,
-    payloadProtocolIdentifier: 7,
-    userData: new Uint8Array([offset]),
-  }))
-  return Association.step(state, {
-    _tag: "Receive",
-    from: { host: serverHosts[0], udpPort: serverUdp },
-    message: {
-      sourcePort: Association.peerPort(state),
-      destinationPort: 4000,
-      verificationTag: Association.myTag(state),
-      chunks,
-    },
+  return fromPeer(
+    state,
+    offsets.map((offset) =>
+      dataChunk(cumulative + offset, new Uint8Array([offset]), { unordered: true }),
+    ),
     nowMs,
-  }).outputs
+  )
 }
 
 /** The gap blocks of every SACK the outputs send, in order. */
@@ -59,91 +41,116 @@ const sacks = (outputs: ReadonlyArray<Association.Output>) =>
       : [],
   )
 
+/** The HEARTBEAT chunks the outputs send. */
+const heartbeats = (outputs: ReadonlyArray<Association.Output>) =>
+  outputs.flatMap((output) =>
+    output._tag === "Send"
+      ? output.message.chunks.filter((chunk: Chunk.Chunk) => chunk._tag === "Heartbeat")
+      : [],
+  )
+
 const replicaOf = (lb: Loopback, options?: Association.TakeOverOptions) => {
   const replica = Association.restore(lb.clientConfig, Association.snapshot(lb.client))
-  Association.takeOver(replica, lb.nowMs, options)
-  return replica
+  const outputs = Association.takeOver(replica, lb.nowMs, options)
+  return { replica, outputs }
 }
 
-describe("takeOver: SACKs that report the takeover's hole are split until the peer has three miss indications", () => {
-  const setUp = () => {
-    const lb = new Loopback({ seed: 7 }, config(4000), config(5000))
-    expect(lb.run(() => established(lb), 60_000)).toBe(true)
-    return lb
-  }
+/** The replica's takeover probe timer fired at `nowMs`. */
+const probe = (replica: Association.State, nowMs: number) =>
+  Association.step(replica, { _tag: "TimerFired", timer: "Takeover-probe", nowMs }).outputs
 
-  it("three SACKs, each in its own packet, newly acknowledging one more TSN above the hole", () => {
-    const lb = setUp()
-    const replica = replicaOf(lb)
-    const outputs = dataAbove(replica, [2, 3, 4, 5], lb.nowMs)
-    expect(sacks(outputs)).toEqual([[[2, 2]], [[2, 3]], [[2, 5]]])
-    // One SACK per packet.
-    const packets = outputs.filter(
-      (output) =>
-        output._tag === "Send" && output.message.chunks.some((chunk) => chunk._tag === "Sack"),
-    )
-    expect(packets).toHaveLength(3)
-    // Only the first hole after the takeover: the next SACK is whole.
-    expect(sacks(dataAbove(replica, [7, 8, 9], lb.nowMs))).toEqual([
+/** The HEARTBEAT the replica sent, answered. */
+const answer = (replica: Association.State, sent: ReadonlyArray<Chunk.Chunk>, nowMs: number) =>
+  fromPeer(
+    replica,
+    sent.map((chunk) => ({ _tag: "HeartbeatAck", info: (chunk as Chunk.Heartbeat).info })),
+    nowMs,
+  )
+
+describe("takeOver: one SACK per packet above the hole (RFC 9260 §6.2)", () => {
+  it("a packet with several TSNs above the hole gets one SACK, whole", () => {
+    const lb = establishedPair(7)
+    const { replica } = replicaOf(lb)
+    expect(sacks(dataAbove(replica, [2, 3, 4, 5], lb.nowMs))).toEqual([[[2, 5]]])
+    expect(sacks(dataAbove(replica, [7, 8], lb.nowMs))).toEqual([
       [
         [2, 5],
-        [7, 9],
+        [7, 8],
       ],
     ])
   })
+})
 
-  it("across blocks; not on a handover or without a takeover", () => {
-    const lb = setUp()
-    expect(sacks(dataAbove(replicaOf(lb), [2, 4, 5], lb.nowMs))).toEqual([
-      [[2, 2]],
-      [
-        [2, 2],
-        [4, 4],
-      ],
-      [
-        [2, 2],
-        [4, 5],
-      ],
-    ])
-    expect(sacks(dataAbove(replicaOf(lb, { handover: true }), [2, 3, 4], lb.nowMs))).toEqual([
-      [[2, 4]],
-    ])
-    expect(sacks(dataAbove(lb.client, [2, 3, 4], lb.nowMs))).toEqual([[[2, 4]]])
+describe("takeOver: a HEARTBEAT every takeoverProbeMs while the hole may be open", () => {
+  it("one outstanding at a time, until a SACK with no gap acknowledges DATA since the takeover", () => {
+    const lb = establishedPair(8)
+    const { replica, outputs } = replicaOf(lb)
+    const first = heartbeats(outputs)
+    expect(first.length).toBeGreaterThan(0)
+    expect(replica.timers["Takeover-probe"]).toBe(lb.nowMs + takeoverProbeMs)
+    // The takeover's own HEARTBEAT is not answered yet: none more, the probe re-armed.
+    let nowMs = lb.nowMs + takeoverProbeMs
+    expect(heartbeats(probe(replica, nowMs))).toHaveLength(0)
+    expect(replica.timers["Takeover-probe"]).toBe(nowMs + takeoverProbeMs)
+    answer(replica, first, nowMs + 1)
+    nowMs += takeoverProbeMs
+    const second = heartbeats(probe(replica, nowMs))
+    expect(second).toHaveLength(1)
+    answer(replica, second, nowMs + 1)
+    // Above the hole: still open, still probed.
+    dataAbove(replica, [2, 3], nowMs + 2)
+    nowMs += takeoverProbeMs
+    const third = heartbeats(probe(replica, nowMs))
+    expect(third).toHaveLength(1)
+    answer(replica, third, nowMs + 1)
+    // The lost chunk comes (the peer's fast retransmit): no gap, and once its SACK leaves
+    // (delayed: one packet, in order) the probing ends.
+    dataAbove(replica, [1], nowMs + 2)
+    const sackAtMs = replica.timers.SACK!
+    expect(
+      sacks(
+        Association.step(replica, { _tag: "TimerFired", timer: "SACK", nowMs: sackAtMs }).outputs,
+      ),
+    ).toEqual([[]])
+    expect(replica.takeoverHole).toBeUndefined()
+    const lastAtMs = replica.timers["Takeover-probe"]!
+    expect(heartbeats(probe(replica, lastAtMs))).toHaveLength(0)
+    expect(replica.timers["Takeover-probe"]).toBeUndefined()
   })
 
-  it("fewer than three TSNs above the hole in a packet: the next packet's TSNs give the rest, then no more", () => {
-    const lb = setUp()
-    const replica = replicaOf(lb)
-    // Two lines in the packet after the takeover (usrsctp's client, from a capture): two
-    // miss indications.
-    expect(sacks(dataAbove(replica, [2, 3], lb.nowMs))).toEqual([[[2, 2]], [[2, 3]]])
-    // Its next packet: the third, from one SACK (one per packet, as always).
-    expect(sacks(dataAbove(replica, [4], lb.nowMs))).toEqual([[[2, 4]]])
-    // Three given: whole SACKs from now on.
-    expect(sacks(dataAbove(replica, [5, 6], lb.nowMs))).toEqual([[[2, 6]]])
-  })
-
-  it("a packet that brings nothing new above the hole (a duplicate) adds no split SACK", () => {
-    const lb = setUp()
-    const replica = replicaOf(lb)
-    expect(sacks(dataAbove(replica, [2], lb.nowMs))).toEqual([[[2, 2]]])
-    expect(sacks(dataAbove(replica, [2], lb.nowMs))).toEqual([[[2, 2]]])
-    expect(sacks(dataAbove(replica, [3, 4], lb.nowMs))).toEqual([[[2, 3]], [[2, 4]]])
+  it("not past the path's RTO (the peer's T3-rtx resends by then), and not on a handover", () => {
+    const lb = establishedPair(10)
+    const { replica, outputs } = replicaOf(lb)
+    const untilMs = lb.nowMs + replica.paths[0]!.rto.rto
+    let sent = heartbeats(outputs)
+    const probedAtMs: Array<number> = []
+    for (
+      let atMs = replica.timers["Takeover-probe"];
+      atMs !== undefined;
+      atMs = replica.timers["Takeover-probe"]
+    ) {
+      answer(replica, sent, atMs - 1)
+      sent = heartbeats(probe(replica, atMs))
+      if (sent.length > 0) probedAtMs.push(atMs)
+      if (probedAtMs.length > 1_000) break
+    }
+    // Every takeoverProbeMs from the takeover on, the last one before the RTO is out.
+    expect(probedAtMs.length).toBe(Math.ceil((untilMs - lb.nowMs) / takeoverProbeMs) - 1)
+    expect(probedAtMs.at(-1)!).toBeLessThan(untilMs)
+    const handedOver = replicaOf(lb, { handover: true })
+    expect(handedOver.replica.takeoverHole).toBeUndefined()
+    expect(handedOver.replica.timers["Takeover-probe"]).toBeUndefined()
   })
 })
 
 describe("takeOver with setPrimary: the SACK the dead node owed goes out at once", () => {
   it("a delayed SACK due on the copy is sent with the takeover's ASCONF request, not at its timer", () => {
-    const lb = new Loopback({ seed: 9 }, config(4000), config(5000))
-    expect(lb.run(() => established(lb), 60_000)).toBe(true)
+    const lb = establishedPair(9)
     // One DATA to the primary: its SACK waits for the delayed-SACK timer.
     dataAbove(lb.client, [1], lb.nowMs)
     expect(lb.client.timers.SACK).toBeDefined()
-    const replica = Association.restore(lb.clientConfig, Association.snapshot(lb.client))
-    const asked = Association.takeOver(replica, lb.nowMs, { setPrimary: serverHosts[1] })
-    expect(sacks(asked)).toHaveLength(1)
-    const other = Association.restore(lb.clientConfig, Association.snapshot(lb.client))
-    expect(sacks(Association.takeOver(other, lb.nowMs))).toHaveLength(0)
+    expect(sacks(replicaOf(lb, { setPrimary: serverHosts[1] }).outputs)).toHaveLength(1)
+    expect(sacks(replicaOf(lb).outputs)).toHaveLength(0)
   })
 })
 
@@ -155,28 +162,24 @@ describe("takeOver with setPrimaryOnceFilled (`both`): Set Primary once the hole
         : [],
     )
   const setUp = () => {
-    const lb = new Loopback({ seed: 11 }, config(4000), config(5000))
-    expect(lb.run(() => established(lb), 60_000)).toBe(true)
+    const lb = establishedPair(11)
     expect(lb.client.asconf).toBeDefined()
     return lb
   }
-  const replicaAsking = (lb: Loopback, onceFilled: boolean) => {
-    const replica = Association.restore(lb.clientConfig, Association.snapshot(lb.client))
-    const outputs = Association.takeOver(replica, lb.nowMs, {
+  const replicaAsking = (lb: Loopback, onceFilled: boolean) =>
+    replicaOf(lb, {
       setPrimary: serverHosts[1],
       ...(onceFilled ? { setPrimaryOnceFilled: true } : {}),
     })
-    return { replica, outputs }
-  }
 
   it("not in the takeover's first packet: the peer's held DATA still goes to the address it lost a chunk on", () => {
     const lb = setUp()
     expect(asconfs(replicaAsking(lb, false).outputs)).toHaveLength(1)
     const { replica, outputs } = replicaAsking(lb, true)
     expect(asconfs(outputs)).toHaveLength(0)
-    // Above the hole: split SACKs, no request yet.
+    // Above the hole: one SACK, no request yet.
     const above = dataAbove(replica, [2, 3], lb.nowMs)
-    expect(sacks(above)).toEqual([[[2, 2]], [[2, 3]]])
+    expect(sacks(above)).toEqual([[[2, 3]]])
     expect(asconfs(above)).toHaveLength(0)
     // The fast retransmit fills it: its SACK (delayed, or with the answer's DATA, §6.1) has no
     // gap, and the request goes with it.
@@ -266,37 +269,37 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
       }).pipe(Effect.provideService(Datagram.Datagram, datagram))
     })
 
-  it.effect("no DATA the peer sends after the takeover's first packet is lost", () =>
+  /**
+   * The two nodes on `net`: the secondary inside `net.run`, the primary outside it (its host
+   * comes back empty after the crash). Returns the secondary and the primary's fiber.
+   */
+  const startPair = (net: SimNet.SimNet, failover: Cluster.Failover) =>
     Effect.gen(function* () {
-      const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
       const secondary = yield* Deferred.make<Cluster.Node>()
       yield* net.run(
         secondaryHost,
         Effect.gen(function* () {
-          yield* Deferred.succeed(secondary, yield* node(net, "secondary", secondaryHost))
+          yield* Deferred.succeed(secondary, yield* node(net, "secondary", secondaryHost, failover))
           return yield* Effect.never
         }),
       )
-      // The primary runs outside `net.run`: its host comes back empty after the crash.
       const primary = yield* Effect.forkScoped(
-        Effect.scoped(Effect.andThen(node(net, "primary", primaryHost), Effect.never)).pipe(
-          Effect.provide(net.layer(primaryHost)),
-        ),
+        Effect.scoped(
+          Effect.andThen(node(net, "primary", primaryHost, failover), Effect.never),
+        ).pipe(Effect.provide(net.layer(primaryHost))),
       )
       yield* advance(200)
-      const secondaryNode = yield* Deferred.await(secondary)
-      const association = yield* connectPeer(net, peerHost, quick, {
-        host: primaryHost,
-        udpPort,
-        port: 7,
-      })
-      yield* advance(1_500)
-      const tookOver = yield* Effect.forkScoped(
-        secondaryNode.events.pipe(
-          Stream.filter((event) => event._tag === "TookOver"),
-          Stream.runHead,
-        ),
-      )
+      return { secondary: yield* Deferred.await(secondary), primary }
+    })
+
+  /** `total` numbered lines, one every 10 ms, the primary crashed before the 50th; echoed whole and in order. */
+  /** `total` numbered lines, one every 10 ms, the primary crashed before the 50th; echoed whole and in order. */
+  const streamThroughCrash = (
+    net: SimNet.SimNet,
+    association: Endpoint.AssociationHandle,
+    primary: Fiber.Fiber<unknown, unknown>,
+  ) =>
+    Effect.gen(function* () {
       const total = 200
       const echoes = yield* Effect.forkScoped(
         association.messages.pipe(Stream.take(total), Stream.runCollect),
@@ -314,6 +317,25 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
       expect(echoed.map((message) => Number(new TextDecoder().decode(message.data)))).toEqual(
         Array.from({ length: total }, (_, index) => index),
       )
+    })
+
+  it.effect("no DATA the peer sends after the takeover's first packet is lost", () =>
+    Effect.gen(function* () {
+      const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
+      const { secondary: secondaryNode, primary } = yield* startPair(net, "takeover")
+      const association = yield* connectPeer(net, peerHost, quick, {
+        host: primaryHost,
+        udpPort,
+        port: 7,
+      })
+      yield* advance(1_500)
+      const tookOver = yield* Effect.forkScoped(
+        secondaryNode.events.pipe(
+          Stream.filter((event) => event._tag === "TookOver"),
+          Stream.runHead,
+        ),
+      )
+      yield* streamThroughCrash(net, association, primary)
       const event = yield* Fiber.join(tookOver)
       const tookOverAtMs =
         event._tag === "Some" && event.value._tag === "TookOver" ? event.value.atMs : Infinity
@@ -339,21 +361,7 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
     () =>
       Effect.gen(function* () {
         const net = yield* SimNet.make({ link: { latency: SimNet.fixed(2) } })
-        const secondary = yield* Deferred.make<Cluster.Node>()
-        yield* net.run(
-          secondaryHost,
-          Effect.gen(function* () {
-            yield* Deferred.succeed(secondary, yield* node(net, "secondary", secondaryHost, "both"))
-            return yield* Effect.never
-          }),
-        )
-        const primary = yield* Effect.forkScoped(
-          Effect.scoped(
-            Effect.andThen(node(net, "primary", primaryHost, "both"), Effect.never),
-          ).pipe(Effect.provide(net.layer(primaryHost))),
-        )
-        yield* advance(200)
-        yield* Deferred.await(secondary)
+        const { primary } = yield* startPair(net, "both")
         const seen: Array<Seen> = []
         // A slow T3-rtx (3 s, usrsctp's initial RTO), past this simulation's takeover (~1 s): a
         // resend before it is a fast retransmit.
@@ -368,23 +376,7 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
           peer.connect({ host: primaryHost, udpPort, port: 7 }),
         )
         yield* advance(1_500)
-        const total = 200
-        const echoes = yield* Effect.forkScoped(
-          association.messages.pipe(Stream.take(total), Stream.runCollect),
-        )
-        for (let index = 0; index < total; index++) {
-          if (index === 50) {
-            yield* net.crash(primaryHost)
-            yield* Effect.forkScoped(Fiber.interrupt(primary))
-            yield* net.restart(primaryHost)
-          }
-          yield* association.send(0, 1, new TextEncoder().encode(`${index}`))
-          yield* advance(10)
-        }
-        const echoed = yield* within(60_000, Fiber.join(echoes))
-        expect(echoed.map((message) => Number(new TextDecoder().decode(message.data)))).toEqual(
-          Array.from({ length: total }, (_, index) => index),
-        )
+        yield* streamThroughCrash(net, association, primary)
         const sent = dataTsns(seen, "out")
         const resent = repeated(sent)
         // Something was lost on the dead node's address and resent.

@@ -5,7 +5,7 @@ import * as Chunk from "../../Chunk.ts"
 import * as Congestion from "../../Congestion.ts"
 import * as Packet from "../../Packet.ts"
 import { gt32, gte32, lt32 } from "../../Serial.ts"
-import { destinationFor, flushDestination, queueChunk, transmit } from "./bundling.ts"
+import { destinationFor, flushDestination, queueChunk } from "./bundling.ts"
 import {
   addressOf,
   alternatePath,
@@ -19,7 +19,6 @@ import {
   t3Name,
 } from "./context.ts"
 import { buildSack } from "./inbound.ts"
-import type { PeerAddress } from "./models.ts"
 import { sendsData } from "./sack.ts"
 import { requestPrimary, takeQueuedWithNextTsn } from "./snapshot.ts"
 import type { Outstanding, State } from "./state.ts"
@@ -145,48 +144,6 @@ const alternateIfDown = (st: State, index: number): number => {
 }
 
 /**
- * After a takeover, the SACKs that report a hole: what the peer sent to the dead node before
- * the takeover (or before its address was taken over) is lost, and a peer that bundles
- * (Nagle) sends little while it is unacknowledged, so only its T3-rtx timer (RTO.min, 1 s
- * by default) would resend it. Until the peer has had three miss indications, each TSN
- * gap-acknowledged for the first time goes in a SACK of its own, in its own packet, before
- * the full SACK (which counts for the last): the SACKs this end would have sent had those
- * TSNs come one per packet. Each newly acknowledges a higher TSN (HTNA), so the peer counts
- * one miss indication per TSN that reached us above the hole, across packets, and
- * fast-retransmits it at the third (RFC 9260 §7.2.4) — usrsctp's client sent two lines in
- * the packet after a takeover and a third right after, and waited for T3 when the SACKs
- * were split only for three in one packet. usrsctp counts only what went to the lost
- * chunk's own destination, so this helps `takeover` and not an ASCONF-moved peer.
- */
-const sendSplitSacks = (ctx: Ctx, st: State, to: PeerAddress, sack: Chunk.Sack): void => {
-  const hole = st.takeoverHole!
-  if (hole.cumulative !== sack.cumulativeTsnAck) {
-    hole.cumulative = sack.cumulativeTsnAck
-    hole.reported = 0
-  }
-  /** Offsets from the Cumulative TSN Ack gap-acknowledged for the first time. */
-  const fresh: Array<number> = []
-  for (const block of sack.gapAckBlocks) {
-    for (let offset = Math.max(block.start, hole.reported + 1); offset <= block.end; offset++) {
-      fresh.push(offset)
-    }
-  }
-  if (fresh.length === 0 || hole.left <= 0) return
-  for (const offset of fresh.slice(0, -1)) {
-    if (hole.left <= 1) break
-    const gapAckBlocks: Array<Chunk.GapAckBlock> = []
-    for (const block of sack.gapAckBlocks) {
-      if (block.start > offset) break
-      gapAckBlocks.push({ start: block.start, end: Math.min(block.end, offset) })
-    }
-    transmit(ctx, st, to, st.peerTag, [{ ...sack, gapAckBlocks, duplicateTsns: [] }])
-    hole.left--
-  }
-  hole.left--
-  hole.reported = fresh.at(-1)!
-}
-
-/**
  * DATA leaves in this step: a retransmission is due, or new DATA fits the data path's cwnd
  * (close enough: when the peer's window stops it after all, the owed SACK merely went early).
  */
@@ -212,13 +169,14 @@ export const finish = (ctx: Ctx, st: State): void => {
       const sack = buildSack(st)
       const path = st.paths[st.lastDataPath] ?? st.paths[dataPath(st)]
       const hole = st.takeoverHole
-      if (path !== undefined && hole !== undefined) {
-        if (sack.gapAckBlocks.length > 0) sendSplitSacks(ctx, st, addressOf(path), sack)
-        else if (gt32(sack.cumulativeTsnAck, hole.from)) {
-          // No gap, and DATA since the takeover acknowledged: the hole (if any) is filled.
-          st.takeoverHole = undefined
-          requestPrimary(ctx, st, hole.primary)
-        }
+      if (
+        hole !== undefined &&
+        sack.gapAckBlocks.length === 0 &&
+        gt32(sack.cumulativeTsnAck, hole.from)
+      ) {
+        // No gap, and DATA since the takeover acknowledged: the hole (if any) is filled.
+        st.takeoverHole = undefined
+        requestPrimary(ctx, st, hole.primary)
       }
       if (path !== undefined) {
         const dest = destinationFor(ctx, addressOf(path), st.peerTag)

@@ -36,6 +36,29 @@ export const sendHeartbeat = (ctx: Ctx, st: State, index: number): void => {
   })
 }
 
+/**
+ * How often a takeover's hole is probed (see `State.takeoverHole`): under the pace of a stream
+ * of small messages, so that each HEARTBEAT finds the peer holding one or two of them back
+ * and each of our SACKs for them is one more miss indication.
+ */
+export const takeoverProbeMs = 10
+
+/**
+ * A HEARTBEAT to the peer while a takeover's hole may be open (RFC 9260 §8.3: an on-demand
+ * HEARTBEAT; one outstanding at a time). Answering it, a peer that bundles sends the DATA it
+ * held back behind a chunk lost at the dead node — usrsctp applies Nagle only to its user's
+ * sends, not to the output that follows a packet it received.
+ */
+export const probeTakeoverHole = (ctx: Ctx, st: State): void => {
+  const hole = st.takeoverHole
+  if (hole === undefined || ctx.now >= hole.untilMs || st.paths.length === 0) return
+  const index = dataPath(st)
+  if (!st.paths[index]!.heartbeatOutstanding) sendHeartbeat(ctx, st, index)
+  setTimer(ctx, st, takeoverProbeName, ctx.now + takeoverProbeMs)
+}
+
+export const takeoverProbeName = "Takeover-probe"
+
 export const startHeartbeat = (ctx: Ctx, st: State, index: number): void => {
   const path = st.paths[index]!
   if (!path.confirmed) {

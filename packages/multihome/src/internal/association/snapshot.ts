@@ -16,7 +16,7 @@ import type { Config } from "./config.ts"
 import { type Ctx, dataPath, emit, makeCtx, setTimer } from "./context.ts"
 import type { Output } from "./models.ts"
 import { finish } from "./outbound.ts"
-import { sendHeartbeat } from "./paths.ts"
+import { sendHeartbeat, takeoverProbeMs, takeoverProbeName } from "./paths.ts"
 import { markRetransmit } from "./sack.ts"
 import type { Outstanding, Path, Queued, State, StateName } from "./state.ts"
 
@@ -369,9 +369,11 @@ export interface TakeOverOptions {
  * Makes a replica live: re-arms every recorded timer, marks all outstanding DATA for
  * retransmission (as on T3 expiry but keeping cwnd; not on a `handover`) and sends it as
  * cwnd allows, and sends a HEARTBEAT on every path so the peer sees the new address answer
- * at once. Its SACKs that report a hole go out split until the peer has had three miss
- * indications (see `sendSplitSacks`): the peer fast-retransmits what it sent to the dead
- * node instead of waiting for its T3-rtx (when that went to the address it still sends to).
+ * at once. Until the hole is filled, and for at most the path's RTO, it sends the peer a
+ * HEARTBEAT every `takeoverProbeMs` (see `State.takeoverHole`): a peer that holds DATA back
+ * sends it, one SACK per packet above the hole gives a miss indication each, and the peer
+ * fast-retransmits what it sent to the dead node instead of waiting for its T3-rtx (when that
+ * went to the address it still sends to).
  *
  * Outbound, always: until a SACK acknowledges less than everything we sent, a SACK whose
  * Cumulative TSN Ack is at or beyond our next TSN is believed (the dead primary sent those
@@ -444,7 +446,12 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
     }
     st.flightBytes = 0
     st.resynchronizing = st.peerTag !== 0
-    st.takeoverHole = { left: 3, cumulative: 0, reported: 0, from: st.tracker?.cumulative ?? 0 }
+    const path = st.paths[dataPath(st)]
+    st.takeoverHole = {
+      from: st.tracker?.cumulative ?? 0,
+      // The peer's T3-rtx resends by about then: probing longer gains nothing.
+      untilMs: nowMs + (path?.rto.rto ?? st.config.rtoInitialMs),
+    }
   }
   st.inboundResync = undefined
   const acked = options?.cumulativeTsnAck
@@ -480,6 +487,7 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
   if (st.peerTag !== 0 && st.name !== "CookieWait" && st.name !== "CookieEchoed") {
     for (let index = 0; index < st.paths.length; index++) sendHeartbeat(ctx, st, index)
     const hole = st.takeoverHole
+    if (hole !== undefined) setTimer(ctx, st, takeoverProbeName, nowMs + takeoverProbeMs)
     if (options?.setPrimaryOnceFilled === true && hole !== undefined && options.setPrimary) {
       hole.primary = options.setPrimary
     } else requestPrimary(ctx, st, options?.setPrimary)

@@ -127,15 +127,15 @@ export interface State {
   packetsSinceSack: number
   /**
    * Set by a takeover (not replicated) until a SACK with no gap acknowledges DATA that came
-   * after it (`from`: the cumulative TSN then): the miss indications (`left`) the peer still
-   * needs to fast-retransmit what it sent into the takeover's gap; until it has them, each
-   * TSN first gap-acknowledged above Cumulative TSN Ack `cumulative` (offsets up to
-   * `reported` were) gets a SACK of its own (`sendSplitSacks`). `primary`: the Set Primary
-   * Address to ask for then (`TakeOverOptions.setPrimaryOnceFilled`).
+   * after it (`from`: the cumulative TSN then), or until `untilMs`: what the peer sent to the
+   * dead node may be lost, and a peer that bundles (Nagle) holds what it writes next behind
+   * it, so nothing reaches us above the hole and only its T3-rtx would resend it. Meanwhile
+   * a HEARTBEAT goes to the peer every {@link takeoverProbeMs} (`probeTakeoverHole`): each
+   * packet it gets sends what it held, each of our SACKs for that newly acknowledges a
+   * higher TSN, and the third is its fast retransmit (RFC 9260 §7.2.4). `primary`: the Set
+   * Primary Address to ask for once filled (`TakeOverOptions.setPrimaryOnceFilled`).
    */
-  takeoverHole?:
-    | { left: number; cumulative: number; reported: number; from: number; primary?: string }
-    | undefined
+  takeoverHole?: { from: number; untilMs: number; primary?: string } | undefined
   lastDataPath: number
   errorCount: number
   initRetransmits: number

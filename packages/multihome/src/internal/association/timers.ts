@@ -18,7 +18,7 @@ import {
   setTimer,
 } from "./context.ts"
 import { sendCookieEcho } from "./handshake.ts"
-import { onHeartbeatTimer, pathError } from "./paths.ts"
+import { onHeartbeatTimer, pathError, probeTakeoverHole, takeoverProbeName } from "./paths.ts"
 import { markRetransmit } from "./sack.ts"
 import { close, sendAbort } from "./shutdown.ts"
 import type { State } from "./state.ts"
@@ -50,6 +50,10 @@ export const onTimer = (ctx: Ctx, st: State, timer: string): void => {
   }
   if (timer === "SACK") {
     st.sackNow = true
+    return
+  }
+  if (timer === takeoverProbeName) {
+    probeTakeoverHole(ctx, st)
     return
   }
   if (timer === "T4-asconf") {
