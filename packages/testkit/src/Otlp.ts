@@ -37,6 +37,14 @@ export interface Collector {
    * Throws, naming the body, on one that is not an OTLP JSON metrics export.
    */
   readonly metrics: () => ReadonlyArray<MetricPoint>
+  /**
+   * The latest data point of metric `name` whose attributes include `attributes` (each
+   * export carries every metric's current value), or `undefined` if none came.
+   */
+  readonly latest: (
+    name: string,
+    attributes?: Readonly<Record<string, unknown>>,
+  ) => MetricPoint | undefined
   readonly close: () => Promise<void>
 }
 
@@ -143,19 +151,28 @@ export const collector = async (): Promise<Collector> => {
     })
   })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const points = (): ReadonlyArray<MetricPoint> =>
+    metrics.flatMap((body, index) => {
+      try {
+        return decodeMetrics(body)
+      } catch (error) {
+        throw new Error(
+          `metrics export ${index + 1} is not OTLP JSON (${error instanceof Error ? error.message : String(error)}): ${body.slice(0, 200)}`,
+        )
+      }
+    })
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     traces: () => traces.join("\n"),
-    metrics: () =>
-      metrics.flatMap((body, index) => {
-        try {
-          return decodeMetrics(body)
-        } catch (error) {
-          throw new Error(
-            `metrics export ${index + 1} is not OTLP JSON (${error instanceof Error ? error.message : String(error)}): ${body.slice(0, 200)}`,
-          )
-        }
-      }),
+    metrics: points,
+    latest: (name, attributes = {}) =>
+      points()
+        .filter(
+          (point) =>
+            point.name === name &&
+            Object.entries(attributes).every(([key, value]) => point.attributes[key] === value),
+        )
+        .at(-1),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()

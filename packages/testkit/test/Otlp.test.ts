@@ -65,6 +65,8 @@ describe("Otlp.collector", () => {
           yield* Metric.update(histogram, 25)
         }).pipe(Effect.provide(Observability.otlpLayer(otlp.url, "testkit-test"))),
       )
+      expect(otlp.latest("testkit_otlp_counter_total", { outcome: "ok" })?.value).toBe(3)
+      expect(otlp.latest("testkit_otlp_counter_total", { outcome: "other" })).toBeUndefined()
       const points = otlp.metrics()
       expect(points).toContainEqual({
         name: "testkit_otlp_counter_total",
