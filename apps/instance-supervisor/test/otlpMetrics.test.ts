@@ -21,10 +21,9 @@ describe("instance-supervisor --otlp", () => {
     try {
       const run = await runCli(["--otlp", collector.url, ...slotArgs(created, 1)("only", 10)])
       expect(run.code, run.stderr).toBe(0)
-      const elections = collector
-        .metrics()
-        .filter((point) => point.name === "understudy_port_election_elections_total")
-      expect(elections.at(-1)).toMatchObject({ attributes: { role: "supervisor" }, value: 1 })
+      expect(
+        collector.latest("understudy_port_election_elections_total", { role: "supervisor" })?.value,
+      ).toBe(1)
     } finally {
       await collector.close()
     }
