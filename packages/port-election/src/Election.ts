@@ -495,8 +495,7 @@ export const make = (
       holdings,
       losePermits,
       previousSubordinates,
-      cancelDeadline: Effect.suspend(() => cancelDeadline),
-      abandoned: () => abandoned,
+      supervising: Effect.suspend(() => subordinate.step({ _tag: "Supervising" })),
       emit,
       firstRole,
       settle,
@@ -505,7 +504,7 @@ export const make = (
 
     // ---- subordinate: its driver (`internal/subordinate.ts`) ------------------------
 
-    const { runSubordinate, cancelDeadline, abandoned } = Subordinate.make({
+    const subordinate = yield* Subordinate.start({
       shared,
       instanceId,
       address,
@@ -521,7 +520,6 @@ export const make = (
       pendingRequests,
       commandHandlers,
       runHandler,
-      holdings,
       losePermits,
       registerMessage,
       prepareRegistration,
@@ -546,7 +544,7 @@ export const make = (
       attemptsMax,
       standbyWaitMs,
       runSupervisor,
-      runSubordinate,
+      runSubordinate: subordinate.runSubordinate,
       emit,
       firstRole,
       settle,
@@ -688,19 +686,16 @@ export const make = (
         pendingAcquires.set(id, { resource, limit, done })
         const cancel = Effect.suspend(() => {
           pendingAcquires.delete(id)
-          if (shared.supervisor !== undefined)
-            return shared.supervisor.step({ _tag: "Cancel", requestId: id })
-          return shared.upstream === undefined
-            ? Effect.void
-            : Effect.ignore(shared.upstream.send({ _tag: "CancelAcquire", id }))
+          return shared.supervisor !== undefined
+            ? shared.supervisor.step({ _tag: "Cancel", requestId: id })
+            : subordinate.step({ _tag: "Cancel", requestId: id })
         })
-        if (shared.supervisor !== undefined) {
-          // Granted or refused through the machine's events (`onSupervisorEvent`).
-          yield* shared.supervisor.step({ _tag: "Acquire", requestId: id, resource, limit })
-        } else if (shared.upstream !== undefined) {
-          yield* Effect.ignore(shared.upstream.send({ _tag: "Acquire", id, resource, limit }))
-        }
-        // Otherwise an election is on: the request goes out with the re-registration.
+        // Granted or refused through the machines' events: the supervisor's, or the
+        // subordinate's (which sends it to its supervisor, or with the re-registration while
+        // an election is on).
+        yield* shared.supervisor !== undefined
+          ? shared.supervisor.step({ _tag: "Acquire", requestId: id, resource, limit })
+          : subordinate.step({ _tag: "Acquire", requestId: id, resource, limit })
         yield* Deferred.await(done).pipe(Effect.onInterrupt(() => cancel))
         pendingAcquires.delete(id)
         const permit: PermitState = { resource, limit, lost: yield* Deferred.make<void>() }
@@ -710,15 +705,11 @@ export const make = (
           Effect.suspend(() => {
             if (!held.delete(permit)) return Effect.void
             prepareRegistration()
-            if (shared.supervisor !== undefined)
-              return shared.supervisor.step({ _tag: "Release", resource })
-            if (shared.upstream === undefined) {
-              // Released while electing: a Register already on its way may claim it.
-              return Effect.sync(() =>
-                Subordinate.countPermits(abandoned, [{ resource, limit, permits: 1 }]),
-              )
-            }
-            return Effect.ignore(shared.upstream.send({ _tag: "Release", resource }))
+            // Released while electing, the subordinate's machine counts it given up: a
+            // Register already on its way may claim it.
+            return shared.supervisor !== undefined
+              ? shared.supervisor.step({ _tag: "Release", resource })
+              : subordinate.step({ _tag: "Release", resource })
           }),
         )
         return { resource, lost: Deferred.await(permit.lost) } satisfies Permit

@@ -204,9 +204,8 @@ export interface SuperviseEnv {
   readonly holdings: () => Array<Holding>
   readonly losePermits: (lost: ReadonlyArray<Holding>) => Effect.Effect<void>
   readonly previousSubordinates: () => Array<string>
-  /** The subordinate side's cut-off deadline is off, and what it gave up is forgotten. */
-  readonly cancelDeadline: Effect.Effect<void>
-  readonly abandoned: () => Map<string, number>
+  /** Tells the subordinate side: its cut-off deadline is off, what it gave up forgotten. */
+  readonly supervising: Effect.Effect<void>
   readonly emit: (event: ElectionEvent) => Effect.Effect<void>
   readonly firstRole: Deferred.Deferred<void, ElectionError>
   readonly settle: Effect.Effect<void>
@@ -329,6 +328,13 @@ export const supervise = (env: SuperviseEnv) => {
     }
     const thawed = yield* Deferred.make<void>()
     const scope = yield* Effect.scope
+    // Supervising, it takes its own holdings back in the machine's `init`: the subordinate
+    // side's deadline goes first (no permit given up after they were taken), and what it
+    // gave up at the deadline it claimed from nobody, so nothing is handed back.
+    yield* env.supervising
+    // The role first: the machine's `init` grants this instance's waiting requests, and
+    // whoever wakes up on them finds it supervisor.
+    shared.role = { _tag: "Supervisor" }
     const term = yield* start({
       config: {
         program,
@@ -360,12 +366,7 @@ export const supervise = (env: SuperviseEnv) => {
       isRunning: env.isRunning,
       onEvent: onSupervisorEvent(thawed, scope),
     })
-    // Supervising, it took its own holdings back in the machine's `init`; what it gave up
-    // at the deadline, it claimed from nobody, so nothing is handed back.
-    yield* env.cancelDeadline
-    env.abandoned().clear()
     shared.supervisor = term
-    shared.role = { _tag: "Supervisor" }
     shared.lastMembers = Machine.members(term.state())
     shared.preparedRegistration = undefined
     if (standing !== undefined) {
