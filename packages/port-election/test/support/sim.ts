@@ -1,9 +1,9 @@
 /**
- * The supervisor's machine on FastSim: every node is one instance of the program, which is
- * the supervisor (the real `Machine`, stepped as its driver would) or a subordinate (a model
- * of `Election.ts`'s subordinate side: register with what it holds, re-register after a
- * loss, give permits up at the cut-off deadline, hand back what it gave up but still
- * claimed). What the kernel does is the workload's: it gives the bind to one electing
+ * The port election's machines on FastSim: every node is one instance of the program, which
+ * runs the shipped machines as their drivers do: the supervisor's (`Machine.ts`) and the
+ * subordinate's (`Subordinate.ts`: register with what it holds, re-register after a loss,
+ * give permits up at the cut-off deadline, hand back what it gave up but still claimed).
+ * What the kernel does is the workload's: it gives the bind to one electing
  * instance when no supervisor is alive (the designated successor first), connects the others
  * to the supervisor, and closes connections to a process that died or restarted. Messages
  * travel in order over healthy links (a stream connection), wrapped with the connection and
@@ -15,6 +15,7 @@ import type { Member, Message } from "../../src/internal/protocol.ts"
 import { protocolVersion } from "../../src/internal/protocol.ts"
 import * as Machine from "../../src/Machine.ts"
 import * as Registry from "../../src/Registry.ts"
+import * as Subordinate from "../../src/Subordinate.ts"
 
 export const settings: Registry.Settings = {
   graceMs: 300,
@@ -86,12 +87,8 @@ export interface NodeState {
       readonly preRegistration: Registry.Register
     }
   >
-  readonly cutOffArmed: boolean
-  /**
-   * Permits given up while no supervisor had them (at the deadline, or released while
-   * electing): a registration in flight may still claim them.
-   */
-  readonly abandoned: Readonly<Record<string, number>>
+  /** The subordinate side's machine, for the whole life of the process. */
+  readonly subordinate: Subordinate.State
   /** Permits this process lost while alive: `Welcome.lost`, or its deadline passed. */
   readonly lost: number
   readonly role:
@@ -100,12 +97,8 @@ export interface NodeState {
         readonly _tag: "Subordinate"
         readonly upstream: Upstream
         readonly welcomed: boolean
+        /** The last frame from the supervisor (keep-alives are modelled by the kernel). */
         readonly lastHeardMs: number
-        /** What the registration claimed, and what the supervisor answered lost of it. */
-        readonly claimed: Readonly<Record<string, number>>
-        readonly lostHere: Readonly<Record<string, number>>
-        /** Welcomed by a successor's takeover: its holdings are taken back once the registry comes. */
-        readonly takeover: boolean
       }
     | {
         readonly _tag: "Supervisor"
@@ -129,7 +122,13 @@ const add = (record: Record<string, number>, resource: string, permits: number) 
   record[resource] = (record[resource] ?? 0) + permits
 }
 
-/** One instance: the supervisor's machine or the subordinate model, as the kernel makes it. */
+const subordinateMachine = Subordinate.make({
+  graceMs: settings.graceMs,
+  keepAliveIntervalMs: settings.keepAliveIntervalMs,
+  requestTimeoutMs: 200,
+})
+
+/** One instance: the supervisor's machine or the subordinate's, as the kernel makes it. */
 export const node: M.Machine<NodeState, Wire, Command> = {
   init: (context) => ({
     state: {
@@ -145,8 +144,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       lastSuccessor: undefined,
       link: undefined,
       standing: new Map(),
-      abandoned: {},
-      cutOffArmed: false,
+      subordinate: subordinateMachine.init(context).state,
       lost: 0,
       role: { _tag: "Electing" },
     },
@@ -159,7 +157,6 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       ...previous,
       held: { ...previous.held },
       pending: new Map(previous.pending),
-      abandoned: { ...previous.abandoned },
     }
     const held = s.held as Record<string, number>
     const pending = s.pending as Map<string, string>
@@ -328,11 +325,9 @@ export const node: M.Machine<NodeState, Wire, Command> = {
         membersBatchMs: 25,
         takeover,
       })
+      // Supervising, it takes its own holdings back: the subordinate side's deadline is off.
+      subordinate(M.command({ _tag: "Supervising" }, nowMs))
       const initial = machine.init({ self: s.node, peers: [], nowMs })
-      // Supervising, it took its own holdings back: the deadline is off.
-      if (s.cutOffArmed) out.push(M.cancelTimer("cutoff"))
-      s.cutOffArmed = false
-      s.abandoned = {}
       const standing = [...s.standing]
       s.standing = new Map()
       s.link = undefined
@@ -363,84 +358,121 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       }
     }
 
-    // ---- subordinate: the model of Election.ts's side ----
+    // ---- subordinate: the real machine, its outputs performed as its driver does ----
 
-    /** The connection to the supervisor is gone: permits are given up at the deadline. */
+    const subordinate = (first: M.Input<Message, Subordinate.Command>) => {
+      const queue: Array<M.Input<Message, Subordinate.Command>> = [first]
+      while (queue.length > 0) {
+        const next = subordinateMachine.step(s.subordinate, queue.shift()!)
+        s.subordinate = next.state
+        for (const output of next.outputs) {
+          const role = s.role
+          switch (output._tag) {
+            case "Send":
+              if (role._tag === "Subordinate" && role.upstream.conn === output.to) {
+                frame(role.upstream, output.message)
+              }
+              break
+            case "SetTimer":
+              out.push(M.setTimer(`u:${output.timer}`, output.afterMs))
+              break
+            case "CancelTimer":
+              out.push(M.cancelTimer(`u:${output.timer}`))
+              break
+            case "Broadcast":
+              break
+            case "Emit": {
+              const event = output.event
+              switch (event._tag) {
+                case "Welcome":
+                  s.lastSupervisorId = event.supervisorId
+                  break
+                case "LosePermits":
+                  losePermits(event.lost)
+                  break
+                case "Follow":
+                  if (event.successor !== undefined) s.lastSuccessor = event.successor.instanceId
+                  follow(event.successor)
+                  break
+                case "Registry":
+                  s.lastMembers = event.members
+                  s.lastSuccessor = event.successor?.instanceId
+                  follow(event.successor)
+                  break
+                case "Registered":
+                  if (role._tag === "Subordinate") s.role = { ...role, welcomed: true }
+                  break
+                case "NotWelcomed":
+                case "Refused":
+                  if (role._tag === "Subordinate" && role.upstream.conn === event.connection) {
+                    s.role = { _tag: "Electing" }
+                  }
+                  break
+                case "Designated":
+                  if (role._tag === "Subordinate") {
+                    frame(role.upstream, { _tag: "StandbyAt", address: `standby:${s.node}` })
+                  }
+                  break
+                case "Granted":
+                  if (pending.delete(event.requestId)) add(held, event.resource, 1)
+                  // Given up meanwhile: the driver hands it back.
+                  else queue.push(M.command({ _tag: "Release", resource: event.resource }, nowMs))
+                  break
+                case "AcquireRefused":
+                  pending.delete(event.requestId)
+                  break
+                default:
+                  break
+              }
+              break
+            }
+          }
+        }
+      }
+    }
+
+    /** Connects (or, with `takeover`, was taken over over `upstream`) and registers. */
+    const connect = (upstream: Upstream, takeover?: Extract<Message, { _tag: "Welcome" }>) => {
+      s.role = { _tag: "Subordinate", upstream, welcomed: false, lastHeardMs: nowMs }
+      subordinate(
+        M.command(
+          {
+            _tag: "Connected",
+            connection: upstream.conn,
+            registration: registration(),
+            waiting: [...pending].map(([id, resource]) => [
+              id,
+              { resource, limit: limits[resource]! },
+            ]),
+            ...(takeover === undefined ? {} : { takeover }),
+          },
+          nowMs,
+        ),
+      )
+    }
+
+    /** The connection to the supervisor is gone: its end is stepped, then the deadline set. */
     const supervisorLost = (aliveAtMs?: number) => {
       const role = s.role
       if (role._tag !== "Subordinate") return
       s.role = { _tag: "Electing" }
-      if (!role.welcomed || s.cutOffArmed) return
+      subordinate(
+        M.command({ _tag: "Closed", connection: role.upstream.conn, reason: "End" }, nowMs),
+      )
+      if (!role.welcomed) return
       // The last keep-alive came at most an interval before the supervisor was last alive.
-      const lastHeardMs = Math.max(
+      const lastHeardAtMs = Math.max(
         role.lastHeardMs,
         (aliveAtMs ?? role.lastHeardMs) - settings.keepAliveIntervalMs,
       )
-      const deadlineMs = lastHeardMs + settings.graceMs - settings.keepAliveIntervalMs
-      s.cutOffArmed = true
-      out.push(M.setTimer("cutoff", Math.max(0, deadlineMs - nowMs)))
+      subordinate(M.command({ _tag: "Lost", lastHeardAtMs }, nowMs))
     }
 
     const fromSupervisor = (message: Message) => {
       const role = s.role
       if (role._tag !== "Subordinate") return
       s.role = { ...role, lastHeardMs: nowMs }
-      switch (message._tag) {
-        case "Welcome": {
-          s.lastSupervisorId = message.supervisorId
-          const lostHere = { ...role.lostHere }
-          for (const { resource, permits } of message.lost) add(lostHere, resource, permits)
-          losePermits(message.lost)
-          if (message.successor !== undefined) s.lastSuccessor = message.successor.instanceId
-          follow(message.successor)
-          const first = !role.welcomed
-          s.role = { ...role, lastHeardMs: nowMs, welcomed: true, lostHere }
-          if (first) {
-            for (const [id, resource] of pending) {
-              frame(role.upstream, { _tag: "Acquire", id, resource, limit: limits[resource]! })
-            }
-          }
-          // A takeover's holdings are taken back once the registry comes.
-          if (!role.takeover) welcomedBack()
-          return
-        }
-        case "Refused":
-          return supervisorLost()
-        case "Members":
-          s.lastMembers = message.members
-          s.lastSuccessor = message.successor?.instanceId
-          follow(message.successor)
-          if (role.takeover) welcomedBack()
-          return
-        case "Designate":
-          return void frame(role.upstream, { _tag: "StandbyAt", address: `standby:${s.node}` })
-        case "Granted":
-          if (pending.delete(message.id)) add(held, message.resource, 1)
-          else frame(role.upstream, { _tag: "Release", resource: message.resource })
-          return
-        case "AcquireRefused":
-          pending.delete(message.id)
-          return
-        default:
-          return
-      }
-    }
-
-    /** The supervisor has this instance's holdings: the deadline is off, given-up claims go back. */
-    const welcomedBack = () => {
-      const role = s.role
-      if (role._tag !== "Subordinate") return
-      // Welcomed back: the deadline is off, and what it gave up but still claimed goes back.
-      if (s.cutOffArmed) out.push(M.cancelTimer("cutoff"))
-      s.cutOffArmed = false
-      for (const [resource, permits] of Object.entries(s.abandoned)) {
-        const kept = (role.claimed[resource] ?? 0) - (role.lostHere[resource] ?? 0)
-        for (let i = 0; i < Math.min(permits, kept); i++) {
-          frame(role.upstream, { _tag: "Release", resource })
-        }
-      }
-      s.abandoned = {}
-      s.role = { ...role, takeover: false }
+      subordinate(M.receive(role.upstream.conn, message, nowMs))
     }
 
     /**
@@ -451,19 +483,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       // Its supervisor is gone (the kernel may not have said so yet).
       supervisorLost()
       s.link = undefined
-      // What was given up before claims nothing: only what goes from now on is handed back.
-      s.abandoned = {}
-      s.role = {
-        _tag: "Subordinate",
-        upstream: link,
-        welcomed: false,
-        lastHeardMs: nowMs,
-        claimed: { ...held },
-        lostHere: {},
-        takeover: true,
-      }
-      frame(link, registration())
-      fromSupervisor(welcome)
+      connect(link, welcome)
     }
 
     const commanded = (command: Command) => {
@@ -478,25 +498,11 @@ export const node: M.Machine<NodeState, Wire, Command> = {
           if (s.link?.instanceId === command.instanceId) return
           s.link = undefined
           s.counter++
-          const upstream = {
+          return connect({
             node: command.node,
             instanceId: command.instanceId,
             conn: `${s.instanceId}#${s.counter}`,
-          }
-          const claimed = { ...held }
-          // What was given up before claims nothing: only what goes from now on is handed back.
-          s.abandoned = {}
-          s.role = {
-            _tag: "Subordinate",
-            upstream,
-            welcomed: false,
-            lastHeardMs: nowMs,
-            claimed,
-            lostHere: {},
-            takeover: false,
-          }
-          frame(upstream, registration())
-          return
+          })
         }
         case "SupervisorLost":
           return supervisorLost(command.aliveAtMs)
@@ -528,15 +534,9 @@ export const node: M.Machine<NodeState, Wire, Command> = {
               M.command({ _tag: "Acquire", requestId, resource, limit: limits[resource]! }, nowMs),
             )
           }
-          if (role._tag === "Subordinate" && role.welcomed) {
-            frame(role.upstream, {
-              _tag: "Acquire",
-              id: requestId,
-              resource,
-              limit: limits[resource]!,
-            })
-          }
-          return
+          return subordinate(
+            M.command({ _tag: "Acquire", requestId, resource, limit: limits[resource]! }, nowMs),
+          )
         }
         case "Release": {
           const resource = command.resource
@@ -544,13 +544,9 @@ export const node: M.Machine<NodeState, Wire, Command> = {
           held[resource] = held[resource]! - 1
           if (role._tag === "Supervisor")
             return supervise(M.command({ _tag: "Release", resource }, nowMs))
-          if (role._tag === "Subordinate" && role.welcomed) {
-            frame(role.upstream, { _tag: "Release", resource })
-          } else {
-            // Released while electing: a Register already on its way may claim it.
-            add(s.abandoned as Record<string, number>, resource, 1)
-          }
-          return
+          // Released while electing, the machine counts it given up: a Register already on
+          // its way may claim it.
+          return subordinate(M.command({ _tag: "Release", resource }, nowMs))
         }
       }
     }
@@ -611,15 +607,8 @@ export const node: M.Machine<NodeState, Wire, Command> = {
         commanded(input.command)
         break
       case "TimerFired":
-        if (input.timer === "cutoff") {
-          if (s.cutOffArmed) {
-            s.cutOffArmed = false
-            for (const [resource, permits] of Object.entries(held)) {
-              if (permits > 0) add(s.abandoned as Record<string, number>, resource, permits)
-            }
-            s.lost += Object.values(held).reduce((a, b) => a + b, 0)
-            s.held = {}
-          }
+        if (input.timer.startsWith("u:")) {
+          subordinate(M.timerFired(input.timer.slice(2), nowMs))
         } else if (input.timer.startsWith("s:")) {
           supervise(M.timerFired(input.timer.slice(2), nowMs))
         }
