@@ -58,6 +58,7 @@ import * as Association from "./Association.ts"
 import * as ClusterRole from "./ClusterRole.ts"
 import * as Endpoint from "./Endpoint.ts"
 import * as Fence from "./Fence.ts"
+import { addressParameter } from "./internal/association-support.ts"
 import { associationConfig } from "./internal/endpoint/options.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Packet from "./Packet.ts"
@@ -444,12 +445,14 @@ const deposedOf = (message: {
 })
 
 /**
- * What `probePartner` sends: an SCTP INIT for the partner's endpoint with `tag` (never 0) as
- * its Initiate Tag. A live endpoint answers an INIT from an unknown address with an INIT ACK
- * (a listening one) or an ABORT, both carrying `tag`, and keeps no state for it (RFC 9260
- * §5.1: the state travels in the cookie, which the probe never echoes).
+ * What `probePartner` sends from `host`: an SCTP INIT for the partner's endpoint with `tag`
+ * (never 0) as its Initiate Tag. A live endpoint answers an INIT from an unknown address with
+ * an INIT ACK (a listening one) or an ABORT, both carrying `tag`, and keeps no state for it
+ * (RFC 9260 §5.1: the state travels in the cookie, which the probe never echoes). The INIT
+ * lists `host`: a loopback source that lists nothing is answered at the host's first other
+ * address (`Endpoint`'s loopback alias, for usrsctp), which the probe socket never hears.
  */
-const probeInit = (tag: number, port: number): Uint8Array =>
+const probeInit = (tag: number, port: number, host: string): Uint8Array =>
   Packet.encode({
     sourcePort: port,
     destinationPort: port,
@@ -462,7 +465,7 @@ const probeInit = (tag: number, port: number): Uint8Array =>
         outboundStreams: 1,
         inboundStreams: 1,
         initialTsn: tag,
-        parameters: [],
+        parameters: [addressParameter(host)].filter((parameter) => parameter !== undefined),
       },
     ],
   })
@@ -1685,7 +1688,7 @@ export const make = (
       })
       if (socket.unreachable === undefined) return
       const tag = randomBytes(4).readUInt32BE(0) || 1
-      const init = probeInit(tag, options.port)
+      const init = probeInit(tag, options.port, options.bind.host)
       const waiting = () => roleState.awaitingRelink !== undefined
       // Each loop ends with the grace (bounded by it, or by the answers that restart it).
       yield* Effect.forkScoped(
