@@ -23,6 +23,7 @@ describe("heartbeat pool under FastSim", () => {
   const seeds = Seeds.seeds(schedules)
   it(`seats held plus unused shares never above the license, one leader per term, re-attachments never refused, convergence, over ${seeds.length} schedules`, () => {
     const startedAt = performance.now()
+    const cpuAt = process.cpuUsage()
     let steps = 0
     const failures: Array<FastSim.FastSimFailure> = []
     for (const seed of seeds) {
@@ -37,7 +38,7 @@ describe("heartbeat pool under FastSim", () => {
     }
     const wallMs = performance.now() - startedAt
     console.log(
-      `FastSim: ${seeds.length} schedules, ${steps} steps in ${Math.round(wallMs)} ms; ${JSON.stringify(coverage)}`,
+      `FastSim: ${seeds.length} schedules, ${steps} steps in ${Math.round(wallMs)} ms (CPU ${Math.round(process.cpuUsage(cpuAt).user / 1000)} ms); ${JSON.stringify(coverage)}`,
     )
     if (failures.length > 0) {
       const list = failures
