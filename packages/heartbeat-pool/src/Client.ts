@@ -9,27 +9,20 @@
  * @since 0.1.0
  */
 import { Authentication, Runner } from "@understudy/machine"
-import {
-  type Address,
-  Codec,
-  Datagram,
-  type TransportError,
-  Options as TransportOptions,
-} from "@understudy/transport"
+import { type Address, Codec, Datagram, type TransportError } from "@understudy/transport"
 import {
   Context,
-  Duration,
+  type Duration,
   Effect,
   Layer,
   type Redacted,
   Result,
-  Schema,
   type Scope,
   Stream,
 } from "effect"
 import * as ClientMachine from "./ClientMachine.ts"
 import * as Config from "./Config.ts"
-import { PoolInvalidConfig } from "./Machine.ts"
+import type { PoolInvalidConfig } from "./Machine.ts"
 import * as Message from "./Message.ts"
 import * as Signing from "./Signing.ts"
 
@@ -102,13 +95,6 @@ const codec: Codec.Codec<Message.ServerReply | Message.ClientRequest> = Codec.ma
 
 const zeroSecret = new Uint8Array(32)
 
-/** The durations Schema checks before anything is bound (`Config.decodeClient` the rest). */
-const Durations = Schema.Struct({
-  heartbeatInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
-  retryInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
-  minRetryInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
-})
-
 /**
  * `options`' timings in milliseconds with their defaults, or `PoolInvalidConfig` naming the
  * option that is out of range (a duration that is not positive and finite, a retry wait above
@@ -116,19 +102,13 @@ const Durations = Schema.Struct({
  */
 const decodeOptions = (options: Options): Result.Result<Config.ClientConfig, PoolInvalidConfig> => {
   const given = options as unknown as Record<string, unknown>
-  const picked = (keys: ReadonlyArray<string>) =>
-    Object.fromEntries(keys.flatMap((key) => (given[key] === undefined ? [] : [[key, given[key]]])))
-  const decoded = Schema.decodeUnknownResult(Durations)(picked(Object.keys(Durations.fields)))
-  if (Result.isFailure(decoded)) {
-    return Result.fail(new PoolInvalidConfig({ reason: decoded.failure.message }))
-  }
-  const millis = Object.fromEntries(
-    Object.entries(decoded.success).map(([key, input]) => [
-      key,
-      Duration.toMillis(Duration.fromInputUnsafe(input)),
-    ]),
+  return Config.decodeClient(
+    Object.fromEntries(
+      Object.keys(Config.ClientConfigInput.fields).flatMap((key) =>
+        given[key] === undefined ? [] : [[key, given[key]]],
+      ),
+    ),
   )
-  return Config.decodeClient({ ...millis, ...picked(["missLimit", "seats"]) })
 }
 
 /**

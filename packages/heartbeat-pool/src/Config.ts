@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import { Options as TransportOptions } from "@understudy/transport"
 import { Duration, Option, Result, Schema } from "effect"
 import { defaultLimits } from "./internal/defaultLimits.ts"
 import { PoolInvalidConfig, validate } from "./Machine.ts"
@@ -93,11 +94,11 @@ export interface ServerConfig {
  */
 export const ClientConfigInput = Schema.Struct({
   /** Default 200 ms. */
-  heartbeatInterval: Schema.optionalKey(DurationInput),
+  heartbeatInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
   /** The longest wait for a reply before sending again. Default the heartbeat interval. */
-  retryInterval: Schema.optionalKey(DurationInput),
+  retryInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
   /** The shortest wait for a reply. Default a sixth of the interval. */
-  minRetryInterval: Schema.optionalKey(DurationInput),
+  minRetryInterval: Schema.optionalKey(TransportOptions.PositiveDuration),
   /** Unanswered heartbeats in a row before the server counts as gone. Default 3. */
   missLimit: Limit(100),
   /** Default 1. */
@@ -115,7 +116,7 @@ export interface ClientConfig {
   readonly seats: number
 }
 
-const millis = (input: string | number | undefined, otherwise: number): number =>
+const millis = (input: Duration.Input | string | undefined, otherwise: number): number =>
   input === undefined
     ? otherwise
     : Duration.toMillis(Duration.fromInputUnsafe(input as Duration.Input))
@@ -180,14 +181,6 @@ export const decodeClient = (input: unknown): Result.Result<ClientConfig, PoolIn
     value.minRetryInterval,
     Math.min(retryIntervalMs, heartbeatIntervalMs / 6),
   )
-  for (const [name, ms] of [
-    ["heartbeatInterval", heartbeatIntervalMs],
-    ["retryInterval", retryIntervalMs],
-    ["minRetryInterval", minRetryIntervalMs],
-  ] as const) {
-    if (!Number.isFinite(ms) || ms <= 0)
-      return invalid(`${name} must be positive and finite, got ${ms} ms`)
-  }
   if (retryIntervalMs > heartbeatIntervalMs)
     return invalid("retryInterval must not be above heartbeatInterval")
   if (minRetryIntervalMs > retryIntervalMs)
