@@ -2,7 +2,8 @@
  * `sctp-cluster node --otlp URL` on real processes (issue 18): the pair links up, the primary
  * is SIGKILLed, the secondary takes over; stopped with SIGTERM, its exporter flushes, and the
  * failover's spans (`multihome.failover` around the whole of it, `multihome.takeover` for the
- * adoption) have reached testkit's OpenTelemetry collector, with the node's attributes. Waits
+ * adoption) have reached testkit's OpenTelemetry collector, with the node's attributes, and
+ * so has the takeovers counter. Waits
  * are for lines, bounded.
  */
 import { Eventually, Otlp } from "@understudy/testkit"
@@ -38,6 +39,8 @@ describe("sctp-cluster node --otlp", () => {
       // The failover span says which node and what noticed it (the link's end).
       expect(traces).toContain(`udp://127.0.0.3:${ports.udpPort}`)
       expect(traces).toContain("understudy.trigger")
+      // And the metrics: the secondary's one takeover reached the collector.
+      expect(collector.latest("understudy_multihome_takeovers_total")?.value).toBe(1)
     } finally {
       await collector.close()
     }

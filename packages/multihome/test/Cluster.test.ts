@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, type Store, StoreError } from "@understudy/store"
 import { Address, Datagram, SimNet, Transport } from "@understudy/transport"
-import { Deferred, Duration, Effect, Fiber, Metric, Redacted, type Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Metric, type Scope, Stream } from "effect"
 import type * as Association from "../src/Association.ts"
 import * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
@@ -17,11 +17,7 @@ import * as Pair from "./support/clusterPair.ts"
 import { advance, connectPeer, within } from "./support/endpoint-support.ts"
 import { dataTsns, repeated, type Seen, tapped } from "./support/wireTap.ts"
 
-const primaryHost = "10.0.0.2"
-const secondaryHost = "10.0.0.3"
-const peerHost = "10.0.0.9"
-const udpPort = 9899
-const sctpPort = 7
+const { primaryHost, secondaryHost, peerHost, udpPort, sctpPort, clusterKey } = Pair
 const linkPort = 7000
 
 /** Short timers, as a tuned peer would have them: a dead path is left within seconds. */
@@ -34,9 +30,6 @@ const quick: Endpoint.AssociationOptions = {
   initRetransmitsMax: 4,
   heartbeatInterval: 1_000,
 }
-
-/** The link is keyed, as by default. */
-const clusterKey = Redacted.make(new Uint8Array(32).fill(7))
 
 const policyOf = (text: string): Replication.Policy => {
   const policy = Replication.parsePolicy(text)
