@@ -56,4 +56,24 @@ describe("takeover under a usrsctp-like peer: what it sent to the dead node is f
     for (const chunk of again) expect(chunk.why).toBe("fast")
     expect(result.sacksPerPacketMax).toBe(1)
   })
+
+  it("a kill at any millisecond of a line's interval: whatever is lost is fast-retransmitted, one SACK per packet", () => {
+    let withHole = 0
+    for (let offset = 0; offset < 20; offset++) {
+      const result = runTakeover({
+        lineEveryMs: 20,
+        lines,
+        killAtMs: 20 * 21 + offset,
+        takeoverAtMs: 20 * 21 + offset + 20,
+        seed: 3,
+      })
+      expect(result.delivered).toEqual(Array.from({ length: lines }, (_, line) => line))
+      const again = lost(result)
+      if (again.length > 0) withHole++
+      for (const chunk of again) expect({ offset, why: chunk.why }).toEqual({ offset, why: "fast" })
+      expect(result.sacksPerPacketMax).toBe(1)
+    }
+    // A takeover one line interval after the kill: every kill loses a line.
+    expect(withHole).toBe(20)
+  })
 })
