@@ -1,6 +1,7 @@
 /**
- * The supervisor's machine on FastSim (see `support/sim.ts`): five instances through seeded
- * schedules of crashes and restarts while they contend for a mutex and a semaphore of 2.
+ * The port election's machines, the supervisor's and the subordinate's, on FastSim (see
+ * `support/sim.ts`): five instances through seeded schedules of crashes and restarts while
+ * they contend for a mutex and a semaphore of 2.
  * Members stand by at the designated successor (pre-registered over a standby connection);
  * when the supervisor dies the successor takes over and welcomes them over it (about one
  * such takeover per schedule, each member confirming what it holds), or, when it is gone
