@@ -6,9 +6,9 @@
  * @since 0.1.0
  */
 import { readFileSync } from "node:fs"
-import { Config, Message, Server } from "@understudy/heartbeat-pool"
+import { Config, Message, Resource, Server } from "@understudy/heartbeat-pool"
 import { NodeDatagram, Observability } from "@understudy/transport"
-import { Effect, Option, Result, Stream } from "effect"
+import { Effect, Option, Result, Schema, Stream } from "effect"
 import { Command } from "effect/cli"
 import {
   type Chosen,
@@ -31,7 +31,14 @@ const command = Command.make(
   {
     id: textFlag("id", "This server's id in --pool"),
     ...poolFlags,
-    vendorKey: textFlag("vendor-key", "The vendor's public key (PEM) that signs license files"),
+    vendorKey: textFlag(
+      "vendor-key",
+      "The vendor's public key (PEM) that signs license files (or --resource instead)",
+    ),
+    resource: textFlag(
+      "resource",
+      "Lease out a resource of your own instead of a vendor's license: NAME:CAPACITY, or NAME:CAPACITY:VERSION (a higher version given to any server at a restart spreads to the pool). Signed with the pool key; clients ask for it with --product NAME",
+    ),
     stateDir: textFlag("state-dir", "Where this server keeps its durable state"),
     license: textFlag(
       "license",
@@ -63,6 +70,22 @@ const decodeLicense = (text: string): Message.License => {
   return decoded.success
 }
 
+/**
+ * `--resource NAME:CAPACITY[:VERSION]` as a `Resource`, or why not (the name may hold
+ * colons: capacity and version are the last fields that are numbers).
+ */
+const parseResource = (text: string): Resource.Resource | string => {
+  const match = /^(.+?):(\d+)(?::(\d+))?$/.exec(text)
+  const bad = `bad --resource ${JSON.stringify(text)}: expected NAME:CAPACITY or NAME:CAPACITY:VERSION`
+  if (match === null) return bad
+  const decoded = Schema.decodeUnknownResult(Resource.ResourceSchema)({
+    name: match[1],
+    capacity: Number(match[2]),
+    ...(match[3] !== undefined ? { version: Number(match[3]) } : {}),
+  })
+  return Result.isFailure(decoded) ? `${bad} (${decoded.failure.message})` : decoded.success
+}
+
 const serve = (input: {
   readonly id: Option.Option<string>
   readonly pool: Option.Option<string>
@@ -70,6 +93,7 @@ const serve = (input: {
   readonly insecure: boolean
   readonly json: boolean
   readonly vendorKey: Option.Option<string>
+  readonly resource: Option.Option<string>
   readonly stateDir: Option.Option<string>
   readonly license: Option.Option<string>
   readonly heartbeat: string
@@ -89,7 +113,18 @@ const serve = (input: {
     ...Option.match(input.otlp, { onNone: () => [], onSome: (url) => ["--otlp", url] }),
   ])
   if (observability._tag === "UsageError") return usageError(program, observability.message)
-  if (Option.isNone(input.vendorKey)) return usageError(program, "--vendor-key is required")
+  if (
+    Option.isSome(input.resource) &&
+    (Option.isSome(input.vendorKey) || Option.isSome(input.license))
+  )
+    return usageError(
+      program,
+      "--resource excludes --vendor-key and --license (one source of capacity)",
+    )
+  if (Option.isNone(input.resource) && Option.isNone(input.vendorKey))
+    return usageError(program, "--vendor-key (with --license) or --resource is required")
+  const resource = Option.isSome(input.resource) ? parseResource(input.resource.value) : undefined
+  if (typeof resource === "string") return usageError(program, resource)
   const stateDir = Option.getOrUndefined(input.stateDir)
   if (stateDir === undefined) return usageError(program, "--state-dir is required")
   const heartbeatMs = parseDuration(input.heartbeat)
@@ -99,12 +134,20 @@ const serve = (input: {
   // The other timings derive from the heartbeat; the decoder refuses unsafe combinations.
   const config = Config.decodeServer({ heartbeatInterval: heartbeatMs, lease: leaseMs })
   if (Result.isFailure(config)) return usageError(program, config.failure.reason)
-  let vendorPublicKey: string
-  let license: Message.License | undefined
+  let source:
+    | { readonly resource: Resource.Resource }
+    | { readonly vendorPublicKey: string; readonly license?: Message.License }
   try {
-    vendorPublicKey = readFileSync(input.vendorKey.value, "utf8")
-    if (Option.isSome(input.license))
-      license = decodeLicense(readFileSync(input.license.value, "utf8"))
+    source =
+      resource !== undefined
+        ? { resource }
+        : {
+            vendorPublicKey: readFileSync(Option.getOrThrow(input.vendorKey), "utf8"),
+            ...Option.match(input.license, {
+              onNone: () => ({}),
+              onSome: (path) => ({ license: decodeLicense(readFileSync(path, "utf8")) }),
+            }),
+          }
   } catch (error) {
     return usageError(program, `cannot read a key or license file: ${(error as Error).message}`)
   }
@@ -120,9 +163,8 @@ const serve = (input: {
           client: { _tag: "Udp", host: entry.host, port: entry.clientPort },
         })),
         poolSecret: secret,
-        vendorPublicKey,
+        ...source,
         stateDir,
-        ...(license !== undefined ? { license } : {}),
         timing: config.success.timing,
         clientsPerServerMax: config.success.clientsPerServerMax,
         seatsPerClientMax: config.success.seatsPerClientMax,
