@@ -25,7 +25,7 @@
  * @since 0.1.0
  */
 import { Duplex } from "node:stream"
-import { Address, type Connection, Transport } from "@understudy/transport"
+import { Address, Transport } from "@understudy/transport"
 import {
   type Cause,
   Deferred,
@@ -43,12 +43,11 @@ import type { CheckpointStore, Ownership } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Discovery from "./Discovery.ts"
 import * as ByteWindow from "./internal/byteWindow.ts"
-import * as Durations from "./internal/durations.ts"
+import * as Handshake from "./internal/handshake.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import type { ClientOptions, ServerEvent } from "./ObjectSession.ts"
 import * as Proof from "./Proof.ts"
-import type * as Resume from "./Resume.ts"
 import * as Sequence from "./Sequence.ts"
 
 /** The application protocol recorded in checkpoints. @since 0.1.0 @category models */
@@ -98,8 +97,8 @@ export const stepBytesMax = 64 * 1024
 /** The handler's encoded state. @since 0.1.0 @category limits */
 export const stateBytesMax = 64 * 1024
 
-type Conn = Connection.Connection<Message.Message>
-type Inbox = Queue.Queue<Message.Message, Cause.Done>
+type Conn = Handshake.Conn
+type Inbox = Handshake.Inbox
 
 /** What the duplex server shares with `ObjectSession.serve`. @internal */
 export interface ServerContext {
@@ -165,24 +164,7 @@ const decodeApp = (
 }
 
 /** The duplex server's handlers, each run in a connection's scope. @internal */
-export interface DuplexServer {
-  readonly open: (
-    connection: Conn,
-    inbox: Inbox,
-    hello: Message.Control & { _tag: "Open" },
-    remote: Checkpoint.Endpoint,
-  ) => Effect.Effect<void, unknown, Scope.Scope>
-  readonly resumed: (
-    connection: Conn,
-    inbox: Inbox,
-    secret: Uint8Array,
-    ownership: Ownership,
-    plan: Resume.Plan,
-    remote: Checkpoint.Endpoint,
-    /** Run once the session is served again (`Resumed` sent): records the takeover's duration. */
-    served: Effect.Effect<void>,
-  ) => Effect.Effect<void, unknown, Scope.Scope>
-}
+export type DuplexServer = Handshake.ProtocolServer
 
 /** The duplex server. @internal */
 export const makeServer = (context: ServerContext): DuplexServer => {
@@ -411,20 +393,15 @@ export const makeServer = (context: ServerContext): DuplexServer => {
     dirty: false,
   })
 
-  const open = (
-    connection: Conn,
-    inbox: Inbox,
-    hello: Message.Control & { _tag: "Open" },
-    remote: Checkpoint.Endpoint,
-  ) =>
+  const open: DuplexServer["open"] = (connection, inbox, hello, remote) =>
     Effect.gen(function* () {
-      const clientIsn = hello.channels.find((c) => c.name === "data")?.initialSeq
-      if (clientIsn === undefined || hello.channels.length !== 1)
+      const clientIsn = Handshake.soleChannel(hello, "data")
+      if (clientIsn === undefined)
         return yield* context.refuse(connection, "WrongSession", "expected one data channel")
-      const isn = Proof.newInitialSeq()
+      const { sessionId, secret, isn } = Handshake.newSession()
       const live = makeLive(
-        Proof.newSessionId(),
-        Proof.newSecret(),
+        sessionId,
+        secret,
         remote,
         Sequence.sender(isn, windowBytesMax, isn),
         ByteWindow.make(isn),
@@ -446,14 +423,10 @@ export const makeServer = (context: ServerContext): DuplexServer => {
       )
     })
 
-  const resumed = (
-    connection: Conn,
-    inbox: Inbox,
-    secret: Uint8Array,
-    ownership: Ownership,
-    plan: Resume.Plan,
-    remote: Checkpoint.Endpoint,
-    served: Effect.Effect<void>,
+  const resumed: DuplexServer["resumed"] = (
+    connection,
+    inbox,
+    { secret, ownership, plan, remote, served },
   ) =>
     Effect.gen(function* () {
       const checkpoint = ownership.latest()
@@ -484,13 +457,7 @@ export const makeServer = (context: ServerContext): DuplexServer => {
       )
       yield* live.bundle.register(contributor(live))
       yield* Contributor.restoreAll(live.bundle, checkpoint)
-      yield* Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" }), 1)
-      yield* Metric.update(Metrics.bytesResent, at.resendBytes)
-      yield* Effect.logInfo("checkpoint: took over").pipe(
-        Effect.annotateLogs({ offset: at.resumeSeq - data.initialSeqSource }),
-      )
-      yield* context.emit({
-        _tag: "TakenOver",
+      yield* Handshake.tookOver(context.emit, {
         sessionId: checkpoint.bundleId,
         offset: at.resumeSeq - data.initialSeqSource,
         bytesResent: at.resendBytes,
@@ -549,15 +516,9 @@ export const connect = (
   options: ConnectOptions,
 ): Effect.Effect<DuplexClient, CheckpointConfigError, Transport.Transport | Scope.Scope> =>
   Effect.gen(function* () {
-    const retryMs = (yield* Durations.millis(options, ["retryDelay"])).retryDelay ?? 50
+    const { retryMs, attemptsMax, ackEveryBytes, connectOptions, clientIsn } =
+      yield* Handshake.clientSettings(options)
     const transport = yield* Transport.Transport
-    const attemptsMax = options.attemptsMax ?? 100
-    const ackEveryBytes = options.ackEveryBytes ?? 256 * 1024
-    const connectOptions = {
-      codec: Message.codec,
-      ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
-    }
-    const clientIsn = Proof.newInitialSeq()
     let session: { id: string; secret: Uint8Array } | undefined
     let counter = 0
     // To the server: the window is the server's, told in `Opened` (nothing leaves before).
@@ -647,14 +608,7 @@ export const connect = (
                   break
                 }
                 case "Refused":
-                  // Not this server's to serve now: the next server of the service may.
-                  if (message.reason === "Owned" || message.reason === "Overloaded")
-                    return yield* connection.close
-                  return yield* new TakeoverRefused({
-                    reason: message.reason,
-                    sessionId: session?.id ?? "",
-                    detail: message.detail,
-                  })
+                  return yield* Handshake.refused(message, session?.id, connection.close)
                 case "Data": {
                   if (receiver === undefined) return yield* connection.close
                   const outcome = Sequence.receive(receiver, message.seq, message.bytes.length)
@@ -759,11 +713,7 @@ export const connect = (
         if (session !== undefined) lostAtMs ??= yield* now
         yield* Effect.sleep(retryMs)
       }
-      return yield* new TakeoverRefused({
-        reason: "AttemptsExhausted",
-        sessionId: session?.id ?? "",
-        detail: `${attemptsMax} connection attempts`,
-      })
+      return yield* Handshake.attemptsExhausted(attemptsMax, session?.id)
     })
     yield* Effect.forkScoped(
       loop.pipe(

@@ -18,7 +18,7 @@
  *
  * @since 0.1.0
  */
-import { Address, type Connection, Transport } from "@understudy/transport"
+import { Address, Transport } from "@understudy/transport"
 import {
   type Cause,
   Deferred,
@@ -44,20 +44,19 @@ import type { CheckpointStore, Ownership, Reason } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Discovery from "./Discovery.ts"
 import * as DatagramFlow from "./internal/datagramFlow.ts"
-import * as Durations from "./internal/durations.ts"
+import * as Handshake from "./internal/handshake.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import type { ClientOptions, ObjectSource, ServerEvent } from "./ObjectSession.ts"
 import type { Policy } from "./Policy.ts"
 import * as Proof from "./Proof.ts"
-import type * as Resume from "./Resume.ts"
 import * as Sequence from "./Sequence.ts"
 
 /** @since 0.1.0 @category models */
 export const protocol = BundleControl.protocol
 
-type Conn = Connection.Connection<Message.Message>
-type Inbox = Queue.Queue<Message.Message, Cause.Done>
+type Conn = Handshake.Conn
+type Inbox = Handshake.Inbox
 
 /** What the bundle server shares with `ObjectSession.serve`. @internal */
 export interface ServerContext {
@@ -125,23 +124,7 @@ const groupFor = Effect.gen(function* () {
 const endpointText = (endpoint: Checkpoint.Endpoint) => `${endpoint.host}:${endpoint.port}`
 
 /** The bundle server's handlers, each run in a connection's scope. @internal */
-export interface BundleServer {
-  readonly open: (
-    connection: Conn,
-    inbox: Inbox,
-    hello: Message.Control & { _tag: "Open" },
-    remote: Checkpoint.Endpoint,
-  ) => Effect.Effect<void, unknown, Scope.Scope>
-  readonly resumed: (
-    connection: Conn,
-    inbox: Inbox,
-    secret: Uint8Array,
-    ownership: Ownership,
-    plan: Resume.Plan,
-    remote: Checkpoint.Endpoint,
-    /** Run once the session is served again (`Resumed` sent): records the takeover's duration. */
-    served: Effect.Effect<void>,
-  ) => Effect.Effect<void, unknown, Scope.Scope>
+export interface BundleServer extends Handshake.ProtocolServer {
   readonly attach: (
     connection: Conn,
     inbox: Inbox,
@@ -466,20 +449,15 @@ export const makeServer = (context: ServerContext): BundleServer => {
   })
 
   /** A new bundle: `Open` on its control connection. */
-  const open = (
-    connection: Conn,
-    inbox: Inbox,
-    hello: Message.Control & { _tag: "Open" },
-    remote: Checkpoint.Endpoint,
-  ) =>
+  const open: BundleServer["open"] = (connection, inbox, hello, remote) =>
     Effect.gen(function* () {
-      const clientIsn = hello.channels.find((c) => c.name === "control")?.initialSeq
-      if (clientIsn === undefined || hello.channels.length !== 1)
+      const clientIsn = Handshake.soleChannel(hello, "control")
+      if (clientIsn === undefined)
         return yield* context.refuse(connection, "WrongSession", "expected one control channel")
-      const isn = Proof.newInitialSeq()
+      const { sessionId, secret, isn } = Handshake.newSession()
       const entry = makeLive(
-        Proof.newSessionId(),
-        Proof.newSecret(),
+        sessionId,
+        secret,
         undefined as never,
         BundleControl.initial(clientIsn),
         { source: isn, destination: clientIsn },
@@ -501,14 +479,10 @@ export const makeServer = (context: ServerContext): BundleServer => {
     })
 
   /** A takeover of a bundle claimed, evaluated and adopted by `ObjectSession`. */
-  const resumed = (
-    connection: Conn,
-    inbox: Inbox,
-    secret: Uint8Array,
-    ownership: Ownership,
-    plan: Resume.Plan,
-    remote: Checkpoint.Endpoint,
-    served: Effect.Effect<void>,
+  const resumed: BundleServer["resumed"] = (
+    connection,
+    inbox,
+    { secret, ownership, plan, remote, served },
   ) =>
     Effect.gen(function* () {
       const checkpoint = ownership.latest()
@@ -545,10 +519,7 @@ export const makeServer = (context: ServerContext): BundleServer => {
       yield* entry.bundle.register(contributor(() => entry))
       yield* Contributor.restoreAll(entry.bundle, checkpoint)
       yield* serving(entry)
-      yield* Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" }), 1)
-      yield* Metric.update(Metrics.bytesResent, resent)
-      yield* context.emit({
-        _tag: "TakenOver",
+      yield* Handshake.tookOver(context.emit, {
         sessionId: checkpoint.bundleId,
         offset: 0,
         bytesResent: resent,
@@ -723,15 +694,9 @@ export const connect = (
   options: ConnectOptions,
 ): Effect.Effect<BundleClient, CheckpointConfigError, Transport.Transport | Scope.Scope> =>
   Effect.gen(function* () {
-    const retryMs = (yield* Durations.millis(options, ["retryDelay"])).retryDelay ?? 50
+    const { retryMs, attemptsMax, ackEveryBytes, connectOptions, clientIsn } =
+      yield* Handshake.clientSettings(options)
     const transport = yield* Transport.Transport
-    const attemptsMax = options.attemptsMax ?? 100
-    const ackEveryBytes = options.ackEveryBytes ?? 256 * 1024
-    const connectOptions = {
-      codec: Message.codec,
-      ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
-    }
-    const clientIsn = Proof.newInitialSeq()
     let session: { id: string; secret: Uint8Array; controlSeq: number } | undefined
     let counter = 0
     let nextCommand = clientIsn
@@ -1038,11 +1003,7 @@ export const connect = (
         lostAtMs ??= yield* now
         if (outcome === undefined) yield* Effect.sleep(retryMs)
       }
-      return yield* new TakeoverRefused({
-        reason: "AttemptsExhausted",
-        sessionId: session?.id ?? "",
-        detail: `${attemptsMax} connection attempts`,
-      })
+      return yield* Handshake.attemptsExhausted(attemptsMax, session?.id)
     })
     yield* Effect.forkScoped(
       supervise.pipe(

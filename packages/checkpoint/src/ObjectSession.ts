@@ -35,7 +35,7 @@ import type * as Checkpoint from "./Checkpoint.ts"
 import {
   type CheckpointConfigError,
   CheckpointContributorFailed,
-  TakeoverRefused,
+  type TakeoverRefused,
 } from "./CheckpointError.ts"
 import { CheckpointStore } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
@@ -43,6 +43,7 @@ import * as Discovery from "./Discovery.ts"
 import * as DuplexSession from "./DuplexSession.ts"
 import * as DatagramFlow from "./internal/datagramFlow.ts"
 import * as Durations from "./internal/durations.ts"
+import * as Handshake from "./internal/handshake.ts"
 import * as Message from "./Message.ts"
 import * as Metrics from "./Metrics.ts"
 import * as ObjectBundle from "./ObjectBundle.ts"
@@ -493,9 +494,7 @@ export const serve = (
         const size = yield* source.size(name)
         if (size === undefined)
           return yield* refuse(connection, "NoCheckpoint", `no object ${JSON.stringify(name)}`)
-        const sessionId = Proof.newSessionId()
-        const secret = Proof.newSecret()
-        const isn = Proof.newInitialSeq()
+        const { sessionId, secret, isn } = Handshake.newSession()
         const state = {
           sender: Sequence.sender(isn, windowBytesMax, isn),
           receiver: { initialSeq: clientIsn, next: clientIsn + request.value.bytes.length },
@@ -574,43 +573,25 @@ export const serve = (
           plan.success.checkpoint,
           claimed.success.modRevision,
         )
+        const resuming: Handshake.Resuming = {
+          secret,
+          ownership,
+          plan: plan.success,
+          remote: endpoint(connection.remote),
+          served,
+        }
         if (ownership.latest().protocol === ObjectBundle.protocol)
-          return yield* bundles.resumed(
-            connection,
-            inbox,
-            secret,
-            ownership,
-            plan.success,
-            endpoint(connection.remote),
-            served,
-          )
+          return yield* bundles.resumed(connection, inbox, resuming)
         if (ownership.latest().protocol === DuplexSession.protocol) {
           if (duplexes === undefined) {
             yield* checkpoints.release(request.sessionId)
             return yield* refuse(connection, "Unsupported", "this server runs no duplex sessions")
           }
-          return yield* duplexes.resumed(
-            connection,
-            inbox,
-            secret,
-            ownership,
-            plan.success,
-            endpoint(connection.remote),
-            served,
-          )
+          return yield* duplexes.resumed(connection, inbox, resuming)
         }
         const restored = ownership.latest().connections[0]!
         const resume = plan.success.resumes.data
-        yield* Metric.update(Metric.withAttributes(Metrics.takeovers, { outcome: "resumed" }), 1)
-        yield* Metric.update(Metrics.bytesResent, resume?.resendBytes ?? 0)
-        yield* Effect.logInfo("checkpoint: took over").pipe(
-          Effect.annotateLogs({
-            offset: resume?.objectOffset ?? 0,
-            bytesResent: resume?.resendBytes ?? 0,
-          }),
-        )
-        yield* emit({
-          _tag: "TakenOver",
+        yield* Handshake.tookOver(emit, {
           sessionId: request.sessionId,
           offset: resume?.objectOffset ?? 0,
           bytesResent: resume?.resendBytes ?? 0,
@@ -754,28 +735,23 @@ export const get = (
 ): Stream.Stream<Uint8Array, TakeoverRefused | CheckpointConfigError, Transport.Transport> =>
   Stream.unwrap(
     Effect.gen(function* () {
-      const retryMs = (yield* Durations.millis(options, ["retryDelay"])).retryDelay ?? 50
+      const { retryMs, attemptsMax, ackEveryBytes, connectOptions, clientIsn } =
+        yield* Handshake.clientSettings(options)
       const transport = yield* Transport.Transport
       const out = yield* Queue.bounded<Uint8Array, TakeoverRefused | Cause.Done>(64)
-      const attemptsMax = options.attemptsMax ?? 100
-      const ackEveryBytes = options.ackEveryBytes ?? 256 * 1024
       let session: { id: string; secret: Uint8Array; firstByteSeq: number } | undefined
       let receiver: Sequence.Receiver | undefined
       let counter = 0
       let lostAtMs: number | undefined
       // Where a planned hand-off sent us: tried before the service list.
       let handedTo: Address.StreamAddress | undefined
-      const clientIsn = Proof.newInitialSeq()
       const nameBytes = encoder.encode(name)
       const now = Effect.clockWith((clock) => clock.currentTimeMillis)
 
       /** One connection: true when the object is complete, false when the connection was lost. */
       const attempt = (address: Address.StreamAddress) =>
         Effect.gen(function* () {
-          const connection = yield* transport.connect(address, {
-            codec: Message.codec,
-            ...(options.clusterKey === undefined ? {} : { clusterKey: options.clusterKey }),
-          })
+          const connection = yield* transport.connect(address, connectOptions)
           if (session === undefined) {
             yield* connection.send({
               _tag: "Open",
@@ -816,15 +792,7 @@ export const get = (
                     ackEvery = Message.ackInterval(ackEveryBytes, message.window)
                     break
                   case "Refused":
-                    // Not this server's to serve now (another holds it, or it is full):
-                    // the next server of the service may.
-                    if (message.reason === "Owned" || message.reason === "Overloaded")
-                      return yield* connection.close
-                    return yield* new TakeoverRefused({
-                      reason: message.reason,
-                      sessionId: session?.id ?? "",
-                      detail: message.detail,
-                    })
+                    return yield* Handshake.refused(message, session?.id, connection.close)
                   case "Data": {
                     if (receiver === undefined) return yield* connection.close
                     const outcome = Sequence.receive(receiver, message.seq, message.bytes.length)
@@ -907,11 +875,7 @@ export const get = (
           lostAtMs ??= yield* now
           yield* Effect.sleep(retryMs)
         }
-        return yield* new TakeoverRefused({
-          reason: "AttemptsExhausted",
-          sessionId: session?.id ?? "",
-          detail: `${attemptsMax} connection attempts`,
-        })
+        return yield* Handshake.attemptsExhausted(attemptsMax, session?.id)
       })
       yield* Effect.forkScoped(
         loop.pipe(
