@@ -657,9 +657,10 @@ export const make = (
       // keep-alive has its live link ended by the primary's keep-alive, or ends it with its
       // own. The live primary links again at once (see `connectToStandby`), but on a starved
       // machine that took 0.25–0.5 s (4 CPU hogs and more, load 17–22: with a 50 ms grace the
-      // standby took over from a live primary, and both served). A dead process is found at
-      // once instead: its address is probed (`probePartner`, an ICMP port unreachable), so
-      // the grace delays only a takeover from a hung, cut-off or crashed host.
+      // standby took over from a live primary, and both served). So its address is probed
+      // (`probePartner`): each answer to the INIT starts the grace again, a port unreachable
+      // ends it at once, and the grace decides only when nothing answers (a stopped process,
+      // a host down or cut off).
       relinkGraceMs: 2 * linkKeepAlive.timeoutMs,
     })
     /** The role's timers: the generation of each one set (a timer set again replaces it). */
