@@ -81,31 +81,37 @@ describe("takeOver: one SACK per packet above the hole (RFC 9260 §6.2)", () => 
   })
 })
 
-describe("takeOver: a HEARTBEAT every takeoverProbeMs while the hole may be open", () => {
-  it("one outstanding at a time, until a SACK with no gap acknowledges DATA since the takeover", () => {
+describe("takeOver: HEARTBEATs from takeoverProbeMs apart while the hole may be open", () => {
+  /** The probe timer's next firing, stepped; returns its HEARTBEATs and when it fired. */
+  const nextProbe = (replica: Association.State) => {
+    const atMs = replica.timers["Takeover-probe"]!
+    return { atMs, sent: heartbeats(probe(replica, atMs)) }
+  }
+
+  it("one outstanding at a time, at full pace after DATA, until a SACK with no gap acknowledges DATA since the takeover", () => {
     const lb = establishedPair(8)
     const { replica, outputs } = replicaOf(lb)
     const first = heartbeats(outputs)
     expect(first.length).toBeGreaterThan(0)
     expect(replica.timers["Takeover-probe"]).toBe(lb.nowMs + takeoverProbeMs)
     // The takeover's own HEARTBEAT is not answered yet: none more, the probe re-armed.
-    let nowMs = lb.nowMs + takeoverProbeMs
-    expect(heartbeats(probe(replica, nowMs))).toHaveLength(0)
-    expect(replica.timers["Takeover-probe"]).toBe(nowMs + takeoverProbeMs)
-    answer(replica, first, nowMs + 1)
-    nowMs += takeoverProbeMs
-    const second = heartbeats(probe(replica, nowMs))
-    expect(second).toHaveLength(1)
-    answer(replica, second, nowMs + 1)
-    // Above the hole: still open, still probed.
-    dataAbove(replica, [2, 3], nowMs + 2)
-    nowMs += takeoverProbeMs
-    const third = heartbeats(probe(replica, nowMs))
-    expect(third).toHaveLength(1)
-    answer(replica, third, nowMs + 1)
+    const unanswered = nextProbe(replica)
+    expect(unanswered.sent).toHaveLength(0)
+    expect(replica.timers["Takeover-probe"]).toBe(unanswered.atMs + takeoverProbeMs)
+    answer(replica, first, unanswered.atMs + 1)
+    const second = nextProbe(replica)
+    expect(second.sent).toHaveLength(1)
+    expect(replica.timers["Takeover-probe"]).toBe(second.atMs + takeoverProbeMs)
+    answer(replica, second.sent, second.atMs + 1)
+    // Above the hole: still open; DATA came, so the next probe is at full pace.
+    dataAbove(replica, [2, 3], second.atMs + 2)
+    const third = nextProbe(replica)
+    expect(third.sent).toHaveLength(1)
+    expect(replica.timers["Takeover-probe"]).toBe(third.atMs + takeoverProbeMs)
+    answer(replica, third.sent, third.atMs + 1)
     // The lost chunk comes (the peer's fast retransmit): no gap, and once its SACK leaves
     // (delayed: one packet, in order) the probing ends.
-    dataAbove(replica, [1], nowMs + 2)
+    dataAbove(replica, [1], third.atMs + 2)
     const sackAtMs = replica.timers.SACK!
     expect(
       sacks(
@@ -113,12 +119,11 @@ describe("takeOver: a HEARTBEAT every takeoverProbeMs while the hole may be open
       ),
     ).toEqual([[]])
     expect(replica.takeoverHole).toBeUndefined()
-    const lastAtMs = replica.timers["Takeover-probe"]!
-    expect(heartbeats(probe(replica, lastAtMs))).toHaveLength(0)
+    expect(nextProbe(replica).sent).toHaveLength(0)
     expect(replica.timers["Takeover-probe"]).toBeUndefined()
   })
 
-  it("not past the path's RTO (the peer's T3-rtx resends by then), and not on a handover", () => {
+  it("a peer that sends nothing: after 5 quiet probes the wait doubles up to 16 × takeoverProbeMs, none past the path's RTO (its T3-rtx resends by then); none on a handover", () => {
     const lb = establishedPair(10)
     const { replica, outputs } = replicaOf(lb)
     const untilMs = lb.nowMs + replica.paths[0]!.rto.rto
@@ -126,17 +131,24 @@ describe("takeOver: a HEARTBEAT every takeoverProbeMs while the hole may be open
     const probedAtMs: Array<number> = []
     for (
       let atMs = replica.timers["Takeover-probe"];
-      atMs !== undefined;
+      atMs !== undefined && probedAtMs.length < 1_000;
       atMs = replica.timers["Takeover-probe"]
     ) {
       answer(replica, sent, atMs - 1)
-      sent = heartbeats(probe(replica, atMs))
-      if (sent.length > 0) probedAtMs.push(atMs)
-      if (probedAtMs.length > 1_000) break
+      const next = nextProbe(replica)
+      sent = next.sent
+      if (sent.length > 0) probedAtMs.push(next.atMs)
     }
-    // Every takeoverProbeMs from the takeover on, the last one before the RTO is out.
-    expect(probedAtMs.length).toBe(Math.ceil((untilMs - lb.nowMs) / takeoverProbeMs) - 1)
+    const waits = probedAtMs.map((atMs, at) => atMs - (probedAtMs[at - 1] ?? lb.nowMs))
+    // Full pace for 5 quiet probes, then doubling.
+    expect(waits.slice(0, 11)).toEqual(
+      [1, 1, 1, 1, 1, 1, 2, 4, 8, 16, 16].map((k) => k * takeoverProbeMs),
+    )
+    expect(new Set(waits.slice(10))).toEqual(new Set([16 * takeoverProbeMs]))
+    // ~13 HEARTBEATs in an RTO of 1 s, not ~100.
+    expect(probedAtMs.length).toBeLessThan(15)
     expect(probedAtMs.at(-1)!).toBeLessThan(untilMs)
+    expect(probedAtMs.at(-1)! + 16 * takeoverProbeMs).toBeGreaterThanOrEqual(untilMs)
     const handedOver = replicaOf(lb, { handover: true })
     expect(handedOver.replica.takeoverHole).toBeUndefined()
     expect(handedOver.replica.timers["Takeover-probe"]).toBeUndefined()

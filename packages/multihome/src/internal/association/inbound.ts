@@ -226,6 +226,8 @@ export const onForwardTsn = (
 
 export const afterData = (ctx: Ctx, st: State, index: number): void => {
   if (index >= 0) st.lastDataPath = index
+  // DATA after a takeover: the peer is sending; probe its hole at full pace again.
+  if (st.takeoverHole !== undefined) st.takeoverHole.quietProbes = 0
   st.packetsSinceSack++
   if (st.tracker?.hasGaps === true || st.packetsSinceSack >= 2) st.sackNow = true
   if (st.name === "ShutdownSent") {

@@ -44,6 +44,15 @@ export const sendHeartbeat = (ctx: Ctx, st: State, index: number): void => {
 export const takeoverProbeMs = 10
 
 /**
+ * After this many probes in a row that drew no DATA (50 ms: longer than a stream of small
+ * messages waits between two), each further one doubles the wait before the next, up to
+ * 2^{@link takeoverProbeBackoffMax} × `takeoverProbeMs`: a peer with nothing to send costs ~13
+ * HEARTBEATs in an RTO of 1 s, not ~100. DATA from the peer brings the full pace back.
+ */
+const takeoverProbeQuietFull = 5
+const takeoverProbeBackoffMax = 4
+
+/**
  * A HEARTBEAT to the peer while a takeover's hole may be open (RFC 9260 §8.3: an on-demand
  * HEARTBEAT; one outstanding at a time). Answering it, a peer that bundles sends the DATA it
  * held back behind a chunk lost at the dead node — usrsctp applies Nagle only to its user's
@@ -54,7 +63,13 @@ export const probeTakeoverHole = (ctx: Ctx, st: State): void => {
   if (hole === undefined || ctx.now >= hole.untilMs || st.paths.length === 0) return
   const index = dataPath(st)
   if (!st.paths[index]!.heartbeatOutstanding) sendHeartbeat(ctx, st, index)
-  setTimer(ctx, st, takeoverProbeName, ctx.now + takeoverProbeMs)
+  const doublings = Math.min(
+    Math.max(hole.quietProbes + 1 - takeoverProbeQuietFull, 0),
+    takeoverProbeBackoffMax,
+  )
+  const waitMs = takeoverProbeMs * 2 ** doublings
+  hole.quietProbes++
+  setTimer(ctx, st, takeoverProbeName, ctx.now + waitMs)
 }
 
 export const takeoverProbeName = "Takeover-probe"

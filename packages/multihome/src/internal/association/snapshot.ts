@@ -451,6 +451,7 @@ export const takeOver = (st: State, nowMs: number, options?: TakeOverOptions): A
       from: st.tracker?.cumulative ?? 0,
       // The peer's T3-rtx resends by about then: probing longer gains nothing.
       untilMs: nowMs + (path?.rto.rto ?? st.config.rtoInitialMs),
+      quietProbes: 0,
     }
   }
   st.inboundResync = undefined

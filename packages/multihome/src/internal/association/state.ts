@@ -130,12 +130,16 @@ export interface State {
    * after it (`from`: the cumulative TSN then), or until `untilMs`: what the peer sent to the
    * dead node may be lost, and a peer that bundles (Nagle) holds what it writes next behind
    * it, so nothing reaches us above the hole and only its T3-rtx would resend it. Meanwhile
-   * a HEARTBEAT goes to the peer every {@link takeoverProbeMs} (`probeTakeoverHole`): each
-   * packet it gets sends what it held, each of our SACKs for that newly acknowledges a
-   * higher TSN, and the third is its fast retransmit (RFC 9260 §7.2.4). `primary`: the Set
-   * Primary Address to ask for once filled (`TakeOverOptions.setPrimaryOnceFilled`).
+   * a HEARTBEAT goes to the peer every {@link takeoverProbeMs}, less often after several
+   * drew no DATA (`probeTakeoverHole`): each packet it gets sends what it held, each of our
+   * SACKs for that newly acknowledges a higher TSN, and the third is its fast retransmit
+   * (RFC 9260 §7.2.4). `quietProbes`: the probes since the last DATA.
+   * `primary`: the Set Primary Address to ask for once filled
+   * (`TakeOverOptions.setPrimaryOnceFilled`).
    */
-  takeoverHole?: { from: number; untilMs: number; primary?: string } | undefined
+  takeoverHole?:
+    | { from: number; untilMs: number; quietProbes: number; primary?: string }
+    | undefined
   lastDataPath: number
   errorCount: number
   initRetransmits: number
