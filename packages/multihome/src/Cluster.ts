@@ -454,7 +454,8 @@ const deposedOf = (message: {
  */
 const probeInit = (tag: number, port: number, host: string): Uint8Array =>
   Packet.encode({
-    sourcePort: port,
+    // A port no association of the partner's has with this host (an ephemeral one).
+    sourcePort: 49_152 + (tag % 16_384),
     destinationPort: port,
     verificationTag: 0,
     chunks: [
