@@ -9,7 +9,7 @@
  * the costliest fault (sealing and opening datagrams), so every schedule gets it only by
  * hand: `STAGGERED_FORGE_EVERY=1` (the count of the others stays that of the schedules). This
  * file runs the first half of the schedules (`support/schedules.ts`), and
- * `Election.fastsim.half2.test.ts` the second, on vitest's other worker. The SimNet suite
+ * `Election.fastsim.secondHalf.test.ts` the second, on vitest's other worker. The SimNet suite
  * runs fewer, through the real codec, network and Runner, as the cross-check. Replay a seed with
  * `UNDERSTUDY_SEED=<n> npx vitest run test/Election.fastsim.test.ts`; run another number of
  * schedules with `STAGGERED_SCHEDULES=<count>` (both files, half each).

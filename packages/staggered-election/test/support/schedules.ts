@@ -3,7 +3,7 @@
  * schedules, each with a server frozen past the time-outs and resumed, every other one with
  * durable restarts and disk faults, every `forgeEvery`th with forged traffic; all the
  * invariants of `invariants.ts`. The schedules are cut in two halves, one per test file
- * (`Election.fastsim.test.ts`, `Election.fastsim.half2.test.ts`): vitest runs files, not
+ * (`Election.fastsim.test.ts`, `Election.fastsim.secondHalf.test.ts`): vitest runs files, not
  * tests, on its two workers, so the halves run at once on the two cores.
  */
 import { randomBytes } from "node:crypto"
