@@ -258,9 +258,11 @@ export const handoffUnderLoad = async (
 ): Promise<void> => {
   const { downloads = 3, otlp } = options
   const [from, to] = [cluster.servers[0]!, cluster.servers[1]!]
-  // Large enough that each outlasts the hand-off command's start by far (the session layer
-  // moves well under 100 MiB/s here, shared by all of them).
-  const size = 32 * 1024 * 1024
+  // Large enough that each outlasts the hand-off command's start by far: the session layer
+  // moves well under 100 MiB/s here, shared by all of them, so the fewer the downloads the
+  // larger each (96 MiB in all). A lone 32 MiB download on an idle machine could finish
+  // while the hand-off command was still starting, leaving nothing live to move.
+  const size = Math.ceil((96 * 1024 * 1024) / downloads / 4096) * 4096
   const names = Array.from({ length: downloads }, (_, i) => `h${i}.bin`)
   const sha = Object.fromEntries(names.map((name) => [name, cluster.object(name, size)]))
   const bundleSha = { a: cluster.object("ha.bin", size / 4), p: cluster.object("hp.bin", 1 << 20) }
