@@ -32,9 +32,13 @@
  *   hold a seat within 4 leases is not measured (its leader is not killed): it is shown as
  *   FAILED, left out of the figures, and the bench exits 1. Per run, where the pool clients'
  *   time went (`Phases` in `realProcesses.ts`): from the kill to each client's first
- *   unanswered heartbeat, its walk, its first message to the server that took it, that
- *   server's step, its `Reattached` (p50 / p99, intervals); the servers' milestones; each
- *   process's event-loop stalls; and UDP datagrams the kernel dropped for full buffers.
+ *   unanswered heartbeat, its first heartbeat after the kill, its walk (the port-unreachable
+ *   report read), its first message to the server that took it, that server's step, its
+ *   `Reattached` (p50 / p99, intervals), and the same cut as per-client gaps; the servers'
+ *   milestones; each process's event-loop stalls and delay (`monitorEventLoopDelay`); and UDP
+ *   datagrams the kernel dropped for full buffers. `BENCH_CPU_PROFILE_DIR=dir` writes a V8 CPU
+ *   profile of each surviving process over the 5 s after each kill there (`s2.cpuprofile`,
+ *   `clients-0.cpuprofile`: each run overwrites the last).
  *   How each pool client left the killed leader: on its port unreachable (`unreachable`: the
  *   clients' default `reportUnreachable`) or after `missLimit` unanswered messages (`timed`);
  *   `BENCH_REPORT_UNREACHABLE=0` turns the reports off, to compare. The 1-minute load average
@@ -327,8 +331,14 @@ const rows = [
             .join(" ")}`,
       )
       .join("; ")
+    const gaps = Object.entries(phases.gaps)
+      .map(([name, p]) => `${name} ${at(p.p50)}/${at(p.p99)}`)
+      .join(", ")
     const stalls = Object.entries(phases.stalls)
       .map(([proc, stall]) => `${proc} ${stall.totalMs}/${stall.maxMs} ms`)
+      .join(", ")
+    const delay = Object.entries(phases.delay)
+      .map(([proc, d]) => `${proc} ${d.p50Ms}/${d.p99Ms}/${d.maxMs}`)
       .join(", ")
     return [
       [
@@ -343,12 +353,24 @@ const rows = [
             ", ",
           )}; walks ${phases.walksPerClient.p50}/${phases.walksPerClient.p99}, waits of the detection ${phases.retryWaitMs.p50}/${phases.retryWaitMs.p99} ms, timers late ${phases.timerLateMs.p50}/${phases.timerLateMs.p99} ms`,
       ],
+      [
+        `real SIGKILL run ${index + 1}: per-client gaps between phases, p50/p99 (intervals)`,
+        gaps,
+        "",
+        "",
+      ],
       [`real SIGKILL run ${index + 1}: servers after the kill (intervals)`, milestones, "", ""],
       [
         `real SIGKILL run ${index + 1}: stalls in the 5 s after the kill (total/longest)`,
         stalls,
         "",
         `UDP receive-buffer drops ${phases.udpReceiveBufferErrors}`,
+      ],
+      [
+        `real SIGKILL run ${index + 1}: event-loop delay in the 5 s after the kill, p50/p99/max ms`,
+        delay,
+        "",
+        "",
       ],
     ]
   }),

@@ -66,19 +66,26 @@ export interface Kind {
   readonly lost: number
 }
 
+/** The window after the kill in which stalls and event-loop delay are taken. */
+const delayWindowMs = 5_000
+
 /**
  * A pool client's re-attachment cut into phases, each one's p50 / p99 over the killed
  * leader's pool clients, in ms from the kill: its first heartbeat the leader did not answer
- * (`unanswered`), its walk away from it (`detected`), its first message to the server that
- * took it (`asked`), that server's step taking it (`taken`, from the server's `Carried` /
- * `Allocated` line), and its `Reattached` (`reattached`); the gaps between them are the
- * client's detection, its walk, the way in (kernel queue and server backlog) and the way
- * back (reply and client process). Besides: walks per client, how late the clients' timers
- * fired, each process's event-loop stalls and the servers' milestones after the kill, and
- * the datagrams the kernel dropped meanwhile.
+ * (`unanswered`, which may precede the kill), its first heartbeat sent after the kill
+ * (`beat`), its walk away from the leader (`detected`: the step that read the port-unreachable
+ * report, or the timer that ended its waits), its first message to the server that took it
+ * (`asked`), that server's step taking it (`taken`, from the server's `Carried` / `Allocated`
+ * line), and its `Reattached` (`reattached`). `gaps`: the same cut per client, each gap's
+ * p50 / p99 (`beatToDetected`: the kernel's report and the client reading it;
+ * `detectedToAsked`: its walk; `askedToTaken`: the way in, kernel queue and server backlog;
+ * `takenToReattached`: the way back, reply and client process). Besides: walks per client,
+ * how late the clients' timers fired, each process's event-loop stalls and delay and the
+ * servers' milestones after the kill, and the datagrams the kernel dropped meanwhile.
  */
 export interface Phases {
   readonly client: Readonly<Record<string, Percentiles>>
+  readonly gaps: Readonly<Record<string, Percentiles>>
   readonly walksPerClient: Percentiles
   /**
    * The time between consecutive messages to the killed server once it stopped answering: the
@@ -91,8 +98,20 @@ export interface Phases {
   readonly servers: Readonly<Record<string, Readonly<Record<string, number | undefined>>>>
   /** Per process (`s2`, `store-s2`, `clients-0`): event-loop stall ms in the 5 s after the kill, total and longest. */
   readonly stalls: Readonly<Record<string, { readonly totalMs: number; readonly maxMs: number }>>
+  /**
+   * Per surviving process: its event-loop delay (`perf_hooks.monitorEventLoopDelay`, 10 ms
+   * resolution, which the figures include) in the 5 s after the kill.
+   */
+  readonly delay: Readonly<Record<string, Delay>>
   /** Datagrams the kernel dropped during the re-attachment (`/proc/net/snmp`, all sockets). */
   readonly udpReceiveBufferErrors: number
+}
+
+export interface Delay {
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly maxMs: number
+  readonly meanMs: number
 }
 
 export interface Percentiles {
@@ -179,16 +198,18 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       }
       stores.set(
         member.id,
-        new Jl.JsonLinesProcess(join(import.meta.dirname, "storeProcess.ts"), [
-          String(member.store.port),
-        ]),
+        new Jl.JsonLinesProcess(
+          join(import.meta.dirname, "storeProcess.ts"),
+          [String(member.store.port)],
+          { env: { BENCH_PROCESS: `store-${member.id}` } },
+        ),
       )
       servers.set(
         member.id,
         new Jl.JsonLinesProcess(
           join(import.meta.dirname, "serverProcess.ts"),
           [JSON.stringify(options)],
-          { env: { POOL_SECRET_HEX: secretHex } },
+          { env: { POOL_SECRET_HEX: secretHex, BENCH_PROCESS: member.id } },
         ),
       )
     }
@@ -265,7 +286,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
         new Jl.JsonLinesProcess(
           join(import.meta.dirname, "clientProcess.ts"),
           [JSON.stringify(options)],
-          { env: { POOL_SECRET_HEX: secretHex } },
+          { env: { POOL_SECRET_HEX: secretHex, BENCH_PROCESS: `clients-${clientProcs.length}` } },
         ),
       )
     }
@@ -337,6 +358,10 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
         failed: notGranted,
       }
     }
+    // The profiler's start stalls a process for a second or more: well before the kill.
+    if (process.env.BENCH_CPU_PROFILE_DIR !== undefined)
+      for (const proc of [...servers.values(), ...stores.values(), ...clientProcs])
+        proc.child.stdin!.write("profile\n")
     await sleep(heartbeatMs * 5)
     // The leader of the moment (an election may have moved it since the clients came).
     const killed = currentLeader()?.id ?? placedAt
@@ -349,6 +374,15 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     const loadAtKill = loadavg()[0]!
     const killedAtMs = Date.now()
     const lostBeforeKill = lines().filter((line) => line.t === "Lost").length
+    // The survivors' event-loop delay (and CPU profile) from the kill on (`stalls.ts`).
+    const survivors = new Map<string, Jl.JsonLinesProcess>([
+      ...[...servers].filter(([id]) => id !== killed),
+      ...[...stores].flatMap(([id, store]) =>
+        id === killed ? [] : [[`store-${id}`, store] as const],
+      ),
+      ...clientProcs.map((proc, index) => [`clients-${index}`, proc] as const),
+    ])
+    for (const proc of survivors.values()) proc.child.stdin!.write("mark\n")
     servers.get(killed)!.kill("SIGKILL")
     stores.get(killed)!.kill("SIGKILL")
     await servers.get(killed)!.exit()
@@ -369,6 +403,19 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       timing.leaseMs,
     ).catch(() => undefined)
     const at = reattached()
+    await sleep(Math.max(0, killedAtMs + delayWindowMs - Date.now()))
+    for (const proc of survivors.values()) proc.child.stdin!.write("report\n")
+    const delay: Record<string, Delay> = {}
+    for (const [name, proc] of survivors) {
+      const line = await proc.line("delay", 30_000).catch(() => undefined)
+      if (line !== undefined)
+        delay[name] = {
+          p50Ms: Number(line.p50Ms),
+          p99Ms: Number(line.p99Ms),
+          maxMs: Number(line.maxMs),
+          meanMs: Number(line.meanMs),
+        }
+    }
     const phases = phasesOf({
       killed,
       killedAtMs,
@@ -378,6 +425,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       serverLines: new Map([...servers].map(([id, server]) => [id, server.lines])),
       storeLines: new Map([...stores].map(([id, store]) => [id, store.lines])),
       udpDrops: udpReceiveBufferErrors() - dropsBefore,
+      delay,
     })
     const kind = (of: ReadonlySet<string>): Kind => ({
       victims: of.size,
@@ -427,6 +475,7 @@ const phasesOf = (run: {
   readonly serverLines: ReadonlyMap<string, ReadonlyArray<Record<string, unknown>>>
   readonly storeLines: ReadonlyMap<string, ReadonlyArray<Record<string, unknown>>>
   readonly udpDrops: number
+  readonly delay: Readonly<Record<string, Delay>>
 }): Phases => {
   const { killed, killedAtMs } = run
   const since = (wallMs: number) => wallMs - killedAtMs
@@ -460,7 +509,7 @@ const phasesOf = (run: {
       (line) =>
         line.t === "stall" &&
         Number(line.wallMs) >= killedAtMs &&
-        Number(line.wallMs) < killedAtMs + 5_000,
+        Number(line.wallMs) < killedAtMs + delayWindowMs,
     )
     return {
       totalMs: stalls.reduce((sum, line) => sum + Number(line.ms), 0),
@@ -476,10 +525,17 @@ const phasesOf = (run: {
 
   const phase: Record<string, Array<number>> = {
     unanswered: [],
+    beat: [],
     detected: [],
     asked: [],
     taken: [],
     reattached: [],
+  }
+  const gap: Record<string, Array<number>> = {
+    beatToDetected: [],
+    detectedToAsked: [],
+    askedToTaken: [],
+    takenToReattached: [],
   }
   const walks: Array<number> = []
   const waits: Array<number> = []
@@ -500,6 +556,7 @@ const phasesOf = (run: {
         (step) => step[1] === "send" && step[2] === killed && Number(step[4]) > answeredSeq,
       )
       const after = steps.filter(([wallMs]) => wallMs >= killedAtMs)
+      const beat = after.find((step) => step[1] === "send" && step[2] === killed)
       const detected = after.find((step) => step[1] === "walk" && step[2] === killed)
       // The reply that re-attached it: the last reply in the trace (it ends at Reattached).
       const last = [...after].reverse().find((step) => step[1] === "reply")
@@ -510,6 +567,14 @@ const phasesOf = (run: {
       const takenAt =
         server === undefined ? undefined : taken.get(`${server}/${String(line.client)}`)
       if (unanswered !== undefined) phase.unanswered!.push(since(unanswered[0]))
+      if (beat !== undefined) phase.beat!.push(since(beat[0]))
+      const between = (name: string, from: number | undefined, to: number | undefined) => {
+        if (from !== undefined && to !== undefined) gap[name]!.push(to - from)
+      }
+      between("beatToDetected", beat?.[0], detected?.[0])
+      between("detectedToAsked", detected?.[0], asked?.[0])
+      between("askedToTaken", asked?.[0], takenAt)
+      between("takenToReattached", takenAt, last?.[0])
       if (detected !== undefined) phase.detected!.push(since(detected[0]))
       if (asked !== undefined) phase.asked!.push(since(asked[0]))
       if (takenAt !== undefined) phase.taken!.push(since(takenAt))
@@ -531,11 +596,15 @@ const phasesOf = (run: {
     client: Object.fromEntries(
       Object.entries(phase).map(([name, values]) => [name, percentiles(values)]),
     ),
+    gaps: Object.fromEntries(
+      Object.entries(gap).map(([name, values]) => [name, percentiles(values)]),
+    ),
     walksPerClient: percentiles(walks),
     retryWaitMs: percentiles(waits),
     timerLateMs: percentiles(late),
     servers,
     stalls,
     udpReceiveBufferErrors: run.udpDrops,
+    delay: run.delay,
   }
 }
