@@ -7,14 +7,15 @@
  * drives the whole of it under a usrsctp-like peer.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Address, Datagram, SimNet } from "@understudy/transport"
-import { Deferred, Duration, Effect, Fiber, Redacted, Stream } from "effect"
+import { Address, SimNet } from "@understudy/transport"
+import { Duration, Effect, Fiber, Stream } from "effect"
 import * as Association from "../src/Association.ts"
 import type * as Chunk from "../src/Chunk.ts"
-import * as Cluster from "../src/Cluster.ts"
+import type * as Cluster from "../src/Cluster.ts"
 import * as Endpoint from "../src/Endpoint.ts"
 import { takeoverProbeMs } from "../src/internal/association/paths.ts"
 import { type Loopback, serverHosts } from "./associationHarness.ts"
+import * as Pair from "./support/clusterPair.ts"
 import { advance, connectPeer, within } from "./support/endpoint-support.ts"
 import { dataChunk, establishedPair, fromPeer } from "./support/peerPackets.ts"
 import { dataTsns, repeated, type Seen, tapped } from "./support/wireTap.ts"
@@ -233,78 +234,14 @@ describe("takeOver with setPrimaryOnceFilled (`both`): Set Primary once the hole
  * a bind after the first packet loses what the peer sends.
  */
 describe("Cluster takeover: the dead node's address is bound before the first packet", () => {
-  const primaryHost = "10.0.0.2"
-  const secondaryHost = "10.0.0.3"
-  const peerHost = "10.0.0.9"
-  const udpPort = 9899
-  const quick: Endpoint.AssociationOptions = {
-    rtoInitial: 300,
-    rtoMin: 100,
-    rtoMax: 400,
-    pathMaxRetrans: 2,
-    heartbeatInterval: 1_000,
-  }
-  const node = (
-    net: SimNet.SimNet,
-    role: Cluster.Role,
-    host: string,
-    failover: Cluster.Failover = "takeover",
-  ) =>
-    Effect.gen(function* () {
-      // The secondary binds the primary's address through that host (its IP, now free).
-      const own = yield* Datagram.Datagram
-      const primarys = yield* Effect.provide(
-        Effect.service(Datagram.Datagram),
-        net.layer(primaryHost),
-      )
-      const datagram = Datagram.Datagram.of({
-        bind: (address) =>
-          address.host === primaryHost && role === "secondary"
-            ? primarys.bind(address)
-            : own.bind(address),
-      })
-      return yield* Cluster.make({
-        role,
-        bind: Address.udp(host, udpPort),
-        port: 7,
-        addresses: [primaryHost, secondaryHost],
-        link: Address.tcp(secondaryHost, 7000),
-        policy: { _tag: "EveryUpdate" },
-        config: quick,
-        seed: role === "primary" ? 11 : 12,
-        clusterKey: Redacted.make(new Uint8Array(32).fill(7)),
-        failover,
-        addressClaim: {
-          claim: () => Effect.sleep(Duration.millis(50)),
-          release: () => Effect.void,
-        },
-      }).pipe(Effect.provideService(Datagram.Datagram, datagram))
-    })
-
-  /**
-   * The two nodes on `net`: the secondary inside `net.run`, the primary outside it (its host
-   * comes back empty after the crash). Returns the secondary and the primary's fiber.
-   */
+  const { primaryHost, peerHost, udpPort, sctpPort, quick } = Pair
+  /** The pair, the claim of the dead node's address taking 50 ms. */
   const startPair = (net: SimNet.SimNet, failover: Cluster.Failover) =>
-    Effect.gen(function* () {
-      const secondary = yield* Deferred.make<Cluster.Node>()
-      yield* net.run(
-        secondaryHost,
-        Effect.gen(function* () {
-          yield* Deferred.succeed(secondary, yield* node(net, "secondary", secondaryHost, failover))
-          return yield* Effect.never
-        }),
-      )
-      const primary = yield* Effect.forkScoped(
-        Effect.scoped(
-          Effect.andThen(node(net, "primary", primaryHost, failover), Effect.never),
-        ).pipe(Effect.provide(net.layer(primaryHost))),
-      )
-      yield* advance(200)
-      return { secondary: yield* Deferred.await(secondary), primary }
+    Pair.startPair(net, {
+      failover,
+      addressClaim: { claim: () => Effect.sleep(Duration.millis(50)), release: () => Effect.void },
     })
 
-  /** `total` numbered lines, one every 10 ms, the primary crashed before the 50th; echoed whole and in order. */
   /** `total` numbered lines, one every 10 ms, the primary crashed before the 50th; echoed whole and in order. */
   const streamThroughCrash = (
     net: SimNet.SimNet,
@@ -338,7 +275,7 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
       const association = yield* connectPeer(net, peerHost, quick, {
         host: primaryHost,
         udpPort,
-        port: 7,
+        port: sctpPort,
       })
       yield* advance(1_500)
       const tookOver = yield* Effect.forkScoped(
@@ -385,7 +322,7 @@ describe("Cluster takeover: the dead node's address is bound before the first pa
         }).pipe(Effect.provide(tapped(net, peerHost, seen)))
         const association = yield* within(
           10_000,
-          peer.connect({ host: primaryHost, udpPort, port: 7 }),
+          peer.connect({ host: primaryHost, udpPort, port: sctpPort }),
         )
         yield* advance(1_500)
         yield* streamThroughCrash(net, association, primary)

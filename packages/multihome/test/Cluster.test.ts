@@ -205,6 +205,16 @@ const expectExactlyOnceInOrder = (
   }
 }
 
+/** Ten lines sent on `association` (stream 0) come back within 30 s of simulated time. */
+const echoesTen = (association: Endpoint.AssociationHandle) =>
+  Effect.gen(function* () {
+    const echoes = yield* Effect.forkScoped(
+      association.messages.pipe(Stream.take(10), Stream.runCollect),
+    )
+    for (let index = 0; index < 10; index++) yield* association.send(0, 1, numbered(index))
+    expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
+  })
+
 /** The refusals counted for `reason` so far (metrics are the process's: compare deltas). */
 const refusalsOf = (reason: string) =>
   Effect.map(
@@ -476,11 +486,7 @@ describe("Cluster on SimNet", () => {
       const primary = yield* setup.nodes.get("primary")!.status
       expect(primary.role).toBe("deposed")
       // The association lives on with the secondary.
-      const echoes = yield* Effect.forkScoped(
-        association.messages.pipe(Stream.take(10), Stream.runCollect),
-      )
-      for (let index = 0; index < 10; index++) yield* association.send(0, 1, numbered(index))
-      expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
+      yield* echoesTen(association)
     }),
   )
 
@@ -512,11 +518,7 @@ describe("Cluster on SimNet", () => {
         expect(seen).not.toContain("TookOver")
         expect((yield* secondaryNode.status).role).toBe("secondary")
         expect((yield* setup.nodes.get("primary")!.status).role).toBe("primary")
-        const echoes = yield* Effect.forkScoped(
-          association.messages.pipe(Stream.take(10), Stream.runCollect),
-        )
-        for (let index = 0; index < 10; index++) yield* association.send(0, 1, numbered(index))
-        expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
+        yield* echoesTen(association)
       }),
   )
 
@@ -859,11 +861,7 @@ describe("Cluster on SimNet", () => {
           ),
         )
         const association = yield* startPeer(setup.net)
-        const echoes = yield* Effect.forkScoped(
-          association.messages.pipe(Stream.take(10), Stream.runCollect),
-        )
-        for (let index = 0; index < 10; index++) yield* association.send(0, 1, numbered(index))
-        expect(yield* within(30_000, Fiber.join(echoes))).toHaveLength(10)
+        yield* echoesTen(association)
         expect(yield* within(1_000, Fiber.join(failed))).toHaveLength(3)
       }),
   )

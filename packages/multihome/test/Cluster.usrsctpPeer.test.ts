@@ -12,7 +12,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { SimNet } from "@understudy/transport"
-import { Deferred, Effect, Fiber } from "effect"
+import { Effect, Fiber } from "effect"
 import { TestClock } from "effect/testing"
 import type * as Cluster from "../src/Cluster.ts"
 import * as Pair from "./support/clusterPair.ts"
@@ -57,21 +57,7 @@ const killOnce = (seed: number, offsetMs: number) =>
         failover: "takeover",
         addressClaim: { claim: () => Effect.sleep(claimMs), release: () => Effect.void },
       } satisfies Partial<Cluster.Options>
-      const secondary = yield* Deferred.make<Cluster.Node>()
-      yield* net.run(
-        secondaryHost,
-        Effect.gen(function* () {
-          yield* Deferred.succeed(secondary, yield* Pair.pairNode(net, "secondary", options))
-          return yield* Effect.never
-        }),
-      )
-      // The primary outside `net.run`: its host comes back empty after the kill.
-      const primary = yield* Effect.forkScoped(
-        Effect.scoped(Effect.andThen(Pair.pairNode(net, "primary", options), Effect.never)).pipe(
-          Effect.provide(net.layer(primaryHost)),
-        ),
-      )
-      yield* advance(200)
+      const { secondary, primary } = yield* Pair.startPair(net, options)
       const ready = yield* peerOnSimNet(net, {
         host: peerHost,
         udpPort,
@@ -93,7 +79,7 @@ const killOnce = (seed: number, offsetMs: number) =>
         }
         yield* TestClock.adjust(1)
       }
-      expect((yield* (yield* Deferred.await(secondary)).status).role).toBe("active-secondary")
+      expect((yield* secondary.status).role).toBe("active-secondary")
       return { seed, offsetMs, echoes: [...peer.echoes], sends: [...peer.sends] } satisfies Kill
     }),
   )

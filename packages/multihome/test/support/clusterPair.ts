@@ -6,9 +6,10 @@
  * once that host crashed.
  */
 import { Address, Datagram, type SimNet, type Transport } from "@understudy/transport"
-import { Effect, Redacted, type Scope } from "effect"
+import { Deferred, Effect, type Fiber, Redacted, type Scope } from "effect"
 import * as Cluster from "../../src/Cluster.ts"
 import type * as Endpoint from "../../src/Endpoint.ts"
+import { advance } from "./endpoint-support.ts"
 
 export const primaryHost = "10.0.0.2"
 export const secondaryHost = "10.0.0.3"
@@ -65,4 +66,35 @@ export const pairNode = (
       clusterKey,
       ...options,
     }).pipe(Effect.provideService(Datagram.Datagram, datagram))
+  })
+
+/**
+ * The two nodes on `net`, both with `options`: the secondary inside `net.run`, the primary
+ * outside it (its host comes back empty after a crash, as after its process's death: crash
+ * the host, interrupt `primary`, restart the host). Returns them 200 ms later, linked.
+ */
+export const startPair = (
+  net: SimNet.SimNet,
+  options: Partial<Cluster.Options> = {},
+): Effect.Effect<
+  { readonly secondary: Cluster.Node; readonly primary: Fiber.Fiber<unknown, unknown> },
+  never,
+  Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const secondary = yield* Deferred.make<Cluster.Node>()
+    yield* net.run(
+      secondaryHost,
+      Effect.gen(function* () {
+        yield* Deferred.succeed(secondary, yield* pairNode(net, "secondary", options))
+        return yield* Effect.never
+      }),
+    )
+    const primary = yield* Effect.forkScoped(
+      Effect.scoped(Effect.andThen(pairNode(net, "primary", options), Effect.never)).pipe(
+        Effect.provide(net.layer(primaryHost)),
+      ),
+    )
+    yield* advance(200)
+    return { secondary: yield* Deferred.await(secondary), primary }
   })
