@@ -128,7 +128,7 @@ describe("takeover: authenticated ASCONF Set Primary Address (RFC 5061 §4.1.1)"
       state: "Primary",
     })
     expect(replica.asconf!.nextSerial).toBe((serial + 1) >>> 0)
-    expect(lb.serverTimers.has("T4-asconf")).toBe(false)
+    expect(lb.serverTimers.dueOf("T4-asconf")).toBeUndefined()
   })
 
   it("T4 retransmits the same ASCONF (same serial) until the ASCONF-ACK comes", () => {

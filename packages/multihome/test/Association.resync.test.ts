@@ -82,7 +82,7 @@ describe("Association inbound resynchronisation (takeOver with resync)", () => {
     lb.blackHoles.add(clientHost)
     failOver(lb, stale, { resync: true, cumulativeTsnAck })
     peerSends(lb, 70, 120)
-    const t3 = lb.serverTimers.get(`T3-rtx:${clientHost}`)!
+    const t3 = lb.serverTimers.dueOf(`T3-rtx:${clientHost}`)!
     expect(t3).toBeGreaterThan(lb.nowMs)
     lb.run(() => lb.nowMs >= t3 - 1, 60_000)
     lb.blackHoles.delete(clientHost)
@@ -282,7 +282,7 @@ describe("Association outbound resynchronisation (takeOver with a reserve, RFC 3
     )
     expect(copy.forwardTsn).toEqual(replica.forwardTsn)
     expect(Association.snapshot(copy)).toEqual(Association.snapshot(replica))
-    expect(lb.clientTimers.has(`T3-rtx:${lb.client.paths[0]!.host}`)).toBe(true)
+    expect(lb.clientTimers.dueOf(`T3-rtx:${lb.client.paths[0]!.host}`)).toBeDefined()
     clusterSends(lb, 20, 25)
     expect(
       lb.run(

@@ -3,9 +3,11 @@
  * (Listener + the association it creates) pass their `Send` outputs to each other
  * through an in-memory network with a manual clock, seeded loss, delay and reordering,
  * and black-holed hosts. Every packet is encoded and decoded on the way, as on the wire.
- * The packets in flight are the transport's `Heap` and the randomness testkit's `Prng`, as in
- * every other simulation of the repository.
+ * The packets in flight are the transport's `Heap`, the timers the machine package's
+ * `TimerTable` and the randomness testkit's `Prng`, as in every other simulation of the
+ * repository.
  */
+import { TimerTable } from "@understudy/machine"
 import { Prng } from "@understudy/testkit"
 import { Heap } from "@understudy/transport"
 import { Result } from "effect"
@@ -42,8 +44,8 @@ export class Loopback {
   readonly listener: Listener.Listener
   readonly clientEvents: Array<Association.Event> = []
   readonly serverEvents: Array<Association.Event> = []
-  readonly clientTimers = new Map<string, number>()
-  readonly serverTimers = new Map<string, number>()
+  readonly clientTimers: TimerTable.TimerTable<string> = new TimerTable.TimerTable<string>()
+  readonly serverTimers: TimerTable.TimerTable<string> = new TimerTable.TimerTable<string>()
   readonly blackHoles = new Set<string>()
   /** Packets in flight, by arrival time, then in the order they were sent. */
   private readonly queue = new Heap.MinHeap<InFlight>(
@@ -120,7 +122,7 @@ export class Loopback {
           timers.set(output.timer, this.nowMs + output.afterMs)
           break
         case "CancelTimer":
-          timers.delete(output.timer)
+          timers.cancel(output.timer)
           break
         case "Emit":
           events.push(output.event)
@@ -165,34 +167,30 @@ export class Loopback {
     const deadline = this.nowMs + maxMs
     for (let steps = 0; steps < maxSteps; steps++) {
       if (until()) return true
+      // At equal times: packets first, then the client's timers, then the server's.
       const packet = this.queue.peek()
       let next = packet?.atMs ?? Number.POSITIVE_INFINITY
       let kind: "packet" | "client" | "server" | undefined =
         packet === undefined ? undefined : "packet"
-      let timerName = ""
-      for (const [name, at] of this.clientTimers) {
-        if (at < next) {
-          next = at
-          kind = "client"
-          timerName = name
-        }
+      const clientAt = this.clientTimers.next()
+      if (clientAt !== undefined && clientAt < next) {
+        next = clientAt
+        kind = "client"
       }
-      for (const [name, at] of this.serverTimers) {
-        if (at < next) {
-          next = at
-          kind = "server"
-          timerName = name
-        }
+      const serverAt = this.serverTimers.next()
+      if (serverAt !== undefined && serverAt < next) {
+        next = serverAt
+        kind = "server"
       }
       if (kind === undefined || next > deadline) return until()
       this.nowMs = Math.max(this.nowMs, next)
       if (kind === "packet") {
         this.deliver(this.queue.pop()!)
       } else if (kind === "client") {
-        this.clientTimers.delete(timerName)
+        const timerName = this.clientTimers.due(this.nowMs)!
         this.stepClient({ _tag: "TimerFired", timer: timerName, nowMs: this.nowMs })
       } else {
-        this.serverTimers.delete(timerName)
+        const timerName = this.serverTimers.due(this.nowMs)!
         if (this.server !== undefined) {
           this.perform(
             false,

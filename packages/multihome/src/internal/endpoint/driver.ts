@@ -43,7 +43,7 @@ import {
 } from "./aliases.ts"
 import { AssociationConnectError, AssociationError, type EndpointConfigError } from "./errors.ts"
 import { associationConfig, Count, decodeOption, PositiveDuration } from "./options.ts"
-import { makeTimers, type Timer } from "./timers.ts"
+import { makeTimers, type TimerKey } from "./timers.ts"
 
 interface Entry {
   readonly id: number
@@ -52,7 +52,7 @@ interface Entry {
   readonly peer: { readonly host: string; readonly udpPort: number; readonly port: number }
   myTag: number
   gone: boolean
-  readonly timers: Map<string, Timer>
+  readonly timers: Map<string, TimerKey>
   readonly messages: Queue.Queue<Message, Cause.Done>
   readonly events: Queue.Queue<Association.Event, Cause.Done>
   readonly closed: Deferred.Deferred<CloseReason>

@@ -1,39 +1,40 @@
 /**
- * The endpoint's timer driver: the machine's `SetTimer` / `CancelTimer` outputs as one fiber
- * per (association, timer) sleeping on the Effect `Clock` (so `TestClock` drives it), whose
- * expiry is stepped under the endpoint's lock.
+ * The endpoint's timer driver: the machines' `SetTimer` / `CancelTimer` outputs in one
+ * `TimerTable` per endpoint (arming O(log n), cancelling O(1)) and one sleeper fiber on the
+ * Effect `Clock` (so `TestClock` drives it) waiting for the earliest deadline, whose
+ * expiries are stepped under the endpoint's lock. A thousand idle associations with a
+ * HEARTBEAT timer per path cost one fiber, not one each.
  */
-import { Clock, Duration, Effect, type Fiber, type Scope } from "effect"
+import { TimerTable } from "@understudy/machine"
+import { Clock, Effect, type Fiber, type Scope } from "effect"
 
 /**
- * One armed (or cancelled, still sleeping) timer of an association.
+ * One timer of one association: the table's key, made the first time the name is armed and
+ * kept (an association arms a few names, per path at most), so re-arming allocates nothing.
  */
-export interface Timer {
-  deadlineMs: number
-  /** The deadline the fiber sleeps towards; a later `deadlineMs` makes it sleep again. */
-  sleepingUntilMs: number
-  /**
-   * Cleared by `CancelTimer`: the fiber is not interrupted (a fork and an interrupt for
-   * every delayed SACK cost more than a wake-up); it wakes, sees this and ends, unless a
-   * `SetTimer` re-armed it meanwhile.
-   */
-  armed: boolean
-  fiber: Fiber.Fiber<void> | undefined
-  /** Its fiber fired or ended: a `SetTimer` must fork a new one. */
-  finished: boolean
+interface Key<E> {
+  readonly owner: E
+  readonly name: string
 }
 
-/** What owns timers: an association's entry. */
+/** A timer's key in the endpoint's table. */
+export type TimerKey = Key<Owner>
+
+/** What owns timers: an association's entry, with its keys in the table. */
 export interface Owner {
-  readonly timers: Map<string, Timer>
+  readonly timers: Map<string, TimerKey>
 }
 
+/** Expiries stepped per hold of the lock: the others' datagrams and commands go between. */
+const firedPerLockMax = 256
+
 /**
- * The timer driver of one endpoint: `set` arms a timer (an effect to run when a fiber must
- * be forked, else undefined), `cancel` disarms it, `stopAll` interrupts an association's.
+ * The timer driver of one endpoint: `set` arms a timer (an effect to run when the sleeper
+ * must be forked anew, else undefined), `cancel` disarms it, `stopAll` an association's.
+ * Only the holder of the endpoint's lock calls them.
  */
 export const makeTimers = <E extends Owner>(options: {
-  /** Where the timer fibers run. */
+  /** Where the sleeper runs. */
   readonly scope: Scope.Scope
   /** Runs an effect under the endpoint's lock. */
   readonly serialised: <A, Err>(effect: Effect.Effect<A, Err>) => Effect.Effect<A, Err>
@@ -42,102 +43,102 @@ export const makeTimers = <E extends Owner>(options: {
   /** Under the lock: steps the machine with the timer's expiry. */
   readonly expire: (entry: E, name: string, nowMs: number) => Effect.Effect<unknown>
 }) => {
-  /** Forgets `timer` and its fiber (which ends): the next `SetTimer` forks anew. */
-  const retire = (entry: Owner, name: string, timer: Timer): void => {
-    timer.finished = true
-    timer.fiber = undefined
-    if (entry.timers.get(name) === timer) entry.timers.delete(name)
+  const table = new TimerTable.TimerTable<Key<E>>()
+  /**
+   * The sleeper: `untilMs` is the deadline it sleeps towards, `-Infinity` once it is awake
+   * (it looks at the table again before it sleeps or ends, so nothing armed meanwhile needs
+   * it replaced). A replaced sleeper that still runs sees it is not `current` and ends.
+   */
+  interface Sleeper {
+    untilMs: number
+    fiber: Fiber.Fiber<void> | undefined
   }
+  let current: Sleeper | undefined
 
   /**
-   * Arms `name` at `atMs`. Synchronous (returns undefined) when the timer's fiber is asleep
-   * towards an earlier or equal deadline, armed or cancelled: it wakes and sleeps on to the
-   * new one, so restarting T3-rtx on every SACK, or the delayed-SACK timer on every other
-   * packet, costs no new fiber. Otherwise the effect forks one.
+   * Under the lock: steps the timers due at `nowMs`, in deadline order (ties: armed
+   * first), at most `firedPerLockMax`. A timer of an ended association is dropped.
    */
-  const set = (entry: E, name: string, deadlineMs: number): Effect.Effect<void> | undefined => {
-    // Whole milliseconds, rounded up: the clock ticks in them, and a deadline between two
-    // ticks would never be reached (see `Association.setTimer`, which rounds its own).
-    const atMs = Math.ceil(deadlineMs)
-    const existing = entry.timers.get(name)
-    if (
-      existing !== undefined &&
-      existing.fiber !== undefined &&
-      !existing.finished &&
-      atMs >= existing.sleepingUntilMs
-    ) {
-      existing.deadlineMs = atMs
-      existing.armed = true
-      return undefined
-    }
-    if (existing !== undefined) {
-      existing.fiber?.interruptUnsafe()
-      retire(entry, name, existing)
-    }
-    const timer: Timer = {
-      deadlineMs: atMs,
-      sleepingUntilMs: atMs,
-      armed: true,
-      fiber: undefined,
-      finished: false,
-    }
-    entry.timers.set(name, timer)
-    const run = Effect.gen(function* () {
+  const fireDue = (nowMs: number): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      for (let fired = 0; fired < firedPerLockMax; fired++) {
+        const key = table.due(nowMs)
+        if (key === undefined) return
+        if (options.ended(key.owner)) continue
+        yield* options.expire(key.owner, key.name, nowMs)
+      }
+    })
+
+  const sleep = (sleeper: Sleeper): Effect.Effect<void> =>
+    Effect.gen(function* () {
       const clock = yield* Clock.Clock
-      // Bounded: each round fires, ends (cancelled), or sleeps to a deadline that moved
-      // later. The decisions below are synchronous, so no command interleaves with them.
-      for (let round = 0; round < 1_000_000; round++) {
-        if (!timer.armed || timer.finished) {
-          retire(entry, name, timer)
+      // Each round fires (what was due leaves the table) or sleeps to the next deadline,
+      // until the table is empty or a sleeper for an earlier deadline replaced this one.
+      // The decisions between the yields are synchronous: no `set` interleaves with them.
+      while (current === sleeper) {
+        const nextMs = table.next()
+        if (nextMs === undefined) {
+          current = undefined
           return
         }
         const nowMs = clock.currentTimeMillisUnsafe()
-        if (nowMs < timer.deadlineMs) {
-          timer.sleepingUntilMs = timer.deadlineMs
-          yield* Effect.sleep(Duration.millis(timer.deadlineMs - nowMs))
+        if (nowMs < nextMs) {
+          sleeper.untilMs = nextMs
+          yield* Effect.sleep(nextMs - nowMs)
+          sleeper.untilMs = Number.NEGATIVE_INFINITY
           continue
         }
-        if (yield* options.serialised(fire(entry, name, timer, clock))) return
+        yield* options.serialised(
+          Effect.suspend(() =>
+            current === sleeper ? fireDue(clock.currentTimeMillisUnsafe()) : Effect.void,
+          ),
+        )
       }
     })
-    return Effect.forkIn(run, options.scope).pipe(
+
+  /** A new sleeper for the earliest deadline, replacing (interrupting) the current one. */
+  const wake = (): Effect.Effect<void> => {
+    const previous = current
+    const sleeper: Sleeper = { untilMs: Number.NEGATIVE_INFINITY, fiber: undefined }
+    current = sleeper
+    previous?.fiber?.interruptUnsafe()
+    return Effect.forkIn(sleep(sleeper), options.scope).pipe(
       Effect.flatMap((fiber) =>
         Effect.sync(() => {
-          if (!timer.finished) timer.fiber = fiber
+          sleeper.fiber = fiber
         }),
       ),
     )
   }
 
   /**
-   * Under the lock: fires `timer` if it is still armed and due. Returns whether its fiber
-   * is done (false: the deadline moved later while the fiber waited for the lock).
+   * Arms `name` of `entry` at `deadlineMs`. Synchronous (returns undefined) unless no
+   * sleeper wakes by then: restarting T3-rtx on every SACK, or the delayed-SACK timer on
+   * every other packet, costs a heap push and no fiber.
    */
-  const fire = (entry: E, name: string, timer: Timer, clock: Clock.Clock): Effect.Effect<boolean> =>
-    Effect.suspend(() => {
-      // Replaced by another timer (its fiber interrupted too), or the association is gone.
-      if (options.ended(entry) || timer.finished || entry.timers.get(name) !== timer) {
-        return Effect.succeed(true)
-      }
-      if (!timer.armed) {
-        retire(entry, name, timer)
-        return Effect.succeed(true)
-      }
-      const nowMs = clock.currentTimeMillisUnsafe()
-      if (nowMs < timer.deadlineMs) return Effect.succeed(false)
-      retire(entry, name, timer)
-      return options.expire(entry, name, nowMs).pipe(Effect.as(true))
-    })
-
-  /** Cancels without interrupting: the sleeping fiber ends when it wakes (see {@link Timer}). */
-  const cancel = (entry: E, name: string) => {
-    const timer = entry.timers.get(name)
-    if (timer !== undefined) timer.armed = false
+  const set = (entry: E, name: string, deadlineMs: number): Effect.Effect<void> | undefined => {
+    // Whole milliseconds, rounded up: the clock ticks in them, and a deadline between two
+    // ticks would never be reached (see `Association.setTimer`, which rounds its own).
+    const atMs = Math.ceil(deadlineMs)
+    let key = entry.timers.get(name) as Key<E> | undefined
+    if (key === undefined) {
+      key = { owner: entry, name }
+      entry.timers.set(name, key)
+    }
+    table.set(key, atMs)
+    if (current !== undefined && current.untilMs <= atMs) return undefined
+    return wake()
   }
 
-  /** The association is gone: every fiber of its timers is interrupted. */
+  /** Disarms `name` of `entry`; a sleeper waiting for it wakes to nothing and sleeps on. */
+  const cancel = (entry: E, name: string): void => {
+    const key = entry.timers.get(name) as Key<E> | undefined
+    if (key !== undefined) table.cancel(key)
+  }
+
+  /** The association is gone: its timers are disarmed. */
   const stopAll = (entry: E): void => {
-    for (const timer of entry.timers.values()) timer.fiber?.interruptUnsafe()
+    for (const key of entry.timers.values()) table.cancel(key as Key<E>)
     entry.timers.clear()
   }
 
