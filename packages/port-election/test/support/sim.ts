@@ -10,7 +10,7 @@
  * the process they are for, so nothing reaches a later process of the same node.
  */
 import { Machine as M } from "@understudy/machine"
-import { FastSim, type FaultSchedule, Prng, Seeds } from "@understudy/testkit"
+import { FastSim, FaultSchedule, Prng, Seeds } from "@understudy/testkit"
 import type { Member, Message } from "../../src/internal/protocol.ts"
 import { protocolVersion } from "../../src/internal/protocol.ts"
 import * as Machine from "../../src/Machine.ts"
@@ -50,9 +50,20 @@ export type Command =
   | { readonly _tag: "Connect"; readonly node: string; readonly instanceId: string }
   /**
    * The kernel: the connection to the supervisor closed. The supervisor was last seen alive
-   * at `aliveAtMs`; its keep-alives came every interval until then.
+   * at `aliveAtMs`; its keep-alives came every interval until then. After a cut, the last
+   * keep-alive came at `lastHeardAtMs` instead (the latest it can have: just before the cut).
    */
-  | { readonly _tag: "SupervisorLost"; readonly aliveAtMs: number }
+  | {
+      readonly _tag: "SupervisorLost"
+      readonly aliveAtMs: number
+      readonly lastHeardAtMs?: number
+    }
+  /**
+   * The kernel: the network between this process and the other end of `conn` was cut. The
+   * connection is dead from now on (nothing more is read on it); its end is noticed later,
+   * by the keep-alives (`SupervisorLost` or `Closed`).
+   */
+  | { readonly _tag: "Cut"; readonly conn: string }
   /** The kernel, to the supervisor: this member connection closed. */
   | { readonly _tag: "Closed"; readonly conn: string }
   | { readonly _tag: "Acquire"; readonly resource: string }
@@ -91,6 +102,10 @@ export interface NodeState {
   readonly subordinate: Subordinate.State
   /** Permits this process lost while alive: `Welcome.lost`, or its deadline passed. */
   readonly lost: number
+  /** Connections cut by a partition: dead, nothing more read on them. */
+  readonly cut: ReadonlySet<string>
+  /** A partition cut this process off its supervisor: it may lose permits honestly. */
+  readonly cutOff: boolean
   readonly role:
     | { readonly _tag: "Electing" }
     | {
@@ -111,7 +126,13 @@ export interface NodeState {
       }
 }
 
-type Output = M.Output<Wire, never>
+/** Permits an instance gave up at its cut-off deadline (the schedules' premise). */
+export interface SimEvent {
+  readonly _tag: "GaveUp"
+  readonly permits: number
+}
+
+type Output = M.Output<Wire, SimEvent>
 
 const holdingsOf = (held: Readonly<Record<string, number>>) =>
   Object.entries(held)
@@ -129,7 +150,7 @@ const subordinateMachine = Subordinate.make({
 })
 
 /** One instance: the supervisor's machine or the subordinate's, as the kernel makes it. */
-export const node: M.Machine<NodeState, Wire, Command> = {
+export const node: M.Machine<NodeState, Wire, Command, SimEvent> = {
   init: (context) => ({
     state: {
       node: context.self,
@@ -146,6 +167,8 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       standing: new Map(),
       subordinate: subordinateMachine.init(context).state,
       lost: 0,
+      cut: new Set(),
+      cutOff: false,
       role: { _tag: "Electing" },
     },
     outputs: [],
@@ -197,15 +220,21 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       settings,
     })
 
+    /** Closes the standby connection: the successor no longer counts this instance standing by. */
+    const dropLink = () => {
+      if (s.link !== undefined) {
+        out.push(M.send(s.link.node, { _tag: "Fin", conn: s.link.conn, to: s.link.instanceId }))
+      }
+      s.link = undefined
+    }
+
     /** Stands by at the successor a registry names: connects to it and pre-registers. */
     const follow = (
       successor: { readonly instanceId: string; readonly address: string } | undefined,
     ) => {
-      if (successor === undefined || successor.instanceId === s.instanceId) {
-        s.link = undefined
-        return
-      }
+      if (successor === undefined || successor.instanceId === s.instanceId) return dropLink()
       if (s.link?.instanceId === successor.instanceId) return
+      dropLink()
       s.counter++
       s.link = {
         node: successor.address.slice("standby:".length),
@@ -330,7 +359,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       const initial = machine.init({ self: s.node, peers: [], nowMs })
       const standing = [...s.standing]
       s.standing = new Map()
-      s.link = undefined
+      dropLink()
       s.role = {
         _tag: "Supervisor",
         machine,
@@ -452,7 +481,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
     }
 
     /** The connection to the supervisor is gone: its end is stepped, then the deadline set. */
-    const supervisorLost = (aliveAtMs?: number) => {
+    const supervisorLost = (aliveAtMs?: number, heardAtMs?: number) => {
       const role = s.role
       if (role._tag !== "Subordinate") return
       s.role = { _tag: "Electing" }
@@ -463,7 +492,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
       // The last keep-alive came at most an interval before the supervisor was last alive.
       const lastHeardAtMs = Math.max(
         role.lastHeardMs,
-        (aliveAtMs ?? role.lastHeardMs) - settings.keepAliveIntervalMs,
+        heardAtMs ?? (aliveAtMs ?? role.lastHeardMs) - settings.keepAliveIntervalMs,
       )
       subordinate(M.command({ _tag: "Lost", lastHeardAtMs }, nowMs))
     }
@@ -496,7 +525,7 @@ export const node: M.Machine<NodeState, Wire, Command> = {
           if (role._tag !== "Electing") return
           // Standing by at the new supervisor: its Welcome comes over the standby connection.
           if (s.link?.instanceId === command.instanceId) return
-          s.link = undefined
+          dropLink()
           s.counter++
           return connect({
             node: command.node,
@@ -505,7 +534,18 @@ export const node: M.Machine<NodeState, Wire, Command> = {
           })
         }
         case "SupervisorLost":
-          return supervisorLost(command.aliveAtMs)
+          return supervisorLost(command.aliveAtMs, command.lastHeardAtMs)
+        case "Cut": {
+          s.cut = new Set(s.cut).add(command.conn)
+          if (s.link?.conn === command.conn) s.link = undefined
+          if (s.standing.has(command.conn)) {
+            const standing = new Map(s.standing)
+            standing.delete(command.conn)
+            s.standing = standing
+          }
+          if (role._tag === "Subordinate" && role.upstream.conn === command.conn) s.cutOff = true
+          return
+        }
         case "Closed":
           if (s.standing.has(command.conn)) {
             const standing = new Map(s.standing)
@@ -554,10 +594,20 @@ export const node: M.Machine<NodeState, Wire, Command> = {
     switch (input._tag) {
       case "Receive": {
         const wire = input.message
-        if (wire.to !== s.instanceId) break
+        if (wire.to !== s.instanceId || s.cut.has(wire.conn)) break
         const role = s.role
         if (role._tag === "Supervisor") {
-          if (wire._tag === "Fin") break
+          if (wire._tag === "Fin") {
+            // A member closed its end (a standby connection it gave up, admitted here).
+            if (!role.open.has(wire.conn)) break
+            const open = new Map(role.open)
+            open.delete(wire.conn)
+            s.role = { ...role, open }
+            supervise(
+              M.command({ _tag: "Closed", connection: wire.conn, reason: "closed there" }, nowMs),
+            )
+            break
+          }
           if (!role.open.has(wire.conn)) {
             if (role.seen.has(wire.conn)) break
             s.role = {
@@ -585,7 +635,13 @@ export const node: M.Machine<NodeState, Wire, Command> = {
         } else if (role._tag === "Subordinate" && wire.conn === role.upstream.conn) {
           if (wire._tag === "Fin") supervisorLost()
           else fromSupervisor(wire.message)
-        } else if (wire._tag === "Frame" && wire.standby === true) {
+        } else if (wire._tag === "Fin") {
+          if (s.standing.has(wire.conn)) {
+            const standing = new Map(s.standing)
+            standing.delete(wire.conn)
+            s.standing = standing
+          }
+        } else if (wire.standby === true) {
           // A member standing by at this instance, the designated successor.
           if (wire.message._tag === "Register" && !s.standing.has(wire.conn)) {
             s.standing = new Map(s.standing).set(wire.conn, {
@@ -608,7 +664,10 @@ export const node: M.Machine<NodeState, Wire, Command> = {
         break
       case "TimerFired":
         if (input.timer.startsWith("u:")) {
+          const before = holdingsOf(held).reduce((sum, h) => sum + h.permits, 0)
           subordinate(M.timerFired(input.timer.slice(2), nowMs))
+          const after = holdingsOf(held).reduce((sum, h) => sum + h.permits, 0)
+          if (after < before) out.push(M.emit({ _tag: "GaveUp", permits: before - after }))
         } else if (input.timer.startsWith("s:")) {
           supervise(M.timerFired(input.timer.slice(2), nowMs))
         }
@@ -619,22 +678,99 @@ export const node: M.Machine<NodeState, Wire, Command> = {
   },
 }
 
+/** When a connection cut by a partition is found dead at each end, as keep-alives tell. */
+interface Doom {
+  /** The supervisor closes it: its member's keep-alives stopped (or the member closed). */
+  readonly closeAtMs: number
+  /** The member notices: the supervisor's keep-alives stopped (or its close came). */
+  readonly lostAtMs: number
+  /** The member's last keep-alive: the latest it can be, just before the cut. */
+  readonly heardAtMs: number
+}
+
 /**
- * The kernel and the users: closes connections to processes that are gone, gives the bind
- * to one electing instance when no supervisor lives (the successor the last registry named,
- * if it is electing), connects the others, and has instances acquire and release.
+ * The network as the schedule cuts it, followed as time passes: since when each way between
+ * two nodes is cut, and when each connection a cut killed is found dead at either end.
  */
-export const workload = (seed: number): FastSim.Workload<NodeState, Wire, Command, never> => {
+const partitions = (schedule: ReadonlyArray<FaultSchedule.Scheduled>) => {
+  const { keepAliveIntervalMs: intervalMs, keepAliveTimeoutMs: timeoutMs } = settings
+  const cutSince = new Map<string, number>()
+  const dooms = new Map<string, Doom>()
+  /** When the kernel first saw each connection: one opened during a cut dies from then on. */
+  const opened = new Map<string, number>()
+  let next = 0
+  return {
+    /** Faults up to now (one at this very time comes after the workload). */
+    advance: (nowMs: number) => {
+      for (; next < schedule.length && schedule[next]!.atMs < nowMs; next++) {
+        const { atMs, fault } = schedule[next]!
+        if (fault._tag === "Heal") cutSince.clear()
+        if (fault._tag !== "Partition") continue
+        for (const a of fault.side) {
+          for (const b of fault.other) {
+            if (!cutSince.has(`${a}>${b}`)) cutSince.set(`${a}>${b}`, atMs)
+            if (!fault.oneWay && !cutSince.has(`${b}>${a}`)) cutSince.set(`${b}>${a}`, atMs)
+          }
+        }
+      }
+    },
+    cut: (a: string, b: string) => cutSince.has(`${a}>${b}`) || cutSince.has(`${b}>${a}`),
+    /** The connection between a supervisor and a member, if a cut killed it. */
+    doom: (conn: string, supervisor: string, member: string, nowMs: number): Doom | undefined => {
+      const known = dooms.get(conn)
+      if (known !== undefined) return known
+      if (!opened.has(conn)) opened.set(conn, nowMs)
+      const since = (from: string, to: string) => {
+        const atMs = cutSince.get(`${from}>${to}`)
+        return atMs === undefined ? undefined : Math.max(atMs, opened.get(conn)!)
+      }
+      const down = since(supervisor, member)
+      const up = since(member, supervisor)
+      if (down === undefined && up === undefined) return undefined
+      // Worst cases: the supervisor notices as early as it can (its member's last keep-alive
+      // an interval before the cut), the member as late as it can.
+      const closeAtMs = Math.min(
+        up === undefined ? Infinity : up + timeoutMs - intervalMs,
+        down === undefined ? Infinity : down + timeoutMs,
+      )
+      const doom: Doom =
+        down === undefined
+          ? { closeAtMs, lostAtMs: closeAtMs, heardAtMs: closeAtMs }
+          : { closeAtMs, lostAtMs: down + timeoutMs, heardAtMs: down }
+      dooms.set(conn, doom)
+      return doom
+    },
+  }
+}
+
+/**
+ * The kernel and the users: closes connections to processes that are gone or cut off (when
+ * the keep-alives say so), gives the bind to one electing instance when no supervisor lives
+ * (the successor the last registry named, if it is electing), connects the others, and has
+ * instances acquire and release.
+ */
+export const workload = (
+  seed: number,
+  schedule: ReadonlyArray<FaultSchedule.Scheduled>,
+  releaseChance: number,
+): FastSim.Workload<NodeState, Wire, Command, SimEvent> => {
   const random = Prng.make(seed ^ 0x2f0e1ec7)
   const resources = Object.keys(limits)
   /** When each process was last seen alive. */
   const aliveAt = new Map<string, number>()
+  const network = partitions(schedule)
   return {
     everyMs: 5,
     commands: (nowMs, view) => {
       const commands: Array<FastSim.CommandFor<Command>> = []
       const live = view.states
+      network.advance(nowMs)
       for (const state of live.values()) aliveAt.set(state.instanceId, nowMs)
+      /** Tells `state` its connection `conn` is dead, once. */
+      const cut = (state: NodeState, conn: string) => {
+        if (!state.cut.has(conn))
+          commands.push({ node: state.node, command: { _tag: "Cut", conn } })
+      }
       let supervisor: NodeState | undefined
       const electing: Array<NodeState> = []
       for (const state of live.values()) {
@@ -642,18 +778,31 @@ export const workload = (seed: number): FastSim.Workload<NodeState, Wire, Comman
         if (role._tag === "Supervisor") {
           supervisor = state
           for (const [conn, target] of role.open) {
-            if (live.get(target.node)?.instanceId !== target.instanceId) {
+            const doom = network.doom(conn, state.node, target.node, nowMs)
+            if (doom !== undefined) cut(state, conn)
+            if (
+              live.get(target.node)?.instanceId !== target.instanceId ||
+              (doom !== undefined && nowMs >= doom.closeAtMs)
+            ) {
               commands.push({ node: state.node, command: { _tag: "Closed", conn } })
             }
           }
         } else if (role._tag === "Subordinate") {
           for (const [conn, standing] of state.standing) {
-            if (live.get(standing.node)?.instanceId !== standing.instanceId) {
+            if (network.cut(state.node, standing.node)) cut(state, conn)
+            else if (live.get(standing.node)?.instanceId !== standing.instanceId) {
               commands.push({ node: state.node, command: { _tag: "Closed", conn } })
             }
           }
           const upstream = live.get(role.upstream.node)
-          if (
+          const doom = network.doom(role.upstream.conn, role.upstream.node, state.node, nowMs)
+          if (doom !== undefined) cut(state, role.upstream.conn)
+          if (doom !== undefined && nowMs >= doom.lostAtMs) {
+            commands.push({
+              node: state.node,
+              command: { _tag: "SupervisorLost", aliveAtMs: nowMs, lastHeardAtMs: doom.heardAtMs },
+            })
+          } else if (
             upstream?.instanceId !== role.upstream.instanceId ||
             upstream.role._tag !== "Supervisor"
           ) {
@@ -666,6 +815,10 @@ export const workload = (seed: number): FastSim.Workload<NodeState, Wire, Comman
             })
           }
         } else electing.push(state)
+        // A standby connection a cut killed is given up: the member elects the usual way.
+        if (state.link !== undefined && network.cut(state.node, state.link.node)) {
+          cut(state, state.link.conn)
+        }
       }
       if (electing.length > 0) {
         if (supervisor !== undefined) {
@@ -690,7 +843,7 @@ export const workload = (seed: number): FastSim.Workload<NodeState, Wire, Comman
       for (const state of live.values()) {
         if (random.next() < 0.3) continue
         const resource = random.pick(resources)
-        const release = (state.held[resource] ?? 0) > 0 && random.next() < 0.5
+        const release = (state.held[resource] ?? 0) > 0 && random.next() < releaseChance
         commands.push({
           node: state.node,
           command: release ? { _tag: "Release", resource } : { _tag: "Acquire", resource },
@@ -702,7 +855,7 @@ export const workload = (seed: number): FastSim.Workload<NodeState, Wire, Comman
 }
 
 /** Never more permits held than a resource's limit, counting every live instance's own. */
-export const withinLimits: FastSim.Invariant<NodeState, Wire, Command, never> = {
+export const withinLimits: FastSim.Invariant<NodeState, Wire, Command, SimEvent> = {
   name: "permits within limits",
   check: (view) => {
     for (const [resource, limit] of Object.entries(limits)) {
@@ -719,7 +872,7 @@ export const withinLimits: FastSim.Invariant<NodeState, Wire, Command, never> = 
   },
 }
 
-export const oneSupervisor: FastSim.Invariant<NodeState, Wire, Command, never> = {
+export const oneSupervisor: FastSim.Invariant<NodeState, Wire, Command, SimEvent> = {
   name: "one supervisor",
   check: (view) => {
     const supervisors = [...view.states.values()].filter((s) => s.role._tag === "Supervisor")
@@ -729,12 +882,15 @@ export const oneSupervisor: FastSim.Invariant<NodeState, Wire, Command, never> =
   },
 }
 
-/** A live holder never loses a permit: every failover is over long before the grace period. */
-export const noPermitLost: FastSim.Invariant<NodeState, Wire, Command, never> = {
+/**
+ * A live holder never loses a permit, unless a cut kept it from its supervisor: every
+ * failover is over long before the grace period.
+ */
+export const noPermitLost: FastSim.Invariant<NodeState, Wire, Command, SimEvent> = {
   name: "no permit lost across failover",
   check: (view) => {
     for (const state of view.states.values()) {
-      if (state.lost > 0) return `${state.instanceId} lost ${state.lost} permit(s)`
+      if (state.lost > 0 && !state.cutOff) return `${state.instanceId} lost ${state.lost} permit(s)`
     }
     return undefined
   },
@@ -744,7 +900,7 @@ export const noPermitLost: FastSim.Invariant<NodeState, Wire, Command, never> = 
  * At the end, after a quiet time longer than the grace period: one supervisor, thawed,
  * whose record of who holds what is exactly what each live instance holds.
  */
-export const settled: FastSim.Invariant<NodeState, Wire, Command, never> = {
+export const settled: FastSim.Invariant<NodeState, Wire, Command, SimEvent> = {
   name: "registry agrees with the holders at the end",
   check: (view) => {
     if (!view.final) return undefined
@@ -776,36 +932,56 @@ export const settled: FastSim.Invariant<NodeState, Wire, Command, never> = {
 
 export const nodes = ["n1", "n2", "n3", "n4", "n5"]
 
-/** One schedule: crashes and restarts for 1.5 s, then a quiet second. */
-export const run = (
-  seed: number,
-  schedule?: ReadonlyArray<FaultSchedule.Scheduled>,
-): FastSim.Report<never> =>
-  FastSim.run({
+/** The faults drawn, and how long a holder keeps a permit. */
+export interface World {
+  readonly weights: FaultSchedule.Weights
+  /** At each of its turns (every 5 ms, 7 in 10), the chance a holder releases: the hold's length. */
+  readonly releaseChance: number
+}
+
+/** Crashes and restarts only; permits held for ~30 ms. */
+export const crashes: World = {
+  weights: {
+    crash: 2,
+    restart: 2,
+    partition: 0,
+    oneWayPartition: 0,
+    heal: 0,
+    degrade: 0,
+    restore: 0,
+  },
+  releaseChance: 0.5,
+}
+
+/**
+ * Crashes and restarts, and cuts of the network between instances (both ways or one way)
+ * that last from one fault to a later heal; permits held for ~half a second, so that members
+ * cut off their live supervisor past the keep-alive time-out still hold some at the cut-off
+ * deadline, and the supervisor grants them again after the grace period.
+ */
+export const partitioned: World = {
+  weights: { ...crashes.weights, partition: 1, oneWayPartition: 1, heal: 1 },
+  releaseChance: 0.03,
+}
+
+/** One schedule: faults for 1.5 s, then a quiet second. */
+export const run = (seed: number, world: World = crashes): FastSim.Report<SimEvent> => {
+  const schedule = FaultSchedule.generate(seed, {
+    nodes,
+    goodLink: FastSim.healthyLink,
+    endMs: usersEndMs,
+    startMs: 100,
+    gapMs: { minMs: 40, maxMs: 300 },
+    weights: world.weights,
+    restartAtEnd: true,
+  })
+  return FastSim.run({
     machine: node,
     nodes,
     seed,
     durationMs: 2_500,
-    ...(schedule === undefined
-      ? {
-          faults: {
-            endMs: usersEndMs,
-            startMs: 100,
-            gapMs: { minMs: 40, maxMs: 300 },
-            weights: {
-              crash: 2,
-              restart: 2,
-              partition: 0,
-              oneWayPartition: 0,
-              heal: 0,
-              degrade: 0,
-              restore: 0,
-            },
-            restartAtEnd: true,
-          },
-        }
-      : { schedule }),
-    workload: workload(seed),
+    schedule,
+    workload: workload(seed, schedule, world.releaseChance),
     invariants: [withinLimits, oneSupervisor, noPermitLost, settled],
     // Replaying one seed: the whole run.
     traceLines: Seeds.isReplay() ? 1_000_000 : 200,
@@ -824,3 +1000,4 @@ export const run = (
           : {}),
       }),
   })
+}
