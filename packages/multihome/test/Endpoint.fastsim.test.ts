@@ -5,9 +5,11 @@
  * messages on four streams while it is established, and every packet goes through the wire
  * codec. Invariants: every message is delivered once and in order on its stream, only what
  * was sent is delivered, and after the heal the association is established again with
- * everything delivered. A failure prints `SEED=<n>` (replay: `UNDERSTUDY_SEED=<n>`).
+ * everything delivered. Then a multihomed server (two addresses) whose primary address goes
+ * down for a seeded while: the client's association moves to the other path. A failure
+ * prints `SEED=<n>` (replay: `UNDERSTUDY_SEED=<n>`).
  */
-import { FastSim, Seeds } from "@understudy/testkit"
+import { FastSim, Prng, Seeds } from "@understudy/testkit"
 import { Codec } from "@understudy/transport"
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
@@ -17,6 +19,8 @@ import * as Packet from "../src/Packet.ts"
 
 const client = "10.0.0.1"
 const server = "10.0.0.2"
+/** The server's second address (the path-down runs). */
+const serverAlternate = "10.0.0.3"
 const udpPort = 9899
 const sctpPort = 5000
 const streams = 4
@@ -26,6 +30,7 @@ const faultsEndMs = 4_000
 const durationMs = faultsEndMs + 10_000
 /** Seeded schedules per run of the suite (about 15 ms each). */
 const schedules = 200
+const pathDownSchedules = 100
 
 const routing: FastSim.Routing<Association.PeerAddress> = {
   addressOf: (node) => ({ host: node, udpPort }),
@@ -44,23 +49,61 @@ const codec = Codec.make<Packet.Packet>({
   },
 })
 
-const machine = EndpointMachine.make({
-  config: {
-    ...Association.defaultConfig,
-    localPort: sctpPort,
-    rtoInitialMs: 300,
-    rtoMinMs: 200,
-    rtoMsMax: 2_000,
-    heartbeatIntervalMs: 1_000,
-    sackDelayMs: 50,
-    // Partitions last seconds: the association must outlive them, not give up.
-    associationMaxRetrans: 1_000,
-    pathMaxRetrans: 1_000,
-    initRetransmitsMax: 1_000,
-  },
-  listening: true,
-  seed: 7,
-})
+const config: Association.Config = {
+  ...Association.defaultConfig,
+  localPort: sctpPort,
+  rtoInitialMs: 300,
+  rtoMinMs: 200,
+  rtoMsMax: 2_000,
+  heartbeatIntervalMs: 1_000,
+  sackDelayMs: 50,
+  // Partitions last seconds: the association must outlive them, not give up.
+  associationMaxRetrans: 1_000,
+  pathMaxRetrans: 1_000,
+  initRetransmitsMax: 1_000,
+}
+
+const machine = EndpointMachine.make({ config, listening: true, seed: 7 })
+
+/**
+ * The server's primary address down in `[fromMs, untilMs)`, as the network sees it when a
+ * packet is sent: nothing reaches it, and the server's packets leave from its other
+ * address. The routing reads the time of the step being performed (`clock`).
+ */
+const pathDown = (fromMs: number, untilMs: number) => {
+  const clock = { nowMs: 0 }
+  const down = () => clock.nowMs >= fromMs && clock.nowMs < untilMs
+  const routing: FastSim.Routing<Association.PeerAddress> = {
+    addressOf: (node) => ({ host: node, udpPort }),
+    nodeOf: (address) =>
+      address.host === client
+        ? client
+        : (address.host === server && !down()) || address.host === serverAlternate
+          ? server
+          : undefined,
+    source: (from) => ({ host: from === server && down() ? serverAlternate : from, udpPort }),
+    describe: (address) => `${address.host}:${address.udpPort}`,
+  }
+  const multihomed = EndpointMachine.make({
+    config: (self) =>
+      self === server
+        ? { ...config, localAddresses: [server, serverAlternate], pathMaxRetrans: 2 }
+        : { ...config, pathMaxRetrans: 2 },
+    listening: true,
+    seed: 7,
+  })
+  const timed: typeof multihomed = {
+    init: (context) => {
+      clock.nowMs = context.nowMs
+      return multihomed.init(context)
+    },
+    step: (state, input) => {
+      clock.nowMs = input.nowMs
+      return multihomed.step(state, input)
+    },
+  }
+  return { routing, machine: timed }
+}
 
 const established = (state: EndpointMachine.State | undefined): number | undefined => {
   if (state === undefined) return undefined
@@ -70,7 +113,14 @@ const established = (state: EndpointMachine.State | undefined): number | undefin
 }
 
 /** One seeded run, with its own record of what was sent. */
-const runSeed = (seed: number) => {
+const runSeed = (
+  seed: number,
+  setup: {
+    readonly machine: ReturnType<typeof EndpointMachine.make>
+    readonly routing: FastSim.Routing<Association.PeerAddress>
+    readonly faults?: FastSim.Options<unknown, unknown>["faults"]
+  },
+) => {
   const peerOf = (node: string) => (node === client ? server : client)
   /** Per sender: the numbers sent (the PPID), each on stream `n % streams`. */
   const sent = new Map<string, Set<number>>([
@@ -135,24 +185,19 @@ const runSeed = (seed: number) => {
   }
 
   return FastSim.run({
-    machine,
-    routing,
+    machine: setup.machine,
+    routing: setup.routing,
     nodes: [client, server],
     seed,
     durationMs,
-    faults: {
-      endMs: faultsEndMs,
-      startMs: 200,
-      weights: { crash: 0, restart: 0 },
-      degraded: { maxLoss: 0.3, maxDuplicate: 0.2, maxReorder: 0.3, maxLatencyMs: 80 },
-    },
+    ...(setup.faults === undefined ? { schedule: [] } : { faults: setup.faults }),
     link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 5 } },
     codec,
     commands: [
       {
         atMs: 0,
         node: client,
-        command: { _tag: "Connect", peer: routing.addressOf(server), peerPort: sctpPort },
+        command: { _tag: "Connect", peer: { host: server, udpPort }, peerPort: sctpPort },
       },
     ],
     workload: {
@@ -200,7 +245,16 @@ describe("two endpoint machines in FastSim", () => {
     const seeds = Seeds.seeds(schedules)
     const totals = { messages: 0, dropped: 0, duplicated: 0, reordered: 0 }
     for (const seed of seeds) {
-      const report = runSeed(seed)
+      const report = runSeed(seed, {
+        machine,
+        routing,
+        faults: {
+          endMs: faultsEndMs,
+          startMs: 200,
+          weights: { crash: 0, restart: 0 },
+          degraded: { maxLoss: 0.3, maxDuplicate: 0.2, maxReorder: 0.3, maxLatencyMs: 80 },
+        },
+      })
       totals.messages += report.events.filter(
         (item) => item.event._tag === "Association" && item.event.event._tag === "Message",
       ).length
@@ -215,5 +269,28 @@ describe("two endpoint machines in FastSim", () => {
     expect(totals.dropped).toBeGreaterThan(0)
     expect(totals.duplicated).toBeGreaterThan(0)
     expect(totals.reordered).toBeGreaterThan(0)
+  })
+
+  it("a multihomed server's primary address down for a while: the association moves to the other path and loses nothing", () => {
+    const seeds = Seeds.seeds(pathDownSchedules)
+    for (const seed of seeds) {
+      const random = Prng.make(seed)
+      const fromMs = random.int(300, 2_000)
+      const untilMs = fromMs + random.int(1_000, 2_000)
+      const report = runSeed(seed, pathDown(fromMs, untilMs))
+      // While the primary was down, the server still got messages: through the other path.
+      const during = report.events.filter(
+        (item) =>
+          item.node === server &&
+          item.atMs >= fromMs + 500 &&
+          item.atMs < untilMs &&
+          item.event._tag === "Association" &&
+          item.event.event._tag === "Message",
+      ).length
+      if (during === 0)
+        throw new Error(
+          `SEED=${seed}: no message reached the server in [${fromMs + 500}, ${untilMs}) ms`,
+        )
+    }
   })
 })

@@ -170,22 +170,25 @@ const timerFired = (state: State, input: Machine.TimerFired, outputs: Array<Outp
 }
 
 /**
- * The endpoint machine for `config` (its `localPort` is the endpoint's SCTP port), drawing
- * its randomness from `seed` and the node's name.
+ * The endpoint machine for `config` (its `localPort` is the endpoint's SCTP port; a
+ * function gives each node its own, e.g. its addresses), drawing its randomness from `seed`
+ * and the node's name.
  */
 export const make = (options: {
-  readonly config: Association.Config
+  readonly config: Association.Config | ((self: Machine.NodeId) => Association.Config)
   readonly listening: boolean
   readonly seed: number
 }): Machine.Machine<State, Packet.Packet, Command, Event, Association.PeerAddress> => ({
   init: (context): Result => {
+    const config =
+      typeof options.config === "function" ? options.config(context.self) : options.config
     let seed = options.seed >>> 0
     for (let index = 0; index < context.self.length; index++)
       seed = (Math.imul(seed, 31) + context.self.charCodeAt(index)) >>> 0
     const state: State = {
-      config: options.config,
+      config,
       listening: options.listening,
-      listener: Listener.makeListener(options.config, seed ^ 0x5a5a, context.nowMs),
+      listener: Listener.makeListener(config, seed ^ 0x5a5a, context.nowMs),
       associations: new Map(),
       nextId: 1,
       seed,
