@@ -28,7 +28,9 @@
  * default 1), `--failover-repetitions N` (default 3; 0 skips the failover), `--failover-peer
  * client|tsctp` (default client; see `failover.ts` for why not tsctp yet),
  * `--gap-repetitions N` (default 3; 0 skips the echo gap; `node bench/echoGap.ts
- * --gap-repetitions N` runs it alone).
+ * --gap-repetitions N` runs it alone), `--compare-with DIR` (adds "tsctp → DIR", the single
+ * endpoint of another copy of this package, e.g. an older commit's: before/after figures of
+ * a change taken in the same run, interleaved with the others).
  *
  * Every throughput run sends a fixed number of messages into a freshly started receiver and
  * is timed by that receiver, from the first message delivered to the end of the association
@@ -156,15 +158,31 @@ type Outcome =
 
 interface Scenario {
   readonly name: string
-  readonly receiver: "tsctp" | "ours"
+  readonly receiver: "tsctp" | "ours" | "compared"
   readonly replication: "none" | "every-update"
 }
+
+/** The package directory of `--compare-with`, if given. */
+const comparedDirectory = ((): string | undefined => {
+  const index = process.argv.indexOf("--compare-with")
+  return index < 0 ? undefined : process.argv[index + 1]
+})()
 
 const scenarios: ReadonlyArray<Scenario> = [
   { name: "tsctp → tsctp", receiver: "tsctp", replication: "none" },
   { name: "tsctp → ours", receiver: "ours", replication: "none" },
   { name: "tsctp → ours (every-update)", receiver: "ours", replication: "every-update" },
+  ...(comparedDirectory === undefined
+    ? []
+    : [{ name: "tsctp → --compare-with", receiver: "compared", replication: "none" } as const]),
 ]
+
+/** The single endpoint of the `--compare-with` copy, started by that copy's own bench code. */
+const startCompared = async (): Promise<OurReceiver> => {
+  const other: typeof Processes = await import(`${comparedDirectory}/bench/processes.ts`)
+  const { receiver, udpPort } = await other.startSingle(host)
+  return ourReceiver(host, udpPort, receiver, [receiver])
+}
 
 /** Message sizes and the message count per run (about 100–160 MB, 2–3 s at the baseline). */
 const sizes: ReadonlyArray<{ readonly messageLength: number; readonly messages: number }> = [
@@ -273,8 +291,9 @@ const runOurs = async (
   messageLength: number,
   messages: number,
 ): Promise<Run> => {
+  let ours: OurReceiver | undefined
   try {
-    const ours = await start({
+    ours = await start({
       host: replication === "none" ? host : Processes.clusterHosts.primary,
       replication,
     })
@@ -298,6 +317,8 @@ const runOurs = async (
     }
   } finally {
     await Usrsctp.killAll()
+    // The compared copy's processes are not in this module's list.
+    await ours?.close()
     await Processes.killAll()
   }
 }
@@ -310,6 +331,8 @@ const runOnce = (
   messages: number,
 ): Promise<Run> | undefined => {
   if (scenario.receiver === "tsctp") return runBaseline(messageLength, messages)
+  if (scenario.receiver === "compared")
+    return runOurs(startCompared, "none", messageLength, messages)
   if (start === undefined) return undefined
   return runOurs(start, scenario.replication, messageLength, messages)
 }
@@ -394,7 +417,11 @@ const cpuPerProcess = (
 
 /** `key` of a scenario for the JSON figures. */
 const figureKey = (scenario: Scenario): string =>
-  scenario.receiver === "tsctp" ? "tsctp" : scenario.replication === "none" ? "ours" : "everyUpdate"
+  scenario.receiver === "tsctp" || scenario.receiver === "compared"
+    ? scenario.receiver
+    : scenario.replication === "none"
+      ? "ours"
+      : "everyUpdate"
 
 const failoverTimers: ReadonlyArray<Failover.Timers> = ["default", "fast"]
 
@@ -530,16 +557,19 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
       const runs = outcome.runs.map((run) => run.megabytesPerSecond)
       megabytesRuns.set(key, runs)
       const ratio = pairedRatio(runs, megabytesRuns.get("tsctp"))
-      // The cost of replication: every-update against our single endpoint.
+      // Against our single endpoint: the cost of replication (every-update), or the
+      // compared copy's figure over this one's.
       const replicationRatio =
-        key === "everyUpdate" ? pairedRatio(runs, megabytesRuns.get("ours")) : undefined
+        key === "everyUpdate" || key === "compared"
+          ? pairedRatio(runs, megabytesRuns.get("ours"))
+          : undefined
       const cpu = cpuPerProcess(outcome.runs)
       Object.assign(row, {
         status: "measured",
         messagesPerSecond: Math.round(messagesPerSecond),
         megabytesPerSecond: fixed(megabytesPerSecond, 2),
         ratioToBaseline: ratio === undefined ? null : fixed(ratio, 3),
-        ...(key === "everyUpdate"
+        ...(key === "everyUpdate" || key === "compared"
           ? { ratioToOurs: replicationRatio === undefined ? null : fixed(replicationRatio, 3) }
           : {}),
         receiverSecondsMedian: fixed(median(outcome.runs.map((run) => run.receiverSeconds)), 3),
@@ -562,8 +592,8 @@ export const runThroughputBench = async (options: BenchOptions): Promise<boolean
       if (key !== "tsctp")
         figures[`${key}RatioToTsctp${size.messageLength}`] =
           ratio === undefined ? null : fixed(ratio, 3)
-      if (key === "everyUpdate")
-        figures[`everyUpdateRatioToOurs${size.messageLength}`] =
+      if (key === "everyUpdate" || key === "compared")
+        figures[`${key}RatioToOurs${size.messageLength}`] =
           replicationRatio === undefined ? null : fixed(replicationRatio, 3)
       lines.push(
         [
