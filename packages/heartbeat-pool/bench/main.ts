@@ -18,8 +18,9 @@
  * socket, MAC or JSON), the baseline a store operation run through Effect.
  *
  * - Re-attachment after a real SIGKILL (`realProcesses.ts`): three server processes on
- *   loopback, 1,000 pool clients in two client processes, all starting at the
- *   leader, 500 ms heartbeats (the timings `license-server --heartbeat 500ms` derives); once
+ *   loopback, 1,000 pool clients in two client processes, all starting at the leader (64
+ *   per heartbeat interval per process), 500 ms heartbeats (the timings `license-server
+ *   --heartbeat 500ms` derives); once
  *   every client holds, the leader of the moment is SIGKILLed; per client it held, kill to
  *   `Reattached`, in heartbeat intervals. Baseline, same run, same kill: 1,000 clients (in
  *   the same two processes) that each keep a TTL lease on the embedded store

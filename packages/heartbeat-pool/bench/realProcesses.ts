@@ -252,11 +252,13 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     // `electing` until it settled).
     const placedAt = currentLeader()?.id ?? "s1"
     // Both kinds of client in each of two processes (500 of each). BENCH_SEPARATE_CLIENTS=1:
-    // each kind in two processes of its own, so that the baseline's reconnections after the
-    // kill do not stall the pool clients' event loops (4 s of the 5 after it, load 25-30).
-    // Not the default: on a loaded machine (load 26-49) 6 of 6 such runs failed before the
-    // kill, the pool's 1,000 requests arriving faster cost the leader its followers (elections,
-    // seats expired); with a single pool process, its 1,000 clients stalled it 4.6 s of 5.
+    // each kind in two processes of its own, so that the baseline's 500 TCP reconnections per
+    // process after the kill (connect, error and close handling: 31-33% of a shared client
+    // process's CPU profile in the 5 s after the kill, the pool's own UDP work 12-18%, load 31)
+    // do not stall the pool clients' event loops, nor the pool's the baseline's. Not the
+    // default: on a loaded machine such runs fail before the kill (8 of 8 at load 26-49, 2 of
+    // them with the pool clients paced), the leader losing its followers or the clients their
+    // seats, where the shared layout got through (2 of 2 at load 16-31).
     const layout: ReadonlyArray<ReadonlyArray<"pool" | "lease">> =
       process.env.BENCH_SEPARATE_CLIENTS === "1"
         ? [["pool"], ["pool"], ["lease"], ["lease"]]
