@@ -28,6 +28,7 @@ import { Address, Datagram, Heap, type SimNet } from "@understudy/transport"
 import { Clock, Deferred, Effect, Result, Scope, Stream } from "effect"
 import * as Association from "../../src/Association.ts"
 import type * as Chunk from "../../src/Chunk.ts"
+import { takeoverProbeName } from "../../src/internal/association/paths.ts"
 import * as Packet from "../../src/Packet.ts"
 import { clientHost, clientUdp, serverHosts } from "../associationHarness.ts"
 import { establishedPair } from "./peerPackets.ts"
@@ -235,6 +236,10 @@ export interface TakeoverRun {
   readonly killAtMs: number
   readonly takeoverAtMs: number
   readonly seed: number
+  /** The copy's probe timer waits this many times what it asks (a pace of 10 ms · it). */
+  readonly probeScale?: number
+  /** The peer's user writes nothing from the kill on (an idle peer). */
+  readonly idleAfterKill?: boolean
 }
 
 export interface TakeoverResult {
@@ -245,6 +250,8 @@ export interface TakeoverResult {
   readonly sacksPerPacketMax: number
   /** The node's copy's HEARTBEATs to the peer. */
   readonly heartbeats: number
+  /** The time spent stepping the node's copy, from the takeover on (wall clock, ms). */
+  readonly copyStepMs: number
 }
 
 type Event =
@@ -300,11 +307,16 @@ export const runTakeover = (run: TakeoverRun): TakeoverResult => {
   const perform = (outputs: ReadonlyArray<Association.Output>) => {
     for (const output of outputs) {
       if (output._tag === "Send") {
-        heartbeats += output.message.chunks.filter((chunk) => chunk._tag === "Heartbeat").length
+        if (tookOver)
+          heartbeats += output.message.chunks.filter((chunk) => chunk._tag === "Heartbeat").length
         at(nowMs + latencyMs, { kind: "toPeer", chunks: output.message.chunks })
       } else if (output._tag === "SetTimer") {
-        nodeTimers.set(output.timer, nowMs + output.afterMs)
-        at(nowMs + output.afterMs, { kind: "nodeTimer", name: output.timer, epoch })
+        const afterMs =
+          output.timer === takeoverProbeName
+            ? output.afterMs * (run.probeScale ?? 1)
+            : output.afterMs
+        nodeTimers.set(output.timer, nowMs + afterMs)
+        at(nowMs + afterMs, { kind: "nodeTimer", name: output.timer, epoch })
       } else if (output._tag === "CancelTimer") nodeTimers.delete(output.timer)
       else if (output._tag === "Emit" && output.event._tag === "Message") {
         const line = Number(new TextDecoder().decode(output.event.data))
@@ -318,13 +330,25 @@ export const runTakeover = (run: TakeoverRun): TakeoverResult => {
       }
     }
   }
-  const stepNode = (input: Association.Input) => perform(Association.step(node, input).outputs)
+  let copyStepMs = 0
+  /** Steps the node; from the takeover on, timed. */
+  const timed = <A>(step: () => A): A => {
+    if (!tookOver) return step()
+    const started = performance.now()
+    const result = step()
+    copyStepMs += performance.now() - started
+    return result
+  }
+  const stepNode = (input: Association.Input) =>
+    perform(timed(() => Association.step(node, input)).outputs)
 
+  let tookOver = false
   for (let line = 0; line < run.lines; line++) {
-    at(startMs + run.lineEveryMs * (line + 1), { kind: "write", line })
+    const atMs = startMs + run.lineEveryMs * (line + 1)
+    if (run.idleAfterKill === true && atMs >= killAtMs) break
+    at(atMs, { kind: "write", line })
   }
   const endMs = startMs + run.lineEveryMs * run.lines + 5_000
-  let tookOver = false
   for (let steps = 0; steps < 1_000_000; steps++) {
     const next = events.pop()
     if (next === undefined || next.atMs > endMs) break
@@ -335,7 +359,7 @@ export const runTakeover = (run: TakeoverRun): TakeoverResult => {
       epoch++
       nodeTimers.clear()
       node = Association.restore(nodeConfig, Association.snapshot(node))
-      perform(Association.takeOver(node, nowMs))
+      perform(timed(() => Association.takeOver(node, nowMs)))
     }
     nowMs = next.atMs
     const event = next.event
@@ -358,17 +382,19 @@ export const runTakeover = (run: TakeoverRun): TakeoverResult => {
         break
       case "toNode": {
         if (!alive()) break
-        const outputs = Association.step(node, {
-          _tag: "Receive",
-          from: peerAddress,
-          message: {
-            sourcePort: 4000,
-            destinationPort: 5000,
-            verificationTag: toNodeTag,
-            chunks: event.chunks,
-          },
-          nowMs,
-        }).outputs
+        const outputs = timed(() =>
+          Association.step(node, {
+            _tag: "Receive",
+            from: peerAddress,
+            message: {
+              sourcePort: 4000,
+              destinationPort: 5000,
+              verificationTag: toNodeTag,
+              chunks: event.chunks,
+            },
+            nowMs,
+          }),
+        ).outputs
         const sacks = outputs
           .flatMap((output) => (output._tag === "Send" ? output.message.chunks : []))
           .filter((chunk) => chunk._tag === "Sack").length
@@ -378,7 +404,7 @@ export const runTakeover = (run: TakeoverRun): TakeoverResult => {
       }
     }
   }
-  return { sends: peer.sends, delivered, sacksPerPacketMax, heartbeats }
+  return { sends: peer.sends, delivered, sacksPerPacketMax, heartbeats, copyStepMs }
 }
 
 // ---- the peer in front of a cluster, on SimNet ---------------------------------------------
