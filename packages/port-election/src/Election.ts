@@ -49,6 +49,7 @@ import {
   RequestFailed,
   type StrangerOnAddress,
 } from "./ElectionError.ts"
+import type { OwnCommand } from "./Grants.ts"
 import { Identity } from "./Identity.ts"
 import * as ElectionLoop from "./internal/election.ts"
 import {
@@ -678,6 +679,10 @@ export const make = (
         )
       })
 
+    /** One of the instance's own permit commands, to whichever side's machine it runs now. */
+    const own = (command: OwnCommand) =>
+      shared.supervisor !== undefined ? shared.supervisor.step(command) : subordinate.step(command)
+
     const acquire = (resource: string, acquireOptions: { readonly limit?: number } = {}) =>
       Effect.gen(function* () {
         const limit = acquireOptions.limit ?? 1
@@ -686,16 +691,12 @@ export const make = (
         pendingAcquires.set(id, { resource, limit, done })
         const cancel = Effect.suspend(() => {
           pendingAcquires.delete(id)
-          return shared.supervisor !== undefined
-            ? shared.supervisor.step({ _tag: "Cancel", requestId: id })
-            : subordinate.step({ _tag: "Cancel", requestId: id })
+          return own({ _tag: "Cancel", requestId: id })
         })
         // Granted or refused through the machines' events: the supervisor's, or the
         // subordinate's (which sends it to its supervisor, or with the re-registration while
         // an election is on).
-        yield* shared.supervisor !== undefined
-          ? shared.supervisor.step({ _tag: "Acquire", requestId: id, resource, limit })
-          : subordinate.step({ _tag: "Acquire", requestId: id, resource, limit })
+        yield* own({ _tag: "Acquire", requestId: id, resource, limit })
         yield* Deferred.await(done).pipe(Effect.onInterrupt(() => cancel))
         pendingAcquires.delete(id)
         const permit: PermitState = { resource, limit, lost: yield* Deferred.make<void>() }
@@ -707,9 +708,7 @@ export const make = (
             prepareRegistration()
             // Released while electing, the subordinate's machine counts it given up: a
             // Register already on its way may claim it.
-            return shared.supervisor !== undefined
-              ? shared.supervisor.step({ _tag: "Release", resource })
-              : subordinate.step({ _tag: "Release", resource })
+            return own({ _tag: "Release", resource })
           }),
         )
         return { resource, lost: Deferred.await(permit.lost) } satisfies Permit

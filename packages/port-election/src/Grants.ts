@@ -14,6 +14,24 @@ export interface Grant {
   readonly resource: string
 }
 
+/**
+ * The instance's own permit commands, the same to either side's machine (the supervisor's
+ * grants them, the subordinate's asks its supervisor): an acquisition, its withdrawal, and
+ * a release.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type OwnCommand =
+  | {
+      readonly _tag: "Acquire"
+      readonly requestId: string
+      readonly resource: string
+      readonly limit: number
+    }
+  | { readonly _tag: "Cancel"; readonly requestId: string }
+  | { readonly _tag: "Release"; readonly resource: string }
+
 /** A permit an instance says it holds when it re-registers after a failover. @since 0.1.0 */
 export interface Holding {
   readonly resource: string

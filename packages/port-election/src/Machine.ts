@@ -17,7 +17,7 @@
  * @since 0.1.0
  */
 import { Machine as M } from "@understudy/machine"
-import { type Grant, Grants } from "./Grants.ts"
+import { type Grant, Grants, type OwnCommand } from "./Grants.ts"
 import type { Holding, Member, Message } from "./internal/protocol.ts"
 import { protocolVersion } from "./internal/protocol.ts"
 import * as Registry from "./Registry.ts"
@@ -112,15 +112,8 @@ export type Command =
   | { readonly _tag: "Closed"; readonly connection: ConnectionId; readonly reason: string }
   /** The process of a cut-off member, watched after `Reserved`, is gone. */
   | { readonly _tag: "ProcessGone"; readonly connection: ConnectionId }
-  /** This instance's own acquisition, release and withdrawal. */
-  | {
-      readonly _tag: "Acquire"
-      readonly requestId: string
-      readonly resource: string
-      readonly limit: number
-    }
-  | { readonly _tag: "Release"; readonly resource: string }
-  | { readonly _tag: "Cancel"; readonly requestId: string }
+  /** This instance's own acquisition, withdrawal and release. */
+  | OwnCommand
   /** Stopping on purpose: members are told, and nobody registers any more. */
   | { readonly _tag: "Resign" }
 

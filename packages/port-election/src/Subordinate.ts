@@ -14,6 +14,7 @@
  * @since 0.1.0
  */
 import { Machine as M } from "@understudy/machine"
+import type { OwnCommand } from "./Grants.ts"
 import type { Holding, Message, Successor } from "./internal/protocol.ts"
 import type * as Registry from "./Registry.ts"
 
@@ -101,14 +102,7 @@ export type Command =
    */
   | { readonly _tag: "Lost"; readonly lastHeardAtMs: number }
   /** This instance's own acquisition, withdrawal and release. */
-  | {
-      readonly _tag: "Acquire"
-      readonly requestId: string
-      readonly resource: string
-      readonly limit: number
-    }
-  | { readonly _tag: "Cancel"; readonly requestId: string }
-  | { readonly _tag: "Release"; readonly resource: string }
+  | OwnCommand
   /**
    * This instance took the supervisor's role, its own holdings with it: the deadline is off,
    * and what it gave up it claimed from nobody, so nothing is handed back.
