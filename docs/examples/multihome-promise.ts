@@ -1,22 +1,23 @@
 /**
- * Multihome guide, Promise style: an SCTP endpoint on 127.0.0.2 that answers every message
- * in upper case, and a client endpoint on 127.0.0.3 that connects, sends three messages,
- * reads the answers and shuts the association down gracefully.
+ * Multihome guide, Promise style: an SCTP endpoint on 127.0.0.4 that answers every message
+ * in upper case, and a client endpoint on 127.0.0.5 that connects, sends three messages,
+ * reads the answers and shuts the association down gracefully. (The two-node cluster of
+ * sctp-cluster.ts has 127.0.0.2 and 127.0.0.3: each example its own addresses.)
  */
 import { once } from "node:events"
 import { createEndpoint, type Endpoint, type SctpAssociation } from "@understudy/multihome"
 
 export const main = async () => {
-  const server = await createEndpoint({ host: "127.0.0.2", port: 7, listen: true })
+  const server = await createEndpoint({ host: "127.0.0.4", port: 7, listen: true })
   server.on("association", (association: SctpAssociation) => {
     association.on("message", (message: Endpoint.Message) => {
       const text = new TextDecoder().decode(message.data).toUpperCase()
       void association.send(message.stream, message.ppid, new TextEncoder().encode(text))
     })
   })
-  const client = await createEndpoint({ host: "127.0.0.3", port: 5000 })
+  const client = await createEndpoint({ host: "127.0.0.5", port: 5000 })
   const association = await client.connect({
-    host: "127.0.0.2",
+    host: "127.0.0.4",
     udpPort: server.address.port,
     port: 7,
   })

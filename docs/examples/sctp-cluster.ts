@@ -17,15 +17,28 @@ const layer = Layer.mergeAll(NodeDatagram.layer, NodeTransport.layer)
 // from a 0600 file with ClusterKey.readFile).
 const clusterKey = ClusterKey.generate()
 
+/** A UDP socket bound to `port` on `host` (0: the OS picks), or undefined if it is taken. */
+const bindUdp = (host: string, port: number) =>
+  new Promise<dgram.Socket | undefined>((resolve) => {
+    const socket = dgram.createSocket("udp4")
+    socket.once("error", () => resolve(undefined))
+    socket.bind(port, host, () => resolve(socket))
+  })
+const close = (socket: dgram.Socket | undefined) =>
+  new Promise<void>((resolve) => (socket === undefined ? resolve() : socket.close(resolve)))
+
 /** A UDP port free on both node addresses, and a TCP port for the intra-cluster link. */
 const freePorts = Effect.promise(async () => {
-  const udp = await new Promise<number>((resolve) => {
-    const socket = dgram.createSocket("udp4")
-    socket.bind(0, "127.0.0.2", () => {
-      const { port } = socket.address()
-      socket.close(() => resolve(port))
-    })
-  })
+  let udp: number | undefined
+  // The OS picks a port on the primary's address; it must be free on the secondary's too.
+  for (let tries = 0; udp === undefined && tries < 20; tries++) {
+    const primary = await bindUdp("127.0.0.2", 0)
+    const port = primary?.address().port
+    const secondary = port === undefined ? undefined : await bindUdp("127.0.0.3", port)
+    if (secondary !== undefined) udp = port
+    await Promise.all([close(primary), close(secondary)])
+  }
+  if (udp === undefined) throw new Error("no UDP port free on both 127.0.0.2 and 127.0.0.3")
   const tcp = await new Promise<number>((resolve) => {
     const server = net.createServer()
     server.listen(0, "127.0.0.3", () => {

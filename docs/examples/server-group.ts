@@ -4,12 +4,12 @@
  * elected; a write goes through it to all three; it stops; a survivor takes over after
  * its staggered delay and still has the write.
  */
-import * as dgram from "node:dgram"
 import { Authentication } from "@understudy/machine"
 import { ServerGroup } from "@understudy/staggered-election"
 import { MemoryStore, NameServer } from "@understudy/store"
 import { Address, ClusterKey, NodeDatagram } from "@understudy/transport"
 import { Effect, Exit, Layer, Schema, Scope } from "effect"
+import { freeUdpPorts } from "./support/ports.ts"
 
 type Counter = Readonly<Record<string, number>>
 type Add = { readonly key: string; readonly add: number }
@@ -28,24 +28,6 @@ const servers = [
   { id: "medium", capacity: { cpu: 4, bandwidthMbps: 100 } },
 ]
 
-/** Free UDP ports, picked by the OS. */
-const freePorts = (count: number) =>
-  Effect.promise(() =>
-    Promise.all(
-      Array.from(
-        { length: count },
-        () =>
-          new Promise<number>((resolve) => {
-            const socket = dgram.createSocket("udp4")
-            socket.bind(0, "127.0.0.1", () => {
-              const { port } = socket.address()
-              socket.close(() => resolve(port))
-            })
-          }),
-      ),
-    ),
-  )
-
 /** Polls (bounded) until one server is master and answers. */
 const masterOf = (group: ReadonlyArray<ServerGroup.ServerGroup<Counter, Add, number>>) =>
   Effect.gen(function* () {
@@ -60,7 +42,7 @@ const masterOf = (group: ReadonlyArray<ServerGroup.ServerGroup<Counter, Add, num
   })
 
 export const program = Effect.gen(function* () {
-  const ports = yield* freePorts(servers.length)
+  const ports = yield* Effect.promise(() => freeUdpPorts(servers.length))
   const addresses = Object.fromEntries(
     servers.map((s, i) => [s.id, Address.udp("127.0.0.1", ports[i]!)]),
   )
