@@ -3,8 +3,10 @@
  * follows the leader priority list when that server is gone, and tells the application what
  * happens as a `Stream` of `Granted` / `Reattached` / `Lost` / `Denied` events. The client
  * machine runs under the shared `Runner`; its datagrams carry the pool's MACs. A server found
- * dead by its closed port (ICMP port unreachable) is walked past at once (`Unreachable`); the
- * socket connected to each server for those reports is made when the client starts.
+ * dead by its closed port (ICMP port unreachable) is walked past at once (`Unreachable`). The
+ * socket connected to a server for those reports is made ahead of a walk to it: the next
+ * server in the priority list, each time the target or the list changes (not every server's
+ * at start: a process of thousands of clients would hold a descriptor per server per client).
  *
  * @since 0.1.0
  */
@@ -142,7 +144,26 @@ export const run = (
     }
     // The runner binds the client's endpoint through this, asking for closed-port reports.
     const datagram = yield* Datagram.Datagram
+    const scope = yield* Effect.scope
     let bound: Datagram.Endpoint | undefined
+    /**
+     * The server a walk from the current target goes to gets its connected socket now, not
+     * when the client walks there in a failover, when every client of the dead server would
+     * make one at once.
+     */
+    let prepared: string | undefined
+    const prepareNext = (state: ClientMachine.State) => {
+      const prepare = bound?.prepare
+      const next = ClientMachine.nextServer(state.list, state.target)
+      if (prepare === undefined || next === prepared || addresses[next] === undefined)
+        return Effect.void
+      prepared = next
+      return Effect.asVoid(Effect.forkIn(prepare(addresses[next]), scope))
+    }
+    const onStep = (info: StepInfo) =>
+      options.onStep === undefined
+        ? prepareNext(info.after)
+        : Effect.andThen(prepareNext(info.after), options.onStep(info))
     const reporting = Datagram.Datagram.of({
       bind: (address, bindOptions) =>
         datagram.bind(address, { ...bindOptions, reportUnreachable: true }).pipe(
@@ -170,21 +191,13 @@ export const run = (
         addresses,
         codec,
         authentication: insecure ? Authentication.insecure : Authentication.keyed(keys.mac),
-        ...(options.onStep !== undefined ? { onStep: options.onStep } : {}),
+        onStep,
       },
     ).pipe(
       options.reportUnreachable === false
         ? (run) => run
         : Effect.provideService(Datagram.Datagram, reporting),
     )
-    const prepare = bound?.prepare
-    if (prepare !== undefined) {
-      // Each server's connected socket is made now, not when the client turns to it in a
-      // failover, when every client of the dead server would make one at once.
-      yield* Effect.forEach(options.servers, (server) => prepare(server.address), {
-        discard: true,
-      }).pipe(Effect.forkScoped)
-    }
     if (bound?.unreachable !== undefined) {
       yield* Stream.runForEach(bound.unreachable, (address) => {
         const server = serverAt.get(`${address.host}:${address.port}`)

@@ -124,6 +124,18 @@ export type Client = M.Machine<State, Reply, Command, Event>
 /** @since 0.1.0 @category timers */
 export const beatTimer = "beat"
 
+/**
+ * The server after `after` in the priority list `list` (the first when `after` is not in
+ * it): where a walk goes.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const nextServer = (list: ReadonlyArray<string>, after: string): string => {
+  const index = list.indexOf(after)
+  return list[(index + 1) % list.length] ?? after
+}
+
 /** True while the client holds an unexpired seat. @since 0.1.0 @category getters */
 export const holds = (state: State, nowMs: number): boolean =>
   (state.phase === "holding" || state.phase === "reattaching") && state.leaseUntilMs > nowMs
@@ -147,11 +159,6 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
   /** Lease left below which an honouring (not renewing) server is walked past. */
   const walkMarginMs = (missLimit + 1) * config.heartbeatIntervalMs
   type Output = M.Output<Reply | Request, Event>
-
-  const next = (list: ReadonlyArray<string>, after: string): string => {
-    const index = list.indexOf(after)
-    return list[(index + 1) % list.length] ?? after
-  }
 
   /** How long to wait for the reply to a message: RFC 6298's timer within the bounds. */
   const replyTimeout = (state: State): number =>
@@ -281,7 +288,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
   const walk = (state: State): State => ({
     ...state,
     phase: state.phase === "holding" ? "reattaching" : state.phase,
-    target: next(state.list, state.target),
+    target: nextServer(state.list, state.target),
     missed: 0,
     sentAt: [],
   })

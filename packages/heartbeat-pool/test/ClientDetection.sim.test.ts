@@ -1,11 +1,11 @@
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Seeds } from "@understudy/testkit"
-import { Address, SimNet } from "@understudy/transport"
+import { Address, Datagram, SimNet } from "@understudy/transport"
 import { Effect, Random, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Client from "../src/Client.ts"
-import type * as ClientMachine from "../src/ClientMachine.ts"
+import * as ClientMachine from "../src/ClientMachine.ts"
 import * as Server from "../src/Server.ts"
 import { servers, signedPool, simMembers, stateRoot } from "./support/pool.ts"
 
@@ -47,9 +47,25 @@ const failOver = (seed: number, failure: Failure) =>
     }
     const steps: Array<Client.StepInfo> = []
     const events: Array<ClientMachine.Event> = []
+    // SimNet makes no connected sockets: a `prepare` that records which server it was for.
+    const prepared: Array<{ readonly server: string; readonly step: number }> = []
+    const serverAt = (to: Address.Udp) =>
+      members.find((member) => member.client.host === to.host)?.id ?? "?"
     yield* net.run(
       "c",
       Effect.gen(function* () {
+        const inner = yield* Datagram.Datagram
+        const recording = Datagram.Datagram.of({
+          bind: (address, options) =>
+            Effect.map(inner.bind(address, options), (endpoint) => ({
+              ...endpoint,
+              // Recorded when asked for (its effect runs forked, later).
+              prepare: (to: Address.Udp) => {
+                prepared.push({ server: serverAt(to), step: steps.length })
+                return Effect.void
+              },
+            })),
+        })
         const client = yield* Client.run({
           id: "c1",
           bind: Address.udp("c", 5),
@@ -59,7 +75,7 @@ const failOver = (seed: number, failure: Failure) =>
           heartbeatInterval: timing.heartbeatIntervalMs,
           missLimit,
           onStep: (info) => Effect.sync(() => void steps.push(info)),
-        })
+        }).pipe(Effect.provideService(Datagram.Datagram, recording))
         yield* client.events.pipe(
           Stream.runForEach((event) => Effect.sync(() => void events.push(event))),
         )
@@ -82,9 +98,31 @@ const failOver = (seed: number, failure: Failure) =>
     const walk = steps
       .slice(stepsBefore)
       .find((step) => step.before?.target === holder && step.after.target !== holder)
+    const walkStep = walk === undefined ? -1 : steps.indexOf(walk)
+    const firstWalk = steps.findIndex(
+      (step) => step.before !== undefined && step.before.target !== step.after.target,
+    )
     return {
       holder,
       walk,
+      /** The servers prepared before the first walk: only the one a walk from the first goes to. */
+      preparedAtStart: prepared
+        .filter((entry) => entry.step < firstWalk)
+        .map((entry) => entry.server),
+      nextOfFirst: ClientMachine.nextServer(steps[0]!.after.list, steps[0]!.after.target),
+      /**
+       * Whether the walk's target was prepared before the walk, and the one after it by the
+       * walk's own step (an entry's `step` is the index of the step that asked).
+       */
+      walkTargetPrepared: prepared.some(
+        (entry) => entry.server === walk?.after.target && entry.step < walkStep,
+      ),
+      nextOfWalkTargetPrepared: prepared.some(
+        (entry) =>
+          walk !== undefined &&
+          entry.server === ClientMachine.nextServer(walk.after.list, walk.after.target) &&
+          entry.step >= walkStep,
+      ),
       reattached: events.find((event) => event._tag === "Reattached"),
       reports: steps.filter(
         (step) => step.input._tag === "Command" && step.input.command._tag === "Unreachable",
@@ -108,6 +146,10 @@ describe("a client whose server fails", () => {
           // Fewer messages unanswered than the timed detection needs.
           expect(killed.walk!.before!.missed, context).toBeLessThan(missLimit)
           expect(killed.reattached, context).toMatchObject({ previous: killed.holder })
+          // One connected socket made ahead, for the server a walk goes to, not one per server.
+          expect(killed.preparedAtStart, context).toEqual([killed.nextOfFirst])
+          expect(killed.walkTargetPrepared, context).toBe(true)
+          expect(killed.nextOfWalkTargetPrepared, context).toBe(true)
 
           {
             const silent = yield* failOver(seed, "partition")
