@@ -6,7 +6,8 @@
  * codec. Invariants: every message is delivered once and in order on its stream, only what
  * was sent is delivered, and after the heal the association is established again with
  * everything delivered. Then a multihomed server (two addresses) whose primary address goes
- * down for a seeded while: the client's association moves to the other path. A failure
+ * down for a seeded while (FastSim's `addressFaults`): the client's association moves to
+ * the other path. A failure
  * prints `SEED=<n>` (replay: `UNDERSTUDY_SEED=<n>`).
  */
 import { FastSim, Prng, Seeds } from "@understudy/testkit"
@@ -66,43 +67,33 @@ const config: Association.Config = {
 const machine = EndpointMachine.make({ config, listening: true, seed: 7 })
 
 /**
- * The server's primary address down in `[fromMs, untilMs)`, as the network sees it when a
- * packet is sent: nothing reaches it, and the server's packets leave from its other
- * address. The routing reads the time of the step being performed (`clock`).
+ * A server with two addresses, the second listed in its INIT ACK: its packets leave from
+ * the first unless that one is down (as an OS picks a source address on an interface that
+ * is up).
  */
-const pathDown = (fromMs: number, untilMs: number) => {
-  const clock = { nowMs: 0 }
-  const down = () => clock.nowMs >= fromMs && clock.nowMs < untilMs
-  const routing: FastSim.Routing<Association.PeerAddress> = {
-    addressOf: (node) => ({ host: node, udpPort }),
-    nodeOf: (address) =>
-      address.host === client
-        ? client
-        : (address.host === server && !down()) || address.host === serverAlternate
-          ? server
-          : undefined,
-    source: (from) => ({ host: from === server && down() ? serverAlternate : from, udpPort }),
-    describe: (address) => `${address.host}:${address.udpPort}`,
-  }
-  const multihomed = EndpointMachine.make({
+const multihomed = {
+  machine: EndpointMachine.make({
     config: (self) =>
       self === server
         ? { ...config, localAddresses: [server, serverAlternate], pathMaxRetrans: 2 }
         : { ...config, pathMaxRetrans: 2 },
     listening: true,
     seed: 7,
-  })
-  const timed: typeof multihomed = {
-    init: (context) => {
-      clock.nowMs = context.nowMs
-      return multihomed.init(context)
+  }),
+  routing: {
+    addressOf: (node) => ({ host: node, udpPort }),
+    nodeOf: (address) =>
+      address.host === client
+        ? client
+        : address.host === server || address.host === serverAlternate
+          ? server
+          : undefined,
+    source: (from, _to, up) => {
+      const primary = { host: from, udpPort }
+      return from === server && !up(primary) ? { host: serverAlternate, udpPort } : primary
     },
-    step: (state, input) => {
-      clock.nowMs = input.nowMs
-      return multihomed.step(state, input)
-    },
-  }
-  return { routing, machine: timed }
+    describe: (address) => `${address.host}:${address.udpPort}`,
+  } satisfies FastSim.Routing<Association.PeerAddress>,
 }
 
 const established = (state: EndpointMachine.State | undefined): number | undefined => {
@@ -119,6 +110,7 @@ const runSeed = (
     readonly machine: ReturnType<typeof EndpointMachine.make>
     readonly routing: FastSim.Routing<Association.PeerAddress>
     readonly faults?: FastSim.Options<unknown, unknown>["faults"]
+    readonly addressFaults?: ReadonlyArray<FastSim.AddressFault<Association.PeerAddress>>
   },
 ) => {
   const peerOf = (node: string) => (node === client ? server : client)
@@ -191,6 +183,7 @@ const runSeed = (
     seed,
     durationMs,
     ...(setup.faults === undefined ? { schedule: [] } : { faults: setup.faults }),
+    ...(setup.addressFaults === undefined ? {} : { addressFaults: setup.addressFaults }),
     link: { ...FastSim.healthyLink, latency: { _tag: "Fixed", ms: 5 } },
     codec,
     commands: [
@@ -277,7 +270,14 @@ describe("two endpoint machines in FastSim", () => {
       const random = Prng.make(seed)
       const fromMs = random.int(300, 2_000)
       const untilMs = fromMs + random.int(1_000, 2_000)
-      const report = runSeed(seed, pathDown(fromMs, untilMs))
+      const primary = { host: server, udpPort }
+      const report = runSeed(seed, {
+        ...multihomed,
+        addressFaults: [
+          { atMs: fromMs, address: primary, down: true },
+          { atMs: untilMs, address: primary, down: false },
+        ],
+      })
       // While the primary was down, the server still got messages: through the other path.
       const during = report.events.filter(
         (item) =>

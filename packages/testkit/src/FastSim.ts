@@ -15,7 +15,8 @@
  * Messages are passed as values; with `codec` every `encodeEvery`-th one is encoded and
  * decoded, so state that does not serialise is caught. A machine that names its peers by
  * address (a transport address, several per node) runs with `routing`, which says which
- * node an address reaches and what source address a message carries; faults stay per node.
+ * node an address reaches and what source address a message carries; its faults are per
+ * node pair, and per address with `addressFaults` (an address down, or lossy).
  *
  * A violation throws `FastSimFailure`, whose message starts with `SEED=<n>:` and holds the
  * invariant, how to replay it, the fault schedule, the live states and the last trace lines
@@ -103,9 +104,14 @@ export interface Routing<Address> {
   readonly nodeOf: (address: Address) => Machine.NodeId | undefined
   /**
    * The source address the receiver sees on a message `from` sends to `to`; default
-   * `addressOf(from)`. A node with several addresses may answer from the one it was reached at.
+   * `addressOf(from)`. A node with several addresses may answer from the one it was reached at,
+   * or, as an OS does, from one that is `up` (see `Options.addressFaults`).
    */
-  readonly source?: (from: Machine.NodeId, to: Address) => Address
+  readonly source?: (
+    from: Machine.NodeId,
+    to: Address,
+    up: (address: Address) => boolean,
+  ) => Address
   /** How an address reads in the trace. Default JSON. */
   readonly describe?: (address: Address) => string
 }
@@ -115,6 +121,24 @@ export const byNodeId: Routing<Machine.NodeId> = {
   addressOf: (node) => node,
   nodeOf: (address) => address,
   describe: (address) => address,
+}
+
+/**
+ * A fault of one address (of a machine that names its peers by address, see `Routing`):
+ * from `atMs` on, what is sent to or from `address` is dropped when it arrives while the
+ * address is `down` (as a partition drops it), and lost with probability `loss` when it is
+ * sent; until a later fault of the same address (`down: false`, `loss: 0`: healthy again).
+ * An omitted field keeps its value. Two addresses are the same when `Routing.describe`
+ * reads them alike.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AddressFault<Address> {
+  readonly atMs: number
+  readonly address: Address
+  readonly down?: boolean
+  readonly loss?: number
 }
 
 /** A command for one node. @since 0.1.0 @category models */
@@ -161,6 +185,8 @@ export interface Options<State, Message, C = never, E = never, Address = Machine
   readonly schedule?: ReadonlyArray<FaultSchedule.Scheduled>
   /** Every link at the start, and what a restored link gets. Default `fixed(1)`, no loss. */
   readonly link?: SimNet.LinkConfig
+  /** Faults of single addresses, in addition to the node-pair ones (any order). */
+  readonly addressFaults?: ReadonlyArray<AddressFault<Address>>
   readonly invariants: ReadonlyArray<Invariant<State, Message, C, E, Address>>
   /** `"every-step"` (default) checks after every step and fault; `"end"` only at the end. */
   readonly check?: "every-step" | "end"
@@ -347,10 +373,16 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
   // Without routing, `Address` is `NodeId` (the options' type says so for every other use).
   const routing = options.routing ?? (byNodeId as unknown as Routing<Address>)
   const describeAddress = routing.describe ?? json
+  // Per address, by `describeAddress`: the ones down, and the lossy ones.
+  const addressesDown = new Set<string>()
+  const addressLoss = new Map<string, number>()
+  const addressUp = (address: Address): boolean =>
+    addressesDown.size === 0 || !addressesDown.has(describeAddress(address))
+  const addressFaults = [...(options.addressFaults ?? [])].sort((a, b) => a.atMs - b.atMs)
   const sourceOf = (from: number, to: Address): Address =>
     routing.source === undefined
       ? routing.addressOf(nodes[from]!)
-      : routing.source(nodes[from]!, to)
+      : routing.source(nodes[from]!, to, addressUp)
   const everyStep = (options.check ?? "every-step") === "every-step" && invariants.length > 0
   const describeState = options.describeState ?? json
   const describeMessage = options.describeMessage ?? json
@@ -497,7 +529,22 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
     return { message: decoded.success }
   }
 
-  const send = (from: number, to: number, source: Address, original: Message): void => {
+  /** The loss of the lossier of two addresses; 0 (and no draw) without lossy addresses. */
+  const lossOfAddresses = (source: Address, target: Address): number =>
+    addressLoss.size === 0
+      ? 0
+      : Math.max(
+          addressLoss.get(describeAddress(source)) ?? 0,
+          addressLoss.get(describeAddress(target)) ?? 0,
+        )
+
+  const send = (
+    from: number,
+    to: number,
+    source: Address,
+    target: Address,
+    original: Message,
+  ): void => {
     const carried = roundTrip(from, original)
     if (carried === undefined) return
     const message = carried.message
@@ -505,6 +552,12 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
     if (random.chance(config.loss)) {
       dropped++
       trace.record(nowMs, TraceNet, nodes[from]!, `drop → ${nodes[to]} (loss)`, message)
+      return
+    }
+    const addressLossP = lossOfAddresses(source, target)
+    if (addressLossP > 0 && random.chance(addressLossP)) {
+      dropped++
+      trace.record(nowMs, TraceNet, nodes[from]!, `drop → ${nodes[to]} (address loss)`, message)
       return
     }
     let copies = 1
@@ -527,7 +580,7 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
         reordered++
         trace.record(nowMs, TraceNet, nodes[from]!, `delay → ${nodes[to]} +${extraMs} ms`, message)
       }
-      queue.push(new Event(nowMs + delayMs, seq++, Deliver, to, from, message, source))
+      queue.push(new Event(nowMs + delayMs, seq++, Deliver, to, from, message, source, target))
     }
   }
 
@@ -549,14 +602,15 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
               undefined,
             )
           } else {
-            send(node, to, sourceOf(node, output.to), output.message)
+            send(node, to, sourceOf(node, output.to), output.to, output.message)
           }
           break
         }
         case "Broadcast":
           for (let to = 0; to < count; to++) {
-            if (to !== node)
-              send(node, to, sourceOf(node, routing.addressOf(nodes[to]!)), output.message)
+            if (to === node) continue
+            const target = routing.addressOf(nodes[to]!)
+            send(node, to, sourceOf(node, target), target, output.message)
           }
           break
         case "SetTimer":
@@ -666,6 +720,18 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
             `drop → ${nodes[to]} (partition)`,
             event.payload,
           )
+        } else if (
+          addressesDown.size > 0 &&
+          (!addressUp(event.source as Address) || !addressUp(event.target as Address))
+        ) {
+          dropped++
+          trace.record(
+            nowMs,
+            TraceNet,
+            nodes[from]!,
+            `drop → ${nodes[to]} (address down)`,
+            event.payload,
+          )
         } else if (!up[to]) {
           dropped++
           trace.record(
@@ -740,7 +806,23 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
   }
   if (everyStep) check(undefined, false)
 
+  const applyAddressFault = (fault: AddressFault<Address>): void => {
+    const key = describeAddress(fault.address)
+    if (fault.down === true) addressesDown.add(key)
+    else if (fault.down === false) addressesDown.delete(key)
+    if (fault.loss !== undefined) {
+      if (fault.loss > 0) addressLoss.set(key, fault.loss)
+      else addressLoss.delete(key)
+    }
+    const what = [
+      fault.down === undefined ? [] : [fault.down ? "down" : "up"],
+      fault.loss === undefined ? [] : [`loss ${fault.loss}`],
+    ].flat()
+    trace.record(nowMs, TraceNote, "", `ADDRESS ${key} ${what.join(", ")}`, undefined)
+  }
+
   let nextFault = 0
+  let nextAddressFault = 0
   while (violation === undefined) {
     const event = queue.peek()
     const queuedMs = event === undefined || event.atMs > durationMs ? Infinity : event.atMs
@@ -754,13 +836,22 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
     const scheduled = schedule[nextFault]
     const faultMs =
       scheduled === undefined || scheduled.atMs >= durationMs ? Infinity : scheduled.atMs
-    if (eventMs === Infinity && faultMs === Infinity) break
+    const addressFault = addressFaults[nextAddressFault]
+    const addressFaultMs =
+      addressFault === undefined || addressFault.atMs >= durationMs ? Infinity : addressFault.atMs
+    if (eventMs === Infinity && faultMs === Infinity && addressFaultMs === Infinity) break
     if (steps >= maxSteps) {
       violate("the run stays within maxSteps", `more than ${maxSteps} steps by ${nowMs} ms`)
       break
     }
-    // An event at the time of a fault runs first, as under `Simulation`.
-    if (faultMs < eventMs) {
+    // An event at the time of a fault runs first, as under `Simulation`; a node-pair fault
+    // before an address fault of the same time.
+    if (addressFaultMs < eventMs && addressFaultMs < faultMs) {
+      nextAddressFault++
+      nowMs = Math.max(nowMs, addressFault!.atMs)
+      applyAddressFault(addressFault!)
+      if (everyStep) check(undefined, false)
+    } else if (faultMs < eventMs) {
       nextFault++
       nowMs = Math.max(nowMs, scheduled!.atMs)
       const applied = { atMs: nowMs, fault: scheduled!.fault }

@@ -275,6 +275,82 @@ describe("FastSim", () => {
     expect(trace).toContain('recv 10.2.0.1:9 "ping"')
   })
 
+  it("faults of single addresses: down drops what arrives to or from it, loss drops as it is sent, up heals; the source can avoid a down address", () => {
+    // Every 10 ms, a sends "x" to b's first address and "y" to its second; b reports each
+    // with the source address it saw. a sends from its first address while it is up.
+    const machine: Machine.Machine<null, string, never, string, string> = {
+      init: ({ self }) => ({
+        state: null,
+        outputs: self === "a" ? [{ _tag: "SetTimer", timer: "tick", afterMs: 10 }] : [],
+      }),
+      step: (state, input) => {
+        if (input._tag === "TimerFired")
+          return {
+            state,
+            outputs: [
+              { _tag: "Send", to: "b1", message: "x" },
+              { _tag: "Send", to: "b2", message: "y" },
+              { _tag: "SetTimer", timer: "tick", afterMs: 10 },
+            ],
+          }
+        if (input._tag !== "Receive") return { state, outputs: [] }
+        return {
+          state,
+          outputs: [{ _tag: "Emit", event: `${input.nowMs} ${input.message} ${input.from}` }],
+        }
+      },
+    }
+    const routing: FastSim.Routing<string> = {
+      addressOf: (node) => `${node}1`,
+      nodeOf: (address) => address.slice(0, 1),
+      source: (from, _to, up) => (up(`${from}1`) ? `${from}1` : `${from}2`),
+      describe: (address) => address,
+    }
+    const report = FastSim.run({
+      machine,
+      routing,
+      nodes: ["a", "b"],
+      seed: 1,
+      durationMs: 135,
+      addressFaults: [
+        // Out of order on purpose: they are applied by time.
+        { atMs: 55, address: "b1", down: false },
+        // After the send at 30 and before its arrival at 31: dropped as it arrives.
+        { atMs: 30.5, address: "b1", down: true },
+        { atMs: 75, address: "a1", down: true },
+        { atMs: 95, address: "b2", loss: 1 },
+        { atMs: 115, address: "b2", loss: 0 },
+      ],
+      invariants: [],
+    })
+    expect(report.events.map((item) => item.event)).toEqual([
+      "11 x a1",
+      "11 y a1",
+      "21 x a1",
+      "21 y a1",
+      "31 y a1",
+      "41 y a1",
+      "51 y a1",
+      "61 x a1",
+      "61 y a1",
+      "71 x a1",
+      "71 y a1",
+      "81 x a2",
+      "81 y a2",
+      "91 x a2",
+      "91 y a2",
+      "101 x a2",
+      "111 x a2",
+      "121 x a2",
+      "121 y a2",
+      "131 x a2",
+      "131 y a2",
+    ])
+    expect(report.dropped).toBe(5)
+    expect(report.formatTrace()).toContain("(address down)")
+    expect(report.formatTrace()).toContain("(address loss)")
+  })
+
   it("a one-way partition cuts one direction only; a symmetric one both; heal restores them", () => {
     const machine = pinger(10)
     const run = (oneWay: boolean) =>

@@ -19,6 +19,8 @@ export class Event {
   readonly payload: unknown
   /** A delivery's source address, as the receiver sees it; undefined otherwise. */
   readonly source: unknown
+  /** A delivery's destination address; undefined otherwise. */
+  readonly target: unknown
 
   // Plain fields, not parameter properties: Node's type stripping runs this file directly.
   constructor(
@@ -29,6 +31,7 @@ export class Event {
     from: number,
     payload: unknown,
     source: unknown,
+    target?: unknown,
   ) {
     this.atMs = atMs
     this.seq = seq
@@ -37,6 +40,7 @@ export class Event {
     this.from = from
     this.payload = payload
     this.source = source
+    this.target = target
   }
 }
 
