@@ -154,6 +154,8 @@ export interface Held extends Message.Allocation {
   readonly addedAtVersion?: number | undefined
   /** A carried allocation: the server of this term whose token the client showed. */
   readonly heldAt?: string | undefined
+  /** Granted on the leader's reservation of this time (`Reserved.reservedAtMs`). */
+  readonly reservedAtMs?: number | undefined
 }
 
 /** An allocation the leader counts at another server. @since 0.1.0 @category models */
@@ -231,6 +233,12 @@ export interface LeaderState {
   readonly tally: Tally
   /** A request was refused for capacity while shares were out: no shares until then. */
   readonly reclaimUntilMs: number
+  /**
+   * The clients with an allocation whose count ends by the next tick or the one after (as of
+   * the last tick): at the edge of the capacity, what stopped counting since is looked for
+   * among them only (`seatsCounted`).
+   */
+  readonly endingSoon: ReadonlyArray<string>
 }
 
 /**
@@ -288,6 +296,11 @@ export interface State {
   readonly live: ReadonlyArray<string>
   /** This server's record of distribution. */
   readonly record: HashMap.HashMap<string, Held>
+  /**
+   * The seats of `record`, kept with each change of it (so a gauge reads it in O(1)): those
+   * that expired count until the tick drops them, a heartbeat interval at most.
+   */
+  readonly recordSeats: number
   /** Changes with every change of the record's membership (what the leader fetches). */
   readonly version: number
   /**
@@ -501,6 +514,55 @@ export const poolSeatsInUse = (
   return total
 }
 
+/** The most seats `client`'s allocations that still count at `nowMs` hold (the leader's view). */
+const countingSeats = (state: State, client: string, nowMs: number, leaseMs: number): number => {
+  const held = HashMap.get(state.record, client)
+  let seats = Option.isSome(held) && held.value.expiresAtMs > nowMs ? held.value.seats : 0
+  const leader = state.leaderState
+  if (leader === undefined) return seats
+  for (const server in leader.followers) {
+    const entry = HashMap.get(leader.pool, poolKey(server, client))
+    if (Option.isSome(entry) && countsUntil(leader, entry.value, leaseMs) > nowMs)
+      seats = Math.max(seats, entry.value.seats)
+  }
+  return seats
+}
+
+/**
+ * `poolSeatsInUse` as the leader decides at the edge of the capacity, in O(k · servers · log n)
+ * for the k clients of `endingSoon` (at most O(n), when most end soon) rather than O(n): its
+ * tally less what stopped counting
+ * since the last tick among those. What stopped counting without being among them (in a record
+ * merged since, or past a late tick) is still counted: the count is never below
+ * `poolSeatsInUse`, and equals it but for those until the next tick.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const seatsCounted = (
+  state: State,
+  nowMs: number,
+  leaseMs: number,
+  except?: string,
+): number => {
+  const leader = state.leaderState
+  if (leader === undefined) return seatsHeld(state, nowMs)
+  const servers = Object.keys(leader.followers).length + 1
+  // Most allocations end soon (many clients left at once): counting them all is cheaper.
+  if (leader.endingSoon.length * servers > HashMap.size(leader.tally.seats))
+    return poolSeatsInUse(state, nowMs, leaseMs, except)
+  const tallied = (client: string) =>
+    Option.getOrElse(HashMap.get(leader.tally.seats, client), () => 0)
+  let seats = leader.tally.total - (except === undefined ? 0 : tallied(except))
+  const seen = new Set<string>()
+  for (const client of leader.endingSoon) {
+    if (client === except || seen.has(client)) continue
+    seen.add(client)
+    seats -= tallied(client) - countingSeats(state, client, nowMs, leaseMs)
+  }
+  return seats
+}
+
 /** The key of an allocation in the leader's pool record. @since 0.1.0 @category getters */
 export const poolKey = (server: string, client: string): string => `${server}\u0000${client}`
 
@@ -612,6 +674,8 @@ export const make = (config: Config): Pool => {
   const maxShare = config.shareSeatsMax ?? defaultLimits.shareSeatsMax
   const majority = Math.floor(servers.length / 2) + 1
   const known = new Set(servers)
+  /** Each server's place in the leader priority list (0 first). */
+  const priority = new Map(servers.map((server, index) => [server, index]))
 
   type Output = M.Output<Peer, Event>
   type Step = M.Result<State, Peer, Event>
@@ -748,6 +812,8 @@ export const make = (config: Config): Pool => {
       {
         ...state,
         record: HashMap.set(state.record, held.client, { ...held, addedAtVersion }),
+        recordSeats:
+          state.recordSeats - (Option.isSome(before) ? before.value.seats : 0) + held.seats,
         version: Option.isSome(before) ? state.version : state.version + 1,
         stored:
           held.renewable && (Option.isNone(before) || !before.value.renewable)
@@ -758,18 +824,21 @@ export const make = (config: Config): Pool => {
     )
   }
 
-  const drop = (state: State, client: string): State =>
-    HashMap.has(state.record, client)
+  const drop = (state: State, client: string): State => {
+    const held = HashMap.get(state.record, client)
+    return Option.isSome(held)
       ? retally(
           {
             ...state,
             record: HashMap.remove(state.record, client),
+            recordSeats: state.recordSeats - held.value.seats,
             version: state.version + 1,
             stored: state.stored + 1,
           },
           client,
         )
       : state
+  }
 
   // ---- roles -------------------------------------------------------------------------------
 
@@ -878,6 +947,7 @@ export const make = (config: Config): Pool => {
         pool: HashMap.empty(),
         tally: tallyOf(state.record, HashMap.empty()),
         reclaimUntilMs: 0,
+        endingSoon: [],
       },
     }
     // Claim 23: the new leader heartbeats the remaining followers at once.
@@ -1010,6 +1080,7 @@ export const make = (config: Config): Pool => {
         ...next,
         leaderState: withPool(next, { ...leader, followers }, expirePool(leader, nowMs)),
       }
+      next = { ...next, leaderState: { ...next.leaderState!, endingSoon: endingSoon(next, nowMs) } }
       // Without a majority for a whole follower time-out, a new leader may exist: step down.
       if (
         leaseUntil(next.leaderState!, nowMs) + (followerTimeoutMs - leaderLeaseMs) <= nowMs &&
@@ -1049,6 +1120,18 @@ export const make = (config: Config): Pool => {
       if (nowMs - waiting.sentAtMs >= checkTimeoutMs) pending = HashMap.remove(pending, client)
     }
     return pending === next.pending ? next : { ...next, pending }
+  }
+
+  /** The clients with an allocation whose count ends by the tick after next (see `LeaderState`). */
+  const endingSoon = (state: State, nowMs: number): Array<string> => {
+    const leader = state.leaderState!
+    const horizonMs = nowMs + 2 * heartbeatIntervalMs
+    const clients: Array<string> = []
+    for (const held of HashMap.values(state.record))
+      if (held.expiresAtMs <= horizonMs) clients.push(held.client)
+    for (const entry of HashMap.values(leader.pool))
+      if (countsUntil(leader, entry, leaseMs) <= horizonMs) clients.push(entry.client)
+    return clients
   }
 
   const expirePool = (leader: LeaderState, nowMs: number): HashMap.HashMap<string, Elsewhere> =>
@@ -1191,6 +1274,13 @@ export const make = (config: Config): Pool => {
           next = setDurable(state, { votedFor: from })
         }
         outputs.push(M.send<Peer>(from, { _tag: "Vote", term, granted }))
+        // A split vote: a server lower in the priority list stands for this term too (its
+        // stagger was eaten, by a stall or a late check), so neither may win it. It may not vote
+        // in the term it stood for, but it will in the next: stand for it at once rather than
+        // wait out the retry, in which the same split may repeat the other way round. Only the
+        // higher of the two does, so they cannot keep outbidding each other.
+        if (state.role === "candidate" && priority.get(from)! > priority.get(state.self)!)
+          return stand(next, nowMs, outputs)
         return next
       }
       case "Vote": {
@@ -1392,12 +1482,12 @@ export const make = (config: Config): Pool => {
 
   // ---- allocation ---------------------------------------------------------------------------
 
-  /** Seats the pool would use with `client` holding `seats` (wherever it held before). */
   /**
    * Do `seats` more for `client` (`moved` of them out of a share already counted) fit in the
    * license? The tally is an upper bound of the seats in use (it still counts what expired
    * since the last tick): under it, they fit, decided in O(servers · log n). Only at the edge
-   * of the capacity are the unexpired allocations counted one by one (O(n)).
+   * of the capacity is what stopped counting since the last tick taken off, looked for among the
+   * allocations the tick found ending soon (`seatsCounted`), not among all of them.
    */
   const fits = (
     state: State,
@@ -1411,7 +1501,7 @@ export const make = (config: Config): Pool => {
     const shares = sharesOutstanding(state, nowMs, leaseMs)
     const others = tally.total - Option.getOrElse(HashMap.get(tally.seats, client), () => 0)
     if (others + shares + seats - moved <= capacity) return true
-    return poolSeatsInUse(state, nowMs, leaseMs, client) + shares + seats - moved <= capacity
+    return seatsCounted(state, nowMs, leaseMs, client) + shares + seats - moved <= capacity
   }
 
   /**
@@ -1521,6 +1611,7 @@ export const make = (config: Config): Pool => {
     nowMs: number,
     reattached: boolean,
     fromShare = false,
+    reservedAtMs?: number,
   ): State => {
     const existing = HashMap.get(state.record, client)
     const token = tokenFor(state, client, seats, nowMs)
@@ -1532,6 +1623,7 @@ export const make = (config: Config): Pool => {
       lastSeq: Option.isSome(existing) ? existing.value.lastSeq : 0,
       renewable: true,
       tokenSignature: token.signature,
+      reservedAtMs,
     }
     outputs.push(
       M.emit<Event>({
@@ -1594,7 +1686,17 @@ export const make = (config: Config): Pool => {
       deny(next, outputs, message.client, seq, message.refused)
       return next
     }
-    return grant(next, outputs, message.client, seq, message.seats, nowMs, false)
+    return grant(
+      next,
+      outputs,
+      message.client,
+      seq,
+      message.seats,
+      nowMs,
+      false,
+      false,
+      message.reservedAtMs,
+    )
   }
 
   const licenseProblem = (
@@ -1956,6 +2058,19 @@ export const make = (config: Config): Pool => {
           return M.result(state)
         outputs.push(M.emit<Event>({ _tag: "Released", client: from, expired: false }))
         reply(outputs, from, { _tag: "Released", server: state.self, client: from })
+        // The leader counts a seat it reserved here until a record shows it, or for the
+        // reservation's lease if none will: give it back at once (a record that showed it
+        // drops it as soon as the leader merges the next one, and `Unused` is ignored then).
+        const reservedAtMs = held.value.reservedAtMs
+        if (state.role === "follower" && state.leader !== undefined && reservedAtMs !== undefined)
+          outputs.push(
+            M.send<Peer>(state.leader, {
+              _tag: "Unused",
+              term: state.durable.term,
+              client: from,
+              reservedAtMs,
+            }),
+          )
         return M.result(drop(state, from), outputs)
       }
       case "Publish": {
@@ -2006,6 +2121,8 @@ export const make = (config: Config): Pool => {
           addedAtVersion: version,
         })
       }
+      let recordSeats = 0
+      for (const held of HashMap.values(record)) recordSeats += held.seats
       const state: State = {
         self: context.self,
         role: "follower",
@@ -2021,6 +2138,7 @@ export const make = (config: Config): Pool => {
         lastLeaderSeq: 0,
         live: [],
         record,
+        recordSeats,
         version,
         stored: 0,
         pending: HashMap.empty(),

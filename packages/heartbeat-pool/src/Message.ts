@@ -94,7 +94,8 @@ export type DenyReason = typeof DenyReason.Type
  * follower's acknowledgement; `Check` / `CheckReply` the
  * check message a follower sends before it starts an election; `Record` the
  * follower's record of distribution sent to the leader in parts; `Reserve` /
- * `Reserved` a follower asking the leader for a seat (`Unused`: it did not use one it got),
+ * `Reserved` a follower asking the leader for a seat (`Unused`: it did not use one it got, or
+ * its client gave it back),
  * which it does only beyond the share of seats the leader's `Heartbeat` gives it;
  * `LicenseRequest` / `LicenseOffer` the
  * spreading of a newer license file; `Newer` tells a sender its term is old.

@@ -210,7 +210,7 @@ const licenseSource = (
  */
 const clientMessagesPerStepMax = 64
 
-/** Events neither logged nor changing a seat: replies (sent), and what the counters count. */
+/** Events not logged: replies (sent), and what the counters count. */
 const quietEvents = new Set<string>(["Reply", "Ignored", "Refused"])
 
 /**
@@ -298,26 +298,6 @@ export const run = (
       }).pipe(Effect.orDie)
 
     const record = Metrics.recorder(self)
-    /** The seat gauges, once per step that changed something (not once per event: O(clients)). */
-    const gaugeSeats = (state: Machine.State, nowMs: number) =>
-      Effect.gen(function* () {
-        yield* Metric.update(
-          Metric.withAttributes(Metrics.seatsInUse, { server: self, scope: "server" }),
-          Machine.seatsHeld(state, nowMs),
-        )
-        if (state.role === "leader") {
-          const used = Machine.poolSeatsInUse(state, nowMs, timing.leaseMs)
-          yield* Metric.update(
-            Metric.withAttributes(Metrics.seatsInUse, { server: self, scope: "pool" }),
-            used,
-          )
-          yield* Metric.update(
-            Metric.withAttributes(Metrics.seatsFree, { server: self }),
-            Math.max(0, Machine.capacityAt(state, nowMs) - used),
-          )
-        }
-      })
-
     const datagram = yield* Datagram.Datagram
     const endpoint = yield* datagram.bind(me.client, {
       receiveBufferBytes:
@@ -370,14 +350,7 @@ export const run = (
             info.before.stored !== info.after.stored
             ? persist(info.after)
             : Effect.void,
-          Effect.andThen(
-            Effect.andThen(sendReplies(info.outputs), record(info)),
-            info.outputs.some(
-              (output) => output._tag === "Emit" && !quietEvents.has(output.event._tag),
-            )
-              ? gaugeSeats(info.after, info.nowMs)
-              : Effect.void,
-          ),
+          Effect.andThen(sendReplies(info.outputs), record(info)),
         ),
     })
 

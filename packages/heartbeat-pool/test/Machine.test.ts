@@ -110,6 +110,47 @@ describe("heartbeat pool machine", () => {
     expect(stood.state.durable).toEqual({ term: 2, votedFor: "s2", license: license(2) })
   })
 
+  it("a split vote: of two candidates of one term, the one higher in the priority list stands again at once and the other votes for it, never twice in a term", () => {
+    // The leader s1 is silent; s2 and s3 stand for the same term in the same millisecond (a
+    // stall ate the priority stagger): each voted for itself, neither can win term 1.
+    const s2 = step(start("s2"), M.timerFired(Machine.electionTimer, 900))
+    const s3 = step(start("s3"), M.timerFired(Machine.electionTimer, 900))
+    expect(s2.state.durable.votedFor).toBe("s2")
+    expect(s3.state.durable.votedFor).toBe("s3")
+    // s3, lower in the list, hears s2's request: refuses (it voted) and waits for its retry.
+    const s3Heard = step(s3.state, M.receive("s2", { _tag: "VoteRequest", term: 1 }, 903))
+    expect(sends(s3Heard.outputs, "Vote").map((send) => send.message)).toEqual([
+      { _tag: "Vote", term: 1, granted: false },
+    ])
+    expect(events(s3Heard.outputs).some((event) => event._tag === "ElectionStarted")).toBe(false)
+    expect(s3Heard.state.durable).toMatchObject({ term: 1, votedFor: "s3" })
+    // s2 hears s3's request: refuses it too, and stands for term 2 at once, not after its retry
+    // (650 ms, in which the same split may happen again).
+    const s2Heard = step(s2.state, M.receive("s3", { _tag: "VoteRequest", term: 1 }, 903))
+    expect(sends(s2Heard.outputs, "Vote").map((send) => send.message)).toEqual([
+      { _tag: "Vote", term: 1, granted: false },
+    ])
+    expect(events(s2Heard.outputs)).toContainEqual({ _tag: "ElectionStarted", term: 2 })
+    expect(s2Heard.outputs).toContainEqual(M.broadcast({ _tag: "VoteRequest", term: 2 }))
+    // s3 votes for s2 in term 2 (its first vote there), and s2 leads term 2.
+    const s3Voted = step(s3Heard.state, M.receive("s2", { _tag: "VoteRequest", term: 2 }, 905))
+    expect(sends(s3Voted.outputs, "Vote").map((send) => send.message)).toEqual([
+      { _tag: "Vote", term: 2, granted: true },
+    ])
+    expect(s3Voted.state.durable).toMatchObject({ term: 2, votedFor: "s2" })
+    const elected = step(
+      s2Heard.state,
+      M.receive("s3", { _tag: "Vote", term: 2, granted: true }, 907),
+    )
+    expect(events(elected.outputs)).toContainEqual({ _tag: "BecameLeader", term: 2 })
+    // A leader that hears a lower-ranked server stand for its own term neither votes nor stands.
+    const retry = step(elected.state, M.receive("s3", { _tag: "VoteRequest", term: 2 }, 910))
+    expect(sends(retry.outputs, "Vote").map((send) => send.message)).toEqual([
+      { _tag: "Vote", term: 2, granted: false },
+    ])
+    expect(retry.state.role).toBe("leader")
+  })
+
   it("claim 21: the leader marks a follower down when its acknowledgements stop", () => {
     let state = leader()
     let downs: Array<Machine.Event> = []
@@ -1104,6 +1145,51 @@ describe("the leader's count of seats", () => {
     // authority: before, the two seats were lost to the pool for good.
     state = ticks(state, 3_200, 5_100)
     expect(reserve(state, "c3", 5_150).refused).toBeNull()
+  })
+
+  it("a seat a follower got from the leader and its client gave back is free at the leader at once, not a lease later", () => {
+    let lead = leader(3_000, unshared)
+    // s2, a follower under s1's authority with no share, asks for c1's seat and grants it.
+    let s2 = unshared.step(
+      unshared.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state,
+      M.receive(
+        "s1",
+        {
+          _tag: "Heartbeat",
+          term: 1,
+          seq: 1,
+          sequence: 1,
+          authorityUntilMs: 3_300,
+          wantRecord: false,
+          live: servers,
+          shareLife: 0,
+          shareLimit: 0,
+          merged: null,
+        },
+        2_990,
+      ),
+    ).state
+    const asked = unshared.step(s2, fromClient("c1", seatRequest("c1"), 3_000))
+    const ask = sends(asked.outputs, "Reserve")[0]!
+    const reserved = unshared.step(lead, M.receive("s2", ask.message, 3_002))
+    lead = reserved.state
+    const answer = sends(reserved.outputs, "Reserved")[0]!
+    s2 = unshared.step(asked.state, M.receive("s1", answer.message, 3_004)).state
+    expect(HashMap.has(s2.record, "c1")).toBe(true)
+    // The leader also grants c2 itself: the license (2 seats) is full.
+    lead = unshared.step(lead, fromClient("c2", seatRequest("c2"), 3_010)).state
+    expect(reserve(lead, "c3", 3_020).refused).toBe("capacity")
+    // c1 gives its seat back at s2, which tells the leader at once, before any record.
+    const released = unshared.step(
+      s2,
+      fromClient("c1", { _tag: "Release", client: "c1", seq: 2 }, 3_030),
+    )
+    const told = sends(released.outputs, "Unused")
+    expect(told.map((send) => send.to)).toEqual(["s1"])
+    lead = unshared.step(lead, M.receive("s2", told[0]!.message, 3_032)).state
+    // The seat is free for another client now (it stayed counted until 5,002 before).
+    expect(Machine.poolSeatsInUse(lead, 3_040, timing.leaseMs)).toBe(1)
+    expect(reserve(lead, "c3", 3_040).refused).toBeNull()
   })
 
   it("never grants above the license, and counts a lease that ran out since the last tick as free", () => {

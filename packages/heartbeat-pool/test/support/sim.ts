@@ -359,8 +359,15 @@ const tallyCountedAgain = (
   )
 }
 
-/** A leader's tally against its record and pool counted again: what differs, if anything. */
-const tallyWrong = (state: Machine.State): string | undefined => {
+/**
+ * A server's seats in its record, and a leader's tally and its count at the edge of the
+ * capacity, against its record and pool counted again: what differs, if anything.
+ */
+const tallyWrong = (state: Machine.State, nowMs: number): string | undefined => {
+  let recordSeats = 0
+  for (const held of HashMap.values(state.record)) recordSeats += held.seats
+  if (state.recordSeats !== recordSeats)
+    return `${state.self}'s record seats ${state.recordSeats}, counted ${recordSeats}`
   if (state.leaderState === undefined) return undefined
   const { tally, pool } = state.leaderState
   const counted = Machine.tallyOf(state.record, pool)
@@ -373,6 +380,15 @@ const tallyWrong = (state: Machine.State): string | undefined => {
   const sameMoved = [...servers].every(
     (server) => (tally.moved[server] ?? 0) === (counted.moved[server] ?? 0),
   )
+  // What the leader counts at the edge of the capacity: never fewer seats than are in use
+  // (the license would be exceeded), with and without a client that stops counting.
+  const except = state.leaderState.endingSoon[0]
+  for (const client of except === undefined ? [undefined] : [undefined, except]) {
+    const atEdge = Machine.seatsCounted(state, nowMs, timing.leaseMs, client)
+    const inUse = Machine.poolSeatsInUse(state, nowMs, timing.leaseMs, client)
+    if (atEdge < inUse)
+      return `${state.self} counts ${atEdge} seats at the edge of the capacity${client === undefined ? "" : ` but ${client}'s`}, ${inUse} in use`
+  }
   return tally.total === counted.total && sameSeats && sameMoved
     ? undefined
     : `${state.self}'s tally ${tally.total} over ${HashMap.size(tally.seats)} clients ${JSON.stringify(tally.moved)}, counted ${counted.total} over ${HashMap.size(counted.seats)} ${JSON.stringify(counted.moved)}`
@@ -473,7 +489,7 @@ export const invariants = (
       },
     },
     {
-      name: "the leader's tally, kept with each change, equals its record and pool counted again",
+      name: "the leader's tally and the record's seats, kept with each change, equal their count",
       check: (view) => {
         // A leader's tally is kept change by change from one count to the next: the tick's
         // expiry (every heartbeat interval), a merge, its election. A change kept wrong stays
@@ -485,7 +501,7 @@ export const invariants = (
         if (view.final) {
           for (const node of view.states.values()) {
             const live = node.kind === "server" && node.killed !== true
-            const wrong = live ? tallyWrong(node.state) : undefined
+            const wrong = live ? tallyWrong(node.state, view.nowMs) : undefined
             if (wrong !== undefined) return wrong
           }
           return undefined
@@ -493,10 +509,10 @@ export const invariants = (
         const step = view.step
         if (step?.before?.kind !== "server" || step.before.state.leaderState === undefined)
           return undefined
-        if (tallyCountedAgain(step)) return tallyWrong(step.before.state)
+        if (tallyCountedAgain(step)) return tallyWrong(step.before.state, view.nowMs)
         leaderSteps++
         return leaderSteps % tallyEvery === 0 && step.after.kind === "server"
-          ? tallyWrong(step.after.state)
+          ? tallyWrong(step.after.state, view.nowMs)
           : undefined
       },
     },
@@ -537,8 +553,9 @@ export const run = (
 /** The stalls of the last `runRounds` with `stalls` (for a failure's story). */
 export const stallLog: Array<string> = []
 /**
- * The last `runRounds` with stalls: each seat lost when no leader held authority for more
- * than half of its lease (an honest expiry, not a failure).
+ * The last `runRounds` with stalls: each seat lost when its server did not run for its whole
+ * lease, or a majority of the servers ran for at most half of it (an honest expiry, not a
+ * failure).
  */
 export const honestExpiries: Array<string> = []
 
@@ -585,11 +602,14 @@ export const runRounds = (
 ): FastSim.Report<NodeEvent> & { readonly rounds: number } => {
   const roll = dice(seed)
   const stalled = new Map<string, number>()
-  let authoritative = false
-  let authorityMs = 0
+  /** A majority of the servers running (neither killed nor stopped): an election can end. */
+  let majorityRuns = false
+  let majorityMs = 0
   let lastCheckMs = 0
-  /** Each change of `authoritative`, with the authority time summed until then. */
-  const authorityLog: Array<{ readonly atMs: number; readonly authorityMs: number }> = []
+  /** Each change of `majorityRuns`, with the time with a running majority summed until then. */
+  const majorityLog: Array<{ readonly atMs: number; readonly majorityMs: number }> = []
+  /** Since when each server that is not running has not been. */
+  const downSince = new Map<string, number>()
   stallLog.length = 0
   honestExpiries.length = 0
   const servers = world.servers
@@ -620,52 +640,52 @@ export const runRounds = (
       {
         name: "no client loses its seat through single failures",
         check: (view) => {
-          // How long the pool had a leader with authority (a running follower renewing under a
-          // running leader), so that a loss tells whether its lease honestly ran out.
+          // How long a majority of the servers ran, and since when each one that does not
+          // has not, so that a loss tells whether its lease honestly ran out.
           const nowMs = view.nowMs
-          if (authoritative) authorityMs += nowMs - lastCheckMs
+          if (majorityRuns) majorityMs += nowMs - lastCheckMs
           lastCheckMs = nowMs
-          const before = authoritative
-          authoritative = servers.some((id) => {
+          let running = 0
+          for (const id of servers) {
             const node = serverOf(view.states, id)
-            if (node === undefined || node.killed === true || node.stopped !== undefined)
-              return false
-            const leader = node.state.leader
-            const leaderNode = leader === undefined ? undefined : serverOf(view.states, leader)
-            return (
-              node.state.role === "follower" &&
-              node.state.authorityUntilMs > nowMs &&
-              leaderNode !== undefined &&
-              leaderNode.killed !== true &&
-              leaderNode.stopped === undefined
-            )
-          })
-          if (authoritative !== before) authorityLog.push({ atMs: nowMs, authorityMs })
+            if (node !== undefined && node.killed !== true && node.stopped === undefined) {
+              running++
+              downSince.delete(id)
+            } else if (!downSince.has(id)) downSince.set(id, nowMs)
+          }
+          const before = majorityRuns
+          majorityRuns = running * 2 > servers.length
+          if (majorityRuns !== before) majorityLog.push({ atMs: nowMs, majorityMs })
           for (const output of view.step?.outputs ?? [])
             if (output._tag === "Emit" && output.event._tag === "Lost") {
+              const { server, term, reason } = output.event
               const sinceMs = nowMs - timing.leaseMs
-              // The entries alternate: an even one starts a time with authority, an odd one ends it.
-              let index = authorityLog.length - 1
-              while (index >= 0 && authorityLog[index]!.atMs > sinceMs) index--
+              // The entries alternate: an even one starts a time with a running majority, an odd
+              // one ends it.
+              let index = majorityLog.length - 1
+              while (index >= 0 && majorityLog[index]!.atMs > sinceMs) index--
               const atStart =
                 index < 0
                   ? 0
-                  : authorityLog[index]!.authorityMs +
-                    (index % 2 === 0 ? sinceMs - authorityLog[index]!.atMs : 0)
-              const withAuthority = Math.round(authorityMs - atStart)
-              const loss = `${view.step!.node} lost its seat at ${output.event.server} term ${output.event.term} (${output.event.reason}); a leader held authority for ${withAuthority} ms of the last lease (${timing.leaseMs} ms)`
-              // On stalling servers a lease may run out honestly: existing seats are honoured
-              // until they expire while no leader can renew them. A loss after a leader held
-              // authority for more than half of it (ten heartbeats) is a defect.
+                  : majorityLog[index]!.majorityMs +
+                    (index % 2 === 0 ? sinceMs - majorityLog[index]!.atMs : 0)
+              const withMajority = Math.round(majorityMs - atStart)
+              const holderDown = server !== undefined && (downSince.get(server) ?? nowMs) <= sinceMs
+              const loss = `${view.step!.node} lost its seat at ${server} term ${term} (${reason}); a majority of the servers ran for ${withMajority} ms of the last lease (${timing.leaseMs} ms)${holderDown ? `, ${server} for none of it` : ""}`
+              // On stalling servers a lease may run out honestly, by its cause: the server that
+              // held it did not run for the whole lease, or a majority of the servers ran for at
+              // most half of it (ten heartbeats), too little for an election (~850 ms from a
+              // silent leader) and a renewal. A lease that ran out while a majority ran for
+              // longer is an election that did not end: a defect.
               if (
                 stalls !== undefined &&
-                output.event.reason === "expired" &&
-                withAuthority * 2 <= timing.leaseMs
+                reason === "expired" &&
+                (holderDown || withMajority * 2 <= timing.leaseMs)
               ) {
                 honestExpiries.push(loss)
                 continue
               }
-              return `${view.step!.node} lost its seat at ${output.event.server} term ${output.event.term} (${output.event.reason}); a leader held authority for ${withAuthority} ms of the last lease (${timing.leaseMs} ms)`
+              return loss
             }
           return undefined
         },
