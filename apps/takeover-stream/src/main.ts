@@ -33,6 +33,7 @@ const usage = `Usage:
                  (--key-file FILE | --insecure)
                  [--paused NAME] [--udp NAME]... [--multicast NAME]... [--multicast-interface ADDR]
   ${programName} handoff --from ID [--to ID] (--store tcp://HOST:PORT | --etcd URL) (--key-file FILE | --insecure)
+                 [--on-stdin]
   ${programName} --help
 
 store   the embedded store (memory) the servers keep checkpoints and leases in.
@@ -60,7 +61,10 @@ bundle  one control connection and a data connection per NAME, taken over as one
         {"t":"done","name":...,"sha256":...} per object, {"t":"finished"} at the end.
 handoff asks server --from to hand its live transfers off (a drain, a rolling restart, an
         overload): each is checkpointed where it stands and its client sent to --to (or to the
-        next server of its list), which resumes it at the exact byte.
+        next server of its list), which resumes it at the exact byte. Prints {"t":"handoff",
+        "from":...} once asked. --on-stdin: started and on the store, it prints {"t":"ready"}
+        and hands off at the first line on stdin (a script starts it ahead, then picks the
+        moment; stdin closed without a line: exit 1, no hand-off).
 
 store, serve, get and bundle also take:
 ${Observability.usage}
@@ -69,6 +73,17 @@ Exit codes: 0 ok; 1 runtime error (a refused takeover, a SHA-256 other than --sh
 2 bad usage.`
 
 const line = (value: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(value)}\n`)
+
+/** Resolves at the first line on stdin; rejects if stdin ends without one. */
+const firstLine = () =>
+  new Promise<void>((resolve, reject) => {
+    const lines = createInterface({ input: process.stdin })
+    lines.once("line", () => {
+      resolve() // before close(): its "close" event would reject first
+      lines.close()
+    })
+    lines.once("close", () => reject(new Error("stdin closed before a line")))
+  })
 
 class UsageError extends Error {}
 
@@ -201,6 +216,7 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
       "multicast-interface": { type: "string" },
       from: { type: "string" },
       to: { type: "string" },
+      "on-stdin": { type: "boolean" },
     },
   })
   switch (command) {
@@ -300,12 +316,16 @@ const main = async (args: ReadonlyArray<string>): Promise<number> => {
           const clusterKey = yield* keyOf(values["key-file"], values.insecure)
           const storeLayer = storeLayerOf(values, clusterKey)
           const keys = CheckpointStore.keys(CheckpointStore.defaultPrefix(serviceName))
-          yield* Store.Store.pipe(
-            Effect.flatMap((store) =>
-              store.put(keys.handoff(from), new TextEncoder().encode(to ?? "")),
-            ),
-            Effect.provide(storeLayer),
-          )
+          yield* Effect.gen(function* () {
+            const store = yield* Store.Store
+            if (values["on-stdin"] === true) {
+              // The process's start takes seconds on a loaded machine; from here the hand-off
+              // is one put away.
+              line({ t: "ready", from })
+              yield* Effect.promise(firstLine)
+            }
+            yield* store.put(keys.handoff(from), new TextEncoder().encode(to ?? ""))
+          }).pipe(Effect.provide(storeLayer))
           line({ t: "handoff", from, ...(to === undefined ? {} : { to }) })
         }).pipe(Effect.provide(NodeTransport.layer)),
       )

@@ -151,8 +151,12 @@ export const nameHolder = (cluster: Cluster): Cluster["servers"][number] | undef
   return holder?.server
 }
 
-/** Runs `takeover-stream handoff` against the cluster's store; resolves with its exit. */
-export const handoff = async (cluster: Cluster, from: string, to: string): Promise<void> => {
+/**
+ * Starts `takeover-stream handoff --on-stdin` against the cluster's store and waits (bounded)
+ * until it is ready: its start, seconds of CPU on a loaded machine, is then behind it, and
+ * `go` hands off at once (one put) and resolves with its report.
+ */
+export const readyHandoff = async (cluster: Cluster, from: string, to: string) => {
   const command = new JsonLinesProcess.JsonLinesProcess(mainPath, [
     "handoff",
     "--from",
@@ -162,12 +166,28 @@ export const handoff = async (cluster: Cluster, from: string, to: string): Promi
     ...cluster.storeArgs,
     "--key-file",
     cluster.keyFile,
+    "--on-stdin",
   ])
-  try {
-    await command.line("handoff", 30_000)
-  } finally {
+  const stop = async () => {
     command.kill("SIGKILL")
     await command.exit()
+  }
+  try {
+    await command.line("ready", 30_000)
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return {
+    go: async () => {
+      try {
+        command.child.stdin!.write("go\n")
+        await command.line("handoff", 30_000)
+      } finally {
+        await stop()
+      }
+    },
+    stop,
   }
 }
 
@@ -258,10 +278,9 @@ export const handoffUnderLoad = async (
 ): Promise<void> => {
   const { downloads = 3, otlp } = options
   const [from, to] = [cluster.servers[0]!, cluster.servers[1]!]
-  // Large enough that each outlasts the hand-off command's start by far: the session layer
-  // moves well under 100 MiB/s here, shared by all of them, so the fewer the downloads the
-  // larger each (96 MiB in all). A lone 32 MiB download on an idle machine could finish
-  // while the hand-off command was still starting, leaving nothing live to move.
+  // The hand-off command is started and ready before the downloads begin, so they need only
+  // outlast its one put and the server's watch of it. Sized for a hand-off at 2% of each:
+  // the session layer moves well under 100 MiB/s here, shared by all (96 MiB in all).
   const size = Math.ceil((96 * 1024 * 1024) / downloads / 4096) * 4096
   const names = Array.from({ length: downloads }, (_, i) => `h${i}.bin`)
   const sha = Object.fromEntries(names.map((name) => [name, cluster.object(name, size)]))
@@ -271,6 +290,7 @@ export const handoffUnderLoad = async (
   const sizeOf = (name: string) =>
     existsSync(join(out, name)) ? statSync(join(out, name)).size : 0
   const auth = ["--service", cluster.service, "--key-file", cluster.keyFile]
+  const command = await readyHandoff(cluster, from.id, to.id)
   const gets = names.map(
     (name, i) =>
       new JsonLinesProcess.JsonLinesProcess(mainPath, [
@@ -311,9 +331,9 @@ export const handoffUnderLoad = async (
       all.filter((p) => p.exited).map((p) => p.stderr),
       context,
     ).toEqual([])
-    await handoff(cluster, from.id, to.id)
-    // A download that finished while the hand-off command started (seconds of CPU on a loaded
-    // machine) was not live when it ran: every other one must have moved.
+    await command.go()
+    // A download that finished before the put reached its server was not live when it ran:
+    // every other one must have moved.
     const finishedFirst = gets.map((get) => get.lines.some((l) => l.t === "done"))
     const offsets: Array<number> = []
     for (const [i, get] of gets.entries()) {
@@ -364,6 +384,7 @@ export const handoffUnderLoad = async (
     await wrong.exit()
     expect(wrong.child.exitCode).toBe(1)
   } finally {
+    await command.stop()
     for (const p of all) p.kill("SIGKILL")
     await Promise.all(all.map((p) => p.exit()))
     rmSync(out, { recursive: true, force: true })
