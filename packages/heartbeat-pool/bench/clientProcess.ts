@@ -1,9 +1,10 @@
 /**
  * A few hundred clients of the benchmark's real-process case in one OS process, all starting
  * at the same server, of the `kinds` asked: `count` pool clients (`Client.run`: a UDP socket
- * each, and one connected to each server for its port-unreachable reports; started 64 a
- * heartbeat interval) and/or `count` clients of the baseline, each keeping its own TTL lease on the embedded store of that server
- * (a `RemoteStore` connection each, a keep-alive every heartbeat interval, answered within
+ * each, and one connected to each server it sends to for its port-unreachable reports;
+ * started one at a time, 64 a heartbeat interval) and/or `count` clients of the baseline,
+ * each keeping its own TTL lease on the embedded store of that server (a `RemoteStore`
+ * connection each, a keep-alive every heartbeat interval, answered within
  * one interval or the store counts as gone) and, once it is gone, re-acquiring a lease on the
  * next server's store in the priority list. `BENCH_REPORT_UNREACHABLE=0` turns the pool
  * clients' `reportUnreachable` off (detection by missed replies only), to compare. The options come as one JSON argument (the pool
@@ -116,7 +117,7 @@ const poolClient = (index: number) =>
     ).pipe(Effect.forkScoped)
   })
 
-/** Pool clients started per heartbeat interval in this process. */
+/** Pool clients started per heartbeat interval in this process, one at a time. */
 const poolStartPerInterval = 64
 
 const held = new TextEncoder().encode("held")
@@ -182,14 +183,13 @@ await Effect.runPromise(
   Effect.gen(function* () {
     const indices = Array.from({ length: options.count }, (_, i) => options.from + i)
     // Paced, `poolStartPerInterval` a heartbeat interval: a loaded leader that takes a
-    // thousand requests at once falls behind its heartbeats and loses its followers.
+    // thousand requests at once falls behind its heartbeats and loses its followers. One at a
+    // time, evenly: a client heartbeats in the phase it started in, and batches an interval
+    // apart would put hundreds of heartbeats in the same few milliseconds.
     if (options.kinds.includes("pool"))
-      for (let first = 0; first < indices.length; first += poolStartPerInterval) {
-        if (first > 0) yield* Effect.sleep(options.heartbeatMs)
-        yield* Effect.forEach(indices.slice(first, first + poolStartPerInterval), poolClient, {
-          concurrency: 16,
-          discard: true,
-        })
+      for (const index of indices) {
+        yield* poolClient(index)
+        yield* Effect.sleep(options.heartbeatMs / poolStartPerInterval)
       }
     // The first leases 16 at a time: a thousand connections at once time out on a loaded machine.
     const connecting = yield* Semaphore.make(16)
