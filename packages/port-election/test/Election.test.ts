@@ -130,8 +130,11 @@ describe("port election, in one process", () => {
       const survivor = winner === second.instanceId ? second : third
       const other = winner === second.instanceId ? third : second
       expect((yield* survivor.role)._tag).toBe("Supervisor")
-      for (let i = 0; i < 100 && (yield* other.role)._tag !== "Subordinate"; i++)
-        yield* Effect.sleep(20)
+      // Until it registers with the winner: it may still be the old supervisor's subordinate
+      // when the winner's Elected comes (it has not read the close yet).
+      const withWinner = (role: { _tag: string; supervisorId?: string }) =>
+        role._tag === "Subordinate" && role.supervisorId === winner
+      for (let i = 0; i < 100 && !withWinner(yield* other.role); i++) yield* Effect.sleep(20)
       expect(yield* other.role).toEqual({ _tag: "Subordinate", supervisorId: winner })
       yield* Scope.close(scopes[1]!, Exit.void)
       yield* Scope.close(scopes[2]!, Exit.void)

@@ -110,8 +110,12 @@ describe("port-election spans", () => {
         const other = winner === second.instanceId ? third : second
         expect(preRegistered[winner === second.instanceId ? 1 : 2]).toContain(other.instanceId)
         yield* Eventually.effect(
-          "the other survivor subordinate",
-          Effect.map(other.role, (role) => role._tag === "Subordinate"),
+          // Not just subordinate: it may not have read the old supervisor's close yet.
+          "the other survivor the winner's subordinate",
+          Effect.map(
+            other.role,
+            (role) => role._tag === "Subordinate" && role.supervisorId === winner,
+          ),
           within,
         )
         expect(yield* other.role).toEqual({ _tag: "Subordinate", supervisorId: winner })

@@ -386,7 +386,10 @@ export const start = (env: Env): Effect.Effect<Running> =>
             Math.max(0, noticedAtMs - lastHeardAtMs),
           )
         }
-        yield* node.command({ _tag: "Lost", lastHeardAtMs })
+        // Bound, it supervises next, and `Supervising` would take the deadline off at once:
+        // arming it would only cost the successor a step and a timer on its way to welcome
+        // the others.
+        if (shared.bound === undefined) yield* node.command({ _tag: "Lost", lastHeardAtMs })
         shared.upstream = undefined
         shared.role = { _tag: "Electing" }
         for (const [id, pending] of pendingRequests) {
