@@ -1,7 +1,8 @@
 /**
  * Two endpoints as pure machines (`internal/endpoint/machine.ts`) in the shared simulator,
  * FastSim, over seeded schedules of loss, duplication, reordering and partitions (one way
- * and both), healed at the end: the client opens an association, both sides send numbered
+ * and both), and of the server's two addresses down or lossy, healed at the end: the
+ * client opens an association, both sides send numbered
  * messages on four streams while it is established, and every packet goes through the wire
  * codec. Invariants: every message is delivered once and in order on its stream, only what
  * was sent is delivered, and after the heal the association is established again with
@@ -20,7 +21,7 @@ import * as Packet from "../src/Packet.ts"
 
 const client = "10.0.0.1"
 const server = "10.0.0.2"
-/** The server's second address (the path-down runs). */
+/** The server's second address. */
 const serverAlternate = "10.0.0.3"
 const udpPort = 9899
 const sctpPort = 5000
@@ -29,16 +30,9 @@ const streams = 4
 const faultsEndMs = 4_000
 /** After the heal: time to retransmit what the faults held back (RTO at most 2 s). */
 const durationMs = faultsEndMs + 10_000
-/** Seeded schedules per run of the suite (about 15 ms each). */
-const schedules = 200
-const pathDownSchedules = 100
-
-const routing: FastSim.Routing<Association.PeerAddress> = {
-  addressOf: (node) => ({ host: node, udpPort }),
-  nodeOf: (address) =>
-    address.host === client || address.host === server ? address.host : undefined,
-  describe: (address) => `${address.host}:${address.udpPort}`,
-}
+/** Seeded schedules per run of the suite (10-20 ms each at load 30). */
+const schedules = 160
+const pathDownSchedules = 40
 
 const codec = Codec.make<Packet.Packet>({
   name: "sctp",
@@ -58,13 +52,12 @@ const config: Association.Config = {
   rtoMsMax: 2_000,
   heartbeatIntervalMs: 1_000,
   sackDelayMs: 50,
-  // Partitions last seconds: the association must outlive them, not give up.
+  // Partitions last seconds: the association must outlive them, not give up; a path is
+  // given up on (and the other one used) after two retransmissions.
   associationMaxRetrans: 1_000,
-  pathMaxRetrans: 1_000,
+  pathMaxRetrans: 2,
   initRetransmitsMax: 1_000,
 }
-
-const machine = EndpointMachine.make({ config, listening: true, seed: 7 })
 
 /**
  * A server with two addresses, the second listed in its INIT ACK: its packets leave from
@@ -74,9 +67,7 @@ const machine = EndpointMachine.make({ config, listening: true, seed: 7 })
 const multihomed = {
   machine: EndpointMachine.make({
     config: (self) =>
-      self === server
-        ? { ...config, localAddresses: [server, serverAlternate], pathMaxRetrans: 2 }
-        : { ...config, pathMaxRetrans: 2 },
+      self === server ? { ...config, localAddresses: [server, serverAlternate] } : config,
     listening: true,
     seed: 7,
   }),
@@ -233,14 +224,35 @@ const runSeed = (
   })
 }
 
+/**
+ * Up to three faults of the server's addresses, drawn from the seed: one down, or lossy (up
+ * to 50%); every address healthy again when the node-pair faults end.
+ */
+const addressFaultsOf = (seed: number): Array<FastSim.AddressFault<Association.PeerAddress>> => {
+  const random = Prng.make(seed ^ 0xadd5)
+  const faults: Array<FastSim.AddressFault<Association.PeerAddress>> = []
+  for (let left = random.int(0, 3); left > 0; left--) {
+    const address = { host: random.chance(0.5) ? server : serverAlternate, udpPort }
+    const atMs = random.int(200, faultsEndMs - 1)
+    faults.push(
+      random.chance(0.5)
+        ? { atMs, address, down: true }
+        : { atMs, address, loss: random.int(1, 50) / 100 },
+    )
+  }
+  for (const host of [server, serverAlternate])
+    faults.push({ atMs: faultsEndMs, address: { host, udpPort }, down: false, loss: 0 })
+  return faults
+}
+
 describe("two endpoint machines in FastSim", () => {
-  it("over seeded lossy, duplicating, reordering, partitioned schedules: every message once, in order; up again after the heal", () => {
+  it("over seeded lossy, duplicating, reordering, partitioned schedules, a server address down or lossy: every message once, in order; up again after the heal", () => {
     const seeds = Seeds.seeds(schedules)
     const totals = { messages: 0, dropped: 0, duplicated: 0, reordered: 0 }
     for (const seed of seeds) {
       const report = runSeed(seed, {
-        machine,
-        routing,
+        ...multihomed,
+        addressFaults: addressFaultsOf(seed),
         faults: {
           endMs: faultsEndMs,
           startMs: 200,

@@ -163,10 +163,13 @@ describe("Endpoint on SimNet", () => {
     }).pipe(Random.withSeed(2)),
   )
 
-  it.effect("over 20 seeded lossy schedules, every message arrives once, in order per stream", () =>
+  // The Effect driver's cross-check on SimNet: a few schedules (every loss level twice,
+  // and seed 119, which once lost an association by the rules); the protocol's many seeded
+  // schedules run on the pure machines in FastSim (Endpoint.fastsim.test.ts).
+  it.effect("over 8 seeded lossy schedules, every message arrives once, in order per stream", () =>
     Effect.gen(function* () {
       const count = 60
-      for (let seed = 100; seed < 120; seed++) {
+      for (let seed = 112; seed < 120; seed++) {
         const delivered = yield* Effect.scoped(
           Effect.gen(function* () {
             const net = yield* SimNet.make({
