@@ -1192,6 +1192,55 @@ describe("the leader's count of seats", () => {
     expect(reserve(lead, "c3", 3_040).refused).toBeNull()
   })
 
+  it("at the edge of the capacity, a lease the last tick found ending but renewed since still counts", () => {
+    // Eight seats, so that the leader looks among the leases ending rather than counting all.
+    const wide = Machine.make({
+      servers,
+      ...timing,
+      crypto: fakeCrypto,
+      initialLicense: license(8),
+      shareSeatsMax: 0,
+    })
+    let state = leader(3_000, wide)
+    const granted = wide.step(state, fromClient("c1", seatRequest("c1"), 3_000))
+    const grant = replies(granted.outputs).find((reply) => reply._tag === "Granted")
+    if (grant?._tag !== "Granted") throw new Error("c1 was not granted")
+    state = granted.state
+    const tick = (atMs: number) => {
+      state = wide.step(state, M.timerFired(Machine.tickTimer, atMs)).state
+      for (const follower of ["s2", "s3"])
+        state = wide.step(
+          state,
+          M.receive(follower, leaderAck(state.leaderState!.seq), atMs + 1),
+        ).state
+    }
+    for (let atMs = 3_100; atMs <= 3_500; atMs += 100) tick(atMs)
+    for (let index = 2; index <= 8; index++)
+      state = wide.step(state, fromClient(`c${index}`, seatRequest(`c${index}`), 3_500)).state
+    // The 4,900 tick finds c1's lease (to 5,000) ending; c1 renews it at 4,950, to 6,950.
+    for (let atMs = 3_600; atMs <= 4_900; atMs += 100) tick(atMs)
+    expect(state.leaderState!.endingSoon).toEqual(["c1"])
+    const beat: Beat = {
+      _tag: "Beat",
+      client: "c1",
+      seq: 2,
+      token: grant.token,
+      leaseUntilMs: 5_000,
+    }
+    state = wide.step(state, fromClient("c1", beat, 4_950)).state
+    // Full still at 5,010: the license is never exceeded for a lease listed as ending.
+    expect(Machine.seatsCounted(state, 5_010, timing.leaseMs)).toBe(8)
+    const asked = wide.step(
+      state,
+      M.receive(
+        "s2",
+        { _tag: "Reserve", term: 1, client: "c9", seats: 1, reattach: false, heldAt: null },
+        5_010,
+      ),
+    )
+    expect(sends(asked.outputs, "Reserved")[0]!.message).toMatchObject({ refused: "capacity" })
+  })
+
   it("never grants above the license, and counts a lease that ran out since the last tick as free", () => {
     let state = leader(3_000, unshared)
     state = step(state, fromClient("c1", seatRequest("c1"), 3_000)).state
@@ -1204,7 +1253,7 @@ describe("the leader's count of seats", () => {
     const denied = step(full.state, fromClient("c4", seatRequest("c4"), 3_503))
     expect(replies(denied.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "capacity" })
     // c1's lease ends at 5,000; the last tick before is at 4,900, so the running tally still
-    // counts c1 at 5,010: the seat is found free by counting the unexpired allocations.
+    // counts c1 at 5,010: the seat is found free among the allocations that tick found ending.
     state = ticks(denied.state, 3_600, 4_900)
     expect(state.leaderState!.tally.total).toBe(2)
     const freed = reserve(state, "c3", 5_010)
