@@ -346,7 +346,7 @@ const rows = [
         `real SIGKILL run ${index + 1}: pool phases from the kill, p50/p99 (intervals)`,
         clientPhases,
         "",
-        `load ${run.loadAtKill.toFixed(1)} at the kill; left the killed leader ${Object.entries(
+        `load ${run.loadAtKill.toFixed(1)} at the kill; killed process gone after ${phases.exitedMs} ms; left the killed leader ${Object.entries(
           run.detectedBy,
         )
           .map(([how, count]) => `${how} ${count}`)

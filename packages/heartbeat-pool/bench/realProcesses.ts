@@ -105,6 +105,11 @@ export interface Phases {
   readonly delay: Readonly<Record<string, Delay>>
   /** Datagrams the kernel dropped during the re-attachment (`/proc/net/snmp`, all sockets). */
   readonly udpReceiveBufferErrors: number
+  /**
+   * When this process saw the killed server exit, ms from the kill (an upper bound of its
+   * death): heartbeats sent to it before it died are lost without a port unreachable.
+   */
+  readonly exitedMs: number
 }
 
 export interface Delay {
@@ -388,6 +393,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     servers.get(killed)!.kill("SIGKILL")
     stores.get(killed)!.kill("SIGKILL")
     await servers.get(killed)!.exit()
+    const exitedAtMs = Date.now()
     await stores.get(killed)!.exit()
     const after = () => lines().filter((line) => line.wallMs >= killedAtMs)
     const reattached = () => {
@@ -427,6 +433,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       serverLines: new Map([...servers].map(([id, server]) => [id, server.lines])),
       storeLines: new Map([...stores].map(([id, store]) => [id, store.lines])),
       udpDrops: udpReceiveBufferErrors() - dropsBefore,
+      exitedMs: exitedAtMs - killedAtMs,
       delay,
     })
     const kind = (of: ReadonlySet<string>): Kind => ({
@@ -477,6 +484,7 @@ const phasesOf = (run: {
   readonly serverLines: ReadonlyMap<string, ReadonlyArray<Record<string, unknown>>>
   readonly storeLines: ReadonlyMap<string, ReadonlyArray<Record<string, unknown>>>
   readonly udpDrops: number
+  readonly exitedMs: number
   readonly delay: Readonly<Record<string, Delay>>
 }): Phases => {
   const { killed, killedAtMs } = run
@@ -607,6 +615,7 @@ const phasesOf = (run: {
     servers,
     stalls,
     udpReceiveBufferErrors: run.udpDrops,
+    exitedMs: run.exitedMs,
     delay: run.delay,
   }
 }
