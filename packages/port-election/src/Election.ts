@@ -52,6 +52,7 @@ import {
 import type { OwnCommand } from "./Grants.ts"
 import { Identity } from "./Identity.ts"
 import * as ElectionLoop from "./internal/election.ts"
+import type { Instance, Shared } from "./internal/instance.ts"
 import {
   codec,
   frameBytesMax,
@@ -313,7 +314,7 @@ export const make = (
       Effect.andThen(Effect.andThen(record(event), logRole(event)), PubSub.publish(events, event))
     const now = Clock.currentTimeMillis
 
-    const shared: Subordinate.Shared = {
+    const shared: Shared = {
       role: { _tag: "Electing" },
       lastMembers: [],
       lastSupervisorId: undefined,
@@ -471,13 +472,27 @@ export const make = (
       registerMessage,
     })
 
+    /** The instance as every driver sees it, built once. */
+    const instance: Instance = {
+      shared,
+      instanceId,
+      address,
+      addressText,
+      transport,
+      connectionOptions,
+      standby,
+      electionScope,
+      emit,
+      firstRole,
+      settle,
+    }
+
     // ---- supervisor: the machine (`Machine.ts`) run by its driver -----------------
 
     /** Answers of pending commands to members, by command id. */
     const pendingCommands = new Map<string, Deferred.Deferred<{ ok: boolean; payload: unknown }>>()
 
-    const runSupervisor = Supervisor.supervise({
-      instanceId,
+    const runSupervisor = Supervisor.supervise(instance, {
       pid,
       pidNamespace: identity.pidNamespace,
       isRunning: identity.isRunning,
@@ -487,8 +502,6 @@ export const make = (
       settings,
       requestTimeoutMs,
       keepAliveIntervalMs: keepAlive.intervalMs,
-      shared,
-      standby,
       pendingAcquires,
       pendingCommands,
       handlers,
@@ -497,26 +510,15 @@ export const make = (
       losePermits,
       previousSubordinates,
       supervising: Effect.suspend(() => subordinate.step({ _tag: "Supervising" })),
-      emit,
-      firstRole,
-      settle,
       releaseSpent,
     })
 
     // ---- subordinate: its driver (`internal/subordinate.ts`) ------------------------
 
-    const subordinate = yield* Subordinate.start({
-      shared,
-      instanceId,
-      address,
-      addressText,
-      transport,
-      connectionOptions,
+    const subordinate = yield* Subordinate.start(instance, {
       settings,
       graceMs,
       requestTimeoutMs,
-      electionScope,
-      standby,
       pendingAcquires,
       pendingRequests,
       commandHandlers,
@@ -524,31 +526,17 @@ export const make = (
       losePermits,
       registerMessage,
       prepareRegistration,
-      emit,
-      firstRole,
-      settle,
       releaseSpent,
     })
 
     // ---- the election loop (`internal/election.ts`) ----------------------------------
 
-    const electionLoop = ElectionLoop.loop({
-      instanceId,
-      address,
-      addressText,
-      transport,
-      connectionOptions,
-      shared,
-      standby,
-      electionScope,
+    const electionLoop = ElectionLoop.loop(instance, {
       spent,
       attemptsMax,
       standbyWaitMs,
       runSupervisor,
       runSubordinate: subordinate.runSubordinate,
-      emit,
-      firstRole,
-      settle,
     })
 
     yield* Effect.forkScoped(electionLoop.pipe(Effect.annotateLogs({ instanceId })))

@@ -6,9 +6,9 @@
  * program for this user, or after `attemptsMax` attempts that found the address held but
  * never answered.
  */
-import type { Address, Connection, Options, Transport } from "@understudy/transport"
+import type { Connection, Transport } from "@understudy/transport"
 import { Deferred, Effect, Exit, Random, Result, Scope } from "effect"
-import type { ElectionError, ElectionEvent } from "../Election.ts"
+import type { ElectionError } from "../Election.ts"
 import {
   ElectionFailed,
   NotPermitted,
@@ -16,21 +16,11 @@ import {
   StrangerOnAddress,
 } from "../ElectionError.ts"
 import type * as Registry from "../Registry.ts"
-import type * as Standby from "../Standby.ts"
+import type { Instance } from "./instance.ts"
 import type { Message } from "./protocol.ts"
-import type * as Subordinate from "./subordinate.ts"
 
-/** @since 0.1.0 @category models */
+/** What the election loop alone needs, beside the instance. @since 0.1.0 @category models */
 export interface Env {
-  readonly instanceId: string
-  readonly address: Address.StreamAddress
-  readonly addressText: string
-  readonly transport: Transport.Transport["Service"]
-  readonly connectionOptions: Options.ConnectionOptions<Message>
-  readonly shared: Subordinate.Shared
-  readonly standby: Standby.Standby
-  /** The election's scope: each attempt runs in a scope forked from it. */
-  readonly electionScope: Scope.Scope
   /** Scopes of attempts whose supervisor was lost, torn down later (`releaseSpent`). */
   readonly spent: Array<Scope.Closeable>
   readonly attemptsMax: number
@@ -48,9 +38,6 @@ export interface Env {
     connection: Connection.Connection<Message>,
     takeover?: Registry.Welcome,
   ) => Effect.Effect<"retry" | "lost", ElectionError, Scope.Scope>
-  readonly emit: (event: ElectionEvent) => Effect.Effect<void>
-  readonly firstRole: Deferred.Deferred<void, ElectionError>
-  readonly settle: Effect.Effect<void>
 }
 
 /**
@@ -59,26 +46,7 @@ export interface Env {
  * @since 0.1.0
  * @category constructors
  */
-export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
-  const {
-    instanceId,
-    address,
-    addressText,
-    transport,
-    connectionOptions,
-    shared,
-    standby,
-    electionScope,
-    spent,
-    attemptsMax,
-    standbyWaitMs,
-    runSupervisor,
-    runSubordinate,
-    emit,
-    firstRole,
-    settle,
-  } = env
-
+export const loop = (instance: Instance, env: Env): Effect.Effect<void, never, Scope.Scope> => {
   /**
    * One election: bind the address, or else connect to whoever holds it. Fails for an
    * address held by something that is not a supervisor of this program for this user.
@@ -88,7 +56,10 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
     // say goodbye on its connections, and only then close them.
     const bindScope = yield* Scope.fork(yield* Effect.scope)
     const listened = yield* Effect.result(
-      Scope.provide(transport.listen(address, connectionOptions), bindScope),
+      Scope.provide(
+        instance.transport.listen(instance.address, instance.connectionOptions),
+        bindScope,
+      ),
     )
     if (Result.isSuccess(listened)) {
       return {
@@ -100,15 +71,17 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
     yield* Scope.close(bindScope, Exit.void)
     // A successor that lost the bind is no successor: whoever stands by at it elects
     // the usual way now instead of waiting for a takeover that will not come.
-    yield* standby.close
+    yield* instance.standby.close
     if (listened.failure.reason !== "AddressInUse") {
       return yield* new ElectionFailed({
-        address: addressText,
+        address: instance.addressText,
         attempts: 1,
         detail: listened.failure.message,
       })
     }
-    const connected = yield* Effect.result(transport.connect(address, connectionOptions))
+    const connected = yield* Effect.result(
+      instance.transport.connect(instance.address, instance.connectionOptions),
+    )
     if (Result.isSuccess(connected)) {
       return { _tag: "Connected", connection: connected.success } as const
     }
@@ -116,41 +89,44 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
     if (error._tag === "ConnectError") return { _tag: "Retry" } as const
     switch (error.reason) {
       case "NotUnderstudy":
-        return yield* new StrangerOnAddress({ address: addressText, detail: error.detail })
+        return yield* new StrangerOnAddress({ address: instance.addressText, detail: error.detail })
       case "VersionMismatch":
         return yield* new OtherProgramOnAddress({
-          address: addressText,
+          address: instance.addressText,
           reason: "IncompatibleVersion",
           program: "unknown",
           version: -1,
         })
       default:
-        return yield* new NotPermitted({ address: addressText, detail: error.detail })
+        return yield* new NotPermitted({ address: instance.addressText, detail: error.detail })
     }
   }).pipe(
     Effect.tap((outcome) =>
       Effect.annotateCurrentSpan("understudy.outcome", outcome._tag.toLowerCase()),
     ),
     Effect.withSpan("port-election.election", {
-      attributes: { "understudy.instance": instanceId, "understudy.address": addressText },
+      attributes: {
+        "understudy.instance": instance.instanceId,
+        "understudy.address": instance.addressText,
+      },
     }),
   )
 
   /** One try: bind and supervise, or connect and serve as a subordinate. */
   const attemptIn = Effect.gen(function* () {
-    const early = shared.bound
-    shared.bound = undefined
+    const early = instance.shared.bound
+    instance.shared.bound = undefined
     if (early !== undefined) {
       const release = Scope.close(early.scope, Exit.void)
       yield* Effect.addFinalizer(() => release)
-      return yield* runSupervisor(early.listener, release)
+      return yield* env.runSupervisor(early.listener, release)
     }
     const outcome = yield* elect
     switch (outcome._tag) {
       case "Bound":
-        return yield* runSupervisor(outcome.listener, outcome.release)
+        return yield* env.runSupervisor(outcome.listener, outcome.release)
       case "Connected":
-        return yield* runSubordinate(outcome.connection)
+        return yield* env.runSubordinate(outcome.connection)
       case "Retry":
         return "retry" as const
     }
@@ -159,9 +135,9 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
   /** Runs `effect` in a scope of its own, kept open as `spent` if it lost its supervisor. */
   const inScope = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>, lost: (a: A) => boolean) =>
     Effect.gen(function* () {
-      const scope = yield* Scope.fork(electionScope)
+      const scope = yield* Scope.fork(instance.electionScope)
       const exit = yield* Effect.exit(Scope.provide(effect, scope))
-      if (Exit.isSuccess(exit) && lost(exit.value)) spent.push(scope)
+      if (Exit.isSuccess(exit) && lost(exit.value)) env.spent.push(scope)
       else yield* Scope.close(scope, exit)
       return yield* exit
     })
@@ -175,20 +151,24 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
    */
   const overStandby = Effect.gen(function* () {
     // Spent either way: a later successor gets a new link.
-    const link = standby.takeLink()
+    const link = instance.standby.takeLink()
     if (link === undefined) return "none" as const
-    const takeover = yield* Deferred.await(link.takeover).pipe(Effect.timeoutOption(standbyWaitMs))
+    const takeover = yield* Deferred.await(link.takeover).pipe(
+      Effect.timeoutOption(env.standbyWaitMs),
+    )
     if (takeover._tag === "None" || takeover.value === undefined || link.connection === undefined) {
       yield* Scope.close(link.scope, Exit.void)
       return "none" as const
     }
-    const outcome = yield* runSubordinate(link.connection, takeover.value).pipe(
-      Effect.onExit((exit) =>
-        Exit.isSuccess(exit) && exit.value === "lost"
-          ? Effect.sync(() => void spent.push(link.scope))
-          : Scope.close(link.scope, Exit.void),
-      ),
-    )
+    const outcome = yield* env
+      .runSubordinate(link.connection, takeover.value)
+      .pipe(
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit) && exit.value === "lost"
+            ? Effect.sync(() => void env.spent.push(link.scope))
+            : Scope.close(link.scope, Exit.void),
+        ),
+      )
     return outcome === "lost" ? outcome : ("none" as const)
   })
 
@@ -198,9 +178,9 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
     // This instance's term: one more for each attempt to take a role. Every log line of the
     // attempt (its role, the supervisor's or subordinate's work) carries it as `epoch`.
     let epoch = 0
-    while (failures < attemptsMax) {
+    while (failures < env.attemptsMax) {
       const outcome: "lost" | "retry" | "none" = yield* (
-        lost && standby.link() !== undefined ? overStandby : attempt
+        lost && instance.standby.link() !== undefined ? overStandby : attempt
       ).pipe(Effect.annotateLogs({ epoch: ++epoch }))
       lost = outcome === "lost"
       if (outcome === "lost") {
@@ -215,17 +195,17 @@ export const loop = (env: Env): Effect.Effect<void, never, Scope.Scope> => {
       yield* Effect.sleep(Math.ceil((yield* Random.next) * ceilingMs))
     }
     return yield* new ElectionFailed({
-      address: addressText,
+      address: instance.addressText,
       attempts: failures,
-      detail: "the address was held but never answered",
+      detail: "the instance.address was held but never answered",
     })
   }).pipe(
     Effect.catch((error: ElectionError) =>
       Effect.gen(function* () {
-        shared.role = { _tag: "Failed", error }
-        yield* emit({ _tag: "Failed", error })
-        yield* Deferred.fail(firstRole, error)
-        yield* settle
+        instance.shared.role = { _tag: "Failed", error }
+        yield* instance.emit({ _tag: "Failed", error })
+        yield* Deferred.fail(instance.firstRole, error)
+        yield* instance.settle
       }),
     ),
   )

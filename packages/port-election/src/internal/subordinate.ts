@@ -10,70 +10,24 @@
  */
 
 import { Runner } from "@understudy/machine"
-import {
-  type Address,
-  CloseReason,
-  type Connection,
-  type Options,
-  type Transport,
-} from "@understudy/transport"
+import { CloseReason, type Connection } from "@understudy/transport"
 import { Clock, Deferred, Effect, Exit, Metric, Result, Scope } from "effect"
-import type { ElectionError, ElectionEvent, Handler, Role } from "../Election.ts"
+import type { ElectionError, Handler } from "../Election.ts"
 import { AcquireRefused, OtherProgramOnAddress, RequestFailed } from "../ElectionError.ts"
 import * as Metrics from "../Metrics.ts"
 import * as Registry from "../Registry.ts"
-import type * as Standby from "../Standby.ts"
 import * as Subordinate from "../Subordinate.ts"
-import type { Holding, Member, Message } from "./protocol.ts"
-import type * as Supervisor from "./supervisor.ts"
+import type { Instance } from "./instance.ts"
+import type { Holding, Message } from "./protocol.ts"
 
 type Register = Registry.Register
 type Welcome = Registry.Welcome
 
-/**
- * What an instance knows that its drivers and its public API share.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Shared {
-  role: Role
-  /** The registry: the last one a supervisor sent, or this instance's own as supervisor. */
-  lastMembers: ReadonlyArray<Member>
-  /** The supervisor this instance was last welcomed by. */
-  lastSupervisorId: string | undefined
-  /** The connection to the supervisor, once welcomed. */
-  upstream: Connection.Connection<Message> | undefined
-  /**
-   * `registerMessage()`, built and encoded whenever what it says changes (holdings, the last
-   * registry), or undefined: the Register that confirms a takeover then costs nothing while
-   * every survivor of the failover competes for the CPU.
-   */
-  preparedRegistration: Register | undefined
-  /** This instance's term as supervisor, once it is one. */
-  supervisor: Supervisor.Supervising | undefined
-  /** The election address, bound by the successor the moment its supervisor was lost. */
-  bound:
-    | { readonly scope: Scope.Closeable; readonly listener: Transport.Listener<Message> }
-    | undefined
-}
-
 /** @since 0.1.0 @category models */
 export interface Env {
-  readonly shared: Shared
-  readonly instanceId: string
-  readonly address: Address.StreamAddress
-  readonly addressText: string
-  readonly transport: Transport.Transport["Service"]
-  readonly connectionOptions: Options.ConnectionOptions<Message> & {
-    readonly keepAlive: { readonly interval: number; readonly timeout: number }
-  }
   readonly settings: Registry.Settings
   readonly graceMs: number
   readonly requestTimeoutMs: number
-  /** The election's scope: the machine (its cut-off deadline) outlives the attempt that set it. */
-  readonly electionScope: Scope.Scope
-  readonly standby: Standby.Standby
   readonly pendingAcquires: ReadonlyMap<
     string,
     {
@@ -96,9 +50,6 @@ export interface Env {
   readonly losePermits: (lost: ReadonlyArray<Holding>) => Effect.Effect<void>
   readonly registerMessage: () => Register
   readonly prepareRegistration: () => void
-  readonly emit: (event: ElectionEvent) => Effect.Effect<void>
-  readonly firstRole: Deferred.Deferred<void, ElectionError>
-  readonly settle: Effect.Effect<void>
   readonly releaseSpent: Effect.Effect<void>
 }
 
@@ -132,32 +83,8 @@ interface Attempt {
  * @since 0.1.0
  * @category constructors
  */
-export const start = (env: Env): Effect.Effect<Running> =>
+export const start = (instance: Instance, env: Env): Effect.Effect<Running> =>
   Effect.gen(function* () {
-    const {
-      shared,
-      instanceId,
-      address,
-      addressText,
-      transport,
-      connectionOptions,
-      settings,
-      graceMs,
-      requestTimeoutMs,
-      electionScope,
-      standby,
-      pendingAcquires,
-      pendingRequests,
-      commandHandlers,
-      runHandler,
-      losePermits,
-      registerMessage,
-      prepareRegistration,
-      emit,
-      firstRole,
-      settle,
-      releaseSpent,
-    } = env
     const now = Clock.currentTimeMillis
     /** The attempt of each attached connection, by the Runner's id. */
     const attempts = new Map<Subordinate.ConnectionId, Attempt>()
@@ -171,15 +98,15 @@ export const start = (env: Env): Effect.Effect<Running> =>
       switch (event._tag) {
         case "Welcome":
           return Effect.sync(() => {
-            shared.lastSupervisorId = event.supervisorId
+            instance.shared.lastSupervisorId = event.supervisorId
             // Prepared again with the registry this supervisor sends, not now: a takeover's
             // Welcome comes when the CPU is scarce.
-            shared.preparedRegistration = undefined
+            instance.shared.preparedRegistration = undefined
           })
         case "LosePermits":
-          return losePermits(event.lost)
+          return env.losePermits(event.lost)
         case "Follow":
-          return standby.follow(event.successor)
+          return instance.standby.follow(event.successor)
         case "Registered": {
           const attempt = attempts.get(event.connection)
           return attempt === undefined
@@ -200,13 +127,13 @@ export const start = (env: Env): Effect.Effect<Running> =>
             Deferred.fail(
               attempt.registered,
               new OtherProgramOnAddress({
-                address: addressText,
+                address: instance.addressText,
                 reason: message.reason,
                 program: message.program,
                 version: message.version,
                 ...(message.reason === "DifferentSettings" && message.settings !== undefined
                   ? {
-                      detail: `the supervisor's ${Registry.describeSettings(message.settings)}; this instance's ${Registry.describeSettings(settings)}: give every instance the same`,
+                      detail: `the supervisor's ${Registry.describeSettings(message.settings)}; this instance's ${Registry.describeSettings(env.settings)}: give every instance the same`,
                     }
                   : {}),
               }),
@@ -220,32 +147,32 @@ export const start = (env: Env): Effect.Effect<Running> =>
             : Effect.asVoid(Deferred.succeed(attempt.ended, event.resigned))
         }
         case "Registry":
-          shared.lastMembers = event.members
-          prepareRegistration()
+          instance.shared.lastMembers = event.members
+          env.prepareRegistration()
           // The previous supervisor's dead connection is torn down only now: the registry
           // comes once the members are back, so the teardown does not compete with their
           // registrations for the CPU.
-          return Effect.andThen(standby.follow(event.successor), releaseSpent)
+          return Effect.andThen(instance.standby.follow(event.successor), env.releaseSpent)
         case "Designated":
-          return Effect.flatMap(standby.open, (standbyAt) =>
+          return Effect.flatMap(instance.standby.open, (standbyAt) =>
             standbyAt === undefined
               ? Effect.void
               : send(event.connection, { _tag: "StandbyAt", address: standbyAt }),
           )
         case "Granted": {
-          const pending = pendingAcquires.get(event.requestId)
+          const pending = env.pendingAcquires.get(event.requestId)
           // Given up meanwhile: hand the permit back (a step of its own, after this one).
           if (pending === undefined)
             return Effect.asVoid(
               Effect.forkIn(
                 node.command({ _tag: "Release", resource: event.resource }),
-                electionScope,
+                instance.electionScope,
               ),
             )
           return Effect.asVoid(Deferred.succeed(pending.done, undefined))
         }
         case "AcquireRefused": {
-          const pending = pendingAcquires.get(event.requestId)
+          const pending = env.pendingAcquires.get(event.requestId)
           if (pending === undefined) return Effect.void
           return Effect.asVoid(
             Deferred.fail(
@@ -256,9 +183,9 @@ export const start = (env: Env): Effect.Effect<Running> =>
         }
         case "Reply": {
           const { reply } = event
-          const pending = pendingRequests.get(reply.id)
+          const pending = env.pendingRequests.get(reply.id)
           if (pending === undefined) return Effect.void
-          pendingRequests.delete(reply.id)
+          env.pendingRequests.delete(reply.id)
           return Effect.asVoid(
             reply.ok
               ? Deferred.succeed(pending.done, reply.payload)
@@ -277,10 +204,10 @@ export const start = (env: Env): Effect.Effect<Running> =>
           return Effect.asVoid(
             Effect.forkIn(
               Effect.flatMap(
-                runHandler(commandHandlers, command.name, command.payload, supervisorId),
+                env.runHandler(env.commandHandlers, command.name, command.payload, supervisorId),
                 (r) => send(connection, { _tag: "CommandDone", id: command.id, ...r }),
               ),
-              electionScope,
+              instance.electionScope,
             ),
           )
         }
@@ -296,12 +223,12 @@ export const start = (env: Env): Effect.Effect<Running> =>
       Subordinate.Event
     > = yield* Runner.runConnections(
       Subordinate.make({
-        graceMs,
-        keepAliveIntervalMs: connectionOptions.keepAlive.interval,
-        requestTimeoutMs,
+        graceMs: env.graceMs,
+        keepAliveIntervalMs: instance.connectionOptions.keepAlive.interval,
+        requestTimeoutMs: env.requestTimeoutMs,
       }),
       {
-        self: instanceId,
+        self: instance.instanceId,
         onEvent,
         closed: (connection, reason) => ({
           _tag: "Closed" as const,
@@ -309,7 +236,7 @@ export const start = (env: Env): Effect.Effect<Running> =>
           reason: CloseReason.describe(reason),
         }),
       },
-    ).pipe(Scope.provide(electionScope))
+    ).pipe(Scope.provide(instance.electionScope))
 
     const runSubordinate = (connection: Connection.Connection<Message>, takeover?: Welcome) =>
       Effect.gen(function* () {
@@ -319,7 +246,7 @@ export const start = (env: Env): Effect.Effect<Running> =>
         }
         // Built before any Welcome is taken in: `previous` names the registry of the
         // supervisor this instance had, not of the one that welcomes it.
-        const registration = shared.preparedRegistration ?? registerMessage()
+        const registration = instance.shared.preparedRegistration ?? env.registerMessage()
         const welcome = yield* Effect.gen(function* () {
           yield* node.attach([connection], ([id]) => {
             attempts.set(id!, attempt)
@@ -328,7 +255,7 @@ export const start = (env: Env): Effect.Effect<Running> =>
                 _tag: "Connected",
                 connection: id!,
                 registration,
-                waiting: [...pendingAcquires].map(([requestId, { resource, limit }]) => [
+                waiting: [...env.pendingAcquires].map(([requestId, { resource, limit }]) => [
                   requestId,
                   { resource, limit },
                 ]),
@@ -346,7 +273,7 @@ export const start = (env: Env): Effect.Effect<Running> =>
           ),
           Effect.withSpan("port-election.register", {
             attributes: {
-              "understudy.instance": instanceId,
+              "understudy.instance": instance.instanceId,
               // Again: after a supervisor was lost (over the successor's standby link or not).
               "understudy.again": takeover !== undefined || registration.previous !== undefined,
               "understudy.standby": takeover !== undefined,
@@ -355,11 +282,11 @@ export const start = (env: Env): Effect.Effect<Running> =>
           }),
         )
         if (welcome === undefined) return "retry" as const
-        shared.upstream = connection
-        shared.role = { _tag: "Subordinate", supervisorId: welcome }
-        yield* emit({ _tag: "BecameSubordinate", supervisorId: welcome, atMs: yield* now })
-        yield* Deferred.succeed(firstRole, undefined)
-        yield* settle
+        instance.shared.upstream = connection
+        instance.shared.role = { _tag: "Subordinate", supervisorId: welcome }
+        yield* instance.emit({ _tag: "BecameSubordinate", supervisorId: welcome, atMs: yield* now })
+        yield* Deferred.succeed(instance.firstRole, undefined)
+        yield* instance.settle
         const reason = yield* connection.closed
         // The failure is noticed now: the detection time runs from the last thing heard on
         // the connection (a message or a keep-alive), both read before the bind below.
@@ -367,12 +294,16 @@ export const start = (env: Env): Effect.Effect<Running> =>
         const lastHeardAtMs = yield* connection.lastHeardAtMs
         // Every survivor standing by waits for the successor's bind: it goes first, before
         // its own bookkeeping. (If it fails, the next attempt tries again.)
-        if (standby.listening() !== undefined) {
-          const scope = yield* Scope.fork(electionScope)
+        if (instance.standby.listening() !== undefined) {
+          const scope = yield* Scope.fork(instance.electionScope)
           const listened = yield* Effect.result(
-            Scope.provide(transport.listen(address, connectionOptions), scope),
+            Scope.provide(
+              instance.transport.listen(instance.address, instance.connectionOptions),
+              scope,
+            ),
           )
-          if (Result.isSuccess(listened)) shared.bound = { scope, listener: listened.success }
+          if (Result.isSuccess(listened))
+            instance.shared.bound = { scope, listener: listened.success }
           else yield* Scope.close(scope, Exit.void)
         }
         // What arrived before the close is stepped first: a Registry stepped after the
@@ -389,11 +320,12 @@ export const start = (env: Env): Effect.Effect<Running> =>
         // Bound, it supervises next, and `Supervising` would take the deadline off at once:
         // arming it would only cost the successor a step and a timer on its way to welcome
         // the others.
-        if (shared.bound === undefined) yield* node.command({ _tag: "Lost", lastHeardAtMs })
-        shared.upstream = undefined
-        shared.role = { _tag: "Electing" }
-        for (const [id, pending] of pendingRequests) {
-          pendingRequests.delete(id)
+        if (instance.shared.bound === undefined)
+          yield* node.command({ _tag: "Lost", lastHeardAtMs })
+        instance.shared.upstream = undefined
+        instance.shared.role = { _tag: "Electing" }
+        for (const [id, pending] of env.pendingRequests) {
+          env.pendingRequests.delete(id)
           yield* Deferred.fail(
             pending.done,
             new RequestFailed({
@@ -403,7 +335,7 @@ export const start = (env: Env): Effect.Effect<Running> =>
             }),
           )
         }
-        yield* emit({
+        yield* instance.emit({
           _tag: "SupervisorLost",
           supervisorId: welcome,
           reason: CloseReason.describe(reason),

@@ -15,14 +15,13 @@
 import { Runner } from "@understudy/machine"
 import { CloseReason, type Connection, type Transport } from "@understudy/transport"
 import { Clock, Deferred, Effect, type Scope, Stream } from "effect"
-import type { ElectionError, ElectionEvent, Handler } from "../Election.ts"
+import type { Handler } from "../Election.ts"
 import { AcquireRefused } from "../ElectionError.ts"
 import * as Machine from "../Machine.ts"
 import * as Metrics from "../Metrics.ts"
 import * as Registry from "../Registry.ts"
-import type * as Standby from "../Standby.ts"
+import type { Instance } from "./instance.ts"
 import type { Holding, Message } from "./protocol.ts"
-import type * as Subordinate from "./subordinate.ts"
 
 /** @since 0.1.0 @category models */
 export interface Env {
@@ -172,8 +171,8 @@ const membersBatchMs = 25
 type Register = Registry.Register
 
 /** What a term as supervisor needs of its instance. @since 0.1.0 @category models */
+/** What the supervisor's driver alone needs, beside the instance. */
 export interface SuperviseEnv {
-  readonly instanceId: string
   readonly pid: number
   readonly pidNamespace: string | undefined
   readonly isRunning: ((pid: number) => boolean) | undefined
@@ -183,8 +182,6 @@ export interface SuperviseEnv {
   readonly settings: Registry.Settings
   readonly requestTimeoutMs: number
   readonly keepAliveIntervalMs: number
-  readonly shared: Subordinate.Shared
-  readonly standby: Standby.Standby
   readonly pendingAcquires: Map<
     string,
     {
@@ -206,9 +203,6 @@ export interface SuperviseEnv {
   readonly previousSubordinates: () => Array<string>
   /** Tells the subordinate side: its cut-off deadline is off, what it gave up forgotten. */
   readonly supervising: Effect.Effect<void>
-  readonly emit: (event: ElectionEvent) => Effect.Effect<void>
-  readonly firstRole: Deferred.Deferred<void, ElectionError>
-  readonly settle: Effect.Effect<void>
   readonly releaseSpent: Effect.Effect<void>
 }
 
@@ -220,29 +214,7 @@ export interface SuperviseEnv {
  * @since 0.1.0
  * @category constructors
  */
-export const supervise = (env: SuperviseEnv) => {
-  const {
-    instanceId,
-    pid,
-    startedAtMs,
-    program,
-    metadata,
-    settings,
-    requestTimeoutMs,
-    shared,
-    standby,
-    pendingAcquires,
-    pendingCommands,
-    handlers,
-    runHandler,
-    holdings,
-    losePermits,
-    previousSubordinates,
-    emit,
-    firstRole,
-    settle,
-    releaseSpent,
-  } = env
+export const supervise = (instance: Instance, env: SuperviseEnv) => {
   const pidNamespace = env.pidNamespace === undefined ? {} : { pidNamespace: env.pidNamespace }
   const now = Clock.currentTimeMillis
 
@@ -252,11 +224,11 @@ export const supervise = (env: SuperviseEnv) => {
     (event: Machine.Event, term: Supervising): Effect.Effect<void> => {
       switch (event._tag) {
         case "MemberJoined":
-          return emit({ _tag: "MemberJoined", member: event.member })
+          return instance.emit({ _tag: "MemberJoined", member: event.member })
         case "MemberLeft":
-          return emit({ _tag: "MemberLeft", member: event.member, reason: event.reason })
+          return instance.emit({ _tag: "MemberLeft", member: event.member, reason: event.reason })
         case "Granted": {
-          const pending = pendingAcquires.get(event.requestId)
+          const pending = env.pendingAcquires.get(event.requestId)
           // Given up meanwhile: hand the permit back (a step of its own, after this one).
           if (pending === undefined)
             return Effect.asVoid(
@@ -265,29 +237,29 @@ export const supervise = (env: SuperviseEnv) => {
           return Deferred.succeed(pending.done, undefined)
         }
         case "Refused": {
-          const pending = pendingAcquires.get(event.requestId)
+          const pending = env.pendingAcquires.get(event.requestId)
           if (pending === undefined) return Effect.void
-          pendingAcquires.delete(event.requestId)
+          env.pendingAcquires.delete(event.requestId)
           return Deferred.fail(
             pending.done,
             new AcquireRefused({ resource: event.resource, detail: event.reason }),
           )
         }
         case "Lost":
-          return losePermits(event.lost)
+          return env.losePermits(event.lost)
         case "Thawed":
           return Deferred.succeed(thawed, undefined)
         case "RegistrySent":
           return Effect.sync(() => {
-            shared.lastMembers = event.members
-            shared.preparedRegistration = undefined
+            instance.shared.lastMembers = event.members
+            instance.shared.preparedRegistration = undefined
           })
         case "Request": {
           const { connection, from, request } = event
           return Effect.asVoid(
             Effect.forkIn(
               Effect.flatMap(
-                runHandler(handlers, request.operation, request.payload, from),
+                env.runHandler(env.handlers, request.operation, request.payload, from),
                 (r) => {
                   const member = term.connection(connection)
                   return member === undefined
@@ -300,7 +272,7 @@ export const supervise = (env: SuperviseEnv) => {
           )
         }
         case "CommandDone": {
-          const pending = pendingCommands.get(event.done.id)
+          const pending = env.pendingCommands.get(event.done.id)
           return pending === undefined
             ? Effect.void
             : Deferred.succeed(pending, { ok: event.done.ok, payload: event.done.payload })
@@ -320,7 +292,7 @@ export const supervise = (env: SuperviseEnv) => {
    */
   const takeOver = Effect.gen(function* () {
     // The designated successor takes over with members standing by at it.
-    const standing = standby.listening()
+    const standing = instance.standby.listening()
     yield* Effect.annotateCurrentSpan("understudy.successor", standing !== undefined)
     const preRegistered: Array<readonly [Connection.Connection<Message>, Register]> = []
     for (const [connection, preRegistration] of standing?.waiting ?? []) {
@@ -334,28 +306,28 @@ export const supervise = (env: SuperviseEnv) => {
     yield* env.supervising
     // The role first: the machine's `init` grants this instance's waiting requests, and
     // whoever wakes up on them finds it supervisor.
-    shared.role = { _tag: "Supervisor" }
+    instance.shared.role = { _tag: "Supervisor" }
     const term = yield* start({
       config: {
-        program,
-        settings,
+        program: env.program,
+        settings: env.settings,
         self: {
-          instanceId,
-          pid,
+          instanceId: instance.instanceId,
+          pid: env.pid,
           ...pidNamespace,
-          startedAtMs,
-          metadata: { ...metadata },
+          startedAtMs: env.startedAtMs,
+          metadata: { ...env.metadata },
         },
-        requestTimeoutMs,
+        requestTimeoutMs: env.requestTimeoutMs,
         membersBatchMs,
         takeover: {
-          expected: previousSubordinates(),
-          blind: !Registry.sawRegistry(shared.lastMembers, instanceId),
+          expected: env.previousSubordinates(),
+          blind: !Registry.sawRegistry(instance.shared.lastMembers, instance.instanceId),
           // The members of the registry it had are known to every member already.
-          announced: shared.lastMembers.map((m) => m.instanceId),
+          announced: instance.shared.lastMembers.map((m) => m.instanceId),
           standingBy: preRegistered.map(([, preRegistration]) => preRegistration.instanceId),
-          holdings: holdings(),
-          waiting: [...pendingAcquires].map(([requestId, pending]) => ({
+          holdings: env.holdings(),
+          waiting: [...env.pendingAcquires].map(([requestId, pending]) => ({
             requestId,
             resource: pending.resource,
             limit: pending.limit,
@@ -366,11 +338,11 @@ export const supervise = (env: SuperviseEnv) => {
       isRunning: env.isRunning,
       onEvent: onSupervisorEvent(thawed, scope),
     })
-    shared.supervisor = term
-    shared.lastMembers = Machine.members(term.state())
-    shared.preparedRegistration = undefined
+    instance.shared.supervisor = term
+    instance.shared.lastMembers = Machine.members(term.state())
+    instance.shared.preparedRegistration = undefined
     if (standing !== undefined) {
-      yield* Effect.addFinalizer(() => standby.close)
+      yield* Effect.addFinalizer(() => instance.standby.close)
       // A member that pre-registers later is admitted as it comes, welcomed by its registry.
       standing.serve = (connection, preRegistration) =>
         term.admit([[connection, preRegistration]], false)
@@ -380,30 +352,30 @@ export const supervise = (env: SuperviseEnv) => {
     yield* Effect.annotateCurrentSpan({
       // Members welcomed over their standby connections, and those waited for.
       "understudy.welcomed": new Set(
-        preRegistered.map(([, p]) => p.instanceId).filter((id) => id !== instanceId),
+        preRegistered.map(([, p]) => p.instanceId).filter((id) => id !== instance.instanceId),
       ).size,
       "understudy.expected": state.expected.size,
       "understudy.frozen": state.grants.frozen,
     })
-    yield* emit({ _tag: "Elected", instanceId, atMs: yield* now })
+    yield* instance.emit({ _tag: "Elected", instanceId: instance.instanceId, atMs: yield* now })
     // Connections that stood by at this instance as successor: each pre-registered member
     // is welcomed over its own and admitted (the others as their pre-registration comes).
     if (preRegistered.length > 0) yield* term.admit(preRegistered, true)
     return { term, thawed }
   }).pipe(
     Effect.withSpan("port-election.takeover", {
-      attributes: { "understudy.instance": instanceId },
+      attributes: { "understudy.instance": instance.instanceId },
     }),
   )
 
   const runSupervisor = (listener: Transport.Listener<Message>, release: Effect.Effect<void>) =>
     Effect.gen(function* () {
       const { term, thawed } = yield* takeOver
-      yield* standby.follow(undefined)
-      yield* Deferred.succeed(firstRole, undefined)
-      yield* settle
+      yield* instance.standby.follow(undefined)
+      yield* Deferred.succeed(instance.firstRole, undefined)
+      yield* instance.settle
       // The previous supervisor's dead connection is torn down once the members are back.
-      yield* Effect.forkScoped(Effect.andThen(Deferred.await(thawed), releaseSpent))
+      yield* Effect.forkScoped(Effect.andThen(Deferred.await(thawed), env.releaseSpent))
       // A supervisor that stops on purpose says so, so subordinates elect at once; it
       // unbinds the address first, so whoever they elect can bind it. (Its term's loop may
       // still have steps queued, such as its connections' ends when it was killed: the
