@@ -26,17 +26,7 @@
  */
 import { Duplex } from "node:stream"
 import { Address, Transport } from "@understudy/transport"
-import {
-  type Cause,
-  Deferred,
-  Effect,
-  Metric,
-  Option,
-  Queue,
-  type Scope,
-  Sink,
-  Stream,
-} from "effect"
+import { type Cause, Deferred, Effect, Option, Queue, type Scope, Sink, Stream } from "effect"
 import * as Checkpoint from "./Checkpoint.ts"
 import { type CheckpointConfigError, TakeoverRefused } from "./CheckpointError.ts"
 import type { CheckpointStore, Ownership } from "./CheckpointStore.ts"
@@ -45,7 +35,6 @@ import * as Discovery from "./Discovery.ts"
 import * as ByteWindow from "./internal/byteWindow.ts"
 import * as Handshake from "./internal/handshake.ts"
 import * as Message from "./Message.ts"
-import * as Metrics from "./Metrics.ts"
 import type { ClientOptions, ServerEvent } from "./ObjectSession.ts"
 import * as Proof from "./Proof.ts"
 import * as Sequence from "./Sequence.ts"
@@ -591,11 +580,9 @@ export const connect = (
                   ByteWindow.drop(written, at)
                   ackEvery = Message.ackInterval(ackEveryBytes, message.window)
                   if (lostAtMs !== undefined) {
-                    const gapMs = (yield* now) - lostAtMs
-                    yield* Metric.update(Metrics.takeoverGapMs, gapMs)
-                    yield* Effect.logInfo("checkpoint: resumed").pipe(
-                      Effect.annotateLogs({ sessionId: session!.id, gapMs }),
-                    )
+                    const gapMs = yield* Handshake.resumedAfter(lostAtMs, {
+                      sessionId: session!.id,
+                    })
                     options.onResumed?.({
                       gapMs,
                       server: Address.format(address),

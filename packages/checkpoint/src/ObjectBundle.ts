@@ -24,7 +24,6 @@ import {
   Deferred,
   Effect,
   Exit,
-  Metric,
   Option,
   Queue,
   Random,
@@ -46,7 +45,6 @@ import * as Discovery from "./Discovery.ts"
 import * as DatagramFlow from "./internal/datagramFlow.ts"
 import * as Handshake from "./internal/handshake.ts"
 import * as Message from "./Message.ts"
-import * as Metrics from "./Metrics.ts"
 import type { ClientOptions, ObjectSource, ServerEvent } from "./ObjectSession.ts"
 import type { Policy } from "./Policy.ts"
 import * as Proof from "./Proof.ts"
@@ -989,9 +987,11 @@ export const connect = (
         }
         if (outcome !== undefined) {
           if (lostAtMs !== undefined) {
-            const gapMs = (yield* now) - lostAtMs
+            const gapMs = yield* Handshake.resumedAfter(lostAtMs, {
+              sessionId: session?.id,
+              server: Address.format(address),
+            })
             lostAtMs = undefined
-            yield* Metric.update(Metrics.takeoverGapMs, gapMs)
             options.onResumed?.({ gapMs, server: Address.format(address) })
           }
           yield* Deferred.await(outcome.lost)

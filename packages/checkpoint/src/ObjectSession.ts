@@ -800,17 +800,12 @@ export const get = (
                     if (outcome._tag === "Deliver") {
                       if (!resumedReported && lostAtMs !== undefined) {
                         resumedReported = true
-                        const gapMs = (yield* now) - lostAtMs
+                        const gapMs = yield* Handshake.resumedAfter(lostAtMs, {
+                          sessionId: session!.id,
+                          server: Address.format(address),
+                          offset: receiver.next - session!.firstByteSeq,
+                        })
                         lostAtMs = undefined
-                        yield* Metric.update(Metrics.takeoverGapMs, gapMs)
-                        yield* Effect.logInfo("checkpoint: resumed").pipe(
-                          Effect.annotateLogs({
-                            sessionId: session!.id,
-                            server: Address.format(address),
-                            gapMs,
-                            offset: receiver.next - session!.firstByteSeq,
-                          }),
-                        )
                         options.onResumed?.({
                           gapMs,
                           offset: receiver.next - session!.firstByteSeq,

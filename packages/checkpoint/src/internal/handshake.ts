@@ -1,7 +1,8 @@
 /**
  * The steps of opening and resuming a session that `ObjectSession`, `ObjectBundle` and
  * `DuplexSession` take alike: what a new session is given, the one channel a client opens,
- * a takeover's accounting at the server, and how a client takes a refusal.
+ * a takeover's accounting at the server, how a client takes a refusal, and the gap it reports
+ * once resumed.
  */
 import type { Connection, Options } from "@understudy/transport"
 import { type Cause, Effect, Metric, type Queue, type Scope } from "effect"
@@ -141,4 +142,18 @@ export const attemptsExhausted = (attemptsMax: number, sessionId: string | undef
     reason: "AttemptsExhausted",
     sessionId: sessionId ?? "",
     detail: `${attemptsMax} connection attempts`,
+  })
+
+/**
+ * A client's takeover once its stream flows again: the gap since it lost its server, in the
+ * histogram and the log (with `annotations`). Gives the gap, for the caller's `onResumed`.
+ */
+export const resumedAfter = (lostAtMs: number, annotations: Record<string, unknown>) =>
+  Effect.gen(function* () {
+    const gapMs = (yield* Effect.clockWith((clock) => clock.currentTimeMillis)) - lostAtMs
+    yield* Metric.update(Metrics.takeoverGapMs, gapMs)
+    yield* Effect.logInfo("checkpoint: resumed").pipe(
+      Effect.annotateLogs({ ...annotations, gapMs }),
+    )
+    return gapMs
   })
