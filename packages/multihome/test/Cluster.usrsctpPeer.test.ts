@@ -26,17 +26,24 @@ const lineEveryMs = 20
 const lines = 60
 /** The primary dies `offset` ms after this line was written. */
 const killedAfterLine = 20
-/** How long the claim of the dead node's address takes. */
-const claimMs = 50
 /** usrsctp's RTO.min: a gap this long is a T3-rtx the peer felt. */
 const peerRtoMs = 1_000
+
 /**
- * The longest gap allowed: the kill to the adoption (the link's reset, then the claim) and a
- * few probes' round trips, well under the peer's RTO. A takeover that binds the dead node's
- * address only after its first packet loses the DATA that packet draws out: the peer waits
- * ~870 ms for it in this simulation.
+ * Where the dead node's address goes. On one host the secondary binds it once the socket is
+ * gone; across hosts it claims it first (`ip addr add` and a gratuitous ARP), which takes
+ * `claimMs`: the peer's next line goes to the dead address meanwhile, and what it writes after
+ * is held behind it. The longest gap allowed: the kill to the adoption (the link's reset, then
+ * the claim) and a few probes' round trips, well under the peer's RTO. A takeover that binds
+ * the dead node's address only after its first packet loses the DATA that packet draws out:
+ * the peer waits ~870 ms for it in this simulation. The peer's seeds are `seedBase` + the
+ * kill's offset; at least `lossyKillsMin` kills lose a line at the dead node (on one host the
+ * address is soon bound again: most kills lose nothing).
  */
-const gapMaxMs = claimMs + 200
+const forms = [
+  { name: "across hosts (a 50 ms claim)", claimMs: 50, seedBase: 100, lossyKillsMin: 3 },
+  { name: "on one host", claimMs: 0, seedBase: 300, lossyKillsMin: 1 },
+] as const
 
 interface Kill {
   readonly seed: number
@@ -45,17 +52,19 @@ interface Kill {
   readonly sends: ReadonlyArray<PeerSend>
 }
 
-/** One kill of the primary `offsetMs` after line `killedAfterLine`; the peer's seed `seed`. */
-const killOnce = (seed: number, offsetMs: number) =>
+/**
+ * One kill of the primary `offsetMs` after line `killedAfterLine`; the peer's seed `seed`, the
+ * dead node's address claimed in `claimMs` (0: no claim, one host).
+ */
+const killOnce = (seed: number, offsetMs: number, claimMs: number) =>
   Effect.scoped(
     Effect.gen(function* () {
       const net = yield* SimNet.make({ link: { latency: SimNet.fixed(1) } })
-      // Across hosts the claim of the dead node's address takes a while (`ip addr add` and a
-      // gratuitous ARP): the peer's next line goes to the dead address meanwhile, and what it
-      // writes after is held behind it.
       const options = {
         failover: "takeover",
-        addressClaim: { claim: () => Effect.sleep(claimMs), release: () => Effect.void },
+        ...(claimMs > 0
+          ? { addressClaim: { claim: () => Effect.sleep(claimMs), release: () => Effect.void } }
+          : {}),
       } satisfies Partial<Cluster.Options>
       const { secondary, primary } = yield* Pair.startPair(net, options)
       const ready = yield* peerOnSimNet(net, {
@@ -93,37 +102,41 @@ const longestGapMs = (echoes: ReadonlyArray<Echo>) =>
   )
 
 describe("Cluster takeover under a usrsctp-like peer on SimNet", () => {
-  it.effect(
-    "the primary killed at any point of a line's interval: every line echoed once, in order, no T3-rtx, the longest gap a fraction of the peer's RTO",
-    () =>
-      Effect.gen(function* () {
-        const offsets = Array.from({ length: 10 }, (_, index) => index * 2)
-        const replay = process.env.UNDERSTUDY_SEED
-        const seeds =
-          replay === undefined ? offsets.map((offset) => 100 + offset) : [Number(replay)]
-        let resent = 0
-        const gaps: Array<number> = []
-        for (const seed of seeds) {
-          const kill = yield* killOnce(seed, seed - 100)
-          const context = `SEED=${seed} (kill ${kill.offsetMs} ms after line ${killedAfterLine}; replay: UNDERSTUDY_SEED=${seed} npx vitest run test/Cluster.usrsctpPeer.test.ts)`
-          expect(
-            kill.echoes.map((echo) => echo.line),
-            context,
-          ).toEqual(Array.from({ length: lines }, (_, line) => line))
-          expect(
-            kill.sends.filter((send) => send.why === "t3"),
-            context,
-          ).toEqual([])
-          expect(longestGapMs(kill.echoes), context).toBeLessThan(gapMaxMs)
-          if (kill.sends.some((send) => send.why === "fast")) resent++
-          gaps.push(longestGapMs(kill.echoes))
-        }
-        console.log(
-          `takeover under a usrsctp-like peer: ${seeds.length} kills, ${resent} with a line fast-retransmitted, longest gaps ${gaps.join(" ")} ms`,
-        )
-        // The kills do lose lines on the dead node's address (what the test is about).
-        if (replay === undefined) expect(resent).toBeGreaterThan(seeds.length / 2)
-      }),
-    120_000,
-  )
+  for (const form of forms) {
+    it.effect(
+      `${form.name}: the primary killed at points of a line's interval; every line echoed once, in order, no T3-rtx, the longest gap a fraction of the peer's RTO`,
+      () =>
+        Effect.gen(function* () {
+          const offsets = Array.from({ length: 5 }, (_, index) => index * 4)
+          const replay = process.env.UNDERSTUDY_SEED
+          const seeds =
+            replay === undefined
+              ? offsets.map((offset) => form.seedBase + offset)
+              : [Number(replay)].filter((seed) => offsets.includes(seed - form.seedBase))
+          let resent = 0
+          const gaps: Array<number> = []
+          for (const seed of seeds) {
+            const kill = yield* killOnce(seed, seed - form.seedBase, form.claimMs)
+            const context = `SEED=${seed} (${form.name}, kill ${kill.offsetMs} ms after line ${killedAfterLine}; replay: UNDERSTUDY_SEED=${seed} npx vitest run test/Cluster.usrsctpPeer.test.ts)`
+            expect(
+              kill.echoes.map((echo) => echo.line),
+              context,
+            ).toEqual(Array.from({ length: lines }, (_, line) => line))
+            expect(
+              kill.sends.filter((send) => send.why === "t3"),
+              context,
+            ).toEqual([])
+            expect(longestGapMs(kill.echoes), context).toBeLessThan(form.claimMs + 200)
+            if (kill.sends.some((send) => send.why === "fast")) resent++
+            gaps.push(longestGapMs(kill.echoes))
+          }
+          console.log(
+            `takeover ${form.name} under a usrsctp-like peer: ${seeds.length} kills, ${resent} with a line fast-retransmitted, longest gaps ${gaps.join(" ")} ms`,
+          )
+          // The kills do lose lines on the dead node's address (what the test is about).
+          if (replay === undefined) expect(resent).toBeGreaterThanOrEqual(form.lossyKillsMin)
+        }),
+      120_000,
+    )
+  }
 })
