@@ -122,4 +122,19 @@ describe("Endpoint timers", () => {
       ])
     }),
   )
+
+  it.effect("a step that dies stops only its sleeper: a timer armed afterwards still fires", () =>
+    Effect.gen(function* () {
+      const { fired, arm } = yield* makeDriver((_, owner) =>
+        owner.id === "a" ? Effect.die(new Error("a defect in a step")) : Effect.void,
+      )
+      const a = association("a")
+      const b = association("b")
+      yield* arm(a, "T3-rtx", 100)
+      yield* advance(200)
+      yield* arm(b, "heartbeat", 300)
+      yield* advance(200)
+      expect(fired).toEqual(["a/T3-rtx@100", "b/heartbeat@300"])
+    }),
+  )
 })

@@ -102,7 +102,16 @@ export const makeTimers = <E extends Owner>(options: {
     const sleeper: Sleeper = { untilMs: Number.NEGATIVE_INFINITY, fiber: undefined }
     current = sleeper
     previous?.fiber?.interruptUnsafe()
-    return Effect.forkIn(sleep(sleeper), options.scope).pipe(
+    // A sleeper that died (a defect in a step) is not left as the current one: the next
+    // `set` starts another, rather than every timer of the endpoint stopping for good.
+    const run = sleep(sleeper).pipe(
+      Effect.ensuring(
+        Effect.sync(() => {
+          if (current === sleeper) current = undefined
+        }),
+      ),
+    )
+    return Effect.forkIn(run, options.scope).pipe(
       Effect.flatMap((fiber) =>
         Effect.sync(() => {
           sleeper.fiber = fiber
