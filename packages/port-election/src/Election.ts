@@ -509,7 +509,7 @@ export const make = (
       holdings,
       losePermits,
       previousSubordinates,
-      supervising: Effect.suspend(() => subordinate.step({ _tag: "Supervising" })),
+      supervising: Effect.suspend(() => subordinate.supervising),
       releaseSpent,
     })
 

@@ -28,6 +28,16 @@ const sends = (outputs: ReadonlyArray<Subordinate.Output>) =>
   outputs.flatMap((o) => (o._tag === "Send" ? [o.message] : []))
 
 const lock = { resource: "lock", limit: 1, permits: 1 }
+
+/** Same phase, holdings, requests, deadline and permits given up. */
+const sameState = (a: Subordinate.State, b: Subordinate.State) =>
+  JSON.stringify({
+    ...a,
+    held: [...a.held],
+    waiting: [...a.waiting],
+    abandoned: [...a.abandoned],
+  }) ===
+  JSON.stringify({ ...b, held: [...b.held], waiting: [...b.waiting], abandoned: [...b.abandoned] })
 const connected = (
   connection: string,
   nowMs: number,
@@ -78,6 +88,44 @@ describe("the subordinate's machine", () => {
     expect(steps[4]).toEqual([M.emit({ _tag: "LosePermits", lost: [lock] })])
     expect(state.held.size).toBe(0)
     expect(state.abandoned.get("lock")).toBe(1)
+  })
+
+  it("Supervising changes something exactly when supervisingChanges says so (a new supervisor skips it otherwise)", () => {
+    const supervising = M.command<Subordinate.Command>({ _tag: "Supervising" }, 2_000)
+    const lostAt = (nowMs: number) => [
+      connected("c1", 0, [lock]),
+      welcome("c1", 10),
+      M.command<Subordinate.Command>({ _tag: "Closed", connection: "c1", reason: "End" }, nowMs),
+    ]
+    const cases = [
+      // Nothing armed, nothing given up: a registered member, and one that lost its
+      // supervisor but did not arm the deadline (the successor that bound the address).
+      { inputs: [connected("c1", 0, [lock]), welcome("c1", 10)], changes: false },
+      { inputs: lostAt(1_000), changes: false },
+      // The deadline armed.
+      {
+        inputs: [
+          ...lostAt(1_000),
+          M.command<Subordinate.Command>({ _tag: "Lost", lastHeardAtMs: 900 }, 1_000),
+        ],
+        changes: true,
+      },
+      // A permit released while electing: given up, to forget.
+      {
+        inputs: [
+          ...lostAt(1_000),
+          M.command<Subordinate.Command>({ _tag: "Release", resource: "lock" }, 1_500),
+        ],
+        changes: true,
+      },
+    ]
+    for (const { inputs, changes } of cases) {
+      const { state } = run(inputs)
+      expect(Subordinate.supervisingChanges(state)).toBe(changes)
+      const next = machine.step(state, supervising)
+      expect(next.outputs.length > 0 || !sameState(next.state, state)).toBe(changes)
+      expect(Subordinate.supervisingChanges(next.state)).toBe(false)
+    }
   })
 
   it("a registration that still claimed a permit given up meanwhile hands it back once welcomed", () => {

@@ -67,6 +67,11 @@ export interface Running {
   ) => Effect.Effect<"retry" | "lost", ElectionError, Scope.Scope>
   /** Steps one of the instance's own commands (acquire, cancel, release, supervising). */
   readonly step: (command: Subordinate.Command) => Effect.Effect<void>
+  /**
+   * Steps `Supervising` if it changes anything: a new supervisor, on its way to welcome the
+   * others, skips a step (a round trip through the Runner) that would do nothing.
+   */
+  readonly supervising: Effect.Effect<void>
 }
 
 /** How one attempt over one connection ended, as the machine said. */
@@ -344,9 +349,14 @@ export const start = (instance: Instance, env: Env): Effect.Effect<Running> =>
         return "lost" as const
       }).pipe(Effect.ensuring(Effect.sync(() => attempts.clear())))
 
+    // A command to a node that stopped is interrupted: the election is over, nothing to do.
+    const step = (command: Subordinate.Command) => Effect.asVoid(Effect.exit(node.command(command)))
+
     return {
       runSubordinate,
-      // A command to a node that stopped is interrupted: the election is over, nothing to do.
-      step: (command) => Effect.asVoid(Effect.exit(node.command(command))),
+      step,
+      supervising: Effect.flatMap(node.state, (state) =>
+        Subordinate.supervisingChanges(state) ? step({ _tag: "Supervising" }) : Effect.void,
+      ),
     }
   })
