@@ -7,15 +7,16 @@
  * steps, never on durations; waits are for events, bounded generously (a loaded machine).
  *
  * What is checked here is the real path of the report (kernel, connected socket, endpoint,
- * `Client`'s command), with the client's default timings: every heartbeat after the kill
- * goes to the dead port, so a report must come, whoever wins the race. Whether the walk is
- * made on it or on the timed detection is timing: a process starved at load ~30 may read its
- * timers first. That the report, when it comes first, walks at once is the machine's
- * behaviour, checked without a race on simulated time (`ClientDetection.sim.test.ts`,
- * `ClientMachine.test.ts`). Without `reportUnreachable` no report is stepped and the test
- * fails.
+ * `Client`'s command), with the client's default timings and no race: the kill is made while
+ * the client has no message unanswered, and this process (the client's) is held until the
+ * killed one is gone (a zombie: its sockets closed), so the client's next message to it
+ * meets a closed port and draws the report. (Without the hold, a dying process slow to go at
+ * load ~30 absorbed the messages sent meanwhile, and the client walked on its timer without
+ * any report.) That a report walks at once, before the timed detection, is the machine's
+ * behaviour, checked on simulated time (`ClientDetection.sim.test.ts`, `ClientMachine.test.ts`).
+ * Without `reportUnreachable` no report is stepped and the test fails.
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
@@ -43,6 +44,27 @@ const timing = {
   downAfterMs: 800,
   electionStaggerMs: 200,
   leaseMs: 2_000,
+}
+
+/**
+ * Blocks this process (and so the client in it) until process `pid` is a zombie or gone: its
+ * sockets are closed then. Bounded: 30 s.
+ */
+const holdUntilGone = (pid: number) => {
+  const pause = new Int32Array(new SharedArrayBuffer(4))
+  for (let waited = 0; waited < 30_000; waited += 5) {
+    let state: string
+    try {
+      // `pid (comm) S ...`: the state follows the last parenthesis.
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+      state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+    } catch {
+      return
+    }
+    if (state === "Z" || state === "X") return
+    Atomics.wait(pause, 0, 0, 5)
+  }
+  throw new Error(`process ${pid} still running 30 s after SIGKILL`)
 }
 
 /** Polls `check` every 20 ms, at most `timeoutMs`. */
@@ -101,23 +123,39 @@ describe("a server process SIGKILLed", () => {
           Effect.forkScoped,
         )
         yield* until("granted", () => events.some((event) => event._tag === "Granted"), 30_000)
-        const holder = (yield* client.state).server!
-        const stepsBefore = steps.length
-        servers.get(holder)!.kill("SIGKILL")
-        yield* Effect.promise(() => servers.get(holder)!.exit())
+        // Killed, in one synchronous block, at a moment the client has no message unanswered.
+        let holder: string | undefined
+        let stepsBefore = 0
+        const killHolder = Effect.sync(() => {
+          const state = Effect.runSync(client.state)
+          if (state.phase !== "holding" || state.missed !== 0 || state.server === undefined)
+            return false
+          holder = state.server
+          stepsBefore = steps.length
+          const killed = servers.get(holder)!
+          killed.kill("SIGKILL")
+          holdUntilGone(killed.child.pid!)
+          return true
+        })
+        for (let tries = 0; !(yield* killHolder); tries++) {
+          if (tries > 1_000) return yield* Effect.die(new Error("never idle between heartbeats"))
+          yield* Effect.sleep(5)
+        }
+        if (holder === undefined) return yield* Effect.die(new Error("no holder"))
+        yield* Effect.promise(() => servers.get(holder!)!.exit())
         yield* until(
           "re-attached",
           () => events.some((event) => event._tag === "Reattached"),
           30_000,
         )
 
-        // The report may come after the timed walk: waited for (bounded), not raced.
         const report = () =>
           steps
             .slice(stepsBefore)
             .find(
               (step) => step.input._tag === "Command" && step.input.command._tag === "Unreachable",
             )
+        // Certain to come (the client's next message met a closed port), maybe after the walk.
         yield* until("a port-unreachable report stepped", () => report() !== undefined, 10_000)
         expect(report()?.input, `the report of ${holder}'s closed port`).toMatchObject({
           _tag: "Command",
