@@ -96,6 +96,6 @@ export const sign = (
  */
 export const crypto = (keys: Signing.PoolKeys): Crypto => ({
   signToken: (claims) => Signing.signToken(keys, claims),
-  verifyToken: (token) => Signing.verifyToken(keys, token),
+  verifyToken: Signing.cachingVerifier((token) => Signing.verifyToken(keys, token)),
   verifyLicense: (license) => Signing.verifyLicense(keys.resourcePublic, license),
 })

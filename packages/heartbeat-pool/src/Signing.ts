@@ -61,18 +61,18 @@ export const poolKeys = (secret: Uint8Array | Redacted.Redacted<Uint8Array>): Po
   }
 }
 
-const tokenBytes = (claims: Omit<Token, "signature">): Buffer =>
-  Buffer.from(
-    JSON.stringify([
-      "understudy/token/1",
-      claims.client,
-      claims.server,
-      claims.term,
-      claims.product,
-      claims.seats,
-      claims.validUntilMs,
-    ]),
-  )
+const tokenText = (claims: Omit<Token, "signature">): string =>
+  JSON.stringify([
+    "understudy/token/1",
+    claims.client,
+    claims.server,
+    claims.term,
+    claims.product,
+    claims.seats,
+    claims.validUntilMs,
+  ])
+
+const tokenBytes = (claims: Omit<Token, "signature">): Buffer => Buffer.from(tokenText(claims))
 
 const licenseBytes = (license: Omit<License, "signature">): Buffer =>
   Buffer.from(
@@ -100,6 +100,40 @@ export const signToken = (keys: PoolKeys, claims: Omit<Token, "signature">): str
 /** @since 0.1.0 @category tokens */
 export const verifyToken = (keys: PoolKeys, token: Token): boolean =>
   check(tokenBytes(token), keys.tokenPublic, token.signature)
+
+/**
+ * Tokens verified at most, remembered by `cachingVerifier` (the clients of a big pool, each
+ * with its token; the oldest is forgotten first).
+ *
+ * @since 0.1.0
+ * @category tokens
+ */
+export const verifiedTokensMax = 16_384
+
+/**
+ * `verify` remembering the tokens it accepted, by their exact claims and signature: a client
+ * resends the same token with every heartbeat until a server gives it one of its own (a
+ * re-attachment under load: several per client), and each Ed25519 verification costs ~50 µs.
+ * A token that differs in any claim or in its signature is a new key, verified afresh; a
+ * refusal is not remembered. At most `capacity` tokens, the oldest forgotten first.
+ *
+ * @since 0.1.0
+ * @category tokens
+ */
+export const cachingVerifier = (
+  verify: (token: Token) => boolean,
+  capacity: number = verifiedTokensMax,
+): ((token: Token) => boolean) => {
+  const verified = new Set<string>()
+  return (token) => {
+    const key = `${tokenText(token)}\n${token.signature}`
+    if (verified.has(key)) return true
+    if (!verify(token)) return false
+    if (verified.size >= capacity) verified.delete(verified.values().next().value!)
+    verified.add(key)
+    return true
+  }
+}
 
 /** A vendor key pair, PEM encoded. @since 0.1.0 @category licenses */
 export const generateVendorKeys = (): {
@@ -145,7 +179,7 @@ export const crypto = (keys: PoolKeys, vendorPublic: KeyObject | string): Crypto
   const vendor = typeof vendorPublic === "string" ? createPublicKey(vendorPublic) : vendorPublic
   return {
     signToken: (claims) => signToken(keys, claims),
-    verifyToken: (token) => verifyToken(keys, token),
+    verifyToken: cachingVerifier((token) => verifyToken(keys, token)),
     verifyLicense: (license) => verifyLicense(vendor, license),
   }
 }
