@@ -159,6 +159,10 @@ describe("Promise facade", () => {
       (entry) => entry.message.startsWith("BecameLeader") && entry.annotations.server === leader,
     )
     expect(became?.level).toBe("Info")
+    // Events about one client are Debug, below the default level: none reached the logger.
+    expect(logs.filter((entry) => /^(Allocated|Carried|Released)\b/.test(entry.message))).toEqual(
+      [],
+    )
     // The role and term are read when the line is logged: a starved leader may have lost its
     // lease by then, so its role may be another and its term later.
     const { role, term } = became!.annotations
