@@ -76,6 +76,7 @@ export interface Running {
 
 /** How one attempt over one connection ended, as the machine said. */
 interface Attempt {
+  readonly connection: Connection.Connection<Message>
   /** The supervisor's id once welcomed; undefined if not welcomed. */
   readonly registered: Deferred.Deferred<string | undefined, ElectionError>
   /** After a Welcome: the connection ended; whether the supervisor said it resigned. */
@@ -114,9 +115,20 @@ export const start = (instance: Instance, env: Env): Effect.Effect<Running> =>
           return instance.standby.follow(event.successor)
         case "Registered": {
           const attempt = attempts.get(event.connection)
-          return attempt === undefined
-            ? Effect.void
-            : Effect.asVoid(Deferred.succeed(attempt.registered, event.supervisorId))
+          if (attempt === undefined) return Effect.void
+          // Subordinate from the step that took the Welcome in, here in the Runner's loop: the
+          // attempt's fiber, woken by `registered`, would say so a turn of the event loop later.
+          // (It ends the registration's span, then wakes whoever waits for a role.)
+          return Effect.gen(function* () {
+            instance.shared.upstream = attempt.connection
+            instance.shared.role = { _tag: "Subordinate", supervisorId: event.supervisorId }
+            yield* instance.emit({
+              _tag: "BecameSubordinate",
+              supervisorId: event.supervisorId,
+              atMs: yield* now,
+            })
+            yield* Deferred.succeed(attempt.registered, event.supervisorId)
+          })
         }
         case "NotWelcomed": {
           const attempt = attempts.get(event.connection)
@@ -246,6 +258,7 @@ export const start = (instance: Instance, env: Env): Effect.Effect<Running> =>
     const runSubordinate = (connection: Connection.Connection<Message>, takeover?: Welcome) =>
       Effect.gen(function* () {
         const attempt: Attempt = {
+          connection,
           registered: yield* Deferred.make<string | undefined, ElectionError>(),
           ended: yield* Deferred.make<boolean>(),
         }
@@ -287,9 +300,6 @@ export const start = (instance: Instance, env: Env): Effect.Effect<Running> =>
           }),
         )
         if (welcome === undefined) return "retry" as const
-        instance.shared.upstream = connection
-        instance.shared.role = { _tag: "Subordinate", supervisorId: welcome }
-        yield* instance.emit({ _tag: "BecameSubordinate", supervisorId: welcome, atMs: yield* now })
         yield* Deferred.succeed(instance.firstRole, undefined)
         yield* instance.settle
         const reason = yield* connection.closed
