@@ -10,7 +10,8 @@ import { Clock, Effect, type Fiber, type Scope } from "effect"
 
 /**
  * One timer of one association: the table's key, made the first time the name is armed and
- * kept (an association arms a few names, per path at most), so re-arming allocates nothing.
+ * kept (an association arms a few names, per path at most): re-arming makes no new key (the
+ * table still makes an entry per arm).
  */
 interface Key<E> {
   readonly owner: E
