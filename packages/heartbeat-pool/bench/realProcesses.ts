@@ -256,21 +256,23 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     // Under elections that never settle, the clients go to whoever leads (refused with
     // `electing` until it settled).
     const placedAt = currentLeader()?.id ?? "s1"
-    // Both kinds of client in each of two processes (500 of each). BENCH_SEPARATE_CLIENTS=1:
-    // each kind in two processes of its own, so that the baseline's 500 TCP reconnections per
-    // process after the kill (connect, error and close handling: 31-33% of a shared client
-    // process's CPU profile in the 5 s after the kill, the pool's own UDP work 12-18%, load 31)
-    // do not stall the pool clients' event loops, nor the pool's the baseline's. Not the
-    // default until measured on a quiet machine: under load both layouts often fail before the
-    // kill (the leader losing its followers, seats expiring, lease clients cycling between
-    // stores), this one more (9 of 10 runs at load 24-49; the shared layout 5 of 9 at 16-35).
+    // Each kind of client in two processes of its own (500 each): the baseline's 500 TCP
+    // reconnections per process after the kill (connect, error and close handling: 28-33% of a
+    // shared client process's CPU profile in the 5 s after the kill, the pool's own UDP work
+    // 12-18%, load 31-34) must not stall the pool clients' event loops, nor the pool's the
+    // baseline's. With it, at load 28, the pool's way back from the server that took a client
+    // to its Reattached was p50 0.02 intervals (0.78-1.04 shared, load 5-24). Both layouts
+    // often fail before the kill under load (leader losing its followers, seats expiring,
+    // lease clients cycling between stores): this one 4 of 7 runs got through at load 20-45,
+    // the shared one 7 of 12 at 5-35. BENCH_SHARED_CLIENTS=1: both kinds in each of two
+    // processes (500 of each), to compare.
     const layout: ReadonlyArray<ReadonlyArray<"pool" | "lease">> =
-      process.env.BENCH_SEPARATE_CLIENTS === "1"
-        ? [["pool"], ["pool"], ["lease"], ["lease"]]
-        : [
+      process.env.BENCH_SHARED_CLIENTS === "1"
+        ? [
             ["pool", "lease"],
             ["pool", "lease"],
           ]
+        : [["pool"], ["pool"], ["lease"], ["lease"]]
     const hosting = (kinds: ReadonlyArray<string>) =>
       layout.filter((other) => other.join() === kinds.join()).length
     const started = new Map<string, number>()
