@@ -23,7 +23,7 @@
  *   --heartbeat 500ms` derives); once
  *   every client holds, the leader of the moment is SIGKILLed; per client it held, kill to
  *   `Reattached`, in heartbeat intervals. Baseline, same run, same kill: 1,000 clients (in
- *   two processes of their own) that each keep a TTL lease on the embedded store
+ *   the same two processes) that each keep a TTL lease on the embedded store
  *   (`MemoryStore`, served by a store process beside each server process and
  *   killed with it), a keep-alive every interval, and re-acquire it at the next store in priority
  *   order once a keep-alive goes unanswered for 2 intervals. 3 runs: per run p50/p99; the
@@ -45,9 +45,8 @@
  *   `BENCH_REPORT_UNREACHABLE=0` turns the reports off, to compare. The 1-minute load average
  *   at each kill is shown with its run.
  *   `BENCH_CLIENT_RECEIVE_BUFFER_BYTES=212992` runs the servers with the system's default
- *   receive buffer instead of the pool's 4 MiB, to compare; the pool and the baseline
- *   clients run in client processes of their own, two each (`BENCH_SHARED_CLIENTS=1`: both
- *   kinds in each of two processes, to compare); `BENCH_RETRY_MS=250`
+ *   receive buffer instead of the pool's 4 MiB, to compare; `BENCH_SEPARATE_CLIENTS=1` runs the
+ *   pool and the baseline clients in client processes of their own (two each); `BENCH_RETRY_MS=250`
  *   gives the pool clients that `retryIntervalMs` (the cap of the detection's waits; default the
  *   interval, 500 ms).
  */

@@ -256,23 +256,23 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     // Under elections that never settle, the clients go to whoever leads (refused with
     // `electing` until it settled).
     const placedAt = currentLeader()?.id ?? "s1"
-    // Each kind of client in two processes of its own (500 each): the baseline's 500 TCP
-    // reconnections per process after the kill (connect, error and close handling: 28-33% of a
-    // shared client process's CPU profile in the 5 s after the kill, the pool's own UDP work
-    // 12-18%, load 31-34) must not stall the pool clients' event loops, nor the pool's the
-    // baseline's. With it, at load 28, the pool's way back from the server that took a client
-    // to its Reattached was p50 0.02 intervals (0.78-1.04 shared, load 5-24). Both layouts
-    // often fail before the kill under load (leader losing its followers, seats expiring,
-    // lease clients cycling between stores): this one 4 of 7 runs got through at load 20-45,
-    // the shared one 7 of 12 at 5-35. BENCH_SHARED_CLIENTS=1: both kinds in each of two
-    // processes (500 of each), to compare.
+    // Both kinds of client in each of two processes (500 of each). BENCH_SEPARATE_CLIENTS=1:
+    // each kind in two processes of its own, so that the baseline's 500 TCP reconnections per
+    // process after the kill (28-33% of a shared client process's CPU profile in the 5 s after
+    // it, the pool's own UDP work 12-18%, load 31-34) do not stall the pool clients, nor the
+    // pool's the baseline's. Not the default: the two full runs of each layout (3 kills each)
+    // at load 5-28 do not say which is faster (shared, load 5-10: pool p99 3.54-16.41
+    // intervals; separate, load 21-28: 2.99-22.73, load 6-9: 6.79-11.37, where the pool
+    // clients, no longer slowed by the baseline, reached the follower all at once and stalled
+    // it 2.3-4.2 s of 5); the recorded figures are of the shared layout. Under load both often
+    // fail before the kill (separate 4 of 7 runs through at load 20-45, shared 7 of 12 at 5-35).
     const layout: ReadonlyArray<ReadonlyArray<"pool" | "lease">> =
-      process.env.BENCH_SHARED_CLIENTS === "1"
-        ? [
+      process.env.BENCH_SEPARATE_CLIENTS === "1"
+        ? [["pool"], ["pool"], ["lease"], ["lease"]]
+        : [
             ["pool", "lease"],
             ["pool", "lease"],
           ]
-        : [["pool"], ["pool"], ["lease"], ["lease"]]
     const hosting = (kinds: ReadonlyArray<string>) =>
       layout.filter((other) => other.join() === kinds.join()).length
     const started = new Map<string, number>()
