@@ -13,7 +13,7 @@
  * the license has: a follower grants only within the share of free seats the leader gave it
  * (in its heartbeats), or asks the leader (`Reserve`). Shares are counted as used by the
  * leader until the follower's record shows what it granted from them; the leader takes them
- * back by lowering them (as free seats run out, when it must refuse a request, when a follower
+ * back by lowering them (as free seats run out, when a request fits only in them, when a follower
  * is down), counting the old share until the follower acknowledged the lower one or could no
  * longer use it; an election ends every share (they belong to a term). Safety rests on
  * leases, all on one time base (servers' clocks are assumed synchronised far better than the
@@ -1293,6 +1293,7 @@ export const make = (config: Config): Pool => {
         return receiveRecord(state, from, message, nowMs, outputs)
       case "Reserve": {
         const decided = reserve(state, from, message, nowMs)
+        if (decided === awaitShares) return reclaimShares(state, nowMs)
         const refused = typeof decided === "string" ? decided : null
         outputs.push(
           M.send<Peer>(from, {
@@ -1522,16 +1523,28 @@ export const make = (config: Config): Pool => {
     return Math.min(seats, sharesOutstanding(state, nowMs, leaseMs, heldAt))
   }
 
-  /**
-   * The leader refused `reason`: if seats are out as shares while a request waits, take them
-   * back (no shares for a lease, so the freed seats come here).
-   */
-  const onRefusal = (state: State, reason: Message.DenyReason, nowMs: number): State => {
+  /** Takes every share back: none for a lease, so the seats freed come to the leader. */
+  const reclaimShares = (state: State, nowMs: number): State => {
     const leader = state.leaderState
-    if (reason !== "capacity" || leader === undefined) return state
-    if (sharesOutstanding(state, nowMs, leaseMs) === 0) return state
+    if (leader === undefined || sharesOutstanding(state, nowMs, leaseMs) === 0) return state
     return { ...state, leaderState: { ...leader, reclaimUntilMs: nowMs + leaseMs } }
   }
+
+  /**
+   * The leader refused `reason`: if seats are out as shares while a request waits, take them
+   * back.
+   */
+  const onRefusal = (state: State, reason: Message.DenyReason, nowMs: number): State =>
+    reason === "capacity" ? reclaimShares(state, nowMs) : state
+
+  /**
+   * Seats that do not fit only because followers hold them as shares (perhaps unused: the
+   * leader sees a grant from one only in the follower's next record) are no reason to refuse:
+   * the leader takes the shares back and leaves the request unanswered; its sender asks again
+   * (the client after its reply time-out, a follower with the client's next message after its
+   * check time-out) and is answered once the followers acknowledged the lower shares.
+   */
+  const awaitShares = "await-shares"
 
   /**
    * The leader decides a new allocation for `client` at `server`: the new state with the seat
@@ -1545,14 +1558,19 @@ export const make = (config: Config): Pool => {
     nowMs: number,
     reattach: boolean,
     heldAt?: string,
-  ): State | Message.DenyReason => {
+  ): State | Message.DenyReason | typeof awaitShares => {
     const leader = state.leaderState
     if (state.role !== "leader" || leader === undefined || !hasAuthority(state, nowMs))
       return "electing"
     const alreadyThere = HashMap.has(leader.pool, poolKey(server, client))
     if (!reattach && !alreadyThere && nowMs < leader.settleUntilMs) return "electing"
     const moved = reattach ? fromShare(state, client, seats, nowMs, heldAt) : 0
-    if (!fits(state, client, seats, nowMs, moved)) return "capacity"
+    if (!fits(state, client, seats, nowMs, moved)) {
+      // Without any share out (`moved` is part of them), would they fit?
+      return seatsCounted(state, nowMs, leaseMs, client) + seats <= capacityAt(state, nowMs)
+        ? awaitShares
+        : "capacity"
+    }
     if (server === state.self) {
       if (moved === 0) return state
       // Held here from now on: taken out of that server's share, as its record would. (Not
@@ -1594,7 +1612,7 @@ export const make = (config: Config): Pool => {
     from: string,
     message: Extract<Peer, { _tag: "Reserve" }>,
     nowMs: number,
-  ): State | Message.DenyReason => {
+  ): State | Message.DenyReason | typeof awaitShares => {
     const view = state.leaderState?.followers[from]
     // Only a follower whose record is merged: what it holds is counted.
     if (view === undefined || view.mergedVersion === -1) return "electing"
@@ -1736,6 +1754,7 @@ export const make = (config: Config): Pool => {
     }
     if (state.role === "leader") {
       const decided = decide(state, state.self, client, seats, nowMs, reattach, heldAt)
+      if (decided === awaitShares) return reclaimShares(state, nowMs)
       if (typeof decided === "string") {
         deny(state, outputs, client, seq, decided)
         return onRefusal(state, decided, nowMs)

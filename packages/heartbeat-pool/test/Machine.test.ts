@@ -938,7 +938,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     ])
   })
 
-  it("takes shares back: from a follower that is down (counted until it could no longer use it), and on demand when a request must be refused", () => {
+  it("takes shares back: from a follower that is down (counted until it could no longer use it), and on demand when a request would not fit without them", () => {
     let lead = shared.step(leader(3_000, shared), M.timerFired(Machine.tickTimer, 3_000)).state
     const firstSeq = lead.leaderState!.seq
     lead = shared.step(lead, M.receive("s2", ack(firstSeq, 0), 3_001)).state
@@ -968,8 +968,9 @@ describe("shares: a follower grants within the share the leader gave it, or asks
       ),
     ).toBe(0)
 
-    // On demand: the leader fills what is not out as shares, then a request it must refuse
-    // for capacity takes every share back; once acknowledged, the seats come to the leader.
+    // On demand: the leader fills what is not out as shares, then a request that fits only
+    // in seats out as shares is not refused: unanswered, it takes every share back; once
+    // acknowledged, the seats come to the leader and the client's next ask is granted.
     let seat = 0
     while (status(shared, lead, atMs).share > 0) {
       const granted = shared.step(lead, request(`d${++seat}`, atMs))
@@ -977,9 +978,10 @@ describe("shares: a follower grants within the share the leader gave it, or asks
       lead = granted.state
     }
     expect(seat).toBeGreaterThan(0)
-    const refused = shared.step(lead, request("late", atMs))
-    expect(replies(refused.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "capacity" })
-    lead = refused.state
+    const waiting = shared.step(lead, request("late", atMs))
+    expect(replies(waiting.outputs)).toEqual([])
+    expect(events(waiting.outputs).filter((event) => event._tag === "Refused")).toEqual([])
+    lead = waiting.state
     atMs += 100
     const reclaim = shared.step(lead, M.timerFired(Machine.tickTimer, atMs))
     expect(heartbeatOf(reclaim.outputs, "s2").shareLimit).toBe(0)
@@ -1047,9 +1049,13 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     // Its seat left s2's share: 8 seats, 5 held here, 3 out as shares (s2: 1 of 2, s3: 2).
     expect(outstanding(reattached.state, 3_051)).toBe(3)
     expect(Machine.poolSeatsInUse(reattached.state, 3_051, timing.leaseMs)).toBe(5)
-    // Another stranger, with no such seat, finds the pool full.
+    // Another stranger, with no such seat, fits only in seats out as shares: not refused, it
+    // waits (unanswered) while the next heartbeats take the shares back.
     const stranger = shared.step(reattached.state, request("d9", 3_052))
-    expect(replies(stranger.outputs)[0]).toMatchObject({ _tag: "Denied", reason: "capacity" })
+    expect(replies(stranger.outputs)).toEqual([])
+    const reclaim = shared.step(stranger.state, M.timerFired(Machine.tickTimer, 3_100))
+    expect(heartbeatOf(reclaim.outputs, "s2").shareLimit).toBe(1)
+    expect(heartbeatOf(reclaim.outputs, "s3").shareLimit).toBe(0)
   })
 
   it("a restarted follower's old share stays counted until its record (restored from disk) is merged", () => {
@@ -1119,6 +1125,29 @@ describe("the leader's count of seats", () => {
     const answer = sends(reserved.outputs, "Reserved")[0]!.message
     return { state: reserved.state, refused: answer._tag === "Reserved" ? answer.refused : "?" }
   }
+
+  it("a client granted at one server that asks again at another (its reply came late) is counted once, not refused", () => {
+    const granted = unshared.step(
+      leader(3_000, unshared),
+      fromClient("c1", seatRequest("c1"), 3_000),
+    )
+    expect(replies(granted.outputs)[0]).toMatchObject({ _tag: "Granted" })
+    const second = reserve(granted.state, "c2", 3_010)
+    expect(second.refused).toBeNull()
+    // Both seats are held; c1 walked to s3, which asks the leader to count it there.
+    const again = unshared.step(
+      second.state,
+      M.receive(
+        "s3",
+        { _tag: "Reserve", term: 1, client: "c1", seats: 1, reattach: false, heldAt: null },
+        3_020,
+      ),
+    )
+    expect(sends(again.outputs, "Reserved")[0]!.message).toMatchObject({ refused: null })
+    expect(Machine.poolSeatsInUse(again.state, 3_021, timing.leaseMs)).toBe(2)
+    // The pool is really full for anyone else.
+    expect(reserve(again.state, "c3", 3_030).refused).toBe("capacity")
+  })
 
   it("a seat reserved for a follower, granted and given back before its record showed it, is free again once the reservation's lease ends", () => {
     let state = leader(3_000, unshared)

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { FastSim, Seeds } from "@understudy/testkit"
-import { coverage, makeWorld, run } from "./support/sim.ts"
+import { coverage, goodLink, invariants, makeWorld, run } from "./support/sim.ts"
 
 const schedules = Number(process.env.POOL_SCHEDULES ?? 5_000)
 
@@ -57,4 +57,32 @@ describe("heartbeat pool under FastSim", () => {
       expect(coverage.shareGrants).toBeGreaterThan(seeds.length / 10)
     }
   }, 900_000)
+
+  it("with as many seats as clients and no fault, no client is ever refused for capacity (the last free seats may be out as shares)", () => {
+    for (const seed of Seeds.seeds(5)) {
+      const world = makeWorld(3, 100, 100)
+      run(seed, world, {
+        schedule: [],
+        // Slow links: a lowered share stays counted until its acknowledgement comes back.
+        link: { ...goodLink, latency: { _tag: "Uniform", minMs: 20, maxMs: 80 } },
+        invariants: [
+          ...invariants(world),
+          {
+            name: "a seat that fits is never refused for capacity",
+            check: (view) => {
+              for (const output of view.step?.outputs ?? []) {
+                if (
+                  output._tag === "Emit" &&
+                  output.event._tag === "Denied" &&
+                  output.event.reason === "capacity"
+                )
+                  return `${view.step!.node} refused for capacity by ${output.event.server}`
+              }
+              return undefined
+            },
+          },
+        ],
+      })
+    }
+  })
 })
