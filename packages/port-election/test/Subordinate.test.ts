@@ -90,6 +90,46 @@ describe("the subordinate's machine", () => {
     expect(state.abandoned.get("lock")).toBe(1)
   })
 
+  it("a second Lost keeps the first deadline: a registration since that was never welcomed did not take the permits", () => {
+    const closed = (connection: string, nowMs: number) =>
+      M.command<Subordinate.Command>({ _tag: "Closed", connection, reason: "End" }, nowMs)
+    const { steps, state } = run([
+      connected("c1", 0, [lock]),
+      welcome("c1", 10),
+      closed("c1", 1_000),
+      M.command<Subordinate.Command>({ _tag: "Lost", lastHeardAtMs: 900 }, 1_000),
+      // Registered with the next supervisor, which dies before its Welcome.
+      connected("c2", 1_100, [lock]),
+      closed("c2", 1_500),
+      M.command<Subordinate.Command>({ _tag: "Lost", lastHeardAtMs: 1_500 }, 1_500),
+      M.timerFired(Subordinate.cutOffTimer, 3_700),
+    ])
+    expect(steps[3]).toEqual([M.setTimer(Subordinate.cutOffTimer, 2_700)])
+    expect(events(steps[5]!)).toEqual(["NotWelcomed"])
+    // Re-arming would move the deadline to 1,500 + 2,800 = 4,300 ms, past the first
+    // supervisor's grace period (it grants the lock to another at 1,000 + 3,000 at the latest).
+    expect(steps[6]).toEqual([])
+    expect(steps[7]).toEqual([M.emit({ _tag: "LosePermits", lost: [lock] })])
+    expect(state.held.size).toBe(0)
+  })
+
+  it("a Lost noticed after its deadline gives the permits up at once, a keep-alive interval before the grace period ends", () => {
+    const { steps } = run([
+      connected("c1", 0, [lock]),
+      welcome("c1", 10),
+      M.command<Subordinate.Command>({ _tag: "Closed", connection: "c1", reason: "End" }, 4_000),
+      // Noticed late (a stalled process): 900 + 3,000 - 200 = 3,700 is past.
+      M.command<Subordinate.Command>({ _tag: "Lost", lastHeardAtMs: 900 }, 4_000),
+      // Noticed just inside: 100 ms before the interval's margin.
+      connected("c2", 4_100, [lock]),
+      welcome("c2", 4_110),
+      M.command<Subordinate.Command>({ _tag: "Closed", connection: "c2", reason: "End" }, 6_700),
+      M.command<Subordinate.Command>({ _tag: "Lost", lastHeardAtMs: 4_000 }, 6_700),
+    ])
+    expect(steps[3]).toEqual([M.setTimer(Subordinate.cutOffTimer, 0)])
+    expect(steps[7]).toEqual([M.setTimer(Subordinate.cutOffTimer, 100)])
+  })
+
   it("Supervising changes something exactly when supervisingChanges says so (a new supervisor skips it otherwise)", () => {
     const supervising = M.command<Subordinate.Command>({ _tag: "Supervising" }, 2_000)
     const lostAt = (nowMs: number) => [
