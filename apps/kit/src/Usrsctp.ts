@@ -41,13 +41,13 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import * as Dgram from "node:dgram"
 import { existsSync } from "node:fs"
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { fileURLToPath } from "node:url"
+import { bindUdp, closeUdp, holdFreePorts } from "./internal/ports.ts"
 
 /** Where Debian installs the example programs. */
 export const programDirectory = "/usr/lib/usrsctp"
@@ -340,25 +340,11 @@ export const runningCount = (): number => running.size
 // ---------------------------------------------------------------------------------------------
 // Ports
 
-const bindUdp = (type: "udp4" | "udp6", address: string, port: number, ipv6Only: boolean) =>
-  new Promise<Dgram.Socket>((resolve, reject) => {
-    // ipv6Only on a udp4 socket makes bind fail with EINVAL.
-    const socket = Dgram.createSocket(type === "udp6" ? { type, ipv6Only } : { type })
-    socket.once("error", reject)
-    socket.bind({ address, port, exclusive: true }, () => {
-      socket.off("error", reject)
-      resolve(socket)
-    })
-  })
-
-const closeUdp = (socket: Dgram.Socket) =>
-  new Promise<void>((resolve) => socket.close(() => resolve()))
-
 /**
- * A UDP port the OS picked that is free on 0.0.0.0 and :: at once (a dual-stack bind on ::
- * conflicts with any IPv4 or IPv6 bind of that port), for a usrsctp program's encapsulation
- * port. Released before returning, so a race with another binder is possible but unlikely
- * (the kernel does not hand the same ephemeral port out again at once).
+ * A UDP port free on 0.0.0.0 and :: at once (a dual-stack bind on :: conflicts with any IPv4
+ * or IPv6 bind of that port), for a usrsctp program's encapsulation port. Drawn below the
+ * kernel's ephemeral range, like `Ports`', so no socket bound to port 0 meanwhile is given it.
+ * Released before returning, so a race with another explicit binder is possible but unlikely.
  */
 export const freeEncapsulationPort = async (): Promise<number> => {
   const [port] = await freeEncapsulationPorts(1)
@@ -369,15 +355,8 @@ export const freeEncapsulationPort = async (): Promise<number> => {
  * `count` distinct such ports (see {@link freeEncapsulationPort}), e.g. ours and a usrsctp
  * program's: all are held until every one is known, so no two are the same.
  */
-export const freeEncapsulationPorts = async (count: number): Promise<Array<number>> => {
-  const sockets: Array<Dgram.Socket> = []
-  try {
-    for (let index = 0; index < count; index++) sockets.push(await bindUdp("udp6", "::", 0, false))
-    return sockets.map((socket) => socket.address().port)
-  } finally {
-    await Promise.all(sockets.map(closeUdp))
-  }
-}
+export const freeEncapsulationPorts = (count: number): Promise<Array<number>> =>
+  holdFreePorts(count, (port) => bindUdp("::", port, { ipv6Only: false }), closeUdp)
 
 const boundUdpPorts = async (): Promise<Set<number>> => {
   const ports = new Set<number>()
@@ -629,7 +608,7 @@ export interface UdpRecorder {
 
 /** Binds a recorder, e.g. to count a client's INIT retransmissions. */
 export const recordUdp = async (host: string): Promise<UdpRecorder> => {
-  const socket = await bindUdp(host.includes(":") ? "udp6" : "udp4", host, 0, true)
+  const socket = await bindUdp(host, 0, { ipv6Only: true })
   const received: Array<{ atMs: number; bytes: Uint8Array }> = []
   socket.on("message", (bytes) =>
     received.push({ atMs: performance.now(), bytes: Uint8Array.from(bytes) }),

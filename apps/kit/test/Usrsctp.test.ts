@@ -17,6 +17,10 @@ afterEach(async () => {
   expect(Usrsctp.runningCount()).toBe(0)
 })
 
+const ephemeralStart = Number(
+  readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "latin1").trim().split(/\s+/)[0],
+)
+
 const bindsOn = (type: "udp4" | "udp6", address: string, port: number) =>
   new Promise<boolean>((resolve) => {
     const socket = Dgram.createSocket(type === "udp6" ? { type, ipv6Only: true } : { type })
@@ -53,17 +57,19 @@ describe("usrsctp harness: programs and shims", () => {
     }
   })
 
-  it("freeEncapsulationPort returns a port free on 0.0.0.0 and on ::", async () => {
+  it("freeEncapsulationPort returns a port below the ephemeral range, free on 0.0.0.0 and on ::", async () => {
     const port = await Usrsctp.freeEncapsulationPort()
     expect(port).toBeGreaterThan(0)
+    expect(port).toBeLessThan(ephemeralStart)
     expect(await bindsOn("udp4", "0.0.0.0", port)).toBe(true)
     expect(await bindsOn("udp6", "::", port)).toBe(true)
   })
 
-  it("freeEncapsulationPorts returns distinct ports, each free on 0.0.0.0 and on ::", async () => {
+  it("freeEncapsulationPorts returns distinct ports below the ephemeral range, each free on 0.0.0.0 and on ::", async () => {
     const ports = await Usrsctp.freeEncapsulationPorts(3)
     expect(new Set(ports).size).toBe(3)
     for (const port of ports) {
+      expect(port).toBeLessThan(ephemeralStart)
       expect(await bindsOn("udp4", "0.0.0.0", port)).toBe(true)
       expect(await bindsOn("udp6", "::", port)).toBe(true)
     }
