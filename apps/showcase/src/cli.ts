@@ -1,10 +1,12 @@
 /**
- * The showcase's command line, parsed by `node:util`'s `parseArgs`: a pure function from
- * argv to what to do, so every flag and every error is tested without a process.
+ * The showcase's command line, on `effect/cli` (through the apps' kit): a pure function
+ * from argv to what to do, so every flag and every error is tested without a process.
  *
  * @since 0.1.0
  */
-import { parseArgs } from "node:util"
+import { Cli } from "@understudy/app-kit"
+import { Option } from "effect"
+import { Command, Flag } from "effect/cli"
 import { type Options, sctpPeers } from "./Scenario.ts"
 
 /** @since 0.1.0 @category models */
@@ -41,23 +43,58 @@ Examples:
  * @since 0.1.0
  */
 export const parse = (argv: ReadonlyArray<string>, names: ReadonlyArray<string>): Invocation => {
-  let parsed: ReturnType<typeof parseOptions>
-  try {
-    parsed = parseOptions(argv)
-  } catch (error) {
-    return { _tag: "UsageError", message: error instanceof Error ? error.message : String(error) }
+  const parsed = Cli.parse<Given | Cli.Answer>(commandLine, argv)
+  switch (parsed._tag) {
+    // The showcase prints its own usage, which names the scenarios there are; it offers
+    // no --version (none is given to the kit), so that answer never comes.
+    case "Help":
+    case "Version":
+      return { _tag: "Help" }
+    case "UsageError":
+      return parsed
+    case "Given":
+      return check(parsed, names)
   }
-  const { values } = parsed
-  if (values.help === true) return { _tag: "Help" }
-  if (values.list === true) return { _tag: "List" }
-  const chosen = values.scenario ?? []
+}
+
+/** The flags as given, before they are checked against the scenarios there are. */
+interface Given {
+  readonly _tag: "Given"
+  readonly scenarios: ReadonlyArray<string>
+  readonly list: boolean
+  readonly sctpPeer: string | undefined
+}
+
+const commandLine = Command.make(
+  "showcase",
+  {
+    scenario: Flag.String("scenario").pipe(
+      Flag.withMetavar("NAME"),
+      Flag.withDescription("run only this scenario (repeatable)"),
+      Flag.atLeast(0),
+    ),
+    list: Cli.toggle("list", "list the scenarios and exit"),
+    "sctp-peer": Cli.text("sctp-peer", "PEER", "the outside SCTP peer of sctp-cluster"),
+  },
+  (input) =>
+    Cli.choose<Given>({
+      _tag: "Given",
+      scenarios: input.scenario,
+      list: input.list,
+      sctpPeer: Option.getOrUndefined(input["sctp-peer"]),
+    }),
+)
+
+const check = (given: Given, names: ReadonlyArray<string>): Invocation => {
+  if (given.list) return { _tag: "List" }
+  const chosen = given.scenarios
   const unknown = chosen.filter((name) => !names.includes(name))
   if (unknown.length > 0)
     return {
       _tag: "UsageError",
       message: `unknown scenario ${unknown.map((name) => `'${name}'`).join(", ")} (there are: ${names.join(", ")})`,
     }
-  const peer = values["sctp-peer"] ?? "auto"
+  const peer = given.sctpPeer ?? "auto"
   if (!isPeer(peer))
     return {
       _tag: "UsageError",
@@ -70,19 +107,6 @@ export const parse = (argv: ReadonlyArray<string>, names: ReadonlyArray<string>)
     options: { sctpPeer: peer },
   }
 }
-
-const parseOptions = (argv: ReadonlyArray<string>) =>
-  parseArgs({
-    args: [...argv],
-    strict: true,
-    allowPositionals: false,
-    options: {
-      scenario: { type: "string", multiple: true },
-      list: { type: "boolean" },
-      "sctp-peer": { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  })
 
 const isPeer = (value: string): value is Options["sctpPeer"] =>
   (sctpPeers as ReadonlyArray<string>).includes(value)
