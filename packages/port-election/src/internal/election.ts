@@ -1,20 +1,15 @@
 /**
- * The election loop of one instance: bind the address or connect to whoever holds it, run
- * as supervisor (`supervisor.ts`'s machine) or subordinate (`subordinate.ts`) until that
- * ends, and try again, over the successor's standby link first when one is up. Fails the
- * instance (`Failed`) for an address held by something that is not a supervisor of this
- * program for this user, or after `attemptsMax` attempts that found the address held but
- * never answered.
+ * The driver of the election loop (`ElectionLoop.ts`): binds the address, connects to its
+ * holder, runs the supervisor's term (`supervisor.ts`) or the subordinate's
+ * (`subordinate.ts`), waits for the successor's takeover over the standby link, and steps
+ * what came of each back into the machine, with its timers (the back-off, the standby wait)
+ * on the Effect clock. The machine decides what to try next and when the election fails.
  */
+import { Machine as M } from "@understudy/machine"
 import type { Connection, Transport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Random, Result, Scope } from "effect"
+import { Clock, Deferred, Effect, Exit, Random, Result, Scope, type Tracer } from "effect"
 import type { ElectionError } from "../Election.ts"
-import {
-  ElectionFailed,
-  NotPermitted,
-  OtherProgramOnAddress,
-  StrangerOnAddress,
-} from "../ElectionError.ts"
+import * as ElectionLoop from "../ElectionLoop.ts"
 import type * as Registry from "../Registry.ts"
 import type { Instance } from "./instance.ts"
 import type { Message } from "./protocol.ts"
@@ -40,175 +35,249 @@ export interface Env {
   ) => Effect.Effect<"retry" | "lost", ElectionError, Scope.Scope>
 }
 
+type Command = ElectionLoop.Command
+
+/** What the current attempt holds, closed or kept when it is over. */
+interface Attempt {
+  readonly scope: Scope.Closeable
+  readonly epoch: number
+  listener?: {
+    readonly listener: Transport.Listener<Message>
+    readonly release: Effect.Effect<void>
+  }
+  connection?: Connection.Connection<Message>
+  link?: { readonly scope: Scope.Closeable }
+  takeover?: Registry.Welcome
+  /** `port-election.election`: from the bind to its outcome (bound, connected, retry). */
+  span?: Tracer.Span
+}
+
 /**
  * The loop, until the election's scope closes or the election fails.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const loop = (instance: Instance, env: Env): Effect.Effect<void, never, Scope.Scope> => {
-  /**
-   * One election: bind the address, or else connect to whoever holds it. Fails for an
-   * address held by something that is not a supervisor of this program for this user.
-   */
-  const elect = Effect.gen(function* () {
-    // The listener in a scope of its own, so a supervisor that stops can free the address,
-    // say goodbye on its connections, and only then close them.
-    const bindScope = yield* Scope.fork(yield* Effect.scope)
-    const listened = yield* Effect.result(
-      Scope.provide(
-        instance.transport.listen(instance.address, instance.connectionOptions),
-        bindScope,
-      ),
-    )
-    if (Result.isSuccess(listened)) {
-      return {
-        _tag: "Bound",
-        listener: listened.success,
-        release: Scope.close(bindScope, Exit.void),
-      } as const
-    }
-    yield* Scope.close(bindScope, Exit.void)
-    // A successor that lost the bind is no successor: whoever stands by at it elects
-    // the usual way now instead of waiting for a takeover that will not come.
-    yield* instance.standby.close
-    if (listened.failure.reason !== "AddressInUse") {
-      return yield* new ElectionFailed({
-        address: instance.addressText,
-        attempts: 1,
-        detail: listened.failure.message,
-      })
-    }
-    const connected = yield* Effect.result(
-      instance.transport.connect(instance.address, instance.connectionOptions),
-    )
-    if (Result.isSuccess(connected)) {
-      return { _tag: "Connected", connection: connected.success } as const
-    }
-    const error = connected.failure
-    if (error._tag === "ConnectError") return { _tag: "Retry" } as const
-    switch (error.reason) {
-      case "NotUnderstudy":
-        return yield* new StrangerOnAddress({ address: instance.addressText, detail: error.detail })
-      case "VersionMismatch":
-        return yield* new OtherProgramOnAddress({
-          address: instance.addressText,
-          reason: "IncompatibleVersion",
-          program: "unknown",
-          version: -1,
-        })
-      default:
-        return yield* new NotPermitted({ address: instance.addressText, detail: error.detail })
-    }
-  }).pipe(
-    Effect.tap((outcome) =>
-      Effect.annotateCurrentSpan("understudy.outcome", outcome._tag.toLowerCase()),
-    ),
-    Effect.withSpan("port-election.election", {
-      attributes: {
-        "understudy.instance": instance.instanceId,
-        "understudy.address": instance.addressText,
-      },
-    }),
-  )
-
-  /** One try: bind and supervise, or connect and serve as a subordinate. */
-  const attemptIn = Effect.gen(function* () {
-    const early = instance.shared.bound
-    instance.shared.bound = undefined
-    if (early !== undefined) {
-      const release = Scope.close(early.scope, Exit.void)
-      yield* Effect.addFinalizer(() => release)
-      return yield* env.runSupervisor(early.listener, release)
-    }
-    const outcome = yield* elect
-    switch (outcome._tag) {
-      case "Bound":
-        return yield* env.runSupervisor(outcome.listener, outcome.release)
-      case "Connected":
-        return yield* env.runSubordinate(outcome.connection)
-      case "Retry":
-        return "retry" as const
-    }
-  })
-
-  /** Runs `effect` in a scope of its own, kept open as `spent` if it lost its supervisor. */
-  const inScope = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>, lost: (a: A) => boolean) =>
-    Effect.gen(function* () {
-      const scope = yield* Scope.fork(instance.electionScope)
-      const exit = yield* Effect.exit(Scope.provide(effect, scope))
-      if (Exit.isSuccess(exit) && lost(exit.value)) env.spent.push(scope)
-      else yield* Scope.close(scope, exit)
-      return yield* exit
-    })
-
-  const attempt = inScope(attemptIn, (outcome) => outcome === "lost")
-
-  /**
-   * After losing the supervisor with a link to the successor: waits (bounded) for its
-   * takeover and registers over the link, instead of racing every other survivor for the
-   * bind and then connecting. "none" when no takeover came: elect the usual way.
-   */
-  const overStandby = Effect.gen(function* () {
-    // Spent either way: a later successor gets a new link.
-    const link = instance.standby.takeLink()
-    if (link === undefined) return "none" as const
-    const takeover = yield* Deferred.await(link.takeover).pipe(
-      Effect.timeoutOption(env.standbyWaitMs),
-    )
-    if (takeover._tag === "None" || takeover.value === undefined || link.connection === undefined) {
-      yield* Scope.close(link.scope, Exit.void)
-      return "none" as const
-    }
-    const outcome = yield* env
-      .runSubordinate(link.connection, takeover.value)
-      .pipe(
-        Effect.onExit((exit) =>
-          Exit.isSuccess(exit) && exit.value === "lost"
-            ? Effect.sync(() => void env.spent.push(link.scope))
-            : Scope.close(link.scope, Exit.void),
-        ),
-      )
-    return outcome === "lost" ? outcome : ("none" as const)
-  })
-
-  const electionLoop = Effect.gen(function* () {
-    let failures = 0
-    let lost = false
-    // This instance's term: one more for each attempt to take a role. Every log line of the
-    // attempt (its role, the supervisor's or subordinate's work) carries it as `epoch`.
-    let epoch = 0
-    while (failures < env.attemptsMax) {
-      const outcome: "lost" | "retry" | "none" = yield* (
-        lost && instance.standby.link() !== undefined ? overStandby : attempt
-      ).pipe(Effect.annotateLogs({ epoch: ++epoch }))
-      lost = outcome === "lost"
-      if (outcome === "lost") {
-        failures = 0
-        continue
-      }
-      if (outcome === "none") continue
-      failures++
-      // Somebody else is mid-bind or mid-start: back off a little, with jitter so the
-      // losers do not retry in lockstep.
-      const ceilingMs = Math.min(250, 2 ** Math.min(failures, 8))
-      yield* Effect.sleep(Math.ceil((yield* Random.next) * ceilingMs))
-    }
-    return yield* new ElectionFailed({
+export const loop = (instance: Instance, env: Env): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const machine = ElectionLoop.make({
       address: instance.addressText,
-      attempts: failures,
-      detail: "the instance.address was held but never answered",
+      attemptsMax: env.attemptsMax,
+      standbyWaitMs: env.standbyWaitMs,
+      seed: yield* Random.nextInt,
     })
-  }).pipe(
-    Effect.catch((error: ElectionError) =>
+    const started = machine.init({
+      self: instance.instanceId,
+      peers: [],
+      nowMs: yield* Clock.currentTimeMillis,
+    })
+    let state = started.state
+    let outputs = started.outputs
+    let attempt: Attempt | undefined
+
+    const newAttempt = (epoch: number) =>
+      Effect.map(Scope.fork(instance.electionScope), (scope) => {
+        attempt = { scope, epoch }
+        return attempt
+      })
+
+    /** Its span ends with the outcome the machine took from the bind or the connect. */
+    const endSpan = Effect.gen(function* () {
+      const span = attempt?.span
+      if (span === undefined) return
+      const phase = state.phase
+      if (phase._tag === "Binding" || phase._tag === "Connecting") return
+      delete attempt!.span
+      const endTime = yield* Clock.currentTimeNanos
+      if (phase._tag === "Failed") return span.end(endTime, Exit.fail(phase.error))
+      const outcome =
+        phase._tag === "Supervising"
+          ? "bound"
+          : phase._tag === "Subordinate"
+            ? "connected"
+            : "retry"
+      span.attribute("understudy.outcome", outcome)
+      span.end(endTime, Exit.void)
+    })
+
+    /** Binds in a scope of its own, so a supervisor that stops can free the address first. */
+    const bind = (current: Attempt) =>
+      Effect.gen(function* () {
+        // The successor bound the address the moment its supervisor was lost.
+        const early = instance.shared.bound
+        instance.shared.bound = undefined
+        if (early !== undefined) {
+          const release = Scope.close(early.scope, Exit.void)
+          yield* Scope.addFinalizer(current.scope, release)
+          current.listener = { listener: early.listener, release }
+          return { _tag: "Bound" } as const
+        }
+        // Ended by the step that leaves Binding or Connecting, or at the latest with the attempt.
+        current.span = yield* Scope.provide(
+          Effect.makeSpanScoped("port-election.election", {
+            attributes: {
+              "understudy.instance": instance.instanceId,
+              "understudy.address": instance.addressText,
+            },
+          }),
+          current.scope,
+        )
+        const bindScope = yield* Scope.fork(current.scope)
+        const listened = yield* Effect.result(
+          Scope.provide(
+            instance.transport.listen(instance.address, instance.connectionOptions),
+            bindScope,
+          ),
+        ).pipe(Effect.withParentSpan(current.span))
+        if (Result.isSuccess(listened)) {
+          current.listener = {
+            listener: listened.success,
+            release: Scope.close(bindScope, Exit.void),
+          }
+          return { _tag: "Bound" } as const
+        }
+        yield* Scope.close(bindScope, Exit.void)
+        return {
+          _tag: "BindFailed",
+          addressInUse: listened.failure.reason === "AddressInUse",
+          detail: listened.failure.message,
+        } as const
+      })
+
+    const connect = (current: Attempt) =>
+      Effect.gen(function* () {
+        const connected = yield* Effect.result(
+          Scope.provide(
+            instance.transport.connect(instance.address, instance.connectionOptions),
+            current.scope,
+          ),
+        ).pipe(
+          current.span === undefined ? (effect) => effect : Effect.withParentSpan(current.span),
+        )
+        if (Result.isSuccess(connected)) {
+          current.connection = connected.success
+          return { _tag: "Connected" } as const
+        }
+        const error = connected.failure
+        return {
+          _tag: "ConnectFailed",
+          reason: error._tag === "ConnectError" ? "Unreachable" : error.reason,
+          detail: error._tag === "ConnectError" ? error.message : error.detail,
+        } as const
+      })
+
+    /** The subordinate's term, over the connection or the standby link. */
+    const serve = (current: Attempt, connection: Connection.Connection<Message>) =>
+      Effect.gen(function* () {
+        const ended = yield* Effect.result(
+          Scope.provide(env.runSubordinate(connection, current.takeover), current.scope),
+        )
+        if (Result.isSuccess(ended)) {
+          return {
+            _tag: "Ended",
+            outcome: ended.success,
+            standingBy: ended.success === "lost" && instance.standby.link() !== undefined,
+          } as const
+        }
+        return { _tag: "SubordinateFailed", error: ended.failure } as const
+      })
+
+    /** Takes the standby link (spent either way: a later successor gets a new one) and waits. */
+    const awaitTakeover = (current: Attempt) =>
+      Effect.gen(function* () {
+        const link = instance.standby.takeLink()
+        if (link === undefined) return { _tag: "NoTakeover" } as const
+        current.link = link
+        const takeover = yield* Deferred.await(link.takeover)
+        if (takeover === undefined || link.connection === undefined) {
+          return { _tag: "NoTakeover" } as const
+        }
+        current.connection = link.connection
+        current.takeover = takeover
+        return { _tag: "TakenOver" } as const
+      })
+
+    /** The attempt's scope and link: closed, or kept as spent after a lost supervisor. */
+    const attemptOver = (keep: boolean) =>
+      Effect.gen(function* () {
+        const current = attempt
+        attempt = undefined
+        if (current === undefined) return
+        for (const scope of [current.scope, current.link?.scope]) {
+          if (scope === undefined) continue
+          if (keep) env.spent.push(scope)
+          else yield* Scope.close(scope, Exit.void)
+        }
+      })
+
+    const failed = (error: ElectionError) =>
       Effect.gen(function* () {
         instance.shared.role = { _tag: "Failed", error }
         yield* instance.emit({ _tag: "Failed", error })
         yield* Deferred.fail(instance.firstRole, error)
         yield* instance.settle
-      }),
-    ),
-  )
+      })
 
-  return electionLoop
-}
+    while (true) {
+      // What the outputs ask: at most one thing to wait for, and at most one timer.
+      let waiting: Effect.Effect<Command> | undefined
+      let timer: { readonly name: string; readonly afterMs: number } | undefined
+      for (const output of outputs) {
+        if (output._tag === "SetTimer") timer = { name: output.timer, afterMs: output.afterMs }
+        else if (output._tag === "CancelTimer") {
+          if (timer?.name === output.timer) timer = undefined
+        } else if (output._tag === "Emit") {
+          const event = output.event
+          switch (event._tag) {
+            case "Bind":
+              waiting = bind(yield* newAttempt(event.epoch))
+              break
+            case "Connect":
+              waiting = connect(attempt!)
+              break
+            case "StopStandingBy":
+              yield* instance.standby.close
+              break
+            case "Supervise": {
+              const { listener, release } = attempt!.listener!
+              return yield* Scope.provide(
+                env.runSupervisor(listener, release),
+                attempt!.scope,
+              ).pipe(Effect.annotateLogs({ epoch: attempt!.epoch }))
+            }
+            case "Serve":
+              waiting = serve(attempt!, attempt!.connection!)
+              break
+            case "AwaitTakeover":
+              waiting = awaitTakeover(yield* newAttempt(event.epoch))
+              break
+            case "AttemptOver":
+              yield* attemptOver(event.keep)
+              break
+            case "Failed":
+              return yield* failed(event.error)
+          }
+        }
+      }
+      const epoch = state.epoch
+      const fired =
+        timer === undefined
+          ? undefined
+          : Effect.as(Effect.sleep(timer.afterMs), { timer: timer.name })
+      const next: { readonly timer: string } | Command = yield* (
+        waiting === undefined
+          ? fired!
+          : fired === undefined
+            ? waiting
+            : Effect.raceFirst(waiting, fired)
+      ).pipe(Effect.annotateLogs({ epoch }))
+      const nowMs = yield* Clock.currentTimeMillis
+      const stepped = machine.step(
+        state,
+        "timer" in next ? { _tag: "TimerFired", timer: next.timer, nowMs } : M.command(next, nowMs),
+      )
+      state = stepped.state
+      outputs = stepped.outputs
+      yield* endSpan
+    }
+  })
