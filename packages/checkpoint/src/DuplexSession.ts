@@ -25,6 +25,7 @@
  * @since 0.1.0
  */
 import { Duplex } from "node:stream"
+import { Machine as MachineLib } from "@understudy/machine"
 import { Address, Transport } from "@understudy/transport"
 import { type Cause, Deferred, Effect, Option, Queue, type Scope, Sink, Stream } from "effect"
 import * as Checkpoint from "./Checkpoint.ts"
@@ -34,6 +35,7 @@ import * as Contributor from "./Contributor.ts"
 import * as Discovery from "./Discovery.ts"
 import * as ByteWindow from "./internal/byteWindow.ts"
 import * as Handshake from "./internal/handshake.ts"
+import * as Machine from "./Machine.ts"
 import * as Message from "./Message.ts"
 import type { ClientOptions, ServerEvent } from "./ObjectSession.ts"
 import * as Proof from "./Proof.ts"
@@ -80,9 +82,9 @@ export interface Handler<S> {
 }
 
 /** Bytes the handler reads per step. @since 0.1.0 @category limits */
-export const stepInputBytesMax = 16 * 1024
+export const stepInputBytesMax: number = Machine.stepInputBytesMax
 /** Bytes one step may write; more ends the session (a defect of the handler). @since 0.1.0 @category limits */
-export const stepBytesMax = 64 * 1024
+export const stepBytesMax: number = Machine.stepBytesMax
 /** The handler's encoded state. @since 0.1.0 @category limits */
 export const stateBytesMax = 64 * 1024
 
@@ -108,33 +110,13 @@ export interface ServerContext {
   readonly handoffs: Set<(to: string | undefined) => void>
 }
 
-/** One session as its server runs it. */
-interface Live {
-  readonly bundle: Contributor.Bundle
-  readonly secret: Uint8Array
-  readonly remote: Checkpoint.Endpoint
-  /** To the client: `next` sent, `acked`, `horizon` (what the latest checkpoint holds). */
-  sender: Sequence.Sender
-  /** What the application wrote, from the client's acknowledgement: `window.end` written. */
-  readonly window: ByteWindow.ByteWindow
-  /** From the client: `next` is what the application has read. */
-  receiver: Sequence.Receiver
-  /** What the latest durable checkpoint has read: what the client is told. */
-  durableReceived: number
-  app: unknown
-  /** The handler's `end` ran. */
-  inputEnded: boolean
-  /** State changed since the latest checkpoint. */
-  dirty: boolean
-}
-
 /** The app block: a flag byte (input ended) and the handler's state. */
-const encodeApp = (handler: Handler<unknown>, live: Live): Uint8Array => {
-  const state = handler.encode(live.app)
+const encodeApp = (handler: Handler<unknown>, held: Machine.Snapshot): Uint8Array => {
+  const state = handler.encode(held.app)
   if (state.length > stateBytesMax)
     throw new Error(`handler state of ${state.length} bytes, above ${stateBytesMax}`)
   const block = new Uint8Array(1 + state.length)
-  block[0] = live.inputEnded ? 1 : 0
+  block[0] = held.inputEnded ? 1 : 0
   block.set(state, 1)
   return block
 }
@@ -155,7 +137,26 @@ const decodeApp = (
 /** The duplex server's handlers, each run in a connection's scope. @internal */
 export type DuplexServer = Handshake.ProtocolServer
 
-/** The duplex server. @internal */
+type MachineInput = MachineLib.Input<Message.Message, Machine.DuplexCommand>
+const command = (c: Machine.DuplexCommand): MachineInput => MachineLib.command(c, 0)
+
+/** One session as its server drives it: the machine, and what its checkpoints hold. */
+interface Driven {
+  readonly bundle: Contributor.Bundle
+  readonly secret: Uint8Array
+  readonly remote: Checkpoint.Endpoint
+  readonly machine: Machine.DuplexServer
+  state: Machine.DuplexState
+  /** What the next checkpoint of the bundle holds: the latest `WriteCheckpoint`'s. */
+  toWrite: Machine.Snapshot
+}
+
+/**
+ * The duplex server: the session's protocol is `Machine.duplexServer`; this drives it over
+ * the connection and the checkpoint store.
+ *
+ * @internal
+ */
 export const makeServer = (context: ServerContext): DuplexServer => {
   const { checkpoints, handler } = context
   // The application writes while less than a window is unacknowledged, so one step may go
@@ -166,31 +167,32 @@ export const makeServer = (context: ServerContext): DuplexServer => {
   )
 
   /** The session layer's and the application's part in checkpoints, at one consistent point. */
-  const contributor = (live: Live): Contributor.Contributor => ({
+  const contributor = (driven: Driven): Contributor.Contributor => ({
     layer: "session",
     append: (draft) =>
       Effect.sync(() => {
+        const held = driven.toWrite
         const next = Contributor.putConnection(draft, {
           name: "data",
           role: "data",
           transport: "tcp",
           source: context.local,
-          destination: live.remote,
-          initialSeqSource: live.sender.initialSeq,
-          initialSeqDestination: live.receiver.initialSeq,
-          currentSeqSource: live.window.end,
-          currentSeqDestination: live.receiver.next,
-          ackedSeqSource: live.sender.acked,
+          destination: driven.remote,
+          initialSeqSource: held.initialSeqSource,
+          initialSeqDestination: held.initialSeqDestination,
+          currentSeqSource: held.currentSeqSource,
+          currentSeqDestination: held.currentSeqDestination,
+          ackedSeqSource: held.ackedSeqSource,
           // Write-ahead: the checkpoint holds everything written, so all of it may leave.
-          sendHorizonSeq: live.window.end,
+          sendHorizonSeq: held.currentSeqSource,
           coverage: "window",
-          window: ByteWindow.slice(live.window, live.sender.acked, live.window.end),
+          window: held.window,
           layers: {},
         })
         return Contributor.putLayer(
-          Contributor.putLayer(next, "session", live.secret),
+          Contributor.putLayer(next, "session", driven.secret),
           layer,
-          encodeApp(handler, live),
+          encodeApp(handler, held),
         )
       }),
     // `resumed` builds the session from its checkpoint before registering.
@@ -198,29 +200,49 @@ export const makeServer = (context: ServerContext): DuplexServer => {
     ready: Effect.void,
   })
 
-  /** Serves the session on `connection` until it ends, the client goes, or it is fenced. */
-  const run = (live: Live, ownership: Ownership, connection: Conn, inbox: Inbox) =>
+  /** The machine started, its contributor registered: its first message is not sent yet. */
+  const start = (
+    id: string,
+    secret: Uint8Array,
+    remote: Checkpoint.Endpoint,
+    from: Machine.DuplexStart,
+  ) =>
     Effect.gen(function* () {
-      let signal = Deferred.makeUnsafe<void>()
-      const wake = () => {
-        const previous = signal
-        signal = Deferred.makeUnsafe<void>()
-        Deferred.doneUnsafe(previous, Effect.void)
+      const machine = Machine.duplexServer({
+        handler,
+        windowBytesMax,
+        segmentBytes: context.segmentBytes,
+        start: from,
+      })
+      const first = machine.init({ self: "server", peers: [Machine.client], nowMs: 0 })
+      const driven: Driven = {
+        bundle: Contributor.makeBundle(id, protocol),
+        secret,
+        remote,
+        machine,
+        state: first.state,
+        toWrite: Machine.snapshot(first.state),
       }
-      // The client's bytes arrived and not yet read by the application (at most its window).
-      const input: Array<Uint8Array> = []
-      let inputBytes = 0
-      let arrived = Sequence.receiver(live.receiver.initialSeq)
-      arrived = { ...arrived, next: live.receiver.next }
-      let clientEnded = false
-      let broken: string | undefined
-      let finishSent = false
-      // A planned hand-off asked for (`to`: the address the client goes to first).
-      let handoff: { readonly to: string | undefined } | undefined
-      const onHandoff = (to: string | undefined) => {
-        handoff = { to }
-        wake()
-      }
+      yield* driven.bundle.register(contributor(driven))
+      return { driven, outputs: first.outputs }
+    })
+
+  /**
+   * Serves the session on `connection` until it ends, the client goes, or it is fenced:
+   * steps the machine with what arrives and does what it answers, a checkpoint write before
+   * anything else.
+   */
+  const run = (
+    driven: Driven,
+    ownership: Ownership,
+    connection: Conn,
+    inbox: Inbox,
+    outputs: ReadonlyArray<Machine.DuplexOutput>,
+  ) =>
+    Effect.gen(function* () {
+      const inputs = yield* Queue.unbounded<MachineInput>()
+      const onHandoff = (to: string | undefined) =>
+        void Queue.offerUnsafe(inputs, command({ _tag: "Handoff", to }))
       yield* Effect.acquireRelease(
         Effect.sync(() => context.handoffs.add(onHandoff)),
         () => Effect.sync(() => context.handoffs.delete(onHandoff)),
@@ -228,159 +250,75 @@ export const makeServer = (context: ServerContext): DuplexServer => {
       yield* Effect.forkScoped(
         Stream.fromQueue(inbox).pipe(
           Stream.runForEach((message) =>
-            Effect.sync(() => {
-              if (message._tag === "Data") {
-                const outcome = Sequence.receive(arrived, message.seq, message.bytes.length)
-                if (outcome._tag === "Gap") broken = "a gap in the client's bytes"
-                else if (outcome._tag === "Deliver") {
-                  arrived = outcome.state
-                  input.push(message.bytes.subarray(outcome.offset))
-                  inputBytes += outcome.length
-                  if (inputBytes > windowBytesMax) broken = "the client overran its window"
-                }
-              } else if (message._tag === "Ack") {
-                const outcome = Sequence.acknowledge(live.sender, message.ack)
-                if (outcome._tag === "Advanced") {
-                  live.sender = outcome.state
-                  ByteWindow.drop(live.window, message.ack)
-                } else if (outcome._tag === "BeyondSent") broken = "an acknowledgement beyond sent"
-              } else if (message._tag === "Finish") clientEnded = true
-              else broken = `unexpected ${message._tag}`
-              wake()
-            }),
+            Queue.offer(inputs, MachineLib.receive(Machine.client, message, 0)),
           ),
-          Effect.andThen(
-            Effect.sync(() => {
-              broken ??= "the connection ended"
-              wake()
-            }),
-          ),
+          Effect.andThen(Queue.offer(inputs, command({ _tag: "ConnectionEnded" }))),
         ),
       )
-      const room = () => live.window.end - live.sender.acked < windowBytesMax
-      const checkpoint = Effect.gen(function* () {
-        const written = yield* checkpoints.take(live.bundle, ownership, "bytes")
-        const data = written.checkpoint.connections[0]!
-        live.sender = Sequence.extendHorizon(live.sender, data.sendHorizonSeq)
-        live.dirty = false
-        yield* context.emit({
-          _tag: "Checkpointed",
-          sessionId: live.bundle.id,
-          reason: "bytes",
-          bytes: written.bytes,
-          generation: written.checkpoint.generation,
+      /** Does what a step answered; `true` once the session is over here. */
+      const perform = (
+        outputs: ReadonlyArray<Machine.DuplexOutput>,
+      ): Effect.Effect<boolean, unknown> =>
+        Effect.gen(function* () {
+          for (const output of outputs) {
+            if (output._tag === "Send") yield* connection.send(output.message)
+            else if (output._tag === "Emit") {
+              const event = output.event
+              switch (event._tag) {
+                case "WriteCheckpoint": {
+                  driven.toWrite = event.snapshot
+                  const written = yield* checkpoints.take(driven.bundle, ownership, "bytes")
+                  yield* context.emit({
+                    _tag: "Checkpointed",
+                    sessionId: driven.bundle.id,
+                    reason: "bytes",
+                    bytes: written.bytes,
+                    generation: written.checkpoint.generation,
+                  })
+                  if (yield* step(command({ _tag: "Checkpointed" }))) return true
+                  break
+                }
+                case "Finished":
+                  yield* checkpoints.finish(driven.bundle.id)
+                  yield* context.emit({
+                    _tag: "Finished",
+                    sessionId: driven.bundle.id,
+                    bytes: event.bytes,
+                  })
+                  return true
+                case "HandedOff":
+                  // The session given up for the next server to claim at once.
+                  yield* checkpoints.release(driven.bundle.id)
+                  yield* context.emit({
+                    _tag: "HandedOff",
+                    sessionId: driven.bundle.id,
+                    to: event.to,
+                  })
+                  return true
+                case "Broken":
+                  return yield* Effect.fail(event.reason)
+                case "Defect":
+                  return yield* Effect.die(new Error(event.message))
+              }
+            }
+          }
+          return false
         })
-        if (data.currentSeqDestination > live.durableReceived) {
-          live.durableReceived = data.currentSeqDestination
-          yield* connection.send({ _tag: "Ack", ack: live.durableReceived })
-        }
-      })
-      while (true) {
-        if (handoff !== undefined) {
-          // Everything sent is in a checkpoint already; what was read since is made durable,
-          // the client told to go, the session given up for the next server to claim at once.
-          if (live.dirty) yield* checkpoint
-          yield* connection.send({
-            _tag: "Handoff",
-            ...(handoff.to === undefined ? {} : { to: handoff.to }),
-          })
-          yield* checkpoints.release(live.bundle.id)
-          yield* context.emit({ _tag: "HandedOff", sessionId: live.bundle.id, to: handoff.to })
-          return
-        }
-        // The application reads while its output has room in the window.
-        while (inputBytes > 0 && room()) {
-          const head = input[0]!
-          const bytes = head.subarray(0, stepInputBytesMax)
-          if (bytes.length === head.length) input.shift()
-          else input[0] = head.subarray(bytes.length)
-          inputBytes -= bytes.length
-          const step = handler.receive(live.app, bytes)
-          live.app = step.state
-          live.receiver = { ...live.receiver, next: live.receiver.next + bytes.length }
-          live.dirty = true
-          if (step.write !== undefined) {
-            if (step.write.length > stepBytesMax)
-              return yield* Effect.die(new Error(`a handler step wrote ${step.write.length} bytes`))
-            ByteWindow.append(live.window, step.write)
-          }
-        }
-        if (clientEnded && inputBytes === 0 && !live.inputEnded && room()) {
-          const last = handler.end?.(live.app)
-          if (last !== undefined && last.length > stepBytesMax)
-            return yield* Effect.die(new Error(`a handler end wrote ${last.length} bytes`))
-          if (last !== undefined) ByteWindow.append(live.window, last)
-          live.inputEnded = true
-          live.dirty = true
-        }
-        // Durable before it is sent or acknowledged: once nothing else is to be done now,
-        // when the window is full, or when the client's unacknowledged bytes reach half a window.
-        if (
-          live.dirty &&
-          (inputBytes === 0 ||
-            !room() ||
-            live.receiver.next - live.durableReceived >= windowBytesMax / 2)
-        )
-          yield* checkpoint
-        for (
-          let n = Sequence.sendable(live.sender, context.segmentBytes);
-          n > 0;
-          n = Sequence.sendable(live.sender, context.segmentBytes)
-        ) {
-          const seq = live.sender.next
-          const bytes = ByteWindow.slice(live.window, seq, seq + n)
-          live.sender = Sequence.sent(live.sender, n)
-          yield* connection.send({ _tag: "Data", seq, bytes })
-        }
-        if (live.inputEnded && !live.dirty && live.sender.next === live.window.end) {
-          if (!finishSent) yield* connection.send({ _tag: "Finish" })
-          finishSent = true
-          // The session is over once the client acknowledged everything.
-          if (live.sender.acked === live.window.end) {
-            yield* checkpoints.finish(live.bundle.id)
-            yield* context.emit({
-              _tag: "Finished",
-              sessionId: live.bundle.id,
-              bytes: live.window.end - live.sender.initialSeq,
-            })
-            return
-          }
-        }
-        if (broken !== undefined) return yield* Effect.fail(broken)
-        if (inputBytes > 0 && room()) continue
-        yield* Deferred.await(signal).pipe(Effect.timeoutOption(1_000))
+      const step = (input: MachineInput) => {
+        const next = driven.machine.step(driven.state, input)
+        driven.state = next.state
+        return perform(next.outputs)
       }
+      if (yield* perform(outputs)) return
+      while (true) if (yield* step(yield* Queue.take(inputs))) return
     }).pipe(
       Effect.scoped,
       // The client went away mid-session: its checkpoint stays, the session is free for
       // whichever server it reconnects to (a no-op when a takeover already fenced us).
       Effect.onExit((exit) =>
-        exit._tag === "Success" ? Effect.void : checkpoints.release(live.bundle.id),
+        exit._tag === "Success" ? Effect.void : checkpoints.release(driven.bundle.id),
       ),
     )
-
-  /** Sends from the client's acknowledgement: `sendable` is told how much is written. */
-  const makeLive = (
-    id: string,
-    secret: Uint8Array,
-    remote: Checkpoint.Endpoint,
-    sender: Sequence.Sender,
-    window: ByteWindow.ByteWindow,
-    receiver: Sequence.Receiver,
-    app: unknown,
-    inputEnded: boolean,
-  ): Live => ({
-    bundle: Contributor.makeBundle(id, protocol),
-    secret,
-    remote,
-    sender,
-    window,
-    receiver,
-    durableReceived: receiver.next,
-    app,
-    inputEnded,
-    dirty: false,
-  })
 
   const open: DuplexServer["open"] = (connection, inbox, hello, remote) =>
     Effect.gen(function* () {
@@ -388,27 +326,17 @@ export const makeServer = (context: ServerContext): DuplexServer => {
       if (clientIsn === undefined)
         return yield* context.refuse(connection, "WrongSession", "expected one data channel")
       const { sessionId, secret, isn } = Handshake.newSession()
-      const live = makeLive(
+      const { driven, outputs } = yield* start(sessionId, secret, remote, {
+        _tag: "Open",
         sessionId,
         secret,
-        remote,
-        Sequence.sender(isn, windowBytesMax, isn),
-        ByteWindow.make(isn),
-        Sequence.receiver(clientIsn),
-        handler.initial,
-        false,
-      )
-      yield* live.bundle.register(contributor(live))
-      const ownership = yield* checkpoints.open(live.bundle)
-      yield* connection.send({
-        _tag: "Opened",
-        sessionId: live.bundle.id,
-        secret: live.secret,
-        channels: [{ name: "data", initialSeq: isn }],
-        window: windowBytesMax,
+        initialSeq: isn,
+        clientInitialSeq: clientIsn,
       })
-      yield* run(live, ownership, connection, inbox).pipe(
-        Effect.annotateLogs({ sessionId: live.bundle.id }),
+      const ownership = yield* checkpoints.open(driven.bundle)
+      // `Opened` goes out once the session's first checkpoint is written.
+      yield* run(driven, ownership, connection, inbox, outputs).pipe(
+        Effect.annotateLogs({ sessionId }),
       )
     })
 
@@ -426,39 +354,33 @@ export const makeServer = (context: ServerContext): DuplexServer => {
         yield* checkpoints.release(checkpoint.bundleId)
         return yield* context.refuse(connection, "WrongSession", "not a duplex checkpoint")
       }
-      // Recreated unready: from the client's acknowledgement, the window the checkpoint
-      // holds, the application's state; nothing sent before `Resumed`.
-      const live = makeLive(
-        checkpoint.bundleId,
-        secret,
-        remote,
-        {
-          initialSeq: data.initialSeqSource,
-          acked: at.resumeSeq,
-          next: at.resumeSeq,
-          horizon: data.sendHorizonSeq,
-          windowBytesMax,
+      // Recreated unready: nothing sent before `Resumed`, the machine's first message.
+      const { driven, outputs } = yield* start(checkpoint.bundleId, secret, remote, {
+        _tag: "Resume",
+        checkpoint: {
+          initialSeqSource: data.initialSeqSource,
+          ackedSeqSource: data.ackedSeqSource,
+          currentSeqSource: data.currentSeqSource,
+          window: data.window ?? new Uint8Array(0),
+          initialSeqDestination: data.initialSeqDestination,
+          currentSeqDestination: data.currentSeqDestination,
+          app: app.app,
+          inputEnded: app.inputEnded,
         },
-        ByteWindow.make(data.ackedSeqSource, data.window ?? new Uint8Array(0)),
-        { initialSeq: data.initialSeqDestination, next: data.currentSeqDestination },
-        app.app,
-        app.inputEnded,
-      )
-      yield* live.bundle.register(contributor(live))
-      yield* Contributor.restoreAll(live.bundle, checkpoint)
+        sendHorizonSeq: data.sendHorizonSeq,
+        resumeSeq: at.resumeSeq,
+      })
+      yield* Contributor.restoreAll(driven.bundle, checkpoint)
       yield* Handshake.tookOver(context.emit, {
         sessionId: checkpoint.bundleId,
         offset: at.resumeSeq - data.initialSeqSource,
         bytesResent: at.resendBytes,
       })
-      // Ready: the client sends again from what the checkpoint has read.
-      yield* connection.send({
-        _tag: "Resumed",
-        receiveNext: { data: live.receiver.next },
-        window: windowBytesMax,
-      })
+      // Ready: `Resumed` (the client sends again from what the checkpoint has read), then served.
+      const [resumedMessage, ...rest] = outputs
+      if (resumedMessage?._tag === "Send") yield* connection.send(resumedMessage.message)
       yield* served
-      yield* run(live, ownership, connection, inbox)
+      yield* run(driven, ownership, connection, inbox, rest)
     })
 
   return { open, resumed }

@@ -23,6 +23,7 @@ export {
   type NameServerChoice,
   type StoreChoice,
 } from "./Facade.ts"
+export * as Machine from "./Machine.ts"
 export * as Message from "./Message.ts"
 export * as Metrics from "./Metrics.ts"
 export * as ObjectBundle from "./ObjectBundle.ts"
