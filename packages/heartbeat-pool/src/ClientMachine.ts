@@ -5,8 +5,10 @@
  * priority list it got with its authorisation (claims 26, 34) and heartbeats the next server,
  * which, never having authorised it, turns the heartbeat into a request (claims 8–9). Every
  * reply names the message it answers (`seq`): one that answers an older message than a reply
- * already acted on is stale (a late `Denied` overtaken by a `Granted`) and is ignored. The
- * application sees `Granted`, `Reattached`, `Lost` and `Denied` events.
+ * already acted on is stale (a late `Denied` overtaken by a `Granted`) and is ignored. A
+ * `Wait` (the seats fit once the leader has taken its followers' shares back) is asked again
+ * at its hint, neither a miss nor a refusal. The application sees `Granted`, `Reattached`,
+ * `Lost` and `Denied` events.
  *
  * @since 0.1.0
  */
@@ -158,6 +160,11 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
   )
   /** Lease left below which an honouring (not renewing) server is walked past. */
   const walkMarginMs = (missLimit + 1) * config.heartbeatIntervalMs
+  /**
+   * The longest a `Wait` holds the client back: a server's hint is advice, and no longer than
+   * the walk past a dead one would take.
+   */
+  const waitMaxMs = missLimit * retryIntervalMs
   type Output = M.Output<Reply | Request, Event>
 
   /** How long to wait for the reply to a message: RFC 6298's timer within the bounds. */
@@ -169,14 +176,14 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
   /**
    * A reply from the server asked: its round trip updates the estimate (a late reply, to a
    * message already given up on, lengthens the next waits: the back-off for a slow server),
-   * and the timer is set to `nextMs` from now.
+   * and the timer is set for the next heartbeat, the retry pace, or a `Wait`'s hint (ms).
    */
   const answered = (
     state: State,
     seq: number,
     nowMs: number,
     outputs: Array<Output>,
-    next: "beat" | "retry",
+    next: "beat" | "retry" | number,
   ): State => {
     const sent = state.sentAt.find((entry) => entry.seq === seq)
     let { srttMs, rttVarMs } = state
@@ -192,9 +199,11 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
     }
     // The next heartbeat an interval after the one answered; a retry at the retry pace.
     const afterMs =
-      next === "retry"
-        ? refusedRetryMs
-        : Math.max(0, (sent?.atMs ?? nowMs) + config.heartbeatIntervalMs - nowMs)
+      typeof next === "number"
+        ? next
+        : next === "retry"
+          ? refusedRetryMs
+          : Math.max(0, (sent?.atMs ?? nowMs) + config.heartbeatIntervalMs - nowMs)
     outputs.push(M.setTimer(beatTimer, afterMs))
     return { ...state, srttMs, rttVarMs, waitUntilMs: undefined, unreachableWalks: 0 }
   }
@@ -440,6 +449,13 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         if (current.phase !== "requesting") current = lose(current, nowMs, "refused", outputs)
         return M.result({ ...current, lastDenied: reply.reason }, outputs)
       }
+      case "Wait": {
+        // The server is there and the seats fit: ask it again at its hint, not walked past.
+        if (from !== state.target || reply.seq < state.answered) return M.result(state)
+        const afterMs = Math.min(waitMaxMs, Math.max(minRetryIntervalMs, reply.retryAfterMs))
+        const next = answered(state, reply.seq, nowMs, outputs, afterMs)
+        return M.result({ ...next, answered: reply.seq, missed: 0 }, outputs)
+      }
       case "Released":
       case "PublishReply":
       case "StatusReply":
@@ -512,6 +528,7 @@ const replyTags = new Set([
   "Granted",
   "BeatAck",
   "Denied",
+  "Wait",
   "Released",
   "PublishReply",
   "StatusReply",

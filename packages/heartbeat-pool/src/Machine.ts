@@ -1293,7 +1293,18 @@ export const make = (config: Config): Pool => {
         return receiveRecord(state, from, message, nowMs, outputs)
       case "Reserve": {
         const decided = reserve(state, from, message, nowMs)
-        if (decided === awaitShares) return reclaimShares(state, nowMs)
+        if (decided === awaitShares) {
+          outputs.push(
+            M.send<Peer>(from, {
+              _tag: "WaitForShares",
+              term,
+              client: message.client,
+              seats: message.seats,
+              retryAfterMs: waitForSharesMs(state, nowMs),
+            }),
+          )
+          return reclaimShares(state, nowMs)
+        }
         const refused = typeof decided === "string" ? decided : null
         outputs.push(
           M.send<Peer>(from, {
@@ -1309,6 +1320,8 @@ export const make = (config: Config): Pool => {
       }
       case "Reserved":
         return reserved(state, from, message, nowMs, outputs)
+      case "WaitForShares":
+        return waitForShares(state, from, message, outputs)
       case "Unused": {
         const leader = state.leaderState
         if (leader === undefined) return state
@@ -1540,11 +1553,21 @@ export const make = (config: Config): Pool => {
   /**
    * Seats that do not fit only because followers hold them as shares (perhaps unused: the
    * leader sees a grant from one only in the follower's next record) are no reason to refuse:
-   * the leader takes the shares back and leaves the request unanswered; its sender asks again
-   * (the client after its reply time-out, a follower with the client's next message after its
-   * check time-out) and is answered once the followers acknowledged the lower shares.
+   * the leader takes the shares back and answers `Wait` (a follower's `Reserve`:
+   * `WaitForShares`, which it passes on to its client as `Wait`); the client asks again at the
+   * hint and is granted once the followers acknowledged the lower shares.
    */
   const awaitShares = "await-shares"
+
+  /**
+   * The hint of a `Wait`: the lowered shares go out with the next heartbeat, and the
+   * followers' acknowledgements come back within half an interval more.
+   */
+  const waitForSharesMs = (state: State, nowMs: number): number => {
+    const sentAt = state.leaderState?.sentAt ?? []
+    const lastMs = sentAt[sentAt.length - 1]?.atMs ?? nowMs
+    return Math.max(0, lastMs + heartbeatIntervalMs - nowMs) + heartbeatIntervalMs / 2
+  }
 
   /**
    * The leader decides a new allocation for `client` at `server`: the new state with the seat
@@ -1717,6 +1740,37 @@ export const make = (config: Config): Pool => {
     )
   }
 
+  /**
+   * The leader will have the seats once its shares are back: the waiting client is told when
+   * to ask again (`Wait`), and forgotten here, so that its next message asks the leader at
+   * once rather than a check time-out after this `Reserve`.
+   */
+  const waitForShares = (
+    state: State,
+    from: string,
+    message: Extract<Peer, { _tag: "WaitForShares" }>,
+    outputs: Array<Output>,
+  ): State => {
+    const waiting = HashMap.get(state.pending, message.client)
+    if (
+      state.role !== "follower" ||
+      state.leader !== from ||
+      Option.isNone(waiting) ||
+      waiting.value.seats !== message.seats
+    )
+      return state
+    // A carried client had its answer (to its heartbeat): only a requester waits for one.
+    if (!HashMap.has(state.record, message.client))
+      reply(outputs, message.client, {
+        _tag: "Wait",
+        server: state.self,
+        term: state.durable.term,
+        seq: waiting.value.seq,
+        retryAfterMs: message.retryAfterMs,
+      })
+    return { ...state, pending: HashMap.remove(state.pending, message.client) }
+  }
+
   const licenseProblem = (
     state: State,
     product: string,
@@ -1754,7 +1808,16 @@ export const make = (config: Config): Pool => {
     }
     if (state.role === "leader") {
       const decided = decide(state, state.self, client, seats, nowMs, reattach, heldAt)
-      if (decided === awaitShares) return reclaimShares(state, nowMs)
+      if (decided === awaitShares) {
+        reply(outputs, client, {
+          _tag: "Wait",
+          server: state.self,
+          term: state.durable.term,
+          seq,
+          retryAfterMs: waitForSharesMs(state, nowMs),
+        })
+        return reclaimShares(state, nowMs)
+      }
       if (typeof decided === "string") {
         deny(state, outputs, client, seq, decided)
         return onRefusal(state, decided, nowMs)

@@ -97,6 +97,7 @@ export type DenyReason = typeof DenyReason.Type
  * `Reserved` a follower asking the leader for a seat (`Unused`: it did not use one it got, or
  * its client gave it back),
  * which it does only beyond the share of seats the leader's `Heartbeat` gives it;
+ * `WaitForShares` the leader's "fits, ask again shortly" while it takes shares back;
  * `LicenseRequest` / `LicenseOffer` the
  * spreading of a newer license file; `Newer` tells a sender its term is old.
  *
@@ -174,6 +175,16 @@ export const Peer = Schema.Union([
     /** The leader's time of the reservation, named again by `Unused`. */
     reservedAtMs: Millis,
   }),
+  /**
+   * The leader's answer to a `Reserve` that fits only once the followers' shares are taken
+   * back: not refused, asked again in `retryAfterMs` (the follower tells its client `Wait`).
+   */
+  Schema.TaggedStruct("WaitForShares", {
+    term: Count,
+    client: Id,
+    seats: Count,
+    retryAfterMs: Millis,
+  }),
   Schema.TaggedStruct("Unused", { term: Count, client: Id, reservedAtMs: Millis }),
   Schema.TaggedStruct("LicenseRequest", { term: Count }),
   Schema.TaggedStruct("LicenseOffer", { term: Count, license: License }),
@@ -205,7 +216,7 @@ export type ClientRequest = typeof ClientRequest.Type
  * A server's answer to a client. `seq` names the request or heartbeat it answers, so a client
  * tells an answer to an older message (late, or overtaken on the way) from the current one.
  * `leaders` is the leader priority list; `reattached` says the grant took over an
- * authorisation from another server.
+ * authorisation from another server. `Wait` is neither a grant nor a refusal: ask again soon.
  *
  * @since 0.1.0
  * @category schemas
@@ -230,6 +241,11 @@ export const ServerReply = Schema.Union([
     token: Schema.NullOr(Token),
   }),
   Schema.TaggedStruct("Denied", { server: Id, term: Count, seq: Count, reason: DenyReason }),
+  /**
+   * Not refused: the seats fit once the followers' shares are taken back. Ask again in
+   * `retryAfterMs` (the leader's estimate of its next heartbeat and the acknowledgements).
+   */
+  Schema.TaggedStruct("Wait", { server: Id, term: Count, seq: Count, retryAfterMs: Millis }),
   Schema.TaggedStruct("Released", { server: Id, client: Id }),
   Schema.TaggedStruct("PublishReply", {
     server: Id,

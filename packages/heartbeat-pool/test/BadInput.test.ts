@@ -53,6 +53,54 @@ describe("bad input", () => {
     expect(Result.isFailure(Message.peerCodec.decode(heartbeat))).toBe(true)
   })
 
+  it("Wait and WaitForShares: every valid one decodes to itself; a field missing, of the wrong type or out of range is refused", () => {
+    const count = fc.nat()
+    const millis = fc.double({ min: 0, max: 1e12, noNaN: true })
+    const id = fc.string({ maxLength: 128 })
+    const wait = fc.record({
+      _tag: fc.constant("Wait" as const),
+      server: id,
+      term: count,
+      seq: count,
+      retryAfterMs: millis,
+    })
+    const waitForShares = fc.record({
+      _tag: fc.constant("WaitForShares" as const),
+      term: count,
+      client: id,
+      seats: count,
+      retryAfterMs: millis,
+    })
+    const bad = fc.constantFrom(undefined, null, -1, 1.5, "1", true, "x".repeat(129))
+    /** Whether `value` is a valid `field` after all (a fraction of a millisecond is). */
+    const fits = (field: string, value: unknown) =>
+      field === "server" || field === "client"
+        ? typeof value === "string" && value.length <= 128
+        : field === "retryAfterMs"
+          ? typeof value === "number" && value >= 0
+          : Number.isInteger(value) && (value as number) >= 0
+    /** Each message, and the same with one field (not its tag) replaced by a bad value. */
+    const cases = <A extends { readonly _tag: string }>(
+      message: fc.Arbitrary<A>,
+      codec: { decode: (bytes: Uint8Array) => Result.Result<unknown, unknown> },
+    ) =>
+      fc.assert(
+        fc.property(message, fc.nat(), bad, (value, index, replacement) => {
+          const decoded = codec.decode(encoder.encode(JSON.stringify(value)))
+          expect(Result.getOrThrow(decoded)).toEqual(value)
+          const fields = Object.keys(value).filter((key) => key !== "_tag")
+          const field = fields[index % fields.length]!
+          if (fits(field, replacement)) return
+          const mangled: Record<string, unknown> = { ...value, [field]: replacement }
+          if (replacement === undefined) delete mangled[field]
+          expect(Result.isFailure(codec.decode(encoder.encode(JSON.stringify(mangled))))).toBe(true)
+        }),
+        { numRuns: 1_000 },
+      )
+    cases(wait, Message.serverReplyCodec)
+    cases(waitForShares, Message.peerCodec)
+  })
+
   it("Ed25519: forged, altered or foreign tokens and licenses do not verify", () => {
     const keys = Signing.poolKeys(new Uint8Array(32).fill(7))
     const other = Signing.poolKeys(new Uint8Array(32).fill(8))
@@ -133,6 +181,13 @@ describe("bad input", () => {
       }),
       fc.record({ _tag: fc.constant("Vote" as const), term: fc.nat(), granted: fc.boolean() }),
       fc.record({ _tag: fc.constant("VoteRequest" as const), term: fc.nat() }),
+      fc.record({
+        _tag: fc.constant("WaitForShares" as const),
+        term: fc.nat(),
+        client: fc.constantFrom("c1", "c2"),
+        seats: fc.nat({ max: 3 }),
+        retryAfterMs: fc.nat(),
+      }),
       fc.record({
         _tag: fc.constant("Reserve" as const),
         term: fc.nat(),

@@ -87,6 +87,50 @@ describe("client machine", () => {
     expect(Client.holds(refused.state, 205)).toBe(false)
   })
 
+  it("a Wait is asked again at its hint, at the same server: never a miss, never Denied, however many in a row", () => {
+    const wait = (seq: number, retryAfterMs: number): Message.ServerReply => ({
+      _tag: "Wait",
+      server: "s1",
+      term: 1,
+      seq,
+      retryAfterMs,
+    })
+    const timers = (outputs: Out) =>
+      outputs.flatMap((output) => (output._tag === "SetTimer" ? [output.afterMs] : []))
+    let state = client.init({ self: "c1", peers: servers, nowMs: 0 }).state
+    let nowMs = 0
+    // More Waits in a row than missLimit (3): each answers the latest request.
+    for (let seq = 1; seq <= 6; seq++) {
+      const waited = client.step(state, M.receive("s1", wait(seq, 60), nowMs + 5))
+      expect(events(waited.outputs)).toEqual([])
+      expect(timers(waited.outputs)).toEqual([60])
+      expect(waited.state).toMatchObject({ phase: "requesting", missed: 0, target: "s1" })
+      nowMs += 65
+      const again = client.step(waited.state, M.timerFired(Client.beatTimer, nowMs))
+      expect(sent(again.outputs)).toEqual([
+        {
+          to: "s1",
+          message: { _tag: "Request", client: "c1", seq: seq + 1, product: "cad", seats: 1 },
+        },
+      ])
+      state = again.state
+    }
+    // Granted at last: a grant, no denial on the way.
+    const holding = client.step(state, M.receive("s1", granted(7, nowMs + 5), nowMs + 5))
+    expect(events(holding.outputs)).toEqual(["Granted"])
+    // A hint is bounded: at least the shortest wait, at most missLimit retry intervals.
+    expect(timers(client.step(askedTwice(), M.receive("s1", wait(2, 0), 110)).outputs)).toEqual([
+      100 / 6,
+    ])
+    expect(timers(client.step(askedTwice(), M.receive("s1", wait(2, 1e9), 110)).outputs)).toEqual([
+      300,
+    ])
+    // A Wait for an older request than the one answered, or from a server not asked, is stale.
+    const refused = client.step(askedTwice(), M.receive("s1", denied(2, "capacity"), 110)).state
+    expect(client.step(refused, M.receive("s1", wait(1, 60), 115)).outputs).toEqual([])
+    expect(client.step(askedTwice(), M.receive("s2", wait(2, 60), 115)).outputs).toEqual([])
+  })
+
   /**
    * Runs the client against s1, which answers each message after `delayMs(sentAtMs)` (or
    * never: undefined), until `untilMs`; returns every message sent, with its time.

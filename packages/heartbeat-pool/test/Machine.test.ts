@@ -938,6 +938,52 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     ])
   })
 
+  it("a follower whose Reserve must wait for the shares tells its client to Wait, and asks the leader again with the client's next request", () => {
+    const s2 = follower(
+      {
+        _tag: "Heartbeat",
+        term: 1,
+        seq: 1,
+        sequence: 1,
+        authorityUntilMs: 3_300,
+        wantRecord: false,
+        live: servers,
+        shareLife: 1,
+        shareLimit: 0,
+        merged: null,
+      },
+      3_000,
+    )
+    const asked = shared.step(s2, request("c1", 3_001))
+    expect(sends(asked.outputs, "Reserve").map((send) => send.to)).toEqual(["s1"])
+    const waitFor = (seats: number): Message.Peer => ({
+      _tag: "WaitForShares",
+      term: 1,
+      client: "c1",
+      seats,
+      retryAfterMs: 120,
+    })
+    const waited = shared.step(asked.state, M.receive("s1", waitFor(1), 3_010))
+    expect(replies(waited.outputs)).toEqual([
+      { _tag: "Wait", server: "s2", term: 1, seq: 1, retryAfterMs: 120 },
+    ])
+    expect(events(waited.outputs).filter((event) => event._tag === "Refused")).toEqual([])
+    // Within the check time-out of the first Reserve, the client's next request asks again.
+    const again = shared.step(
+      waited.state,
+      fromClient("c1", { _tag: "Request", client: "c1", seq: 2, product: "cad", seats: 1 }, 3_130),
+    )
+    expect(sends(again.outputs, "Reserve").map((send) => send.to)).toEqual(["s1"])
+    // Not from the leader, or not for what is asked: ignored.
+    for (const [from, seats] of [
+      ["s3", 1],
+      ["s1", 2],
+    ] as const) {
+      const ignored = shared.step(asked.state, M.receive(from, waitFor(seats), 3_010))
+      expect(replies(ignored.outputs)).toEqual([])
+    }
+  })
+
   it("takes shares back: from a follower that is down (counted until it could no longer use it), and on demand when a request would not fit without them", () => {
     let lead = shared.step(leader(3_000, shared), M.timerFired(Machine.tickTimer, 3_000)).state
     const firstSeq = lead.leaderState!.seq
@@ -969,7 +1015,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     ).toBe(0)
 
     // On demand: the leader fills what is not out as shares, then a request that fits only
-    // in seats out as shares is not refused: unanswered, it takes every share back; once
+    // in seats out as shares is not refused: told to Wait, it takes every share back; once
     // acknowledged, the seats come to the leader and the client's next ask is granted.
     let seat = 0
     while (status(shared, lead, atMs).share > 0) {
@@ -979,8 +1025,28 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     }
     expect(seat).toBeGreaterThan(0)
     const waiting = shared.step(lead, request("late", atMs))
-    expect(replies(waiting.outputs)).toEqual([])
+    const [wait] = replies(waiting.outputs)
+    expect(replies(waiting.outputs)).toEqual([
+      { _tag: "Wait", server: "s1", term: 1, seq: 1, retryAfterMs: expect.any(Number) },
+    ])
+    // The hint: after the next heartbeat (within an interval) and half an interval more.
+    const hintMs = (wait as Extract<Message.ServerReply, { _tag: "Wait" }>).retryAfterMs
+    expect(hintMs).toBeGreaterThanOrEqual(timing.heartbeatIntervalMs / 2)
+    expect(hintMs).toBeLessThanOrEqual(1.5 * timing.heartbeatIntervalMs)
     expect(events(waiting.outputs).filter((event) => event._tag === "Refused")).toEqual([])
+    // A follower's Reserve for such a seat is answered alike: WaitForShares, not refused.
+    const reserveWait = shared.step(
+      lead,
+      M.receive(
+        "s2",
+        { _tag: "Reserve", term: 1, client: "late2", seats: 1, reattach: false, heldAt: null },
+        atMs,
+      ),
+    )
+    expect(sends(reserveWait.outputs, "Reserved")).toEqual([])
+    expect(sends(reserveWait.outputs, "WaitForShares").map((send) => send.message)).toEqual([
+      { _tag: "WaitForShares", term: 1, client: "late2", seats: 1, retryAfterMs: hintMs },
+    ])
     lead = waiting.state
     atMs += 100
     const reclaim = shared.step(lead, M.timerFired(Machine.tickTimer, atMs))
@@ -1050,9 +1116,9 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     expect(outstanding(reattached.state, 3_051)).toBe(3)
     expect(Machine.poolSeatsInUse(reattached.state, 3_051, timing.leaseMs)).toBe(5)
     // Another stranger, with no such seat, fits only in seats out as shares: not refused, it
-    // waits (unanswered) while the next heartbeats take the shares back.
+    // is told to wait while the next heartbeats take the shares back.
     const stranger = shared.step(reattached.state, request("d9", 3_052))
-    expect(replies(stranger.outputs)).toEqual([])
+    expect(replies(stranger.outputs)).toMatchObject([{ _tag: "Wait", server: "s1", seq: 1 }])
     const reclaim = shared.step(stranger.state, M.timerFired(Machine.tickTimer, 3_100))
     expect(heartbeatOf(reclaim.outputs, "s2").shareLimit).toBe(1)
     expect(heartbeatOf(reclaim.outputs, "s3").shareLimit).toBe(0)
