@@ -371,6 +371,7 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         // A lease already over is lost; the next beat says so.
         if (
           from !== state.target ||
+          reply.client !== state.self ||
           reply.seq < state.answered ||
           state.phase === "requesting" ||
           state.leaseUntilMs <= nowMs
@@ -415,7 +416,8 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
         )
       }
       case "Denied": {
-        if (from !== state.target || reply.seq < state.answered) return M.result(state)
+        if (from !== state.target || reply.client !== state.self || reply.seq < state.answered)
+          return M.result(state)
         // A seat held is not lost to "electing" (a server waiting for its leader): asked again
         // at the retry pace, walked past after `missLimit` of them.
         if (state.phase !== "requesting" && reply.reason === "electing")
@@ -451,7 +453,8 @@ export const make = (config: Config): M.Machine<State, Reply | Request, Command,
       }
       case "Wait": {
         // The server is there and the seats fit: ask it again at its hint, not walked past.
-        if (from !== state.target || reply.seq < state.answered) return M.result(state)
+        if (from !== state.target || reply.client !== state.self || reply.seq < state.answered)
+          return M.result(state)
         const afterMs = Math.min(waitMaxMs, Math.max(minRetryIntervalMs, reply.retryAfterMs))
         const next = answered(state, reply.seq, nowMs, outputs, afterMs)
         return M.result({ ...next, answered: reply.seq, missed: 0 }, outputs)

@@ -695,6 +695,7 @@ export const make = (config: Config): Pool => {
     reply(outputs, client, {
       _tag: "Denied",
       server: state.self,
+      client,
       term: state.durable.term,
       seq,
       reason,
@@ -1764,6 +1765,7 @@ export const make = (config: Config): Pool => {
       reply(outputs, message.client, {
         _tag: "Wait",
         server: state.self,
+        client: message.client,
         term: state.durable.term,
         seq: waiting.value.seq,
         retryAfterMs: message.retryAfterMs,
@@ -1812,6 +1814,7 @@ export const make = (config: Config): Pool => {
         reply(outputs, client, {
           _tag: "Wait",
           server: state.self,
+          client,
           term: state.durable.term,
           seq,
           retryAfterMs: waitForSharesMs(state, nowMs),
@@ -2018,6 +2021,7 @@ export const make = (config: Config): Pool => {
       reply(outputs, client, {
         _tag: "BeatAck",
         server: state.self,
+        client,
         term: state.durable.term,
         seq: message.seq,
         expiresAtMs,

@@ -214,7 +214,8 @@ export type ClientRequest = typeof ClientRequest.Type
 
 /**
  * A server's answer to a client. `seq` names the request or heartbeat it answers, so a client
- * tells an answer to an older message (late, or overtaken on the way) from the current one.
+ * tells an answer to an older message (late, or overtaken on the way) from the current one,
+ * and every answer about a seat names its `client` (several clients may share one socket).
  * `leaders` is the leader priority list; `reattached` says the grant took over an
  * authorisation from another server. `Wait` is neither a grant nor a refusal: ask again soon.
  *
@@ -233,6 +234,7 @@ export const ServerReply = Schema.Union([
   }),
   Schema.TaggedStruct("BeatAck", {
     server: Id,
+    client: Id,
     term: Count,
     seq: Count,
     expiresAtMs: Millis,
@@ -240,12 +242,24 @@ export const ServerReply = Schema.Union([
     extended: Schema.Boolean,
     token: Schema.NullOr(Token),
   }),
-  Schema.TaggedStruct("Denied", { server: Id, term: Count, seq: Count, reason: DenyReason }),
+  Schema.TaggedStruct("Denied", {
+    server: Id,
+    client: Id,
+    term: Count,
+    seq: Count,
+    reason: DenyReason,
+  }),
   /**
    * Not refused: the seats fit once the followers' shares are taken back. Ask again in
    * `retryAfterMs` (the leader's estimate of its next heartbeat and the acknowledgements).
    */
-  Schema.TaggedStruct("Wait", { server: Id, term: Count, seq: Count, retryAfterMs: Millis }),
+  Schema.TaggedStruct("Wait", {
+    server: Id,
+    client: Id,
+    term: Count,
+    seq: Count,
+    retryAfterMs: Millis,
+  }),
   Schema.TaggedStruct("Released", { server: Id, client: Id }),
   Schema.TaggedStruct("PublishReply", {
     server: Id,

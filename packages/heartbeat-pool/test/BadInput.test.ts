@@ -60,6 +60,7 @@ describe("bad input", () => {
     const wait = fc.record({
       _tag: fc.constant("Wait" as const),
       server: id,
+      client: id,
       term: count,
       seq: count,
       retryAfterMs: millis,

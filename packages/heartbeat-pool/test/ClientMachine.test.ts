@@ -38,6 +38,7 @@ const granted = (seq: number, nowMs: number): Message.ServerReply => ({
 const denied = (seq: number, reason: Message.DenyReason): Message.ServerReply => ({
   _tag: "Denied",
   server: "s1",
+  client: "c1",
   term: 1,
   seq,
   reason,
@@ -91,6 +92,7 @@ describe("client machine", () => {
     const wait = (seq: number, retryAfterMs: number): Message.ServerReply => ({
       _tag: "Wait",
       server: "s1",
+      client: "c1",
       term: 1,
       seq,
       retryAfterMs,
@@ -129,6 +131,13 @@ describe("client machine", () => {
     const refused = client.step(askedTwice(), M.receive("s1", denied(2, "capacity"), 110)).state
     expect(client.step(refused, M.receive("s1", wait(1, 60), 115)).outputs).toEqual([])
     expect(client.step(askedTwice(), M.receive("s2", wait(2, 60), 115)).outputs).toEqual([])
+    // One for another client (several may share a socket) is not this one's.
+    const forOther = { ...wait(2, 60), client: "c2" }
+    expect(client.step(askedTwice(), M.receive("s1", forOther, 115)).outputs).toEqual([])
+    expect(
+      client.step(askedTwice(), M.receive("s1", { ...denied(2, "capacity"), client: "c2" }, 115))
+        .outputs,
+    ).toEqual([])
   })
 
   /**
@@ -155,6 +164,7 @@ describe("client machine", () => {
                 : {
                     _tag: "BeatAck",
                     server: "s1",
+                    client: "c1",
                     term: 1,
                     seq: message.seq,
                     expiresAtMs: nowMs + delay + 2_000,
@@ -222,6 +232,7 @@ describe("client machine", () => {
         {
           _tag: "BeatAck",
           server: "s1",
+          client: "c1",
           term: 1,
           seq: 2,
           expiresAtMs: 2_300,
@@ -264,6 +275,7 @@ describe("client machine", () => {
     const ack: Message.ServerReply = {
       _tag: "BeatAck",
       server: "s3",
+      client: "c1",
       term: 1,
       seq: 4,
       expiresAtMs: 2_200,

@@ -365,7 +365,7 @@ describe("heartbeat pool machine", () => {
     // A heartbeat that proves no unexpired lease is a plain request: no leader, no seat.
     const late = step(start("s2"), fromClient("c1", { ...beat, leaseUntilMs: 2_000 }, 3_000))
     expect(replies(late.outputs)).toEqual([
-      { _tag: "Denied", server: "s2", term: 0, seq: 5, reason: "electing" },
+      { _tag: "Denied", server: "s2", client: "c1", term: 0, seq: 5, reason: "electing" },
     ])
   })
 
@@ -454,7 +454,7 @@ describe("heartbeat pool machine", () => {
       state = step(state, fromClient(client, seatRequest(client), 3_000)).state
     const third = step(state, fromClient("c", seatRequest("c"), 3_000))
     expect(replies(third.outputs)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "capacity" },
+      { _tag: "Denied", server: "s1", client: "c", term: 1, seq: 1, reason: "capacity" },
     ])
     // Freshly elected: settling for a lease, only re-attachments.
     let fresh = step(start("s1"), M.timerFired(Machine.electionTimer, 600)).state
@@ -477,7 +477,7 @@ describe("heartbeat pool machine", () => {
       ),
     ).state
     expect(replies(step(fresh, fromClient("a", seatRequest("a"), 700)).outputs)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "electing" },
+      { _tag: "Denied", server: "s1", client: "a", term: 1, seq: 1, reason: "electing" },
     ])
   })
 
@@ -684,7 +684,7 @@ describe("heartbeat pool machine", () => {
       ),
     )
     expect(replies(forged.outputs)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, seq: 2, reason: "bad-token" },
+      { _tag: "Denied", server: "s1", client: "b", term: 1, seq: 2, reason: "bad-token" },
     ])
     expect(HashMap.has(forged.state.record, "b")).toBe(false)
     // Someone else's token for this client name: refused too.
@@ -745,21 +745,21 @@ describe("heartbeat pool machine", () => {
         ).outputs,
       )
     expect(ask(small, state, "a", "cad", 3)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "too-many-seats" },
+      { _tag: "Denied", server: "s1", client: "a", term: 1, seq: 1, reason: "too-many-seats" },
     ])
     expect(ask(small, state, "a", "other", 1)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "wrong-product" },
+      { _tag: "Denied", server: "s1", client: "a", term: 1, seq: 1, reason: "wrong-product" },
     ])
     const one = small.step(state, fromClient("a", seatRequest("a"), 3_000)).state
     expect(ask(small, one, "b", "cad", 1)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "too-many-clients" },
+      { _tag: "Denied", server: "s1", client: "b", term: 1, seq: 1, reason: "too-many-clients" },
     ])
     const expired: Machine.State = {
       ...state,
       durable: { ...state.durable, license: { ...license(10), expiresAtMs: 100 } },
     }
     expect(ask(small, expired, "a", "cad", 1)).toEqual([
-      { _tag: "Denied", server: "s1", term: 1, seq: 1, reason: "license-expired" },
+      { _tag: "Denied", server: "s1", client: "a", term: 1, seq: 1, reason: "license-expired" },
     ])
     // A follower with no share and one request already waiting for the leader: the next
     // client's request is refused (queued requests are bounded), not queued.
@@ -790,7 +790,7 @@ describe("heartbeat pool machine", () => {
     const waiting = queue.step(follower, fromClient("a", seatRequest("a"), 3_000))
     expect(sends(waiting.outputs, "Reserve")).toHaveLength(1)
     expect(ask(queue, waiting.state, "b", "cad", 1)).toEqual([
-      { _tag: "Denied", server: "s2", term: 1, seq: 1, reason: "queue-full" },
+      { _tag: "Denied", server: "s2", client: "b", term: 1, seq: 1, reason: "queue-full" },
     ])
   })
 })
@@ -934,7 +934,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     expect(replies(granted.outputs)).toMatchObject([{ _tag: "Granted", server: "s2", seq: 2 }])
     const refused = shared.step(again.state, M.receive("s1", answer("capacity"), 3_060))
     expect(replies(refused.outputs)).toEqual([
-      { _tag: "Denied", server: "s2", term: 1, seq: 2, reason: "capacity" },
+      { _tag: "Denied", server: "s2", client: "c1", term: 1, seq: 2, reason: "capacity" },
     ])
   })
 
@@ -965,7 +965,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     })
     const waited = shared.step(asked.state, M.receive("s1", waitFor(1), 3_010))
     expect(replies(waited.outputs)).toEqual([
-      { _tag: "Wait", server: "s2", term: 1, seq: 1, retryAfterMs: 120 },
+      { _tag: "Wait", server: "s2", client: "c1", term: 1, seq: 1, retryAfterMs: 120 },
     ])
     expect(events(waited.outputs).filter((event) => event._tag === "Refused")).toEqual([])
     // Within the check time-out of the first Reserve, the client's next request asks again.
@@ -1027,7 +1027,14 @@ describe("shares: a follower grants within the share the leader gave it, or asks
     const waiting = shared.step(lead, request("late", atMs))
     const [wait] = replies(waiting.outputs)
     expect(replies(waiting.outputs)).toEqual([
-      { _tag: "Wait", server: "s1", term: 1, seq: 1, retryAfterMs: expect.any(Number) },
+      {
+        _tag: "Wait",
+        server: "s1",
+        client: "late",
+        term: 1,
+        seq: 1,
+        retryAfterMs: expect.any(Number),
+      },
     ])
     // The hint: after the next heartbeat (within an interval) and half an interval more.
     const hintMs = (wait as Extract<Message.ServerReply, { _tag: "Wait" }>).retryAfterMs
