@@ -87,7 +87,7 @@ const pages: Record<string, Page> = {
   },
   multihome: {
     interfaces: [
-      ["Cluster.ts", "Options"],
+      ["internal/cluster/models.ts", "Options"],
       ["Endpoint.ts", "Options"],
       ["Endpoint.ts", "AssociationOptions"],
       // What AssociationOptions takes of the machine's config as it is (the `Ms` ones are
