@@ -8,7 +8,9 @@
  * was sent is delivered, and after the heal the association is established again with
  * everything delivered. Then a multihomed server (two addresses) whose primary address goes
  * down for a seeded while (FastSim's `addressFaults`): the client's association moves to
- * the other path. A failure
+ * the other path. Then nodes crash and restart (a machine lost, `init` run again) while
+ * the peer keeps its association: it must see it aborted or restarted, and the client opens
+ * a new one. A failure
  * prints `SEED=<n>` (replay: `UNDERSTUDY_SEED=<n>`).
  */
 import { FastSim, Prng, Seeds } from "@understudy/testkit"
@@ -33,6 +35,7 @@ const durationMs = faultsEndMs + 10_000
 /** Seeded schedules per run of the suite (10-20 ms each at load 30). */
 const schedules = 160
 const pathDownSchedules = 40
+const crashSchedules = 60
 
 const codec = Codec.make<Packet.Packet>({
   name: "sctp",
@@ -102,13 +105,21 @@ const runSeed = (
     readonly routing: FastSim.Routing<Association.PeerAddress>
     readonly faults?: FastSim.Options<unknown, unknown>["faults"]
     readonly addressFaults?: ReadonlyArray<FastSim.AddressFault<Association.PeerAddress>>
+    /** Nodes crash and restart: the client opens a new association whenever it has none. */
+    readonly crashes?: boolean
   },
 ) => {
   const peerOf = (node: string) => (node === client ? server : client)
-  /** Per sender: the numbers sent (the PPID), each on stream `n % streams`. */
-  const sent = new Map<string, Set<number>>([
-    [client, new Set()],
-    [server, new Set()],
+  /**
+   * Disruptions so far: a node's machine lost or re-initialised, an association aborted
+   * (`CommLost`) or restarted. What was sent before the last one may be lost; what was
+   * sent since must arrive.
+   */
+  let epoch = 0
+  /** Per sender: the numbers sent (the PPID), each on stream `n % streams`, with their epoch. */
+  const sent = new Map<string, Map<number, number>>([
+    [client, new Map()],
+    [server, new Map()],
   ])
   const nextNumber = new Map<string, number>([
     [client, 1],
@@ -121,6 +132,19 @@ const runSeed = (
     [server, new Set()],
   ])
   let seen = 0
+  /** Each node's machine state as last seen: another object is another incarnation. */
+  const incarnation = new Map<string, EndpointMachine.State | undefined>()
+  /**
+   * Per node: its peer's machine was lost while they had an association established; it
+   * must see that association aborted or restarted (RFC 9260 §8.4 answers the old tag with
+   * an ABORT, §5.2.4 restarts on the new INIT's COOKIE ECHO), unless it is lost itself.
+   */
+  const mustNotice = new Set<string>()
+  /** Per node: crashes of its peer it noticed (an ABORT or a restart). */
+  const noticed = new Map<string, number>([
+    [client, 0],
+    [server, 0],
+  ])
 
   type View = FastSim.View<
     EndpointMachine.State,
@@ -129,11 +153,35 @@ const runSeed = (
     EndpointMachine.Event,
     Association.PeerAddress
   >
+  /** A node whose state object changed was crashed or restarted: it starts afresh. */
+  const incarnations = (view: View) => {
+    for (const node of [client, server]) {
+      const state = view.states.get(node)
+      if (!incarnation.has(node)) {
+        incarnation.set(node, state)
+        continue
+      }
+      if (incarnation.get(node) === state) continue
+      incarnation.set(node, state)
+      epoch++
+      mustNotice.delete(node)
+      for (let stream = 0; stream < streams; stream++) lastDelivered.delete(`${node}/${stream}`)
+      if (state === undefined && established(view.states.get(peerOf(node))) !== undefined)
+        mustNotice.add(peerOf(node))
+    }
+  }
   const deliveredOnceInOrder = (view: View): string | undefined => {
+    incarnations(view)
     for (; seen < view.events.length; seen++) {
       const { node, event } = view.events[seen]!
       if (event._tag !== "Association") continue
       const inner = event.event
+      if (inner._tag === "Restart" || inner._tag === "CommLost") {
+        epoch++
+        const aborted = inner._tag === "Restart" || inner.reason.startsWith("Abort")
+        if (aborted && mustNotice.delete(node)) noticed.set(node, noticed.get(node)! + 1)
+        continue
+      }
       if (inner._tag === "SendFailed") {
         // Not sent after all (the buffer was full, or the association not up).
         sent.get(node)!.delete(inner.ppid)
@@ -143,6 +191,8 @@ const runSeed = (
       const from = peerOf(node)
       if (!sent.get(from)!.has(inner.ppid))
         return `${node} got ${inner.ppid} from ${from}, which it never sent`
+      if (delivered.get(node)!.has(inner.ppid))
+        return `${node} got ${inner.ppid} from ${from} twice (once before a restart)`
       if (inner.stream !== inner.ppid % streams)
         return `${node} got ${inner.ppid} on stream ${inner.stream}`
       const key = `${node}/${inner.stream}`
@@ -159,15 +209,19 @@ const runSeed = (
     for (const node of [client, server]) {
       if (established(view.states.get(node)) === undefined)
         return `${node} has no established association after the heal`
+      if (mustNotice.has(node))
+        return `${node} never saw its association aborted or restarted after ${peerOf(node)} lost its`
       const from = peerOf(node)
-      const missing = [...sent.get(from)!].filter((n) => !delivered.get(node)!.has(n))
+      const missing = [...sent.get(from)!]
+        .filter(([n, sentIn]) => sentIn === epoch && !delivered.get(node)!.has(n))
+        .map(([n]) => n)
       if (missing.length > 0)
         return `${node} never got ${missing.length} of ${from}'s messages (first ${missing[0]})`
     }
     return undefined
   }
 
-  return FastSim.run({
+  const report = FastSim.run({
     machine: setup.machine,
     routing: setup.routing,
     nodes: [client, server],
@@ -186,31 +240,45 @@ const runSeed = (
     ],
     workload: {
       everyMs: 20,
-      endMs: faultsEndMs,
+      // With crashes, the client reconnects after the last restart (at the heal at the
+      // latest) and both send on the new association for a while.
+      endMs: setup.crashes === true ? faultsEndMs + 5_000 : faultsEndMs,
       commands: (_, view) =>
-        [client, server].flatMap((node) => {
-          const id = established(view.states.get(node))
-          if (id === undefined) return []
-          const n = nextNumber.get(node)!
-          nextNumber.set(node, n + 1)
-          sent.get(node)!.add(n)
-          return [
-            {
-              node,
-              command: {
-                _tag: "Association" as const,
-                id,
+        [client, server].flatMap(
+          (
+            node,
+          ): Array<{
+            readonly node: string
+            readonly command: EndpointMachine.Command
+          }> => {
+            const state = view.states.get(node)
+            if (setup.crashes === true && node === client && state?.associations.size === 0) {
+              const peer = { host: server, udpPort }
+              return [{ node, command: { _tag: "Connect" as const, peer, peerPort: sctpPort } }]
+            }
+            const id = established(state)
+            if (id === undefined) return []
+            const n = nextNumber.get(node)!
+            nextNumber.set(node, n + 1)
+            sent.get(node)!.set(n, epoch)
+            return [
+              {
+                node,
                 command: {
-                  _tag: "Send" as const,
-                  stream: n % streams,
-                  ppid: n,
-                  data: new Uint8Array(64 + (n % 200)).fill(n & 0xff),
-                  unordered: false,
+                  _tag: "Association" as const,
+                  id,
+                  command: {
+                    _tag: "Send" as const,
+                    stream: n % streams,
+                    ppid: n,
+                    data: new Uint8Array(64 + (n % 200)).fill(n & 0xff),
+                    unordered: false,
+                  },
                 },
               },
-            },
-          ]
-        }),
+            ]
+          },
+        ),
     },
     invariants: [
       { name: "every message delivered once, in order on its stream", check: deliveredOnceInOrder },
@@ -222,6 +290,7 @@ const runSeed = (
         .map(([id, association]) => `${id}:${Association.stateName(association)}`)
         .join(" "),
   })
+  return { ...report, noticed }
 }
 
 /**
@@ -304,5 +373,34 @@ describe("two endpoint machines in FastSim", () => {
           `SEED=${seed}: no message reached the server in [${fromMs + 500}, ${untilMs}) ms`,
         )
     }
+  })
+
+  it("a node's machine lost and re-initialised while its peer keeps its state: the peer sees an ABORT or a restart, nothing is delivered twice or out of order, and the new association carries everything", () => {
+    const seeds = Seeds.seeds(crashSchedules)
+    const totals = { noticed: 0, messages: 0 }
+    for (const seed of seeds) {
+      const report = runSeed(seed, {
+        ...multihomed,
+        crashes: true,
+        faults: {
+          endMs: faultsEndMs,
+          startMs: 200,
+          // One of the two down at a time, for a while: the other notices, the two start over.
+          maxDown: 1,
+          gapMs: { minMs: 200, maxMs: 1_000 },
+          restartAtEnd: true,
+          weights: { crash: 4, restart: 4 },
+          degraded: { maxLoss: 0.1, maxDuplicate: 0.1, maxReorder: 0.1, maxLatencyMs: 40 },
+        },
+      })
+      totals.noticed += report.noticed.get(client)! + report.noticed.get(server)!
+      totals.messages += report.events.filter(
+        (item) => item.event._tag === "Association" && item.event.event._tag === "Message",
+      ).length
+    }
+    console.log(`[endpoint-fastsim] crash schedules ${seeds.length}: ${JSON.stringify(totals)}`)
+    // Peers did lose their associations to crashes, and noticed: a run without would prove nothing.
+    expect(totals.noticed).toBeGreaterThan(seeds.length / 2)
+    expect(totals.messages).toBeGreaterThan(seeds.length * 50)
   })
 })

@@ -1,7 +1,9 @@
 /**
- * The endpoint's driver (see `Endpoint`): binds the socket, keeps the association table,
- * steps the machines under one lock per endpoint, performs their outputs and serves the
- * handles. Its timers and loopback aliases are `timers.ts` and `aliases.ts`.
+ * The endpoint's driver (see `Endpoint`): binds the socket, runs the endpoint machine
+ * (`machine.ts`, which decides what the endpoint does with each packet, command and timer)
+ * under one lock per endpoint, keeps each association's entry (its queues, waiters and
+ * handle), runs the hooks, performs the machine's outputs and serves the handles. Its
+ * timers are `timers.ts`.
  */
 import { Address, Datagram, type TransportError } from "@understudy/transport"
 import {
@@ -18,7 +20,6 @@ import {
   Stream,
 } from "effect"
 import * as Association from "../../Association.ts"
-import type * as Chunk from "../../Chunk.ts"
 import * as Cookie from "../../Cookie.ts"
 import type {
   AssociationHandle,
@@ -34,14 +35,9 @@ import * as Metrics from "../../Metrics.ts"
 import * as Packet from "../../Packet.ts"
 import { lte32 } from "../../Serial.ts"
 import { canonicalHost } from "../association-support.ts"
-import {
-  aliasesOf,
-  interfaceAddresses,
-  isSpecificIp,
-  LoopbackAliases,
-  loopbackAlias,
-} from "./aliases.ts"
+import { interfaceAddresses, isSpecificIp, LoopbackAliases } from "./aliases.ts"
 import { AssociationConnectError, AssociationError, type EndpointConfigError } from "./errors.ts"
+import * as EndpointMachine from "./machine.ts"
 import { associationConfig, Count, decodeOption, PositiveDuration } from "./options.ts"
 import { makeTimers, type TimerKey } from "./timers.ts"
 
@@ -50,7 +46,6 @@ interface Entry {
   readonly state: Association.State
   readonly handle: AssociationHandle
   readonly peer: { readonly host: string; readonly udpPort: number; readonly port: number }
-  myTag: number
   gone: boolean
   readonly timers: Map<string, TimerKey>
   readonly messages: Queue.Queue<Message, Cause.Done>
@@ -69,7 +64,8 @@ interface Entry {
 
 /** One association's updates within a batch: what `beforeOutputs` sees. */
 interface Update {
-  readonly entry: Entry
+  /** Its entry (a new association's is set by `enter`, right after the machine's step). */
+  entry: Entry
   readonly created: boolean
   /** The time of its inputs: its `SetTimer`s count from it, however long they are held. */
   readonly nowMs: number
@@ -125,7 +121,6 @@ export const make = (
     if (Result.isFailure(decoded)) return yield* Effect.fail(decoded.failure)
     const config: Association.Config = { ...decoded.success, localPort: options.port }
     const hooks = options.hooks
-    const listening = options.listen ?? false
     const lock = yield* Semaphore.make(1)
     /** The fiber holding the lock: hooks run in it and may call the endpoint again. */
     let holder: number | undefined
@@ -150,21 +145,13 @@ export const make = (
             ),
       )
 
-    let seedCounter = options.seed
-    const nextSeed = (): Association.Seed => {
-      if (seedCounter === undefined) return "crypto"
-      seedCounter = (Math.imul(seedCounter ^ 0x9e3779b9, 0x85ebca6b) + 1) >>> 0
-      return seedCounter
-    }
-    let listener = Listener.makeListener(config, nextSeed(), yield* Clock.currentTimeMillis)
     const accepted = yield* Queue.bounded<AssociationHandle, Cause.Done>(backlog)
 
-    const byTag = new Map<number, Entry>()
+    /** Each association's entry, by the machine's id, until it is gone. */
     const all = new Map<number, Entry>()
     const aliasing = options.loopbackAliasing ?? true
     const hostAddresses = aliasing ? (options.hostAddresses ?? interfaceAddresses()) : []
     const aliases = new LoopbackAliases(hostAddresses, () => drop("AliasTableFull"))
-    let nextId = 1
     let closing = false
     const stats = {
       packetsIn: 0,
@@ -178,34 +165,31 @@ export const make = (
       stats.dropped.set(reason, (stats.dropped.get(reason) ?? 0) + 1)
     }
 
+    // The Listener's seed is the first drawn from the endpoint's, the associations' the next
+    // ones: a seeded endpoint's tags, TSNs and cookie secrets replay.
+    const listenerSeed =
+      options.seed === undefined ? undefined : EndpointMachine.drawSeed(options.seed)
+    const machine = EndpointMachine.makeState({
+      config,
+      listening: options.listen ?? false,
+      listener: Listener.makeListener(
+        config,
+        listenerSeed ?? "crypto",
+        yield* Clock.currentTimeMillis,
+      ),
+      seed: listenerSeed,
+      handler: options.handler,
+      aliasing: aliasing ? { table: aliases, hostAddresses } : undefined,
+    })
+
     const socket = yield* datagram.bind(options.bind)
 
-    // ---- association registry ----
+    // ---- association entries ----
 
-    const findByPeer = (host: string, port: number): Entry | undefined => {
-      for (const entry of all.values()) {
-        if (Association.peerPort(entry.state) !== port) continue
-        if (entry.peer.host === host || Association.peerHosts(entry.state).includes(host)) {
-          return entry
-        }
-      }
-      return undefined
-    }
-
-    const reindex = (entry: Entry) => {
-      const tag = Association.myTag(entry.state) >>> 0
-      if (tag === entry.myTag) return
-      if (byTag.get(entry.myTag) === entry) byTag.delete(entry.myTag)
-      entry.myTag = tag
-      byTag.set(tag, entry)
-    }
-
-    const register = (
-      state: Association.State,
-      peer: { readonly host: string; readonly udpPort: number; readonly port: number },
-    ): Effect.Effect<Entry> =>
+    /** The entry of the machine's new association `id`. */
+    const register = (id: number, peer: Association.PeerAddress): Effect.Effect<Entry> =>
       Effect.gen(function* () {
-        const id = nextId++
+        const state = machine.associations.get(id)!
         const messages = yield* Queue.bounded<Message, Cause.Done>(queuedMessagesMax)
         const events = yield* Queue.sliding<Association.Event, Cause.Done>(queuedEventsMax)
         const closed = yield* Deferred.make<CloseReason>()
@@ -213,8 +197,7 @@ export const make = (
         const entry: Entry = {
           id,
           state,
-          peer,
-          myTag: Association.myTag(state) >>> 0,
+          peer: { host: peer.host, udpPort: peer.udpPort, port: Association.peerPort(state) },
           gone: false,
           timers: new Map(),
           messages,
@@ -230,7 +213,6 @@ export const make = (
         }
         ;(entry as { handle: AssociationHandle }).handle = makeHandle(entry)
         all.set(id, entry)
-        byTag.set(entry.myTag, entry)
         yield* Metric.modify(Metrics.associations, 1)
         return entry
       })
@@ -244,7 +226,6 @@ export const make = (
         all.delete(entry.id)
         yield* Metric.modify(Metrics.associations, -1)
         aliases.release(entry.id)
-        if (byTag.get(entry.myTag) === entry) byTag.delete(entry.myTag)
         timers.stopAll(entry)
         const error = new AssociationError({
           associationId: entry.id,
@@ -273,7 +254,8 @@ export const make = (
       scope,
       serialised,
       ended,
-      expire: (entry, name, nowMs) => apply(entry, { _tag: "TimerFired", timer: name, nowMs }),
+      expire: (entry, name, nowMs) =>
+        decide(nowMs, (sink) => EndpointMachine.timer(machine, entry.id, name, nowMs, sink)),
     })
 
     /** Datagrams encoded and not yet handed to the socket (see `flush`). */
@@ -330,7 +312,7 @@ export const make = (
     const onEvent = (entry: Entry, event: Association.Event): Effect.Effect<void> | undefined => {
       switch (event._tag) {
         case "Message": {
-          // With a handler the message was answered already (see `stepInto`).
+          // With a handler the message was answered already, in the machine's step.
           if (options.handler !== undefined) return undefined
           const message: Message = {
             stream: event.stream,
@@ -433,7 +415,6 @@ export const make = (
         return Effect.andThen(Metric.update(Metrics.retransmissions, count), afterOutputs(entry))
       }
       if (entry.gone) return Effect.void
-      reindex(entry)
       if (entry.sendWaiters.length === 0 || Association.sendBufferAvailable(entry.state) === 0) {
         return Effect.void
       }
@@ -514,102 +495,92 @@ export const make = (
     })
 
     /**
-     * Steps `update`'s association with `input` (or takes the Listener's `outputs` for it),
-     * then hands each delivered message to `options.handler` and steps its replies as
-     * `Send` commands in the same update (recorded as inputs, so a replica replays them).
-     * Returns the outputs of `input` alone.
+     * Collects the machine's decisions per association, in the order first stepped: one
+     * update each, for the hooks and `perform`. The endpoint's own packets go to the outbox.
      */
-    const stepInto = (
-      update: Update,
-      input: Association.Input,
-      given?: ReadonlyArray<Association.Output>,
-    ): ReadonlyArray<Association.Output> => {
-      const outputs = given ?? Association.step(update.entry.state, input).outputs
-      update.inputs.push(input)
-      for (const output of outputs) update.outputs.push(output)
-      const handler = options.handler
-      if (handler === undefined) return outputs
-      for (const output of outputs) {
-        if (output._tag !== "Emit" || output.event._tag !== "Message") continue
-        const replies = handler(update.entry.id, output.event)
-        for (const reply of replies) {
-          const command: Association.Input = {
-            _tag: "Command",
-            command: {
-              _tag: "Send",
-              stream: reply.stream,
-              ppid: reply.ppid,
-              data: reply.data,
-              unordered: reply.unordered,
-            },
-            nowMs: input.nowMs,
+    const collector = (nowMs: number) => {
+      const updates: Array<Update> = []
+      const byId = new Map<number, Update>()
+      /** The associations the machine made, waiting for their entries (see `enter`). */
+      const made: Array<{
+        readonly id: number
+        readonly origin: EndpointMachine.Origin
+        readonly peer: Association.PeerAddress
+      }> = []
+      const sink: EndpointMachine.Sink = {
+        created: (id, origin, peer) => {
+          made.push({ id, origin, peer })
+        },
+        stepped: (id, created, input, outputs) => {
+          let update = byId.get(id)
+          if (update === undefined) {
+            // A new association has no entry yet: `enter` sets it.
+            update = { entry: all.get(id) as Entry, created, nowMs, inputs: [], outputs: [] }
+            byId.set(id, update)
+            updates.push(update)
           }
-          update.inputs.push(command)
-          for (const replyOutput of Association.step(update.entry.state, command).outputs) {
-            if (replyOutput._tag === "Emit" && replyOutput.event._tag === "SendFailed") {
-              drop(`ReplyFailed:${replyOutput.event.reason}`)
-            }
-            update.outputs.push(replyOutput)
-          }
-        }
+          if (input !== undefined) update.inputs.push(input)
+          for (const output of outputs) update.outputs.push(output)
+        },
+        transmit,
+        dropped: drop,
       }
-      return outputs
+      return { nowMs, sink, updates, byId, made }
     }
+    type Collector = ReturnType<typeof collector>
 
-    /** Steps one association with one input, then releases its outputs. */
-    const apply = (entry: Entry, input: Association.Input) =>
-      Effect.suspend(() => {
-        const update: Update = {
-          entry,
-          created: false,
-          nowMs: input.nowMs,
-          inputs: [],
-          outputs: [],
-        }
-        const outputs = stepInto(update, input)
-        return release([update]).pipe(Effect.as(outputs))
-      })
+    /**
+     * Right after a step of the machine: each association it made gets its entry (an
+     * accepted one goes to `accept`, or is aborted when the backlog is full).
+     */
+    const enter = Effect.fnUntraced(function* (collected: Collector) {
+      for (const { id, origin, peer } of collected.made.splice(0)) {
+        const entry = yield* register(id, peer)
+        const update = collected.byId.get(id)
+        if (update !== undefined) update.entry = entry
+        if (origin !== "Accepted" || Queue.offerUnsafe(accepted, entry.handle)) continue
+        drop("BacklogFull")
+        entry.ending = { _tag: "Aborted", by: "us", reason: "backlog full" }
+        EndpointMachine.command(
+          machine,
+          id,
+          { _tag: "Abort", reason: "backlog full" },
+          collected.nowMs,
+          collected.sink,
+        )
+      }
+    })
+
+    /**
+     * Steps the machine (`step` gives it the sink), then releases what it decided: the
+     * outputs of the first association stepped (a command's or a timer's own).
+     */
+    const decide = Effect.fnUntraced(function* (
+      nowMs: number,
+      step: (sink: EndpointMachine.Sink) => unknown,
+    ) {
+      const collected = collector(nowMs)
+      step(collected.sink)
+      if (collected.made.length > 0) yield* enter(collected)
+      yield* release(collected.updates)
+      return collected.updates[0]?.outputs
+    })
 
     const commandSteps = Effect.fnUntraced(function* (entry: Entry, cmd: Association.Command) {
       if (ended(entry)) return undefined
       const nowMs = yield* Clock.currentTimeMillis
-      return yield* apply(entry, { _tag: "Command", command: cmd, nowMs })
+      return yield* decide(nowMs, (sink) =>
+        EndpointMachine.command(machine, entry.id, cmd, nowMs, sink),
+      )
     })
     const command = (entry: Entry, cmd: Association.Command, lockIt = true) =>
       lockIt ? serialised(commandSteps(entry, cmd)) : commandSteps(entry, cmd)
 
     // ---- receiving ----
 
-    /** An ABORT answering an INIT on a port nobody listens on (T clear, the INIT's tag). */
-    const refuse = (from: Address.Udp, packet: Packet.Packet, init: Chunk.Init) =>
-      transmit(
-        { host: from.host, udpPort: from.port },
-        {
-          sourcePort: packet.destinationPort,
-          destinationPort: packet.sourcePort,
-          verificationTag: init.initiateTag,
-          chunks: [{ _tag: "Abort", reflected: false, causes: [] }],
-        },
-      )
-
     const receiveBatch = Effect.fnUntraced(function* (batch: ReadonlyArray<Datagram.Received>) {
       const nowMs = yield* Clock.currentTimeMillis
-      const updates: Array<Update> = []
-      const touched = new Map<Entry, Update>()
-      const record = (
-        entry: Entry,
-        input: Association.Input,
-        created: boolean,
-        given?: ReadonlyArray<Association.Output>,
-      ) => {
-        let update = touched.get(entry)
-        if (update === undefined) {
-          update = { entry, created, nowMs, inputs: [], outputs: [] }
-          touched.set(entry, update)
-          updates.push(update)
-        }
-        stepInto(update, input, given)
-      }
+      const collected = collector(nowMs)
       for (const received of batch) {
         stats.packetsIn++
         stats.bytesIn += received.bytes.byteLength
@@ -634,73 +605,17 @@ export const make = (
           bytes: received.bytes,
           nowMs,
         }
-        const tag = packet.verificationTag >>> 0
-        const first = packet.chunks[0]
-        const demultiplex = () =>
-          (tag === 0 ? undefined : byTag.get(tag)) ?? findByPeer(from.host, packet.sourcePort)
-        let entry = demultiplex()
-        // The INIT ACK of our own INIT: the association it answers owns the alias.
-        if (aliasing && first?._tag === "InitAck" && entry !== undefined && !entry.gone) {
-          aliases.learnFromInitAck(entry.id, from, first)
-        }
-        if (entry === undefined && options.intercept !== undefined) {
-          const consumed = yield* options.intercept({ from, packet, bytes: received.bytes })
+        const intercept = options.intercept
+        if (!EndpointMachine.receive(machine, input, collected.sink, intercept !== undefined)) {
+          const consumed = yield* intercept!({ from, packet, bytes: received.bytes })
           if (consumed) continue
-          // The hook may have adopted the association this packet belongs to.
-          entry = demultiplex()
+          EndpointMachine.unclaimed(machine, input, collected.sink)
         }
-        if (entry !== undefined && !ended(entry)) {
-          record(entry, input, false)
-          continue
-        }
-        const init = packet.chunks[0]
-        if (!listening && init?._tag === "Init" && packet.chunks.length === 1 && tag === 0) {
-          drop("NotListening")
-          refuse(received.from, packet, init)
-          continue
-        }
-        const result = Listener.onUnknownPacket(listener, input)
-        if (result.association === undefined) {
-          // An INIT's INIT ACK goes where a local peer listens; nothing is remembered.
-          const via =
-            aliasing && first?._tag === "Init"
-              ? loopbackAlias(from.host, first, hostAddresses)
-              : undefined
-          performLoose(result.outputs, via)
-          continue
-        }
-        const created = yield* register(result.association, {
-          host: from.host,
-          udpPort: from.udpPort,
-          port: packet.sourcePort,
-        })
-        if (aliasing && result.cookie !== undefined) {
-          aliases.learnFromCookie(created.id, from, result.cookie)
-        }
-        record(created, input, true, result.outputs)
-        if (!Queue.offerUnsafe(accepted, created.handle)) {
-          drop("BacklogFull")
-          created.ending = { _tag: "Aborted", by: "us", reason: "backlog full" }
-          record(
-            created,
-            { _tag: "Command", command: { _tag: "Abort", reason: "backlog full" }, nowMs },
-            true,
-          )
-        }
+        if (collected.made.length > 0) yield* enter(collected)
       }
       yield* flush
-      yield* release(updates)
+      yield* release(collected.updates)
     })
-
-    /** Outputs of the Listener that belong to no association (INIT ACK, OOTB answers). */
-    const performLoose = (outputs: ReadonlyArray<Association.Output>, via?: string): void => {
-      for (const output of outputs) {
-        if (output._tag === "Send") transmit(output.to, output.message, via)
-        else if (output._tag === "Emit" && output.event._tag === "Dropped") {
-          drop(output.event.reason)
-        }
-      }
-    }
 
     // The releaser: performs held updates as their holds complete, outside the stepping.
     yield* Effect.forkIn(
@@ -871,22 +786,23 @@ export const make = (
           Effect.gen(function* () {
             if (closing) return undefined
             const nowMs = yield* Clock.currentTimeMillis
-            const { state, outputs } = Association.connect(config, {
-              peer: { host: connectOptions.host, udpPort: connectOptions.udpPort },
-              peerPort: connectOptions.port,
-              ...(connectOptions.peerAddresses !== undefined
-                ? { peerAddresses: connectOptions.peerAddresses }
-                : {}),
-              seed: nextSeed(),
-              nowMs,
+            let id = 0
+            yield* decide(nowMs, (sink) => {
+              id = EndpointMachine.connect(
+                machine,
+                {
+                  _tag: "Connect",
+                  peer: { host: connectOptions.host, udpPort: connectOptions.udpPort },
+                  peerPort: connectOptions.port,
+                  ...(connectOptions.peerAddresses !== undefined
+                    ? { peerAddresses: connectOptions.peerAddresses }
+                    : {}),
+                },
+                nowMs,
+                sink,
+              )
             })
-            const entry = yield* register(state, {
-              host: connectOptions.host,
-              udpPort: connectOptions.udpPort,
-              port: connectOptions.port,
-            })
-            yield* release([{ entry, created: true, nowMs, inputs: [], outputs: [...outputs] }])
-            return entry
+            return all.get(id)!
           }),
         )
         if (entry === undefined) {
@@ -938,14 +854,23 @@ export const make = (
           for (const entry of [...all.values()]) {
             if (options.abortOnClose ?? true) {
               const nowMs = yield* Clock.currentTimeMillis
-              const { outputs } = Association.step(entry.state, {
-                _tag: "Command",
-                command: { _tag: "Abort", reason: "endpoint closed" },
+              // Only its packets: the endpoint is closing, no hook or timer runs any more.
+              EndpointMachine.command(
+                machine,
+                entry.id,
+                { _tag: "Abort", reason: "endpoint closed" },
                 nowMs,
-              })
-              for (const output of outputs) {
-                if (output._tag === "Send") transmit(output.to, output.message)
-              }
+                {
+                  created: () => {},
+                  stepped: (_id, _created, _input, outputs) => {
+                    for (const output of outputs) {
+                      if (output._tag === "Send") transmit(output.to, output.message)
+                    }
+                  },
+                  transmit,
+                  dropped: drop,
+                },
+              )
               yield* flush
             }
             yield* gone(entry, { _tag: "EndpointClosed" })
@@ -967,22 +892,17 @@ export const make = (
       serialised(
         Effect.gen(function* () {
           const nowMs = yield* Clock.currentTimeMillis
-          const status = Association.info(state)
-          const primary =
-            status.paths.find((path) => path.host === status.primary) ?? status.paths[0]
-          const entry = yield* register(state, {
-            host: primary?.host ?? "",
-            udpPort: primary?.udpPort ?? 0,
-            port: status.peerPort,
-          })
-          if (aliasing) {
-            for (const alias of aliasesOf(state)) aliases.add(alias, entry.id)
-          }
-          if (status.state !== "CookieWait" && status.state !== "CookieEchoed") {
-            yield* Deferred.succeed(entry.up, undefined)
-          }
-          const outputs = (adoptOptions?.takeOver ?? Association.takeOver)(state, nowMs)
-          yield* release([{ entry, created: true, nowMs, inputs: [], outputs: [...outputs] }])
+          const status = Association.stateName(state)
+          // Up already (unless still opening): its entry's `up` completes before its outputs
+          // are performed, as for an association that reached CommUp here.
+          const up = status !== "CookieWait" && status !== "CookieEchoed"
+          const takeOver = adoptOptions?.takeOver ?? Association.takeOver
+          const collected = collector(nowMs)
+          const id = EndpointMachine.adopt(machine, state, takeOver, nowMs, collected.sink)
+          yield* enter(collected)
+          const entry = all.get(id)!
+          if (up) yield* Deferred.succeed(entry.up, undefined)
+          yield* release(collected.updates)
           return entry.handle
         }),
       )
@@ -1010,11 +930,14 @@ export const make = (
         Effect.sync(() => {
           for (const alias of list) aliases.add(alias, undefined)
         }),
-      listenerSecrets: serialised(Effect.sync(() => listener.cookieSecrets.snapshot())),
+      listenerSecrets: serialised(Effect.sync(() => machine.listener.cookieSecrets.snapshot())),
       adoptListenerSecrets: (secrets) =>
         serialised(
           Effect.sync(() => {
-            listener = { ...listener, cookieSecrets: Cookie.CookieSecrets.restore(secrets) }
+            machine.listener = {
+              ...machine.listener,
+              cookieSecrets: Cookie.CookieSecrets.restore(secrets),
+            }
           }),
         ),
       associations: serialised(Effect.sync(() => [...all.values()].map((entry) => entry.handle))),
