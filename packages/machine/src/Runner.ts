@@ -1,8 +1,9 @@
 /**
  * Runs one instance of a `Machine` over a link to its peers and the Effect `Clock`: the
  * caller of the pure machine, as `node.go` is for etcd's raft. It runs `init`, then feeds
- * received messages, fired timers and commands into `step` one at a time, and performs the
- * outputs in order: sends go over the link, timers become sleeps on `Clock` (so `TestClock`
+ * received messages, fired timers and commands into `step` one at a time, in the order they
+ * were given (a command given while nothing else waits or steps is stepped at once, in its
+ * caller's fiber), and performs the outputs in order: sends go over the link, timers become sleeps on `Clock` (so `TestClock`
  * drives them in tests), events go to `events` (and `onEvent`). Two kinds of link, one step
  * loop and one timer driver:
  *
@@ -85,12 +86,13 @@ export interface Settings<State, Message, C, E> {
   readonly inputsPerStepMax?: number
   /**
    * Called after every step (and after `init`), before its outputs are performed, inside
-   * the node's serial loop: the node waits for it. A failure or defect in it stops the node.
+   * the node's serial stepping (in its loop's fiber, or in the fiber of a command's caller
+   * that was stepped at once): the node waits for it. A failure or defect in it stops the node.
    */
   readonly onStep?: (info: StepInfo<State, Message, C, E>) => Effect.Effect<void>
   /**
    * Called for each event as its `Emit` is performed (after it was published on `events`),
-   * inside the node's serial loop, from `init`'s events on: a driver that must see every
+   * inside the node's serial stepping (as `onStep`), from `init`'s events on: a driver that must see every
    * event, in order with the sends, uses it rather than `events`. The node waits for it, so
    * it must not wait for a `command` of the same node (fork that); a failure or defect in it
    * stops the node.
@@ -131,7 +133,10 @@ export interface Node<State, C, E> {
   readonly events: Stream.Stream<E>
   /**
    * Steps the machine with a command; completes once the step ran and its outputs were
-   * performed. Interrupted if the node stops first.
+   * performed. Interrupted if the node stops first. When the node is idle (no step running,
+   * no input waiting) the step runs at once in the caller's fiber, with no queue round trip;
+   * once begun it is not interrupted (a step is performed whole). Otherwise the command
+   * waits its turn behind the inputs given before it.
    */
   readonly command: (command: C) => Effect.Effect<void>
   /**

@@ -1,10 +1,23 @@
 import { randomBytes } from "node:crypto"
 import { describe, expect, it } from "@effect/vitest"
 import { Address, Datagram, SimNet } from "@understudy/transport"
-import { Cause, Clock, Effect, Exit, Fiber, Layer, Metric, Queue, Random, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  Queue,
+  Random,
+  Stream,
+} from "effect"
 import { TestClock } from "effect/testing"
 import * as Authentication from "../src/Authentication.ts"
 import * as FailureDetector from "../src/FailureDetector.ts"
+import * as Loop from "../src/internal/loop.ts"
 import * as Machine from "../src/Machine.ts"
 import * as Runner from "../src/Runner.ts"
 import { codec, type Wire } from "./support/wire.ts"
@@ -450,4 +463,203 @@ describe("Runner", () => {
       expect(trace).toMatch(/deliver\s+udp:\/\/n2:7000 → udp:\/\/n1:7000/)
     }).pipe(Random.withSeed(1)),
   )
+
+  describe("a command given while the node is idle is stepped in its caller's fiber", () => {
+    /** onStep that counts the steps running at once, the most seen in `overlap.most`. */
+    const overlapCounter = () => {
+      const overlap = { now: 0, most: 0 }
+      const around = (inner: Effect.Effect<void>) =>
+        Effect.gen(function* () {
+          overlap.now++
+          overlap.most = Math.max(overlap.most, overlap.now)
+          yield* inner
+          overlap.now--
+        })
+      return { overlap, around }
+    }
+
+    it.effect("it is done without a turn of the event loop, in the caller's fiber", () =>
+      Effect.gen(function* () {
+        const steppedBy: Array<number> = []
+        const a = yield* start("a", () =>
+          Effect.flatMap(Effect.fiberId, (id) => Effect.sync(() => steppedBy.push(id))),
+        )
+        yield* settle
+        // Run synchronously: a command queued for the loop's fiber could not complete here.
+        const exit = Effect.runSyncExit(a.command({ _tag: "Ping", to: "b", n: 1 }))
+        expect(Exit.isSuccess(exit)).toBe(true)
+        expect(yield* a.state).toEqual(["init a [b,c]", "command Ping"])
+        yield* a.command({ _tag: "Cancel", timer: "t" })
+        expect(steppedBy[steppedBy.length - 1]).toBe(yield* Effect.fiberId)
+      }).pipe(Effect.provide(memoryDatagram)),
+    )
+
+    it.effect(
+      "it goes behind a received message and a fired timer already waiting, one step at a time",
+      () =>
+        Effect.gen(function* () {
+          const gate = yield* Deferred.make<void>()
+          const { overlap, around } = overlapCounter()
+          const b = yield* start("b")
+          // a's loop holds its step of b's first ping until the gate opens.
+          const a = yield* start("a", (info) =>
+            around(
+              info.input._tag === "Receive" && info.input.message.n === 1
+                ? Deferred.await(gate)
+                : Effect.void,
+            ),
+          )
+          yield* a.command({ _tag: "Set", timer: "t", afterMs: 5 })
+          yield* b.command({ _tag: "Ping", to: "a", n: 1 })
+          yield* settle
+          yield* b.command({ _tag: "Ping", to: "a", n: 2 })
+          yield* settle
+          yield* TestClock.adjust(5)
+          // Ping 2 and t's expiry wait in a's inbox behind the held step: the command too.
+          const commanded = yield* Effect.forkChild(a.command({ _tag: "Cancel", timer: "u" }))
+          yield* settle
+          expect(yield* a.state).toEqual(["init a [b,c]", "command Set", "receive Ping 1 from b"])
+          yield* Deferred.succeed(gate, undefined)
+          yield* Fiber.join(commanded)
+          expect(yield* a.state).toEqual([
+            "init a [b,c]",
+            "command Set",
+            "receive Ping 1 from b",
+            "receive Ping 2 from b",
+            "fired t",
+            "command Cancel",
+          ])
+          expect(overlap.most).toBe(1)
+        }).pipe(Effect.provide(memoryDatagram)),
+    )
+
+    it.effect(
+      "a message received while a caller's step runs is stepped after it, not beside it",
+      () =>
+        Effect.gen(function* () {
+          const gate = yield* Deferred.make<void>()
+          const { overlap, around } = overlapCounter()
+          const b = yield* start("b")
+          const a = yield* start("a", (info) =>
+            around(info.input._tag === "Command" ? Deferred.await(gate) : Effect.void),
+          )
+          yield* settle
+          const commanded = yield* Effect.forkChild(a.command({ _tag: "Cancel", timer: "t" }))
+          yield* settle
+          yield* b.command({ _tag: "Ping", to: "a", n: 1 })
+          yield* settle
+          expect(yield* a.state).toEqual(["init a [b,c]", "command Cancel"])
+          yield* Deferred.succeed(gate, undefined)
+          yield* Fiber.join(commanded)
+          yield* settle
+          expect(yield* a.state).toEqual([
+            "init a [b,c]",
+            "command Cancel",
+            "receive Ping 1 from b",
+          ])
+          expect(overlap.most).toBe(1)
+        }).pipe(Effect.provide(memoryDatagram)),
+    )
+
+    it.effect("it goes behind an input in the inbox that the loop has not woken up for yet", () =>
+      Effect.gen(function* () {
+        const loop = yield* Loop.start(
+          puppet,
+          { self: "a" },
+          ["b"],
+          { send: () => Effect.void, peers: () => ["b"] },
+          "before-return",
+        )
+        yield* settle
+        // The offer wakes the loop's fiber later; the command comes before it has run.
+        yield* loop.receive("b", { _tag: "Ping", n: 1 })
+        yield* loop.node.command({ _tag: "Cancel", timer: "t" })
+        expect(yield* loop.node.state).toEqual([
+          "init a [b]",
+          "receive Ping 1 from b",
+          "command Cancel",
+        ])
+      }),
+    )
+
+    it.effect("a command given before the loop performed init's outputs waits for them", () =>
+      Effect.gen(function* () {
+        const performed: Array<string> = []
+        const announcing: Machine.Machine<null, Wire, "note", string> = {
+          init: () => Machine.result(null, [Machine.emit("init")]),
+          step: (state, input) =>
+            Machine.result(state, input._tag === "Command" ? [Machine.emit(input.command)] : []),
+        }
+        const a = yield* Runner.run(announcing, {
+          self: "a",
+          peers: ["b"],
+          addresses,
+          codec,
+          authentication: Authentication.insecure,
+          onEvent: (event) => Effect.sync(() => performed.push(event)),
+        })
+        yield* a.command("note")
+        expect(performed).toEqual(["init", "note"])
+      }).pipe(Effect.provide(memoryDatagram)),
+    )
+
+    it.effect(
+      "a storm of commands from many fibers, with messages arriving: no two steps at once, each fiber's in order",
+      () =>
+        Effect.gen(function* () {
+          const fibers = 20
+          const perFiber = 20
+          const pingsFromB = 100
+          const { overlap, around } = overlapCounter()
+          const commanded: Array<number> = []
+          const b = yield* start("b")
+          // Every other step yields inside onStep (a durable write, say): the other fibers'
+          // commands and b's pings come while it is away.
+          const a = yield* start("a", (info) =>
+            around(
+              Effect.gen(function* () {
+                if (info.input._tag === "Command" && info.input.command._tag === "Ping")
+                  commanded.push(info.input.command.n)
+                if (commanded.length % 2 === 0) yield* Effect.yieldNow
+              }),
+            ),
+          )
+          // Idle when the storm begins (init performed), so the first callers step at once.
+          yield* settle
+          // a's pings go to c, which is not there (no answer); b's come to a, which answers.
+          const fromA = Effect.forEach(
+            Array.from({ length: fibers }, (_, fiber) => fiber),
+            (fiber) =>
+              Effect.forEach(
+                Array.from({ length: perFiber }, (_, i) => fiber * 1_000 + i),
+                (n) => a.command({ _tag: "Ping", to: "c", n }),
+                { discard: true },
+              ),
+            { concurrency: "unbounded", discard: true },
+          )
+          const fromB = Effect.forEach(
+            Array.from({ length: pingsFromB }, (_, n) => n),
+            (n) => b.command({ _tag: "Ping", to: "a", n }),
+            { discard: true },
+          )
+          yield* Effect.all([fromA, fromB], { concurrency: "unbounded", discard: true })
+          // b's last pings may still be on their way: let them in (bounded).
+          const received = Effect.map(
+            a.state,
+            (log) => log.filter((entry) => entry.startsWith("receive Ping")).length,
+          )
+          for (let i = 0; i < 100 && (yield* received) < pingsFromB; i++) yield* settle
+          expect(overlap.most).toBe(1)
+          expect(commanded).toHaveLength(fibers * perFiber)
+          for (let fiber = 0; fiber < fibers; fiber++) {
+            const own = commanded.filter((n) => Math.floor(n / 1_000) === fiber)
+            expect(own).toEqual(Array.from({ length: perFiber }, (_, i) => fiber * 1_000 + i))
+          }
+          // No step was lost to another running at once: every command and every ping is in.
+          const log = yield* a.state
+          expect(log.filter((entry) => entry === "command Ping")).toHaveLength(fibers * perFiber)
+          expect(yield* received).toBe(pingsFromB)
+        }).pipe(Effect.provide(memoryDatagram)),
+    )
+  })
 })

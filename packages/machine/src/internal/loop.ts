@@ -4,8 +4,26 @@
  * Effect `Clock` for the earliest timer of its `TimerTable`. How messages reach a peer and
  * arrive from one is the link's business (datagrams, stream connections); the link hands
  * arrivals to `receive`.
+ *
+ * A command given while the node is idle (no step running, nothing in the inbox) is stepped
+ * at once in its caller's fiber, not queued for the loop: the queue round trip (an offer, the
+ * loop's wake-up, a `Deferred` back) is a few turns of the event loop on every command. Steps
+ * stay one at a time and in the order their inputs were given: the loop waits for a caller's
+ * step before it steps what it took, and a caller finding anything queued queues behind it.
  */
-import { Cause, Clock, Deferred, Effect, Fiber, PubSub, Queue, type Scope, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Latch,
+  PubSub,
+  Queue,
+  type Scope,
+  Stream,
+} from "effect"
 import * as Machine from "../Machine.ts"
 import type { Node, Settings } from "../Runner.ts"
 import { TimerTable } from "../TimerTable.ts"
@@ -157,6 +175,9 @@ export const start = <State, Message, C, E>(
 
     const loop = Effect.gen(function* () {
       const item = yield* Queue.take(inbox)
+      loopHolds = true
+      // A caller's step began before this item was taken, so its input was given first.
+      while (callerStepping) yield* callerDone.await
       const nowMs = yield* Clock.currentTimeMillis
       let timersChanged: boolean
       switch (item._tag) {
@@ -177,7 +198,18 @@ export const start = <State, Message, C, E>(
           break
       }
       if (timersChanged) yield* reschedule
+      loopHolds = false
     }).pipe(Effect.forever)
+
+    // One step at a time, whoever runs it. `loopHolds`: the loop took an input and has not
+    // finished its step (from the start, in "loop" mode, until `init`'s outputs are
+    // performed). `callerStepping`: a command is being stepped in its caller's fiber;
+    // `callerDone` opens when it is not, for the loop to wait on.
+    let loopHolds = initOutputs === "loop"
+    let callerStepping = false
+    const callerDone = Latch.makeUnsafe(true)
+    // A defect of a step run in a caller's fiber: the node stopped on it, and `join` dies with it.
+    let callerDefect: Cause.Cause<never> | undefined
 
     // The command being stepped: its caller is interrupted too if the node stops meanwhile.
     let stepping: Deferred.Deferred<void> | undefined
@@ -215,7 +247,10 @@ export const start = <State, Message, C, E>(
     if (initOutputs === "before-return") yield* performInit
     // The loop stops the sleeper when it stops, so timers die with it.
     const loopFiber = yield* Effect.gen(function* () {
-      if (initOutputs === "loop") yield* performInit
+      if (initOutputs === "loop") {
+        yield* performInit
+        loopHolds = false
+      }
       return yield* loop
     }).pipe(
       Effect.tapCause((cause) =>
@@ -228,21 +263,74 @@ export const start = <State, Message, C, E>(
     )
     yield* Effect.addFinalizer(() => stop)
 
-    /** Queues one step of `commands` and waits until it was stepped and performed. */
-    const stepCommands = (commands: ReadonlyArray<C>) =>
+    /** Queues one step of `commands` and waits until the loop stepped and performed it. */
+    const queueCommands = (commands: ReadonlyArray<C>) =>
       Effect.gen(function* () {
-        if (stopped) return yield* Effect.interrupt
         const done = yield* Deferred.make<void>()
         const queued = yield* Queue.offer(inbox, { _tag: "Command", commands, done })
         if (!queued) return yield* Effect.interrupt
         yield* Deferred.await(done)
       })
 
+    /**
+     * Steps `commands` in the caller's fiber, `callerStepping` set by the caller. Not
+     * interruptible: a step half performed (its timers not armed, half its sends gone)
+     * would leave the node inconsistent, so a caller interrupted meanwhile stops waiting
+     * only once the step is whole, as when the loop stepped it. A defect stops the node.
+     */
+    const stepInCaller = ([first, ...rest]: readonly [C, ...Array<C>]) =>
+      Effect.gen(function* () {
+        const nowMs = yield* Clock.currentTimeMillis
+        const inputs = [
+          Machine.command(first, nowMs),
+          ...rest.map((command) => Machine.command(command, nowMs)),
+        ] as const
+        // After a stop, the sleeper's scope is closing: no timer is armed any more.
+        if ((yield* applyStep(inputs)) && !stopped) yield* reschedule
+      }).pipe(
+        Effect.annotateLogs({ node: self }),
+        Effect.exit,
+        Effect.flatMap((exit) => {
+          if (Exit.isSuccess(exit)) {
+            callerStepping = false
+            callerDone.openUnsafe()
+            return Effect.void
+          }
+          // As when the loop's step dies: the node stops and `join` dies with the cause.
+          // `callerStepping` stays set, so the loop steps nothing more meanwhile.
+          callerDefect = exit.cause
+          return Effect.gen(function* () {
+            if (!Cause.hasInterruptsOnly(exit.cause))
+              yield* Effect.logError("the node stopped on a defect", Cause.pretty(exit.cause))
+            yield* stop
+            yield* Fiber.interrupt(loopFiber)
+            return yield* Effect.interrupt
+          })
+        }),
+      )
+
+    /** One step of `commands`, at once when the node is idle, else behind what is queued. */
+    const stepCommands = (commands: ReadonlyArray<C>) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          if (stopped) return Effect.interrupt
+          if (commands.length === 0) return Effect.void
+          if (callerStepping || loopHolds || Queue.sizeUnsafe(inbox) > 0)
+            return restore(queueCommands(commands))
+          // Decided and claimed in one synchronous stretch: no other fiber runs between.
+          callerStepping = true
+          callerDone.closeUnsafe()
+          return stepInCaller(commands as readonly [C, ...Array<C>])
+        }),
+      )
+
     const node: Node<State, C, E> = {
       self,
       state: Effect.sync(() => state),
       events: Stream.fromPubSub(events),
-      join: Fiber.join(loopFiber),
+      join: Effect.flatMap(Fiber.await(loopFiber), (exit) =>
+        callerDefect === undefined ? exit : Effect.failCause(callerDefect),
+      ),
       command: (command: C) => stepCommands([command]),
       commandAll: (commands: ReadonlyArray<C>) =>
         Effect.gen(function* () {
