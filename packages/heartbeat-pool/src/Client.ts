@@ -23,7 +23,7 @@ import {
   Stream,
 } from "effect"
 import * as ClientMachine from "./ClientMachine.ts"
-import * as Config from "./Config.ts"
+import * as ClientSettings from "./internal/clientSettings.ts"
 import type { PoolInvalidConfig } from "./Machine.ts"
 import * as Message from "./Message.ts"
 import * as Signing from "./Signing.ts"
@@ -98,22 +98,6 @@ const codec: Codec.Codec<Message.ServerReply | Message.ClientRequest> = Codec.ma
 const zeroSecret = new Uint8Array(32)
 
 /**
- * `options`' timings in milliseconds with their defaults, or `PoolInvalidConfig` naming the
- * option that is out of range (a duration that is not positive and finite, a retry wait above
- * the interval, a count out of range).
- */
-const decodeOptions = (options: Options): Result.Result<Config.ClientConfig, PoolInvalidConfig> => {
-  const given = options as unknown as Record<string, unknown>
-  return Config.decodeClient(
-    Object.fromEntries(
-      Object.keys(Config.ClientConfigInput.fields).flatMap((key) =>
-        given[key] === undefined ? [] : [[key, given[key]]],
-      ),
-    ),
-  )
-}
-
-/**
  * Starts the client; it requests its seats at once. An option out of range fails with
  * `PoolInvalidConfig` naming it, before anything is bound.
  *
@@ -128,7 +112,7 @@ export const run = (
   Datagram.Datagram | Scope.Scope
 > =>
   Effect.gen(function* () {
-    const decoded = decodeOptions(options)
+    const decoded = ClientSettings.decode(options)
     if (Result.isFailure(decoded)) return yield* decoded.failure
     const config = decoded.success
     const insecure = options.poolSecret === "insecure"
@@ -175,16 +159,11 @@ export const run = (
         ),
     })
     const running = yield* Runner.run(
-      ClientMachine.make({
-        servers: options.servers.map((server) => server.id),
-        product: options.product,
-        seats: config.seats,
-        heartbeatIntervalMs: config.heartbeatIntervalMs,
-        missLimit: config.missLimit,
-        retryIntervalMs: config.retryIntervalMs,
-        minRetryIntervalMs: config.minRetryIntervalMs,
-        ...(options.firstServer !== undefined ? { firstServer: options.firstServer } : {}),
-      }),
+      ClientSettings.machine(
+        options,
+        config,
+        options.servers.map((server) => server.id),
+      ),
       {
         self: options.id,
         peers: options.servers.map((server) => server.id),

@@ -1,5 +1,6 @@
 /**
- * The pool for code that does not use Effect: `createServer` and `createClient` return
+ * The pool for code that does not use Effect: `createServer`, `createClient` and
+ * `createClientGroup` (many clients in one process) return
  * Promises of objects that are `EventEmitter`s (one event name per pool or client event:
  * `Granted`, `Reattached`, `Lost`, `Denied`, `BecameLeader`, ...), over real UDP sockets.
  *
@@ -20,6 +21,7 @@ import { EventEmitter } from "node:events"
 import { type Datagram, NodeDatagram, Observability } from "@understudy/transport"
 import { Effect, Exit, Scope, Stream } from "effect"
 import * as Client from "./Client.ts"
+import * as ClientGroup from "./ClientGroup.ts"
 import type * as ClientMachine from "./ClientMachine.ts"
 import type * as Machine from "./Machine.ts"
 import * as Server from "./Server.ts"
@@ -30,6 +32,19 @@ export interface PoolClient extends EventEmitter {
   state(): Promise<ClientMachine.State>
   /** Gives the seats back. */
   release(): Promise<void>
+  close(): Promise<void>
+}
+
+/**
+ * Many clients in one process (`ClientGroup`): one socket and one timer for them all.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PoolClientGroup {
+  /** Starts a client in the group: it requests its seats at once. */
+  add(member: ClientGroup.Member): Promise<PoolClient>
+  /** Stops every client of the group (releasing nothing: leases just expire). */
   close(): Promise<void>
 }
 
@@ -58,13 +73,22 @@ const start = async <A extends { readonly events: Stream.Stream<{ readonly _tag:
       Effect.onError(() => Scope.close(scope, Exit.void)),
     ),
   )
+  return { running, scope, emitter: emitEvents(running, scope, runtime), runtime }
+}
+
+/** An emitter of `running`'s events, one event name per tag, until `scope` closes. */
+const emitEvents = (
+  running: { readonly events: Stream.Stream<{ readonly _tag: string }> },
+  scope: Scope.Scope,
+  runtime: Observability.FacadeRuntime,
+): EventEmitter => {
   const emitter = new EventEmitter()
   runtime.runFork(
     Stream.runForEach(running.events, (event) =>
       Effect.sync(() => void emitter.emit(event._tag, event)),
     ).pipe(Scope.provide(scope)),
   )
-  return { running, scope, emitter, runtime }
+  return emitter
 }
 
 /**
@@ -86,6 +110,48 @@ export const createClient = async (
     release: () => runtime.runPromise(running.release),
     close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
   })
+}
+
+/**
+ * Starts a group of clients sharing one socket, for a process that holds many seats; `add`
+ * starts each client.
+ *
+ * @example
+ * ```ts
+ * import { createClientGroup } from "@understudy/heartbeat-pool"
+ *
+ * const group = await createClientGroup({ bind, servers, poolSecret })
+ * const client = await group.add({ id: "seat-1", product: "cad" })
+ * client.on("Granted", (event) => console.log("seat from", event.server))
+ * await group.close()
+ * ```
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createClientGroup = async (
+  options: ClientGroup.Options & Observability.FacadeOptions,
+): Promise<PoolClientGroup> => {
+  const { logger, layer, ...groupOptions } = options
+  const scope = Effect.runSync(Scope.make())
+  const runtime = await Observability.facadeRuntime({ logger, layer }, scope)
+  const group = await runtime.runPromise(
+    ClientGroup.run(groupOptions).pipe(
+      Effect.provide(NodeDatagram.layer),
+      Scope.provide(scope),
+      Effect.onError(() => Scope.close(scope, Exit.void)),
+    ),
+  )
+  return {
+    add: async (member) => {
+      const running = await runtime.runPromise(group.add(member))
+      return Object.assign(emitEvents(running, scope, runtime), {
+        state: () => runtime.runPromise(running.state),
+        release: () => runtime.runPromise(running.release),
+        close: () => runtime.runPromise(running.stop),
+      })
+    },
+    close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
+  }
 }
 
 /**

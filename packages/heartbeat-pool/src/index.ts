@@ -6,6 +6,7 @@
  */
 export * as Admin from "./Admin.ts"
 export * as Client from "./Client.ts"
+export * as ClientGroup from "./ClientGroup.ts"
 export * as ClientMachine from "./ClientMachine.ts"
 export * as Config from "./Config.ts"
 export * from "./Facade.ts"

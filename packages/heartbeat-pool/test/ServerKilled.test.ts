@@ -16,7 +16,7 @@
  * behaviour, checked on simulated time (`ClientDetection.sim.test.ts`, `ClientMachine.test.ts`).
  * Without `reportUnreachable` no report is stepped and the test fails.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
@@ -27,6 +27,7 @@ import { afterAll } from "vitest"
 import * as Client from "../src/Client.ts"
 import type * as ClientMachine from "../src/ClientMachine.ts"
 import { loopbackMembers, signedPool } from "./support/pool.ts"
+import { holdUntilGone, until } from "./support/processes.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-killed-"))
 afterAll(() => {
@@ -45,37 +46,6 @@ const timing = {
   electionStaggerMs: 200,
   leaseMs: 2_000,
 }
-
-/**
- * Blocks this process (and so the client in it) until process `pid` is a zombie or gone: its
- * sockets are closed then. Bounded: 30 s.
- */
-const holdUntilGone = (pid: number) => {
-  const pause = new Int32Array(new SharedArrayBuffer(4))
-  for (let waited = 0; waited < 30_000; waited += 5) {
-    let state: string
-    try {
-      // `pid (comm) S ...`: the state follows the last parenthesis.
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-      state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
-    } catch {
-      return
-    }
-    if (state === "Z" || state === "X") return
-    Atomics.wait(pause, 0, 0, 5)
-  }
-  throw new Error(`process ${pid} still running 30 s after SIGKILL`)
-}
-
-/** Polls `check` every 20 ms, at most `timeoutMs`. */
-const until = (what: string, check: () => boolean, timeoutMs: number) =>
-  Effect.gen(function* () {
-    for (let waited = 0; !check(); waited += 20) {
-      if (waited > timeoutMs)
-        return yield* Effect.die(new Error(`not within ${timeoutMs} ms: ${what}`))
-      yield* Effect.sleep(20)
-    }
-  })
 
 describe("a server process SIGKILLed", () => {
   it.live(
