@@ -5,11 +5,15 @@
  * synchronous, so the `Runner` drives it from one sleeper on the Effect `Clock` and a
  * simulator from its own event loop.
  *
- * Arming and re-arming are O(log n) on the transport's `Heap.MinHeap`; cancelling is O(1): a
- * map from each name to its current entry is the generation check, and an entry that is no
- * longer current (cancelled or re-armed) is skipped when it reaches the top. The heap is
- * rebuilt from the live entries when stale ones outnumber them, so a machine that re-arms the
- * same timer on every message keeps a heap the size of its armed timers.
+ * Arming is O(log n) on the transport's `Heap.MinHeap`; cancelling is O(1). Each armed name
+ * has one entry, which re-arming and cancelling change in place rather than replace: the heap
+ * keeps the entry where it was put (its `heapDueMs`), and an entry that reaches the top
+ * cancelled is dropped, or re-armed later than that place is put back at its deadline. So
+ * re-arming a timer to a later deadline, or a cancelled one that is still in the heap (a
+ * retransmission or delayed-acknowledgement timer restarted on every packet), allocates
+ * nothing; only re-arming earlier than the heap has it makes a new entry (the old one is
+ * dropped when it reaches the top). The heap is rebuilt from the armed entries when those it
+ * holds for nothing outnumber them, so it stays the size of the armed timers.
  *
  * Order: earliest deadline first; among equal deadlines, the one armed first (or with the
  * lower `order` the caller gave).
@@ -43,10 +47,29 @@ export interface Entry<K> {
   readonly order: number
 }
 
-const before = <K>(a: Entry<K>, b: Entry<K>): boolean =>
-  a.dueMs < b.dueMs || (a.dueMs === b.dueMs && a.order < b.order)
+/** An entry as the table keeps it: changed in place when its key is re-armed or cancelled. */
+class Slot<K> implements Entry<K> {
+  readonly key: K
+  dueMs: number
+  order: number
+  /** Where the heap has it; at or before (`dueMs`, `order`) while it is in the heap. */
+  heapDueMs: number
+  heapOrder: number
+  armed = true
 
-/** Stale entries tolerated beyond the live ones before the heap is rebuilt. */
+  constructor(key: K, dueMs: number, order: number) {
+    this.key = key
+    this.dueMs = dueMs
+    this.order = order
+    this.heapDueMs = dueMs
+    this.heapOrder = order
+  }
+}
+
+const heapBefore = <K>(a: Slot<K>, b: Slot<K>): boolean =>
+  a.heapDueMs < b.heapDueMs || (a.heapDueMs === b.heapDueMs && a.heapOrder < b.heapOrder)
+
+/** Slots in the heap beyond the armed ones tolerated before it is rebuilt. */
 const staleSlack = 64
 
 /**
@@ -54,14 +77,15 @@ const staleSlack = 64
  * @category models
  */
 export class TimerTable<K> {
-  private heap = new Heap.MinHeap<Entry<K>>(before)
-  /** Each armed key's current entry: an entry in the heap that is not this one is stale. */
-  private readonly armed = new Map<K, Entry<K>>()
+  private heap = new Heap.MinHeap<Slot<K>>(heapBefore)
+  /** Each key's current slot, armed or cancelled (a cancelled one until it leaves the heap). */
+  private readonly slots = new Map<K, Slot<K>>()
+  private armedCount = 0
   private nextOrder = 0
 
   /** How many timers are armed. */
   get size(): number {
-    return this.armed.size
+    return this.armedCount
   }
 
   /**
@@ -69,31 +93,65 @@ export class TimerTable<K> {
    * among timers due at the same time; by default, after every timer armed before it.
    */
   set(key: K, dueMs: number, order?: number): void {
-    const entry: Entry<K> = { key, dueMs, order: order ?? this.nextOrder++ }
-    this.armed.set(key, entry)
-    this.heap.push(entry)
-    if (this.heap.size > 2 * this.armed.size + staleSlack) this.rebuild()
+    const at = order ?? this.nextOrder++
+    const slot = this.slots.get(key)
+    if (slot === undefined) {
+      const fresh = new Slot(key, dueMs, at)
+      this.slots.set(key, fresh)
+      this.heap.push(fresh)
+      this.armedCount++
+      return
+    }
+    if (!slot.armed) {
+      slot.armed = true
+      this.armedCount++
+    }
+    if (dueMs > slot.heapDueMs || (dueMs === slot.heapDueMs && at >= slot.heapOrder)) {
+      // At or after where the heap has it: moved when it reaches the top.
+      slot.dueMs = dueMs
+      slot.order = at
+      return
+    }
+    // Earlier than the heap has it: a new slot; the old one is dropped at the top.
+    slot.armed = false
+    const fresh = new Slot(key, dueMs, at)
+    this.slots.set(key, fresh)
+    this.heap.push(fresh)
+    if (this.heap.size > 2 * this.armedCount + staleSlack) this.rebuild()
   }
 
   /** Disarms `key`; whether it was armed. */
   cancel(key: K): boolean {
-    return this.armed.delete(key)
+    const slot = this.slots.get(key)
+    if (slot === undefined || !slot.armed) return false
+    slot.armed = false
+    this.armedCount--
+    if (this.heap.size > 2 * this.armedCount + staleSlack) this.rebuild()
+    return true
   }
 
   /** Disarms every key `matches` selects (a crashed node's timers, say): O(n). */
   cancelWhere(matches: (key: K) => boolean): void {
-    for (const key of this.armed.keys()) if (matches(key)) this.armed.delete(key)
+    for (const slot of this.slots.values()) {
+      if (slot.armed && matches(slot.key)) {
+        slot.armed = false
+        this.armedCount--
+      }
+    }
+    if (this.heap.size > 2 * this.armedCount + staleSlack) this.rebuild()
   }
 
   /** Disarms every timer. */
   clear(): void {
-    this.armed.clear()
-    this.heap = new Heap.MinHeap<Entry<K>>(before)
+    this.slots.clear()
+    this.armedCount = 0
+    this.heap = new Heap.MinHeap<Slot<K>>(heapBefore)
   }
 
   /** The deadline of `key`, if it is armed. */
   dueOf(key: K): number | undefined {
-    return this.armed.get(key)?.dueMs
+    const slot = this.slots.get(key)
+    return slot?.armed === true ? slot.dueMs : undefined
   }
 
   /** The earliest armed timer, left armed. */
@@ -101,8 +159,19 @@ export class TimerTable<K> {
     const heap = this.heap
     for (;;) {
       const top = heap.peek()
-      if (top === undefined || this.armed.get(top.key) === top) return top
+      if (top === undefined) return undefined
+      if (this.slots.get(top.key) === top && top.armed) {
+        if (top.heapDueMs === top.dueMs && top.heapOrder === top.order) return top
+        // Re-armed later than the heap had it: put it where it belongs now.
+        heap.pop()
+        top.heapDueMs = top.dueMs
+        top.heapOrder = top.order
+        heap.push(top)
+        continue
+      }
+      // Cancelled, or replaced by an earlier arming: dropped.
       heap.pop()
+      if (this.slots.get(top.key) === top) this.slots.delete(top.key)
     }
   }
 
@@ -116,13 +185,20 @@ export class TimerTable<K> {
     const top = this.peek()
     if (top === undefined || top.dueMs > nowMs) return undefined
     this.heap.pop()
-    this.armed.delete(top.key)
+    this.slots.delete(top.key)
+    this.armedCount--
     return top.key
   }
 
   private rebuild(): void {
-    const heap = new Heap.MinHeap<Entry<K>>(before)
-    for (const entry of this.armed.values()) heap.push(entry)
+    const heap = new Heap.MinHeap<Slot<K>>(heapBefore)
+    for (const [key, slot] of this.slots) {
+      if (slot.armed) {
+        slot.heapDueMs = slot.dueMs
+        slot.heapOrder = slot.order
+        heap.push(slot)
+      } else this.slots.delete(key)
+    }
     this.heap = heap
   }
 }

@@ -78,15 +78,82 @@ describe("TimerTable", () => {
     )
   })
 
+  it("re-arming later, or re-arming a cancelled timer, changes its entry in place (nothing allocated)", () => {
+    const table = new TimerTable<string>()
+    table.set("sack", 200)
+    table.set("t3", 1_000)
+    const sack = table.peek()
+    expect(sack?.key).toBe("sack")
+    // A delayed acknowledgement: cancelled by the next packet's SACK, armed again by the one after.
+    for (let packet = 1; packet < 1_000; packet++) {
+      if (packet % 2 === 0) table.cancel("sack")
+      else table.set("sack", 200 + packet)
+      table.set("t3", 1_000 + packet)
+    }
+    expect(table.peek()).toBe(sack)
+    expect(table.dueOf("sack")).toBe(1_199)
+    expect(drain(table, 1_198)).toEqual([])
+    expect(drain(table, 1_199)).toEqual(["sack"])
+    expect(drain(table, 1_998)).toEqual([])
+    expect(drain(table, 1_999)).toEqual(["t3"])
+  })
+
+  it("re-arming earlier than the heap has it fires at the earlier deadline, once", () => {
+    const table = new TimerTable<string>()
+    table.set("a", 100)
+    table.set("b", 50)
+    table.set("a", 10)
+    table.cancel("b")
+    table.set("b", 20)
+    expect(drain(table, 15)).toEqual(["a"])
+    expect(drain(table, 1_000)).toEqual(["b"])
+    expect(table.size).toBe(0)
+  })
+
+  it("many timers: 2,000 keys re-armed and cancelled 20,000 times fire in deadline order, once each", () => {
+    const table = new TimerTable<number>()
+    const model = new Map<number, { dueMs: number; order: number }>()
+    // Scattered by multiplying with primes: deadlines later and earlier than the last arming.
+    for (let order = 0; order < 20_000; order++) {
+      const key = (order * 7_919) % 2_000
+      if (order % 5 === 0) {
+        expect(table.cancel(key)).toBe(model.delete(key))
+      } else {
+        const dueMs = (order * 104_729) % 100_000
+        table.set(key, dueMs)
+        model.set(key, { dueMs, order })
+      }
+    }
+    expect(table.size).toBe(model.size)
+    const expected = [...model]
+      .sort(([, a], [, b]) => a.dueMs - b.dueMs || a.order - b.order)
+      .map(([key]) => key)
+    const fired: Array<number> = []
+    for (let key = table.due(100_000); key !== undefined; key = table.due(100_000)) fired.push(key)
+    expect(fired).toEqual(expected)
+    expect(table.size).toBe(0)
+  })
+
   // The table against the obvious model: a map of (deadline, order), scanned in full.
   type Op =
-    | { readonly _tag: "Set"; readonly key: string; readonly afterMs: number }
+    | {
+        readonly _tag: "Set"
+        readonly key: string
+        readonly afterMs: number
+        readonly order: number | undefined
+      }
     | { readonly _tag: "Cancel"; readonly key: string }
     | { readonly _tag: "Advance"; readonly ms: number }
 
   const key = fc.constantFrom("a", "b", "c", "d", "e", "f", "g", "h")
   const op: fc.Arbitrary<Op> = fc.oneof(
-    fc.record({ _tag: fc.constant("Set" as const), key, afterMs: fc.integer({ min: 0, max: 50 }) }),
+    fc.record({
+      _tag: fc.constant("Set" as const),
+      key,
+      afterMs: fc.integer({ min: 0, max: 50 }),
+      // Mostly the table's own order; sometimes the caller's, below or among it.
+      order: fc.option(fc.integer({ min: -5, max: 400 }), { freq: 4, nil: undefined }),
+    }),
     fc.record({ _tag: fc.constant("Cancel" as const), key }),
     fc.record({ _tag: fc.constant("Advance" as const), ms: fc.integer({ min: 0, max: 30 }) }),
   )
@@ -115,8 +182,8 @@ describe("TimerTable", () => {
         for (const step of ops) {
           switch (step._tag) {
             case "Set":
-              table.set(step.key, nowMs + step.afterMs)
-              model.set(step.key, { dueMs: nowMs + step.afterMs, order: order++ })
+              table.set(step.key, nowMs + step.afterMs, step.order)
+              model.set(step.key, { dueMs: nowMs + step.afterMs, order: step.order ?? order++ })
               break
             case "Cancel":
               expect(table.cancel(step.key)).toBe(model.delete(step.key))
