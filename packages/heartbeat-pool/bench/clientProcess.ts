@@ -1,7 +1,8 @@
 /**
  * A few hundred clients of the benchmark's real-process case in one OS process, all starting
- * at the same server, of the `kinds` asked: `count` pool clients (`Client.run`: a UDP socket
- * each, and one connected to each server it sends to for its port-unreachable reports;
+ * at the same server, of the `kinds` asked: `count` pool clients (one `ClientGroup`: one UDP
+ * socket, and one connected to each server a walk goes to for its port-unreachable reports;
+ * `BENCH_SINGLE_CLIENTS=1`: a `Client.run` each, with a socket each, as before the group;
  * started one at a time, 64 a heartbeat interval) and/or `count` clients of the baseline,
  * each keeping its own TTL lease on the embedded store of that server (a `RemoteStore`
  * connection each, a keep-alive every heartbeat interval, answered within
@@ -19,6 +20,7 @@ import { RemoteStore } from "@understudy/store"
 import { type Address, NodeDatagram, NodeTransport } from "@understudy/transport"
 import { Deferred, Effect, Layer, Redacted, Semaphore, Stream } from "effect"
 import * as Client from "../src/Client.ts"
+import * as ClientGroup from "../src/ClientGroup.ts"
 import { watchStalls } from "./stalls.ts"
 
 export interface Options {
@@ -79,22 +81,32 @@ const tracer = (steps: Array<Trace>) => (info: Client.StepInfo) =>
     if (steps.length > traceSteps) steps.splice(0, steps.length - traceSteps)
   })
 
-const poolClient = (index: number) =>
+const servers = options.servers.map((server) => ({ id: server.id, address: server.client }))
+const reportUnreachable = process.env.BENCH_REPORT_UNREACHABLE !== "0"
+
+/** Starts one pool client: in `group`, or (no group) with a socket of its own. */
+const poolClient = (group: ClientGroup.Group | undefined, index: number) =>
   Effect.gen(function* () {
     const client = `pool-${index}`
     const steps: Array<Trace> = []
-    const running = yield* Client.run({
+    const member: ClientGroup.Member = {
       id: client,
-      bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
-      servers: options.servers.map((server) => ({ id: server.id, address: server.client })),
-      poolSecret: secret,
       product: "cad",
       heartbeatInterval: options.heartbeatMs,
       firstServer: options.first,
       ...(process.env.BENCH_RETRY_MS ? { retryInterval: Number(process.env.BENCH_RETRY_MS) } : {}),
-      reportUnreachable: process.env.BENCH_REPORT_UNREACHABLE !== "0",
       onStep: tracer(steps),
-    })
+    }
+    const running =
+      group === undefined
+        ? yield* Client.run({
+            ...member,
+            bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
+            servers,
+            poolSecret: secret,
+            reportUnreachable,
+          })
+        : yield* group.add(member)
     yield* Stream.runForEach(running.events, (event) =>
       event._tag === "Released"
         ? Effect.void
@@ -186,9 +198,18 @@ await Effect.runPromise(
     // thousand requests at once falls behind its heartbeats and loses its followers. One at a
     // time, evenly: a client heartbeats in the phase it started in, and batches an interval
     // apart would put hundreds of heartbeats in the same few milliseconds.
+    const group =
+      options.kinds.includes("pool") && process.env.BENCH_SINGLE_CLIENTS !== "1"
+        ? yield* ClientGroup.run({
+            bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
+            servers,
+            poolSecret: secret,
+            reportUnreachable,
+          })
+        : undefined
     if (options.kinds.includes("pool"))
       for (const index of indices) {
-        yield* poolClient(index)
+        yield* poolClient(group, index)
         yield* Effect.sleep(options.heartbeatMs / poolStartPerInterval)
       }
     // The first leases 16 at a time: a thousand connections at once time out on a loaded machine.

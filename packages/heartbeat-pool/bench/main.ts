@@ -18,7 +18,8 @@
  * socket, MAC or JSON), the baseline a store operation run through Effect.
  *
  * - Re-attachment after a real SIGKILL (`realProcesses.ts`): three server processes on
- *   loopback, 1,000 pool clients in two client processes, all starting at the leader (64
+ *   loopback, 1,000 pool clients in two client processes (a `ClientGroup` each:
+ *   `BENCH_SINGLE_CLIENTS=1` runs a `Client.run` per client instead), all starting at the leader (64
  *   per heartbeat interval per process), 500 ms heartbeats (the timings `license-server
  *   --heartbeat 500ms` derives); once
  *   every client holds, the leader of the moment is SIGKILLed; per client it held, kill to
@@ -29,7 +30,8 @@
  *   order once a keep-alive goes unanswered for 2 intervals. 3 runs: per run p50/p99; the
  *   figure is the median of the runs, with their min–max. Every run is shown, with whom the
  *   killed leader held (clients whose heartbeats went unanswered too long walk to a follower,
- *   which carries them) and anyone not re-attached or lost. A run whose clients do not all
+ *   which carries them), anyone not re-attached or lost, and the `Denied` events (by reason,
+ *   before the kill and after it). A run whose clients do not all
  *   hold a seat within 4 leases is not measured (its leader is not killed): it is shown as
  *   FAILED, left out of the figures, and the bench exits 1. Per run, where the pool clients'
  *   time went (`Phases` in `realProcesses.ts`): from the kill to each client's first
@@ -233,9 +235,15 @@ const runFigures = (kind: Kind) => ({
   reattached: kind.intervals.length,
   of: kind.victims,
   lost: kind.lost,
+  denied: kind.denied,
   p50: runPercentile(kind, 50) ?? null,
   p99: runPercentile(kind, 99) ?? null,
 })
+/** `Denied` counts by reason, for the table: `electing 3, capacity 1`, or `0`. */
+const denials = (counts: Readonly<Record<string, number>>) =>
+  Object.entries(counts)
+    .map(([reason, count]) => `${reason} ${count}`)
+    .join(", ") || "0"
 const range = (figure: { min: number; max: number; runs: number }) =>
   `min–max ${figure.min.toFixed(2)}–${figure.max.toFixed(2)}${figure.runs < runs ? ` (${figure.runs} of ${runs} runs)` : ""}`
 const perRun = (kind: (run: RealRun) => Kind) =>
@@ -244,7 +252,7 @@ const perRun = (kind: (run: RealRun) => Kind) =>
       const of = kind(run)
       const p50 = runPercentile(of, 50)
       const p99 = runPercentile(of, 99)
-      return `${of.intervals.length}/${of.victims}${p50 === undefined ? "" : ` p50 ${p50.toFixed(2)} p99 ${p99!.toFixed(2)}`}${of.lost > 0 ? ` lost ${of.lost}` : ""}`
+      return `${of.intervals.length}/${of.victims}${p50 === undefined ? "" : ` p50 ${p50.toFixed(2)} p99 ${p99!.toFixed(2)}`}${of.lost > 0 ? ` lost ${of.lost}` : ""} denied ${denials(of.denied)}`
     })
     .join("; ")
 
@@ -300,7 +308,7 @@ const rows = [
     real
       .map(
         (run) =>
-          `killed ${run.killed} (placed at ${run.placedAt}, ${run.electionsBeforeKill} election(s), ${run.lostBeforeKill} lost before): ${Object.entries(
+          `killed ${run.killed} (placed at ${run.placedAt}, ${run.electionsBeforeKill} election(s), ${run.lostBeforeKill} lost before, denied before ${denials(run.deniedBeforeKill)}): ${Object.entries(
             run.heldAtKill,
           )
             .sort()
@@ -435,6 +443,7 @@ console.log(
       detectedBy: run.detectedBy,
       heldAtKill: run.heldAtKill,
       lostBeforeKill: run.lostBeforeKill,
+      deniedBeforeKill: run.deniedBeforeKill,
       pool: runFigures(run.pool),
       lease: runFigures(run.lease),
       phases: run.phases ?? null,

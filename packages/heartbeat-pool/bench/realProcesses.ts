@@ -41,6 +41,8 @@ export interface RealRun {
   readonly heldAtKill: Readonly<Record<string, number>>
   /** `Lost` lines before the kill (no server had died yet). */
   readonly lostBeforeKill: number
+  /** `Denied` lines before the kill, by reason (`electing`, `capacity`, ...). */
+  readonly deniedBeforeKill: Readonly<Record<string, number>>
   /**
    * How the killed leader's pool clients left it: on a port unreachable (`unreachable`) or
    * after `missLimit` unanswered messages (`timed`), first walks only.
@@ -64,6 +66,8 @@ export interface Kind {
   readonly intervals: ReadonlyArray<number>
   /** `Lost` lines after the kill. */
   readonly lost: number
+  /** `Denied` lines after the kill, by reason (a client says so once per reason in a row). */
+  readonly denied: Readonly<Record<string, number>>
 }
 
 /** The window after the kill in which stalls and event-loop delay are taken. */
@@ -141,6 +145,14 @@ const udpReceiveBufferErrors = (): number => {
   const values = lines.find((line) => line.startsWith("Udp: ") && /^Udp: \d/.test(line))
   if (header === undefined || values === undefined) return 0
   return Number(values.split(/\s+/)[header.indexOf("RcvbufErrors")] ?? 0)
+}
+
+/** The `Denied` lines among `lines`, by reason. */
+const deniedOf = (lines: ReadonlyArray<ClientLine>): Record<string, number> => {
+  const counts: Record<string, number> = {}
+  for (const line of lines)
+    if (line.t === "Denied") counts[line.reason ?? "?"] = (counts[line.reason ?? "?"] ?? 0) + 1
+  return counts
 }
 
 const waitFor = async (what: string, check: () => boolean, timeoutMs: number) => {
@@ -353,7 +365,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       },
     )
     if (notGranted !== undefined) {
-      const none: Kind = { victims: 0, intervals: [], lost: 0 }
+      const none: Kind = { victims: 0, intervals: [], lost: 0, denied: {} }
       return {
         pool: none,
         lease: none,
@@ -364,6 +376,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
         electionsBeforeKill: elections(),
         heldAtKill: heldCounts(),
         lostBeforeKill: lines().filter((line) => line.t === "Lost").length,
+        deniedBeforeKill: deniedOf(lines()),
         failed: notGranted,
       }
     }
@@ -383,6 +396,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
     const loadAtKill = loadavg()[0]!
     const killedAtMs = Date.now()
     const lostBeforeKill = lines().filter((line) => line.t === "Lost").length
+    const deniedBeforeKill = deniedOf(lines())
     // The survivors' event-loop delay (and CPU profile) from the kill on (`stalls.ts`).
     const survivors = new Map<string, Jl.JsonLinesProcess>([
       ...[...servers].filter(([id]) => id !== killed),
@@ -445,6 +459,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
         return wallMs === undefined ? [] : [(wallMs - killedAtMs) / heartbeatMs]
       }),
       lost: after().filter((line) => line.t === "Lost" && of.has(line.client)).length,
+      denied: deniedOf(after().filter((line) => of.has(line.client))),
     })
     const detectedBy: Record<string, number> = {}
     for (const proc of clientProcs)
@@ -466,6 +481,7 @@ export const realRun = async (clientCount: number, heartbeatMs: number): Promise
       electionsBeforeKill,
       heldAtKill,
       lostBeforeKill,
+      deniedBeforeKill,
       phases,
     }
   } finally {
