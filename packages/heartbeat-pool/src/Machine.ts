@@ -280,6 +280,72 @@ export const tallyOf = (
   return { seats: HashMap.fromIterable(seats), total, moved }
 }
 
+/**
+ * One change of what must survive a restart: `client`'s allocation was added or dropped, and
+ * `stored` became this. Newest first, each linked to the one before.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StoredChange {
+  readonly stored: number
+  readonly client: string
+  readonly before: StoredChange | undefined
+}
+
+/**
+ * The latest changes of `stored`, so a driver writes what changed rather than the record:
+ * `recent` (at most `storedChangesKept`) and the `older` ones before them; beyond those they
+ * are forgotten (the driver then writes the whole record).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StoredChanges {
+  readonly recent: StoredChange | undefined
+  readonly recentCount: number
+  readonly older: StoredChange | undefined
+}
+
+/** @since 0.1.0 @category constants */
+export const storedChangesKept = 4_096
+
+const noStoredChanges: StoredChanges = { recent: undefined, recentCount: 0, older: undefined }
+
+/** `changes` after `client`'s change made `stored` this. */
+const storedChange = (changes: StoredChanges, stored: number, client: string): StoredChanges =>
+  changes.recentCount >= storedChangesKept
+    ? {
+        recent: { stored, client, before: undefined },
+        recentCount: 1,
+        older: changes.recent,
+      }
+    : {
+        ...changes,
+        recent: { stored, client, before: changes.recent },
+        recentCount: changes.recentCount + 1,
+      }
+
+/**
+ * The clients whose stored allocation changed after `stored` was `since` (newest first, a
+ * client once per change), or undefined when those changes are no longer all listed.
+ *
+ * @since 0.1.0
+ * @category getters
+ */
+export const storedSince = (state: State, since: number): ReadonlyArray<string> | undefined => {
+  if (since > state.stored) return undefined
+  const clients: Array<string> = []
+  let reached = state.stored + 1
+  for (const list of [state.storedChanges.recent, state.storedChanges.older]) {
+    for (let change = list; change !== undefined && change.stored > since; change = change.before) {
+      clients.push(change.client)
+      reached = change.stored
+    }
+  }
+  return reached === since + 1 ? clients : undefined
+}
+
 /** @since 0.1.0 @category models */
 export interface State {
   readonly self: string
@@ -308,6 +374,8 @@ export interface State {
    * dropped. Not for a carried one (`carry`): it adds no seat, so a restart may forget it.
    */
   readonly stored: number
+  /** The clients whose change made `stored` what it is now, for `storedSince`. */
+  readonly storedChanges: StoredChanges
   /**
    * A follower's requests waiting for the leader, by client, with the client's latest `seq`
    * (what the answer names).
@@ -809,6 +877,7 @@ export const make = (config: Config): Pool => {
   const hold = (state: State, held: Held): State => {
     const before = HashMap.get(state.record, held.client)
     const addedAtVersion = Option.isSome(before) ? before.value.addedAtVersion : state.version + 1
+    const stores = held.renewable && (Option.isNone(before) || !before.value.renewable)
     return retally(
       {
         ...state,
@@ -816,10 +885,10 @@ export const make = (config: Config): Pool => {
         recordSeats:
           state.recordSeats - (Option.isSome(before) ? before.value.seats : 0) + held.seats,
         version: Option.isSome(before) ? state.version : state.version + 1,
-        stored:
-          held.renewable && (Option.isNone(before) || !before.value.renewable)
-            ? state.stored + 1
-            : state.stored,
+        stored: stores ? state.stored + 1 : state.stored,
+        storedChanges: stores
+          ? storedChange(state.storedChanges, state.stored + 1, held.client)
+          : state.storedChanges,
       },
       held.client,
     )
@@ -835,6 +904,7 @@ export const make = (config: Config): Pool => {
             recordSeats: state.recordSeats - held.value.seats,
             version: state.version + 1,
             stored: state.stored + 1,
+            storedChanges: storedChange(state.storedChanges, state.stored + 1, client),
           },
           client,
         )
@@ -2227,6 +2297,7 @@ export const make = (config: Config): Pool => {
         recordSeats,
         version,
         stored: 0,
+        storedChanges: noStoredChanges,
         pending: HashMap.empty(),
         life: Math.floor(context.nowMs) + 1,
         merged: { term: -1, version: -1 },

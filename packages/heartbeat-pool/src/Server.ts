@@ -2,9 +2,10 @@
  * Runs one license server of the pool: the pool `Machine` under the shared `Runner` for the
  * server-to-server traffic (authenticated with the pool key), a second UDP endpoint for
  * clients and the admin tool (the same datagram MACs and replay protection, keyed by the
- * client's name), and durable state: term, vote, license and record membership are written
- * atomically (temporary file, fsync, rename, directory fsync) before the outputs of the step
- * that changed them are performed.
+ * client's name), and durable state: term, vote, license and record membership are on disk
+ * (written and fsynced, file and directory) before the outputs of the step that changed them
+ * are performed; a step that only adds or drops allocations appends those to a journal beside
+ * the state file rather than writing every allocation again (`internal/stateFiles.ts`).
  *
  * @since 0.1.0
  */
@@ -16,7 +17,6 @@ import {
   Clock,
   Context,
   Effect,
-  HashMap,
   Layer,
   Metric,
   PubSub,
@@ -27,7 +27,7 @@ import {
   Stream,
 } from "effect"
 import { defaultLimits } from "./internal/defaultLimits.ts"
-import { readIfExists, writeAtomic } from "./internal/durableFile.ts"
+import * as StateFiles from "./internal/stateFiles.ts"
 import * as Machine from "./Machine.ts"
 import { PoolInvalidConfig } from "./Machine.ts"
 import * as Message from "./Message.ts"
@@ -134,14 +134,6 @@ export class PoolMessageTooLarge extends Schema.TaggedError<PoolMessageTooLarge>
 
 /** What a server reports: the machine's events, and refusals made before the machine. @since 0.1.0 @category models */
 export type Event = Machine.Event | PoolMessageTooLarge
-
-const Restored = Schema.Struct({
-  term: Schema.Int,
-  votedFor: Schema.NullOr(Schema.String),
-  license: Schema.NullOr(Message.License),
-  record: Schema.Array(Message.Allocation),
-})
-const decodeRestored = Schema.decodeUnknownSync(Restored)
 
 /** A running server. @since 0.1.0 @category models */
 export interface Running {
@@ -251,13 +243,14 @@ export const run = (
     const { crypto, offer } = source.success
     const path = join(options.stateDir, `${self}.state.json`)
 
-    const restored = yield* Effect.try({
-      try: () => {
-        const text = readIfExists(path)
-        return text === undefined ? undefined : decodeRestored(JSON.parse(text))
-      },
-      catch: (error) => new PoolStateError({ path, detail: String(error) }),
-    })
+    const files = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => StateFiles.open(path),
+        catch: (error) => new PoolStateError({ path, detail: String(error) }),
+      }),
+      (files) => Effect.sync(files.close),
+    )
+    const restored = files.restored
     if (offer !== undefined && !crypto.verifyLicense(offer)) {
       yield* Effect.logError("the license file's signature does not verify: not used")
     }
@@ -284,21 +277,10 @@ export const run = (
       ...(options.shareSeatsMax !== undefined ? { shareSeatsMax: options.shareSeatsMax } : {}),
     })
 
-    const persist = (state: Machine.State) =>
+    /** The step's durable changes on disk before its outputs act (`StateFiles.persistStep`). */
+    const persist = (before: Machine.State | undefined, after: Machine.State) =>
       Effect.try({
-        try: () =>
-          writeAtomic(
-            path,
-            JSON.stringify({
-              ...state.durable,
-              record: Array.from(HashMap.values(state.record), (held) => ({
-                client: held.client,
-                seats: held.seats,
-                grantedAtMs: held.grantedAtMs,
-                expiresAtMs: held.expiresAtMs,
-              })),
-            }),
-          ),
+        try: () => StateFiles.persistStep(files, before, after),
         catch: (error) => new PoolStateError({ path, detail: String(error) }),
       }).pipe(Effect.orDie)
 
@@ -353,7 +335,7 @@ export const run = (
           info.before === undefined ||
             info.before.durable !== info.after.durable ||
             info.before.stored !== info.after.stored
-            ? persist(info.after)
+            ? persist(info.before, info.after)
             : Effect.void,
           Effect.andThen(sendReplies(info.outputs), record(info)),
         ),
