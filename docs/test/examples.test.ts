@@ -7,6 +7,7 @@ import { program as checkpoint } from "../examples/checkpoint.ts"
 import { main as checkpointPromise } from "../examples/checkpoint-promise.ts"
 import { onEmbeddedStore, onEtcd } from "../examples/deployment-stores.ts"
 import { program as heartbeatPool } from "../examples/heartbeat-pool.ts"
+import { main as heartbeatPoolGroup } from "../examples/heartbeat-pool-group.ts"
 import { main as heartbeatPoolPromise } from "../examples/heartbeat-pool-promise.ts"
 import { main as heartbeatPoolResource } from "../examples/heartbeat-pool-resource.ts"
 import { program as machine } from "../examples/machine.ts"
@@ -100,6 +101,12 @@ describe("documentation examples run and do what the docs say", () => {
     const result = await heartbeatPoolPromise()
     expect(["s1", "s2", "s3"]).toContain(result.firstGrantedBy)
     expect(result.secondDenied).toBe("capacity")
+  })
+
+  it("heartbeat-pool, many clients in one process: every client of the group granted its seat", async () => {
+    const result = await heartbeatPoolGroup()
+    expect(result.granted).toBe(20)
+    for (const server of result.by) expect(["s1", "s2", "s3"]).toContain(server)
   })
 
   it("heartbeat-pool, a resource defined in code: two slots granted, the third worker denied until one is given back", async () => {

@@ -72,6 +72,7 @@ const pages: Record<string, Page> = {
     interfaces: [
       ["Server.ts", "Options"],
       ["Client.ts", "Options"],
+      ["ClientGroup.ts", "Options"],
     ],
   },
   checkpoint: {
