@@ -11,6 +11,7 @@ import fc from "fast-check"
 import * as Machine from "../src/Machine.ts"
 import * as Message from "../src/Message.ts"
 import * as Signing from "../src/Signing.ts"
+import { tokenClaims } from "./support/pool.ts"
 import { license, timing } from "./support/sim.ts"
 
 /** Whether each decoder refused the bytes. */
@@ -105,15 +106,7 @@ describe("bad input", () => {
   it("Ed25519: forged, altered or foreign tokens and licenses do not verify", () => {
     const keys = Signing.poolKeys(new Uint8Array(32).fill(7))
     const other = Signing.poolKeys(new Uint8Array(32).fill(8))
-    const claims = {
-      client: "c1",
-      server: "s1",
-      term: 3,
-      product: "cad",
-      seats: 1,
-      validUntilMs: 1e12,
-    }
-    const token = { ...claims, signature: Signing.signToken(keys, claims) }
+    const token = { ...tokenClaims, signature: Signing.signToken(keys, tokenClaims) }
     expect(Signing.verifyToken(keys, token)).toBe(true)
     expect(Signing.verifyToken(keys, { ...token, seats: 2 })).toBe(false)
     expect(Signing.verifyToken(keys, { ...token, client: "c2" })).toBe(false)

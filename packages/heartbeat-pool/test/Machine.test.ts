@@ -27,6 +27,23 @@ const replies = (outputs: Out) =>
 const fromClient = (from: string, message: Message.ClientRequest, nowMs: number) =>
   M.command<Machine.Command>({ _tag: "FromClient", from, message }, nowMs)
 
+/** The leader's heartbeat of term 1 (seq 1, no authority, no share, nothing merged), with `overrides`. */
+const leaderHeartbeat = (
+  overrides: Partial<Omit<Extract<Message.Peer, { readonly _tag: "Heartbeat" }>, "_tag">> = {},
+): Message.Peer => ({
+  _tag: "Heartbeat",
+  term: 1,
+  seq: 1,
+  sequence: 1,
+  authorityUntilMs: 0,
+  wantRecord: false,
+  live: servers,
+  shareLife: 0,
+  shareLimit: 0,
+  merged: null,
+  ...overrides,
+})
+
 /** A first request for one seat. */
 const seatRequest = (client: string): Message.ClientRequest => ({
   _tag: "Request",
@@ -63,25 +80,7 @@ const leader = (nowMs = 3_000, machine: Machine.Pool = pool): Machine.State =>
 describe("heartbeat pool machine", () => {
   it("claim 22: a follower that misses heartbeats sends a check message first, and stands only if it goes unanswered", () => {
     let follower = start("s2")
-    follower = step(
-      follower,
-      M.receive(
-        "s1",
-        {
-          _tag: "Heartbeat",
-          term: 1,
-          seq: 1,
-          sequence: 1,
-          authorityUntilMs: 0,
-          wantRecord: false,
-          live: servers,
-          shareLife: 0,
-          shareLimit: 0,
-          merged: null,
-        },
-        10,
-      ),
-    ).state
+    follower = step(follower, M.receive("s1", leaderHeartbeat(), 10)).state
     // Heartbeats stop: after the follower time-out, a check goes to the leader, not an election.
     const missed = step(follower, M.timerFired(Machine.tickTimer, 10 + timing.followerTimeoutMs))
     expect(sends(missed.outputs, "Check").map((send) => send.to)).toEqual(["s1"])
@@ -285,22 +284,7 @@ describe("heartbeat pool machine", () => {
     let follower = start("s3")
     follower = step(
       follower,
-      M.receive(
-        "s1",
-        {
-          _tag: "Heartbeat",
-          term: 1,
-          seq: 1,
-          sequence: 1,
-          authorityUntilMs: 3_300,
-          wantRecord: false,
-          live: servers,
-          shareLife: 0,
-          shareLimit: 0,
-          merged: null,
-        },
-        2_950,
-      ),
+      M.receive("s1", leaderHeartbeat({ authorityUntilMs: 3_300 }), 2_950),
     ).state
     const carried = step(follower, fromClient("c1", beat, 3_000))
     expect(replies(carried.outputs)).toEqual([
@@ -379,18 +363,7 @@ describe("heartbeat pool machine", () => {
     ) =>
       M.receive(
         "s2",
-        {
-          _tag: "Heartbeat",
-          term: 2,
-          seq,
-          sequence: 1,
-          authorityUntilMs,
-          wantRecord,
-          live: servers,
-          shareLife: 0,
-          shareLimit: 0,
-          merged,
-        } satisfies Message.Peer,
+        leaderHeartbeat({ term: 2, seq, authorityUntilMs, wantRecord, merged }),
         3_000 + seq,
       )
     const recordOf = (outputs: Out) => {
@@ -551,44 +524,11 @@ describe("heartbeat pool machine", () => {
     const state = leader()
     const absurd = step(
       state,
-      M.receive(
-        "s2",
-        {
-          _tag: "Heartbeat",
-          term: Machine.termMax + 1,
-          seq: 1,
-          sequence: 1,
-          authorityUntilMs: 0,
-          wantRecord: false,
-          live: [],
-          shareLife: 0,
-          shareLimit: 0,
-          merged: null,
-        },
-        3_001,
-      ),
+      M.receive("s2", leaderHeartbeat({ term: Machine.termMax + 1, live: [] }), 3_001),
     )
     expect(events(absurd.outputs)).toEqual([{ _tag: "Ignored", from: "s2", reason: "bad-term" }])
     expect(absurd.state).toBe(state)
-    const newer = step(
-      state,
-      M.receive(
-        "s2",
-        {
-          _tag: "Heartbeat",
-          term: 5,
-          seq: 1,
-          sequence: 1,
-          authorityUntilMs: 0,
-          wantRecord: false,
-          live: [],
-          shareLife: 0,
-          shareLimit: 0,
-          merged: null,
-        },
-        3_001,
-      ),
-    )
+    const newer = step(state, M.receive("s2", leaderHeartbeat({ term: 5, live: [] }), 3_001))
     expect(newer.state.role).toBe("follower")
     expect(newer.state.durable.term).toBe(5)
     expect(events(newer.outputs)).toContainEqual({
@@ -599,25 +539,7 @@ describe("heartbeat pool machine", () => {
     // The deposed leader grants nothing any more.
     const request = step(newer.state, fromClient("x", seatRequest("x"), 3_002))
     expect(events(request.outputs).some((event) => event._tag === "Allocated")).toBe(false)
-    const stale = step(
-      newer.state,
-      M.receive(
-        "s3",
-        {
-          _tag: "Heartbeat",
-          term: 1,
-          seq: 9,
-          sequence: 1,
-          authorityUntilMs: 0,
-          wantRecord: false,
-          live: [],
-          shareLife: 0,
-          shareLimit: 0,
-          merged: null,
-        },
-        3_003,
-      ),
-    )
+    const stale = step(newer.state, M.receive("s3", leaderHeartbeat({ seq: 9, live: [] }), 3_003))
     expect(sends(stale.outputs, "Newer")).toEqual([M.send("s3", { _tag: "Newer", term: 5 })])
   })
 
@@ -771,18 +693,7 @@ describe("heartbeat pool machine", () => {
       pendingReservationsMax: 1,
       shareSeatsMax: 0,
     })
-    const heartbeat: Message.Peer = {
-      _tag: "Heartbeat",
-      term: 1,
-      seq: 1,
-      sequence: 1,
-      authorityUntilMs: 3_300,
-      wantRecord: false,
-      live: servers,
-      shareLife: 0,
-      shareLimit: 0,
-      merged: null,
-    }
+    const heartbeat: Message.Peer = leaderHeartbeat({ authorityUntilMs: 3_300 })
     const follower = queue.step(
       queue.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state,
       M.receive("s1", heartbeat, 2_990),
@@ -898,21 +809,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
   })
 
   it("a follower's answer after asking the leader names the client's latest request", () => {
-    const s2 = follower(
-      {
-        _tag: "Heartbeat",
-        term: 1,
-        seq: 1,
-        sequence: 1,
-        authorityUntilMs: 3_300,
-        wantRecord: false,
-        live: servers,
-        shareLife: 1,
-        shareLimit: 0,
-        merged: null,
-      },
-      3_000,
-    )
+    const s2 = follower(leaderHeartbeat({ authorityUntilMs: 3_300, shareLife: 1 }), 3_000)
     const asked = shared.step(s2, request("c1", 3_001))
     expect(sends(asked.outputs, "Reserve").map((send) => send.to)).toEqual(["s1"])
     expect(replies(asked.outputs)).toEqual([])
@@ -939,21 +836,7 @@ describe("shares: a follower grants within the share the leader gave it, or asks
   })
 
   it("a follower whose Reserve must wait for the shares tells its client to Wait, and asks the leader again with the client's next request", () => {
-    const s2 = follower(
-      {
-        _tag: "Heartbeat",
-        term: 1,
-        seq: 1,
-        sequence: 1,
-        authorityUntilMs: 3_300,
-        wantRecord: false,
-        live: servers,
-        shareLife: 1,
-        shareLimit: 0,
-        merged: null,
-      },
-      3_000,
-    )
+    const s2 = follower(leaderHeartbeat({ authorityUntilMs: 3_300, shareLife: 1 }), 3_000)
     const asked = shared.step(s2, request("c1", 3_001))
     expect(sends(asked.outputs, "Reserve").map((send) => send.to)).toEqual(["s1"])
     const waitFor = (seats: number): Message.Peer => ({
@@ -1070,18 +953,11 @@ describe("shares: a follower grants within the share the leader gave it, or asks
   })
 
   it("an election ends every share, and while the leader is unheard a follower grants nothing from it", () => {
-    const heartbeat: Message.Peer = {
-      _tag: "Heartbeat",
-      term: 1,
-      seq: 1,
-      sequence: 1,
+    const heartbeat: Message.Peer = leaderHeartbeat({
       authorityUntilMs: 3_250,
-      wantRecord: false,
-      live: servers,
       shareLife: 1,
       shareLimit: 3,
-      merged: null,
-    }
+    })
     const s2 = follower(heartbeat, 3_000)
     expect(Machine.shareLeft(s2, 3_001)).toBe(3)
     // The leader's authority lapsed (no heartbeat since): the share is not used, the leader is
@@ -1254,22 +1130,7 @@ describe("the leader's count of seats", () => {
     // s2, a follower under s1's authority with no share, asks for c1's seat and grants it.
     let s2 = unshared.step(
       unshared.init({ self: "s2", peers: ["s1", "s3"], nowMs: 0 }).state,
-      M.receive(
-        "s1",
-        {
-          _tag: "Heartbeat",
-          term: 1,
-          seq: 1,
-          sequence: 1,
-          authorityUntilMs: 3_300,
-          wantRecord: false,
-          live: servers,
-          shareLife: 0,
-          shareLimit: 0,
-          merged: null,
-        },
-        2_990,
-      ),
+      M.receive("s1", leaderHeartbeat({ authorityUntilMs: 3_300 }), 2_990),
     ).state
     const asked = unshared.step(s2, fromClient("c1", seatRequest("c1"), 3_000))
     const ask = sends(asked.outputs, "Reserve")[0]!

@@ -9,15 +9,9 @@ import { ClusterKey } from "@understudy/transport"
 import type * as Message from "../src/Message.ts"
 import * as Resource from "../src/Resource.ts"
 import * as Signing from "../src/Signing.ts"
+import { tokenClaims } from "./support/pool.ts"
 
-const claims = {
-  client: "c1",
-  server: "s1",
-  term: 3,
-  product: "cad",
-  seats: 1,
-  validUntilMs: 9_000,
-}
+const claims = tokenClaims
 
 describe("the token verifier", () => {
   it("verifies a token once, however often it comes; a refusal is asked again", () => {

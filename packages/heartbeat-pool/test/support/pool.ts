@@ -58,3 +58,13 @@ export const signedPool = (seats: number) => {
     }),
   }
 }
+
+/** The claims of a one-seat token of product `cad` for c1 from s1 in term 3 (to be signed). */
+export const tokenClaims = {
+  client: "c1",
+  server: "s1",
+  term: 3,
+  product: "cad",
+  seats: 1,
+  validUntilMs: 9_000,
+}
