@@ -1,24 +1,22 @@
 /**
- * Two endpoints as pure machines (`internal/endpoint/machine.ts`) in the shared simulator,
- * FastSim, over seeded schedules of loss, duplication, reordering and partitions (one way
- * and both), and of the server's two addresses down or lossy, healed at the end: the
- * client opens an association, both sides send numbered
- * messages on four streams while it is established, and every packet goes through the wire
- * codec. Invariants: every message is delivered once and in order on its stream, only what
+ * Two endpoints as pure machines (`src/Machine.ts`, the endpoint machine) in the shared
+ * simulator, FastSim, over seeded schedules of loss, duplication, reordering and partitions
+ * (one way and both), and of the server's two addresses down or lossy, healed at the end:
+ * the client opens an association, both sides send numbered messages on four streams while
+ * it is established, and every packet goes through the wire codec. Invariants: every message is delivered once and in order on its stream, only what
  * was sent is delivered, and after the heal the association is established again with
  * everything delivered. Then a multihomed server (two addresses) whose primary address goes
  * down for a seeded while (FastSim's `addressFaults`): the client's association moves to
  * the other path. Then nodes crash and restart (a machine lost, `init` run again) while
  * the peer keeps its association: it must see it aborted or restarted, and the client opens
- * a new one. A failure
- * prints `SEED=<n>` (replay: `UNDERSTUDY_SEED=<n>`).
+ * a new one. A failure prints `SEED=<n>` (replay: `UNDERSTUDY_SEED=<n>`).
  */
 import { FastSim, Prng, Seeds } from "@understudy/testkit"
 import { Codec } from "@understudy/transport"
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
 import * as Association from "../src/Association.ts"
-import * as EndpointMachine from "../src/internal/endpoint/machine.ts"
+import * as EndpointMachine from "../src/Machine.ts"
 import * as Packet from "../src/Packet.ts"
 
 const client = "10.0.0.1"

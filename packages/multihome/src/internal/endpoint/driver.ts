@@ -1,6 +1,6 @@
 /**
  * The endpoint's driver (see `Endpoint`): binds the socket, runs the endpoint machine
- * (`machine.ts`, which decides what the endpoint does with each packet, command and timer)
+ * (`src/Machine.ts`, which decides what the endpoint does with each packet, command and timer)
  * under one lock per endpoint, keeps each association's entry (its queues, waiters and
  * handle), runs the hooks, performs the machine's outputs and serves the handles. Its
  * timers are `timers.ts`.
@@ -31,13 +31,13 @@ import type {
   Stats,
 } from "../../Endpoint.ts"
 import * as Listener from "../../Listener.ts"
+import * as EndpointMachine from "../../Machine.ts"
 import * as Metrics from "../../Metrics.ts"
 import * as Packet from "../../Packet.ts"
 import { lte32 } from "../../Serial.ts"
 import { canonicalHost } from "../association-support.ts"
 import { interfaceAddresses, isSpecificIp, LoopbackAliases } from "./aliases.ts"
 import { AssociationConnectError, AssociationError, type EndpointConfigError } from "./errors.ts"
-import * as EndpointMachine from "./machine.ts"
 import { associationConfig, Count, decodeOption, PositiveDuration } from "./options.ts"
 import { makeTimers, type TimerKey } from "./timers.ts"
 

@@ -1,15 +1,18 @@
 /**
- * One endpoint's associations as a pure machine on the `@understudy/machine` contract: the
- * one place that decides what the endpoint does with a packet, a command or a timer. The
- * Effect driver (`driver.ts`) runs it in production, the shared simulators (`FastSim`, with
- * peers named by address) run it in tests.
+ * multihome's machine: one endpoint's associations as a pure machine on the
+ * `@understudy/machine` contract, the one place that decides what the endpoint does with a
+ * packet, a command or a timer (each association is `Association.ts`'s machine, the
+ * cluster's roles `ClusterRole.ts`'s). The Effect driver (`internal/endpoint/driver.ts`,
+ * behind `Endpoint.make`) runs it in production, the shared simulators (`FastSim`, with
+ * peers named by address) run it in tests. Internal: not exported from the package.
  *
  * Demultiplexing: by verification tag, else by the peer's address and port; a packet for no
  * association goes to the Listener (after the driver's `intercept`, when it has one), which
  * creates the server side of an association from a valid COOKIE ECHO; an INIT when not
  * listening is answered with an ABORT. Each message an association delivers goes to the
  * `handler`, when there is one, and its replies are stepped as `Send` commands in the same
- * step. usrsctp's loopback aliases (`aliases.ts`) are learned here, with the associations.
+ * step. usrsctp's loopback aliases (`internal/endpoint/aliases.ts`) are learned here, with
+ * the associations.
  *
  * The decisions are reported to a {@link Sink}, one association's step at a time: `step`
  * lifts them to the contract's outputs (an association's timers named `<id>/<its timer>`,
@@ -20,11 +23,11 @@
  * as `Association.step` does): its caller keeps no earlier state.
  */
 import type { Machine } from "@understudy/machine"
-import * as Association from "../../Association.ts"
-import type { Reply } from "../../Endpoint.ts"
-import * as Listener from "../../Listener.ts"
-import type * as Packet from "../../Packet.ts"
-import { aliasesOf, type LoopbackAliases, loopbackAlias } from "./aliases.ts"
+import * as Association from "./Association.ts"
+import type { Reply } from "./Endpoint.ts"
+import { aliasesOf, type LoopbackAliases, loopbackAlias } from "./internal/endpoint/aliases.ts"
+import * as Listener from "./Listener.ts"
+import type * as Packet from "./Packet.ts"
 
 /** A delivered message (an association's `Message` event). */
 export type Delivered = Extract<Association.Event, { _tag: "Message" }>
