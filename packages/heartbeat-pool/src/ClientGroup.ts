@@ -256,7 +256,10 @@ export const run = (
     }
 
     // The one sleeper, due no later than the earliest timer of the group.
-    let sleeper: { readonly fiber: Fiber.Fiber<void>; readonly untilMs: number } | undefined
+    let sleeper:
+      | { readonly id: number; readonly fiber: Fiber.Fiber<void>; readonly untilMs: number }
+      | undefined
+    let sleepers = 0
 
     /** Sends, publishes and observes what the batch's steps made, then re-arms the sleeper. */
     const perform = Effect.gen(function* () {
@@ -287,16 +290,18 @@ export const run = (
         }),
       )
 
-    const fireDue = batch((nowMs) => {
-      sleeper = undefined
-      // Bounded: a machine that kept arming 0 ms timers would never end the batch; what is
-      // left is due at once and fires at the next wake-up.
-      for (let fired = 0; fired < 4 * clients.size + 64; fired++) {
-        const due = timers.due(nowMs)
-        if (due === undefined) break
-        step(due.client, { _tag: "TimerFired", timer: due.timer, nowMs }, nowMs)
-      }
-    })
+    /** The wake-up of sleeper `id`: fires what is due (a replaced sleeper's finds less). */
+    const fireDue = (id: number) =>
+      batch((nowMs) => {
+        if (sleeper?.id === id) sleeper = undefined
+        // Bounded: a machine that kept arming 0 ms timers would never end the batch; what is
+        // left is due at once and fires at the next wake-up.
+        for (let fired = 0; fired < 4 * clients.size + 64; fired++) {
+          const due = timers.due(nowMs)
+          if (due === undefined) break
+          step(due.client, { _tag: "TimerFired", timer: due.timer, nowMs }, nowMs)
+        }
+      })
 
     const reschedule: Effect.Effect<void> = Effect.gen(function* () {
       const earliestMs = timers.next()
@@ -308,13 +313,14 @@ export const run = (
       }
       if (earliestMs === undefined) return
       const nowMs = yield* Clock.currentTimeMillis
+      const id = sleepers++
       const fiber = yield* Effect.sleep(Math.max(0, earliestMs - nowMs)).pipe(
         // Forked: the wake-up's batch waits for the permit, not the sleeper's interruption.
-        Effect.andThen(Effect.forkIn(fireDue, scope)),
+        Effect.andThen(Effect.forkIn(fireDue(id), scope)),
         Effect.asVoid,
         Effect.forkIn(scope),
       )
-      sleeper = { fiber, untilMs: earliestMs }
+      sleeper = { id, fiber, untilMs: earliestMs }
     })
 
     /** The replies that arrived together, each stepped into the client it is for. */
