@@ -26,20 +26,17 @@
  */
 import { Duplex } from "node:stream"
 import { Machine as MachineLib } from "@understudy/machine"
-import { Address, Transport } from "@understudy/transport"
+import { Address, Transport, type TransportError } from "@understudy/transport"
 import { type Cause, Deferred, Effect, Option, Queue, type Scope, Sink, Stream } from "effect"
 import * as Checkpoint from "./Checkpoint.ts"
 import { type CheckpointConfigError, TakeoverRefused } from "./CheckpointError.ts"
 import type { CheckpointStore, Ownership } from "./CheckpointStore.ts"
 import * as Contributor from "./Contributor.ts"
 import * as Discovery from "./Discovery.ts"
-import * as ByteWindow from "./internal/byteWindow.ts"
 import * as Handshake from "./internal/handshake.ts"
 import * as Machine from "./Machine.ts"
-import * as Message from "./Message.ts"
+import type * as Message from "./Message.ts"
 import type { ClientOptions, ServerEvent } from "./ObjectSession.ts"
-import * as Proof from "./Proof.ts"
-import * as Sequence from "./Sequence.ts"
 
 /** The application protocol recorded in checkpoints. @since 0.1.0 @category models */
 export const protocol = "understudy-duplex/1"
@@ -415,10 +412,22 @@ export interface DuplexClient {
 
 const handshakeMs = 10_000
 
+type ClientInput = MachineLib.Input<Message.Message, Machine.DuplexClientCommand>
+const clientCommand = (c: Machine.DuplexClientCommand): ClientInput => MachineLib.command(c, 0)
+
+type Verdict = "go" | "close" | "complete"
+
+/** What the client's machine is stepped with, and from which connection (0: the application). */
+interface Queued {
+  readonly attempt: number
+  readonly input: ClientInput
+}
+
 /**
  * Opens a duplex session on the service and keeps it across takeovers until the server's
  * stream ends, the scope closes, or a takeover is refused (the stream's error and every
- * later write's).
+ * later write's). The session's protocol is `Machine.duplexClient`; this drives it over one
+ * connection after another, stepping it from one fiber at a time.
  *
  * @since 0.1.0
  * @category constructors
@@ -430,15 +439,13 @@ export const connect = (
     const { retryMs, attemptsMax, ackEveryBytes, connectOptions, clientIsn } =
       yield* Handshake.clientSettings(options)
     const transport = yield* Transport.Transport
-    let session: { id: string; secret: Uint8Array } | undefined
-    let counter = 0
-    // To the server: the window is the server's, told in `Opened` (nothing leaves before).
-    let sender = Sequence.sender(clientIsn, 1)
-    const written = ByteWindow.make(clientIsn)
+    const machine = Machine.duplexClient({ initialSeq: clientIsn, ackEveryBytes })
+    let state = machine.init({ self: "client", peers: [Machine.server], nowMs: 0 }).state
+    // The application's writes and the current connection's messages, in one order.
+    const inputs = yield* Queue.unbounded<Queued>()
+    /** Bytes the application wrote that the machine has not taken yet. */
+    let queuedBytes = 0
     let ended = false
-    // From the server.
-    let receiver: Sequence.Receiver | undefined
-    let complete = false
     const out = yield* Queue.bounded<Uint8Array, TakeoverRefused | Cause.Done>(64)
     const fatal = yield* Deferred.make<never, TakeoverRefused>()
     let signal = Deferred.makeUnsafe<void>()
@@ -448,161 +455,123 @@ export const connect = (
       Deferred.doneUnsafe(previous, Effect.void)
     }
     let handedTo: Address.StreamAddress | undefined
+    let attempts = 0
     const now = Effect.clockWith((clock) => clock.currentTimeMillis)
+    const sessionId = () => state.session?.id
 
     /** One connection: true when the session is complete, false when the connection was lost. */
     const attempt = (address: Address.StreamAddress, lostAtMs: number | undefined) =>
       Effect.gen(function* () {
         const connection = yield* transport.connect(address, connectOptions)
-        if (session === undefined)
-          yield* connection.send({
-            _tag: "Open",
-            protocol,
-            channels: [{ name: "data", initialSeq: clientIsn }],
-          })
-        else {
-          counter++
-          const acks = { data: receiver!.next }
-          yield* connection.send({
-            _tag: "Resume",
-            sessionId: session.id,
-            counter,
-            acks,
-            proof: Proof.sign(session.secret, session.id, counter, acks),
-          })
-        }
+        const current = ++attempts
         const ready = yield* Deferred.make<void>()
-        let ackEvery = ackEveryBytes
-        let unacked = 0
-        const reader = Stream.runForEachArray(connection.messages, (messages) =>
+        yield* Effect.forkScoped(
+          Stream.runForEach(connection.messages, (message) =>
+            Queue.offer(inputs, {
+              attempt: current,
+              input: MachineLib.receive(Machine.server, message, 0),
+            }),
+          ).pipe(
+            Effect.ignore,
+            Effect.andThen(
+              Queue.offer(inputs, { attempt: current, input: clientCommand({ _tag: "Lost" }) }),
+            ),
+          ),
+        )
+        /** Steps the machine and does what it answers: "go" on, "close" the connection, "complete". */
+        const step = (
+          input: ClientInput,
+        ): Effect.Effect<
+          Verdict,
+          TakeoverRefused | TransportError.ConnectionClosed | TransportError.CodecError
+        > =>
           Effect.gen(function* () {
-            for (const message of messages) {
-              switch (message._tag) {
-                case "Opened":
-                  if (session !== undefined) return yield* connection.close
-                  session = { id: message.sessionId, secret: message.secret }
-                  receiver = Sequence.receiver(message.channels[0]?.initialSeq ?? 0)
-                  sender = { ...sender, windowBytesMax: message.window ?? 64 * 1024 }
-                  ackEvery = Message.ackInterval(ackEveryBytes, message.window)
-                  yield* Deferred.succeed(ready, undefined)
-                  wake()
+            if (input._tag === "Command" && input.command._tag === "Write")
+              queuedBytes -= input.command.bytes.length
+            const next = machine.step(state, input)
+            state = next.state
+            wake()
+            for (const output of next.outputs) {
+              if (output._tag === "Send") {
+                yield* connection.send(output.message)
+                continue
+              }
+              if (output._tag !== "Emit") continue
+              const event = output.event
+              switch (event._tag) {
+                case "Deliver": {
+                  // Counted as read only once the application has it: an offer cut short by
+                  // the scope's close leaves them to be sent again.
+                  yield* Queue.offer(out, event.bytes)
+                  const taken = yield* step(clientCommand({ _tag: "Delivered" }))
+                  if (taken !== "go") return taken
                   break
-                case "Resumed": {
-                  const at = message.receiveNext.data
-                  if (at === undefined || at < sender.acked || at > sender.next)
-                    return yield* new TakeoverRefused({
-                      reason: at === undefined || at < sender.acked ? "TooOld" : "BeyondSent",
-                      sessionId: session?.id ?? "",
-                      detail: `the server resumes reading at ${at}, the client holds ${sender.acked}..${sender.next}`,
-                    })
-                  sender = {
-                    ...Sequence.rewind(sender, at),
-                    windowBytesMax: message.window ?? sender.windowBytesMax,
-                  }
-                  ByteWindow.drop(written, at)
-                  ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+                }
+                case "Ready":
+                  yield* Deferred.succeed(ready, undefined)
+                  break
+                case "Resumed":
                   if (lostAtMs !== undefined) {
                     const gapMs = yield* Handshake.resumedAfter(lostAtMs, {
-                      sessionId: session!.id,
+                      sessionId: sessionId(),
                     })
                     options.onResumed?.({
                       gapMs,
                       server: Address.format(address),
-                      readOffset: receiver!.next - receiver!.initialSeq,
-                      writeOffset: at - clientIsn,
+                      readOffset: event.readOffset,
+                      writeOffset: event.writeOffset,
                     })
                   }
-                  yield* Deferred.succeed(ready, undefined)
-                  wake()
                   break
-                }
+                case "Close":
+                  return "close" as const
                 case "Refused":
-                  return yield* Handshake.refused(message, session?.id, connection.close)
-                case "Data": {
-                  if (receiver === undefined) return yield* connection.close
-                  const outcome = Sequence.receive(receiver, message.seq, message.bytes.length)
-                  if (outcome._tag === "Gap") return yield* connection.close
-                  if (outcome._tag === "Deliver") {
-                    // Handed to the application and counted as delivered as one: the writer
-                    // failing interrupts this reader, and only a waiting offer may be cut.
-                    const delivered = outcome.state
-                    yield* Effect.uninterruptibleMask((restore) =>
-                      restore(Queue.offer(out, message.bytes.subarray(outcome.offset))).pipe(
-                        Effect.andThen(
-                          Effect.sync(() => {
-                            receiver = delivered
-                            unacked += outcome.length
-                          }),
-                        ),
-                      ),
-                    )
-                  }
-                  break
-                }
-                case "Ack": {
-                  const outcome = Sequence.acknowledge(sender, message.ack)
-                  if (outcome._tag === "BeyondSent") return yield* connection.close
-                  if (outcome._tag === "Advanced") {
-                    sender = outcome.state
-                    ByteWindow.drop(written, message.ack)
-                    wake()
-                  }
-                  break
-                }
-                case "Finish":
-                  complete = true
-                  yield* connection.send({ _tag: "Ack", ack: receiver!.next })
-                  yield* Queue.end(out)
-                  return yield* connection.close
-                case "Handoff": {
-                  const to = message.to === undefined ? undefined : Address.parseStream(message.to)
+                  return yield* Handshake.refused(
+                    event.message,
+                    sessionId(),
+                    Effect.succeed<Verdict>("close"),
+                  )
+                case "ResumeRefused":
+                  return yield* new TakeoverRefused({
+                    reason: event.reason,
+                    sessionId: sessionId() ?? "",
+                    detail: event.detail,
+                  })
+                case "HandedOff": {
+                  const to = event.to === undefined ? undefined : Address.parseStream(event.to)
                   if (to !== undefined && !(to instanceof Address.InvalidAddress)) handedTo = to
-                  return yield* connection.close
+                  break
                 }
-                default:
-                  return yield* connection.close
+                case "Complete":
+                  yield* Queue.end(out)
+                  return "complete" as const
               }
             }
-            if (unacked >= ackEvery && receiver !== undefined) {
-              unacked = 0
-              yield* connection.send({ _tag: "Ack", ack: receiver.next })
-            }
-          }),
-        )
-        // Sends what the window allows; `Finish` once ended and everything acknowledged.
-        const writer = Effect.gen(function* () {
-          // No answer to the handshake: this connection is given up (the next may do).
-          const answered = yield* Deferred.await(ready).pipe(Effect.timeoutOption(handshakeMs))
-          if (answered._tag === "None") return
-          let finishSent = false
+            return "go" as const
+          })
+        const run = Effect.gen(function* () {
+          if ((yield* step(clientCommand({ _tag: "Connected" }))) !== "go") return false
           while (true) {
-            const n = Sequence.sendable(sender, Math.min(64 * 1024, written.end - sender.next))
-            if (n > 0) {
-              const seq = sender.next
-              const bytes = ByteWindow.slice(written, seq, seq + n)
-              sender = Sequence.sent(sender, n)
-              yield* connection.send({ _tag: "Data", seq, bytes })
-              continue
-            }
-            if (ended && !finishSent && sender.acked === written.end) {
-              finishSent = true
-              yield* connection.send({ _tag: "Finish" })
-            }
-            yield* Deferred.await(signal).pipe(Effect.timeoutOption(1_000))
+            const next = yield* Queue.take(inputs)
+            // What an earlier connection left behind is dropped with it.
+            if (next.attempt !== 0 && next.attempt !== current) continue
+            const verdict = yield* step(next.input)
+            if (verdict !== "go") return verdict === "complete"
+            if (next.input._tag === "Command" && next.input.command._tag === "Lost") return false
           }
         })
-        yield* Effect.raceFirst(
-          reader.pipe(
-            Effect.catchTag("ConnectionClosed", () => Effect.void),
-            Effect.catchTag("CodecError", () => Effect.void),
+        // No answer to the handshake: this connection is given up (the next may do).
+        const unanswered = Deferred.await(ready).pipe(
+          Effect.timeoutOption(handshakeMs),
+          Effect.flatMap((answered) =>
+            answered._tag === "None" ? Effect.succeed(false) : Effect.never,
           ),
-          writer,
         )
-        return complete
+        return yield* Effect.raceFirst(run, unanswered)
       }).pipe(
         Effect.scoped,
         Effect.withSpan("checkpoint.client.connect", {
-          attributes: { server: Address.format(address), resume: session !== undefined },
+          attributes: { server: Address.format(address), resume: state.session !== undefined },
         }),
         Effect.catchTags({
           ConnectError: () => Effect.succeed(false),
@@ -610,6 +579,14 @@ export const connect = (
           ConnectionClosed: () => Effect.succeed(false),
           CodecError: () => Effect.succeed(false),
         }),
+        // Complete once the server's `Finish` was read, even if the connection broke after it.
+        Effect.map((done) => done || state.complete),
+        // Whatever ended it, the connection is gone.
+        Effect.tap(() =>
+          Effect.sync(() => {
+            state = machine.step(state, clientCommand({ _tag: "Lost" })).state
+          }),
+        ),
       )
 
     const loop = Effect.gen(function* () {
@@ -619,10 +596,10 @@ export const connect = (
           handedTo ?? Option.getOrUndefined(yield* Discovery.locate(options.service, tried))
         handedTo = undefined
         if (address !== undefined && (yield* attempt(address, lostAtMs))) return
-        if (session !== undefined) lostAtMs ??= yield* now
+        if (state.session !== undefined) lostAtMs ??= yield* now
         yield* Effect.sleep(retryMs)
       }
-      return yield* Handshake.attemptsExhausted(attemptsMax, session?.id)
+      return yield* Handshake.attemptsExhausted(attemptsMax, sessionId())
     })
     yield* Effect.forkScoped(
       loop.pipe(
@@ -640,7 +617,11 @@ export const connect = (
         // A copy: the caller may reuse its buffer.
         let rest = bytes.slice()
         while (rest.length > 0) {
-          const room = sender.acked + Math.max(sender.windowBytesMax, 1) - written.end
+          const room =
+            state.sender.acked +
+            Math.max(state.sender.windowBytesMax, 1) -
+            state.written.end -
+            queuedBytes
           if (room <= 0) {
             yield* Effect.raceFirst(
               Deferred.await(signal).pipe(Effect.timeoutOption(1_000)),
@@ -648,21 +629,26 @@ export const connect = (
             )
             continue
           }
-          ByteWindow.append(written, rest.subarray(0, room))
-          rest = rest.subarray(room)
-          wake()
+          const chunk = rest.subarray(0, room)
+          queuedBytes += chunk.length
+          yield* Queue.offer(inputs, {
+            attempt: 0,
+            input: clientCommand({ _tag: "Write", bytes: chunk }),
+          })
+          rest = rest.subarray(chunk.length)
         }
       })
 
     const end = Effect.suspend(() => {
       if (Deferred.isDoneUnsafe(fatal)) return Deferred.await(fatal)
       ended = true
-      wake()
-      return Effect.void
+      return Queue.offer(inputs, { attempt: 0, input: clientCommand({ _tag: "End" }) }).pipe(
+        Effect.asVoid,
+      )
     })
 
     return {
-      sessionId: () => session?.id,
+      sessionId,
       read: Stream.fromQueue(out),
       write,
       end,

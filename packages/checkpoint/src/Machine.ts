@@ -1,8 +1,9 @@
 /**
- * The session protocol as pure machines on the `@understudy/machine` contract. Today: the
- * server side of a duplex session (`DuplexServer`), which `DuplexSession`'s server drives.
- * The object session, the bundle and the clients still run their protocol inline (see
- * docs/checkpoint.md).
+ * The session protocol as pure machines on the `@understudy/machine` contract: a duplex
+ * session's server side (`duplexServer`) and client side (`duplexClient`), which
+ * `DuplexSession`'s server and `DuplexSession.connect` drive. The object session and the
+ * bundle still run their protocol inline in their drivers (see docs/checkpoint.md); the
+ * takeover server's decision is `Resume.evaluate`, the sequence rules `Sequence`.
  *
  * `DuplexServer` is one session on one connection, from its `Opened` (or, at a takeover
  * server, its `Resumed`) to its end. Its one peer is the client (`client`). What it
@@ -27,7 +28,8 @@
 import { Machine as M } from "@understudy/machine"
 import type { Handler } from "./DuplexSession.ts"
 import * as ByteWindow from "./internal/byteWindow.ts"
-import type * as Message from "./Message.ts"
+import * as Message from "./Message.ts"
+import * as Proof from "./Proof.ts"
 import * as Sequence from "./Sequence.ts"
 
 /** The machine's one peer: the client's connection. @since 0.1.0 @category models */
@@ -408,6 +410,305 @@ export const duplexServer = (config: DuplexConfig): DuplexServer => {
         else state.broken ??= "the connection ended"
       }
       if (state.writing === undefined) pump(state, out, false)
+      return M.result(state, out)
+    },
+  }
+}
+
+/** The client machine's one peer: the server of its current connection. @since 0.1.0 @category models */
+export const server = "server"
+
+/** @since 0.1.0 @category models */
+export interface DuplexClientConfig {
+  /** The client's first sequence number. */
+  readonly initialSeq: number
+  /** The client acknowledges at least this often (or every half window, when smaller). */
+  readonly ackEveryBytes: number
+}
+
+/**
+ * The client's inputs besides the server's messages, as commands.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DuplexClientCommand =
+  /** A new connection to a server is up: the session is opened, or resumed, on it. */
+  | { readonly _tag: "Connected" }
+  /** The connection is gone. */
+  | { readonly _tag: "Lost" }
+  /** The application writes (a copy it will not change). */
+  | { readonly _tag: "Write"; readonly bytes: Uint8Array }
+  /** The application ends its writes. */
+  | { readonly _tag: "End" }
+  /** The application took the bytes of the latest `Deliver`. */
+  | { readonly _tag: "Delivered" }
+
+/** @since 0.1.0 @category models */
+export type DuplexClientEvent =
+  /** Give these bytes of the server's stream to the application, then step `Delivered`. */
+  | { readonly _tag: "Deliver"; readonly bytes: Uint8Array }
+  /** The server answered the handshake: the session flows on this connection. */
+  | { readonly _tag: "Ready" }
+  /** A takeover server resumed the session: where each direction goes on from. */
+  | { readonly _tag: "Resumed"; readonly readOffset: number; readonly writeOffset: number }
+  /** Close the connection: the next server of the service is tried. */
+  | { readonly _tag: "Close" }
+  /** The server refused the session (see `Handshake.refused`). */
+  | {
+      readonly _tag: "Refused"
+      readonly message: Extract<Message.Message, { _tag: "Refused" }>
+    }
+  /** A takeover server resumes outside what the client holds: the driver ends the session. */
+  | {
+      readonly _tag: "ResumeRefused"
+      readonly reason: "TooOld" | "BeyondSent"
+      readonly detail: string
+    }
+  /** The server hands the session off: go to `to` first. */
+  | { readonly _tag: "HandedOff"; readonly to: string | undefined }
+  /** The server's stream ended, and everything of it was read: the session is over. */
+  | { readonly _tag: "Complete" }
+
+/** @since 0.1.0 @category models */
+export interface DuplexClientState {
+  session: { readonly id: string; readonly secret: Uint8Array } | undefined
+  /** Resumes so far: each one's proof has a new counter. */
+  counter: number
+  /** To the server; its window is the server's, told in `Opened` (nothing leaves before). */
+  sender: Sequence.Sender
+  /** What the application wrote, from the server's acknowledgement. */
+  readonly written: ByteWindow.ByteWindow
+  ended: boolean
+  /** From the server, once opened: `next` is what the application took. */
+  receiver: Sequence.Receiver | undefined
+  /** A `Deliver` out, and the receiver once the application took it. */
+  delivering: { readonly next: Sequence.Receiver; readonly length: number } | undefined
+  complete: boolean
+  /** The current connection: up, answered, `Finish` sent on it, bytes read unacknowledged. */
+  connected: boolean
+  ready: boolean
+  finishSent: boolean
+  unacked: number
+  ackEvery: number
+}
+
+/** @since 0.1.0 @category models */
+export type DuplexClientOutput = M.Output<Message.Message, DuplexClientEvent>
+
+/** @since 0.1.0 @category models */
+export type DuplexClient = M.Machine<
+  DuplexClientState,
+  Message.Message,
+  DuplexClientCommand,
+  DuplexClientEvent
+>
+
+/** Largest `Data` segment the client sends. */
+const clientSegmentBytes = 64 * 1024
+
+/**
+ * The client side of one duplex session, across its connections: opens it, resumes it at
+ * each takeover (the server's stream from what it read, its own from what the server's
+ * checkpoint read), and refuses a takeover server that resumes outside what it holds. The
+ * state is updated in place, as the server's.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const duplexClient = (config: DuplexClientConfig): DuplexClient => {
+  const { initialSeq, ackEveryBytes } = config
+
+  const close = (out: Array<DuplexClientOutput>) => out.push(M.emit({ _tag: "Close" }))
+
+  /** Sends what the window allows; `Finish` once ended and everything acknowledged. */
+  const pump = (s: DuplexClientState, out: Array<DuplexClientOutput>) => {
+    if (!s.connected || !s.ready || s.complete) return
+    for (
+      let n = Sequence.sendable(
+        s.sender,
+        Math.min(clientSegmentBytes, s.written.end - s.sender.next),
+      );
+      n > 0;
+      n = Sequence.sendable(s.sender, Math.min(clientSegmentBytes, s.written.end - s.sender.next))
+    ) {
+      const seq = s.sender.next
+      out.push(
+        M.send(server, { _tag: "Data", seq, bytes: ByteWindow.slice(s.written, seq, seq + n) }),
+      )
+      s.sender = Sequence.sent(s.sender, n)
+    }
+    if (s.ended && !s.finishSent && s.sender.acked === s.written.end) {
+      s.finishSent = true
+      out.push(M.send(server, { _tag: "Finish" }))
+    }
+  }
+
+  const connected = (s: DuplexClientState, out: Array<DuplexClientOutput>) => {
+    s.connected = true
+    s.ready = false
+    s.finishSent = false
+    s.unacked = 0
+    s.ackEvery = ackEveryBytes
+    s.delivering = undefined
+    if (s.session === undefined)
+      out.push(
+        M.send(server, {
+          _tag: "Open",
+          protocol: "understudy-duplex/1",
+          channels: [{ name: "data", initialSeq }],
+        }),
+      )
+    else {
+      s.counter++
+      const acks = { data: s.receiver!.next }
+      out.push(
+        M.send(server, {
+          _tag: "Resume",
+          sessionId: s.session.id,
+          counter: s.counter,
+          acks,
+          proof: Proof.sign(s.session.secret, s.session.id, s.counter, acks),
+        }),
+      )
+    }
+  }
+
+  const receive = (
+    s: DuplexClientState,
+    message: Message.Message,
+    out: Array<DuplexClientOutput>,
+  ) => {
+    switch (message._tag) {
+      case "Opened":
+        if (s.session !== undefined) return close(out)
+        s.session = { id: message.sessionId, secret: message.secret }
+        s.receiver = Sequence.receiver(message.channels[0]?.initialSeq ?? 0)
+        s.sender = { ...s.sender, windowBytesMax: message.window ?? 64 * 1024 }
+        s.ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+        s.ready = true
+        out.push(M.emit({ _tag: "Ready" }))
+        return pump(s, out)
+      case "Resumed": {
+        const at = message.receiveNext.data
+        // The session cannot go on: the driver ends it with this refusal.
+        if (at === undefined || at < s.sender.acked || at > s.sender.next)
+          return void out.push(
+            M.emit({
+              _tag: "ResumeRefused",
+              reason: at === undefined || at < s.sender.acked ? "TooOld" : "BeyondSent",
+              detail: `the server resumes reading at ${at}, the client holds ${s.sender.acked}..${s.sender.next}`,
+            }),
+          )
+        s.sender = {
+          ...Sequence.rewind(s.sender, at),
+          windowBytesMax: message.window ?? s.sender.windowBytesMax,
+        }
+        ByteWindow.drop(s.written, at)
+        s.ackEvery = Message.ackInterval(ackEveryBytes, message.window)
+        s.ready = true
+        out.push(
+          M.emit({
+            _tag: "Resumed",
+            readOffset: s.receiver!.next - s.receiver!.initialSeq,
+            writeOffset: at - initialSeq,
+          }),
+          M.emit({ _tag: "Ready" }),
+        )
+        return pump(s, out)
+      }
+      case "Refused":
+        return void out.push(M.emit({ _tag: "Refused", message }))
+      case "Data": {
+        if (s.receiver === undefined) return close(out)
+        const outcome = Sequence.receive(s.receiver, message.seq, message.bytes.length)
+        if (outcome._tag === "Gap") return close(out)
+        if (outcome._tag === "Deliver") {
+          // Counted as read once the application took it (`Delivered`).
+          s.delivering = { next: outcome.state, length: outcome.length }
+          out.push(M.emit({ _tag: "Deliver", bytes: message.bytes.subarray(outcome.offset) }))
+        }
+        return
+      }
+      case "Ack": {
+        const outcome = Sequence.acknowledge(s.sender, message.ack)
+        if (outcome._tag === "BeyondSent") return close(out)
+        if (outcome._tag === "Advanced") {
+          s.sender = outcome.state
+          ByteWindow.drop(s.written, message.ack)
+        }
+        return pump(s, out)
+      }
+      case "Finish":
+        s.complete = true
+        out.push(
+          M.send(server, { _tag: "Ack", ack: s.receiver!.next }),
+          M.emit({ _tag: "Complete" }),
+        )
+        return
+      case "Handoff":
+        out.push(M.emit({ _tag: "HandedOff", to: message.to }))
+        return close(out)
+      default:
+        return close(out)
+    }
+  }
+
+  return {
+    init: () =>
+      M.result({
+        session: undefined,
+        counter: 0,
+        sender: Sequence.sender(initialSeq, 1),
+        written: ByteWindow.make(initialSeq),
+        ended: false,
+        receiver: undefined,
+        delivering: undefined,
+        complete: false,
+        connected: false,
+        ready: false,
+        finishSent: false,
+        unacked: 0,
+        ackEvery: ackEveryBytes,
+      }),
+    step: (state, input) => {
+      const out: Array<DuplexClientOutput> = []
+      if (state.complete) return M.result(state, out)
+      if (input._tag === "Receive") {
+        if (state.connected) receive(state, input.message, out)
+        return M.result(state, out)
+      }
+      if (input._tag !== "Command") return M.result(state, out)
+      const command = input.command
+      switch (command._tag) {
+        case "Connected":
+          connected(state, out)
+          break
+        case "Lost":
+          state.connected = false
+          state.ready = false
+          break
+        case "Write":
+          ByteWindow.append(state.written, command.bytes)
+          pump(state, out)
+          break
+        case "End":
+          state.ended = true
+          pump(state, out)
+          break
+        case "Delivered": {
+          const taken = state.delivering
+          if (taken === undefined) break
+          state.delivering = undefined
+          state.receiver = taken.next
+          state.unacked += taken.length
+          if (state.unacked >= state.ackEvery && state.connected) {
+            state.unacked = 0
+            out.push(M.send(server, { _tag: "Ack", ack: state.receiver.next }))
+          }
+          break
+        }
+      }
       return M.result(state, out)
     },
   }

@@ -11,6 +11,7 @@ import { Prng, Seeds } from "@understudy/testkit"
 import { describe, expect, it } from "vitest"
 import * as Machine from "../src/Machine.ts"
 import type * as Message from "../src/Message.ts"
+import * as Proof from "../src/Proof.ts"
 import * as App from "./support/duplexApp.ts"
 
 const isn = 1_000
@@ -35,7 +36,7 @@ const message = (m: Message.Message) => M.receive<Message.Message>(Machine.clien
 const command = (c: Machine.DuplexCommand) =>
   M.command<Machine.DuplexCommand>(c, 0) as M.Input<Message.Message, Machine.DuplexCommand>
 
-const sent = (outputs: ReadonlyArray<Machine.DuplexOutput>) =>
+const sent = (outputs: ReadonlyArray<M.Output<Message.Message, unknown>>) =>
   outputs.flatMap((o) => (o._tag === "Send" ? [o.message] : []))
 const writes = (outputs: ReadonlyArray<Machine.DuplexOutput>) =>
   M.events(outputs).flatMap((e) => (e._tag === "WriteCheckpoint" ? [e.snapshot] : []))
@@ -285,5 +286,108 @@ describe("Machine.duplexServer, seeded interleavings", () => {
     let bytes = 0
     for (const seed of Seeds.seeds(100)) bytes += interleave(seed)
     expect(bytes).toBeGreaterThan(0)
+  })
+})
+
+describe("Machine.duplexClient", () => {
+  const secret = Uint8Array.from({ length: 32 }, (_, i) => i)
+  const serverData = (seq: number, bytes: Uint8Array) =>
+    M.receive<Message.Message>(Machine.server, { _tag: "Data", seq, bytes }, 0)
+  const fromServer = (m: Message.Message) => M.receive<Message.Message>(Machine.server, m, 0)
+  const clientCommand = (c: Machine.DuplexClientCommand) =>
+    M.command<Machine.DuplexClientCommand>(c, 0) as M.Input<
+      Message.Message,
+      Machine.DuplexClientCommand
+    >
+  const opened = fromServer({
+    _tag: "Opened",
+    sessionId: "s",
+    secret,
+    channels: [{ name: "data", initialSeq: isn }],
+    window: windowBytesMax,
+  })
+  /** A client that opened its session and wrote `written` bytes, `acked` of them acknowledged. */
+  const client = (written: number, acked: number) => {
+    const machine = Machine.duplexClient({ initialSeq: clientIsn, ackEveryBytes: 1_024 })
+    const start = machine.init({ self: "client", peers: [Machine.server], nowMs: 0 })
+    const inputs = [
+      clientCommand({ _tag: "Connected" }),
+      opened,
+      clientCommand({ _tag: "Write", bytes: App.input(written, 12) }),
+      ...(acked > 0 ? [fromServer({ _tag: "Ack", ack: clientIsn + acked })] : []),
+    ]
+    return { machine, ...M.stepAll(machine, start.state, inputs) }
+  }
+  const resumeOn = (c: ReturnType<typeof client>) => {
+    const lost = c.machine.step(c.state, clientCommand({ _tag: "Lost" }))
+    return c.machine.step(lost.state, clientCommand({ _tag: "Connected" }))
+  }
+
+  it("resumes with what it read and a proof bound to the session, its counter and that position", () => {
+    const c = client(100, 0)
+    const read = M.stepAll(c.machine, c.state, [
+      serverData(isn, App.input(300, 13)),
+      clientCommand({ _tag: "Delivered" }),
+    ])
+    const resumed = resumeOn({ ...c, state: read.state })
+    const resume = sent(resumed.outputs)[0]!
+    expect(resume).toMatchObject({
+      _tag: "Resume",
+      sessionId: "s",
+      counter: 1,
+      acks: { data: isn + 300 },
+    })
+    if (resume._tag !== "Resume") throw new Error("expected Resume")
+    expect(Proof.verify(secret, "s", 1, resume.acks, resume.proof)).toBe(true)
+  })
+
+  it("counts the server's bytes as read only once the application took them", () => {
+    const c = client(0, 0)
+    const arrived = c.machine.step(c.state, serverData(isn, App.input(2_000, 14)))
+    expect(M.events(arrived.outputs)).toEqual([{ _tag: "Deliver", bytes: App.input(2_000, 14) }])
+    expect(sent(arrived.outputs)).toEqual([])
+    // Lost before the application took them: the takeover server sends them again.
+    const resumed = resumeOn({ ...c, state: arrived.state })
+    expect(sent(resumed.outputs)[0]).toMatchObject({ acks: { data: isn } })
+  })
+
+  it("refuses a takeover server that resumes reading before what it acknowledged, or beyond what was sent", () => {
+    for (const [at, reason] of [
+      [clientIsn + 50, "TooOld"],
+      [clientIsn + 301, "BeyondSent"],
+    ] as const) {
+      const c = client(300, 100)
+      const resumed = resumeOn(c)
+      const answer = c.machine.step(
+        resumed.state,
+        fromServer({ _tag: "Resumed", receiveNext: { data: at }, window: windowBytesMax }),
+      )
+      expect(M.events(answer.outputs)).toMatchObject([{ _tag: "ResumeRefused", reason }])
+      expect(sent(answer.outputs)).toEqual([])
+    }
+  })
+
+  it("sends again from exactly where the takeover server's checkpoint read", () => {
+    const c = client(300, 100)
+    const resumed = resumeOn(c)
+    const answer = c.machine.step(
+      resumed.state,
+      fromServer({
+        _tag: "Resumed",
+        receiveNext: { data: clientIsn + 200 },
+        window: windowBytesMax,
+      }),
+    )
+    expect(sent(answer.outputs)).toEqual([
+      { _tag: "Data", seq: clientIsn + 200, bytes: App.input(300, 12).subarray(200) },
+    ])
+  })
+
+  it("sends Finish once ended and every byte it wrote is acknowledged", () => {
+    const c = client(300, 100)
+    const ended = c.machine.step(c.state, clientCommand({ _tag: "End" }))
+    expect(sent(ended.outputs)).toEqual([])
+    const acked = c.machine.step(ended.state, fromServer({ _tag: "Ack", ack: clientIsn + 300 }))
+    expect(sent(acked.outputs)).toEqual([{ _tag: "Finish" }])
   })
 })
