@@ -478,6 +478,20 @@ describe("Runner", () => {
       return { overlap, around }
     }
 
+    /** Nodes b and a, whose steps `holds` selects wait for `gate` in onStep (a slow write). */
+    const gatedPair = (
+      holds: (info: Runner.StepInfo<ReadonlyArray<string>, Wire, Command, Event>) => boolean,
+    ) =>
+      Effect.gen(function* () {
+        const gate = yield* Deferred.make<void>()
+        const { overlap, around } = overlapCounter()
+        const b = yield* start("b")
+        const a = yield* start("a", (info) =>
+          around(holds(info) ? Deferred.await(gate) : Effect.void),
+        )
+        return { gate, overlap, a, b }
+      })
+
     it.effect("it is done without a turn of the event loop, in the caller's fiber", () =>
       Effect.gen(function* () {
         const steppedBy: Array<number> = []
@@ -498,16 +512,9 @@ describe("Runner", () => {
       "it goes behind a received message and a fired timer already waiting, one step at a time",
       () =>
         Effect.gen(function* () {
-          const gate = yield* Deferred.make<void>()
-          const { overlap, around } = overlapCounter()
-          const b = yield* start("b")
           // a's loop holds its step of b's first ping until the gate opens.
-          const a = yield* start("a", (info) =>
-            around(
-              info.input._tag === "Receive" && info.input.message.n === 1
-                ? Deferred.await(gate)
-                : Effect.void,
-            ),
+          const { gate, overlap, a, b } = yield* gatedPair(
+            (info) => info.input._tag === "Receive" && info.input.message.n === 1,
           )
           yield* a.command({ _tag: "Set", timer: "t", afterMs: 5 })
           yield* b.command({ _tag: "Ping", to: "a", n: 1 })
@@ -537,12 +544,7 @@ describe("Runner", () => {
       "a message received while a caller's step runs is stepped after it, not beside it",
       () =>
         Effect.gen(function* () {
-          const gate = yield* Deferred.make<void>()
-          const { overlap, around } = overlapCounter()
-          const b = yield* start("b")
-          const a = yield* start("a", (info) =>
-            around(info.input._tag === "Command" ? Deferred.await(gate) : Effect.void),
-          )
+          const { gate, overlap, a, b } = yield* gatedPair((info) => info.input._tag === "Command")
           yield* settle
           const commanded = yield* Effect.forkChild(a.command({ _tag: "Cancel", timer: "t" }))
           yield* settle
