@@ -1,16 +1,20 @@
 /**
  * The port election's machines on FastSim: every node is one instance of the program, which
- * runs the shipped machines as their drivers do: the supervisor's (`Machine.ts`) and the
- * subordinate's (`Subordinate.ts`: register with what it holds, re-register after a loss,
- * give permits up at the cut-off deadline, hand back what it gave up but still claimed).
- * What the kernel does is the workload's: it gives the bind to one electing
- * instance when no supervisor is alive (the designated successor first), connects the others
- * to the supervisor, and closes connections to a process that died or restarted. Messages
- * travel in order over healthy links (a stream connection), wrapped with the connection and
- * the process they are for, so nothing reaches a later process of the same node.
+ * runs the shipped machines as their drivers do: the election loop's (`ElectionLoop.ts`:
+ * bind, else connect; back off; wait for the successor's takeover over the standby link), the
+ * supervisor's (`Machine.ts`) and the subordinate's (`Subordinate.ts`: register with what it
+ * holds, re-register after a loss, give permits up at the cut-off deadline, hand back what it
+ * gave up but still claimed). What the kernel does is the workload's: it answers each bind
+ * (the address is held by the supervisor, else one of those binding it now gets it, the
+ * designated successor first) and each connect (to the holder, unless it is stopped), closes
+ * connections to a process that died or restarted, and stops a supervisor now and then
+ * (SIGSTOP-like: it runs nothing, then everything that waited, late). Messages travel in
+ * order over healthy links (a stream connection), wrapped with the connection and the process
+ * they are for, so nothing reaches a later process of the same node.
  */
 import { Machine as M } from "@understudy/machine"
 import { FastSim, FaultSchedule, Prng, Seeds } from "@understudy/testkit"
+import * as ElectionLoop from "../../src/ElectionLoop.ts"
 import type { Member, Message } from "../../src/internal/protocol.ts"
 import { protocolVersion } from "../../src/internal/protocol.ts"
 import * as Machine from "../../src/Machine.ts"
@@ -44,10 +48,13 @@ export type Wire =
   | { readonly _tag: "Fin"; readonly conn: string; readonly to: string }
 
 export type Command =
-  /** The kernel: the bind succeeded. */
-  | { readonly _tag: "Bind" }
-  /** The kernel: the address is held by this process; connect and register. */
-  | { readonly _tag: "Connect"; readonly node: string; readonly instanceId: string }
+  /** The kernel answers the election's bind: bound, or the address is in use. */
+  | { readonly _tag: "BindAnswer"; readonly bound: boolean }
+  /** The kernel answers the election's connect: connected to this supervisor, or to nobody. */
+  | {
+      readonly _tag: "ConnectAnswer"
+      readonly supervisor: { readonly node: string; readonly instanceId: string } | undefined
+    }
   /**
    * The kernel: the connection to the supervisor closed. The supervisor was last seen alive
    * at `aliveAtMs`; its keep-alives came every interval until then. After a cut, the last
@@ -57,7 +64,13 @@ export type Command =
       readonly _tag: "SupervisorLost"
       readonly aliveAtMs: number
       readonly lastHeardAtMs?: number
+      /** The supervisor is stopped, not gone: this end closes the connection (a Fin). */
+      readonly stalled?: boolean
     }
+  /** The process stops (SIGSTOP-like) until `untilMs`: it runs nothing meanwhile. */
+  | { readonly _tag: "Stall"; readonly untilMs: number }
+  /** The stopped process runs again: what waited for it runs now, late. */
+  | { readonly _tag: "Continue" }
   /**
    * The kernel: the network between this process and the other end of `conn` was cut. The
    * connection is dead from now on (nothing more is read on it); its end is noticed later,
@@ -89,6 +102,15 @@ export interface NodeState {
   readonly lastSuccessor: string | undefined
   /** Its standby connection to the successor, where it pre-registered. */
   readonly link: Upstream | undefined
+  /** The successor's Welcome over `link`, kept until the election waits for it. */
+  readonly linkWelcome: Registry.Welcome | undefined
+  /** The election loop's machine (`ElectionLoop.ts`), for the whole life of the process. */
+  readonly election: ElectionLoop.State
+  /** Why the election failed (an invariant says it never does). */
+  readonly failed: string | undefined
+  /** Stopped until then: `backlog` is what arrived meanwhile, its timers too. */
+  readonly stalledUntilMs: number | undefined
+  readonly backlog: ReadonlyArray<M.Input<Wire, Command>>
   /** As designated successor: the members standing by at it, with their pre-registrations. */
   readonly standing: ReadonlyMap<
     string,
@@ -126,11 +148,14 @@ export interface NodeState {
       }
 }
 
-/** Permits an instance gave up at its cut-off deadline (the schedules' premise). */
-export interface SimEvent {
-  readonly _tag: "GaveUp"
-  readonly permits: number
-}
+/**
+ * Permits an instance gave up at its cut-off deadline, and what its election loop went
+ * through: a back-off, a takeover over the standby link, a standby wait that ran out (the
+ * schedules' premises).
+ */
+export type SimEvent =
+  | { readonly _tag: "GaveUp"; readonly permits: number }
+  | { readonly _tag: "Election"; readonly step: "BackedOff" | "TakenOver" | "StandbyRanOut" }
 
 type Output = M.Output<Wire, SimEvent>
 
@@ -149,8 +174,20 @@ const subordinateMachine = Subordinate.make({
   requestTimeoutMs: 200,
 })
 
-/** One instance: the supervisor's machine or the subordinate's, as the kernel makes it. */
-export const node: M.Machine<NodeState, Wire, Command, SimEvent> = {
+const electionConfig: ElectionLoop.Config = {
+  address: "sim",
+  attemptsMax: 2_000,
+  // As `Election.ts` sets it: a member waits a keep-alive time-out for the takeover.
+  standbyWaitMs: settings.keepAliveTimeoutMs,
+  seed: 0,
+}
+const electionMachine = ElectionLoop.make(electionConfig)
+
+/**
+ * One instance: the election loop's machine, and the supervisor's or the subordinate's as the
+ * election makes it. Each process draws its back-off's jitter from the run's seed.
+ */
+export const makeNode = (seed: number): M.Machine<NodeState, Wire, Command, SimEvent> => ({
   init: (context) => ({
     state: {
       node: context.self,
@@ -166,6 +203,15 @@ export const node: M.Machine<NodeState, Wire, Command, SimEvent> = {
       link: undefined,
       standing: new Map(),
       subordinate: subordinateMachine.init(context).state,
+      linkWelcome: undefined,
+      // Its first output is the first bind, which the kernel answers.
+      election: ElectionLoop.make({
+        ...electionConfig,
+        seed: seed ^ Math.imul(context.nowMs + 1, 0x9e3779b1) ^ context.self.charCodeAt(1),
+      }).init(context).state,
+      failed: undefined,
+      stalledUntilMs: undefined,
+      backlog: [],
       lost: 0,
       cut: new Set(),
       cutOff: false,
@@ -173,156 +219,315 @@ export const node: M.Machine<NodeState, Wire, Command, SimEvent> = {
     },
     outputs: [],
   }),
-  step: (previous, input) => {
-    let s: {
-      -readonly [K in keyof NodeState]: NodeState[K]
-    } = {
-      ...previous,
-      held: { ...previous.held },
-      pending: new Map(previous.pending),
+  step: (state, input) => stallable(state, input, running),
+})
+
+/**
+ * A process stopped (SIGSTOP-like) runs nothing: what arrives for it, its timers and the
+ * kernel's commands wait, and run in order once it continues, late.
+ */
+const stallable = (
+  state: NodeState,
+  input: M.Input<Wire, Command>,
+  running: (state: NodeState, input: M.Input<Wire, Command>) => M.Result<NodeState, Wire, SimEvent>,
+): M.Result<NodeState, Wire, SimEvent> => {
+  if (input._tag === "Command" && input.command._tag === "Stall") {
+    return M.result({ ...state, stalledUntilMs: input.command.untilMs })
+  }
+  if (state.stalledUntilMs === undefined) return running(state, input)
+  if (input._tag !== "Command" || input.command._tag !== "Continue") {
+    return M.result({ ...state, backlog: [...state.backlog, input] })
+  }
+  let resumed: NodeState = { ...state, stalledUntilMs: undefined, backlog: [] }
+  const outputs: Array<Output> = []
+  for (const waiting of state.backlog) {
+    const next = running(resumed, { ...waiting, nowMs: input.nowMs })
+    resumed = next.state
+    outputs.push(...next.outputs)
+  }
+  return M.result(resumed, outputs)
+}
+
+/** One step of a running process. */
+const running = (
+  previous: NodeState,
+  input: M.Input<Wire, Command>,
+): M.Result<NodeState, Wire, SimEvent> => {
+  let s: {
+    -readonly [K in keyof NodeState]: NodeState[K]
+  } = {
+    ...previous,
+    held: { ...previous.held },
+    pending: new Map(previous.pending),
+  }
+  const held = s.held as Record<string, number>
+  const pending = s.pending as Map<string, string>
+  const out: Array<Output> = []
+  const nowMs = input.nowMs
+
+  const frame = (upstream: Upstream, message: Message, standby = false) =>
+    out.push(
+      M.send(upstream.node, {
+        _tag: "Frame",
+        conn: upstream.conn,
+        to: upstream.instanceId,
+        from: s.instanceId,
+        message,
+        ...(standby ? { standby } : {}),
+      }),
+    )
+
+  /** This instance's registration as of now. */
+  const registration = (): Registry.Register => ({
+    _tag: "Register",
+    program: "app",
+    version: protocolVersion,
+    instanceId: s.instanceId,
+    pid: 1 + Number(s.node.replace(/\D/g, "")),
+    startedAtMs: s.startedAtMs,
+    metadata: {},
+    holdings: holdingsOf(held),
+    ...(Registry.sawRegistry(s.lastMembers, s.instanceId)
+      ? {
+          previous: Registry.previousSubordinates(s.lastMembers, s.instanceId, s.lastSupervisorId),
+        }
+      : {}),
+    settings,
+  })
+
+  /** Closes the standby connection: the successor no longer counts this instance standing by. */
+  const dropLink = () => {
+    if (s.link !== undefined) {
+      out.push(M.send(s.link.node, { _tag: "Fin", conn: s.link.conn, to: s.link.instanceId }))
     }
-    const held = s.held as Record<string, number>
-    const pending = s.pending as Map<string, string>
-    const out: Array<Output> = []
-    const nowMs = input.nowMs
+    s.link = undefined
+    s.linkWelcome = undefined
+  }
 
-    const frame = (upstream: Upstream, message: Message, standby = false) =>
-      out.push(
-        M.send(upstream.node, {
-          _tag: "Frame",
-          conn: upstream.conn,
-          to: upstream.instanceId,
-          from: s.instanceId,
-          message,
-          ...(standby ? { standby } : {}),
-        }),
-      )
+  /** Stands by at the successor a registry names: connects to it and pre-registers. */
+  const follow = (
+    successor: { readonly instanceId: string; readonly address: string } | undefined,
+  ) => {
+    if (successor === undefined || successor.instanceId === s.instanceId) return dropLink()
+    if (s.link?.instanceId === successor.instanceId) return
+    dropLink()
+    s.counter++
+    s.link = {
+      node: successor.address.slice("standby:".length),
+      instanceId: successor.instanceId,
+      conn: `${s.instanceId}#${s.counter}`,
+    }
+    frame(s.link, registration(), true)
+  }
 
-    /** This instance's registration as of now. */
-    const registration = (): Registry.Register => ({
-      _tag: "Register",
-      program: "app",
-      version: protocolVersion,
-      instanceId: s.instanceId,
-      pid: 1 + Number(s.node.replace(/\D/g, "")),
-      startedAtMs: s.startedAtMs,
-      metadata: {},
+  const losePermits = (lost: ReadonlyArray<{ resource: string; permits: number }>) => {
+    for (const { resource, permits } of lost) {
+      const dropped = Math.min(permits, held[resource] ?? 0)
+      held[resource] = (held[resource] ?? 0) - dropped
+      s.lost += dropped
+    }
+  }
+
+  // ---- supervisor: the real machine, its outputs performed as the driver does ----
+
+  const supervise = (first: M.Input<Message, Machine.Command>) => {
+    const queue: Array<M.Input<Message, Machine.Command>> = [first]
+    while (queue.length > 0) {
+      const role = s.role
+      if (role._tag !== "Supervisor") return
+      const next = role.machine.step(role.state, queue.shift()!)
+      s.role = { ...role, state: next.state }
+      perform(next.outputs, (input) => queue.push(input))
+    }
+  }
+
+  const perform = (
+    outputs: ReadonlyArray<Machine.Output>,
+    later: (input: M.Input<Message, Machine.Command>) => void,
+  ) => {
+    for (const output of outputs) {
+      const role = s.role
+      if (role._tag !== "Supervisor") return
+      switch (output._tag) {
+        case "Send": {
+          const target = role.open.get(output.to)
+          if (target !== undefined) frame({ ...target, conn: output.to }, output.message)
+          break
+        }
+        case "Broadcast":
+          break
+        case "SetTimer":
+          out.push(M.setTimer(`s:${output.timer}`, output.afterMs))
+          break
+        case "CancelTimer":
+          out.push(M.cancelTimer(`s:${output.timer}`))
+          break
+        case "Emit": {
+          const event = output.event
+          switch (event._tag) {
+            case "Close": {
+              const target = role.open.get(event.connection)
+              if (target === undefined) break
+              const open = new Map(role.open)
+              open.delete(event.connection)
+              s.role = { ...role, open }
+              out.push(
+                M.send(target.node, {
+                  _tag: "Fin",
+                  conn: event.connection,
+                  to: target.instanceId,
+                }),
+              )
+              // Its reader ends: the driver steps the close.
+              later(
+                M.command(
+                  { _tag: "Closed", connection: event.connection, reason: "closed here" },
+                  nowMs,
+                ),
+              )
+              break
+            }
+            case "Granted":
+              if (pending.delete(event.requestId)) add(held, event.resource, 1)
+              else later(M.command({ _tag: "Release", resource: event.resource }, nowMs))
+              break
+            case "Refused":
+              pending.delete(event.requestId)
+              break
+            case "Lost":
+              losePermits(event.lost)
+              break
+            case "RegistrySent":
+              s.lastMembers = event.members
+              break
+            default:
+              break
+          }
+          break
+        }
+      }
+    }
+  }
+
+  const bind = () => {
+    const takeover: Machine.Takeover = {
+      expected: Registry.previousSubordinates(s.lastMembers, s.instanceId, s.lastSupervisorId),
+      blind: !Registry.sawRegistry(s.lastMembers, s.instanceId),
+      announced: s.lastMembers.map((m) => m.instanceId),
+      standingBy: [...s.standing.values()].map((standing) => standing.instanceId),
       holdings: holdingsOf(held),
-      ...(Registry.sawRegistry(s.lastMembers, s.instanceId)
-        ? {
-            previous: Registry.previousSubordinates(
-              s.lastMembers,
-              s.instanceId,
-              s.lastSupervisorId,
-            ),
-          }
-        : {}),
+      waiting: [...pending].map(([requestId, resource]) => ({
+        requestId,
+        resource,
+        limit: limits[resource]!,
+      })),
+    }
+    const machine = Machine.make({
+      program: "app",
       settings,
+      self: { instanceId: s.instanceId, pid: 1, startedAtMs: s.startedAtMs, metadata: {} },
+      requestTimeoutMs: 200,
+      membersBatchMs: 25,
+      takeover,
     })
-
-    /** Closes the standby connection: the successor no longer counts this instance standing by. */
-    const dropLink = () => {
-      if (s.link !== undefined) {
-        out.push(M.send(s.link.node, { _tag: "Fin", conn: s.link.conn, to: s.link.instanceId }))
-      }
-      s.link = undefined
+    // Supervising, it takes its own holdings back: the subordinate side's deadline is off.
+    subordinate(M.command({ _tag: "Supervising" }, nowMs))
+    const initial = machine.init({ self: s.node, peers: [], nowMs })
+    const standing = [...s.standing]
+    s.standing = new Map()
+    dropLink()
+    s.role = {
+      _tag: "Supervisor",
+      machine,
+      state: initial.state,
+      open: new Map(standing.map(([conn, { node, instanceId }]) => [conn, { node, instanceId }])),
+      seen: new Set(standing.map(([conn]) => conn)),
     }
-
-    /** Stands by at the successor a registry names: connects to it and pre-registers. */
-    const follow = (
-      successor: { readonly instanceId: string; readonly address: string } | undefined,
-    ) => {
-      if (successor === undefined || successor.instanceId === s.instanceId) return dropLink()
-      if (s.link?.instanceId === successor.instanceId) return
-      dropLink()
-      s.counter++
-      s.link = {
-        node: successor.address.slice("standby:".length),
-        instanceId: successor.instanceId,
-        conn: `${s.instanceId}#${s.counter}`,
-      }
-      frame(s.link, registration(), true)
+    const queue: Array<M.Input<Message, Machine.Command>> = []
+    perform(initial.outputs, (input) => queue.push(input))
+    for (const input of queue) supervise(input)
+    // Every member standing by is welcomed over its standby connection and admitted.
+    if (standing.length > 0) {
+      supervise(
+        M.command(
+          {
+            _tag: "Admit",
+            standing: standing.map(([connection, { preRegistration }]) => ({
+              connection,
+              preRegistration,
+            })),
+          },
+          nowMs,
+        ),
+      )
     }
+  }
 
-    const losePermits = (lost: ReadonlyArray<{ resource: string; permits: number }>) => {
-      for (const { resource, permits } of lost) {
-        const dropped = Math.min(permits, held[resource] ?? 0)
-        held[resource] = (held[resource] ?? 0) - dropped
-        s.lost += dropped
-      }
-    }
+  // ---- subordinate: the real machine, its outputs performed as its driver does ----
 
-    // ---- supervisor: the real machine, its outputs performed as the driver does ----
-
-    const supervise = (first: M.Input<Message, Machine.Command>) => {
-      const queue: Array<M.Input<Message, Machine.Command>> = [first]
-      while (queue.length > 0) {
+  const subordinate = (first: M.Input<Message, Subordinate.Command>) => {
+    const queue: Array<M.Input<Message, Subordinate.Command>> = [first]
+    // Not welcomed, or refused: the subordinate's term ends, and the election tries again.
+    let unwelcomed = false
+    while (queue.length > 0) {
+      const next = subordinateMachine.step(s.subordinate, queue.shift()!)
+      s.subordinate = next.state
+      for (const output of next.outputs) {
         const role = s.role
-        if (role._tag !== "Supervisor") return
-        const next = role.machine.step(role.state, queue.shift()!)
-        s.role = { ...role, state: next.state }
-        perform(next.outputs, (input) => queue.push(input))
-      }
-    }
-
-    const perform = (
-      outputs: ReadonlyArray<Machine.Output>,
-      later: (input: M.Input<Message, Machine.Command>) => void,
-    ) => {
-      for (const output of outputs) {
-        const role = s.role
-        if (role._tag !== "Supervisor") return
         switch (output._tag) {
-          case "Send": {
-            const target = role.open.get(output.to)
-            if (target !== undefined) frame({ ...target, conn: output.to }, output.message)
-            break
-          }
-          case "Broadcast":
+          case "Send":
+            if (role._tag === "Subordinate" && role.upstream.conn === output.to) {
+              frame(role.upstream, output.message)
+            }
             break
           case "SetTimer":
-            out.push(M.setTimer(`s:${output.timer}`, output.afterMs))
+            out.push(M.setTimer(`u:${output.timer}`, output.afterMs))
             break
           case "CancelTimer":
-            out.push(M.cancelTimer(`s:${output.timer}`))
+            out.push(M.cancelTimer(`u:${output.timer}`))
+            break
+          case "Broadcast":
             break
           case "Emit": {
             const event = output.event
             switch (event._tag) {
-              case "Close": {
-                const target = role.open.get(event.connection)
-                if (target === undefined) break
-                const open = new Map(role.open)
-                open.delete(event.connection)
-                s.role = { ...role, open }
-                out.push(
-                  M.send(target.node, {
-                    _tag: "Fin",
-                    conn: event.connection,
-                    to: target.instanceId,
-                  }),
-                )
-                // Its reader ends: the driver steps the close.
-                later(
-                  M.command(
-                    { _tag: "Closed", connection: event.connection, reason: "closed here" },
-                    nowMs,
-                  ),
-                )
+              case "Welcome":
+                s.lastSupervisorId = event.supervisorId
                 break
-              }
-              case "Granted":
-                if (pending.delete(event.requestId)) add(held, event.resource, 1)
-                else later(M.command({ _tag: "Release", resource: event.resource }, nowMs))
-                break
-              case "Refused":
-                pending.delete(event.requestId)
-                break
-              case "Lost":
+              case "LosePermits":
                 losePermits(event.lost)
                 break
-              case "RegistrySent":
+              case "Follow":
+                if (event.successor !== undefined) s.lastSuccessor = event.successor.instanceId
+                follow(event.successor)
+                break
+              case "Registry":
                 s.lastMembers = event.members
+                s.lastSuccessor = event.successor?.instanceId
+                follow(event.successor)
+                break
+              case "Registered":
+                if (role._tag === "Subordinate") s.role = { ...role, welcomed: true }
+                break
+              case "NotWelcomed":
+              case "Refused":
+                if (role._tag === "Subordinate" && role.upstream.conn === event.connection) {
+                  s.role = { _tag: "Electing" }
+                  unwelcomed = true
+                }
+                break
+              case "Designated":
+                if (role._tag === "Subordinate") {
+                  frame(role.upstream, { _tag: "StandbyAt", address: `standby:${s.node}` })
+                }
+                break
+              case "Granted":
+                if (pending.delete(event.requestId)) add(held, event.resource, 1)
+                // Given up meanwhile: the driver hands it back.
+                else queue.push(M.command({ _tag: "Release", resource: event.resource }, nowMs))
+                break
+              case "AcquireRefused":
+                pending.delete(event.requestId)
                 break
               default:
                 break
@@ -332,163 +537,47 @@ export const node: M.Machine<NodeState, Wire, Command, SimEvent> = {
         }
       }
     }
+    if (unwelcomed) elect(M.command({ _tag: "Ended", outcome: "retry", standingBy: false }, nowMs))
+  }
 
-    const bind = () => {
-      const takeover: Machine.Takeover = {
-        expected: Registry.previousSubordinates(s.lastMembers, s.instanceId, s.lastSupervisorId),
-        blind: !Registry.sawRegistry(s.lastMembers, s.instanceId),
-        announced: s.lastMembers.map((m) => m.instanceId),
-        standingBy: [...s.standing.values()].map((standing) => standing.instanceId),
-        holdings: holdingsOf(held),
-        waiting: [...pending].map(([requestId, resource]) => ({
-          requestId,
-          resource,
-          limit: limits[resource]!,
-        })),
-      }
-      const machine = Machine.make({
-        program: "app",
-        settings,
-        self: { instanceId: s.instanceId, pid: 1, startedAtMs: s.startedAtMs, metadata: {} },
-        requestTimeoutMs: 200,
-        membersBatchMs: 25,
-        takeover,
-      })
-      // Supervising, it takes its own holdings back: the subordinate side's deadline is off.
-      subordinate(M.command({ _tag: "Supervising" }, nowMs))
-      const initial = machine.init({ self: s.node, peers: [], nowMs })
-      const standing = [...s.standing]
-      s.standing = new Map()
-      dropLink()
-      s.role = {
-        _tag: "Supervisor",
-        machine,
-        state: initial.state,
-        open: new Map(standing.map(([conn, { node, instanceId }]) => [conn, { node, instanceId }])),
-        seen: new Set(standing.map(([conn]) => conn)),
-      }
-      const queue: Array<M.Input<Message, Machine.Command>> = []
-      perform(initial.outputs, (input) => queue.push(input))
-      for (const input of queue) supervise(input)
-      // Every member standing by is welcomed over its standby connection and admitted.
-      if (standing.length > 0) {
-        supervise(
-          M.command(
-            {
-              _tag: "Admit",
-              standing: standing.map(([connection, { preRegistration }]) => ({
-                connection,
-                preRegistration,
-              })),
-            },
-            nowMs,
-          ),
-        )
-      }
-    }
+  /** Connects (or, with `takeover`, was taken over over `upstream`) and registers. */
+  const connect = (upstream: Upstream, takeover?: Extract<Message, { _tag: "Welcome" }>) => {
+    s.role = { _tag: "Subordinate", upstream, welcomed: false, lastHeardMs: nowMs }
+    subordinate(
+      M.command(
+        {
+          _tag: "Connected",
+          connection: upstream.conn,
+          registration: registration(),
+          waiting: [...pending].map(([id, resource]) => [
+            id,
+            { resource, limit: limits[resource]! },
+          ]),
+          ...(takeover === undefined ? {} : { takeover }),
+        },
+        nowMs,
+      ),
+    )
+  }
 
-    // ---- subordinate: the real machine, its outputs performed as its driver does ----
-
-    const subordinate = (first: M.Input<Message, Subordinate.Command>) => {
-      const queue: Array<M.Input<Message, Subordinate.Command>> = [first]
-      while (queue.length > 0) {
-        const next = subordinateMachine.step(s.subordinate, queue.shift()!)
-        s.subordinate = next.state
-        for (const output of next.outputs) {
-          const role = s.role
-          switch (output._tag) {
-            case "Send":
-              if (role._tag === "Subordinate" && role.upstream.conn === output.to) {
-                frame(role.upstream, output.message)
-              }
-              break
-            case "SetTimer":
-              out.push(M.setTimer(`u:${output.timer}`, output.afterMs))
-              break
-            case "CancelTimer":
-              out.push(M.cancelTimer(`u:${output.timer}`))
-              break
-            case "Broadcast":
-              break
-            case "Emit": {
-              const event = output.event
-              switch (event._tag) {
-                case "Welcome":
-                  s.lastSupervisorId = event.supervisorId
-                  break
-                case "LosePermits":
-                  losePermits(event.lost)
-                  break
-                case "Follow":
-                  if (event.successor !== undefined) s.lastSuccessor = event.successor.instanceId
-                  follow(event.successor)
-                  break
-                case "Registry":
-                  s.lastMembers = event.members
-                  s.lastSuccessor = event.successor?.instanceId
-                  follow(event.successor)
-                  break
-                case "Registered":
-                  if (role._tag === "Subordinate") s.role = { ...role, welcomed: true }
-                  break
-                case "NotWelcomed":
-                case "Refused":
-                  if (role._tag === "Subordinate" && role.upstream.conn === event.connection) {
-                    s.role = { _tag: "Electing" }
-                  }
-                  break
-                case "Designated":
-                  if (role._tag === "Subordinate") {
-                    frame(role.upstream, { _tag: "StandbyAt", address: `standby:${s.node}` })
-                  }
-                  break
-                case "Granted":
-                  if (pending.delete(event.requestId)) add(held, event.resource, 1)
-                  // Given up meanwhile: the driver hands it back.
-                  else queue.push(M.command({ _tag: "Release", resource: event.resource }, nowMs))
-                  break
-                case "AcquireRefused":
-                  pending.delete(event.requestId)
-                  break
-                default:
-                  break
-              }
-              break
-            }
-          }
-        }
-      }
-    }
-
-    /** Connects (or, with `takeover`, was taken over over `upstream`) and registers. */
-    const connect = (upstream: Upstream, takeover?: Extract<Message, { _tag: "Welcome" }>) => {
-      s.role = { _tag: "Subordinate", upstream, welcomed: false, lastHeardMs: nowMs }
-      subordinate(
-        M.command(
-          {
-            _tag: "Connected",
-            connection: upstream.conn,
-            registration: registration(),
-            waiting: [...pending].map(([id, resource]) => [
-              id,
-              { resource, limit: limits[resource]! },
-            ]),
-            ...(takeover === undefined ? {} : { takeover }),
-          },
-          nowMs,
-        ),
+  /** The connection to the supervisor is gone: its end is stepped, then the deadline set. */
+  const supervisorLost = (aliveAtMs?: number, heardAtMs?: number, stalled = false) => {
+    const role = s.role
+    if (role._tag !== "Subordinate") return
+    if (stalled) {
+      // Its keep-alives stopped: this end closes, and may honestly lose its permits.
+      s.cutOff = true
+      out.push(
+        M.send(role.upstream.node, {
+          _tag: "Fin",
+          conn: role.upstream.conn,
+          to: role.upstream.instanceId,
+        }),
       )
     }
-
-    /** The connection to the supervisor is gone: its end is stepped, then the deadline set. */
-    const supervisorLost = (aliveAtMs?: number, heardAtMs?: number) => {
-      const role = s.role
-      if (role._tag !== "Subordinate") return
-      s.role = { _tag: "Electing" }
-      subordinate(
-        M.command({ _tag: "Closed", connection: role.upstream.conn, reason: "End" }, nowMs),
-      )
-      if (!role.welcomed) return
+    s.role = { _tag: "Electing" }
+    subordinate(M.command({ _tag: "Closed", connection: role.upstream.conn, reason: "End" }, nowMs))
+    if (role.welcomed) {
       // The last keep-alive came at most an interval before the supervisor was last alive.
       const lastHeardAtMs = Math.max(
         role.lastHeardMs,
@@ -496,186 +585,291 @@ export const node: M.Machine<NodeState, Wire, Command, SimEvent> = {
       )
       subordinate(M.command({ _tag: "Lost", lastHeardAtMs }, nowMs))
     }
+    elect(
+      M.command(
+        {
+          _tag: "Ended",
+          outcome: role.welcomed ? "lost" : "retry",
+          standingBy: role.welcomed && s.link !== undefined,
+        },
+        nowMs,
+      ),
+    )
+  }
 
-    const fromSupervisor = (message: Message) => {
-      const role = s.role
-      if (role._tag !== "Subordinate") return
-      s.role = { ...role, lastHeardMs: nowMs }
-      subordinate(M.receive(role.upstream.conn, message, nowMs))
+  const fromSupervisor = (message: Message) => {
+    const role = s.role
+    if (role._tag !== "Subordinate") return
+    s.role = { ...role, lastHeardMs: nowMs }
+    subordinate(M.receive(role.upstream.conn, message, nowMs))
+  }
+
+  /**
+   * The successor took over and welcomes this instance over its standby connection: the
+   * election, waiting for it, has it answer with the Register that confirms what it holds
+   * now, and serve it from then on.
+   */
+  const takenOver = (welcome: Registry.Welcome) => {
+    s.linkWelcome = welcome
+    // Its supervisor is gone (the kernel may not have said so yet).
+    if (s.role._tag === "Subordinate") supervisorLost()
+    else if (s.election.phase._tag === "AwaitingTakeover") {
+      elect(M.command({ _tag: "TakenOver" }, nowMs))
     }
+  }
 
-    /**
-     * The successor took over and welcomes this instance over its standby connection: it
-     * answers with the Register that confirms what it holds now, and serves it from then on.
-     */
-    const takenOver = (link: Upstream, welcome: Extract<Message, { _tag: "Welcome" }>) => {
-      // Its supervisor is gone (the kernel may not have said so yet).
-      supervisorLost()
-      s.link = undefined
-      connect(link, welcome)
+  /** The standby connection closed, or a cut killed it: no takeover comes over it. */
+  const linkGone = () => {
+    s.link = undefined
+    s.linkWelcome = undefined
+    if (s.election.phase._tag === "AwaitingTakeover") {
+      elect(M.command({ _tag: "NoTakeover" }, nowMs))
     }
+  }
 
-    const commanded = (command: Command) => {
-      const role = s.role
-      switch (command._tag) {
-        case "Bind":
-          if (role._tag === "Electing") bind()
-          return
-        case "Connect": {
-          if (role._tag !== "Electing") return
-          // Standing by at the new supervisor: its Welcome comes over the standby connection.
-          if (s.link?.instanceId === command.instanceId) return
-          dropLink()
-          s.counter++
-          return connect({
-            node: command.node,
-            instanceId: command.instanceId,
-            conn: `${s.instanceId}#${s.counter}`,
-          })
+  // ---- the election loop: the real machine, its outputs performed as its driver does ----
+
+  /** The supervisor the kernel connected this instance to, for the `Serve` that follows. */
+  let connectedTo: Upstream | undefined
+
+  const elect = (first: M.Input<never, ElectionLoop.Command>) => {
+    const queue = [first]
+    while (queue.length > 0) {
+      const before = s.election.phase._tag
+      const next = electionMachine.step(s.election, queue.shift()!)
+      s.election = next.state
+      for (const output of next.outputs) {
+        if (output._tag === "SetTimer") {
+          out.push(M.setTimer(`e:${output.timer}`, output.afterMs))
+          if (output.timer === ElectionLoop.backoffTimer) {
+            out.push(M.emit({ _tag: "Election", step: "BackedOff" }))
+          }
+        } else if (output._tag === "CancelTimer") out.push(M.cancelTimer(`e:${output.timer}`))
+        else if (output._tag === "Emit") {
+          const event = output.event
+          switch (event._tag) {
+            case "Bind":
+            case "Connect":
+              // The kernel answers (`BindAnswer`, `ConnectAnswer`).
+              break
+            case "StopStandingBy":
+              // No successor any more: who stands by here elects the usual way.
+              for (const [conn, standing] of s.standing) {
+                out.push(M.send(standing.node, { _tag: "Fin", conn, to: standing.instanceId }))
+              }
+              s.standing = new Map()
+              break
+            case "Supervise":
+              bind()
+              break
+            case "Serve":
+              if (event.takeover && s.link !== undefined && s.linkWelcome !== undefined) {
+                out.push(M.emit({ _tag: "Election", step: "TakenOver" }))
+                const link = s.link
+                const welcome = s.linkWelcome
+                s.link = undefined
+                s.linkWelcome = undefined
+                connect(link, welcome)
+              } else if (!event.takeover && connectedTo !== undefined) connect(connectedTo)
+              break
+            case "AwaitTakeover":
+              if (s.link === undefined) queue.push(M.command({ _tag: "NoTakeover" }, nowMs))
+              else if (s.linkWelcome !== undefined) {
+                queue.push(M.command({ _tag: "TakenOver" }, nowMs))
+              }
+              break
+            case "AttemptOver":
+              // The standby connection waited on is given up.
+              if (before === "AwaitingTakeover" && !event.keep) {
+                if (s.link !== undefined) {
+                  out.push(M.emit({ _tag: "Election", step: "StandbyRanOut" }))
+                }
+                dropLink()
+              }
+              break
+            case "Failed":
+              s.failed = event.error.message
+              break
+          }
         }
-        case "SupervisorLost":
-          return supervisorLost(command.aliveAtMs, command.lastHeardAtMs)
-        case "Cut": {
-          s.cut = new Set(s.cut).add(command.conn)
-          if (s.link?.conn === command.conn) s.link = undefined
-          if (s.standing.has(command.conn)) {
-            const standing = new Map(s.standing)
-            standing.delete(command.conn)
-            s.standing = standing
-          }
-          if (role._tag === "Subordinate" && role.upstream.conn === command.conn) s.cutOff = true
-          return
-        }
-        case "Closed":
-          if (s.standing.has(command.conn)) {
-            const standing = new Map(s.standing)
-            standing.delete(command.conn)
-            s.standing = standing
-            return
-          }
-          if (role._tag !== "Supervisor" || !role.open.has(command.conn)) return
-          {
-            const open = new Map(role.open)
-            open.delete(command.conn)
-            s.role = { ...role, open }
-          }
-          return supervise(
-            M.command({ _tag: "Closed", connection: command.conn, reason: "gone" }, nowMs),
+      }
+    }
+  }
+
+  const commanded = (command: Command) => {
+    const role = s.role
+    switch (command._tag) {
+      case "BindAnswer":
+        if (s.election.phase._tag !== "Binding") return
+        return elect(
+          M.command(
+            command.bound
+              ? { _tag: "Bound" }
+              : { _tag: "BindFailed", addressInUse: true, detail: "in use" },
+            nowMs,
+          ),
+        )
+      case "ConnectAnswer": {
+        if (s.election.phase._tag !== "Connecting") return
+        if (command.supervisor === undefined) {
+          return elect(
+            M.command({ _tag: "ConnectFailed", reason: "Unreachable", detail: "refused" }, nowMs),
           )
-        case "Acquire": {
-          const resource = command.resource
-          if ([...pending.values()].includes(resource)) return
-          if ((held[resource] ?? 0) >= limits[resource]!) return
-          s.counter++
-          const requestId = `${s.instanceId}:${s.counter}`
-          pending.set(requestId, resource)
-          if (role._tag === "Supervisor") {
-            return supervise(
-              M.command({ _tag: "Acquire", requestId, resource, limit: limits[resource]! }, nowMs),
-            )
-          }
-          return subordinate(
+        }
+        dropLink()
+        s.counter++
+        connectedTo = { ...command.supervisor, conn: `${s.instanceId}#${s.counter}` }
+        return elect(M.command({ _tag: "Connected" }, nowMs))
+      }
+      case "SupervisorLost":
+        return supervisorLost(command.aliveAtMs, command.lastHeardAtMs, command.stalled)
+      case "Stall":
+      case "Continue":
+        // Taken by `stallable`.
+        return
+      case "Cut": {
+        s.cut = new Set(s.cut).add(command.conn)
+        if (s.link?.conn === command.conn) linkGone()
+        if (s.standing.has(command.conn)) {
+          const standing = new Map(s.standing)
+          standing.delete(command.conn)
+          s.standing = standing
+        }
+        if (role._tag === "Subordinate" && role.upstream.conn === command.conn) s.cutOff = true
+        return
+      }
+      case "Closed":
+        if (s.standing.has(command.conn)) {
+          const standing = new Map(s.standing)
+          standing.delete(command.conn)
+          s.standing = standing
+          return
+        }
+        if (role._tag !== "Supervisor" || !role.open.has(command.conn)) return
+        {
+          const open = new Map(role.open)
+          open.delete(command.conn)
+          s.role = { ...role, open }
+        }
+        return supervise(
+          M.command({ _tag: "Closed", connection: command.conn, reason: "gone" }, nowMs),
+        )
+      case "Acquire": {
+        const resource = command.resource
+        if ([...pending.values()].includes(resource)) return
+        if ((held[resource] ?? 0) >= limits[resource]!) return
+        s.counter++
+        const requestId = `${s.instanceId}:${s.counter}`
+        pending.set(requestId, resource)
+        if (role._tag === "Supervisor") {
+          return supervise(
             M.command({ _tag: "Acquire", requestId, resource, limit: limits[resource]! }, nowMs),
           )
         }
-        case "Release": {
-          const resource = command.resource
-          if ((held[resource] ?? 0) === 0) return
-          held[resource] = held[resource]! - 1
-          if (role._tag === "Supervisor")
-            return supervise(M.command({ _tag: "Release", resource }, nowMs))
-          // Released while electing, the machine counts it given up: a Register already on
-          // its way may claim it.
-          return subordinate(M.command({ _tag: "Release", resource }, nowMs))
-        }
+        return subordinate(
+          M.command({ _tag: "Acquire", requestId, resource, limit: limits[resource]! }, nowMs),
+        )
+      }
+      case "Release": {
+        const resource = command.resource
+        if ((held[resource] ?? 0) === 0) return
+        held[resource] = held[resource]! - 1
+        if (role._tag === "Supervisor")
+          return supervise(M.command({ _tag: "Release", resource }, nowMs))
+        // Released while electing, the machine counts it given up: a Register already on
+        // its way may claim it.
+        return subordinate(M.command({ _tag: "Release", resource }, nowMs))
       }
     }
+  }
 
-    switch (input._tag) {
-      case "Receive": {
-        const wire = input.message
-        if (wire.to !== s.instanceId || s.cut.has(wire.conn)) break
-        const role = s.role
-        if (role._tag === "Supervisor") {
-          if (wire._tag === "Fin") {
-            // A member closed its end (a standby connection it gave up, admitted here).
-            if (!role.open.has(wire.conn)) break
-            const open = new Map(role.open)
-            open.delete(wire.conn)
-            s.role = { ...role, open }
+  switch (input._tag) {
+    case "Receive": {
+      const wire = input.message
+      if (wire.to !== s.instanceId || s.cut.has(wire.conn)) break
+      const role = s.role
+      if (role._tag === "Supervisor") {
+        if (wire._tag === "Fin") {
+          // A member closed its end (a standby connection it gave up, admitted here).
+          if (!role.open.has(wire.conn)) break
+          const open = new Map(role.open)
+          open.delete(wire.conn)
+          s.role = { ...role, open }
+          supervise(
+            M.command({ _tag: "Closed", connection: wire.conn, reason: "closed there" }, nowMs),
+          )
+          break
+        }
+        if (!role.open.has(wire.conn)) {
+          if (role.seen.has(wire.conn)) break
+          s.role = {
+            ...role,
+            open: new Map(role.open).set(wire.conn, { node: input.from, instanceId: wire.from }),
+            seen: new Set(role.seen).add(wire.conn),
+          }
+          // A member pre-registering at this instance's standby listener after the takeover.
+          if (wire.standby === true && wire.message._tag === "Register") {
             supervise(
-              M.command({ _tag: "Closed", connection: wire.conn, reason: "closed there" }, nowMs),
+              M.command(
+                {
+                  _tag: "PreRegistered",
+                  connection: wire.conn,
+                  preRegistration: wire.message,
+                },
+                nowMs,
+              ),
             )
             break
           }
-          if (!role.open.has(wire.conn)) {
-            if (role.seen.has(wire.conn)) break
-            s.role = {
-              ...role,
-              open: new Map(role.open).set(wire.conn, { node: input.from, instanceId: wire.from }),
-              seen: new Set(role.seen).add(wire.conn),
-            }
-            // A member pre-registering at this instance's standby listener after the takeover.
-            if (wire.standby === true && wire.message._tag === "Register") {
-              supervise(
-                M.command(
-                  {
-                    _tag: "PreRegistered",
-                    connection: wire.conn,
-                    preRegistration: wire.message,
-                  },
-                  nowMs,
-                ),
-              )
-              break
-            }
-            supervise(M.command({ _tag: "Connected", connection: wire.conn }, nowMs))
-          }
-          supervise(M.receive(wire.conn, wire.message, nowMs))
-        } else if (role._tag === "Subordinate" && wire.conn === role.upstream.conn) {
-          if (wire._tag === "Fin") supervisorLost()
-          else fromSupervisor(wire.message)
-        } else if (wire._tag === "Fin") {
-          if (s.standing.has(wire.conn)) {
-            const standing = new Map(s.standing)
-            standing.delete(wire.conn)
-            s.standing = standing
-          }
-        } else if (wire.standby === true) {
-          // A member standing by at this instance, the designated successor.
-          if (wire.message._tag === "Register" && !s.standing.has(wire.conn)) {
-            s.standing = new Map(s.standing).set(wire.conn, {
-              node: input.from,
-              instanceId: wire.from,
-              preRegistration: wire.message,
-            })
-          }
-        } else if (
-          wire._tag === "Frame" &&
-          wire.conn === s.link?.conn &&
-          wire.message._tag === "Welcome"
-        ) {
-          takenOver(s.link, wire.message)
+          supervise(M.command({ _tag: "Connected", connection: wire.conn }, nowMs))
         }
-        break
+        supervise(M.receive(wire.conn, wire.message, nowMs))
+      } else if (role._tag === "Subordinate" && wire.conn === role.upstream.conn) {
+        if (wire._tag === "Fin") supervisorLost()
+        else fromSupervisor(wire.message)
+      } else if (wire._tag === "Fin") {
+        if (wire.conn === s.link?.conn) linkGone()
+        if (s.standing.has(wire.conn)) {
+          const standing = new Map(s.standing)
+          standing.delete(wire.conn)
+          s.standing = standing
+        }
+      } else if (wire.standby === true) {
+        // A member standing by at this instance, the designated successor.
+        if (wire.message._tag === "Register" && !s.standing.has(wire.conn)) {
+          s.standing = new Map(s.standing).set(wire.conn, {
+            node: input.from,
+            instanceId: wire.from,
+            preRegistration: wire.message,
+          })
+        }
+      } else if (
+        wire._tag === "Frame" &&
+        wire.conn === s.link?.conn &&
+        wire.message._tag === "Welcome"
+      ) {
+        takenOver(wire.message)
       }
-      case "Command":
-        commanded(input.command)
-        break
-      case "TimerFired":
-        if (input.timer.startsWith("u:")) {
-          const before = holdingsOf(held).reduce((sum, h) => sum + h.permits, 0)
-          subordinate(M.timerFired(input.timer.slice(2), nowMs))
-          const after = holdingsOf(held).reduce((sum, h) => sum + h.permits, 0)
-          if (after < before) out.push(M.emit({ _tag: "GaveUp", permits: before - after }))
-        } else if (input.timer.startsWith("s:")) {
-          supervise(M.timerFired(input.timer.slice(2), nowMs))
-        }
-        break
+      break
     }
-    s = { ...s }
-    return M.result(s as NodeState, out)
-  },
+    case "Command":
+      commanded(input.command)
+      break
+    case "TimerFired":
+      if (input.timer.startsWith("u:")) {
+        const before = holdingsOf(held).reduce((sum, h) => sum + h.permits, 0)
+        subordinate(M.timerFired(input.timer.slice(2), nowMs))
+        const after = holdingsOf(held).reduce((sum, h) => sum + h.permits, 0)
+        if (after < before) out.push(M.emit({ _tag: "GaveUp", permits: before - after }))
+      } else if (input.timer.startsWith("s:")) {
+        supervise(M.timerFired(input.timer.slice(2), nowMs))
+      } else if (input.timer.startsWith("e:")) {
+        elect(M.timerFired(input.timer.slice(2), nowMs))
+      }
+      break
+  }
+  s = { ...s }
+  return M.result(s as NodeState, out)
 }
 
 /** When a connection cut by a partition is found dead at each end, as keep-alives tell. */
@@ -752,12 +946,14 @@ const partitions = (schedule: ReadonlyArray<FaultSchedule.Scheduled>) => {
 export const workload = (
   seed: number,
   schedule: ReadonlyArray<FaultSchedule.Scheduled>,
-  releaseChance: number,
+  world: World,
 ): FastSim.Workload<NodeState, Wire, Command, SimEvent> => {
   const random = Prng.make(seed ^ 0x2f0e1ec7)
   const resources = Object.keys(limits)
   /** When each process was last seen alive. */
   const aliveAt = new Map<string, number>()
+  /** Since when each stopped process is stopped. */
+  const stalledSince = new Map<string, number>()
   const network = partitions(schedule)
   return {
     everyMs: 5,
@@ -796,11 +992,27 @@ export const workload = (
           }
           const upstream = live.get(role.upstream.node)
           const doom = network.doom(role.upstream.conn, role.upstream.node, state.node, nowMs)
+          // A stopped supervisor sends no keep-alives: its members time it out.
+          const stalled =
+            upstream?.instanceId === role.upstream.instanceId &&
+            upstream.stalledUntilMs !== undefined
+              ? stalledSince.get(upstream.instanceId)
+              : undefined
           if (doom !== undefined) cut(state, role.upstream.conn)
           if (doom !== undefined && nowMs >= doom.lostAtMs) {
             commands.push({
               node: state.node,
               command: { _tag: "SupervisorLost", aliveAtMs: nowMs, lastHeardAtMs: doom.heardAtMs },
+            })
+          } else if (stalled !== undefined && nowMs >= stalled + settings.keepAliveTimeoutMs) {
+            commands.push({
+              node: state.node,
+              command: {
+                _tag: "SupervisorLost",
+                aliveAtMs: nowMs,
+                lastHeardAtMs: stalled,
+                stalled: true,
+              },
             })
           } else if (
             upstream?.instanceId !== role.upstream.instanceId ||
@@ -820,30 +1032,61 @@ export const workload = (
           cut(state, state.link.conn)
         }
       }
-      if (electing.length > 0) {
-        if (supervisor !== undefined) {
-          for (const state of electing) {
-            commands.push({
-              node: state.node,
-              command: {
-                _tag: "Connect",
-                node: supervisor.node,
-                instanceId: supervisor.instanceId,
-              },
-            })
-          }
-        } else {
-          const successors = new Set([...live.values()].map((state) => state.lastSuccessor))
-          const binder =
-            electing.find((state) => successors.has(state.instanceId)) ?? random.pick(electing)
-          commands.push({ node: binder.node, command: { _tag: "Bind" } })
+      // The address: held by the supervisor, else bound by one of those binding it now (the
+      // successor the last registry named first); connects reach its holder.
+      const binding = electing.filter((state) => state.election.phase._tag === "Binding")
+      const successors = new Set([...live.values()].map((state) => state.lastSuccessor))
+      const binder =
+        supervisor !== undefined || binding.length === 0
+          ? undefined
+          : (binding.find((state) => successors.has(state.instanceId)) ?? random.pick(binding))
+      const holder = supervisor ?? binder
+      // A stopped holder accepts nothing: a connect to it times out.
+      const answering = holder?.stalledUntilMs === undefined ? holder : undefined
+      for (const state of electing) {
+        if (state.election.phase._tag === "Binding") {
+          commands.push({
+            node: state.node,
+            command: { _tag: "BindAnswer", bound: state === binder },
+          })
+        } else if (state.election.phase._tag === "Connecting") {
+          commands.push({
+            node: state.node,
+            command: {
+              _tag: "ConnectAnswer",
+              supervisor:
+                answering === undefined
+                  ? undefined
+                  : { node: answering.node, instanceId: answering.instanceId },
+            },
+          })
         }
+      }
+      // Stopped processes continue at their time; a running supervisor stops now and then
+      // (about every 300 ms), never past the users' end, so that every run settles.
+      for (const state of live.values()) {
+        if (state.stalledUntilMs !== undefined && nowMs >= state.stalledUntilMs) {
+          commands.push({ node: state.node, command: { _tag: "Continue" } })
+        }
+      }
+      if (
+        world.stallMaxMs > 0 &&
+        supervisor?.stalledUntilMs === undefined &&
+        supervisor !== undefined &&
+        nowMs + world.stallMaxMs < usersEndMs &&
+        random.next() < 1 / 60
+      ) {
+        stalledSince.set(supervisor.instanceId, nowMs)
+        commands.push({
+          node: supervisor.node,
+          command: { _tag: "Stall", untilMs: nowMs + random.int(20, world.stallMaxMs) },
+        })
       }
       if (nowMs >= usersEndMs) return commands
       for (const state of live.values()) {
         if (random.next() < 0.3) continue
         const resource = random.pick(resources)
-        const release = (state.held[resource] ?? 0) > 0 && random.next() < releaseChance
+        const release = (state.held[resource] ?? 0) > 0 && random.next() < world.releaseChance
         commands.push({
           node: state.node,
           command: release ? { _tag: "Release", resource } : { _tag: "Acquire", resource },
@@ -867,6 +1110,17 @@ export const withinLimits: FastSim.Invariant<NodeState, Wire, Command, SimEvent>
         if (permits > 0) holders.push(`${state.instanceId}×${permits}`)
       }
       if (total > limit) return `${resource} (limit ${limit}) held by ${holders.join(", ")}`
+    }
+    return undefined
+  },
+}
+
+/** The election never gives up: no instance fails it (a stranger never holds the address here). */
+export const noElectionFailed: FastSim.Invariant<NodeState, Wire, Command, SimEvent> = {
+  name: "no election failed",
+  check: (view) => {
+    for (const state of view.states.values()) {
+      if (state.failed !== undefined) return `${state.instanceId}: ${state.failed}`
     }
     return undefined
   },
@@ -937,6 +1191,8 @@ export interface World {
   readonly weights: FaultSchedule.Weights
   /** At each of its turns (every 5 ms, 7 in 10), the chance a holder releases: the hold's length. */
   readonly releaseChance: number
+  /** The longest a supervisor stops (SIGSTOP-like) at a time; 0: never. */
+  readonly stallMaxMs: number
 }
 
 /** Crashes and restarts only; permits held for ~30 ms. */
@@ -951,6 +1207,7 @@ export const crashes: World = {
     restore: 0,
   },
   releaseChance: 0.5,
+  stallMaxMs: 0,
 }
 
 /**
@@ -962,6 +1219,19 @@ export const crashes: World = {
 export const partitioned: World = {
   weights: { ...crashes.weights, partition: 1, oneWayPartition: 1, heal: 1 },
   releaseChance: 0.03,
+  stallMaxMs: 0,
+}
+
+/**
+ * Crashes and restarts, and supervisors that stop for up to 400 ms and then continue: their
+ * members time them out, find the address held but nobody answering and back off until it
+ * runs again (or dies), and give their permits up at the cut-off deadline if the stop outlasts
+ * it; the supervisor, continued, reads their closes late and reserves their permits.
+ */
+export const stalls: World = {
+  weights: crashes.weights,
+  releaseChance: 0.1,
+  stallMaxMs: 400,
 }
 
 /** One schedule: faults for 1.5 s, then a quiet second. */
@@ -976,19 +1246,20 @@ export const run = (seed: number, world: World = crashes): FastSim.Report<SimEve
     restartAtEnd: true,
   })
   return FastSim.run({
-    machine: node,
+    machine: makeNode(seed),
     nodes,
     seed,
     durationMs: 2_500,
     schedule,
-    workload: workload(seed, schedule, world.releaseChance),
-    invariants: [withinLimits, oneSupervisor, noPermitLost, settled],
+    workload: workload(seed, schedule, world),
+    invariants: [withinLimits, oneSupervisor, noElectionFailed, noPermitLost, settled],
     // Replaying one seed: the whole run.
     traceLines: Seeds.isReplay() ? 1_000_000 : 200,
     describeState: (state) =>
       JSON.stringify({
         id: state.instanceId,
         role: state.role._tag,
+        election: state.election.phase._tag,
         held: state.held,
         pending: [...state.pending.values()],
         ...(state.role._tag === "Supervisor"
