@@ -7,7 +7,7 @@ import { TestClock } from "effect/testing"
 import * as Client from "../src/Client.ts"
 import * as ClientMachine from "../src/ClientMachine.ts"
 import * as Server from "../src/Server.ts"
-import { servers, signedPool, simMembers, stateRoot } from "./support/pool.ts"
+import { signedPool, simMembers, simServers, stateRoot } from "./support/pool.ts"
 
 const dir = stateRoot("heartbeat-pool-detection-")
 const members = simMembers
@@ -27,24 +27,8 @@ type Failure = "process crash" | "partition"
 const failOver = (seed: number, failure: Failure) =>
   Effect.gen(function* () {
     const net = yield* SimNet.make({ link: { latency: SimNet.uniform(1, 3) } })
-    const { secret, vendor, license } = signedPool(4)
-    for (const self of servers) {
-      yield* net.run(
-        self,
-        Effect.gen(function* () {
-          yield* Server.run({
-            self,
-            members,
-            poolSecret: secret,
-            vendorPublicKey: vendor.publicPem,
-            stateDir: join(dir, `${seed}-${failure}`, self),
-            license,
-            timing,
-          })
-          yield* Effect.never
-        }),
-      )
-    }
+    const pool = signedPool(4)
+    yield* simServers(net, pool, join(dir, `${seed}-${failure}`), timing)
     const steps: Array<Client.StepInfo> = []
     const events: Array<ClientMachine.Event> = []
     // SimNet makes no connected sockets: a `prepare` that records which server it was for.
@@ -70,7 +54,7 @@ const failOver = (seed: number, failure: Failure) =>
           id: "c1",
           bind: Address.udp("c", 5),
           servers: members.map((member) => ({ id: member.id, address: member.client })),
-          poolSecret: secret,
+          poolSecret: pool.secret,
           product: "cad",
           heartbeatInterval: timing.heartbeatIntervalMs,
           missLimit,

@@ -16,7 +16,7 @@ import * as Client from "../src/Client.ts"
 import * as ClientGroup from "../src/ClientGroup.ts"
 import type * as ClientMachine from "../src/ClientMachine.ts"
 import * as Server from "../src/Server.ts"
-import { servers, signedPool, simMembers, stateRoot } from "./support/pool.ts"
+import { servers, signedPool, simMembers, simServers, stateRoot } from "./support/pool.ts"
 
 const dir = stateRoot("heartbeat-pool-group-")
 const timing: Server.Timing = { ...Server.defaultTiming, leaseMs: 2_000 }
@@ -42,24 +42,8 @@ type Layout = "group" | "singles"
 const failOver = (seed: number, layout: Layout) =>
   Effect.gen(function* () {
     const net = yield* SimNet.make({ link: { latency: SimNet.uniform(1, 3) } })
-    const { secret, vendor, license } = signedPool(clientIds.length)
-    for (const self of servers) {
-      yield* net.run(
-        self,
-        Effect.gen(function* () {
-          yield* Server.run({
-            self,
-            members: simMembers,
-            poolSecret: secret,
-            vendorPublicKey: vendor.publicPem,
-            stateDir: join(dir, `${seed}-${layout}`, self),
-            license,
-            timing,
-          })
-          yield* Effect.never
-        }),
-      )
-    }
+    const pool = signedPool(clientIds.length)
+    yield* simServers(net, pool, join(dir, `${seed}-${layout}`), timing)
     const serverList = simMembers.map((member) => ({ id: member.id, address: member.client }))
     const events = new Map(clientIds.map((id) => [id, [] as Array<ClientMachine.Event>]))
     const states: Array<Effect.Effect<ClientMachine.State>> = []
@@ -102,7 +86,7 @@ const failOver = (seed: number, layout: Layout) =>
           const group = yield* ClientGroup.run({
             bind: Address.udp("c", 5),
             servers: serverList,
-            poolSecret: secret,
+            poolSecret: pool.secret,
           })
           for (const [index, id] of clientIds.entries())
             yield* record(id, yield* group.add(settings(index)))
@@ -114,7 +98,7 @@ const failOver = (seed: number, layout: Layout) =>
                 ...settings(index),
                 bind: Address.udp("c", 10 + index),
                 servers: serverList,
-                poolSecret: secret,
+                poolSecret: pool.secret,
               }),
             )
         }

@@ -14,13 +14,13 @@ import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess as Jl } from "@understudy/testkit"
 import { NodeDatagram } from "@understudy/transport"
-import { Effect, Redacted, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import { afterAll } from "vitest"
 import type * as Client from "../src/Client.ts"
 import * as ClientGroup from "../src/ClientGroup.ts"
 import type * as ClientMachine from "../src/ClientMachine.ts"
 import { loopbackMembers, signedPool } from "./support/pool.ts"
-import { holdUntilGone, until } from "./support/processes.ts"
+import { holdUntilGone, serverProcesses, timing, until } from "./support/processes.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-group-killed-"))
 afterAll(() => {
@@ -29,52 +29,20 @@ afterAll(() => {
 })
 
 const clientCount = 20
-const heartbeatIntervalMs = 100
-// Margins for a loaded machine: a lease of 20 heartbeats (a new leader settles for a lease).
-const timing = {
-  heartbeatIntervalMs,
-  followerTimeoutMs: 1_000,
-  checkTimeoutMs: 300,
-  leaderLeaseMs: 700,
-  downAfterMs: 800,
-  electionStaggerMs: 200,
-  leaseMs: 2_000,
-}
 
 describe("a group's server process SIGKILLed", () => {
   it.live(
     "the kernel's report walks every client of the group heading there at once, and each re-attaches",
     () =>
       Effect.gen(function* () {
-        const { secret, vendor, license } = signedPool(clientCount)
+        const pool = signedPool(clientCount)
         const members = yield* loopbackMembers
-        const servers = new Map(
-          members.map((member) => [
-            member.id,
-            new Jl.JsonLinesProcess(
-              join(import.meta.dirname, "../bench/serverProcess.ts"),
-              [
-                JSON.stringify({
-                  self: member.id,
-                  members,
-                  vendorPublicKey: vendor.publicPem,
-                  stateDir: join(dir, member.id),
-                  license,
-                  timing,
-                }),
-              ],
-              { env: { POOL_SECRET_HEX: Buffer.from(Redacted.value(secret)).toString("hex") } },
-            ),
-          ]),
-        )
-        yield* Effect.addFinalizer(() => Effect.sync(() => Jl.killAll()))
-        for (const server of servers.values())
-          yield* Effect.promise(() => server.line("ready", 60_000))
+        const servers = yield* serverProcesses(members, pool, dir)
 
         const group = yield* ClientGroup.run({
           bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
           servers: members.map((member) => ({ id: member.id, address: member.client })),
-          poolSecret: secret,
+          poolSecret: pool.secret,
         })
         const events = new Map<string, Array<ClientMachine.Event>>()
         /** The steps that walked a client off the killed server (set once it is killed). */
@@ -87,7 +55,7 @@ describe("a group's server process SIGKILLed", () => {
           const client = yield* group.add({
             id,
             product: "cad",
-            heartbeatInterval: heartbeatIntervalMs,
+            heartbeatInterval: timing.heartbeatIntervalMs,
             onStep: (info) =>
               Effect.sync(() => {
                 if (killed !== undefined && info.before?.target === killed)

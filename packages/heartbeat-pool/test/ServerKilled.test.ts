@@ -22,12 +22,12 @@ import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { JsonLinesProcess as Jl } from "@understudy/testkit"
 import { NodeDatagram } from "@understudy/transport"
-import { Effect, Redacted, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import { afterAll } from "vitest"
 import * as Client from "../src/Client.ts"
 import type * as ClientMachine from "../src/ClientMachine.ts"
 import { loopbackMembers, signedPool } from "./support/pool.ts"
-import { holdUntilGone, until } from "./support/processes.ts"
+import { holdUntilGone, serverProcesses, timing, until } from "./support/processes.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "heartbeat-pool-killed-"))
 afterAll(() => {
@@ -35,47 +35,14 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-const heartbeatIntervalMs = 100
-// Margins for a loaded machine: a lease of 20 heartbeats (a new leader settles for a lease).
-const timing = {
-  heartbeatIntervalMs,
-  followerTimeoutMs: 1_000,
-  checkTimeoutMs: 300,
-  leaderLeaseMs: 700,
-  downAfterMs: 800,
-  electionStaggerMs: 200,
-  leaseMs: 2_000,
-}
-
 describe("a server process SIGKILLed", () => {
   it.live(
     "its client hears of the closed port (the kernel's report reaches the machine) and re-attaches",
     () =>
       Effect.gen(function* () {
-        const { secret, vendor, license } = signedPool(2)
+        const pool = signedPool(2)
         const members = yield* loopbackMembers
-        const servers = new Map(
-          members.map((member) => [
-            member.id,
-            new Jl.JsonLinesProcess(
-              join(import.meta.dirname, "../bench/serverProcess.ts"),
-              [
-                JSON.stringify({
-                  self: member.id,
-                  members,
-                  vendorPublicKey: vendor.publicPem,
-                  stateDir: join(dir, member.id),
-                  license,
-                  timing,
-                }),
-              ],
-              { env: { POOL_SECRET_HEX: Buffer.from(Redacted.value(secret)).toString("hex") } },
-            ),
-          ]),
-        )
-        yield* Effect.addFinalizer(() => Effect.sync(() => Jl.killAll()))
-        for (const server of servers.values())
-          yield* Effect.promise(() => server.line("ready", 60_000))
+        const servers = yield* serverProcesses(members, pool, dir)
 
         const steps: Array<Client.StepInfo> = []
         const events: Array<ClientMachine.Event> = []
@@ -83,9 +50,9 @@ describe("a server process SIGKILLed", () => {
           id: "c1",
           bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
           servers: members.map((member) => ({ id: member.id, address: member.client })),
-          poolSecret: secret,
+          poolSecret: pool.secret,
           product: "cad",
-          heartbeatInterval: heartbeatIntervalMs,
+          heartbeatInterval: timing.heartbeatIntervalMs,
           onStep: (info) => Effect.sync(() => void steps.push(info)),
         })
         yield* client.events.pipe(

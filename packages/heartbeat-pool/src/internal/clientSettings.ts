@@ -2,21 +2,23 @@
  * What one client is, wherever it runs (its own `Client.run`, or one of a `ClientGroup`):
  * its options decoded with their defaults, and the client machine they make.
  */
-import type { Duration, Result } from "effect"
+import type { Result } from "effect"
+import type * as Client from "../Client.ts"
 import * as ClientMachine from "../ClientMachine.ts"
 import * as Config from "../Config.ts"
 import type { PoolInvalidConfig } from "../Machine.ts"
 
 /** The options of one client that are not about its socket or the pool's servers and key. */
-export interface Settings {
-  readonly product: string
-  readonly seats?: number
-  readonly heartbeatInterval?: Duration.Input
-  readonly missLimit?: number
-  readonly retryInterval?: Duration.Input
-  readonly minRetryInterval?: Duration.Input
-  readonly firstServer?: number
-}
+export type Settings = Pick<
+  Client.Options,
+  | "product"
+  | "seats"
+  | "heartbeatInterval"
+  | "missLimit"
+  | "retryInterval"
+  | "minRetryInterval"
+  | "firstServer"
+>
 
 /**
  * `settings`' timings in milliseconds with their defaults, or `PoolInvalidConfig` naming the

@@ -7,9 +7,10 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Ports } from "@understudy/testkit"
-import { Address, ClusterKey } from "@understudy/transport"
+import { Address, ClusterKey, type SimNet } from "@understudy/transport"
 import { Effect } from "effect"
 import { afterAll } from "vitest"
+import * as Server from "../../src/Server.ts"
 import * as Signing from "../../src/Signing.ts"
 
 /** A fresh directory for servers' state, removed after this test file. */
@@ -68,3 +69,31 @@ export const tokenClaims = {
   seats: 1,
   validUntilMs: 9_000,
 }
+
+/** The three servers `simMembers` running on `net` for the pool `pool`, their state under `dir`. */
+export const simServers = (
+  net: SimNet.SimNet,
+  pool: ReturnType<typeof signedPool>,
+  dir: string,
+  timing: Server.Timing,
+) =>
+  Effect.forEach(
+    simMembers,
+    (member) =>
+      net.run(
+        member.id,
+        Effect.andThen(
+          Server.run({
+            self: member.id,
+            members: simMembers,
+            poolSecret: pool.secret,
+            vendorPublicKey: pool.vendor.publicPem,
+            stateDir: join(dir, member.id),
+            license: pool.license,
+            timing,
+          }),
+          Effect.never,
+        ),
+      ),
+    { discard: true },
+  )

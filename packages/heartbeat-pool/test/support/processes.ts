@@ -1,9 +1,59 @@
 /**
- * Waiting on real processes in the tests that SIGKILL one: until a killed process is gone,
- * and until something is seen, both bounded.
+ * The tests that SIGKILL a server process: the three servers as OS processes (the bench's
+ * `serverProcess.ts`), waiting until a killed process is gone, and until something is seen,
+ * all bounded.
  */
 import { readFileSync } from "node:fs"
-import { Effect } from "effect"
+import { join } from "node:path"
+import { JsonLinesProcess as Jl } from "@understudy/testkit"
+import { Effect, Redacted, type Scope } from "effect"
+import type * as Server from "../../src/Server.ts"
+import type { Member, signedPool } from "./pool.ts"
+
+/** Margins for a loaded machine: a lease of 20 heartbeats of 100 ms (a new leader settles for a lease). */
+export const timing: Server.Timing = {
+  heartbeatIntervalMs: 100,
+  followerTimeoutMs: 1_000,
+  checkTimeoutMs: 300,
+  leaderLeaseMs: 700,
+  downAfterMs: 800,
+  electionStaggerMs: 200,
+  leaseMs: 2_000,
+}
+
+/**
+ * `members` as server processes of the pool `pool` with `timing`, their state under `dir`,
+ * each ready; all killed when the scope closes.
+ */
+export const serverProcesses = (
+  members: ReadonlyArray<Member>,
+  pool: ReturnType<typeof signedPool>,
+  dir: string,
+): Effect.Effect<ReadonlyMap<string, Jl.JsonLinesProcess>, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const servers = new Map(
+      members.map((member) => [
+        member.id,
+        new Jl.JsonLinesProcess(
+          join(import.meta.dirname, "../../bench/serverProcess.ts"),
+          [
+            JSON.stringify({
+              self: member.id,
+              members,
+              vendorPublicKey: pool.vendor.publicPem,
+              stateDir: join(dir, member.id),
+              license: pool.license,
+              timing,
+            }),
+          ],
+          { env: { POOL_SECRET_HEX: Buffer.from(Redacted.value(pool.secret)).toString("hex") } },
+        ),
+      ]),
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(() => Jl.killAll()))
+    for (const server of servers.values()) yield* Effect.promise(() => server.line("ready", 60_000))
+    return servers
+  })
 
 /**
  * Blocks this process (and so the clients in it) until process `pid` is a zombie or gone: its
