@@ -51,7 +51,7 @@ import {
 } from "./ElectionError.ts"
 import type { OwnCommand } from "./Grants.ts"
 import { Identity } from "./Identity.ts"
-import * as ElectionLoop from "./internal/election.ts"
+import * as ElectionDriver from "./internal/election.ts"
 import type { Instance, Shared } from "./internal/instance.ts"
 import {
   codec,
@@ -529,9 +529,9 @@ export const make = (
       releaseSpent,
     })
 
-    // ---- the election loop (`internal/election.ts`) ----------------------------------
+    // ---- the election loop (`ElectionLoop.ts`, run by `internal/election.ts`) --------
 
-    const electionLoop = ElectionLoop.loop(instance, {
+    const electionLoop = ElectionDriver.loop(instance, {
       spent,
       attemptsMax,
       standbyWaitMs,
