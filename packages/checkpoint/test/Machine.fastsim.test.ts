@@ -1,6 +1,6 @@
 /**
- * Duplex sessions on FastSim, with the server machine itself on three servers
- * (`support/duplexWorld.ts`): each seed draws the client's stream, the link delays, and one
+ * Duplex sessions on FastSim, with the server machine itself on three servers and the client
+ * machine on a client (`support/duplexWorld.ts`): each seed draws the client's stream, the link delays, and one
  * to three crashes of servers (the process or the whole host, restarted a while later) and
  * cuts between the client and a server, so the serving server dies or is cut off mid-stream
  * and another takes the session over from the store's latest checkpoint; a cut-off server
@@ -119,10 +119,10 @@ const simulate = (seed: number) => {
       {
         name: "write-ahead and acknowledgement after the checkpoint",
         check: (view) => {
-          const c = client(view)
-          if (c?.sessionId === undefined) return undefined
-          const found = store(view)?.sessions.get(c.sessionId)
-          if (found === undefined) return `no checkpoint of ${c.sessionId}`
+          const c = client(view)?.state
+          if (c?.session === undefined) return undefined
+          const found = store(view)?.sessions.get(c.session.id)
+          if (found === undefined) return `no checkpoint of ${c.session.id}`
           const held = found.held.snapshot
           if (c.receiver!.next > held.currentSeqSource)
             return `the client read up to ${c.receiver!.next}, the checkpoint holds ${held.currentSeqSource}`
@@ -133,14 +133,14 @@ const simulate = (seed: number) => {
       },
     ],
   })
-  const done = report.events.find((e) => e.node === "client" && e.event._tag === "Complete")
+  const done = report.events.find((e) => e.node === "client" && e.event._tag === "Completed")
   if (done === undefined)
     throw new Error(`SEED=${seed}: the session did not complete\n${report.formatTrace()}`)
-  expect(done.event, `SEED=${seed}`).toEqual({ _tag: "Complete", bytes: answer.length })
+  expect(done.event, `SEED=${seed}`).toEqual({ _tag: "Completed", bytes: answer.length })
   return report.events.filter((e) => e.event._tag === "Resumed").length
 }
 
-describe("Machine.duplexServer on FastSim: servers killed and cut off mid-stream", () => {
+describe("The duplex machines on FastSim: servers killed and cut off mid-stream", () => {
   it("200 seeded schedules: every byte once, in order, both ways", () => {
     const seeds = Seeds.seeds(200)
     let resumed = 0

@@ -1,6 +1,7 @@
 /**
  * A duplex session on FastSim: the server machine (`Machine.duplexServer`) on three server
- * nodes, a client, and a checkpoint store, as nodes of one simulated network. The glue is
+ * nodes, the client machine (`Machine.duplexClient`) on a client node, and a checkpoint
+ * store, as nodes of one simulated network. The glue is
  * what the drivers and the store do, reduced to messages:
  * - a session connection is a numbered stream between the client and one server: messages
  *   carry its number, and a receiver drops what comes on a connection it no longer serves;
@@ -12,14 +13,12 @@
  *   takeover server claims the session, checks the client's acknowledgement against the
  *   checkpoint as `Resume.evaluate` does, and starts the machine from it.
  *
- * The client model writes a known input within the server's window, reads, acknowledges
- * and resumes as `DuplexSession.connect` does.
+ * The client's application writes a known input as the window allows and takes what it is
+ * given at once; its driver, as `DuplexSession.connect`, goes to the next server on `Close`.
  */
 import { Machine as M } from "@understudy/machine"
-import * as ByteWindow from "../../src/internal/byteWindow.ts"
 import * as Machine from "../../src/Machine.ts"
 import type * as Message from "../../src/Message.ts"
-import * as Sequence from "../../src/Sequence.ts"
 import * as App from "./duplexApp.ts"
 
 export const servers = ["s1", "s2", "s3"]
@@ -77,28 +76,24 @@ export interface ServerState {
 export interface ClientState {
   readonly kind: "client"
   readonly input: Uint8Array
+  /** The client's machine and its state. */
+  readonly machine: Machine.DuplexClient
+  readonly state: Machine.DuplexClientState
+  /** The current connection's number, and the server it goes to (round the service). */
   conn: number
   server: number
-  sessionId: string | undefined
-  /** Connected and answered (`Opened` or `Resumed`). */
-  ready: boolean
-  sender: Sequence.Sender
-  readonly written: ByteWindow.ByteWindow
-  receiver: Sequence.Receiver | undefined
+  /** Bytes of `input` the application has written. */
+  written: number
+  /** What the application read of the server's stream. */
   readonly delivered: Array<number>
-  unacked: number
-  finishSent: boolean
-  complete: boolean
-  resumes: number
 }
 
 export type NodeState = StoreState | ServerState | ClientState
 export type NodeEvent =
   | Machine.DuplexEvent
-  /** The client resumed at a takeover server, which reads its bytes again from `at`. */
-  | { readonly _tag: "Resumed"; readonly at: number }
+  | Machine.DuplexClientEvent
   /** The client read the server's `Finish`, after `bytes`. */
-  | { readonly _tag: "Complete"; readonly bytes: number }
+  | { readonly _tag: "Completed"; readonly bytes: number }
 type Out = M.Output<Msg, NodeEvent>
 
 const ackEveryBytes = 2_048
@@ -107,151 +102,78 @@ const segmentBytes = 1_024
 const session = (to: string, conn: number, message: Message.Message): Out =>
   M.send(to, { kind: "session", conn, message })
 
-/** The client's next server, round the service. */
 const serverOf = (client: ClientState) => servers[client.server % servers.length]!
 
-const clientConnect = (client: ClientState, out: Array<Out>) => {
+const clientCommand = (command: Machine.DuplexClientCommand, nowMs: number) =>
+  M.command(command, nowMs) as M.Input<Message.Message, Machine.DuplexClientCommand>
+
+/**
+ * Steps the client's machine and does what it answers, as `DuplexSession.connect` does: sends
+ * on the current connection, gives bytes to the application (which takes them at once), and
+ * on `Close` goes to the next server.
+ */
+const clientStep = (
+  client: ClientState,
+  input: M.Input<Message.Message, Machine.DuplexClientCommand>,
+  out: Array<Out>,
+) => {
+  const result = client.machine.step(client.state, input)
+  for (const output of result.outputs) {
+    if (output._tag === "Send") out.push(session(serverOf(client), client.conn, output.message))
+    if (output._tag !== "Emit") continue
+    const event = output.event
+    out.push(M.emit(event))
+    switch (event._tag) {
+      case "Deliver":
+        for (const byte of event.bytes) client.delivered.push(byte)
+        clientStep(client, clientCommand({ _tag: "Delivered" }, input.nowMs), out)
+        break
+      case "Close":
+      case "Refused":
+        // A server that does not hold the session just now: the next one may.
+        return reconnect(client, input.nowMs, out)
+      case "ResumeRefused":
+        // An honest takeover is never refused.
+        throw new Error(`resume refused: ${event.reason} ${event.detail}`)
+      case "Complete":
+        out.push(M.emit({ _tag: "Completed", bytes: client.delivered.length }))
+        out.push(M.cancelTimer("silence"))
+        break
+    }
+  }
+}
+
+/** The application writes what the window allows, and ends once all is written. */
+const clientWrites = (client: ClientState, nowMs: number, out: Array<Out>) => {
+  const { sender, written } = client.state
+  const room = sender.acked + sender.windowBytesMax - written.end
+  if (room > 0 && client.written < client.input.length) {
+    const bytes = client.input.subarray(client.written, client.written + room)
+    client.written += bytes.length
+    clientStep(client, clientCommand({ _tag: "Write", bytes }, nowMs), out)
+  }
+  if (client.written === client.input.length && !client.state.ended)
+    clientStep(client, clientCommand({ _tag: "End" }, nowMs), out)
+}
+
+/** The connection is given up (silent, closed, refused): the next server takes the session over. */
+const reconnect = (client: ClientState, nowMs: number, out: Array<Out>) => {
+  clientStep(client, clientCommand({ _tag: "Lost" }, nowMs), out)
+  client.server++
   client.conn++
-  client.ready = false
-  const to = serverOf(client)
-  if (client.sessionId === undefined)
-    out.push(
-      session(to, client.conn, {
-        _tag: "Open",
-        protocol: "understudy-duplex/1",
-        channels: [{ name: "data", initialSeq: clientIsn }],
-      }),
-    )
-  else {
-    client.resumes++
-    out.push(
-      session(to, client.conn, {
-        _tag: "Resume",
-        sessionId: client.sessionId,
-        counter: client.resumes,
-        acks: { data: client.receiver!.next },
-        proof: new Uint8Array(0),
-      }),
-    )
-  }
+  clientStep(client, clientCommand({ _tag: "Connected" }, nowMs), out)
   out.push(M.setTimer("silence", silenceMs))
-}
-
-/** The client writes what its window allows, then `Finish` once everything is acknowledged. */
-const clientPump = (client: ClientState, out: Array<Out>) => {
-  if (!client.ready || client.complete) return
-  const to = serverOf(client)
-  // The application's writes, up to the window.
-  const room = client.sender.acked + client.sender.windowBytesMax - client.written.end
-  const offset = client.written.end - clientIsn
-  if (room > 0 && offset < client.input.length)
-    ByteWindow.append(client.written, client.input.subarray(offset, offset + room))
-  for (
-    let n = Sequence.sendable(
-      client.sender,
-      Math.min(segmentBytes, client.written.end - client.sender.next),
-    );
-    n > 0;
-    n = Sequence.sendable(
-      client.sender,
-      Math.min(segmentBytes, client.written.end - client.sender.next),
-    )
-  ) {
-    const seq = client.sender.next
-    out.push(
-      session(to, client.conn, {
-        _tag: "Data",
-        seq,
-        bytes: ByteWindow.slice(client.written, seq, seq + n),
-      }),
-    )
-    client.sender = Sequence.sent(client.sender, n)
-  }
-  const all = clientIsn + client.input.length
-  if (!client.finishSent && client.sender.acked === all && client.written.end === all) {
-    client.finishSent = true
-    out.push(session(to, client.conn, { _tag: "Finish" }))
-  }
-}
-
-/** A message on the client's current connection; `false` to give the connection up. */
-const clientReceive = (client: ClientState, message: Message.Message, out: Array<Out>): boolean => {
-  const to = serverOf(client)
-  switch (message._tag) {
-    case "Opened":
-      if (client.sessionId !== undefined) return false
-      client.sessionId = message.sessionId
-      client.receiver = Sequence.receiver(message.channels[0]!.initialSeq)
-      client.sender = { ...client.sender, windowBytesMax: message.window! }
-      client.ready = true
-      return true
-    case "Resumed": {
-      const at = message.receiveNext.data!
-      // The client's own check: a server may not resume outside what it holds.
-      if (at < client.sender.acked || at > client.sender.next)
-        throw new Error(
-          `resumed at ${at}, the client holds ${client.sender.acked}..${client.sender.next}`,
-        )
-      client.sender = Sequence.rewind(client.sender, at)
-      ByteWindow.drop(client.written, at)
-      client.finishSent = false
-      client.ready = true
-      out.push(M.emit({ _tag: "Resumed", at }))
-      return true
-    }
-    case "Data": {
-      if (client.receiver === undefined) return false
-      const outcome = Sequence.receive(client.receiver, message.seq, message.bytes.length)
-      if (outcome._tag === "Gap") return false
-      if (outcome._tag === "Deliver") {
-        for (const byte of message.bytes.subarray(outcome.offset)) client.delivered.push(byte)
-        client.receiver = outcome.state
-        client.unacked += outcome.length
-        if (client.unacked >= ackEveryBytes) {
-          client.unacked = 0
-          out.push(session(to, client.conn, { _tag: "Ack", ack: client.receiver.next }))
-        }
-      }
-      return true
-    }
-    case "Ack": {
-      const outcome = Sequence.acknowledge(client.sender, message.ack)
-      if (outcome._tag === "BeyondSent") return false
-      if (outcome._tag === "Advanced") {
-        client.sender = outcome.state
-        ByteWindow.drop(client.written, message.ack)
-      }
-      return true
-    }
-    case "Finish":
-      client.complete = true
-      out.push(M.emit({ _tag: "Complete", bytes: client.delivered.length }))
-      out.push(session(to, client.conn, { _tag: "Ack", ack: client.receiver!.next }))
-      out.push(M.cancelTimer("silence"))
-      return true
-    default:
-      // `Refused` (the session is owned elsewhere just now), `Handoff`: the next server.
-      return false
-  }
 }
 
 const stepClient = (client: ClientState, input: M.Input<Msg>, out: Array<Out>) => {
-  if (client.complete) return
-  if (input._tag === "TimerFired") {
-    // Silence: the server is gone (or cut off); the next one takes the session over.
-    client.server++
-    clientConnect(client, out)
-    return
-  }
+  if (client.state.complete) return
+  if (input._tag === "TimerFired") return reconnect(client, input.nowMs, out)
   if (input._tag !== "Receive" || input.message.kind !== "session") return
   if (input.message.conn !== client.conn) return
   out.push(M.setTimer("silence", silenceMs))
-  if (!clientReceive(client, input.message.message, out)) {
-    client.server++
-    clientConnect(client, out)
-    return
-  }
-  clientPump(client, out)
+  const conn = client.conn
+  clientStep(client, M.receive(Machine.server, input.message.message, input.nowMs), out)
+  if (client.conn === conn) clientWrites(client, input.nowMs, out)
 }
 
 const stepStore = (store: StoreState, input: M.Input<Msg>, out: Array<Out>) => {
@@ -417,24 +339,20 @@ export const world = (input: Uint8Array): M.Machine<NodeState, Msg, never, NodeE
     if (context.self === "store") return M.result({ kind: "store", sessions: new Map() })
     if (context.self !== "client")
       return M.result({ kind: "server", self: context.self, serving: undefined })
+    const machine = Machine.duplexClient({ initialSeq: clientIsn, ackEveryBytes })
     const client: ClientState = {
       kind: "client",
       input,
-      conn: 0,
+      machine,
+      state: machine.init(context).state,
+      conn: 1,
       server: 0,
-      sessionId: undefined,
-      ready: false,
-      sender: Sequence.sender(clientIsn, 1),
-      written: ByteWindow.make(clientIsn),
-      receiver: undefined,
+      written: 0,
       delivered: [],
-      unacked: 0,
-      finishSent: false,
-      complete: false,
-      resumes: 0,
     }
     const out: Array<Out> = []
-    clientConnect(client, out)
+    clientStep(client, clientCommand({ _tag: "Connected" }, context.nowMs), out)
+    out.push(M.setTimer("silence", silenceMs))
     return M.result(client, out)
   },
   step: (state, input) => {
