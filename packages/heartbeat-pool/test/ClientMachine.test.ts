@@ -140,6 +140,29 @@ describe("client machine", () => {
     ).toEqual([])
   })
 
+  it("a seat held while re-attaching is kept through a Wait from the server walked to: no Lost, asked again there at the hint", () => {
+    const init = client.init({ self: "c1", peers: servers, nowMs: 0 })
+    const holding = client.step(init.state, M.receive("s1", granted(1, 2), 2))
+    const beat = client.step(holding.state, M.timerFired(Client.beatTimer, 100))
+    // s1 is gone: the heartbeat goes to s2, which (as leader with its shares out) says Wait.
+    const walked = client.step(beat.state, M.command({ _tag: "Unreachable", server: "s1" }, 101))
+    expect(sent(walked.outputs)).toMatchObject([{ to: "s2", message: { _tag: "Beat", seq: 3 } }])
+    const wait: Message.ServerReply = {
+      _tag: "Wait",
+      server: "s2",
+      client: "c1",
+      term: 2,
+      seq: 3,
+      retryAfterMs: 150,
+    }
+    const waited = client.step(walked.state, M.receive("s2", wait, 110))
+    expect(M.events(waited.outputs)).toEqual([])
+    expect(waited.state).toMatchObject({ phase: "reattaching", target: "s2", missed: 0 })
+    expect(Client.holds(waited.state, 110)).toBe(true)
+    const again = client.step(waited.state, M.timerFired(Client.beatTimer, 260))
+    expect(sent(again.outputs)).toMatchObject([{ to: "s2", message: { _tag: "Beat", seq: 4 } }])
+  })
+
   /**
    * Runs the client against s1, which answers each message after `delayMs(sentAtMs)` (or
    * never: undefined), until `untilMs`; returns every message sent, with its time.
