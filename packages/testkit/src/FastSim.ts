@@ -368,7 +368,157 @@ interface Violation {
 export const run = <State, Message, C = never, E = never, Address = Machine.NodeId>(
   options: Options<State, Message, C, E, Address>,
 ): Report<E> => {
-  const { machine, nodes, seed, durationMs, invariants } = options
+  const simulation = simulate(options)
+  simulation.advance(options.durationMs)
+  return simulation.finish(options.durationMs)
+}
+
+/**
+ * A simulation's options when it is driven step by step ({@link start}): `run`'s, with no
+ * fixed end and invariants optional.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SessionOptions<State, Message, C = never, E = never, Address = Machine.NodeId> = Omit<
+  Options<State, Message, C, E, Address>,
+  "durationMs" | "invariants"
+> & {
+  /** When the workload and scheduled faults stop; default never. */
+  readonly durationMs?: number
+  readonly invariants?: ReadonlyArray<Invariant<State, Message, C, E, Address>>
+}
+
+/**
+ * One node's timers, as a test reads and clears them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NodeTimers {
+  /** How many are set. */
+  readonly size: number
+  /** When the timer `name` is due, if it is set. */
+  readonly dueOf: (name: string) => number | undefined
+  /** Cancels every one (as a crash does). */
+  readonly clear: () => void
+}
+
+/**
+ * A simulation driven by a test, for scenarios a schedule can not express: run until a
+ * condition holds, look at and replace a node's state, step a node by hand and perform its
+ * outputs, lose what is in flight. The same network, timers and randomness as {@link run}.
+ * A violation (an invariant, a node that throws, a message the codec does not carry) throws
+ * `FastSimFailure` from the call that met it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Session<State, Message, E = never, Address = Machine.NodeId> {
+  readonly nowMs: number
+  /** A node's state; `undefined` while it is down. */
+  readonly state: (node: Machine.NodeId) => State | undefined
+  /** Replaces a node's state (e.g. with one the test stepped or restored itself). */
+  readonly setState: (node: Machine.NodeId, state: State) => void
+  /** Performs `outputs` as if `node` had emitted them now: sends, timers and events. */
+  readonly perform: (
+    node: Machine.NodeId,
+    outputs: ReadonlyArray<Machine.Output<Message, E, Address>>,
+  ) => void
+  /**
+   * Runs events until `until` holds (asked before each one), nothing is left to run, the next
+   * one is due after `maxMs` from now, or `maxSteps` events ran; returns `until()`. The time
+   * stays at the last event run.
+   */
+  readonly runUntil: (
+    until: () => boolean,
+    limits?: { readonly maxMs?: number; readonly maxSteps?: number },
+  ) => boolean
+  /** Loses every message in flight from one node to another for which `lose` holds; how many. */
+  readonly dropInFlight: (lose: (from: Machine.NodeId, to: Machine.NodeId) => boolean) => number
+  readonly timers: (node: Machine.NodeId) => NodeTimers
+}
+
+/**
+ * Starts a simulation a test drives (see {@link Session}); the nodes are initialised at 0 ms.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const start = <State, Message, C = never, E = never, Address = Machine.NodeId>(
+  options: SessionOptions<State, Message, C, E, Address>,
+): Session<State, Message, E, Address> => {
+  const simulation = simulate(options)
+  simulation.throwIfViolated()
+  const { nodes } = options
+  return {
+    get nowMs() {
+      return simulation.nowMs()
+    },
+    state: (node) => simulation.states[simulation.indexOf(node, "state")],
+    setState: (node, state) => {
+      simulation.states[simulation.indexOf(node, "setState")] = state
+      simulation.live.set(node, state)
+    },
+    perform: (node, outputs) => {
+      simulation.perform(simulation.indexOf(node, "perform"), outputs)
+      simulation.throwIfViolated()
+    },
+    runUntil: (until, limits = {}) => {
+      simulation.advance(
+        simulation.nowMs() + (limits.maxMs ?? Number.POSITIVE_INFINITY),
+        until,
+        limits.maxSteps,
+      )
+      simulation.throwIfViolated()
+      return until()
+    },
+    dropInFlight: (lose) => {
+      const kept: Array<Event> = []
+      let lost = 0
+      for (
+        let event = simulation.queue.pop();
+        event !== undefined;
+        event = simulation.queue.pop()
+      ) {
+        if (event.kind === Deliver && lose(nodes[event.from]!, nodes[event.node]!)) {
+          lost++
+          simulation.countDropped()
+        } else kept.push(event)
+      }
+      for (const event of kept) simulation.queue.push(event)
+      return lost
+    },
+    timers: (node) => {
+      const at = simulation.indexOf(node, "timers")
+      const keys = simulation.timerKeys[at]!
+      return {
+        get size() {
+          let set = 0
+          for (const key of keys.values()) if (simulation.timers.dueOf(key) !== undefined) set++
+          return set
+        },
+        dueOf: (name) => {
+          const key = keys.get(name)
+          return key === undefined ? undefined : simulation.timers.dueOf(key)
+        },
+        clear: () => simulation.timers.cancelWhere((key) => key.node === at),
+      }
+    },
+  }
+}
+
+/**
+ * The simulator: the nodes initialised, then `advance` runs events up to a time (or until
+ * a caller's condition holds) and may be called again; `finish` makes the final check and
+ * the report. `run` advances once to the end; a `Session` advances in steps.
+ */
+const simulate = <State, Message, C = never, E = never, Address = Machine.NodeId>(
+  options: SessionOptions<State, Message, C, E, Address>,
+) => {
+  const { machine, nodes, seed } = options
+  const invariants = options.invariants ?? []
+  const durationMs = options.durationMs ?? Number.POSITIVE_INFINITY
   const link = options.link ?? healthyLink
   // Without routing, `Address` is `NodeId` (the options' type says so for every other use).
   const routing = options.routing ?? (byNodeId as unknown as Routing<Address>)
@@ -823,56 +973,65 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
 
   let nextFault = 0
   let nextAddressFault = 0
-  while (violation === undefined) {
-    const event = queue.peek()
-    const queuedMs = event === undefined || event.atMs > durationMs ? Infinity : event.atMs
-    const timer = timers.peek()
-    const timerMs = timer === undefined || timer.dueMs > durationMs ? Infinity : timer.dueMs
-    // The timer table and the queue share one (time, seq) order.
-    const timerFirst =
-      timerMs < queuedMs ||
-      (timerMs === queuedMs && timerMs !== Infinity && timer!.order < event!.seq)
-    const eventMs = timerFirst ? timerMs : queuedMs
-    const scheduled = schedule[nextFault]
-    const faultMs =
-      scheduled === undefined || scheduled.atMs >= durationMs ? Infinity : scheduled.atMs
-    const addressFault = addressFaults[nextAddressFault]
-    const addressFaultMs =
-      addressFault === undefined || addressFault.atMs >= durationMs ? Infinity : addressFault.atMs
-    if (eventMs === Infinity && faultMs === Infinity && addressFaultMs === Infinity) break
-    if (steps >= maxSteps) {
-      violate("the run stays within maxSteps", `more than ${maxSteps} steps by ${nowMs} ms`)
-      break
+  /**
+   * Runs events up to `deadlineMs` (inclusive), faults before it; stops early once `stop`
+   * holds (asked before each event) or after `stepsMax` events. Leaves the time at the last
+   * event run.
+   */
+  const advance = (
+    deadlineMs: number,
+    stop?: () => boolean,
+    stepsMax = Number.POSITIVE_INFINITY,
+  ): void => {
+    let ran = 0
+    while (violation === undefined) {
+      if (stop?.() === true || ran++ >= stepsMax) break
+      const event = queue.peek()
+      const queuedMs = event === undefined || event.atMs > deadlineMs ? Infinity : event.atMs
+      const timer = timers.peek()
+      const timerMs = timer === undefined || timer.dueMs > deadlineMs ? Infinity : timer.dueMs
+      // The timer table and the queue share one (time, seq) order.
+      const timerFirst =
+        timerMs < queuedMs ||
+        (timerMs === queuedMs && timerMs !== Infinity && timer!.order < event!.seq)
+      const eventMs = timerFirst ? timerMs : queuedMs
+      const scheduled = schedule[nextFault]
+      const faultMs =
+        scheduled === undefined || scheduled.atMs >= deadlineMs ? Infinity : scheduled.atMs
+      const addressFault = addressFaults[nextAddressFault]
+      const addressFaultMs =
+        addressFault === undefined || addressFault.atMs >= deadlineMs ? Infinity : addressFault.atMs
+      if (eventMs === Infinity && faultMs === Infinity && addressFaultMs === Infinity) break
+      if (steps >= maxSteps) {
+        violate("the run stays within maxSteps", `more than ${maxSteps} steps by ${nowMs} ms`)
+        break
+      }
+      // An event at the time of a fault runs first, as under `Simulation`; a node-pair fault
+      // before an address fault of the same time.
+      if (addressFaultMs < eventMs && addressFaultMs < faultMs) {
+        nextAddressFault++
+        nowMs = Math.max(nowMs, addressFault!.atMs)
+        applyAddressFault(addressFault!)
+        if (everyStep) check(undefined, false)
+      } else if (faultMs < eventMs) {
+        nextFault++
+        nowMs = Math.max(nowMs, scheduled!.atMs)
+        const applied = { atMs: nowMs, fault: scheduled!.fault }
+        network.apply(applied)
+        history.push(applied)
+        trace.record(nowMs, TraceFault, "", applied.fault, undefined)
+        apply(applied.fault)
+        if (everyStep) check(undefined, false)
+      } else if (timerFirst) {
+        const fired = timers.due(timerMs)!
+        nowMs = timerMs
+        step(fired.node, { _tag: "TimerFired", timer: fired.name, nowMs })
+      } else {
+        queue.pop()
+        nowMs = event!.atMs
+        runEvent(event!)
+      }
     }
-    // An event at the time of a fault runs first, as under `Simulation`; a node-pair fault
-    // before an address fault of the same time.
-    if (addressFaultMs < eventMs && addressFaultMs < faultMs) {
-      nextAddressFault++
-      nowMs = Math.max(nowMs, addressFault!.atMs)
-      applyAddressFault(addressFault!)
-      if (everyStep) check(undefined, false)
-    } else if (faultMs < eventMs) {
-      nextFault++
-      nowMs = Math.max(nowMs, scheduled!.atMs)
-      const applied = { atMs: nowMs, fault: scheduled!.fault }
-      network.apply(applied)
-      history.push(applied)
-      trace.record(nowMs, TraceFault, "", applied.fault, undefined)
-      apply(applied.fault)
-      if (everyStep) check(undefined, false)
-    } else if (timerFirst) {
-      const fired = timers.due(timerMs)!
-      nowMs = timerMs
-      step(fired.node, { _tag: "TimerFired", timer: fired.name, nowMs })
-    } else {
-      queue.pop()
-      nowMs = event!.atMs
-      runEvent(event!)
-    }
-  }
-  if (violation === undefined) {
-    nowMs = Math.max(nowMs, durationMs)
-    check(undefined, true)
   }
 
   const describeInput = (input: Runner.Init | Machine.Input<Message, C, Address>): string => {
@@ -920,30 +1079,59 @@ export const run = <State, Message, C = never, E = never, Address = Machine.Node
   }
   const formatTrace = (): string => trace.lines(formatLine).join("\n")
 
-  const found = violation as Violation | undefined
-  if (found !== undefined) {
-    const states = [...live].map(([node, state]) => `  ${node}: ${describeState(state)}`)
-    const report = [
-      "fault schedule:",
-      schedule.length === 0 ? "  (none)" : FaultSchedule.format(schedule),
-      `states of the live nodes at ${found.atMs} ms:`,
-      states.length === 0 ? "  (none)" : states.join("\n"),
-      `trace (last ${trace.capacity} lines up to the violation):`,
-      formatTrace(),
-    ].join("\n")
-    throw new FastSimFailure(seed, found.invariant, found.detail, found.atMs, report)
+  /** Throws `FastSimFailure` for the violation found, if any. */
+  const throwIfViolated = (): void => {
+    const found = violation as Violation | undefined
+    if (found !== undefined) {
+      const states = [...live].map(([node, state]) => `  ${node}: ${describeState(state)}`)
+      const report = [
+        "fault schedule:",
+        schedule.length === 0 ? "  (none)" : FaultSchedule.format(schedule),
+        `states of the live nodes at ${found.atMs} ms:`,
+        states.length === 0 ? "  (none)" : states.join("\n"),
+        `trace (last ${trace.capacity} lines up to the violation):`,
+        formatTrace(),
+      ].join("\n")
+      throw new FastSimFailure(seed, found.invariant, found.detail, found.atMs, report)
+    }
   }
+
+  /** The final check at `endMs`, then the report (or the failure). */
+  const finish = (endMs: number): Report<E> => {
+    if (violation === undefined) {
+      nowMs = Math.max(nowMs, endMs)
+      check(undefined, true)
+    }
+    throwIfViolated()
+    return {
+      seed,
+      steps,
+      schedule,
+      delivered,
+      dropped,
+      duplicated,
+      reordered,
+      encoded,
+      events,
+      formatTrace,
+    }
+  }
+
   return {
-    seed,
-    steps,
-    schedule,
-    delivered,
-    dropped,
-    duplicated,
-    reordered,
-    encoded,
-    events,
-    formatTrace,
+    advance,
+    finish,
+    throwIfViolated,
+    nowMs: () => nowMs,
+    indexOf,
+    states,
+    live,
+    perform,
+    queue,
+    timers,
+    timerKeys,
+    countDropped: () => {
+      dropped++
+    },
   }
 }
 

@@ -695,6 +695,102 @@ describe("FastSim", () => {
     expect(report.delivered).toBeGreaterThan(300)
   })
 
+  it("a session runs until a condition, steps by hand, loses what is in flight, reads and clears timers", () => {
+    // The pinger, counting what it hears.
+    const counting: Machine.Machine<
+      { readonly self: string; readonly n: number; readonly heard: number },
+      Ping
+    > = {
+      init: (context) => ({
+        state: { self: context.self, n: 0, heard: 0 },
+        outputs: [{ _tag: "SetTimer", timer: "tick", afterMs: 100 }],
+      }),
+      step: (state, input) =>
+        input._tag === "Receive"
+          ? { state: { ...state, heard: state.heard + 1 }, outputs: [] }
+          : {
+              state: { ...state, n: state.n + 1 },
+              outputs: [
+                { _tag: "Broadcast", message: { from: state.self, n: state.n } },
+                { _tag: "SetTimer", timer: "tick", afterMs: 100 },
+              ],
+            },
+    }
+    const session = FastSim.start({
+      machine: counting,
+      nodes: ["a", "b"],
+      seed: 1,
+      link: fixedLink(10),
+    })
+    // Until a condition: the time stays at the event that made it hold.
+    expect(session.runUntil(() => session.state("a")!.n === 3)).toBe(true)
+    expect(session.nowMs).toBe(300)
+    expect(session.timers("a").dueOf("tick")).toBe(400)
+    // Nothing before the deadline makes it hold: false, at the last event run (b's tick at 500).
+    expect(session.runUntil(() => false, { maxMs: 205 })).toBe(false)
+    expect(session.nowMs).toBe(500)
+    // a's and b's broadcasts of 500 ms are in flight: lose b's only.
+    expect(session.dropInFlight((from, to) => from === "b" && to === "a")).toBe(1)
+    // By hand: a state replaced, outputs performed as the node's.
+    session.setState("b", { self: "b", n: 100, heard: 0 })
+    session.perform("b", [{ _tag: "Send", to: "a", message: { from: "b", n: -1 } }])
+    session.timers("b").clear()
+    expect(session.timers("b").size).toBe(0)
+    expect(session.timers("a").size).toBe(1)
+    session.runUntil(() => false, { maxMs: 150 })
+    // b ticks no more (its timer is gone); a keeps ticking. a heard b's broadcasts of 100 to
+    // 400 ms and the message performed by hand, not the one lost in flight.
+    expect(session.state("b")!.n).toBe(100)
+    expect(session.state("a")!.n).toBe(6)
+    expect(session.state("a")!.heard).toBe(5)
+    // A node that throws fails the call that stepped it, with the seed.
+    const throwing = FastSim.start({
+      machine: {
+        ...pinger(100),
+        step: () => {
+          throw new Error("boom")
+        },
+      },
+      nodes: ["a"],
+      seed: 7,
+    })
+    expect(() => throwing.runUntil(() => false)).toThrow(/SEED=7: invariant "no node fails"/)
+  })
+
+  it("a session stepped to the end leaves the nodes as run does", () => {
+    const states = (options: { readonly seed: number }) => {
+      const seen = new Map<string, number>()
+      FastSim.run({
+        machine: pinger(70),
+        nodes: ["a", "b", "c"],
+        seed: options.seed,
+        durationMs: 1_000,
+        link: fixedLink(5, { loss: 0.2, duplicate: 0.1, reorder: 0.1 }),
+        invariants: [
+          {
+            name: "records",
+            check: (view) => {
+              for (const [node, state] of view.states) seen.set(node, state.n)
+              return undefined
+            },
+          },
+        ],
+      })
+      const session = FastSim.start({
+        machine: pinger(70),
+        nodes: ["a", "b", "c"],
+        seed: options.seed,
+        link: fixedLink(5, { loss: 0.2, duplicate: 0.1, reorder: 0.1 }),
+      })
+      for (let step = 0; step < 10; step++) session.runUntil(() => false, { maxSteps: 7 })
+      session.runUntil(() => false, { maxMs: 1_000 - session.nowMs })
+      return { run: seen, session: new Map(["a", "b", "c"].map((n) => [n, session.state(n)!.n])) }
+    }
+    const { run, session } = states({ seed: 3 })
+    expect(session).toEqual(run)
+    expect(run.get("a")).toBe(14)
+  })
+
   it("rejects a schedule that names an unknown node", () => {
     expect(() =>
       FastSim.run({
