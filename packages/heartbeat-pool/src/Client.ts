@@ -7,6 +7,7 @@
  * socket connected to a server for those reports is made ahead of a walk to it: the next
  * server in the priority list, each time the target or the list changes (not every server's
  * at start: a process of thousands of clients would hold a descriptor per server per client).
+ * A process of many clients runs them in one `ClientGroup`: one socket and one timer for all.
  *
  * @since 0.1.0
  */

@@ -15,12 +15,13 @@
  *
  * @since 0.1.0
  */
-import { Authentication, type Machine as M, type Runner, TimerTable } from "@understudy/machine"
+import { Authentication, type Machine as M, Runner, TimerTable } from "@understudy/machine"
 import { type Address, Datagram, type TransportError } from "@understudy/transport"
 import {
   Clock,
   Effect,
   Fiber,
+  Metric,
   PubSub,
   type Redacted,
   Result,
@@ -120,7 +121,7 @@ interface Driven {
   readonly sealer: Authentication.Sealer
   readonly events: PubSub.PubSub<ClientMachine.Event>
   readonly onStep: Member["onStep"]
-  /** Its one timer's key in the group's table (the client machine arms only `beatTimer`). */
+  /** Its timers' keys in the group's table, by the machine's timer names. */
   readonly timers: Map<string, TimerKey>
 }
 
@@ -195,6 +196,12 @@ export const run = (
     let outbox: Array<Outgoing> = []
     let emitted: Array<{ readonly client: Driven; readonly event: ClientMachine.Event }> = []
     let observed: Array<Effect.Effect<void>> = []
+    /**
+     * Datagrams dropped before any client saw them, counted as a `Runner` counts its own
+     * (`Runner.datagramsDropped`), with `UnknownRecipient` for a reply that names no client of
+     * the group (a stopped one's late reply: not logged as a warning).
+     */
+    let dropped: Array<{ readonly reason: string; readonly from: string }> = []
 
     /** Steps one client with one input (its outputs into the batch's). */
     const step = (client: Driven, input: Input | Runner.Init, nowMs: number) => {
@@ -266,9 +273,18 @@ export const run = (
       const sending = outbox
       const events = emitted
       const observers = observed
+      const drops = dropped
       outbox = []
       emitted = []
       observed = []
+      dropped = []
+      for (const { reason, from } of drops) {
+        yield* Metric.update(Metric.withAttributes(Runner.datagramsDropped, { reason }), 1)
+        yield* (reason === "UnknownRecipient" ? Effect.logDebug : Effect.logWarning)(
+          "dropping a datagram",
+          { reason, from },
+        )
+      }
       for (const effect of observers) yield* effect
       for (const { to, bytes } of sending)
         yield* endpoint
@@ -327,17 +343,33 @@ export const run = (
     const receive = (received: ReadonlyArray<Datagram.Received>) =>
       batch((nowMs) => {
         for (const { from, bytes } of received) {
-          const server = serverAt.get(`${from.host}:${from.port}`)
-          if (server === undefined) continue
+          const where = `${from.host}:${from.port}`
+          const server = serverAt.get(where)
+          if (server === undefined) {
+            dropped.push({ reason: "UnknownSender", from: where })
+            continue
+          }
           const payload = unverifiedPayload(!insecure, bytes)
-          if (payload === undefined) continue
-          const decoded = Message.serverReplyCodec.decode(payload)
-          if (Result.isFailure(decoded)) continue
+          const decoded =
+            payload === undefined ? undefined : Message.serverReplyCodec.decode(payload)
+          if (decoded === undefined || Result.isFailure(decoded)) {
+            dropped.push({
+              reason: payload === undefined ? "Unauthenticated" : "Undecodable",
+              from: server,
+            })
+            continue
+          }
           const id = recipient(decoded.success)
           const client = id === undefined ? undefined : clients.get(id)
-          if (client === undefined) continue
+          if (client === undefined) {
+            dropped.push({ reason: "UnknownRecipient", from: server })
+            continue
+          }
           const opened = client.sealer.open(server, nowMs, bytes)
-          if ("dropped" in opened) continue
+          if ("dropped" in opened) {
+            dropped.push({ reason: opened.dropped, from: server })
+            continue
+          }
           step(client, { _tag: "Receive", from: server, message: decoded.success, nowMs }, nowMs)
         }
       })
