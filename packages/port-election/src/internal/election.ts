@@ -260,16 +260,15 @@ export const loop = (instance: Instance, env: Env): Effect.Effect<void, never, S
         }
       }
       const epoch = state.epoch
-      const fired =
-        timer === undefined
-          ? undefined
-          : Effect.as(Effect.sleep(timer.afterMs), { timer: timer.name })
       const next: { readonly timer: string } | Command = yield* (
-        waiting === undefined
-          ? fired!
-          : fired === undefined
-            ? waiting
-            : Effect.raceFirst(waiting, fired)
+        timer === undefined
+          ? waiting!
+          : waiting === undefined
+            ? Effect.as(Effect.sleep(timer.afterMs), { timer: timer.name })
+            : // The standby wait: the takeover, unless the timer fires first.
+              Effect.map(Effect.timeoutOption(waiting, timer.afterMs), (option) =>
+                option._tag === "Some" ? option.value : { timer: timer.name },
+              )
       ).pipe(Effect.annotateLogs({ epoch }))
       const nowMs = yield* Clock.currentTimeMillis
       const stepped = machine.step(
