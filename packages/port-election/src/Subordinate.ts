@@ -170,16 +170,6 @@ export const registerTimer = "register"
 /** Permits still held are given up when it fires. @since 0.1.0 @category constants */
 export const cutOffTimer = "cutoff"
 
-/**
- * Whether `Supervising` would change anything: a deadline to take off, or permits given up
- * to forget. When not, a new supervisor need not wait for the step.
- *
- * @since 0.1.0
- * @category getters
- */
-export const supervisingChanges = (state: State): boolean =>
-  state.cutOffArmed || state.abandoned.size > 0
-
 /** The registration's claim, per resource. */
 const claimOf = (registration: Registry.Register): Map<string, number> => {
   const claimed = new Map<string, number>()

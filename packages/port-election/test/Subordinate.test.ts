@@ -130,7 +130,7 @@ describe("the subordinate's machine", () => {
     expect(steps[7]).toEqual([M.setTimer(Subordinate.cutOffTimer, 100)])
   })
 
-  it("Supervising changes something exactly when supervisingChanges says so (a new supervisor skips it otherwise)", () => {
+  it("Supervising changes something exactly when a deadline is armed or permits were given up", () => {
     const supervising = M.command<Subordinate.Command>({ _tag: "Supervising" }, 2_000)
     const lostAt = (nowMs: number) => [
       connected("c1", 0, [lock]),
@@ -159,12 +159,14 @@ describe("the subordinate's machine", () => {
         changes: true,
       },
     ]
+    const armedOrGivenUp = (state: Subordinate.State) =>
+      state.cutOffArmed || state.abandoned.size > 0
     for (const { inputs, changes } of cases) {
       const { state } = run(inputs)
-      expect(Subordinate.supervisingChanges(state)).toBe(changes)
+      expect(armedOrGivenUp(state)).toBe(changes)
       const next = machine.step(state, supervising)
       expect(next.outputs.length > 0 || !sameState(next.state, state)).toBe(changes)
-      expect(Subordinate.supervisingChanges(next.state)).toBe(false)
+      expect(armedOrGivenUp(next.state)).toBe(false)
     }
   })
 

@@ -365,8 +365,6 @@ export const start = (instance: Instance, env: Env): Effect.Effect<Running> =>
     return {
       runSubordinate,
       step,
-      supervising: Effect.flatMap(node.state, (state) =>
-        Subordinate.supervisingChanges(state) ? step({ _tag: "Supervising" }) : Effect.void,
-      ),
+      supervising: step({ _tag: "Supervising" }),
     }
   })
