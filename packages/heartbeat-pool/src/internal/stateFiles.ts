@@ -135,10 +135,16 @@ export const open = (path: string): StateFiles => {
       }
       let text = ""
       for (const line of lines) text += `${JSON.stringify(line)}\n`
+      const bytes = Buffer.from(text)
       const journalFd = journal()
-      writeSync(journalFd, text)
+      // A short write is written on from where it stopped; no progress at all is an error.
+      for (let written = 0; written < bytes.byteLength; ) {
+        const count = writeSync(journalFd, bytes, written)
+        if (count === 0) throw new Error(`${journalPath}: the journal write made no progress`)
+        written += count
+      }
       fdatasyncSync(journalFd)
-      journalBytes += Buffer.byteLength(text)
+      journalBytes += bytes.byteLength
     },
     close: () => {
       if (fd !== undefined) closeSync(fd)
