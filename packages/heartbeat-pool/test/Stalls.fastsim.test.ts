@@ -7,11 +7,14 @@
  * stalls by hand: `POOL_STALL_MS=700 POOL_STALL_SCHEDULES=60 npx vitest run test/Stalls.fastsim.test.ts`.
  *
  * A seat may be lost here honestly, by its cause: the server that held it did not run for the
- * whole lease, or a majority of the servers ran for at most half of it (2 s here, 20
- * intervals), too little for an election and a renewal; the pool honours existing seats until
- * they expire, and renews them only under a leader's authority. Such a loss is counted and
- * printed, not failed; any other loss fails: refused, or expired while a majority ran for more
- * than half the lease.
+ * whole lease; or a majority of the servers ran for at most half of it (2 s here, 20
+ * intervals), too little for an election and a renewal; or the leaders of two terms failed
+ * within it (killed, or stalled for a follower time-out or more: two failovers, so not a single
+ * failure). The pool honours existing seats until they expire, and renews them only under a
+ * leader's authority. Such a loss is counted and printed, not failed; any other loss fails:
+ * refused, or expired while a majority ran for more than half the lease and at most one leader
+ * failed. (At 700 ms, `UNDERSTUDY_SEED=3` once lost seats to two leaders each stalled 600 ms
+ * within one lease: honest by the third cause.)
  *
  * `UNDERSTUDY_SEED=29` is always among the schedules: at 400 ms the whole pool's seats once
  * went at once there, as license-pool's processes.test once saw (43 seats at s3, 0-22 ms of
@@ -21,7 +24,9 @@
  * s3 stood for term 8 at 9,100 ms while s2 was stalled, and s2, continued, stood for term 8
  * itself instead of voting: split again, and every lease ran out at 9.35 s. Now the candidate
  * higher in the priority list stands again at once when it hears the other's request for its
- * own term, and the other votes for it there.
+ * own term, and the other votes for it there. (Still so since the rounds wait for every seat
+ * renewed since the last fault: without that change to the election, seed 29 fails with the
+ * same loss, c22's seat at s3 in term 7 while a majority ran for 1,250 ms of its lease.)
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Seeds } from "@understudy/testkit"

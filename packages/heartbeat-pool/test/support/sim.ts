@@ -586,8 +586,9 @@ const serverOf = (states: ReadonlyMap<string, NodeState>, id: string) => {
  * (continued once a new leader exists and its clients re-attached), or SIGKILLs the busiest
  * follower (restarted likewise). The next round starts as soon as the failover is over:
  * every server up and agreeing on the leader and its term, every follower renewing under its
- * authority (the leader merged its record), and the victim's clients re-attached. Never two
- * faults at once, so no client may lose its seat.
+ * authority (the leader merged its record), the victim's clients re-attached, and every seat
+ * renewed since the last fault. Never two faults within one lease, so no client may lose its
+ * seat.
  */
 export const runRounds = (
   seed: number,
@@ -610,6 +611,17 @@ export const runRounds = (
   const majorityLog: Array<{ readonly atMs: number; readonly majorityMs: number }> = []
   /** Since when each server that is not running has not been. */
   const downSince = new Map<string, number>()
+  /**
+   * Each time a leader stopped running (killed or stopped), until it ran again: a leader killed,
+   * or stopped for a follower time-out or more, failed (the others must elect another).
+   */
+  const leaderOutages: Array<{
+    readonly server: string
+    readonly term: number
+    readonly killed: boolean
+    readonly fromMs: number
+    untilMs?: number
+  }> = []
   stallLog.length = 0
   honestExpiries.length = 0
   const servers = world.servers
@@ -617,6 +629,7 @@ export const runRounds = (
   let waiting: { fault: RoundFault; victim: string; atMs: number; term: number } | undefined
   let moved: ReadonlyArray<string> = []
   let restartAtMs: number | undefined
+  let lastFaultAtMs = Number.NEGATIVE_INFINITY
   const holders = (view: FastSim.View<NodeState, Msg, NodeCommand, NodeEvent>, at?: string) =>
     world.clients.filter((id) => {
       const node = view.states.get(id)
@@ -625,6 +638,19 @@ export const runRounds = (
         Client.holds(node.state, view.nowMs) &&
         (at === undefined || node.state.server === at)
       )
+    })
+  /**
+   * Every seat held was renewed since `sinceMs`. Without it, a seat moved off a killed follower
+   * and not yet renewed was at the leader the next round killed: two faults within its lease
+   * (SEED=31 at 400 ms stalls).
+   */
+  const renewedSince = (
+    view: FastSim.View<NodeState, Msg, NodeCommand, NodeEvent>,
+    sinceMs: number,
+  ) =>
+    holders(view).every((id) => {
+      const node = view.states.get(id)
+      return node?.kind === "client" && node.state.leaseUntilMs > sinceMs + timing.leaseMs
     })
   // Stalls slow the rounds down: twice the time, and none begins that would outlast the
   // workload (a server left stopped would be a second failure).
@@ -650,8 +676,19 @@ export const runRounds = (
             const node = serverOf(view.states, id)
             if (node !== undefined && node.killed !== true && node.stopped === undefined) {
               running++
-              downSince.delete(id)
-            } else if (!downSince.has(id)) downSince.set(id, nowMs)
+              if (downSince.delete(id))
+                for (const outage of leaderOutages)
+                  if (outage.server === id && outage.untilMs === undefined) outage.untilMs = nowMs
+            } else if (!downSince.has(id)) {
+              downSince.set(id, nowMs)
+              if (node?.state.role === "leader")
+                leaderOutages.push({
+                  server: id,
+                  term: node.state.durable.term,
+                  killed: node.killed === true,
+                  fromMs: nowMs,
+                })
+            }
           }
           const before = majorityRuns
           majorityRuns = running * 2 > servers.length
@@ -671,16 +708,26 @@ export const runRounds = (
                     (index % 2 === 0 ? sinceMs - majorityLog[index]!.atMs : 0)
               const withMajority = Math.round(majorityMs - atStart)
               const holderDown = server !== undefined && (downSince.get(server) ?? nowMs) <= sinceMs
-              const loss = `${view.step!.node} lost its seat at ${server} term ${term} (${reason}); a majority of the servers ran for ${withMajority} ms of the last lease (${timing.leaseMs} ms)${holderDown ? `, ${server} for none of it` : ""}`
+              const failedLeaders = leaderOutages.filter((outage) => {
+                const untilMs = outage.untilMs ?? nowMs
+                return (
+                  untilMs > sinceMs &&
+                  (outage.killed || untilMs - outage.fromMs >= timing.followerTimeoutMs)
+                )
+              })
+              const failedTerms = new Set(failedLeaders.map((outage) => outage.term)).size
+              const loss = `${view.step!.node} lost its seat at ${server} term ${term} (${reason}); a majority of the servers ran for ${withMajority} ms of the last lease (${timing.leaseMs} ms)${holderDown ? `, ${server} for none of it` : ""}${failedLeaders.length === 0 ? "" : `; leaders failed in it: ${failedLeaders.map((outage) => `${outage.server} of term ${outage.term} ${outage.killed ? "killed" : `stopped ${Math.round((outage.untilMs ?? nowMs) - outage.fromMs)} ms`} at ${Math.round(outage.fromMs)}`).join(", ")}`}`
               // On stalling servers a lease may run out honestly, by its cause: the server that
-              // held it did not run for the whole lease, or a majority of the servers ran for at
+              // held it did not run for the whole lease; or a majority of the servers ran for at
               // most half of it (ten heartbeats), too little for an election (~850 ms from a
-              // silent leader) and a renewal. A lease that ran out while a majority ran for
-              // longer is an election that did not end: a defect.
+              // silent leader) and a renewal; or the leaders of two terms failed within it (each
+              // killed, or stopped for a follower time-out or more: two failovers, two faults).
+              // A lease that ran out while a majority ran for longer, with at most one leader
+              // failed, is an election that did not end or a seat not renewed: a defect.
               if (
                 stalls !== undefined &&
                 reason === "expired" &&
-                (holderDown || withMajority * 2 <= timing.leaseMs)
+                (holderDown || withMajority * 2 <= timing.leaseMs || failedTerms >= 2)
               ) {
                 honestExpiries.push(loss)
                 continue
@@ -738,7 +785,8 @@ export const runRounds = (
             node.state.durable.term === leader.state.durable.term &&
             node.state.leader === leader.state.self &&
             (node === leader || node.state.authorityUntilMs > nowMs),
-        )
+        ) &&
+        renewedSince(view, lastFaultAtMs)
       // Round 0 waits for every seat to be taken.
       if (!over || (round === 0 && holders(view).length < world.capacity)) return []
       const fault = (["kill-leader", "stop-leader", "kill-follower"] as const)[round % 3]!
@@ -750,6 +798,7 @@ export const runRounds = (
           : leader.state.self
       moved = holders(view, victim)
       waiting = { fault, victim, atMs: nowMs, term: leader.state.durable.term }
+      lastFaultAtMs = nowMs
       restartAtMs =
         fault === "stop-leader" ? undefined : nowMs + roll(17) * (timing.heartbeatIntervalMs / 4)
       return [{ node: victim, command: { _tag: fault === "stop-leader" ? "Stop" : "Kill" } }]
