@@ -31,12 +31,9 @@ export const allocation = (
   ctx: Ctx,
 ): Pick<
   Ctx,
-  | "fits"
-  | "fromShare"
   | "reclaimShares"
   | "onRefusal"
   | "waitForSharesMs"
-  | "decide"
   | "reserve"
   | "grant"
   | "licenseProblem"
@@ -315,12 +312,9 @@ export const allocation = (
     return Math.max(0, capacityAt(state, nowMs) - committed)
   }
   return {
-    fits,
-    fromShare,
     reclaimShares,
     onRefusal,
     waitForSharesMs,
-    decide,
     reserve,
     grant,
     licenseProblem,

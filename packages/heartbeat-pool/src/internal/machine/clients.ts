@@ -12,7 +12,7 @@ import { capacityAt, poolSeatsInUse, seatsHeld } from "./counting.ts"
 type Peer = Message.Peer
 type ClientRequest = Message.ClientRequest
 
-export const clients = (ctx: Ctx): Pick<Ctx, "beat" | "offerLicense" | "fromClient"> => {
+export const clients = (ctx: Ctx): Pick<Ctx, "offerLicense" | "fromClient"> => {
   const { servers, leaseMs, crypto, tokenTtlMs } = ctx
   const beat = (
     state: State,
@@ -243,5 +243,5 @@ export const clients = (ctx: Ctx): Pick<Ctx, "beat" | "offerLicense" | "fromClie
       }
     }
   }
-  return { beat, offerLicense, fromClient }
+  return { offerLicense, fromClient }
 }

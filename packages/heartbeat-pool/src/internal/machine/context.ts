@@ -68,7 +68,7 @@ export interface Settings
   readonly priority: ReadonlyMap<string, number>
 }
 
-/** The settings and every part's functions, by part. */
+/** The settings, and the functions each part offers the others (its own helpers stay private). */
 export interface Ctx extends Settings {
   // helpers (this module)
   readonly reply: (outputs: Array<Output>, to: string, message: ServerReply) => void
@@ -85,12 +85,6 @@ export interface Ctx extends Settings {
   readonly liveServers: (state: State, nowMs: number) => Array<string>
   readonly setDurable: (state: State, changes: Partial<Durable>) => State
   // record
-  readonly seatsOf: (
-    record: HashMap.HashMap<string, Held>,
-    pool: HashMap.HashMap<string, Elsewhere>,
-    client: string,
-  ) => number
-  readonly retally: (state: State, client: string) => State
   readonly setPool: (
     state: State,
     key: string,
@@ -113,18 +107,10 @@ export interface Ctx extends Settings {
     outputs: Array<Output>,
     reason?: "newer-term" | "no-majority",
   ) => State
-  readonly rankAmongLive: (state: State, failed: string | undefined) => number
   readonly scheduleElection: (state: State, outputs: Array<Output>) => State
   readonly stand: (state: State, nowMs: number, outputs: Array<Output>) => State
   readonly becomeLeader: (state: State, nowMs: number, outputs: Array<Output>) => State
   // leader
-  readonly shareable: (
-    leader: LeaderState,
-    view: FollowerView,
-    nowMs: number,
-    until: number,
-  ) => boolean
-  readonly shareLimits: (state: State, nowMs: number, until: number) => Record<string, ShareAccount>
   readonly sendHeartbeats: (state: State, nowMs: number, outputs: Array<Output>) => State
   readonly endingSoon: (state: State, nowMs: number) => Array<string>
   readonly expirePool: (leader: LeaderState, nowMs: number) => HashMap.HashMap<string, Elsewhere>
@@ -173,32 +159,9 @@ export interface Ctx extends Settings {
   readonly countedByLeader: (state: State, held: Held) => boolean
   readonly heldAtOf: (state: State, token: Message.Token) => string | undefined
   // allocation
-  readonly fits: (
-    state: State,
-    client: string,
-    seats: number,
-    nowMs: number,
-    moved: number,
-  ) => boolean
-  readonly fromShare: (
-    state: State,
-    client: string,
-    seats: number,
-    nowMs: number,
-    heldAt: string | undefined,
-  ) => number
   readonly reclaimShares: (state: State, nowMs: number) => State
   readonly onRefusal: (state: State, reason: Message.DenyReason, nowMs: number) => State
   readonly waitForSharesMs: (state: State, nowMs: number) => number
-  readonly decide: (
-    state: State,
-    server: string,
-    client: string,
-    seats: number,
-    nowMs: number,
-    reattach: boolean,
-    heldAt?: string,
-  ) => State | Message.DenyReason | typeof awaitShares
   readonly reserve: (
     state: State,
     from: string,
@@ -235,12 +198,6 @@ export interface Ctx extends Settings {
   ) => State
   readonly shareNow: (state: State, nowMs: number) => number
   // clients
-  readonly beat: (
-    state: State,
-    outputs: Array<Output>,
-    message: Extract<ClientRequest, { _tag: "Beat" }>,
-    nowMs: number,
-  ) => State
   readonly offerLicense: (
     state: State,
     from: string,
@@ -251,13 +208,6 @@ export interface Ctx extends Settings {
   // step
   readonly tick: (state: State, nowMs: number) => Step
   readonly receive: (state: State, from: string, message: Peer, nowMs: number) => Step
-  readonly dispatch: (
-    state: State,
-    from: string,
-    message: Peer,
-    nowMs: number,
-    outputs: Array<Output>,
-  ) => State
 }
 
 export const helpers = (

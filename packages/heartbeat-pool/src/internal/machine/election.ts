@@ -13,10 +13,7 @@ type Peer = Message.Peer
 
 export const election = (
   ctx: Ctx,
-): Pick<
-  Ctx,
-  "becomeFollower" | "rankAmongLive" | "scheduleElection" | "stand" | "becomeLeader"
-> => {
+): Pick<Ctx, "becomeFollower" | "scheduleElection" | "stand" | "becomeLeader"> => {
   const { servers, followerTimeoutMs, electionStaggerMs, leaseMs, majority } = ctx
   const becomeFollower = (
     state: State,
@@ -129,5 +126,5 @@ export const election = (
     // Claim 23: the new leader heartbeats the remaining followers at once.
     return ctx.sendHeartbeats(next, nowMs, outputs)
   }
-  return { becomeFollower, rankAmongLive, scheduleElection, stand, becomeLeader }
+  return { becomeFollower, scheduleElection, stand, becomeLeader }
 }

@@ -30,14 +30,7 @@ export const leader = (
   ctx: Ctx,
 ): Pick<
   Ctx,
-  | "shareable"
-  | "shareLimits"
-  | "sendHeartbeats"
-  | "endingSoon"
-  | "expirePool"
-  | "newLife"
-  | "acked"
-  | "receiveRecord"
+  "sendHeartbeats" | "endingSoon" | "expirePool" | "newLife" | "acked" | "receiveRecord"
 > => {
   const { heartbeatIntervalMs, leaseMs, maxClients, partSize, maxShare } = ctx
   /** May the leader hand `view`'s follower a share now? */
@@ -272,8 +265,6 @@ export const leader = (
     }
   }
   return {
-    shareable,
-    shareLimits,
     sendHeartbeats,
     endingSoon,
     expirePool,

@@ -10,7 +10,7 @@ import { poolKey, storedChange, tallyOf } from "./counting.ts"
 
 export const record = (
   ctx: Ctx,
-): Pick<Ctx, "seatsOf" | "retally" | "setPool" | "withPool" | "hold" | "drop" | "expire"> => {
+): Pick<Ctx, "setPool" | "withPool" | "hold" | "drop" | "expire"> => {
   const { servers, checkTimeoutMs } = ctx
   /** The most seats any allocation of `client` holds, here or at another server. */
   const seatsOf = (
@@ -123,5 +123,5 @@ export const record = (
     }
     return pending === next.pending ? next : { ...next, pending }
   }
-  return { seatsOf, retally, setPool, withPool, hold, drop, expire }
+  return { setPool, withPool, hold, drop, expire }
 }

@@ -12,7 +12,7 @@ import { poolKey, seatsHeld } from "./counting.ts"
 
 type Peer = Message.Peer
 
-export const step = (ctx: Ctx): Pick<Ctx, "tick" | "receive" | "dispatch"> => {
+export const step = (ctx: Ctx): Pick<Ctx, "tick" | "receive"> => {
   const {
     heartbeatIntervalMs,
     followerTimeoutMs,
@@ -295,5 +295,5 @@ export const step = (ctx: Ctx): Pick<Ctx, "tick" | "receive" | "dispatch"> => {
         return state // the term check above already adopted it
     }
   }
-  return { tick, receive, dispatch }
+  return { tick, receive }
 }
