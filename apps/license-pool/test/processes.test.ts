@@ -56,6 +56,8 @@ const admin = async (...args: Array<string>): Promise<string> =>
     .stdout
 
 const servers = new Map<string, JsonLinesProcess>()
+/** Every server process started (a restarted server is a new one), in order. */
+const serverRuns: Array<{ readonly id: string; readonly proc: JsonLinesProcess }> = []
 const clientProcs: Array<JsonLinesProcess> = []
 let pool = ""
 let targets: Array<Admin.Target> = []
@@ -83,16 +85,39 @@ const licenseFile = (sequence: number): string => {
 }
 
 const startServer = (id: string, license: string) => {
-  servers.set(
-    id,
-    new JsonLinesProcess(script("server"), [
-      ...["--id", id, "--pool", pool, "--vendor-key", join(dir, "vendor.pub")],
-      ...["--state-dir", join(dir, "state"), "--license", license],
-      ...["--key-file", key, "--heartbeat", `${heartbeatMs}ms`, "--lease", `${30 * heartbeatMs}ms`],
-      ...["--metrics", `127.0.0.1:${metricsPort.get(id)}`, "--json"],
-    ]),
-  )
+  const proc = new JsonLinesProcess(script("server"), [
+    ...["--id", id, "--pool", pool, "--vendor-key", join(dir, "vendor.pub")],
+    ...["--state-dir", join(dir, "state"), "--license", license],
+    ...["--key-file", key, "--heartbeat", `${heartbeatMs}ms`, "--lease", `${30 * heartbeatMs}ms`],
+    ...["--metrics", `127.0.0.1:${metricsPort.get(id)}`, "--json"],
+  ])
+  servers.set(id, proc)
+  serverRuns.push({ id, proc })
 }
+
+/**
+ * What each server process did about leadership, counted (its event lines have no time): why
+ * leaders stepped down (`no-majority`: it heard too few followers for a leader lease, as when
+ * processes starve; `newer-term`: another stood), how often it stood, checked and saw
+ * followers go down.
+ */
+const leadershipEvents = () =>
+  serverRuns.map(({ id, proc }, run) => {
+    const counts = new Map<string, number>()
+    for (const line of proc.lines) {
+      if (line.type !== "event") continue
+      const tag = String(line._tag)
+      if (
+        !["BecameLeader", "SteppedDown", "ElectionStarted", "CheckSent", "FollowerDown"].includes(
+          tag,
+        )
+      )
+        continue
+      const what = line.reason === undefined ? tag : `${tag}(${String(line.reason)})`
+      counts.set(what, (counts.get(what) ?? 0) + 1)
+    }
+    return `  ${id} (process ${run + 1}): ${[...counts].map(([what, count]) => `${what} ${count}`).join(", ") || "none"}`
+  })
 
 type Status = Extract<Message.ServerReply, { _tag: "StatusReply" }>
 const statusOf = async (target: Admin.Target): Promise<Status | undefined> => {
@@ -424,7 +449,9 @@ describe("license-pool processes", () => {
         `${losses.length} seats lost, by cause:\n${[...byWhy].map(([why, count]) => `  ${count} x ${why}`).join("\n")}\nround starts (ms): ${JSON.stringify(roundStarts)}\nservers' roles from a lease before the first loss:\n${roleChanges
           .filter((change) => change.atMs >= firstLossMs - 30 * heartbeatMs - 2_000)
           .map((change) => `  ${change.atMs} ${change.line}`)
-          .join("\n")}`,
+          .join(
+            "\n",
+          )}\nleadership events of each server process:\n${leadershipEvents().join("\n")}`,
       )
     }
     expect(losses).toEqual([])
