@@ -184,6 +184,7 @@ export const nodeMachine = (world: World): M.Machine<NodeState, Msg, NodeCommand
     const outputs: Array<M.Output<Msg, NodeEvent>> = []
     for (const output of result.outputs) {
       if (output._tag === "Emit" && output.event._tag === "Reply") {
+        if (output.event.message._tag === "Wait") coverage.waits++
         outputs.push({ _tag: "Send", to: output.event.to, message: output.event.message })
       } else if (output._tag === "Broadcast") {
         for (const peer of world.servers)
@@ -337,6 +338,8 @@ export const coverage = {
   merged: 0,
   checks: 0,
   shareGrants: 0,
+  /** `Wait` replies: a request that fits once the followers' shares are back. */
+  waits: 0,
 }
 
 /**
