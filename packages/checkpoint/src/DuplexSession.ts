@@ -307,7 +307,8 @@ export const makeServer = (context: ServerContext): DuplexServer => {
         return perform(next.outputs)
       }
       if (yield* perform(outputs)) return
-      while (true) if (yield* step(yield* Queue.take(inputs))) return
+      // What arrived together is stepped in one go (one wake-up of this fiber, not one each).
+      while (true) for (const input of yield* Queue.takeAll(inputs)) if (yield* step(input)) return
     }).pipe(
       Effect.scoped,
       // The client went away mid-session: its checkpoint stays, the session is free for
@@ -443,6 +444,8 @@ export const connect = (
     let state = machine.init({ self: "client", peers: [Machine.server], nowMs: 0 }).state
     // The application's writes and the current connection's messages, in one order.
     const inputs = yield* Queue.unbounded<Queued>()
+    /** Inputs taken from `inputs` and not stepped yet. */
+    const taken: Array<Queued> = []
     /** Bytes the application wrote that the machine has not taken yet. */
     let queuedBytes = 0
     let ended = false
@@ -552,7 +555,10 @@ export const connect = (
         const run = Effect.gen(function* () {
           if ((yield* step(clientCommand({ _tag: "Connected" }))) !== "go") return false
           while (true) {
-            const next = yield* Queue.take(inputs)
+            // What arrived together is taken in one go; what a connection's end leaves of it
+            // (the application's writes) waits for the next one.
+            if (taken.length === 0) taken.push(...(yield* Queue.takeAll(inputs)))
+            const next = taken.shift()!
             // What an earlier connection left behind is dropped with it.
             if (next.attempt !== 0 && next.attempt !== current) continue
             const verdict = yield* step(next.input)
