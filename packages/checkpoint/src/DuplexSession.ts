@@ -444,8 +444,6 @@ export const connect = (
     let state = machine.init({ self: "client", peers: [Machine.server], nowMs: 0 }).state
     // The application's writes and the current connection's messages, in one order.
     const inputs = yield* Queue.unbounded<Queued>()
-    /** Inputs taken from `inputs` and not stepped yet. */
-    const taken: Array<Queued> = []
     /** Bytes the application wrote that the machine has not taken yet. */
     let queuedBytes = 0
     let ended = false
@@ -555,10 +553,9 @@ export const connect = (
         const run = Effect.gen(function* () {
           if ((yield* step(clientCommand({ _tag: "Connected" }))) !== "go") return false
           while (true) {
-            // What arrived together is taken in one go; what a connection's end leaves of it
-            // (the application's writes) waits for the next one.
-            if (taken.length === 0) taken.push(...(yield* Queue.takeAll(inputs)))
-            const next = taken.shift()!
+            // One at a time: what follows a connection's end (the application's writes) stays
+            // queued for the next connection.
+            const next = yield* Queue.take(inputs)
             // What an earlier connection left behind is dropped with it.
             if (next.attempt !== 0 && next.attempt !== current) continue
             const verdict = yield* step(next.input)
