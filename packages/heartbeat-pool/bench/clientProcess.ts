@@ -1,9 +1,10 @@
 /**
  * A few hundred clients of the benchmark's real-process case in one OS process, all starting
- * at the same server, of the `kinds` asked: `count` pool clients (one `ClientGroup`: one UDP
- * socket, and one connected to each server a walk goes to for its port-unreachable reports;
- * `BENCH_SINGLE_CLIENTS=1`: a `Client.run` each, with a socket each, as before the group;
- * started one at a time, 64 a heartbeat interval) and/or `count` clients of the baseline,
+ * at the same server, of the `kinds` asked: `count` pool clients (a `Client.run` each, with a
+ * socket each; `BENCH_CLIENT_GROUP=1`: one `ClientGroup`, one UDP socket and one connected to
+ * each server a walk goes to, not the default: 500 of them in a group walked off a live
+ * leader hundreds of times in 10 s where as many `Client.run`s walked not once, see
+ * ClientGroup's batching; started one at a time, 64 a heartbeat interval) and/or `count` clients of the baseline,
  * each keeping its own TTL lease on the embedded store of that server (a `RemoteStore`
  * connection each, a keep-alive every heartbeat interval, answered within
  * one interval or the store counts as gone) and, once it is gone, re-acquiring a lease on the
@@ -199,7 +200,7 @@ await Effect.runPromise(
     // time, evenly: a client heartbeats in the phase it started in, and batches an interval
     // apart would put hundreds of heartbeats in the same few milliseconds.
     const group =
-      options.kinds.includes("pool") && process.env.BENCH_SINGLE_CLIENTS !== "1"
+      options.kinds.includes("pool") && process.env.BENCH_CLIENT_GROUP === "1"
         ? yield* ClientGroup.run({
             bind: { _tag: "Udp", host: "127.0.0.1", port: 0 },
             servers,

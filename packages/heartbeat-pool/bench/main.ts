@@ -18,8 +18,8 @@
  * socket, MAC or JSON), the baseline a store operation run through Effect.
  *
  * - Re-attachment after a real SIGKILL (`realProcesses.ts`): three server processes on
- *   loopback, 1,000 pool clients in two client processes (a `ClientGroup` each:
- *   `BENCH_SINGLE_CLIENTS=1` runs a `Client.run` per client instead), all starting at the leader (64
+ *   loopback, 1,000 pool clients in two client processes (a `Client.run` each;
+ *   `BENCH_CLIENT_GROUP=1` runs each process's in one `ClientGroup`), all starting at the leader (64
  *   per heartbeat interval per process), 500 ms heartbeats (the timings `license-server
  *   --heartbeat 500ms` derives); once
  *   every client holds, the leader of the moment is SIGKILLed; per client it held, kill to

@@ -286,10 +286,17 @@ export const run = (
         )
       }
       for (const effect of observers) yield* effect
-      for (const { to, bytes } of sending)
-        yield* endpoint
-          .send(to, bytes)
-          .pipe(Effect.catch((error) => Effect.logDebug("datagram not sent", error.message)))
+      // All handed to the kernel at once, then their completions awaited together: one after
+      // another, each send waited a turn of the event loop for its callback, and a batch of
+      // hundreds held every other batch (the replies) back past the clients' reply time-outs.
+      yield* Effect.forEach(
+        sending,
+        ({ to, bytes }) =>
+          endpoint
+            .send(to, bytes)
+            .pipe(Effect.catch((error) => Effect.logDebug("datagram not sent", error.message))),
+        { concurrency: "unbounded", discard: true },
+      )
       for (const { client, event } of events) yield* PubSub.publish(client.events, event)
       for (const address of toPrepare.splice(0))
         yield* Effect.forkIn(endpoint.prepare!(address), scope)
