@@ -179,6 +179,7 @@ export const run = (
       ...(reportUnreachable ? { reportUnreachable: true } : {}),
     })
     const scope = yield* Effect.scope
+    const clock = yield* Clock.Clock
 
     const clients = new Map<string, Driven>()
     const timers = new TimerTable.TimerTable<TimerKey>()
@@ -204,7 +205,12 @@ export const run = (
     let dropped: Array<{ readonly reason: string; readonly from: string }> = []
 
     /** Steps one client with one input (its outputs into the batch's). */
-    const step = (client: Driven, input: Input | Runner.Init, nowMs: number) => {
+    const step = (client: Driven, given: Input | Runner.Init) => {
+      // The clock read at each step, not once for the batch: a long batch's last steps would
+      // otherwise arm their reply waits (and take their round-trip samples) from its start,
+      // waits already over when their datagrams leave.
+      const nowMs = clock.currentTimeMillisUnsafe()
+      const input = { ...given, nowMs }
       const before = input._tag === "Init" ? undefined : client.state
       const result =
         input._tag === "Init"
@@ -322,7 +328,7 @@ export const run = (
         for (let fired = 0; fired < 4 * clients.size + 64; fired++) {
           const due = timers.due(nowMs)
           if (due === undefined) break
-          step(due.client, { _tag: "TimerFired", timer: due.timer, nowMs }, nowMs)
+          step(due.client, { _tag: "TimerFired", timer: due.timer, nowMs })
         }
       })
 
@@ -377,7 +383,7 @@ export const run = (
             dropped.push({ reason: opened.dropped, from: server })
             continue
           }
-          step(client, { _tag: "Receive", from: server, message: decoded.success, nowMs }, nowMs)
+          step(client, { _tag: "Receive", from: server, message: decoded.success, nowMs })
         }
       })
 
@@ -394,7 +400,7 @@ export const run = (
             nowMs,
           }
           for (const client of clients.values())
-            if (client.state.target === server) step(client, command, nowMs)
+            if (client.state.target === server) step(client, command)
         })
       }).pipe(Effect.forkScoped)
     }
@@ -419,13 +425,13 @@ export const run = (
         }
         yield* batch((nowMs) => {
           clients.set(member.id, client)
-          step(client, { _tag: "Init", nowMs }, nowMs)
+          step(client, { _tag: "Init", nowMs })
         })
         return {
           events: Stream.fromPubSub(client.events),
           state: Effect.sync(() => client.state),
           release: batch((nowMs) =>
-            step(client, { _tag: "Command", command: { _tag: "Release" }, nowMs }, nowMs),
+            step(client, { _tag: "Command", command: { _tag: "Release" }, nowMs }),
           ),
           address: endpoint.address,
           stop: Effect.andThen(
