@@ -418,10 +418,13 @@ const clientCommand = (c: Machine.DuplexClientCommand): ClientInput => MachineLi
 
 type Verdict = "go" | "close" | "complete"
 
-/** What the client's machine is stepped with, and from which connection (0: the application). */
+/**
+ * What the client's machine is stepped with, and from which connection (0: the application):
+ * a connection's messages that arrived together, or one command of the application.
+ */
 interface Queued {
   readonly attempt: number
-  readonly input: ClientInput
+  readonly inputs: ReadonlyArray<ClientInput>
 }
 
 /**
@@ -467,15 +470,18 @@ export const connect = (
         const current = ++attempts
         const ready = yield* Deferred.make<void>()
         yield* Effect.forkScoped(
-          Stream.runForEach(connection.messages, (message) =>
+          Stream.runForEachArray(connection.messages, (messages) =>
             Queue.offer(inputs, {
               attempt: current,
-              input: MachineLib.receive(Machine.server, message, 0),
+              inputs: messages.map((message) => MachineLib.receive(Machine.server, message, 0)),
             }),
           ).pipe(
             Effect.ignore,
             Effect.andThen(
-              Queue.offer(inputs, { attempt: current, input: clientCommand({ _tag: "Lost" }) }),
+              Queue.offer(inputs, {
+                attempt: current,
+                inputs: [clientCommand({ _tag: "Lost" })],
+              }),
             ),
           ),
         )
@@ -489,9 +495,12 @@ export const connect = (
           Effect.gen(function* () {
             if (input._tag === "Command" && input.command._tag === "Write")
               queuedBytes -= input.command.bytes.length
+            const { acked, windowBytesMax } = state.sender
             const next = machine.step(state, input)
             state = next.state
-            wake()
+            // Writers wait for room: it grows with an acknowledgement or a larger window.
+            if (state.sender.acked !== acked || state.sender.windowBytesMax !== windowBytesMax)
+              wake()
             for (const output of next.outputs) {
               if (output._tag === "Send") {
                 yield* connection.send(output.message)
@@ -553,14 +562,17 @@ export const connect = (
         const run = Effect.gen(function* () {
           if ((yield* step(clientCommand({ _tag: "Connected" }))) !== "go") return false
           while (true) {
-            // One at a time: what follows a connection's end (the application's writes) stays
-            // queued for the next connection.
+            // One item at a time: what follows a connection's end (the application's writes)
+            // stays queued for the next connection; the rest of this connection's messages
+            // after its end go with it.
             const next = yield* Queue.take(inputs)
             // What an earlier connection left behind is dropped with it.
             if (next.attempt !== 0 && next.attempt !== current) continue
-            const verdict = yield* step(next.input)
-            if (verdict !== "go") return verdict === "complete"
-            if (next.input._tag === "Command" && next.input.command._tag === "Lost") return false
+            for (const input of next.inputs) {
+              const verdict = yield* step(input)
+              if (verdict !== "go") return verdict === "complete"
+              if (input._tag === "Command" && input.command._tag === "Lost") return false
+            }
           }
         })
         // No answer to the handshake: this connection is given up (the next may do).
@@ -636,7 +648,7 @@ export const connect = (
           queuedBytes += chunk.length
           yield* Queue.offer(inputs, {
             attempt: 0,
-            input: clientCommand({ _tag: "Write", bytes: chunk }),
+            inputs: [clientCommand({ _tag: "Write", bytes: chunk })],
           })
           rest = rest.subarray(chunk.length)
         }
@@ -645,7 +657,7 @@ export const connect = (
     const end = Effect.suspend(() => {
       if (Deferred.isDoneUnsafe(fatal)) return Deferred.await(fatal)
       ended = true
-      return Queue.offer(inputs, { attempt: 0, input: clientCommand({ _tag: "End" }) }).pipe(
+      return Queue.offer(inputs, { attempt: 0, inputs: [clientCommand({ _tag: "End" })] }).pipe(
         Effect.asVoid,
       )
     })
