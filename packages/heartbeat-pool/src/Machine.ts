@@ -204,6 +204,12 @@ export interface Elsewhere {
   readonly client: string
   /** In a record the server sent; false: reserved by the leader and not seen there yet. */
   readonly seen: boolean
+  /**
+   * Not seen, and a record of that server merged after the reservation did not show it either:
+   * that record may have left before the grant, but a seat it never grants (its `Unused`
+   * lost) is no longer counted for as long as the server lives (`countsUntil`).
+   */
+  readonly passedOver?: boolean | undefined
   readonly seats: number
   readonly grantedAtMs: number
   readonly expiresAtMs: number

@@ -1125,6 +1125,29 @@ describe("the leader's count of seats", () => {
     expect(reserve(state, "c3", 5_150).refused).toBeNull()
   })
 
+  it("a seat reserved for a follower that is then cut off, with no record of it since, counts for as long as that follower may renew it, not for the reservation's own lease", () => {
+    // s2 asks for both seats, for c1 and c2: the pool is full. It grants them and is cut off
+    // before its next record: from here only s3 acknowledges the leader.
+    const first = reserve(leader(3_000, unshared), "c1", 3_000)
+    let state = reserve(first.state, "c2", 3_010).state
+    for (let atMs = 3_100; atMs <= 5_100; atMs += 100) {
+      state = unshared.step(state, M.timerFired(Machine.tickTimer, atMs)).state
+      state = unshared.step(
+        state,
+        M.receive("s3", leaderAck(state.leaderState!.seq), atMs + 1),
+      ).state
+    }
+    // The reservations' own lease (2,000 ms) is over, but s2 may renew c1 and c2 until a lease
+    // past the authority it was sent: the seats are still held there.
+    const renewableUntilMs = state.leaderState!.followers.s2!.authoritySentUntilMs + timing.leaseMs
+    expect(renewableUntilMs).toBeGreaterThan(5_150)
+    expect(Machine.poolSeatsInUse(state, 5_150, timing.leaseMs)).toBe(2)
+    expect(reserve(state, "c3", 5_150).refused).toBe("capacity")
+    // (The leader goes on sending s2 authority while it leads, as it does for the seats s2's
+    // records showed: only a record from s2 that passes the reservations over, or their lease
+    // running out with s2 down to the leader for good, frees them; see the test above.)
+  })
+
   it("a seat a follower got from the leader and its client gave back is free at the leader at once, not a lease later", () => {
     let lead = leader(3_000, unshared)
     // s2, a follower under s1's authority with no share, asks for c1's seat and grants it.

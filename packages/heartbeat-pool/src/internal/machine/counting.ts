@@ -234,14 +234,16 @@ export const shareLeft = (state: State, nowMs: number): number =>
     : 0
 
 /**
- * Until when the leader counts a seat held elsewhere. One its follower's record showed, for as
- * long as that follower may still renew it (its authority, and a lease past it). One the leader
- * reserved and no record showed yet, for the reservation's own lease only: a follower that
- * granted it shows it in its next record, well within a lease, while one granted and given
- * back between two records never shows up, and would otherwise hold the seat for ever.
+ * Until when the leader counts a seat held elsewhere: for as long as the follower may still
+ * renew it (its authority, and a lease past it), whether its record showed the seat or no
+ * record of it came since the reservation (a follower cut off right after granting goes on
+ * renewing the seat under the authority it has, and its record never arrives). Only a
+ * reservation a record merged after it passed over counts for its own lease alone: a follower
+ * that granted it shows it in its next record, while a seat granted and given back between two
+ * records (or never granted, its `Unused` lost) would otherwise hold the seat for ever.
  */
 export const countsUntil = (leader: LeaderState, entry: Elsewhere, leaseMs: number): number =>
-  entry.seen
+  entry.seen || entry.passedOver !== true
     ? Math.max(
         entry.expiresAtMs,
         (leader.followers[entry.server]?.authoritySentUntilMs ?? 0) + leaseMs,

@@ -212,8 +212,12 @@ export const leader = (
         leader.pool,
         (entry) => entry.server !== from || (!entry.seen && !inRecord.has(entry.client)),
       ),
-      // Its record counts what it granted from its share now (`shareUsed`).
-      (entry) => (entry.sharedBy === from ? { ...entry, sharedBy: undefined } : entry),
+      (entry) => {
+        // Its record counts what it granted from its share now (`shareUsed`).
+        const counted = entry.sharedBy === from ? { ...entry, sharedBy: undefined } : entry
+        // What is left of this follower's is a reservation its record passed over.
+        return counted.server === from ? { ...counted, passedOver: true } : counted
+      },
     )
     let count = 0
     for (const part of parts as Array<ReadonlyArray<Message.Allocation>>) {
