@@ -179,7 +179,6 @@ export const run = (
       ...(reportUnreachable ? { reportUnreachable: true } : {}),
     })
     const scope = yield* Effect.scope
-    const clock = yield* Clock.Clock
 
     const clients = new Map<string, Driven>()
     const timers = new TimerTable.TimerTable<TimerKey>()
@@ -205,12 +204,7 @@ export const run = (
     let dropped: Array<{ readonly reason: string; readonly from: string }> = []
 
     /** Steps one client with one input (its outputs into the batch's). */
-    const step = (client: Driven, given: Input | Runner.Init) => {
-      // The clock read at each step, not once for the batch: a long batch's last steps would
-      // otherwise arm their reply waits (and take their round-trip samples) from its start,
-      // waits already over when their datagrams leave.
-      const nowMs = clock.currentTimeMillisUnsafe()
-      const input = { ...given, nowMs }
+    const step = (client: Driven, input: Input | Runner.Init, nowMs: number) => {
       const before = input._tag === "Init" ? undefined : client.state
       const result =
         input._tag === "Init"
@@ -328,7 +322,7 @@ export const run = (
         for (let fired = 0; fired < 4 * clients.size + 64; fired++) {
           const due = timers.due(nowMs)
           if (due === undefined) break
-          step(due.client, { _tag: "TimerFired", timer: due.timer, nowMs })
+          step(due.client, { _tag: "TimerFired", timer: due.timer, nowMs }, nowMs)
         }
       })
 
@@ -383,7 +377,7 @@ export const run = (
             dropped.push({ reason: opened.dropped, from: server })
             continue
           }
-          step(client, { _tag: "Receive", from: server, message: decoded.success, nowMs })
+          step(client, { _tag: "Receive", from: server, message: decoded.success, nowMs }, nowMs)
         }
       })
 
@@ -400,7 +394,7 @@ export const run = (
             nowMs,
           }
           for (const client of clients.values())
-            if (client.state.target === server) step(client, command)
+            if (client.state.target === server) step(client, command, nowMs)
         })
       }).pipe(Effect.forkScoped)
     }
@@ -425,13 +419,13 @@ export const run = (
         }
         yield* batch((nowMs) => {
           clients.set(member.id, client)
-          step(client, { _tag: "Init", nowMs })
+          step(client, { _tag: "Init", nowMs }, nowMs)
         })
         return {
           events: Stream.fromPubSub(client.events),
           state: Effect.sync(() => client.state),
           release: batch((nowMs) =>
-            step(client, { _tag: "Command", command: { _tag: "Release" }, nowMs }),
+            step(client, { _tag: "Command", command: { _tag: "Release" }, nowMs }, nowMs),
           ),
           address: endpoint.address,
           stop: Effect.andThen(
