@@ -1,5 +1,5 @@
 /**
- * One SCTP endpoint served by two nodes (seed 001): the primary node and the secondary node
+ * One SCTP endpoint served by two nodes: the primary node and the secondary node
  * each bind their own address (e.g. 127.0.0.2 and 127.0.0.3, same UDP and SCTP port), and
  * both addresses are listed in every INIT ACK, so the peer sees one endpoint with two
  * addresses. The primary runs the associations; a synchronisation process (`Replication`)

@@ -1,6 +1,6 @@
 /**
- * Replication of associations from a cluster's primary node to its secondary (seed 001,
- * claims 1, 5–7, 13–18, 22–23): the policies, the messages on the intra-cluster link, and
+ * Replication of associations from a cluster's primary node to its secondary: the
+ * policies, the messages on the intra-cluster link, and
  * the two pure halves — {@link Shipper} on the primary decides what to send after each
  * update of an association, {@link Replicas} on the secondary keeps the copies.
  *
