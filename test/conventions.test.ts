@@ -514,7 +514,7 @@ describe("facades", () => {
     }
     expect(facades).toEqual({
       "@understudy/checkpoint": ["createClient", "createServer"],
-      "@understudy/heartbeat-pool": ["createClient", "createServer"],
+      "@understudy/heartbeat-pool": ["createClient", "createClientGroup", "createServer"],
       "@understudy/multihome": ["createEndpoint"],
       "@understudy/port-election": ["createInstance"],
       "@understudy/staggered-election": ["createServer"],

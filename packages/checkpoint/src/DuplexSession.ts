@@ -78,6 +78,12 @@ export interface Handler<S> {
   readonly decode: (block: Uint8Array) => S | undefined
 }
 
+/**
+ * Inputs queued for one session's machine (messages read, the application's writes, write
+ * completions): past it the connection's reader and the application's writes wait.
+ */
+const inputsMax = 1_024
+
 /** Bytes the handler reads per step. @since 0.1.0 @category limits */
 export const stepInputBytesMax: number = Machine.stepInputBytesMax
 /** Bytes one step may write; more ends the session (a defect of the handler). @since 0.1.0 @category limits */
@@ -237,7 +243,7 @@ export const makeServer = (context: ServerContext): DuplexServer => {
     outputs: ReadonlyArray<Machine.DuplexOutput>,
   ) =>
     Effect.gen(function* () {
-      const inputs = yield* Queue.unbounded<MachineInput>()
+      const inputs = yield* Queue.bounded<MachineInput>(inputsMax)
       const onHandoff = (to: string | undefined) =>
         void Queue.offerUnsafe(inputs, command({ _tag: "Handoff", to }))
       yield* Effect.acquireRelease(
@@ -446,7 +452,7 @@ export const connect = (
     const machine = Machine.duplexClient({ initialSeq: clientIsn, ackEveryBytes })
     let state = machine.init({ self: "client", peers: [Machine.server], nowMs: 0 }).state
     // The application's writes and the current connection's messages, in one order.
-    const inputs = yield* Queue.unbounded<Queued>()
+    const inputs = yield* Queue.bounded<Queued>(inputsMax)
     /** Bytes the application wrote that the machine has not taken yet. */
     let queuedBytes = 0
     let ended = false

@@ -40,7 +40,7 @@ export const allocation = (
   | "request"
   | "shareNow"
 > => {
-  const { servers, heartbeatIntervalMs, leaseMs, maxClients, maxSeats } = ctx
+  const { servers, heartbeatIntervalMs, leaseMs, clientsMax, seatsMax } = ctx
   /**
    * Do `seats` more for `client` (`moved` of them out of a share already counted) fit in the
    * license? The tally is an upper bound of the seats in use (it still counts what expired
@@ -236,7 +236,7 @@ export const allocation = (
     if (license === null) return "no-license"
     if (license.expiresAtMs <= nowMs) return "license-expired"
     if (license.product !== product) return "wrong-product"
-    if (seats < 1 || seats > maxSeats) return "too-many-seats"
+    if (seats < 1 || seats > seatsMax) return "too-many-seats"
     return undefined
   }
 
@@ -257,7 +257,7 @@ export const allocation = (
       ctx.deny(state, outputs, client, seq, problem)
       return state
     }
-    if (!HashMap.has(state.record, client) && HashMap.size(state.record) >= maxClients) {
+    if (!HashMap.has(state.record, client) && HashMap.size(state.record) >= clientsMax) {
       ctx.deny(state, outputs, client, seq, "too-many-clients")
       return state
     }

@@ -56,12 +56,12 @@ export interface Settings
     | "crypto"
   > {
   readonly tokenTtlMs: number
-  readonly maxClients: number
-  readonly maxSeats: number
-  readonly maxPending: number
+  readonly clientsMax: number
+  readonly seatsMax: number
+  readonly pendingMax: number
   /** Allocations per `Record` message. */
   readonly partSize: number
-  readonly maxShare: number
+  readonly shareMax: number
   readonly majority: number
   readonly known: ReadonlySet<string>
   /** Each server's place in the leader priority list (0 first). */

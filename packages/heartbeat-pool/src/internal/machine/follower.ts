@@ -22,7 +22,7 @@ export const follower = (
   | "countedByLeader"
   | "heldAtOf"
 > => {
-  const { servers, checkTimeoutMs, leaseMs, maxClients, maxPending, partSize } = ctx
+  const { servers, checkTimeoutMs, leaseMs, clientsMax, pendingMax, partSize } = ctx
   const sendRecord = (state: State, to: string, outputs: Array<Output>) => {
     const allocations = Array.from(HashMap.values(state.record), (held) => ({
       client: held.client,
@@ -148,7 +148,7 @@ export const follower = (
     const waiting = HashMap.get(state.pending, client)
     if (Option.isSome(waiting) && nowMs - waiting.value.sentAtMs < checkTimeoutMs)
       return { ...state, pending: HashMap.set(state.pending, client, { ...waiting.value, seq }) }
-    if (Option.isNone(waiting) && HashMap.size(state.pending) >= maxPending) return "queue-full"
+    if (Option.isNone(waiting) && HashMap.size(state.pending) >= pendingMax) return "queue-full"
     outputs.push(
       M.send<Peer>(state.leader, {
         _tag: "Reserve",
@@ -182,7 +182,7 @@ export const follower = (
     nowMs: number,
   ): State => {
     const client = token.client
-    if (HashMap.size(state.record) >= maxClients) {
+    if (HashMap.size(state.record) >= clientsMax) {
       ctx.deny(state, outputs, client, seq, "too-many-clients")
       return state
     }

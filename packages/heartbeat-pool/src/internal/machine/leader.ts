@@ -32,10 +32,10 @@ export const leader = (
   Ctx,
   "sendHeartbeats" | "endingSoon" | "expirePool" | "newLife" | "acked" | "receiveRecord"
 > => {
-  const { heartbeatIntervalMs, leaseMs, maxClients, partSize, maxShare } = ctx
+  const { heartbeatIntervalMs, leaseMs, clientsMax, partSize, shareMax } = ctx
   /** May the leader hand `view`'s follower a share now? */
   const shareable = (leader: LeaderState, view: FollowerView, nowMs: number, until: number) =>
-    maxShare > 0 &&
+    shareMax > 0 &&
     until > nowMs &&
     nowMs >= leader.settleUntilMs &&
     nowMs >= leader.reclaimUntilMs &&
@@ -46,7 +46,7 @@ export const leader = (
 
   /**
    * The shares of this heartbeat: free seats split evenly between the leader and the
-   * followers that may have one (at most `maxShare` each); a share only grows into seats no
+   * followers that may have one (at most `shareMax` each); a share only grows into seats no
    * one counts, and shrinks (taken back) as free seats run out or when the follower may not
    * have one.
    */
@@ -63,7 +63,7 @@ export const leader = (
       shareable(leader, leader.followers[server]!, nowMs, until),
     )
     const each = Math.min(
-      maxShare,
+      shareMax,
       Math.max(0, Math.floor((capacity - used) / (eligible.length + 1))),
     )
     const accounts: Record<string, ShareAccount> = {}
@@ -178,7 +178,7 @@ export const leader = (
     const known = leader.followers[from]
     if (known === undefined || message.life < known.life) return state
     const view = newLife(known, message.life)
-    if (message.part >= message.parts || message.parts > Math.ceil(maxClients / partSize) + 1)
+    if (message.part >= message.parts || message.parts > Math.ceil(clientsMax / partSize) + 1)
       return state
     // An older record than the one merged is stale (versions grow, also across restarts).
     if (message.version <= view.mergedVersion && view.parts.length === 0) return state
