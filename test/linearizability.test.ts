@@ -84,4 +84,17 @@ describe("the linearizability checker", () => {
     }
     expect(check(history).ok).toBe(true)
   })
+
+  it("checks a history longer than the call stack is deep, and still finds a stale read at its end", () => {
+    // 20,000 writes and reads on one key, one after another (a long lease-reads run): the
+    // recursive search overflowed the stack from about 10,000 operations.
+    const history: Array<Operation> = []
+    for (let i = 0; i < 10_000; i++) {
+      history.push(write(`${i}`, i * 4, i * 4 + 1))
+      history.push(read(`${i}`, i * 4 + 2, i * 4 + 3))
+    }
+    expect(check(history)).toEqual({ ok: true, checked: 20_000 })
+    const stale = [...history, read("9998", 40_000, 40_001)]
+    expect(check(stale)).toMatchObject({ ok: false, reason: "not-linearizable" })
+  })
 })

@@ -41,12 +41,52 @@ const checkKey = (
   const mustFinish = ops.filter((op) => Number.isFinite(op.endMs)).length
   const seen = new Set<string>()
   let explored = 0
+  /**
+   * The set of operations done, as a memo key: the length of the prefix of done operations
+   * (in start order) and the done ones past it, a few at most (those overlapping the
+   * prefix's end). Built from the prefix, so a state's key costs the window, not the history.
+   */
+  let prefix = 0
+  let doneCount = 0
+  const mark = (i: number) => {
+    done[i] = 1
+    doneCount++
+    while (prefix < count && done[prefix] === 1) prefix++
+  }
+  const unmark = (i: number) => {
+    done[i] = 0
+    doneCount--
+    if (i < prefix) prefix = i
+  }
   const maskKey = () => {
-    let text = ""
-    for (let i = 0; i < count; i++) text += done[i] === 1 ? "1" : "0"
+    let text = `${prefix}`
+    let past = doneCount - prefix
+    for (let i = prefix + 1; past > 0; i++)
+      if (done[i] === 1) {
+        text += `,${i}`
+        past--
+      }
     return text
   }
-  const search = (value: string | null, finished: number): boolean | "limit" => {
+  /**
+   * Depth-first over the orders the operations may have taken effect in, with an explicit
+   * stack (one frame per operation linearized so far: a long history must not overflow the
+   * call stack). A frame is a state to expand: the register's value, how many operations that
+   * must finish are done, and the next candidate to try.
+   */
+  interface Frame {
+    readonly value: string | null
+    readonly finished: number
+    /** The operation this frame marked done to reach it (-1 for the first). */
+    readonly chosen: number
+    next: number
+    minEndMs: number
+  }
+  const enter = (
+    value: string | null,
+    finished: number,
+    chosen: number,
+  ): Frame | boolean | "limit" => {
     if (finished === mustFinish) return true
     if (++explored > statesMax) return "limit"
     const memo = `${maskKey()}|${value === null ? "\u0000" : value}`
@@ -54,24 +94,50 @@ const checkKey = (
     seen.add(memo)
     // Only an operation invoked before every pending operation's response can come next.
     let minEndMs = Number.POSITIVE_INFINITY
-    for (let i = 0; i < count; i++)
+    // (Everything before the done prefix is done: start there.)
+    for (let i = prefix; i < count; i++)
       if (done[i] === 0 && ops[i]!.endMs < minEndMs) minEndMs = ops[i]!.endMs
-    for (let i = 0; i < count; i++) {
-      const op = ops[i]!
-      if (done[i] === 1) continue
-      if (op.startMs > minEndMs) break
-      if (op.kind === "read" && op.value !== value) continue
-      done[i] = 1
-      const next = search(
-        op.kind === "write" ? op.value : value,
-        finished + (Number.isFinite(op.endMs) ? 1 : 0),
-      )
-      done[i] = 0
-      if (next !== false) return next
+    return { value, finished, chosen, next: prefix, minEndMs }
+  }
+  const search = (initial: string | null): boolean | "limit" => {
+    const first = enter(initial, 0, -1)
+    if (typeof first !== "object") return first
+    const stack: Array<Frame> = [first]
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1]!
+      let descended = false
+      while (frame.next < count) {
+        const i = frame.next++
+        const op = ops[i]!
+        if (done[i] === 1) continue
+        if (op.startMs > frame.minEndMs) {
+          frame.next = count
+          break
+        }
+        if (op.kind === "read" && op.value !== frame.value) continue
+        mark(i)
+        const child = enter(
+          op.kind === "write" ? op.value : frame.value,
+          frame.finished + (Number.isFinite(op.endMs) ? 1 : 0),
+          i,
+        )
+        if (child === true || child === "limit") return child
+        if (child === false) {
+          unmark(i)
+          continue
+        }
+        stack.push(child)
+        descended = true
+        break
+      }
+      if (descended) continue
+      // Every candidate of this state failed: undo the step that led here.
+      stack.pop()
+      if (frame.chosen !== -1) unmark(frame.chosen)
     }
     return false
   }
-  const found = search(initial, 0)
+  const found = search(initial)
   return found === true ? "ok" : found === "limit" ? "search-limit" : "not-linearizable"
 }
 
