@@ -42,11 +42,13 @@ export interface Loop<State, Message, C, E> {
   readonly receive: (from: Machine.NodeId, message: Message) => Effect.Effect<void>
 }
 
+type Commands<C> = readonly [C, ...Array<C>]
+
 type Item<Message, C> =
   | { readonly _tag: "Receive"; readonly from: Machine.NodeId; readonly message: Message }
   | {
       readonly _tag: "Command"
-      readonly commands: ReadonlyArray<C>
+      readonly commands: Commands<C>
       readonly done: Deferred.Deferred<void>
     }
   // Timer sleeper number `sleeper` woke up: fire whatever is due.
@@ -74,7 +76,8 @@ export const start = <State, Message, C, E>(
     const events = yield* PubSub.bounded<E>(settings.eventsCapacity ?? 1024)
 
     let state: State
-    // Only the serial loop (and `init` before it starts) touches the timers.
+    // Touched by one step at a time (see `loopHolds` below): the loop's, or a command's stepped
+    // in its caller's fiber; `init`'s comes before either.
     const timers = new TimerTable<string>()
     let sleeper:
       | { readonly id: number; readonly fiber: Fiber.Fiber<void>; readonly untilMs: number }
@@ -158,6 +161,19 @@ export const start = <State, Message, C, E>(
         return yield* perform(next.outputs, input.nowMs)
       })
 
+    /** The inputs of one step of `commands`, all at `nowMs`. */
+    const commandInputs = ([first, ...rest]: Commands<C>, nowMs: number) =>
+      [
+        Machine.command(first, nowMs),
+        ...rest.map((command) => Machine.command(command, nowMs)),
+      ] as const
+
+    /** What a step's death logs; an interruption is no defect. */
+    const logDefect = (cause: Cause.Cause<unknown>) =>
+      Cause.hasInterruptsOnly(cause)
+        ? Effect.void
+        : Effect.logError("the node stopped on a defect", Cause.pretty(cause))
+
     const fireDue = (nowMs: number) =>
       Effect.gen(function* () {
         sleeper = undefined
@@ -185,9 +201,8 @@ export const start = <State, Message, C, E>(
           timersChanged = yield* applyStep([Machine.receive(item.from, item.message, nowMs)])
           break
         case "Command": {
-          const [first, ...rest] = item.commands.map((command) => Machine.command(command, nowMs))
           stepping = item.done
-          timersChanged = first === undefined ? false : yield* applyStep([first, ...rest])
+          timersChanged = yield* applyStep(commandInputs(item.commands, nowMs))
           stepping = undefined
           yield* Deferred.succeed(item.done, undefined)
           break
@@ -252,19 +267,11 @@ export const start = <State, Message, C, E>(
         loopHolds = false
       }
       return yield* loop
-    }).pipe(
-      Effect.tapCause((cause) =>
-        Cause.hasInterruptsOnly(cause)
-          ? Effect.void
-          : Effect.logError("the node stopped on a defect", Cause.pretty(cause)),
-      ),
-      Effect.ensuring(stop),
-      Effect.forkScoped,
-    )
+    }).pipe(Effect.tapCause(logDefect), Effect.ensuring(stop), Effect.forkScoped)
     yield* Effect.addFinalizer(() => stop)
 
     /** Queues one step of `commands` and waits until the loop stepped and performed it. */
-    const queueCommands = (commands: ReadonlyArray<C>) =>
+    const queueCommands = (commands: Commands<C>) =>
       Effect.gen(function* () {
         const done = yield* Deferred.make<void>()
         const queued = yield* Queue.offer(inbox, { _tag: "Command", commands, done })
@@ -278,15 +285,11 @@ export const start = <State, Message, C, E>(
      * would leave the node inconsistent, so a caller interrupted meanwhile stops waiting
      * only once the step is whole, as when the loop stepped it. A defect stops the node.
      */
-    const stepInCaller = ([first, ...rest]: readonly [C, ...Array<C>]) =>
+    const stepInCaller = (commands: Commands<C>) =>
       Effect.gen(function* () {
         const nowMs = yield* Clock.currentTimeMillis
-        const inputs = [
-          Machine.command(first, nowMs),
-          ...rest.map((command) => Machine.command(command, nowMs)),
-        ] as const
         // After a stop, the sleeper's scope is closing: no timer is armed any more.
-        if ((yield* applyStep(inputs)) && !stopped) yield* reschedule
+        if ((yield* applyStep(commandInputs(commands, nowMs))) && !stopped) yield* reschedule
       }).pipe(
         Effect.annotateLogs({ node: self }),
         Effect.exit,
@@ -300,8 +303,7 @@ export const start = <State, Message, C, E>(
           // `callerStepping` stays set, so the loop steps nothing more meanwhile.
           callerDefect = exit.cause
           return Effect.gen(function* () {
-            if (!Cause.hasInterruptsOnly(exit.cause))
-              yield* Effect.logError("the node stopped on a defect", Cause.pretty(exit.cause))
+            yield* logDefect(exit.cause)
             yield* stop
             yield* Fiber.interrupt(loopFiber)
             return yield* Effect.interrupt
@@ -314,13 +316,13 @@ export const start = <State, Message, C, E>(
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           if (stopped) return Effect.interrupt
-          if (commands.length === 0) return Effect.void
+          if (!isNonEmpty(commands)) return Effect.void
           if (callerStepping || loopHolds || Queue.sizeUnsafe(inbox) > 0)
             return restore(queueCommands(commands))
           // Decided and claimed in one synchronous stretch: no other fiber runs between.
           callerStepping = true
           callerDone.closeUnsafe()
-          return stepInCaller(commands as readonly [C, ...Array<C>])
+          return stepInCaller(commands)
         }),
       )
 
@@ -344,3 +346,6 @@ export const start = <State, Message, C, E>(
         Effect.asVoid(Queue.offer(inbox, { _tag: "Receive", from, message })),
     }
   })
+
+const isNonEmpty = <A>(items: ReadonlyArray<A>): items is readonly [A, ...Array<A>] =>
+  items.length > 0
