@@ -21,7 +21,7 @@ export const writeAtomic = (path: string, text: string): void => {
   const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`
   const fd = openSync(temporary, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
   try {
-    writeSync(fd, text)
+    writeAll(fd, Buffer.from(text), temporary)
     fsyncSync(fd)
   } catch (error) {
     closeSync(fd)
@@ -30,7 +30,24 @@ export const writeAtomic = (path: string, text: string): void => {
   }
   closeSync(fd)
   renameSync(temporary, path)
-  const directory = openSync(dirname(path), constants.O_RDONLY)
+  syncDirectory(dirname(path))
+}
+
+/**
+ * Writes all of `bytes` at `fd`'s position: a short write is written on from where it stopped;
+ * no progress at all is an error (`path` names the file in it).
+ */
+export const writeAll = (fd: number, bytes: Uint8Array, path: string): void => {
+  for (let written = 0; written < bytes.byteLength; ) {
+    const count = writeSync(fd, bytes, written)
+    if (count === 0) throw new Error(`${path}: the write made no progress`)
+    written += count
+  }
+}
+
+/** Makes the directory's entries (a file created, renamed or removed in it) durable. */
+export const syncDirectory = (path: string): void => {
+  const directory = openSync(path, constants.O_RDONLY)
   try {
     fsyncSync(directory)
   } finally {

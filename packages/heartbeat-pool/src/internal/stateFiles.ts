@@ -10,20 +10,12 @@
  * rename and the journal's truncation) changes nothing. A crash during an append leaves a
  * torn last line, from a step whose outputs were never performed: it is ignored.
  */
-import {
-  closeSync,
-  constants,
-  fdatasyncSync,
-  fsyncSync,
-  ftruncateSync,
-  openSync,
-  writeSync,
-} from "node:fs"
+import { closeSync, constants, fdatasyncSync, fsyncSync, ftruncateSync, openSync } from "node:fs"
 import { dirname } from "node:path"
 import { HashMap, Option, Schema } from "effect"
 import * as Machine from "../Machine.ts"
 import * as Message from "../Message.ts"
-import { readIfExists, writeAtomic } from "./durableFile.ts"
+import { readIfExists, syncDirectory, writeAll, writeAtomic } from "./durableFile.ts"
 
 /** What the snapshot holds: `Machine.Restored`. */
 export const Restored = Schema.Struct({
@@ -100,14 +92,7 @@ export const open = (path: string): StateFiles => {
     if (fd !== undefined) return fd
     const created = journalText === undefined
     fd = openSync(journalPath, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND, 0o600)
-    if (created) {
-      const directory = openSync(dirname(journalPath), constants.O_RDONLY)
-      try {
-        fsyncSync(directory)
-      } finally {
-        closeSync(directory)
-      }
-    }
+    if (created) syncDirectory(dirname(journalPath))
     return fd
   }
 
@@ -137,12 +122,7 @@ export const open = (path: string): StateFiles => {
       for (const line of lines) text += `${JSON.stringify(line)}\n`
       const bytes = Buffer.from(text)
       const journalFd = journal()
-      // A short write is written on from where it stopped; no progress at all is an error.
-      for (let written = 0; written < bytes.byteLength; ) {
-        const count = writeSync(journalFd, bytes, written)
-        if (count === 0) throw new Error(`${journalPath}: the journal write made no progress`)
-        written += count
-      }
+      writeAll(journalFd, bytes, journalPath)
       fdatasyncSync(journalFd)
       journalBytes += bytes.byteLength
     },
