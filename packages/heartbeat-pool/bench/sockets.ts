@@ -2,7 +2,8 @@
  * What the clients' closed-port reports cost in sockets: `node bench/sockets.ts N [servers]`
  * binds N endpoints in this process as N clients would (`Client.run` binds one each), first
  * plain, then with `reportUnreachable` and `prepare` of a socket connected to each of
- * `servers` (default 3) destinations, as `Client.run` does at start. Then N clients in one
+ * `servers` (default 3) destinations (the bound: `Client.run` prepares only the next server
+ * of its walk, one at a time, each time the target or the list changes). Then N clients in one
  * `ClientGroup` (one socket, and one connected to the server each client's walk would go to,
  * once for the group), and N clients each run by `Client.run`: keyed, 500 ms heartbeats,
  * started at the first server, which absorbs their requests, so they run (each asks again at

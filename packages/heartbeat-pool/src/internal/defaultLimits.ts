@@ -1,6 +1,7 @@
 /**
- * The limits a server applies where its options name none: the one place the machine, the
- * server's client endpoint and the decoded configuration take them from.
+ * The limits applied where the options name none: the one place the machine, the
+ * server's client endpoint, the decoded configuration and `ClientGroup` (its receive buffer)
+ * take them from.
  */
 export const defaultLimits = {
   clientsPerServerMax: 10_000,
