@@ -13,6 +13,13 @@
  * One machine is one instance's whole part in the election: `Supervising` and `Failed` are
  * final.
  *
+ * Each step into any other phase asks the driver for what comes next: an event to perform
+ * and step back as a command, a timer, or both (the standby wait: the takeover, unless the
+ * timer fires first). No timer outlives the next input: the driver keeps only the timer the
+ * latest step set and forgets it once anything is stepped, so a step that wants a timer still
+ * running sets it again. A step that asks for neither a wait nor a timer is a defect: the
+ * driver dies on it, naming the phase.
+ *
  * @since 0.1.0
  */
 import { Machine as M } from "@understudy/machine"

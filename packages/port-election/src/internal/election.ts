@@ -260,16 +260,24 @@ export const loop = (instance: Instance, env: Env): Effect.Effect<void, never, S
         }
       }
       const epoch = state.epoch
-      const next: { readonly timer: string } | Command = yield* (
+      const wait: Effect.Effect<{ readonly timer: string } | Command> | undefined =
         timer === undefined
-          ? waiting!
+          ? waiting
           : waiting === undefined
             ? Effect.as(Effect.sleep(timer.afterMs), { timer: timer.name })
             : // The standby wait: the takeover, unless the timer fires first.
               Effect.map(Effect.timeoutOption(waiting, timer.afterMs), (option) =>
                 option._tag === "Some" ? option.value : { timer: timer.name },
               )
-      ).pipe(Effect.annotateLogs({ epoch }))
+      // Each step that is not final asks for a wait, a timer or both (ElectionLoop.ts).
+      if (wait === undefined) {
+        return yield* Effect.die(
+          new Error(
+            `the election loop's step into ${state.phase._tag} (epoch ${epoch}) asked for neither a wait nor a timer`,
+          ),
+        )
+      }
+      const next = yield* wait.pipe(Effect.annotateLogs({ epoch }))
       const nowMs = yield* Clock.currentTimeMillis
       const stepped = machine.step(
         state,

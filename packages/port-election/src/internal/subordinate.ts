@@ -68,8 +68,9 @@ export interface Running {
   /** Steps one of the instance's own commands (acquire, cancel, release, supervising). */
   readonly step: (command: Subordinate.Command) => Effect.Effect<void>
   /**
-   * Steps `Supervising` if it changes anything: a new supervisor, on its way to welcome the
-   * others, skips a step (a round trip through the Runner) that would do nothing.
+   * Steps `Supervising`, whether it changes anything or not (the machine's call): a step
+   * that changes nothing is cheap, as the Runner steps a command to an idle node at once in
+   * the caller's fiber.
    */
   readonly supervising: Effect.Effect<void>
 }
