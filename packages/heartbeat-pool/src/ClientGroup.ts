@@ -304,12 +304,13 @@ export const run = (
     })
 
     /** Runs `stepAll` (synchronous steps of the clients) and performs its outputs, serially. */
-    const batch = (stepAll: (nowMs: number) => void) =>
+    const batch = <A>(stepAll: (nowMs: number) => A): Effect.Effect<A> =>
       serial.withPermits(1)(
         Effect.gen(function* () {
           const nowMs = yield* Clock.currentTimeMillis
-          stepAll(nowMs)
+          const result = stepAll(nowMs)
           yield* perform
+          return result
         }),
       )
 
@@ -406,8 +407,6 @@ export const run = (
       Effect.gen(function* () {
         const decoded = ClientSettings.decode(member)
         if (Result.isFailure(decoded)) return yield* decoded.failure
-        if (clients.has(member.id))
-          return yield* Effect.die(new Error(`a client named ${member.id} is in the group already`))
         const client: Driven = {
           id: member.id,
           machine: ClientSettings.machine(member, decoded.success, serverIds),
@@ -417,10 +416,17 @@ export const run = (
           onStep: member.onStep,
           timers: new Map(),
         }
-        yield* batch((nowMs) => {
+        // Checked in the batch that adds it: two adds of one id cannot both find it free.
+        const added = yield* batch((nowMs) => {
+          if (clients.has(member.id)) return false
           clients.set(member.id, client)
           step(client, { _tag: "Init", nowMs }, nowMs)
+          return true
         })
+        if (!added) {
+          yield* PubSub.shutdown(client.events)
+          return yield* Effect.die(new Error(`a client named ${member.id} is in the group already`))
+        }
         return {
           events: Stream.fromPubSub(client.events),
           state: Effect.sync(() => client.state),
