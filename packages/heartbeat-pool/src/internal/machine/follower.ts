@@ -47,6 +47,20 @@ export const follower = (
     }
   }
 
+  /**
+   * The request pending here that `from`'s answer about `client` answers: only a follower's,
+   * only from its leader, only for the seats it asked; undefined when the answer is not for it.
+   */
+  const pendingAnswered = (state: State, from: string, client: string, seats: number) => {
+    const waiting = HashMap.get(state.pending, client)
+    return state.role === "follower" &&
+      state.leader === from &&
+      Option.isSome(waiting) &&
+      waiting.value.seats === seats
+      ? waiting.value
+      : undefined
+  }
+
   const reserved = (
     state: State,
     from: string,
@@ -54,16 +68,12 @@ export const follower = (
     nowMs: number,
     outputs: Array<Output>,
   ): State => {
-    const waiting = HashMap.get(state.pending, message.client)
-    const usable =
-      state.role === "follower" &&
-      state.leader === from &&
-      Option.isSome(waiting) &&
-      waiting.value.seats === message.seats
+    const waiting = pendingAnswered(state, from, message.client, message.seats)
+    const usable = waiting !== undefined
     // A duplicate answer for a client granted already changes nothing.
     if (HashMap.has(state.record, message.client) && !usable) return state
     if (!usable || !ctx.hasAuthority(state, nowMs)) {
-      if (usable) ctx.deny(state, outputs, message.client, waiting.value.seq, "electing")
+      if (usable) ctx.deny(state, outputs, message.client, waiting.seq, "electing")
       // The leader counted a seat this server will not grant: say so, or it stays counted.
       if (message.refused === null) {
         outputs.push(
@@ -78,7 +88,7 @@ export const follower = (
       }
       return state
     }
-    const seq = waiting.value.seq
+    const seq = waiting.seq
     const next = { ...state, pending: HashMap.remove(state.pending, message.client) }
     if (message.refused !== null) {
       ctx.deny(next, outputs, message.client, seq, message.refused)
@@ -108,14 +118,8 @@ export const follower = (
     message: Extract<Peer, { _tag: "WaitForShares" }>,
     outputs: Array<Output>,
   ): State => {
-    const waiting = HashMap.get(state.pending, message.client)
-    if (
-      state.role !== "follower" ||
-      state.leader !== from ||
-      Option.isNone(waiting) ||
-      waiting.value.seats !== message.seats
-    )
-      return state
+    const waiting = pendingAnswered(state, from, message.client, message.seats)
+    if (waiting === undefined) return state
     // A carried client had its answer (to its heartbeat): only a requester waits for one.
     if (!HashMap.has(state.record, message.client))
       ctx.reply(outputs, message.client, {
@@ -123,7 +127,7 @@ export const follower = (
         server: state.self,
         client: message.client,
         term: state.durable.term,
-        seq: waiting.value.seq,
+        seq: waiting.seq,
         retryAfterMs: message.retryAfterMs,
       })
     return { ...state, pending: HashMap.remove(state.pending, message.client) }
