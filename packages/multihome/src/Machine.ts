@@ -277,21 +277,26 @@ export const receive = (
     return true
   }
   if (intercepting) return false
-  unclaimed(state, input, sink)
+  toListener(state, input, sink)
   return true
 }
 
 /**
- * A packet no association claimed (demultiplexed again: an `intercept` may have adopted its
- * association): an INIT when not listening is refused with an ABORT; the rest go to the
- * Listener, whose valid COOKIE ECHO makes a new association.
+ * A packet no association claimed, after an `intercept` that did not consume it: demultiplexed
+ * again (the `intercept` may have adopted its association), else as {@link receive} does
+ * with a packet that matches none.
  */
 export const unclaimed = (state: State, input: Receive, sink: Sink): void => {
   const id = demultiplex(state, input.from, input.message)
-  if (id !== undefined) {
-    stepAssociation(state, id, state.associations.get(id)!, input, sink)
-    return
-  }
+  if (id !== undefined) stepAssociation(state, id, state.associations.get(id)!, input, sink)
+  else toListener(state, input, sink)
+}
+
+/**
+ * A packet that matches no association: an INIT when not listening is refused with an ABORT;
+ * the rest go to the Listener, whose valid COOKIE ECHO makes a new association.
+ */
+const toListener = (state: State, input: Receive, sink: Sink): void => {
   const packet = input.message
   const first = packet.chunks[0]
   if (
