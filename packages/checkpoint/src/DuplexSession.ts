@@ -39,7 +39,7 @@ import type * as Message from "./Message.ts"
 import type { ClientOptions, ServerEvent } from "./ObjectSession.ts"
 
 /** The application protocol recorded in checkpoints. @since 0.1.0 @category models */
-export const protocol = "understudy-duplex/1"
+export const protocol = Machine.duplexProtocol
 
 /** The checkpoint block of the server's application (bundle-wide). @since 0.1.0 @category models */
 export const layer = "duplex"
@@ -79,8 +79,11 @@ export interface Handler<S> {
 }
 
 /**
- * Inputs queued for one session's machine (messages read, the application's writes, write
- * completions): past it the connection's reader and the application's writes wait.
+ * Inputs queued for one session's machine: past it, what offers waits. The server's queue
+ * holds the client's messages read and the connection's end (its reader waits); a planned
+ * hand-off is held aside and only wakes the driver. The client's holds the application's
+ * writes and its end (they wait), and the current connection's messages and its loss (its
+ * reader waits).
  */
 const inputsMax = 1_024
 
@@ -244,8 +247,18 @@ export const makeServer = (context: ServerContext): DuplexServer => {
   ) =>
     Effect.gen(function* () {
       const inputs = yield* Queue.bounded<MachineInput>(inputsMax)
-      const onHandoff = (to: string | undefined) =>
-        void Queue.offerUnsafe(inputs, command({ _tag: "Handoff", to }))
+      // A planned hand-off asked for, held here: the queue may be full, so what is offered
+      // to it only wakes the driver (and may be dropped); the latest ask is the one stepped.
+      let handoff: MachineInput | undefined
+      const onHandoff = (to: string | undefined) => {
+        handoff = command({ _tag: "Handoff", to })
+        Queue.offerUnsafe(inputs, handoff)
+      }
+      const handOff = () => {
+        const input = handoff
+        handoff = undefined
+        return input === undefined ? Effect.succeed(false) : step(input)
+      }
       yield* Effect.acquireRelease(
         Effect.sync(() => context.handoffs.add(onHandoff)),
         () => Effect.sync(() => context.handoffs.delete(onHandoff)),
@@ -307,14 +320,25 @@ export const makeServer = (context: ServerContext): DuplexServer => {
           }
           return false
         })
-      const step = (input: MachineInput) => {
+      const step = (input: MachineInput): Effect.Effect<boolean, unknown> => {
         const next = driven.machine.step(driven.state, input)
         driven.state = next.state
-        return perform(next.outputs)
+        return next.outputs.length === 0 ? Effect.succeed(false) : perform(next.outputs)
       }
       if (yield* perform(outputs)) return
       // What arrived together is stepped in one go (one wake-up of this fiber, not one each).
-      while (true) for (const input of yield* Queue.takeAll(inputs)) if (yield* step(input)) return
+      // A hand-off's wake-up in the queue steps the held hand-off (if not stepped yet); one
+      // whose wake-up a full queue dropped is stepped after the batch it came behind.
+      while (true) {
+        for (const input of yield* Queue.takeAll(inputs))
+          if (
+            yield* input._tag === "Command" && input.command._tag === "Handoff"
+              ? handOff()
+              : step(input)
+          )
+            return
+        if (yield* handOff()) return
+      }
     }).pipe(
       Effect.scoped,
       // The client went away mid-session: its checkpoint stays, the session is free for

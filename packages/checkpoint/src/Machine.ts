@@ -35,6 +35,9 @@ import * as Sequence from "./Sequence.ts"
 /** The machine's one peer: the client's connection. @since 0.1.0 @category models */
 export const client = "client"
 
+/** The duplex session's protocol, in the client's `Open` and in checkpoints. @since 0.1.0 @category models */
+export const duplexProtocol = "understudy-duplex/1"
+
 /** Bytes the handler reads per step. @since 0.1.0 @category limits */
 export const stepInputBytesMax = 16 * 1024
 /** Bytes one step may write; more ends the session (a defect of the handler). @since 0.1.0 @category limits */
@@ -555,7 +558,7 @@ export const duplexClient = (config: DuplexClientConfig): DuplexClient => {
       out.push(
         M.send(server, {
           _tag: "Open",
-          protocol: "understudy-duplex/1",
+          protocol: duplexProtocol,
           channels: [{ name: "data", initialSeq }],
         }),
       )

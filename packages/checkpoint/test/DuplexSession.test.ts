@@ -7,9 +7,22 @@
 import { describe, expect, it } from "@effect/vitest"
 import { MemoryStore, Store } from "@understudy/store"
 import { Address, NodeTransport } from "@understudy/transport"
-import { Deferred, Effect, Exit, Fiber, Metric, Redacted, Scope, Stream } from "effect"
+import {
+  type Cause,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  Metric,
+  Queue,
+  Redacted,
+  Scope,
+  Stream,
+} from "effect"
 import * as CheckpointStore from "../src/CheckpointStore.ts"
 import * as DuplexSession from "../src/DuplexSession.ts"
+import type * as Handshake from "../src/internal/handshake.ts"
+import type * as Message from "../src/Message.ts"
 import * as Metrics from "../src/Metrics.ts"
 import * as ObjectSession from "../src/ObjectSession.ts"
 import * as Proof from "../src/Proof.ts"
@@ -240,5 +253,91 @@ describe("DuplexSession over loopback TCP", () => {
       expect(outcome.reason).toBe("Unsupported")
       yield* plain.stop
     }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer), Effect.provide(NodeTransport.layer)),
+  )
+})
+
+describe("DuplexSession's server driver", () => {
+  it.effect(
+    "a planned hand-off asked for while the session's input queue is full is not lost",
+    () =>
+      Effect.gen(function* () {
+        // Checkpoint writes wait at `gate` once it is set: the driver is held mid-step.
+        const memory = yield* Store.Store
+        let gate: Deferred.Deferred<void> | undefined
+        const blocked = yield* Deferred.make<void>()
+        const store: Store.Store["Service"] = {
+          ...memory,
+          put: (key, value, options) =>
+            gate === undefined
+              ? memory.put(key, value, options)
+              : Deferred.succeed(blocked, undefined).pipe(
+                  Effect.andThen(Deferred.await(gate)),
+                  Effect.andThen(memory.put(key, value, options)),
+                ),
+        }
+        const checkpoints = yield* CheckpointStore.make({
+          serverId: "queue-full",
+          backend: "session",
+          prefix,
+          leaseTtl: 300,
+        }).pipe(Effect.provideService(Store.Store, store))
+        const events: Array<ObjectSession.ServerEvent> = []
+        const sent: Array<Message.Message> = []
+        const handoffs = new Set<(to: string | undefined) => void>()
+        const server = DuplexSession.makeServer({
+          checkpoints,
+          handler: App.handler,
+          windowBytesMax: 1024 * 1024,
+          segmentBytes: 16 * 1024,
+          local: { host: "127.0.0.1", port: 1 },
+          emit: (event) => Effect.sync(() => events.push(event)),
+          refuse: () => Effect.die(new Error("refused")),
+          handoffs,
+        })
+        // The server only sends on its connection.
+        const connection = {
+          send: (message: Message.Message) => Effect.sync(() => void sent.push(message)),
+        } as unknown as Handshake.Conn
+        // One message at a time: once `offer` returns, the reader has forwarded all before the last.
+        const inbox = yield* Queue.bounded<Message.Message, Cause.Done>(1)
+        const clientIsn = 5_000
+        const session = yield* Effect.forkScoped(
+          server.open(
+            connection,
+            inbox,
+            {
+              _tag: "Open",
+              protocol: DuplexSession.protocol,
+              channels: [{ name: "data", initialSeq: clientIsn }],
+            },
+            { host: "127.0.0.1", port: 2 },
+          ),
+        )
+        while (sent.length === 0) yield* Effect.yieldNow
+        const opened = sent[0]!
+        if (opened._tag !== "Opened") return yield* Effect.die(new Error(`got ${opened._tag}`))
+        const serverIsn = opened.channels[0]!.initialSeq
+        // The client's bytes: the driver writes a checkpoint of them and waits at the gate.
+        gate = yield* Deferred.make<void>()
+        yield* Queue.offer(inbox, {
+          _tag: "Data",
+          seq: clientIsn,
+          bytes: new Uint8Array([1, 2, 3]),
+        })
+        yield* Deferred.await(blocked)
+        // Acknowledgements of nothing (no-ops), until the driver's queue (1,024) is full: the
+        // last offer returns once the reader took the one before it, so 1,024 were forwarded.
+        for (let i = 0; i < 1_024 + 2; i++)
+          yield* Queue.offer(inbox, { _tag: "Ack", ack: serverIsn })
+        for (const handOff of handoffs) handOff("127.0.0.1:9")
+        // The connection ends after them: a session that missed the hand-off breaks there.
+        yield* Queue.end(inbox)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(session)
+        expect(events.filter((event) => event._tag === "HandedOff")).toEqual([
+          expect.objectContaining({ to: "127.0.0.1:9" }),
+        ])
+        expect(sent.at(-1)).toEqual({ _tag: "Handoff", to: "127.0.0.1:9" })
+      }).pipe(Effect.scoped, Effect.provide(MemoryStore.layer)),
   )
 })
