@@ -54,13 +54,16 @@ export interface PoolServer extends EventEmitter {
   close(): Promise<void>
 }
 
-const start = async <A extends { readonly events: Stream.Stream<{ readonly _tag: string }> }>(
+/**
+ * Runs `make` in a new scope, on Node's datagrams, with the caller's logger and layers; the
+ * scope is closed if `make` fails. The caller wires the events (`emitEvents`).
+ */
+const start = async <A>(
   make: Effect.Effect<A, unknown, Scope.Scope | Datagram.Datagram>,
   observability: Observability.FacadeOptions,
 ): Promise<{
   readonly running: A
   readonly scope: Scope.Closeable
-  readonly emitter: EventEmitter
   readonly runtime: Observability.FacadeRuntime
 }> => {
   const scope = Effect.runSync(Scope.make())
@@ -73,7 +76,7 @@ const start = async <A extends { readonly events: Stream.Stream<{ readonly _tag:
       Effect.onError(() => Scope.close(scope, Exit.void)),
     ),
   )
-  return { running, scope, emitter: emitEvents(running, scope, runtime), runtime }
+  return { running, scope, runtime }
 }
 
 /** An emitter of `running`'s events, one event name per tag, until `scope` closes. */
@@ -101,11 +104,8 @@ export const createClient = async (
   options: Client.Options & Observability.FacadeOptions,
 ): Promise<PoolClient> => {
   const { logger, layer, ...clientOptions } = options
-  const { running, scope, emitter, runtime } = await start(Client.run(clientOptions), {
-    logger,
-    layer,
-  })
-  return Object.assign(emitter, {
+  const { running, scope, runtime } = await start(Client.run(clientOptions), { logger, layer })
+  return Object.assign(emitEvents(running, scope, runtime), {
     state: () => runtime.runPromise(running.state),
     release: () => runtime.runPromise(running.release),
     close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
@@ -132,15 +132,8 @@ export const createClientGroup = async (
   options: ClientGroup.Options & Observability.FacadeOptions,
 ): Promise<PoolClientGroup> => {
   const { logger, layer, ...groupOptions } = options
-  const scope = Effect.runSync(Scope.make())
-  const runtime = await Observability.facadeRuntime({ logger, layer }, scope)
-  const group = await runtime.runPromise(
-    ClientGroup.run(groupOptions).pipe(
-      Effect.provide(NodeDatagram.layer),
-      Scope.provide(scope),
-      Effect.onError(() => Scope.close(scope, Exit.void)),
-    ),
-  )
+  const started = await start(ClientGroup.run(groupOptions), { logger, layer })
+  const { running: group, scope, runtime } = started
   return {
     add: async (member) => {
       const running = await runtime.runPromise(group.add(member))
@@ -164,11 +157,8 @@ export const createServer = async (
   options: Server.Options & Observability.FacadeOptions,
 ): Promise<PoolServer> => {
   const { logger, layer, ...serverOptions } = options
-  const { running, scope, emitter, runtime } = await start(Server.run(serverOptions), {
-    logger,
-    layer,
-  })
-  return Object.assign(emitter, {
+  const { running, scope, runtime } = await start(Server.run(serverOptions), { logger, layer })
+  return Object.assign(emitEvents(running, scope, runtime), {
     state: () => runtime.runPromise(running.state),
     close: () => runtime.runPromise(Scope.close(scope, Exit.void)),
   })
