@@ -91,6 +91,24 @@ export const text = (
     Flag.optional,
   )
 
+/**
+ * A flag with a value, given any number of times (`--udp a --udp b`): the values in the
+ * order given, none when absent.
+ *
+ * @since 0.1.0
+ * @category flags
+ */
+export const repeated = (
+  name: string,
+  metavar: string,
+  description: string,
+): Flag.Flag<ReadonlyArray<string>> =>
+  Flag.String(name).pipe(
+    Flag.withMetavar(metavar),
+    Flag.withDescription(description),
+    Flag.atLeast(0),
+  )
+
 /** A flag without a value: false unless given. @since 0.1.0 @category flags */
 export const toggle = (name: string, description: string): Flag.Flag<boolean> =>
   Flag.Boolean(name).pipe(Flag.withDescription(description), Flag.withDefault(false))

@@ -74,6 +74,28 @@ describe("Cli.parse", () => {
   })
 })
 
+describe("Cli.repeated", () => {
+  const pick = Command.make(
+    "pick",
+    { tag: Cli.repeated("tag", "TAG", "a tag to keep (repeatable)") },
+    ({ tag }) => Cli.choose({ _tag: "Picked", tags: tag }),
+  )
+  const parsePick = (argv: ReadonlyArray<string>) =>
+    Cli.parse<{ _tag: "Picked"; tags: ReadonlyArray<string> }>(pick, argv)
+
+  it("gives each value in the order given, none when absent, and names its value in help", () => {
+    expect(parsePick([])).toEqual({ _tag: "Picked", tags: [] })
+    expect(parsePick(["--tag", "b", "--tag=a", "--tag", "b"])).toEqual({
+      _tag: "Picked",
+      tags: ["b", "a", "b"],
+    })
+    expect(parsePick(["--tag"])).toMatchObject({ _tag: "UsageError" })
+    const help = parsePick(["--help"])
+    expect(help._tag === "Help" && help.text).toContain("--tag TAG")
+    expect(help._tag === "Help" && help.text).toContain("a tag to keep (repeatable)")
+  })
+})
+
 describe("Cli.subcommands and Cli.given", () => {
   const flags = {
     listen: Cli.text("listen", "ADDRESS", "where to listen"),

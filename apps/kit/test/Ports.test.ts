@@ -1,12 +1,8 @@
 import * as dgram from "node:dgram"
-import { readFileSync } from "node:fs"
 import * as net from "node:net"
 import { describe, expect, it } from "vitest"
 import { Ports } from "../src/index.ts"
-
-const ephemeralStart = Number(
-  readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "latin1").trim().split(/\s+/)[0],
-)
+import { ephemeralStart } from "../src/internal/ports.ts"
 
 const bindUdp = (port: number) =>
   new Promise<dgram.Socket>((resolve, reject) => {
@@ -19,7 +15,7 @@ describe("Ports", () => {
   it("freeUdpPorts gives distinct ports below the ephemeral range, each bindable", async () => {
     const ports = await Ports.freeUdpPorts(8)
     expect(new Set(ports).size).toBe(8)
-    for (const port of ports) expect(port).toBeLessThan(ephemeralStart)
+    for (const port of ports) expect(port).toBeLessThan(ephemeralStart())
     const sockets = await Promise.all(ports.map(bindUdp))
     await Promise.all(
       sockets.map((socket) => new Promise<void>((resolve) => socket.close(() => resolve()))),
@@ -28,7 +24,7 @@ describe("Ports", () => {
 
   it("freeTcpPort gives a port below the ephemeral range that a server can listen on", async () => {
     const port = await Ports.freeTcpPort()
-    expect(port).toBeLessThan(ephemeralStart)
+    expect(port).toBeLessThan(ephemeralStart())
     const server = net.createServer()
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject)

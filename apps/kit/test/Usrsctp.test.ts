@@ -10,16 +10,13 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { setTimeout as sleep } from "node:timers/promises"
 import { afterEach, describe, expect, it } from "@effect/vitest"
+import { ephemeralStart } from "../src/internal/ports.ts"
 import * as Usrsctp from "../src/Usrsctp.ts"
 
 afterEach(async () => {
   await Usrsctp.killAll()
   expect(Usrsctp.runningCount()).toBe(0)
 })
-
-const ephemeralStart = Number(
-  readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "latin1").trim().split(/\s+/)[0],
-)
 
 const bindsOn = (type: "udp4" | "udp6", address: string, port: number) =>
   new Promise<boolean>((resolve) => {
@@ -60,7 +57,7 @@ describe("usrsctp harness: programs and shims", () => {
   it("freeEncapsulationPort returns a port below the ephemeral range, free on 0.0.0.0 and on ::", async () => {
     const port = await Usrsctp.freeEncapsulationPort()
     expect(port).toBeGreaterThan(0)
-    expect(port).toBeLessThan(ephemeralStart)
+    expect(port).toBeLessThan(ephemeralStart())
     expect(await bindsOn("udp4", "0.0.0.0", port)).toBe(true)
     expect(await bindsOn("udp6", "::", port)).toBe(true)
   })
@@ -69,7 +66,7 @@ describe("usrsctp harness: programs and shims", () => {
     const ports = await Usrsctp.freeEncapsulationPorts(3)
     expect(new Set(ports).size).toBe(3)
     for (const port of ports) {
-      expect(port).toBeLessThan(ephemeralStart)
+      expect(port).toBeLessThan(ephemeralStart())
       expect(await bindsOn("udp4", "0.0.0.0", port)).toBe(true)
       expect(await bindsOn("udp6", "::", port)).toBe(true)
     }
